@@ -1,0 +1,132 @@
+import { randomBytes } from 'node:crypto';
+import { constants, promises as fs } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import type { z } from 'zod';
+import { CellError, toCellError } from './errors.js';
+import { formatIssues } from './format-issues.js';
+
+/** Options of {@link writeFileAtomic}. */
+export interface WriteFileAtomicOptions {
+  /** File mode of the new file. @default 0o644 */
+  mode?: number;
+  /** fsync the file before the rename and the directory after it. @default true */
+  fsync?: boolean;
+}
+
+/**
+ * Replaces `path` with `data` so that a reader (or a crash at any instant) sees either the
+ * old content or the new, never a mix: temp file in the same directory, write, fsync,
+ * rename, fsync the directory.
+ * @throws {CellError} CELL_IO when the filesystem refuses (the old file is left intact).
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, options: WriteFileAtomicOptions = {}): Promise<void> {
+  const dir = dirname(path);
+  const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const sync = options.fsync ?? true;
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, options.mode ?? 0o644);
+    await handle.writeFile(data);
+    if (options.mode !== undefined) await handle.chmod(options.mode);
+    if (sync) await handle.sync();
+    await handle.close();
+    handle = undefined;
+    await fs.rename(temp, path);
+  } catch (error) {
+    await handle?.close().catch(() => undefined);
+    await fs.rm(temp, { force: true }).catch(() => undefined);
+    throw toCellError(error, path, 'atomic write');
+  }
+  if (sync) await fsyncDir(dir);
+}
+
+/** fsyncs a directory so that a rename inside it survives a power loss. Best effort where unsupported. */
+export async function fsyncDir(dir: string): Promise<void> {
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    await handle.sync();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EPERM') throw toCellError(error, dir, 'fsync directory');
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}
+
+/** Options of {@link readFileSafe}. */
+export interface ReadFileSafeOptions {
+  /** Refuse files larger than this. @default 1 MiB */
+  maxBytes?: number;
+}
+
+/**
+ * Reads a regular file without following a symlink at its last component, refusing
+ * anything over `maxBytes`.
+ * @throws {CellError} CELL_NOT_FOUND, CELL_UNSAFE_PATH (symlink, directory, device),
+ *   CELL_TOO_LARGE, CELL_IO.
+ */
+export async function readFileSafe(path: string, options: ReadFileSafeOptions = {}): Promise<Buffer> {
+  const maxBytes = options.maxBytes ?? 1024 * 1024;
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle = await fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw new CellError('CELL_UNSAFE_PATH', `${path}: expected a regular file, found ${describeStat(stat)}`);
+    if (stat.size > maxBytes) throw new CellError('CELL_TOO_LARGE', `${path}: ${stat.size} bytes exceeds the limit of ${maxBytes} bytes`);
+    const buffer = Buffer.alloc(stat.size);
+    let offset = 0;
+    while (offset < stat.size) {
+      const { bytesRead } = await handle.read(buffer, offset, stat.size - offset, offset);
+      if (bytesRead === 0) break;
+      offset += bytesRead;
+    }
+    // The file may have grown since fstat; a read past the limit is refused rather than truncated.
+    const probe = Buffer.alloc(1);
+    const { bytesRead: extra } = await handle.read(probe, 0, 1, offset);
+    if (extra > 0) throw new CellError('CELL_TOO_LARGE', `${path}: grew past ${stat.size} bytes while being read (limit ${maxBytes})`);
+    return buffer.subarray(0, offset);
+  } catch (error) {
+    throw toCellError(error, path, 'read');
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
+}
+
+function describeStat(stat: import('node:fs').Stats): string {
+  if (stat.isDirectory()) return 'a directory';
+  if (stat.isFIFO()) return 'a FIFO';
+  if (stat.isSocket()) return 'a socket';
+  if (stat.isCharacterDevice() || stat.isBlockDevice()) return 'a device';
+  return 'a special file';
+}
+
+/**
+ * Parses `text` as JSON and validates it, naming the file and every bad field.
+ * @throws {CellError} CELL_INVALID.
+ */
+export function parseJsonWith<T extends z.ZodType>(schema: T, text: string, path: string): z.infer<T> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new CellError('CELL_INVALID', `${path}: not valid JSON: ${(error as Error).message}`, { cause: error });
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new CellError('CELL_INVALID', `${path}: ${formatIssues(parsed.error)}`, { cause: parsed.error });
+  return parsed.data;
+}
+
+/**
+ * Reads, parses and validates a JSON file safely (no symlinks, size-limited).
+ * @throws {CellError} CELL_NOT_FOUND, CELL_UNSAFE_PATH, CELL_TOO_LARGE, CELL_INVALID, CELL_IO.
+ */
+export async function readJsonFile<T extends z.ZodType>(path: string, schema: T, options: ReadFileSafeOptions = {}): Promise<z.infer<T>> {
+  const buffer = await readFileSafe(path, options);
+  return parseJsonWith(schema, buffer.toString('utf8'), path);
+}
+
+/** Writes `value` as pretty JSON atomically. @throws {CellError} CELL_IO. */
+export async function writeJsonAtomic(path: string, value: unknown, options: WriteFileAtomicOptions = {}): Promise<void> {
+  await writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`, options);
+}

@@ -1,0 +1,63 @@
+export { PitError, CellError, toCellError, type CellErrorCode, type PitErrorOptions } from './errors.js';
+export { formatIssues } from './format-issues.js';
+export { AgentNameSchema, AGENT_NAME_PATTERN, CellUuidSchema, assertAgentName, assertCellUuid, type AgentName } from './agent-name.js';
+export { cellPaths, DEFAULT_CELLS_ROOT, PRODUCTION_CELLS_ROOT, type CellPaths } from './paths.js';
+export {
+  writeFileAtomic,
+  writeJsonAtomic,
+  readFileSafe,
+  readJsonFile,
+  parseJsonWith,
+  fsyncDir,
+  type WriteFileAtomicOptions,
+  type ReadFileSafeOptions,
+} from './atomic.js';
+export { withFileLock, type FileLockOptions } from './lock.js';
+export { IsolationLevelSchema, IsolationProfileSchema, type IsolationLevel, type IsolationProfile } from './isolation.js';
+export {
+  CellStatusSchema,
+  CELL_TRANSITIONS,
+  SUPERVISED_STATUSES,
+  TRANSITION_EVENTS,
+  canTransition,
+  assertTransition,
+  type CellStatus,
+} from './lifecycle.js';
+export {
+  CellManifestSchema,
+  CellAgentSchema,
+  IsoTimestampSchema,
+  MANIFEST_MAX_BYTES,
+  readManifest,
+  updateManifest,
+  type CellManifest,
+  type CellManifestInput,
+  type CellAgent,
+  type UpdateManifestOptions,
+} from './manifest.js';
+export { transitionCell, type TransitionCellOptions } from './transition.js';
+export {
+  CellEventSchema,
+  AnyCellEventSchema,
+  RolledBackFileSchema,
+  CELL_EVENT_KINDS,
+  EVENT_LINE_MAX_BYTES,
+  appendEvent,
+  createEventAppender,
+  readEvents,
+  serializeEvent,
+  type CellEvent,
+  type CellEventKind,
+  type AnyCellEvent,
+  type CellEventInput,
+  type EventAppender,
+  type EventLogEntry,
+  type AppendEventOptions,
+  type ReadEventsOptions,
+} from './events.js';
+export { HeartbeatSchema, HEARTBEAT_MAX_BYTES, writeHeartbeat, readHeartbeat, type Heartbeat, type HeartbeatInput, type WriteHeartbeatOptions } from './heartbeat.js';
+export { AgentStateSchema, CellStateSchema, readCellState, writeCellState, type AgentState, type CellState } from './state.js';
+export { provisionCell, PROVISIONING_PREFIX, type ProvisionCellOptions } from './provision.js';
+export { discoverCells, type Discovery, type DiscoveredCell, type DiscoveryProblem, type DiscoverCellsOptions } from './discover.js';
+export { destroyCell, type DestroyCellOptions } from './destroy.js';
+export { JSON_SCHEMAS, toJsonSchemas } from './json-schemas.js';

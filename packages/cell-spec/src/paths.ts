@@ -1,0 +1,58 @@
+import { join } from 'node:path';
+import { assertAgentName, assertCellUuid } from './agent-name.js';
+
+/** The production cells root. */
+export const PRODUCTION_CELLS_ROOT = '/var/missions';
+/** The cells root used when none is configured, relative to the working directory. */
+export const DEFAULT_CELLS_ROOT = '.pit/missions';
+
+/** Every path of a cell's on-disk layout (ARCHITECTURE.md "The mission cell"). */
+export interface CellPaths {
+  dir: string;
+  manifest: string;
+  workspace: string;
+  logs: string;
+  events: string;
+  checkpoints: string;
+  bus: string;
+  busInbox: string;
+  lazarus: string;
+  heartbeats: string;
+  state: string;
+  /** `logs/<agent>.log`. @throws {CellError} CELL_BAD_NAME for an invalid agent name. */
+  agentLog(agent: string): string;
+  /** `.lazarus/heartbeats/<agent>.json`. @throws {CellError} CELL_BAD_NAME for an invalid agent name. */
+  heartbeat(agent: string): string;
+  /** `bus/inbox/<agent>/`. @throws {CellError} CELL_BAD_NAME for an invalid agent name. */
+  inbox(agent: string): string;
+}
+
+/**
+ * The layout of one cell directory. Pass the cell directory, or the cells root and a uuid.
+ * @example
+ * const paths = cellPaths('/var/missions', uuid);
+ * await appendEvent(paths.events, { event: 'cell_frozen' });
+ */
+export function cellPaths(dirOrRoot: string, uuid?: string): CellPaths {
+  const dir = uuid === undefined ? dirOrRoot : join(dirOrRoot, assertCellUuid(uuid));
+  const lazarus = join(dir, '.lazarus');
+  const heartbeats = join(lazarus, 'heartbeats');
+  const logs = join(dir, 'logs');
+  const busInbox = join(dir, 'bus', 'inbox');
+  return {
+    dir,
+    manifest: join(dir, 'cell.json'),
+    workspace: join(dir, 'workspace'),
+    logs,
+    events: join(logs, 'events.jsonl'),
+    checkpoints: join(dir, 'checkpoints'),
+    bus: join(dir, 'bus'),
+    busInbox,
+    lazarus,
+    heartbeats,
+    state: join(lazarus, 'state.json'),
+    agentLog: (agent) => join(logs, `${assertAgentName(agent)}.log`),
+    heartbeat: (agent) => join(heartbeats, `${assertAgentName(agent)}.json`),
+    inbox: (agent) => join(busInbox, assertAgentName(agent)),
+  };
+}
