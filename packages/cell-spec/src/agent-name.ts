@@ -4,11 +4,12 @@ import { CellError } from './errors.js';
 /** Agent names become file names: lower-case identifiers, 1–64 characters. */
 export const AGENT_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
-/** An agent name (`^[a-z0-9][a-z0-9._-]{0,63}$`); anything else is refused before it touches the disk. */
-export const AgentNameSchema = z
-  .string()
-  .regex(AGENT_NAME_PATTERN, { message: `must match ${AGENT_NAME_PATTERN.source}` })
-  .refine((name) => name !== '.' && name !== '..' && !name.includes('..'), { message: 'must not contain ".."' });
+/**
+ * An agent name (`^[a-z0-9][a-z0-9._-]{0,63}$`); anything else is refused before it touches the disk.
+ * The pattern alone keeps names safe as file names: no `/`, no leading `.` (so never `.` or `..`),
+ * and it is exactly what the published JSON Schema checks, so every language agrees.
+ */
+export const AgentNameSchema = z.string().regex(AGENT_NAME_PATTERN, { message: `must match ${AGENT_NAME_PATTERN.source}` });
 export type AgentName = z.infer<typeof AgentNameSchema>;
 
 /** A version-4 UUID in lower case: the name of a cell's directory. */
