@@ -1,0 +1,110 @@
+import { Command, CommanderError, Option } from 'commander';
+import { userInfo } from 'node:os';
+import { resolve } from 'node:path';
+import { DEFAULT_CELLS_ROOT } from '@pit/cell-spec';
+import { createCell, listCells, moveCell, removeCell, type CellsContext } from './commands/cells.js';
+import { heartbeat } from './commands/heartbeat.js';
+import { EXIT_CODES_HELP } from './exit-codes.js';
+import type { Output } from './output.js';
+
+/** What a command needs from its environment (injected so tests can run commands in-process). */
+export interface CliEnvironment {
+  output: Output;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+}
+
+interface GlobalOptions {
+  config?: string;
+  cellsRoot?: string;
+}
+
+/** Builds the `pit` program. Each action resolves to an exit code stored in `result.code`. */
+export function buildProgram(environment: CliEnvironment, result: { code: number }): Command {
+  const program = new Command('pit')
+    .description('The Pit: supervise long-running AI agents in mission cells, revive them, and show it.')
+    .addOption(new Option('-c, --config <file>', 'config file (TOML or JSON); else $PIT_CONFIG, ./pit.toml, ~/.config/pit/pit.toml, /etc/pit/pit.toml').env('PIT_CONFIG'))
+    .addOption(new Option('--cells-root <dir>', `mission cells root (overrides the config's cells.root; default ${DEFAULT_CELLS_ROOT})`).env('PIT_CELLS_ROOT'))
+    .showHelpAfterError('(run with --help for usage)')
+    .addHelpText('after', `\n${EXIT_CODES_HELP}`)
+    .exitOverride()
+    .configureOutput({ writeOut: (text) => environment.output.out(text), writeErr: (text) => environment.output.err(text) });
+
+  const cellsContext = (): CellsContext => {
+    const globals = program.opts<GlobalOptions>();
+    return {
+      cellsRoot: resolve(environment.cwd, globals.cellsRoot ?? DEFAULT_CELLS_ROOT),
+      output: environment.output,
+      actor: environment.env.USER ?? safeUser(),
+    };
+  };
+  const run = (work: () => Promise<number>) => async () => {
+    result.code = await work();
+  };
+
+  program
+    .command('cells')
+    .description('list mission cells')
+    .command('list')
+    .description('list the supervised (active and frozen) cells, and every problem found under the root')
+    .option('--all', 'include provisioning and archived cells')
+    .option('--json', 'print JSON')
+    .action((options: { all?: boolean; json?: boolean }) => run(() => listCells(cellsContext(), options))());
+
+  const cell = program.command('cell').description('create and move mission cells through their lifecycle');
+  cell
+    .command('create')
+    .description('provision a new mission cell (created active)')
+    .requiredOption('--mission <text>', 'what the mission is for')
+    .option('--agent <name[:role]>', 'an agent of the cell (repeatable); role lead|write|read|audit, default lead for the first, write after', collect, [])
+    .option('--name <name>', 'a short name for the cell')
+    .option('--isolation <level>', 'isolation level 1, 2 or 3')
+    .option('--json', 'print JSON')
+    .action((options: { mission: string; agent?: string[]; name?: string; isolation?: string; json?: boolean }) => run(() => createCell(cellsContext(), options))());
+  for (const [action, summary] of [
+    ['freeze', 'freeze an active cell (still supervised, agents not revived)'],
+    ['resume', 'make a frozen cell active again'],
+    ['archive', 'archive an active or frozen cell (no longer supervised)'],
+  ] as const) {
+    cell
+      .command(action)
+      .description(summary)
+      .argument('<uuid>', 'the cell')
+      .option('--reason <text>', 'recorded in the event log')
+      .action((uuid: string, options: { reason?: string }) => run(() => moveCell(cellsContext(), action, uuid, options))());
+  }
+  cell
+    .command('destroy')
+    .description('delete an archived cell and everything inside it (never anything outside)')
+    .argument('<uuid>', 'the cell')
+    .option('--force', 'destroy a cell that is not archived')
+    .action((uuid: string, options: { force?: boolean }) => run(() => removeCell(cellsContext(), uuid, options))());
+
+  program
+    .command('heartbeat')
+    .description("write an agent's heartbeat (for agents written in shell)")
+    .requiredOption('--cell <uuid>', 'the cell')
+    .requiredOption('--agent <name>', 'the agent')
+    .option('--status <status>', 'free-form status', 'ok')
+    .option('--cycle <n>', 'work cycle counter (default: previous + 1)')
+    .option('--pid <pid>', "the agent's pid (default: the calling shell's)")
+    .option('--model <model>', 'the model the agent is using')
+    .action((options: { cell: string; agent: string; status?: string; cycle?: string; pid?: string; model?: string }) => run(() => heartbeat(cellsContext(), options))());
+
+  return program;
+}
+
+/** Collects a repeatable option into a list. */
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+function safeUser(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return 'unknown';
+  }
+}
+
+export { CommanderError };
