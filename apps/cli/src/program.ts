@@ -4,6 +4,7 @@ import { resolve } from 'node:path';
 import { DEFAULT_CELLS_ROOT } from '@pit/cell-spec';
 import { createCell, listCells, moveCell, removeCell, type CellsContext } from './commands/cells.js';
 import { heartbeat } from './commands/heartbeat.js';
+import { why } from './commands/why.js';
 import { EXIT_CODES_HELP } from './exit-codes.js';
 import type { Output } from './output.js';
 
@@ -90,6 +91,14 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .option('--pid <pid>', "the agent's pid (default: the calling shell's)")
     .option('--model <model>', 'the model the agent is using')
     .action((options: { cell: string; agent: string; status?: string; cycle?: string; pid?: string; model?: string }) => run(() => heartbeat(cellsContext(), options))());
+
+  program
+    .command('why')
+    .description("the story of an agent's last incidents from the event logs: probe results, the policy rule that fired, approvals and who gave them, rollback hashes, restart outcomes")
+    .argument('<agent>', 'the agent')
+    .option('--last <n>', 'how many incidents', '3')
+    .option('--json', 'print JSON')
+    .action((agent: string, options: { json?: boolean; last?: string }) => run(() => why(cellsContext(), agent, options))());
 
   return program;
 }
