@@ -4,6 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import type { z } from 'zod';
 import { CellError, toCellError } from './errors.js';
 import { formatIssues } from './format-issues.js';
+import { isProcessAlive } from './process-alive.js';
 
 /** Options of {@link writeFileAtomic}. */
 export interface WriteFileAtomicOptions {
@@ -13,15 +14,53 @@ export interface WriteFileAtomicOptions {
   fsync?: boolean;
 }
 
+/** The temporary name {@link writeFileAtomic} uses beside `path`: `.<name>.<pid>.<random>.tmp`. */
+export function atomicTempPath(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+}
+
+/**
+ * Removes the temporary files that writers killed mid-write (SIGKILL, power loss) left beside
+ * the files `names` in `dir` (`.<name>.<pid>.<random>.tmp`): those whose pid is gone, and
+ * any older than `maxAgeMs` (a pid from another pid namespace cannot be checked, and an
+ * atomic write never takes that long). Best effort: never throws.
+ * @returns how many were removed.
+ */
+export async function removeStaleTemps(dir: string, names: readonly string[], options: { maxAgeMs?: number } = {}): Promise<number> {
+  const maxAgeMs = options.maxAgeMs ?? 60_000;
+  let entries: string[];
+  try {
+    entries = await fs.readdir(dir);
+  } catch {
+    return 0;
+  }
+  let removed = 0;
+  for (const entry of entries) {
+    if (!entry.startsWith('.') || !entry.endsWith('.tmp')) continue;
+    const name = names.find((candidate) => entry.startsWith(`.${candidate}.`));
+    if (name === undefined) continue;
+    const match = /^(\d+)\.[0-9a-f]+$/.exec(entry.slice(name.length + 2, -'.tmp'.length));
+    if (!match) continue;
+    const path = join(dir, entry);
+    let stale = !isProcessAlive(Number(match[1]));
+    if (!stale) {
+      const stat = await fs.lstat(path).catch(() => undefined);
+      stale = stat !== undefined && Date.now() - stat.mtimeMs > maxAgeMs;
+    }
+    if (stale && (await fs.unlink(path).then(() => true, () => false))) removed += 1;
+  }
+  return removed;
+}
+
 /**
  * Replaces `path` with `data` so that a reader (or a crash at any instant) sees either the
  * old content or the new, never a mix: temp file in the same directory, write, fsync,
- * rename, fsync the directory.
+ * rename, fsync the directory. A symlink at `path` is replaced, never followed.
  * @throws {CellError} CELL_IO when the filesystem refuses (the old file is left intact).
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, options: WriteFileAtomicOptions = {}): Promise<void> {
   const dir = dirname(path);
-  const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const temp = atomicTempPath(path);
   const sync = options.fsync ?? true;
   let handle: fs.FileHandle | undefined;
   try {
