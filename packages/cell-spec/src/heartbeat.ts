@@ -1,7 +1,10 @@
-import { promises as fs } from 'node:fs';
+import { basename } from 'node:path';
 import { z } from 'zod';
-import { AgentNameSchema, CellUuidSchema } from './agent-name.js';
-import { readJsonFile, writeJsonAtomic } from './atomic.js';
+import { AgentNameSchema, assertAgentName, CellUuidSchema } from './agent-name.js';
+import { readJsonFile, removeStaleTemps, writeFileAtomic } from './atomic.js';
+import { assertCellDir, ensureCellSubdir } from './cell-dir.js';
+import { CellError } from './errors.js';
+import { formatIssues } from './format-issues.js';
 import { cellPaths } from './paths.js';
 
 /**
@@ -44,8 +47,13 @@ export interface WriteHeartbeatOptions {
 
 /**
  * Writes an agent's heartbeat atomically (temp + rename), for agents written in TypeScript.
- * `timestamp` defaults to now, `pid` to this process.
- * @throws {CellError} CELL_INVALID for a bad heartbeat; CELL_BAD_NAME; CELL_IO.
+ * `timestamp` defaults to now, `pid` to this process. The name is checked before anything
+ * touches the disk; `.lazarus/heartbeats/` is created if missing, and refused if it (or
+ * `.lazarus`) is a symbolic link or a file, so a heartbeat is never written outside the
+ * cell. Temp files of a writer killed mid-write are cleaned up.
+ * @throws {CellError} CELL_BAD_NAME; CELL_INVALID naming the field; CELL_TOO_LARGE over
+ *   {@link HEARTBEAT_MAX_BYTES}; CELL_NOT_FOUND / CELL_NOT_A_CELL / CELL_UNSAFE_PATH for a bad
+ *   cell directory; CELL_IO.
  * @example
  * await writeHeartbeat(cellDir, { agent: 'forge', cell_uuid: uuid, cycle: 12, status: 'working' });
  */
@@ -54,19 +62,36 @@ export async function writeHeartbeat(
   heartbeat: HeartbeatInput,
   options: WriteHeartbeatOptions = {},
 ): Promise<Heartbeat> {
-  const paths = cellPaths(cellDir);
-  const path = paths.heartbeat(heartbeat.agent);
-  const value = HeartbeatSchema.parse({ pid: process.pid, timestamp: Date.now() / 1000, ...heartbeat });
-  await fs.mkdir(paths.heartbeats, { recursive: true });
-  await writeJsonAtomic(path, value, { fsync: options.fsync ?? false });
-  return value;
+  const agent = assertAgentName(heartbeat.agent, `${cellPaths(cellDir).heartbeats}: agent`);
+  const path = cellPaths(cellDir).heartbeat(agent);
+  const parsed = HeartbeatSchema.safeParse({ ...heartbeat, pid: heartbeat.pid ?? process.pid, timestamp: heartbeat.timestamp ?? Date.now() / 1000 });
+  if (!parsed.success) throw new CellError('CELL_INVALID', `${path}: heartbeat rejected: ${formatIssues(parsed.error)}`);
+  const text = `${JSON.stringify(parsed.data, null, 2)}\n`;
+  const bytes = Buffer.byteLength(text);
+  if (bytes > HEARTBEAT_MAX_BYTES) throw new CellError('CELL_TOO_LARGE', `${path}: heartbeat of ${bytes} bytes exceeds the limit of ${HEARTBEAT_MAX_BYTES} bytes`);
+  const dir = await ensureCellSubdir(cellDir, ['.lazarus', 'heartbeats'], { create: true });
+  await writeFileAtomic(path, text, { fsync: options.fsync ?? false });
+  await removeStaleTemps(dir, [basename(path)]);
+  return parsed.data;
 }
 
 /**
- * Reads an agent's heartbeat. Refuses a symlink, anything that is not a regular file, a file
- * over 64 KiB and invalid JSON, each with an error naming the file and field.
- * @throws {CellError} CELL_NOT_FOUND (no heartbeat yet), CELL_UNSAFE_PATH, CELL_TOO_LARGE, CELL_INVALID, CELL_BAD_NAME.
+ * Reads an agent's heartbeat. Refuses a symlink (at the file or at `.lazarus`/`heartbeats`),
+ * anything that is not a regular file, a file over 64 KiB and invalid JSON, each with an error
+ * naming the file and field.
+ * @throws {CellError} CELL_NOT_FOUND (no heartbeat yet), CELL_UNSAFE_PATH, CELL_TOO_LARGE,
+ *   CELL_INVALID, CELL_BAD_NAME, CELL_NOT_A_CELL.
+ * @example
+ * const beat = await readHeartbeat(cellDir, 'forge');
+ * const ageS = Date.now() / 1000 - beat.timestamp;
  */
 export async function readHeartbeat(cellDir: string, agent: string): Promise<Heartbeat> {
-  return readJsonFile(cellPaths(cellDir).heartbeat(agent), HeartbeatSchema, { maxBytes: HEARTBEAT_MAX_BYTES });
+  const path = cellPaths(cellDir).heartbeat(agent);
+  await assertCellDir(cellDir);
+  await ensureCellSubdir(cellDir, ['.lazarus', 'heartbeats']).catch((error: unknown) => {
+    // No heartbeats directory yet: the agent has not written one.
+    if ((error as CellError).code === 'CELL_NOT_FOUND') throw new CellError('CELL_NOT_FOUND', `${path}: no heartbeat yet`, { cause: error });
+    throw error;
+  });
+  return readJsonFile(path, HeartbeatSchema, { maxBytes: HEARTBEAT_MAX_BYTES });
 }

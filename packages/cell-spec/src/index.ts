@@ -9,10 +9,12 @@ export {
   readJsonFile,
   parseJsonWith,
   fsyncDir,
+  removeStaleTemps,
   type WriteFileAtomicOptions,
   type ReadFileSafeOptions,
 } from './atomic.js';
 export { withFileLock, type FileLockOptions } from './lock.js';
+export { assertCellDir, ensureCellSubdir, type EnsureCellSubdirOptions } from './cell-dir.js';
 export { IsolationLevelSchema, IsolationProfileSchema, type IsolationLevel, type IsolationProfile } from './isolation.js';
 export {
   CellStatusSchema,
@@ -56,7 +58,7 @@ export {
   type ReadEventsOptions,
 } from './events.js';
 export { HeartbeatSchema, HEARTBEAT_MAX_BYTES, writeHeartbeat, readHeartbeat, type Heartbeat, type HeartbeatInput, type WriteHeartbeatOptions } from './heartbeat.js';
-export { AgentStateSchema, CellStateSchema, readCellState, writeCellState, type AgentState, type CellState } from './state.js';
+export { AgentStateSchema, CellStateSchema, CELL_STATE_MAX_BYTES, readCellState, writeCellState, type AgentState, type CellState } from './state.js';
 export { provisionCell, PROVISIONING_PREFIX, type ProvisionCellOptions } from './provision.js';
 export { discoverCells, type Discovery, type DiscoveredCell, type DiscoveryProblem, type DiscoverCellsOptions } from './discover.js';
 export { destroyCell, type DestroyCellOptions } from './destroy.js';

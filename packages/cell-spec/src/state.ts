@@ -1,7 +1,10 @@
 import { z } from 'zod';
 import { AgentNameSchema } from './agent-name.js';
 import { readJsonFile, writeJsonAtomic } from './atomic.js';
-import { IsoTimestampSchema } from './manifest.js';
+import { assertCellDir, ensureCellSubdir } from './cell-dir.js';
+import { CellError, PitError } from './errors.js';
+import { formatIssues } from './format-issues.js';
+import { IsoTimestampSchema } from './timestamp.js';
 import { cellPaths } from './paths.js';
 
 /** The daemon's view of one agent. */
@@ -31,21 +34,36 @@ export const CellStateSchema = z.strictObject({
 });
 export type CellState = z.infer<typeof CellStateSchema>;
 
+/** The largest `state.json` accepted. */
+export const CELL_STATE_MAX_BYTES = 16 * 1024 * 1024;
+
 /**
- * Reads `.lazarus/state.json`; an absent file is an empty state.
- * @throws {CellError} CELL_INVALID, CELL_UNSAFE_PATH, CELL_TOO_LARGE, CELL_IO.
+ * Reads `.lazarus/state.json`; an absent file (or absent `.lazarus/`) is an empty state.
+ * @throws {CellError} CELL_INVALID naming the field, CELL_UNSAFE_PATH (a link on the way),
+ *   CELL_TOO_LARGE, CELL_NOT_FOUND / CELL_NOT_A_CELL for a bad cell directory, CELL_IO.
  */
 export async function readCellState(cellDir: string): Promise<CellState> {
+  const empty: CellState = { version: 1, updated_at: new Date(0).toISOString(), agents: {} };
+  await assertCellDir(cellDir);
   try {
-    return await readJsonFile(cellPaths(cellDir).state, CellStateSchema, { maxBytes: 16 * 1024 * 1024 });
+    await ensureCellSubdir(cellDir, ['.lazarus']);
+    return await readJsonFile(cellPaths(cellDir).state, CellStateSchema, { maxBytes: CELL_STATE_MAX_BYTES });
   } catch (error) {
-    if ((error as { code?: string }).code === 'CELL_NOT_FOUND') return { version: 1, updated_at: new Date(0).toISOString(), agents: {} };
+    if (PitError.is(error) && error.code === 'CELL_NOT_FOUND') return empty;
     throw error;
   }
 }
 
-/** Writes `.lazarus/state.json` atomically (temp, fsync, rename, fsync dir). @throws {CellError} CELL_INVALID, CELL_IO. */
+/**
+ * Writes `.lazarus/state.json` atomically (temp, fsync, rename, fsync dir). Written by the
+ * daemon only.
+ * @throws {CellError} CELL_INVALID naming the field (nothing written), CELL_UNSAFE_PATH,
+ *   CELL_NOT_FOUND / CELL_NOT_A_CELL for a bad cell directory, CELL_IO.
+ */
 export async function writeCellState(cellDir: string, state: CellState): Promise<void> {
-  const value = CellStateSchema.parse(state);
-  await writeJsonAtomic(cellPaths(cellDir).state, value);
+  const path = cellPaths(cellDir).state;
+  const parsed = CellStateSchema.safeParse(state);
+  if (!parsed.success) throw new CellError('CELL_INVALID', `${path}: state rejected: ${formatIssues(parsed.error)}`);
+  await ensureCellSubdir(cellDir, ['.lazarus'], { create: true });
+  await writeJsonAtomic(path, parsed.data);
 }
