@@ -1,15 +1,17 @@
 import { z } from 'zod';
 import { AgentNameSchema, CellUuidSchema } from './agent-name.js';
-import { readJsonFile, writeJsonAtomic } from './atomic.js';
+import { readJsonFile, removeStaleTemps, writeJsonAtomic } from './atomic.js';
+import { assertCellDir, ensureCellSubdir } from './cell-dir.js';
 import { CellError } from './errors.js';
+import { appendEvent } from './events.js';
 import { formatIssues } from './format-issues.js';
 import { IsolationLevelSchema } from './isolation.js';
-import { CellStatusSchema } from './lifecycle.js';
+import { assertTransition, CellStatusSchema, TRANSITION_EVENTS } from './lifecycle.js';
 import { withFileLock } from './lock.js';
 import { cellPaths } from './paths.js';
+import { IsoTimestampSchema } from './timestamp.js';
 
-/** ISO-8601 timestamp in UTC (`2026-11-22T17:43:00.000Z`). */
-export const IsoTimestampSchema = z.iso.datetime({ offset: false, message: 'must be an ISO-8601 UTC timestamp (…Z)' });
+export { IsoTimestampSchema } from './timestamp.js';
 
 /** An agent of a cell, as listed in `cell.json`. */
 export const CellAgentSchema = z.strictObject({
@@ -54,10 +56,14 @@ export const MANIFEST_MAX_BYTES = 1024 * 1024;
 
 /**
  * Reads and validates a cell's `cell.json`.
- * @param cellDir the cell directory.
- * @throws {CellError} CELL_NOT_FOUND, CELL_INVALID (naming the field), CELL_UNSAFE_PATH, CELL_TOO_LARGE.
+ * @param cellDir the cell directory (a real directory: a symbolic link or a file is refused).
+ * @throws {CellError} CELL_NOT_FOUND, CELL_NOT_A_CELL (the cell dir is a file), CELL_INVALID
+ *   (naming the file and every bad field), CELL_UNSAFE_PATH (a link), CELL_TOO_LARGE.
+ * @example
+ * const manifest = await readManifest('/var/missions/3f2a1c4e-9b7d-4e2f-8a1b-0c9d8e7f6a5b');
  */
 export async function readManifest(cellDir: string): Promise<CellManifest> {
+  await assertCellDir(cellDir);
   return readJsonFile(cellPaths(cellDir).manifest, CellManifestSchema, { maxBytes: MANIFEST_MAX_BYTES });
 }
 
@@ -69,14 +75,22 @@ export interface UpdateManifestOptions {
   lockTimeoutMs?: number;
   /** Clock, for tests. @default () => new Date() */
   now?: () => Date;
+  /** Recorded as `reason` in the lifecycle event when the update changes `status`. */
+  reason?: string;
 }
 
 /**
- * Reads the manifest, applies `change`, validates and writes it atomically, under a lock
- * (`cell.json.lock`) so that two processes updating at once both survive, in some order.
- * `change` may mutate its argument or return a new manifest. The revision is incremented.
- * @throws {CellError} CELL_CONFLICT when `expectedRevision` no longer holds; CELL_INVALID
- *   when the result breaks the schema (nothing is written); CELL_LOCKED; CELL_IO.
+ * Reads the manifest, applies `change`, validates and writes it atomically (temp, fsync,
+ * rename, fsync dir), under a lock (`cell.json.lock`) so that two processes updating at once
+ * both survive, in some order: no update is ever lost. `change` may mutate its argument or
+ * return a new manifest. The revision is incremented and `updated_at` set.
+ * A change of `status` must be a legal lifecycle transition, and appends its event
+ * (`cell_frozen`, …, with `from` and `reason`) to `logs/events.jsonl` while the lock is held,
+ * so the log's order is the manifest's order. {@link transitionCell} is the usual way.
+ * @throws {CellError} CELL_CONFLICT when `expectedRevision` no longer holds;
+ *   CELL_ILLEGAL_TRANSITION naming both states; CELL_INVALID when the result breaks the schema
+ *   or changes `uuid` (nothing is written); CELL_LOCKED (retryable); CELL_NOT_FOUND;
+ *   CELL_NOT_A_CELL; CELL_UNSAFE_PATH; CELL_IO. An error thrown by `change` is passed through.
  * @example
  * await updateManifest(dir, (m) => { m.issue = 'https://…/issues/7'; });
  */
@@ -86,26 +100,43 @@ export async function updateManifest(
   options: UpdateManifestOptions = {},
 ): Promise<CellManifest> {
   const paths = cellPaths(cellDir);
+  await assertCellDir(cellDir);
   return withFileLock(
     `${paths.manifest}.lock`,
     async () => {
-      const current = await readManifest(cellDir);
+      // Temp files of writers killed mid-update: under the lock none of them is in flight.
+      await removeStaleTemps(cellDir, ['cell.json', 'cell.json.lock'], { maxAgeMs: 60_000 });
+      const current = await readJsonFile(paths.manifest, CellManifestSchema, { maxBytes: MANIFEST_MAX_BYTES });
       if (options.expectedRevision !== undefined && current.revision !== options.expectedRevision) {
         throw new CellError('CELL_CONFLICT', `${paths.manifest}: revision is ${current.revision}, expected ${options.expectedRevision}; someone else updated it first`);
       }
       const draft = structuredClone(current);
       const returned = await change(draft);
       const next = returned ?? draft;
-      if (next.uuid !== current.uuid) throw new CellError('CELL_INVALID', `${paths.manifest}: uuid: may not change (${current.uuid} → ${next.uuid})`);
-      const candidate = { ...next, revision: current.revision + 1, updated_at: (options.now?.() ?? new Date()).toISOString() };
+      if (next.uuid !== current.uuid) throw new CellError('CELL_INVALID', `${paths.manifest}: uuid: may not change (${current.uuid} → ${String(next.uuid)})`);
+      const now = options.now?.() ?? new Date();
+      const candidate = { ...next, revision: current.revision + 1, updated_at: now.toISOString() };
       const parsed = CellManifestSchema.safeParse(candidate);
       if (!parsed.success) {
         throw new CellError('CELL_INVALID', `${paths.manifest}: update rejected: ${formatIssues(parsed.error)}`);
       }
+      const from = current.status;
+      const to = parsed.data.status;
+      if (from !== to) {
+        assertTransition(from, to, paths.manifest);
+        // Check before writing that the event can be appended inside the cell.
+        await ensureCellSubdir(cellDir, ['logs'], { create: true });
+      }
       await writeJsonAtomic(paths.manifest, parsed.data);
+      if (from !== to && to !== 'provisioning') {
+        await appendEvent(
+          paths.events,
+          { ts: now.toISOString(), event: TRANSITION_EVENTS[to], from, ...(options.reason ? { reason: options.reason } : {}) },
+          {},
+        );
+      }
       return parsed.data;
     },
     { timeoutMs: options.lockTimeoutMs ?? 5000 },
   );
 }
-
