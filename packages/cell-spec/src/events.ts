@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { AgentNameSchema } from './agent-name.js';
 import { CellError, toCellError } from './errors.js';
 import { formatIssues } from './format-issues.js';
-import { IsoTimestampSchema } from './manifest.js';
+import { IsoTimestampSchema } from './timestamp.js';
 
 const Sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, { message: 'must be a hex sha256' });
 
@@ -43,6 +43,7 @@ export type CellEvent = z.infer<typeof CellEventSchema>;
 export type CellEventKind = CellEvent['event'];
 /** The kinds this version knows, as a list. */
 export const CELL_EVENT_KINDS: readonly string[] = CellEventSchema.options.map((option) => option.shape.event.value);
+const KNOWN_KINDS: ReadonlySet<string> = new Set(CELL_EVENT_KINDS);
 
 /** The minimum any line must have: a timestamp and an event name. */
 export const AnyCellEventSchema = z.looseObject({ ts: IsoTimestampSchema, event: z.string().regex(/^[a-z][a-z0-9_]*$/, { message: 'must be a snake_case event name' }) });
@@ -65,7 +66,7 @@ export const EVENT_LINE_MAX_BYTES = 64 * 1024;
  */
 export function serializeEvent(input: CellEventInput, where = 'event', now: () => Date = () => new Date()): string {
   const candidate = { ...input, ts: input.ts ?? now().toISOString() };
-  const known = CELL_EVENT_KINDS.includes(candidate.event);
+  const known = KNOWN_KINDS.has(candidate.event);
   const parsed = known ? CellEventSchema.safeParse(candidate) : AnyCellEventSchema.safeParse(candidate);
   if (!parsed.success) throw new CellError('CELL_INVALID', `${where}: ${candidate.event}: ${formatIssues(parsed.error)}`);
   const line = `${JSON.stringify(parsed.data)}\n`;
@@ -109,13 +110,34 @@ export interface EventAppender {
   close(): Promise<void>;
 }
 
-/** Opens `events.jsonl` for appending, keeping the descriptor open across calls. */
+async function openForAppend(eventsPath: string): Promise<fs.FileHandle> {
+  let handle: fs.FileHandle | undefined;
+  try {
+    // O_NONBLOCK: a FIFO planted at the path must not hang the open; it is refused below.
+    handle = await fs.open(eventsPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o644);
+    const stat = await handle.stat();
+    if (!stat.isFile()) throw new CellError('CELL_UNSAFE_PATH', `${eventsPath}: expected a regular file to append events to; refused`);
+    return handle;
+  } catch (error) {
+    await handle?.close().catch(() => undefined);
+    throw toCellError(error, eventsPath, 'open for append');
+  }
+}
+
+/**
+ * Opens `events.jsonl` for appending, keeping the descriptor open across calls (one open for
+ * many appends). Each append is still one whole line in one `write()`. The file is opened on
+ * the first append; a symlink or a non-regular file there is refused.
+ * @example
+ * const log = createEventAppender(cellPaths(dir).events);
+ * try { await log.append({ event: 'heartbeat', agent: 'forge', cycle: 3 }); } finally { await log.close(); }
+ */
 export function createEventAppender(eventsPath: string, options: AppendEventOptions = {}): EventAppender {
   let handlePromise: Promise<fs.FileHandle> | undefined;
   const open = () =>
-    (handlePromise ??= fs.open(eventsPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o644).catch((error) => {
+    (handlePromise ??= openForAppend(eventsPath).catch((error: unknown) => {
       handlePromise = undefined;
-      throw toCellError(error, eventsPath, 'open for append');
+      throw error;
     }));
   const appendLine = async (line: string) => {
     const handle = await open();
@@ -162,7 +184,9 @@ export type EventLogEntry =
       offset: number;
       /** `true` for a last line without its newline (a writer died mid-line, or is writing it now). */
       torn: boolean;
+      /** What is wrong, naming the field and what was expected. */
       reason: string;
+      /** The line as read (at most its first 4 KiB). */
       raw: string;
     };
 
@@ -172,14 +196,23 @@ export interface ReadEventsOptions {
   fromOffset?: number;
   /** Line number of the line at `fromOffset`. @default 1 */
   fromLine?: number;
-  /** Read buffer size. @default 64 KiB */
+  /** Read buffer size (bytes). @default 65536 */
   highWaterMark?: number;
+  /**
+   * A line longer than this is reported as a problem without being buffered whole, so a
+   * corrupt log without newlines cannot exhaust memory. @default 1048576 (bytes)
+   */
+  maxLineBytes?: number;
 }
+
+/** How much of a bad line is kept in `raw`. */
+const RAW_KEEP_BYTES = 4096;
 
 /**
  * Streams `events.jsonl`, yielding each line as a parsed event or as a problem with its line
- * number (malformed JSON, a bad event, a torn last line). Never loads the whole file;
- * never throws away good lines because of a bad one.
+ * number (malformed JSON, a bad event, an oversized line, a torn last line). Never loads the
+ * whole file; never throws away good lines because of a bad one. An event kind this version
+ * does not know is yielded with `known: false`, not rejected.
  * @throws {CellError} CELL_NOT_FOUND / CELL_UNSAFE_PATH / CELL_IO when the file cannot be opened.
  * @example
  * for await (const entry of readEvents(paths.events)) {
@@ -187,37 +220,61 @@ export interface ReadEventsOptions {
  * }
  */
 export async function* readEvents(eventsPath: string, options: ReadEventsOptions = {}): AsyncGenerator<EventLogEntry> {
-  let handle: fs.FileHandle;
+  let handle: fs.FileHandle | undefined;
   try {
-    handle = await fs.open(eventsPath, constants.O_RDONLY | constants.O_NOFOLLOW);
+    handle = await fs.open(eventsPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     const stat = await handle.stat();
-    if (!stat.isFile()) throw new CellError('CELL_UNSAFE_PATH', `${eventsPath}: expected a regular file`);
+    if (!stat.isFile()) throw new CellError('CELL_UNSAFE_PATH', `${eventsPath}: expected a regular file of events; refused`);
   } catch (error) {
+    await handle?.close().catch(() => undefined);
     throw toCellError(error, eventsPath, 'read events');
   }
+  const maxLineBytes = options.maxLineBytes ?? 1024 * 1024;
   const stream = createReadStream('', { fd: handle.fd, autoClose: false, start: options.fromOffset ?? 0, highWaterMark: options.highWaterMark ?? 64 * 1024 });
   let lineNumber = options.fromLine ?? 1;
   let offset = options.fromOffset ?? 0;
+  // The part of the current line read so far (unless it is oversized: then only its head).
   let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let oversizedHead: Buffer | undefined;
   try {
     for await (const chunk of stream as AsyncIterable<Buffer>) {
       let start = 0;
       for (;;) {
         const newline = chunk.indexOf(10, start);
         if (newline === -1) break;
-        const piece = chunk.subarray(start, newline);
-        const lineBuffer = pending.length ? Buffer.concat([...pending, piece]) : piece;
+        const lineBytes = pendingBytes + newline - start;
+        let entry: EventLogEntry;
+        if (oversizedHead !== undefined || lineBytes > maxLineBytes) {
+          const head = oversizedHead ?? Buffer.concat([...pending, chunk.subarray(start, newline)]).subarray(0, RAW_KEEP_BYTES);
+          entry = { ok: false, line: lineNumber, offset, torn: false, reason: `line of ${lineBytes} bytes exceeds the limit of ${maxLineBytes} bytes`, raw: head.toString('utf8') };
+        } else {
+          const piece = chunk.subarray(start, newline);
+          const lineBuffer = pending.length ? Buffer.concat([...pending, piece]) : piece;
+          entry = parseLine(lineBuffer.toString('utf8'), lineNumber, offset);
+        }
         pending = [];
-        yield parseLine(lineBuffer.toString('utf8'), lineNumber, offset, false);
-        offset += lineBuffer.length + 1;
+        pendingBytes = 0;
+        oversizedHead = undefined;
+        yield entry;
+        offset += lineBytes + 1;
         lineNumber += 1;
         start = newline + 1;
       }
-      if (start < chunk.length) pending.push(chunk.subarray(start));
+      if (start < chunk.length) {
+        const rest = chunk.subarray(start);
+        if (oversizedHead === undefined && pendingBytes + rest.length > maxLineBytes) {
+          oversizedHead = Buffer.concat([...pending, rest]).subarray(0, RAW_KEEP_BYTES);
+          pending = [];
+        } else if (oversizedHead === undefined) {
+          pending.push(rest);
+        }
+        pendingBytes += rest.length;
+      }
     }
-    if (pending.length) {
-      const rest = Buffer.concat(pending).toString('utf8');
-      yield parseLine(rest, lineNumber, offset, true);
+    if (pendingBytes > 0) {
+      const raw = (oversizedHead ?? Buffer.concat(pending)).toString('utf8');
+      yield { ok: false, line: lineNumber, offset, torn: true, reason: `torn last line (${pendingBytes} bytes without a trailing newline)`, raw };
     }
   } finally {
     stream.destroy();
@@ -225,19 +282,25 @@ export async function* readEvents(eventsPath: string, options: ReadEventsOptions
   }
 }
 
-function parseLine(text: string, line: number, offset: number, torn: boolean): EventLogEntry {
-  if (torn) return { ok: false, line, offset, torn: true, reason: 'torn last line (no trailing newline)', raw: text };
+function keep(text: string): string {
+  return text.length > RAW_KEEP_BYTES ? `${text.slice(0, RAW_KEEP_BYTES)}…` : text;
+}
+
+function parseLine(text: string, line: number, offset: number): EventLogEntry {
   if (text.trim() === '') return { ok: false, line, offset, torn: false, reason: 'empty line', raw: text };
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    return { ok: false, line, offset, torn: false, reason: `not valid JSON: ${(error as Error).message}`, raw: text };
+    return { ok: false, line, offset, torn: false, reason: `not valid JSON: ${(error as Error).message}`, raw: keep(text) };
+  }
+  const kind = typeof raw === 'object' && raw !== null ? (raw as { event?: unknown }).event : undefined;
+  if (typeof kind === 'string' && KNOWN_KINDS.has(kind)) {
+    const full = CellEventSchema.safeParse(raw);
+    if (!full.success) return { ok: false, line, offset, torn: false, reason: `${kind}: ${formatIssues(full.error)}`, raw: keep(text) };
+    return { ok: true, line, offset, known: true, event: full.data };
   }
   const basic = AnyCellEventSchema.safeParse(raw);
-  if (!basic.success) return { ok: false, line, offset, torn: false, reason: formatIssues(basic.error), raw: text };
-  if (!CELL_EVENT_KINDS.includes(basic.data.event)) return { ok: true, line, offset, known: false, event: basic.data };
-  const full = CellEventSchema.safeParse(raw);
-  if (!full.success) return { ok: false, line, offset, torn: false, reason: `${basic.data.event}: ${formatIssues(full.error)}`, raw: text };
-  return { ok: true, line, offset, known: true, event: full.data };
+  if (!basic.success) return { ok: false, line, offset, torn: false, reason: formatIssues(basic.error), raw: keep(text) };
+  return { ok: true, line, offset, known: false, event: basic.data };
 }
