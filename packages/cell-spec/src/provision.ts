@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { assertAgentName, assertCellUuid } from './agent-name.js';
@@ -28,7 +28,10 @@ export interface ProvisionCellOptions {
   now?: Date;
 }
 
-/** Prefix of the temporary directories provisioning builds in; discovery ignores them. */
+/**
+ * Prefix of the temporary directories provisioning builds in (`.provisioning-<uuid>.<random>`):
+ * discovery never takes one for a cell, and lists it under `ignored`.
+ */
 export const PROVISIONING_PREFIX = '.provisioning-';
 
 /**
@@ -66,28 +69,48 @@ export async function provisionCell(root: string, options: ProvisionCellOptions)
     revision: 0,
   });
   if (!parsed.success) {
-    throw new CellError('CELL_INVALID', `provisionCell: ${formatIssues(parsed.error)}`);
+    throw new CellError('CELL_INVALID', `${join(root, uuid, 'cell.json')}: manifest rejected: ${formatIssues(parsed.error)}`);
   }
   const manifest = parsed.data;
   const finalDir = join(root, uuid);
-  const tempDir = join(root, `${PROVISIONING_PREFIX}${uuid}`);
+  // A random suffix: a leftover of a crashed attempt (or a concurrent one) is never reused or removed by mistake.
+  const tempDir = join(root, `${PROVISIONING_PREFIX}${uuid}.${randomBytes(4).toString('hex')}`);
+  const events: CellEventInput[] = [
+    { ts: now, event: 'cell_created', uuid, mission: manifest.mission, created_by: manifest.created_by },
+    ...agents.map((agent): CellEventInput => ({ ts: now, event: 'agent_joined', agent: agent.name, role: agent.role })),
+    ...(status === 'active' ? [{ ts: now, event: 'cell_activated' } as CellEventInput] : []),
+  ];
+  let renaming = false;
+  const eventLines = events.map((event) => serializeEvent(event, `${finalDir}/logs/events.jsonl`)).join('');
   try {
-    await fs.mkdir(root, { recursive: true });
+    await fs.mkdir(root, { recursive: true }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
+    const rootStat = await fs.stat(root);
+    if (!rootStat.isDirectory()) throw new CellError('CELL_NOT_A_CELL', `${root}: expected the cells root to be a directory, found a file`);
     if (await fs.lstat(finalDir).then(() => true, () => false)) throw new CellError('CELL_EXISTS', `${finalDir}: a cell with this uuid already exists`);
     await fs.mkdir(tempDir);
     const paths = cellPaths(tempDir);
     for (const dir of [paths.workspace, paths.logs, paths.checkpoints, paths.bus, paths.busInbox, paths.heartbeats]) await fs.mkdir(dir, { recursive: true });
-    const events: CellEventInput[] = [
-      { ts: now, event: 'cell_created', uuid, mission: manifest.mission, created_by: manifest.created_by },
-      ...agents.map((agent): CellEventInput => ({ ts: now, event: 'agent_joined', agent: agent.name, role: agent.role })),
-      ...(status === 'active' ? [{ ts: now, event: 'cell_activated' } as CellEventInput] : []),
-    ];
-    await fs.writeFile(paths.events, events.map((event) => serializeEvent(event, paths.events)).join(''), { flag: 'wx' });
+    const handle = await fs.open(paths.events, 'wx', 0o644);
+    try {
+      await handle.writeFile(eventLines);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await fsyncDir(paths.logs);
     await writeJsonAtomic(paths.manifest, manifest);
+    // rename(2) onto an existing empty directory would succeed: the lstat above is the guard,
+    // and a non-empty cell there makes the rename fail (ENOTEMPTY) rather than replace it.
+    renaming = true;
     await fs.rename(tempDir, finalDir);
+    renaming = false;
     await fsyncDir(root);
   } catch (error) {
     await fs.rm(tempDir, { recursive: true, force: true }).catch(() => undefined);
+    const code = (error as NodeJS.ErrnoException).code;
+    if (renaming && (code === 'ENOTEMPTY' || code === 'EEXIST')) throw new CellError('CELL_EXISTS', `${finalDir}: a cell with this uuid already exists`, { cause: error });
     throw toCellError(error, finalDir, 'provision cell');
   }
   return { dir: finalDir, manifest };
