@@ -1,8 +1,12 @@
+import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { assertCellUuid } from './agent-name.js';
 import { CellError, toCellError } from './errors.js';
 import { readManifest } from './manifest.js';
+
+/** Prefix of the directory a cell is renamed to while it is being removed (`.destroying-<uuid>.<random>`). */
+export const DESTROYING_PREFIX = '.destroying-';
 
 /** Options of {@link destroyCell}. */
 export interface DestroyCellOptions {
@@ -12,10 +16,18 @@ export interface DestroyCellOptions {
 
 /**
  * Removes an archived cell directory and everything in it — and nothing outside it: the
- * tree is walked with `lstat`, symlinks inside are unlinked, never followed, and the cell
- * directory must be a real directory directly under `root` with a valid manifest naming it.
- * @throws {CellError} CELL_NOT_A_CELL for a path that is not a cell; CELL_ILLEGAL_TRANSITION
- *   when the cell is not archived (unless `force`); CELL_IO.
+ * cell is first renamed to a hidden `.destroying-*` name (so discovery never sees a half-
+ * deleted cell), then the tree is walked without following links: a symlink inside, even one
+ * pointing outside the cell, is unlinked, never followed. The cell directory must be a real
+ * directory directly under `root` with a valid manifest naming it. A cell already marked
+ * `destroyed` (by {@link transitionCell}) is removed too.
+ * @throws {CellError} CELL_BAD_NAME for a uuid that is not one; CELL_NOT_FOUND;
+ *   CELL_NOT_A_CELL for a path that is not a cell (a file, a symlink, a directory without a
+ *   valid manifest); CELL_ILLEGAL_TRANSITION when the cell is not archived (unless `force`);
+ *   CELL_IO.
+ * @example
+ * await transitionCell(dir, 'archived');
+ * await destroyCell('/var/missions', uuid);
  */
 export async function destroyCell(root: string, uuid: string, options: DestroyCellOptions = {}): Promise<void> {
   assertCellUuid(uuid);
@@ -34,11 +46,11 @@ export async function destroyCell(root: string, uuid: string, options: DestroyCe
     throw new CellError('CELL_NOT_A_CELL', `${dir}: not a valid cell (${(error as Error).message}); refused`, { cause: error });
   }
   if (manifest.uuid !== uuid) throw new CellError('CELL_NOT_A_CELL', `${dir}/cell.json: uuid: ${manifest.uuid} does not match the directory; refused`);
-  if (manifest.status !== 'archived' && !options.force) {
+  if (manifest.status !== 'archived' && manifest.status !== 'destroyed' && !options.force) {
     throw new CellError('CELL_ILLEGAL_TRANSITION', `${dir}: cannot go from ${manifest.status} to destroyed (archive it first, or force)`);
   }
   // Rename out of the way first so that discovery never sees a half-deleted cell.
-  const doomed = join(realRoot, `.destroying-${uuid}`);
+  const doomed = join(realRoot, `${DESTROYING_PREFIX}${uuid}.${randomBytes(4).toString('hex')}`);
   try {
     await fs.rename(realDir, doomed);
     await removeTree(resolve(doomed));
@@ -52,7 +64,8 @@ async function removeTree(dir: string): Promise<void> {
   const entries = await fs.readdir(dir, { withFileTypes: true });
   for (const entry of entries) {
     const path = join(dir, entry.name);
-    if (entry.isDirectory()) await removeTree(path);
+    // lstat again right before descending: readdir's type may be stale, and a link is never entered.
+    if (entry.isDirectory() && (await fs.lstat(path)).isDirectory()) await removeTree(path);
     else await fs.unlink(path);
   }
   await fs.rmdir(dir);

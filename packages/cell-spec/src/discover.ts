@@ -1,9 +1,12 @@
-import { promises as fs } from 'node:fs';
+import { promises as fs, type Dirent } from 'node:fs';
 import { join } from 'node:path';
 import { CellUuidSchema } from './agent-name.js';
+import { DESTROYING_PREFIX } from './destroy.js';
 import { PitError } from './errors.js';
-import { SUPERVISED_STATUSES } from './lifecycle.js';
-import { readManifest, type CellManifest } from './manifest.js';
+import { CellStatusSchema, SUPERVISED_STATUSES } from './lifecycle.js';
+import { parseJsonWith, readFileSafe } from './atomic.js';
+import { CellManifestSchema, MANIFEST_MAX_BYTES, type CellManifest } from './manifest.js';
+import { PROVISIONING_PREFIX } from './provision.js';
 
 /** A cell found by {@link discoverCells}. */
 export interface DiscoveredCell {
@@ -16,18 +19,28 @@ export interface DiscoveredCell {
 export interface DiscoveryProblem {
   path: string;
   /** A stable kind, for grouping and tests. */
-  kind: 'not_a_directory' | 'bad_dirname' | 'unreadable' | 'corrupt_manifest' | 'uuid_mismatch' | 'missing_manifest';
+  kind: 'not_a_directory' | 'bad_dirname' | 'unreadable' | 'corrupt_manifest' | 'unknown_status' | 'uuid_mismatch' | 'missing_manifest';
   /** Human-readable: what is wrong and what was expected. */
+  reason: string;
+}
+
+/** A hidden entry under the root that is deliberately not a cell (listed, so nothing is skipped silently). */
+export interface DiscoveryIgnored {
+  path: string;
+  /** Why it is not a cell: a cell being provisioned (or left by a crash while provisioning), one being destroyed, or another hidden entry. */
   reason: string;
 }
 
 /** The result of {@link discoverCells}. */
 export interface Discovery {
-  /** Active and frozen cells: the ones to supervise. */
+  /** Active and frozen cells: the ones to supervise, sorted by uuid. */
   supervised: DiscoveredCell[];
-  /** Valid cells in other statuses (provisioning, archived). */
+  /** Valid cells in other statuses (provisioning, archived, destroyed), sorted by uuid. */
   unsupervised: DiscoveredCell[];
+  /** Everything wrong under the root, each with its path and reason. */
   problems: DiscoveryProblem[];
+  /** Hidden entries (`.provisioning-*`, `.destroying-*`, other dot-files): not cells, not problems. */
+  ignored: DiscoveryIgnored[];
 }
 
 /** Options of {@link discoverCells}. */
@@ -39,15 +52,16 @@ export interface DiscoverCellsOptions {
 /**
  * Lists the cells under `root`: the supervised ones (active, frozen), the others, and every
  * problem found (corrupt manifest, uuid/dirname mismatch, unknown status, unreadable dir, a
- * file where a cell should be), each with its path and reason. Hidden entries (names starting
- * with `.`, such as cells being provisioned) are not cells and are not reported.
- * A missing root is an empty discovery.
+ * file or symlink where a cell should be), each with its path and reason. Hidden entries
+ * (names starting with `.`, such as cells being provisioned) are never cells: they are listed
+ * under `ignored`. A missing root is an empty discovery; an unreadable root is a problem.
+ * Never throws for what it finds.
  * @example
  * const { supervised, problems } = await discoverCells('/var/missions');
  */
 export async function discoverCells(root: string, options: DiscoverCellsOptions = {}): Promise<Discovery> {
-  const result: Discovery = { supervised: [], unsupervised: [], problems: [] };
-  let entries: import('node:fs').Dirent[];
+  const result: Discovery = { supervised: [], unsupervised: [], problems: [], ignored: [] };
+  let entries: Dirent[];
   try {
     entries = await fs.readdir(root, { withFileTypes: true });
   } catch (error) {
@@ -56,7 +70,13 @@ export async function discoverCells(root: string, options: DiscoverCellsOptions 
     result.problems.push({ path: root, kind: 'unreadable', reason: `cannot read the cells root: ${(error as Error).message}` });
     return result;
   }
-  const candidates = entries.filter((entry) => !entry.name.startsWith('.')).sort((a, b) => a.name.localeCompare(b.name));
+  const candidates: Dirent[] = [];
+  for (const entry of entries) {
+    if (entry.name.startsWith('.')) result.ignored.push({ path: join(root, entry.name), reason: ignoredReason(entry.name) });
+    else candidates.push(entry);
+  }
+  candidates.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  result.ignored.sort((a, b) => (a.path < b.path ? -1 : 1));
   const found: Array<DiscoveredCell | DiscoveryProblem | undefined> = new Array(candidates.length);
   let next = 0;
   const worker = async () => {
@@ -75,7 +95,7 @@ export async function discoverCells(root: string, options: DiscoverCellsOptions 
   return result;
 }
 
-async function inspect(root: string, entry: import('node:fs').Dirent): Promise<DiscoveredCell | DiscoveryProblem> {
+async function inspect(root: string, entry: Dirent): Promise<DiscoveredCell | DiscoveryProblem> {
   const dir = join(root, entry.name);
   if (!entry.isDirectory()) {
     const what = entry.isSymbolicLink() ? 'a symbolic link (cells must be real directories)' : 'a file';
@@ -84,17 +104,43 @@ async function inspect(root: string, entry: import('node:fs').Dirent): Promise<D
   if (!CellUuidSchema.safeParse(entry.name).success) {
     return { path: dir, kind: 'bad_dirname', reason: 'directory name must be a lower-case version-4 UUID' };
   }
+  const manifestPath = join(dir, 'cell.json');
+  let text: string | undefined;
   try {
-    const manifest = await readManifest(dir);
+    // The dirent already says this is a real directory: read the manifest without another lstat.
+    text = (await readFileSafe(manifestPath, { maxBytes: MANIFEST_MAX_BYTES })).toString('utf8');
+    const manifest = parseJsonWith(CellManifestSchema, text, manifestPath);
     if (manifest.uuid !== entry.name) {
-      return { path: join(dir, 'cell.json'), kind: 'uuid_mismatch', reason: `uuid: ${manifest.uuid} does not match the directory name ${entry.name}` };
+      return { path: manifestPath, kind: 'uuid_mismatch', reason: `${manifestPath}: uuid: ${manifest.uuid} does not match the directory name ${entry.name}` };
     }
     return { uuid: manifest.uuid, dir, manifest };
   } catch (error) {
     const code = PitError.is(error) ? error.code : undefined;
     const message = error instanceof Error ? error.message : String(error);
-    if (code === 'CELL_NOT_FOUND') return { path: join(dir, 'cell.json'), kind: 'missing_manifest', reason: 'cell.json is missing' };
+    if (code === 'CELL_NOT_FOUND') return { path: manifestPath, kind: 'missing_manifest', reason: `${manifestPath}: missing; expected the cell's manifest` };
     if (code === 'CELL_IO') return { path: dir, kind: 'unreadable', reason: message };
-    return { path: join(dir, 'cell.json'), kind: 'corrupt_manifest', reason: message };
+    const status = code === 'CELL_INVALID' && text !== undefined ? unknownStatus(text) : undefined;
+    if (status !== undefined) {
+      return { path: manifestPath, kind: 'unknown_status', reason: `${manifestPath}: status: ${JSON.stringify(status)} is not one of ${CellStatusSchema.options.join(', ')} (${message})` };
+    }
+    return { path: manifestPath, kind: 'corrupt_manifest', reason: message };
+  }
+}
+
+function ignoredReason(name: string): string {
+  if (name.startsWith(PROVISIONING_PREFIX)) return 'a cell being provisioned, or left by a provisioning that crashed: not a cell';
+  if (name.startsWith(DESTROYING_PREFIX)) return 'a cell being destroyed, or left by a destroy that crashed: not a cell';
+  return 'a hidden entry: not a cell';
+}
+
+/** The `status` of a manifest's JSON when it is present but not one this version knows. */
+function unknownStatus(text: string): unknown {
+  try {
+    const raw: unknown = JSON.parse(text);
+    if (typeof raw !== 'object' || raw === null || !('status' in raw)) return undefined;
+    const status = (raw as { status: unknown }).status;
+    return CellStatusSchema.safeParse(status).success ? undefined : status;
+  } catch {
+    return undefined;
   }
 }

@@ -60,6 +60,6 @@ export {
 export { HeartbeatSchema, HEARTBEAT_MAX_BYTES, writeHeartbeat, readHeartbeat, type Heartbeat, type HeartbeatInput, type WriteHeartbeatOptions } from './heartbeat.js';
 export { AgentStateSchema, CellStateSchema, CELL_STATE_MAX_BYTES, readCellState, writeCellState, type AgentState, type CellState } from './state.js';
 export { provisionCell, PROVISIONING_PREFIX, type ProvisionCellOptions } from './provision.js';
-export { discoverCells, type Discovery, type DiscoveredCell, type DiscoveryProblem, type DiscoverCellsOptions } from './discover.js';
-export { destroyCell, type DestroyCellOptions } from './destroy.js';
+export { discoverCells, type Discovery, type DiscoveredCell, type DiscoveryProblem, type DiscoveryIgnored, type DiscoverCellsOptions } from './discover.js';
+export { destroyCell, DESTROYING_PREFIX, type DestroyCellOptions } from './destroy.js';
 export { JSON_SCHEMAS, toJsonSchemas } from './json-schemas.js';
