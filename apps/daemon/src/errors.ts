@@ -1,0 +1,20 @@
+import { PitError, type PitErrorOptions } from '@pit/cell-spec';
+
+/** Error codes of the daemon. A code is public API (the CLI maps them to exit codes). */
+export type DaemonErrorCode =
+  | 'DAEMON_CONFIG_NOT_FOUND' // an explicitly named config file does not exist
+  | 'DAEMON_CONFIG_INVALID' // the config does not parse or breaks the schema (every problem listed)
+  | 'DAEMON_CONFIG_UNSAFE' // the config file or a parent directory is writable by others (StrictModes)
+  | 'DAEMON_LOCKED' // another daemon holds the state directory
+  | 'DAEMON_SPAWN_FAILED' // an agent could not be started
+  | 'DAEMON_ISOLATION_UNAVAILABLE' // the isolation level needs a tool that is missing (unshare, podman)
+  | 'DAEMON_UNSAFE_SIGNAL' // refused to signal a pid ≤ 1 or a process that is no longer the agent
+  | 'DAEMON_HTTP' // the HTTP server could not listen
+  | 'DAEMON_IO'; // the filesystem refused
+
+/** The error thrown by @pit/daemon. */
+export class DaemonError extends PitError<DaemonErrorCode> {
+  constructor(code: DaemonErrorCode, message: string, options: PitErrorOptions = {}) {
+    super(code, message, options);
+  }
+}

@@ -1,0 +1,176 @@
+import { spawn } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PitError } from '@pit/cell-spec';
+import { agentEnv, cleanup, makeCell, reapLater, script, tempDir, waitFor, within } from '../test/helpers.js';
+import { createExecutor, type AgentProcess, type Executor } from './executor.js';
+import { readProcessStartTime, readProcessStat } from './proc.js';
+
+let executor: Executor | undefined;
+
+afterEach(async () => {
+  for (const agent of executor?.running() ?? []) reapLater(agent.pid);
+  executor?.close();
+  executor = undefined;
+  await cleanup();
+});
+
+const make = (options: Parameters<typeof createExecutor>[0] = {}) => {
+  executor = createExecutor({ env: process.env, stopGraceMs: 5000, adoptPollMs: 50, ...options });
+  return executor;
+};
+
+describe('createExecutor (level 1)', () => {
+  it('runs the agent in its workspace with LAZARUS_CELL_UUID and appends its output to logs/<agent>.log', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const agentScript = await script(join(cell.dir, 'workspace', 'agent.sh'), 'echo "cwd=$(pwd) cell=$LAZARUS_CELL_UUID agent=$LAZARUS_AGENT"; echo oops >&2; exit 3');
+    const agent = await make().start({ agent: 'forge', argv: ['sh', agentScript], env: agentEnv(), cell });
+    reapLater(agent.pid);
+    const exit = await within(agent.exited, 10_000, 'exit');
+    expect(exit).toMatchObject({ code: 3, signal: null, how: 'waited' });
+    const log = await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8');
+    expect(log).toContain(`cwd=${join(cell.dir, 'workspace')} cell=${cell.uuid} agent=forge`);
+    expect(log).toContain('oops');
+    expect(agent.exit).toBe(exit);
+  });
+
+  it('records the pid and the start time read from /proc, in the agent’s own process group', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const agent = await make().start({ agent: 'forge', argv: ['sleep', '30'], env: agentEnv(), cell });
+    reapLater(agent.pid);
+    const stat = await readProcessStat(agent.pid);
+    expect(stat?.startTime).toBe(agent.startTime);
+    expect(stat?.pgid).toBe(agent.pid);
+    expect(stat?.sid).toBe(agent.pid);
+    expect(agent).toMatchObject({ level: 1, adopted: false, cell: cell.uuid });
+  });
+
+  it('notices an exit at once even while a grandchild still holds the log open', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const agentScript = await script(join(cell.dir, 'workspace', 'agent.sh'), 'sleep 30 &\necho $! > grandchild.pid\nexit 7');
+    const agent = await make({ killGroupOnExit: false }).start({ agent: 'forge', argv: ['sh', agentScript], env: agentEnv(), cell });
+    reapLater(agent.pid);
+    const exit = await within(agent.exited, 5000, 'exit with a grandchild holding stdout');
+    expect(exit.code).toBe(7);
+    const grandchild = Number((await fs.readFile(join(cell.dir, 'workspace', 'grandchild.pid'), 'utf8')).trim());
+    expect((await readProcessStat(grandchild))?.state).not.toBe('Z');
+  });
+
+  it('kills what is left of the process group when the agent exits', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const agentScript = await script(join(cell.dir, 'workspace', 'agent.sh'), 'sleep 30 &\necho $! > grandchild.pid\nexit 0');
+    const agent = await make().start({ agent: 'forge', argv: ['sh', agentScript], env: agentEnv(), cell });
+    reapLater(agent.pid);
+    await within(agent.exited, 5000, 'exit');
+    const grandchild = Number((await fs.readFile(join(cell.dir, 'workspace', 'grandchild.pid'), 'utf8')).trim());
+    await waitFor(async () => {
+      const stat = await readProcessStat(grandchild);
+      return stat === undefined || stat.state === 'Z';
+    }, 5000, 'the grandchild to die');
+  });
+
+  it('calls onExit for every exit', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const seen: string[] = [];
+    const agent = await make({ onExit: (process, exit) => seen.push(`${process.agent}:${exit.code}`) }).start({ agent: 'forge', argv: ['sh', '-c', 'exit 4'], env: agentEnv(), cell });
+    await within(agent.exited, 5000);
+    expect(seen).toEqual(['forge:4']);
+    expect(executor?.running()).toEqual([]);
+  });
+
+  it('runs an agent outside cells in its configured cwd with its configured log', async () => {
+    const dir = await tempDir();
+    const agent = await make().start({ agent: 'gateway', argv: ['sh', '-c', 'pwd; echo "cell=${LAZARUS_CELL_UUID-none}"'], env: agentEnv(), cwd: dir, logPath: join(dir, 'logs', 'gateway.log') });
+    await within(agent.exited, 5000);
+    const log = await fs.readFile(join(dir, 'logs', 'gateway.log'), 'utf8');
+    expect(log).toContain(`${dir}\ncell=none`);
+    expect(agent.cell).toBeUndefined();
+  });
+
+  it('refuses a command that does not exist with DAEMON_SPAWN_FAILED naming it', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const error = await make()
+      .start({ agent: 'forge', argv: ['/nonexistent/agent-binary'], env: agentEnv(), cell })
+      .catch((caught: unknown) => caught);
+    expect(PitError.is(error) && error.code).toBe('DAEMON_SPAWN_FAILED');
+    expect(String((error as Error).message)).toContain('/nonexistent/agent-binary');
+  });
+
+  it('refuses a bad agent name before touching the disk', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    await expect(make().start({ agent: '../etc', argv: ['true'], env: agentEnv(), cell })).rejects.toThrow(/must match/);
+  });
+});
+
+describe('Executor.stop', () => {
+  it('sends SIGTERM to the process group and resolves with the exit', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const agent = await make().start({ agent: 'forge', argv: ['sleep', '30'], env: agentEnv(), cell });
+    reapLater(agent.pid);
+    const exit = await within(executor!.stop(agent), 10_000, 'stop');
+    expect(exit).toMatchObject({ code: null, signal: 'SIGTERM' });
+  });
+
+  it('sends SIGKILL after the grace period when the agent ignores SIGTERM', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const agentScript = await script(join(cell.dir, 'workspace', 'agent.sh'), 'trap "" TERM\necho ready\nwhile :; do sleep 0.05; done');
+    const agent = await make().start({ agent: 'forge', argv: ['sh', agentScript], env: agentEnv(), cell });
+    reapLater(agent.pid);
+    await waitFor(async () => (await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8')).includes('ready'), 5000, 'agent ready');
+    const exit = await within(executor!.stop(agent, { graceMs: 200 }), 10_000, 'stop');
+    expect(exit.signal).toBe('SIGKILL');
+  });
+
+  it('returns the recorded exit for an agent that already exited', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const agent = await make().start({ agent: 'forge', argv: ['true'], env: agentEnv(), cell });
+    const exit = await within(agent.exited, 5000);
+    expect(await executor!.stop(agent)).toBe(exit);
+  });
+});
+
+describe('Executor.adopt', () => {
+  /** Starts `sleep` as an orphan (its parent shell exits), as an agent is after a daemon restart. */
+  const startOrphan = async (dir: string): Promise<number> => {
+    const pidFile = join(dir, 'orphan.pid');
+    const shell = spawn('sh', ['-c', `sleep 60 & echo $! > ${pidFile}`], { detached: true, stdio: 'ignore' });
+    reapLater(shell.pid);
+    await within(new Promise((resolve) => shell.once('exit', resolve)), 5000);
+    const pid = Number((await fs.readFile(pidFile, 'utf8')).trim());
+    reapLater(pid);
+    return pid;
+  };
+
+  it('adopts a running process by pid and start time and notices when it dies', async () => {
+    const dir = await tempDir();
+    const pid = await startOrphan(dir);
+    const startTime = (await readProcessStartTime(pid))!;
+    const adopted = await make().adopt({ agent: 'forge', pid, startTime });
+    expect(adopted).toMatchObject({ pid, startTime, adopted: true });
+    process.kill(pid, 'SIGTERM');
+    const exit = await within(adopted!.exited, 5000, 'adopted exit');
+    // Orphans here are not reaped by PID 1: the status is read from the zombie's /proc/<pid>/stat.
+    expect(['zombie', 'vanished']).toContain(exit.how);
+    if (exit.how === 'zombie') expect(exit.signal).toBe('SIGTERM');
+  });
+
+  it('refuses a pid whose start time differs (a recycled pid) and a dead pid', async () => {
+    const dir = await tempDir();
+    const pid = await startOrphan(dir);
+    const startTime = (await readProcessStartTime(pid))!;
+    expect(await make().adopt({ agent: 'forge', pid, startTime: startTime + 1 })).toBeUndefined();
+    expect(await executor!.adopt({ agent: 'forge', pid: 2 ** 22 + 12345, startTime })).toBeUndefined();
+  });
+
+  it('stops an adopted agent (its group, checked by start time first)', async () => {
+    const shell = spawn('sh', ['-c', 'trap "" TERM; while :; do sleep 0.05; done'], { detached: true, stdio: 'ignore' });
+    reapLater(shell.pid);
+    const pid = shell.pid!;
+    const startTime = (await readProcessStartTime(pid))!;
+    const adopted = (await make().adopt({ agent: 'forge', pid, startTime })) as AgentProcess;
+    const exit = await within(executor!.stop(adopted, { graceMs: 200 }), 10_000, 'stop adopted');
+    expect(exit.at).toBeInstanceOf(Date);
+    expect((await readProcessStat(pid))?.state ?? 'gone').toMatch(/gone|Z/);
+  });
+});

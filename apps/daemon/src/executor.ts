@@ -1,0 +1,369 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, closeSync, constants, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { delimiter, dirname, isAbsolute, join } from 'node:path';
+import { assertAgentName, cellPaths, type IsolationProfile } from '@pit/cell-spec';
+import { DaemonError } from './errors.js';
+import type { Logger } from './logger.js';
+import { createPodman, type Podman } from './podman.js';
+import { checkProcess, decodeWaitStatus, parseProcStat, signalGroup, signalProcess } from './proc.js';
+import { sandboxArgv } from './sandbox.js';
+
+/** How an agent's process ended. */
+export interface AgentExit {
+  /** Exit code, or `null` when killed by a signal or unknown. At levels 2 and 3 a signal death is reported as 128+N. */
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  at: Date;
+  /**
+   * `waited`: the daemon's own child, status from wait(2). `zombie`: an adopted process found
+   * exited-but-unreaped, status read from `/proc/<pid>/stat`. `vanished`: an adopted process
+   * that is gone (status unknown) or whose pid now belongs to another process.
+   */
+  how: 'waited' | 'zombie' | 'vanished';
+}
+
+/** A running agent process, started or adopted by the executor. */
+export interface AgentProcess {
+  agent: string;
+  /** The cell's uuid, or `undefined` for an agent outside cells. */
+  cell: string | undefined;
+  /**
+   * The pid the daemon tracks and signals: the leader of the agent's process group. At level 1
+   * it is the agent itself; at level 2 the `unshare` holding the sandbox (it exits exactly when
+   * the agent does); at level 3 the attached `podman run` client.
+   */
+  pid: number;
+  /** Start time of `pid` in clock ticks since boot (`/proc/<pid>/stat` field 22). */
+  startTime: number;
+  startedAt: Date;
+  level: 1 | 2 | 3;
+  /** Level 3: the container's name. */
+  container: string | undefined;
+  /** `true` when found running after a daemon restart rather than started by this daemon. */
+  adopted: boolean;
+  /** Settles once the process has exited (never rejects). */
+  exited: Promise<AgentExit>;
+  /** The exit once it happened. */
+  readonly exit: AgentExit | undefined;
+}
+
+/** How to start an agent. */
+export interface StartAgentOptions {
+  /** The agent's name (`^[a-z0-9][a-z0-9._-]{0,63}$`). */
+  agent: string;
+  /** The command; argv[0] is looked up in the agent's PATH. */
+  argv: string[];
+  /** The agent's whole environment (the caller composes it). LAZARUS_CELL_UUID and LAZARUS_AGENT are added. */
+  env: Record<string, string>;
+  /** The cell the agent runs in; omit for an agent outside cells. */
+  cell?: { uuid: string; dir: string };
+  /** Working directory. @default the cell's `workspace/` (required outside cells) */
+  cwd?: string;
+  /** Where stdout and stderr are appended. @default the cell's `logs/<agent>.log` (required outside cells) */
+  logPath?: string;
+  /** @default { level: 1 } */
+  isolation?: IsolationProfile;
+  /** Level 2: directories to hide (other agents' homes). */
+  hiddenPaths?: string[];
+}
+
+/** Options of {@link createExecutor}. */
+export interface ExecutorOptions {
+  logger?: Logger;
+  /** Time between SIGTERM and SIGKILL when stopping. @default 10000 (ms) */
+  stopGraceMs?: number;
+  /**
+   * How often an adopted process (not the daemon's child, so no exit event) is checked in
+   * `/proc`. @default 1000 (ms)
+   */
+  adoptPollMs?: number;
+  /** The daemon's environment, for finding `unshare` and running podman. @default {} */
+  env?: NodeJS.ProcessEnv;
+  /** Level 3: where containers.conf is written. Required for level-3 agents. */
+  podmanConfigDir?: string;
+  /** Level 3: the podman binary. @default 'podman' */
+  podmanBinary?: string;
+  /** Kill what is left of an agent's process group when its leader exits. @default true */
+  killGroupOnExit?: boolean;
+  /** Called once for every exit of a started or adopted agent. */
+  onExit?: (process: AgentProcess, exit: AgentExit) => void;
+}
+
+/** Starts, stops and watches agent processes. */
+export interface Executor {
+  /**
+   * Starts an agent in its own process group with stdout/stderr appended to its log.
+   * Resolves once the process exists (not once it is healthy).
+   * @throws {DaemonError} DAEMON_SPAWN_FAILED (argv[0] not found, bad cwd), DAEMON_ISOLATION_UNAVAILABLE.
+   */
+  start(options: StartAgentOptions): Promise<AgentProcess>;
+  /**
+   * Takes over an agent that outlived a daemon restart: `pid` must still be the process
+   * started at `startTime`. Resolves `undefined` when it is not (dead, zombie, or a recycled pid).
+   * Adopted processes are watched by polling `/proc` every `adoptPollMs`.
+   */
+  adopt(options: AdoptAgentOptions): Promise<AgentProcess | undefined>;
+  /**
+   * SIGTERM to the agent's process group, SIGKILL after the grace period; resolves with the exit.
+   * @throws {DaemonError} DAEMON_UNSAFE_SIGNAL never for a tracked process (its pid is > 1).
+   */
+  stop(process: AgentProcess, options?: { graceMs?: number }): Promise<AgentExit>;
+  /** The processes currently tracked. */
+  running(): AgentProcess[];
+  /** Stops watching adopted processes. Leaves every agent running. */
+  close(): void;
+}
+
+/** What {@link Executor.adopt} needs (from `.lazarus/state.json`). */
+export interface AdoptAgentOptions {
+  agent: string;
+  cell?: string;
+  pid: number;
+  startTime: number;
+  level?: 1 | 2 | 3;
+  container?: string;
+}
+
+/**
+ * Creates the executor: the part of the daemon that runs agent processes.
+ * @example
+ * const executor = createExecutor({ logger });
+ * const forge = await executor.start({ agent: 'forge', argv: ['node', 'agent.js'], env: { PATH: process.env.PATH! }, cell: { uuid, dir } });
+ * const exit = await forge.exited;
+ */
+export function createExecutor(options: ExecutorOptions = {}): Executor {
+  const tracked = new Set<AgentProcess>();
+  const pollers = new Set<NodeJS.Timeout>();
+  const daemonEnv = options.env ?? {};
+  const graceDefault = options.stopGraceMs ?? 10_000;
+  const pollMs = options.adoptPollMs ?? 1000;
+  let podman: Podman | undefined;
+
+  const getPodman = () => {
+    if (!options.podmanConfigDir) {
+      throw new DaemonError('DAEMON_ISOLATION_UNAVAILABLE', 'isolation level 3: the executor has no podmanConfigDir (the daemon sets it to <state_dir>/podman)');
+    }
+    podman ??= createPodman({ configDir: options.podmanConfigDir, env: daemonEnv, ...(options.podmanBinary ? { binary: options.podmanBinary } : {}) });
+    return podman;
+  };
+
+  const finish = (agentProcess: AgentProcess, settle: (exit: AgentExit) => void, exit: AgentExit) => {
+    tracked.delete(agentProcess);
+    settle(exit);
+    options.logger?.info('agent exited', { agent: agentProcess.agent, cell: agentProcess.cell, pid: agentProcess.pid, code: exit.code, signal: exit.signal, how: exit.how });
+    try {
+      options.onExit?.(agentProcess, exit);
+    } catch (error) {
+      options.logger?.error('onExit handler threw', { agent: agentProcess.agent, error: String(error) });
+    }
+  };
+
+  const makeProcess = (fields: Omit<AgentProcess, 'exited' | 'exit'>) => {
+    let settle!: (exit: AgentExit) => void;
+    let exit: AgentExit | undefined;
+    const exited = new Promise<AgentExit>((resolve) => {
+      settle = (value) => {
+        exit = value;
+        resolve(value);
+      };
+    });
+    const agentProcess: AgentProcess = {
+      ...fields,
+      exited,
+      get exit() {
+        return exit;
+      },
+    };
+    return { agentProcess, settle };
+  };
+
+  const start = async (spec: StartAgentOptions): Promise<AgentProcess> => {
+    const agent = assertAgentName(spec.agent, 'agent');
+    if (spec.argv.length === 0 || spec.argv[0] === '') throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: argv is empty`);
+    const paths = spec.cell ? cellPaths(spec.cell.dir) : undefined;
+    const cwd = spec.cwd ?? paths?.workspace;
+    const logPath = spec.logPath ?? paths?.agentLog(agent);
+    if (!cwd || !isAbsolute(cwd)) throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: working directory ${String(cwd)} must be an absolute path (agents outside cells need cwd)`);
+    if (!logPath) throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: no log path (agents outside cells need logPath)`);
+    const profile = spec.isolation ?? { level: 1 };
+    const env: Record<string, string> = { ...spec.env, LAZARUS_AGENT: agent };
+    if (spec.cell) env.LAZARUS_CELL_UUID = spec.cell.uuid;
+    const writable = spec.cell ? [spec.cell.dir] : [cwd];
+
+    let command: string[];
+    let spawnEnv: NodeJS.ProcessEnv = env;
+    let container: string | undefined;
+    if (profile.level === 1) {
+      command = spec.argv;
+    } else if (profile.level === 2) {
+      const unshare = findInPath('unshare', daemonEnv.PATH ?? '/usr/bin:/bin');
+      if (!unshare) throw new DaemonError('DAEMON_ISOLATION_UNAVAILABLE', `agent ${agent}: isolation level 2 needs unshare (util-linux) in PATH`);
+      command = sandboxArgv({
+        unshare,
+        workdir: cwd,
+        writable,
+        hidden: spec.hiddenPaths ?? [],
+        readonly: profile.readonly_paths ?? [],
+        network: profile.network ?? 'host',
+        argv: spec.argv,
+      });
+    } else {
+      const engine = getPodman();
+      await engine.prepare(profile.image);
+      container = `pit-${agent}-${spec.cell ? spec.cell.uuid.slice(0, 8) : 'host'}`;
+      await engine.remove(container);
+      command = engine.runArgv({
+        name: container,
+        ...(profile.image ? { image: profile.image } : {}),
+        writable,
+        readonly: profile.readonly_paths ?? [],
+        workdir: cwd,
+        envNames: Object.keys(env),
+        network: profile.network ?? 'none',
+        argv: spec.argv,
+      });
+      spawnEnv = { ...engine.env, ...env };
+    }
+
+    let logFd: number;
+    try {
+      mkdirSync(dirname(logPath), { recursive: true });
+      logFd = openSync(logPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o640);
+      writeSync(logFd, `--- pit: starting ${agent} at level ${profile.level} (${new Date().toISOString()}): ${JSON.stringify(spec.argv)}\n`);
+    } catch (error) {
+      throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: cannot open log ${logPath}: ${(error as Error).message}`, { cause: error });
+    }
+    let child: ChildProcess;
+    try {
+      child = spawn(command[0]!, command.slice(1), { cwd, env: spawnEnv, detached: true, stdio: ['ignore', logFd, logFd] });
+    } catch (error) {
+      closeSync(logFd);
+      throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: cannot spawn ${command[0]}: ${(error as Error).message}`, { cause: error });
+    }
+    closeSync(logFd);
+    // Read the start time now, synchronously: the child cannot have been reaped before the event loop runs.
+    const pid = child.pid;
+    const stat = pid === undefined ? undefined : readStatSync(pid);
+    const childExit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    const spawned = await new Promise<{ ok: true } | { ok: false; error: Error }>((resolve) => {
+      child.once('spawn', () => resolve({ ok: true }));
+      child.once('error', (error) => resolve({ ok: false, error }));
+    });
+    if (!spawned.ok || pid === undefined || !stat) {
+      const reason = spawned.ok ? 'the process vanished before it could be recorded' : spawned.error.message;
+      throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: cannot start ${JSON.stringify(command[0])} in ${cwd}: ${reason}`, spawned.ok ? {} : { cause: spawned.error });
+    }
+    const { agentProcess, settle } = makeProcess({
+      agent,
+      cell: spec.cell?.uuid,
+      pid,
+      startTime: stat.startTime,
+      startedAt: new Date(),
+      level: profile.level,
+      container,
+      adopted: false,
+    });
+    tracked.add(agentProcess);
+    void childExit.then(({ code, signal }) => {
+      if (options.killGroupOnExit ?? true) signalGroup(pid, 'SIGKILL');
+      finish(agentProcess, settle, { code, signal, at: new Date(), how: 'waited' });
+      if (container) void podman?.remove(container);
+    });
+    options.logger?.info('agent started', { agent, cell: spec.cell?.uuid, pid, level: profile.level });
+    return agentProcess;
+  };
+
+  const adopt = async (spec: AdoptAgentOptions): Promise<AgentProcess | undefined> => {
+    const liveness = await checkProcess(spec.pid, spec.startTime);
+    if (!liveness.alive) return undefined;
+    const { agentProcess, settle } = makeProcess({
+      agent: assertAgentName(spec.agent, 'agent'),
+      cell: spec.cell,
+      pid: spec.pid,
+      startTime: spec.startTime,
+      startedAt: new Date(),
+      level: spec.level ?? 1,
+      container: spec.container,
+      adopted: true,
+    });
+    tracked.add(agentProcess);
+    const timer = setInterval(() => {
+      void checkProcess(spec.pid, spec.startTime).then((now) => {
+        if (now.alive || agentProcess.exit) return;
+        clearInterval(timer);
+        pollers.delete(timer);
+        let exit: AgentExit = { code: null, signal: null, at: new Date(), how: 'vanished' };
+        if (now.reason === 'zombie' && now.stat?.exitStatus !== undefined) exit = { ...decodeWaitStatus(now.stat.exitStatus), at: new Date(), how: 'zombie' };
+        finish(agentProcess, settle, exit);
+      });
+    }, pollMs);
+    timer.unref();
+    pollers.add(timer);
+    options.logger?.info('agent adopted', { agent: spec.agent, cell: spec.cell, pid: spec.pid });
+    return agentProcess;
+  };
+
+  const stop = async (agentProcess: AgentProcess, stopOptions: { graceMs?: number } = {}): Promise<AgentExit> => {
+    if (agentProcess.exit) return agentProcess.exit;
+    const graceMs = stopOptions.graceMs ?? graceDefault;
+    // An adopted pid is signalled only while it is still the process recorded.
+    const send = async (signal: NodeJS.Signals) => {
+      if (agentProcess.exit) return;
+      if (agentProcess.adopted) {
+        const now = await checkProcess(agentProcess.pid, agentProcess.startTime);
+        if (!now.alive) return;
+        if (now.stat.pgid === agentProcess.pid) signalGroup(agentProcess.pid, signal);
+        else signalProcess(agentProcess.pid, signal);
+      } else {
+        signalGroup(agentProcess.pid, signal);
+      }
+    };
+    options.logger?.info('stopping agent', { agent: agentProcess.agent, cell: agentProcess.cell, pid: agentProcess.pid, graceMs });
+    await send('SIGTERM');
+    const timedOut = Symbol('timeout');
+    let timer: NodeJS.Timeout | undefined;
+    const first = await Promise.race([
+      agentProcess.exited,
+      new Promise<typeof timedOut>((resolve) => (timer = setTimeout(() => resolve(timedOut), graceMs))),
+    ]);
+    clearTimeout(timer);
+    if (first !== timedOut) return first;
+    options.logger?.warn('agent ignored SIGTERM; sending SIGKILL', { agent: agentProcess.agent, pid: agentProcess.pid, graceMs });
+    if (agentProcess.container && podman) await podman.run(['kill', '--signal', 'KILL', agentProcess.container]).catch(() => undefined);
+    await send('SIGKILL');
+    return agentProcess.exited;
+  };
+
+  return {
+    start,
+    adopt,
+    stop,
+    running: () => [...tracked],
+    close() {
+      for (const timer of pollers) clearInterval(timer);
+      pollers.clear();
+    },
+  };
+}
+
+function readStatSync(pid: number) {
+  try {
+    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Looks a command up in a PATH string; absolute paths are returned when executable. */
+export function findInPath(command: string, pathVariable: string): string | undefined {
+  const candidates = command.includes('/') ? [command] : pathVariable.split(delimiter).filter(Boolean).map((dir) => join(dir, command));
+  for (const candidate of candidates) {
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // try the next one
+    }
+  }
+  return undefined;
+}

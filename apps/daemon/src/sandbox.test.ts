@@ -1,0 +1,130 @@
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { agentEnv, cleanup, makeCell, reapLater, script, tempDir, waitFor, within } from '../test/helpers.js';
+import { createExecutor, type Executor } from './executor.js';
+import { readProcessStat } from './proc.js';
+import { sandboxArgv } from './sandbox.js';
+
+let executor: Executor | undefined;
+afterEach(async () => {
+  for (const agent of executor?.running() ?? []) reapLater(agent.pid);
+  executor = undefined;
+  await cleanup();
+});
+
+
+/** Lists /proc/<pid> directories: every process visible from here. */
+async function hostPids(): Promise<number[]> {
+  return (await fs.readdir('/proc')).filter((name) => /^\d+$/.test(name)).map(Number);
+}
+
+/** The host pid of the process whose innermost pid (in its pid namespace) is `innerPid`, in process group `pgid`. */
+async function outerPidOf(innerPid: number, pgid: number): Promise<number | undefined> {
+  for (const pid of await hostPids()) {
+    const status = await fs.readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+    const nspid = /^NSpid:\s+(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/).map(Number);
+    if (!nspid || nspid.length < 2 || nspid.at(-1) !== innerPid) continue;
+    if ((await readProcessStat(pid))?.pgid === pgid) return pid;
+  }
+  return undefined;
+}
+
+describe('sandboxArgv', () => {
+  it('refuses relative paths and paths with newlines', () => {
+    expect(() => sandboxArgv({ unshare: '/usr/bin/unshare', workdir: 'rel', writable: [], argv: ['true'] })).toThrow(/absolute path/);
+    expect(() => sandboxArgv({ unshare: '/usr/bin/unshare', workdir: '/a', writable: ['/b\n'], argv: ['true'] })).toThrow(/newlines/);
+  });
+});
+
+describe('isolation level 2 (mount + pid + user namespaces)', () => {
+  it('lets the agent write only inside its cell: /etc and the rest of the host are read-only', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const outside = await tempDir('pit-outside-');
+    const agentScript = await script(
+      join(cell.dir, 'workspace', 'agent.sh'),
+      [
+        'echo inside > in-workspace.txt && echo "wrote workspace"',
+        `echo x > ${cell.dir}/logs/extra.txt && echo "wrote cell"`,
+        'echo x > /etc/pit-escape 2>/dev/null && echo "WROTE /etc" || echo "etc refused"',
+        `echo x > ${outside}/escape.txt 2>/dev/null && echo "wrote outside path (private view)" || echo "outside refused"`,
+        'echo x > /usr/pit-escape 2>/dev/null && echo "WROTE /usr" || echo "usr refused"',
+        'umount /tmp 2>/dev/null && echo "UMOUNTED /tmp" || echo "umount refused"',
+      ].join('\n'),
+    );
+    executor = createExecutor({ env: process.env });
+    const agent = await executor.start({ agent: 'forge', argv: ['sh', agentScript], env: agentEnv(), cell, isolation: { level: 2 } });
+    reapLater(agent.pid);
+    const exit = await within(agent.exited, 20_000, 'sandboxed agent');
+    const log = await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8');
+    expect(exit.code, log).toBe(0);
+    expect(log).toContain('wrote workspace');
+    expect(log).toContain('wrote cell');
+    expect(log).toContain('etc refused');
+    expect(log).toContain('usr refused');
+    expect(log).toContain('umount refused');
+    expect(await fs.readFile(join(cell.dir, 'workspace', 'in-workspace.txt'), 'utf8')).toBe('inside\n');
+    // Whatever the agent believed it wrote outside its cell never reached the host.
+    await expect(fs.access(join(outside, 'escape.txt'))).rejects.toThrow();
+    await expect(fs.access('/etc/pit-escape')).rejects.toThrow();
+    await expect(fs.access('/usr/pit-escape')).rejects.toThrow();
+  });
+
+  it('hides other processes, /root, /home and other agents’ homes', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const otherHome = await tempDir('pit-home-');
+    await fs.writeFile(join(otherHome, 'secret.txt'), 'other agent secret');
+    const agentScript = await script(
+      join(cell.dir, 'workspace', 'agent.sh'),
+      [
+        `echo "procs: $(ls /proc | grep -cE '^[0-9]+$')"`,
+        `echo "daemon visible: $(test -d /proc/${process.pid} && echo yes || echo no)"`,
+        'echo "root: [$(ls -A /root | tr "\\n" " ")]"',
+        'echo "home: [$(ls -A /home | tr "\\n" " ")]"',
+        `cat ${otherHome}/secret.txt 2>/dev/null || echo "other home hidden"`,
+      ].join('\n'),
+    );
+    executor = createExecutor({ env: process.env });
+    const agent = await executor.start({ agent: 'forge', argv: ['sh', agentScript], env: agentEnv(), cell, isolation: { level: 2 }, hiddenPaths: [otherHome] });
+    reapLater(agent.pid);
+    await within(agent.exited, 20_000, 'sandboxed agent');
+    const log = await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8');
+    expect(log).toContain('daemon visible: no');
+    const procs = Number(/procs: (\d+)/.exec(log)?.[1]);
+    expect(procs).toBeGreaterThan(0);
+    expect(procs).toBeLessThan(12); // the launcher, the agent's shell and its pipeline: not the host's processes
+    expect(log).toContain('root: []');
+    expect(log).toContain('home: []');
+    expect(log).toContain('other home hidden');
+    expect(log).not.toContain('other agent secret');
+  });
+
+  it('tracks and stops the agent: the process inside is in the tracked process group and dies with it', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const agentScript = await script(join(cell.dir, 'workspace', 'agent.sh'), 'echo $$ > inner.pid\nwhile :; do sleep 0.05; done');
+    executor = createExecutor({ env: process.env, stopGraceMs: 5000 });
+    const agent = await executor.start({ agent: 'forge', argv: ['sh', agentScript], env: agentEnv(), cell, isolation: { level: 2 } });
+    reapLater(agent.pid);
+    const innerPid = await waitFor(async () => Number((await fs.readFile(join(cell.dir, 'workspace', 'inner.pid'), 'utf8')).trim()) || undefined, 15_000, 'inner pid');
+    expect(innerPid).toBeGreaterThan(1);
+    const outerPid = await waitFor(() => outerPidOf(innerPid, agent.pid), 5000, 'the agent as seen from the host');
+    expect(outerPid).not.toBe(agent.pid);
+    expect((await readProcessStat(outerPid))?.pgid).toBe(agent.pid);
+    const exit = await within(executor.stop(agent), 15_000, 'stop');
+    // SIGTERM reached the agent (PID ≥ 2 in its namespace); the launcher reports it as 128+15.
+    expect(exit.code).toBe(143);
+    const after = await readProcessStat(outerPid);
+    expect(after === undefined || after.state === 'Z').toBe(true);
+  });
+
+  it('gives the agent only loopback with network = none', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const agentScript = await script(join(cell.dir, 'workspace', 'agent.sh'), 'echo "links: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " " | tr "\\n" " ")"');
+    executor = createExecutor({ env: process.env });
+    const agent = await executor.start({ agent: 'forge', argv: ['sh', agentScript], env: agentEnv(), cell, isolation: { level: 2, network: 'none' } });
+    reapLater(agent.pid);
+    await within(agent.exited, 20_000, 'sandboxed agent');
+    const log = await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8');
+    expect(log).toMatch(/links: lo \n/);
+  });
+});

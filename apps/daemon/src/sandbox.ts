@@ -1,0 +1,135 @@
+import { isAbsolute } from 'node:path';
+import { DaemonError } from './errors.js';
+
+/**
+ * The level-2 launcher, run by `sh` as PID 1 of a fresh user + mount + pid namespace
+ * (`unshare --user --map-root-user --mount --pid --fork`). It builds the agent's view of the
+ * machine (ENVIRONMENT.md "Isolation"):
+ *
+ * 1. `/` is bind-mounted recursively under a new root and every mount in it is remounted
+ *    read-only (keeping the flags the kernel locks: nosuid, nodev, noexec, atime).
+ * 2. tmpfs over `/tmp` and `/dev/shm` (private scratch), `/root` and `/home` (read-only
+ *    once set up), and over every path given with `-h` (other agents' homes).
+ * 3. `-r PATH` re-exposes a path read-only (for paths under a hidden directory), `-w PATH`
+ *    binds a path read-write (the cell).
+ * 4. `pivot_root` into the new root, detach the old one, mount a fresh `/proc` (only the
+ *    namespace's processes are visible).
+ * 5. Enter a second, nested user + mount namespace and run the agent as its child: in the
+ *    nested namespace every mount above is locked, so the agent cannot unmount the tmpfs and
+ *    see what it hides.
+ *
+ * The launcher stays PID 1 and waits for the agent: PID 1 of a namespace ignores signals it
+ * has no handler for, so a SIGTERM sent to the process group reaches the agent (PID ≥ 2)
+ * while the launcher simply waits; when the agent exits, the launcher exits with its status
+ * (128+N for a signal) and the kernel kills whatever the agent left in the namespace.
+ * `unshare --fork` blocks SIGINT/SIGTERM while it waits for its child, so the process the
+ * daemon tracks (the `unshare` it spawned, leader of the process group) exits exactly when
+ * the agent has.
+ *
+ * Arguments: `WORKDIR [-n] [-h PATH]... [-r PATH]... [-w PATH]... -- ARGV...`
+ * (`-n`: bring up loopback in a new network namespace).
+ */
+export const SANDBOX_LAUNCHER = String.raw`
+set -eu
+agent_path=${'$'}{PATH-/usr/local/bin:/usr/bin:/bin}
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+unshare_bin=$(command -v unshare)
+fail() { echo "pit-sandbox: $*" >&2; exit 125; }
+unescape() { printf '%s\n' "$1" | sed 's/\\040/ /g; s/\\011/	/g; s/\\134/\\/g'; }
+# Remount read-only every mount at or below $1, keeping the flags the kernel locks.
+make_ro() {
+  prefix=$1
+  while read -r _id _parent _dev _root mp opts _rest; do
+    mp=$(unescape "$mp")
+    case "$mp" in "$prefix"|"$prefix"/*) ;; *) continue ;; esac
+    keep=$(printf '%s\n' "$opts" | tr ',' '\n' | grep -E '^(nosuid|nodev|noexec|relatime|noatime|nodiratime|strictatime)$' | tr '\n' ',' || true)
+    mount -o "remount,bind,ro,${'$'}{keep%,}" "$mp" 2>/dev/null || mount -o "remount,bind,ro" "$mp" || fail "cannot make $mp read-only"
+  done < /proc/self/mountinfo
+}
+workdir=$1; shift
+net=0
+[ "${'$'}{1-}" = "-n" ] && { net=1; shift; }
+# A stage to build the new root in; it is unmounted again inside the copy.
+stage=
+for candidate in /dev/shm /run /mnt /tmp; do
+  [ -d "$candidate" ] && { stage=$candidate; break; }
+done
+[ -n "$stage" ] || fail "no directory to stage the new root in"
+mount -t tmpfs -o size=64k,mode=0700 pit-stage "$stage" || fail "cannot mount a tmpfs (user namespaces disabled?)"
+root=$stage/pit-root
+mkdir "$root"
+mount --rbind / "$root"
+umount -l "$root$stage"
+make_ro "$root"
+for dir in /tmp /dev/shm; do
+  [ -d "$root$dir" ] && mount -t tmpfs -o mode=1777,size=256m,nosuid,nodev pit-scratch "$root$dir"
+done
+for dir in /root /home; do
+  [ -d "$root$dir" ] && mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev pit-hidden "$root$dir"
+done
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -h) [ -d "$root$2" ] && mount -t tmpfs -o ro,mode=0755,size=4k,nosuid,nodev pit-hidden "$root$2"; shift 2 ;;
+    -r) if [ -d "$2" ]; then mkdir -p "$root$2"; elif [ -e "$2" ]; then mkdir -p "$(dirname "$root$2")"; [ -e "$root$2" ] || : > "$root$2"; else shift 2; continue; fi
+        mount --rbind "$2" "$root$2" && make_ro "$root$2"; shift 2 ;;
+    -w) [ -d "$2" ] || fail "writable path $2 is not a directory"
+        mkdir -p "$root$2"; mount --rbind "$2" "$root$2"; shift 2 ;;
+    --) shift; break ;;
+    *) fail "unknown option $1" ;;
+  esac
+done
+for dir in /root /home; do
+  [ -d "$root$dir" ] && mount -o remount,ro "$root$dir"
+done
+cd "$root"
+pivot_root . .
+umount -l .
+cd /
+mount -t proc -o nosuid,nodev,noexec proc /proc
+[ "$net" = 1 ] && { ip link set lo up 2>/dev/null || true; }
+cd "$workdir" || fail "cannot enter $workdir"
+PATH=$agent_path; export PATH
+set +e
+"$unshare_bin" --user --map-root-user --mount -- "$@" &
+agent=$!
+wait "$agent"
+exit $?
+`;
+
+/** What {@link sandboxArgv} needs. */
+export interface SandboxSpec {
+  /** The `unshare` binary (absolute path). */
+  unshare: string;
+  /** Working directory of the agent inside the sandbox (the cell's `workspace/`). */
+  workdir: string;
+  /** Directories bound read-write (the cell). */
+  writable: string[];
+  /** Directories hidden under an empty read-only tmpfs (other agents' homes). */
+  hidden?: string[];
+  /** Paths re-exposed read-only (under a hidden directory such as `/home`). */
+  readonly?: string[];
+  /** `none`: a new network namespace with loopback only. @default 'host' */
+  network?: 'none' | 'host';
+  /** The agent's argv. */
+  argv: string[];
+}
+
+/**
+ * The command line that runs `argv` at isolation level 2 (see {@link SANDBOX_LAUNCHER}).
+ * @throws {DaemonError} DAEMON_SPAWN_FAILED for a relative path or one with a newline.
+ */
+export function sandboxArgv(spec: SandboxSpec): string[] {
+  const check = (path: string, what: string) => {
+    if (!isAbsolute(path) || /[\n\r]/.test(path)) {
+      throw new DaemonError('DAEMON_SPAWN_FAILED', `isolation level 2: ${what} ${JSON.stringify(path)} must be an absolute path without newlines`);
+    }
+    return path;
+  };
+  const args = [check(spec.workdir, 'workdir')];
+  if (spec.network === 'none') args.push('-n');
+  for (const path of spec.hidden ?? []) args.push('-h', check(path, 'hidden path'));
+  for (const path of spec.readonly ?? []) args.push('-r', check(path, 'read-only path'));
+  for (const path of spec.writable) args.push('-w', check(path, 'writable path'));
+  const namespaces = ['--user', '--map-root-user', '--mount', '--pid', '--fork', ...(spec.network === 'none' ? ['--net'] : [])];
+  return [spec.unshare, ...namespaces, '/bin/sh', '-c', SANDBOX_LAUNCHER, 'pit-sandbox', ...args, '--', ...spec.argv];
+}
