@@ -1,0 +1,190 @@
+import { z } from 'zod';
+import { formatIssues } from '@pit/cell-spec';
+import { ProbeError } from './errors.js';
+
+/** The probes this package ships; custom probes may use their own kind. */
+export type ProbeKind = 'tcp' | 'http' | 'ws' | 'process' | 'heartbeat' | 'exec';
+
+/**
+ * Why a probe failed, machine-readable (the daemon and policy classify deaths by it).
+ * - `timeout`: no answer within the timeout · `aborted`: the caller's signal fired
+ * - `refused`: connection refused · `unreachable`: DNS, route or socket error
+ * - `bad_status`: HTTP status not 2xx (or a redirect not followed), WebSocket upgrade refused
+ * - `bad_body`: body not JSON, over its size cap, or rejected by the schema
+ * - `not_running`: no such process, or a zombie · `pid_reused`: the pid now belongs to another process
+ * - `missing`: no heartbeat / pid file · `invalid`: a heartbeat or pid file that breaks its contract
+ * - `stale`: heartbeat older than its threshold · `stuck`: heartbeat fresh but its cycle stands still
+ * - `exit_code`: the exec probe's command exited non-zero or by a signal · `error`: anything else
+ */
+export type ProbeFailure =
+  | 'timeout'
+  | 'aborted'
+  | 'refused'
+  | 'unreachable'
+  | 'bad_status'
+  | 'bad_body'
+  | 'not_running'
+  | 'pid_reused'
+  | 'missing'
+  | 'invalid'
+  | 'stale'
+  | 'stuck'
+  | 'exit_code'
+  | 'error';
+
+/**
+ * What every probe resolves to. A dead or hung target is a result with `ok: false`, never
+ * a thrown error and never a hang.
+ */
+export interface ProbeResult {
+  /** Which probe produced it (`tcp`, `http`, `ws`, `process`, `heartbeat`, `exec`, or a custom kind). */
+  kind: ProbeKind | (string & {});
+  /** Whether the target is healthy by this probe. */
+  ok: boolean;
+  /** Time the probe took, ms (monotonic clock). */
+  latencyMs: number;
+  /** One human-readable line: what was seen (`200 OK`, `connect ECONNREFUSED 127.0.0.1:4`, …). */
+  detail: string;
+  /** When the result was observed: milliseconds since the Unix epoch, from the injected clock. */
+  observedAt: number;
+  /** Why it failed; absent when `ok`. */
+  failure?: ProbeFailure;
+  /**
+   * When this result stops being true if nothing else changes, ms since the Unix epoch (a
+   * heartbeat's staleness or stuck deadline). The scheduler re-probes at that instant.
+   */
+  deadlineAt?: number;
+}
+
+/** Options every probe accepts. */
+export interface ProbeOptions {
+  /** Give up after this long; the result is then `{ ok: false, failure: 'timeout' }`. ms. @default 5000 */
+  timeoutMs?: number;
+  /** Aborting ends the probe promptly with `{ ok: false, failure: 'aborted' }` (and frees its socket or process). */
+  signal?: AbortSignal;
+  /** The clock for `observedAt` and ages: ms since the Unix epoch. @default Date.now */
+  now?: () => number;
+}
+
+/** A schema for a function-valued option. */
+export function functionSchema<F>() {
+  return z.custom<F>((value) => typeof value === 'function', { message: 'must be a function' });
+}
+
+/** The default probe timeout, ms. */
+export const DEFAULT_PROBE_TIMEOUT_MS = 5000;
+
+const ProbeOptionsSchema = z.strictObject({
+  timeoutMs: z.number().positive().max(2_147_483_647).optional(),
+  signal: z.instanceof(AbortSignal).optional(),
+  now: functionSchema<() => number>().optional(),
+});
+
+/** The fields a probe body reports; the helper adds `kind`, `latencyMs` and `observedAt`. */
+export type Outcome<R extends ProbeResult> = Omit<R, 'kind' | 'latencyMs' | 'observedAt'>;
+
+/** What {@link runProbe} hands the probe body. */
+export interface Attempt<R extends ProbeResult> {
+  /** Aborted when the probe times out, the caller aborts, or the probe has settled: release resources then. */
+  signal: AbortSignal;
+  /** The probe's timeout, ms. */
+  timeoutMs: number;
+  /** The clock (ms since the Unix epoch). */
+  now: () => number;
+  /** Settles the probe; later calls are ignored. */
+  settle(outcome: Outcome<R>): void;
+}
+
+/** Internal options of {@link runProbe}. */
+export interface RunProbeSpec {
+  /** The result's kind. */
+  kind: ProbeResult['kind'];
+  /** Describes the target in timeout and abort details, e.g. `GET http://127.0.0.1:80/health`. */
+  describe: string;
+  /** Replaces the generic timeout text (`no answer within N ms`). */
+  timeoutDetail?: (timeoutMs: number) => string;
+}
+
+/**
+ * Runs a probe body under a timeout and an optional caller signal; guarantees exactly one
+ * result, never a rejection (a body that throws becomes `failure: 'error'`).
+ * @throws {ProbeError} PROBE_INVALID_OPTIONS for bad options (before anything is attempted).
+ */
+export function runProbe<R extends ProbeResult>(
+  spec: RunProbeSpec,
+  options: ProbeOptions | undefined,
+  body: (attempt: Attempt<R>) => void | Promise<void>,
+): Promise<R> {
+  const parsed = ProbeOptionsSchema.safeParse(options ?? {});
+  if (!parsed.success) {
+    return Promise.reject(new ProbeError('PROBE_INVALID_OPTIONS', `${spec.kind} probe options: ${formatIssues(parsed.error)}`));
+  }
+  const timeoutMs = options?.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
+  const now = options?.now ?? Date.now;
+  const callerSignal = options?.signal;
+  const started = performance.now();
+  const controller = new AbortController();
+
+  return new Promise<R>((resolve) => {
+    let settled = false;
+    const finish = (outcome: Outcome<R>): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      callerSignal?.removeEventListener('abort', onAbort);
+      const latencyMs = Math.round((performance.now() - started) * 1000) / 1000;
+      const result = { kind: spec.kind, latencyMs, observedAt: now(), ...outcome } as R;
+      if (result.ok) delete result.failure;
+      controller.abort();
+      resolve(result);
+    };
+    const onAbort = (): void => {
+      finish({ ok: false, failure: 'aborted', detail: `${spec.describe}: aborted by the caller` } as Outcome<R>);
+    };
+    const timer = setTimeout(() => {
+      finish({ ok: false, failure: 'timeout', detail: `${spec.describe}: ${spec.timeoutDetail?.(timeoutMs) ?? `no answer within ${timeoutMs} ms`}` } as Outcome<R>);
+    }, timeoutMs);
+    if (callerSignal?.aborted) {
+      onAbort();
+      return;
+    }
+    callerSignal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const pending = body({ signal: controller.signal, timeoutMs, now, settle: finish });
+      if (pending) {
+        pending.catch((error: unknown) => {
+          finish({ ok: false, failure: 'error', detail: `${spec.describe}: ${describeError(error)}` } as Outcome<R>);
+        });
+      }
+    } catch (error) {
+      finish({ ok: false, failure: 'error', detail: `${spec.describe}: ${describeError(error)}` } as Outcome<R>);
+    }
+  });
+}
+
+/** A one-line description of an error: its code and message. */
+export function describeError(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    return code !== undefined && !error.message.includes(code) ? `${code}: ${error.message}` : error.message;
+  }
+  return String(error);
+}
+
+/** Maps a socket error to a failure reason. */
+export function classifySocketError(error: unknown): ProbeFailure {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'ECONNREFUSED') return 'refused';
+  if (code === 'ETIMEDOUT') return 'timeout';
+  return 'unreachable';
+}
+
+/**
+ * Parses a probe target with zod, naming the probe and every bad field.
+ * @throws {ProbeError} PROBE_INVALID_TARGET.
+ */
+export function parseTarget<T extends z.ZodType>(kind: string, schema: T, target: unknown): z.infer<T> {
+  const parsed = schema.safeParse(target);
+  if (!parsed.success) throw new ProbeError('PROBE_INVALID_TARGET', `${kind} probe target: ${formatIssues(parsed.error)}`);
+  return parsed.data;
+}

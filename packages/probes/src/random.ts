@@ -1,0 +1,13 @@
+import { randomBytes } from 'node:crypto';
+
+/** A seeded pseudo-random generator (mulberry32) returning floats in [0, 1), for reproducible jitter. */
+export function createRandom(seed: number = randomBytes(4).readUInt32LE(0)): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
