@@ -8,13 +8,30 @@ export type DaemonErrorCode =
   | 'DAEMON_LOCKED' // another daemon holds the state directory
   | 'DAEMON_SPAWN_FAILED' // an agent could not be started
   | 'DAEMON_ISOLATION_UNAVAILABLE' // the isolation level needs a tool that is missing (unshare, podman)
-  | 'DAEMON_UNSAFE_SIGNAL' // refused to signal a pid ≤ 1 or a process that is no longer the agent
+  | 'DAEMON_UNSAFE_SIGNAL' // refused to signal a pid ≤ 1
   | 'DAEMON_HTTP' // the HTTP server could not listen
   | 'DAEMON_IO'; // the filesystem refused
 
+/** One problem in a config file (see `parseConfig`). */
+export interface DaemonErrorProblem {
+  path: string;
+  message: string;
+  line?: number;
+  column?: number;
+}
+
+/** Options of {@link DaemonError}. */
+export interface DaemonErrorOptions extends PitErrorOptions {
+  /** DAEMON_CONFIG_INVALID: every problem found. */
+  problems?: DaemonErrorProblem[];
+}
+
 /** The error thrown by @pit/daemon. */
 export class DaemonError extends PitError<DaemonErrorCode> {
-  constructor(code: DaemonErrorCode, message: string, options: PitErrorOptions = {}) {
+  /** DAEMON_CONFIG_INVALID: every problem found, with its key path and position. */
+  readonly problems: DaemonErrorProblem[];
+  constructor(code: DaemonErrorCode, message: string, options: DaemonErrorOptions = {}) {
     super(code, message, options);
+    this.problems = options.problems ?? [];
   }
 }

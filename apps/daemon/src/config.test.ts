@@ -1,0 +1,209 @@
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PitError } from '@pit/cell-spec';
+import { cleanup, tempDir } from '../test/helpers.js';
+import { assertConfigPermissions, loadConfig, loadConfigFile, locateConfig, parseConfig } from './config.js';
+import { secretEnvNames } from './config-schema.js';
+
+afterEach(cleanup);
+
+/** A directory tree standing in for cwd, home and /etc, all private (mode 0700). */
+async function tree() {
+  const base = await tempDir('pit-config-');
+  const dirs = { cwd: join(base, 'cwd'), home: join(base, 'home'), etc: join(base, 'etc') };
+  for (const dir of Object.values(dirs)) await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  await fs.mkdir(join(dirs.home, '.config', 'pit'), { recursive: true, mode: 0o700 });
+  return { base, ...dirs, systemPath: join(dirs.etc, 'pit.toml') };
+}
+
+const write = async (path: string, text: string, mode = 0o600) => {
+  await fs.writeFile(path, text, { mode });
+  await fs.chmod(path, mode);
+  return path;
+};
+
+const codeOf = (error: unknown) => (PitError.is(error) ? error.code : String(error));
+
+describe('locateConfig', () => {
+  it('searches --config, PIT_CONFIG, ./pit.toml, ~/.config/pit/pit.toml, /etc/pit/pit.toml in that order', async () => {
+    const t = await tree();
+    const options = { env: {}, cwd: t.cwd, home: t.home, systemPath: t.systemPath };
+    expect(await locateConfig(options)).toEqual({ source: 'default' });
+    await write(t.systemPath, '');
+    expect(await locateConfig(options)).toEqual({ source: 'system', path: t.systemPath });
+    const user = await write(join(t.home, '.config', 'pit', 'pit.toml'), '');
+    expect(await locateConfig(options)).toEqual({ source: 'user', path: user });
+    const local = await write(join(t.cwd, 'pit.toml'), '');
+    expect(await locateConfig(options)).toEqual({ source: 'cwd', path: local });
+    const fromEnv = await write(join(t.base, 'env.toml'), '');
+    expect(await locateConfig({ ...options, env: { PIT_CONFIG: fromEnv } })).toEqual({ source: 'env', path: fromEnv });
+    const fromFlag = await write(join(t.cwd, 'flag.json'), '{}');
+    expect(await locateConfig({ ...options, env: { PIT_CONFIG: fromEnv }, flag: 'flag.json' })).toEqual({ source: 'flag', path: fromFlag });
+  });
+
+  it('fails when the file named by --config or PIT_CONFIG does not exist', async () => {
+    const t = await tree();
+    await expect(locateConfig({ flag: 'missing.toml', env: {}, cwd: t.cwd, home: t.home })).rejects.toThrow(/--config: .*missing\.toml: no such file/);
+    const error = await locateConfig({ env: { PIT_CONFIG: '/nonexistent/pit.toml' }, cwd: t.cwd, home: t.home }).catch((caught: unknown) => caught);
+    expect(codeOf(error)).toBe('DAEMON_CONFIG_NOT_FOUND');
+    expect(String(error)).toContain('PIT_CONFIG');
+  });
+});
+
+describe('loadConfig', () => {
+  it('uses the embedded default when no file exists: ./.pit/missions with safe defaults', async () => {
+    const t = await tree();
+    const loaded = await loadConfig({ env: {}, cwd: t.cwd, home: t.home, systemPath: t.systemPath });
+    expect(loaded.source).toBe('default');
+    expect(loaded.config.cells.root).toBe(join(t.cwd, '.pit', 'missions'));
+    expect(loaded.config.daemon.state_dir).toBe(join(t.cwd, '.pit', 'state'));
+    expect(loaded.config.daemon.pid_file).toBe(join(t.cwd, '.pit', 'state', 'pit.pid'));
+    expect(loaded.config.daemon.http).toEqual({ enabled: true, listen: '127.0.0.1:7420', token_env: 'PIT_HTTP_TOKEN' });
+    expect(loaded.config.daemon.stop_agents_on_exit).toBe(false);
+    expect(loaded.config.agents).toEqual({});
+  });
+
+  it('loads the annotated example, resolving relative paths against the file’s directory', async () => {
+    const t = await tree();
+    const example = await fs.readFile(new URL('../examples/pit.toml', import.meta.url), 'utf8');
+    const path = await write(join(t.cwd, 'pit.toml'), example);
+    const loaded = await loadConfig({ env: { ANTHROPIC_API_KEY: 'sk-test-value', PIT_HTTP_TOKEN: 'tok-123456' }, cwd: t.cwd, home: t.home, systemPath: t.systemPath });
+    expect(loaded).toMatchObject({ source: 'cwd', path, baseDir: t.cwd });
+    const { config } = loaded;
+    expect(config.cells.root).toBe(join(t.cwd, '.pit', 'missions'));
+    expect(config.agents.forge).toMatchObject({ argv: ['node', 'agent.js'], isolation: { level: 2, network: 'host' }, substitutes: ['anvil'], host: 'local' });
+    expect(config.agents.forge?.config_files[0]?.canonical).toEqual({ repo: 'https://git.example.org/fleet/config.git', ref: 'main', path: 'agents/forge.json' });
+    expect(config.agents.anvil?.isolation).toEqual({ level: 3 });
+    expect(config.agents.gateway).toMatchObject({ cell: 'none', cwd: '/srv/gateway', probes: { tcp: '127.0.0.1:9000', heartbeat: false, timeout_s: 5 } });
+    expect(config.agents.far?.host).toBe('far-1');
+    expect(loaded.secrets.sort()).toEqual(['sk-test-value', 'tok-123456']);
+  });
+
+  it('reads JSON by extension', async () => {
+    const t = await tree();
+    const path = await write(join(t.base, 'pit.json'), JSON.stringify({ cells: { root: '/var/missions', poll_interval_s: 2 }, agents: { forge: { argv: ['true'] } } }));
+    const { config } = await loadConfigFile(path, { env: {} });
+    expect(config.cells).toMatchObject({ root: '/var/missions', poll_interval_s: 2, heartbeat_stale_s: 90 });
+    expect(config.agents.forge?.isolation).toEqual({ level: 1 });
+  });
+
+  it('reports every problem at once, with key path, line and column', async () => {
+    const t = await tree();
+    const path = await write(
+      join(t.base, 'pit.toml'),
+      [
+        '[daemon]', //                                   1
+        'log_level = "loud"', //                         2
+        'stat_dir = "/tmp/x"', //                        3
+        '', //                                           4
+        '[agents.forge]', //                             5
+        'argvv = ["node"]', //                           6
+        'isolation = 4', //                              7
+        'substitutes = ["ghost"]', //                    8
+        '', //                                           9
+        '[agents.forge.probes]', //                      10
+        'health_url = "ftp://x"', //                     11
+        '', //                                           12
+        '[agents."Bad Name"]', //                        13
+        'argv = ["x"]', //                               14
+        '', //                                           15
+        '[telegram]', //                                 16
+        'token = "123456:ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefgh"', // 17
+      ].join('\n'),
+    );
+    const error = await loadConfigFile(path, { env: {} }).catch((caught: unknown) => caught);
+    expect(codeOf(error)).toBe('DAEMON_CONFIG_INVALID');
+    const problems = (error as { problems: Array<{ path: string; line?: number; column?: number; message: string }> }).problems;
+    const find = (key: string) => problems.find((problem) => problem.path === key);
+    expect(find('daemon.log_level')).toMatchObject({ line: 2, column: 1 });
+    expect(find('daemon.stat_dir')).toMatchObject({ line: 3, column: 1, message: 'unknown key' });
+    expect(find('agents.forge.argvv')).toMatchObject({ line: 6, column: 1, message: 'unknown key' });
+    expect(find('agents.forge.isolation')).toMatchObject({ line: 7 });
+    expect(find('agents.forge.substitutes.0')).toMatchObject({ line: 8, message: 'no agent ghost is configured' });
+    expect(find('agents.forge.probes.health_url')).toMatchObject({ line: 11, column: 1 });
+    expect(find('agents.Bad Name')).toMatchObject({ line: 13 });
+    expect(find('telegram.token')).toMatchObject({ line: 17, message: expect.stringContaining('token_env') });
+    expect(problems.length).toBeGreaterThanOrEqual(8);
+    // The message lists them all, one per line, as file:line:column: key: message.
+    expect((error as Error).message).toContain(`${path}:6:1: agents.forge.argvv: unknown key`);
+    expect((error as Error).message).toContain(`${path}:17:1: telegram.token:`);
+  });
+
+  it('reports a TOML syntax error with its line and column', () => {
+    const result = parseConfig('[cells]\nroot = "x"\npoll_interval_s = = 3\n', 'toml');
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.problems[0]).toMatchObject({ path: '(syntax)', line: 3 });
+  });
+
+  it('reports a JSON syntax error with its line', () => {
+    const result = parseConfig('{\n  "cells": {\n    "root": "x",\n  }\n}', 'json');
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.problems[0]?.path).toBe('(syntax)');
+  });
+
+  it('refuses secrets written in the config, including an agent’s env', () => {
+    const result = parseConfig('[agents.forge]\nargv = ["x"]\nenv = { OPENAI_API_KEY = "sk-live-123" }\n[nostr]\nprivate_key = "abc"\n', 'toml');
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      expect(result.problems.map((problem) => problem.path)).toEqual(['agents.forge.env.OPENAI_API_KEY', 'nostr.private_key']);
+      expect(result.problems[0]).toMatchObject({ line: 3, column: 9 });
+    }
+  });
+
+  it('names the environment variables that hold secrets', () => {
+    const result = parseConfig('[daemon.http]\ntoken_env = "TOKEN_A"\n[telegram]\ntoken_env = "TG"\n[agents.forge]\nargv = ["x"]\nenv_from = ["KEY_B"]\n', 'toml');
+    expect(result.ok && secretEnvNames(result.config).sort()).toEqual(['KEY_B', 'TG', 'TOKEN_A']);
+  });
+
+  it('requires cwd for an agent outside cells', () => {
+    const result = parseConfig('[agents.gw]\ncell = "none"\nargv = ["x"]\n', 'toml');
+    expect(!result.ok && result.problems[0]).toMatchObject({ path: 'agents.gw.cwd', message: expect.stringContaining('outside cells') });
+  });
+
+  it('refuses an unknown extension', async () => {
+    const t = await tree();
+    const path = await write(join(t.base, 'pit.yaml'), 'a: 1');
+    await expect(loadConfigFile(path, { env: {} })).rejects.toThrow(/use \.toml or \.json/);
+  });
+});
+
+describe('assertConfigPermissions (StrictModes)', () => {
+  it('accepts a file only its owner can write, in private directories', async () => {
+    const t = await tree();
+    const path = await write(join(t.base, 'pit.toml'), '', 0o644);
+    await expect(assertConfigPermissions(path, process.getuid!())).resolves.toBeUndefined();
+  });
+
+  it('refuses a file writable by group or others', async () => {
+    const t = await tree();
+    for (const mode of [0o664, 0o646]) {
+      const path = await write(join(t.base, `pit-${mode.toString(8)}.toml`), '', mode);
+      const error = await assertConfigPermissions(path, process.getuid!()).catch((caught: unknown) => caught);
+      expect(codeOf(error)).toBe('DAEMON_CONFIG_UNSAFE');
+      expect(String(error)).toMatch(/writable by (group|others).*chmod go-w/);
+    }
+  });
+
+  it('refuses a file in a directory others can write (without the sticky bit)', async () => {
+    const t = await tree();
+    const open = join(t.base, 'open');
+    await fs.mkdir(open);
+    await fs.chmod(open, 0o777);
+    const path = await write(join(open, 'pit.toml'), '');
+    await expect(assertConfigPermissions(path, process.getuid!())).rejects.toThrow(/open: directory of the config .* writable by group and others/);
+    await fs.chmod(open, 0o1777);
+    await expect(assertConfigPermissions(path, process.getuid!())).resolves.toBeUndefined();
+  });
+
+  it('refuses a file owned by another non-root user, and loadConfig refuses it too', async () => {
+    const t = await tree();
+    const path = await write(join(t.base, 'pit.toml'), '');
+    // As root, hand the file to another user; as an ordinary user, claim to be another one.
+    const uid = process.getuid!();
+    if (uid === 0) await fs.chown(path, 4242, 4242);
+    const daemonUid = uid === 0 ? 0 : uid + 1;
+    await expect(assertConfigPermissions(path, daemonUid)).rejects.toThrow(/owned by uid \d+, neither root nor the daemon's user/);
+    await expect(loadConfigFile(path, { env: {}, uid: daemonUid })).rejects.toThrow(/StrictModes/);
+  });
+});

@@ -1,0 +1,295 @@
+import { promises as fs } from 'node:fs';
+import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
+import { parse as parseToml, TomlError } from 'smol-toml';
+import type { z } from 'zod';
+import { DaemonError, type DaemonErrorProblem } from './errors.js';
+import { crossCheckConfig, findLiteralSecrets, PitConfigSchema, secretEnvNames, type PitConfig } from './config-schema.js';
+import { locateTomlKeys, positionOf, type SourcePosition } from './toml-locations.js';
+
+/** Where the config came from. */
+export type ConfigSource = 'flag' | 'env' | 'cwd' | 'user' | 'system' | 'default';
+
+/** The result of {@link locateConfig}. */
+export interface ConfigLocation {
+  source: ConfigSource;
+  /** The file, absent for the embedded default. */
+  path?: string;
+}
+
+/** What {@link locateConfig} looks at (so that it is testable without touching the real ones). */
+export interface LocateConfigOptions {
+  /** The value of `--config`, if given. */
+  flag?: string;
+  /** The environment (`PIT_CONFIG`). */
+  env: Record<string, string | undefined>;
+  cwd: string;
+  /** The user's home directory (`~/.config/pit/pit.toml`). */
+  home: string;
+  /** @default '/etc/pit/pit.toml' */
+  systemPath?: string;
+}
+
+/** The system-wide config file. */
+export const SYSTEM_CONFIG_PATH = '/etc/pit/pit.toml';
+
+/**
+ * Finds the config file: `--config`, `PIT_CONFIG`, `./pit.toml`, `~/.config/pit/pit.toml`,
+ * `/etc/pit/pit.toml`, else the embedded default. A file named by `--config` or `PIT_CONFIG`
+ * must exist.
+ * @throws {DaemonError} DAEMON_CONFIG_NOT_FOUND when an explicitly named file does not exist.
+ */
+export async function locateConfig(options: LocateConfigOptions): Promise<ConfigLocation> {
+  const explicit: Array<[ConfigSource, string | undefined]> = [
+    ['flag', options.flag],
+    ['env', options.env.PIT_CONFIG],
+  ];
+  for (const [source, value] of explicit) {
+    if (value === undefined || value === '') continue;
+    const path = resolve(options.cwd, value);
+    if (!(await exists(path))) {
+      const where = source === 'flag' ? '--config' : 'PIT_CONFIG';
+      throw new DaemonError('DAEMON_CONFIG_NOT_FOUND', `${where}: ${path}: no such file`);
+    }
+    return { source, path };
+  }
+  const candidates: Array<[ConfigSource, string]> = [
+    ['cwd', join(options.cwd, 'pit.toml')],
+    ['user', join(options.home, '.config', 'pit', 'pit.toml')],
+    ['system', options.systemPath ?? SYSTEM_CONFIG_PATH],
+  ];
+  for (const [source, path] of candidates) if (await exists(path)) return { source, path };
+  return { source: 'default' };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return fs.stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** One thing wrong with a config, with where it is. */
+export interface ConfigProblem extends DaemonErrorProblem {
+  /** Key path (`agents.forge.probes.health_url`), or `(root)`. */
+  path: string;
+  message: string;
+  /** 1-based, TOML only. */
+  line?: number;
+  column?: number;
+}
+
+/** Renders problems one per line: `file:line:column: key.path: message`. */
+export function formatConfigProblems(file: string, problems: ConfigProblem[]): string {
+  return problems
+    .map((problem) => {
+      const where = problem.line !== undefined ? `${file}:${problem.line}:${problem.column ?? 1}` : file;
+      return `${where}: ${problem.path}: ${problem.message}`;
+    })
+    .join('\n');
+}
+
+/** The outcome of {@link parseConfig}. */
+export type ParseConfigResult = { ok: true; config: PitConfig } | { ok: false; problems: ConfigProblem[] };
+
+/**
+ * Parses and validates a config text (TOML or JSON), collecting every problem at once:
+ * syntax errors with line and column, schema errors with their key path (and, for TOML, the
+ * line and column of the key), unknown keys, and secrets written in place of an environment
+ * variable name. Relative paths are left as written (see {@link resolveConfigPaths}).
+ */
+export function parseConfig(text: string, format: 'toml' | 'json'): ParseConfigResult {
+  let raw: unknown;
+  let locations = new Map<string, SourcePosition>();
+  if (format === 'toml') {
+    try {
+      raw = parseToml(text);
+    } catch (error) {
+      if (error instanceof TomlError) return { ok: false, problems: [{ path: '(syntax)', message: error.message.split('\n')[0] ?? error.message, line: error.line, column: error.column }] };
+      throw error;
+    }
+    locations = locateTomlKeys(text);
+  } else {
+    try {
+      raw = JSON.parse(text);
+    } catch (error) {
+      const message = (error as Error).message;
+      const offset = /position (\d+)/.exec(message)?.[1];
+      const position = offset === undefined ? undefined : offsetToPosition(text, Number(offset));
+      return { ok: false, problems: [{ path: '(syntax)', message, ...position }] };
+    }
+  }
+  const problems: ConfigProblem[] = [];
+  const at = (path: ReadonlyArray<PropertyKey>) => positionOf(locations, path) ?? {};
+  for (const found of [...findLiteralSecrets(raw), ...crossCheckConfig(raw)]) problems.push({ path: found.path.join('.'), message: found.message, ...at(found.path) });
+  const parsed = PitConfigSchema.safeParse(raw);
+  if (!parsed.success) problems.push(...issuesToProblems(parsed.error, at));
+  if (problems.length > 0) return { ok: false, problems: sortProblems(problems) };
+  return { ok: true, config: parsed.data! };
+}
+
+function issuesToProblems(error: z.ZodError, at: (path: ReadonlyArray<PropertyKey>) => Partial<SourcePosition>): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  for (const issue of error.issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) {
+        const path = [...issue.path, key];
+        problems.push({ path: path.map(String).join('.'), message: 'unknown key', ...at(path) });
+      }
+      continue;
+    }
+    const path = issue.path.length > 0 ? issue.path.map(String).join('.') : '(root)';
+    problems.push({ path, message: issue.message, ...at(issue.path) });
+  }
+  return problems;
+}
+
+function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
+  return [...problems].sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity) || (a.column ?? 0) - (b.column ?? 0) || a.path.localeCompare(b.path));
+}
+
+function offsetToPosition(text: string, offset: number): SourcePosition {
+  const before = text.slice(0, offset);
+  const line = before.split('\n').length;
+  return { line, column: offset - before.lastIndexOf('\n') };
+}
+
+/**
+ * Refuses a config file that someone other than its owner could change (as sshd's
+ * StrictModes does): the file, or any directory above it, writable by group or others
+ * (a sticky directory such as /tmp is allowed), or owned by a user other than root and `uid`.
+ * The config holds commands the daemon runs.
+ * @throws {DaemonError} DAEMON_CONFIG_UNSAFE naming the path and what to change.
+ */
+export async function assertConfigPermissions(path: string, uid: number): Promise<void> {
+  const real = await fs.realpath(path).catch((error: Error) => {
+    throw new DaemonError('DAEMON_CONFIG_NOT_FOUND', `${path}: ${error.message}`, { cause: error });
+  });
+  const owner = (stat: import('node:fs').Stats, what: string) => {
+    if (stat.uid !== 0 && stat.uid !== uid) {
+      throw new DaemonError('DAEMON_CONFIG_UNSAFE', `${what}: owned by uid ${stat.uid}, neither root nor the daemon's user (uid ${uid}); refused (StrictModes)`);
+    }
+  };
+  const file = await fs.stat(real);
+  if (!file.isFile()) throw new DaemonError('DAEMON_CONFIG_UNSAFE', `${real}: not a regular file`);
+  if ((file.mode & 0o022) !== 0) {
+    throw new DaemonError('DAEMON_CONFIG_UNSAFE', `${real}: writable by ${describeWriters(file.mode)} (mode ${(file.mode & 0o777).toString(8)}); it holds commands the daemon runs: chmod go-w ${real}`);
+  }
+  owner(file, real);
+  let dir = dirname(real);
+  for (;;) {
+    const stat = await fs.stat(dir);
+    const sticky = (stat.mode & 0o1000) !== 0;
+    if ((stat.mode & 0o022) !== 0 && !sticky) {
+      throw new DaemonError('DAEMON_CONFIG_UNSAFE', `${dir}: directory of the config ${real} is writable by ${describeWriters(stat.mode)} (mode ${(stat.mode & 0o777).toString(8)}); refused (StrictModes): chmod go-w ${dir}`);
+    }
+    owner(stat, `${dir} (directory of the config ${real})`);
+    const parent = dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+}
+
+function describeWriters(mode: number): string {
+  return [(mode & 0o020) !== 0 ? 'group' : '', (mode & 0o002) !== 0 ? 'others' : ''].filter(Boolean).join(' and ');
+}
+
+/** Turns the config's relative paths into absolute ones against `baseDir`. */
+export function resolveConfigPaths(config: PitConfig, baseDir: string): PitConfig {
+  const abs = (path: string) => (isAbsolute(path) ? path : resolve(baseDir, path));
+  const stateDir = abs(config.daemon.state_dir);
+  return {
+    ...config,
+    daemon: {
+      ...config.daemon,
+      state_dir: stateDir,
+      pid_file: config.daemon.pid_file ? abs(config.daemon.pid_file) : join(stateDir, 'pit.pid'),
+      ...(config.daemon.log_file ? { log_file: abs(config.daemon.log_file) } : {}),
+    },
+    cells: { ...config.cells, root: abs(config.cells.root) },
+    agents: Object.fromEntries(Object.entries(config.agents).map(([name, agent]) => [name, { ...agent, ...(agent.cwd ? { cwd: abs(agent.cwd) } : {}) }])),
+  };
+}
+
+/** The config used when no file is found: supervise `./.pit/missions` with safe defaults. */
+export const EMBEDDED_DEFAULT_CONFIG = `# The Pit's embedded default: used when no pit.toml is found.
+[daemon]
+state_dir = ".pit/state"
+
+[cells]
+root = ".pit/missions"
+`;
+
+/** A loaded config and where it came from. */
+export interface LoadedConfig {
+  config: PitConfig;
+  source: ConfigSource;
+  /** The file, absent for the embedded default. */
+  path?: string;
+  /** Relative paths in the config were resolved against this directory. */
+  baseDir: string;
+  /** Values of the environment variables the config names for secrets (to redact from logs). */
+  secrets: string[];
+}
+
+/** Options of {@link loadConfig}. */
+export interface LoadConfigOptions extends LocateConfigOptions {
+  /** The daemon's uid, for the permission check. @default process.getuid() */
+  uid?: number;
+}
+
+/**
+ * Finds, reads, checks and validates the config; relative paths are resolved against the
+ * file's directory (against `cwd` for the embedded default).
+ * @throws {DaemonError} DAEMON_CONFIG_NOT_FOUND, DAEMON_CONFIG_UNSAFE, DAEMON_CONFIG_INVALID
+ *   (with every problem, `file:line:column: key: message`, one per line; also on `.problems`).
+ * @example
+ * const { config, path } = await loadConfig({ flag: argv.config, env: process.env, cwd: process.cwd(), home: os.homedir() });
+ */
+export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConfig> {
+  const location = await locateConfig(options);
+  if (!location.path) {
+    const parsed = parseConfig(EMBEDDED_DEFAULT_CONFIG, 'toml');
+    if (!parsed.ok) throw new DaemonError('DAEMON_CONFIG_INVALID', `embedded default: ${formatConfigProblems('(default)', parsed.problems)}`);
+    return { config: resolveConfigPaths(parsed.config, options.cwd), source: 'default', baseDir: options.cwd, secrets: collectSecrets(parsed.config, options.env) };
+  }
+  return loadConfigFile(location.path, { ...options, source: location.source });
+}
+
+/**
+ * Reads, checks and validates one config file (`.toml` or `.json`).
+ * @throws {DaemonError} DAEMON_CONFIG_NOT_FOUND, DAEMON_CONFIG_UNSAFE, DAEMON_CONFIG_INVALID.
+ */
+export async function loadConfigFile(
+  path: string,
+  options: { env: Record<string, string | undefined>; uid?: number; source?: ConfigSource },
+): Promise<LoadedConfig> {
+  const extension = extname(path).toLowerCase();
+  const format = extension === '.toml' ? 'toml' : extension === '.json' ? 'json' : undefined;
+  if (!format) throw new DaemonError('DAEMON_CONFIG_INVALID', `${path}: unknown config format ${JSON.stringify(extension)}: use .toml or .json`);
+  await assertConfigPermissions(path, options.uid ?? process.getuid?.() ?? 0);
+  let text: string;
+  try {
+    text = await fs.readFile(path, 'utf8');
+  } catch (error) {
+    throw new DaemonError('DAEMON_CONFIG_NOT_FOUND', `${path}: ${(error as Error).message}`, { cause: error });
+  }
+  const parsed = parseConfig(text, format);
+  if (!parsed.ok) {
+    const count = parsed.problems.length;
+    throw new DaemonError('DAEMON_CONFIG_INVALID', `${path}: ${count} problem${count === 1 ? '' : 's'}:\n${formatConfigProblems(path, parsed.problems)}`, { problems: parsed.problems });
+  }
+  const baseDir = dirname(resolve(path));
+  return {
+    config: resolveConfigPaths(parsed.config, baseDir),
+    source: options.source ?? 'flag',
+    path: resolve(path),
+    baseDir,
+    secrets: collectSecrets(parsed.config, options.env),
+  };
+}
+
+function collectSecrets(config: PitConfig, env: Record<string, string | undefined>): string[] {
+  return secretEnvNames(config)
+    .map((name) => env[name])
+    .filter((value): value is string => typeof value === 'string' && value.length > 0);
+}
