@@ -1,0 +1,106 @@
+import type { FailureClass, OnTimeout } from './policy-config.js';
+
+/** An agent's health as the assessor sees it. */
+export type HealthState = 'healthy' | 'degraded' | 'dead' | 'unknown';
+
+/** A remedy the Pit can carry out (what an approval request proposes). */
+export type RemedyAction = 'restart' | 'rollback_and_restart' | 'substitute';
+
+/** The agent a decision is about. */
+export interface AgentRef {
+  name: string;
+  /** The mission of the agent's cell, if it lives in one (a policy override's `mission` wins). */
+  mission?: string;
+  /** Whether the agent runs on this host. A remote agent prefers a substitute in auto mode. @default true */
+  local?: boolean;
+  /** Whether the Pit can restart it from here. @default the value of `local` */
+  restartable?: boolean;
+}
+
+/** What is known about why an agent died. Times are ms since the Unix epoch. */
+export interface FailureInfo {
+  /** A class already determined (by the harness, a log scan, the probes); wins over everything else. */
+  class?: FailureClass;
+  /** The exit code of the agent's process, if it exited. */
+  exit_code?: number;
+  /** The signal that ended it (`SIGKILL`), if any. */
+  signal?: string;
+  /** The kinds of probe that failed (`heartbeat`, `http`, `tcp`, `ws`, `process`, `exec`). */
+  failing_probes?: readonly string[];
+  /** The heartbeat is fresh but its cycle stands still: alive but not working. */
+  stuck?: boolean;
+  /** When a rate limit resets (ms since epoch), for `rate_limited`. */
+  reset_at?: number;
+  /** Free text for the reason (the probe's detail, the last log line). */
+  detail?: string;
+}
+
+/** The agent's current health. */
+export interface AgentHealth {
+  state: HealthState;
+  /** Since when it has been in this state (ms since epoch); for `dead`, the first failed probe. */
+  since?: number;
+  /** Why it died, when `state` is `dead`. */
+  failure?: FailureInfo;
+}
+
+/** The latest approval request about an agent, as the daemon recorded it. Times are ms since epoch. */
+export interface ApprovalRecord {
+  id: string;
+  /** `revive`: asked because of the policy; `escalation`: asked because the restart budget ran out. */
+  kind: 'revive' | 'escalation';
+  status: 'pending' | 'approved' | 'denied' | 'expired';
+  /** What the request proposed. */
+  proposed: RemedyAction;
+  /** The substitute the request suggested. */
+  substitute?: string;
+  /** What the approver chose, when it differs from the proposal. */
+  action?: RemedyAction;
+  requested_at: number;
+  expires_at: number;
+  /** When it was answered (approved or denied). */
+  decided_at?: number;
+  /** What the request said would happen on expiry (kept so a config change does not alter an open request). */
+  on_timeout?: OnTimeout;
+}
+
+/** A stretch of time during which the agent was healthy (ms since epoch); `to` is absent while it lasts. */
+export interface HealthyPeriod {
+  from: number;
+  to?: number;
+}
+
+/**
+ * What the Pit remembers about an agent: raw facts, recorded by the daemon; every rule that
+ * reads them lives in the policy.
+ */
+export interface AgentHistory {
+  /**
+   * When the Pit restarted this agent (ms since epoch, any order). Keep at least those within
+   * the restart-intensity window and since the latest stable period.
+   */
+  restarts?: readonly number[];
+  /** Healthy stretches (keep at least the latest few): the backoff resets after a stable one. */
+  healthy?: readonly HealthyPeriod[];
+  /** The latest approval request about this agent. */
+  approval?: ApprovalRecord;
+  /** The agent that currently stands in for this one. */
+  substituted_by?: string;
+}
+
+/** One agent as the rest of the fleet sees it (for substitutes and the fleet brake). */
+export interface FleetAgent {
+  name: string;
+  state: HealthState;
+  /** Since when it has been in this state (ms since epoch). */
+  since?: number;
+  /** The agent it currently stands in for, if it is a substitute. */
+  substituting_for?: string;
+}
+
+/** The whole fleet at one moment. Build one per change and share it across the decisions of that change. */
+export interface FleetView {
+  agents: readonly FleetAgent[];
+  /** When the Pit last started agents fleet-wide (restarts and substitutions, ms since epoch). */
+  restarts?: readonly number[];
+}

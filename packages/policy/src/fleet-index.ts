@@ -1,0 +1,137 @@
+import type { FleetAgent, FleetView } from './decide-input.js';
+import { formatDuration } from './duration.js';
+import type { FleetBrake } from './policy-config.js';
+
+const FLEET_INDEX = Symbol.for('pit.policy.fleet-index');
+
+/**
+ * A {@link FleetView} indexed for many decisions: lookups by name and the deaths sorted by time.
+ * Build it once per change with {@link createFleetIndex} and pass it as `fleet` to every
+ * `decide()` of that change; treat the view as immutable while the index is in use.
+ */
+export interface FleetIndex {
+  readonly [FLEET_INDEX]: true;
+  /** Number of agents in the fleet. */
+  readonly size: number;
+  /** An agent by name. */
+  get(name: string): FleetAgent | undefined;
+  /** The agent substituting for `name`, if any. */
+  substituteOf(name: string): string | undefined;
+  /** The latest fleet-wide start (ms since epoch). */
+  readonly lastRestart: number | undefined;
+  /** Dead agents with a known `since`, oldest death first (ties by name). */
+  readonly dead: readonly { name: string; since: number }[];
+  /** For each entry of `dead`, the largest number of deaths within `window` ending at or before it. @internal */
+  clusterSuffixMax(window: number): Int32Array;
+}
+
+/** Whether the fleet brake is engaged, and what it did to this decision. */
+export interface BrakeStatus {
+  engaged: true;
+  /** Deaths within one `window` in the current storm. */
+  deaths: number;
+  /** The same, as a percentage of the fleet. */
+  percent: number;
+  /** The brake's window (ms). */
+  window: number;
+  /** When this agent may start (ms since epoch), while starts are spaced. */
+  slot: number;
+  /** A sentence for people: `fleet brake: 7 of 20 agents (35%) died within 2m`. */
+  summary: string;
+}
+
+/** Whether `value` is a {@link FleetIndex}. */
+export function isFleetIndex(value: unknown): value is FleetIndex {
+  return typeof value === 'object' && value !== null && FLEET_INDEX in value;
+}
+
+/**
+ * Indexes a fleet view for many decisions (O(n log n) once, then O(log n) per decision).
+ * @example
+ * const fleet = createFleetIndex({ agents, restarts });
+ * const decisions = agents.map((agent) => decide({ ...inputsOf(agent), fleet, now, config }));
+ */
+export function createFleetIndex(view: FleetView): FleetIndex {
+  const byName = new Map<string, FleetAgent>();
+  const substitutes = new Map<string, string>();
+  const dead: { name: string; since: number }[] = [];
+  for (const agent of view.agents) {
+    byName.set(agent.name, agent);
+    if (agent.substituting_for !== undefined && agent.state !== 'dead') substitutes.set(agent.substituting_for, agent.name);
+    if (agent.state === 'dead' && agent.since !== undefined && Number.isFinite(agent.since)) dead.push({ name: agent.name, since: agent.since });
+  }
+  dead.sort((a, b) => a.since - b.since || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  let lastRestart: number | undefined;
+  for (const at of view.restarts ?? []) if (lastRestart === undefined || at > lastRestart) lastRestart = at;
+  const clusters = new Map<number, Int32Array>();
+  return {
+    [FLEET_INDEX]: true,
+    size: byName.size,
+    get: (name) => byName.get(name),
+    substituteOf: (name) => substitutes.get(name),
+    lastRestart,
+    dead,
+    clusterSuffixMax(window) {
+      let suffix = clusters.get(window);
+      if (suffix !== undefined) return suffix;
+      suffix = new Int32Array(dead.length + 1);
+      const sizes = new Int32Array(dead.length);
+      let left = 0;
+      for (let right = 0; right < dead.length; right += 1) {
+        while ((dead[right] as { since: number }).since - (dead[left] as { since: number }).since > window) left += 1;
+        sizes[right] = right - left + 1;
+      }
+      for (let index = dead.length - 1; index >= 0; index -= 1) suffix[index] = Math.max(suffix[index + 1] as number, sizes[index] as number);
+      clusters.set(window, suffix);
+      return suffix;
+    },
+  };
+}
+
+/** First index in `dead` whose `since` is ≥ `time`. */
+function lowerBound(dead: readonly { since: number }[], time: number): number {
+  let low = 0;
+  let high = dead.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if ((dead[middle] as { since: number }).since < time) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
+/**
+ * The fleet brake for one agent at `now`: `undefined` when it is not engaged. Engaged when, among
+ * the dead agents whose death lies within `hold` of now, more than `max_deaths` (or more than
+ * `max_percent` of a fleet of at least `min_agents`) died within `window` of one another. While
+ * engaged, starts are spaced `restart_interval` apart in order of death: this agent's slot is
+ * `(latest fleet start + interval, or the storm's first death) + its place in the queue × interval`.
+ */
+export function assessFleetBrake(options: { fleet: FleetIndex; agent: string; now: number; brake: FleetBrake }): BrakeStatus | undefined {
+  const { fleet, agent, now, brake } = options;
+  if (!brake.enabled || fleet.dead.length === 0) return undefined;
+  const first = lowerBound(fleet.dead, now - brake.hold);
+  const deaths = fleet.clusterSuffixMax(brake.window)[first] ?? 0;
+  const percent = fleet.size === 0 ? 0 : (deaths / fleet.size) * 100;
+  const engaged = deaths > brake.max_deaths || (fleet.size >= brake.min_agents && percent > brake.max_percent);
+  if (!engaged) return undefined;
+  const queueStart = lowerBound(fleet.dead, now - brake.hold - brake.window);
+  let position = fleet.dead.length - queueStart;
+  for (let index = queueStart; index < fleet.dead.length; index += 1) {
+    if ((fleet.dead[index] as { name: string }).name === agent) {
+      position = index - queueStart;
+      break;
+    }
+  }
+  const onset = (fleet.dead[queueStart] as { since: number }).since;
+  const base = fleet.lastRestart !== undefined && fleet.lastRestart >= onset ? fleet.lastRestart + brake.restart_interval : onset;
+  const rounded = Math.round(percent * 10) / 10;
+  return {
+    engaged: true,
+    deaths,
+    percent: rounded,
+    window: brake.window,
+    slot: base + position * brake.restart_interval,
+    summary: `fleet brake: ${deaths} of ${fleet.size} agents (${rounded}%) died within ${formatDuration(brake.window)}; starts spaced ${formatDuration(brake.restart_interval)} apart`,
+  };
+}

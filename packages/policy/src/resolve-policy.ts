@@ -1,0 +1,114 @@
+import { BUILTIN_POLICY, type PolicyConfig, type PolicyLayer, type ResolvedLayer } from './policy-config.js';
+
+/** Which layer set a value: the built-in defaults, `[policy.defaults]`, a mission or an agent override. */
+export type PolicySource = 'builtin' | 'defaults' | `mission:${string}` | `agent:${string}`;
+
+/** How a policy was resolved: what `pit why` shows next to a decision. */
+export interface PolicyTrace {
+  /** The layers applied, lowest first (`builtin`, `defaults`, `mission:forge`, `agent:bezalel`). */
+  layers: PolicySource[];
+  /** The mission whose policy applied, if any. */
+  mission?: string;
+  /** Where the mission came from: the agent override's `mission`, or the agent's cell. */
+  mission_from?: 'agent_override' | 'cell';
+  /** For every key (dotted: `backoff.cap`, `on_failure.stuck`), the layer that set it. */
+  fields: Record<string, PolicySource>;
+}
+
+/** The policy that applies to one agent: every key set, durations in ms, plus how it was resolved. */
+export interface ResolvedPolicy extends ResolvedLayer {
+  agent: string;
+  /** The mission whose policy applied (from the agent override or the cell), if any. */
+  mission?: string;
+  trace: PolicyTrace;
+}
+
+/** Options of {@link resolvePolicy}. */
+export interface ResolvePolicyOptions {
+  /** A parsed policy config (see `PolicyConfigSchema` / `validatePolicy`). */
+  config: PolicyConfig;
+  /** The agent's name. */
+  agent: string;
+  /** The mission of the agent's cell, if it has one; an override's `mission` wins over it. */
+  mission?: string;
+}
+
+/** Every key of a layer, as a path of one or two parts. */
+const LEAF_PATHS: readonly (readonly [string] | readonly [string, string])[] = [
+  ['mode'],
+  ['dead_after'],
+  ['substitutes'],
+  ['rollback_before_restart'],
+  ['max_revive_attempts'],
+  ['rate_limit_wait'],
+  ['approval', 'channels'],
+  ['approval', 'timeout'],
+  ['approval', 'on_timeout'],
+  ['restart_intensity', 'max_restarts'],
+  ['restart_intensity', 'window'],
+  ['backoff', 'initial'],
+  ['backoff', 'factor'],
+  ['backoff', 'cap'],
+  ['backoff', 'jitter'],
+  ['backoff', 'reset_after_stable'],
+  ...Object.keys(BUILTIN_POLICY.on_failure).map((name) => ['on_failure', name] as const),
+];
+const LEAF_KEYS = LEAF_PATHS.map((path) => path.join('.'));
+
+type Loose = Record<string, unknown>;
+
+/**
+ * Resolves the policy of one agent: built-in defaults → `defaults` → its mission → its own
+ * override, key by key (tables merge, lists replace). An override's `mission` replaces the
+ * cell's mission, and that mission's policy then applies under the override. The agent never
+ * appears in its own substitutes.
+ * @example
+ * const policy = resolvePolicy({ config, agent: 'ezra' });
+ * policy.mode;                    // 'ask' (from mission archive, set by ezra's override)
+ * policy.trace.fields.dead_after; // 'agent:ezra'
+ */
+export function resolvePolicy(options: ResolvePolicyOptions): ResolvedPolicy {
+  const { config, agent } = options;
+  const override = config.agents[agent];
+  const mission = override?.mission ?? options.mission;
+  const layers: [PolicySource, PolicyLayer][] = [['defaults', config.defaults]];
+  const missionLayer = mission === undefined ? undefined : config.missions[mission];
+  if (missionLayer !== undefined) layers.push([`mission:${mission}`, missionLayer]);
+  if (override !== undefined) layers.push([`agent:${agent}`, override]);
+  const resolved = mergeLayers(layers);
+  const trace: PolicyTrace = { layers: ['builtin', ...layers.map(([source]) => source)], fields: resolved.fields };
+  if (mission !== undefined) {
+    trace.mission = mission;
+    trace.mission_from = override?.mission !== undefined ? 'agent_override' : 'cell';
+  }
+  const policy: ResolvedPolicy = { ...resolved.layer, agent, trace };
+  if (policy.substitutes.includes(agent)) policy.substitutes = policy.substitutes.filter((name) => name !== agent);
+  if (mission !== undefined) policy.mission = mission;
+  return policy;
+}
+
+/** Merges layers over the built-in defaults, recording which layer set each key. */
+export function mergeLayers(layers: readonly (readonly [PolicySource, PolicyLayer])[]): { layer: ResolvedLayer; fields: Record<string, PolicySource> } {
+  const builtin = BUILTIN_POLICY as unknown as Loose;
+  const result: Loose = {};
+  const fields: Record<string, PolicySource> = {};
+  for (const [index, path] of LEAF_PATHS.entries()) {
+    const [head, tail] = path;
+    let value: unknown;
+    let source: PolicySource = 'builtin';
+    for (const [layerSource, layer] of layers) {
+      const container = (layer as Loose)[head];
+      const candidate = tail === undefined ? container : (container as Loose | undefined)?.[tail];
+      if (candidate !== undefined) {
+        value = candidate;
+        source = layerSource;
+      }
+    }
+    if (value === undefined) value = tail === undefined ? builtin[head] : (builtin[head] as Loose)[tail];
+    if (Array.isArray(value)) value = [...(value as unknown[])];
+    if (tail === undefined) result[head] = value;
+    else ((result[head] ??= {}) as Loose)[tail] = value;
+    fields[LEAF_KEYS[index] as string] = source;
+  }
+  return { layer: result as unknown as ResolvedLayer, fields };
+}
