@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { AgentNameSchema, CellUuidSchema, DEFAULT_CELLS_ROOT, IsolationLevelSchema, IsolationProfileSchema, type IsolationProfile } from '@pit/cell-spec';
+import { AgentNameSchema, CellUuidSchema, DEFAULT_CELLS_ROOT, IsolationProfileSchema, type IsolationProfile } from '@pit/cell-spec';
 import { LOG_LEVELS } from './logger.js';
 
 /** The name of an environment variable: where a secret lives (secrets are never written in the config). */
@@ -98,7 +98,10 @@ export const AgentProbesSchema = z.strictObject({
 });
 
 /** `isolation = 2` or `isolation = { level = 2, network = "none", … }`. */
-export const AgentIsolationSchema = z.union([IsolationLevelSchema.transform((level): IsolationProfile => ({ level })), IsolationProfileSchema]);
+export const AgentIsolationSchema = z.preprocess(
+  (value) => (typeof value === 'number' ? { level: value } : value),
+  IsolationProfileSchema.extend({ level: z.union([z.literal(1), z.literal(2), z.literal(3)], { error: 'must be 1 (workspace), 2 (namespaces) or 3 (podman)' }) }),
+) as z.ZodType<IsolationProfile, unknown>;
 
 /** `[agents.<name>]`: how to run and watch one agent. */
 export const AgentConfigSchema = z.strictObject({

@@ -119,7 +119,7 @@ describe('loadConfig', () => {
     expect(find('daemon.log_level')).toMatchObject({ line: 2, column: 1 });
     expect(find('daemon.stat_dir')).toMatchObject({ line: 3, column: 1, message: 'unknown key' });
     expect(find('agents.forge.argvv')).toMatchObject({ line: 6, column: 1, message: 'unknown key' });
-    expect(find('agents.forge.isolation')).toMatchObject({ line: 7 });
+    expect(find('agents.forge.isolation.level')).toMatchObject({ line: 7, message: expect.stringContaining('must be 1') });
     expect(find('agents.forge.substitutes.0')).toMatchObject({ line: 8, message: 'no agent ghost is configured' });
     expect(find('agents.forge.probes.health_url')).toMatchObject({ line: 11, column: 1 });
     expect(find('agents.Bad Name')).toMatchObject({ line: 13 });
