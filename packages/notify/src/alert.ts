@@ -55,18 +55,29 @@ function line(alert: Alert): string {
  */
 export function formatAlertText(batch: AlertBatch, maxChars = 3500): string {
   const { alerts } = batch;
-  if (alerts.length === 1 && batch.omitted === 0 && alerts[0]) return truncate(`[pit] ${line(alerts[0])}`, maxChars);
+  if (alerts.length === 1 && batch.omitted === 0 && alerts[0])
+    return truncate(`[pit] ${line(alerts[0])}`, maxChars);
   const total = alerts.length + batch.omitted;
   const kinds = new Set(alerts.map((alert) => alert.kind));
   const only = kinds.size === 1 ? [...kinds][0] : undefined;
   const times = alerts.map((alert) => alert.at.getTime());
-  const spanSeconds = times.length > 0 ? Math.max(0, Math.round((Math.max(...times) - Math.min(...times)) / 1000)) : 0;
-  const missions = [...new Set(alerts.map((alert) => alert.mission).filter((mission): mission is string => !!mission))];
+  const spanSeconds =
+    times.length > 0
+      ? Math.max(0, Math.round((Math.max(...times) - Math.min(...times)) / 1000))
+      : 0;
+  const missions = [
+    ...new Set(
+      alerts.map((alert) => alert.mission).filter((mission): mission is string => !!mission),
+    ),
+  ];
   const headline =
     only === 'death' || only === 'recovery' || only === 'escalation'
       ? `[pit] ${total} agents ${KIND_VERB[only]} within ${spanSeconds} s`
       : `[pit] ${total} alerts within ${spanSeconds} s`;
-  const header = missions.length > 0 ? `${headline} (missions: ${missions.slice(0, 5).join(', ')}${missions.length > 5 ? ', …' : ''})` : headline;
+  const header =
+    missions.length > 0
+      ? `${headline} (missions: ${missions.slice(0, 5).join(', ')}${missions.length > 5 ? ', …' : ''})`
+      : headline;
   const lines = [header];
   let used = header.length;
   let shown = 0;

@@ -9,7 +9,14 @@ import {
   type ApprovalRequest,
   type ApprovalStore,
 } from './approval-request.js';
-import type { ApprovalChannel, ApprovalSink, DecisionAttempt, DecisionResult, RejectReason, RejectedAttempt } from './channel.js';
+import type {
+  ApprovalChannel,
+  ApprovalSink,
+  DecisionAttempt,
+  DecisionResult,
+  RejectReason,
+  RejectedAttempt,
+} from './channel.js';
 import { findSecretMatch } from './constant-time.js';
 import { deliverWithRetry, type RetryOptions } from './deliver.js';
 import { NotifyError } from './errors.js';
@@ -22,7 +29,11 @@ import { EnvNameSchema, parseConfig } from './parse-config.js';
  */
 export const ApprovalsConfigSchema = z.strictObject({
   /** How long a request stays open (s). @default 3600 */
-  ttl_seconds: z.int().min(10).max(30 * 24 * 3600).default(3600),
+  ttl_seconds: z
+    .int()
+    .min(10)
+    .max(30 * 24 * 3600)
+    .default(3600),
   /** The decision reported when a request expires unanswered. @default "deny" */
   on_expiry: z.enum(['approve', 'deny']).default('deny'),
   /** How long decided requests are kept so that late answers are recognised as such (days). @default 7 */
@@ -31,7 +42,9 @@ export const ApprovalsConfigSchema = z.strictObject({
   tokens: z
     .array(z.strictObject({ name: z.string().min(1).max(64), token_env: EnvNameSchema }))
     .default([])
-    .refine((tokens) => new Set(tokens.map((token) => token.name)).size === tokens.length, { message: 'token names must be unique' }),
+    .refine((tokens) => new Set(tokens.map((token) => token.name)).size === tokens.length, {
+      message: 'token names must be unique',
+    }),
 });
 export type ApprovalsConfig = z.infer<typeof ApprovalsConfigSchema>;
 
@@ -148,7 +161,11 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
   const channels = options.channels ?? [];
   const names = new Set<string>(['cli', 'http', 'expiry']);
   for (const channel of channels) {
-    if (names.has(channel.name)) throw new NotifyError('NOTIFY_INVALID_CONFIG', `approvals: channel name ${JSON.stringify(channel.name)} is used twice or reserved`);
+    if (names.has(channel.name))
+      throw new NotifyError(
+        'NOTIFY_INVALID_CONFIG',
+        `approvals: channel name ${JSON.stringify(channel.name)} is used twice or reserved`,
+      );
     names.add(channel.name);
   }
   const logger = options.logger ?? silentLogger;
@@ -156,6 +173,8 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
   const clockSkewMs = options.clockSkewMs ?? 60_000;
   const requests = new Map<string, ApprovalRequest>();
   const waiters = new Map<string, Set<(request: ApprovalRequest) => void>>();
+  /** Decided requests whose decision has been persisted and reported (the others are on their way). */
+  const announced = new Set<string>();
   const inFlight = new Set<Promise<unknown>>();
   const deliveries = new Map<string, Promise<unknown>>();
   const closing = new AbortController();
@@ -168,7 +187,12 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
   function snapshot(): ApprovalStore {
     const cutoff = clock().getTime() - config.retain_decided_days * 86_400_000;
     for (const [id, request] of requests) {
-      if (request.status !== 'pending' && request.decided_at && Date.parse(request.decided_at) < cutoff) requests.delete(id);
+      if (
+        request.status !== 'pending' &&
+        request.decided_at &&
+        Date.parse(request.decided_at) < cutoff
+      )
+        requests.delete(id);
     }
     return { version: 1, requests: [...requests.values()] };
   }
@@ -177,10 +201,16 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
     while (saving) await saving.catch(() => undefined);
     if (!dirty) return;
     dirty = false;
-    const write = writeJsonAtomic(options.path, snapshot(), { mode: 0o600 }).catch((error: unknown) => {
-      dirty = true;
-      throw new NotifyError('NOTIFY_STORE_IO', `${options.path}: could not write approvals: ${describeError(error)}`, { cause: error, retryable: true });
-    });
+    const write = writeJsonAtomic(options.path, snapshot(), { mode: 0o600 }).catch(
+      (error: unknown) => {
+        dirty = true;
+        throw new NotifyError(
+          'NOTIFY_STORE_IO',
+          `${options.path}: could not write approvals: ${describeError(error)}`,
+          { cause: error, retryable: true },
+        );
+      },
+    );
     saving = write.finally(() => {
       saving = null;
     });
@@ -190,7 +220,10 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
     try {
       await save();
     } catch (error) {
-      logger.error(`approvals: ${what} is decided in memory but not yet on disk: ${describeError(error)}`, { path: options.path });
+      logger.error(
+        `approvals: ${what} is decided in memory but not yet on disk: ${describeError(error)}`,
+        { path: options.path },
+      );
     }
   }
 
@@ -201,19 +234,25 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
   }
 
   function emitDecision(request: ApprovalRequest): void {
+    announced.add(request.id);
     const copy = structuredClone(request);
-    logger.info(`approvals: ${request.id} for ${request.agent} ${request.status} (${request.decision}) by ${request.decided_by} via ${request.decided_via}`, {
-      request_id: request.id,
-      agent: request.agent,
-      status: request.status,
-      decision: request.decision,
-      decided_by: request.decided_by,
-      decided_via: request.decided_via,
-    });
+    logger.info(
+      `approvals: ${request.id} for ${request.agent} ${request.status} (${request.decision}) by ${request.decided_by} via ${request.decided_via}`,
+      {
+        request_id: request.id,
+        agent: request.agent,
+        status: request.status,
+        decision: request.decision,
+        decided_by: request.decided_by,
+        decided_via: request.decided_via,
+      },
+    );
     try {
       options.onDecision?.(copy);
     } catch (error) {
-      logger.error(`approvals: onDecision threw: ${describeError(error)}`, { request_id: request.id });
+      logger.error(`approvals: onDecision threw: ${describeError(error)}`, {
+        request_id: request.id,
+      });
     }
     const pending = waiters.get(request.id);
     waiters.delete(request.id);
@@ -222,13 +261,16 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
   }
 
   function recordRejection(attempt: RejectedAttempt): void {
-    logger.warn(`approvals: refused ${attempt.reason} from ${attempt.identity} via ${attempt.channel}: ${attempt.detail}`, {
-      channel: attempt.channel,
-      identity: attempt.identity,
-      reason: attempt.reason,
-      request_id: attempt.request_id,
-      agent: attempt.agent,
-    });
+    logger.warn(
+      `approvals: refused ${attempt.reason} from ${attempt.identity} via ${attempt.channel}: ${attempt.detail}`,
+      {
+        channel: attempt.channel,
+        identity: attempt.identity,
+        reason: attempt.reason,
+        request_id: attempt.request_id,
+        agent: attempt.agent,
+      },
+    );
     try {
       options.onRejected?.({ ...attempt });
     } catch (error) {
@@ -249,10 +291,20 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
       reason,
       detail,
       at: clock(),
-      ...(attempt.request_id !== undefined ? { request_id: attempt.request_id } : request ? { request_id: request.id } : {}),
-      ...(attempt.agent !== undefined ? { agent: attempt.agent } : request ? { agent: request.agent } : {}),
+      ...(attempt.request_id !== undefined
+        ? { request_id: attempt.request_id }
+        : request
+          ? { request_id: request.id }
+          : {}),
+      ...(attempt.agent !== undefined
+        ? { agent: attempt.agent }
+        : request
+          ? { agent: request.agent }
+          : {}),
     });
-    return request ? { ok: false, reason, detail, request: structuredClone(request) } : { ok: false, reason, detail };
+    return request
+      ? { ok: false, reason, detail, request: structuredClone(request) }
+      : { ok: false, reason, detail };
   }
 
   function sendRequest(channel: ApprovalChannel, request: ApprovalRequest): void {
@@ -271,7 +323,10 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
           await saveOrLog(`delivery of ${request.id}`);
         })
         .catch((error: unknown) => {
-          logger.error(`approvals: ${channel.name} could not show request ${request.id}: ${describeError(error)}`, { request_id: request.id, channel: channel.name });
+          logger.error(
+            `approvals: ${channel.name} could not show request ${request.id}: ${describeError(error)}`,
+            { request_id: request.id, channel: channel.name },
+          );
         }),
     );
     deliveries.set(key, delivery);
@@ -286,15 +341,26 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
       before
         .then(() => {
           const current = requests.get(request.id) ?? request;
-          return deliverWithRetry((signal) => channel.sendApprovalOutcome(structuredClone(current), current.deliveries[channel.name], signal), {
-            ...options.retry,
-            what: `${channel.name}: outcome of ${request.id}`,
-            signal: closing.signal,
-            logger,
-          });
+          return deliverWithRetry(
+            (signal) =>
+              channel.sendApprovalOutcome(
+                structuredClone(current),
+                current.deliveries[channel.name],
+                signal,
+              ),
+            {
+              ...options.retry,
+              what: `${channel.name}: outcome of ${request.id}`,
+              signal: closing.signal,
+              logger,
+            },
+          );
         })
         .catch((error: unknown) => {
-          logger.error(`approvals: ${channel.name} could not show the outcome of ${request.id}: ${describeError(error)}`, { request_id: request.id, channel: channel.name });
+          logger.error(
+            `approvals: ${channel.name} could not show the outcome of ${request.id}: ${describeError(error)}`,
+            { request_id: request.id, channel: channel.name },
+          );
         }),
     );
   }
@@ -324,41 +390,92 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
   function newestPending(agent: string): ApprovalRequest | undefined {
     let found: ApprovalRequest | undefined;
     for (const request of requests.values()) {
-      if (request.agent === agent && request.status === 'pending' && (!found || request.created_at > found.created_at)) found = request;
+      if (
+        request.agent === agent &&
+        request.status === 'pending' &&
+        (!found || request.created_at > found.created_at)
+      )
+        found = request;
     }
     return found;
   }
 
   async function decideAs(via: string, attempt: DecisionAttempt): Promise<DecisionResult> {
-    if (state !== 'started') return refuse(via, attempt, 'unknown_request', 'the broker is not running');
+    if (state !== 'started')
+      return refuse(via, attempt, 'unknown_request', 'the broker is not running');
     const now = clock();
     let request: ApprovalRequest | undefined;
     if (attempt.request_id !== undefined) {
       request = requests.get(attempt.request_id);
-      if (!request) return refuse(via, attempt, 'unknown_request', `no approval request ${attempt.request_id}`);
-      if (attempt.agent !== undefined && attempt.agent !== request.agent) return refuse(via, attempt, 'unknown_request', `request ${request.id} is not about ${attempt.agent}`);
+      if (!request)
+        return refuse(via, attempt, 'unknown_request', `no approval request ${attempt.request_id}`);
+      if (attempt.agent !== undefined && attempt.agent !== request.agent)
+        return refuse(
+          via,
+          attempt,
+          'unknown_request',
+          `request ${request.id} is not about ${attempt.agent}`,
+        );
     } else if (attempt.agent !== undefined) {
       request = newestPending(attempt.agent);
-      if (!request) return refuse(via, attempt, 'no_pending_request', `no pending approval request for ${attempt.agent}`);
+      if (!request)
+        return refuse(
+          via,
+          attempt,
+          'no_pending_request',
+          `no pending approval request for ${attempt.agent}`,
+        );
     } else {
       return refuse(via, attempt, 'malformed', 'names neither a request id nor an agent');
     }
-    if (request.status === 'expired') return refuse(via, attempt, 'expired', `request ${request.id} expired at ${request.decided_at}`, request);
+    if (request.status === 'expired')
+      return refuse(
+        via,
+        attempt,
+        'expired',
+        `request ${request.id} expired at ${request.decided_at}`,
+        request,
+      );
     if (request.status !== 'pending') {
-      return refuse(via, attempt, 'already_decided', `request ${request.id} was already ${request.status} by ${request.decided_by} via ${request.decided_via}`, request);
+      return refuse(
+        via,
+        attempt,
+        'already_decided',
+        `request ${request.id} was already ${request.status} by ${request.decided_by} via ${request.decided_via}`,
+        request,
+      );
     }
     if (Date.parse(request.expires_at) <= now.getTime()) {
       expireOne(request, now);
       await saveOrLog(`expiry of ${request.id}`);
       emitDecision(request);
-      return refuse(via, attempt, 'expired', `request ${request.id} expired at ${request.expires_at}`, request);
+      return refuse(
+        via,
+        attempt,
+        'expired',
+        `request ${request.id} expired at ${request.expires_at}`,
+        request,
+      );
     }
     if (attempt.sent_at) {
       const sent = attempt.sent_at.getTime();
       if (sent < Date.parse(request.created_at) - clockSkewMs) {
-        return refuse(via, attempt, 'stale', `answer written at ${attempt.sent_at.toISOString()}, before request ${request.id} was created at ${request.created_at}`, request);
+        return refuse(
+          via,
+          attempt,
+          'stale',
+          `answer written at ${attempt.sent_at.toISOString()}, before request ${request.id} was created at ${request.created_at}`,
+          request,
+        );
       }
-      if (sent > now.getTime() + clockSkewMs) return refuse(via, attempt, 'stale', `answer dated in the future (${attempt.sent_at.toISOString()})`, request);
+      if (sent > now.getTime() + clockSkewMs)
+        return refuse(
+          via,
+          attempt,
+          'stale',
+          `answer dated in the future (${attempt.sent_at.toISOString()})`,
+          request,
+        );
     }
     // Check and set with no await in between: the first valid decision wins.
     request.status = statusOf(attempt.decision);
@@ -373,7 +490,7 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
 
   function sinkFor(channel: ApprovalChannel): ApprovalSink {
     return {
-      decide: (attempt) => decideAs(channel.name, attempt),
+      decide: (attempt) => track(decideAs(channel.name, attempt)),
       reject: (attempt) => recordRejection({ ...attempt, channel: channel.name, at: clock() }),
       get: (id) => {
         const request = requests.get(id);
@@ -388,35 +505,57 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
       store = await readJsonFile(options.path, ApprovalStoreSchema, { maxBytes: 64 * 1024 * 1024 });
     } catch (error) {
       if ((error as { code?: string }).code === 'CELL_NOT_FOUND') return;
-      throw new NotifyError('NOTIFY_STORE_INVALID', `${options.path}: not a readable approvals file: ${describeError(error)}`, { cause: error });
+      throw new NotifyError(
+        'NOTIFY_STORE_INVALID',
+        `${options.path}: not a readable approvals file: ${describeError(error)}`,
+        { cause: error },
+      );
     }
-    for (const request of store.requests) requests.set(request.id, request);
+    for (const request of store.requests) {
+      requests.set(request.id, request);
+      if (request.status !== 'pending') announced.add(request.id);
+    }
   }
 
   return {
     async start() {
-      if (state !== 'new') throw new NotifyError('NOTIFY_NOT_STARTED', `approvals: start() called twice or after close()`);
+      if (state !== 'new')
+        throw new NotifyError(
+          'NOTIFY_NOT_STARTED',
+          `approvals: start() called twice or after close()`,
+        );
       await load();
       state = 'started';
       for (const channel of channels) channel.bindApprovals(sinkFor(channel));
       await expire(clock());
       for (const request of requests.values()) {
         if (request.status !== 'pending') continue;
-        for (const channel of channels) if (request.deliveries[channel.name] === undefined) sendRequest(channel, request);
+        for (const channel of channels)
+          if (request.deliveries[channel.name] === undefined) sendRequest(channel, request);
       }
       const interval = options.expiryIntervalMs ?? 1000;
       if (interval > 0) {
         timer = setInterval(() => {
-          expire(clock()).catch((error: unknown) => logger.error(`approvals: expiry sweep failed: ${describeError(error)}`));
+          expire(clock()).catch((error: unknown) =>
+            logger.error(`approvals: expiry sweep failed: ${describeError(error)}`),
+          );
         }, interval);
         timer.unref();
       }
     },
 
     async ask(input) {
-      if (state !== 'started') throw new NotifyError('NOTIFY_NOT_STARTED', 'approvals: ask() before start() or after close()');
+      if (state !== 'started')
+        throw new NotifyError(
+          'NOTIFY_NOT_STARTED',
+          'approvals: ask() before start() or after close()',
+        );
       const agent = AgentNameSchema.safeParse(input.agent);
-      if (!agent.success) throw new NotifyError('NOTIFY_INVALID_INPUT', `approval request: agent: ${formatIssues(agent.error)}`);
+      if (!agent.success)
+        throw new NotifyError(
+          'NOTIFY_INVALID_INPUT',
+          `approval request: agent: ${formatIssues(agent.error)}`,
+        );
       const existing = newestPending(agent.data);
       if (existing) return structuredClone(existing);
       const now = clock();
@@ -439,7 +578,10 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
         deliveries: {},
       });
       if (!parsed.success || !(ttlSeconds > 0)) {
-        throw new NotifyError('NOTIFY_INVALID_INPUT', `approval request for ${agent.data}: ${parsed.success ? 'ttl_seconds: must be positive' : formatIssues(parsed.error)}`);
+        throw new NotifyError(
+          'NOTIFY_INVALID_INPUT',
+          `approval request for ${agent.data}: ${parsed.success ? 'ttl_seconds: must be positive' : formatIssues(parsed.error)}`,
+        );
       }
       const request = parsed.data;
       requests.set(request.id, request);
@@ -449,7 +591,10 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
         requests.delete(request.id);
         throw error;
       }
-      logger.info(`approvals: asked about ${request.agent} (${request.id}), expires ${request.expires_at}`, { request_id: request.id, agent: request.agent });
+      logger.info(
+        `approvals: asked about ${request.agent} (${request.id}), expires ${request.expires_at}`,
+        { request_id: request.id, agent: request.agent },
+      );
       for (const channel of channels) sendRequest(channel, request);
       return structuredClone(request);
     },
@@ -457,15 +602,30 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
     async decide(input) {
       const identity = input.claimed_by ?? 'unknown';
       const attempt = { identity, request_id: input.id, agent: input.agent };
-      if (input.channel !== 'cli' && input.channel !== 'http') return refuse(String(input.channel), attempt, 'bad_token', 'token decisions come through cli or http only');
-      const match = typeof input.token === 'string' ? findSecretMatch(tokens, input.token) : undefined;
-      if (!match) return refuse(input.channel, attempt, 'bad_token', 'the token matches no configured approver');
-      return decideAs(input.channel, {
-        decision: input.decision,
-        identity: match.name,
-        ...(input.id !== undefined ? { request_id: input.id } : {}),
-        ...(input.agent !== undefined ? { agent: input.agent } : {}),
-      });
+      if (input.channel !== 'cli' && input.channel !== 'http')
+        return refuse(
+          String(input.channel),
+          attempt,
+          'bad_token',
+          'token decisions come through cli or http only',
+        );
+      const match =
+        typeof input.token === 'string' ? findSecretMatch(tokens, input.token) : undefined;
+      if (!match)
+        return refuse(
+          input.channel,
+          attempt,
+          'bad_token',
+          'the token matches no configured approver',
+        );
+      return track(
+        decideAs(input.channel, {
+          decision: input.decision,
+          identity: match.name,
+          ...(input.id !== undefined ? { request_id: input.id } : {}),
+          ...(input.agent !== undefined ? { agent: input.agent } : {}),
+        }),
+      );
     },
 
     expire,
@@ -476,13 +636,18 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
     },
 
     list(status) {
-      return [...requests.values()].filter((request) => status === undefined || request.status === status).map((request) => structuredClone(request));
+      return [...requests.values()]
+        .filter((request) => status === undefined || request.status === status)
+        .map((request) => structuredClone(request));
     },
 
     whenDecided(id, signal) {
       const request = requests.get(id);
-      if (!request) return Promise.reject(new NotifyError('NOTIFY_INVALID_INPUT', `approvals: no request ${id}`));
-      if (request.status !== 'pending') return Promise.resolve(structuredClone(request));
+      if (!request)
+        return Promise.reject(
+          new NotifyError('NOTIFY_INVALID_INPUT', `approvals: no request ${id}`),
+        );
+      if (announced.has(id)) return Promise.resolve(structuredClone(request));
       return new Promise((resolve, reject) => {
         const set = waiters.get(id) ?? new Set();
         const onAbort = (): void => {
@@ -518,11 +683,22 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
 function validateTokens(tokens: ApprovalToken[]): ApprovalToken[] {
   const names = new Set<string>();
   tokens.forEach((token, index) => {
-    if (typeof token.name !== 'string' || token.name.length === 0) throw new NotifyError('NOTIFY_INVALID_CONFIG', `approvals: tokens.${index}.name: must be a non-empty string`);
-    if (names.has(token.name)) throw new NotifyError('NOTIFY_INVALID_CONFIG', `approvals: tokens.${index}.name: ${token.name} is used twice`);
+    if (typeof token.name !== 'string' || token.name.length === 0)
+      throw new NotifyError(
+        'NOTIFY_INVALID_CONFIG',
+        `approvals: tokens.${index}.name: must be a non-empty string`,
+      );
+    if (names.has(token.name))
+      throw new NotifyError(
+        'NOTIFY_INVALID_CONFIG',
+        `approvals: tokens.${index}.name: ${token.name} is used twice`,
+      );
     names.add(token.name);
     if (typeof token.token !== 'string' || token.token.length < 16) {
-      throw new NotifyError('NOTIFY_INVALID_CONFIG', `approvals: tokens.${index} (${token.name}): the token must be at least 16 characters`);
+      throw new NotifyError(
+        'NOTIFY_INVALID_CONFIG',
+        `approvals: tokens.${index} (${token.name}): the token must be at least 16 characters`,
+      );
     }
   });
   return tokens.map((token) => ({ ...token }));

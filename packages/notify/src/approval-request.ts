@@ -6,7 +6,9 @@ import { z } from 'zod';
  * An approval id: 128 random bits as 32 lower-case hex characters. Unguessable, and short
  * enough that Telegram callback data `a:<id>` (34 bytes) fits the 64-byte limit.
  */
-export const ApprovalIdSchema = z.string().regex(/^[0-9a-f]{32}$/, { message: 'must be 32 lower-case hex characters' });
+export const ApprovalIdSchema = z
+  .string()
+  .regex(/^[0-9a-f]{32}$/, { message: 'must be 32 lower-case hex characters' });
 
 /** Makes a fresh approval id from the system CSPRNG. */
 export function createApprovalId(): string {
@@ -25,7 +27,9 @@ export type ApprovalDecision = z.infer<typeof ApprovalDecisionSchema>;
  * Where a decision came from: a channel name (`telegram`, `nostr`, `cli`, `http`, or any
  * custom channel's name) or `expiry`.
  */
-export const DecisionSourceSchema = z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, { message: 'must be a lower-case channel name' });
+export const DecisionSourceSchema = z
+  .string()
+  .regex(/^[a-z][a-z0-9_-]{0,31}$/, { message: 'must be a lower-case channel name' });
 
 /** One approval request, as persisted in the approvals file and reported to callbacks. */
 export const ApprovalRequestSchema = z.strictObject({

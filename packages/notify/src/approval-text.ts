@@ -9,17 +9,26 @@ export interface RenderApprovalOptions {
 }
 
 /** The plain-text body of an approval request, the same on every channel. */
-export function renderApprovalRequest(request: ApprovalRequest, options: RenderApprovalOptions): string {
+export function renderApprovalRequest(
+  request: ApprovalRequest,
+  options: RenderApprovalOptions,
+): string {
   const now = options.now ?? new Date();
-  const minutes = Math.max(0, Math.round((Date.parse(request.expires_at) - now.getTime()) / 60_000));
+  const minutes = Math.max(
+    0,
+    Math.round((Date.parse(request.expires_at) - now.getTime()) / 60_000),
+  );
   const lines = [
     `❓ [pit] Approval needed: revive ${request.agent}?`,
     `Mission: ${request.mission}`,
     ...(request.cell_uuid ? [`Cell: ${request.cell_uuid}`] : []),
   ];
-  if (request.reasons.length > 0) lines.push('Reasons:', ...request.reasons.map((reason) => `• ${reason}`));
+  if (request.reasons.length > 0)
+    lines.push('Reasons:', ...request.reasons.map((reason) => `• ${reason}`));
   lines.push(`Suggested substitute: ${request.substitute ?? 'none'}`);
-  lines.push(`Expires: ${request.expires_at} (in ${minutes} min); if nobody answers: ${request.on_expiry}`);
+  lines.push(
+    `Expires: ${request.expires_at} (in ${minutes} min); if nobody answers: ${request.on_expiry}`,
+  );
   lines.push(`Request: ${request.id}`);
   lines.push(options.howToAnswer);
   return lines.join('\n');

@@ -47,7 +47,9 @@ export interface DecisionAttempt {
 }
 
 /** The outcome of a decision attempt: a value, never an exception. */
-export type DecisionResult = { ok: true; request: ApprovalRequest } | { ok: false; reason: RejectReason; detail: string; request?: ApprovalRequest };
+export type DecisionResult =
+  | { ok: true; request: ApprovalRequest }
+  | { ok: false; reason: RejectReason; detail: string; request?: ApprovalRequest };
 
 /**
  * What the broker gives each channel: the only way a channel can decide. It is bound to the
@@ -76,7 +78,11 @@ export interface ApprovalChannel {
    */
   sendApprovalRequest(request: ApprovalRequest, signal: AbortSignal): Promise<string | undefined>;
   /** Shows how a request ended (who decided, or that it expired). */
-  sendApprovalOutcome(request: ApprovalRequest, reference: string | undefined, signal: AbortSignal): Promise<void>;
+  sendApprovalOutcome(
+    request: ApprovalRequest,
+    reference: string | undefined,
+    signal: AbortSignal,
+  ): Promise<void>;
 }
 
 /** A channel that can carry alerts. */

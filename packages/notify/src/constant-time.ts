@@ -9,7 +9,10 @@ function digest(value: string): Buffer {
  * it matches and of the secrets' lengths: every secret is compared, as SHA-256 digests,
  * with `crypto.timingSafeEqual`.
  */
-export function findSecretMatch<T extends { token: string }>(entries: readonly T[], candidate: string): T | undefined {
+export function findSecretMatch<T extends { token: string }>(
+  entries: readonly T[],
+  candidate: string,
+): T | undefined {
   const probe = digest(candidate);
   let found: T | undefined;
   for (const entry of entries) {

@@ -29,13 +29,20 @@ export interface DeliverOptions extends RetryOptions {
  * `retryAfterMs`.
  * @throws {NotifyError} the last failure; NOTIFY_TIMEOUT when the last attempt hung; NOTIFY_CLOSED when `signal` aborted.
  */
-export async function deliverWithRetry<T>(attempt: (signal: AbortSignal) => Promise<T>, options: DeliverOptions): Promise<T> {
+export async function deliverWithRetry<T>(
+  attempt: (signal: AbortSignal) => Promise<T>,
+  options: DeliverOptions,
+): Promise<T> {
   const attemptTimeoutMs = options.attemptTimeoutMs ?? 15_000;
   const maxDelayMs = options.maxDelayMs ?? 10_000;
   const outer = options.signal;
   const run = async (): Promise<T> => {
     if (outer?.aborted) throw new NotifyError('NOTIFY_CLOSED', `${options.what}: cancelled`);
-    return runWithDeadline(attempt, { timeoutMs: attemptTimeoutMs, what: options.what, signal: outer });
+    return runWithDeadline(attempt, {
+      timeoutMs: attemptTimeoutMs,
+      what: options.what,
+      signal: outer,
+    });
   };
   return pRetry(run, {
     retries: options.retries ?? 3,
@@ -48,13 +55,17 @@ export async function deliverWithRetry<T>(attempt: (signal: AbortSignal) => Prom
     shouldRetry: ({ error }) => isRetryable(error) && !outer?.aborted,
     onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
       const willRetry = isRetryable(error) && retriesLeft > 0 && !outer?.aborted;
-      options.logger[willRetry ? 'warn' : 'error'](`${options.what}: attempt ${attemptNumber} failed: ${describeError(error)}`, {
-        attempt: attemptNumber,
-        retries_left: retriesLeft,
-        will_retry: willRetry,
-      });
+      options.logger[willRetry ? 'warn' : 'error'](
+        `${options.what}: attempt ${attemptNumber} failed: ${describeError(error)}`,
+        {
+          attempt: attemptNumber,
+          retries_left: retriesLeft,
+          will_retry: willRetry,
+        },
+      );
       const after = error instanceof NotifyError ? error.retryAfterMs : undefined;
-      if (willRetry && after !== undefined && after > 0) await sleep(Math.min(after, maxDelayMs), outer);
+      if (willRetry && after !== undefined && after > 0)
+        await sleep(Math.min(after, maxDelayMs), outer);
     },
   });
 }
@@ -73,7 +84,11 @@ export async function runWithDeadline<T>(
   let onOuterAbort: (() => void) | undefined;
   const stop = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      const error = new NotifyError('NOTIFY_TIMEOUT', `${options.what}: no answer within ${options.timeoutMs} ms`, { retryable: true });
+      const error = new NotifyError(
+        'NOTIFY_TIMEOUT',
+        `${options.what}: no answer within ${options.timeoutMs} ms`,
+        { retryable: true },
+      );
       controller.abort(error);
       reject(error);
     }, options.timeoutMs);

@@ -19,7 +19,11 @@ export type NotifyErrorCode =
 export class NotifyError extends PitError<NotifyErrorCode> {
   /** For NOTIFY_RATE_LIMITED: how long the service asked us to wait (ms), when it said. */
   readonly retryAfterMs: number | undefined;
-  constructor(code: NotifyErrorCode, message: string, options: PitErrorOptions & { retryAfterMs?: number } = {}) {
+  constructor(
+    code: NotifyErrorCode,
+    message: string,
+    options: PitErrorOptions & { retryAfterMs?: number } = {},
+  ) {
     super(code, message, options);
     this.retryAfterMs = options.retryAfterMs;
   }

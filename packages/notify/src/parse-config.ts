@@ -6,12 +6,18 @@ import { NotifyError } from './errors.js';
  * Validates a config section, reporting every bad key at once as `<section>.<path>: message`.
  * @throws {NotifyError} NOTIFY_INVALID_CONFIG.
  */
-export function parseConfig<T extends z.ZodType>(schema: T, value: unknown, section: string): z.infer<T> {
+export function parseConfig<T extends z.ZodType>(
+  schema: T,
+  value: unknown,
+  section: string,
+): z.infer<T> {
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     const issues = formatIssues(parsed.error)
       .split('; ')
-      .map((issue) => (issue.startsWith('(root)') ? `[${section}]${issue.slice(6)}` : `[${section}] ${issue}`))
+      .map((issue) =>
+        issue.startsWith('(root)') ? `[${section}]${issue.slice(6)}` : `[${section}] ${issue}`,
+      )
       .join('; ');
     throw new NotifyError('NOTIFY_INVALID_CONFIG', issues, { cause: parsed.error });
   }
@@ -19,4 +25,6 @@ export function parseConfig<T extends z.ZodType>(schema: T, value: unknown, sect
 }
 
 /** An environment variable name: config names where a secret lives; the daemon resolves it. */
-export const EnvNameSchema = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'must be an environment variable name' });
+export const EnvNameSchema = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'must be an environment variable name' });

@@ -1,6 +1,10 @@
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startTelegramBotApi, type TelegramUser, type TestTelegramBotApi } from '../test/servers/index.js';
+import {
+  startTelegramBotApi,
+  type TelegramUser,
+  type TestTelegramBotApi,
+} from '../test/servers/index.js';
 import { captureLogger, manualClock, tempDir } from '../test/helpers.js';
 import { createApprovalBroker, type ApprovalBroker } from './approval-broker.js';
 import type { ApprovalRequest } from './approval-request.js';
@@ -12,7 +16,12 @@ const TOKEN = '123456:TEST-token-never-logged-abcdef';
 const CHAT = -1001234567890;
 const OTHER_CHAT = -1009999999999;
 const approver: TelegramUser = { id: 111, is_bot: false, first_name: 'Ada', username: 'ada' };
-const stranger: TelegramUser = { id: 666, is_bot: false, first_name: 'Mallory', username: 'mallory' };
+const stranger: TelegramUser = {
+  id: 666,
+  is_bot: false,
+  first_name: 'Mallory',
+  username: 'mallory',
+};
 
 describe('createTelegramChannel', () => {
   let api: TestTelegramBotApi;
@@ -33,7 +42,12 @@ describe('createTelegramChannel', () => {
     decisions = [];
     rejected = [];
     channel = createTelegramChannel({
-      config: { chat_id: CHAT, approvers: [approver.id], api_root: api.apiRoot, poll_timeout_seconds: 5 },
+      config: {
+        chat_id: CHAT,
+        approvers: [approver.id],
+        api_root: api.apiRoot,
+        poll_timeout_seconds: 5,
+      },
       token: TOKEN,
       logger,
       clock: clock.now,
@@ -59,9 +73,18 @@ describe('createTelegramChannel', () => {
     await cleanup();
   });
 
-  async function askAndShow(agent = 'scout'): Promise<{ request: ApprovalRequest; messageId: number }> {
-    const request = await broker.ask({ agent, mission: 'survey', reasons: ['3 consecutive failed probes'], substitute: 'scout-2' });
-    const message = await api.waitForMessage(CHAT, (candidate) => candidate.text.includes(request.id));
+  async function askAndShow(
+    agent = 'scout',
+  ): Promise<{ request: ApprovalRequest; messageId: number }> {
+    const request = await broker.ask({
+      agent,
+      mission: 'survey',
+      reasons: ['3 consecutive failed probes'],
+      substitute: 'scout-2',
+    });
+    const message = await api.waitForMessage(CHAT, (candidate) =>
+      candidate.text.includes(request.id),
+    );
     return { request, messageId: message.message_id };
   }
 
@@ -69,19 +92,36 @@ describe('createTelegramChannel', () => {
     const { request, messageId } = await askAndShow();
     const message = api.messages(CHAT).find((candidate) => candidate.message_id === messageId);
     const buttons = message?.reply_markup?.inline_keyboard.flat() ?? [];
-    expect(buttons.map((button) => button.callback_data)).toEqual([`a:${request.id}`, `d:${request.id}`]);
-    for (const button of buttons) expect(Buffer.byteLength(button.callback_data ?? '')).toBeLessThanOrEqual(64);
+    expect(buttons.map((button) => button.callback_data)).toEqual([
+      `a:${request.id}`,
+      `d:${request.id}`,
+    ]);
+    for (const button of buttons)
+      expect(Buffer.byteLength(button.callback_data ?? '')).toBeLessThanOrEqual(64);
     expect(message?.text).toContain('revive scout');
     expect(message?.text).toContain('Suggested substitute: scout-2');
   });
 
   it('records an approver’s press, then edits the message to show who and when, without buttons', async () => {
     const { request, messageId } = await askAndShow();
-    const query = api.pressButton({ from: approver, chatId: CHAT, messageId, data: `a:${request.id}` });
+    const query = api.pressButton({
+      from: approver,
+      chatId: CHAT,
+      messageId,
+      data: `a:${request.id}`,
+    });
     expect((await api.waitForAnswer(query)).text).toBe('Approved.');
     const decided = await broker.whenDecided(request.id);
-    expect(decided).toMatchObject({ status: 'approved', decision: 'approve', decided_via: 'telegram', decided_by: '111 (@ada)' });
-    const edited = await api.waitForMessage(CHAT, (message) => message.message_id === messageId && message.edits > 0);
+    expect(decided).toMatchObject({
+      status: 'approved',
+      decision: 'approve',
+      decided_via: 'telegram',
+      decided_by: '111 (@ada)',
+    });
+    const edited = await api.waitForMessage(
+      CHAT,
+      (message) => message.message_id === messageId && message.edits > 0,
+    );
     expect(edited.text).toContain('Approved by 111 (@ada) via telegram at');
     expect(edited.reply_markup).toBeUndefined();
     expect(decisions).toHaveLength(1);
@@ -89,11 +129,22 @@ describe('createTelegramChannel', () => {
 
   it('accepts no approval from anyone who is not a configured approver', async () => {
     const { request, messageId } = await askAndShow();
-    const query = api.pressButton({ from: stranger, chatId: CHAT, messageId, data: `a:${request.id}` });
+    const query = api.pressButton({
+      from: stranger,
+      chatId: CHAT,
+      messageId,
+      data: `a:${request.id}`,
+    });
     expect((await api.waitForAnswer(query)).text).toBe('Not authorised.');
     api.sendText({ from: stranger, chatId: CHAT, text: 'revive scout' });
     api.sendText({ from: stranger, chatId: CHAT, text: `approve ${request.id}` });
-    await api.waitForMessage(CHAT, (message) => message.from.id === api.bot.id && message.text === 'Not authorised.' && api.messages(CHAT).filter((m) => m.text === 'Not authorised.').length === 2);
+    await api.waitForMessage(
+      CHAT,
+      (message) =>
+        message.from.id === api.bot.id &&
+        message.text === 'Not authorised.' &&
+        api.messages(CHAT).filter((m) => m.text === 'Not authorised.').length === 2,
+    );
     expect(broker.get(request.id)?.status).toBe('pending');
     expect(decisions).toHaveLength(0);
     expect(rejected.map((attempt) => [attempt.channel, attempt.identity, attempt.reason])).toEqual([
@@ -101,12 +152,19 @@ describe('createTelegramChannel', () => {
       ['telegram', '666 (@mallory)', 'not_approver'],
       ['telegram', '666 (@mallory)', 'not_approver'],
     ]);
-    expect(logger.lines.filter((line) => line.level === 'warn' && line.message.includes('not_approver'))).toHaveLength(3);
+    expect(
+      logger.lines.filter((line) => line.level === 'warn' && line.message.includes('not_approver')),
+    ).toHaveLength(3);
   });
 
   it('refuses a press by an approver from another chat', async () => {
     const { request, messageId } = await askAndShow();
-    const query = api.pressButton({ from: approver, chatId: OTHER_CHAT, messageId, data: `a:${request.id}` });
+    const query = api.pressButton({
+      from: approver,
+      chatId: OTHER_CHAT,
+      messageId,
+      data: `a:${request.id}`,
+    });
     expect((await api.waitForAnswer(query)).text).toBe('Not authorised.');
     api.sendText({ from: approver, chatId: OTHER_CHAT, text: 'revive scout' });
     await api.waitForMessage(OTHER_CHAT, (message) => message.text === 'Not authorised.');
@@ -118,12 +176,22 @@ describe('createTelegramChannel', () => {
     const { request, messageId } = await askAndShow();
     clock.advance(2 * 3600_000);
     const expired = await broker.expire();
-    expect(expired.map((item) => [item.id, item.status, item.decision])).toEqual([[request.id, 'expired', 'deny']]);
-    const edited = await api.waitForMessage(CHAT, (message) => message.message_id === messageId && message.edits > 0);
+    expect(expired.map((item) => [item.id, item.status, item.decision])).toEqual([
+      [request.id, 'expired', 'deny'],
+    ]);
+    const edited = await api.waitForMessage(
+      CHAT,
+      (message) => message.message_id === messageId && message.edits > 0,
+    );
     expect(edited.text).toContain('Expired at');
     expect(edited.text).toContain('default applied: deny');
     expect(edited.reply_markup).toBeUndefined();
-    const query = api.pressButton({ from: approver, chatId: CHAT, messageId, data: `a:${request.id}` });
+    const query = api.pressButton({
+      from: approver,
+      chatId: CHAT,
+      messageId,
+      data: `a:${request.id}`,
+    });
     expect((await api.waitForAnswer(query)).text).toBe('This request has expired.');
     expect(broker.get(request.id)?.status).toBe('expired');
     expect(rejected.map((attempt) => attempt.reason)).toEqual(['expired']);
@@ -131,9 +199,19 @@ describe('createTelegramChannel', () => {
 
   it('takes the first decision only: a second press is refused as already decided', async () => {
     const { request, messageId } = await askAndShow();
-    const first = api.pressButton({ from: approver, chatId: CHAT, messageId, data: `d:${request.id}` });
+    const first = api.pressButton({
+      from: approver,
+      chatId: CHAT,
+      messageId,
+      data: `d:${request.id}`,
+    });
     await api.waitForAnswer(first);
-    const second = api.pressButton({ from: approver, chatId: CHAT, messageId, data: `a:${request.id}` });
+    const second = api.pressButton({
+      from: approver,
+      chatId: CHAT,
+      messageId,
+      data: `a:${request.id}`,
+    });
     expect((await api.waitForAnswer(second)).text).toMatch(/^Already decided: ❌ Denied by 111/);
     expect(broker.get(request.id)?.status).toBe('denied');
     expect(decisions).toHaveLength(1);
@@ -150,7 +228,16 @@ describe('createTelegramChannel', () => {
   });
 
   it('keeps polling after a handler throws', async () => {
-    const failing = createTelegramChannel({ config: { chat_id: CHAT, approvers: [approver.id], api_root: api.apiRoot, poll_timeout_seconds: 5 }, token: TOKEN, logger });
+    const failing = createTelegramChannel({
+      config: {
+        chat_id: CHAT,
+        approvers: [approver.id],
+        api_root: api.apiRoot,
+        poll_timeout_seconds: 5,
+      },
+      token: TOKEN,
+      logger,
+    });
     // Stop the shared channel so the failing one receives the updates.
     await channel.stop();
     let calls = 0;
@@ -167,7 +254,12 @@ describe('createTelegramChannel', () => {
       api.sendText({ from: approver, chatId: CHAT, text: 'revive scout' });
       api.sendText({ from: approver, chatId: CHAT, text: 'skip scout' });
       await expect.poll(() => calls, { timeout: 10_000 }).toBe(2);
-      await expect.poll(() => logger.lines.filter((line) => line.message.includes('handler exploded')).length, { timeout: 10_000 }).toBe(2);
+      await expect
+        .poll(
+          () => logger.lines.filter((line) => line.message.includes('handler exploded')).length,
+          { timeout: 10_000 },
+        )
+        .toBe(2);
     } finally {
       await failing.stop();
     }
@@ -176,11 +268,33 @@ describe('createTelegramChannel', () => {
   it('sends alerts and never logs the token, even when Telegram fails', async () => {
     api.fault('sendMessage', { status: 500 }, 1);
     await expect(
-      channel.sendAlert({ alerts: [{ kind: 'death', agent: 'scout', summary: 'no heartbeat for 90 s', at: new Date() }], grouped: false, omitted: 0 }, new AbortController().signal),
+      channel.sendAlert(
+        {
+          alerts: [
+            { kind: 'death', agent: 'scout', summary: 'no heartbeat for 90 s', at: new Date() },
+          ],
+          grouped: false,
+          omitted: 0,
+        },
+        new AbortController().signal,
+      ),
     ).rejects.toMatchObject({ code: 'NOTIFY_SEND_FAILED', retryable: true });
-    await channel.sendAlert({ alerts: [{ kind: 'death', agent: 'scout', summary: 'no heartbeat for 90 s', at: new Date() }], grouped: false, omitted: 0 }, new AbortController().signal);
+    await channel.sendAlert(
+      {
+        alerts: [
+          { kind: 'death', agent: 'scout', summary: 'no heartbeat for 90 s', at: new Date() },
+        ],
+        grouped: false,
+        omitted: 0,
+      },
+      new AbortController().signal,
+    );
     expect(api.messages(CHAT).at(-1)?.text).toBe('[pit] 💀 scout: no heartbeat for 90 s');
-    const bad = createTelegramChannel({ config: { chat_id: CHAT, api_root: api.apiRoot }, token: 'wrong:token-value-xyz', logger });
+    const bad = createTelegramChannel({
+      config: { chat_id: CHAT, api_root: api.apiRoot },
+      token: 'wrong:token-value-xyz',
+      logger,
+    });
     const error = await bad.start().catch((caught: unknown) => caught);
     expect(PitError.is(error) && error.code).toBe('NOTIFY_UNAUTHORIZED');
     await bad.stop();

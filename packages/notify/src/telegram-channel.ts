@@ -75,7 +75,10 @@ const asGrammySignal = (signal: AbortSignal): GrammySignal => signal as unknown 
 export function createTelegramChannel(options: TelegramChannelOptions): TelegramChannel {
   const config = parseConfig(TelegramConfigSchema, options.config, 'telegram');
   if (typeof options.token !== 'string' || !/^\S{8,}$/.test(options.token)) {
-    throw new NotifyError('NOTIFY_INVALID_CONFIG', `[telegram] the token from ${config.token_env} is empty or malformed`);
+    throw new NotifyError(
+      'NOTIFY_INVALID_CONFIG',
+      `[telegram] the token from ${config.token_env} is empty or malformed`,
+    );
   }
   const logger = redactingLogger(options.logger ?? silentLogger, [options.token]);
   const clock = options.clock ?? (() => new Date());
@@ -116,10 +119,15 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
     const query = ctx.callbackQuery;
     if (!query?.data) return;
     const identity = identityOf(query.from);
-    const answer = (text: string): Promise<void> => safely('answerCallbackQuery', () => ctx.answerCallbackQuery({ text }));
+    const answer = (text: string): Promise<void> =>
+      safely('answerCallbackQuery', () => ctx.answerCallbackQuery({ text }));
     const match = CALLBACK.exec(query.data);
     if (!sink || !match) {
-      sink?.reject({ identity, reason: 'malformed', detail: `unknown button data ${JSON.stringify(query.data.slice(0, 64))}` });
+      sink?.reject({
+        identity,
+        reason: 'malformed',
+        detail: `unknown button data ${JSON.stringify(query.data.slice(0, 64))}`,
+      });
       await answer('Unknown button.');
       return;
     }
@@ -127,17 +135,29 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
     const requestId = match[2] as string;
     const chatId = query.message?.chat.id;
     if (chatId !== config.chat_id) {
-      sink.reject({ identity, reason: 'wrong_chat', detail: `button pressed in chat ${chatId ?? 'unknown'}, not ${config.chat_id}`, request_id: requestId });
+      sink.reject({
+        identity,
+        reason: 'wrong_chat',
+        detail: `button pressed in chat ${chatId ?? 'unknown'}, not ${config.chat_id}`,
+        request_id: requestId,
+      });
       await answer('Not authorised.');
       return;
     }
     if (!approvers.has(query.from.id)) {
-      sink.reject({ identity, reason: 'not_approver', detail: `user ${query.from.id} is not a configured approver`, request_id: requestId });
+      sink.reject({
+        identity,
+        reason: 'not_approver',
+        detail: `user ${query.from.id} is not a configured approver`,
+        request_id: requestId,
+      });
       await answer('Not authorised.');
       return;
     }
     const result = await sink.decide({ decision, request_id: requestId, identity });
-    await answer(result.ok ? (decision === 'approve' ? 'Approved.' : 'Denied.') : refusalText(result));
+    await answer(
+      result.ok ? (decision === 'approve' ? 'Approved.' : 'Denied.') : refusalText(result),
+    );
   });
 
   bot.on('message:text', async (ctx: Context) => {
@@ -147,24 +167,51 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
     if (!command) return;
     const from = message.from;
     const identity = from ? identityOf(from) : `chat ${message.chat.id}`;
-    const named = command.target === 'request' ? { request_id: command.id } : { agent: command.agent };
-    const reply = (text: string): Promise<void> => safely('sendMessage', () => ctx.reply(text, { reply_parameters: { message_id: message.message_id, allow_sending_without_reply: true } }));
+    const named =
+      command.target === 'request' ? { request_id: command.id } : { agent: command.agent };
+    const reply = (text: string): Promise<void> =>
+      safely('sendMessage', () =>
+        ctx.reply(text, {
+          reply_parameters: { message_id: message.message_id, allow_sending_without_reply: true },
+        }),
+      );
     if (message.chat.id !== config.chat_id) {
-      sink.reject({ identity, reason: 'wrong_chat', detail: `command sent in chat ${message.chat.id}, not ${config.chat_id}`, ...named });
+      sink.reject({
+        identity,
+        reason: 'wrong_chat',
+        detail: `command sent in chat ${message.chat.id}, not ${config.chat_id}`,
+        ...named,
+      });
       await reply('Not authorised.');
       return;
     }
     if (!from || !approvers.has(from.id)) {
-      sink.reject({ identity, reason: 'not_approver', detail: `user ${from?.id ?? 'unknown'} is not a configured approver`, ...named });
+      sink.reject({
+        identity,
+        reason: 'not_approver',
+        detail: `user ${from?.id ?? 'unknown'} is not a configured approver`,
+        ...named,
+      });
       await reply('Not authorised.');
       return;
     }
-    const result = await sink.decide({ decision: command.decision, identity, sent_at: new Date(message.date * 1000), ...named });
-    await reply(result.ok ? `${result.request.status === 'approved' ? 'Approved' : 'Denied'}: ${result.request.agent} (${result.request.id}).` : refusalText(result));
+    const result = await sink.decide({
+      decision: command.decision,
+      identity,
+      sent_at: new Date(message.date * 1000),
+      ...named,
+    });
+    await reply(
+      result.ok
+        ? `${result.request.status === 'approved' ? 'Approved' : 'Denied'}: ${result.request.agent} (${result.request.id}).`
+        : refusalText(result),
+    );
   });
 
   bot.catch((error) => {
-    logger.error(`telegram: handler failed on update ${error.ctx.update.update_id}: ${describeError(error.error)}`);
+    logger.error(
+      `telegram: handler failed on update ${error.ctx.update.update_id}: ${describeError(error.error)}`,
+    );
   });
 
   function toNotifyError(what: string, error: unknown): NotifyError {
@@ -173,17 +220,37 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
       const code = error.error_code;
       if (code === 429) {
         const after = error.parameters.retry_after;
-        return new NotifyError('NOTIFY_RATE_LIMITED', `telegram ${what}: rate limited (${error.description})`, {
-          cause: error,
-          retryable: true,
-          ...(after !== undefined ? { retryAfterMs: after * 1000 } : {}),
-        });
+        return new NotifyError(
+          'NOTIFY_RATE_LIMITED',
+          `telegram ${what}: rate limited (${error.description})`,
+          {
+            cause: error,
+            retryable: true,
+            ...(after !== undefined ? { retryAfterMs: after * 1000 } : {}),
+          },
+        );
       }
-      if (code === 401 || code === 404) return new NotifyError('NOTIFY_UNAUTHORIZED', `telegram ${what}: the bot token was refused (${code})`, { cause: error });
-      return new NotifyError('NOTIFY_SEND_FAILED', `telegram ${what}: ${code} ${error.description}`, { cause: error, retryable: code >= 500 });
+      if (code === 401 || code === 404)
+        return new NotifyError(
+          'NOTIFY_UNAUTHORIZED',
+          `telegram ${what}: the bot token was refused (${code})`,
+          { cause: error },
+        );
+      return new NotifyError(
+        'NOTIFY_SEND_FAILED',
+        `telegram ${what}: ${code} ${error.description}`,
+        { cause: error, retryable: code >= 500 },
+      );
     }
-    if (error instanceof HttpError) return new NotifyError('NOTIFY_SEND_FAILED', `telegram ${what}: network error`, { cause: error, retryable: true });
-    return new NotifyError('NOTIFY_SEND_FAILED', `telegram ${what}: ${describeError(error)}`, { cause: error, retryable: true });
+    if (error instanceof HttpError)
+      return new NotifyError('NOTIFY_SEND_FAILED', `telegram ${what}: network error`, {
+        cause: error,
+        retryable: true,
+      });
+    return new NotifyError('NOTIFY_SEND_FAILED', `telegram ${what}: ${describeError(error)}`, {
+      cause: error,
+      retryable: true,
+    });
   }
 
   async function call<T>(what: string, work: () => Promise<T>): Promise<T> {
@@ -244,16 +311,24 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
       if (loop) return;
       stopper = new AbortController();
       await new Promise<void>((resolve, reject) => {
-        loop = runPolling((error) => (error === undefined ? resolve() : reject(error))).catch((error: unknown) => {
-          logger.error(`telegram: polling loop ended: ${describeError(error)}`);
-        });
+        loop = runPolling((error) => (error === undefined ? resolve() : reject(error))).catch(
+          (error: unknown) => {
+            logger.error(`telegram: polling loop ended: ${describeError(error)}`);
+          },
+        );
       });
     },
 
     async stop() {
       stopper.abort();
       if (bot.isRunning()) {
-        await bot.stop().catch((error: unknown) => logger.warn(`telegram: could not confirm the last update on stop: ${describeError(error)}`));
+        await bot
+          .stop()
+          .catch((error: unknown) =>
+            logger.warn(
+              `telegram: could not confirm the last update on stop: ${describeError(error)}`,
+            ),
+          );
       }
       await loop;
       loop = undefined;
@@ -261,7 +336,12 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
 
     async sendAlert(batch: AlertBatch, signal: AbortSignal) {
       await call('sendMessage', () =>
-        bot.api.sendMessage(config.chat_id, formatAlertText(batch, 4000), { link_preview_options: { is_disabled: true } }, asGrammySignal(signal)),
+        bot.api.sendMessage(
+          config.chat_id,
+          formatAlertText(batch, 4000),
+          { link_preview_options: { is_disabled: true } },
+          asGrammySignal(signal),
+        ),
       );
     },
 
@@ -290,15 +370,30 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
     async sendApprovalOutcome(request, reference, signal) {
       const outcome = renderApprovalOutcome(request);
       if (!outcome) return;
-      const messageId = reference !== undefined && /^\d+$/.test(reference) ? Number(reference) : undefined;
+      const messageId =
+        reference !== undefined && /^\d+$/.test(reference) ? Number(reference) : undefined;
       if (messageId === undefined) {
-        await call('sendMessage', () => bot.api.sendMessage(config.chat_id, `[pit] ${request.agent} (${request.id}): ${outcome}`, {}, asGrammySignal(signal)));
+        await call('sendMessage', () =>
+          bot.api.sendMessage(
+            config.chat_id,
+            `[pit] ${request.agent} (${request.id}): ${outcome}`,
+            {},
+            asGrammySignal(signal),
+          ),
+        );
         return;
       }
       try {
-        await bot.api.editMessageText(config.chat_id, messageId, `${requestText(request)}\n\n${outcome}`, { reply_markup: { inline_keyboard: [] } }, asGrammySignal(signal));
+        await bot.api.editMessageText(
+          config.chat_id,
+          messageId,
+          `${requestText(request)}\n\n${outcome}`,
+          { reply_markup: { inline_keyboard: [] } },
+          asGrammySignal(signal),
+        );
       } catch (error) {
-        if (error instanceof GrammyError && /message is not modified/i.test(error.description)) return;
+        if (error instanceof GrammyError && /message is not modified/i.test(error.description))
+          return;
         throw toNotifyError('editMessageText', error);
       }
     },

@@ -24,18 +24,27 @@ export function captureLogger(): Logger & { lines: LogLine[]; text(): string } {
     info: at('info'),
     warn: at('warn'),
     error: at('error'),
-    text: () => lines.map((line) => `${line.level} ${line.message} ${JSON.stringify(line.fields ?? {})}`).join('\n'),
+    text: () =>
+      lines
+        .map((line) => `${line.level} ${line.message} ${JSON.stringify(line.fields ?? {})}`)
+        .join('\n'),
   };
 }
 
 /** A fresh temporary directory and its cleanup. */
-export async function tempDir(prefix = 'pit-notify-'): Promise<{ path: string; cleanup: () => Promise<void> }> {
+export async function tempDir(
+  prefix = 'pit-notify-',
+): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const path = await mkdtemp(join(tmpdir(), prefix));
   return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
 }
 
 /** A settable clock for brokers and channels. */
-export function manualClock(start = new Date()): { now: () => Date; set: (date: Date) => void; advance: (ms: number) => void } {
+export function manualClock(start = new Date()): {
+  now: () => Date;
+  set: (date: Date) => void;
+  advance: (ms: number) => void;
+} {
   let current = new Date(start);
   return {
     now: () => new Date(current),

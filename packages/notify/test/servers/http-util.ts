@@ -13,15 +13,25 @@ export async function readBody(request: IncomingMessage): Promise<string> {
 }
 
 /** Sends a JSON response. */
-export function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(
+  response: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   if (response.writableEnded || response.destroyed) return;
   const text = body === undefined ? '' : JSON.stringify(body);
-  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
+  response.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    ...headers,
+  });
   response.end(text);
 }
 
 /** A fault to inject into the next calls of a method or route. */
-export type Fault = { status: number; body?: unknown; headers?: Record<string, string> } | { hang: true };
+export type Fault =
+  { status: number; body?: unknown; headers?: Record<string, string> } | { hang: true };
 
 /** Per-key fault queues with a remaining count each. */
 export class FaultBook {

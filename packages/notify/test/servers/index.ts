@@ -5,5 +5,18 @@
  * Not part of the published package.
  */
 export { startNostrRelay, type TestNostrRelay } from './nostr-relay.js';
-export { startTelegramBotApi, type TestTelegramBotApi, type TelegramUser, type StoredMessage, type RecordedCall } from './telegram-bot-api.js';
+export {
+  startTelegramBotApi,
+  type TestTelegramBotApi,
+  type TelegramUser,
+  type StoredMessage,
+  type RecordedCall,
+} from './telegram-bot-api.js';
 export type { Fault } from './http-util.js';
+export {
+  connectTestApprover,
+  forgeGiftWrap,
+  garbageGiftWrap,
+  type TestApprover,
+  type InboxMessage,
+} from './nostr-approver.js';

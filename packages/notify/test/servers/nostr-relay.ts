@@ -4,7 +4,13 @@
  * It can be stopped and restarted on the same port to exercise client reconnection.
  */
 import type { AddressInfo } from 'node:net';
-import { EventRepository, EventUtils, type Event, type EventRepositoryUpsertResult, type Filter } from '@nostr-relay/common';
+import {
+  EventRepository,
+  EventUtils,
+  type Event,
+  type EventRepositoryUpsertResult,
+  type Filter,
+} from '@nostr-relay/common';
 import { NostrRelay } from '@nostr-relay/core';
 import { Validator } from '@nostr-relay/validator';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -24,7 +30,9 @@ class MemoryEventRepository extends EventRepository {
   }
 
   find(filter: Filter): Event[] {
-    const matching = [...this.events.values()].filter((event) => EventUtils.isMatchingFilter(event, filter));
+    const matching = [...this.events.values()].filter((event) =>
+      EventUtils.isMatchingFilter(event, filter),
+    );
     matching.sort((a, b) => b.created_at - a.created_at);
     return filter.limit === undefined ? matching : matching.slice(0, filter.limit);
   }
@@ -66,7 +74,10 @@ export async function startNostrRelay(options: { port?: number } = {}): Promise<
   const repository = new MemoryEventRepository();
   const relay = new NostrRelay(repository, { logger: silentRelayLogger });
   const validator = new Validator();
-  const waiters = new Set<{ predicate: (event: Event) => boolean; resolve: (event: Event) => void }>();
+  const waiters = new Set<{
+    predicate: (event: Event) => boolean;
+    resolve: (event: Event) => void;
+  }>();
   let port = options.port ?? 0;
   let server: WebSocketServer | undefined;
   let connections = 0;
@@ -132,9 +143,11 @@ export async function startNostrRelay(options: { port?: number } = {}): Promise<
       return connections;
     },
     events: repository.events,
-    stored: (kind) => [...repository.events.values()].filter((event) => kind === undefined || event.kind === kind),
+    stored: (kind) =>
+      [...repository.events.values()].filter((event) => kind === undefined || event.kind === kind),
     waitForEvent(predicate, timeoutMs = 10_000) {
-      for (const event of repository.events.values()) if (predicate(event)) return Promise.resolve(event);
+      for (const event of repository.events.values())
+        if (predicate(event)) return Promise.resolve(event);
       return new Promise<Event>((resolve, reject) => {
         const waiter = {
           predicate,

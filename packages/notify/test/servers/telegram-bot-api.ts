@@ -52,15 +52,36 @@ export interface TestTelegramBotApi {
   /** Answers given to callback queries, by query id. */
   readonly answers: Map<string, { text?: string; show_alert?: boolean }>;
   /** A user presses an inline button of a message; returns the callback query id. */
-  pressButton(input: { from: TelegramUser; chatId: number; messageId: number; data: string }): string;
+  pressButton(input: {
+    from: TelegramUser;
+    chatId: number;
+    messageId: number;
+    data: string;
+  }): string;
   /** A user writes a text message in a chat. */
-  sendText(input: { from: TelegramUser; chatId: number; text: string; date?: number }): StoredMessage;
+  sendText(input: {
+    from: TelegramUser;
+    chatId: number;
+    text: string;
+    date?: number;
+  }): StoredMessage;
   /** Waits until a call matching the predicate has been received (it may still be in progress). */
-  waitForCall(method: string, predicate?: (call: RecordedCall) => boolean, timeoutMs?: number): Promise<RecordedCall>;
+  waitForCall(
+    method: string,
+    predicate?: (call: RecordedCall) => boolean,
+    timeoutMs?: number,
+  ): Promise<RecordedCall>;
   /** Waits for the answer to a callback query. */
-  waitForAnswer(queryId: string, timeoutMs?: number): Promise<{ text?: string; show_alert?: boolean }>;
+  waitForAnswer(
+    queryId: string,
+    timeoutMs?: number,
+  ): Promise<{ text?: string; show_alert?: boolean }>;
   /** Waits for a message in a chat that matches the predicate. */
-  waitForMessage(chatId: number, predicate: (message: StoredMessage) => boolean, timeoutMs?: number): Promise<StoredMessage>;
+  waitForMessage(
+    chatId: number,
+    predicate: (message: StoredMessage) => boolean,
+    timeoutMs?: number,
+  ): Promise<StoredMessage>;
   /** Makes the next `times` calls of `method` fail with a status or hang. */
   fault(method: string, fault: Fault, times?: number): void;
   clearFaults(method?: string): void;
@@ -68,8 +89,16 @@ export interface TestTelegramBotApi {
 }
 
 /** Starts the fake Bot API on 127.0.0.1 (an ephemeral port). Requests with another token get 401. */
-export async function startTelegramBotApi(options: { token: string; botUsername?: string }): Promise<TestTelegramBotApi> {
-  const bot: TelegramUser = { id: 7_000_000_001, is_bot: true, first_name: 'Pit', username: options.botUsername ?? 'pit_test_bot' };
+export async function startTelegramBotApi(options: {
+  token: string;
+  botUsername?: string;
+}): Promise<TestTelegramBotApi> {
+  const bot: TelegramUser = {
+    id: 7_000_000_001,
+    is_bot: true,
+    first_name: 'Pit',
+    username: options.botUsername ?? 'pit_test_bot',
+  };
   const calls: RecordedCall[] = [];
   const chats = new Map<number, StoredMessage[]>();
   const updates: Array<{ update_id: number } & Record<string, unknown>> = [];
@@ -82,11 +111,26 @@ export async function startTelegramBotApi(options: { token: string; botUsername?
   let nextQueryId = 1;
   let nextMessageId = 1;
 
-  const chatOf = (id: number) => ({ id, type: id < 0 ? 'supergroup' : 'private', ...(id < 0 ? { title: `chat ${id}` } : {}) });
+  const chatOf = (id: number) => ({
+    id,
+    type: id < 0 ? 'supergroup' : 'private',
+    ...(id < 0 ? { title: `chat ${id}` } : {}),
+  });
   const now = () => Math.floor(Date.now() / 1000);
-  const ok = (response: ServerResponse, result: unknown) => sendJson(response, 200, { ok: true, result });
-  const fail = (response: ServerResponse, status: number, description: string, parameters?: Record<string, unknown>) =>
-    sendJson(response, status, { ok: false, error_code: status, description, ...(parameters ? { parameters } : {}) });
+  const ok = (response: ServerResponse, result: unknown) =>
+    sendJson(response, 200, { ok: true, result });
+  const fail = (
+    response: ServerResponse,
+    status: number,
+    description: string,
+    parameters?: Record<string, unknown>,
+  ) =>
+    sendJson(response, status, {
+      ok: false,
+      error_code: status,
+      description,
+      ...(parameters ? { parameters } : {}),
+    });
 
   function pushUpdate(update: Record<string, unknown>): void {
     updates.push({ update_id: nextUpdateId++, ...update });
@@ -113,7 +157,8 @@ export async function startTelegramBotApi(options: { token: string; botUsername?
     for (const row of keyboard) {
       if (!Array.isArray(row)) return 'Bad Request: inline keyboard rows must be arrays';
       for (const button of row as Array<{ text?: unknown; callback_data?: unknown }>) {
-        if (typeof button.text !== 'string' || button.text.length === 0) return 'Bad Request: button text is empty';
+        if (typeof button.text !== 'string' || button.text.length === 0)
+          return 'Bad Request: button text is empty';
         if (button.callback_data !== undefined) {
           if (typeof button.callback_data !== 'string') return 'Bad Request: BUTTON_DATA_INVALID';
           const bytes = Buffer.byteLength(button.callback_data, 'utf8');
@@ -124,15 +169,26 @@ export async function startTelegramBotApi(options: { token: string; botUsername?
     return undefined;
   }
 
-  async function handle(method: string, params: Record<string, unknown>, response: ServerResponse, call: RecordedCall): Promise<void> {
+  async function handle(
+    method: string,
+    params: Record<string, unknown>,
+    response: ServerResponse,
+    call: RecordedCall,
+  ): Promise<void> {
     switch (method) {
       case 'getMe':
-        return ok(response, { ...bot, can_join_groups: true, can_read_all_group_messages: false, supports_inline_queries: false });
+        return ok(response, {
+          ...bot,
+          can_join_groups: true,
+          can_read_all_group_messages: false,
+          supports_inline_queries: false,
+        });
       case 'deleteWebhook':
         return ok(response, true);
       case 'getUpdates': {
         const offset = typeof params.offset === 'number' ? params.offset : 0;
-        const limit = typeof params.limit === 'number' ? Math.min(Math.max(params.limit, 1), 100) : 100;
+        const limit =
+          typeof params.limit === 'number' ? Math.min(Math.max(params.limit, 1), 100) : 100;
         const timeout = typeof params.timeout === 'number' ? params.timeout : 0;
         // Confirm (forget) every update below the offset, as Telegram does.
         while (updates.length > 0 && (updates[0]?.update_id ?? 0) < offset) updates.shift();
@@ -158,26 +214,44 @@ export async function startTelegramBotApi(options: { token: string; botUsername?
         const chatId = Number(params.chat_id);
         const text = params.text;
         if (!Number.isInteger(chatId)) return fail(response, 400, 'Bad Request: chat not found');
-        if (typeof text !== 'string' || text.length === 0) return fail(response, 400, 'Bad Request: message text is empty');
+        if (typeof text !== 'string' || text.length === 0)
+          return fail(response, 400, 'Bad Request: message text is empty');
         if (text.length > 4096) return fail(response, 400, 'Bad Request: message is too long');
         const invalid = validKeyboard(params.reply_markup);
         if (invalid) return fail(response, 400, invalid);
         const markup = params.reply_markup as StoredMessage['reply_markup'];
-        const message = store({ date: now(), chat: chatOf(chatId), from: bot, text, ...(markup ? { reply_markup: markup } : {}) });
+        const message = store({
+          date: now(),
+          chat: chatOf(chatId),
+          from: bot,
+          text,
+          ...(markup ? { reply_markup: markup } : {}),
+        });
         return ok(response, publicMessage(message));
       }
       case 'editMessageText': {
         const chatId = Number(params.chat_id);
-        const message = chats.get(chatId)?.find((candidate) => candidate.message_id === params.message_id);
+        const message = chats
+          .get(chatId)
+          ?.find((candidate) => candidate.message_id === params.message_id);
         if (!message) return fail(response, 400, 'Bad Request: message to edit not found');
-        if (message.from.id !== bot.id) return fail(response, 400, "Bad Request: message can't be edited");
-        if (typeof params.text !== 'string' || params.text.length === 0) return fail(response, 400, 'Bad Request: message text is empty');
+        if (message.from.id !== bot.id)
+          return fail(response, 400, "Bad Request: message can't be edited");
+        if (typeof params.text !== 'string' || params.text.length === 0)
+          return fail(response, 400, 'Bad Request: message text is empty');
         const invalid = validKeyboard(params.reply_markup);
         if (invalid) return fail(response, 400, invalid);
         const markup = params.reply_markup as StoredMessage['reply_markup'] | undefined;
         const nextMarkup = markup && markup.inline_keyboard.length > 0 ? markup : undefined;
-        if (message.text === params.text && JSON.stringify(message.reply_markup) === JSON.stringify(nextMarkup)) {
-          return fail(response, 400, 'Bad Request: message is not modified: specified new message content and reply markup are exactly the same');
+        if (
+          message.text === params.text &&
+          JSON.stringify(message.reply_markup) === JSON.stringify(nextMarkup)
+        ) {
+          return fail(
+            response,
+            400,
+            'Bad Request: message is not modified: specified new message content and reply markup are exactly the same',
+          );
         }
         message.text = params.text;
         if (nextMarkup) message.reply_markup = nextMarkup;
@@ -187,7 +261,12 @@ export async function startTelegramBotApi(options: { token: string; botUsername?
       }
       case 'answerCallbackQuery': {
         const id = String(params.callback_query_id);
-        if (!queries.has(id)) return fail(response, 400, 'Bad Request: query is too old and response timeout expired or query ID is invalid');
+        if (!queries.has(id))
+          return fail(
+            response,
+            400,
+            'Bad Request: query is too old and response timeout expired or query ID is invalid',
+          );
         if (answers.has(id)) return fail(response, 400, 'Bad Request: query is already answered');
         answers.set(id, {
           ...(typeof params.text === 'string' ? { text: params.text } : {}),
@@ -202,9 +281,13 @@ export async function startTelegramBotApi(options: { token: string; botUsername?
 
   const server = createServer((request, response) => {
     void (async () => {
-      const match = /^\/bot([^/]+)\/([A-Za-z]+)$/.exec(new URL(request.url ?? '/', 'http://x').pathname);
-      if (!match) return sendJson(response, 404, { ok: false, error_code: 404, description: 'Not Found' });
-      if (match[1] !== options.token) return sendJson(response, 401, { ok: false, error_code: 401, description: 'Unauthorized' });
+      const match = /^\/bot([^/]+)\/([A-Za-z]+)$/.exec(
+        new URL(request.url ?? '/', 'http://x').pathname,
+      );
+      if (!match)
+        return sendJson(response, 404, { ok: false, error_code: 404, description: 'Not Found' });
+      if (match[1] !== options.token)
+        return sendJson(response, 401, { ok: false, error_code: 401, description: 'Unauthorized' });
       const method = match[2] as string;
       let params: Record<string, unknown> = {};
       try {
@@ -225,13 +308,26 @@ export async function startTelegramBotApi(options: { token: string; botUsername?
       if (fault) {
         call.status = fault.status;
         waiters.notify();
-        return sendJson(response, fault.status, fault.body ?? { ok: false, error_code: fault.status, description: `Injected failure ${fault.status}` }, fault.headers);
+        return sendJson(
+          response,
+          fault.status,
+          fault.body ?? {
+            ok: false,
+            error_code: fault.status,
+            description: `Injected failure ${fault.status}`,
+          },
+          fault.headers,
+        );
       }
       await handle(method, params, response, call);
       call.status ??= response.statusCode;
       waiters.notify();
     })().catch((error: unknown) => {
-      sendJson(response, 500, { ok: false, error_code: 500, description: `test server error: ${String(error)}` });
+      sendJson(response, 500, {
+        ok: false,
+        error_code: 500,
+        description: `test server error: ${String(error)}`,
+      });
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -242,7 +338,8 @@ export async function startTelegramBotApi(options: { token: string; botUsername?
     bot,
     calls,
     answers,
-    messages: (chatId) => (chatId === undefined ? [...chats.values()].flat() : [...(chats.get(chatId) ?? [])]),
+    messages: (chatId) =>
+      chatId === undefined ? [...chats.values()].flat() : [...(chats.get(chatId) ?? [])],
     pressButton({ from, chatId, messageId, data }) {
       const message = chats.get(chatId)?.find((candidate) => candidate.message_id === messageId);
       const id = `q${nextQueryId++}`;
@@ -253,7 +350,9 @@ export async function startTelegramBotApi(options: { token: string; botUsername?
           from,
           chat_instance: `ci${chatId}`,
           data,
-          message: message ? publicMessage(message) : { message_id: messageId, date: now(), chat: chatOf(chatId), text: '' },
+          message: message
+            ? publicMessage(message)
+            : { message_id: messageId, date: now(), chat: chatOf(chatId), text: '' },
         },
       });
       return id;
@@ -264,13 +363,21 @@ export async function startTelegramBotApi(options: { token: string; botUsername?
       return message;
     },
     waitForCall(method, predicate = () => true, timeoutMs = 10_000) {
-      return waiters.wait(() => calls.find((call) => call.method === method && predicate(call)), timeoutMs, `a ${method} call`);
+      return waiters.wait(
+        () => calls.find((call) => call.method === method && predicate(call)),
+        timeoutMs,
+        `a ${method} call`,
+      );
     },
     waitForAnswer(queryId, timeoutMs = 10_000) {
       return waiters.wait(() => answers.get(queryId), timeoutMs, `the answer to ${queryId}`);
     },
     waitForMessage(chatId, predicate, timeoutMs = 10_000) {
-      return waiters.wait(() => chats.get(chatId)?.find(predicate), timeoutMs, `a message in chat ${chatId}`);
+      return waiters.wait(
+        () => chats.get(chatId)?.find(predicate),
+        timeoutMs,
+        `a message in chat ${chatId}`,
+      );
     },
     fault: (method, fault, times) => faults.add(method, fault, times),
     clearFaults: (method) => faults.clear(method),
