@@ -203,7 +203,8 @@ function decideDead(s: Situation): Decision {
     if (!s.restartable) return escalate(s, 'no_remedy', noRemedyReason(s, choice.skipped), requested);
     note = `${note}; no healthy substitute (${skippedText(choice.skipped, policy.substitutes)}), restarting instead`;
   }
-  return carryOut(s, { action: proposed, substitute: choice.substitute, rule, note, approved: false });
+  // carryOut picks the substitute again from the whole list, so the reason names those passed over.
+  return carryOut(s, { action: proposed, substitute: undefined, rule, note, approved: false });
 }
 
 /** A pending request whatever its age; an answered one only if it belongs to this death. */
