@@ -64,8 +64,8 @@ export async function closedPort(): Promise<number> {
 const children = new Set<ChildProcess>();
 
 /** Spawns a command in its own process group; {@link reapChildren} kills and waits for it. */
-export function spawnChild(command: string, args: string[]): ChildProcess & { pid: number } {
-  const child = spawn(command, args, { detached: true, stdio: 'ignore' });
+export function spawnChild(command: string, args: string[], options: { stdin?: 'pipe' } = {}): ChildProcess & { pid: number } {
+  const child = spawn(command, args, { detached: true, stdio: [options.stdin ?? 'ignore', 'ignore', 'ignore'] });
   if (child.pid === undefined) throw new Error(`could not spawn ${command}`);
   children.add(child);
   child.once('exit', () => children.delete(child));
