@@ -1,0 +1,157 @@
+import { promises as fs } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { appendEvent, cellPaths } from '@pit/cell-spec';
+import { cleanup, makeCell } from '../test/helpers.js';
+import { createCellEventFeed } from './event-feed.js';
+import { authorize, startHttpServer, type ApprovalDecisionResult, type HttpHandlers, type HttpServer } from './http.js';
+import { createMetricsRegistry } from './metrics.js';
+
+let server: HttpServer | undefined;
+afterEach(async () => {
+  await server?.close();
+  server = undefined;
+  await cleanup();
+});
+
+const TOKEN = 'test-token-0123456789';
+
+async function start(cellsRoot: string, overrides: Partial<HttpHandlers> = {}) {
+  const metrics = createMetricsRegistry();
+  metrics.counter('pit_restarts_total', 'Agents restarted.').inc();
+  const decisions: Array<[string, string, unknown]> = [];
+  const handlers: HttpHandlers = {
+    health: () => ({ ok: true, uptime_s: 1 }),
+    status: () => ({ cells: [], agents: [] }),
+    metrics,
+    events: createCellEventFeed({ cellsRoot, pollMs: 20 }),
+    async decideApproval(id, decision, body): Promise<ApprovalDecisionResult> {
+      if (id !== 'apr-1') return { ok: false, reason: 'not_found', message: `no approval ${id}` };
+      decisions.push([id, decision, body]);
+      return { ok: true, id, decision };
+    },
+    ...overrides,
+  };
+  server = await startHttpServer({ listen: '127.0.0.1:0', token: TOKEN, handlers, keepAliveMs: 50 });
+  return { server, decisions };
+}
+
+/** Reads server-sent events from a fetch response until `count` events arrived. */
+async function readEvents(response: Response, count: number): Promise<Array<{ id?: string; event?: string; data: unknown }>> {
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  const events: Array<{ id?: string; event?: string; data: unknown }> = [];
+  while (events.length < count) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let index: number;
+    while ((index = buffer.indexOf('\n\n')) !== -1) {
+      const block = buffer.slice(0, index);
+      buffer = buffer.slice(index + 2);
+      const fields = Object.fromEntries(block.split('\n').filter((line) => !line.startsWith(':') && line.includes(': ')).map((line) => [line.slice(0, line.indexOf(': ')), line.slice(line.indexOf(': ') + 2)]));
+      if (fields.data) events.push({ id: fields.id, event: fields.event, data: JSON.parse(fields.data) });
+    }
+  }
+  await reader.cancel();
+  return events;
+}
+
+describe('startHttpServer', () => {
+  it('listens on 127.0.0.1 and serves /health, /metrics and /api/status', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const { server } = await start(cell.root);
+    expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const health = await fetch(`${server.url}/health`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ ok: true, uptime_s: 1 });
+    const metrics = await fetch(`${server.url}/metrics`);
+    expect(metrics.headers.get('content-type')).toContain('text/plain; version=0.0.4');
+    expect(await metrics.text()).toContain('pit_restarts_total 1');
+    expect(await (await fetch(`${server.url}/api/status`)).json()).toEqual({ cells: [], agents: [] });
+    expect((await fetch(`${server.url}/nope`)).status).toBe(404);
+    expect((await fetch(`${server.url}/`)).status).toBe(404);
+  });
+
+  it('answers 503 when the daemon is not healthy', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const { server } = await start(cell.root, { health: () => ({ ok: false, reason: 'state dir unwritable' }) });
+    expect((await fetch(`${server.url}/health`)).status).toBe(503);
+  });
+
+  it('refuses approvals without a token, with a wrong token, and accepts the right one', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const { server, decisions } = await start(cell.root);
+    const post = (path: string, headers: Record<string, string> = {}, body?: string) => fetch(`${server.url}${path}`, { method: 'POST', headers, ...(body ? { body } : {}) });
+    const missing = await post('/api/approvals/apr-1/approve');
+    expect(missing.status).toBe(401);
+    expect(missing.headers.get('www-authenticate')).toContain('Bearer');
+    expect((await post('/api/approvals/apr-1/approve', { authorization: 'Bearer wrong' })).status).toBe(401);
+    expect((await post('/api/approvals/apr-1/approve', { authorization: `Bearer ${TOKEN}x` })).status).toBe(401);
+    expect(decisions).toEqual([]);
+    const ok = await post('/api/approvals/apr-1/deny', { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, JSON.stringify({ reason: 'not now', by: 'ops' }));
+    expect(ok.status).toBe(200);
+    expect(await ok.json()).toEqual({ ok: true, id: 'apr-1', decision: 'deny' });
+    expect(decisions).toEqual([['apr-1', 'deny', { reason: 'not now', by: 'ops' }]]);
+    expect((await post('/api/approvals/apr-2/approve', { authorization: `Bearer ${TOKEN}` })).status).toBe(404);
+    expect((await post('/api/approvals/apr-1/approve', { authorization: `Bearer ${TOKEN}` }, '{"unknown":1}')).status).toBe(400);
+    expect((await post('/api/approvals/apr-1/approve', { authorization: `Bearer ${TOKEN}` }, 'not json')).status).toBe(400);
+    expect((await fetch(`${server.url}/api/approvals/apr-1/approve`)).status).toBe(405);
+  });
+
+  it('refuses every mutating call when no token is configured', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const { server } = await start(cell.root);
+    server.setToken(undefined);
+    const response = await fetch(`${server.url}/api/approvals/apr-1/approve`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(response.status).toBe(403);
+    expect((await response.json()).error).toContain('token_env');
+  });
+
+  it('streams a cell’s events as server-sent events: the backlog since a time, then new appends', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const events = cellPaths(cell.dir).events;
+    await appendEvent(events, { event: 'agent_dead', agent: 'forge', reason: 'heartbeat stale', ts: '2030-01-01T00:00:00.000Z' });
+    const { server } = await start(cell.root);
+    const response = await fetch(`${server.url}/api/events?cell=${cell.uuid}&since=2029-01-01T00:00:00Z`);
+    expect(response.headers.get('content-type')).toContain('text/event-stream');
+    const reading = readEvents(response, 2);
+    await appendEvent(events, { event: 'agent_revived', agent: 'forge', pid: 42, ts: '2030-01-01T00:00:05.000Z' });
+    const received = await reading;
+    expect(received.map((item) => item.event)).toEqual(['agent_dead', 'agent_revived']);
+    expect(received[1]?.data).toMatchObject({ cell: cell.uuid, agent: 'forge', pid: 42 });
+    expect(received[1]?.id).toBe(`${cell.uuid}:${(await fs.stat(events)).size}`);
+  });
+
+  it('resumes exactly after Last-Event-ID', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const events = cellPaths(cell.dir).events;
+    const { server } = await start(cell.root);
+    const all = await readEvents(await fetch(`${server.url}/api/events?cell=${cell.uuid}`), 3);
+    expect(all.map((item) => item.event)).toEqual(['cell_created', 'agent_joined', 'cell_activated']);
+    await appendEvent(events, { event: 'agent_dead', agent: 'forge', reason: 'x' });
+    const resumed = await readEvents(await fetch(`${server.url}/api/events?cell=${cell.uuid}`, { headers: { 'last-event-id': all[1]!.id! } }), 2);
+    expect(resumed.map((item) => item.event)).toEqual(['cell_activated', 'agent_dead']);
+  });
+
+  it('streams every supervised cell when no cell is named, and validates the query', async () => {
+    const first = await makeCell([{ name: 'forge' }]);
+    const second = await makeCell([{ name: 'anvil' }], first.root);
+    const { server } = await start(first.root);
+    const received = await readEvents(await fetch(`${server.url}/api/events`), 6);
+    expect(new Set(received.map((item) => (item.data as { cell: string }).cell))).toEqual(new Set([first.uuid, second.uuid]));
+    expect((await fetch(`${server.url}/api/events?cell=nope`)).status).toBe(400);
+    expect((await fetch(`${server.url}/api/events?since=yesterday`)).status).toBe(400);
+  });
+});
+
+describe('authorize', () => {
+  it('accepts only the exact bearer token', () => {
+    expect(authorize(`Bearer ${TOKEN}`, TOKEN)).toEqual({ ok: true });
+    expect(authorize(`bearer ${TOKEN}`, TOKEN)).toEqual({ ok: true });
+    expect(authorize(`Bearer ${TOKEN.slice(0, -1)}`, TOKEN)).toMatchObject({ ok: false, status: 401 });
+    expect(authorize(`Basic ${TOKEN}`, TOKEN)).toMatchObject({ ok: false, status: 401, reason: 'missing bearer token' });
+    expect(authorize(undefined, TOKEN)).toMatchObject({ ok: false, status: 401 });
+    expect(authorize(`Bearer ${TOKEN}`, undefined)).toMatchObject({ ok: false, status: 403 });
+  });
+});
