@@ -105,7 +105,7 @@ describe('startHttpServer', () => {
     server.setToken(undefined);
     const response = await fetch(`${server.url}/api/approvals/apr-1/approve`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
     expect(response.status).toBe(403);
-    expect((await response.json()).error).toContain('token_env');
+    expect(((await response.json()) as { error: string }).error).toContain('token_env');
   });
 
   it('streams a cell’s events as server-sent events: the backlog since a time, then new appends', async () => {
