@@ -20,3 +20,10 @@ export {
   type TestApprover,
   type InboxMessage,
 } from './nostr-approver.js';
+export {
+  startIssuesApi,
+  type TestIssuesApi,
+  type IssuesFlavour,
+  type StoredIssue,
+  type IssuesCall,
+} from './issues-api.js';
