@@ -1,0 +1,895 @@
+import { randomUUID } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import {
+  AgentNameSchema,
+  cellPaths,
+  formatIssues,
+  readJsonFile,
+  readManifest,
+  withFileLock,
+  writeJsonAtomic,
+  type CellPaths,
+  type IsolationProfile,
+} from '@pit/cell-spec';
+import { z } from 'zod';
+import { AuditTrail, type AuditEntry } from './audit-trail.js';
+import {
+  BusEventSchema,
+  CheckpointInputSchema,
+  ConfigureIsolationInputSchema,
+  HandoffInputSchema,
+  PublishInputSchema,
+  Sha256HexSchema,
+  SYSTEM_SENDER,
+  type BusEvent,
+  type BusEventKind,
+  type CheckpointEvent,
+  type CheckpointInput,
+  type ConfigureIsolationInput,
+  type HandoffEvent,
+  type HandoffInput,
+  type IsolationEvent,
+  type MessageEvent,
+  type ParticipantEvent,
+  type PublishInput,
+} from './bus-event.js';
+import { BusConfigSchema, MissionInfoSchema, type BusConfig, type BusConfigInput, type MissionInfo } from './config.js';
+import { BusError, toBusError } from './errors.js';
+import { EventCache } from './event-cache.js';
+import { inboxEventExists, isDirectEvent, readWatermark, writeInboxEvent, writeWatermark, type DirectEvent } from './inbox.js';
+import { describeError, silentLogger, type BusLogger } from './logger.js';
+import type { ParticipantInfo, ResumePacket } from './resume-packet.js';
+import { RoleSchema, resolveRoleCapabilities, type Capability, type Role } from './roles.js';
+import { SegmentLog, type LogRepair, type StoredEvent } from './segment-log.js';
+import { tokenMatches } from './tokens.js';
+
+/** Options of {@link MissionBus.open}. */
+export interface OpenMissionBusOptions {
+  /** The cell directory (`<cells_root>/<uuid>`); the log and inboxes live in its `bus/`. */
+  cellDir: string;
+  /** The bus configuration (parsed with {@link BusConfigSchema}). @default {} */
+  config?: BusConfigInput;
+  logger?: BusLogger;
+  /** Clock for event timestamps. @default () => new Date() */
+  now?: () => Date;
+  /** How long to wait for another bus that holds the cell's `bus/.lock`. @default 2000 (ms) */
+  lockTimeoutMs?: number;
+}
+
+/** Options of {@link MissionBus.read}. */
+export interface ReadOptions {
+  /** Read events with a sequence number greater than this. @default 0 */
+  after?: number;
+  /** At most this many events. @default 1000 */
+  limit?: number;
+}
+
+/** Options of {@link MissionBus.subscribe}. */
+export interface SubscribeOptions {
+  /** Start after this sequence number (0: from the beginning). @default 0 */
+  after?: number;
+  /** Ends the iteration when aborted. */
+  signal?: AbortSignal;
+}
+
+/** What a participant registration carries. */
+export interface RegisterParticipantInput {
+  name: string;
+  role: Role;
+  /** sha256 (hex) of its token, stored in `bus/tokens.json` (mode 0600). */
+  token_sha256?: string;
+}
+
+/** The export format of a bus: everything needed to rebuild it elsewhere. */
+export const BusExportSchema = z.strictObject({
+  format: z.literal('pit-mission-bus'),
+  version: z.literal(1),
+  mission: MissionInfoSchema,
+  config: BusConfigSchema,
+  /** Token hashes set at run time (`bus/tokens.json`). */
+  tokens: z.record(AgentNameSchema, Sha256HexSchema).default({}),
+  events: z.array(BusEventSchema),
+});
+export type BusExport = z.infer<typeof BusExportSchema>;
+
+interface Pending {
+  stored: StoredEvent;
+  ready: boolean;
+  promise: Promise<BusEvent>;
+  resolve: (event: BusEvent) => void;
+  reject: (error: unknown) => void;
+}
+
+interface IdRecord {
+  seq: number;
+  kind: BusEventKind;
+  sender: string;
+}
+
+const TokensFileSchema = z.record(AgentNameSchema, Sha256HexSchema);
+const WATERMARK_EVERY = 256;
+
+/**
+ * One mission's ordered, durable event stream: messages, checkpoints and handoffs (and
+ * participant and isolation changes), each with a gap-free sequence number, checked against
+ * the sender's role. The log is append-only JSONL in the cell's `bus/`; the in-memory index
+ * (participants, isolation profiles, checkpoints, handoffs, recent ids) is rebuilt from it on
+ * open. One bus per cell at a time: it holds `bus/.lock` until closed.
+ *
+ * In-process calls name their sender; {@link SYSTEM_SENDER} (`@pit`, the owner) may do
+ * everything. Over the wire the server fixes the sender to the authenticated participant.
+ * @example
+ * const bus = await MissionBus.open({ cellDir, config: { participants: [{ name: 'forge', role: 'lead' }, { name: 'smith', role: 'write' }] } });
+ * const note = await bus.publish('forge', { topic: 'plan', payload: { step: 1 } });
+ * const checkpoint = await bus.checkpoint('forge', { summary: 'parser half done', state: { file: 'src/parse.ts' } });
+ * const handoff = await bus.handoff('forge', { to: 'smith', checkpoint: checkpoint.id, note: 'finish the parser' });
+ * const packet = await bus.buildResumePacket(handoff.id);
+ * await bus.close();
+ */
+export class MissionBus {
+  /** The mission this bus belongs to. */
+  readonly mission: MissionInfo;
+  /** The parsed configuration. */
+  readonly config: BusConfig;
+  /** Torn last lines repaired when the log was opened (also logged and in the audit trail). */
+  readonly repairs: readonly LogRepair[];
+  /** The cell's paths. */
+  readonly paths: CellPaths;
+
+  private readonly logger: BusLogger;
+  private readonly now: () => Date;
+  private readonly roleTable: Record<Role, ReadonlySet<Capability>>;
+  private readonly members = new Map<string, Role>();
+  private readonly everMembers = new Set<string>();
+  private readonly isolation = new Map<string, IsolationProfile>();
+  private readonly tokens = new Map<string, string>();
+  private readonly runtimeTokens = new Map<string, string>();
+  private readonly checkpoints = new Map<string, IdRecord>();
+  private readonly handoffs = new Map<string, IdRecord>();
+  private readonly recent = new Map<string, IdRecord>();
+  private readonly pending = new Map<number, Pending>();
+  private readonly listeners = new Set<(stored: StoredEvent) => void>();
+  private readonly headWaiters = new Set<() => void>();
+  private readonly cache: EventCache;
+  private log!: SegmentLog;
+  private audit!: AuditTrail;
+  private nextSeq = 0;
+  private headSeq = 0;
+  private failure: BusError | undefined;
+  private closing: Promise<void> | undefined;
+  private releaseLock: () => void = () => undefined;
+  private lockHeld: Promise<unknown> = Promise.resolve();
+  private tokenWrites: Promise<void> = Promise.resolve();
+  private directSinceWatermark = 0;
+  private watermarkWrite: Promise<void> = Promise.resolve();
+
+  private constructor(options: { cellDir: string; config: BusConfig; mission: MissionInfo; logger: BusLogger; now: () => Date }) {
+    this.paths = cellPaths(options.cellDir);
+    this.config = options.config;
+    this.mission = options.mission;
+    this.logger = options.logger;
+    this.now = options.now;
+    this.roleTable = resolveRoleCapabilities(options.config.roles);
+    this.cache = new EventCache(options.config.log.cache_max_events, options.config.log.cache_max_bytes);
+    this.repairs = [];
+    for (const participant of options.config.participants) {
+      this.members.set(participant.name, participant.role);
+      this.everMembers.add(participant.name);
+      if (participant.token_sha256) this.tokens.set(participant.name, participant.token_sha256);
+    }
+    for (const [name, profile] of Object.entries(options.config.isolation)) this.isolation.set(name, profile);
+  }
+
+  /**
+   * Opens the bus of a cell: parses the config, takes `bus/.lock`, reads and checks the log
+   * (repairing a torn last line, see {@link repairs}), rebuilds the index, and writes to the
+   * inboxes any direct event a crash kept from its inbox.
+   * @throws {BusError} BUS_INVALID (config, or no mission and no readable `cell.json`),
+   *   BUS_LOCKED (another bus holds the cell), BUS_CORRUPT, BUS_IO.
+   */
+  static async open(options: OpenMissionBusOptions): Promise<MissionBus> {
+    const parsed = BusConfigSchema.safeParse(options.config ?? {});
+    if (!parsed.success) throw new BusError('BUS_INVALID', `bus config for ${options.cellDir}: ${formatIssues(parsed.error)}`, { cause: parsed.error });
+    const config = parsed.data;
+    let mission = config.mission;
+    if (!mission) {
+      try {
+        const manifest = await readManifest(options.cellDir);
+        mission = { id: manifest.uuid, title: manifest.name ?? manifest.mission };
+      } catch (error) {
+        throw new BusError('BUS_INVALID', `bus config for ${options.cellDir}: mission: not given and the cell's cell.json is not readable (${describeError(error)})`, {
+          cause: error,
+        });
+      }
+    }
+    const bus = new MissionBus({ cellDir: options.cellDir, config, mission, logger: options.logger ?? silentLogger, now: options.now ?? (() => new Date()) });
+    await bus.start(options.lockTimeoutMs ?? 2000);
+    return bus;
+  }
+
+  /**
+   * Rebuilds a bus from {@link toJSON}'s output in a cell whose bus has no events yet: same
+   * mission, config, token hashes and every event with every field (sequence numbers, ids,
+   * timestamps). Direct events are written to the new cell's inboxes.
+   * @throws {BusError} BUS_INVALID (not an export, or sequence numbers not 1, 2, 3, …),
+   *   BUS_EXISTS (the cell's bus already has events), and whatever {@link open} throws.
+   */
+  static async fromJSON(json: unknown, options: Omit<OpenMissionBusOptions, 'config'>): Promise<MissionBus> {
+    const parsed = BusExportSchema.safeParse(typeof json === 'string' ? safeJsonParse(json) : json);
+    if (!parsed.success) throw new BusError('BUS_INVALID', `bus export: ${formatIssues(parsed.error)}`, { cause: parsed.error });
+    const data = parsed.data;
+    data.events.forEach((event, index) => {
+      if (event.seq !== index + 1) throw new BusError('BUS_INVALID', `bus export: events.${index}.seq: is ${event.seq}, expected ${index + 1}`);
+    });
+    const bus = await MissionBus.open({ ...options, config: { ...data.config, mission: data.mission } });
+    try {
+      if (bus.head > 0) throw new BusError('BUS_EXISTS', `${bus.paths.bus}: the bus already has ${bus.head} events; import into an empty cell`);
+      for (const [name, sha256] of Object.entries(data.tokens)) await bus.setToken(name, sha256);
+      const writes = data.events.map((event) => bus.commit(() => event));
+      await Promise.all(writes);
+      return bus;
+    } catch (error) {
+      await bus.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private async start(lockTimeoutMs: number): Promise<void> {
+    const { dir, bus: busDir, busInbox } = this.paths;
+    try {
+      const stat = await fs.lstat(dir);
+      if (!stat.isDirectory()) throw new BusError('BUS_INVALID', `${dir}: expected a cell directory`);
+      await fs.mkdir(busInbox, { recursive: true });
+    } catch (error) {
+      throw toBusError(error, dir);
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.lockHeld = withFileLock(
+        join(busDir, '.lock'),
+        () =>
+          new Promise<void>((release) => {
+            this.releaseLock = release;
+            resolve();
+          }),
+        { timeoutMs: lockTimeoutMs },
+      ).catch((error: unknown) => reject(toBusError(error, busDir)));
+    });
+    try {
+      await this.loadTokens();
+      const watermark = await readWatermark(dir);
+      const undelivered: DirectEvent[] = [];
+      const tail: BusEvent[] = [];
+      const tailSize = this.config.log.cache_max_events;
+      const { log, repairs } = await SegmentLog.open({
+        dir: busDir,
+        fsync: this.config.log.fsync,
+        segmentMaxBytes: this.config.log.segment_max_bytes,
+        logger: this.logger,
+        now: this.now,
+        onEvent: (event) => {
+          this.apply(event);
+          if (event.seq > watermark && isDirectEvent(event)) undelivered.push(event);
+          tail.push(event);
+          if (tail.length > tailSize * 2) tail.splice(0, tail.length - tailSize);
+        },
+      });
+      this.log = log;
+      (this.repairs as LogRepair[]).push(...repairs);
+      this.nextSeq = log.lastSeq;
+      this.headSeq = log.lastSeq;
+      for (const event of tail.slice(-tailSize)) this.cache.push({ event, line: JSON.stringify(event) });
+      this.audit = new AuditTrail(join(busDir, 'audit.jsonl'), this.logger, this.now);
+      for (const repair of repairs) {
+        this.audit.record({ event: 'bus_log_repaired', segment: repair.segment, line: repair.line, offset: repair.offset, bytes: repair.bytes, reason: repair.reason, saved_to: repair.savedTo });
+      }
+      for (const event of undelivered) {
+        if (!(await inboxEventExists(dir, event))) {
+          this.logger.info('bus: writing a direct event missing from its inbox', { seq: event.seq, to: event.to });
+          await this.deliverToInbox(event);
+        }
+      }
+      await writeWatermark(dir, this.headSeq);
+    } catch (error) {
+      await this.log?.close().catch(() => undefined);
+      this.releaseLock();
+      await this.lockHeld;
+      throw toBusError(error, busDir);
+    }
+  }
+
+  /** The number of acknowledged events: the sequence number of the last one (0 when empty). */
+  get head(): number {
+    return this.headSeq;
+  }
+
+  /** Whether the bus is closed or failed (every operation then throws BUS_CLOSED). */
+  get closed(): boolean {
+    return this.closing !== undefined || this.failure !== undefined;
+  }
+
+  /** The capabilities of each role. */
+  roles(): Record<Role, Capability[]> {
+    return Object.fromEntries(RoleSchema.options.map((role) => [role, [...this.roleTable[role]]])) as Record<Role, Capability[]>;
+  }
+
+  /** The current participants with their roles and capabilities. */
+  participants(): ParticipantInfo[] {
+    return [...this.members].map(([name, role]) => ({ name, role, capabilities: [...this.roleTable[role]] }));
+  }
+
+  /** A participant's role, or `undefined` for someone who is not a participant. */
+  roleOf(name: string): Role | undefined {
+    return this.members.get(name);
+  }
+
+  /** Whether `name` may use `capability` now (`@pit` may do everything; a non-participant nothing). */
+  can(name: string, capability: Capability): boolean {
+    if (name === SYSTEM_SENDER) return true;
+    const role = this.members.get(name);
+    return role !== undefined && this.roleTable[role].has(capability);
+  }
+
+  /**
+   * Checks that `name` may use `capability`, recording a refusal in the audit trail.
+   * @throws {BusError} BUS_FORBIDDEN naming the participant, its role and the capability.
+   */
+  authorize(name: string, capability: Capability, operation: string = capability): void {
+    if (this.can(name, capability)) return;
+    const role = this.members.get(name);
+    this.audit.record({ event: 'bus_denied', participant: name, operation, capability, role: role ?? null });
+    const who = role === undefined ? `${JSON.stringify(name)} is not a participant of mission ${this.mission.id}` : `${name} (role ${role})`;
+    throw new BusError('BUS_FORBIDDEN', `${operation}: ${who} lacks the ${capability} capability`);
+  }
+
+  /** Whether `token` is `name`'s token (constant-time; `false` for anyone without one). */
+  authenticate(name: string, token: string): boolean {
+    return tokenMatches(token, this.tokens.get(name));
+  }
+
+  /** Records a failed authentication in the audit trail (used by the server). */
+  recordAuthFailure(name: string, reason: string): void {
+    if (!this.closed) this.audit.record({ event: 'bus_auth_failed', participant: name, reason });
+  }
+
+  /** The isolation profile of each participant that has one. */
+  isolationProfiles(): Record<string, IsolationProfile> {
+    return Object.fromEntries(this.isolation);
+  }
+
+  /**
+   * Publishes a message; with `to`, a direct message that also lands in that participant's
+   * inbox before it is acknowledged. Resolves once the event is as durable as the fsync policy
+   * promises, with its sequence number. Publishing an id again returns the first event.
+   * @throws {BusError} BUS_INVALID, BUS_FORBIDDEN (no `publish` capability),
+   *   BUS_UNKNOWN_PARTICIPANT (`to`), BUS_CONFLICT (id used by another event), BUS_TOO_LARGE, BUS_CLOSED, BUS_IO.
+   */
+  publish(sender: string, input: PublishInput): Promise<MessageEvent> {
+    return this.run(() => {
+      const message = parseInput(PublishInputSchema, input, 'publish');
+      this.authorize(sender, 'publish', 'publish');
+      const existing = this.existing<MessageEvent>(message.id, 'message', sender);
+      if (existing) return existing;
+      if (message.to !== undefined) this.assertMember(message.to, 'publish: to');
+      return this.commit<MessageEvent>((seq, ts) => ({
+        seq,
+        id: message.id ?? randomUUID(),
+        ts,
+        event: 'message',
+        sender,
+        topic: message.topic,
+        payload: message.payload,
+        ...(message.to !== undefined ? { to: message.to } : {}),
+      }));
+    });
+  }
+
+  /**
+   * Records a checkpoint: a summary, the state and artifacts the next agent needs, and
+   * optionally a @pit/snapshot workspace checkpoint `{ ts, sha256 }`.
+   * @throws {BusError} BUS_INVALID, BUS_FORBIDDEN (no `checkpoint` capability), BUS_CONFLICT, BUS_TOO_LARGE, BUS_CLOSED, BUS_IO.
+   */
+  checkpoint(sender: string, input: CheckpointInput): Promise<CheckpointEvent> {
+    return this.run(() => {
+      const checkpoint = parseInput(CheckpointInputSchema, input, 'checkpoint');
+      this.authorize(sender, 'checkpoint', 'checkpoint');
+      const existing = this.existing<CheckpointEvent>(checkpoint.id, 'checkpoint', sender);
+      if (existing) return existing;
+      return this.commit<CheckpointEvent>((seq, ts) => ({
+        seq,
+        id: checkpoint.id ?? randomUUID(),
+        ts,
+        event: 'checkpoint',
+        sender,
+        summary: checkpoint.summary,
+        state: checkpoint.state,
+        artifacts: checkpoint.artifacts,
+        ...(checkpoint.workspace ? { workspace: checkpoint.workspace } : {}),
+      }));
+    });
+  }
+
+  /**
+   * Hands work from `from` (the sender, unless the sender is `@pit`) to participant `to`,
+   * resuming at an existing checkpoint. The handoff also lands in the recipient's inbox.
+   * @throws {BusError} BUS_INVALID (no `from` for `@pit`, or `to` equal to `from`),
+   *   BUS_FORBIDDEN (no `handoff` capability, or handing off someone else's work),
+   *   BUS_UNKNOWN_PARTICIPANT (`to` is not a participant, `from` never was one),
+   *   BUS_NOT_FOUND (no such checkpoint), BUS_CONFLICT, BUS_CLOSED, BUS_IO.
+   */
+  handoff(sender: string, input: HandoffInput): Promise<HandoffEvent> {
+    return this.run(() => {
+      const handoff = parseInput(HandoffInputSchema, input, 'handoff');
+      this.authorize(sender, 'handoff', 'handoff');
+      const existing = this.existing<HandoffEvent>(handoff.id, 'handoff', sender);
+      if (existing) return existing;
+      let from = handoff.from;
+      if (sender === SYSTEM_SENDER) {
+        if (from === undefined) throw new BusError('BUS_INVALID', `handoff: from: required when the sender is ${SYSTEM_SENDER}`);
+      } else {
+        from ??= sender;
+        if (from !== sender) {
+          this.audit.record({ event: 'bus_denied', participant: sender, operation: 'handoff', reason: `from ${from}` });
+          throw new BusError('BUS_FORBIDDEN', `handoff: ${sender} may hand off only its own work, not ${from}'s`);
+        }
+      }
+      if (!this.everMembers.has(from)) throw new BusError('BUS_UNKNOWN_PARTICIPANT', `handoff: from: ${from} has never been a participant of mission ${this.mission.id}`);
+      this.assertMember(handoff.to, 'handoff: to');
+      if (handoff.to === from) throw new BusError('BUS_INVALID', `handoff: to: ${handoff.to} cannot hand off to itself`);
+      if (!this.checkpoints.has(handoff.checkpoint)) {
+        throw new BusError('BUS_NOT_FOUND', `handoff: checkpoint: no checkpoint ${handoff.checkpoint} in mission ${this.mission.id}`);
+      }
+      const origin = from;
+      return this.commit<HandoffEvent>((seq, ts) => ({
+        seq,
+        id: handoff.id ?? randomUUID(),
+        ts,
+        event: 'handoff',
+        sender,
+        from: origin,
+        to: handoff.to,
+        checkpoint: handoff.checkpoint,
+        note: handoff.note,
+        ...(handoff.workspace ? { workspace: handoff.workspace } : {}),
+      }));
+    });
+  }
+
+  /**
+   * Sets (or, with `profile: null`, clears) a participant's isolation profile.
+   * @throws {BusError} BUS_INVALID, BUS_FORBIDDEN (no `configure_isolation` capability),
+   *   BUS_UNKNOWN_PARTICIPANT, BUS_CONFLICT, BUS_CLOSED, BUS_IO.
+   */
+  configureIsolation(sender: string, input: ConfigureIsolationInput): Promise<IsolationEvent> {
+    return this.run(() => {
+      const change = parseInput(ConfigureIsolationInputSchema, input, 'configure_isolation');
+      this.authorize(sender, 'configure_isolation', 'configure_isolation');
+      const existing = this.existing<IsolationEvent>(change.id, 'isolation', sender);
+      if (existing) return existing;
+      this.assertMember(change.participant, 'configure_isolation: participant');
+      return this.commit<IsolationEvent>((seq, ts) => ({
+        seq,
+        id: change.id ?? randomUUID(),
+        ts,
+        event: 'isolation',
+        sender,
+        participant: change.participant,
+        profile: change.profile,
+      }));
+    });
+  }
+
+  /**
+   * Registers a participant (or changes its role) at run time, as the owner (`@pit`): a
+   * `participant` event in the stream, and its token hash in `bus/tokens.json`.
+   * @returns the event, or `null` when it already had this role (only the token was updated).
+   * @throws {BusError} BUS_INVALID, BUS_CLOSED, BUS_IO.
+   */
+  async registerParticipant(input: RegisterParticipantInput): Promise<ParticipantEvent | null> {
+    const parsed = parseInput(z.strictObject({ name: AgentNameSchema, role: RoleSchema, token_sha256: Sha256HexSchema.optional() }), input, 'registerParticipant');
+    this.assertOpen();
+    if (parsed.token_sha256) await this.setToken(parsed.name, parsed.token_sha256);
+    if (this.members.get(parsed.name) === parsed.role) return null;
+    return this.run(() => this.participantEvent(parsed.name, parsed.role));
+  }
+
+  /**
+   * Removes a participant at run time, as the owner: from then on it can do nothing.
+   * @returns the event, or `null` when it was not a participant.
+   * @throws {BusError} BUS_INVALID, BUS_CLOSED, BUS_IO.
+   */
+  async removeParticipant(name: string): Promise<ParticipantEvent | null> {
+    const parsed = parseInput(AgentNameSchema, name, 'removeParticipant');
+    if (!this.members.has(parsed)) return null;
+    return this.run(() => this.participantEvent(parsed, null));
+  }
+
+  private participantEvent(name: string, role: Role | null): Promise<ParticipantEvent> {
+    return this.commit<ParticipantEvent>((seq, ts) => ({ seq, id: randomUUID(), ts, event: 'participant', sender: SYSTEM_SENDER, name, role }));
+  }
+
+  /**
+   * Sets (or with `null` removes) a participant's token hash, stored in `bus/tokens.json`
+   * (mode 0600) and taking precedence over the config's.
+   * @throws {BusError} BUS_INVALID, BUS_IO.
+   */
+  async setToken(name: string, sha256: string | null): Promise<void> {
+    const agent = parseInput(AgentNameSchema, name, 'setToken: name');
+    if (sha256 === null) {
+      this.runtimeTokens.delete(agent);
+      const configured = this.config.participants.find((participant) => participant.name === agent)?.token_sha256;
+      if (configured) this.tokens.set(agent, configured);
+      else this.tokens.delete(agent);
+    } else {
+      const hash = parseInput(Sha256HexSchema, sha256, 'setToken: sha256');
+      this.runtimeTokens.set(agent, hash);
+      this.tokens.set(agent, hash);
+    }
+    const snapshot = Object.fromEntries(this.runtimeTokens);
+    const path = join(this.paths.bus, 'tokens.json');
+    this.tokenWrites = this.tokenWrites.then(() => writeJsonAtomic(path, snapshot, { mode: 0o600 }));
+    await this.tokenWrites.catch((error: unknown) => {
+      this.tokenWrites = Promise.resolve();
+      throw toBusError(error, path);
+    });
+  }
+
+  private async loadTokens(): Promise<void> {
+    const path = join(this.paths.bus, 'tokens.json');
+    let stored: Record<string, string>;
+    try {
+      stored = await readJsonFile(path, TokensFileSchema);
+    } catch (error) {
+      if ((error as { code?: string }).code === 'CELL_NOT_FOUND') return;
+      throw toBusError(error, path);
+    }
+    for (const [name, hash] of Object.entries(stored)) {
+      this.runtimeTokens.set(name, hash);
+      this.tokens.set(name, hash);
+    }
+  }
+
+  /**
+   * Everything the recipient of a handoff needs to resume: mission, sender, note, the
+   * checkpoint, participants and roles, isolation profiles, stream length. Permissions are not
+   * checked here (the server checks `read`).
+   * @throws {BusError} BUS_NOT_FOUND when there is no such handoff; BUS_CLOSED; BUS_IO.
+   */
+  async buildResumePacket(handoffId: string): Promise<ResumePacket> {
+    this.assertOpen();
+    const record = this.handoffs.get(handoffId);
+    if (!record) throw new BusError('BUS_NOT_FOUND', `buildResumePacket: no handoff ${handoffId} in mission ${this.mission.id}`);
+    const handoff = (await this.eventAt(record.seq)) as HandoffEvent;
+    const checkpointRecord = this.checkpoints.get(handoff.checkpoint);
+    if (!checkpointRecord) throw new BusError('BUS_CORRUPT', `buildResumePacket: handoff ${handoffId} names checkpoint ${handoff.checkpoint}, which is not in the index`);
+    const checkpoint = (await this.eventAt(checkpointRecord.seq)) as CheckpointEvent;
+    return {
+      mission: { ...this.mission },
+      handoff,
+      recipient: handoff.to,
+      sender: handoff.sender,
+      from: handoff.from,
+      note: handoff.note,
+      checkpoint,
+      workspace: handoff.workspace ?? checkpoint.workspace ?? null,
+      participants: this.participants(),
+      roles: this.roles(),
+      isolation: this.isolationProfiles(),
+      stream: { length: this.headSeq, resume_after: checkpoint.seq },
+    };
+  }
+
+  /**
+   * The last `limit` entries of the audit trail (refusals, failed authentications, log
+   * repairs, inbox failures), oldest first. Permissions are not checked here (the server checks `audit`).
+   */
+  async readAudit(options: { limit?: number } = {}): Promise<AuditEntry[]> {
+    this.assertOpen();
+    return this.audit.read(options.limit ?? 100);
+  }
+
+  /**
+   * Acknowledged events after `after`, in order, from memory when recent and from the log
+   * segments otherwise.
+   * @throws {BusError} BUS_CLOSED, BUS_CORRUPT, BUS_IO.
+   */
+  async read(options: ReadOptions = {}): Promise<BusEvent[]> {
+    return (await this.readStored(options.after ?? 0, options.limit ?? 1000)).map((stored) => stored.event);
+  }
+
+  /** @internal Events after `after` with their lines; synchronous when cached. */
+  readCached(after: number, limit: number): StoredEvent[] | undefined {
+    if (after >= this.headSeq) return [];
+    return this.cache.after(after, limit);
+  }
+
+  /** @internal Events after `after` with their lines. */
+  async readStored(after: number, limit: number, maxBytes = 4 * 1024 * 1024): Promise<StoredEvent[]> {
+    this.assertOpen();
+    const cached = this.readCached(after, limit);
+    if (cached) return cached;
+    const cacheStart = this.cache.firstSeq ?? this.headSeq + 1;
+    return this.log.read(after, Math.min(this.headSeq, cacheStart - 1), limit, maxBytes);
+  }
+
+  private async eventAt(seq: number): Promise<BusEvent> {
+    if (seq > this.headSeq) {
+      const pending = this.pending.get(seq);
+      if (pending) return pending.promise;
+    }
+    const cached = this.cache.get(seq);
+    if (cached) return cached.event;
+    const [stored] = await this.log.read(seq - 1, seq, 1, Number.MAX_SAFE_INTEGER);
+    if (!stored) throw new BusError('BUS_NOT_FOUND', `mission ${this.mission.id}: no event ${seq}`);
+    return stored.event;
+  }
+
+  /**
+   * Calls `listener` with every event as it is acknowledged, in order. Listener errors are
+   * logged, never propagated.
+   * @returns a function that removes the listener.
+   */
+  onEvent(listener: (event: BusEvent, line: string) => void): () => void {
+    const wrapped = (stored: StoredEvent): void => listener(stored.event, stored.line);
+    this.listeners.add(wrapped);
+    return () => this.listeners.delete(wrapped);
+  }
+
+  /** @internal Like {@link onEvent}, with the stored entry. */
+  onStored(listener: (stored: StoredEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /**
+   * The stream after `after`: the backlog, then live events, in order with no gap or
+   * duplicate, until the bus closes or `signal` aborts. Memory stays bounded however far
+   * behind the reader is (it reads the log in pages).
+   * @example
+   * for await (const event of bus.subscribe({ after: 0 })) console.log(event.seq, event.event);
+   */
+  async *subscribe(options: SubscribeOptions = {}): AsyncGenerator<BusEvent> {
+    let cursor = options.after ?? 0;
+    const { signal } = options;
+    while (!signal?.aborted) {
+      if (this.failure || this.closing) return;
+      if (cursor < this.headSeq) {
+        const page = await this.readStored(cursor, 512);
+        for (const stored of page) {
+          if (signal?.aborted) return;
+          cursor = stored.event.seq;
+          yield stored.event;
+        }
+        continue;
+      }
+      await new Promise<void>((resolve) => {
+        const wake = (): void => {
+          this.headWaiters.delete(wake);
+          signal?.removeEventListener('abort', wake);
+          resolve();
+        };
+        this.headWaiters.add(wake);
+        signal?.addEventListener('abort', wake, { once: true });
+      });
+    }
+  }
+
+  /**
+   * Waits until every event published so far is acknowledged, then fsyncs the log whatever
+   * the policy.
+   * @throws {BusError} BUS_IO (or the failure that closed the bus).
+   */
+  async flush(): Promise<void> {
+    await this.settled();
+    await this.log.flush();
+    await this.writeWatermarkNow();
+  }
+
+  /**
+   * Waits for every published event to be acknowledged, flushes and fsyncs the log, and
+   * releases `bus/.lock`. Idempotent. Subscriptions end.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      try {
+        await this.settled().catch(() => undefined);
+        await this.log.close();
+        await this.writeWatermarkNow().catch(() => undefined);
+        await this.audit.close().catch(() => undefined);
+      } finally {
+        this.wakeAll();
+        this.releaseLock();
+        await this.lockHeld.catch(() => undefined);
+      }
+    })();
+    return this.closing;
+  }
+
+  /**
+   * The whole bus as JSON: mission, config, run-time token hashes and every acknowledged event
+   * (read from all segments, synchronously). {@link fromJSON} rebuilds it.
+   * @throws {BusError} BUS_CORRUPT, BUS_IO.
+   */
+  toJSON(): BusExport {
+    return {
+      format: 'pit-mission-bus',
+      version: 1,
+      mission: { ...this.mission },
+      config: this.config,
+      tokens: Object.fromEntries(this.runtimeTokens),
+      events: this.log.readAllSync(this.headSeq),
+    };
+  }
+
+  private async settled(): Promise<void> {
+    const last = this.pending.get(this.nextSeq);
+    if (last) await last.promise.catch(() => undefined);
+    if (this.failure) throw this.failure;
+  }
+
+  private run<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      this.assertOpen();
+      return operation();
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  private assertOpen(): void {
+    if (this.failure) throw new BusError('BUS_CLOSED', `mission ${this.mission.id}: the bus failed: ${this.failure.message}`, { cause: this.failure });
+    if (this.closing) throw new BusError('BUS_CLOSED', `mission ${this.mission.id}: the bus is closed`);
+  }
+
+  private assertMember(name: string, where: string): void {
+    if (!this.members.has(name)) throw new BusError('BUS_UNKNOWN_PARTICIPANT', `${where}: ${name} is not a participant of mission ${this.mission.id}`);
+  }
+
+  /** The earlier event with this id (republished: idempotent), if any. */
+  private existing<E extends BusEvent>(id: string | undefined, kind: BusEventKind, sender: string): Promise<E> | undefined {
+    if (id === undefined) return undefined;
+    const record = this.recent.get(id) ?? this.checkpoints.get(id) ?? this.handoffs.get(id);
+    if (!record) return undefined;
+    if (record.kind !== kind || record.sender !== sender) {
+      throw new BusError('BUS_CONFLICT', `${kind}: id ${id} is already event ${record.seq} (a ${record.kind} from ${record.sender})`);
+    }
+    return this.eventAt(record.seq) as Promise<E>;
+  }
+
+  /** Sequences an event, updates the index at once, appends it, and resolves when acknowledged. */
+  private commit<E extends BusEvent>(build: (seq: number, ts: string) => E): Promise<E> {
+    const seq = this.nextSeq + 1;
+    const event = build(seq, this.now().toISOString());
+    if (event.seq !== seq) throw new BusError('BUS_INVALID', `event ${event.id}: seq ${event.seq}, expected ${seq}`);
+    const line = JSON.stringify(event);
+    const bytes = Buffer.byteLength(line, 'utf8');
+    if (bytes > this.config.log.max_event_bytes) {
+      throw new BusError('BUS_TOO_LARGE', `${event.event} ${event.id}: ${bytes} bytes exceeds log.max_event_bytes (${this.config.log.max_event_bytes})`);
+    }
+    this.nextSeq = seq;
+    this.apply(event);
+    let resolve!: (event: BusEvent) => void;
+    let reject!: (error: unknown) => void;
+    const promise = new Promise<BusEvent>((resolveEvent, rejectEvent) => {
+      resolve = resolveEvent;
+      reject = rejectEvent;
+    });
+    promise.catch(() => undefined); // rejections are reported to the caller; this one only tracks
+    this.pending.set(seq, { stored: { event, line }, ready: false, promise, resolve, reject });
+    this.log.append(seq, line).then(
+      () => this.written(seq),
+      (error: unknown) => this.fail(toBusError(error, this.paths.bus)),
+    );
+    return promise as Promise<E>;
+  }
+
+  private written(seq: number): void {
+    const pending = this.pending.get(seq);
+    if (!pending) return;
+    const { event } = pending.stored;
+    if (isDirectEvent(event)) {
+      void this.deliverToInbox(event).finally(() => {
+        pending.ready = true;
+        this.release();
+      });
+      return;
+    }
+    pending.ready = true;
+    this.release();
+  }
+
+  /** Acknowledges ready events in sequence order: advance the head, cache, notify, resolve. */
+  private release(): void {
+    for (;;) {
+      const next = this.pending.get(this.headSeq + 1);
+      if (!next || !next.ready) break;
+      this.pending.delete(this.headSeq + 1);
+      this.headSeq += 1;
+      this.cache.push(next.stored);
+      if (isDirectEvent(next.stored.event) && ++this.directSinceWatermark >= WATERMARK_EVERY) {
+        this.directSinceWatermark = 0;
+        void this.writeWatermarkNow().catch(() => undefined);
+      }
+      for (const listener of this.listeners) {
+        try {
+          listener(next.stored);
+        } catch (error) {
+          this.logger.error('bus: event listener threw', { error: describeError(error), seq: this.headSeq });
+        }
+      }
+      next.resolve(next.stored.event);
+    }
+    this.wakeAll();
+  }
+
+  private wakeAll(): void {
+    for (const wake of [...this.headWaiters]) wake();
+  }
+
+  private async deliverToInbox(event: DirectEvent): Promise<void> {
+    try {
+      await writeInboxEvent(this.paths.dir, event, { fsync: this.config.log.fsync.mode === 'always' });
+    } catch (error) {
+      this.logger.error('bus: could not write a direct event to its inbox', { seq: event.seq, to: event.to, error: describeError(error) });
+      this.audit?.record({ event: 'bus_inbox_failed', seq: event.seq, to: event.to, reason: describeError(error) });
+    }
+  }
+
+  private writeWatermarkNow(): Promise<void> {
+    const seq = this.headSeq;
+    this.watermarkWrite = this.watermarkWrite.catch(() => undefined).then(() => writeWatermark(this.paths.dir, seq));
+    return this.watermarkWrite;
+  }
+
+  private fail(error: BusError): void {
+    if (this.failure) return;
+    this.failure = error;
+    this.logger.error('bus failed; every operation now refuses', { mission: this.mission.id, error: error.message });
+    for (const pending of [...this.pending.values()].sort((a, b) => a.stored.event.seq - b.stored.event.seq)) pending.reject(error);
+    this.pending.clear();
+    this.wakeAll();
+  }
+
+  /** Updates the index with one event (on open, and when an event is sequenced). */
+  private apply(event: BusEvent): void {
+    const record: IdRecord = { seq: event.seq, kind: event.event, sender: event.sender };
+    switch (event.event) {
+      case 'participant':
+        if (event.role === null) this.members.delete(event.name);
+        else this.members.set(event.name, event.role);
+        this.everMembers.add(event.name);
+        break;
+      case 'isolation':
+        if (event.profile === null) this.isolation.delete(event.participant);
+        else this.isolation.set(event.participant, event.profile);
+        break;
+      case 'checkpoint':
+        this.checkpoints.set(event.id, record);
+        return;
+      case 'handoff':
+        this.handoffs.set(event.id, record);
+        return;
+      default:
+        break;
+    }
+    this.recent.set(event.id, record);
+    if (this.recent.size > this.config.log.dedupe_window) {
+      const oldest = this.recent.keys().next();
+      if (!oldest.done) this.recent.delete(oldest.value);
+    }
+  }
+}
+
+function parseInput<T extends z.ZodType>(schema: T, input: unknown, where: string): z.output<T> {
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) throw new BusError('BUS_INVALID', `${where}: ${formatIssues(parsed.error)}`, { cause: parsed.error });
+  return parsed.data;
+}
+
+function safeJsonParse(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (error) {
+    throw new BusError('BUS_INVALID', `bus export: not valid JSON: ${(error as Error).message}`, { cause: error });
+  }
+}
