@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AgentNameSchema, CellUuidSchema, DEFAULT_CELLS_ROOT, IsolationProfileSchema, type IsolationProfile } from '@pit/cell-spec';
+import { PolicyConfigSchema } from '@pit/policy';
 import { LOG_LEVELS } from './logger.js';
 
 /** The name of an environment variable: where a secret lives (secrets are never written in the config). */
@@ -152,8 +153,8 @@ export const PitConfigSchema = z
   .strictObject({
     daemon: DaemonSectionSchema.prefault({}),
     cells: CellsSectionSchema.prefault({}),
-    /** @pit/policy's schema (validated by it once it lands). */
-    policy: OwnedByPackage,
+    /** Revive policy: @pit/policy's schema (defaults, missions, agents, fleet_brake, classify). */
+    policy: PolicyConfigSchema.prefault({}),
     agents: z.record(AgentNameSchema, AgentConfigSchema).default({}),
     /** @pit/notify. */
     telegram: OwnedByPackage,

@@ -156,6 +156,17 @@ describe('loadConfig', () => {
     expect(result.ok && secretEnvNames(result.config).sort()).toEqual(['KEY_B', 'TG', 'TOKEN_A']);
   });
 
+  it('validates [policy] with @pit/policy’s schema, with positions', () => {
+    const result = parseConfig('[policy.defaults]\nmode = "sometimes"\n\n[policy.missions.forge]\nbackoff = { initial = "10s", factr = 2 }\n', 'toml');
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      expect(result.problems.find((problem) => problem.path === 'policy.defaults.mode')).toMatchObject({ line: 2, column: 1 });
+      expect(result.problems.find((problem) => problem.path === 'policy.missions.forge.backoff.factr')).toMatchObject({ line: 5, message: 'unknown key' });
+    }
+    const good = parseConfig('[policy.defaults]\nmode = "yes"\ndead_after = "30s"\n', 'toml');
+    expect(good.ok && good.config.policy.defaults).toMatchObject({ mode: 'auto', dead_after: 30_000 });
+  });
+
   it('requires cwd for an agent outside cells', () => {
     const result = parseConfig('[agents.gw]\ncell = "none"\nargv = ["x"]\n', 'toml');
     expect(!result.ok && result.problems[0]).toMatchObject({ path: 'agents.gw.cwd', message: expect.stringContaining('outside cells') });

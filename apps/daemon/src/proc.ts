@@ -50,11 +50,9 @@ export async function readProcessStat(pid: number): Promise<ProcessStat | undefi
 
 /**
  * The start time of a process in clock ticks since boot (`/proc/<pid>/stat` field 22), or
- * `undefined` when there is no such process.
+ * `undefined` when there is no such process (from @pit/probes).
  */
-export async function readProcessStartTime(pid: number): Promise<number | undefined> {
-  return (await readProcessStat(pid))?.startTime;
-}
+export { readProcessStartTime } from '@pit/probes';
 
 /** Liveness of a recorded process. */
 export type ProcessLiveness =
