@@ -1,4 +1,4 @@
-import { createReadStream, promises as fs, constants } from 'node:fs';
+import { promises as fs, constants } from 'node:fs';
 import { z } from 'zod';
 import { AgentNameSchema } from './agent-name.js';
 import { CellError, toCellError } from './errors.js';
@@ -196,7 +196,7 @@ export interface ReadEventsOptions {
   fromOffset?: number;
   /** Line number of the line at `fromOffset`. @default 1 */
   fromLine?: number;
-  /** Read buffer size (bytes). @default 65536 */
+  /** Read size (bytes). @default 65536 */
   highWaterMark?: number;
   /**
    * A line longer than this is reported as a problem without being buffered whole, so a
@@ -230,7 +230,24 @@ export async function* readEvents(eventsPath: string, options: ReadEventsOptions
     throw toCellError(error, eventsPath, 'read events');
   }
   const maxLineBytes = options.maxLineBytes ?? 1024 * 1024;
-  const stream = createReadStream('', { fd: handle.fd, autoClose: false, start: options.fromOffset ?? 0, highWaterMark: options.highWaterMark ?? 64 * 1024 });
+  const chunkBytes = options.highWaterMark ?? 64 * 1024;
+  let position = options.fromOffset ?? 0;
+  const file = handle;
+  // Plain positioned reads into a fresh buffer each time (lines keep slices of it).
+  async function* chunks(): AsyncGenerator<Buffer> {
+    for (;;) {
+      const buffer = Buffer.allocUnsafe(chunkBytes);
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await file.read(buffer, 0, chunkBytes, position));
+      } catch (error) {
+        throw toCellError(error, eventsPath, 'read events');
+      }
+      if (bytesRead === 0) return;
+      position += bytesRead;
+      yield bytesRead === chunkBytes ? buffer : buffer.subarray(0, bytesRead);
+    }
+  }
   let lineNumber = options.fromLine ?? 1;
   let offset = options.fromOffset ?? 0;
   // The part of the current line read so far (unless it is oversized: then only its head).
@@ -238,7 +255,7 @@ export async function* readEvents(eventsPath: string, options: ReadEventsOptions
   let pendingBytes = 0;
   let oversizedHead: Buffer | undefined;
   try {
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
+    for await (const chunk of chunks()) {
       let start = 0;
       for (;;) {
         const newline = chunk.indexOf(10, start);
@@ -277,7 +294,6 @@ export async function* readEvents(eventsPath: string, options: ReadEventsOptions
       yield { ok: false, line: lineNumber, offset, torn: true, reason: `torn last line (${pendingBytes} bytes without a trailing newline)`, raw };
     }
   } finally {
-    stream.destroy();
     await handle.close().catch(() => undefined);
   }
 }
