@@ -594,7 +594,16 @@ export class MissionBus {
    * @throws {BusError} BUS_CLOSED, BUS_CORRUPT, BUS_IO.
    */
   async read(options: ReadOptions = {}): Promise<BusEvent[]> {
-    return (await this.readStored(options.after ?? 0, options.limit ?? 1000)).map((stored) => stored.event);
+    const limit = options.limit ?? 1000;
+    const out: BusEvent[] = [];
+    let cursor = options.after ?? 0;
+    while (out.length < limit && cursor < this.headSeq) {
+      const page = await this.readStored(cursor, limit - out.length);
+      if (page.length === 0) break;
+      for (const stored of page) out.push(stored.event);
+      cursor = (page.at(-1) as StoredEvent).event.seq;
+    }
+    return out;
   }
 
   /** @internal Events after `after` with their lines; synchronous when cached. */
