@@ -74,6 +74,14 @@ async function writeAll(handle: fs.FileHandle, chunk: Uint8Array): Promise<void>
   }
 }
 
+function drain(stream: import('tar').Pack): Promise<void> {
+  return new Promise((resolve) => {
+    stream.on('end', () => resolve());
+    stream.on('error', () => resolve());
+    stream.resume();
+  });
+}
+
 /**
  * Archives the cell's `workspace/` as `checkpoints/<ts>.tar.gz` (streamed through gzip and
  * sha256 into a temporary file, fsynced, then published under its final name), writes the
@@ -106,10 +114,11 @@ export async function createCheckpoint(cell: string, options: CreateCheckpointOp
   const hash = createHash('sha256');
   let handle: fs.FileHandle | undefined;
   let published: string | undefined;
+  let pack: import('tar').Pack | undefined;
   try {
     handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     const { Pack } = await import('tar');
-    const pack = new Pack({
+    pack = new Pack({
       cwd: paths.workspace,
       gzip: { level },
       strict: true,
@@ -160,6 +169,8 @@ export async function createCheckpoint(cell: string, options: CreateCheckpointOp
   } catch (error) {
     await handle?.close().catch(() => undefined);
     await fs.rm(temp, { force: true }).catch(() => undefined);
+    // node-tar cannot cancel a pack: let it run to the end so it closes every workspace file it holds open.
+    if (pack !== undefined) await drain(pack);
     if (published !== undefined) await fs.rm(checkpointFiles(paths.checkpoints, published).archive, { force: true }).catch(() => undefined);
     throw toSnapshotError(error, paths.workspace, 'create checkpoint');
   }

@@ -75,15 +75,114 @@ export async function recoverWorkspace(cell: string, logger: Logger = silentLogg
   }
 }
 
-async function hashArchive(handle: fs.FileHandle): Promise<{ sha256: string; bytes: number }> {
+interface EntryHeader {
+  path: string;
+  type: string;
+  size: number;
+  linkpath?: string;
+  mode?: number;
+}
+
+/**
+ * One read of the archive: its sha256, and every entry checked by `checker` (nothing is
+ * written). Stops at the first hostile entry.
+ */
+async function hashAndCheck(handle: fs.FileHandle, checker: ArchiveEntryChecker): Promise<{ sha256: string; bytes: number; problem?: EntryProblem; damage?: unknown }> {
+  const { Parser } = await import('tar');
   const hash = createHash('sha256');
   let bytes = 0;
+  let problem: EntryProblem | undefined;
+  let damage: unknown;
+  const parser = new Parser({
+    strict: true,
+    maxDecompressionRatio: Infinity,
+    filter: (_path, entry) => {
+      if (problem !== undefined) return false;
+      problem = checker.check(entry as unknown as EntryHeader);
+      return false;
+    },
+  });
+  const ended = new Promise<void>((resolve) => {
+    parser.on('end', () => resolve());
+    parser.on('error', (error: unknown) => {
+      damage ??= error;
+      resolve();
+    });
+  });
   const stream = createReadStream('', { fd: handle.fd, autoClose: false, start: 0, highWaterMark: 1024 * 1024 });
+  // The stream reads the caller's descriptor: it is never destroyed (that would close it).
   for await (const chunk of stream as AsyncIterable<Buffer>) {
     hash.update(chunk);
     bytes += chunk.length;
+    if (problem !== undefined || damage !== undefined) continue;
+    if (!parser.write(chunk)) await Promise.race([new Promise((resolve) => parser.once('drain', resolve)), ended]);
   }
-  return { sha256: hash.digest('hex'), bytes };
+  if (problem === undefined && damage === undefined) {
+    parser.end();
+    await ended;
+  }
+  return { sha256: hash.digest('hex'), bytes, problem, damage };
+}
+
+/**
+ * Extracts the (already checked) archive into `staging`. Runs to the end even after a
+ * failed entry (a full disk) so that no write is still in flight when it settles.
+ */
+async function extract(handle: fs.FileHandle, staging: string, checker: ArchiveEntryChecker): Promise<void> {
+  const { Unpack } = await import('tar');
+  let problem: EntryProblem | undefined;
+  let failure: unknown;
+  const source = createReadStream('', { fd: handle.fd, autoClose: false, start: 0, highWaterMark: 1024 * 1024 });
+  await new Promise<void>((resolve) => {
+    let settled = false;
+    const finish = () => {
+      if (settled) return;
+      settled = true;
+      // Never destroyed: that would close the caller's descriptor.
+      source.unpipe();
+      source.pause();
+      resolve();
+    };
+    const unpack = new Unpack({
+      cwd: staging,
+      strict: false,
+      preserveOwner: false,
+      chmod: true,
+      processUmask: 0,
+      // Limits are enforced from the headers (a large zero-filled file compresses ~1000:1 legitimately).
+      maxDecompressionRatio: Infinity,
+      filter: (_path, entry) => {
+        if (problem !== undefined || failure !== undefined) return false;
+        problem = checker.check(entry as unknown as EntryHeader);
+        return problem === undefined;
+      },
+    });
+    unpack.on('warn', (code: string, message: string, data: { code?: string } & Record<string, unknown>) => {
+      failure ??= Object.assign(new Error(`${code}: ${message}`), { code: data.code ?? code });
+    });
+    unpack.on('error', (error: unknown) => {
+      failure ??= error;
+      finish();
+    });
+    unpack.on('close', finish);
+    source.on('error', (error) => {
+      failure ??= error;
+      finish();
+    });
+    source.pipe(unpack as unknown as NodeJS.WritableStream);
+  });
+  if (problem !== undefined) throw new SnapshotError(problem.code, problem.message);
+  if (failure !== undefined) throw failure;
+}
+
+/** Removes a staging directory that extraction may still touch: renamed out of the way first. */
+async function discard(path: string): Promise<void> {
+  const trash = `${path}.discard`;
+  const target = await fs.rename(path, trash).then(
+    () => trash,
+    () => path,
+  );
+  await fs.rm(target, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 }).catch(() => undefined);
 }
 
 async function fsyncTree(root: string): Promise<void> {
@@ -105,45 +204,6 @@ async function fsyncTree(root: string): Promise<void> {
     }
     await fsyncDir(dir);
   }
-}
-
-async function extract(handle: fs.FileHandle, staging: string, checker: ArchiveEntryChecker): Promise<void> {
-  const { Unpack } = await import('tar');
-  let problem: EntryProblem | undefined;
-  const source = createReadStream('', { fd: handle.fd, autoClose: false, start: 0, highWaterMark: 1024 * 1024 });
-  await new Promise<void>((resolve, reject) => {
-    let settled = false;
-    const finish = (error?: unknown) => {
-      if (settled) return;
-      settled = true;
-      source.destroy();
-      if (error !== undefined) reject(error);
-      else resolve();
-    };
-    const unpack = new Unpack({
-      cwd: staging,
-      strict: true,
-      preserveOwner: false,
-      chmod: true,
-      processUmask: 0,
-      // Limits are enforced from the headers by the checker (a large zero-filled file compresses ~1000:1 legitimately).
-      maxDecompressionRatio: Infinity,
-      filter: (_path, entry) => {
-        if (problem !== undefined) return false;
-        const header = entry as unknown as { path: string; type: string; size: number; linkpath?: string; mode?: number };
-        problem = checker.check(header);
-        if (problem !== undefined) {
-          unpack.abort(new Error(problem.message));
-          return false;
-        }
-        return true;
-      },
-    });
-    unpack.on('error', (error: unknown) => finish(problem !== undefined ? new SnapshotError(problem.code, problem.message) : error));
-    unpack.on('close', () => finish(problem !== undefined ? new SnapshotError(problem.code, problem.message) : undefined));
-    source.on('error', (error) => finish(error));
-    source.pipe(unpack as unknown as NodeJS.WritableStream);
-  });
 }
 
 function classifyExtractError(error: unknown, archive: string): SnapshotError {
@@ -198,16 +258,21 @@ export async function restoreCheckpoint(cell: string, options: RestoreCheckpoint
       if (stat.size !== manifest.bytes) {
         throw new SnapshotError('SNAPSHOT_CORRUPT', `${archive}: ${stat.size} bytes, the manifest says ${manifest.bytes} (truncated or replaced); refused`);
       }
-      const actual = await hashArchive(handle).catch((error: unknown) => {
-        throw toSnapshotError(error, archive, 'hash checkpoint');
+      const limits = { maxEntries: settings.maxEntries ?? 1_000_000, maxBytes: settings.maxBytes ?? 16 * 1024 ** 3 };
+      // First read: the hash, and every entry checked, before anything is written.
+      const checked = await hashAndCheck(handle, new ArchiveEntryChecker(limits)).catch((error: unknown) => {
+        throw toSnapshotError(error, archive, 'read checkpoint');
       });
-      if (actual.sha256 !== manifest.sha256 || actual.bytes !== manifest.bytes) {
-        throw new SnapshotError('SNAPSHOT_CORRUPT', `${archive}: sha256 ${actual.sha256} does not match the manifest's ${manifest.sha256} (tampered or damaged); refused`);
+      if (checked.problem !== undefined) throw new SnapshotError(checked.problem.code, `${archive}: ${checked.problem.message}; the workspace was not touched`);
+      if (checked.sha256 !== manifest.sha256 || checked.bytes !== manifest.bytes) {
+        throw new SnapshotError('SNAPSHOT_CORRUPT', `${archive}: sha256 ${checked.sha256} does not match the manifest's ${manifest.sha256} (tampered or damaged); refused`);
       }
+      if (checked.damage !== undefined) throw classifyExtractError(checked.damage, archive);
       await fs.mkdir(staging, { mode: 0o700 }).catch((error: unknown) => {
         throw toSnapshotError(error, staging, 'create staging directory');
       });
-      const checker = new ArchiveEntryChecker({ maxEntries: settings.maxEntries ?? 1_000_000, maxBytes: settings.maxBytes ?? 16 * 1024 ** 3 });
+      // Second read: extraction, the same checks again as a second line of defence.
+      const checker = new ArchiveEntryChecker(limits);
       await extract(handle, staging, checker).catch((error: unknown) => {
         throw classifyExtractError(error, archive);
       });
@@ -254,7 +319,7 @@ export async function restoreCheckpoint(cell: string, options: RestoreCheckpoint
       return { checkpoint, entries: checker.entries, bytes: checker.bytes, event };
     } finally {
       await handle.close().catch(() => undefined);
-      if (!swapped) await fs.rm(staging, { recursive: true, force: true }).catch(() => undefined);
+      if (!swapped) await discard(staging);
     }
   });
 }
