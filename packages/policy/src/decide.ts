@@ -7,7 +7,7 @@ import { PolicyError } from './errors.js';
 import { assessFleetBrake, createFleetIndex, isFleetIndex, type BrakeStatus, type FleetIndex } from './fleet-index.js';
 import { pickSubstitute } from './pick-substitute.js';
 import type { PolicyConfig } from './policy-config.js';
-import { resolvePolicy, type ResolvedPolicy } from './resolve-policy.js';
+import { resolvePolicyCached, type ResolvedPolicy } from './resolve-policy.js';
 
 /** Options of {@link decide}. Times are ms since the Unix epoch. */
 export interface DecideOptions {
@@ -21,18 +21,27 @@ export interface DecideOptions {
   fleet?: FleetView | FleetIndex;
   /** The current time (ms since epoch): the policy never reads the clock. */
   now: number;
-  /** A parsed policy config (`PolicyConfigSchema.parse` or `validatePolicy`). */
+  /**
+   * A parsed policy config (`PolicyConfigSchema.parse` or `validatePolicy`). decide() freezes it
+   * and remembers each agent's resolved policy per config object; parse a new one to change it.
+   */
   config: PolicyConfig;
   /** Seed of the backoff jitter (mixed with the agent's name). @default 0 */
   seed?: number | string;
 }
+
+const HEALTH_WORDS = {
+  healthy: 'is healthy',
+  degraded: 'is degraded (alive; some probes failing): watching',
+  unknown: 'has no verdict yet: watching',
+} as const;
 
 /** Everything the rules below need, computed once. */
 interface Situation {
   name: string;
   restartable: boolean;
   local: boolean;
-  policy: ResolvedPolicy;
+  policy: Readonly<ResolvedPolicy>;
   fleet: FleetIndex;
   history: AgentHistory;
   now: number;
@@ -77,7 +86,7 @@ export function decide(options: DecideOptions): Decision {
     throw new PolicyError('POLICY_BAD_INPUT', `decide: now must be a finite number of ms since the epoch (got ${String(now)})`);
   }
   const ref: AgentRef = typeof options.agent === 'string' ? { name: options.agent } : options.agent;
-  const policy = resolvePolicy(ref.mission === undefined ? { config, agent: ref.name } : { config, agent: ref.name, mission: ref.mission });
+  const policy = resolvePolicyCached(ref.mission === undefined ? { config, agent: ref.name } : { config, agent: ref.name, mission: ref.mission });
   const history = options.history ?? {};
   const common: Omit<DecisionCommon, 'rule' | 'reason'> = { agent: ref.name, policy: policy.trace };
   if (policy.mission !== undefined) common.mission = policy.mission;
@@ -94,8 +103,7 @@ export function decide(options: DecideOptions): Decision {
         approval_id: pending.id,
       };
     }
-    const words = { healthy: 'is healthy', degraded: 'is degraded (alive; some probes failing): watching', unknown: 'has no verdict yet: watching' } as const;
-    return { ...common, action: 'none', rule: `health.${health.state}`, reason: `${ref.name} ${words[health.state]}; nothing to do` };
+    return { ...common, action: 'none', rule: `health.${health.state}`, reason: `${ref.name} ${HEALTH_WORDS[health.state]}; nothing to do` };
   }
 
   const fleet = isFleetIndex(options.fleet) ? options.fleet : createFleetIndex(options.fleet ?? { agents: [] });

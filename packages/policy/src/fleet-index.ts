@@ -21,6 +21,8 @@ export interface FleetIndex {
   readonly lastRestart: number | undefined;
   /** Dead agents with a known `since`, oldest death first (ties by name). */
   readonly dead: readonly { name: string; since: number }[];
+  /** The position of a dead agent in `dead`. */
+  deadPosition(name: string): number | undefined;
   /** For each entry of `dead`, the largest number of deaths within `window` ending at or before it. @internal */
   clusterSuffixMax(window: number): Int32Array;
 }
@@ -64,6 +66,7 @@ export function createFleetIndex(view: FleetView): FleetIndex {
   let lastRestart: number | undefined;
   for (const at of view.restarts ?? []) if (lastRestart === undefined || at > lastRestart) lastRestart = at;
   const clusters = new Map<number, Int32Array>();
+  const positions = new Map(dead.map((entry, position) => [entry.name, position]));
   return {
     [FLEET_INDEX]: true,
     size: byName.size,
@@ -71,6 +74,7 @@ export function createFleetIndex(view: FleetView): FleetIndex {
     substituteOf: (name) => substitutes.get(name),
     lastRestart,
     dead,
+    deadPosition: (name) => positions.get(name),
     clusterSuffixMax(window) {
       let suffix = clusters.get(window);
       if (suffix !== undefined) return suffix;
@@ -116,13 +120,8 @@ export function assessFleetBrake(options: { fleet: FleetIndex; agent: string; no
   const engaged = deaths > brake.max_deaths || (fleet.size >= brake.min_agents && percent > brake.max_percent);
   if (!engaged) return undefined;
   const queueStart = lowerBound(fleet.dead, now - brake.hold - brake.window);
-  let position = fleet.dead.length - queueStart;
-  for (let index = queueStart; index < fleet.dead.length; index += 1) {
-    if ((fleet.dead[index] as { name: string }).name === agent) {
-      position = index - queueStart;
-      break;
-    }
-  }
+  const found = fleet.deadPosition(agent);
+  const position = found !== undefined && found >= queueStart ? found - queueStart : fleet.dead.length - queueStart;
   const onset = (fleet.dead[queueStart] as { since: number }).since;
   const base = fleet.lastRestart !== undefined && fleet.lastRestart >= onset ? fleet.lastRestart + brake.restart_interval : onset;
   const rounded = Math.round(percent * 10) / 10;

@@ -198,7 +198,7 @@ export interface ResolvedLayer {
  * failure class: bad_config → rollback_and_restart, rate_limited → wait (15 min without a reset
  * time), auth_failed → ask, crashed/stuck/unknown → restart.
  */
-export const BUILTIN_POLICY: Readonly<ResolvedLayer> = Object.freeze({
+export const BUILTIN_POLICY: Readonly<ResolvedLayer> = freezeLayer({
   mode: 'auto',
   dead_after: 0,
   substitutes: [],
@@ -217,3 +217,8 @@ export const BUILTIN_POLICY: Readonly<ResolvedLayer> = Object.freeze({
     unknown: 'restart',
   },
 } satisfies ResolvedLayer);
+
+function freezeLayer(layer: ResolvedLayer): Readonly<ResolvedLayer> {
+  for (const value of Object.values(layer)) if (typeof value === 'object' && value !== null) Object.freeze(value);
+  return Object.freeze(layer);
+}

@@ -87,28 +87,68 @@ export function resolvePolicy(options: ResolvePolicyOptions): ResolvedPolicy {
   return policy;
 }
 
+const resolutions = new WeakMap<PolicyConfig, Map<string, Readonly<ResolvedPolicy>>>();
+
+/**
+ * {@link resolvePolicy}, memoised per config object and deep-frozen: what `decide()` uses, so a
+ * fleet of thousands resolves each agent's policy once per config. The config is frozen too, so
+ * changing it after the first decision fails loudly instead of leaving stale resolutions behind;
+ * parse a new config to change the policy.
+ * @internal
+ */
+export function resolvePolicyCached(options: ResolvePolicyOptions): Readonly<ResolvedPolicy> {
+  let cache = resolutions.get(options.config);
+  if (cache === undefined) {
+    deepFreeze(options.config);
+    cache = new Map();
+    resolutions.set(options.config, cache);
+  }
+  const key = options.mission === undefined ? options.agent : `${options.agent}\u0000${options.mission}`;
+  let policy = cache.get(key);
+  if (policy === undefined) {
+    policy = deepFreeze(resolvePolicy(options));
+    cache.set(key, policy);
+  }
+  return policy;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value !== 'object' || value === null || Object.isFrozen(value)) return value;
+  Object.freeze(value);
+  for (const nested of Object.values(value as Loose)) deepFreeze(nested);
+  return value;
+}
+
+const LEAF_HEADS = LEAF_PATHS.map((path) => path[0]);
+const LEAF_TAILS = LEAF_PATHS.map((path) => path[1]);
+const BUILTIN_VALUES = LEAF_PATHS.map(([head, tail]) => {
+  const container = (BUILTIN_POLICY as unknown as Loose)[head];
+  return tail === undefined ? container : (container as Loose)[tail];
+});
+
 /** Merges layers over the built-in defaults, recording which layer set each key. */
 export function mergeLayers(layers: readonly (readonly [PolicySource, PolicyLayer])[]): { layer: ResolvedLayer; fields: Record<string, PolicySource> } {
-  const builtin = BUILTIN_POLICY as unknown as Loose;
-  const result: Loose = {};
+  const result: Loose = { approval: {}, restart_intensity: {}, backoff: {}, on_failure: {} };
   const fields: Record<string, PolicySource> = {};
-  for (const [index, path] of LEAF_PATHS.entries()) {
-    const [head, tail] = path;
-    let value: unknown;
+  for (let leaf = 0; leaf < LEAF_KEYS.length; leaf += 1) {
+    const head = LEAF_HEADS[leaf] as string;
+    const tail = LEAF_TAILS[leaf];
+    let value = BUILTIN_VALUES[leaf];
     let source: PolicySource = 'builtin';
-    for (const [layerSource, layer] of layers) {
+    for (let index = 0; index < layers.length; index += 1) {
+      const [layerSource, layer] = layers[index] as readonly [PolicySource, PolicyLayer];
       const container = (layer as Loose)[head];
-      const candidate = tail === undefined ? container : (container as Loose | undefined)?.[tail];
+      if (container === undefined) continue;
+      const candidate = tail === undefined ? container : (container as Loose)[tail];
       if (candidate !== undefined) {
         value = candidate;
         source = layerSource;
       }
     }
-    if (value === undefined) value = tail === undefined ? builtin[head] : (builtin[head] as Loose)[tail];
-    if (Array.isArray(value)) value = [...(value as unknown[])];
+    if (Array.isArray(value)) value = value.slice();
     if (tail === undefined) result[head] = value;
-    else ((result[head] ??= {}) as Loose)[tail] = value;
-    fields[LEAF_KEYS[index] as string] = source;
+    else (result[head] as Loose)[tail] = value;
+    fields[LEAF_KEYS[leaf] as string] = source;
   }
   return { layer: result as unknown as ResolvedLayer, fields };
 }

@@ -256,8 +256,8 @@ function resolvedProblems(config: PolicyConfig, agents: Map<string, string | und
     ]);
     scopes.push({ ...merged.layer, trace: { layers: ['builtin', 'defaults', `mission:${mission}`], fields: merged.fields } });
   }
-  const names = new Set([...agents.keys(), ...Object.keys(config.agents)]);
-  for (const agent of names) {
+  // An agent without an override resolves exactly like its mission (or the defaults): only overrides add scopes.
+  for (const agent of Object.keys(config.agents)) {
     const mission = agents.get(agent);
     scopes.push(resolvePolicy(mission === undefined ? { config, agent } : { config, agent, mission }));
   }
