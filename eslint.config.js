@@ -36,6 +36,7 @@ export default tseslint.config(
   },
   {
     files: ['packages/cell-spec/src/**/*.ts'],
+    ignores: ['**/*.test.ts', '**/__fixtures__/**'],
     rules: {
       'no-restricted-imports': [
         'error',
