@@ -72,10 +72,11 @@ export async function httpProbe(target: HttpTarget | string | URL, options?: Pro
       method: 'GET',
       agent: false,
       headers: { accept: spec.schema ? 'application/json' : '*/*', 'user-agent': 'pit-probes', ...spec.headers },
-      signal: attempt.signal,
     };
     if (current.protocol === 'https:') requestOptions.rejectUnauthorized = spec.rejectUnauthorized ?? true;
     const request = (current.protocol === 'https:' ? httpsRequest : httpRequest)(current, requestOptions);
+    // Settled, timed out or aborted: drop the connection (destroy() without an error builds no AbortError).
+    attempt.signal.addEventListener('abort', () => request.destroy(), { once: true });
     request.on('error', (error) => {
       if (attempt.signal.aborted) return;
       attempt.settle({ ok: false, failure: classifySocketError(error), detail: `GET ${current.href}: ${describeError(error)}` });
