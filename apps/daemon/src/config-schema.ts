@@ -94,6 +94,10 @@ export const AgentProbesSchema = z.strictObject({
     .optional(),
   /** Per-probe timeout. @default 5 (s) */
   timeout_s: seconds(5),
+  /** Consecutive failed samples of a network or exec probe before it counts as failing (process and heartbeat probes count at once). @default 3 */
+  failure_threshold: z.number().int().positive().default(3),
+  /** Consecutive ok samples before a failing probe counts as passing. @default 1 */
+  success_threshold: z.number().int().positive().default(1),
   /** @default cells.poll_interval_s */
   interval_s: z.number().positive().optional(),
 });

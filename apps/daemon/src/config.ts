@@ -89,7 +89,7 @@ export function formatConfigProblems(file: string, problems: ConfigProblem[]): s
 }
 
 /** The outcome of {@link parseConfig}. */
-export type ParseConfigResult = { ok: true; config: PitConfig } | { ok: false; problems: ConfigProblem[] };
+export type ParseConfigResult = { ok: true; config: PitConfig; policyInput: unknown } | { ok: false; problems: ConfigProblem[] };
 
 /**
  * Parses and validates a config text (TOML or JSON), collecting every problem at once:
@@ -124,7 +124,7 @@ export function parseConfig(text: string, format: 'toml' | 'json'): ParseConfigR
   const parsed = PitConfigSchema.safeParse(raw);
   if (!parsed.success) problems.push(...issuesToProblems(parsed.error, at));
   if (problems.length > 0) return { ok: false, problems: sortProblems(problems) };
-  return { ok: true, config: parsed.data! };
+  return { ok: true, config: parsed.data!, policyInput: (raw as { policy?: unknown }).policy ?? {} };
 }
 
 function issuesToProblems(error: z.ZodError, at: (path: ReadonlyArray<PropertyKey>) => Partial<SourcePosition>): ConfigProblem[] {
@@ -229,6 +229,8 @@ export interface LoadedConfig {
   baseDir: string;
   /** Values of the environment variables the config names for secrets (to redact from logs). */
   secrets: string[];
+  /** The `[policy]` table as written (for @pit/policy's reference checks). */
+  policyInput: unknown;
 }
 
 /** Options of {@link loadConfig}. */
@@ -250,7 +252,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
   if (!location.path) {
     const parsed = parseConfig(EMBEDDED_DEFAULT_CONFIG, 'toml');
     if (!parsed.ok) throw new DaemonError('DAEMON_CONFIG_INVALID', `embedded default: ${formatConfigProblems('(default)', parsed.problems)}`);
-    return { config: resolveConfigPaths(parsed.config, options.cwd), source: 'default', baseDir: options.cwd, secrets: collectSecrets(parsed.config, options.env) };
+    return { config: resolveConfigPaths(parsed.config, options.cwd), source: 'default', baseDir: options.cwd, secrets: collectSecrets(parsed.config, options.env), policyInput: parsed.policyInput };
   }
   return loadConfigFile(location.path, { ...options, source: location.source });
 }
@@ -285,6 +287,7 @@ export async function loadConfigFile(
     path: resolve(path),
     baseDir,
     secrets: collectSecrets(parsed.config, options.env),
+    policyInput: parsed.policyInput,
   };
 }
 

@@ -1,0 +1,176 @@
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { readCellState } from '@pit/cell-spec';
+import { createSnapshotStore } from '@pit/snapshot';
+import { createSupervisor, type Supervisor } from '../src/supervisor.js';
+import { createLogger } from '../src/logger.js';
+import { cleanup, makeCell, reapLater, tempDir, waitFor } from './helpers.js';
+import { AGENT, cellEvents, storyOf, testConfig } from './fleet.js';
+
+let supervisor: Supervisor | undefined;
+const started: number[] = [];
+
+afterEach(async () => {
+  if (supervisor) {
+    const status = await supervisor.status().catch(() => undefined);
+    for (const agent of status?.agents ?? []) reapLater(agent.pid);
+    await supervisor.stop({ stopAgents: true }).catch(() => undefined);
+  }
+  supervisor = undefined;
+  for (const pid of started.splice(0)) reapLater(pid);
+  await cleanup();
+});
+
+const logger = createLogger({ level: process.env.PIT_TEST_LOG ? 'debug' : 'error' });
+
+/** A fleet: a temp dir with a cells root, a state dir and a config for one cell whose agents run the test agent. */
+async function fleet(agents: string[], extra = '', agentExtra: Record<string, string> = {}) {
+  const base = await tempDir('pit-fleet-');
+  const cell = await makeCell(agents.map((name) => ({ name })), join(base, 'missions'));
+  const toml = [
+    '[daemon]',
+    'state_dir = "state"',
+    '[daemon.http]',
+    'enabled = false',
+    '[cells]',
+    'root = "missions"',
+    'heartbeat_stale_s = 2',
+    'poll_interval_s = 0.2',
+    'resurrect_after_s = 0',
+    '[checkpoints]',
+    'interval_s = 0',
+    '[policy.defaults]',
+    'backoff = { initial = "200ms", cap = "1s", jitter = 0 }',
+    extra,
+    ...agents.flatMap((name) => [
+      `[agents.${name}]`,
+      'startup_grace_s = 10',
+      'stop_grace_s = 2',
+      agentExtra[name] ?? `argv = ["${process.execPath}", "${AGENT}"]`,
+      `[agents.${name}.probes]`,
+      'failure_threshold = 1',
+    ]),
+  ].join('\n');
+  const { config, policyInput } = testConfig(toml, base);
+  return { base, cell, config, policyInput };
+}
+
+const statusOf = async (key: string) => (await supervisor!.status()).agents.find((agent) => agent.key === key);
+
+describe('the supervision loop', () => {
+  it('starts a configured agent, sees it healthy, and revives it after SIGKILL; the event log tells the story', async () => {
+    const { cell, config, policyInput } = await fleet(['forge']);
+    supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+    await supervisor.start();
+    const key = `${cell.uuid}/forge`;
+    const first = await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && status.pid ? status : undefined;
+    }, 20_000, 'forge healthy');
+    started.push(first.pid!);
+    process.kill(first.pid!, 'SIGKILL');
+    const second = await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && status.pid && status.pid !== first.pid ? status : undefined;
+    }, 20_000, 'forge revived and healthy');
+    started.push(second.pid!);
+    expect(second.restarts).toBe(1);
+    const story = await storyOf(cell.dir, 'forge');
+    expect(story).toEqual(expect.arrayContaining(['agent_started', 'agent_healthy', 'agent_dead', 'agent_revived']));
+    // The built-in policy rolls the config back before restarting (nothing to roll back here).
+    expect(story).toContain('decision:rollback_and_restart');
+    expect(story.indexOf('agent_dead')).toBeLessThan(story.indexOf('agent_revived'));
+    expect(story.lastIndexOf('agent_healthy')).toBeGreaterThan(story.indexOf('agent_revived'));
+    const dead = (await cellEvents(cell.dir)).find((event) => event.event === 'agent_dead');
+    expect(String(dead?.reason)).toContain('SIGKILL');
+    await waitFor(async () => {
+      const state = await readCellState(cell.dir);
+      return state.agents.forge?.health === 'healthy' && state.agents.forge.pid === second.pid;
+    }, 10_000, 'the state persisted');
+  });
+
+  it('rolls a corrupted config back to last known good (hashes in the log) and restarts the agent', async () => {
+    const base = await tempDir('pit-fleet-');
+    const { cell, config, policyInput } = await fleet(['forge'], '', {
+      forge: `argv = ["${process.execPath}", "${AGENT}", "--config", "forge.json"]\nconfig_files = [{ path = "workspace/forge.json" }]`,
+    });
+    void base;
+    const configFile = join(cell.dir, 'workspace', 'forge.json');
+    await fs.writeFile(configFile, '{"model":"good"}\n');
+    supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+    await supervisor.start();
+    const key = `${cell.uuid}/forge`;
+    const first = await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && status.pid ? status : undefined;
+    }, 20_000, 'forge healthy');
+    started.push(first.pid!);
+    // The healthy verdict snapshotted the config as last known good.
+    const store = createSnapshotStore({ stateDir: config.daemon.state_dir });
+    await waitFor(async () => (await store.history('forge')).length > 0, 10_000, 'a snapshot');
+    await fs.writeFile(configFile, '{"model": broken');
+    process.kill(first.pid!, 'SIGKILL');
+    const revived = await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && status.pid && status.pid !== first.pid ? status : undefined;
+    }, 30_000, 'forge rolled back and healthy');
+    started.push(revived.pid!);
+    expect(await fs.readFile(configFile, 'utf8')).toBe('{"model":"good"}\n');
+    const rolledBack = (await cellEvents(cell.dir)).find((event) => event.event === 'config_rolled_back');
+    expect(rolledBack).toBeDefined();
+    const files = rolledBack!.files as Array<{ path: string; old_sha256: string; new_sha256: string }>;
+    expect(files[0]).toMatchObject({ path: configFile, old_sha256: expect.stringMatching(/^[0-9a-f]{64}$/), new_sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(files[0]!.old_sha256).not.toBe(files[0]!.new_sha256);
+  });
+
+  it('does not restart an agent whose policy is never, and records why', async () => {
+    const { cell, config, policyInput } = await fleet(['forge'], '[policy.agents.forge]\nmode = "never"');
+    supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+    await supervisor.start();
+    const key = `${cell.uuid}/forge`;
+    const first = await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && status.pid ? status : undefined;
+    }, 20_000, 'forge healthy');
+    started.push(first.pid!);
+    process.kill(first.pid!, 'SIGKILL');
+    const dead = await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.health === 'dead' && status.last_decision ? status : undefined;
+    }, 20_000, 'forge dead with a decision');
+    expect(dead.last_decision?.action).toBe('record_only');
+    expect(dead.pid).toBeUndefined();
+    const story = await storyOf(cell.dir, 'forge');
+    expect(story).not.toContain('agent_revived');
+    expect(story).toContain('decision:record_only');
+  });
+
+  it('asks a human under policy ask, and revives the agent once the request is approved', async () => {
+    const { cell, config, policyInput } = await fleet(['forge'], '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }');
+    supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+    await supervisor.start();
+    const key = `${cell.uuid}/forge`;
+    const first = await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && status.pid ? status : undefined;
+    }, 20_000, 'forge healthy');
+    started.push(first.pid!);
+    process.kill(first.pid!, 'SIGKILL');
+    const asked = await waitFor(async () => (await statusOf(key))?.pending_approval, 20_000, 'an approval request');
+    expect((await supervisor.status()).approvals.map((approval) => approval.id)).toEqual([asked]);
+    expect((await statusOf(key))?.pid).toBeUndefined();
+    expect(await supervisor.decideApproval('apr-nope', 'approve', {})).toMatchObject({ ok: false, reason: 'not_found' });
+    expect(await supervisor.decideApproval(asked, 'approve', { by: 'ops', channel: 'http' })).toMatchObject({ ok: true });
+    expect(await supervisor.decideApproval(asked, 'deny', {})).toMatchObject({ ok: false, reason: 'already_decided' });
+    const revived = await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && status.pid ? status : undefined;
+    }, 20_000, 'forge revived after approval');
+    started.push(revived.pid!);
+    const story = await storyOf(cell.dir, 'forge');
+    expect(story).toEqual(expect.arrayContaining(['revive_requested', 'revive_approved', 'agent_revived']));
+    const approved = (await cellEvents(cell.dir)).find((event) => event.event === 'revive_approved');
+    expect(approved).toMatchObject({ approval_id: asked, by: 'ops', channel: 'http' });
+  });
+});
