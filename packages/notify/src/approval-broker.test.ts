@@ -296,14 +296,12 @@ describe('createApprovalBroker', () => {
     const channel = memoryChannel('alpha');
     const broker = await start({ channels: [channel] });
     const request = await ask(broker);
-    const result = await channel
-      .sink()
-      .decide({
-        decision: 'approve',
-        request_id: request.id,
-        identity: 'ada',
-        sent_at: new Date(Date.parse(request.created_at) - 5 * 60_000),
-      });
+    const result = await channel.sink().decide({
+      decision: 'approve',
+      request_id: request.id,
+      identity: 'ada',
+      sent_at: new Date(Date.parse(request.created_at) - 5 * 60_000),
+    });
     expect(result).toMatchObject({ ok: false, reason: 'stale' });
     expect(broker.get(request.id)?.status).toBe('pending');
   });
@@ -312,13 +310,11 @@ describe('createApprovalBroker', () => {
     const logger = captureLogger();
     const channel = memoryChannel('alpha');
     const broker = await start({ channels: [channel], logger });
-    channel
-      .sink()
-      .reject({
-        identity: '666 (@mallory)',
-        reason: 'not_approver',
-        detail: 'user 666 is not a configured approver',
-      });
+    channel.sink().reject({
+      identity: '666 (@mallory)',
+      reason: 'not_approver',
+      detail: 'user 666 is not a configured approver',
+    });
     expect(logger.lines.at(-1)).toMatchObject({
       level: 'warn',
       message:
