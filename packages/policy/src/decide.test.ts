@@ -42,6 +42,15 @@ describe('decide: agents that are not dead', () => {
     expect(run({ health: { state: 'healthy' }, history: { approval } })).toMatchObject({ action: 'none', rule: 'approval.moot', cancel_approval: 'x' });
   });
 
+  it('freezes the config it decided with, so a change fails loudly instead of going stale', () => {
+    const frozen = config();
+    run({ config: frozen });
+    expect(Object.isFrozen(frozen.defaults.approval?.channels)).toBe(true);
+    expect(() => {
+      (frozen.defaults as { mode?: string }).mode = 'never';
+    }).toThrow(TypeError);
+  });
+
   it('refuses a time that is not a number', () => {
     expect(() => run({ now: Number.NaN })).toThrow(PolicyError);
     expect(() => run({ now: Number.NaN })).toThrow(/now must be a finite number/);

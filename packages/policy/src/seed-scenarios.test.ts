@@ -8,9 +8,11 @@ function deadFor(ms: number, failure: AgentHealth['failure'] = { exit_code: 1 })
   return { state: 'dead', since: NOW - ms, failure };
 }
 
-function expectAction<A extends Decision['action']>(decision: Decision, action: A): Extract<Decision, { action: A }> {
+type DecisionOf<A extends Decision['action']> = Decision extends infer D ? (D extends { action: infer B } ? (A extends B ? D & { action: A } : never) : never) : never;
+
+function expectAction<A extends Decision['action']>(decision: Decision, action: A): DecisionOf<A> {
   expect(decision.action, decision.reason).toBe(action);
-  return decision as Extract<Decision, { action: A }>;
+  return decision as DecisionOf<A>;
 }
 
 describe('the seed policy', () => {
