@@ -56,6 +56,8 @@ interface QueuedLine {
 
 const SEGMENT_PATTERN = /^stream-(\d{20})\.jsonl$/;
 const MARK_EVERY = 256;
+/** The most bytes written in one write() call. */
+const MAX_BATCH_BYTES = 4 * 1024 * 1024;
 /** Lines longer than this are never buffered whole when reading (the largest `max_event_bytes`). */
 const READ_MAX_LINE_BYTES = 64 * 1024 * 1024 + 1;
 
@@ -185,8 +187,7 @@ export class SegmentLog {
             return;
           }
         }
-        const batch = this.queue;
-        this.queue = [];
+        const batch = this.takeBatch(Math.max(1, this.options.segmentMaxBytes - (this.segments.at(-1) as Segment).bytes));
         const segment = this.segments.at(-1) as Segment;
         try {
           const data = batch.length === 1 ? (batch[0] as QueuedLine).data : Buffer.concat(batch.map((item) => item.data));
@@ -213,6 +214,24 @@ export class SegmentLog {
     } finally {
       this.draining = undefined;
     }
+  }
+
+  /** Takes queued lines up to `room` bytes (at least one, at most {@link MAX_BATCH_BYTES}) so a batch never runs far past a segment's end. */
+  private takeBatch(room: number): QueuedLine[] {
+    const limit = Math.min(room, MAX_BATCH_BYTES);
+    let bytes = 0;
+    let count = 0;
+    for (const item of this.queue) {
+      if (count > 0 && bytes + item.data.length > limit) break;
+      bytes += item.data.length;
+      count += 1;
+    }
+    if (count === this.queue.length) {
+      const all = this.queue;
+      this.queue = [];
+      return all;
+    }
+    return this.queue.splice(0, count);
   }
 
   private scheduleSync(intervalMs: number): void {

@@ -71,8 +71,8 @@ export interface BusServer {
   connections(): BusConnectionInfo[];
   stats(): BusServerStats;
   /**
-   * Graceful shutdown: stops accepting, stops reading requests, waits for the requests in
-   * flight to be answered, closes connections with 1001, flushes (fsyncs) every bus's log,
+   * Graceful shutdown: stops accepting, refuses new requests (BUS_CLOSED), waits for the
+   * requests in flight to be answered, closes connections with 1001, flushes (fsyncs) every bus's log,
    * and closes the buses when `closeBuses` is set.
    */
   close(): Promise<void>;
@@ -254,7 +254,7 @@ class Connection {
       })
       .finally(() => {
         this.inflight -= 1;
-        if (this.ws.isPaused && this.inflight < this.context.options.maxInflight / 2 && !this.context.closing) this.ws.resume();
+        if (this.ws.isPaused && this.inflight < this.context.options.maxInflight / 2) this.ws.resume();
         if (this.inflight === 0) for (const wake of [...this.idle]) wake();
       });
   }
@@ -517,7 +517,8 @@ export async function createBusServer(options: BusServerOptions = {}): Promise<B
         context.closing = true;
         clearInterval(heartbeat);
         const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
-        for (const connection of connections) connection.ws.pause();
+        // New requests are refused from here on (BUS_CLOSED); reading goes on so close frames get through.
+        for (const connection of connections) if (connection.ws.isPaused) connection.ws.resume();
         await Promise.all([...connections].map((connection) => connection.drained(5000)));
         const socketsClosed = [...connections].map(
           (connection) =>

@@ -98,7 +98,7 @@ export class RawClient {
   /** Sends a request and waits for the answer with the same ref. */
   async request(frame: Record<string, unknown> & { ref: number }, timeoutMs = 10_000): Promise<Record<string, unknown>> {
     this.send(frame);
-    return this.next((answer) => answer.ref === frame.ref && answer.type !== 'subscribed', timeoutMs);
+    return this.next((answer) => answer.ref === frame.ref, timeoutMs);
   }
 
   async hello(mission: string, participant: string, token: string): Promise<Record<string, unknown>> {
