@@ -92,7 +92,7 @@ export interface AgentHistory {
 export interface FleetAgent {
   name: string;
   state: HealthState;
-  /** Since when it has been in this state (ms since epoch). */
+  /** Since when it has been in this state (ms since epoch). A dead agent without it does not count toward the fleet brake. */
   since?: number;
   /** The agent it currently stands in for, if it is a substitute. */
   substituting_for?: string;

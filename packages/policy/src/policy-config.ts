@@ -27,6 +27,7 @@ export const ModeSchema = z.union([z.boolean(), z.string()], { error: 'must be o
 export const FAILURE_CLASSES = ['rate_limited', 'auth_failed', 'bad_config', 'crashed', 'stuck', 'unknown'] as const;
 /** A failure class: `rate_limited`, `auth_failed`, `bad_config`, `crashed`, `stuck` or `unknown`. */
 export const FailureClassSchema = z.enum(FAILURE_CLASSES);
+/** A failure class (see {@link FAILURE_CLASSES}). */
 export type FailureClass = z.infer<typeof FailureClassSchema>;
 
 /**
@@ -39,6 +40,7 @@ export type FailureClass = z.infer<typeof FailureClassSchema>;
  * - `record_only` — record the death and do nothing else.
  */
 export const FailureActionSchema = z.enum(['restart', 'rollback_and_restart', 'wait', 'ask', 'substitute', 'record_only']);
+/** An action for a failure class (see {@link FailureActionSchema}). */
 export type FailureAction = z.infer<typeof FailureActionSchema>;
 
 /**
@@ -46,6 +48,7 @@ export type FailureAction = z.infer<typeof FailureActionSchema>;
  * what the request proposed), `restart`, `rollback_and_restart` or `substitute`.
  */
 export const OnTimeoutSchema = z.enum(['record_only', 'proceed', 'restart', 'rollback_and_restart', 'substitute']);
+/** What happens to an approval request that expires (see {@link OnTimeoutSchema}). */
 export type OnTimeout = z.infer<typeof OnTimeoutSchema>;
 
 /** A mission name, as in `cell.json`'s `mission`. */
@@ -109,7 +112,9 @@ export const PolicyLayerSchema = z.strictObject({
   /** What to do per failure class; see {@link FailureActionSchema}. */
   on_failure: z.strictObject(Object.fromEntries(FAILURE_CLASSES.map((name) => [name, FailureActionSchema.optional()])) as Record<FailureClass, z.ZodOptional<typeof FailureActionSchema>>).optional(),
 });
+/** A parsed policy layer (durations in ms, mode normalised). */
 export type PolicyLayer = z.infer<typeof PolicyLayerSchema>;
+/** A policy layer as written in TOML. */
 export type PolicyLayerInput = z.input<typeof PolicyLayerSchema>;
 
 /** `[policy.agents.<name>]`: a policy layer that may also move the agent into a mission. */
@@ -117,6 +122,7 @@ export const AgentPolicySchema = PolicyLayerSchema.extend({
   /** The mission whose policy applies to this agent (under this override), whatever its cell says. */
   mission: MissionNameSchema.optional(),
 });
+/** A parsed agent override. */
 export type AgentPolicy = z.infer<typeof AgentPolicySchema>;
 
 /**
@@ -140,6 +146,7 @@ export const FleetBrakeSchema = z.strictObject({
   /** While engaged, fleet-wide starts (restarts and substitutions) are at least this far apart. */
   restart_interval: DurationSchema.default(10_000),
 });
+/** Parsed fleet-brake settings (durations in ms). */
 export type FleetBrake = z.infer<typeof FleetBrakeSchema>;
 
 /**
@@ -152,6 +159,7 @@ export const ClassifySchema = z.strictObject({
     .record(z.string().regex(/^-?\d{1,3}$/, { message: 'must be an exit code such as "78"' }), FailureClassSchema)
     .default({ '75': 'rate_limited', '77': 'auth_failed', '78': 'bad_config' }),
 });
+/** Parsed classification settings. */
 export type Classify = z.infer<typeof ClassifySchema>;
 
 /**
