@@ -144,11 +144,16 @@ export function createHealthServer(options: HealthServerOptions): HealthServer {
       response.end(method === 'HEAD' ? undefined : text);
       return;
     }
-    void body().then(({ statusCode, payload }) => {
-      const text = JSON.stringify(payload);
-      response.writeHead(statusCode, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
-      response.end(method === 'HEAD' ? undefined : text);
-    });
+    body()
+      .then(({ statusCode, payload }) => {
+        const text = JSON.stringify(payload);
+        response.writeHead(statusCode, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+        response.end(method === 'HEAD' ? undefined : text);
+      })
+      .catch((error: unknown) => {
+        logger.error('health server: could not answer', { service: options.service, error: describeError(error) });
+        response.destroy();
+      });
   };
 
   const server = createServer(handle);
