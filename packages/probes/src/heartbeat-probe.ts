@@ -90,7 +90,11 @@ export interface HeartbeatProbeResult extends ProbeResult {
  */
 export async function heartbeatProbe(target: HeartbeatTarget, options?: ProbeOptions): Promise<HeartbeatProbeResult> {
   const spec = parseTarget('heartbeat', HeartbeatTargetSchema, target);
-  const path = cellPaths(spec.cellDir).heartbeat(spec.agent);
+  return probeHeartbeat(spec, cellPaths(spec.cellDir).heartbeat(spec.agent), options);
+}
+
+/** heartbeatProbe after validation (createHeartbeatProbe validates its fixed target once). */
+function probeHeartbeat(spec: HeartbeatTarget, path: string, options: ProbeOptions | undefined): Promise<HeartbeatProbeResult> {
   return runProbe<HeartbeatProbeResult>({ kind: 'heartbeat', describe: `heartbeat ${path}` }, options, async (attempt) => {
     let heartbeat: Heartbeat;
     try {
@@ -174,13 +178,14 @@ export interface HeartbeatProbe {
  * scheduler.add({ agent: 'forge', probes: [{ name: 'heartbeat', intervalMs: 10_000, run: probe.run }] });
  */
 export function createHeartbeatProbe(target: Omit<HeartbeatTarget, 'previous'>): HeartbeatProbe {
-  parseTarget('heartbeat', HeartbeatTargetSchema, target);
+  const spec = parseTarget('heartbeat', HeartbeatTargetSchema, target);
+  const path = cellPaths(spec.cellDir).heartbeat(spec.agent);
   let progress: CycleProgress | undefined;
   let generation = 0;
   return {
     async run(options) {
       const started = generation;
-      const result = await heartbeatProbe({ ...target, ...(progress ? { previous: progress } : {}) }, options);
+      const result = await probeHeartbeat({ ...spec, ...(progress ? { previous: progress } : {}) }, path, options);
       if (result.progress && started === generation) progress = result.progress;
       return result;
     },
