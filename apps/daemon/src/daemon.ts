@@ -1,0 +1,199 @@
+import { homedir } from 'node:os';
+import { PitError } from '@pit/cell-spec';
+import { loadConfig, type LoadedConfig } from './config.js';
+import { createCellEventFeed } from './event-feed.js';
+import { startHttpServer, type HttpServer } from './http.js';
+import { acquireDaemonLock, type DaemonLock } from './lock.js';
+import { createLogger, type DaemonLogger, type LoggerOptions } from './logger.js';
+import { createMetricsRegistry } from './metrics.js';
+import { createSupervisor, type Supervisor, type SweepReport } from './supervisor.js';
+
+/** Options of {@link runDaemon} and {@link sweepOnce}. */
+export interface DaemonOptions {
+  /** `--config`. */
+  configPath?: string;
+  /** The environment (PIT_CONFIG, the HTTP token, agents' `env_from`). @default process.env */
+  env?: NodeJS.ProcessEnv;
+  /** @default process.cwd() */
+  cwd?: string;
+  /** @default os.homedir() */
+  home?: string;
+  /** Decide and record, but start, stop and roll back nothing. @default false */
+  dryRun?: boolean;
+  /** Where log lines go, and in which format. @default stderr, pretty when a TTY */
+  log?: Pick<LoggerOptions, 'stream' | 'format'>;
+  /** Overrides `[daemon].log_level`. */
+  logLevel?: LoggerOptions['level'];
+}
+
+/** Options of {@link runDaemon}. */
+export interface RunDaemonOptions extends DaemonOptions {
+  /** Stop every agent on SIGTERM/SIGINT (normally they keep running). @default `[daemon].stop_agents_on_exit` */
+  stopAgentsOnExit?: boolean;
+  /** Install SIGHUP (reload) and SIGTERM/SIGINT (shutdown) handlers. @default true */
+  handleSignals?: boolean;
+  /** Overrides `[daemon.http].listen` (e.g. `127.0.0.1:0` in tests). */
+  listen?: string;
+}
+
+/** The outcome of a reload. */
+export type ReloadResult = { ok: true; agents: number } | { ok: false; error: string };
+
+/** A running daemon. */
+export interface DaemonHandle {
+  /** The dashboard/API URL, when HTTP is enabled. */
+  url: string | undefined;
+  pid: number;
+  loaded: LoadedConfig;
+  supervisor: Supervisor;
+  logger: DaemonLogger;
+  /** Re-reads the config (what SIGHUP does); an invalid one is rejected and the old one stays. */
+  reload(): Promise<ReloadResult>;
+  /** Stops probing, flushes state and logs, releases the lock; agents keep running unless asked. */
+  stop(options?: { stopAgents?: boolean }): Promise<void>;
+  /** Settles once the daemon has stopped (after SIGTERM/SIGINT or {@link DaemonHandle.stop}). */
+  done: Promise<void>;
+}
+
+const locate = (options: DaemonOptions) => {
+  const env = options.env ?? process.env;
+  return { ...(options.configPath ? { flag: options.configPath } : {}), env, cwd: options.cwd ?? process.cwd(), home: options.home ?? (env.HOME || homedir()) };
+};
+
+/**
+ * Runs the daemon in the foreground: loads the config, takes the state directory's lock,
+ * writes the pid file, starts the supervision loop and the HTTP server, and handles SIGHUP
+ * (reload) and SIGTERM/SIGINT (graceful stop). Resolves once it is running.
+ * @throws {DaemonError} DAEMON_CONFIG_* (bad config), DAEMON_LOCKED (another daemon holds the state dir), DAEMON_HTTP.
+ * @example
+ * const daemon = await runDaemon({ configPath: 'pit.toml' });
+ * console.error(`dashboard: ${daemon.url}`);
+ * await daemon.done;
+ */
+export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonHandle> {
+  const env = options.env ?? process.env;
+  let loaded = await loadConfig(locate(options));
+  const logger = createLogger({
+    level: options.logLevel ?? loaded.config.daemon.log_level,
+    secrets: loaded.secrets,
+    ...(loaded.config.daemon.log_file ? { file: loaded.config.daemon.log_file } : {}),
+    ...options.log,
+  });
+  const lock: DaemonLock = await acquireDaemonLock(loaded.config.daemon.state_dir, {
+    ...(loaded.config.daemon.pid_file ? { pidFile: loaded.config.daemon.pid_file } : {}),
+    onStale: (holder) => logger.warn('took over a stale lock', { previous_pid: holder?.pid }),
+  });
+  const metrics = createMetricsRegistry();
+  let supervisor: Supervisor;
+  let http: HttpServer | undefined;
+  const startedAt = Date.now();
+  try {
+    supervisor = await createSupervisor({ config: loaded.config, policyInput: loaded.policyInput, env, logger, metrics, dryRun: options.dryRun ?? false });
+    await supervisor.start();
+    if (loaded.config.daemon.http.enabled) {
+      http = await startHttpServer({
+        listen: options.listen ?? loaded.config.daemon.http.listen,
+        token: env[loaded.config.daemon.http.token_env] || undefined,
+        logger,
+        handlers: {
+          health: () => ({ ok: true, pid: process.pid, uptime_s: Math.round((Date.now() - startedAt) / 1000), config: loaded.path ?? '(embedded default)' }),
+          status: () => supervisor.status(),
+          metrics,
+          events: createCellEventFeed({ cellsRoot: loaded.config.cells.root }),
+          decideApproval: (id, decision, body) => supervisor.decideApproval(id, decision, { ...body, channel: 'http' }),
+        },
+      });
+      if (!env[loaded.config.daemon.http.token_env]) logger.warn(`${loaded.config.daemon.http.token_env} is not set: approvals over HTTP are refused`);
+    }
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
+  logger.info('pit daemon running', { pid: process.pid, config: loaded.path ?? '(embedded default)', state_dir: loaded.config.daemon.state_dir, url: http?.url, dry_run: options.dryRun ?? false });
+
+  let stopping: Promise<void> | undefined;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((resolve) => (resolveDone = resolve));
+  const handlers: Array<[NodeJS.Signals, () => void]> = [];
+
+  const stop = (stopOptions: { stopAgents?: boolean } = {}) => {
+    stopping ??= (async () => {
+      const stopAgents = stopOptions.stopAgents ?? options.stopAgentsOnExit ?? loaded.config.daemon.stop_agents_on_exit;
+      logger.info('stopping the daemon', { stop_agents: stopAgents });
+      for (const [signal, handler] of handlers) process.off(signal, handler);
+      await http?.close();
+      await supervisor.stop({ stopAgents });
+      await lock.release();
+      logger.info('daemon stopped');
+      resolveDone();
+    })();
+    return stopping;
+  };
+
+  const reload = async (): Promise<ReloadResult> => {
+    try {
+      const next = await loadConfig(locate(options));
+      if (next.config.daemon.state_dir !== loaded.config.daemon.state_dir) {
+        throw new Error(`daemon.state_dir cannot change while running (${loaded.config.daemon.state_dir} → ${next.config.daemon.state_dir}); restart the daemon`);
+      }
+      logger.addSecrets(next.secrets);
+      logger.setLevel(options.logLevel ?? next.config.daemon.log_level);
+      await supervisor.reload(next.config, next.policyInput);
+      http?.setToken(env[next.config.daemon.http.token_env] || undefined);
+      loaded = next;
+      const agents = (await supervisor.status()).agents.length;
+      logger.info('config reloaded', { config: next.path ?? '(embedded default)', agents });
+      return { ok: true, agents };
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      logger.error('new config rejected; the old one stays in force', { error: message, ...(PitError.is(error) ? { code: error.code } : {}) });
+      return { ok: false, error: message };
+    }
+  };
+
+  if (options.handleSignals ?? true) {
+    const onHup = () => void reload();
+    const onStop = () => void stop();
+    handlers.push(['SIGHUP', onHup], ['SIGTERM', onStop], ['SIGINT', onStop]);
+    for (const [signal, handler] of handlers) process.on(signal, handler);
+  }
+
+  return {
+    url: http?.url,
+    pid: process.pid,
+    get loaded() {
+      return loaded;
+    },
+    supervisor,
+    logger,
+    reload,
+    stop,
+    done,
+  };
+}
+
+/**
+ * One full check and the actions it calls for, then exit (for cron: `pit sweep --once`).
+ * Takes the state directory's lock, so it never runs beside a daemon; uses the same code and
+ * persisted state as the daemon, so consecutive runs continue each other (dead time accumulates,
+ * nothing is revived twice).
+ * @returns the report; `healthy` is the exit status of `pit sweep --once` (0 when true).
+ * @throws {DaemonError} DAEMON_CONFIG_*, DAEMON_LOCKED (a daemon is running: it already supervises).
+ * @example
+ * const report = await sweepOnce({ configPath: '/etc/pit/pit.toml' });
+ * process.exitCode = report.healthy ? 0 : 1;
+ */
+export async function sweepOnce(options: DaemonOptions = {}): Promise<SweepReport> {
+  const env = options.env ?? process.env;
+  const loaded = await loadConfig(locate(options));
+  const logger = createLogger({ level: options.logLevel ?? loaded.config.daemon.log_level, secrets: loaded.secrets, ...options.log });
+  const lock = await acquireDaemonLock(loaded.config.daemon.state_dir);
+  try {
+    const supervisor = await createSupervisor({ config: loaded.config, policyInput: loaded.policyInput, env, logger, dryRun: options.dryRun ?? false });
+    const report = await supervisor.sweep();
+    await supervisor.stop({ stopAgents: false });
+    return report;
+  } finally {
+    await lock.release();
+  }
+}

@@ -1,0 +1,33 @@
+export { runDaemon, sweepOnce, type DaemonOptions, type RunDaemonOptions, type DaemonHandle, type ReloadResult } from './daemon.js';
+export {
+  loadConfig,
+  loadConfigFile,
+  locateConfig,
+  parseConfig,
+  assertConfigPermissions,
+  resolveConfigPaths,
+  formatConfigProblems,
+  EMBEDDED_DEFAULT_CONFIG,
+  SYSTEM_CONFIG_PATH,
+  type LoadedConfig,
+  type LoadConfigOptions,
+  type LocateConfigOptions,
+  type ConfigLocation,
+  type ConfigSource,
+  type ConfigProblem,
+  type ParseConfigResult,
+} from './config.js';
+export { PitConfigSchema, AgentConfigSchema, AgentProbesSchema, EnvNameSchema, secretEnvNames, type PitConfig, type AgentConfig } from './config-schema.js';
+export { createSupervisor, effectivePolicy, approvalChannels, type Supervisor, type SupervisorOptions, type FleetStatus, type AgentStatus, type SweepReport } from './supervisor.js';
+export { readFleetStatus } from './fleet-status.js';
+export { createExecutor, findInPath, type Executor, type ExecutorOptions, type StartAgentOptions, type AdoptAgentOptions, type AgentProcess, type AgentExit } from './executor.js';
+export { sandboxArgv, SANDBOX_LAUNCHER, type SandboxSpec } from './sandbox.js';
+export { createPodman, podmanAvailable, CONTAINERS_CONF, DEFAULT_AGENT_IMAGE, type Podman, type PodmanOptions, type ContainerSpec } from './podman.js';
+export { acquireDaemonLock, readDaemonLock, lockPath, type DaemonLock, type LockHolder } from './lock.js';
+export { createLogger, silentLogger, LOG_LEVELS, type Logger, type DaemonLogger, type LoggerOptions, type LogLevel } from './logger.js';
+export { startHttpServer, authorize, ApprovalDecisionBodySchema, type HttpServer, type HttpServerOptions, type HttpHandlers, type ApprovalDecisionResult } from './http.js';
+export { createMetricsRegistry, LATENCY_BUCKETS_S, type MetricsRegistry, type Counter, type Gauge, type Histogram } from './metrics.js';
+export { createCellEventFeed, type EventFeed, type FeedEvent, type FeedQuery } from './event-feed.js';
+export { openApprovalStore, type ApprovalStore, type StoredApproval } from './approvals.js';
+export { checkProcess, readProcessStat, signalGroup, signalProcess, type ProcessStat, type ProcessLiveness } from './proc.js';
+export { DaemonError, type DaemonErrorCode } from './errors.js';
