@@ -261,6 +261,35 @@ describe('createApprovalBroker', () => {
     expect(decisions.map((item) => item.id)).toEqual([other.id]);
   });
 
+  it('withdraws a request when the agent recovers on its own, refusing later answers', async () => {
+    const channel = memoryChannel('alpha');
+    const broker = await start({ channels: [channel] });
+    const request = await broker.ask({
+      agent: 'scout',
+      mission: 'survey',
+      reasons: ['exit 1'],
+      proposed_action: 'rollback and restart',
+    });
+    const waiting = broker.whenDecided(request.id);
+    const cancelled = await broker.cancel(request.id, 'healthy again');
+    expect(cancelled).toMatchObject({
+      status: 'cancelled',
+      decision: null,
+      decided_via: 'cancel',
+      cancel_reason: 'healthy again',
+    });
+    expect((await waiting).status).toBe('cancelled');
+    expect(decisions).toEqual([]);
+    expect(await broker.cancel(request.id)).toBeUndefined();
+    const late = await channel
+      .sink()
+      .decide({ decision: 'approve', request_id: request.id, identity: 'ada' });
+    expect(late).toMatchObject({ ok: false, reason: 'already_decided' });
+    await broker.flush();
+    expect(channel.shown[0]?.proposed_action).toBe('rollback and restart');
+    expect(channel.outcomes.map((item) => item.status)).toEqual(['cancelled']);
+  });
+
   it('returns the pending request when asked again about the same agent', async () => {
     const broker = await start();
     const first = await ask(broker);

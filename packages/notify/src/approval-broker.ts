@@ -63,6 +63,8 @@ export interface AskInput {
   reasons: string[];
   /** The suggested substitute, if any. */
   substitute?: string | null;
+  /** What will be done if approved, for display (`restart`, `rollback and restart`, …). */
+  proposed_action?: string;
   /** Overrides the configured lifetime (s). */
   ttl_seconds?: number;
   /** Overrides the configured expiry default. */
@@ -126,6 +128,12 @@ export interface ApprovalBroker {
   decide(input: TokenDecision): Promise<DecisionResult>;
   /** Expires every pending request whose deadline is at or before `now`; returns them. */
   expire(now?: Date): Promise<ApprovalRequest[]>;
+  /**
+   * Withdraws a pending request (the agent recovered on its own): status `cancelled`, channels
+   * show it as withdrawn, later answers are refused. `onDecision` is not called. Returns the
+   * request, or undefined when it is unknown or no longer pending.
+   */
+  cancel(id: string, reason?: string): Promise<ApprovalRequest | undefined>;
   /** A copy of the request with that id. */
   get(id: string): ApprovalRequest | undefined;
   /** Copies of all known requests, optionally only those with a given status. */
@@ -248,7 +256,7 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
       },
     );
     try {
-      options.onDecision?.(copy);
+      if (request.status !== 'cancelled') options.onDecision?.(copy);
     } catch (error) {
       logger.error(`approvals: onDecision threw: ${describeError(error)}`, {
         request_id: request.id,
@@ -567,6 +575,7 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
         ...(input.cell_uuid !== undefined ? { cell_uuid: input.cell_uuid } : {}),
         reasons: input.reasons,
         substitute: input.substitute ?? null,
+        ...(input.proposed_action !== undefined ? { proposed_action: input.proposed_action } : {}),
         created_at: now.toISOString(),
         expires_at: new Date(now.getTime() + ttlSeconds * 1000).toISOString(),
         on_expiry: input.on_expiry ?? config.on_expiry,
@@ -629,6 +638,20 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
     },
 
     expire,
+
+    async cancel(id, reason) {
+      const request = requests.get(id);
+      if (!request || request.status !== 'pending') return undefined;
+      request.status = 'cancelled';
+      request.decision = null;
+      request.decided_at = clock().toISOString();
+      request.decided_by = 'daemon';
+      request.decided_via = 'cancel';
+      if (reason) request.cancel_reason = reason.slice(0, 500);
+      await saveOrLog(`withdrawal of ${request.id}`);
+      emitDecision(request);
+      return structuredClone(request);
+    },
 
     get(id) {
       const request = requests.get(id);

@@ -15,8 +15,17 @@ export function createApprovalId(): string {
   return randomBytes(16).toString('hex');
 }
 
-/** Where a request stands. `expired` carries the configured default in `decision`. */
-export const ApprovalStatusSchema = z.enum(['pending', 'approved', 'denied', 'expired']);
+/**
+ * Where a request stands. `expired` carries the configured default in `decision`;
+ * `cancelled` means the daemon withdrew it (the agent recovered on its own) and has no decision.
+ */
+export const ApprovalStatusSchema = z.enum([
+  'pending',
+  'approved',
+  'denied',
+  'expired',
+  'cancelled',
+]);
 export type ApprovalStatus = z.infer<typeof ApprovalStatusSchema>;
 
 /** What a human (or the expiry default) decided. */
@@ -42,6 +51,8 @@ export const ApprovalRequestSchema = z.strictObject({
   reasons: z.array(z.string().min(1).max(2000)).max(50),
   /** The suggested substitute agent, or null when there is none. */
   substitute: AgentNameSchema.nullable(),
+  /** What the daemon proposes to do if approved (`restart`, `rollback and restart`, `substitute`, …), for display. */
+  proposed_action: z.string().min(1).max(100).optional(),
   created_at: IsoTimestampSchema,
   expires_at: IsoTimestampSchema,
   /** The decision reported if nobody answers before `expires_at`. */
@@ -52,8 +63,10 @@ export const ApprovalRequestSchema = z.strictObject({
   decided_at: IsoTimestampSchema.nullable(),
   /** Who decided: a Telegram user, a Nostr npub, a token's name, or `expiry`. */
   decided_by: z.string().min(1).max(200).nullable(),
-  /** Through which channel the decision came (`expiry` for expiry). */
+  /** Through which channel the decision came (`expiry` for expiry, `cancel` when withdrawn). */
   decided_via: DecisionSourceSchema.nullable(),
+  /** Why the daemon withdrew the request (status `cancelled` only). */
+  cancel_reason: z.string().min(1).max(500).optional(),
   /** Per-channel delivery references (e.g. the Telegram message id), used to update the message later. */
   deliveries: z.record(DecisionSourceSchema, z.string().max(500)).default({}),
 });

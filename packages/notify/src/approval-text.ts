@@ -25,6 +25,7 @@ export function renderApprovalRequest(
   ];
   if (request.reasons.length > 0)
     lines.push('Reasons:', ...request.reasons.map((reason) => `• ${reason}`));
+  if (request.proposed_action) lines.push(`Proposed: ${request.proposed_action}`);
   lines.push(`Suggested substitute: ${request.substitute ?? 'none'}`);
   lines.push(
     `Expires: ${request.expires_at} (in ${minutes} min); if nobody answers: ${request.on_expiry}`,
@@ -45,5 +46,7 @@ export function renderApprovalOutcome(request: ApprovalRequest): string | null {
       return `❌ Denied by ${request.decided_by} via ${request.decided_via} at ${request.decided_at}`;
     case 'expired':
       return `⌛ Expired at ${request.decided_at} unanswered; default applied: ${request.decision}`;
+    case 'cancelled':
+      return `🚫 Withdrawn at ${request.decided_at}${request.cancel_reason ? `: ${request.cancel_reason}` : ''}; no answer needed`;
   }
 }
