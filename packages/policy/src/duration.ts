@@ -17,7 +17,8 @@ export const DurationSchema = z
       return z.NEVER;
     }
     return ms;
-  });
+  })
+  .meta({ description: 'A duration: a string with a unit ("500ms", "30s", "5m", "1h", "2d") or a number of seconds.' });
 
 /** What a config file may write for a duration: `"30s"` or a number of seconds. */
 export type DurationInput = z.input<typeof DurationSchema>;

@@ -35,6 +35,7 @@ export { classifyFailure, type Classification } from './classify-failure.js';
 export { pickSubstitute, type SubstituteChoice } from './pick-substitute.js';
 export { createFleetIndex, isFleetIndex, assessFleetBrake, type FleetIndex, type BrakeStatus } from './fleet-index.js';
 export { decide, type DecideOptions } from './decide.js';
+export { policyConfigJsonSchema } from './json-schema.js';
 export type {
   AgentRef,
   AgentHealth,

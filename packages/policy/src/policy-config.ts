@@ -21,7 +21,7 @@ export const ModeSchema = z.union([z.boolean(), z.string()], { error: 'must be o
     return z.NEVER;
   }
   return mode;
-});
+}).meta({ description: 'auto (or yes, true), ask, never (or no, false) or substitute; case-insensitive.' });
 
 /** Why an agent died, as far as the Pit can tell. */
 export const FAILURE_CLASSES = ['rate_limited', 'auth_failed', 'bad_config', 'crashed', 'stuck', 'unknown'] as const;
