@@ -3,7 +3,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
@@ -54,10 +54,12 @@ const live = new Set<ChildProcessWithoutNullStreams>();
 
 /**
  * Spawns `node --conditions=@pit/source --import tsx children/<script> ...args` in its own
- * process group (so the whole group can be signalled and reaped).
+ * process group (so the whole group can be signalled and reaped). An absolute `script` is
+ * run as is.
  */
 export function spawnChild(script: string, args: readonly string[] = []): Child {
-  return track(script, spawn(process.execPath, ['--conditions=@pit/source', '--import', 'tsx', join(CHILDREN_DIR, script), ...args], {
+  const path = isAbsolute(script) ? script : join(CHILDREN_DIR, script);
+  return track(script, spawn(process.execPath, ['--conditions=@pit/source', '--import', 'tsx', path, ...args], {
     cwd: PACKAGE_DIR,
     detached: true,
     stdio: ['pipe', 'pipe', 'pipe'],
