@@ -59,6 +59,12 @@ export interface Podman {
   binary: string;
   /** The environment to run podman with (includes CONTAINERS_CONF). */
   env: NodeJS.ProcessEnv;
+  /**
+   * Whether `podman run --init` works (catatonit or tini is installed; known after
+   * {@link Podman.prepare}). Without an init the agent is PID 1 of its container and gets
+   * SIGTERM only if it handles it.
+   */
+  readonly init: boolean;
   /** Writes containers.conf and builds the default image when missing. Idempotent. @throws {DaemonError} DAEMON_ISOLATION_UNAVAILABLE */
   prepare(image?: string): Promise<void>;
   /** The argv of `podman run` for an agent (attached: the client exits with the container). */
@@ -120,7 +126,11 @@ export function createPodman(options: PodmanOptions): Podman {
     }
   };
 
+  let initPath: string | undefined;
+  const INIT_PATHS = ['/usr/libexec/podman/catatonit', '/usr/bin/catatonit', '/usr/libexec/catatonit/catatonit', '/usr/bin/tini-static', '/usr/bin/tini'];
   const prepareImage = async (image: string) => {
+    const found = await Promise.all(INIT_PATHS.map((path) => fs.access(path).then(() => path, () => undefined)));
+    initPath = found.find((path) => path !== undefined);
     await fs.mkdir(options.configDir, { recursive: true });
     const current = await fs.readFile(confPath, 'utf8').catch(() => undefined);
     if (current !== CONTAINERS_CONF) await writeFileAtomic(confPath, CONTAINERS_CONF, { mode: 0o644 });
@@ -143,6 +153,9 @@ export function createPodman(options: PodmanOptions): Podman {
   return {
     binary,
     env,
+    get init() {
+      return initPath !== undefined;
+    },
     prepare(image = DEFAULT_AGENT_IMAGE) {
       let pending = prepared.get(image);
       if (!pending) {
@@ -160,7 +173,7 @@ export function createPodman(options: PodmanOptions): Podman {
         '--rm',
         '--name',
         spec.name,
-        '--init',
+        ...(initPath ? ['--init', '--init-path', initPath] : []),
         '--read-only',
         '--interactive=false',
         '--tty=false',
