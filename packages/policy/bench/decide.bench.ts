@@ -6,7 +6,7 @@
  * stretches and approvals.
  * - validatePolicy on that policy (ms);
  * - createFleetIndex for the fleet (ms, once per change);
- * - decide() for every agent against one index: calls/s and one round (ms);
+ * - decide() for every agent against one index: calls/s and the median round (ms);
  * - decide() for the dead agents only (the long path): calls/s;
  * - decide() for a dead agent with a plain FleetView (indexed on every call): calls/s, to show
  *   why the daemon should share one index per change.
@@ -119,42 +119,42 @@ const indexMs = performance.now() - started;
 const dead = cases.filter((entry) => entry.health.state === 'dead');
 log(`validatePolicy ${validateMs.toFixed(1)} ms, createFleetIndex ${indexMs.toFixed(2)} ms, ${dead.length} dead agents`);
 
-/** Calls decide() over `batch` repeatedly for MEASURE_MS; returns calls/s and the decisions' action counts. */
+/**
+ * Calls decide() for every case of `batch`, round after round, for at least MEASURE_MS; returns
+ * the median round (ms) and calls/s at that median, which holds up on a machine shared with
+ * other work better than a mean does.
+ */
 function measure(label: string, batch: readonly Case[], fleet: Parameters<typeof decide>[0]['fleet'], budgetMs = MEASURE_MS) {
   const counts = new Map<string, number>();
   for (const entry of batch.slice(0, 2_000)) decide({ ...entry, fleet, now: NOW, config }); // warm-up
-  let calls = 0;
-  let rounds = 0;
+  for (const entry of batch) {
+    const action = decide({ ...entry, fleet, now: NOW, config }).action;
+    counts.set(action, (counts.get(action) ?? 0) + 1);
+  }
+  const rounds: number[] = [];
   const begin = performance.now();
-  let elapsed = 0;
-  do {
-    for (const entry of batch) {
-      const decision = decide({ ...entry, fleet, now: NOW, config });
-      if (rounds === 0) counts.set(decision.action, (counts.get(decision.action) ?? 0) + 1);
-      calls += 1;
-      if (calls % 256 === 0 && performance.now() - begin > budgetMs) break;
-    }
-    rounds += 1;
-    elapsed = performance.now() - begin;
-  } while (elapsed < budgetMs);
-  const perSecond = calls / (elapsed / 1_000);
-  log(`${label}: ${calls} calls in ${elapsed.toFixed(0)} ms = ${Math.round(perSecond)} calls/s; first round: ${JSON.stringify(Object.fromEntries(counts))}`);
-  return perSecond;
+  while (performance.now() - begin < budgetMs || rounds.length < 5) {
+    const roundStart = performance.now();
+    for (const entry of batch) decide({ ...entry, fleet, now: NOW, config });
+    rounds.push(performance.now() - roundStart);
+  }
+  rounds.sort((a, b) => a - b);
+  const median = rounds[Math.floor(rounds.length / 2)] as number;
+  const perSecond = batch.length / (median / 1_000);
+  log(`${label}: ${rounds.length} rounds of ${batch.length}, median ${median.toFixed(2)} ms (min ${(rounds[0] as number).toFixed(2)}, max ${(rounds.at(-1) as number).toFixed(2)}) = ${Math.round(perSecond)} calls/s; actions: ${JSON.stringify(Object.fromEntries(counts))}`);
+  return { perSecond, median };
 }
 
-const allPerSecond = measure('every agent, shared index', cases, index);
-started = performance.now();
-for (const entry of cases) decide({ ...entry, fleet: index, now: NOW, config });
-const roundMs = performance.now() - started;
-const deadPerSecond = measure('dead agents, shared index', dead, index);
-const unindexedPerSecond = measure('dead agents, plain view per call', dead.slice(0, 200), view, Math.min(MEASURE_MS, 1_500));
+const all = measure('every agent, shared index', cases, index);
+const deadOnly = measure('dead agents, shared index', dead, index);
+const unindexed = measure('dead agents, plain view per call', dead.slice(0, 50), view, Math.min(MEASURE_MS, 1_500));
 
 const rows = [
-  { metric: `decide() calls/s, every agent of ${AGENTS} (shared fleet index)`, value: Math.round(allPerSecond), unit: 'calls/s', target: '≥ 100000 calls/s', ok: allPerSecond >= 100_000 },
-  { metric: `decide() calls/s, dead agents only (${dead.length})`, value: Math.round(deadPerSecond), unit: 'calls/s', target: '≥ 50000 calls/s', ok: deadPerSecond >= 50_000 },
-  { metric: `one round over all ${AGENTS} agents`, value: Number(roundMs.toFixed(2)), unit: 'ms', target: `≤ ${AGENTS / 100} ms`, ok: roundMs <= AGENTS / 100 },
+  { metric: `decide() calls/s, every agent of ${AGENTS} (shared fleet index)`, value: Math.round(all.perSecond), unit: 'calls/s', target: '≥ 100000 calls/s', ok: all.perSecond >= 100_000 },
+  { metric: `decide() calls/s, dead agents only (${dead.length})`, value: Math.round(deadOnly.perSecond), unit: 'calls/s', target: '≥ 50000 calls/s', ok: deadOnly.perSecond >= 50_000 },
+  { metric: `one round over all ${AGENTS} agents (median)`, value: Number(all.median.toFixed(2)), unit: 'ms', target: `≤ ${AGENTS / 100} ms`, ok: all.median <= AGENTS / 100 },
   { metric: `createFleetIndex, ${AGENTS} agents`, value: Number(indexMs.toFixed(2)), unit: 'ms' },
-  { metric: `decide() calls/s, dead agent with a plain FleetView (indexed per call)`, value: Math.round(unindexedPerSecond), unit: 'calls/s' },
+  { metric: `decide() calls/s, dead agent with a plain FleetView (indexed per call)`, value: Math.round(unindexed.perSecond), unit: 'calls/s' },
   { metric: `validatePolicy, ${missions.length} missions + ${Object.keys(policy.agents ?? {}).length} overrides over ${AGENTS} agents`, value: Number(validateMs.toFixed(1)), unit: 'ms' },
 ];
 process.stdout.write(`BENCH_RESULT ${JSON.stringify({ title: 'decide() on a realistic fleet', rows })}\n`);

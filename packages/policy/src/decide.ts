@@ -1,7 +1,7 @@
 import { backoffState, nextBackoff } from './backoff.js';
 import { classifyFailure, type Classification } from './classify-failure.js';
 import type { AgentHealth, AgentHistory, AgentRef, ApprovalRecord, FleetView, RemedyAction } from './decide-input.js';
-import type { ApprovalRequestDraft, Decision, DecisionCommon, DecisionRule, EscalationCause, WaitCause, WaitDecision } from './decision.js';
+import type { ApprovalRequestDraft, Decision, DecisionCommon, DecisionRule, EscalationCause, NoneDecision, WaitCause, WaitDecision } from './decision.js';
 import { formatDuration } from './duration.js';
 import { PolicyError } from './errors.js';
 import { assessFleetBrake, createFleetIndex, isFleetIndex, type BrakeStatus, type FleetIndex } from './fleet-index.js';
@@ -30,6 +30,7 @@ export interface DecideOptions {
   seed?: number | string;
 }
 
+const HEALTH_RULES = { healthy: 'health.healthy', degraded: 'health.degraded', unknown: 'health.unknown' } as const;
 const HEALTH_WORDS = {
   healthy: 'is healthy',
   degraded: 'is degraded (alive; some probes failing): watching',
@@ -88,23 +89,27 @@ export function decide(options: DecideOptions): Decision {
   const ref: AgentRef = typeof options.agent === 'string' ? { name: options.agent } : options.agent;
   const policy = resolvePolicyCached(ref.mission === undefined ? { config, agent: ref.name } : { config, agent: ref.name, mission: ref.mission });
   const history = options.history ?? {};
-  const common: Omit<DecisionCommon, 'rule' | 'reason'> = { agent: ref.name, policy: policy.trace };
-  if (policy.mission !== undefined) common.mission = policy.mission;
 
   if (health.state !== 'dead') {
     const pending = history.approval?.status === 'pending' ? history.approval : undefined;
-    if (health.state === 'healthy' && pending !== undefined) {
-      return {
-        ...common,
-        action: 'none',
-        rule: 'approval.moot',
-        reason: `${ref.name} is healthy again; approval request ${pending.id} is no longer needed: cancel it`,
-        cancel_approval: pending.id,
-        approval_id: pending.id,
-      };
-    }
-    return { ...common, action: 'none', rule: `health.${health.state}`, reason: `${ref.name} ${HEALTH_WORDS[health.state]}; nothing to do` };
+    const result: NoneDecision =
+      health.state === 'healthy' && pending !== undefined
+        ? {
+            action: 'none',
+            agent: ref.name,
+            rule: 'approval.moot',
+            reason: `${ref.name} is healthy again; approval request ${pending.id} is no longer needed: cancel it`,
+            cancel_approval: pending.id,
+            approval_id: pending.id,
+            policy: policy.trace,
+          }
+        : { action: 'none', agent: ref.name, rule: HEALTH_RULES[health.state], reason: `${ref.name} ${HEALTH_WORDS[health.state]}; nothing to do`, policy: policy.trace };
+    if (policy.mission !== undefined) result.mission = policy.mission;
+    return result;
   }
+
+  const common: Omit<DecisionCommon, 'rule' | 'reason'> = { agent: ref.name, policy: policy.trace };
+  if (policy.mission !== undefined) common.mission = policy.mission;
 
   const fleet = isFleetIndex(options.fleet) ? options.fleet : createFleetIndex(options.fleet ?? { agents: [] });
   const deadSince = Math.min(health.since ?? now, now);
