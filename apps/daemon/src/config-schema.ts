@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { AgentNameSchema, CellUuidSchema, DEFAULT_CELLS_ROOT, IsolationProfileSchema, type IsolationProfile } from '@pit/cell-spec';
+import { IssuesConfigSchema, NostrConfigSchema, TelegramConfigSchema } from '@pit/notify';
+import { RoleOverridesSchema } from '@pit/mission-bus';
 import { PolicyConfigSchema } from '@pit/policy';
 import { LOG_LEVELS } from './logger.js';
 
@@ -145,12 +147,15 @@ export const CheckpointsSectionSchema = z.strictObject({
   retention: z.number().int().positive().default(24),
 });
 
-/**
- * A section validated by the package that owns it. Until that package exports its schema the
- * daemon keeps the table as written (a plain TOML table); {@link findLiteralSecrets} still
- * refuses secrets written into it.
- */
-const OwnedByPackage = z.record(z.string(), z.unknown()).optional();
+/** `[bus]`: the mission bus the daemon serves (one durable stream per mission cell). */
+export const BusSectionSchema = z.strictObject({
+  /** Serve the bus over WebSocket and publish handoffs on it. @default true */
+  enabled: z.boolean().default(true),
+  /** Where the WebSocket server listens. @default '127.0.0.1:7421' */
+  listen: ListenAddressSchema.default('127.0.0.1:7421'),
+  /** Capabilities per role, replacing the defaults role by role (@pit/mission-bus). */
+  roles: RoleOverridesSchema.optional(),
+});
 
 /** The whole `pit.toml`. */
 export const PitConfigSchema = z
@@ -160,14 +165,14 @@ export const PitConfigSchema = z
     /** Revive policy: @pit/policy's schema (defaults, missions, agents, fleet_brake, classify). */
     policy: PolicyConfigSchema.prefault({}),
     agents: z.record(AgentNameSchema, AgentConfigSchema).default({}),
-    /** @pit/notify. */
-    telegram: OwnedByPackage,
-    /** @pit/notify. */
-    nostr: OwnedByPackage,
-    /** @pit/notify. */
-    issues: OwnedByPackage,
-    /** @pit/mission-bus. */
-    bus: OwnedByPackage,
+    /** Alerts and approvals over Telegram (@pit/notify's schema). */
+    telegram: TelegramConfigSchema.optional(),
+    /** Alerts and approvals over Nostr DMs (@pit/notify's schema). */
+    nostr: NostrConfigSchema.optional(),
+    /** Death issues on GitHub or Gitea (@pit/notify's schema). */
+    issues: IssuesConfigSchema.optional(),
+    /** The missions' event streams (@pit/mission-bus). */
+    bus: BusSectionSchema.prefault({}),
     checkpoints: CheckpointsSectionSchema.prefault({}),
   });
 

@@ -146,13 +146,13 @@ describe('loadConfig', () => {
     const result = parseConfig('[agents.forge]\nargv = ["x"]\nenv = { OPENAI_API_KEY = "sk-live-123" }\n[nostr]\nprivate_key = "abc"\n', 'toml');
     expect(result.ok).toBe(false);
     if (!result.ok) {
-      expect(result.problems.map((problem) => problem.path)).toEqual(['agents.forge.env.OPENAI_API_KEY', 'nostr.private_key']);
-      expect(result.problems[0]).toMatchObject({ line: 3, column: 9 });
+      expect(result.problems[0]).toMatchObject({ path: 'agents.forge.env.OPENAI_API_KEY', line: 3, column: 9, message: expect.stringContaining('environment variable name') });
+      expect(result.problems).toContainEqual(expect.objectContaining({ path: 'nostr.private_key', line: 5, message: expect.stringContaining('private_key_env') }));
     }
   });
 
   it('names the environment variables that hold secrets', () => {
-    const result = parseConfig('[daemon.http]\ntoken_env = "TOKEN_A"\n[telegram]\ntoken_env = "TG"\n[agents.forge]\nargv = ["x"]\nenv_from = ["KEY_B"]\n', 'toml');
+    const result = parseConfig('[daemon.http]\ntoken_env = "TOKEN_A"\n[telegram]\ntoken_env = "TG"\nchat_id = 42\n[agents.forge]\nargv = ["x"]\nenv_from = ["KEY_B"]\n', 'toml');
     expect(result.ok && secretEnvNames(result.config).sort()).toEqual(['KEY_B', 'TG', 'TOKEN_A']);
   });
 
