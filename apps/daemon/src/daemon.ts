@@ -6,6 +6,7 @@ import { startHttpServer, type HttpServer } from './http.js';
 import { acquireDaemonLock, type DaemonLock } from './lock.js';
 import { createLogger, type DaemonLogger, type LoggerOptions } from './logger.js';
 import { createMetricsRegistry } from './metrics.js';
+import { createNotifier } from './notifier.js';
 import { createSupervisor, type Supervisor, type SweepReport } from './supervisor.js';
 
 /** Options of {@link runDaemon} and {@link sweepOnce}. */
@@ -88,7 +89,15 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
   let http: HttpServer | undefined;
   const startedAt = Date.now();
   try {
-    supervisor = await createSupervisor({ config: loaded.config, policyInput: loaded.policyInput, env, logger, metrics, dryRun: options.dryRun ?? false });
+    supervisor = await createSupervisor({
+      config: loaded.config,
+      policyInput: loaded.policyInput,
+      env,
+      logger,
+      metrics,
+      dryRun: options.dryRun ?? false,
+      notifier: createNotifier(loaded.config, env, logger),
+    });
     await supervisor.start();
     if (loaded.config.daemon.http.enabled) {
       http = await startHttpServer({
@@ -189,7 +198,14 @@ export async function sweepOnce(options: DaemonOptions = {}): Promise<SweepRepor
   const logger = createLogger({ level: options.logLevel ?? loaded.config.daemon.log_level, secrets: loaded.secrets, ...options.log });
   const lock = await acquireDaemonLock(loaded.config.daemon.state_dir);
   try {
-    const supervisor = await createSupervisor({ config: loaded.config, policyInput: loaded.policyInput, env, logger, dryRun: options.dryRun ?? false });
+    const supervisor = await createSupervisor({
+      config: loaded.config,
+      policyInput: loaded.policyInput,
+      env,
+      logger,
+      dryRun: options.dryRun ?? false,
+      notifier: createNotifier(loaded.config, env, logger),
+    });
     const report = await supervisor.sweep();
     await supervisor.stop({ stopAgents: false });
     return report;

@@ -41,6 +41,7 @@ import type { AgentConfig, PitConfig } from './config-schema.js';
 import { createExecutor, type AgentExit, type AgentProcess, type Executor } from './executor.js';
 import type { ApprovalDecisionBody, ApprovalDecisionResult } from './http.js';
 import { silentLogger, type Logger } from './logger.js';
+import { silentNotifier, type Notifier } from './notifier.js';
 import { LATENCY_BUCKETS_S, createMetricsRegistry, type MetricsRegistry } from './metrics.js';
 import { z } from 'zod';
 
@@ -60,6 +61,8 @@ export interface SupervisorOptions {
   executor?: Executor;
   /** The `[policy]` table as written, for @pit/policy's reference checks (agents, missions, channels it names must exist). */
   policyInput?: unknown;
+  /** Where deaths and recoveries are reported (death issues). @default nobody */
+  notifier?: Notifier;
 }
 
 /** One supervised agent in {@link FleetStatus}. */
@@ -134,6 +137,8 @@ interface Slot {
   timer?: NodeJS.Timeout;
   lastSnapshotAt: number;
   lastRule?: string;
+  /** A death of the current episode was reported to people. */
+  reported: boolean;
   scheduled: boolean;
   configJson: string;
 }
@@ -179,6 +184,12 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   let stopped = false;
   let policy = effectivePolicy(config);
   let policyInput = options.policyInput;
+  const notifier = options.notifier ?? silentNotifier;
+  const notifications = new Set<Promise<void>>();
+  const notify = (work: Promise<void>) => {
+    notifications.add(work);
+    void work.finally(() => notifications.delete(work));
+  };
 
   // Metrics.
   const probesTotal = metrics.counter('pit_probes_total', 'Probe runs by kind and outcome.', ['kind', 'ok']);
@@ -288,6 +299,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         assessor: makeAssessor(want.config, mode),
         queue: Promise.resolve(),
         lastSnapshotAt: 0,
+        reported: false,
         scheduled: false,
         configJson,
       };
@@ -518,6 +530,10 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         slot.state.last_healthy_at = iso(at);
         slot.healthy.push({ from: at });
         await event(slot, { event: 'agent_healthy' });
+        if (before === 'dead' || before === 'degraded' || slot.reported) {
+          slot.reported = false;
+          notify(notifier.recovery(slot.name, `${slot.name} is healthy again (${iso(at)})`));
+        }
       } else if (health.state === 'degraded') {
         await event(slot, { event: 'agent_degraded', reason: health.reason });
       }
@@ -589,6 +605,24 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       logger.info('decision', { agent: slot.key, action: decision.action, rule: decision.rule, reason: decision.reason });
     }
     slot.lastRule = signature;
+    if (['record_only', 'escalate', 'ask'].includes(decision.action) && !slot.reported && slot.state.health === 'dead') {
+      slot.reported = true;
+      const assessment = slot.assessor.get(slot.key);
+      notify(
+        notifier.death({
+          agent: slot.name,
+          mission: slot.cell?.manifest.mission ?? 'outside cells',
+          ...(slot.cell ? { cell: slot.cell.uuid, logPath: cellPaths(slot.cell.dir).agentLog(slot.name) } : { logPath: join(stateDir, 'logs', `${slot.name}.log`) }),
+          reason: decision.failure ? `${decision.failure.class}: ${decision.reason}` : decision.reason,
+          deadSince: new Date(slot.state.first_dead_at ? Date.parse(slot.state.first_dead_at) : at),
+          decision: { action: decision.action, reason: decision.reason },
+          probes: Object.values(assessment?.probes ?? {}).flatMap((probe) =>
+            probe.lastResult ? [{ name: probe.name, ok: probe.lastResult.ok, latencyMs: probe.lastResult.latencyMs, detail: probe.lastResult.detail, observedAt: probe.lastResult.observedAt }] : [],
+          ),
+          restarts: slot.state.restarts,
+        }),
+      );
+    }
     if (slot.timer) {
       clearTimeout(slot.timer);
       slot.timer = undefined;
@@ -887,6 +921,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       }),
     );
     await Promise.all([...cellWrites.values()]);
+    await Promise.all([...notifications]);
     const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
     sweepDuration.observe({}, durationMs / 1000);
     report.sort((a, b) => a.key.localeCompare(b.key));
@@ -946,6 +981,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     await scheduler?.stop();
     for (const slot of slots.values()) if (slot.timer) clearTimeout(slot.timer);
     await Promise.all([...slots.values()].map((slot) => slot.queue));
+    await Promise.all([...notifications]);
     if (stopOptions.stopAgents) {
       await Promise.all(
         [...slots.values()].map(async (slot) => {

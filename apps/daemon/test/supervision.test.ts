@@ -5,11 +5,15 @@ import { readCellState } from '@pit/cell-spec';
 import { createSnapshotStore } from '@pit/snapshot';
 import { createSupervisor, type Supervisor } from '../src/supervisor.js';
 import { createLogger } from '../src/logger.js';
+import { createNotifier } from '../src/notifier.js';
+// The local GitHub/Gitea issues API that @pit/notify's own tests use (the real Octokit client talks to it).
+import { startIssuesApi } from '../../../packages/notify/test/servers/issues-api.js';
 import { cleanup, makeCell, reapLater, tempDir, waitFor } from './helpers.js';
 import { AGENT, cellEvents, storyOf, testConfig } from './fleet.js';
 
 let supervisor: Supervisor | undefined;
 const started: number[] = [];
+const closers: Array<() => Promise<void>> = [];
 
 afterEach(async () => {
   if (supervisor) {
@@ -19,6 +23,7 @@ afterEach(async () => {
   }
   supervisor = undefined;
   for (const pid of started.splice(0)) reapLater(pid);
+  for (const close of closers.splice(0)) await close();
   await cleanup();
 });
 
@@ -124,9 +129,15 @@ describe('the supervision loop', () => {
     expect(files[0]!.old_sha256).not.toBe(files[0]!.new_sha256);
   });
 
-  it('does not restart an agent whose policy is never, and records why', async () => {
-    const { cell, config, policyInput } = await fleet(['forge'], '[policy.agents.forge]\nmode = "never"');
-    supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+  it('does not restart an agent whose policy is never, records why, and opens an issue on the (local) issues API', async () => {
+    const api = await startIssuesApi({ flavour: 'gitea', token: 'issues-token-1', owner: 'ops', repo: 'fleet' });
+    closers.push(() => api.close());
+    const { cell, config, policyInput } = await fleet(
+      ['forge'],
+      `[policy.agents.forge]\nmode = "never"\n[issues]\nprovider = "gitea"\nbase_url = "${api.baseUrl}"\nowner = "ops"\nrepo = "fleet"\ntoken_env = "PIT_TEST_ISSUES_TOKEN"`,
+    );
+    const env = { ...process.env, PIT_TEST_ISSUES_TOKEN: 'issues-token-1' };
+    supervisor = await createSupervisor({ config, policyInput, env, logger, notifier: createNotifier(config, env, logger) });
     await supervisor.start();
     const key = `${cell.uuid}/forge`;
     const first = await waitFor(async () => {
@@ -144,6 +155,10 @@ describe('the supervision loop', () => {
     const story = await storyOf(cell.dir, 'forge');
     expect(story).not.toContain('agent_revived');
     expect(story).toContain('decision:record_only');
+    const issue = await waitFor(() => api.issues.find((item) => item.title.startsWith('[pit] forge:')), 20_000, 'the death issue');
+    expect(issue.state).toBe('open');
+    expect(issue.body).toContain('SIGKILL');
+    expect(api.issues.filter((item) => item.title.startsWith('[pit] forge:'))).toHaveLength(1);
   });
 
   it('asks a human under policy ask, and revives the agent once the request is approved', async () => {

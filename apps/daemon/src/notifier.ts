@@ -1,0 +1,80 @@
+import { promises as fs } from 'node:fs';
+import { createIssueTracker, type IssueTracker } from '@pit/notify';
+import type { PitConfig } from './config-schema.js';
+import type { Logger } from './logger.js';
+
+/** A death, as the supervision loop tells it to people. */
+export interface DeathNotice {
+  agent: string;
+  mission: string;
+  cell?: string;
+  reason: string;
+  deadSince: Date;
+  /** What the policy decided (`record_only`, `escalate`, `ask`, …) and why. */
+  decision: { action: string; reason: string };
+  probes: Array<{ name: string; ok: boolean; latencyMs?: number; detail: string; observedAt: number }>;
+  restarts: string[];
+  /** The agent's log file, whose last lines go into the post-mortem. */
+  logPath?: string;
+}
+
+/** Where the loop sends deaths and recoveries (issues now; chat alerts through the same hooks). */
+export interface Notifier {
+  /** Opens (or comments on) the agent's death issue. Never throws: failures are logged. */
+  death(notice: DeathNotice): Promise<void>;
+  /** Comments on and closes the agent's open death issue, if any. Never throws. */
+  recovery(agent: string, note: string): Promise<void>;
+}
+
+/** A notifier that tells nobody. */
+export const silentNotifier: Notifier = { death: async () => undefined, recovery: async () => undefined };
+
+/**
+ * Builds the notifier from `[issues]`: deaths open one issue per agent on GitHub or Gitea
+ * (@pit/notify's tracker: one issue per agent, a comment per new episode), recoveries close it.
+ * Without `[issues]`, or when its token variable is unset (logged), nothing is sent.
+ */
+export function createNotifier(config: PitConfig, env: Record<string, string | undefined>, logger: Logger): Notifier {
+  let tracker: IssueTracker | undefined;
+  if (config.issues) {
+    const token = env[config.issues.token_env];
+    if (!token) logger.warn(`[issues] is configured but ${config.issues.token_env} is not set: no death issues`);
+    else tracker = createIssueTracker({ config: config.issues, token, logger });
+  }
+  if (!tracker) return silentNotifier;
+  const issues = tracker;
+  return {
+    async death(notice) {
+      try {
+        const logLines = notice.logPath ? (await fs.readFile(notice.logPath, 'utf8').catch(() => '')).split('\n').filter(Boolean).slice(-config.issues!.max_log_lines) : [];
+        const result = await issues.reportDeath({
+          agent: notice.agent,
+          mission: notice.mission,
+          ...(notice.cell ? { cell_uuid: notice.cell } : {}),
+          reason: `${notice.reason.slice(0, 300)} — ${notice.decision.action}`.slice(0, 500),
+          dead_since: notice.deadSince.toISOString(),
+          probes: notice.probes.map((probe) => ({
+            name: probe.name,
+            ok: probe.ok,
+            ...(probe.latencyMs !== undefined ? { latency_ms: probe.latencyMs } : {}),
+            detail: probe.detail.slice(0, 2000),
+            observed_at: new Date(probe.observedAt).toISOString(),
+          })),
+          restarts: notice.restarts.slice(-20).map((at) => ({ at, outcome: 'restarted' })),
+          log_lines: logLines,
+        });
+        logger.info('death issue reported', { agent: notice.agent, issue: result.url });
+      } catch (error) {
+        logger.error('cannot report the death issue', { agent: notice.agent, error: error instanceof Error ? error.message : String(error) });
+      }
+    },
+    async recovery(agent, note) {
+      try {
+        const closed = await issues.reportRecovery({ agent, note });
+        if (closed) logger.info('death issue closed', { agent, issue: closed.url });
+      } catch (error) {
+        logger.error('cannot close the death issue', { agent, error: error instanceof Error ? error.message : String(error) });
+      }
+    },
+  };
+}
