@@ -212,7 +212,7 @@ export function createNostrChannel(options: NostrChannelOptions): NostrChannel {
         });
         return;
       }
-      void handleMessage({
+      dispatchMessage({
         sender: opened.sender,
         content: opened.rumor.content,
         createdAt: opened.rumor.created_at,
@@ -241,7 +241,7 @@ export function createNostrChannel(options: NostrChannelOptions): NostrChannel {
         });
         return;
       }
-      void handleMessage({
+      dispatchMessage({
         sender: event.pubkey,
         content,
         createdAt: event.created_at,
@@ -249,6 +249,12 @@ export function createNostrChannel(options: NostrChannelOptions): NostrChannel {
         eventId: event.id,
       });
     }
+  }
+
+  function dispatchMessage(message: Parameters<typeof handleMessage>[0]): void {
+    handleMessage(message).catch((error: unknown) => {
+      logger.error(`nostr: failed to handle message ${message.eventId}: ${describeError(error)}`);
+    });
   }
 
   async function handleMessage(message: {
