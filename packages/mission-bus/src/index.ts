@@ -52,6 +52,7 @@ export {
   type MissionInfo,
   type ParticipantConfig,
 } from './config.js';
+export { JSON_SCHEMAS, toJsonSchemas } from './json-schemas.js';
 export { hashToken, createToken, tokenMatches } from './tokens.js';
 export { ResumePacketSchema, ParticipantInfoSchema, type ResumePacket, type ParticipantInfo } from './resume-packet.js';
 export { inboxFileName, isDirectEvent, type DirectEvent } from './inbox.js';

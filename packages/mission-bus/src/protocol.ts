@@ -22,6 +22,8 @@ export const BUS_CLOSE_CODES = Object.freeze({
   goingAway: 1001,
   /** A frame exceeded the server's `maxFrameBytes` (set by ws). */
   tooBig: 1009,
+  /** The mission's bus is closed or failed; try again later. */
+  tryAgainLater: 1013,
   /** The subscriber fell too far behind; reconnect and resume from the last sequence seen. */
   slowConsumer: 4008,
   /** The mission is no longer served here. */

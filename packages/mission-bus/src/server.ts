@@ -90,6 +90,8 @@ interface ServerContext {
   readonly options: Required<Omit<BusServerOptions, 'buses' | 'logger'>>;
   readonly logger: BusLogger;
   readonly buses: Map<string, MissionBus>;
+  /** The connections subscribed to each bus, for live delivery. */
+  readonly subscribers: Map<MissionBus, Set<Connection>>;
   readonly stats: BusServerStats;
   closing: boolean;
 }
@@ -211,7 +213,12 @@ class Connection {
       return;
     }
     const bus = this.context.buses.get(frame.mission);
-    if (!bus || bus.closed || !bus.authenticate(frame.participant, frame.token)) {
+    if (bus?.closed) {
+      this.sendError(ref, 'BUS_CLOSED', `hello: mission ${frame.mission}: the bus is closed; try again later`);
+      this.ws.close(BUS_CLOSE_CODES.tryAgainLater, 'bus closed');
+      return;
+    }
+    if (!bus || !bus.authenticate(frame.participant, frame.token)) {
       bus?.recordAuthFailure(frame.participant, 'bad token');
       this.context.logger.warn('bus server: authentication failed', { mission: frame.mission, participant: frame.participant });
       this.sendError(ref, 'BUS_UNAUTHENTICATED', `hello: mission ${frame.mission}, participant ${frame.participant}: unknown mission or bad token`);
@@ -311,6 +318,7 @@ class Connection {
       throw new BusError('BUS_INVALID', `subscribe: after: ${frame.after} is beyond the end of the stream (${bus.head}); the server has fewer events than the client saw`);
     }
     this.subscription = { ref: frame.ref, cursor: frame.after, reading: false, stalledSince: undefined, poll: undefined };
+    this.context.subscribers.get(bus)?.add(this);
     this.sendJson({ type: 'subscribed', ref: frame.ref, after: frame.after, head: bus.head });
     this.pump();
   }
@@ -320,6 +328,7 @@ class Connection {
     if (!subscription) return;
     if (subscription.poll) clearInterval(subscription.poll);
     this.subscription = undefined;
+    if (this.bus) this.context.subscribers.get(this.bus)?.delete(this);
   }
 
   /**
@@ -433,6 +442,7 @@ export async function createBusServer(options: BusServerOptions = {}): Promise<B
     },
     logger: options.logger ?? silentLogger,
     buses: new Map(),
+    subscribers: new Map(),
     stats: { connections: 0, peakBufferedBytes: 0, slowConsumersDisconnected: 0, badFrames: 0 },
     closing: false,
   };
@@ -442,10 +452,12 @@ export async function createBusServer(options: BusServerOptions = {}): Promise<B
   const addBus = (bus: MissionBus): void => {
     if (context.buses.has(bus.mission.id)) throw new BusError('BUS_CONFLICT', `addBus: mission ${bus.mission.id} is already served`);
     context.buses.set(bus.mission.id, bus);
+    const subscribers = new Set<Connection>();
+    context.subscribers.set(bus, subscribers);
     unsubscribers.set(
       bus.mission.id,
       bus.onStored(() => {
-        for (const connection of connections) if (connection.bus === bus && connection.subscription) connection.pump();
+        for (const connection of subscribers) connection.pump();
       }),
     );
   };
@@ -506,6 +518,7 @@ export async function createBusServer(options: BusServerOptions = {}): Promise<B
       const bus = context.buses.get(missionId);
       if (!bus) return;
       context.buses.delete(missionId);
+      context.subscribers.delete(bus);
       unsubscribers.get(missionId)?.();
       unsubscribers.delete(missionId);
       for (const connection of connections) if (connection.bus === bus) connection.ws.close(BUS_CLOSE_CODES.missionGone, `mission ${missionId} is no longer served`);
