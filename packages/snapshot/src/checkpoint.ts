@@ -122,6 +122,8 @@ export async function createCheckpoint(cell: string, options: CreateCheckpointOp
       cwd: paths.workspace,
       gzip: { level },
       strict: true,
+      // Bounded reads keep memory flat (the default reads up to 16 MiB of a large file at once).
+      maxReadSize: 64 * 1024,
       filter: (path: string, stat: Stats | unknown) => {
         const info = stat as Stats;
         const relative = path.replace(/^\.\/?/, '');

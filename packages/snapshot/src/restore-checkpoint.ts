@@ -1,6 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream, promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import { appendEvent, cellPaths, fsyncDir, type AnyCellEvent } from '@pit/cell-spec';
 import { ArchiveEntryChecker, type EntryProblem } from './archive-entry.js';
 import { readCheckpoint, withCheckpointLock, listCheckpoints, type Checkpoint } from './checkpoint.js';
@@ -75,17 +78,34 @@ export async function recoverWorkspace(cell: string, logger: Logger = silentLogg
   }
 }
 
-interface EntryHeader {
-  path: string;
-  type: string;
-  size: number;
-  linkpath?: string;
-  mode?: number;
+
+/** Writes `source` into a node-tar stream, honouring its backpressure, then ends it. */
+async function feed(source: AsyncIterable<Buffer>, target: { write(chunk: Buffer): boolean; end(): unknown; once(event: 'drain', listener: () => void): unknown }, stopped: Promise<void>): Promise<void> {
+  for await (const chunk of source) {
+    if (!target.write(chunk)) await Promise.race([new Promise<void>((resolve) => target.once('drain', () => resolve())), stopped]);
+  }
+  target.end();
+}
+
+/**
+ * The archive's plain tar bytes from the caller's descriptor (never closed here), counting
+ * and hashing the compressed bytes on the way. Decompression is a Node zlib stream so that
+ * backpressure reaches the file (node-tar's own gunzip does not wait for a slow consumer).
+ */
+function tarStream(handle: fs.FileHandle, onCompressed?: (chunk: Buffer) => void): { file: NodeJS.ReadableStream; stages: NodeJS.ReadWriteStream[] } {
+  const file = createReadStream('', { fd: handle.fd, autoClose: false, start: 0, highWaterMark: 64 * 1024 });
+  const tap = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      onCompressed?.(chunk);
+      callback(null, chunk);
+    },
+  });
+  return { file, stages: [tap, createGunzip()] };
 }
 
 /**
  * One read of the archive: its sha256, and every entry checked by `checker` (nothing is
- * written). Stops at the first hostile entry.
+ * written). Stops checking at the first hostile entry but always hashes to the end.
  */
 async function hashAndCheck(handle: fs.FileHandle, checker: ArchiveEntryChecker): Promise<{ sha256: string; bytes: number; problem?: EntryProblem; damage?: unknown }> {
   const { Parser } = await import('tar');
@@ -95,33 +115,44 @@ async function hashAndCheck(handle: fs.FileHandle, checker: ArchiveEntryChecker)
   let damage: unknown;
   const parser = new Parser({
     strict: true,
-    maxDecompressionRatio: Infinity,
     filter: (_path, entry) => {
-      if (problem !== undefined) return false;
-      problem = checker.check(entry as unknown as EntryHeader);
+      if (problem === undefined) problem = checker.check(entry as unknown as EntryHeader);
       return false;
     },
   });
-  const ended = new Promise<void>((resolve) => {
+  const stopped = new Promise<void>((resolve) => {
     parser.on('end', () => resolve());
     parser.on('error', (error: unknown) => {
       damage ??= error;
       resolve();
     });
   });
-  const stream = createReadStream('', { fd: handle.fd, autoClose: false, start: 0, highWaterMark: 1024 * 1024 });
-  // The stream reads the caller's descriptor: it is never destroyed (that would close it).
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
+  const { file, stages } = tarStream(handle, (chunk) => {
     hash.update(chunk);
     bytes += chunk.length;
-    if (problem !== undefined || damage !== undefined) continue;
-    if (!parser.write(chunk)) await Promise.race([new Promise((resolve) => parser.once('drain', resolve)), ended]);
-  }
-  if (problem === undefined && damage === undefined) {
-    parser.end();
-    await ended;
+  });
+  try {
+    await pipeline(file, ...stages, async (source: AsyncIterable<Buffer>) => {
+      await feed(source, parser, stopped);
+      await stopped;
+    });
+  } catch (error) {
+    damage ??= error;
+    // Hash the rest, so that a damaged archive is reported as not matching its manifest.
+    for await (const chunk of createReadStream('', { fd: handle.fd, autoClose: false, start: bytes, highWaterMark: 64 * 1024 }) as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      bytes += chunk.length;
+    }
   }
   return { sha256: hash.digest('hex'), bytes, problem, damage };
+}
+
+interface EntryHeader {
+  path: string;
+  type: string;
+  size: number;
+  linkpath?: string;
+  mode?: number;
 }
 
 /**
@@ -132,45 +163,37 @@ async function extract(handle: fs.FileHandle, staging: string, checker: ArchiveE
   const { Unpack } = await import('tar');
   let problem: EntryProblem | undefined;
   let failure: unknown;
-  const source = createReadStream('', { fd: handle.fd, autoClose: false, start: 0, highWaterMark: 1024 * 1024 });
-  await new Promise<void>((resolve) => {
-    let settled = false;
-    const finish = () => {
-      if (settled) return;
-      settled = true;
-      // Never destroyed: that would close the caller's descriptor.
-      source.unpipe();
-      source.pause();
-      resolve();
-    };
-    const unpack = new Unpack({
-      cwd: staging,
-      strict: false,
-      preserveOwner: false,
-      chmod: true,
-      processUmask: 0,
-      // Limits are enforced from the headers (a large zero-filled file compresses ~1000:1 legitimately).
-      maxDecompressionRatio: Infinity,
-      filter: (_path, entry) => {
-        if (problem !== undefined || failure !== undefined) return false;
-        problem = checker.check(entry as unknown as EntryHeader);
-        return problem === undefined;
-      },
-    });
-    unpack.on('warn', (code: string, message: string, data: { code?: string } & Record<string, unknown>) => {
-      failure ??= Object.assign(new Error(`${code}: ${message}`), { code: data.code ?? code });
-    });
+  const unpack = new Unpack({
+    cwd: staging,
+    strict: false,
+    preserveOwner: false,
+    chmod: true,
+    processUmask: 0,
+    filter: (_path, entry) => {
+      if (problem !== undefined || failure !== undefined) return false;
+      problem = checker.check(entry as unknown as EntryHeader);
+      return problem === undefined;
+    },
+  });
+  unpack.on('warn', (code: string, message: string, data: { code?: string } & Record<string, unknown>) => {
+    failure ??= Object.assign(new Error(`${code}: ${message}`), { code: data.code ?? code });
+  });
+  const closed = new Promise<void>((resolve) => {
+    unpack.on('close', () => resolve());
     unpack.on('error', (error: unknown) => {
       failure ??= error;
-      finish();
+      resolve();
     });
-    unpack.on('close', finish);
-    source.on('error', (error) => {
-      failure ??= error;
-      finish();
-    });
-    source.pipe(unpack as unknown as NodeJS.WritableStream);
   });
+  const { file, stages } = tarStream(handle);
+  try {
+    await pipeline(file, ...stages, async (source: AsyncIterable<Buffer>) => {
+      await feed(source, unpack, closed);
+      await closed;
+    });
+  } catch (error) {
+    failure ??= error;
+  }
   if (problem !== undefined) throw new SnapshotError(problem.code, problem.message);
   if (failure !== undefined) throw failure;
 }
