@@ -6,6 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createProbeScheduler, GatewayHealthSchema, httpProbe, type ProbeEvent } from '@pit/probes';
@@ -85,5 +86,6 @@ const rows = [
   { metric: 'first round (as agents are added)', value: Math.round(firstRoundMs), unit: 'ms', target: '≤ 2000 ms', ok: firstRoundMs <= 2_000 },
   { metric: 'live targets judged ok', value: ok, unit: 'targets', target: `= ${TARGETS - HUNG}`, ok: ok === TARGETS - HUNG },
   { metric: 'hung targets judged timed out', value: timedOut, unit: 'targets', target: `= ${HUNG}`, ok: timedOut === HUNG },
+  { metric: 'machine load average (1 min, 2 cores shared) at the end', value: Math.round((loadavg()[0] ?? 0) * 10) / 10, unit: '', target: '—', ok: true },
 ];
 process.stdout.write(`BENCH_RESULT ${JSON.stringify({ title: `@pit/probes: HTTP probe round over ${TARGETS} loopback targets`, rows })}\n`);
