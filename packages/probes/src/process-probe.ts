@@ -11,8 +11,18 @@ import { describeError, parseTarget, runProbe, type ProbeOptions, type ProbeResu
  * spawn) the process must also be the same one, so a recycled pid is not mistaken for the agent.
  */
 export type ProcessTarget =
-  | { pid: number; startTime?: number }
-  | { pidFile: string; startTime?: number }
+  | {
+      /** The process id. */
+      pid: number;
+      /** Its start time recorded at spawn (clock ticks since boot); a different one means the pid was recycled. */
+      startTime?: number;
+    }
+  | {
+      /** A file holding the pid (decimal, optional trailing newline). */
+      pidFile: string;
+      /** As for `pid`: the start time recorded at spawn. */
+      startTime?: number;
+    }
   | {
       /** A RegExp, or a string taken as RegExp source, matched against argv joined by spaces (like `pgrep -f`). */
       pattern: RegExp | string;
