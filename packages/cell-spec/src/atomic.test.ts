@@ -1,10 +1,10 @@
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdir, readdir, readFile, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { makeTempDir, removeTempDirs } from './__fixtures__/helpers.js';
-import { parseJsonWith, readFileSafe, readJsonFile, removeStaleTemps, writeFileAtomic, writeJsonAtomic } from './atomic.js';
+import { parseJsonWith, readFileSafe, readFileSafeSync, readJsonFile, removeStaleTemps, writeFileAtomic, writeJsonAtomic } from './atomic.js';
 
 afterEach(removeTempDirs);
 
@@ -36,15 +36,23 @@ describe('writeFileAtomic', () => {
 });
 
 describe('readFileSafe and readJsonFile', () => {
-  it('refuses a directory, a symlink and an oversized file', async () => {
+  it.each([
+    ['readFileSafe', readFileSafe],
+    ['readFileSafeSync', async (path: string, options?: { maxBytes?: number }) => readFileSafeSync(path, options)],
+  ] as const)('%s refuses a directory, a symlink, a FIFO and an oversized file', async (_name, read) => {
     const dir = await makeTempDir();
     await mkdir(join(dir, 'd'));
     await writeFile(join(dir, 'big'), 'x'.repeat(2000));
+    await writeFile(join(dir, 'empty'), '');
     await symlink(join(dir, 'big'), join(dir, 'link'));
-    await expect(readFileSafe(join(dir, 'd'))).rejects.toMatchObject({ code: 'CELL_UNSAFE_PATH', message: expect.stringContaining('found a directory') });
-    await expect(readFileSafe(join(dir, 'link'))).rejects.toMatchObject({ code: 'CELL_UNSAFE_PATH' });
-    await expect(readFileSafe(join(dir, 'big'), { maxBytes: 1000 })).rejects.toMatchObject({ code: 'CELL_TOO_LARGE' });
-    expect((await readFileSafe(join(dir, 'big'), { maxBytes: 2000 })).length).toBe(2000);
+    execFileSync('mkfifo', [join(dir, 'fifo')]);
+    await expect(read(join(dir, 'd'))).rejects.toMatchObject({ code: 'CELL_UNSAFE_PATH', message: expect.stringContaining('found a directory') });
+    await expect(read(join(dir, 'link'))).rejects.toMatchObject({ code: 'CELL_UNSAFE_PATH' });
+    await expect(read(join(dir, 'fifo'))).rejects.toMatchObject({ code: 'CELL_UNSAFE_PATH', message: expect.stringContaining('found a FIFO') });
+    await expect(read(join(dir, 'big'), { maxBytes: 1000 })).rejects.toMatchObject({ code: 'CELL_TOO_LARGE' });
+    await expect(read(join(dir, 'missing'))).rejects.toMatchObject({ code: 'CELL_NOT_FOUND' });
+    expect((await read(join(dir, 'big'), { maxBytes: 2000 })).toString()).toBe('x'.repeat(2000));
+    expect((await read(join(dir, 'empty'))).length).toBe(0);
   });
 
   it('names the file and every bad field', async () => {
