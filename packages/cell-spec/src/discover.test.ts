@@ -86,6 +86,10 @@ describe('discoverCells', () => {
     expect(reasons[join(root, UUID(9), 'cell.json')]).toMatch(/symbolic link; refused/);
     expect(reasons[join(root, 'notes')]).toMatch(/version-4 UUID/);
     expect(found.ignored.map((ignored) => ignored.path)).toEqual([join(root, `.destroying-${UUID(11)}.abcd`), join(root, `.provisioning-${UUID(10)}.abcd`)]);
+    // Reading through the thread pool finds exactly the same, in the same order.
+    expect(await discoverCells(root, { sliceMs: 0, concurrency: 3 })).toEqual(found);
+    // So do time slices so short that every manifest gets a slice of its own.
+    expect(await discoverCells(root, { sliceMs: 0.0001 })).toEqual(found);
   });
 
   it('treats a missing root as empty and reports an unreadable one', async () => {
