@@ -1,24 +1,16 @@
+import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { userInfo } from 'node:os';
-import { resolve } from 'node:path';
 import { DEFAULT_CELLS_ROOT } from '@pit/cell-spec';
 import { createCell, listCells, moveCell, removeCell, type CellsContext } from './commands/cells.js';
+import { configCheck } from './commands/config-check.js';
+import { daemon, sweep } from './commands/daemon.js';
 import { heartbeat } from './commands/heartbeat.js';
+import { status } from './commands/status.js';
 import { why } from './commands/why.js';
+import { createContext, type CliEnvironment, type GlobalOptions } from './context.js';
 import { EXIT_CODES_HELP } from './exit-codes.js';
-import type { Output } from './output.js';
 
-/** What a command needs from its environment (injected so tests can run commands in-process). */
-export interface CliEnvironment {
-  output: Output;
-  env: NodeJS.ProcessEnv;
-  cwd: string;
-}
-
-interface GlobalOptions {
-  config?: string;
-  cellsRoot?: string;
-}
+export type { CliEnvironment };
 
 /** Builds the `pit` program. Each action resolves to an exit code stored in `result.code`. */
 export function buildProgram(environment: CliEnvironment, result: { code: number }): Command {
@@ -31,17 +23,42 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .exitOverride()
     .configureOutput({ writeOut: (text) => environment.output.out(text), writeErr: (text) => environment.output.err(text) });
 
-  const cellsContext = (): CellsContext => {
-    const globals = program.opts<GlobalOptions>();
-    return {
-      cellsRoot: resolve(environment.cwd, globals.cellsRoot ?? DEFAULT_CELLS_ROOT),
-      output: environment.output,
-      actor: environment.env.USER ?? safeUser(),
-    };
-  };
+  const context = createContext(environment, () => program.opts<GlobalOptions>());
+  const cellsContext = async (): Promise<CellsContext> => ({ cellsRoot: await context.cellsRoot(), output: context.output, actor: context.actor });
   const run = (work: () => Promise<number>) => async () => {
     result.code = await work();
   };
+
+  program
+    .command('daemon')
+    .description('run the supervision loop in the foreground (logs to stderr: JSON lines, pretty on a TTY); SIGHUP reloads the config, SIGTERM stops it and leaves the agents running')
+    .option('--dry-run', 'decide and record, but start, stop and roll back nothing')
+    .option('--stop-agents-on-exit', 'stop every agent when the daemon stops')
+    .option('--listen <host:port>', "override [daemon.http].listen")
+    .option('--log-level <level>', 'debug, info, warn or error')
+    .action((options: { dryRun?: boolean; stopAgentsOnExit?: boolean; listen?: string; logLevel?: string }) => run(() => daemon(context, options))());
+
+  program
+    .command('sweep')
+    .description('one full check of every agent and the actions it calls for, then exit (for cron); exit 0 when every agent is healthy, 1 otherwise')
+    .option('--once', 'required: run one sweep')
+    .option('--dry-run', 'decide and record, but start, stop and roll back nothing')
+    .option('--json', 'print the sweep report as JSON')
+    .action((options: { once?: boolean; dryRun?: boolean; json?: boolean }) => run(() => sweep(context, options))());
+
+  program
+    .command('status')
+    .description('cells and agents: health, heartbeat age, restarts, backoff, pending approval (from persisted state when no daemon runs); exit 1 when an agent is dead')
+    .option('--json', 'print JSON')
+    .action((options: { json?: boolean }) => run(() => status(context, options))());
+
+  program
+    .command('config')
+    .description('inspect the configuration')
+    .command('check')
+    .description('validate the config (every problem at once) and print the resolved policy of every agent, with where each value came from')
+    .option('--json', 'print JSON')
+    .action((options: { json?: boolean }) => run(() => configCheck(context, options))());
 
   program
     .command('cells')
@@ -50,7 +67,7 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .description('list the supervised (active and frozen) cells, and every problem found under the root')
     .option('--all', 'include provisioning and archived cells')
     .option('--json', 'print JSON')
-    .action((options: { all?: boolean; json?: boolean }) => run(() => listCells(cellsContext(), options))());
+    .action((options: { all?: boolean; json?: boolean }) => run(async () => listCells(await cellsContext(), options))());
 
   const cell = program.command('cell').description('create and move mission cells through their lifecycle');
   cell
@@ -61,7 +78,7 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .option('--name <name>', 'a short name for the cell')
     .option('--isolation <level>', 'isolation level 1, 2 or 3')
     .option('--json', 'print JSON')
-    .action((options: { mission: string; agent?: string[]; name?: string; isolation?: string; json?: boolean }) => run(() => createCell(cellsContext(), options))());
+    .action((options: { mission: string; agent?: string[]; name?: string; isolation?: string; json?: boolean }) => run(async () => createCell(await cellsContext(), options))());
   for (const [action, summary] of [
     ['freeze', 'freeze an active cell (still supervised, agents not revived)'],
     ['resume', 'make a frozen cell active again'],
@@ -72,14 +89,14 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
       .description(summary)
       .argument('<uuid>', 'the cell')
       .option('--reason <text>', 'recorded in the event log')
-      .action((uuid: string, options: { reason?: string }) => run(() => moveCell(cellsContext(), action, uuid, options))());
+      .action((uuid: string, options: { reason?: string }) => run(async () => moveCell(await cellsContext(), action, uuid, options))());
   }
   cell
     .command('destroy')
     .description('delete an archived cell and everything inside it (never anything outside)')
     .argument('<uuid>', 'the cell')
     .option('--force', 'destroy a cell that is not archived')
-    .action((uuid: string, options: { force?: boolean }) => run(() => removeCell(cellsContext(), uuid, options))());
+    .action((uuid: string, options: { force?: boolean }) => run(async () => removeCell(await cellsContext(), uuid, options))());
 
   program
     .command('heartbeat')
@@ -90,7 +107,7 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .option('--cycle <n>', 'work cycle counter (default: previous + 1)')
     .option('--pid <pid>', "the agent's pid (default: the calling shell's)")
     .option('--model <model>', 'the model the agent is using')
-    .action((options: { cell: string; agent: string; status?: string; cycle?: string; pid?: string; model?: string }) => run(() => heartbeat(cellsContext(), options))());
+    .action((options: { cell: string; agent: string; status?: string; cycle?: string; pid?: string; model?: string }) => run(async () => heartbeat(await cellsContext(), options))());
 
   program
     .command('why')
@@ -98,7 +115,7 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .argument('<agent>', 'the agent')
     .option('--last <n>', 'how many incidents', '3')
     .option('--json', 'print JSON')
-    .action((agent: string, options: { json?: boolean; last?: string }) => run(() => why(cellsContext(), agent, options))());
+    .action((agent: string, options: { json?: boolean; last?: string }) => run(async () => why({ ...(await cellsContext()), extraLogs: [join((await context.config()).config.daemon.state_dir, 'logs', 'events.jsonl')] }, agent, options))());
 
   return program;
 }
@@ -106,14 +123,6 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
 /** Collects a repeatable option into a list. */
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
-}
-
-function safeUser(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return 'unknown';
-  }
 }
 
 export { CommanderError };
