@@ -26,7 +26,8 @@ const PACKAGE_DIR = join(import.meta.dirname, '..');
 const BUNDLE = join(PACKAGE_DIR, 'node_modules', '.cache', 'pit-bench', 'checkpoint-child.mjs');
 
 async function bundleChild(): Promise<void> {
-  const esbuild = createRequire(createRequire(import.meta.url).resolve('tsx'))('esbuild') as typeof import('esbuild');
+  // esbuild as tsx's own dependency (no extra dependency for a benchmark).
+  const esbuild = createRequire(createRequire(import.meta.url).resolve('tsx'))('esbuild') as { build(options: Record<string, unknown>): Promise<unknown> };
   await esbuild.build({
     entryPoints: [join(import.meta.dirname, 'checkpoint-child.ts')],
     outfile: BUNDLE,

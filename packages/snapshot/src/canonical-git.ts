@@ -36,7 +36,6 @@ function checkSource(source: CanonicalSource): string {
     throw new SnapshotError('SNAPSHOT_INVALID', `canonical.repository: ${JSON.stringify(source.repository)} must be an absolute path`);
   }
   const ref = source.ref ?? 'HEAD';
-  // eslint-disable-next-line no-control-regex
   if (ref === '' || ref.startsWith('-') || /[\s:\x00-\x1f\x7f]/.test(ref)) {
     throw new SnapshotError('SNAPSHOT_INVALID', `canonical.ref: ${JSON.stringify(ref)} must be a commit, branch or tag name (no leading "-", spaces or ":")`);
   }

@@ -5,7 +5,6 @@ import { cellPaths, provisionCell, readEvents } from '@pit/cell-spec';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeTempDir, readTree } from '../test/helpers.js';
 import { createCheckpoint, listCheckpoints, pruneCheckpoints } from './checkpoint.js';
-import type { SnapshotError } from './errors.js';
 import { sha256 } from './files.js';
 import { restoreCheckpoint } from './restore-checkpoint.js';
 

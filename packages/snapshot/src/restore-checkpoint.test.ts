@@ -120,7 +120,8 @@ describe('restoreCheckpoint with a damaged archive', () => {
   it('refuses a tampered archive (same size, different hash)', async () => {
     const { archive, bytes } = await realCheckpoint();
     const tampered = Buffer.from(bytes);
-    tampered[Math.floor(tampered.length / 2)] ^= 0xff;
+    const middle = Math.floor(tampered.length / 2);
+    tampered.writeUInt8(tampered.readUInt8(middle) ^ 0xff, middle);
     await fs.writeFile(archive, tampered);
     const error = (await restoreCheckpoint(cell).catch((caught: unknown) => caught)) as SnapshotError;
     expect(error.code).toBe('SNAPSHOT_CORRUPT');

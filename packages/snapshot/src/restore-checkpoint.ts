@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, createReadStream, promises as fs } from 'node:fs';
+import { constants, createReadStream, promises as fs, type ReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
+import { createGunzip, type Gunzip } from 'node:zlib';
 import { appendEvent, cellPaths, fsyncDir, type AnyCellEvent } from '@pit/cell-spec';
 import { ArchiveEntryChecker, type EntryProblem } from './archive-entry.js';
 import { readCheckpoint, withCheckpointLock, listCheckpoints, type Checkpoint } from './checkpoint.js';
@@ -92,7 +92,7 @@ async function feed(source: AsyncIterable<Buffer>, target: { write(chunk: Buffer
  * and hashing the compressed bytes on the way. Decompression is a Node zlib stream so that
  * backpressure reaches the file (node-tar's own gunzip does not wait for a slow consumer).
  */
-function tarStream(handle: fs.FileHandle, onCompressed?: (chunk: Buffer) => void): { file: NodeJS.ReadableStream; stages: NodeJS.ReadWriteStream[] } {
+function tarStream(handle: fs.FileHandle, onCompressed?: (chunk: Buffer) => void): { file: ReadStream; tap: Transform; gunzip: Gunzip } {
   const file = createReadStream('', { fd: handle.fd, autoClose: false, start: 0, highWaterMark: 64 * 1024 });
   const tap = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
@@ -100,7 +100,7 @@ function tarStream(handle: fs.FileHandle, onCompressed?: (chunk: Buffer) => void
       callback(null, chunk);
     },
   });
-  return { file, stages: [tap, createGunzip()] };
+  return { file, tap, gunzip: createGunzip() };
 }
 
 /**
@@ -127,12 +127,12 @@ async function hashAndCheck(handle: fs.FileHandle, checker: ArchiveEntryChecker)
       resolve();
     });
   });
-  const { file, stages } = tarStream(handle, (chunk) => {
+  const { file, tap, gunzip } = tarStream(handle, (chunk) => {
     hash.update(chunk);
     bytes += chunk.length;
   });
   try {
-    await pipeline(file, ...stages, async (source: AsyncIterable<Buffer>) => {
+    await pipeline(file, tap, gunzip, async (source: AsyncIterable<Buffer>) => {
       await feed(source, parser, stopped);
       await stopped;
     });
@@ -185,9 +185,9 @@ async function extract(handle: fs.FileHandle, staging: string, checker: ArchiveE
       resolve();
     });
   });
-  const { file, stages } = tarStream(handle);
+  const { file, tap, gunzip } = tarStream(handle);
   try {
-    await pipeline(file, ...stages, async (source: AsyncIterable<Buffer>) => {
+    await pipeline(file, tap, gunzip, async (source: AsyncIterable<Buffer>) => {
       await feed(source, unpack, closed);
       await closed;
     });

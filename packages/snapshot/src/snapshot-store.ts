@@ -317,9 +317,9 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
         const previousHistory = before?.history.filter((item) => item.set !== hash) ?? [];
         const history = [{ set: hash, at }, ...previousHistory].slice(0, context.keep);
         await writePointer(paths, { version: 1, agent, current: hash, history });
-        if (history.length < previousHistory.length + 1 || (before !== undefined && !before.history.every((item) => history.some((kept) => kept.set === item.set)))) {
-          await gcLocked(agent, paths);
-        }
+        // Objects are removed only after the new pointer is in place.
+        const dropped = (before?.history ?? []).some((item) => !history.some((kept) => kept.set === item.set));
+        if (dropped) await gcLocked(agent, paths);
         cache.pointerKey = undefined;
         context.logger.info('snapshot: saved last known good', { agent, set: hash, previous: before?.current ?? null, files: scan.entries.length });
         return { status: 'saved', agent, set: hash, previous: before?.current ?? null, files: summary(scan.entries), dir: paths.dir };
