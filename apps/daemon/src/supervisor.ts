@@ -36,6 +36,7 @@ import {
 } from '@pit/probes';
 import { createSnapshotStore, listCheckpoints, restoreCheckpoint, createCheckpoint, pruneCheckpoints, type CanonicalSource, type SnapshotStore } from '@pit/snapshot';
 import { composeAgentEnv } from './agent-env.js';
+import { publishHandoff } from './handoff.js';
 import { openApprovalStore, type ApprovalStore, type StoredApproval } from './approvals.js';
 import type { AgentConfig, PitConfig } from './config-schema.js';
 import { createExecutor, type AgentExit, type AgentProcess, type Executor } from './executor.js';
@@ -173,6 +174,8 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   const approvals: ApprovalStore = await openApprovalStore(stateDir);
   const metrics = options.metrics ?? createMetricsRegistry();
   const slots = new Map<string, Slot>();
+  /** Substitutes being set up: discovery must not start them before their handoff exists. */
+  const heldBack = new Set<string>();
   const problems: string[] = [];
   const processTable = createProcessTable({ maxAgeMs: 1000 });
   const historyPath = join(stateDir, 'history.json');
@@ -267,7 +270,15 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     return { wanted, discovery };
   };
 
-  const sync = async (mode: 'loop' | 'sweep') => {
+  /** Discovery runs one at a time (timer, root watcher, reloads and substitutions all call it). */
+  let syncing: Promise<void> = Promise.resolve();
+  const sync = (mode: 'loop' | 'sweep') => {
+    const next = syncing.then(() => syncNow(mode));
+    syncing = next.catch(() => undefined);
+    return next;
+  };
+  const syncNow = async (mode: 'loop' | 'sweep') => {
+    if (stopped) return;
     const { wanted, discovery } = await desiredSlots();
     const persisted = new Map<string, CellState>();
     for (const cell of discovery.supervised) persisted.set(cell.dir, await readCellState(cell.dir).catch(() => emptyState()));
@@ -338,7 +349,8 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       return;
     }
     if (firstSight && canStart(slot) && slot.cell?.manifest.status !== 'frozen') {
-      await startAgent(slot, { reason: 'first start', attempt: 0, initial: true });
+      // A substitute being set up is started by the substitution itself, with its handoff.
+      if (!heldBack.has(slot.key)) await startAgent(slot, { reason: 'first start', attempt: 0, initial: true });
     }
   };
 
@@ -586,15 +598,25 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     });
   };
 
-  const fleetView = (): FleetView => ({
-    agents: [...slots.values()].map((slot) => ({
+  const fleetView = (): FleetView => {
+    const agents: FleetView['agents'][number][] = [...slots.values()].map((slot) => ({
       name: slot.name,
       state: slot.state.health,
       ...(slot.state.since ? { since: Date.parse(slot.state.since) } : {}),
-      ...(slot.cell ? {} : {}),
-    })),
-    restarts: history.fleet_restarts,
-  });
+    }));
+    for (const slot of slots.values()) {
+      if (slot.state.substituted_by) {
+        const index = agents.findIndex((agent) => agent.name === slot.state.substituted_by);
+        if (index !== -1) agents[index] = { ...agents[index]!, substituting_for: slot.name };
+      }
+    }
+    // A configured local agent that runs nowhere yet is a standby: it can be started in a dead agent's cell.
+    const present = new Set(agents.map((agent) => agent.name));
+    for (const [name, agentConfig] of Object.entries(config.agents)) {
+      if (!present.has(name) && agentConfig.argv && agentConfig.host === 'local' && agentConfig.cell === undefined) agents.push({ name, state: 'healthy' });
+    }
+    return { agents, restarts: history.fleet_restarts };
+  };
 
   const carryOut = async (slot: Slot, decision: Decision, at: number) => {
     const signature = `${decision.action}:${decision.rule}`;
@@ -756,10 +778,12 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
 
   const resolvePath = (slot: Slot, path: string) => (isAbsolute(path) ? path : resolve(slot.cell?.dir ?? slot.config?.cwd ?? stateDir, path));
 
-  const startAgent = async (slot: Slot, why: { reason: string; attempt: number; initial: boolean }) => {
+  const startAgent = async (slot: Slot, why: { reason: string; attempt: number; initial: boolean; env?: Record<string, string> }) => {
     const agentConfig = slot.config!;
     if (slot.process && !slot.process.exit) await executor.stop(slot.process, { graceMs: agentConfig.stop_grace_s * 1000 });
-    const { env, missing } = composeAgentEnv(agentConfig, options.env);
+    const composed = composeAgentEnv(agentConfig, options.env);
+    const env = { ...composed.env, ...why.env };
+    const missing = composed.missing;
     if (missing.length > 0) logger.warn('env_from variables not set in the daemon environment', { agent: slot.key, missing });
     const hidden = slot.cell ? otherHomes(slot) : [];
     const at = now();
@@ -811,15 +835,29 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       return;
     }
     const role = slot.cell.role;
+    heldBack.add(key);
     await updateManifest(slot.cell.dir, (manifest) => {
       if (!manifest.agents.some((agent) => agent.name === substituteName)) manifest.agents.push({ name: substituteName, role, joined_at: iso(now()) });
     });
     slot.state.substituted_by = substituteName;
-    await event(slot, { event: 'agent_substituted', substitute: substituteName, reason, role });
+    let handoff: { handoffId: string; packetPath: string } | undefined;
+    try {
+      handoff = await publishHandoff({ cellDir: slot.cell.dir, from: slot.name, to: substituteName, role, note: reason, ...(config.bus.roles ? { roles: config.bus.roles } : {}), logger });
+    } catch (error) {
+      logger.error('cannot publish the handoff on the mission bus', { agent: slot.key, substitute: substituteName, error: error instanceof Error ? error.message : String(error) });
+    }
+    await event(slot, { event: 'agent_substituted', substitute: substituteName, reason, role, ...(handoff ? { handoff: handoff.handoffId, resume_packet: handoff.packetPath } : {}) });
     await appendEvent(cellPaths(slot.cell.dir).events, { event: 'agent_joined', agent: substituteName, role, substituting_for: slot.name });
-    await sync(scheduler ? 'loop' : 'sweep');
+    const env: Record<string, string> = handoff ? { LAZARUS_HANDOFF_ID: handoff.handoffId, LAZARUS_RESUME_PACKET: handoff.packetPath } : {};
+    try {
+      await sync(scheduler ? 'loop' : 'sweep');
+    } finally {
+      heldBack.delete(key);
+    }
     const created = slots.get(key);
-    if (created && canStart(created) && (!created.process || created.process.exit)) await startAgent(created, { reason: `substituting for ${slot.name}`, attempt: 0, initial: true });
+    if (created && canStart(created) && (!created.process || created.process.exit)) {
+      await startAgent(created, { reason: `substituting for ${slot.name}`, attempt: 0, initial: true, env });
+    }
   };
 
   // ---- approvals ---------------------------------------------------------------------
@@ -1035,12 +1073,17 @@ export function approvalChannels(config: PitConfig): string[] {
 /**
  * The policy the loop uses: `[policy]`, with `cells.resurrect_after_s` and
  * `cells.max_revive_attempts` as the defaults' `dead_after` and `max_revive_attempts` when
- * `[policy.defaults]` does not set them.
+ * `[policy.defaults]` does not set them, and each agent's `substitutes` from `[agents.<name>]`
+ * when `[policy.agents.<name>]` does not name any.
  */
 export function effectivePolicy(config: PitConfig): PolicyConfig {
   const defaults = { ...config.policy.defaults };
   defaults.dead_after ??= config.cells.resurrect_after_s * 1000;
   defaults.max_revive_attempts ??= config.cells.max_revive_attempts;
-  return { ...config.policy, defaults };
+  const agents = { ...config.policy.agents };
+  for (const [name, agent] of Object.entries(config.agents)) {
+    if (agent.substitutes.length > 0 && agents[name]?.substitutes === undefined) agents[name] = { ...agents[name], substitutes: agent.substitutes };
+  }
+  return { ...config.policy, defaults, agents };
 }
 

@@ -161,6 +161,37 @@ describe('the supervision loop', () => {
     expect(api.issues.filter((item) => item.title.startsWith('[pit] forge:'))).toHaveLength(1);
   });
 
+  it('substitutes a dead agent: the substitute joins the cell with its role, gets a handoff and a resume packet, and runs', async () => {
+    const { cell, config, policyInput } = await fleet(['forge'], `[policy.agents.forge]\nmode = "substitute"\n[agents.anvil]\nargv = ["${process.execPath}", "${AGENT}"]\nstartup_grace_s = 10`, {
+      forge: `argv = ["${process.execPath}", "${AGENT}"]\nsubstitutes = ["anvil"]`,
+    });
+    supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+    await supervisor.start();
+    const forge = await waitFor(async () => {
+      const status = await statusOf(`${cell.uuid}/forge`);
+      return status?.health === 'healthy' && status.pid ? status : undefined;
+    }, 20_000, 'forge healthy');
+    started.push(forge.pid!);
+    process.kill(forge.pid!, 'SIGKILL');
+    const anvil = await waitFor(async () => {
+      const status = await statusOf(`${cell.uuid}/anvil`);
+      return status?.health === 'healthy' && status.pid ? status : undefined;
+    }, 30_000, 'anvil substituted and healthy');
+    started.push(anvil.pid!);
+    expect((await statusOf(`${cell.uuid}/forge`))?.substituted_by).toBe('anvil');
+    const manifest = JSON.parse(await fs.readFile(join(cell.dir, 'cell.json'), 'utf8')) as { agents: Array<{ name: string; role: string }> };
+    expect(manifest.agents.find((agent) => agent.name === 'anvil')?.role).toBe('write');
+    const substituted = (await cellEvents(cell.dir)).find((event) => event.event === 'agent_substituted');
+    expect(substituted).toMatchObject({ agent: 'forge', substitute: 'anvil', role: 'write', handoff: expect.any(String) });
+    const packet = JSON.parse(await fs.readFile(join(cell.dir, '.lazarus', 'resume', 'anvil.json'), 'utf8')) as { from: string; recipient: string; handoff: { id: string } };
+    expect(packet).toMatchObject({ from: 'forge', recipient: 'anvil', handoff: { id: substituted!.handoff } });
+    await waitFor(async () => (await fs.readFile(join(cell.dir, 'logs', 'anvil.log'), 'utf8')).includes(`resuming the work of forge (handoff ${String(substituted!.handoff)})`), 10_000, 'anvil to read its resume packet').catch(async (error: unknown) => {
+      throw new Error(`${String(error)}; log: ${await fs.readFile(join(cell.dir, 'logs', 'anvil.log'), 'utf8')}`);
+    });
+    // The next sweep of forge does nothing more: a live substitute stands in for it.
+    expect((await storyOf(cell.dir, 'forge')).filter((kind) => kind === 'agent_substituted')).toHaveLength(1);
+  });
+
   it('asks a human under policy ask, and revives the agent once the request is approved', async () => {
     const { cell, config, policyInput } = await fleet(['forge'], '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }');
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });

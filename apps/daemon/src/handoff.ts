@@ -1,0 +1,72 @@
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { writeJsonAtomic } from '@pit/cell-spec';
+import { MissionBus, RoleSchema, SYSTEM_SENDER, type BusEvent, type ResumePacket, type Role, type RoleOverrides } from '@pit/mission-bus';
+import { listCheckpoints } from '@pit/snapshot';
+import type { Logger } from './logger.js';
+
+/** What {@link publishHandoff} needs. */
+export interface PublishHandoffOptions {
+  cellDir: string;
+  /** The dead agent. */
+  from: string;
+  /** The substitute taking over. */
+  to: string;
+  /** The dead agent's role in `cell.json` (a bus role when it is one, else `write`). */
+  role: string;
+  /** Why (goes into the handoff's note). */
+  note: string;
+  roles?: RoleOverrides;
+  logger?: Logger;
+}
+
+/** A published handoff. */
+export interface PublishedHandoff {
+  handoffId: string;
+  /** Where the resume packet was written (`.lazarus/resume/<to>.json`). */
+  packetPath: string;
+  packet: ResumePacket;
+}
+
+/**
+ * Hands a dead agent's work to its substitute on the mission bus: registers the substitute
+ * with the dead agent's role, finds the dead agent's latest checkpoint on the bus (or
+ * publishes one from `@pit` pointing at the cell's latest workspace checkpoint), publishes the
+ * handoff, and writes the resume packet where the substitute can read it inside its cell.
+ * @throws {BusError} when the bus cannot be opened (another process holds it) or refuses.
+ */
+export async function publishHandoff(options: PublishHandoffOptions): Promise<PublishedHandoff> {
+  const bus = await MissionBus.open({ cellDir: options.cellDir, ...(options.roles ? { config: { roles: options.roles } } : {}), ...(options.logger ? { logger: options.logger } : {}) });
+  try {
+    const role: Role = RoleSchema.safeParse(options.role).success ? (options.role as Role) : 'write';
+    await bus.registerParticipant({ name: options.from, role });
+    await bus.registerParticipant({ name: options.to, role });
+    const events: BusEvent[] = [];
+    for (let after = 0; ; ) {
+      const batch = await bus.read({ after, limit: 1000 });
+      if (batch.length === 0) break;
+      events.push(...batch);
+      after = batch.at(-1)!.seq;
+    }
+    const checkpoints = events.filter((event): event is Extract<BusEvent, { event: 'checkpoint' }> => event.event === 'checkpoint');
+    const latestWorkspace = (await listCheckpoints(options.cellDir)).checkpoints[0];
+    const workspace = latestWorkspace ? { ts: latestWorkspace.name, sha256: latestWorkspace.manifest.sha256 } : undefined;
+    const own = checkpoints.filter((event) => event.sender === options.from).at(-1);
+    const checkpoint =
+      own ??
+      (await bus.checkpoint(SYSTEM_SENDER, {
+        summary: `${options.from} died without a checkpoint of its own; resume from the workspace${workspace ? ` checkpoint ${workspace.ts}` : ' as it is'}`,
+        state: null,
+        ...(workspace ? { workspace } : {}),
+      }));
+    const handoff = await bus.handoff(SYSTEM_SENDER, { from: options.from, to: options.to, checkpoint: checkpoint.id, note: options.note, ...(workspace ? { workspace } : {}) });
+    const packet = await bus.buildResumePacket(handoff.id);
+    const dir = join(options.cellDir, '.lazarus', 'resume');
+    await fs.mkdir(dir, { recursive: true });
+    const packetPath = join(dir, `${options.to}.json`);
+    await writeJsonAtomic(packetPath, packet);
+    return { handoffId: handoff.id, packetPath, packet };
+  } finally {
+    await bus.close();
+  }
+}
