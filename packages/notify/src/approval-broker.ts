@@ -236,7 +236,10 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
   }
 
   function track<T>(promise: Promise<T>): Promise<T> {
-    const settled = promise.finally(() => inFlight.delete(settled));
+    const settled: Promise<unknown> = promise.then(
+      () => inFlight.delete(settled),
+      () => inFlight.delete(settled),
+    );
     inFlight.add(settled);
     return promise;
   }
@@ -331,7 +334,7 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
           await saveOrLog(`delivery of ${request.id}`);
         })
         .catch((error: unknown) => {
-          logger.error(
+          logger[closing.signal.aborted ? 'debug' : 'error'](
             `approvals: ${channel.name} could not show request ${request.id}: ${describeError(error)}`,
             { request_id: request.id, channel: channel.name },
           );
@@ -365,7 +368,7 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
           );
         })
         .catch((error: unknown) => {
-          logger.error(
+          logger[closing.signal.aborted ? 'debug' : 'error'](
             `approvals: ${channel.name} could not show the outcome of ${request.id}: ${describeError(error)}`,
             { request_id: request.id, channel: channel.name },
           );

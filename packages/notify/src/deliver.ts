@@ -55,7 +55,7 @@ export async function deliverWithRetry<T>(
     shouldRetry: ({ error }) => isRetryable(error) && !outer?.aborted,
     onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
       const willRetry = isRetryable(error) && retriesLeft > 0 && !outer?.aborted;
-      options.logger[willRetry ? 'warn' : 'error'](
+      options.logger[outer?.aborted ? 'debug' : willRetry ? 'warn' : 'error'](
         `${options.what}: attempt ${attemptNumber} failed: ${describeError(error)}`,
         {
           attempt: attemptNumber,
