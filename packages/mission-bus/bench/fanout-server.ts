@@ -8,7 +8,11 @@ import { MissionBus } from '../src/mission-bus.js';
 import { createBusServer } from '../src/server.js';
 import type { BusConfigInput, FsyncPolicy } from '../src/config.js';
 
-const options = JSON.parse(process.argv[2] ?? '{}') as { mode: 'bare' | FsyncPolicy['mode']; cellDir: string; config: BusConfigInput };
+const options = JSON.parse(process.argv[2] ?? '{}') as {
+  mode: 'bare' | FsyncPolicy['mode'];
+  cellDir: string;
+  config: BusConfigInput;
+};
 
 if (options.mode === 'bare') {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });

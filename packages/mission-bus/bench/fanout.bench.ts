@@ -43,17 +43,40 @@ interface Row {
 
 const log = (message: string): void => void process.stderr.write(`${message}\n`);
 
-async function startServer(mode: Mode, cellDir: string, tokens: Record<string, string>): Promise<{ child: ChildProcess; url: string }> {
-  const fsync: FsyncPolicy = mode === 'batch' ? { mode: 'batch', interval_ms: 10 } : mode === 'always' ? { mode: 'always' } : { mode: 'never' };
+async function startServer(
+  mode: Mode,
+  cellDir: string,
+  tokens: Record<string, string>,
+): Promise<{ child: ChildProcess; url: string }> {
+  const fsync: FsyncPolicy =
+    mode === 'batch'
+      ? { mode: 'batch', interval_ms: 10 }
+      : mode === 'always'
+        ? { mode: 'always' }
+        : { mode: 'never' };
   const config = {
     mission: { id: MISSION, title: 'bench' },
-    participants: Object.entries(tokens).map(([name, sha256]) => ({ name, role: name === 'pub' ? ('write' as const) : ('read' as const), token_sha256: sha256 })),
+    participants: Object.entries(tokens).map(([name, sha256]) => ({
+      name,
+      role: name === 'pub' ? ('write' as const) : ('read' as const),
+      token_sha256: sha256,
+    })),
     log: { fsync },
   };
-  const child = spawn(process.execPath, ['--conditions=@pit/source', '--import', 'tsx', SERVER_SCRIPT, JSON.stringify({ mode, cellDir, config })], {
-    detached: true,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      '--conditions=@pit/source',
+      '--import',
+      'tsx',
+      SERVER_SCRIPT,
+      JSON.stringify({ mode, cellDir, config }),
+    ],
+    {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     child.stdout?.on('data', (chunk: Buffer) => {
@@ -82,7 +105,11 @@ class WireClient {
 
   private constructor(readonly ws: WebSocket) {
     ws.on('message', (data) => {
-      const frame = JSON.parse(String(data)) as { type: string; ref?: number; event?: { seq: number; payload: { i: number; sent: number } } };
+      const frame = JSON.parse(String(data)) as {
+        type: string;
+        ref?: number;
+        event?: { seq: number; payload: { i: number; sent: number } };
+      };
       if (frame.type === 'event' && frame.event) this.onEvent(frame.event.seq, frame.event.payload);
       else if (frame.ref !== undefined) {
         const wake = this.waiters.get(frame.ref);
@@ -92,7 +119,12 @@ class WireClient {
     });
   }
 
-  static async open(url: string, mode: Mode, participant: string, token: string): Promise<WireClient> {
+  static async open(
+    url: string,
+    mode: Mode,
+    participant: string,
+    token: string,
+  ): Promise<WireClient> {
     const ws = new WebSocket(url, { perMessageDeflate: false });
     await once(ws, 'open');
     const client = new WireClient(ws);
@@ -122,15 +154,40 @@ async function measure(mode: Mode): Promise<{ throughput: number; p50: number; p
   const { dir: cellDir } = await provisionCell(root, { mission: 'bench', created_by: 'bench' });
   const tokens: Record<string, { token: string; sha256: string }> = { pub: createToken() };
   for (let index = 0; index < SUBSCRIBERS; index += 1) tokens[`sub${index}`] = createToken();
-  const { child, url } = await startServer(mode, cellDir, Object.fromEntries(Object.entries(tokens).map(([name, token]) => [name, token.sha256])));
+  const { child, url } = await startServer(
+    mode,
+    cellDir,
+    Object.fromEntries(Object.entries(tokens).map(([name, token]) => [name, token.sha256])),
+  );
   try {
-    const subscribers = await Promise.all(Array.from({ length: SUBSCRIBERS }, (_, index) => WireClient.open(url, mode, `sub${index}`, (tokens[`sub${index}`] as { token: string }).token)));
-    for (const [index, subscriber] of subscribers.entries()) await subscriber.request({ op: 'subscribe', ref: 1000 + index, after: 0 });
-    const publisher = await WireClient.open(url, mode, 'pub', (tokens.pub as { token: string }).token);
+    const subscribers = await Promise.all(
+      Array.from({ length: SUBSCRIBERS }, (_, index) =>
+        WireClient.open(
+          url,
+          mode,
+          `sub${index}`,
+          (tokens[`sub${index}`] as { token: string }).token,
+        ),
+      ),
+    );
+    for (const [index, subscriber] of subscribers.entries())
+      await subscriber.request({ op: 'subscribe', ref: 1000 + index, after: 0 });
+    const publisher = await WireClient.open(
+      url,
+      mode,
+      'pub',
+      (tokens.pub as { token: string }).token,
+    );
     let ref = 0;
     const publish = (i: number): Promise<void> => {
       ref += 1;
-      return publisher.request({ op: 'publish', ref, id: `e-${ref}`, topic: 'bench', payload: { i, sent: performance.now(), pad: PAD } });
+      return publisher.request({
+        op: 'publish',
+        ref,
+        id: `e-${ref}`,
+        topic: 'bench',
+        payload: { i, sent: performance.now(), pad: PAD },
+      });
     };
 
     // Throughput: WINDOW publishes in flight, until every subscriber has everything.
@@ -190,21 +247,37 @@ async function measureRealClient(): Promise<number> {
   const { dir: cellDir } = await provisionCell(root, { mission: 'bench', created_by: 'bench' });
   const tokens: Record<string, { token: string; sha256: string }> = { pub: createToken() };
   for (let index = 0; index < SUBSCRIBERS; index += 1) tokens[`sub${index}`] = createToken();
-  const { child, url } = await startServer('batch', cellDir, Object.fromEntries(Object.entries(tokens).map(([name, token]) => [name, token.sha256])));
+  const { child, url } = await startServer(
+    'batch',
+    cellDir,
+    Object.fromEntries(Object.entries(tokens).map(([name, token]) => [name, token.sha256])),
+  );
   try {
-    const connect = (name: string) => connectBus({ url, mission: MISSION, participant: name, token: (tokens[name] as { token: string }).token });
-    const subscribers = await Promise.all(Array.from({ length: SUBSCRIBERS }, (_, index) => connect(`sub${index}`)));
+    const connect = (name: string) =>
+      connectBus({
+        url,
+        mission: MISSION,
+        participant: name,
+        token: (tokens[name] as { token: string }).token,
+      });
+    const subscribers = await Promise.all(
+      Array.from({ length: SUBSCRIBERS }, (_, index) => connect(`sub${index}`)),
+    );
     const publisher = await connect('pub');
     const started = performance.now();
     const reading = subscribers.map(async (subscriber) => {
-      for await (const event of subscriber.subscribe({ after: 0 })) if (event.seq === EVENTS) return;
+      for await (const event of subscriber.subscribe({ after: 0 }))
+        if (event.seq === EVENTS) return;
     });
     let next = 0;
     await Promise.all(
       Array.from({ length: WINDOW }, async () => {
         while (next < EVENTS) {
           const i = next++;
-          await publisher.publish({ topic: 'bench', payload: { i, sent: performance.now(), pad: PAD } });
+          await publisher.publish({
+            topic: 'bench',
+            payload: { i, sent: performance.now(), pad: PAD },
+          });
         }
       }),
     );
@@ -222,7 +295,9 @@ const results = new Map<Mode, { throughput: number; p50: number; p99: number }>(
 for (const mode of ['bare', 'never', 'batch', 'always'] as const) {
   log(`fanout: ${mode}: ${EVENTS} events × ${SUBSCRIBERS} subscribers…`);
   const result = await measure(mode);
-  log(`fanout: ${mode}: ${Math.round(result.throughput)} events/s, p50 ${result.p50.toFixed(3)} ms, p99 ${result.p99.toFixed(3)} ms`);
+  log(
+    `fanout: ${mode}: ${Math.round(result.throughput)} events/s, p50 ${result.p50.toFixed(3)} ms, p99 ${result.p99.toFixed(3)} ms`,
+  );
   results.set(mode, result);
 }
 log('fanout: batch with connectBus clients…');
@@ -230,20 +305,46 @@ const realClient = await measureRealClient();
 
 const bare = results.get('bare') as { throughput: number; p50: number; p99: number };
 const rows: Row[] = [];
-const label = { bare: 'bare ws broadcast (no log, ceiling)', never: 'bus, fsync never', batch: 'bus, fsync batch 10 ms', always: 'bus, fsync always' } as const;
+const label = {
+  bare: 'bare ws broadcast (no log, ceiling)',
+  never: 'bus, fsync never',
+  batch: 'bus, fsync batch 10 ms',
+  always: 'bus, fsync always',
+} as const;
 for (const [mode, result] of results) {
   const ratio = result.throughput / bare.throughput;
   rows.push({
     metric: `${label[mode]}: throughput`,
     value: Math.round(result.throughput),
     unit: 'events/s',
-    ...(mode === 'batch' ? { target: `≥ 50% of bare (${Math.round(bare.throughput / 2)})`, ok: ratio >= 0.5 } : {}),
+    ...(mode === 'batch'
+      ? { target: `≥ 50% of bare (${Math.round(bare.throughput / 2)})`, ok: ratio >= 0.5 }
+      : {}),
   });
-  if (mode !== 'bare') rows.push({ metric: `${label[mode]}: share of bare`, value: Math.round(ratio * 1000) / 10, unit: '%', ...(mode === 'batch' ? { target: '≥ 50 %', ok: ratio >= 0.5 } : {}) });
-  rows.push({ metric: `${label[mode]}: latency p50`, value: Math.round(result.p50 * 1000) / 1000, unit: 'ms' });
-  rows.push({ metric: `${label[mode]}: latency p99`, value: Math.round(result.p99 * 1000) / 1000, unit: 'ms', ...(mode === 'batch' ? { target: '≤ 5 ms', ok: result.p99 <= 5 } : {}) });
+  if (mode !== 'bare')
+    rows.push({
+      metric: `${label[mode]}: share of bare`,
+      value: Math.round(ratio * 1000) / 10,
+      unit: '%',
+      ...(mode === 'batch' ? { target: '≥ 50 %', ok: ratio >= 0.5 } : {}),
+    });
+  rows.push({
+    metric: `${label[mode]}: latency p50`,
+    value: Math.round(result.p50 * 1000) / 1000,
+    unit: 'ms',
+  });
+  rows.push({
+    metric: `${label[mode]}: latency p99`,
+    value: Math.round(result.p99 * 1000) / 1000,
+    unit: 'ms',
+    ...(mode === 'batch' ? { target: '≤ 5 ms', ok: result.p99 <= 5 } : {}),
+  });
 }
-rows.push({ metric: 'bus, fsync batch 10 ms, connectBus clients: throughput', value: Math.round(realClient), unit: 'events/s' });
+rows.push({
+  metric: 'bus, fsync batch 10 ms, connectBus clients: throughput',
+  value: Math.round(realClient),
+  unit: 'events/s',
+});
 
 process.stdout.write(
   `BENCH_RESULT ${JSON.stringify({

@@ -9,16 +9,38 @@ const details = JSON.parse(await readFile(process.argv[2] ?? 'bus-demo.json', 'u
   mission: string;
   tokens: { forge: string; smith: string };
 };
-const forge = await connectBus({ url: details.url, mission: details.mission, participant: 'forge', token: details.tokens.forge });
-const smith = await connectBus({ url: details.url, mission: details.mission, participant: 'smith', token: details.tokens.smith });
+const forge = await connectBus({
+  url: details.url,
+  mission: details.mission,
+  participant: 'forge',
+  token: details.tokens.forge,
+});
+const smith = await connectBus({
+  url: details.url,
+  mission: details.mission,
+  participant: 'smith',
+  token: details.tokens.smith,
+});
 
 const plan = await forge.publish({ topic: 'plan', payload: { steps: ['lex', 'parse'] } });
-const checkpoint = await forge.checkpoint({ summary: 'lexer done', state: { next: 'parse' }, artifacts: ['src/lex.ts'] });
-const handoff = await forge.handoff({ to: 'smith', checkpoint: checkpoint.id, note: 'the parser is yours' });
-console.log(`acknowledged: plan #${plan.seq}, checkpoint #${checkpoint.seq}, handoff #${handoff.seq}`);
+const checkpoint = await forge.checkpoint({
+  summary: 'lexer done',
+  state: { next: 'parse' },
+  artifacts: ['src/lex.ts'],
+});
+const handoff = await forge.handoff({
+  to: 'smith',
+  checkpoint: checkpoint.id,
+  note: 'the parser is yours',
+});
+console.log(
+  `acknowledged: plan #${plan.seq}, checkpoint #${checkpoint.seq}, handoff #${handoff.seq}`,
+);
 
 const packet = await smith.resumePacket(handoff.id);
-console.log(`smith resumes "${packet.checkpoint.summary}" from ${packet.from}: ${packet.note} (stream length ${packet.stream.length})`);
+console.log(
+  `smith resumes "${packet.checkpoint.summary}" from ${packet.from}: ${packet.note} (stream length ${packet.stream.length})`,
+);
 
 for await (const event of smith.subscribe({ after: 0 })) {
   console.log(`#${event.seq} ${event.event} from ${event.sender}`);

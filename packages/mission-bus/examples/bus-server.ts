@@ -34,7 +34,15 @@ const server = await createBusServer({ buses: [bus], port });
 
 // Hand the tokens to the agents: here, a file only this user can read.
 const details = join(dir, 'bus-demo.json');
-await writeFile(details, JSON.stringify({ url: server.url, mission: bus.mission.id, tokens: { forge: forge.token, smith: smith.token } }), { mode: 0o600 });
+await writeFile(
+  details,
+  JSON.stringify({
+    url: server.url,
+    mission: bus.mission.id,
+    tokens: { forge: forge.token, smith: smith.token },
+  }),
+  { mode: 0o600 },
+);
 console.log(`serving mission ${bus.mission.id} on ${server.url}; connection details in ${details}`);
 
 const shutdown = async (): Promise<void> => {

@@ -1,4 +1,10 @@
-import { createEventAppender, readEvents, type AnyCellEvent, type CellEventInput, type EventAppender } from '@pit/cell-spec';
+import {
+  createEventAppender,
+  readEvents,
+  type AnyCellEvent,
+  type CellEventInput,
+  type EventAppender,
+} from '@pit/cell-spec';
 import { describeError, type BusLogger } from './logger.js';
 
 /** One line of the audit trail (`bus/audit.jsonl`): `{ ts, event, ... }`. */
@@ -27,7 +33,11 @@ export class AuditTrail {
       .then(() => this.appender.append({ ts: this.now().toISOString(), ...entry }))
       .then(
         () => undefined,
-        (error: unknown) => this.logger.warn('bus audit trail: append failed', { path: this.path, error: describeError(error) }),
+        (error: unknown) =>
+          this.logger.warn('bus audit trail: append failed', {
+            path: this.path,
+            error: describeError(error),
+          }),
       );
   }
 

@@ -18,14 +18,26 @@ let people: ReturnType<typeof roleParticipants>['people'];
 const clients: BusClient[] = [];
 const fakes: WebSocketServer[] = [];
 
-async function client(name: keyof typeof people, options: Partial<Parameters<typeof connectBus>[0]> = {}): Promise<BusClient> {
-  const connected = await connectBus({ url: (server as BusServer).url, mission: MISSION.id, participant: name, token: people[name].token, ...options });
+async function client(
+  name: keyof typeof people,
+  options: Partial<Parameters<typeof connectBus>[0]> = {},
+): Promise<BusClient> {
+  const connected = await connectBus({
+    url: (server as BusServer).url,
+    mission: MISSION.id,
+    participant: name,
+    token: people[name].token,
+    ...options,
+  });
   clients.push(connected);
   return connected;
 }
 
 /** A ws server that welcomes every hello and then does only what `onFrame` says. */
-async function fakeServer(onFrame: (ws: WebSocket, frame: Record<string, unknown>) => void, heartbeatMs = 15_000): Promise<string> {
+async function fakeServer(
+  onFrame: (ws: WebSocket, frame: Record<string, unknown>) => void,
+  heartbeatMs = 15_000,
+): Promise<string> {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   fakes.push(wss);
   await new Promise((resolve) => wss.once('listening', resolve));
@@ -60,7 +72,10 @@ beforeEach(async () => {
   cellDir = await makeCell(root);
   const roles = roleParticipants();
   people = roles.people;
-  bus = await MissionBus.open({ cellDir, config: { mission: MISSION, participants: roles.participants } });
+  bus = await MissionBus.open({
+    cellDir,
+    config: { mission: MISSION, participants: roles.participants },
+  });
   server = await createBusServer({ buses: [bus] });
 });
 
@@ -81,15 +96,31 @@ describe('connectBus', () => {
     expect(writer.role).toBe('write');
     expect(writer.mission).toEqual(MISSION);
     expect(await writer.publish({ topic: 'plan', payload: { a: 1 } })).toMatchObject({ seq: 1 });
-    const checkpoint = await writer.checkpoint({ summary: 'half', state: { x: 1 }, workspace: { ts: '2026-11-22T17-43-00Z', sha256: 'cd'.repeat(32) } });
+    const checkpoint = await writer.checkpoint({
+      summary: 'half',
+      state: { x: 1 },
+      workspace: { ts: '2026-11-22T17-43-00Z', sha256: 'cd'.repeat(32) },
+    });
     expect(checkpoint.seq).toBe(2);
     const handoff = await writer.handoff({ to: 'lead1', checkpoint: checkpoint.id, note: 'yours' });
     expect(handoff.seq).toBe(3);
     const packet = await writer.resumePacket(handoff.id);
-    expect(packet).toMatchObject({ recipient: 'lead1', from: 'writer', note: 'yours', checkpoint: { id: checkpoint.id, seq: 2 }, stream: { length: 3, resume_after: 2 } });
-    expect((await writer.participants()).participants.map((participant) => participant.name).sort()).toEqual(['auditor', 'lead1', 'reader', 'writer']);
-    await expect(writer.handoff({ to: 'lead1', checkpoint: 'nope' })).rejects.toMatchObject({ code: 'BUS_NOT_FOUND' });
-    await expect(writer.publish({ topic: '', payload: 1 })).rejects.toMatchObject({ code: 'BUS_INVALID' });
+    expect(packet).toMatchObject({
+      recipient: 'lead1',
+      from: 'writer',
+      note: 'yours',
+      checkpoint: { id: checkpoint.id, seq: 2 },
+      stream: { length: 3, resume_after: 2 },
+    });
+    expect(
+      (await writer.participants()).participants.map((participant) => participant.name).sort(),
+    ).toEqual(['auditor', 'lead1', 'reader', 'writer']);
+    await expect(writer.handoff({ to: 'lead1', checkpoint: 'nope' })).rejects.toMatchObject({
+      code: 'BUS_NOT_FOUND',
+    });
+    await expect(writer.publish({ topic: '', payload: 1 })).rejects.toMatchObject({
+      code: 'BUS_INVALID',
+    });
   });
 
   it('subscribes as an async iterable: backlog, then live events', async () => {
@@ -98,7 +129,9 @@ describe('connectBus', () => {
     await writer.publish({ topic: 't', payload: 2 });
     const reader = await client('reader');
     const subscription = reader.subscribe({ after: 1 });
-    expect(() => reader.subscribe()).toThrow(expect.objectContaining({ code: 'BUS_ALREADY_SUBSCRIBED' }));
+    expect(() => reader.subscribe()).toThrow(
+      expect.objectContaining({ code: 'BUS_ALREADY_SUBSCRIBED' }),
+    );
     const seen: number[] = [];
     const done = (async () => {
       for await (const event of subscription) {
@@ -120,9 +153,13 @@ describe('connectBus', () => {
 
   it('reconnects after the server restarts, resends unanswered requests once and resumes the subscription without gap or duplicate', async () => {
     const states: BusClientState[] = [];
-    const writer = await client('writer', { reconnect: { initialDelayMs: 10, maxDelayMs: 100 }, onStateChange: (state) => states.push(state) });
+    const writer = await client('writer', {
+      reconnect: { initialDelayMs: 10, maxDelayMs: 100 },
+      onStateChange: (state) => states.push(state),
+    });
     const reader = await client('reader', { reconnect: { initialDelayMs: 10, maxDelayMs: 100 } });
-    for (let index = 1; index <= 5; index += 1) await writer.publish({ topic: 't', payload: index });
+    for (let index = 1; index <= 5; index += 1)
+      await writer.publish({ topic: 't', payload: index });
     const received: BusEvent[] = [];
     const subscription = reader.subscribe({ after: 0 });
     const reading = (async () => {
@@ -136,18 +173,29 @@ describe('connectBus', () => {
     await (server as BusServer).close();
     server = undefined;
     await vi.waitFor(() => expect(writer.state).toBe('reconnecting'), { timeout: 5000 });
-    const whileDown = Array.from({ length: 10 }, (_, index) => writer.publish({ topic: 't', payload: 6 + index }));
+    const whileDown = Array.from({ length: 10 }, (_, index) =>
+      writer.publish({ topic: 't', payload: 6 + index }),
+    );
     server = await createBusServer({ buses: [bus], port });
     const acks = await Promise.all(whileDown);
     expect(acks.map((ack) => ack.seq)).toEqual(Array.from({ length: 10 }, (_, index) => 6 + index));
     await reading;
-    expect(received.map((event) => event.seq)).toEqual(Array.from({ length: 15 }, (_, index) => index + 1));
+    expect(received.map((event) => event.seq)).toEqual(
+      Array.from({ length: 15 }, (_, index) => index + 1),
+    );
     expect(bus.head).toBe(15);
     expect(states).toEqual(['open', 'reconnecting', 'open']);
   });
 
   it('rejects with BUS_UNAUTHENTICATED for a bad token, without retrying', async () => {
-    await expect(connectBus({ url: (server as BusServer).url, mission: MISSION.id, participant: 'writer', token: 'wrong' })).rejects.toMatchObject({
+    await expect(
+      connectBus({
+        url: (server as BusServer).url,
+        mission: MISSION.id,
+        participant: 'writer',
+        token: 'wrong',
+      }),
+    ).rejects.toMatchObject({
       code: 'BUS_UNAUTHENTICATED',
     });
   });
@@ -157,26 +205,52 @@ describe('connectBus', () => {
     await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
     const { port } = probe.address() as { port: number };
     await new Promise((resolve) => probe.close(resolve));
-    const error = await connectBus({ url: `ws://127.0.0.1:${port}`, mission: MISSION.id, participant: 'writer', token: 't', connectTimeoutMs: 300, reconnect: { initialDelayMs: 20 } }).catch(
-      (caught: unknown) => caught,
-    );
+    const error = await connectBus({
+      url: `ws://127.0.0.1:${port}`,
+      mission: MISSION.id,
+      participant: 'writer',
+      token: 't',
+      connectTimeoutMs: 300,
+      reconnect: { initialDelayMs: 20 },
+    }).catch((caught: unknown) => caught);
     expect(PitError.is(error) && error.code).toBe('BUS_UNREACHABLE');
   });
 
   it('times a request out with BUS_TIMEOUT when the server never answers', async () => {
     const url = await fakeServer(() => undefined);
-    const connected = await connectBus({ url, mission: MISSION.id, participant: 'writer', token: 't', requestTimeoutMs: 100 });
+    const connected = await connectBus({
+      url,
+      mission: MISSION.id,
+      participant: 'writer',
+      token: 't',
+      requestTimeoutMs: 100,
+    });
     clients.push(connected);
-    await expect(connected.publish({ topic: 't', payload: 1 })).rejects.toMatchObject({ code: 'BUS_TIMEOUT' });
+    await expect(connected.publish({ topic: 't', payload: 1 })).rejects.toMatchObject({
+      code: 'BUS_TIMEOUT',
+    });
   });
 
   it('ignores malformed frames from the server and keeps working', async () => {
     const url = await fakeServer((ws, frame) => {
       ws.send('{broken');
       ws.send(JSON.stringify({ type: 'ack', ref: frame.ref, seq: -4 }));
-      ws.send(JSON.stringify({ type: 'ack', ref: frame.ref, seq: 1, id: frame.id, ts: '2026-11-22T00:00:00.000Z' }));
+      ws.send(
+        JSON.stringify({
+          type: 'ack',
+          ref: frame.ref,
+          seq: 1,
+          id: frame.id,
+          ts: '2026-11-22T00:00:00.000Z',
+        }),
+      );
     });
-    const connected = await connectBus({ url, mission: MISSION.id, participant: 'writer', token: 't' });
+    const connected = await connectBus({
+      url,
+      mission: MISSION.id,
+      participant: 'writer',
+      token: 't',
+    });
     clients.push(connected);
     expect(await connected.publish({ topic: 't', payload: 1 })).toMatchObject({ seq: 1 });
   });
@@ -187,7 +261,13 @@ describe('connectBus', () => {
     fakes[0]?.on('connection', () => {
       connections += 1;
     });
-    const connected = await connectBus({ url, mission: MISSION.id, participant: 'writer', token: 't', reconnect: { initialDelayMs: 10 } });
+    const connected = await connectBus({
+      url,
+      mission: MISSION.id,
+      participant: 'writer',
+      token: 't',
+      reconnect: { initialDelayMs: 10 },
+    });
     clients.push(connected);
     await vi.waitFor(() => expect(connections).toBeGreaterThanOrEqual(2), { timeout: 5000 });
   });
@@ -196,6 +276,8 @@ describe('connectBus', () => {
     const writer = await client('writer');
     await writer.close();
     expect(writer.state).toBe('closed');
-    await expect(writer.publish({ topic: 't', payload: 1 })).rejects.toMatchObject({ code: 'BUS_CLOSED' });
+    await expect(writer.publish({ topic: 't', payload: 1 })).rejects.toMatchObject({
+      code: 'BUS_CLOSED',
+    });
   });
 });

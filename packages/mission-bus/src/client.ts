@@ -3,7 +3,13 @@ import { AnyCellEventSchema, formatIssues } from '@pit/cell-spec';
 import WebSocket from 'ws';
 import { z } from 'zod';
 import type { AuditEntry } from './audit-trail.js';
-import type { BusEvent, CheckpointInput, ConfigureIsolationInput, HandoffInput, PublishInput } from './bus-event.js';
+import type {
+  BusEvent,
+  CheckpointInput,
+  ConfigureIsolationInput,
+  HandoffInput,
+  PublishInput,
+} from './bus-event.js';
 import type { MissionInfo } from './config.js';
 import { BusError } from './errors.js';
 import { describeError, silentLogger, type BusLogger } from './logger.js';
@@ -139,7 +145,9 @@ class Subscription implements BusSubscription {
   lastSeq: number;
   ref: number | undefined;
   private queue: BusEvent[] = [];
-  private waiter: { resolve: (result: IteratorResult<BusEvent>) => void; reject: (error: unknown) => void } | undefined;
+  private waiter:
+    | { resolve: (result: IteratorResult<BusEvent>) => void; reject: (error: unknown) => void }
+    | undefined;
   private done = false;
   private error: BusError | undefined;
 
@@ -296,10 +304,19 @@ class Client implements BusClient {
   }
 
   subscribe(options: ClientSubscribeOptions = {}): BusSubscription {
-    if (this.stateValue === 'closed') throw new BusError('BUS_CLOSED', `${this.options.url}: the client is closed`);
-    if (this.subscription?.active) throw new BusError('BUS_ALREADY_SUBSCRIBED', `${this.options.url}: this client already has a subscription; close it first`);
+    if (this.stateValue === 'closed')
+      throw new BusError('BUS_CLOSED', `${this.options.url}: the client is closed`);
+    if (this.subscription?.active)
+      throw new BusError(
+        'BUS_ALREADY_SUBSCRIBED',
+        `${this.options.url}: this client already has a subscription; close it first`,
+      );
     const after = options.after ?? 0;
-    if (!Number.isSafeInteger(after) || after < 0) throw new BusError('BUS_INVALID', `subscribe: after: must be a non-negative integer, got ${after}`);
+    if (!Number.isSafeInteger(after) || after < 0)
+      throw new BusError(
+        'BUS_INVALID',
+        `subscribe: after: must be a non-negative integer, got ${after}`,
+      );
     const subscription = new Subscription(this, after);
     this.subscription = subscription;
     if (this.stateValue === 'open') this.sendSubscribe(subscription);
@@ -314,7 +331,8 @@ class Client implements BusClient {
   /** @internal The application took an event: read the socket again once the queue has room. */
   consumed(subscription: Subscription): void {
     const limit = this.options.maxQueuedEvents ?? 10_000;
-    if (subscription === this.subscription && this.ws?.isPaused && subscription.queued < limit / 2) this.ws.resume();
+    if (subscription === this.subscription && this.ws?.isPaused && subscription.queued < limit / 2)
+      this.ws.resume();
   }
 
   /** @internal */
@@ -352,7 +370,15 @@ class Client implements BusClient {
     });
     this.ws = ws;
     ws.on('open', () => {
-      ws.send(JSON.stringify({ op: 'hello', v: PROTOCOL_VERSION, mission: this.options.mission, participant: this.options.participant, token: this.options.token }));
+      ws.send(
+        JSON.stringify({
+          op: 'hello',
+          v: PROTOCOL_VERSION,
+          mission: this.options.mission,
+          participant: this.options.participant,
+          token: this.options.token,
+        }),
+      );
     });
     ws.on('message', (data, isBinary) => {
       if (ws !== this.ws) return;
@@ -361,12 +387,21 @@ class Client implements BusClient {
         this.logger.warn('bus client: ignoring a binary frame');
         return;
       }
-      this.receive(Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8'));
+      this.receive(
+        Array.isArray(data)
+          ? Buffer.concat(data).toString('utf8')
+          : Buffer.from(data as ArrayBuffer).toString('utf8'),
+      );
     });
     ws.on('ping', () => {
       if (ws === this.ws) this.armDeadTimer();
     });
-    ws.on('error', (error) => this.logger.debug('bus client: socket error', { url: this.options.url, error: error.message }));
+    ws.on('error', (error) =>
+      this.logger.debug('bus client: socket error', {
+        url: this.options.url,
+        error: error.message,
+      }),
+    );
     ws.on('close', (code, reason) => this.lost(ws, code, reason.toString('utf8')));
   }
 
@@ -376,7 +411,10 @@ class Client implements BusClient {
     const limit = this.welcome.heartbeat_ms * 2 + 1000;
     const ws = this.ws;
     this.deadTimer = setTimeout(() => {
-      this.logger.warn('bus client: no ping from the server; reconnecting', { url: this.options.url, silentMs: limit });
+      this.logger.warn('bus client: no ping from the server; reconnecting', {
+        url: this.options.url,
+        silentMs: limit,
+      });
       ws?.terminate();
     }, limit);
     this.deadTimer.unref();
@@ -387,12 +425,16 @@ class Client implements BusClient {
     try {
       raw = JSON.parse(text);
     } catch (error) {
-      this.logger.warn('bus client: ignoring a frame that is not JSON', { error: describeError(error) });
+      this.logger.warn('bus client: ignoring a frame that is not JSON', {
+        error: describeError(error),
+      });
       return;
     }
     const parsed = ServerFrameSchema.safeParse(raw);
     if (!parsed.success) {
-      this.logger.warn('bus client: ignoring a malformed frame', { issues: formatIssues(parsed.error) });
+      this.logger.warn('bus client: ignoring a malformed frame', {
+        issues: formatIssues(parsed.error),
+      });
       return;
     }
     const frame = parsed.data;
@@ -404,11 +446,19 @@ class Client implements BusClient {
         const subscription = this.subscription;
         if (!subscription) return;
         if (!subscription.push(frame.event)) {
-          this.logger.error('bus client: gap in the stream; resubscribing', { expected: subscription.lastSeq + 1, got: frame.event.seq });
+          this.logger.error('bus client: gap in the stream; resubscribing', {
+            expected: subscription.lastSeq + 1,
+            got: frame.event.seq,
+          });
           this.ws?.terminate();
           return;
         }
-        if (subscription.queued >= (this.options.maxQueuedEvents ?? 10_000) && this.ws && !this.ws.isPaused) this.ws.pause();
+        if (
+          subscription.queued >= (this.options.maxQueuedEvents ?? 10_000) &&
+          this.ws &&
+          !this.ws.isPaused
+        )
+          this.ws.pause();
         return;
       }
       case 'subscribed':
@@ -427,7 +477,10 @@ class Client implements BusClient {
             return;
           }
         }
-        this.logger.warn('bus client: error from the server', { code: frame.code, message: frame.message });
+        this.logger.warn('bus client: error from the server', {
+          code: frame.code,
+          message: frame.message,
+        });
         return;
       }
       default: {
@@ -454,7 +507,9 @@ class Client implements BusClient {
 
   private sendSubscribe(subscription: Subscription): void {
     subscription.ref = this.nextRef++;
-    this.ws?.send(JSON.stringify({ op: 'subscribe', ref: subscription.ref, after: subscription.lastSeq }));
+    this.ws?.send(
+      JSON.stringify({ op: 'subscribe', ref: subscription.ref, after: subscription.lastSeq }),
+    );
     if (subscription.queued >= (this.options.maxQueuedEvents ?? 10_000)) this.ws?.pause();
   }
 
@@ -467,21 +522,38 @@ class Client implements BusClient {
     if (this.stateValue === 'closed') return;
     this.logger.info('bus client: connection lost', { url: this.options.url, code, reason });
     if (code === BUS_CLOSE_CODES.unauthenticated) {
-      const error = new BusError('BUS_UNAUTHENTICATED', `${this.options.url}: mission ${this.options.mission}, participant ${this.options.participant}: ${reason || 'unauthenticated'}`);
+      const error = new BusError(
+        'BUS_UNAUTHENTICATED',
+        `${this.options.url}: mission ${this.options.mission}, participant ${this.options.participant}: ${reason || 'unauthenticated'}`,
+      );
       this.shutdown(error);
       return;
     }
     if (this.options.reconnect === false) {
-      this.shutdown(new BusError('BUS_CLOSED', `${this.options.url}: connection closed (${code}${reason ? ` ${reason}` : ''}) and reconnect is off`));
+      this.shutdown(
+        new BusError(
+          'BUS_CLOSED',
+          `${this.options.url}: connection closed (${code}${reason ? ` ${reason}` : ''}) and reconnect is off`,
+        ),
+      );
       return;
     }
     if (this.settleFirst && Date.now() - this.started > (this.options.connectTimeoutMs ?? 10_000)) {
-      this.shutdown(new BusError('BUS_UNREACHABLE', `${this.options.url}: no connection within ${this.options.connectTimeoutMs ?? 10_000} ms (last close ${code}${reason ? ` ${reason}` : ''})`, { retryable: true }));
+      this.shutdown(
+        new BusError(
+          'BUS_UNREACHABLE',
+          `${this.options.url}: no connection within ${this.options.connectTimeoutMs ?? 10_000} ms (last close ${code}${reason ? ` ${reason}` : ''})`,
+          { retryable: true },
+        ),
+      );
       return;
     }
     this.setState(this.settleFirst ? 'connecting' : 'reconnecting');
     const backoff = this.options.reconnect ?? {};
-    const base = Math.min(backoff.maxDelayMs ?? 5000, (backoff.initialDelayMs ?? 100) * (backoff.factor ?? 2) ** this.attempt);
+    const base = Math.min(
+      backoff.maxDelayMs ?? 5000,
+      (backoff.initialDelayMs ?? 100) * (backoff.factor ?? 2) ** this.attempt,
+    );
     const jitter = backoff.jitter ?? 0.2;
     const delay = Math.max(0, Math.round(base * (1 - jitter + Math.random() * 2 * jitter)));
     this.attempt += 1;
@@ -520,28 +592,62 @@ class Client implements BusClient {
     if (request.sent || this.stateValue !== 'open' || !this.ws || !this.welcome) return;
     if (Buffer.byteLength(request.text, 'utf8') > this.welcome.max_frame_bytes) {
       this.finish(request);
-      request.reject(new BusError('BUS_TOO_LARGE', `request ${request.ref}: frame of ${Buffer.byteLength(request.text, 'utf8')} bytes exceeds the server's limit of ${this.welcome.max_frame_bytes}`));
+      request.reject(
+        new BusError(
+          'BUS_TOO_LARGE',
+          `request ${request.ref}: frame of ${Buffer.byteLength(request.text, 'utf8')} bytes exceeds the server's limit of ${this.welcome.max_frame_bytes}`,
+        ),
+      );
       return;
     }
     request.sent = true;
     this.ws.send(request.text);
   }
 
-  private send(body: Record<string, unknown>, expect: 'ack' | 'result', accept: (frame: ServerFrame) => void, reject: (error: BusError) => void): void {
-    if (this.stateValue === 'closed') return reject(new BusError('BUS_CLOSED', `${this.options.url}: the client is closed`));
+  private send(
+    body: Record<string, unknown>,
+    expect: 'ack' | 'result',
+    accept: (frame: ServerFrame) => void,
+    reject: (error: BusError) => void,
+  ): void {
+    if (this.stateValue === 'closed')
+      return reject(new BusError('BUS_CLOSED', `${this.options.url}: the client is closed`));
     if (this.requests.size >= (this.options.maxPendingRequests ?? 10_000)) {
-      return reject(new BusError('BUS_BACKPRESSURE', `${this.options.url}: ${this.requests.size} requests are already waiting for an answer`, { retryable: true }));
+      return reject(
+        new BusError(
+          'BUS_BACKPRESSURE',
+          `${this.options.url}: ${this.requests.size} requests are already waiting for an answer`,
+          { retryable: true },
+        ),
+      );
     }
     const ref = this.nextRef++;
     const frame = { ...body, ref };
     const checked = ClientFrameSchema.safeParse(frame);
-    if (!checked.success) return reject(new BusError('BUS_INVALID', `${String(body.op)}: ${formatIssues(checked.error)}`));
+    if (!checked.success)
+      return reject(
+        new BusError('BUS_INVALID', `${String(body.op)}: ${formatIssues(checked.error)}`),
+      );
     const timeoutMs = this.options.requestTimeoutMs ?? 30_000;
-    const request: PendingRequest = { ref, text: JSON.stringify(frame), sent: false, expect, accept, reject, timer: undefined };
+    const request: PendingRequest = {
+      ref,
+      text: JSON.stringify(frame),
+      sent: false,
+      expect,
+      accept,
+      reject,
+      timer: undefined,
+    };
     if (timeoutMs > 0) {
       request.timer = setTimeout(() => {
         this.finish(request);
-        reject(new BusError('BUS_TIMEOUT', `${String(body.op)} (ref ${ref}): no answer within ${timeoutMs} ms; it may or may not have been applied`, { retryable: true }));
+        reject(
+          new BusError(
+            'BUS_TIMEOUT',
+            `${String(body.op)} (ref ${ref}): no answer within ${timeoutMs} ms; it may or may not have been applied`,
+            { retryable: true },
+          ),
+        );
       }, timeoutMs);
     }
     this.requests.set(ref, request);
@@ -555,23 +661,44 @@ class Client implements BusClient {
         'ack',
         (frame) => {
           if (frame.type === 'ack') resolve({ seq: frame.seq, id: frame.id, ts: frame.ts });
-          else reject(new BusError('BUS_BAD_FRAME', `${String(body.op)}: expected an ack, got a ${frame.type} frame`));
+          else
+            reject(
+              new BusError(
+                'BUS_BAD_FRAME',
+                `${String(body.op)}: expected an ack, got a ${frame.type} frame`,
+              ),
+            );
         },
         reject,
       ),
     );
   }
 
-  private result<T extends z.ZodType>(body: Record<string, unknown>, schema: T): Promise<z.output<T>> {
+  private result<T extends z.ZodType>(
+    body: Record<string, unknown>,
+    schema: T,
+  ): Promise<z.output<T>> {
     return new Promise<z.output<T>>((resolve, reject) =>
       this.send(
         body,
         'result',
         (frame) => {
-          if (frame.type !== 'result') return reject(new BusError('BUS_BAD_FRAME', `${String(body.op)}: expected a result, got a ${frame.type} frame`));
+          if (frame.type !== 'result')
+            return reject(
+              new BusError(
+                'BUS_BAD_FRAME',
+                `${String(body.op)}: expected a result, got a ${frame.type} frame`,
+              ),
+            );
           const parsed = schema.safeParse(frame.result);
           if (parsed.success) resolve(parsed.data);
-          else reject(new BusError('BUS_BAD_FRAME', `${String(body.op)}: result: ${formatIssues(parsed.error)}`));
+          else
+            reject(
+              new BusError(
+                'BUS_BAD_FRAME',
+                `${String(body.op)}: result: ${formatIssues(parsed.error)}`,
+              ),
+            );
         },
         reject,
       ),

@@ -6,7 +6,9 @@ import { RoleOverridesSchema, RoleSchema } from './roles.js';
 /** A mission id (the cell uuid by default): 1–128 characters of `A-Z a-z 0-9 . _ : -`. */
 export const MissionIdSchema = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, { message: 'must be 1-128 characters of A-Z a-z 0-9 . _ : - (not starting with a symbol)' });
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, {
+    message: 'must be 1-128 characters of A-Z a-z 0-9 . _ : - (not starting with a symbol)',
+  });
 
 /** The mission a bus belongs to. */
 export const MissionInfoSchema = z.strictObject({
@@ -47,13 +49,26 @@ export const LogConfigSchema = z.strictObject({
   /** @default { mode: 'batch', interval_ms: 10 } */
   fsync: FsyncPolicySchema.prefault({ mode: 'batch' }),
   /** Start a new segment file once the current one reaches this size (bytes). @default 67108864 (64 MiB) */
-  segment_max_bytes: z.number().int().min(1024).default(64 * 1024 * 1024),
+  segment_max_bytes: z
+    .number()
+    .int()
+    .min(1024)
+    .default(64 * 1024 * 1024),
   /** An event whose JSON line exceeds this is refused with BUS_TOO_LARGE (bytes). @default 1048576 (1 MiB) */
-  max_event_bytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
+  max_event_bytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(1024 * 1024),
   /** Recent events kept in memory for fast reads and delivery (count). @default 8192 */
   cache_max_events: z.number().int().min(1).default(8192),
   /** …and at most this many bytes of them. @default 16777216 (16 MiB) */
-  cache_max_bytes: z.number().int().min(1024).default(16 * 1024 * 1024),
+  cache_max_bytes: z
+    .number()
+    .int()
+    .min(1024)
+    .default(16 * 1024 * 1024),
   /**
    * How many recent event ids are remembered to make a republish with the same id return the
    * original event (idempotency window, count). Checkpoint and handoff ids are always remembered.
@@ -97,7 +112,12 @@ export const BusConfigSchema = z
   .superRefine((config, context) => {
     const seen = new Set<string>();
     config.participants.forEach((participant, index) => {
-      if (seen.has(participant.name)) context.addIssue({ code: 'custom', path: ['participants', index, 'name'], message: `duplicate participant ${participant.name}` });
+      if (seen.has(participant.name))
+        context.addIssue({
+          code: 'custom',
+          path: ['participants', index, 'name'],
+          message: `duplicate participant ${participant.name}`,
+        });
       seen.add(participant.name);
     });
   });

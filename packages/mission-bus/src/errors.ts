@@ -54,12 +54,16 @@ export class BusError extends PitError<BusErrorCode> {
 export function toBusError(error: unknown, where: string): BusError {
   if (error instanceof BusError) return error;
   if (PitError.is(error) && (BUS_ERROR_CODES as readonly string[]).includes(error.code)) {
-    return new BusError(error.code as BusErrorCode, error.message, { cause: error, retryable: error.retryable });
+    return new BusError(error.code as BusErrorCode, error.message, {
+      cause: error,
+      retryable: error.retryable,
+    });
   }
   const code = PitError.is(error) ? error.code : (error as NodeJS.ErrnoException | undefined)?.code;
   const reason = error instanceof Error ? error.message : String(error);
   const message = reason.startsWith(where) ? reason : `${where}: ${reason}`;
-  if (code === 'CELL_LOCKED') return new BusError('BUS_LOCKED', message, { cause: error, retryable: true });
+  if (code === 'CELL_LOCKED')
+    return new BusError('BUS_LOCKED', message, { cause: error, retryable: true });
   if (code === 'CELL_INVALID') return new BusError('BUS_CORRUPT', message, { cause: error });
   const retryable = PitError.is(error) ? error.retryable : false;
   return new BusError('BUS_IO', message, { cause: error, retryable });

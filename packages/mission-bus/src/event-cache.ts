@@ -23,7 +23,10 @@ export class EventCache {
   push(stored: StoredEvent): void {
     this.items.push(stored);
     this.bytes += stored.line.length;
-    while (this.items.length - this.start > 1 && (this.items.length - this.start > this.maxEvents || this.bytes > this.maxBytes)) {
+    while (
+      this.items.length - this.start > 1 &&
+      (this.items.length - this.start > this.maxEvents || this.bytes > this.maxBytes)
+    ) {
       this.bytes -= (this.items[this.start] as StoredEvent).line.length;
       this.items[this.start] = undefined as unknown as StoredEvent;
       this.start += 1;

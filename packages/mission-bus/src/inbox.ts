@@ -26,7 +26,11 @@ export function inboxFileName(event: { seq: number; id: string }): string {
  * (temporary files).
  * @throws {CellError} CELL_BAD_NAME, CELL_IO.
  */
-export async function writeInboxEvent(cellDir: string, event: DirectEvent, options: { fsync: boolean }): Promise<string> {
+export async function writeInboxEvent(
+  cellDir: string,
+  event: DirectEvent,
+  options: { fsync: boolean },
+): Promise<string> {
   const dir = cellPaths(cellDir).inbox(event.to);
   await fs.mkdir(dir, { recursive: true });
   const path = join(dir, inboxFileName(event));

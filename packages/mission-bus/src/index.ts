@@ -54,7 +54,12 @@ export {
 } from './config.js';
 export { JSON_SCHEMAS, toJsonSchemas } from './json-schemas.js';
 export { hashToken, createToken, tokenMatches } from './tokens.js';
-export { ResumePacketSchema, ParticipantInfoSchema, type ResumePacket, type ParticipantInfo } from './resume-packet.js';
+export {
+  ResumePacketSchema,
+  ParticipantInfoSchema,
+  type ResumePacket,
+  type ParticipantInfo,
+} from './resume-packet.js';
 export { inboxFileName, isDirectEvent, type DirectEvent } from './inbox.js';
 export { segmentFileName, type LogRepair } from './segment-log.js';
 export type { AuditEntry } from './audit-trail.js';
@@ -81,7 +86,13 @@ export {
   type WelcomeFrame,
   type ParticipantsResult,
 } from './protocol.js';
-export { createBusServer, type BusServer, type BusServerOptions, type BusConnectionInfo, type BusServerStats } from './server.js';
+export {
+  createBusServer,
+  type BusServer,
+  type BusServerOptions,
+  type BusConnectionInfo,
+  type BusServerStats,
+} from './server.js';
 export {
   connectBus,
   type BusClient,

@@ -12,8 +12,13 @@ describe('published JSON Schemas', () => {
     expect(Object.keys(rendered).sort()).toEqual(Object.keys(JSON_SCHEMAS).sort());
     for (const [name, schema] of Object.entries(rendered)) {
       const committed = await readFile(join(SCHEMAS_DIR, `${name}.schema.json`), 'utf8');
-      expect(committed, `schemas/${name}.schema.json is stale`).toBe(`${JSON.stringify(schema, null, 2)}\n`);
-      expect(schema).toMatchObject({ $id: `https://pit.dev/schemas/${name}.schema.json`, $schema: 'https://json-schema.org/draft/2020-12/schema' });
+      expect(committed, `schemas/${name}.schema.json is stale`).toBe(
+        `${JSON.stringify(schema, null, 2)}\n`,
+      );
+      expect(schema).toMatchObject({
+        $id: `https://pit.dev/schemas/${name}.schema.json`,
+        $schema: 'https://json-schema.org/draft/2020-12/schema',
+      });
     }
   });
 });

@@ -24,7 +24,9 @@ export const JSON_SCHEMAS = {
  */
 export function toJsonSchemas(): Record<keyof typeof JSON_SCHEMAS, object> {
   const out = {} as Record<keyof typeof JSON_SCHEMAS, object>;
-  for (const [name, schema] of Object.entries(JSON_SCHEMAS) as Array<[keyof typeof JSON_SCHEMAS, z.ZodType]>) {
+  for (const [name, schema] of Object.entries(JSON_SCHEMAS) as Array<
+    [keyof typeof JSON_SCHEMAS, z.ZodType]
+  >) {
     const rendered = z.toJSONSchema(schema, {
       io: 'input',
       unrepresentable: 'any',

@@ -21,7 +21,10 @@ let cellDir: string;
 const open: MissionBus[] = [];
 
 async function openBus(config: BusConfigInput = {}, dir = cellDir): Promise<MissionBus> {
-  const bus = await MissionBus.open({ cellDir: dir, config: { mission: MISSION, participants: roleParticipants().participants, ...config } });
+  const bus = await MissionBus.open({
+    cellDir: dir,
+    config: { mission: MISSION, participants: roleParticipants().participants, ...config },
+  });
   open.push(bus);
   return bus;
 }
@@ -37,7 +40,9 @@ async function codeOf(promise: Promise<unknown>): Promise<string> {
 }
 
 function segmentsOf(dir: string): Promise<string[]> {
-  return readdir(join(dir, 'bus')).then((names) => names.filter((name) => /^stream-\d{20}\.jsonl$/.test(name)).sort());
+  return readdir(join(dir, 'bus')).then((names) =>
+    names.filter((name) => /^stream-\d{20}\.jsonl$/.test(name)).sort(),
+  );
 }
 
 beforeEach(async () => {
@@ -53,16 +58,40 @@ afterEach(async () => {
 describe('MissionBus', () => {
   it('orders message → checkpoint → handoff as 1, 2, 3 with id, timestamp and sender', async () => {
     const bus = await openBus();
-    const message = await bus.publish('lead1', { topic: 'plan', payload: { steps: ['lex', 'parse'] } });
-    const checkpoint = await bus.checkpoint('writer', { summary: 'lexer done', state: { next: 'parse' }, artifacts: ['src/lex.ts'], workspace: WORKSPACE });
-    const handoff = await bus.handoff('writer', { to: 'lead1', checkpoint: checkpoint.id, note: 'parser is yours' });
+    const message = await bus.publish('lead1', {
+      topic: 'plan',
+      payload: { steps: ['lex', 'parse'] },
+    });
+    const checkpoint = await bus.checkpoint('writer', {
+      summary: 'lexer done',
+      state: { next: 'parse' },
+      artifacts: ['src/lex.ts'],
+      workspace: WORKSPACE,
+    });
+    const handoff = await bus.handoff('writer', {
+      to: 'lead1',
+      checkpoint: checkpoint.id,
+      note: 'parser is yours',
+    });
     expect([message.seq, checkpoint.seq, handoff.seq]).toEqual([1, 2, 3]);
     for (const event of [message, checkpoint, handoff]) {
       expect(event.id).toMatch(/^[0-9a-f-]{36}$/);
       expect(Date.parse(event.ts)).not.toBeNaN();
     }
-    expect(message).toMatchObject({ event: 'message', sender: 'lead1', topic: 'plan', payload: { steps: ['lex', 'parse'] } });
-    expect(handoff).toMatchObject({ event: 'handoff', sender: 'writer', from: 'writer', to: 'lead1', checkpoint: checkpoint.id, note: 'parser is yours' });
+    expect(message).toMatchObject({
+      event: 'message',
+      sender: 'lead1',
+      topic: 'plan',
+      payload: { steps: ['lex', 'parse'] },
+    });
+    expect(handoff).toMatchObject({
+      event: 'handoff',
+      sender: 'writer',
+      from: 'writer',
+      to: 'lead1',
+      checkpoint: checkpoint.id,
+      note: 'parser is yours',
+    });
     expect(bus.head).toBe(3);
     expect(await bus.read()).toEqual([message, checkpoint, handoff]);
   });
@@ -70,9 +99,18 @@ describe('MissionBus', () => {
   it('builds a resume packet with everything the recipient needs', async () => {
     const bus = await openBus({ isolation: { writer: { level: 2, network: 'none' } } });
     await bus.publish('lead1', { topic: 'plan', payload: 1 });
-    const checkpoint = await bus.checkpoint('writer', { summary: 'lexer done', state: { next: 'parse' }, artifacts: ['src/lex.ts'], workspace: WORKSPACE });
+    const checkpoint = await bus.checkpoint('writer', {
+      summary: 'lexer done',
+      state: { next: 'parse' },
+      artifacts: ['src/lex.ts'],
+      workspace: WORKSPACE,
+    });
     await bus.publish('writer', { topic: 'note', payload: 'after the checkpoint' });
-    const handoff = await bus.handoff('writer', { to: 'lead1', checkpoint: checkpoint.id, note: 'parser is yours' });
+    const handoff = await bus.handoff('writer', {
+      to: 'lead1',
+      checkpoint: checkpoint.id,
+      note: 'parser is yours',
+    });
     const packet = await bus.buildResumePacket(handoff.id);
     expect(packet).toEqual({
       mission: MISSION,
@@ -85,7 +123,11 @@ describe('MissionBus', () => {
       workspace: WORKSPACE,
       participants: expect.arrayContaining([
         { name: 'lead1', role: 'lead', capabilities: [...CAPABILITIES] },
-        { name: 'writer', role: 'write', capabilities: ['publish', 'checkpoint', 'handoff', 'read'] },
+        {
+          name: 'writer',
+          role: 'write',
+          capabilities: ['publish', 'checkpoint', 'handoff', 'read'],
+        },
         { name: 'reader', role: 'read', capabilities: ['read'] },
         { name: 'auditor', role: 'audit', capabilities: ['read', 'audit'] },
       ]),
@@ -93,44 +135,97 @@ describe('MissionBus', () => {
       isolation: { writer: { level: 2, network: 'none' } },
       stream: { length: 4, resume_after: 2 },
     });
-    await expect(bus.buildResumePacket('no-such-handoff')).rejects.toMatchObject({ code: 'BUS_NOT_FOUND' });
+    await expect(bus.buildResumePacket('no-such-handoff')).rejects.toMatchObject({
+      code: 'BUS_NOT_FOUND',
+    });
   });
 
   it('lets the owner (@pit) hand a dead agent’s work to a substitute, with a workspace checkpoint reference', async () => {
     const bus = await openBus();
     const checkpoint = await bus.checkpoint('writer', { summary: 'half way' });
-    await bus.registerParticipant({ name: 'substitute', role: 'write', token_sha256: hashToken('t') });
-    const handoff = await bus.handoff(SYSTEM_SENDER, { from: 'writer', to: 'substitute', checkpoint: checkpoint.id, note: 'writer died', workspace: WORKSPACE });
-    expect(handoff).toMatchObject({ sender: '@pit', from: 'writer', to: 'substitute', workspace: WORKSPACE });
+    await bus.registerParticipant({
+      name: 'substitute',
+      role: 'write',
+      token_sha256: hashToken('t'),
+    });
+    const handoff = await bus.handoff(SYSTEM_SENDER, {
+      from: 'writer',
+      to: 'substitute',
+      checkpoint: checkpoint.id,
+      note: 'writer died',
+      workspace: WORKSPACE,
+    });
+    expect(handoff).toMatchObject({
+      sender: '@pit',
+      from: 'writer',
+      to: 'substitute',
+      workspace: WORKSPACE,
+    });
     const packet = await bus.buildResumePacket(handoff.id);
     expect(packet.workspace).toEqual(WORKSPACE);
     expect(packet.sender).toBe('@pit');
     expect(bus.authenticate('substitute', 't')).toBe(true);
-    await expect(bus.handoff(SYSTEM_SENDER, { to: 'substitute', checkpoint: checkpoint.id })).rejects.toMatchObject({ code: 'BUS_INVALID' });
+    await expect(
+      bus.handoff(SYSTEM_SENDER, { to: 'substitute', checkpoint: checkpoint.id }),
+    ).rejects.toMatchObject({ code: 'BUS_INVALID' });
   });
 
   it('validates handoffs: a participant recipient, an existing checkpoint, only one’s own work', async () => {
     const bus = await openBus();
     const checkpoint = await bus.checkpoint('writer', { summary: 's' });
-    expect(await codeOf(bus.handoff('writer', { to: 'stranger', checkpoint: checkpoint.id }))).toBe('BUS_UNKNOWN_PARTICIPANT');
-    expect(await codeOf(bus.handoff('writer', { to: 'lead1', checkpoint: 'missing-checkpoint' }))).toBe('BUS_NOT_FOUND');
-    expect(await codeOf(bus.handoff('writer', { from: 'lead1', to: 'reader', checkpoint: checkpoint.id }))).toBe('BUS_FORBIDDEN');
-    expect(await codeOf(bus.handoff('writer', { to: 'writer', checkpoint: checkpoint.id }))).toBe('BUS_INVALID');
-    expect(await codeOf(bus.handoff('writer', { to: 'lead1', checkpoint: 'a/b' }))).toBe('BUS_INVALID');
+    expect(await codeOf(bus.handoff('writer', { to: 'stranger', checkpoint: checkpoint.id }))).toBe(
+      'BUS_UNKNOWN_PARTICIPANT',
+    );
+    expect(
+      await codeOf(bus.handoff('writer', { to: 'lead1', checkpoint: 'missing-checkpoint' })),
+    ).toBe('BUS_NOT_FOUND');
+    expect(
+      await codeOf(
+        bus.handoff('writer', { from: 'lead1', to: 'reader', checkpoint: checkpoint.id }),
+      ),
+    ).toBe('BUS_FORBIDDEN');
+    expect(await codeOf(bus.handoff('writer', { to: 'writer', checkpoint: checkpoint.id }))).toBe(
+      'BUS_INVALID',
+    );
+    expect(await codeOf(bus.handoff('writer', { to: 'lead1', checkpoint: 'a/b' }))).toBe(
+      'BUS_INVALID',
+    );
     expect(bus.head).toBe(1);
   });
 
   describe('permission matrix (in-process)', () => {
-    const operations: Array<{ capability: Capability; run: (bus: MissionBus, who: string, checkpointId: string) => Promise<unknown> }> = [
+    const operations: Array<{
+      capability: Capability;
+      run: (bus: MissionBus, who: string, checkpointId: string) => Promise<unknown>;
+    }> = [
       { capability: 'publish', run: (bus, who) => bus.publish(who, { topic: 't', payload: null }) },
       { capability: 'checkpoint', run: (bus, who) => bus.checkpoint(who, { summary: 's' }) },
-      { capability: 'handoff', run: (bus, who, checkpointId) => bus.handoff(who, { to: who === 'reader' ? 'writer' : 'reader', checkpoint: checkpointId }) },
-      { capability: 'configure_isolation', run: (bus, who) => bus.configureIsolation(who, { participant: 'writer', profile: { level: 1 } }) },
+      {
+        capability: 'handoff',
+        run: (bus, who, checkpointId) =>
+          bus.handoff(who, {
+            to: who === 'reader' ? 'writer' : 'reader',
+            checkpoint: checkpointId,
+          }),
+      },
+      {
+        capability: 'configure_isolation',
+        run: (bus, who) =>
+          bus.configureIsolation(who, { participant: 'writer', profile: { level: 1 } }),
+      },
       { capability: 'read', run: async (bus, who) => bus.authorize(who, 'read', 'subscribe') },
       { capability: 'audit', run: async (bus, who) => bus.authorize(who, 'audit', 'audit') },
     ];
-    const cases = ['lead1', 'writer', 'reader', 'auditor', 'stranger'].flatMap((who) => operations.map((operation) => ({ who, ...operation })));
-    const roleOf: Record<string, keyof typeof DEFAULT_ROLE_CAPABILITIES | undefined> = { lead1: 'lead', writer: 'write', reader: 'read', auditor: 'audit', stranger: undefined };
+    const cases = ['lead1', 'writer', 'reader', 'auditor', 'stranger'].flatMap((who) =>
+      operations.map((operation) => ({ who, ...operation })),
+    );
+    const roleOf: Record<string, keyof typeof DEFAULT_ROLE_CAPABILITIES | undefined> = {
+      lead1: 'lead',
+      writer: 'write',
+      reader: 'read',
+      auditor: 'audit',
+      stranger: undefined,
+    };
 
     it.each(cases)('$who × $capability', async ({ who, capability, run }) => {
       const bus = await openBus();
@@ -147,12 +242,25 @@ describe('MissionBus', () => {
       expect(await codeOf(bus.publish('writer', { topic: 't', payload: 1 }))).toBe('BUS_FORBIDDEN');
       expect(bus.roles().lead).toEqual([...CAPABILITIES]);
       const audit = await bus.readAudit();
-      expect(audit).toEqual([expect.objectContaining({ event: 'bus_denied', participant: 'writer', operation: 'publish', capability: 'publish', role: 'write' })]);
+      expect(audit).toEqual([
+        expect.objectContaining({
+          event: 'bus_denied',
+          participant: 'writer',
+          operation: 'publish',
+          capability: 'publish',
+          role: 'write',
+        }),
+      ]);
     });
 
     it('refuses everything to a removed participant', async () => {
       const bus = await openBus();
-      expect(await bus.removeParticipant('writer')).toMatchObject({ event: 'participant', name: 'writer', role: null, sender: '@pit' });
+      expect(await bus.removeParticipant('writer')).toMatchObject({
+        event: 'participant',
+        name: 'writer',
+        role: null,
+        sender: '@pit',
+      });
       for (const capability of CAPABILITIES) expect(bus.can('writer', capability)).toBe(false);
       expect(await codeOf(bus.publish('writer', { topic: 't', payload: 1 }))).toBe('BUS_FORBIDDEN');
       expect(await bus.removeParticipant('writer')).toBeNull();
@@ -161,15 +269,23 @@ describe('MissionBus', () => {
 
   it('writes direct messages and handoffs to the recipient’s inbox, one file per event, atomically', async () => {
     const bus = await openBus();
-    const direct = await bus.publish('lead1', { topic: 'dm', payload: { hello: 'reader' }, to: 'reader' });
+    const direct = await bus.publish('lead1', {
+      topic: 'dm',
+      payload: { hello: 'reader' },
+      to: 'reader',
+    });
     await bus.publish('lead1', { topic: 'broadcast', payload: 1 });
     const checkpoint = await bus.checkpoint('writer', { summary: 's' });
     const handoff = await bus.handoff('writer', { to: 'reader', checkpoint: checkpoint.id });
     const inbox = join(cellDir, 'bus', 'inbox', 'reader');
     expect((await readdir(inbox)).sort()).toEqual([inboxFileName(direct), inboxFileName(handoff)]);
     expect(JSON.parse(await readFile(join(inbox, inboxFileName(direct)), 'utf8'))).toEqual(direct);
-    expect(JSON.parse(await readFile(join(inbox, inboxFileName(handoff)), 'utf8'))).toEqual(handoff);
-    expect(await codeOf(bus.publish('lead1', { topic: 'dm', payload: 1, to: 'nobody' }))).toBe('BUS_UNKNOWN_PARTICIPANT');
+    expect(JSON.parse(await readFile(join(inbox, inboxFileName(handoff)), 'utf8'))).toEqual(
+      handoff,
+    );
+    expect(await codeOf(bus.publish('lead1', { topic: 'dm', payload: 1, to: 'nobody' }))).toBe(
+      'BUS_UNKNOWN_PARTICIPANT',
+    );
   });
 
   it('writes a direct event a crash kept from the inbox when it reopens', async () => {
@@ -193,32 +309,64 @@ describe('MissionBus', () => {
     ]);
     expect(again).toEqual(first);
     expect(await bus.publish('writer', { id: 'op-1', topic: 't', payload: 1 })).toEqual(first);
-    expect(await codeOf(bus.checkpoint('writer', { id: 'op-1', summary: 's' }))).toBe('BUS_CONFLICT');
-    expect(await codeOf(bus.publish('lead1', { id: 'op-1', topic: 't', payload: 1 }))).toBe('BUS_CONFLICT');
+    expect(await codeOf(bus.checkpoint('writer', { id: 'op-1', summary: 's' }))).toBe(
+      'BUS_CONFLICT',
+    );
+    expect(await codeOf(bus.publish('lead1', { id: 'op-1', topic: 't', payload: 1 }))).toBe(
+      'BUS_CONFLICT',
+    );
     expect(bus.head).toBe(1);
   });
 
   it('refuses an event over log.max_event_bytes without using a sequence number', async () => {
     const bus = await openBus({ log: { max_event_bytes: 2048 } });
-    expect(await codeOf(bus.publish('writer', { topic: 't', payload: 'x'.repeat(4096) }))).toBe('BUS_TOO_LARGE');
+    expect(await codeOf(bus.publish('writer', { topic: 't', payload: 'x'.repeat(4096) }))).toBe(
+      'BUS_TOO_LARGE',
+    );
     expect((await bus.publish('writer', { topic: 't', payload: 'small' })).seq).toBe(1);
   });
 
   it('refuses malformed input naming the field', async () => {
     const bus = await openBus();
-    await expect(bus.publish('writer', { topic: '', payload: 1 })).rejects.toThrow(/publish: topic:/);
-    await expect(bus.publish('writer', { topic: 't', payload: 1, extra: true } as never)).rejects.toMatchObject({ code: 'BUS_INVALID' });
+    await expect(bus.publish('writer', { topic: '', payload: 1 })).rejects.toThrow(
+      /publish: topic:/,
+    );
+    await expect(
+      bus.publish('writer', { topic: 't', payload: 1, extra: true } as never),
+    ).rejects.toMatchObject({ code: 'BUS_INVALID' });
   });
 
   it('preserves every event and field through a reopen from disk and through toJSON/fromJSON', async () => {
-    const config: BusConfigInput = { isolation: { reader: { level: 3, image: 'rootfs:/srv/rootfs' } } };
+    const config: BusConfigInput = {
+      isolation: { reader: { level: 3, image: 'rootfs:/srv/rootfs' } },
+    };
     const bus = await openBus(config);
-    await bus.publish('lead1', { topic: 'plan', payload: { nested: [1, 'two', null, { three: true }] } });
+    await bus.publish('lead1', {
+      topic: 'plan',
+      payload: { nested: [1, 'two', null, { three: true }] },
+    });
     await bus.publish('lead1', { topic: 'dm', payload: 'hi', to: 'writer' });
-    const checkpoint = await bus.checkpoint('writer', { summary: 's', state: { a: [1, 2] }, artifacts: ['x', 'y'], workspace: WORKSPACE });
-    await bus.configureIsolation('lead1', { participant: 'writer', profile: { level: 2, readonly_paths: ['/opt'] } });
-    await bus.registerParticipant({ name: 'late', role: 'read', token_sha256: hashToken('late-token') });
-    const handoff = await bus.handoff('writer', { to: 'late', checkpoint: checkpoint.id, note: 'n', workspace: WORKSPACE });
+    const checkpoint = await bus.checkpoint('writer', {
+      summary: 's',
+      state: { a: [1, 2] },
+      artifacts: ['x', 'y'],
+      workspace: WORKSPACE,
+    });
+    await bus.configureIsolation('lead1', {
+      participant: 'writer',
+      profile: { level: 2, readonly_paths: ['/opt'] },
+    });
+    await bus.registerParticipant({
+      name: 'late',
+      role: 'read',
+      token_sha256: hashToken('late-token'),
+    });
+    const handoff = await bus.handoff('writer', {
+      to: 'late',
+      checkpoint: checkpoint.id,
+      note: 'n',
+      workspace: WORKSPACE,
+    });
     const before = await bus.read();
     const packetBefore = await bus.buildResumePacket(handoff.id);
     const exported = JSON.parse(JSON.stringify(bus)) as unknown;
@@ -230,7 +378,9 @@ describe('MissionBus', () => {
     expect(reopened.toJSON().events).toEqual(before);
     expect(await reopened.buildResumePacket(handoff.id)).toEqual(packetBefore);
     expect(reopened.authenticate('late', 'late-token')).toBe(true);
-    expect((await reopened.publish('writer', { topic: 't', payload: 1 })).seq).toBe(before.length + 1);
+    expect((await reopened.publish('writer', { topic: 't', payload: 1 })).seq).toBe(
+      before.length + 1,
+    );
 
     const otherCell = await makeCell(root);
     const imported = await MissionBus.fromJSON(exported, { cellDir: otherCell });
@@ -239,11 +389,24 @@ describe('MissionBus', () => {
     expect(imported.mission).toEqual(MISSION);
     expect(await imported.buildResumePacket(handoff.id)).toEqual({ ...packetBefore });
     expect(imported.authenticate('late', 'late-token')).toBe(true);
-    expect(JSON.parse(await readFile(join(otherCell, 'bus', 'inbox', 'writer', inboxFileName(before[1] as BusEvent)), 'utf8'))).toEqual(before[1]);
-    await expect(MissionBus.fromJSON(exported, { cellDir: otherCell, lockTimeoutMs: 50 })).rejects.toMatchObject({ code: 'BUS_LOCKED' });
+    expect(
+      JSON.parse(
+        await readFile(
+          join(otherCell, 'bus', 'inbox', 'writer', inboxFileName(before[1] as BusEvent)),
+          'utf8',
+        ),
+      ),
+    ).toEqual(before[1]);
+    await expect(
+      MissionBus.fromJSON(exported, { cellDir: otherCell, lockTimeoutMs: 50 }),
+    ).rejects.toMatchObject({ code: 'BUS_LOCKED' });
     await imported.close();
-    await expect(MissionBus.fromJSON(exported, { cellDir: otherCell })).rejects.toMatchObject({ code: 'BUS_EXISTS' });
-    await expect(MissionBus.fromJSON({ format: 'nope' }, { cellDir: otherCell })).rejects.toMatchObject({ code: 'BUS_INVALID' });
+    await expect(MissionBus.fromJSON(exported, { cellDir: otherCell })).rejects.toMatchObject({
+      code: 'BUS_EXISTS',
+    });
+    await expect(
+      MissionBus.fromJSON({ format: 'nope' }, { cellDir: otherCell }),
+    ).rejects.toMatchObject({ code: 'BUS_INVALID' });
   });
 
   it('repairs a torn last line on open, saves and reports it, and continues the sequence', async () => {
@@ -266,7 +429,12 @@ describe('MissionBus', () => {
     expect((await reopened.read()).map((event) => event.seq)).toEqual([1, 2]);
     expect((await reopened.publish('writer', { topic: 't', payload: 3 })).seq).toBe(3);
     expect((await reopened.readAudit()).map((entry) => entry.event)).toContain('bus_log_repaired');
-    expect(readFileSync(path, 'utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line).seq)).toEqual([1, 2, 3]);
+    expect(
+      readFileSync(path, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line).seq),
+    ).toEqual([1, 2, 3]);
   });
 
   it('refuses to open a log with a bad line in the middle (not a torn write)', async () => {
@@ -277,14 +445,23 @@ describe('MissionBus', () => {
     const [segment] = await segmentsOf(cellDir);
     const path = join(cellDir, 'bus', segment as string);
     const lines = (await readFile(path, 'utf8')).split('\n');
-    await writeFile(path, `${lines[0]}\n{"garbage":true}\n${lines[0]?.replace('"seq":1', '"seq":2')}\n`);
-    await expect(MissionBus.open({ cellDir, config: { mission: MISSION } })).rejects.toMatchObject({ code: 'BUS_CORRUPT', message: expect.stringMatching(/line 2/) });
+    await writeFile(
+      path,
+      `${lines[0]}\n{"garbage":true}\n${lines[0]?.replace('"seq":1', '"seq":2')}\n`,
+    );
+    await expect(MissionBus.open({ cellDir, config: { mission: MISSION } })).rejects.toMatchObject({
+      code: 'BUS_CORRUPT',
+      message: expect.stringMatching(/line 2/),
+    });
   });
 
   it('rotates segments and reads transparently across them, from memory or disk', async () => {
     const bus = await openBus({ log: { segment_max_bytes: 2048, cache_max_events: 5 } });
     const published: BusEvent[] = [];
-    for (let index = 0; index < 120; index += 1) published.push(await bus.publish('writer', { topic: 'load', payload: { index, pad: 'p'.repeat(40) } }));
+    for (let index = 0; index < 120; index += 1)
+      published.push(
+        await bus.publish('writer', { topic: 'load', payload: { index, pad: 'p'.repeat(40) } }),
+      );
     const segments = await segmentsOf(cellDir);
     expect(segments.length).toBeGreaterThan(5);
     expect(segments[0]).toBe('stream-00000000000000000001.jsonl');
@@ -303,20 +480,27 @@ describe('MissionBus', () => {
     expect(reopened.toJSON().events).toEqual(published);
   });
 
-  it.each([{ mode: 'always' as const }, { mode: 'batch' as const, interval_ms: 5 }, { mode: 'never' as const }])(
-    'acknowledges only events already in the log file (fsync $mode)',
-    async (fsync) => {
-      const bus = await openBus({ log: { fsync } });
-      const events = await Promise.all(Array.from({ length: 50 }, (_, index) => bus.publish('writer', { topic: 't', payload: index })));
-      const [segment] = await segmentsOf(cellDir);
-      const onDisk = readFileSync(join(cellDir, 'bus', segment as string), 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((line) => JSON.parse(line) as BusEvent);
-      expect(onDisk).toEqual(events);
-      expect(events.map((event) => event.seq)).toEqual(Array.from({ length: 50 }, (_, index) => index + 1));
-    },
-  );
+  it.each([
+    { mode: 'always' as const },
+    { mode: 'batch' as const, interval_ms: 5 },
+    { mode: 'never' as const },
+  ])('acknowledges only events already in the log file (fsync $mode)', async (fsync) => {
+    const bus = await openBus({ log: { fsync } });
+    const events = await Promise.all(
+      Array.from({ length: 50 }, (_, index) =>
+        bus.publish('writer', { topic: 't', payload: index }),
+      ),
+    );
+    const [segment] = await segmentsOf(cellDir);
+    const onDisk = readFileSync(join(cellDir, 'bus', segment as string), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line) as BusEvent);
+    expect(onDisk).toEqual(events);
+    expect(events.map((event) => event.seq)).toEqual(
+      Array.from({ length: 50 }, (_, index) => index + 1),
+    );
+  });
 
   it('delivers the backlog, then live events, to an in-process subscriber', async () => {
     const bus = await openBus();
@@ -338,7 +522,9 @@ describe('MissionBus', () => {
 
   it('holds the cell: a second bus on the same cell is refused with BUS_LOCKED', async () => {
     await openBus();
-    await expect(MissionBus.open({ cellDir, config: { mission: MISSION }, lockTimeoutMs: 100 })).rejects.toMatchObject({ code: 'BUS_LOCKED' });
+    await expect(
+      MissionBus.open({ cellDir, config: { mission: MISSION }, lockTimeoutMs: 100 }),
+    ).rejects.toMatchObject({ code: 'BUS_LOCKED' });
   });
 
   it('takes the mission from cell.json when the config has none', async () => {
@@ -350,7 +536,13 @@ describe('MissionBus', () => {
 
   it('refuses a bad config naming every bad field', async () => {
     await expect(
-      MissionBus.open({ cellDir, config: { participants: [{ name: 'Bad Name', role: 'boss' }], log: { fsync: { mode: 'sometimes' } } } as never }),
+      MissionBus.open({
+        cellDir,
+        config: {
+          participants: [{ name: 'Bad Name', role: 'boss' }],
+          log: { fsync: { mode: 'sometimes' } },
+        } as never,
+      }),
     ).rejects.toThrow(/participants\.0\.name: .*participants\.0\.role: .*log\.fsync/s);
   });
 
@@ -363,9 +555,16 @@ describe('MissionBus', () => {
 
   it('sets and clears isolation profiles through the stream', async () => {
     const bus = await openBus({ isolation: { reader: { level: 1 } } });
-    await bus.configureIsolation('lead1', { participant: 'writer', profile: { level: 3, network: 'none' } });
+    await bus.configureIsolation('lead1', {
+      participant: 'writer',
+      profile: { level: 3, network: 'none' },
+    });
     await bus.configureIsolation('lead1', { participant: 'reader', profile: null });
     expect(bus.isolationProfiles()).toEqual({ writer: { level: 3, network: 'none' } });
-    expect(await codeOf(bus.configureIsolation('lead1', { participant: 'nobody', profile: { level: 1 } }))).toBe('BUS_UNKNOWN_PARTICIPANT');
+    expect(
+      await codeOf(
+        bus.configureIsolation('lead1', { participant: 'nobody', profile: { level: 1 } }),
+      ),
+    ).toBe('BUS_UNKNOWN_PARTICIPANT');
   });
 });

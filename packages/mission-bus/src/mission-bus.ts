@@ -34,10 +34,23 @@ import {
   type ParticipantEvent,
   type PublishInput,
 } from './bus-event.js';
-import { BusConfigSchema, MissionInfoSchema, type BusConfig, type BusConfigInput, type MissionInfo } from './config.js';
+import {
+  BusConfigSchema,
+  MissionInfoSchema,
+  type BusConfig,
+  type BusConfigInput,
+  type MissionInfo,
+} from './config.js';
 import { BusError, toBusError } from './errors.js';
 import { EventCache } from './event-cache.js';
-import { inboxEventExists, isDirectEvent, readWatermark, writeInboxEvent, writeWatermark, type DirectEvent } from './inbox.js';
+import {
+  inboxEventExists,
+  isDirectEvent,
+  readWatermark,
+  writeInboxEvent,
+  writeWatermark,
+  type DirectEvent,
+} from './inbox.js';
 import { describeError, silentLogger, type BusLogger } from './logger.js';
 import type { ParticipantInfo, ResumePacket } from './resume-packet.js';
 import { RoleSchema, resolveRoleCapabilities, type Capability, type Role } from './roles.js';
@@ -92,6 +105,13 @@ export const BusExportSchema = z.strictObject({
   events: z.array(BusEventSchema),
 });
 export type BusExport = z.infer<typeof BusExportSchema>;
+
+/** @internal A write request whose input passed its schema. */
+export type ValidRequest =
+  | { op: 'publish'; input: z.output<typeof PublishInputSchema> }
+  | { op: 'checkpoint'; input: z.output<typeof CheckpointInputSchema> }
+  | { op: 'handoff'; input: z.output<typeof HandoffInputSchema> }
+  | { op: 'configure_isolation'; input: z.output<typeof ConfigureIsolationInputSchema> };
 
 interface Pending {
   stored: StoredEvent;
@@ -164,21 +184,31 @@ export class MissionBus {
   private directSinceWatermark = 0;
   private watermarkWrite: Promise<void> = Promise.resolve();
 
-  private constructor(options: { cellDir: string; config: BusConfig; mission: MissionInfo; logger: BusLogger; now: () => Date }) {
+  private constructor(options: {
+    cellDir: string;
+    config: BusConfig;
+    mission: MissionInfo;
+    logger: BusLogger;
+    now: () => Date;
+  }) {
     this.paths = cellPaths(options.cellDir);
     this.config = options.config;
     this.mission = options.mission;
     this.logger = options.logger;
     this.now = options.now;
     this.roleTable = resolveRoleCapabilities(options.config.roles);
-    this.cache = new EventCache(options.config.log.cache_max_events, options.config.log.cache_max_bytes);
+    this.cache = new EventCache(
+      options.config.log.cache_max_events,
+      options.config.log.cache_max_bytes,
+    );
     this.repairs = [];
     for (const participant of options.config.participants) {
       this.members.set(participant.name, participant.role);
       this.everMembers.add(participant.name);
       if (participant.token_sha256) this.tokens.set(participant.name, participant.token_sha256);
     }
-    for (const [name, profile] of Object.entries(options.config.isolation)) this.isolation.set(name, profile);
+    for (const [name, profile] of Object.entries(options.config.isolation))
+      this.isolation.set(name, profile);
   }
 
   /**
@@ -190,7 +220,12 @@ export class MissionBus {
    */
   static async open(options: OpenMissionBusOptions): Promise<MissionBus> {
     const parsed = BusConfigSchema.safeParse(options.config ?? {});
-    if (!parsed.success) throw new BusError('BUS_INVALID', `bus config for ${options.cellDir}: ${formatIssues(parsed.error)}`, { cause: parsed.error });
+    if (!parsed.success)
+      throw new BusError(
+        'BUS_INVALID',
+        `bus config for ${options.cellDir}: ${formatIssues(parsed.error)}`,
+        { cause: parsed.error },
+      );
     const config = parsed.data;
     let mission = config.mission;
     if (!mission) {
@@ -198,12 +233,22 @@ export class MissionBus {
         const manifest = await readManifest(options.cellDir);
         mission = { id: manifest.uuid, title: manifest.name ?? manifest.mission };
       } catch (error) {
-        throw new BusError('BUS_INVALID', `bus config for ${options.cellDir}: mission: not given and the cell's cell.json is not readable (${describeError(error)})`, {
-          cause: error,
-        });
+        throw new BusError(
+          'BUS_INVALID',
+          `bus config for ${options.cellDir}: mission: not given and the cell's cell.json is not readable (${describeError(error)})`,
+          {
+            cause: error,
+          },
+        );
       }
     }
-    const bus = new MissionBus({ cellDir: options.cellDir, config, mission, logger: options.logger ?? silentLogger, now: options.now ?? (() => new Date()) });
+    const bus = new MissionBus({
+      cellDir: options.cellDir,
+      config,
+      mission,
+      logger: options.logger ?? silentLogger,
+      now: options.now ?? (() => new Date()),
+    });
     await bus.start(options.lockTimeoutMs ?? 2000);
     return bus;
   }
@@ -215,16 +260,33 @@ export class MissionBus {
    * @throws {BusError} BUS_INVALID (not an export, or sequence numbers not 1, 2, 3, …),
    *   BUS_EXISTS (the cell's bus already has events), and whatever {@link open} throws.
    */
-  static async fromJSON(json: unknown, options: Omit<OpenMissionBusOptions, 'config'>): Promise<MissionBus> {
+  static async fromJSON(
+    json: unknown,
+    options: Omit<OpenMissionBusOptions, 'config'>,
+  ): Promise<MissionBus> {
     const parsed = BusExportSchema.safeParse(typeof json === 'string' ? safeJsonParse(json) : json);
-    if (!parsed.success) throw new BusError('BUS_INVALID', `bus export: ${formatIssues(parsed.error)}`, { cause: parsed.error });
+    if (!parsed.success)
+      throw new BusError('BUS_INVALID', `bus export: ${formatIssues(parsed.error)}`, {
+        cause: parsed.error,
+      });
     const data = parsed.data;
     data.events.forEach((event, index) => {
-      if (event.seq !== index + 1) throw new BusError('BUS_INVALID', `bus export: events.${index}.seq: is ${event.seq}, expected ${index + 1}`);
+      if (event.seq !== index + 1)
+        throw new BusError(
+          'BUS_INVALID',
+          `bus export: events.${index}.seq: is ${event.seq}, expected ${index + 1}`,
+        );
     });
-    const bus = await MissionBus.open({ ...options, config: { ...data.config, mission: data.mission } });
+    const bus = await MissionBus.open({
+      ...options,
+      config: { ...data.config, mission: data.mission },
+    });
     try {
-      if (bus.head > 0) throw new BusError('BUS_EXISTS', `${bus.paths.bus}: the bus already has ${bus.head} events; import into an empty cell`);
+      if (bus.head > 0)
+        throw new BusError(
+          'BUS_EXISTS',
+          `${bus.paths.bus}: the bus already has ${bus.head} events; import into an empty cell`,
+        );
       for (const [name, sha256] of Object.entries(data.tokens)) await bus.setToken(name, sha256);
       const writes = data.events.map((event) => bus.commit(() => event));
       await Promise.all(writes);
@@ -239,7 +301,8 @@ export class MissionBus {
     const { dir, bus: busDir, busInbox } = this.paths;
     try {
       const stat = await fs.lstat(dir);
-      if (!stat.isDirectory()) throw new BusError('BUS_INVALID', `${dir}: expected a cell directory`);
+      if (!stat.isDirectory())
+        throw new BusError('BUS_INVALID', `${dir}: expected a cell directory`);
       await fs.mkdir(busInbox, { recursive: true });
     } catch (error) {
       throw toBusError(error, dir);
@@ -278,14 +341,26 @@ export class MissionBus {
       (this.repairs as LogRepair[]).push(...repairs);
       this.nextSeq = log.lastSeq;
       this.headSeq = log.lastSeq;
-      for (const event of tail.slice(-tailSize)) this.cache.push({ event, line: JSON.stringify(event) });
+      for (const event of tail.slice(-tailSize))
+        this.cache.push({ event, line: JSON.stringify(event) });
       this.audit = new AuditTrail(join(busDir, 'audit.jsonl'), this.logger, this.now);
       for (const repair of repairs) {
-        this.audit.record({ event: 'bus_log_repaired', segment: repair.segment, line: repair.line, offset: repair.offset, bytes: repair.bytes, reason: repair.reason, saved_to: repair.savedTo });
+        this.audit.record({
+          event: 'bus_log_repaired',
+          segment: repair.segment,
+          line: repair.line,
+          offset: repair.offset,
+          bytes: repair.bytes,
+          reason: repair.reason,
+          saved_to: repair.savedTo,
+        });
       }
       for (const event of undelivered) {
         if (!(await inboxEventExists(dir, event))) {
-          this.logger.info('bus: writing a direct event missing from its inbox', { seq: event.seq, to: event.to });
+          this.logger.info('bus: writing a direct event missing from its inbox', {
+            seq: event.seq,
+            to: event.to,
+          });
           await this.deliverToInbox(event);
         }
       }
@@ -310,12 +385,18 @@ export class MissionBus {
 
   /** The capabilities of each role. */
   roles(): Record<Role, Capability[]> {
-    return Object.fromEntries(RoleSchema.options.map((role) => [role, [...this.roleTable[role]]])) as Record<Role, Capability[]>;
+    return Object.fromEntries(
+      RoleSchema.options.map((role) => [role, [...this.roleTable[role]]]),
+    ) as Record<Role, Capability[]>;
   }
 
   /** The current participants with their roles and capabilities. */
   participants(): ParticipantInfo[] {
-    return [...this.members].map(([name, role]) => ({ name, role, capabilities: [...this.roleTable[role]] }));
+    return [...this.members].map(([name, role]) => ({
+      name,
+      role,
+      capabilities: [...this.roleTable[role]],
+    }));
   }
 
   /** A participant's role, or `undefined` for someone who is not a participant. */
@@ -337,8 +418,17 @@ export class MissionBus {
   authorize(name: string, capability: Capability, operation: string = capability): void {
     if (this.can(name, capability)) return;
     const role = this.members.get(name);
-    this.audit.record({ event: 'bus_denied', participant: name, operation, capability, role: role ?? null });
-    const who = role === undefined ? `${JSON.stringify(name)} is not a participant of mission ${this.mission.id}` : `${name} (role ${role})`;
+    this.audit.record({
+      event: 'bus_denied',
+      participant: name,
+      operation,
+      capability,
+      role: role ?? null,
+    });
+    const who =
+      role === undefined
+        ? `${JSON.stringify(name)} is not a participant of mission ${this.mission.id}`
+        : `${name} (role ${role})`;
     throw new BusError('BUS_FORBIDDEN', `${operation}: ${who} lacks the ${capability} capability`);
   }
 
@@ -365,23 +455,29 @@ export class MissionBus {
    *   BUS_UNKNOWN_PARTICIPANT (`to`), BUS_CONFLICT (id used by another event), BUS_TOO_LARGE, BUS_CLOSED, BUS_IO.
    */
   publish(sender: string, input: PublishInput): Promise<MessageEvent> {
-    return this.run(() => {
-      const message = parseInput(PublishInputSchema, input, 'publish');
-      this.authorize(sender, 'publish', 'publish');
-      const existing = this.existing<MessageEvent>(message.id, 'message', sender);
-      if (existing) return existing;
-      if (message.to !== undefined) this.assertMember(message.to, 'publish: to');
-      return this.commit<MessageEvent>((seq, ts) => ({
-        seq,
-        id: message.id ?? randomUUID(),
-        ts,
-        event: 'message',
-        sender,
-        topic: message.topic,
-        payload: message.payload,
-        ...(message.to !== undefined ? { to: message.to } : {}),
-      }));
-    });
+    return this.run(() =>
+      this.publishValid(sender, parseInput(PublishInputSchema, input, 'publish')),
+    );
+  }
+
+  private publishValid(
+    sender: string,
+    message: z.output<typeof PublishInputSchema>,
+  ): Promise<MessageEvent> {
+    this.authorize(sender, 'publish', 'publish');
+    const existing = this.existing<MessageEvent>(message.id, 'message', sender);
+    if (existing) return existing;
+    if (message.to !== undefined) this.assertMember(message.to, 'publish: to');
+    return this.commit<MessageEvent>((seq, ts) => ({
+      seq,
+      id: message.id ?? randomUUID(),
+      ts,
+      event: 'message',
+      sender,
+      topic: message.topic,
+      payload: message.payload,
+      ...(message.to !== undefined ? { to: message.to } : {}),
+    }));
   }
 
   /**
@@ -390,23 +486,29 @@ export class MissionBus {
    * @throws {BusError} BUS_INVALID, BUS_FORBIDDEN (no `checkpoint` capability), BUS_CONFLICT, BUS_TOO_LARGE, BUS_CLOSED, BUS_IO.
    */
   checkpoint(sender: string, input: CheckpointInput): Promise<CheckpointEvent> {
-    return this.run(() => {
-      const checkpoint = parseInput(CheckpointInputSchema, input, 'checkpoint');
-      this.authorize(sender, 'checkpoint', 'checkpoint');
-      const existing = this.existing<CheckpointEvent>(checkpoint.id, 'checkpoint', sender);
-      if (existing) return existing;
-      return this.commit<CheckpointEvent>((seq, ts) => ({
-        seq,
-        id: checkpoint.id ?? randomUUID(),
-        ts,
-        event: 'checkpoint',
-        sender,
-        summary: checkpoint.summary,
-        state: checkpoint.state,
-        artifacts: checkpoint.artifacts,
-        ...(checkpoint.workspace ? { workspace: checkpoint.workspace } : {}),
-      }));
-    });
+    return this.run(() =>
+      this.checkpointValid(sender, parseInput(CheckpointInputSchema, input, 'checkpoint')),
+    );
+  }
+
+  private checkpointValid(
+    sender: string,
+    checkpoint: z.output<typeof CheckpointInputSchema>,
+  ): Promise<CheckpointEvent> {
+    this.authorize(sender, 'checkpoint', 'checkpoint');
+    const existing = this.existing<CheckpointEvent>(checkpoint.id, 'checkpoint', sender);
+    if (existing) return existing;
+    return this.commit<CheckpointEvent>((seq, ts) => ({
+      seq,
+      id: checkpoint.id ?? randomUUID(),
+      ts,
+      event: 'checkpoint',
+      sender,
+      summary: checkpoint.summary,
+      state: checkpoint.state,
+      artifacts: checkpoint.artifacts,
+      ...(checkpoint.workspace ? { workspace: checkpoint.workspace } : {}),
+    }));
   }
 
   /**
@@ -418,41 +520,67 @@ export class MissionBus {
    *   BUS_NOT_FOUND (no such checkpoint), BUS_CONFLICT, BUS_CLOSED, BUS_IO.
    */
   handoff(sender: string, input: HandoffInput): Promise<HandoffEvent> {
-    return this.run(() => {
-      const handoff = parseInput(HandoffInputSchema, input, 'handoff');
-      this.authorize(sender, 'handoff', 'handoff');
-      const existing = this.existing<HandoffEvent>(handoff.id, 'handoff', sender);
-      if (existing) return existing;
-      let from = handoff.from;
-      if (sender === SYSTEM_SENDER) {
-        if (from === undefined) throw new BusError('BUS_INVALID', `handoff: from: required when the sender is ${SYSTEM_SENDER}`);
-      } else {
-        from ??= sender;
-        if (from !== sender) {
-          this.audit.record({ event: 'bus_denied', participant: sender, operation: 'handoff', reason: `from ${from}` });
-          throw new BusError('BUS_FORBIDDEN', `handoff: ${sender} may hand off only its own work, not ${from}'s`);
-        }
+    return this.run(() =>
+      this.handoffValid(sender, parseInput(HandoffInputSchema, input, 'handoff')),
+    );
+  }
+
+  private handoffValid(
+    sender: string,
+    handoff: z.output<typeof HandoffInputSchema>,
+  ): Promise<HandoffEvent> {
+    this.authorize(sender, 'handoff', 'handoff');
+    const existing = this.existing<HandoffEvent>(handoff.id, 'handoff', sender);
+    if (existing) return existing;
+    let from = handoff.from;
+    if (sender === SYSTEM_SENDER) {
+      if (from === undefined)
+        throw new BusError(
+          'BUS_INVALID',
+          `handoff: from: required when the sender is ${SYSTEM_SENDER}`,
+        );
+    } else {
+      from ??= sender;
+      if (from !== sender) {
+        this.audit.record({
+          event: 'bus_denied',
+          participant: sender,
+          operation: 'handoff',
+          reason: `from ${from}`,
+        });
+        throw new BusError(
+          'BUS_FORBIDDEN',
+          `handoff: ${sender} may hand off only its own work, not ${from}'s`,
+        );
       }
-      if (!this.everMembers.has(from)) throw new BusError('BUS_UNKNOWN_PARTICIPANT', `handoff: from: ${from} has never been a participant of mission ${this.mission.id}`);
-      this.assertMember(handoff.to, 'handoff: to');
-      if (handoff.to === from) throw new BusError('BUS_INVALID', `handoff: to: ${handoff.to} cannot hand off to itself`);
-      if (!this.checkpoints.has(handoff.checkpoint)) {
-        throw new BusError('BUS_NOT_FOUND', `handoff: checkpoint: no checkpoint ${handoff.checkpoint} in mission ${this.mission.id}`);
-      }
-      const origin = from;
-      return this.commit<HandoffEvent>((seq, ts) => ({
-        seq,
-        id: handoff.id ?? randomUUID(),
-        ts,
-        event: 'handoff',
-        sender,
-        from: origin,
-        to: handoff.to,
-        checkpoint: handoff.checkpoint,
-        note: handoff.note,
-        ...(handoff.workspace ? { workspace: handoff.workspace } : {}),
-      }));
-    });
+    }
+    if (!this.everMembers.has(from))
+      throw new BusError(
+        'BUS_UNKNOWN_PARTICIPANT',
+        `handoff: from: ${from} has never been a participant of mission ${this.mission.id}`,
+      );
+    this.assertMember(handoff.to, 'handoff: to');
+    if (handoff.to === from)
+      throw new BusError('BUS_INVALID', `handoff: to: ${handoff.to} cannot hand off to itself`);
+    if (!this.checkpoints.has(handoff.checkpoint)) {
+      throw new BusError(
+        'BUS_NOT_FOUND',
+        `handoff: checkpoint: no checkpoint ${handoff.checkpoint} in mission ${this.mission.id}`,
+      );
+    }
+    const origin = from;
+    return this.commit<HandoffEvent>((seq, ts) => ({
+      seq,
+      id: handoff.id ?? randomUUID(),
+      ts,
+      event: 'handoff',
+      sender,
+      from: origin,
+      to: handoff.to,
+      checkpoint: handoff.checkpoint,
+      note: handoff.note,
+      ...(handoff.workspace ? { workspace: handoff.workspace } : {}),
+    }));
   }
 
   /**
@@ -461,21 +589,49 @@ export class MissionBus {
    *   BUS_UNKNOWN_PARTICIPANT, BUS_CONFLICT, BUS_CLOSED, BUS_IO.
    */
   configureIsolation(sender: string, input: ConfigureIsolationInput): Promise<IsolationEvent> {
-    return this.run(() => {
-      const change = parseInput(ConfigureIsolationInputSchema, input, 'configure_isolation');
-      this.authorize(sender, 'configure_isolation', 'configure_isolation');
-      const existing = this.existing<IsolationEvent>(change.id, 'isolation', sender);
-      if (existing) return existing;
-      this.assertMember(change.participant, 'configure_isolation: participant');
-      return this.commit<IsolationEvent>((seq, ts) => ({
-        seq,
-        id: change.id ?? randomUUID(),
-        ts,
-        event: 'isolation',
+    return this.run(() =>
+      this.configureIsolationValid(
         sender,
-        participant: change.participant,
-        profile: change.profile,
-      }));
+        parseInput(ConfigureIsolationInputSchema, input, 'configure_isolation'),
+      ),
+    );
+  }
+
+  private configureIsolationValid(
+    sender: string,
+    change: z.output<typeof ConfigureIsolationInputSchema>,
+  ): Promise<IsolationEvent> {
+    this.authorize(sender, 'configure_isolation', 'configure_isolation');
+    const existing = this.existing<IsolationEvent>(change.id, 'isolation', sender);
+    if (existing) return existing;
+    this.assertMember(change.participant, 'configure_isolation: participant');
+    return this.commit<IsolationEvent>((seq, ts) => ({
+      seq,
+      id: change.id ?? randomUUID(),
+      ts,
+      event: 'isolation',
+      sender,
+      participant: change.participant,
+      profile: change.profile,
+    }));
+  }
+
+  /**
+   * @internal The server's entry point: `input` already passed the same schema as part of a
+   * wire frame (`ClientFrameSchema`), so it is not parsed again.
+   */
+  submit(sender: string, request: ValidRequest): Promise<BusEvent> {
+    return this.run<BusEvent>(() => {
+      switch (request.op) {
+        case 'publish':
+          return this.publishValid(sender, request.input);
+        case 'checkpoint':
+          return this.checkpointValid(sender, request.input);
+        case 'handoff':
+          return this.handoffValid(sender, request.input);
+        case 'configure_isolation':
+          return this.configureIsolationValid(sender, request.input);
+      }
     });
   }
 
@@ -486,7 +642,15 @@ export class MissionBus {
    * @throws {BusError} BUS_INVALID, BUS_CLOSED, BUS_IO.
    */
   async registerParticipant(input: RegisterParticipantInput): Promise<ParticipantEvent | null> {
-    const parsed = parseInput(z.strictObject({ name: AgentNameSchema, role: RoleSchema, token_sha256: Sha256HexSchema.optional() }), input, 'registerParticipant');
+    const parsed = parseInput(
+      z.strictObject({
+        name: AgentNameSchema,
+        role: RoleSchema,
+        token_sha256: Sha256HexSchema.optional(),
+      }),
+      input,
+      'registerParticipant',
+    );
     this.assertOpen();
     if (parsed.token_sha256) await this.setToken(parsed.name, parsed.token_sha256);
     if (this.members.get(parsed.name) === parsed.role) return null;
@@ -505,7 +669,15 @@ export class MissionBus {
   }
 
   private participantEvent(name: string, role: Role | null): Promise<ParticipantEvent> {
-    return this.commit<ParticipantEvent>((seq, ts) => ({ seq, id: randomUUID(), ts, event: 'participant', sender: SYSTEM_SENDER, name, role }));
+    return this.commit<ParticipantEvent>((seq, ts) => ({
+      seq,
+      id: randomUUID(),
+      ts,
+      event: 'participant',
+      sender: SYSTEM_SENDER,
+      name,
+      role,
+    }));
   }
 
   /**
@@ -517,7 +689,9 @@ export class MissionBus {
     const agent = parseInput(AgentNameSchema, name, 'setToken: name');
     if (sha256 === null) {
       this.runtimeTokens.delete(agent);
-      const configured = this.config.participants.find((participant) => participant.name === agent)?.token_sha256;
+      const configured = this.config.participants.find(
+        (participant) => participant.name === agent,
+      )?.token_sha256;
       if (configured) this.tokens.set(agent, configured);
       else this.tokens.delete(agent);
     } else {
@@ -527,7 +701,9 @@ export class MissionBus {
     }
     const snapshot = Object.fromEntries(this.runtimeTokens);
     const path = join(this.paths.bus, 'tokens.json');
-    this.tokenWrites = this.tokenWrites.then(() => writeJsonAtomic(path, snapshot, { mode: 0o600 }));
+    this.tokenWrites = this.tokenWrites.then(() =>
+      writeJsonAtomic(path, snapshot, { mode: 0o600 }),
+    );
     await this.tokenWrites.catch((error: unknown) => {
       this.tokenWrites = Promise.resolve();
       throw toBusError(error, path);
@@ -558,10 +734,18 @@ export class MissionBus {
   async buildResumePacket(handoffId: string): Promise<ResumePacket> {
     this.assertOpen();
     const record = this.handoffs.get(handoffId);
-    if (!record) throw new BusError('BUS_NOT_FOUND', `buildResumePacket: no handoff ${handoffId} in mission ${this.mission.id}`);
+    if (!record)
+      throw new BusError(
+        'BUS_NOT_FOUND',
+        `buildResumePacket: no handoff ${handoffId} in mission ${this.mission.id}`,
+      );
     const handoff = (await this.eventAt(record.seq)) as HandoffEvent;
     const checkpointRecord = this.checkpoints.get(handoff.checkpoint);
-    if (!checkpointRecord) throw new BusError('BUS_CORRUPT', `buildResumePacket: handoff ${handoffId} names checkpoint ${handoff.checkpoint}, which is not in the index`);
+    if (!checkpointRecord)
+      throw new BusError(
+        'BUS_CORRUPT',
+        `buildResumePacket: handoff ${handoffId} names checkpoint ${handoff.checkpoint}, which is not in the index`,
+      );
     const checkpoint = (await this.eventAt(checkpointRecord.seq)) as CheckpointEvent;
     return {
       mission: { ...this.mission },
@@ -613,7 +797,11 @@ export class MissionBus {
   }
 
   /** @internal Events after `after` with their lines. */
-  async readStored(after: number, limit: number, maxBytes = 4 * 1024 * 1024): Promise<StoredEvent[]> {
+  async readStored(
+    after: number,
+    limit: number,
+    maxBytes = 4 * 1024 * 1024,
+  ): Promise<StoredEvent[]> {
     this.assertOpen();
     const cached = this.readCached(after, limit);
     if (cached) return cached;
@@ -746,21 +934,38 @@ export class MissionBus {
   }
 
   private assertOpen(): void {
-    if (this.failure) throw new BusError('BUS_CLOSED', `mission ${this.mission.id}: the bus failed: ${this.failure.message}`, { cause: this.failure });
-    if (this.closing) throw new BusError('BUS_CLOSED', `mission ${this.mission.id}: the bus is closed`);
+    if (this.failure)
+      throw new BusError(
+        'BUS_CLOSED',
+        `mission ${this.mission.id}: the bus failed: ${this.failure.message}`,
+        { cause: this.failure },
+      );
+    if (this.closing)
+      throw new BusError('BUS_CLOSED', `mission ${this.mission.id}: the bus is closed`);
   }
 
   private assertMember(name: string, where: string): void {
-    if (!this.members.has(name)) throw new BusError('BUS_UNKNOWN_PARTICIPANT', `${where}: ${name} is not a participant of mission ${this.mission.id}`);
+    if (!this.members.has(name))
+      throw new BusError(
+        'BUS_UNKNOWN_PARTICIPANT',
+        `${where}: ${name} is not a participant of mission ${this.mission.id}`,
+      );
   }
 
   /** The earlier event with this id (republished: idempotent), if any. */
-  private existing<E extends BusEvent>(id: string | undefined, kind: BusEventKind, sender: string): Promise<E> | undefined {
+  private existing<E extends BusEvent>(
+    id: string | undefined,
+    kind: BusEventKind,
+    sender: string,
+  ): Promise<E> | undefined {
     if (id === undefined) return undefined;
     const record = this.recent.get(id) ?? this.checkpoints.get(id) ?? this.handoffs.get(id);
     if (!record) return undefined;
     if (record.kind !== kind || record.sender !== sender) {
-      throw new BusError('BUS_CONFLICT', `${kind}: id ${id} is already event ${record.seq} (a ${record.kind} from ${record.sender})`);
+      throw new BusError(
+        'BUS_CONFLICT',
+        `${kind}: id ${id} is already event ${record.seq} (a ${record.kind} from ${record.sender})`,
+      );
     }
     return this.eventAt(record.seq) as Promise<E>;
   }
@@ -769,11 +974,15 @@ export class MissionBus {
   private commit<E extends BusEvent>(build: (seq: number, ts: string) => E): Promise<E> {
     const seq = this.nextSeq + 1;
     const event = build(seq, this.now().toISOString());
-    if (event.seq !== seq) throw new BusError('BUS_INVALID', `event ${event.id}: seq ${event.seq}, expected ${seq}`);
+    if (event.seq !== seq)
+      throw new BusError('BUS_INVALID', `event ${event.id}: seq ${event.seq}, expected ${seq}`);
     const line = JSON.stringify(event);
     const bytes = Buffer.byteLength(line, 'utf8');
     if (bytes > this.config.log.max_event_bytes) {
-      throw new BusError('BUS_TOO_LARGE', `${event.event} ${event.id}: ${bytes} bytes exceeds log.max_event_bytes (${this.config.log.max_event_bytes})`);
+      throw new BusError(
+        'BUS_TOO_LARGE',
+        `${event.event} ${event.id}: ${bytes} bytes exceeds log.max_event_bytes (${this.config.log.max_event_bytes})`,
+      );
     }
     this.nextSeq = seq;
     this.apply(event);
@@ -823,7 +1032,10 @@ export class MissionBus {
         try {
           listener(next.stored);
         } catch (error) {
-          this.logger.error('bus: event listener threw', { error: describeError(error), seq: this.headSeq });
+          this.logger.error('bus: event listener threw', {
+            error: describeError(error),
+            seq: this.headSeq,
+          });
         }
       }
       next.resolve(next.stored.event);
@@ -837,24 +1049,43 @@ export class MissionBus {
 
   private async deliverToInbox(event: DirectEvent): Promise<void> {
     try {
-      await writeInboxEvent(this.paths.dir, event, { fsync: this.config.log.fsync.mode === 'always' });
+      await writeInboxEvent(this.paths.dir, event, {
+        fsync: this.config.log.fsync.mode === 'always',
+      });
     } catch (error) {
-      this.logger.error('bus: could not write a direct event to its inbox', { seq: event.seq, to: event.to, error: describeError(error) });
-      this.audit?.record({ event: 'bus_inbox_failed', seq: event.seq, to: event.to, reason: describeError(error) });
+      this.logger.error('bus: could not write a direct event to its inbox', {
+        seq: event.seq,
+        to: event.to,
+        error: describeError(error),
+      });
+      this.audit?.record({
+        event: 'bus_inbox_failed',
+        seq: event.seq,
+        to: event.to,
+        reason: describeError(error),
+      });
     }
   }
 
   private writeWatermarkNow(): Promise<void> {
     const seq = this.headSeq;
-    this.watermarkWrite = this.watermarkWrite.catch(() => undefined).then(() => writeWatermark(this.paths.dir, seq));
+    this.watermarkWrite = this.watermarkWrite
+      .catch(() => undefined)
+      .then(() => writeWatermark(this.paths.dir, seq));
     return this.watermarkWrite;
   }
 
   private fail(error: BusError): void {
     if (this.failure) return;
     this.failure = error;
-    this.logger.error('bus failed; every operation now refuses', { mission: this.mission.id, error: error.message });
-    for (const pending of [...this.pending.values()].sort((a, b) => a.stored.event.seq - b.stored.event.seq)) pending.reject(error);
+    this.logger.error('bus failed; every operation now refuses', {
+      mission: this.mission.id,
+      error: error.message,
+    });
+    for (const pending of [...this.pending.values()].sort(
+      (a, b) => a.stored.event.seq - b.stored.event.seq,
+    ))
+      pending.reject(error);
     this.pending.clear();
     this.wakeAll();
   }
@@ -891,7 +1122,10 @@ export class MissionBus {
 
 function parseInput<T extends z.ZodType>(schema: T, input: unknown, where: string): z.output<T> {
   const parsed = schema.safeParse(input);
-  if (!parsed.success) throw new BusError('BUS_INVALID', `${where}: ${formatIssues(parsed.error)}`, { cause: parsed.error });
+  if (!parsed.success)
+    throw new BusError('BUS_INVALID', `${where}: ${formatIssues(parsed.error)}`, {
+      cause: parsed.error,
+    });
   return parsed.data;
 }
 
@@ -899,6 +1133,8 @@ function safeJsonParse(text: string): unknown {
   try {
     return JSON.parse(text);
   } catch (error) {
-    throw new BusError('BUS_INVALID', `bus export: not valid JSON: ${(error as Error).message}`, { cause: error });
+    throw new BusError('BUS_INVALID', `bus export: not valid JSON: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
 }

@@ -55,11 +55,19 @@ export const ClientFrameSchema = z.discriminatedUnion('op', [
   HandoffInputSchema.extend({ op: z.literal('handoff'), ref: RefSchema }),
   ConfigureIsolationInputSchema.extend({ op: z.literal('configure_isolation'), ref: RefSchema }),
   /** Backlog after `after`, then live events, as `event` frames. */
-  z.strictObject({ op: z.literal('subscribe'), ref: RefSchema, after: z.number().int().nonnegative() }),
+  z.strictObject({
+    op: z.literal('subscribe'),
+    ref: RefSchema,
+    after: z.number().int().nonnegative(),
+  }),
   z.strictObject({ op: z.literal('unsubscribe'), ref: RefSchema }),
   z.strictObject({ op: z.literal('resume_packet'), ref: RefSchema, handoff: EventIdSchema }),
   z.strictObject({ op: z.literal('participants'), ref: RefSchema }),
-  z.strictObject({ op: z.literal('audit'), ref: RefSchema, limit: z.number().int().min(1).max(10_000).default(100) }),
+  z.strictObject({
+    op: z.literal('audit'),
+    ref: RefSchema,
+    limit: z.number().int().min(1).max(10_000).default(100),
+  }),
 ]);
 export type ClientFrame = z.infer<typeof ClientFrameSchema>;
 /** What a client sends, before defaults. */
@@ -106,10 +114,20 @@ export const ServerFrameSchema = z.discriminatedUnion('type', [
   /** The answer to `resume_packet`, `participants`, `audit`, `unsubscribe`. */
   z.strictObject({ type: z.literal('result'), ref: RefSchema, result: z.unknown() }),
   /** The subscription is live from `after`; `event` frames follow. */
-  z.strictObject({ type: z.literal('subscribed'), ref: RefSchema, after: z.number().int().nonnegative(), head: z.number().int().nonnegative() }),
+  z.strictObject({
+    type: z.literal('subscribed'),
+    ref: RefSchema,
+    after: z.number().int().nonnegative(),
+    head: z.number().int().nonnegative(),
+  }),
   z.strictObject({ type: z.literal('event'), event: BusEventSchema }),
   /** A refused request (`ref` of the request, `null` when the frame had none), or a subscription ended by the server. */
-  z.strictObject({ type: z.literal('error'), ref: RefSchema.nullable(), code: z.enum(BUS_ERROR_CODES), message: z.string() }),
+  z.strictObject({
+    type: z.literal('error'),
+    ref: RefSchema.nullable(),
+    code: z.enum(BUS_ERROR_CODES),
+    message: z.string(),
+  }),
 ]);
 export type ServerFrame = z.infer<typeof ServerFrameSchema>;
 

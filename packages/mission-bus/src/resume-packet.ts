@@ -1,6 +1,11 @@
 import { AgentNameSchema, IsolationProfileSchema } from '@pit/cell-spec';
 import { z } from 'zod';
-import { CheckpointEventSchema, HandoffEventSchema, SenderSchema, WorkspaceCheckpointRefSchema } from './bus-event.js';
+import {
+  CheckpointEventSchema,
+  HandoffEventSchema,
+  SenderSchema,
+  WorkspaceCheckpointRefSchema,
+} from './bus-event.js';
 import { MissionInfoSchema } from './config.js';
 import { CapabilitySchema, RoleSchema } from './roles.js';
 

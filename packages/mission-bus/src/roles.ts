@@ -3,7 +3,14 @@ import { z } from 'zod';
 /** The roles a participant can hold. */
 export const ROLES = ['lead', 'write', 'read', 'audit'] as const;
 /** What a role may do. */
-export const CAPABILITIES = ['publish', 'checkpoint', 'handoff', 'read', 'audit', 'configure_isolation'] as const;
+export const CAPABILITIES = [
+  'publish',
+  'checkpoint',
+  'handoff',
+  'read',
+  'audit',
+  'configure_isolation',
+] as const;
 
 /** A participant's role: `lead`, `write`, `read` or `audit`. */
 export const RoleSchema = z.enum(ROLES);
@@ -21,20 +28,24 @@ export type Capability = z.infer<typeof CapabilitySchema>;
  * The capabilities of each role unless the config overrides them: lead = all; write =
  * publish, checkpoint, handoff, read; read = read; audit = read, audit.
  */
-export const DEFAULT_ROLE_CAPABILITIES: Readonly<Record<Role, readonly Capability[]>> = Object.freeze({
-  lead: [...CAPABILITIES],
-  write: ['publish', 'checkpoint', 'handoff', 'read'],
-  read: ['read'],
-  audit: ['read', 'audit'],
-});
+export const DEFAULT_ROLE_CAPABILITIES: Readonly<Record<Role, readonly Capability[]>> =
+  Object.freeze({
+    lead: [...CAPABILITIES],
+    write: ['publish', 'checkpoint', 'handoff', 'read'],
+    read: ['read'],
+    audit: ['read', 'audit'],
+  });
 
 /** A role → capabilities table; any role left out keeps its default. */
 export const RoleOverridesSchema = z.partialRecord(RoleSchema, z.array(CapabilitySchema));
 export type RoleOverrides = z.infer<typeof RoleOverridesSchema>;
 
 /** Resolves the capability table: defaults, then `overrides` role by role (an override replaces the role's list). */
-export function resolveRoleCapabilities(overrides: RoleOverrides = {}): Record<Role, ReadonlySet<Capability>> {
+export function resolveRoleCapabilities(
+  overrides: RoleOverrides = {},
+): Record<Role, ReadonlySet<Capability>> {
   const table = {} as Record<Role, ReadonlySet<Capability>>;
-  for (const role of ROLES) table[role] = new Set(overrides[role] ?? DEFAULT_ROLE_CAPABILITIES[role]);
+  for (const role of ROLES)
+    table[role] = new Set(overrides[role] ?? DEFAULT_ROLE_CAPABILITIES[role]);
   return table;
 }

@@ -115,7 +115,9 @@ export class SegmentLog {
    * @throws {BusError} BUS_CORRUPT when a segment is missing, a line in the middle is bad, or
    *   sequence numbers do not follow each other; BUS_IO.
    */
-  static async open(options: SegmentLogOptions): Promise<{ log: SegmentLog; repairs: LogRepair[] }> {
+  static async open(
+    options: SegmentLogOptions,
+  ): Promise<{ log: SegmentLog; repairs: LogRepair[] }> {
     const { dir } = options;
     let names: string[];
     try {
@@ -130,9 +132,18 @@ export class SegmentLog {
       const path = join(dir, name);
       const firstSeq = Number(SEGMENT_PATTERN.exec(name)?.[1]);
       if (firstSeq !== expected) {
-        throw new BusError('BUS_CORRUPT', `${path}: starts at seq ${firstSeq}, expected ${expected} (a segment is missing or misnamed)`);
+        throw new BusError(
+          'BUS_CORRUPT',
+          `${path}: starts at seq ${firstSeq}, expected ${expected} (a segment is missing or misnamed)`,
+        );
       }
-      const segment = await scanSegment(path, firstSeq, index === names.length - 1, options, repairs);
+      const segment = await scanSegment(
+        path,
+        firstSeq,
+        index === names.length - 1,
+        options,
+        repairs,
+      );
       segments.push(segment);
       expected = segment.lastSeq + 1;
     }
@@ -140,7 +151,11 @@ export class SegmentLog {
     try {
       if (segments.length === 0) segments.push(emptySegment(join(dir, segmentFileName(1)), 1));
       const active = segments.at(-1) as Segment;
-      handle = await fs.open(active.path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o644);
+      handle = await fs.open(
+        active.path,
+        constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW,
+        0o644,
+      );
       if (names.length === 0) await fsyncDir(dir);
     } catch (error) {
       throw toBusError(error, dir);
@@ -165,13 +180,22 @@ export class SegmentLog {
    */
   append(seq: number, line: string): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
-    if (this.closing) return Promise.reject(new BusError('BUS_CLOSED', `${this.options.dir}: the log is closed`));
-    if (seq !== this.nextSeq) return Promise.reject(new BusError('BUS_CORRUPT', `${this.options.dir}: append of seq ${seq}, expected ${this.nextSeq}`));
+    if (this.closing)
+      return Promise.reject(new BusError('BUS_CLOSED', `${this.options.dir}: the log is closed`));
+    if (seq !== this.nextSeq)
+      return Promise.reject(
+        new BusError(
+          'BUS_CORRUPT',
+          `${this.options.dir}: append of seq ${seq}, expected ${this.nextSeq}`,
+        ),
+      );
     this.nextSeq += 1;
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ seq, data: Buffer.from(`${line}\n`, 'utf8'), resolve, reject });
       // Coalesce everything appended in this tick (e.g. all frames of one socket read) into one write.
-      this.draining ??= new Promise<void>((done) => process.nextTick(done)).then(() => this.drain());
+      this.draining ??= new Promise<void>((done) => process.nextTick(done)).then(() =>
+        this.drain(),
+      );
     });
   }
 
@@ -187,22 +211,29 @@ export class SegmentLog {
             return;
           }
         }
-        const batch = this.takeBatch(Math.max(1, this.options.segmentMaxBytes - (this.segments.at(-1) as Segment).bytes));
+        const batch = this.takeBatch(
+          Math.max(1, this.options.segmentMaxBytes - (this.segments.at(-1) as Segment).bytes),
+        );
         const segment = this.segments.at(-1) as Segment;
         try {
-          const data = batch.length === 1 ? (batch[0] as QueuedLine).data : Buffer.concat(batch.map((item) => item.data));
+          const data =
+            batch.length === 1
+              ? (batch[0] as QueuedLine).data
+              : Buffer.concat(batch.map((item) => item.data));
           await writeAll(this.handle, data);
           this.dirty = true;
           let offset = segment.bytes;
           for (const item of batch) {
             segment.lines += 1;
-            if ((item.seq - segment.firstSeq) % MARK_EVERY === 0) segment.marks.push({ seq: item.seq, offset, line: segment.lines });
+            if ((item.seq - segment.firstSeq) % MARK_EVERY === 0)
+              segment.marks.push({ seq: item.seq, offset, line: segment.lines });
             offset += item.data.length;
           }
           segment.bytes = offset;
           segment.lastSeq = (batch.at(-1) as QueuedLine).seq;
           if (this.options.fsync.mode === 'always') await this.syncNow();
-          else if (this.options.fsync.mode === 'batch') this.scheduleSync(this.options.fsync.interval_ms);
+          else if (this.options.fsync.mode === 'batch')
+            this.scheduleSync(this.options.fsync.interval_ms);
         } catch (error) {
           const failure = toBusError(error, segment.path);
           for (const item of batch) item.reject(failure);
@@ -238,7 +269,9 @@ export class SegmentLog {
     if (this.syncTimer) return;
     this.syncTimer = setTimeout(() => {
       this.syncTimer = undefined;
-      this.syncNow().catch((error: unknown) => this.fail(toBusError(error, (this.segments.at(-1) as Segment).path)));
+      this.syncNow().catch((error: unknown) =>
+        this.fail(toBusError(error, (this.segments.at(-1) as Segment).path)),
+      );
     }, intervalMs);
     this.syncTimer.unref();
   }
@@ -259,11 +292,26 @@ export class SegmentLog {
     this.dirty = true; // a rotated segment is always fsynced, whatever the policy
     await this.syncNow();
     await this.handle.close();
-    const next = emptySegment(join(this.options.dir, segmentFileName(current.lastSeq + 1)), current.lastSeq + 1);
-    this.handle = await fs.open(next.path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+    const next = emptySegment(
+      join(this.options.dir, segmentFileName(current.lastSeq + 1)),
+      current.lastSeq + 1,
+    );
+    this.handle = await fs.open(
+      next.path,
+      constants.O_WRONLY |
+        constants.O_APPEND |
+        constants.O_CREAT |
+        constants.O_EXCL |
+        constants.O_NOFOLLOW,
+      0o644,
+    );
     this.segments.push(next);
     await fsyncDir(this.options.dir);
-    this.options.logger.debug('bus log rotated', { from: current.path, to: next.path, bytes: current.bytes });
+    this.options.logger.debug('bus log rotated', {
+      from: current.path,
+      to: next.path,
+      bytes: current.bytes,
+    });
   }
 
   private fail(error: BusError): void {
@@ -274,7 +322,10 @@ export class SegmentLog {
     const queued = this.queue;
     this.queue = [];
     for (const item of queued) item.reject(error);
-    this.options.logger.error('bus log failed; refusing further appends', { dir: this.options.dir, error: error.message });
+    this.options.logger.error('bus log failed; refusing further appends', {
+      dir: this.options.dir,
+      error: error.message,
+    });
   }
 
   /**
@@ -319,16 +370,28 @@ export class SegmentLog {
       index += 1;
       if (segment.lastSeq < want) continue;
       const mark = nearestMark(segment, want);
-      for await (const entry of readEvents(segment.path, { fromOffset: mark.offset, fromLine: mark.line, maxLineBytes: READ_MAX_LINE_BYTES })) {
+      for await (const entry of readEvents(segment.path, {
+        fromOffset: mark.offset,
+        fromLine: mark.line,
+        maxLineBytes: READ_MAX_LINE_BYTES,
+      })) {
         if (!entry.ok) {
           if (entry.torn) break; // a line being written right now
           throw new BusError('BUS_CORRUPT', `${segment.path}: line ${entry.line}: ${entry.reason}`);
         }
         const parsed = BusEventSchema.safeParse(entry.event);
-        if (!parsed.success) throw new BusError('BUS_CORRUPT', `${segment.path}: line ${entry.line}: ${formatIssues(parsed.error)}`);
+        if (!parsed.success)
+          throw new BusError(
+            'BUS_CORRUPT',
+            `${segment.path}: line ${entry.line}: ${formatIssues(parsed.error)}`,
+          );
         const event = parsed.data;
         if (event.seq < want) continue;
-        if (event.seq !== want) throw new BusError('BUS_CORRUPT', `${segment.path}: line ${entry.line}: seq ${event.seq}, expected ${want}`);
+        if (event.seq !== want)
+          throw new BusError(
+            'BUS_CORRUPT',
+            `${segment.path}: line ${entry.line}: seq ${event.seq}, expected ${want}`,
+          );
         if (event.seq > upTo) break;
         const line = JSON.stringify(event);
         out.push({ event, line });
@@ -361,10 +424,17 @@ export class SegmentLog {
         try {
           raw = JSON.parse(line);
         } catch (error) {
-          throw new BusError('BUS_CORRUPT', `${segment.path}: line ${index + 1}: not valid JSON: ${(error as Error).message}`);
+          throw new BusError(
+            'BUS_CORRUPT',
+            `${segment.path}: line ${index + 1}: not valid JSON: ${(error as Error).message}`,
+          );
         }
         const parsed = BusEventSchema.safeParse(raw);
-        if (!parsed.success) throw new BusError('BUS_CORRUPT', `${segment.path}: line ${index + 1}: ${formatIssues(parsed.error)}`);
+        if (!parsed.success)
+          throw new BusError(
+            'BUS_CORRUPT',
+            `${segment.path}: line ${index + 1}: ${formatIssues(parsed.error)}`,
+          );
         if (parsed.data.seq > upTo) return out;
         out.push(parsed.data);
       }
@@ -414,7 +484,8 @@ async function writeAll(handle: fs.FileHandle, data: Buffer): Promise<void> {
   let written = 0;
   while (written < data.length) {
     const { bytesWritten } = await handle.write(data, written, data.length - written);
-    if (bytesWritten === 0) throw new Error(`write made no progress at byte ${written} of ${data.length}`);
+    if (bytesWritten === 0)
+      throw new Error(`write made no progress at byte ${written} of ${data.length}`);
     written += bytesWritten;
   }
 }
@@ -425,13 +496,22 @@ interface Problem {
   reason: string;
 }
 
-async function scanSegment(path: string, firstSeq: number, isLast: boolean, options: SegmentLogOptions, repairs: LogRepair[]): Promise<Segment> {
+async function scanSegment(
+  path: string,
+  firstSeq: number,
+  isLast: boolean,
+  options: SegmentLogOptions,
+  repairs: LogRepair[],
+): Promise<Segment> {
   const segment = emptySegment(path, firstSeq);
   let problem: Problem | undefined;
   try {
     for await (const entry of readEvents(path, { maxLineBytes: READ_MAX_LINE_BYTES })) {
       if (problem) {
-        throw new BusError('BUS_CORRUPT', `${path}: line ${problem.line}: ${problem.reason}; lines follow it, so it is not a torn write and is not repaired`);
+        throw new BusError(
+          'BUS_CORRUPT',
+          `${path}: line ${problem.line}: ${problem.reason}; lines follow it, so it is not a torn write and is not repaired`,
+        );
       }
       if (!entry.ok) {
         problem = { line: entry.line, offset: entry.offset, reason: entry.reason };
@@ -444,15 +524,23 @@ async function scanSegment(path: string, firstSeq: number, isLast: boolean, opti
       }
       const event = parsed.data;
       if (event.seq !== segment.lastSeq + 1) {
-        throw new BusError('BUS_CORRUPT', `${path}: line ${entry.line}: seq ${event.seq}, expected ${segment.lastSeq + 1}`);
+        throw new BusError(
+          'BUS_CORRUPT',
+          `${path}: line ${entry.line}: seq ${event.seq}, expected ${segment.lastSeq + 1}`,
+        );
       }
-      if ((event.seq - firstSeq) % MARK_EVERY === 0) segment.marks.push({ seq: event.seq, offset: entry.offset, line: entry.line });
+      if ((event.seq - firstSeq) % MARK_EVERY === 0)
+        segment.marks.push({ seq: event.seq, offset: entry.offset, line: entry.line });
       segment.lastSeq = event.seq;
       segment.lines = entry.line;
       options.onEvent(event);
     }
     if (problem) {
-      if (!isLast) throw new BusError('BUS_CORRUPT', `${path}: line ${problem.line}: ${problem.reason}; only the last segment's last line can be a torn write`);
+      if (!isLast)
+        throw new BusError(
+          'BUS_CORRUPT',
+          `${path}: line ${problem.line}: ${problem.reason}; only the last segment's last line can be a torn write`,
+        );
       repairs.push(await repairTail(path, problem, options));
     }
     const stat = await fs.lstat(path);
@@ -464,7 +552,11 @@ async function scanSegment(path: string, firstSeq: number, isLast: boolean, opti
   return segment;
 }
 
-async function repairTail(path: string, problem: Problem, options: SegmentLogOptions): Promise<LogRepair> {
+async function repairTail(
+  path: string,
+  problem: Problem,
+  options: SegmentLogOptions,
+): Promise<LogRepair> {
   const handle = await fs.open(path, constants.O_RDWR | constants.O_NOFOLLOW);
   try {
     const { size } = await handle.stat();
@@ -476,7 +568,14 @@ async function repairTail(path: string, problem: Problem, options: SegmentLogOpt
     await writeFileAtomic(savedTo, removed, { mode: 0o600 });
     await handle.truncate(problem.offset);
     await handle.sync();
-    const repair: LogRepair = { segment: path, line: problem.line, offset: problem.offset, bytes, reason: problem.reason, savedTo };
+    const repair: LogRepair = {
+      segment: path,
+      line: problem.line,
+      offset: problem.offset,
+      bytes,
+      reason: problem.reason,
+      savedTo,
+    };
     options.logger.warn('bus log: repaired a torn last line', { ...repair });
     return repair;
   } finally {

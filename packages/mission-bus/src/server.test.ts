@@ -24,15 +24,30 @@ let people: ReturnType<typeof roleParticipants>['people'];
 const clients: BusClient[] = [];
 const raws: RawClient[] = [];
 
-async function start(serverOptions: BusServerOptions = {}, config: BusConfigInput = {}): Promise<void> {
+async function start(
+  serverOptions: BusServerOptions = {},
+  config: BusConfigInput = {},
+): Promise<void> {
   const roles = roleParticipants();
   people = roles.people;
-  bus = await MissionBus.open({ cellDir, config: { mission: MISSION, participants: roles.participants, ...config } });
+  bus = await MissionBus.open({
+    cellDir,
+    config: { mission: MISSION, participants: roles.participants, ...config },
+  });
   server = await createBusServer({ buses: [bus], ...serverOptions });
 }
 
-async function client(name: keyof typeof people, options: Partial<Parameters<typeof connectBus>[0]> = {}): Promise<BusClient> {
-  const connected = await connectBus({ url: server.url, mission: MISSION.id, participant: name, token: people[name].token, ...options });
+async function client(
+  name: keyof typeof people,
+  options: Partial<Parameters<typeof connectBus>[0]> = {},
+): Promise<BusClient> {
+  const connected = await connectBus({
+    url: server.url,
+    mission: MISSION.id,
+    participant: name,
+    token: people[name].token,
+    ...options,
+  });
   clients.push(connected);
   return connected;
 }
@@ -74,11 +89,29 @@ describe('createBusServer', () => {
   });
 
   describe('permission matrix over the wire', () => {
-    const operations: Array<{ op: string; capability: Capability; run: (client: BusClient, checkpointId: string, handoffId: string, self: string) => Promise<unknown> }> = [
+    const operations: Array<{
+      op: string;
+      capability: Capability;
+      run: (
+        client: BusClient,
+        checkpointId: string,
+        handoffId: string,
+        self: string,
+      ) => Promise<unknown>;
+    }> = [
       { op: 'publish', capability: 'publish', run: (c) => c.publish({ topic: 't', payload: 1 }) },
       { op: 'checkpoint', capability: 'checkpoint', run: (c) => c.checkpoint({ summary: 's' }) },
-      { op: 'handoff', capability: 'handoff', run: (c, checkpoint, _h, self) => c.handoff({ to: self === 'reader' ? 'writer' : 'reader', checkpoint }) },
-      { op: 'configure_isolation', capability: 'configure_isolation', run: (c) => c.configureIsolation({ participant: 'writer', profile: { level: 2 } }) },
+      {
+        op: 'handoff',
+        capability: 'handoff',
+        run: (c, checkpoint, _h, self) =>
+          c.handoff({ to: self === 'reader' ? 'writer' : 'reader', checkpoint }),
+      },
+      {
+        op: 'configure_isolation',
+        capability: 'configure_isolation',
+        run: (c) => c.configureIsolation({ participant: 'writer', profile: { level: 2 } }),
+      },
       {
         op: 'subscribe',
         capability: 'read',
@@ -86,32 +119,58 @@ describe('createBusServer', () => {
           for await (const event of c.subscribe({ after: 0 })) return event;
         },
       },
-      { op: 'resume_packet', capability: 'read', run: (c, _cp, handoff) => c.resumePacket(handoff) },
+      {
+        op: 'resume_packet',
+        capability: 'read',
+        run: (c, _cp, handoff) => c.resumePacket(handoff),
+      },
       { op: 'participants', capability: 'read', run: (c) => c.participants() },
       { op: 'audit', capability: 'audit', run: (c) => c.audit({ limit: 10 }) },
     ];
     const who = ['lead1', 'writer', 'reader', 'auditor', 'stranger'] as const;
-    const roleOf = { lead1: 'lead', writer: 'write', reader: 'read', auditor: 'audit', stranger: undefined } as const;
+    const roleOf = {
+      lead1: 'lead',
+      writer: 'write',
+      reader: 'read',
+      auditor: 'audit',
+      stranger: undefined,
+    } as const;
 
-    it.each(who)('%s: each operation is allowed exactly when its role has the capability', async (name) => {
-      await start();
-      const stranger = createToken();
-      await bus.setToken('stranger', stranger.sha256);
-      const checkpoint = await bus.checkpoint(SYSTEM_SENDER, { summary: 'seed' });
-      const handoff = await bus.handoff(SYSTEM_SENDER, { from: 'lead1', to: 'writer', checkpoint: checkpoint.id });
-      const connected =
-        name === 'stranger'
-          ? await connectBus({ url: server.url, mission: MISSION.id, participant: 'stranger', token: stranger.token })
-          : await client(name);
-      if (name === 'stranger') clients.push(connected);
-      const role = roleOf[name];
-      expect(connected.role).toBe(role ?? null);
-      for (const operation of operations) {
-        const allowed = role !== undefined && DEFAULT_ROLE_CAPABILITIES[role].includes(operation.capability);
-        const code = await codeOf(operation.run(connected, checkpoint.id, handoff.id, name));
-        expect({ op: operation.op, code }).toEqual({ op: operation.op, code: allowed ? 'OK' : 'BUS_FORBIDDEN' });
-      }
-    });
+    it.each(who)(
+      '%s: each operation is allowed exactly when its role has the capability',
+      async (name) => {
+        await start();
+        const stranger = createToken();
+        await bus.setToken('stranger', stranger.sha256);
+        const checkpoint = await bus.checkpoint(SYSTEM_SENDER, { summary: 'seed' });
+        const handoff = await bus.handoff(SYSTEM_SENDER, {
+          from: 'lead1',
+          to: 'writer',
+          checkpoint: checkpoint.id,
+        });
+        const connected =
+          name === 'stranger'
+            ? await connectBus({
+                url: server.url,
+                mission: MISSION.id,
+                participant: 'stranger',
+                token: stranger.token,
+              })
+            : await client(name);
+        if (name === 'stranger') clients.push(connected);
+        const role = roleOf[name];
+        expect(connected.role).toBe(role ?? null);
+        for (const operation of operations) {
+          const allowed =
+            role !== undefined && DEFAULT_ROLE_CAPABILITIES[role].includes(operation.capability);
+          const code = await codeOf(operation.run(connected, checkpoint.id, handoff.id, name));
+          expect({ op: operation.op, code }).toEqual({
+            op: operation.op,
+            code: allowed ? 'OK' : 'BUS_FORBIDDEN',
+          });
+        }
+      },
+    );
 
     it('refuses a read client’s publish on the server, and records it', async () => {
       await start();
@@ -120,7 +179,13 @@ describe('createBusServer', () => {
       const answer = await reader.request({ op: 'publish', ref: 7, topic: 't', payload: 'sneaky' });
       expect(answer).toMatchObject({ type: 'error', ref: 7, code: 'BUS_FORBIDDEN' });
       expect(bus.head).toBe(0);
-      expect(await bus.readAudit()).toEqual([expect.objectContaining({ event: 'bus_denied', participant: 'reader', operation: 'publish' })]);
+      expect(await bus.readAudit()).toEqual([
+        expect.objectContaining({
+          event: 'bus_denied',
+          participant: 'reader',
+          operation: 'publish',
+        }),
+      ]);
     });
   });
 
@@ -128,7 +193,13 @@ describe('createBusServer', () => {
     await start();
     const writer = await raw();
     await writer.hello(MISSION.id, 'writer', people.writer.token);
-    const answer = await writer.request({ op: 'publish', ref: 1, topic: 't', payload: 1, sender: 'lead1' });
+    const answer = await writer.request({
+      op: 'publish',
+      ref: 1,
+      topic: 't',
+      payload: 1,
+      sender: 'lead1',
+    });
     expect(answer).toMatchObject({ type: 'error', code: 'BUS_BAD_FRAME' });
     const ok = await writer.request({ op: 'publish', ref: 2, topic: 't', payload: 1 });
     expect(ok).toMatchObject({ type: 'ack', ref: 2, seq: 1 });
@@ -139,22 +210,46 @@ describe('createBusServer', () => {
     it('answers an operation before hello with BUS_UNAUTHENTICATED and keeps the connection', async () => {
       await start();
       const connection = await raw();
-      expect(await connection.request({ op: 'publish', ref: 1, topic: 't', payload: 1 })).toMatchObject({ type: 'error', ref: 1, code: 'BUS_UNAUTHENTICATED' });
-      expect(await connection.hello(MISSION.id, 'writer', people.writer.token)).toMatchObject({ type: 'welcome', participant: 'writer', role: 'write', head: 0 });
-      expect(await connection.request({ op: 'publish', ref: 2, topic: 't', payload: 1 })).toMatchObject({ type: 'ack', seq: 1 });
+      expect(
+        await connection.request({ op: 'publish', ref: 1, topic: 't', payload: 1 }),
+      ).toMatchObject({ type: 'error', ref: 1, code: 'BUS_UNAUTHENTICATED' });
+      expect(await connection.hello(MISSION.id, 'writer', people.writer.token)).toMatchObject({
+        type: 'welcome',
+        participant: 'writer',
+        role: 'write',
+        head: 0,
+      });
+      expect(
+        await connection.request({ op: 'publish', ref: 2, topic: 't', payload: 1 }),
+      ).toMatchObject({ type: 'ack', seq: 1 });
     });
 
     it('refuses a bad token or an unknown mission and closes with 4401', async () => {
       await start();
       const badToken = await raw();
-      expect(await badToken.hello(MISSION.id, 'writer', 'not-the-token')).toMatchObject({ type: 'error', code: 'BUS_UNAUTHENTICATED' });
+      expect(await badToken.hello(MISSION.id, 'writer', 'not-the-token')).toMatchObject({
+        type: 'error',
+        code: 'BUS_UNAUTHENTICATED',
+      });
       await badToken.closed;
       expect(badToken.closeCode).toBe(BUS_CLOSE_CODES.unauthenticated);
       const badMission = await raw();
-      expect(await badMission.hello('other-mission', 'writer', people.writer.token)).toMatchObject({ type: 'error', code: 'BUS_UNAUTHENTICATED' });
+      expect(await badMission.hello('other-mission', 'writer', people.writer.token)).toMatchObject({
+        type: 'error',
+        code: 'BUS_UNAUTHENTICATED',
+      });
       await badMission.closed;
-      await expect(connectBus({ url: server.url, mission: MISSION.id, participant: 'writer', token: people.reader.token })).rejects.toMatchObject({ code: 'BUS_UNAUTHENTICATED' });
-      expect((await bus.readAudit()).filter((entry) => entry.event === 'bus_auth_failed')).toHaveLength(2);
+      await expect(
+        connectBus({
+          url: server.url,
+          mission: MISSION.id,
+          participant: 'writer',
+          token: people.reader.token,
+        }),
+      ).rejects.toMatchObject({ code: 'BUS_UNAUTHENTICATED' });
+      expect(
+        (await bus.readAudit()).filter((entry) => entry.event === 'bus_auth_failed'),
+      ).toHaveLength(2);
     });
 
     it('closes a connection that never says hello', async () => {
@@ -169,7 +264,11 @@ describe('createBusServer', () => {
       const connection = await raw();
       await connection.hello(MISSION.id, 'writer', people.writer.token);
       connection.send('{not json');
-      expect(await connection.next((frame) => frame.type === 'error')).toMatchObject({ ref: null, code: 'BUS_BAD_FRAME', message: expect.stringMatching(/not valid JSON/) });
+      expect(await connection.next((frame) => frame.type === 'error')).toMatchObject({
+        ref: null,
+        code: 'BUS_BAD_FRAME',
+        message: expect.stringMatching(/not valid JSON/),
+      });
       const bad = [
         { op: 'publish', ref: 3, payload: 1 },
         { op: 'launch', ref: 4 },
@@ -180,10 +279,18 @@ describe('createBusServer', () => {
       ];
       for (const frame of bad) connection.send(frame);
       connection.ws.send(Buffer.from([1, 2, 3]), { binary: true });
-      for (const ref of [3, 4, 5, 6]) expect(await connection.next((frame) => frame.ref === ref)).toMatchObject({ type: 'error', code: 'BUS_BAD_FRAME' });
+      for (const ref of [3, 4, 5, 6])
+        expect(await connection.next((frame) => frame.ref === ref)).toMatchObject({
+          type: 'error',
+          code: 'BUS_BAD_FRAME',
+        });
       await vi.waitFor(() => expect(server.stats().badFrames).toBe(8), { timeout: 5000 });
-      expect(connection.frames.filter((frame) => frame.type === 'error' && frame.ref === null)).toHaveLength(4);
-      expect(await connection.request({ op: 'publish', ref: 9, topic: 't', payload: 'still here' })).toMatchObject({ type: 'ack', seq: 1 });
+      expect(
+        connection.frames.filter((frame) => frame.type === 'error' && frame.ref === null),
+      ).toHaveLength(4);
+      expect(
+        await connection.request({ op: 'publish', ref: 9, topic: 't', payload: 'still here' }),
+      ).toMatchObject({ type: 'ack', seq: 1 });
       expect(connection.closeCode).toBeUndefined();
     });
 
@@ -198,7 +305,9 @@ describe('createBusServer', () => {
       expect(bus.head).toBe(0);
       expect((await other.publish({ topic: 't', payload: 'fine' })).seq).toBe(1);
       const writer = await client('writer');
-      expect(await codeOf(writer.publish({ topic: 't', payload: 'x'.repeat(100 * 1024) }))).toBe('BUS_TOO_LARGE');
+      expect(await codeOf(writer.publish({ topic: 't', payload: 'x'.repeat(100 * 1024) }))).toBe(
+        'BUS_TOO_LARGE',
+      );
       expect(writer.state).toBe('open');
       expect((await writer.publish({ topic: 't', payload: 'small' })).seq).toBe(2);
     });
@@ -208,33 +317,55 @@ describe('createBusServer', () => {
     it('sends the backlog after N, then live events, with no gap and no duplicate across a reconnect', async () => {
       await start();
       const writer = await client('writer');
-      for (let index = 1; index <= 20; index += 1) await writer.publish({ topic: 't', payload: index });
+      for (let index = 1; index <= 20; index += 1)
+        await writer.publish({ topic: 't', payload: index });
       const reader = await raw();
       await reader.hello(MISSION.id, 'reader', people.reader.token);
-      expect(await reader.request({ op: 'subscribe', ref: 1, after: 12 })).toMatchObject({ type: 'subscribed', after: 12, head: 20 });
+      expect(await reader.request({ op: 'subscribe', ref: 1, after: 12 })).toMatchObject({
+        type: 'subscribed',
+        after: 12,
+        head: 20,
+      });
       await reader.next((frame) => frame.type === 'event' && (frame.event as BusEvent).seq === 20);
       await writer.publish({ topic: 't', payload: 21 });
       await reader.next((frame) => frame.type === 'event' && (frame.event as BusEvent).seq === 21);
-      const firstRun = reader.frames.filter((frame) => frame.type === 'event').map((frame) => (frame.event as BusEvent).seq);
+      const firstRun = reader.frames
+        .filter((frame) => frame.type === 'event')
+        .map((frame) => (frame.event as BusEvent).seq);
       expect(firstRun).toEqual(Array.from({ length: 9 }, (_, index) => 13 + index));
       reader.close();
       await reader.closed;
-      for (let index = 22; index <= 25; index += 1) await writer.publish({ topic: 't', payload: index });
+      for (let index = 22; index <= 25; index += 1)
+        await writer.publish({ topic: 't', payload: index });
       const again = await raw();
       await again.hello(MISSION.id, 'reader', people.reader.token);
       await again.request({ op: 'subscribe', ref: 1, after: firstRun.at(-1) as number });
       await again.next((frame) => frame.type === 'event' && (frame.event as BusEvent).seq === 25);
-      expect(again.frames.filter((frame) => frame.type === 'event').map((frame) => (frame.event as BusEvent).seq)).toEqual([22, 23, 24, 25]);
-      expect(await again.request({ op: 'subscribe', ref: 2, after: 0 })).toMatchObject({ type: 'error', code: 'BUS_ALREADY_SUBSCRIBED' });
+      expect(
+        again.frames
+          .filter((frame) => frame.type === 'event')
+          .map((frame) => (frame.event as BusEvent).seq),
+      ).toEqual([22, 23, 24, 25]);
+      expect(await again.request({ op: 'subscribe', ref: 2, after: 0 })).toMatchObject({
+        type: 'error',
+        code: 'BUS_ALREADY_SUBSCRIBED',
+      });
       expect(await again.request({ op: 'unsubscribe', ref: 3 })).toMatchObject({ type: 'result' });
-      expect(await again.request({ op: 'subscribe', ref: 4, after: 999 })).toMatchObject({ type: 'error', code: 'BUS_INVALID' });
+      expect(await again.request({ op: 'subscribe', ref: 4, after: 999 })).toMatchObject({
+        type: 'error',
+        code: 'BUS_INVALID',
+      });
     });
 
     it('reads a long backlog from the log segments when it is no longer in memory', async () => {
       await start({}, { log: { segment_max_bytes: 4096, cache_max_events: 10 } });
       const writer = await client('writer');
-      await Promise.all(Array.from({ length: 600 }, (_, index) => writer.publish({ topic: 't', payload: index })));
-      expect((await readdir(join(cellDir, 'bus'))).filter((name) => name.startsWith('stream-')).length).toBeGreaterThan(3);
+      await Promise.all(
+        Array.from({ length: 600 }, (_, index) => writer.publish({ topic: 't', payload: index })),
+      );
+      expect(
+        (await readdir(join(cellDir, 'bus'))).filter((name) => name.startsWith('stream-')).length,
+      ).toBeGreaterThan(3);
       const reader = await client('reader');
       const seen: number[] = [];
       for await (const event of reader.subscribe({ after: 5 })) {
@@ -255,15 +386,23 @@ describe('createBusServer', () => {
       const payload = 'x'.repeat(16 * 1024);
       const total = 1500; // ~25 MB, far beyond socket buffers and the bound
       for (let index = 0; index < total; index += 50) {
-        await Promise.all(Array.from({ length: 50 }, (_, offset) => writer.publish({ topic: 'flood', payload: { index: index + offset, payload } })));
+        await Promise.all(
+          Array.from({ length: 50 }, (_, offset) =>
+            writer.publish({ topic: 'flood', payload: { index: index + offset, payload } }),
+          ),
+        );
       }
-      await vi.waitFor(() => expect(server.stats().slowConsumersDisconnected).toBe(1), { timeout: 15_000 });
+      await vi.waitFor(() => expect(server.stats().slowConsumersDisconnected).toBe(1), {
+        timeout: 15_000,
+      });
       // The server never queued much more than the bound (one event over at most) for the slow client.
       expect(server.stats().peakBufferedBytes).toBeLessThan(maxBufferedBytes + 64 * 1024);
       slow.ws.resume();
       await slow.closed;
       expect([BUS_CLOSE_CODES.slowConsumer, 1006]).toContain(slow.closeCode);
-      const received = slow.frames.filter((frame) => frame.type === 'event').map((frame) => (frame.event as BusEvent).seq);
+      const received = slow.frames
+        .filter((frame) => frame.type === 'event')
+        .map((frame) => (frame.event as BusEvent).seq);
       expect(received).toEqual(Array.from({ length: received.length }, (_, index) => index + 1));
       const resumed = await client('reader');
       const rest: number[] = [];
@@ -271,7 +410,9 @@ describe('createBusServer', () => {
         rest.push(event.seq);
         if (event.seq === total) break;
       }
-      expect([...received, ...rest]).toEqual(Array.from({ length: total }, (_, index) => index + 1));
+      expect([...received, ...rest]).toEqual(
+        Array.from({ length: total }, (_, index) => index + 1),
+      );
     });
 
     it('ends the subscription of a participant that loses the read capability', async () => {
@@ -280,7 +421,9 @@ describe('createBusServer', () => {
       await reader.hello(MISSION.id, 'reader', people.reader.token);
       await reader.request({ op: 'subscribe', ref: 1, after: 0 });
       await bus.removeParticipant('reader');
-      expect(await reader.next((frame) => frame.type === 'error' && frame.ref === 1)).toMatchObject({ code: 'BUS_FORBIDDEN' });
+      expect(await reader.next((frame) => frame.type === 'error' && frame.ref === 1)).toMatchObject(
+        { code: 'BUS_FORBIDDEN' },
+      );
     });
   });
 
@@ -298,18 +441,39 @@ describe('createBusServer', () => {
     await start();
     const otherCell = await makeCell(root);
     const otherToken = createToken();
-    const other = await MissionBus.open({ cellDir: otherCell, config: { participants: [{ name: 'writer', role: 'write', token_sha256: otherToken.sha256 }] } });
+    const other = await MissionBus.open({
+      cellDir: otherCell,
+      config: {
+        participants: [{ name: 'writer', role: 'write', token_sha256: otherToken.sha256 }],
+      },
+    });
     try {
       server.addBus(other);
       expect(() => server.addBus(other)).toThrow(/already served/);
-      const inOther = await connectBus({ url: server.url, mission: other.mission.id, participant: 'writer', token: otherToken.token });
+      const inOther = await connectBus({
+        url: server.url,
+        mission: other.mission.id,
+        participant: 'writer',
+        token: otherToken.token,
+      });
       clients.push(inOther);
-      await expect(connectBus({ url: server.url, mission: other.mission.id, participant: 'writer', token: people.writer.token })).rejects.toMatchObject({ code: 'BUS_UNAUTHENTICATED' });
+      await expect(
+        connectBus({
+          url: server.url,
+          mission: other.mission.id,
+          participant: 'writer',
+          token: people.writer.token,
+        }),
+      ).rejects.toMatchObject({ code: 'BUS_UNAUTHENTICATED' });
       const inFirst = await client('writer');
       expect((await inOther.publish({ topic: 'other', payload: 1 })).seq).toBe(1);
       expect((await inFirst.publish({ topic: 'first', payload: 1 })).seq).toBe(1);
-      expect((await other.read()).map((event) => (event as { topic?: string }).topic)).toEqual(['other']);
-      expect((await bus.read()).map((event) => (event as { topic?: string }).topic)).toEqual(['first']);
+      expect((await other.read()).map((event) => (event as { topic?: string }).topic)).toEqual([
+        'other',
+      ]);
+      expect((await bus.read()).map((event) => (event as { topic?: string }).topic)).toEqual([
+        'first',
+      ]);
       server.removeBus(other.mission.id);
       await vi.waitFor(() => expect(inOther.state).not.toBe('open'), { timeout: 5000 });
     } finally {
@@ -320,15 +484,21 @@ describe('createBusServer', () => {
   it('flushes the log on graceful shutdown and answers requests in flight first', async () => {
     await start({}, { log: { fsync: { mode: 'never' } } });
     const writer = await client('writer', { reconnect: false });
-    const acks = Array.from({ length: 200 }, (_, index) => writer.publish({ topic: 't', payload: index }));
+    const acks = Array.from({ length: 200 }, (_, index) =>
+      writer.publish({ topic: 't', payload: index }),
+    );
     const settled = Promise.allSettled(acks);
     await acks[0];
     await server.close();
     const results = await settled;
     const acknowledged = results.filter((result) => result.status === 'fulfilled').length;
     expect(acknowledged).toBeGreaterThan(0);
-    const segment = (await readdir(join(cellDir, 'bus'))).find((name) => name.startsWith('stream-')) as string;
-    const lines = (await readFile(join(cellDir, 'bus', segment), 'utf8')).split('\n').filter(Boolean);
+    const segment = (await readdir(join(cellDir, 'bus'))).find((name) =>
+      name.startsWith('stream-'),
+    ) as string;
+    const lines = (await readFile(join(cellDir, 'bus', segment), 'utf8'))
+      .split('\n')
+      .filter(Boolean);
     expect(lines.length).toBe(bus.head);
     expect(lines.length).toBeGreaterThanOrEqual(acknowledged);
   });

@@ -6,7 +6,13 @@ import type { BusEvent } from './bus-event.js';
 import { BusError, type BusErrorCode } from './errors.js';
 import { describeError, silentLogger, type BusLogger } from './logger.js';
 import type { MissionBus } from './mission-bus.js';
-import { BUS_CLOSE_CODES, ClientFrameSchema, eventFrame, type ClientFrame, type ParticipantsResult } from './protocol.js';
+import {
+  BUS_CLOSE_CODES,
+  ClientFrameSchema,
+  eventFrame,
+  type ClientFrame,
+  type ParticipantsResult,
+} from './protocol.js';
 import type { StoredEvent } from './segment-log.js';
 
 /** Options of {@link createBusServer}. */
@@ -112,14 +118,23 @@ class Connection {
     private readonly context: ServerContext,
   ) {
     this.helloTimer = setTimeout(() => {
-      this.sendError(null, 'BUS_UNAUTHENTICATED', `no hello within ${context.options.helloTimeoutMs} ms`);
+      this.sendError(
+        null,
+        'BUS_UNAUTHENTICATED',
+        `no hello within ${context.options.helloTimeoutMs} ms`,
+      );
       ws.close(BUS_CLOSE_CODES.helloTimeout, 'hello timeout');
     }, context.options.helloTimeoutMs);
     ws.on('message', (data, isBinary) => this.receive(data, isBinary));
     ws.on('pong', () => {
       this.alive = true;
     });
-    ws.on('error', (error) => context.logger.debug('bus server: connection error', { error: error.message, participant: this.participant }));
+    ws.on('error', (error) =>
+      context.logger.debug('bus server: connection error', {
+        error: error.message,
+        participant: this.participant,
+      }),
+    );
   }
 
   dispose(): void {
@@ -156,7 +171,8 @@ class Connection {
   send(text: string): void {
     this.ws.send(text);
     const buffered = this.ws.bufferedAmount;
-    if (buffered > this.context.stats.peakBufferedBytes) this.context.stats.peakBufferedBytes = buffered;
+    if (buffered > this.context.stats.peakBufferedBytes)
+      this.context.stats.peakBufferedBytes = buffered;
   }
 
   sendJson(frame: object): void {
@@ -171,10 +187,16 @@ class Connection {
     this.alive = true;
     if (isBinary) {
       this.context.stats.badFrames += 1;
-      this.sendError(null, 'BUS_BAD_FRAME', 'binary frames are not accepted; send JSON text frames');
+      this.sendError(
+        null,
+        'BUS_BAD_FRAME',
+        'binary frames are not accepted; send JSON text frames',
+      );
       return;
     }
-    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data as ArrayBuffer).toString('utf8');
+    const text = Array.isArray(data)
+      ? Buffer.concat(data).toString('utf8')
+      : Buffer.from(data as ArrayBuffer).toString('utf8');
     let raw: unknown;
     try {
       raw = JSON.parse(text);
@@ -186,8 +208,17 @@ class Connection {
     const parsed = ClientFrameSchema.safeParse(raw);
     if (!parsed.success) {
       this.context.stats.badFrames += 1;
-      const ref = typeof raw === 'object' && raw !== null && Number.isSafeInteger((raw as { ref?: unknown }).ref) ? ((raw as { ref: number }).ref as number) : null;
-      this.sendError(ref !== null && ref >= 0 ? ref : null, 'BUS_BAD_FRAME', `frame: ${formatIssues(parsed.error)}`);
+      const ref =
+        typeof raw === 'object' &&
+        raw !== null &&
+        Number.isSafeInteger((raw as { ref?: unknown }).ref)
+          ? ((raw as { ref: number }).ref as number)
+          : null;
+      this.sendError(
+        ref !== null && ref >= 0 ? ref : null,
+        'BUS_BAD_FRAME',
+        `frame: ${formatIssues(parsed.error)}`,
+      );
       return;
     }
     const frame = parsed.data;
@@ -196,7 +227,11 @@ class Connection {
       return;
     }
     if (!this.bus || !this.participant) {
-      this.sendError(frame.ref, 'BUS_UNAUTHENTICATED', `${frame.op}: send a hello with a valid token first`);
+      this.sendError(
+        frame.ref,
+        'BUS_UNAUTHENTICATED',
+        `${frame.op}: send a hello with a valid token first`,
+      );
       return;
     }
     if (this.context.closing) {
@@ -214,14 +249,25 @@ class Connection {
     }
     const bus = this.context.buses.get(frame.mission);
     if (bus?.closed) {
-      this.sendError(ref, 'BUS_CLOSED', `hello: mission ${frame.mission}: the bus is closed; try again later`);
+      this.sendError(
+        ref,
+        'BUS_CLOSED',
+        `hello: mission ${frame.mission}: the bus is closed; try again later`,
+      );
       this.ws.close(BUS_CLOSE_CODES.tryAgainLater, 'bus closed');
       return;
     }
     if (!bus || !bus.authenticate(frame.participant, frame.token)) {
       bus?.recordAuthFailure(frame.participant, 'bad token');
-      this.context.logger.warn('bus server: authentication failed', { mission: frame.mission, participant: frame.participant });
-      this.sendError(ref, 'BUS_UNAUTHENTICATED', `hello: mission ${frame.mission}, participant ${frame.participant}: unknown mission or bad token`);
+      this.context.logger.warn('bus server: authentication failed', {
+        mission: frame.mission,
+        participant: frame.participant,
+      });
+      this.sendError(
+        ref,
+        'BUS_UNAUTHENTICATED',
+        `hello: mission ${frame.mission}, participant ${frame.participant}: unknown mission or bad token`,
+      );
       this.ws.close(BUS_CLOSE_CODES.unauthenticated, 'unauthenticated');
       return;
     }
@@ -235,7 +281,10 @@ class Connection {
       mission: bus.mission,
       participant: frame.participant,
       role,
-      capabilities: role ? bus.participants().find((participant) => participant.name === frame.participant)?.capabilities ?? [] : [],
+      capabilities: role
+        ? (bus.participants().find((participant) => participant.name === frame.participant)
+            ?.capabilities ?? [])
+        : [],
       head: bus.head,
       heartbeat_ms: this.context.options.heartbeatMs,
       max_frame_bytes: this.context.options.maxFrameBytes,
@@ -261,7 +310,8 @@ class Connection {
       })
       .finally(() => {
         this.inflight -= 1;
-        if (this.ws.isPaused && this.inflight < this.context.options.maxInflight / 2) this.ws.resume();
+        if (this.ws.isPaused && this.inflight < this.context.options.maxInflight / 2)
+          this.ws.resume();
         if (this.inflight === 0) for (const wake of [...this.idle]) wake();
       });
   }
@@ -269,24 +319,35 @@ class Connection {
   private handle(frame: Exclude<ClientFrame, { op: 'hello' }>): Promise<void> | void {
     const bus = this.bus as MissionBus;
     const sender = this.participant as string;
-    const ack = (event: BusEvent): void => this.sendJson({ type: 'ack', ref: frame.ref, seq: event.seq, id: event.id, ts: event.ts });
-    const result = (value: unknown): void => this.sendJson({ type: 'result', ref: frame.ref, result: value });
+    const ack = (event: BusEvent): void =>
+      this.sendJson({ type: 'ack', ref: frame.ref, seq: event.seq, id: event.id, ts: event.ts });
+    const result = (value: unknown): void =>
+      this.sendJson({ type: 'result', ref: frame.ref, result: value });
     const handlers: { [K in Exclude<ClientFrame, { op: 'hello' }>['op']]: Handler } = {
+      // The frame passed the same strict schema as the bus's input (extended with op and ref).
       publish: () => {
         const { op: _op, ref: _ref, ...input } = frame as Extract<ClientFrame, { op: 'publish' }>;
-        return bus.publish(sender, input).then(ack);
+        return bus.submit(sender, { op: 'publish', input }).then(ack);
       },
       checkpoint: () => {
-        const { op: _op, ref: _ref, ...input } = frame as Extract<ClientFrame, { op: 'checkpoint' }>;
-        return bus.checkpoint(sender, input).then(ack);
+        const {
+          op: _op,
+          ref: _ref,
+          ...input
+        } = frame as Extract<ClientFrame, { op: 'checkpoint' }>;
+        return bus.submit(sender, { op: 'checkpoint', input }).then(ack);
       },
       handoff: () => {
         const { op: _op, ref: _ref, ...input } = frame as Extract<ClientFrame, { op: 'handoff' }>;
-        return bus.handoff(sender, input).then(ack);
+        return bus.submit(sender, { op: 'handoff', input }).then(ack);
       },
       configure_isolation: () => {
-        const { op: _op, ref: _ref, ...input } = frame as Extract<ClientFrame, { op: 'configure_isolation' }>;
-        return bus.configureIsolation(sender, input).then(ack);
+        const {
+          op: _op,
+          ref: _ref,
+          ...input
+        } = frame as Extract<ClientFrame, { op: 'configure_isolation' }>;
+        return bus.submit(sender, { op: 'configure_isolation', input }).then(ack);
       },
       subscribe: () => this.subscribe(frame as Extract<ClientFrame, { op: 'subscribe' }>),
       unsubscribe: () => {
@@ -295,16 +356,24 @@ class Connection {
       },
       resume_packet: () => {
         bus.authorize(sender, 'read', 'resume_packet');
-        return bus.buildResumePacket((frame as Extract<ClientFrame, { op: 'resume_packet' }>).handoff).then(result);
+        return bus
+          .buildResumePacket((frame as Extract<ClientFrame, { op: 'resume_packet' }>).handoff)
+          .then(result);
       },
       participants: () => {
         bus.authorize(sender, 'read', 'participants');
-        const value: ParticipantsResult = { participants: bus.participants(), roles: bus.roles(), isolation: bus.isolationProfiles() };
+        const value: ParticipantsResult = {
+          participants: bus.participants(),
+          roles: bus.roles(),
+          isolation: bus.isolationProfiles(),
+        };
         result(value);
       },
       audit: () => {
         bus.authorize(sender, 'audit', 'audit');
-        return bus.readAudit({ limit: (frame as Extract<ClientFrame, { op: 'audit' }>).limit }).then(result);
+        return bus
+          .readAudit({ limit: (frame as Extract<ClientFrame, { op: 'audit' }>).limit })
+          .then(result);
       },
     };
     return handlers[frame.op](frame);
@@ -313,11 +382,24 @@ class Connection {
   private subscribe(frame: Extract<ClientFrame, { op: 'subscribe' }>): void {
     const bus = this.bus as MissionBus;
     bus.authorize(this.participant as string, 'read', 'subscribe');
-    if (this.subscription) throw new BusError('BUS_ALREADY_SUBSCRIBED', `subscribe: this connection already has a subscription (ref ${this.subscription.ref}); unsubscribe first`);
+    if (this.subscription)
+      throw new BusError(
+        'BUS_ALREADY_SUBSCRIBED',
+        `subscribe: this connection already has a subscription (ref ${this.subscription.ref}); unsubscribe first`,
+      );
     if (frame.after > bus.head) {
-      throw new BusError('BUS_INVALID', `subscribe: after: ${frame.after} is beyond the end of the stream (${bus.head}); the server has fewer events than the client saw`);
+      throw new BusError(
+        'BUS_INVALID',
+        `subscribe: after: ${frame.after} is beyond the end of the stream (${bus.head}); the server has fewer events than the client saw`,
+      );
     }
-    this.subscription = { ref: frame.ref, cursor: frame.after, reading: false, stalledSince: undefined, poll: undefined };
+    this.subscription = {
+      ref: frame.ref,
+      cursor: frame.after,
+      reading: false,
+      stalledSince: undefined,
+      poll: undefined,
+    };
     this.context.subscribers.get(bus)?.add(this);
     this.sendJson({ type: 'subscribed', ref: frame.ref, after: frame.after, head: bus.head });
     this.pump();
@@ -344,7 +426,11 @@ class Connection {
     while (this.subscription === subscription && subscription.cursor < bus.head) {
       if (!bus.can(this.participant as string, 'read')) {
         this.endSubscription();
-        this.sendError(subscription.ref, 'BUS_FORBIDDEN', `subscribe: ${this.participant} no longer has the read capability`);
+        this.sendError(
+          subscription.ref,
+          'BUS_FORBIDDEN',
+          `subscribe: ${this.participant} no longer has the read capability`,
+        );
         return;
       }
       if (this.ws.bufferedAmount >= maxBufferedBytes) {
@@ -364,7 +450,11 @@ class Connection {
             subscription.reading = false;
             if (this.subscription !== subscription) return;
             this.endSubscription();
-            this.sendError(subscription.ref, error instanceof BusError ? error.code : 'BUS_IO', `subscribe: ${describeError(error)}`);
+            this.sendError(
+              subscription.ref,
+              error instanceof BusError ? error.code : 'BUS_IO',
+              `subscribe: ${describeError(error)}`,
+            );
           },
         );
         return;
@@ -404,10 +494,20 @@ class Connection {
       if (Date.now() - (subscription.stalledSince ?? Date.now()) > stallTimeoutMs) {
         const behind = (this.bus?.head ?? 0) - subscription.cursor;
         this.context.stats.slowConsumersDisconnected += 1;
-        this.context.logger.warn('bus server: disconnecting a slow consumer', { participant: this.participant, cursor: subscription.cursor, behind });
+        this.context.logger.warn('bus server: disconnecting a slow consumer', {
+          participant: this.participant,
+          cursor: subscription.cursor,
+          behind,
+        });
         this.endSubscription();
         // Close with a reason; if the client does not read it within a second, drop the socket so its queue is freed.
-        this.ws.close(BUS_CLOSE_CODES.slowConsumer, `BUS_SLOW_CONSUMER: ${behind} events behind after seq ${subscription.cursor}`.slice(0, 120));
+        this.ws.close(
+          BUS_CLOSE_CODES.slowConsumer,
+          `BUS_SLOW_CONSUMER: ${behind} events behind after seq ${subscription.cursor}`.slice(
+            0,
+            120,
+          ),
+        );
         setTimeout(() => this.ws.terminate(), 1000).unref();
       }
     }, 20);
@@ -450,7 +550,8 @@ export async function createBusServer(options: BusServerOptions = {}): Promise<B
   const unsubscribers = new Map<string, () => void>();
 
   const addBus = (bus: MissionBus): void => {
-    if (context.buses.has(bus.mission.id)) throw new BusError('BUS_CONFLICT', `addBus: mission ${bus.mission.id} is already served`);
+    if (context.buses.has(bus.mission.id))
+      throw new BusError('BUS_CONFLICT', `addBus: mission ${bus.mission.id} is already served`);
     context.buses.set(bus.mission.id, bus);
     const subscribers = new Set<Connection>();
     context.subscribers.set(bus, subscribers);
@@ -464,9 +565,15 @@ export async function createBusServer(options: BusServerOptions = {}): Promise<B
   for (const bus of options.buses ?? []) addBus(bus);
 
   const http: Server = createServer((_request, response) => {
-    response.writeHead(426, { 'content-type': 'text/plain' }).end('mission bus: connect with a WebSocket\n');
+    response
+      .writeHead(426, { 'content-type': 'text/plain' })
+      .end('mission bus: connect with a WebSocket\n');
   });
-  const wss = new WebSocketServer({ server: http, maxPayload: context.options.maxFrameBytes, perMessageDeflate: false });
+  const wss = new WebSocketServer({
+    server: http,
+    maxPayload: context.options.maxFrameBytes,
+    perMessageDeflate: false,
+  });
   wss.on('connection', (ws: WebSocket, _request: IncomingMessage) => {
     if (context.closing) {
       ws.close(BUS_CLOSE_CODES.goingAway, 'server shutting down');
@@ -484,7 +591,14 @@ export async function createBusServer(options: BusServerOptions = {}): Promise<B
   wss.on('error', (error) => context.logger.error('bus server: error', { error: error.message }));
 
   await new Promise<void>((resolve, reject) => {
-    const onError = (error: Error): void => reject(new BusError('BUS_IO', `bus server: cannot listen on ${context.options.host}:${context.options.port}: ${error.message}`, { cause: error }));
+    const onError = (error: Error): void =>
+      reject(
+        new BusError(
+          'BUS_IO',
+          `bus server: cannot listen on ${context.options.host}:${context.options.port}: ${error.message}`,
+          { cause: error },
+        ),
+      );
     http.once('error', onError);
     http.listen(context.options.port, context.options.host, () => {
       http.off('error', onError);
@@ -498,7 +612,9 @@ export async function createBusServer(options: BusServerOptions = {}): Promise<B
   const heartbeat = setInterval(() => {
     for (const connection of connections) {
       if (!connection.alive) {
-        context.logger.info('bus server: terminating a connection that missed a heartbeat', { participant: connection.participant });
+        context.logger.info('bus server: terminating a connection that missed a heartbeat', {
+          participant: connection.participant,
+        });
         connection.ws.terminate();
         continue;
       }
@@ -521,7 +637,12 @@ export async function createBusServer(options: BusServerOptions = {}): Promise<B
       context.subscribers.delete(bus);
       unsubscribers.get(missionId)?.();
       unsubscribers.delete(missionId);
-      for (const connection of connections) if (connection.bus === bus) connection.ws.close(BUS_CLOSE_CODES.missionGone, `mission ${missionId} is no longer served`);
+      for (const connection of connections)
+        if (connection.bus === bus)
+          connection.ws.close(
+            BUS_CLOSE_CODES.missionGone,
+            `mission ${missionId} is no longer served`,
+          );
     },
     connections: () => [...connections].map((connection) => connection.info()),
     stats: () => ({ ...context.stats }),
@@ -555,7 +676,10 @@ export async function createBusServer(options: BusServerOptions = {}): Promise<B
             else if (!bus.closed) await bus.flush();
           } catch (error) {
             problems.push(error);
-            context.logger.error('bus server: flushing a bus failed', { mission: bus.mission.id, error: describeError(error) });
+            context.logger.error('bus server: flushing a bus failed', {
+              mission: bus.mission.id,
+              error: describeError(error),
+            });
           }
         }
         await httpClosed;

@@ -26,6 +26,9 @@ const UNSET = Buffer.alloc(32);
  */
 export function tokenMatches(token: string, sha256Hex: string | undefined): boolean {
   const presented = createHash('sha256').update(token, 'utf8').digest();
-  const stored = sha256Hex !== undefined && /^[0-9a-f]{64}$/.test(sha256Hex) ? Buffer.from(sha256Hex, 'hex') : UNSET;
+  const stored =
+    sha256Hex !== undefined && /^[0-9a-f]{64}$/.test(sha256Hex)
+      ? Buffer.from(sha256Hex, 'hex')
+      : UNSET;
   return timingSafeEqual(presented, stored) && stored !== UNSET;
 }

@@ -27,10 +27,20 @@ function alive(child: ChildProcess): boolean {
 }
 
 async function startServer(config: object, cellDir: string, port = 0): Promise<Started> {
-  const child = spawn(process.execPath, ['--conditions=@pit/source', '--import', 'tsx', SCRIPT, JSON.stringify({ cellDir, port, config })], {
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      '--conditions=@pit/source',
+      '--import',
+      'tsx',
+      SCRIPT,
+      JSON.stringify({ cellDir, port, config }),
+    ],
+    {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   children.add(child);
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => {
@@ -38,7 +48,10 @@ async function startServer(config: object, cellDir: string, port = 0): Promise<S
   });
   const ready = await new Promise<string>((resolve, reject) => {
     let stdout = '';
-    const timer = setTimeout(() => reject(new Error(`server did not start within 20 s: ${stderr}`)), 20_000);
+    const timer = setTimeout(
+      () => reject(new Error(`server did not start within 20 s: ${stderr}`)),
+      20_000,
+    );
     child.stdout?.on('data', (chunk: Buffer) => {
       stdout += chunk.toString();
       const line = /READY .*\n/.exec(stdout)?.[0];
@@ -80,7 +93,11 @@ describe('a server killed with SIGKILL mid-stream', () => {
     async (fsync) => {
       const cellDir = await makeCell(root);
       const { people, participants } = roleParticipants();
-      const config = { mission: MISSION, participants, log: { fsync, segment_max_bytes: 16 * 1024 } };
+      const config = {
+        mission: MISSION,
+        participants,
+        log: { fsync, segment_max_bytes: 16 * 1024 },
+      };
       const first = await startServer(config, cellDir);
       const url = `ws://127.0.0.1:${first.port}`;
       const connect = async (name: 'writer' | 'lead1' | 'reader'): Promise<BusClient> => {
@@ -146,13 +163,22 @@ describe('a server killed with SIGKILL mid-stream', () => {
       try {
         const log = (await bus.read({ limit: 10_000 })) as MessageEvent[];
         // Gap-free, and every publish exactly once (resends after the crash were recognised by id).
-        expect(log.map((event) => event.seq)).toEqual(Array.from({ length: perPublisher * 2 }, (_, index) => index + 1));
+        expect(log.map((event) => event.seq)).toEqual(
+          Array.from({ length: perPublisher * 2 }, (_, index) => index + 1),
+        );
         expect(new Set(log.map((event) => event.id)).size).toBe(log.length);
         for (const [name, mine] of acks) {
           expect(mine).toHaveLength(perPublisher);
-          for (const ack of mine) expect(log[ack.seq - 1]).toMatchObject({ id: ack.id, sender: name, payload: { index: ack.index } });
+          for (const ack of mine)
+            expect(log[ack.seq - 1]).toMatchObject({
+              id: ack.id,
+              sender: name,
+              payload: { index: ack.index },
+            });
           // Each publisher's events are in the order it issued them.
-          const indexes = log.filter((event) => event.sender === name).map((event) => (event.payload as { index: number }).index);
+          const indexes = log
+            .filter((event) => event.sender === name)
+            .map((event) => (event.payload as { index: number }).index);
           expect(indexes).toEqual(Array.from({ length: perPublisher }, (_, index) => index));
         }
         // The subscriber saw the same stream: no gap, no duplicate across its reconnect.

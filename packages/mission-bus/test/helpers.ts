@@ -12,7 +12,10 @@ export async function tempRoot(): Promise<{ root: string; cleanup: () => Promise
 }
 
 /** Provisions a real cell under `root`. */
-export async function makeCell(root: string, agents: string[] = ['lead1', 'writer', 'reader', 'auditor']): Promise<string> {
+export async function makeCell(
+  root: string,
+  agents: string[] = ['lead1', 'writer', 'reader', 'auditor'],
+): Promise<string> {
   const { dir } = await provisionCell(root, {
     mission: 'Port the parser',
     created_by: 'test',
@@ -29,7 +32,11 @@ export function roleParticipants() {
     reader: { role: 'read' as const, ...createToken() },
     auditor: { role: 'audit' as const, ...createToken() },
   };
-  const participants = Object.entries(people).map(([name, person]) => ({ name, role: person.role, token_sha256: person.sha256 }));
+  const participants = Object.entries(people).map(([name, person]) => ({
+    name,
+    role: person.role,
+    token_sha256: person.sha256,
+  }));
   return { people, participants };
 }
 
@@ -41,9 +48,7 @@ export class RawClient {
   readonly closed: Promise<void>;
   private waiters: Array<() => void> = [];
 
-  constructor(
-    readonly ws: WebSocket,
-  ) {
+  constructor(readonly ws: WebSocket) {
     ws.on('message', (data) => {
       this.frames.push(JSON.parse(String(data)) as Record<string, unknown>);
       for (const wake of this.waiters.splice(0)) wake();
@@ -74,7 +79,10 @@ export class RawClient {
   }
 
   /** Waits (bounded) for a frame matching `match`, returning it. */
-  async next(match: (frame: Record<string, unknown>) => boolean, timeoutMs = 10_000): Promise<Record<string, unknown>> {
+  async next(
+    match: (frame: Record<string, unknown>) => boolean,
+    timeoutMs = 10_000,
+  ): Promise<Record<string, unknown>> {
     const deadline = Date.now() + timeoutMs;
     let seen = 0;
     for (;;) {
@@ -82,9 +90,15 @@ export class RawClient {
         const frame = this.frames[seen] as Record<string, unknown>;
         if (match(frame)) return frame;
       }
-      if (this.closeCode !== undefined) throw new Error(`closed (${this.closeCode} ${this.closeReason}) before a matching frame; got ${JSON.stringify(this.frames.slice(-3))}`);
+      if (this.closeCode !== undefined)
+        throw new Error(
+          `closed (${this.closeCode} ${this.closeReason}) before a matching frame; got ${JSON.stringify(this.frames.slice(-3))}`,
+        );
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(this.frames.slice(-3))}`);
+      if (left <= 0)
+        throw new Error(
+          `no matching frame within ${timeoutMs} ms; got ${JSON.stringify(this.frames.slice(-3))}`,
+        );
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
         this.waiters.push(() => {
@@ -96,14 +110,23 @@ export class RawClient {
   }
 
   /** Sends a request and waits for the answer with the same ref. */
-  async request(frame: Record<string, unknown> & { ref: number }, timeoutMs = 10_000): Promise<Record<string, unknown>> {
+  async request(
+    frame: Record<string, unknown> & { ref: number },
+    timeoutMs = 10_000,
+  ): Promise<Record<string, unknown>> {
     this.send(frame);
     return this.next((answer) => answer.ref === frame.ref, timeoutMs);
   }
 
-  async hello(mission: string, participant: string, token: string): Promise<Record<string, unknown>> {
+  async hello(
+    mission: string,
+    participant: string,
+    token: string,
+  ): Promise<Record<string, unknown>> {
     this.send({ op: 'hello', v: 1, ref: 0, mission, participant, token });
-    return this.next((frame) => frame.type === 'welcome' || (frame.type === 'error' && frame.ref === 0));
+    return this.next(
+      (frame) => frame.type === 'welcome' || (frame.type === 'error' && frame.ref === 0),
+    );
   }
 
   close(): void {

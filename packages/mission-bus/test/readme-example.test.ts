@@ -8,7 +8,11 @@ const PACKAGE_DIR = fileURLToPath(new URL('..', import.meta.url));
 const children: ChildProcess[] = [];
 
 function run(script: string, args: string[]): ChildProcess {
-  const child = spawn(process.execPath, ['--conditions=@pit/source', '--import', 'tsx', script, ...args], { cwd: PACKAGE_DIR, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@pit/source', '--import', 'tsx', script, ...args],
+    { cwd: PACKAGE_DIR, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   children.push(child);
   return child;
 }
@@ -37,7 +41,10 @@ describe('the README’s two-process example', () => {
       const server = run('examples/bus-server.ts', [root, '0']);
       const serverOutput = output(server);
       const details = await new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`server not ready: ${serverOutput.text()}`)), 20_000);
+        const timer = setTimeout(
+          () => reject(new Error(`server not ready: ${serverOutput.text()}`)),
+          20_000,
+        );
         server.stdout?.on('data', () => {
           const match = /connection details in (\S+)/.exec(serverOutput.text());
           if (match) {
@@ -51,7 +58,9 @@ describe('the README’s two-process example', () => {
       const [code] = (await once(client, 'exit')) as [number];
       expect({ code, output: clientOutput.text() }).toMatchObject({ code: 0 });
       expect(clientOutput.text()).toContain('acknowledged: plan #1, checkpoint #2, handoff #3');
-      expect(clientOutput.text()).toContain('smith resumes "lexer done" from forge: the parser is yours (stream length 3)');
+      expect(clientOutput.text()).toContain(
+        'smith resumes "lexer done" from forge: the parser is yours (stream length 3)',
+      );
       expect(clientOutput.text()).toMatch(/#3 handoff from forge/);
       const exited = once(server, 'exit');
       process.kill(-(server.pid as number), 'SIGTERM');
