@@ -5,6 +5,7 @@ import { createCell, listCells, moveCell, removeCell, type CellsContext } from '
 import { configCheck } from './commands/config-check.js';
 import { daemon, sweep } from './commands/daemon.js';
 import { heartbeat } from './commands/heartbeat.js';
+import { checkpoint, listSnapshots, rollback } from './commands/snapshots.js';
 import { status } from './commands/status.js';
 import { why } from './commands/why.js';
 import { createContext, type CliEnvironment, type GlobalOptions } from './context.js';
@@ -108,6 +109,36 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .option('--pid <pid>', "the agent's pid (default: the calling shell's)")
     .option('--model <model>', 'the model the agent is using')
     .action((options: { cell: string; agent: string; status?: string; cycle?: string; pid?: string; model?: string }) => run(async () => heartbeat(await cellsContext(), options))());
+
+  program
+    .command('snapshot')
+    .description("an agent's last-known-good config snapshots")
+    .command('list')
+    .description('the retained snapshot sets of an agent, newest first (store: <state_dir>/snapshots/<agent>/)')
+    .argument('<agent>', 'the agent')
+    .option('--json', 'print JSON')
+    .action((agent: string, options: { json?: boolean }) => run(() => listSnapshots(context, agent, options))());
+
+  program
+    .command('rollback')
+    .description("restore an agent's config files to last known good (or to the canonical version in git when no snapshot exists); the hashes are logged")
+    .argument('<agent>', 'the agent')
+    .option('--to <set>', 'roll back to this retained set (a prefix of its sha256) instead')
+    .option('--reason <text>', 'recorded in the event log')
+    .option('--json', 'print JSON')
+    .action((agent: string, options: { to?: string; reason?: string; json?: boolean }) => run(() => rollback(context, agent, options))());
+
+  const checkpoints = program.command('checkpoint').description("a cell's workspace checkpoints (checkpoints/<ts>.tar.gz)");
+  for (const [action, summary] of [
+    ['create', 'archive the workspace now'],
+    ['list', 'list the checkpoints, newest first'],
+    ['restore', 'verify and restore a checkpoint (the newest unless --name), swapping it in for workspace/'],
+  ] as const) {
+    const sub = checkpoints.command(action).description(summary).argument('<cell>', 'the cell uuid').option('--json', 'print JSON');
+    if (action !== 'list') sub.option('--reason <text>', 'recorded in the manifest and the event log');
+    if (action === 'restore') sub.option('--name <name>', 'the checkpoint to restore');
+    sub.action((uuid: string, options: { name?: string; reason?: string; json?: boolean }) => run(() => checkpoint(context, action, uuid, options))());
+  }
 
   program
     .command('why')
