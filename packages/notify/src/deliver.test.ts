@@ -57,6 +57,22 @@ describe('deliverWithRetry', () => {
     expect(calls).toBe(1);
   });
 
+  it('waits out rate limits without using up retries', async () => {
+    let calls = 0;
+    await deliverWithRetry(
+      async () => {
+        calls += 1;
+        if (calls <= 3)
+          throw new NotifyError('NOTIFY_RATE_LIMITED', 'slow down', {
+            retryable: true,
+            retryAfterMs: 5,
+          });
+      },
+      { what: 'op', logger: captureLogger(), retries: 1, minDelayMs: 1 },
+    );
+    expect(calls).toBe(4); // three rate limits waited out, and the one retry still unused
+  });
+
   it('honours a retry-after hint', async () => {
     const started = Date.now();
     let calls = 0;

@@ -12,6 +12,11 @@ export interface RetryOptions {
   maxDelayMs?: number;
   /** Deadline of one attempt (ms); a hung attempt is aborted and counts as a transient failure. @default 15000 */
   attemptTimeoutMs?: number;
+  /**
+   * Upper bound of the whole delivery, retries and waits included (ms). Rate-limit answers
+   * (429 with a retry-after) do not use up `retries`; this bounds them. @default 600000
+   */
+  maxRetryTimeMs?: number;
 }
 
 /** Options of {@link deliverWithRetry}. */
@@ -25,8 +30,8 @@ export interface DeliverOptions extends RetryOptions {
 
 /**
  * Runs `attempt` with a per-attempt deadline, retrying transient failures (errors with
- * `retryable: true`) with exponential backoff via p-retry, honouring a service's
- * `retryAfterMs`.
+ * `retryable: true`) with exponential backoff via p-retry. A rate-limit answer is waited out
+ * for its `retryAfterMs` (at most 5 min) without using up a retry.
  * @throws {NotifyError} the last failure; NOTIFY_TIMEOUT when the last attempt hung; NOTIFY_CLOSED when `signal` aborted.
  */
 export async function deliverWithRetry<T>(
@@ -35,7 +40,10 @@ export async function deliverWithRetry<T>(
 ): Promise<T> {
   const attemptTimeoutMs = options.attemptTimeoutMs ?? 15_000;
   const maxDelayMs = options.maxDelayMs ?? 10_000;
+  const maxRetryTimeMs = options.maxRetryTimeMs ?? 600_000;
   const outer = options.signal;
+  const rateLimited = (error: unknown): boolean =>
+    error instanceof NotifyError && error.code === 'NOTIFY_RATE_LIMITED';
   const run = async (): Promise<T> => {
     if (outer?.aborted) throw new NotifyError('NOTIFY_CLOSED', `${options.what}: cancelled`);
     return runWithDeadline(attempt, {
@@ -52,7 +60,10 @@ export async function deliverWithRetry<T>(
     randomize: true,
     signal: outer,
     unref: true,
+    maxRetryTime: maxRetryTimeMs,
     shouldRetry: ({ error }) => isRetryable(error) && !outer?.aborted,
+    // A service that says "slow down" is obeyed, not counted as a failure.
+    shouldConsumeRetry: ({ error }) => !rateLimited(error),
     onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
       const willRetry = isRetryable(error) && retriesLeft > 0 && !outer?.aborted;
       options.logger[outer?.aborted ? 'debug' : willRetry ? 'warn' : 'error'](
