@@ -77,6 +77,15 @@ describe('removeStaleTemps', () => {
     expect((await readdir(dir)).sort()).toEqual([`.cell.json.${process.pid}.bb22.tmp`, '.other.json.1.dd44.tmp', 'cell.json'].sort());
   });
 
+  it('tells apart names that are prefixes of each other (cell.json and cell.json.lock)', async () => {
+    const dir = await makeTempDir();
+    const dead = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    await writeFile(join(dir, `.cell.json.lock.${dead}.ee55.tmp`), 'x');
+    await writeFile(join(dir, `.cell.json.${dead}.ff66.tmp`), 'x');
+    expect(await removeStaleTemps(dir, ['cell.json', 'cell.json.lock'])).toBe(2);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
   it('never throws for a missing directory', async () => {
     expect(await removeStaleTemps('/nonexistent/dir', ['x'])).toBe(0);
   });

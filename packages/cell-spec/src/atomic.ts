@@ -37,9 +37,11 @@ export async function removeStaleTemps(dir: string, names: readonly string[], op
   let removed = 0;
   for (const entry of entries) {
     if (!entry.startsWith('.') || !entry.endsWith('.tmp')) continue;
-    const name = names.find((candidate) => entry.startsWith(`.${candidate}.`));
-    if (name === undefined) continue;
-    const match = /^(\d+)\.[0-9a-f]+$/.exec(entry.slice(name.length + 2, -'.tmp'.length));
+    // `.cell.json.lock.<pid>…` starts with `.cell.json.` too: try every name, not just the first.
+    const match = names
+      .filter((candidate) => entry.startsWith(`.${candidate}.`))
+      .map((candidate) => /^(\d+)\.[0-9a-f]+$/.exec(entry.slice(candidate.length + 2, -'.tmp'.length)))
+      .find((found) => found !== null);
     if (!match) continue;
     const path = join(dir, entry);
     let stale = !isProcessAlive(Number(match[1]));
