@@ -40,7 +40,7 @@ async function validateCell(dir: string): Promise<Report> {
   } catch (error) {
     report.problems.push(messageOf(error));
   }
-  for (const sub of [paths.workspace, paths.logs, paths.checkpoints, paths.bus, paths.lazarus]) {
+  for (const sub of [paths.workspace, paths.logs, paths.checkpoints, paths.bus, paths.lazarus, paths.heartbeats]) {
     const stat = await fs.lstat(sub).catch(() => undefined);
     if (!stat) report.problems.push(`${sub}: missing; expected a directory`);
     else if (!stat.isDirectory()) report.problems.push(`${sub}: expected a directory, found ${stat.isSymbolicLink() ? 'a symbolic link' : 'a file'}`);
@@ -55,7 +55,10 @@ async function validateCell(dir: string): Promise<Report> {
   } catch (error) {
     report.problems.push(messageOf(error));
   }
-  const beats = await fs.readdir(paths.heartbeats).catch(() => [] as string[]);
+  // List heartbeats only in a real directory of the cell (the layout check reports anything else).
+  const heartbeatsStat = await fs.lstat(paths.heartbeats).catch(() => undefined);
+  const lazarusStat = await fs.lstat(paths.lazarus).catch(() => undefined);
+  const beats = heartbeatsStat?.isDirectory() && lazarusStat?.isDirectory() ? await fs.readdir(paths.heartbeats).catch(() => [] as string[]) : [];
   for (const file of beats.sort()) {
     if (file.startsWith('.')) continue; // temporary files of writers
     const path = join(paths.heartbeats, file);
