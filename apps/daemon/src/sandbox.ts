@@ -35,17 +35,24 @@ agent_path=${'$'}{PATH-/usr/local/bin:/usr/bin:/bin}
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 unshare_bin=$(command -v unshare)
 fail() { echo "pit-sandbox: $*" >&2; exit 125; }
-unescape() { printf '%s\n' "$1" | sed 's/\\040/ /g; s/\\011/	/g; s/\\134/\\/g'; }
-# Remount read-only every mount at or below $1, keeping the flags the kernel locks.
+# Remount read-only every mount at or below $1, keeping the flags the kernel locks. One awk
+# pass lists them (mount points unescaped, with their lockable flags); a mount point that has
+# vanished meanwhile (a host directory removed) is unreachable and skipped.
 make_ro() {
-  prefix=$1
-  while read -r _id _parent _dev _root mp opts _rest; do
-    mp=$(unescape "$mp")
-    case "$mp" in "$prefix"|"$prefix"/*) ;; *) continue ;; esac
-    keep=$(printf '%s\n' "$opts" | tr ',' '\n' | grep -E '^(nosuid|nodev|noexec|relatime|noatime|nodiratime|strictatime)$' | tr '\n' ',' || true)
-    mount -o "remount,bind,ro,${'$'}{keep%,}" "$mp" 2>/dev/null || mount -o "remount,bind,ro" "$mp" || fail "cannot make $mp read-only"
-  done < /proc/self/mountinfo
+  awk -v prefix="$1" '
+    function unescape(s) { gsub(/\\040/, " ", s); gsub(/\\011/, "\t", s); gsub(/\\012/, "\n", s); gsub(/\\134/, "\\", s); return s }
+    {
+      mp = unescape($5)
+      if (mp != prefix && index(mp, prefix "/") != 1) next
+      n = split($6, opts, ","); keep = ""
+      for (i = 1; i <= n; i++) if (opts[i] ~ /^(nosuid|nodev|noexec|relatime|noatime|nodiratime|strictatime)$/) keep = keep "," opts[i]
+      print keep "\t" mp
+    }' /proc/self/mountinfo > "$stage/mounts"
+  while IFS="$tab" read -r keep mp; do
+    mount -o "remount,bind,ro$keep" "$mp" 2>/dev/null || mount -o remount,bind,ro "$mp" 2>/dev/null || { [ -e "$mp" ] || continue; fail "cannot make $mp read-only"; }
+  done < "$stage/mounts"
 }
+tab=$(printf '\t')
 workdir=$1; shift
 net=0
 [ "${'$'}{1-}" = "-n" ] && { net=1; shift; }

@@ -211,22 +211,38 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   const iso = (ms: number) => new Date(ms).toISOString();
 
   // ---- persistence -------------------------------------------------------------------
+  // Writes are coalesced: a write that has not started yet already covers every later change
+  // of its cell (it writes every member's state as it is when it runs).
   const cellWrites = new Map<string, Promise<void>>();
-  const persist = (slot: Slot) => {
+  const queuedWrites = new Map<string, Promise<void>>();
+  let historyWrite: Promise<void> | undefined;
+  const writeHistory = () => {
+    historyWrite ??= (async () => {
+      await Promise.resolve();
+      historyWrite = undefined;
+      for (const slot of slots.values()) history.agents[slot.key] = { healthy: slot.healthy.slice(-5) };
+      history.fleet_restarts = history.fleet_restarts.filter((at) => now() - at < 24 * 3600_000).slice(-500);
+      await writeJsonAtomic(historyPath, history);
+    })().catch((error: unknown) => logger.error('cannot persist history', { error: String(error) }));
+    return historyWrite;
+  };
+  const persist = (slot: Slot): Promise<void> => {
     const target = slot.cell?.dir ?? HOST;
+    const queued = queuedWrites.get(target);
+    if (queued) return queued;
     const previous = cellWrites.get(target) ?? Promise.resolve();
     const next = previous.then(async () => {
+      queuedWrites.delete(target);
       const members = [...slots.values()].filter((other) => (other.cell?.dir ?? HOST) === target);
       const existing = slot.cell ? await readCellState(slot.cell.dir).catch(() => emptyState()) : await readHostState();
       const state: CellState = { version: 1, updated_at: iso(now()), agents: { ...existing.agents } };
       for (const member of members) state.agents[member.name] = member.state;
       if (slot.cell) await writeCellState(slot.cell.dir, state);
       else await writeJsonAtomic(join(stateDir, 'host-state.json'), CellStateSchema.parse(state));
-      history.agents[slot.key] = { healthy: slot.healthy.slice(-5) };
-      history.fleet_restarts = history.fleet_restarts.filter((at) => now() - at < 24 * 3600_000).slice(-500);
-      await writeJsonAtomic(historyPath, history);
+      await writeHistory();
     });
     const settled = next.catch((error: unknown) => logger.error('cannot persist state', { agent: slot.key, error: String(error) }));
+    queuedWrites.set(target, settled);
     cellWrites.set(target, settled);
     return settled;
   };
