@@ -1,3 +1,4 @@
+import { lstat } from 'node:fs/promises';
 import { z } from 'zod';
 import { AgentNameSchema, CellUuidSchema } from './agent-name.js';
 import { readJsonFile, removeStaleTemps, writeJsonAtomic } from './atomic.js';
@@ -126,6 +127,10 @@ export async function updateManifest(
         assertTransition(from, to, paths.manifest);
         // Check before writing that the event can be appended inside the cell.
         await ensureCellSubdir(cellDir, ['logs'], { create: true });
+        const events = await lstat(paths.events).catch(() => undefined);
+        if (events && !events.isFile()) {
+          throw new CellError('CELL_UNSAFE_PATH', `${paths.events}: expected a regular file to log the move from ${from} to ${to}; nothing written`);
+        }
       }
       await writeJsonAtomic(paths.manifest, parsed.data);
       if (from !== to && to !== 'provisioning') {

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeTempDir, removeTempDirs } from './__fixtures__/helpers.js';
@@ -36,6 +37,18 @@ describe('transitionCell', () => {
       { ts: now.toISOString(), event: 'cell_archived', from: 'active', reason: 'to archived' },
       { ts: now.toISOString(), event: 'cell_destroyed', from: 'archived', reason: 'to destroyed' },
     ]);
+  });
+
+  it('writes nothing when its event could not be logged inside the cell', async () => {
+    const root = await makeTempDir();
+    const { dir } = await provisionCell(root, { mission: 'linked log', created_by: 'ops' });
+    const { rm, symlink, writeFile, readFile } = await import('node:fs/promises');
+    await writeFile(join(root, 'outside.jsonl'), '');
+    await rm(cellPaths(dir).events);
+    await symlink(join(root, 'outside.jsonl'), cellPaths(dir).events);
+    await expect(transitionCell(dir, 'frozen')).rejects.toMatchObject({ code: 'CELL_UNSAFE_PATH', message: expect.stringContaining('from active to frozen') });
+    expect((await readManifest(dir)).status).toBe('active');
+    expect(await readFile(join(root, 'outside.jsonl'), 'utf8')).toBe('');
   });
 
   it('refuses a move to the current status', async () => {
