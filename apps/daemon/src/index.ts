@@ -20,6 +20,10 @@ export {
 export { PitConfigSchema, AgentConfigSchema, AgentProbesSchema, EnvNameSchema, secretEnvNames, type PitConfig, type AgentConfig } from './config-schema.js';
 export { createSupervisor, effectivePolicy, approvalChannels, type Supervisor, type SupervisorOptions, type FleetStatus, type AgentStatus, type SweepReport } from './supervisor.js';
 export { readFleetStatus } from './fleet-status.js';
+export { resolveAgentPolicies, type AgentPolicyReport } from './policies.js';
+export { createNotifier, silentNotifier, type Notifier, type DeathNotice } from './notifier.js';
+export { publishHandoff, type PublishHandoffOptions, type PublishedHandoff } from './handoff.js';
+export { composeAgentEnv, INHERITED_ENV } from './agent-env.js';
 export { createExecutor, findInPath, type Executor, type ExecutorOptions, type StartAgentOptions, type AdoptAgentOptions, type AgentProcess, type AgentExit } from './executor.js';
 export { sandboxArgv, SANDBOX_LAUNCHER, type SandboxSpec } from './sandbox.js';
 export { createPodman, podmanAvailable, CONTAINERS_CONF, DEFAULT_AGENT_IMAGE, type Podman, type PodmanOptions, type ContainerSpec } from './podman.js';
