@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { constants, createReadStream, promises as fs } from 'node:fs';
+import { constants, promises as fs } from 'node:fs';
 import { dirname, sep } from 'node:path';
 import { compareBytes, symlinkHash, walkTree } from './config-scan.js';
 import { SnapshotError, toSnapshotError } from './errors.js';
@@ -25,11 +25,13 @@ export async function hashFileStream(path: string): Promise<{ sha256: string; si
     const stat = await handle.stat();
     if (!stat.isFile()) throw new SnapshotError('SNAPSHOT_UNSAFE_PATH', `${path}: expected a regular file, found ${describeKind(stat)}`);
     const hash = createHash('sha256');
+    const buffer = Buffer.allocUnsafe(Math.min(256 * 1024, Math.max(1, stat.size)));
     let size = 0;
-    const stream = createReadStream('', { fd: handle.fd, autoClose: false, start: 0, highWaterMark: 256 * 1024 });
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      hash.update(chunk);
-      size += chunk.length;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, size);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+      size += bytesRead;
     }
     return { sha256: hash.digest('hex'), size, mode: stat.mode & 0o7777 };
   } catch (error) {

@@ -1,9 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, createReadStream, promises as fs, type ReadStream } from 'node:fs';
+import { constants, promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip, type Gunzip } from 'node:zlib';
+import { createGunzip } from 'node:zlib';
 import { appendEvent, cellPaths, fsyncDir, type AnyCellEvent } from '@pit/cell-spec';
 import { ArchiveEntryChecker, type EntryProblem } from './archive-entry.js';
 import { readCheckpoint, withCheckpointLock, listCheckpoints, type Checkpoint } from './checkpoint.js';
@@ -44,6 +43,7 @@ export interface RestoredCheckpoint {
 }
 
 const STAGING_PREFIX = '.workspace-restore-';
+const CHUNK_BYTES = 64 * 1024;
 const PREVIOUS_PREFIX = '.workspace-previous-';
 
 /**
@@ -79,33 +79,68 @@ export async function recoverWorkspace(cell: string, logger: Logger = silentLogg
 }
 
 
-/** Writes `source` into a node-tar stream, honouring its backpressure, then ends it. */
-async function feed(source: AsyncIterable<Buffer>, target: { write(chunk: Buffer): boolean; end(): unknown; once(event: 'drain', listener: () => void): unknown }, stopped: Promise<void>): Promise<void> {
-  for await (const chunk of source) {
-    if (!target.write(chunk)) await Promise.race([new Promise<void>((resolve) => target.once('drain', () => resolve())), stopped]);
+/**
+ * Chunks of the file behind `handle` from `start` on. Unlike a read stream on the descriptor,
+ * stopping early (or destroying the consumer) never closes the caller's handle.
+ */
+async function* readChunks(handle: fs.FileHandle, start = 0): AsyncGenerator<Buffer> {
+  let position = start;
+  for (;;) {
+    const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+    const { bytesRead } = await handle.read(buffer, 0, CHUNK_BYTES, position);
+    if (bytesRead === 0) return;
+    position += bytesRead;
+    yield bytesRead === CHUNK_BYTES ? buffer : buffer.subarray(0, bytesRead);
   }
-  target.end();
+}
+
+/** Writes `source` into a node-tar stream, honouring its backpressure, then ends it; stops when `stopped` settles. */
+async function feed(source: AsyncIterable<Buffer>, target: { write(chunk: Buffer): boolean; end(): unknown; once(event: 'drain', listener: () => void): unknown }, stopped: Promise<void>): Promise<void> {
+  // One listener on `stopped` for the whole run (a race per wait would pile reactions onto it).
+  let wake: (() => void) | undefined;
+  let done = false;
+  void stopped.then(() => {
+    done = true;
+    wake?.();
+  });
+  for await (const chunk of source) {
+    if (done) return;
+    if (!target.write(chunk)) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        target.once('drain', resolve);
+      });
+      wake = undefined;
+    }
+  }
+  if (!done) target.end();
 }
 
 /**
- * The archive's plain tar bytes from the caller's descriptor (never closed here), counting
- * and hashing the compressed bytes on the way. Decompression is a Node zlib stream so that
+ * Decompresses the archive behind `handle` into `target` (plain tar), reporting each
+ * compressed chunk to `onCompressed`. Decompression is a Node zlib stream so that
  * backpressure reaches the file (node-tar's own gunzip does not wait for a slow consumer).
  */
-function tarStream(handle: fs.FileHandle, onCompressed?: (chunk: Buffer) => void): { file: ReadStream; tap: Transform; gunzip: Gunzip } {
-  const file = createReadStream('', { fd: handle.fd, autoClose: false, start: 0, highWaterMark: 64 * 1024 });
-  const tap = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      onCompressed?.(chunk);
-      callback(null, chunk);
+async function pump(handle: fs.FileHandle, target: Parameters<typeof feed>[1], stopped: Promise<void>, onCompressed?: (chunk: Buffer) => void): Promise<void> {
+  await pipeline(
+    readChunks(handle),
+    async function* (source: AsyncIterable<Buffer>) {
+      for await (const chunk of source) {
+        onCompressed?.(chunk);
+        yield chunk;
+      }
     },
-  });
-  return { file, tap, gunzip: createGunzip() };
+    createGunzip({ chunkSize: 64 * 1024 }),
+    async (source: AsyncIterable<Buffer>) => {
+      await feed(source, target, stopped);
+      await stopped;
+    },
+  );
 }
 
 /**
  * One read of the archive: its sha256, and every entry checked by `checker` (nothing is
- * written). Stops checking at the first hostile entry but always hashes to the end.
+ * written). Stops at the first hostile entry; a damaged archive is still hashed to the end.
  */
 async function hashAndCheck(handle: fs.FileHandle, checker: ArchiveEntryChecker): Promise<{ sha256: string; bytes: number; problem?: EntryProblem; damage?: unknown }> {
   const { Parser } = await import('tar');
@@ -113,33 +148,35 @@ async function hashAndCheck(handle: fs.FileHandle, checker: ArchiveEntryChecker)
   let bytes = 0;
   let problem: EntryProblem | undefined;
   let damage: unknown;
+  let stop: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => {
+    stop = resolve;
+  });
   const parser = new Parser({
     strict: true,
     filter: (_path, entry) => {
-      if (problem === undefined) problem = checker.check(entry as unknown as EntryHeader);
+      if (problem === undefined) {
+        problem = checker.check(entry as unknown as EntryHeader);
+        if (problem !== undefined) stop();
+      }
       return false;
     },
   });
-  const stopped = new Promise<void>((resolve) => {
-    parser.on('end', () => resolve());
-    parser.on('error', (error: unknown) => {
-      damage ??= error;
-      resolve();
-    });
-  });
-  const { file, tap, gunzip } = tarStream(handle, (chunk) => {
-    hash.update(chunk);
-    bytes += chunk.length;
+  parser.on('end', () => stop());
+  parser.on('error', (error: unknown) => {
+    damage ??= error;
+    stop();
   });
   try {
-    await pipeline(file, tap, gunzip, async (source: AsyncIterable<Buffer>) => {
-      await feed(source, parser, stopped);
-      await stopped;
+    await pump(handle, parser, stopped, (chunk) => {
+      hash.update(chunk);
+      bytes += chunk.length;
     });
   } catch (error) {
     damage ??= error;
-    // Hash the rest, so that a damaged archive is reported as not matching its manifest.
-    for await (const chunk of createReadStream('', { fd: handle.fd, autoClose: false, start: bytes, highWaterMark: 64 * 1024 }) as AsyncIterable<Buffer>) {
+  }
+  if (problem === undefined) {
+    for await (const chunk of readChunks(handle, bytes)) {
       hash.update(chunk);
       bytes += chunk.length;
     }
@@ -185,12 +222,8 @@ async function extract(handle: fs.FileHandle, staging: string, checker: ArchiveE
       resolve();
     });
   });
-  const { file, tap, gunzip } = tarStream(handle);
   try {
-    await pipeline(file, tap, gunzip, async (source: AsyncIterable<Buffer>) => {
-      await feed(source, unpack, closed);
-      await closed;
-    });
+    await pump(handle, unpack, closed);
   } catch (error) {
     failure ??= error;
   }
