@@ -266,6 +266,16 @@ async function commit(context: StoreContext, paths: StorePaths, journal: Journal
     });
   }
   await fsyncDirs(journal.writes.map((write) => dirname(write.path)));
+  if (journal.aside.length > 0) {
+    // The record of what is moved aside; the bytes are in objects/ since before the journal.
+    const recordPath = join(paths.aside, `${journal.id}.json`);
+    try {
+      await fs.mkdir(paths.aside, { recursive: true, mode: 0o700 });
+      await writeJsonAtomic(recordPath, { version: 1, agent: journal.agent, rollback_id: journal.id, at: journal.started_at, files: journal.aside }, { mode: 0o600 });
+    } catch (error) {
+      throw toSnapshotError(error, recordPath, 'write aside record');
+    }
+  }
   const kept: string[] = [];
   for (const file of journal.aside) {
     const live = await inspectLive(file.path);
@@ -338,16 +348,6 @@ export async function executeRollback(context: StoreContext, paths: StorePaths, 
   for (const { file, content } of planned.aside) if (content !== undefined) toStore.set(file.sha256, content);
   if (target.source === 'git') for (const { write, content } of planned.writes) if (content !== undefined) toStore.set(write.sha256, content);
   if (toStore.size > 0) await writeObjects(paths, toStore);
-  if (planned.aside.length > 0) {
-    await fs.mkdir(paths.aside, { recursive: true, mode: 0o700 }).catch((error: unknown) => {
-      throw toSnapshotError(error, paths.aside, 'create directory');
-    });
-    try {
-      await writeJsonAtomic(join(paths.aside, `${id}.json`), { version: 1, agent, rollback_id: id, at: record.ts, files: planned.aside.map(({ file }) => file) }, { mode: 0o600 });
-    } catch (error) {
-      throw toSnapshotError(error, join(paths.aside, `${id}.json`), 'write aside record');
-    }
-  }
   const journal: Journal = {
     version: 1,
     agent,

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs, watch as fsWatch } from 'node:fs';
 import { join } from 'node:path';
 import { cellPaths, provisionCell } from '@pit/cell-spec';
@@ -120,6 +120,7 @@ describe('crash consistency under SIGKILL', () => {
         const good: Tree = await readTree(config);
         await writeConfig(config, 2);
         const bad: Tree = await readTree(config);
+        const addedHashes = await Promise.all(['added-by-agent.json', join('sub', 'added.txt')].map(async (name) => createHash('sha256').update(await fs.readFile(join(config, name))).digest('hex')));
         const store_ = join(stateDir, 'snapshots', 'forge');
         return {
           args: { stateDir, requestLog, agent: 'forge' },
@@ -135,6 +136,12 @@ describe('crash consistency under SIGKILL', () => {
             expect(verify.journal).toBe(false);
             const records = (await fs.readFile(requestLog, 'utf8').catch(() => '')).split('\n').filter(Boolean);
             expect(records).toHaveLength(state === 'restored' ? 1 : 0);
+            if (state === 'restored') {
+              // What the agent added was moved into the store, never lost.
+              const objects = await fs.readdir(join(stateDir, 'snapshots', 'forge', 'objects'));
+              for (const added of addedHashes) expect(objects).toContain(added);
+              expect(await fs.readdir(join(stateDir, 'snapshots', 'forge', 'aside'))).toHaveLength(1);
+            }
             // The store still works: the next rollback gets to last known good.
             await store.rollback('forge');
             expect(await readTree(config)).toEqual(good);
