@@ -1,7 +1,7 @@
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/bin.ts', 'src/main.ts'],
+  entry: { bin: 'src/bin.ts', main: 'src/main.ts', 'demo-agent': 'src/demo/agent.ts' },
   format: ['esm'],
   dts: false,
   clean: true,

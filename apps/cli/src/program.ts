@@ -8,6 +8,7 @@ import { heartbeat } from './commands/heartbeat.js';
 import { checkpoint, listSnapshots, rollback } from './commands/snapshots.js';
 import { status } from './commands/status.js';
 import { why } from './commands/why.js';
+import { demo } from './demo/demo.js';
 import { createContext, type CliEnvironment, type GlobalOptions } from './context.js';
 import { EXIT_CODES_HELP } from './exit-codes.js';
 
@@ -147,6 +148,14 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .option('--last <n>', 'how many incidents', '3')
     .option('--json', 'print JSON')
     .action((agent: string, options: { json?: boolean; last?: string }) => run(async () => why({ ...(await cellsContext()), extraLogs: [join((await context.config()).config.daemon.state_dir, 'logs', 'events.jsonl')] }, agent, options))());
+
+  program
+    .command('demo')
+    .description('provision a demo mission cell under ./.pit/demo with three real agents, start the daemon with its dashboard, then kill one (restarted), corrupt another\'s config (rolled back and restarted) and stop a third under policy ask (an approval appears); runs until Ctrl-C')
+    .option('--dir <dir>', 'where the demo lives', '.pit/demo')
+    .option('--listen <host:port>', "the dashboard's address", '127.0.0.1:7420')
+    .option('--exit-when-done', 'stop (with the agents) once the scripted part has played')
+    .action((options: { dir?: string; listen?: string; exitWhenDone?: boolean }) => run(() => demo(context, options))());
 
   return program;
 }
