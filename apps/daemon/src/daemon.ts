@@ -1,6 +1,7 @@
 import { homedir } from 'node:os';
 import { PitError } from '@pit/cell-spec';
 import { loadConfig, type LoadedConfig } from './config.js';
+import { DASHBOARD_HTML } from './dashboard.js';
 import { createCellEventFeed } from './event-feed.js';
 import { startHttpServer, type HttpServer } from './http.js';
 import { acquireDaemonLock, type DaemonLock } from './lock.js';
@@ -110,6 +111,7 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
           metrics,
           events: createCellEventFeed({ cellsRoot: loaded.config.cells.root }),
           decideApproval: (id, decision, body) => supervisor.decideApproval(id, decision, { ...body, channel: 'http' }),
+          dashboard: () => DASHBOARD_HTML,
         },
       });
       if (!env[loaded.config.daemon.http.token_env]) logger.warn(`${loaded.config.daemon.http.token_env} is not set: approvals over HTTP are refused`);

@@ -35,3 +35,4 @@ export { createCellEventFeed, type EventFeed, type FeedEvent, type FeedQuery } f
 export { openApprovalStore, type ApprovalStore, type StoredApproval } from './approvals.js';
 export { checkProcess, readProcessStat, signalGroup, signalProcess, type ProcessStat, type ProcessLiveness } from './proc.js';
 export { DaemonError, type DaemonErrorCode } from './errors.js';
+export { DASHBOARD_HTML } from './dashboard.js';

@@ -1,0 +1,158 @@
+/**
+ * The dashboard served at `GET /`: plain HTML, CSS and JS, no build. It shows every cell and
+ * agent with its live state (colour and age), restarts, pending approvals with approve/deny
+ * buttons (the API token is asked once and kept for the browser session) and the last events
+ * of each agent, updating from the `/api/events` stream (and a slow `/api/status` poll).
+ */
+export const DASHBOARD_HTML = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>The Pit</title>
+<style>
+  :root { --ok: #1f9d55; --warn: #d69e2e; --bad: #e53e3e; --idle: #718096; --bg: #0f1115; --fg: #e2e8f0; --card: #1a1d24; --line: #2d3340; }
+  * { box-sizing: border-box; }
+  body { margin: 0; font: 14px/1.4 system-ui, sans-serif; background: var(--bg); color: var(--fg); }
+  header { display: flex; gap: 1rem; align-items: center; padding: .75rem 1.25rem; border-bottom: 1px solid var(--line); flex-wrap: wrap; }
+  header h1 { font-size: 1.1rem; margin: 0; }
+  #summary span { margin-right: .75rem; }
+  #token-form { margin-left: auto; display: flex; gap: .5rem; align-items: center; }
+  input, button { font: inherit; padding: .3rem .6rem; border-radius: 4px; border: 1px solid var(--line); background: var(--card); color: var(--fg); }
+  button { cursor: pointer; }
+  button.approve { border-color: var(--ok); }
+  button.deny { border-color: var(--bad); }
+  main { padding: 1rem 1.25rem; display: grid; gap: 1rem; }
+  section.cell { background: var(--card); border: 1px solid var(--line); border-radius: 6px; padding: .75rem 1rem; }
+  section.cell h2 { font-size: 1rem; margin: 0 0 .5rem; }
+  section.cell h2 small { color: var(--idle); font-weight: normal; }
+  table { width: 100%; border-collapse: collapse; }
+  th, td { text-align: left; padding: .35rem .5rem; border-top: 1px solid var(--line); vertical-align: top; }
+  th { color: var(--idle); font-weight: 500; }
+  .state { display: inline-block; min-width: 5.5rem; padding: .1rem .5rem; border-radius: 999px; color: #fff; text-align: center; font-weight: 600; }
+  .state.healthy { background: var(--ok); } .state.degraded { background: var(--warn); } .state.dead { background: var(--bad); } .state.unknown { background: var(--idle); }
+  .events { font-family: ui-monospace, monospace; font-size: 12px; color: #a0aec0; white-space: pre-wrap; }
+  #message { color: var(--warn); }
+  #problems { color: var(--warn); white-space: pre-wrap; }
+</style>
+</head>
+<body>
+<header>
+  <h1>The Pit</h1>
+  <div id="summary"></div>
+  <span id="message" role="status"></span>
+  <form id="token-form">
+    <label for="token">API token</label>
+    <input id="token" type="password" autocomplete="off" placeholder="for approvals">
+    <button type="submit">Save</button>
+  </form>
+</header>
+<main id="cells"><p>Loading…</p></main>
+<div id="problems"></div>
+<script>
+(() => {
+  const events = new Map();
+  let status = { cells: [], agents: [], approvals: [], problems: [] };
+  const tokenInput = document.getElementById('token');
+  tokenInput.value = sessionStorage.getItem('pit-token') || '';
+  document.getElementById('token-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    sessionStorage.setItem('pit-token', tokenInput.value.trim());
+    say('token saved for this session');
+  });
+  const say = (text) => { document.getElementById('message').textContent = text; };
+  const el = (tag, attrs = {}, ...children) => {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs)) {
+      if (key === 'class') node.className = value; else if (key.startsWith('on')) node.addEventListener(key.slice(2), value); else node.setAttribute(key, value);
+    }
+    for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    return node;
+  };
+  const age = (iso) => {
+    if (!iso) return '';
+    const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+    if (seconds < 90) return seconds + ' s';
+    if (seconds < 5400) return Math.round(seconds / 60) + ' min';
+    return Math.round(seconds / 3600) + ' h';
+  };
+  async function decide(id, decision) {
+    const token = sessionStorage.getItem('pit-token') || tokenInput.value.trim();
+    if (!token) { say('enter the API token first'); tokenInput.focus(); return; }
+    sessionStorage.setItem('pit-token', token);
+    const response = await fetch('/api/approvals/' + encodeURIComponent(id) + '/' + decision, {
+      method: 'POST', headers: { authorization: 'Bearer ' + token, 'content-type': 'application/json' }, body: JSON.stringify({ by: 'dashboard' }),
+    });
+    const body = await response.json().catch(() => ({}));
+    say(response.ok ? (decision === 'approve' ? 'approved ' : 'denied ') + id : 'refused: ' + (body.error || response.status));
+    refresh();
+  }
+  function render() {
+    const counts = { healthy: 0, degraded: 0, dead: 0, unknown: 0 };
+    for (const agent of status.agents) counts[agent.health] = (counts[agent.health] || 0) + 1;
+    const summary = document.getElementById('summary');
+    summary.replaceChildren(...Object.entries(counts).map(([state, count]) => el('span', {}, el('span', { class: 'state ' + state }, state), ' ' + count)));
+    const approvals = new Map(status.approvals.map((approval) => [approval.id, approval]));
+    const groups = new Map();
+    for (const agent of status.agents) {
+      const key = agent.cell || 'outside cells';
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(agent);
+    }
+    const sections = [];
+    for (const [cellId, agents] of groups) {
+      const cell = status.cells.find((item) => item.uuid === cellId);
+      const rows = agents.map((agent) => {
+        const approval = agent.pending_approval ? approvals.get(agent.pending_approval) : undefined;
+        const actions = approval
+          ? el('td', {}, el('div', {}, (approval.reasons || []).join(' ')),
+              el('button', { class: 'approve', 'data-approve': approval.id, onclick: () => decide(approval.id, 'approve') }, 'Approve ' + approval.proposed),
+              ' ', el('button', { class: 'deny', 'data-deny': approval.id, onclick: () => decide(approval.id, 'deny') }, 'Deny'))
+          : el('td', {}, agent.backoff_until ? 'backoff until ' + new Date(agent.backoff_until).toLocaleTimeString() : '');
+        const last = (events.get((agent.cell || '') + '/' + agent.agent) || []).slice(-5).map((item) => new Date(item.ts).toLocaleTimeString() + ' ' + item.event + (item.action ? ' ' + item.action : '') + (item.reason ? ': ' + item.reason : '')).join('\\n');
+        return el('tr', { 'data-agent': agent.agent, 'data-state': agent.health },
+          el('td', {}, el('strong', {}, agent.agent)),
+          el('td', {}, el('span', { class: 'state ' + agent.health }, agent.health), ' ', el('small', {}, age(agent.since))),
+          el('td', {}, agent.heartbeat_age_s !== undefined ? agent.heartbeat_age_s + ' s' : '—'),
+          el('td', {}, String(agent.restarts)),
+          el('td', {}, agent.pid || '—'),
+          actions,
+          el('td', { class: 'events' }, last));
+      });
+      sections.push(el('section', { class: 'cell', 'data-cell': cellId },
+        el('h2', {}, cell ? (cell.name || cell.mission) + ' ' : cellId + ' ', el('small', {}, cell ? cell.status + ' · ' + cellId : '')),
+        el('table', {}, el('thead', {}, el('tr', {}, ...['agent', 'state', 'heartbeat', 'restarts', 'pid', 'approval / backoff', 'last events'].map((name) => el('th', {}, name)))), el('tbody', {}, ...rows))));
+    }
+    document.getElementById('cells').replaceChildren(...(sections.length ? sections : [el('p', {}, 'No agents supervised yet.')]));
+    document.getElementById('problems').textContent = (status.problems || []).join('\\n');
+  }
+  let pending;
+  async function refresh() {
+    try {
+      const response = await fetch('/api/status', { cache: 'no-store' });
+      status = await response.json();
+      render();
+    } catch (error) { say('cannot reach the daemon: ' + error.message); }
+  }
+  const soon = () => { clearTimeout(pending); pending = setTimeout(refresh, 100); };
+  const stream = new EventSource('/api/events?since=' + encodeURIComponent(new Date(Date.now() - 3600_000).toISOString()));
+  stream.onmessage = () => soon();
+  const remember = (message) => {
+    const data = JSON.parse(message.data);
+    const key = data.cell + '/' + (data.agent || '');
+    if (!events.has(key)) events.set(key, []);
+    const list = events.get(key);
+    list.push(data);
+    if (list.length > 20) list.shift();
+    soon();
+  };
+  for (const kind of ['agent_started', 'agent_healthy', 'agent_degraded', 'agent_dead', 'decision', 'agent_revived', 'revive_failed', 'revive_requested', 'revive_approved', 'revive_denied', 'agent_substituted', 'config_rolled_back', 'agent_joined', 'agent_left', 'checkpoint_created', 'checkpoint_restored', 'rollback_failed'])
+    stream.addEventListener(kind, remember);
+  refresh();
+  setInterval(refresh, 2000);
+  setInterval(render, 1000);
+})();
+</script>
+</body>
+</html>
+`;
