@@ -69,12 +69,15 @@ events.length = 0;
 expected = TARGETS;
 round = new Promise<void>((resolve) => (roundDone = resolve));
 const sweepStart = performance.now();
+const cpuBefore = process.cpuUsage();
 const swept = await scheduler.sweep();
 const sweepMs = performance.now() - sweepStart;
+const sweepCpu = process.cpuUsage(cpuBefore);
+const sweepCpuMs = (sweepCpu.user + sweepCpu.system) / 1000;
 const ok = swept.filter((event) => event.result.ok).length;
 const timedOut = swept.filter((event) => event.result.failure === 'timeout').length;
 const other = swept.length - ok - timedOut;
-log(`sweep: ${sweepMs.toFixed(0)} ms; ${ok} ok, ${timedOut} timed out, ${other} other`);
+log(`sweep: ${sweepMs.toFixed(0)} ms (${sweepCpuMs.toFixed(0)} ms CPU in the prober); ${ok} ok, ${timedOut} timed out, ${other} other`);
 if (other > 0) log(`unexpected: ${swept.find((event) => !event.result.ok && event.result.failure !== 'timeout')?.result.detail}`);
 
 await scheduler.stop();
@@ -83,6 +86,7 @@ host.stdin.end();
 const correct = ok === TARGETS - HUNG && timedOut === HUNG;
 const rows = [
   { metric: `one full round, ${TARGETS} targets (${HUNG} hung), timeout 1 s`, value: Math.round(sweepMs), unit: 'ms', target: '≤ 2000 ms', ok: correct && sweepMs <= 2_000 },
+  { metric: 'CPU used by the prober for that round', value: Math.round(sweepCpuMs), unit: 'ms', target: '—', ok: true },
   { metric: 'first round (as agents are added)', value: Math.round(firstRoundMs), unit: 'ms', target: '≤ 2000 ms', ok: firstRoundMs <= 2_000 },
   { metric: 'live targets judged ok', value: ok, unit: 'targets', target: `= ${TARGETS - HUNG}`, ok: ok === TARGETS - HUNG },
   { metric: 'hung targets judged timed out', value: timedOut, unit: 'targets', target: `= ${HUNG}`, ok: timedOut === HUNG },

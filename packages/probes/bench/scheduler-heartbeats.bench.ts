@@ -21,9 +21,9 @@ import { createAssessor, createHeartbeatProbe, createProbeScheduler } from '@pit
 const smoke = process.env.BENCH_SMOKE === '1';
 const AGENTS = smoke ? 300 : 10_000;
 const PER_CELL = 100;
-const MAX_AGE_MS = 30_000;
+const MAX_AGE_MS = 120_000; // long enough that no idle-phase heartbeat expires during the run
 const IDLE_WINDOW_MS = smoke ? 2_000 : 10_000;
-const DEATHS_FROM_MS = smoke ? 3_000 : 15_000; // first deadline, after the rewrite starts (the rewrite and its watch-triggered runs finish first)
+const DEATHS_FROM_MS = smoke ? 3_000 : 25_000; // first deadline, after the rewrite starts (the rewrite and its watch-triggered runs finish first)
 const DEATHS_SPREAD_MS = smoke ? 2_000 : 10_000;
 
 const log = (message: string): void => void process.stderr.write(`[scheduler-heartbeats] ${message}\n`);

@@ -154,6 +154,20 @@ describe('createProbeScheduler', () => {
     expect(new Set(swept.map((event) => `${event.agent}/${event.probe}`)).size).toBe(6);
   });
 
+  it('starts the probes that were slowest last time first in a sweep', async () => {
+    const stuck = await hung();
+    const server = await live();
+    const { scheduler: probes, events } = scheduler({ concurrency: 1 });
+    probes.add({ agent: 'quick', probes: [{ name: 'tcp', intervalMs: 600_000, run: (options) => tcpProbe({ host: '127.0.0.1', port: server.port }, options) }] });
+    probes.add({ agent: 'slow', probes: [{ name: 'http', intervalMs: 600_000, timeoutMs: 200, run: (options) => httpProbe(stuck.url, options) }] });
+    await probes.sweep();
+    // With one slot, results arrive in the order the probes started.
+    const second = events.length;
+    await probes.sweep();
+    expect(events.slice(second).map((event) => event.agent)).toEqual(['slow', 'quick']);
+    expect(events.at(second)?.result.failure).toBe('timeout');
+  });
+
   it('runs a probe on trigger() ahead of its schedule', async () => {
     const server = await live();
     const { scheduler: probes, events } = scheduler();

@@ -108,8 +108,9 @@ export interface ProbeScheduler {
    */
   trigger(agent: string, probe?: string): void;
   /**
-   * Runs every scheduled probe once now (bounded by `concurrency`) and resolves with each
-   * result, e.g. for `pit sweep --once`. Probes removed meanwhile are left out.
+   * Runs every scheduled probe once now (bounded by `concurrency`, the slowest by their last
+   * run first) and resolves with each result, e.g. for `pit sweep --once`. Probes removed
+   * meanwhile are left out.
    */
   sweep(): Promise<ProbeEvent[]>;
   /** Counters. */
@@ -164,6 +165,8 @@ interface Slot {
   waiters: { after: number; resolve: (event: ProbeEvent | undefined) => void }[];
   watchKey: { dir: string; file: string } | undefined;
   firstInterval: boolean;
+  /** How long the last run took, ms (sweeps start the slowest probes first). */
+  lastLatencyMs: number;
 }
 
 interface QueueEntry {
@@ -304,6 +307,7 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     runs += 1;
     slot.status = 'idle';
     slot.controller = undefined;
+    slot.lastLatencyMs = result.latencyMs;
     if (!slot.removed && !stopped) {
       const event: ProbeEvent = { agent: slot.agent, probe: slot.spec.name, reason, result };
       try {
@@ -447,6 +451,7 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
           waiters: [],
           watchKey: undefined,
           firstInterval: true,
+          lastLatencyMs: 0,
         }),
       );
       agents.set(schedule.agent, slots);
@@ -474,13 +479,11 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     },
     async sweep() {
       assertRunning('sweep');
-      const waits: Promise<ProbeEvent | undefined>[] = [];
-      for (const slots of agents.values()) {
-        for (const slot of slots) {
-          waits.push(new Promise((resolveWait) => slot.waiters.push({ after: slot.started, resolve: resolveWait })));
-          enqueue(slot, 'manual');
-        }
-      }
+      // Slowest first (by their last run): targets that hung last time start at once, so their
+      // timeouts overlap the quick probes instead of trailing them.
+      const slots = [...agents.values()].flat().sort((a, b) => b.lastLatencyMs - a.lastLatencyMs);
+      const waits = slots.map((slot) => new Promise<ProbeEvent | undefined>((resolveWait) => slot.waiters.push({ after: slot.started, resolve: resolveWait })));
+      for (const slot of slots) enqueue(slot, 'manual');
       const events = await Promise.all(waits);
       return events.filter((event): event is ProbeEvent => event !== undefined);
     },
