@@ -1,6 +1,7 @@
 import { homedir } from 'node:os';
 import { PitError } from '@pit/cell-spec';
 import { loadConfig, type LoadedConfig } from './config.js';
+import { createBusHub, type BusHub } from './bus-hub.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { createCellEventFeed } from './event-feed.js';
 import { startHttpServer, type HttpServer } from './http.js';
@@ -36,6 +37,8 @@ export interface RunDaemonOptions extends DaemonOptions {
   handleSignals?: boolean;
   /** Overrides `[daemon.http].listen` (e.g. `127.0.0.1:0` in tests). */
   listen?: string;
+  /** Overrides `[bus].listen`. */
+  busListen?: string;
 }
 
 /** The outcome of a reload. */
@@ -45,6 +48,8 @@ export type ReloadResult = { ok: true; agents: number } | { ok: false; error: st
 export interface DaemonHandle {
   /** The dashboard/API URL, when HTTP is enabled. */
   url: string | undefined;
+  /** The mission bus WebSocket URL, when `[bus]` is enabled. */
+  busUrl: string | undefined;
   pid: number;
   loaded: LoadedConfig;
   supervisor: Supervisor;
@@ -88,8 +93,12 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
   const metrics = createMetricsRegistry();
   let supervisor: Supervisor;
   let http: HttpServer | undefined;
+  let busHub: BusHub | undefined;
   const startedAt = Date.now();
   try {
+    if (loaded.config.bus.enabled && !options.dryRun) {
+      busHub = await createBusHub({ listen: options.busListen ?? loaded.config.bus.listen, logger, ...(loaded.config.bus.roles ? { roles: loaded.config.bus.roles } : {}) });
+    }
     supervisor = await createSupervisor({
       config: loaded.config,
       policyInput: loaded.policyInput,
@@ -98,6 +107,7 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
       metrics,
       dryRun: options.dryRun ?? false,
       notifier: createNotifier(loaded.config, env, logger),
+      ...(busHub ? { busHub } : {}),
     });
     await supervisor.start();
     if (loaded.config.daemon.http.enabled) {
@@ -117,10 +127,11 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
       if (!env[loaded.config.daemon.http.token_env]) logger.warn(`${loaded.config.daemon.http.token_env} is not set: approvals over HTTP are refused`);
     }
   } catch (error) {
+    await busHub?.close().catch(() => undefined);
     await lock.release();
     throw error;
   }
-  logger.info('pit daemon running', { pid: process.pid, config: loaded.path ?? '(embedded default)', state_dir: loaded.config.daemon.state_dir, url: http?.url, dry_run: options.dryRun ?? false });
+  logger.info('pit daemon running', { pid: process.pid, config: loaded.path ?? '(embedded default)', state_dir: loaded.config.daemon.state_dir, url: http?.url, bus: busHub?.url, dry_run: options.dryRun ?? false });
 
   let stopping: Promise<void> | undefined;
   let resolveDone!: () => void;
@@ -134,6 +145,7 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
       for (const [signal, handler] of handlers) process.off(signal, handler);
       await http?.close();
       await supervisor.stop({ stopAgents });
+      await busHub?.close();
       await lock.release();
       logger.info('daemon stopped');
       resolveDone();
@@ -171,6 +183,7 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
 
   return {
     url: http?.url,
+    busUrl: busHub?.url,
     pid: process.pid,
     get loaded() {
       return loaded;

@@ -18,6 +18,8 @@ export interface PublishHandoffOptions {
   note: string;
   roles?: RoleOverrides;
   logger?: Logger;
+  /** The cell's bus when the daemon already holds it open (it stays open); otherwise it is opened and closed here. */
+  bus?: MissionBus;
 }
 
 /** A published handoff. */
@@ -36,9 +38,10 @@ export interface PublishedHandoff {
  * @throws {BusError} when the bus cannot be opened (another process holds it) or refuses.
  */
 export async function publishHandoff(options: PublishHandoffOptions): Promise<PublishedHandoff> {
-  const bus = await MissionBus.open({ cellDir: options.cellDir, ...(options.roles ? { config: { roles: options.roles } } : {}), ...(options.logger ? { logger: options.logger } : {}) });
+  const bus = options.bus ?? (await MissionBus.open({ cellDir: options.cellDir, ...(options.roles ? { config: { roles: options.roles } } : {}), ...(options.logger ? { logger: options.logger } : {}) }));
   try {
     const role: Role = RoleSchema.safeParse(options.role).success ? (options.role as Role) : 'write';
+    // Idempotent: a participant already registered with this role is left as it is.
     await bus.registerParticipant({ name: options.from, role });
     await bus.registerParticipant({ name: options.to, role });
     const events: BusEvent[] = [];
@@ -67,6 +70,6 @@ export async function publishHandoff(options: PublishHandoffOptions): Promise<Pu
     await writeJsonAtomic(packetPath, packet);
     return { handoffId: handoff.id, packetPath, packet };
   } finally {
-    await bus.close();
+    if (!options.bus) await bus.close();
   }
 }

@@ -36,6 +36,7 @@ import {
 } from '@pit/probes';
 import { createSnapshotStore, listCheckpoints, restoreCheckpoint, createCheckpoint, pruneCheckpoints, type CanonicalSource, type SnapshotStore } from '@pit/snapshot';
 import { composeAgentEnv } from './agent-env.js';
+import type { BusHub } from './bus-hub.js';
 import { publishHandoff } from './handoff.js';
 import { openApprovalStore, type ApprovalStore, type StoredApproval } from './approvals.js';
 import type { AgentConfig, PitConfig } from './config-schema.js';
@@ -64,6 +65,8 @@ export interface SupervisorOptions {
   policyInput?: unknown;
   /** Where deaths and recoveries are reported (death issues). @default nobody */
   notifier?: Notifier;
+  /** The mission buses served over WebSocket: agents get credentials, handoffs go through the open bus. */
+  busHub?: BusHub;
 }
 
 /** One supervised agent in {@link FleetStatus}. */
@@ -340,6 +343,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       if (slot.timer) clearTimeout(slot.timer);
       slots.delete(key);
       logger.info('agent no longer supervised', { agent: key });
+      if (slot.cell && options.busHub && ![...slots.values()].some((other) => other.cell?.dir === slot.cell!.dir)) await options.busHub.release(slot.cell.dir);
     }
   };
 
@@ -798,7 +802,14 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     const agentConfig = slot.config!;
     if (slot.process && !slot.process.exit) await executor.stop(slot.process, { graceMs: agentConfig.stop_grace_s * 1000 });
     const composed = composeAgentEnv(agentConfig, options.env);
-    const env = { ...composed.env, ...why.env };
+    let busEnv: Record<string, string> = {};
+    if (slot.cell && options.busHub) {
+      busEnv = await options.busHub.credentials(slot.cell.dir, slot.name, slot.cell.role).catch((error: unknown) => {
+        logger.error('cannot register the agent on its mission bus', { agent: slot.key, error: error instanceof Error ? error.message : String(error) });
+        return {};
+      });
+    }
+    const env = { ...composed.env, ...busEnv, ...why.env };
     const missing = composed.missing;
     if (missing.length > 0) logger.warn('env_from variables not set in the daemon environment', { agent: slot.key, missing });
     const hidden = slot.cell ? otherHomes(slot) : [];
@@ -858,7 +869,8 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     slot.state.substituted_by = substituteName;
     let handoff: { handoffId: string; packetPath: string } | undefined;
     try {
-      handoff = await publishHandoff({ cellDir: slot.cell.dir, from: slot.name, to: substituteName, role, note: reason, ...(config.bus.roles ? { roles: config.bus.roles } : {}), logger });
+      const bus = options.busHub ? await options.busHub.bus(slot.cell.dir) : undefined;
+      handoff = await publishHandoff({ cellDir: slot.cell.dir, from: slot.name, to: substituteName, role, note: reason, ...(config.bus.roles ? { roles: config.bus.roles } : {}), logger, ...(bus ? { bus } : {}) });
     } catch (error) {
       logger.error('cannot publish the handoff on the mission bus', { agent: slot.key, substitute: substituteName, error: error instanceof Error ? error.message : String(error) });
     }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readCellState } from '@pit/cell-spec';
+import { connectBus } from '@pit/mission-bus';
 import { sweepOnce } from '../src/daemon.js';
 import type { FleetStatus } from '../src/supervisor.js';
 import { cleanup, makeCell, reapLater, tempDir, waitFor, within } from './helpers.js';
@@ -37,6 +38,8 @@ async function setup(agents: string[], extra = '') {
     'resurrect_after_s = 0',
     '[checkpoints]',
     'interval_s = 0',
+    '[bus]',
+    'listen = "127.0.0.1:0"',
     '[policy.defaults]',
     'backoff = { initial = "200ms", cap = "1s", jitter = 0 }',
     extra,
@@ -90,6 +93,30 @@ describe('pit daemon (e2e, real processes)', () => {
     expect(metrics).toMatch(/pit_agents\{state="healthy"\} 1/);
     daemon.child.kill('SIGTERM');
     expect(await within(exitOf(daemon.child), 20_000, 'daemon exit')).toBe(0);
+  });
+
+  it('registers each agent on its mission bus: the credentials in its environment let it publish', async () => {
+    const { cell, configPath } = await setup(['forge']);
+    const daemon = await startDaemon(configPath);
+    const forge = await healthyAgent(daemon.url, 'forge');
+    const environ = Object.fromEntries(
+      (await fs.readFile(`/proc/${forge.pid}/environ`, 'utf8'))
+        .split('\0')
+        .filter(Boolean)
+        .map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]),
+    );
+    expect(environ.LAZARUS_BUS_URL).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
+    expect(environ.LAZARUS_BUS_MISSION).toBe(cell.uuid);
+    const client = await connectBus({ url: environ.LAZARUS_BUS_URL!, mission: environ.LAZARUS_BUS_MISSION!, participant: 'forge', token: environ.LAZARUS_BUS_TOKEN!, reconnect: false });
+    try {
+      const ack = await client.publish({ topic: 'status', payload: { text: 'hello from forge' } });
+      expect(ack.seq).toBeGreaterThan(0);
+    } finally {
+      await client.close();
+    }
+    await expect(connectBus({ url: environ.LAZARUS_BUS_URL!, mission: cell.uuid, participant: 'forge', token: 'wrong', reconnect: false, connectTimeoutMs: 3000 })).rejects.toThrow();
+    daemon.child.kill('SIGTERM');
+    await within(exitOf(daemon.child), 20_000, 'daemon exit');
   });
 
   it('refuses a second daemon on the same state dir, naming the holder’s pid', async () => {

@@ -41,6 +41,8 @@ describe('the dashboard (GET /)', () => {
       'resurrect_after_s = 0',
       '[checkpoints]',
       'interval_s = 0',
+      '[bus]',
+      'listen = "127.0.0.1:0"',
       '[policy.agents.forge]',
       'dead_after = "3s"', // stays red long enough to be seen
       '[policy.agents.anvil]',
