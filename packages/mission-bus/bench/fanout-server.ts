@@ -8,6 +8,12 @@ import { MissionBus } from '../src/mission-bus.js';
 import { createBusServer } from '../src/server.js';
 import type { BusConfigInput, FsyncPolicy } from '../src/config.js';
 
+process.once('exit', () => {
+  const { user, system } = process.cpuUsage();
+  process.stderr.write(
+    `fanout-server ${process.argv[2] ? JSON.parse(process.argv[2]).mode : ''}: cpu user ${Math.round(user / 1000)} ms, system ${Math.round(system / 1000)} ms\n`,
+  );
+});
 const options = JSON.parse(process.argv[2] ?? '{}') as {
   mode: 'bare' | FsyncPolicy['mode'];
   cellDir: string;
@@ -35,6 +41,7 @@ if (options.mode === 'bare') {
   });
   await new Promise((resolve) => wss.once('listening', resolve));
   process.stdout.write(`READY ${(wss.address() as { port: number }).port}\n`);
+  process.once('SIGTERM', () => process.exit(0));
 } else {
   const bus = await MissionBus.open({ cellDir: options.cellDir, config: options.config });
   const server = await createBusServer({ buses: [bus], maxBufferedBytes: 32 * 1024 * 1024 });

@@ -15,11 +15,9 @@ export const Sha256HexSchema = z
   .regex(/^[0-9a-f]{64}$/, { message: 'must be a lower-case hex sha256' });
 
 /** An event id: 1–128 characters of `A-Z a-z 0-9 . _ : -` (a UUID by default); it becomes part of inbox file names. */
-export const EventIdSchema = z
-  .string()
-  .regex(/^[A-Za-z0-9._:-]{1,128}$/, {
-    message: 'must be 1-128 characters of A-Z a-z 0-9 . _ : -',
-  });
+export const EventIdSchema = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, {
+  message: 'must be 1-128 characters of A-Z a-z 0-9 . _ : -',
+});
 
 /** Who sent an event: a participant's name or {@link SYSTEM_SENDER}. */
 export const SenderSchema = z.union([AgentNameSchema, z.literal(SYSTEM_SENDER)]);

@@ -442,16 +442,19 @@ class Client implements BusClient {
       case 'welcome':
         this.opened_(frame);
         return;
-      case 'event': {
+      case 'event':
+      case 'events': {
         const subscription = this.subscription;
         if (!subscription) return;
-        if (!subscription.push(frame.event)) {
-          this.logger.error('bus client: gap in the stream; resubscribing', {
-            expected: subscription.lastSeq + 1,
-            got: frame.event.seq,
-          });
-          this.ws?.terminate();
-          return;
+        for (const event of frame.type === 'event' ? [frame.event] : frame.events) {
+          if (!subscription.push(event)) {
+            this.logger.error('bus client: gap in the stream; resubscribing', {
+              expected: subscription.lastSeq + 1,
+              got: event.seq,
+            });
+            this.ws?.terminate();
+            return;
+          }
         }
         if (
           subscription.queued >= (this.options.maxQueuedEvents ?? 10_000) &&

@@ -4,11 +4,9 @@ import { Sha256HexSchema } from './bus-event.js';
 import { RoleOverridesSchema, RoleSchema } from './roles.js';
 
 /** A mission id (the cell uuid by default): 1–128 characters of `A-Z a-z 0-9 . _ : -`. */
-export const MissionIdSchema = z
-  .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, {
-    message: 'must be 1-128 characters of A-Z a-z 0-9 . _ : - (not starting with a symbol)',
-  });
+export const MissionIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, {
+  message: 'must be 1-128 characters of A-Z a-z 0-9 . _ : - (not starting with a symbol)',
+});
 
 /** The mission a bus belongs to. */
 export const MissionInfoSchema = z.strictObject({

@@ -121,6 +121,8 @@ export const ServerFrameSchema = z.discriminatedUnion('type', [
     head: z.number().int().nonnegative(),
   }),
   z.strictObject({ type: z.literal('event'), event: BusEventSchema }),
+  /** Consecutive events in one frame (sent when several are ready at once). */
+  z.strictObject({ type: z.literal('events'), events: z.array(BusEventSchema).min(1) }),
   /** A refused request (`ref` of the request, `null` when the frame had none), or a subscription ended by the server. */
   z.strictObject({
     type: z.literal('error'),
@@ -134,4 +136,9 @@ export type ServerFrame = z.infer<typeof ServerFrameSchema>;
 /** The `event` frame of an event line, built once and sent to every subscriber. */
 export function eventFrame(line: string): string {
   return `{"type":"event","event":${line}}`;
+}
+
+/** The `events` frame of consecutive event lines. */
+export function eventsFrame(lines: readonly string[]): string {
+  return `{"type":"events","events":[${lines.join(',')}]}`;
 }

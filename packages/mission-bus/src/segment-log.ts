@@ -1,4 +1,4 @@
-import { constants, promises as fs, readdirSync, readFileSync } from 'node:fs';
+import { constants, promises as fs, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDir, formatIssues, readEvents, writeFileAtomic } from '@pit/cell-spec';
 import { BusEventSchema, type BusEvent } from './bus-event.js';
@@ -220,7 +220,9 @@ export class SegmentLog {
             batch.length === 1
               ? (batch[0] as QueuedLine).data
               : Buffer.concat(batch.map((item) => item.data));
-          await writeAll(this.handle, data);
+          // A synchronous write: appending to the page cache takes microseconds, and skipping the
+          // thread pool keeps an acknowledgement in the same turn of the event loop as its publish.
+          writeAllSync(this.handle.fd, data);
           this.dirty = true;
           let offset = segment.bytes;
           for (const item of batch) {
@@ -480,10 +482,10 @@ function nearestMark(segment: Segment, seq: number): Mark {
   return best;
 }
 
-async function writeAll(handle: fs.FileHandle, data: Buffer): Promise<void> {
+function writeAllSync(fd: number, data: Buffer): void {
   let written = 0;
   while (written < data.length) {
-    const { bytesWritten } = await handle.write(data, written, data.length - written);
+    const bytesWritten = writeSync(fd, data, written, data.length - written);
     if (bytesWritten === 0)
       throw new Error(`write made no progress at byte ${written} of ${data.length}`);
     written += bytesWritten;
@@ -580,17 +582,5 @@ async function repairTail(
     return repair;
   } finally {
     await handle.close();
-  }
-}
-
-/** Lists the segment files of a bus directory, oldest first (synchronously). */
-export function listSegmentsSync(dir: string): string[] {
-  try {
-    return readdirSync(dir)
-      .filter((name) => SEGMENT_PATTERN.test(name))
-      .sort()
-      .map((name) => join(dir, name));
-  } catch {
-    return [];
   }
 }

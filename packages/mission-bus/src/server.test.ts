@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { PitError } from '@pit/cell-spec';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
-import { RawClient, makeCell, roleParticipants, tempRoot } from '../test/helpers.js';
-import { SYSTEM_SENDER, type BusEvent } from './bus-event.js';
+import { RawClient, eventsOf, makeCell, roleParticipants, tempRoot } from '../test/helpers.js';
+import { SYSTEM_SENDER } from './bus-event.js';
 import { connectBus, type BusClient } from './client.js';
 import type { BusConfigInput } from './config.js';
 import { MissionBus } from './mission-bus.js';
@@ -326,12 +326,10 @@ describe('createBusServer', () => {
         after: 12,
         head: 20,
       });
-      await reader.next((frame) => frame.type === 'event' && (frame.event as BusEvent).seq === 20);
+      await reader.next((frame) => eventsOf(frame).some((event) => event.seq === 20));
       await writer.publish({ topic: 't', payload: 21 });
-      await reader.next((frame) => frame.type === 'event' && (frame.event as BusEvent).seq === 21);
-      const firstRun = reader.frames
-        .filter((frame) => frame.type === 'event')
-        .map((frame) => (frame.event as BusEvent).seq);
+      await reader.next((frame) => eventsOf(frame).some((event) => event.seq === 21));
+      const firstRun = reader.frames.flatMap(eventsOf).map((event) => event.seq);
       expect(firstRun).toEqual(Array.from({ length: 9 }, (_, index) => 13 + index));
       reader.close();
       await reader.closed;
@@ -340,12 +338,8 @@ describe('createBusServer', () => {
       const again = await raw();
       await again.hello(MISSION.id, 'reader', people.reader.token);
       await again.request({ op: 'subscribe', ref: 1, after: firstRun.at(-1) as number });
-      await again.next((frame) => frame.type === 'event' && (frame.event as BusEvent).seq === 25);
-      expect(
-        again.frames
-          .filter((frame) => frame.type === 'event')
-          .map((frame) => (frame.event as BusEvent).seq),
-      ).toEqual([22, 23, 24, 25]);
+      await again.next((frame) => eventsOf(frame).some((event) => event.seq === 25));
+      expect(again.frames.flatMap(eventsOf).map((event) => event.seq)).toEqual([22, 23, 24, 25]);
       expect(await again.request({ op: 'subscribe', ref: 2, after: 0 })).toMatchObject({
         type: 'error',
         code: 'BUS_ALREADY_SUBSCRIBED',
@@ -400,9 +394,7 @@ describe('createBusServer', () => {
       slow.ws.resume();
       await slow.closed;
       expect([BUS_CLOSE_CODES.slowConsumer, 1006]).toContain(slow.closeCode);
-      const received = slow.frames
-        .filter((frame) => frame.type === 'event')
-        .map((frame) => (frame.event as BusEvent).seq);
+      const received = slow.frames.flatMap(eventsOf).map((event) => event.seq);
       expect(received).toEqual(Array.from({ length: received.length }, (_, index) => index + 1));
       const resumed = await client('reader');
       const rest: number[] = [];

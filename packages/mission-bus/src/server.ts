@@ -10,6 +10,7 @@ import {
   BUS_CLOSE_CODES,
   ClientFrameSchema,
   eventFrame,
+  eventsFrame,
   type ClientFrame,
   type ParticipantsResult,
 } from './protocol.js';
@@ -83,6 +84,11 @@ export interface BusServer {
    */
   close(): Promise<void>;
 }
+
+/** Most events in one `events` frame. */
+const BATCH_MAX_EVENTS = 256;
+/** Most bytes of event lines in one `events` frame. */
+const BATCH_MAX_BYTES = 256 * 1024;
 
 interface Subscription {
   ref: number;
@@ -465,13 +471,35 @@ class Connection {
     subscription.stalledSince = undefined;
   }
 
+  /**
+   * Sends a page of events, several at a time in one `events` frame when more than one is
+   * ready (one write instead of one per event), stopping when the client's queue is full.
+   */
   private sendPage(subscription: Subscription, page: StoredEvent[]): void {
-    for (const stored of page) {
-      if (this.subscription !== subscription) return;
-      if (stored.event.seq !== subscription.cursor + 1) continue;
-      stored.frame ??= eventFrame(stored.line);
-      this.send(stored.frame);
-      subscription.cursor = stored.event.seq;
+    let start = page.findIndex((stored) => stored.event.seq === subscription.cursor + 1);
+    if (start === -1) return;
+    while (start < page.length && this.subscription === subscription) {
+      let end = start + 1;
+      let bytes = (page[start] as StoredEvent).line.length;
+      while (end < page.length && end - start < BATCH_MAX_EVENTS) {
+        const next = page[end] as StoredEvent;
+        if (
+          next.event.seq !== (page[end - 1] as StoredEvent).event.seq + 1 ||
+          bytes + next.line.length > BATCH_MAX_BYTES
+        )
+          break;
+        bytes += next.line.length;
+        end += 1;
+      }
+      const first = page[start] as StoredEvent;
+      if (end - start === 1) {
+        first.frame ??= eventFrame(first.line);
+        this.send(first.frame);
+      } else {
+        this.send(eventsFrame(page.slice(start, end).map((stored) => stored.line)));
+      }
+      subscription.cursor = (page[end - 1] as StoredEvent).event.seq;
+      start = end;
       if (this.ws.bufferedAmount >= this.context.options.maxBufferedBytes) return;
     }
   }
@@ -547,6 +575,13 @@ export async function createBusServer(options: BusServerOptions = {}): Promise<B
     closing: false,
   };
   const connections = new Set<Connection>();
+  const scheduled = new Set<Connection>();
+  let flushScheduled = false;
+  const flushPumps = (): void => {
+    flushScheduled = false;
+    for (const connection of scheduled) connection.pump();
+    scheduled.clear();
+  };
   const unsubscribers = new Map<string, () => void>();
 
   const addBus = (bus: MissionBus): void => {
@@ -558,7 +593,13 @@ export async function createBusServer(options: BusServerOptions = {}): Promise<B
     unsubscribers.set(
       bus.mission.id,
       bus.onStored(() => {
-        for (const connection of subscribers) connection.pump();
+        // Deliver after the current burst of acknowledgements, so that events acknowledged
+        // together go out together.
+        for (const connection of subscribers) scheduled.add(connection);
+        if (!flushScheduled) {
+          flushScheduled = true;
+          queueMicrotask(flushPumps);
+        }
       }),
     );
   };

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { provisionCell } from '@pit/cell-spec';
 import WebSocket from 'ws';
+import type { BusEvent } from '../src/bus-event.js';
 import { createToken } from '../src/tokens.js';
 
 /** A temporary cells root, removed by `cleanup`. */
@@ -38,6 +39,13 @@ export function roleParticipants() {
     token_sha256: person.sha256,
   }));
   return { people, participants };
+}
+
+/** The events an `event` or `events` frame carries (none for other frames). */
+export function eventsOf(frame: Record<string, unknown>): BusEvent[] {
+  if (frame.type === 'event') return [frame.event as BusEvent];
+  if (frame.type === 'events') return frame.events as BusEvent[];
+  return [];
 }
 
 /** A raw ws client that collects every frame it receives. */
