@@ -1,11 +1,11 @@
 import { promises as fs, constants } from 'node:fs';
 import { z } from 'zod';
+import { Sha256Schema } from './common-schemas.js';
 import { AgentNameSchema } from './agent-name.js';
 import { CellError, toCellError } from './errors.js';
 import { formatIssues } from './format-issues.js';
 import { IsoTimestampSchema } from './timestamp.js';
 
-const Sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, { message: 'must be a hex sha256' });
 
 /** Fields every event line has. Events are open objects: a newer writer may add fields. */
 const base = { ts: IsoTimestampSchema };

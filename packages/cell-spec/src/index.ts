@@ -63,3 +63,5 @@ export { provisionCell, PROVISIONING_PREFIX, type ProvisionCellOptions } from '.
 export { discoverCells, type Discovery, type DiscoveredCell, type DiscoveryProblem, type DiscoveryIgnored, type DiscoverCellsOptions } from './discover.js';
 export { destroyCell, DESTROYING_PREFIX, type DestroyCellOptions } from './destroy.js';
 export { JSON_SCHEMAS, toJsonSchemas } from './json-schemas.js';
+export { silentLogger, redactingLogger, describeError, type Logger, type LogFields } from './logger.js';
+export { Sha256Schema, EnvNameSchema } from './common-schemas.js';

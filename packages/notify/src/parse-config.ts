@@ -25,6 +25,4 @@ export function parseConfig<T extends z.ZodType>(
 }
 
 /** An environment variable name: config names where a secret lives; the daemon resolves it. */
-export const EnvNameSchema = z
-  .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'must be an environment variable name' });
+export { EnvNameSchema } from '@pit/cell-spec';

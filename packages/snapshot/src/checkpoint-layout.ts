@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { IsoTimestampSchema } from '@pit/cell-spec';
+import { IsoTimestampSchema, Sha256Schema } from '@pit/cell-spec';
 import { z } from 'zod';
 import { SnapshotError } from './errors.js';
 
@@ -13,7 +13,7 @@ export const CheckpointManifestSchema = z.strictObject({
   /** The checkpoint's name (file names `<name>.tar.gz` / `<name>.json`). */
   name: z.string().regex(CHECKPOINT_NAME_PATTERN),
   /** sha256 of the `.tar.gz` file. */
-  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  sha256: Sha256Schema,
   /** Size of the `.tar.gz` file. (bytes) */
   bytes: z.number().int().nonnegative(),
   /** Regular files in the archive. */

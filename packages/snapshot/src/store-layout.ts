@@ -1,8 +1,7 @@
 import { join } from 'node:path';
-import { AgentNameSchema, IsoTimestampSchema } from '@pit/cell-spec';
+import { AgentNameSchema, IsoTimestampSchema, Sha256Schema } from '@pit/cell-spec';
 import { z } from 'zod';
 
-const Sha256Schema = z.string().regex(/^[0-9a-f]{64}$/, { message: 'must be a hex sha256' });
 const AbsolutePathSchema = z.string().startsWith('/', { message: 'must be an absolute path' });
 const ModeSchema = z.number().int().min(0).max(0o7777);
 
