@@ -148,6 +148,8 @@ describe('MissionBus', () => {
       role: 'write',
       token_sha256: hashToken('t'),
     });
+    expect(await bus.lastCheckpointOf('writer')).toEqual(checkpoint);
+    expect(await bus.lastCheckpointOf('lead1')).toBeUndefined();
     const handoff = await bus.handoff(SYSTEM_SENDER, {
       from: 'writer',
       to: 'substitute',

@@ -166,6 +166,7 @@ export class MissionBus {
   private readonly tokens = new Map<string, string>();
   private readonly runtimeTokens = new Map<string, string>();
   private readonly checkpoints = new Map<string, IdRecord>();
+  private readonly lastCheckpointBy = new Map<string, number>();
   private readonly handoffs = new Map<string, IdRecord>();
   private readonly recent = new Map<string, IdRecord>();
   private readonly pending = new Map<number, Pending>();
@@ -726,6 +727,20 @@ export class MissionBus {
   }
 
   /**
+   * The most recent checkpoint `sender` recorded, if any: what the daemon hands to a
+   * substitute when an agent dies.
+   * @throws {BusError} BUS_CLOSED, BUS_IO.
+   * @example
+   * const checkpoint = await bus.lastCheckpointOf('smith');
+   * if (checkpoint) await bus.handoff(SYSTEM_SENDER, { from: 'smith', to: 'smith-2', checkpoint: checkpoint.id, workspace });
+   */
+  async lastCheckpointOf(sender: string): Promise<CheckpointEvent | undefined> {
+    this.assertOpen();
+    const seq = this.lastCheckpointBy.get(sender);
+    return seq === undefined ? undefined : ((await this.eventAt(seq)) as CheckpointEvent);
+  }
+
+  /**
    * Everything the recipient of a handoff needs to resume: mission, sender, note, the
    * checkpoint, participants and roles, isolation profiles, stream length. Permissions are not
    * checked here (the server checks `read`).
@@ -1105,6 +1120,7 @@ export class MissionBus {
         break;
       case 'checkpoint':
         this.checkpoints.set(event.id, record);
+        this.lastCheckpointBy.set(event.sender, event.seq);
         return;
       case 'handoff':
         this.handoffs.set(event.id, record);
