@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { CellStateSchema, discoverCells, readCellState, readHeartbeat, readJsonFile, type CellState } from '@pit/cell-spec';
-import { openApprovalStore } from './approvals.js';
+import { readApprovals } from './approvals.js';
 import type { PitConfig } from './config-schema.js';
 import { readDaemonLock, type LockHolder } from './lock.js';
 import type { AgentStatus, FleetStatus } from './supervisor.js';
@@ -13,7 +13,7 @@ import type { AgentStatus, FleetStatus } from './supervisor.js';
  */
 export async function readFleetStatus(config: PitConfig, now: number = Date.now()): Promise<{ status: FleetStatus; daemon: LockHolder | undefined }> {
   const discovery = await discoverCells(config.cells.root);
-  const approvals = await openApprovalStore(config.daemon.state_dir).catch(() => undefined);
+  const approvals = await readApprovals(config.daemon.state_dir).catch(() => []);
   const agents: AgentStatus[] = [];
   const toStatus = async (key: string, name: string, state: CellState['agents'][string] | undefined, cell?: { uuid: string; dir: string; mission: string }): Promise<AgentStatus> => {
     const beat = cell ? await readHeartbeat(cell.dir, name).catch(() => undefined) : undefined;
@@ -57,7 +57,7 @@ export async function readFleetStatus(config: PitConfig, now: number = Date.now(
         agents: cell.manifest.agents.map((agent) => agent.name),
       })),
       agents,
-      approvals: approvals?.list('pending') ?? [],
+      approvals: approvals.filter((approval) => approval.status === 'pending'),
       problems: discovery.problems.map((problem) => `${problem.path}: ${problem.reason}`),
     },
     daemon: await readDaemonLock(config.daemon.state_dir),

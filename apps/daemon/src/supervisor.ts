@@ -38,6 +38,7 @@ import { createSnapshotStore, listCheckpoints, restoreCheckpoint, createCheckpoi
 import { composeAgentEnv } from './agent-env.js';
 import type { BusHub } from './bus-hub.js';
 import { publishHandoff } from './handoff.js';
+import type { ApprovalChannel } from '@pit/notify';
 import { openApprovalStore, type ApprovalStore, type StoredApproval } from './approvals.js';
 import type { AgentConfig, PitConfig } from './config-schema.js';
 import { createExecutor, type AgentExit, type AgentProcess, type Executor } from './executor.js';
@@ -67,6 +68,8 @@ export interface SupervisorOptions {
   notifier?: Notifier;
   /** The mission buses served over WebSocket: agents get credentials, handoffs go through the open bus. */
   busHub?: BusHub;
+  /** Channels that show approval requests and bring answers back (Telegram, Nostr). */
+  approvalChannels?: ApprovalChannel[];
 }
 
 /** One supervised agent in {@link FleetStatus}. */
@@ -118,7 +121,7 @@ export interface Supervisor {
   sweep(): Promise<SweepReport>;
   status(): Promise<FleetStatus>;
   /** Answers an approval request (HTTP, CLI): the approved action is carried out at once. */
-  decideApproval(id: string, decision: 'approve' | 'deny', body: ApprovalDecisionBody & { channel?: string }): Promise<ApprovalDecisionResult>;
+  decideApproval(id: string, decision: 'approve' | 'deny', body: ApprovalDecisionBody & { channel?: 'http' | 'cli' }): Promise<ApprovalDecisionResult>;
   /** Applies a new config: agents added are supervised, removed ones no longer, changed ones re-scheduled. */
   reload(config: PitConfig, policyInput?: unknown): Promise<void>;
   /** Stops probing and flushes state; stops the agents too when `stopAgents`. */
@@ -174,7 +177,13 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     options.executor ??
     createExecutor({ logger, env: options.env as NodeJS.ProcessEnv, podmanConfigDir: join(stateDir, 'podman'), killGroupOnExit: true });
   const snapshots: SnapshotStore = createSnapshotStore({ stateDir, logger });
-  const approvals: ApprovalStore = await openApprovalStore(stateDir);
+  const approvals: ApprovalStore = await openApprovalStore({
+    stateDir,
+    logger,
+    now,
+    ...(options.approvalChannels ? { channels: options.approvalChannels } : {}),
+    onChannelDecision: (approval) => void onChannelDecision(approval),
+  });
   const metrics = options.metrics ?? createMetricsRegistry();
   const slots = new Map<string, Slot>();
   /** Substitutes being set up: discovery must not start them before their handoff exists. */
@@ -902,8 +911,16 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     return result;
   };
 
+  /** An answer from Telegram or Nostr: recorded like an HTTP one, then carried out. */
+  const onChannelDecision = async (approval: StoredApproval) => {
+    approvalsTotal.inc({ outcome: approval.status });
+    const slot = slots.get(approval.key);
+    if (!slot) return;
+    await event(slot, { event: approval.status === 'approved' ? 'revive_approved' : 'revive_denied', approval_id: approval.id, ...(approval.channel ? { channel: approval.channel } : {}), ...(approval.by ? { by: approval.by } : {}) });
+    await enqueue(slot);
+  };
+
   const housekeeping = async () => {
-    await approvals.refresh();
     const expired = await approvals.expire(now());
     for (const approval of expired) {
       approvalsTotal.inc({ outcome: 'expired' });
@@ -968,7 +985,6 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
 
   const sweep = async (): Promise<SweepReport> => {
     const started = process.hrtime.bigint();
-    await approvals.refresh();
     await approvals.expire(now());
     await sync('sweep');
     const report: SweepReport['agents'] = [];
@@ -1063,6 +1079,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     await Promise.all([...slots.values()].map((slot) => persist(slot)));
     stopped = true;
     executor.close();
+    await approvals.close();
   };
 
   return { start, sweep, status, decideApproval, reload, stop, metrics };

@@ -66,15 +66,30 @@ describe('the dashboard (GET /)', () => {
     const row = (agent: string, state: string) => page.locator(`section[data-cell="${cell.uuid}"] tr[data-agent="${agent}"][data-state="${state}"]`);
     await row('forge', 'healthy').waitFor({ timeout: 30_000 });
     await row('anvil', 'healthy').waitFor({ timeout: 30_000 });
+    // The page re-renders every second: query and read the colour in one step, retrying until the row is there.
+    const colorOf = (agent: string, state: string) =>
+      waitFor(
+        () =>
+          page.evaluate(
+            ([name, health]) => {
+              const view = globalThis as unknown as { document: { querySelector(selector: string): unknown }; getComputedStyle(element: unknown): { backgroundColor: string } };
+              const node = view.document.querySelector(`tr[data-agent="${name}"][data-state="${health}"] .state`);
+              return node ? view.getComputedStyle(node).backgroundColor : '';
+            },
+            [agent, state],
+          ),
+        10_000,
+        `${agent} shown ${state}`,
+      );
     const pidOf = async (agent: string) => Number(await page.locator(`tr[data-agent="${agent}"] td:nth-child(5)`).textContent());
     const forgePid = await pidOf('forge');
     const anvilPid = await pidOf('anvil');
     pids.add(forgePid).add(anvilPid);
-    expect(await row('forge', 'healthy').locator('.state').evaluate((node) => (globalThis as unknown as { getComputedStyle(element: unknown): { backgroundColor: string } }).getComputedStyle(node).backgroundColor)).toBe('rgb(31, 157, 85)');
+    expect(await colorOf('forge', 'healthy')).toBe('rgb(31, 157, 85)');
 
     process.kill(forgePid, 'SIGKILL');
     await row('forge', 'dead').waitFor({ timeout: 20_000 });
-    expect(await row('forge', 'dead').locator('.state').evaluate((node) => (globalThis as unknown as { getComputedStyle(element: unknown): { backgroundColor: string } }).getComputedStyle(node).backgroundColor)).toBe('rgb(229, 62, 62)');
+    expect(await colorOf('forge', 'dead')).toBe('rgb(229, 62, 62)');
     await row('forge', 'healthy').waitFor({ timeout: 30_000 });
     const revivedPid = await pidOf('forge');
     pids.add(revivedPid);
