@@ -1,0 +1,257 @@
+/**
+ * Detection at scale, on the real `pit daemon` (CLI from source):
+ * - 10,000 heartbeat agents in 100 mission cells (BENCH_SMOKE=1: 300 in 3), whose heartbeats one
+ *   driver process (bench/lib/heartbeat-fleet.ts) writes into the cells every BEAT period, as
+ *   the agents would; the daemon watches them (heartbeat_stale_s = STALE);
+ * - 1,000 HTTP gateways on loopback (smoke: 50), one port each (bench/lib/gateway-fleet.ts),
+ *   configured as agents outside cells with an HTTP health probe; 200 of them (smoke: 10) hang.
+ * The agents are outside the daemon's control: policy mode `never`, so it only watches and
+ * records (no restarts muddy the numbers).
+ * Phases: start-up (until every agent has a healthy verdict), steady state (daemon CPU% and
+ * RSS while the fleet beats), deaths (10 % of the heartbeat agents stop, their deadlines spread
+ * over SPREAD; the hung gateways stop answering), then `pit sweep --once` over the same fleet.
+ * Detection latency = the `agent_dead` event's `ts` in events.jsonl − the death's deadline:
+ * for a heartbeat agent, its last heartbeat's timestamp + heartbeat_stale_s; for a hung gateway,
+ * the arrival of the request that makes failure_threshold consecutive failures + timeout_s
+ * (recorded by the gateway). Targets: p99 ≤ 250 ms, daemon RSS ≤ 150 MB.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { startLineChild } from './lib/line-child.js';
+import { agentsByHealth } from './lib/metrics.js';
+import { PIT_MODE_NOTE, pitArgv, startPitDaemon, writeConfig, type PitDaemon } from './lib/pit.js';
+import { memoryMb, reapAll, reapLater, sampleProcess } from './lib/proc.js';
+import { emitResult, machineNote, progress, smoke, type BenchRow } from './lib/report.js';
+import { round, summary } from './lib/stats.js';
+
+const CELLS = smoke ? 3 : 100;
+const PER_CELL = 100;
+const AGENTS = CELLS * PER_CELL;
+const GATEWAYS = smoke ? 50 : 1000;
+const HUNG = smoke ? 10 : 200;
+const VICTIMS = AGENTS / 10;
+const STALE_S = smoke ? 6 : 30;
+const BEAT_MS = (STALE_S * 1000) / 3;
+const GATEWAY_PROBE = smoke ? { interval_s: 2, timeout_s: 1, failure_threshold: 2 } : { interval_s: 5, timeout_s: 2, failure_threshold: 2 };
+const STEADY_MS = smoke ? 5_000 : 30_000;
+const DEATHS_LEAD_MS = smoke ? 2_000 : 5_000;
+const DEATHS_SPREAD_MS = smoke ? 3_000 : 10_000;
+const STARTUP_TIMEOUT_MS = smoke ? 60_000 : 600_000;
+const log = progress('detection-at-scale');
+
+const base = mkdtempSync(join(tmpdir(), 'pit-bench-detect-'));
+const root = join(base, 'missions');
+const stateDir = join(base, 'state');
+let daemon: PitDaemon | undefined;
+const fleet = startLineChild(fileURLToPath(new URL('./lib/heartbeat-fleet.ts', import.meta.url)));
+const gateways = startLineChild(fileURLToPath(new URL('./lib/gateway-fleet.ts', import.meta.url)), [String(GATEWAYS)]);
+
+/** Every event of an events.jsonl, parsed (torn lines skipped). */
+function events(path: string): Array<Record<string, unknown>> {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .flatMap((line) => {
+      try {
+        return line.trim() ? [JSON.parse(line) as Record<string, unknown>] : [];
+      } catch {
+        return [];
+      }
+    });
+}
+
+/** Waits until `pit_agents` satisfies `done`, polling /metrics every second. */
+async function waitForHealth(url: string, done: (counts: Record<string, number>) => boolean, timeoutMs: number, what: string): Promise<Record<string, number>> {
+  const deadline = Date.now() + timeoutMs;
+  let counts: Record<string, number> = {};
+  let lastLog = 0;
+  while (Date.now() < deadline) {
+    counts = await agentsByHealth(url).catch(() => counts);
+    if (done(counts)) return counts;
+    if (Date.now() - lastLog > 10_000) {
+      lastLog = Date.now();
+      log(`waiting for ${what}: ${JSON.stringify(counts)}`);
+    }
+    await sleep(1000);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}: ${JSON.stringify(counts)}`);
+}
+
+try {
+  // --- baseline: the same daemon supervising nothing ------------------------------------------
+  mkdirSync(join(base, 'empty'), { recursive: true, mode: 0o700 });
+  const emptyConfig = writeConfig(join(base, 'empty', 'pit.toml'), '[daemon]\nstate_dir = "state"\n[daemon.http]\nlisten = "127.0.0.1:0"\n[bus]\nenabled = false\n[cells]\nroot = "missions"\n[checkpoints]\ninterval_s = 0\n');
+  const empty = await startPitDaemon({ configPath: emptyConfig, cwd: join(base, 'empty'), http: true });
+  await sleep(3000);
+  const emptyRss = memoryMb(empty.pid)?.rss ?? Number.NaN;
+  await empty.stop();
+  log(`an empty pit daemon: RSS ${Math.round(emptyRss)} MB`);
+
+  // --- the fleet ---------------------------------------------------------------------------
+  const { ports } = await gateways.next<{ ports: number[] }>();
+  const provisioned = await fleet.call<{ cells: Array<{ uuid: string; dir: string; agents: string[] }>; ms: number }>({ cmd: 'provision', root, cells: CELLS, perCell: PER_CELL });
+  log(`${AGENTS} agents in ${CELLS} cells provisioned in ${Math.round(provisioned.ms)} ms; ${GATEWAYS} gateways listening`);
+  const firstBeats = await fleet.call<{ ms: number }>({ cmd: 'beat', periodMs: BEAT_MS });
+  log(`first heartbeats written in ${Math.round(firstBeats.ms)} ms; the driver now beats every agent every ${BEAT_MS} ms`);
+
+  mkdirSync(join(base, 'gateways'), { recursive: true });
+  const toml = [
+    '# pit.toml of the detection-at-scale benchmark: watch only.',
+    '[daemon]',
+    'state_dir = "state"',
+    '[daemon.http]',
+    'listen = "127.0.0.1:0"',
+    '[bus]',
+    'enabled = false',
+    '[cells]',
+    'root = "missions"',
+    `heartbeat_stale_s = ${STALE_S}`,
+    'resurrect_after_s = 0',
+    '[checkpoints]',
+    'interval_s = 0',
+    '[policy.defaults]',
+    'mode = "never"            # the agents are not ours to restart: record only',
+    ...ports.flatMap((port, index) => [
+      `[agents.gw-${String(index).padStart(4, '0')}]`,
+      'cell = "none"',
+      `cwd = "gateways"`,
+      `probes = { health_url = "http://127.0.0.1:${port}/health", interval_s = ${GATEWAY_PROBE.interval_s}, timeout_s = ${GATEWAY_PROBE.timeout_s}, failure_threshold = ${GATEWAY_PROBE.failure_threshold} }`,
+    ]),
+    '',
+  ].join('\n');
+  const configPath = writeConfig(join(base, 'pit.toml'), toml);
+
+  // --- start-up ----------------------------------------------------------------------------
+  const total = AGENTS + GATEWAYS;
+  const startedAt = Date.now();
+  daemon = await startPitDaemon({ configPath, cwd: base, http: true, readyTimeoutMs: STARTUP_TIMEOUT_MS });
+  const readyMs = Date.now() - startedAt;
+  log(`pit daemon ${daemon.pid} supervising after ${readyMs} ms at ${daemon.url}`);
+  const startup = sampleProcess(daemon.pid);
+  await waitForHealth(daemon.url!, (counts) => counts.healthy === total, STARTUP_TIMEOUT_MS, `all ${total} agents healthy`);
+  const allHealthyMs = Date.now() - startedAt;
+  const startupStats = startup.stop();
+  log(`all ${total} agents healthy ${allHealthyMs} ms after the start`);
+
+  // --- steady state ------------------------------------------------------------------------
+  const steady = sampleProcess(daemon.pid);
+  await sleep(STEADY_MS);
+  const steadyStats = steady.stop();
+  const steadyCounts = await agentsByHealth(daemon.url!);
+  log(`steady state: ${steadyStats.cpuPercent.toFixed(1)} % CPU, RSS ${steadyStats.rssMb.toFixed(0)} MB, ${JSON.stringify(steadyCounts)}`);
+
+  // --- deaths ------------------------------------------------------------------------------
+  // Every tenth agent dies; deadlines spread evenly over the window, in a shuffled order of cells.
+  const all = provisioned.cells.flatMap((cell) => cell.agents.map((agent) => ({ cell: cell.uuid, dir: cell.dir, agent })));
+  const victims = all.filter((_, index) => index % 10 === 3);
+  const deathsFrom = Date.now() + DEATHS_LEAD_MS;
+  const deadlines = new Map<string, number>();
+  victims.forEach((victim, index) => deadlines.set(`${victim.cell}/${victim.agent}`, deathsFrom + Math.floor((((index * 7919) % victims.length) * DEATHS_SPREAD_MS) / victims.length)));
+  const hungIndices = Array.from({ length: HUNG }, (_, index) => Math.floor((index * GATEWAYS) / HUNG));
+  const deaths = sampleProcess(daemon.pid);
+  const killed = await fleet.call<{ ms: number }>({ cmd: 'kill', staleMs: STALE_S * 1000, victims: victims.map((victim) => ({ cell: victim.cell, agent: victim.agent, deadline: deadlines.get(`${victim.cell}/${victim.agent}`)! })) });
+  log(`${VICTIMS} heartbeat agents stop (last beats written in ${Math.round(killed.ms)} ms); deadlines from +${DEATHS_LEAD_MS} ms over ${DEATHS_SPREAD_MS} ms`);
+  await sleep(Math.max(0, deathsFrom - Date.now()));
+  await gateways.call({ cmd: 'hang', indices: hungIndices });
+  log(`${HUNG} gateways hung`);
+  const expectedDead = VICTIMS + HUNG;
+  const deathsTimeoutMs = DEATHS_SPREAD_MS + (GATEWAY_PROBE.interval_s + GATEWAY_PROBE.timeout_s) * GATEWAY_PROBE.failure_threshold * 1000 + 60_000;
+  let deathCounts: Record<string, number> = {};
+  try {
+    deathCounts = await waitForHealth(daemon.url!, (counts) => (counts.dead ?? 0) >= expectedDead, deathsTimeoutMs, `${expectedDead} deaths`);
+  } catch (error) {
+    log(String(error));
+  }
+  const deathStats = deaths.stop();
+  const report = await gateways.call<{ requests: number; hungArrivals: Record<string, number[]> }>({ cmd: 'report' });
+  const driver = await fleet.call<{ beats: number; errors: number; maxLagMs: number }>({ cmd: 'stats' });
+  const finalMemory = memoryMb(daemon.pid);
+  await daemon.stop();
+  log(`deaths: ${JSON.stringify(deathCounts)}; daemon stopped`);
+
+  // --- latencies from the event logs ---------------------------------------------------------
+  const heartbeatLatencies: number[] = [];
+  let falseHeartbeatDeaths = 0;
+  for (const cell of provisioned.cells) {
+    for (const event of events(join(cell.dir, 'logs', 'events.jsonl'))) {
+      if (event.event !== 'agent_dead') continue;
+      const deadline = deadlines.get(`${cell.uuid}/${String(event.agent)}`);
+      if (deadline === undefined) falseHeartbeatDeaths += 1;
+      else heartbeatLatencies.push(Date.parse(String(event.ts)) - deadline);
+    }
+  }
+  const hungNames = new Map(hungIndices.map((index) => [`gw-${String(index).padStart(4, '0')}`, index]));
+  const gatewayLatencies: number[] = [];
+  let falseGatewayDeaths = 0;
+  for (const event of events(join(stateDir, 'logs', 'events.jsonl'))) {
+    if (event.event !== 'agent_dead') continue;
+    const index = hungNames.get(String(event.agent));
+    const arrival = index === undefined ? undefined : report.hungArrivals[String(index)]?.[GATEWAY_PROBE.failure_threshold - 1];
+    if (index === undefined) falseGatewayDeaths += 1;
+    else if (arrival !== undefined) gatewayLatencies.push(Date.parse(String(event.ts)) - (arrival + GATEWAY_PROBE.timeout_s * 1000));
+  }
+  const hb = summary(heartbeatLatencies);
+  const gw = summary(gatewayLatencies);
+  const both = summary([...heartbeatLatencies, ...gatewayLatencies]);
+  log(`heartbeat deadline → agent_dead: ${JSON.stringify(hb)}; hung gateway: ${JSON.stringify(gw)}`);
+
+  // --- one sweep over the same fleet (`pit sweep --once`) -----------------------------------------
+  const sweepStarted = performance.now();
+  const sweep = await new Promise<{ code: number | null; output: string }>((resolve) => {
+    const child = spawn(process.execPath, pitArgv(['--config', configPath, 'sweep', '--once', '--json']), { cwd: base, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    reapLater(child.pid);
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.stderr.resume();
+    child.on('close', (code) => resolve({ code, output }));
+  });
+  const sweepWallMs = performance.now() - sweepStarted;
+  let sweepMs = Number.NaN;
+  let sweptAgents = 0;
+  try {
+    const parsed = JSON.parse(sweep.output) as { durationMs: number; agents: unknown[] };
+    sweepMs = parsed.durationMs;
+    sweptAgents = parsed.agents.length;
+  } catch {
+    log(`pit sweep --once printed no report (exit ${sweep.code}): ${sweep.output.slice(0, 500)}`);
+  }
+  log(`pit sweep --once: ${Math.round(sweepMs)} ms for ${sweptAgents} agents (process ${Math.round(sweepWallMs)} ms)`);
+
+  const rssPeak = Math.max(startupStats.hwmMb, steadyStats.hwmMb, deathStats.hwmMb, finalMemory?.peak ?? 0);
+  const rssSteady = Math.max(steadyStats.rssMb, deathStats.rssMb);
+  const detectedAll = heartbeatLatencies.length === VICTIMS && gatewayLatencies.length === HUNG;
+  const rows: BenchRow[] = [
+    { metric: `deadline → agent_dead p50 (${VICTIMS} heartbeat deaths + ${HUNG} hung gateways)`, value: both.p50, unit: 'ms' },
+    { metric: 'deadline → agent_dead p99, all deaths', value: both.p99, unit: 'ms', target: '≤ 250 ms', ok: detectedAll && both.p99 <= 250 },
+    { metric: `heartbeat agents: deadline → agent_dead p50 / p99 / max (${hb.n}/${VICTIMS} detected)`, value: `${hb.p50} / ${hb.p99} / ${hb.max}`, unit: 'ms', target: 'p99 ≤ 250 ms, all detected', ok: hb.n === VICTIMS && hb.p99 <= 250 },
+    { metric: `hung gateways: deadline → agent_dead p50 / p99 / max (${gw.n}/${HUNG} detected)`, value: `${gw.p50} / ${gw.p99} / ${gw.max}`, unit: 'ms', target: 'p99 ≤ 250 ms, all detected', ok: gw.n === HUNG && gw.p99 <= 250 },
+    { metric: 'false deaths (agent_dead for an agent that was alive)', value: falseHeartbeatDeaths + falseGatewayDeaths, unit: 'agents', target: '0', ok: falseHeartbeatDeaths + falseGatewayDeaths === 0 },
+    { metric: `daemon CPU, steady state (${AGENTS} heartbeats every ${BEAT_MS / 1000} s = ${Math.round((AGENTS * 1000) / BEAT_MS)}/s, ${GATEWAYS} HTTP probes every ${GATEWAY_PROBE.interval_s} s)`, value: round(steadyStats.cpuPercent, 1), unit: '% of one core' },
+    { metric: 'daemon CPU, during the deaths', value: round(deathStats.cpuPercent, 1), unit: '% of one core' },
+    { metric: 'daemon RSS, steady state and deaths (largest sample)', value: Math.round(rssSteady), unit: 'MB', target: '≤ 150 MB', ok: rssSteady <= 150 },
+    { metric: 'daemon RSS peak (VmHWM, start-up included)', value: Math.round(rssPeak), unit: 'MB', target: '≤ 150 MB', ok: rssPeak <= 150 },
+    { metric: 'RSS of the same daemon supervising nothing (its floor: Node + the Pit' + (PIT_MODE_NOTE.startsWith('the built') ? ')' : ' + tsx)'), value: Math.round(emptyRss), unit: 'MB' },
+    { metric: `start-up: daemon supervising (discovery of ${CELLS} cells, ${total} agents scheduled)`, value: readyMs, unit: 'ms' },
+    { metric: 'start-up: every agent healthy', value: allHealthyMs, unit: 'ms' },
+    { metric: 'start-up: daemon CPU', value: round(startupStats.cpuPercent, 1), unit: '% of one core' },
+    { metric: `pit sweep --once over the same fleet (${sweptAgents} agents, ${HUNG} hung: probe timeout ${GATEWAY_PROBE.timeout_s} s)`, value: Math.round(sweepMs), unit: 'ms' },
+    { metric: 'heartbeat driver: beats written / errors / worst lag behind schedule', value: `${driver.beats} / ${driver.errors} / ${Math.round(driver.maxLagMs)} ms`, unit: '' },
+  ];
+  const notes = [
+    `Machine: ${machineNote()}. The machine is shared with other engineers' test runs: numbers are noisy.`,
+    `The real \`pit daemon\`: ${PIT_MODE_NOTE}. Config: heartbeat_stale_s = ${STALE_S}, [policy.defaults] mode = "never" (watch only), gateways probed with interval_s = ${GATEWAY_PROBE.interval_s}, timeout_s = ${GATEWAY_PROBE.timeout_s}, failure_threshold = ${GATEWAY_PROBE.failure_threshold}; other keys default (poll_interval_s 10).`,
+    `A dying heartbeat agent's last heartbeat is stamped so that it turns stale at its deadline (deadlines spread over ${DEATHS_SPREAD_MS / 1000} s); a hung gateway's deadline is the arrival of its ${GATEWAY_PROBE.failure_threshold}th unanswered request + timeout_s (the probe's own timer starts a little before that arrival, at connect, so gateway latencies are understated by up to the connect time). agent_dead times are events.jsonl \`ts\` (1 ms resolution).`,
+    `CPU% is of one core (/proc utime+stime over the phase); steady state ${STEADY_MS / 1000} s.`,
+  ].join(' ');
+  emitResult({ title: `detection at scale: ${AGENTS} heartbeat agents + ${GATEWAYS} HTTP gateways (${HUNG} hung)${smoke ? ', smoke' : ''}`, rows, notes });
+} finally {
+  await daemon?.stop().catch(() => undefined);
+  await fleet.stop().catch(() => undefined);
+  await gateways.stop().catch(() => undefined);
+  reapAll();
+  rmSync(base, { recursive: true, force: true });
+}

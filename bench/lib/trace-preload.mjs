@@ -1,0 +1,76 @@
+// A diagnostic preload for bench/restart-latency.bench.ts (`node --import <this> …`): records,
+// with µs wall-clock times, when the process spawns children (start and end of the synchronous
+// spawn() call), when each child's 'exit' event reaches JavaScript, and every file-system call
+// (name, start, duration; promise calls until they settle). Nothing else changes: the wrappers
+// call the originals. The timeline is appended as JSON lines to $PIT_BENCH_TRACE every 200 ms
+// and at exit. Used only in the benchmark's separate "where the time goes" phase, never in the
+// measured comparison.
+import childProcess from 'node:child_process';
+import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+
+const file = process.env.PIT_BENCH_TRACE;
+if (file) {
+  const now = () => performance.timeOrigin + performance.now();
+  const appendFileSync = fs.appendFileSync;
+  let buffer = [];
+  const record = (entry) => buffer.push(entry);
+  const flush = () => {
+    if (buffer.length === 0) return;
+    const lines = buffer.map((entry) => JSON.stringify(entry)).join('\n') + '\n';
+    buffer = [];
+    appendFileSync(file, lines);
+  };
+  setInterval(flush, 200).unref();
+  process.on('exit', flush);
+
+  const wrapSpawn = (name) => {
+    const original = childProcess[name];
+    childProcess[name] = function traced(...args) {
+      const t = now();
+      const child = original.apply(this, args);
+      const end = now();
+      record({ kind: 'spawn', name, t, dur: end - t, pid: child.pid, command: String(args[0]).split('/').pop() });
+      child.on('exit', () => record({ kind: 'exit', t: now(), pid: child.pid }));
+      return child;
+    };
+  };
+  wrapSpawn('spawn');
+
+  const wrapSync = (target, names, prefix) => {
+    for (const name of names) {
+      const original = target[name];
+      if (typeof original !== 'function') continue;
+      target[name] = function traced(...args) {
+        const t = now();
+        try {
+          return original.apply(this, args);
+        } finally {
+          record({ kind: 'fs', name: `${prefix}${name}`, t, dur: now() - t });
+        }
+      };
+    }
+  };
+  const wrapAsync = (target, names, prefix) => {
+    for (const name of names) {
+      const original = target[name];
+      if (typeof original !== 'function') continue;
+      target[name] = function traced(...args) {
+        const t = now();
+        const result = original.apply(this, args);
+        const done = () => record({ kind: 'fs', name: `${prefix}${name}`, t, dur: now() - t });
+        if (result && typeof result.then === 'function') result.then(done, done);
+        else done();
+        return result;
+      };
+    }
+  };
+  wrapSync(fs, ['openSync', 'writeSync', 'closeSync', 'readFileSync', 'appendFileSync', 'mkdirSync', 'statSync', 'renameSync', 'writeFileSync', 'fsyncSync', 'readdirSync', 'existsSync', 'accessSync'], '');
+  wrapAsync(fs.promises, ['open', 'mkdir', 'stat', 'lstat', 'readFile', 'writeFile', 'appendFile', 'rename', 'readdir', 'rm', 'unlink', 'realpath', 'access'], 'promises.');
+  // FileHandle methods live on its prototype: reach it through one handle.
+  const handle = await fs.promises.open(file, 'a');
+  const prototype = Object.getPrototypeOf(handle);
+  await handle.close();
+  wrapAsync(prototype, ['write', 'writeFile', 'appendFile', 'stat', 'sync', 'datasync', 'close', 'read', 'readFile', 'truncate'], 'handle.');
+  syncBuiltinESMExports();
+}
