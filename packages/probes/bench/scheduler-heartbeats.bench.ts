@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
@@ -114,7 +115,18 @@ agents.forEach((agent, index) => {
 });
 const writeMs = await writeAll((index) => (agents[index]?.deadline as number) - MAX_AGE_MS);
 log(`the fleet rewrote ${AGENTS} heartbeats in ${writeMs} ms (first deadline ${DEATHS_FROM_MS} ms after it began); waiting for ${AGENTS} deaths`);
-await Promise.race([finished, sleep(DEATHS_FROM_MS + DEATHS_SPREAD_MS + 60_000)]);
+// Measure the deaths window itself: this process's CPU and how long its event loop stalled.
+await sleep(Math.max(0, base - Date.now()));
+const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+loopDelay.enable();
+const deathsCpuBefore = process.cpuUsage();
+const deathsWallBefore = performance.now();
+await Promise.race([finished, sleep(DEATHS_SPREAD_MS + 60_000)]);
+loopDelay.disable();
+const deathsCpu = process.cpuUsage(deathsCpuBefore);
+const deathsCpuPercent = ((deathsCpu.user + deathsCpu.system) / 1000 / (performance.now() - deathsWallBefore)) * 100;
+const loopDelayMaxMs = loopDelay.max / 1e6;
+log(`deaths window: ${deathsCpuPercent.toFixed(1)} % CPU, event-loop delay p99 ${(loopDelay.percentile(99) / 1e6).toFixed(1)} ms, max ${loopDelayMaxMs.toFixed(1)} ms`);
 await scheduler.stop();
 writer.stdin.end();
 rmSync(root, { recursive: true, force: true });
@@ -136,6 +148,8 @@ const rows = [
   { metric: `deadline → dead verdict p99 (${AGENTS} agents, ${Math.round((AGENTS * 1000) / DEATHS_SPREAD_MS)} deaths/s)`, value: p99, unit: 'ms', target: '≤ 250 ms', ok: latencies.length === AGENTS && p99 <= 250 },
   { metric: 'deadline → dead verdict max', value: latencies.at(-1) ?? NaN, unit: 'ms', target: '—', ok: true },
   { metric: 'deaths detected', value: latencies.length, unit: 'agents', target: `= ${AGENTS}`, ok: latencies.length === AGENTS },
+  { metric: 'CPU while deaths arrive', value: Math.round(deathsCpuPercent * 10) / 10, unit: '% of one core', target: '—', ok: true },
+  { metric: 'event-loop delay max while deaths arrive', value: Math.round(loopDelayMaxMs), unit: 'ms', target: '—', ok: true },
   { metric: `idle CPU (${AGENTS} agents, fs.watch, 60 s poll)`, value: Math.round(idleCpuPercent * 100) / 100, unit: '% of one core', target: '—', ok: true },
   { metric: 'idle RSS', value: Math.round(rssMb), unit: 'MB', target: '—', ok: true },
   { metric: 'first probe of every agent', value: Math.round(setupMs), unit: 'ms', target: '—', ok: true },
