@@ -1,12 +1,2 @@
-/** An optional logger; @pit/probes never writes to the console. */
-export interface Logger {
-  debug(message: string, fields?: Record<string, unknown>): void;
-  info(message: string, fields?: Record<string, unknown>): void;
-  warn(message: string, fields?: Record<string, unknown>): void;
-  error(message: string, fields?: Record<string, unknown>): void;
-}
-
-const ignore = (): void => undefined;
-
-/** A logger that discards everything (the default). */
-export const silentLogger: Logger = { debug: ignore, info: ignore, warn: ignore, error: ignore };
+// The logger contract is shared vocabulary: it lives in @pit/cell-spec.
+export { silentLogger, type Logger } from '@pit/cell-spec';
