@@ -108,8 +108,6 @@ interface ServerContext {
   closing: boolean;
 }
 
-type Handler = (frame: ClientFrame) => Promise<void> | void;
-
 class Connection {
   bus: MissionBus | undefined;
   participant: string | undefined;
@@ -329,60 +327,46 @@ class Connection {
       this.sendJson({ type: 'ack', ref: frame.ref, seq: event.seq, id: event.id, ts: event.ts });
     const result = (value: unknown): void =>
       this.sendJson({ type: 'result', ref: frame.ref, result: value });
-    const handlers: { [K in Exclude<ClientFrame, { op: 'hello' }>['op']]: Handler } = {
-      // The frame passed the same strict schema as the bus's input (extended with op and ref).
-      publish: () => {
-        const { op: _op, ref: _ref, ...input } = frame as Extract<ClientFrame, { op: 'publish' }>;
+    switch (frame.op) {
+      // A write passed the same strict schema as the bus's input (extended with op and ref):
+      // it goes to the bus without a second parse. The bus checks the sender's role.
+      case 'publish': {
+        const { op: _op, ref: _ref, ...input } = frame;
         return bus.submit(sender, { op: 'publish', input }).then(ack);
-      },
-      checkpoint: () => {
-        const {
-          op: _op,
-          ref: _ref,
-          ...input
-        } = frame as Extract<ClientFrame, { op: 'checkpoint' }>;
+      }
+      case 'checkpoint': {
+        const { op: _op, ref: _ref, ...input } = frame;
         return bus.submit(sender, { op: 'checkpoint', input }).then(ack);
-      },
-      handoff: () => {
-        const { op: _op, ref: _ref, ...input } = frame as Extract<ClientFrame, { op: 'handoff' }>;
+      }
+      case 'handoff': {
+        const { op: _op, ref: _ref, ...input } = frame;
         return bus.submit(sender, { op: 'handoff', input }).then(ack);
-      },
-      configure_isolation: () => {
-        const {
-          op: _op,
-          ref: _ref,
-          ...input
-        } = frame as Extract<ClientFrame, { op: 'configure_isolation' }>;
+      }
+      case 'configure_isolation': {
+        const { op: _op, ref: _ref, ...input } = frame;
         return bus.submit(sender, { op: 'configure_isolation', input }).then(ack);
-      },
-      subscribe: () => this.subscribe(frame as Extract<ClientFrame, { op: 'subscribe' }>),
-      unsubscribe: () => {
+      }
+      case 'subscribe':
+        return this.subscribe(frame);
+      case 'unsubscribe':
         this.endSubscription();
-        result({ unsubscribed: true });
-      },
-      resume_packet: () => {
+        return result({ unsubscribed: true });
+      case 'resume_packet':
         bus.authorize(sender, 'read', 'resume_packet');
-        return bus
-          .buildResumePacket((frame as Extract<ClientFrame, { op: 'resume_packet' }>).handoff)
-          .then(result);
-      },
-      participants: () => {
+        return bus.buildResumePacket(frame.handoff).then(result);
+      case 'participants': {
         bus.authorize(sender, 'read', 'participants');
         const value: ParticipantsResult = {
           participants: bus.participants(),
           roles: bus.roles(),
           isolation: bus.isolationProfiles(),
         };
-        result(value);
-      },
-      audit: () => {
+        return result(value);
+      }
+      case 'audit':
         bus.authorize(sender, 'audit', 'audit');
-        return bus
-          .readAudit({ limit: (frame as Extract<ClientFrame, { op: 'audit' }>).limit })
-          .then(result);
-      },
-    };
-    return handlers[frame.op](frame);
+        return bus.readAudit({ limit: frame.limit }).then(result);
+    }
   }
 
   private subscribe(frame: Extract<ClientFrame, { op: 'subscribe' }>): void {
