@@ -2,6 +2,7 @@ import { homedir } from 'node:os';
 import { PitError } from '@pit/cell-spec';
 import { loadConfig, type LoadedConfig } from './config.js';
 import { createBusHub, type BusHub } from './bus-hub.js';
+import { startChannels, type Channels } from './channels.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { createCellEventFeed } from './event-feed.js';
 import { startHttpServer, type HttpServer } from './http.js';
@@ -94,11 +95,13 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
   let supervisor: Supervisor;
   let http: HttpServer | undefined;
   let busHub: BusHub | undefined;
+  let channels: Channels | undefined;
   const startedAt = Date.now();
   try {
     if (loaded.config.bus.enabled && !options.dryRun) {
       busHub = await createBusHub({ listen: options.busListen ?? loaded.config.bus.listen, logger, ...(loaded.config.bus.roles ? { roles: loaded.config.bus.roles } : {}) });
     }
+    channels = await startChannels(loaded.config, env, logger);
     supervisor = await createSupervisor({
       config: loaded.config,
       policyInput: loaded.policyInput,
@@ -106,7 +109,8 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
       logger,
       metrics,
       dryRun: options.dryRun ?? false,
-      notifier: createNotifier(loaded.config, env, logger),
+      notifier: createNotifier(loaded.config, env, logger, channels.alerts),
+      approvalChannels: channels.approvals,
       ...(busHub ? { busHub } : {}),
     });
     await supervisor.start();
@@ -127,6 +131,7 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
       if (!env[loaded.config.daemon.http.token_env]) logger.warn(`${loaded.config.daemon.http.token_env} is not set: approvals over HTTP are refused`);
     }
   } catch (error) {
+    await channels?.stop().catch(() => undefined);
     await busHub?.close().catch(() => undefined);
     await lock.release();
     throw error;
@@ -145,6 +150,7 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
       for (const [signal, handler] of handlers) process.off(signal, handler);
       await http?.close();
       await supervisor.stop({ stopAgents });
+      await channels?.stop();
       await busHub?.close();
       await lock.release();
       logger.info('daemon stopped');

@@ -32,7 +32,9 @@ export { createLogger, silentLogger, LOG_LEVELS, type Logger, type DaemonLogger,
 export { startHttpServer, authorize, ApprovalDecisionBodySchema, type HttpServer, type HttpServerOptions, type HttpHandlers, type ApprovalDecisionResult } from './http.js';
 export { createMetricsRegistry, LATENCY_BUCKETS_S, type MetricsRegistry, type Counter, type Gauge, type Histogram } from './metrics.js';
 export { createCellEventFeed, type EventFeed, type FeedEvent, type FeedQuery } from './event-feed.js';
-export { openApprovalStore, type ApprovalStore, type StoredApproval } from './approvals.js';
+export { openApprovalStore, readApprovals, type ApprovalStore, type StoredApproval, type OpenApprovalStoreOptions } from './approvals.js';
+export { createBusHub, type BusHub, type BusHubOptions } from './bus-hub.js';
 export { checkProcess, readProcessStat, signalGroup, signalProcess, type ProcessStat, type ProcessLiveness } from './proc.js';
 export { DaemonError, type DaemonErrorCode } from './errors.js';
 export { DASHBOARD_HTML } from './dashboard.js';
+export { startChannels, type Channels } from './channels.js';

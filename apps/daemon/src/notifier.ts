@@ -1,5 +1,5 @@
 import { promises as fs } from 'node:fs';
-import { createIssueTracker, type IssueTracker } from '@pit/notify';
+import { createIssueTracker, type AlertDispatcher, type IssueTracker } from '@pit/notify';
 import type { PitConfig } from './config-schema.js';
 import type { Logger } from './logger.js';
 
@@ -30,20 +30,41 @@ export interface Notifier {
 export const silentNotifier: Notifier = { death: async () => undefined, recovery: async () => undefined };
 
 /**
- * Builds the notifier from `[issues]`: deaths open one issue per agent on GitHub or Gitea
- * (@pit/notify's tracker: one issue per agent, a comment per new episode), recoveries close it.
- * Without `[issues]`, or when its token variable is unset (logged), nothing is sent.
+ * Builds the notifier: deaths open one issue per agent on GitHub or Gitea from `[issues]`
+ * (@pit/notify's tracker: one issue per agent, a comment per new episode; recoveries close
+ * it), and go as grouped alerts to the chat channels when `alerts` is given. Without
+ * `[issues]`, or when its token variable is unset (logged), no issue is opened.
  */
-export function createNotifier(config: PitConfig, env: Record<string, string | undefined>, logger: Logger): Notifier {
+export function createNotifier(config: PitConfig, env: Record<string, string | undefined>, logger: Logger, alerts?: AlertDispatcher): Notifier {
+  const alert = (input: Parameters<AlertDispatcher['notify']>[0]) => {
+    try {
+      alerts?.notify(input);
+    } catch (error) {
+      logger.error('cannot queue an alert', { error: error instanceof Error ? error.message : String(error) });
+    }
+  };
+  const withAlerts = (inner: Notifier): Notifier =>
+    alerts
+      ? {
+          async death(notice) {
+            alert({ kind: notice.decision.action === 'escalate' ? 'escalation' : 'death', agent: notice.agent, mission: notice.mission, summary: `${notice.agent} is dead: ${notice.reason}`.slice(0, 1000) });
+            await inner.death(notice);
+          },
+          async recovery(agent, note) {
+            alert({ kind: 'recovery', agent, summary: note.slice(0, 1000) });
+            await inner.recovery(agent, note);
+          },
+        }
+      : inner;
   let tracker: IssueTracker | undefined;
   if (config.issues) {
     const token = env[config.issues.token_env];
     if (!token) logger.warn(`[issues] is configured but ${config.issues.token_env} is not set: no death issues`);
     else tracker = createIssueTracker({ config: config.issues, token, logger });
   }
-  if (!tracker) return silentNotifier;
+  if (!tracker) return withAlerts(silentNotifier);
   const issues = tracker;
-  return {
+  return withAlerts({
     async death(notice) {
       try {
         const logLines = notice.logPath ? (await fs.readFile(notice.logPath, 'utf8').catch(() => '')).split('\n').filter(Boolean).slice(-config.issues!.max_log_lines) : [];
@@ -76,5 +97,5 @@ export function createNotifier(config: PitConfig, env: Record<string, string | u
         logger.error('cannot close the death issue', { agent, error: error instanceof Error ? error.message : String(error) });
       }
     },
-  };
+  });
 }

@@ -6,6 +6,8 @@ import { createSnapshotStore } from '@pit/snapshot';
 import { createSupervisor, type Supervisor } from '../src/supervisor.js';
 import { createLogger } from '../src/logger.js';
 import { createNotifier } from '../src/notifier.js';
+import { startChannels } from '../src/channels.js';
+import { startTelegramBotApi } from '../../../packages/notify/test/servers/telegram-bot-api.js';
 // The local GitHub/Gitea issues API that @pit/notify's own tests use (the real Octokit client talks to it).
 import { startIssuesApi } from '../../../packages/notify/test/servers/issues-api.js';
 import { cleanup, makeCell, reapLater, tempDir, waitFor } from './helpers.js';
@@ -190,6 +192,43 @@ describe('the supervision loop', () => {
     });
     // The next sweep of forge does nothing more: a live substitute stands in for it.
     expect((await storyOf(cell.dir, 'forge')).filter((kind) => kind === 'agent_substituted')).toHaveLength(1);
+  });
+
+  it('asks on Telegram (the real grammY client against a local Bot API) and revives the agent when an approver presses Approve', async () => {
+    const api = await startTelegramBotApi({ token: 'tg-test-token-123456' });
+    closers.push(() => api.close());
+    const chatId = -100123;
+    const approver = { id: 4242, is_bot: false, first_name: 'Ops' };
+    const { cell, config, policyInput } = await fleet(
+      ['forge'],
+      `[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["telegram"], timeout = "10m" }\n[telegram]\ntoken_env = "PIT_TEST_TG"\nchat_id = ${chatId}\napprovers = [${approver.id}]\napi_root = "${api.apiRoot}"\npoll_timeout_seconds = 1`,
+    );
+    const env = { ...process.env, PIT_TEST_TG: 'tg-test-token-123456' };
+    const channels = await startChannels(config, env, logger);
+    closers.unshift(() => channels.stop());
+    expect(channels.approvals.map((channel) => channel.name)).toEqual(['telegram']);
+    supervisor = await createSupervisor({ config, policyInput, env, logger, approvalChannels: channels.approvals, notifier: createNotifier(config, env, logger, channels.alerts) });
+    await supervisor.start();
+    const key = `${cell.uuid}/forge`;
+    const first = await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && status.pid ? status : undefined;
+    }, 20_000, 'forge healthy');
+    started.push(first.pid!);
+    process.kill(first.pid!, 'SIGKILL');
+    const request = await api.waitForMessage(chatId, (message) => (message.reply_markup?.inline_keyboard.flat() ?? []).some((button) => button.callback_data?.startsWith('a:')), 20_000);
+    expect(request.text).toContain('forge');
+    const approve = request.reply_markup!.inline_keyboard.flat().find((button) => button.callback_data?.startsWith('a:'))!;
+    api.pressButton({ from: approver, chatId, messageId: request.message_id, data: approve.callback_data! });
+    const revived = await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && status.pid && status.pid !== first.pid ? status : undefined;
+    }, 20_000, 'forge revived after the Telegram approval');
+    started.push(revived.pid!);
+    const approved = (await cellEvents(cell.dir)).find((event) => event.event === 'revive_approved');
+    expect(approved).toMatchObject({ channel: 'telegram', by: expect.stringContaining(String(approver.id)) });
+    // The death also went out as an alert.
+    await api.waitForMessage(chatId, (message) => message.text.includes('forge is dead'), 20_000);
   });
 
   it('asks a human under policy ask, and revives the agent once the request is approved', async () => {
