@@ -135,7 +135,6 @@ interface PendingRequest {
   ref: number;
   text: string;
   sent: boolean;
-  expect: 'ack' | 'result';
   accept: (frame: ServerFrame) => void;
   reject: (error: BusError) => void;
   timer: NodeJS.Timeout | undefined;
@@ -609,7 +608,6 @@ class Client implements BusClient {
 
   private send(
     body: Record<string, unknown>,
-    expect: 'ack' | 'result',
     accept: (frame: ServerFrame) => void,
     reject: (error: BusError) => void,
   ): void {
@@ -636,7 +634,6 @@ class Client implements BusClient {
       ref,
       text: JSON.stringify(frame),
       sent: false,
-      expect,
       accept,
       reject,
       timer: undefined,
@@ -661,7 +658,6 @@ class Client implements BusClient {
     return new Promise<BusAck>((resolve, reject) =>
       this.send(
         body,
-        'ack',
         (frame) => {
           if (frame.type === 'ack') resolve({ seq: frame.seq, id: frame.id, ts: frame.ts });
           else
@@ -684,7 +680,6 @@ class Client implements BusClient {
     return new Promise<z.output<T>>((resolve, reject) =>
       this.send(
         body,
-        'result',
         (frame) => {
           if (frame.type !== 'result')
             return reject(
