@@ -13,7 +13,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { provisionCell } from '@pit/cell-spec';
@@ -371,7 +371,9 @@ rows.push({
 process.stdout.write(
   `BENCH_RESULT ${JSON.stringify({
     title: `mission bus fan-out: 1 publisher → ${SUBSCRIBERS} subscribers on loopback (${EVENTS} events; latency at ${RATE}/s)`,
-    notes: `Median of ${ROUNDS} interleaved rounds. Throughput with ${WINDOW} publishes in flight, timed until every subscriber has every event. Latency = delivery time − publish time, over ${LATENCY_EVENTS} paced publishes × ${SUBSCRIBERS} subscribers. Server in its own process; wire clients parse JSON only, so rows compare servers; the last row uses the real client (zod-validated frames).`,
+    notes: `Median of ${ROUNDS} interleaved rounds. Throughput with ${WINDOW} publishes in flight, timed until every subscriber has every event. Latency = delivery time − publish time, over ${LATENCY_EVENTS} paced publishes × ${SUBSCRIBERS} subscribers. Server in its own process; wire clients parse JSON only, so rows compare servers; the last row uses the real client (zod-validated frames). The bus sends events acknowledged together as one frame per subscriber; the bare server sends one frame per event. Latency percentiles are sensitive to other load on the machine (os.loadavg at the start: ${loadavg()
+      .map((value) => value.toFixed(1))
+      .join(', ')}).`,
     rows,
   })}\n`,
 );
