@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { writeJsonAtomic } from '@pit/cell-spec';
-import { MissionBus, RoleSchema, SYSTEM_SENDER, type BusEvent, type ResumePacket, type Role, type RoleOverrides } from '@pit/mission-bus';
+import { MissionBus, RoleSchema, SYSTEM_SENDER, type ResumePacket, type Role, type RoleOverrides } from '@pit/mission-bus';
 import { listCheckpoints } from '@pit/snapshot';
 import type { Logger } from './logger.js';
 
@@ -44,17 +44,9 @@ export async function publishHandoff(options: PublishHandoffOptions): Promise<Pu
     // Idempotent: a participant already registered with this role is left as it is.
     await bus.registerParticipant({ name: options.from, role });
     await bus.registerParticipant({ name: options.to, role });
-    const events: BusEvent[] = [];
-    for (let after = 0; ; ) {
-      const batch = await bus.read({ after, limit: 1000 });
-      if (batch.length === 0) break;
-      events.push(...batch);
-      after = batch.at(-1)!.seq;
-    }
-    const checkpoints = events.filter((event): event is Extract<BusEvent, { event: 'checkpoint' }> => event.event === 'checkpoint');
     const latestWorkspace = (await listCheckpoints(options.cellDir)).checkpoints[0];
     const workspace = latestWorkspace ? { ts: latestWorkspace.name, sha256: latestWorkspace.manifest.sha256 } : undefined;
-    const own = checkpoints.filter((event) => event.sender === options.from).at(-1);
+    const own = await bus.lastCheckpointOf(options.from);
     const checkpoint =
       own ??
       (await bus.checkpoint(SYSTEM_SENDER, {

@@ -45,8 +45,7 @@ async function fleet(agents: string[], extra = '', agentExtra: Record<string, st
     'heartbeat_stale_s = 2',
     'poll_interval_s = 0.2',
     'resurrect_after_s = 0',
-    '[checkpoints]',
-    'interval_s = 0',
+    ...(extra.includes('[checkpoints]') ? [] : ['[checkpoints]', 'interval_s = 0']),
     '[policy.defaults]',
     'backoff = { initial = "200ms", cap = "1s", jitter = 0 }',
     extra,
@@ -229,6 +228,54 @@ describe('the supervision loop', () => {
     expect(approved).toMatchObject({ channel: 'telegram', by: expect.stringContaining(String(approver.id)) });
     // The death also went out as an alert.
     await api.waitForMessage(chatId, (message) => message.text.includes('forge is dead'), 20_000);
+  });
+
+  it('supervises an agent outside cells (cell = "none"): started in its cwd, revived, its events in the state dir', async () => {
+    const { base, config, policyInput } = await fleet([], '[agents.gateway]\ncell = "none"\ncwd = "."\nargv = ["sleep", "60"]\nstartup_grace_s = 5\nprobes = { heartbeat = false, failure_threshold = 1 }');
+    supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+    await supervisor.start();
+    const first = await waitFor(async () => {
+      const status = await statusOf('host/gateway');
+      return status?.pid && status.health !== 'dead' ? status : undefined;
+    }, 20_000, 'gateway running');
+    started.push(first.pid!);
+    expect(first.cell).toBeUndefined();
+    process.kill(first.pid!, 'SIGKILL');
+    const second = await waitFor(async () => {
+      const status = await statusOf('host/gateway');
+      return status?.pid && status.pid !== first.pid ? status : undefined;
+    }, 20_000, 'gateway revived');
+    started.push(second.pid!);
+    await waitFor(async () => (await fs.readFile(join(config.daemon.state_dir, 'logs', 'events.jsonl'), 'utf8')).includes('"event":"agent_revived"'), 10_000, 'agent_revived in the state dir’s event log');
+    expect(await fs.readFile(join(config.daemon.state_dir, 'logs', 'gateway.log'), 'utf8')).toContain('starting gateway');
+    void base;
+  });
+
+  it('takes periodic workspace checkpoints, and restores the latest before a revive when the agent asks for it', async () => {
+    const { cell, config, policyInput } = await fleet(['forge'], '[checkpoints]\ninterval_s = 0.3\nretention = 2', {
+      forge: `argv = ["${process.execPath}", "${AGENT}"]\nrestore_checkpoint = true`,
+    });
+    const notes = join(cell.dir, 'workspace', 'notes.md');
+    await fs.writeFile(notes, 'good work\n');
+    supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+    await supervisor.start();
+    const first = await waitFor(async () => {
+      const status = await statusOf(`${cell.uuid}/forge`);
+      return status?.health === 'healthy' && status.pid ? status : undefined;
+    }, 20_000, 'forge healthy');
+    started.push(first.pid!);
+    await waitFor(async () => (await cellEvents(cell.dir)).some((event) => event.event === 'checkpoint_created'), 20_000, 'a periodic checkpoint');
+    await fs.writeFile(notes, 'half-written garbage\n');
+    process.kill(first.pid!, 'SIGKILL');
+    const revived = await waitFor(async () => {
+      const status = await statusOf(`${cell.uuid}/forge`);
+      return status?.health === 'healthy' && status.pid && status.pid !== first.pid ? status : undefined;
+    }, 20_000, 'forge revived');
+    started.push(revived.pid!);
+    expect(await fs.readFile(notes, 'utf8')).toBe('good work\n');
+    const kinds = (await cellEvents(cell.dir)).map((event) => event.event);
+    expect(kinds.lastIndexOf('checkpoint_restored')).toBeLessThan(kinds.lastIndexOf('agent_revived'));
+    expect(kinds).toContain('checkpoint_restored');
   });
 
   it('asks a human under policy ask, and revives the agent once the request is approved', async () => {
