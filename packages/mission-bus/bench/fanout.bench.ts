@@ -28,6 +28,7 @@ const LATENCY_EVENTS = SMOKE ? 300 : 3000;
 const RATE = 1000; // publishes per second in the latency phase
 const WINDOW = 256;
 const ROUNDS = SMOKE ? 1 : 3;
+const LOAD_AT_START = loadavg();
 const SUBSCRIBERS = 10;
 const SERVER_SCRIPT = fileURLToPath(new URL('./fanout-server.ts', import.meta.url));
 const MISSION = 'bench-mission';
