@@ -372,9 +372,9 @@ rows.push({
 process.stdout.write(
   `BENCH_RESULT ${JSON.stringify({
     title: `mission bus fan-out: 1 publisher → ${SUBSCRIBERS} subscribers on loopback (${EVENTS} events; latency at ${RATE}/s)`,
-    notes: `Median of ${ROUNDS} interleaved rounds. Throughput with ${WINDOW} publishes in flight, timed until every subscriber has every event. Latency = delivery time − publish time, over ${LATENCY_EVENTS} paced publishes × ${SUBSCRIBERS} subscribers. Server in its own process; wire clients parse JSON only, so rows compare servers; the last row uses the real client (zod-validated frames). The bus sends events acknowledged together as one frame per subscriber; the bare server sends one frame per event. Latency percentiles are sensitive to other load on the machine (os.loadavg at the start: ${loadavg()
-      .map((value) => value.toFixed(1))
-      .join(', ')}).`,
+    notes: `Median of ${ROUNDS} interleaved rounds. Throughput with ${WINDOW} publishes in flight, timed until every subscriber has every event. Latency = delivery time − publish time, over ${LATENCY_EVENTS} paced publishes × ${SUBSCRIBERS} subscribers. Server in its own process; wire clients parse JSON only, so rows compare servers; the last row uses the real client (zod-validated frames). The bus sends events acknowledged together as one frame per subscriber; the bare server sends one frame per event. Latency percentiles are sensitive to other load on the machine (os.loadavg at the start: ${LOAD_AT_START.map(
+      (value) => value.toFixed(1),
+    ).join(', ')}).`,
     rows,
   })}\n`,
 );
