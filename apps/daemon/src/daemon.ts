@@ -165,6 +165,9 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
       if (next.config.daemon.state_dir !== loaded.config.daemon.state_dir) {
         throw new Error(`daemon.state_dir cannot change while running (${loaded.config.daemon.state_dir} → ${next.config.daemon.state_dir}); restart the daemon`);
       }
+      const needsRestart: string[] = (['telegram', 'nostr', 'issues', 'bus'] as const).filter((section) => JSON.stringify(next.config[section]) !== JSON.stringify(loaded.config[section]));
+      if (next.config.daemon.http.listen !== loaded.config.daemon.http.listen || next.config.daemon.http.enabled !== loaded.config.daemon.http.enabled) needsRestart.push('daemon.http');
+      if (needsRestart.length > 0) logger.warn('these sections changed and take effect after a restart of the daemon', { sections: needsRestart });
       logger.addSecrets(next.secrets);
       logger.setLevel(options.logLevel ?? next.config.daemon.log_level);
       await supervisor.reload(next.config, next.policyInput);
