@@ -38,6 +38,34 @@ describe('sandboxArgv', () => {
 });
 
 describe('isolation level 2 (mount + pid + user namespaces)', () => {
+  it('needs no root: an ordinary user (nobody, through setpriv when the tests run as root) is contained the same way', async () => {
+    const base = await tempDir('pit-nobody-');
+    await fs.chmod(base, 0o755);
+    const cellDir = join(base, 'cell');
+    await fs.mkdir(join(cellDir, 'workspace'), { recursive: true });
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) await fs.chown(cellDir, 65534, 65534).then(() => fs.chown(join(cellDir, 'workspace'), 65534, 65534));
+    const argv = sandboxArgv({
+      unshare: '/usr/bin/unshare',
+      workdir: join(cellDir, 'workspace'),
+      writable: [cellDir],
+      argv: ['sh', '-c', 'echo contained > proof.txt; (echo x > /etc/pit-escape) 2>/dev/null && echo ESCAPED || echo etc-refused; echo "home=[$(ls -A /home)]"'],
+    });
+    const command = asRoot ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--', ...argv] : argv;
+    const { spawn } = await import('node:child_process');
+    const child = spawn(command[0]!, command.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    reapLater(child.pid);
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+    const code = await within(new Promise<number | null>((resolve) => child.once('exit', resolve)), 20_000, 'the unprivileged sandbox');
+    expect(code, output).toBe(0);
+    expect(output).toContain('etc-refused');
+    expect(output).toContain('home=[]');
+    expect(await fs.readFile(join(cellDir, 'workspace', 'proof.txt'), 'utf8')).toBe('contained\n');
+    if (asRoot) expect((await fs.stat(join(cellDir, 'workspace', 'proof.txt'))).uid).toBe(65534);
+  });
+
   it('lets the agent write only inside its cell: /etc and the rest of the host are read-only', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const outside = await tempDir('pit-outside-');

@@ -86,7 +86,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 for dir in /root /home; do
-  [ -d "$root$dir" ] && mount -o remount,ro "$root$dir"
+  # A per-mount read-only flag (bind remount): an unprivileged user namespace may not remount the tmpfs itself.
+  [ -d "$root$dir" ] && mount -o remount,bind,ro,nosuid,nodev "$root$dir"
 done
 cd "$root"
 pivot_root . .
