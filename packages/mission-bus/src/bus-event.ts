@@ -1,4 +1,9 @@
-import { AgentNameSchema, IsoTimestampSchema, IsolationProfileSchema } from '@pit/cell-spec';
+import {
+  AgentNameSchema,
+  IsoTimestampSchema,
+  IsolationProfileSchema,
+  Sha256Schema,
+} from '@pit/cell-spec';
 import { z } from 'zod';
 import { RoleSchema } from './roles.js';
 
@@ -9,10 +14,8 @@ import { RoleSchema } from './roles.js';
  */
 export const SYSTEM_SENDER = '@pit';
 
-/** A hex sha256 digest (64 lower-case hex characters). */
-export const Sha256HexSchema = z
-  .string()
-  .regex(/^[0-9a-f]{64}$/, { message: 'must be a lower-case hex sha256' });
+/** A hex sha256 digest (64 lower-case hex characters): the shared @pit/cell-spec schema. */
+export const Sha256HexSchema = Sha256Schema;
 
 /** An event id: 1–128 characters of `A-Z a-z 0-9 . _ : -` (a UUID by default); it becomes part of inbox file names. */
 export const EventIdSchema = z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, {
