@@ -412,7 +412,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     return createAssessor({
       failureThreshold: threshold,
       successThreshold: agentConfig?.probes.success_threshold ?? 1,
-      startupGraceMs: mode === 'sweep' ? 0 : (agentConfig?.startup_grace_s ?? 30) * 1000,
+      startupGraceMs: (agentConfig?.startup_grace_s ?? 30) * 1000,
       probes: { process: { failureThreshold: 1 }, heartbeat: { failureThreshold: 1 } },
       now,
     });
@@ -991,7 +991,9 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     await Promise.all(
       [...slots.values()].map(async (slot) => {
         const probes = probesOf(slot);
-        slot.assessor.track(slot.key, { startedAt: 0, probes: probes.map((probe) => probe.name) });
+        // The startup grace runs from the process's real start: a just-started agent is not judged yet.
+        const startedAt = slot.process ? (slot.process.adopted ? await processStartedAtMs(slot.process.startTime) : slot.process.startedAt.getTime()) : 0;
+        slot.assessor.track(slot.key, { startedAt: startedAt ?? 0, probes: probes.map((probe) => probe.name) });
         for (const probe of probes) {
           const controller = new AbortController();
           const timeoutMs = probe.timeoutMs ?? 5000;
@@ -1083,6 +1085,19 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   };
 
   return { start, sweep, status, decideApproval, reload, stop, metrics };
+}
+
+let bootTimeMs: number | undefined;
+/** When a process started (ms since epoch), from its start time in clock ticks and the boot time in `/proc/stat`. */
+async function processStartedAtMs(startTicks: number): Promise<number | undefined> {
+  if (bootTimeMs === undefined) {
+    const stat = await fs.readFile('/proc/stat', 'utf8').catch(() => '');
+    const btime = /^btime (\d+)$/m.exec(stat)?.[1];
+    if (!btime) return undefined;
+    bootTimeMs = Number(btime) * 1000;
+  }
+  // Linux reports stat times in USER_HZ, 100 on every mainstream architecture.
+  return bootTimeMs + (startTicks / 100) * 1000;
 }
 
 function emptyState(): CellState {

@@ -191,6 +191,20 @@ describe('pit daemon (e2e, real processes)', () => {
 });
 
 describe('sweepOnce (cron one-shot)', () => {
+  it('starts a new agent once and does not judge it within its startup grace; the next sweep sees it healthy with the same pid', async () => {
+    const { cell, configPath } = await setup(['forge']);
+    const quiet = { stream: { write: () => true }, format: 'json' as const };
+    const first = await sweepOnce({ configPath, log: quiet });
+    expect(first.agents[0]).toMatchObject({ key: `${cell.uuid}/forge`, health: 'unknown' });
+    const pid = (await readCellState(cell.dir)).agents.forge!.pid!;
+    agentPids.add(pid);
+    await waitFor(async () => (await fs.stat(join(cell.dir, '.lazarus', 'heartbeats', 'forge.json')).catch(() => undefined)) !== undefined, 10_000, 'the first heartbeat');
+    const second = await sweepOnce({ configPath, log: quiet });
+    expect(second.healthy).toBe(true);
+    expect((await readCellState(cell.dir)).agents.forge!.pid).toBe(pid);
+    expect((await storyOf(cell.dir, 'forge')).filter((kind) => kind === 'agent_started' || kind === 'agent_revived')).toEqual(['agent_started']);
+  });
+
   it('two sweeps in a row accumulate dead time, revive nothing twice, and refuse to run beside a daemon', async () => {
     const { cell, configPath } = await setup(['forge'], '[policy.agents.forge]\ndead_after = "1h"');
     // First sweep: the agent is seen for the first time and started.
