@@ -278,6 +278,25 @@ describe('the supervision loop', () => {
     expect(kinds).toContain('checkpoint_restored');
   });
 
+  it('stops a crash loop: restarts back off, then the restart intensity is exceeded and the death escalates', async () => {
+    const { cell, config, policyInput } = await fleet(['forge'], '[policy.agents.forge]\nrestart_intensity = { max_restarts = 3, window = "10m" }\nrollback_before_restart = false', {
+      forge: `argv = ["${process.execPath}", "${AGENT}", "--exit-after", "50"]`,
+    });
+    supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+    await supervisor.start();
+    const key = `${cell.uuid}/forge`;
+    const escalated = await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.last_decision?.action === 'escalate' || status?.last_decision?.action === 'record_only' ? status : undefined;
+    }, 30_000, 'the escalation');
+    expect(escalated.health).toBe('dead');
+    const story = await storyOf(cell.dir, 'forge');
+    expect(story.filter((kind) => kind === 'agent_revived')).toHaveLength(3);
+    expect(story).toContain('decision:escalate');
+    const waits = (await cellEvents(cell.dir)).filter((event) => event.event === 'decision' && event.action === 'wait' && event.rule === 'backoff');
+    expect(waits.length).toBeGreaterThan(0);
+  });
+
   it('asks a human under policy ask, and revives the agent once the request is approved', async () => {
     const { cell, config, policyInput } = await fleet(['forge'], '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }');
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
