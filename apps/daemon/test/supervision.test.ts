@@ -297,6 +297,28 @@ describe('the supervision loop', () => {
     expect(waits.length).toBeGreaterThan(0);
   });
 
+  it('carries out the default when nobody answers an approval request in time (on_timeout = proceed)', async () => {
+    const { cell, config, policyInput } = await fleet(['forge'], '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "1s", on_timeout = "proceed" }');
+    supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+    await supervisor.start();
+    const key = `${cell.uuid}/forge`;
+    const first = await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && status.pid ? status : undefined;
+    }, 20_000, 'forge healthy');
+    started.push(first.pid!);
+    process.kill(first.pid!, 'SIGKILL');
+    const asked = await waitFor(async () => (await statusOf(key))?.pending_approval, 20_000, 'an approval request');
+    const revived = await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && status.pid && status.pid !== first.pid ? status : undefined;
+    }, 20_000, 'forge revived once the request expired');
+    started.push(revived.pid!);
+    const decisions = (await cellEvents(cell.dir)).filter((event) => event.event === 'decision' && event.agent === 'forge');
+    expect(decisions.map((event) => event.rule)).toContain('approval.expired');
+    expect((await supervisor.status()).approvals.map((approval) => approval.id)).not.toContain(asked);
+  });
+
   it('asks a human under policy ask, and revives the agent once the request is approved', async () => {
     const { cell, config, policyInput } = await fleet(['forge'], '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }');
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
