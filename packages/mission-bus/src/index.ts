@@ -62,6 +62,7 @@ export {
 } from './resume-packet.js';
 export { inboxFileName, isDirectEvent, type DirectEvent } from './inbox.js';
 export { segmentFileName, type LogRepair } from './segment-log.js';
+export { readBusLog, type BusLogEntry, type ReadBusLogOptions } from './read-bus-log.js';
 export type { AuditEntry } from './audit-trail.js';
 export {
   MissionBus,

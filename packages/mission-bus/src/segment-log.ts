@@ -54,7 +54,7 @@ interface QueuedLine {
   reject: (error: unknown) => void;
 }
 
-const SEGMENT_PATTERN = /^stream-(\d{20})\.jsonl$/;
+export const SEGMENT_PATTERN = /^stream-(\d{20})\.jsonl$/;
 const MARK_EVERY = 256;
 /** The most bytes written in one write() call. */
 const MAX_BATCH_BYTES = 4 * 1024 * 1024;
