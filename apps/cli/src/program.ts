@@ -6,6 +6,8 @@ import { configCheck } from './commands/config-check.js';
 import { daemon, sweep } from './commands/daemon.js';
 import { heartbeat } from './commands/heartbeat.js';
 import { checkpoint, listSnapshots, rollback } from './commands/snapshots.js';
+import { decide, listApprovals } from './commands/approvals.js';
+import { busTail } from './commands/bus.js';
 import { status } from './commands/status.js';
 import { why } from './commands/why.js';
 import { demo } from './demo/demo.js';
@@ -110,6 +112,35 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .option('--pid <pid>', "the agent's pid (default: the calling shell's)")
     .option('--model <model>', 'the model the agent is using')
     .action((options: { cell: string; agent: string; status?: string; cycle?: string; pid?: string; model?: string }) => run(async () => heartbeat(await cellsContext(), options))());
+
+  program
+    .command('approvals')
+    .description('approval requests waiting for a human (pending ones unless --all)')
+    .option('--all', 'include decided and expired requests')
+    .option('--json', 'print JSON')
+    .action((options: { all?: boolean; json?: boolean }) => run(() => listApprovals(context, options))());
+  for (const decision of ['approve', 'deny'] as const) {
+    program
+      .command(decision)
+      .description(
+        `${decision} a pending request (single use). With a daemon running it goes through its HTTP API with the token in $PIT_HTTP_TOKEN ([daemon.http].token_env); otherwise the next sweep carries it out`,
+      )
+      .argument('<id>', 'the request id (see pit approvals)')
+      .option('--reason <text>', 'recorded with the decision')
+      .option('--json', 'print JSON')
+      .action((id: string, options: { reason?: string; json?: boolean }) => run(() => decide(context, decision, id, options))());
+  }
+
+  program
+    .command('bus')
+    .description("a mission's event bus")
+    .command('tail')
+    .description("print a cell's bus stream (messages, checkpoints, handoffs) from its log; works while the daemon serves the bus")
+    .argument('<cell>', 'the cell uuid')
+    .option('--from <seq>', 'start at this sequence number', '1')
+    .option('--follow', 'keep printing new events until interrupted')
+    .option('--json', 'one JSON event per line')
+    .action((uuid: string, options: { from?: string; follow?: boolean; json?: boolean }) => run(() => busTail(context, uuid, options))());
 
   program
     .command('snapshot')
