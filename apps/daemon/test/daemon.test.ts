@@ -33,7 +33,7 @@ async function setup(agents: string[], extra = '') {
     'token_env = "PIT_TEST_TOKEN"',
     '[cells]',
     'root = "missions"',
-    'heartbeat_stale_s = 2',
+    'heartbeat_stale_s = 15', // generous: a loaded 2-core machine delays heartbeats; deaths here are seen by the process probe
     'poll_interval_s = 0.2',
     'resurrect_after_s = 0',
     '[checkpoints]',
@@ -195,7 +195,9 @@ describe('sweepOnce (cron one-shot)', () => {
     const { cell, configPath } = await setup(['forge']);
     const quiet = { stream: { write: () => true }, format: 'json' as const };
     const first = await sweepOnce({ configPath, log: quiet });
-    expect(first.agents[0]).toMatchObject({ key: `${cell.uuid}/forge`, health: 'unknown' });
+    expect(first.agents[0]?.key).toBe(`${cell.uuid}/forge`);
+    // Within its startup grace the new agent is not judged dead: unknown, or healthy if its first heartbeat was already there.
+    expect(['unknown', 'healthy']).toContain(first.agents[0]?.health);
     const pid = (await readCellState(cell.dir)).agents.forge!.pid!;
     agentPids.add(pid);
     await waitFor(async () => (await fs.stat(join(cell.dir, '.lazarus', 'heartbeats', 'forge.json')).catch(() => undefined)) !== undefined, 10_000, 'the first heartbeat');

@@ -36,7 +36,7 @@ describe('the dashboard (GET /)', () => {
       'token_env = "PIT_TEST_TOKEN"',
       '[cells]',
       'root = "missions"',
-      'heartbeat_stale_s = 2',
+      'heartbeat_stale_s = 15', // generous: a loaded 2-core machine delays heartbeats; deaths here are seen by the process probe
       'poll_interval_s = 0.2',
       'resurrect_after_s = 0',
       '[checkpoints]',

@@ -21,15 +21,26 @@ export function reapLater(pid: number | undefined): void {
 
 /** Kills every registered process group and removes every temp directory. Call from afterEach. */
 export async function cleanup(): Promise<void> {
+  const killed: number[] = [];
   for (const pid of groups) {
     try {
       process.kill(-pid, 'SIGKILL');
+      killed.push(pid);
     } catch {
       // already gone
     }
   }
   groups.clear();
-  for (const dir of dirs.splice(0)) await fs.rm(dir, { recursive: true, force: true });
+  // Wait (bounded) until the killed leaders are gone or zombies, so none writes into a directory being removed.
+  const deadline = Date.now() + 5000;
+  for (const pid of killed) {
+    while (Date.now() < deadline) {
+      const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+      if (stat === undefined || /\) [ZX] /.test(stat)) break;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+  for (const dir of dirs.splice(0)) await fs.rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
 }
 
 /** A real cell with the given agents under a temp cells root. */

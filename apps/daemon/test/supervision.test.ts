@@ -42,7 +42,7 @@ async function fleet(agents: string[], extra = '', agentExtra: Record<string, st
     'enabled = false',
     '[cells]',
     'root = "missions"',
-    'heartbeat_stale_s = 2',
+    'heartbeat_stale_s = 15', // generous: a loaded 2-core machine delays heartbeats; deaths here are seen by the process probe
     'poll_interval_s = 0.2',
     'resurrect_after_s = 0',
     ...(extra.includes('[checkpoints]') ? [] : ['[checkpoints]', 'interval_s = 0']),
