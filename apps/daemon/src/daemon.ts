@@ -120,7 +120,7 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
         token: env[loaded.config.daemon.http.token_env] || undefined,
         logger,
         handlers: {
-          health: () => ({ ok: true, pid: process.pid, uptime_s: Math.round((Date.now() - startedAt) / 1000), config: loaded.path ?? '(embedded default)' }),
+          health: () => ({ ...supervisor.health(), pid: process.pid, uptime_s: Math.round((Date.now() - startedAt) / 1000), config: loaded.path ?? '(embedded default)' }),
           status: () => supervisor.status(),
           metrics,
           events: createCellEventFeed({ cellsRoot: loaded.config.cells.root }),

@@ -126,6 +126,8 @@ export interface Supervisor {
   reload(config: PitConfig, policyInput?: unknown): Promise<void>;
   /** Stops probing and flushes state; stops the agents too when `stopAgents`. */
   stop(options?: { stopAgents?: boolean }): Promise<void>;
+  /** The loop's own health: discovery ran recently and the last one succeeded. */
+  health(): { ok: boolean; last_discovery?: string; reason?: string };
   metrics: MetricsRegistry;
 }
 
@@ -298,6 +300,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     return { wanted, discovery };
   };
 
+  let lastDiscovery: { at: number; ok: boolean; error?: string } | undefined;
   /** Discovery runs one at a time (timer, root watcher, reloads and substitutions all call it). */
   let syncing: Promise<void> = Promise.resolve();
   const sync = (mode: 'loop' | 'sweep') => {
@@ -307,7 +310,15 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   };
   const syncNow = async (mode: 'loop' | 'sweep') => {
     if (stopped) return;
-    const { wanted, discovery } = await desiredSlots();
+    let desired: Awaited<ReturnType<typeof desiredSlots>>;
+    try {
+      desired = await desiredSlots();
+      lastDiscovery = { at: now(), ok: true };
+    } catch (error) {
+      lastDiscovery = { at: now(), ok: false, error: error instanceof Error ? error.message : String(error) };
+      throw error;
+    }
+    const { wanted, discovery } = desired;
     const persisted = new Map<string, CellState>();
     for (const cell of discovery.supervised) persisted.set(cell.dir, await readCellState(cell.dir).catch(() => emptyState()));
     const hostState = await readHostState();
@@ -1084,7 +1095,16 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     await approvals.close();
   };
 
-  return { start, sweep, status, decideApproval, reload, stop, metrics };
+  const health = () => {
+    const staleAfter = Math.max(30_000, config.cells.poll_interval_s * 5000);
+    if (!lastDiscovery) return { ok: false, reason: 'no discovery yet' };
+    const last = { last_discovery: iso(lastDiscovery.at) };
+    if (!lastDiscovery.ok) return { ok: false, ...last, reason: `the last discovery failed: ${lastDiscovery.error ?? 'unknown error'}` };
+    if (now() - lastDiscovery.at > staleAfter) return { ok: false, ...last, reason: `no discovery for ${Math.round((now() - lastDiscovery.at) / 1000)} s (the loop is stuck)` };
+    return { ok: true, ...last };
+  };
+
+  return { start, sweep, status, decideApproval, reload, stop, health, metrics };
 }
 
 let bootTimeMs: number | undefined;

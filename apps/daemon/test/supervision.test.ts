@@ -68,7 +68,9 @@ describe('the supervision loop', () => {
   it('starts a configured agent, sees it healthy, and revives it after SIGKILL; the event log tells the story', async () => {
     const { cell, config, policyInput } = await fleet(['forge']);
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+    expect(supervisor.health()).toMatchObject({ ok: false, reason: 'no discovery yet' });
     await supervisor.start();
+    expect(supervisor.health()).toMatchObject({ ok: true, last_discovery: expect.any(String) });
     const key = `${cell.uuid}/forge`;
     const first = await waitFor(async () => {
       const status = await statusOf(key);
