@@ -65,6 +65,8 @@ export interface StartAgentOptions {
   isolation?: IsolationProfile;
   /** Level 2: directories to hide (other agents' homes). */
   hiddenPaths?: string[];
+  /** Level 2: the agent's own home (`home` in `cell.json`), kept visible read-only. */
+  home?: string;
 }
 
 /** Options of {@link createExecutor}. */
@@ -202,8 +204,8 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
         unshare,
         workdir: cwd,
         writable,
-        hidden: spec.hiddenPaths ?? [],
-        readonly: profile.readonly_paths ?? [],
+        hidden: (spec.hiddenPaths ?? []).filter((path) => path !== spec.home),
+        readonly: [...(profile.readonly_paths ?? []), ...(spec.home ? [spec.home] : [])],
         network: profile.network ?? 'host',
         argv: spec.argv,
       });

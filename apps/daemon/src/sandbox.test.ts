@@ -98,10 +98,12 @@ describe('isolation level 2 (mount + pid + user namespaces)', () => {
     await expect(fs.access('/usr/pit-escape')).rejects.toThrow();
   });
 
-  it('hides other processes, /root, /home and other agents’ homes', async () => {
+  it('hides other processes, /root, /home and other agents’ homes; the agent’s own home stays readable, not writable', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const otherHome = await tempDir('pit-home-');
     await fs.writeFile(join(otherHome, 'secret.txt'), 'other agent secret');
+    const ownHome = await tempDir('pit-own-home-');
+    await fs.writeFile(join(ownHome, 'settings.json'), '{"mine":true}');
     const agentScript = await script(
       join(cell.dir, 'workspace', 'agent.sh'),
       [
@@ -110,10 +112,12 @@ describe('isolation level 2 (mount + pid + user namespaces)', () => {
         'echo "root: [$(ls -A /root | tr "\\n" " ")]"',
         'echo "home: [$(ls -A /home | tr "\\n" " ")]"',
         `cat ${otherHome}/secret.txt 2>/dev/null || echo "other home hidden"`,
+        `echo "own: $(cat ${ownHome}/settings.json)"`,
+        `(echo x > ${ownHome}/new.txt) 2>/dev/null && echo "OWN HOME WRITABLE" || echo "own home read-only"`,
       ].join('\n'),
     );
     executor = createExecutor({ env: process.env });
-    const agent = await executor.start({ agent: 'forge', argv: ['sh', agentScript], env: agentEnv(), cell, isolation: { level: 2 }, hiddenPaths: [otherHome] });
+    const agent = await executor.start({ agent: 'forge', argv: ['sh', agentScript], env: agentEnv(), cell, isolation: { level: 2 }, hiddenPaths: [otherHome, ownHome], home: ownHome });
     reapLater(agent.pid);
     await within(agent.exited, 20_000, 'sandboxed agent');
     const log = await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8');
@@ -125,6 +129,8 @@ describe('isolation level 2 (mount + pid + user namespaces)', () => {
     expect(log).toContain('home: []');
     expect(log).toContain('other home hidden');
     expect(log).not.toContain('other agent secret');
+    expect(log).toContain('own: {"mine":true}');
+    expect(log).toContain('own home read-only');
   });
 
   it('tracks and stops the agent: the process inside is in the tracked process group and dies with it', async () => {

@@ -846,6 +846,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         ...(slot.cell ? { cell: { uuid: slot.cell.uuid, dir: slot.cell.dir } } : { cwd: agentConfig.cwd!, logPath: join(stateDir, 'logs', `${slot.name}.log`) }),
         isolation: agentConfig.isolation,
         hiddenPaths: hidden,
+        ...(ownHome(slot) ? { home: ownHome(slot)! } : {}),
       });
       watchProcess(slot, started);
       slot.state.revive_attempts = why.attempt;
@@ -865,6 +866,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     }
   };
 
+  const ownHome = (slot: Slot) => slot.cell?.manifest.agents.find((agent) => agent.name === slot.name)?.home;
   const otherHomes = (slot: Slot) => {
     const homes = new Set<string>();
     for (const other of slots.values()) for (const agent of other.cell?.manifest.agents ?? []) if (agent.home && agent.name !== slot.name) homes.add(agent.home);
