@@ -110,6 +110,29 @@ describe('createAssessor', () => {
     expect(assessor.record('forge', 'process', sample(false, T0 + 2_000)).health).toBe('dead');
   });
 
+  it('keeps the startup grace until every declared critical probe has passed (a live process alone is not healthy)', () => {
+    const assessor = createAssessor({ failureThreshold: 1, startupGraceMs: 30_000 });
+    assessor.track('forge', { startedAt: T0, probes: ['process', 'heartbeat', 'http'] });
+    const processOnly = assessor.record('forge', 'process', sample(true, T0 + 100));
+    expect(processOnly).toMatchObject({ health: 'unknown', inGrace: true });
+    expect(processOnly.reason).toMatch(/waiting for heartbeat, http/);
+    // /health not listening yet: still starting, not dead.
+    expect(assessor.record('forge', 'http', sample(false, T0 + 200, 'refused'))).toMatchObject({ health: 'unknown', inGrace: true });
+    assessor.record('forge', 'heartbeat', sample(true, T0 + 300));
+    expect(assessor.record('forge', 'http', sample(true, T0 + 400))).toMatchObject({ health: 'healthy', inGrace: false });
+  });
+
+  it("ignores samples observed before the agent's (re)start: they describe its previous life", () => {
+    const assessor = createAssessor({ failureThreshold: 2, startupGraceMs: 30_000 });
+    assessor.track('forge', { startedAt: T0 - 60_000 });
+    assessor.record('forge', 'http', sample(true, T0 - 1_000));
+    assessor.track('forge', { startedAt: T0, probes: ['http'] });
+    // A probe that was in flight across the restart: its ok answer came from the old process.
+    const stale = assessor.record('forge', 'http', sample(true, T0 - 10));
+    expect(stale).toMatchObject({ health: 'unknown', inGrace: true });
+    expect(stale.probes.http?.consecutiveSuccesses).toBe(0);
+  });
+
   it('keeps firstFailedAt across dead ⇄ degraded so dead-for durations accumulate, and clears it when healthy', () => {
     const assessor = createAssessor({ failureThreshold: 1, probes: { http: { critical: false } } });
     assessor.record('forge', 'process', sample(true, T0));

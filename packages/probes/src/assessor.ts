@@ -49,7 +49,9 @@ export interface AssessorOptions {
   successThreshold?: number;
   /**
    * After an agent starts, failures do not make it dead or degraded for this long (it reports
-   * `unknown`); the grace ends early at its first healthy verdict. ms. @default 0
+   * `unknown`); the grace ends early once every critical probe is passing (one passing probe
+   * while another has not answered yet is not enough). Samples observed before the start are
+   * ignored. ms. @default 0
    */
   startupGraceMs?: number;
   /**
@@ -213,12 +215,18 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
     const statuses = [...record.probes.values()];
     const computed = computeHealth(statuses, deadWhen);
     const graceEndsAt = record.startedAt + graceMs;
-    if (!record.graceOver && (computed.health === 'healthy' || at >= graceEndsAt)) record.graceOver = true;
+    // A started agent proves itself on every critical probe: one passing probe (say, its process
+    // is up) while another has not answered yet (its /health not listening yet) is not healthy.
+    const unproven = statuses.filter((status) => status.critical && status.state !== 'passing');
+    if (!record.graceOver && ((computed.health === 'healthy' && unproven.length === 0) || at >= graceEndsAt)) record.graceOver = true;
     const inGrace = !record.graceOver;
     let health = computed.health;
     let reason = computed.reason;
-    if (inGrace && health !== 'healthy' && health !== 'unknown') {
-      reason = `unknown: starting, within the startup grace until ${new Date(graceEndsAt).toISOString()} (would be ${reason})`;
+    if (inGrace && health !== 'unknown') {
+      reason =
+        health === 'healthy'
+          ? `unknown: starting, waiting for ${unproven.map((status) => status.name).join(', ')} within the startup grace until ${new Date(graceEndsAt).toISOString()}`
+          : `unknown: starting, within the startup grace until ${new Date(graceEndsAt).toISOString()} (would be ${reason})`;
       health = 'unknown';
     }
     const previous = record.health;
@@ -258,8 +266,10 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
     track,
     record(agent, probe, result) {
       const record = agents.get(agent) ?? (track(agent, { startedAt: result.observedAt }), agents.get(agent) as AgentRecord);
-      const status = probeStatus(record, probe);
       const at = result.observedAt;
+      // A sample taken before the agent's (re)start describes its previous life: it does not count.
+      if (at < record.startedAt) return record.last ?? update(record, record.startedAt);
+      const status = probeStatus(record, probe);
       status.lastResult = result;
       if (result.ok) {
         status.consecutiveSuccesses += 1;
