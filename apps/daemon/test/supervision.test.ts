@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { readCellState } from '@pit/cell-spec';
+import { readCellState, transitionCell } from '@pit/cell-spec';
 import { createSnapshotStore } from '@pit/snapshot';
 import { createSupervisor, type Supervisor } from '../src/supervisor.js';
 import { createLogger } from '../src/logger.js';
@@ -319,6 +319,26 @@ describe('the supervision loop', () => {
     const decisions = (await cellEvents(cell.dir)).filter((event) => event.event === 'decision' && event.agent === 'forge');
     expect(decisions.map((event) => event.rule)).toContain('approval.expired');
     expect((await supervisor.status()).approvals.map((approval) => approval.id)).not.toContain(asked);
+  });
+
+  it('watches a frozen cell but acts on nothing in it', async () => {
+    const { cell, config, policyInput } = await fleet(['forge']);
+    supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+    await supervisor.start();
+    const key = `${cell.uuid}/forge`;
+    const first = await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && status.pid ? status : undefined;
+    }, 20_000, 'forge healthy');
+    started.push(first.pid!);
+    await transitionCell(cell.dir, 'frozen', { reason: 'test' });
+    await waitFor(async () => (await supervisor!.status()).cells.find((item) => item.uuid === cell.uuid)?.status === 'frozen', 10_000, 'the freeze seen');
+    process.kill(first.pid!, 'SIGKILL');
+    await waitFor(async () => (await readCellState(cell.dir)).agents.forge?.health === 'dead', 20_000, 'the death recorded');
+    const story = await storyOf(cell.dir, 'forge');
+    expect(story).toContain('agent_dead');
+    expect(story).not.toContain('agent_revived');
+    expect(story.filter((kind) => kind.startsWith('decision:'))).toEqual([]);
   });
 
   it('asks a human under policy ask, and revives the agent once the request is approved', async () => {
