@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { PitError } from '@pit/cell-spec';
+import { checkProcess, decodeWaitStatus, parseProcStat, readProcessStartTime, readProcessStat, signalGroup, signalProcess } from './proc.js';
+
+describe('parseProcStat', () => {
+  it('reads fields after a command name with spaces and parentheses', () => {
+    const fields = Array.from({ length: 50 }, (_, index) => String(index + 3));
+    fields[0] = 'Z'; // field 3: state
+    fields[1] = '1'; // 4: ppid
+    fields[2] = '4242'; // 5: pgrp
+    fields[3] = '4242'; // 6: session
+    fields[19] = '987654'; // 22: starttime
+    fields[49] = String(9 << 8); // 52: exit code 9
+    const stat = parseProcStat(`4242 (my (odd) agent) ${fields.join(' ')}`);
+    expect(stat).toEqual({ pid: 4242, state: 'Z', ppid: 1, pgid: 4242, sid: 4242, startTime: 987654, exitStatus: 9 << 8 });
+    expect(parseProcStat('garbage')).toBeUndefined();
+  });
+});
+
+describe('checkProcess', () => {
+  it('knows this process by its start time and refuses another start time or a missing pid', async () => {
+    const startTime = (await readProcessStartTime(process.pid))!;
+    expect((await readProcessStat(process.pid))?.startTime).toBe(startTime);
+    expect(await checkProcess(process.pid, startTime)).toMatchObject({ alive: true });
+    expect(await checkProcess(process.pid, startTime + 1)).toMatchObject({ alive: false, reason: 'recycled' });
+    expect(await checkProcess(2 ** 22 + 7, startTime)).toEqual({ alive: false, reason: 'gone' });
+  });
+});
+
+describe('decodeWaitStatus', () => {
+  it('decodes exit codes and signals', () => {
+    expect(decodeWaitStatus(3 << 8)).toEqual({ code: 3, signal: null });
+    expect(decodeWaitStatus(9)).toEqual({ code: null, signal: 'SIGKILL' });
+    expect(decodeWaitStatus(15)).toEqual({ code: null, signal: 'SIGTERM' });
+  });
+});
+
+describe('signalGroup / signalProcess', () => {
+  it('never signals a pid ≤ 1', () => {
+    for (const pid of [1, 0, -1, Number.NaN]) {
+      for (const send of [signalGroup, signalProcess]) {
+        try {
+          send(pid, 'SIGTERM');
+          expect.unreachable();
+        } catch (error) {
+          expect(PitError.is(error) && error.code).toBe('DAEMON_UNSAFE_SIGNAL');
+        }
+      }
+    }
+  });
+
+  it('reports a group or process that no longer exists as false', () => {
+    expect(signalGroup(2 ** 22 + 11, 0)).toBe(false);
+    expect(signalProcess(2 ** 22 + 11, 0)).toBe(false);
+  });
+});
