@@ -131,8 +131,10 @@ export async function demo(context: CommandContext, options: DemoOptions): Promi
   for (const agent of AGENTS) out(`  ${agent.name.padEnd(7)} (${agent.role}): ${agent.story}`);
 
   const daemon: DaemonHandle = await runDaemon({ configPath, env, cwd: base, logLevel: 'warn', stopAgentsOnExit: true });
+  // Under `pnpm demo` the command is `pnpm pit …`; installed, it is `pit …`.
+  const pitCommand = context.environment.env.npm_lifecycle_event === 'demo' ? 'pnpm pit' : 'pit';
   out(`\ndaemon pid ${daemon.pid} is supervising. Dashboard: ${daemon.url}/  (token for approve/deny: ${env.PIT_HTTP_TOKEN === context.environment.env.PIT_HTTP_TOKEN ? '$PIT_HTTP_TOKEN' : token})`);
-  out(`Look around: pit --config ${configPath} status | why smith | approvals\n`);
+  out(`Look around: ${pitCommand} --config ${configPath} status | why smith | approvals\n`);
 
   // Narrate from the event log: the same story `pit why` tells.
   let offset = 0;
@@ -151,7 +153,7 @@ export async function demo(context: CommandContext, options: DemoOptions): Promi
         config_rolled_back: `config rolled back: ${(e.files as Array<{ path: string; old_sha256: string | null; new_sha256: string }> | undefined)?.map((f) => `${f.path.replace(`${cellDir}/`, '')} ${f.old_sha256?.slice(0, 8) ?? '∅'} → ${f.new_sha256.slice(0, 8)}`).join(', ')}`,
         agent_revived: `revived as pid ${String(e.pid ?? '?')}`,
         agent_healthy: 'is healthy',
-        revive_requested: `waits for a human: approve with \`pit --config ${configPath} approve ${String(e.approval_id ?? '')}\` or on the dashboard`,
+        revive_requested: `waits for a human: approve with \`${pitCommand} --config ${configPath} approve ${String(e.approval_id ?? '')}\` or on the dashboard`,
         revive_approved: `revive approved by ${String(e.by ?? '?')} via ${String(e.channel ?? '?')}`,
       };
       const said = text[e.event];
