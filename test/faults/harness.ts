@@ -1,0 +1,259 @@
+/**
+ * Shared harness of the fault-injection suite: real `pit daemon` processes (the daemon's own
+ * run-daemon fixture, in its own process group), real test agents tagged with a marker in their
+ * argv so that live processes per agent can be counted from /proc, a seeded PRNG, bounded waits.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { provisionCell, readEvents, type AnyCellEvent, type EventLogEntry } from '@pit/cell-spec';
+
+export const DAEMON_APP = fileURLToPath(new URL('../../apps/daemon/', import.meta.url));
+export const RUN_DAEMON = join(DAEMON_APP, 'test', 'fixtures', 'run-daemon.ts');
+/** The daemon's test agent: heartbeats every 100 ms, `--config FILE` (exits 78 when it does not parse). */
+export const AGENT = join(DAEMON_APP, 'test', 'fixtures', 'agent.mjs');
+export const TOKEN = 'faults-token-0123456789abcdef';
+export const MARKER_FLAG = '--fault-marker';
+
+const dirs: string[] = [];
+const groups = new Set<number>();
+const markers = new Set<string>();
+
+/** A fresh private temp directory, removed by {@link cleanup}. */
+export async function tempDir(prefix = 'pit-faults-'): Promise<string> {
+  const dir = await fs.mkdtemp(join(tmpdir(), prefix));
+  await fs.chmod(dir, 0o700);
+  dirs.push(dir);
+  return dir;
+}
+
+/** Registers a process group to SIGKILL in {@link cleanup}. */
+export function reapLater(pid: number | undefined): void {
+  if (pid !== undefined && pid > 1) groups.add(pid);
+}
+
+const isGone = async (pid: number) => {
+  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  return stat === undefined || /\) [ZX] /.test(stat);
+};
+
+/** Kills every registered group and every process carrying one of this run's markers; removes temp dirs. */
+export async function cleanup(): Promise<void> {
+  const killed: number[] = [];
+  for (const marker of markers) for (const pids of (await liveAgents(marker)).values()) for (const pid of pids) groups.add(pid);
+  markers.clear();
+  for (const pid of groups) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+      killed.push(pid);
+    } catch {
+      try {
+        process.kill(pid, 'SIGKILL');
+        killed.push(pid);
+      } catch {
+        // already gone
+      }
+    }
+  }
+  groups.clear();
+  const deadline = Date.now() + 10_000;
+  for (const pid of killed) while (Date.now() < deadline && !(await isGone(pid))) await delay(10);
+  for (const dir of dirs.splice(0)) await fs.rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+}
+
+export const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits for `check` to return a value (not undefined/false/null) within `timeoutMs`, polling every 25 ms. */
+export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs: number, what: string): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false && value !== null) return value as NonNullable<T>;
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await delay(25);
+  }
+}
+
+/** mulberry32: a small seeded PRNG, so a failing run is reproduced by its seed. */
+export function prng(seed: number): { next: () => number; int: (min: number, max: number) => number; pick: <T>(items: readonly T[]) => T } {
+  let state = seed >>> 0;
+  const next = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const int = (min: number, max: number) => min + Math.floor(next() * (max - min + 1));
+  return { next, int, pick: (items) => items[int(0, items.length - 1)]! };
+}
+
+export interface Fleet {
+  base: string;
+  root: string;
+  cellDir: string;
+  uuid: string;
+  stateDir: string;
+  configPath: string;
+  marker: string;
+  lines: string[];
+}
+
+export interface FleetOptions {
+  agents: string[];
+  /** Extra TOML appended after the common sections (policy overrides, …). */
+  extra?: string;
+  /** Extra TOML lines per agent in its `[agents.<name>]` table (e.g. argv, config_files). */
+  agentExtra?: Record<string, string>;
+  /** A replacement argv (TOML array text) per agent; default: the test agent with its marker. */
+  argv?: Record<string, string>;
+  heartbeatStaleS?: number;
+}
+
+/** A private base dir with one cell and a pit.toml (mode 0600) whose agents run the test agent, each tagged with a marker. */
+export async function makeFleet(options: FleetOptions): Promise<Fleet> {
+  const base = await tempDir();
+  const root = join(base, 'missions');
+  const { dir, manifest } = await provisionCell(root, {
+    mission: 'fault injection',
+    created_by: 'faults',
+    agents: options.agents.map((name) => ({ name, role: 'write' })),
+  });
+  const marker = `faults-${process.pid}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`;
+  markers.add(marker);
+  const lines = [
+    '[daemon]',
+    'state_dir = "state"',
+    'log_level = "debug"',
+    '[daemon.http]',
+    'listen = "127.0.0.1:0"',
+    'token_env = "PIT_FAULTS_TOKEN"',
+    '[cells]',
+    'root = "missions"',
+    `heartbeat_stale_s = ${options.heartbeatStaleS ?? 15}`,
+    'poll_interval_s = 0.2',
+    'resurrect_after_s = 0',
+    '[checkpoints]',
+    'interval_s = 0',
+    '[bus]',
+    'enabled = false',
+    options.extra ?? '',
+    ...options.agents.flatMap((name) => [
+      `[agents.${name}]`,
+      `argv = ${options.argv?.[name] ?? `["${process.execPath}", "${AGENT}", "${MARKER_FLAG}", "${marker}:${name}"]`}`,
+      'startup_grace_s = 10',
+      'stop_grace_s = 2',
+      options.agentExtra?.[name] ?? '',
+      `[agents.${name}.probes]`,
+      'failure_threshold = 1',
+    ]),
+  ];
+  const configPath = join(base, 'pit.toml');
+  await fs.writeFile(configPath, lines.join('\n'), { mode: 0o600 });
+  return { base, root, cellDir: dir, uuid: manifest.uuid, stateDir: join(base, 'state'), configPath, marker, lines };
+}
+
+export type DaemonProcess = ChildProcess & { output: () => string; url: string };
+
+/** Starts `pit daemon` (run-daemon fixture) in its own process group and waits until it serves. */
+export async function startDaemon(configPath: string, timeoutMs = 60_000): Promise<DaemonProcess> {
+  const child = spawn(process.execPath, ['--conditions=@pit/source', '--import', 'tsx', RUN_DAEMON, configPath], {
+    cwd: DAEMON_APP,
+    env: { ...process.env, PIT_FAULTS_TOKEN: TOKEN },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  reapLater(child.pid);
+  let output = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const ready = await waitFor(() => /^(READY|FAILED) .*$/m.exec(output)?.[0] ?? (child.exitCode !== null ? `FAILED exited ${child.exitCode}` : undefined), timeoutMs, 'the daemon to start');
+  if (ready.startsWith('FAILED')) throw new Error(`daemon failed to start: ${ready}\n${output.slice(-4000)}`);
+  return Object.assign(child, { output: () => output, url: ready.split(' ')[1]! });
+}
+
+export const exitOf = (child: ChildProcess) =>
+  new Promise<number | null>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))));
+
+/** SIGKILLs the daemon's process group (its agents live in their own groups) and waits for its exit. */
+export async function killDaemon(child: ChildProcess): Promise<void> {
+  const exited = exitOf(child);
+  try {
+    process.kill(-child.pid!, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+  await Promise.race([exited, delay(10_000).then(() => Promise.reject(new Error('daemon did not die after SIGKILL')))]);
+}
+
+/** Stops the daemon with SIGTERM (agents keep running) and waits for its exit. */
+export async function stopDaemon(child: ChildProcess): Promise<void> {
+  const exited = exitOf(child);
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Live (not zombie) processes per agent name whose argv carries `marker`, from /proc. */
+export async function liveAgents(marker: string): Promise<Map<string, number[]>> {
+  const result = new Map<string, number[]>();
+  for (const entry of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await fs.readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    const argv = cmdline.split('\0');
+    const index = argv.indexOf(MARKER_FLAG);
+    if (index === -1) continue;
+    const tag = argv[index + 1] ?? '';
+    if (!tag.startsWith(`${marker}:`)) continue;
+    if (await isGone(Number(entry))) continue;
+    const name = tag.slice(marker.length + 1);
+    result.set(name, [...(result.get(name) ?? []), Number(entry)]);
+  }
+  return result;
+}
+
+/** Every entry of a cell's events.jsonl (ok and malformed), or [] when the file is absent. */
+export async function eventEntries(cellDir: string): Promise<EventLogEntry[]> {
+  const entries: EventLogEntry[] = [];
+  try {
+    for await (const entry of readEvents(join(cellDir, 'logs', 'events.jsonl'))) entries.push(entry);
+  } catch (error) {
+    if ((error as { code?: string }).code === 'CELL_NOT_FOUND' || (error as Error).message.includes('ENOENT')) return entries;
+    throw error;
+  }
+  return entries;
+}
+
+/** The well-formed events of a cell. */
+export async function cellEvents(cellDir: string): Promise<AnyCellEvent[]> {
+  return (await eventEntries(cellDir)).flatMap((entry) => (entry.ok ? [entry.event] : []));
+}
+
+export interface AgentStatusView {
+  key: string;
+  agent: string;
+  health: string;
+  pid?: number;
+  restarts?: number;
+  pending_approval?: string;
+  last_decision?: { action?: string; rule?: string } | undefined;
+}
+export interface StatusView {
+  agents: AgentStatusView[];
+  approvals: Array<{ id: string; agent?: string }>;
+  problems: string[];
+}
+
+export async function getStatus(url: string): Promise<StatusView> {
+  const response = await fetch(`${url}/api/status`, { signal: AbortSignal.timeout(10_000) });
+  if (!response.ok) throw new Error(`/api/status: ${response.status}`);
+  return (await response.json()) as StatusView;
+}
