@@ -16,7 +16,7 @@ import {
   type CellManifest,
   type CellState,
 } from '@pit/cell-spec';
-import { decide, validatePolicy, formatPolicyProblems, type ApprovalRecord, type Decision, type FleetView, type HealthyPeriod, type PolicyConfig } from '@pit/policy';
+import { createFleetIndex, decide, validatePolicy, formatPolicyProblems, type ApprovalRecord, type Decision, type FleetIndex, type FleetView, type HealthyPeriod, type PolicyConfig } from '@pit/policy';
 import {
   createAssessor,
   createHeartbeatProbe,
@@ -150,7 +150,14 @@ interface Slot {
   reported: boolean;
   scheduled: boolean;
   configJson: string;
+  /** Where its state is persisted: its cell's dir, or {@link HOST}. */
+  target: string;
+  /** When its state was last handed to `persist` (ms). */
+  persistedAt: number;
 }
+
+/** A healthy agent's state (last_healthy_at) is written at least this often while nothing else changes (ms). */
+const HEALTHY_PERSIST_MS = 60_000;
 
 const HistorySchema = z.strictObject({
   version: z.literal(1),
@@ -188,6 +195,30 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   });
   const metrics = options.metrics ?? createMetricsRegistry();
   const slots = new Map<string, Slot>();
+  /** The slots persisted together (one cell's state file, or the host state), by target. */
+  const members = new Map<string, Set<Slot>>();
+  const addSlot = (slot: Slot) => {
+    slots.set(slot.key, slot);
+    let group = members.get(slot.target);
+    if (!group) members.set(slot.target, (group = new Set()));
+    group.add(slot);
+    fleetChanged();
+  };
+  const removeSlot = (slot: Slot) => {
+    slots.delete(slot.key);
+    const group = members.get(slot.target);
+    group?.delete(slot);
+    if (group?.size === 0) members.delete(slot.target);
+    fleetChanged();
+  };
+  /**
+   * The fleet as policy sees it, indexed once and shared by every decision until something in it
+   * changes (a health or `since`, a substitution, a start, the set of agents, the config).
+   */
+  let fleetIndex: FleetIndex | undefined;
+  const fleetChanged = () => {
+    fleetIndex = undefined;
+  };
   /** Substitutes being set up: discovery must not start them before their handoff exists. */
   const heldBack = new Set<string>();
   const problems: string[] = [];
@@ -230,10 +261,15 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   const cellWrites = new Map<string, Promise<void>>();
   const queuedWrites = new Map<string, Promise<void>>();
   let historyWrite: Promise<void> | undefined;
+  /** Healthy periods or fleet restarts changed since history.json was last written. */
+  let historyDirty = false;
   const writeHistory = () => {
+    if (!historyDirty) return Promise.resolve();
     historyWrite ??= (async () => {
       await Promise.resolve();
       historyWrite = undefined;
+      if (!historyDirty) return;
+      historyDirty = false;
       for (const slot of slots.values()) history.agents[slot.key] = { healthy: slot.healthy.slice(-5) };
       history.fleet_restarts = history.fleet_restarts.filter((at) => now() - at < 24 * 3600_000).slice(-500);
       await writeJsonAtomic(historyPath, history);
@@ -241,16 +277,17 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     return historyWrite;
   };
   const persist = (slot: Slot): Promise<void> => {
-    const target = slot.cell?.dir ?? HOST;
+    const target = slot.target;
+    slot.persistedAt = now();
     const queued = queuedWrites.get(target);
     if (queued) return queued;
     const previous = cellWrites.get(target) ?? Promise.resolve();
     const next = previous.then(async () => {
       queuedWrites.delete(target);
-      const members = [...slots.values()].filter((other) => (other.cell?.dir ?? HOST) === target);
+      const group = [...(members.get(target) ?? [])];
       const existing = slot.cell ? await readCellState(slot.cell.dir).catch(() => emptyState()) : await readHostState();
       const state: CellState = { version: 1, updated_at: iso(now()), agents: { ...existing.agents } };
-      for (const member of members) state.agents[member.name] = member.state;
+      for (const member of group) state.agents[member.name] = member.state;
       if (slot.cell) await writeCellState(slot.cell.dir, state);
       else await writeJsonAtomic(join(stateDir, 'host-state.json'), CellStateSchema.parse(state));
       await writeHistory();
@@ -326,10 +363,18 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       const existing = slots.get(key);
       const configJson = JSON.stringify(want.config ?? null);
       if (existing) {
-        if (want.cell) existing.cell = want.cell;
+        if (want.cell) {
+          if (want.cell.dir !== existing.target) {
+            removeSlot(existing);
+            existing.target = want.cell.dir;
+            addSlot(existing);
+          }
+          existing.cell = want.cell;
+        }
         if (existing.configJson !== configJson) {
           existing.config = want.config;
           existing.configJson = configJson;
+          fleetChanged();
           existing.assessor = makeAssessor(want.config, mode);
           existing.heartbeat = undefined;
           if (existing.scheduled) unschedule(existing);
@@ -352,8 +397,10 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         reported: false,
         scheduled: false,
         configJson,
+        target: want.cell?.dir ?? HOST,
+        persistedAt: 0,
       };
-      slots.set(key, slot);
+      addSlot(slot);
       await attach(slot, saved === undefined);
       if (mode === 'loop') schedule(slot);
     }
@@ -361,7 +408,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       if (wanted.has(key)) continue;
       unschedule(slot);
       if (slot.timer) clearTimeout(slot.timer);
-      slots.delete(key);
+      removeSlot(slot);
       logger.info('agent no longer supervised', { agent: key });
       if (slot.cell && options.busHub && ![...slots.values()].some((other) => other.cell?.dir === slot.cell!.dir)) await options.busHub.release(slot.cell.dir);
     }
@@ -525,8 +572,23 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     const slot = slots.get(probeEvent.agent);
     if (!slot) return;
     const assessment = slot.assessor.record(slot.key, probeEvent.probe, probeEvent.result);
-    if (assessment.changed || assessment.health === 'dead' || assessment.health === 'healthy') enqueue(slot);
+    // A healthy verdict that changes nothing needs no evaluation (and no decision): only a change,
+    // a death, or a healthy verdict with something left to do (a recovery the loop has not seen
+    // yet, an approval to cancel, a backoff to clear, a snapshot or a state write due).
+    if (assessment.changed || assessment.health === 'dead' || (assessment.health === 'healthy' && !settledHealthy(slot, probeEvent.result.observedAt))) enqueue(slot);
   };
+
+  /** Healthy in the loop's eyes with nothing pending: evaluating it again would decide `none` and change nothing. */
+  const quietlyHealthy = (slot: Slot) =>
+    slot.state.health === 'healthy' &&
+    slot.state.pending_approval === undefined &&
+    slot.state.backoff_until === undefined &&
+    slot.timer === undefined &&
+    slot.exit === undefined &&
+    (slot.lastRule === 'none:health.healthy' || slot.cell?.manifest.status === 'frozen') &&
+    approvals.latest(slot.key)?.status !== 'pending';
+  const snapshotDue = (slot: Slot, at: number) => (slot.config?.config_files.length ?? 0) > 0 && !dryRun && at - slot.lastSnapshotAt >= config.cells.poll_interval_s * 1000;
+  const settledHealthy = (slot: Slot, at: number) => quietlyHealthy(slot) && !snapshotDue(slot, at) && at - slot.persistedAt < HEALTHY_PERSIST_MS;
 
   // ---- evaluation --------------------------------------------------------------------
   const enqueue = (slot: Slot) => {
@@ -581,9 +643,18 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     const at = now();
     const health = healthOf(slot);
     const before = slot.state.health;
+    if (health.state === 'healthy' && quietlyHealthy(slot)) {
+      // Healthy and unchanged: nothing to decide. Snapshot the config when due; write the state now and then.
+      slot.state.last_healthy_at = iso(at);
+      await snapshotConfig(slot, at);
+      if (at - slot.persistedAt >= HEALTHY_PERSIST_MS) await persist(slot);
+      return;
+    }
     if (health.state !== before) {
       slot.state.health = health.state;
       slot.state.since = iso(health.since);
+      fleetChanged();
+      historyDirty = true;
       if (health.state === 'dead') {
         slot.state.first_dead_at ??= iso(health.since);
         await event(slot, { event: 'agent_dead', reason: health.reason, failing: health.failure?.failing_probes ?? [] });
@@ -641,31 +712,33 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         ...(approval ? { approval } : {}),
         ...(slot.state.substituted_by ? { substituted_by: slot.state.substituted_by } : {}),
       },
-      fleet: fleetView(),
+      // Only a death consults the fleet (brake, substitutes).
+      ...(health.state === 'dead' ? { fleet: currentFleet() } : {}),
       now: at,
       config: policy,
       seed: slot.key,
     });
   };
 
+  const currentFleet = (): FleetIndex => (fleetIndex ??= createFleetIndex(fleetView()));
+
   const fleetView = (): FleetView => {
-    const agents: FleetView['agents'][number][] = [...slots.values()].map((slot) => ({
-      name: slot.name,
-      state: slot.state.health,
-      ...(slot.state.since ? { since: Date.parse(slot.state.since) } : {}),
-    }));
+    const byName = new Map<string, FleetView['agents'][number]>();
+    const agents: FleetView['agents'][number][] = [];
     for (const slot of slots.values()) {
-      if (slot.state.substituted_by) {
-        const index = agents.findIndex((agent) => agent.name === slot.state.substituted_by);
-        if (index !== -1) agents[index] = { ...agents[index]!, substituting_for: slot.name };
-      }
+      const agent = { name: slot.name, state: slot.state.health, ...(slot.state.since ? { since: Date.parse(slot.state.since) } : {}) };
+      agents.push(agent);
+      if (!byName.has(slot.name)) byName.set(slot.name, agent);
+    }
+    for (const slot of slots.values()) {
+      const standIn = slot.state.substituted_by ? byName.get(slot.state.substituted_by) : undefined;
+      if (standIn) Object.assign(standIn, { substituting_for: slot.name });
     }
     // A configured local agent that runs nowhere yet is a standby: it can be started in a dead agent's cell.
-    const present = new Set(agents.map((agent) => agent.name));
     for (const [name, agentConfig] of Object.entries(config.agents)) {
-      if (!present.has(name) && agentConfig.argv && agentConfig.host === 'local' && agentConfig.cell === undefined) agents.push({ name, state: 'healthy' });
+      if (!byName.has(name) && agentConfig.argv && agentConfig.host === 'local' && agentConfig.cell === undefined) agents.push({ name, state: 'healthy' });
     }
-    return { agents, restarts: history.fleet_restarts };
+    return { agents, restarts: [...history.fleet_restarts] };
   };
 
   const carryOut = async (slot: Slot, decision: Decision, at: number) => {
@@ -847,6 +920,8 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     if (!why.initial) {
       slot.state.restarts = [...slot.state.restarts, iso(at)].slice(-50);
       history.fleet_restarts.push(at);
+      historyDirty = true;
+      fleetChanged();
     }
     try {
       const started = await executor.start({
@@ -863,6 +938,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       slot.state.backoff_until = undefined;
       slot.state.health = 'unknown';
       slot.state.since = iso(at);
+      fleetChanged();
       slot.heartbeat?.reset();
       slot.assessor.track(slot.key, { startedAt: at, probes: probesOf(slot).map((probe) => probe.name) });
       restartsTotal.inc({ agent: slot.name });
@@ -899,6 +975,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       if (!manifest.agents.some((agent) => agent.name === substituteName)) manifest.agents.push({ name: substituteName, role, joined_at: iso(now()) });
     });
     slot.state.substituted_by = substituteName;
+    fleetChanged();
     let handoff: { handoffId: string; packetPath: string } | undefined;
     try {
       const bus = options.busHub ? await options.busHub.bus(slot.cell.dir) : undefined;
@@ -1076,6 +1153,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     config = next;
     policyInput = nextPolicyInput;
     policy = effectivePolicy(next);
+    fleetChanged();
     await sync(scheduler ? 'loop' : 'sweep');
     logger.info('config reloaded', { agents: slots.size });
   };
