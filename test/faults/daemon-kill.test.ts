@@ -35,7 +35,10 @@ async function fleetUnderTest(): Promise<Fleet> {
       'approval = { channels = ["http"], timeout = "1h" }',
     ].join('\n'),
     agentExtra: { [ROLLBACK]: 'config_files = [{ path = "workspace/gamma.json" }]' },
-    argv: {},
+    // Snapshots of a healthy agent's config are taken every poll interval: a long one keeps the
+    // instant between writing a bad gamma.json and killing gamma from becoming "last known good".
+    pollIntervalS: 30,
+    probeIntervalS: 0.2,
   }).then(async (fleet) => {
     // gamma reads its config (exits 78 when it does not parse): rewrite its argv with --config.
     const text = (await fs.readFile(fleet.configPath, 'utf8')).replace(

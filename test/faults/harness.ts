@@ -115,6 +115,10 @@ export interface FleetOptions {
   /** A replacement argv (TOML array text) per agent; default: the test agent with its marker. */
   argv?: Record<string, string>;
   heartbeatStaleS?: number;
+  /** `cells.poll_interval_s` (also how often a healthy agent's config files are snapshotted). @default 0.2 */
+  pollIntervalS?: number;
+  /** `probes.interval_s` of every agent. @default the poll interval */
+  probeIntervalS?: number;
 }
 
 /** A private base dir with one cell and a pit.toml (mode 0600) whose agents run the test agent, each tagged with a marker. */
@@ -138,7 +142,7 @@ export async function makeFleet(options: FleetOptions): Promise<Fleet> {
     '[cells]',
     'root = "missions"',
     `heartbeat_stale_s = ${options.heartbeatStaleS ?? 15}`,
-    'poll_interval_s = 0.2',
+    `poll_interval_s = ${options.pollIntervalS ?? 0.2}`,
     'resurrect_after_s = 0',
     '[checkpoints]',
     'interval_s = 0',
@@ -153,6 +157,7 @@ export async function makeFleet(options: FleetOptions): Promise<Fleet> {
       options.agentExtra?.[name] ?? '',
       `[agents.${name}.probes]`,
       'failure_threshold = 1',
+      ...(options.probeIntervalS === undefined ? [] : [`interval_s = ${options.probeIntervalS}`]),
     ]),
   ];
   const configPath = join(base, 'pit.toml');
