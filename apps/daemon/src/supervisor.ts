@@ -167,6 +167,9 @@ const HistorySchema = z.strictObject({
 
 const HOST = 'host';
 
+/** The key of the agent `name` in `slot`'s cell (or outside cells, when `slot` is). */
+const scopedKey = (slot: { cell?: { uuid: string } }, name: string) => `${slot.cell?.uuid ?? HOST}/${name}`;
+
 /**
  * Creates the supervision loop: discovery → per-agent probes (@pit/probes) → assessment →
  * `decide()` (@pit/policy) → actions (executor, @pit/snapshot) → `events.jsonl` and
@@ -713,7 +716,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         ...(slot.state.substituted_by ? { substituted_by: slot.state.substituted_by } : {}),
       },
       // Only a death consults the fleet (brake, substitutes).
-      ...(health.state === 'dead' ? { fleet: currentFleet() } : {}),
+      ...(health.state === 'dead' ? { fleet: fleetFor(slot) } : {}),
       now: at,
       config: policy,
       seed: slot.key,
@@ -722,23 +725,56 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
 
   const currentFleet = (): FleetIndex => (fleetIndex ??= createFleetIndex(fleetView()));
 
+  /** A configured local agent, not pinned to a cell: it can be started in any cell (a standby substitute). */
+  const isStandby = (name: string) => {
+    const agentConfig = config.agents[name];
+    return agentConfig !== undefined && agentConfig.argv !== undefined && agentConfig.host === 'local' && agentConfig.cell === undefined;
+  };
+
+  /**
+   * The fleet keyed by slot key (`<cell uuid>/<name>`, `host/<name>`): two cells with agents of
+   * the same name are two agents (the fleet brake counts both, once each). Standbys that run
+   * nowhere yet count as `standby/<name>`.
+   */
   const fleetView = (): FleetView => {
-    const byName = new Map<string, FleetView['agents'][number]>();
+    const byKey = new Map<string, FleetView['agents'][number]>();
+    const names = new Set<string>();
     const agents: FleetView['agents'][number][] = [];
     for (const slot of slots.values()) {
-      const agent = { name: slot.name, state: slot.state.health, ...(slot.state.since ? { since: Date.parse(slot.state.since) } : {}) };
+      const agent = { name: slot.key, state: slot.state.health, ...(slot.state.since ? { since: Date.parse(slot.state.since) } : {}) };
       agents.push(agent);
-      if (!byName.has(slot.name)) byName.set(slot.name, agent);
+      byKey.set(slot.key, agent);
+      names.add(slot.name);
     }
     for (const slot of slots.values()) {
-      const standIn = slot.state.substituted_by ? byName.get(slot.state.substituted_by) : undefined;
-      if (standIn) Object.assign(standIn, { substituting_for: slot.name });
+      const standIn = slot.state.substituted_by ? byKey.get(scopedKey(slot, slot.state.substituted_by)) : undefined;
+      if (standIn) Object.assign(standIn, { substituting_for: slot.key });
     }
-    // A configured local agent that runs nowhere yet is a standby: it can be started in a dead agent's cell.
-    for (const [name, agentConfig] of Object.entries(config.agents)) {
-      if (!byName.has(name) && agentConfig.argv && agentConfig.host === 'local' && agentConfig.cell === undefined) agents.push({ name, state: 'healthy' });
-    }
+    for (const name of Object.keys(config.agents)) if (!names.has(name) && isStandby(name)) agents.push({ name: `standby/${name}`, state: 'healthy' });
     return { agents, restarts: [...history.fleet_restarts] };
+  };
+
+  /**
+   * The shared fleet index seen from one agent's cell: policy looks agents up by name (itself,
+   * its substitutes), and a name means the agent of that name in the same cell (where a
+   * substitute is started), or a standby that can be started there.
+   */
+  const fleetFor = (slot: Slot): FleetIndex => {
+    const base = currentFleet();
+    const nameOf = (key: string) => key.slice(key.indexOf('/') + 1);
+    return {
+      ...base,
+      get(name) {
+        const entry = base.get(scopedKey(slot, name));
+        if (entry) return { ...entry, name, ...(entry.substituting_for !== undefined ? { substituting_for: nameOf(entry.substituting_for) } : {}) };
+        return isStandby(name) ? { name, state: 'healthy' } : undefined;
+      },
+      substituteOf(name) {
+        const key = base.substituteOf(scopedKey(slot, name));
+        return key === undefined ? undefined : nameOf(key);
+      },
+      deadPosition: (name) => base.deadPosition(scopedKey(slot, name)),
+    };
   };
 
   const carryOut = async (slot: Slot, decision: Decision, at: number) => {

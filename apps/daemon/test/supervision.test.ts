@@ -341,6 +341,61 @@ describe('the supervision loop', () => {
     expect(story.filter((kind) => kind.startsWith('decision:'))).toEqual([]);
   });
 
+  it('keys the fleet by cell and name: two cells with agents of the same names are four agents to the fleet brake', async () => {
+    const base = await tempDir('pit-fleet-');
+    const root = join(base, 'missions');
+    const cells = [await makeCell([{ name: 'forge' }, { name: 'smith' }], root), await makeCell([{ name: 'forge' }, { name: 'smith' }], root)];
+    // Two deaths of four agents is 50 %: under max_percent = 60 the brake stays off. Keyed by name
+    // alone the fleet would be two agents and the same deaths 100 % ("2 of 2 agents").
+    const toml = [
+      '[daemon]',
+      'state_dir = "state"',
+      '[daemon.http]',
+      'enabled = false',
+      '[cells]',
+      'root = "missions"',
+      'heartbeat_stale_s = 15',
+      'poll_interval_s = 0.2',
+      'resurrect_after_s = 0',
+      '[checkpoints]',
+      'interval_s = 0',
+      '[policy.defaults]',
+      'backoff = { initial = "200ms", cap = "1s", jitter = 0 }',
+      'dead_after = "1500ms"', // both deaths are on the books before either is acted on
+      '[policy.fleet_brake]',
+      'max_deaths = 10',
+      'max_percent = 60',
+      'min_agents = 2',
+      'restart_interval = "10m"',
+      ...['forge', 'smith'].flatMap((name) => [`[agents.${name}]`, 'startup_grace_s = 10', 'stop_grace_s = 2', `argv = ["${process.execPath}", "${AGENT}"]`, `[agents.${name}.probes]`, 'failure_threshold = 1']),
+    ].join('\n');
+    const { config, policyInput } = testConfig(toml, base);
+    supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+    await supervisor.start();
+    const healthyPid = (key: string) => async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && status.pid ? status.pid : undefined;
+    };
+    const keys = cells.flatMap((cell) => [`${cell.uuid}/forge`, `${cell.uuid}/smith`]);
+    const pids = new Map<string, number>();
+    for (const key of keys) pids.set(key, await waitFor(healthyPid(key), 30_000, `${key} healthy`));
+    for (const pid of pids.values()) started.push(pid);
+    expect((await supervisor.status()).agents.map((agent) => agent.key).sort()).toEqual([...keys].sort());
+    for (const cell of cells) process.kill(pids.get(`${cell.uuid}/forge`)!, 'SIGKILL');
+    for (const cell of cells) {
+      const key = `${cell.uuid}/forge`;
+      const revived = await waitFor(async () => {
+        const pid = await healthyPid(key)();
+        return pid !== undefined && pid !== pids.get(key) ? pid : undefined;
+      }, 30_000, `${key} revived`);
+      started.push(revived);
+      const decisions = (await cellEvents(cell.dir)).filter((event) => event.event === 'decision' && event.agent === 'forge');
+      expect(decisions.length).toBeGreaterThan(0);
+      for (const decision of decisions) expect(String(decision.reason)).not.toMatch(/fleet brake/);
+      expect(await storyOf(cell.dir, 'smith')).not.toContain('agent_dead');
+    }
+  });
+
   it('asks a human under policy ask, and revives the agent once the request is approved', async () => {
     const { cell, config, policyInput } = await fleet(['forge'], '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }');
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
