@@ -184,7 +184,9 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   const now = options.now ?? Date.now;
   const dryRun = options.dryRun ?? false;
   const stateDir = config.daemon.state_dir;
-  await fs.mkdir(stateDir, { recursive: true });
+  const hostEvents = join(stateDir, 'logs', 'events.jsonl');
+  // Created once here, not before every append (the hot path from an exit to its restart).
+  await fs.mkdir(join(stateDir, 'logs'), { recursive: true });
   const executor =
     options.executor ??
     createExecutor({ logger, env: options.env as NodeJS.ProcessEnv, podmanConfigDir: join(stateDir, 'podman'), killGroupOnExit: true });
@@ -302,15 +304,36 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   };
   const readHostState = async (): Promise<CellState> => readJsonFile(join(stateDir, 'host-state.json'), CellStateSchema).catch(() => emptyState());
 
-  const event = async (slot: Slot, input: CellEventInput) => {
-    const record = { ...input, agent: slot.name };
-    if (slot.cell) {
-      await appendEvent(cellPaths(slot.cell.dir).events, record).catch((error: unknown) => logger.error('cannot append event', { agent: slot.key, event: input.event, error: String(error) }));
-    } else {
-      await fs.mkdir(join(stateDir, 'logs'), { recursive: true });
-      await appendEvent(join(stateDir, 'logs', 'events.jsonl'), record).catch((error: unknown) => logger.error('cannot append event', { agent: slot.key, event: input.event, error: String(error) }));
-    }
+  /**
+   * Appends go through one queue per log file: the order in the log is the order of the calls,
+   * so a caller on the hot path (an exit, its decision, the restart) need not wait for the write.
+   * `ts` is taken when the event is queued. Every queue is flushed by `sweep` and `stop`.
+   */
+  const eventQueues = new Map<string, Promise<void>>();
+  const appendQueued = (path: string, input: CellEventInput, what: { agent: string }): Promise<void> => {
+    const record = { ...input, ts: input.ts ?? new Date().toISOString() };
+    const write = async () => {
+      try {
+        await appendEvent(path, record);
+      } catch (error) {
+        // The host log's directory removed while running: make it again, once.
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || path !== hostEvents) throw error;
+        await fs.mkdir(join(stateDir, 'logs'), { recursive: true });
+        await appendEvent(path, record);
+      }
+    };
+    const next = (eventQueues.get(path) ?? Promise.resolve())
+      .then(write)
+      .catch((error: unknown) => logger.error('cannot append event', { agent: what.agent, event: input.event, error: String(error) }));
+    eventQueues.set(path, next);
+    void next.then(() => {
+      if (eventQueues.get(path) === next) eventQueues.delete(path);
+    });
+    return next;
   };
+  const event = (slot: Slot, input: CellEventInput): Promise<void> =>
+    appendQueued(slot.cell ? cellPaths(slot.cell.dir).events : hostEvents, { ...input, agent: slot.name }, { agent: slot.key });
+  const flushEvents = () => Promise.all([...eventQueues.values()]);
 
   // ---- discovery ---------------------------------------------------------------------
   const desiredSlots = async () => {
@@ -650,7 +673,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       // Healthy and unchanged: nothing to decide. Snapshot the config when due; write the state now and then.
       slot.state.last_healthy_at = iso(at);
       await snapshotConfig(slot, at);
-      if (at - slot.persistedAt >= HEALTHY_PERSIST_MS) await persist(slot);
+      if (at - slot.persistedAt >= HEALTHY_PERSIST_MS) void persist(slot);
       return;
     }
     if (health.state !== before) {
@@ -660,7 +683,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       historyDirty = true;
       if (health.state === 'dead') {
         slot.state.first_dead_at ??= iso(health.since);
-        await event(slot, { event: 'agent_dead', reason: health.reason, failing: health.failure?.failing_probes ?? [] });
+        void event(slot, { event: 'agent_dead', reason: health.reason, failing: health.failure?.failing_probes ?? [] });
       } else if (health.state === 'healthy') {
         slot.state.first_dead_at = undefined;
         slot.state.last_healthy_at = iso(at);
@@ -686,12 +709,14 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       await snapshotConfig(slot, at);
     }
     if (slot.cell?.manifest.status === 'frozen') {
-      await persist(slot);
+      void persist(slot);
       return;
     }
     const decision = decideFor(slot, health, at);
     await carryOut(slot, decision, at);
-    await persist(slot);
+    // Not awaited: the next evaluation (say, the exit of the agent just started) must not queue
+    // behind a state write. Writes are coalesced per cell and awaited by sweep() and stop().
+    void persist(slot);
   };
 
   const decideFor = (slot: Slot, health: ReturnType<typeof healthOf>, at: number): Decision => {
@@ -781,7 +806,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     const signature = `${decision.action}:${decision.rule}`;
     const acts = ['restart', 'rollback_and_restart', 'substitute', 'ask', 'escalate'].includes(decision.action);
     if (decision.action !== 'none' && (signature !== slot.lastRule || acts)) {
-      await event(slot, { event: 'decision', action: decision.action, rule: decision.rule, reason: decision.reason, ...(decision.approval_id ? { approval_id: decision.approval_id } : {}) });
+      void event(slot, { event: 'decision', action: decision.action, rule: decision.rule, reason: decision.reason, ...(decision.approval_id ? { approval_id: decision.approval_id } : {}) });
       slot.state.last_decision = { action: decision.action, reason: decision.reason, at: iso(at) };
       logger.info('decision', { agent: slot.key, action: decision.action, rule: decision.rule, reason: decision.reason });
     }
@@ -978,7 +1003,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       slot.heartbeat?.reset();
       slot.assessor.track(slot.key, { startedAt: at, probes: probesOf(slot).map((probe) => probe.name) });
       restartsTotal.inc({ agent: slot.name });
-      await event(slot, why.initial ? { event: 'agent_started', pid: started.pid, level: agentConfig.isolation.level } : { event: 'agent_revived', pid: started.pid, attempt: why.attempt, reason: why.reason });
+      void event(slot, why.initial ? { event: 'agent_started', pid: started.pid, level: agentConfig.isolation.level } : { event: 'agent_revived', pid: started.pid, attempt: why.attempt, reason: why.reason });
       if (scheduler?.has(slot.key)) scheduler.trigger(slot.key);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
@@ -1020,7 +1045,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       logger.error('cannot publish the handoff on the mission bus', { agent: slot.key, substitute: substituteName, error: error instanceof Error ? error.message : String(error) });
     }
     await event(slot, { event: 'agent_substituted', substitute: substituteName, reason, role, ...(handoff ? { handoff: handoff.handoffId, resume_packet: handoff.packetPath } : {}) });
-    await appendEvent(cellPaths(slot.cell.dir).events, { event: 'agent_joined', agent: substituteName, role, substituting_for: slot.name });
+    await appendQueued(cellPaths(slot.cell.dir).events, { event: 'agent_joined', agent: substituteName, role, substituting_for: slot.name }, { agent: key });
     const env: Record<string, string> = handoff ? { LAZARUS_HANDOFF_ID: handoff.handoffId, LAZARUS_RESUME_PACKET: handoff.packetPath } : {};
     try {
       await sync(scheduler ? 'loop' : 'sweep');
@@ -1141,6 +1166,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       }),
     );
     await Promise.all([...cellWrites.values()]);
+    await flushEvents();
     await Promise.all([...notifications]);
     const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
     sweepDuration.observe({}, durationMs / 1000);
@@ -1216,6 +1242,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     }
     stopped = false;
     await Promise.all([...slots.values()].map((slot) => persist(slot)));
+    await flushEvents();
     stopped = true;
     executor.close();
     await approvals.close();
