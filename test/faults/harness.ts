@@ -29,6 +29,11 @@ export async function tempDir(prefix = 'pit-faults-'): Promise<string> {
   return dir;
 }
 
+/** Registers an agent marker: processes carrying it are SIGKILLed in {@link cleanup}. */
+export function trackMarker(marker: string): void {
+  markers.add(marker);
+}
+
 /** Registers a process group to SIGKILL in {@link cleanup}. */
 export function reapLater(pid: number | undefined): void {
   if (pid !== undefined && pid > 1) groups.add(pid);
@@ -41,6 +46,12 @@ const isGone = async (pid: number) => {
 
 /** Kills every registered group and every process carrying one of this run's markers; removes temp dirs. */
 export async function cleanup(): Promise<void> {
+  await killAll();
+  for (const dir of dirs.splice(0)) await fs.rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+}
+
+/** Kills every registered group and every process carrying one of this run's markers (bounded wait for each to die). */
+export async function killAll(): Promise<void> {
   const killed: number[] = [];
   for (const marker of markers) for (const pids of (await liveAgents(marker)).values()) for (const pid of pids) groups.add(pid);
   markers.clear();
@@ -60,7 +71,6 @@ export async function cleanup(): Promise<void> {
   groups.clear();
   const deadline = Date.now() + 10_000;
   for (const pid of killed) while (Date.now() < deadline && !(await isGone(pid))) await delay(10);
-  for (const dir of dirs.splice(0)) await fs.rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
 }
 
 export const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

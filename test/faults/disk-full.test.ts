@@ -1,0 +1,152 @@
+/**
+ * Disk full: the cells root and the state dir live on a small tmpfs (needs root to mount). The
+ * disk is filled while an agent dies and is revived (state writes, event appends, snapshots and
+ * rollbacks all hit ENOSPC): the daemon keeps running and says so, and when space returns it
+ * recovers; nothing already stored is lost.
+ */
+import { execFileSync } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { provisionCell, readCellState } from '@pit/cell-spec';
+import { AGENT, cellEvents, cleanup, eventEntries, killAll, trackMarker, getStatus, liveAgents, MARKER_FLAG, startDaemon, stopDaemon, tempDir, waitFor } from './harness.js';
+
+const mounts: string[] = [];
+afterAll(async () => {
+  for (const dir of mounts.splice(0)) {
+    try {
+      execFileSync('umount', ['-l', dir]);
+    } catch {
+      // not mounted
+    }
+  }
+  await cleanup();
+});
+
+const isRoot = process.getuid?.() === 0;
+const GOOD = '{"model":"good"}\n';
+
+/** Fills the file system holding `dir` with `filler` until ENOSPC. */
+async function fill(filler: string) {
+  const handle = await fs.open(filler, 'w');
+  const chunk = Buffer.alloc(64 * 1024, 1);
+  try {
+    for (;;) await handle.write(chunk);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+  } finally {
+    await handle.close().catch(() => undefined);
+  }
+  // Squeeze the last bytes too (a chunk may not fit where a byte still does).
+  const tail = await fs.open(filler, 'a');
+  try {
+    for (;;) await tail.write(Buffer.alloc(512, 1));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+  } finally {
+    await tail.close().catch(() => undefined);
+  }
+}
+
+describe('disk full under the cells root and state dir (tmpfs; needs root)', () => {
+  it.skipIf(!isRoot)('keeps running and reporting while the disk is full, and recovers when space returns; nothing stored is lost', async () => {
+    const base = await tempDir();
+    const disk = join(base, 'disk');
+    await fs.mkdir(disk);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m,mode=0700', 'tmpfs', disk]);
+    mounts.push(disk);
+    try {
+      const root = join(disk, 'missions');
+      const { dir: cellDir } = await provisionCell(root, { mission: 'disk full', created_by: 'faults', agents: [{ name: 'keeper', role: 'write' }] });
+      await fs.writeFile(join(cellDir, 'workspace', 'keeper.json'), GOOD);
+      const marker = `faults-disk-${process.pid}-${Date.now().toString(36)}`;
+      trackMarker(marker);
+      const configPath = join(base, 'pit.toml');
+      await fs.writeFile(
+        configPath,
+        [
+          '[daemon]',
+          'state_dir = "disk/state"',
+          'log_level = "debug"',
+          '[daemon.http]',
+          'listen = "127.0.0.1:0"',
+          '[cells]',
+          'root = "disk/missions"',
+          'heartbeat_stale_s = 15',
+          'poll_interval_s = 0.2',
+          'resurrect_after_s = 0',
+          '[checkpoints]',
+          'interval_s = 1',
+          'retention = 2',
+          '[bus]',
+          'enabled = false',
+          '[policy.defaults]',
+          'backoff = { initial = "100ms", cap = "1s", jitter = 0 }',
+          'max_revive_attempts = 1000',
+          'restart_intensity = { max_restarts = 1000, window = "1h" }',
+          '[policy.fleet_brake]',
+          'enabled = false',
+          '[agents.keeper]',
+          `argv = ["${process.execPath}", "${AGENT}", "${MARKER_FLAG}", "${marker}:keeper", "--config", "keeper.json"]`,
+          'config_files = [{ path = "workspace/keeper.json" }]',
+          'startup_grace_s = 10',
+          'stop_grace_s = 2',
+          '[agents.keeper.probes]',
+          'failure_threshold = 1',
+        ].join('\n'),
+        { mode: 0o600 },
+      );
+      const daemon = await startDaemon(configPath);
+      const healthy = (not?: number) =>
+        waitFor(async () => {
+          const agent = (await getStatus(daemon.url)).agents.find((item) => item.agent === 'keeper');
+          return agent?.health === 'healthy' && agent.pid && agent.pid !== not ? agent.pid : undefined;
+        }, 30_000, 'keeper healthy');
+      const first = await healthy();
+      // Something stored before the disk fills: a snapshot of the config, a checkpoint, events, the state.
+      await waitFor(async () => (await fs.readdir(join(disk, 'state', 'snapshots', 'keeper')).catch(() => [])).length > 0, 20_000, 'a config snapshot');
+      await waitFor(async () => (await fs.readdir(join(cellDir, 'checkpoints')).catch(() => [])).some((name) => name.endsWith('.tar.gz')), 20_000, 'a checkpoint');
+      const storedEvents = (await cellEvents(cellDir)).length;
+      const snapshotsBefore = (await fs.readdir(join(disk, 'state', 'snapshots', 'keeper'), { recursive: true })).sort();
+
+      const filler = join(disk, 'filler');
+      await fill(filler);
+      const logMark = daemon.output().length;
+      // A death while the disk is full: state, events, rollback, agent log all hit ENOSPC.
+      process.kill(first, 'SIGKILL');
+      await waitFor(() => /ENOSPC|no space left/i.test(daemon.output().slice(logMark)), 30_000, 'the daemon to report ENOSPC');
+      // It keeps running and serving.
+      expect(daemon.exitCode).toBeNull();
+      expect((await fetch(`${daemon.url}/api/status`)).status).toBe(200);
+
+      // Space returns: the agent is healthy again, the stored things are intact.
+      await fs.rm(filler);
+      const revived = await waitFor(
+        async () => {
+          const agent = (await getStatus(daemon.url)).agents.find((item) => item.agent === 'keeper');
+          const live = (await liveAgents(marker)).get('keeper') ?? [];
+          return agent?.health === 'healthy' && agent.pid !== first && live.length === 1 && live[0] === agent.pid ? agent.pid : undefined;
+        },
+        30_000,
+        'keeper revived and healthy (one process)',
+      ).catch(async (error: unknown) => {
+        throw new Error(`${String(error)}\nstatus: ${JSON.stringify((await getStatus(daemon.url)).agents)}\nlive: ${JSON.stringify([...(await liveAgents(marker))])}\n${daemon.output().slice(logMark).slice(-6000)}`);
+      });
+      await waitFor(async () => (await readCellState(cellDir)).agents.keeper?.pid === revived, 20_000, 'the state written again');
+      const entries = await eventEntries(cellDir);
+      const malformed = entries.filter((entry) => !entry.ok);
+      expect(malformed, JSON.stringify(malformed)).toEqual([]);
+      expect(entries.length).toBeGreaterThanOrEqual(storedEvents);
+      expect(await fs.readFile(join(cellDir, 'workspace', 'keeper.json'), 'utf8')).toBe(GOOD);
+      const snapshotsAfter = (await fs.readdir(join(disk, 'state', 'snapshots', 'keeper'), { recursive: true })).sort();
+      for (const name of snapshotsBefore) expect(snapshotsAfter).toContain(name);
+      expect((await fs.readdir(join(cellDir, 'checkpoints'))).some((name) => name.endsWith('.tar.gz'))).toBe(true);
+      await stopDaemon(daemon);
+    } finally {
+      // Processes first (they hold files on the tmpfs), then the mount; afterAll removes the temp dirs.
+      await killAll();
+      execFileSync('umount', ['-l', disk]);
+      mounts.splice(mounts.indexOf(disk), 1);
+    }
+  });
+});
