@@ -4,6 +4,7 @@ import { loadConfig, type LoadedConfig } from './config.js';
 import { createBusHub, type BusHub } from './bus-hub.js';
 import { startChannels, type Channels } from './channels.js';
 import { DASHBOARD_HTML } from './dashboard.js';
+import { removeDaemonFile, writeDaemonFile } from './daemon-file.js';
 import { createCellEventFeed } from './event-feed.js';
 import { startHttpServer, type HttpServer } from './http.js';
 import { acquireDaemonLock, type DaemonLock } from './lock.js';
@@ -130,7 +131,15 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
       });
       if (!env[loaded.config.daemon.http.token_env]) logger.warn(`${loaded.config.daemon.http.token_env} is not set: approvals over HTTP are refused`);
     }
+    // Where this daemon listens (the real port when configured as :0), for `pit approve` and friends.
+    await writeDaemonFile(loaded.config.daemon.state_dir, {
+      pid: process.pid,
+      ...(http ? { url: http.url } : {}),
+      ...(busHub ? { bus_url: busHub.url } : {}),
+      started_at: new Date(startedAt).toISOString(),
+    });
   } catch (error) {
+    await http?.close().catch(() => undefined);
     await channels?.stop().catch(() => undefined);
     await busHub?.close().catch(() => undefined);
     await lock.release();
@@ -152,6 +161,7 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
       await supervisor.stop({ stopAgents });
       await channels?.stop();
       await busHub?.close();
+      await removeDaemonFile(loaded.config.daemon.state_dir, process.pid).catch((error: unknown) => logger.warn('cannot remove daemon.json', { error: String(error) }));
       await lock.release();
       logger.info('daemon stopped');
       resolveDone();

@@ -27,6 +27,7 @@ export { composeAgentEnv, INHERITED_ENV } from './agent-env.js';
 export { createExecutor, findInPath, type Executor, type ExecutorOptions, type StartAgentOptions, type AdoptAgentOptions, type AgentProcess, type AgentExit } from './executor.js';
 export { sandboxArgv, SANDBOX_LAUNCHER, type SandboxSpec } from './sandbox.js';
 export { createPodman, podmanAvailable, CONTAINERS_CONF, DEFAULT_AGENT_IMAGE, type Podman, type PodmanOptions, type ContainerSpec } from './podman.js';
+export { writeDaemonFile, readDaemonFile, removeDaemonFile, daemonFilePath, DaemonFileSchema, type DaemonFile } from './daemon-file.js';
 export { acquireDaemonLock, readDaemonLock, lockPath, type DaemonLock, type LockHolder } from './lock.js';
 export { createLogger, silentLogger, LOG_LEVELS, type Logger, type DaemonLogger, type LoggerOptions, type LogLevel } from './logger.js';
 export { startHttpServer, authorize, ApprovalDecisionBodySchema, type HttpServer, type HttpServerOptions, type HttpHandlers, type ApprovalDecisionResult } from './http.js';

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { readCellState } from '@pit/cell-spec';
 import { connectBus } from '@pit/mission-bus';
 import { sweepOnce } from '../src/daemon.js';
+import { readDaemonFile } from '../src/daemon-file.js';
 import type { FleetStatus } from '../src/supervisor.js';
 import { cleanup, makeCell, reapLater, tempDir, waitFor, within } from './helpers.js';
 import { AGENT, cellEvents, storyOf } from './fleet.js';
@@ -74,10 +75,14 @@ const exitOf = (child: ReturnType<typeof spawnTsx>) => new Promise<number | null
 
 describe('pit daemon (e2e, real processes)', () => {
   it('serves /health and /api/status, and an approval over HTTP needs the token and revives the agent', async () => {
-    const { cell, configPath } = await setup(['forge'], '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }');
+    const { base, cell, configPath } = await setup(['forge'], '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }');
     const daemon = await startDaemon(configPath);
     expect(daemon.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(((await (await fetch(`${daemon.url}/health`)).json()) as { ok: boolean }).ok).toBe(true);
+    // Where it listens (an ephemeral port here) is recorded for `pit approve`.
+    const recorded = await readDaemonFile(join(base, 'state'));
+    expect(recorded).toMatchObject({ url: daemon.url, bus_url: expect.stringMatching(/^ws:\/\/127\.0\.0\.1:\d+/), started_at: expect.any(String) });
+    expect(() => process.kill(recorded!.pid, 0)).not.toThrow();
     const forge = await healthyAgent(daemon.url, 'forge');
     process.kill(forge.pid!, 'SIGKILL');
     const approval = await waitFor(async () => (await agentOf(daemon.url, 'forge'))?.pending_approval, 20_000, 'an approval request');
@@ -93,6 +98,7 @@ describe('pit daemon (e2e, real processes)', () => {
     expect(metrics).toMatch(/pit_agents\{state="healthy"\} 1/);
     daemon.child.kill('SIGTERM');
     expect(await within(exitOf(daemon.child), 20_000, 'daemon exit')).toBe(0);
+    expect(await readDaemonFile(join(base, 'state'))).toBeUndefined();
   });
 
   it('registers each agent on its mission bus: the credentials in its environment let it publish', async () => {
