@@ -641,16 +641,8 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       };
     }
     if (!assessment) return { state: 'unknown' as const, since: now(), reason: 'no verdict yet' };
-    // Startup: healthy only once every probe has spoken (a process probe alone must not end the
-    // grace before the first heartbeat), and not dead by probes while the grace lasts.
-    const graceMs = (slot.config?.startup_grace_s ?? 30) * 1000;
-    const inGrace = slot.process !== undefined && !slot.process.adopted && now() < slot.process.startedAt.getTime() + graceMs;
-    if (assessment.health === 'healthy' && Object.values(assessment.probes).some((probe) => probe.state === 'unknown')) {
-      return { state: 'unknown' as const, since: assessment.since, reason: 'waiting for every probe’s first verdict' };
-    }
-    if (inGrace && (assessment.health === 'dead' || assessment.health === 'degraded')) {
-      return { state: 'unknown' as const, since: assessment.since, reason: `within the startup grace: ${assessment.reason}` };
-    }
+    // The startup grace is the assessor's (tracked from the process's start): healthy only once
+    // every critical probe passed, never dead by probes while it lasts.
     const failingProbes = assessment.failing;
     return {
       state: assessment.health,
