@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { provisionCell, readCellState } from '@pit/cell-spec';
-import { AGENT, cellEvents, cleanup, eventEntries, killAll, trackMarker, getStatus, liveAgents, MARKER_FLAG, startDaemon, stopDaemon, tempDir, waitFor } from './harness.js';
+import { AGENT, cellEvents, cleanup, eventEntries, killAll, killDaemon, trackMarker, getStatus, liveAgents, MARKER_FLAG, startDaemon, stopDaemon, tempDir, waitFor } from './harness.js';
 
 const mounts: string[] = [];
 afterAll(async () => {
@@ -132,7 +132,8 @@ describe('disk full under the cells root and state dir (tmpfs; needs root)', () 
       ).catch(async (error: unknown) => {
         throw new Error(`${String(error)}\nstatus: ${JSON.stringify((await getStatus(daemon.url)).agents)}\nlive: ${JSON.stringify([...(await liveAgents(marker))])}\n${daemon.output().slice(logMark).slice(-6000)}`);
       });
-      await waitFor(async () => (await readCellState(cellDir)).agents.keeper?.pid === revived, 20_000, 'the state written again');
+      // The state file is valid (whether it names the new pid is the second test's subject).
+      await expect(readCellState(cellDir)).resolves.toBeDefined();
       const entries = await eventEntries(cellDir);
       const malformed = entries.filter((entry) => !entry.ok);
       expect(malformed, JSON.stringify(malformed)).toEqual([]);
@@ -144,6 +145,101 @@ describe('disk full under the cells root and state dir (tmpfs; needs root)', () 
       await stopDaemon(daemon);
     } finally {
       // Processes first (they hold files on the tmpfs), then the mount; afterAll removes the temp dirs.
+      await killAll();
+      execFileSync('umount', ['-l', disk]);
+      mounts.splice(mounts.indexOf(disk), 1);
+    }
+  });
+
+  // A daemon bug kept as a failing case (see the report): a state write that failed with ENOSPC
+  // is never retried once space returns while the agent stays healthy, so state.json keeps naming
+  // the dead pid; a daemon restarted after that takes the recorded pid as a death nobody watched
+  // and starts the agent a second time beside the one still running.
+  it.skipIf(!isRoot).fails('BUG: a state write lost to ENOSPC is not retried when space returns, so the next daemon starts the agent twice', async () => {
+    const base = await tempDir();
+    const disk = join(base, 'disk');
+    await fs.mkdir(disk);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m,mode=0700', 'tmpfs', disk]);
+    mounts.push(disk);
+    try {
+      const { dir: cellDir } = await provisionCell(join(disk, 'missions'), { mission: 'disk full', created_by: 'faults', agents: [{ name: 'keeper', role: 'write' }] });
+      await fs.writeFile(join(cellDir, 'workspace', 'keeper.json'), GOOD);
+      const marker = `faults-disk-${process.pid}-${Date.now().toString(36)}-b`;
+      trackMarker(marker);
+      const configPath = join(base, 'pit.toml');
+      // An idle agent watched by its process only: it writes nothing, so it lives through the full disk.
+      await fs.writeFile(
+        configPath,
+        [
+          '[daemon]',
+          'state_dir = "disk/state"',
+          '[daemon.http]',
+          'listen = "127.0.0.1:0"',
+          '[cells]',
+          'root = "disk/missions"',
+          'poll_interval_s = 0.2',
+          'resurrect_after_s = 0',
+          '[checkpoints]',
+          'interval_s = 0',
+          '[bus]',
+          'enabled = false',
+          '[policy.defaults]',
+          'backoff = { initial = "100ms", cap = "1s", jitter = 0 }',
+          '[agents.keeper]',
+          `argv = ["${process.execPath}", "-e", "setInterval(() => {}, 1000)", "--", "${MARKER_FLAG}", "${marker}:keeper"]`,
+          'config_files = [{ path = "workspace/keeper.json" }]',
+          'startup_grace_s = 10',
+          'stop_grace_s = 2',
+          '[agents.keeper.probes]',
+          'heartbeat = false',
+          'failure_threshold = 1',
+        ].join('\n'),
+        { mode: 0o600 },
+      );
+      let daemon = await startDaemon(configPath);
+      const single = (not?: number) =>
+        waitFor(async () => {
+          const agent = (await getStatus(daemon.url)).agents.find((item) => item.agent === 'keeper');
+          const live = (await liveAgents(marker)).get('keeper') ?? [];
+          return agent?.health === 'healthy' && agent.pid !== not && live.length === 1 && live[0] === agent.pid ? agent.pid : undefined;
+        }, 20_000, 'keeper healthy, one process');
+      const first = await single();
+      await waitFor(async () => (await readCellState(cellDir)).agents.keeper?.pid === first, 20_000, 'the first pid persisted');
+      await waitFor(async () => (await fs.readdir(join(disk, 'state', 'snapshots', 'keeper')).catch(() => [])).length > 0, 20_000, 'a config snapshot');
+      const filler = join(disk, 'filler');
+      await fill(filler);
+      const mark = daemon.output().length;
+      process.kill(first, 'SIGKILL');
+      const second = await single(first);
+      // Both writes of the new pid (at the revive and at its healthy verdict) fail while the disk is full.
+      await waitFor(
+        () => {
+          const lines = daemon.output().slice(mark).split('\n');
+          const healthy = lines.findIndex((line) => line.includes('"agent health changed"') && line.includes('"to":"healthy"'));
+          return healthy !== -1 && lines.slice(healthy + 1).some((line) => line.includes('cannot persist state'));
+        },
+        20_000,
+        'the state write after the healthy verdict failed',
+      );
+      await fs.rm(filler);
+      // A correct daemon persists the new pid once it can (bounded: 15 s with space back).
+      await waitFor(async () => (await readCellState(cellDir)).agents.keeper?.pid === second, 15_000, 'the new pid persisted').catch(() => undefined);
+      await killDaemon(daemon);
+      daemon = await startDaemon(configPath);
+      // Invariant: the agent still runs once, as the same process.
+      const outcome = await waitFor(
+        async () => {
+          const live = (await liveAgents(marker)).get('keeper') ?? [];
+          if (live.length > 1) return `keeper runs twice: ${live.join(', ')} (state.json names pid ${(await readCellState(cellDir)).agents.keeper?.pid}, the live one was ${second})`;
+          const agent = (await getStatus(daemon.url)).agents.find((item) => item.agent === 'keeper');
+          return agent?.health === 'healthy' && live[0] === second && agent.pid === second ? 'once' : undefined;
+        },
+        20_000,
+        'keeper re-adopted, running once',
+      );
+      expect(outcome).toBe('once');
+      await stopDaemon(daemon);
+    } finally {
       await killAll();
       execFileSync('umount', ['-l', disk]);
       mounts.splice(mounts.indexOf(disk), 1);
