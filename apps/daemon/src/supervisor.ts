@@ -704,6 +704,12 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       void persist(slot);
       return;
     }
+    if (health.state === 'dead' && before !== 'dead') {
+      // A new death is decided one turn of the event loop later, so that deaths arriving together
+      // (a storm: many exits in one poll) are all in the fleet the policy sees (the fleet brake).
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (stopped || !slots.has(slot.key)) return;
+    }
     const decision = decideFor(slot, health, at);
     await carryOut(slot, decision, at);
     // Not awaited: the next evaluation (say, the exit of the agent just started) must not queue

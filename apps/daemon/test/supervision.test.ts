@@ -84,7 +84,11 @@ describe('the supervision loop', () => {
     }, 20_000, 'forge revived and healthy');
     started.push(second.pid!);
     expect(second.restarts).toBe(1);
-    const story = await storyOf(cell.dir, 'forge');
+    // Events are appended in order but without holding up the loop: wait for the last one.
+    const story = await waitFor(async () => {
+      const kinds = await storyOf(cell.dir, 'forge');
+      return kinds.lastIndexOf('agent_healthy') > kinds.indexOf('agent_revived') ? kinds : undefined;
+    }, 10_000, 'agent_healthy logged after the revive');
     expect(story).toEqual(expect.arrayContaining(['agent_started', 'agent_healthy', 'agent_dead', 'agent_revived']));
     // The built-in policy rolls the config back before restarting (nothing to roll back here).
     expect(story).toContain('decision:rollback_and_restart');
