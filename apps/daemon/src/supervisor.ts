@@ -764,7 +764,12 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     const names = new Set<string>();
     const agents: FleetView['agents'][number][] = [];
     for (const slot of slots.values()) {
-      const agent = { name: slot.key, state: slot.state.health, ...(slot.state.since ? { since: Date.parse(slot.state.since) } : {}) };
+      // Revived but not healthy yet: still a death of this storm for the fleet brake (it counts
+      // deaths within its window; exits decided one by one would otherwise never add up).
+      const recovering = slot.state.health === 'unknown' && slot.state.first_dead_at !== undefined;
+      const state = recovering ? 'dead' : slot.state.health;
+      const since = state === 'dead' ? (slot.state.first_dead_at ?? slot.state.since) : slot.state.since;
+      const agent = { name: slot.key, state, ...(since ? { since: Date.parse(since) } : {}) };
       agents.push(agent);
       byKey.set(slot.key, agent);
       names.add(slot.name);

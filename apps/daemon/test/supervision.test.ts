@@ -400,6 +400,32 @@ describe('the supervision loop', () => {
     }
   });
 
+  it('engages the fleet brake when agents die together: their deaths are decided as one storm, starts spaced', async () => {
+    const names = ['a1', 'a2', 'a3', 'a4', 'a5', 'a6'];
+    const { cell, config, policyInput } = await fleet(names, '[policy.fleet_brake]\nmax_deaths = 3\nrestart_interval = "300ms"');
+    supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+    await supervisor.start();
+    const pids = new Map<string, number>();
+    for (const name of names) {
+      const status = await waitFor(async () => {
+        const agent = await statusOf(`${cell.uuid}/${name}`);
+        return agent?.health === 'healthy' && agent.pid ? agent : undefined;
+      }, 30_000, `${name} healthy`);
+      pids.set(name, status.pid!);
+      started.push(status.pid!);
+    }
+    for (const pid of pids.values()) process.kill(pid, 'SIGKILL');
+    for (const name of names) {
+      const revived = await waitFor(async () => {
+        const agent = await statusOf(`${cell.uuid}/${name}`);
+        return agent?.health === 'healthy' && agent.pid && agent.pid !== pids.get(name) ? agent : undefined;
+      }, 30_000, `${name} revived`);
+      started.push(revived.pid!);
+    }
+    const braked = (await cellEvents(cell.dir)).filter((event) => event.event === 'decision' && /fleet brake/.test(String(event.reason)));
+    expect(braked.length).toBeGreaterThan(0);
+  });
+
   it('asks a human under policy ask, and revives the agent once the request is approved', async () => {
     const { cell, config, policyInput } = await fleet(['forge'], '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }');
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
