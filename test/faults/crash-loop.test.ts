@@ -6,7 +6,15 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cellEvents, cleanup, getStatus, makeFleet, startDaemon, stopDaemon, waitFor } from './harness.js';
+import {
+  cellEvents,
+  cleanup,
+  getStatus,
+  makeFleet,
+  startDaemon,
+  stopDaemon,
+  waitFor,
+} from './harness.js';
 
 afterEach(cleanup);
 
@@ -32,38 +40,60 @@ describe('a crash-looping agent', () => {
       ].join('\n'),
     });
     const daemon = await startDaemon(fleet.configPath);
-    const looperEvents = async () => (await cellEvents(fleet.cellDir)).filter((event) => event.agent === 'looper');
+    const looperEvents = async () =>
+      (await cellEvents(fleet.cellDir)).filter((event) => event.agent === 'looper');
     const escalation = await waitFor(
-      async () => (await looperEvents()).find((event) => event.event === 'decision' && event.action === 'escalate'),
+      async () =>
+        (await looperEvents()).find(
+          (event) => event.event === 'decision' && event.action === 'escalate',
+        ),
       60_000,
       'an escalate decision for looper',
     );
     expect(String(escalation.rule)).toBe('restart_intensity');
     const events = await looperEvents();
-    const starts = events.filter((event) => event.event === 'agent_started' || event.event === 'agent_revived').map((event) => Date.parse(event.ts));
-    const revivals = events.filter((event) => event.event === 'agent_revived').map((event) => Date.parse(event.ts));
+    const starts = events
+      .filter((event) => event.event === 'agent_started' || event.event === 'agent_revived')
+      .map((event) => Date.parse(event.ts));
+    const revivals = events
+      .filter((event) => event.event === 'agent_revived')
+      .map((event) => Date.parse(event.ts));
     expect(revivals).toHaveLength(MAX_RESTARTS);
     // Gaps between starts: the first restart is immediate, then about 200 ms, 400 ms, 800 ms, 1600 ms
     // (the daemon may count a delay from the previous start rather than the death: 20 % slack).
     const gaps = starts.slice(1).map((at, index) => at - starts[index]!);
     for (let index = 1; index < gaps.length; index++) {
-      expect(gaps[index], `gap ${index} of ${JSON.stringify(gaps)}`).toBeGreaterThanOrEqual(200 * 2 ** (index - 1) * 0.8);
-      if (index >= 2) expect(gaps[index], `gap ${index} of ${JSON.stringify(gaps)}`).toBeGreaterThan(gaps[index - 1]!);
+      expect(gaps[index], `gap ${index} of ${JSON.stringify(gaps)}`).toBeGreaterThanOrEqual(
+        200 * 2 ** (index - 1) * 0.8,
+      );
+      if (index >= 2)
+        expect(gaps[index], `gap ${index} of ${JSON.stringify(gaps)}`).toBeGreaterThan(
+          gaps[index - 1]!,
+        );
     }
     expect(gaps.at(-1)!, `gaps ${JSON.stringify(gaps)}`).toBeGreaterThan(gaps[1]! * 3);
     // Escalated: no further start while we watch the daemon idle for a while (bounded by its own CPU use).
     const before = await cpuTicks(daemon.pid!);
     const startedAt = Date.now();
-    await waitFor(async () => {
-      const status = await getStatus(daemon.url);
-      return status.agents.find((agent) => agent.agent === 'steady')?.health === 'healthy' && Date.now() - startedAt > 3000;
-    }, 30_000, 'three seconds of the daemon watching an escalated agent');
+    await waitFor(
+      async () => {
+        const status = await getStatus(daemon.url);
+        return (
+          status.agents.find((agent) => agent.agent === 'steady')?.health === 'healthy' &&
+          Date.now() - startedAt > 3000
+        );
+      },
+      30_000,
+      'three seconds of the daemon watching an escalated agent',
+    );
     const elapsedTicks = ((Date.now() - startedAt) / 1000) * 100;
     const used = (await cpuTicks(daemon.pid!)) - before;
     expect(used / elapsedTicks, 'daemon CPU share while the looper is escalated').toBeLessThan(0.5);
     const after = await looperEvents();
     expect(after.filter((event) => event.event === 'agent_revived')).toHaveLength(MAX_RESTARTS);
-    expect((await getStatus(daemon.url)).agents.find((agent) => agent.agent === 'looper')?.health).toBe('dead');
+    expect(
+      (await getStatus(daemon.url)).agents.find((agent) => agent.agent === 'looper')?.health,
+    ).toBe('dead');
     // Bounded log growth: the agent's log holds its output plus the daemon's per-start headers, nothing more.
     const log = await fs.stat(join(fleet.cellDir, 'logs', 'looper.log'));
     expect(log.size / (MAX_RESTARTS + 1)).toBeLessThan(LOG_BYTES_PER_RESTART);

@@ -7,11 +7,31 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readCellState, type EventLogEntry } from '@pit/cell-spec';
-import { AGENT, cleanup, delay, eventEntries, getStatus, killDaemon, liveAgents, makeFleet, MARKER_FLAG, prng, startDaemon, stopDaemon, tempDir, TOKEN, waitFor, type DaemonProcess, type Fleet } from './harness.js';
+import {
+  AGENT,
+  cleanup,
+  delay,
+  eventEntries,
+  getStatus,
+  killDaemon,
+  liveAgents,
+  makeFleet,
+  MARKER_FLAG,
+  prng,
+  startDaemon,
+  stopDaemon,
+  tempDir,
+  TOKEN,
+  waitFor,
+  type DaemonProcess,
+  type Fleet,
+} from './harness.js';
 
 afterEach(cleanup);
 
-const SEED = process.env.FAULTS_SEED ? Number(process.env.FAULTS_SEED) : Math.floor(Math.random() * 2 ** 31);
+const SEED = process.env.FAULTS_SEED
+  ? Number(process.env.FAULTS_SEED)
+  : Math.floor(Math.random() * 2 ** 31);
 const ITERATIONS = Number(process.env.FAULTS_ITERATIONS ?? 25);
 /**
  * FAULTS_RACE=1 adds the fault "kill an agent, then the daemon the instant the replacement runs"
@@ -58,14 +78,22 @@ async function fleetUnderTest(): Promise<Fleet> {
 }
 
 /** Checks made while no daemon runs: state parses, log lines intact, config whole, nobody twice. */
-async function checkAtRest(fleet: Fleet, seenTorn: Map<number, string>, okBefore: number, where: string): Promise<number> {
+async function checkAtRest(
+  fleet: Fleet,
+  seenTorn: Map<number, string>,
+  okBefore: number,
+  where: string,
+): Promise<number> {
   await expect(readCellState(fleet.cellDir), `${where}: state.json parses`).resolves.toBeDefined();
   const entries = await eventEntries(fleet.cellDir);
   checkLog(entries, seenTorn, where);
   const ok = entries.filter((entry) => entry.ok).length;
   expect(ok, `${where}: no event lost`).toBeGreaterThanOrEqual(okBefore);
   const config = await fs.readFile(join(fleet.cellDir, 'workspace', 'gamma.json'), 'utf8');
-  expect([GOOD, BAD], `${where}: gamma.json is a known version (no half-applied rollback)`).toContain(config);
+  expect(
+    [GOOD, BAD],
+    `${where}: gamma.json is a known version (no half-applied rollback)`,
+  ).toContain(config);
   await checkSingles(fleet, where);
   return ok;
 }
@@ -79,12 +107,16 @@ function checkLog(entries: EventLogEntry[], seenTorn: Map<number, string>, where
       return;
     }
     // A malformed line in the middle is only acceptable as an earlier torn tail, unchanged (the next append started a new line).
-    expect(seenTorn.get(entry.offset), `${where}: line ${entry.line} malformed (${entry.reason}): ${entry.raw.slice(0, 200)}`).toBe(entry.raw);
+    expect(
+      seenTorn.get(entry.offset),
+      `${where}: line ${entry.line} malformed (${entry.reason}): ${entry.raw.slice(0, 200)}`,
+    ).toBe(entry.raw);
   });
 }
 
 async function checkSingles(fleet: Fleet, where: string) {
-  for (const [name, pids] of await liveAgents(fleet.marker)) expect(pids, `${where}: live processes of ${name}`).toHaveLength(1);
+  for (const [name, pids] of await liveAgents(fleet.marker))
+    expect(pids, `${where}: live processes of ${name}`).toHaveLength(1);
 }
 
 /** After a (re)start: every agent is healthy with exactly its one process, or (asked) waits for a pending approval with none. */
@@ -93,7 +125,8 @@ async function settle(fleet: Fleet, daemon: DaemonProcess, where: string) {
   await waitFor(
     async () => {
       const live = await liveAgents(fleet.marker);
-      for (const pids of live.values()) if (pids.length > 1) twice = `${where}: an agent runs twice: ${JSON.stringify([...live])}`;
+      for (const pids of live.values())
+        if (pids.length > 1) twice = `${where}: an agent runs twice: ${JSON.stringify([...live])}`;
       if (twice) return true;
       const status = await getStatus(daemon.url);
       return AGENTS.every((name) => {
@@ -101,14 +134,21 @@ async function settle(fleet: Fleet, daemon: DaemonProcess, where: string) {
         if (!agent) return false;
         const pids = live.get(name) ?? [];
         if (agent.health === 'healthy') return pids.length === 1 && pids[0] === agent.pid;
-        return name === ASKED && agent.health === 'dead' && agent.pending_approval !== undefined && pids.length === 0;
+        return (
+          name === ASKED &&
+          agent.health === 'dead' &&
+          agent.pending_approval !== undefined &&
+          pids.length === 0
+        );
       });
     },
     45_000,
     `${where}: every agent healthy once, or waiting for an approval`,
   ).catch(async (error: unknown) => {
     const status = await getStatus(daemon.url).catch(() => undefined);
-    throw new Error(`${String(error)}\nlive: ${JSON.stringify([...(await liveAgents(fleet.marker))])}\nstatus: ${JSON.stringify(status?.agents)}\nlog tail: ${daemon.output().slice(-3000)}`);
+    throw new Error(
+      `${String(error)}\nlive: ${JSON.stringify([...(await liveAgents(fleet.marker))])}\nstatus: ${JSON.stringify(status?.agents)}\nlog tail: ${daemon.output().slice(-3000)}`,
+    );
   });
   expect(twice).toBeUndefined();
 }
@@ -130,14 +170,22 @@ describe(`daemon SIGKILLed at random points (seed ${SEED}, ${ITERATIONS} iterati
       const status = await getStatus(daemon.url);
       for (const [name, pids] of survivors) {
         const agent = status.agents.find((item) => item.agent === name);
-        if (agent?.health === 'healthy' && (await liveAgents(fleet.marker)).get(name)?.[0] === pids[0]) expect(agent.pid).toBe(pids[0]);
+        if (
+          agent?.health === 'healthy' &&
+          (await liveAgents(fleet.marker)).get(name)?.[0] === pids[0]
+        )
+          expect(agent.pid).toBe(pids[0]);
       }
       okEvents = await checkAtRestLive(fleet, seenTorn, okEvents, `${where} settled`);
       // Faults, each followed by a random pause; the daemon is killed at a random point among them.
       const actions = rng.int(1, 4);
       let racing = false;
       for (let step = 0; step < actions && !racing; step++) {
-        const kind = rng.pick(RACE ? (['kill', 'kill', 'corrupt', 'approve', 'race'] as const) : (['kill', 'kill', 'corrupt', 'approve'] as const));
+        const kind = rng.pick(
+          RACE
+            ? (['kill', 'kill', 'corrupt', 'approve', 'race'] as const)
+            : (['kill', 'kill', 'corrupt', 'approve'] as const),
+        );
         const live = await liveAgents(fleet.marker);
         if (kind === 'kill') {
           const name = rng.pick(AGENTS);
@@ -148,23 +196,37 @@ describe(`daemon SIGKILLed at random points (seed ${SEED}, ${ITERATIONS} iterati
           trail.push(`${iteration}: corrupt gamma.json and kill gamma`);
           await fs.writeFile(join(fleet.cellDir, 'workspace', 'gamma.json'), BAD);
           // Whoever runs as gamma now (scanned after the write) read the good version: kill it, so a bad config is never seen healthy.
-          for (const pid of (await liveAgents(fleet.marker)).get(ROLLBACK) ?? []) process.kill(pid, 'SIGKILL');
+          for (const pid of (await liveAgents(fleet.marker)).get(ROLLBACK) ?? [])
+            process.kill(pid, 'SIGKILL');
         } else if (kind === 'race') {
           // The narrowest point: the daemon dies the instant the replacement of a killed agent appears in /proc.
           const name = rng.pick(PLAIN);
           const pid = live.get(name)?.[0];
-          trail.push(`${iteration}: kill ${name} (${pid ?? 'not running'}) and the daemon as soon as its replacement runs`);
+          trail.push(
+            `${iteration}: kill ${name} (${pid ?? 'not running'}) and the daemon as soon as its replacement runs`,
+          );
           if (pid) {
             process.kill(pid, 'SIGKILL');
-            await waitFor(async () => ((await liveAgents(fleet.marker)).get(name) ?? []).some((other) => other !== pid), 10_000, `${name}'s replacement`).catch(() => undefined);
+            await waitFor(
+              async () =>
+                ((await liveAgents(fleet.marker)).get(name) ?? []).some((other) => other !== pid),
+              10_000,
+              `${name}'s replacement`,
+            ).catch(() => undefined);
             racing = true;
             continue;
           }
         } else {
           const pending = (await getStatus(daemon.url).catch(() => undefined))?.approvals ?? [];
-          trail.push(`${iteration}: approve ${pending.map((item) => item.id).join(',') || 'nothing pending'}`);
+          trail.push(
+            `${iteration}: approve ${pending.map((item) => item.id).join(',') || 'nothing pending'}`,
+          );
           for (const approval of pending)
-            await fetch(`${daemon.url}/api/approvals/${approval.id}/approve`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: JSON.stringify({ by: 'faults' }) }).catch(() => undefined);
+            await fetch(`${daemon.url}/api/approvals/${approval.id}/approve`, {
+              method: 'POST',
+              headers: { authorization: `Bearer ${TOKEN}` },
+              body: JSON.stringify({ by: 'faults' }),
+            }).catch(() => undefined);
         }
         await delay(rng.int(0, 300));
       }
@@ -192,50 +254,93 @@ describe('daemon SIGKILLed right after it respawned an agent', () => {
   // finding it gone, starts a second beta beside the live one. To hit that point every time, the
   // replacement itself stops its parent (the daemon) with SIGSTOP the moment it starts (only when
   // a trigger file exists), and the test then SIGKILLs the stopped daemon.
-  it.fails('BUG: the next daemon starts the agent a second time (the respawned pid was not yet persisted)', async () => {
-    const base = await tempDir();
-    const trigger = join(base, 'stop-the-daemon');
-    const fleet = await makeFleet({
-      agents: ['beta'],
-      argv: { beta: '"PLACEHOLDER"' },
-      extra: ['[policy.defaults]', 'backoff = { initial = "100ms", cap = "500ms", jitter = 0 }'].join('\n'),
-    });
-    const script = `if [ -e "$0" ]; then rm -f "$0"; kill -STOP $PPID; fi; exec "${process.execPath}" "${AGENT}" ${MARKER_FLAG} ${fleet.marker}:beta`;
-    await fs.writeFile(fleet.configPath, (await fs.readFile(fleet.configPath, 'utf8')).replace('"PLACEHOLDER"', JSON.stringify(['/bin/sh', '-c', script, trigger])), { mode: 0o600 });
-    let daemon = await startDaemon(fleet.configPath);
-    // The daemon may still persist the new pid before the SIGSTOP lands: up to 8 attempts.
-    for (let attempt = 0; attempt < 8; attempt++) {
-      const first = await waitFor(async () => {
-        const beta = (await getStatus(daemon.url)).agents.find((agent) => agent.agent === 'beta');
-        const live = (await liveAgents(fleet.marker)).get('beta') ?? [];
-        return beta?.health === 'healthy' && live.length === 1 && live[0] === beta.pid ? beta.pid : undefined;
-      }, 30_000, `attempt ${attempt}: beta healthy`);
-      await waitFor(async () => (await readCellState(fleet.cellDir)).agents.beta?.pid === first, 20_000, 'its pid persisted');
-      await fs.writeFile(trigger, '');
-      process.kill(first, 'SIGKILL');
-      const daemonPid = daemon.pid!;
-      await waitFor(async () => /\) T /.test(await fs.readFile(`/proc/${daemonPid}/stat`, 'utf8')), 20_000, 'the daemon stopped by the replacement');
-      await killDaemon(daemon);
-      const second = await waitFor(async () => (await liveAgents(fleet.marker)).get('beta')?.find((pid) => pid !== first), 20_000, 'the replacement running');
-      daemon = await startDaemon(fleet.configPath);
-      const outcome = await waitFor(
-        async () => {
-          const live = (await liveAgents(fleet.marker)).get('beta') ?? [];
-          if (live.length > 1) return `attempt ${attempt}: beta runs twice: ${live.join(', ')} (state.json named ${first}, the live replacement was ${second})`;
-          const beta = (await getStatus(daemon.url)).agents.find((agent) => agent.agent === 'beta');
-          return beta?.health === 'healthy' && beta.pid === second && live[0] === second ? 'once' : undefined;
-        },
-        30_000,
-        'beta re-adopted or running once',
+  it.fails(
+    'BUG: the next daemon starts the agent a second time (the respawned pid was not yet persisted)',
+    async () => {
+      const base = await tempDir();
+      const trigger = join(base, 'stop-the-daemon');
+      const fleet = await makeFleet({
+        agents: ['beta'],
+        argv: { beta: '"PLACEHOLDER"' },
+        extra: [
+          '[policy.defaults]',
+          'backoff = { initial = "100ms", cap = "500ms", jitter = 0 }',
+        ].join('\n'),
+      });
+      const script = `if [ -e "$0" ]; then rm -f "$0"; kill -STOP $PPID; fi; exec "${process.execPath}" "${AGENT}" ${MARKER_FLAG} ${fleet.marker}:beta`;
+      await fs.writeFile(
+        fleet.configPath,
+        (await fs.readFile(fleet.configPath, 'utf8')).replace(
+          '"PLACEHOLDER"',
+          JSON.stringify(['/bin/sh', '-c', script, trigger]),
+        ),
+        { mode: 0o600 },
       );
-      expect(outcome).toBe('once');
-    }
-    await stopDaemon(daemon);
-  });
+      let daemon = await startDaemon(fleet.configPath);
+      // The daemon may still persist the new pid before the SIGSTOP lands: up to 8 attempts.
+      for (let attempt = 0; attempt < 8; attempt++) {
+        const first = await waitFor(
+          async () => {
+            const beta = (await getStatus(daemon.url)).agents.find(
+              (agent) => agent.agent === 'beta',
+            );
+            const live = (await liveAgents(fleet.marker)).get('beta') ?? [];
+            return beta?.health === 'healthy' && live.length === 1 && live[0] === beta.pid
+              ? beta.pid
+              : undefined;
+          },
+          30_000,
+          `attempt ${attempt}: beta healthy`,
+        );
+        await waitFor(
+          async () => (await readCellState(fleet.cellDir)).agents.beta?.pid === first,
+          20_000,
+          'its pid persisted',
+        );
+        await fs.writeFile(trigger, '');
+        process.kill(first, 'SIGKILL');
+        const daemonPid = daemon.pid!;
+        await waitFor(
+          async () => /\) T /.test(await fs.readFile(`/proc/${daemonPid}/stat`, 'utf8')),
+          20_000,
+          'the daemon stopped by the replacement',
+        );
+        await killDaemon(daemon);
+        const second = await waitFor(
+          async () => (await liveAgents(fleet.marker)).get('beta')?.find((pid) => pid !== first),
+          20_000,
+          'the replacement running',
+        );
+        daemon = await startDaemon(fleet.configPath);
+        const outcome = await waitFor(
+          async () => {
+            const live = (await liveAgents(fleet.marker)).get('beta') ?? [];
+            if (live.length > 1)
+              return `attempt ${attempt}: beta runs twice: ${live.join(', ')} (state.json named ${first}, the live replacement was ${second})`;
+            const beta = (await getStatus(daemon.url)).agents.find(
+              (agent) => agent.agent === 'beta',
+            );
+            return beta?.health === 'healthy' && beta.pid === second && live[0] === second
+              ? 'once'
+              : undefined;
+          },
+          30_000,
+          'beta re-adopted or running once',
+        );
+        expect(outcome).toBe('once');
+      }
+      await stopDaemon(daemon);
+    },
+  );
 });
 
 /** Like {@link checkAtRest} while a daemon runs (it may be writing: a torn last line is in-flight). */
-async function checkAtRestLive(fleet: Fleet, seenTorn: Map<number, string>, okBefore: number, where: string): Promise<number> {
+async function checkAtRestLive(
+  fleet: Fleet,
+  seenTorn: Map<number, string>,
+  okBefore: number,
+  where: string,
+): Promise<number> {
   const entries = await eventEntries(fleet.cellDir);
   const copy = new Map(seenTorn);
   checkLog(entries, copy, where);

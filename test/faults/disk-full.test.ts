@@ -9,7 +9,22 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { provisionCell, readCellState } from '@pit/cell-spec';
-import { AGENT, cellEvents, cleanup, eventEntries, killAll, killDaemon, trackMarker, getStatus, liveAgents, MARKER_FLAG, startDaemon, stopDaemon, tempDir, waitFor } from './harness.js';
+import {
+  AGENT,
+  cellEvents,
+  cleanup,
+  eventEntries,
+  killAll,
+  killDaemon,
+  trackMarker,
+  getStatus,
+  liveAgents,
+  MARKER_FLAG,
+  startDaemon,
+  stopDaemon,
+  tempDir,
+  waitFor,
+} from './harness.js';
 
 const mounts: string[] = [];
 afterAll(async () => {
@@ -49,200 +64,289 @@ async function fill(filler: string) {
 }
 
 describe('disk full under the cells root and state dir (tmpfs; needs root)', () => {
-  it.skipIf(!isRoot)('keeps running and reporting while the disk is full, and recovers when space returns; nothing stored is lost', async () => {
-    const base = await tempDir();
-    const disk = join(base, 'disk');
-    await fs.mkdir(disk);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m,mode=0700', 'tmpfs', disk]);
-    mounts.push(disk);
-    try {
-      const root = join(disk, 'missions');
-      const { dir: cellDir } = await provisionCell(root, { mission: 'disk full', created_by: 'faults', agents: [{ name: 'keeper', role: 'write' }] });
-      await fs.writeFile(join(cellDir, 'workspace', 'keeper.json'), GOOD);
-      const marker = `faults-disk-${process.pid}-${Date.now().toString(36)}`;
-      trackMarker(marker);
-      const configPath = join(base, 'pit.toml');
-      await fs.writeFile(
-        configPath,
-        [
-          '[daemon]',
-          'state_dir = "disk/state"',
-          'log_level = "debug"',
-          '[daemon.http]',
-          'listen = "127.0.0.1:0"',
-          '[cells]',
-          'root = "disk/missions"',
-          'heartbeat_stale_s = 15',
-          'poll_interval_s = 0.2',
-          'resurrect_after_s = 0',
-          '[checkpoints]',
-          'interval_s = 1',
-          'retention = 2',
-          '[bus]',
-          'enabled = false',
-          '[policy.defaults]',
-          'backoff = { initial = "100ms", cap = "1s", jitter = 0 }',
-          'max_revive_attempts = 1000',
-          'restart_intensity = { max_restarts = 1000, window = "1h" }',
-          '[policy.fleet_brake]',
-          'enabled = false',
-          '[agents.keeper]',
-          `argv = ["${process.execPath}", "${AGENT}", "${MARKER_FLAG}", "${marker}:keeper", "--config", "keeper.json"]`,
-          'config_files = [{ path = "workspace/keeper.json" }]',
-          'startup_grace_s = 10',
-          'stop_grace_s = 2',
-          '[agents.keeper.probes]',
-          'failure_threshold = 1',
-        ].join('\n'),
-        { mode: 0o600 },
-      );
-      const daemon = await startDaemon(configPath);
-      const healthy = (not?: number) =>
-        waitFor(async () => {
-          const agent = (await getStatus(daemon.url)).agents.find((item) => item.agent === 'keeper');
-          return agent?.health === 'healthy' && agent.pid && agent.pid !== not ? agent.pid : undefined;
-        }, 30_000, 'keeper healthy');
-      const first = await healthy();
-      // Something stored before the disk fills: a snapshot of the config, a checkpoint, events, the state.
-      await waitFor(async () => (await fs.readdir(join(disk, 'state', 'snapshots', 'keeper')).catch(() => [])).length > 0, 20_000, 'a config snapshot');
-      await waitFor(async () => (await fs.readdir(join(cellDir, 'checkpoints')).catch(() => [])).some((name) => name.endsWith('.tar.gz')), 20_000, 'a checkpoint');
-      const storedEvents = (await cellEvents(cellDir)).length;
-      const snapshotsBefore = (await fs.readdir(join(disk, 'state', 'snapshots', 'keeper'), { recursive: true })).sort();
+  it.skipIf(!isRoot)(
+    'keeps running and reporting while the disk is full, and recovers when space returns; nothing stored is lost',
+    async () => {
+      const base = await tempDir();
+      const disk = join(base, 'disk');
+      await fs.mkdir(disk);
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m,mode=0700', 'tmpfs', disk]);
+      mounts.push(disk);
+      try {
+        const root = join(disk, 'missions');
+        const { dir: cellDir } = await provisionCell(root, {
+          mission: 'disk full',
+          created_by: 'faults',
+          agents: [{ name: 'keeper', role: 'write' }],
+        });
+        await fs.writeFile(join(cellDir, 'workspace', 'keeper.json'), GOOD);
+        const marker = `faults-disk-${process.pid}-${Date.now().toString(36)}`;
+        trackMarker(marker);
+        const configPath = join(base, 'pit.toml');
+        await fs.writeFile(
+          configPath,
+          [
+            '[daemon]',
+            'state_dir = "disk/state"',
+            'log_level = "debug"',
+            '[daemon.http]',
+            'listen = "127.0.0.1:0"',
+            '[cells]',
+            'root = "disk/missions"',
+            'heartbeat_stale_s = 15',
+            'poll_interval_s = 0.2',
+            'resurrect_after_s = 0',
+            '[checkpoints]',
+            'interval_s = 1',
+            'retention = 2',
+            '[bus]',
+            'enabled = false',
+            '[policy.defaults]',
+            'backoff = { initial = "100ms", cap = "1s", jitter = 0 }',
+            'max_revive_attempts = 1000',
+            'restart_intensity = { max_restarts = 1000, window = "1h" }',
+            '[policy.fleet_brake]',
+            'enabled = false',
+            '[agents.keeper]',
+            `argv = ["${process.execPath}", "${AGENT}", "${MARKER_FLAG}", "${marker}:keeper", "--config", "keeper.json"]`,
+            'config_files = [{ path = "workspace/keeper.json" }]',
+            'startup_grace_s = 10',
+            'stop_grace_s = 2',
+            '[agents.keeper.probes]',
+            'failure_threshold = 1',
+          ].join('\n'),
+          { mode: 0o600 },
+        );
+        const daemon = await startDaemon(configPath);
+        const healthy = (not?: number) =>
+          waitFor(
+            async () => {
+              const agent = (await getStatus(daemon.url)).agents.find(
+                (item) => item.agent === 'keeper',
+              );
+              return agent?.health === 'healthy' && agent.pid && agent.pid !== not
+                ? agent.pid
+                : undefined;
+            },
+            30_000,
+            'keeper healthy',
+          );
+        const first = await healthy();
+        // Something stored before the disk fills: a snapshot of the config, a checkpoint, events, the state.
+        await waitFor(
+          async () =>
+            (await fs.readdir(join(disk, 'state', 'snapshots', 'keeper')).catch(() => [])).length >
+            0,
+          20_000,
+          'a config snapshot',
+        );
+        await waitFor(
+          async () =>
+            (await fs.readdir(join(cellDir, 'checkpoints')).catch(() => [])).some((name) =>
+              name.endsWith('.tar.gz'),
+            ),
+          20_000,
+          'a checkpoint',
+        );
+        const storedEvents = (await cellEvents(cellDir)).length;
+        const snapshotsBefore = (
+          await fs.readdir(join(disk, 'state', 'snapshots', 'keeper'), { recursive: true })
+        ).sort();
 
-      const filler = join(disk, 'filler');
-      await fill(filler);
-      const logMark = daemon.output().length;
-      // A death while the disk is full: state, events, rollback, agent log all hit ENOSPC.
-      process.kill(first, 'SIGKILL');
-      await waitFor(() => /ENOSPC|no space left/i.test(daemon.output().slice(logMark)), 30_000, 'the daemon to report ENOSPC');
-      // It keeps running and serving.
-      expect(daemon.exitCode).toBeNull();
-      expect((await fetch(`${daemon.url}/api/status`)).status).toBe(200);
+        const filler = join(disk, 'filler');
+        await fill(filler);
+        const logMark = daemon.output().length;
+        // A death while the disk is full: state, events, rollback, agent log all hit ENOSPC.
+        process.kill(first, 'SIGKILL');
+        await waitFor(
+          () => /ENOSPC|no space left/i.test(daemon.output().slice(logMark)),
+          30_000,
+          'the daemon to report ENOSPC',
+        );
+        // It keeps running and serving.
+        expect(daemon.exitCode).toBeNull();
+        expect((await fetch(`${daemon.url}/api/status`)).status).toBe(200);
 
-      // Space returns: the agent is healthy again, the stored things are intact.
-      await fs.rm(filler);
-      const revived = await waitFor(
-        async () => {
-          const agent = (await getStatus(daemon.url)).agents.find((item) => item.agent === 'keeper');
-          const live = (await liveAgents(marker)).get('keeper') ?? [];
-          return agent?.health === 'healthy' && agent.pid !== first && live.length === 1 && live[0] === agent.pid ? agent.pid : undefined;
-        },
-        30_000,
-        'keeper revived and healthy (one process)',
-      ).catch(async (error: unknown) => {
-        throw new Error(`${String(error)}\nstatus: ${JSON.stringify((await getStatus(daemon.url)).agents)}\nlive: ${JSON.stringify([...(await liveAgents(marker))])}\n${daemon.output().slice(logMark).slice(-6000)}`);
-      });
-      // The state file is valid (whether it names the new pid is the second test's subject).
-      await expect(readCellState(cellDir)).resolves.toBeDefined();
-      const entries = await eventEntries(cellDir);
-      const malformed = entries.filter((entry) => !entry.ok);
-      expect(malformed, JSON.stringify(malformed)).toEqual([]);
-      expect(entries.length).toBeGreaterThanOrEqual(storedEvents);
-      expect(await fs.readFile(join(cellDir, 'workspace', 'keeper.json'), 'utf8')).toBe(GOOD);
-      const snapshotsAfter = (await fs.readdir(join(disk, 'state', 'snapshots', 'keeper'), { recursive: true })).sort();
-      for (const name of snapshotsBefore) expect(snapshotsAfter).toContain(name);
-      expect((await fs.readdir(join(cellDir, 'checkpoints'))).some((name) => name.endsWith('.tar.gz'))).toBe(true);
-      await stopDaemon(daemon);
-    } finally {
-      // Processes first (they hold files on the tmpfs), then the mount; afterAll removes the temp dirs.
-      await killAll();
-      execFileSync('umount', ['-l', disk]);
-      mounts.splice(mounts.indexOf(disk), 1);
-    }
-  });
+        // Space returns: the agent is healthy again, the stored things are intact.
+        await fs.rm(filler);
+        await waitFor(
+          async () => {
+            const agent = (await getStatus(daemon.url)).agents.find(
+              (item) => item.agent === 'keeper',
+            );
+            const live = (await liveAgents(marker)).get('keeper') ?? [];
+            return agent?.health === 'healthy' &&
+              agent.pid !== first &&
+              live.length === 1 &&
+              live[0] === agent.pid
+              ? agent.pid
+              : undefined;
+          },
+          30_000,
+          'keeper revived and healthy (one process)',
+        ).catch(async (error: unknown) => {
+          throw new Error(
+            `${String(error)}\nstatus: ${JSON.stringify((await getStatus(daemon.url)).agents)}\nlive: ${JSON.stringify([...(await liveAgents(marker))])}\n${daemon.output().slice(logMark).slice(-6000)}`,
+          );
+        });
+        // The state file is valid (whether it names the new pid is the second test's subject).
+        await expect(readCellState(cellDir)).resolves.toBeDefined();
+        const entries = await eventEntries(cellDir);
+        const malformed = entries.filter((entry) => !entry.ok);
+        expect(malformed, JSON.stringify(malformed)).toEqual([]);
+        expect(entries.length).toBeGreaterThanOrEqual(storedEvents);
+        expect(await fs.readFile(join(cellDir, 'workspace', 'keeper.json'), 'utf8')).toBe(GOOD);
+        const snapshotsAfter = (
+          await fs.readdir(join(disk, 'state', 'snapshots', 'keeper'), { recursive: true })
+        ).sort();
+        for (const name of snapshotsBefore) expect(snapshotsAfter).toContain(name);
+        expect(
+          (await fs.readdir(join(cellDir, 'checkpoints'))).some((name) => name.endsWith('.tar.gz')),
+        ).toBe(true);
+        await stopDaemon(daemon);
+      } finally {
+        // Processes first (they hold files on the tmpfs), then the mount; afterAll removes the temp dirs.
+        await killAll();
+        execFileSync('umount', ['-l', disk]);
+        mounts.splice(mounts.indexOf(disk), 1);
+      }
+    },
+  );
 
   // A daemon bug kept as a failing case (see the report): a state write that failed with ENOSPC
   // is never retried once space returns while the agent stays healthy, so state.json keeps naming
   // the dead pid; a daemon restarted after that takes the recorded pid as a death nobody watched
   // and starts the agent a second time beside the one still running.
-  it.skipIf(!isRoot).fails('BUG: a state write lost to ENOSPC is not retried when space returns, so the next daemon starts the agent twice', async () => {
-    const base = await tempDir();
-    const disk = join(base, 'disk');
-    await fs.mkdir(disk);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m,mode=0700', 'tmpfs', disk]);
-    mounts.push(disk);
-    try {
-      const { dir: cellDir } = await provisionCell(join(disk, 'missions'), { mission: 'disk full', created_by: 'faults', agents: [{ name: 'keeper', role: 'write' }] });
-      await fs.writeFile(join(cellDir, 'workspace', 'keeper.json'), GOOD);
-      const marker = `faults-disk-${process.pid}-${Date.now().toString(36)}-b`;
-      trackMarker(marker);
-      const configPath = join(base, 'pit.toml');
-      // An idle agent watched by its process only: it writes nothing, so it lives through the full disk.
-      await fs.writeFile(
-        configPath,
-        [
-          '[daemon]',
-          'state_dir = "disk/state"',
-          '[daemon.http]',
-          'listen = "127.0.0.1:0"',
-          '[cells]',
-          'root = "disk/missions"',
-          'poll_interval_s = 0.2',
-          'resurrect_after_s = 0',
-          '[checkpoints]',
-          'interval_s = 0',
-          '[bus]',
-          'enabled = false',
-          '[policy.defaults]',
-          'backoff = { initial = "100ms", cap = "1s", jitter = 0 }',
-          '[agents.keeper]',
-          `argv = ["${process.execPath}", "-e", "setInterval(() => {}, 1000)", "--", "${MARKER_FLAG}", "${marker}:keeper"]`,
-          'config_files = [{ path = "workspace/keeper.json" }]',
-          'startup_grace_s = 10',
-          'stop_grace_s = 2',
-          '[agents.keeper.probes]',
-          'heartbeat = false',
-          'failure_threshold = 1',
-        ].join('\n'),
-        { mode: 0o600 },
-      );
-      let daemon = await startDaemon(configPath);
-      const single = (not?: number) =>
-        waitFor(async () => {
-          const agent = (await getStatus(daemon.url)).agents.find((item) => item.agent === 'keeper');
-          const live = (await liveAgents(marker)).get('keeper') ?? [];
-          return agent?.health === 'healthy' && agent.pid !== not && live.length === 1 && live[0] === agent.pid ? agent.pid : undefined;
-        }, 20_000, 'keeper healthy, one process');
-      const first = await single();
-      await waitFor(async () => (await readCellState(cellDir)).agents.keeper?.pid === first, 20_000, 'the first pid persisted');
-      await waitFor(async () => (await fs.readdir(join(disk, 'state', 'snapshots', 'keeper')).catch(() => [])).length > 0, 20_000, 'a config snapshot');
-      const filler = join(disk, 'filler');
-      await fill(filler);
-      const mark = daemon.output().length;
-      process.kill(first, 'SIGKILL');
-      const second = await single(first);
-      // Both writes of the new pid (at the revive and at its healthy verdict) fail while the disk is full.
-      await waitFor(
-        () => {
-          const lines = daemon.output().slice(mark).split('\n');
-          const healthy = lines.findIndex((line) => line.includes('"agent health changed"') && line.includes('"to":"healthy"'));
-          return healthy !== -1 && lines.slice(healthy + 1).some((line) => line.includes('cannot persist state'));
-        },
-        20_000,
-        'the state write after the healthy verdict failed',
-      );
-      await fs.rm(filler);
-      // A correct daemon persists the new pid once it can (bounded: 15 s with space back).
-      await waitFor(async () => (await readCellState(cellDir)).agents.keeper?.pid === second, 15_000, 'the new pid persisted').catch(() => undefined);
-      await killDaemon(daemon);
-      daemon = await startDaemon(configPath);
-      // Invariant: the agent still runs once, as the same process.
-      const outcome = await waitFor(
-        async () => {
-          const live = (await liveAgents(marker)).get('keeper') ?? [];
-          if (live.length > 1) return `keeper runs twice: ${live.join(', ')} (state.json names pid ${(await readCellState(cellDir)).agents.keeper?.pid}, the live one was ${second})`;
-          const agent = (await getStatus(daemon.url)).agents.find((item) => item.agent === 'keeper');
-          return agent?.health === 'healthy' && live[0] === second && agent.pid === second ? 'once' : undefined;
-        },
-        20_000,
-        'keeper re-adopted, running once',
-      );
-      expect(outcome).toBe('once');
-      await stopDaemon(daemon);
-    } finally {
-      await killAll();
-      execFileSync('umount', ['-l', disk]);
-      mounts.splice(mounts.indexOf(disk), 1);
-    }
-  });
+  it.skipIf(!isRoot).fails(
+    'BUG: a state write lost to ENOSPC is not retried when space returns, so the next daemon starts the agent twice',
+    async () => {
+      const base = await tempDir();
+      const disk = join(base, 'disk');
+      await fs.mkdir(disk);
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=3m,mode=0700', 'tmpfs', disk]);
+      mounts.push(disk);
+      try {
+        const { dir: cellDir } = await provisionCell(join(disk, 'missions'), {
+          mission: 'disk full',
+          created_by: 'faults',
+          agents: [{ name: 'keeper', role: 'write' }],
+        });
+        await fs.writeFile(join(cellDir, 'workspace', 'keeper.json'), GOOD);
+        const marker = `faults-disk-${process.pid}-${Date.now().toString(36)}-b`;
+        trackMarker(marker);
+        const configPath = join(base, 'pit.toml');
+        // An idle agent watched by its process only: it writes nothing, so it lives through the full disk.
+        await fs.writeFile(
+          configPath,
+          [
+            '[daemon]',
+            'state_dir = "disk/state"',
+            '[daemon.http]',
+            'listen = "127.0.0.1:0"',
+            '[cells]',
+            'root = "disk/missions"',
+            'poll_interval_s = 0.2',
+            'resurrect_after_s = 0',
+            '[checkpoints]',
+            'interval_s = 0',
+            '[bus]',
+            'enabled = false',
+            '[policy.defaults]',
+            'backoff = { initial = "100ms", cap = "1s", jitter = 0 }',
+            '[agents.keeper]',
+            `argv = ["${process.execPath}", "-e", "setInterval(() => {}, 1000)", "--", "${MARKER_FLAG}", "${marker}:keeper"]`,
+            'config_files = [{ path = "workspace/keeper.json" }]',
+            'startup_grace_s = 10',
+            'stop_grace_s = 2',
+            '[agents.keeper.probes]',
+            'heartbeat = false',
+            'failure_threshold = 1',
+          ].join('\n'),
+          { mode: 0o600 },
+        );
+        let daemon = await startDaemon(configPath);
+        const single = (not?: number) =>
+          waitFor(
+            async () => {
+              const agent = (await getStatus(daemon.url)).agents.find(
+                (item) => item.agent === 'keeper',
+              );
+              const live = (await liveAgents(marker)).get('keeper') ?? [];
+              return agent?.health === 'healthy' &&
+                agent.pid !== not &&
+                live.length === 1 &&
+                live[0] === agent.pid
+                ? agent.pid
+                : undefined;
+            },
+            20_000,
+            'keeper healthy, one process',
+          );
+        const first = await single();
+        await waitFor(
+          async () => (await readCellState(cellDir)).agents.keeper?.pid === first,
+          20_000,
+          'the first pid persisted',
+        );
+        await waitFor(
+          async () =>
+            (await fs.readdir(join(disk, 'state', 'snapshots', 'keeper')).catch(() => [])).length >
+            0,
+          20_000,
+          'a config snapshot',
+        );
+        const filler = join(disk, 'filler');
+        await fill(filler);
+        const mark = daemon.output().length;
+        process.kill(first, 'SIGKILL');
+        const second = await single(first);
+        // Both writes of the new pid (at the revive and at its healthy verdict) fail while the disk is full.
+        await waitFor(
+          () => {
+            const lines = daemon.output().slice(mark).split('\n');
+            const healthy = lines.findIndex(
+              (line) => line.includes('"agent health changed"') && line.includes('"to":"healthy"'),
+            );
+            return (
+              healthy !== -1 &&
+              lines.slice(healthy + 1).some((line) => line.includes('cannot persist state'))
+            );
+          },
+          20_000,
+          'the state write after the healthy verdict failed',
+        );
+        await fs.rm(filler);
+        // A correct daemon persists the new pid once it can (bounded: 15 s with space back).
+        await waitFor(
+          async () => (await readCellState(cellDir)).agents.keeper?.pid === second,
+          15_000,
+          'the new pid persisted',
+        ).catch(() => undefined);
+        await killDaemon(daemon);
+        daemon = await startDaemon(configPath);
+        // Invariant: the agent still runs once, as the same process.
+        const outcome = await waitFor(
+          async () => {
+            const live = (await liveAgents(marker)).get('keeper') ?? [];
+            if (live.length > 1)
+              return `keeper runs twice: ${live.join(', ')} (state.json names pid ${(await readCellState(cellDir)).agents.keeper?.pid}, the live one was ${second})`;
+            const agent = (await getStatus(daemon.url)).agents.find(
+              (item) => item.agent === 'keeper',
+            );
+            return agent?.health === 'healthy' && live[0] === second && agent.pid === second
+              ? 'once'
+              : undefined;
+          },
+          20_000,
+          'keeper re-adopted, running once',
+        );
+        expect(outcome).toBe('once');
+        await stopDaemon(daemon);
+      } finally {
+        await killAll();
+        execFileSync('umount', ['-l', disk]);
+        mounts.splice(mounts.indexOf(disk), 1);
+      }
+    },
+  );
 });

@@ -4,7 +4,17 @@
  * nothing is done (the agent is not revived, no second revive).
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { cellEvents, cleanup, getStatus, liveAgents, makeFleet, startDaemon, stopDaemon, TOKEN, waitFor } from './harness.js';
+import {
+  cellEvents,
+  cleanup,
+  getStatus,
+  liveAgents,
+  makeFleet,
+  startDaemon,
+  stopDaemon,
+  TOKEN,
+  waitFor,
+} from './harness.js';
 
 afterEach(cleanup);
 
@@ -32,15 +42,28 @@ describe('forged approvals over HTTP', () => {
     });
     const daemon = await startDaemon(fleet.configPath);
     const healthy = async (name: string) =>
-      waitFor(async () => {
-        const agent = (await getStatus(daemon.url)).agents.find((item) => item.agent === name);
-        return agent?.health === 'healthy' && agent.pid ? agent.pid : undefined;
-      }, 30_000, `${name} healthy`);
+      waitFor(
+        async () => {
+          const agent = (await getStatus(daemon.url)).agents.find((item) => item.agent === name);
+          return agent?.health === 'healthy' && agent.pid ? agent.pid : undefined;
+        },
+        30_000,
+        `${name} healthy`,
+      );
     const forgePid = await healthy('forge');
     const briefPid = await healthy('brief');
     const pendingOf = (name: string) =>
-      waitFor(async () => (await getStatus(daemon.url)).agents.find((item) => item.agent === name)?.pending_approval, 30_000, `an approval request for ${name}`);
-    const revivals = async (name: string) => (await cellEvents(fleet.cellDir)).filter((event) => event.agent === name && event.event === 'agent_revived').length;
+      waitFor(
+        async () =>
+          (await getStatus(daemon.url)).agents.find((item) => item.agent === name)
+            ?.pending_approval,
+        30_000,
+        `an approval request for ${name}`,
+      );
+    const revivals = async (name: string) =>
+      (await cellEvents(fleet.cellDir)).filter(
+        (event) => event.agent === name && event.event === 'agent_revived',
+      ).length;
     const notRevived = async (name: string) => {
       expect((await liveAgents(fleet.marker)).get(name) ?? []).toEqual([]);
       expect(await revivals(name)).toBe(0);
@@ -52,23 +75,46 @@ describe('forged approvals over HTTP', () => {
     const briefRequest = await pendingOf('brief');
 
     // No token, a wrong token (same length and not), a token in the wrong scheme: 401, logged.
-    for (const authorization of [undefined, 'Bearer wrong', `Bearer ${TOKEN.replace(/.$/, 'X')}`, `Basic ${TOKEN}`, TOKEN]) {
+    for (const authorization of [
+      undefined,
+      'Bearer wrong',
+      `Bearer ${TOKEN.replace(/.$/, 'X')}`,
+      `Basic ${TOKEN}`,
+      TOKEN,
+    ]) {
       for (const decision of ['approve', 'deny'] as const) {
         const response = await decide(daemon.url, forgeRequest, decision, authorization);
-        expect(response.status, `${decision} with ${authorization ?? 'no authorization'}`).toBe(401);
+        expect(response.status, `${decision} with ${authorization ?? 'no authorization'}`).toBe(
+          401,
+        );
       }
     }
-    await waitFor(() => (daemon.output().match(/approval refused: not authorized/g) ?? []).length >= 10, 10_000, 'each unauthorized attempt logged');
-    expect((await getStatus(daemon.url)).agents.find((item) => item.agent === 'forge')?.pending_approval).toBe(forgeRequest);
+    await waitFor(
+      () => (daemon.output().match(/approval refused: not authorized/g) ?? []).length >= 10,
+      10_000,
+      'each unauthorized attempt logged',
+    );
+    expect(
+      (await getStatus(daemon.url)).agents.find((item) => item.agent === 'forge')?.pending_approval,
+    ).toBe(forgeRequest);
     await notRevived('forge');
 
     // An id nobody issued.
-    expect((await decide(daemon.url, 'forged-0000', 'approve', `Bearer ${TOKEN}`)).status).toBe(404);
+    expect((await decide(daemon.url, 'forged-0000', 'approve', `Bearer ${TOKEN}`)).status).toBe(
+      404,
+    );
 
     // The expired request: once it expired, approving it is refused and the agent stays down.
-    await waitFor(async () => !(await getStatus(daemon.url)).approvals.some((item) => item.id === briefRequest), 30_000, 'brief’s request to expire');
+    await waitFor(
+      async () => !(await getStatus(daemon.url)).approvals.some((item) => item.id === briefRequest),
+      30_000,
+      'brief’s request to expire',
+    );
     // (The agent's status keeps `pending_approval` naming the expired request: reported, not asserted here.)
-    expect((await getStatus(daemon.url)).agents.find((item) => item.agent === 'brief')?.last_decision?.action).toBe('record_only');
+    expect(
+      (await getStatus(daemon.url)).agents.find((item) => item.agent === 'brief')?.last_decision
+        ?.action,
+    ).toBe('record_only');
     const late = await decide(daemon.url, briefRequest, 'approve', `Bearer ${TOKEN}`);
     expect(late.status).toBe(409);
     expect(((await late.json()) as { reason?: string }).reason).toBeDefined();
@@ -78,11 +124,16 @@ describe('forged approvals over HTTP', () => {
     expect((await decide(daemon.url, forgeRequest, 'approve', `Bearer ${TOKEN}`)).status).toBe(200);
     const revived = await healthy('forge');
     expect(revived).not.toBe(forgePid);
-    for (const decision of ['approve', 'deny', 'approve'] as const) expect((await decide(daemon.url, forgeRequest, decision, `Bearer ${TOKEN}`)).status).toBe(409);
+    for (const decision of ['approve', 'deny', 'approve'] as const)
+      expect((await decide(daemon.url, forgeRequest, decision, `Bearer ${TOKEN}`)).status).toBe(
+        409,
+      );
     // Still one forge, the same one, revived once; brief still down.
     await waitFor(async () => (await revivals('forge')) === 1, 10_000, 'forge revived once');
     expect((await liveAgents(fleet.marker)).get('forge')).toEqual([revived]);
-    expect((await getStatus(daemon.url)).agents.find((item) => item.agent === 'forge')?.pid).toBe(revived);
+    expect((await getStatus(daemon.url)).agents.find((item) => item.agent === 'forge')?.pid).toBe(
+      revived,
+    );
     await notRevived('brief');
     await stopDaemon(daemon);
     expect(await revivals('forge')).toBe(1);

@@ -47,13 +47,15 @@ const isGone = async (pid: number) => {
 /** Kills every registered group and every process carrying one of this run's markers; removes temp dirs. */
 export async function cleanup(): Promise<void> {
   await killAll();
-  for (const dir of dirs.splice(0)) await fs.rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+  for (const dir of dirs.splice(0))
+    await fs.rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
 }
 
 /** Kills every registered group and every process carrying one of this run's markers (bounded wait for each to die). */
 export async function killAll(): Promise<void> {
   const killed: number[] = [];
-  for (const marker of markers) for (const pids of (await liveAgents(marker)).values()) for (const pid of pids) groups.add(pid);
+  for (const marker of markers)
+    for (const pids of (await liveAgents(marker)).values()) for (const pid of pids) groups.add(pid);
   markers.clear();
   for (const pid of groups) {
     try {
@@ -76,7 +78,11 @@ export async function killAll(): Promise<void> {
 export const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Waits for `check` to return a value (not undefined/false/null) within `timeoutMs`, polling every 25 ms. */
-export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs: number, what: string): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  check: () => T | Promise<T>,
+  timeoutMs: number,
+  what: string,
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -86,13 +92,20 @@ export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs: number,
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
+      );
     await delay(25);
   }
 }
 
 /** mulberry32: a small seeded PRNG, so a failing run is reproduced by its seed. */
-export function prng(seed: number): { next: () => number; int: (min: number, max: number) => number; pick: <T>(items: readonly T[]) => T } {
+export function prng(seed: number): {
+  next: () => number;
+  int: (min: number, max: number) => number;
+  pick: <T>(items: readonly T[]) => T;
+} {
   let state = seed >>> 0;
   const next = () => {
     state = (state + 0x6d2b79f5) >>> 0;
@@ -172,30 +185,54 @@ export async function makeFleet(options: FleetOptions): Promise<Fleet> {
   ];
   const configPath = join(base, 'pit.toml');
   await fs.writeFile(configPath, lines.join('\n'), { mode: 0o600 });
-  return { base, root, cellDir: dir, uuid: manifest.uuid, stateDir: join(base, 'state'), configPath, marker, lines };
+  return {
+    base,
+    root,
+    cellDir: dir,
+    uuid: manifest.uuid,
+    stateDir: join(base, 'state'),
+    configPath,
+    marker,
+    lines,
+  };
 }
 
 export type DaemonProcess = ChildProcess & { output: () => string; url: string };
 
 /** Starts `pit daemon` (run-daemon fixture) in its own process group and waits until it serves. */
 export async function startDaemon(configPath: string, timeoutMs = 60_000): Promise<DaemonProcess> {
-  const child = spawn(process.execPath, ['--conditions=@pit/source', '--import', 'tsx', RUN_DAEMON, configPath], {
-    cwd: DAEMON_APP,
-    env: { ...process.env, PIT_FAULTS_TOKEN: TOKEN },
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@pit/source', '--import', 'tsx', RUN_DAEMON, configPath],
+    {
+      cwd: DAEMON_APP,
+      env: { ...process.env, PIT_FAULTS_TOKEN: TOKEN },
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   reapLater(child.pid);
   let output = '';
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  const ready = await waitFor(() => /^(READY|FAILED) .*$/m.exec(output)?.[0] ?? (child.exitCode !== null ? `FAILED exited ${child.exitCode}` : undefined), timeoutMs, 'the daemon to start');
-  if (ready.startsWith('FAILED')) throw new Error(`daemon failed to start: ${ready}\n${output.slice(-4000)}`);
+  const ready = await waitFor(
+    () =>
+      /^(READY|FAILED) .*$/m.exec(output)?.[0] ??
+      (child.exitCode !== null ? `FAILED exited ${child.exitCode}` : undefined),
+    timeoutMs,
+    'the daemon to start',
+  );
+  if (ready.startsWith('FAILED'))
+    throw new Error(`daemon failed to start: ${ready}\n${output.slice(-4000)}`);
   return Object.assign(child, { output: () => output, url: ready.split(' ')[1]! });
 }
 
 export const exitOf = (child: ChildProcess) =>
-  new Promise<number | null>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))));
+  new Promise<number | null>((resolve) =>
+    child.exitCode !== null || child.signalCode !== null
+      ? resolve(child.exitCode)
+      : child.once('exit', (code) => resolve(code)),
+  );
 
 /** SIGKILLs the daemon's process group (its agents live in their own groups) and waits for its exit. */
 export async function killDaemon(child: ChildProcess): Promise<void> {
@@ -205,7 +242,10 @@ export async function killDaemon(child: ChildProcess): Promise<void> {
   } catch {
     // already gone
   }
-  await Promise.race([exited, delay(10_000).then(() => Promise.reject(new Error('daemon did not die after SIGKILL')))]);
+  await Promise.race([
+    exited,
+    delay(10_000).then(() => Promise.reject(new Error('daemon did not die after SIGKILL'))),
+  ]);
 }
 
 /** Stops the daemon with SIGTERM (agents keep running) and waits for its exit. */
@@ -239,9 +279,14 @@ export async function liveAgents(marker: string): Promise<Map<string, number[]>>
 export async function eventEntries(cellDir: string): Promise<EventLogEntry[]> {
   const entries: EventLogEntry[] = [];
   try {
-    for await (const entry of readEvents(join(cellDir, 'logs', 'events.jsonl'))) entries.push(entry);
+    for await (const entry of readEvents(join(cellDir, 'logs', 'events.jsonl')))
+      entries.push(entry);
   } catch (error) {
-    if ((error as { code?: string }).code === 'CELL_NOT_FOUND' || (error as Error).message.includes('ENOENT')) return entries;
+    if (
+      (error as { code?: string }).code === 'CELL_NOT_FOUND' ||
+      (error as Error).message.includes('ENOENT')
+    )
+      return entries;
     throw error;
   }
   return entries;

@@ -9,7 +9,17 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { provisionCell, readManifest } from '@pit/cell-spec';
-import { cleanup, delay, getStatus, liveAgents, makeFleet, MARKER_FLAG, startDaemon, stopDaemon, waitFor } from './harness.js';
+import {
+  cleanup,
+  delay,
+  getStatus,
+  liveAgents,
+  makeFleet,
+  MARKER_FLAG,
+  startDaemon,
+  stopDaemon,
+  waitFor,
+} from './harness.js';
 
 afterEach(cleanup);
 
@@ -30,10 +40,19 @@ describe('hostile cells in the root of a running daemon', () => {
     const fleet = await makeFleet({
       agents: ['keeper', 'victim'],
       // victim runs wherever a cell lists it: an idle process (no heartbeat of its own, so the planted ones stay).
-      argv: { victim: `["${process.execPath}", "-e", "setInterval(() => {}, 1000)", "--", "${MARKER_FLAG}", "MARKER:victim"]` },
+      argv: {
+        victim: `["${process.execPath}", "-e", "setInterval(() => {}, 1000)", "--", "${MARKER_FLAG}", "MARKER:victim"]`,
+      },
     });
     // The victim's marker (makeFleet's marker is only known now).
-    await fs.writeFile(fleet.configPath, (await fs.readFile(fleet.configPath, 'utf8')).replace('MARKER:victim', `${fleet.marker}:victim`), { mode: 0o600 });
+    await fs.writeFile(
+      fleet.configPath,
+      (await fs.readFile(fleet.configPath, 'utf8')).replace(
+        'MARKER:victim',
+        `${fleet.marker}:victim`,
+      ),
+      { mode: 0o600 },
+    );
     // The healthy cell lists only keeper (makeFleet listed both).
     const { updateManifest } = await import('@pit/cell-spec');
     await updateManifest(fleet.cellDir, (manifest) => {
@@ -53,10 +72,18 @@ describe('hostile cells in the root of a running daemon', () => {
 
     const daemon = await startDaemon(fleet.configPath);
     const keeperHealthy = (not?: number) =>
-      waitFor(async () => {
-        const agent = (await getStatus(daemon.url)).agents.find((item) => item.agent === 'keeper');
-        return agent?.health === 'healthy' && agent.pid && agent.pid !== not ? agent.pid : undefined;
-      }, 30_000, 'keeper healthy');
+      waitFor(
+        async () => {
+          const agent = (await getStatus(daemon.url)).agents.find(
+            (item) => item.agent === 'keeper',
+          );
+          return agent?.health === 'healthy' && agent.pid && agent.pid !== not
+            ? agent.pid
+            : undefined;
+        },
+        30_000,
+        'keeper healthy',
+      );
     const keeperPid = await keeperHealthy();
 
     // 1. A corrupt manifest.
@@ -68,7 +95,16 @@ describe('hostile cells in the root of a running daemon', () => {
     await fs.mkdir(dotdot);
     await fs.writeFile(
       join(dotdot, 'cell.json'),
-      JSON.stringify({ uuid: '../../outside', mission: 'evil', created_at: new Date().toISOString(), created_by: 'mallory', status: 'active', agents: [{ name: '../../outside/secret', role: 'write', joined_at: new Date().toISOString() }] }),
+      JSON.stringify({
+        uuid: '../../outside',
+        mission: 'evil',
+        created_at: new Date().toISOString(),
+        created_by: 'mallory',
+        status: 'active',
+        agents: [
+          { name: '../../outside/secret', role: 'write', joined_at: new Date().toISOString() },
+        ],
+      }),
     );
     // 3. A cell dir that is a file, and one that is a symlink out of the root.
     const fileCell = join(fleet.root, randomUUID());
@@ -76,18 +112,33 @@ describe('hostile cells in the root of a running daemon', () => {
     const linkCell = join(fleet.root, randomUUID());
     await fs.symlink(join(outside, 'dir'), linkCell);
     // 4. Cells where the configured victim runs: one with its heartbeat a symlink to the secret, one with a 100 MB heartbeat.
-    const linked = await provisionCell(fleet.root, { mission: 'symlinked heartbeat', created_by: 'mallory', agents: [{ name: 'victim', role: 'write' }] });
-    const huge = await provisionCell(fleet.root, { mission: 'huge heartbeat', created_by: 'mallory', agents: [{ name: 'victim', role: 'write' }] });
-    for (const cell of [linked, huge]) await fs.mkdir(join(cell.dir, '.lazarus', 'heartbeats'), { recursive: true });
+    const linked = await provisionCell(fleet.root, {
+      mission: 'symlinked heartbeat',
+      created_by: 'mallory',
+      agents: [{ name: 'victim', role: 'write' }],
+    });
+    const huge = await provisionCell(fleet.root, {
+      mission: 'huge heartbeat',
+      created_by: 'mallory',
+      agents: [{ name: 'victim', role: 'write' }],
+    });
+    for (const cell of [linked, huge])
+      await fs.mkdir(join(cell.dir, '.lazarus', 'heartbeats'), { recursive: true });
     await fs.symlink(secret, join(linked.dir, '.lazarus', 'heartbeats', 'victim.json'));
     const big = await fs.open(join(huge.dir, '.lazarus', 'heartbeats', 'victim.json'), 'w');
     await big.write('{"agent":"victim","pid":1,"timestamp":', 0);
     await big.truncate(100 * 1024 * 1024);
     await big.close();
     // 5. A manifest flipping active ⇄ frozen every 10 ms (atomic renames), listing the victim too.
-    const flipper = await provisionCell(fleet.root, { mission: 'flipper', created_by: 'mallory', agents: [{ name: 'victim', role: 'write' }] });
+    const flipper = await provisionCell(fleet.root, {
+      mission: 'flipper',
+      created_by: 'mallory',
+      agents: [{ name: 'victim', role: 'write' }],
+    });
     const manifest = await readManifest(flipper.dir);
-    const versions = (['active', 'frozen'] as const).map((status) => JSON.stringify({ ...manifest, status }, null, 2));
+    const versions = (['active', 'frozen'] as const).map((status) =>
+      JSON.stringify({ ...manifest, status }, null, 2),
+    );
     let flipping = true;
     let flips = 0;
     const flipLoop = (async () => {
@@ -106,7 +157,9 @@ describe('hostile cells in the root of a running daemon', () => {
         async () => {
           const status = await getStatus(daemon.url);
           const text = status.problems.join('\n');
-          const reported = [corrupt, dotdot, fileCell, linkCell].every((dir) => text.includes(dir.split('/').pop()!));
+          const reported = [corrupt, dotdot, fileCell, linkCell].every((dir) =>
+            text.includes(dir.split('/').pop()!),
+          );
           return reported ? status.problems : undefined;
         },
         30_000,
@@ -117,9 +170,17 @@ describe('hostile cells in the root of a running daemon', () => {
       // The planted heartbeats are refused, not followed or slurped (named in the victims' failing verdicts).
       const verdicts = await waitFor(
         () => {
-          const lines = daemon.output().split('\n').filter((line) => line.includes('"agent health changed"'));
-          const symlinked = lines.find((line) => line.includes(linked.manifest.uuid) && line.includes('is a symbolic link; refused'));
-          const oversized = lines.find((line) => line.includes(huge.manifest.uuid) && line.includes('CELL_TOO_LARGE'));
+          const lines = daemon
+            .output()
+            .split('\n')
+            .filter((line) => line.includes('"agent health changed"'));
+          const symlinked = lines.find(
+            (line) =>
+              line.includes(linked.manifest.uuid) && line.includes('is a symbolic link; refused'),
+          );
+          const oversized = lines.find(
+            (line) => line.includes(huge.manifest.uuid) && line.includes('CELL_TOO_LARGE'),
+          );
           return symlinked && oversized ? [symlinked, oversized] : undefined;
         },
         60_000,
@@ -127,7 +188,9 @@ describe('hostile cells in the root of a running daemon', () => {
       );
       expect(verdicts).toHaveLength(2);
       // Meanwhile the healthy cell is supervised as before: keeper is killed and revived.
-      expect((await getStatus(daemon.url)).agents.find((item) => item.agent === 'keeper')?.pid).toBe(keeperPid);
+      expect(
+        (await getStatus(daemon.url)).agents.find((item) => item.agent === 'keeper')?.pid,
+      ).toBe(keeperPid);
       process.kill(keeperPid, 'SIGKILL');
       const revived = await keeperHealthy(keeperPid);
       expect((await liveAgents(fleet.marker)).get('keeper')).toEqual([revived]);
@@ -142,7 +205,11 @@ describe('hostile cells in the root of a running daemon', () => {
     // Nothing outside the root was read, written or created.
     expect(await inventory(outside)).toEqual(outsideBefore); // before any read by this test: atime included
     expect(await fs.readFile(secret, 'utf8')).toBe(SECRET);
-    expect((await fs.readdir(fleet.base)).sort()).toEqual([...baseEntriesBefore, 'state'].filter((name, index, all) => all.indexOf(name) === index).sort());
+    expect((await fs.readdir(fleet.base)).sort()).toEqual(
+      [...baseEntriesBefore, 'state']
+        .filter((name, index, all) => all.indexOf(name) === index)
+        .sort(),
+    );
     // The atime check is meaningful: a read of the secret by this test does move its atime.
     await fs.utimes(secret, past - 600, past);
     const atime = (await fs.stat(secret)).atimeMs;

@@ -11,7 +11,11 @@ const conditions = ['@pit/source', 'node', 'import', 'module', 'default'];
 export default defineConfig({
   resolve: {
     conditions,
-    alias: { '@pit/cell-spec': fileURLToPath(new URL('../../packages/cell-spec/src/index.ts', import.meta.url)) },
+    alias: {
+      '@pit/cell-spec': fileURLToPath(
+        new URL('../../packages/cell-spec/src/index.ts', import.meta.url),
+      ),
+    },
   },
   ssr: { resolve: { conditions, externalConditions: ['@pit/source'] } },
   test: {
