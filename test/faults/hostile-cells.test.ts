@@ -39,6 +39,9 @@ describe('hostile cells in the root of a running daemon', () => {
   it('reports each, keeps supervising the healthy cell, and never reads or writes outside the root', async () => {
     const fleet = await makeFleet({
       agents: ['keeper', 'victim'],
+      // The victims in the hostile cells die again and again; the fleet brake would (by design) space
+      // keeper's revive behind theirs. Off, so "undisturbed" is about the hostile input, not the brake.
+      extra: '[policy.fleet_brake]\nenabled = false',
       // victim runs wherever a cell lists it: an idle process (no heartbeat of its own, so the planted ones stay).
       argv: {
         victim: `["${process.execPath}", "-e", "setInterval(() => {}, 1000)", "--", "${MARKER_FLAG}", "MARKER:victim"]`,
@@ -192,7 +195,10 @@ describe('hostile cells in the root of a running daemon', () => {
         (await getStatus(daemon.url)).agents.find((item) => item.agent === 'keeper')?.pid,
       ).toBe(keeperPid);
       process.kill(keeperPid, 'SIGKILL');
-      const revived = await keeperHealthy(keeperPid);
+      const revived = await keeperHealthy(keeperPid).catch(async (error: unknown) => {
+        const keeper = (await getStatus(daemon.url)).agents.find((item) => item.agent === 'keeper');
+        throw new Error(`${String(error)}\nkeeper: ${JSON.stringify(keeper)}`);
+      });
       expect((await liveAgents(fleet.marker)).get('keeper')).toEqual([revived]);
       expect(flips).toBeGreaterThan(50);
       // The daemon stays healthy and serves.
