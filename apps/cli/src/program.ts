@@ -167,7 +167,7 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     ['restore', 'verify and restore a checkpoint (the newest unless --name), swapping it in for workspace/'],
   ] as const) {
     const sub = checkpoints.command(action).description(summary).argument('<cell>', 'the cell uuid').option('--json', 'print JSON');
-    if (action !== 'list') sub.option('--reason <text>', 'recorded in the manifest and the event log');
+    if (action !== 'list') sub.option('--reason <text>', action === 'create' ? "recorded in the checkpoint's manifest and the event log" : 'recorded in the event log');
     if (action === 'restore') sub.option('--name <name>', 'the checkpoint to restore');
     sub.action((uuid: string, options: { name?: string; reason?: string; json?: boolean }) => run(() => checkpoint(context, action, uuid, options))());
   }
