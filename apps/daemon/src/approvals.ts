@@ -102,30 +102,7 @@ export async function openApprovalStore(options: OpenApprovalStoreOptions): Prom
   // The daemon authenticates HTTP and CLI callers itself; it speaks to the broker with its own token.
   const internal = randomBytes(24).toString('hex');
   const now = options.now ?? Date.now;
-  const compose = (request: ApprovalRequest | undefined): StoredApproval | undefined => {
-    const extra = request ? meta[request.id] : undefined;
-    if (!request || !extra) return undefined;
-    return {
-      id: request.id,
-      key: extra.key,
-      agent: request.agent,
-      ...(request.cell_uuid ? { cell: request.cell_uuid } : {}),
-      mission: request.mission,
-      kind: extra.kind,
-      proposed: extra.proposed,
-      ...(request.substitute ? { substitute: request.substitute } : {}),
-      reasons: request.reasons,
-      channels: extra.channels,
-      status: request.status as StoredApproval['status'],
-      requested_at: extra.requested_at,
-      expires_at: extra.expires_at,
-      on_timeout: extra.on_timeout,
-      ...(request.decided_at ? { decided_at: Date.parse(request.decided_at) } : {}),
-      ...(extra.by ?? request.decided_by ? { by: (extra.by ?? request.decided_by)! } : {}),
-      ...(request.decided_via ? { channel: request.decided_via } : {}),
-      ...(extra.reason ? { reason: extra.reason } : {}),
-    };
-  };
+  const compose = (request: ApprovalRequest | undefined): StoredApproval | undefined => (request ? joinApproval(request, meta[request.id]) : undefined);
   let deciding = false;
   const broker: ApprovalBroker = createApprovalBroker({
     path: join(options.stateDir, 'approvals.json'),
@@ -212,29 +189,32 @@ export async function readApprovals(stateDir: string): Promise<StoredApproval[]>
     .then((read) => read.meta)
     .catch(() => ({}) as Record<string, Meta>);
   return (file?.requests ?? []).flatMap((request) => {
-    const extra = meta[request.id];
-    if (!extra) return [];
-    return [
-      {
-        id: request.id,
-        key: extra.key,
-        agent: request.agent,
-        ...(request.cell_uuid ? { cell: request.cell_uuid } : {}),
-        mission: request.mission,
-        kind: extra.kind,
-        proposed: extra.proposed,
-        ...(request.substitute ? { substitute: request.substitute } : {}),
-        reasons: request.reasons,
-        channels: extra.channels,
-        status: request.status as StoredApproval['status'],
-        requested_at: extra.requested_at,
-        expires_at: extra.expires_at,
-        on_timeout: extra.on_timeout,
-        ...(request.decided_at ? { decided_at: Date.parse(request.decided_at) } : {}),
-        ...(extra.by ?? request.decided_by ? { by: (extra.by ?? request.decided_by)! } : {}),
-        ...(request.decided_via ? { channel: request.decided_via } : {}),
-        ...(extra.reason ? { reason: extra.reason } : {}),
-      },
-    ];
+    const approval = joinApproval(request, meta[request.id]);
+    return approval ? [approval] : [];
   });
+}
+
+/** @pit/notify's request joined with the loop's own fields; undefined when the loop has no record of it. */
+function joinApproval(request: ApprovalRequest, extra: Meta | undefined): StoredApproval | undefined {
+  if (!extra) return undefined;
+  return {
+    id: request.id,
+    key: extra.key,
+    agent: request.agent,
+    ...(request.cell_uuid ? { cell: request.cell_uuid } : {}),
+    mission: request.mission,
+    kind: extra.kind,
+    proposed: extra.proposed,
+    ...(request.substitute ? { substitute: request.substitute } : {}),
+    reasons: request.reasons,
+    channels: extra.channels,
+    status: request.status as StoredApproval['status'],
+    requested_at: extra.requested_at,
+    expires_at: extra.expires_at,
+    on_timeout: extra.on_timeout,
+    ...(request.decided_at ? { decided_at: Date.parse(request.decided_at) } : {}),
+    ...((extra.by ?? request.decided_by) ? { by: (extra.by ?? request.decided_by)! } : {}),
+    ...(request.decided_via ? { channel: request.decided_via } : {}),
+    ...(extra.reason ? { reason: extra.reason } : {}),
+  };
 }
