@@ -955,8 +955,20 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     if (files.length === 0 || dryRun) return;
     if (at - slot.lastSnapshotAt < config.cells.poll_interval_s * 1000) return;
     slot.lastSnapshotAt = at;
+    const paths = files.map((file) => resolvePath(slot, file.path));
+    // Healthy proves only the config the running process started with: a file changed since
+    // (an agent editing its own config at runtime) is not last known good until a process has
+    // started with it and been healthy.
+    const startedAt = slot.process && !slot.process.adopted ? slot.process.startedAt.getTime() : undefined;
+    if (startedAt !== undefined) {
+      const changed = await changedSince(paths, startedAt);
+      if (changed.length > 0) {
+        logger.debug('config changed since the agent started: not snapshotted until a restart proves it', { agent: slot.key, files: changed });
+        return;
+      }
+    }
     try {
-      const result = await snapshots.snapshot(slot.name, files.map((file) => resolvePath(slot, file.path)));
+      const result = await snapshots.snapshot(slot.name, paths);
       if (result.status === 'saved') logger.info('config snapshotted as last known good', { agent: slot.key, set: result.set });
     } catch (error) {
       logger.warn('config snapshot failed', { agent: slot.key, error: error instanceof Error ? error.message : String(error) });
@@ -1323,3 +1335,8 @@ export function effectivePolicy(config: PitConfig): PolicyConfig {
   return { ...config.policy, defaults, agents };
 }
 
+/** The files among `paths` modified after `sinceMs` (a missing one is left for the snapshot to report). */
+async function changedSince(paths: readonly string[], sinceMs: number): Promise<string[]> {
+  const stats = await Promise.all(paths.map((path) => fs.stat(path).then((stat) => stat.mtimeMs, () => 0)));
+  return paths.filter((_, index) => stats[index]! > sinceMs);
+}
