@@ -94,7 +94,7 @@ describe('the supervision loop', () => {
     expect(story).toContain('decision:rollback_and_restart');
     expect(story.indexOf('agent_dead')).toBeLessThan(story.indexOf('agent_revived'));
     expect(story.lastIndexOf('agent_healthy')).toBeGreaterThan(story.indexOf('agent_revived'));
-    const dead = (await cellEvents(cell.dir)).find((event) => event.event === 'agent_dead');
+    const dead = await waitFor(async () => (await cellEvents(cell.dir)).find((event) => event.event === 'agent_dead'), 10_000, 'agent_dead in the log');
     expect(String(dead?.reason)).toContain('SIGKILL');
     await waitFor(async () => {
       const state = await readCellState(cell.dir);
@@ -129,11 +129,45 @@ describe('the supervision loop', () => {
     }, 30_000, 'forge rolled back and healthy');
     started.push(revived.pid!);
     expect(await fs.readFile(configFile, 'utf8')).toBe('{"model":"good"}\n');
-    const rolledBack = (await cellEvents(cell.dir)).find((event) => event.event === 'config_rolled_back');
+    const rolledBack = await waitFor(async () => (await cellEvents(cell.dir)).find((event) => event.event === 'config_rolled_back'), 10_000, 'config_rolled_back in the log');
     expect(rolledBack).toBeDefined();
     const files = rolledBack!.files as Array<{ path: string; old_sha256: string; new_sha256: string }>;
     expect(files[0]).toMatchObject({ path: configFile, old_sha256: expect.stringMatching(/^[0-9a-f]{64}$/), new_sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
     expect(files[0]!.old_sha256).not.toBe(files[0]!.new_sha256);
+  });
+
+  it('does not take a config edited while the agent runs as last known good: a kill rolls back to the version it started with', async () => {
+    const { cell, config, policyInput } = await fleet(['forge'], '', {
+      forge: `argv = ["${process.execPath}", "${AGENT}", "--config", "forge.json"]\nconfig_files = [{ path = "workspace/forge.json" }]`,
+    });
+    const configFile = join(cell.dir, 'workspace', 'forge.json');
+    await fs.writeFile(configFile, '{"model":"good"}\n');
+    supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+    await supervisor.start();
+    const key = `${cell.uuid}/forge`;
+    const first = await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && status.pid ? status : undefined;
+    }, 20_000, 'forge healthy');
+    started.push(first.pid!);
+    const store = createSnapshotStore({ stateDir: config.daemon.state_dir });
+    await waitFor(async () => (await store.history('forge')).length > 0, 10_000, 'a snapshot');
+    // The agent switches its own config at runtime and keeps running on the old one for a while.
+    await fs.writeFile(configFile, '{"model":"untested"}\n');
+    const healthyChecksAfter = Date.now();
+    await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && Date.now() - healthyChecksAfter > 4 * config.cells.poll_interval_s * 1000 ? true : undefined;
+    }, 20_000, 'several healthy checks after the edit');
+    expect(await store.history('forge')).toHaveLength(1);
+    process.kill(first.pid!, 'SIGKILL');
+    const revived = await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && status.pid && status.pid !== first.pid ? status : undefined;
+    }, 30_000, 'forge restarted');
+    started.push(revived.pid!);
+    // rollback_before_restart (the default) restored what the agent had proven, not the runtime edit.
+    expect(await fs.readFile(configFile, 'utf8')).toBe('{"model":"good"}\n');
   });
 
   it('does not restart an agent whose policy is never, records why, and opens an issue on the (local) issues API', async () => {
@@ -188,7 +222,7 @@ describe('the supervision loop', () => {
     expect((await statusOf(`${cell.uuid}/forge`))?.substituted_by).toBe('anvil');
     const manifest = JSON.parse(await fs.readFile(join(cell.dir, 'cell.json'), 'utf8')) as { agents: Array<{ name: string; role: string }> };
     expect(manifest.agents.find((agent) => agent.name === 'anvil')?.role).toBe('write');
-    const substituted = (await cellEvents(cell.dir)).find((event) => event.event === 'agent_substituted');
+    const substituted = await waitFor(async () => (await cellEvents(cell.dir)).find((event) => event.event === 'agent_substituted'), 10_000, 'agent_substituted in the log');
     expect(substituted).toMatchObject({ agent: 'forge', substitute: 'anvil', role: 'write', handoff: expect.any(String) });
     const packet = JSON.parse(await fs.readFile(join(cell.dir, '.lazarus', 'resume', 'anvil.json'), 'utf8')) as { from: string; recipient: string; handoff: { id: string } };
     expect(packet).toMatchObject({ from: 'forge', recipient: 'anvil', handoff: { id: substituted!.handoff } });
@@ -230,7 +264,8 @@ describe('the supervision loop', () => {
       return status?.health === 'healthy' && status.pid && status.pid !== first.pid ? status : undefined;
     }, 20_000, 'forge revived after the Telegram approval');
     started.push(revived.pid!);
-    const approved = (await cellEvents(cell.dir)).find((event) => event.event === 'revive_approved');
+    // Events are appended off the restart's path: wait for the line rather than race the log.
+    const approved = await waitFor(async () => (await cellEvents(cell.dir)).find((event) => event.event === 'revive_approved'), 10_000, 'revive_approved in the log');
     expect(approved).toMatchObject({ channel: 'telegram', by: expect.stringContaining(String(approver.id)) });
     // The death also went out as an alert.
     await api.waitForMessage(chatId, (message) => message.text.includes('forge is dead'), 20_000);
@@ -450,7 +485,7 @@ describe('the supervision loop', () => {
     started.push(revived.pid!);
     const story = await storyOf(cell.dir, 'forge');
     expect(story).toEqual(expect.arrayContaining(['revive_requested', 'revive_approved', 'agent_revived']));
-    const approved = (await cellEvents(cell.dir)).find((event) => event.event === 'revive_approved');
+    const approved = await waitFor(async () => (await cellEvents(cell.dir)).find((event) => event.event === 'revive_approved'), 10_000, 'revive_approved in the log');
     expect(approved).toMatchObject({ approval_id: asked, by: 'ops', channel: 'http' });
   });
 });
