@@ -314,7 +314,10 @@ describe('the supervision loop', () => {
     }, 20_000, 'forge revived');
     started.push(revived.pid!);
     expect(await fs.readFile(notes, 'utf8')).toBe('good work\n');
-    const kinds = (await cellEvents(cell.dir)).map((event) => event.event);
+    const kinds = await waitFor(async () => {
+      const seen = (await cellEvents(cell.dir)).map((event) => event.event);
+      return seen.includes('checkpoint_restored') && seen.includes('agent_revived') ? seen : undefined;
+    }, 10_000, 'the restore and the revive in the log');
     expect(kinds.lastIndexOf('checkpoint_restored')).toBeLessThan(kinds.lastIndexOf('agent_revived'));
     expect(kinds).toContain('checkpoint_restored');
   });
@@ -331,7 +334,11 @@ describe('the supervision loop', () => {
       return status?.last_decision?.action === 'escalate' || status?.last_decision?.action === 'record_only' ? status : undefined;
     }, 30_000, 'the escalation');
     expect(escalated.health).toBe('dead');
-    const story = await storyOf(cell.dir, 'forge');
+    // The status changes the moment the decision is taken; its event line follows on the append queue.
+    const story = await waitFor(async () => {
+      const kinds = await storyOf(cell.dir, 'forge');
+      return kinds.includes('decision:escalate') ? kinds : undefined;
+    }, 10_000, 'the escalation in the log');
     expect(story.filter((kind) => kind === 'agent_revived')).toHaveLength(3);
     expect(story).toContain('decision:escalate');
     const waits = (await cellEvents(cell.dir)).filter((event) => event.event === 'decision' && event.action === 'wait' && event.rule === 'backoff');
@@ -355,7 +362,10 @@ describe('the supervision loop', () => {
       return status?.health === 'healthy' && status.pid && status.pid !== first.pid ? status : undefined;
     }, 20_000, 'forge revived once the request expired');
     started.push(revived.pid!);
-    const decisions = (await cellEvents(cell.dir)).filter((event) => event.event === 'decision' && event.agent === 'forge');
+    const decisions = await waitFor(async () => {
+      const found = (await cellEvents(cell.dir)).filter((event) => event.event === 'decision' && event.agent === 'forge');
+      return found.some((event) => event.rule === 'approval.expired') ? found : undefined;
+    }, 10_000, 'the expiry decision in the log');
     expect(decisions.map((event) => event.rule)).toContain('approval.expired');
     expect((await supervisor.status()).approvals.map((approval) => approval.id)).not.toContain(asked);
   });
@@ -457,7 +467,10 @@ describe('the supervision loop', () => {
       }, 30_000, `${name} revived`);
       started.push(revived.pid!);
     }
-    const braked = (await cellEvents(cell.dir)).filter((event) => event.event === 'decision' && /fleet brake/.test(String(event.reason)));
+    const braked = await waitFor(async () => {
+      const found = (await cellEvents(cell.dir)).filter((event) => event.event === 'decision' && /fleet brake/.test(String(event.reason)));
+      return found.length > 0 ? found : undefined;
+    }, 10_000, 'a fleet-brake decision in the log');
     expect(braked.length).toBeGreaterThan(0);
   });
 
