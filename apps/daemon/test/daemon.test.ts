@@ -92,7 +92,11 @@ describe('pit daemon (e2e, real processes)', () => {
     expect((await agentOf(daemon.url, 'forge'))?.pid).toBeUndefined();
     expect((await post({ authorization: `Bearer ${TOKEN}` })).status).toBe(200);
     await healthyAgent(daemon.url, 'forge', forge.pid);
-    expect(await storyOf(cell.dir, 'forge')).toEqual(expect.arrayContaining(['revive_requested', 'revive_approved', 'agent_revived']));
+    const story = await waitFor(async () => {
+      const kinds = await storyOf(cell.dir, 'forge');
+      return ['revive_requested', 'revive_approved', 'agent_revived'].every((kind) => kinds.includes(kind)) ? kinds : undefined;
+    }, 10_000, 'the approval story in the log');
+    expect(story).toEqual(expect.arrayContaining(['revive_requested', 'revive_approved', 'agent_revived']));
     const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
     expect(metrics).toContain('pit_approvals_total{outcome="approved"} 1');
     expect(metrics).toMatch(/pit_agents\{state="healthy"\} 1/);

@@ -193,7 +193,10 @@ describe('the supervision loop', () => {
     }, 20_000, 'forge dead with a decision');
     expect(dead.last_decision?.action).toBe('record_only');
     expect(dead.pid).toBeUndefined();
-    const story = await storyOf(cell.dir, 'forge');
+    const story = await waitFor(async () => {
+      const kinds = await storyOf(cell.dir, 'forge');
+      return kinds.includes('decision:record_only') ? kinds : undefined;
+    }, 10_000, 'the record_only decision in the log');
     expect(story).not.toContain('agent_revived');
     expect(story).toContain('decision:record_only');
     const issue = await waitFor(() => api.issues.find((item) => item.title.startsWith('[pit] forge:')), 20_000, 'the death issue');
