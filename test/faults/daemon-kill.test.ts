@@ -233,18 +233,30 @@ describe(`daemon SIGKILLed at random points (seed ${SEED}, ${ITERATIONS} iterati
       if (!racing) await delay(rng.int(0, 1200));
       if (!RACE) {
         // Outside FAULTS_RACE, stay clear of the known bug's window (a respawned pid not yet in state.json):
-        // the kill point is taken once every live agent's pid is persisted (bounded; then killed anyway).
+        // the daemon is frozen (SIGSTOP) before the check, so it cannot respawn between the check and the
+        // kill; when its state does not match the live agents yet it is thawed and checked again
+        // (bounded; then killed anyway).
+        const pid = daemon.pid!;
         await waitFor(
           async () => {
-            const state = await readCellState(fleet.cellDir);
+            process.kill(pid, 'SIGSTOP');
+            const state = await readCellState(fleet.cellDir).catch(() => undefined);
             const live = await liveAgents(fleet.marker);
-            return [...live].every(
-              ([name, pids]) => pids.length === 1 && state.agents[name]?.pid === pids[0],
-            );
+            const consistent =
+              state !== undefined &&
+              [...live].every(([name, pids]) => pids.length === 1 && state.agents[name]?.pid === pids[0]);
+            if (!consistent) process.kill(pid, 'SIGCONT');
+            return consistent || undefined;
           },
-          5_000,
+          20_000,
           'every live pid persisted',
-        ).catch(() => undefined);
+        ).catch(() => {
+          try {
+            process.kill(pid, 'SIGCONT');
+          } catch {
+            // already gone
+          }
+        });
       }
       trail.push(`${iteration}: SIGKILL daemon`);
       await killDaemon(daemon);
