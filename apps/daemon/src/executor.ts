@@ -5,7 +5,7 @@ import { assertAgentName, cellPaths, type IsolationProfile } from '@pit/cell-spe
 import { DaemonError } from './errors.js';
 import type { Logger } from './logger.js';
 import { createPodman, type Podman } from './podman.js';
-import { checkProcess, decodeWaitStatus, parseProcStat, signalGroup, signalProcess } from './proc.js';
+import { checkProcess, decodeWaitStatus, INSTANCE_ENV, parseProcStat, signalGroup, signalProcess } from './proc.js';
 import { sandboxArgv } from './sandbox.js';
 
 /** How an agent's process ended. */
@@ -53,7 +53,7 @@ export interface StartAgentOptions {
   agent: string;
   /** The command; argv[0] is looked up in the agent's PATH. */
   argv: string[];
-  /** The agent's whole environment (the caller composes it). LAZARUS_CELL_UUID and LAZARUS_AGENT are added. */
+  /** The agent's whole environment (the caller composes it). LAZARUS_CELL_UUID, LAZARUS_AGENT and PIT_INSTANCE are added. */
   env: Record<string, string>;
   /** The cell the agent runs in; omit for an agent outside cells. */
   cell?: { uuid: string; dir: string };
@@ -87,6 +87,12 @@ export interface ExecutorOptions {
   podmanBinary?: string;
   /** Kill what is left of an agent's process group when its leader exits. @default true */
   killGroupOnExit?: boolean;
+  /**
+   * Marks every agent process with `PIT_INSTANCE=<instance>` in its environment, so that a
+   * restarted daemon can find an agent it started but did not get to record
+   * (`findMarkedProcesses`). The daemon uses a hash of its state directory.
+   */
+  instance?: string;
   /** Called once for every exit of a started or adopted agent. */
   onExit?: (process: AgentProcess, exit: AgentExit) => void;
 }
@@ -190,6 +196,8 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     const profile = spec.isolation ?? { level: 1 };
     const env: Record<string, string> = { ...spec.env, LAZARUS_AGENT: agent };
     if (spec.cell) env.LAZARUS_CELL_UUID = spec.cell.uuid;
+    else delete env.LAZARUS_CELL_UUID;
+    if (options.instance) env[INSTANCE_ENV] = options.instance;
     const writable = spec.cell ? [spec.cell.dir] : [cwd];
 
     let command: string[];

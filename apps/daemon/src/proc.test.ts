@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PitError } from '@pit/cell-spec';
-import { checkProcess, decodeWaitStatus, parseProcStat, readProcessStartTime, readProcessStat, signalGroup, signalProcess } from './proc.js';
+import { checkProcess, decodeWaitStatus, findMarkedProcesses, markedKey, parseProcStat, readProcessStartTime, readProcessStat, signalGroup, signalProcess } from './proc.js';
 
 describe('parseProcStat', () => {
   it('reads fields after a command name with spaces and parentheses', () => {
@@ -52,5 +52,35 @@ describe('signalGroup / signalProcess', () => {
   it('reports a group or process that no longer exists as false', () => {
     expect(signalGroup(2 ** 22 + 11, 0)).toBe(false);
     expect(signalProcess(2 ** 22 + 11, 0)).toBe(false);
+  });
+});
+
+describe('findMarkedProcesses', () => {
+  it('finds the session leader an instance started, by the marks in its environment, and nothing else', async () => {
+    const { spawn } = await import('node:child_process');
+    const instance = `test${process.pid}${Date.now().toString(36)}`;
+    const env = (extra: Record<string, string>) => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', ...extra });
+    const run = (extra: Record<string, string>, detached: boolean) => {
+      const child = spawn('sleep', ['30'], { env: env(extra), detached, stdio: 'ignore' });
+      return child;
+    };
+    const children = [
+      run({ PIT_INSTANCE: instance, LAZARUS_AGENT: 'forge', LAZARUS_CELL_UUID: 'c1' }, true),
+      run({ PIT_INSTANCE: instance, LAZARUS_AGENT: 'scout' }, true),
+      // Not a session leader (a child an agent started in its own group): not an agent.
+      run({ PIT_INSTANCE: instance, LAZARUS_AGENT: 'stray', LAZARUS_CELL_UUID: 'c1' }, false),
+      // Another daemon's agent, and a prefix of this instance's id.
+      run({ PIT_INSTANCE: `${instance}x`, LAZARUS_AGENT: 'other', LAZARUS_CELL_UUID: 'c1' }, true),
+      run({ XPIT_INSTANCE: instance, LAZARUS_AGENT: 'fake', LAZARUS_CELL_UUID: 'c1' }, true),
+    ];
+    try {
+      await Promise.all(children.map((child) => new Promise((resolve) => child.once('spawn', resolve))));
+      const found = await findMarkedProcesses(instance);
+      expect([...found.keys()].sort()).toEqual([markedKey('c1', 'forge'), markedKey(undefined, 'scout')].sort());
+      const forge = found.get(markedKey('c1', 'forge'))!;
+      expect(forge).toEqual({ pid: children[0]!.pid, startTime: await readProcessStartTime(children[0]!.pid!), agent: 'forge', cell: 'c1' });
+    } finally {
+      for (const child of children) child.kill('SIGKILL');
+    }
   });
 });

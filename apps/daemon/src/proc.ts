@@ -121,3 +121,68 @@ function assertSignallable(pid: number): void {
     throw new DaemonError('DAEMON_UNSAFE_SIGNAL', `refused to signal pid ${String(pid)}: only pids > 1 may be signalled`);
   }
 }
+
+/** The environment variable that marks every agent process a daemon starts with the daemon's instance id. */
+export const INSTANCE_ENV = 'PIT_INSTANCE';
+
+/** An agent process found by the marks in its environment. */
+export interface MarkedProcess {
+  pid: number;
+  /** Clock ticks since boot (`/proc/<pid>/stat` field 22). */
+  startTime: number;
+  agent: string;
+  /** `LAZARUS_CELL_UUID`, or `undefined` for an agent outside cells. */
+  cell: string | undefined;
+}
+
+/** The key {@link findMarkedProcesses} files a process under. */
+export const markedKey = (cell: string | undefined, agent: string): string => `${cell ?? ''}/${agent}`;
+
+/**
+ * The live agent processes that the daemon instance `instance` started, keyed by
+ * {@link markedKey}: session leaders (the executor starts every agent in its own session)
+ * whose environment holds `PIT_INSTANCE=<instance>` and `LAZARUS_AGENT` (and
+ * `LAZARUS_CELL_UUID` in a cell). Of several leaders with the same marks (an agent that started
+ * a detached child), the earliest started wins. Processes whose environment cannot be read
+ * (another user's, zombies) are skipped.
+ *
+ * This is how a daemon recovers an agent it started but did not get to record: its pid is
+ * persisted after the spawn, and a daemon killed in between would otherwise start it twice.
+ */
+export async function findMarkedProcesses(instance: string, procRoot = '/proc'): Promise<Map<string, MarkedProcess>> {
+  const found = new Map<string, MarkedProcess>();
+  const needle = Buffer.from(`${INSTANCE_ENV}=${instance}\0`);
+  let entries: string[];
+  try {
+    entries = (await fs.readdir(procRoot)).filter((name) => /^\d+$/.test(name));
+  } catch {
+    return found;
+  }
+  const inspect = async (name: string) => {
+    const pid = Number(name);
+    let environ: Buffer;
+    try {
+      environ = await fs.readFile(`${procRoot}/${name}/environ`);
+    } catch {
+      return;
+    }
+    // Environments are compared as a whole variable: NUL-terminated, and at the start or after a NUL.
+    const at = environ.indexOf(needle);
+    if (at === -1 || (at > 0 && environ[at - 1] !== 0)) return;
+    const stat = await readProcessStat(pid);
+    if (!stat || stat.sid !== pid || stat.state === 'Z' || stat.state === 'X') return;
+    let agent: string | undefined;
+    let cell: string | undefined;
+    for (const variable of environ.toString('utf8').split('\0')) {
+      if (variable.startsWith('LAZARUS_AGENT=')) agent = variable.slice('LAZARUS_AGENT='.length);
+      else if (variable.startsWith('LAZARUS_CELL_UUID=')) cell = variable.slice('LAZARUS_CELL_UUID='.length);
+    }
+    if (!agent) return;
+    const key = markedKey(cell, agent);
+    const other = found.get(key);
+    if (!other || stat.startTime < other.startTime) found.set(key, { pid, startTime: stat.startTime, agent, cell });
+  };
+  // A bounded number of files open at once.
+  for (let index = 0; index < entries.length; index += 64) await Promise.all(entries.slice(index, index + 64).map(inspect));
+  return found;
+}

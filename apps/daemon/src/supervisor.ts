@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { watch, type FSWatcher, promises as fs } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import {
@@ -46,6 +47,7 @@ import type { ApprovalDecisionBody, ApprovalDecisionResult } from './http.js';
 import { silentLogger, type Logger } from './logger.js';
 import { silentNotifier, type Notifier } from './notifier.js';
 import { LATENCY_BUCKETS_S, createMetricsRegistry, type MetricsRegistry } from './metrics.js';
+import { findMarkedProcesses, markedKey, type MarkedProcess } from './proc.js';
 import { z } from 'zod';
 
 /** Options of {@link createSupervisor}. */
@@ -152,12 +154,15 @@ interface Slot {
   configJson: string;
   /** Where its state is persisted: its cell's dir, or {@link HOST}. */
   target: string;
-  /** When its state was last handed to `persist` (ms). */
+  /** When its state was last written whole (ms; the start of that write). */
   persistedAt: number;
 }
 
 /** A healthy agent's state (last_healthy_at) is written at least this often while nothing else changes (ms). */
 const HEALTHY_PERSIST_MS = 60_000;
+/** A failed state write is retried after this long, doubling up to {@link PERSIST_RETRY_MAX_MS} (ms). */
+const PERSIST_RETRY_MS = 500;
+const PERSIST_RETRY_MAX_MS = 8_000;
 
 const HistorySchema = z.strictObject({
   version: z.literal(1),
@@ -187,9 +192,12 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   const hostEvents = join(stateDir, 'logs', 'events.jsonl');
   // Created once here, not before every append (the hot path from an exit to its restart).
   await fs.mkdir(join(stateDir, 'logs'), { recursive: true });
+  // Every agent this daemon starts carries this id in its environment (PIT_INSTANCE): the next
+  // daemon on the same state dir finds an agent whose pid never reached the state file.
+  const instance = createHash('sha256').update(await fs.realpath(stateDir)).digest('hex').slice(0, 16);
   const executor =
     options.executor ??
-    createExecutor({ logger, env: options.env as NodeJS.ProcessEnv, podmanConfigDir: join(stateDir, 'podman'), killGroupOnExit: true });
+    createExecutor({ logger, env: options.env as NodeJS.ProcessEnv, podmanConfigDir: join(stateDir, 'podman'), killGroupOnExit: true, instance });
   const snapshots: SnapshotStore = createSnapshotStore({ stateDir, logger });
   const approvals: ApprovalStore = await openApprovalStore({
     stateDir,
@@ -281,23 +289,46 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     })().catch((error: unknown) => logger.error('cannot persist history', { error: String(error) }));
     return historyWrite;
   };
+  /** A failed write is retried on a timer (one per target), so that it lands once space or access returns. */
+  const persistRetries = new Map<string, { timer?: NodeJS.Timeout; delay: number }>();
   const persist = (slot: Slot): Promise<void> => {
     const target = slot.target;
-    slot.persistedAt = now();
     const queued = queuedWrites.get(target);
     if (queued) return queued;
     const previous = cellWrites.get(target) ?? Promise.resolve();
     const next = previous.then(async () => {
       queuedWrites.delete(target);
+      const startedAt = now();
       const group = [...(members.get(target) ?? [])];
       const existing = slot.cell ? await readCellState(slot.cell.dir).catch(() => emptyState()) : await readHostState();
-      const state: CellState = { version: 1, updated_at: iso(now()), agents: { ...existing.agents } };
+      const state: CellState = { version: 1, updated_at: iso(startedAt), agents: { ...existing.agents } };
       for (const member of group) state.agents[member.name] = member.state;
       if (slot.cell) await writeCellState(slot.cell.dir, state);
       else await writeJsonAtomic(join(stateDir, 'host-state.json'), CellStateSchema.parse(state));
+      // Only a write that landed counts: a healthy agent whose write failed is written again.
+      for (const member of group) member.persistedAt = startedAt;
+      const retry = persistRetries.get(target);
+      if (retry) {
+        clearTimeout(retry.timer);
+        persistRetries.delete(target);
+        logger.info('state persisted again', { target: slot.cell?.dir ?? 'host' });
+      }
       await writeHistory();
     });
-    const settled = next.catch((error: unknown) => logger.error('cannot persist state', { agent: slot.key, error: String(error) }));
+    const settled = next.catch((error: unknown) => {
+      const retry = persistRetries.get(target) ?? { delay: PERSIST_RETRY_MS / 2 };
+      retry.delay = Math.min(retry.delay * 2, PERSIST_RETRY_MAX_MS);
+      logger.error('cannot persist state', { agent: slot.key, error: String(error), retry_in_ms: retry.delay });
+      if (!retry.timer && !stopped) {
+        retry.timer = setTimeout(() => {
+          retry.timer = undefined;
+          const member = members.get(target)?.values().next().value;
+          if (!stopped && member) void persist(member);
+        }, retry.delay);
+        retry.timer.unref();
+      }
+      persistRetries.set(target, retry);
+    });
     queuedWrites.set(target, settled);
     cellWrites.set(target, settled);
     return settled;
@@ -363,6 +394,8 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     return { wanted, discovery };
   };
 
+  /** Live processes marked with this daemon's instance, read from `/proc` once per discovery pass (when one is needed). */
+  let marked: Promise<Map<string, MarkedProcess>> | undefined;
   let lastDiscovery: { at: number; ok: boolean; error?: string } | undefined;
   /** Discovery runs one at a time (timer, root watcher, reloads and substitutions all call it). */
   let syncing: Promise<void> = Promise.resolve();
@@ -382,6 +415,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       throw error;
     }
     const { wanted, discovery } = desired;
+    marked = undefined;
     const persisted = new Map<string, CellState>();
     for (const cell of discovery.supervised) persisted.set(cell.dir, await readCellState(cell.dir).catch(() => emptyState()));
     const hostState = await readHostState();
@@ -457,6 +491,11 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         logger.info('re-adopted a running agent', { agent: slot.key, pid });
         return;
       }
+    }
+    // The recorded process is gone, or none was recorded: the last daemon may have started one
+    // (a replacement, a first start) and been killed before its pid reached the state file.
+    if (canStart(slot) && (await adoptUnrecorded(slot))) return;
+    if (pid !== undefined && startTime !== undefined) {
       slot.exit = { code: null, signal: null, at: new Date(now()), how: 'vanished' };
       logger.warn('recorded agent process is gone', { agent: slot.key, pid });
       return;
@@ -465,6 +504,27 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       // A substitute being set up is started by the substitution itself, with its handoff.
       if (!heldBack.has(slot.key)) await startAgent(slot, { reason: 'first start', attempt: 0, initial: true });
     }
+  };
+
+  const adoptUnrecorded = async (slot: Slot): Promise<boolean> => {
+    marked ??= findMarkedProcesses(instance);
+    const found = (await marked).get(markedKey(slot.cell?.uuid, slot.name));
+    if (!found || found.pid === slot.state.pid) return false;
+    const level = slot.config?.isolation.level ?? 1;
+    const adopted = await executor.adopt({
+      agent: slot.name,
+      ...(slot.cell ? { cell: slot.cell.uuid } : {}),
+      pid: found.pid,
+      startTime: found.startTime,
+      level,
+      ...(level === 3 ? { container: containerName(slot) } : {}),
+    });
+    if (!adopted) return false;
+    logger.warn('adopted a running agent its state file did not record', { agent: slot.key, pid: found.pid, recorded_pid: slot.state.pid });
+    watchProcess(slot, adopted);
+    void event(slot, { event: 'agent_adopted', pid: found.pid, reason: slot.state.pid === undefined ? 'found running, no pid recorded' : `found running; the recorded pid ${slot.state.pid} is gone` });
+    void persist(slot);
+    return true;
   };
 
   const canStart = (slot: Slot) => slot.config?.argv !== undefined && slot.config.host === 'local';
@@ -1242,6 +1302,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     rootWatcher?.close();
     await scheduler?.stop();
     for (const slot of slots.values()) if (slot.timer) clearTimeout(slot.timer);
+    for (const retry of persistRetries.values()) clearTimeout(retry.timer);
     await Promise.all([...slots.values()].map((slot) => slot.queue));
     await Promise.all([...notifications]);
     if (stopOptions.stopAgents) {

@@ -33,6 +33,7 @@ export const CellEventSchema = z.discriminatedUnion('event', [
   z.looseObject({ ...agentBase, event: z.literal('revive_denied'), approval_id: z.string().optional(), by: z.string().optional(), channel: z.string().optional() }),
   z.looseObject({ ...agentBase, event: z.literal('agent_revived'), pid: z.number().int().optional(), attempt: z.number().int().optional() }),
   z.looseObject({ ...agentBase, event: z.literal('revive_failed'), reason: z.string() }),
+  z.looseObject({ ...agentBase, event: z.literal('agent_adopted'), pid: z.number().int(), reason: z.string().optional() }),
   z.looseObject({ ...agentBase, event: z.literal('agent_substituted'), substitute: AgentNameSchema }),
   z.looseObject({ ...agentBase, event: z.literal('config_rolled_back'), files: z.array(RolledBackFileSchema), reason: z.string().optional() }),
   z.looseObject({ ...base, event: z.literal('checkpoint_created'), checkpoint: z.string(), sha256: Sha256Schema, bytes: z.number().int().nonnegative() }),
