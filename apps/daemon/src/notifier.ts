@@ -24,6 +24,20 @@ export interface Notifier {
   death(notice: DeathNotice): Promise<void>;
   /** Comments on and closes the agent's open death issue, if any. Never throws. */
   recovery(agent: string, note: string): Promise<void>;
+  /**
+   * Every death the loop sees, whatever it decides (a restart included), when it is first seen.
+   * Never throws. Optional: a notifier that only reports what people must act on leaves it out.
+   */
+  died?(notice: DeathSeen): Promise<void>;
+}
+
+/** A death as first seen by the loop, before any decision. */
+export interface DeathSeen {
+  agent: string;
+  mission: string;
+  cell?: string;
+  reason: string;
+  at: Date;
 }
 
 /** A notifier that tells nobody. */
