@@ -2,6 +2,7 @@ import { promises as fs } from 'node:fs';
 import { createIssueTracker, type AlertDispatcher, type IssueTracker } from '@pit/notify';
 import type { PitConfig } from './config-schema.js';
 import type { Logger } from './logger.js';
+import { createStormAlerts } from './storm.js';
 
 /** A death, as the supervision loop tells it to people. */
 export interface DeathNotice {
@@ -12,7 +13,13 @@ export interface DeathNotice {
   deadSince: Date;
   /** What the policy decided (`record_only`, `escalate`, `ask`, …) and why. */
   decision: { action: string; reason: string };
-  probes: Array<{ name: string; ok: boolean; latencyMs?: number; detail: string; observedAt: number }>;
+  probes: Array<{
+    name: string;
+    ok: boolean;
+    latencyMs?: number;
+    detail: string;
+    observedAt: number;
+  }>;
   restarts: string[];
   /** The agent's log file, whose last lines go into the post-mortem. */
   logPath?: string;
@@ -29,6 +36,8 @@ export interface Notifier {
    * Never throws. Optional: a notifier that only reports what people must act on leaves it out.
    */
   died?(notice: DeathSeen): Promise<void>;
+  /** Sends what is held for a storm's next message (call before the alert dispatcher closes). Never throws. */
+  close?(): Promise<void>;
 }
 
 /** A death as first seen by the loop, before any decision. */
@@ -38,31 +47,82 @@ export interface DeathSeen {
   cell?: string;
   reason: string;
   at: Date;
+  /** Agents supervised when it was seen: with it, the fleet brake's percentage rule also makes a storm. */
+  fleetSize?: number;
 }
 
 /** A notifier that tells nobody. */
-export const silentNotifier: Notifier = { death: async () => undefined, recovery: async () => undefined };
+export const silentNotifier: Notifier = {
+  death: async () => undefined,
+  recovery: async () => undefined,
+};
+
+/** Options of {@link createNotifier} beyond the config. */
+export interface NotifierOptions {
+  /** Deaths seen within this long after a storm's onset go out in its first message (ms). @default 2000 */
+  stormGatherMs?: number;
+}
 
 /**
  * Builds the notifier: deaths open one issue per agent on GitHub or Gitea from `[issues]`
  * (@pit/notify's tracker: one issue per agent, a comment per new episode; recoveries close
  * it), and go as grouped alerts to the chat channels when `alerts` is given. Without
  * `[issues]`, or when its token variable is unset (logged), no issue is opened.
+ *
+ * Chat alerts: a death that needs a human (`death()`: record_only, escalate, ask) is alerted on
+ * its own; any other death (a restart) is silent unless it is part of a storm — more deaths
+ * within `[policy.fleet_brake] window` than its `max_deaths` (the brake's numbers, enabled or
+ * not): then the storm's deaths go out as one grouped message, and later deaths of the same
+ * storm as follow-ups at most once per `window` (see ./storm.ts).
  */
-export function createNotifier(config: PitConfig, env: Record<string, string | undefined>, logger: Logger, alerts?: AlertDispatcher): Notifier {
+export function createNotifier(
+  config: PitConfig,
+  env: Record<string, string | undefined>,
+  logger: Logger,
+  alerts?: AlertDispatcher,
+  options: NotifierOptions = {},
+): Notifier {
   const alert = (input: Parameters<AlertDispatcher['notify']>[0]) => {
     try {
       alerts?.notify(input);
     } catch (error) {
-      logger.error('cannot queue an alert', { error: error instanceof Error ? error.message : String(error) });
+      logger.error('cannot queue an alert', {
+        error: error instanceof Error ? error.message : String(error),
+      });
     }
   };
+  const storm = alerts
+    ? createStormAlerts({
+        brake: config.policy.fleet_brake,
+        ...(options.stormGatherMs !== undefined ? { gatherMs: options.stormGatherMs } : {}),
+        // One call, one group: the dispatcher merges alerts queued together into one message per channel.
+        send: (batch) => {
+          for (const input of batch) alert(input);
+        },
+        logger,
+      })
+    : undefined;
   const withAlerts = (inner: Notifier): Notifier =>
-    alerts
+    alerts && storm
       ? {
           async death(notice) {
-            alert({ kind: notice.decision.action === 'escalate' ? 'escalation' : 'death', agent: notice.agent, mission: notice.mission, summary: `${notice.agent} is dead: ${notice.reason}`.slice(0, 1000) });
+            const input = {
+              kind:
+                notice.decision.action === 'escalate'
+                  ? ('escalation' as const)
+                  : ('death' as const),
+              agent: notice.agent,
+              mission: notice.mission,
+              summary: `${notice.agent} is dead: ${notice.reason}`.slice(0, 1000),
+            };
+            if (!storm.individual(input, notice.cell)) alert(input);
             await inner.death(notice);
+          },
+          async died(notice) {
+            storm.seen(notice);
+          },
+          async close() {
+            storm.close();
           },
           async recovery(agent, note) {
             alert({ kind: 'recovery', agent, summary: note.slice(0, 1000) });
@@ -73,7 +133,10 @@ export function createNotifier(config: PitConfig, env: Record<string, string | u
   let tracker: IssueTracker | undefined;
   if (config.issues) {
     const token = env[config.issues.token_env];
-    if (!token) logger.warn(`[issues] is configured but ${config.issues.token_env} is not set: no death issues`);
+    if (!token)
+      logger.warn(
+        `[issues] is configured but ${config.issues.token_env} is not set: no death issues`,
+      );
     else tracker = createIssueTracker({ config: config.issues, token, logger });
   }
   if (!tracker) return withAlerts(silentNotifier);
@@ -81,7 +144,12 @@ export function createNotifier(config: PitConfig, env: Record<string, string | u
   return withAlerts({
     async death(notice) {
       try {
-        const logLines = notice.logPath ? (await fs.readFile(notice.logPath, 'utf8').catch(() => '')).split('\n').filter(Boolean).slice(-config.issues!.max_log_lines) : [];
+        const logLines = notice.logPath
+          ? (await fs.readFile(notice.logPath, 'utf8').catch(() => ''))
+              .split('\n')
+              .filter(Boolean)
+              .slice(-config.issues!.max_log_lines)
+          : [];
         const result = await issues.reportDeath({
           agent: notice.agent,
           mission: notice.mission,
@@ -100,7 +168,10 @@ export function createNotifier(config: PitConfig, env: Record<string, string | u
         });
         logger.info('death issue reported', { agent: notice.agent, issue: result.url });
       } catch (error) {
-        logger.error('cannot report the death issue', { agent: notice.agent, error: error instanceof Error ? error.message : String(error) });
+        logger.error('cannot report the death issue', {
+          agent: notice.agent,
+          error: error instanceof Error ? error.message : String(error),
+        });
       }
     },
     async recovery(agent, note) {
@@ -108,7 +179,10 @@ export function createNotifier(config: PitConfig, env: Record<string, string | u
         const closed = await issues.reportRecovery({ agent, note });
         if (closed) logger.info('death issue closed', { agent, issue: closed.url });
       } catch (error) {
-        logger.error('cannot close the death issue', { agent, error: error instanceof Error ? error.message : String(error) });
+        logger.error('cannot close the death issue', {
+          agent,
+          error: error instanceof Error ? error.message : String(error),
+        });
       }
     },
   });
