@@ -1,10 +1,32 @@
 import { backoffState, nextBackoff } from './backoff.js';
 import { classifyFailure, type Classification } from './classify-failure.js';
-import type { AgentHealth, AgentHistory, AgentRef, ApprovalRecord, FleetView, RemedyAction } from './decide-input.js';
-import type { ApprovalRequestDraft, Decision, DecisionCommon, DecisionRule, EscalationCause, NoneDecision, WaitCause, WaitDecision } from './decision.js';
+import type {
+  AgentHealth,
+  AgentHistory,
+  AgentRef,
+  ApprovalRecord,
+  FleetView,
+  RemedyAction,
+} from './decide-input.js';
+import type {
+  ApprovalRequestDraft,
+  Decision,
+  DecisionCommon,
+  DecisionRule,
+  EscalationCause,
+  NoneDecision,
+  WaitCause,
+  WaitDecision,
+} from './decision.js';
 import { formatDuration } from './duration.js';
 import { PolicyError } from './errors.js';
-import { assessFleetBrake, createFleetIndex, isFleetIndex, type BrakeStatus, type FleetIndex } from './fleet-index.js';
+import {
+  assessFleetBrake,
+  createFleetIndex,
+  isFleetIndex,
+  type BrakeStatus,
+  type FleetIndex,
+} from './fleet-index.js';
 import { pickSubstitute } from './pick-substitute.js';
 import type { PolicyConfig } from './policy-config.js';
 import { resolvePolicyCached, type ResolvedPolicy } from './resolve-policy.js';
@@ -30,7 +52,11 @@ export interface DecideOptions {
   seed?: number | string;
 }
 
-const HEALTH_RULES = { healthy: 'health.healthy', degraded: 'health.degraded', unknown: 'health.unknown' } as const;
+const HEALTH_RULES = {
+  healthy: 'health.healthy',
+  degraded: 'health.degraded',
+  unknown: 'health.unknown',
+} as const;
 const HEALTH_WORDS = {
   healthy: 'is healthy',
   degraded: 'is degraded (alive; some probes failing): watching',
@@ -84,10 +110,17 @@ interface Situation {
 export function decide(options: DecideOptions): Decision {
   const { health, now, config } = options;
   if (typeof now !== 'number' || !Number.isFinite(now)) {
-    throw new PolicyError('POLICY_BAD_INPUT', `decide: now must be a finite number of ms since the epoch (got ${String(now)})`);
+    throw new PolicyError(
+      'POLICY_BAD_INPUT',
+      `decide: now must be a finite number of ms since the epoch (got ${String(now)})`,
+    );
   }
   const ref: AgentRef = typeof options.agent === 'string' ? { name: options.agent } : options.agent;
-  const policy = resolvePolicyCached(ref.mission === undefined ? { config, agent: ref.name } : { config, agent: ref.name, mission: ref.mission });
+  const policy = resolvePolicyCached(
+    ref.mission === undefined
+      ? { config, agent: ref.name }
+      : { config, agent: ref.name, mission: ref.mission },
+  );
   const history = options.history ?? {};
 
   if (health.state !== 'dead') {
@@ -103,7 +136,13 @@ export function decide(options: DecideOptions): Decision {
             approval_id: pending.id,
             policy: policy.trace,
           }
-        : { action: 'none', agent: ref.name, rule: HEALTH_RULES[health.state], reason: `${ref.name} ${HEALTH_WORDS[health.state]}; nothing to do`, policy: policy.trace };
+        : {
+            action: 'none',
+            agent: ref.name,
+            rule: HEALTH_RULES[health.state],
+            reason: `${ref.name} ${HEALTH_WORDS[health.state]}; nothing to do`,
+            policy: policy.trace,
+          };
     if (policy.mission !== undefined) result.mission = policy.mission;
     return result;
   }
@@ -111,9 +150,15 @@ export function decide(options: DecideOptions): Decision {
   const common: Omit<DecisionCommon, 'rule' | 'reason'> = { agent: ref.name, policy: policy.trace };
   if (policy.mission !== undefined) common.mission = policy.mission;
 
-  const fleet = isFleetIndex(options.fleet) ? options.fleet : createFleetIndex(options.fleet ?? { agents: [] });
+  const fleet = isFleetIndex(options.fleet)
+    ? options.fleet
+    : createFleetIndex(options.fleet ?? { agents: [] });
   const deadSince = Math.min(health.since ?? now, now);
-  const failure = classifyFailure(health.failure === undefined ? { classify: config.classify } : { failure: health.failure, classify: config.classify });
+  const failure = classifyFailure(
+    health.failure === undefined
+      ? { classify: config.classify }
+      : { failure: health.failure, classify: config.classify },
+  );
   const local = ref.local ?? true;
   const situation: Situation = {
     name: ref.name,
@@ -145,7 +190,12 @@ function decideDead(s: Situation): Decision {
   if (standIn !== undefined) {
     const cover = s.fleet.get(standIn);
     if (cover !== undefined && cover.state !== 'dead') {
-      return decision(s, 'none', 'substituted', `${s.header}; ${standIn} stands in for it (${cover.state}): nothing to do`);
+      return decision(
+        s,
+        'none',
+        'substituted',
+        `${s.header}; ${standIn} stands in for it (${cover.state}): nothing to do`,
+      );
     }
   }
 
@@ -159,7 +209,12 @@ function decideDead(s: Situation): Decision {
   }
 
   if (policy.mode === 'never') {
-    return decision(s, 'record_only', 'mode.never', `${s.header}; mode=never (${source(s, 'mode')}): record only, never restart`);
+    return decision(
+      s,
+      'record_only',
+      'mode.never',
+      `${s.header}; mode=never (${source(s, 'mode')}): record only, never restart`,
+    );
   }
 
   const approval = relevantApproval(s);
@@ -172,26 +227,49 @@ function decideDead(s: Situation): Decision {
   const classRule: DecisionRule = `on_failure.${s.failure.class}`;
   const classSetting = `on_failure.${s.failure.class}=${classAction} (${source(s, `on_failure.${s.failure.class}`)})`;
 
-  if (classAction === 'record_only') return decision(s, 'record_only', classRule, `${s.header}; ${classSetting}: record only`);
+  if (classAction === 'record_only')
+    return decision(s, 'record_only', classRule, `${s.header}; ${classSetting}: record only`);
 
   if (classAction === 'wait') {
     const until = s.failureReset ?? s.deadSince + policy.rate_limit_wait;
     if (now < until) {
-      const why = s.failureReset !== undefined ? 'the reported reset time' : `rate_limit_wait=${formatDuration(policy.rate_limit_wait)} (${source(s, 'rate_limit_wait')})`;
-      return wait(s, { until, wait_for: 'rate_limit', rule: classRule, reason: `${s.header}; ${classSetting}: waiting until ${why}`, next: policy.mode === 'ask' ? 'ask' : restartKind(s, 'restart') });
+      const why =
+        s.failureReset !== undefined
+          ? 'the reported reset time'
+          : `rate_limit_wait=${formatDuration(policy.rate_limit_wait)} (${source(s, 'rate_limit_wait')})`;
+      return wait(s, {
+        until,
+        wait_for: 'rate_limit',
+        rule: classRule,
+        reason: `${s.header}; ${classSetting}: waiting until ${why}`,
+        next: policy.mode === 'ask' ? 'ask' : restartKind(s, 'restart'),
+      });
     }
   }
 
-  const preferSubstitute = classAction === 'substitute' || policy.mode === 'substitute' || (!s.local && policy.mode === 'auto') || !s.restartable;
+  const preferSubstitute =
+    classAction === 'substitute' ||
+    policy.mode === 'substitute' ||
+    (!s.local && policy.mode === 'auto') ||
+    !s.restartable;
   const choice = pickSubstitute({ agent: s.name, candidates: policy.substitutes, fleet: s.fleet });
-  const requested: RemedyAction = classAction === 'rollback_and_restart' ? 'rollback_and_restart' : restartKind(s, 'restart');
-  const proposed: RemedyAction = preferSubstitute && choice.substitute !== undefined ? 'substitute' : requested;
+  const requested: RemedyAction =
+    classAction === 'rollback_and_restart' ? 'rollback_and_restart' : restartKind(s, 'restart');
+  const proposed: RemedyAction =
+    preferSubstitute && choice.substitute !== undefined ? 'substitute' : requested;
 
   if (policy.mode === 'ask' || classAction === 'ask') {
     const rule: DecisionRule = policy.mode === 'ask' ? 'mode.ask' : classRule;
     const setting = policy.mode === 'ask' ? `mode=ask (${source(s, 'mode')})` : classSetting;
-    if (!s.restartable && choice.substitute === undefined) return escalate(s, 'no_remedy', noRemedyReason(s, choice.skipped), requested);
-    return ask(s, { kind: 'revive', rule, proposed, substitute: choice.substitute, reasons: [s.header, `${setting}: asking before ${describe(proposed, choice.substitute)}`] });
+    if (!s.restartable && choice.substitute === undefined)
+      return escalate(s, 'no_remedy', noRemedyReason(s, choice.skipped), requested);
+    return ask(s, {
+      kind: 'revive',
+      rule,
+      proposed,
+      substitute: choice.substitute,
+      reasons: [s.header, `${setting}: asking before ${describe(proposed, choice.substitute)}`],
+    });
   }
 
   let rule: DecisionRule = 'mode.auto';
@@ -213,7 +291,8 @@ function decideDead(s: Situation): Decision {
     note = `${classSetting}; the reset time has passed`;
   }
   if (preferSubstitute && choice.substitute === undefined) {
-    if (!s.restartable) return escalate(s, 'no_remedy', noRemedyReason(s, choice.skipped), requested);
+    if (!s.restartable)
+      return escalate(s, 'no_remedy', noRemedyReason(s, choice.skipped), requested);
     note = `${note}; no healthy substitute (${skippedText(choice.skipped, policy.substitutes)}), restarting instead`;
   }
   // carryOut picks the substitute again from the whole list, so the reason names those passed over.
@@ -236,7 +315,9 @@ function restartedSince(s: Situation, time: number): boolean {
 function decideOnApproval(s: Situation, approval: ApprovalRecord): Decision | undefined {
   const prefix = approval.kind === 'escalation' ? 'escalation' : 'approval';
   const label = `${approval.kind === 'escalation' ? 'escalation' : 'approval'} request ${approval.id}`;
-  const timedOut = approval.status === 'expired' || (approval.status === 'pending' && s.now >= approval.expires_at);
+  const timedOut =
+    approval.status === 'expired' ||
+    (approval.status === 'pending' && s.now >= approval.expires_at);
   const withId = (result: Decision): Decision => ({ ...result, approval_id: approval.id });
 
   if (approval.status === 'pending' && !timedOut) {
@@ -251,7 +332,14 @@ function decideOnApproval(s: Situation, approval: ApprovalRecord): Decision | un
     );
   }
   if (approval.status === 'denied') {
-    return withId(decision(s, 'record_only', `${prefix}.denied`, `${s.header}; ${label} was denied: record only until it recovers`));
+    return withId(
+      decision(
+        s,
+        'record_only',
+        `${prefix}.denied`,
+        `${s.header}; ${label} was denied: record only until it recovers`,
+      ),
+    );
   }
   if (approval.status === 'approved') {
     if (restartedSince(s, approval.decided_at ?? approval.requested_at)) return undefined;
@@ -269,16 +357,37 @@ function decideOnApproval(s: Situation, approval: ApprovalRecord): Decision | un
   if (timedOut) {
     if (restartedSince(s, approval.expires_at)) return undefined;
     if (approval.kind === 'escalation') {
-      return withId(decision(s, 'record_only', 'escalation.expired', `${s.header}; ${label} expired unanswered: record only until it recovers`));
+      return withId(
+        decision(
+          s,
+          'record_only',
+          'escalation.expired',
+          `${s.header}; ${label} expired unanswered: record only until it recovers`,
+        ),
+      );
     }
     const onTimeout = approval.on_timeout ?? s.policy.approval.on_timeout;
     const setting = `approval.on_timeout=${onTimeout} (${approval.on_timeout !== undefined ? 'as requested' : source(s, 'approval.on_timeout')})`;
     if (onTimeout === 'record_only') {
-      return withId(decision(s, 'record_only', 'approval.expired', `${s.header}; ${label} expired unanswered; ${setting}: record only`));
+      return withId(
+        decision(
+          s,
+          'record_only',
+          'approval.expired',
+          `${s.header}; ${label} expired unanswered; ${setting}: record only`,
+        ),
+      );
     }
-    const action: RemedyAction = onTimeout === 'proceed' ? (approval.action ?? approval.proposed) : onTimeout;
+    const action: RemedyAction =
+      onTimeout === 'proceed' ? (approval.action ?? approval.proposed) : onTimeout;
     return withId(
-      carryOut(s, { action, substitute: approval.substitute, rule: 'approval.expired', note: `${label} expired unanswered; ${setting}`, approved: false }),
+      carryOut(s, {
+        action,
+        substitute: approval.substitute,
+        rule: 'approval.expired',
+        note: `${label} expired unanswered; ${setting}`,
+        approved: false,
+      }),
     );
   }
   return undefined;
@@ -300,21 +409,41 @@ function carryOut(s: Situation, plan: CarryOut): Decision {
   const { policy, now } = s;
   let note = plan.note;
   if (plan.action === 'substitute') {
-    const candidates = plan.substitute !== undefined ? [plan.substitute, ...policy.substitutes.filter((name) => name !== plan.substitute)] : policy.substitutes;
+    const candidates =
+      plan.substitute !== undefined
+        ? [plan.substitute, ...policy.substitutes.filter((name) => name !== plan.substitute)]
+        : policy.substitutes;
     const choice = pickSubstitute({ agent: s.name, candidates, fleet: s.fleet });
     if (choice.substitute !== undefined) {
       const gated = brakeGate(s, plan.rule, note, 'substitute');
       if (gated !== undefined) return gated;
-      const skipped = choice.skipped.length > 0 ? ` (passed over ${choice.skipped.map((entry) => `${entry.name}: ${entry.why}`).join(', ')})` : '';
-      return { ...decision(s, 'substitute', plan.rule, `${s.header}; ${note}: substitute ${choice.substitute}${skipped}${brakeNote(s)}`), substitute: choice.substitute };
+      const skipped =
+        choice.skipped.length > 0
+          ? ` (passed over ${choice.skipped.map((entry) => `${entry.name}: ${entry.why}`).join(', ')})`
+          : '';
+      return {
+        ...decision(
+          s,
+          'substitute',
+          plan.rule,
+          `${s.header}; ${note}: substitute ${choice.substitute}${skipped}${brakeNote(s)}`,
+        ),
+        substitute: choice.substitute,
+      };
     }
-    if (!s.restartable) return escalate(s, 'no_remedy', noRemedyReason(s, choice.skipped), restartKind(s, 'restart'));
+    if (!s.restartable)
+      return escalate(s, 'no_remedy', noRemedyReason(s, choice.skipped), restartKind(s, 'restart'));
     note = `${note}; no healthy substitute (${skippedText(choice.skipped, candidates)}), restarting instead`;
     return carryOut(s, { ...plan, action: restartKind(s, 'restart'), note });
   }
 
   if (!s.restartable) return escalate(s, 'no_remedy', noRemedyReason(s, []), plan.action);
-  const backoff = backoffState({ restarts: s.history.restarts, healthy: s.history.healthy, now, reset_after_stable: policy.backoff.reset_after_stable });
+  const backoff = backoffState({
+    restarts: s.history.restarts,
+    healthy: s.history.healthy,
+    now,
+    reset_after_stable: policy.backoff.reset_after_stable,
+  });
   if (!plan.approved) {
     const { max_restarts, window } = policy.restart_intensity;
     const recent = (s.history.restarts ?? []).filter((at) => at > now - window && at <= now).length;
@@ -334,7 +463,11 @@ function carryOut(s: Situation, plan: CarryOut): Decision {
         plan.action,
       );
     }
-    const delay = nextBackoff({ attempt: backoff.attempt, backoff: policy.backoff, seed: `${String(s.seed)}:${s.name}` });
+    const delay = nextBackoff({
+      attempt: backoff.attempt,
+      backoff: policy.backoff,
+      seed: `${String(s.seed)}:${s.name}`,
+    });
     const from = Math.max(s.deadSince, backoff.last_restart ?? s.deadSince);
     if (backoff.attempt > 0 && now < from + delay) {
       return wait(s, {
@@ -348,16 +481,30 @@ function carryOut(s: Situation, plan: CarryOut): Decision {
   }
   const gated = brakeGate(s, plan.rule, note, plan.action);
   if (gated !== undefined) return gated;
-  const rollback = plan.action === 'rollback_and_restart' ? ', config rolled back to last known good first' : '';
-  const rollbackWhy = plan.action === 'rollback_and_restart' && !note.includes('rollback') ? ` (rollback_before_restart=${String(policy.rollback_before_restart)}, ${source(s, 'rollback_before_restart')})` : '';
+  const rollback =
+    plan.action === 'rollback_and_restart' ? ', config rolled back to last known good first' : '';
+  const rollbackWhy =
+    plan.action === 'rollback_and_restart' && !note.includes('rollback')
+      ? ` (rollback_before_restart=${String(policy.rollback_before_restart)}, ${source(s, 'rollback_before_restart')})`
+      : '';
   return {
-    ...decision(s, plan.action, plan.rule, `${s.header}; ${note}: restart #${backoff.attempt + 1}${rollback}${rollbackWhy}${brakeNote(s)}`),
+    ...decision(
+      s,
+      plan.action,
+      plan.rule,
+      `${s.header}; ${note}: restart #${backoff.attempt + 1}${rollback}${rollbackWhy}${brakeNote(s)}`,
+    ),
     attempt: backoff.attempt + 1,
   };
 }
 
 /** While the fleet brake is engaged and this agent's start slot has not come, wait for it. */
-function brakeGate(s: Situation, rule: DecisionRule, note: string, next: RemedyAction): WaitDecision | undefined {
+function brakeGate(
+  s: Situation,
+  rule: DecisionRule,
+  note: string,
+  next: RemedyAction,
+): WaitDecision | undefined {
   if (s.brake === undefined || s.now >= s.brake.slot) return undefined;
   return wait(s, {
     until: s.brake.slot,
@@ -373,26 +520,52 @@ function brakeNote(s: Situation): string {
 }
 
 /** Escalates: to `ask` when an approval channel exists, else to `record_only`; never silently. */
-function escalate(s: Situation, why: EscalationCause, reason: string, proposed: RemedyAction): Decision {
+function escalate(
+  s: Situation,
+  why: EscalationCause,
+  reason: string,
+  proposed: RemedyAction,
+): Decision {
   const channels = s.policy.approval.channels;
   if (why === 'no_remedy' || channels.length === 0) {
-    const tail = why === 'no_remedy' ? ': nothing the Pit can do; record only' : ': no approval channel (approval.channels is empty), so record only';
+    const tail =
+      why === 'no_remedy'
+        ? ': nothing the Pit can do; record only'
+        : ': no approval channel (approval.channels is empty), so record only';
     return { ...decision(s, 'escalate', why, `${reason}${tail}`), why, then: 'record_only' };
   }
-  const choice = pickSubstitute({ agent: s.name, candidates: s.policy.substitutes, fleet: s.fleet });
+  const choice = pickSubstitute({
+    agent: s.name,
+    candidates: s.policy.substitutes,
+    fleet: s.fleet,
+  });
   const request = requestDraft(s, {
     kind: 'escalation',
     proposed,
     substitute: choice.substitute,
-    reasons: [reason, `approve to ${describe(proposed, undefined)} once more; no answer within ${formatDuration(s.policy.approval.timeout)} means record only`],
+    reasons: [
+      reason,
+      `approve to ${describe(proposed, undefined)} once more; no answer within ${formatDuration(s.policy.approval.timeout)} means record only`,
+    ],
     on_timeout: 'record_only',
   });
-  return { ...decision(s, 'escalate', why, `${reason}: escalating to ${channels.join(', ')}`), why, then: 'ask', request };
+  return {
+    ...decision(s, 'escalate', why, `${reason}: escalating to ${channels.join(', ')}`),
+    why,
+    then: 'ask',
+    request,
+  };
 }
 
 function ask(
   s: Situation,
-  options: { kind: 'revive'; rule: DecisionRule; proposed: RemedyAction; substitute: string | undefined; reasons: string[] },
+  options: {
+    kind: 'revive';
+    rule: DecisionRule;
+    proposed: RemedyAction;
+    substitute: string | undefined;
+    reasons: string[];
+  },
 ): Decision {
   const { channels, on_timeout, timeout } = s.policy.approval;
   if (channels.length === 0) {
@@ -407,15 +580,32 @@ function ask(
     kind: options.kind,
     proposed: options.proposed,
     substitute: options.substitute,
-    reasons: [...options.reasons, `no answer within ${formatDuration(timeout)}: ${on_timeout === 'proceed' ? describe(options.proposed, options.substitute) : on_timeout}`],
+    reasons: [
+      ...options.reasons,
+      `no answer within ${formatDuration(timeout)}: ${on_timeout === 'proceed' ? describe(options.proposed, options.substitute) : on_timeout}`,
+    ],
     on_timeout,
   });
-  return { ...decision(s, 'ask', options.rule, `${options.reasons.join('; ')} (on ${channels.join(', ')})`), request };
+  return {
+    ...decision(
+      s,
+      'ask',
+      options.rule,
+      `${options.reasons.join('; ')} (on ${channels.join(', ')})`,
+    ),
+    request,
+  };
 }
 
 function requestDraft(
   s: Situation,
-  options: { kind: ApprovalRequestDraft['kind']; proposed: RemedyAction; substitute: string | undefined; reasons: string[]; on_timeout: ApprovalRequestDraft['on_timeout'] },
+  options: {
+    kind: ApprovalRequestDraft['kind'];
+    proposed: RemedyAction;
+    substitute: string | undefined;
+    reasons: string[];
+    on_timeout: ApprovalRequestDraft['on_timeout'];
+  },
 ): ApprovalRequestDraft {
   const request: ApprovalRequestDraft = {
     agent: s.name,
@@ -432,18 +622,32 @@ function requestDraft(
   return request;
 }
 
-function wait(s: Situation, options: { until: number; wait_for: WaitCause; rule: DecisionRule; reason: string; next?: WaitDecision['next'] }): WaitDecision {
-  const result: WaitDecision = { ...s.common, action: 'wait', rule: options.rule, reason: options.reason, until: options.until, wait_for: options.wait_for };
+function wait(
+  s: Situation,
+  options: {
+    until: number;
+    wait_for: WaitCause;
+    rule: DecisionRule;
+    reason: string;
+    next?: WaitDecision['next'];
+  },
+): WaitDecision {
+  const result: WaitDecision = {
+    ...s.common,
+    action: 'wait',
+    rule: options.rule,
+    reason: options.reason,
+    until: options.until,
+    wait_for: options.wait_for,
+  };
   if (options.next !== undefined) result.next = options.next;
   return result;
 }
 
-function decision<A extends 'none' | 'record_only' | 'restart' | 'rollback_and_restart' | 'substitute' | 'ask' | 'escalate'>(
-  s: Situation,
-  action: A,
-  rule: DecisionRule,
-  reason: string,
-): DecisionCommon & { action: A } {
+function decision<
+  A extends
+    'none' | 'record_only' | 'restart' | 'rollback_and_restart' | 'substitute' | 'ask' | 'escalate',
+>(s: Situation, action: A, rule: DecisionRule, reason: string): DecisionCommon & { action: A } {
   return { ...s.common, action, rule, reason };
 }
 
@@ -458,11 +662,17 @@ function source(s: Situation, key: string): string {
 }
 
 function describe(action: RemedyAction, substitute: string | undefined): string {
-  if (action === 'substitute') return substitute === undefined ? 'substituting' : `substituting ${substitute}`;
-  return action === 'rollback_and_restart' ? 'rolling its config back and restarting' : 'restarting';
+  if (action === 'substitute')
+    return substitute === undefined ? 'substituting' : `substituting ${substitute}`;
+  return action === 'rollback_and_restart'
+    ? 'rolling its config back and restarting'
+    : 'restarting';
 }
 
-function skippedText(skipped: readonly { name: string; why: string }[], candidates: readonly string[]): string {
+function skippedText(
+  skipped: readonly { name: string; why: string }[],
+  candidates: readonly string[],
+): string {
   if (candidates.length === 0) return 'substitutes is empty';
   return skipped.map((entry) => `${entry.name}: ${entry.why}`).join(', ');
 }

@@ -9,16 +9,29 @@ const DURATION_PATTERN = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
  * Parses to milliseconds.
  */
 export const DurationSchema = z
-  .union([z.number(), z.string()], { error: 'must be a duration such as "30s", "5m", "1h" or a number of seconds' })
+  .union([z.number(), z.string()], {
+    error: 'must be a duration such as "30s", "5m", "1h" or a number of seconds',
+  })
   .transform((value, context) => {
-    const ms = typeof value === 'number' ? (Number.isFinite(value) && value >= 0 ? Math.round(value * 1_000) : undefined) : parseDuration(value);
+    const ms =
+      typeof value === 'number'
+        ? Number.isFinite(value) && value >= 0
+          ? Math.round(value * 1_000)
+          : undefined
+        : parseDuration(value);
     if (ms === undefined) {
-      context.addIssue({ code: 'custom', message: `must be a duration such as "500ms", "30s", "5m", "1h", "2d" or a non-negative number of seconds (got ${JSON.stringify(value)})` });
+      context.addIssue({
+        code: 'custom',
+        message: `must be a duration such as "500ms", "30s", "5m", "1h", "2d" or a non-negative number of seconds (got ${JSON.stringify(value)})`,
+      });
       return z.NEVER;
     }
     return ms;
   })
-  .meta({ description: 'A duration: a string with a unit ("500ms", "30s", "5m", "1h", "2d") or a number of seconds.' });
+  .meta({
+    description:
+      'A duration: a string with a unit ("500ms", "30s", "5m", "1h", "2d") or a number of seconds.',
+  });
 
 /** What a config file may write for a duration: `"30s"` or a number of seconds. */
 export type DurationInput = z.input<typeof DurationSchema>;

@@ -59,12 +59,15 @@ export function createFleetIndex(view: FleetView): FleetIndex {
   const dead: { name: string; since: number }[] = [];
   for (const agent of view.agents) {
     byName.set(agent.name, agent);
-    if (agent.substituting_for !== undefined && agent.state !== 'dead') substitutes.set(agent.substituting_for, agent.name);
-    if (agent.state === 'dead' && agent.since !== undefined && Number.isFinite(agent.since)) dead.push({ name: agent.name, since: agent.since });
+    if (agent.substituting_for !== undefined && agent.state !== 'dead')
+      substitutes.set(agent.substituting_for, agent.name);
+    if (agent.state === 'dead' && agent.since !== undefined && Number.isFinite(agent.since))
+      dead.push({ name: agent.name, since: agent.since });
   }
   dead.sort((a, b) => a.since - b.since || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   let lastRestart: number | undefined;
-  for (const at of view.restarts ?? []) if (lastRestart === undefined || at > lastRestart) lastRestart = at;
+  for (const at of view.restarts ?? [])
+    if (lastRestart === undefined || at > lastRestart) lastRestart = at;
   const clusters = new Map<number, Int32Array>();
   const positions = new Map(dead.map((entry, position) => [entry.name, position]));
   return {
@@ -82,10 +85,15 @@ export function createFleetIndex(view: FleetView): FleetIndex {
       const sizes = new Int32Array(dead.length);
       let left = 0;
       for (let right = 0; right < dead.length; right += 1) {
-        while ((dead[right] as { since: number }).since - (dead[left] as { since: number }).since > window) left += 1;
+        while (
+          (dead[right] as { since: number }).since - (dead[left] as { since: number }).since >
+          window
+        )
+          left += 1;
         sizes[right] = right - left + 1;
       }
-      for (let index = dead.length - 1; index >= 0; index -= 1) suffix[index] = Math.max(suffix[index + 1] as number, sizes[index] as number);
+      for (let index = dead.length - 1; index >= 0; index -= 1)
+        suffix[index] = Math.max(suffix[index + 1] as number, sizes[index] as number);
       clusters.set(window, suffix);
       return suffix;
     },
@@ -111,19 +119,31 @@ function lowerBound(dead: readonly { since: number }[], time: number): number {
  * engaged, starts are spaced `restart_interval` apart in order of death: this agent's slot is
  * `(latest fleet start + interval, or the storm's first death) + its place in the queue × interval`.
  */
-export function assessFleetBrake(options: { fleet: FleetIndex; agent: string; now: number; brake: FleetBrake }): BrakeStatus | undefined {
+export function assessFleetBrake(options: {
+  fleet: FleetIndex;
+  agent: string;
+  now: number;
+  brake: FleetBrake;
+}): BrakeStatus | undefined {
   const { fleet, agent, now, brake } = options;
   if (!brake.enabled || fleet.dead.length === 0) return undefined;
   const first = lowerBound(fleet.dead, now - brake.hold);
   const deaths = fleet.clusterSuffixMax(brake.window)[first] ?? 0;
   const percent = fleet.size === 0 ? 0 : (deaths / fleet.size) * 100;
-  const engaged = deaths > brake.max_deaths || (fleet.size >= brake.min_agents && percent > brake.max_percent);
+  const engaged =
+    deaths > brake.max_deaths || (fleet.size >= brake.min_agents && percent > brake.max_percent);
   if (!engaged) return undefined;
   const queueStart = lowerBound(fleet.dead, now - brake.hold - brake.window);
   const found = fleet.deadPosition(agent);
-  const position = found !== undefined && found >= queueStart ? found - queueStart : fleet.dead.length - queueStart;
+  const position =
+    found !== undefined && found >= queueStart
+      ? found - queueStart
+      : fleet.dead.length - queueStart;
   const onset = (fleet.dead[queueStart] as { since: number }).since;
-  const base = fleet.lastRestart !== undefined && fleet.lastRestart >= onset ? fleet.lastRestart + brake.restart_interval : onset;
+  const base =
+    fleet.lastRestart !== undefined && fleet.lastRestart >= onset
+      ? fleet.lastRestart + brake.restart_interval
+      : onset;
   const rounded = Math.round(percent * 10) / 10;
   return {
     engaged: true,

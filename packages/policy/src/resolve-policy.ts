@@ -1,4 +1,9 @@
-import { BUILTIN_POLICY, type PolicyConfig, type PolicyLayer, type ResolvedLayer } from './policy-config.js';
+import {
+  BUILTIN_POLICY,
+  type PolicyConfig,
+  type PolicyLayer,
+  type ResolvedLayer,
+} from './policy-config.js';
 
 /** Which layer set a value: the built-in defaults, `[policy.defaults]`, a mission or an agent override. */
 export type PolicySource = 'builtin' | 'defaults' | `mission:${string}` | `agent:${string}`;
@@ -76,13 +81,17 @@ export function resolvePolicy(options: ResolvePolicyOptions): ResolvedPolicy {
   if (missionLayer !== undefined) layers.push([`mission:${mission}`, missionLayer]);
   if (override !== undefined) layers.push([`agent:${agent}`, override]);
   const resolved = mergeLayers(layers);
-  const trace: PolicyTrace = { layers: ['builtin', ...layers.map(([source]) => source)], fields: resolved.fields };
+  const trace: PolicyTrace = {
+    layers: ['builtin', ...layers.map(([source]) => source)],
+    fields: resolved.fields,
+  };
   if (mission !== undefined) {
     trace.mission = mission;
     trace.mission_from = override?.mission !== undefined ? 'agent_override' : 'cell';
   }
   const policy: ResolvedPolicy = { ...resolved.layer, agent, trace };
-  if (policy.substitutes.includes(agent)) policy.substitutes = policy.substitutes.filter((name) => name !== agent);
+  if (policy.substitutes.includes(agent))
+    policy.substitutes = policy.substitutes.filter((name) => name !== agent);
   if (mission !== undefined) policy.mission = mission;
   return policy;
 }
@@ -103,7 +112,8 @@ export function resolvePolicyCached(options: ResolvePolicyOptions): Readonly<Res
     cache = new Map();
     resolutions.set(options.config, cache);
   }
-  const key = options.mission === undefined ? options.agent : `${options.agent}\u0000${options.mission}`;
+  const key =
+    options.mission === undefined ? options.agent : `${options.agent}\u0000${options.mission}`;
   let policy = cache.get(key);
   if (policy === undefined) {
     policy = deepFreeze(resolvePolicy(options));
@@ -127,7 +137,10 @@ const BUILTIN_VALUES = LEAF_PATHS.map(([head, tail]) => {
 });
 
 /** Merges layers over the built-in defaults, recording which layer set each key. */
-export function mergeLayers(layers: readonly (readonly [PolicySource, PolicyLayer])[]): { layer: ResolvedLayer; fields: Record<string, PolicySource> } {
+export function mergeLayers(layers: readonly (readonly [PolicySource, PolicyLayer])[]): {
+  layer: ResolvedLayer;
+  fields: Record<string, PolicySource>;
+} {
   const result: Loose = { approval: {}, restart_intensity: {}, backoff: {}, on_failure: {} };
   const fields: Record<string, PolicySource> = {};
   for (let leaf = 0; leaf < LEAF_KEYS.length; leaf += 1) {
