@@ -10,11 +10,15 @@ import type {
 } from './decide-input.js';
 import type {
   ApprovalRequestDraft,
+  AskDecision,
   Decision,
   DecisionCommon,
   DecisionRule,
+  EscalateDecision,
   EscalationCause,
   NoneDecision,
+  RestartDecision,
+  SubstituteDecision,
   WaitCause,
   WaitDecision,
 } from './decision.js';
@@ -29,7 +33,7 @@ import {
 } from './fleet-index.js';
 import { pickSubstitute } from './pick-substitute.js';
 import type { PolicyConfig } from './policy-config.js';
-import { resolvePolicyCached, type ResolvedPolicy } from './resolve-policy.js';
+import { resolvePolicyMemo, type ResolvedPolicy } from './resolve-policy.js';
 
 /** Options of {@link decide}. Times are ms since the Unix epoch. */
 export interface DecideOptions {
@@ -77,7 +81,6 @@ interface Situation {
   failure: Classification;
   failureReset?: number;
   brake?: BrakeStatus;
-  common: Omit<DecisionCommon, 'rule' | 'reason'>;
   /** `bezalel dead for 2m (crashed: exit code 1)` */
   header: string;
 }
@@ -116,11 +119,7 @@ export function decide(options: DecideOptions): Decision {
     );
   }
   const ref: AgentRef = typeof options.agent === 'string' ? { name: options.agent } : options.agent;
-  const policy = resolvePolicyCached(
-    ref.mission === undefined
-      ? { config, agent: ref.name }
-      : { config, agent: ref.name, mission: ref.mission },
-  );
+  const policy = resolvePolicyMemo(config, ref.name, ref.mission);
   const history = options.history ?? {};
 
   if (health.state !== 'dead') {
@@ -147,9 +146,6 @@ export function decide(options: DecideOptions): Decision {
     return result;
   }
 
-  const common: Omit<DecisionCommon, 'rule' | 'reason'> = { agent: ref.name, policy: policy.trace };
-  if (policy.mission !== undefined) common.mission = policy.mission;
-
   const fleet = isFleetIndex(options.fleet)
     ? options.fleet
     : createFleetIndex(options.fleet ?? { agents: [] });
@@ -171,15 +167,11 @@ export function decide(options: DecideOptions): Decision {
     seed: options.seed ?? 0,
     deadSince,
     failure,
-    common: { ...common, failure, dead_for: now - deadSince },
     header: `${ref.name} dead for ${formatDuration(now - deadSince)} (${failure.class}: ${failure.because})`,
   };
   if (health.failure?.reset_at !== undefined) situation.failureReset = health.failure.reset_at;
   const brake = assessFleetBrake({ fleet, agent: ref.name, now, brake: config.fleet_brake });
-  if (brake !== undefined) {
-    situation.brake = brake;
-    situation.common.brake = brake;
-  }
+  if (brake !== undefined) situation.brake = brake;
   return decideDead(situation);
 }
 
@@ -225,10 +217,9 @@ function decideDead(s: Situation): Decision {
 
   const classAction = policy.on_failure[s.failure.class];
   const classRule: DecisionRule = `on_failure.${s.failure.class}`;
-  const classSetting = `on_failure.${s.failure.class}=${classAction} (${source(s, `on_failure.${s.failure.class}`)})`;
 
   if (classAction === 'record_only')
-    return decision(s, 'record_only', classRule, `${s.header}; ${classSetting}: record only`);
+    return decision(s, 'record_only', classRule, `${s.header}; ${classSetting(s)}: record only`);
 
   if (classAction === 'wait') {
     const until = s.failureReset ?? s.deadSince + policy.rate_limit_wait;
@@ -241,7 +232,7 @@ function decideDead(s: Situation): Decision {
         until,
         wait_for: 'rate_limit',
         rule: classRule,
-        reason: `${s.header}; ${classSetting}: waiting until ${why}`,
+        reason: `${s.header}; ${classSetting(s)}: waiting until ${why}`,
         next: policy.mode === 'ask' ? 'ask' : restartKind(s, 'restart'),
       });
     }
@@ -260,7 +251,7 @@ function decideDead(s: Situation): Decision {
 
   if (policy.mode === 'ask' || classAction === 'ask') {
     const rule: DecisionRule = policy.mode === 'ask' ? 'mode.ask' : classRule;
-    const setting = policy.mode === 'ask' ? `mode=ask (${source(s, 'mode')})` : classSetting;
+    const setting = policy.mode === 'ask' ? `mode=ask (${source(s, 'mode')})` : classSetting(s);
     if (!s.restartable && choice.substitute === undefined)
       return escalate(s, 'no_remedy', noRemedyReason(s, choice.skipped), requested);
     return ask(s, {
@@ -276,7 +267,7 @@ function decideDead(s: Situation): Decision {
   let note = `mode=auto (${source(s, 'mode')})`;
   if (classAction === 'substitute') {
     rule = classRule;
-    note = classSetting;
+    note = classSetting(s);
   } else if (policy.mode === 'substitute') {
     rule = 'mode.substitute';
     note = `mode=substitute (${source(s, 'mode')})`;
@@ -285,10 +276,10 @@ function decideDead(s: Situation): Decision {
     note = `${note}; runs on another host, so a substitute is preferred`;
   } else if (classAction === 'rollback_and_restart') {
     rule = classRule;
-    note = classSetting;
+    note = classSetting(s);
   } else if (classAction === 'wait') {
     rule = classRule;
-    note = `${classSetting}; the reset time has passed`;
+    note = `${classSetting(s)}; the reset time has passed`;
   }
   if (preferSubstitute && choice.substitute === undefined) {
     if (!s.restartable)
@@ -318,7 +309,10 @@ function decideOnApproval(s: Situation, approval: ApprovalRecord): Decision | un
   const timedOut =
     approval.status === 'expired' ||
     (approval.status === 'pending' && s.now >= approval.expires_at);
-  const withId = (result: Decision): Decision => ({ ...result, approval_id: approval.id });
+  const withId = (result: Decision): Decision => {
+    result.approval_id = approval.id;
+    return result;
+  };
 
   if (approval.status === 'pending' && !timedOut) {
     return withId(
@@ -421,15 +415,14 @@ function carryOut(s: Situation, plan: CarryOut): Decision {
         choice.skipped.length > 0
           ? ` (passed over ${choice.skipped.map((entry) => `${entry.name}: ${entry.why}`).join(', ')})`
           : '';
-      return {
-        ...decision(
-          s,
-          'substitute',
-          plan.rule,
-          `${s.header}; ${note}: substitute ${choice.substitute}${skipped}${brakeNote(s)}`,
-        ),
-        substitute: choice.substitute,
-      };
+      const result = decision(
+        s,
+        'substitute',
+        plan.rule,
+        `${s.header}; ${note}: substitute ${choice.substitute}${skipped}${brakeNote(s)}`,
+      ) as SubstituteDecision;
+      result.substitute = choice.substitute;
+      return result;
     }
     if (!s.restartable)
       return escalate(s, 'no_remedy', noRemedyReason(s, choice.skipped), restartKind(s, 'restart'));
@@ -446,7 +439,8 @@ function carryOut(s: Situation, plan: CarryOut): Decision {
   });
   if (!plan.approved) {
     const { max_restarts, window } = policy.restart_intensity;
-    const recent = (s.history.restarts ?? []).filter((at) => at > now - window && at <= now).length;
+    let recent = 0;
+    for (const at of s.history.restarts ?? []) if (at > now - window && at <= now) recent += 1;
     if (recent >= max_restarts) {
       return escalate(
         s,
@@ -487,15 +481,14 @@ function carryOut(s: Situation, plan: CarryOut): Decision {
     plan.action === 'rollback_and_restart' && !note.includes('rollback')
       ? ` (rollback_before_restart=${String(policy.rollback_before_restart)}, ${source(s, 'rollback_before_restart')})`
       : '';
-  return {
-    ...decision(
-      s,
-      plan.action,
-      plan.rule,
-      `${s.header}; ${note}: restart #${backoff.attempt + 1}${rollback}${rollbackWhy}${brakeNote(s)}`,
-    ),
-    attempt: backoff.attempt + 1,
-  };
+  const result = decision(
+    s,
+    plan.action,
+    plan.rule,
+    `${s.header}; ${note}: restart #${backoff.attempt + 1}${rollback}${rollbackWhy}${brakeNote(s)}`,
+  ) as RestartDecision;
+  result.attempt = backoff.attempt + 1;
+  return result;
 }
 
 /** While the fleet brake is engaged and this agent's start slot has not come, wait for it. */
@@ -532,7 +525,10 @@ function escalate(
       why === 'no_remedy'
         ? ': nothing the Pit can do; record only'
         : ': no approval channel (approval.channels is empty), so record only';
-    return { ...decision(s, 'escalate', why, `${reason}${tail}`), why, then: 'record_only' };
+    const result = decision(s, 'escalate', why, `${reason}${tail}`) as EscalateDecision;
+    result.why = why;
+    result.then = 'record_only';
+    return result;
   }
   const choice = pickSubstitute({
     agent: s.name,
@@ -549,12 +545,16 @@ function escalate(
     ],
     on_timeout: 'record_only',
   });
-  return {
-    ...decision(s, 'escalate', why, `${reason}: escalating to ${channels.join(', ')}`),
+  const result = decision(
+    s,
+    'escalate',
     why,
-    then: 'ask',
-    request,
-  };
+    `${reason}: escalating to ${channels.join(', ')}`,
+  ) as EscalateDecision;
+  result.why = why;
+  result.then = 'ask';
+  result.request = request;
+  return result;
 }
 
 function ask(
@@ -586,15 +586,14 @@ function ask(
     ],
     on_timeout,
   });
-  return {
-    ...decision(
-      s,
-      'ask',
-      options.rule,
-      `${options.reasons.join('; ')} (on ${channels.join(', ')})`,
-    ),
-    request,
-  };
+  const result = decision(
+    s,
+    'ask',
+    options.rule,
+    `${options.reasons.join('; ')} (on ${channels.join(', ')})`,
+  ) as AskDecision;
+  result.request = request;
+  return result;
 }
 
 function requestDraft(
@@ -632,28 +631,50 @@ function wait(
     next?: WaitDecision['next'];
   },
 ): WaitDecision {
-  const result: WaitDecision = {
-    ...s.common,
-    action: 'wait',
-    rule: options.rule,
-    reason: options.reason,
-    until: options.until,
-    wait_for: options.wait_for,
-  };
+  const result = decision(s, 'wait', options.rule, options.reason) as WaitDecision;
+  result.until = options.until;
+  result.wait_for = options.wait_for;
   if (options.next !== undefined) result.next = options.next;
   return result;
 }
 
-function decision<
-  A extends
-    'none' | 'record_only' | 'restart' | 'rollback_and_restart' | 'substitute' | 'ask' | 'escalate',
->(s: Situation, action: A, rule: DecisionRule, reason: string): DecisionCommon & { action: A } {
-  return { ...s.common, action, rule, reason };
+/**
+ * A fresh decision about a dead agent with what every one carries, in the order it always had
+ * (agent, policy, mission?, failure, dead_for, brake?, action, rule, reason); callers add the
+ * action's own fields to it. Written out as literals rather than spread from a shared object:
+ * decide() makes one per call, and a spread plus the added keys cost more than the rule itself.
+ */
+function decision<A extends Decision['action']>(
+  s: Situation,
+  action: A,
+  rule: DecisionRule,
+  reason: string,
+): DecisionCommon & { action: A } {
+  const { name: agent, failure, brake } = s;
+  const policy = s.policy.trace;
+  const mission = s.policy.mission;
+  const dead_for = s.now - s.deadSince;
+  if (mission === undefined) {
+    return brake === undefined
+      ? { agent, policy, failure, dead_for, action, rule, reason }
+      : { agent, policy, failure, dead_for, brake, action, rule, reason };
+  }
+  return brake === undefined
+    ? { agent, policy, mission, failure, dead_for, action, rule, reason }
+    : { agent, policy, mission, failure, dead_for, brake, action, rule, reason };
 }
 
 /** `restart` becomes `rollback_and_restart` when the policy rolls back before every restart. */
 function restartKind(s: Situation, action: 'restart'): RemedyAction {
   return s.policy.rollback_before_restart ? 'rollback_and_restart' : action;
+}
+
+/**
+ * `on_failure.crashed=restart (builtin)`: rendered only on the paths that name it (most dead
+ * agents end in a wait or an escalation that does not).
+ */
+function classSetting(s: Situation): string {
+  return `on_failure.${s.failure.class}=${s.policy.on_failure[s.failure.class]} (${source(s, `on_failure.${s.failure.class}`)})`;
 }
 
 /** `mode=auto (mission:forge)`: the layer that set a key. */

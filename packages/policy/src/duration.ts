@@ -51,19 +51,20 @@ export function parseDuration(text: string): number | undefined {
 export function formatDuration(ms: number): string {
   if (!Number.isFinite(ms) || ms <= 0) return '0s';
   if (ms < 1_000) return `${Math.round(ms)}ms`;
+  // The two largest non-zero units, without building arrays: decide() renders one or more per call.
   let rest = Math.round(ms / 1_000);
-  const parts: string[] = [];
-  for (const [unit, size] of [
-    ['d', 86_400],
-    ['h', 3_600],
-    ['m', 60],
-    ['s', 1],
-  ] as const) {
+  let text = '';
+  let parts = 0;
+  for (let unit = 0; unit < DISPLAY_UNITS.length && parts < 2; unit += 1) {
+    const size = DISPLAY_SIZES[unit] as number;
     if (rest >= size) {
-      parts.push(`${Math.floor(rest / size)}${unit}`);
+      text += `${Math.floor(rest / size)}${DISPLAY_UNITS[unit] as string}`;
       rest %= size;
+      parts += 1;
     }
-    if (parts.length === 2) break;
   }
-  return parts.join('') || '0s';
+  return text || '0s';
 }
+
+const DISPLAY_UNITS = ['d', 'h', 'm', 's'] as const;
+const DISPLAY_SIZES = [86_400, 3_600, 60, 1] as const;

@@ -127,6 +127,51 @@ export function assessFleetBrake(options: {
 }): BrakeStatus | undefined {
   const { fleet, agent, now, brake } = options;
   if (!brake.enabled || fleet.dead.length === 0) return undefined;
+  const storm = stormAt(fleet, now, brake);
+  if (storm === undefined) return undefined;
+  const found = fleet.deadPosition(agent);
+  const position =
+    found !== undefined && found >= storm.queueStart
+      ? found - storm.queueStart
+      : fleet.dead.length - storm.queueStart;
+  return {
+    engaged: true,
+    deaths: storm.deaths,
+    percent: storm.percent,
+    window: brake.window,
+    slot: storm.base + position * brake.restart_interval,
+    summary: storm.summary,
+  };
+}
+
+/** The part of the brake's verdict that is the same for every agent of one fleet at one time. */
+interface Storm {
+  deaths: number;
+  percent: number;
+  queueStart: number;
+  base: number;
+  summary: string;
+}
+
+/**
+ * The latest storm assessed per index: a sweep decides every agent of one index at one `now`
+ * with one brake, so the search, the sums and the summary sentence are made once per sweep. Only
+ * a frozen brake (decide() freezes its config) is remembered, so a changed one is never stale.
+ */
+const storms = new WeakMap<
+  FleetIndex,
+  { now: number; brake: FleetBrake; storm: Storm | undefined }
+>();
+
+function stormAt(fleet: FleetIndex, now: number, brake: FleetBrake): Storm | undefined {
+  const cached = storms.get(fleet);
+  if (cached !== undefined && cached.now === now && cached.brake === brake) return cached.storm;
+  const storm = assessStorm(fleet, now, brake);
+  if (Object.isFrozen(brake)) storms.set(fleet, { now, brake, storm });
+  return storm;
+}
+
+function assessStorm(fleet: FleetIndex, now: number, brake: FleetBrake): Storm | undefined {
   const first = lowerBound(fleet.dead, now - brake.hold);
   const deaths = fleet.clusterSuffixMax(brake.window)[first] ?? 0;
   const percent = fleet.size === 0 ? 0 : (deaths / fleet.size) * 100;
@@ -134,11 +179,6 @@ export function assessFleetBrake(options: {
     deaths > brake.max_deaths || (fleet.size >= brake.min_agents && percent > brake.max_percent);
   if (!engaged) return undefined;
   const queueStart = lowerBound(fleet.dead, now - brake.hold - brake.window);
-  const found = fleet.deadPosition(agent);
-  const position =
-    found !== undefined && found >= queueStart
-      ? found - queueStart
-      : fleet.dead.length - queueStart;
   const onset = (fleet.dead[queueStart] as { since: number }).since;
   const base =
     fleet.lastRestart !== undefined && fleet.lastRestart >= onset
@@ -146,11 +186,10 @@ export function assessFleetBrake(options: {
       : onset;
   const rounded = Math.round(percent * 10) / 10;
   return {
-    engaged: true,
     deaths,
     percent: rounded,
-    window: brake.window,
-    slot: base + position * brake.restart_interval,
+    queueStart,
+    base,
     summary: `fleet brake: ${deaths} of ${fleet.size} agents (${rounded}%) died within ${formatDuration(brake.window)}; starts spaced ${formatDuration(brake.restart_interval)} apart`,
   };
 }

@@ -96,7 +96,11 @@ export function resolvePolicy(options: ResolvePolicyOptions): ResolvedPolicy {
   return policy;
 }
 
-const resolutions = new WeakMap<PolicyConfig, Map<string, Readonly<ResolvedPolicy>>>();
+/** Per config object: per mission (`undefined` for none), per agent, the frozen resolution. */
+const resolutions = new WeakMap<
+  PolicyConfig,
+  Map<string | undefined, Map<string, Readonly<ResolvedPolicy>>>
+>();
 
 /**
  * {@link resolvePolicy}, memoised per config object and deep-frozen: what `decide()` uses, so a
@@ -106,18 +110,36 @@ const resolutions = new WeakMap<PolicyConfig, Map<string, Readonly<ResolvedPolic
  * @internal
  */
 export function resolvePolicyCached(options: ResolvePolicyOptions): Readonly<ResolvedPolicy> {
-  let cache = resolutions.get(options.config);
-  if (cache === undefined) {
-    deepFreeze(options.config);
-    cache = new Map();
-    resolutions.set(options.config, cache);
+  return resolvePolicyMemo(options.config, options.agent, options.mission);
+}
+
+/**
+ * The lookup behind {@link resolvePolicyCached}, without an options object or a composite key:
+ * a hit allocates nothing (decide() runs it for every agent of every sweep).
+ * @internal
+ */
+export function resolvePolicyMemo(
+  config: PolicyConfig,
+  agent: string,
+  mission: string | undefined,
+): Readonly<ResolvedPolicy> {
+  let byMission = resolutions.get(config);
+  if (byMission === undefined) {
+    deepFreeze(config);
+    byMission = new Map();
+    resolutions.set(config, byMission);
   }
-  const key =
-    options.mission === undefined ? options.agent : `${options.agent}\u0000${options.mission}`;
-  let policy = cache.get(key);
+  let byAgent = byMission.get(mission);
+  if (byAgent === undefined) {
+    byAgent = new Map();
+    byMission.set(mission, byAgent);
+  }
+  let policy = byAgent.get(agent);
   if (policy === undefined) {
-    policy = deepFreeze(resolvePolicy(options));
-    cache.set(key, policy);
+    policy = deepFreeze(
+      resolvePolicy(mission === undefined ? { config, agent } : { config, agent, mission }),
+    );
+    byAgent.set(agent, policy);
   }
   return policy;
 }
