@@ -118,11 +118,21 @@ export function prng(seed: number): {
   return { next, int, pick: (items) => items[int(0, items.length - 1)]! };
 }
 
+export interface FleetCell {
+  dir: string;
+  uuid: string;
+  /** The agents its manifest lists. */
+  agents: string[];
+}
+
 export interface Fleet {
   base: string;
   root: string;
+  /** The first cell (the only one unless `cells` > 1). */
   cellDir: string;
   uuid: string;
+  /** Every cell, in order; agents are split over them in contiguous chunks. */
+  cells: FleetCell[];
   stateDir: string;
   configPath: string;
   marker: string;
@@ -137,6 +147,14 @@ export interface FleetOptions {
   agentExtra?: Record<string, string>;
   /** A replacement argv (TOML array text) per agent; default: the test agent with its marker. */
   argv?: Record<string, string>;
+  /** An argv (TOML array text) built from the agent's name and its tag (`<marker>:<name>`, to pass after {@link MARKER_FLAG}); `argv` wins. */
+  argvOf?: (name: string, tag: string) => string;
+  /** How many cells the agents are split over (contiguous chunks, as even as possible). @default 1 */
+  cells?: number;
+  /** Probe each agent's heartbeat file (agents that write none need false). @default true */
+  heartbeat?: boolean;
+  /** `daemon.log_level`. @default 'debug' */
+  logLevel?: string;
   heartbeatStaleS?: number;
   /** `cells.poll_interval_s` (also how often a healthy agent's config files are snapshotted). @default 0.2 */
   pollIntervalS?: number;
@@ -144,21 +162,30 @@ export interface FleetOptions {
   probeIntervalS?: number;
 }
 
-/** A private base dir with one cell and a pit.toml (mode 0600) whose agents run the test agent, each tagged with a marker. */
+/** A private base dir with one cell (or `cells` of them) and a pit.toml (mode 0600) whose agents run the test agent (or `argv`/`argvOf`), each tagged with a marker. */
 export async function makeFleet(options: FleetOptions): Promise<Fleet> {
   const base = await tempDir();
   const root = join(base, 'missions');
-  const { dir, manifest } = await provisionCell(root, {
-    mission: 'fault injection',
-    created_by: 'faults',
-    agents: options.agents.map((name) => ({ name, role: 'write' })),
-  });
+  const count = Math.max(1, Math.min(options.cells ?? 1, options.agents.length));
+  const cells: FleetCell[] = [];
+  for (let index = 0; index < count; index++) {
+    const agents = options.agents.slice(
+      Math.floor((index * options.agents.length) / count),
+      Math.floor(((index + 1) * options.agents.length) / count),
+    );
+    const { dir, manifest } = await provisionCell(root, {
+      mission: count === 1 ? 'fault injection' : `fault injection ${index + 1}/${count}`,
+      created_by: 'faults',
+      agents: agents.map((name) => ({ name, role: 'write' })),
+    });
+    cells.push({ dir, uuid: manifest.uuid, agents });
+  }
   const marker = `faults-${process.pid}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`;
   markers.add(marker);
   const lines = [
     '[daemon]',
     'state_dir = "state"',
-    'log_level = "debug"',
+    `log_level = "${options.logLevel ?? 'debug'}"`,
     '[daemon.http]',
     'listen = "127.0.0.1:0"',
     'token_env = "PIT_FAULTS_TOKEN"',
@@ -174,12 +201,13 @@ export async function makeFleet(options: FleetOptions): Promise<Fleet> {
     options.extra ?? '',
     ...options.agents.flatMap((name) => [
       `[agents.${name}]`,
-      `argv = ${options.argv?.[name] ?? `["${process.execPath}", "${AGENT}", "${MARKER_FLAG}", "${marker}:${name}"]`}`,
+      `argv = ${options.argv?.[name] ?? options.argvOf?.(name, `${marker}:${name}`) ?? `["${process.execPath}", "${AGENT}", "${MARKER_FLAG}", "${marker}:${name}"]`}`,
       'startup_grace_s = 10',
       'stop_grace_s = 2',
       options.agentExtra?.[name] ?? '',
       `[agents.${name}.probes]`,
       'failure_threshold = 1',
+      ...(options.heartbeat === false ? ['heartbeat = false'] : []),
       ...(options.probeIntervalS === undefined ? [] : [`interval_s = ${options.probeIntervalS}`]),
     ]),
   ];
@@ -188,8 +216,9 @@ export async function makeFleet(options: FleetOptions): Promise<Fleet> {
   return {
     base,
     root,
-    cellDir: dir,
-    uuid: manifest.uuid,
+    cellDir: cells[0]!.dir,
+    uuid: cells[0]!.uuid,
+    cells,
     stateDir: join(base, 'state'),
     configPath,
     marker,
@@ -260,18 +289,25 @@ export async function stopDaemon(child: ChildProcess): Promise<void> {
 /** Live (not zombie) processes per agent name whose argv carries `marker`, from /proc. */
 export async function liveAgents(marker: string): Promise<Map<string, number[]>> {
   const result = new Map<string, number[]>();
-  for (const entry of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cmdline = await fs.readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    const argv = cmdline.split('\0');
-    const index = argv.indexOf(MARKER_FLAG);
-    if (index === -1) continue;
-    const tag = argv[index + 1] ?? '';
-    if (!tag.startsWith(`${marker}:`)) continue;
-    if (await isGone(Number(entry))) continue;
-    const name = tag.slice(marker.length + 1);
-    result.set(name, [...(result.get(name) ?? []), Number(entry)]);
+  const entries = (await fs.readdir('/proc')).filter((entry) => /^\d+$/.test(entry));
+  // Read in parallel batches: a fleet of a thousand agents is scanned in well under a second.
+  const found: Array<[string, number]> = [];
+  for (let start = 0; start < entries.length; start += 64) {
+    await Promise.all(
+      entries.slice(start, start + 64).map(async (entry) => {
+        const cmdline = await fs.readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+        const argv = cmdline.split('\0');
+        const index = argv.indexOf(MARKER_FLAG);
+        if (index === -1) return;
+        const tag = argv[index + 1] ?? '';
+        if (!tag.startsWith(`${marker}:`)) return;
+        if (await isGone(Number(entry))) return;
+        found.push([tag.slice(marker.length + 1), Number(entry)]);
+      }),
+    );
   }
+  for (const [name, pid] of found.sort((a, b) => a[1] - b[1]))
+    result.set(name, [...(result.get(name) ?? []), pid]);
   return result;
 }
 
