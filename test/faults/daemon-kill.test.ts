@@ -33,6 +33,8 @@ const SEED = process.env.FAULTS_SEED
   ? Number(process.env.FAULTS_SEED)
   : Math.floor(Math.random() * 2 ** 31);
 const ITERATIONS = Number(process.env.FAULTS_ITERATIONS ?? 25);
+/** The suite's 240 s covers the default 25 iterations; a longer run by hand gets 10 s per iteration. */
+const LOOP_OPTIONS = { timeout: Math.max(240_000, ITERATIONS * 10_000) };
 const GOOD = '{"model":"good"}\n';
 const BAD = '{"model": broken';
 const PLAIN = ['alpha', 'beta'];
@@ -148,7 +150,7 @@ async function settle(fleet: Fleet, daemon: DaemonProcess, where: string) {
 }
 
 describe(`daemon SIGKILLed at random points (seed ${SEED}, ${ITERATIONS} iterations; FAULTS_SEED=${SEED} to reproduce)`, () => {
-  it('keeps every invariant across restarts', async () => {
+  it('keeps every invariant across restarts', LOOP_OPTIONS, async () => {
     console.log(`faults: daemon-kill seed ${SEED}, iterations ${ITERATIONS}`);
     const rng = prng(SEED);
     const fleet = await fleetUnderTest();
