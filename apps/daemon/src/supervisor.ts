@@ -160,6 +160,8 @@ interface Slot {
 
 /** A healthy agent's state (last_healthy_at) is written at least this often while nothing else changes (ms). */
 const HEALTHY_PERSIST_MS = 60_000;
+/** history.json is written at most this often while it keeps changing (ms). */
+const HISTORY_WRITE_MS = 2_000;
 /** A failed state write is retried after this long, doubling up to {@link PERSIST_RETRY_MAX_MS} (ms). */
 const PERSIST_RETRY_MS = 500;
 const PERSIST_RETRY_MAX_MS = 8_000;
@@ -273,21 +275,40 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   // of its cell (it writes every member's state as it is when it runs).
   const cellWrites = new Map<string, Promise<void>>();
   const queuedWrites = new Map<string, Promise<void>>();
-  let historyWrite: Promise<void> | undefined;
+  /**
+   * history.json (every agent's healthy periods, the fleet's restarts) is one file for the whole
+   * fleet: written one at a time, at most every HISTORY_WRITE_MS while it keeps changing (a storm
+   * of 1,000 deaths is one or two writes, not 1,000 concurrent ones), and at once by sweep() and
+   * stop(). A daemon SIGKILLed loses at most that much of it; the restarts that the intensity
+   * and backoff rules count are in each cell's state file, written with the agent's state.
+   */
+  let historyChain: Promise<void> = Promise.resolve();
+  let historyTimer: NodeJS.Timeout | undefined;
+  let lastHistoryWrite = 0;
   /** Healthy periods or fleet restarts changed since history.json was last written. */
   let historyDirty = false;
-  const writeHistory = () => {
-    if (!historyDirty) return Promise.resolve();
-    historyWrite ??= (async () => {
-      await Promise.resolve();
-      historyWrite = undefined;
-      if (!historyDirty) return;
-      historyDirty = false;
-      for (const slot of slots.values()) history.agents[slot.key] = { healthy: slot.healthy.slice(-5) };
-      history.fleet_restarts = history.fleet_restarts.filter((at) => now() - at < 24 * 3600_000).slice(-500);
-      await writeJsonAtomic(historyPath, history);
-    })().catch((error: unknown) => logger.error('cannot persist history', { error: String(error) }));
-    return historyWrite;
+  const flushHistory = (): Promise<void> => {
+    if (historyTimer) clearTimeout(historyTimer);
+    historyTimer = undefined;
+    historyChain = historyChain
+      .then(async () => {
+        if (!historyDirty) return;
+        historyDirty = false;
+        lastHistoryWrite = Date.now();
+        for (const slot of slots.values()) history.agents[slot.key] = { healthy: slot.healthy.slice(-5) };
+        history.fleet_restarts = history.fleet_restarts.filter((at) => now() - at < 24 * 3600_000).slice(-500);
+        await writeJsonAtomic(historyPath, history);
+      })
+      .catch((error: unknown) => {
+        historyDirty = true;
+        logger.error('cannot persist history', { error: String(error) });
+      });
+    return historyChain;
+  };
+  const scheduleHistory = () => {
+    if (!historyDirty || historyTimer || stopped) return;
+    historyTimer = setTimeout(() => void flushHistory(), Math.max(0, lastHistoryWrite + HISTORY_WRITE_MS - Date.now()));
+    historyTimer.unref();
   };
   /** A failed write is retried on a timer (one per target), so that it lands once space or access returns. */
   const persistRetries = new Map<string, { timer?: NodeJS.Timeout; delay: number }>();
@@ -313,7 +334,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         persistRetries.delete(target);
         logger.info('state persisted again', { target: slot.cell?.dir ?? 'host' });
       }
-      await writeHistory();
+      scheduleHistory();
     });
     const settled = next.catch((error: unknown) => {
       const retry = persistRetries.get(target) ?? { delay: PERSIST_RETRY_MS / 2 };
@@ -1242,6 +1263,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       }),
     );
     await Promise.all([...cellWrites.values()]);
+    await flushHistory();
     await flushEvents();
     await Promise.all([...notifications]);
     const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
@@ -1319,6 +1341,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     }
     stopped = false;
     await Promise.all([...slots.values()].map((slot) => persist(slot)));
+    await flushHistory();
     await flushEvents();
     stopped = true;
     executor.close();

@@ -172,6 +172,39 @@ describe('writeHeartbeat and readHeartbeat', () => {
     );
   });
 
+  it('after a good read, still refuses links swapped in anywhere on the path (the fast path asks the kernel where the open file is)', async () => {
+    const { root, dir, uuid } = await newCell();
+    await writeHeartbeat(dir, { agent: 'forge', cell_uuid: uuid, cycle: 1, status: 'ok' });
+    expect((await readHeartbeat(dir, 'forge')).cycle).toBe(1);
+    expect((await readHeartbeat(dir, 'forge')).cycle).toBe(1);
+    const outside = join(root, 'outside');
+    await mkdir(join(outside, 'heartbeats'), { recursive: true });
+    await writeFile(join(outside, 'heartbeats/forge.json'), JSON.stringify({ ...(await fixture('heartbeat.json')), cycle: 666 }));
+    // The heartbeats directory swapped for a link outside the cell.
+    await rm(join(dir, '.lazarus/heartbeats'), { recursive: true });
+    await symlink(join(outside, 'heartbeats'), join(dir, '.lazarus/heartbeats'));
+    expect(await failure(readHeartbeat(dir, 'forge'))).toMatchObject({ code: 'CELL_UNSAFE_PATH', message: expect.stringMatching(/heartbeats: expected a directory inside the cell, found a symbolic link/) });
+    // The cell directory itself swapped for a link to a lookalike cell.
+    await rm(join(dir, '.lazarus/heartbeats'));
+    await mkdir(join(dir, '.lazarus/heartbeats'));
+    await writeHeartbeat(dir, { agent: 'forge', cell_uuid: uuid, cycle: 2, status: 'ok' });
+    expect((await readHeartbeat(dir, 'forge')).cycle).toBe(2);
+    const lookalike = join(root, 'lookalike');
+    await mkdir(join(lookalike, '.lazarus/heartbeats'), { recursive: true });
+    await writeFile(join(lookalike, '.lazarus/heartbeats/forge.json'), JSON.stringify({ ...(await fixture('heartbeat.json')), cycle: 666 }));
+    await rm(dir, { recursive: true });
+    await symlink(lookalike, dir);
+    expect((await failure(readHeartbeat(dir, 'forge'))).code).toBe('CELL_UNSAFE_PATH');
+    // The file itself swapped for a link.
+    await rm(dir);
+    const again = await provisionCell(root, { mission: 'heartbeats', created_by: 'ops', agents: [{ name: 'forge', role: 'lead' }] });
+    await writeHeartbeat(again.dir, { agent: 'forge', cell_uuid: again.manifest.uuid, cycle: 3, status: 'ok' });
+    expect((await readHeartbeat(again.dir, 'forge')).cycle).toBe(3);
+    await rm(join(again.dir, '.lazarus/heartbeats/forge.json'));
+    await symlink(join(outside, 'heartbeats/forge.json'), join(again.dir, '.lazarus/heartbeats/forge.json'));
+    expect((await failure(readHeartbeat(again.dir, 'forge'))).code).toBe('CELL_UNSAFE_PATH');
+  });
+
   it('refuses a FIFO planted as a heartbeat without hanging', async () => {
     const { dir } = await newCell();
     execFileSync('mkfifo', [join(dir, '.lazarus/heartbeats/forge.json')]);

@@ -1,7 +1,8 @@
-import { basename } from 'node:path';
+import { closeSync, constants, fstatSync, openSync, readlinkSync, readSync, realpathSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { AgentNameSchema, assertAgentName, CellUuidSchema } from './agent-name.js';
-import { readJsonFile, removeStaleTemps, writeFileAtomic } from './atomic.js';
+import { parseJsonWith, readJsonFile, removeStaleTemps, writeFileAtomic } from './atomic.js';
 import { assertCellDir, ensureCellSubdir } from './cell-dir.js';
 import { CellError } from './errors.js';
 import { formatIssues } from './format-issues.js';
@@ -87,11 +88,76 @@ export async function writeHeartbeat(
  */
 export async function readHeartbeat(cellDir: string, agent: string): Promise<Heartbeat> {
   const path = cellPaths(cellDir).heartbeat(agent);
+  const fast = readHeartbeatFast(cellDir, path);
+  if (fast !== undefined) return parseJsonWith(HeartbeatSchema, fast, path);
   await assertCellDir(cellDir);
   await ensureCellSubdir(cellDir, ['.lazarus', 'heartbeats']).catch((error: unknown) => {
     // No heartbeats directory yet: the agent has not written one.
     if ((error as CellError).code === 'CELL_NOT_FOUND') throw new CellError('CELL_NOT_FOUND', `${path}: no heartbeat yet`, { cause: error });
     throw error;
   });
-  return readJsonFile(path, HeartbeatSchema, { maxBytes: HEARTBEAT_MAX_BYTES });
+  const beat = await readJsonFile(path, HeartbeatSchema, { maxBytes: HEARTBEAT_MAX_BYTES });
+  // The checks passed: later reads of this cell may take the fast path.
+  rememberCell(cellDir);
+  return beat;
+}
+
+/** Real paths of cell directories that passed the full checks once (bounded). */
+const realCellDirs = new Map<string, string>();
+const REAL_CELL_DIRS_MAX = 100_000;
+/** Off where `/proc/self/fd` cannot tell the path of an open file (not Linux). */
+let fastPathAvailable = process.platform === 'linux';
+
+function rememberCell(cellDir: string): void {
+  if (!fastPathAvailable || realCellDirs.has(cellDir)) return;
+  try {
+    if (realCellDirs.size >= REAL_CELL_DIRS_MAX) realCellDirs.clear();
+    realCellDirs.set(cellDir, realpathSync(cellDir));
+  } catch {
+    // Gone meanwhile: the next read takes the full path again.
+  }
+}
+
+const FAST_READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+
+/**
+ * The common case in a few system calls, without the thread pool: open the heartbeat with
+ * `O_NOFOLLOW`, then ask the kernel where the open file really is (`/proc/self/fd/N`). When that
+ * is `<real cell dir>/.lazarus/heartbeats/<agent>.json` for a cell that passed the full checks
+ * before, no link was followed anywhere on the way, at the instant of the open (no window between
+ * a check and the open). It is a regular file within the size limit: its text. Anything else
+ * (missing, a link, another place, too large, an error): `undefined`, and the caller runs the full
+ * checks, which report exactly what is wrong.
+ */
+function readHeartbeatFast(cellDir: string, path: string): string | undefined {
+  const real = fastPathAvailable ? realCellDirs.get(cellDir) : undefined;
+  if (real === undefined) return undefined;
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, FAST_READ_FLAGS);
+    let where: string;
+    try {
+      where = readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      fastPathAvailable = false;
+      return undefined;
+    }
+    if (where !== join(real, '.lazarus', 'heartbeats', basename(path))) return undefined;
+    const stat = fstatSync(fd);
+    if (!stat.isFile() || stat.size > HEARTBEAT_MAX_BYTES) return undefined;
+    const buffer = Buffer.allocUnsafe(stat.size + 1);
+    let length = 0;
+    for (;;) {
+      const read = readSync(fd, buffer, length, buffer.length - length, length);
+      if (read === 0) break;
+      length += read;
+      // Grew past its size while read (a writer that does not rename): the full path decides.
+      if (length > stat.size) return undefined;
+    }
+    return buffer.toString('utf8', 0, length);
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }
