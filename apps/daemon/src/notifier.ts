@@ -102,6 +102,8 @@ export function createNotifier(
         logger,
       })
     : undefined;
+  /** Agents whose death was alerted on its own and has not recovered yet. */
+  const told = new Set<string>();
   const withAlerts = (inner: Notifier): Notifier =>
     alerts && storm
       ? {
@@ -115,6 +117,7 @@ export function createNotifier(
               mission: notice.mission,
               summary: `${notice.agent} is dead: ${notice.reason}`.slice(0, 1000),
             };
+            told.add(notice.agent);
             if (!storm.individual(input, notice.cell)) alert(input);
             await inner.death(notice);
           },
@@ -125,7 +128,9 @@ export function createNotifier(
             storm.close();
           },
           async recovery(agent, note) {
-            alert({ kind: 'recovery', agent, summary: note.slice(0, 1000) });
+            // Only a death people were told of on its own has its recovery told: a silent death stays silent.
+            if (told.delete(agent))
+              alert({ kind: 'recovery', agent, summary: note.slice(0, 1000) });
             await inner.recovery(agent, note);
           },
         }

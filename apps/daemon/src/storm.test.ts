@@ -224,7 +224,7 @@ describe('storm alerts through the notifier, the real dispatcher and Telegram (l
     expect(message.text).toMatch(/… and \d+ more$/);
   });
 
-  it('pages nobody for a lone restarted death, and once for a death that needs a human', async () => {
+  it('pages nobody for a lone restarted death or its recovery, and once each for a death that needs a human and its recovery', async () => {
     const { api, alerts, notifier, sent } = await setUp();
     await notifier.died!(seen(1));
     await notifier.close!();
@@ -246,5 +246,15 @@ describe('storm alerts through the notifier, the real dispatcher and Telegram (l
     await alerts.flush();
     expect(sent()).toHaveLength(1);
     expect(message.text).toBe('[pit] 💀 agent-2 (mission-2): agent-2 is dead: mode never');
+    // A silent death's recovery is silent too; a told one's is told.
+    await notifier.recovery('agent-1', 'agent-1 is healthy again');
+    await alerts.flush();
+    expect(sent()).toHaveLength(1);
+    await notifier.recovery('agent-2', 'agent-2 is healthy again');
+    await alerts.flush();
+    expect(sent().map((call) => call.params.text)).toEqual([
+      message.text,
+      '[pit] ✅ agent-2: agent-2 is healthy again',
+    ]);
   });
 });
