@@ -7,4 +7,6 @@ export default defineConfig({
   clean: true,
   sourcemap: true,
   target: 'node20',
+  // src/lazy-modules.ts uses import.meta.url; the CommonJS build needs it shimmed.
+  shims: true,
 });

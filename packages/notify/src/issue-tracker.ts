@@ -1,4 +1,4 @@
-import { Octokit } from '@octokit/rest';
+import type { Octokit } from '@octokit/rest';
 import { AgentNameSchema, formatIssues } from '@pit/cell-spec';
 import { z } from 'zod';
 import { deliverWithRetry, type RetryOptions } from './deliver.js';
@@ -126,17 +126,24 @@ export function createIssueTracker(options: IssueTrackerOptions): IssueTracker {
   const clock = options.clock ?? (() => new Date());
   const gitea = config.provider === 'gitea';
   const pageSize = gitea ? 50 : 100;
-  const octokit = new Octokit({
-    auth: options.token,
-    baseUrl: (config.base_url ?? 'https://api.github.com').replace(/\/+$/, ''),
-    userAgent: 'pit-notify',
-    log: {
-      debug: (message: string) => logger.debug(`issues: ${message}`),
-      info: (message: string) => logger.debug(`issues: ${message}`),
-      warn: (message: string) => logger.warn(`issues: ${message}`),
-      error: (message: string) => logger.error(`issues: ${message}`),
-    },
-  });
+  // @octokit/rest (about 10 MB of a process) is loaded on the first API call, not when the
+  // package is imported, so that a daemon without [issues] never loads it.
+  let octokit: Promise<Octokit> | undefined;
+  const client = (): Promise<Octokit> =>
+    (octokit ??= import('@octokit/rest').then(
+      ({ Octokit: OctokitClass }) =>
+        new OctokitClass({
+          auth: options.token,
+          baseUrl: (config.base_url ?? 'https://api.github.com').replace(/\/+$/, ''),
+          userAgent: 'pit-notify',
+          log: {
+            debug: (message: string) => logger.debug(`issues: ${message}`),
+            info: (message: string) => logger.debug(`issues: ${message}`),
+            warn: (message: string) => logger.warn(`issues: ${message}`),
+            error: (message: string) => logger.error(`issues: ${message}`),
+          },
+        }),
+    ));
   const repoParams = { owner: config.owner, repo: config.repo };
   const queues = new Map<string, Promise<unknown>>();
 
@@ -196,7 +203,9 @@ export function createIssueTracker(options: IssueTrackerOptions): IssueTracker {
     return deliverWithRetry(
       async (signal) => {
         try {
-          const response = await octokit.request(route, {
+          const response = await (
+            await client()
+          ).request(route, {
             ...repoParams,
             ...parameters,
             request: { signal },

@@ -1,10 +1,6 @@
-import { AbstractRelay, type Subscription } from 'nostr-tools/abstract-relay';
+import type { AbstractRelay, Subscription } from 'nostr-tools/abstract-relay';
 import type { Filter } from 'nostr-tools/filter';
-import * as nip04 from 'nostr-tools/nip04';
-import * as nip17 from 'nostr-tools/nip17';
-import { npubEncode } from 'nostr-tools/nip19';
-import { finalizeEvent, getPublicKey, verifyEvent, type NostrEvent } from 'nostr-tools/pure';
-import WebSocket from 'ws';
+import type { NostrEvent } from 'nostr-tools/pure';
 import { z } from 'zod';
 import { parseApprovalCommand } from './approval-command.js';
 import type { ApprovalRequest } from './approval-request.js';
@@ -13,6 +9,14 @@ import { formatAlertText, type AlertBatch } from './alert.js';
 import type { AlertChannel, ApprovalChannel, ApprovalSink, DecisionResult } from './channel.js';
 import { runWithDeadline } from './deliver.js';
 import { NotifyError } from './errors.js';
+import {
+  nostrNip04,
+  nostrNip17,
+  nostrNip19,
+  nostrPure,
+  nostrRelay,
+  wsWebSocket,
+} from './lazy-modules.js';
 import { describeError, silentLogger, type Logger } from './logger.js';
 import {
   GIFT_WRAP_KIND,
@@ -127,6 +131,13 @@ interface RelayLink {
 export function createNostrChannel(options: NostrChannelOptions): NostrChannel {
   const config = parseConfig(NostrConfigSchema, options.config, 'nostr');
   const secretKey = parseSecretKey(options.secretKey, '[nostr] secret key');
+  // Loaded now that a Nostr channel exists (see lazy-modules.ts).
+  const { finalizeEvent, getPublicKey, verifyEvent } = nostrPure();
+  const nip04 = nostrNip04();
+  const nip17 = nostrNip17();
+  const { npubEncode } = nostrNip19();
+  const { AbstractRelay } = nostrRelay();
+  const WebSocket = wsWebSocket();
   const publicKey = getPublicKey(secretKey);
   const logger = options.logger ?? silentLogger;
   const clock = options.clock ?? (() => new Date());

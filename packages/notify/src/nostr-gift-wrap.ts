@@ -1,7 +1,7 @@
-import { getConversationKey, decrypt } from 'nostr-tools/nip44';
-import { getEventHash, verifyEvent, type NostrEvent } from 'nostr-tools/pure';
+import type { NostrEvent } from 'nostr-tools/pure';
 import { z } from 'zod';
 import type { RejectReason } from './channel.js';
+import { nostrNip44, nostrPure } from './lazy-modules.js';
 import { describeError } from './logger.js';
 
 const Hex64 = z.string().regex(/^[0-9a-f]{64}$/);
@@ -55,6 +55,8 @@ export type OpenedGiftWrap =
  * id is the hash of its content.
  */
 export function openGiftWrap(wrap: NostrEvent, secretKey: Uint8Array): OpenedGiftWrap {
+  const { getConversationKey, decrypt } = nostrNip44();
+  const { getEventHash, verifyEvent } = nostrPure();
   if (wrap.kind !== GIFT_WRAP_KIND)
     return { ok: false, reason: 'unwrap_failed', detail: `kind ${wrap.kind} is not a gift wrap` };
   if (!verifyEvent({ ...wrap }))

@@ -1,9 +1,8 @@
 import { stat } from 'node:fs/promises';
 import { readFileSafe } from '@pit/cell-spec';
-import { decode } from 'nostr-tools/nip19';
-import { getPublicKey } from 'nostr-tools/pure';
 import { z } from 'zod';
 import { NotifyError } from './errors.js';
+import { nostrNip19, nostrPure } from './lazy-modules.js';
 import { describeError } from './logger.js';
 
 const HEX64 = /^[0-9a-f]{64}$/i;
@@ -22,7 +21,7 @@ export function parseSecretKey(input: string | Uint8Array, where = 'nostr secret
   const text = input.trim();
   if (text.startsWith('nsec1')) {
     try {
-      const decoded = decode(text);
+      const decoded = nostrNip19().decode(text);
       if (decoded.type === 'nsec') return validSecret(decoded.data, where);
     } catch {
       // fall through to the error below without echoing the key
@@ -35,7 +34,7 @@ export function parseSecretKey(input: string | Uint8Array, where = 'nostr secret
 
 function validSecret(key: Uint8Array, where: string): Uint8Array {
   try {
-    getPublicKey(key);
+    nostrPure().getPublicKey(key);
   } catch {
     throw new NotifyError('NOTIFY_BAD_KEY', `${where}: not a valid secp256k1 secret key`);
   }
@@ -50,7 +49,7 @@ export function parsePublicKey(input: string, where = 'nostr public key'): strin
   const text = input.trim();
   if (text.startsWith('npub1')) {
     try {
-      const decoded = decode(text);
+      const decoded = nostrNip19().decode(text);
       if (decoded.type === 'npub') return decoded.data.toLowerCase();
     } catch {
       // reported below

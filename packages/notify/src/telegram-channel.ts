@@ -1,4 +1,4 @@
-import { Bot, GrammyError, HttpError, type Context } from 'grammy';
+import type { Bot, Context, GrammyError } from 'grammy';
 import { z } from 'zod';
 import { parseApprovalCommand } from './approval-command.js';
 import type { ApprovalRequest } from './approval-request.js';
@@ -83,7 +83,20 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
   const logger = redactingLogger(options.logger ?? silentLogger, [options.token]);
   const clock = options.clock ?? (() => new Date());
   const approvers = new Set(config.approvers);
-  const bot = new Bot(options.token, { client: { apiRoot: config.api_root } });
+  // grammY (about 20 MB of a process) is loaded when the channel is first used (start or a
+  // send), not when the package is imported: a daemon without [telegram] never loads it.
+  let grammy: typeof import('grammy') | undefined;
+  let bot: Bot | undefined;
+  let loading: Promise<Bot> | undefined;
+  const getBot = (): Promise<Bot> =>
+    (loading ??= import('grammy').then((module) => {
+      grammy = module;
+      bot = new module.Bot(options.token, { client: { apiRoot: config.api_root } });
+      wire(bot);
+      return bot;
+    }));
+  const isGrammyError = (error: unknown): error is GrammyError =>
+    grammy !== undefined && error instanceof grammy.GrammyError;
   let sink: ApprovalSink | undefined;
   let loop: Promise<void> | undefined;
   let stopper = new AbortController();
@@ -115,108 +128,110 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
     }
   }
 
-  bot.on('callback_query:data', async (ctx: Context) => {
-    const query = ctx.callbackQuery;
-    if (!query?.data) return;
-    const identity = identityOf(query.from);
-    const answer = (text: string): Promise<void> =>
-      safely('answerCallbackQuery', () => ctx.answerCallbackQuery({ text }));
-    const match = CALLBACK.exec(query.data);
-    if (!sink || !match) {
-      sink?.reject({
-        identity,
-        reason: 'malformed',
-        detail: `unknown button data ${JSON.stringify(query.data.slice(0, 64))}`,
-      });
-      await answer('Unknown button.');
-      return;
-    }
-    const decision = match[1] === 'a' ? 'approve' : 'deny';
-    const requestId = match[2] as string;
-    const chatId = query.message?.chat.id;
-    if (chatId !== config.chat_id) {
-      sink.reject({
-        identity,
-        reason: 'wrong_chat',
-        detail: `button pressed in chat ${chatId ?? 'unknown'}, not ${config.chat_id}`,
-        request_id: requestId,
-      });
-      await answer('Not authorised.');
-      return;
-    }
-    if (!approvers.has(query.from.id)) {
-      sink.reject({
-        identity,
-        reason: 'not_approver',
-        detail: `user ${query.from.id} is not a configured approver`,
-        request_id: requestId,
-      });
-      await answer('Not authorised.');
-      return;
-    }
-    const result = await sink.decide({ decision, request_id: requestId, identity });
-    await answer(
-      result.ok ? (decision === 'approve' ? 'Approved.' : 'Denied.') : refusalText(result),
-    );
-  });
-
-  bot.on('message:text', async (ctx: Context) => {
-    const message = ctx.message;
-    if (!message?.text || !sink) return;
-    const command = parseApprovalCommand(message.text);
-    if (!command) return;
-    const from = message.from;
-    const identity = from ? identityOf(from) : `chat ${message.chat.id}`;
-    const named =
-      command.target === 'request' ? { request_id: command.id } : { agent: command.agent };
-    const reply = (text: string): Promise<void> =>
-      safely('sendMessage', () =>
-        ctx.reply(text, {
-          reply_parameters: { message_id: message.message_id, allow_sending_without_reply: true },
-        }),
+  function wire(bot: Bot): void {
+    bot.on('callback_query:data', async (ctx: Context) => {
+      const query = ctx.callbackQuery;
+      if (!query?.data) return;
+      const identity = identityOf(query.from);
+      const answer = (text: string): Promise<void> =>
+        safely('answerCallbackQuery', () => ctx.answerCallbackQuery({ text }));
+      const match = CALLBACK.exec(query.data);
+      if (!sink || !match) {
+        sink?.reject({
+          identity,
+          reason: 'malformed',
+          detail: `unknown button data ${JSON.stringify(query.data.slice(0, 64))}`,
+        });
+        await answer('Unknown button.');
+        return;
+      }
+      const decision = match[1] === 'a' ? 'approve' : 'deny';
+      const requestId = match[2] as string;
+      const chatId = query.message?.chat.id;
+      if (chatId !== config.chat_id) {
+        sink.reject({
+          identity,
+          reason: 'wrong_chat',
+          detail: `button pressed in chat ${chatId ?? 'unknown'}, not ${config.chat_id}`,
+          request_id: requestId,
+        });
+        await answer('Not authorised.');
+        return;
+      }
+      if (!approvers.has(query.from.id)) {
+        sink.reject({
+          identity,
+          reason: 'not_approver',
+          detail: `user ${query.from.id} is not a configured approver`,
+          request_id: requestId,
+        });
+        await answer('Not authorised.');
+        return;
+      }
+      const result = await sink.decide({ decision, request_id: requestId, identity });
+      await answer(
+        result.ok ? (decision === 'approve' ? 'Approved.' : 'Denied.') : refusalText(result),
       );
-    if (message.chat.id !== config.chat_id) {
-      sink.reject({
-        identity,
-        reason: 'wrong_chat',
-        detail: `command sent in chat ${message.chat.id}, not ${config.chat_id}`,
-        ...named,
-      });
-      await reply('Not authorised.');
-      return;
-    }
-    if (!from || !approvers.has(from.id)) {
-      sink.reject({
-        identity,
-        reason: 'not_approver',
-        detail: `user ${from?.id ?? 'unknown'} is not a configured approver`,
-        ...named,
-      });
-      await reply('Not authorised.');
-      return;
-    }
-    const result = await sink.decide({
-      decision: command.decision,
-      identity,
-      sent_at: new Date(message.date * 1000),
-      ...named,
     });
-    await reply(
-      result.ok
-        ? `${result.request.status === 'approved' ? 'Approved' : 'Denied'}: ${result.request.agent} (${result.request.id}).`
-        : refusalText(result),
-    );
-  });
 
-  bot.catch((error) => {
-    logger.error(
-      `telegram: handler failed on update ${error.ctx.update.update_id}: ${describeError(error.error)}`,
-    );
-  });
+    bot.on('message:text', async (ctx: Context) => {
+      const message = ctx.message;
+      if (!message?.text || !sink) return;
+      const command = parseApprovalCommand(message.text);
+      if (!command) return;
+      const from = message.from;
+      const identity = from ? identityOf(from) : `chat ${message.chat.id}`;
+      const named =
+        command.target === 'request' ? { request_id: command.id } : { agent: command.agent };
+      const reply = (text: string): Promise<void> =>
+        safely('sendMessage', () =>
+          ctx.reply(text, {
+            reply_parameters: { message_id: message.message_id, allow_sending_without_reply: true },
+          }),
+        );
+      if (message.chat.id !== config.chat_id) {
+        sink.reject({
+          identity,
+          reason: 'wrong_chat',
+          detail: `command sent in chat ${message.chat.id}, not ${config.chat_id}`,
+          ...named,
+        });
+        await reply('Not authorised.');
+        return;
+      }
+      if (!from || !approvers.has(from.id)) {
+        sink.reject({
+          identity,
+          reason: 'not_approver',
+          detail: `user ${from?.id ?? 'unknown'} is not a configured approver`,
+          ...named,
+        });
+        await reply('Not authorised.');
+        return;
+      }
+      const result = await sink.decide({
+        decision: command.decision,
+        identity,
+        sent_at: new Date(message.date * 1000),
+        ...named,
+      });
+      await reply(
+        result.ok
+          ? `${result.request.status === 'approved' ? 'Approved' : 'Denied'}: ${result.request.agent} (${result.request.id}).`
+          : refusalText(result),
+      );
+    });
+
+    bot.catch((error) => {
+      logger.error(
+        `telegram: handler failed on update ${error.ctx.update.update_id}: ${describeError(error.error)}`,
+      );
+    });
+  }
 
   function toNotifyError(what: string, error: unknown): NotifyError {
     if (error instanceof NotifyError) return error;
-    if (error instanceof GrammyError) {
+    if (isGrammyError(error)) {
       const code = error.error_code;
       if (code === 429) {
         const after = error.parameters.retry_after;
@@ -242,7 +257,7 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
         { cause: error, retryable: code >= 500 },
       );
     }
-    if (error instanceof HttpError)
+    if (grammy !== undefined && error instanceof grammy.HttpError)
       return new NotifyError('NOTIFY_SEND_FAILED', `telegram ${what}: network error`, {
         cause: error,
         retryable: true,
@@ -271,6 +286,7 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
   async function runPolling(started: (error?: unknown) => void): Promise<void> {
     let delay = options.restartDelayMs ?? 1000;
     let first = true;
+    const bot = await getBot();
     while (!stopper.signal.aborted) {
       try {
         await bot.init(asGrammySignal(stopper.signal));
@@ -309,6 +325,8 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
 
     async start() {
       if (loop) return;
+      await getBot();
+      if (loop) return;
       stopper = new AbortController();
       await new Promise<void>((resolve, reject) => {
         loop = runPolling((error) => (error === undefined ? resolve() : reject(error))).catch(
@@ -321,7 +339,7 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
 
     async stop() {
       stopper.abort();
-      if (bot.isRunning()) {
+      if (bot?.isRunning()) {
         await bot
           .stop()
           .catch((error: unknown) =>
@@ -335,6 +353,7 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
     },
 
     async sendAlert(batch: AlertBatch, signal: AbortSignal) {
+      const bot = await getBot();
       await call('sendMessage', () =>
         bot.api.sendMessage(
           config.chat_id,
@@ -346,6 +365,7 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
     },
 
     async sendApprovalRequest(request, signal) {
+      const bot = await getBot();
       const sent = await call('sendMessage', () =>
         bot.api.sendMessage(
           config.chat_id,
@@ -370,6 +390,7 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
     async sendApprovalOutcome(request, reference, signal) {
       const outcome = renderApprovalOutcome(request);
       if (!outcome) return;
+      const bot = await getBot();
       const messageId =
         reference !== undefined && /^\d+$/.test(reference) ? Number(reference) : undefined;
       if (messageId === undefined) {
@@ -392,8 +413,7 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
           asGrammySignal(signal),
         );
       } catch (error) {
-        if (error instanceof GrammyError && /message is not modified/i.test(error.description))
-          return;
+        if (isGrammyError(error) && /message is not modified/i.test(error.description)) return;
         throw toNotifyError('editMessageText', error);
       }
     },
