@@ -59,8 +59,8 @@ export const silentNotifier: Notifier = {
 
 /** Options of {@link createNotifier} beyond the config. */
 export interface NotifierOptions {
-  /** Deaths seen within this long after a storm's onset go out in its first message (ms). @default 2000 */
-  stormGatherMs?: number;
+  /** A storm's first message waits until no death has been seen for this long (ms). @default 1000 */
+  stormSettleMs?: number;
 }
 
 /**
@@ -94,7 +94,7 @@ export function createNotifier(
   const storm = alerts
     ? createStormAlerts({
         brake: config.policy.fleet_brake,
-        ...(options.stormGatherMs !== undefined ? { gatherMs: options.stormGatherMs } : {}),
+        ...(options.stormSettleMs !== undefined ? { settleMs: options.stormSettleMs } : {}),
         // One call, one group: the dispatcher merges alerts queued together into one message per channel.
         send: (batch) => {
           for (const input of batch) alert(input);

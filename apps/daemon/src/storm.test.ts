@@ -64,10 +64,10 @@ describe('createStormAlerts', () => {
     const { storm, sent } = collecting();
     for (let index = 0; index < 100; index += 1) {
       storm.seen(death(index));
-      vi.advanceTimersByTime(15); // 100 deaths over 1.5 s
+      vi.advanceTimersByTime(30); // 100 deaths seen over 3 s
     }
-    expect(sent).toEqual([]); // still gathering
-    vi.advanceTimersByTime(2000);
+    expect(sent).toEqual([]); // still gathering: the burst has not settled for 1 s
+    vi.advanceTimersByTime(1000);
     expect(sent).toHaveLength(1);
     expect(sent[0]!.map((alert) => alert.agent)).toEqual(
       Array.from({ length: 100 }, (_, index) => `a${index}`),
@@ -91,13 +91,26 @@ describe('createStormAlerts', () => {
       vi.advanceTimersByTime(1000);
     }
     vi.advanceTimersByTime(600_000);
-    // Onset (gathered 2 s) + at most one follow-up per 2 min over 10 min.
+    // Onset (gathered at most 10 s) + at most one follow-up per 2 min over 10 min.
     expect(sent.length).toBeGreaterThanOrEqual(5);
     expect(sent.length).toBeLessThanOrEqual(1 + Math.ceil(600_000 / BRAKE.window));
     const listed = sent.flat().map((alert) => alert.agent);
     expect(new Set(listed).size).toBe(600);
     expect(listed).toHaveLength(600);
     expect(sent[1]![0]!.summary).toContain('storm continues');
+  });
+
+  it('sends the first message at most maxGatherMs after the onset while deaths keep coming', () => {
+    vi.useFakeTimers();
+    const { storm, sent } = collecting();
+    for (let index = 0; index < 60; index += 1) {
+      storm.seen(death(index));
+      vi.advanceTimersByTime(500); // a death every 0.5 s for 30 s: never settles
+    }
+    // Onset at the 6th death (2.5 s); the first message 10 s later, listing the 25 seen before then.
+    expect(sent.map((batch) => batch.length)).toEqual([25]);
+    vi.advanceTimersByTime(BRAKE.window);
+    expect(sent.map((batch) => batch.length)).toEqual([25, 35]);
   });
 
   it('ends a storm after a window without deaths: a lone death then pages nobody', () => {
@@ -192,7 +205,7 @@ describe('storm alerts through the notifier, the real dispatcher and Telegram (l
     alerts = createAlertDispatcher({ channels: [channel], logger });
     const parsed = parseConfig('[policy.fleet_brake]\nenabled = false\n', 'toml');
     if (!parsed.ok) throw new Error(JSON.stringify(parsed.problems));
-    const notifier = createNotifier(parsed.config, {}, logger, alerts, { stormGatherMs: 500 });
+    const notifier = createNotifier(parsed.config, {}, logger, alerts, { stormSettleMs: 500 });
     const sent = () => api!.calls.filter((call) => call.method === 'sendMessage');
     return { api, alerts, notifier, sent };
   }

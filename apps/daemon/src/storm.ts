@@ -16,8 +16,13 @@ export interface StormDeath {
 export interface StormAlertsOptions {
   /** The fleet brake's thresholds, used whether the brake is enabled or not (durations in ms). */
   brake: Pick<FleetBrake, 'max_deaths' | 'max_percent' | 'min_agents' | 'window'>;
-  /** Deaths seen within this long after a storm's onset go out in its first message (ms). @default 2000 */
-  gatherMs?: number;
+  /**
+   * A storm's first message waits until no death has been seen for this long (ms), so a burst
+   * detected over a few seconds goes out whole. @default 1000
+   */
+  settleMs?: number;
+  /** ... but never longer than this after the storm's onset (ms). @default 10000 */
+  maxGatherMs?: number;
   /** Follow-ups for deaths seen later in the same storm go out at most this often (ms). @default brake.window */
   followUpMs?: number;
   /** Hands a batch to the alert dispatcher: every alert of one call goes out as one grouped message. */
@@ -69,15 +74,17 @@ const keyOf = (agent: string, scope: string | undefined) => `${scope ?? ''}/${ag
  * Creates the storm detector. A storm is on when, among the deaths seen within the fleet brake's
  * `window` (counted when seen, one per agent), more than `max_deaths` (or, given the fleet size,
  * more than `max_percent` of a fleet of at least `min_agents`) are counted — the brake's numbers.
- * Its onset collects every death of the window not alerted on its own, then waits `gatherMs` for
- * more and sends them all in one call (one grouped message per channel). Deaths seen later in the
+ * Its onset collects every death of the window not alerted on its own, then gathers more until
+ * none has been seen for `settleMs` (at most `maxGatherMs` after the onset), and sends them all
+ * in one call (one grouped message per channel). Deaths seen later in the
  * storm go out as follow-ups, at most one per `followUpMs`. The storm is over once a whole
  * `window` passes without a death. Deaths outside storms send nothing.
  */
 export function createStormAlerts(options: StormAlertsOptions): StormAlerts {
   const { brake, send } = options;
   const clock = options.clock ?? Date.now;
-  const gatherMs = options.gatherMs ?? 2000;
+  const settleMs = options.settleMs ?? 1000;
+  const maxGatherMs = options.maxGatherMs ?? 10_000;
   const followUpMs = options.followUpMs ?? brake.window;
   let recent: Recent[] = [];
   let storm: Storm | undefined;
@@ -144,7 +151,12 @@ export function createStormAlerts(options: StormAlertsOptions): StormAlerts {
           mission: death.mission,
           summary: summary(death, storm.gathering ? 'storm' : 'storm continues'),
         });
-        if (!storm.gathering) schedule((storm.lastSentAt ?? now) + followUpMs - now);
+        if (storm.gathering) {
+          // Wait for the burst to settle, within the bound.
+          clearTimeout(storm.timer);
+          storm.timer = undefined;
+          schedule(Math.min(now + settleMs, storm.startedAt + maxGatherMs) - now);
+        } else schedule((storm.lastSentAt ?? now) + followUpMs - now);
         return;
       }
       if (!engaged(recent.length, death.fleetSize)) return;
@@ -170,7 +182,7 @@ export function createStormAlerts(options: StormAlertsOptions): StormAlerts {
         deaths: recent.length,
         window: formatDuration(brake.window),
       });
-      schedule(gatherMs);
+      schedule(Math.min(settleMs, maxGatherMs));
     },
 
     individual(alert, cell) {
