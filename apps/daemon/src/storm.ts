@@ -8,6 +8,8 @@ export interface StormDeath {
   mission: string;
   cell?: string;
   reason: string;
+  /** When the agent died (the alert's time, so a grouped message spans the real deaths). @default when seen */
+  at?: Date;
   /** Agents supervised when it was seen; enables the brake's percentage rule. Without it only `max_deaths` counts. */
   fleetSize?: number;
 }
@@ -149,6 +151,7 @@ export function createStormAlerts(options: StormAlertsOptions): StormAlerts {
           kind: 'death',
           agent: death.agent,
           mission: death.mission,
+          ...(death.at ? { at: death.at } : {}),
           summary: summary(death, storm.gathering ? 'storm' : 'storm continues'),
         });
         if (storm.gathering) {
@@ -176,6 +179,7 @@ export function createStormAlerts(options: StormAlertsOptions): StormAlerts {
             kind: 'death',
             agent: earlier.death.agent,
             mission: earlier.death.mission,
+            ...(earlier.death.at ? { at: earlier.death.at } : {}),
             summary: summary(earlier.death, 'storm'),
           });
       options.logger?.warn('death storm', {
