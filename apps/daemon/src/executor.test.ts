@@ -88,6 +88,25 @@ describe('createExecutor (level 1)', () => {
     expect(agent.cell).toBeUndefined();
   });
 
+  it('writes its header line before the output of every start, and makes the log directory again when it was removed', async () => {
+    const dir = await tempDir();
+    const logPath = join(dir, 'logs', 'nested', 'gateway.log');
+    const started = make();
+    const run = async (word: string) => within(started.start({ agent: 'gateway', argv: ['echo', word], env: agentEnv(), cwd: dir, logPath }).then((agent) => agent.exited), 5000);
+    await run('first');
+    await run('second');
+    expect((await fs.readFile(logPath, 'utf8')).split('\n').map((line) => line.replace(/ \(.*\)/, ''))).toEqual([
+      '--- pit: starting gateway at level 1: ["echo","first"]',
+      'first',
+      '--- pit: starting gateway at level 1: ["echo","second"]',
+      'second',
+      '',
+    ]);
+    await fs.rm(join(dir, 'logs'), { recursive: true });
+    await run('third');
+    expect(await fs.readFile(logPath, 'utf8')).toMatch(/^--- pit: starting gateway at level 1 \(.*\): \["echo","third"\]\nthird\n$/);
+  });
+
   it('refuses a command that does not exist with DAEMON_SPAWN_FAILED naming it', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const error = await make()

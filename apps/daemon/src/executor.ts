@@ -237,8 +237,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
 
     let logFd: number;
     try {
-      mkdirSync(dirname(logPath), { recursive: true });
-      logFd = openSync(logPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o640);
+      logFd = openLog(logPath);
       writeSync(logFd, `--- pit: starting ${agent} at level ${profile.level} (${new Date().toISOString()}): ${JSON.stringify(spec.argv)}\n`);
     } catch (error) {
       throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: cannot open log ${logPath}: ${(error as Error).message}`, { cause: error });
@@ -354,6 +353,22 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
       pollers.clear();
     },
   };
+}
+
+const LOG_FLAGS = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW;
+
+/**
+ * Opens an agent's log for appending. On a restart its directory exists: one open(2), and the
+ * directory is created (then the open retried) only when the open says it is missing.
+ */
+function openLog(logPath: string): number {
+  try {
+    return openSync(logPath, LOG_FLAGS, 0o640);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  mkdirSync(dirname(logPath), { recursive: true });
+  return openSync(logPath, LOG_FLAGS, 0o640);
 }
 
 function readStatSync(pid: number) {
