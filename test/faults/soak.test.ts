@@ -318,6 +318,20 @@ describe(`soak: ${AGENTS.length} agents in ${CELLS} cells killed at ${KILL_RATE}
           last_quarter_median: mb(rssLast),
           max: mb(Math.max(...samples.map((sample) => sample.rssKb))),
           settled: mb(settled.rssKb),
+          // The trend: the median of each tenth of the kill phase.
+          by_tenth: Array.from({ length: 10 }, (_, tenth) =>
+            mb(
+              median(
+                samples
+                  .filter(
+                    (sample) =>
+                      sample.atMs >= (killPhaseMs * tenth) / 10 &&
+                      sample.atMs < (killPhaseMs * (tenth + 1)) / 10,
+                  )
+                  .map((sample) => sample.rssKb),
+              ),
+            ),
+          ),
         },
         fds: {
           first: first.fds,
