@@ -5,7 +5,12 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { appendEvent, cellPaths, fsyncDir, type AnyCellEvent } from '@pit/cell-spec';
 import { ArchiveEntryChecker, type EntryProblem } from './archive-entry.js';
-import { readCheckpoint, withCheckpointLock, listCheckpoints, type Checkpoint } from './checkpoint.js';
+import {
+  readCheckpoint,
+  withCheckpointLock,
+  listCheckpoints,
+  type Checkpoint,
+} from './checkpoint.js';
 import { SnapshotError, toSnapshotError } from './errors.js';
 import { lstatOrUndefined } from './files.js';
 import { silentLogger, type Logger } from './logger.js';
@@ -58,14 +63,21 @@ export async function recoverWorkspace(cell: string, logger: Logger = silentLogg
   });
   const previous = names.filter((name) => name.startsWith(PREVIOUS_PREFIX));
   if ((await lstatOrUndefined(paths.workspace)) === undefined && previous.length > 0) {
-    const stats = await Promise.all(previous.map(async (name) => ({ name, stat: await lstatOrUndefined(join(paths.dir, name)) })));
-    const newest = stats.filter((item) => item.stat?.isDirectory()).sort((a, b) => (b.stat?.mtimeMs ?? 0) - (a.stat?.mtimeMs ?? 0))[0];
+    const stats = await Promise.all(
+      previous.map(async (name) => ({ name, stat: await lstatOrUndefined(join(paths.dir, name)) })),
+    );
+    const newest = stats
+      .filter((item) => item.stat?.isDirectory())
+      .sort((a, b) => (b.stat?.mtimeMs ?? 0) - (a.stat?.mtimeMs ?? 0))[0];
     if (newest !== undefined) {
       await fs.rename(join(paths.dir, newest.name), paths.workspace).catch((error: unknown) => {
         throw toSnapshotError(error, paths.workspace, 'move the previous workspace back');
       });
       await fsyncDir(paths.dir);
-      logger.warn('snapshot: a restore was interrupted mid-swap; the previous workspace was put back', { cell });
+      logger.warn(
+        'snapshot: a restore was interrupted mid-swap; the previous workspace was put back',
+        { cell },
+      );
     }
   }
   for (const name of names) {
@@ -77,7 +89,6 @@ export async function recoverWorkspace(cell: string, logger: Logger = silentLogg
     });
   }
 }
-
 
 /**
  * Chunks of the file behind `handle` from `start` on. Unlike a read stream on the descriptor,
@@ -95,7 +106,15 @@ async function* readChunks(handle: fs.FileHandle, start = 0): AsyncGenerator<Buf
 }
 
 /** Writes `source` into a node-tar stream, honouring its backpressure, then ends it; stops when `stopped` settles. */
-async function feed(source: AsyncIterable<Buffer>, target: { write(chunk: Buffer): boolean; end(): unknown; once(event: 'drain', listener: () => void): unknown }, stopped: Promise<void>): Promise<void> {
+async function feed(
+  source: AsyncIterable<Buffer>,
+  target: {
+    write(chunk: Buffer): boolean;
+    end(): unknown;
+    once(event: 'drain', listener: () => void): unknown;
+  },
+  stopped: Promise<void>,
+): Promise<void> {
   // One listener on `stopped` for the whole run (a race per wait would pile reactions onto it).
   let wake: (() => void) | undefined;
   let done = false;
@@ -121,7 +140,12 @@ async function feed(source: AsyncIterable<Buffer>, target: { write(chunk: Buffer
  * compressed chunk to `onCompressed`. Decompression is a Node zlib stream so that
  * backpressure reaches the file (node-tar's own gunzip does not wait for a slow consumer).
  */
-async function pump(handle: fs.FileHandle, target: Parameters<typeof feed>[1], stopped: Promise<void>, onCompressed?: (chunk: Buffer) => void): Promise<void> {
+async function pump(
+  handle: fs.FileHandle,
+  target: Parameters<typeof feed>[1],
+  stopped: Promise<void>,
+  onCompressed?: (chunk: Buffer) => void,
+): Promise<void> {
   await pipeline(
     readChunks(handle),
     async function* (source: AsyncIterable<Buffer>) {
@@ -142,7 +166,10 @@ async function pump(handle: fs.FileHandle, target: Parameters<typeof feed>[1], s
  * One read of the archive: its sha256, and every entry checked by `checker` (nothing is
  * written). Stops at the first hostile entry; a damaged archive is still hashed to the end.
  */
-async function hashAndCheck(handle: fs.FileHandle, checker: ArchiveEntryChecker): Promise<{ sha256: string; bytes: number; problem?: EntryProblem; damage?: unknown }> {
+async function hashAndCheck(
+  handle: fs.FileHandle,
+  checker: ArchiveEntryChecker,
+): Promise<{ sha256: string; bytes: number; problem?: EntryProblem; damage?: unknown }> {
   const { Parser } = await import('tar');
   const hash = createHash('sha256');
   let bytes = 0;
@@ -196,7 +223,11 @@ interface EntryHeader {
  * Extracts the (already checked) archive into `staging`. Runs to the end even after a
  * failed entry (a full disk) so that no write is still in flight when it settles.
  */
-async function extract(handle: fs.FileHandle, staging: string, checker: ArchiveEntryChecker): Promise<void> {
+async function extract(
+  handle: fs.FileHandle,
+  staging: string,
+  checker: ArchiveEntryChecker,
+): Promise<void> {
   const { Unpack } = await import('tar');
   let problem: EntryProblem | undefined;
   let failure: unknown;
@@ -212,9 +243,12 @@ async function extract(handle: fs.FileHandle, staging: string, checker: ArchiveE
       return problem === undefined;
     },
   });
-  unpack.on('warn', (code: string, message: string, data: { code?: string } & Record<string, unknown>) => {
-    failure ??= Object.assign(new Error(`${code}: ${message}`), { code: data.code ?? code });
-  });
+  unpack.on(
+    'warn',
+    (code: string, message: string, data: { code?: string } & Record<string, unknown>) => {
+      failure ??= Object.assign(new Error(`${code}: ${message}`), { code: data.code ?? code });
+    },
+  );
   const closed = new Promise<void>((resolve) => {
     unpack.on('close', () => resolve());
     unpack.on('error', (error: unknown) => {
@@ -238,7 +272,9 @@ async function discard(path: string): Promise<void> {
     () => trash,
     () => path,
   );
-  await fs.rm(target, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 }).catch(() => undefined);
+  await fs
+    .rm(target, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 })
+    .catch(() => undefined);
 }
 
 async function fsyncTree(root: string): Promise<void> {
@@ -265,11 +301,23 @@ async function fsyncTree(root: string): Promise<void> {
 function classifyExtractError(error: unknown, archive: string): SnapshotError {
   if (error instanceof SnapshotError) return error;
   const errno = (error as NodeJS.ErrnoException).code;
-  if (errno === 'ENOSPC' || errno === 'EDQUOT' || errno === 'EIO' || errno === 'EACCES' || errno === 'EPERM' || errno === 'EMFILE' || errno === 'ENFILE') {
+  if (
+    errno === 'ENOSPC' ||
+    errno === 'EDQUOT' ||
+    errno === 'EIO' ||
+    errno === 'EACCES' ||
+    errno === 'EPERM' ||
+    errno === 'EMFILE' ||
+    errno === 'ENFILE'
+  ) {
     return toSnapshotError(error, archive, 'extract');
   }
   const message = error instanceof Error ? error.message : String(error);
-  return new SnapshotError('SNAPSHOT_CORRUPT', `${archive}: archive is damaged and cannot be extracted (${message}); the workspace was not touched`, { cause: error });
+  return new SnapshotError(
+    'SNAPSHOT_CORRUPT',
+    `${archive}: archive is damaged and cannot be extracted (${message}); the workspace was not touched`,
+    { cause: error },
+  );
 }
 
 /**
@@ -286,15 +334,24 @@ function classifyExtractError(error: unknown, archive: string): SnapshotError {
  * @example
  * const { checkpoint } = await restoreCheckpoint('/var/missions/3f2a…', { restoredBy: 'pit', reason: 'substitute takes over' });
  */
-export async function restoreCheckpoint(cell: string, options: RestoreCheckpointOptions | string = {}): Promise<RestoredCheckpoint> {
-  const settings: RestoreCheckpointOptions = typeof options === 'string' ? { checkpoint: options } : options;
+export async function restoreCheckpoint(
+  cell: string,
+  options: RestoreCheckpointOptions | string = {},
+): Promise<RestoredCheckpoint> {
+  const settings: RestoreCheckpointOptions =
+    typeof options === 'string' ? { checkpoint: options } : options;
   const logger = settings.logger ?? silentLogger;
   const paths = cellPaths(cell);
   let checkpoint: Checkpoint;
-  if (settings.checkpoint !== undefined) checkpoint = await readCheckpoint(cell, settings.checkpoint);
+  if (settings.checkpoint !== undefined)
+    checkpoint = await readCheckpoint(cell, settings.checkpoint);
   else {
     const newest = (await listCheckpoints(cell)).checkpoints[0];
-    if (newest === undefined) throw new SnapshotError('SNAPSHOT_NOT_FOUND', `${paths.checkpoints}: the cell has no checkpoint to restore`);
+    if (newest === undefined)
+      throw new SnapshotError(
+        'SNAPSHOT_NOT_FOUND',
+        `${paths.checkpoints}: the cell has no checkpoint to restore`,
+      );
     checkpoint = newest;
   }
   const { archive, manifest } = checkpoint;
@@ -306,22 +363,41 @@ export async function restoreCheckpoint(cell: string, options: RestoreCheckpoint
     } catch (error) {
       throw toSnapshotError(error, archive, 'open checkpoint');
     }
-    const staging = join(paths.dir, `${STAGING_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
+    const staging = join(
+      paths.dir,
+      `${STAGING_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`,
+    );
     let swapped = false;
     try {
       const stat = await handle.stat();
-      if (!stat.isFile()) throw new SnapshotError('SNAPSHOT_UNSAFE_PATH', `${archive}: expected a regular file`);
+      if (!stat.isFile())
+        throw new SnapshotError('SNAPSHOT_UNSAFE_PATH', `${archive}: expected a regular file`);
       if (stat.size !== manifest.bytes) {
-        throw new SnapshotError('SNAPSHOT_CORRUPT', `${archive}: ${stat.size} bytes, the manifest says ${manifest.bytes} (truncated or replaced); refused`);
+        throw new SnapshotError(
+          'SNAPSHOT_CORRUPT',
+          `${archive}: ${stat.size} bytes, the manifest says ${manifest.bytes} (truncated or replaced); refused`,
+        );
       }
-      const limits = { maxEntries: settings.maxEntries ?? 1_000_000, maxBytes: settings.maxBytes ?? 16 * 1024 ** 3 };
+      const limits = {
+        maxEntries: settings.maxEntries ?? 1_000_000,
+        maxBytes: settings.maxBytes ?? 16 * 1024 ** 3,
+      };
       // First read: the hash, and every entry checked, before anything is written.
-      const checked = await hashAndCheck(handle, new ArchiveEntryChecker(limits)).catch((error: unknown) => {
-        throw toSnapshotError(error, archive, 'read checkpoint');
-      });
-      if (checked.problem !== undefined) throw new SnapshotError(checked.problem.code, `${archive}: ${checked.problem.message}; the workspace was not touched`);
+      const checked = await hashAndCheck(handle, new ArchiveEntryChecker(limits)).catch(
+        (error: unknown) => {
+          throw toSnapshotError(error, archive, 'read checkpoint');
+        },
+      );
+      if (checked.problem !== undefined)
+        throw new SnapshotError(
+          checked.problem.code,
+          `${archive}: ${checked.problem.message}; the workspace was not touched`,
+        );
       if (checked.sha256 !== manifest.sha256 || checked.bytes !== manifest.bytes) {
-        throw new SnapshotError('SNAPSHOT_CORRUPT', `${archive}: sha256 ${checked.sha256} does not match the manifest's ${manifest.sha256} (tampered or damaged); refused`);
+        throw new SnapshotError(
+          'SNAPSHOT_CORRUPT',
+          `${archive}: sha256 ${checked.sha256} does not match the manifest's ${manifest.sha256} (tampered or damaged); refused`,
+        );
       }
       if (checked.damage !== undefined) throw classifyExtractError(checked.damage, archive);
       await fs.mkdir(staging, { mode: 0o700 }).catch((error: unknown) => {
@@ -332,7 +408,8 @@ export async function restoreCheckpoint(cell: string, options: RestoreCheckpoint
       await extract(handle, staging, checker).catch((error: unknown) => {
         throw classifyExtractError(error, archive);
       });
-      if (checker.rootMode !== undefined) await fs.chmod(staging, (checker.rootMode & 0o7777) | 0o700);
+      if (checker.rootMode !== undefined)
+        await fs.chmod(staging, (checker.rootMode & 0o7777) | 0o700);
       else await fs.chmod(staging, 0o755);
       if (settings.fsync ?? true) {
         await fsyncTree(staging).catch((error: unknown) => {
@@ -340,7 +417,10 @@ export async function restoreCheckpoint(cell: string, options: RestoreCheckpoint
         });
       }
       // Swap: the old workspace goes aside, the new one takes its name, then the old one is removed.
-      const previous = join(paths.dir, `${PREVIOUS_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`);
+      const previous = join(
+        paths.dir,
+        `${PREVIOUS_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`,
+      );
       const hadWorkspace = (await lstatOrUndefined(paths.workspace)) !== undefined;
       try {
         if (hadWorkspace) await fs.rename(paths.workspace, previous);
@@ -357,7 +437,10 @@ export async function restoreCheckpoint(cell: string, options: RestoreCheckpoint
       }
       if (hadWorkspace) {
         await fs.rm(previous, { recursive: true, force: true }).catch((error: unknown) => {
-          logger.warn('snapshot: could not remove the previous workspace after a restore; the next restore will', { cell, path: previous, error: (error as Error).message });
+          logger.warn(
+            'snapshot: could not remove the previous workspace after a restore; the next restore will',
+            { cell, path: previous, error: (error as Error).message },
+          );
         });
       }
       const event = await appendEvent(paths.events, {
@@ -369,9 +452,18 @@ export async function restoreCheckpoint(cell: string, options: RestoreCheckpoint
         ...(settings.restoredBy !== undefined ? { restored_by: settings.restoredBy } : {}),
         ...(settings.reason !== undefined ? { reason: settings.reason } : {}),
       }).catch((error: unknown) => {
-        throw toSnapshotError(error, paths.events, `workspace restored from ${checkpoint.name}, but appending checkpoint_restored failed`);
+        throw toSnapshotError(
+          error,
+          paths.events,
+          `workspace restored from ${checkpoint.name}, but appending checkpoint_restored failed`,
+        );
       });
-      logger.info('snapshot: workspace restored from checkpoint', { cell, checkpoint: checkpoint.name, entries: checker.entries, bytes: checker.bytes });
+      logger.info('snapshot: workspace restored from checkpoint', {
+        cell,
+        checkpoint: checkpoint.name,
+        entries: checker.entries,
+        bytes: checker.bytes,
+      });
       return { checkpoint, entries: checker.entries, bytes: checker.bytes, event };
     } finally {
       await handle.close().catch(() => undefined);
