@@ -631,7 +631,13 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
             if (!agentProcess || agentProcess.exit) {
               return { kind: 'process', ok: false, latencyMs: 0, detail: agentProcess ? `exited (${describeExit(agentProcess.exit!)})` : 'not running (not started by the pit)', observedAt: runOptions.now(), failure: 'not_running' } satisfies ProbeResult;
             }
-            return processProbe({ pid: agentProcess.pid, startTime: agentProcess.startTime }, runOptions);
+            const result = await processProbe({ pid: agentProcess.pid, startTime: agentProcess.startTime }, runOptions);
+            // The daemon's own child is alive until wait(2) says otherwise (its exit event, which also
+            // triggers this probe): a /proc read that timed out in a busy thread pool is no death.
+            if (!result.ok && result.failure === 'timeout' && !agentProcess.adopted && !agentProcess.exit) {
+              return { ...result, ok: true, failure: undefined, detail: `pid ${agentProcess.pid}: running (the daemon's child, watched by wait(2); /proc read timed out: ${result.detail})` };
+            }
+            return result;
           },
         }),
       );

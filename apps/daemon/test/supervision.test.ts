@@ -87,7 +87,7 @@ describe('the supervision loop', () => {
     // Events are appended in order but without holding up the loop: wait for the last one.
     const story = await waitFor(async () => {
       const kinds = await storyOf(cell.dir, 'forge');
-      return kinds.lastIndexOf('agent_healthy') > kinds.indexOf('agent_revived') ? kinds : undefined;
+      return kinds.includes('agent_revived') && kinds.lastIndexOf('agent_healthy') > kinds.indexOf('agent_revived') ? kinds : undefined;
     }, 10_000, 'agent_healthy logged after the revive');
     expect(story).toEqual(expect.arrayContaining(['agent_started', 'agent_healthy', 'agent_dead', 'agent_revived']));
     // The built-in policy rolls the config back before restarting (nothing to roll back here).
@@ -387,7 +387,10 @@ describe('the supervision loop', () => {
     await waitFor(async () => (await supervisor!.status()).cells.find((item) => item.uuid === cell.uuid)?.status === 'frozen', 10_000, 'the freeze seen');
     process.kill(first.pid!, 'SIGKILL');
     await waitFor(async () => (await readCellState(cell.dir)).agents.forge?.health === 'dead', 20_000, 'the death recorded');
-    const story = await storyOf(cell.dir, 'forge');
+    const story = await waitFor(async () => {
+      const kinds = await storyOf(cell.dir, 'forge');
+      return kinds.includes('agent_dead') ? kinds : undefined;
+    }, 10_000, 'agent_dead in the log');
     expect(story).toContain('agent_dead');
     expect(story).not.toContain('agent_revived');
     expect(story.filter((kind) => kind.startsWith('decision:'))).toEqual([]);
@@ -499,7 +502,11 @@ describe('the supervision loop', () => {
       return status?.health === 'healthy' && status.pid ? status : undefined;
     }, 20_000, 'forge revived after approval');
     started.push(revived.pid!);
-    const story = await storyOf(cell.dir, 'forge');
+    // Appends are queued off the restart path: wait for the revive's line.
+    const story = await waitFor(async () => {
+      const kinds = await storyOf(cell.dir, 'forge');
+      return kinds.includes('agent_revived') ? kinds : undefined;
+    }, 10_000, 'agent_revived in the log');
     expect(story).toEqual(expect.arrayContaining(['revive_requested', 'revive_approved', 'agent_revived']));
     const approved = await waitFor(async () => (await cellEvents(cell.dir)).find((event) => event.event === 'revive_approved'), 10_000, 'revive_approved in the log');
     expect(approved).toMatchObject({ approval_id: asked, by: 'ops', channel: 'http' });
