@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { appendEvent, cellPaths, fsyncDir, type AnyCellEvent } from '@pit/cell-spec';
 import { ArchiveEntryChecker, type EntryProblem } from './archive-entry.js';
@@ -90,76 +89,89 @@ export async function recoverWorkspace(cell: string, logger: Logger = silentLogg
   }
 }
 
-/**
- * Chunks of the file behind `handle` from `start` on. Unlike a read stream on the descriptor,
- * stopping early (or destroying the consumer) never closes the caller's handle.
- */
-async function* readChunks(handle: fs.FileHandle, start = 0): AsyncGenerator<Buffer> {
-  let position = start;
-  for (;;) {
-    const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
-    const { bytesRead } = await handle.read(buffer, 0, CHUNK_BYTES, position);
-    if (bytesRead === 0) return;
-    position += bytesRead;
-    yield bytesRead === CHUNK_BYTES ? buffer : buffer.subarray(0, bytesRead);
-  }
-}
-
-/** Writes `source` into a node-tar stream, honouring its backpressure, then ends it; stops when `stopped` settles. */
-async function feed(
-  source: AsyncIterable<Buffer>,
-  target: {
-    write(chunk: Buffer): boolean;
-    end(): unknown;
-    once(event: 'drain', listener: () => void): unknown;
-  },
-  stopped: Promise<void>,
-): Promise<void> {
-  // One listener on `stopped` for the whole run (a race per wait would pile reactions onto it).
-  let wake: (() => void) | undefined;
-  let done = false;
-  void stopped.then(() => {
-    done = true;
-    wake?.();
-  });
-  for await (const chunk of source) {
-    if (done) return;
-    if (!target.write(chunk)) {
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-        target.once('drain', resolve);
-      });
-      wake = undefined;
-    }
-  }
-  if (!done) target.end();
+/** What {@link pump} writes the decompressed tar into: a node-tar Parser or Unpack. */
+interface TarSink {
+  write(chunk: Buffer): boolean;
+  end(): unknown;
+  once(event: 'drain', listener: () => void): unknown;
 }
 
 /**
  * Decompresses the archive behind `handle` into `target` (plain tar), reporting each
- * compressed chunk to `onCompressed`. Decompression is a Node zlib stream so that
- * backpressure reaches the file (node-tar's own gunzip does not wait for a slow consumer).
+ * compressed chunk to `onCompressed`; stops reading when `stopped` settles. One read buffer
+ * serves the whole archive: the next read waits until gunzip has consumed the previous chunk
+ * (its write callback). Reading into a fresh buffer per chunk, as a read stream does, left a
+ * tail of dead 64 KiB buffers awaiting collection, which the peak RSS of a restore paid for.
+ * Backpressure runs from node-tar (`write` → false, `drain`) through gunzip to the reads
+ * (node-tar's own gunzip does not wait for a slow consumer). Rejects when a read or the
+ * decompression fails (a damaged archive).
  */
 async function pump(
   handle: fs.FileHandle,
-  target: Parameters<typeof feed>[1],
+  target: TarSink,
   stopped: Promise<void>,
   onCompressed?: (chunk: Buffer) => void,
 ): Promise<void> {
-  await pipeline(
-    readChunks(handle),
-    async function* (source: AsyncIterable<Buffer>) {
-      for await (const chunk of source) {
-        onCompressed?.(chunk);
-        yield chunk;
-      }
-    },
-    createGunzip({ chunkSize: 64 * 1024 }),
-    async (source: AsyncIterable<Buffer>) => {
-      await feed(source, target, stopped);
-      await stopped;
-    },
-  );
+  const gunzip = createGunzip({ chunkSize: CHUNK_BYTES });
+  let done = false;
+  let failure: unknown;
+  // Whatever the pump is waiting for (gunzip taking a chunk, or its end), stopping wakes it.
+  let wake: (() => void) | undefined;
+  const halt = (): void => {
+    done = true;
+    wake?.();
+  };
+  void stopped.then(halt);
+  gunzip.on('error', (error: unknown) => {
+    failure ??= error;
+    halt();
+  });
+  gunzip.on('data', (chunk: Buffer) => {
+    if (done) return;
+    let more: boolean;
+    try {
+      more = target.write(chunk);
+    } catch (error) {
+      failure ??= error;
+      halt();
+      return;
+    }
+    if (!more) {
+      gunzip.pause();
+      target.once('drain', () => gunzip.resume());
+    }
+  });
+  const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+  let position = 0;
+  try {
+    while (!done) {
+      const { bytesRead } = await handle.read(buffer, 0, CHUNK_BYTES, position);
+      if (bytesRead === 0 || done) break;
+      position += bytesRead;
+      const chunk = bytesRead === CHUNK_BYTES ? buffer : buffer.subarray(0, bytesRead);
+      onCompressed?.(chunk);
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        gunzip.write(chunk, () => resolve());
+      });
+      wake = undefined;
+    }
+    if (!done) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        gunzip.once('end', () => resolve());
+        gunzip.end();
+      });
+      wake = undefined;
+    }
+  } catch (error) {
+    failure ??= error;
+  } finally {
+    gunzip.destroy();
+  }
+  if (failure !== undefined) throw failure;
+  if (!done) target.end();
+  await stopped;
 }
 
 /**
@@ -203,9 +215,13 @@ async function hashAndCheck(
     damage ??= error;
   }
   if (problem === undefined) {
-    for await (const chunk of readChunks(handle, bytes)) {
-      hash.update(chunk);
-      bytes += chunk.length;
+    // Anything after the end of the gzip stream (or after the point where it broke) is hashed too.
+    const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, CHUNK_BYTES, bytes);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+      bytes += bytesRead;
     }
   }
   return { sha256: hash.digest('hex'), bytes, problem, damage };
