@@ -763,7 +763,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       if (health.state === 'dead') {
         slot.state.first_dead_at ??= iso(health.since);
         void event(slot, { event: 'agent_dead', reason: health.reason, failing: health.failure?.failing_probes ?? [] });
-        if (notifier.died) notify(notifier.died({ agent: slot.name, mission: slot.cell?.manifest.mission ?? 'outside cells', ...(slot.cell ? { cell: slot.cell.uuid } : {}), reason: health.reason, at: new Date(health.since) }));
+        if (notifier.died) notify(notifier.died({ agent: slot.name, mission: slot.cell?.manifest.mission ?? 'outside cells', ...(slot.cell ? { cell: slot.cell.uuid } : {}), reason: health.reason, at: new Date(health.since), fleetSize: slots.size }));
       } else if (health.state === 'healthy') {
         slot.state.first_dead_at = undefined;
         slot.state.last_healthy_at = iso(at);
