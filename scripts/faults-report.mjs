@@ -146,7 +146,7 @@ const lines = [
   ...soakLines,
   '',
   'Regenerate: `pnpm faults:report` (CI sizes), or the full soak by hand: ' +
-    '`FAULTS_SOAK_S=600 FAULTS_ITERATIONS=100 FAULTS_RECORD=1 pnpm faults:report` (about 25 minutes).',
+    '`FAULTS_SOAK_S=600 FAULTS_ITERATIONS=100 FAULTS_RECORD=1 pnpm faults:report` (about 15 minutes).',
   '',
 ];
 mkdirSync(resultsDir, { recursive: true });
