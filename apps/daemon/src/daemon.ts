@@ -10,7 +10,7 @@ import { startHttpServer, type HttpServer } from './http.js';
 import { acquireDaemonLock, type DaemonLock } from './lock.js';
 import { createLogger, type DaemonLogger, type LoggerOptions } from './logger.js';
 import { createMetricsRegistry } from './metrics.js';
-import { createNotifier } from './notifier.js';
+import { createNotifier, type Notifier } from './notifier.js';
 import { createSupervisor, type Supervisor, type SweepReport } from './supervisor.js';
 
 /** Options of {@link runDaemon} and {@link sweepOnce}. */
@@ -97,12 +97,14 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
   let http: HttpServer | undefined;
   let busHub: BusHub | undefined;
   let channels: Channels | undefined;
+  let notifier: Notifier | undefined;
   const startedAt = Date.now();
   try {
     if (loaded.config.bus.enabled && !options.dryRun) {
       busHub = await createBusHub({ listen: options.busListen ?? loaded.config.bus.listen, logger, ...(loaded.config.bus.roles ? { roles: loaded.config.bus.roles } : {}) });
     }
     channels = await startChannels(loaded.config, env, logger);
+    notifier = createNotifier(loaded.config, env, logger, channels.alerts);
     supervisor = await createSupervisor({
       config: loaded.config,
       policyInput: loaded.policyInput,
@@ -110,7 +112,7 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
       logger,
       metrics,
       dryRun: options.dryRun ?? false,
-      notifier: createNotifier(loaded.config, env, logger, channels.alerts),
+      notifier,
       approvalChannels: channels.approvals,
       ...(busHub ? { busHub } : {}),
     });
@@ -159,6 +161,8 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
       for (const [signal, handler] of handlers) process.off(signal, handler);
       await http?.close();
       await supervisor.stop({ stopAgents });
+      // Deaths held for a storm's next message go out before the channels close.
+      await notifier?.close?.();
       await channels?.stop();
       await busHub?.close();
       await removeDaemonFile(loaded.config.daemon.state_dir, process.pid).catch((error: unknown) => logger.warn('cannot remove daemon.json', { error: String(error) }));
