@@ -481,6 +481,13 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         target: want.cell?.dir ?? HOST,
         persistedAt: 0,
       };
+      // An approval request stored by a daemon killed before the agent's state named it: link it
+      // again, so that answers from another process (`pit approve`) and the status see it.
+      const latest = approvals.latest(key);
+      if (latest?.status === 'pending' && slot.state.pending_approval !== latest.id) {
+        slot.state.pending_approval = latest.id;
+        logger.info('re-linked a pending approval request the state file did not name', { agent: key, approval: latest.id });
+      }
       addSlot(slot);
       await attach(slot, saved === undefined);
       if (mode === 'loop') schedule(slot);

@@ -480,6 +480,42 @@ describe('the supervision loop', () => {
     expect(braked.length).toBeGreaterThan(0);
   });
 
+  // Found by the fault suite (daemon-kill, seed 221588073, iteration 20): the approval request was
+  // stored, but the daemon was SIGKILLed before the agent's state named it; the next daemon waited
+  // on the request without linking it, so the status showed no pending approval (and housekeeping,
+  // which follows the state's pending_approval, did not watch it).
+  it('links a stored pending approval again when the state file lost it, and acts on its answer', async () => {
+    const { cell, config, policyInput } = await fleet(['forge'], '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }');
+    supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+    await supervisor.start();
+    const key = `${cell.uuid}/forge`;
+    const first = await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && status.pid ? status : undefined;
+    }, 20_000, 'forge healthy');
+    started.push(first.pid!);
+    process.kill(first.pid!, 'SIGKILL');
+    const asked = await waitFor(async () => (await statusOf(key))?.pending_approval, 20_000, 'an approval request');
+    await supervisor.stop();
+    supervisor = undefined;
+    // The state write that named the request is lost (as after a SIGKILL before it landed).
+    const statePath = join(cell.dir, '.lazarus', 'state.json');
+    const state = JSON.parse(await fs.readFile(statePath, 'utf8')) as { agents: Record<string, Record<string, unknown>> };
+    delete state.agents.forge!.pending_approval;
+    await fs.writeFile(statePath, JSON.stringify(state));
+    supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+    await supervisor.start();
+    expect((await statusOf(key))?.pending_approval).toBe(asked);
+    expect((await supervisor.status()).approvals.map((approval) => approval.id)).toEqual([asked]);
+    // Answered (as `pit approve` does through the daemon's HTTP API): acted on.
+    expect(await supervisor.decideApproval(asked, 'approve', { by: 'ops', channel: 'http' })).toMatchObject({ ok: true });
+    const revived = await waitFor(async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && status.pid && status.pid !== first.pid ? status : undefined;
+    }, 20_000, 'forge revived after the answer');
+    started.push(revived.pid!);
+  });
+
   it('asks a human under policy ask, and revives the agent once the request is approved', async () => {
     const { cell, config, policyInput } = await fleet(['forge'], '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }');
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
