@@ -5,9 +5,17 @@ import { resolvePolicy } from './resolve-policy.js';
 
 describe('resolvePolicy', () => {
   const config = PolicyConfigSchema.parse({
-    defaults: { mode: 'auto', dead_after: '1m', approval: { channels: ['telegram'], timeout: '30m' }, backoff: { initial: '5s' } },
+    defaults: {
+      mode: 'auto',
+      dead_after: '1m',
+      approval: { channels: ['telegram'], timeout: '30m' },
+      backoff: { initial: '5s' },
+    },
     missions: { forge: { dead_after: '2m', backoff: { cap: '1m' } }, archive: { mode: 'ask' } },
-    agents: { bezalel: { substitutes: ['bezalel', 'allegro'], backoff: { factor: 3 } }, ezra: { mission: 'archive' } },
+    agents: {
+      bezalel: { substitutes: ['bezalel', 'allegro'], backoff: { factor: 3 } },
+      ezra: { mission: 'archive' },
+    },
   });
 
   it('applies built-in defaults, then defaults, then the mission, then the agent, key by key', () => {
@@ -24,7 +32,14 @@ describe('resolvePolicy', () => {
       layers: ['builtin', 'defaults', 'mission:forge', 'agent:bezalel'],
       mission: 'forge',
       mission_from: 'cell',
-      fields: { mode: 'defaults', dead_after: 'mission:forge', 'backoff.initial': 'defaults', 'backoff.cap': 'mission:forge', 'backoff.factor': 'agent:bezalel', 'backoff.jitter': 'builtin' },
+      fields: {
+        mode: 'defaults',
+        dead_after: 'mission:forge',
+        'backoff.initial': 'defaults',
+        'backoff.cap': 'mission:forge',
+        'backoff.factor': 'agent:bezalel',
+        'backoff.jitter': 'builtin',
+      },
     });
   });
 
@@ -59,30 +74,99 @@ describe('resolvePolicy', () => {
         mode: fc.constantFrom('auto', 'yes', 'ask', 'never', 'no', 'substitute'),
         dead_after: fc.integer({ min: 0, max: 10_000 }),
         max_revive_attempts: fc.integer({ min: 1, max: 50 }),
-        backoff: fc.record({ initial: fc.integer({ min: 0, max: 100 }), factor: fc.integer({ min: 1, max: 5 }) }, { requiredKeys: [] }),
-        on_failure: fc.record({ stuck: fc.constantFrom('restart', 'record_only'), crashed: fc.constantFrom('restart', 'substitute') }, { requiredKeys: [] }),
+        backoff: fc.record(
+          { initial: fc.integer({ min: 0, max: 100 }), factor: fc.integer({ min: 1, max: 5 }) },
+          { requiredKeys: [] },
+        ),
+        on_failure: fc.record(
+          {
+            stuck: fc.constantFrom('restart', 'record_only'),
+            crashed: fc.constantFrom('restart', 'substitute'),
+          },
+          { requiredKeys: [] },
+        ),
       },
       { requiredKeys: [] },
     );
     fc.assert(
-      fc.property(layer, layer, layer, fc.boolean(), (defaults, mission, agent, overrideMission) => {
-        const parsed = PolicyConfigSchema.parse({
-          defaults,
-          missions: { m: mission, other: { mode: 'never' } },
-          agents: { a: overrideMission ? { ...agent, mission: 'm' } : agent },
-        });
-        const policy = resolvePolicy(overrideMission ? { config: parsed, agent: 'a', mission: 'other' } : { config: parsed, agent: 'a', mission: 'm' });
-        const layers = [parsed.defaults, parsed.missions.m, parsed.agents.a] as PolicyLayerInput[];
-        const pick = (get: (value: PolicyLayerInput) => unknown, fallback: unknown) => layers.reduce<unknown>((value, current) => get(current) ?? value, fallback);
-        expect(policy.mode).toBe(pick((value) => value.mode, 'auto'));
-        expect(policy.dead_after).toBe(pick((value) => value.dead_after, 0));
-        expect(policy.max_revive_attempts).toBe(pick((value) => value.max_revive_attempts, BUILTIN_POLICY.max_revive_attempts));
-        expect(policy.backoff.initial).toBe(pick((value) => value.backoff?.initial, BUILTIN_POLICY.backoff.initial));
-        expect(policy.backoff.factor).toBe(pick((value) => value.backoff?.factor, BUILTIN_POLICY.backoff.factor));
-        expect(policy.on_failure.stuck).toBe(pick((value) => value.on_failure?.stuck, 'restart'));
-        expect(policy.on_failure.crashed).toBe(pick((value) => value.on_failure?.crashed, 'restart'));
-        expect(policy.mission).toBe('m');
-      }),
+      fc.property(
+        layer,
+        layer,
+        layer,
+        fc.boolean(),
+        (defaults, mission, agent, overrideMission) => {
+          const parsed = PolicyConfigSchema.parse({
+            defaults,
+            missions: { m: mission, other: { mode: 'never' } },
+            agents: { a: overrideMission ? { ...agent, mission: 'm' } : agent },
+          });
+          const policy = resolvePolicy(
+            overrideMission
+              ? { config: parsed, agent: 'a', mission: 'other' }
+              : { config: parsed, agent: 'a', mission: 'm' },
+          );
+          const layers = [
+            parsed.defaults,
+            parsed.missions.m,
+            parsed.agents.a,
+          ] as PolicyLayerInput[];
+          const pick = (get: (value: PolicyLayerInput) => unknown, fallback: unknown) =>
+            layers.reduce<unknown>((value, current) => get(current) ?? value, fallback);
+          expect(policy.mode).toBe(pick((value) => value.mode, 'auto'));
+          expect(policy.dead_after).toBe(pick((value) => value.dead_after, 0));
+          expect(policy.max_revive_attempts).toBe(
+            pick((value) => value.max_revive_attempts, BUILTIN_POLICY.max_revive_attempts),
+          );
+          expect(policy.backoff.initial).toBe(
+            pick((value) => value.backoff?.initial, BUILTIN_POLICY.backoff.initial),
+          );
+          expect(policy.backoff.factor).toBe(
+            pick((value) => value.backoff?.factor, BUILTIN_POLICY.backoff.factor),
+          );
+          expect(policy.on_failure.stuck).toBe(pick((value) => value.on_failure?.stuck, 'restart'));
+          expect(policy.on_failure.crashed).toBe(
+            pick((value) => value.on_failure?.crashed, 'restart'),
+          );
+          expect(policy.mission).toBe('m');
+        },
+      ),
     );
+  });
+});
+
+describe('resolvePolicyMemo', () => {
+  it('shares one resolution among agents without an override, and gives each its own name and the same answers as resolvePolicy', async () => {
+    const { resolvePolicyMemo } = await import('./resolve-policy.js');
+    const config = PolicyConfigSchema.parse({
+      defaults: { substitutes: ['spare', 'forge'], backoff: { cap: '5m' } },
+      missions: { m: { mode: 'ask' } },
+      agents: { ezra: { mode: 'never' } },
+    });
+    const a = resolvePolicyMemo(config, 'agent-1', 'm');
+    const b = resolvePolicyMemo(config, 'agent-2', 'm');
+    expect(a.agent).toBe('agent-1');
+    expect(b.agent).toBe('agent-2');
+    expect(a.trace).toBe(b.trace);
+    expect(a.backoff).toBe(b.backoff);
+    for (const [agent, mission] of [
+      ['agent-1', 'm'],
+      ['agent-2', 'm'],
+      ['agent-3', undefined],
+      ['ezra', 'm'],
+      ['forge', 'm'],
+      ['spare', undefined],
+    ] as const) {
+      expect(JSON.parse(JSON.stringify(resolvePolicyMemo(config, agent, mission)))).toEqual(
+        JSON.parse(
+          JSON.stringify(
+            resolvePolicy(mission === undefined ? { config, agent } : { config, agent, mission }),
+          ),
+        ),
+      );
+    }
+    // An agent named among the substitutes never appears in its own.
+    expect(resolvePolicyMemo(config, 'forge', 'm').substitutes).toEqual(['spare']);
+    expect(resolvePolicyMemo(config, 'ezra', 'm').mode).toBe('never');
+    expect(Object.isFrozen(a)).toBe(true);
   });
 });

@@ -136,12 +136,45 @@ export function resolvePolicyMemo(
   }
   let policy = byAgent.get(agent);
   if (policy === undefined) {
-    policy = deepFreeze(
-      resolvePolicy(mission === undefined ? { config, agent } : { config, agent, mission }),
-    );
+    policy = resolveShared(config, agent, mission, byAgent);
     byAgent.set(agent, policy);
   }
   return policy;
+}
+
+/** The name the shared resolution of agents without an override is made for (never a valid agent name). */
+const TEMPLATE_AGENT = '\0';
+
+/**
+ * An agent without an override of its own has the policy of every other such agent of its
+ * mission: it shares that resolution (its trace and nested tables, frozen) and only its name is
+ * its own, so 10,000 plain agents hold one trace, not 10,000.
+ */
+function resolveShared(
+  config: PolicyConfig,
+  agent: string,
+  mission: string | undefined,
+  byAgent: Map<string, Readonly<ResolvedPolicy>>,
+): Readonly<ResolvedPolicy> {
+  const own = () =>
+    deepFreeze(
+      resolvePolicy(mission === undefined ? { config, agent } : { config, agent, mission }),
+    );
+  if (Object.hasOwn(config.agents, agent)) return own();
+  let template = byAgent.get(TEMPLATE_AGENT);
+  if (template === undefined) {
+    template = deepFreeze(
+      resolvePolicy(
+        mission === undefined
+          ? { config, agent: TEMPLATE_AGENT }
+          : { config, agent: TEMPLATE_AGENT, mission },
+      ),
+    );
+    byAgent.set(TEMPLATE_AGENT, template);
+  }
+  // An agent named among its own substitutes gets a resolution without itself in them.
+  if (template.substitutes.includes(agent)) return own();
+  return Object.freeze({ ...template, agent });
 }
 
 function deepFreeze<T>(value: T): T {
