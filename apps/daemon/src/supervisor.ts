@@ -775,6 +775,8 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         slot.state.first_dead_at = undefined;
         slot.state.last_healthy_at = iso(at);
         slot.healthy.push({ from: at });
+        // Only the recent periods matter (history.json keeps 5): a flapping agent must not grow it forever.
+        if (slot.healthy.length > 20) slot.healthy.splice(0, slot.healthy.length - 20);
         await event(slot, { event: 'agent_healthy' });
         if (before === 'dead' || before === 'degraded' || slot.reported) {
           slot.reported = false;
