@@ -405,15 +405,24 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     }
     const missions = new Set(discovery.supervised.map((cell) => cell.manifest.mission));
     if (policyInput !== undefined) {
-      const checked = validatePolicy(policyInput, {
-        agents: [...wanted.values()].map((slot) => ({ name: slot.name, ...(slot.cell ? { mission: slot.cell.manifest.mission } : {}) })).concat(Object.keys(config.agents).map((name) => ({ name }))),
-        missions: [...missions, ...Object.keys(config.policy.missions)],
-        approvalChannels: approvalChannels(config),
-      });
-      if (!checked.ok) problems.push(`policy: ${formatPolicyProblems(checked.problems, 'policy')}`);
+      // Checked again only when the policy or the fleet it names changed (a discovery every poll
+      // over 10,000 agents would otherwise re-validate them all, ~100 ms of a blocked loop each time).
+      const agents = [...wanted.values()].map((slot) => ({ name: slot.name, ...(slot.cell ? { mission: slot.cell.manifest.mission } : {}) })).concat(Object.keys(config.agents).map((name) => ({ name })));
+      const fleetSignature = `${agents.map((agent) => `${agent.name}\0${agent.mission ?? ''}`).join('\n')}\n\n${[...missions].join('\n')}`;
+      if (policyCheck?.input !== policyInput || policyCheck.config !== config || policyCheck.fleet !== fleetSignature) {
+        const checked = validatePolicy(policyInput, {
+          agents,
+          missions: [...missions, ...Object.keys(config.policy.missions)],
+          approvalChannels: approvalChannels(config),
+        });
+        policyCheck = { input: policyInput, config, fleet: fleetSignature, problem: checked.ok ? undefined : `policy: ${formatPolicyProblems(checked.problems, 'policy')}` };
+      }
+      if (policyCheck.problem) problems.push(policyCheck.problem);
     }
     return { wanted, discovery };
   };
+  /** The last policy check, and what it checked. */
+  let policyCheck: { input: unknown; config: PitConfig; fleet: string; problem: string | undefined } | undefined;
 
   /** Live processes marked with this daemon's instance, read from `/proc` once per discovery pass (when one is needed). */
   let marked: Promise<Map<string, MarkedProcess>> | undefined;
@@ -435,11 +444,16 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       lastDiscovery = { at: now(), ok: false, error: error instanceof Error ? error.message : String(error) };
       throw error;
     }
-    const { wanted, discovery } = desired;
+    const { wanted } = desired;
     marked = undefined;
-    const persisted = new Map<string, CellState>();
-    for (const cell of discovery.supervised) persisted.set(cell.dir, await readCellState(cell.dir).catch(() => emptyState()));
-    const hostState = await readHostState();
+    // Saved states are read only for agents seen for the first time (once per cell, once for the host).
+    const persisted = new Map<string, Promise<CellState>>();
+    const savedState = (dir: string | undefined): Promise<CellState> => {
+      const key = dir ?? HOST;
+      let state = persisted.get(key);
+      if (!state) persisted.set(key, (state = dir ? readCellState(dir).catch(() => emptyState()) : readHostState()));
+      return state;
+    };
     for (const [key, want] of wanted) {
       const existing = slots.get(key);
       const configJson = JSON.stringify(want.config ?? null);
@@ -464,7 +478,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         if (mode === 'loop' && !existing.scheduled) schedule(existing);
         continue;
       }
-      const saved = want.cell ? persisted.get(want.cell.dir)?.agents[want.name] : hostState.agents[want.name];
+      const saved = (await savedState(want.cell?.dir)).agents[want.name];
       const slot: Slot = {
         key,
         name: want.name,
