@@ -117,7 +117,7 @@ if (existsSync(soakPath)) {
     `| an agent twice at a sample | ${soak.twice} |`,
     `| fleet up / final settle | ${seconds(soak.setup_ms)} / ${seconds(soak.settle_ms)} |`,
     `| daemon RSS (MB) | first ${soak.rss_mb.first}, median Q2 ${soak.rss_mb.second_quarter_median}, median Q4 ${soak.rss_mb.last_quarter_median}, max ${soak.rss_mb.max}, settled ${soak.rss_mb.settled}${soak.rss_mb.by_tenth ? `; median by tenth of the run: ${soak.rss_mb.by_tenth.join(', ')}` : ''} |`,
-    `| daemon fds | first ${soak.fds.first}, max Q2 ${soak.fds.second_quarter_max}, max Q4 ${soak.fds.last_quarter_max}, settled ${soak.fds.settled} |`,
+    `| daemon fds | first ${soak.fds.first}, max Q2 ${soak.fds.second_quarter_max}${soak.fds.second_quarter_median === undefined ? '' : `, median Q2 ${soak.fds.second_quarter_median}, median Q4 ${soak.fds.last_quarter_median}`}, max Q4 ${soak.fds.last_quarter_max}, settled ${soak.fds.settled} |`,
     `| samples | ${soak.samples} (one per scan of \`/proc\`, at most one a second: every ${(soak.soak_s / soak.samples).toFixed(1)} s on average) |`,
   ];
 }

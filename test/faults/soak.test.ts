@@ -62,15 +62,18 @@ const RESULTS = fileURLToPath(new URL('./results/', import.meta.url));
  *   A leak of ~20 kB per revive (a retained child handle with its buffers, a log line kept per exit)
  *   is 900 revives × 20 kB ≈ 18 MB at the CI size and ≈ 180 MB in the 10-minute soak: caught.
  *   Smaller per-revive leaks show up only at the full size (2 kB × 9,000 revives ≈ 18 MB).
- * - fds: the count after the final settle ≤ the highest count of the second quarter + 16, and no
- *   sample of the last quarter above it + 32. In flight at any instant are a few spawns (the agent
- *   log opened for the child), probe reads of /proc and queued appends; the slack covers those. A
- *   leaked fd (or socket) per revive is hundreds to thousands of fds: caught at any size.
+ * - fds: the count after the final settle ≤ the lowest count of the second quarter + 16, and the
+ *   median of the last quarter ≤ the median of the second quarter + 32. In flight at any instant
+ *   are spawns (the agent log opened for the child), queued appends and up to 256 probe reads of
+ *   /proc (the scheduler's concurrency), so single running samples swing by hundreds (seed
+ *   1796070304, 600 s: max 272 in the second quarter, 308 in the last, 27 settled at both ends):
+ *   hence medians while running and the settled count as the sharp check. A leaked fd (or socket)
+ *   per revive is hundreds to thousands of fds: caught at any size.
  */
 const RSS_FACTOR = 1.25;
 const RSS_SLACK_KB = 16 * 1024;
 const FD_SLACK_SETTLED = 16;
-const FD_SLACK_RUNNING = 32;
+const FD_SLACK_RUNNING_MEDIAN = 32;
 
 interface Sample {
   atMs: number;
@@ -290,6 +293,9 @@ describe(`soak: ${AGENTS.length} agents in ${CELLS} cells killed at ${KILL_RATE}
       const rssLast = median(last.map((sample) => sample.rssKb));
       const fdsSecondMax = Math.max(...second.map((sample) => sample.fds));
       const fdsLastMax = Math.max(...last.map((sample) => sample.fds));
+      const fdsSecondMin = Math.min(...second.map((sample) => sample.fds));
+      const fdsSecondMedian = median(second.map((sample) => sample.fds));
+      const fdsLastMedian = median(last.map((sample) => sample.fds));
       const first = samples[0]!;
       const summary = {
         seed: SEED,
@@ -336,6 +342,9 @@ describe(`soak: ${AGENTS.length} agents in ${CELLS} cells killed at ${KILL_RATE}
         fds: {
           first: first.fds,
           second_quarter_max: fdsSecondMax,
+          second_quarter_min: fdsSecondMin,
+          second_quarter_median: fdsSecondMedian,
+          last_quarter_median: fdsLastMedian,
           last_quarter_max: fdsLastMax,
           settled: settled.fds,
         },
@@ -356,11 +365,12 @@ describe(`soak: ${AGENTS.length} agents in ${CELLS} cells killed at ${KILL_RATE}
         rssLast,
         `daemon RSS median of the last quarter (kB), seed ${SEED}`,
       ).toBeLessThanOrEqual(rssSecond * RSS_FACTOR + RSS_SLACK_KB);
-      expect(fdsLastMax, `daemon fds in the last quarter, seed ${SEED}`).toBeLessThanOrEqual(
-        fdsSecondMax + FD_SLACK_RUNNING,
-      );
+      expect(
+        fdsLastMedian,
+        `daemon fds, median of the last quarter, seed ${SEED}`,
+      ).toBeLessThanOrEqual(fdsSecondMedian + FD_SLACK_RUNNING_MEDIAN);
       expect(settled.fds, `daemon fds after the final settle, seed ${SEED}`).toBeLessThanOrEqual(
-        fdsSecondMax + FD_SLACK_SETTLED,
+        fdsSecondMin + FD_SLACK_SETTLED,
       );
       // The daemon must not declare a running agent dead (and restart it) because its own probe of
       // that agent was slow: every death here must be one of the driver's kills.
