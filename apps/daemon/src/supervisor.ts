@@ -815,9 +815,10 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       void persist(slot);
       return;
     }
-    if (health.state === 'dead' && before !== 'dead') {
+    if (health.state === 'dead' && before !== 'dead' && policy.fleet_brake.enabled) {
       // A new death is decided one turn of the event loop later, so that deaths arriving together
       // (a storm: many exits in one poll) are all in the fleet the policy sees (the fleet brake).
+      // Without the brake nothing depends on the rest of the fleet's deaths: decided at once.
       await new Promise<void>((resolve) => setImmediate(resolve));
       if (stopped || !slots.has(slot.key)) return;
     }
