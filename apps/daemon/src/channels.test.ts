@@ -17,7 +17,7 @@ async function loadedLibraries(toml: string): Promise<string[]> {
 }
 
 describe('startChannels and the notifier', () => {
-  it('load neither grammy, nostr-tools nor @octokit/rest when no channel and no tracker is configured', async () => {
+  it('load neither grammy, nostr-tools, ws nor @octokit/rest when no channel and no tracker is configured', async () => {
     expect(await loadedLibraries('')).toEqual([]);
   });
 

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { AnyCellEventSchema, formatIssues } from '@pit/cell-spec';
-import WebSocket from 'ws';
+import type WebSocket from 'ws';
 import { z } from 'zod';
 import type { AuditEntry } from './audit-trail.js';
 import type {
@@ -231,6 +231,9 @@ class Subscription implements BusSubscription {
   }
 }
 
+/** The `ws` constructor, loaded by the first {@link connectBus}. */
+let WebSocketImpl: typeof WebSocket | undefined;
+
 class Client implements BusClient {
   private ws: WebSocket | undefined;
   private welcome: WelcomeFrame | undefined;
@@ -362,7 +365,7 @@ class Client implements BusClient {
 
   private connect(): void {
     this.reconnectTimer = undefined;
-    const ws = new WebSocket(this.options.url, {
+    const ws = new WebSocketImpl!(this.options.url, {
       maxPayload: this.options.maxIncomingFrameBytes ?? 64 * 1024 * 1024,
       perMessageDeflate: false,
       handshakeTimeout: 10_000,
@@ -581,7 +584,7 @@ class Client implements BusClient {
     }
     const ws = this.ws;
     this.ws = undefined;
-    if (ws && ws.readyState === WebSocket.OPEN) ws.close(1000, 'client closed');
+    if (ws && ws.readyState === ws.OPEN) ws.close(1000, 'client closed');
     else ws?.terminate();
   }
 
@@ -717,6 +720,9 @@ class Client implements BusClient {
  * for await (const event of client.subscribe({ after: 0 })) console.log(event.seq, event.event);
  */
 export async function connectBus(options: ConnectBusOptions): Promise<BusClient> {
+  // ws is loaded on the first connection, not at import: a process that only imports the package
+  // (the daemon with its bus off) never pays for it.
+  WebSocketImpl ??= (await import('ws')).default;
   const client = new Client(options);
   await client.opened;
   return client;

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { formatIssues } from '@pit/cell-spec';
-import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import type { RawData, WebSocket } from 'ws';
 import type { BusEvent } from './bus-event.js';
 import { BusError, type BusErrorCode } from './errors.js';
 import { describeError, silentLogger, type BusLogger } from './logger.js';
@@ -540,6 +540,8 @@ class Connection {
  * await bus.close();
  */
 export async function createBusServer(options: BusServerOptions = {}): Promise<BusServer> {
+  // ws is loaded when a server starts, not at import (the daemon with its bus off never loads it).
+  const { WebSocketServer } = await import('ws');
   const context: ServerContext = {
     options: {
       host: options.host ?? '127.0.0.1',

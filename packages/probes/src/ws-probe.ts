@@ -1,5 +1,5 @@
 import { STATUS_CODES } from 'node:http';
-import WebSocket from 'ws';
+
 import { z } from 'zod';
 import { ProbeError } from './errors.js';
 import { classifySocketError, describeError, parseTarget, runProbe, type ProbeOptions, type ProbeResult } from './probe-result.js';
@@ -43,6 +43,8 @@ export interface WsProbeResult extends ProbeResult {
 export async function wsProbe(target: WsTarget | string | URL, options?: ProbeOptions): Promise<WsProbeResult> {
   const spec = parseTarget('ws', WsTargetSchema, typeof target === 'string' || target instanceof URL ? { url: target } : target);
   const url = parseWsUrl(spec.url);
+  // ws is loaded by the first WebSocket probe, not at import.
+  const { default: WebSocket } = await import('ws');
   return runProbe<WsProbeResult>({ kind: 'ws', describe: `WebSocket ${url.href}` }, options, (attempt) => {
     const socket = new WebSocket(url, spec.protocols ?? [], {
       headers: spec.headers,
