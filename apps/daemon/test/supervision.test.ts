@@ -63,6 +63,12 @@ async function fleet(agents: string[], extra = '', agentExtra: Record<string, st
 }
 
 const statusOf = async (key: string) => (await supervisor!.status()).agents.find((agent) => agent.key === key);
+/** Waits until the agent `key` is healthy with a pid (other than `not`: a replacement). */
+const healthyStatus = (key: string, timeoutMs: number, what: string, not?: number) =>
+  waitFor(async () => {
+    const status = await statusOf(key);
+    return status?.health === 'healthy' && status.pid && status.pid !== not ? status : undefined;
+  }, timeoutMs, what);
 
 describe('the supervision loop', () => {
   it('starts a configured agent, sees it healthy, and revives it after SIGKILL; the event log tells the story', async () => {
@@ -72,16 +78,10 @@ describe('the supervision loop', () => {
     await supervisor.start();
     expect(supervisor.health()).toMatchObject({ ok: true, last_discovery: expect.any(String) });
     const key = `${cell.uuid}/forge`;
-    const first = await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.health === 'healthy' && status.pid ? status : undefined;
-    }, 20_000, 'forge healthy');
+    const first = await healthyStatus(key, 20_000, 'forge healthy');
     started.push(first.pid!);
     process.kill(first.pid!, 'SIGKILL');
-    const second = await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.health === 'healthy' && status.pid && status.pid !== first.pid ? status : undefined;
-    }, 20_000, 'forge revived and healthy');
+    const second = await healthyStatus(key, 20_000, 'forge revived and healthy', first.pid);
     started.push(second.pid!);
     expect(second.restarts).toBe(1);
     // Events are appended in order but without holding up the loop: wait for the last one.
@@ -113,20 +113,14 @@ describe('the supervision loop', () => {
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
     await supervisor.start();
     const key = `${cell.uuid}/forge`;
-    const first = await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.health === 'healthy' && status.pid ? status : undefined;
-    }, 20_000, 'forge healthy');
+    const first = await healthyStatus(key, 20_000, 'forge healthy');
     started.push(first.pid!);
     // The healthy verdict snapshotted the config as last known good.
     const store = createSnapshotStore({ stateDir: config.daemon.state_dir });
     await waitFor(async () => (await store.history('forge')).length > 0, 10_000, 'a snapshot');
     await fs.writeFile(configFile, '{"model": broken');
     process.kill(first.pid!, 'SIGKILL');
-    const revived = await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.health === 'healthy' && status.pid && status.pid !== first.pid ? status : undefined;
-    }, 30_000, 'forge rolled back and healthy');
+    const revived = await healthyStatus(key, 30_000, 'forge rolled back and healthy', first.pid);
     started.push(revived.pid!);
     expect(await fs.readFile(configFile, 'utf8')).toBe('{"model":"good"}\n');
     const rolledBack = await waitFor(async () => (await cellEvents(cell.dir)).find((event) => event.event === 'config_rolled_back'), 10_000, 'config_rolled_back in the log');
@@ -145,10 +139,7 @@ describe('the supervision loop', () => {
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
     await supervisor.start();
     const key = `${cell.uuid}/forge`;
-    const first = await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.health === 'healthy' && status.pid ? status : undefined;
-    }, 20_000, 'forge healthy');
+    const first = await healthyStatus(key, 20_000, 'forge healthy');
     started.push(first.pid!);
     const store = createSnapshotStore({ stateDir: config.daemon.state_dir });
     await waitFor(async () => (await store.history('forge')).length > 0, 10_000, 'a snapshot');
@@ -161,10 +152,7 @@ describe('the supervision loop', () => {
     }, 20_000, 'several healthy checks after the edit');
     expect(await store.history('forge')).toHaveLength(1);
     process.kill(first.pid!, 'SIGKILL');
-    const revived = await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.health === 'healthy' && status.pid && status.pid !== first.pid ? status : undefined;
-    }, 30_000, 'forge restarted');
+    const revived = await healthyStatus(key, 30_000, 'forge restarted', first.pid);
     started.push(revived.pid!);
     // rollback_before_restart (the default) restored what the agent had proven, not the runtime edit.
     expect(await fs.readFile(configFile, 'utf8')).toBe('{"model":"good"}\n');
@@ -181,10 +169,7 @@ describe('the supervision loop', () => {
     supervisor = await createSupervisor({ config, policyInput, env, logger, notifier: createNotifier(config, env, logger) });
     await supervisor.start();
     const key = `${cell.uuid}/forge`;
-    const first = await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.health === 'healthy' && status.pid ? status : undefined;
-    }, 20_000, 'forge healthy');
+    const first = await healthyStatus(key, 20_000, 'forge healthy');
     started.push(first.pid!);
     process.kill(first.pid!, 'SIGKILL');
     const dead = await waitFor(async () => {
@@ -252,20 +237,14 @@ describe('the supervision loop', () => {
     supervisor = await createSupervisor({ config, policyInput, env, logger, approvalChannels: channels.approvals, notifier: createNotifier(config, env, logger, channels.alerts) });
     await supervisor.start();
     const key = `${cell.uuid}/forge`;
-    const first = await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.health === 'healthy' && status.pid ? status : undefined;
-    }, 20_000, 'forge healthy');
+    const first = await healthyStatus(key, 20_000, 'forge healthy');
     started.push(first.pid!);
     process.kill(first.pid!, 'SIGKILL');
     const request = await api.waitForMessage(chatId, (message) => (message.reply_markup?.inline_keyboard.flat() ?? []).some((button) => button.callback_data?.startsWith('a:')), 20_000);
     expect(request.text).toContain('forge');
     const approve = request.reply_markup!.inline_keyboard.flat().find((button) => button.callback_data?.startsWith('a:'))!;
     api.pressButton({ from: approver, chatId, messageId: request.message_id, data: approve.callback_data! });
-    const revived = await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.health === 'healthy' && status.pid && status.pid !== first.pid ? status : undefined;
-    }, 20_000, 'forge revived after the Telegram approval');
+    const revived = await healthyStatus(key, 20_000, 'forge revived after the Telegram approval', first.pid);
     started.push(revived.pid!);
     // Events are appended off the restart's path: wait for the line rather than race the log.
     const approved = await waitFor(async () => (await cellEvents(cell.dir)).find((event) => event.event === 'revive_approved'), 10_000, 'revive_approved in the log');
@@ -353,17 +332,11 @@ describe('the supervision loop', () => {
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
     await supervisor.start();
     const key = `${cell.uuid}/forge`;
-    const first = await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.health === 'healthy' && status.pid ? status : undefined;
-    }, 20_000, 'forge healthy');
+    const first = await healthyStatus(key, 20_000, 'forge healthy');
     started.push(first.pid!);
     process.kill(first.pid!, 'SIGKILL');
     const asked = await waitFor(async () => (await statusOf(key))?.pending_approval, 20_000, 'an approval request');
-    const revived = await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.health === 'healthy' && status.pid && status.pid !== first.pid ? status : undefined;
-    }, 20_000, 'forge revived once the request expired');
+    const revived = await healthyStatus(key, 20_000, 'forge revived once the request expired', first.pid);
     started.push(revived.pid!);
     const decisions = await waitFor(async () => {
       const found = (await cellEvents(cell.dir)).filter((event) => event.event === 'decision' && event.agent === 'forge');
@@ -378,10 +351,7 @@ describe('the supervision loop', () => {
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
     await supervisor.start();
     const key = `${cell.uuid}/forge`;
-    const first = await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.health === 'healthy' && status.pid ? status : undefined;
-    }, 20_000, 'forge healthy');
+    const first = await healthyStatus(key, 20_000, 'forge healthy');
     started.push(first.pid!);
     await transitionCell(cell.dir, 'frozen', { reason: 'test' });
     await waitFor(async () => (await supervisor!.status()).cells.find((item) => item.uuid === cell.uuid)?.status === 'frozen', 10_000, 'the freeze seen');
@@ -489,10 +459,7 @@ describe('the supervision loop', () => {
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
     await supervisor.start();
     const key = `${cell.uuid}/forge`;
-    const first = await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.health === 'healthy' && status.pid ? status : undefined;
-    }, 20_000, 'forge healthy');
+    const first = await healthyStatus(key, 20_000, 'forge healthy');
     started.push(first.pid!);
     process.kill(first.pid!, 'SIGKILL');
     const asked = await waitFor(async () => (await statusOf(key))?.pending_approval, 20_000, 'an approval request');
@@ -509,10 +476,7 @@ describe('the supervision loop', () => {
     expect((await supervisor.status()).approvals.map((approval) => approval.id)).toEqual([asked]);
     // Answered (as `pit approve` does through the daemon's HTTP API): acted on.
     expect(await supervisor.decideApproval(asked, 'approve', { by: 'ops', channel: 'http' })).toMatchObject({ ok: true });
-    const revived = await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.health === 'healthy' && status.pid && status.pid !== first.pid ? status : undefined;
-    }, 20_000, 'forge revived after the answer');
+    const revived = await healthyStatus(key, 20_000, 'forge revived after the answer', first.pid);
     started.push(revived.pid!);
   });
 
@@ -521,10 +485,7 @@ describe('the supervision loop', () => {
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
     await supervisor.start();
     const key = `${cell.uuid}/forge`;
-    const first = await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.health === 'healthy' && status.pid ? status : undefined;
-    }, 20_000, 'forge healthy');
+    const first = await healthyStatus(key, 20_000, 'forge healthy');
     started.push(first.pid!);
     process.kill(first.pid!, 'SIGKILL');
     const asked = await waitFor(async () => (await statusOf(key))?.pending_approval, 20_000, 'an approval request');
@@ -533,10 +494,7 @@ describe('the supervision loop', () => {
     expect(await supervisor.decideApproval('apr-nope', 'approve', {})).toMatchObject({ ok: false, reason: 'not_found' });
     expect(await supervisor.decideApproval(asked, 'approve', { by: 'ops', channel: 'http' })).toMatchObject({ ok: true });
     expect(await supervisor.decideApproval(asked, 'deny', {})).toMatchObject({ ok: false, reason: 'already_decided' });
-    const revived = await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.health === 'healthy' && status.pid ? status : undefined;
-    }, 20_000, 'forge revived after approval');
+    const revived = await healthyStatus(key, 20_000, 'forge revived after approval');
     started.push(revived.pid!);
     // Appends are queued off the restart path: wait for the revive's line.
     const story = await waitFor(async () => {
