@@ -658,6 +658,14 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
             if (!result.ok && result.failure === 'timeout' && !agentProcess.adopted && !agentProcess.exit) {
               return { ...result, ok: true, failure: undefined, detail: `pid ${agentProcess.pid}: running (the daemon's child, watched by wait(2); /proc read timed out: ${result.detail})` };
             }
+            if (!result.ok && !agentProcess.adopted && !agentProcess.exit) {
+              // A zombie (or gone) child of the daemon: wait(2) is about to report how it ended. Wait
+              // for that (bounded), so the death is recorded with its exit status, not as "zombie".
+              let timer: NodeJS.Timeout | undefined;
+              const exit = await Promise.race([agentProcess.exited, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 1000)))]);
+              clearTimeout(timer);
+              if (exit) return { ...result, detail: `exited (${describeExit(exit)})` };
+            }
             return result;
           },
         }),
