@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { provisionCell, readEvents, type AnyCellEvent, type EventLogEntry } from '@pit/cell-spec';
+import { waitFor } from '../../apps/daemon/test/helpers.js';
 
 export const DAEMON_APP = fileURLToPath(new URL('../../apps/daemon/', import.meta.url));
 export const RUN_DAEMON = join(DAEMON_APP, 'test', 'fixtures', 'run-daemon.ts');
@@ -77,28 +78,8 @@ export async function killAll(): Promise<void> {
 
 export const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Waits for `check` to return a value (not undefined/false/null) within `timeoutMs`, polling every 25 ms. */
-export async function waitFor<T>(
-  check: () => T | Promise<T>,
-  timeoutMs: number,
-  what: string,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined && value !== false && value !== null) return value as NonNullable<T>;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
-      );
-    await delay(25);
-  }
-}
+/** Waits for `check` to return a value within `timeoutMs` (the daemon tests' helper). */
+export { waitFor };
 
 /** mulberry32: a small seeded PRNG, so a failing run is reproduced by its seed. */
 export function prng(seed: number): {
