@@ -18,6 +18,7 @@ import {
   killDaemon,
   trackMarker,
   getStatus,
+  healthyOnce,
   liveAgents,
   MARKER_FLAG,
   startDaemon,
@@ -169,21 +170,13 @@ describe('disk full under the cells root and state dir (tmpfs; needs root)', () 
 
         // Space returns: the agent is healthy again, the stored things are intact.
         await fs.rm(filler);
-        await waitFor(
-          async () => {
-            const agent = (await getStatus(daemon.url)).agents.find(
-              (item) => item.agent === 'keeper',
-            );
-            const live = (await liveAgents(marker)).get('keeper') ?? [];
-            return agent?.health === 'healthy' &&
-              agent.pid !== first &&
-              live.length === 1 &&
-              live[0] === agent.pid
-              ? agent.pid
-              : undefined;
-          },
+        await healthyOnce(
+          daemon.url,
+          marker,
+          'keeper',
           30_000,
           'keeper revived and healthy (one process)',
+          first,
         ).catch(async (error: unknown) => {
           throw new Error(
             `${String(error)}\nstatus: ${JSON.stringify((await getStatus(daemon.url)).agents)}\nlive: ${JSON.stringify([...(await liveAgents(marker))])}\n${daemon.output().slice(logMark).slice(-6000)}`,
@@ -266,22 +259,7 @@ describe('disk full under the cells root and state dir (tmpfs; needs root)', () 
         );
         let daemon = await startDaemon(configPath);
         const single = (not?: number) =>
-          waitFor(
-            async () => {
-              const agent = (await getStatus(daemon.url)).agents.find(
-                (item) => item.agent === 'keeper',
-              );
-              const live = (await liveAgents(marker)).get('keeper') ?? [];
-              return agent?.health === 'healthy' &&
-                agent.pid !== not &&
-                live.length === 1 &&
-                live[0] === agent.pid
-                ? agent.pid
-                : undefined;
-            },
-            20_000,
-            'keeper healthy, one process',
-          );
+          healthyOnce(daemon.url, marker, 'keeper', 20_000, 'keeper healthy, one process', not);
         const first = await single();
         await waitFor(
           async () => (await readCellState(cellDir)).agents.keeper?.pid === first,

@@ -334,3 +334,32 @@ export async function getStatus(url: string): Promise<StatusView> {
   if (!response.ok) throw new Error(`/api/status: ${response.status}`);
   return (await response.json()) as StatusView;
 }
+
+/**
+ * Waits until the daemon at `url` reports `agent` healthy with a pid (other than `not`) and that
+ * pid is its only live process (counted by `marker`); resolves with the pid.
+ */
+export function healthyOnce(
+  url: string,
+  marker: string,
+  agent: string,
+  timeoutMs: number,
+  what: string,
+  not?: number,
+): Promise<number> {
+  return waitFor(
+    async () => {
+      const status = (await getStatus(url)).agents.find((item) => item.agent === agent);
+      const live = (await liveAgents(marker)).get(agent) ?? [];
+      return status?.health === 'healthy' &&
+        status.pid !== undefined &&
+        status.pid !== not &&
+        live.length === 1 &&
+        live[0] === status.pid
+        ? status.pid
+        : undefined;
+    },
+    timeoutMs,
+    what,
+  );
+}
