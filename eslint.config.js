@@ -13,7 +13,8 @@ const packageBoundaries = siblings.map((name) => ({
         patterns: [
           {
             group: siblings.filter((other) => other !== name).map((other) => `@pit/${other}`),
-            message: 'Packages never import each other (only @pit/cell-spec); take a function or interface and let the daemon wire it.',
+            message:
+              'Packages never import each other (only @pit/cell-spec); take a function or interface and let the daemon wire it.',
           },
           { group: ['@pit/*/src/*', '@pit/*/dist/*'], message: 'Import public entries only.' },
           { group: ['**/apps/**'], message: 'Packages never import apps.' },
@@ -30,7 +31,10 @@ export default tseslint.config(
   ...tseslint.configs.recommended,
   {
     rules: {
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
       '@typescript-eslint/no-explicit-any': 'error',
     },
   },
@@ -40,7 +44,9 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['@pit/*'], message: '@pit/cell-spec depends on nothing of ours.' }] },
+        {
+          patterns: [{ group: ['@pit/*'], message: '@pit/cell-spec depends on nothing of ours.' }],
+        },
       ],
     },
   },
@@ -50,7 +56,11 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['@pit/*/src/*', '@pit/*/dist/*'], message: 'Import public entries only.' }] },
+        {
+          patterns: [
+            { group: ['@pit/*/src/*', '@pit/*/dist/*'], message: 'Import public entries only.' },
+          ],
+        },
       ],
     },
   },
@@ -61,7 +71,11 @@ export default tseslint.config(
       'no-console': 'error',
       'no-restricted-properties': [
         'error',
-        { object: 'process', property: 'env', message: 'Packages take config as arguments; apps read the environment.' },
+        {
+          object: 'process',
+          property: 'env',
+          message: 'Packages take config as arguments; apps read the environment.',
+        },
         { object: 'process', property: 'exit', message: 'Packages never exit the process.' },
       ],
     },

@@ -82,7 +82,11 @@ function readStamps(file: string): Stamp[] {
 }
 
 /** Waits for stamp number `count` (polling the file every 5 ms: the stamp carries its own time). */
-async function waitForStamp(peer: Peer, count: number, timeoutMs: number): Promise<Stamp | undefined> {
+async function waitForStamp(
+  peer: Peer,
+  count: number,
+  timeoutMs: number,
+): Promise<Stamp | undefined> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     const stamps = readStamps(peer.file);
@@ -90,7 +94,8 @@ async function waitForStamp(peer: Peer, count: number, timeoutMs: number): Promi
       peer.stamps = stamps;
       return stamps[count - 1];
     }
-    if (peer.child && (peer.child.exitCode !== null || peer.child.signalCode !== null)) return undefined;
+    if (peer.child && (peer.child.exitCode !== null || peer.child.signalCode !== null))
+      return undefined;
     await sleep(5);
   }
   return undefined;
@@ -106,24 +111,40 @@ function findInPath(command: string): string | undefined {
 const base = mkdtempSync(join(tmpdir(), 'pit-bench-restart-'));
 const started: Peer[] = [];
 const newPeer = (name: string, id: string): Peer => {
-  const peer: Peer = { name, file: join(base, `${id}.stamps`), stamps: [], kills: [], origin: [], ready: [], failures: [], stop: async () => undefined };
+  const peer: Peer = {
+    name,
+    file: join(base, `${id}.stamps`),
+    stamps: [],
+    kills: [],
+    origin: [],
+    ready: [],
+    failures: [],
+    stop: async () => undefined,
+  };
   started.push(peer);
   return peer;
 };
 
 function startBare(id: string, trace?: string): Peer {
   const peer = newPeer('bare respawn', id);
-  peer.child = spawn(process.execPath, [...(trace ? ['--import', TRACE_PRELOAD] : []), BARE, process.execPath, STAMP, peer.file], {
-    detached: true,
-    stdio: 'ignore',
-    env: trace ? { ...process.env, PIT_BENCH_TRACE: trace } : process.env,
-  });
+  peer.child = spawn(
+    process.execPath,
+    [...(trace ? ['--import', TRACE_PRELOAD] : []), BARE, process.execPath, STAMP, peer.file],
+    {
+      detached: true,
+      stdio: 'ignore',
+      env: trace ? { ...process.env, PIT_BENCH_TRACE: trace } : process.env,
+    },
+  );
   reapLater(peer.child.pid);
   peer.stop = () => stopChild(peer.child!);
   return peer;
 }
 
-const pitToml = (dir: string, file: string) => `# pit.toml of the restart-latency benchmark: an operator who wants fast restarts.
+const pitToml = (
+  dir: string,
+  file: string,
+) => `# pit.toml of the restart-latency benchmark: an operator who wants fast restarts.
 [daemon]
 state_dir = "state"
 stop_agents_on_exit = true
@@ -159,7 +180,12 @@ async function startPit(id: string, trace?: string): Promise<Peer> {
     const daemon = await startPitDaemon({
       configPath,
       cwd: dir,
-      ...(trace ? { nodeOptions: ['--import', TRACE_PRELOAD], env: { ...process.env, PIT_BENCH_TRACE: trace } } : {}),
+      ...(trace
+        ? {
+            nodeOptions: ['--import', TRACE_PRELOAD],
+            env: { ...process.env, PIT_BENCH_TRACE: trace },
+          }
+        : {}),
     });
     peer.child = daemon.child;
     peer.stop = () => daemon.stop();
@@ -173,7 +199,8 @@ async function startSupervisord(id: string): Promise<Peer> {
   const peer = newPeer('supervisord', id);
   const binary = findInPath('supervisord');
   if (!binary) {
-    peer.unavailable = 'supervisord not installed (bench/setup/install-peers.sh: apt-get install -y supervisor)';
+    peer.unavailable =
+      'supervisord not installed (bench/setup/install-peers.sh: apt-get install -y supervisor)';
     return peer;
   }
   const dir = join(base, id);
@@ -218,7 +245,8 @@ async function startPm2(id: string): Promise<Peer> {
   const peer = newPeer('PM2', id);
   const runtime = join(PM2_DIR, 'bin', 'pm2-runtime');
   if (!existsSync(runtime)) {
-    peer.unavailable = 'PM2 not installed (bench/setup/install-peers.sh: npm i pm2 into bench/setup/.cache)';
+    peer.unavailable =
+      'PM2 not installed (bench/setup/install-peers.sh: npm i pm2 into bench/setup/.cache)';
     return peer;
   }
   const dir = join(base, id);
@@ -240,10 +268,16 @@ async function startPm2(id: string): Promise<Peer> {
     error_file: join(dir, 'stamp.log'),
   };
   writeFileSync(ecosystem, `module.exports = { apps: [${JSON.stringify(app)}] };\n`);
-  const { version } = JSON.parse(readFileSync(join(PM2_DIR, 'package.json'), 'utf8')) as { version: string };
+  const { version } = JSON.parse(readFileSync(join(PM2_DIR, 'package.json'), 'utf8')) as {
+    version: string;
+  };
   peer.name = `PM2 ${version}`;
   // PM2_HOME is set before any pm2 code runs; pm2-runtime keeps its God daemon in this process.
-  peer.child = spawn(process.execPath, [runtime, ecosystem], { detached: true, stdio: 'ignore', env: { ...process.env, PM2_HOME: home } });
+  peer.child = spawn(process.execPath, [runtime, ecosystem], {
+    detached: true,
+    stdio: 'ignore',
+    env: { ...process.env, PM2_HOME: home },
+  });
   reapLater(peer.child.pid);
   peer.stop = () => stopChild(peer.child!, 10_000);
   return peer;
@@ -252,7 +286,11 @@ async function startPm2(id: string): Promise<Peer> {
 /** spawn() of /bin/true from a Node parent holding `extraMb` more memory (fork copies the parent's page tables). */
 async function spawnCost(extraMb: number): Promise<{ rssMb: number; spawnP50Ms: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [SPAWN_COST, String(Math.max(0, Math.round(extraMb))), '20'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(
+      process.execPath,
+      [SPAWN_COST, String(Math.max(0, Math.round(extraMb))), '20'],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
     let output = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
     child.on('close', () => {
@@ -298,7 +336,9 @@ async function measure(peers: Peer[], kills: number, label: string): Promise<voi
       peer.origin.push(next.origin - killAt);
       peer.ready.push(next.ready - killAt);
     }
-    log(`${label}: round ${round_ + 1}/${kills}: ${active.map((peer) => `${peer.name} ${peer.origin.at(-1)?.toFixed(1) ?? '—'} ms`).join(', ')}`);
+    log(
+      `${label}: round ${round_ + 1}/${kills}: ${active.map((peer) => `${peer.name} ${peer.origin.at(-1)?.toFixed(1) ?? '—'} ms`).join(', ')}`,
+    );
   }
   for (const peer of active) {
     const before = cpuAtStart.get(peer);
@@ -318,7 +358,10 @@ interface TraceEntry {
 }
 
 /** Splits each traced restart of `peer` into its stages, from the supervisor's own trace. */
-function breakdown(peer: Peer, traceFile: string): { stages: Record<string, number[]>; calls: Map<string, number[]>; restarts: number } {
+function breakdown(
+  peer: Peer,
+  traceFile: string,
+): { stages: Record<string, number[]>; calls: Map<string, number[]>; restarts: number } {
   const trace = existsSync(traceFile)
     ? readFileSync(traceFile, 'utf8')
         .split('\n')
@@ -338,15 +381,24 @@ function breakdown(peer: Peer, traceFile: string): { stages: Record<string, numb
   peer.kills.forEach((kill, index) => {
     const start = kill + peer.origin[index]!;
     const exit = trace.find((entry) => entry.kind === 'exit' && entry.t >= kill);
-    const spawned = exit && trace.find((entry) => entry.kind === 'spawn' && entry.t >= exit.t && entry.command === 'node');
+    const spawned =
+      exit &&
+      trace.find(
+        (entry) => entry.kind === 'spawn' && entry.t >= exit.t && entry.command === 'node',
+      );
     if (!exit || !spawned) return;
-    const between = trace.filter((entry) => entry.kind === 'fs' && entry.t >= exit.t && entry.t < spawned.t);
+    const between = trace.filter(
+      (entry) => entry.kind === 'fs' && entry.t >= exit.t && entry.t < spawned.t,
+    );
     restarts += 1;
-    for (const entry of between) calls.set(entry.name!, [...(calls.get(entry.name!) ?? []), entry.dur ?? 0]);
+    for (const entry of between)
+      calls.set(entry.name!, [...(calls.get(entry.name!) ?? []), entry.dur ?? 0]);
     stages['kill → exit event in JS']!.push(exit.t - kill);
     stages['exit event → spawn() called']!.push(spawned.t - exit.t);
     stages['file-system calls in between (count)']!.push(between.length);
-    stages['time inside those calls (ms, sync + awaited)']!.push(between.reduce((sum, entry) => sum + (entry.dur ?? 0), 0));
+    stages['time inside those calls (ms, sync + awaited)']!.push(
+      between.reduce((sum, entry) => sum + (entry.dur ?? 0), 0),
+    );
     stages['spawn() call (synchronous fork + exec)']!.push(spawned.dur ?? Number.NaN);
     stages['spawn() called → child process start']!.push(start - spawned.t);
   });
@@ -375,7 +427,9 @@ try {
   // Calibration: spawn() from a small parent and from one as large as the Pit's daemon.
   const small = await spawnCost(0);
   const large = await spawnCost((pit.rssMb ?? small.rssMb) - small.rssMb);
-  log(`spawn() of /bin/true: ${small.spawnP50Ms.toFixed(2)} ms from a ${Math.round(small.rssMb)} MB parent, ${large.spawnP50Ms.toFixed(2)} ms from a ${Math.round(large.rssMb)} MB one`);
+  log(
+    `spawn() of /bin/true: ${small.spawnP50Ms.toFixed(2)} ms from a ${Math.round(small.rssMb)} MB parent, ${large.spawnP50Ms.toFixed(2)} ms from a ${Math.round(large.rssMb)} MB one`,
+  );
 
   const bareStart = percentile(bare.origin, 50);
   const bareStart95 = percentile(bare.origin, 95);
@@ -384,43 +438,104 @@ try {
   const rows: BenchRow[] = [];
   for (const peer of peers) {
     if (peer.unavailable) {
-      rows.push({ metric: `${peer.name}: restart latency`, value: `not run: ${peer.unavailable}`, unit: '', target: peer === pit ? '≤ 1.2× bare' : 'runs', ok: false });
+      rows.push({
+        metric: `${peer.name}: restart latency`,
+        value: `not run: ${peer.unavailable}`,
+        unit: '',
+        target: peer === pit ? '≤ 1.2× bare' : 'runs',
+        ok: false,
+      });
       continue;
     }
     const start = summary(peer.origin);
     const ready = summary(peer.ready);
     const complete = peer.origin.length === KILLS;
     const ratio = start.p50 / bareStart;
-    rows.push({ metric: `${peer.name}: kill → child process start, p50 / p95 / max (${peer.origin.length}/${KILLS} restarts)`, value: `${start.p50} / ${start.p95} / ${start.max}`, unit: 'ms' });
-    rows.push({ metric: `${peer.name}: kill → child script running, p50 / p95 / max`, value: `${ready.p50} / ${ready.p95} / ${ready.max}`, unit: 'ms' });
+    rows.push({
+      metric: `${peer.name}: kill → child process start, p50 / p95 / max (${peer.origin.length}/${KILLS} restarts)`,
+      value: `${start.p50} / ${start.p95} / ${start.max}`,
+      unit: 'ms',
+    });
+    rows.push({
+      metric: `${peer.name}: kill → child script running, p50 / p95 / max`,
+      value: `${ready.p50} / ${ready.p95} / ${ready.max}`,
+      unit: 'ms',
+    });
     if (peer !== bare) {
-      const target = peer === pit ? '≤ 1.2× bare (p50, process start)' : 'slower than the Pit (p50)';
+      const target =
+        peer === pit ? '≤ 1.2× bare (p50, process start)' : 'slower than the Pit (p50)';
       const ok = complete && (peer === pit ? ratio <= 1.2 : start.p50 > pitStart);
-      rows.push({ metric: `${peer.name}: × bare respawn, process start p50 (p95; script running p50)`, value: `${round(ratio, 2)}× (${round(start.p95 / bareStart95, 2)}×; ${round(ready.p50 / bareReady, 2)}×)`, unit: '', target, ok });
+      rows.push({
+        metric: `${peer.name}: × bare respawn, process start p50 (p95; script running p50)`,
+        value: `${round(ratio, 2)}× (${round(start.p95 / bareStart95, 2)}×; ${round(ready.p50 / bareReady, 2)}×)`,
+        unit: '',
+        target,
+        ok,
+      });
     }
-    if (peer.rssMb !== undefined) rows.push({ metric: `${peer.name}: supervisor RSS (its process; PM2's God and supervisord's own)`, value: Math.round(peer.rssMb), unit: 'MB' });
-    if (peer.cpuMs !== undefined) rows.push({ metric: `${peer.name}: supervisor CPU per restart (/proc, 10 ms ticks)`, value: round(peer.cpuMs / Math.max(1, peer.origin.length), 1), unit: 'ms' });
-    if (peer.failures.length) rows.push({ metric: `${peer.name}: failures`, value: peer.failures.join('; '), unit: '', target: 'none', ok: false });
+    if (peer.rssMb !== undefined)
+      rows.push({
+        metric: `${peer.name}: supervisor RSS (its process; PM2's God and supervisord's own)`,
+        value: Math.round(peer.rssMb),
+        unit: 'MB',
+      });
+    if (peer.cpuMs !== undefined)
+      rows.push({
+        metric: `${peer.name}: supervisor CPU per restart (/proc, 10 ms ticks)`,
+        value: round(peer.cpuMs / Math.max(1, peer.origin.length), 1),
+        unit: 'ms',
+      });
+    if (peer.failures.length)
+      rows.push({
+        metric: `${peer.name}: failures`,
+        value: peer.failures.join('; '),
+        unit: '',
+        target: 'none',
+        ok: false,
+      });
   }
   const { stages: bareStages } = breakdown(tracedBare, bareTrace);
   const { stages: pitStages, calls, restarts } = breakdown(tracedPit, pitTrace);
   for (const stage of Object.keys(pitStages)) {
-    const value = (stages: Record<string, number[]>) => (stages[stage]!.length ? String(round(percentile(stages[stage]!, 50), stage.includes('count') ? 0 : 2)) : 'no data');
-    rows.push({ metric: `where the time goes (traced, p50 of ${pitStages[stage]!.length}): ${stage}, the Pit vs bare`, value: `${value(pitStages)} vs ${value(bareStages)}`, unit: stage.includes('count') ? 'calls' : 'ms' });
+    const value = (stages: Record<string, number[]>) =>
+      stages[stage]!.length
+        ? String(round(percentile(stages[stage]!, 50), stage.includes('count') ? 0 : 2))
+        : 'no data';
+    rows.push({
+      metric: `where the time goes (traced, p50 of ${pitStages[stage]!.length}): ${stage}, the Pit vs bare`,
+      value: `${value(pitStages)} vs ${value(bareStages)}`,
+      unit: stage.includes('count') ? 'calls' : 'ms',
+    });
   }
-  rows.push({ metric: `where the time goes: spawn() of /bin/true from a Node parent of ${Math.round(small.rssMb)} MB vs ${Math.round(large.rssMb)} MB RSS (the Pit's size; fork copies page tables)`, value: `${round(small.spawnP50Ms, 2)} vs ${round(large.spawnP50Ms, 2)}`, unit: 'ms' });
+  rows.push({
+    metric: `where the time goes: spawn() of /bin/true from a Node parent of ${Math.round(small.rssMb)} MB vs ${Math.round(large.rssMb)} MB RSS (the Pit's size; fork copies page tables)`,
+    value: `${round(small.spawnP50Ms, 2)} vs ${round(large.spawnP50Ms, 2)}`,
+    unit: 'ms',
+  });
   if (restarts > 0) {
-    const perRestart = [...calls.entries()].map(([name, durations]) => `${name} ×${round(durations.length / restarts, 1)} (p50 ${round(percentile(durations, 50), 2)} ms)`);
-    rows.push({ metric: 'where the time goes: the Pit\'s file-system calls between the exit event and spawn(), per restart', value: perRestart.join(', '), unit: '' });
+    const perRestart = [...calls.entries()].map(
+      ([name, durations]) =>
+        `${name} ×${round(durations.length / restarts, 1)} (p50 ${round(percentile(durations, 50), 2)} ms)`,
+    );
+    rows.push({
+      metric:
+        "where the time goes: the Pit's file-system calls between the exit event and spawn(), per restart",
+      value: perRestart.join(', '),
+      unit: '',
+    });
   }
   const notes = [
     `Machine: ${machineNote()}. The machine is shared with other engineers' test runs: numbers are noisy.`,
-    "All supervisors ran at once; kills were round-robin, one at a time, each child up ≥ 1.5 s before its kill. Latency = the new child's performance.timeOrigin (its process start) − the kill (both wall clock, µs resolution); \"script running\" adds Node's own start-up.",
+    'All supervisors ran at once; kills were round-robin, one at a time, each child up ≥ 1.5 s before its kill. Latency = the new child\'s performance.timeOrigin (its process start) − the kill (both wall clock, µs resolution); "script running" adds Node\'s own start-up.',
     `The Pit: \`pit daemon\`, ${PIT_MODE_NOTE}; the program as an agent outside cells, configured for fast restarts: cells.resurrect_after_s = 0 (default 120 s), [policy.defaults] backoff initial = 0 (default 10 s × 2), rollback_before_restart = false, restart_intensity 1000 per 15 min, fleet brake off; logs to stderr (a pipe). Its exits are noticed by the executor's child \`exit\` event, not a poll (only adopted processes are polled).`,
     'supervisord: nodaemon, autorestart, startsecs=1. PM2: pm2-runtime (its God daemon in the foreground), fork mode, restart_delay 0, min_uptime 1 s, PM2_HOME in a temp dir.',
     `"Where the time goes": afterwards, the bare parent and the Pit each ran alone under bench/lib/trace-preload.mjs (${TRACED_KILLS} kills each), which timestamps the 'exit' event, every fs call and spawn() inside the supervisor; not part of the comparison.`,
   ].join(' ');
-  emitResult({ title: `restart latency: the Pit vs bare respawn, supervisord, PM2 (${KILLS} SIGKILLs each${smoke ? ', smoke' : ''})`, rows, notes });
+  emitResult({
+    title: `restart latency: the Pit vs bare respawn, supervisord, PM2 (${KILLS} SIGKILLs each${smoke ? ', smoke' : ''})`,
+    rows,
+    notes,
+  });
 } finally {
   for (const peer of started) await peer.stop().catch(() => undefined);
   reapAll();

@@ -22,12 +22,21 @@ function benchFiles() {
     for (const name of readdirSync(base)) {
       const dir = join(base, name, 'bench');
       if (!existsSync(dir)) continue;
-      for (const file of readdirSync(dir).filter((f) => f.endsWith('.bench.ts')).sort()) files.push({ scope: name, cwd: join(base, name), file: join(dir, file) });
+      for (const file of readdirSync(dir)
+        .filter((f) => f.endsWith('.bench.ts'))
+        .sort())
+        files.push({ scope: name, cwd: join(base, name), file: join(dir, file) });
     }
   }
   const top = join(root, 'bench');
-  for (const file of readdirSync(top).filter((f) => f.endsWith('.bench.ts')).sort()) files.push({ scope: 'pit', cwd: root, file: join(top, file) });
-  return files.filter(({ scope, file }) => filters.length === 0 || filters.some((f) => `${scope}/${basename(file)}`.includes(f)));
+  for (const file of readdirSync(top)
+    .filter((f) => f.endsWith('.bench.ts'))
+    .sort())
+    files.push({ scope: 'pit', cwd: root, file: join(top, file) });
+  return files.filter(
+    ({ scope, file }) =>
+      filters.length === 0 || filters.some((f) => `${scope}/${basename(file)}`.includes(f)),
+  );
 }
 
 let failures = 0;
@@ -35,25 +44,41 @@ for (const { scope, cwd, file } of benchFiles()) {
   const name = basename(file, '.bench.ts');
   process.stderr.write(`\n▶ ${scope}/${name}${smoke ? ' (smoke)' : ''}\n`);
   const started = Date.now();
-  const run = spawnSync(process.execPath, ['--expose-gc', '--conditions=@pit/source', '--import', 'tsx', file], {
-    cwd,
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-    timeout: (smoke ? 5 : 30) * 60_000,
-    maxBuffer: 64 * 1024 * 1024,
-  });
+  const run = spawnSync(
+    process.execPath,
+    ['--expose-gc', '--conditions=@pit/source', '--import', 'tsx', file],
+    {
+      cwd,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      timeout: (smoke ? 5 : 30) * 60_000,
+      maxBuffer: 64 * 1024 * 1024,
+    },
+  );
   const line = (run.stdout ?? '').split('\n').find((l) => l.startsWith('BENCH_RESULT '));
   if (run.status !== 0 || !line) {
     failures += 1;
-    process.stderr.write(`✗ ${scope}/${name}: exit ${run.status ?? run.signal}${line ? '' : ', no BENCH_RESULT line'}\n`);
+    process.stderr.write(
+      `✗ ${scope}/${name}: exit ${run.status ?? run.signal}${line ? '' : ', no BENCH_RESULT line'}\n`,
+    );
     continue;
   }
   const result = JSON.parse(line.slice('BENCH_RESULT '.length));
-  const record = { scope, name, file: relative(root, file), smoke, seconds: (Date.now() - started) / 1000, ranAt: new Date().toISOString(), ...result };
+  const record = {
+    scope,
+    name,
+    file: relative(root, file),
+    smoke,
+    seconds: (Date.now() - started) / 1000,
+    ranAt: new Date().toISOString(),
+    ...result,
+  };
   writeFileSync(join(outDir, `${scope}.${name}.json`), `${JSON.stringify(record, null, 2)}\n`);
   for (const row of result.rows ?? []) {
     const verdict = row.ok === undefined ? '' : row.ok ? ' ✓' : ' ✗ MISSED';
-    process.stderr.write(`  ${row.metric}: ${row.value} ${row.unit}${row.target ? ` (target ${row.target})` : ''}${verdict}\n`);
+    process.stderr.write(
+      `  ${row.metric}: ${row.value} ${row.unit}${row.target ? ` (target ${row.target})` : ''}${verdict}\n`,
+    );
   }
 }
 
@@ -71,11 +96,21 @@ const lines = [
   '',
 ];
 for (const record of records) {
-  lines.push(`## ${record.scope} — ${record.title ?? record.name}`, '', `\`${record.file}\`, run ${record.ranAt}${record.smoke ? ' (smoke)' : ''}`, '');
+  lines.push(
+    `## ${record.scope} — ${record.title ?? record.name}`,
+    '',
+    `\`${record.file}\`, run ${record.ranAt}${record.smoke ? ' (smoke)' : ''}`,
+    '',
+  );
   lines.push('| metric | value | unit | target | met |', '| --- | ---: | --- | --- | --- |');
   for (const row of record.rows ?? []) {
-    const value = typeof row.value === 'number' ? Number(row.value.toPrecision(4)).toString() : String(row.value);
-    lines.push(`| ${row.metric} | ${value} | ${row.unit ?? ''} | ${row.target ?? ''} | ${row.ok === undefined ? '' : row.ok ? 'yes' : '**no**'} |`);
+    const value =
+      typeof row.value === 'number'
+        ? Number(row.value.toPrecision(4)).toString()
+        : String(row.value);
+    lines.push(
+      `| ${row.metric} | ${value} | ${row.unit ?? ''} | ${row.target ?? ''} | ${row.ok === undefined ? '' : row.ok ? 'yes' : '**no**'} |`,
+    );
   }
   if (record.notes) lines.push('', record.notes);
   lines.push('');

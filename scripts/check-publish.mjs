@@ -15,18 +15,34 @@ try {
     const manifest = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'));
     if (manifest.private) continue;
     const dest = join(out, dir);
-    execFileSync('pnpm', ['pack', '--pack-destination', dest], { cwd: pkgDir, stdio: ['ignore', 'ignore', 'inherit'] });
-    const tarball = join(dest, readdirSync(dest).find((file) => file.endsWith('.tgz')));
+    execFileSync('pnpm', ['pack', '--pack-destination', dest], {
+      cwd: pkgDir,
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    const tarball = join(
+      dest,
+      readdirSync(dest).find((file) => file.endsWith('.tgz')),
+    );
     for (const [label, command, args] of [
       ['publint', join(root, 'node_modules/.bin/publint'), ['run', tarball, '--strict']],
-      ['attw', join(root, 'node_modules/.bin/attw'), [tarball, '--profile', 'node16', '--format', 'table-flipped']],
+      [
+        'attw',
+        join(root, 'node_modules/.bin/attw'),
+        [tarball, '--profile', 'node16', '--format', 'table-flipped'],
+      ],
     ]) {
       try {
-        execFileSync(command, args, { cwd: pkgDir, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+        execFileSync(command, args, {
+          cwd: pkgDir,
+          stdio: ['ignore', 'pipe', 'pipe'],
+          encoding: 'utf8',
+        });
         process.stdout.write(`ok    ${label.padEnd(8)} ${manifest.name}\n`);
       } catch (error) {
         failed += 1;
-        process.stdout.write(`FAIL  ${label.padEnd(8)} ${manifest.name}\n${error.stdout ?? ''}${error.stderr ?? ''}\n`);
+        process.stdout.write(
+          `FAIL  ${label.padEnd(8)} ${manifest.name}\n${error.stdout ?? ''}${error.stderr ?? ''}\n`,
+        );
       }
     }
   }

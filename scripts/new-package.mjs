@@ -33,7 +33,10 @@ const pkg = {
   dependencies: JSON.parse(depsJson),
 };
 writeFileSync(`${dir}/package.json`, JSON.stringify(pkg, null, 2) + '\n');
-writeFileSync(`${dir}/tsconfig.json`, JSON.stringify({ extends: '../../tsconfig.base.json', include: ['src', 'test', 'bench'] }) + '\n');
+writeFileSync(
+  `${dir}/tsconfig.json`,
+  JSON.stringify({ extends: '../../tsconfig.base.json', include: ['src', 'test', 'bench'] }) + '\n',
+);
 writeFileSync(
   `${dir}/tsup.config.ts`,
   `import { defineConfig } from 'tsup';\n\nexport default defineConfig({\n  entry: ['src/index.ts'],\n  format: ['esm', 'cjs'],\n  dts: true,\n  clean: true,\n  sourcemap: true,\n  target: 'node20',\n});\n`,

@@ -17,7 +17,12 @@ const arrivals = new Map<number, number[]>();
 const held: ServerResponse[] = [];
 let requests = 0;
 const startedAt = Date.now();
-const body = (index: number) => JSON.stringify({ status: 'ok', gateway: index, uptime_s: Math.round((Date.now() - startedAt) / 1000) });
+const body = (index: number) =>
+  JSON.stringify({
+    status: 'ok',
+    gateway: index,
+    uptime_s: Math.round((Date.now() - startedAt) / 1000),
+  });
 
 const ports = await Promise.all(
   Array.from({ length: count }, (_, index) => {
@@ -34,7 +39,9 @@ const ports = await Promise.all(
       response.writeHead(200, { 'content-type': 'application/json' }).end(body(index));
     });
     server.keepAliveTimeout = 60_000;
-    return new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
+    return new Promise<number>((resolve) =>
+      server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)),
+    );
   }),
 );
 process.stdout.write(`${JSON.stringify({ ports })}\n`);
@@ -43,11 +50,17 @@ for await (const line of createInterface({ input: process.stdin })) {
   const command = JSON.parse(line) as { cmd: string; indices?: number[] };
   if (command.cmd === 'hang') {
     for (const index of command.indices ?? []) hung.add(index);
-    process.stdout.write(`${JSON.stringify({ ok: true, at: performance.timeOrigin + performance.now() })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ ok: true, at: performance.timeOrigin + performance.now() })}\n`,
+    );
   } else if (command.cmd === 'report') {
-    process.stdout.write(`${JSON.stringify({ ok: true, requests, hungArrivals: Object.fromEntries(arrivals) })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ ok: true, requests, hungArrivals: Object.fromEntries(arrivals) })}\n`,
+    );
   } else {
-    process.stdout.write(`${JSON.stringify({ ok: false, error: `unknown command ${command.cmd}` })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ ok: false, error: `unknown command ${command.cmd}` })}\n`,
+    );
   }
 }
 process.exit(0);

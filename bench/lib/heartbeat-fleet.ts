@@ -31,12 +31,19 @@ let beats = 0;
 let errors = 0;
 let maxLagMs = 0;
 let timer: NodeJS.Timeout | undefined;
-const reply = (value: object) => process.stdout.write(`${JSON.stringify({ ok: true, ...value })}\n`);
+const reply = (value: object) =>
+  process.stdout.write(`${JSON.stringify({ ok: true, ...value })}\n`);
 
 const beat = (agent: Agent, timestampMs = Date.now()): Promise<void> => {
   const previous = agent.writing ?? Promise.resolve();
   const next = previous.then(() =>
-    writeHeartbeat(agent.dir, { agent: agent.name, cell_uuid: agent.cell, cycle: ++agent.cycle, status: 'working', timestamp: timestampMs / 1000 }).then(
+    writeHeartbeat(agent.dir, {
+      agent: agent.name,
+      cell_uuid: agent.cell,
+      cycle: ++agent.cycle,
+      status: 'working',
+      timestamp: timestampMs / 1000,
+    }).then(
       () => void (beats += 1),
       () => void (errors += 1),
     ),
@@ -82,8 +89,16 @@ for await (const line of createInterface({ input: process.stdin })) {
       const cells = [];
       for (let cell = 0; cell < (command.cells as number); cell += 1) {
         // Names are unique over the fleet (agent-00000 …), as distinct agents' names are.
-        const names = Array.from({ length: command.perCell as number }, (_, index) => `agent-${String(cell * (command.perCell as number) + index).padStart(5, '0')}`);
-        const { dir, manifest } = await provisionCell(command.root as string, { mission: `bench mission ${cell % 10}`, created_by: 'bench', agents: names.map((name) => ({ name, role: 'write' })) });
+        const names = Array.from(
+          { length: command.perCell as number },
+          (_, index) =>
+            `agent-${String(cell * (command.perCell as number) + index).padStart(5, '0')}`,
+        );
+        const { dir, manifest } = await provisionCell(command.root as string, {
+          mission: `bench mission ${cell % 10}`,
+          created_by: 'bench',
+          agents: names.map((name) => ({ name, role: 'write' })),
+        });
         for (const name of names) {
           const agent: Agent = { cell: manifest.uuid, dir, name, cycle: 0, dead: false };
           agents.push(agent);
@@ -100,7 +115,9 @@ for await (const line of createInterface({ input: process.stdin })) {
       reply({ ms: performance.now() - started });
       break;
     case 'kill': {
-      const victims = (command.victims as Array<{ cell: string; agent: string; deadline: number }>).map((victim) => ({ ...victim, agent: byKey.get(`${victim.cell}/${victim.agent}`)! }));
+      const victims = (
+        command.victims as Array<{ cell: string; agent: string; deadline: number }>
+      ).map((victim) => ({ ...victim, agent: byKey.get(`${victim.cell}/${victim.agent}`)! }));
       for (const victim of victims) victim.agent.dead = true;
       // A regular beat still in flight must not land after the last one.
       await Promise.all(victims.map((victim) => victim.agent.writing));
@@ -124,7 +141,9 @@ for await (const line of createInterface({ input: process.stdin })) {
       reply({});
       break;
     default:
-      process.stdout.write(`${JSON.stringify({ ok: false, error: `unknown command ${command.cmd}` })}\n`);
+      process.stdout.write(
+        `${JSON.stringify({ ok: false, error: `unknown command ${command.cmd}` })}\n`,
+      );
   }
 }
 if (timer) clearInterval(timer);

@@ -15,20 +15,34 @@ export interface LineChild {
 }
 
 /** Starts `node --conditions=@pit/source --import tsx <file> ...args` in its own process group. */
-export function startLineChild(file: string, args: string[] = [], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): LineChild {
-  const child = spawn(process.execPath, ['--conditions=@pit/source', '--import', TSX_LOADER, file, ...args], {
-    cwd: options.cwd,
-    env: options.env ?? process.env,
-    detached: true,
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
+export function startLineChild(
+  file: string,
+  args: string[] = [],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv } = {},
+): LineChild {
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@pit/source', '--import', TSX_LOADER, file, ...args],
+    {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      detached: true,
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  );
   reapLater(child.pid);
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const next = async <T>(timeoutMs = 600_000): Promise<T> => {
     let timer: NodeJS.Timeout | undefined;
     const line = await Promise.race([
       lines.next(),
-      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${file}: no answer within ${timeoutMs} ms`)), timeoutMs))),
+      new Promise<never>(
+        (_, reject) =>
+          (timer = setTimeout(
+            () => reject(new Error(`${file}: no answer within ${timeoutMs} ms`)),
+            timeoutMs,
+          )),
+      ),
     ]).finally(() => clearTimeout(timer));
     if (line.done) throw new Error(`${file}: exited (code ${child.exitCode ?? child.signalCode})`);
     return JSON.parse(String(line.value)) as T;

@@ -1,7 +1,10 @@
 /** Reads the daemon's Prometheus `/metrics` (what a scraper sees). */
 
 /** Every sample of `/metrics`, keyed `name{labels}` as printed. */
-export async function scrapeMetrics(baseUrl: string, timeoutMs = 10_000): Promise<Map<string, number>> {
+export async function scrapeMetrics(
+  baseUrl: string,
+  timeoutMs = 10_000,
+): Promise<Map<string, number>> {
   const response = await fetch(`${baseUrl}/metrics`, { signal: AbortSignal.timeout(timeoutMs) });
   if (!response.ok) throw new Error(`GET ${baseUrl}/metrics: ${response.status}`);
   const samples = new Map<string, number>();

@@ -51,7 +51,10 @@ export const PIT_MODE: 'built' | 'source' = (() => {
 })();
 
 /** What PIT_MODE means, for the benchmarks' notes. */
-export const PIT_MODE_NOTE = PIT_MODE === 'built' ? 'the built `pit` (dist, plain node)' : '`pit` from source (TypeScript under the tsx loader, which adds memory and start-up time that a built install does not have)';
+export const PIT_MODE_NOTE =
+  PIT_MODE === 'built'
+    ? 'the built `pit` (dist, plain node)'
+    : '`pit` from source (TypeScript under the tsx loader, which adds memory and start-up time that a built install does not have)';
 
 /** The argv (after `node`) that runs `pit` with `args`, from source or built (see {@link PIT_MODE}). */
 export function pitArgv(args: string[], nodeOptions: string[] = []): string[] {
@@ -84,13 +87,28 @@ export function writeConfig(path: string, toml: string): string {
  * with `http`, where its dashboard listens.
  * @throws Error when it exits or does not get ready within `readyTimeoutMs`.
  */
-export async function startPitDaemon(options: { configPath: string; cwd: string; env?: NodeJS.ProcessEnv; readyTimeoutMs?: number; args?: string[]; http?: boolean; nodeOptions?: string[] }): Promise<PitDaemon> {
-  const child = spawn(process.execPath, pitArgv(['--config', options.configPath, 'daemon', ...(options.args ?? [])], options.nodeOptions), {
-    cwd: options.cwd,
-    env: options.env ?? process.env,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export async function startPitDaemon(options: {
+  configPath: string;
+  cwd: string;
+  env?: NodeJS.ProcessEnv;
+  readyTimeoutMs?: number;
+  args?: string[];
+  http?: boolean;
+  nodeOptions?: string[];
+}): Promise<PitDaemon> {
+  const child = spawn(
+    process.execPath,
+    pitArgv(
+      ['--config', options.configPath, 'daemon', ...(options.args ?? [])],
+      options.nodeOptions,
+    ),
+    {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   reapLater(child.pid);
   let output = '';
   child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
@@ -113,7 +131,9 @@ export async function startPitDaemon(options: { configPath: string; cwd: string;
   if (!ready) {
     killGroup(child.pid!, 'SIGKILL');
     await exited(child, 5000);
-    throw new Error(`pit daemon did not get ready within ${timeoutMs} ms (exit ${child.exitCode ?? child.signalCode ?? 'none'}):\n${output.slice(-4000)}`);
+    throw new Error(
+      `pit daemon did not get ready within ${timeoutMs} ms (exit ${child.exitCode ?? child.signalCode ?? 'none'}):\n${output.slice(-4000)}`,
+    );
   }
   const url = /dashboard: (\S+?)\/?\n/.exec(output)?.[1];
   return {

@@ -62,7 +62,8 @@ let ticksPerSecond: number | undefined;
 export function clockTicks(): number {
   if (ticksPerSecond === undefined) {
     try {
-      ticksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+      ticksPerSecond =
+        Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
     } catch {
       ticksPerSecond = 100;
     }
@@ -86,7 +87,8 @@ export function cpuMs(pid: number): number | undefined {
 export function memoryMb(pid: number): { rss: number; peak: number } | undefined {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
+    const kb = (key: string) =>
+      Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
     return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
   } catch {
     return undefined;
@@ -98,7 +100,18 @@ export function memoryMb(pid: number): { rss: number; peak: number } | undefined
  * @returns `stop()`, which gives the average CPU% over the whole window, the peak CPU% of any
  * sample interval, and the largest RSS seen (and the kernel's own peak, VmHWM).
  */
-export function sampleProcess(pid: number, everyMs = 500): { stop(): { cpuPercent: number; peakCpuPercent: number; rssMb: number; hwmMb: number; samples: number } } {
+export function sampleProcess(
+  pid: number,
+  everyMs = 500,
+): {
+  stop(): {
+    cpuPercent: number;
+    peakCpuPercent: number;
+    rssMb: number;
+    hwmMb: number;
+    samples: number;
+  };
+} {
   const startCpu = cpuMs(pid) ?? 0;
   const startAt = performance.now();
   let lastCpu = startCpu;
@@ -129,7 +142,13 @@ export function sampleProcess(pid: number, everyMs = 500): { stop(): { cpuPercen
       clearInterval(timer);
       sample();
       const elapsed = performance.now() - startAt;
-      return { cpuPercent: elapsed > 0 ? (((cpuMs(pid) ?? lastCpu) - startCpu) / elapsed) * 100 : 0, peakCpuPercent: peakCpu, rssMb: rss, hwmMb: hwm, samples };
+      return {
+        cpuPercent: elapsed > 0 ? (((cpuMs(pid) ?? lastCpu) - startCpu) / elapsed) * 100 : 0,
+        peakCpuPercent: peakCpu,
+        rssMb: rss,
+        hwmMb: hwm,
+        samples,
+      };
     },
   };
 }

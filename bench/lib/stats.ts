@@ -4,7 +4,9 @@
 export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return Number.NaN;
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+  return sorted[
+    Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
+  ]!;
 }
 
 /** Rounds to `digits` decimals (NaN stays NaN). */
@@ -14,7 +16,10 @@ export function round(value: number, digits = 1): number {
 }
 
 /** p50, p95, p99 and max of `values`, rounded. */
-export function summary(values: readonly number[], digits = 1): { p50: number; p95: number; p99: number; max: number; n: number } {
+export function summary(
+  values: readonly number[],
+  digits = 1,
+): { p50: number; p95: number; p99: number; max: number; n: number } {
   return {
     p50: round(percentile(values, 50), digits),
     p95: round(percentile(values, 95), digits),

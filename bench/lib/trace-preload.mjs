@@ -30,7 +30,14 @@ if (file) {
       const t = now();
       const child = original.apply(this, args);
       const end = now();
-      record({ kind: 'spawn', name, t, dur: end - t, pid: child.pid, command: String(args[0]).split('/').pop() });
+      record({
+        kind: 'spawn',
+        name,
+        t,
+        dur: end - t,
+        pid: child.pid,
+        command: String(args[0]).split('/').pop(),
+      });
       child.on('exit', () => record({ kind: 'exit', t: now(), pid: child.pid }));
       return child;
     };
@@ -65,12 +72,63 @@ if (file) {
       };
     }
   };
-  wrapSync(fs, ['openSync', 'writeSync', 'closeSync', 'readFileSync', 'appendFileSync', 'mkdirSync', 'statSync', 'renameSync', 'writeFileSync', 'fsyncSync', 'readdirSync', 'existsSync', 'accessSync'], '');
-  wrapAsync(fs.promises, ['open', 'mkdir', 'stat', 'lstat', 'readFile', 'writeFile', 'appendFile', 'rename', 'readdir', 'rm', 'unlink', 'realpath', 'access'], 'promises.');
+  wrapSync(
+    fs,
+    [
+      'openSync',
+      'writeSync',
+      'closeSync',
+      'readFileSync',
+      'appendFileSync',
+      'mkdirSync',
+      'statSync',
+      'renameSync',
+      'writeFileSync',
+      'fsyncSync',
+      'readdirSync',
+      'existsSync',
+      'accessSync',
+    ],
+    '',
+  );
+  wrapAsync(
+    fs.promises,
+    [
+      'open',
+      'mkdir',
+      'stat',
+      'lstat',
+      'readFile',
+      'writeFile',
+      'appendFile',
+      'rename',
+      'readdir',
+      'rm',
+      'unlink',
+      'realpath',
+      'access',
+    ],
+    'promises.',
+  );
   // FileHandle methods live on its prototype: reach it through one handle.
   const handle = await fs.promises.open(file, 'a');
   const prototype = Object.getPrototypeOf(handle);
   await handle.close();
-  wrapAsync(prototype, ['write', 'writeFile', 'appendFile', 'stat', 'sync', 'datasync', 'close', 'read', 'readFile', 'truncate'], 'handle.');
+  wrapAsync(
+    prototype,
+    [
+      'write',
+      'writeFile',
+      'appendFile',
+      'stat',
+      'sync',
+      'datasync',
+      'close',
+      'read',
+      'readFile',
+      'truncate',
+    ],
+    'handle.',
+  );
   syncBuiltinESMExports();
 }

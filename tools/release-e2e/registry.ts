@@ -10,7 +10,10 @@ const verdaccioBin = join(registryDir, 'node_modules', '.bin', 'verdaccio');
 /** Installs verdaccio (pinned in registry/package-lock.json) unless already present. */
 export function ensureVerdaccio(): string {
   if (!existsSync(verdaccioBin)) {
-    execFileSync('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: registryDir, stdio: 'inherit' });
+    execFileSync('npm', ['ci', '--no-audit', '--no-fund', '--loglevel=error'], {
+      cwd: registryDir,
+      stdio: 'inherit',
+    });
   }
   return verdaccioBin;
 }
@@ -63,15 +66,22 @@ export async function startRegistry(workDir: string): Promise<RunningRegistry> {
       '',
     ].join('\n'),
   );
-  const child: ChildProcess = spawn(bin, ['--config', config, '--listen', `127.0.0.1:${port}`], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child: ChildProcess = spawn(bin, ['--config', config, '--listen', `127.0.0.1:${port}`], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   let output = '';
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`verdaccio exited with ${child.exitCode}:\n${output}`);
-    const ok = await fetch(`${url}/-/ping`).then((response) => response.ok, () => false);
+    if (child.exitCode !== null)
+      throw new Error(`verdaccio exited with ${child.exitCode}:\n${output}`);
+    const ok = await fetch(`${url}/-/ping`).then(
+      (response) => response.ok,
+      () => false,
+    );
     if (ok) break;
     if (Date.now() > deadline) throw new Error(`verdaccio did not answer within 60 s:\n${output}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -79,13 +89,23 @@ export async function startRegistry(workDir: string): Promise<RunningRegistry> {
   const response = await fetch(`${url}/-/user/org.couchdb.user:pit-ci`, {
     method: 'PUT',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'pit-ci', password: 'pit-ci-password-e2e', type: 'user', roles: [], date: new Date().toISOString() }),
+    body: JSON.stringify({
+      name: 'pit-ci',
+      password: 'pit-ci-password-e2e',
+      type: 'user',
+      roles: [],
+      date: new Date().toISOString(),
+    }),
   });
   const body = (await response.json()) as { token?: string };
-  if (!response.ok || !body.token) throw new Error(`could not create a registry user: ${response.status} ${JSON.stringify(body)}`);
+  if (!response.ok || !body.token)
+    throw new Error(`could not create a registry user: ${response.status} ${JSON.stringify(body)}`);
   const userconfig = join(workDir, 'npmrc');
   const host = url.replace(/^http:/, '');
-  writeFileSync(userconfig, `${host}/:_authToken=${body.token}\n@pit:registry=${url}/\nregistry=${url}/\n`);
+  writeFileSync(
+    userconfig,
+    `${host}/:_authToken=${body.token}\n@pit:registry=${url}/\nregistry=${url}/\n`,
+  );
   return {
     url,
     token: body.token,

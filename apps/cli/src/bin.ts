@@ -3,4 +3,8 @@
 import { runCli } from './main.js';
 import { processOutput } from './output.js';
 
-process.exitCode = await runCli(process.argv.slice(2), { output: processOutput, env: process.env, cwd: process.cwd() });
+process.exitCode = await runCli(process.argv.slice(2), {
+  output: processOutput,
+  env: process.env,
+  cwd: process.cwd(),
+});

@@ -29,7 +29,10 @@ export interface CommandContext {
   cellsRoot(): Promise<string>;
 }
 
-export function createContext(environment: CliEnvironment, globals: () => GlobalOptions): CommandContext {
+export function createContext(
+  environment: CliEnvironment,
+  globals: () => GlobalOptions,
+): CommandContext {
   let loaded: Promise<LoadedConfig> | undefined;
   const home = environment.env.HOME || homedir();
   const context: CommandContext = {
@@ -40,10 +43,17 @@ export function createContext(environment: CliEnvironment, globals: () => Global
     },
     actor: environment.env.USER || safeUser(),
     config: () =>
-      (loaded ??= loadConfig({ ...(globals().config ? { flag: globals().config } : {}), env: environment.env, cwd: environment.cwd, home })),
+      (loaded ??= loadConfig({
+        ...(globals().config ? { flag: globals().config } : {}),
+        env: environment.env,
+        cwd: environment.cwd,
+        home,
+      })),
     cellsRoot: async () => {
       const explicit = globals().cellsRoot;
-      return explicit ? resolve(environment.cwd, explicit) : (await context.config()).config.cells.root;
+      return explicit
+        ? resolve(environment.cwd, explicit)
+        : (await context.config()).config.cells.root;
     },
   };
   return context;

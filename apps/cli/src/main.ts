@@ -22,7 +22,9 @@ export async function runCli(argv: string[], environment: CliEnvironment): Promi
       environment.output.err(`pit: ${error.message}`);
       return exitCodeFor(error);
     }
-    environment.output.err(`pit: internal error\n${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    environment.output.err(
+      `pit: internal error\n${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+    );
     return EXIT.internal;
   }
 }

@@ -1,7 +1,13 @@
 import { join } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_CELLS_ROOT } from '@pit/cell-spec';
-import { createCell, listCells, moveCell, removeCell, type CellsContext } from './commands/cells.js';
+import {
+  createCell,
+  listCells,
+  moveCell,
+  removeCell,
+  type CellsContext,
+} from './commands/cells.js';
 import { configCheck } from './commands/config-check.js';
 import { daemon, sweep } from './commands/daemon.js';
 import { heartbeat } from './commands/heartbeat.js';
@@ -19,40 +25,74 @@ export type { CliEnvironment };
 /** Builds the `pit` program. Each action resolves to an exit code stored in `result.code`. */
 export function buildProgram(environment: CliEnvironment, result: { code: number }): Command {
   const program = new Command('pit')
-    .description('The Pit: supervise long-running AI agents in mission cells, revive them, and show it.')
-    .addOption(new Option('-c, --config <file>', 'config file (TOML or JSON); else $PIT_CONFIG, ./pit.toml, ~/.config/pit/pit.toml, /etc/pit/pit.toml').env('PIT_CONFIG'))
-    .addOption(new Option('--cells-root <dir>', `mission cells root (overrides the config's cells.root; default ${DEFAULT_CELLS_ROOT})`).env('PIT_CELLS_ROOT'))
+    .description(
+      'The Pit: supervise long-running AI agents in mission cells, revive them, and show it.',
+    )
+    .addOption(
+      new Option(
+        '-c, --config <file>',
+        'config file (TOML or JSON); else $PIT_CONFIG, ./pit.toml, ~/.config/pit/pit.toml, /etc/pit/pit.toml',
+      ).env('PIT_CONFIG'),
+    )
+    .addOption(
+      new Option(
+        '--cells-root <dir>',
+        `mission cells root (overrides the config's cells.root; default ${DEFAULT_CELLS_ROOT})`,
+      ).env('PIT_CELLS_ROOT'),
+    )
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', `\n${EXIT_CODES_HELP}`)
     .exitOverride()
-    .configureOutput({ writeOut: (text) => environment.output.out(text), writeErr: (text) => environment.output.err(text) });
+    .configureOutput({
+      writeOut: (text) => environment.output.out(text),
+      writeErr: (text) => environment.output.err(text),
+    });
 
   const context = createContext(environment, () => program.opts<GlobalOptions>());
-  const cellsContext = async (): Promise<CellsContext> => ({ cellsRoot: await context.cellsRoot(), output: context.output, actor: context.actor });
+  const cellsContext = async (): Promise<CellsContext> => ({
+    cellsRoot: await context.cellsRoot(),
+    output: context.output,
+    actor: context.actor,
+  });
   const run = (work: () => Promise<number>) => async () => {
     result.code = await work();
   };
 
   program
     .command('daemon')
-    .description('run the supervision loop in the foreground (logs to stderr: JSON lines, pretty on a TTY); SIGHUP reloads the config, SIGTERM stops it and leaves the agents running')
+    .description(
+      'run the supervision loop in the foreground (logs to stderr: JSON lines, pretty on a TTY); SIGHUP reloads the config, SIGTERM stops it and leaves the agents running',
+    )
     .option('--dry-run', 'decide and record, but start, stop and roll back nothing')
     .option('--stop-agents-on-exit', 'stop every agent when the daemon stops')
-    .option('--listen <host:port>', "override [daemon.http].listen")
+    .option('--listen <host:port>', 'override [daemon.http].listen')
     .option('--log-level <level>', 'debug, info, warn or error')
-    .action((options: { dryRun?: boolean; stopAgentsOnExit?: boolean; listen?: string; logLevel?: string }) => run(() => daemon(context, options))());
+    .action(
+      (options: {
+        dryRun?: boolean;
+        stopAgentsOnExit?: boolean;
+        listen?: string;
+        logLevel?: string;
+      }) => run(() => daemon(context, options))(),
+    );
 
   program
     .command('sweep')
-    .description('one full check of every agent and the actions it calls for, then exit (for cron); exit 0 when every agent is healthy, 1 otherwise')
+    .description(
+      'one full check of every agent and the actions it calls for, then exit (for cron); exit 0 when every agent is healthy, 1 otherwise',
+    )
     .option('--once', 'required: run one sweep')
     .option('--dry-run', 'decide and record, but start, stop and roll back nothing')
     .option('--json', 'print the sweep report as JSON')
-    .action((options: { once?: boolean; dryRun?: boolean; json?: boolean }) => run(() => sweep(context, options))());
+    .action((options: { once?: boolean; dryRun?: boolean; json?: boolean }) =>
+      run(() => sweep(context, options))(),
+    );
 
   program
     .command('status')
-    .description('cells and agents: health, heartbeat age, restarts, backoff, pending approval (from persisted state when no daemon runs); exit 1 when an agent is dead')
+    .description(
+      'cells and agents: health, heartbeat age, restarts, backoff, pending approval (from persisted state when no daemon runs); exit 1 when an agent is dead',
+    )
     .option('--json', 'print JSON')
     .action((options: { json?: boolean }) => run(() => status(context, options))());
 
@@ -60,7 +100,9 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .command('config')
     .description('inspect the configuration')
     .command('check')
-    .description('validate the config (every problem at once) and print the resolved policy of every agent, with where each value came from')
+    .description(
+      'validate the config (every problem at once) and print the resolved policy of every agent, with where each value came from',
+    )
     .option('--json', 'print JSON')
     .action((options: { json?: boolean }) => run(() => configCheck(context, options))());
 
@@ -68,21 +110,40 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .command('cells')
     .description('list mission cells')
     .command('list')
-    .description('list the supervised (active and frozen) cells, and every problem found under the root')
+    .description(
+      'list the supervised (active and frozen) cells, and every problem found under the root',
+    )
     .option('--all', 'include provisioning and archived cells')
     .option('--json', 'print JSON')
-    .action((options: { all?: boolean; json?: boolean }) => run(async () => listCells(await cellsContext(), options))());
+    .action((options: { all?: boolean; json?: boolean }) =>
+      run(async () => listCells(await cellsContext(), options))(),
+    );
 
-  const cell = program.command('cell').description('create and move mission cells through their lifecycle');
+  const cell = program
+    .command('cell')
+    .description('create and move mission cells through their lifecycle');
   cell
     .command('create')
     .description('provision a new mission cell (created active)')
     .requiredOption('--mission <text>', 'what the mission is for')
-    .option('--agent <name[:role]>', 'an agent of the cell (repeatable); role lead|write|read|audit, default lead for the first, write after', collect, [])
+    .option(
+      '--agent <name[:role]>',
+      'an agent of the cell (repeatable); role lead|write|read|audit, default lead for the first, write after',
+      collect,
+      [],
+    )
     .option('--name <name>', 'a short name for the cell')
     .option('--isolation <level>', 'isolation level 1, 2 or 3')
     .option('--json', 'print JSON')
-    .action((options: { mission: string; agent?: string[]; name?: string; isolation?: string; json?: boolean }) => run(async () => createCell(await cellsContext(), options))());
+    .action(
+      (options: {
+        mission: string;
+        agent?: string[];
+        name?: string;
+        isolation?: string;
+        json?: boolean;
+      }) => run(async () => createCell(await cellsContext(), options))(),
+    );
   for (const [action, summary] of [
     ['freeze', 'freeze an active cell (still supervised, agents not revived)'],
     ['resume', 'make a frozen cell active again'],
@@ -93,14 +154,18 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
       .description(summary)
       .argument('<uuid>', 'the cell')
       .option('--reason <text>', 'recorded in the event log')
-      .action((uuid: string, options: { reason?: string }) => run(async () => moveCell(await cellsContext(), action, uuid, options))());
+      .action((uuid: string, options: { reason?: string }) =>
+        run(async () => moveCell(await cellsContext(), action, uuid, options))(),
+      );
   }
   cell
     .command('destroy')
     .description('delete an archived cell and everything inside it (never anything outside)')
     .argument('<uuid>', 'the cell')
     .option('--force', 'destroy a cell that is not archived')
-    .action((uuid: string, options: { force?: boolean }) => run(async () => removeCell(await cellsContext(), uuid, options))());
+    .action((uuid: string, options: { force?: boolean }) =>
+      run(async () => removeCell(await cellsContext(), uuid, options))(),
+    );
 
   program
     .command('heartbeat')
@@ -111,14 +176,25 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .option('--cycle <n>', 'work cycle counter (default: previous + 1)')
     .option('--pid <pid>', "the agent's pid (default: the calling shell's)")
     .option('--model <model>', 'the model the agent is using')
-    .action((options: { cell: string; agent: string; status?: string; cycle?: string; pid?: string; model?: string }) => run(async () => heartbeat(await cellsContext(), options))());
+    .action(
+      (options: {
+        cell: string;
+        agent: string;
+        status?: string;
+        cycle?: string;
+        pid?: string;
+        model?: string;
+      }) => run(async () => heartbeat(await cellsContext(), options))(),
+    );
 
   program
     .command('approvals')
     .description('approval requests waiting for a human (pending ones unless --all)')
     .option('--all', 'include decided and expired requests')
     .option('--json', 'print JSON')
-    .action((options: { all?: boolean; json?: boolean }) => run(() => listApprovals(context, options))());
+    .action((options: { all?: boolean; json?: boolean }) =>
+      run(() => listApprovals(context, options))(),
+    );
   for (const decision of ['approve', 'deny'] as const) {
     program
       .command(decision)
@@ -128,65 +204,115 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
       .argument('<id>', 'the request id (see pit approvals)')
       .option('--reason <text>', 'recorded with the decision')
       .option('--json', 'print JSON')
-      .action((id: string, options: { reason?: string; json?: boolean }) => run(() => decide(context, decision, id, options))());
+      .action((id: string, options: { reason?: string; json?: boolean }) =>
+        run(() => decide(context, decision, id, options))(),
+      );
   }
 
   program
     .command('bus')
     .description("a mission's event bus")
     .command('tail')
-    .description("print a cell's bus stream (messages, checkpoints, handoffs) from its log; works while the daemon serves the bus")
+    .description(
+      "print a cell's bus stream (messages, checkpoints, handoffs) from its log; works while the daemon serves the bus",
+    )
     .argument('<cell>', 'the cell uuid')
     .option('--from <seq>', 'start at this sequence number', '1')
     .option('--follow', 'keep printing new events until interrupted')
     .option('--json', 'one JSON event per line')
-    .action((uuid: string, options: { from?: string; follow?: boolean; json?: boolean }) => run(() => busTail(context, uuid, options))());
+    .action((uuid: string, options: { from?: string; follow?: boolean; json?: boolean }) =>
+      run(() => busTail(context, uuid, options))(),
+    );
 
   program
     .command('snapshot')
     .description("an agent's last-known-good config snapshots")
     .command('list')
-    .description('the retained snapshot sets of an agent, newest first (store: <state_dir>/snapshots/<agent>/)')
+    .description(
+      'the retained snapshot sets of an agent, newest first (store: <state_dir>/snapshots/<agent>/)',
+    )
     .argument('<agent>', 'the agent')
     .option('--json', 'print JSON')
-    .action((agent: string, options: { json?: boolean }) => run(() => listSnapshots(context, agent, options))());
+    .action((agent: string, options: { json?: boolean }) =>
+      run(() => listSnapshots(context, agent, options))(),
+    );
 
   program
     .command('rollback')
-    .description("restore an agent's config files to last known good (or to the canonical version in git when no snapshot exists); the hashes are logged")
+    .description(
+      "restore an agent's config files to last known good (or to the canonical version in git when no snapshot exists); the hashes are logged",
+    )
     .argument('<agent>', 'the agent')
     .option('--to <set>', 'roll back to this retained set (a prefix of its sha256) instead')
     .option('--reason <text>', 'recorded in the event log')
     .option('--json', 'print JSON')
-    .action((agent: string, options: { to?: string; reason?: string; json?: boolean }) => run(() => rollback(context, agent, options))());
+    .action((agent: string, options: { to?: string; reason?: string; json?: boolean }) =>
+      run(() => rollback(context, agent, options))(),
+    );
 
-  const checkpoints = program.command('checkpoint').description("a cell's workspace checkpoints (checkpoints/<ts>.tar.gz)");
+  const checkpoints = program
+    .command('checkpoint')
+    .description("a cell's workspace checkpoints (checkpoints/<ts>.tar.gz)");
   for (const [action, summary] of [
     ['create', 'archive the workspace now'],
     ['list', 'list the checkpoints, newest first'],
-    ['restore', 'verify and restore a checkpoint (the newest unless --name), swapping it in for workspace/'],
+    [
+      'restore',
+      'verify and restore a checkpoint (the newest unless --name), swapping it in for workspace/',
+    ],
   ] as const) {
-    const sub = checkpoints.command(action).description(summary).argument('<cell>', 'the cell uuid').option('--json', 'print JSON');
-    if (action !== 'list') sub.option('--reason <text>', action === 'create' ? "recorded in the checkpoint's manifest and the event log" : 'recorded in the event log');
+    const sub = checkpoints
+      .command(action)
+      .description(summary)
+      .argument('<cell>', 'the cell uuid')
+      .option('--json', 'print JSON');
+    if (action !== 'list')
+      sub.option(
+        '--reason <text>',
+        action === 'create'
+          ? "recorded in the checkpoint's manifest and the event log"
+          : 'recorded in the event log',
+      );
     if (action === 'restore') sub.option('--name <name>', 'the checkpoint to restore');
-    sub.action((uuid: string, options: { name?: string; reason?: string; json?: boolean }) => run(() => checkpoint(context, action, uuid, options))());
+    sub.action((uuid: string, options: { name?: string; reason?: string; json?: boolean }) =>
+      run(() => checkpoint(context, action, uuid, options))(),
+    );
   }
 
   program
     .command('why')
-    .description("the story of an agent's last incidents from the event logs: probe results, the policy rule that fired, approvals and who gave them, rollback hashes, restart outcomes")
+    .description(
+      "the story of an agent's last incidents from the event logs: probe results, the policy rule that fired, approvals and who gave them, rollback hashes, restart outcomes",
+    )
     .argument('<agent>', 'the agent')
     .option('--last <n>', 'how many incidents', '3')
     .option('--json', 'print JSON')
-    .action((agent: string, options: { json?: boolean; last?: string }) => run(async () => why({ ...(await cellsContext()), extraLogs: [join((await context.config()).config.daemon.state_dir, 'logs', 'events.jsonl')] }, agent, options))());
+    .action((agent: string, options: { json?: boolean; last?: string }) =>
+      run(async () =>
+        why(
+          {
+            ...(await cellsContext()),
+            extraLogs: [
+              join((await context.config()).config.daemon.state_dir, 'logs', 'events.jsonl'),
+            ],
+          },
+          agent,
+          options,
+        ),
+      )(),
+    );
 
   program
     .command('demo')
-    .description('provision a demo mission cell under ./.pit/demo with three real agents, start the daemon with its dashboard, then kill one (restarted), corrupt another\'s config (rolled back and restarted) and stop a third under policy ask (an approval appears); runs until Ctrl-C')
+    .description(
+      "provision a demo mission cell under ./.pit/demo with three real agents, start the daemon with its dashboard, then kill one (restarted), corrupt another's config (rolled back and restarted) and stop a third under policy ask (an approval appears); runs until Ctrl-C",
+    )
     .option('--dir <dir>', 'where the demo lives', '.pit/demo')
     .option('--listen <host:port>', "the dashboard's address", '127.0.0.1:7420')
     .option('--exit-when-done', 'stop (with the agents) once the scripted part has played')
-    .action((options: { dir?: string; listen?: string; exitWhenDone?: boolean }) => run(() => demo(context, options))());
+    .action((options: { dir?: string; listen?: string; exitWhenDone?: boolean }) =>
+      run(() => demo(context, options))(),
+    );
 
   return program;
 }

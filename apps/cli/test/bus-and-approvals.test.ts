@@ -22,7 +22,11 @@ afterEach(async () => {
   rmSync(base, { recursive: true, force: true });
 });
 
-async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined> | T | undefined,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
@@ -34,22 +38,65 @@ async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T 
 
 describe('pit bus tail', () => {
   it("prints a cell's stream from a sequence number while the bus is held open elsewhere, and follows new events", async () => {
-    const { dir, manifest } = await provisionCell(join(base, 'missions'), { mission: 'm', created_by: 'test', agents: [{ name: 'forge', role: 'lead' }, { name: 'allegro', role: 'write' }] });
-    const bus = await MissionBus.open({ cellDir: dir, config: { participants: [{ name: 'forge', role: 'lead' }, { name: 'allegro', role: 'write' }] } });
+    const { dir, manifest } = await provisionCell(join(base, 'missions'), {
+      mission: 'm',
+      created_by: 'test',
+      agents: [
+        { name: 'forge', role: 'lead' },
+        { name: 'allegro', role: 'write' },
+      ],
+    });
+    const bus = await MissionBus.open({
+      cellDir: dir,
+      config: {
+        participants: [
+          { name: 'forge', role: 'lead' },
+          { name: 'allegro', role: 'write' },
+        ],
+      },
+    });
     cleanups.push(() => bus.close());
     await bus.publish('forge', { topic: 'plan', payload: { step: 1 } });
     const checkpoint = await bus.checkpoint('forge', { summary: 'parser half done' });
-    await bus.handoff('forge', { to: 'allegro', checkpoint: checkpoint.id, note: 'take it from here' });
+    await bus.handoff('forge', {
+      to: 'allegro',
+      checkpoint: checkpoint.id,
+      note: 'take it from here',
+    });
     await bus.flush();
 
-    const tail = await pit(['--cells-root', join(base, 'missions'), 'bus', 'tail', manifest.uuid, '--from', '2']);
+    const tail = await pit([
+      '--cells-root',
+      join(base, 'missions'),
+      'bus',
+      'tail',
+      manifest.uuid,
+      '--from',
+      '2',
+    ]);
     expect(tail.code).toBe(0);
     const lines = tail.stdout.trim().split('\n');
     expect(lines).toHaveLength(2);
     expect(lines[0]).toMatch(/^#2 .* forge checkpoint .*: parser half done$/);
     expect(lines[1]).toMatch(/^#3 .* handoff forge → allegro at checkpoint .*: take it from here$/);
 
-    const follower = spawn(process.execPath, ['--conditions=@pit/source', '--import', 'tsx', bin, '--cells-root', join(base, 'missions'), 'bus', 'tail', manifest.uuid, '--follow', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const follower = spawn(
+      process.execPath,
+      [
+        '--conditions=@pit/source',
+        '--import',
+        'tsx',
+        bin,
+        '--cells-root',
+        join(base, 'missions'),
+        'bus',
+        'tail',
+        manifest.uuid,
+        '--follow',
+        '--json',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     cleanups.push(() => void follower.kill('SIGKILL'));
     let seen = '';
     follower.stdout.on('data', (chunk: Buffer) => (seen += chunk.toString()));
@@ -60,7 +107,12 @@ describe('pit bus tail', () => {
     const exited = new Promise((resolve) => follower.once('exit', resolve));
     follower.kill('SIGINT');
     await exited;
-    expect(seen.trim().split('\n').map((line) => (JSON.parse(line) as { seq: number }).seq)).toEqual([1, 2, 3, 4]);
+    expect(
+      seen
+        .trim()
+        .split('\n')
+        .map((line) => (JSON.parse(line) as { seq: number }).seq),
+    ).toEqual([1, 2, 3, 4]);
   }, 60_000);
 });
 
@@ -75,23 +127,56 @@ async function freePort(): Promise<number> {
 
 describe('pit approvals, approve, deny', () => {
   it('answers an ask through the running daemon: refused without the right token, then approved and the agent revived', async () => {
-    const { dir } = await provisionCell(join(base, "missions"), { mission: "archive", created_by: 'test', agents: [{ name: 'ezra', role: 'lead' }] });
+    const { dir } = await provisionCell(join(base, 'missions'), {
+      mission: 'archive',
+      created_by: 'test',
+      agents: [{ name: 'ezra', role: 'lead' }],
+    });
     const port = await freePort();
     const config = join(base, 'pit.toml');
     writeFileSync(
       config,
       [
-        '[daemon]', 'state_dir = "state"', 'stop_agents_on_exit = true',
-        '[daemon.http]', `listen = "127.0.0.1:${port}"`,
-        '[cells]', 'root = "missions"', 'heartbeat_stale_s = 2', 'poll_interval_s = 0.2', 'resurrect_after_s = 0',
-        '[checkpoints]', 'interval_s = 0', '[bus]', 'enabled = false',
-        '[policy.defaults]', 'mode = "ask"', 'approval = { channels = ["cli", "http"], timeout = "30m", on_timeout = "record_only" }',
-        '[agents.ezra]', `argv = ["${process.execPath}", "${testAgent}"]`, 'startup_grace_s = 10', 'stop_grace_s = 2',
+        '[daemon]',
+        'state_dir = "state"',
+        'stop_agents_on_exit = true',
+        '[daemon.http]',
+        `listen = "127.0.0.1:${port}"`,
+        '[cells]',
+        'root = "missions"',
+        'heartbeat_stale_s = 2',
+        'poll_interval_s = 0.2',
+        'resurrect_after_s = 0',
+        '[checkpoints]',
+        'interval_s = 0',
+        '[bus]',
+        'enabled = false',
+        '[policy.defaults]',
+        'mode = "ask"',
+        'approval = { channels = ["cli", "http"], timeout = "30m", on_timeout = "record_only" }',
+        '[agents.ezra]',
+        `argv = ["${process.execPath}", "${testAgent}"]`,
+        'startup_grace_s = 10',
+        'stop_grace_s = 2',
       ].join('\n'),
     );
     chmodSync(config, 0o600);
     const env = { PIT_HTTP_TOKEN: 'the-right-token-1234' };
-    const daemon = spawn(process.execPath, ['--conditions=@pit/source', '--import', 'tsx', bin, '--config', config, 'daemon', '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+    const daemon = spawn(
+      process.execPath,
+      [
+        '--conditions=@pit/source',
+        '--import',
+        'tsx',
+        bin,
+        '--config',
+        config,
+        'daemon',
+        '--log-level',
+        'warn',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } },
+    );
     let daemonErr = '';
     daemon.stderr.on('data', (chunk: Buffer) => (daemonErr += chunk.toString()));
     cleanups.push(async () => {
@@ -110,20 +195,31 @@ describe('pit approvals, approve, deny', () => {
     process.kill(firstPid!, 'SIGKILL');
     const pending = await waitFor('an approval request', async () => {
       const listed = await pit(['--config', config, 'approvals', '--json']);
-      const approvals = (JSON.parse(listed.stdout || '{"approvals":[]}') as { approvals: Array<{ id: string; agent: string }> }).approvals;
+      const approvals = (
+        JSON.parse(listed.stdout || '{"approvals":[]}') as {
+          approvals: Array<{ id: string; agent: string }>;
+        }
+      ).approvals;
       return approvals.find((approval) => approval.agent === 'ezra');
     });
     const table = await pit(['--config', config, 'approvals']);
     expect(table.stdout).toContain(pending.id);
 
-    const noToken = await pit(['--config', config, 'approve', pending.id], { env: { PIT_HTTP_TOKEN: '' } });
+    const noToken = await pit(['--config', config, 'approve', pending.id], {
+      env: { PIT_HTTP_TOKEN: '' },
+    });
     expect(noToken.code).toBe(2);
     expect(noToken.stderr).toContain('PIT_HTTP_TOKEN');
-    const wrongToken = await pit(['--config', config, 'approve', pending.id], { env: { PIT_HTTP_TOKEN: 'not-the-token' } });
+    const wrongToken = await pit(['--config', config, 'approve', pending.id], {
+      env: { PIT_HTTP_TOKEN: 'not-the-token' },
+    });
     expect(wrongToken.code).toBe(1);
     expect(wrongToken.stderr).toMatch(/refused the token/);
 
-    const approved = await pit(['--config', config, 'approve', pending.id, '--reason', 'checked the logs'], { env });
+    const approved = await pit(
+      ['--config', config, 'approve', pending.id, '--reason', 'checked the logs'],
+      { env },
+    );
     expect(approved.stderr).toBe('');
     expect(approved.code).toBe(0);
     await waitFor('ezra revived', async () => {

@@ -6,7 +6,9 @@ import { provisionCell, readCellState, writeHeartbeat } from '@pit/cell-spec';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { pit } from './cli.js';
 
-const seedPolicy = fileURLToPath(new URL('../../../packages/policy/src/__fixtures__/seed-policy.toml', import.meta.url));
+const seedPolicy = fileURLToPath(
+  new URL('../../../packages/policy/src/__fixtures__/seed-policy.toml', import.meta.url),
+);
 
 let base: string;
 beforeEach(() => {
@@ -25,17 +27,44 @@ describe('pit config check', () => {
   it("prints every agent's resolved policy with where each value came from", async () => {
     const policy = readFileSync(seedPolicy, 'utf8');
     const config = writeConfig(
-      ['[daemon]', 'state_dir = "state"', '[cells]', 'root = "missions"', ...['bezalel', 'allegro', 'ezra', 'timmy'].flatMap((name) => [`[agents.${name}]`, 'cell = "none"', 'cwd = "."', `argv = ["/bin/true"]`]), '[telegram]', 'token_env = "TG_TOKEN"', 'chat_id = 1', 'approvers = [1]', policy].join('\n'),
+      [
+        '[daemon]',
+        'state_dir = "state"',
+        '[cells]',
+        'root = "missions"',
+        ...['bezalel', 'allegro', 'ezra', 'timmy'].flatMap((name) => [
+          `[agents.${name}]`,
+          'cell = "none"',
+          'cwd = "."',
+          `argv = ["/bin/true"]`,
+        ]),
+        '[telegram]',
+        'token_env = "TG_TOKEN"',
+        'chat_id = 1',
+        'approvers = [1]',
+        policy,
+      ].join('\n'),
     );
     const result = await pit(['--config', config, 'config', 'check', '--json']);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
-    const report = JSON.parse(result.stdout) as { agents: Array<{ agent: string; mode: string; mission?: string; substitutes: string[]; trace: { fields: Record<string, string> } }> };
+    const report = JSON.parse(result.stdout) as {
+      agents: Array<{
+        agent: string;
+        mode: string;
+        mission?: string;
+        substitutes: string[];
+        trace: { fields: Record<string, string> };
+      }>;
+    };
     const ezra = report.agents.find((agent) => agent.agent === 'ezra')!;
     expect(ezra.mode).toBe('ask');
     expect(ezra.mission).toBe('archive');
     expect(ezra.trace.fields.dead_after).toBe('agent:ezra');
-    expect(report.agents.find((agent) => agent.agent === 'bezalel')!.substitutes).toEqual(['allegro', 'timmy']);
+    expect(report.agents.find((agent) => agent.agent === 'bezalel')!.substitutes).toEqual([
+      'allegro',
+      'timmy',
+    ]);
 
     const text = await pit(['--config', config, 'config', 'check']);
     expect(text.stdout).toMatch(/ezra \(outside cells, mission archive\)/);
@@ -43,7 +72,15 @@ describe('pit config check', () => {
   }, 60_000);
 
   it('reports every problem at once with line and column, exit 2', async () => {
-    const config = writeConfig(['[daemon]', 'state_dir = "state"', 'colour = "blue"', '[cells]', 'heartbeat_stale_s = "soon"'].join('\n'));
+    const config = writeConfig(
+      [
+        '[daemon]',
+        'state_dir = "state"',
+        'colour = "blue"',
+        '[cells]',
+        'heartbeat_stale_s = "soon"',
+      ].join('\n'),
+    );
     const result = await pit(['--config', config, 'config', 'check']);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/pit\.toml:3:\d+: daemon\.colour: unknown key/);
@@ -66,16 +103,45 @@ describe('pit config check', () => {
 
 describe('pit sweep --once and pit status', () => {
   it('finds a dead agent, exits 1, and a second run continues from the persisted state (dead time accumulates)', async () => {
-    const { dir, manifest } = await provisionCell(join(base, 'missions'), { mission: 'forge', created_by: 'test', agents: [{ name: 'forge', role: 'lead' }] });
+    const { dir, manifest } = await provisionCell(join(base, 'missions'), {
+      mission: 'forge',
+      created_by: 'test',
+      agents: [{ name: 'forge', role: 'lead' }],
+    });
     // A heartbeat from ten minutes ago, from a process that no longer exists: the agent is dead.
-    await writeHeartbeat(dir, { agent: 'forge', cell_uuid: manifest.uuid, cycle: 3, status: 'working', pid: 999_999, timestamp: Date.now() / 1000 - 600 });
-    const config = writeConfig(['[daemon]', 'state_dir = "state"', '[daemon.http]', 'enabled = false', '[cells]', 'root = "missions"', 'heartbeat_stale_s = 5', 'resurrect_after_s = 0', '[policy.defaults]', 'mode = "never"'].join('\n'));
+    await writeHeartbeat(dir, {
+      agent: 'forge',
+      cell_uuid: manifest.uuid,
+      cycle: 3,
+      status: 'working',
+      pid: 999_999,
+      timestamp: Date.now() / 1000 - 600,
+    });
+    const config = writeConfig(
+      [
+        '[daemon]',
+        'state_dir = "state"',
+        '[daemon.http]',
+        'enabled = false',
+        '[cells]',
+        'root = "missions"',
+        'heartbeat_stale_s = 5',
+        'resurrect_after_s = 0',
+        '[policy.defaults]',
+        'mode = "never"',
+      ].join('\n'),
+    );
 
     const first = await pit(['--config', config, 'sweep', '--once', '--json']);
     expect(first.code).toBe(1);
-    const report = JSON.parse(first.stdout) as { healthy: boolean; agents: Array<{ key: string; health: string }> };
+    const report = JSON.parse(first.stdout) as {
+      healthy: boolean;
+      agents: Array<{ key: string; health: string }>;
+    };
     expect(report.healthy).toBe(false);
-    expect(report.agents).toEqual([expect.objectContaining({ key: `${manifest.uuid}/forge`, health: 'dead' })]);
+    expect(report.agents).toEqual([
+      expect.objectContaining({ key: `${manifest.uuid}/forge`, health: 'dead' }),
+    ]);
     const firstDeadAt = (await readCellState(dir)).agents.forge?.first_dead_at;
     expect(firstDeadAt).toBeDefined();
 
@@ -86,9 +152,14 @@ describe('pit sweep --once and pit status', () => {
 
     const status = await pit(['--config', config, 'status', '--json']);
     expect(status.code).toBe(1);
-    const fleet = JSON.parse(status.stdout) as { daemon: unknown; agents: Array<{ agent: string; health: string; first_dead_at?: string }> };
+    const fleet = JSON.parse(status.stdout) as {
+      daemon: unknown;
+      agents: Array<{ agent: string; health: string; first_dead_at?: string }>;
+    };
     expect(fleet.daemon).toBeNull();
-    expect(fleet.agents).toEqual([expect.objectContaining({ agent: 'forge', health: 'dead', first_dead_at: firstDeadAt })]);
+    expect(fleet.agents).toEqual([
+      expect.objectContaining({ agent: 'forge', health: 'dead', first_dead_at: firstDeadAt }),
+    ]);
     const table = await pit(['--config', config, 'status']);
     expect(table.stdout).toMatch(/daemon: not running/);
     expect(table.stdout).toMatch(/forge\s+dead/);

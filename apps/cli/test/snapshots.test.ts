@@ -25,10 +25,25 @@ describe('pit snapshot list and pit rollback', () => {
     const good = '{"model":"claude","provider":"anthropic"}\n';
     writeFileSync(join(home, 'agent.json'), good);
     const configPath = join(base, 'pit.toml');
-    writeFileSync(configPath, ['[daemon]', 'state_dir = "state"', '[cells]', 'root = "missions"', '[agents.forge]', 'cell = "none"', 'cwd = "forge"', 'argv = ["/bin/true"]', 'config_files = [{ path = "agent.json" }]'].join('\n'));
+    writeFileSync(
+      configPath,
+      [
+        '[daemon]',
+        'state_dir = "state"',
+        '[cells]',
+        'root = "missions"',
+        '[agents.forge]',
+        'cell = "none"',
+        'cwd = "forge"',
+        'argv = ["/bin/true"]',
+        'config_files = [{ path = "agent.json" }]',
+      ].join('\n'),
+    );
     chmodSync(configPath, 0o600);
     // What the daemon does on a healthy check: snapshot the config as last known good.
-    await createSnapshotStore({ stateDir: join(base, 'state') }).snapshot('forge', [join(home, 'agent.json')]);
+    await createSnapshotStore({ stateDir: join(base, 'state') }).snapshot('forge', [
+      join(home, 'agent.json'),
+    ]);
     writeFileSync(join(home, 'agent.json'), '{"model":"gpt-9","provider":'); // the agent corrupted its own config
 
     const list = await pit(['--config', configPath, 'snapshot', 'list', 'forge']);
@@ -40,9 +55,20 @@ describe('pit snapshot list and pit rollback', () => {
     expect(rolled.code).toBe(0);
     expect(rolled.stdout).toMatch(/agent\.json\s+[0-9a-f]{12} → [0-9a-f]{12}/);
     expect(readFileSync(join(home, 'agent.json'), 'utf8')).toBe(good);
-    const logged = (await eventsOf(join(base, 'state', 'logs', 'events.jsonl'))).filter((event) => event.event === 'config_rolled_back');
+    const logged = (await eventsOf(join(base, 'state', 'logs', 'events.jsonl'))).filter(
+      (event) => event.event === 'config_rolled_back',
+    );
     expect(logged).toHaveLength(1);
-    expect(logged[0]).toMatchObject({ agent: 'forge', files: [{ path: join(home, 'agent.json'), old_sha256: expect.stringMatching(/^[0-9a-f]{64}$/), new_sha256: expect.stringMatching(/^[0-9a-f]{64}$/) }] });
+    expect(logged[0]).toMatchObject({
+      agent: 'forge',
+      files: [
+        {
+          path: join(home, 'agent.json'),
+          old_sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
+          new_sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
+        },
+      ],
+    });
 
     const again = await pit(['--config', configPath, 'rollback', 'forge']);
     expect(again.code).toBe(0);
@@ -61,11 +87,23 @@ describe('pit snapshot list and pit rollback', () => {
 
 describe('pit checkpoint', () => {
   it('creates, lists and restores a workspace checkpoint', async () => {
-    const { dir, manifest } = await provisionCell(join(base, 'missions'), { mission: 'm', created_by: 'test', agents: [{ name: 'forge', role: 'lead' }] });
+    const { dir, manifest } = await provisionCell(join(base, 'missions'), {
+      mission: 'm',
+      created_by: 'test',
+      agents: [{ name: 'forge', role: 'lead' }],
+    });
     const workspace = cellPaths(dir).workspace;
     writeFileSync(join(workspace, 'notes.md'), 'chapter one\n');
     const args = ['--cells-root', join(base, 'missions')];
-    const created = await pit([...args, 'checkpoint', 'create', manifest.uuid, '--reason', 'before refactor', '--json']);
+    const created = await pit([
+      ...args,
+      'checkpoint',
+      'create',
+      manifest.uuid,
+      '--reason',
+      'before refactor',
+      '--json',
+    ]);
     expect(created.code).toBe(0);
     const name = (JSON.parse(created.stdout) as { name: string }).name;
 

@@ -21,7 +21,8 @@ const CELLS = 20;
 const EXITS = smoke ? 5 : 30;
 const SANDBOXES = smoke ? 3 : 10;
 const log = (message: string): void => void process.stderr.write(`[supervision] ${message}\n`);
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const median = (values: number[]) =>
+  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 const base = await fs.mkdtemp(join(tmpdir(), 'pit-bench-'));
 try {
@@ -30,15 +31,39 @@ try {
   const perCell = Math.ceil(AGENTS / CELLS);
   const now = Date.now();
   for (let cell = 0; cell < CELLS; cell++) {
-    const agents = Array.from({ length: Math.min(perCell, AGENTS - cell * perCell) }, (_, index) => ({ name: `agent-${cell}-${index}`, role: 'write' }));
-    const { dir, manifest } = await provisionCell(root, { mission: `bench mission ${cell}`, created_by: 'bench', agents });
-    await Promise.all(agents.map((agent) => writeHeartbeat(dir, { agent: agent.name, cell_uuid: manifest.uuid, cycle: 1, status: 'working', timestamp: now / 1000 })));
+    const agents = Array.from(
+      { length: Math.min(perCell, AGENTS - cell * perCell) },
+      (_, index) => ({ name: `agent-${cell}-${index}`, role: 'write' }),
+    );
+    const { dir, manifest } = await provisionCell(root, {
+      mission: `bench mission ${cell}`,
+      created_by: 'bench',
+      agents,
+    });
+    await Promise.all(
+      agents.map((agent) =>
+        writeHeartbeat(dir, {
+          agent: agent.name,
+          cell_uuid: manifest.uuid,
+          cycle: 1,
+          status: 'working',
+          timestamp: now / 1000,
+        }),
+      ),
+    );
   }
   log(`fleet of ${AGENTS} agents in ${CELLS} cells ready`);
-  const parsed = parseConfig('[daemon]\nstate_dir = "state"\n[daemon.http]\nenabled = false\n[cells]\nroot = "missions"\nheartbeat_stale_s = 600\n[checkpoints]\ninterval_s = 0\n', 'toml');
+  const parsed = parseConfig(
+    '[daemon]\nstate_dir = "state"\n[daemon.http]\nenabled = false\n[cells]\nroot = "missions"\nheartbeat_stale_s = 600\n[checkpoints]\ninterval_s = 0\n',
+    'toml',
+  );
   if (!parsed.ok) throw new Error('bench config invalid');
   const config = resolveConfigPaths(parsed.config, base);
-  const supervisor = await createSupervisor({ config, policyInput: parsed.policyInput, env: process.env });
+  const supervisor = await createSupervisor({
+    config,
+    policyInput: parsed.policyInput,
+    env: process.env,
+  });
   const sweepStarted = performance.now();
   const report = await supervisor.sweep();
   const sweepMs = performance.now() - sweepStarted;
@@ -48,12 +73,21 @@ try {
   if (healthy !== AGENTS) throw new Error(`expected ${AGENTS} healthy agents, got ${healthy}`);
 
   // Exit notification latency at level 1.
-  const cell = await provisionCell(root, { mission: 'exits', created_by: 'bench', agents: [{ name: 'quick', role: 'write' }] });
+  const cell = await provisionCell(root, {
+    mission: 'exits',
+    created_by: 'bench',
+    agents: [{ name: 'quick', role: 'write' }],
+  });
   const executor = createExecutor({ env: process.env });
   const exitLatencies: number[] = [];
   for (let run = 0; run < EXITS; run++) {
     const started = performance.now();
-    const agent = await executor.start({ agent: 'quick', argv: ['sh', '-c', 'exit 3'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, cell: { uuid: cell.manifest.uuid, dir: cell.dir } });
+    const agent = await executor.start({
+      agent: 'quick',
+      argv: ['sh', '-c', 'exit 3'],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      cell: { uuid: cell.manifest.uuid, dir: cell.dir },
+    });
     const exit = await agent.exited;
     if (exit.code !== 3) throw new Error(`unexpected exit ${JSON.stringify(exit)}`);
     exitLatencies.push(performance.now() - started);
@@ -64,7 +98,13 @@ try {
   const sandboxLatencies: number[] = [];
   for (let run = 0; run < SANDBOXES; run++) {
     const started = performance.now();
-    const agent = await executor.start({ agent: 'quick', argv: ['sh', '-c', 'echo sandboxed > sandbox.txt'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin' }, cell: { uuid: cell.manifest.uuid, dir: cell.dir }, isolation: { level: 2 } });
+    const agent = await executor.start({
+      agent: 'quick',
+      argv: ['sh', '-c', 'echo sandboxed > sandbox.txt'],
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      cell: { uuid: cell.manifest.uuid, dir: cell.dir },
+      isolation: { level: 2 },
+    });
     const exit = await agent.exited;
     if (exit.code !== 0) throw new Error(`level-2 run failed: ${JSON.stringify(exit)}`);
     sandboxLatencies.push(performance.now() - started);
@@ -73,11 +113,31 @@ try {
   executor.close();
 
   const rows = [
-    { metric: `sweep of ${AGENTS} agents in ${CELLS} cells`, value: Math.round(sweepMs), unit: 'ms', target: '< 5000 ms', ok: sweepMs < 5000 },
-    { metric: 'level-1 agent exit noticed after spawn (median)', value: Math.round(median(exitLatencies) * 10) / 10, unit: 'ms', target: '< 100 ms', ok: median(exitLatencies) < 100 },
-    { metric: 'level-2 sandboxed agent run, start to exit (median)', value: Math.round(median(sandboxLatencies)), unit: 'ms', target: '< 1000 ms', ok: median(sandboxLatencies) < 1000 },
+    {
+      metric: `sweep of ${AGENTS} agents in ${CELLS} cells`,
+      value: Math.round(sweepMs),
+      unit: 'ms',
+      target: '< 5000 ms',
+      ok: sweepMs < 5000,
+    },
+    {
+      metric: 'level-1 agent exit noticed after spawn (median)',
+      value: Math.round(median(exitLatencies) * 10) / 10,
+      unit: 'ms',
+      target: '< 100 ms',
+      ok: median(exitLatencies) < 100,
+    },
+    {
+      metric: 'level-2 sandboxed agent run, start to exit (median)',
+      value: Math.round(median(sandboxLatencies)),
+      unit: 'ms',
+      target: '< 1000 ms',
+      ok: median(sandboxLatencies) < 1000,
+    },
   ];
-  process.stdout.write(`BENCH_RESULT ${JSON.stringify({ title: `daemon supervision${smoke ? ' (smoke)' : ''}`, rows })}\n`);
+  process.stdout.write(
+    `BENCH_RESULT ${JSON.stringify({ title: `daemon supervision${smoke ? ' (smoke)' : ''}`, rows })}\n`,
+  );
 } finally {
   await fs.rm(base, { recursive: true, force: true });
 }

@@ -1,7 +1,16 @@
 import type { AgentConfig } from './config-schema.js';
 
 /** Variables of the daemon's environment every agent inherits (never secrets). */
-export const INHERITED_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'USER', 'LOGNAME', 'TMPDIR'] as const;
+export const INHERITED_ENV = [
+  'PATH',
+  'HOME',
+  'LANG',
+  'LC_ALL',
+  'TZ',
+  'USER',
+  'LOGNAME',
+  'TMPDIR',
+] as const;
 
 /**
  * An agent's whole environment: a few harmless variables of the daemon's (PATH, HOME, LANG…),
@@ -9,7 +18,10 @@ export const INHERITED_ENV = ['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'USER', 'L
  * reach an agent). The executor adds LAZARUS_CELL_UUID and LAZARUS_AGENT.
  * @returns the environment and the `env_from` names that were not set.
  */
-export function composeAgentEnv(agent: Pick<AgentConfig, 'env' | 'env_from'>, daemonEnv: Record<string, string | undefined>): { env: Record<string, string>; missing: string[] } {
+export function composeAgentEnv(
+  agent: Pick<AgentConfig, 'env' | 'env_from'>,
+  daemonEnv: Record<string, string | undefined>,
+): { env: Record<string, string>; missing: string[] } {
   const env: Record<string, string> = {};
   for (const name of INHERITED_ENV) {
     const value = daemonEnv[name];

@@ -3,7 +3,13 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { readJsonFile, writeJsonAtomic } from '@pit/cell-spec';
-import { ApprovalStoreSchema, createApprovalBroker, type ApprovalBroker, type ApprovalChannel, type ApprovalRequest } from '@pit/notify';
+import {
+  ApprovalStoreSchema,
+  createApprovalBroker,
+  type ApprovalBroker,
+  type ApprovalChannel,
+  type ApprovalRequest,
+} from '@pit/notify';
 import type { ApprovalDecisionResult } from './http.js';
 import type { Logger } from './logger.js';
 
@@ -48,10 +54,16 @@ const MetaSchema = z.strictObject({
   reason: z.string().optional(),
 });
 type Meta = z.infer<typeof MetaSchema>;
-const MetaFileSchema = z.strictObject({ version: z.literal(1), meta: z.record(z.string(), MetaSchema) });
+const MetaFileSchema = z.strictObject({
+  version: z.literal(1),
+  meta: z.record(z.string(), MetaSchema),
+});
 
 /** What {@link ApprovalStore.ask} takes. */
-export type AskInput = Omit<StoredApproval, 'id' | 'status' | 'decided_at' | 'by' | 'channel' | 'reason'>;
+export type AskInput = Omit<
+  StoredApproval,
+  'id' | 'status' | 'decided_at' | 'by' | 'channel' | 'reason'
+>;
 
 /** The daemon's approval requests: single-use, persisted, answered from any channel. */
 export interface ApprovalStore {
@@ -61,7 +73,11 @@ export interface ApprovalStore {
   latest(key: string): StoredApproval | undefined;
   list(status?: StoredApproval['status']): StoredApproval[];
   /** Answers a pending request once (a trusted caller: the HTTP layer checked the token); later answers are refused. */
-  decide(id: string, decision: 'approve' | 'deny', answer: { by?: string; channel: 'http' | 'cli'; reason?: string; now: number }): Promise<ApprovalDecisionResult>;
+  decide(
+    id: string,
+    decision: 'approve' | 'deny',
+    answer: { by?: string; channel: 'http' | 'cli'; reason?: string; now: number },
+  ): Promise<ApprovalDecisionResult>;
   /** Marks pending requests past their expiry as expired; returns them. */
   expire(now: number): Promise<StoredApproval[]>;
   /** Withdraws a pending request (the agent recovered). */
@@ -102,7 +118,8 @@ export async function openApprovalStore(options: OpenApprovalStoreOptions): Prom
   // The daemon authenticates HTTP and CLI callers itself; it speaks to the broker with its own token.
   const internal = randomBytes(24).toString('hex');
   const now = options.now ?? Date.now;
-  const compose = (request: ApprovalRequest | undefined): StoredApproval | undefined => (request ? joinApproval(request, meta[request.id]) : undefined);
+  const compose = (request: ApprovalRequest | undefined): StoredApproval | undefined =>
+    request ? joinApproval(request, meta[request.id]) : undefined;
   let deciding = false;
   const broker: ApprovalBroker = createApprovalBroker({
     path: join(options.stateDir, 'approvals.json'),
@@ -113,7 +130,13 @@ export async function openApprovalStore(options: OpenApprovalStoreOptions): Prom
     expiryIntervalMs: 0,
     ...(options.logger ? { logger: options.logger } : {}),
     onDecision: (request) => {
-      if (deciding || request.decided_via === 'http' || request.decided_via === 'cli' || request.decided_via === 'expiry') return;
+      if (
+        deciding ||
+        request.decided_via === 'http' ||
+        request.decided_via === 'cli' ||
+        request.decided_via === 'expiry'
+      )
+        return;
       const approval = compose(request);
       if (approval) options.onChannelDecision?.(approval);
     },
@@ -128,9 +151,20 @@ export async function openApprovalStore(options: OpenApprovalStoreOptions): Prom
         reasons: input.reasons.length > 0 ? input.reasons : [`${input.agent} is dead`],
         substitute: input.substitute ?? null,
         proposed_action: input.proposed.replace(/_/g, ' '),
-        ttl_seconds: Math.min(30 * 24 * 3600, Math.max(10, Math.round((input.expires_at - now()) / 1000))),
+        ttl_seconds: Math.min(
+          30 * 24 * 3600,
+          Math.max(10, Math.round((input.expires_at - now()) / 1000)),
+        ),
       });
-      meta[request.id] ??= { key: input.key, kind: input.kind, proposed: input.proposed, channels: input.channels, requested_at: input.requested_at, expires_at: input.expires_at, on_timeout: input.on_timeout };
+      meta[request.id] ??= {
+        key: input.key,
+        kind: input.kind,
+        proposed: input.proposed,
+        channels: input.channels,
+        requested_at: input.requested_at,
+        expires_at: input.expires_at,
+        on_timeout: input.on_timeout,
+      };
       await saveMeta();
       return compose(request)!;
     },
@@ -146,17 +180,31 @@ export async function openApprovalStore(options: OpenApprovalStoreOptions): Prom
       broker
         .list()
         .map(compose)
-        .filter((approval): approval is StoredApproval => approval !== undefined && (status === undefined || approval.status === status)),
+        .filter(
+          (approval): approval is StoredApproval =>
+            approval !== undefined && (status === undefined || approval.status === status),
+        ),
     async decide(id, decision, answer) {
       deciding = true;
       let result;
       try {
-        result = await broker.decide({ decision, id, channel: answer.channel, token: internal, ...(answer.by ? { claimed_by: answer.by } : {}) });
+        result = await broker.decide({
+          decision,
+          id,
+          channel: answer.channel,
+          token: internal,
+          ...(answer.by ? { claimed_by: answer.by } : {}),
+        });
       } finally {
         deciding = false;
       }
       if (!result.ok) {
-        const reason = result.reason === 'unknown_request' ? 'not_found' : result.reason === 'expired' ? 'expired' : 'already_decided';
+        const reason =
+          result.reason === 'unknown_request'
+            ? 'not_found'
+            : result.reason === 'expired'
+              ? 'expired'
+              : 'already_decided';
         return { ok: false, reason, message: `approval request ${id}: ${result.detail}` };
       }
       const extra = meta[id];
@@ -166,11 +214,19 @@ export async function openApprovalStore(options: OpenApprovalStoreOptions): Prom
         await saveMeta();
       }
       const approval = compose(result.request);
-      return { ok: true, id, decision, agent: result.request.agent, ...(approval?.cell ? { cell: approval.cell } : {}) };
+      return {
+        ok: true,
+        id,
+        decision,
+        agent: result.request.agent,
+        ...(approval?.cell ? { cell: approval.cell } : {}),
+      };
     },
     async expire(at) {
       const expired = await broker.expire(new Date(at));
-      return expired.map(compose).filter((approval): approval is StoredApproval => approval !== undefined);
+      return expired
+        .map(compose)
+        .filter((approval): approval is StoredApproval => approval !== undefined);
     },
     async cancel(id) {
       await broker.cancel(id, 'the agent recovered');
@@ -184,7 +240,9 @@ export async function openApprovalStore(options: OpenApprovalStoreOptions): Prom
  * `pit status` and `pit approvals` while a daemon may be running.
  */
 export async function readApprovals(stateDir: string): Promise<StoredApproval[]> {
-  const file = await readJsonFile(join(stateDir, 'approvals.json'), ApprovalStoreSchema, { maxBytes: 32 * 1024 * 1024 }).catch(() => undefined);
+  const file = await readJsonFile(join(stateDir, 'approvals.json'), ApprovalStoreSchema, {
+    maxBytes: 32 * 1024 * 1024,
+  }).catch(() => undefined);
   const meta = await readJsonFile(join(stateDir, 'approval-meta.json'), MetaFileSchema)
     .then((read) => read.meta)
     .catch(() => ({}) as Record<string, Meta>);
@@ -195,7 +253,10 @@ export async function readApprovals(stateDir: string): Promise<StoredApproval[]>
 }
 
 /** @pit/notify's request joined with the loop's own fields; undefined when the loop has no record of it. */
-function joinApproval(request: ApprovalRequest, extra: Meta | undefined): StoredApproval | undefined {
+function joinApproval(
+  request: ApprovalRequest,
+  extra: Meta | undefined,
+): StoredApproval | undefined {
   if (!extra) return undefined;
   return {
     id: request.id,

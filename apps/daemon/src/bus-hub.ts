@@ -1,4 +1,12 @@
-import { createBusServer, createToken, MissionBus, RoleSchema, type BusServer, type Role, type RoleOverrides } from '@pit/mission-bus';
+import {
+  createBusServer,
+  createToken,
+  MissionBus,
+  RoleSchema,
+  type BusServer,
+  type Role,
+  type RoleOverrides,
+} from '@pit/mission-bus';
 import type { Logger } from './logger.js';
 
 /** Options of {@link createBusHub}. */
@@ -44,7 +52,11 @@ export async function createBusHub(options: BusHubOptions): Promise<BusHub> {
   const bus = (cellDir: string) => {
     let pending = buses.get(cellDir);
     if (!pending) {
-      pending = MissionBus.open({ cellDir, ...(options.roles ? { config: { roles: options.roles } } : {}), ...(options.logger ? { logger: options.logger } : {}) }).then((opened) => {
+      pending = MissionBus.open({
+        cellDir,
+        ...(options.roles ? { config: { roles: options.roles } } : {}),
+        ...(options.logger ? { logger: options.logger } : {}),
+      }).then((opened) => {
         server.addBus(opened);
         return opened;
       });
@@ -62,7 +74,11 @@ export async function createBusHub(options: BusHubOptions): Promise<BusHub> {
       const { token, sha256 } = createToken();
       await opened.registerParticipant({ name: agent, role: busRole });
       await opened.setToken(agent, sha256);
-      return { LAZARUS_BUS_URL: server.url, LAZARUS_BUS_MISSION: opened.mission.id, LAZARUS_BUS_TOKEN: token };
+      return {
+        LAZARUS_BUS_URL: server.url,
+        LAZARUS_BUS_MISSION: opened.mission.id,
+        LAZARUS_BUS_TOKEN: token,
+      };
     },
     async release(cellDir) {
       const pending = buses.get(cellDir);

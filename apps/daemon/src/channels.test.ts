@@ -10,7 +10,10 @@ async function loadedLibraries(toml: string): Promise<string[]> {
   const child = spawnTsx(CHILD, [toml]);
   const [code] = (await once(child, 'exit')) as [number | null];
   expect(code, child.output()).toBe(0);
-  const report = JSON.parse(child.output().trim().split('\n').at(-1) ?? '{}') as { loaded: string[]; resolvedCount: number };
+  const report = JSON.parse(child.output().trim().split('\n').at(-1) ?? '{}') as {
+    loaded: string[];
+    resolvedCount: number;
+  };
   // The hooks saw the imports at all: an empty list would prove nothing.
   expect(report.resolvedCount).toBeGreaterThan(10);
   return report.loaded;
@@ -26,7 +29,9 @@ describe('startChannels and the notifier', () => {
   });
 
   it('load grammy once [telegram] is configured and its channel starts (here: refused by a local Bot API)', async () => {
-    expect(await loadedLibraries('[telegram]\nchat_id = -1\napi_root = "API_ROOT"\n')).toEqual(['grammy']);
+    expect(await loadedLibraries('[telegram]\nchat_id = -1\napi_root = "API_ROOT"\n')).toEqual([
+      'grammy',
+    ]);
   });
 });
 
@@ -40,15 +45,32 @@ describe('startChannels with Telegram unreachable', () => {
     await once(probe, 'listening');
     const { port } = probe.address() as { port: number };
     await new Promise((resolve) => probe.close(resolve));
-    const parsed = parseConfig(`${EMBEDDED_DEFAULT_CONFIG}\n[telegram]\nchat_id = -1\napi_root = "http://127.0.0.1:${port}"\n`, 'toml');
+    const parsed = parseConfig(
+      `${EMBEDDED_DEFAULT_CONFIG}\n[telegram]\nchat_id = -1\napi_root = "http://127.0.0.1:${port}"\n`,
+      'toml',
+    );
     if (!parsed.ok) throw new Error(JSON.stringify(parsed.problems));
     const warnings: string[] = [];
-    const logger = { debug() {}, info() {}, warn: (message: string) => void warnings.push(message), error() {} };
-    const channels = await startChannels(parsed.config, { PIT_TELEGRAM_TOKEN: '1:unreachable' }, logger, { startWaitMs: 300 });
+    const logger = {
+      debug() {},
+      info() {},
+      warn: (message: string) => void warnings.push(message),
+      error() {},
+    };
+    const channels = await startChannels(
+      parsed.config,
+      { PIT_TELEGRAM_TOKEN: '1:unreachable' },
+      logger,
+      { startWaitMs: 300 },
+    );
     try {
       expect(channels.approvals).toHaveLength(1);
       expect(channels.alerts).toBeDefined();
-      expect(warnings.some((message) => /Telegram channel not started after 300 ms: supervising without it/.test(message))).toBe(true);
+      expect(
+        warnings.some((message) =>
+          /Telegram channel not started after 300 ms: supervising without it/.test(message),
+        ),
+      ).toBe(true);
     } finally {
       await channels.stop();
     }

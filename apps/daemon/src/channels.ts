@@ -1,4 +1,12 @@
-import { createAlertDispatcher, createNostrChannel, createTelegramChannel, readSecretKeyFile, type AlertChannel, type AlertDispatcher, type ApprovalChannel } from '@pit/notify';
+import {
+  createAlertDispatcher,
+  createNostrChannel,
+  createTelegramChannel,
+  readSecretKeyFile,
+  type AlertChannel,
+  type AlertDispatcher,
+  type ApprovalChannel,
+} from '@pit/notify';
 import type { PitConfig } from './config-schema.js';
 import type { Logger } from './logger.js';
 
@@ -28,7 +36,12 @@ export interface StartChannelsOptions {
  * up within `startWaitMs` (Telegram or the relays unreachable) is kept and goes on starting in
  * the background. A chat outage never stops supervision.
  */
-export async function startChannels(config: PitConfig, env: Record<string, string | undefined>, logger: Logger, options: StartChannelsOptions = {}): Promise<Channels> {
+export async function startChannels(
+  config: PitConfig,
+  env: Record<string, string | undefined>,
+  logger: Logger,
+  options: StartChannelsOptions = {},
+): Promise<Channels> {
   const startWaitMs = options.startWaitMs ?? 5000;
   /** `true` once started, `false` when still starting after the wait; throws when the start failed. */
   const startWithin = async (name: string, starting: Promise<void>): Promise<void> => {
@@ -41,40 +54,58 @@ export async function startChannels(config: PitConfig, env: Record<string, strin
       }),
     ]).finally(() => clearTimeout(timer));
     if (waited) return;
-    logger.warn(`${name} channel not started after ${startWaitMs} ms: supervising without it; it keeps trying in the background`);
+    logger.warn(
+      `${name} channel not started after ${startWaitMs} ms: supervising without it; it keeps trying in the background`,
+    );
     starting.then(
       () => logger.info(`${name} channel started`),
-      (error: unknown) => logger.error(`${name} channel failed to start`, { error: error instanceof Error ? error.message : String(error) }),
+      (error: unknown) =>
+        logger.error(`${name} channel failed to start`, {
+          error: error instanceof Error ? error.message : String(error),
+        }),
     );
   };
   const started: Array<ApprovalChannel & AlertChannel & { stop(): Promise<void> }> = [];
   if (config.telegram) {
     const token = env[config.telegram.token_env];
-    if (!token) logger.warn(`[telegram] is configured but ${config.telegram.token_env} is not set: no Telegram alerts or approvals`);
+    if (!token)
+      logger.warn(
+        `[telegram] is configured but ${config.telegram.token_env} is not set: no Telegram alerts or approvals`,
+      );
     else {
       try {
         const telegram = createTelegramChannel({ config: config.telegram, token, logger });
         await startWithin('Telegram', telegram.start());
         started.push(telegram);
       } catch (error) {
-        logger.error('Telegram channel failed to start', { error: error instanceof Error ? error.message : String(error) });
+        logger.error('Telegram channel failed to start', {
+          error: error instanceof Error ? error.message : String(error),
+        });
       }
     }
   }
   if (config.nostr) {
     try {
-      const secretKey = config.nostr.secret_key_file ? await readSecretKeyFile(config.nostr.secret_key_file) : env[config.nostr.secret_key_env];
-      if (!secretKey) logger.warn(`[nostr] is configured but ${config.nostr.secret_key_env} is not set: no Nostr alerts or approvals`);
+      const secretKey = config.nostr.secret_key_file
+        ? await readSecretKeyFile(config.nostr.secret_key_file)
+        : env[config.nostr.secret_key_env];
+      if (!secretKey)
+        logger.warn(
+          `[nostr] is configured but ${config.nostr.secret_key_env} is not set: no Nostr alerts or approvals`,
+        );
       else {
         const nostr = createNostrChannel({ config: config.nostr, secretKey, logger });
         await startWithin('Nostr', nostr.start());
         started.push(nostr);
       }
     } catch (error) {
-      logger.error('Nostr channel failed to start', { error: error instanceof Error ? error.message : String(error) });
+      logger.error('Nostr channel failed to start', {
+        error: error instanceof Error ? error.message : String(error),
+      });
     }
   }
-  const alerts = started.length > 0 ? createAlertDispatcher({ channels: started, logger }) : undefined;
+  const alerts =
+    started.length > 0 ? createAlertDispatcher({ channels: started, logger }) : undefined;
   return {
     approvals: started,
     alerts,

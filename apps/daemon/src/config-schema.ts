@@ -1,17 +1,33 @@
 import { z } from 'zod';
-import { AgentNameSchema, CellUuidSchema, DEFAULT_CELLS_ROOT, IsolationProfileSchema, type IsolationProfile } from '@pit/cell-spec';
+import {
+  AgentNameSchema,
+  CellUuidSchema,
+  DEFAULT_CELLS_ROOT,
+  IsolationProfileSchema,
+  type IsolationProfile,
+} from '@pit/cell-spec';
 import { IssuesConfigSchema, NostrConfigSchema, TelegramConfigSchema } from '@pit/notify';
 import { RoleOverridesSchema } from '@pit/mission-bus';
 import { PolicyConfigSchema } from '@pit/policy';
 import { LOG_LEVELS } from './logger.js';
 
 /** The name of an environment variable: where a secret lives (secrets are never written in the config). */
-export const EnvNameSchema = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: 'must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)' });
+export const EnvNameSchema = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+  message: 'must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)',
+});
 
 /** `host:port` (IPv6 as `[::1]:port`); port 0 picks a free port. */
-export const ListenAddressSchema = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { message: 'must be host:port (e.g. 127.0.0.1:7420)' }).refine((value) => Number(value.slice(value.lastIndexOf(':') + 1)) <= 65535, { message: 'port must be 0–65535' });
+export const ListenAddressSchema = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, {
+    message: 'must be host:port (e.g. 127.0.0.1:7420)',
+  })
+  .refine((value) => Number(value.slice(value.lastIndexOf(':') + 1)) <= 65535, {
+    message: 'port must be 0–65535',
+  });
 
-const seconds = (fallback: number) => z.number().positive({ message: 'must be a positive number of seconds' }).default(fallback);
+const seconds = (fallback: number) =>
+  z.number().positive({ message: 'must be a positive number of seconds' }).default(fallback);
 
 /** `[daemon]`: the daemon process itself. Relative paths are relative to the config file's directory. */
 export const DaemonSectionSchema = z.strictObject({
@@ -85,14 +101,17 @@ export const AgentProbesSchema = z.strictObject({
   process: z
     .string()
     .min(1)
-    .refine((pattern) => {
-      try {
-        new RegExp(pattern);
-        return true;
-      } catch {
-        return false;
-      }
-    }, { message: 'must be a valid regular expression' })
+    .refine(
+      (pattern) => {
+        try {
+          new RegExp(pattern);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      { message: 'must be a valid regular expression' },
+    )
     .optional(),
   /** Per-probe timeout. @default 5 (s) */
   timeout_s: seconds(5),
@@ -107,7 +126,11 @@ export const AgentProbesSchema = z.strictObject({
 /** `isolation = 2` or `isolation = { level = 2, network = "none", … }`. */
 export const AgentIsolationSchema = z.preprocess(
   (value) => (typeof value === 'number' ? { level: value } : value),
-  IsolationProfileSchema.extend({ level: z.union([z.literal(1), z.literal(2), z.literal(3)], { error: 'must be 1 (workspace), 2 (namespaces) or 3 (podman)' }) }),
+  IsolationProfileSchema.extend({
+    level: z.union([z.literal(1), z.literal(2), z.literal(3)], {
+      error: 'must be 1 (workspace), 2 (namespaces) or 3 (podman)',
+    }),
+  }),
 ) as z.ZodType<IsolationProfile, unknown>;
 
 /** `[agents.<name>]`: how to run and watch one agent. */
@@ -158,30 +181,31 @@ export const BusSectionSchema = z.strictObject({
 });
 
 /** The whole `pit.toml`. */
-export const PitConfigSchema = z
-  .strictObject({
-    daemon: DaemonSectionSchema.prefault({}),
-    cells: CellsSectionSchema.prefault({}),
-    /** Revive policy: @pit/policy's schema (defaults, missions, agents, fleet_brake, classify). */
-    policy: PolicyConfigSchema.prefault({}),
-    agents: z.record(AgentNameSchema, AgentConfigSchema).default({}),
-    /** Alerts and approvals over Telegram (@pit/notify's schema). */
-    telegram: TelegramConfigSchema.optional(),
-    /** Alerts and approvals over Nostr DMs (@pit/notify's schema). */
-    nostr: NostrConfigSchema.optional(),
-    /** Death issues on GitHub or Gitea (@pit/notify's schema). */
-    issues: IssuesConfigSchema.optional(),
-    /** The missions' event streams (@pit/mission-bus). */
-    bus: BusSectionSchema.prefault({}),
-    checkpoints: CheckpointsSectionSchema.prefault({}),
-  });
+export const PitConfigSchema = z.strictObject({
+  daemon: DaemonSectionSchema.prefault({}),
+  cells: CellsSectionSchema.prefault({}),
+  /** Revive policy: @pit/policy's schema (defaults, missions, agents, fleet_brake, classify). */
+  policy: PolicyConfigSchema.prefault({}),
+  agents: z.record(AgentNameSchema, AgentConfigSchema).default({}),
+  /** Alerts and approvals over Telegram (@pit/notify's schema). */
+  telegram: TelegramConfigSchema.optional(),
+  /** Alerts and approvals over Nostr DMs (@pit/notify's schema). */
+  nostr: NostrConfigSchema.optional(),
+  /** Death issues on GitHub or Gitea (@pit/notify's schema). */
+  issues: IssuesConfigSchema.optional(),
+  /** The missions' event streams (@pit/mission-bus). */
+  bus: BusSectionSchema.prefault({}),
+  checkpoints: CheckpointsSectionSchema.prefault({}),
+});
 
 /**
  * Checks between keys that hold even when other parts of the config are broken (so that
  * every problem is reported at once): substitutes name configured agents, agents outside
  * cells have a working directory and something to run or probe.
  */
-export function crossCheckConfig(raw: unknown): Array<{ path: Array<string | number>; message: string }> {
+export function crossCheckConfig(
+  raw: unknown,
+): Array<{ path: Array<string | number>; message: string }> {
   const problems: Array<{ path: Array<string | number>; message: string }> = [];
   const agents = isTable(raw) && isTable(raw.agents) ? raw.agents : {};
   for (const [name, agent] of Object.entries(agents)) {
@@ -189,15 +213,33 @@ export function crossCheckConfig(raw: unknown): Array<{ path: Array<string | num
     if (Array.isArray(agent.substitutes)) {
       agent.substitutes.forEach((substitute, index) => {
         if (typeof substitute !== 'string') return;
-        if (substitute === name) problems.push({ path: ['agents', name, 'substitutes', index], message: 'an agent cannot substitute for itself' });
-        else if (!(substitute in agents)) problems.push({ path: ['agents', name, 'substitutes', index], message: `no agent ${substitute} is configured` });
+        if (substitute === name)
+          problems.push({
+            path: ['agents', name, 'substitutes', index],
+            message: 'an agent cannot substitute for itself',
+          });
+        else if (!(substitute in agents))
+          problems.push({
+            path: ['agents', name, 'substitutes', index],
+            message: `no agent ${substitute} is configured`,
+          });
       });
     }
     if (agent.cell === 'none') {
-      if (agent.cwd === undefined) problems.push({ path: ['agents', name, 'cwd'], message: 'required for an agent outside cells (cell = "none")' });
+      if (agent.cwd === undefined)
+        problems.push({
+          path: ['agents', name, 'cwd'],
+          message: 'required for an agent outside cells (cell = "none")',
+        });
       const probes = isTable(agent.probes) ? agent.probes : {};
-      const probed = ['health_url', 'tcp', 'ws', 'exec', 'pid_file', 'process'].some((key) => probes[key] !== undefined);
-      if (agent.argv === undefined && !probed) problems.push({ path: ['agents', name], message: 'an agent outside cells needs argv or at least one probe' });
+      const probed = ['health_url', 'tcp', 'ws', 'exec', 'pid_file', 'process'].some(
+        (key) => probes[key] !== undefined,
+      );
+      if (agent.argv === undefined && !probed)
+        problems.push({
+          path: ['agents', name],
+          message: 'an agent outside cells needs argv or at least one probe',
+        });
     }
   }
   return problems;
@@ -212,7 +254,8 @@ export type PitConfig = z.output<typeof PitConfigSchema>;
 /** One agent's validated config. */
 export type AgentConfig = z.output<typeof AgentConfigSchema>;
 
-const SECRET_KEY = /(^|_)(token|secret|password|passwd|passphrase|api_?key|private_?key|nsec|bot_token)$/i;
+const SECRET_KEY =
+  /(^|_)(token|secret|password|passwd|passphrase|api_?key|private_?key|nsec|bot_token)$/i;
 
 /**
  * Finds secrets written into the config instead of named by environment variable: a key
@@ -220,11 +263,22 @@ const SECRET_KEY = /(^|_)(token|secret|password|passwd|passphrase|api_?key|priva
  * `<key>_env` form is the allowed one), and values that look like a Nostr secret key or a
  * Telegram bot token. Agents' `env` tables are checked too.
  */
-export function findLiteralSecrets(value: unknown, path: Array<string | number> = []): Array<{ path: Array<string | number>; message: string }> {
+export function findLiteralSecrets(
+  value: unknown,
+  path: Array<string | number> = [],
+): Array<{ path: Array<string | number>; message: string }> {
   const found: Array<{ path: Array<string | number>; message: string }> = [];
   if (typeof value === 'string') {
-    if (/^nsec1[02-9ac-hj-np-z]{20,}$/.test(value)) found.push({ path, message: 'looks like a Nostr secret key: secrets only by environment variable name' });
-    else if (/^\d{6,}:[A-Za-z0-9_-]{30,}$/.test(value)) found.push({ path, message: 'looks like a Telegram bot token: secrets only by environment variable name' });
+    if (/^nsec1[02-9ac-hj-np-z]{20,}$/.test(value))
+      found.push({
+        path,
+        message: 'looks like a Nostr secret key: secrets only by environment variable name',
+      });
+    else if (/^\d{6,}:[A-Za-z0-9_-]{30,}$/.test(value))
+      found.push({
+        path,
+        message: 'looks like a Telegram bot token: secrets only by environment variable name',
+      });
     return found;
   }
   if (Array.isArray(value)) {
@@ -234,7 +288,10 @@ export function findLiteralSecrets(value: unknown, path: Array<string | number> 
   if (value !== null && typeof value === 'object') {
     for (const [key, item] of Object.entries(value)) {
       if (typeof item === 'string' && SECRET_KEY.test(key)) {
-        found.push({ path: [...path, key], message: `secrets only by environment variable name: write ${key}_env = "VARIABLE" instead` });
+        found.push({
+          path: [...path, key],
+          message: `secrets only by environment variable name: write ${key}_env = "VARIABLE" instead`,
+        });
         continue;
       }
       found.push(...findLiteralSecrets(item, [...path, key]));
@@ -259,6 +316,7 @@ export function secretEnvNames(config: PitConfig): string[] {
     }
   };
   walk(config);
-  for (const agent of Object.values(config.agents)) for (const name of agent.env_from) names.add(name);
+  for (const agent of Object.values(config.agents))
+    for (const name of agent.env_from) names.add(name);
   return [...names];
 }

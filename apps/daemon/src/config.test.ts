@@ -3,7 +3,13 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PitError } from '@pit/cell-spec';
 import { cleanup, tempDir } from '../test/helpers.js';
-import { assertConfigPermissions, loadConfig, loadConfigFile, locateConfig, parseConfig } from './config.js';
+import {
+  assertConfigPermissions,
+  loadConfig,
+  loadConfigFile,
+  locateConfig,
+  parseConfig,
+} from './config.js';
 import { secretEnvNames } from './config-schema.js';
 
 afterEach(cleanup);
@@ -37,15 +43,26 @@ describe('locateConfig', () => {
     const local = await write(join(t.cwd, 'pit.toml'), '');
     expect(await locateConfig(options)).toEqual({ source: 'cwd', path: local });
     const fromEnv = await write(join(t.base, 'env.toml'), '');
-    expect(await locateConfig({ ...options, env: { PIT_CONFIG: fromEnv } })).toEqual({ source: 'env', path: fromEnv });
+    expect(await locateConfig({ ...options, env: { PIT_CONFIG: fromEnv } })).toEqual({
+      source: 'env',
+      path: fromEnv,
+    });
     const fromFlag = await write(join(t.cwd, 'flag.json'), '{}');
-    expect(await locateConfig({ ...options, env: { PIT_CONFIG: fromEnv }, flag: 'flag.json' })).toEqual({ source: 'flag', path: fromFlag });
+    expect(
+      await locateConfig({ ...options, env: { PIT_CONFIG: fromEnv }, flag: 'flag.json' }),
+    ).toEqual({ source: 'flag', path: fromFlag });
   });
 
   it('fails when the file named by --config or PIT_CONFIG does not exist', async () => {
     const t = await tree();
-    await expect(locateConfig({ flag: 'missing.toml', env: {}, cwd: t.cwd, home: t.home })).rejects.toThrow(/--config: .*missing\.toml: no such file/);
-    const error = await locateConfig({ env: { PIT_CONFIG: '/nonexistent/pit.toml' }, cwd: t.cwd, home: t.home }).catch((caught: unknown) => caught);
+    await expect(
+      locateConfig({ flag: 'missing.toml', env: {}, cwd: t.cwd, home: t.home }),
+    ).rejects.toThrow(/--config: .*missing\.toml: no such file/);
+    const error = await locateConfig({
+      env: { PIT_CONFIG: '/nonexistent/pit.toml' },
+      cwd: t.cwd,
+      home: t.home,
+    }).catch((caught: unknown) => caught);
     expect(codeOf(error)).toBe('DAEMON_CONFIG_NOT_FOUND');
     expect(String(error)).toContain('PIT_CONFIG');
   });
@@ -54,12 +71,21 @@ describe('locateConfig', () => {
 describe('loadConfig', () => {
   it('uses the embedded default when no file exists: ./.pit/missions with safe defaults', async () => {
     const t = await tree();
-    const loaded = await loadConfig({ env: {}, cwd: t.cwd, home: t.home, systemPath: t.systemPath });
+    const loaded = await loadConfig({
+      env: {},
+      cwd: t.cwd,
+      home: t.home,
+      systemPath: t.systemPath,
+    });
     expect(loaded.source).toBe('default');
     expect(loaded.config.cells.root).toBe(join(t.cwd, '.pit', 'missions'));
     expect(loaded.config.daemon.state_dir).toBe(join(t.cwd, '.pit', 'state'));
     expect(loaded.config.daemon.pid_file).toBe(join(t.cwd, '.pit', 'state', 'pit.pid'));
-    expect(loaded.config.daemon.http).toEqual({ enabled: true, listen: '127.0.0.1:7420', token_env: 'PIT_HTTP_TOKEN' });
+    expect(loaded.config.daemon.http).toEqual({
+      enabled: true,
+      listen: '127.0.0.1:7420',
+      token_env: 'PIT_HTTP_TOKEN',
+    });
     expect(loaded.config.daemon.stop_agents_on_exit).toBe(false);
     expect(loaded.config.agents).toEqual({});
   });
@@ -68,23 +94,51 @@ describe('loadConfig', () => {
     const t = await tree();
     const example = await fs.readFile(new URL('../examples/pit.toml', import.meta.url), 'utf8');
     const path = await write(join(t.cwd, 'pit.toml'), example);
-    const loaded = await loadConfig({ env: { ANTHROPIC_API_KEY: 'sk-test-value', PIT_HTTP_TOKEN: 'tok-123456' }, cwd: t.cwd, home: t.home, systemPath: t.systemPath });
+    const loaded = await loadConfig({
+      env: { ANTHROPIC_API_KEY: 'sk-test-value', PIT_HTTP_TOKEN: 'tok-123456' },
+      cwd: t.cwd,
+      home: t.home,
+      systemPath: t.systemPath,
+    });
     expect(loaded).toMatchObject({ source: 'cwd', path, baseDir: t.cwd });
     const { config } = loaded;
     expect(config.cells.root).toBe(join(t.cwd, '.pit', 'missions'));
-    expect(config.agents.forge).toMatchObject({ argv: ['node', 'agent.js'], isolation: { level: 2, network: 'host' }, substitutes: ['anvil'], host: 'local' });
-    expect(config.agents.forge?.config_files[0]?.canonical).toEqual({ repo: 'https://git.example.org/fleet/config.git', ref: 'main', path: 'agents/forge.json' });
+    expect(config.agents.forge).toMatchObject({
+      argv: ['node', 'agent.js'],
+      isolation: { level: 2, network: 'host' },
+      substitutes: ['anvil'],
+      host: 'local',
+    });
+    expect(config.agents.forge?.config_files[0]?.canonical).toEqual({
+      repo: 'https://git.example.org/fleet/config.git',
+      ref: 'main',
+      path: 'agents/forge.json',
+    });
     expect(config.agents.anvil?.isolation).toEqual({ level: 3 });
-    expect(config.agents.gateway).toMatchObject({ cell: 'none', cwd: '/srv/gateway', probes: { tcp: '127.0.0.1:9000', heartbeat: false, timeout_s: 5 } });
+    expect(config.agents.gateway).toMatchObject({
+      cell: 'none',
+      cwd: '/srv/gateway',
+      probes: { tcp: '127.0.0.1:9000', heartbeat: false, timeout_s: 5 },
+    });
     expect(config.agents.far?.host).toBe('far-1');
     expect(loaded.secrets.sort()).toEqual(['sk-test-value', 'tok-123456']);
   });
 
   it('reads JSON by extension', async () => {
     const t = await tree();
-    const path = await write(join(t.base, 'pit.json'), JSON.stringify({ cells: { root: '/var/missions', poll_interval_s: 2 }, agents: { forge: { argv: ['true'] } } }));
+    const path = await write(
+      join(t.base, 'pit.json'),
+      JSON.stringify({
+        cells: { root: '/var/missions', poll_interval_s: 2 },
+        agents: { forge: { argv: ['true'] } },
+      }),
+    );
     const { config } = await loadConfigFile(path, { env: {} });
-    expect(config.cells).toMatchObject({ root: '/var/missions', poll_interval_s: 2, heartbeat_stale_s: 90 });
+    expect(config.cells).toMatchObject({
+      root: '/var/missions',
+      poll_interval_s: 2,
+      heartbeat_stale_s: 90,
+    });
     expect(config.agents.forge?.isolation).toEqual({ level: 1 });
   });
 
@@ -114,16 +168,33 @@ describe('loadConfig', () => {
     );
     const error = await loadConfigFile(path, { env: {} }).catch((caught: unknown) => caught);
     expect(codeOf(error)).toBe('DAEMON_CONFIG_INVALID');
-    const problems = (error as { problems: Array<{ path: string; line?: number; column?: number; message: string }> }).problems;
+    const problems = (
+      error as {
+        problems: Array<{ path: string; line?: number; column?: number; message: string }>;
+      }
+    ).problems;
     const find = (key: string) => problems.find((problem) => problem.path === key);
     expect(find('daemon.log_level')).toMatchObject({ line: 2, column: 1 });
     expect(find('daemon.stat_dir')).toMatchObject({ line: 3, column: 1, message: 'unknown key' });
-    expect(find('agents.forge.argvv')).toMatchObject({ line: 6, column: 1, message: 'unknown key' });
-    expect(find('agents.forge.isolation.level')).toMatchObject({ line: 7, message: expect.stringContaining('must be 1') });
-    expect(find('agents.forge.substitutes.0')).toMatchObject({ line: 8, message: 'no agent ghost is configured' });
+    expect(find('agents.forge.argvv')).toMatchObject({
+      line: 6,
+      column: 1,
+      message: 'unknown key',
+    });
+    expect(find('agents.forge.isolation.level')).toMatchObject({
+      line: 7,
+      message: expect.stringContaining('must be 1'),
+    });
+    expect(find('agents.forge.substitutes.0')).toMatchObject({
+      line: 8,
+      message: 'no agent ghost is configured',
+    });
     expect(find('agents.forge.probes.health_url')).toMatchObject({ line: 11, column: 1 });
     expect(find('agents.Bad Name')).toMatchObject({ line: 13 });
-    expect(find('telegram.token')).toMatchObject({ line: 17, message: expect.stringContaining('token_env') });
+    expect(find('telegram.token')).toMatchObject({
+      line: 17,
+      message: expect.stringContaining('token_env'),
+    });
     expect(problems.length).toBeGreaterThanOrEqual(8);
     // The message lists them all, one per line, as file:line:column: key: message.
     expect((error as Error).message).toContain(`${path}:6:1: agents.forge.argvv: unknown key`);
@@ -143,33 +214,63 @@ describe('loadConfig', () => {
   });
 
   it('refuses secrets written in the config, including an agent’s env', () => {
-    const result = parseConfig('[agents.forge]\nargv = ["x"]\nenv = { OPENAI_API_KEY = "sk-live-123" }\n[nostr]\nprivate_key = "abc"\n', 'toml');
+    const result = parseConfig(
+      '[agents.forge]\nargv = ["x"]\nenv = { OPENAI_API_KEY = "sk-live-123" }\n[nostr]\nprivate_key = "abc"\n',
+      'toml',
+    );
     expect(result.ok).toBe(false);
     if (!result.ok) {
-      expect(result.problems[0]).toMatchObject({ path: 'agents.forge.env.OPENAI_API_KEY', line: 3, column: 9, message: expect.stringContaining('environment variable name') });
-      expect(result.problems).toContainEqual(expect.objectContaining({ path: 'nostr.private_key', line: 5, message: expect.stringContaining('private_key_env') }));
+      expect(result.problems[0]).toMatchObject({
+        path: 'agents.forge.env.OPENAI_API_KEY',
+        line: 3,
+        column: 9,
+        message: expect.stringContaining('environment variable name'),
+      });
+      expect(result.problems).toContainEqual(
+        expect.objectContaining({
+          path: 'nostr.private_key',
+          line: 5,
+          message: expect.stringContaining('private_key_env'),
+        }),
+      );
     }
   });
 
   it('names the environment variables that hold secrets', () => {
-    const result = parseConfig('[daemon.http]\ntoken_env = "TOKEN_A"\n[telegram]\ntoken_env = "TG"\nchat_id = 42\n[agents.forge]\nargv = ["x"]\nenv_from = ["KEY_B"]\n', 'toml');
+    const result = parseConfig(
+      '[daemon.http]\ntoken_env = "TOKEN_A"\n[telegram]\ntoken_env = "TG"\nchat_id = 42\n[agents.forge]\nargv = ["x"]\nenv_from = ["KEY_B"]\n',
+      'toml',
+    );
     expect(result.ok && secretEnvNames(result.config).sort()).toEqual(['KEY_B', 'TG', 'TOKEN_A']);
   });
 
   it('validates [policy] with @pit/policy’s schema, with positions', () => {
-    const result = parseConfig('[policy.defaults]\nmode = "sometimes"\n\n[policy.missions.forge]\nbackoff = { initial = "10s", factr = 2 }\n', 'toml');
+    const result = parseConfig(
+      '[policy.defaults]\nmode = "sometimes"\n\n[policy.missions.forge]\nbackoff = { initial = "10s", factr = 2 }\n',
+      'toml',
+    );
     expect(result.ok).toBe(false);
     if (!result.ok) {
-      expect(result.problems.find((problem) => problem.path === 'policy.defaults.mode')).toMatchObject({ line: 2, column: 1 });
-      expect(result.problems.find((problem) => problem.path === 'policy.missions.forge.backoff.factr')).toMatchObject({ line: 5, message: 'unknown key' });
+      expect(
+        result.problems.find((problem) => problem.path === 'policy.defaults.mode'),
+      ).toMatchObject({ line: 2, column: 1 });
+      expect(
+        result.problems.find((problem) => problem.path === 'policy.missions.forge.backoff.factr'),
+      ).toMatchObject({ line: 5, message: 'unknown key' });
     }
     const good = parseConfig('[policy.defaults]\nmode = "yes"\ndead_after = "30s"\n', 'toml');
-    expect(good.ok && good.config.policy.defaults).toMatchObject({ mode: 'auto', dead_after: 30_000 });
+    expect(good.ok && good.config.policy.defaults).toMatchObject({
+      mode: 'auto',
+      dead_after: 30_000,
+    });
   });
 
   it('requires cwd for an agent outside cells', () => {
     const result = parseConfig('[agents.gw]\ncell = "none"\nargv = ["x"]\n', 'toml');
-    expect(!result.ok && result.problems[0]).toMatchObject({ path: 'agents.gw.cwd', message: expect.stringContaining('outside cells') });
+    expect(!result.ok && result.problems[0]).toMatchObject({
+      path: 'agents.gw.cwd',
+      message: expect.stringContaining('outside cells'),
+    });
   });
 
   it('refuses an unknown extension', async () => {
@@ -190,7 +291,9 @@ describe('assertConfigPermissions (StrictModes)', () => {
     const t = await tree();
     for (const mode of [0o664, 0o646]) {
       const path = await write(join(t.base, `pit-${mode.toString(8)}.toml`), '', mode);
-      const error = await assertConfigPermissions(path, process.getuid!()).catch((caught: unknown) => caught);
+      const error = await assertConfigPermissions(path, process.getuid!()).catch(
+        (caught: unknown) => caught,
+      );
       expect(codeOf(error)).toBe('DAEMON_CONFIG_UNSAFE');
       expect(String(error)).toMatch(/writable by (group|others).*chmod go-w/);
     }
@@ -202,7 +305,9 @@ describe('assertConfigPermissions (StrictModes)', () => {
     await fs.mkdir(open);
     await fs.chmod(open, 0o777);
     const path = await write(join(open, 'pit.toml'), '');
-    await expect(assertConfigPermissions(path, process.getuid!())).rejects.toThrow(/open: directory of the config .* writable by group and others/);
+    await expect(assertConfigPermissions(path, process.getuid!())).rejects.toThrow(
+      /open: directory of the config .* writable by group and others/,
+    );
     await fs.chmod(open, 0o1777);
     await expect(assertConfigPermissions(path, process.getuid!())).resolves.toBeUndefined();
   });
@@ -214,7 +319,9 @@ describe('assertConfigPermissions (StrictModes)', () => {
     const uid = process.getuid!();
     if (uid === 0) await fs.chown(path, 4242, 4242);
     const daemonUid = uid === 0 ? 0 : uid + 1;
-    await expect(assertConfigPermissions(path, daemonUid)).rejects.toThrow(/owned by uid \d+, neither root nor the daemon's user/);
+    await expect(assertConfigPermissions(path, daemonUid)).rejects.toThrow(
+      /owned by uid \d+, neither root nor the daemon's user/,
+    );
     await expect(loadConfigFile(path, { env: {}, uid: daemonUid })).rejects.toThrow(/StrictModes/);
   });
 });

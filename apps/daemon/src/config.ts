@@ -3,7 +3,13 @@ import { dirname, extname, isAbsolute, join, resolve } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import type { z } from 'zod';
 import { DaemonError, type DaemonErrorProblem } from './errors.js';
-import { crossCheckConfig, findLiteralSecrets, PitConfigSchema, secretEnvNames, type PitConfig } from './config-schema.js';
+import {
+  crossCheckConfig,
+  findLiteralSecrets,
+  PitConfigSchema,
+  secretEnvNames,
+  type PitConfig,
+} from './config-schema.js';
 import { locateTomlKeys, positionOf, type SourcePosition } from './toml-locations.js';
 
 /** Where the config came from. */
@@ -82,14 +88,16 @@ export interface ConfigProblem extends DaemonErrorProblem {
 export function formatConfigProblems(file: string, problems: ConfigProblem[]): string {
   return problems
     .map((problem) => {
-      const where = problem.line !== undefined ? `${file}:${problem.line}:${problem.column ?? 1}` : file;
+      const where =
+        problem.line !== undefined ? `${file}:${problem.line}:${problem.column ?? 1}` : file;
       return `${where}: ${problem.path}: ${problem.message}`;
     })
     .join('\n');
 }
 
 /** The outcome of {@link parseConfig}. */
-export type ParseConfigResult = { ok: true; config: PitConfig; policyInput: unknown } | { ok: false; problems: ConfigProblem[] };
+export type ParseConfigResult =
+  { ok: true; config: PitConfig; policyInput: unknown } | { ok: false; problems: ConfigProblem[] };
 
 /**
  * Parses and validates a config text (TOML or JSON), collecting every problem at once:
@@ -104,7 +112,18 @@ export function parseConfig(text: string, format: 'toml' | 'json'): ParseConfigR
     try {
       raw = parseToml(text);
     } catch (error) {
-      if (error instanceof TomlError) return { ok: false, problems: [{ path: '(syntax)', message: error.message.split('\n')[0] ?? error.message, line: error.line, column: error.column }] };
+      if (error instanceof TomlError)
+        return {
+          ok: false,
+          problems: [
+            {
+              path: '(syntax)',
+              message: error.message.split('\n')[0] ?? error.message,
+              line: error.line,
+              column: error.column,
+            },
+          ],
+        };
       throw error;
     }
     locations = locateTomlKeys(text);
@@ -120,14 +139,22 @@ export function parseConfig(text: string, format: 'toml' | 'json'): ParseConfigR
   }
   const problems: ConfigProblem[] = [];
   const at = (path: ReadonlyArray<PropertyKey>) => positionOf(locations, path) ?? {};
-  for (const found of [...findLiteralSecrets(raw), ...crossCheckConfig(raw)]) problems.push({ path: found.path.join('.'), message: found.message, ...at(found.path) });
+  for (const found of [...findLiteralSecrets(raw), ...crossCheckConfig(raw)])
+    problems.push({ path: found.path.join('.'), message: found.message, ...at(found.path) });
   const parsed = PitConfigSchema.safeParse(raw);
   if (!parsed.success) problems.push(...issuesToProblems(parsed.error, at));
   if (problems.length > 0) return { ok: false, problems: sortProblems(problems) };
-  return { ok: true, config: parsed.data!, policyInput: (raw as { policy?: unknown }).policy ?? {} };
+  return {
+    ok: true,
+    config: parsed.data!,
+    policyInput: (raw as { policy?: unknown }).policy ?? {},
+  };
 }
 
-function issuesToProblems(error: z.ZodError, at: (path: ReadonlyArray<PropertyKey>) => Partial<SourcePosition>): ConfigProblem[] {
+function issuesToProblems(
+  error: z.ZodError,
+  at: (path: ReadonlyArray<PropertyKey>) => Partial<SourcePosition>,
+): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   for (const issue of error.issues) {
     if (issue.code === 'unrecognized_keys') {
@@ -144,7 +171,12 @@ function issuesToProblems(error: z.ZodError, at: (path: ReadonlyArray<PropertyKe
 }
 
 function sortProblems(problems: ConfigProblem[]): ConfigProblem[] {
-  return [...problems].sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity) || (a.column ?? 0) - (b.column ?? 0) || a.path.localeCompare(b.path));
+  return [...problems].sort(
+    (a, b) =>
+      (a.line ?? Infinity) - (b.line ?? Infinity) ||
+      (a.column ?? 0) - (b.column ?? 0) ||
+      a.path.localeCompare(b.path),
+  );
 }
 
 function offsetToPosition(text: string, offset: number): SourcePosition {
@@ -166,13 +198,19 @@ export async function assertConfigPermissions(path: string, uid: number): Promis
   });
   const owner = (stat: import('node:fs').Stats, what: string) => {
     if (stat.uid !== 0 && stat.uid !== uid) {
-      throw new DaemonError('DAEMON_CONFIG_UNSAFE', `${what}: owned by uid ${stat.uid}, neither root nor the daemon's user (uid ${uid}); refused (StrictModes)`);
+      throw new DaemonError(
+        'DAEMON_CONFIG_UNSAFE',
+        `${what}: owned by uid ${stat.uid}, neither root nor the daemon's user (uid ${uid}); refused (StrictModes)`,
+      );
     }
   };
   const file = await fs.stat(real);
   if (!file.isFile()) throw new DaemonError('DAEMON_CONFIG_UNSAFE', `${real}: not a regular file`);
   if ((file.mode & 0o022) !== 0) {
-    throw new DaemonError('DAEMON_CONFIG_UNSAFE', `${real}: writable by ${describeWriters(file.mode)} (mode ${(file.mode & 0o777).toString(8)}); it holds commands the daemon runs: chmod go-w ${real}`);
+    throw new DaemonError(
+      'DAEMON_CONFIG_UNSAFE',
+      `${real}: writable by ${describeWriters(file.mode)} (mode ${(file.mode & 0o777).toString(8)}); it holds commands the daemon runs: chmod go-w ${real}`,
+    );
   }
   owner(file, real);
   let dir = dirname(real);
@@ -180,7 +218,10 @@ export async function assertConfigPermissions(path: string, uid: number): Promis
     const stat = await fs.stat(dir);
     const sticky = (stat.mode & 0o1000) !== 0;
     if ((stat.mode & 0o022) !== 0 && !sticky) {
-      throw new DaemonError('DAEMON_CONFIG_UNSAFE', `${dir}: directory of the config ${real} is writable by ${describeWriters(stat.mode)} (mode ${(stat.mode & 0o777).toString(8)}); refused (StrictModes): chmod go-w ${dir}`);
+      throw new DaemonError(
+        'DAEMON_CONFIG_UNSAFE',
+        `${dir}: directory of the config ${real} is writable by ${describeWriters(stat.mode)} (mode ${(stat.mode & 0o777).toString(8)}); refused (StrictModes): chmod go-w ${dir}`,
+      );
     }
     owner(stat, `${dir} (directory of the config ${real})`);
     const parent = dirname(dir);
@@ -190,7 +231,9 @@ export async function assertConfigPermissions(path: string, uid: number): Promis
 }
 
 function describeWriters(mode: number): string {
-  return [(mode & 0o020) !== 0 ? 'group' : '', (mode & 0o002) !== 0 ? 'others' : ''].filter(Boolean).join(' and ');
+  return [(mode & 0o020) !== 0 ? 'group' : '', (mode & 0o002) !== 0 ? 'others' : '']
+    .filter(Boolean)
+    .join(' and ');
 }
 
 /** Turns the config's relative paths into absolute ones against `baseDir`. */
@@ -206,7 +249,12 @@ export function resolveConfigPaths(config: PitConfig, baseDir: string): PitConfi
       ...(config.daemon.log_file ? { log_file: abs(config.daemon.log_file) } : {}),
     },
     cells: { ...config.cells, root: abs(config.cells.root) },
-    agents: Object.fromEntries(Object.entries(config.agents).map(([name, agent]) => [name, { ...agent, ...(agent.cwd ? { cwd: abs(agent.cwd) } : {}) }])),
+    agents: Object.fromEntries(
+      Object.entries(config.agents).map(([name, agent]) => [
+        name,
+        { ...agent, ...(agent.cwd ? { cwd: abs(agent.cwd) } : {}) },
+      ]),
+    ),
   };
 }
 
@@ -251,8 +299,18 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
   const location = await locateConfig(options);
   if (!location.path) {
     const parsed = parseConfig(EMBEDDED_DEFAULT_CONFIG, 'toml');
-    if (!parsed.ok) throw new DaemonError('DAEMON_CONFIG_INVALID', `embedded default: ${formatConfigProblems('(default)', parsed.problems)}`);
-    return { config: resolveConfigPaths(parsed.config, options.cwd), source: 'default', baseDir: options.cwd, secrets: collectSecrets(parsed.config, options.env), policyInput: parsed.policyInput };
+    if (!parsed.ok)
+      throw new DaemonError(
+        'DAEMON_CONFIG_INVALID',
+        `embedded default: ${formatConfigProblems('(default)', parsed.problems)}`,
+      );
+    return {
+      config: resolveConfigPaths(parsed.config, options.cwd),
+      source: 'default',
+      baseDir: options.cwd,
+      secrets: collectSecrets(parsed.config, options.env),
+      policyInput: parsed.policyInput,
+    };
   }
   return loadConfigFile(location.path, { ...options, source: location.source });
 }
@@ -267,18 +325,28 @@ export async function loadConfigFile(
 ): Promise<LoadedConfig> {
   const extension = extname(path).toLowerCase();
   const format = extension === '.toml' ? 'toml' : extension === '.json' ? 'json' : undefined;
-  if (!format) throw new DaemonError('DAEMON_CONFIG_INVALID', `${path}: unknown config format ${JSON.stringify(extension)}: use .toml or .json`);
+  if (!format)
+    throw new DaemonError(
+      'DAEMON_CONFIG_INVALID',
+      `${path}: unknown config format ${JSON.stringify(extension)}: use .toml or .json`,
+    );
   await assertConfigPermissions(path, options.uid ?? process.getuid?.() ?? 0);
   let text: string;
   try {
     text = await fs.readFile(path, 'utf8');
   } catch (error) {
-    throw new DaemonError('DAEMON_CONFIG_NOT_FOUND', `${path}: ${(error as Error).message}`, { cause: error });
+    throw new DaemonError('DAEMON_CONFIG_NOT_FOUND', `${path}: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   const parsed = parseConfig(text, format);
   if (!parsed.ok) {
     const count = parsed.problems.length;
-    throw new DaemonError('DAEMON_CONFIG_INVALID', `${path}: ${count} problem${count === 1 ? '' : 's'}:\n${formatConfigProblems(path, parsed.problems)}`, { problems: parsed.problems });
+    throw new DaemonError(
+      'DAEMON_CONFIG_INVALID',
+      `${path}: ${count} problem${count === 1 ? '' : 's'}:\n${formatConfigProblems(path, parsed.problems)}`,
+      { problems: parsed.problems },
+    );
   }
   const baseDir = dirname(resolve(path));
   return {

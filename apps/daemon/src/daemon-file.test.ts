@@ -1,14 +1,24 @@
 import { promises as fs } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cleanup, tempDir } from '../test/helpers.js';
-import { daemonFilePath, readDaemonFile, removeDaemonFile, writeDaemonFile } from './daemon-file.js';
+import {
+  daemonFilePath,
+  readDaemonFile,
+  removeDaemonFile,
+  writeDaemonFile,
+} from './daemon-file.js';
 
 afterEach(cleanup);
 
 describe('daemon.json', () => {
   it('records pid, url, bus url and start time, and is removed only by the daemon it names', async () => {
     const stateDir = await tempDir();
-    const record = { pid: process.pid, url: 'http://127.0.0.1:41234', bus_url: 'ws://127.0.0.1:41235', started_at: new Date().toISOString() };
+    const record = {
+      pid: process.pid,
+      url: 'http://127.0.0.1:41234',
+      bus_url: 'ws://127.0.0.1:41235',
+      started_at: new Date().toISOString(),
+    };
     await writeDaemonFile(stateDir, record);
     expect(JSON.parse(await fs.readFile(daemonFilePath(stateDir), 'utf8'))).toEqual(record);
     expect(await readDaemonFile(stateDir)).toEqual(record);

@@ -66,7 +66,12 @@ export interface DaemonHandle {
 
 const locate = (options: DaemonOptions) => {
   const env = options.env ?? process.env;
-  return { ...(options.configPath ? { flag: options.configPath } : {}), env, cwd: options.cwd ?? process.cwd(), home: options.home ?? (env.HOME || homedir()) };
+  return {
+    ...(options.configPath ? { flag: options.configPath } : {}),
+    env,
+    cwd: options.cwd ?? process.cwd(),
+    home: options.home ?? (env.HOME || homedir()),
+  };
 };
 
 /**
@@ -101,7 +106,11 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
   const startedAt = Date.now();
   try {
     if (loaded.config.bus.enabled && !options.dryRun) {
-      busHub = await createBusHub({ listen: options.busListen ?? loaded.config.bus.listen, logger, ...(loaded.config.bus.roles ? { roles: loaded.config.bus.roles } : {}) });
+      busHub = await createBusHub({
+        listen: options.busListen ?? loaded.config.bus.listen,
+        logger,
+        ...(loaded.config.bus.roles ? { roles: loaded.config.bus.roles } : {}),
+      });
     }
     channels = await startChannels(loaded.config, env, logger);
     notifier = createNotifier(loaded.config, env, logger, channels.alerts);
@@ -123,15 +132,24 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
         token: env[loaded.config.daemon.http.token_env] || undefined,
         logger,
         handlers: {
-          health: () => ({ ...supervisor.health(), pid: process.pid, uptime_s: Math.round((Date.now() - startedAt) / 1000), config: loaded.path ?? '(embedded default)' }),
+          health: () => ({
+            ...supervisor.health(),
+            pid: process.pid,
+            uptime_s: Math.round((Date.now() - startedAt) / 1000),
+            config: loaded.path ?? '(embedded default)',
+          }),
           status: () => supervisor.status(),
           metrics,
           events: createCellEventFeed({ cellsRoot: loaded.config.cells.root }),
-          decideApproval: (id, decision, body) => supervisor.decideApproval(id, decision, { ...body, channel: 'http' }),
+          decideApproval: (id, decision, body) =>
+            supervisor.decideApproval(id, decision, { ...body, channel: 'http' }),
           dashboard: () => DASHBOARD_HTML,
         },
       });
-      if (!env[loaded.config.daemon.http.token_env]) logger.warn(`${loaded.config.daemon.http.token_env} is not set: approvals over HTTP are refused`);
+      if (!env[loaded.config.daemon.http.token_env])
+        logger.warn(
+          `${loaded.config.daemon.http.token_env} is not set: approvals over HTTP are refused`,
+        );
     }
     // Where this daemon listens (the real port when configured as :0), for `pit approve` and friends.
     await writeDaemonFile(loaded.config.daemon.state_dir, {
@@ -147,7 +165,14 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
     await lock.release();
     throw error;
   }
-  logger.info('pit daemon running', { pid: process.pid, config: loaded.path ?? '(embedded default)', state_dir: loaded.config.daemon.state_dir, url: http?.url, bus: busHub?.url, dry_run: options.dryRun ?? false });
+  logger.info('pit daemon running', {
+    pid: process.pid,
+    config: loaded.path ?? '(embedded default)',
+    state_dir: loaded.config.daemon.state_dir,
+    url: http?.url,
+    bus: busHub?.url,
+    dry_run: options.dryRun ?? false,
+  });
 
   let stopping: Promise<void> | undefined;
   let resolveDone!: () => void;
@@ -156,7 +181,10 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
 
   const stop = (stopOptions: { stopAgents?: boolean } = {}) => {
     stopping ??= (async () => {
-      const stopAgents = stopOptions.stopAgents ?? options.stopAgentsOnExit ?? loaded.config.daemon.stop_agents_on_exit;
+      const stopAgents =
+        stopOptions.stopAgents ??
+        options.stopAgentsOnExit ??
+        loaded.config.daemon.stop_agents_on_exit;
       logger.info('stopping the daemon', { stop_agents: stopAgents });
       for (const [signal, handler] of handlers) process.off(signal, handler);
       await http?.close();
@@ -165,7 +193,9 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
       await notifier?.close?.();
       await channels?.stop();
       await busHub?.close();
-      await removeDaemonFile(loaded.config.daemon.state_dir, process.pid).catch((error: unknown) => logger.warn('cannot remove daemon.json', { error: String(error) }));
+      await removeDaemonFile(loaded.config.daemon.state_dir, process.pid).catch((error: unknown) =>
+        logger.warn('cannot remove daemon.json', { error: String(error) }),
+      );
       await lock.release();
       logger.info('daemon stopped');
       resolveDone();
@@ -177,11 +207,23 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
     try {
       const next = await loadConfig(locate(options));
       if (next.config.daemon.state_dir !== loaded.config.daemon.state_dir) {
-        throw new Error(`daemon.state_dir cannot change while running (${loaded.config.daemon.state_dir} → ${next.config.daemon.state_dir}); restart the daemon`);
+        throw new Error(
+          `daemon.state_dir cannot change while running (${loaded.config.daemon.state_dir} → ${next.config.daemon.state_dir}); restart the daemon`,
+        );
       }
-      const needsRestart: string[] = (['telegram', 'nostr', 'issues', 'bus'] as const).filter((section) => JSON.stringify(next.config[section]) !== JSON.stringify(loaded.config[section]));
-      if (next.config.daemon.http.listen !== loaded.config.daemon.http.listen || next.config.daemon.http.enabled !== loaded.config.daemon.http.enabled) needsRestart.push('daemon.http');
-      if (needsRestart.length > 0) logger.warn('these sections changed and take effect after a restart of the daemon', { sections: needsRestart });
+      const needsRestart: string[] = (['telegram', 'nostr', 'issues', 'bus'] as const).filter(
+        (section) =>
+          JSON.stringify(next.config[section]) !== JSON.stringify(loaded.config[section]),
+      );
+      if (
+        next.config.daemon.http.listen !== loaded.config.daemon.http.listen ||
+        next.config.daemon.http.enabled !== loaded.config.daemon.http.enabled
+      )
+        needsRestart.push('daemon.http');
+      if (needsRestart.length > 0)
+        logger.warn('these sections changed and take effect after a restart of the daemon', {
+          sections: needsRestart,
+        });
       logger.addSecrets(next.secrets);
       logger.setLevel(options.logLevel ?? next.config.daemon.log_level);
       await supervisor.reload(next.config, next.policyInput);
@@ -192,7 +234,10 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
       return { ok: true, agents };
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
-      logger.error('new config rejected; the old one stays in force', { error: message, ...(PitError.is(error) ? { code: error.code } : {}) });
+      logger.error('new config rejected; the old one stays in force', {
+        error: message,
+        ...(PitError.is(error) ? { code: error.code } : {}),
+      });
       return { ok: false, error: message };
     }
   };
@@ -233,7 +278,11 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
 export async function sweepOnce(options: DaemonOptions = {}): Promise<SweepReport> {
   const env = options.env ?? process.env;
   const loaded = await loadConfig(locate(options));
-  const logger = createLogger({ level: options.logLevel ?? loaded.config.daemon.log_level, secrets: loaded.secrets, ...options.log });
+  const logger = createLogger({
+    level: options.logLevel ?? loaded.config.daemon.log_level,
+    secrets: loaded.secrets,
+    ...options.log,
+  });
   const lock = await acquireDaemonLock(loaded.config.daemon.state_dir);
   try {
     const supervisor = await createSupervisor({

@@ -1,5 +1,11 @@
 import { constants, promises as fs } from 'node:fs';
-import { AnyCellEventSchema, cellPaths, CellUuidSchema, discoverCells, type AnyCellEvent } from '@pit/cell-spec';
+import {
+  AnyCellEventSchema,
+  cellPaths,
+  CellUuidSchema,
+  discoverCells,
+  type AnyCellEvent,
+} from '@pit/cell-spec';
 
 /** One event of a cell's `events.jsonl`, with a cursor to resume after it. */
 export interface FeedEvent {
@@ -59,7 +65,10 @@ export function createCellEventFeed(options: CellEventFeedOptions): EventFeed {
         for (const line of lines) {
           const parsed = safeParse(line.text);
           if (!parsed) continue;
-          const before = resume?.cell === uuid ? false : sinceMs !== undefined && Date.parse(parsed.ts) < sinceMs;
+          const before =
+            resume?.cell === uuid
+              ? false
+              : sinceMs !== undefined && Date.parse(parsed.ts) < sinceMs;
           if (before) continue;
           pending.push({ cell: uuid, id: `${uuid}:${line.end}`, event: parsed });
         }
@@ -84,7 +93,10 @@ function safeParse(text: string): AnyCellEvent | undefined {
 }
 
 /** Reads the whole lines appended since `offset`; a trailing partial line is left for later. */
-async function readNewLines(path: string, offset: number): Promise<{ lines: Array<{ text: string; end: number }>; next: number }> {
+async function readNewLines(
+  path: string,
+  offset: number,
+): Promise<{ lines: Array<{ text: string; end: number }>; next: number }> {
   let handle: fs.FileHandle | undefined;
   try {
     handle = await fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW);

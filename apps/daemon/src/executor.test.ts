@@ -3,7 +3,16 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PitError } from '@pit/cell-spec';
-import { agentEnv, cleanup, makeCell, reapLater, script, tempDir, waitFor, within } from '../test/helpers.js';
+import {
+  agentEnv,
+  cleanup,
+  makeCell,
+  reapLater,
+  script,
+  tempDir,
+  waitFor,
+  within,
+} from '../test/helpers.js';
 import { createExecutor, type AgentProcess, type Executor } from './executor.js';
 import { readProcessStartTime, readProcessStat } from './proc.js';
 
@@ -24,8 +33,16 @@ const make = (options: Parameters<typeof createExecutor>[0] = {}) => {
 describe('createExecutor (level 1)', () => {
   it('runs the agent in its workspace with LAZARUS_CELL_UUID and appends its output to logs/<agent>.log', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
-    const agentScript = await script(join(cell.dir, 'workspace', 'agent.sh'), 'echo "cwd=$(pwd) cell=$LAZARUS_CELL_UUID agent=$LAZARUS_AGENT"; echo oops >&2; exit 3');
-    const agent = await make().start({ agent: 'forge', argv: ['sh', agentScript], env: agentEnv(), cell });
+    const agentScript = await script(
+      join(cell.dir, 'workspace', 'agent.sh'),
+      'echo "cwd=$(pwd) cell=$LAZARUS_CELL_UUID agent=$LAZARUS_AGENT"; echo oops >&2; exit 3',
+    );
+    const agent = await make().start({
+      agent: 'forge',
+      argv: ['sh', agentScript],
+      env: agentEnv(),
+      cell,
+    });
     reapLater(agent.pid);
     const exit = await within(agent.exited, 10_000, 'exit');
     expect(exit).toMatchObject({ code: 3, signal: null, how: 'waited' });
@@ -37,7 +54,12 @@ describe('createExecutor (level 1)', () => {
 
   it('records the pid and the start time read from /proc, in the agent’s own process group', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
-    const agent = await make().start({ agent: 'forge', argv: ['sleep', '30'], env: agentEnv(), cell });
+    const agent = await make().start({
+      agent: 'forge',
+      argv: ['sleep', '30'],
+      env: agentEnv(),
+      cell,
+    });
     reapLater(agent.pid);
     const stat = await readProcessStat(agent.pid);
     expect(stat?.startTime).toBe(agent.startTime);
@@ -48,32 +70,58 @@ describe('createExecutor (level 1)', () => {
 
   it('notices an exit at once even while a grandchild still holds the log open', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
-    const agentScript = await script(join(cell.dir, 'workspace', 'agent.sh'), 'sleep 30 &\necho $! > grandchild.pid\nexit 7');
-    const agent = await make({ killGroupOnExit: false }).start({ agent: 'forge', argv: ['sh', agentScript], env: agentEnv(), cell });
+    const agentScript = await script(
+      join(cell.dir, 'workspace', 'agent.sh'),
+      'sleep 30 &\necho $! > grandchild.pid\nexit 7',
+    );
+    const agent = await make({ killGroupOnExit: false }).start({
+      agent: 'forge',
+      argv: ['sh', agentScript],
+      env: agentEnv(),
+      cell,
+    });
     reapLater(agent.pid);
     const exit = await within(agent.exited, 5000, 'exit with a grandchild holding stdout');
     expect(exit.code).toBe(7);
-    const grandchild = Number((await fs.readFile(join(cell.dir, 'workspace', 'grandchild.pid'), 'utf8')).trim());
+    const grandchild = Number(
+      (await fs.readFile(join(cell.dir, 'workspace', 'grandchild.pid'), 'utf8')).trim(),
+    );
     expect((await readProcessStat(grandchild))?.state).not.toBe('Z');
   });
 
   it('kills what is left of the process group when the agent exits', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
-    const agentScript = await script(join(cell.dir, 'workspace', 'agent.sh'), 'sleep 30 &\necho $! > grandchild.pid\nexit 0');
-    const agent = await make().start({ agent: 'forge', argv: ['sh', agentScript], env: agentEnv(), cell });
+    const agentScript = await script(
+      join(cell.dir, 'workspace', 'agent.sh'),
+      'sleep 30 &\necho $! > grandchild.pid\nexit 0',
+    );
+    const agent = await make().start({
+      agent: 'forge',
+      argv: ['sh', agentScript],
+      env: agentEnv(),
+      cell,
+    });
     reapLater(agent.pid);
     await within(agent.exited, 5000, 'exit');
-    const grandchild = Number((await fs.readFile(join(cell.dir, 'workspace', 'grandchild.pid'), 'utf8')).trim());
-    await waitFor(async () => {
-      const stat = await readProcessStat(grandchild);
-      return stat === undefined || stat.state === 'Z';
-    }, 5000, 'the grandchild to die');
+    const grandchild = Number(
+      (await fs.readFile(join(cell.dir, 'workspace', 'grandchild.pid'), 'utf8')).trim(),
+    );
+    await waitFor(
+      async () => {
+        const stat = await readProcessStat(grandchild);
+        return stat === undefined || stat.state === 'Z';
+      },
+      5000,
+      'the grandchild to die',
+    );
   });
 
   it('calls onExit for every exit', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const seen: string[] = [];
-    const agent = await make({ onExit: (process, exit) => seen.push(`${process.agent}:${exit.code}`) }).start({ agent: 'forge', argv: ['sh', '-c', 'exit 4'], env: agentEnv(), cell });
+    const agent = await make({
+      onExit: (process, exit) => seen.push(`${process.agent}:${exit.code}`),
+    }).start({ agent: 'forge', argv: ['sh', '-c', 'exit 4'], env: agentEnv(), cell });
     await within(agent.exited, 5000);
     expect(seen).toEqual(['forge:4']);
     expect(executor?.running()).toEqual([]);
@@ -81,7 +129,13 @@ describe('createExecutor (level 1)', () => {
 
   it('runs an agent outside cells in its configured cwd with its configured log', async () => {
     const dir = await tempDir();
-    const agent = await make().start({ agent: 'gateway', argv: ['sh', '-c', 'pwd; echo "cell=${LAZARUS_CELL_UUID-none}"'], env: agentEnv(), cwd: dir, logPath: join(dir, 'logs', 'gateway.log') });
+    const agent = await make().start({
+      agent: 'gateway',
+      argv: ['sh', '-c', 'pwd; echo "cell=${LAZARUS_CELL_UUID-none}"'],
+      env: agentEnv(),
+      cwd: dir,
+      logPath: join(dir, 'logs', 'gateway.log'),
+    });
     await within(agent.exited, 5000);
     const log = await fs.readFile(join(dir, 'logs', 'gateway.log'), 'utf8');
     expect(log).toContain(`${dir}\ncell=none`);
@@ -92,10 +146,18 @@ describe('createExecutor (level 1)', () => {
     const dir = await tempDir();
     const logPath = join(dir, 'logs', 'nested', 'gateway.log');
     const started = make();
-    const run = async (word: string) => within(started.start({ agent: 'gateway', argv: ['echo', word], env: agentEnv(), cwd: dir, logPath }).then((agent) => agent.exited), 5000);
+    const run = async (word: string) =>
+      within(
+        started
+          .start({ agent: 'gateway', argv: ['echo', word], env: agentEnv(), cwd: dir, logPath })
+          .then((agent) => agent.exited),
+        5000,
+      );
     await run('first');
     await run('second');
-    expect((await fs.readFile(logPath, 'utf8')).split('\n').map((line) => line.replace(/ \(.*\)/, ''))).toEqual([
+    expect(
+      (await fs.readFile(logPath, 'utf8')).split('\n').map((line) => line.replace(/ \(.*\)/, '')),
+    ).toEqual([
       '--- pit: starting gateway at level 1: ["echo","first"]',
       'first',
       '--- pit: starting gateway at level 1: ["echo","second"]',
@@ -104,7 +166,9 @@ describe('createExecutor (level 1)', () => {
     ]);
     await fs.rm(join(dir, 'logs'), { recursive: true });
     await run('third');
-    expect(await fs.readFile(logPath, 'utf8')).toMatch(/^--- pit: starting gateway at level 1 \(.*\): \["echo","third"\]\nthird\n$/);
+    expect(await fs.readFile(logPath, 'utf8')).toMatch(
+      /^--- pit: starting gateway at level 1 \(.*\): \["echo","third"\]\nthird\n$/,
+    );
   });
 
   it('refuses a command that does not exist with DAEMON_SPAWN_FAILED naming it', async () => {
@@ -118,14 +182,21 @@ describe('createExecutor (level 1)', () => {
 
   it('refuses a bad agent name before touching the disk', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
-    await expect(make().start({ agent: '../etc', argv: ['true'], env: agentEnv(), cell })).rejects.toThrow(/must match/);
+    await expect(
+      make().start({ agent: '../etc', argv: ['true'], env: agentEnv(), cell }),
+    ).rejects.toThrow(/must match/);
   });
 });
 
 describe('Executor.stop', () => {
   it('sends SIGTERM to the process group and resolves with the exit', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
-    const agent = await make().start({ agent: 'forge', argv: ['sleep', '30'], env: agentEnv(), cell });
+    const agent = await make().start({
+      agent: 'forge',
+      argv: ['sleep', '30'],
+      env: agentEnv(),
+      cell,
+    });
     reapLater(agent.pid);
     const exit = await within(executor!.stop(agent), 10_000, 'stop');
     expect(exit).toMatchObject({ code: null, signal: 'SIGTERM' });
@@ -133,10 +204,23 @@ describe('Executor.stop', () => {
 
   it('sends SIGKILL after the grace period when the agent ignores SIGTERM', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
-    const agentScript = await script(join(cell.dir, 'workspace', 'agent.sh'), 'trap "" TERM\necho ready\nwhile :; do sleep 0.05; done');
-    const agent = await make().start({ agent: 'forge', argv: ['sh', agentScript], env: agentEnv(), cell });
+    const agentScript = await script(
+      join(cell.dir, 'workspace', 'agent.sh'),
+      'trap "" TERM\necho ready\nwhile :; do sleep 0.05; done',
+    );
+    const agent = await make().start({
+      agent: 'forge',
+      argv: ['sh', agentScript],
+      env: agentEnv(),
+      cell,
+    });
     reapLater(agent.pid);
-    await waitFor(async () => (await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8')).includes('ready'), 5000, 'agent ready');
+    await waitFor(
+      async () =>
+        (await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8')).includes('ready'),
+      5000,
+      'agent ready',
+    );
     const exit = await within(executor!.stop(agent, { graceMs: 200 }), 10_000, 'stop');
     expect(exit.signal).toBe('SIGKILL');
   });
@@ -153,7 +237,10 @@ describe('Executor.adopt', () => {
   /** Starts `sleep` as an orphan (its parent shell exits), as an agent is after a daemon restart. */
   const startOrphan = async (dir: string): Promise<number> => {
     const pidFile = join(dir, 'orphan.pid');
-    const shell = spawn('sh', ['-c', `sleep 60 & echo $! > ${pidFile}`], { detached: true, stdio: 'ignore' });
+    const shell = spawn('sh', ['-c', `sleep 60 & echo $! > ${pidFile}`], {
+      detached: true,
+      stdio: 'ignore',
+    });
     reapLater(shell.pid);
     await within(new Promise((resolve) => shell.once('exit', resolve)), 5000);
     const pid = Number((await fs.readFile(pidFile, 'utf8')).trim());
@@ -179,11 +266,16 @@ describe('Executor.adopt', () => {
     const pid = await startOrphan(dir);
     const startTime = (await readProcessStartTime(pid))!;
     expect(await make().adopt({ agent: 'forge', pid, startTime: startTime + 1 })).toBeUndefined();
-    expect(await executor!.adopt({ agent: 'forge', pid: 2 ** 22 + 12345, startTime })).toBeUndefined();
+    expect(
+      await executor!.adopt({ agent: 'forge', pid: 2 ** 22 + 12345, startTime }),
+    ).toBeUndefined();
   });
 
   it('stops an adopted agent (its group, checked by start time first)', async () => {
-    const shell = spawn('sh', ['-c', 'trap "" TERM; while :; do sleep 0.05; done'], { detached: true, stdio: 'ignore' });
+    const shell = spawn('sh', ['-c', 'trap "" TERM; while :; do sleep 0.05; done'], {
+      detached: true,
+      stdio: 'ignore',
+    });
     reapLater(shell.pid);
     const pid = shell.pid!;
     const startTime = (await readProcessStartTime(pid))!;

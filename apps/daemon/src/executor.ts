@@ -1,11 +1,26 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, closeSync, constants, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  writeSync,
+} from 'node:fs';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import { assertAgentName, cellPaths, type IsolationProfile } from '@pit/cell-spec';
 import { DaemonError } from './errors.js';
 import type { Logger } from './logger.js';
 import { createPodman, type Podman } from './podman.js';
-import { checkProcess, decodeWaitStatus, INSTANCE_ENV, parseProcStat, signalGroup, signalProcess } from './proc.js';
+import {
+  checkProcess,
+  decodeWaitStatus,
+  INSTANCE_ENV,
+  parseProcStat,
+  signalGroup,
+  signalProcess,
+} from './proc.js';
 import { sandboxArgv } from './sandbox.js';
 
 /** How an agent's process ended. */
@@ -149,20 +164,41 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
 
   const getPodman = () => {
     if (!options.podmanConfigDir) {
-      throw new DaemonError('DAEMON_ISOLATION_UNAVAILABLE', 'isolation level 3: the executor has no podmanConfigDir (the daemon sets it to <state_dir>/podman)');
+      throw new DaemonError(
+        'DAEMON_ISOLATION_UNAVAILABLE',
+        'isolation level 3: the executor has no podmanConfigDir (the daemon sets it to <state_dir>/podman)',
+      );
     }
-    podman ??= createPodman({ configDir: options.podmanConfigDir, env: daemonEnv, ...(options.podmanBinary ? { binary: options.podmanBinary } : {}) });
+    podman ??= createPodman({
+      configDir: options.podmanConfigDir,
+      env: daemonEnv,
+      ...(options.podmanBinary ? { binary: options.podmanBinary } : {}),
+    });
     return podman;
   };
 
-  const finish = (agentProcess: AgentProcess, settle: (exit: AgentExit) => void, exit: AgentExit) => {
+  const finish = (
+    agentProcess: AgentProcess,
+    settle: (exit: AgentExit) => void,
+    exit: AgentExit,
+  ) => {
     tracked.delete(agentProcess);
     settle(exit);
-    options.logger?.info('agent exited', { agent: agentProcess.agent, cell: agentProcess.cell, pid: agentProcess.pid, code: exit.code, signal: exit.signal, how: exit.how });
+    options.logger?.info('agent exited', {
+      agent: agentProcess.agent,
+      cell: agentProcess.cell,
+      pid: agentProcess.pid,
+      code: exit.code,
+      signal: exit.signal,
+      how: exit.how,
+    });
     try {
       options.onExit?.(agentProcess, exit);
     } catch (error) {
-      options.logger?.error('onExit handler threw', { agent: agentProcess.agent, error: String(error) });
+      options.logger?.error('onExit handler threw', {
+        agent: agentProcess.agent,
+        error: String(error),
+      });
     }
   };
 
@@ -187,12 +223,21 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
 
   const start = async (spec: StartAgentOptions): Promise<AgentProcess> => {
     const agent = assertAgentName(spec.agent, 'agent');
-    if (spec.argv.length === 0 || spec.argv[0] === '') throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: argv is empty`);
+    if (spec.argv.length === 0 || spec.argv[0] === '')
+      throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: argv is empty`);
     const paths = spec.cell ? cellPaths(spec.cell.dir) : undefined;
     const cwd = spec.cwd ?? paths?.workspace;
     const logPath = spec.logPath ?? paths?.agentLog(agent);
-    if (!cwd || !isAbsolute(cwd)) throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: working directory ${String(cwd)} must be an absolute path (agents outside cells need cwd)`);
-    if (!logPath) throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: no log path (agents outside cells need logPath)`);
+    if (!cwd || !isAbsolute(cwd))
+      throw new DaemonError(
+        'DAEMON_SPAWN_FAILED',
+        `agent ${agent}: working directory ${String(cwd)} must be an absolute path (agents outside cells need cwd)`,
+      );
+    if (!logPath)
+      throw new DaemonError(
+        'DAEMON_SPAWN_FAILED',
+        `agent ${agent}: no log path (agents outside cells need logPath)`,
+      );
     const profile = spec.isolation ?? { level: 1 };
     const env: Record<string, string> = { ...spec.env, LAZARUS_AGENT: agent };
     if (spec.cell) env.LAZARUS_CELL_UUID = spec.cell.uuid;
@@ -207,7 +252,11 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
       command = spec.argv;
     } else if (profile.level === 2) {
       const unshare = findInPath('unshare', daemonEnv.PATH ?? '/usr/bin:/bin');
-      if (!unshare) throw new DaemonError('DAEMON_ISOLATION_UNAVAILABLE', `agent ${agent}: isolation level 2 needs unshare (util-linux) in PATH`);
+      if (!unshare)
+        throw new DaemonError(
+          'DAEMON_ISOLATION_UNAVAILABLE',
+          `agent ${agent}: isolation level 2 needs unshare (util-linux) in PATH`,
+        );
       command = sandboxArgv({
         unshare,
         workdir: cwd,
@@ -238,29 +287,53 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     let logFd: number;
     try {
       logFd = openLog(logPath);
-      writeSync(logFd, `--- pit: starting ${agent} at level ${profile.level} (${new Date().toISOString()}): ${JSON.stringify(spec.argv)}\n`);
+      writeSync(
+        logFd,
+        `--- pit: starting ${agent} at level ${profile.level} (${new Date().toISOString()}): ${JSON.stringify(spec.argv)}\n`,
+      );
     } catch (error) {
-      throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: cannot open log ${logPath}: ${(error as Error).message}`, { cause: error });
+      throw new DaemonError(
+        'DAEMON_SPAWN_FAILED',
+        `agent ${agent}: cannot open log ${logPath}: ${(error as Error).message}`,
+        { cause: error },
+      );
     }
     let child: ChildProcess;
     try {
-      child = spawn(command[0]!, command.slice(1), { cwd, env: spawnEnv, detached: true, stdio: ['ignore', logFd, logFd] });
+      child = spawn(command[0]!, command.slice(1), {
+        cwd,
+        env: spawnEnv,
+        detached: true,
+        stdio: ['ignore', logFd, logFd],
+      });
     } catch (error) {
       closeSync(logFd);
-      throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: cannot spawn ${command[0]}: ${(error as Error).message}`, { cause: error });
+      throw new DaemonError(
+        'DAEMON_SPAWN_FAILED',
+        `agent ${agent}: cannot spawn ${command[0]}: ${(error as Error).message}`,
+        { cause: error },
+      );
     }
     closeSync(logFd);
     // Read the start time now, synchronously: the child cannot have been reaped before the event loop runs.
     const pid = child.pid;
     const stat = pid === undefined ? undefined : readStatSync(pid);
-    const childExit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+    const childExit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(
+      (resolve) => child.once('exit', (code, signal) => resolve({ code, signal })),
+    );
     const spawned = await new Promise<{ ok: true } | { ok: false; error: Error }>((resolve) => {
       child.once('spawn', () => resolve({ ok: true }));
       child.once('error', (error) => resolve({ ok: false, error }));
     });
     if (!spawned.ok || pid === undefined || !stat) {
-      const reason = spawned.ok ? 'the process vanished before it could be recorded' : spawned.error.message;
-      throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: cannot start ${JSON.stringify(command[0])} in ${cwd}: ${reason}`, spawned.ok ? {} : { cause: spawned.error });
+      const reason = spawned.ok
+        ? 'the process vanished before it could be recorded'
+        : spawned.error.message;
+      throw new DaemonError(
+        'DAEMON_SPAWN_FAILED',
+        `agent ${agent}: cannot start ${JSON.stringify(command[0])} in ${cwd}: ${reason}`,
+        spawned.ok ? {} : { cause: spawned.error },
+      );
     }
     const { agentProcess, settle } = makeProcess({
       agent,
@@ -278,7 +351,12 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
       finish(agentProcess, settle, { code, signal, at: new Date(), how: 'waited' });
       if (container) void podman?.remove(container);
     });
-    options.logger?.info('agent started', { agent, cell: spec.cell?.uuid, pid, level: profile.level });
+    options.logger?.info('agent started', {
+      agent,
+      cell: spec.cell?.uuid,
+      pid,
+      level: profile.level,
+    });
     return agentProcess;
   };
 
@@ -302,7 +380,8 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
         clearInterval(timer);
         pollers.delete(timer);
         let exit: AgentExit = { code: null, signal: null, at: new Date(), how: 'vanished' };
-        if (now.reason === 'zombie' && now.stat?.exitStatus !== undefined) exit = { ...decodeWaitStatus(now.stat.exitStatus), at: new Date(), how: 'zombie' };
+        if (now.reason === 'zombie' && now.stat?.exitStatus !== undefined)
+          exit = { ...decodeWaitStatus(now.stat.exitStatus), at: new Date(), how: 'zombie' };
         finish(agentProcess, settle, exit);
       });
     }, pollMs);
@@ -312,7 +391,10 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     return agentProcess;
   };
 
-  const stop = async (agentProcess: AgentProcess, stopOptions: { graceMs?: number } = {}): Promise<AgentExit> => {
+  const stop = async (
+    agentProcess: AgentProcess,
+    stopOptions: { graceMs?: number } = {},
+  ): Promise<AgentExit> => {
     if (agentProcess.exit) return agentProcess.exit;
     const graceMs = stopOptions.graceMs ?? graceDefault;
     // An adopted pid is signalled only while it is still the process recorded.
@@ -327,18 +409,30 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
         signalGroup(agentProcess.pid, signal);
       }
     };
-    options.logger?.info('stopping agent', { agent: agentProcess.agent, cell: agentProcess.cell, pid: agentProcess.pid, graceMs });
+    options.logger?.info('stopping agent', {
+      agent: agentProcess.agent,
+      cell: agentProcess.cell,
+      pid: agentProcess.pid,
+      graceMs,
+    });
     await send('SIGTERM');
     const timedOut = Symbol('timeout');
     let timer: NodeJS.Timeout | undefined;
     const first = await Promise.race([
       agentProcess.exited,
-      new Promise<typeof timedOut>((resolve) => (timer = setTimeout(() => resolve(timedOut), graceMs))),
+      new Promise<typeof timedOut>(
+        (resolve) => (timer = setTimeout(() => resolve(timedOut), graceMs)),
+      ),
     ]);
     clearTimeout(timer);
     if (first !== timedOut) return first;
-    options.logger?.warn('agent ignored SIGTERM; sending SIGKILL', { agent: agentProcess.agent, pid: agentProcess.pid, graceMs });
-    if (agentProcess.container && podman) await podman.run(['kill', '--signal', 'KILL', agentProcess.container]).catch(() => undefined);
+    options.logger?.warn('agent ignored SIGTERM; sending SIGKILL', {
+      agent: agentProcess.agent,
+      pid: agentProcess.pid,
+      graceMs,
+    });
+    if (agentProcess.container && podman)
+      await podman.run(['kill', '--signal', 'KILL', agentProcess.container]).catch(() => undefined);
     await send('SIGKILL');
     return agentProcess.exited;
   };
@@ -355,7 +449,8 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
   };
 }
 
-const LOG_FLAGS = constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW;
+const LOG_FLAGS =
+  constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW;
 
 /**
  * Opens an agent's log for appending. On a restart its directory exists: one open(2), and the
@@ -381,7 +476,12 @@ function readStatSync(pid: number) {
 
 /** Looks a command up in a PATH string; absolute paths are returned when executable. */
 export function findInPath(command: string, pathVariable: string): string | undefined {
-  const candidates = command.includes('/') ? [command] : pathVariable.split(delimiter).filter(Boolean).map((dir) => join(dir, command));
+  const candidates = command.includes('/')
+    ? [command]
+    : pathVariable
+        .split(delimiter)
+        .filter(Boolean)
+        .map((dir) => join(dir, command));
   for (const candidate of candidates) {
     try {
       accessSync(candidate, constants.X_OK);

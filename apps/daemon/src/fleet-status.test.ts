@@ -12,15 +12,36 @@ describe('readFleetStatus', () => {
   it('reports cells and agents from persisted state and heartbeats, and whether a daemon holds the state dir', async () => {
     const base = await tempDir();
     const cell = await makeCell([{ name: 'forge' }, { name: 'scribe' }], join(base, 'missions'));
-    const { config } = testConfig('[daemon]\nstate_dir = "state"\n[cells]\nroot = "missions"\n[agents.gateway]\ncell = "none"\ncwd = "/"\nargv = ["x"]\n', base);
+    const { config } = testConfig(
+      '[daemon]\nstate_dir = "state"\n[cells]\nroot = "missions"\n[agents.gateway]\ncell = "none"\ncwd = "/"\nargv = ["x"]\n',
+      base,
+    );
     const state = await readCellState(cell.dir);
-    state.agents.forge = { health: 'dead', first_dead_at: '2030-01-01T00:00:00.000Z', revive_attempts: 2, restarts: ['2030-01-01T00:00:01.000Z'], pending_approval: 'apr-1' };
+    state.agents.forge = {
+      health: 'dead',
+      first_dead_at: '2030-01-01T00:00:00.000Z',
+      revive_attempts: 2,
+      restarts: ['2030-01-01T00:00:01.000Z'],
+      pending_approval: 'apr-1',
+    };
     await writeCellState(cell.dir, state);
     const { status, daemon } = await readFleetStatus(config, Date.parse('2030-01-01T00:10:00Z'));
     expect(daemon).toBeUndefined();
-    expect(status.cells).toEqual([{ uuid: cell.uuid, mission: 'test mission', status: 'active', agents: ['forge', 'scribe'] }]);
-    expect(status.agents.map((agent) => agent.key)).toEqual([`${cell.uuid}/forge`, `${cell.uuid}/scribe`, 'host/gateway']);
-    expect(status.agents[0]).toMatchObject({ health: 'dead', revive_attempts: 2, restarts: 1, pending_approval: 'apr-1', first_dead_at: '2030-01-01T00:00:00.000Z' });
+    expect(status.cells).toEqual([
+      { uuid: cell.uuid, mission: 'test mission', status: 'active', agents: ['forge', 'scribe'] },
+    ]);
+    expect(status.agents.map((agent) => agent.key)).toEqual([
+      `${cell.uuid}/forge`,
+      `${cell.uuid}/scribe`,
+      'host/gateway',
+    ]);
+    expect(status.agents[0]).toMatchObject({
+      health: 'dead',
+      revive_attempts: 2,
+      restarts: 1,
+      pending_approval: 'apr-1',
+      first_dead_at: '2030-01-01T00:00:00.000Z',
+    });
     expect(status.agents[1]).toMatchObject({ health: 'unknown', restarts: 0 });
     const lock = await acquireDaemonLock(config.daemon.state_dir);
     expect((await readFleetStatus(config)).daemon?.pid).toBe(process.pid);

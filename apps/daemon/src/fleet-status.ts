@@ -1,5 +1,12 @@
 import { join } from 'node:path';
-import { CellStateSchema, discoverCells, readCellState, readHeartbeat, readJsonFile, type CellState } from '@pit/cell-spec';
+import {
+  CellStateSchema,
+  discoverCells,
+  readCellState,
+  readHeartbeat,
+  readJsonFile,
+  type CellState,
+} from '@pit/cell-spec';
 import { readApprovals } from './approvals.js';
 import type { PitConfig } from './config-schema.js';
 import { readDaemonLock, type LockHolder } from './lock.js';
@@ -11,11 +18,19 @@ import type { AgentStatus, FleetStatus } from './supervisor.js';
  * @example
  * const { status, daemon } = await readFleetStatus(config);
  */
-export async function readFleetStatus(config: PitConfig, now: number = Date.now()): Promise<{ status: FleetStatus; daemon: LockHolder | undefined }> {
+export async function readFleetStatus(
+  config: PitConfig,
+  now: number = Date.now(),
+): Promise<{ status: FleetStatus; daemon: LockHolder | undefined }> {
   const discovery = await discoverCells(config.cells.root);
   const approvals = await readApprovals(config.daemon.state_dir).catch(() => []);
   const agents: AgentStatus[] = [];
-  const toStatus = async (key: string, name: string, state: CellState['agents'][string] | undefined, cell?: { uuid: string; dir: string; mission: string }): Promise<AgentStatus> => {
+  const toStatus = async (
+    key: string,
+    name: string,
+    state: CellState['agents'][string] | undefined,
+    cell?: { uuid: string; dir: string; mission: string },
+  ): Promise<AgentStatus> => {
     const beat = cell ? await readHeartbeat(cell.dir, name).catch(() => undefined) : undefined;
     return {
       key,
@@ -39,12 +54,22 @@ export async function readFleetStatus(config: PitConfig, now: number = Date.now(
   for (const cell of discovery.supervised) {
     const state = await readCellState(cell.dir).catch(() => undefined);
     for (const agent of cell.manifest.agents) {
-      agents.push(await toStatus(`${cell.uuid}/${agent.name}`, agent.name, state?.agents[agent.name], { uuid: cell.uuid, dir: cell.dir, mission: cell.manifest.mission }));
+      agents.push(
+        await toStatus(`${cell.uuid}/${agent.name}`, agent.name, state?.agents[agent.name], {
+          uuid: cell.uuid,
+          dir: cell.dir,
+          mission: cell.manifest.mission,
+        }),
+      );
     }
   }
-  const host = await readJsonFile(join(config.daemon.state_dir, 'host-state.json'), CellStateSchema).catch(() => undefined);
+  const host = await readJsonFile(
+    join(config.daemon.state_dir, 'host-state.json'),
+    CellStateSchema,
+  ).catch(() => undefined);
   for (const [name, agent] of Object.entries(config.agents)) {
-    if (agent.cell === 'none') agents.push(await toStatus(`host/${name}`, name, host?.agents[name]));
+    if (agent.cell === 'none')
+      agents.push(await toStatus(`host/${name}`, name, host?.agents[name]));
   }
   return {
     status: {

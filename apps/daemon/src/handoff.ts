@@ -1,7 +1,14 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { writeJsonAtomic } from '@pit/cell-spec';
-import { MissionBus, RoleSchema, SYSTEM_SENDER, type ResumePacket, type Role, type RoleOverrides } from '@pit/mission-bus';
+import {
+  MissionBus,
+  RoleSchema,
+  SYSTEM_SENDER,
+  type ResumePacket,
+  type Role,
+  type RoleOverrides,
+} from '@pit/mission-bus';
 import { listCheckpoints } from '@pit/snapshot';
 import type { Logger } from './logger.js';
 
@@ -38,14 +45,24 @@ export interface PublishedHandoff {
  * @throws {BusError} when the bus cannot be opened (another process holds it) or refuses.
  */
 export async function publishHandoff(options: PublishHandoffOptions): Promise<PublishedHandoff> {
-  const bus = options.bus ?? (await MissionBus.open({ cellDir: options.cellDir, ...(options.roles ? { config: { roles: options.roles } } : {}), ...(options.logger ? { logger: options.logger } : {}) }));
+  const bus =
+    options.bus ??
+    (await MissionBus.open({
+      cellDir: options.cellDir,
+      ...(options.roles ? { config: { roles: options.roles } } : {}),
+      ...(options.logger ? { logger: options.logger } : {}),
+    }));
   try {
-    const role: Role = RoleSchema.safeParse(options.role).success ? (options.role as Role) : 'write';
+    const role: Role = RoleSchema.safeParse(options.role).success
+      ? (options.role as Role)
+      : 'write';
     // Idempotent: a participant already registered with this role is left as it is.
     await bus.registerParticipant({ name: options.from, role });
     await bus.registerParticipant({ name: options.to, role });
     const latestWorkspace = (await listCheckpoints(options.cellDir)).checkpoints[0];
-    const workspace = latestWorkspace ? { ts: latestWorkspace.name, sha256: latestWorkspace.manifest.sha256 } : undefined;
+    const workspace = latestWorkspace
+      ? { ts: latestWorkspace.name, sha256: latestWorkspace.manifest.sha256 }
+      : undefined;
     const own = await bus.lastCheckpointOf(options.from);
     const checkpoint =
       own ??
@@ -54,7 +71,13 @@ export async function publishHandoff(options: PublishHandoffOptions): Promise<Pu
         state: null,
         ...(workspace ? { workspace } : {}),
       }));
-    const handoff = await bus.handoff(SYSTEM_SENDER, { from: options.from, to: options.to, checkpoint: checkpoint.id, note: options.note, ...(workspace ? { workspace } : {}) });
+    const handoff = await bus.handoff(SYSTEM_SENDER, {
+      from: options.from,
+      to: options.to,
+      checkpoint: checkpoint.id,
+      note: options.note,
+      ...(workspace ? { workspace } : {}),
+    });
     const packet = await bus.buildResumePacket(handoff.id);
     const dir = join(options.cellDir, '.lazarus', 'resume');
     await fs.mkdir(dir, { recursive: true });

@@ -3,7 +3,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { appendEvent, cellPaths } from '@pit/cell-spec';
 import { cleanup, makeCell } from '../test/helpers.js';
 import { createCellEventFeed } from './event-feed.js';
-import { authorize, startHttpServer, type ApprovalDecisionResult, type HttpHandlers, type HttpServer } from './http.js';
+import {
+  authorize,
+  startHttpServer,
+  type ApprovalDecisionResult,
+  type HttpHandlers,
+  type HttpServer,
+} from './http.js';
 import { createMetricsRegistry } from './metrics.js';
 
 let server: HttpServer | undefined;
@@ -31,12 +37,20 @@ async function start(cellsRoot: string, overrides: Partial<HttpHandlers> = {}) {
     },
     ...overrides,
   };
-  server = await startHttpServer({ listen: '127.0.0.1:0', token: TOKEN, handlers, keepAliveMs: 50 });
+  server = await startHttpServer({
+    listen: '127.0.0.1:0',
+    token: TOKEN,
+    handlers,
+    keepAliveMs: 50,
+  });
   return { server, decisions };
 }
 
 /** Reads server-sent events from a fetch response until `count` events arrived. */
-async function readEvents(response: Response, count: number): Promise<Array<{ id?: string; event?: string; data: unknown }>> {
+async function readEvents(
+  response: Response,
+  count: number,
+): Promise<Array<{ id?: string; event?: string; data: unknown }>> {
   const reader = response.body!.getReader();
   const decoder = new TextDecoder();
   let buffer = '';
@@ -49,8 +63,14 @@ async function readEvents(response: Response, count: number): Promise<Array<{ id
     while ((index = buffer.indexOf('\n\n')) !== -1) {
       const block = buffer.slice(0, index);
       buffer = buffer.slice(index + 2);
-      const fields = Object.fromEntries(block.split('\n').filter((line) => !line.startsWith(':') && line.includes(': ')).map((line) => [line.slice(0, line.indexOf(': ')), line.slice(line.indexOf(': ') + 2)]));
-      if (fields.data) events.push({ id: fields.id, event: fields.event, data: JSON.parse(fields.data) });
+      const fields = Object.fromEntries(
+        block
+          .split('\n')
+          .filter((line) => !line.startsWith(':') && line.includes(': '))
+          .map((line) => [line.slice(0, line.indexOf(': ')), line.slice(line.indexOf(': ') + 2)]),
+      );
+      if (fields.data)
+        events.push({ id: fields.id, event: fields.event, data: JSON.parse(fields.data) });
     }
   }
   await reader.cancel();
@@ -68,34 +88,61 @@ describe('startHttpServer', () => {
     const metrics = await fetch(`${server.url}/metrics`);
     expect(metrics.headers.get('content-type')).toContain('text/plain; version=0.0.4');
     expect(await metrics.text()).toContain('pit_restarts_total 1');
-    expect(await (await fetch(`${server.url}/api/status`)).json()).toEqual({ cells: [], agents: [] });
+    expect(await (await fetch(`${server.url}/api/status`)).json()).toEqual({
+      cells: [],
+      agents: [],
+    });
     expect((await fetch(`${server.url}/nope`)).status).toBe(404);
     expect((await fetch(`${server.url}/`)).status).toBe(404);
   });
 
   it('answers 503 when the daemon is not healthy', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
-    const { server } = await start(cell.root, { health: () => ({ ok: false, reason: 'state dir unwritable' }) });
+    const { server } = await start(cell.root, {
+      health: () => ({ ok: false, reason: 'state dir unwritable' }),
+    });
     expect((await fetch(`${server.url}/health`)).status).toBe(503);
   });
 
   it('refuses approvals without a token, with a wrong token, and accepts the right one', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const { server, decisions } = await start(cell.root);
-    const post = (path: string, headers: Record<string, string> = {}, body?: string) => fetch(`${server.url}${path}`, { method: 'POST', headers, ...(body ? { body } : {}) });
+    const post = (path: string, headers: Record<string, string> = {}, body?: string) =>
+      fetch(`${server.url}${path}`, { method: 'POST', headers, ...(body ? { body } : {}) });
     const missing = await post('/api/approvals/apr-1/approve');
     expect(missing.status).toBe(401);
     expect(missing.headers.get('www-authenticate')).toContain('Bearer');
-    expect((await post('/api/approvals/apr-1/approve', { authorization: 'Bearer wrong' })).status).toBe(401);
-    expect((await post('/api/approvals/apr-1/approve', { authorization: `Bearer ${TOKEN}x` })).status).toBe(401);
+    expect(
+      (await post('/api/approvals/apr-1/approve', { authorization: 'Bearer wrong' })).status,
+    ).toBe(401);
+    expect(
+      (await post('/api/approvals/apr-1/approve', { authorization: `Bearer ${TOKEN}x` })).status,
+    ).toBe(401);
     expect(decisions).toEqual([]);
-    const ok = await post('/api/approvals/apr-1/deny', { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, JSON.stringify({ reason: 'not now', by: 'ops' }));
+    const ok = await post(
+      '/api/approvals/apr-1/deny',
+      { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+      JSON.stringify({ reason: 'not now', by: 'ops' }),
+    );
     expect(ok.status).toBe(200);
     expect(await ok.json()).toEqual({ ok: true, id: 'apr-1', decision: 'deny' });
     expect(decisions).toEqual([['apr-1', 'deny', { reason: 'not now', by: 'ops' }]]);
-    expect((await post('/api/approvals/apr-2/approve', { authorization: `Bearer ${TOKEN}` })).status).toBe(404);
-    expect((await post('/api/approvals/apr-1/approve', { authorization: `Bearer ${TOKEN}` }, '{"unknown":1}')).status).toBe(400);
-    expect((await post('/api/approvals/apr-1/approve', { authorization: `Bearer ${TOKEN}` }, 'not json')).status).toBe(400);
+    expect(
+      (await post('/api/approvals/apr-2/approve', { authorization: `Bearer ${TOKEN}` })).status,
+    ).toBe(404);
+    expect(
+      (
+        await post(
+          '/api/approvals/apr-1/approve',
+          { authorization: `Bearer ${TOKEN}` },
+          '{"unknown":1}',
+        )
+      ).status,
+    ).toBe(400);
+    expect(
+      (await post('/api/approvals/apr-1/approve', { authorization: `Bearer ${TOKEN}` }, 'not json'))
+        .status,
+    ).toBe(400);
     expect((await fetch(`${server.url}/api/approvals/apr-1/approve`)).status).toBe(405);
   });
 
@@ -103,7 +150,10 @@ describe('startHttpServer', () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const { server } = await start(cell.root);
     server.setToken(undefined);
-    const response = await fetch(`${server.url}/api/approvals/apr-1/approve`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
+    const response = await fetch(`${server.url}/api/approvals/apr-1/approve`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}` },
+    });
     expect(response.status).toBe(403);
     expect(((await response.json()) as { error: string }).error).toContain('token_env');
   });
@@ -111,12 +161,24 @@ describe('startHttpServer', () => {
   it('streams a cell’s events as server-sent events: the backlog since a time, then new appends', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const events = cellPaths(cell.dir).events;
-    await appendEvent(events, { event: 'agent_dead', agent: 'forge', reason: 'heartbeat stale', ts: '2030-01-01T00:00:00.000Z' });
+    await appendEvent(events, {
+      event: 'agent_dead',
+      agent: 'forge',
+      reason: 'heartbeat stale',
+      ts: '2030-01-01T00:00:00.000Z',
+    });
     const { server } = await start(cell.root);
-    const response = await fetch(`${server.url}/api/events?cell=${cell.uuid}&since=2029-01-01T00:00:00Z`);
+    const response = await fetch(
+      `${server.url}/api/events?cell=${cell.uuid}&since=2029-01-01T00:00:00Z`,
+    );
     expect(response.headers.get('content-type')).toContain('text/event-stream');
     const reading = readEvents(response, 2);
-    await appendEvent(events, { event: 'agent_revived', agent: 'forge', pid: 42, ts: '2030-01-01T00:00:05.000Z' });
+    await appendEvent(events, {
+      event: 'agent_revived',
+      agent: 'forge',
+      pid: 42,
+      ts: '2030-01-01T00:00:05.000Z',
+    });
     const received = await reading;
     expect(received.map((item) => item.event)).toEqual(['agent_dead', 'agent_revived']);
     expect(received[1]?.data).toMatchObject({ cell: cell.uuid, agent: 'forge', pid: 42 });
@@ -128,9 +190,18 @@ describe('startHttpServer', () => {
     const events = cellPaths(cell.dir).events;
     const { server } = await start(cell.root);
     const all = await readEvents(await fetch(`${server.url}/api/events?cell=${cell.uuid}`), 3);
-    expect(all.map((item) => item.event)).toEqual(['cell_created', 'agent_joined', 'cell_activated']);
+    expect(all.map((item) => item.event)).toEqual([
+      'cell_created',
+      'agent_joined',
+      'cell_activated',
+    ]);
     await appendEvent(events, { event: 'agent_dead', agent: 'forge', reason: 'x' });
-    const resumed = await readEvents(await fetch(`${server.url}/api/events?cell=${cell.uuid}`, { headers: { 'last-event-id': all[1]!.id! } }), 2);
+    const resumed = await readEvents(
+      await fetch(`${server.url}/api/events?cell=${cell.uuid}`, {
+        headers: { 'last-event-id': all[1]!.id! },
+      }),
+      2,
+    );
     expect(resumed.map((item) => item.event)).toEqual(['cell_activated', 'agent_dead']);
   });
 
@@ -139,7 +210,9 @@ describe('startHttpServer', () => {
     const second = await makeCell([{ name: 'anvil' }], first.root);
     const { server } = await start(first.root);
     const received = await readEvents(await fetch(`${server.url}/api/events`), 6);
-    expect(new Set(received.map((item) => (item.data as { cell: string }).cell))).toEqual(new Set([first.uuid, second.uuid]));
+    expect(new Set(received.map((item) => (item.data as { cell: string }).cell))).toEqual(
+      new Set([first.uuid, second.uuid]),
+    );
     expect((await fetch(`${server.url}/api/events?cell=nope`)).status).toBe(400);
     expect((await fetch(`${server.url}/api/events?since=yesterday`)).status).toBe(400);
   });
@@ -149,8 +222,15 @@ describe('authorize', () => {
   it('accepts only the exact bearer token', () => {
     expect(authorize(`Bearer ${TOKEN}`, TOKEN)).toEqual({ ok: true });
     expect(authorize(`bearer ${TOKEN}`, TOKEN)).toEqual({ ok: true });
-    expect(authorize(`Bearer ${TOKEN.slice(0, -1)}`, TOKEN)).toMatchObject({ ok: false, status: 401 });
-    expect(authorize(`Basic ${TOKEN}`, TOKEN)).toMatchObject({ ok: false, status: 401, reason: 'missing bearer token' });
+    expect(authorize(`Bearer ${TOKEN.slice(0, -1)}`, TOKEN)).toMatchObject({
+      ok: false,
+      status: 401,
+    });
+    expect(authorize(`Basic ${TOKEN}`, TOKEN)).toMatchObject({
+      ok: false,
+      status: 401,
+      reason: 'missing bearer token',
+    });
     expect(authorize(undefined, TOKEN)).toMatchObject({ ok: false, status: 401 });
     expect(authorize(`Bearer ${TOKEN}`, undefined)).toMatchObject({ ok: false, status: 403 });
   });

@@ -33,7 +33,11 @@ export interface HttpHandlers {
   /** `GET /api/events`: cell events as server-sent events. */
   events: EventFeed;
   /** `POST /api/approvals/:id/approve|deny` (only reached with a valid bearer token). */
-  decideApproval(id: string, decision: 'approve' | 'deny', body: ApprovalDecisionBody): Promise<ApprovalDecisionResult>;
+  decideApproval(
+    id: string,
+    decision: 'approve' | 'deny',
+    body: ApprovalDecisionBody,
+  ): Promise<ApprovalDecisionResult>;
   /** `GET /`: the dashboard page (HTML), when there is one. */
   dashboard?(): string;
 }
@@ -81,7 +85,11 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
 
   const server = createServer((request, response) => {
     handle(request, response).catch((error: unknown) => {
-      logger?.error('http handler failed', { method: request.method, url: request.url, error: error instanceof Error ? error.message : String(error) });
+      logger?.error('http handler failed', {
+        method: request.method,
+        url: request.url,
+        error: error instanceof Error ? error.message : String(error),
+      });
       if (!response.headersSent) sendJson(response, 500, { error: 'internal error' });
       else response.destroy();
     });
@@ -93,28 +101,49 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     const path = url.pathname;
     const approval = /^\/api\/approvals\/([A-Za-z0-9_.:-]{1,128})\/(approve|deny)$/.exec(path);
     if (approval) {
-      if (method !== 'POST') return sendJson(response, 405, { error: 'use POST' }, { allow: 'POST' });
+      if (method !== 'POST')
+        return sendJson(response, 405, { error: 'use POST' }, { allow: 'POST' });
       const auth = authorize(request.headers.authorization, token);
       if (!auth.ok) {
-        logger?.warn('approval refused: not authorized', { id: approval[1], reason: auth.reason, remote: request.socket.remoteAddress });
-        return sendJson(response, auth.status, { error: auth.reason }, auth.status === 401 ? { 'www-authenticate': 'Bearer realm="pit"' } : {});
+        logger?.warn('approval refused: not authorized', {
+          id: approval[1],
+          reason: auth.reason,
+          remote: request.socket.remoteAddress,
+        });
+        return sendJson(
+          response,
+          auth.status,
+          { error: auth.reason },
+          auth.status === 401 ? { 'www-authenticate': 'Bearer realm="pit"' } : {},
+        );
       }
       const body = await readBody(request);
       if (!body.ok) return sendJson(response, body.status, { error: body.error });
       const parsed = ApprovalDecisionBodySchema.safeParse(body.value ?? {});
       if (!parsed.success) return sendJson(response, 400, { error: formatIssues(parsed.error) });
-      const result = await handlers.decideApproval(approval[1]!, approval[2] as 'approve' | 'deny', parsed.data);
+      const result = await handlers.decideApproval(
+        approval[1]!,
+        approval[2] as 'approve' | 'deny',
+        parsed.data,
+      );
       if (result.ok) return sendJson(response, 200, result);
-      return sendJson(response, result.reason === 'not_found' ? 404 : 409, { error: result.message, reason: result.reason });
+      return sendJson(response, result.reason === 'not_found' ? 404 : 409, {
+        error: result.message,
+        reason: result.reason,
+      });
     }
-    if (method !== 'GET' && method !== 'HEAD') return sendJson(response, 405, { error: 'method not allowed' }, { allow: 'GET' });
+    if (method !== 'GET' && method !== 'HEAD')
+      return sendJson(response, 405, { error: 'method not allowed' }, { allow: 'GET' });
     switch (path) {
       case '/health': {
         const health = handlers.health();
         return sendJson(response, health.ok ? 200 : 503, health);
       }
       case '/metrics':
-        response.writeHead(200, { 'content-type': handlers.metrics.contentType, 'cache-control': 'no-store' });
+        response.writeHead(200, {
+          'content-type': handlers.metrics.contentType,
+          'cache-control': 'no-store',
+        });
         return void response.end(handlers.metrics.render());
       case '/api/status':
         return sendJson(response, 200, await handlers.status());
@@ -123,7 +152,12 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       case '/':
       case '/index.html':
         if (handlers.dashboard) {
-          response.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'content-security-policy': "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'" });
+          response.writeHead(200, {
+            'content-type': 'text/html; charset=utf-8',
+            'cache-control': 'no-store',
+            'content-security-policy':
+              "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'",
+          });
           return void response.end(handlers.dashboard());
         }
         return sendJson(response, 404, { error: 'no dashboard' });
@@ -135,21 +169,40 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   const streamEvents = async (request: IncomingMessage, response: ServerResponse, url: URL) => {
     const cell = url.searchParams.get('cell') ?? undefined;
     const since = url.searchParams.get('since') ?? undefined;
-    if (cell !== undefined && !CellUuidSchema.safeParse(cell).success) return sendJson(response, 400, { error: 'cell: must be a lower-case version-4 UUID' });
-    if (since !== undefined && !isValidSince(since)) return sendJson(response, 400, { error: 'since: must be an ISO-8601 time or unix seconds' });
-    const lastEventId = typeof request.headers['last-event-id'] === 'string' ? request.headers['last-event-id'] : undefined;
+    if (cell !== undefined && !CellUuidSchema.safeParse(cell).success)
+      return sendJson(response, 400, { error: 'cell: must be a lower-case version-4 UUID' });
+    if (since !== undefined && !isValidSince(since))
+      return sendJson(response, 400, { error: 'since: must be an ISO-8601 time or unix seconds' });
+    const lastEventId =
+      typeof request.headers['last-event-id'] === 'string'
+        ? request.headers['last-event-id']
+        : undefined;
     const controller = new AbortController();
     streams.add(controller);
     const stop = () => controller.abort();
     request.on('close', stop);
     response.on('close', stop);
-    response.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    response.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
     response.write('retry: 2000\n\n');
     const keepAlive = setInterval(() => response.write(': keep-alive\n\n'), keepAliveMs);
     try {
-      for await (const item of handlers.events({ ...(cell ? { cell } : {}), ...(since ? { since } : {}), ...(lastEventId ? { lastEventId } : {}) }, controller.signal)) {
+      for await (const item of handlers.events(
+        {
+          ...(cell ? { cell } : {}),
+          ...(since ? { since } : {}),
+          ...(lastEventId ? { lastEventId } : {}),
+        },
+        controller.signal,
+      )) {
         if (controller.signal.aborted) break;
-        response.write(`id: ${item.id}\nevent: ${item.event.event}\ndata: ${JSON.stringify({ cell: item.cell, ...item.event })}\n\n`);
+        response.write(
+          `id: ${item.id}\nevent: ${item.event.event}\ndata: ${JSON.stringify({ cell: item.cell, ...item.event })}\n\n`,
+        );
       }
     } finally {
       clearInterval(keepAlive);
@@ -160,7 +213,13 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
 
   const { host, port } = parseListen(options.listen ?? '127.0.0.1:7420');
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (error) => reject(new DaemonError('DAEMON_HTTP', `cannot listen on ${host}:${port}: ${error.message}`, { cause: error })));
+    server.once('error', (error) =>
+      reject(
+        new DaemonError('DAEMON_HTTP', `cannot listen on ${host}:${port}: ${error.message}`, {
+          cause: error,
+        }),
+      ),
+    );
     server.listen(port, host, () => resolve());
   });
   const address = server.address() as AddressInfo;
@@ -192,22 +251,35 @@ function parseListen(listen: string): { host: string; port: number } {
  * Checks `Authorization: Bearer <token>` in constant time (both sides hashed to equal
  * length first, so neither the content nor the length of the token leaks through timing).
  */
-export function authorize(header: string | undefined, token: string | undefined): { ok: true } | { ok: false; status: 401 | 403; reason: string } {
-  if (!token) return { ok: false, status: 403, reason: 'mutating calls are disabled: the daemon has no HTTP token (set the variable named by daemon.http.token_env)' };
+export function authorize(
+  header: string | undefined,
+  token: string | undefined,
+): { ok: true } | { ok: false; status: 401 | 403; reason: string } {
+  if (!token)
+    return {
+      ok: false,
+      status: 403,
+      reason:
+        'mutating calls are disabled: the daemon has no HTTP token (set the variable named by daemon.http.token_env)',
+    };
   const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
   if (!match) return { ok: false, status: 401, reason: 'missing bearer token' };
   const given = createHash('sha256').update(match[1]!).digest();
   const expected = createHash('sha256').update(token).digest();
-  if (!timingSafeEqual(given, expected)) return { ok: false, status: 401, reason: 'invalid bearer token' };
+  if (!timingSafeEqual(given, expected))
+    return { ok: false, status: 401, reason: 'invalid bearer token' };
   return { ok: true };
 }
 
-async function readBody(request: IncomingMessage): Promise<{ ok: true; value: unknown } | { ok: false; status: number; error: string }> {
+async function readBody(
+  request: IncomingMessage,
+): Promise<{ ok: true; value: unknown } | { ok: false; status: number; error: string }> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of request) {
     size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) return { ok: false, status: 413, error: `body larger than ${MAX_BODY_BYTES} bytes` };
+    if (size > MAX_BODY_BYTES)
+      return { ok: false, status: 413, error: `body larger than ${MAX_BODY_BYTES} bytes` };
     chunks.push(chunk as Buffer);
   }
   const text = Buffer.concat(chunks).toString('utf8').trim();
@@ -219,8 +291,18 @@ async function readBody(request: IncomingMessage): Promise<{ ok: true; value: un
   }
 }
 
-function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+function sendJson(
+  response: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   const text = `${JSON.stringify(body)}\n`;
-  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text), ...headers });
+  response.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'cache-control': 'no-store',
+    'content-length': Buffer.byteLength(text),
+    ...headers,
+  });
   response.end(text);
 }

@@ -1,4 +1,11 @@
-export { runDaemon, sweepOnce, type DaemonOptions, type RunDaemonOptions, type DaemonHandle, type ReloadResult } from './daemon.js';
+export {
+  runDaemon,
+  sweepOnce,
+  type DaemonOptions,
+  type RunDaemonOptions,
+  type DaemonHandle,
+  type ReloadResult,
+} from './daemon.js';
 export {
   loadConfig,
   loadConfigFile,
@@ -17,25 +24,113 @@ export {
   type ConfigProblem,
   type ParseConfigResult,
 } from './config.js';
-export { PitConfigSchema, AgentConfigSchema, AgentProbesSchema, EnvNameSchema, secretEnvNames, type PitConfig, type AgentConfig } from './config-schema.js';
-export { createSupervisor, effectivePolicy, approvalChannels, type Supervisor, type SupervisorOptions, type FleetStatus, type AgentStatus, type SweepReport } from './supervisor.js';
+export {
+  PitConfigSchema,
+  AgentConfigSchema,
+  AgentProbesSchema,
+  EnvNameSchema,
+  secretEnvNames,
+  type PitConfig,
+  type AgentConfig,
+} from './config-schema.js';
+export {
+  createSupervisor,
+  effectivePolicy,
+  approvalChannels,
+  type Supervisor,
+  type SupervisorOptions,
+  type FleetStatus,
+  type AgentStatus,
+  type SweepReport,
+} from './supervisor.js';
 export { readFleetStatus } from './fleet-status.js';
 export { resolveAgentPolicies, type AgentPolicyReport } from './policies.js';
 export { createNotifier, silentNotifier, type Notifier, type DeathNotice } from './notifier.js';
 export { publishHandoff, type PublishHandoffOptions, type PublishedHandoff } from './handoff.js';
 export { composeAgentEnv, INHERITED_ENV } from './agent-env.js';
-export { createExecutor, findInPath, type Executor, type ExecutorOptions, type StartAgentOptions, type AdoptAgentOptions, type AgentProcess, type AgentExit } from './executor.js';
+export {
+  createExecutor,
+  findInPath,
+  type Executor,
+  type ExecutorOptions,
+  type StartAgentOptions,
+  type AdoptAgentOptions,
+  type AgentProcess,
+  type AgentExit,
+} from './executor.js';
 export { sandboxArgv, SANDBOX_LAUNCHER, type SandboxSpec } from './sandbox.js';
-export { createPodman, podmanAvailable, CONTAINERS_CONF, DEFAULT_AGENT_IMAGE, type Podman, type PodmanOptions, type ContainerSpec } from './podman.js';
-export { writeDaemonFile, readDaemonFile, removeDaemonFile, daemonFilePath, DaemonFileSchema, type DaemonFile } from './daemon-file.js';
-export { acquireDaemonLock, readDaemonLock, lockPath, type DaemonLock, type LockHolder } from './lock.js';
-export { createLogger, silentLogger, LOG_LEVELS, type Logger, type DaemonLogger, type LoggerOptions, type LogLevel } from './logger.js';
-export { startHttpServer, authorize, ApprovalDecisionBodySchema, type HttpServer, type HttpServerOptions, type HttpHandlers, type ApprovalDecisionResult } from './http.js';
-export { createMetricsRegistry, LATENCY_BUCKETS_S, type MetricsRegistry, type Counter, type Gauge, type Histogram } from './metrics.js';
-export { createCellEventFeed, type EventFeed, type FeedEvent, type FeedQuery } from './event-feed.js';
-export { openApprovalStore, readApprovals, type ApprovalStore, type StoredApproval, type OpenApprovalStoreOptions } from './approvals.js';
+export {
+  createPodman,
+  podmanAvailable,
+  CONTAINERS_CONF,
+  DEFAULT_AGENT_IMAGE,
+  type Podman,
+  type PodmanOptions,
+  type ContainerSpec,
+} from './podman.js';
+export {
+  writeDaemonFile,
+  readDaemonFile,
+  removeDaemonFile,
+  daemonFilePath,
+  DaemonFileSchema,
+  type DaemonFile,
+} from './daemon-file.js';
+export {
+  acquireDaemonLock,
+  readDaemonLock,
+  lockPath,
+  type DaemonLock,
+  type LockHolder,
+} from './lock.js';
+export {
+  createLogger,
+  silentLogger,
+  LOG_LEVELS,
+  type Logger,
+  type DaemonLogger,
+  type LoggerOptions,
+  type LogLevel,
+} from './logger.js';
+export {
+  startHttpServer,
+  authorize,
+  ApprovalDecisionBodySchema,
+  type HttpServer,
+  type HttpServerOptions,
+  type HttpHandlers,
+  type ApprovalDecisionResult,
+} from './http.js';
+export {
+  createMetricsRegistry,
+  LATENCY_BUCKETS_S,
+  type MetricsRegistry,
+  type Counter,
+  type Gauge,
+  type Histogram,
+} from './metrics.js';
+export {
+  createCellEventFeed,
+  type EventFeed,
+  type FeedEvent,
+  type FeedQuery,
+} from './event-feed.js';
+export {
+  openApprovalStore,
+  readApprovals,
+  type ApprovalStore,
+  type StoredApproval,
+  type OpenApprovalStoreOptions,
+} from './approvals.js';
 export { createBusHub, type BusHub, type BusHubOptions } from './bus-hub.js';
-export { checkProcess, readProcessStat, signalGroup, signalProcess, type ProcessStat, type ProcessLiveness } from './proc.js';
+export {
+  checkProcess,
+  readProcessStat,
+  signalGroup,
+  signalProcess,
+  type ProcessStat,
+  type ProcessLiveness,
+} from './proc.js';
 export { DaemonError, type DaemonErrorCode } from './errors.js';
 export { DASHBOARD_HTML } from './dashboard.js';
 export { startChannels, type Channels } from './channels.js';

@@ -18,7 +18,11 @@ describe('acquireDaemonLock', () => {
     expect(await fs.readFile(join(stateDir, 'pit.pid'), 'utf8')).toBe(`${process.pid}\n`);
     expect((await readDaemonLock(stateDir))?.pid).toBe(process.pid);
     const second = spawnTsx(holderScript, [stateDir]);
-    const code = await within(new Promise((resolve) => second.once('exit', resolve)), 20_000, 'second daemon');
+    const code = await within(
+      new Promise((resolve) => second.once('exit', resolve)),
+      20_000,
+      'second daemon',
+    );
     expect(code).toBe(1);
     expect(second.output()).toContain(`DAEMON_LOCKED another pit daemon (pid ${process.pid}`);
     await lock.release();
@@ -42,9 +46,15 @@ describe('acquireDaemonLock', () => {
     await waitFor(() => first.output().includes('locked'), 20_000, 'first daemon to lock');
     expect((await readDaemonLock(stateDir))?.pid).toBe(first.pid);
     process.kill(-first.pid!, 'SIGKILL');
-    await within(new Promise((resolve) => first.once('exit', resolve)), 10_000, 'first daemon to die');
+    await within(
+      new Promise((resolve) => first.once('exit', resolve)),
+      10_000,
+      'first daemon to die',
+    );
     const stale: unknown[] = [];
-    const lock = await acquireDaemonLock(stateDir, { onStale: (holder) => stale.push(holder?.pid) });
+    const lock = await acquireDaemonLock(stateDir, {
+      onStale: (holder) => stale.push(holder?.pid),
+    });
     expect(stale).toEqual([first.pid]);
     expect(lock.holder.pid).toBe(process.pid);
     await lock.release();
@@ -52,7 +62,10 @@ describe('acquireDaemonLock', () => {
 
   it('treats a lock naming a recycled pid (other start time) or garbage as stale', async () => {
     const stateDir = await tempDir();
-    await fs.writeFile(lockPath(stateDir), JSON.stringify({ pid: process.pid, start_time: 1, started_at: 'long ago' }));
+    await fs.writeFile(
+      lockPath(stateDir),
+      JSON.stringify({ pid: process.pid, start_time: 1, started_at: 'long ago' }),
+    );
     const lock = await acquireDaemonLock(stateDir);
     await lock.release();
     await fs.writeFile(lockPath(stateDir), 'garbage');

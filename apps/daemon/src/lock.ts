@@ -48,15 +48,28 @@ export const lockPath = (stateDir: string) => join(stateDir, 'daemon.lock');
  * const lock = await acquireDaemonLock('/var/lib/pit', { pidFile: '/run/pit.pid' });
  * try { … } finally { await lock.release(); }
  */
-export async function acquireDaemonLock(stateDir: string, options: AcquireDaemonLockOptions = {}): Promise<DaemonLock> {
+export async function acquireDaemonLock(
+  stateDir: string,
+  options: AcquireDaemonLockOptions = {},
+): Promise<DaemonLock> {
   const path = lockPath(stateDir);
   const startTime = await readProcessStartTime(process.pid);
-  if (startTime === undefined) throw new DaemonError('DAEMON_IO', `cannot read /proc/${process.pid}/stat (is /proc mounted?)`);
-  const holder: LockHolder = { pid: process.pid, start_time: startTime, started_at: new Date().toISOString(), hostname: hostname() };
+  if (startTime === undefined)
+    throw new DaemonError('DAEMON_IO', `cannot read /proc/${process.pid}/stat (is /proc mounted?)`);
+  const holder: LockHolder = {
+    pid: process.pid,
+    start_time: startTime,
+    started_at: new Date().toISOString(),
+    hostname: hostname(),
+  };
   try {
     await fs.mkdir(stateDir, { recursive: true, mode: 0o750 });
   } catch (error) {
-    throw new DaemonError('DAEMON_IO', `${stateDir}: cannot create the state directory: ${(error as Error).message}`, { cause: error });
+    throw new DaemonError(
+      'DAEMON_IO',
+      `${stateDir}: cannot create the state directory: ${(error as Error).message}`,
+      { cause: error },
+    );
   }
   const temp = join(stateDir, `.daemon.lock.${process.pid}.${randomBytes(4).toString('hex')}`);
   await fs.writeFile(temp, `${JSON.stringify(holder)}\n`, { mode: 0o644, flag: 'wx' });
@@ -66,7 +79,12 @@ export async function acquireDaemonLock(stateDir: string, options: AcquireDaemon
         await fs.link(temp, path);
         break;
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw new DaemonError('DAEMON_IO', `${path}: cannot take the lock: ${(error as Error).message}`, { cause: error });
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
+          throw new DaemonError(
+            'DAEMON_IO',
+            `${path}: cannot take the lock: ${(error as Error).message}`,
+            { cause: error },
+          );
       }
       const current = await readHolder(path);
       if (current.state === 'gone') continue;
@@ -77,7 +95,11 @@ export async function acquireDaemonLock(stateDir: string, options: AcquireDaemon
           `another pit daemon (pid ${other.pid}${other.hostname ? ` on ${other.hostname}` : ''}, running since ${other.started_at}) holds ${stateDir} (lock ${path}); stop it first or use another state_dir`,
         );
       }
-      if (attempt >= 3) throw new DaemonError('DAEMON_LOCKED', `${path}: could not take over a stale lock after ${attempt} attempts (another daemon starting at the same time?)`);
+      if (attempt >= 3)
+        throw new DaemonError(
+          'DAEMON_LOCKED',
+          `${path}: could not take over a stale lock after ${attempt} attempts (another daemon starting at the same time?)`,
+        );
       // Remove the stale lock only if it is still the very file we judged (not one a racing daemon just created).
       const again = await fs.lstat(path).catch(() => undefined);
       if (again?.ino === current.ino) {
@@ -97,7 +119,12 @@ export async function acquireDaemonLock(stateDir: string, options: AcquireDaemon
       if (released) return;
       released = true;
       const current = await readHolder(path);
-      if ((current.state === 'alive' || current.state === 'stale') && current.holder.pid === holder.pid && current.holder.start_time === holder.start_time) await fs.rm(path, { force: true });
+      if (
+        (current.state === 'alive' || current.state === 'stale') &&
+        current.holder.pid === holder.pid &&
+        current.holder.start_time === holder.start_time
+      )
+        await fs.rm(path, { force: true });
       if (options.pidFile) {
         const pid = (await fs.readFile(options.pidFile, 'utf8').catch(() => '')).trim();
         if (pid === String(process.pid)) await fs.rm(options.pidFile, { force: true });

@@ -17,7 +17,13 @@ describe('createLogger', () => {
     const { lines, stream } = capture();
     createLogger({ stream, now }).info('agent revived', { agent: 'forge', pid: 42 });
     expect(lines).toHaveLength(1);
-    expect(JSON.parse(lines[0]!)).toEqual({ ts: '2026-11-22T17:43:00.123Z', level: 'info', msg: 'agent revived', agent: 'forge', pid: 42 });
+    expect(JSON.parse(lines[0]!)).toEqual({
+      ts: '2026-11-22T17:43:00.123Z',
+      level: 'info',
+      msg: 'agent revived',
+      agent: 'forge',
+      pid: 42,
+    });
   });
 
   it('writes one pretty line per entry on a TTY', () => {
@@ -40,7 +46,11 @@ describe('createLogger', () => {
     const { lines, stream } = capture();
     const logger = createLogger({ stream, secrets: ['tok-abcdef123'] });
     logger.addSecrets(['sk-live-999', 'ab']);
-    logger.error('auth with tok-abcdef123 failed', { header: 'Bearer tok-abcdef123', nested: { list: ['x sk-live-999 y'] }, error: new Error('bad sk-live-999') });
+    logger.error('auth with tok-abcdef123 failed', {
+      header: 'Bearer tok-abcdef123',
+      nested: { list: ['x sk-live-999 y'] },
+      error: new Error('bad sk-live-999'),
+    });
     const text = lines.join('');
     expect(text).not.toContain('tok-abcdef123');
     expect(text).not.toContain('sk-live-999');
@@ -58,7 +68,9 @@ describe('createLogger', () => {
     const dir = await tempDir();
     const { lines, stream } = capture();
     const file = join(dir, 'daemon.jsonl');
-    createLogger({ stream, file, secrets: ['hunter22'] }).child({ component: 'http' }).info('listening hunter22');
+    createLogger({ stream, file, secrets: ['hunter22'] })
+      .child({ component: 'http' })
+      .info('listening hunter22');
     expect(JSON.parse(lines[0]!).component).toBe('http');
     const written = await fs.readFile(file, 'utf8');
     expect(JSON.parse(written)).toMatchObject({ component: 'http', msg: 'listening [redacted]' });

@@ -53,7 +53,8 @@ const REDACTED = '[redacted]';
 export function createLogger(options: LoggerOptions = {}): DaemonLogger {
   const state = { level: options.level ?? 'info', secrets: new Set<string>() };
   const add = (values: Iterable<string>) => {
-    for (const value of values) if (typeof value === 'string' && value.length >= 4) state.secrets.add(value);
+    for (const value of values)
+      if (typeof value === 'string' && value.length >= 4) state.secrets.add(value);
   };
   add(options.secrets ?? []);
   const stream = options.stream ?? process.stderr;
@@ -63,28 +64,50 @@ export function createLogger(options: LoggerOptions = {}): DaemonLogger {
   const redact = (value: unknown, depth = 0): unknown => {
     if (typeof value === 'string') {
       let result = value;
-      for (const secret of state.secrets) if (result.includes(secret)) result = result.split(secret).join(REDACTED);
+      for (const secret of state.secrets)
+        if (result.includes(secret)) result = result.split(secret).join(REDACTED);
       return result;
     }
-    if (value instanceof Error) return redact({ name: value.name, message: value.message, ...('code' in value ? { code: value.code } : {}) }, depth + 1);
+    if (value instanceof Error)
+      return redact(
+        {
+          name: value.name,
+          message: value.message,
+          ...('code' in value ? { code: value.code } : {}),
+        },
+        depth + 1,
+      );
     if (depth > 6 || value === null || typeof value !== 'object') return value;
     if (Array.isArray(value)) return value.map((item) => redact(item, depth + 1));
-    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, redact(item, depth + 1)]));
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [key, redact(item, depth + 1)]),
+    );
   };
 
   const make = (base: Record<string, unknown>): DaemonLogger => {
     const write = (level: LogLevel, message: string, fields?: Record<string, unknown>) => {
       if (LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf(state.level)) return;
-      const entry = redact({ ts: now().toISOString(), level, msg: message, ...base, ...fields }) as Record<string, unknown>;
+      const entry = redact({
+        ts: now().toISOString(),
+        level,
+        msg: message,
+        ...base,
+        ...fields,
+      }) as Record<string, unknown>;
       const json = `${JSON.stringify(entry)}\n`;
       if (format === 'json') stream.write(json);
       else {
         const { ts, level: _level, msg, ...rest } = entry;
         const extra = Object.entries(rest)
           .filter(([, value]) => value !== undefined)
-          .map(([key, value]) => `${key}=${typeof value === 'string' ? value : inspect(value, { breakLength: Infinity, depth: 4 })}`)
+          .map(
+            ([key, value]) =>
+              `${key}=${typeof value === 'string' ? value : inspect(value, { breakLength: Infinity, depth: 4 })}`,
+          )
           .join(' ');
-        stream.write(`${String(ts).slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${String(msg)}${extra ? ` ${extra}` : ''}\n`);
+        stream.write(
+          `${String(ts).slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${String(msg)}${extra ? ` ${extra}` : ''}\n`,
+        );
       }
       if (options.file) {
         try {

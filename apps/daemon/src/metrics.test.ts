@@ -11,7 +11,12 @@ describe('createMetricsRegistry', () => {
     const agents = metrics.gauge('pit_agents', 'Agents by state.', ['state']);
     agents.set({ state: 'healthy' }, 3);
     agents.dec({ state: 'healthy' });
-    const latency = metrics.histogram('pit_probe_latency_seconds', 'Probe latency.', [0.1, 1], ['probe']);
+    const latency = metrics.histogram(
+      'pit_probe_latency_seconds',
+      'Probe latency.',
+      [0.1, 1],
+      ['probe'],
+    );
     latency.observe({ probe: 'http' }, 0.05);
     latency.observe({ probe: 'http' }, 0.5);
     latency.observe({ probe: 'http' }, 5);
@@ -40,7 +45,9 @@ describe('createMetricsRegistry', () => {
   it('computes collected gauges at scrape time', () => {
     const metrics = createMetricsRegistry();
     let healthy = 1;
-    metrics.gauge('pit_agents', 'Agents by state.', ['state'], () => [[{ state: 'healthy' }, healthy]]);
+    metrics.gauge('pit_agents', 'Agents by state.', ['state'], () => [
+      [{ state: 'healthy' }, healthy],
+    ]);
     expect(metrics.render()).toContain('pit_agents{state="healthy"} 1');
     healthy = 5;
     expect(metrics.render()).toContain('pit_agents{state="healthy"} 5');

@@ -34,8 +34,18 @@ export interface Histogram {
 /** A small Prometheus registry (text exposition format 0.0.4). */
 export interface MetricsRegistry {
   counter(name: string, help: string, labelNames?: readonly string[]): Counter;
-  gauge(name: string, help: string, labelNames?: readonly string[], collect?: () => Array<[Labels, number]>): Gauge;
-  histogram(name: string, help: string, buckets: readonly number[], labelNames?: readonly string[]): Histogram;
+  gauge(
+    name: string,
+    help: string,
+    labelNames?: readonly string[],
+    collect?: () => Array<[Labels, number]>,
+  ): Gauge;
+  histogram(
+    name: string,
+    help: string,
+    buckets: readonly number[],
+    labelNames?: readonly string[],
+  ): Histogram;
   /** The registry in Prometheus text format. */
   render(): string;
   /** The `Content-Type` of {@link MetricsRegistry.render}'s output. */
@@ -61,25 +71,42 @@ export function createMetricsRegistry(): MetricsRegistry {
   const metrics = new Map<string, Metric>();
 
   const register = (metric: Metric, labelNames: readonly string[]) => {
-    if (!NAME.test(metric.name)) throw new Error(`metric name ${JSON.stringify(metric.name)} must match ${NAME.source}`);
-    for (const label of labelNames) if (!LABEL.test(label) || label === 'le') throw new Error(`${metric.name}: label name ${JSON.stringify(label)} is not allowed`);
+    if (!NAME.test(metric.name))
+      throw new Error(`metric name ${JSON.stringify(metric.name)} must match ${NAME.source}`);
+    for (const label of labelNames)
+      if (!LABEL.test(label) || label === 'le')
+        throw new Error(`${metric.name}: label name ${JSON.stringify(label)} is not allowed`);
     if (metrics.has(metric.name)) throw new Error(`metric ${metric.name} is already registered`);
     metrics.set(metric.name, metric);
   };
 
   const keyOf = (labelNames: readonly string[], labels: Labels = {}, metric = '') => {
-    for (const name of Object.keys(labels)) if (!labelNames.includes(name)) throw new Error(`${metric}: unknown label ${name}`);
+    for (const name of Object.keys(labels))
+      if (!labelNames.includes(name)) throw new Error(`${metric}: unknown label ${name}`);
     return JSON.stringify(labelNames.map((name) => labels[name] ?? ''));
   };
-  const labelsOf = (labelNames: readonly string[], key: string): Labels => Object.fromEntries((JSON.parse(key) as string[]).map((value, index) => [labelNames[index]!, value]));
+  const labelsOf = (labelNames: readonly string[], key: string): Labels =>
+    Object.fromEntries(
+      (JSON.parse(key) as string[]).map((value, index) => [labelNames[index]!, value]),
+    );
 
-  const series = (name: string, labels: Labels, value: number) => `${name}${formatLabels(labels)} ${formatNumber(value)}`;
+  const series = (name: string, labels: Labels, value: number) =>
+    `${name}${formatLabels(labels)} ${formatNumber(value)}`;
 
   return {
     contentType: 'text/plain; version=0.0.4; charset=utf-8',
     counter(name, help, labelNames = []) {
       const values = new Map<string, number>();
-      register({ name, help, type: 'counter', render: () => [...values].map(([key, value]) => series(name, labelsOf(labelNames, key), value)) }, labelNames);
+      register(
+        {
+          name,
+          help,
+          type: 'counter',
+          render: () =>
+            [...values].map(([key, value]) => series(name, labelsOf(labelNames, key), value)),
+        },
+        labelNames,
+      );
       return {
         inc(labels, value = 1) {
           if (value < 0) throw new Error(`${name}: a counter only goes up`);
@@ -99,9 +126,12 @@ export function createMetricsRegistry(): MetricsRegistry {
           render: () => {
             if (collect) {
               values.clear();
-              for (const [labels, value] of collect()) values.set(keyOf(labelNames, labels, name), value);
+              for (const [labels, value] of collect())
+                values.set(keyOf(labelNames, labels, name), value);
             }
-            return [...values].map(([key, value]) => series(name, labelsOf(labelNames, key), value));
+            return [...values].map(([key, value]) =>
+              series(name, labelsOf(labelNames, key), value),
+            );
           },
         },
         labelNames,
@@ -130,7 +160,13 @@ export function createMetricsRegistry(): MetricsRegistry {
             [...values].flatMap(([key, value]) => {
               const labels = labelsOf(labelNames, key);
               return [
-                ...sorted.map((bound, index) => series(`${name}_bucket`, { ...labels, le: formatNumber(bound) }, value.counts[index]!)),
+                ...sorted.map((bound, index) =>
+                  series(
+                    `${name}_bucket`,
+                    { ...labels, le: formatNumber(bound) },
+                    value.counts[index]!,
+                  ),
+                ),
                 series(`${name}_bucket`, { ...labels, le: '+Inf' }, value.count),
                 series(`${name}_sum`, labels, value.sum),
                 series(`${name}_count`, labels, value.count),
@@ -164,7 +200,9 @@ export function createMetricsRegistry(): MetricsRegistry {
     render() {
       const lines: string[] = [];
       for (const metric of metrics.values()) {
-        lines.push(`# HELP ${metric.name} ${metric.help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`);
+        lines.push(
+          `# HELP ${metric.name} ${metric.help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`,
+        );
         lines.push(`# TYPE ${metric.name} ${metric.type}`);
         lines.push(...metric.render());
       }

@@ -76,10 +76,20 @@ export interface Podman {
 }
 
 /** Whether a podman binary answers `podman --version`. */
-export async function podmanAvailable(binary = 'podman', env: NodeJS.ProcessEnv = {}): Promise<{ ok: true; version: string } | { ok: false; reason: string }> {
-  const result = await runCommand(binary, ['--version'], env).catch((error: Error) => ({ code: null, stdout: '', stderr: error.message }));
+export async function podmanAvailable(
+  binary = 'podman',
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ ok: true; version: string } | { ok: false; reason: string }> {
+  const result = await runCommand(binary, ['--version'], env).catch((error: Error) => ({
+    code: null,
+    stdout: '',
+    stderr: error.message,
+  }));
   if (result.code === 0) return { ok: true, version: result.stdout.trim() };
-  return { ok: false, reason: `${binary} --version failed: ${result.stderr.trim() || `exit ${String(result.code)}`}` };
+  return {
+    ok: false,
+    reason: `${binary} --version failed: ${result.stderr.trim() || `exit ${String(result.code)}`}`,
+  };
 }
 
 /**
@@ -97,27 +107,46 @@ export function createPodman(options: PodmanOptions): Podman {
 
   const buildDefaultImage = async () => {
     const busybox = options.busybox ?? '/bin/busybox';
-    const list = await runCommand(busybox, ['--list'], env).catch((error: Error) => ({ code: null, stdout: '', stderr: error.message }));
+    const list = await runCommand(busybox, ['--list'], env).catch((error: Error) => ({
+      code: null,
+      stdout: '',
+      stderr: error.message,
+    }));
     if (list.code !== 0) {
-      throw new DaemonError('DAEMON_ISOLATION_UNAVAILABLE', `isolation level 3: cannot build ${DEFAULT_AGENT_IMAGE}: ${busybox} --list failed (install busybox-static): ${list.stderr.trim()}`);
+      throw new DaemonError(
+        'DAEMON_ISOLATION_UNAVAILABLE',
+        `isolation level 3: cannot build ${DEFAULT_AGENT_IMAGE}: ${busybox} --list failed (install busybox-static): ${list.stderr.trim()}`,
+      );
     }
     const rootfs = await fs.mkdtemp(join(tmpdir(), 'pit-rootfs-'));
     try {
-      for (const dir of ['bin', 'tmp', 'proc', 'dev', 'sys', 'etc', 'run']) await fs.mkdir(join(rootfs, dir));
+      for (const dir of ['bin', 'tmp', 'proc', 'dev', 'sys', 'etc', 'run'])
+        await fs.mkdir(join(rootfs, dir));
       await fs.copyFile(busybox, join(rootfs, 'bin', 'busybox'));
       await fs.chmod(join(rootfs, 'bin', 'busybox'), 0o755);
       for (const applet of list.stdout.split('\n').map((line) => line.trim())) {
         if (applet === '' || applet === 'busybox' || applet.includes('/')) continue;
         await fs.symlink('busybox', join(rootfs, 'bin', applet));
       }
-      await fs.writeFile(join(rootfs, 'etc', 'passwd'), 'root:x:0:0:root:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/tmp:/bin/false\n');
+      await fs.writeFile(
+        join(rootfs, 'etc', 'passwd'),
+        'root:x:0:0:root:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/tmp:/bin/false\n',
+      );
       await fs.writeFile(join(rootfs, 'etc', 'group'), 'root:x:0:\nnogroup:x:65534:\n');
       const tar = `${rootfs}.tar`;
       const packed = await runCommand('tar', ['-C', rootfs, '-cf', tar, '.'], env);
-      if (packed.code !== 0) throw new DaemonError('DAEMON_ISOLATION_UNAVAILABLE', `isolation level 3: tar failed: ${packed.stderr.trim()}`);
+      if (packed.code !== 0)
+        throw new DaemonError(
+          'DAEMON_ISOLATION_UNAVAILABLE',
+          `isolation level 3: tar failed: ${packed.stderr.trim()}`,
+        );
       try {
         const imported = await run(['import', '--quiet', tar, DEFAULT_AGENT_IMAGE]);
-        if (imported.code !== 0) throw new DaemonError('DAEMON_ISOLATION_UNAVAILABLE', `isolation level 3: podman import failed: ${imported.stderr.trim()}`);
+        if (imported.code !== 0)
+          throw new DaemonError(
+            'DAEMON_ISOLATION_UNAVAILABLE',
+            `isolation level 3: podman import failed: ${imported.stderr.trim()}`,
+          );
       } finally {
         await fs.rm(tar, { force: true });
       }
@@ -127,25 +156,50 @@ export function createPodman(options: PodmanOptions): Podman {
   };
 
   let initPath: string | undefined;
-  const INIT_PATHS = ['/usr/libexec/podman/catatonit', '/usr/bin/catatonit', '/usr/libexec/catatonit/catatonit', '/usr/bin/tini-static', '/usr/bin/tini'];
+  const INIT_PATHS = [
+    '/usr/libexec/podman/catatonit',
+    '/usr/bin/catatonit',
+    '/usr/libexec/catatonit/catatonit',
+    '/usr/bin/tini-static',
+    '/usr/bin/tini',
+  ];
   const prepareImage = async (image: string) => {
-    const found = await Promise.all(INIT_PATHS.map((path) => fs.access(path).then(() => path, () => undefined)));
+    const found = await Promise.all(
+      INIT_PATHS.map((path) =>
+        fs.access(path).then(
+          () => path,
+          () => undefined,
+        ),
+      ),
+    );
     initPath = found.find((path) => path !== undefined);
     await fs.mkdir(options.configDir, { recursive: true });
     const current = await fs.readFile(confPath, 'utf8').catch(() => undefined);
-    if (current !== CONTAINERS_CONF) await writeFileAtomic(confPath, CONTAINERS_CONF, { mode: 0o644 });
+    if (current !== CONTAINERS_CONF)
+      await writeFileAtomic(confPath, CONTAINERS_CONF, { mode: 0o644 });
     const available = await podmanAvailable(binary, env);
-    if (!available.ok) throw new DaemonError('DAEMON_ISOLATION_UNAVAILABLE', `isolation level 3: ${available.reason} (see apps/daemon/ISOLATION.md)`);
+    if (!available.ok)
+      throw new DaemonError(
+        'DAEMON_ISOLATION_UNAVAILABLE',
+        `isolation level 3: ${available.reason} (see apps/daemon/ISOLATION.md)`,
+      );
     if (image.startsWith('rootfs:')) {
       const dir = image.slice('rootfs:'.length);
       const stat = await fs.stat(dir).catch(() => undefined);
-      if (!stat?.isDirectory()) throw new DaemonError('DAEMON_ISOLATION_UNAVAILABLE', `isolation level 3: rootfs ${dir} is not a directory`);
+      if (!stat?.isDirectory())
+        throw new DaemonError(
+          'DAEMON_ISOLATION_UNAVAILABLE',
+          `isolation level 3: rootfs ${dir} is not a directory`,
+        );
       return;
     }
     const exists = await run(['image', 'exists', image]);
     if (exists.code === 0) return;
     if (image !== DEFAULT_AGENT_IMAGE) {
-      throw new DaemonError('DAEMON_ISOLATION_UNAVAILABLE', `isolation level 3: image ${image} is not in local storage (no registry is assumed; podman import or podman build it first)`);
+      throw new DaemonError(
+        'DAEMON_ISOLATION_UNAVAILABLE',
+        `isolation level 3: image ${image} is not in local storage (no registry is assumed; podman import or podman build it first)`,
+      );
     }
     await buildDefaultImage();
   };
@@ -199,7 +253,11 @@ export function createPodman(options: PodmanOptions): Podman {
   };
 }
 
-function runCommand(binary: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runCommand(
+  binary: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(binary, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

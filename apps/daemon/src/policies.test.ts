@@ -12,22 +12,53 @@ describe('resolveAgentPolicies', () => {
     const base = await tempDir();
     const cell = await makeCell([{ name: 'forge' }, { name: 'scribe' }], join(base, 'missions'));
     const { config } = testConfig(
-      ['[cells]', 'root = "missions"', 'resurrect_after_s = 30', '[policy.missions."test mission"]', 'mode = "ask"', 'approval = { channels = ["http"] }', '[policy.agents.forge]', 'mode = "never"', '[agents.forge]', 'argv = ["x"]', '[agents.gateway]', 'cell = "none"', 'cwd = "/"', 'argv = ["y"]'].join('\n'),
+      [
+        '[cells]',
+        'root = "missions"',
+        'resurrect_after_s = 30',
+        '[policy.missions."test mission"]',
+        'mode = "ask"',
+        'approval = { channels = ["http"] }',
+        '[policy.agents.forge]',
+        'mode = "never"',
+        '[agents.forge]',
+        'argv = ["x"]',
+        '[agents.gateway]',
+        'cell = "none"',
+        'cwd = "/"',
+        'argv = ["y"]',
+      ].join('\n'),
       base,
     );
     const reports = await resolveAgentPolicies(config);
     const byName = Object.fromEntries(reports.map((report) => [report.agent, report]));
-    expect(byName.forge).toMatchObject({ cell: cell.uuid, mission: 'test mission', configured: true, policy: { mode: 'never' } });
-    expect(byName.scribe).toMatchObject({ cell: cell.uuid, configured: false, policy: { mode: 'ask', dead_after: 30_000 } });
+    expect(byName.forge).toMatchObject({
+      cell: cell.uuid,
+      mission: 'test mission',
+      configured: true,
+      policy: { mode: 'never' },
+    });
+    expect(byName.scribe).toMatchObject({
+      cell: cell.uuid,
+      configured: false,
+      policy: { mode: 'ask', dead_after: 30_000 },
+    });
     expect(byName.gateway).toMatchObject({ configured: true, policy: { mode: 'auto' } });
     expect(byName.gateway?.cell).toBeUndefined();
-    expect(byName.scribe?.policy.trace.layers).toEqual(['builtin', 'defaults', 'mission:test mission']);
+    expect(byName.scribe?.policy.trace.layers).toEqual([
+      'builtin',
+      'defaults',
+      'mission:test mission',
+    ]);
   });
 });
 
 describe('effectivePolicy', () => {
   it('takes dead_after and max_revive_attempts from [cells] and substitutes from [agents] unless the policy sets them', () => {
-    const { config } = testConfig('[cells]\nresurrect_after_s = 7\nmax_revive_attempts = 2\n[agents.forge]\nargv = ["x"]\nsubstitutes = ["anvil"]\n[agents.anvil]\nargv = ["y"]\n[policy.agents.anvil]\nsubstitutes = []\n', '/');
+    const { config } = testConfig(
+      '[cells]\nresurrect_after_s = 7\nmax_revive_attempts = 2\n[agents.forge]\nargv = ["x"]\nsubstitutes = ["anvil"]\n[agents.anvil]\nargv = ["y"]\n[policy.agents.anvil]\nsubstitutes = []\n',
+      '/',
+    );
     const policy = effectivePolicy(config);
     expect(policy.defaults).toMatchObject({ dead_after: 7000, max_revive_attempts: 2 });
     expect(policy.agents.forge?.substitutes).toEqual(['anvil']);

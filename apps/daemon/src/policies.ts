@@ -36,13 +36,21 @@ export async function resolveAgentPolicies(config: PitConfig): Promise<AgentPoli
         cell: cell.uuid,
         mission: cell.manifest.mission,
         configured: agentConfig !== undefined,
-        policy: resolvePolicy({ config: policy, agent: agent.name, mission: cell.manifest.mission }),
+        policy: resolvePolicy({
+          config: policy,
+          agent: agent.name,
+          mission: cell.manifest.mission,
+        }),
       });
     }
   }
   for (const name of Object.keys(config.agents)) {
     if (seen.has(name)) continue;
-    reports.push({ agent: name, configured: true, policy: resolvePolicy({ config: policy, agent: name }) });
+    reports.push({
+      agent: name,
+      configured: true,
+      policy: resolvePolicy({ config: policy, agent: name }),
+    });
   }
   return reports;
 }

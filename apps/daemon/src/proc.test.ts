@@ -1,6 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { PitError } from '@pit/cell-spec';
-import { checkProcess, decodeWaitStatus, findMarkedProcesses, markedKey, parseProcStat, readProcessStartTime, readProcessStat, signalGroup, signalProcess } from './proc.js';
+import {
+  checkProcess,
+  decodeWaitStatus,
+  findMarkedProcesses,
+  markedKey,
+  parseProcStat,
+  readProcessStartTime,
+  readProcessStat,
+  signalGroup,
+  signalProcess,
+} from './proc.js';
 
 describe('parseProcStat', () => {
   it('reads fields after a command name with spaces and parentheses', () => {
@@ -12,7 +22,15 @@ describe('parseProcStat', () => {
     fields[19] = '987654'; // 22: starttime
     fields[49] = String(9 << 8); // 52: exit code 9
     const stat = parseProcStat(`4242 (my (odd) agent) ${fields.join(' ')}`);
-    expect(stat).toEqual({ pid: 4242, state: 'Z', ppid: 1, pgid: 4242, sid: 4242, startTime: 987654, exitStatus: 9 << 8 });
+    expect(stat).toEqual({
+      pid: 4242,
+      state: 'Z',
+      ppid: 1,
+      pgid: 4242,
+      sid: 4242,
+      startTime: 987654,
+      exitStatus: 9 << 8,
+    });
     expect(parseProcStat('garbage')).toBeUndefined();
   });
 });
@@ -22,7 +40,10 @@ describe('checkProcess', () => {
     const startTime = (await readProcessStartTime(process.pid))!;
     expect((await readProcessStat(process.pid))?.startTime).toBe(startTime);
     expect(await checkProcess(process.pid, startTime)).toMatchObject({ alive: true });
-    expect(await checkProcess(process.pid, startTime + 1)).toMatchObject({ alive: false, reason: 'recycled' });
+    expect(await checkProcess(process.pid, startTime + 1)).toMatchObject({
+      alive: false,
+      reason: 'recycled',
+    });
     expect(await checkProcess(2 ** 22 + 7, startTime)).toEqual({ alive: false, reason: 'gone' });
   });
 });
@@ -59,7 +80,10 @@ describe('findMarkedProcesses', () => {
   it('finds the session leader an instance started, by the marks in its environment, and nothing else', async () => {
     const { spawn } = await import('node:child_process');
     const instance = `test${process.pid}${Date.now().toString(36)}`;
-    const env = (extra: Record<string, string>) => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', ...extra });
+    const env = (extra: Record<string, string>) => ({
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      ...extra,
+    });
     const run = (extra: Record<string, string>, detached: boolean) => {
       const child = spawn('sleep', ['30'], { env: env(extra), detached, stdio: 'ignore' });
       return child;
@@ -74,11 +98,20 @@ describe('findMarkedProcesses', () => {
       run({ XPIT_INSTANCE: instance, LAZARUS_AGENT: 'fake', LAZARUS_CELL_UUID: 'c1' }, true),
     ];
     try {
-      await Promise.all(children.map((child) => new Promise((resolve) => child.once('spawn', resolve))));
+      await Promise.all(
+        children.map((child) => new Promise((resolve) => child.once('spawn', resolve))),
+      );
       const found = await findMarkedProcesses(instance);
-      expect([...found.keys()].sort()).toEqual([markedKey('c1', 'forge'), markedKey(undefined, 'scout')].sort());
+      expect([...found.keys()].sort()).toEqual(
+        [markedKey('c1', 'forge'), markedKey(undefined, 'scout')].sort(),
+      );
       const forge = found.get(markedKey('c1', 'forge'))!;
-      expect(forge).toEqual({ pid: children[0]!.pid, startTime: await readProcessStartTime(children[0]!.pid!), agent: 'forge', cell: 'c1' });
+      expect(forge).toEqual({
+        pid: children[0]!.pid,
+        startTime: await readProcessStartTime(children[0]!.pid!),
+        agent: 'forge',
+        cell: 'c1',
+      });
     } finally {
       for (const child of children) child.kill('SIGKILL');
     }

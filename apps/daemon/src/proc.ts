@@ -28,14 +28,26 @@ export function parseProcStat(text: string): ProcessStat | undefined {
   if (close < 0 || open < 0) return undefined;
   const pid = Number.parseInt(text.slice(0, open).trim(), 10);
   // Fields after the command name start at field 3 (state).
-  const rest = text.slice(close + 2).trim().split(/\s+/);
+  const rest = text
+    .slice(close + 2)
+    .trim()
+    .split(/\s+/);
   const field = (n: number) => rest[n - 3];
   const number = (n: number) => Number.parseInt(field(n) ?? '', 10);
   const state = field(3);
   const startTime = number(22);
-  if (!Number.isInteger(pid) || state === undefined || !Number.isInteger(startTime)) return undefined;
+  if (!Number.isInteger(pid) || state === undefined || !Number.isInteger(startTime))
+    return undefined;
   const exit = number(52);
-  return { pid, state, ppid: number(4), pgid: number(5), sid: number(6), startTime, exitStatus: Number.isInteger(exit) ? exit : undefined };
+  return {
+    pid,
+    state,
+    ppid: number(4),
+    pgid: number(5),
+    sid: number(6),
+    startTime,
+    exitStatus: Number.isInteger(exit) ? exit : undefined,
+  };
 }
 
 /** Reads `/proc/<pid>/stat`; `undefined` when the process does not exist (or was reaped). */
@@ -73,10 +85,15 @@ export async function checkProcess(pid: number, startTime: number): Promise<Proc
 }
 
 /** Decodes a waitpid(2) status into an exit code or a signal name. */
-export function decodeWaitStatus(status: number): { code: number | null; signal: NodeJS.Signals | null } {
+export function decodeWaitStatus(status: number): {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+} {
   const signalNumber = status & 0x7f;
   if (signalNumber === 0) return { code: (status >> 8) & 0xff, signal: null };
-  const name = Object.entries(signalNumbers()).find(([, number]) => number === signalNumber)?.[0] as NodeJS.Signals | undefined;
+  const name = Object.entries(signalNumbers()).find(
+    ([, number]) => number === signalNumber,
+  )?.[0] as NodeJS.Signals | undefined;
   return { code: null, signal: name ?? null };
 }
 
@@ -118,7 +135,10 @@ export function signalProcess(pid: number, signal: NodeJS.Signals | 0): boolean 
 
 function assertSignallable(pid: number): void {
   if (!Number.isInteger(pid) || pid <= 1) {
-    throw new DaemonError('DAEMON_UNSAFE_SIGNAL', `refused to signal pid ${String(pid)}: only pids > 1 may be signalled`);
+    throw new DaemonError(
+      'DAEMON_UNSAFE_SIGNAL',
+      `refused to signal pid ${String(pid)}: only pids > 1 may be signalled`,
+    );
   }
 }
 
@@ -136,7 +156,8 @@ export interface MarkedProcess {
 }
 
 /** The key {@link findMarkedProcesses} files a process under. */
-export const markedKey = (cell: string | undefined, agent: string): string => `${cell ?? ''}/${agent}`;
+export const markedKey = (cell: string | undefined, agent: string): string =>
+  `${cell ?? ''}/${agent}`;
 
 /**
  * The live agent processes that the daemon instance `instance` started, keyed by
@@ -149,7 +170,10 @@ export const markedKey = (cell: string | undefined, agent: string): string => `$
  * This is how a daemon recovers an agent it started but did not get to record: its pid is
  * persisted after the spawn, and a daemon killed in between would otherwise start it twice.
  */
-export async function findMarkedProcesses(instance: string, procRoot = '/proc'): Promise<Map<string, MarkedProcess>> {
+export async function findMarkedProcesses(
+  instance: string,
+  procRoot = '/proc',
+): Promise<Map<string, MarkedProcess>> {
   const found = new Map<string, MarkedProcess>();
   const needle = Buffer.from(`${INSTANCE_ENV}=${instance}\0`);
   let entries: string[];
@@ -175,14 +199,17 @@ export async function findMarkedProcesses(instance: string, procRoot = '/proc'):
     let cell: string | undefined;
     for (const variable of environ.toString('utf8').split('\0')) {
       if (variable.startsWith('LAZARUS_AGENT=')) agent = variable.slice('LAZARUS_AGENT='.length);
-      else if (variable.startsWith('LAZARUS_CELL_UUID=')) cell = variable.slice('LAZARUS_CELL_UUID='.length);
+      else if (variable.startsWith('LAZARUS_CELL_UUID='))
+        cell = variable.slice('LAZARUS_CELL_UUID='.length);
     }
     if (!agent) return;
     const key = markedKey(cell, agent);
     const other = found.get(key);
-    if (!other || stat.startTime < other.startTime) found.set(key, { pid, startTime: stat.startTime, agent, cell });
+    if (!other || stat.startTime < other.startTime)
+      found.set(key, { pid, startTime: stat.startTime, agent, cell });
   };
   // A bounded number of files open at once.
-  for (let index = 0; index < entries.length; index += 64) await Promise.all(entries.slice(index, index + 64).map(inspect));
+  for (let index = 0; index < entries.length; index += 64)
+    await Promise.all(entries.slice(index, index + 64).map(inspect));
   return found;
 }

@@ -1,7 +1,16 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { agentEnv, cleanup, makeCell, reapLater, script, tempDir, waitFor, within } from '../test/helpers.js';
+import {
+  agentEnv,
+  cleanup,
+  makeCell,
+  reapLater,
+  script,
+  tempDir,
+  waitFor,
+  within,
+} from '../test/helpers.js';
 import { createExecutor, type Executor } from './executor.js';
 import { readProcessStat } from './proc.js';
 import { sandboxArgv } from './sandbox.js';
@@ -12,7 +21,6 @@ afterEach(async () => {
   executor = undefined;
   await cleanup();
 });
-
 
 /** Lists /proc/<pid> directories: every process visible from here. */
 async function hostPids(): Promise<number[]> {
@@ -32,8 +40,17 @@ async function outerPidOf(innerPid: number, pgid: number): Promise<number | unde
 
 describe('sandboxArgv', () => {
   it('refuses relative paths and paths with newlines', () => {
-    expect(() => sandboxArgv({ unshare: '/usr/bin/unshare', workdir: 'rel', writable: [], argv: ['true'] })).toThrow(/absolute path/);
-    expect(() => sandboxArgv({ unshare: '/usr/bin/unshare', workdir: '/a', writable: ['/b\n'], argv: ['true'] })).toThrow(/newlines/);
+    expect(() =>
+      sandboxArgv({ unshare: '/usr/bin/unshare', workdir: 'rel', writable: [], argv: ['true'] }),
+    ).toThrow(/absolute path/);
+    expect(() =>
+      sandboxArgv({
+        unshare: '/usr/bin/unshare',
+        workdir: '/a',
+        writable: ['/b\n'],
+        argv: ['true'],
+      }),
+    ).toThrow(/newlines/);
   });
 });
 
@@ -44,21 +61,37 @@ describe('isolation level 2 (mount + pid + user namespaces)', () => {
     const cellDir = join(base, 'cell');
     await fs.mkdir(join(cellDir, 'workspace'), { recursive: true });
     const asRoot = process.getuid?.() === 0;
-    if (asRoot) await fs.chown(cellDir, 65534, 65534).then(() => fs.chown(join(cellDir, 'workspace'), 65534, 65534));
+    if (asRoot)
+      await fs
+        .chown(cellDir, 65534, 65534)
+        .then(() => fs.chown(join(cellDir, 'workspace'), 65534, 65534));
     const argv = sandboxArgv({
       unshare: '/usr/bin/unshare',
       workdir: join(cellDir, 'workspace'),
       writable: [cellDir],
-      argv: ['sh', '-c', 'echo contained > proof.txt; (echo x > /etc/pit-escape) 2>/dev/null && echo ESCAPED || echo etc-refused; echo "home=[$(ls -A /home)]"'],
+      argv: [
+        'sh',
+        '-c',
+        'echo contained > proof.txt; (echo x > /etc/pit-escape) 2>/dev/null && echo ESCAPED || echo etc-refused; echo "home=[$(ls -A /home)]"',
+      ],
     });
-    const command = asRoot ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--', ...argv] : argv;
+    const command = asRoot
+      ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--', ...argv]
+      : argv;
     const { spawn } = await import('node:child_process');
-    const child = spawn(command[0]!, command.slice(1), { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command[0]!, command.slice(1), {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     reapLater(child.pid);
     let output = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    const code = await within(new Promise<number | null>((resolve) => child.once('exit', resolve)), 20_000, 'the unprivileged sandbox');
+    const code = await within(
+      new Promise<number | null>((resolve) => child.once('exit', resolve)),
+      20_000,
+      'the unprivileged sandbox',
+    );
     expect(code, output).toBe(0);
     expect(output).toContain('etc-refused');
     expect(output).toContain('home=[]');
@@ -81,7 +114,13 @@ describe('isolation level 2 (mount + pid + user namespaces)', () => {
       ].join('\n'),
     );
     executor = createExecutor({ env: process.env });
-    const agent = await executor.start({ agent: 'forge', argv: ['sh', agentScript], env: agentEnv(), cell, isolation: { level: 2 } });
+    const agent = await executor.start({
+      agent: 'forge',
+      argv: ['sh', agentScript],
+      env: agentEnv(),
+      cell,
+      isolation: { level: 2 },
+    });
     reapLater(agent.pid);
     const exit = await within(agent.exited, 20_000, 'sandboxed agent');
     const log = await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8');
@@ -91,7 +130,9 @@ describe('isolation level 2 (mount + pid + user namespaces)', () => {
     expect(log).toContain('etc refused');
     expect(log).toContain('usr refused');
     expect(log).toContain('umount refused');
-    expect(await fs.readFile(join(cell.dir, 'workspace', 'in-workspace.txt'), 'utf8')).toBe('inside\n');
+    expect(await fs.readFile(join(cell.dir, 'workspace', 'in-workspace.txt'), 'utf8')).toBe(
+      'inside\n',
+    );
     // Whatever the agent believed it wrote outside its cell never reached the host.
     await expect(fs.access(join(outside, 'escape.txt'))).rejects.toThrow();
     await expect(fs.access('/etc/pit-escape')).rejects.toThrow();
@@ -117,7 +158,15 @@ describe('isolation level 2 (mount + pid + user namespaces)', () => {
       ].join('\n'),
     );
     executor = createExecutor({ env: process.env });
-    const agent = await executor.start({ agent: 'forge', argv: ['sh', agentScript], env: agentEnv(), cell, isolation: { level: 2 }, hiddenPaths: [otherHome, ownHome], home: ownHome });
+    const agent = await executor.start({
+      agent: 'forge',
+      argv: ['sh', agentScript],
+      env: agentEnv(),
+      cell,
+      isolation: { level: 2 },
+      hiddenPaths: [otherHome, ownHome],
+      home: ownHome,
+    });
     reapLater(agent.pid);
     await within(agent.exited, 20_000, 'sandboxed agent');
     const log = await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8');
@@ -135,13 +184,32 @@ describe('isolation level 2 (mount + pid + user namespaces)', () => {
 
   it('tracks and stops the agent: the process inside is in the tracked process group and dies with it', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
-    const agentScript = await script(join(cell.dir, 'workspace', 'agent.sh'), 'echo $$ > inner.pid\nwhile :; do sleep 0.05; done');
+    const agentScript = await script(
+      join(cell.dir, 'workspace', 'agent.sh'),
+      'echo $$ > inner.pid\nwhile :; do sleep 0.05; done',
+    );
     executor = createExecutor({ env: process.env, stopGraceMs: 5000 });
-    const agent = await executor.start({ agent: 'forge', argv: ['sh', agentScript], env: agentEnv(), cell, isolation: { level: 2 } });
+    const agent = await executor.start({
+      agent: 'forge',
+      argv: ['sh', agentScript],
+      env: agentEnv(),
+      cell,
+      isolation: { level: 2 },
+    });
     reapLater(agent.pid);
-    const innerPid = await waitFor(async () => Number((await fs.readFile(join(cell.dir, 'workspace', 'inner.pid'), 'utf8')).trim()) || undefined, 15_000, 'inner pid');
+    const innerPid = await waitFor(
+      async () =>
+        Number((await fs.readFile(join(cell.dir, 'workspace', 'inner.pid'), 'utf8')).trim()) ||
+        undefined,
+      15_000,
+      'inner pid',
+    );
     expect(innerPid).toBeGreaterThan(1);
-    const outerPid = await waitFor(() => outerPidOf(innerPid, agent.pid), 5000, 'the agent as seen from the host');
+    const outerPid = await waitFor(
+      () => outerPidOf(innerPid, agent.pid),
+      5000,
+      'the agent as seen from the host',
+    );
     expect(outerPid).not.toBe(agent.pid);
     expect((await readProcessStat(outerPid))?.pgid).toBe(agent.pid);
     const exit = await within(executor.stop(agent), 15_000, 'stop');
@@ -153,9 +221,18 @@ describe('isolation level 2 (mount + pid + user namespaces)', () => {
 
   it('gives the agent only loopback with network = none', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
-    const agentScript = await script(join(cell.dir, 'workspace', 'agent.sh'), 'echo "links: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " " | tr "\\n" " ")"');
+    const agentScript = await script(
+      join(cell.dir, 'workspace', 'agent.sh'),
+      'echo "links: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " " | tr "\\n" " ")"',
+    );
     executor = createExecutor({ env: process.env });
-    const agent = await executor.start({ agent: 'forge', argv: ['sh', agentScript], env: agentEnv(), cell, isolation: { level: 2, network: 'none' } });
+    const agent = await executor.start({
+      agent: 'forge',
+      argv: ['sh', agentScript],
+      env: agentEnv(),
+      cell,
+      isolation: { level: 2, network: 'none' },
+    });
     reapLater(agent.pid);
     await within(agent.exited, 20_000, 'sandboxed agent');
     const log = await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8');

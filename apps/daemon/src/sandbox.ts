@@ -129,7 +129,10 @@ export interface SandboxSpec {
 export function sandboxArgv(spec: SandboxSpec): string[] {
   const check = (path: string, what: string) => {
     if (!isAbsolute(path) || /[\n\r]/.test(path)) {
-      throw new DaemonError('DAEMON_SPAWN_FAILED', `isolation level 2: ${what} ${JSON.stringify(path)} must be an absolute path without newlines`);
+      throw new DaemonError(
+        'DAEMON_SPAWN_FAILED',
+        `isolation level 2: ${what} ${JSON.stringify(path)} must be an absolute path without newlines`,
+      );
     }
     return path;
   };
@@ -138,6 +141,23 @@ export function sandboxArgv(spec: SandboxSpec): string[] {
   for (const path of spec.hidden ?? []) args.push('-h', check(path, 'hidden path'));
   for (const path of spec.readonly ?? []) args.push('-r', check(path, 'read-only path'));
   for (const path of spec.writable) args.push('-w', check(path, 'writable path'));
-  const namespaces = ['--user', '--map-root-user', '--mount', '--pid', '--fork', ...(spec.network === 'none' ? ['--net'] : [])];
-  return [spec.unshare, ...namespaces, '/bin/sh', '-c', SANDBOX_LAUNCHER, 'pit-sandbox', ...args, '--', ...spec.argv];
+  const namespaces = [
+    '--user',
+    '--map-root-user',
+    '--mount',
+    '--pid',
+    '--fork',
+    ...(spec.network === 'none' ? ['--net'] : []),
+  ];
+  return [
+    spec.unshare,
+    ...namespaces,
+    '/bin/sh',
+    '-c',
+    SANDBOX_LAUNCHER,
+    'pit-sandbox',
+    ...args,
+    '--',
+    ...spec.argv,
+  ];
 }

@@ -17,7 +17,18 @@ import {
   type CellManifest,
   type CellState,
 } from '@pit/cell-spec';
-import { createFleetIndex, decide, validatePolicy, formatPolicyProblems, type ApprovalRecord, type Decision, type FleetIndex, type FleetView, type HealthyPeriod, type PolicyConfig } from '@pit/policy';
+import {
+  createFleetIndex,
+  decide,
+  validatePolicy,
+  formatPolicyProblems,
+  type ApprovalRecord,
+  type Decision,
+  type FleetIndex,
+  type FleetView,
+  type HealthyPeriod,
+  type PolicyConfig,
+} from '@pit/policy';
 import {
   createAssessor,
   createHeartbeatProbe,
@@ -35,7 +46,15 @@ import {
   type ProbeScheduler,
   type ScheduledProbe,
 } from '@pit/probes';
-import { createSnapshotStore, listCheckpoints, restoreCheckpoint, createCheckpoint, pruneCheckpoints, type CanonicalSource, type SnapshotStore } from '@pit/snapshot';
+import {
+  createSnapshotStore,
+  listCheckpoints,
+  restoreCheckpoint,
+  createCheckpoint,
+  pruneCheckpoints,
+  type CanonicalSource,
+  type SnapshotStore,
+} from '@pit/snapshot';
 import { composeAgentEnv } from './agent-env.js';
 import type { BusHub } from './bus-hub.js';
 import { publishHandoff } from './handoff.js';
@@ -108,7 +127,13 @@ export interface FleetStatus {
 export interface SweepReport {
   /** Every agent healthy (the exit code of `pit sweep --once`). */
   healthy: boolean;
-  agents: Array<{ key: string; health: AgentState['health']; action?: string; rule?: string; reason?: string }>;
+  agents: Array<{
+    key: string;
+    health: AgentState['health'];
+    action?: string;
+    rule?: string;
+    reason?: string;
+  }>;
   durationMs: number;
 }
 
@@ -123,7 +148,11 @@ export interface Supervisor {
   sweep(): Promise<SweepReport>;
   status(): Promise<FleetStatus>;
   /** Answers an approval request (HTTP, CLI): the approved action is carried out at once. */
-  decideApproval(id: string, decision: 'approve' | 'deny', body: ApprovalDecisionBody & { channel?: 'http' | 'cli' }): Promise<ApprovalDecisionResult>;
+  decideApproval(
+    id: string,
+    decision: 'approve' | 'deny',
+    body: ApprovalDecisionBody & { channel?: 'http' | 'cli' },
+  ): Promise<ApprovalDecisionResult>;
   /** Applies a new config: agents added are supervised, removed ones no longer, changed ones re-scheduled. */
   reload(config: PitConfig, policyInput?: unknown): Promise<void>;
   /** Stops probing and flushes state; stops the agents too when `stopAgents`. */
@@ -168,14 +197,20 @@ const PERSIST_RETRY_MAX_MS = 8_000;
 
 const HistorySchema = z.strictObject({
   version: z.literal(1),
-  agents: z.record(z.string(), z.strictObject({ healthy: z.array(z.strictObject({ from: z.number(), to: z.number().optional() })) })),
+  agents: z.record(
+    z.string(),
+    z.strictObject({
+      healthy: z.array(z.strictObject({ from: z.number(), to: z.number().optional() })),
+    }),
+  ),
   fleet_restarts: z.array(z.number()),
 });
 
 const HOST = 'host';
 
 /** The key of the agent `name` in `slot`'s cell (or outside cells, when `slot` is). */
-const scopedKey = (slot: { cell?: { uuid: string } }, name: string) => `${slot.cell?.uuid ?? HOST}/${name}`;
+const scopedKey = (slot: { cell?: { uuid: string } }, name: string) =>
+  `${slot.cell?.uuid ?? HOST}/${name}`;
 
 /**
  * Creates the supervision loop: discovery → per-agent probes (@pit/probes) → assessment →
@@ -196,10 +231,19 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   await fs.mkdir(join(stateDir, 'logs'), { recursive: true });
   // Every agent this daemon starts carries this id in its environment (PIT_INSTANCE): the next
   // daemon on the same state dir finds an agent whose pid never reached the state file.
-  const instance = createHash('sha256').update(await fs.realpath(stateDir)).digest('hex').slice(0, 16);
+  const instance = createHash('sha256')
+    .update(await fs.realpath(stateDir))
+    .digest('hex')
+    .slice(0, 16);
   const executor =
     options.executor ??
-    createExecutor({ logger, env: options.env as NodeJS.ProcessEnv, podmanConfigDir: join(stateDir, 'podman'), killGroupOnExit: true, instance });
+    createExecutor({
+      logger,
+      env: options.env as NodeJS.ProcessEnv,
+      podmanConfigDir: join(stateDir, 'podman'),
+      killGroupOnExit: true,
+      instance,
+    });
   const snapshots: SnapshotStore = createSnapshotStore({ stateDir, logger });
   const approvals: ApprovalStore = await openApprovalStore({
     stateDir,
@@ -239,7 +283,10 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   const problems: string[] = [];
   const processTable = createProcessTable({ maxAgeMs: 1000 });
   const historyPath = join(stateDir, 'history.json');
-  const history: z.infer<typeof HistorySchema> = await readJsonFile(historyPath, HistorySchema).catch(() => ({ version: 1 as const, agents: {}, fleet_restarts: [] }));
+  const history: z.infer<typeof HistorySchema> = await readJsonFile(
+    historyPath,
+    HistorySchema,
+  ).catch(() => ({ version: 1 as const, agents: {}, fleet_restarts: [] }));
   let scheduler: ProbeScheduler | undefined;
   let rootWatcher: FSWatcher | undefined;
   let discoveryTimer: NodeJS.Timeout | undefined;
@@ -255,18 +302,41 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   };
 
   // Metrics.
-  const probesTotal = metrics.counter('pit_probes_total', 'Probe runs by kind and outcome.', ['kind', 'ok']);
-  const probeLatency = metrics.histogram('pit_probe_latency_seconds', 'Probe latency by kind.', LATENCY_BUCKETS_S, ['kind']);
-  const restartsTotal = metrics.counter('pit_restarts_total', 'Agents (re)started by the Pit.', ['agent']);
-  const rollbacksTotal = metrics.counter('pit_rollbacks_total', 'Config rollbacks to last known good.', ['agent']);
-  const approvalsTotal = metrics.counter('pit_approvals_total', 'Approval requests by outcome.', ['outcome']);
-  const sweepDuration = metrics.histogram('pit_sweep_duration_seconds', 'Duration of full sweeps.', [0.01, 0.05, 0.1, 0.5, 1, 5, 30]);
+  const probesTotal = metrics.counter('pit_probes_total', 'Probe runs by kind and outcome.', [
+    'kind',
+    'ok',
+  ]);
+  const probeLatency = metrics.histogram(
+    'pit_probe_latency_seconds',
+    'Probe latency by kind.',
+    LATENCY_BUCKETS_S,
+    ['kind'],
+  );
+  const restartsTotal = metrics.counter('pit_restarts_total', 'Agents (re)started by the Pit.', [
+    'agent',
+  ]);
+  const rollbacksTotal = metrics.counter(
+    'pit_rollbacks_total',
+    'Config rollbacks to last known good.',
+    ['agent'],
+  );
+  const approvalsTotal = metrics.counter('pit_approvals_total', 'Approval requests by outcome.', [
+    'outcome',
+  ]);
+  const sweepDuration = metrics.histogram(
+    'pit_sweep_duration_seconds',
+    'Duration of full sweeps.',
+    [0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+  );
   metrics.gauge('pit_agents', 'Supervised agents by health.', ['state'], () => {
     const counts: Record<string, number> = { unknown: 0, healthy: 0, degraded: 0, dead: 0 };
-    for (const slot of slots.values()) counts[slot.state.health] = (counts[slot.state.health] ?? 0) + 1;
+    for (const slot of slots.values())
+      counts[slot.state.health] = (counts[slot.state.health] ?? 0) + 1;
     return Object.entries(counts).map(([state, value]) => [{ state }, value]);
   });
-  metrics.gauge('pit_approvals_pending', 'Approval requests waiting for an answer.', [], () => [[{}, approvals.list('pending').length]]);
+  metrics.gauge('pit_approvals_pending', 'Approval requests waiting for an answer.', [], () => [
+    [{}, approvals.list('pending').length],
+  ]);
 
   const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -295,8 +365,11 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         if (!historyDirty) return;
         historyDirty = false;
         lastHistoryWrite = Date.now();
-        for (const slot of slots.values()) history.agents[slot.key] = { healthy: slot.healthy.slice(-5) };
-        history.fleet_restarts = history.fleet_restarts.filter((at) => now() - at < 24 * 3600_000).slice(-500);
+        for (const slot of slots.values())
+          history.agents[slot.key] = { healthy: slot.healthy.slice(-5) };
+        history.fleet_restarts = history.fleet_restarts
+          .filter((at) => now() - at < 24 * 3600_000)
+          .slice(-500);
         await writeJsonAtomic(historyPath, history);
       })
       .catch((error: unknown) => {
@@ -307,7 +380,10 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   };
   const scheduleHistory = () => {
     if (!historyDirty || historyTimer || stopped) return;
-    historyTimer = setTimeout(() => void flushHistory(), Math.max(0, lastHistoryWrite + HISTORY_WRITE_MS - Date.now()));
+    historyTimer = setTimeout(
+      () => void flushHistory(),
+      Math.max(0, lastHistoryWrite + HISTORY_WRITE_MS - Date.now()),
+    );
     historyTimer.unref();
   };
   /** A failed write is retried on a timer (one per target), so that it lands once space or access returns. */
@@ -321,8 +397,14 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       queuedWrites.delete(target);
       const startedAt = now();
       const group = [...(members.get(target) ?? [])];
-      const existing = slot.cell ? await readCellState(slot.cell.dir).catch(() => emptyState()) : await readHostState();
-      const state: CellState = { version: 1, updated_at: iso(startedAt), agents: { ...existing.agents } };
+      const existing = slot.cell
+        ? await readCellState(slot.cell.dir).catch(() => emptyState())
+        : await readHostState();
+      const state: CellState = {
+        version: 1,
+        updated_at: iso(startedAt),
+        agents: { ...existing.agents },
+      };
       for (const member of group) state.agents[member.name] = member.state;
       if (slot.cell) await writeCellState(slot.cell.dir, state);
       else await writeJsonAtomic(join(stateDir, 'host-state.json'), CellStateSchema.parse(state));
@@ -339,7 +421,11 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     const settled = next.catch((error: unknown) => {
       const retry = persistRetries.get(target) ?? { delay: PERSIST_RETRY_MS / 2 };
       retry.delay = Math.min(retry.delay * 2, PERSIST_RETRY_MAX_MS);
-      logger.error('cannot persist state', { agent: slot.key, error: String(error), retry_in_ms: retry.delay });
+      logger.error('cannot persist state', {
+        agent: slot.key,
+        error: String(error),
+        retry_in_ms: retry.delay,
+      });
       if (!retry.timer && !stopped) {
         retry.timer = setTimeout(() => {
           retry.timer = undefined;
@@ -354,7 +440,8 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     cellWrites.set(target, settled);
     return settled;
   };
-  const readHostState = async (): Promise<CellState> => readJsonFile(join(stateDir, 'host-state.json'), CellStateSchema).catch(() => emptyState());
+  const readHostState = async (): Promise<CellState> =>
+    readJsonFile(join(stateDir, 'host-state.json'), CellStateSchema).catch(() => emptyState());
 
   /**
    * Appends go through one queue per log file: the order in the log is the order of the calls,
@@ -362,7 +449,11 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
    * `ts` is taken when the event is queued. Every queue is flushed by `sweep` and `stop`.
    */
   const eventQueues = new Map<string, Promise<void>>();
-  const appendQueued = (path: string, input: CellEventInput, what: { agent: string }): Promise<void> => {
+  const appendQueued = (
+    path: string,
+    input: CellEventInput,
+    what: { agent: string },
+  ): Promise<void> => {
     const record = { ...input, ts: input.ts ?? new Date().toISOString() };
     const write = async () => {
       try {
@@ -374,9 +465,13 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         await appendEvent(path, record);
       }
     };
-    const next = (eventQueues.get(path) ?? Promise.resolve())
-      .then(write)
-      .catch((error: unknown) => logger.error('cannot append event', { agent: what.agent, event: input.event, error: String(error) }));
+    const next = (eventQueues.get(path) ?? Promise.resolve()).then(write).catch((error: unknown) =>
+      logger.error('cannot append event', {
+        agent: what.agent,
+        event: input.event,
+        error: String(error),
+      }),
+    );
     eventQueues.set(path, next);
     void next.then(() => {
       if (eventQueues.get(path) === next) eventQueues.delete(path);
@@ -384,20 +479,32 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     return next;
   };
   const event = (slot: Slot, input: CellEventInput): Promise<void> =>
-    appendQueued(slot.cell ? cellPaths(slot.cell.dir).events : hostEvents, { ...input, agent: slot.name }, { agent: slot.key });
+    appendQueued(
+      slot.cell ? cellPaths(slot.cell.dir).events : hostEvents,
+      { ...input, agent: slot.name },
+      { agent: slot.key },
+    );
   const flushEvents = () => Promise.all([...eventQueues.values()]);
 
   // ---- discovery ---------------------------------------------------------------------
   const desiredSlots = async () => {
-    const wanted = new Map<string, { name: string; cell?: Slot['cell']; config: AgentConfig | undefined }>();
+    const wanted = new Map<
+      string,
+      { name: string; cell?: Slot['cell']; config: AgentConfig | undefined }
+    >();
     const discovery = await discoverCells(config.cells.root);
     problems.length = 0;
     for (const problem of discovery.problems) problems.push(`${problem.path}: ${problem.reason}`);
     for (const cell of discovery.supervised) {
       for (const agent of cell.manifest.agents) {
         const agentConfig = config.agents[agent.name];
-        if (agentConfig && agentConfig.cell !== undefined && agentConfig.cell !== cell.uuid) continue;
-        wanted.set(`${cell.uuid}/${agent.name}`, { name: agent.name, cell: { uuid: cell.uuid, dir: cell.dir, manifest: cell.manifest, role: agent.role }, config: agentConfig });
+        if (agentConfig && agentConfig.cell !== undefined && agentConfig.cell !== cell.uuid)
+          continue;
+        wanted.set(`${cell.uuid}/${agent.name}`, {
+          name: agent.name,
+          cell: { uuid: cell.uuid, dir: cell.dir, manifest: cell.manifest, role: agent.role },
+          config: agentConfig,
+        });
       }
     }
     for (const [name, agentConfig] of Object.entries(config.agents)) {
@@ -407,22 +514,39 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     if (policyInput !== undefined) {
       // Checked again only when the policy or the fleet it names changed (a discovery every poll
       // over 10,000 agents would otherwise re-validate them all, ~100 ms of a blocked loop each time).
-      const agents = [...wanted.values()].map((slot) => ({ name: slot.name, ...(slot.cell ? { mission: slot.cell.manifest.mission } : {}) })).concat(Object.keys(config.agents).map((name) => ({ name })));
+      const agents = [...wanted.values()]
+        .map((slot) => ({
+          name: slot.name,
+          ...(slot.cell ? { mission: slot.cell.manifest.mission } : {}),
+        }))
+        .concat(Object.keys(config.agents).map((name) => ({ name })));
       const fleetSignature = `${agents.map((agent) => `${agent.name}\0${agent.mission ?? ''}`).join('\n')}\n\n${[...missions].join('\n')}`;
-      if (policyCheck?.input !== policyInput || policyCheck.config !== config || policyCheck.fleet !== fleetSignature) {
+      if (
+        policyCheck?.input !== policyInput ||
+        policyCheck.config !== config ||
+        policyCheck.fleet !== fleetSignature
+      ) {
         const checked = validatePolicy(policyInput, {
           agents,
           missions: [...missions, ...Object.keys(config.policy.missions)],
           approvalChannels: approvalChannels(config),
         });
-        policyCheck = { input: policyInput, config, fleet: fleetSignature, problem: checked.ok ? undefined : `policy: ${formatPolicyProblems(checked.problems, 'policy')}` };
+        policyCheck = {
+          input: policyInput,
+          config,
+          fleet: fleetSignature,
+          problem: checked.ok
+            ? undefined
+            : `policy: ${formatPolicyProblems(checked.problems, 'policy')}`,
+        };
       }
       if (policyCheck.problem) problems.push(policyCheck.problem);
     }
     return { wanted, discovery };
   };
   /** The last policy check, and what it checked. */
-  let policyCheck: { input: unknown; config: PitConfig; fleet: string; problem: string | undefined } | undefined;
+  let policyCheck:
+    { input: unknown; config: PitConfig; fleet: string; problem: string | undefined } | undefined;
 
   /** Live processes marked with this daemon's instance, read from `/proc` once per discovery pass (when one is needed). */
   let marked: Promise<Map<string, MarkedProcess>> | undefined;
@@ -441,7 +565,11 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       desired = await desiredSlots();
       lastDiscovery = { at: now(), ok: true };
     } catch (error) {
-      lastDiscovery = { at: now(), ok: false, error: error instanceof Error ? error.message : String(error) };
+      lastDiscovery = {
+        at: now(),
+        ok: false,
+        error: error instanceof Error ? error.message : String(error),
+      };
       throw error;
     }
     const { wanted } = desired;
@@ -451,7 +579,11 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     const savedState = (dir: string | undefined): Promise<CellState> => {
       const key = dir ?? HOST;
       let state = persisted.get(key);
-      if (!state) persisted.set(key, (state = dir ? readCellState(dir).catch(() => emptyState()) : readHostState()));
+      if (!state)
+        persisted.set(
+          key,
+          (state = dir ? readCellState(dir).catch(() => emptyState()) : readHostState()),
+        );
       return state;
     };
     for (const [key, want] of wanted) {
@@ -500,7 +632,10 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       const latest = approvals.latest(key);
       if (latest?.status === 'pending' && slot.state.pending_approval !== latest.id) {
         slot.state.pending_approval = latest.id;
-        logger.info('re-linked a pending approval request the state file did not name', { agent: key, approval: latest.id });
+        logger.info('re-linked a pending approval request the state file did not name', {
+          agent: key,
+          approval: latest.id,
+        });
       }
       addSlot(slot);
       await attach(slot, saved === undefined);
@@ -512,7 +647,12 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       if (slot.timer) clearTimeout(slot.timer);
       removeSlot(slot);
       logger.info('agent no longer supervised', { agent: key });
-      if (slot.cell && options.busHub && ![...slots.values()].some((other) => other.cell?.dir === slot.cell!.dir)) await options.busHub.release(slot.cell.dir);
+      if (
+        slot.cell &&
+        options.busHub &&
+        ![...slots.values()].some((other) => other.cell?.dir === slot.cell!.dir)
+      )
+        await options.busHub.release(slot.cell.dir);
     }
   };
 
@@ -544,7 +684,8 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     }
     if (firstSight && canStart(slot) && slot.cell?.manifest.status !== 'frozen') {
       // A substitute being set up is started by the substitution itself, with its handoff.
-      if (!heldBack.has(slot.key)) await startAgent(slot, { reason: 'first start', attempt: 0, initial: true });
+      if (!heldBack.has(slot.key))
+        await startAgent(slot, { reason: 'first start', attempt: 0, initial: true });
     }
   };
 
@@ -562,15 +703,27 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       ...(level === 3 ? { container: containerName(slot) } : {}),
     });
     if (!adopted) return false;
-    logger.warn('adopted a running agent its state file did not record', { agent: slot.key, pid: found.pid, recorded_pid: slot.state.pid });
+    logger.warn('adopted a running agent its state file did not record', {
+      agent: slot.key,
+      pid: found.pid,
+      recorded_pid: slot.state.pid,
+    });
     watchProcess(slot, adopted);
-    void event(slot, { event: 'agent_adopted', pid: found.pid, reason: slot.state.pid === undefined ? 'found running, no pid recorded' : `found running; the recorded pid ${slot.state.pid} is gone` });
+    void event(slot, {
+      event: 'agent_adopted',
+      pid: found.pid,
+      reason:
+        slot.state.pid === undefined
+          ? 'found running, no pid recorded'
+          : `found running; the recorded pid ${slot.state.pid} is gone`,
+    });
     void persist(slot);
     return true;
   };
 
   const canStart = (slot: Slot) => slot.config?.argv !== undefined && slot.config.host === 'local';
-  const containerName = (slot: Slot) => `pit-${slot.name}-${slot.cell ? slot.cell.uuid.slice(0, 8) : 'host'}`;
+  const containerName = (slot: Slot) =>
+    `pit-${slot.name}-${slot.cell ? slot.cell.uuid.slice(0, 8) : 'host'}`;
 
   const watchProcess = (slot: Slot, agentProcess: AgentProcess) => {
     slot.process = agentProcess;
@@ -580,7 +733,11 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     void agentProcess.exited.then((exit) => {
       if (slot.process !== agentProcess) return;
       slot.exit = exit;
-      logger.warn('agent process exited', { agent: slot.key, code: exit.code, signal: exit.signal });
+      logger.warn('agent process exited', {
+        agent: slot.key,
+        code: exit.code,
+        signal: exit.signal,
+      });
       if (scheduler?.has(slot.key)) {
         try {
           scheduler.trigger(slot.key);
@@ -620,7 +777,11 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       },
     });
     if (slot.cell && (probes?.heartbeat ?? true)) {
-      slot.heartbeat ??= createHeartbeatProbe({ cellDir: slot.cell.dir, agent: slot.name, maxAgeMs: config.cells.heartbeat_stale_s * 1000 });
+      slot.heartbeat ??= createHeartbeatProbe({
+        cellDir: slot.cell.dir,
+        agent: slot.name,
+        maxAgeMs: config.cells.heartbeat_stale_s * 1000,
+      });
       const heartbeat = slot.heartbeat;
       list.push(
         track({
@@ -631,10 +792,21 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
           run: async (runOptions) => {
             const result = await heartbeat.run(runOptions);
             // A heartbeat written before the agent was (re)started belongs to the previous incarnation.
-            const startedAt = slot.process && !slot.process.adopted ? slot.process.startedAt.getTime() : undefined;
+            const startedAt =
+              slot.process && !slot.process.adopted ? slot.process.startedAt.getTime() : undefined;
             const beatAt = result.heartbeat ? result.heartbeat.timestamp * 1000 : undefined;
-            if (result.ok && startedAt !== undefined && beatAt !== undefined && beatAt < startedAt - 1000) {
-              return { ...result, ok: false, failure: 'stale', detail: `heartbeat predates the agent's start (${Math.round((startedAt - beatAt) / 1000)} s earlier)` };
+            if (
+              result.ok &&
+              startedAt !== undefined &&
+              beatAt !== undefined &&
+              beatAt < startedAt - 1000
+            ) {
+              return {
+                ...result,
+                ok: false,
+                failure: 'stale',
+                detail: `heartbeat predates the agent's start (${Math.round((startedAt - beatAt) / 1000)} s earlier)`,
+              };
             }
             return result;
           },
@@ -650,19 +822,46 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
           run: async (runOptions) => {
             const agentProcess = slot.process;
             if (!agentProcess || agentProcess.exit) {
-              return { kind: 'process', ok: false, latencyMs: 0, detail: agentProcess ? `exited (${describeExit(agentProcess.exit!)})` : 'not running (not started by the pit)', observedAt: runOptions.now(), failure: 'not_running' } satisfies ProbeResult;
+              return {
+                kind: 'process',
+                ok: false,
+                latencyMs: 0,
+                detail: agentProcess
+                  ? `exited (${describeExit(agentProcess.exit!)})`
+                  : 'not running (not started by the pit)',
+                observedAt: runOptions.now(),
+                failure: 'not_running',
+              } satisfies ProbeResult;
             }
-            const result = await processProbe({ pid: agentProcess.pid, startTime: agentProcess.startTime }, runOptions);
+            const result = await processProbe(
+              { pid: agentProcess.pid, startTime: agentProcess.startTime },
+              runOptions,
+            );
             // The daemon's own child is alive until wait(2) says otherwise (its exit event, which also
             // triggers this probe): a /proc read that timed out in a busy thread pool is no death.
-            if (!result.ok && result.failure === 'timeout' && !agentProcess.adopted && !agentProcess.exit) {
-              return { ...result, ok: true, failure: undefined, detail: `pid ${agentProcess.pid}: running (the daemon's child, watched by wait(2); /proc read timed out: ${result.detail})` };
+            if (
+              !result.ok &&
+              result.failure === 'timeout' &&
+              !agentProcess.adopted &&
+              !agentProcess.exit
+            ) {
+              return {
+                ...result,
+                ok: true,
+                failure: undefined,
+                detail: `pid ${agentProcess.pid}: running (the daemon's child, watched by wait(2); /proc read timed out: ${result.detail})`,
+              };
             }
             if (!result.ok && !agentProcess.adopted && !agentProcess.exit) {
               // A zombie (or gone) child of the daemon: wait(2) is about to report how it ended. Wait
               // for that (bounded), so the death is recorded with its exit status, not as "zombie".
               let timer: NodeJS.Timeout | undefined;
-              const exit = await Promise.race([agentProcess.exited, new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), 1000)))]);
+              const exit = await Promise.race([
+                agentProcess.exited,
+                new Promise<undefined>(
+                  (resolve) => (timer = setTimeout(() => resolve(undefined), 1000)),
+                ),
+              ]);
               clearTimeout(timer);
               if (exit) return { ...result, detail: `exited (${describeExit(exit)})` };
             }
@@ -671,25 +870,73 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         }),
       );
     }
-    if (probes?.health_url) list.push(track({ name: 'http', intervalMs, timeoutMs, run: (runOptions) => httpProbe({ url: probes.health_url! }, runOptions) }));
+    if (probes?.health_url)
+      list.push(
+        track({
+          name: 'http',
+          intervalMs,
+          timeoutMs,
+          run: (runOptions) => httpProbe({ url: probes.health_url! }, runOptions),
+        }),
+      );
     if (probes?.tcp) {
       const index = probes.tcp.lastIndexOf(':');
-      const target = { host: probes.tcp.slice(0, index).replace(/^\[(.*)\]$/, '$1'), port: Number(probes.tcp.slice(index + 1)) };
-      list.push(track({ name: 'tcp', intervalMs, timeoutMs, run: (runOptions) => tcpProbe(target, runOptions) }));
+      const target = {
+        host: probes.tcp.slice(0, index).replace(/^\[(.*)\]$/, '$1'),
+        port: Number(probes.tcp.slice(index + 1)),
+      };
+      list.push(
+        track({
+          name: 'tcp',
+          intervalMs,
+          timeoutMs,
+          run: (runOptions) => tcpProbe(target, runOptions),
+        }),
+      );
     }
-    if (probes?.ws) list.push(track({ name: 'ws', intervalMs, timeoutMs, run: (runOptions) => wsProbe({ url: probes.ws! }, runOptions) }));
+    if (probes?.ws)
+      list.push(
+        track({
+          name: 'ws',
+          intervalMs,
+          timeoutMs,
+          run: (runOptions) => wsProbe({ url: probes.ws! }, runOptions),
+        }),
+      );
     if (probes?.exec) {
       const [command, ...args] = probes.exec;
       const cwd = slot.cell ? cellPaths(slot.cell.dir).workspace : agentConfig?.cwd;
-      list.push(track({ name: 'exec', intervalMs, timeoutMs, run: (runOptions) => execProbe({ command: command!, args, ...(cwd ? { cwd } : {}) }, runOptions) }));
+      list.push(
+        track({
+          name: 'exec',
+          intervalMs,
+          timeoutMs,
+          run: (runOptions) =>
+            execProbe({ command: command!, args, ...(cwd ? { cwd } : {}) }, runOptions),
+        }),
+      );
     }
     if (probes?.pid_file) {
       const pidFile = resolvePath(slot, probes.pid_file);
-      list.push(track({ name: 'pid_file', intervalMs, timeoutMs, run: (runOptions) => processProbe({ pidFile }, runOptions) }));
+      list.push(
+        track({
+          name: 'pid_file',
+          intervalMs,
+          timeoutMs,
+          run: (runOptions) => processProbe({ pidFile }, runOptions),
+        }),
+      );
     }
     if (probes?.process) {
       const pattern = probes.process;
-      list.push(track({ name: 'pattern', intervalMs, timeoutMs, run: (runOptions) => processProbe({ pattern }, { ...runOptions, processTable }) }));
+      list.push(
+        track({
+          name: 'pattern',
+          intervalMs,
+          timeoutMs,
+          run: (runOptions) => processProbe({ pattern }, { ...runOptions, processTable }),
+        }),
+      );
     }
     return list;
   };
@@ -697,7 +944,10 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   const schedule = (slot: Slot) => {
     if (!scheduler) return;
     const probes = probesOf(slot);
-    slot.assessor.track(slot.key, { startedAt: slot.process && !slot.process.adopted ? slot.process.startedAt.getTime() : now(), probes: probes.map((probe) => probe.name) });
+    slot.assessor.track(slot.key, {
+      startedAt: slot.process && !slot.process.adopted ? slot.process.startedAt.getTime() : now(),
+      probes: probes.map((probe) => probe.name),
+    });
     if (probes.length === 0) {
       logger.warn('agent has no probe: not supervised until it has one', { agent: slot.key });
       return;
@@ -717,7 +967,12 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     // A healthy verdict that changes nothing needs no evaluation (and no decision): only a change,
     // a death, or a healthy verdict with something left to do (a recovery the loop has not seen
     // yet, an approval to cancel, a backoff to clear, a snapshot or a state write due).
-    if (assessment.changed || assessment.health === 'dead' || (assessment.health === 'healthy' && !settledHealthy(slot, probeEvent.result.observedAt))) enqueue(slot);
+    if (
+      assessment.changed ||
+      assessment.health === 'dead' ||
+      (assessment.health === 'healthy' && !settledHealthy(slot, probeEvent.result.observedAt))
+    )
+      enqueue(slot);
   };
 
   /** Healthy in the loop's eyes with nothing pending: evaluating it again would decide `none` and change nothing. */
@@ -729,12 +984,23 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     slot.exit === undefined &&
     (slot.lastRule === 'none:health.healthy' || slot.cell?.manifest.status === 'frozen') &&
     approvals.latest(slot.key)?.status !== 'pending';
-  const snapshotDue = (slot: Slot, at: number) => (slot.config?.config_files.length ?? 0) > 0 && !dryRun && at - slot.lastSnapshotAt >= config.cells.poll_interval_s * 1000;
-  const settledHealthy = (slot: Slot, at: number) => quietlyHealthy(slot) && !snapshotDue(slot, at) && at - slot.persistedAt < HEALTHY_PERSIST_MS;
+  const snapshotDue = (slot: Slot, at: number) =>
+    (slot.config?.config_files.length ?? 0) > 0 &&
+    !dryRun &&
+    at - slot.lastSnapshotAt >= config.cells.poll_interval_s * 1000;
+  const settledHealthy = (slot: Slot, at: number) =>
+    quietlyHealthy(slot) && !snapshotDue(slot, at) && at - slot.persistedAt < HEALTHY_PERSIST_MS;
 
   // ---- evaluation --------------------------------------------------------------------
   const enqueue = (slot: Slot) => {
-    slot.queue = slot.queue.then(() => evaluate(slot)).catch((error: unknown) => logger.error('evaluation failed', { agent: slot.key, error: error instanceof Error ? error.stack : String(error) }));
+    slot.queue = slot.queue
+      .then(() => evaluate(slot))
+      .catch((error: unknown) =>
+        logger.error('evaluation failed', {
+          agent: slot.key,
+          error: error instanceof Error ? error.stack : String(error),
+        }),
+      );
     return slot.queue;
   };
 
@@ -749,8 +1015,13 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         since: at,
         reason: slot.exit ? `process exited (${describeExit(slot.exit)})` : 'process not running',
         failure: {
-          failing_probes: ['process', ...(assessment?.failing.filter((name) => name !== 'process') ?? [])],
-          ...(slot.exit?.code !== null && slot.exit?.code !== undefined ? { exit_code: slot.exit.code } : {}),
+          failing_probes: [
+            'process',
+            ...(assessment?.failing.filter((name) => name !== 'process') ?? []),
+          ],
+          ...(slot.exit?.code !== null && slot.exit?.code !== undefined
+            ? { exit_code: slot.exit.code }
+            : {}),
           ...(slot.exit?.signal ? { signal: slot.exit.signal } : {}),
           detail: slot.exit ? `process exited (${describeExit(slot.exit)})` : 'process not running',
         },
@@ -762,12 +1033,17 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     const failingProbes = assessment.failing;
     return {
       state: assessment.health,
-      since: assessment.health === 'dead' ? (assessment.firstFailedAt ?? assessment.since) : assessment.since,
+      since:
+        assessment.health === 'dead'
+          ? (assessment.firstFailedAt ?? assessment.since)
+          : assessment.since,
       reason: assessment.reason,
       failure: {
         failing_probes: failingProbes,
         ...(Object.values(assessment.failures).includes('stuck') ? { stuck: true } : {}),
-        detail: failingProbes.map((name) => assessment.probes[name]?.lastResult?.detail ?? name).join('; '),
+        detail: failingProbes
+          .map((name) => assessment.probes[name]?.lastResult?.detail ?? name)
+          .join('; '),
       },
     };
   };
@@ -791,8 +1067,22 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       historyDirty = true;
       if (health.state === 'dead') {
         slot.state.first_dead_at ??= iso(health.since);
-        void event(slot, { event: 'agent_dead', reason: health.reason, failing: health.failure?.failing_probes ?? [] });
-        if (notifier.died) notify(notifier.died({ agent: slot.name, mission: slot.cell?.manifest.mission ?? 'outside cells', ...(slot.cell ? { cell: slot.cell.uuid } : {}), reason: health.reason, at: new Date(health.since), fleetSize: slots.size }));
+        void event(slot, {
+          event: 'agent_dead',
+          reason: health.reason,
+          failing: health.failure?.failing_probes ?? [],
+        });
+        if (notifier.died)
+          notify(
+            notifier.died({
+              agent: slot.name,
+              mission: slot.cell?.manifest.mission ?? 'outside cells',
+              ...(slot.cell ? { cell: slot.cell.uuid } : {}),
+              reason: health.reason,
+              at: new Date(health.since),
+              fleetSize: slots.size,
+            }),
+          );
       } else if (health.state === 'healthy') {
         slot.state.first_dead_at = undefined;
         slot.state.last_healthy_at = iso(at);
@@ -811,7 +1101,12 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         const open = slot.healthy.at(-1);
         if (open && open.to === undefined) open.to = at;
       }
-      logger.info('agent health changed', { agent: slot.key, from: before, to: health.state, reason: health.reason });
+      logger.info('agent health changed', {
+        agent: slot.key,
+        from: before,
+        to: health.state,
+        reason: health.reason,
+      });
     } else if (health.state === 'dead') {
       slot.state.first_dead_at ??= iso(health.since);
     }
@@ -871,7 +1166,12 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   /** A configured local agent, not pinned to a cell: it can be started in any cell (a standby substitute). */
   const isStandby = (name: string) => {
     const agentConfig = config.agents[name];
-    return agentConfig !== undefined && agentConfig.argv !== undefined && agentConfig.host === 'local' && agentConfig.cell === undefined;
+    return (
+      agentConfig !== undefined &&
+      agentConfig.argv !== undefined &&
+      agentConfig.host === 'local' &&
+      agentConfig.cell === undefined
+    );
   };
 
   /**
@@ -888,17 +1188,22 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       // deaths within its window; exits decided one by one would otherwise never add up).
       const recovering = slot.state.health === 'unknown' && slot.state.first_dead_at !== undefined;
       const state = recovering ? 'dead' : slot.state.health;
-      const since = state === 'dead' ? (slot.state.first_dead_at ?? slot.state.since) : slot.state.since;
+      const since =
+        state === 'dead' ? (slot.state.first_dead_at ?? slot.state.since) : slot.state.since;
       const agent = { name: slot.key, state, ...(since ? { since: Date.parse(since) } : {}) };
       agents.push(agent);
       byKey.set(slot.key, agent);
       names.add(slot.name);
     }
     for (const slot of slots.values()) {
-      const standIn = slot.state.substituted_by ? byKey.get(scopedKey(slot, slot.state.substituted_by)) : undefined;
+      const standIn = slot.state.substituted_by
+        ? byKey.get(scopedKey(slot, slot.state.substituted_by))
+        : undefined;
       if (standIn) Object.assign(standIn, { substituting_for: slot.key });
     }
-    for (const name of Object.keys(config.agents)) if (!names.has(name) && isStandby(name)) agents.push({ name: `standby/${name}`, state: 'healthy' });
+    for (const name of Object.keys(config.agents))
+      if (!names.has(name) && isStandby(name))
+        agents.push({ name: `standby/${name}`, state: 'healthy' });
     return { agents, restarts: [...history.fleet_restarts] };
   };
 
@@ -914,7 +1219,14 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       ...base,
       get(name) {
         const entry = base.get(scopedKey(slot, name));
-        if (entry) return { ...entry, name, ...(entry.substituting_for !== undefined ? { substituting_for: nameOf(entry.substituting_for) } : {}) };
+        if (entry)
+          return {
+            ...entry,
+            name,
+            ...(entry.substituting_for !== undefined
+              ? { substituting_for: nameOf(entry.substituting_for) }
+              : {}),
+          };
         return isStandby(name) ? { name, state: 'healthy' } : undefined;
       },
       substituteOf(name) {
@@ -927,26 +1239,57 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
 
   const carryOut = async (slot: Slot, decision: Decision, at: number) => {
     const signature = `${decision.action}:${decision.rule}`;
-    const acts = ['restart', 'rollback_and_restart', 'substitute', 'ask', 'escalate'].includes(decision.action);
+    const acts = ['restart', 'rollback_and_restart', 'substitute', 'ask', 'escalate'].includes(
+      decision.action,
+    );
     if (decision.action !== 'none' && (signature !== slot.lastRule || acts)) {
-      void event(slot, { event: 'decision', action: decision.action, rule: decision.rule, reason: decision.reason, ...(decision.approval_id ? { approval_id: decision.approval_id } : {}) });
+      void event(slot, {
+        event: 'decision',
+        action: decision.action,
+        rule: decision.rule,
+        reason: decision.reason,
+        ...(decision.approval_id ? { approval_id: decision.approval_id } : {}),
+      });
       slot.state.last_decision = { action: decision.action, reason: decision.reason, at: iso(at) };
-      logger.info('decision', { agent: slot.key, action: decision.action, rule: decision.rule, reason: decision.reason });
+      logger.info('decision', {
+        agent: slot.key,
+        action: decision.action,
+        rule: decision.rule,
+        reason: decision.reason,
+      });
     }
     slot.lastRule = signature;
-    if (['record_only', 'escalate', 'ask'].includes(decision.action) && !slot.reported && slot.state.health === 'dead') {
+    if (
+      ['record_only', 'escalate', 'ask'].includes(decision.action) &&
+      !slot.reported &&
+      slot.state.health === 'dead'
+    ) {
       slot.reported = true;
       const assessment = slot.assessor.get(slot.key);
       notify(
         notifier.death({
           agent: slot.name,
           mission: slot.cell?.manifest.mission ?? 'outside cells',
-          ...(slot.cell ? { cell: slot.cell.uuid, logPath: cellPaths(slot.cell.dir).agentLog(slot.name) } : { logPath: join(stateDir, 'logs', `${slot.name}.log`) }),
-          reason: decision.failure ? `${decision.failure.class}: ${decision.reason}` : decision.reason,
+          ...(slot.cell
+            ? { cell: slot.cell.uuid, logPath: cellPaths(slot.cell.dir).agentLog(slot.name) }
+            : { logPath: join(stateDir, 'logs', `${slot.name}.log`) }),
+          reason: decision.failure
+            ? `${decision.failure.class}: ${decision.reason}`
+            : decision.reason,
           deadSince: new Date(slot.state.first_dead_at ? Date.parse(slot.state.first_dead_at) : at),
           decision: { action: decision.action, reason: decision.reason },
           probes: Object.values(assessment?.probes ?? {}).flatMap((probe) =>
-            probe.lastResult ? [{ name: probe.name, ok: probe.lastResult.ok, latencyMs: probe.lastResult.latencyMs, detail: probe.lastResult.detail, observedAt: probe.lastResult.observedAt }] : [],
+            probe.lastResult
+              ? [
+                  {
+                    name: probe.name,
+                    ok: probe.lastResult.ok,
+                    latencyMs: probe.lastResult.latencyMs,
+                    detail: probe.lastResult.detail,
+                    observedAt: probe.lastResult.observedAt,
+                  },
+                ]
+              : [],
           ),
           restarts: slot.state.restarts,
         }),
@@ -972,7 +1315,12 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       case 'restart':
       case 'rollback_and_restart':
         slot.state.pending_approval = undefined;
-        await revive(slot, decision.action === 'rollback_and_restart', decision.reason, decision.attempt);
+        await revive(
+          slot,
+          decision.action === 'rollback_and_restart',
+          decision.reason,
+          decision.attempt,
+        );
         return;
       case 'substitute':
         slot.state.pending_approval = undefined;
@@ -999,8 +1347,13 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     slot.timer.unref();
   };
 
-  const ask = async (slot: Slot, request: NonNullable<Extract<Decision, { action: 'ask' }>['request']>) => {
-    const pending = slot.state.pending_approval ? approvals.get(slot.state.pending_approval) : undefined;
+  const ask = async (
+    slot: Slot,
+    request: NonNullable<Extract<Decision, { action: 'ask' }>['request']>,
+  ) => {
+    const pending = slot.state.pending_approval
+      ? approvals.get(slot.state.pending_approval)
+      : undefined;
     if (pending?.status === 'pending') return;
     const approval = await approvals.ask({
       key: slot.key,
@@ -1018,13 +1371,24 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     });
     slot.state.pending_approval = approval.id;
     approvalsTotal.inc({ outcome: 'requested' });
-    await event(slot, { event: 'revive_requested', approval_id: approval.id, reason: request.reasons.join(' '), proposed: request.proposed, expires_at: iso(request.expires_at) });
+    await event(slot, {
+      event: 'revive_requested',
+      approval_id: approval.id,
+      reason: request.reasons.join(' '),
+      proposed: request.proposed,
+      expires_at: iso(request.expires_at),
+    });
     wakeAt(slot, request.expires_at + 1);
   };
 
   const revive = async (slot: Slot, rollback: boolean, reason: string, attempt: number) => {
     if (!canStart(slot)) {
-      await event(slot, { event: 'revive_failed', reason: slot.config?.argv ? `${slot.name} runs on ${slot.config.host}: cannot restart it from here` : `no argv configured for ${slot.name}: cannot restart it` });
+      await event(slot, {
+        event: 'revive_failed',
+        reason: slot.config?.argv
+          ? `${slot.name} runs on ${slot.config.host}: cannot restart it from here`
+          : `no argv configured for ${slot.name}: cannot restart it`,
+      });
       return;
     }
     if (dryRun) {
@@ -1035,7 +1399,11 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     if (slot.config!.restore_checkpoint && slot.cell) {
       const { checkpoints } = await listCheckpoints(slot.cell.dir);
       if (checkpoints.length > 0) {
-        await restoreCheckpoint(slot.cell.dir, { restoredBy: 'pit-daemon', reason: `before reviving ${slot.name}`, logger }).catch((error: unknown) =>
+        await restoreCheckpoint(slot.cell.dir, {
+          restoredBy: 'pit-daemon',
+          reason: `before reviving ${slot.name}`,
+          logger,
+        }).catch((error: unknown) =>
           logger.error('checkpoint restore failed', { agent: slot.key, error: String(error) }),
         );
       }
@@ -1047,15 +1415,30 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     const files = slot.config?.config_files ?? [];
     if (files.length === 0) return;
     try {
-      const result = await snapshots.rollback(slot.name, { reason, ...(canonicalOf(slot) ? { canonical: canonicalOf(slot)! } : {}) });
+      const result = await snapshots.rollback(slot.name, {
+        reason,
+        ...(canonicalOf(slot) ? { canonical: canonicalOf(slot)! } : {}),
+      });
       if (result.status === 'rolled_back') {
         rollbacksTotal.inc({ agent: slot.name });
-        await event(slot, { event: 'config_rolled_back', files: result.files, reason, source: result.source, ...(result.set ? { set: result.set } : {}) });
+        await event(slot, {
+          event: 'config_rolled_back',
+          files: result.files,
+          reason,
+          source: result.source,
+          ...(result.set ? { set: result.set } : {}),
+        });
         logger.info('config rolled back', { agent: slot.key, files: result.files });
       }
     } catch (error) {
-      logger.warn('config rollback failed; restarting anyway', { agent: slot.key, error: error instanceof Error ? error.message : String(error) });
-      await event(slot, { event: 'rollback_failed', reason: error instanceof Error ? error.message : String(error) });
+      logger.warn('config rollback failed; restarting anyway', {
+        agent: slot.key,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      await event(slot, {
+        event: 'rollback_failed',
+        reason: error instanceof Error ? error.message : String(error),
+      });
     }
   };
 
@@ -1066,7 +1449,9 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     return {
       repository: first.repo,
       ref: first.ref,
-      files: files.filter((file) => file.canonical!.repo === first.repo && file.canonical!.ref === first.ref).map((file) => ({ path: file.canonical!.path, target: resolvePath(slot, file.path) })),
+      files: files
+        .filter((file) => file.canonical!.repo === first.repo && file.canonical!.ref === first.ref)
+        .map((file) => ({ path: file.canonical!.path, target: resolvePath(slot, file.path) })),
     };
   };
 
@@ -1079,38 +1464,60 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     // Healthy proves only the config the running process started with: a file changed since
     // (an agent editing its own config at runtime) is not last known good until a process has
     // started with it and been healthy.
-    const startedAt = slot.process && !slot.process.adopted ? slot.process.startedAt.getTime() : undefined;
+    const startedAt =
+      slot.process && !slot.process.adopted ? slot.process.startedAt.getTime() : undefined;
     if (startedAt !== undefined) {
       const changed = await changedSince(paths, startedAt);
       if (changed.length > 0) {
-        logger.debug('config changed since the agent started: not snapshotted until a restart proves it', { agent: slot.key, files: changed });
+        logger.debug(
+          'config changed since the agent started: not snapshotted until a restart proves it',
+          { agent: slot.key, files: changed },
+        );
         return;
       }
     }
     try {
       const result = await snapshots.snapshot(slot.name, paths);
-      if (result.status === 'saved') logger.info('config snapshotted as last known good', { agent: slot.key, set: result.set });
+      if (result.status === 'saved')
+        logger.info('config snapshotted as last known good', { agent: slot.key, set: result.set });
     } catch (error) {
-      logger.warn('config snapshot failed', { agent: slot.key, error: error instanceof Error ? error.message : String(error) });
+      logger.warn('config snapshot failed', {
+        agent: slot.key,
+        error: error instanceof Error ? error.message : String(error),
+      });
     }
   };
 
-  const resolvePath = (slot: Slot, path: string) => (isAbsolute(path) ? path : resolve(slot.cell?.dir ?? slot.config?.cwd ?? stateDir, path));
+  const resolvePath = (slot: Slot, path: string) =>
+    isAbsolute(path) ? path : resolve(slot.cell?.dir ?? slot.config?.cwd ?? stateDir, path);
 
-  const startAgent = async (slot: Slot, why: { reason: string; attempt: number; initial: boolean; env?: Record<string, string> }) => {
+  const startAgent = async (
+    slot: Slot,
+    why: { reason: string; attempt: number; initial: boolean; env?: Record<string, string> },
+  ) => {
     const agentConfig = slot.config!;
-    if (slot.process && !slot.process.exit) await executor.stop(slot.process, { graceMs: agentConfig.stop_grace_s * 1000 });
+    if (slot.process && !slot.process.exit)
+      await executor.stop(slot.process, { graceMs: agentConfig.stop_grace_s * 1000 });
     const composed = composeAgentEnv(agentConfig, options.env);
     let busEnv: Record<string, string> = {};
     if (slot.cell && options.busHub) {
-      busEnv = await options.busHub.credentials(slot.cell.dir, slot.name, slot.cell.role).catch((error: unknown) => {
-        logger.error('cannot register the agent on its mission bus', { agent: slot.key, error: error instanceof Error ? error.message : String(error) });
-        return {};
-      });
+      busEnv = await options.busHub
+        .credentials(slot.cell.dir, slot.name, slot.cell.role)
+        .catch((error: unknown) => {
+          logger.error('cannot register the agent on its mission bus', {
+            agent: slot.key,
+            error: error instanceof Error ? error.message : String(error),
+          });
+          return {};
+        });
     }
     const env = { ...composed.env, ...busEnv, ...why.env };
     const missing = composed.missing;
-    if (missing.length > 0) logger.warn('env_from variables not set in the daemon environment', { agent: slot.key, missing });
+    if (missing.length > 0)
+      logger.warn('env_from variables not set in the daemon environment', {
+        agent: slot.key,
+        missing,
+      });
     const hidden = slot.cell ? otherHomes(slot) : [];
     const at = now();
     if (!why.initial) {
@@ -1124,7 +1531,9 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         agent: slot.name,
         argv: agentConfig.argv!,
         env,
-        ...(slot.cell ? { cell: { uuid: slot.cell.uuid, dir: slot.cell.dir } } : { cwd: agentConfig.cwd!, logPath: join(stateDir, 'logs', `${slot.name}.log`) }),
+        ...(slot.cell
+          ? { cell: { uuid: slot.cell.uuid, dir: slot.cell.dir } }
+          : { cwd: agentConfig.cwd!, logPath: join(stateDir, 'logs', `${slot.name}.log`) }),
         isolation: agentConfig.isolation,
         hiddenPaths: hidden,
         ...(ownHome(slot) ? { home: ownHome(slot)! } : {}),
@@ -1136,9 +1545,17 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       slot.state.since = iso(at);
       fleetChanged();
       slot.heartbeat?.reset();
-      slot.assessor.track(slot.key, { startedAt: at, probes: probesOf(slot).map((probe) => probe.name) });
+      slot.assessor.track(slot.key, {
+        startedAt: at,
+        probes: probesOf(slot).map((probe) => probe.name),
+      });
       restartsTotal.inc({ agent: slot.name });
-      void event(slot, why.initial ? { event: 'agent_started', pid: started.pid, level: agentConfig.isolation.level } : { event: 'agent_revived', pid: started.pid, attempt: why.attempt, reason: why.reason });
+      void event(
+        slot,
+        why.initial
+          ? { event: 'agent_started', pid: started.pid, level: agentConfig.isolation.level }
+          : { event: 'agent_revived', pid: started.pid, attempt: why.attempt, reason: why.reason },
+      );
       if (scheduler?.has(slot.key)) scheduler.trigger(slot.key);
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
@@ -1148,16 +1565,22 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     }
   };
 
-  const ownHome = (slot: Slot) => slot.cell?.manifest.agents.find((agent) => agent.name === slot.name)?.home;
+  const ownHome = (slot: Slot) =>
+    slot.cell?.manifest.agents.find((agent) => agent.name === slot.name)?.home;
   const otherHomes = (slot: Slot) => {
     const homes = new Set<string>();
-    for (const other of slots.values()) for (const agent of other.cell?.manifest.agents ?? []) if (agent.home && agent.name !== slot.name) homes.add(agent.home);
+    for (const other of slots.values())
+      for (const agent of other.cell?.manifest.agents ?? [])
+        if (agent.home && agent.name !== slot.name) homes.add(agent.home);
     return [...homes];
   };
 
   const substitute = async (slot: Slot, substituteName: string, reason: string) => {
     if (!slot.cell) {
-      await event(slot, { event: 'revive_failed', reason: `cannot substitute ${slot.name}: it has no cell` });
+      await event(slot, {
+        event: 'revive_failed',
+        reason: `cannot substitute ${slot.name}: it has no cell`,
+      });
       return;
     }
     const key = `${slot.cell.uuid}/${substituteName}`;
@@ -1168,20 +1591,46 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     const role = slot.cell.role;
     heldBack.add(key);
     await updateManifest(slot.cell.dir, (manifest) => {
-      if (!manifest.agents.some((agent) => agent.name === substituteName)) manifest.agents.push({ name: substituteName, role, joined_at: iso(now()) });
+      if (!manifest.agents.some((agent) => agent.name === substituteName))
+        manifest.agents.push({ name: substituteName, role, joined_at: iso(now()) });
     });
     slot.state.substituted_by = substituteName;
     fleetChanged();
     let handoff: { handoffId: string; packetPath: string } | undefined;
     try {
       const bus = options.busHub ? await options.busHub.bus(slot.cell.dir) : undefined;
-      handoff = await publishHandoff({ cellDir: slot.cell.dir, from: slot.name, to: substituteName, role, note: reason, ...(config.bus.roles ? { roles: config.bus.roles } : {}), logger, ...(bus ? { bus } : {}) });
+      handoff = await publishHandoff({
+        cellDir: slot.cell.dir,
+        from: slot.name,
+        to: substituteName,
+        role,
+        note: reason,
+        ...(config.bus.roles ? { roles: config.bus.roles } : {}),
+        logger,
+        ...(bus ? { bus } : {}),
+      });
     } catch (error) {
-      logger.error('cannot publish the handoff on the mission bus', { agent: slot.key, substitute: substituteName, error: error instanceof Error ? error.message : String(error) });
+      logger.error('cannot publish the handoff on the mission bus', {
+        agent: slot.key,
+        substitute: substituteName,
+        error: error instanceof Error ? error.message : String(error),
+      });
     }
-    await event(slot, { event: 'agent_substituted', substitute: substituteName, reason, role, ...(handoff ? { handoff: handoff.handoffId, resume_packet: handoff.packetPath } : {}) });
-    await appendQueued(cellPaths(slot.cell.dir).events, { event: 'agent_joined', agent: substituteName, role, substituting_for: slot.name }, { agent: key });
-    const env: Record<string, string> = handoff ? { LAZARUS_HANDOFF_ID: handoff.handoffId, LAZARUS_RESUME_PACKET: handoff.packetPath } : {};
+    await event(slot, {
+      event: 'agent_substituted',
+      substitute: substituteName,
+      reason,
+      role,
+      ...(handoff ? { handoff: handoff.handoffId, resume_packet: handoff.packetPath } : {}),
+    });
+    await appendQueued(
+      cellPaths(slot.cell.dir).events,
+      { event: 'agent_joined', agent: substituteName, role, substituting_for: slot.name },
+      { agent: key },
+    );
+    const env: Record<string, string> = handoff
+      ? { LAZARUS_HANDOFF_ID: handoff.handoffId, LAZARUS_RESUME_PACKET: handoff.packetPath }
+      : {};
     try {
       await sync(scheduler ? 'loop' : 'sweep');
     } finally {
@@ -1189,19 +1638,35 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     }
     const created = slots.get(key);
     if (created && canStart(created) && (!created.process || created.process.exit)) {
-      await startAgent(created, { reason: `substituting for ${slot.name}`, attempt: 0, initial: true, env });
+      await startAgent(created, {
+        reason: `substituting for ${slot.name}`,
+        attempt: 0,
+        initial: true,
+        env,
+      });
     }
   };
 
   // ---- approvals ---------------------------------------------------------------------
   const decideApproval: Supervisor['decideApproval'] = async (id, decision, body) => {
-    const result = await approvals.decide(id, decision, { channel: body.channel ?? 'http', now: now(), ...(body.by ? { by: body.by } : {}), ...(body.reason ? { reason: body.reason } : {}) });
+    const result = await approvals.decide(id, decision, {
+      channel: body.channel ?? 'http',
+      now: now(),
+      ...(body.by ? { by: body.by } : {}),
+      ...(body.reason ? { reason: body.reason } : {}),
+    });
     if (!result.ok) return result;
     const approval = approvals.get(id)!;
     approvalsTotal.inc({ outcome: decision === 'approve' ? 'approved' : 'denied' });
     const slot = slots.get(approval.key);
     if (slot) {
-      await event(slot, { event: decision === 'approve' ? 'revive_approved' : 'revive_denied', approval_id: id, channel: body.channel ?? 'http', ...(body.by ? { by: body.by } : {}), ...(body.reason ? { reason: body.reason } : {}) });
+      await event(slot, {
+        event: decision === 'approve' ? 'revive_approved' : 'revive_denied',
+        approval_id: id,
+        channel: body.channel ?? 'http',
+        ...(body.by ? { by: body.by } : {}),
+        ...(body.reason ? { reason: body.reason } : {}),
+      });
       await enqueue(slot);
     }
     return result;
@@ -1212,7 +1677,12 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     approvalsTotal.inc({ outcome: approval.status });
     const slot = slots.get(approval.key);
     if (!slot) return;
-    await event(slot, { event: approval.status === 'approved' ? 'revive_approved' : 'revive_denied', approval_id: approval.id, ...(approval.channel ? { channel: approval.channel } : {}), ...(approval.by ? { by: approval.by } : {}) });
+    await event(slot, {
+      event: approval.status === 'approved' ? 'revive_approved' : 'revive_denied',
+      approval_id: approval.id,
+      ...(approval.channel ? { channel: approval.channel } : {}),
+      ...(approval.by ? { by: approval.by } : {}),
+    });
     await enqueue(slot);
   };
 
@@ -1225,7 +1695,9 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     }
     // Answers given by another process (`pit approve`) reach the loop here.
     for (const slot of slots.values()) {
-      const latest = slot.state.pending_approval ? approvals.get(slot.state.pending_approval) : undefined;
+      const latest = slot.state.pending_approval
+        ? approvals.get(slot.state.pending_approval)
+        : undefined;
       if (latest && latest.status !== 'pending') void enqueue(slot);
     }
   };
@@ -1237,13 +1709,18 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     if (now() - lastCheckpointAt < config.checkpoints.interval_s * 1000) return;
     lastCheckpointAt = now();
     const cells = new Map<string, string>();
-    for (const slot of slots.values()) if (slot.cell && slot.cell.manifest.status === 'active') cells.set(slot.cell.uuid, slot.cell.dir);
+    for (const slot of slots.values())
+      if (slot.cell && slot.cell.manifest.status === 'active')
+        cells.set(slot.cell.uuid, slot.cell.dir);
     for (const dir of cells.values()) {
       try {
         await createCheckpoint(dir, { createdBy: 'pit-daemon', reason: 'periodic', logger });
         await pruneCheckpoints(dir, { keep: config.checkpoints.retention, logger });
       } catch (error) {
-        logger.warn('periodic checkpoint failed', { cell: dir, error: error instanceof Error ? error.message : String(error) });
+        logger.warn('periodic checkpoint failed', {
+          cell: dir,
+          error: error instanceof Error ? error.message : String(error),
+        });
       }
     }
   };
@@ -1254,12 +1731,19 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     await sync('loop');
     const poll = config.cells.poll_interval_s * 1000;
     discoveryTimer = setInterval(() => {
-      void sync('loop').catch((error: unknown) => logger.error('discovery failed', { error: String(error) }));
+      void sync('loop').catch((error: unknown) =>
+        logger.error('discovery failed', { error: String(error) }),
+      );
     }, poll);
-    housekeepingTimer = setInterval(() => {
-      void housekeeping().catch((error: unknown) => logger.error('housekeeping failed', { error: String(error) }));
-      void checkpoints();
-    }, Math.min(poll, 2000));
+    housekeepingTimer = setInterval(
+      () => {
+        void housekeeping().catch((error: unknown) =>
+          logger.error('housekeeping failed', { error: String(error) }),
+        );
+        void checkpoints();
+      },
+      Math.min(poll, 2000),
+    );
     if (config.cells.watch) {
       await fs.mkdir(config.cells.root, { recursive: true });
       try {
@@ -1268,12 +1752,17 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
           if (pending) return;
           pending = setTimeout(() => {
             pending = undefined;
-            void sync('loop').catch((error: unknown) => logger.error('discovery failed', { error: String(error) }));
+            void sync('loop').catch((error: unknown) =>
+              logger.error('discovery failed', { error: String(error) }),
+            );
           }, 100);
         });
         rootWatcher.on('error', () => undefined);
       } catch (error) {
-        logger.warn('cannot watch the cells root; new cells are found on the next poll', { root: config.cells.root, error: String(error) });
+        logger.warn('cannot watch the cells root; new cells are found on the next poll', {
+          root: config.cells.root,
+          error: String(error),
+        });
       }
     }
     logger.info('supervising', { cells_root: config.cells.root, agents: slots.size });
@@ -1288,16 +1777,32 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       [...slots.values()].map(async (slot) => {
         const probes = probesOf(slot);
         // The startup grace runs from the process's real start: a just-started agent is not judged yet.
-        const startedAt = slot.process ? (slot.process.adopted ? await processStartedAtMs(slot.process.startTime) : slot.process.startedAt.getTime()) : 0;
-        slot.assessor.track(slot.key, { startedAt: startedAt ?? 0, probes: probes.map((probe) => probe.name) });
+        const startedAt = slot.process
+          ? slot.process.adopted
+            ? await processStartedAtMs(slot.process.startTime)
+            : slot.process.startedAt.getTime()
+          : 0;
+        slot.assessor.track(slot.key, {
+          startedAt: startedAt ?? 0,
+          probes: probes.map((probe) => probe.name),
+        });
         for (const probe of probes) {
           const controller = new AbortController();
           const timeoutMs = probe.timeoutMs ?? 5000;
-          const result = await probe.run({ signal: controller.signal, timeoutMs, now }, { agent: slot.key, probe: probe.name, reason: 'manual' });
+          const result = await probe.run(
+            { signal: controller.signal, timeoutMs, now },
+            { agent: slot.key, probe: probe.name, reason: 'manual' },
+          );
           slot.assessor.record(slot.key, probe.name, result);
         }
         await enqueue(slot);
-        report.push({ key: slot.key, health: slot.state.health, ...(slot.state.last_decision ? { action: slot.state.last_decision.action, reason: slot.state.last_decision.reason } : {}) });
+        report.push({
+          key: slot.key,
+          health: slot.state.health,
+          ...(slot.state.last_decision
+            ? { action: slot.state.last_decision.action, reason: slot.state.last_decision.reason }
+            : {}),
+        });
       }),
     );
     await Promise.all([...cellWrites.values()]);
@@ -1307,7 +1812,11 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
     sweepDuration.observe({}, durationMs / 1000);
     report.sort((a, b) => a.key.localeCompare(b.key));
-    return { healthy: report.every((agent) => agent.health === 'healthy'), agents: report, durationMs };
+    return {
+      healthy: report.every((agent) => agent.health === 'healthy'),
+      agents: report,
+      durationMs,
+    };
   };
 
   const status = async (): Promise<FleetStatus> => {
@@ -1316,7 +1825,13 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     for (const slot of slots.values()) {
       if (slot.cell && !cells.has(slot.cell.uuid)) {
         const manifest = slot.cell.manifest;
-        cells.set(slot.cell.uuid, { uuid: manifest.uuid, ...(manifest.name ? { name: manifest.name } : {}), mission: manifest.mission, status: manifest.status, agents: manifest.agents.map((agent) => agent.name) });
+        cells.set(slot.cell.uuid, {
+          uuid: manifest.uuid,
+          ...(manifest.name ? { name: manifest.name } : {}),
+          mission: manifest.mission,
+          status: manifest.status,
+          agents: manifest.agents.map((agent) => agent.name),
+        });
       }
       let heartbeatAge: number | undefined;
       if (slot.cell) {
@@ -1344,7 +1859,13 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       });
     }
     agents.sort((a, b) => a.key.localeCompare(b.key));
-    return { generated_at: iso(now()), cells: [...cells.values()], agents, approvals: approvals.list('pending'), problems: [...problems] };
+    return {
+      generated_at: iso(now()),
+      cells: [...cells.values()],
+      agents,
+      approvals: approvals.list('pending'),
+      problems: [...problems],
+    };
   };
 
   const reload = async (next: PitConfig, nextPolicyInput?: unknown) => {
@@ -1370,7 +1891,9 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       await Promise.all(
         [...slots.values()].map(async (slot) => {
           if (slot.process && !slot.process.exit) {
-            await executor.stop(slot.process, { graceMs: (slot.config?.stop_grace_s ?? 10) * 1000 });
+            await executor.stop(slot.process, {
+              graceMs: (slot.config?.stop_grace_s ?? 10) * 1000,
+            });
             slot.state.pid = undefined;
             slot.state.pid_start_time = undefined;
           }
@@ -1390,8 +1913,18 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     const staleAfter = Math.max(30_000, config.cells.poll_interval_s * 5000);
     if (!lastDiscovery) return { ok: false, reason: 'no discovery yet' };
     const last = { last_discovery: iso(lastDiscovery.at) };
-    if (!lastDiscovery.ok) return { ok: false, ...last, reason: `the last discovery failed: ${lastDiscovery.error ?? 'unknown error'}` };
-    if (now() - lastDiscovery.at > staleAfter) return { ok: false, ...last, reason: `no discovery for ${Math.round((now() - lastDiscovery.at) / 1000)} s (the loop is stuck)` };
+    if (!lastDiscovery.ok)
+      return {
+        ok: false,
+        ...last,
+        reason: `the last discovery failed: ${lastDiscovery.error ?? 'unknown error'}`,
+      };
+    if (now() - lastDiscovery.at > staleAfter)
+      return {
+        ok: false,
+        ...last,
+        reason: `no discovery for ${Math.round((now() - lastDiscovery.at) / 1000)} s (the loop is stuck)`,
+      };
     return { ok: true, ...last };
   };
 
@@ -1438,7 +1971,12 @@ function approvalRecord(stored: StoredApproval | undefined): ApprovalRecord | un
 
 /** The approval channels the daemon offers: the CLI and HTTP always, Telegram and Nostr when configured. */
 export function approvalChannels(config: PitConfig): string[] {
-  return ['cli', 'http', ...(config.telegram ? ['telegram'] : []), ...(config.nostr ? ['nostr'] : [])];
+  return [
+    'cli',
+    'http',
+    ...(config.telegram ? ['telegram'] : []),
+    ...(config.nostr ? ['nostr'] : []),
+  ];
 }
 
 /**
@@ -1453,13 +1991,21 @@ export function effectivePolicy(config: PitConfig): PolicyConfig {
   defaults.max_revive_attempts ??= config.cells.max_revive_attempts;
   const agents = { ...config.policy.agents };
   for (const [name, agent] of Object.entries(config.agents)) {
-    if (agent.substitutes.length > 0 && agents[name]?.substitutes === undefined) agents[name] = { ...agents[name], substitutes: agent.substitutes };
+    if (agent.substitutes.length > 0 && agents[name]?.substitutes === undefined)
+      agents[name] = { ...agents[name], substitutes: agent.substitutes };
   }
   return { ...config.policy, defaults, agents };
 }
 
 /** The files among `paths` modified after `sinceMs` (a missing one is left for the snapshot to report). */
 async function changedSince(paths: readonly string[], sinceMs: number): Promise<string[]> {
-  const stats = await Promise.all(paths.map((path) => fs.stat(path).then((stat) => stat.mtimeMs, () => 0)));
+  const stats = await Promise.all(
+    paths.map((path) =>
+      fs.stat(path).then(
+        (stat) => stat.mtimeMs,
+        () => 0,
+      ),
+    ),
+  );
   return paths.filter((_, index) => stats[index]! > sinceMs);
 }

@@ -34,14 +34,20 @@ describe('locateTomlKeys', () => {
     expect(found.get('agents.forge.env.B.c')).toEqual({ line: 10, column: 26 });
     expect(found.get('agents.forge.probes.health_url')).toEqual({ line: 11, column: 8 });
     expect(found.get('agents.forge.config_files.1.path')).toEqual({ line: 18, column: 1 });
-    expect(found.get('agents.forge.config_files.1.canonical.ref')).toEqual({ line: 19, column: 27 });
+    expect(found.get('agents.forge.config_files.1.canonical.ref')).toEqual({
+      line: 19,
+      column: 27,
+    });
     // Text inside a multi-line string is not a key.
     expect([...found.keys()].some((key) => key.includes('multi'))).toBe(false);
   });
 
   it('points an error deep inside a value at the nearest written key', () => {
     const found = locateTomlKeys(TEXT);
-    expect(positionOf(found, ['agents', 'forge', 'env', 'B', 'c', 'deeper'])).toEqual({ line: 10, column: 26 });
+    expect(positionOf(found, ['agents', 'forge', 'env', 'B', 'c', 'deeper'])).toEqual({
+      line: 10,
+      column: 26,
+    });
     expect(positionOf(found, ['nowhere'])).toBeUndefined();
   });
 });

@@ -199,7 +199,10 @@ export function locateTomlKeys(text: string): Map<string, SourcePosition> {
  * The position of the longest prefix of `path` found in `locations` (an error about a value
  * deep inside an inline value points at its nearest written key).
  */
-export function positionOf(locations: Map<string, SourcePosition>, path: ReadonlyArray<PropertyKey>): SourcePosition | undefined {
+export function positionOf(
+  locations: Map<string, SourcePosition>,
+  path: ReadonlyArray<PropertyKey>,
+): SourcePosition | undefined {
   for (let length = path.length; length > 0; length--) {
     const found = locations.get(path.slice(0, length).map(String).join('.'));
     if (found) return found;

@@ -24,7 +24,10 @@ afterEach(async () => {
 /** A private base dir with a cell and a pit.toml (mode 0600). */
 async function setup(agents: string[], extra = '') {
   const base = await tempDir('pit-e2e-');
-  const cell = await makeCell(agents.map((name) => ({ name })), join(base, 'missions'));
+  const cell = await makeCell(
+    agents.map((name) => ({ name })),
+    join(base, 'missions'),
+  );
   const lines = [
     '[daemon]',
     'state_dir = "state"',
@@ -44,7 +47,14 @@ async function setup(agents: string[], extra = '') {
     '[policy.defaults]',
     'backoff = { initial = "200ms", cap = "1s", jitter = 0 }',
     extra,
-    ...agents.flatMap((name) => [`[agents.${name}]`, `argv = ["${process.execPath}", "${AGENT}"]`, 'startup_grace_s = 10', 'stop_grace_s = 2', `[agents.${name}.probes]`, 'failure_threshold = 1']),
+    ...agents.flatMap((name) => [
+      `[agents.${name}]`,
+      `argv = ["${process.execPath}", "${AGENT}"]`,
+      'startup_grace_s = 10',
+      'stop_grace_s = 2',
+      `[agents.${name}.probes]`,
+      'failure_threshold = 1',
+    ]),
   ];
   const configPath = join(base, 'pit.toml');
   await fs.writeFile(configPath, lines.join('\n'), { mode: 0o600 });
@@ -53,50 +63,91 @@ async function setup(agents: string[], extra = '') {
 
 /** Starts `pit daemon` in a child process and waits until it serves. */
 async function startDaemon(configPath: string, args: string[] = []) {
-  const child = spawnTsx(RUN_DAEMON, [configPath, ...args], { env: { ...process.env, PIT_TEST_TOKEN: TOKEN } });
-  const ready = await waitFor(() => /^(READY|FAILED) .*$/m.exec(child.output())?.[0], 30_000, 'the daemon to start');
+  const child = spawnTsx(RUN_DAEMON, [configPath, ...args], {
+    env: { ...process.env, PIT_TEST_TOKEN: TOKEN },
+  });
+  const ready = await waitFor(
+    () => /^(READY|FAILED) .*$/m.exec(child.output())?.[0],
+    30_000,
+    'the daemon to start',
+  );
   if (ready.startsWith('FAILED')) return { child, url: '', failed: ready };
   const url = ready.split(' ')[1]!;
   return { child, url, failed: undefined };
 }
 
-const getStatus = async (url: string) => (await (await fetch(`${url}/api/status`)).json()) as FleetStatus;
-const agentOf = async (url: string, name: string) => (await getStatus(url)).agents.find((agent) => agent.agent === name);
+const getStatus = async (url: string) =>
+  (await (await fetch(`${url}/api/status`)).json()) as FleetStatus;
+const agentOf = async (url: string, name: string) =>
+  (await getStatus(url)).agents.find((agent) => agent.agent === name);
 const healthyAgent = (url: string, name: string, not?: number) =>
-  waitFor(async () => {
-    const agent = await agentOf(url, name);
-    if (agent?.health === 'healthy' && agent.pid && agent.pid !== not) {
-      agentPids.add(agent.pid);
-      return agent;
-    }
-    return undefined;
-  }, 30_000, `${name} healthy`);
-const exitOf = (child: ReturnType<typeof spawnTsx>) => new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code))));
+  waitFor(
+    async () => {
+      const agent = await agentOf(url, name);
+      if (agent?.health === 'healthy' && agent.pid && agent.pid !== not) {
+        agentPids.add(agent.pid);
+        return agent;
+      }
+      return undefined;
+    },
+    30_000,
+    `${name} healthy`,
+  );
+const exitOf = (child: ReturnType<typeof spawnTsx>) =>
+  new Promise<number | null>((resolve) =>
+    child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', (code) => resolve(code)),
+  );
 
 describe('pit daemon (e2e, real processes)', () => {
   it('serves /health and /api/status, and an approval over HTTP needs the token and revives the agent', async () => {
-    const { base, cell, configPath } = await setup(['forge'], '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }');
+    const { base, cell, configPath } = await setup(
+      ['forge'],
+      '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }',
+    );
     const daemon = await startDaemon(configPath);
     expect(daemon.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(((await (await fetch(`${daemon.url}/health`)).json()) as { ok: boolean }).ok).toBe(true);
     // Where it listens (an ephemeral port here) is recorded for `pit approve`.
     const recorded = await readDaemonFile(join(base, 'state'));
-    expect(recorded).toMatchObject({ url: daemon.url, bus_url: expect.stringMatching(/^ws:\/\/127\.0\.0\.1:\d+/), started_at: expect.any(String) });
+    expect(recorded).toMatchObject({
+      url: daemon.url,
+      bus_url: expect.stringMatching(/^ws:\/\/127\.0\.0\.1:\d+/),
+      started_at: expect.any(String),
+    });
     expect(() => process.kill(recorded!.pid, 0)).not.toThrow();
     const forge = await healthyAgent(daemon.url, 'forge');
     process.kill(forge.pid!, 'SIGKILL');
-    const approval = await waitFor(async () => (await agentOf(daemon.url, 'forge'))?.pending_approval, 20_000, 'an approval request');
-    const post = (headers: Record<string, string>) => fetch(`${daemon.url}/api/approvals/${approval}/approve`, { method: 'POST', headers, body: JSON.stringify({ by: 'e2e' }) });
+    const approval = await waitFor(
+      async () => (await agentOf(daemon.url, 'forge'))?.pending_approval,
+      20_000,
+      'an approval request',
+    );
+    const post = (headers: Record<string, string>) =>
+      fetch(`${daemon.url}/api/approvals/${approval}/approve`, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ by: 'e2e' }),
+      });
     expect((await post({})).status).toBe(401);
     expect((await post({ authorization: 'Bearer not-the-token' })).status).toBe(401);
     expect((await agentOf(daemon.url, 'forge'))?.pid).toBeUndefined();
     expect((await post({ authorization: `Bearer ${TOKEN}` })).status).toBe(200);
     await healthyAgent(daemon.url, 'forge', forge.pid);
-    const story = await waitFor(async () => {
-      const kinds = await storyOf(cell.dir, 'forge');
-      return ['revive_requested', 'revive_approved', 'agent_revived'].every((kind) => kinds.includes(kind)) ? kinds : undefined;
-    }, 10_000, 'the approval story in the log');
-    expect(story).toEqual(expect.arrayContaining(['revive_requested', 'revive_approved', 'agent_revived']));
+    const story = await waitFor(
+      async () => {
+        const kinds = await storyOf(cell.dir, 'forge');
+        return ['revive_requested', 'revive_approved', 'agent_revived'].every((kind) =>
+          kinds.includes(kind),
+        )
+          ? kinds
+          : undefined;
+      },
+      10_000,
+      'the approval story in the log',
+    );
+    expect(story).toEqual(
+      expect.arrayContaining(['revive_requested', 'revive_approved', 'agent_revived']),
+    );
     const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
     expect(metrics).toContain('pit_approvals_total{outcome="approved"} 1');
     expect(metrics).toMatch(/pit_agents\{state="healthy"\} 1/);
@@ -117,14 +168,29 @@ describe('pit daemon (e2e, real processes)', () => {
     );
     expect(environ.LAZARUS_BUS_URL).toMatch(/^ws:\/\/127\.0\.0\.1:\d+$/);
     expect(environ.LAZARUS_BUS_MISSION).toBe(cell.uuid);
-    const client = await connectBus({ url: environ.LAZARUS_BUS_URL!, mission: environ.LAZARUS_BUS_MISSION!, participant: 'forge', token: environ.LAZARUS_BUS_TOKEN!, reconnect: false });
+    const client = await connectBus({
+      url: environ.LAZARUS_BUS_URL!,
+      mission: environ.LAZARUS_BUS_MISSION!,
+      participant: 'forge',
+      token: environ.LAZARUS_BUS_TOKEN!,
+      reconnect: false,
+    });
     try {
       const ack = await client.publish({ topic: 'status', payload: { text: 'hello from forge' } });
       expect(ack.seq).toBeGreaterThan(0);
     } finally {
       await client.close();
     }
-    await expect(connectBus({ url: environ.LAZARUS_BUS_URL!, mission: cell.uuid, participant: 'forge', token: 'wrong', reconnect: false, connectTimeoutMs: 3000 })).rejects.toThrow();
+    await expect(
+      connectBus({
+        url: environ.LAZARUS_BUS_URL!,
+        mission: cell.uuid,
+        participant: 'forge',
+        token: 'wrong',
+        reconnect: false,
+        connectTimeoutMs: 3000,
+      }),
+    ).rejects.toThrow();
     daemon.child.kill('SIGTERM');
     await within(exitOf(daemon.child), 20_000, 'daemon exit');
   });
@@ -134,20 +200,33 @@ describe('pit daemon (e2e, real processes)', () => {
     const first = await startDaemon(configPath);
     await healthyAgent(first.url, 'forge');
     const second = await startDaemon(configPath);
-    expect(second.failed).toMatch(new RegExp(`FAILED DAEMON_LOCKED another pit daemon \\(pid ${first.child.pid}`));
+    expect(second.failed).toMatch(
+      new RegExp(`FAILED DAEMON_LOCKED another pit daemon \\(pid ${first.child.pid}`),
+    );
     expect(await within(exitOf(second.child), 20_000, 'second daemon exit')).toBe(2);
     first.child.kill('SIGTERM');
     await within(exitOf(first.child), 20_000, 'daemon exit');
   });
 
   it('after a SIGKILL of the daemon, a new one re-adopts running agents (no double start) and a pending approval stays pending', async () => {
-    const { cell, configPath } = await setup(['forge', 'anvil'], '[policy.agents.anvil]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }');
+    const { cell, configPath } = await setup(
+      ['forge', 'anvil'],
+      '[policy.agents.anvil]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }',
+    );
     const first = await startDaemon(configPath);
     const forge = await healthyAgent(first.url, 'forge');
     const anvil = await healthyAgent(first.url, 'anvil');
     process.kill(anvil.pid!, 'SIGKILL');
-    const approval = await waitFor(async () => (await agentOf(first.url, 'anvil'))?.pending_approval, 20_000, 'an approval request');
-    await waitFor(async () => (await readCellState(cell.dir)).agents.anvil?.pending_approval === approval, 10_000, 'the approval persisted');
+    const approval = await waitFor(
+      async () => (await agentOf(first.url, 'anvil'))?.pending_approval,
+      20_000,
+      'an approval request',
+    );
+    await waitFor(
+      async () => (await readCellState(cell.dir)).agents.anvil?.pending_approval === approval,
+      10_000,
+      'the approval persisted',
+    );
     process.kill(-first.child.pid!, 'SIGKILL');
     await within(exitOf(first.child), 10_000, 'daemon killed');
     // The agent outlived its daemon.
@@ -162,7 +241,9 @@ describe('pit daemon (e2e, real processes)', () => {
     const story = await storyOf(cell.dir, 'forge');
     expect(story.filter((kind) => kind === 'agent_started')).toHaveLength(1);
     expect(story).not.toContain('agent_revived');
-    expect((await storyOf(cell.dir, 'anvil')).filter((kind) => kind === 'revive_requested')).toHaveLength(1);
+    expect(
+      (await storyOf(cell.dir, 'anvil')).filter((kind) => kind === 'revive_requested'),
+    ).toHaveLength(1);
     second.child.kill('SIGTERM');
     await within(exitOf(second.child), 20_000, 'daemon exit');
     // SIGTERM leaves the fleet running.
@@ -175,7 +256,11 @@ describe('pit daemon (e2e, real processes)', () => {
     await healthyAgent(daemon.url, 'forge');
     await fs.writeFile(configPath, `${lines.join('\n')}\n[agents.forge.probez]\n`, { mode: 0o600 });
     daemon.child.kill('SIGHUP');
-    await waitFor(() => daemon.child.output().includes('new config rejected'), 20_000, 'the rejection');
+    await waitFor(
+      () => daemon.child.output().includes('new config rejected'),
+      20_000,
+      'the rejection',
+    );
     expect(daemon.child.output()).toContain('agents.forge.probez: unknown key');
     expect((await agentOf(daemon.url, 'forge'))?.health).toBe('healthy');
     // A valid config that adds an agent to the cell's manifest and to the config.
@@ -183,7 +268,16 @@ describe('pit daemon (e2e, real processes)', () => {
     await updateManifest(cell.dir, (manifest) => {
       manifest.agents.push({ name: 'anvil', role: 'write', joined_at: new Date().toISOString() });
     });
-    await fs.writeFile(configPath, [...lines, '[agents.anvil]', `argv = ["${process.execPath}", "${AGENT}"]`, 'startup_grace_s = 10'].join('\n'), { mode: 0o600 });
+    await fs.writeFile(
+      configPath,
+      [
+        ...lines,
+        '[agents.anvil]',
+        `argv = ["${process.execPath}", "${AGENT}"]`,
+        'startup_grace_s = 10',
+      ].join('\n'),
+      { mode: 0o600 },
+    );
     daemon.child.kill('SIGHUP');
     await healthyAgent(daemon.url, 'anvil');
     daemon.child.kill('SIGTERM');
@@ -210,44 +304,75 @@ describe('sweepOnce (cron one-shot)', () => {
     expect(['unknown', 'healthy']).toContain(first.agents[0]?.health);
     const pid = (await readCellState(cell.dir)).agents.forge!.pid!;
     agentPids.add(pid);
-    await waitFor(async () => (await fs.stat(join(cell.dir, '.lazarus', 'heartbeats', 'forge.json')).catch(() => undefined)) !== undefined, 10_000, 'the first heartbeat');
+    await waitFor(
+      async () =>
+        (await fs
+          .stat(join(cell.dir, '.lazarus', 'heartbeats', 'forge.json'))
+          .catch(() => undefined)) !== undefined,
+      10_000,
+      'the first heartbeat',
+    );
     const second = await sweepOnce({ configPath, log: quiet });
     expect(second.healthy).toBe(true);
     expect((await readCellState(cell.dir)).agents.forge!.pid).toBe(pid);
-    expect((await storyOf(cell.dir, 'forge')).filter((kind) => kind === 'agent_started' || kind === 'agent_revived')).toEqual(['agent_started']);
+    expect(
+      (await storyOf(cell.dir, 'forge')).filter(
+        (kind) => kind === 'agent_started' || kind === 'agent_revived',
+      ),
+    ).toEqual(['agent_started']);
   });
 
   it('two sweeps in a row accumulate dead time, revive nothing twice, and refuse to run beside a daemon', async () => {
     const { cell, configPath } = await setup(['forge'], '[policy.agents.forge]\ndead_after = "1h"');
     // First sweep: the agent is seen for the first time and started.
-    const first = await sweepOnce({ configPath, env: { ...process.env }, log: { stream: { write: () => true }, format: 'json' } });
+    const first = await sweepOnce({
+      configPath,
+      env: { ...process.env },
+      log: { stream: { write: () => true }, format: 'json' },
+    });
     expect(first.agents.map((agent) => agent.key)).toEqual([`${cell.uuid}/forge`]);
     const pid = (await readCellState(cell.dir)).agents.forge!.pid!;
     agentPids.add(pid);
     process.kill(pid, 'SIGKILL');
-    await waitFor(() => {
-      try {
-        process.kill(pid, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    }, 10_000, 'the agent gone').catch(() => undefined);
-    const second = await sweepOnce({ configPath, env: { ...process.env }, log: { stream: { write: () => true }, format: 'json' } });
+    await waitFor(
+      () => {
+        try {
+          process.kill(pid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      },
+      10_000,
+      'the agent gone',
+    ).catch(() => undefined);
+    const second = await sweepOnce({
+      configPath,
+      env: { ...process.env },
+      log: { stream: { write: () => true }, format: 'json' },
+    });
     expect(second.healthy).toBe(false);
     const afterSecond = (await readCellState(cell.dir)).agents.forge!;
     expect(afterSecond.health).toBe('dead');
     const firstDead = afterSecond.first_dead_at!;
-    const third = await sweepOnce({ configPath, env: { ...process.env }, log: { stream: { write: () => true }, format: 'json' } });
+    const third = await sweepOnce({
+      configPath,
+      env: { ...process.env },
+      log: { stream: { write: () => true }, format: 'json' },
+    });
     expect(third.healthy).toBe(false);
     const afterThird = (await readCellState(cell.dir)).agents.forge!;
     expect(afterThird.first_dead_at).toBe(firstDead);
-    const waits = (await cellEvents(cell.dir)).filter((event) => event.event === 'decision' && event.agent === 'forge');
+    const waits = (await cellEvents(cell.dir)).filter(
+      (event) => event.event === 'decision' && event.agent === 'forge',
+    );
     expect(waits.at(-1)).toMatchObject({ action: 'wait', rule: 'dead_after' });
     expect(await storyOf(cell.dir, 'forge')).not.toContain('agent_revived');
     // Beside a running daemon, a sweep is refused.
     const daemon = await startDaemon(configPath);
-    await expect(sweepOnce({ configPath, log: { stream: { write: () => true } } })).rejects.toThrow(/another pit daemon/);
+    await expect(sweepOnce({ configPath, log: { stream: { write: () => true } } })).rejects.toThrow(
+      /another pit daemon/,
+    );
     daemon.child.kill('SIGTERM');
     await within(exitOf(daemon.child), 20_000, 'daemon exit');
   });

@@ -7,8 +7,12 @@ import { cleanup, makeCell, reapLater, tempDir, waitFor, within } from './helper
 import { AGENT } from './fleet.js';
 import { spawnTsx } from './spawn-tsx.js';
 
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) => existsSync(path));
-const reason = CHROMIUM ? `headless ${CHROMIUM}` : 'skipped: no Chromium (apt-get install -y chromium)';
+const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) =>
+  existsSync(path),
+);
+const reason = CHROMIUM
+  ? `headless ${CHROMIUM}`
+  : 'skipped: no Chromium (apt-get install -y chromium)';
 if (!CHROMIUM) console.warn(`dashboard test ${reason}`);
 
 const RUN_DAEMON = fileURLToPath(new URL('./fixtures/run-daemon.ts', import.meta.url));
@@ -25,92 +29,131 @@ afterEach(async () => {
 });
 
 describe('the dashboard (GET /)', () => {
-  it.skipIf(!CHROMIUM)(`shows an agent killed in the test turn red then green again, and an approval pressed on the page revives an agent (${reason})`, async () => {
-    const base = await tempDir('pit-dash-');
-    const cell = await makeCell([{ name: 'forge' }, { name: 'anvil' }], join(base, 'missions'));
-    const config = [
-      '[daemon]',
-      'state_dir = "state"',
-      '[daemon.http]',
-      'listen = "127.0.0.1:0"',
-      'token_env = "PIT_TEST_TOKEN"',
-      '[cells]',
-      'root = "missions"',
-      'heartbeat_stale_s = 15', // generous: a loaded 2-core machine delays heartbeats; deaths here are seen by the process probe
-      'poll_interval_s = 0.2',
-      'resurrect_after_s = 0',
-      '[checkpoints]',
-      'interval_s = 0',
-      '[bus]',
-      'listen = "127.0.0.1:0"',
-      '[policy.agents.forge]',
-      'dead_after = "3s"', // stays red long enough to be seen
-      '[policy.agents.anvil]',
-      'mode = "ask"',
-      'approval = { channels = ["http"], timeout = "10m" }',
-      ...['forge', 'anvil'].flatMap((name) => [`[agents.${name}]`, `argv = ["${process.execPath}", "${AGENT}"]`, 'startup_grace_s = 10', `[agents.${name}.probes]`, 'failure_threshold = 1']),
-    ].join('\n');
-    const configPath = join(base, 'pit.toml');
-    await fs.writeFile(configPath, config, { mode: 0o600 });
-    const daemon = spawnTsx(RUN_DAEMON, [configPath], { env: { ...process.env, PIT_TEST_TOKEN: TOKEN } });
-    const ready = await waitFor(() => /^(READY|FAILED) .*$/m.exec(daemon.output())?.[0], 30_000, 'the daemon');
-    expect(ready).toMatch(/^READY/);
-    const url = ready.split(' ')[1]!;
-
-    browser = await chromium.launch({
-      executablePath: CHROMIUM!,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
-    const page = await browser.newPage();
-    await page.goto(url);
-    const row = (agent: string, state: string) => page.locator(`section[data-cell="${cell.uuid}"] tr[data-agent="${agent}"][data-state="${state}"]`);
-    await row('forge', 'healthy').waitFor({ timeout: 30_000 });
-    await row('anvil', 'healthy').waitFor({ timeout: 30_000 });
-    // The page re-renders every second: query and read the colour in one step, retrying until the row is there.
-    const colorOf = (agent: string, state: string) =>
-      waitFor(
-        () =>
-          page.evaluate(
-            ([name, health]) => {
-              const view = globalThis as unknown as { document: { querySelector(selector: string): unknown }; getComputedStyle(element: unknown): { backgroundColor: string } };
-              const node = view.document.querySelector(`tr[data-agent="${name}"][data-state="${health}"] .state`);
-              return node ? view.getComputedStyle(node).backgroundColor : '';
-            },
-            [agent, state],
-          ),
-        10_000,
-        `${agent} shown ${state}`,
+  it.skipIf(!CHROMIUM)(
+    `shows an agent killed in the test turn red then green again, and an approval pressed on the page revives an agent (${reason})`,
+    async () => {
+      const base = await tempDir('pit-dash-');
+      const cell = await makeCell([{ name: 'forge' }, { name: 'anvil' }], join(base, 'missions'));
+      const config = [
+        '[daemon]',
+        'state_dir = "state"',
+        '[daemon.http]',
+        'listen = "127.0.0.1:0"',
+        'token_env = "PIT_TEST_TOKEN"',
+        '[cells]',
+        'root = "missions"',
+        'heartbeat_stale_s = 15', // generous: a loaded 2-core machine delays heartbeats; deaths here are seen by the process probe
+        'poll_interval_s = 0.2',
+        'resurrect_after_s = 0',
+        '[checkpoints]',
+        'interval_s = 0',
+        '[bus]',
+        'listen = "127.0.0.1:0"',
+        '[policy.agents.forge]',
+        'dead_after = "3s"', // stays red long enough to be seen
+        '[policy.agents.anvil]',
+        'mode = "ask"',
+        'approval = { channels = ["http"], timeout = "10m" }',
+        ...['forge', 'anvil'].flatMap((name) => [
+          `[agents.${name}]`,
+          `argv = ["${process.execPath}", "${AGENT}"]`,
+          'startup_grace_s = 10',
+          `[agents.${name}.probes]`,
+          'failure_threshold = 1',
+        ]),
+      ].join('\n');
+      const configPath = join(base, 'pit.toml');
+      await fs.writeFile(configPath, config, { mode: 0o600 });
+      const daemon = spawnTsx(RUN_DAEMON, [configPath], {
+        env: { ...process.env, PIT_TEST_TOKEN: TOKEN },
+      });
+      const ready = await waitFor(
+        () => /^(READY|FAILED) .*$/m.exec(daemon.output())?.[0],
+        30_000,
+        'the daemon',
       );
-    const pidOf = async (agent: string) => Number(await page.locator(`tr[data-agent="${agent}"] td:nth-child(5)`).textContent());
-    const forgePid = await pidOf('forge');
-    const anvilPid = await pidOf('anvil');
-    pids.add(forgePid).add(anvilPid);
-    expect(await colorOf('forge', 'healthy')).toBe('rgb(31, 157, 85)');
+      expect(ready).toMatch(/^READY/);
+      const url = ready.split(' ')[1]!;
 
-    process.kill(forgePid, 'SIGKILL');
-    await row('forge', 'dead').waitFor({ timeout: 20_000 });
-    expect(await colorOf('forge', 'dead')).toBe('rgb(229, 62, 62)');
-    await row('forge', 'healthy').waitFor({ timeout: 30_000 });
-    const revivedPid = await pidOf('forge');
-    pids.add(revivedPid);
-    expect(revivedPid).not.toBe(forgePid);
-    await page.locator('tr[data-agent="forge"] .events').filter({ hasText: 'agent_revived' }).waitFor({ timeout: 20_000 });
+      browser = await chromium.launch({
+        executablePath: CHROMIUM!,
+        args: [
+          '--headless',
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+          '--no-first-run',
+        ],
+      });
+      const page = await browser.newPage();
+      await page.goto(url);
+      const row = (agent: string, state: string) =>
+        page.locator(
+          `section[data-cell="${cell.uuid}"] tr[data-agent="${agent}"][data-state="${state}"]`,
+        );
+      await row('forge', 'healthy').waitFor({ timeout: 30_000 });
+      await row('anvil', 'healthy').waitFor({ timeout: 30_000 });
+      // The page re-renders every second: query and read the colour in one step, retrying until the row is there.
+      const colorOf = (agent: string, state: string) =>
+        waitFor(
+          () =>
+            page.evaluate(
+              ([name, health]) => {
+                const view = globalThis as unknown as {
+                  document: { querySelector(selector: string): unknown };
+                  getComputedStyle(element: unknown): { backgroundColor: string };
+                };
+                const node = view.document.querySelector(
+                  `tr[data-agent="${name}"][data-state="${health}"] .state`,
+                );
+                return node ? view.getComputedStyle(node).backgroundColor : '';
+              },
+              [agent, state],
+            ),
+          10_000,
+          `${agent} shown ${state}`,
+        );
+      const pidOf = async (agent: string) =>
+        Number(await page.locator(`tr[data-agent="${agent}"] td:nth-child(5)`).textContent());
+      const forgePid = await pidOf('forge');
+      const anvilPid = await pidOf('anvil');
+      pids.add(forgePid).add(anvilPid);
+      expect(await colorOf('forge', 'healthy')).toBe('rgb(31, 157, 85)');
 
-    process.kill(anvilPid, 'SIGKILL');
-    const approve = page.locator('tr[data-agent="anvil"] button.approve');
-    await approve.waitFor({ timeout: 20_000 });
-    // Without the token the page says so and nothing happens.
-    await approve.click();
-    await page.locator('#message').filter({ hasText: 'enter the API token first' }).waitFor({ timeout: 5000 });
-    await page.fill('#token', TOKEN);
-    await page.click('#token-form button');
-    await page.locator('tr[data-agent="anvil"] button.approve').click();
-    await page.locator('#message').filter({ hasText: 'approved' }).waitFor({ timeout: 10_000 });
-    await row('anvil', 'healthy').waitFor({ timeout: 30_000 });
-    pids.add(await pidOf('anvil'));
-    if (process.env.PIT_DASHBOARD_SCREENSHOT) await page.screenshot({ path: process.env.PIT_DASHBOARD_SCREENSHOT, fullPage: true });
+      process.kill(forgePid, 'SIGKILL');
+      await row('forge', 'dead').waitFor({ timeout: 20_000 });
+      expect(await colorOf('forge', 'dead')).toBe('rgb(229, 62, 62)');
+      await row('forge', 'healthy').waitFor({ timeout: 30_000 });
+      const revivedPid = await pidOf('forge');
+      pids.add(revivedPid);
+      expect(revivedPid).not.toBe(forgePid);
+      await page
+        .locator('tr[data-agent="forge"] .events')
+        .filter({ hasText: 'agent_revived' })
+        .waitFor({ timeout: 20_000 });
 
-    daemon.kill('SIGTERM');
-    await within(new Promise((resolve) => daemon.once('exit', resolve)), 20_000, 'daemon exit');
-  });
+      process.kill(anvilPid, 'SIGKILL');
+      const approve = page.locator('tr[data-agent="anvil"] button.approve');
+      await approve.waitFor({ timeout: 20_000 });
+      // Without the token the page says so and nothing happens.
+      await approve.click();
+      await page
+        .locator('#message')
+        .filter({ hasText: 'enter the API token first' })
+        .waitFor({ timeout: 5000 });
+      await page.fill('#token', TOKEN);
+      await page.click('#token-form button');
+      await page.locator('tr[data-agent="anvil"] button.approve').click();
+      await page.locator('#message').filter({ hasText: 'approved' }).waitFor({ timeout: 10_000 });
+      await row('anvil', 'healthy').waitFor({ timeout: 30_000 });
+      pids.add(await pidOf('anvil'));
+      if (process.env.PIT_DASHBOARD_SCREENSHOT)
+        await page.screenshot({ path: process.env.PIT_DASHBOARD_SCREENSHOT, fullPage: true });
+
+      daemon.kill('SIGTERM');
+      await within(new Promise((resolve) => daemon.once('exit', resolve)), 20_000, 'daemon exit');
+    },
+  );
 });

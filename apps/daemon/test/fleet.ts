@@ -10,9 +10,15 @@ import type { PitConfig } from '../src/config-schema.js';
 export const AGENT = fileURLToPath(new URL('./fixtures/agent.mjs', import.meta.url));
 
 /** Parses a TOML config for tests (paths resolved against `baseDir`), failing loudly on problems. */
-export function testConfig(toml: string, baseDir: string): { config: PitConfig; policyInput: unknown } {
+export function testConfig(
+  toml: string,
+  baseDir: string,
+): { config: PitConfig; policyInput: unknown } {
   const parsed = parseConfig(toml, 'toml');
-  if (!parsed.ok) throw new Error(parsed.problems.map((problem) => `${problem.path}: ${problem.message}`).join('\n'));
+  if (!parsed.ok)
+    throw new Error(
+      parsed.problems.map((problem) => `${problem.path}: ${problem.message}`).join('\n'),
+    );
   return { config: resolveConfigPaths(parsed.config, baseDir), policyInput: parsed.policyInput };
 }
 
@@ -20,7 +26,8 @@ export function testConfig(toml: string, baseDir: string): { config: PitConfig; 
 export async function cellEvents(cellDir: string): Promise<AnyCellEvent[]> {
   const events: AnyCellEvent[] = [];
   try {
-    for await (const entry of readEvents(join(cellDir, 'logs', 'events.jsonl'))) if (entry.ok) events.push(entry.event);
+    for await (const entry of readEvents(join(cellDir, 'logs', 'events.jsonl')))
+      if (entry.ok) events.push(entry.event);
   } catch {
     return events;
   }
@@ -29,7 +36,11 @@ export async function cellEvents(cellDir: string): Promise<AnyCellEvent[]> {
 
 /** The kinds of events about `agent`, in order. */
 export async function storyOf(cellDir: string, agent: string): Promise<string[]> {
-  return (await cellEvents(cellDir)).filter((event) => event.agent === agent).map((event) => (event.event === 'decision' ? `decision:${String(event.action)}` : event.event));
+  return (await cellEvents(cellDir))
+    .filter((event) => event.agent === agent)
+    .map((event) =>
+      event.event === 'decision' ? `decision:${String(event.action)}` : event.event,
+    );
 }
 
 /** Reads a file, or '' when absent. */

@@ -40,11 +40,15 @@ export async function cleanup(): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
   }
-  for (const dir of dirs.splice(0)) await fs.rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+  for (const dir of dirs.splice(0))
+    await fs.rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
 }
 
 /** A real cell with the given agents under a temp cells root. */
-export async function makeCell(agents: Array<{ name: string; role?: string; home?: string }>, root?: string) {
+export async function makeCell(
+  agents: Array<{ name: string; role?: string; home?: string }>,
+  root?: string,
+) {
   const cellsRoot = root ?? join(await tempDir('pit-cells-'), 'missions');
   const { dir, manifest } = await provisionCell(cellsRoot, {
     mission: 'test mission',
@@ -61,7 +65,11 @@ export async function script(path: string, body: string): Promise<string> {
 }
 
 /** Waits for `check` to return a value (not undefined/false) within `timeoutMs`, polling every 20 ms. */
-export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 10_000, what = 'condition'): Promise<NonNullable<T>> {
+export async function waitFor<T>(
+  check: () => T | Promise<T>,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -71,20 +79,39 @@ export async function waitFor<T>(check: () => T | Promise<T>, timeoutMs = 10_000
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
+      );
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }
 
 /** Resolves with `promise`, or rejects after `timeoutMs`. */
-export async function within<T>(promise: Promise<T>, timeoutMs: number, what = 'promise'): Promise<T> {
+export async function within<T>(
+  promise: Promise<T>,
+  timeoutMs: number,
+  what = 'promise',
+): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what} did not settle within ${timeoutMs} ms`)), timeoutMs)))]);
+    return await Promise.race([
+      promise,
+      new Promise<never>(
+        (_, reject) =>
+          (timer = setTimeout(
+            () => reject(new Error(`${what} did not settle within ${timeoutMs} ms`)),
+            timeoutMs,
+          )),
+      ),
+    ]);
   } finally {
     clearTimeout(timer);
   }
 }
 
 /** The environment given to test agents. */
-export const agentEnv = (): Record<string, string> => ({ PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/nonexistent' });
+export const agentEnv = (): Record<string, string> => ({
+  PATH: process.env.PATH ?? '/usr/bin:/bin',
+  HOME: '/nonexistent',
+});

@@ -34,7 +34,10 @@ const logger = createLogger({ level: process.env.PIT_TEST_LOG ? 'debug' : 'error
 /** A fleet: a temp dir with a cells root, a state dir and a config for one cell whose agents run the test agent. */
 async function fleet(agents: string[], extra = '', agentExtra: Record<string, string> = {}) {
   const base = await tempDir('pit-fleet-');
-  const cell = await makeCell(agents.map((name) => ({ name })), join(base, 'missions'));
+  const cell = await makeCell(
+    agents.map((name) => ({ name })),
+    join(base, 'missions'),
+  );
   const toml = [
     '[daemon]',
     'state_dir = "state"',
@@ -62,13 +65,18 @@ async function fleet(agents: string[], extra = '', agentExtra: Record<string, st
   return { base, cell, config, policyInput };
 }
 
-const statusOf = async (key: string) => (await supervisor!.status()).agents.find((agent) => agent.key === key);
+const statusOf = async (key: string) =>
+  (await supervisor!.status()).agents.find((agent) => agent.key === key);
 /** Waits until the agent `key` is healthy with a pid (other than `not`: a replacement). */
 const healthyStatus = (key: string, timeoutMs: number, what: string, not?: number) =>
-  waitFor(async () => {
-    const status = await statusOf(key);
-    return status?.health === 'healthy' && status.pid && status.pid !== not ? status : undefined;
-  }, timeoutMs, what);
+  waitFor(
+    async () => {
+      const status = await statusOf(key);
+      return status?.health === 'healthy' && status.pid && status.pid !== not ? status : undefined;
+    },
+    timeoutMs,
+    what,
+  );
 
 describe('the supervision loop', () => {
   it('starts a configured agent, sees it healthy, and revives it after SIGKILL; the event log tells the story', async () => {
@@ -85,21 +93,38 @@ describe('the supervision loop', () => {
     started.push(second.pid!);
     expect(second.restarts).toBe(1);
     // Events are appended in order but without holding up the loop: wait for the last one.
-    const story = await waitFor(async () => {
-      const kinds = await storyOf(cell.dir, 'forge');
-      return kinds.includes('agent_revived') && kinds.lastIndexOf('agent_healthy') > kinds.indexOf('agent_revived') ? kinds : undefined;
-    }, 10_000, 'agent_healthy logged after the revive');
-    expect(story).toEqual(expect.arrayContaining(['agent_started', 'agent_healthy', 'agent_dead', 'agent_revived']));
+    const story = await waitFor(
+      async () => {
+        const kinds = await storyOf(cell.dir, 'forge');
+        return kinds.includes('agent_revived') &&
+          kinds.lastIndexOf('agent_healthy') > kinds.indexOf('agent_revived')
+          ? kinds
+          : undefined;
+      },
+      10_000,
+      'agent_healthy logged after the revive',
+    );
+    expect(story).toEqual(
+      expect.arrayContaining(['agent_started', 'agent_healthy', 'agent_dead', 'agent_revived']),
+    );
     // The built-in policy rolls the config back before restarting (nothing to roll back here).
     expect(story).toContain('decision:rollback_and_restart');
     expect(story.indexOf('agent_dead')).toBeLessThan(story.indexOf('agent_revived'));
     expect(story.lastIndexOf('agent_healthy')).toBeGreaterThan(story.indexOf('agent_revived'));
-    const dead = await waitFor(async () => (await cellEvents(cell.dir)).find((event) => event.event === 'agent_dead'), 10_000, 'agent_dead in the log');
+    const dead = await waitFor(
+      async () => (await cellEvents(cell.dir)).find((event) => event.event === 'agent_dead'),
+      10_000,
+      'agent_dead in the log',
+    );
     expect(String(dead?.reason)).toContain('SIGKILL');
-    await waitFor(async () => {
-      const state = await readCellState(cell.dir);
-      return state.agents.forge?.health === 'healthy' && state.agents.forge.pid === second.pid;
-    }, 10_000, 'the state persisted');
+    await waitFor(
+      async () => {
+        const state = await readCellState(cell.dir);
+        return state.agents.forge?.health === 'healthy' && state.agents.forge.pid === second.pid;
+      },
+      10_000,
+      'the state persisted',
+    );
   });
 
   it('rolls a corrupted config back to last known good (hashes in the log) and restarts the agent', async () => {
@@ -123,10 +148,23 @@ describe('the supervision loop', () => {
     const revived = await healthyStatus(key, 30_000, 'forge rolled back and healthy', first.pid);
     started.push(revived.pid!);
     expect(await fs.readFile(configFile, 'utf8')).toBe('{"model":"good"}\n');
-    const rolledBack = await waitFor(async () => (await cellEvents(cell.dir)).find((event) => event.event === 'config_rolled_back'), 10_000, 'config_rolled_back in the log');
+    const rolledBack = await waitFor(
+      async () =>
+        (await cellEvents(cell.dir)).find((event) => event.event === 'config_rolled_back'),
+      10_000,
+      'config_rolled_back in the log',
+    );
     expect(rolledBack).toBeDefined();
-    const files = rolledBack!.files as Array<{ path: string; old_sha256: string; new_sha256: string }>;
-    expect(files[0]).toMatchObject({ path: configFile, old_sha256: expect.stringMatching(/^[0-9a-f]{64}$/), new_sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    const files = rolledBack!.files as Array<{
+      path: string;
+      old_sha256: string;
+      new_sha256: string;
+    }>;
+    expect(files[0]).toMatchObject({
+      path: configFile,
+      old_sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
+      new_sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
     expect(files[0]!.old_sha256).not.toBe(files[0]!.new_sha256);
   });
 
@@ -146,10 +184,17 @@ describe('the supervision loop', () => {
     // The agent switches its own config at runtime and keeps running on the old one for a while.
     await fs.writeFile(configFile, '{"model":"untested"}\n');
     const healthyChecksAfter = Date.now();
-    await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.health === 'healthy' && Date.now() - healthyChecksAfter > 4 * config.cells.poll_interval_s * 1000 ? true : undefined;
-    }, 20_000, 'several healthy checks after the edit');
+    await waitFor(
+      async () => {
+        const status = await statusOf(key);
+        return status?.health === 'healthy' &&
+          Date.now() - healthyChecksAfter > 4 * config.cells.poll_interval_s * 1000
+          ? true
+          : undefined;
+      },
+      20_000,
+      'several healthy checks after the edit',
+    );
     expect(await store.history('forge')).toHaveLength(1);
     process.kill(first.pid!, 'SIGKILL');
     const revived = await healthyStatus(key, 30_000, 'forge restarted', first.pid);
@@ -159,66 +204,129 @@ describe('the supervision loop', () => {
   });
 
   it('does not restart an agent whose policy is never, records why, and opens an issue on the (local) issues API', async () => {
-    const api = await startIssuesApi({ flavour: 'gitea', token: 'issues-token-1', owner: 'ops', repo: 'fleet' });
+    const api = await startIssuesApi({
+      flavour: 'gitea',
+      token: 'issues-token-1',
+      owner: 'ops',
+      repo: 'fleet',
+    });
     closers.push(() => api.close());
     const { cell, config, policyInput } = await fleet(
       ['forge'],
       `[policy.agents.forge]\nmode = "never"\n[issues]\nprovider = "gitea"\nbase_url = "${api.baseUrl}"\nowner = "ops"\nrepo = "fleet"\ntoken_env = "PIT_TEST_ISSUES_TOKEN"`,
     );
     const env = { ...process.env, PIT_TEST_ISSUES_TOKEN: 'issues-token-1' };
-    supervisor = await createSupervisor({ config, policyInput, env, logger, notifier: createNotifier(config, env, logger) });
+    supervisor = await createSupervisor({
+      config,
+      policyInput,
+      env,
+      logger,
+      notifier: createNotifier(config, env, logger),
+    });
     await supervisor.start();
     const key = `${cell.uuid}/forge`;
     const first = await healthyStatus(key, 20_000, 'forge healthy');
     started.push(first.pid!);
     process.kill(first.pid!, 'SIGKILL');
-    const dead = await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.health === 'dead' && status.last_decision ? status : undefined;
-    }, 20_000, 'forge dead with a decision');
+    const dead = await waitFor(
+      async () => {
+        const status = await statusOf(key);
+        return status?.health === 'dead' && status.last_decision ? status : undefined;
+      },
+      20_000,
+      'forge dead with a decision',
+    );
     expect(dead.last_decision?.action).toBe('record_only');
     expect(dead.pid).toBeUndefined();
-    const story = await waitFor(async () => {
-      const kinds = await storyOf(cell.dir, 'forge');
-      return kinds.includes('decision:record_only') ? kinds : undefined;
-    }, 10_000, 'the record_only decision in the log');
+    const story = await waitFor(
+      async () => {
+        const kinds = await storyOf(cell.dir, 'forge');
+        return kinds.includes('decision:record_only') ? kinds : undefined;
+      },
+      10_000,
+      'the record_only decision in the log',
+    );
     expect(story).not.toContain('agent_revived');
     expect(story).toContain('decision:record_only');
-    const issue = await waitFor(() => api.issues.find((item) => item.title.startsWith('[pit] forge:')), 20_000, 'the death issue');
+    const issue = await waitFor(
+      () => api.issues.find((item) => item.title.startsWith('[pit] forge:')),
+      20_000,
+      'the death issue',
+    );
     expect(issue.state).toBe('open');
     expect(issue.body).toContain('SIGKILL');
     expect(api.issues.filter((item) => item.title.startsWith('[pit] forge:'))).toHaveLength(1);
   });
 
   it('substitutes a dead agent: the substitute joins the cell with its role, gets a handoff and a resume packet, and runs', async () => {
-    const { cell, config, policyInput } = await fleet(['forge'], `[policy.agents.forge]\nmode = "substitute"\n[agents.anvil]\nargv = ["${process.execPath}", "${AGENT}"]\nstartup_grace_s = 10`, {
-      forge: `argv = ["${process.execPath}", "${AGENT}"]\nsubstitutes = ["anvil"]`,
-    });
+    const { cell, config, policyInput } = await fleet(
+      ['forge'],
+      `[policy.agents.forge]\nmode = "substitute"\n[agents.anvil]\nargv = ["${process.execPath}", "${AGENT}"]\nstartup_grace_s = 10`,
+      {
+        forge: `argv = ["${process.execPath}", "${AGENT}"]\nsubstitutes = ["anvil"]`,
+      },
+    );
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
     await supervisor.start();
-    const forge = await waitFor(async () => {
-      const status = await statusOf(`${cell.uuid}/forge`);
-      return status?.health === 'healthy' && status.pid ? status : undefined;
-    }, 20_000, 'forge healthy');
+    const forge = await waitFor(
+      async () => {
+        const status = await statusOf(`${cell.uuid}/forge`);
+        return status?.health === 'healthy' && status.pid ? status : undefined;
+      },
+      20_000,
+      'forge healthy',
+    );
     started.push(forge.pid!);
     process.kill(forge.pid!, 'SIGKILL');
-    const anvil = await waitFor(async () => {
-      const status = await statusOf(`${cell.uuid}/anvil`);
-      return status?.health === 'healthy' && status.pid ? status : undefined;
-    }, 30_000, 'anvil substituted and healthy');
+    const anvil = await waitFor(
+      async () => {
+        const status = await statusOf(`${cell.uuid}/anvil`);
+        return status?.health === 'healthy' && status.pid ? status : undefined;
+      },
+      30_000,
+      'anvil substituted and healthy',
+    );
     started.push(anvil.pid!);
     expect((await statusOf(`${cell.uuid}/forge`))?.substituted_by).toBe('anvil');
-    const manifest = JSON.parse(await fs.readFile(join(cell.dir, 'cell.json'), 'utf8')) as { agents: Array<{ name: string; role: string }> };
+    const manifest = JSON.parse(await fs.readFile(join(cell.dir, 'cell.json'), 'utf8')) as {
+      agents: Array<{ name: string; role: string }>;
+    };
     expect(manifest.agents.find((agent) => agent.name === 'anvil')?.role).toBe('write');
-    const substituted = await waitFor(async () => (await cellEvents(cell.dir)).find((event) => event.event === 'agent_substituted'), 10_000, 'agent_substituted in the log');
-    expect(substituted).toMatchObject({ agent: 'forge', substitute: 'anvil', role: 'write', handoff: expect.any(String) });
-    const packet = JSON.parse(await fs.readFile(join(cell.dir, '.lazarus', 'resume', 'anvil.json'), 'utf8')) as { from: string; recipient: string; handoff: { id: string } };
-    expect(packet).toMatchObject({ from: 'forge', recipient: 'anvil', handoff: { id: substituted!.handoff } });
-    await waitFor(async () => (await fs.readFile(join(cell.dir, 'logs', 'anvil.log'), 'utf8')).includes(`resuming the work of forge (handoff ${String(substituted!.handoff)})`), 10_000, 'anvil to read its resume packet').catch(async (error: unknown) => {
-      throw new Error(`${String(error)}; log: ${await fs.readFile(join(cell.dir, 'logs', 'anvil.log'), 'utf8')}`);
+    const substituted = await waitFor(
+      async () => (await cellEvents(cell.dir)).find((event) => event.event === 'agent_substituted'),
+      10_000,
+      'agent_substituted in the log',
+    );
+    expect(substituted).toMatchObject({
+      agent: 'forge',
+      substitute: 'anvil',
+      role: 'write',
+      handoff: expect.any(String),
+    });
+    const packet = JSON.parse(
+      await fs.readFile(join(cell.dir, '.lazarus', 'resume', 'anvil.json'), 'utf8'),
+    ) as { from: string; recipient: string; handoff: { id: string } };
+    expect(packet).toMatchObject({
+      from: 'forge',
+      recipient: 'anvil',
+      handoff: { id: substituted!.handoff },
+    });
+    await waitFor(
+      async () =>
+        (await fs.readFile(join(cell.dir, 'logs', 'anvil.log'), 'utf8')).includes(
+          `resuming the work of forge (handoff ${String(substituted!.handoff)})`,
+        ),
+      10_000,
+      'anvil to read its resume packet',
+    ).catch(async (error: unknown) => {
+      throw new Error(
+        `${String(error)}; log: ${await fs.readFile(join(cell.dir, 'logs', 'anvil.log'), 'utf8')}`,
+      );
     });
     // The next sweep of forge does nothing more: a live substitute stands in for it.
-    expect((await storyOf(cell.dir, 'forge')).filter((kind) => kind === 'agent_substituted')).toHaveLength(1);
+    expect(
+      (await storyOf(cell.dir, 'forge')).filter((kind) => kind === 'agent_substituted'),
+    ).toHaveLength(1);
   });
 
   it('asks on Telegram (the real grammY client against a local Bot API) and revives the agent when an approver presses Approve', async () => {
@@ -234,116 +342,233 @@ describe('the supervision loop', () => {
     const channels = await startChannels(config, env, logger);
     closers.unshift(() => channels.stop());
     expect(channels.approvals.map((channel) => channel.name)).toEqual(['telegram']);
-    supervisor = await createSupervisor({ config, policyInput, env, logger, approvalChannels: channels.approvals, notifier: createNotifier(config, env, logger, channels.alerts) });
+    supervisor = await createSupervisor({
+      config,
+      policyInput,
+      env,
+      logger,
+      approvalChannels: channels.approvals,
+      notifier: createNotifier(config, env, logger, channels.alerts),
+    });
     await supervisor.start();
     const key = `${cell.uuid}/forge`;
     const first = await healthyStatus(key, 20_000, 'forge healthy');
     started.push(first.pid!);
     process.kill(first.pid!, 'SIGKILL');
-    const request = await api.waitForMessage(chatId, (message) => (message.reply_markup?.inline_keyboard.flat() ?? []).some((button) => button.callback_data?.startsWith('a:')), 20_000);
+    const request = await api.waitForMessage(
+      chatId,
+      (message) =>
+        (message.reply_markup?.inline_keyboard.flat() ?? []).some((button) =>
+          button.callback_data?.startsWith('a:'),
+        ),
+      20_000,
+    );
     expect(request.text).toContain('forge');
-    const approve = request.reply_markup!.inline_keyboard.flat().find((button) => button.callback_data?.startsWith('a:'))!;
-    api.pressButton({ from: approver, chatId, messageId: request.message_id, data: approve.callback_data! });
-    const revived = await healthyStatus(key, 20_000, 'forge revived after the Telegram approval', first.pid);
+    const approve = request
+      .reply_markup!.inline_keyboard.flat()
+      .find((button) => button.callback_data?.startsWith('a:'))!;
+    api.pressButton({
+      from: approver,
+      chatId,
+      messageId: request.message_id,
+      data: approve.callback_data!,
+    });
+    const revived = await healthyStatus(
+      key,
+      20_000,
+      'forge revived after the Telegram approval',
+      first.pid,
+    );
     started.push(revived.pid!);
     // Events are appended off the restart's path: wait for the line rather than race the log.
-    const approved = await waitFor(async () => (await cellEvents(cell.dir)).find((event) => event.event === 'revive_approved'), 10_000, 'revive_approved in the log');
-    expect(approved).toMatchObject({ channel: 'telegram', by: expect.stringContaining(String(approver.id)) });
+    const approved = await waitFor(
+      async () => (await cellEvents(cell.dir)).find((event) => event.event === 'revive_approved'),
+      10_000,
+      'revive_approved in the log',
+    );
+    expect(approved).toMatchObject({
+      channel: 'telegram',
+      by: expect.stringContaining(String(approver.id)),
+    });
     // The death also went out as an alert.
     await api.waitForMessage(chatId, (message) => message.text.includes('forge is dead'), 20_000);
   });
 
   it('supervises an agent outside cells (cell = "none"): started in its cwd, revived, its events in the state dir', async () => {
-    const { base, config, policyInput } = await fleet([], '[agents.gateway]\ncell = "none"\ncwd = "."\nargv = ["sleep", "60"]\nstartup_grace_s = 5\nprobes = { heartbeat = false, failure_threshold = 1 }');
+    const { base, config, policyInput } = await fleet(
+      [],
+      '[agents.gateway]\ncell = "none"\ncwd = "."\nargv = ["sleep", "60"]\nstartup_grace_s = 5\nprobes = { heartbeat = false, failure_threshold = 1 }',
+    );
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
     await supervisor.start();
-    const first = await waitFor(async () => {
-      const status = await statusOf('host/gateway');
-      return status?.pid && status.health !== 'dead' ? status : undefined;
-    }, 20_000, 'gateway running');
+    const first = await waitFor(
+      async () => {
+        const status = await statusOf('host/gateway');
+        return status?.pid && status.health !== 'dead' ? status : undefined;
+      },
+      20_000,
+      'gateway running',
+    );
     started.push(first.pid!);
     expect(first.cell).toBeUndefined();
     process.kill(first.pid!, 'SIGKILL');
-    const second = await waitFor(async () => {
-      const status = await statusOf('host/gateway');
-      return status?.pid && status.pid !== first.pid ? status : undefined;
-    }, 20_000, 'gateway revived');
+    const second = await waitFor(
+      async () => {
+        const status = await statusOf('host/gateway');
+        return status?.pid && status.pid !== first.pid ? status : undefined;
+      },
+      20_000,
+      'gateway revived',
+    );
     started.push(second.pid!);
-    await waitFor(async () => (await fs.readFile(join(config.daemon.state_dir, 'logs', 'events.jsonl'), 'utf8')).includes('"event":"agent_revived"'), 10_000, 'agent_revived in the state dir’s event log');
-    expect(await fs.readFile(join(config.daemon.state_dir, 'logs', 'gateway.log'), 'utf8')).toContain('starting gateway');
+    await waitFor(
+      async () =>
+        (await fs.readFile(join(config.daemon.state_dir, 'logs', 'events.jsonl'), 'utf8')).includes(
+          '"event":"agent_revived"',
+        ),
+      10_000,
+      'agent_revived in the state dir’s event log',
+    );
+    expect(
+      await fs.readFile(join(config.daemon.state_dir, 'logs', 'gateway.log'), 'utf8'),
+    ).toContain('starting gateway');
     void base;
   });
 
   it('takes periodic workspace checkpoints, and restores the latest before a revive when the agent asks for it', async () => {
-    const { cell, config, policyInput } = await fleet(['forge'], '[checkpoints]\ninterval_s = 0.3\nretention = 2', {
-      forge: `argv = ["${process.execPath}", "${AGENT}"]\nrestore_checkpoint = true`,
-    });
+    const { cell, config, policyInput } = await fleet(
+      ['forge'],
+      '[checkpoints]\ninterval_s = 0.3\nretention = 2',
+      {
+        forge: `argv = ["${process.execPath}", "${AGENT}"]\nrestore_checkpoint = true`,
+      },
+    );
     const notes = join(cell.dir, 'workspace', 'notes.md');
     await fs.writeFile(notes, 'good work\n');
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
     await supervisor.start();
-    const first = await waitFor(async () => {
-      const status = await statusOf(`${cell.uuid}/forge`);
-      return status?.health === 'healthy' && status.pid ? status : undefined;
-    }, 20_000, 'forge healthy');
+    const first = await waitFor(
+      async () => {
+        const status = await statusOf(`${cell.uuid}/forge`);
+        return status?.health === 'healthy' && status.pid ? status : undefined;
+      },
+      20_000,
+      'forge healthy',
+    );
     started.push(first.pid!);
-    await waitFor(async () => (await cellEvents(cell.dir)).some((event) => event.event === 'checkpoint_created'), 20_000, 'a periodic checkpoint');
+    await waitFor(
+      async () =>
+        (await cellEvents(cell.dir)).some((event) => event.event === 'checkpoint_created'),
+      20_000,
+      'a periodic checkpoint',
+    );
     await fs.writeFile(notes, 'half-written garbage\n');
     process.kill(first.pid!, 'SIGKILL');
-    const revived = await waitFor(async () => {
-      const status = await statusOf(`${cell.uuid}/forge`);
-      return status?.health === 'healthy' && status.pid && status.pid !== first.pid ? status : undefined;
-    }, 20_000, 'forge revived');
+    const revived = await waitFor(
+      async () => {
+        const status = await statusOf(`${cell.uuid}/forge`);
+        return status?.health === 'healthy' && status.pid && status.pid !== first.pid
+          ? status
+          : undefined;
+      },
+      20_000,
+      'forge revived',
+    );
     started.push(revived.pid!);
     expect(await fs.readFile(notes, 'utf8')).toBe('good work\n');
-    const kinds = await waitFor(async () => {
-      const seen = (await cellEvents(cell.dir)).map((event) => event.event);
-      return seen.includes('checkpoint_restored') && seen.includes('agent_revived') ? seen : undefined;
-    }, 10_000, 'the restore and the revive in the log');
-    expect(kinds.lastIndexOf('checkpoint_restored')).toBeLessThan(kinds.lastIndexOf('agent_revived'));
+    const kinds = await waitFor(
+      async () => {
+        const seen = (await cellEvents(cell.dir)).map((event) => event.event);
+        return seen.includes('checkpoint_restored') && seen.includes('agent_revived')
+          ? seen
+          : undefined;
+      },
+      10_000,
+      'the restore and the revive in the log',
+    );
+    expect(kinds.lastIndexOf('checkpoint_restored')).toBeLessThan(
+      kinds.lastIndexOf('agent_revived'),
+    );
     expect(kinds).toContain('checkpoint_restored');
   });
 
   it('stops a crash loop: restarts back off, then the restart intensity is exceeded and the death escalates', async () => {
-    const { cell, config, policyInput } = await fleet(['forge'], '[policy.agents.forge]\nrestart_intensity = { max_restarts = 3, window = "10m" }\nrollback_before_restart = false', {
-      forge: `argv = ["${process.execPath}", "${AGENT}", "--exit-after", "50"]`,
-    });
+    const { cell, config, policyInput } = await fleet(
+      ['forge'],
+      '[policy.agents.forge]\nrestart_intensity = { max_restarts = 3, window = "10m" }\nrollback_before_restart = false',
+      {
+        forge: `argv = ["${process.execPath}", "${AGENT}", "--exit-after", "50"]`,
+      },
+    );
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
     await supervisor.start();
     const key = `${cell.uuid}/forge`;
-    const escalated = await waitFor(async () => {
-      const status = await statusOf(key);
-      return status?.last_decision?.action === 'escalate' || status?.last_decision?.action === 'record_only' ? status : undefined;
-    }, 30_000, 'the escalation');
+    const escalated = await waitFor(
+      async () => {
+        const status = await statusOf(key);
+        return status?.last_decision?.action === 'escalate' ||
+          status?.last_decision?.action === 'record_only'
+          ? status
+          : undefined;
+      },
+      30_000,
+      'the escalation',
+    );
     expect(escalated.health).toBe('dead');
     // The status changes the moment the decision is taken; its event line follows on the append queue.
-    const story = await waitFor(async () => {
-      const kinds = await storyOf(cell.dir, 'forge');
-      return kinds.includes('decision:escalate') ? kinds : undefined;
-    }, 10_000, 'the escalation in the log');
+    const story = await waitFor(
+      async () => {
+        const kinds = await storyOf(cell.dir, 'forge');
+        return kinds.includes('decision:escalate') ? kinds : undefined;
+      },
+      10_000,
+      'the escalation in the log',
+    );
     expect(story.filter((kind) => kind === 'agent_revived')).toHaveLength(3);
     expect(story).toContain('decision:escalate');
-    const waits = (await cellEvents(cell.dir)).filter((event) => event.event === 'decision' && event.action === 'wait' && event.rule === 'backoff');
+    const waits = (await cellEvents(cell.dir)).filter(
+      (event) => event.event === 'decision' && event.action === 'wait' && event.rule === 'backoff',
+    );
     expect(waits.length).toBeGreaterThan(0);
   });
 
   it('carries out the default when nobody answers an approval request in time (on_timeout = proceed)', async () => {
-    const { cell, config, policyInput } = await fleet(['forge'], '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "1s", on_timeout = "proceed" }');
+    const { cell, config, policyInput } = await fleet(
+      ['forge'],
+      '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "1s", on_timeout = "proceed" }',
+    );
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
     await supervisor.start();
     const key = `${cell.uuid}/forge`;
     const first = await healthyStatus(key, 20_000, 'forge healthy');
     started.push(first.pid!);
     process.kill(first.pid!, 'SIGKILL');
-    const asked = await waitFor(async () => (await statusOf(key))?.pending_approval, 20_000, 'an approval request');
-    const revived = await healthyStatus(key, 20_000, 'forge revived once the request expired', first.pid);
+    const asked = await waitFor(
+      async () => (await statusOf(key))?.pending_approval,
+      20_000,
+      'an approval request',
+    );
+    const revived = await healthyStatus(
+      key,
+      20_000,
+      'forge revived once the request expired',
+      first.pid,
+    );
     started.push(revived.pid!);
-    const decisions = await waitFor(async () => {
-      const found = (await cellEvents(cell.dir)).filter((event) => event.event === 'decision' && event.agent === 'forge');
-      return found.some((event) => event.rule === 'approval.expired') ? found : undefined;
-    }, 10_000, 'the expiry decision in the log');
+    const decisions = await waitFor(
+      async () => {
+        const found = (await cellEvents(cell.dir)).filter(
+          (event) => event.event === 'decision' && event.agent === 'forge',
+        );
+        return found.some((event) => event.rule === 'approval.expired') ? found : undefined;
+      },
+      10_000,
+      'the expiry decision in the log',
+    );
     expect(decisions.map((event) => event.rule)).toContain('approval.expired');
-    expect((await supervisor.status()).approvals.map((approval) => approval.id)).not.toContain(asked);
+    expect((await supervisor.status()).approvals.map((approval) => approval.id)).not.toContain(
+      asked,
+    );
   });
 
   it('watches a frozen cell but acts on nothing in it', async () => {
@@ -354,13 +579,27 @@ describe('the supervision loop', () => {
     const first = await healthyStatus(key, 20_000, 'forge healthy');
     started.push(first.pid!);
     await transitionCell(cell.dir, 'frozen', { reason: 'test' });
-    await waitFor(async () => (await supervisor!.status()).cells.find((item) => item.uuid === cell.uuid)?.status === 'frozen', 10_000, 'the freeze seen');
+    await waitFor(
+      async () =>
+        (await supervisor!.status()).cells.find((item) => item.uuid === cell.uuid)?.status ===
+        'frozen',
+      10_000,
+      'the freeze seen',
+    );
     process.kill(first.pid!, 'SIGKILL');
-    await waitFor(async () => (await readCellState(cell.dir)).agents.forge?.health === 'dead', 20_000, 'the death recorded');
-    const story = await waitFor(async () => {
-      const kinds = await storyOf(cell.dir, 'forge');
-      return kinds.includes('agent_dead') ? kinds : undefined;
-    }, 10_000, 'agent_dead in the log');
+    await waitFor(
+      async () => (await readCellState(cell.dir)).agents.forge?.health === 'dead',
+      20_000,
+      'the death recorded',
+    );
+    const story = await waitFor(
+      async () => {
+        const kinds = await storyOf(cell.dir, 'forge');
+        return kinds.includes('agent_dead') ? kinds : undefined;
+      },
+      10_000,
+      'agent_dead in the log',
+    );
     expect(story).toContain('agent_dead');
     expect(story).not.toContain('agent_revived');
     expect(story.filter((kind) => kind.startsWith('decision:'))).toEqual([]);
@@ -369,7 +608,10 @@ describe('the supervision loop', () => {
   it('keys the fleet by cell and name: two cells with agents of the same names are four agents to the fleet brake', async () => {
     const base = await tempDir('pit-fleet-');
     const root = join(base, 'missions');
-    const cells = [await makeCell([{ name: 'forge' }, { name: 'smith' }], root), await makeCell([{ name: 'forge' }, { name: 'smith' }], root)];
+    const cells = [
+      await makeCell([{ name: 'forge' }, { name: 'smith' }], root),
+      await makeCell([{ name: 'forge' }, { name: 'smith' }], root),
+    ];
     // Two deaths of four agents is 50 %: under max_percent = 60 the brake stays off. Keyed by name
     // alone the fleet would be two agents and the same deaths 100 % ("2 of 2 agents").
     const toml = [
@@ -392,7 +634,14 @@ describe('the supervision loop', () => {
       'max_percent = 60',
       'min_agents = 2',
       'restart_interval = "10m"',
-      ...['forge', 'smith'].flatMap((name) => [`[agents.${name}]`, 'startup_grace_s = 10', 'stop_grace_s = 2', `argv = ["${process.execPath}", "${AGENT}"]`, `[agents.${name}.probes]`, 'failure_threshold = 1']),
+      ...['forge', 'smith'].flatMap((name) => [
+        `[agents.${name}]`,
+        'startup_grace_s = 10',
+        'stop_grace_s = 2',
+        `argv = ["${process.execPath}", "${AGENT}"]`,
+        `[agents.${name}.probes]`,
+        'failure_threshold = 1',
+      ]),
     ].join('\n');
     const { config, policyInput } = testConfig(toml, base);
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
@@ -405,16 +654,24 @@ describe('the supervision loop', () => {
     const pids = new Map<string, number>();
     for (const key of keys) pids.set(key, await waitFor(healthyPid(key), 30_000, `${key} healthy`));
     for (const pid of pids.values()) started.push(pid);
-    expect((await supervisor.status()).agents.map((agent) => agent.key).sort()).toEqual([...keys].sort());
+    expect((await supervisor.status()).agents.map((agent) => agent.key).sort()).toEqual(
+      [...keys].sort(),
+    );
     for (const cell of cells) process.kill(pids.get(`${cell.uuid}/forge`)!, 'SIGKILL');
     for (const cell of cells) {
       const key = `${cell.uuid}/forge`;
-      const revived = await waitFor(async () => {
-        const pid = await healthyPid(key)();
-        return pid !== undefined && pid !== pids.get(key) ? pid : undefined;
-      }, 30_000, `${key} revived`);
+      const revived = await waitFor(
+        async () => {
+          const pid = await healthyPid(key)();
+          return pid !== undefined && pid !== pids.get(key) ? pid : undefined;
+        },
+        30_000,
+        `${key} revived`,
+      );
       started.push(revived);
-      const decisions = (await cellEvents(cell.dir)).filter((event) => event.event === 'decision' && event.agent === 'forge');
+      const decisions = (await cellEvents(cell.dir)).filter(
+        (event) => event.event === 'decision' && event.agent === 'forge',
+      );
       expect(decisions.length).toBeGreaterThan(0);
       for (const decision of decisions) expect(String(decision.reason)).not.toMatch(/fleet brake/);
       expect(await storyOf(cell.dir, 'smith')).not.toContain('agent_dead');
@@ -423,30 +680,49 @@ describe('the supervision loop', () => {
 
   it('engages the fleet brake when agents die together: their deaths are decided as one storm, starts spaced', async () => {
     const names = ['a1', 'a2', 'a3', 'a4', 'a5', 'a6'];
-    const { cell, config, policyInput } = await fleet(names, '[policy.fleet_brake]\nmax_deaths = 3\nrestart_interval = "300ms"');
+    const { cell, config, policyInput } = await fleet(
+      names,
+      '[policy.fleet_brake]\nmax_deaths = 3\nrestart_interval = "300ms"',
+    );
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
     await supervisor.start();
     const pids = new Map<string, number>();
     for (const name of names) {
-      const status = await waitFor(async () => {
-        const agent = await statusOf(`${cell.uuid}/${name}`);
-        return agent?.health === 'healthy' && agent.pid ? agent : undefined;
-      }, 30_000, `${name} healthy`);
+      const status = await waitFor(
+        async () => {
+          const agent = await statusOf(`${cell.uuid}/${name}`);
+          return agent?.health === 'healthy' && agent.pid ? agent : undefined;
+        },
+        30_000,
+        `${name} healthy`,
+      );
       pids.set(name, status.pid!);
       started.push(status.pid!);
     }
     for (const pid of pids.values()) process.kill(pid, 'SIGKILL');
     for (const name of names) {
-      const revived = await waitFor(async () => {
-        const agent = await statusOf(`${cell.uuid}/${name}`);
-        return agent?.health === 'healthy' && agent.pid && agent.pid !== pids.get(name) ? agent : undefined;
-      }, 30_000, `${name} revived`);
+      const revived = await waitFor(
+        async () => {
+          const agent = await statusOf(`${cell.uuid}/${name}`);
+          return agent?.health === 'healthy' && agent.pid && agent.pid !== pids.get(name)
+            ? agent
+            : undefined;
+        },
+        30_000,
+        `${name} revived`,
+      );
       started.push(revived.pid!);
     }
-    const braked = await waitFor(async () => {
-      const found = (await cellEvents(cell.dir)).filter((event) => event.event === 'decision' && /fleet brake/.test(String(event.reason)));
-      return found.length > 0 ? found : undefined;
-    }, 10_000, 'a fleet-brake decision in the log');
+    const braked = await waitFor(
+      async () => {
+        const found = (await cellEvents(cell.dir)).filter(
+          (event) => event.event === 'decision' && /fleet brake/.test(String(event.reason)),
+        );
+        return found.length > 0 ? found : undefined;
+      },
+      10_000,
+      'a fleet-brake decision in the log',
+    );
     expect(braked.length).toBeGreaterThan(0);
   });
 
@@ -455,19 +731,28 @@ describe('the supervision loop', () => {
   // on the request without linking it, so the status showed no pending approval (and housekeeping,
   // which follows the state's pending_approval, did not watch it).
   it('links a stored pending approval again when the state file lost it, and acts on its answer', async () => {
-    const { cell, config, policyInput } = await fleet(['forge'], '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }');
+    const { cell, config, policyInput } = await fleet(
+      ['forge'],
+      '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }',
+    );
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
     await supervisor.start();
     const key = `${cell.uuid}/forge`;
     const first = await healthyStatus(key, 20_000, 'forge healthy');
     started.push(first.pid!);
     process.kill(first.pid!, 'SIGKILL');
-    const asked = await waitFor(async () => (await statusOf(key))?.pending_approval, 20_000, 'an approval request');
+    const asked = await waitFor(
+      async () => (await statusOf(key))?.pending_approval,
+      20_000,
+      'an approval request',
+    );
     await supervisor.stop();
     supervisor = undefined;
     // The state write that named the request is lost (as after a SIGKILL before it landed).
     const statePath = join(cell.dir, '.lazarus', 'state.json');
-    const state = JSON.parse(await fs.readFile(statePath, 'utf8')) as { agents: Record<string, Record<string, unknown>> };
+    const state = JSON.parse(await fs.readFile(statePath, 'utf8')) as {
+      agents: Record<string, Record<string, unknown>>;
+    };
     delete state.agents.forge!.pending_approval;
     await fs.writeFile(statePath, JSON.stringify(state));
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
@@ -475,34 +760,61 @@ describe('the supervision loop', () => {
     expect((await statusOf(key))?.pending_approval).toBe(asked);
     expect((await supervisor.status()).approvals.map((approval) => approval.id)).toEqual([asked]);
     // Answered (as `pit approve` does through the daemon's HTTP API): acted on.
-    expect(await supervisor.decideApproval(asked, 'approve', { by: 'ops', channel: 'http' })).toMatchObject({ ok: true });
+    expect(
+      await supervisor.decideApproval(asked, 'approve', { by: 'ops', channel: 'http' }),
+    ).toMatchObject({ ok: true });
     const revived = await healthyStatus(key, 20_000, 'forge revived after the answer', first.pid);
     started.push(revived.pid!);
   });
 
   it('asks a human under policy ask, and revives the agent once the request is approved', async () => {
-    const { cell, config, policyInput } = await fleet(['forge'], '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }');
+    const { cell, config, policyInput } = await fleet(
+      ['forge'],
+      '[policy.agents.forge]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }',
+    );
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
     await supervisor.start();
     const key = `${cell.uuid}/forge`;
     const first = await healthyStatus(key, 20_000, 'forge healthy');
     started.push(first.pid!);
     process.kill(first.pid!, 'SIGKILL');
-    const asked = await waitFor(async () => (await statusOf(key))?.pending_approval, 20_000, 'an approval request');
+    const asked = await waitFor(
+      async () => (await statusOf(key))?.pending_approval,
+      20_000,
+      'an approval request',
+    );
     expect((await supervisor.status()).approvals.map((approval) => approval.id)).toEqual([asked]);
     expect((await statusOf(key))?.pid).toBeUndefined();
-    expect(await supervisor.decideApproval('apr-nope', 'approve', {})).toMatchObject({ ok: false, reason: 'not_found' });
-    expect(await supervisor.decideApproval(asked, 'approve', { by: 'ops', channel: 'http' })).toMatchObject({ ok: true });
-    expect(await supervisor.decideApproval(asked, 'deny', {})).toMatchObject({ ok: false, reason: 'already_decided' });
+    expect(await supervisor.decideApproval('apr-nope', 'approve', {})).toMatchObject({
+      ok: false,
+      reason: 'not_found',
+    });
+    expect(
+      await supervisor.decideApproval(asked, 'approve', { by: 'ops', channel: 'http' }),
+    ).toMatchObject({ ok: true });
+    expect(await supervisor.decideApproval(asked, 'deny', {})).toMatchObject({
+      ok: false,
+      reason: 'already_decided',
+    });
     const revived = await healthyStatus(key, 20_000, 'forge revived after approval');
     started.push(revived.pid!);
     // Appends are queued off the restart path: wait for the revive's line.
-    const story = await waitFor(async () => {
-      const kinds = await storyOf(cell.dir, 'forge');
-      return kinds.includes('agent_revived') ? kinds : undefined;
-    }, 10_000, 'agent_revived in the log');
-    expect(story).toEqual(expect.arrayContaining(['revive_requested', 'revive_approved', 'agent_revived']));
-    const approved = await waitFor(async () => (await cellEvents(cell.dir)).find((event) => event.event === 'revive_approved'), 10_000, 'revive_approved in the log');
+    const story = await waitFor(
+      async () => {
+        const kinds = await storyOf(cell.dir, 'forge');
+        return kinds.includes('agent_revived') ? kinds : undefined;
+      },
+      10_000,
+      'agent_revived in the log',
+    );
+    expect(story).toEqual(
+      expect.arrayContaining(['revive_requested', 'revive_approved', 'agent_revived']),
+    );
+    const approved = await waitFor(
+      async () => (await cellEvents(cell.dir)).find((event) => event.event === 'revive_approved'),
+      10_000,
+      'revive_approved in the log',
+    );
     expect(approved).toMatchObject({ approval_id: asked, by: 'ops', channel: 'http' });
   });
 });

@@ -13,9 +13,20 @@ const smoke = process.env.BENCH_SMOKE === '1';
 const scale = smoke ? 0.1 : 1;
 const log = (message: string): void => void process.stderr.write(`[append-events] ${message}\n`);
 
-const event = (cycle: number) => ({ event: 'heartbeat', agent: 'forge', cycle, status: 'working', model: 'claude-sonnet-4-5' });
+const event = (cycle: number) => ({
+  event: 'heartbeat',
+  agent: 'forge',
+  cycle,
+  status: 'working',
+  model: 'claude-sonnet-4-5',
+});
 
-async function measure(label: string, lines: number, path: string, append: (cycle: number) => Promise<unknown>): Promise<number> {
+async function measure(
+  label: string,
+  lines: number,
+  path: string,
+  append: (cycle: number) => Promise<unknown>,
+): Promise<number> {
   const started = process.hrtime.bigint();
   for (let cycle = 0; cycle < lines; cycle += 1) await append(cycle);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
@@ -35,20 +46,32 @@ try {
   const fast = Math.round(50_000 * scale);
   const slow = Math.round(2_000 * scale);
   const path = (name: string) => join(root, `${name}.jsonl`);
-  const appendNoSync = await measure('appendEvent', fast, path('a'), (cycle) => appendEvent(path('a'), event(cycle)));
-  const appendSync = await measure('appendEvent + fsync', slow, path('b'), (cycle) => appendEvent(path('b'), event(cycle), { fsync: true }));
+  const appendNoSync = await measure('appendEvent', fast, path('a'), (cycle) =>
+    appendEvent(path('a'), event(cycle)),
+  );
+  const appendSync = await measure('appendEvent + fsync', slow, path('b'), (cycle) =>
+    appendEvent(path('b'), event(cycle), { fsync: true }),
+  );
   const kept = createEventAppender(path('c'));
-  const appenderNoSync = await measure('createEventAppender', fast * 2, path('c'), (cycle) => kept.append(event(cycle)));
+  const appenderNoSync = await measure('createEventAppender', fast * 2, path('c'), (cycle) =>
+    kept.append(event(cycle)),
+  );
   await kept.close();
   const keptSync = createEventAppender(path('d'), { fsync: true });
-  const appenderSync = await measure('createEventAppender + fsync', slow, path('d'), (cycle) => keptSync.append(event(cycle)));
+  const appenderSync = await measure('createEventAppender + fsync', slow, path('d'), (cycle) =>
+    keptSync.append(event(cycle)),
+  );
   await keptSync.close();
   const lineBytes = (await fs.stat(path('a'))).size / fast;
   process.stdout.write(
     `BENCH_RESULT ${JSON.stringify({
       title: 'appendEvent: lines per second, without and with fsync',
       rows: [
-        { metric: 'appendEvent (open, write, close per line)', value: appendNoSync, unit: 'lines/s' },
+        {
+          metric: 'appendEvent (open, write, close per line)',
+          value: appendNoSync,
+          unit: 'lines/s',
+        },
         { metric: 'appendEvent with fsync', value: appendSync, unit: 'lines/s' },
         { metric: 'createEventAppender (kept open)', value: appenderNoSync, unit: 'lines/s' },
         { metric: 'createEventAppender with fsync', value: appenderSync, unit: 'lines/s' },

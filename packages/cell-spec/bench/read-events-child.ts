@@ -26,4 +26,6 @@ for await (const entry of readEvents(path)) {
 const seconds = Number(process.hrtime.bigint() - started) / 1e9;
 // maxRSS is the kernel's high-water mark for the whole process lifetime, in KiB.
 const peakRssBytes = Math.max(sampledPeak, process.resourceUsage().maxRSS * 1024);
-process.stdout.write(`${JSON.stringify({ seconds, lines, ok, unknown, problems, floorRssBytes, peakRssBytes })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ seconds, lines, ok, unknown, problems, floorRssBytes, peakRssBytes })}\n`,
+);

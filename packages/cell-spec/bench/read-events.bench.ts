@@ -22,22 +22,58 @@ function eventFor(index: number): CellEventInput {
   const agent = ['forge', 'allegro', 'timmy.v2', 'bezalel-2'][index % 4];
   switch (index % 20) {
     case 0:
-      return { ts, event: 'agent_dead', agent, reason: `heartbeat stale for ${90 + (index % 30)} s (limit 90 s)` };
+      return {
+        ts,
+        event: 'agent_dead',
+        agent,
+        reason: `heartbeat stale for ${90 + (index % 30)} s (limit 90 s)`,
+      };
     case 1:
-      return { ts, event: 'revive_requested', agent, approval_id: `apr_${index.toString(36)}`, reason: 'dead' };
+      return {
+        ts,
+        event: 'revive_requested',
+        agent,
+        approval_id: `apr_${index.toString(36)}`,
+        reason: 'dead',
+      };
     case 2:
-      return { ts, event: 'agent_revived', agent, pid: 40_000 + (index % 20_000), attempt: 1 + (index % 3) };
+      return {
+        ts,
+        event: 'agent_revived',
+        agent,
+        pid: 40_000 + (index % 20_000),
+        attempt: 1 + (index % 3),
+      };
     case 3:
       return {
         ts,
         event: 'config_rolled_back',
         agent,
-        files: [{ path: `/home/${agent}/.hermes/config.yaml`, old_sha256: 'a'.repeat(64), new_sha256: 'b'.repeat(64) }],
+        files: [
+          {
+            path: `/home/${agent}/.hermes/config.yaml`,
+            old_sha256: 'a'.repeat(64),
+            new_sha256: 'b'.repeat(64),
+          },
+        ],
       };
     case 4:
-      return { ts, event: 'checkpoint_created', checkpoint: `checkpoints/${ts.replace(/:/g, '-')}.tar.gz`, sha256: 'c'.repeat(64), bytes: 18_830_211 + index };
+      return {
+        ts,
+        event: 'checkpoint_created',
+        checkpoint: `checkpoints/${ts.replace(/:/g, '-')}.tar.gz`,
+        sha256: 'c'.repeat(64),
+        bytes: 18_830_211 + index,
+      };
     case 5:
-      return { ts, event: 'budget_exceeded', agent, budget_usd: 40, spent_usd: 40.12, writer: 'pit 0.4' };
+      return {
+        ts,
+        event: 'budget_exceeded',
+        agent,
+        budget_usd: 40,
+        spent_usd: 40.12,
+        writer: 'pit 0.4',
+      };
     default:
       return { ts, event: 'heartbeat', agent, cycle: index, status: 'working' };
   }
@@ -61,11 +97,21 @@ try {
   await once(out, 'finish');
   const bytes = (await fs.stat(path)).size;
   log(`${(bytes / MB).toFixed(1)} MB; reading in a child process`);
-  const output = execFileSync(process.execPath, ['--conditions=@pit/source', '--import', 'tsx', join(import.meta.dirname, 'read-events-child.ts'), path], {
-    cwd: join(import.meta.dirname, '..'),
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const output = execFileSync(
+    process.execPath,
+    [
+      '--conditions=@pit/source',
+      '--import',
+      'tsx',
+      join(import.meta.dirname, 'read-events-child.ts'),
+      path,
+    ],
+    {
+      cwd: join(import.meta.dirname, '..'),
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const result = JSON.parse(output.trim().split('\n').at(-1) as string) as {
     seconds: number;
     lines: number;
@@ -75,7 +121,10 @@ try {
     floorRssBytes: number;
     peakRssBytes: number;
   };
-  if (result.lines !== LINES || result.problems !== 1) throw new Error(`read ${result.lines} lines with ${result.problems} problems; expected ${LINES} and 1 (the torn last line)`);
+  if (result.lines !== LINES || result.problems !== 1)
+    throw new Error(
+      `read ${result.lines} lines with ${result.problems} problems; expected ${LINES} and 1 (the torn last line)`,
+    );
   const peakMb = result.peakRssBytes / MB;
   process.stdout.write(
     `BENCH_RESULT ${JSON.stringify({
@@ -83,8 +132,18 @@ try {
       rows: [
         { metric: 'read time', value: result.seconds, unit: 's' },
         { metric: 'throughput', value: Math.round(result.lines / result.seconds), unit: 'lines/s' },
-        { metric: 'peak RSS of the reading process', value: Number(peakMb.toFixed(1)), unit: 'MB', target: '< 150 MB', ok: peakMb < 150 },
-        { metric: 'RSS before reading (node + tsx + modules)', value: Number((result.floorRssBytes / MB).toFixed(1)), unit: 'MB' },
+        {
+          metric: 'peak RSS of the reading process',
+          value: Number(peakMb.toFixed(1)),
+          unit: 'MB',
+          target: '< 150 MB',
+          ok: peakMb < 150,
+        },
+        {
+          metric: 'RSS before reading (node + tsx + modules)',
+          value: Number((result.floorRssBytes / MB).toFixed(1)),
+          unit: 'MB',
+        },
       ],
       notes: `${result.ok.toLocaleString('en')} events (${result.unknown.toLocaleString('en')} of a kind unknown to this version, kept), 1 torn last line reported.`,
     })}\n`,

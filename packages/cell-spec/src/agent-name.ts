@@ -9,7 +9,9 @@ export const AGENT_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
  * The pattern alone keeps names safe as file names: no `/`, no leading `.` (so never `.` or `..`),
  * and it is exactly what the published JSON Schema checks, so every language agrees.
  */
-export const AgentNameSchema = z.string().regex(AGENT_NAME_PATTERN, { message: `must match ${AGENT_NAME_PATTERN.source}` });
+export const AgentNameSchema = z
+  .string()
+  .regex(AGENT_NAME_PATTERN, { message: `must match ${AGENT_NAME_PATTERN.source}` });
 export type AgentName = z.infer<typeof AgentNameSchema>;
 
 /** A version-4 UUID in lower case: the name of a cell's directory. */
@@ -26,7 +28,10 @@ export const CellUuidSchema = z
 export function assertAgentName(name: unknown, where = 'agent name'): string {
   const parsed = AgentNameSchema.safeParse(name);
   if (!parsed.success) {
-    throw new CellError('CELL_BAD_NAME', `${where}: ${JSON.stringify(name)} must match ${AGENT_NAME_PATTERN.source}`);
+    throw new CellError(
+      'CELL_BAD_NAME',
+      `${where}: ${JSON.stringify(name)} must match ${AGENT_NAME_PATTERN.source}`,
+    );
   }
   return parsed.data;
 }
@@ -37,6 +42,10 @@ export function assertAgentName(name: unknown, where = 'agent name'): string {
  */
 export function assertCellUuid(uuid: unknown, where = 'cell uuid'): string {
   const parsed = CellUuidSchema.safeParse(uuid);
-  if (!parsed.success) throw new CellError('CELL_BAD_NAME', `${where}: ${JSON.stringify(uuid)} must be a lower-case version-4 UUID`);
+  if (!parsed.success)
+    throw new CellError(
+      'CELL_BAD_NAME',
+      `${where}: ${JSON.stringify(uuid)} must be a lower-case version-4 UUID`,
+    );
   return parsed.data;
 }

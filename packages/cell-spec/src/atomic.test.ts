@@ -4,7 +4,15 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { makeTempDir, removeTempDirs } from './__fixtures__/helpers.js';
-import { parseJsonWith, readFileSafe, readFileSafeSync, readJsonFile, removeStaleTemps, writeFileAtomic, writeJsonAtomic } from './atomic.js';
+import {
+  parseJsonWith,
+  readFileSafe,
+  readFileSafeSync,
+  readJsonFile,
+  removeStaleTemps,
+  writeFileAtomic,
+  writeJsonAtomic,
+} from './atomic.js';
 
 afterEach(removeTempDirs);
 
@@ -31,36 +39,55 @@ describe('writeFileAtomic', () => {
 
   it('fails with CELL_NOT_FOUND naming the path when the directory is missing', async () => {
     const dir = await makeTempDir();
-    await expect(writeJsonAtomic(join(dir, 'nope', 'a.json'), {})).rejects.toMatchObject({ code: 'CELL_NOT_FOUND', message: expect.stringContaining('nope/a.json') });
+    await expect(writeJsonAtomic(join(dir, 'nope', 'a.json'), {})).rejects.toMatchObject({
+      code: 'CELL_NOT_FOUND',
+      message: expect.stringContaining('nope/a.json'),
+    });
   });
 });
 
 describe('readFileSafe and readJsonFile', () => {
   it.each([
     ['readFileSafe', readFileSafe],
-    ['readFileSafeSync', async (path: string, options?: { maxBytes?: number }) => readFileSafeSync(path, options)],
-  ] as const)('%s refuses a directory, a symlink, a FIFO and an oversized file', async (_name, read) => {
-    const dir = await makeTempDir();
-    await mkdir(join(dir, 'd'));
-    await writeFile(join(dir, 'big'), 'x'.repeat(2000));
-    await writeFile(join(dir, 'empty'), '');
-    await symlink(join(dir, 'big'), join(dir, 'link'));
-    execFileSync('mkfifo', [join(dir, 'fifo')]);
-    await expect(read(join(dir, 'd'))).rejects.toMatchObject({ code: 'CELL_UNSAFE_PATH', message: expect.stringContaining('found a directory') });
-    await expect(read(join(dir, 'link'))).rejects.toMatchObject({ code: 'CELL_UNSAFE_PATH' });
-    await expect(read(join(dir, 'fifo'))).rejects.toMatchObject({ code: 'CELL_UNSAFE_PATH', message: expect.stringContaining('found a FIFO') });
-    await expect(read(join(dir, 'big'), { maxBytes: 1000 })).rejects.toMatchObject({ code: 'CELL_TOO_LARGE' });
-    await expect(read(join(dir, 'missing'))).rejects.toMatchObject({ code: 'CELL_NOT_FOUND' });
-    expect((await read(join(dir, 'big'), { maxBytes: 2000 })).toString()).toBe('x'.repeat(2000));
-    expect((await read(join(dir, 'empty'))).length).toBe(0);
-  });
+    [
+      'readFileSafeSync',
+      async (path: string, options?: { maxBytes?: number }) => readFileSafeSync(path, options),
+    ],
+  ] as const)(
+    '%s refuses a directory, a symlink, a FIFO and an oversized file',
+    async (_name, read) => {
+      const dir = await makeTempDir();
+      await mkdir(join(dir, 'd'));
+      await writeFile(join(dir, 'big'), 'x'.repeat(2000));
+      await writeFile(join(dir, 'empty'), '');
+      await symlink(join(dir, 'big'), join(dir, 'link'));
+      execFileSync('mkfifo', [join(dir, 'fifo')]);
+      await expect(read(join(dir, 'd'))).rejects.toMatchObject({
+        code: 'CELL_UNSAFE_PATH',
+        message: expect.stringContaining('found a directory'),
+      });
+      await expect(read(join(dir, 'link'))).rejects.toMatchObject({ code: 'CELL_UNSAFE_PATH' });
+      await expect(read(join(dir, 'fifo'))).rejects.toMatchObject({
+        code: 'CELL_UNSAFE_PATH',
+        message: expect.stringContaining('found a FIFO'),
+      });
+      await expect(read(join(dir, 'big'), { maxBytes: 1000 })).rejects.toMatchObject({
+        code: 'CELL_TOO_LARGE',
+      });
+      await expect(read(join(dir, 'missing'))).rejects.toMatchObject({ code: 'CELL_NOT_FOUND' });
+      expect((await read(join(dir, 'big'), { maxBytes: 2000 })).toString()).toBe('x'.repeat(2000));
+      expect((await read(join(dir, 'empty'))).length).toBe(0);
+    },
+  );
 
   it('names the file and every bad field', async () => {
     const dir = await makeTempDir();
     const path = join(dir, 'x.json');
     await writeFile(path, JSON.stringify({ a: 'one', b: -1 }));
     const schema = z.strictObject({ a: z.number(), b: z.number().nonnegative() });
-    await expect(readJsonFile(path, schema)).rejects.toThrow(new RegExp(`${path}: a: .*expected number.*; b: .*>=0`));
+    await expect(readJsonFile(path, schema)).rejects.toThrow(
+      new RegExp(`${path}: a: .*expected number.*; b: .*>=0`),
+    );
     expect(() => parseJsonWith(schema, '{', 'here.json')).toThrow(/here\.json: not valid JSON/);
   });
 });
@@ -68,18 +95,34 @@ describe('readFileSafe and readJsonFile', () => {
 describe('removeStaleTemps', () => {
   it('removes temp files of dead writers and old ones, and keeps fresh ones of live writers', async () => {
     const dir = await makeTempDir();
-    const dead = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
-    const names = [`.cell.json.${dead}.aa11.tmp`, `.cell.json.${process.pid}.bb22.tmp`, `.cell.json.${process.pid}.cc33.tmp`, '.other.json.1.dd44.tmp', 'cell.json'];
+    const dead = Number(
+      spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+        encoding: 'utf8',
+      }).stdout,
+    );
+    const names = [
+      `.cell.json.${dead}.aa11.tmp`,
+      `.cell.json.${process.pid}.bb22.tmp`,
+      `.cell.json.${process.pid}.cc33.tmp`,
+      '.other.json.1.dd44.tmp',
+      'cell.json',
+    ];
     for (const name of names) await writeFile(join(dir, name), 'x');
     const old = new Date(Date.now() - 3_600_000);
     await utimes(join(dir, names[2]!), old, old);
     expect(await removeStaleTemps(dir, ['cell.json'])).toBe(2);
-    expect((await readdir(dir)).sort()).toEqual([`.cell.json.${process.pid}.bb22.tmp`, '.other.json.1.dd44.tmp', 'cell.json'].sort());
+    expect((await readdir(dir)).sort()).toEqual(
+      [`.cell.json.${process.pid}.bb22.tmp`, '.other.json.1.dd44.tmp', 'cell.json'].sort(),
+    );
   });
 
   it('tells apart names that are prefixes of each other (cell.json and cell.json.lock)', async () => {
     const dir = await makeTempDir();
-    const dead = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout);
+    const dead = Number(
+      spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+        encoding: 'utf8',
+      }).stdout,
+    );
     await writeFile(join(dir, `.cell.json.lock.${dead}.ee55.tmp`), 'x');
     await writeFile(join(dir, `.cell.json.${dead}.ff66.tmp`), 'x');
     expect(await removeStaleTemps(dir, ['cell.json', 'cell.json.lock'])).toBe(2);

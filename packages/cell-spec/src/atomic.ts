@@ -1,5 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, openSync, promises as fs, readSync, type Stats } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  openSync,
+  promises as fs,
+  readSync,
+  type Stats,
+} from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { z } from 'zod';
 import { CellError, toCellError } from './errors.js';
@@ -16,7 +24,10 @@ export interface WriteFileAtomicOptions {
 
 /** The temporary name {@link writeFileAtomic} uses beside `path`: `.<name>.<pid>.<random>.tmp`. */
 export function atomicTempPath(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  return join(
+    dirname(path),
+    `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
+  );
 }
 
 /**
@@ -26,7 +37,11 @@ export function atomicTempPath(path: string): string {
  * atomic write never takes that long). Best effort: never throws.
  * @returns how many were removed.
  */
-export async function removeStaleTemps(dir: string, names: readonly string[], options: { maxAgeMs?: number } = {}): Promise<number> {
+export async function removeStaleTemps(
+  dir: string,
+  names: readonly string[],
+  options: { maxAgeMs?: number } = {},
+): Promise<number> {
   const maxAgeMs = options.maxAgeMs ?? 60_000;
   let entries: string[];
   try {
@@ -40,7 +55,9 @@ export async function removeStaleTemps(dir: string, names: readonly string[], op
     // `.cell.json.lock.<pid>…` starts with `.cell.json.` too: try every name, not just the first.
     const match = names
       .filter((candidate) => entry.startsWith(`.${candidate}.`))
-      .map((candidate) => /^(\d+)\.[0-9a-f]+$/.exec(entry.slice(candidate.length + 2, -'.tmp'.length)))
+      .map((candidate) =>
+        /^(\d+)\.[0-9a-f]+$/.exec(entry.slice(candidate.length + 2, -'.tmp'.length)),
+      )
       .find((found) => found !== null);
     if (!match) continue;
     const path = join(dir, entry);
@@ -49,7 +66,14 @@ export async function removeStaleTemps(dir: string, names: readonly string[], op
       const stat = await fs.lstat(path).catch(() => undefined);
       stale = stat !== undefined && Date.now() - stat.mtimeMs > maxAgeMs;
     }
-    if (stale && (await fs.unlink(path).then(() => true, () => false))) removed += 1;
+    if (
+      stale &&
+      (await fs.unlink(path).then(
+        () => true,
+        () => false,
+      ))
+    )
+      removed += 1;
   }
   return removed;
 }
@@ -60,13 +84,21 @@ export async function removeStaleTemps(dir: string, names: readonly string[], op
  * rename, fsync the directory. A symlink at `path` is replaced, never followed.
  * @throws {CellError} CELL_IO when the filesystem refuses (the old file is left intact).
  */
-export async function writeFileAtomic(path: string, data: string | Uint8Array, options: WriteFileAtomicOptions = {}): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array,
+  options: WriteFileAtomicOptions = {},
+): Promise<void> {
   const dir = dirname(path);
   const temp = atomicTempPath(path);
   const sync = options.fsync ?? true;
   let handle: fs.FileHandle | undefined;
   try {
-    handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, options.mode ?? 0o644);
+    handle = await fs.open(
+      temp,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+      options.mode ?? 0o644,
+    );
     await handle.writeFile(data);
     if (options.mode !== undefined) await handle.chmod(options.mode);
     if (sync) await handle.sync();
@@ -89,7 +121,8 @@ export async function fsyncDir(dir: string): Promise<void> {
     await handle.sync();
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EPERM') throw toCellError(error, dir, 'fsync directory');
+    if (code !== 'EINVAL' && code !== 'EISDIR' && code !== 'EPERM')
+      throw toCellError(error, dir, 'fsync directory');
   } finally {
     await handle?.close().catch(() => undefined);
   }
@@ -104,8 +137,16 @@ export interface ReadFileSafeOptions {
 const SAFE_READ_FLAGS = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
 function checkReadable(path: string, stat: Stats, maxBytes: number): void {
-  if (!stat.isFile()) throw new CellError('CELL_UNSAFE_PATH', `${path}: expected a regular file, found ${describeStat(stat)}`);
-  if (stat.size > maxBytes) throw new CellError('CELL_TOO_LARGE', `${path}: ${stat.size} bytes exceeds the limit of ${maxBytes} bytes`);
+  if (!stat.isFile())
+    throw new CellError(
+      'CELL_UNSAFE_PATH',
+      `${path}: expected a regular file, found ${describeStat(stat)}`,
+    );
+  if (stat.size > maxBytes)
+    throw new CellError(
+      'CELL_TOO_LARGE',
+      `${path}: ${stat.size} bytes exceeds the limit of ${maxBytes} bytes`,
+    );
 }
 
 /**
@@ -115,12 +156,20 @@ function checkReadable(path: string, stat: Stats, maxBytes: number): void {
  * `maxBytes`. A generator, so that the async and the sync reader share the loop: each step
  * asks for a read into `buffer` at `offset` (also the file position) and gets the bytes read.
  */
-function* readSteps(path: string, size: number, maxBytes: number): Generator<{ buffer: Buffer; offset: number; length: number }, Buffer, number> {
+function* readSteps(
+  path: string,
+  size: number,
+  maxBytes: number,
+): Generator<{ buffer: Buffer; offset: number; length: number }, Buffer, number> {
   let buffer = Buffer.allocUnsafe(Math.min(size, maxBytes) + 1);
   let filled = 0;
   for (;;) {
     if (filled === buffer.length) {
-      if (filled > maxBytes) throw new CellError('CELL_TOO_LARGE', `${path}: grew past the limit of ${maxBytes} bytes while being read`);
+      if (filled > maxBytes)
+        throw new CellError(
+          'CELL_TOO_LARGE',
+          `${path}: grew past the limit of ${maxBytes} bytes while being read`,
+        );
       const bigger = Buffer.allocUnsafe(Math.min(buffer.length * 2, maxBytes + 1));
       buffer.copy(bigger, 0, 0, filled);
       buffer = bigger;
@@ -139,7 +188,10 @@ function* readSteps(path: string, size: number, maxBytes: number): Generator<{ b
  * @throws {CellError} CELL_NOT_FOUND, CELL_UNSAFE_PATH (symlink, directory, FIFO, device),
  *   CELL_TOO_LARGE, CELL_IO.
  */
-export async function readFileSafe(path: string, options: ReadFileSafeOptions = {}): Promise<Buffer> {
+export async function readFileSafe(
+  path: string,
+  options: ReadFileSafeOptions = {},
+): Promise<Buffer> {
   const maxBytes = options.maxBytes ?? 1024 * 1024;
   let handle: fs.FileHandle | undefined;
   try {
@@ -198,15 +250,24 @@ function describeStat(stat: Stats): string {
  * Parses `text` as JSON and validates it, naming the file and every bad field.
  * @throws {CellError} CELL_INVALID.
  */
-export function parseJsonWith<T extends z.ZodType>(schema: T, text: string, path: string): z.infer<T> {
+export function parseJsonWith<T extends z.ZodType>(
+  schema: T,
+  text: string,
+  path: string,
+): z.infer<T> {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    throw new CellError('CELL_INVALID', `${path}: not valid JSON: ${(error as Error).message}`, { cause: error });
+    throw new CellError('CELL_INVALID', `${path}: not valid JSON: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   const parsed = schema.safeParse(raw);
-  if (!parsed.success) throw new CellError('CELL_INVALID', `${path}: ${formatIssues(parsed.error)}`, { cause: parsed.error });
+  if (!parsed.success)
+    throw new CellError('CELL_INVALID', `${path}: ${formatIssues(parsed.error)}`, {
+      cause: parsed.error,
+    });
   return parsed.data;
 }
 
@@ -214,12 +275,20 @@ export function parseJsonWith<T extends z.ZodType>(schema: T, text: string, path
  * Reads, parses and validates a JSON file safely (no symlinks, size-limited).
  * @throws {CellError} CELL_NOT_FOUND, CELL_UNSAFE_PATH, CELL_TOO_LARGE, CELL_INVALID, CELL_IO.
  */
-export async function readJsonFile<T extends z.ZodType>(path: string, schema: T, options: ReadFileSafeOptions = {}): Promise<z.infer<T>> {
+export async function readJsonFile<T extends z.ZodType>(
+  path: string,
+  schema: T,
+  options: ReadFileSafeOptions = {},
+): Promise<z.infer<T>> {
   const buffer = await readFileSafe(path, options);
   return parseJsonWith(schema, buffer.toString('utf8'), path);
 }
 
 /** Writes `value` as pretty JSON atomically. @throws {CellError} CELL_IO. */
-export async function writeJsonAtomic(path: string, value: unknown, options: WriteFileAtomicOptions = {}): Promise<void> {
+export async function writeJsonAtomic(
+  path: string,
+  value: unknown,
+  options: WriteFileAtomicOptions = {},
+): Promise<void> {
   await writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`, options);
 }

@@ -13,33 +13,50 @@ describe('assertCellDir', () => {
     await writeFile(join(root, 'file'), 'x');
     await symlink(join(root, 'cell'), join(root, 'link'));
     await expect(assertCellDir(join(root, 'cell'))).resolves.toBeUndefined();
-    await expect(assertCellDir(join(root, 'file'))).rejects.toMatchObject({ code: 'CELL_NOT_A_CELL', message: expect.stringContaining('found a file') });
-    await expect(assertCellDir(join(root, 'link'))).rejects.toMatchObject({ code: 'CELL_UNSAFE_PATH' });
-    await expect(assertCellDir(join(root, 'missing'))).rejects.toMatchObject({ code: 'CELL_NOT_FOUND' });
+    await expect(assertCellDir(join(root, 'file'))).rejects.toMatchObject({
+      code: 'CELL_NOT_A_CELL',
+      message: expect.stringContaining('found a file'),
+    });
+    await expect(assertCellDir(join(root, 'link'))).rejects.toMatchObject({
+      code: 'CELL_UNSAFE_PATH',
+    });
+    await expect(assertCellDir(join(root, 'missing'))).rejects.toMatchObject({
+      code: 'CELL_NOT_FOUND',
+    });
   });
 });
 
 describe('ensureCellSubdir', () => {
   it('creates missing directories one level at a time when asked', async () => {
     const cell = await makeTempDir();
-    await expect(ensureCellSubdir(cell, ['.lazarus', 'heartbeats'])).rejects.toMatchObject({ code: 'CELL_NOT_FOUND' });
-    expect(await ensureCellSubdir(cell, ['.lazarus', 'heartbeats'], { create: true })).toBe(join(cell, '.lazarus', 'heartbeats'));
+    await expect(ensureCellSubdir(cell, ['.lazarus', 'heartbeats'])).rejects.toMatchObject({
+      code: 'CELL_NOT_FOUND',
+    });
+    expect(await ensureCellSubdir(cell, ['.lazarus', 'heartbeats'], { create: true })).toBe(
+      join(cell, '.lazarus', 'heartbeats'),
+    );
   });
 
   it('refuses a symlink anywhere on the way, even one pointing inside the cell', async () => {
     const cell = await makeTempDir();
     await mkdir(join(cell, 'real'));
     await symlink(join(cell, 'real'), join(cell, '.lazarus'));
-    await expect(ensureCellSubdir(cell, ['.lazarus', 'heartbeats'], { create: true })).rejects.toMatchObject({
+    await expect(
+      ensureCellSubdir(cell, ['.lazarus', 'heartbeats'], { create: true }),
+    ).rejects.toMatchObject({
       code: 'CELL_UNSAFE_PATH',
-      message: expect.stringContaining('.lazarus: expected a directory inside the cell, found a symbolic link'),
+      message: expect.stringContaining(
+        '.lazarus: expected a directory inside the cell, found a symbolic link',
+      ),
     });
   });
 
   it('refuses segments that would leave the cell', async () => {
     const cell = await makeTempDir();
     for (const segment of ['..', '.', '', 'a/b']) {
-      await expect(ensureCellSubdir(cell, [segment], { create: true })).rejects.toMatchObject({ code: 'CELL_BAD_NAME' });
+      await expect(ensureCellSubdir(cell, [segment], { create: true })).rejects.toMatchObject({
+        code: 'CELL_BAD_NAME',
+      });
     }
   });
 });

@@ -25,9 +25,16 @@ export async function assertCellDir(cellDir: string): Promise<void> {
     throw toCellError(error, cellDir, 'open cell');
   }
   if (stat.isSymbolicLink()) {
-    throw new CellError('CELL_UNSAFE_PATH', `${cellDir}: expected a cell directory, found a symbolic link; cells are never reached through links`);
+    throw new CellError(
+      'CELL_UNSAFE_PATH',
+      `${cellDir}: expected a cell directory, found a symbolic link; cells are never reached through links`,
+    );
   }
-  if (!stat.isDirectory()) throw new CellError('CELL_NOT_A_CELL', `${cellDir}: expected a cell directory, found ${describe(stat)}`);
+  if (!stat.isDirectory())
+    throw new CellError(
+      'CELL_NOT_A_CELL',
+      `${cellDir}: expected a cell directory, found ${describe(stat)}`,
+    );
 }
 
 /** Options of {@link ensureCellSubdir}. */
@@ -49,10 +56,23 @@ export interface EnsureCellSubdirOptions {
  * @example
  * const heartbeats = await ensureCellSubdir(cellDir, ['.lazarus', 'heartbeats'], { create: true });
  */
-export async function ensureCellSubdir(cellDir: string, segments: readonly string[], options: EnsureCellSubdirOptions = {}): Promise<string> {
+export async function ensureCellSubdir(
+  cellDir: string,
+  segments: readonly string[],
+  options: EnsureCellSubdirOptions = {},
+): Promise<string> {
   for (const segment of segments) {
-    if (segment === '' || segment === '.' || segment === '..' || segment.includes('/') || segment.includes('\0')) {
-      throw new CellError('CELL_BAD_NAME', `${cellDir}: path segment ${JSON.stringify(segment)} would leave the cell; expected a plain directory name`);
+    if (
+      segment === '' ||
+      segment === '.' ||
+      segment === '..' ||
+      segment.includes('/') ||
+      segment.includes('\0')
+    ) {
+      throw new CellError(
+        'CELL_BAD_NAME',
+        `${cellDir}: path segment ${JSON.stringify(segment)} would leave the cell; expected a plain directory name`,
+      );
     }
   }
   await assertCellDir(cellDir);
@@ -64,18 +84,26 @@ export async function ensureCellSubdir(cellDir: string, segments: readonly strin
       throw toCellError(error, current, 'check directory');
     });
     if (!stat) {
-      if (!options.create) throw new CellError('CELL_NOT_FOUND', `${current}: expected a directory of the cell; it does not exist`);
+      if (!options.create)
+        throw new CellError(
+          'CELL_NOT_FOUND',
+          `${current}: expected a directory of the cell; it does not exist`,
+        );
       try {
         await fs.mkdir(current, { mode: 0o755 });
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw toCellError(error, current, 'create directory');
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
+          throw toCellError(error, current, 'create directory');
       }
       stat = await fs.lstat(current).catch((error: unknown) => {
         throw toCellError(error, current, 'check directory');
       });
     }
     if (!stat.isDirectory()) {
-      throw new CellError('CELL_UNSAFE_PATH', `${current}: expected a directory inside the cell, found ${describe(stat)}; refused`);
+      throw new CellError(
+        'CELL_UNSAFE_PATH',
+        `${current}: expected a directory inside the cell, found ${describe(stat)}; refused`,
+      );
     }
   }
   return current;

@@ -13,7 +13,11 @@ afterEach(removeTempDirs);
 async function archivedCell() {
   const base = await makeTempDir();
   const root = join(base, 'missions');
-  const { dir, manifest } = await provisionCell(root, { mission: 'to destroy', created_by: 'ops', agents: [{ name: 'forge', role: 'lead' }] });
+  const { dir, manifest } = await provisionCell(root, {
+    mission: 'to destroy',
+    created_by: 'ops',
+    agents: [{ name: 'forge', role: 'lead' }],
+  });
   await transitionCell(dir, 'archived');
   return { base, root, dir, uuid: manifest.uuid };
 }
@@ -47,7 +51,10 @@ describe('destroyCell', () => {
   it('refuses a cell that is not archived, naming both states, unless forced', async () => {
     const base = await makeTempDir();
     const { dir, manifest } = await provisionCell(base, { mission: 'live', created_by: 'ops' });
-    await expect(destroyCell(base, manifest.uuid)).rejects.toMatchObject({ code: 'CELL_ILLEGAL_TRANSITION', message: expect.stringContaining('cannot go from active to destroyed') });
+    await expect(destroyCell(base, manifest.uuid)).rejects.toMatchObject({
+      code: 'CELL_ILLEGAL_TRANSITION',
+      message: expect.stringContaining('cannot go from active to destroyed'),
+    });
     expect(existsSync(dir)).toBe(true);
     await destroyCell(base, manifest.uuid, { force: true });
     expect(existsSync(dir)).toBe(false);
@@ -66,7 +73,10 @@ describe('destroyCell', () => {
     const { rename } = await import('node:fs/promises');
     await rename(dir, elsewhere);
     await symlink(elsewhere, join(root, uuid));
-    await expect(destroyCell(root, uuid)).rejects.toMatchObject({ code: 'CELL_NOT_A_CELL', message: expect.stringContaining('symbolic link') });
+    await expect(destroyCell(root, uuid)).rejects.toMatchObject({
+      code: 'CELL_NOT_A_CELL',
+      message: expect.stringContaining('symbolic link'),
+    });
     expect(existsSync(join(elsewhere, 'cell.json'))).toBe(true);
   });
 
@@ -74,14 +84,22 @@ describe('destroyCell', () => {
     const root = await makeTempDir();
     const uuid = '3f2a1c4e-9b7d-4e2f-8a1b-0c9d8e7f6a5b';
     await writeFile(join(root, uuid), 'x');
-    await expect(destroyCell(root, uuid)).rejects.toMatchObject({ code: 'CELL_NOT_A_CELL', message: expect.stringContaining('a file') });
+    await expect(destroyCell(root, uuid)).rejects.toMatchObject({
+      code: 'CELL_NOT_A_CELL',
+      message: expect.stringContaining('a file'),
+    });
     const other = '4f2a1c4e-9b7d-4e2f-8a1b-0c9d8e7f6a5b';
     await mkdir(join(root, other));
     await writeFile(join(root, other, 'notes.txt'), 'not a cell');
-    await expect(destroyCell(root, other)).rejects.toMatchObject({ code: 'CELL_NOT_A_CELL', message: expect.stringContaining('not a valid cell') });
+    await expect(destroyCell(root, other)).rejects.toMatchObject({
+      code: 'CELL_NOT_A_CELL',
+      message: expect.stringContaining('not a valid cell'),
+    });
     expect(existsSync(join(root, other, 'notes.txt'))).toBe(true);
     await expect(destroyCell(root, '../../etc')).rejects.toMatchObject({ code: 'CELL_BAD_NAME' });
-    await expect(destroyCell(root, '5f2a1c4e-9b7d-4e2f-8a1b-0c9d8e7f6a5b')).rejects.toMatchObject({ code: 'CELL_NOT_FOUND' });
+    await expect(destroyCell(root, '5f2a1c4e-9b7d-4e2f-8a1b-0c9d8e7f6a5b')).rejects.toMatchObject({
+      code: 'CELL_NOT_FOUND',
+    });
   });
 
   it('is not blocked by the leftover of a destroy that crashed', async () => {

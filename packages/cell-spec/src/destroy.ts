@@ -29,25 +29,45 @@ export interface DestroyCellOptions {
  * await transitionCell(dir, 'archived');
  * await destroyCell('/var/missions', uuid);
  */
-export async function destroyCell(root: string, uuid: string, options: DestroyCellOptions = {}): Promise<void> {
+export async function destroyCell(
+  root: string,
+  uuid: string,
+  options: DestroyCellOptions = {},
+): Promise<void> {
   assertCellUuid(uuid);
   const dir = join(root, uuid);
   const stat = await fs.lstat(dir).catch((error) => {
     throw toCellError(error, dir, 'destroy');
   });
-  if (!stat.isDirectory()) throw new CellError('CELL_NOT_A_CELL', `${dir}: not a cell directory (it is ${stat.isSymbolicLink() ? 'a symbolic link' : 'a file'}); refused`);
+  if (!stat.isDirectory())
+    throw new CellError(
+      'CELL_NOT_A_CELL',
+      `${dir}: not a cell directory (it is ${stat.isSymbolicLink() ? 'a symbolic link' : 'a file'}); refused`,
+    );
   const realRoot = await fs.realpath(root);
   const realDir = await fs.realpath(dir);
-  if (dirname(realDir) !== realRoot || basename(realDir) !== uuid) throw new CellError('CELL_NOT_A_CELL', `${dir}: resolves outside ${root}; refused`);
+  if (dirname(realDir) !== realRoot || basename(realDir) !== uuid)
+    throw new CellError('CELL_NOT_A_CELL', `${dir}: resolves outside ${root}; refused`);
   let manifest;
   try {
     manifest = await readManifest(dir);
   } catch (error) {
-    throw new CellError('CELL_NOT_A_CELL', `${dir}: not a valid cell (${(error as Error).message}); refused`, { cause: error });
+    throw new CellError(
+      'CELL_NOT_A_CELL',
+      `${dir}: not a valid cell (${(error as Error).message}); refused`,
+      { cause: error },
+    );
   }
-  if (manifest.uuid !== uuid) throw new CellError('CELL_NOT_A_CELL', `${dir}/cell.json: uuid: ${manifest.uuid} does not match the directory; refused`);
+  if (manifest.uuid !== uuid)
+    throw new CellError(
+      'CELL_NOT_A_CELL',
+      `${dir}/cell.json: uuid: ${manifest.uuid} does not match the directory; refused`,
+    );
   if (manifest.status !== 'archived' && manifest.status !== 'destroyed' && !options.force) {
-    throw new CellError('CELL_ILLEGAL_TRANSITION', `${dir}: cannot go from ${manifest.status} to destroyed (archive it first, or force)`);
+    throw new CellError(
+      'CELL_ILLEGAL_TRANSITION',
+      `${dir}: cannot go from ${manifest.status} to destroyed (archive it first, or force)`,
+    );
   }
   // Rename out of the way first so that discovery never sees a half-deleted cell.
   const doomed = join(realRoot, `${DESTROYING_PREFIX}${uuid}.${randomBytes(4).toString('hex')}`);

@@ -16,7 +16,12 @@ describe('discoverCells', () => {
     const active = await provisionCell(root, { mission: 'a', created_by: 'ops', uuid: UUID(3) });
     const frozen = await provisionCell(root, { mission: 'f', created_by: 'ops', uuid: UUID(1) });
     await transitionCell(frozen.dir, 'frozen');
-    const provisioning = await provisionCell(root, { mission: 'p', created_by: 'ops', uuid: UUID(2), status: 'provisioning' });
+    const provisioning = await provisionCell(root, {
+      mission: 'p',
+      created_by: 'ops',
+      uuid: UUID(2),
+      status: 'provisioning',
+    });
     const archived = await provisionCell(root, { mission: 'r', created_by: 'ops', uuid: UUID(4) });
     await transitionCell(archived.dir, 'archived');
     const found = await discoverCells(root, { concurrency: 2 });
@@ -48,10 +53,20 @@ describe('discoverCells', () => {
     await writeFile(join(root, UUID(5), 'cell.json'), '{"uuid": ');
     const base = JSON.parse(await readFile(join(good.dir, 'cell.json'), 'utf8'));
     await mkdir(join(root, UUID(6)));
-    await writeFile(join(root, UUID(6), 'cell.json'), JSON.stringify({ ...base, uuid: UUID(6), agents: [{ name: 'Bad Name', role: 'x', joined_at: base.created_at }] }));
+    await writeFile(
+      join(root, UUID(6), 'cell.json'),
+      JSON.stringify({
+        ...base,
+        uuid: UUID(6),
+        agents: [{ name: 'Bad Name', role: 'x', joined_at: base.created_at }],
+      }),
+    );
     // unknown_status
     await mkdir(join(root, UUID(7)));
-    await writeFile(join(root, UUID(7), 'cell.json'), JSON.stringify({ ...base, uuid: UUID(7), status: 'hibernating' }));
+    await writeFile(
+      join(root, UUID(7), 'cell.json'),
+      JSON.stringify({ ...base, uuid: UUID(7), status: 'hibernating' }),
+    );
     // uuid_mismatch
     await mkdir(join(root, UUID(8)));
     await writeFile(join(root, UUID(8), 'cell.json'), JSON.stringify(base));
@@ -76,16 +91,25 @@ describe('discoverCells', () => {
       ['corrupt_manifest', join(root, UUID(9), 'cell.json')],
       ['bad_dirname', join(root, 'notes')],
     ]);
-    const reasons = Object.fromEntries(found.problems.map((problem) => [problem.path, problem.reason]));
+    const reasons = Object.fromEntries(
+      found.problems.map((problem) => [problem.path, problem.reason]),
+    );
     expect(reasons[join(root, UUID(2))]).toMatch(/found a file/);
     expect(reasons[join(root, UUID(3))]).toMatch(/symbolic link/);
     expect(reasons[join(root, UUID(5), 'cell.json')]).toMatch(/not valid JSON/);
     expect(reasons[join(root, UUID(6), 'cell.json')]).toMatch(/agents\.0\.name: must match/);
-    expect(reasons[join(root, UUID(7), 'cell.json')]).toMatch(/status: "hibernating" is not one of provisioning, active, frozen, archived, destroyed/);
-    expect(reasons[join(root, UUID(8), 'cell.json')]).toMatch(new RegExp(`uuid: ${UUID(1)} does not match the directory name ${UUID(8)}`));
+    expect(reasons[join(root, UUID(7), 'cell.json')]).toMatch(
+      /status: "hibernating" is not one of provisioning, active, frozen, archived, destroyed/,
+    );
+    expect(reasons[join(root, UUID(8), 'cell.json')]).toMatch(
+      new RegExp(`uuid: ${UUID(1)} does not match the directory name ${UUID(8)}`),
+    );
     expect(reasons[join(root, UUID(9), 'cell.json')]).toMatch(/symbolic link; refused/);
     expect(reasons[join(root, 'notes')]).toMatch(/version-4 UUID/);
-    expect(found.ignored.map((ignored) => ignored.path)).toEqual([join(root, `.destroying-${UUID(11)}.abcd`), join(root, `.provisioning-${UUID(10)}.abcd`)]);
+    expect(found.ignored.map((ignored) => ignored.path)).toEqual([
+      join(root, `.destroying-${UUID(11)}.abcd`),
+      join(root, `.provisioning-${UUID(10)}.abcd`),
+    ]);
     // Reading through the thread pool finds exactly the same, in the same order.
     expect(await discoverCells(root, { sliceMs: 0, concurrency: 3 })).toEqual(found);
     // So do time slices so short that every manifest gets a slice of its own.
@@ -94,9 +118,20 @@ describe('discoverCells', () => {
 
   it('treats a missing root as empty and reports an unreadable one', async () => {
     const dir = await makeTempDir();
-    expect(await discoverCells(join(dir, 'missing'))).toEqual({ supervised: [], unsupervised: [], problems: [], ignored: [] });
+    expect(await discoverCells(join(dir, 'missing'))).toEqual({
+      supervised: [],
+      unsupervised: [],
+      problems: [],
+      ignored: [],
+    });
     await writeFile(join(dir, 'file'), 'x');
     const found = await discoverCells(join(dir, 'file'));
-    expect(found.problems).toEqual([{ path: join(dir, 'file'), kind: 'unreadable', reason: expect.stringMatching(/cannot read the cells root: ENOTDIR/) }]);
+    expect(found.problems).toEqual([
+      {
+        path: join(dir, 'file'),
+        kind: 'unreadable',
+        reason: expect.stringMatching(/cannot read the cells root: ENOTDIR/),
+      },
+    ]);
   });
 });

@@ -19,7 +19,14 @@ export interface DiscoveredCell {
 export interface DiscoveryProblem {
   path: string;
   /** A stable kind, for grouping and tests. */
-  kind: 'not_a_directory' | 'bad_dirname' | 'unreadable' | 'corrupt_manifest' | 'unknown_status' | 'uuid_mismatch' | 'missing_manifest';
+  kind:
+    | 'not_a_directory'
+    | 'bad_dirname'
+    | 'unreadable'
+    | 'corrupt_manifest'
+    | 'unknown_status'
+    | 'uuid_mismatch'
+    | 'missing_manifest';
   /** Human-readable: what is wrong and what was expected. */
   reason: string;
 }
@@ -67,7 +74,10 @@ export interface DiscoverCellsOptions {
  * @example
  * const { supervised, problems } = await discoverCells('/var/missions');
  */
-export async function discoverCells(root: string, options: DiscoverCellsOptions = {}): Promise<Discovery> {
+export async function discoverCells(
+  root: string,
+  options: DiscoverCellsOptions = {},
+): Promise<Discovery> {
   const result: Discovery = { supervised: [], unsupervised: [], problems: [], ignored: [] };
   let entries: Dirent[];
   try {
@@ -75,12 +85,17 @@ export async function discoverCells(root: string, options: DiscoverCellsOptions 
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return result;
-    result.problems.push({ path: root, kind: 'unreadable', reason: `cannot read the cells root: ${(error as Error).message}` });
+    result.problems.push({
+      path: root,
+      kind: 'unreadable',
+      reason: `cannot read the cells root: ${(error as Error).message}`,
+    });
     return result;
   }
   const candidates: Dirent[] = [];
   for (const entry of entries) {
-    if (entry.name.startsWith('.')) result.ignored.push({ path: join(root, entry.name), reason: ignoredReason(entry.name) });
+    if (entry.name.startsWith('.'))
+      result.ignored.push({ path: join(root, entry.name), reason: ignoredReason(entry.name) });
     else candidates.push(entry);
   }
   candidates.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -94,7 +109,9 @@ export async function discoverCells(root: string, options: DiscoverCellsOptions 
         await new Promise((resolve) => setImmediate(resolve));
         sliceStart = performance.now();
       }
-      found[index] = inspect(root, candidates[index]!, (path) => readFileSafeSync(path, { maxBytes: MANIFEST_MAX_BYTES }));
+      found[index] = inspect(root, candidates[index]!, (path) =>
+        readFileSafeSync(path, { maxBytes: MANIFEST_MAX_BYTES }),
+      );
     }
   } else {
     let next = 0;
@@ -104,10 +121,12 @@ export async function discoverCells(root: string, options: DiscoverCellsOptions 
         const entry = candidates[index]!;
         const manifestPath = join(root, entry.name, 'cell.json');
         // Read first (asynchronously) when the entry can be a cell; inspect then judges synchronously.
-        const read = precheck(root, entry) ? undefined : await readFileSafe(manifestPath, { maxBytes: MANIFEST_MAX_BYTES }).then(
-          (buffer) => ({ buffer }),
-          (error: unknown) => ({ error }),
-        );
+        const read = precheck(root, entry)
+          ? undefined
+          : await readFileSafe(manifestPath, { maxBytes: MANIFEST_MAX_BYTES }).then(
+              (buffer) => ({ buffer }),
+              (error: unknown) => ({ error }),
+            );
         found[index] = inspect(root, entry, () => {
           if (read === undefined) throw new Error('unreachable: a prechecked entry is never read');
           if ('error' in read) throw read.error;
@@ -115,7 +134,9 @@ export async function discoverCells(root: string, options: DiscoverCellsOptions 
         });
       }
     };
-    await Promise.all(Array.from({ length: Math.min(options.concurrency ?? 64, candidates.length) }, worker));
+    await Promise.all(
+      Array.from({ length: Math.min(options.concurrency ?? 64, candidates.length) }, worker),
+    );
   }
   for (const item of found) {
     if (!item) continue;
@@ -130,16 +151,30 @@ export async function discoverCells(root: string, options: DiscoverCellsOptions 
 function precheck(root: string, entry: Dirent): DiscoveryProblem | undefined {
   const dir = join(root, entry.name);
   if (!entry.isDirectory()) {
-    const what = entry.isSymbolicLink() ? 'a symbolic link (cells must be real directories)' : 'a file';
-    return { path: dir, kind: 'not_a_directory', reason: `expected a cell directory, found ${what}` };
+    const what = entry.isSymbolicLink()
+      ? 'a symbolic link (cells must be real directories)'
+      : 'a file';
+    return {
+      path: dir,
+      kind: 'not_a_directory',
+      reason: `expected a cell directory, found ${what}`,
+    };
   }
   if (!CellUuidSchema.safeParse(entry.name).success) {
-    return { path: dir, kind: 'bad_dirname', reason: 'directory name must be a lower-case version-4 UUID' };
+    return {
+      path: dir,
+      kind: 'bad_dirname',
+      reason: 'directory name must be a lower-case version-4 UUID',
+    };
   }
   return undefined;
 }
 
-function inspect(root: string, entry: Dirent, read: (path: string) => Buffer): DiscoveredCell | DiscoveryProblem {
+function inspect(
+  root: string,
+  entry: Dirent,
+  read: (path: string) => Buffer,
+): DiscoveredCell | DiscoveryProblem {
   const problem = precheck(root, entry);
   if (problem) return problem;
   const dir = join(root, entry.name);
@@ -150,25 +185,40 @@ function inspect(root: string, entry: Dirent, read: (path: string) => Buffer): D
     text = read(manifestPath).toString('utf8');
     const manifest = parseJsonWith(CellManifestSchema, text, manifestPath);
     if (manifest.uuid !== entry.name) {
-      return { path: manifestPath, kind: 'uuid_mismatch', reason: `${manifestPath}: uuid: ${manifest.uuid} does not match the directory name ${entry.name}` };
+      return {
+        path: manifestPath,
+        kind: 'uuid_mismatch',
+        reason: `${manifestPath}: uuid: ${manifest.uuid} does not match the directory name ${entry.name}`,
+      };
     }
     return { uuid: manifest.uuid, dir, manifest };
   } catch (error) {
     const code = PitError.is(error) ? error.code : undefined;
     const message = error instanceof Error ? error.message : String(error);
-    if (code === 'CELL_NOT_FOUND') return { path: manifestPath, kind: 'missing_manifest', reason: `${manifestPath}: missing; expected the cell's manifest` };
+    if (code === 'CELL_NOT_FOUND')
+      return {
+        path: manifestPath,
+        kind: 'missing_manifest',
+        reason: `${manifestPath}: missing; expected the cell's manifest`,
+      };
     if (code === 'CELL_IO') return { path: dir, kind: 'unreadable', reason: message };
     const status = code === 'CELL_INVALID' && text !== undefined ? unknownStatus(text) : undefined;
     if (status !== undefined) {
-      return { path: manifestPath, kind: 'unknown_status', reason: `${manifestPath}: status: ${JSON.stringify(status)} is not one of ${CellStatusSchema.options.join(', ')} (${message})` };
+      return {
+        path: manifestPath,
+        kind: 'unknown_status',
+        reason: `${manifestPath}: status: ${JSON.stringify(status)} is not one of ${CellStatusSchema.options.join(', ')} (${message})`,
+      };
     }
     return { path: manifestPath, kind: 'corrupt_manifest', reason: message };
   }
 }
 
 function ignoredReason(name: string): string {
-  if (name.startsWith(PROVISIONING_PREFIX)) return 'a cell being provisioned, or left by a provisioning that crashed: not a cell';
-  if (name.startsWith(DESTROYING_PREFIX)) return 'a cell being destroyed, or left by a destroy that crashed: not a cell';
+  if (name.startsWith(PROVISIONING_PREFIX))
+    return 'a cell being provisioned, or left by a provisioning that crashed: not a cell';
+  if (name.startsWith(DESTROYING_PREFIX))
+    return 'a cell being destroyed, or left by a destroy that crashed: not a cell';
   return 'a hidden entry: not a cell';
 }
 

@@ -11,7 +11,10 @@ describe('PitError', () => {
   });
 
   it('recognises an error from another copy of the package where instanceof fails', () => {
-    const foreign = Object.assign(new Error('from another copy'), { [Symbol.for('pit.error')]: true, code: 'CELL_LOCKED' });
+    const foreign = Object.assign(new Error('from another copy'), {
+      [Symbol.for('pit.error')]: true,
+      code: 'CELL_LOCKED',
+    });
     expect(foreign instanceof PitError).toBe(false);
     expect(PitError.is(foreign)).toBe(true);
     expect(toCellError(foreign, '/x', 'read')).toBe(foreign);

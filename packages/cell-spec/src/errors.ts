@@ -52,14 +52,30 @@ export class CellError extends PitError<CellErrorCode> {}
 export function toCellError(error: unknown, path: string, action: string): CellError {
   if (error instanceof CellError) return error;
   // A CellError from another copy of cell-spec in the same process: pass it through as well.
-  if (PitError.is(error) && typeof error.code === 'string' && error.code.startsWith('CELL_')) return error as CellError;
+  if (PitError.is(error) && typeof error.code === 'string' && error.code.startsWith('CELL_'))
+    return error as CellError;
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   const reason = error instanceof Error ? error.message : String(error);
-  if (code === 'ENOENT') return new CellError('CELL_NOT_FOUND', `${path}: ${action}: no such file or directory`, { cause: error });
-  if (code === 'ELOOP') return new CellError('CELL_UNSAFE_PATH', `${path}: ${action}: is a symbolic link; refused`, { cause: error });
+  if (code === 'ENOENT')
+    return new CellError('CELL_NOT_FOUND', `${path}: ${action}: no such file or directory`, {
+      cause: error,
+    });
+  if (code === 'ELOOP')
+    return new CellError('CELL_UNSAFE_PATH', `${path}: ${action}: is a symbolic link; refused`, {
+      cause: error,
+    });
   if (code === 'ENOTDIR') {
-    return new CellError('CELL_UNSAFE_PATH', `${path}: ${action}: a parent of this path is a file, expected a directory`, { cause: error });
+    return new CellError(
+      'CELL_UNSAFE_PATH',
+      `${path}: ${action}: a parent of this path is a file, expected a directory`,
+      { cause: error },
+    );
   }
-  const retryable = code === 'ENOSPC' || code === 'EAGAIN' || code === 'EMFILE' || code === 'ENFILE' || code === 'EBUSY';
+  const retryable =
+    code === 'ENOSPC' ||
+    code === 'EAGAIN' ||
+    code === 'EMFILE' ||
+    code === 'ENFILE' ||
+    code === 'EBUSY';
   return new CellError('CELL_IO', `${path}: ${action}: ${reason}`, { cause: error, retryable });
 }

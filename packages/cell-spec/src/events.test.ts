@@ -3,7 +3,13 @@ import { appendFile, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { fixtureText, makeTempDir, reapChildren, removeTempDirs, spawnChild } from './__fixtures__/helpers.js';
+import {
+  fixtureText,
+  makeTempDir,
+  reapChildren,
+  removeTempDirs,
+  spawnChild,
+} from './__fixtures__/helpers.js';
 import { PitError } from './errors.js';
 import {
   AnyCellEventSchema,
@@ -23,7 +29,10 @@ afterEach(async () => {
   await removeTempDirs();
 });
 
-async function collect(path: string, options: Parameters<typeof readEvents>[1] = {}): Promise<EventLogEntry[]> {
+async function collect(
+  path: string,
+  options: Parameters<typeof readEvents>[1] = {},
+): Promise<EventLogEntry[]> {
   const entries: EventLogEntry[] = [];
   for await (const entry of readEvents(path, options)) entries.push(entry);
   return entries;
@@ -43,22 +52,46 @@ const TS = '2026-11-22T08:30:00.000Z';
 
 describe('CellEventSchema', () => {
   it('accepts every known line of a realistic log', async () => {
-    const lines = (await fixtureText('events.jsonl')).trim().split('\n').map((line) => JSON.parse(line) as { event: string });
+    const lines = (await fixtureText('events.jsonl'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { event: string });
     for (const line of lines.filter((candidate) => CELL_EVENT_KINDS.includes(candidate.event))) {
       expect(CellEventSchema.safeParse(line).success, JSON.stringify(line)).toBe(true);
     }
   });
 
   it.each<[string, Record<string, unknown>, RegExp]>([
-    ['agent_dead without its reason', { ts: TS, event: 'agent_dead', agent: 'forge' }, /reason: .*expected string/],
-    ['a traversal agent name', { ts: TS, event: 'agent_joined', agent: '../../etc', role: 'lead' }, /agent: must match/],
-    ['a checkpoint with a short sha256', { ts: TS, event: 'checkpoint_created', checkpoint: 'c.tar.gz', sha256: 'abc', bytes: 1 }, /sha256: must be a hex sha256/],
+    [
+      'agent_dead without its reason',
+      { ts: TS, event: 'agent_dead', agent: 'forge' },
+      /reason: .*expected string/,
+    ],
+    [
+      'a traversal agent name',
+      { ts: TS, event: 'agent_joined', agent: '../../etc', role: 'lead' },
+      /agent: must match/,
+    ],
+    [
+      'a checkpoint with a short sha256',
+      { ts: TS, event: 'checkpoint_created', checkpoint: 'c.tar.gz', sha256: 'abc', bytes: 1 },
+      /sha256: must be a hex sha256/,
+    ],
     [
       'a rollback file without its new hash',
-      { ts: TS, event: 'config_rolled_back', agent: 'forge', files: [{ path: '/x', old_sha256: null }] },
+      {
+        ts: TS,
+        event: 'config_rolled_back',
+        agent: 'forge',
+        files: [{ path: '/x', old_sha256: null }],
+      },
       /files\.0\.new_sha256: .*expected string/,
     ],
-    ['a local timestamp', { ts: '2026-11-22 08:30', event: 'cell_frozen' }, /ts: must be an ISO-8601 UTC timestamp/],
+    [
+      'a local timestamp',
+      { ts: '2026-11-22 08:30', event: 'cell_frozen' },
+      /ts: must be an ISO-8601 UTC timestamp/,
+    ],
   ])('rejects %s, naming the field', (_label, event, expected) => {
     const parsed = CellEventSchema.safeParse(event);
     expect(parsed.success).toBe(false);
@@ -66,26 +99,45 @@ describe('CellEventSchema', () => {
   });
 
   it('keeps fields a newer writer added to a known event', () => {
-    const parsed = CellEventSchema.parse({ ts: TS, event: 'agent_dead', agent: 'forge', reason: 'stale', probe: 'heartbeat_age' });
+    const parsed = CellEventSchema.parse({
+      ts: TS,
+      event: 'agent_dead',
+      agent: 'forge',
+      reason: 'stale',
+      probe: 'heartbeat_age',
+    });
     expect(parsed).toMatchObject({ probe: 'heartbeat_age' });
   });
 
   it('lets AnyCellEventSchema accept an unknown kind but not a malformed name', () => {
-    expect(AnyCellEventSchema.safeParse({ ts: TS, event: 'budget_exceeded', spent_usd: 40.12 }).success).toBe(true);
+    expect(
+      AnyCellEventSchema.safeParse({ ts: TS, event: 'budget_exceeded', spent_usd: 40.12 }).success,
+    ).toBe(true);
     expect(AnyCellEventSchema.safeParse({ ts: TS, event: 'Budget Exceeded' }).success).toBe(false);
   });
 });
 
 describe('serializeEvent', () => {
   it('fills in ts and renders exactly one line', () => {
-    const line = serializeEvent({ event: 'agent_left', agent: 'forge', reason: 'done\nreally' }, 'events', () => new Date(TS));
+    const line = serializeEvent(
+      { event: 'agent_left', agent: 'forge', reason: 'done\nreally' },
+      'events',
+      () => new Date(TS),
+    );
     expect(line.endsWith('\n')).toBe(true);
     expect(line.slice(0, -1)).not.toContain('\n');
-    expect(JSON.parse(line)).toEqual({ ts: TS, event: 'agent_left', agent: 'forge', reason: 'done\nreally' });
+    expect(JSON.parse(line)).toEqual({
+      ts: TS,
+      event: 'agent_left',
+      agent: 'forge',
+      reason: 'done\nreally',
+    });
   });
 
   it('refuses a bad known event naming the kind and field', () => {
-    expect(() => serializeEvent({ event: 'agent_dead', agent: 'forge' }, 'x/events.jsonl')).toThrow(/x\/events\.jsonl: agent_dead: reason:/);
+    expect(() => serializeEvent({ event: 'agent_dead', agent: 'forge' }, 'x/events.jsonl')).toThrow(
+      /x\/events\.jsonl: agent_dead: reason:/,
+    );
   });
 
   it('refuses a line larger than it can append atomically', () => {
@@ -102,8 +154,17 @@ describe('appendEvent', () => {
   it('appends one validated line and returns the event as written', async () => {
     const dir = await makeTempDir();
     const path = join(dir, 'events.jsonl');
-    const event = await appendEvent(path, { event: 'agent_dead', agent: 'forge', reason: 'heartbeat stale 95 s' }, { now: () => new Date(TS), fsync: true });
-    expect(event).toEqual({ ts: TS, event: 'agent_dead', agent: 'forge', reason: 'heartbeat stale 95 s' });
+    const event = await appendEvent(
+      path,
+      { event: 'agent_dead', agent: 'forge', reason: 'heartbeat stale 95 s' },
+      { now: () => new Date(TS), fsync: true },
+    );
+    expect(event).toEqual({
+      ts: TS,
+      event: 'agent_dead',
+      agent: 'forge',
+      reason: 'heartbeat stale 95 s',
+    });
     expect(await readFile(path, 'utf8')).toBe(`${JSON.stringify(event)}\n`);
   });
 
@@ -111,7 +172,10 @@ describe('appendEvent', () => {
     const dir = await makeTempDir();
     const path = join(dir, 'events.jsonl');
     await appendEvent(path, { event: 'cell_frozen' });
-    expect((await failure(appendEvent(path, { event: 'agent_joined', agent: 'Bad Name', role: 'x' }))).code).toBe('CELL_INVALID');
+    expect(
+      (await failure(appendEvent(path, { event: 'agent_joined', agent: 'Bad Name', role: 'x' })))
+        .code,
+    ).toBe('CELL_INVALID');
     expect((await readFile(path, 'utf8')).split('\n')).toHaveLength(2);
   });
 
@@ -120,7 +184,9 @@ describe('appendEvent', () => {
     const outside = join(dir, 'passwd');
     await writeFile(outside, 'root:x:0:0::/root:/bin/sh\n');
     await symlink(outside, join(dir, 'events.jsonl'));
-    expect((await failure(appendEvent(join(dir, 'events.jsonl'), { event: 'cell_frozen' }))).code).toBe('CELL_UNSAFE_PATH');
+    expect(
+      (await failure(appendEvent(join(dir, 'events.jsonl'), { event: 'cell_frozen' }))).code,
+    ).toBe('CELL_UNSAFE_PATH');
     expect(await readFile(outside, 'utf8')).toBe('root:x:0:0::/root:/bin/sh\n');
   });
 
@@ -128,13 +194,17 @@ describe('appendEvent', () => {
     const dir = await makeTempDir();
     execFileSync('mkfifo', [join(dir, 'events.jsonl')]);
     // O_NONBLOCK on a FIFO without a reader fails with ENXIO; either way it is refused, not hung.
-    expect(['CELL_UNSAFE_PATH', 'CELL_IO']).toContain((await failure(appendEvent(join(dir, 'events.jsonl'), { event: 'cell_frozen' }))).code);
+    expect(['CELL_UNSAFE_PATH', 'CELL_IO']).toContain(
+      (await failure(appendEvent(join(dir, 'events.jsonl'), { event: 'cell_frozen' }))).code,
+    );
     expect((await failure(collect(join(dir, 'events.jsonl')))).code).toBe('CELL_UNSAFE_PATH');
   });
 
   it('says CELL_NOT_FOUND when the logs directory is missing', async () => {
     const dir = await makeTempDir();
-    expect((await failure(appendEvent(join(dir, 'logs/events.jsonl'), { event: 'cell_frozen' }))).code).toBe('CELL_NOT_FOUND');
+    expect(
+      (await failure(appendEvent(join(dir, 'logs/events.jsonl'), { event: 'cell_frozen' }))).code,
+    ).toBe('CELL_NOT_FOUND');
   });
 });
 
@@ -143,7 +213,8 @@ describe('createEventAppender', () => {
     const dir = await makeTempDir();
     const path = join(dir, 'events.jsonl');
     const appender = createEventAppender(path, { now: () => new Date(TS) });
-    for (let cycle = 0; cycle < 50; cycle += 1) await appender.append({ event: 'heartbeat', agent: 'forge', cycle });
+    for (let cycle = 0; cycle < 50; cycle += 1)
+      await appender.append({ event: 'heartbeat', agent: 'forge', cycle });
     await appender.close();
     await appender.append({ event: 'cell_frozen' });
     await appender.close();
@@ -159,23 +230,34 @@ describe('appendEvent from several processes at once', () => {
     const path = join(dir, 'events.jsonl');
     const writers = ['a', 'b', 'c', 'd'];
     const perWriter = 250;
-    const children = writers.map((writer) => spawnChild('event-appender.ts', [path, writer, String(perWriter)]));
+    const children = writers.map((writer) =>
+      spawnChild('event-appender.ts', [path, writer, String(perWriter)]),
+    );
     await Promise.all(children.map((child) => child.waitForLine((line) => line === 'ready')));
     for (const child of children) child.send('go');
-    await Promise.all(children.map((child) => child.waitForLine((line) => line === 'done', 60_000)));
-    expect((await Promise.all(children.map((child) => child.exited))).map((result) => result.code)).toEqual([0, 0, 0, 0]);
+    await Promise.all(
+      children.map((child) => child.waitForLine((line) => line === 'done', 60_000)),
+    );
+    expect(
+      (await Promise.all(children.map((child) => child.exited))).map((result) => result.code),
+    ).toEqual([0, 0, 0, 0]);
     const entries = await collect(path);
     expect(entries.filter((entry) => !entry.ok)).toEqual([]);
     expect(entries).toHaveLength(writers.length * perWriter);
     const seen = new Map<string, number[]>();
     for (const entry of entries) {
       if (!entry.ok) continue;
-      const { writer, seq, padding } = entry.event as unknown as { writer: string; seq: number; padding: string };
+      const { writer, seq, padding } = entry.event as unknown as {
+        writer: string;
+        seq: number;
+        padding: string;
+      };
       expect(padding).toBe(writer.repeat(1 + ((seq * 7919) % 6000)));
       seen.set(writer, [...(seen.get(writer) ?? []), seq]);
     }
     // Each writer's lines are all there, once, in the order it wrote them.
-    for (const writer of writers) expect(seen.get(writer)).toEqual(Array.from({ length: perWriter }, (_, seq) => seq));
+    for (const writer of writers)
+      expect(seen.get(writer)).toEqual(Array.from({ length: perWriter }, (_, seq) => seq));
   }, 90_000);
 });
 
@@ -189,7 +271,16 @@ describe('readEvents', () => {
     expect(entries.every((entry) => entry.ok)).toBe(true);
     const unknown = entries.filter((entry) => entry.ok && !entry.known);
     expect(unknown).toEqual([
-      expect.objectContaining({ line: 11, known: false, event: expect.objectContaining({ event: 'budget_exceeded', budget_usd: 40, spent_usd: 40.12, writer: 'pit 0.4' }) }),
+      expect.objectContaining({
+        line: 11,
+        known: false,
+        event: expect.objectContaining({
+          event: 'budget_exceeded',
+          budget_usd: 40,
+          spent_usd: 40.12,
+          writer: 'pit 0.4',
+        }),
+      }),
     ]);
   });
 
@@ -200,7 +291,12 @@ describe('readEvents', () => {
     await appendFile(path, '{"ts":"2026-11-22T08:32:00.000Z","event":"agent_de');
     const entries = await collect(path);
     expect(entries.slice(0, 12).every((entry) => entry.ok)).toBe(true);
-    expect(entries[12]).toMatchObject({ ok: false, torn: true, line: 13, raw: '{"ts":"2026-11-22T08:32:00.000Z","event":"agent_de' });
+    expect(entries[12]).toMatchObject({
+      ok: false,
+      torn: true,
+      line: 13,
+      raw: '{"ts":"2026-11-22T08:32:00.000Z","event":"agent_de',
+    });
   });
 
   it('reports malformed lines in the middle with line numbers and offsets, and keeps the good ones', async () => {
@@ -229,7 +325,11 @@ describe('readEvents', () => {
       [8, true],
     ]);
     const offsets = entries.map((entry) => entry.offset);
-    expect(offsets).toEqual(lines.map((_, index) => lines.slice(0, index).reduce((sum, line) => sum + Buffer.byteLength(line) + 1, 0)));
+    expect(offsets).toEqual(
+      lines.map((_, index) =>
+        lines.slice(0, index).reduce((sum, line) => sum + Buffer.byteLength(line) + 1, 0),
+      ),
+    );
     const reasons = entries.map((entry) => (entry.ok ? '' : entry.reason));
     expect(reasons[1]).toMatch(/not valid JSON/);
     expect(reasons[2]).toBe('empty line');
@@ -259,9 +359,15 @@ describe('readEvents', () => {
       [3, true],
       [4, false],
     ]);
-    expect(entries[1]).toMatchObject({ reason: 'line of 300000 bytes exceeds the limit of 100000 bytes', torn: false });
+    expect(entries[1]).toMatchObject({
+      reason: 'line of 300000 bytes exceeds the limit of 100000 bytes',
+      torn: false,
+    });
     expect((entries[1] as { raw: string }).raw.length).toBeLessThanOrEqual(4096);
-    expect(entries[3]).toMatchObject({ torn: true, reason: expect.stringContaining('300000 bytes') });
+    expect(entries[3]).toMatchObject({
+      torn: true,
+      reason: expect.stringContaining('300000 bytes'),
+    });
     expect(entries[2]!.offset).toBe(good.length + 1 + 300_001);
   });
 
@@ -276,34 +382,66 @@ describe('readEvents', () => {
   it('parses any mix of good, unknown, broken and torn lines into one entry per line (property)', async () => {
     const dir = await makeTempDir();
     const goodEvent = fc.oneof(
-      fc.record({ ts: fc.constant(TS), event: fc.constant('agent_dead'), agent: fc.constantFrom('forge', 'allegro'), reason: fc.string() }),
-      fc.record({ ts: fc.constant(TS), event: fc.constant('heartbeat'), agent: fc.constant('forge'), cycle: fc.nat() }),
-      fc.record({ ts: fc.constant(TS), event: fc.constant('cell_frozen'), note: fc.string({ unit: 'binary' }) }),
+      fc.record({
+        ts: fc.constant(TS),
+        event: fc.constant('agent_dead'),
+        agent: fc.constantFrom('forge', 'allegro'),
+        reason: fc.string(),
+      }),
+      fc.record({
+        ts: fc.constant(TS),
+        event: fc.constant('heartbeat'),
+        agent: fc.constant('forge'),
+        cycle: fc.nat(),
+      }),
+      fc.record({
+        ts: fc.constant(TS),
+        event: fc.constant('cell_frozen'),
+        note: fc.string({ unit: 'binary' }),
+      }),
     );
-    const unknownEvent = fc.record({ ts: fc.constant(TS), event: fc.constantFrom('budget_exceeded', 'x_y_z'), data: fc.jsonValue() });
+    const unknownEvent = fc.record({
+      ts: fc.constant(TS),
+      event: fc.constantFrom('budget_exceeded', 'x_y_z'),
+      data: fc.jsonValue(),
+    });
     const line = fc.oneof(
       goodEvent.map((event) => ({ kind: 'good' as const, text: JSON.stringify(event) })),
       unknownEvent.map((event) => ({ kind: 'unknown' as const, text: JSON.stringify(event) })),
-      fc.string().filter((text) => !text.includes('\n')).map((text) => ({ kind: 'junk' as const, text: `#${text}` })),
+      fc
+        .string()
+        .filter((text) => !text.includes('\n'))
+        .map((text) => ({ kind: 'junk' as const, text: `#${text}` })),
     );
     let run = 0;
     await fc.assert(
-      fc.asyncProperty(fc.array(line, { maxLength: 30 }), fc.option(fc.string({ minLength: 1 }).filter((text) => !text.includes('\n'))), fc.integer({ min: 1, max: 97 }), async (lines, torn, highWaterMark) => {
-        const path = join(dir, `p${run++}.jsonl`);
-        await writeFile(path, lines.map((entry) => `${entry.text}\n`).join('') + (torn ?? ''));
-        const entries = await collect(path, { highWaterMark });
-        expect(entries).toHaveLength(lines.length + (torn ? 1 : 0));
-        lines.forEach((expected, index) => {
-          const entry = entries[index]!;
-          expect(entry.line).toBe(index + 1);
-          if (expected.kind === 'junk') expect(entry.ok).toBe(false);
-          else {
-            expect(entry).toMatchObject({ ok: true, known: expected.kind === 'good' });
-            expect((entry as { event: unknown }).event).toEqual(JSON.parse(expected.text));
-          }
-        });
-        if (torn) expect(entries.at(-1)).toMatchObject({ ok: false, torn: true, raw: torn, line: lines.length + 1 });
-      }),
+      fc.asyncProperty(
+        fc.array(line, { maxLength: 30 }),
+        fc.option(fc.string({ minLength: 1 }).filter((text) => !text.includes('\n'))),
+        fc.integer({ min: 1, max: 97 }),
+        async (lines, torn, highWaterMark) => {
+          const path = join(dir, `p${run++}.jsonl`);
+          await writeFile(path, lines.map((entry) => `${entry.text}\n`).join('') + (torn ?? ''));
+          const entries = await collect(path, { highWaterMark });
+          expect(entries).toHaveLength(lines.length + (torn ? 1 : 0));
+          lines.forEach((expected, index) => {
+            const entry = entries[index]!;
+            expect(entry.line).toBe(index + 1);
+            if (expected.kind === 'junk') expect(entry.ok).toBe(false);
+            else {
+              expect(entry).toMatchObject({ ok: true, known: expected.kind === 'good' });
+              expect((entry as { event: unknown }).event).toEqual(JSON.parse(expected.text));
+            }
+          });
+          if (torn)
+            expect(entries.at(-1)).toMatchObject({
+              ok: false,
+              torn: true,
+              raw: torn,
+              line: lines.length + 1,
+            });
+        },
+      ),
       { numRuns: 100, seed: 20261122 },
     );
   });

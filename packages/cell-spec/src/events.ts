@@ -6,48 +6,118 @@ import { CellError, toCellError } from './errors.js';
 import { formatIssues } from './format-issues.js';
 import { IsoTimestampSchema } from './timestamp.js';
 
-
 /** Fields every event line has. Events are open objects: a newer writer may add fields. */
 const base = { ts: IsoTimestampSchema };
 const agentBase = { ...base, agent: AgentNameSchema };
 
 /** Files restored by a config rollback. */
-export const RolledBackFileSchema = z.looseObject({ path: z.string().min(1), old_sha256: Sha256Schema.nullable(), new_sha256: Sha256Schema });
+export const RolledBackFileSchema = z.looseObject({
+  path: z.string().min(1),
+  old_sha256: Sha256Schema.nullable(),
+  new_sha256: Sha256Schema,
+});
 
 /** One known event of `events.jsonl`, discriminated on `event`. */
 export const CellEventSchema = z.discriminatedUnion('event', [
-  z.looseObject({ ...base, event: z.literal('cell_created'), uuid: z.string(), mission: z.string(), created_by: z.string() }),
+  z.looseObject({
+    ...base,
+    event: z.literal('cell_created'),
+    uuid: z.string(),
+    mission: z.string(),
+    created_by: z.string(),
+  }),
   z.looseObject({ ...base, event: z.literal('cell_activated') }),
   z.looseObject({ ...base, event: z.literal('cell_frozen'), reason: z.string().optional() }),
   z.looseObject({ ...base, event: z.literal('cell_archived'), reason: z.string().optional() }),
   z.looseObject({ ...base, event: z.literal('cell_destroyed') }),
   z.looseObject({ ...agentBase, event: z.literal('agent_joined'), role: z.string() }),
   z.looseObject({ ...agentBase, event: z.literal('agent_left'), reason: z.string().optional() }),
-  z.looseObject({ ...agentBase, event: z.literal('heartbeat'), cycle: z.number().int().optional(), status: z.string().optional() }),
+  z.looseObject({
+    ...agentBase,
+    event: z.literal('heartbeat'),
+    cycle: z.number().int().optional(),
+    status: z.string().optional(),
+  }),
   z.looseObject({ ...agentBase, event: z.literal('agent_healthy') }),
-  z.looseObject({ ...agentBase, event: z.literal('agent_degraded'), reason: z.string().optional() }),
+  z.looseObject({
+    ...agentBase,
+    event: z.literal('agent_degraded'),
+    reason: z.string().optional(),
+  }),
   z.looseObject({ ...agentBase, event: z.literal('agent_dead'), reason: z.string() }),
-  z.looseObject({ ...agentBase, event: z.literal('decision'), action: z.string(), reason: z.string() }),
-  z.looseObject({ ...agentBase, event: z.literal('revive_requested'), approval_id: z.string().optional(), reason: z.string().optional() }),
-  z.looseObject({ ...agentBase, event: z.literal('revive_approved'), approval_id: z.string().optional(), by: z.string().optional(), channel: z.string().optional() }),
-  z.looseObject({ ...agentBase, event: z.literal('revive_denied'), approval_id: z.string().optional(), by: z.string().optional(), channel: z.string().optional() }),
-  z.looseObject({ ...agentBase, event: z.literal('agent_revived'), pid: z.number().int().optional(), attempt: z.number().int().optional() }),
+  z.looseObject({
+    ...agentBase,
+    event: z.literal('decision'),
+    action: z.string(),
+    reason: z.string(),
+  }),
+  z.looseObject({
+    ...agentBase,
+    event: z.literal('revive_requested'),
+    approval_id: z.string().optional(),
+    reason: z.string().optional(),
+  }),
+  z.looseObject({
+    ...agentBase,
+    event: z.literal('revive_approved'),
+    approval_id: z.string().optional(),
+    by: z.string().optional(),
+    channel: z.string().optional(),
+  }),
+  z.looseObject({
+    ...agentBase,
+    event: z.literal('revive_denied'),
+    approval_id: z.string().optional(),
+    by: z.string().optional(),
+    channel: z.string().optional(),
+  }),
+  z.looseObject({
+    ...agentBase,
+    event: z.literal('agent_revived'),
+    pid: z.number().int().optional(),
+    attempt: z.number().int().optional(),
+  }),
   z.looseObject({ ...agentBase, event: z.literal('revive_failed'), reason: z.string() }),
-  z.looseObject({ ...agentBase, event: z.literal('agent_adopted'), pid: z.number().int(), reason: z.string().optional() }),
-  z.looseObject({ ...agentBase, event: z.literal('agent_substituted'), substitute: AgentNameSchema }),
-  z.looseObject({ ...agentBase, event: z.literal('config_rolled_back'), files: z.array(RolledBackFileSchema), reason: z.string().optional() }),
-  z.looseObject({ ...base, event: z.literal('checkpoint_created'), checkpoint: z.string(), sha256: Sha256Schema, bytes: z.number().int().nonnegative() }),
+  z.looseObject({
+    ...agentBase,
+    event: z.literal('agent_adopted'),
+    pid: z.number().int(),
+    reason: z.string().optional(),
+  }),
+  z.looseObject({
+    ...agentBase,
+    event: z.literal('agent_substituted'),
+    substitute: AgentNameSchema,
+  }),
+  z.looseObject({
+    ...agentBase,
+    event: z.literal('config_rolled_back'),
+    files: z.array(RolledBackFileSchema),
+    reason: z.string().optional(),
+  }),
+  z.looseObject({
+    ...base,
+    event: z.literal('checkpoint_created'),
+    checkpoint: z.string(),
+    sha256: Sha256Schema,
+    bytes: z.number().int().nonnegative(),
+  }),
   z.looseObject({ ...base, event: z.literal('checkpoint_restored'), checkpoint: z.string() }),
 ]);
 export type CellEvent = z.infer<typeof CellEventSchema>;
 /** The event kinds this version knows. */
 export type CellEventKind = CellEvent['event'];
 /** The kinds this version knows, as a list. */
-export const CELL_EVENT_KINDS: readonly string[] = CellEventSchema.options.map((option) => option.shape.event.value);
+export const CELL_EVENT_KINDS: readonly string[] = CellEventSchema.options.map(
+  (option) => option.shape.event.value,
+);
 const KNOWN_KINDS: ReadonlySet<string> = new Set(CELL_EVENT_KINDS);
 
 /** The minimum any line must have: a timestamp and an event name. */
-export const AnyCellEventSchema = z.looseObject({ ts: IsoTimestampSchema, event: z.string().regex(/^[a-z][a-z0-9_]*$/, { message: 'must be a snake_case event name' }) });
+export const AnyCellEventSchema = z.looseObject({
+  ts: IsoTimestampSchema,
+  event: z.string().regex(/^[a-z][a-z0-9_]*$/, { message: 'must be a snake_case event name' }),
+});
 export type AnyCellEvent = z.infer<typeof AnyCellEventSchema>;
 
 /** What a writer passes to {@link appendEvent}: `ts` is filled in when missing. */
@@ -65,13 +135,27 @@ export const EVENT_LINE_MAX_BYTES = 64 * 1024;
  * schema; other kinds need only `ts` and a snake_case `event`.
  * @throws {CellError} CELL_INVALID naming the field.
  */
-export function serializeEvent(input: CellEventInput, where = 'event', now: () => Date = () => new Date()): string {
+export function serializeEvent(
+  input: CellEventInput,
+  where = 'event',
+  now: () => Date = () => new Date(),
+): string {
   const candidate = { ...input, ts: input.ts ?? now().toISOString() };
   const known = KNOWN_KINDS.has(candidate.event);
-  const parsed = known ? CellEventSchema.safeParse(candidate) : AnyCellEventSchema.safeParse(candidate);
-  if (!parsed.success) throw new CellError('CELL_INVALID', `${where}: ${candidate.event}: ${formatIssues(parsed.error)}`);
+  const parsed = known
+    ? CellEventSchema.safeParse(candidate)
+    : AnyCellEventSchema.safeParse(candidate);
+  if (!parsed.success)
+    throw new CellError(
+      'CELL_INVALID',
+      `${where}: ${candidate.event}: ${formatIssues(parsed.error)}`,
+    );
   const line = `${JSON.stringify(parsed.data)}\n`;
-  if (Buffer.byteLength(line) > EVENT_LINE_MAX_BYTES) throw new CellError('CELL_TOO_LARGE', `${where}: ${candidate.event}: line of ${Buffer.byteLength(line)} bytes exceeds ${EVENT_LINE_MAX_BYTES}`);
+  if (Buffer.byteLength(line) > EVENT_LINE_MAX_BYTES)
+    throw new CellError(
+      'CELL_TOO_LARGE',
+      `${where}: ${candidate.event}: line of ${Buffer.byteLength(line)} bytes exceeds ${EVENT_LINE_MAX_BYTES}`,
+    );
   return line;
 }
 
@@ -91,7 +175,11 @@ export interface AppendEventOptions {
  * @example
  * await appendEvent(cellPaths(dir).events, { event: 'agent_dead', agent: 'forge', reason: 'heartbeat stale 95 s' });
  */
-export async function appendEvent(eventsPath: string, input: CellEventInput, options: AppendEventOptions = {}): Promise<AnyCellEvent> {
+export async function appendEvent(
+  eventsPath: string,
+  input: CellEventInput,
+  options: AppendEventOptions = {},
+): Promise<AnyCellEvent> {
   const line = serializeEvent(input, eventsPath, options.now);
   const appender = createEventAppender(eventsPath, options);
   try {
@@ -115,9 +203,21 @@ async function openForAppend(eventsPath: string): Promise<fs.FileHandle> {
   let handle: fs.FileHandle | undefined;
   try {
     // O_NONBLOCK: a FIFO planted at the path must not hang the open; it is refused below.
-    handle = await fs.open(eventsPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o644);
+    handle = await fs.open(
+      eventsPath,
+      constants.O_WRONLY |
+        constants.O_APPEND |
+        constants.O_CREAT |
+        constants.O_NOFOLLOW |
+        constants.O_NONBLOCK,
+      0o644,
+    );
     const stat = await handle.stat();
-    if (!stat.isFile()) throw new CellError('CELL_UNSAFE_PATH', `${eventsPath}: expected a regular file to append events to; refused`);
+    if (!stat.isFile())
+      throw new CellError(
+        'CELL_UNSAFE_PATH',
+        `${eventsPath}: expected a regular file to append events to; refused`,
+      );
     return handle;
   } catch (error) {
     await handle?.close().catch(() => undefined);
@@ -133,7 +233,10 @@ async function openForAppend(eventsPath: string): Promise<fs.FileHandle> {
  * const log = createEventAppender(cellPaths(dir).events);
  * try { await log.append({ event: 'heartbeat', agent: 'forge', cycle: 3 }); } finally { await log.close(); }
  */
-export function createEventAppender(eventsPath: string, options: AppendEventOptions = {}): EventAppender {
+export function createEventAppender(
+  eventsPath: string,
+  options: AppendEventOptions = {},
+): EventAppender {
   let handlePromise: Promise<fs.FileHandle> | undefined;
   const open = () =>
     (handlePromise ??= openForAppend(eventsPath).catch((error: unknown) => {
@@ -146,7 +249,8 @@ export function createEventAppender(eventsPath: string, options: AppendEventOpti
     try {
       // One write() of the whole line: with O_APPEND the kernel places it atomically at the end.
       const { bytesWritten } = await handle.write(buffer, 0, buffer.length);
-      if (bytesWritten !== buffer.length) throw new Error(`short write: ${bytesWritten} of ${buffer.length} bytes`);
+      if (bytesWritten !== buffer.length)
+        throw new Error(`short write: ${bytesWritten} of ${buffer.length} bytes`);
       if (options.fsync) await handle.sync();
     } catch (error) {
       throw toCellError(error, eventsPath, 'append');
@@ -220,12 +324,22 @@ const RAW_KEEP_BYTES = 4096;
  *   if (entry.ok) console.log(entry.event.event); else console.warn(`line ${entry.line}: ${entry.reason}`);
  * }
  */
-export async function* readEvents(eventsPath: string, options: ReadEventsOptions = {}): AsyncGenerator<EventLogEntry> {
+export async function* readEvents(
+  eventsPath: string,
+  options: ReadEventsOptions = {},
+): AsyncGenerator<EventLogEntry> {
   let handle: fs.FileHandle | undefined;
   try {
-    handle = await fs.open(eventsPath, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    handle = await fs.open(
+      eventsPath,
+      constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK,
+    );
     const stat = await handle.stat();
-    if (!stat.isFile()) throw new CellError('CELL_UNSAFE_PATH', `${eventsPath}: expected a regular file of events; refused`);
+    if (!stat.isFile())
+      throw new CellError(
+        'CELL_UNSAFE_PATH',
+        `${eventsPath}: expected a regular file of events; refused`,
+      );
   } catch (error) {
     await handle?.close().catch(() => undefined);
     throw toCellError(error, eventsPath, 'read events');
@@ -264,8 +378,17 @@ export async function* readEvents(eventsPath: string, options: ReadEventsOptions
         const lineBytes = pendingBytes + newline - start;
         let entry: EventLogEntry;
         if (oversizedHead !== undefined || lineBytes > maxLineBytes) {
-          const head = oversizedHead ?? Buffer.concat([...pending, chunk.subarray(start, newline)]).subarray(0, RAW_KEEP_BYTES);
-          entry = { ok: false, line: lineNumber, offset, torn: false, reason: `line of ${lineBytes} bytes exceeds the limit of ${maxLineBytes} bytes`, raw: head.toString('utf8') };
+          const head =
+            oversizedHead ??
+            Buffer.concat([...pending, chunk.subarray(start, newline)]).subarray(0, RAW_KEEP_BYTES);
+          entry = {
+            ok: false,
+            line: lineNumber,
+            offset,
+            torn: false,
+            reason: `line of ${lineBytes} bytes exceeds the limit of ${maxLineBytes} bytes`,
+            raw: head.toString('utf8'),
+          };
         } else {
           const piece = chunk.subarray(start, newline);
           const lineBuffer = pending.length ? Buffer.concat([...pending, piece]) : piece;
@@ -292,7 +415,14 @@ export async function* readEvents(eventsPath: string, options: ReadEventsOptions
     }
     if (pendingBytes > 0) {
       const raw = (oversizedHead ?? Buffer.concat(pending)).toString('utf8');
-      yield { ok: false, line: lineNumber, offset, torn: true, reason: `torn last line (${pendingBytes} bytes without a trailing newline)`, raw };
+      yield {
+        ok: false,
+        line: lineNumber,
+        offset,
+        torn: true,
+        reason: `torn last line (${pendingBytes} bytes without a trailing newline)`,
+        raw,
+      };
     }
   } finally {
     await handle.close().catch(() => undefined);
@@ -304,20 +434,45 @@ function keep(text: string): string {
 }
 
 function parseLine(text: string, line: number, offset: number): EventLogEntry {
-  if (text.trim() === '') return { ok: false, line, offset, torn: false, reason: 'empty line', raw: text };
+  if (text.trim() === '')
+    return { ok: false, line, offset, torn: false, reason: 'empty line', raw: text };
   let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (error) {
-    return { ok: false, line, offset, torn: false, reason: `not valid JSON: ${(error as Error).message}`, raw: keep(text) };
+    return {
+      ok: false,
+      line,
+      offset,
+      torn: false,
+      reason: `not valid JSON: ${(error as Error).message}`,
+      raw: keep(text),
+    };
   }
-  const kind = typeof raw === 'object' && raw !== null ? (raw as { event?: unknown }).event : undefined;
+  const kind =
+    typeof raw === 'object' && raw !== null ? (raw as { event?: unknown }).event : undefined;
   if (typeof kind === 'string' && KNOWN_KINDS.has(kind)) {
     const full = CellEventSchema.safeParse(raw);
-    if (!full.success) return { ok: false, line, offset, torn: false, reason: `${kind}: ${formatIssues(full.error)}`, raw: keep(text) };
+    if (!full.success)
+      return {
+        ok: false,
+        line,
+        offset,
+        torn: false,
+        reason: `${kind}: ${formatIssues(full.error)}`,
+        raw: keep(text),
+      };
     return { ok: true, line, offset, known: true, event: full.data };
   }
   const basic = AnyCellEventSchema.safeParse(raw);
-  if (!basic.success) return { ok: false, line, offset, torn: false, reason: formatIssues(basic.error), raw: keep(text) };
+  if (!basic.success)
+    return {
+      ok: false,
+      line,
+      offset,
+      torn: false,
+      reason: formatIssues(basic.error),
+      raw: keep(text),
+    };
   return { ok: true, line, offset, known: false, event: basic.data };
 }

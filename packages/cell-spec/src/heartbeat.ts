@@ -1,4 +1,12 @@
-import { closeSync, constants, fstatSync, openSync, readlinkSync, readSync, realpathSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  openSync,
+  readlinkSync,
+  readSync,
+  realpathSync,
+} from 'node:fs';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { AgentNameSchema, assertAgentName, CellUuidSchema } from './agent-name.js';
@@ -65,11 +73,23 @@ export async function writeHeartbeat(
 ): Promise<Heartbeat> {
   const agent = assertAgentName(heartbeat.agent, `${cellPaths(cellDir).heartbeats}: agent`);
   const path = cellPaths(cellDir).heartbeat(agent);
-  const parsed = HeartbeatSchema.safeParse({ ...heartbeat, pid: heartbeat.pid ?? process.pid, timestamp: heartbeat.timestamp ?? Date.now() / 1000 });
-  if (!parsed.success) throw new CellError('CELL_INVALID', `${path}: heartbeat rejected: ${formatIssues(parsed.error)}`);
+  const parsed = HeartbeatSchema.safeParse({
+    ...heartbeat,
+    pid: heartbeat.pid ?? process.pid,
+    timestamp: heartbeat.timestamp ?? Date.now() / 1000,
+  });
+  if (!parsed.success)
+    throw new CellError(
+      'CELL_INVALID',
+      `${path}: heartbeat rejected: ${formatIssues(parsed.error)}`,
+    );
   const text = `${JSON.stringify(parsed.data, null, 2)}\n`;
   const bytes = Buffer.byteLength(text);
-  if (bytes > HEARTBEAT_MAX_BYTES) throw new CellError('CELL_TOO_LARGE', `${path}: heartbeat of ${bytes} bytes exceeds the limit of ${HEARTBEAT_MAX_BYTES} bytes`);
+  if (bytes > HEARTBEAT_MAX_BYTES)
+    throw new CellError(
+      'CELL_TOO_LARGE',
+      `${path}: heartbeat of ${bytes} bytes exceeds the limit of ${HEARTBEAT_MAX_BYTES} bytes`,
+    );
   const dir = await ensureCellSubdir(cellDir, ['.lazarus', 'heartbeats'], { create: true });
   await writeFileAtomic(path, text, { fsync: options.fsync ?? false });
   await removeStaleTemps(dir, [basename(path)]);
@@ -93,7 +113,8 @@ export async function readHeartbeat(cellDir: string, agent: string): Promise<Hea
   await assertCellDir(cellDir);
   await ensureCellSubdir(cellDir, ['.lazarus', 'heartbeats']).catch((error: unknown) => {
     // No heartbeats directory yet: the agent has not written one.
-    if ((error as CellError).code === 'CELL_NOT_FOUND') throw new CellError('CELL_NOT_FOUND', `${path}: no heartbeat yet`, { cause: error });
+    if ((error as CellError).code === 'CELL_NOT_FOUND')
+      throw new CellError('CELL_NOT_FOUND', `${path}: no heartbeat yet`, { cause: error });
     throw error;
   });
   const beat = await readJsonFile(path, HeartbeatSchema, { maxBytes: HEARTBEAT_MAX_BYTES });

@@ -1,6 +1,19 @@
-export { PitError, CellError, toCellError, type CellErrorCode, type PitErrorOptions } from './errors.js';
+export {
+  PitError,
+  CellError,
+  toCellError,
+  type CellErrorCode,
+  type PitErrorOptions,
+} from './errors.js';
 export { formatIssues } from './format-issues.js';
-export { AgentNameSchema, AGENT_NAME_PATTERN, CellUuidSchema, assertAgentName, assertCellUuid, type AgentName } from './agent-name.js';
+export {
+  AgentNameSchema,
+  AGENT_NAME_PATTERN,
+  CellUuidSchema,
+  assertAgentName,
+  assertCellUuid,
+  type AgentName,
+} from './agent-name.js';
 export { cellPaths, DEFAULT_CELLS_ROOT, PRODUCTION_CELLS_ROOT, type CellPaths } from './paths.js';
 export {
   writeFileAtomic,
@@ -15,7 +28,12 @@ export {
 } from './atomic.js';
 export { withFileLock, type FileLockOptions } from './lock.js';
 export { assertCellDir, ensureCellSubdir, type EnsureCellSubdirOptions } from './cell-dir.js';
-export { IsolationLevelSchema, IsolationProfileSchema, type IsolationLevel, type IsolationProfile } from './isolation.js';
+export {
+  IsolationLevelSchema,
+  IsolationProfileSchema,
+  type IsolationLevel,
+  type IsolationProfile,
+} from './isolation.js';
 export {
   CellStatusSchema,
   CELL_TRANSITIONS,
@@ -57,11 +75,40 @@ export {
   type AppendEventOptions,
   type ReadEventsOptions,
 } from './events.js';
-export { HeartbeatSchema, HEARTBEAT_MAX_BYTES, writeHeartbeat, readHeartbeat, type Heartbeat, type HeartbeatInput, type WriteHeartbeatOptions } from './heartbeat.js';
-export { AgentStateSchema, CellStateSchema, CELL_STATE_MAX_BYTES, readCellState, writeCellState, type AgentState, type CellState } from './state.js';
+export {
+  HeartbeatSchema,
+  HEARTBEAT_MAX_BYTES,
+  writeHeartbeat,
+  readHeartbeat,
+  type Heartbeat,
+  type HeartbeatInput,
+  type WriteHeartbeatOptions,
+} from './heartbeat.js';
+export {
+  AgentStateSchema,
+  CellStateSchema,
+  CELL_STATE_MAX_BYTES,
+  readCellState,
+  writeCellState,
+  type AgentState,
+  type CellState,
+} from './state.js';
 export { provisionCell, PROVISIONING_PREFIX, type ProvisionCellOptions } from './provision.js';
-export { discoverCells, type Discovery, type DiscoveredCell, type DiscoveryProblem, type DiscoveryIgnored, type DiscoverCellsOptions } from './discover.js';
+export {
+  discoverCells,
+  type Discovery,
+  type DiscoveredCell,
+  type DiscoveryProblem,
+  type DiscoveryIgnored,
+  type DiscoverCellsOptions,
+} from './discover.js';
 export { destroyCell, DESTROYING_PREFIX, type DestroyCellOptions } from './destroy.js';
 export { JSON_SCHEMAS, toJsonSchemas } from './json-schemas.js';
-export { silentLogger, redactingLogger, describeError, type Logger, type LogFields } from './logger.js';
+export {
+  silentLogger,
+  redactingLogger,
+  describeError,
+  type Logger,
+  type LogFields,
+} from './logger.js';
 export { Sha256Schema, EnvNameSchema } from './common-schemas.js';

@@ -5,7 +5,9 @@ import { IsolationProfileSchema } from './isolation.js';
 
 describe('IsolationProfileSchema', () => {
   it('accepts a realistic level-3 profile and a bare level 1', async () => {
-    expect(IsolationProfileSchema.safeParse(await fixture('isolation-profile.json')).success).toBe(true);
+    expect(IsolationProfileSchema.safeParse(await fixture('isolation-profile.json')).success).toBe(
+      true,
+    );
     expect(IsolationProfileSchema.safeParse({ level: 1 }).success).toBe(true);
   });
 

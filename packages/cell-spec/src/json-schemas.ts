@@ -41,7 +41,9 @@ function render(schema: z.ZodType): JsonObject {
  */
 export function toJsonSchemas(): Record<keyof typeof JSON_SCHEMAS, object> {
   const out = {} as Record<keyof typeof JSON_SCHEMAS, object>;
-  for (const [name, schema] of Object.entries(JSON_SCHEMAS) as Array<[keyof typeof JSON_SCHEMAS, z.ZodType]>) {
+  for (const [name, schema] of Object.entries(JSON_SCHEMAS) as Array<
+    [keyof typeof JSON_SCHEMAS, z.ZodType]
+  >) {
     let rendered: JsonObject;
     if (name === 'cell-event') {
       // The "unknown kind" branch must not match a known kind: a broken `agent_dead` line is
@@ -52,7 +54,10 @@ export function toJsonSchemas(): Record<keyof typeof JSON_SCHEMAS, object> {
       properties.event = { ...properties.event, not: { enum: [...CELL_EVENT_KINDS] } };
       delete known.$schema;
       delete unknown.$schema;
-      rendered = { $schema: 'https://json-schema.org/draft/2020-12/schema', anyOf: [known, unknown] };
+      rendered = {
+        $schema: 'https://json-schema.org/draft/2020-12/schema',
+        anyOf: [known, unknown],
+      };
     } else {
       rendered = render(schema);
     }

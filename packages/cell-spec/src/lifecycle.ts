@@ -2,7 +2,13 @@ import { z } from 'zod';
 import { CellError } from './errors.js';
 
 /** The statuses of a cell's lifecycle. */
-export const CellStatusSchema = z.enum(['provisioning', 'active', 'frozen', 'archived', 'destroyed']);
+export const CellStatusSchema = z.enum([
+  'provisioning',
+  'active',
+  'frozen',
+  'archived',
+  'destroyed',
+]);
 export type CellStatus = z.infer<typeof CellStatusSchema>;
 
 /** Allowed transitions: provisioning → active → frozen ⇄ active → archived → destroyed. */

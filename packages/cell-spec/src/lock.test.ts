@@ -10,7 +10,9 @@ afterEach(removeTempDirs);
 
 /** The pid of a process that has exited and been reaped. */
 function deadPid(): number {
-  const result = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+  const result = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+    encoding: 'utf8',
+  });
   return Number(result.stdout);
 }
 
@@ -60,10 +62,14 @@ describe('withFileLock', () => {
     const dir = await makeTempDir();
     const lock = join(dir, 'x.lock');
     await writeFile(lock, '');
-    await expect(withFileLock(lock, async () => 'ran', { timeoutMs: 30, staleMs: 60_000 })).rejects.toMatchObject({ code: 'CELL_LOCKED' });
+    await expect(
+      withFileLock(lock, async () => 'ran', { timeoutMs: 30, staleMs: 60_000 }),
+    ).rejects.toMatchObject({ code: 'CELL_LOCKED' });
     const old = new Date(Date.now() - 120_000);
     await utimes(lock, old, old);
-    expect(await withFileLock(lock, async () => 'ran', { timeoutMs: 5000, staleMs: 60_000 })).toBe('ran');
+    expect(await withFileLock(lock, async () => 'ran', { timeoutMs: 5000, staleMs: 60_000 })).toBe(
+      'ran',
+    );
   });
 
   it('releases only its own lock', async () => {
@@ -85,6 +91,8 @@ describe('withFileLock', () => {
 
   it('says CELL_NOT_FOUND when the directory does not exist', async () => {
     const dir = await makeTempDir();
-    await expect(withFileLock(join(dir, 'missing', 'x.lock'), async () => undefined)).rejects.toMatchObject({ code: 'CELL_NOT_FOUND' });
+    await expect(
+      withFileLock(join(dir, 'missing', 'x.lock'), async () => undefined),
+    ).rejects.toMatchObject({ code: 'CELL_NOT_FOUND' });
   });
 });

@@ -14,7 +14,10 @@ export interface FileLockOptions {
 }
 
 function tempBeside(lockPath: string): string {
-  return join(dirname(lockPath), `.${basename(lockPath)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  return join(
+    dirname(lockPath),
+    `.${basename(lockPath)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
+  );
 }
 
 /**
@@ -62,14 +65,21 @@ async function breakIfStale(lockPath: string, staleMs: number): Promise<void> {
  * @example
  * await withFileLock(`${paths.state}.lock`, async () => { … read, change, write … });
  */
-export async function withFileLock<T>(lockPath: string, work: () => Promise<T>, options: FileLockOptions = {}): Promise<T> {
+export async function withFileLock<T>(
+  lockPath: string,
+  work: () => Promise<T>,
+  options: FileLockOptions = {},
+): Promise<T> {
   const timeoutMs = options.timeoutMs ?? 5000;
   const deadline = Date.now() + timeoutMs;
   const staleMs = options.staleMs ?? 30_000;
   const token = `${process.pid}\n${randomBytes(8).toString('hex')}\n`;
   const temp = tempBeside(lockPath);
   try {
-    await fs.writeFile(temp, token, { flag: constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode: 0o600 });
+    await fs.writeFile(temp, token, {
+      flag: constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+      mode: 0o600,
+    });
   } catch (error) {
     throw toCellError(error, lockPath, 'take lock');
   }
@@ -80,14 +90,19 @@ export async function withFileLock<T>(lockPath: string, work: () => Promise<T>, 
         await fs.link(temp, lockPath);
         break;
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw toCellError(error, lockPath, 'take lock');
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
+          throw toCellError(error, lockPath, 'take lock');
       }
       await breakIfStale(lockPath, staleMs);
       if (Date.now() > deadline) {
         const holder = await fs.readFile(lockPath, 'utf8').catch(() => '?');
-        throw new CellError('CELL_LOCKED', `${lockPath}: still held by pid ${holder.split('\n', 1)[0]?.trim() || '?'} after ${timeoutMs} ms`, {
-          retryable: true,
-        });
+        throw new CellError(
+          'CELL_LOCKED',
+          `${lockPath}: still held by pid ${holder.split('\n', 1)[0]?.trim() || '?'} after ${timeoutMs} ms`,
+          {
+            retryable: true,
+          },
+        );
       }
       await new Promise((resolve) => setTimeout(resolve, delay));
       delay = Math.min(delay * 2, 20);

@@ -24,21 +24,32 @@ export const silentLogger: Logger = { debug: ignore, info: ignore, warn: ignore,
  * @example
  * const log = redactingLogger(daemonLogger, [process.env.PIT_TELEGRAM_TOKEN]);
  */
-export function redactingLogger(logger: Logger, secrets: ReadonlyArray<string | undefined>): Logger {
-  const active = secrets.filter((secret): secret is string => typeof secret === 'string' && secret.length >= 4);
+export function redactingLogger(
+  logger: Logger,
+  secrets: ReadonlyArray<string | undefined>,
+): Logger {
+  const active = secrets.filter(
+    (secret): secret is string => typeof secret === 'string' && secret.length >= 4,
+  );
   if (active.length === 0) return logger;
-  const scrub = (text: string): string => active.reduce((out, secret) => out.split(secret).join('[redacted]'), text);
+  const scrub = (text: string): string =>
+    active.reduce((out, secret) => out.split(secret).join('[redacted]'), text);
   const scrubValue = (value: unknown, depth: number): unknown => {
     if (typeof value === 'string') return scrub(value);
     if (value instanceof Error) return scrub(`${value.name}: ${value.message}`);
     if (depth > 4 || value === null || typeof value !== 'object') return value;
     if (Array.isArray(value)) return value.map((item) => scrubValue(item, depth + 1));
-    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, scrubValue(item, depth + 1)]));
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [key, scrubValue(item, depth + 1)]),
+    );
   };
   const wrap =
     (level: keyof Logger) =>
     (message: string, fields?: LogFields): void =>
-      logger[level](scrub(message), fields === undefined ? undefined : (scrubValue(fields, 0) as LogFields));
+      logger[level](
+        scrub(message),
+        fields === undefined ? undefined : (scrubValue(fields, 0) as LogFields),
+      );
   return { debug: wrap('debug'), info: wrap('info'), warn: wrap('warn'), error: wrap('error') };
 }
 

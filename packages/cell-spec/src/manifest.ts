@@ -44,7 +44,12 @@ export const CellManifestSchema = z
   .superRefine((manifest, context) => {
     const seen = new Set<string>();
     manifest.agents.forEach((agent, index) => {
-      if (seen.has(agent.name)) context.addIssue({ code: 'custom', path: ['agents', index, 'name'], message: `duplicate agent name ${agent.name}` });
+      if (seen.has(agent.name))
+        context.addIssue({
+          code: 'custom',
+          path: ['agents', index, 'name'],
+          message: `duplicate agent name ${agent.name}`,
+        });
       seen.add(agent.name);
     });
   });
@@ -65,7 +70,9 @@ export const MANIFEST_MAX_BYTES = 1024 * 1024;
  */
 export async function readManifest(cellDir: string): Promise<CellManifest> {
   await assertCellDir(cellDir);
-  return readJsonFile(cellPaths(cellDir).manifest, CellManifestSchema, { maxBytes: MANIFEST_MAX_BYTES });
+  return readJsonFile(cellPaths(cellDir).manifest, CellManifestSchema, {
+    maxBytes: MANIFEST_MAX_BYTES,
+  });
 }
 
 /** Options of {@link updateManifest}. */
@@ -107,19 +114,31 @@ export async function updateManifest(
     async () => {
       // Temp files of writers killed mid-update: under the lock none of them is in flight.
       await removeStaleTemps(cellDir, ['cell.json', 'cell.json.lock'], { maxAgeMs: 60_000 });
-      const current = await readJsonFile(paths.manifest, CellManifestSchema, { maxBytes: MANIFEST_MAX_BYTES });
+      const current = await readJsonFile(paths.manifest, CellManifestSchema, {
+        maxBytes: MANIFEST_MAX_BYTES,
+      });
       if (options.expectedRevision !== undefined && current.revision !== options.expectedRevision) {
-        throw new CellError('CELL_CONFLICT', `${paths.manifest}: revision is ${current.revision}, expected ${options.expectedRevision}; someone else updated it first`);
+        throw new CellError(
+          'CELL_CONFLICT',
+          `${paths.manifest}: revision is ${current.revision}, expected ${options.expectedRevision}; someone else updated it first`,
+        );
       }
       const draft = structuredClone(current);
       const returned = await change(draft);
       const next = returned ?? draft;
-      if (next.uuid !== current.uuid) throw new CellError('CELL_INVALID', `${paths.manifest}: uuid: may not change (${current.uuid} → ${String(next.uuid)})`);
+      if (next.uuid !== current.uuid)
+        throw new CellError(
+          'CELL_INVALID',
+          `${paths.manifest}: uuid: may not change (${current.uuid} → ${String(next.uuid)})`,
+        );
       const now = options.now?.() ?? new Date();
       const candidate = { ...next, revision: current.revision + 1, updated_at: now.toISOString() };
       const parsed = CellManifestSchema.safeParse(candidate);
       if (!parsed.success) {
-        throw new CellError('CELL_INVALID', `${paths.manifest}: update rejected: ${formatIssues(parsed.error)}`);
+        throw new CellError(
+          'CELL_INVALID',
+          `${paths.manifest}: update rejected: ${formatIssues(parsed.error)}`,
+        );
       }
       const from = current.status;
       const to = parsed.data.status;
@@ -129,14 +148,22 @@ export async function updateManifest(
         await ensureCellSubdir(cellDir, ['logs'], { create: true });
         const events = await lstat(paths.events).catch(() => undefined);
         if (events && !events.isFile()) {
-          throw new CellError('CELL_UNSAFE_PATH', `${paths.events}: expected a regular file to log the move from ${from} to ${to}; nothing written`);
+          throw new CellError(
+            'CELL_UNSAFE_PATH',
+            `${paths.events}: expected a regular file to log the move from ${from} to ${to}; nothing written`,
+          );
         }
       }
       await writeJsonAtomic(paths.manifest, parsed.data);
       if (from !== to && to !== 'provisioning') {
         await appendEvent(
           paths.events,
-          { ts: now.toISOString(), event: TRANSITION_EVENTS[to], from, ...(options.reason ? { reason: options.reason } : {}) },
+          {
+            ts: now.toISOString(),
+            event: TRANSITION_EVENTS[to],
+            from,
+            ...(options.reason ? { reason: options.reason } : {}),
+          },
           {},
         );
       }

@@ -24,10 +24,14 @@ describe('cellPaths', () => {
   });
 
   it('refuses a traversal uuid or agent name before building a path', () => {
-    expect(() => cellPaths('/var/missions', '../../etc')).toThrow(expect.objectContaining({ code: 'CELL_BAD_NAME' }));
+    expect(() => cellPaths('/var/missions', '../../etc')).toThrow(
+      expect.objectContaining({ code: 'CELL_BAD_NAME' }),
+    );
     const paths = cellPaths('/var/missions', uuid);
     for (const name of ['../../etc', '..', 'a/b', '.lazarus']) {
-      expect(() => paths.heartbeat(name)).toThrow(expect.objectContaining({ code: 'CELL_BAD_NAME' }));
+      expect(() => paths.heartbeat(name)).toThrow(
+        expect.objectContaining({ code: 'CELL_BAD_NAME' }),
+      );
       expect(() => paths.agentLog(name)).toThrow(/must match/);
       expect(() => paths.inbox(name)).toThrow(/must match/);
     }

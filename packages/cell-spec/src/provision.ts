@@ -45,7 +45,10 @@ export const PROVISIONING_PREFIX = '.provisioning-';
  * @example
  * const { dir, manifest } = await provisionCell('.pit/missions', { mission: 'Port the parser', created_by: 'ops', agents: [{ name: 'forge', role: 'lead' }] });
  */
-export async function provisionCell(root: string, options: ProvisionCellOptions): Promise<{ dir: string; manifest: CellManifest }> {
+export async function provisionCell(
+  root: string,
+  options: ProvisionCellOptions,
+): Promise<{ dir: string; manifest: CellManifest }> {
   const uuid = assertCellUuid(options.uuid ?? randomUUID());
   const now = (options.now ?? new Date()).toISOString();
   const agents = (options.agents ?? []).map((agent, index) => ({
@@ -69,29 +72,63 @@ export async function provisionCell(root: string, options: ProvisionCellOptions)
     revision: 0,
   });
   if (!parsed.success) {
-    throw new CellError('CELL_INVALID', `${join(root, uuid, 'cell.json')}: manifest rejected: ${formatIssues(parsed.error)}`);
+    throw new CellError(
+      'CELL_INVALID',
+      `${join(root, uuid, 'cell.json')}: manifest rejected: ${formatIssues(parsed.error)}`,
+    );
   }
   const manifest = parsed.data;
   const finalDir = join(root, uuid);
   // A random suffix: a leftover of a crashed attempt (or a concurrent one) is never reused or removed by mistake.
   const tempDir = join(root, `${PROVISIONING_PREFIX}${uuid}.${randomBytes(4).toString('hex')}`);
   const events: CellEventInput[] = [
-    { ts: now, event: 'cell_created', uuid, mission: manifest.mission, created_by: manifest.created_by },
-    ...agents.map((agent): CellEventInput => ({ ts: now, event: 'agent_joined', agent: agent.name, role: agent.role })),
+    {
+      ts: now,
+      event: 'cell_created',
+      uuid,
+      mission: manifest.mission,
+      created_by: manifest.created_by,
+    },
+    ...agents.map((agent): CellEventInput => ({
+      ts: now,
+      event: 'agent_joined',
+      agent: agent.name,
+      role: agent.role,
+    })),
     ...(status === 'active' ? [{ ts: now, event: 'cell_activated' } as CellEventInput] : []),
   ];
   let renaming = false;
-  const eventLines = events.map((event) => serializeEvent(event, `${finalDir}/logs/events.jsonl`)).join('');
+  const eventLines = events
+    .map((event) => serializeEvent(event, `${finalDir}/logs/events.jsonl`))
+    .join('');
   try {
     await fs.mkdir(root, { recursive: true }).catch((error: NodeJS.ErrnoException) => {
       if (error.code !== 'EEXIST') throw error;
     });
     const rootStat = await fs.stat(root);
-    if (!rootStat.isDirectory()) throw new CellError('CELL_NOT_A_CELL', `${root}: expected the cells root to be a directory, found a file`);
-    if (await fs.lstat(finalDir).then(() => true, () => false)) throw new CellError('CELL_EXISTS', `${finalDir}: a cell with this uuid already exists`);
+    if (!rootStat.isDirectory())
+      throw new CellError(
+        'CELL_NOT_A_CELL',
+        `${root}: expected the cells root to be a directory, found a file`,
+      );
+    if (
+      await fs.lstat(finalDir).then(
+        () => true,
+        () => false,
+      )
+    )
+      throw new CellError('CELL_EXISTS', `${finalDir}: a cell with this uuid already exists`);
     await fs.mkdir(tempDir);
     const paths = cellPaths(tempDir);
-    for (const dir of [paths.workspace, paths.logs, paths.checkpoints, paths.bus, paths.busInbox, paths.heartbeats]) await fs.mkdir(dir, { recursive: true });
+    for (const dir of [
+      paths.workspace,
+      paths.logs,
+      paths.checkpoints,
+      paths.bus,
+      paths.busInbox,
+      paths.heartbeats,
+    ])
+      await fs.mkdir(dir, { recursive: true });
     const handle = await fs.open(paths.events, 'wx', 0o644);
     try {
       await handle.writeFile(eventLines);
@@ -110,7 +147,10 @@ export async function provisionCell(root: string, options: ProvisionCellOptions)
   } catch (error) {
     await fs.rm(tempDir, { recursive: true, force: true }).catch(() => undefined);
     const code = (error as NodeJS.ErrnoException).code;
-    if (renaming && (code === 'ENOTEMPTY' || code === 'EEXIST')) throw new CellError('CELL_EXISTS', `${finalDir}: a cell with this uuid already exists`, { cause: error });
+    if (renaming && (code === 'ENOTEMPTY' || code === 'EEXIST'))
+      throw new CellError('CELL_EXISTS', `${finalDir}: a cell with this uuid already exists`, {
+        cause: error,
+      });
     throw toCellError(error, finalDir, 'provision cell');
   }
   return { dir: finalDir, manifest };

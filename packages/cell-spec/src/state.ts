@@ -22,7 +22,9 @@ export const AgentStateSchema = z.strictObject({
   pid: z.number().int().positive().optional(),
   pid_start_time: z.number().int().nonnegative().optional(),
   substituted_by: AgentNameSchema.optional(),
-  last_decision: z.strictObject({ action: z.string(), reason: z.string(), at: IsoTimestampSchema }).optional(),
+  last_decision: z
+    .strictObject({ action: z.string(), reason: z.string(), at: IsoTimestampSchema })
+    .optional(),
 });
 export type AgentState = z.infer<typeof AgentStateSchema>;
 
@@ -47,7 +49,9 @@ export async function readCellState(cellDir: string): Promise<CellState> {
   await assertCellDir(cellDir);
   try {
     await ensureCellSubdir(cellDir, ['.lazarus']);
-    return await readJsonFile(cellPaths(cellDir).state, CellStateSchema, { maxBytes: CELL_STATE_MAX_BYTES });
+    return await readJsonFile(cellPaths(cellDir).state, CellStateSchema, {
+      maxBytes: CELL_STATE_MAX_BYTES,
+    });
   } catch (error) {
     if (PitError.is(error) && error.code === 'CELL_NOT_FOUND') return empty;
     throw error;
@@ -63,7 +67,8 @@ export async function readCellState(cellDir: string): Promise<CellState> {
 export async function writeCellState(cellDir: string, state: CellState): Promise<void> {
   const path = cellPaths(cellDir).state;
   const parsed = CellStateSchema.safeParse(state);
-  if (!parsed.success) throw new CellError('CELL_INVALID', `${path}: state rejected: ${formatIssues(parsed.error)}`);
+  if (!parsed.success)
+    throw new CellError('CELL_INVALID', `${path}: state rejected: ${formatIssues(parsed.error)}`);
   await ensureCellSubdir(cellDir, ['.lazarus'], { create: true });
   await writeJsonAtomic(path, parsed.data);
 }

@@ -4,7 +4,12 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { makeTempDir, removeTempDirs } from './__fixtures__/helpers.js';
 import { PitError } from './errors.js';
 import { readEvents } from './events.js';
-import { CELL_TRANSITIONS, CellStatusSchema, TRANSITION_EVENTS, type CellStatus } from './lifecycle.js';
+import {
+  CELL_TRANSITIONS,
+  CellStatusSchema,
+  TRANSITION_EVENTS,
+  type CellStatus,
+} from './lifecycle.js';
 import { readManifest } from './manifest.js';
 import { cellPaths } from './paths.js';
 import { provisionCell } from './provision.js';
@@ -24,9 +29,14 @@ async function eventsOf(dir: string): Promise<Array<Record<string, unknown>>> {
 describe('transitionCell', () => {
   it('moves a cell through its whole life, appending each status event with from and reason', async () => {
     const root = await makeTempDir();
-    const { dir } = await provisionCell(root, { mission: 'life', created_by: 'ops', status: 'provisioning' });
+    const { dir } = await provisionCell(root, {
+      mission: 'life',
+      created_by: 'ops',
+      status: 'provisioning',
+    });
     const now = new Date('2026-11-22T12:00:00.000Z');
-    for (const to of ['active', 'frozen', 'active', 'archived', 'destroyed'] as const) await transitionCell(dir, to, { reason: `to ${to}`, now: () => now });
+    for (const to of ['active', 'frozen', 'active', 'archived', 'destroyed'] as const)
+      await transitionCell(dir, to, { reason: `to ${to}`, now: () => now });
     const manifest = await readManifest(dir);
     expect(manifest).toMatchObject({ status: 'destroyed', revision: 5 });
     const events = (await eventsOf(dir)).slice(1);
@@ -46,7 +56,10 @@ describe('transitionCell', () => {
     await writeFile(join(root, 'outside.jsonl'), '');
     await rm(cellPaths(dir).events);
     await symlink(join(root, 'outside.jsonl'), cellPaths(dir).events);
-    await expect(transitionCell(dir, 'frozen')).rejects.toMatchObject({ code: 'CELL_UNSAFE_PATH', message: expect.stringContaining('from active to frozen') });
+    await expect(transitionCell(dir, 'frozen')).rejects.toMatchObject({
+      code: 'CELL_UNSAFE_PATH',
+      message: expect.stringContaining('from active to frozen'),
+    });
     expect((await readManifest(dir)).status).toBe('active');
     expect(await readFile(join(root, 'outside.jsonl'), 'utf8')).toBe('');
   });
@@ -61,33 +74,42 @@ describe('transitionCell', () => {
     const root = await makeTempDir();
     const { dir } = await provisionCell(root, { mission: 'cas', created_by: 'ops' });
     await transitionCell(dir, 'frozen', { expectedRevision: 0 });
-    await expect(transitionCell(dir, 'active', { expectedRevision: 0 })).rejects.toMatchObject({ code: 'CELL_CONFLICT' });
+    await expect(transitionCell(dir, 'active', { expectedRevision: 0 })).rejects.toMatchObject({
+      code: 'CELL_CONFLICT',
+    });
   });
 
   it('follows the state machine over random sequences of requested statuses, on disk (property)', async () => {
     const root = await makeTempDir();
     const statuses = CellStatusSchema.options;
     await fc.assert(
-      fc.asyncProperty(fc.array(fc.constantFrom(...statuses), { minLength: 1, maxLength: 8 }), async (requests: CellStatus[]) => {
-        const { dir } = await provisionCell(root, { mission: 'property', created_by: 'fast-check', status: 'provisioning' });
-        let model: CellStatus = 'provisioning';
-        const expectedEvents: string[] = ['cell_created'];
-        for (const to of requests) {
-          const legal = CELL_TRANSITIONS[model].includes(to);
-          try {
-            await transitionCell(dir, to);
-            expect(legal).toBe(true);
-            model = to;
-            expectedEvents.push(TRANSITION_EVENTS[to as Exclude<CellStatus, 'provisioning'>]);
-          } catch (error) {
-            expect(legal).toBe(false);
-            expect(PitError.is(error) && error.code).toBe('CELL_ILLEGAL_TRANSITION');
-            expect((error as Error).message).toContain(`cannot go from ${model} to ${to}`);
+      fc.asyncProperty(
+        fc.array(fc.constantFrom(...statuses), { minLength: 1, maxLength: 8 }),
+        async (requests: CellStatus[]) => {
+          const { dir } = await provisionCell(root, {
+            mission: 'property',
+            created_by: 'fast-check',
+            status: 'provisioning',
+          });
+          let model: CellStatus = 'provisioning';
+          const expectedEvents: string[] = ['cell_created'];
+          for (const to of requests) {
+            const legal = CELL_TRANSITIONS[model].includes(to);
+            try {
+              await transitionCell(dir, to);
+              expect(legal).toBe(true);
+              model = to;
+              expectedEvents.push(TRANSITION_EVENTS[to as Exclude<CellStatus, 'provisioning'>]);
+            } catch (error) {
+              expect(legal).toBe(false);
+              expect(PitError.is(error) && error.code).toBe('CELL_ILLEGAL_TRANSITION');
+              expect((error as Error).message).toContain(`cannot go from ${model} to ${to}`);
+            }
+            expect((await readManifest(dir)).status).toBe(model);
           }
-          expect((await readManifest(dir)).status).toBe(model);
-        }
-        expect((await eventsOf(dir)).map((event) => event.event)).toEqual(expectedEvents);
-      }),
+          expect((await eventsOf(dir)).map((event) => event.event)).toEqual(expectedEvents);
+        },
+      ),
       { numRuns: 25, seed: 424242 },
     );
   }, 60_000);

@@ -24,7 +24,11 @@ export interface TransitionCellOptions {
  * @example
  * await transitionCell(dir, 'frozen', { reason: 'maintenance window' });
  */
-export async function transitionCell(cellDir: string, to: CellStatus, options: TransitionCellOptions = {}): Promise<CellManifest> {
+export async function transitionCell(
+  cellDir: string,
+  to: CellStatus,
+  options: TransitionCellOptions = {},
+): Promise<CellManifest> {
   return updateManifest(
     cellDir,
     (current) => {

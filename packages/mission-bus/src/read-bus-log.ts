@@ -6,7 +6,9 @@ import { BusError } from './errors.js';
 import { SEGMENT_PATTERN } from './segment-log.js';
 
 /** One line of a bus log read by {@link readBusLog}: an event, or a problem with where it is. */
-export type BusLogEntry = { ok: true; event: BusEvent } | { ok: false; segment: string; line: number; torn: boolean; reason: string };
+export type BusLogEntry =
+  | { ok: true; event: BusEvent }
+  | { ok: false; segment: string; line: number; torn: boolean; reason: string };
 
 /** Options of {@link readBusLog}. */
 export interface ReadBusLogOptions {
@@ -23,7 +25,10 @@ export interface ReadBusLogOptions {
  * @example
  * for await (const entry of readBusLog(cellDir, { after: 41 })) if (entry.ok) console.log(entry.event.seq, entry.event.event);
  */
-export async function* readBusLog(cellDir: string, options: ReadBusLogOptions = {}): AsyncGenerator<BusLogEntry> {
+export async function* readBusLog(
+  cellDir: string,
+  options: ReadBusLogOptions = {},
+): AsyncGenerator<BusLogEntry> {
   const dir = cellPaths(cellDir).bus;
   const after = options.after ?? 0;
   let names: string[];
@@ -31,7 +36,9 @@ export async function* readBusLog(cellDir: string, options: ReadBusLogOptions = 
     names = (await fs.readdir(dir)).filter((name) => SEGMENT_PATTERN.test(name)).sort();
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw new BusError('BUS_IO', `${dir}: cannot list the bus log: ${(error as Error).message}`, { cause: error });
+    throw new BusError('BUS_IO', `${dir}: cannot list the bus log: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   // Skip whole segments that end before `after`: a segment's events start at the number in its name.
   const firsts = names.map((name) => Number(SEGMENT_PATTERN.exec(name)?.[1]));
@@ -41,12 +48,24 @@ export async function* readBusLog(cellDir: string, options: ReadBusLogOptions = 
     const path = join(dir, name);
     for await (const entry of readEvents(path)) {
       if (!entry.ok) {
-        yield { ok: false, segment: path, line: entry.line, torn: entry.torn, reason: entry.reason };
+        yield {
+          ok: false,
+          segment: path,
+          line: entry.line,
+          torn: entry.torn,
+          reason: entry.reason,
+        };
         continue;
       }
       const parsed = BusEventSchema.safeParse(entry.event);
       if (!parsed.success) {
-        yield { ok: false, segment: path, line: entry.line, torn: false, reason: formatIssues(parsed.error) };
+        yield {
+          ok: false,
+          segment: path,
+          line: entry.line,
+          torn: false,
+          reason: formatIssues(parsed.error),
+        };
         continue;
       }
       if (parsed.data.seq > after) yield { ok: true, event: parsed.data };

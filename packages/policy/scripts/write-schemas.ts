@@ -4,4 +4,7 @@ import { policyConfigJsonSchema } from '../src/json-schema.js';
 
 const dir = new URL('../schemas/', import.meta.url);
 mkdirSync(dir, { recursive: true });
-writeFileSync(new URL('policy-config.schema.json', dir), `${JSON.stringify(policyConfigJsonSchema(), null, 2)}\n`);
+writeFileSync(
+  new URL('policy-config.schema.json', dir),
+  `${JSON.stringify(policyConfigJsonSchema(), null, 2)}\n`,
+);

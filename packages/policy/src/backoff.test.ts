@@ -14,14 +14,16 @@ const settings = fc.record({
 
 describe('nextBackoff', () => {
   it('restarts at once the first time, then doubles from initial up to the cap', () => {
-    expect([0, 1, 2, 3, 4, 5, 6, 7, 50].map((attempt) => nextBackoff({ attempt, backoff: plain }))).toEqual([
-      0, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000, 300_000,
-    ]);
+    expect(
+      [0, 1, 2, 3, 4, 5, 6, 7, 50].map((attempt) => nextBackoff({ attempt, backoff: plain })),
+    ).toEqual([0, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000, 300_000]);
   });
 
   it('refuses an impossible attempt', () => {
     expect(() => nextBackoff({ attempt: -1, backoff: plain })).toThrow(PolicyError);
-    expect(() => nextBackoff({ attempt: 1.5, backoff: plain })).toThrow(/POLICY_BAD_INPUT|attempt must be a non-negative integer/);
+    expect(() => nextBackoff({ attempt: 1.5, backoff: plain })).toThrow(
+      /POLICY_BAD_INPUT|attempt must be a non-negative integer/,
+    );
   });
 
   it('is monotone up to its cap without jitter, and reaches the cap (property)', () => {
@@ -33,25 +35,35 @@ describe('nextBackoff', () => {
         expect(following).toBeGreaterThanOrEqual(current);
         expect(current).toBeLessThanOrEqual(options.cap);
         expect(current).toBeGreaterThanOrEqual(Math.min(options.initial, options.cap));
-        if (options.factor >= 1.01) expect(nextBackoff({ attempt: 2_000, backoff: options })).toBe(options.cap);
+        if (options.factor >= 1.01)
+          expect(nextBackoff({ attempt: 2_000, backoff: options })).toBe(options.cap);
       }),
     );
   });
 
   it('only ever shortens a delay by at most its jitter fraction, deterministically per seed (property)', () => {
     fc.assert(
-      fc.property(settings, fc.integer({ min: 1, max: 200 }), fc.oneof(fc.integer(), fc.string()), (backoff, attempt, seed) => {
-        const base = nextBackoff({ attempt, backoff: { ...backoff, jitter: 0 } });
-        const jittered = nextBackoff({ attempt, backoff, seed });
-        expect(jittered).toBeLessThanOrEqual(base);
-        expect(jittered).toBeGreaterThanOrEqual(Math.floor(base * (1 - backoff.jitter)) - 1);
-        expect(nextBackoff({ attempt, backoff, seed })).toBe(jittered);
-      }),
+      fc.property(
+        settings,
+        fc.integer({ min: 1, max: 200 }),
+        fc.oneof(fc.integer(), fc.string()),
+        (backoff, attempt, seed) => {
+          const base = nextBackoff({ attempt, backoff: { ...backoff, jitter: 0 } });
+          const jittered = nextBackoff({ attempt, backoff, seed });
+          expect(jittered).toBeLessThanOrEqual(base);
+          expect(jittered).toBeGreaterThanOrEqual(Math.floor(base * (1 - backoff.jitter)) - 1);
+          expect(nextBackoff({ attempt, backoff, seed })).toBe(jittered);
+        },
+      ),
     );
   });
 
   it('spreads different seeds', () => {
-    const delays = new Set(Array.from({ length: 50 }, (_, seed) => nextBackoff({ attempt: 3, backoff: { ...plain, jitter: 0.5 }, seed })));
+    const delays = new Set(
+      Array.from({ length: 50 }, (_, seed) =>
+        nextBackoff({ attempt: 3, backoff: { ...plain, jitter: 0.5 }, seed }),
+      ),
+    );
     expect(delays.size).toBeGreaterThan(40);
   });
 });
@@ -72,7 +84,13 @@ describe('backoffState', () => {
   const now = 10_000_000;
 
   it('counts every restart when the agent was never stable', () => {
-    expect(backoffState({ restarts: [now - 50_000, now - 10_000, now - 30_000], now, reset_after_stable: 600_000 })).toEqual({ attempt: 3, last_restart: now - 10_000 });
+    expect(
+      backoffState({
+        restarts: [now - 50_000, now - 10_000, now - 30_000],
+        now,
+        reset_after_stable: 600_000,
+      }),
+    ).toEqual({ attempt: 3, last_restart: now - 10_000 });
   });
 
   it('resets after a healthy stretch of reset_after_stable', () => {
@@ -89,11 +107,25 @@ describe('backoffState', () => {
   });
 
   it('does not reset after a short stretch', () => {
-    expect(backoffState({ restarts: [now - 90_000, now - 60_000], healthy: [{ from: now - 55_000, to: now - 5_000 }], now, reset_after_stable: 600_000 }).attempt).toBe(2);
+    expect(
+      backoffState({
+        restarts: [now - 90_000, now - 60_000],
+        healthy: [{ from: now - 55_000, to: now - 5_000 }],
+        now,
+        reset_after_stable: 600_000,
+      }).attempt,
+    ).toBe(2);
   });
 
   it('counts an open stretch up to now, and ignores restarts in the future', () => {
-    expect(backoffState({ restarts: [now - 700_000, now + 5_000], healthy: [{ from: now - 650_000 }], now, reset_after_stable: 600_000 })).toEqual({
+    expect(
+      backoffState({
+        restarts: [now - 700_000, now + 5_000],
+        healthy: [{ from: now - 650_000 }],
+        now,
+        reset_after_stable: 600_000,
+      }),
+    ).toEqual({
       attempt: 0,
       reset_at: now - 50_000,
       last_restart: now - 700_000,
@@ -108,9 +140,16 @@ describe('backoffState', () => {
         fc.integer({ min: 600_000, max: 5_000_000 }),
         (restarts, from, length) => {
           const to = Math.min(from + length, now);
-          const state = backoffState({ restarts, healthy: [{ from, to }], now, reset_after_stable: 600_000 });
+          const state = backoffState({
+            restarts,
+            healthy: [{ from, to }],
+            now,
+            reset_after_stable: 600_000,
+          });
           expect(state.attempt).toBe(restarts.filter((at) => at > from + 600_000).length);
-          expect(state.attempt).toBeLessThanOrEqual(backoffState({ restarts, now, reset_after_stable: 600_000 }).attempt);
+          expect(state.attempt).toBeLessThanOrEqual(
+            backoffState({ restarts, now, reset_after_stable: 600_000 }).attempt,
+          );
         },
       ),
     );

@@ -29,7 +29,10 @@ export interface NextBackoffOptions {
 export function nextBackoff(options: NextBackoffOptions): number {
   const { attempt, backoff } = options;
   if (!Number.isInteger(attempt) || attempt < 0) {
-    throw new PolicyError('POLICY_BAD_INPUT', `nextBackoff: attempt must be a non-negative integer (got ${String(attempt)})`);
+    throw new PolicyError(
+      'POLICY_BAD_INPUT',
+      `nextBackoff: attempt must be a non-negative integer (got ${String(attempt)})`,
+    );
   }
   if (attempt === 0) return 0;
   const base = Math.min(backoff.cap, backoff.initial * Math.pow(backoff.factor, attempt - 1));

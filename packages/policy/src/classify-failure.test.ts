@@ -22,15 +22,26 @@ describe('classifyFailure', () => {
   });
 
   it('says why', () => {
-    expect(classifyFailure({ failure: { exit_code: 78 }, classify }).because).toBe('exit code 78 (classify.exit_codes)');
-    expect(classifyFailure({ failure: { signal: 'SIGSEGV' }, classify }).because).toBe('killed by SIGSEGV');
-    expect(classifyFailure({ failure: { failing_probes: ['http'] }, classify }).because).toBe('failing probes: http');
-    expect(classifyFailure({ classify })).toEqual({ class: 'unknown', because: 'no failure details' });
+    expect(classifyFailure({ failure: { exit_code: 78 }, classify }).because).toBe(
+      'exit code 78 (classify.exit_codes)',
+    );
+    expect(classifyFailure({ failure: { signal: 'SIGSEGV' }, classify }).because).toBe(
+      'killed by SIGSEGV',
+    );
+    expect(classifyFailure({ failure: { failing_probes: ['http'] }, classify }).because).toBe(
+      'failing probes: http',
+    );
+    expect(classifyFailure({ classify })).toEqual({
+      class: 'unknown',
+      because: 'no failure details',
+    });
   });
 
   it('follows a configured exit-code table', () => {
     const custom = ClassifySchema.parse({ exit_codes: { '3': 'bad_config' } });
-    expect(classifyFailure({ failure: { exit_code: 3 }, classify: custom }).class).toBe('bad_config');
+    expect(classifyFailure({ failure: { exit_code: 3 }, classify: custom }).class).toBe(
+      'bad_config',
+    );
     expect(classifyFailure({ failure: { exit_code: 78 }, classify: custom }).class).toBe('crashed');
   });
 });

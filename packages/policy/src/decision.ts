@@ -137,6 +137,13 @@ export interface EscalateDecision extends DecisionCommon {
 }
 
 /** Exactly one decision about one agent. */
-export type Decision = NoneDecision | WaitDecision | RestartDecision | SubstituteDecision | AskDecision | RecordOnlyDecision | EscalateDecision;
+export type Decision =
+  | NoneDecision
+  | WaitDecision
+  | RestartDecision
+  | SubstituteDecision
+  | AskDecision
+  | RecordOnlyDecision
+  | EscalateDecision;
 /** The action of a decision. */
 export type DecisionAction = Decision['action'];

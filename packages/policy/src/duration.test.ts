@@ -27,7 +27,9 @@ describe('DurationSchema', () => {
   it('says what it expected', () => {
     const result = DurationSchema.safeParse('soon');
     expect(result.success).toBe(false);
-    expect(result.error?.issues[0]?.message).toMatch(/must be a duration such as "500ms", "30s".*got "soon"/);
+    expect(result.error?.issues[0]?.message).toMatch(
+      /must be a duration such as "500ms", "30s".*got "soon"/,
+    );
     expect(DurationSchema.safeParse(-1).success).toBe(false);
     expect(DurationSchema.safeParse(true).error?.issues[0]?.message).toMatch(/must be a duration/);
   });

@@ -21,7 +21,11 @@ export interface PolicyProblem {
 export class PolicyError extends PitError<PolicyErrorCode> {
   /** Every problem found (empty for POLICY_BAD_INPUT). */
   readonly problems: readonly PolicyProblem[];
-  constructor(code: PolicyErrorCode, message: string, options: PitErrorOptions & { problems?: readonly PolicyProblem[] } = {}) {
+  constructor(
+    code: PolicyErrorCode,
+    message: string,
+    options: PitErrorOptions & { problems?: readonly PolicyProblem[] } = {},
+  ) {
     super(code, message, options);
     this.problems = options.problems ?? [];
   }
@@ -32,5 +36,10 @@ export class PolicyError extends PitError<PolicyErrorCode> {
  * @param root the name of the section the paths are relative to. @default 'policy'
  */
 export function formatPolicyProblems(problems: readonly PolicyProblem[], root = 'policy'): string {
-  return problems.map((problem) => `${[root, ...problem.path].filter((part) => part !== '').join('.')}: ${problem.message}`).join('\n');
+  return problems
+    .map(
+      (problem) =>
+        `${[root, ...problem.path].filter((part) => part !== '').join('.')}: ${problem.message}`,
+    )
+    .join('\n');
 }

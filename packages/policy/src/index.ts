@@ -1,4 +1,9 @@
-export { PolicyError, formatPolicyProblems, type PolicyErrorCode, type PolicyProblem } from './errors.js';
+export {
+  PolicyError,
+  formatPolicyProblems,
+  type PolicyErrorCode,
+  type PolicyProblem,
+} from './errors.js';
 export { DurationSchema, parseDuration, formatDuration, type DurationInput } from './duration.js';
 export {
   PolicyConfigSchema,
@@ -28,12 +33,35 @@ export {
   type OnTimeout,
   type ResolvedLayer,
 } from './policy-config.js';
-export { resolvePolicy, type ResolvePolicyOptions, type ResolvedPolicy, type PolicyTrace, type PolicySource } from './resolve-policy.js';
-export { validatePolicy, parsePolicy, type PolicyContext, type ValidatePolicyResult } from './validate-policy.js';
-export { nextBackoff, backoffState, type NextBackoffOptions, type BackoffSettings, type BackoffState } from './backoff.js';
+export {
+  resolvePolicy,
+  type ResolvePolicyOptions,
+  type ResolvedPolicy,
+  type PolicyTrace,
+  type PolicySource,
+} from './resolve-policy.js';
+export {
+  validatePolicy,
+  parsePolicy,
+  type PolicyContext,
+  type ValidatePolicyResult,
+} from './validate-policy.js';
+export {
+  nextBackoff,
+  backoffState,
+  type NextBackoffOptions,
+  type BackoffSettings,
+  type BackoffState,
+} from './backoff.js';
 export { classifyFailure, type Classification } from './classify-failure.js';
 export { pickSubstitute, type SubstituteChoice } from './pick-substitute.js';
-export { createFleetIndex, isFleetIndex, assessFleetBrake, type FleetIndex, type BrakeStatus } from './fleet-index.js';
+export {
+  createFleetIndex,
+  isFleetIndex,
+  assessFleetBrake,
+  type FleetIndex,
+  type BrakeStatus,
+} from './fleet-index.js';
 export { decide, type DecideOptions } from './decide.js';
 export { policyConfigJsonSchema } from './json-schema.js';
 export type {

@@ -9,7 +9,10 @@ import { PolicyConfigSchema } from './policy-config.js';
  */
 export function policyConfigJsonSchema(): Record<string, unknown> {
   return {
-    ...(z.toJSONSchema(PolicyConfigSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>),
+    ...(z.toJSONSchema(PolicyConfigSchema, { io: 'input', unrepresentable: 'any' }) as Record<
+      string,
+      unknown
+    >),
     title: 'The [policy] section of pit.toml',
   };
 }

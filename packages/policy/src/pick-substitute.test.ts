@@ -14,7 +14,13 @@ describe('pickSubstitute', () => {
   });
 
   it('takes the first healthy candidate in the listed order and says why it passed over the others', () => {
-    expect(pickSubstitute({ agent: 'bezalel', candidates: ['bezalel', 'ghost', 'allegro', 'timmy', 'ezra', 'kimi'], fleet })).toEqual({
+    expect(
+      pickSubstitute({
+        agent: 'bezalel',
+        candidates: ['bezalel', 'ghost', 'allegro', 'timmy', 'ezra', 'kimi'],
+        fleet,
+      }),
+    ).toEqual({
       substitute: 'kimi',
       skipped: [
         { name: 'bezalel', why: 'is the dead agent itself' },
@@ -27,7 +33,9 @@ describe('pickSubstitute', () => {
   });
 
   it('keeps an agent that already substitutes for the same agent', () => {
-    expect(pickSubstitute({ agent: 'ezra', candidates: ['allegro'], fleet }).substitute).toBe('allegro');
+    expect(pickSubstitute({ agent: 'ezra', candidates: ['allegro'], fleet }).substitute).toBe(
+      'allegro',
+    );
   });
 
   it('finds nobody in an empty list', () => {

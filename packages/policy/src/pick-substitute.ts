@@ -14,7 +14,11 @@ export interface SubstituteChoice {
  * pickSubstitute({ agent: 'bezalel', candidates: ['allegro', 'timmy'], fleet });
  * // { substitute: 'timmy', skipped: [{ name: 'allegro', why: 'dead' }] }
  */
-export function pickSubstitute(options: { agent: string; candidates: readonly string[]; fleet: FleetIndex }): SubstituteChoice {
+export function pickSubstitute(options: {
+  agent: string;
+  candidates: readonly string[];
+  fleet: FleetIndex;
+}): SubstituteChoice {
   const { agent, candidates, fleet } = options;
   const skipped: { name: string; why: string }[] = [];
   for (const name of candidates) {

@@ -18,8 +18,12 @@ describe('ModeSchema', () => {
   });
 
   it('names every accepted mode when it refuses one', () => {
-    expect(ModeSchema.safeParse('sometimes').error?.issues[0]?.message).toBe('must be one of auto (or yes), ask, never (or no), substitute (got "sometimes")');
-    expect(ModeSchema.safeParse(3).error?.issues[0]?.message).toBe('must be one of auto (or yes), ask, never (or no), substitute');
+    expect(ModeSchema.safeParse('sometimes').error?.issues[0]?.message).toBe(
+      'must be one of auto (or yes), ask, never (or no), substitute (got "sometimes")',
+    );
+    expect(ModeSchema.safeParse(3).error?.issues[0]?.message).toBe(
+      'must be one of auto (or yes), ask, never (or no), substitute',
+    );
   });
 });
 
@@ -29,7 +33,15 @@ describe('PolicyConfigSchema', () => {
       defaults: {},
       missions: {},
       agents: {},
-      fleet_brake: { enabled: true, max_deaths: 5, max_percent: 50, min_agents: 4, window: 120_000, hold: 1_800_000, restart_interval: 10_000 },
+      fleet_brake: {
+        enabled: true,
+        max_deaths: 5,
+        max_percent: 50,
+        min_agents: 4,
+        window: 120_000,
+        hold: 1_800_000,
+        restart_interval: 10_000,
+      },
       classify: { exit_codes: { '75': 'rate_limited', '77': 'auth_failed', '78': 'bad_config' } },
     });
   });
@@ -41,21 +53,39 @@ describe('PolicyConfigSchema', () => {
       agents: { ezra: { mission: 'archive', on_failure: { stuck: 'record_only' } } },
       fleet_brake: { window: '5m' },
     });
-    expect(config.defaults).toEqual({ dead_after: 90_000, backoff: { cap: 300_000 }, approval: { timeout: 3_600_000 } });
+    expect(config.defaults).toEqual({
+      dead_after: 90_000,
+      backoff: { cap: 300_000 },
+      approval: { timeout: 3_600_000 },
+    });
     expect(config.missions.forge).toEqual({ mode: 'auto' });
-    expect(config.agents.ezra).toEqual({ mission: 'archive', on_failure: { stuck: 'record_only' } });
+    expect(config.agents.ezra).toEqual({
+      mission: 'archive',
+      on_failure: { stuck: 'record_only' },
+    });
     expect(config.fleet_brake.window).toBe(300_000);
   });
 
   it('refuses unknown keys, bad values and bad names, each at its path', () => {
     const result = PolicyConfigSchema.safeParse({
       defaults: { dead_afer: '1m', backoff: { factor: 0.5, jitter: 2 } },
-      agents: { 'Not-A-Name': {}, bezalel: { on_failure: { crashed: 'pray' }, substitutes: ['../etc'] } },
+      agents: {
+        'Not-A-Name': {},
+        bezalel: { on_failure: { crashed: 'pray' }, substitutes: ['../etc'] },
+      },
       extra: true,
     });
     const paths = result.error?.issues.map((issue) => issue.path.join('.'));
     expect(paths).toEqual(
-      expect.arrayContaining(['defaults', 'defaults.backoff.factor', 'defaults.backoff.jitter', 'agents.Not-A-Name', 'agents.bezalel.on_failure.crashed', 'agents.bezalel.substitutes.0', '']),
+      expect.arrayContaining([
+        'defaults',
+        'defaults.backoff.factor',
+        'defaults.backoff.jitter',
+        'agents.Not-A-Name',
+        'agents.bezalel.on_failure.crashed',
+        'agents.bezalel.substitutes.0',
+        '',
+      ]),
     );
   });
 

@@ -7,24 +7,48 @@ export const MODES = ['auto', 'ask', 'never', 'substitute'] as const;
 /** How the Pit may act on a dead agent: on its own, after asking, never, or by handing over to a substitute. */
 export type Mode = (typeof MODES)[number];
 
-const MODE_ALIASES: Record<string, Mode> = { auto: 'auto', yes: 'auto', ask: 'ask', never: 'never', no: 'never', substitute: 'substitute' };
+const MODE_ALIASES: Record<string, Mode> = {
+  auto: 'auto',
+  yes: 'auto',
+  ask: 'ask',
+  never: 'never',
+  no: 'never',
+  substitute: 'substitute',
+};
 
 /**
  * A mode: `auto` (alias `yes`, `true`), `ask`, `never` (alias `no`, `false`) or `substitute`;
  * case-insensitive, normalised to the canonical name.
  */
-export const ModeSchema = z.union([z.boolean(), z.string()], { error: 'must be one of auto (or yes), ask, never (or no), substitute' }).transform((value, context): Mode => {
-  if (typeof value === 'boolean') return value ? 'auto' : 'never';
-  const mode = MODE_ALIASES[value.trim().toLowerCase()];
-  if (mode === undefined) {
-    context.addIssue({ code: 'custom', message: `must be one of auto (or yes), ask, never (or no), substitute (got ${JSON.stringify(value)})` });
-    return z.NEVER;
-  }
-  return mode;
-}).meta({ description: 'auto (or yes, true), ask, never (or no, false) or substitute; case-insensitive.' });
+export const ModeSchema = z
+  .union([z.boolean(), z.string()], {
+    error: 'must be one of auto (or yes), ask, never (or no), substitute',
+  })
+  .transform((value, context): Mode => {
+    if (typeof value === 'boolean') return value ? 'auto' : 'never';
+    const mode = MODE_ALIASES[value.trim().toLowerCase()];
+    if (mode === undefined) {
+      context.addIssue({
+        code: 'custom',
+        message: `must be one of auto (or yes), ask, never (or no), substitute (got ${JSON.stringify(value)})`,
+      });
+      return z.NEVER;
+    }
+    return mode;
+  })
+  .meta({
+    description: 'auto (or yes, true), ask, never (or no, false) or substitute; case-insensitive.',
+  });
 
 /** Why an agent died, as far as the Pit can tell. */
-export const FAILURE_CLASSES = ['rate_limited', 'auth_failed', 'bad_config', 'crashed', 'stuck', 'unknown'] as const;
+export const FAILURE_CLASSES = [
+  'rate_limited',
+  'auth_failed',
+  'bad_config',
+  'crashed',
+  'stuck',
+  'unknown',
+] as const;
 /** A failure class: `rate_limited`, `auth_failed`, `bad_config`, `crashed`, `stuck` or `unknown`. */
 export const FailureClassSchema = z.enum(FAILURE_CLASSES);
 /** A failure class (see {@link FAILURE_CLASSES}). */
@@ -39,7 +63,14 @@ export type FailureClass = z.infer<typeof FailureClassSchema>;
  * - `substitute` — hand the work to a healthy substitute;
  * - `record_only` — record the death and do nothing else.
  */
-export const FailureActionSchema = z.enum(['restart', 'rollback_and_restart', 'wait', 'ask', 'substitute', 'record_only']);
+export const FailureActionSchema = z.enum([
+  'restart',
+  'rollback_and_restart',
+  'wait',
+  'ask',
+  'substitute',
+  'record_only',
+]);
 /** An action for a failure class (see {@link FailureActionSchema}). */
 export type FailureAction = z.infer<typeof FailureActionSchema>;
 
@@ -47,7 +78,13 @@ export type FailureAction = z.infer<typeof FailureActionSchema>;
  * What happens when an approval request expires unanswered: `record_only`, `proceed` (carry out
  * what the request proposed), `restart`, `rollback_and_restart` or `substitute`.
  */
-export const OnTimeoutSchema = z.enum(['record_only', 'proceed', 'restart', 'rollback_and_restart', 'substitute']);
+export const OnTimeoutSchema = z.enum([
+  'record_only',
+  'proceed',
+  'restart',
+  'rollback_and_restart',
+  'substitute',
+]);
 /** What happens to an approval request that expires (see {@link OnTimeoutSchema}). */
 export type OnTimeout = z.infer<typeof OnTimeoutSchema>;
 
@@ -55,7 +92,9 @@ export type OnTimeout = z.infer<typeof OnTimeoutSchema>;
 export const MissionNameSchema = z.string().min(1, { message: 'must not be empty' }).max(200);
 
 /** An approval channel name, as configured in the daemon (`telegram`, `nostr`, `cli`, `http`, …). */
-export const ChannelNameSchema = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, { message: 'must be a channel name like "telegram"' });
+export const ChannelNameSchema = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, { message: 'must be a channel name like "telegram"' });
 
 /**
  * One layer of policy: `[policy.defaults]`, `[policy.missions.<name>]` or (with `mission`)
@@ -110,7 +149,13 @@ export const PolicyLayerSchema = z.strictObject({
     })
     .optional(),
   /** What to do per failure class; see {@link FailureActionSchema}. */
-  on_failure: z.strictObject(Object.fromEntries(FAILURE_CLASSES.map((name) => [name, FailureActionSchema.optional()])) as Record<FailureClass, z.ZodOptional<typeof FailureActionSchema>>).optional(),
+  on_failure: z
+    .strictObject(
+      Object.fromEntries(
+        FAILURE_CLASSES.map((name) => [name, FailureActionSchema.optional()]),
+      ) as Record<FailureClass, z.ZodOptional<typeof FailureActionSchema>>,
+    )
+    .optional(),
 });
 /** A parsed policy layer (durations in ms, mode normalised). */
 export type PolicyLayer = z.infer<typeof PolicyLayerSchema>;
@@ -156,7 +201,10 @@ export type FleetBrake = z.infer<typeof FleetBrakeSchema>;
 export const ClassifySchema = z.strictObject({
   /** Exit code → failure class. @default { "75": "rate_limited", "77": "auth_failed", "78": "bad_config" } (sysexits.h) */
   exit_codes: z
-    .record(z.string().regex(/^-?\d{1,3}$/, { message: 'must be an exit code such as "78"' }), FailureClassSchema)
+    .record(
+      z.string().regex(/^-?\d{1,3}$/, { message: 'must be an exit code such as "78"' }),
+      FailureClassSchema,
+    )
     .default({ '75': 'rate_limited', '77': 'auth_failed', '78': 'bad_config' }),
 });
 /** Parsed classification settings. */
@@ -195,7 +243,13 @@ export interface ResolvedLayer {
   rate_limit_wait: number;
   approval: { channels: string[]; timeout: number; on_timeout: OnTimeout };
   restart_intensity: { max_restarts: number; window: number };
-  backoff: { initial: number; factor: number; cap: number; jitter: number; reset_after_stable: number };
+  backoff: {
+    initial: number;
+    factor: number;
+    cap: number;
+    jitter: number;
+    reset_after_stable: number;
+  };
   on_failure: Record<FailureClass, FailureAction>;
 }
 
@@ -215,7 +269,13 @@ export const BUILTIN_POLICY: Readonly<ResolvedLayer> = freezeLayer({
   rate_limit_wait: 15 * 60_000,
   approval: { channels: [], timeout: 30 * 60_000, on_timeout: 'record_only' },
   restart_intensity: { max_restarts: 5, window: 15 * 60_000 },
-  backoff: { initial: 10_000, factor: 2, cap: 5 * 60_000, jitter: 0.1, reset_after_stable: 10 * 60_000 },
+  backoff: {
+    initial: 10_000,
+    factor: 2,
+    cap: 5 * 60_000,
+    jitter: 0.1,
+    reset_after_stable: 10 * 60_000,
+  },
   on_failure: {
     rate_limited: 'wait',
     auth_failed: 'ask',
@@ -227,6 +287,7 @@ export const BUILTIN_POLICY: Readonly<ResolvedLayer> = freezeLayer({
 } satisfies ResolvedLayer);
 
 function freezeLayer(layer: ResolvedLayer): Readonly<ResolvedLayer> {
-  for (const value of Object.values(layer)) if (typeof value === 'object' && value !== null) Object.freeze(value);
+  for (const value of Object.values(layer))
+    if (typeof value === 'object' && value !== null) Object.freeze(value);
   return Object.freeze(layer);
 }

@@ -9,7 +9,9 @@ const packageDir = fileURLToPath(new URL('..', import.meta.url));
 const readme = readFileSync(join(packageDir, 'README.md'), 'utf8');
 
 function block(language: string, index = 0): string {
-  const blocks = [...readme.matchAll(new RegExp('```' + language + '\\n([\\s\\S]*?)```', 'g'))].map((match) => match[1] as string);
+  const blocks = [...readme.matchAll(new RegExp('```' + language + '\\n([\\s\\S]*?)```', 'g'))].map(
+    (match) => match[1] as string,
+  );
   const found = blocks[index];
   if (found === undefined) throw new Error(`README.md has no ${language} block #${index}`);
   return found;
@@ -20,34 +22,52 @@ describe('README.md', () => {
   let scratch: string | undefined;
 
   afterEach(() => {
-    if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) process.kill(-child.pid, 'SIGKILL');
+    if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null)
+      process.kill(-child.pid, 'SIGKILL');
     child = undefined;
     if (scratch !== undefined) rmSync(scratch, { recursive: true, force: true });
     scratch = undefined;
   });
 
   it('shows the seed policy exactly as the fixture has it', () => {
-    expect(block('toml')).toBe(readFileSync(join(packageDir, 'src/__fixtures__/seed-policy.toml'), 'utf8'));
+    expect(block('toml')).toBe(
+      readFileSync(join(packageDir, 'src/__fixtures__/seed-policy.toml'), 'utf8'),
+    );
   });
 
   it('has a usage example that runs and prints what it says', async () => {
     scratch = mkdtempSync(join(tmpdir(), 'pit-policy-readme-'));
     const file = join(scratch, 'example.ts');
-    writeFileSync(file, block('ts').replace("from '@pit/policy'", `from ${JSON.stringify(join(packageDir, 'src/index.ts'))}`));
-    const started = spawn(process.execPath, ['--conditions=@pit/source', '--import', 'tsx', file], { cwd: packageDir, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    writeFileSync(
+      file,
+      block('ts').replace(
+        "from '@pit/policy'",
+        `from ${JSON.stringify(join(packageDir, 'src/index.ts'))}`,
+      ),
+    );
+    const started = spawn(process.execPath, ['--conditions=@pit/source', '--import', 'tsx', file], {
+      cwd: packageDir,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     child = started;
     let output = '';
     started.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
     started.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const code = await new Promise<number | null>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the example did not finish within 20 s: ${output}`)), 20_000);
+      const timer = setTimeout(
+        () => reject(new Error(`the example did not finish within 20 s: ${output}`)),
+        20_000,
+      );
       started.on('exit', (exitCode) => {
         clearTimeout(timer);
         resolve(exitCode);
       });
     });
     expect(code, output).toBe(0);
-    expect(output).toContain('substitute (remote.substitute): bezalel dead for 5m (crashed: exit code 1); mode=auto (mission:forge);');
+    expect(output).toContain(
+      'substitute (remote.substitute): bezalel dead for 5m (crashed: exit code 1); mode=auto (mission:forge);',
+    );
     expect(output).toContain('substitute timmy (passed over allegro: dead)');
   });
 });

@@ -1,6 +1,24 @@
 import { describe, expect, it } from 'vitest';
-import { HOUR, MINUTE, NOW, SECOND, SEED_AGENTS, SEED_CONTEXT, seedConfig, seedFleet, seedPolicyInput } from './__fixtures__/seed-fleet.js';
-import { decide, resolvePolicy, validatePolicy, type AgentHealth, type AgentHistory, type ApprovalRecord, type Decision } from './index.js';
+import {
+  HOUR,
+  MINUTE,
+  NOW,
+  SECOND,
+  SEED_AGENTS,
+  SEED_CONTEXT,
+  seedConfig,
+  seedFleet,
+  seedPolicyInput,
+} from './__fixtures__/seed-fleet.js';
+import {
+  decide,
+  resolvePolicy,
+  validatePolicy,
+  type AgentHealth,
+  type AgentHistory,
+  type ApprovalRecord,
+  type Decision,
+} from './index.js';
 
 const config = seedConfig();
 
@@ -8,7 +26,13 @@ function deadFor(ms: number, failure: AgentHealth['failure'] = { exit_code: 1 })
   return { state: 'dead', since: NOW - ms, failure };
 }
 
-type DecisionOf<A extends Decision['action']> = Decision extends infer D ? (D extends { action: infer B } ? (A extends B ? D & { action: A } : never) : never) : never;
+type DecisionOf<A extends Decision['action']> = Decision extends infer D
+  ? D extends { action: infer B }
+    ? A extends B
+      ? D & { action: A }
+      : never
+    : never
+  : never;
 
 function expectAction<A extends Decision['action']>(decision: Decision, action: A): DecisionOf<A> {
   expect(decision.action, decision.reason).toBe(action);
@@ -28,14 +52,41 @@ describe('the seed policy', () => {
 
 describe('seed scenario: forge auto', () => {
   it('waits out forge dead_after (60s) before acting', () => {
-    const decision = expectAction(decide({ agent: SEED_AGENTS.allegro, health: deadFor(30 * SECOND), fleet: seedFleet(), now: NOW, config }), 'wait');
-    expect(decision).toMatchObject({ rule: 'dead_after', wait_for: 'dead_after', until: NOW + 30 * SECOND });
+    const decision = expectAction(
+      decide({
+        agent: SEED_AGENTS.allegro,
+        health: deadFor(30 * SECOND),
+        fleet: seedFleet(),
+        now: NOW,
+        config,
+      }),
+      'wait',
+    );
+    expect(decision).toMatchObject({
+      rule: 'dead_after',
+      wait_for: 'dead_after',
+      until: NOW + 30 * SECOND,
+    });
     expect(decision.reason).toContain('dead_after=1m (mission:forge)');
   });
 
   it('rolls allegro back to last known good and restarts it at once', () => {
-    const decision = expectAction(decide({ agent: SEED_AGENTS.allegro, health: deadFor(2 * MINUTE), fleet: seedFleet(), now: NOW, config }), 'rollback_and_restart');
-    expect(decision).toMatchObject({ rule: 'mode.auto', attempt: 1, mission: 'forge', failure: { class: 'crashed' } });
+    const decision = expectAction(
+      decide({
+        agent: SEED_AGENTS.allegro,
+        health: deadFor(2 * MINUTE),
+        fleet: seedFleet(),
+        now: NOW,
+        config,
+      }),
+      'rollback_and_restart',
+    );
+    expect(decision).toMatchObject({
+      rule: 'mode.auto',
+      attempt: 1,
+      mission: 'forge',
+      failure: { class: 'crashed' },
+    });
     expect(decision.reason).toContain('mode=auto (mission:forge)');
     expect(decision.reason).toContain('rollback_before_restart=true, defaults');
   });
@@ -49,7 +100,14 @@ describe('seed scenario: forge auto', () => {
     let decision: Decision | undefined;
     const delays: number[] = [];
     for (let step = 0; step < 20; step += 1) {
-      decision = decide({ agent: SEED_AGENTS.allegro, health, history, fleet: seedFleet(), now, config });
+      decision = decide({
+        agent: SEED_AGENTS.allegro,
+        health,
+        history,
+        fleet: seedFleet(),
+        now,
+        config,
+      });
       trail.push(decision.action);
       if (decision.action === 'wait') {
         expect(decision.until).toBeGreaterThan(now);
@@ -68,7 +126,11 @@ describe('seed scenario: forge auto', () => {
       expect(delay).toBeLessThanOrEqual(base + SECOND);
     });
     const escalation = expectAction(decision as Decision, 'escalate');
-    expect(escalation).toMatchObject({ rule: 'restart_intensity', why: 'restart_intensity', then: 'ask' });
+    expect(escalation).toMatchObject({
+      rule: 'restart_intensity',
+      why: 'restart_intensity',
+      then: 'ask',
+    });
     expect(escalation.request).toMatchObject({
       kind: 'escalation',
       proposed: 'rollback_and_restart',
@@ -78,13 +140,53 @@ describe('seed scenario: forge auto', () => {
     });
     expect(escalation.reason).toContain('restart_intensity.max_restarts=5 (defaults)');
 
-    history.approval = { id: 'ap-1', kind: 'escalation', status: 'pending', proposed: 'rollback_and_restart', requested_at: now, expires_at: now + 30 * MINUTE };
-    const pending = expectAction(decide({ agent: SEED_AGENTS.allegro, health, history, fleet: seedFleet(), now: now + MINUTE, config }), 'wait');
-    expect(pending).toMatchObject({ rule: 'escalation.pending', wait_for: 'approval', until: now + 30 * MINUTE, approval_id: 'ap-1' });
+    history.approval = {
+      id: 'ap-1',
+      kind: 'escalation',
+      status: 'pending',
+      proposed: 'rollback_and_restart',
+      requested_at: now,
+      expires_at: now + 30 * MINUTE,
+    };
+    const pending = expectAction(
+      decide({
+        agent: SEED_AGENTS.allegro,
+        health,
+        history,
+        fleet: seedFleet(),
+        now: now + MINUTE,
+        config,
+      }),
+      'wait',
+    );
+    expect(pending).toMatchObject({
+      rule: 'escalation.pending',
+      wait_for: 'approval',
+      until: now + 30 * MINUTE,
+      approval_id: 'ap-1',
+    });
 
-    const expired = decide({ agent: SEED_AGENTS.allegro, health, history, fleet: seedFleet(), now: now + 30 * MINUTE, config });
-    expect(expired).toMatchObject({ action: 'record_only', rule: 'escalation.expired', approval_id: 'ap-1' });
-    const later = decide({ agent: SEED_AGENTS.allegro, health, history, fleet: seedFleet(), now: now + 3 * HOUR, config });
+    const expired = decide({
+      agent: SEED_AGENTS.allegro,
+      health,
+      history,
+      fleet: seedFleet(),
+      now: now + 30 * MINUTE,
+      config,
+    });
+    expect(expired).toMatchObject({
+      action: 'record_only',
+      rule: 'escalation.expired',
+      approval_id: 'ap-1',
+    });
+    const later = decide({
+      agent: SEED_AGENTS.allegro,
+      health,
+      history,
+      fleet: seedFleet(),
+      now: now + 3 * HOUR,
+      config,
+    });
     expect(later).toMatchObject({ action: 'record_only', rule: 'escalation.expired' });
   });
 
@@ -100,20 +202,62 @@ describe('seed scenario: forge auto', () => {
       decided_at: NOW - 10 * SECOND,
     };
     const health = deadFor(10 * MINUTE);
-    const approved = expectAction(decide({ agent: SEED_AGENTS.allegro, health, history: { restarts, approval }, fleet: seedFleet(), now: NOW, config }), 'rollback_and_restart');
-    expect(approved).toMatchObject({ rule: 'escalation.approved', approval_id: 'ap-2', attempt: 6 });
-    const again = decide({ agent: SEED_AGENTS.allegro, health, history: { restarts: [...restarts, NOW], approval }, fleet: seedFleet(), now: NOW + 5 * SECOND, config });
+    const approved = expectAction(
+      decide({
+        agent: SEED_AGENTS.allegro,
+        health,
+        history: { restarts, approval },
+        fleet: seedFleet(),
+        now: NOW,
+        config,
+      }),
+      'rollback_and_restart',
+    );
+    expect(approved).toMatchObject({
+      rule: 'escalation.approved',
+      approval_id: 'ap-2',
+      attempt: 6,
+    });
+    const again = decide({
+      agent: SEED_AGENTS.allegro,
+      health,
+      history: { restarts: [...restarts, NOW], approval },
+      fleet: seedFleet(),
+      now: NOW + 5 * SECOND,
+      config,
+    });
     expect(again).toMatchObject({ action: 'escalate', why: 'restart_intensity', then: 'ask' });
   });
 });
 
 describe('seed scenario: archive ask', () => {
-  const approvalOf = (status: ApprovalRecord['status'], extra: Partial<ApprovalRecord> = {}): AgentHistory => ({
-    approval: { id: 'ap-ezra', kind: 'revive', status, proposed: 'rollback_and_restart', substitute: 'allegro', requested_at: NOW - 20 * MINUTE, expires_at: NOW + 40 * MINUTE, ...extra },
+  const approvalOf = (
+    status: ApprovalRecord['status'],
+    extra: Partial<ApprovalRecord> = {},
+  ): AgentHistory => ({
+    approval: {
+      id: 'ap-ezra',
+      kind: 'revive',
+      status,
+      proposed: 'rollback_and_restart',
+      substitute: 'allegro',
+      requested_at: NOW - 20 * MINUTE,
+      expires_at: NOW + 40 * MINUTE,
+      ...extra,
+    },
   });
 
   it('asks on telegram and cli with a suggested substitute, expiring after the archive timeout (1h)', () => {
-    const decision = expectAction(decide({ agent: SEED_AGENTS.ezra, health: deadFor(11 * MINUTE), fleet: seedFleet(), now: NOW, config }), 'ask');
+    const decision = expectAction(
+      decide({
+        agent: SEED_AGENTS.ezra,
+        health: deadFor(11 * MINUTE),
+        fleet: seedFleet(),
+        now: NOW,
+        config,
+      }),
+      'ask',
+    );
     expect(decision.rule).toBe('mode.ask');
     expect(decision.request).toEqual({
       agent: 'ezra',
@@ -121,7 +265,9 @@ describe('seed scenario: archive ask', () => {
       kind: 'revive',
       proposed: 'rollback_and_restart',
       suggested_substitute: 'allegro',
-      reasons: expect.arrayContaining([expect.stringContaining('mode=ask (mission:archive)')]) as string[],
+      reasons: expect.arrayContaining([
+        expect.stringContaining('mode=ask (mission:archive)'),
+      ]) as string[],
       channels: ['telegram', 'cli'],
       requested_at: NOW,
       expires_at: NOW + HOUR,
@@ -130,13 +276,39 @@ describe('seed scenario: archive ask', () => {
   });
 
   it('waits for the answer while the request is pending', () => {
-    const decision = expectAction(decide({ agent: SEED_AGENTS.ezra, health: deadFor(30 * MINUTE), history: approvalOf('pending'), fleet: seedFleet(), now: NOW, config }), 'wait');
-    expect(decision).toMatchObject({ rule: 'approval.pending', until: NOW + 40 * MINUTE, approval_id: 'ap-ezra', next: 'rollback_and_restart' });
+    const decision = expectAction(
+      decide({
+        agent: SEED_AGENTS.ezra,
+        health: deadFor(30 * MINUTE),
+        history: approvalOf('pending'),
+        fleet: seedFleet(),
+        now: NOW,
+        config,
+      }),
+      'wait',
+    );
+    expect(decision).toMatchObject({
+      rule: 'approval.pending',
+      until: NOW + 40 * MINUTE,
+      approval_id: 'ap-ezra',
+      next: 'rollback_and_restart',
+    });
   });
 
   it('carries out an approved request', () => {
-    const decision = decide({ agent: SEED_AGENTS.ezra, health: deadFor(30 * MINUTE), history: approvalOf('approved', { decided_at: NOW - MINUTE }), fleet: seedFleet(), now: NOW, config });
-    expect(decision).toMatchObject({ action: 'rollback_and_restart', rule: 'approval.approved', approval_id: 'ap-ezra' });
+    const decision = decide({
+      agent: SEED_AGENTS.ezra,
+      health: deadFor(30 * MINUTE),
+      history: approvalOf('approved', { decided_at: NOW - MINUTE }),
+      fleet: seedFleet(),
+      now: NOW,
+      config,
+    });
+    expect(decision).toMatchObject({
+      action: 'rollback_and_restart',
+      rule: 'approval.approved',
+      approval_id: 'ap-ezra',
+    });
   });
 
   it('hands over to the substitute when the approver chose it', () => {
@@ -148,11 +320,22 @@ describe('seed scenario: archive ask', () => {
       now: NOW,
       config,
     });
-    expect(decision).toMatchObject({ action: 'substitute', substitute: 'allegro', rule: 'approval.approved' });
+    expect(decision).toMatchObject({
+      action: 'substitute',
+      substitute: 'allegro',
+      rule: 'approval.approved',
+    });
   });
 
   it('records only when the request is denied', () => {
-    const decision = decide({ agent: SEED_AGENTS.ezra, health: deadFor(30 * MINUTE), history: approvalOf('denied', { decided_at: NOW - MINUTE }), fleet: seedFleet(), now: NOW, config });
+    const decision = decide({
+      agent: SEED_AGENTS.ezra,
+      health: deadFor(30 * MINUTE),
+      history: approvalOf('denied', { decided_at: NOW - MINUTE }),
+      fleet: seedFleet(),
+      now: NOW,
+      config,
+    });
     expect(decision).toMatchObject({ action: 'record_only', rule: 'approval.denied' });
   });
 
@@ -165,28 +348,78 @@ describe('seed scenario: archive ask', () => {
       now: NOW,
       config,
     });
-    expect(decision).toMatchObject({ action: 'rollback_and_restart', rule: 'approval.expired', approval_id: 'ap-ezra' });
+    expect(decision).toMatchObject({
+      action: 'rollback_and_restart',
+      rule: 'approval.expired',
+      approval_id: 'ap-ezra',
+    });
     expect(decision.reason).toContain('approval.on_timeout=proceed (mission:archive)');
   });
 
   it('cancels the pending request when ezra comes back by itself', () => {
-    const decision = decide({ agent: SEED_AGENTS.ezra, health: { state: 'healthy', since: NOW - SECOND }, history: approvalOf('pending'), fleet: seedFleet(), now: NOW, config });
-    expect(decision).toMatchObject({ action: 'none', rule: 'approval.moot', cancel_approval: 'ap-ezra' });
+    const decision = decide({
+      agent: SEED_AGENTS.ezra,
+      health: { state: 'healthy', since: NOW - SECOND },
+      history: approvalOf('pending'),
+      fleet: seedFleet(),
+      now: NOW,
+      config,
+    });
+    expect(decision).toMatchObject({
+      action: 'none',
+      rule: 'approval.moot',
+      cancel_approval: 'ap-ezra',
+    });
   });
 });
 
 describe('seed scenario: sovereign-core never', () => {
-  const failures: AgentHealth['failure'][] = [{ exit_code: 1 }, { exit_code: 78 }, { exit_code: 77 }, { class: 'rate_limited', reset_at: NOW + MINUTE }, { stuck: true }, undefined];
+  const failures: AgentHealth['failure'][] = [
+    { exit_code: 1 },
+    { exit_code: 78 },
+    { exit_code: 77 },
+    { class: 'rate_limited', reset_at: NOW + MINUTE },
+    { stuck: true },
+    undefined,
+  ];
 
-  it.each(failures.map((failure) => [JSON.stringify(failure ?? {}), failure] as const))('records timmy only, never restarting it (failure %s)', (_label, failure) => {
-    const approved: ApprovalRecord = { id: 'old', kind: 'revive', status: 'approved', proposed: 'restart', requested_at: NOW - MINUTE, expires_at: NOW + HOUR, decided_at: NOW - SECOND };
-    const decision = decide({ agent: SEED_AGENTS.timmy, health: deadFor(5 * MINUTE, failure), history: { approval: approved, restarts: [NOW - HOUR] }, fleet: seedFleet(), now: NOW, config });
-    expect(decision).toMatchObject({ action: 'record_only', rule: 'mode.never', mission: 'sovereign-core' });
-    expect(decision.reason).toContain('mode=never (mission:sovereign-core)');
-  });
+  it.each(failures.map((failure) => [JSON.stringify(failure ?? {}), failure] as const))(
+    'records timmy only, never restarting it (failure %s)',
+    (_label, failure) => {
+      const approved: ApprovalRecord = {
+        id: 'old',
+        kind: 'revive',
+        status: 'approved',
+        proposed: 'restart',
+        requested_at: NOW - MINUTE,
+        expires_at: NOW + HOUR,
+        decided_at: NOW - SECOND,
+      };
+      const decision = decide({
+        agent: SEED_AGENTS.timmy,
+        health: deadFor(5 * MINUTE, failure),
+        history: { approval: approved, restarts: [NOW - HOUR] },
+        fleet: seedFleet(),
+        now: NOW,
+        config,
+      });
+      expect(decision).toMatchObject({
+        action: 'record_only',
+        rule: 'mode.never',
+        mission: 'sovereign-core',
+      });
+      expect(decision.reason).toContain('mode=never (mission:sovereign-core)');
+    },
+  );
 
   it('waits out the default dead_after (90s) before recording', () => {
-    const decision = decide({ agent: SEED_AGENTS.timmy, health: deadFor(30 * SECOND), fleet: seedFleet(), now: NOW, config });
+    const decision = decide({
+      agent: SEED_AGENTS.timmy,
+      health: deadFor(30 * SECOND),
+      fleet: seedFleet(),
+      now: NOW,
+      config,
+    });
     expect(decision).toMatchObject({ action: 'wait', rule: 'dead_after', until: NOW + MINUTE });
   });
 });
@@ -195,8 +428,18 @@ describe('seed scenario: substitutions bezalel → allegro → timmy', () => {
   const bezalelDead = deadFor(5 * MINUTE);
 
   it('hands remote bezalel over to allegro while allegro is healthy', () => {
-    const decision = decide({ agent: SEED_AGENTS.bezalel, health: bezalelDead, fleet: seedFleet({ bezalel: { state: 'dead' } }), now: NOW, config });
-    expect(decision).toMatchObject({ action: 'substitute', substitute: 'allegro', rule: 'remote.substitute' });
+    const decision = decide({
+      agent: SEED_AGENTS.bezalel,
+      health: bezalelDead,
+      fleet: seedFleet({ bezalel: { state: 'dead' } }),
+      now: NOW,
+      config,
+    });
+    expect(decision).toMatchObject({
+      action: 'substitute',
+      substitute: 'allegro',
+      rule: 'remote.substitute',
+    });
   });
 
   it.each([
@@ -206,14 +449,29 @@ describe('seed scenario: substitutions bezalel → allegro → timmy', () => {
     ['missing from the fleet', undefined],
   ])('falls through to timmy when allegro is %s', (why, allegro) => {
     const fleet = seedFleet(allegro === undefined ? {} : { allegro });
-    if (allegro === undefined) fleet.agents = fleet.agents.filter((agent) => agent.name !== 'allegro');
-    const decision = decide({ agent: SEED_AGENTS.bezalel, health: bezalelDead, fleet, now: NOW, config });
+    if (allegro === undefined)
+      fleet.agents = fleet.agents.filter((agent) => agent.name !== 'allegro');
+    const decision = decide({
+      agent: SEED_AGENTS.bezalel,
+      health: bezalelDead,
+      fleet,
+      now: NOW,
+      config,
+    });
     expect(decision).toMatchObject({ action: 'substitute', substitute: 'timmy' });
-    expect(decision.reason).toContain(`allegro: ${why === 'missing from the fleet' ? 'not in the fleet' : why}`);
+    expect(decision.reason).toContain(
+      `allegro: ${why === 'missing from the fleet' ? 'not in the fleet' : why}`,
+    );
   });
 
   it('escalates (record only) when no substitute is healthy and bezalel cannot be restarted from here', () => {
-    const decision = decide({ agent: SEED_AGENTS.bezalel, health: bezalelDead, fleet: seedFleet({ allegro: { state: 'dead' }, timmy: { state: 'dead' } }), now: NOW, config });
+    const decision = decide({
+      agent: SEED_AGENTS.bezalel,
+      health: bezalelDead,
+      fleet: seedFleet({ allegro: { state: 'dead' }, timmy: { state: 'dead' } }),
+      now: NOW,
+      config,
+    });
     expect(decision).toMatchObject({ action: 'escalate', why: 'no_remedy', then: 'record_only' });
     expect(decision.reason).toContain('allegro: dead, timmy: dead');
   });
@@ -263,7 +521,11 @@ describe('seed scenario: mission defaults applied after an agent override sets t
       approval: { channels: ['telegram', 'cli'], timeout: HOUR, on_timeout: 'proceed' },
       backoff: { initial: 10 * SECOND, cap: 5 * MINUTE },
     });
-    expect(policy.trace).toMatchObject({ layers: ['builtin', 'defaults', 'mission:archive', 'agent:ezra'], mission: 'archive', mission_from: 'agent_override' });
+    expect(policy.trace).toMatchObject({
+      layers: ['builtin', 'defaults', 'mission:archive', 'agent:ezra'],
+      mission: 'archive',
+      mission_from: 'agent_override',
+    });
     expect(policy.trace.fields).toMatchObject({
       mode: 'mission:archive',
       dead_after: 'agent:ezra',
@@ -281,10 +543,27 @@ describe('seed scenario: mission defaults applied after an agent override sets t
   });
 
   it('decides for ezra with the archive mode and ezra’s own dead_after', () => {
-    const early = decide({ agent: { name: 'ezra', mission: 'forge' }, health: deadFor(6 * MINUTE), fleet: seedFleet(), now: NOW, config });
-    expect(early).toMatchObject({ action: 'wait', rule: 'dead_after', until: NOW + 4 * MINUTE, mission: 'archive' });
+    const early = decide({
+      agent: { name: 'ezra', mission: 'forge' },
+      health: deadFor(6 * MINUTE),
+      fleet: seedFleet(),
+      now: NOW,
+      config,
+    });
+    expect(early).toMatchObject({
+      action: 'wait',
+      rule: 'dead_after',
+      until: NOW + 4 * MINUTE,
+      mission: 'archive',
+    });
     expect(early.reason).toContain('dead_after=10m (agent:ezra)');
-    const later = decide({ agent: { name: 'ezra', mission: 'forge' }, health: deadFor(10 * MINUTE), fleet: seedFleet(), now: NOW, config });
+    const later = decide({
+      agent: { name: 'ezra', mission: 'forge' },
+      health: deadFor(10 * MINUTE),
+      fleet: seedFleet(),
+      now: NOW,
+      config,
+    });
     expect(later).toMatchObject({ action: 'ask', rule: 'mode.ask', mission: 'archive' });
   });
 });

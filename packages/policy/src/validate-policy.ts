@@ -1,7 +1,19 @@
 import type { z } from 'zod';
 import { formatPolicyProblems, PolicyError, type PolicyProblem } from './errors.js';
-import { AgentPolicySchema, ClassifySchema, FleetBrakeSchema, PolicyConfigSchema, PolicyLayerSchema, type PolicyConfig } from './policy-config.js';
-import { mergeLayers, resolvePolicy, type PolicySource, type ResolvedPolicy } from './resolve-policy.js';
+import {
+  AgentPolicySchema,
+  ClassifySchema,
+  FleetBrakeSchema,
+  PolicyConfigSchema,
+  PolicyLayerSchema,
+  type PolicyConfig,
+} from './policy-config.js';
+import {
+  mergeLayers,
+  resolvePolicy,
+  type PolicySource,
+  type ResolvedPolicy,
+} from './resolve-policy.js';
 
 /** What exists around a policy: every reference in it must name one of these. */
 export interface PolicyContext {
@@ -14,7 +26,8 @@ export interface PolicyContext {
 }
 
 /** The outcome of {@link validatePolicy}: the parsed config, or every problem found. */
-export type ValidatePolicyResult = { ok: true; config: PolicyConfig; problems: [] } | { ok: false; problems: PolicyProblem[] };
+export type ValidatePolicyResult =
+  { ok: true; config: PolicyConfig; problems: [] } | { ok: false; problems: PolicyProblem[] };
 
 /**
  * Validates the `[policy]` section of `pit.toml` against its schema and against what exists:
@@ -31,7 +44,11 @@ export function validatePolicy(input: unknown, context: PolicyContext): Validate
     if (typeof entry === 'string') agents.set(entry, agents.get(entry));
     else agents.set(entry.name, entry.mission ?? agents.get(entry.name));
   }
-  const known = { agents, missions: new Set(context.missions), channels: new Set(context.approvalChannels) };
+  const known = {
+    agents,
+    missions: new Set(context.missions),
+    channels: new Set(context.approvalChannels),
+  };
   const problems: PolicyProblem[] = [];
   const parsed = PolicyConfigSchema.safeParse(input);
   if (!parsed.success) problems.push(...parsed.error.issues.flatMap(toProblems));
@@ -48,13 +65,21 @@ export function validatePolicy(input: unknown, context: PolicyContext): Validate
  * @param options.root the name of the section, used in messages. @default 'policy'
  * @throws {PolicyError} POLICY_INVALID with every problem in `problems` and in the message.
  */
-export function parsePolicy(input: unknown, context: PolicyContext, options: { root?: string } = {}): PolicyConfig {
+export function parsePolicy(
+  input: unknown,
+  context: PolicyContext,
+  options: { root?: string } = {},
+): PolicyConfig {
   const result = validatePolicy(input, context);
   if (result.ok) return result.config;
   const root = options.root ?? 'policy';
-  throw new PolicyError('POLICY_INVALID', `${root}: ${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}:\n${formatPolicyProblems(result.problems, root)}`, {
-    problems: result.problems,
-  });
+  throw new PolicyError(
+    'POLICY_INVALID',
+    `${root}: ${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}:\n${formatPolicyProblems(result.problems, root)}`,
+    {
+      problems: result.problems,
+    },
+  );
 }
 
 type Path = (string | number)[];
@@ -77,7 +102,13 @@ function toProblems(issue: z.core.$ZodIssue): PolicyProblem[] {
   }
   if (issue.code === 'invalid_key') {
     const inner = issue.issues.map((nested) => nested.message).join('; ');
-    return [{ code: 'POLICY_INVALID', path, message: `invalid name ${JSON.stringify(path.at(-1))}: ${inner}` }];
+    return [
+      {
+        code: 'POLICY_INVALID',
+        path,
+        message: `invalid name ${JSON.stringify(path.at(-1))}: ${inner}`,
+      },
+    ];
   }
   if (issue.code === 'invalid_union' && issue.errors.length > 0) {
     const custom = issue.errors.flat().find((nested) => nested.code === 'custom');
@@ -86,7 +117,18 @@ function toProblems(issue: z.core.$ZodIssue): PolicyProblem[] {
   return [{ code: 'POLICY_INVALID', path, message: issue.message }];
 }
 
-const LAYER_KEYS = ['mode', 'dead_after', 'substitutes', 'rollback_before_restart', 'max_revive_attempts', 'rate_limit_wait', 'approval', 'restart_intensity', 'backoff', 'on_failure'];
+const LAYER_KEYS = [
+  'mode',
+  'dead_after',
+  'substitutes',
+  'rollback_before_restart',
+  'max_revive_attempts',
+  'rate_limit_wait',
+  'approval',
+  'restart_intensity',
+  'backoff',
+  'on_failure',
+];
 const NESTED_KEYS: Record<string, string[]> = {
   approval: ['channels', 'timeout', 'on_timeout'],
   restart_intensity: ['max_restarts', 'window'],
@@ -107,7 +149,15 @@ function expectedKeys(path: Path): string[] {
     rest = path.slice(2);
     base = head === 'agents' ? ['mission', ...LAYER_KEYS] : LAYER_KEYS;
   } else if (head === 'fleet_brake') {
-    return ['enabled', 'max_deaths', 'max_percent', 'min_agents', 'window', 'hold', 'restart_interval'];
+    return [
+      'enabled',
+      'max_deaths',
+      'max_percent',
+      'min_agents',
+      'window',
+      'hold',
+      'restart_interval',
+    ];
   } else if (head === 'classify') {
     return ['exit_codes'];
   } else {
@@ -129,7 +179,8 @@ function suggest(key: string, expected: readonly string[]): string {
       bestDistance = distance;
     }
   }
-  if (best !== undefined && bestDistance <= Math.max(2, Math.floor(best.length / 4))) return `; did you mean ${JSON.stringify(best)}?`;
+  if (best !== undefined && bestDistance <= Math.max(2, Math.floor(best.length / 4)))
+    return `; did you mean ${JSON.stringify(best)}?`;
   return `; expected one of: ${expected.join(', ')}`;
 }
 
@@ -138,7 +189,11 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i += 1) {
     const current = [i];
     for (let j = 1; j <= b.length; j += 1) {
-      current[j] = Math.min((previous[j] as number) + 1, (current[j - 1] as number) + 1, (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      current[j] = Math.min(
+        (previous[j] as number) + 1,
+        (current[j - 1] as number) + 1,
+        (previous[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
     }
     previous = current;
   }
@@ -146,7 +201,10 @@ function editDistance(a: string, b: string): number {
 }
 
 /** Names that must exist: missions, agents, substitutes, channels. Works on the raw input, so it reports even when the schema fails. */
-function referenceProblems(input: unknown, known: { agents: Map<string, string | undefined>; missions: Set<string>; channels: Set<string> }): PolicyProblem[] {
+function referenceProblems(
+  input: unknown,
+  known: { agents: Map<string, string | undefined>; missions: Set<string>; channels: Set<string> },
+): PolicyProblem[] {
   const problems: PolicyProblem[] = [];
   if (!isRecord(input)) return problems;
   const list = (names: Iterable<string>) => [...names].sort().join(', ') || 'none';
@@ -158,11 +216,25 @@ function referenceProblems(input: unknown, known: { agents: Map<string, string |
       const seen = new Set<unknown>();
       substitutes.forEach((name, index) => {
         if (typeof name !== 'string') return;
-        if (name === self) problems.push({ code: 'POLICY_INVALID', path: [...path, 'substitutes', index], message: `${name} cannot substitute for itself` });
+        if (name === self)
+          problems.push({
+            code: 'POLICY_INVALID',
+            path: [...path, 'substitutes', index],
+            message: `${name} cannot substitute for itself`,
+          });
         else if (!known.agents.has(name)) {
-          problems.push({ code: 'POLICY_UNKNOWN_AGENT', path: [...path, 'substitutes', index], message: `unknown agent ${JSON.stringify(name)} (known: ${list(known.agents.keys())})` });
+          problems.push({
+            code: 'POLICY_UNKNOWN_AGENT',
+            path: [...path, 'substitutes', index],
+            message: `unknown agent ${JSON.stringify(name)} (known: ${list(known.agents.keys())})`,
+          });
         }
-        if (seen.has(name)) problems.push({ code: 'POLICY_INVALID', path: [...path, 'substitutes', index], message: `${name} is listed twice` });
+        if (seen.has(name))
+          problems.push({
+            code: 'POLICY_INVALID',
+            path: [...path, 'substitutes', index],
+            message: `${name} is listed twice`,
+          });
         seen.add(name);
       });
     }
@@ -184,7 +256,11 @@ function referenceProblems(input: unknown, known: { agents: Map<string, string |
   if (isRecord(input.missions)) {
     for (const [mission, layer] of Object.entries(input.missions)) {
       if (!known.missions.has(mission)) {
-        problems.push({ code: 'POLICY_UNKNOWN_MISSION', path: ['missions', mission], message: `unknown mission ${JSON.stringify(mission)} (known: ${list(known.missions)})` });
+        problems.push({
+          code: 'POLICY_UNKNOWN_MISSION',
+          path: ['missions', mission],
+          message: `unknown mission ${JSON.stringify(mission)} (known: ${list(known.missions)})`,
+        });
       }
       checkLayer(layer, ['missions', mission], undefined);
     }
@@ -192,9 +268,17 @@ function referenceProblems(input: unknown, known: { agents: Map<string, string |
   if (isRecord(input.agents)) {
     for (const [agent, layer] of Object.entries(input.agents)) {
       if (!known.agents.has(agent)) {
-        problems.push({ code: 'POLICY_UNKNOWN_AGENT', path: ['agents', agent], message: `unknown agent ${JSON.stringify(agent)} (known: ${list(known.agents.keys())})` });
+        problems.push({
+          code: 'POLICY_UNKNOWN_AGENT',
+          path: ['agents', agent],
+          message: `unknown agent ${JSON.stringify(agent)} (known: ${list(known.agents.keys())})`,
+        });
       }
-      if (isRecord(layer) && typeof layer.mission === 'string' && !known.missions.has(layer.mission)) {
+      if (
+        isRecord(layer) &&
+        typeof layer.mission === 'string' &&
+        !known.missions.has(layer.mission)
+      ) {
         problems.push({
           code: 'POLICY_UNKNOWN_MISSION',
           path: ['agents', agent, 'mission'],
@@ -213,7 +297,10 @@ function referenceProblems(input: unknown, known: { agents: Map<string, string |
  */
 function salvage(input: unknown): PolicyConfig | undefined {
   if (!isRecord(input)) return undefined;
-  const layers = <T>(value: unknown, schema: { safeParse(value: unknown): { success: true; data: T } | { success: false } }): Record<string, T> => {
+  const layers = <T>(
+    value: unknown,
+    schema: { safeParse(value: unknown): { success: true; data: T } | { success: false } },
+  ): Record<string, T> => {
     const result: Record<string, T> = {};
     if (!isRecord(value)) return result;
     for (const [name, layer] of Object.entries(value)) {
@@ -238,28 +325,41 @@ function salvage(input: unknown): PolicyConfig | undefined {
 function pathOf(source: PolicySource, key: string): Path {
   const keyPath = key.split('.');
   if (source === 'defaults') return ['defaults', ...keyPath];
-  if (source.startsWith('mission:')) return ['missions', source.slice('mission:'.length), ...keyPath];
+  if (source.startsWith('mission:'))
+    return ['missions', source.slice('mission:'.length), ...keyPath];
   if (source.startsWith('agent:')) return ['agents', source.slice('agent:'.length), ...keyPath];
   return keyPath;
 }
 
 /** Problems that show only once layers are merged: an `ask` with nowhere to ask, a cap below its initial delay. */
-function resolvedProblems(config: PolicyConfig, agents: Map<string, string | undefined>): PolicyProblem[] {
+function resolvedProblems(
+  config: PolicyConfig,
+  agents: Map<string, string | undefined>,
+): PolicyProblem[] {
   const problems: PolicyProblem[] = [];
-  const scopes: Pick<ResolvedPolicy, 'mode' | 'on_failure' | 'approval' | 'backoff' | 'trace'>[] = [];
+  const scopes: Pick<ResolvedPolicy, 'mode' | 'on_failure' | 'approval' | 'backoff' | 'trace'>[] =
+    [];
   const defaults = mergeLayers([['defaults', config.defaults]]);
-  scopes.push({ ...defaults.layer, trace: { layers: ['builtin', 'defaults'], fields: defaults.fields } });
+  scopes.push({
+    ...defaults.layer,
+    trace: { layers: ['builtin', 'defaults'], fields: defaults.fields },
+  });
   for (const [mission, layer] of Object.entries(config.missions)) {
     const merged = mergeLayers([
       ['defaults', config.defaults],
       [`mission:${mission}`, layer],
     ]);
-    scopes.push({ ...merged.layer, trace: { layers: ['builtin', 'defaults', `mission:${mission}`], fields: merged.fields } });
+    scopes.push({
+      ...merged.layer,
+      trace: { layers: ['builtin', 'defaults', `mission:${mission}`], fields: merged.fields },
+    });
   }
   // An agent without an override resolves exactly like its mission (or the defaults): only overrides add scopes.
   for (const agent of Object.keys(config.agents)) {
     const mission = agents.get(agent);
-    scopes.push(resolvePolicy(mission === undefined ? { config, agent } : { config, agent, mission }));
+    scopes.push(
+      resolvePolicy(mission === undefined ? { config, agent } : { config, agent, mission }),
+    );
   }
 
   for (const scope of scopes) {
@@ -267,7 +367,8 @@ function resolvedProblems(config: PolicyConfig, agents: Map<string, string | und
     if (scope.approval.channels.length === 0) {
       const asks: string[] = [];
       if (scope.mode === 'ask') asks.push('mode');
-      for (const [failureClass, action] of Object.entries(scope.on_failure)) if (action === 'ask') asks.push(`on_failure.${failureClass}`);
+      for (const [failureClass, action] of Object.entries(scope.on_failure))
+        if (action === 'ask') asks.push(`on_failure.${failureClass}`);
       for (const key of asks) {
         const source = fields[key] ?? 'builtin';
         if (source === 'builtin') continue;

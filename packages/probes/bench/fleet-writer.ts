@@ -20,7 +20,14 @@ for await (const line of createInterface({ input: process.stdin })) {
   for (let index = 0; index < beats.length; index += 200) {
     await Promise.all(
       beats.slice(index, index + 200).map((beat) =>
-        writeHeartbeat(beat.cellDir, { agent: beat.agent, cell_uuid: beat.cell_uuid, cycle: 1, status: 'working', timestamp: beat.timestamp / 1000, pid: 4242 }),
+        writeHeartbeat(beat.cellDir, {
+          agent: beat.agent,
+          cell_uuid: beat.cell_uuid,
+          cycle: 1,
+          status: 'working',
+          timestamp: beat.timestamp / 1000,
+          pid: 4242,
+        }),
       ),
     );
   }

@@ -18,19 +18,39 @@ const TIMEOUT_MS = 1_000;
 const log = (message: string): void => void process.stderr.write(`[http-round] ${message}\n`);
 
 // Each target costs a listening socket and an accepted one in the host, and a client socket here.
-const softLimit = Number(/Max open files\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1] ?? Infinity);
+const softLimit = Number(
+  /Max open files\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1] ?? Infinity,
+);
 if (softLimit < TARGETS * 2 + 256) {
-  log(`open-file limit ${softLimit} is too low for ${TARGETS} targets; raise it (ulimit -n ${TARGETS * 3}) and re-run`);
+  log(
+    `open-file limit ${softLimit} is too low for ${TARGETS} targets; raise it (ulimit -n ${TARGETS * 3}) and re-run`,
+  );
   process.exitCode = 1;
   throw new Error('open-file limit too low');
 }
 
-const host = spawn(process.execPath, ['--conditions=@pit/source', '--import', 'tsx', fileURLToPath(new URL('./targets-host.ts', import.meta.url)), String(TARGETS - HUNG), String(HUNG)], {
-  stdio: ['pipe', 'pipe', 'inherit'],
-});
-const line = await new Promise<string>((resolve) => createInterface({ input: host.stdout }).once('line', resolve));
+const host = spawn(
+  process.execPath,
+  [
+    '--conditions=@pit/source',
+    '--import',
+    'tsx',
+    fileURLToPath(new URL('./targets-host.ts', import.meta.url)),
+    String(TARGETS - HUNG),
+    String(HUNG),
+  ],
+  {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  },
+);
+const line = await new Promise<string>((resolve) =>
+  createInterface({ input: host.stdout }).once('line', resolve),
+);
 const ports = JSON.parse(line) as { live: number[]; hung: number[] };
-const targets = [...ports.live.map((port) => ({ port, hung: false })), ...ports.hung.map((port) => ({ port, hung: true }))];
+const targets = [
+  ...ports.live.map((port) => ({ port, hung: false })),
+  ...ports.hung.map((port) => ({ port, hung: true })),
+];
 // Interleave hung and live targets, as a real fleet would be.
 targets.sort((a, b) => ((a.port * 2654435761) % 4096) - ((b.port * 2654435761) % 4096));
 log(`${ports.live.length} live and ${ports.hung.length} hung targets`);
@@ -56,7 +76,11 @@ for (const [index, target] of targets.entries()) {
         name: 'http',
         intervalMs: 600_000,
         timeoutMs: TIMEOUT_MS,
-        run: (options) => httpProbe({ url: `http://127.0.0.1:${target.port}/health`, schema: GatewayHealthSchema }, options),
+        run: (options) =>
+          httpProbe(
+            { url: `http://127.0.0.1:${target.port}/health`, schema: GatewayHealthSchema },
+            options,
+          ),
       },
     ],
   });
@@ -77,19 +101,62 @@ const sweepCpuMs = (sweepCpu.user + sweepCpu.system) / 1000;
 const ok = swept.filter((event) => event.result.ok).length;
 const timedOut = swept.filter((event) => event.result.failure === 'timeout').length;
 const other = swept.length - ok - timedOut;
-log(`sweep: ${sweepMs.toFixed(0)} ms (${sweepCpuMs.toFixed(0)} ms CPU in the prober); ${ok} ok, ${timedOut} timed out, ${other} other`);
-if (other > 0) log(`unexpected: ${swept.find((event) => !event.result.ok && event.result.failure !== 'timeout')?.result.detail}`);
+log(
+  `sweep: ${sweepMs.toFixed(0)} ms (${sweepCpuMs.toFixed(0)} ms CPU in the prober); ${ok} ok, ${timedOut} timed out, ${other} other`,
+);
+if (other > 0)
+  log(
+    `unexpected: ${swept.find((event) => !event.result.ok && event.result.failure !== 'timeout')?.result.detail}`,
+  );
 
 await scheduler.stop();
 host.stdin.end();
 
 const correct = ok === TARGETS - HUNG && timedOut === HUNG;
 const rows = [
-  { metric: `one full round, ${TARGETS} targets (${HUNG} hung), timeout 1 s`, value: Math.round(sweepMs), unit: 'ms', target: '≤ 2000 ms', ok: correct && sweepMs <= 2_000 },
-  { metric: 'CPU used by the prober for that round', value: Math.round(sweepCpuMs), unit: 'ms', target: '—', ok: true },
-  { metric: 'first round (as agents are added)', value: Math.round(firstRoundMs), unit: 'ms', target: '≤ 2000 ms', ok: firstRoundMs <= 2_000 },
-  { metric: 'live targets judged ok', value: ok, unit: 'targets', target: `= ${TARGETS - HUNG}`, ok: ok === TARGETS - HUNG },
-  { metric: 'hung targets judged timed out', value: timedOut, unit: 'targets', target: `= ${HUNG}`, ok: timedOut === HUNG },
-  { metric: 'machine load average (1 min, 2 cores shared) at the end', value: Math.round((loadavg()[0] ?? 0) * 10) / 10, unit: '', target: '—', ok: true },
+  {
+    metric: `one full round, ${TARGETS} targets (${HUNG} hung), timeout 1 s`,
+    value: Math.round(sweepMs),
+    unit: 'ms',
+    target: '≤ 2000 ms',
+    ok: correct && sweepMs <= 2_000,
+  },
+  {
+    metric: 'CPU used by the prober for that round',
+    value: Math.round(sweepCpuMs),
+    unit: 'ms',
+    target: '—',
+    ok: true,
+  },
+  {
+    metric: 'first round (as agents are added)',
+    value: Math.round(firstRoundMs),
+    unit: 'ms',
+    target: '≤ 2000 ms',
+    ok: firstRoundMs <= 2_000,
+  },
+  {
+    metric: 'live targets judged ok',
+    value: ok,
+    unit: 'targets',
+    target: `= ${TARGETS - HUNG}`,
+    ok: ok === TARGETS - HUNG,
+  },
+  {
+    metric: 'hung targets judged timed out',
+    value: timedOut,
+    unit: 'targets',
+    target: `= ${HUNG}`,
+    ok: timedOut === HUNG,
+  },
+  {
+    metric: 'machine load average (1 min, 2 cores shared) at the end',
+    value: Math.round((loadavg()[0] ?? 0) * 10) / 10,
+    unit: '',
+    target: '—',
+    ok: true,
+  },
 ];
-process.stdout.write(`BENCH_RESULT ${JSON.stringify({ title: `@pit/probes: HTTP probe round over ${TARGETS} loopback targets`, rows })}\n`);
+process.stdout.write(
+  `BENCH_RESULT ${JSON.stringify({ title: `@pit/probes: HTTP probe round over ${TARGETS} loopback targets`, rows })}\n`,
+);

@@ -27,7 +27,8 @@ const IDLE_WINDOW_MS = smoke ? 2_000 : 10_000;
 const DEATHS_FROM_MS = smoke ? 3_000 : 25_000; // first deadline, after the rewrite starts (the rewrite and its watch-triggered runs finish first)
 const DEATHS_SPREAD_MS = smoke ? 2_000 : 10_000;
 
-const log = (message: string): void => void process.stderr.write(`[scheduler-heartbeats] ${message}\n`);
+const log = (message: string): void =>
+  void process.stderr.write(`[scheduler-heartbeats] ${message}\n`);
 const root = mkdtempSync(join(tmpdir(), 'pit-bench-heartbeats-'));
 const agents: { key: string; cellDir: string; name: string; deadline?: number }[] = [];
 const cells: { dir: string; uuid: string }[] = [];
@@ -46,12 +47,26 @@ const byKey = new Map(agents.map((agent) => [agent.key, agent]));
 const uuidOf = (agent: { key: string }): string => agent.key.slice(0, 36);
 
 // Heartbeats are written by a separate process, as agents do.
-const writer = spawn(process.execPath, ['--conditions=@pit/source', '--import', 'tsx', fileURLToPath(new URL('./fleet-writer.ts', import.meta.url))], {
-  stdio: ['pipe', 'pipe', 'inherit'],
-});
+const writer = spawn(
+  process.execPath,
+  [
+    '--conditions=@pit/source',
+    '--import',
+    'tsx',
+    fileURLToPath(new URL('./fleet-writer.ts', import.meta.url)),
+  ],
+  {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  },
+);
 const writerLines = createInterface({ input: writer.stdout })[Symbol.asyncIterator]();
 async function writeAll(timestampFor: (index: number) => number): Promise<number> {
-  const beats = agents.map((agent, index) => ({ cellDir: agent.cellDir, agent: agent.name, cell_uuid: uuidOf(agent), timestamp: timestampFor(index) }));
+  const beats = agents.map((agent, index) => ({
+    cellDir: agent.cellDir,
+    agent: agent.name,
+    cell_uuid: uuidOf(agent),
+    timestamp: timestampFor(index),
+  }));
   writer.stdin.write(`${JSON.stringify(beats)}\n`);
   const answer = await writerLines.next();
   return Number(String(answer.value).split(' ')[1]);
@@ -88,15 +103,29 @@ const scheduler = createProbeScheduler({
 
 const setupStart = performance.now();
 for (const agent of agents) {
-  const probe = createHeartbeatProbe({ cellDir: agent.cellDir, agent: agent.name, maxAgeMs: MAX_AGE_MS });
+  const probe = createHeartbeatProbe({
+    cellDir: agent.cellDir,
+    agent: agent.name,
+    maxAgeMs: MAX_AGE_MS,
+  });
   scheduler.add({
     agent: agent.key,
-    probes: [{ name: 'heartbeat', intervalMs: 60_000, timeoutMs: 5_000, watchPath: cellPaths(agent.cellDir).heartbeat(agent.name), run: probe.run }],
+    probes: [
+      {
+        name: 'heartbeat',
+        intervalMs: 60_000,
+        timeoutMs: 5_000,
+        watchPath: cellPaths(agent.cellDir).heartbeat(agent.name),
+        run: probe.run,
+      },
+    ],
   });
 }
 await started;
 const setupMs = performance.now() - setupStart;
-log(`all ${AGENTS} agents probed once in ${setupMs.toFixed(0)} ms; ${scheduler.stats().watchedDirs} directories watched`);
+log(
+  `all ${AGENTS} agents probed once in ${setupMs.toFixed(0)} ms; ${scheduler.stats().watchedDirs} directories watched`,
+);
 
 // Idle.
 await sleep(500);
@@ -106,7 +135,9 @@ await sleep(IDLE_WINDOW_MS);
 const cpu = process.cpuUsage(cpuBefore);
 const idleCpuPercent = ((cpu.user + cpu.system) / 1000 / (performance.now() - wallBefore)) * 100;
 const rssMb = process.memoryUsage().rss / 1024 / 1024;
-log(`idle: ${idleCpuPercent.toFixed(2)} % CPU, ${rssMb.toFixed(0)} MB RSS over ${IDLE_WINDOW_MS} ms (${scheduler.stats().runs} runs so far)`);
+log(
+  `idle: ${idleCpuPercent.toFixed(2)} % CPU, ${rssMb.toFixed(0)} MB RSS over ${IDLE_WINDOW_MS} ms (${scheduler.stats().runs} runs so far)`,
+);
 
 // Deaths: deadlines spread over DEATHS_SPREAD_MS, starting DEATHS_FROM_MS from now.
 const base = Date.now() + DEATHS_FROM_MS;
@@ -114,7 +145,9 @@ agents.forEach((agent, index) => {
   agent.deadline = base + Math.floor((index * DEATHS_SPREAD_MS) / AGENTS);
 });
 const writeMs = await writeAll((index) => (agents[index]?.deadline as number) - MAX_AGE_MS);
-log(`the fleet rewrote ${AGENTS} heartbeats in ${writeMs} ms (first deadline ${DEATHS_FROM_MS} ms after it began); waiting for ${AGENTS} deaths`);
+log(
+  `the fleet rewrote ${AGENTS} heartbeats in ${writeMs} ms (first deadline ${DEATHS_FROM_MS} ms after it began); waiting for ${AGENTS} deaths`,
+);
 // Measure the deaths window itself: this process's CPU and how long its event loop stalled.
 await sleep(Math.max(0, base - Date.now()));
 const loopDelay = monitorEventLoopDelay({ resolution: 5 });
@@ -124,35 +157,100 @@ const deathsWallBefore = performance.now();
 await Promise.race([finished, sleep(DEATHS_SPREAD_MS + 60_000)]);
 loopDelay.disable();
 const deathsCpu = process.cpuUsage(deathsCpuBefore);
-const deathsCpuPercent = ((deathsCpu.user + deathsCpu.system) / 1000 / (performance.now() - deathsWallBefore)) * 100;
+const deathsCpuPercent =
+  ((deathsCpu.user + deathsCpu.system) / 1000 / (performance.now() - deathsWallBefore)) * 100;
 const loopDelayMaxMs = loopDelay.max / 1e6;
-log(`deaths window: ${deathsCpuPercent.toFixed(1)} % CPU, event-loop delay p99 ${(loopDelay.percentile(99) / 1e6).toFixed(1)} ms, max ${loopDelayMaxMs.toFixed(1)} ms`);
+log(
+  `deaths window: ${deathsCpuPercent.toFixed(1)} % CPU, event-loop delay p99 ${(loopDelay.percentile(99) / 1e6).toFixed(1)} ms, max ${loopDelayMaxMs.toFixed(1)} ms`,
+);
 await scheduler.stop();
 writer.stdin.end();
 rmSync(root, { recursive: true, force: true });
 
 // Where the tail sits in time (each tenth of the deaths window), for diagnosis.
 const slices = Array.from({ length: 10 }, (_, slice) => {
-  const inSlice = timeline.filter((entry) => Math.floor(((entry.deadline - base) * 10) / DEATHS_SPREAD_MS) === slice).map((entry) => entry.latency).sort((a, b) => a - b);
+  const inSlice = timeline
+    .filter((entry) => Math.floor(((entry.deadline - base) * 10) / DEATHS_SPREAD_MS) === slice)
+    .map((entry) => entry.latency)
+    .sort((a, b) => a - b);
   return inSlice[Math.max(0, Math.ceil(inSlice.length * 0.99) - 1)] ?? NaN;
 });
 log(`p99 per tenth of the deaths window: ${slices.join(', ')} ms`);
 latencies.sort((a, b) => a - b);
-const percentile = (p: number): number => latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)] ?? NaN;
+const percentile = (p: number): number =>
+  latencies[Math.min(latencies.length - 1, Math.ceil((p / 100) * latencies.length) - 1)] ?? NaN;
 const p50 = percentile(50);
 const p99 = percentile(99);
-log(`deaths seen: ${latencies.length}/${AGENTS}; deadline→dead p50 ${p50} ms, p99 ${p99} ms, max ${latencies.at(-1)} ms`);
+log(
+  `deaths seen: ${latencies.length}/${AGENTS}; deadline→dead p50 ${p50} ms, p99 ${p99} ms, max ${latencies.at(-1)} ms`,
+);
 
 const rows = [
-  { metric: `deadline → dead verdict p50 (${AGENTS} agents, ${Math.round((AGENTS * 1000) / DEATHS_SPREAD_MS)} deaths/s)`, value: p50, unit: 'ms', target: '—', ok: latencies.length === AGENTS },
-  { metric: `deadline → dead verdict p99 (${AGENTS} agents, ${Math.round((AGENTS * 1000) / DEATHS_SPREAD_MS)} deaths/s)`, value: p99, unit: 'ms', target: '≤ 250 ms', ok: latencies.length === AGENTS && p99 <= 250 },
-  { metric: 'deadline → dead verdict max', value: latencies.at(-1) ?? NaN, unit: 'ms', target: '—', ok: true },
-  { metric: 'deaths detected', value: latencies.length, unit: 'agents', target: `= ${AGENTS}`, ok: latencies.length === AGENTS },
-  { metric: 'CPU while deaths arrive', value: Math.round(deathsCpuPercent * 10) / 10, unit: '% of one core', target: '—', ok: true },
-  { metric: 'event-loop delay max while deaths arrive', value: Math.round(loopDelayMaxMs), unit: 'ms', target: '—', ok: true },
-  { metric: `idle CPU (${AGENTS} agents, fs.watch, 60 s poll)`, value: Math.round(idleCpuPercent * 100) / 100, unit: '% of one core', target: '—', ok: true },
+  {
+    metric: `deadline → dead verdict p50 (${AGENTS} agents, ${Math.round((AGENTS * 1000) / DEATHS_SPREAD_MS)} deaths/s)`,
+    value: p50,
+    unit: 'ms',
+    target: '—',
+    ok: latencies.length === AGENTS,
+  },
+  {
+    metric: `deadline → dead verdict p99 (${AGENTS} agents, ${Math.round((AGENTS * 1000) / DEATHS_SPREAD_MS)} deaths/s)`,
+    value: p99,
+    unit: 'ms',
+    target: '≤ 250 ms',
+    ok: latencies.length === AGENTS && p99 <= 250,
+  },
+  {
+    metric: 'deadline → dead verdict max',
+    value: latencies.at(-1) ?? NaN,
+    unit: 'ms',
+    target: '—',
+    ok: true,
+  },
+  {
+    metric: 'deaths detected',
+    value: latencies.length,
+    unit: 'agents',
+    target: `= ${AGENTS}`,
+    ok: latencies.length === AGENTS,
+  },
+  {
+    metric: 'CPU while deaths arrive',
+    value: Math.round(deathsCpuPercent * 10) / 10,
+    unit: '% of one core',
+    target: '—',
+    ok: true,
+  },
+  {
+    metric: 'event-loop delay max while deaths arrive',
+    value: Math.round(loopDelayMaxMs),
+    unit: 'ms',
+    target: '—',
+    ok: true,
+  },
+  {
+    metric: `idle CPU (${AGENTS} agents, fs.watch, 60 s poll)`,
+    value: Math.round(idleCpuPercent * 100) / 100,
+    unit: '% of one core',
+    target: '—',
+    ok: true,
+  },
   { metric: 'idle RSS', value: Math.round(rssMb), unit: 'MB', target: '—', ok: true },
-  { metric: 'first probe of every agent', value: Math.round(setupMs), unit: 'ms', target: '—', ok: true },
-  { metric: 'machine load average (1 min, 2 cores shared) at the end', value: Math.round((loadavg()[0] ?? 0) * 10) / 10, unit: '', target: '—', ok: true },
+  {
+    metric: 'first probe of every agent',
+    value: Math.round(setupMs),
+    unit: 'ms',
+    target: '—',
+    ok: true,
+  },
+  {
+    metric: 'machine load average (1 min, 2 cores shared) at the end',
+    value: Math.round((loadavg()[0] ?? 0) * 10) / 10,
+    unit: '',
+    target: '—',
+    ok: true,
+  },
 ];
-process.stdout.write(`BENCH_RESULT ${JSON.stringify({ title: `@pit/probes scheduler: ${AGENTS} heartbeat agents`, rows })}\n`);
+process.stdout.write(
+  `BENCH_RESULT ${JSON.stringify({ title: `@pit/probes scheduler: ${AGENTS} heartbeat agents`, rows })}\n`,
+);

@@ -9,7 +9,14 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer as createNetServer, type AddressInfo, type Server } from 'node:net';
 
 const [live = 0, hung = 0] = process.argv.slice(2).map(Number);
-const body = JSON.stringify({ status: 'ok', service: 'bench', uptime_seconds: 1, connected_clients: 0, ports: [], ts: new Date().toISOString() });
+const body = JSON.stringify({
+  status: 'ok',
+  service: 'bench',
+  uptime_seconds: 1,
+  connected_clients: 0,
+  ports: [],
+  ts: new Date().toISOString(),
+});
 
 async function listen(server: Server): Promise<number> {
   server.listen(0, '127.0.0.1', 1024);
@@ -20,7 +27,10 @@ async function listen(server: Server): Promise<number> {
 const livePorts: number[] = [];
 for (let index = 0; index < live; index += 1) {
   const server = createHttpServer((_request, response) => {
-    response.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    response.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+    });
     response.end(body);
   });
   livePorts.push(await listen(server));

@@ -6,19 +6,43 @@ import type { ProbeFailure, ProbeResult } from './probe-result.js';
 const T0 = 1_800_000_000_000;
 
 function sample(ok: boolean, at: number, failure: ProbeFailure = 'timeout'): ProbeResult {
-  return { kind: 'test', ok, latencyMs: 1, observedAt: at, detail: ok ? 'fine' : `broken at ${at}`, ...(ok ? {} : { failure }) };
+  return {
+    kind: 'test',
+    ok,
+    latencyMs: 1,
+    observedAt: at,
+    detail: ok ? 'fine' : `broken at ${at}`,
+    ...(ok ? {} : { failure }),
+  };
 }
 
 describe('createAssessor', () => {
   it('turns dead only after failureThreshold consecutive failures', () => {
     const assessor = createAssessor({ failureThreshold: 3 });
-    expect(assessor.record('forge', 'http', sample(true, T0))).toMatchObject({ health: 'healthy', changed: true, previous: 'unknown' });
+    expect(assessor.record('forge', 'http', sample(true, T0))).toMatchObject({
+      health: 'healthy',
+      changed: true,
+      previous: 'unknown',
+    });
     expect(assessor.record('forge', 'http', sample(false, T0 + 1_000)).health).toBe('healthy');
     expect(assessor.record('forge', 'http', sample(false, T0 + 2_000)).health).toBe('healthy');
     const dead = assessor.record('forge', 'http', sample(false, T0 + 3_000));
-    expect(dead).toMatchObject({ health: 'dead', previous: 'healthy', changed: true, since: T0 + 3_000, firstFailedAt: T0 + 1_000, failing: ['http'] });
-    expect(dead.reason).toBe(`dead: critical probe http (3 consecutive; timeout: broken at ${T0 + 3_000}) failing`);
-    expect(assessor.record('forge', 'http', sample(false, T0 + 4_000))).toMatchObject({ health: 'dead', changed: false, since: T0 + 3_000 });
+    expect(dead).toMatchObject({
+      health: 'dead',
+      previous: 'healthy',
+      changed: true,
+      since: T0 + 3_000,
+      firstFailedAt: T0 + 1_000,
+      failing: ['http'],
+    });
+    expect(dead.reason).toBe(
+      `dead: critical probe http (3 consecutive; timeout: broken at ${T0 + 3_000}) failing`,
+    );
+    expect(assessor.record('forge', 'http', sample(false, T0 + 4_000))).toMatchObject({
+      health: 'dead',
+      changed: false,
+      since: T0 + 3_000,
+    });
   });
 
   it('needs successThreshold consecutive successes to recover', () => {
@@ -36,14 +60,22 @@ describe('createAssessor', () => {
 
   it('does not flip on a flapping probe', () => {
     const assessor = createAssessor({ failureThreshold: 3 });
-    const verdicts = Array.from({ length: 40 }, (_, index) => assessor.record('forge', 'http', sample(index % 2 === 0 || index % 5 === 0, T0 + index * 1_000)));
+    const verdicts = Array.from({ length: 40 }, (_, index) =>
+      assessor.record(
+        'forge',
+        'http',
+        sample(index % 2 === 0 || index % 5 === 0, T0 + index * 1_000),
+      ),
+    );
     expect(new Set(verdicts.map((verdict) => verdict.health))).toEqual(new Set(['healthy']));
     expect(verdicts.filter((verdict) => verdict.changed)).toHaveLength(1);
   });
 
   it('would flip on every sample of the same flapping probe with threshold 1 (the thresholds are what damp it)', () => {
     const assessor = createAssessor({ failureThreshold: 1 });
-    const verdicts = Array.from({ length: 10 }, (_, index) => assessor.record('forge', 'http', sample(index % 2 === 0, T0 + index)));
+    const verdicts = Array.from({ length: 10 }, (_, index) =>
+      assessor.record('forge', 'http', sample(index % 2 === 0, T0 + index)),
+    );
     expect(verdicts.filter((verdict) => verdict.changed)).toHaveLength(10);
   });
 
@@ -53,10 +85,18 @@ describe('createAssessor', () => {
     assessor.record('forge', 'process', sample(true, T0 + 1));
     expect(assessor.record('forge', 'http', sample(true, T0 + 2)).health).toBe('healthy');
     const some = assessor.record('forge', 'http', sample(false, T0 + 1_000, 'refused'));
-    expect(some).toMatchObject({ health: 'degraded', failing: ['http'], failures: { http: 'refused' } });
+    expect(some).toMatchObject({
+      health: 'degraded',
+      failing: ['http'],
+      failures: { http: 'refused' },
+    });
     expect(some.reason).toContain('not every critical probe is failing');
     const all = assessor.record('forge', 'process', sample(false, T0 + 2_000, 'not_running'));
-    expect(all).toMatchObject({ health: 'dead', firstFailedAt: T0 + 1_000, failures: { http: 'refused', process: 'not_running' } });
+    expect(all).toMatchObject({
+      health: 'dead',
+      firstFailedAt: T0 + 1_000,
+      failures: { http: 'refused', process: 'not_running' },
+    });
     expect(all.reason).toMatch(/^dead: every critical probe failing: /);
   });
 
@@ -71,42 +111,72 @@ describe('createAssessor', () => {
     assessor.record('forge', 'heartbeat', sample(true, T0));
     const verdict = assessor.record('forge', 'http', sample(false, T0 + 1));
     expect(verdict).toMatchObject({ health: 'degraded', failing: ['http'] });
-    expect(verdict.probes.http).toMatchObject({ critical: false, state: 'failing', consecutiveFailures: 1 });
-    expect(assessor.record('forge', 'heartbeat', sample(false, T0 + 2, 'stale')).health).toBe('dead');
+    expect(verdict.probes.http).toMatchObject({
+      critical: false,
+      state: 'failing',
+      consecutiveFailures: 1,
+    });
+    expect(assessor.record('forge', 'heartbeat', sample(false, T0 + 2, 'stale')).health).toBe(
+      'dead',
+    );
   });
 
   it('takes per-probe thresholds (a heartbeat past its age threshold is dead at once)', () => {
-    const assessor = createAssessor({ failureThreshold: 3, probes: { heartbeat: { failureThreshold: 1 } } });
+    const assessor = createAssessor({
+      failureThreshold: 3,
+      probes: { heartbeat: { failureThreshold: 1 } },
+    });
     assessor.record('forge', 'http', sample(true, T0));
     assessor.record('forge', 'heartbeat', sample(true, T0));
     expect(assessor.record('forge', 'http', sample(false, T0 + 1)).health).toBe('healthy');
-    expect(assessor.record('forge', 'heartbeat', sample(false, T0 + 2, 'stale'))).toMatchObject({ health: 'dead', failures: { heartbeat: 'stale' } });
+    expect(assessor.record('forge', 'heartbeat', sample(false, T0 + 2, 'stale'))).toMatchObject({
+      health: 'dead',
+      failures: { heartbeat: 'stale' },
+    });
   });
 
   it('takes per-agent rules in track() over the assessor-wide ones', () => {
     const assessor = createAssessor({ failureThreshold: 1, probes: { http: { critical: true } } });
-    assessor.track('archive', { startedAt: T0, probes: { http: { critical: false, failureThreshold: 2 } } });
+    assessor.track('archive', {
+      startedAt: T0,
+      probes: { http: { critical: false, failureThreshold: 2 } },
+    });
     assessor.record('archive', 'http', sample(false, T0 + 1));
     expect(assessor.record('archive', 'http', sample(false, T0 + 2)).health).toBe('degraded');
   });
 
   it('reports unknown during the startup grace, then dead once it is over', () => {
     let clock = T0;
-    const assessor = createAssessor({ failureThreshold: 2, startupGraceMs: 60_000, now: () => clock });
+    const assessor = createAssessor({
+      failureThreshold: 2,
+      startupGraceMs: 60_000,
+      now: () => clock,
+    });
     assessor.track('forge', { startedAt: T0 });
     assessor.record('forge', 'process', sample(false, T0 + 10_000));
     const starting = assessor.record('forge', 'process', sample(false, T0 + 20_000));
     expect(starting).toMatchObject({ health: 'unknown', inGrace: true, graceEndsAt: T0 + 60_000 });
-    expect(starting.reason).toMatch(/^unknown: starting, within the startup grace until .* \(would be dead: /);
+    expect(starting.reason).toMatch(
+      /^unknown: starting, within the startup grace until .* \(would be dead: /,
+    );
     clock = T0 + 60_000;
     const over = assessor.evaluate('forge');
-    expect(over).toMatchObject({ health: 'dead', inGrace: false, changed: true, since: T0 + 60_000, firstFailedAt: T0 + 10_000 });
+    expect(over).toMatchObject({
+      health: 'dead',
+      inGrace: false,
+      changed: true,
+      since: T0 + 60_000,
+      firstFailedAt: T0 + 10_000,
+    });
   });
 
   it('ends the startup grace early at the first healthy verdict', () => {
     const assessor = createAssessor({ failureThreshold: 1, startupGraceMs: 60_000 });
     assessor.track('forge', { startedAt: T0 });
-    expect(assessor.record('forge', 'process', sample(true, T0 + 1_000))).toMatchObject({ health: 'healthy', inGrace: false });
+    expect(assessor.record('forge', 'process', sample(true, T0 + 1_000))).toMatchObject({
+      health: 'healthy',
+      inGrace: false,
+    });
     expect(assessor.record('forge', 'process', sample(false, T0 + 2_000)).health).toBe('dead');
   });
 
@@ -117,9 +187,15 @@ describe('createAssessor', () => {
     expect(processOnly).toMatchObject({ health: 'unknown', inGrace: true });
     expect(processOnly.reason).toMatch(/waiting for heartbeat, http/);
     // /health not listening yet: still starting, not dead.
-    expect(assessor.record('forge', 'http', sample(false, T0 + 200, 'refused'))).toMatchObject({ health: 'unknown', inGrace: true });
+    expect(assessor.record('forge', 'http', sample(false, T0 + 200, 'refused'))).toMatchObject({
+      health: 'unknown',
+      inGrace: true,
+    });
     assessor.record('forge', 'heartbeat', sample(true, T0 + 300));
-    expect(assessor.record('forge', 'http', sample(true, T0 + 400))).toMatchObject({ health: 'healthy', inGrace: false });
+    expect(assessor.record('forge', 'http', sample(true, T0 + 400))).toMatchObject({
+      health: 'healthy',
+      inGrace: false,
+    });
   });
 
   it("ignores samples observed before the agent's (re)start: they describe its previous life", () => {
@@ -137,10 +213,22 @@ describe('createAssessor', () => {
     const assessor = createAssessor({ failureThreshold: 1, probes: { http: { critical: false } } });
     assessor.record('forge', 'process', sample(true, T0));
     assessor.record('forge', 'http', sample(true, T0));
-    expect(assessor.record('forge', 'http', sample(false, T0 + 1_000))).toMatchObject({ health: 'degraded', firstFailedAt: T0 + 1_000 });
-    expect(assessor.record('forge', 'process', sample(false, T0 + 2_000))).toMatchObject({ health: 'dead', firstFailedAt: T0 + 1_000 });
-    expect(assessor.record('forge', 'process', sample(true, T0 + 3_000))).toMatchObject({ health: 'degraded', firstFailedAt: T0 + 1_000 });
-    expect(assessor.record('forge', 'process', sample(false, T0 + 4_000))).toMatchObject({ health: 'dead', firstFailedAt: T0 + 1_000 });
+    expect(assessor.record('forge', 'http', sample(false, T0 + 1_000))).toMatchObject({
+      health: 'degraded',
+      firstFailedAt: T0 + 1_000,
+    });
+    expect(assessor.record('forge', 'process', sample(false, T0 + 2_000))).toMatchObject({
+      health: 'dead',
+      firstFailedAt: T0 + 1_000,
+    });
+    expect(assessor.record('forge', 'process', sample(true, T0 + 3_000))).toMatchObject({
+      health: 'degraded',
+      firstFailedAt: T0 + 1_000,
+    });
+    expect(assessor.record('forge', 'process', sample(false, T0 + 4_000))).toMatchObject({
+      health: 'dead',
+      firstFailedAt: T0 + 1_000,
+    });
     const healthy = assessor.record('forge', 'process', sample(true, T0 + 5_000));
     expect(healthy.health).toBe('degraded');
     const recovered = assessor.record('forge', 'http', sample(true, T0 + 6_000));
@@ -151,7 +239,9 @@ describe('createAssessor', () => {
   it('reports a stuck heartbeat as its failure reason', () => {
     const assessor = createAssessor({ failureThreshold: 1 });
     assessor.record('forge', 'heartbeat', sample(true, T0));
-    expect(assessor.record('forge', 'heartbeat', sample(false, T0 + 1, 'stuck')).failures).toEqual({ heartbeat: 'stuck' });
+    expect(assessor.record('forge', 'heartbeat', sample(false, T0 + 1, 'stuck')).failures).toEqual({
+      heartbeat: 'stuck',
+    });
   });
 
   it('starts over when an agent is tracked again (after a revive)', () => {
@@ -167,7 +257,8 @@ describe('createAssessor', () => {
   it('accepts a custom rule', () => {
     const assessor = createAssessor({
       failureThreshold: 1,
-      deadWhen: (probes) => (probes.filter((probe) => probe.state === 'failing').length >= 2 ? 'dead' : 'healthy'),
+      deadWhen: (probes) =>
+        probes.filter((probe) => probe.state === 'failing').length >= 2 ? 'dead' : 'healthy',
     });
     assessor.record('forge', 'a', sample(false, T0));
     expect(assessor.record('forge', 'b', sample(true, T0)).health).toBe('healthy');
@@ -189,7 +280,9 @@ describe('createAssessor', () => {
   it('refuses bad options and unknown agents with codes', () => {
     expect(() => createAssessor({ failureThreshold: 0 })).toThrow(/failureThreshold/);
     expect(() => createAssessor({ deadWhen: 'most' as never })).toThrow(ProbeError);
-    expect(() => createAssessor({ probes: { http: { critcal: true } as never } })).toThrow(/critcal/);
+    expect(() => createAssessor({ probes: { http: { critcal: true } as never } })).toThrow(
+      /critcal/,
+    );
     const assessor = createAssessor();
     try {
       assessor.evaluate('nobody');

@@ -144,7 +144,9 @@ const AssessorOptionsSchema = z.strictObject({
 
 const TrackOptionsSchema = z.strictObject({
   startedAt: z.number().optional(),
-  probes: z.union([z.array(z.string().min(1)), z.record(z.string().min(1), ProbeRuleSchema)]).optional(),
+  probes: z
+    .union([z.array(z.string().min(1)), z.record(z.string().min(1), ProbeRuleSchema)])
+    .optional(),
 });
 
 interface AgentRecord {
@@ -156,7 +158,10 @@ interface AgentRecord {
   firstFailedAt?: number;
   lastHealthyAt?: number;
   rules: Record<string, ProbeRule>;
-  probes: Map<string, ProbeStatus & { failureThreshold: number; successThreshold: number; lastFailure?: ProbeFailure }>;
+  probes: Map<
+    string,
+    ProbeStatus & { failureThreshold: number; successThreshold: number; lastFailure?: ProbeFailure }
+  >;
   last?: Assessment;
 }
 
@@ -172,7 +177,11 @@ interface AgentRecord {
  */
 export function createAssessor(options: AssessorOptions = {}): Assessor {
   const parsed = AssessorOptionsSchema.safeParse(options);
-  if (!parsed.success) throw new ProbeError('PROBE_INVALID_OPTIONS', `assessor options: ${formatIssues(parsed.error)}`);
+  if (!parsed.success)
+    throw new ProbeError(
+      'PROBE_INVALID_OPTIONS',
+      `assessor options: ${formatIssues(parsed.error)}`,
+    );
   const failureThreshold = options.failureThreshold ?? 3;
   const successThreshold = options.successThreshold ?? 1;
   const graceMs = options.startupGraceMs ?? 0;
@@ -201,13 +210,26 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
 
   const track = (agent: string, trackOptions: TrackOptions = {}): Assessment => {
     const parsedTrack = TrackOptionsSchema.safeParse(trackOptions);
-    if (!parsedTrack.success) throw new ProbeError('PROBE_INVALID_OPTIONS', `assessor.track(${agent}): ${formatIssues(parsedTrack.error)}`);
+    if (!parsedTrack.success)
+      throw new ProbeError(
+        'PROBE_INVALID_OPTIONS',
+        `assessor.track(${agent}): ${formatIssues(parsedTrack.error)}`,
+      );
     const startedAt = trackOptions.startedAt ?? now();
     const declared = trackOptions.probes;
     const rules = Array.isArray(declared) || declared === undefined ? {} : declared;
-    const record: AgentRecord = { agent, startedAt, graceOver: false, health: 'unknown', since: startedAt, rules, probes: new Map() };
+    const record: AgentRecord = {
+      agent,
+      startedAt,
+      graceOver: false,
+      health: 'unknown',
+      since: startedAt,
+      rules,
+      probes: new Map(),
+    };
     agents.set(agent, record);
-    for (const name of Array.isArray(declared) ? declared : Object.keys(rules)) probeStatus(record, name);
+    for (const name of Array.isArray(declared) ? declared : Object.keys(rules))
+      probeStatus(record, name);
     return update(record, startedAt);
   };
 
@@ -218,7 +240,11 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
     // A started agent proves itself on every critical probe: one passing probe (say, its process
     // is up) while another has not answered yet (its /health not listening yet) is not healthy.
     const unproven = statuses.filter((status) => status.critical && status.state !== 'passing');
-    if (!record.graceOver && ((computed.health === 'healthy' && unproven.length === 0) || at >= graceEndsAt)) record.graceOver = true;
+    if (
+      !record.graceOver &&
+      ((computed.health === 'healthy' && unproven.length === 0) || at >= graceEndsAt)
+    )
+      record.graceOver = true;
     const inGrace = !record.graceOver;
     let health = computed.health;
     let reason = computed.reason;
@@ -265,7 +291,9 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
   return {
     track,
     record(agent, probe, result) {
-      const record = agents.get(agent) ?? (track(agent, { startedAt: result.observedAt }), agents.get(agent) as AgentRecord);
+      const record =
+        agents.get(agent) ??
+        (track(agent, { startedAt: result.observedAt }), agents.get(agent) as AgentRecord);
       const at = result.observedAt;
       // A sample taken before the agent's (re)start describes its previous life: it does not count.
       if (at < record.startedAt) return record.last ?? update(record, record.startedAt);
@@ -295,7 +323,11 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
     },
     evaluate(agent, at = now()) {
       const record = agents.get(agent);
-      if (!record) throw new ProbeError('PROBE_UNKNOWN_AGENT', `assessor: agent ${JSON.stringify(agent)} is not tracked`);
+      if (!record)
+        throw new ProbeError(
+          'PROBE_UNKNOWN_AGENT',
+          `assessor: agent ${JSON.stringify(agent)} is not tracked`,
+        );
       return update(record, at);
     },
     get: (agent) => agents.get(agent)?.last,
@@ -304,7 +336,13 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
   };
 }
 
-function publicStatus(status: ProbeStatus & { failureThreshold: number; successThreshold: number; lastFailure?: ProbeFailure }): ProbeStatus {
+function publicStatus(
+  status: ProbeStatus & {
+    failureThreshold: number;
+    successThreshold: number;
+    lastFailure?: ProbeFailure;
+  },
+): ProbeStatus {
   return {
     name: status.name,
     state: status.state,
@@ -317,28 +355,49 @@ function publicStatus(status: ProbeStatus & { failureThreshold: number; successT
   };
 }
 
-function computeHealth(statuses: ProbeStatus[], deadWhen: 'any' | 'all' | HealthRule): { health: Health; reason: string } {
+function computeHealth(
+  statuses: ProbeStatus[],
+  deadWhen: 'any' | 'all' | HealthRule,
+): { health: Health; reason: string } {
   if (typeof deadWhen === 'function') {
     const health = deadWhen(statuses);
     return { health, reason: `${health}: by the custom rule (${describeStates(statuses)})` };
   }
   const failing = statuses.filter((status) => status.state === 'failing');
   if (statuses.every((status) => status.state === 'unknown')) {
-    return { health: 'unknown', reason: statuses.length === 0 ? 'unknown: no probe results yet' : `unknown: no probe has reached a threshold yet (${describeStates(statuses)})` };
+    return {
+      health: 'unknown',
+      reason:
+        statuses.length === 0
+          ? 'unknown: no probe results yet'
+          : `unknown: no probe has reached a threshold yet (${describeStates(statuses)})`,
+    };
   }
   const critical = statuses.filter((status) => status.critical);
   const failingCritical = failing.filter((status) => status.critical);
   if (deadWhen === 'any' && failingCritical.length > 0) {
-    return { health: 'dead', reason: `dead: critical probe${failingCritical.length === 1 ? '' : 's'} ${describeFailing(failingCritical)} failing` };
+    return {
+      health: 'dead',
+      reason: `dead: critical probe${failingCritical.length === 1 ? '' : 's'} ${describeFailing(failingCritical)} failing`,
+    };
   }
   if (deadWhen === 'all' && critical.length > 0 && failingCritical.length === critical.length) {
-    return { health: 'dead', reason: `dead: every critical probe failing: ${describeFailing(failingCritical)}` };
+    return {
+      health: 'dead',
+      reason: `dead: every critical probe failing: ${describeFailing(failingCritical)}`,
+    };
   }
   if (failing.length > 0) {
-    const rule = deadWhen === 'all' ? 'not every critical probe is failing' : 'no critical probe is failing';
-    return { health: 'degraded', reason: `degraded: ${describeFailing(failing)} failing (${rule})` };
+    const rule =
+      deadWhen === 'all' ? 'not every critical probe is failing' : 'no critical probe is failing';
+    return {
+      health: 'degraded',
+      reason: `degraded: ${describeFailing(failing)} failing (${rule})`,
+    };
   }
-  const passing = statuses.filter((status) => status.state === 'passing').map((status) => status.name);
+  const passing = statuses
+    .filter((status) => status.state === 'passing')
+    .map((status) => status.name);
   return { health: 'healthy', reason: `healthy: ${passing.join(', ')} passing` };
 }
 

@@ -1,7 +1,12 @@
 import { request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ProbeError } from './errors.js';
-import { createHealthServer, HealthResponseSchema, type HealthServer, type HealthServerOptions } from './health-server.js';
+import {
+  createHealthServer,
+  HealthResponseSchema,
+  type HealthServer,
+  type HealthServerOptions,
+} from './health-server.js';
 import { GatewayHealthSchema, httpProbe } from './http-probe.js';
 
 const servers: HealthServer[] = [];
@@ -15,12 +20,21 @@ async function start(options: HealthServerOptions) {
   return server.listen();
 }
 
-function call(method: string, url: string): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+function call(
+  method: string,
+  url: string,
+): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   return new Promise((resolve, reject) => {
     const outgoing = request(url, { method, agent: false }, (response) => {
       const chunks: Buffer[] = [];
       response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body: Buffer.concat(chunks).toString('utf8') }));
+      response.on('end', () =>
+        resolve({
+          status: response.statusCode ?? 0,
+          headers: response.headers,
+          body: Buffer.concat(chunks).toString('utf8'),
+        }),
+      );
     });
     outgoing.on('error', reject);
     outgoing.end();
@@ -36,8 +50,20 @@ describe('createHealthServer', () => {
     expect(response.status).toBe(200);
     expect(response.headers['content-type']).toBe('application/json');
     const body = HealthResponseSchema.parse(JSON.parse(response.body));
-    expect(body).toMatchObject({ status: 'ok', service: 'forge', connected_clients: 0, ports: [health.port] });
-    expect(Object.keys(body).sort()).toEqual(['connected_clients', 'ports', 'service', 'status', 'ts', 'uptime_seconds']);
+    expect(body).toMatchObject({
+      status: 'ok',
+      service: 'forge',
+      connected_clients: 0,
+      ports: [health.port],
+    });
+    expect(Object.keys(body).sort()).toEqual([
+      'connected_clients',
+      'ports',
+      'service',
+      'status',
+      'ts',
+      'uptime_seconds',
+    ]);
     expect(Date.parse(body.ts)).not.toBeNaN();
   });
 
@@ -65,14 +91,27 @@ describe('createHealthServer', () => {
     const response = await call('GET', health.url);
     expect(response.status).toBe(503);
     expect(JSON.parse(response.body).status).toBe('degraded');
-    await expect(httpProbe(health.url)).resolves.toMatchObject({ ok: false, failure: 'bad_status', statusCode: 503 });
+    await expect(httpProbe(health.url)).resolves.toMatchObject({
+      ok: false,
+      failure: 'bad_status',
+      statusCode: 503,
+    });
   });
 
   it('answers 503 {status: "error"} when the callback throws or returns bad fields', async () => {
-    const throwing = await start({ service: 'forge', live: () => { throw new Error('db gone'); } });
+    const throwing = await start({
+      service: 'forge',
+      live: () => {
+        throw new Error('db gone');
+      },
+    });
     const response = await call('GET', throwing.url);
     expect(response.status).toBe(503);
-    expect(JSON.parse(response.body)).toMatchObject({ status: 'error', service: 'forge', error: 'db gone' });
+    expect(JSON.parse(response.body)).toMatchObject({
+      status: 'error',
+      service: 'forge',
+      error: 'db gone',
+    });
     const bad = await start({ service: 'forge', live: () => ({ connected_clients: -1 }) });
     expect(JSON.parse((await call('GET', bad.url)).body).error).toMatch(/connected_clients/);
   });
@@ -96,7 +135,9 @@ describe('createHealthServer', () => {
 
   it('is what httpProbe with GatewayHealthSchema expects', async () => {
     const health = await start({ service: 'forge' });
-    await expect(httpProbe({ url: health.url, schema: GatewayHealthSchema })).resolves.toMatchObject({ ok: true, body: { status: 'ok', service: 'forge' } });
+    await expect(
+      httpProbe({ url: health.url, schema: GatewayHealthSchema }),
+    ).resolves.toMatchObject({ ok: true, body: { status: 'ok', service: 'forge' } });
   });
 
   it('serves another path when configured', async () => {
@@ -107,7 +148,9 @@ describe('createHealthServer', () => {
 
   it('fails with PROBE_LISTEN_FAILED when the port is taken', async () => {
     const first = await start({ service: 'forge' });
-    const error = await start({ service: 'other', port: first.port }).catch((caught: unknown) => caught);
+    const error = await start({ service: 'other', port: first.port }).catch(
+      (caught: unknown) => caught,
+    );
     expect(error).toBeInstanceOf(ProbeError);
     expect((error as ProbeError).code).toBe('PROBE_LISTEN_FAILED');
     expect((error as ProbeError).message).toContain(`127.0.0.1:${first.port}`);

@@ -98,7 +98,11 @@ const HealthServerOptionsSchema = z.strictObject({
  */
 export function createHealthServer(options: HealthServerOptions): HealthServer {
   const parsed = HealthServerOptionsSchema.safeParse(options);
-  if (!parsed.success) throw new ProbeError('PROBE_INVALID_OPTIONS', `health server options: ${formatIssues(parsed.error)}`);
+  if (!parsed.success)
+    throw new ProbeError(
+      'PROBE_INVALID_OPTIONS',
+      `health server options: ${formatIssues(parsed.error)}`,
+    );
   const host = options.host ?? '127.0.0.1';
   const path = options.path ?? '/health';
   const now = options.now ?? Date.now;
@@ -120,14 +124,31 @@ export function createHealthServer(options: HealthServerOptions): HealthServer {
       if (!check.success) throw new Error(`live fields: ${formatIssues(check.error)}`);
       fields = check.data;
     } catch (error) {
-      logger.error('health server: live() failed', { service: options.service, error: describeError(error) });
+      logger.error('health server: live() failed', {
+        service: options.service,
+        error: describeError(error),
+      });
       return {
         statusCode: 503,
-        payload: { status: 'error', ...base, connected_clients: 0, ports: address ? [address.port] : [], error: describeError(error) },
+        payload: {
+          status: 'error',
+          ...base,
+          connected_clients: 0,
+          ports: address ? [address.port] : [],
+          error: describeError(error),
+        },
       };
     }
-    const { status = 'ok', connected_clients = 0, ports = address ? [address.port] : [], ...extra } = fields;
-    return { statusCode: status === 'ok' ? 200 : 503, payload: { ...extra, status, ...base, connected_clients, ports } };
+    const {
+      status = 'ok',
+      connected_clients = 0,
+      ports = address ? [address.port] : [],
+      ...extra
+    } = fields;
+    return {
+      statusCode: status === 'ok' ? 200 : 503,
+      payload: { ...extra, status, ...base, connected_clients, ports },
+    };
   };
 
   const handle = (request: IncomingMessage, response: ServerResponse): void => {
@@ -140,18 +161,29 @@ export function createHealthServer(options: HealthServerOptions): HealthServer {
     const method = request.method ?? '';
     if (pathname !== path || (method !== 'GET' && method !== 'HEAD')) {
       const text = JSON.stringify({ error: 'not found' });
-      response.writeHead(404, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+      response.writeHead(404, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(text),
+        'cache-control': 'no-store',
+      });
       response.end(method === 'HEAD' ? undefined : text);
       return;
     }
     body()
       .then(({ statusCode, payload }) => {
         const text = JSON.stringify(payload);
-        response.writeHead(statusCode, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+        response.writeHead(statusCode, {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(text),
+          'cache-control': 'no-store',
+        });
         response.end(method === 'HEAD' ? undefined : text);
       })
       .catch((error: unknown) => {
-        logger.error('health server: could not answer', { service: options.service, error: describeError(error) });
+        logger.error('health server: could not answer', {
+          service: options.service,
+          error: describeError(error),
+        });
         response.destroy();
       });
   };
@@ -165,18 +197,34 @@ export function createHealthServer(options: HealthServerOptions): HealthServer {
       return address;
     },
     listen() {
-      if (closed) return Promise.reject(new ProbeError('PROBE_STOPPED', `health server ${options.service}: listen() after close()`));
+      if (closed)
+        return Promise.reject(
+          new ProbeError(
+            'PROBE_STOPPED',
+            `health server ${options.service}: listen() after close()`,
+          ),
+        );
       if (address) return Promise.resolve(address);
       return new Promise((resolveListen, rejectListen) => {
         const onError = (error: Error): void => {
-          rejectListen(new ProbeError('PROBE_LISTEN_FAILED', `health server ${options.service}: cannot listen on ${host}:${options.port ?? 0}: ${describeError(error)}`, { cause: error }));
+          rejectListen(
+            new ProbeError(
+              'PROBE_LISTEN_FAILED',
+              `health server ${options.service}: cannot listen on ${host}:${options.port ?? 0}: ${describeError(error)}`,
+              { cause: error },
+            ),
+          );
         };
         server.once('error', onError);
         server.listen(options.port ?? 0, host, () => {
           server.off('error', onError);
           const info = server.address() as AddressInfo;
           const shown = info.family === 'IPv6' ? `[${info.address}]` : info.address;
-          address = { host: info.address, port: info.port, url: `http://${shown}:${info.port}${path}` };
+          address = {
+            host: info.address,
+            port: info.port,
+            url: `http://${shown}:${info.port}${path}`,
+          };
           resolveListen(address);
         });
       });

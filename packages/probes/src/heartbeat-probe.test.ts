@@ -18,14 +18,31 @@ afterEach(() => rmSync(cellDir, { recursive: true, force: true }));
 const T0 = 1_800_000_000_000; // a fixed "now", ms
 
 function beat(cycle: number, atMs: number, pid = 4242) {
-  return writeHeartbeat(cellDir, { agent: 'forge', cell_uuid: uuid, cycle, status: 'working', timestamp: atMs / 1000, pid });
+  return writeHeartbeat(cellDir, {
+    agent: 'forge',
+    cell_uuid: uuid,
+    cycle,
+    status: 'working',
+    timestamp: atMs / 1000,
+    pid,
+  });
 }
 
 describe('heartbeatProbe', () => {
   it('is ok while the heartbeat is fresh, and announces when it will turn stale', async () => {
     await beat(7, T0 - 5_000);
-    const result = await heartbeatProbe({ cellDir, agent: 'forge', maxAgeMs: 30_000 }, { now: () => T0 });
-    expect(result).toMatchObject({ kind: 'heartbeat', ok: true, ageMs: 5_000, stuck: false, deadlineAt: T0 + 25_000, observedAt: T0 });
+    const result = await heartbeatProbe(
+      { cellDir, agent: 'forge', maxAgeMs: 30_000 },
+      { now: () => T0 },
+    );
+    expect(result).toMatchObject({
+      kind: 'heartbeat',
+      ok: true,
+      ageMs: 5_000,
+      stuck: false,
+      deadlineAt: T0 + 25_000,
+      observedAt: T0,
+    });
     expect(result.heartbeat).toMatchObject({ agent: 'forge', cycle: 7, pid: 4242 });
     expect(result.progress).toEqual({ cycle: 7, pid: 4242, since: T0 - 5_000 });
   });
@@ -41,10 +58,17 @@ describe('heartbeatProbe', () => {
 
   it('is stale one millisecond past the deadline it announced', async () => {
     await beat(1, T0);
-    const fresh = await heartbeatProbe({ cellDir, agent: 'forge', maxAgeMs: 1_000 }, { now: () => T0 });
+    const fresh = await heartbeatProbe(
+      { cellDir, agent: 'forge', maxAgeMs: 1_000 },
+      { now: () => T0 },
+    );
     const deadline = fresh.deadlineAt as number;
-    await expect(heartbeatProbe({ cellDir, agent: 'forge', maxAgeMs: 1_000 }, { now: () => deadline })).resolves.toMatchObject({ ok: true });
-    await expect(heartbeatProbe({ cellDir, agent: 'forge', maxAgeMs: 1_000 }, { now: () => deadline + 1 })).resolves.toMatchObject({ ok: false, failure: 'stale' });
+    await expect(
+      heartbeatProbe({ cellDir, agent: 'forge', maxAgeMs: 1_000 }, { now: () => deadline }),
+    ).resolves.toMatchObject({ ok: true });
+    await expect(
+      heartbeatProbe({ cellDir, agent: 'forge', maxAgeMs: 1_000 }, { now: () => deadline + 1 }),
+    ).resolves.toMatchObject({ ok: false, failure: 'stale' });
   });
 
   it('detects a stuck agent: heartbeat fresh, cycle not advancing for longer than stuckAfterMs', async () => {
@@ -55,18 +79,37 @@ describe('heartbeatProbe', () => {
 
     // The agent keeps writing heartbeats but its cycle stands still.
     await beat(12, T0 + 50_000);
-    const still = await heartbeatProbe({ ...target, previous: first.progress }, { now: () => T0 + 51_000 });
-    expect(still).toMatchObject({ ok: true, progress: { cycle: 12, since: T0 }, deadlineAt: T0 + 60_000 });
+    const still = await heartbeatProbe(
+      { ...target, previous: first.progress },
+      { now: () => T0 + 51_000 },
+    );
+    expect(still).toMatchObject({
+      ok: true,
+      progress: { cycle: 12, since: T0 },
+      deadlineAt: T0 + 60_000,
+    });
 
     await beat(12, T0 + 70_000);
-    const stuck = await heartbeatProbe({ ...target, previous: still.progress }, { now: () => T0 + 71_000 });
+    const stuck = await heartbeatProbe(
+      { ...target, previous: still.progress },
+      { now: () => T0 + 71_000 },
+    );
     expect(stuck).toMatchObject({ ok: false, failure: 'stuck', stuck: true, ageMs: 1_000 });
-    expect(stuck.detail).toContain('heartbeat fresh (age 1 s) but cycle 12 has not advanced for 71 s > 60 s');
+    expect(stuck.detail).toContain(
+      'heartbeat fresh (age 1 s) but cycle 12 has not advanced for 71 s > 60 s',
+    );
 
     // Work resumes: the cycle advances and the probe is ok again.
     await beat(13, T0 + 72_000);
-    const resumed = await heartbeatProbe({ ...target, previous: stuck.progress }, { now: () => T0 + 73_000 });
-    expect(resumed).toMatchObject({ ok: true, stuck: false, progress: { cycle: 13, since: T0 + 72_000 } });
+    const resumed = await heartbeatProbe(
+      { ...target, previous: stuck.progress },
+      { now: () => T0 + 73_000 },
+    );
+    expect(resumed).toMatchObject({
+      ok: true,
+      stuck: false,
+      progress: { cycle: 13, since: T0 + 72_000 },
+    });
   });
 
   it('starts a new progress record when the pid changes (the agent was restarted)', async () => {
@@ -74,8 +117,14 @@ describe('heartbeatProbe', () => {
     await beat(3, T0, 100);
     const first = await heartbeatProbe(target, { now: () => T0 });
     await beat(3, T0 + 20_000, 200);
-    const restarted = await heartbeatProbe({ ...target, previous: first.progress }, { now: () => T0 + 20_000 });
-    expect(restarted).toMatchObject({ ok: true, progress: { cycle: 3, pid: 200, since: T0 + 20_000 } });
+    const restarted = await heartbeatProbe(
+      { ...target, previous: first.progress },
+      { now: () => T0 + 20_000 },
+    );
+    expect(restarted).toMatchObject({
+      ok: true,
+      progress: { cycle: 3, pid: 200, since: T0 + 20_000 },
+    });
   });
 
   it('reports a heartbeat that was never written as missing', async () => {
@@ -86,7 +135,10 @@ describe('heartbeatProbe', () => {
 
   it('reports a heartbeat that breaks the contract as invalid, naming the field', async () => {
     mkdirSync(cellPaths(cellDir).heartbeats, { recursive: true });
-    writeFileSync(cellPaths(cellDir).heartbeat('forge'), JSON.stringify({ agent: 'forge', pid: 1, timestamp: 'yesterday' }));
+    writeFileSync(
+      cellPaths(cellDir).heartbeat('forge'),
+      JSON.stringify({ agent: 'forge', pid: 1, timestamp: 'yesterday' }),
+    );
     const result = await heartbeatProbe({ cellDir, agent: 'forge', maxAgeMs: 30_000 });
     expect(result).toMatchObject({ ok: false, failure: 'invalid' });
     expect(result.detail).toContain('timestamp');
@@ -124,12 +176,20 @@ describe('heartbeatProbe', () => {
 describe('createHeartbeatProbe', () => {
   it('remembers the cycle between runs, so a stuck cycle is detected without passing it back', async () => {
     let clock = T0;
-    const probe = createHeartbeatProbe({ cellDir, agent: 'forge', maxAgeMs: 30_000, stuckAfterMs: 20_000 });
+    const probe = createHeartbeatProbe({
+      cellDir,
+      agent: 'forge',
+      maxAgeMs: 30_000,
+      stuckAfterMs: 20_000,
+    });
     await beat(5, T0);
     await expect(probe.run({ now: () => clock })).resolves.toMatchObject({ ok: true });
     clock = T0 + 25_000;
     await beat(5, clock);
-    await expect(probe.run({ now: () => clock })).resolves.toMatchObject({ ok: false, failure: 'stuck' });
+    await expect(probe.run({ now: () => clock })).resolves.toMatchObject({
+      ok: false,
+      failure: 'stuck',
+    });
     expect(probe.progress).toEqual({ cycle: 5, pid: 4242, since: T0 });
     probe.reset();
     expect(probe.progress).toBeUndefined();

@@ -1,7 +1,13 @@
 import { z } from 'zod';
 import { AgentNameSchema, cellPaths, readHeartbeat, type Heartbeat } from '@pit/cell-spec';
 import type { PhiAccrualDetector } from './phi-accrual.js';
-import { describeError, parseTarget, runProbe, type ProbeOptions, type ProbeResult } from './probe-result.js';
+import {
+  describeError,
+  parseTarget,
+  runProbe,
+  type ProbeOptions,
+  type ProbeResult,
+} from './probe-result.js';
 
 /**
  * Memory of an agent's work cycle between two heartbeat probes: which `cycle` (of which
@@ -52,9 +58,15 @@ const HeartbeatTargetSchema = z
     stuckAfterMs: z.number().positive().optional(),
     previous: CycleProgressSchema.optional(),
     detector: z
-      .custom<PhiAccrualDetector>((value) => typeof value === 'object' && value !== null && typeof (value as PhiAccrualDetector).phi === 'function', {
-        message: 'must be a phi-accrual detector',
-      })
+      .custom<PhiAccrualDetector>(
+        (value) =>
+          typeof value === 'object' &&
+          value !== null &&
+          typeof (value as PhiAccrualDetector).phi === 'function',
+        {
+          message: 'must be a phi-accrual detector',
+        },
+      )
       .optional(),
   })
   .refine((target) => target.maxAgeMs !== undefined || target.detector !== undefined, {
@@ -88,31 +100,56 @@ export interface HeartbeatProbeResult extends ProbeResult {
  * const first = await heartbeatProbe({ cellDir, agent: 'forge', maxAgeMs: 30_000, stuckAfterMs: 600_000 });
  * const next = await heartbeatProbe({ cellDir, agent: 'forge', maxAgeMs: 30_000, stuckAfterMs: 600_000, previous: first.progress });
  */
-export async function heartbeatProbe(target: HeartbeatTarget, options?: ProbeOptions): Promise<HeartbeatProbeResult> {
+export async function heartbeatProbe(
+  target: HeartbeatTarget,
+  options?: ProbeOptions,
+): Promise<HeartbeatProbeResult> {
   const spec = parseTarget('heartbeat', HeartbeatTargetSchema, target);
   return probeHeartbeat(spec, cellPaths(spec.cellDir).heartbeat(spec.agent), options);
 }
 
 /** heartbeatProbe after validation (createHeartbeatProbe validates its fixed target once). */
-function probeHeartbeat(spec: HeartbeatTarget, path: string, options: ProbeOptions | undefined): Promise<HeartbeatProbeResult> {
-  return runProbe<HeartbeatProbeResult>({ kind: 'heartbeat', describe: `heartbeat ${path}` }, options, async (attempt) => {
-    let heartbeat: Heartbeat;
-    try {
-      heartbeat = await readHeartbeat(spec.cellDir, spec.agent);
-    } catch (error) {
-      const code = (error as { code?: string }).code;
-      if (code === 'CELL_NOT_FOUND') {
-        attempt.settle({ ok: false, failure: 'missing', stuck: false, detail: `heartbeat ${path}: not written yet` });
-      } else {
-        attempt.settle({ ok: false, failure: code === 'CELL_IO' ? 'error' : 'invalid', stuck: false, detail: describeError(error) });
+function probeHeartbeat(
+  spec: HeartbeatTarget,
+  path: string,
+  options: ProbeOptions | undefined,
+): Promise<HeartbeatProbeResult> {
+  return runProbe<HeartbeatProbeResult>(
+    { kind: 'heartbeat', describe: `heartbeat ${path}` },
+    options,
+    async (attempt) => {
+      let heartbeat: Heartbeat;
+      try {
+        heartbeat = await readHeartbeat(spec.cellDir, spec.agent);
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if (code === 'CELL_NOT_FOUND') {
+          attempt.settle({
+            ok: false,
+            failure: 'missing',
+            stuck: false,
+            detail: `heartbeat ${path}: not written yet`,
+          });
+        } else {
+          attempt.settle({
+            ok: false,
+            failure: code === 'CELL_IO' ? 'error' : 'invalid',
+            stuck: false,
+            detail: describeError(error),
+          });
+        }
+        return;
       }
-      return;
-    }
-    attempt.settle(judge(spec, heartbeat, attempt.now()));
-  });
+      attempt.settle(judge(spec, heartbeat, attempt.now()));
+    },
+  );
 }
 
-function judge(spec: HeartbeatTarget, heartbeat: Heartbeat, now: number): Omit<HeartbeatProbeResult, 'kind' | 'latencyMs' | 'observedAt'> {
+function judge(
+  spec: HeartbeatTarget,
+  heartbeat: Heartbeat,
+  now: number,
+): Omit<HeartbeatProbeResult, 'kind' | 'latencyMs' | 'observedAt'> {
   const beatAt = heartbeat.timestamp * 1000;
   const rawAge = now - beatAt;
   const ageMs = Math.round(rawAge);
@@ -122,17 +159,35 @@ function judge(spec: HeartbeatTarget, heartbeat: Heartbeat, now: number): Omit<H
       ? previous
       : { cycle: heartbeat.cycle, pid: heartbeat.pid, since: beatAt };
   const detector = spec.detector;
-  if (detector && (detector.lastHeartbeatAt === undefined || beatAt > detector.lastHeartbeatAt)) detector.heartbeat(beatAt);
+  if (detector && (detector.lastHeartbeatAt === undefined || beatAt > detector.lastHeartbeatAt))
+    detector.heartbeat(beatAt);
   const phi = detector?.phi(now);
-  const facts = { heartbeat, ageMs, progress, ...(phi === undefined ? {} : { phi: round(phi, 3) }) };
+  const facts = {
+    heartbeat,
+    ageMs,
+    progress,
+    ...(phi === undefined ? {} : { phi: round(phi, 3) }),
+  };
   const who = `${heartbeat.agent} (pid ${heartbeat.pid}, cycle ${heartbeat.cycle}, ${heartbeat.status})`;
   const age = ageMs < 0 ? `timestamp ${seconds(-ageMs)} in the future` : `age ${seconds(ageMs)}`;
 
   if (spec.maxAgeMs !== undefined && rawAge > spec.maxAgeMs) {
-    return { ok: false, failure: 'stale', stuck: false, ...facts, detail: `${who}: heartbeat stale: ${age} > ${seconds(spec.maxAgeMs)}` };
+    return {
+      ok: false,
+      failure: 'stale',
+      stuck: false,
+      ...facts,
+      detail: `${who}: heartbeat stale: ${age} > ${seconds(spec.maxAgeMs)}`,
+    };
   }
   if (detector && phi !== undefined && phi >= detector.threshold) {
-    return { ok: false, failure: 'stale', stuck: false, ...facts, detail: `${who}: heartbeat suspected: phi ${round(phi, 2)} ≥ ${detector.threshold} (${age})` };
+    return {
+      ok: false,
+      failure: 'stale',
+      stuck: false,
+      ...facts,
+      detail: `${who}: heartbeat suspected: phi ${round(phi, 2)} ≥ ${detector.threshold} (${age})`,
+    };
   }
   const stuckFor = now - progress.since;
   if (spec.stuckAfterMs !== undefined && stuckFor > spec.stuckAfterMs) {
@@ -185,7 +240,11 @@ export function createHeartbeatProbe(target: Omit<HeartbeatTarget, 'previous'>):
   return {
     async run(options) {
       const started = generation;
-      const result = await probeHeartbeat({ ...spec, ...(progress ? { previous: progress } : {}) }, path, options);
+      const result = await probeHeartbeat(
+        { ...spec, ...(progress ? { previous: progress } : {}) },
+        path,
+        options,
+      );
       if (result.progress && started === generation) progress = result.progress;
       return result;
     },

@@ -1,6 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { closedPort, startHttpServer, startHungServer, type RunningServer } from './__fixtures__/targets.js';
+import {
+  closedPort,
+  startHttpServer,
+  startHungServer,
+  type RunningServer,
+} from './__fixtures__/targets.js';
 import { ProbeError } from './errors.js';
 import { GatewayHealthSchema, httpProbe } from './http-probe.js';
 
@@ -53,7 +58,7 @@ describe('httpProbe', () => {
     expect(result).toMatchObject({ ok: false, failure: 'refused' });
   });
 
-  it("accepts a gateway's {status: \"ok\"} body with GatewayHealthSchema", async () => {
+  it('accepts a gateway\'s {status: "ok"} body with GatewayHealthSchema', async () => {
     const live = await server(json({ status: 'ok', uptime_seconds: 3 }));
     const result = await httpProbe({ url: `${live.url}/health`, schema: GatewayHealthSchema });
     expect(result).toMatchObject({ ok: true, body: { status: 'ok', uptime_seconds: 3 } });
@@ -81,7 +86,11 @@ describe('httpProbe', () => {
       response.write(big);
       response.end('"}');
     });
-    const result = await httpProbe({ url: live.url, schema: GatewayHealthSchema, maxBodyBytes: 1024 });
+    const result = await httpProbe({
+      url: live.url,
+      schema: GatewayHealthSchema,
+      maxBodyBytes: 1024,
+    });
     expect(result).toMatchObject({ ok: false, failure: 'bad_body' });
     expect(result.detail).toContain('exceeds 1024 bytes');
   });
@@ -98,7 +107,11 @@ describe('httpProbe', () => {
     const refused = await httpProbe(`${live.url}/old`);
     expect(refused).toMatchObject({ ok: false, failure: 'bad_status', statusCode: 302 });
     expect(refused.detail).toContain('redirect not followed');
-    const followed = await httpProbe({ url: `${live.url}/old`, followRedirects: 1, schema: GatewayHealthSchema });
+    const followed = await httpProbe({
+      url: `${live.url}/old`,
+      followRedirects: 1,
+      schema: GatewayHealthSchema,
+    });
     expect(followed).toMatchObject({ ok: true, statusCode: 200 });
   });
 
@@ -124,9 +137,12 @@ describe('httpProbe', () => {
     expect(result.latencyMs).toBeLessThan(30_000);
   });
 
-  it.each(['not a url', 'ftp://127.0.0.1/health', 'file:///etc/passwd'])('refuses %j with PROBE_INVALID_TARGET', async (url) => {
-    const error = await httpProbe(url).catch((caught: unknown) => caught);
-    expect(error).toBeInstanceOf(ProbeError);
-    expect((error as ProbeError).code).toBe('PROBE_INVALID_TARGET');
-  });
+  it.each(['not a url', 'ftp://127.0.0.1/health', 'file:///etc/passwd'])(
+    'refuses %j with PROBE_INVALID_TARGET',
+    async (url) => {
+      const error = await httpProbe(url).catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(ProbeError);
+      expect((error as ProbeError).code).toBe('PROBE_INVALID_TARGET');
+    },
+  );
 });

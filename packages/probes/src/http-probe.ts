@@ -1,9 +1,22 @@
-import { request as httpRequest, STATUS_CODES, type IncomingMessage, type RequestOptions } from 'node:http';
+import {
+  request as httpRequest,
+  STATUS_CODES,
+  type IncomingMessage,
+  type RequestOptions,
+} from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { z } from 'zod';
 import { formatIssues } from '@pit/cell-spec';
 import { ProbeError } from './errors.js';
-import { classifySocketError, describeError, parseTarget, runProbe, type Attempt, type ProbeOptions, type ProbeResult } from './probe-result.js';
+import {
+  classifySocketError,
+  describeError,
+  parseTarget,
+  runProbe,
+  type Attempt,
+  type ProbeOptions,
+  type ProbeResult,
+} from './probe-result.js';
 
 /** What {@link httpProbe} requests and how it judges the answer. */
 export interface HttpTarget {
@@ -27,7 +40,9 @@ export interface HttpTarget {
 const HttpTargetSchema = z.strictObject({
   url: z.union([z.string(), z.instanceof(URL)]),
   headers: z.record(z.string(), z.string()).optional(),
-  schema: z.custom<z.ZodType>((value) => value instanceof z.ZodType, { message: 'must be a zod schema' }).optional(),
+  schema: z
+    .custom<z.ZodType>((value) => value instanceof z.ZodType, { message: 'must be a zod schema' })
+    .optional(),
   maxBodyBytes: z.number().int().positive().optional(),
   followRedirects: z.number().int().nonnegative().max(20).optional(),
   rejectUnauthorized: z.boolean().optional(),
@@ -59,27 +74,50 @@ export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
  * @example
  * const result = await httpProbe({ url: 'http://127.0.0.1:8642/health', schema: GatewayHealthSchema }, { timeoutMs: 2000 });
  */
-export async function httpProbe(target: HttpTarget | string | URL, options?: ProbeOptions): Promise<HttpProbeResult> {
-  const spec = parseTarget('http', HttpTargetSchema, typeof target === 'string' || target instanceof URL ? { url: target } : target);
+export async function httpProbe(
+  target: HttpTarget | string | URL,
+  options?: ProbeOptions,
+): Promise<HttpProbeResult> {
+  const spec = parseTarget(
+    'http',
+    HttpTargetSchema,
+    typeof target === 'string' || target instanceof URL ? { url: target } : target,
+  );
   const url = parseHttpUrl(spec.url);
   const maxBodyBytes = spec.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  return runProbe<HttpProbeResult>({ kind: 'http', describe: `GET ${url.href}` }, options, (attempt) => {
-    get(attempt, url, spec.followRedirects ?? 0);
-  });
+  return runProbe<HttpProbeResult>(
+    { kind: 'http', describe: `GET ${url.href}` },
+    options,
+    (attempt) => {
+      get(attempt, url, spec.followRedirects ?? 0);
+    },
+  );
 
   function get(attempt: Attempt<HttpProbeResult>, current: URL, redirectsLeft: number): void {
     const requestOptions: RequestOptions & { rejectUnauthorized?: boolean } = {
       method: 'GET',
       agent: false,
-      headers: { accept: spec.schema ? 'application/json' : '*/*', 'user-agent': 'pit-probes', ...spec.headers },
+      headers: {
+        accept: spec.schema ? 'application/json' : '*/*',
+        'user-agent': 'pit-probes',
+        ...spec.headers,
+      },
     };
-    if (current.protocol === 'https:') requestOptions.rejectUnauthorized = spec.rejectUnauthorized ?? true;
-    const request = (current.protocol === 'https:' ? httpsRequest : httpRequest)(current, requestOptions);
+    if (current.protocol === 'https:')
+      requestOptions.rejectUnauthorized = spec.rejectUnauthorized ?? true;
+    const request = (current.protocol === 'https:' ? httpsRequest : httpRequest)(
+      current,
+      requestOptions,
+    );
     // Settled, timed out or aborted: drop the connection (destroy() without an error builds no AbortError).
     attempt.signal.addEventListener('abort', () => request.destroy(), { once: true });
     request.on('error', (error) => {
       if (attempt.signal.aborted) return;
-      attempt.settle({ ok: false, failure: classifySocketError(error), detail: `GET ${current.href}: ${describeError(error)}` });
+      attempt.settle({
+        ok: false,
+        failure: classifySocketError(error),
+        detail: `GET ${current.href}: ${describeError(error)}`,
+      });
     });
     request.once('response', (response) => {
       const status = response.statusCode ?? 0;
@@ -88,18 +126,33 @@ export async function httpProbe(target: HttpTarget | string | URL, options?: Pro
       if (status >= 300 && status < 400 && location !== undefined) {
         response.destroy();
         if (redirectsLeft <= 0) {
-          attempt.settle({ ok: false, failure: 'bad_status', statusCode: status, detail: `GET ${current.href}: ${statusLine} to ${location} (redirect not followed)` });
+          attempt.settle({
+            ok: false,
+            failure: 'bad_status',
+            statusCode: status,
+            detail: `GET ${current.href}: ${statusLine} to ${location} (redirect not followed)`,
+          });
           return;
         }
         let next: URL;
         try {
           next = new URL(location, current);
         } catch {
-          attempt.settle({ ok: false, failure: 'bad_status', statusCode: status, detail: `GET ${current.href}: ${statusLine} to an invalid location ${JSON.stringify(location)}` });
+          attempt.settle({
+            ok: false,
+            failure: 'bad_status',
+            statusCode: status,
+            detail: `GET ${current.href}: ${statusLine} to an invalid location ${JSON.stringify(location)}`,
+          });
           return;
         }
         if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-          attempt.settle({ ok: false, failure: 'bad_status', statusCode: status, detail: `GET ${current.href}: redirect to a non-http URL ${next.href}` });
+          attempt.settle({
+            ok: false,
+            failure: 'bad_status',
+            statusCode: status,
+            detail: `GET ${current.href}: redirect to a non-http URL ${next.href}`,
+          });
           return;
         }
         get(attempt, next, redirectsLeft - 1);
@@ -107,12 +160,21 @@ export async function httpProbe(target: HttpTarget | string | URL, options?: Pro
       }
       if (status < 200 || status > 299) {
         response.destroy();
-        attempt.settle({ ok: false, failure: 'bad_status', statusCode: status, detail: `GET ${current.href}: ${statusLine}` });
+        attempt.settle({
+          ok: false,
+          failure: 'bad_status',
+          statusCode: status,
+          detail: `GET ${current.href}: ${statusLine}`,
+        });
         return;
       }
       if (!spec.schema) {
         response.destroy();
-        attempt.settle({ ok: true, statusCode: status, detail: `GET ${current.href}: ${statusLine}` });
+        attempt.settle({
+          ok: true,
+          statusCode: status,
+          detail: `GET ${current.href}: ${statusLine}`,
+        });
         return;
       }
       checkBody(attempt, current, response, statusLine, spec.schema);
@@ -120,12 +182,23 @@ export async function httpProbe(target: HttpTarget | string | URL, options?: Pro
     request.end();
   }
 
-  function checkBody(attempt: Attempt<HttpProbeResult>, current: URL, response: IncomingMessage, statusLine: string, schema: z.ZodType): void {
+  function checkBody(
+    attempt: Attempt<HttpProbeResult>,
+    current: URL,
+    response: IncomingMessage,
+    statusLine: string,
+    schema: z.ZodType,
+  ): void {
     const status = response.statusCode ?? 0;
     const declared = Number(response.headers['content-length']);
     if (Number.isFinite(declared) && declared > maxBodyBytes) {
       response.destroy();
-      attempt.settle({ ok: false, failure: 'bad_body', statusCode: status, detail: `GET ${current.href}: ${statusLine} but the body (${declared} bytes) exceeds ${maxBodyBytes} bytes` });
+      attempt.settle({
+        ok: false,
+        failure: 'bad_body',
+        statusCode: status,
+        detail: `GET ${current.href}: ${statusLine} but the body (${declared} bytes) exceeds ${maxBodyBytes} bytes`,
+      });
       return;
     }
     const chunks: Buffer[] = [];
@@ -134,14 +207,24 @@ export async function httpProbe(target: HttpTarget | string | URL, options?: Pro
       size += chunk.length;
       if (size > maxBodyBytes) {
         response.destroy();
-        attempt.settle({ ok: false, failure: 'bad_body', statusCode: status, detail: `GET ${current.href}: ${statusLine} but the body exceeds ${maxBodyBytes} bytes` });
+        attempt.settle({
+          ok: false,
+          failure: 'bad_body',
+          statusCode: status,
+          detail: `GET ${current.href}: ${statusLine} but the body exceeds ${maxBodyBytes} bytes`,
+        });
         return;
       }
       chunks.push(chunk);
     });
     response.on('error', (error) => {
       if (attempt.signal.aborted) return;
-      attempt.settle({ ok: false, failure: 'unreachable', statusCode: status, detail: `GET ${current.href}: body: ${describeError(error)}` });
+      attempt.settle({
+        ok: false,
+        failure: 'unreachable',
+        statusCode: status,
+        detail: `GET ${current.href}: body: ${describeError(error)}`,
+      });
     });
     response.once('end', () => {
       const text = Buffer.concat(chunks).toString('utf8');
@@ -149,15 +232,30 @@ export async function httpProbe(target: HttpTarget | string | URL, options?: Pro
       try {
         json = JSON.parse(text);
       } catch {
-        attempt.settle({ ok: false, failure: 'bad_body', statusCode: status, detail: `GET ${current.href}: ${statusLine} but the body is not JSON: ${snippet(text)}` });
+        attempt.settle({
+          ok: false,
+          failure: 'bad_body',
+          statusCode: status,
+          detail: `GET ${current.href}: ${statusLine} but the body is not JSON: ${snippet(text)}`,
+        });
         return;
       }
       const parsed = schema.safeParse(json);
       if (!parsed.success) {
-        attempt.settle({ ok: false, failure: 'bad_body', statusCode: status, detail: `GET ${current.href}: ${statusLine} but the body is rejected: ${formatIssues(parsed.error)}` });
+        attempt.settle({
+          ok: false,
+          failure: 'bad_body',
+          statusCode: status,
+          detail: `GET ${current.href}: ${statusLine} but the body is rejected: ${formatIssues(parsed.error)}`,
+        });
         return;
       }
-      attempt.settle({ ok: true, statusCode: status, body: parsed.data, detail: `GET ${current.href}: ${statusLine}, body accepted` });
+      attempt.settle({
+        ok: true,
+        statusCode: status,
+        body: parsed.data,
+        detail: `GET ${current.href}: ${statusLine}, body accepted`,
+      });
     });
   }
 }
@@ -167,10 +265,16 @@ function parseHttpUrl(value: string | URL): URL {
   try {
     url = new URL(value);
   } catch {
-    throw new ProbeError('PROBE_INVALID_TARGET', `http probe target: url: ${JSON.stringify(String(value))} is not a valid URL`);
+    throw new ProbeError(
+      'PROBE_INVALID_TARGET',
+      `http probe target: url: ${JSON.stringify(String(value))} is not a valid URL`,
+    );
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new ProbeError('PROBE_INVALID_TARGET', `http probe target: url: ${url.href} must be http: or https:`);
+    throw new ProbeError(
+      'PROBE_INVALID_TARGET',
+      `http probe target: url: ${url.href} must be http: or https:`,
+    );
   }
   return url;
 }

@@ -1,12 +1,41 @@
 export { ProbeError, type ProbeErrorCode } from './errors.js';
 export type { Logger } from './logger.js';
-export { DEFAULT_PROBE_TIMEOUT_MS, type ProbeResult, type ProbeOptions, type ProbeKind, type ProbeFailure } from './probe-result.js';
+export {
+  DEFAULT_PROBE_TIMEOUT_MS,
+  type ProbeResult,
+  type ProbeOptions,
+  type ProbeKind,
+  type ProbeFailure,
+} from './probe-result.js';
 export { tcpProbe, type TcpTarget, type TcpProbeResult } from './tcp-probe.js';
-export { httpProbe, GatewayHealthSchema, DEFAULT_MAX_BODY_BYTES, type HttpTarget, type HttpProbeResult } from './http-probe.js';
+export {
+  httpProbe,
+  GatewayHealthSchema,
+  DEFAULT_MAX_BODY_BYTES,
+  type HttpTarget,
+  type HttpProbeResult,
+} from './http-probe.js';
 export { wsProbe, type WsTarget, type WsProbeResult } from './ws-probe.js';
-export { readProcessStat, readProcessStartTime, parseProcessStat, scanProcesses, type ProcessStat, type ProcessInfo } from './proc.js';
-export { createProcessTable, type ProcessTable, type ProcessSnapshot, type ProcessTableOptions } from './process-table.js';
-export { processProbe, type ProcessTarget, type ProcessProbeOptions, type ProcessProbeResult } from './process-probe.js';
+export {
+  readProcessStat,
+  readProcessStartTime,
+  parseProcessStat,
+  scanProcesses,
+  type ProcessStat,
+  type ProcessInfo,
+} from './proc.js';
+export {
+  createProcessTable,
+  type ProcessTable,
+  type ProcessSnapshot,
+  type ProcessTableOptions,
+} from './process-table.js';
+export {
+  processProbe,
+  type ProcessTarget,
+  type ProcessProbeOptions,
+  type ProcessProbeResult,
+} from './process-probe.js';
 export {
   heartbeatProbe,
   createHeartbeatProbe,
@@ -16,7 +45,12 @@ export {
   type CycleProgress,
 } from './heartbeat-probe.js';
 export { execProbe, type ExecTarget, type ExecProbeResult } from './exec-probe.js';
-export { createPhiAccrualDetector, type PhiAccrualDetector, type PhiAccrualOptions, type PhiAccrualStats } from './phi-accrual.js';
+export {
+  createPhiAccrualDetector,
+  type PhiAccrualDetector,
+  type PhiAccrualOptions,
+  type PhiAccrualStats,
+} from './phi-accrual.js';
 export {
   createAssessor,
   type Assessor,

@@ -13,15 +13,23 @@ const SeriesSchema = z.strictObject({
   resumedAt: z.number(),
   killedAt: z.number(),
   endedAt: z.number(),
-  beats: z.array(z.strictObject({ cycle: z.number().int(), timestamp: z.number(), seenAt: z.number() })).min(100),
+  beats: z
+    .array(z.strictObject({ cycle: z.number().int(), timestamp: z.number(), seenAt: z.number() }))
+    .min(100),
 });
-const series = SeriesSchema.parse(JSON.parse(readFileSync(new URL('./__fixtures__/heartbeat-series.json', import.meta.url), 'utf8')));
+const series = SeriesSchema.parse(
+  JSON.parse(
+    readFileSync(new URL('./__fixtures__/heartbeat-series.json', import.meta.url), 'utf8'),
+  ),
+);
 const beatTimes = series.beats.map((beat) => beat.timestamp * 1000);
 const normal = beatTimes.filter((at) => at < series.stoppedAt);
 const lastBeforeHang = normal.at(-1) as number;
 const firstAfterHang = beatTimes.find((at) => at > series.stoppedAt) as number;
 const lastBeat = beatTimes.at(-1) as number;
-const longestNormalInterval = Math.max(...normal.slice(1).map((at, index) => at - (normal[index] as number)));
+const longestNormalInterval = Math.max(
+  ...normal.slice(1).map((at, index) => at - (normal[index] as number)),
+);
 
 describe('createPhiAccrualDetector against a recorded heartbeat series', () => {
   it('never suspects the agent while it works normally (Akka defaults: threshold 8)', () => {
@@ -75,8 +83,12 @@ describe('createPhiAccrualDetector against a recorded heartbeat series', () => {
       plain.heartbeat(at);
       patient.heartbeat(at);
     }
-    expect((patient.suspectAt() as number) - (plain.suspectAt() as number)).toBeGreaterThanOrEqual(2_999);
-    expect((patient.suspectAt() as number) - (plain.suspectAt() as number)).toBeLessThanOrEqual(3_001);
+    expect((patient.suspectAt() as number) - (plain.suspectAt() as number)).toBeGreaterThanOrEqual(
+      2_999,
+    );
+    expect((patient.suspectAt() as number) - (plain.suspectAt() as number)).toBeLessThanOrEqual(
+      3_001,
+    );
   });
 });
 

@@ -73,7 +73,11 @@ const PhiAccrualOptionsSchema = z.strictObject({
  */
 export function createPhiAccrualDetector(options: PhiAccrualOptions = {}): PhiAccrualDetector {
   const parsed = PhiAccrualOptionsSchema.safeParse(options);
-  if (!parsed.success) throw new ProbeError('PROBE_INVALID_OPTIONS', `phi-accrual options: ${formatIssues(parsed.error)}`);
+  if (!parsed.success)
+    throw new ProbeError(
+      'PROBE_INVALID_OPTIONS',
+      `phi-accrual options: ${formatIssues(parsed.error)}`,
+    );
   const threshold = options.threshold ?? 8;
   const maxSampleSize = options.maxSampleSize ?? 1000;
   const minStdDeviation = options.minStdDeviationMs ?? 100;

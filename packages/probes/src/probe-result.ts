@@ -117,7 +117,12 @@ export function runProbe<R extends ProbeResult>(
 ): Promise<R> {
   const parsed = ProbeOptionsSchema.safeParse(options ?? {});
   if (!parsed.success) {
-    return Promise.reject(new ProbeError('PROBE_INVALID_OPTIONS', `${spec.kind} probe options: ${formatIssues(parsed.error)}`));
+    return Promise.reject(
+      new ProbeError(
+        'PROBE_INVALID_OPTIONS',
+        `${spec.kind} probe options: ${formatIssues(parsed.error)}`,
+      ),
+    );
   }
   const timeoutMs = options?.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
   const now = options?.now ?? Date.now;
@@ -139,10 +144,18 @@ export function runProbe<R extends ProbeResult>(
       resolve(result);
     };
     const onAbort = (): void => {
-      finish({ ok: false, failure: 'aborted', detail: `${spec.describe}: aborted by the caller` } as Outcome<R>);
+      finish({
+        ok: false,
+        failure: 'aborted',
+        detail: `${spec.describe}: aborted by the caller`,
+      } as Outcome<R>);
     };
     const timer = setTimeout(() => {
-      finish({ ok: false, failure: 'timeout', detail: `${spec.describe}: ${spec.timeoutDetail?.(timeoutMs) ?? `no answer within ${timeoutMs} ms`}` } as Outcome<R>);
+      finish({
+        ok: false,
+        failure: 'timeout',
+        detail: `${spec.describe}: ${spec.timeoutDetail?.(timeoutMs) ?? `no answer within ${timeoutMs} ms`}`,
+      } as Outcome<R>);
     }, timeoutMs);
     if (callerSignal?.aborted) {
       onAbort();
@@ -153,11 +166,19 @@ export function runProbe<R extends ProbeResult>(
       const pending = body({ signal: controller.signal, timeoutMs, now, settle: finish });
       if (pending) {
         pending.catch((error: unknown) => {
-          finish({ ok: false, failure: 'error', detail: `${spec.describe}: ${describeError(error)}` } as Outcome<R>);
+          finish({
+            ok: false,
+            failure: 'error',
+            detail: `${spec.describe}: ${describeError(error)}`,
+          } as Outcome<R>);
         });
       }
     } catch (error) {
-      finish({ ok: false, failure: 'error', detail: `${spec.describe}: ${describeError(error)}` } as Outcome<R>);
+      finish({
+        ok: false,
+        failure: 'error',
+        detail: `${spec.describe}: ${describeError(error)}`,
+      } as Outcome<R>);
     }
   });
 }
@@ -166,7 +187,9 @@ export function runProbe<R extends ProbeResult>(
 export function describeError(error: unknown): string {
   if (error instanceof Error) {
     const code = (error as NodeJS.ErrnoException).code;
-    return code !== undefined && !error.message.includes(code) ? `${code}: ${error.message}` : error.message;
+    return code !== undefined && !error.message.includes(code)
+      ? `${code}: ${error.message}`
+      : error.message;
   }
   return String(error);
 }
@@ -183,8 +206,16 @@ export function classifySocketError(error: unknown): ProbeFailure {
  * Parses a probe target with zod, naming the probe and every bad field.
  * @throws {ProbeError} PROBE_INVALID_TARGET.
  */
-export function parseTarget<T extends z.ZodType>(kind: string, schema: T, target: unknown): z.infer<T> {
+export function parseTarget<T extends z.ZodType>(
+  kind: string,
+  schema: T,
+  target: unknown,
+): z.infer<T> {
   const parsed = schema.safeParse(target);
-  if (!parsed.success) throw new ProbeError('PROBE_INVALID_TARGET', `${kind} probe target: ${formatIssues(parsed.error)}`);
+  if (!parsed.success)
+    throw new ProbeError(
+      'PROBE_INVALID_TARGET',
+      `${kind} probe target: ${formatIssues(parsed.error)}`,
+    );
   return parsed.data;
 }

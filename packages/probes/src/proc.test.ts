@@ -14,7 +14,14 @@ describe('parseProcessStat', () => {
     fields[2] = '4242'; // pgrp
     fields[19] = '123456'; // starttime (field 22)
     const stat = parseProcessStat(`4242 (we ird) (name) ${fields.join(' ')}\n`);
-    expect(stat).toEqual({ pid: 4242, comm: 'we ird) (name', state: 'S', ppid: 77, pgrp: 4242, startTime: 123456 });
+    expect(stat).toEqual({
+      pid: 4242,
+      comm: 'we ird) (name',
+      state: 'S',
+      ppid: 77,
+      pgrp: 4242,
+      startTime: 123456,
+    });
   });
 
   it('returns undefined for text that is not a stat line', () => {

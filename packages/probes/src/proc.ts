@@ -31,7 +31,11 @@ let procAvailable: boolean | undefined;
 /** @throws {ProbeError} PROBE_UNSUPPORTED when there is no Linux `/proc`. */
 export function assertProcAvailable(): void {
   procAvailable ??= existsSync('/proc/self/stat');
-  if (!procAvailable) throw new ProbeError('PROBE_UNSUPPORTED', '/proc/self/stat: not found; process probes need a Linux /proc');
+  if (!procAvailable)
+    throw new ProbeError(
+      'PROBE_UNSUPPORTED',
+      '/proc/self/stat: not found; process probes need a Linux /proc',
+    );
 }
 
 /**
@@ -44,13 +48,22 @@ export function parseProcessStat(text: string): ProcessStat | undefined {
   const close = text.lastIndexOf(')');
   if (open < 0 || close < open) return undefined;
   const pid = Number(text.slice(0, open).trim());
-  const fields = text.slice(close + 2).trim().split(' ');
+  const fields = text
+    .slice(close + 2)
+    .trim()
+    .split(' ');
   // fields[0] is field 3 (state); field n is fields[n - 3].
   const state = fields[0];
   const ppid = Number(fields[1]);
   const pgrp = Number(fields[2]);
   const startTime = Number(fields[19]);
-  if (!Number.isInteger(pid) || state === undefined || !Number.isInteger(startTime) || !Number.isInteger(ppid)) return undefined;
+  if (
+    !Number.isInteger(pid) ||
+    state === undefined ||
+    !Number.isInteger(startTime) ||
+    !Number.isInteger(ppid)
+  )
+    return undefined;
   return { pid, comm: text.slice(open + 1, close), state, ppid, pgrp, startTime };
 }
 
@@ -60,7 +73,8 @@ export function parseProcessStat(text: string): ProcessStat | undefined {
  * @throws {ProbeError} PROBE_INVALID_TARGET for a pid that is not a positive integer; PROBE_UNSUPPORTED without /proc.
  */
 export async function readProcessStat(pid: number): Promise<ProcessStat | undefined> {
-  if (!Number.isInteger(pid) || pid <= 0) throw new ProbeError('PROBE_INVALID_TARGET', `pid: ${pid} must be a positive integer`);
+  if (!Number.isInteger(pid) || pid <= 0)
+    throw new ProbeError('PROBE_INVALID_TARGET', `pid: ${pid} must be a positive integer`);
   assertProcAvailable();
   let text: string;
   try {
@@ -102,10 +116,14 @@ export async function scanProcesses(): Promise<ProcessInfo[]> {
 
 async function readProcessInfo(pid: number): Promise<ProcessInfo | undefined> {
   try {
-    const [statText, cmdline] = await Promise.all([fs.readFile(`/proc/${pid}/stat`, 'utf8'), fs.readFile(`/proc/${pid}/cmdline`)]);
+    const [statText, cmdline] = await Promise.all([
+      fs.readFile(`/proc/${pid}/stat`, 'utf8'),
+      fs.readFile(`/proc/${pid}/cmdline`),
+    ]);
     const stat = parseProcessStat(statText);
     if (!stat) return undefined;
-    const args = cmdline.length === 0 ? [] : cmdline.toString('utf8').replace(/\0$/, '').split('\0');
+    const args =
+      cmdline.length === 0 ? [] : cmdline.toString('utf8').replace(/\0$/, '').split('\0');
     return { ...stat, cmdline: args };
   } catch {
     // Exited between readdir and read, or not ours to read.

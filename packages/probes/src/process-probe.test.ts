@@ -31,7 +31,12 @@ describe('processProbe by pid', () => {
     const child = spawnChild('sleep', ['30']);
     const actual = (await readProcessStartTime(child.pid)) as number;
     const result = await processProbe({ pid: child.pid, startTime: actual - 1 });
-    expect(result).toMatchObject({ ok: false, failure: 'pid_reused', pid: child.pid, startTime: actual });
+    expect(result).toMatchObject({
+      ok: false,
+      failure: 'pid_reused',
+      pid: child.pid,
+      startTime: actual,
+    });
     expect(result.detail).toContain(`expected ${actual - 1}`);
   });
 
@@ -43,7 +48,9 @@ describe('processProbe by pid', () => {
     await expect
       .poll(
         async () => {
-          zombie = (await scanProcesses()).find((info) => info.ppid === parent.pid && info.state === 'Z')?.pid;
+          zombie = (await scanProcesses()).find(
+            (info) => info.ppid === parent.pid && info.state === 'Z',
+          )?.pid;
           return zombie;
         },
         { timeout: 10_000 },
@@ -71,12 +78,18 @@ describe('processProbe by pid file', () => {
     const child = spawnChild('sleep', ['30']);
     const pidFile = join(dir, `${randomUUID()}.pid`);
     writeFileSync(pidFile, `${child.pid}\n`);
-    const result = await processProbe({ pidFile, startTime: await readProcessStartTime(child.pid) });
+    const result = await processProbe({
+      pidFile,
+      startTime: await readProcessStartTime(child.pid),
+    });
     expect(result).toMatchObject({ ok: true, pid: child.pid });
   });
 
   it('reports a missing pid file as missing and a garbled one as invalid', async () => {
-    await expect(processProbe({ pidFile: join(dir, 'absent.pid') })).resolves.toMatchObject({ ok: false, failure: 'missing' });
+    await expect(processProbe({ pidFile: join(dir, 'absent.pid') })).resolves.toMatchObject({
+      ok: false,
+      failure: 'missing',
+    });
     const garbled = join(dir, 'garbled.pid');
     writeFileSync(garbled, 'not-a-pid');
     const result = await processProbe({ pidFile: garbled });
@@ -108,7 +121,9 @@ describe('processProbe by command pattern', () => {
     const markers = [`pit-a-${randomUUID()}`, `pit-b-${randomUUID()}`, `pit-c-${randomUUID()}`];
     const children = markers.map((marker) => spawnMarked(marker));
     const processTable = createProcessTable({ maxAgeMs: 60_000 });
-    const results = await Promise.all(markers.map((marker) => processProbe({ pattern: marker }, { processTable })));
+    const results = await Promise.all(
+      markers.map((marker) => processProbe({ pattern: marker }, { processTable })),
+    );
     expect(results.map((result) => result.pids)).toEqual(children.map((child) => [child.pid]));
     expect(processTable.scans).toBe(1);
     await processTable.refresh();

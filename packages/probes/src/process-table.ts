@@ -53,7 +53,11 @@ const ProcessTableOptionsSchema = z.strictObject({
  */
 export function createProcessTable(options: ProcessTableOptions = {}): ProcessTable {
   const parsed = ProcessTableOptionsSchema.safeParse(options);
-  if (!parsed.success) throw new ProbeError('PROBE_INVALID_OPTIONS', `process table options: ${formatIssues(parsed.error)}`);
+  if (!parsed.success)
+    throw new ProbeError(
+      'PROBE_INVALID_OPTIONS',
+      `process table options: ${formatIssues(parsed.error)}`,
+    );
   const maxAgeMs = options.maxAgeMs ?? 1000;
   const now = options.now ?? Date.now;
   let current: ProcessSnapshot | undefined;
@@ -74,7 +78,8 @@ export function createProcessTable(options: ProcessTableOptions = {}): ProcessTa
   };
 
   return {
-    snapshot: () => (current && now() - current.takenAt <= maxAgeMs ? Promise.resolve(current) : refresh()),
+    snapshot: () =>
+      current && now() - current.takenAt <= maxAgeMs ? Promise.resolve(current) : refresh(),
     refresh,
     get scans() {
       return scans;
@@ -89,8 +94,17 @@ export function toSnapshot(processes: ProcessInfo[], takenAt: number): ProcessSn
     processes,
     match: (pattern) => {
       // A global or sticky RegExp keeps state between test() calls; use a stateless copy.
-      const re = pattern.global || pattern.sticky ? new RegExp(pattern.source, pattern.flags.replace(/[gy]/g, '')) : pattern;
-      return processes.filter((info) => info.state !== 'Z' && info.state !== 'X' && info.cmdline.length > 0 && re.test(info.cmdline.join(' ')));
+      const re =
+        pattern.global || pattern.sticky
+          ? new RegExp(pattern.source, pattern.flags.replace(/[gy]/g, ''))
+          : pattern;
+      return processes.filter(
+        (info) =>
+          info.state !== 'Z' &&
+          info.state !== 'X' &&
+          info.cmdline.length > 0 &&
+          re.test(info.cmdline.join(' ')),
+      );
     },
   };
 }

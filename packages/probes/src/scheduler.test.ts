@@ -9,7 +9,12 @@ import { createAssessor, type Assessment } from './assessor.js';
 import { ProbeError } from './errors.js';
 import { createHeartbeatProbe } from './heartbeat-probe.js';
 import { httpProbe } from './http-probe.js';
-import { createProbeScheduler, type ProbeEvent, type ProbeScheduler, type ProbeSchedulerOptions } from './scheduler.js';
+import {
+  createProbeScheduler,
+  type ProbeEvent,
+  type ProbeScheduler,
+  type ProbeSchedulerOptions,
+} from './scheduler.js';
 import { tcpProbe } from './tcp-probe.js';
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -17,9 +22,16 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-function scheduler(options: Partial<ProbeSchedulerOptions> = {}): { scheduler: ProbeScheduler; events: ProbeEvent[] } {
+function scheduler(options: Partial<ProbeSchedulerOptions> = {}): {
+  scheduler: ProbeScheduler;
+  events: ProbeEvent[];
+} {
   const events: ProbeEvent[] = [];
-  const created = createProbeScheduler({ onResult: (event) => events.push(event), seed: 42, ...options });
+  const created = createProbeScheduler({
+    onResult: (event) => events.push(event),
+    seed: 42,
+    ...options,
+  });
   cleanups.push(() => created.stop());
   return { scheduler: created, events };
 }
@@ -49,19 +61,60 @@ describe('createProbeScheduler', () => {
   it('runs each probe at once, then on its interval', async () => {
     const server = await live();
     const { scheduler: probes, events } = scheduler({ jitter: 0 });
-    probes.add({ agent: 'forge', probes: [{ name: 'tcp', intervalMs: 30, run: (options) => tcpProbe({ host: '127.0.0.1', port: server.port }, options) }] });
+    probes.add({
+      agent: 'forge',
+      probes: [
+        {
+          name: 'tcp',
+          intervalMs: 30,
+          run: (options) => tcpProbe({ host: '127.0.0.1', port: server.port }, options),
+        },
+      ],
+    });
     await vi.waitFor(() => expect(events.length).toBeGreaterThanOrEqual(4), { timeout: 10_000 });
-    expect(events[0]).toMatchObject({ agent: 'forge', probe: 'tcp', reason: 'start', result: { kind: 'tcp', ok: true } });
-    expect(events.slice(1, 4).map((event) => event.reason)).toEqual(['interval', 'interval', 'interval']);
+    expect(events[0]).toMatchObject({
+      agent: 'forge',
+      probe: 'tcp',
+      reason: 'start',
+      result: { kind: 'tcp', ok: true },
+    });
+    expect(events.slice(1, 4).map((event) => event.reason)).toEqual([
+      'interval',
+      'interval',
+      'interval',
+    ]);
   });
 
   it('never lets a hung target delay another agent', async () => {
     const stuck = await hung();
     const server = await live();
     const { scheduler: probes, events } = scheduler({ concurrency: 4 });
-    probes.add({ agent: 'hung', probes: [{ name: 'http', intervalMs: 20, timeoutMs: 20_000, run: (options) => httpProbe(stuck.url, options) }] });
-    probes.add({ agent: 'live', probes: [{ name: 'tcp', intervalMs: 20, run: (options) => tcpProbe({ host: '127.0.0.1', port: server.port }, options) }] });
-    await vi.waitFor(() => expect(events.filter((event) => event.agent === 'live').length).toBeGreaterThanOrEqual(5), { timeout: 10_000 });
+    probes.add({
+      agent: 'hung',
+      probes: [
+        {
+          name: 'http',
+          intervalMs: 20,
+          timeoutMs: 20_000,
+          run: (options) => httpProbe(stuck.url, options),
+        },
+      ],
+    });
+    probes.add({
+      agent: 'live',
+      probes: [
+        {
+          name: 'tcp',
+          intervalMs: 20,
+          run: (options) => tcpProbe({ host: '127.0.0.1', port: server.port }, options),
+        },
+      ],
+    });
+    await vi.waitFor(
+      () =>
+        expect(events.filter((event) => event.agent === 'live').length).toBeGreaterThanOrEqual(5),
+      { timeout: 10_000 },
+    );
     expect(events.filter((event) => event.agent === 'hung')).toEqual([]);
     expect(stuck.connections()).toBe(1);
   });
@@ -70,7 +123,17 @@ describe('createProbeScheduler', () => {
     const stuck = await hung();
     const { scheduler: probes } = scheduler({ concurrency: 3 });
     for (let index = 0; index < 10; index += 1) {
-      probes.add({ agent: `agent-${index}`, probes: [{ name: 'http', intervalMs: 1_000, timeoutMs: 20_000, run: (options) => httpProbe(stuck.url, options) }] });
+      probes.add({
+        agent: `agent-${index}`,
+        probes: [
+          {
+            name: 'http',
+            intervalMs: 1_000,
+            timeoutMs: 20_000,
+            run: (options) => httpProbe(stuck.url, options),
+          },
+        ],
+      });
     }
     await vi.waitFor(() => expect(stuck.connections()).toBe(3), { timeout: 10_000 });
     expect(probes.stats()).toMatchObject({ agents: 10, probes: 10, running: 3, queued: 7 });
@@ -79,7 +142,13 @@ describe('createProbeScheduler', () => {
   it('notices a heartbeat death at its deadline by timer, not at the next poll', async () => {
     const cellDir = cell();
     const maxAgeMs = 2_000;
-    const written = await writeHeartbeat(cellDir, { agent: 'forge', cell_uuid: uuid, cycle: 1, status: 'working', timestamp: (Date.now() - maxAgeMs + 500) / 1000 });
+    const written = await writeHeartbeat(cellDir, {
+      agent: 'forge',
+      cell_uuid: uuid,
+      cycle: 1,
+      status: 'working',
+      timestamp: (Date.now() - maxAgeMs + 500) / 1000,
+    });
     const deadline = written.timestamp * 1000 + maxAgeMs;
     const assessor = createAssessor({ probes: { heartbeat: { failureThreshold: 1 } } });
     const verdicts: Assessment[] = [];
@@ -90,7 +159,10 @@ describe('createProbeScheduler', () => {
       },
     });
     const heartbeat = createHeartbeatProbe({ cellDir, agent: 'forge', maxAgeMs });
-    probes.add({ agent: `${uuid}/forge`, probes: [{ name: 'heartbeat', intervalMs: 600_000, run: heartbeat.run }] });
+    probes.add({
+      agent: `${uuid}/forge`,
+      probes: [{ name: 'heartbeat', intervalMs: 600_000, run: heartbeat.run }],
+    });
     await vi.waitFor(() => expect(verdicts.at(-1)?.health).toBe('dead'), { timeout: 10_000 });
     expect(events.map((event) => event.reason)).toEqual(['start', 'deadline']);
     const death = events[1] as ProbeEvent;
@@ -106,20 +178,42 @@ describe('createProbeScheduler', () => {
     const heartbeat = createHeartbeatProbe({ cellDir, agent: 'forge', maxAgeMs: 600_000 });
     probes.add({
       agent: 'forge',
-      probes: [{ name: 'heartbeat', intervalMs: 600_000, watchPath: cellPaths(cellDir).heartbeat('forge'), run: heartbeat.run }],
+      probes: [
+        {
+          name: 'heartbeat',
+          intervalMs: 600_000,
+          watchPath: cellPaths(cellDir).heartbeat('forge'),
+          run: heartbeat.run,
+        },
+      ],
     });
     await vi.waitFor(() => expect(events).toHaveLength(1), { timeout: 10_000 });
     expect(probes.stats().watchedDirs).toBe(1);
     await writeHeartbeat(cellDir, { agent: 'forge', cell_uuid: uuid, cycle: 2, status: 'working' });
     await vi.waitFor(
-      () => expect(events.find((event) => event.reason === 'watch' && (event.result as { heartbeat?: { cycle: number } }).heartbeat?.cycle === 2)).toBeDefined(),
+      () =>
+        expect(
+          events.find(
+            (event) =>
+              event.reason === 'watch' &&
+              (event.result as { heartbeat?: { cycle: number } }).heartbeat?.cycle === 2,
+          ),
+        ).toBeDefined(),
       { timeout: 10_000 },
     );
     // A file that no probe watches in the same directory does not trigger anything.
     const before = events.length;
     await writeHeartbeat(cellDir, { agent: 'other', cell_uuid: uuid, cycle: 1, status: 'working' });
     await writeHeartbeat(cellDir, { agent: 'forge', cell_uuid: uuid, cycle: 3, status: 'working' });
-    await vi.waitFor(() => expect(events.some((event) => (event.result as { heartbeat?: { cycle: number } }).heartbeat?.cycle === 3)).toBe(true), { timeout: 10_000 });
+    await vi.waitFor(
+      () =>
+        expect(
+          events.some(
+            (event) => (event.result as { heartbeat?: { cycle: number } }).heartbeat?.cycle === 3,
+          ),
+        ).toBe(true),
+      { timeout: 10_000 },
+    );
     expect(events.slice(before).every((event) => event.agent === 'forge')).toBe(true);
     probes.remove('forge');
     expect(probes.stats().watchedDirs).toBe(0);
@@ -129,13 +223,36 @@ describe('createProbeScheduler', () => {
     const stuck = await hung();
     const server = await live();
     const { scheduler: probes, events } = scheduler();
-    probes.add({ agent: 'hung', probes: [{ name: 'http', intervalMs: 50, timeoutMs: 20_000, run: (options) => httpProbe(stuck.url, options) }] });
+    probes.add({
+      agent: 'hung',
+      probes: [
+        {
+          name: 'http',
+          intervalMs: 50,
+          timeoutMs: 20_000,
+          run: (options) => httpProbe(stuck.url, options),
+        },
+      ],
+    });
     await vi.waitFor(() => expect(stuck.connections()).toBe(1), { timeout: 10_000 });
     expect(probes.remove('hung')).toBe(true);
     expect(probes.remove('hung')).toBe(false);
     await vi.waitFor(() => expect(stuck.connections()).toBe(0), { timeout: 10_000 });
-    probes.add({ agent: 'late', probes: [{ name: 'tcp', intervalMs: 50, run: (options) => tcpProbe({ host: '127.0.0.1', port: server.port }, options) }] });
-    await vi.waitFor(() => expect(events.filter((event) => event.agent === 'late').length).toBeGreaterThanOrEqual(2), { timeout: 10_000 });
+    probes.add({
+      agent: 'late',
+      probes: [
+        {
+          name: 'tcp',
+          intervalMs: 50,
+          run: (options) => tcpProbe({ host: '127.0.0.1', port: server.port }, options),
+        },
+      ],
+    });
+    await vi.waitFor(
+      () =>
+        expect(events.filter((event) => event.agent === 'late').length).toBeGreaterThanOrEqual(2),
+      { timeout: 10_000 },
+    );
     expect(probes.agents()).toEqual(['late']);
     await probes.stop();
     expect(events.filter((event) => event.agent === 'hung')).toEqual([]);
@@ -144,9 +261,16 @@ describe('createProbeScheduler', () => {
   it('sweeps every probe once on demand', async () => {
     const server = await live();
     const { scheduler: probes } = scheduler();
-    const run = (options: Parameters<typeof tcpProbe>[1]) => tcpProbe({ host: '127.0.0.1', port: server.port }, options);
+    const run = (options: Parameters<typeof tcpProbe>[1]) =>
+      tcpProbe({ host: '127.0.0.1', port: server.port }, options);
     for (const agent of ['a', 'b', 'c']) {
-      probes.add({ agent, probes: [{ name: 'tcp', intervalMs: 600_000, run }, { name: 'http', intervalMs: 600_000, run: (options) => httpProbe(server.url, options) }] });
+      probes.add({
+        agent,
+        probes: [
+          { name: 'tcp', intervalMs: 600_000, run },
+          { name: 'http', intervalMs: 600_000, run: (options) => httpProbe(server.url, options) },
+        ],
+      });
     }
     const swept = await probes.sweep();
     expect(swept).toHaveLength(6);
@@ -158,8 +282,27 @@ describe('createProbeScheduler', () => {
     const stuck = await hung();
     const server = await live();
     const { scheduler: probes, events } = scheduler({ concurrency: 1 });
-    probes.add({ agent: 'quick', probes: [{ name: 'tcp', intervalMs: 600_000, run: (options) => tcpProbe({ host: '127.0.0.1', port: server.port }, options) }] });
-    probes.add({ agent: 'slow', probes: [{ name: 'http', intervalMs: 600_000, timeoutMs: 200, run: (options) => httpProbe(stuck.url, options) }] });
+    probes.add({
+      agent: 'quick',
+      probes: [
+        {
+          name: 'tcp',
+          intervalMs: 600_000,
+          run: (options) => tcpProbe({ host: '127.0.0.1', port: server.port }, options),
+        },
+      ],
+    });
+    probes.add({
+      agent: 'slow',
+      probes: [
+        {
+          name: 'http',
+          intervalMs: 600_000,
+          timeoutMs: 200,
+          run: (options) => httpProbe(stuck.url, options),
+        },
+      ],
+    });
     await probes.sweep();
     // With one slot, results arrive in the order the probes started.
     const second = events.length;
@@ -171,12 +314,28 @@ describe('createProbeScheduler', () => {
   it('runs a probe on trigger() ahead of its schedule', async () => {
     const server = await live();
     const { scheduler: probes, events } = scheduler();
-    probes.add({ agent: 'forge', probes: [{ name: 'tcp', intervalMs: 600_000, run: (options) => tcpProbe({ host: '127.0.0.1', port: server.port }, options) }] });
+    probes.add({
+      agent: 'forge',
+      probes: [
+        {
+          name: 'tcp',
+          intervalMs: 600_000,
+          run: (options) => tcpProbe({ host: '127.0.0.1', port: server.port }, options),
+        },
+      ],
+    });
     await vi.waitFor(() => expect(events).toHaveLength(1), { timeout: 10_000 });
     probes.trigger('forge', 'tcp');
-    await vi.waitFor(() => expect(events.map((event) => event.reason)).toEqual(['start', 'manual']), { timeout: 10_000 });
-    expect(() => probes.trigger('nobody')).toThrow(expect.objectContaining({ code: 'PROBE_UNKNOWN_AGENT' }));
-    expect(() => probes.trigger('forge', 'nope')).toThrow(expect.objectContaining({ code: 'PROBE_UNKNOWN_AGENT' }));
+    await vi.waitFor(
+      () => expect(events.map((event) => event.reason)).toEqual(['start', 'manual']),
+      { timeout: 10_000 },
+    );
+    expect(() => probes.trigger('nobody')).toThrow(
+      expect.objectContaining({ code: 'PROBE_UNKNOWN_AGENT' }),
+    );
+    expect(() => probes.trigger('forge', 'nope')).toThrow(
+      expect.objectContaining({ code: 'PROBE_UNKNOWN_AGENT' }),
+    );
   });
 
   it('abandons a probe implementation that ignores its timeout and signal', async () => {
@@ -216,7 +375,12 @@ describe('createProbeScheduler', () => {
       },
     });
     cleanups.push(() => created.stop());
-    created.add({ agent: 'forge', probes: [{ name: 'bad', intervalMs: 20, run: () => tcpProbe({ host: '127.0.0.1', port: 0 }) }] });
+    created.add({
+      agent: 'forge',
+      probes: [
+        { name: 'bad', intervalMs: 20, run: () => tcpProbe({ host: '127.0.0.1', port: 0 }) },
+      ],
+    });
     await vi.waitFor(() => expect(calls).toBeGreaterThanOrEqual(2), { timeout: 10_000 });
     expect(logged).toContain('probe run threw instead of returning a result');
     expect(logged).toContain('onResult threw');
@@ -226,12 +390,26 @@ describe('createProbeScheduler', () => {
     const { scheduler: probes } = scheduler();
     const run = () => tcpProbe({ host: '127.0.0.1', port: 1 });
     probes.add({ agent: 'forge', probes: [{ name: 'tcp', intervalMs: 1_000, run }] });
-    expect(() => probes.add({ agent: 'forge', probes: [{ name: 'tcp', intervalMs: 1_000, run }] })).toThrow(expect.objectContaining({ code: 'PROBE_AGENT_EXISTS' }));
-    expect(() => probes.add({ agent: 'x', probes: [{ name: 'a', intervalMs: 1_000, run }, { name: 'a', intervalMs: 5, run }] })).toThrow(/probe names must be unique/);
-    expect(() => probes.add({ agent: 'y', probes: [{ name: 'a', intervalMs: 0, run }] })).toThrow(/probes\.0\.intervalMs/);
+    expect(() =>
+      probes.add({ agent: 'forge', probes: [{ name: 'tcp', intervalMs: 1_000, run }] }),
+    ).toThrow(expect.objectContaining({ code: 'PROBE_AGENT_EXISTS' }));
+    expect(() =>
+      probes.add({
+        agent: 'x',
+        probes: [
+          { name: 'a', intervalMs: 1_000, run },
+          { name: 'a', intervalMs: 5, run },
+        ],
+      }),
+    ).toThrow(/probe names must be unique/);
+    expect(() => probes.add({ agent: 'y', probes: [{ name: 'a', intervalMs: 0, run }] })).toThrow(
+      /probes\.0\.intervalMs/,
+    );
     expect(() => probes.add({ agent: 'z', probes: [] })).toThrow(ProbeError);
     expect(() => createProbeScheduler({ onResult: () => undefined, jitter: 2 })).toThrow(/jitter/);
     await probes.stop();
-    expect(() => probes.add({ agent: 'late', probes: [{ name: 'tcp', intervalMs: 1_000, run }] })).toThrow(expect.objectContaining({ code: 'PROBE_STOPPED' }));
+    expect(() =>
+      probes.add({ agent: 'late', probes: [{ name: 'tcp', intervalMs: 1_000, run }] }),
+    ).toThrow(expect.objectContaining({ code: 'PROBE_STOPPED' }));
   });
 });

@@ -6,7 +6,13 @@ import { ProbeError } from './errors.js';
 import { Fifo } from './fifo.js';
 import { silentLogger, type Logger } from './logger.js';
 import { createRandom } from './random.js';
-import { DEFAULT_PROBE_TIMEOUT_MS, describeError, functionSchema, type ProbeOptions, type ProbeResult } from './probe-result.js';
+import {
+  DEFAULT_PROBE_TIMEOUT_MS,
+  describeError,
+  functionSchema,
+  type ProbeOptions,
+  type ProbeResult,
+} from './probe-result.js';
 
 /**
  * Why a probe ran: `start` (just added), `interval` (its schedule), `deadline` (a result's
@@ -39,7 +45,10 @@ export interface ScheduledProbe {
    * Runs the probe. Pass `options` straight to a probe of this package, e.g.
    * `run: (options) => httpProbe(url, options)`. Should settle within `timeoutMs`.
    */
-  run(options: Required<Pick<ProbeOptions, 'signal' | 'timeoutMs' | 'now'>>, context: ProbeRunContext): Promise<ProbeResult>;
+  run(
+    options: Required<Pick<ProbeOptions, 'signal' | 'timeoutMs' | 'now'>>,
+    context: ProbeRunContext,
+  ): Promise<ProbeResult>;
 }
 
 /** An agent and its probes. */
@@ -132,7 +141,9 @@ const AgentScheduleSchema = z.strictObject({
   probes: z
     .array(ScheduledProbeSchema)
     .min(1)
-    .refine((probes) => new Set(probes.map((probe) => probe.name)).size === probes.length, { message: 'probe names must be unique' }),
+    .refine((probes) => new Set(probes.map((probe) => probe.name)).size === probes.length, {
+      message: 'probe names must be unique',
+    }),
 });
 
 const SchedulerOptionsSchema = z.strictObject({
@@ -202,7 +213,11 @@ const URGENT: ReadonlySet<RunReason> = new Set(['deadline', 'manual']);
  */
 export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeScheduler {
   const parsed = SchedulerOptionsSchema.safeParse(options);
-  if (!parsed.success) throw new ProbeError('PROBE_INVALID_OPTIONS', `probe scheduler options: ${formatIssues(parsed.error)}`);
+  if (!parsed.success)
+    throw new ProbeError(
+      'PROBE_INVALID_OPTIONS',
+      `probe scheduler options: ${formatIssues(parsed.error)}`,
+    );
   const concurrency = options.concurrency ?? 256;
   const jitter = options.jitter ?? 0.1;
   const random = createRandom(options.seed);
@@ -271,18 +286,32 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     const abandoned = new Promise<ProbeResult>((resolveAbandoned) => {
       abandon = setTimeout(() => {
         controller.abort();
-        resolveAbandoned(failed(slot, timeoutMs + ABANDON_AFTER_MS, 'timeout', `the probe did not settle within ${timeoutMs + ABANDON_AFTER_MS} ms; abandoned`));
+        resolveAbandoned(
+          failed(
+            slot,
+            timeoutMs + ABANDON_AFTER_MS,
+            'timeout',
+            `the probe did not settle within ${timeoutMs + ABANDON_AFTER_MS} ms; abandoned`,
+          ),
+        );
       }, timeoutMs + ABANDON_AFTER_MS);
     });
     let attempt: Promise<ProbeResult>;
     try {
-      attempt = slot.spec.run({ signal: controller.signal, timeoutMs, now }, { agent: slot.agent, probe: slot.spec.name, reason });
+      attempt = slot.spec.run(
+        { signal: controller.signal, timeoutMs, now },
+        { agent: slot.agent, probe: slot.spec.name, reason },
+      );
     } catch (error) {
       attempt = Promise.reject(error);
     }
     const done = Promise.race([attempt, abandoned])
       .catch((error: unknown) => {
-        logger.error('probe run threw instead of returning a result', { agent: slot.agent, probe: slot.spec.name, error: describeError(error) });
+        logger.error('probe run threw instead of returning a result', {
+          agent: slot.agent,
+          probe: slot.spec.name,
+          error: describeError(error),
+        });
         return failed(slot, performance.now() - began, 'error', describeError(error));
       })
       .then((result) => {
@@ -293,7 +322,12 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     void done.finally(() => inFlight.delete(done));
   };
 
-  const failed = (slot: Slot, latencyMs: number, failure: 'timeout' | 'error', detail: string): ProbeResult => ({
+  const failed = (
+    slot: Slot,
+    latencyMs: number,
+    failure: 'timeout' | 'error',
+    detail: string,
+  ): ProbeResult => ({
     kind: slot.spec.name,
     ok: false,
     latencyMs,
@@ -313,7 +347,11 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
       try {
         onResult(event);
       } catch (error) {
-        logger.error('onResult threw', { agent: slot.agent, probe: slot.spec.name, error: describeError(error) });
+        logger.error('onResult threw', {
+          agent: slot.agent,
+          probe: slot.spec.name,
+          error: describeError(error),
+        });
       }
       const ready = slot.waiters.filter((waiter) => waiter.after < slot.started);
       slot.waiters = slot.waiters.filter((waiter) => waiter.after >= slot.started);
@@ -330,7 +368,9 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
   /** Arms the slot's one timer: the next interval, or the result's deadline if that comes first. */
   const plan = (slot: Slot, result: ProbeResult): void => {
     const interval = slot.spec.intervalMs;
-    let delay = slot.firstInterval ? interval * random() : interval * (1 + jitter * (2 * random() - 1));
+    let delay = slot.firstInterval
+      ? interval * random()
+      : interval * (1 + jitter * (2 * random() - 1));
     slot.firstInterval = false;
     let reason: RunReason = 'interval';
     if (result.ok && result.deadlineAt !== undefined) {
@@ -341,10 +381,13 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
         reason = 'deadline';
       }
     }
-    slot.timer = setTimeout(() => {
-      slot.timer = undefined;
-      enqueue(slot, reason);
-    }, Math.min(Math.ceil(delay), 2_147_483_647));
+    slot.timer = setTimeout(
+      () => {
+        slot.timer = undefined;
+        enqueue(slot, reason);
+      },
+      Math.min(Math.ceil(delay), 2_147_483_647),
+    );
   };
 
   const ensureWatch = (slot: Slot): void => {
@@ -357,14 +400,22 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     if (!entry) {
       let watcher: FSWatcher;
       try {
-        watcher = watch(dir, { persistent: false }, (_event, filename) => onChange(dir, filename === null ? undefined : String(filename)));
+        watcher = watch(dir, { persistent: false }, (_event, filename) =>
+          onChange(dir, filename === null ? undefined : String(filename)),
+        );
       } catch (error) {
         // The directory may not exist yet (no heartbeat written): retried after the next run.
-        logger.debug('cannot watch directory yet; polling only', { dir, error: describeError(error) });
+        logger.debug('cannot watch directory yet; polling only', {
+          dir,
+          error: describeError(error),
+        });
         return;
       }
       watcher.on('error', (error) => {
-        logger.warn('directory watch failed; polling only until the next run re-arms it', { dir, error: describeError(error) });
+        logger.warn('directory watch failed; polling only until the next run re-arms it', {
+          dir,
+          error: describeError(error),
+        });
         dropWatch(dir);
       });
       entry = { watcher, files: new Map() };
@@ -433,27 +484,33 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     add(schedule) {
       assertRunning('add');
       const check = AgentScheduleSchema.safeParse(schedule);
-      if (!check.success) throw new ProbeError('PROBE_INVALID_OPTIONS', `probe schedule ${JSON.stringify(schedule?.agent)}: ${formatIssues(check.error)}`);
-      if (agents.has(schedule.agent)) throw new ProbeError('PROBE_AGENT_EXISTS', `probe scheduler: agent ${JSON.stringify(schedule.agent)} is already scheduled; remove it first`);
-      const slots = schedule.probes.map(
-        (spec): Slot => ({
-          agent: schedule.agent,
-          spec,
-          timer: undefined,
-          status: 'idle',
-          queuedReason: 'start',
-          token: 0,
-          urgentQueued: false,
-          rerun: undefined,
-          controller: undefined,
-          removed: false,
-          started: 0,
-          waiters: [],
-          watchKey: undefined,
-          firstInterval: true,
-          lastLatencyMs: 0,
-        }),
-      );
+      if (!check.success)
+        throw new ProbeError(
+          'PROBE_INVALID_OPTIONS',
+          `probe schedule ${JSON.stringify(schedule?.agent)}: ${formatIssues(check.error)}`,
+        );
+      if (agents.has(schedule.agent))
+        throw new ProbeError(
+          'PROBE_AGENT_EXISTS',
+          `probe scheduler: agent ${JSON.stringify(schedule.agent)} is already scheduled; remove it first`,
+        );
+      const slots = schedule.probes.map((spec): Slot => ({
+        agent: schedule.agent,
+        spec,
+        timer: undefined,
+        status: 'idle',
+        queuedReason: 'start',
+        token: 0,
+        urgentQueued: false,
+        rerun: undefined,
+        controller: undefined,
+        removed: false,
+        started: 0,
+        waiters: [],
+        watchKey: undefined,
+        firstInterval: true,
+        lastLatencyMs: 0,
+      }));
       agents.set(schedule.agent, slots);
       for (const slot of slots) {
         ensureWatch(slot);
@@ -472,9 +529,17 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     trigger(agent, probe) {
       assertRunning('trigger');
       const slots = agents.get(agent);
-      if (!slots) throw new ProbeError('PROBE_UNKNOWN_AGENT', `probe scheduler: agent ${JSON.stringify(agent)} is not scheduled`);
+      if (!slots)
+        throw new ProbeError(
+          'PROBE_UNKNOWN_AGENT',
+          `probe scheduler: agent ${JSON.stringify(agent)} is not scheduled`,
+        );
       const chosen = probe === undefined ? slots : slots.filter((slot) => slot.spec.name === probe);
-      if (chosen.length === 0) throw new ProbeError('PROBE_UNKNOWN_AGENT', `probe scheduler: agent ${JSON.stringify(agent)} has no probe ${JSON.stringify(probe)}`);
+      if (chosen.length === 0)
+        throw new ProbeError(
+          'PROBE_UNKNOWN_AGENT',
+          `probe scheduler: agent ${JSON.stringify(agent)} has no probe ${JSON.stringify(probe)}`,
+        );
       for (const slot of chosen) enqueue(slot, 'manual');
     },
     async sweep() {
@@ -482,7 +547,12 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
       // Slowest first (by their last run): targets that hung last time start at once, so their
       // timeouts overlap the quick probes instead of trailing them.
       const slots = [...agents.values()].flat().sort((a, b) => b.lastLatencyMs - a.lastLatencyMs);
-      const waits = slots.map((slot) => new Promise<ProbeEvent | undefined>((resolveWait) => slot.waiters.push({ after: slot.started, resolve: resolveWait })));
+      const waits = slots.map(
+        (slot) =>
+          new Promise<ProbeEvent | undefined>((resolveWait) =>
+            slot.waiters.push({ after: slot.started, resolve: resolveWait }),
+          ),
+      );
       for (const slot of slots) enqueue(slot, 'manual');
       const events = await Promise.all(waits);
       return events.filter((event): event is ProbeEvent => event !== undefined);

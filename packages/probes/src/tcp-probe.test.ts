@@ -1,5 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { closedPort, startHttpServer, startHungServer, type RunningServer } from './__fixtures__/targets.js';
+import {
+  closedPort,
+  startHttpServer,
+  startHungServer,
+  type RunningServer,
+} from './__fixtures__/targets.js';
 import { ProbeError } from './errors.js';
 import { tcpProbe } from './tcp-probe.js';
 
@@ -14,7 +19,11 @@ describe('tcpProbe', () => {
     servers.push(server);
     const before = Date.now();
     const result = await tcpProbe({ host: '127.0.0.1', port: server.port }, { timeoutMs: 5000 });
-    expect(result).toMatchObject({ kind: 'tcp', ok: true, detail: `connected to 127.0.0.1:${server.port}` });
+    expect(result).toMatchObject({
+      kind: 'tcp',
+      ok: true,
+      detail: `connected to 127.0.0.1:${server.port}`,
+    });
     expect(result.failure).toBeUndefined();
     expect(result.latencyMs).toBeGreaterThanOrEqual(0);
     expect(result.observedAt).toBeGreaterThanOrEqual(before);
@@ -58,7 +67,9 @@ describe('tcpProbe', () => {
   });
 
   it('refuses unknown options', async () => {
-    const error = await tcpProbe({ host: '127.0.0.1', port: 1 }, { timeout: 5 } as never).catch((caught: unknown) => caught);
+    const error = await tcpProbe({ host: '127.0.0.1', port: 1 }, { timeout: 5 } as never).catch(
+      (caught: unknown) => caught,
+    );
     expect((error as ProbeError).code).toBe('PROBE_INVALID_OPTIONS');
   });
 });

@@ -1,6 +1,13 @@
 import { connect } from 'node:net';
 import { z } from 'zod';
-import { classifySocketError, describeError, parseTarget, runProbe, type ProbeOptions, type ProbeResult } from './probe-result.js';
+import {
+  classifySocketError,
+  describeError,
+  parseTarget,
+  runProbe,
+  type ProbeOptions,
+  type ProbeResult,
+} from './probe-result.js';
 
 /** Where {@link tcpProbe} connects. */
 export interface TcpTarget {
@@ -31,16 +38,24 @@ export interface TcpProbeResult extends ProbeResult {
 export async function tcpProbe(target: TcpTarget, options?: ProbeOptions): Promise<TcpProbeResult> {
   const { host, port } = parseTarget('tcp', TcpTargetSchema, target);
   const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
-  return runProbe<TcpProbeResult>({ kind: 'tcp', describe: `connect ${address}` }, options, (attempt) => {
-    const socket = connect({ host, port });
-    attempt.signal.addEventListener('abort', () => socket.destroy(), { once: true });
-    socket.once('connect', () => {
-      attempt.settle({ ok: true, detail: `connected to ${address}` });
-      socket.end();
-      socket.destroy();
-    });
-    socket.on('error', (error) => {
-      attempt.settle({ ok: false, failure: classifySocketError(error), detail: `connect ${address}: ${describeError(error)}` });
-    });
-  });
+  return runProbe<TcpProbeResult>(
+    { kind: 'tcp', describe: `connect ${address}` },
+    options,
+    (attempt) => {
+      const socket = connect({ host, port });
+      attempt.signal.addEventListener('abort', () => socket.destroy(), { once: true });
+      socket.once('connect', () => {
+        attempt.settle({ ok: true, detail: `connected to ${address}` });
+        socket.end();
+        socket.destroy();
+      });
+      socket.on('error', (error) => {
+        attempt.settle({
+          ok: false,
+          failure: classifySocketError(error),
+          detail: `connect ${address}: ${describeError(error)}`,
+        });
+      });
+    },
+  );
 }

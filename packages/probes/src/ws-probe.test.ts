@@ -2,7 +2,12 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
-import { closedPort, startHttpServer, startHungServer, type RunningServer } from './__fixtures__/targets.js';
+import {
+  closedPort,
+  startHttpServer,
+  startHungServer,
+  type RunningServer,
+} from './__fixtures__/targets.js';
 import { ProbeError } from './errors.js';
 import { wsProbe } from './ws-probe.js';
 
@@ -40,10 +45,12 @@ describe('wsProbe', () => {
   });
 
   it('fails with bad_status when the server refuses the upgrade', async () => {
-    const plain = track(await startHttpServer((_request, response) => {
-      response.writeHead(404);
-      response.end('no websockets here');
-    }));
+    const plain = track(
+      await startHttpServer((_request, response) => {
+        response.writeHead(404);
+        response.end('no websockets here');
+      }),
+    );
     const result = await wsProbe(`ws://127.0.0.1:${plain.port}/bus`);
     expect(result).toMatchObject({ ok: false, failure: 'bad_status', statusCode: 404 });
   });

@@ -2,7 +2,14 @@ import { STATUS_CODES } from 'node:http';
 
 import { z } from 'zod';
 import { ProbeError } from './errors.js';
-import { classifySocketError, describeError, parseTarget, runProbe, type ProbeOptions, type ProbeResult } from './probe-result.js';
+import {
+  classifySocketError,
+  describeError,
+  parseTarget,
+  runProbe,
+  type ProbeOptions,
+  type ProbeResult,
+} from './probe-result.js';
 
 /** Where {@link wsProbe} opens a WebSocket. */
 export interface WsTarget {
@@ -40,52 +47,72 @@ export interface WsProbeResult extends ProbeResult {
  * @example
  * const result = await wsProbe('ws://127.0.0.1:8643/bus', { timeoutMs: 2000 });
  */
-export async function wsProbe(target: WsTarget | string | URL, options?: ProbeOptions): Promise<WsProbeResult> {
-  const spec = parseTarget('ws', WsTargetSchema, typeof target === 'string' || target instanceof URL ? { url: target } : target);
+export async function wsProbe(
+  target: WsTarget | string | URL,
+  options?: ProbeOptions,
+): Promise<WsProbeResult> {
+  const spec = parseTarget(
+    'ws',
+    WsTargetSchema,
+    typeof target === 'string' || target instanceof URL ? { url: target } : target,
+  );
   const url = parseWsUrl(spec.url);
   // ws is loaded by the first WebSocket probe, not at import.
   const { default: WebSocket } = await import('ws');
-  return runProbe<WsProbeResult>({ kind: 'ws', describe: `WebSocket ${url.href}` }, options, (attempt) => {
-    const socket = new WebSocket(url, spec.protocols ?? [], {
-      headers: spec.headers,
-      followRedirects: false,
-      perMessageDeflate: false,
-      rejectUnauthorized: spec.rejectUnauthorized ?? true,
-    });
-    let opened = false;
-    socket.on('error', (error) => {
-      if (attempt.signal.aborted) return;
-      attempt.settle({ ok: false, failure: classifySocketError(error), detail: `WebSocket ${url.href}: ${describeError(error)}` });
-    });
-    socket.once('unexpected-response', (request, response) => {
-      const status = response.statusCode ?? 0;
-      attempt.settle({
-        ok: false,
-        failure: 'bad_status',
-        statusCode: status,
-        detail: `WebSocket ${url.href}: upgrade refused: ${status} ${response.statusMessage || STATUS_CODES[status] || ''}`.trim(),
+  return runProbe<WsProbeResult>(
+    { kind: 'ws', describe: `WebSocket ${url.href}` },
+    options,
+    (attempt) => {
+      const socket = new WebSocket(url, spec.protocols ?? [], {
+        headers: spec.headers,
+        followRedirects: false,
+        perMessageDeflate: false,
+        rejectUnauthorized: spec.rejectUnauthorized ?? true,
       });
-      response.destroy();
-      request.destroy();
-    });
-    socket.once('open', () => {
-      opened = true;
-      attempt.settle({ ok: true, detail: `WebSocket ${url.href}: handshake complete`, ...(socket.protocol ? { protocol: socket.protocol } : {}) });
-    });
-    attempt.signal.addEventListener(
-      'abort',
-      () => {
-        if (opened && socket.readyState === WebSocket.OPEN) {
-          socket.close(1000, 'probe');
-          // A peer that never answers the close frame is cut off rather than left for ws's 30 s close timer.
-          setTimeout(() => socket.terminate(), 1000).unref();
-        } else {
-          socket.terminate();
-        }
-      },
-      { once: true },
-    );
-  });
+      let opened = false;
+      socket.on('error', (error) => {
+        if (attempt.signal.aborted) return;
+        attempt.settle({
+          ok: false,
+          failure: classifySocketError(error),
+          detail: `WebSocket ${url.href}: ${describeError(error)}`,
+        });
+      });
+      socket.once('unexpected-response', (request, response) => {
+        const status = response.statusCode ?? 0;
+        attempt.settle({
+          ok: false,
+          failure: 'bad_status',
+          statusCode: status,
+          detail:
+            `WebSocket ${url.href}: upgrade refused: ${status} ${response.statusMessage || STATUS_CODES[status] || ''}`.trim(),
+        });
+        response.destroy();
+        request.destroy();
+      });
+      socket.once('open', () => {
+        opened = true;
+        attempt.settle({
+          ok: true,
+          detail: `WebSocket ${url.href}: handshake complete`,
+          ...(socket.protocol ? { protocol: socket.protocol } : {}),
+        });
+      });
+      attempt.signal.addEventListener(
+        'abort',
+        () => {
+          if (opened && socket.readyState === WebSocket.OPEN) {
+            socket.close(1000, 'probe');
+            // A peer that never answers the close frame is cut off rather than left for ws's 30 s close timer.
+            setTimeout(() => socket.terminate(), 1000).unref();
+          } else {
+            socket.terminate();
+          }
+        },
+        { once: true },
+      );
+    },
+  );
 }
 
 function parseWsUrl(value: string | URL): URL {
@@ -93,12 +120,18 @@ function parseWsUrl(value: string | URL): URL {
   try {
     url = new URL(value);
   } catch {
-    throw new ProbeError('PROBE_INVALID_TARGET', `ws probe target: url: ${JSON.stringify(String(value))} is not a valid URL`);
+    throw new ProbeError(
+      'PROBE_INVALID_TARGET',
+      `ws probe target: url: ${JSON.stringify(String(value))} is not a valid URL`,
+    );
   }
   if (url.protocol === 'http:') url.protocol = 'ws:';
   else if (url.protocol === 'https:') url.protocol = 'wss:';
   if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
-    throw new ProbeError('PROBE_INVALID_TARGET', `ws probe target: url: ${url.href} must be ws: or wss:`);
+    throw new ProbeError(
+      'PROBE_INVALID_TARGET',
+      `ws probe target: url: ${url.href} must be ws: or wss:`,
+    );
   }
   return url;
 }

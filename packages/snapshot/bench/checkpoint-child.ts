@@ -6,11 +6,18 @@
 import { createCheckpoint, restoreCheckpoint } from '@pit/snapshot';
 
 const [op, cell] = process.argv.slice(2);
-if (cell === undefined || (op !== 'create' && op !== 'restore')) throw new Error('usage: checkpoint-child.ts create|restore <cell>');
+if (cell === undefined || (op !== 'create' && op !== 'restore'))
+  throw new Error('usage: checkpoint-child.ts create|restore <cell>');
 await import('tar'); // load everything first: the floor includes the code, not the work
 const floorBytes = process.memoryUsage().rss;
 const started = process.hrtime.bigint();
-const result = op === 'create' ? await createCheckpoint(cell, { createdBy: 'bench', reason: 'bench' }) : await restoreCheckpoint(cell, { restoredBy: 'bench' });
+const result =
+  op === 'create'
+    ? await createCheckpoint(cell, { createdBy: 'bench', reason: 'bench' })
+    : await restoreCheckpoint(cell, { restoredBy: 'bench' });
 const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-const archiveBytes = 'manifest' in result ? result.manifest.bytes : result.checkpoint.manifest.bytes;
-process.stdout.write(`${JSON.stringify({ seconds, peakRssBytes: process.resourceUsage().maxRSS * 1024, floorBytes, archiveBytes })}\n`);
+const archiveBytes =
+  'manifest' in result ? result.manifest.bytes : result.checkpoint.manifest.bytes;
+process.stdout.write(
+  `${JSON.stringify({ seconds, peakRssBytes: process.resourceUsage().maxRSS * 1024, floorBytes, archiveBytes })}\n`,
+);

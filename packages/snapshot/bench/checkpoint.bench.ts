@@ -27,7 +27,9 @@ const BUNDLE = join(PACKAGE_DIR, 'node_modules', '.cache', 'pit-bench', 'checkpo
 
 async function bundleChild(): Promise<void> {
   // esbuild as tsx's own dependency (no extra dependency for a benchmark).
-  const esbuild = createRequire(createRequire(import.meta.url).resolve('tsx'))('esbuild') as { build(options: Record<string, unknown>): Promise<unknown> };
+  const esbuild = createRequire(createRequire(import.meta.url).resolve('tsx'))('esbuild') as {
+    build(options: Record<string, unknown>): Promise<unknown>;
+  };
   await esbuild.build({
     entryPoints: [join(import.meta.dirname, 'checkpoint-child.ts')],
     outfile: BUNDLE,
@@ -41,7 +43,11 @@ async function bundleChild(): Promise<void> {
   });
 }
 
-function child(op: 'create' | 'restore', cell: string, flags: string[] = []): { seconds: number; peakRssBytes: number; floorBytes: number; archiveBytes: number } {
+function child(
+  op: 'create' | 'restore',
+  cell: string,
+  flags: string[] = [],
+): { seconds: number; peakRssBytes: number; floorBytes: number; archiveBytes: number } {
   const output = execFileSync(process.execPath, [...flags, BUNDLE, op, cell], {
     cwd: PACKAGE_DIR,
     encoding: 'utf8',
@@ -52,10 +58,16 @@ function child(op: 'create' | 'restore', cell: string, flags: string[] = []): { 
 
 const root = await fs.mkdtemp(join(tmpdir(), 'pit-checkpoint-bench-'));
 try {
-  const { dir: cell } = await provisionCell(join(root, 'missions'), { mission: 'bench', created_by: 'bench' });
+  const { dir: cell } = await provisionCell(join(root, 'missions'), {
+    mission: 'bench',
+    created_by: 'bench',
+  });
   const workspace = cellPaths(cell).workspace;
   let total = 0;
-  const words = 'the quick brown fox jumps over the lazy dog while agents refactor the parser and write tests '.split(' ');
+  const words =
+    'the quick brown fox jumps over the lazy dog while agents refactor the parser and write tests '.split(
+      ' ',
+    );
   const text = (bytes: number) => {
     const parts: string[] = [];
     let size = 0;
@@ -91,30 +103,71 @@ try {
 
   await bundleChild();
   const create = child('create', cell);
-  log(`create: ${create.seconds.toFixed(2)} s, archive ${(create.archiveBytes / MB).toFixed(1)} MB, peak RSS ${(create.peakRssBytes / MB).toFixed(1)} MB (floor ${(create.floorBytes / MB).toFixed(1)} MB)`);
+  log(
+    `create: ${create.seconds.toFixed(2)} s, archive ${(create.archiveBytes / MB).toFixed(1)} MB, peak RSS ${(create.peakRssBytes / MB).toFixed(1)} MB (floor ${(create.floorBytes / MB).toFixed(1)} MB)`,
+  );
   await fs.rm(join(workspace, 'src'), { recursive: true }); // the agent wrecks the workspace
   const restore = child('restore', cell);
-  log(`restore: ${restore.seconds.toFixed(2)} s, peak RSS ${(restore.peakRssBytes / MB).toFixed(1)} MB`);
+  log(
+    `restore: ${restore.seconds.toFixed(2)} s, peak RSS ${(restore.peakRssBytes / MB).toFixed(1)} MB`,
+  );
   const restoredFiles = (await fs.readdir(join(workspace, 'src'), { recursive: true })).length;
-  if (restoredFiles < Math.round(1000 * SCALE)) throw new Error(`restore incomplete: ${restoredFiles} entries under src/`);
+  if (restoredFiles < Math.round(1000 * SCALE))
+    throw new Error(`restore incomplete: ${restoredFiles} entries under src/`);
   // Most of the growth over the floor is V8's young generation sizing itself up and buffers
   // awaiting collection, not data held: the same runs with a small young generation show it.
   const tuned = ['--max-semi-space-size=2'];
   const createTuned = child('create', cell, tuned);
   const restoreTuned = child('restore', cell, tuned);
-  log(`with ${tuned.join(' ')}: create peak RSS ${(createTuned.peakRssBytes / MB).toFixed(1)} MB, restore ${(restoreTuned.peakRssBytes / MB).toFixed(1)} MB`);
+  log(
+    `with ${tuned.join(' ')}: create peak RSS ${(createTuned.peakRssBytes / MB).toFixed(1)} MB, restore ${(restoreTuned.peakRssBytes / MB).toFixed(1)} MB`,
+  );
 
   const rows = [
-    { metric: `createCheckpoint throughput (${totalMb.toFixed(0)} MB workspace, gzip 6)`, value: totalMb / create.seconds, unit: 'MB/s' },
-    { metric: 'createCheckpoint peak RSS', value: create.peakRssBytes / MB, unit: 'MB', target: '< 100 MB', ok: create.peakRssBytes < 100 * MB },
-    { metric: `restoreCheckpoint throughput (${totalMb.toFixed(0)} MB workspace, hash + check + extract + fsync + swap)`, value: totalMb / restore.seconds, unit: 'MB/s' },
-    { metric: 'restoreCheckpoint peak RSS', value: restore.peakRssBytes / MB, unit: 'MB', target: '< 100 MB', ok: restore.peakRssBytes < 100 * MB },
-    { metric: 'createCheckpoint peak RSS, node --max-semi-space-size=2', value: createTuned.peakRssBytes / MB, unit: 'MB' },
-    { metric: 'restoreCheckpoint peak RSS, node --max-semi-space-size=2', value: restoreTuned.peakRssBytes / MB, unit: 'MB' },
+    {
+      metric: `createCheckpoint throughput (${totalMb.toFixed(0)} MB workspace, gzip 6)`,
+      value: totalMb / create.seconds,
+      unit: 'MB/s',
+    },
+    {
+      metric: 'createCheckpoint peak RSS',
+      value: create.peakRssBytes / MB,
+      unit: 'MB',
+      target: '< 100 MB',
+      ok: create.peakRssBytes < 100 * MB,
+    },
+    {
+      metric: `restoreCheckpoint throughput (${totalMb.toFixed(0)} MB workspace, hash + check + extract + fsync + swap)`,
+      value: totalMb / restore.seconds,
+      unit: 'MB/s',
+    },
+    {
+      metric: 'restoreCheckpoint peak RSS',
+      value: restore.peakRssBytes / MB,
+      unit: 'MB',
+      target: '< 100 MB',
+      ok: restore.peakRssBytes < 100 * MB,
+    },
+    {
+      metric: 'createCheckpoint peak RSS, node --max-semi-space-size=2',
+      value: createTuned.peakRssBytes / MB,
+      unit: 'MB',
+    },
+    {
+      metric: 'restoreCheckpoint peak RSS, node --max-semi-space-size=2',
+      value: restoreTuned.peakRssBytes / MB,
+      unit: 'MB',
+    },
     { metric: 'archive size / workspace size', value: create.archiveBytes / total, unit: 'ratio' },
-    { metric: 'RSS of the child before the operation (Node + code loaded)', value: create.floorBytes / MB, unit: 'MB' },
+    {
+      metric: 'RSS of the child before the operation (Node + code loaded)',
+      value: create.floorBytes / MB,
+      unit: 'MB',
+    },
   ];
-  process.stdout.write(`BENCH_RESULT ${JSON.stringify({ title: 'workspace checkpoints', rows, notes: `Workspace ${totalMb.toFixed(1)} MB: ${Math.round(1000 * SCALE)} text files of 16–64 KB, 8 text-like and 20 random files${smoke ? ' (smoke sizes)' : ''}. Each operation ran in its own child process.` })}\n`);
+  process.stdout.write(
+    `BENCH_RESULT ${JSON.stringify({ title: 'workspace checkpoints', rows, notes: `Workspace ${totalMb.toFixed(1)} MB: ${Math.round(1000 * SCALE)} text files of 16–64 KB, 8 text-like and 20 random files${smoke ? ' (smoke sizes)' : ''}. Each operation ran in its own child process.` })}\n`,
+  );
 } finally {
   await fs.rm(root, { recursive: true, force: true });
 }

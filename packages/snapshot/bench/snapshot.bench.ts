@@ -34,11 +34,21 @@ try {
   await fs.mkdir(join(config, 'providers'), { recursive: true });
   const files: string[] = [];
   for (let i = 0; i < 20; i += 1) {
-    const path = i < 8 ? join(config, 'providers', `provider-${i}.json`) : join(config, `file-${i}.${i % 2 ? 'json' : 'toml'}`);
-    await fs.writeFile(path, JSON.stringify({ model: `model-${i}`, padding: 'x'.repeat(200 + i * 300) }, null, 2), { mode: i % 3 ? 0o644 : 0o600 });
+    const path =
+      i < 8
+        ? join(config, 'providers', `provider-${i}.json`)
+        : join(config, `file-${i}.${i % 2 ? 'json' : 'toml'}`);
+    await fs.writeFile(
+      path,
+      JSON.stringify({ model: `model-${i}`, padding: 'x'.repeat(200 + i * 300) }, null, 2),
+      { mode: i % 3 ? 0o644 : 0o600 },
+    );
     files.push(path);
   }
-  const store = createSnapshotStore({ stateDir: join(root, 'state'), requestLog: join(root, 'state', 'requests.jsonl') });
+  const store = createSnapshotStore({
+    stateDir: join(root, 'state'),
+    requestLog: join(root, 'state', 'requests.jsonl'),
+  });
   await store.snapshot('forge', [config]);
   await store.snapshot('forge-files', files);
   // Hashes are cached only for files older than the racy window (2 s): a real config was written long before.
@@ -57,19 +67,30 @@ try {
     const result = await store.snapshot(agent, paths);
     if (result.status !== 'unchanged') throw new Error(`expected unchanged, got ${result.status}`);
     samples.sort((a, b) => a - b);
-    return { median: percentile(samples, 50), p95: percentile(samples, 95), p99: percentile(samples, 99) };
+    return {
+      median: percentile(samples, 50),
+      p95: percentile(samples, 95),
+      p99: percentile(samples, 99),
+    };
   };
   log(`${CALLS} unchanged snapshots of a 20-file config directory`);
   const dir = await measure('forge', [config]);
-  log(`median ${dir.median.toFixed(3)} ms, p95 ${dir.p95.toFixed(3)} ms, p99 ${dir.p99.toFixed(3)} ms`);
+  log(
+    `median ${dir.median.toFixed(3)} ms, p95 ${dir.p95.toFixed(3)} ms, p99 ${dir.p99.toFixed(3)} ms`,
+  );
   log(`${CALLS} unchanged snapshots of 20 files named one by one`);
   const named = await measure('forge-files', files);
-  log(`median ${named.median.toFixed(3)} ms, p95 ${named.p95.toFixed(3)} ms, p99 ${named.p99.toFixed(3)} ms`);
+  log(
+    `median ${named.median.toFixed(3)} ms, p95 ${named.p95.toFixed(3)} ms, p99 ${named.p99.toFixed(3)} ms`,
+  );
 
   log(`${CHANGED_ROUNDS} snapshots after one file changed`);
   const changed: number[] = [];
   for (let i = 0; i < CHANGED_ROUNDS; i += 1) {
-    await fs.writeFile(files[i % files.length] as string, JSON.stringify({ model: `changed-${i}` }));
+    await fs.writeFile(
+      files[i % files.length] as string,
+      JSON.stringify({ model: `changed-${i}` }),
+    );
     changed.push(await time(() => store.snapshot('forge', [config])));
   }
   changed.sort((a, b) => a - b);
@@ -86,16 +107,38 @@ try {
   diffs.sort((a, b) => a - b);
 
   const rows = [
-    { metric: 'snapshot, unchanged 20-file config directory: median', value: dir.median, unit: 'ms', target: '≤ 1 ms', ok: dir.median <= 1 },
+    {
+      metric: 'snapshot, unchanged 20-file config directory: median',
+      value: dir.median,
+      unit: 'ms',
+      target: '≤ 1 ms',
+      ok: dir.median <= 1,
+    },
     { metric: 'snapshot, unchanged 20-file config directory: p95', value: dir.p95, unit: 'ms' },
     { metric: 'snapshot, unchanged 20-file config directory: p99', value: dir.p99, unit: 'ms' },
-    { metric: 'snapshot, unchanged 20 separate files: median', value: named.median, unit: 'ms', target: '≤ 1 ms', ok: named.median <= 1 },
+    {
+      metric: 'snapshot, unchanged 20 separate files: median',
+      value: named.median,
+      unit: 'ms',
+      target: '≤ 1 ms',
+      ok: named.median <= 1,
+    },
     { metric: 'snapshot, unchanged 20 separate files: p95', value: named.p95, unit: 'ms' },
-    { metric: 'snapshot after one file changed (fsynced): median', value: percentile(changed, 50), unit: 'ms' },
+    {
+      metric: 'snapshot after one file changed (fsynced): median',
+      value: percentile(changed, 50),
+      unit: 'ms',
+    },
     { metric: 'diff, 3 of 20 files changed: median', value: percentile(diffs, 50), unit: 'ms' },
-    { metric: 'rollback, 3 of 20 files changed (fsynced, logged): median', value: percentile(rollbacks, 50), unit: 'ms' },
+    {
+      metric: 'rollback, 3 of 20 files changed (fsynced, logged): median',
+      value: percentile(rollbacks, 50),
+      unit: 'ms',
+    },
   ];
-  process.stdout.write(`BENCH_RESULT ${JSON.stringify({ title: 'config snapshots (deadman store)', rows, notes: `${CALLS} unchanged calls per layout${smoke ? ' (smoke)' : ''}; files 0.2–6 KB.` })}\n`);
+  process.stdout.write(
+    `BENCH_RESULT ${JSON.stringify({ title: 'config snapshots (deadman store)', rows, notes: `${CALLS} unchanged calls per layout${smoke ? ' (smoke)' : ''}; files 0.2–6 KB.` })}\n`,
+  );
 } finally {
   await fs.rm(root, { recursive: true, force: true });
 }

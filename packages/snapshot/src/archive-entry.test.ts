@@ -27,24 +27,45 @@ describe('ArchiveEntryChecker', () => {
     ['C:/windows', 'absolute'],
     ['a\\..\\b', 'absolute'],
   ])('refuses the path %j', (path, message) => {
-    expect(new ArchiveEntryChecker(limits).check(file(path))).toMatchObject({ code: 'SNAPSHOT_UNSAFE_PATH', message: expect.stringContaining(message) });
+    expect(new ArchiveEntryChecker(limits).check(file(path))).toMatchObject({
+      code: 'SNAPSHOT_UNSAFE_PATH',
+      message: expect.stringContaining(message),
+    });
   });
 
   it('refuses symlinks out of the root, writes through symlinks, and hard links out of the root', () => {
     const checker = new ArchiveEntryChecker(limits);
-    expect(checker.check({ path: 'l', type: 'SymbolicLink', size: 0, linkpath: '../x' })?.message).toContain('points out');
-    expect(checker.check({ path: 'a/b/l', type: 'SymbolicLink', size: 0, linkpath: '../../../x' })?.message).toContain('points out');
-    expect(checker.check({ path: 'abs', type: 'SymbolicLink', size: 0, linkpath: '/etc' })?.message).toContain('absolute');
-    expect(checker.check({ path: 'ok', type: 'SymbolicLink', size: 0, linkpath: 'dir' })).toBeUndefined();
+    expect(
+      checker.check({ path: 'l', type: 'SymbolicLink', size: 0, linkpath: '../x' })?.message,
+    ).toContain('points out');
+    expect(
+      checker.check({ path: 'a/b/l', type: 'SymbolicLink', size: 0, linkpath: '../../../x' })
+        ?.message,
+    ).toContain('points out');
+    expect(
+      checker.check({ path: 'abs', type: 'SymbolicLink', size: 0, linkpath: '/etc' })?.message,
+    ).toContain('absolute');
+    expect(
+      checker.check({ path: 'ok', type: 'SymbolicLink', size: 0, linkpath: 'dir' }),
+    ).toBeUndefined();
     expect(checker.check(file('ok/inside'))?.message).toContain('goes through the symbolic link');
     expect(checker.check(file('ok'))?.message).toContain('goes through the symbolic link');
-    expect(checker.check({ path: 'h', type: 'Link', size: 0, linkpath: 'ok/x' })?.message).toContain('through a symbolic link');
-    expect(checker.check({ path: 'h', type: 'Link', size: 0, linkpath: '../etc/passwd' })?.message).toContain('out of the workspace');
+    expect(
+      checker.check({ path: 'h', type: 'Link', size: 0, linkpath: 'ok/x' })?.message,
+    ).toContain('through a symbolic link');
+    expect(
+      checker.check({ path: 'h', type: 'Link', size: 0, linkpath: '../etc/passwd' })?.message,
+    ).toContain('out of the workspace');
   });
 
   it('refuses devices, FIFOs and a root that is not a directory', () => {
-    for (const type of ['CharacterDevice', 'BlockDevice', 'FIFO']) expect(new ArchiveEntryChecker(limits).check({ path: 'x', type, size: 0 })?.code).toBe('SNAPSHOT_UNSAFE_PATH');
-    expect(new ArchiveEntryChecker(limits).check(file('./'))?.message).toContain('root must be a directory');
+    for (const type of ['CharacterDevice', 'BlockDevice', 'FIFO'])
+      expect(new ArchiveEntryChecker(limits).check({ path: 'x', type, size: 0 })?.code).toBe(
+        'SNAPSHOT_UNSAFE_PATH',
+      );
+    expect(new ArchiveEntryChecker(limits).check(file('./'))?.message).toContain(
+      'root must be a directory',
+    );
   });
 
   it('enforces the entry and byte limits', () => {

@@ -22,7 +22,14 @@ export interface EntryProblem {
   message: string;
 }
 
-const ALLOWED_TYPES = new Set(['File', 'OldFile', 'ContiguousFile', 'Directory', 'SymbolicLink', 'Link']);
+const ALLOWED_TYPES = new Set([
+  'File',
+  'OldFile',
+  'ContiguousFile',
+  'Directory',
+  'SymbolicLink',
+  'Link',
+]);
 
 /**
  * Checks archive entries one by one, in order, for a restore into a fresh directory: refuses
@@ -42,20 +49,45 @@ export class ArchiveEntryChecker {
   check(entry: ArchiveEntryHeader & { mode?: number | undefined }): EntryProblem | undefined {
     const raw = entry.path;
     const shown = JSON.stringify(raw);
-    if (typeof raw !== 'string' || raw.includes('\0')) return { code: 'SNAPSHOT_UNSAFE_PATH', message: `entry ${shown}: path contains a NUL byte` };
-    if (raw.startsWith('/') || /^[a-zA-Z]:/.test(raw) || raw.includes('\\')) return { code: 'SNAPSHOT_UNSAFE_PATH', message: `entry ${shown}: absolute path; refused` };
+    if (typeof raw !== 'string' || raw.includes('\0'))
+      return { code: 'SNAPSHOT_UNSAFE_PATH', message: `entry ${shown}: path contains a NUL byte` };
+    if (raw.startsWith('/') || /^[a-zA-Z]:/.test(raw) || raw.includes('\\'))
+      return { code: 'SNAPSHOT_UNSAFE_PATH', message: `entry ${shown}: absolute path; refused` };
     const segments = raw.split('/');
-    if (segments.includes('..')) return { code: 'SNAPSHOT_UNSAFE_PATH', message: `entry ${shown}: path contains ".."; refused` };
-    const relative = posix.normalize(raw).replace(/^(\.\/)+/, '').replace(/\/+$/, '');
+    if (segments.includes('..'))
+      return {
+        code: 'SNAPSHOT_UNSAFE_PATH',
+        message: `entry ${shown}: path contains ".."; refused`,
+      };
+    const relative = posix
+      .normalize(raw)
+      .replace(/^(\.\/)+/, '')
+      .replace(/\/+$/, '');
     const path = relative === '.' ? '' : relative;
-    if (!ALLOWED_TYPES.has(entry.type)) return { code: 'SNAPSHOT_UNSAFE_PATH', message: `entry ${shown}: type ${entry.type} is not allowed in a workspace checkpoint` };
+    if (!ALLOWED_TYPES.has(entry.type))
+      return {
+        code: 'SNAPSHOT_UNSAFE_PATH',
+        message: `entry ${shown}: type ${entry.type} is not allowed in a workspace checkpoint`,
+      };
     this.entries += 1;
-    if (this.entries > this.limits.maxEntries) return { code: 'SNAPSHOT_TOO_LARGE', message: `archive has more than ${this.limits.maxEntries} entries; refused as a possible tar bomb` };
+    if (this.entries > this.limits.maxEntries)
+      return {
+        code: 'SNAPSHOT_TOO_LARGE',
+        message: `archive has more than ${this.limits.maxEntries} entries; refused as a possible tar bomb`,
+      };
     const size = Number.isFinite(entry.size) && entry.size > 0 ? entry.size : 0;
     this.bytes += size;
-    if (this.bytes > this.limits.maxBytes) return { code: 'SNAPSHOT_TOO_LARGE', message: `archive unpacks to more than ${this.limits.maxBytes} bytes (at ${shown}); refused as a possible tar bomb` };
+    if (this.bytes > this.limits.maxBytes)
+      return {
+        code: 'SNAPSHOT_TOO_LARGE',
+        message: `archive unpacks to more than ${this.limits.maxBytes} bytes (at ${shown}); refused as a possible tar bomb`,
+      };
     if (path === '') {
-      if (entry.type !== 'Directory') return { code: 'SNAPSHOT_UNSAFE_PATH', message: `entry ${shown}: the root must be a directory` };
+      if (entry.type !== 'Directory')
+        return {
+          code: 'SNAPSHOT_UNSAFE_PATH',
+          message: `entry ${shown}: the root must be a directory`,
+        };
       this.rootMode = entry.mode;
       return undefined;
     }
@@ -63,26 +95,49 @@ export class ArchiveEntryChecker {
     const parts = path.split('/');
     for (let i = 1; i <= parts.length; i += 1) {
       const prefix = parts.slice(0, i).join('/');
-      if (this.symlinks.has(prefix)) return { code: 'SNAPSHOT_UNSAFE_PATH', message: `entry ${shown}: goes through the symbolic link ${JSON.stringify(prefix)}; refused` };
+      if (this.symlinks.has(prefix))
+        return {
+          code: 'SNAPSHOT_UNSAFE_PATH',
+          message: `entry ${shown}: goes through the symbolic link ${JSON.stringify(prefix)}; refused`,
+        };
     }
     if (entry.type === 'SymbolicLink') {
       const target = entry.linkpath ?? '';
-      if (target === '' || target.includes('\0')) return { code: 'SNAPSHOT_UNSAFE_PATH', message: `entry ${shown}: symbolic link without a target` };
-      if (target.startsWith('/')) return { code: 'SNAPSHOT_UNSAFE_PATH', message: `entry ${shown}: symbolic link to the absolute path ${JSON.stringify(target)}; refused` };
+      if (target === '' || target.includes('\0'))
+        return {
+          code: 'SNAPSHOT_UNSAFE_PATH',
+          message: `entry ${shown}: symbolic link without a target`,
+        };
+      if (target.startsWith('/'))
+        return {
+          code: 'SNAPSHOT_UNSAFE_PATH',
+          message: `entry ${shown}: symbolic link to the absolute path ${JSON.stringify(target)}; refused`,
+        };
       const resolved = posix.normalize(posix.join(posix.dirname(path), target));
-      if (resolved === '..' || resolved.startsWith('../')) return { code: 'SNAPSHOT_UNSAFE_PATH', message: `entry ${shown}: symbolic link to ${JSON.stringify(target)} points out of the workspace; refused` };
+      if (resolved === '..' || resolved.startsWith('../'))
+        return {
+          code: 'SNAPSHOT_UNSAFE_PATH',
+          message: `entry ${shown}: symbolic link to ${JSON.stringify(target)} points out of the workspace; refused`,
+        };
       this.symlinks.add(path);
     }
     if (entry.type === 'Link') {
       const target = entry.linkpath ?? '';
       const targetParts = target.split('/');
       if (target === '' || target.startsWith('/') || targetParts.includes('..')) {
-        return { code: 'SNAPSHOT_UNSAFE_PATH', message: `entry ${shown}: hard link to ${JSON.stringify(target)} points out of the workspace; refused` };
+        return {
+          code: 'SNAPSHOT_UNSAFE_PATH',
+          message: `entry ${shown}: hard link to ${JSON.stringify(target)} points out of the workspace; refused`,
+        };
       }
       const clean = posix.normalize(target).replace(/^(\.\/)+/, '');
       const cleanParts = clean.split('/');
       for (let i = 1; i <= cleanParts.length; i += 1) {
-        if (this.symlinks.has(cleanParts.slice(0, i).join('/'))) return { code: 'SNAPSHOT_UNSAFE_PATH', message: `entry ${shown}: hard link through a symbolic link; refused` };
+        if (this.symlinks.has(cleanParts.slice(0, i).join('/')))
+          return {
+            code: 'SNAPSHOT_UNSAFE_PATH',
+            message: `entry ${shown}: hard link through a symbolic link; refused`,
+          };
       }
     }
     return undefined;

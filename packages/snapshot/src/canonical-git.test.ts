@@ -16,7 +16,15 @@ let live: string;
 let requestLog: string;
 
 async function git(...args: string[]): Promise<string> {
-  const { stdout } = await run('git', ['-C', repo, '-c', 'user.name=Pit Test', '-c', 'user.email=pit@example.invalid', ...args]);
+  const { stdout } = await run('git', [
+    '-C',
+    repo,
+    '-c',
+    'user.name=Pit Test',
+    '-c',
+    'user.email=pit@example.invalid',
+    ...args,
+  ]);
   return stdout.trim();
 }
 
@@ -58,7 +66,10 @@ describe('rollback with a canonical source in git', () => {
         { path: 'agents/forge/start.sh', target: join(live, 'bin', 'start.sh') },
       ],
     };
-    const result = await store.rollback('forge', { canonical, reason: 'agent_dead: no snapshot yet' });
+    const result = await store.rollback('forge', {
+      canonical,
+      reason: 'agent_dead: no snapshot yet',
+    });
     expect(result).toMatchObject({ status: 'rolled_back', source: 'git', set: null });
     expect(result.files).toEqual([
       { path: target, old_sha256: sha256('{ "model": '), new_sha256: sha256(CANONICAL_JSON) },
@@ -68,7 +79,10 @@ describe('rollback with a canonical source in git', () => {
     // An existing file keeps its permissions (a secret stays private); a new one gets git's mode.
     expect((await fs.stat(target)).mode & 0o777).toBe(0o600);
     expect((await fs.stat(join(live, 'bin', 'start.sh'))).mode & 0o777).toBe(0o755);
-    const log = (await fs.readFile(requestLog, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as unknown);
+    const log = (await fs.readFile(requestLog, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as unknown);
     expect(log).toHaveLength(1);
     expect(CellEventSchema.safeParse(log[0]).success).toBe(true);
     expect(log[0]).toMatchObject({ event: 'config_rolled_back', agent: 'forge', source: 'git' });
@@ -82,7 +96,9 @@ describe('rollback with a canonical source in git', () => {
     await fs.writeFile(target, '{ "model": "known-good" }\n');
     await store.snapshot('forge', [target]);
     await fs.writeFile(target, 'broken');
-    const result = await store.rollback('forge', { canonical: { repository: repo, files: [{ path: 'agents/forge/agent.json', target }] } });
+    const result = await store.rollback('forge', {
+      canonical: { repository: repo, files: [{ path: 'agents/forge/agent.json', target }] },
+    });
     expect(result.source).toBe('snapshot');
     expect(await fs.readFile(target, 'utf8')).toBe('{ "model": "known-good" }\n');
   });
@@ -90,7 +106,9 @@ describe('rollback with a canonical source in git', () => {
   it('reads HEAD by default', async () => {
     const store = createSnapshotStore({ stateDir: join(root, 'state') });
     const target = join(live, 'agent.json');
-    await store.rollback('forge', { canonical: { repository: repo, files: [{ path: 'agents/forge/agent.json', target }] } });
+    await store.rollback('forge', {
+      canonical: { repository: repo, files: [{ path: 'agents/forge/agent.json', target }] },
+    });
     expect(await fs.readFile(target, 'utf8')).toBe('{ "model": "untested" }\n');
   });
 
@@ -103,14 +121,23 @@ describe('rollback with a canonical source in git', () => {
         () => undefined,
         (error: unknown) => error as SnapshotError,
       );
-    expect(await attempt('no-such-tag', 'agents/forge/agent.json')).toMatchObject({ code: 'SNAPSHOT_GIT' });
+    expect(await attempt('no-such-tag', 'agents/forge/agent.json')).toMatchObject({
+      code: 'SNAPSHOT_GIT',
+    });
     const missing = await attempt('v1', 'agents/forge/nope.json');
     expect(missing).toMatchObject({ code: 'SNAPSHOT_GIT' });
     expect(missing?.message).toContain('no such file');
-    expect(await attempt('v1', 'agents/forge')).toMatchObject({ code: 'SNAPSHOT_GIT', message: expect.stringContaining('directory') });
-    expect(await attempt('--output=/tmp/x', 'agents/forge/agent.json')).toMatchObject({ code: 'SNAPSHOT_INVALID' });
+    expect(await attempt('v1', 'agents/forge')).toMatchObject({
+      code: 'SNAPSHOT_GIT',
+      message: expect.stringContaining('directory'),
+    });
+    expect(await attempt('--output=/tmp/x', 'agents/forge/agent.json')).toMatchObject({
+      code: 'SNAPSHOT_INVALID',
+    });
     expect(await attempt('v1', '../etc/passwd')).toMatchObject({ code: 'SNAPSHOT_INVALID' });
-    expect(await attempt('v1', 'agents/forge/agent.json', join(root, 'not-a-repo'))).toMatchObject({ code: 'SNAPSHOT_GIT' });
+    expect(await attempt('v1', 'agents/forge/agent.json', join(root, 'not-a-repo'))).toMatchObject({
+      code: 'SNAPSHOT_GIT',
+    });
     expect(await fs.readFile(target, 'utf8')).toBe('current');
   });
 });

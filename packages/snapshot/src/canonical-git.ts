@@ -33,30 +33,67 @@ export interface ReadCanonicalOptions {
 
 function checkSource(source: CanonicalSource): string {
   if (typeof source.repository !== 'string' || !isAbsolute(source.repository)) {
-    throw new SnapshotError('SNAPSHOT_INVALID', `canonical.repository: ${JSON.stringify(source.repository)} must be an absolute path`);
+    throw new SnapshotError(
+      'SNAPSHOT_INVALID',
+      `canonical.repository: ${JSON.stringify(source.repository)} must be an absolute path`,
+    );
   }
   const ref = source.ref ?? 'HEAD';
   if (ref === '' || ref.startsWith('-') || /[\s:\x00-\x1f\x7f]/.test(ref)) {
-    throw new SnapshotError('SNAPSHOT_INVALID', `canonical.ref: ${JSON.stringify(ref)} must be a commit, branch or tag name (no leading "-", spaces or ":")`);
+    throw new SnapshotError(
+      'SNAPSHOT_INVALID',
+      `canonical.ref: ${JSON.stringify(ref)} must be a commit, branch or tag name (no leading "-", spaces or ":")`,
+    );
   }
-  if (!Array.isArray(source.files) || source.files.length === 0) throw new SnapshotError('SNAPSHOT_INVALID', 'canonical.files: expected at least one file');
+  if (!Array.isArray(source.files) || source.files.length === 0)
+    throw new SnapshotError('SNAPSHOT_INVALID', 'canonical.files: expected at least one file');
   source.files.forEach((file, index) => {
     const segments = typeof file.path === 'string' ? file.path.split('/') : [];
-    if (typeof file.path !== 'string' || file.path === '' || file.path.startsWith('/') || file.path.includes('\0') || segments.includes('..') || segments.includes('.')) {
-      throw new SnapshotError('SNAPSHOT_INVALID', `canonical.files.${index}.path: ${JSON.stringify(file.path)} must be a path relative to the repository root, without "." or ".." segments`);
+    if (
+      typeof file.path !== 'string' ||
+      file.path === '' ||
+      file.path.startsWith('/') ||
+      file.path.includes('\0') ||
+      segments.includes('..') ||
+      segments.includes('.')
+    ) {
+      throw new SnapshotError(
+        'SNAPSHOT_INVALID',
+        `canonical.files.${index}.path: ${JSON.stringify(file.path)} must be a path relative to the repository root, without "." or ".." segments`,
+      );
     }
     if (typeof file.target !== 'string' || !isAbsolute(file.target) || file.target.includes('\0')) {
-      throw new SnapshotError('SNAPSHOT_INVALID', `canonical.files.${index}.target: ${JSON.stringify(file.target)} must be an absolute path`);
+      throw new SnapshotError(
+        'SNAPSHOT_INVALID',
+        `canonical.files.${index}.target: ${JSON.stringify(file.target)} must be an absolute path`,
+      );
     }
   });
   return ref;
 }
 
 function gitFailure(error: unknown, what: string): SnapshotError {
-  const details = error as { code?: string; stderr?: unknown; shortMessage?: string; timedOut?: boolean };
-  if (details.code === 'ENOENT') return new SnapshotError('SNAPSHOT_GIT', `${what}: git is not installed (or not on PATH)`, { cause: error });
-  if (details.timedOut) return new SnapshotError('SNAPSHOT_GIT', `${what}: git timed out`, { cause: error, retryable: true });
-  const stderr = details.stderr instanceof Uint8Array ? Buffer.from(details.stderr).toString('utf8') : typeof details.stderr === 'string' ? details.stderr : '';
+  const details = error as {
+    code?: string;
+    stderr?: unknown;
+    shortMessage?: string;
+    timedOut?: boolean;
+  };
+  if (details.code === 'ENOENT')
+    return new SnapshotError('SNAPSHOT_GIT', `${what}: git is not installed (or not on PATH)`, {
+      cause: error,
+    });
+  if (details.timedOut)
+    return new SnapshotError('SNAPSHOT_GIT', `${what}: git timed out`, {
+      cause: error,
+      retryable: true,
+    });
+  const stderr =
+    details.stderr instanceof Uint8Array
+      ? Buffer.from(details.stderr).toString('utf8')
+      : typeof details.stderr === 'string'
+        ? details.stderr
+        : '';
   const reason = stderr.trim().split('\n')[0] || details.shortMessage || String(error);
   return new SnapshotError('SNAPSHOT_GIT', `${what}: ${reason}`, { cause: error });
 }
@@ -67,7 +104,10 @@ function gitFailure(error: unknown, what: string): SnapshotError {
  * @throws {SnapshotError} SNAPSHOT_INVALID (bad source), SNAPSHOT_GIT (no such repository,
  *   ref or path; not a regular file; git missing or failing), SNAPSHOT_TOO_LARGE.
  */
-export async function readCanonical(source: CanonicalSource, options: ReadCanonicalOptions): Promise<CanonicalFile[]> {
+export async function readCanonical(
+  source: CanonicalSource,
+  options: ReadCanonicalOptions,
+): Promise<CanonicalFile[]> {
   const ref = checkSource(source);
   const { execa } = await import('execa');
   const git = (args: string[]) =>
@@ -84,26 +124,41 @@ export async function readCanonical(source: CanonicalSource, options: ReadCanoni
     const what = `${source.repository}: ${ref}:${file.path}`;
     let listing: string;
     try {
-      listing = Buffer.from((await git(['ls-tree', '-z', '--full-tree', ref, '--', file.path])).stdout).toString('utf8');
+      listing = Buffer.from(
+        (await git(['ls-tree', '-z', '--full-tree', ref, '--', file.path])).stdout,
+      ).toString('utf8');
     } catch (error) {
       throw gitFailure(error, what);
     }
     const line = listing.split('\0').find((item) => item.endsWith(`\t${file.path}`));
-    if (line === undefined) throw new SnapshotError('SNAPSHOT_GIT', `${what}: no such file in the repository at ${ref}`);
+    if (line === undefined)
+      throw new SnapshotError('SNAPSHOT_GIT', `${what}: no such file in the repository at ${ref}`);
     const [mode, type] = line.split('\t')[0]?.split(' ') ?? [];
     if (type !== 'blob' || (mode !== '100644' && mode !== '100755')) {
-      throw new SnapshotError('SNAPSHOT_GIT', `${what}: expected a regular file, found a ${type === 'blob' && mode === '120000' ? 'symbolic link' : type === 'tree' ? 'directory' : `${type ?? '?'} (mode ${mode ?? '?'})`}`);
+      throw new SnapshotError(
+        'SNAPSHOT_GIT',
+        `${what}: expected a regular file, found a ${type === 'blob' && mode === '120000' ? 'symbolic link' : type === 'tree' ? 'directory' : `${type ?? '?'} (mode ${mode ?? '?'})`}`,
+      );
     }
     let content: Buffer;
     try {
       content = Buffer.from((await git(['show', '--no-textconv', `${ref}:${file.path}`])).stdout);
     } catch (error) {
       if ((error as { isMaxBuffer?: boolean }).isMaxBuffer) {
-        throw new SnapshotError('SNAPSHOT_TOO_LARGE', `${what}: larger than the limit of ${options.maxFileBytes} bytes`, { cause: error });
+        throw new SnapshotError(
+          'SNAPSHOT_TOO_LARGE',
+          `${what}: larger than the limit of ${options.maxFileBytes} bytes`,
+          { cause: error },
+        );
       }
       throw gitFailure(error, what);
     }
-    files.push({ target: file.target, repositoryPath: file.path, content, mode: mode === '100755' ? 0o755 : 0o644 });
+    files.push({
+      target: file.target,
+      repositoryPath: file.path,
+      content,
+      mode: mode === '100755' ? 0o755 : 0o644,
+    });
   }
   return files;
 }

@@ -4,7 +4,8 @@ import { z } from 'zod';
 import { SnapshotError } from './errors.js';
 
 /** A checkpoint name: its UTC timestamp made safe as a file name (`2026-11-22T17-43-00.123Z`), plus `-<n>` when two share a millisecond. */
-export const CHECKPOINT_NAME_PATTERN = /^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}Z(?:-[1-9]\d{0,5})?$/;
+export const CHECKPOINT_NAME_PATTERN =
+  /^\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.\d{3}Z(?:-[1-9]\d{0,5})?$/;
 
 /** `checkpoints/<name>.json`: describes `checkpoints/<name>.tar.gz`. Written after the archive; its presence is what makes a checkpoint exist. */
 export const CheckpointManifestSchema = z.strictObject({
@@ -48,12 +49,21 @@ export function compareCheckpointNames(a: string, b: string): number {
  */
 export function assertCheckpointName(name: string): string {
   if (typeof name !== 'string' || !CHECKPOINT_NAME_PATTERN.test(name)) {
-    throw new SnapshotError('SNAPSHOT_BAD_NAME', `checkpoint ${JSON.stringify(name)}: expected a name like 2026-11-22T17-43-00.123Z`);
+    throw new SnapshotError(
+      'SNAPSHOT_BAD_NAME',
+      `checkpoint ${JSON.stringify(name)}: expected a name like 2026-11-22T17-43-00.123Z`,
+    );
   }
   return name;
 }
 
 /** The two files of a checkpoint. */
-export function checkpointFiles(checkpointsDir: string, name: string): { archive: string; manifest: string } {
-  return { archive: join(checkpointsDir, `${name}.tar.gz`), manifest: join(checkpointsDir, `${name}.json`) };
+export function checkpointFiles(
+  checkpointsDir: string,
+  name: string,
+): { archive: string; manifest: string } {
+  return {
+    archive: join(checkpointsDir, `${name}.tar.gz`),
+    manifest: join(checkpointsDir, `${name}.json`),
+  };
 }

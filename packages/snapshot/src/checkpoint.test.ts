@@ -14,7 +14,13 @@ let workspace: string;
 
 beforeEach(async () => {
   root = await makeTempDir();
-  cell = (await provisionCell(join(root, 'missions'), { mission: 'checkpoints', created_by: 'test', agents: [{ name: 'forge', role: 'lead' }] })).dir;
+  cell = (
+    await provisionCell(join(root, 'missions'), {
+      mission: 'checkpoints',
+      created_by: 'test',
+      agents: [{ name: 'forge', role: 'lead' }],
+    })
+  ).dir;
   workspace = cellPaths(cell).workspace;
 });
 
@@ -41,24 +47,55 @@ describe('createCheckpoint', () => {
   it('writes <ts>.tar.gz and a manifest, and appends checkpoint_created', async () => {
     await populate();
     const now = new Date('2026-11-22T17:43:00.123Z');
-    const checkpoint = await createCheckpoint(cell, { createdBy: 'forge', reason: 'before refactor', now: () => now });
+    const checkpoint = await createCheckpoint(cell, {
+      createdBy: 'forge',
+      reason: 'before refactor',
+      now: () => now,
+    });
     expect(checkpoint.name).toBe('2026-11-22T17-43-00.123Z');
     expect(checkpoint.archive).toBe(join(cell, 'checkpoints', '2026-11-22T17-43-00.123Z.tar.gz'));
-    const manifest = JSON.parse(await fs.readFile(join(cell, 'checkpoints', '2026-11-22T17-43-00.123Z.json'), 'utf8')) as Record<string, unknown>;
+    const manifest = JSON.parse(
+      await fs.readFile(join(cell, 'checkpoints', '2026-11-22T17-43-00.123Z.json'), 'utf8'),
+    ) as Record<string, unknown>;
     const archive = await fs.readFile(checkpoint.archive);
-    expect(manifest).toMatchObject({ ts: now.toISOString(), sha256: sha256(archive), bytes: archive.length, files: 7, created_by: 'forge', reason: 'before refactor', skipped: [] });
+    expect(manifest).toMatchObject({
+      ts: now.toISOString(),
+      sha256: sha256(archive),
+      bytes: archive.length,
+      files: 7,
+      created_by: 'forge',
+      reason: 'before refactor',
+      skipped: [],
+    });
     const events = [];
     for await (const entry of readEvents(cellPaths(cell).events)) events.push(entry);
-    expect(events.at(-1)).toMatchObject({ ok: true, known: true, event: { event: 'checkpoint_created', checkpoint: checkpoint.name, sha256: sha256(archive), bytes: archive.length } });
-    expect((await fs.readdir(join(cell, 'checkpoints'))).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+    expect(events.at(-1)).toMatchObject({
+      ok: true,
+      known: true,
+      event: {
+        event: 'checkpoint_created',
+        checkpoint: checkpoint.name,
+        sha256: sha256(archive),
+        bytes: archive.length,
+      },
+    });
+    expect(
+      (await fs.readdir(join(cell, 'checkpoints'))).filter((name) => name.endsWith('.tmp')),
+    ).toEqual([]);
   });
 
   it('names two checkpoints of the same millisecond apart', async () => {
     const now = () => new Date('2026-11-22T17:43:00.123Z');
     const first = await createCheckpoint(cell, { createdBy: 'forge', now });
     const second = await createCheckpoint(cell, { createdBy: 'forge', now });
-    expect([first.name, second.name]).toEqual(['2026-11-22T17-43-00.123Z', '2026-11-22T17-43-00.123Z-2']);
-    expect((await listCheckpoints(cell)).checkpoints.map((item) => item.name)).toEqual([second.name, first.name]);
+    expect([first.name, second.name]).toEqual([
+      '2026-11-22T17-43-00.123Z',
+      '2026-11-22T17-43-00.123Z-2',
+    ]);
+    expect((await listCheckpoints(cell)).checkpoints.map((item) => item.name)).toEqual([
+      second.name,
+      first.name,
+    ]);
   });
 
   it('leaves out symlinks pointing out of the workspace and FIFOs, and says so', async () => {
@@ -68,7 +105,11 @@ describe('createCheckpoint', () => {
     const { execFileSync } = await import('node:child_process');
     execFileSync('mkfifo', [join(workspace, 'pipe')]);
     const checkpoint = await createCheckpoint(cell, { createdBy: 'forge' });
-    expect(checkpoint.manifest.skipped.map((item) => item.path).sort()).toEqual(['passwd', 'pipe', 'up']);
+    expect(checkpoint.manifest.skipped.map((item) => item.path).sort()).toEqual([
+      'passwd',
+      'pipe',
+      'up',
+    ]);
     const restored = await restoreCheckpoint(cell, checkpoint.name);
     expect(restored.entries).toBe(2);
     expect(await fs.readdir(workspace)).toEqual(['ok.txt']);
@@ -76,9 +117,13 @@ describe('createCheckpoint', () => {
 
   it('refuses a cell without a workspace', async () => {
     await fs.rm(workspace, { recursive: true });
-    await expect(createCheckpoint(cell, { createdBy: 'forge' })).rejects.toMatchObject({ code: 'SNAPSHOT_NOT_FOUND' });
+    await expect(createCheckpoint(cell, { createdBy: 'forge' })).rejects.toMatchObject({
+      code: 'SNAPSHOT_NOT_FOUND',
+    });
     await fs.symlink(root, workspace);
-    await expect(createCheckpoint(cell, { createdBy: 'forge' })).rejects.toMatchObject({ code: 'SNAPSHOT_UNSAFE_PATH' });
+    await expect(createCheckpoint(cell, { createdBy: 'forge' })).rejects.toMatchObject({
+      code: 'SNAPSHOT_UNSAFE_PATH',
+    });
   });
 });
 
@@ -94,14 +139,26 @@ describe('restoreCheckpoint', () => {
     await fs.chmod(join(workspace, 'run.sh'), 0o644);
     await fs.writeFile(join(workspace, 'junk'), 'junk');
     await fs.chmod(workspace, 0o777);
-    const restored = await restoreCheckpoint(cell, { restoredBy: 'pit', reason: 'substitute takes over' });
+    const restored = await restoreCheckpoint(cell, {
+      restoredBy: 'pit',
+      reason: 'substitute takes over',
+    });
     expect(restored.checkpoint.name).toBe(checkpoint.name);
     expect(await readTree(workspace)).toEqual(before);
     expect((await fs.stat(workspace)).mode & 0o7777).toBe(0o750);
     expect((await fs.readdir(cell)).filter((name) => name.startsWith('.workspace-'))).toEqual([]);
     const events = [];
     for await (const entry of readEvents(cellPaths(cell).events)) events.push(entry);
-    expect(events.at(-1)).toMatchObject({ ok: true, known: true, event: { event: 'checkpoint_restored', checkpoint: checkpoint.name, restored_by: 'pit', reason: 'substitute takes over' } });
+    expect(events.at(-1)).toMatchObject({
+      ok: true,
+      known: true,
+      event: {
+        event: 'checkpoint_restored',
+        checkpoint: checkpoint.name,
+        restored_by: 'pit',
+        reason: 'substitute takes over',
+      },
+    });
   });
 
   it('restores the newest checkpoint by default, or the one named', async () => {
@@ -120,39 +177,80 @@ describe('restoreCheckpoint', () => {
 
   it('refuses unknown and malformed checkpoint names', async () => {
     await expect(restoreCheckpoint(cell)).rejects.toMatchObject({ code: 'SNAPSHOT_NOT_FOUND' });
-    await expect(restoreCheckpoint(cell, '2026-11-22T17-43-00.123Z')).rejects.toMatchObject({ code: 'SNAPSHOT_NOT_FOUND' });
-    await expect(restoreCheckpoint(cell, '../../etc/passwd')).rejects.toMatchObject({ code: 'SNAPSHOT_BAD_NAME' });
+    await expect(restoreCheckpoint(cell, '2026-11-22T17-43-00.123Z')).rejects.toMatchObject({
+      code: 'SNAPSHOT_NOT_FOUND',
+    });
+    await expect(restoreCheckpoint(cell, '../../etc/passwd')).rejects.toMatchObject({
+      code: 'SNAPSHOT_BAD_NAME',
+    });
   });
 });
 
 describe('listCheckpoints and pruneCheckpoints', () => {
   it('reports a corrupt manifest and a missing archive instead of skipping them', async () => {
-    const good = await createCheckpoint(cell, { createdBy: 'forge', now: () => new Date('2026-11-22T10:00:00.000Z') });
-    const gone = await createCheckpoint(cell, { createdBy: 'forge', now: () => new Date('2026-11-22T11:00:00.000Z') });
+    const good = await createCheckpoint(cell, {
+      createdBy: 'forge',
+      now: () => new Date('2026-11-22T10:00:00.000Z'),
+    });
+    const gone = await createCheckpoint(cell, {
+      createdBy: 'forge',
+      now: () => new Date('2026-11-22T11:00:00.000Z'),
+    });
     await fs.rm(gone.archive);
     await fs.writeFile(join(cell, 'checkpoints', '2026-11-22T12-00-00.000Z.json'), '{ "ts": ');
     const list = await listCheckpoints(cell);
     expect(list.checkpoints.map((item) => item.name)).toEqual([good.name]);
-    expect(list.problems.map((problem) => problem.name).sort()).toEqual([gone.name, '2026-11-22T12-00-00.000Z']);
+    expect(list.problems.map((problem) => problem.name).sort()).toEqual([
+      gone.name,
+      '2026-11-22T12-00-00.000Z',
+    ]);
   });
 
   it('keeps the newest N, removes those over the age limit but never the newest, and clears crash leftovers', async () => {
     const base = Date.parse('2026-11-22T10:00:00.000Z');
     const names: string[] = [];
-    for (let i = 0; i < 6; i += 1) names.push((await createCheckpoint(cell, { createdBy: 'forge', now: () => new Date(base + i * 3_600_000) })).name);
-    const byCount = await pruneCheckpoints(cell, { keep: 4, now: () => new Date(base + 6 * 3_600_000) });
+    for (let i = 0; i < 6; i += 1)
+      names.push(
+        (
+          await createCheckpoint(cell, {
+            createdBy: 'forge',
+            now: () => new Date(base + i * 3_600_000),
+          })
+        ).name,
+      );
+    const byCount = await pruneCheckpoints(cell, {
+      keep: 4,
+      now: () => new Date(base + 6 * 3_600_000),
+    });
     expect(byCount.removed).toEqual([names[1], names[0]]);
     expect(byCount.kept).toEqual([names[5], names[4], names[3], names[2]]);
     // An orphan archive (crash between archive and manifest) and a dead writer's temp file.
     const dir = join(cell, 'checkpoints');
     await fs.writeFile(join(dir, '2026-11-22T09-00-00.000Z.tar.gz'), 'orphan');
-    await fs.utimes(join(dir, '2026-11-22T09-00-00.000Z.tar.gz'), new Date(base - 7_200_000), new Date(base - 7_200_000));
-    await fs.writeFile(join(dir, '.2026-11-22T09-30-00.000Z.tar.gz.999999999.0123456789ab.tmp'), 'partial');
-    const byAge = await pruneCheckpoints(cell, { keep: 10, maxAgeMs: 90 * 60_000, now: () => new Date(base + 5 * 3_600_000 + 60_000) });
+    await fs.utimes(
+      join(dir, '2026-11-22T09-00-00.000Z.tar.gz'),
+      new Date(base - 7_200_000),
+      new Date(base - 7_200_000),
+    );
+    await fs.writeFile(
+      join(dir, '.2026-11-22T09-30-00.000Z.tar.gz.999999999.0123456789ab.tmp'),
+      'partial',
+    );
+    const byAge = await pruneCheckpoints(cell, {
+      keep: 10,
+      maxAgeMs: 90 * 60_000,
+      now: () => new Date(base + 5 * 3_600_000 + 60_000),
+    });
     expect(byAge.removed).toEqual([names[3], names[2]]);
     expect(byAge.kept).toEqual([names[5], names[4]]);
-    expect(byAge.leftovers.sort()).toEqual(['.2026-11-22T09-30-00.000Z.tar.gz.999999999.0123456789ab.tmp', '2026-11-22T09-00-00.000Z.tar.gz']);
-    const old = await pruneCheckpoints(cell, { maxAgeMs: 1, now: () => new Date(base + 100 * 3_600_000) });
+    expect(byAge.leftovers.sort()).toEqual([
+      '.2026-11-22T09-30-00.000Z.tar.gz.999999999.0123456789ab.tmp',
+      '2026-11-22T09-00-00.000Z.tar.gz',
+    ]);
+    const old = await pruneCheckpoints(cell, {
+      maxAgeMs: 1,
+      now: () => new Date(base + 100 * 3_600_000),
+    });
     expect(old.kept).toEqual([names[5]]);
     expect((await fs.readdir(dir)).sort()).toEqual([`${names[5]}.json`, `${names[5]}.tar.gz`]);
   });

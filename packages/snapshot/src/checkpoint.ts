@@ -1,7 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, promises as fs, readlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { appendEvent, cellPaths, fsyncDir, readJsonFile, withFileLock, writeJsonAtomic, type AnyCellEvent } from '@pit/cell-spec';
+import {
+  appendEvent,
+  cellPaths,
+  fsyncDir,
+  readJsonFile,
+  withFileLock,
+  writeJsonAtomic,
+  type AnyCellEvent,
+} from '@pit/cell-spec';
 import {
   assertCheckpointName,
   CHECKPOINT_NAME_PATTERN,
@@ -47,7 +55,11 @@ export interface CreatedCheckpoint extends Checkpoint {
 const LOCK_NAME = '.lock';
 
 /** Locks the cell's `checkpoints/` for a restore or a prune. */
-export async function withCheckpointLock<T>(checkpointsDir: string, timeoutMs: number, work: () => Promise<T>): Promise<T> {
+export async function withCheckpointLock<T>(
+  checkpointsDir: string,
+  timeoutMs: number,
+  work: () => Promise<T>,
+): Promise<T> {
   try {
     return await withFileLock(join(checkpointsDir, LOCK_NAME), work, { timeoutMs, staleMs: 5000 });
   } catch (error) {
@@ -61,8 +73,16 @@ export async function withCheckpointLock<T>(checkpointsDir: string, timeoutMs: n
  */
 async function assertWorkspace(workspace: string): Promise<Stats> {
   const stat = await lstatOrUndefined(workspace);
-  if (stat === undefined) throw new SnapshotError('SNAPSHOT_NOT_FOUND', `${workspace}: the cell has no workspace directory`);
-  if (!stat.isDirectory()) throw new SnapshotError('SNAPSHOT_UNSAFE_PATH', `${workspace}: expected the workspace directory, found ${describeKind(stat)}`);
+  if (stat === undefined)
+    throw new SnapshotError(
+      'SNAPSHOT_NOT_FOUND',
+      `${workspace}: the cell has no workspace directory`,
+    );
+  if (!stat.isDirectory())
+    throw new SnapshotError(
+      'SNAPSHOT_UNSAFE_PATH',
+      `${workspace}: expected the workspace directory, found ${describeKind(stat)}`,
+    );
   return stat;
 }
 
@@ -93,10 +113,21 @@ function drain(stream: import('tar').Pack): Promise<void> {
  * @example
  * const { name, manifest } = await createCheckpoint('/var/missions/3f2a…', { createdBy: 'forge', reason: 'before refactor' });
  */
-export async function createCheckpoint(cell: string, options: CreateCheckpointOptions): Promise<CreatedCheckpoint> {
-  if (typeof options?.createdBy !== 'string' || options.createdBy === '') throw new SnapshotError('SNAPSHOT_INVALID', 'createCheckpoint: createdBy: expected a non-empty string');
+export async function createCheckpoint(
+  cell: string,
+  options: CreateCheckpointOptions,
+): Promise<CreatedCheckpoint> {
+  if (typeof options?.createdBy !== 'string' || options.createdBy === '')
+    throw new SnapshotError(
+      'SNAPSHOT_INVALID',
+      'createCheckpoint: createdBy: expected a non-empty string',
+    );
   const level = options.gzipLevel ?? 6;
-  if (!Number.isInteger(level) || level < 1 || level > 9) throw new SnapshotError('SNAPSHOT_INVALID', `createCheckpoint: gzipLevel: ${level} must be an integer from 1 to 9`);
+  if (!Number.isInteger(level) || level < 1 || level > 9)
+    throw new SnapshotError(
+      'SNAPSHOT_INVALID',
+      `createCheckpoint: gzipLevel: ${level} must be an integer from 1 to 9`,
+    );
   const logger = options.logger ?? silentLogger;
   const paths = cellPaths(cell);
   await assertWorkspace(paths.workspace);
@@ -105,7 +136,10 @@ export async function createCheckpoint(cell: string, options: CreateCheckpointOp
   });
   const date = (options.now ?? (() => new Date()))();
   const stamp = checkpointStamp(date);
-  const temp = join(paths.checkpoints, `.${stamp}.tar.gz.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const temp = join(
+    paths.checkpoints,
+    `.${stamp}.tar.gz.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
+  );
   const skipped: Array<{ path: string; reason: string }> = [];
   let files = 0;
   let entries = 0;
@@ -116,7 +150,11 @@ export async function createCheckpoint(cell: string, options: CreateCheckpointOp
   let published: string | undefined;
   let pack: import('tar').Pack | undefined;
   try {
-    handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    handle = await fs.open(
+      temp,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+      0o600,
+    );
     const { Pack } = await import('tar');
     pack = new Pack({
       cwd: paths.workspace,
@@ -132,8 +170,14 @@ export async function createCheckpoint(cell: string, options: CreateCheckpointOp
           unpacked += info.size;
         } else if (info.isSymbolicLink()) {
           const target = readlinkSync(join(paths.workspace, relative));
-          if (target.startsWith('/') || !symlinkStaysInside(join(paths.workspace, relative), target, paths.workspace)) {
-            skipped.push({ path: relative, reason: `symbolic link to ${target} points out of the workspace` });
+          if (
+            target.startsWith('/') ||
+            !symlinkStaysInside(join(paths.workspace, relative), target, paths.workspace)
+          ) {
+            skipped.push({
+              path: relative,
+              reason: `symbolic link to ${target} points out of the workspace`,
+            });
             return false;
           }
         } else if (!info.isDirectory()) {
@@ -173,7 +217,10 @@ export async function createCheckpoint(cell: string, options: CreateCheckpointOp
     await fs.rm(temp, { force: true }).catch(() => undefined);
     // node-tar cannot cancel a pack: let it run to the end so it closes every workspace file it holds open.
     if (pack !== undefined) await drain(pack);
-    if (published !== undefined) await fs.rm(checkpointFiles(paths.checkpoints, published).archive, { force: true }).catch(() => undefined);
+    if (published !== undefined)
+      await fs
+        .rm(checkpointFiles(paths.checkpoints, published).archive, { force: true })
+        .catch(() => undefined);
     throw toSnapshotError(error, paths.workspace, 'create checkpoint');
   }
   const name = published;
@@ -196,7 +243,12 @@ export async function createCheckpoint(cell: string, options: CreateCheckpointOp
     await fs.rm(files_.archive, { force: true }).catch(() => undefined);
     throw toSnapshotError(error, files_.manifest, 'write checkpoint manifest');
   }
-  if (skipped.length > 0) logger.warn('snapshot: checkpoint left out paths it cannot archive safely', { cell, checkpoint: name, skipped });
+  if (skipped.length > 0)
+    logger.warn('snapshot: checkpoint left out paths it cannot archive safely', {
+      cell,
+      checkpoint: name,
+      skipped,
+    });
   let event: AnyCellEvent;
   try {
     event = await appendEvent(paths.events, {
@@ -210,7 +262,11 @@ export async function createCheckpoint(cell: string, options: CreateCheckpointOp
       reason: manifest.reason,
     });
   } catch (error) {
-    throw toSnapshotError(error, paths.events, `checkpoint ${name} was written, but appending checkpoint_created failed`);
+    throw toSnapshotError(
+      error,
+      paths.events,
+      `checkpoint ${name} was written, but appending checkpoint_created failed`,
+    );
   }
   logger.info('snapshot: checkpoint created', { cell, checkpoint: name, bytes, files });
   return { name, archive: files_.archive, manifestPath: files_.manifest, manifest, event };
@@ -242,7 +298,8 @@ export async function listCheckpoints(cell: string): Promise<CheckpointList> {
   try {
     names = await fs.readdir(dir);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { checkpoints: [], problems: [] };
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      return { checkpoints: [], problems: [] };
     throw toSnapshotError(error, dir, 'list checkpoints');
   }
   const checkpoints: Checkpoint[] = [];
@@ -254,12 +311,24 @@ export async function listCheckpoints(cell: string): Promise<CheckpointList> {
     const { archive, manifest: manifestPath } = checkpointFiles(dir, name);
     try {
       const manifest = await readJsonFile(manifestPath, CheckpointManifestSchema);
-      if (manifest.name !== name) throw new SnapshotError('SNAPSHOT_CORRUPT', `${manifestPath}: name: expected ${name}, found ${manifest.name}`);
+      if (manifest.name !== name)
+        throw new SnapshotError(
+          'SNAPSHOT_CORRUPT',
+          `${manifestPath}: name: expected ${name}, found ${manifest.name}`,
+        );
       const stat = await lstatOrUndefined(archive);
-      if (stat === undefined || !stat.isFile()) throw new SnapshotError('SNAPSHOT_CORRUPT', `${archive}: archive of checkpoint ${name} is missing`);
+      if (stat === undefined || !stat.isFile())
+        throw new SnapshotError(
+          'SNAPSHOT_CORRUPT',
+          `${archive}: archive of checkpoint ${name} is missing`,
+        );
       checkpoints.push({ name, archive, manifestPath, manifest });
     } catch (error) {
-      problems.push({ name, path: manifestPath, reason: toSnapshotError(error, manifestPath, 'read checkpoint manifest').message });
+      problems.push({
+        name,
+        path: manifestPath,
+        reason: toSnapshotError(error, manifestPath, 'read checkpoint manifest').message,
+      });
     }
   }
   checkpoints.sort((a, b) => compareCheckpointNames(b.name, a.name));
@@ -297,9 +366,16 @@ export interface PruneResult {
  * archive, which a later prune removes.
  * @throws {SnapshotError} SNAPSHOT_INVALID (bad options), SNAPSHOT_LOCKED, SNAPSHOT_IO.
  */
-export async function pruneCheckpoints(cell: string, options: PruneCheckpointsOptions = {}): Promise<PruneResult> {
+export async function pruneCheckpoints(
+  cell: string,
+  options: PruneCheckpointsOptions = {},
+): Promise<PruneResult> {
   const keep = options.keep ?? 5;
-  if (!Number.isInteger(keep) || keep < 1) throw new SnapshotError('SNAPSHOT_INVALID', `pruneCheckpoints: keep: ${keep} must be an integer ≥ 1`);
+  if (!Number.isInteger(keep) || keep < 1)
+    throw new SnapshotError(
+      'SNAPSHOT_INVALID',
+      `pruneCheckpoints: keep: ${keep} must be an integer ≥ 1`,
+    );
   const now = (options.now ?? (() => new Date()))().getTime();
   const dir = cellPaths(cell).checkpoints;
   if ((await lstatOrUndefined(dir)) === undefined) return { removed: [], kept: [], leftovers: [] };
@@ -308,7 +384,9 @@ export async function pruneCheckpoints(cell: string, options: PruneCheckpointsOp
     const removed: string[] = [];
     const kept: string[] = [];
     for (const [index, checkpoint] of checkpoints.entries()) {
-      const tooOld = options.maxAgeMs !== undefined && now - Date.parse(checkpoint.manifest.ts) > options.maxAgeMs;
+      const tooOld =
+        options.maxAgeMs !== undefined &&
+        now - Date.parse(checkpoint.manifest.ts) > options.maxAgeMs;
       if (index === 0 || (index < keep && !tooOld)) {
         kept.push(checkpoint.name);
         continue;
@@ -336,7 +414,8 @@ export async function pruneCheckpoints(cell: string, options: PruneCheckpointsOp
       }
       if (!file.endsWith('.tar.gz')) continue;
       const name = file.slice(0, -'.tar.gz'.length);
-      if (!CHECKPOINT_NAME_PATTERN.test(name) || listed.has(name) || removed.includes(name)) continue;
+      if (!CHECKPOINT_NAME_PATTERN.test(name) || listed.has(name) || removed.includes(name))
+        continue;
       if ((await lstatOrUndefined(checkpointFiles(dir, name).manifest)) !== undefined) continue;
       const stat = await lstatOrUndefined(path);
       if (stat !== undefined && now - stat.mtimeMs > grace) {
@@ -345,7 +424,12 @@ export async function pruneCheckpoints(cell: string, options: PruneCheckpointsOp
       }
     }
     await fsyncDir(dir).catch(() => undefined);
-    if (removed.length > 0 || leftovers.length > 0) (options.logger ?? silentLogger).info('snapshot: pruned checkpoints', { cell, removed, leftovers });
+    if (removed.length > 0 || leftovers.length > 0)
+      (options.logger ?? silentLogger).info('snapshot: pruned checkpoints', {
+        cell,
+        removed,
+        leftovers,
+      });
     return { removed, kept, leftovers };
   });
 }
@@ -362,9 +446,18 @@ export async function readCheckpoint(cell: string, name: string): Promise<Checkp
     manifest = await readJsonFile(manifestPath, CheckpointManifestSchema);
   } catch (error) {
     const mapped = toSnapshotError(error, manifestPath, 'read checkpoint manifest');
-    if (mapped.code === 'SNAPSHOT_NOT_FOUND') throw new SnapshotError('SNAPSHOT_NOT_FOUND', `${manifestPath}: no checkpoint named ${name}`, { cause: error });
+    if (mapped.code === 'SNAPSHOT_NOT_FOUND')
+      throw new SnapshotError(
+        'SNAPSHOT_NOT_FOUND',
+        `${manifestPath}: no checkpoint named ${name}`,
+        { cause: error },
+      );
     throw mapped;
   }
-  if (manifest.name !== name) throw new SnapshotError('SNAPSHOT_CORRUPT', `${manifestPath}: name: expected ${name}, found ${manifest.name}`);
+  if (manifest.name !== name)
+    throw new SnapshotError(
+      'SNAPSHOT_CORRUPT',
+      `${manifestPath}: name: expected ${name}, found ${manifest.name}`,
+    );
   return { name, archive, manifestPath, manifest };
 }

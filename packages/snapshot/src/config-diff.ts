@@ -62,7 +62,12 @@ function kindOf(live: LiveState): string {
 }
 
 /** Compares the live config with a stored set. Reading failures become `problem`s, not exceptions. */
-export async function diffConfig(paths: StorePaths, agent: string, set: ConfigSet, options: DiffConfigOptions = {}): Promise<ConfigDiff> {
+export async function diffConfig(
+  paths: StorePaths,
+  agent: string,
+  set: ConfigSet,
+  options: DiffConfigOptions = {},
+): Promise<ConfigDiff> {
   const maxText = options.maxTextBytes ?? 64 * 1024;
   const files: ConfigDiffFile[] = [];
   let unchanged = 0;
@@ -81,13 +86,35 @@ export async function diffConfig(paths: StorePaths, agent: string, set: ConfigSe
       unchanged += 1;
       continue;
     }
-    const item: ConfigDiffFile = { path: entry.path, change, good_kind: entry.kind, live_kind: kindOf(live), good_sha256: goodSha, live_sha256: liveSha, good_mode: goodMode, live_mode: liveMode };
-    if (entry.kind === 'file' && (change === 'modified' || change === 'removed') && entry.size <= maxText) {
+    const item: ConfigDiffFile = {
+      path: entry.path,
+      change,
+      good_kind: entry.kind,
+      live_kind: kindOf(live),
+      good_sha256: goodSha,
+      live_sha256: liveSha,
+      good_mode: goodMode,
+      live_mode: liveMode,
+    };
+    if (
+      entry.kind === 'file' &&
+      (change === 'modified' || change === 'removed') &&
+      entry.size <= maxText
+    ) {
       try {
         const good = await readObject(paths, entry.sha256, maxText, entry.path);
-        const now = live.kind === 'file' ? (live.size <= maxText ? (await readRegularFile(entry.path, maxText)).content : undefined) : Buffer.alloc(0);
+        const now =
+          live.kind === 'file'
+            ? live.size <= maxText
+              ? (await readRegularFile(entry.path, maxText)).content
+              : undefined
+            : Buffer.alloc(0);
         if (now !== undefined && isText(good) && isText(now)) {
-          item.diff = unifiedDiff(good.toString('utf8'), now.toString('utf8'), { fromLabel: `${entry.path} (last known good)`, toLabel: live.kind === 'missing' ? '/dev/null' : `${entry.path} (live)`, context: options.context });
+          item.diff = unifiedDiff(good.toString('utf8'), now.toString('utf8'), {
+            fromLabel: `${entry.path} (last known good)`,
+            toLabel: live.kind === 'missing' ? '/dev/null' : `${entry.path} (live)`,
+            context: options.context,
+          });
         }
       } catch (error) {
         item.problem = PitError.is(error) || error instanceof Error ? error.message : String(error);
@@ -96,11 +123,30 @@ export async function diffConfig(paths: StorePaths, agent: string, set: ConfigSe
     files.push(item);
   }
   for (const extra of await findExtras(set.roots, set.entries)) {
-    const live = await inspectLive(extra.path).catch(() => ({ kind: 'other', description: extra.description }) as const);
-    const item: ConfigDiffFile = { path: extra.path, change: 'added', good_kind: 'missing', live_kind: kindOf(live), good_sha256: null, live_sha256: liveHash(live), good_mode: null, live_mode: live.kind === 'file' ? live.mode : null };
+    const live = await inspectLive(extra.path).catch(
+      () => ({ kind: 'other', description: extra.description }) as const,
+    );
+    const item: ConfigDiffFile = {
+      path: extra.path,
+      change: 'added',
+      good_kind: 'missing',
+      live_kind: kindOf(live),
+      good_sha256: null,
+      live_sha256: liveHash(live),
+      good_mode: null,
+      live_mode: live.kind === 'file' ? live.mode : null,
+    };
     if (live.kind === 'file' && live.size <= maxText) {
-      const now = await readRegularFile(extra.path, maxText).then((read) => read.content, () => undefined);
-      if (now !== undefined && isText(now)) item.diff = unifiedDiff('', now.toString('utf8'), { fromLabel: '/dev/null', toLabel: `${extra.path} (live)`, context: options.context });
+      const now = await readRegularFile(extra.path, maxText).then(
+        (read) => read.content,
+        () => undefined,
+      );
+      if (now !== undefined && isText(now))
+        item.diff = unifiedDiff('', now.toString('utf8'), {
+          fromLabel: '/dev/null',
+          toLabel: `${extra.path} (live)`,
+          context: options.context,
+        });
     }
     files.push(item);
   }

@@ -2,7 +2,13 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeTempDir } from '../test/helpers.js';
-import { normalizeConfigPaths, RACY_WINDOW_MS, scanConfig, StatIndex, symlinkStaysInside } from './config-scan.js';
+import {
+  normalizeConfigPaths,
+  RACY_WINDOW_MS,
+  scanConfig,
+  StatIndex,
+  symlinkStaysInside,
+} from './config-scan.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -19,7 +25,12 @@ describe('scanConfig', () => {
     await fs.writeFile(join(dir, 'cfg', 'B', 'x'), 'x');
     await fs.writeFile(join(dir, 'cfg', 'a'), 'a');
     await fs.symlink('a', join(dir, 'cfg', 'c'));
-    const scan = await scanConfig([join(dir, 'cfg')], { index: new StatIndex(), maxFileBytes: 1024, withContent: false, nowMs: Date.now });
+    const scan = await scanConfig([join(dir, 'cfg')], {
+      index: new StatIndex(),
+      maxFileBytes: 1024,
+      withContent: false,
+      nowMs: Date.now,
+    });
     expect(scan.entries.map((entry) => [entry.path.slice(dir.length), entry.kind])).toEqual([
       ['/cfg', 'dir'],
       ['/cfg/B', 'dir'],
@@ -45,7 +56,14 @@ describe('scanConfig', () => {
 
   it('refuses a file over the size limit', async () => {
     await fs.writeFile(join(dir, 'big'), Buffer.alloc(2048));
-    await expect(scanConfig([join(dir, 'big')], { index: new StatIndex(), maxFileBytes: 1024, withContent: false, nowMs: Date.now })).rejects.toMatchObject({ code: 'SNAPSHOT_TOO_LARGE' });
+    await expect(
+      scanConfig([join(dir, 'big')], {
+        index: new StatIndex(),
+        maxFileBytes: 1024,
+        withContent: false,
+        nowMs: Date.now,
+      }),
+    ).rejects.toMatchObject({ code: 'SNAPSHOT_TOO_LARGE' });
   });
 });
 

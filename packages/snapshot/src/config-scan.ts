@@ -53,11 +53,15 @@ function statKey(stat: Stats): string {
  * @throws {SnapshotError} SNAPSHOT_INVALID.
  */
 export function normalizeConfigPaths(paths: readonly string[], where: string): string[] {
-  if (!Array.isArray(paths) || paths.length === 0) throw new SnapshotError('SNAPSHOT_INVALID', `${where}: expected at least one config path`);
+  if (!Array.isArray(paths) || paths.length === 0)
+    throw new SnapshotError('SNAPSHOT_INVALID', `${where}: expected at least one config path`);
   const out = new Set<string>();
   paths.forEach((path, index) => {
     if (typeof path !== 'string' || !isAbsolute(path) || path.includes('\0')) {
-      throw new SnapshotError('SNAPSHOT_INVALID', `${where}: paths.${index}: ${JSON.stringify(path)} must be an absolute path`);
+      throw new SnapshotError(
+        'SNAPSHOT_INVALID',
+        `${where}: paths.${index}: ${JSON.stringify(path)} must be an absolute path`,
+      );
     }
     const clean = normalize(path);
     out.add(clean.length > 1 && clean.endsWith(sep) ? clean.slice(0, -1) : clean);
@@ -91,7 +95,11 @@ export interface WalkItem {
  * Visits `root` and, when it is a real directory, everything below it (never through a
  * symbolic link), each directory's children in byte-wise order.
  */
-export async function walkTree(root: string, rootStat: Stats, visit: (item: WalkItem) => void): Promise<void> {
+export async function walkTree(
+  root: string,
+  rootStat: Stats,
+  visit: (item: WalkItem) => void,
+): Promise<void> {
   visit({ path: root, stat: rootStat });
   if (!rootStat.isDirectory()) return;
   const pending = [root];
@@ -141,18 +149,29 @@ export interface ScanConfigOptions {
  *   that is a symlink, a symlink out of its directory, a FIFO/socket/device),
  *   SNAPSHOT_TOO_LARGE, SNAPSHOT_IO.
  */
-export async function scanConfig(roots: readonly string[], options: ScanConfigOptions): Promise<ConfigScan> {
+export async function scanConfig(
+  roots: readonly string[],
+  options: ScanConfigOptions,
+): Promise<ConfigScan> {
   const setRoots: SetRoot[] = [];
   const items: Array<{ root: string; item: WalkItem }> = [];
   const rootStats = await Promise.all(roots.map((root) => lstatOrUndefined(root)));
   for (const [index, root] of roots.entries()) {
     const stat = rootStats[index];
-    if (stat === undefined) throw new SnapshotError('SNAPSHOT_NOT_FOUND', `${root}: config path does not exist`);
+    if (stat === undefined)
+      throw new SnapshotError('SNAPSHOT_NOT_FOUND', `${root}: config path does not exist`);
     if (stat.isSymbolicLink()) {
       const target = await fs.readlink(root).catch(() => '?');
-      throw new SnapshotError('SNAPSHOT_UNSAFE_PATH', `${root}: config path is a symbolic link (to ${target}); name the real file or directory instead`);
+      throw new SnapshotError(
+        'SNAPSHOT_UNSAFE_PATH',
+        `${root}: config path is a symbolic link (to ${target}); name the real file or directory instead`,
+      );
     }
-    if (!stat.isFile() && !stat.isDirectory()) throw new SnapshotError('SNAPSHOT_UNSAFE_PATH', `${root}: expected a regular file or a directory, found ${describeKind(stat)}`);
+    if (!stat.isFile() && !stat.isDirectory())
+      throw new SnapshotError(
+        'SNAPSHOT_UNSAFE_PATH',
+        `${root}: expected a regular file or a directory, found ${describeKind(stat)}`,
+      );
     setRoots.push({ path: root, kind: stat.isDirectory() ? 'dir' : 'file' });
     await walkTree(root, stat, (item) => items.push({ root, item }));
   }
@@ -169,7 +188,12 @@ export async function scanConfig(roots: readonly string[], options: ScanConfigOp
   return { roots: setRoots, entries: resolved, contents };
 }
 
-async function describeItem(root: string, { path, stat }: WalkItem, options: ScanConfigOptions, contents: Map<string, Buffer>): Promise<SetEntry> {
+async function describeItem(
+  root: string,
+  { path, stat }: WalkItem,
+  options: ScanConfigOptions,
+  contents: Map<string, Buffer>,
+): Promise<SetEntry> {
   if (stat.isDirectory()) return { kind: 'dir', path, mode: stat.mode & 0o7777 };
   if (stat.isSymbolicLink()) {
     let target: string;
@@ -179,14 +203,22 @@ async function describeItem(root: string, { path, stat }: WalkItem, options: Sca
       throw toSnapshotError(error, path, 'read symbolic link');
     }
     if (!symlinkStaysInside(path, target, root)) {
-      throw new SnapshotError('SNAPSHOT_UNSAFE_PATH', `${path}: symbolic link to ${target} points out of the config directory ${root}; refused`);
+      throw new SnapshotError(
+        'SNAPSHOT_UNSAFE_PATH',
+        `${path}: symbolic link to ${target} points out of the config directory ${root}; refused`,
+      );
     }
     return { kind: 'symlink', path, sha256: symlinkHash(target), target };
   }
-  if (!stat.isFile()) throw new SnapshotError('SNAPSHOT_UNSAFE_PATH', `${path}: expected a regular file, found ${describeKind(stat)}`);
+  if (!stat.isFile())
+    throw new SnapshotError(
+      'SNAPSHOT_UNSAFE_PATH',
+      `${path}: expected a regular file, found ${describeKind(stat)}`,
+    );
   if (!options.withContent) {
     const cached = options.index.lookup(path, stat);
-    if (cached !== undefined) return { kind: 'file', path, sha256: cached, size: stat.size, mode: stat.mode & 0o7777 };
+    if (cached !== undefined)
+      return { kind: 'file', path, sha256: cached, size: stat.size, mode: stat.mode & 0o7777 };
   }
   const { content, stat: opened } = await readRegularFile(path, options.maxFileBytes);
   const hash = sha256(content);

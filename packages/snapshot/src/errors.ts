@@ -43,10 +43,27 @@ export function toSnapshotError(error: unknown, path: string, action: string): S
   }
   const errno = (error as NodeJS.ErrnoException | undefined)?.code;
   const reason = error instanceof Error ? error.message : String(error);
-  if (errno === 'ENOENT') return new SnapshotError('SNAPSHOT_NOT_FOUND', `${path}: ${action}: no such file or directory`, { cause: error });
-  if (errno === 'ELOOP') return new SnapshotError('SNAPSHOT_UNSAFE_PATH', `${path}: ${action}: is a symbolic link; refused`, { cause: error });
+  if (errno === 'ENOENT')
+    return new SnapshotError(
+      'SNAPSHOT_NOT_FOUND',
+      `${path}: ${action}: no such file or directory`,
+      { cause: error },
+    );
+  if (errno === 'ELOOP')
+    return new SnapshotError(
+      'SNAPSHOT_UNSAFE_PATH',
+      `${path}: ${action}: is a symbolic link; refused`,
+      { cause: error },
+    );
   if (errno === 'ENOSPC' || errno === 'EDQUOT') {
-    return new SnapshotError('SNAPSHOT_IO', `${path}: ${action}: no space left on device (nothing was replaced)`, { cause: error, retryable: true });
+    return new SnapshotError(
+      'SNAPSHOT_IO',
+      `${path}: ${action}: no space left on device (nothing was replaced)`,
+      { cause: error, retryable: true },
+    );
   }
-  return new SnapshotError('SNAPSHOT_IO', `${path}: ${action}: ${reason}`, { cause: error, retryable: errno !== undefined && RETRYABLE_ERRNO.has(errno) });
+  return new SnapshotError('SNAPSHOT_IO', `${path}: ${action}: ${reason}`, {
+    cause: error,
+    retryable: errno !== undefined && RETRYABLE_ERRNO.has(errno),
+  });
 }

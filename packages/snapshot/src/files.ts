@@ -38,8 +38,16 @@ export async function readRegularFile(path: string, maxBytes: number): Promise<R
   try {
     handle = await fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     const stat = await handle.stat();
-    if (!stat.isFile()) throw new SnapshotError('SNAPSHOT_UNSAFE_PATH', `${path}: expected a regular file, found ${describeKind(stat)}`);
-    if (stat.size > maxBytes) throw new SnapshotError('SNAPSHOT_TOO_LARGE', `${path}: ${stat.size} bytes exceeds the limit of ${maxBytes} bytes`);
+    if (!stat.isFile())
+      throw new SnapshotError(
+        'SNAPSHOT_UNSAFE_PATH',
+        `${path}: expected a regular file, found ${describeKind(stat)}`,
+      );
+    if (stat.size > maxBytes)
+      throw new SnapshotError(
+        'SNAPSHOT_TOO_LARGE',
+        `${path}: ${stat.size} bytes exceeds the limit of ${maxBytes} bytes`,
+      );
     const content = Buffer.alloc(stat.size);
     let offset = 0;
     while (offset < stat.size) {
@@ -50,7 +58,11 @@ export async function readRegularFile(path: string, maxBytes: number): Promise<R
     const probe = Buffer.alloc(1);
     const { bytesRead: extra } = await handle.read(probe, 0, 1, offset);
     if (extra > 0 || offset !== stat.size) {
-      throw new SnapshotError('SNAPSHOT_IO', `${path}: changed size while being read (${stat.size} bytes expected); try again`, { retryable: true });
+      throw new SnapshotError(
+        'SNAPSHOT_IO',
+        `${path}: changed size while being read (${stat.size} bytes expected); try again`,
+        { retryable: true },
+      );
     }
     return { content, stat };
   } catch (error) {
@@ -62,7 +74,10 @@ export async function readRegularFile(path: string, maxBytes: number): Promise<R
 
 /** A unique temporary name beside `path` (same directory, so a rename is atomic). */
 export function tempPathBeside(path: string, tag = 'tmp'): string {
-  return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.${tag}`);
+  return join(
+    dirname(path),
+    `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.${tag}`,
+  );
 }
 
 /**
@@ -73,7 +88,11 @@ export function tempPathBeside(path: string, tag = 'tmp'): string {
 export async function writeNewFile(temp: string, data: Uint8Array, mode: number): Promise<void> {
   let handle: fs.FileHandle | undefined;
   try {
-    handle = await fs.open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode & 0o7777);
+    handle = await fs.open(
+      temp,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+      mode & 0o7777,
+    );
     let offset = 0;
     while (offset < data.length) {
       const { bytesWritten } = await handle.write(data, offset, data.length - offset);
@@ -95,7 +114,11 @@ export async function writeNewFile(temp: string, data: Uint8Array, mode: number)
  * directory once after a batch.
  * @throws {SnapshotError} SNAPSHOT_IO.
  */
-export async function writeFileDurable(path: string, data: Uint8Array, mode: number): Promise<void> {
+export async function writeFileDurable(
+  path: string,
+  data: Uint8Array,
+  mode: number,
+): Promise<void> {
   const temp = tempPathBeside(path);
   await writeNewFile(temp, data, mode);
   try {
@@ -131,7 +154,13 @@ export async function removeDeadTemps(dir: string): Promise<number> {
     if (!match) continue;
     const pid = Number(match[1]);
     if (pid === process.pid || isAlive(pid)) continue;
-    if (await fs.rm(join(dir, name), { force: true, recursive: true }).then(() => true, () => false)) removed += 1;
+    if (
+      await fs.rm(join(dir, name), { force: true, recursive: true }).then(
+        () => true,
+        () => false,
+      )
+    )
+      removed += 1;
   }
   return removed;
 }

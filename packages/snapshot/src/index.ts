@@ -13,7 +13,12 @@ export {
   type VerifyResult,
   type GcResult,
 } from './snapshot-store.js';
-export type { RolledBackFile, MovedAsideFile, ConfigRolledBackRecord, RecoveryOutcome } from './rollback.js';
+export type {
+  RolledBackFile,
+  MovedAsideFile,
+  ConfigRolledBackRecord,
+  RecoveryOutcome,
+} from './rollback.js';
 export type { CanonicalSource } from './canonical-git.js';
 export type { ConfigDiff, ConfigDiffFile, DiffConfigOptions } from './config-diff.js';
 export { storePaths, type StorePaths } from './store-layout.js';
@@ -30,5 +35,14 @@ export {
   type PruneCheckpointsOptions,
   type PruneResult,
 } from './checkpoint.js';
-export { restoreCheckpoint, recoverWorkspace, type RestoreCheckpointOptions, type RestoredCheckpoint } from './restore-checkpoint.js';
-export { CheckpointManifestSchema, CHECKPOINT_NAME_PATTERN, type CheckpointManifest } from './checkpoint-layout.js';
+export {
+  restoreCheckpoint,
+  recoverWorkspace,
+  type RestoreCheckpointOptions,
+  type RestoredCheckpoint,
+} from './restore-checkpoint.js';
+export {
+  CheckpointManifestSchema,
+  CHECKPOINT_NAME_PATTERN,
+  type CheckpointManifest,
+} from './checkpoint-layout.js';

@@ -18,12 +18,18 @@ export type LiveState =
  * Streams a regular file through sha256 without following a symlink (any size, constant memory).
  * @throws {SnapshotError} SNAPSHOT_NOT_FOUND, SNAPSHOT_UNSAFE_PATH, SNAPSHOT_IO.
  */
-export async function hashFileStream(path: string): Promise<{ sha256: string; size: number; mode: number }> {
+export async function hashFileStream(
+  path: string,
+): Promise<{ sha256: string; size: number; mode: number }> {
   let handle: fs.FileHandle | undefined;
   try {
     handle = await fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     const stat = await handle.stat();
-    if (!stat.isFile()) throw new SnapshotError('SNAPSHOT_UNSAFE_PATH', `${path}: expected a regular file, found ${describeKind(stat)}`);
+    if (!stat.isFile())
+      throw new SnapshotError(
+        'SNAPSHOT_UNSAFE_PATH',
+        `${path}: expected a regular file, found ${describeKind(stat)}`,
+      );
     const hash = createHash('sha256');
     const buffer = Buffer.allocUnsafe(Math.min(256 * 1024, Math.max(1, stat.size)));
     let size = 0;
@@ -77,9 +83,13 @@ export function liveHash(live: LiveState): string | null {
  * Files and symlinks that are live inside the set's directory roots but not in the set
  * (added since the snapshot), in a stable order. Never descends through a symlink.
  */
-export async function findExtras(roots: readonly SetRoot[], entries: readonly SetEntry[]): Promise<Array<{ path: string; kind: 'file' | 'symlink' | 'other'; description: string }>> {
+export async function findExtras(
+  roots: readonly SetRoot[],
+  entries: readonly SetEntry[],
+): Promise<Array<{ path: string; kind: 'file' | 'symlink' | 'other'; description: string }>> {
   const known = new Set(entries.map((entry) => entry.path));
-  const extras: Array<{ path: string; kind: 'file' | 'symlink' | 'other'; description: string }> = [];
+  const extras: Array<{ path: string; kind: 'file' | 'symlink' | 'other'; description: string }> =
+    [];
   for (const root of roots) {
     if (root.kind !== 'dir') continue;
     const stat = await lstatOrUndefined(root.path);
@@ -101,7 +111,10 @@ export async function findExtras(roots: readonly SetRoot[], entries: readonly Se
 export function ancestorsWithin(root: string, path: string): string[] {
   const out: string[] = [];
   let dir = dirname(path);
-  while (dir.length >= root.length && (dir === root || dir.startsWith(root.endsWith(sep) ? root : root + sep))) {
+  while (
+    dir.length >= root.length &&
+    (dir === root || dir.startsWith(root.endsWith(sep) ? root : root + sep))
+  ) {
     out.unshift(dir);
     if (dir === root) break;
     dir = dirname(dir);

@@ -38,7 +38,12 @@ async function outside(): Promise<string[]> {
   const walk = async (dir: string) => {
     for (const name of (await fs.readdir(dir)).sort()) {
       const path = join(dir, name);
-      if (path === workspace || path === cellPaths(cell).checkpoints || path === cellPaths(cell).logs) continue;
+      if (
+        path === workspace ||
+        path === cellPaths(cell).checkpoints ||
+        path === cellPaths(cell).logs
+      )
+        continue;
       out.push(path);
       if ((await fs.lstat(path)).isDirectory()) await walk(path);
     }
@@ -47,10 +52,16 @@ async function outside(): Promise<string[]> {
   return out;
 }
 
-async function expectRefused(entries: RawEntry[], code: string, options: { maxEntries?: number; maxBytes?: number } = {}): Promise<SnapshotError> {
+async function expectRefused(
+  entries: RawEntry[],
+  code: string,
+  options: { maxEntries?: number; maxBytes?: number } = {},
+): Promise<SnapshotError> {
   await plantCheckpoint(cell, NAME, buildArchive(entries));
   const tree = await outside();
-  const error = (await restoreCheckpoint(cell, { checkpoint: NAME, ...options }).catch((caught: unknown) => caught)) as SnapshotError;
+  const error = (await restoreCheckpoint(cell, { checkpoint: NAME, ...options }).catch(
+    (caught: unknown) => caught,
+  )) as SnapshotError;
   expect(error.code).toBe(code);
   expect(await readTree(workspace)).toEqual(before);
   expect(await outside()).toEqual(tree);
@@ -59,14 +70,24 @@ async function expectRefused(entries: RawEntry[], code: string, options: { maxEn
 
 describe('restoreCheckpoint with a hostile archive', () => {
   it('refuses ../../evil and writes nothing outside the workspace', async () => {
-    const error = await expectRefused([{ path: 'ok.txt', data: Buffer.from('fine') }, { path: '../../evil', data: Buffer.from('pwned') }], 'SNAPSHOT_UNSAFE_PATH');
+    const error = await expectRefused(
+      [
+        { path: 'ok.txt', data: Buffer.from('fine') },
+        { path: '../../evil', data: Buffer.from('pwned') },
+      ],
+      'SNAPSHOT_UNSAFE_PATH',
+    );
     expect(error.message).toContain('../../evil');
-    for (const base of [workspace, cell, join(cell, '.workspace-restore-x')]) await expect(fs.access(resolve(base, '../../evil'))).rejects.toThrow();
+    for (const base of [workspace, cell, join(cell, '.workspace-restore-x')])
+      await expect(fs.access(resolve(base, '../../evil'))).rejects.toThrow();
   });
 
   it('refuses an absolute path', async () => {
     const target = join(root, 'abs-evil');
-    const error = await expectRefused([{ path: target, data: Buffer.from('pwned') }], 'SNAPSHOT_UNSAFE_PATH');
+    const error = await expectRefused(
+      [{ path: target, data: Buffer.from('pwned') }],
+      'SNAPSHOT_UNSAFE_PATH',
+    );
     expect(error.message).toContain('absolute');
     await expect(fs.access(target)).rejects.toThrow();
   });
@@ -74,27 +95,59 @@ describe('restoreCheckpoint with a hostile archive', () => {
   it('refuses a symlink that escapes, and a file written through it', async () => {
     const escape = join(root, 'escape-target');
     await fs.mkdir(escape);
-    await expectRefused([{ path: 'link', type: 'SymbolicLink', linkpath: '../../../escape-target' }, { path: 'link/evil', data: Buffer.from('pwned') }], 'SNAPSHOT_UNSAFE_PATH');
-    await expectRefused([{ path: 'link', type: 'SymbolicLink', linkpath: escape }, { path: 'link/evil', data: Buffer.from('pwned') }], 'SNAPSHOT_UNSAFE_PATH');
+    await expectRefused(
+      [
+        { path: 'link', type: 'SymbolicLink', linkpath: '../../../escape-target' },
+        { path: 'link/evil', data: Buffer.from('pwned') },
+      ],
+      'SNAPSHOT_UNSAFE_PATH',
+    );
+    await expectRefused(
+      [
+        { path: 'link', type: 'SymbolicLink', linkpath: escape },
+        { path: 'link/evil', data: Buffer.from('pwned') },
+      ],
+      'SNAPSHOT_UNSAFE_PATH',
+    );
     expect(await fs.readdir(escape)).toEqual([]);
   });
 
   it('refuses writing through a symlink even when it points inside', async () => {
-    await expectRefused([{ path: 'sub', type: 'Directory' }, { path: 'inner', type: 'SymbolicLink', linkpath: 'sub' }, { path: 'inner/x', data: Buffer.from('x') }], 'SNAPSHOT_UNSAFE_PATH');
+    await expectRefused(
+      [
+        { path: 'sub', type: 'Directory' },
+        { path: 'inner', type: 'SymbolicLink', linkpath: 'sub' },
+        { path: 'inner/x', data: Buffer.from('x') },
+      ],
+      'SNAPSHOT_UNSAFE_PATH',
+    );
   });
 
   it('refuses a hard link out of the workspace, devices and FIFOs', async () => {
-    await expectRefused([{ path: 'passwd', type: 'Link', linkpath: '../../../etc/passwd' }], 'SNAPSHOT_UNSAFE_PATH');
-    await expectRefused([{ path: 'passwd', type: 'Link', linkpath: '/etc/passwd' }], 'SNAPSHOT_UNSAFE_PATH');
+    await expectRefused(
+      [{ path: 'passwd', type: 'Link', linkpath: '../../../etc/passwd' }],
+      'SNAPSHOT_UNSAFE_PATH',
+    );
+    await expectRefused(
+      [{ path: 'passwd', type: 'Link', linkpath: '/etc/passwd' }],
+      'SNAPSHOT_UNSAFE_PATH',
+    );
     await expectRefused([{ path: 'null', type: 'CharacterDevice' }], 'SNAPSHOT_UNSAFE_PATH');
     await expectRefused([{ path: 'pipe', type: 'FIFO' }], 'SNAPSHOT_UNSAFE_PATH');
   });
 
   it('refuses a tar bomb by entry count and by unpacked size before writing it', async () => {
-    const many = Array.from({ length: 50 }, (_, i): RawEntry => ({ path: `f${i}`, data: Buffer.from('x') }));
+    const many = Array.from({ length: 50 }, (_, i): RawEntry => ({
+      path: `f${i}`,
+      data: Buffer.from('x'),
+    }));
     const count = await expectRefused(many, 'SNAPSHOT_TOO_LARGE', { maxEntries: 10 });
     expect(count.message).toContain('10 entries');
-    const big = await expectRefused([{ path: 'zeros', data: Buffer.alloc(8 * 1024 * 1024) }], 'SNAPSHOT_TOO_LARGE', { maxBytes: 1024 * 1024 });
+    const big = await expectRefused(
+      [{ path: 'zeros', data: Buffer.alloc(8 * 1024 * 1024) }],
+      'SNAPSHOT_TOO_LARGE',
+      { maxBytes: 1024 * 1024 },
+    );
     expect(big.message).toContain('tar bomb');
   });
 });
@@ -111,7 +164,9 @@ describe('restoreCheckpoint with a damaged archive', () => {
   it('refuses a truncated archive (size and hash differ from the manifest)', async () => {
     const { archive, bytes } = await realCheckpoint();
     await fs.writeFile(archive, bytes.subarray(0, Math.floor(bytes.length / 2)));
-    const error = (await restoreCheckpoint(cell).catch((caught: unknown) => caught)) as SnapshotError;
+    const error = (await restoreCheckpoint(cell).catch(
+      (caught: unknown) => caught,
+    )) as SnapshotError;
     expect(error.code).toBe('SNAPSHOT_CORRUPT');
     expect(error.message).toContain('truncated');
     expect(await readTree(workspace)).toEqual(before);
@@ -123,7 +178,9 @@ describe('restoreCheckpoint with a damaged archive', () => {
     const middle = Math.floor(tampered.length / 2);
     tampered.writeUInt8(tampered.readUInt8(middle) ^ 0xff, middle);
     await fs.writeFile(archive, tampered);
-    const error = (await restoreCheckpoint(cell).catch((caught: unknown) => caught)) as SnapshotError;
+    const error = (await restoreCheckpoint(cell).catch(
+      (caught: unknown) => caught,
+    )) as SnapshotError;
     expect(error.code).toBe('SNAPSHOT_CORRUPT');
     expect(error.message).toContain('does not match');
     expect(await readTree(workspace)).toEqual(before);
@@ -132,7 +189,9 @@ describe('restoreCheckpoint with a damaged archive', () => {
   it('refuses a truncated archive whose manifest was rewritten to match, once extraction hits the cut', async () => {
     const { bytes } = await realCheckpoint();
     await plantCheckpoint(cell, NAME, bytes.subarray(0, Math.floor(bytes.length * 0.6)));
-    const error = (await restoreCheckpoint(cell, NAME).catch((caught: unknown) => caught)) as SnapshotError;
+    const error = (await restoreCheckpoint(cell, NAME).catch(
+      (caught: unknown) => caught,
+    )) as SnapshotError;
     expect(error.code).toBe('SNAPSHOT_CORRUPT');
     expect(await readTree(workspace)).toEqual(before);
     expect((await fs.readdir(cell)).filter((name) => name.startsWith('.workspace-'))).toEqual([]);
@@ -154,18 +213,24 @@ describe('restoreCheckpoint on a full disk', () => {
     await fs.writeFile(join(workspace, 'big.bin'), randomBytes(500 * 1024));
     before = await readTree(workspace);
     // Restoring needs room for a second copy of the workspace: there is none.
-    const error = (await restoreCheckpoint(cell).catch((caught: unknown) => caught)) as SnapshotError;
+    const error = (await restoreCheckpoint(cell).catch(
+      (caught: unknown) => caught,
+    )) as SnapshotError;
     expect(error.code).toBe('SNAPSHOT_IO');
     expect(error.retryable).toBe(true);
     expect(await readTree(workspace)).toEqual(before);
     expect((await fs.readdir(cell)).filter((name) => name.startsWith('.workspace-'))).toEqual([]);
     // A checkpoint that does not fit is not published; the earlier one is intact.
     await fs.writeFile(join(workspace, 'more.bin'), randomBytes(300 * 1024));
-    const full = (await createCheckpoint(cell, { createdBy: 'test' }).catch((caught: unknown) => caught)) as SnapshotError;
+    const full = (await createCheckpoint(cell, { createdBy: 'test' }).catch(
+      (caught: unknown) => caught,
+    )) as SnapshotError;
     expect(full.code).toBe('SNAPSHOT_IO');
     const list = await listCheckpoints(cell);
     expect(list.checkpoints.map((item) => item.name)).toEqual([checkpoint.name]);
-    expect((await fs.readdir(cellPaths(cell).checkpoints)).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+    expect(
+      (await fs.readdir(cellPaths(cell).checkpoints)).filter((name) => name.endsWith('.tmp')),
+    ).toEqual([]);
     // With room again, the restore goes through.
     await fs.rm(join(workspace, 'more.bin'));
     await fs.rm(join(workspace, 'big.bin'));

@@ -48,10 +48,20 @@ beforeEach(async () => {
   config = join(root, 'home', 'forge', '.config', 'agent');
   await fs.mkdir(config, { recursive: true });
   await fs.mkdir(stateDir, { recursive: true });
-  await fs.writeFile(join(config, 'agent.json'), '{\n  "model": "claude-sonnet",\n  "provider": "anthropic"\n}\n', { mode: 0o600 });
+  await fs.writeFile(
+    join(config, 'agent.json'),
+    '{\n  "model": "claude-sonnet",\n  "provider": "anthropic"\n}\n',
+    { mode: 0o600 },
+  );
   await fs.mkdir(join(config, 'providers'), { mode: 0o750 });
-  await fs.writeFile(join(config, 'providers', 'anthropic.json'), '{ "base_url": "https://api.anthropic.com" }\n', { mode: 0o640 });
-  await fs.writeFile(join(config, 'start.sh'), '#!/bin/sh\nexec agent --config agent.json\n', { mode: 0o755 });
+  await fs.writeFile(
+    join(config, 'providers', 'anthropic.json'),
+    '{ "base_url": "https://api.anthropic.com" }\n',
+    { mode: 0o640 },
+  );
+  await fs.writeFile(join(config, 'start.sh'), '#!/bin/sh\nexec agent --config agent.json\n', {
+    mode: 0o755,
+  });
   store = createSnapshotStore({ stateDir, requestLog });
 });
 
@@ -66,17 +76,22 @@ describe('createSnapshotStore', () => {
     const goodTree = await readTree(config);
 
     // Healthy check → snapshot saved as last known good.
-    const saved = await store.snapshot('forge', [config], { validate: (bytes, path) => (path.endsWith('.json') ? parsesAsJson(bytes) : undefined) });
+    const saved = await store.snapshot('forge', [config], {
+      validate: (bytes, path) => (path.endsWith('.json') ? parsesAsJson(bytes) : undefined),
+    });
     expect(saved.status).toBe('saved');
     expect(saved.previous).toBeNull();
 
     // …in a predictable per-agent place.
     const dir = join(stateDir, 'snapshots', 'forge');
     expect(saved.dir).toBe(dir);
-    const pointer = JSON.parse(await fs.readFile(join(dir, 'last-good.json'), 'utf8')) as { current: string };
+    const pointer = JSON.parse(await fs.readFile(join(dir, 'last-good.json'), 'utf8')) as {
+      current: string;
+    };
     expect(pointer.current).toBe(saved.set);
     await expect(fs.access(join(dir, 'sets', `${saved.set}.json`))).resolves.toBeUndefined();
-    for (const file of saved.files) expect(sha256(await fs.readFile(join(dir, 'objects', file.sha256)))).toBe(file.sha256);
+    for (const file of saved.files)
+      expect(sha256(await fs.readFile(join(dir, 'objects', file.sha256)))).toBe(file.sha256);
 
     // The agent mutates its own config at runtime (a new model and provider), corrupts it, and dies.
     const agent = spawn(process.execPath, [
@@ -96,30 +111,51 @@ describe('createSnapshotStore', () => {
     const rolledBack = await store.rollback('forge', { reason: 'agent_dead: exited with code 1' });
     expect(rolledBack.status).toBe('rolled_back');
     expect(rolledBack.source).toBe('snapshot');
-    expect(rolledBack.files).toEqual([{ path: configFile, old_sha256: sha256(corruptBytes), new_sha256: sha256(goodBytes) }]);
+    expect(rolledBack.files).toEqual([
+      { path: configFile, old_sha256: sha256(corruptBytes), new_sha256: sha256(goodBytes) },
+    ]);
     expect(await fs.readFile(configFile)).toEqual(goodBytes);
     expect((await fs.stat(configFile)).mode & 0o7777).toBe(0o600);
     expect(await readTree(config)).toEqual(goodTree);
     // The file the agent added was moved into the store, not deleted.
-    expect(rolledBack.moved_aside).toEqual([{ path: join(config, 'providers', 'openrouter.json'), sha256: sha256('{}'), kind: 'file' }]);
+    expect(rolledBack.moved_aside).toEqual([
+      { path: join(config, 'providers', 'openrouter.json'), sha256: sha256('{}'), kind: 'file' },
+    ]);
     expect((await fs.readFile(join(dir, 'objects', sha256('{}')))).toString()).toBe('{}');
 
     // The rollback is logged with timestamp, agent, old and new hash.
     const log = await readLog(requestLog);
     expect(log).toHaveLength(1);
     const record = log[0] as Record<string, unknown>;
-    expect(record).toMatchObject({ agent: 'forge', event: 'config_rolled_back', reason: 'agent_dead: exited with code 1' });
+    expect(record).toMatchObject({
+      agent: 'forge',
+      event: 'config_rolled_back',
+      reason: 'agent_dead: exited with code 1',
+    });
     expect(Date.parse(record.ts as string)).not.toBeNaN();
-    expect(record.files).toEqual([{ path: configFile, old_sha256: sha256(corruptBytes), new_sha256: sha256(goodBytes) }]);
+    expect(record.files).toEqual([
+      { path: configFile, old_sha256: sha256(corruptBytes), new_sha256: sha256(goodBytes) },
+    ]);
     expect(CellEventSchema.safeParse(record).success).toBe(true);
     expect(record).toEqual(rolledBack.record);
 
     // The same record fits a cell's events.jsonl.
-    const cell = await provisionCell(join(root, 'missions'), { mission: 'deadman', created_by: 'test', agents: [{ name: 'forge', role: 'lead' }] });
-    await appendEvent(cellPaths(cell.dir).events, rolledBack.record as unknown as Parameters<typeof appendEvent>[1]);
+    const cell = await provisionCell(join(root, 'missions'), {
+      mission: 'deadman',
+      created_by: 'test',
+      agents: [{ name: 'forge', role: 'lead' }],
+    });
+    await appendEvent(
+      cellPaths(cell.dir).events,
+      rolledBack.record as unknown as Parameters<typeof appendEvent>[1],
+    );
     const events = [];
     for await (const entry of readEvents(cellPaths(cell.dir).events)) events.push(entry);
-    expect(events.at(-1)).toMatchObject({ ok: true, known: true, event: { event: 'config_rolled_back', agent: 'forge' } });
+    expect(events.at(-1)).toMatchObject({
+      ok: true,
+      known: true,
+      event: { event: 'config_rolled_back', agent: 'forge' },
+    });
   });
 
   it('a second rollback is a no-op: nothing written, nothing logged', async () => {
@@ -130,8 +166,12 @@ describe('createSnapshotStore', () => {
     const second = await store.rollback('forge');
     expect(second).toMatchObject({ status: 'unchanged', files: [], moved_aside: [], record: null });
     expect(await readLog(requestLog)).toHaveLength(1);
-    const after = (await fingerprint(root)).filter((line) => !line.includes(`${join(stateDir, 'snapshots', 'forge')} `));
-    expect(after).toEqual(before.filter((line) => !line.includes(`${join(stateDir, 'snapshots', 'forge')} `)));
+    const after = (await fingerprint(root)).filter(
+      (line) => !line.includes(`${join(stateDir, 'snapshots', 'forge')} `),
+    );
+    expect(after).toEqual(
+      before.filter((line) => !line.includes(`${join(stateDir, 'snapshots', 'forge')} `)),
+    );
   });
 
   it('confirms an unchanged config with stat calls only and writes nothing', async () => {
@@ -189,7 +229,13 @@ describe('createSnapshotStore', () => {
     await fs.writeFile(join(config, 'cache', 'blob.bin'), Buffer.from([0, 1, 2, 255]));
     await fs.symlink('agent.json', join(config, 'current'));
     const result = await store.rollback('forge');
-    expect(result.files).toEqual([{ path: join(config, 'providers', 'anthropic.json'), old_sha256: null, new_sha256: expect.any(String) }]);
+    expect(result.files).toEqual([
+      {
+        path: join(config, 'providers', 'anthropic.json'),
+        old_sha256: null,
+        new_sha256: expect.any(String),
+      },
+    ]);
     expect(result.moved_aside.map((file) => [file.path, file.kind])).toEqual([
       [join(config, 'cache', 'blob.bin'), 'file'],
       [join(config, 'current'), 'symlink'],
@@ -201,13 +247,19 @@ describe('createSnapshotStore', () => {
     const asideDir = join(stateDir, 'snapshots', 'forge', 'aside');
     const records = await fs.readdir(asideDir);
     expect(records).toHaveLength(1);
-    const record = JSON.parse(await fs.readFile(join(asideDir, records[0] as string), 'utf8')) as { files: Array<{ path: string; sha256: string }> };
+    const record = JSON.parse(await fs.readFile(join(asideDir, records[0] as string), 'utf8')) as {
+      files: Array<{ path: string; sha256: string }>;
+    };
     const blob = record.files.find((file) => file.path.endsWith('blob.bin'));
-    expect(await fs.readFile(join(stateDir, 'snapshots', 'forge', 'objects', blob?.sha256 as string))).toEqual(Buffer.from([0, 1, 2, 255]));
+    expect(
+      await fs.readFile(join(stateDir, 'snapshots', 'forge', 'objects', blob?.sha256 as string)),
+    ).toEqual(Buffer.from([0, 1, 2, 255]));
     // Moved-aside objects survive garbage collection.
     await store.gc('forge');
     expect((await store.verify('forge')).ok).toBe(true);
-    await expect(fs.access(join(stateDir, 'snapshots', 'forge', 'objects', blob?.sha256 as string))).resolves.toBeUndefined();
+    await expect(
+      fs.access(join(stateDir, 'snapshots', 'forge', 'objects', blob?.sha256 as string)),
+    ).resolves.toBeUndefined();
   });
 
   it('restores a symbolic link inside a config directory', async () => {
@@ -221,10 +273,16 @@ describe('createSnapshotStore', () => {
   });
 
   it('refuses a snapshot of files that do not parse, naming every one, and keeps the last known good', async () => {
-    const first = await store.snapshot('forge', [config], { validate: (bytes, path) => (path.endsWith('.json') ? parsesAsJson(bytes) : undefined) });
+    const first = await store.snapshot('forge', [config], {
+      validate: (bytes, path) => (path.endsWith('.json') ? parsesAsJson(bytes) : undefined),
+    });
     await fs.writeFile(join(config, 'agent.json'), '{ "model": ');
     await fs.writeFile(join(config, 'providers', 'anthropic.json'), 'not json');
-    const error = await store.snapshot('forge', [config], { validate: (bytes, path) => (path.endsWith('.json') ? parsesAsJson(bytes) : undefined) }).catch((caught: unknown) => caught);
+    const error = await store
+      .snapshot('forge', [config], {
+        validate: (bytes, path) => (path.endsWith('.json') ? parsesAsJson(bytes) : undefined),
+      })
+      .catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(SnapshotError);
     expect((error as SnapshotError).code).toBe('SNAPSHOT_INVALID');
     expect((error as SnapshotError).message).toContain(join(config, 'agent.json'));
@@ -241,7 +299,9 @@ describe('createSnapshotStore', () => {
     }
     expect((await store.history('forge')).map((entry) => entry.set)).toEqual([sets[3], sets[2]]);
     const dir = join(stateDir, 'snapshots', 'forge');
-    expect((await fs.readdir(join(dir, 'sets'))).sort()).toEqual([`${sets[2]}.json`, `${sets[3]}.json`].sort());
+    expect((await fs.readdir(join(dir, 'sets'))).sort()).toEqual(
+      [`${sets[2]}.json`, `${sets[3]}.json`].sort(),
+    );
     const objects = await fs.readdir(join(dir, 'objects'));
     expect(objects).not.toContain(sha256('{ "model": "a" }\n'));
     expect(objects).not.toContain(sha256('{ "model": "b" }\n'));
@@ -256,7 +316,10 @@ describe('createSnapshotStore', () => {
 
   it('diffs the live config against last known good with hashes and a unified diff', async () => {
     await store.snapshot('forge', [config]);
-    await fs.writeFile(join(config, 'agent.json'), '{\n  "model": "gpt-9",\n  "provider": "anthropic"\n}\n');
+    await fs.writeFile(
+      join(config, 'agent.json'),
+      '{\n  "model": "gpt-9",\n  "provider": "anthropic"\n}\n',
+    );
     await fs.chmod(join(config, 'start.sh'), 0o700);
     await fs.writeFile(join(config, 'extra.txt'), 'hello\n');
     const diff = await store.diff('forge');
@@ -294,10 +357,18 @@ describe('createSnapshotStore', () => {
   });
 
   it('refuses a missing config file, a root that is a symlink, a symlink out of bounds and a FIFO', async () => {
-    const codeOf = (promise: Promise<unknown>) => promise.then(() => 'resolved', (error: unknown) => (error as SnapshotError).code);
-    expect(await codeOf(store.snapshot('forge', [join(config, 'missing.json')]))).toBe('SNAPSHOT_NOT_FOUND');
+    const codeOf = (promise: Promise<unknown>) =>
+      promise.then(
+        () => 'resolved',
+        (error: unknown) => (error as SnapshotError).code,
+      );
+    expect(await codeOf(store.snapshot('forge', [join(config, 'missing.json')]))).toBe(
+      'SNAPSHOT_NOT_FOUND',
+    );
     await fs.symlink(join(config, 'agent.json'), join(root, 'linked.json'));
-    expect(await codeOf(store.snapshot('forge', [join(root, 'linked.json')]))).toBe('SNAPSHOT_UNSAFE_PATH');
+    expect(await codeOf(store.snapshot('forge', [join(root, 'linked.json')]))).toBe(
+      'SNAPSHOT_UNSAFE_PATH',
+    );
     await fs.symlink('/etc/passwd', join(config, 'passwd'));
     expect(await codeOf(store.snapshot('forge', [config]))).toBe('SNAPSHOT_UNSAFE_PATH');
     await fs.rm(join(config, 'passwd'));
@@ -348,7 +419,9 @@ describe('createSnapshotStore', () => {
     const other = join(root, 'home', 'forge', '.env');
     await fs.writeFile(other, 'TOKEN_NAME=FORGE\n', { mode: 0o600 });
     const saved = await store.snapshot('forge', [join(config, 'agent.json'), other]);
-    expect(saved.files.map((file) => file.path)).toEqual([other, join(config, 'agent.json')].sort());
+    expect(saved.files.map((file) => file.path)).toEqual(
+      [other, join(config, 'agent.json')].sort(),
+    );
     await fs.rm(other);
     await fs.writeFile(join(config, 'agent.json'), 'x');
     const result = await store.rollback('forge');
@@ -391,7 +464,8 @@ describe('createSnapshotStore on a full disk', () => {
     mount = await mountTmpfs(1024 * 1024);
     store = createSnapshotStore({ stateDir: mount.dir });
     const first = await store.snapshot('forge', [config]);
-    for (const name of ['a.bin', 'b.bin', 'c.bin']) await fs.writeFile(join(config, name), randomBytes(400 * 1024));
+    for (const name of ['a.bin', 'b.bin', 'c.bin'])
+      await fs.writeFile(join(config, name), randomBytes(400 * 1024));
     const error = await store.snapshot('forge', [config]).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(SnapshotError);
     expect((error as SnapshotError).code).toBe('SNAPSHOT_IO');
@@ -412,9 +486,11 @@ describe('createSnapshotStore on a full disk', () => {
     mount = await mountTmpfs(1024 * 1024);
     const live = join(mount.dir, 'agent');
     await fs.mkdir(live);
-    for (const name of ['a.bin', 'b.bin', 'c.bin']) await fs.writeFile(join(live, name), randomBytes(200 * 1024));
+    for (const name of ['a.bin', 'b.bin', 'c.bin'])
+      await fs.writeFile(join(live, name), randomBytes(200 * 1024));
     await store.snapshot('forge', [live]);
-    for (const name of ['a.bin', 'b.bin', 'c.bin']) await fs.writeFile(join(live, name), 'corrupted');
+    for (const name of ['a.bin', 'b.bin', 'c.bin'])
+      await fs.writeFile(join(live, name), 'corrupted');
     const before = await readTree(live);
     const filler = await fill(mount.dir, 100 * 1024);
     const error = await store.rollback('forge').catch((caught: unknown) => caught);

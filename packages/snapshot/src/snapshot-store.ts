@@ -3,14 +3,45 @@ import { isAbsolute, join } from 'node:path';
 import { assertAgentName, readJsonFile } from '@pit/cell-spec';
 import { readCanonical, type CanonicalSource } from './canonical-git.js';
 import { diffConfig, type ConfigDiff, type DiffConfigOptions } from './config-diff.js';
-import { compareBytes, normalizeConfigPaths, scanConfig, setHash, StatIndex } from './config-scan.js';
+import {
+  compareBytes,
+  normalizeConfigPaths,
+  scanConfig,
+  setHash,
+  StatIndex,
+} from './config-scan.js';
 import { SnapshotError, toSnapshotError } from './errors.js';
 import { lstatOrUndefined, sha256, SHA256_PATTERN } from './files.js';
 import { inspectLive } from './live-state.js';
 import { silentLogger, type Logger } from './logger.js';
-import { executeRollback, recoverStore, type ConfigRolledBackRecord, type MovedAsideFile, type RecoveryOutcome, type RolledBackFile, type RestoreTarget } from './rollback.js';
-import { readObject, readPointer, readSet, withStoreLock, writeObjects, writePointer, writeSet, type StoreContext } from './store-io.js';
-import { AsideRecordSchema, JournalSchema, storePaths, type ConfigSet, type Pointer, type SetEntry, type StorePaths } from './store-layout.js';
+import {
+  executeRollback,
+  recoverStore,
+  type ConfigRolledBackRecord,
+  type MovedAsideFile,
+  type RecoveryOutcome,
+  type RolledBackFile,
+  type RestoreTarget,
+} from './rollback.js';
+import {
+  readObject,
+  readPointer,
+  readSet,
+  withStoreLock,
+  writeObjects,
+  writePointer,
+  writeSet,
+  type StoreContext,
+} from './store-io.js';
+import {
+  AsideRecordSchema,
+  JournalSchema,
+  storePaths,
+  type ConfigSet,
+  type Pointer,
+  type SetEntry,
+  type StorePaths,
+} from './store-layout.js';
 
 /** Options of {@link createSnapshotStore}. */
 export interface SnapshotStoreOptions {
@@ -131,7 +162,11 @@ export interface SnapshotStore {
    *   symlink out of its directory, a special file), SNAPSHOT_TOO_LARGE, SNAPSHOT_BAD_NAME,
    *   SNAPSHOT_LOCKED, SNAPSHOT_IO (disk full: the previous snapshot stays current).
    */
-  snapshot(agent: string, paths: readonly string[], options?: SnapshotOptions): Promise<SnapshotResult>;
+  snapshot(
+    agent: string,
+    paths: readonly string[],
+    options?: SnapshotOptions,
+  ): Promise<SnapshotResult>;
   /**
    * Restores the last-known-good set (or `options.to`), all files or none: temporaries are
    * written and fsynced beside each file, a journal is committed, then each is renamed into
@@ -178,13 +213,20 @@ interface AgentCache {
  */
 export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStore {
   if (typeof options.stateDir !== 'string' || !isAbsolute(options.stateDir)) {
-    throw new SnapshotError('SNAPSHOT_INVALID', `stateDir: ${JSON.stringify(options.stateDir)} must be an absolute path`);
+    throw new SnapshotError(
+      'SNAPSHOT_INVALID',
+      `stateDir: ${JSON.stringify(options.stateDir)} must be an absolute path`,
+    );
   }
   if (options.requestLog !== undefined && !isAbsolute(options.requestLog)) {
-    throw new SnapshotError('SNAPSHOT_INVALID', `requestLog: ${JSON.stringify(options.requestLog)} must be an absolute path`);
+    throw new SnapshotError(
+      'SNAPSHOT_INVALID',
+      `requestLog: ${JSON.stringify(options.requestLog)} must be an absolute path`,
+    );
   }
   const keep = options.keep ?? 10;
-  if (!Number.isInteger(keep) || keep < 1) throw new SnapshotError('SNAPSHOT_INVALID', `keep: ${keep} must be an integer ≥ 1`);
+  if (!Number.isInteger(keep) || keep < 1)
+    throw new SnapshotError('SNAPSHOT_INVALID', `keep: ${keep} must be an integer ≥ 1`);
   const context: StoreContext = {
     stateDir: options.stateDir,
     keep,
@@ -217,7 +259,8 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
   const currentPointer = async (agent: string, paths: StorePaths): Promise<Pointer | undefined> => {
     const cache = cacheOf(agent);
     const stat = await lstatOrUndefined(paths.pointer);
-    const key = stat === undefined ? 'none' : `${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`;
+    const key =
+      stat === undefined ? 'none' : `${stat.ino}:${stat.size}:${stat.mtimeMs}:${stat.ctimeMs}`;
     if (key !== cache.pointerKey) {
       cache.pointer = await readPointer(paths, agent);
       cache.pointerKey = key;
@@ -225,7 +268,10 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
     return cache.pointer;
   };
 
-  const summary = (entries: readonly SetEntry[]) => entries.flatMap((entry) => (entry.kind === 'dir' ? [] : [{ path: entry.path, sha256: entry.sha256 }]));
+  const summary = (entries: readonly SetEntry[]) =>
+    entries.flatMap((entry) =>
+      entry.kind === 'dir' ? [] : [{ path: entry.path, sha256: entry.sha256 }],
+    );
 
   const gcLocked = async (agent: string, paths: StorePaths): Promise<GcResult> => {
     const pointer = await readPointer(paths, agent);
@@ -234,23 +280,34 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
     let complete = true;
     for (const hash of keepSets) {
       try {
-        for (const entry of (await readSet(paths, agent, hash)).entries) if (entry.kind === 'file') referenced.add(entry.sha256);
+        for (const entry of (await readSet(paths, agent, hash)).entries)
+          if (entry.kind === 'file') referenced.add(entry.sha256);
       } catch (error) {
         complete = false;
-        context.logger.warn('snapshot: gc kept every object because a retained set cannot be read', { agent, set: hash, error: (error as Error).message });
+        context.logger.warn(
+          'snapshot: gc kept every object because a retained set cannot be read',
+          { agent, set: hash, error: (error as Error).message },
+        );
       }
     }
     for (const name of await fs.readdir(paths.aside).catch(() => [] as string[])) {
       if (!name.endsWith('.json')) continue;
       try {
-        for (const file of (await readJsonFile(join(paths.aside, name), AsideRecordSchema, { maxBytes: 64 * 1024 * 1024 })).files) referenced.add(file.sha256);
+        for (const file of (
+          await readJsonFile(join(paths.aside, name), AsideRecordSchema, {
+            maxBytes: 64 * 1024 * 1024,
+          })
+        ).files)
+          referenced.add(file.sha256);
       } catch {
         complete = false;
       }
     }
     if ((await lstatOrUndefined(paths.journal)) !== undefined) {
       try {
-        const journal = await readJsonFile(paths.journal, JournalSchema, { maxBytes: 64 * 1024 * 1024 });
+        const journal = await readJsonFile(paths.journal, JournalSchema, {
+          maxBytes: 64 * 1024 * 1024,
+        });
         for (const write of journal.writes) referenced.add(write.sha256);
         for (const file of journal.aside) referenced.add(file.sha256);
       } catch {
@@ -285,17 +342,42 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
       const nowMs = () => context.now().getTime();
       // Fast path: stat the pointer and the files, hash nothing that did not change, write nothing.
       const pointer = await currentPointer(agent, paths);
-      const quick = await scanConfig(roots, { index: cache.index, maxFileBytes: context.maxFileBytes, withContent: false, nowMs });
+      const quick = await scanConfig(roots, {
+        index: cache.index,
+        maxFileBytes: context.maxFileBytes,
+        withContent: false,
+        nowMs,
+      });
       const quickHash = setHash(quick.roots, quick.entries);
       if (pointer?.current === quickHash) {
-        return { status: 'unchanged', agent, set: quickHash, previous: null, files: summary(quick.entries), dir: paths.dir };
+        return {
+          status: 'unchanged',
+          agent,
+          set: quickHash,
+          previous: null,
+          files: summary(quick.entries),
+          dir: paths.dir,
+        };
       }
       return withStoreLock(context, paths, async () => {
         await recoverStore(context, paths, agent);
-        const scan = await scanConfig(roots, { index: cache.index, maxFileBytes: context.maxFileBytes, withContent: true, nowMs });
+        const scan = await scanConfig(roots, {
+          index: cache.index,
+          maxFileBytes: context.maxFileBytes,
+          withContent: true,
+          nowMs,
+        });
         const hash = setHash(scan.roots, scan.entries);
         const before = await readPointer(paths, agent);
-        if (before?.current === hash) return { status: 'unchanged', agent, set: hash, previous: null, files: summary(scan.entries), dir: paths.dir };
+        if (before?.current === hash)
+          return {
+            status: 'unchanged',
+            agent,
+            set: hash,
+            previous: null,
+            files: summary(scan.entries),
+            dir: paths.dir,
+          };
         if (snapshotOptions.validate !== undefined) {
           const problems: string[] = [];
           for (const entry of scan.entries) {
@@ -303,33 +385,62 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
             try {
               await snapshotOptions.validate(scan.contents.get(entry.sha256) as Buffer, entry.path);
             } catch (error) {
-              problems.push(`${entry.path}: ${error instanceof Error ? error.message : String(error)}`);
+              problems.push(
+                `${entry.path}: ${error instanceof Error ? error.message : String(error)}`,
+              );
             }
           }
           if (problems.length > 0) {
-            throw new SnapshotError('SNAPSHOT_INVALID', `snapshot of ${agent} refused: ${problems.join('; ')}`);
+            throw new SnapshotError(
+              'SNAPSHOT_INVALID',
+              `snapshot of ${agent} refused: ${problems.join('; ')}`,
+            );
           }
         }
         const at = context.now().toISOString();
-        const set: ConfigSet = { version: 1, agent, sha256: hash, created_at: at, roots: scan.roots, entries: scan.entries };
+        const set: ConfigSet = {
+          version: 1,
+          agent,
+          sha256: hash,
+          created_at: at,
+          roots: scan.roots,
+          entries: scan.entries,
+        };
         await writeObjects(paths, scan.contents);
         await writeSet(paths, set);
         const previousHistory = before?.history.filter((item) => item.set !== hash) ?? [];
         const history = [{ set: hash, at }, ...previousHistory].slice(0, context.keep);
         await writePointer(paths, { version: 1, agent, current: hash, history });
         // Objects are removed only after the new pointer is in place.
-        const dropped = (before?.history ?? []).some((item) => !history.some((kept) => kept.set === item.set));
+        const dropped = (before?.history ?? []).some(
+          (item) => !history.some((kept) => kept.set === item.set),
+        );
         if (dropped) await gcLocked(agent, paths);
         cache.pointerKey = undefined;
-        context.logger.info('snapshot: saved last known good', { agent, set: hash, previous: before?.current ?? null, files: scan.entries.length });
-        return { status: 'saved', agent, set: hash, previous: before?.current ?? null, files: summary(scan.entries), dir: paths.dir };
+        context.logger.info('snapshot: saved last known good', {
+          agent,
+          set: hash,
+          previous: before?.current ?? null,
+          files: scan.entries.length,
+        });
+        return {
+          status: 'saved',
+          agent,
+          set: hash,
+          previous: before?.current ?? null,
+          files: summary(scan.entries),
+          dir: paths.dir,
+        };
       });
     },
 
     async rollback(agent, rollbackOptions = {}) {
       const paths = pathsOf(agent);
       if (rollbackOptions.to !== undefined && !SHA256_PATTERN.test(rollbackOptions.to)) {
-        throw new SnapshotError('SNAPSHOT_INVALID', `rollback ${agent}: to: ${JSON.stringify(rollbackOptions.to)} must be a set's sha256`);
+        throw new SnapshotError(
+          'SNAPSHOT_INVALID',
+          `rollback ${agent}: to: ${JSON.stringify(rollbackOptions.to)} must be a set's sha256`,
+        );
       }
       return withStoreLock(context, paths, async () => {
         await recoverStore(context, paths, agent);
@@ -341,20 +452,46 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
         } else if (rollbackOptions.canonical !== undefined) {
           target = await canonicalTarget(rollbackOptions.canonical);
         } else {
-          throw new SnapshotError('SNAPSHOT_MISSING', `${paths.pointer}: agent ${agent} has no last-known-good snapshot and no canonical source was given; nothing to roll back to`);
+          throw new SnapshotError(
+            'SNAPSHOT_MISSING',
+            `${paths.pointer}: agent ${agent} has no last-known-good snapshot and no canonical source was given; nothing to roll back to`,
+          );
         }
-        const reason = rollbackOptions.reason ?? (target.source === 'git' ? 'restored the canonical config from git (no snapshot yet)' : 'rolled back to last known good');
+        const reason =
+          rollbackOptions.reason ??
+          (target.source === 'git'
+            ? 'restored the canonical config from git (no snapshot yet)'
+            : 'rolled back to last known good');
         const outcome = await executeRollback(context, paths, agent, target, reason);
         cacheOf(agent).index.clear();
-        if (outcome.changed) context.logger.warn('snapshot: config rolled back', { agent, source: target.source, set: target.set, files: outcome.files.length, moved_aside: outcome.moved_aside.length });
-        return { status: outcome.changed ? 'rolled_back' : 'unchanged', agent, source: target.source, set: target.set, files: outcome.files, moved_aside: outcome.moved_aside, record: outcome.record };
+        if (outcome.changed)
+          context.logger.warn('snapshot: config rolled back', {
+            agent,
+            source: target.source,
+            set: target.set,
+            files: outcome.files.length,
+            moved_aside: outcome.moved_aside.length,
+          });
+        return {
+          status: outcome.changed ? 'rolled_back' : 'unchanged',
+          agent,
+          source: target.source,
+          set: target.set,
+          files: outcome.files,
+          moved_aside: outcome.moved_aside,
+          record: outcome.record,
+        };
       });
     },
 
     async diff(agent, diffOptions = {}) {
       const paths = pathsOf(agent);
       const pointer = await readPointer(paths, agent);
-      if (pointer === undefined) throw new SnapshotError('SNAPSHOT_MISSING', `${paths.pointer}: agent ${agent} has no last-known-good snapshot to compare with`);
+      if (pointer === undefined)
+        throw new SnapshotError(
+          'SNAPSHOT_MISSING',
+          `${paths.pointer}: agent ${agent} has no last-known-good snapshot to compare with`,
+        );
       return diffConfig(paths, agent, await readSet(paths, agent, pointer.current), diffOptions);
     },
 
@@ -366,9 +503,20 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
       for (const item of pointer.history) {
         try {
           const set = await readSet(paths, agent, item.set);
-          out.push({ set: item.set, at: item.at, current: item.set === pointer.current, files: set.entries.filter((entry) => entry.kind !== 'dir').length });
+          out.push({
+            set: item.set,
+            at: item.at,
+            current: item.set === pointer.current,
+            files: set.entries.filter((entry) => entry.kind !== 'dir').length,
+          });
         } catch (error) {
-          out.push({ set: item.set, at: item.at, current: item.set === pointer.current, files: null, problem: (error as Error).message });
+          out.push({
+            set: item.set,
+            at: item.at,
+            current: item.set === pointer.current,
+            files: null,
+            problem: (error as Error).message,
+          });
         }
       }
       return out;
@@ -376,7 +524,8 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
 
     async gc(agent) {
       const paths = pathsOf(agent);
-      if ((await lstatOrUndefined(paths.dir)) === undefined) return { removedSets: 0, removedObjects: 0 };
+      if ((await lstatOrUndefined(paths.dir)) === undefined)
+        return { removedSets: 0, removedObjects: 0 };
       return withStoreLock(context, paths, async () => {
         await recoverStore(context, paths, agent);
         return gcLocked(agent, paths);
@@ -398,7 +547,9 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
         try {
           const set = await readSet(paths, agent, item.set);
           sets += 1;
-          for (const entry of set.entries) if (entry.kind === 'file' && !objects.has(entry.sha256)) objects.set(entry.sha256, entry.path);
+          for (const entry of set.entries)
+            if (entry.kind === 'file' && !objects.has(entry.sha256))
+              objects.set(entry.sha256, entry.path);
         } catch (error) {
           problems.push((error as Error).message);
         }
@@ -406,10 +557,16 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
       for (const name of await fs.readdir(paths.aside).catch(() => [] as string[])) {
         if (!name.endsWith('.json')) continue;
         try {
-          const record = await readJsonFile(join(paths.aside, name), AsideRecordSchema, { maxBytes: 64 * 1024 * 1024 });
-          for (const file of record.files) if (file.kind === 'file' && !objects.has(file.sha256)) objects.set(file.sha256, file.path);
+          const record = await readJsonFile(join(paths.aside, name), AsideRecordSchema, {
+            maxBytes: 64 * 1024 * 1024,
+          });
+          for (const file of record.files)
+            if (file.kind === 'file' && !objects.has(file.sha256))
+              objects.set(file.sha256, file.path);
         } catch (error) {
-          problems.push(toSnapshotError(error, join(paths.aside, name), 'read aside record').message);
+          problems.push(
+            toSnapshotError(error, join(paths.aside, name), 'read aside record').message,
+          );
         }
       }
       for (const [hash, path] of objects) {
@@ -431,7 +588,10 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
   };
 
   async function canonicalTarget(source: CanonicalSource): Promise<RestoreTarget> {
-    const files = await readCanonical(source, { timeoutMs: context.gitTimeoutMs, maxFileBytes: context.maxFileBytes });
+    const files = await readCanonical(source, {
+      timeoutMs: context.gitTimeoutMs,
+      maxFileBytes: context.maxFileBytes,
+    });
     const contents = new Map<string, Buffer>();
     const entries: SetEntry[] = [];
     for (const file of files) {
@@ -439,11 +599,24 @@ export function createSnapshotStore(options: SnapshotStoreOptions): SnapshotStor
       contents.set(hash, file.content);
       // A file that exists keeps its permissions (a secret stays 0600); a new one gets git's mode.
       const live = await inspectLive(file.target);
-      entries.push({ kind: 'file', path: file.target, sha256: hash, size: file.content.length, mode: live.kind === 'file' ? live.mode : file.mode });
+      entries.push({
+        kind: 'file',
+        path: file.target,
+        sha256: hash,
+        size: file.content.length,
+        mode: live.kind === 'file' ? live.mode : file.mode,
+      });
     }
     entries.sort((a, b) => compareBytes(a.path, b.path));
-    const roots = [...new Set(entries.map((entry) => entry.path))].map((path) => ({ path, kind: 'file' as const }));
-    if (roots.length !== entries.length) throw new SnapshotError('SNAPSHOT_INVALID', 'canonical.files: two files have the same target');
+    const roots = [...new Set(entries.map((entry) => entry.path))].map((path) => ({
+      path,
+      kind: 'file' as const,
+    }));
+    if (roots.length !== entries.length)
+      throw new SnapshotError(
+        'SNAPSHOT_INVALID',
+        'canonical.files: two files have the same target',
+      );
     return { source: 'git', set: null, roots, entries, contents };
   }
 

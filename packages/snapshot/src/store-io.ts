@@ -4,7 +4,13 @@ import { setHash } from './config-scan.js';
 import { SnapshotError, toSnapshotError } from './errors.js';
 import { lstatOrUndefined, readRegularFile, sha256, writeFileDurable } from './files.js';
 import type { Logger } from './logger.js';
-import { ConfigSetSchema, PointerSchema, type ConfigSet, type Pointer, type StorePaths } from './store-layout.js';
+import {
+  ConfigSetSchema,
+  PointerSchema,
+  type ConfigSet,
+  type Pointer,
+  type StorePaths,
+} from './store-layout.js';
 
 /** Settings shared by the store's operations. */
 export interface StoreContext {
@@ -24,14 +30,21 @@ const JSON_MAX_BYTES = 64 * 1024 * 1024;
  * Runs `work` holding the agent's store lock (creating the store directory first).
  * @throws {SnapshotError} SNAPSHOT_LOCKED when another process holds it past the timeout.
  */
-export async function withStoreLock<T>(context: StoreContext, paths: StorePaths, work: () => Promise<T>): Promise<T> {
+export async function withStoreLock<T>(
+  context: StoreContext,
+  paths: StorePaths,
+  work: () => Promise<T>,
+): Promise<T> {
   try {
     await fs.mkdir(paths.dir, { recursive: true, mode: 0o700 });
   } catch (error) {
     throw toSnapshotError(error, paths.dir, 'create store directory');
   }
   try {
-    return await withFileLock(paths.lock, work, { timeoutMs: context.lockTimeoutMs, staleMs: 5000 });
+    return await withFileLock(paths.lock, work, {
+      timeoutMs: context.lockTimeoutMs,
+      staleMs: 5000,
+    });
   } catch (error) {
     throw toSnapshotError(error, paths.lock, 'lock store');
   }
@@ -51,7 +64,11 @@ export async function readPointer(paths: StorePaths, agent: string): Promise<Poi
     if (mapped.code === 'SNAPSHOT_NOT_FOUND') return undefined;
     throw mapped;
   }
-  if (pointer.agent !== agent) throw new SnapshotError('SNAPSHOT_CORRUPT', `${paths.pointer}: agent: expected ${agent}, found ${pointer.agent}`);
+  if (pointer.agent !== agent)
+    throw new SnapshotError(
+      'SNAPSHOT_CORRUPT',
+      `${paths.pointer}: agent: expected ${agent}, found ${pointer.agent}`,
+    );
   return pointer;
 }
 
@@ -75,14 +92,26 @@ export async function readSet(paths: StorePaths, agent: string, hash: string): P
     set = await readJsonFile(path, ConfigSetSchema, { maxBytes: JSON_MAX_BYTES });
   } catch (error) {
     const mapped = toSnapshotError(error, path, 'read set');
-    if (mapped.code === 'SNAPSHOT_NOT_FOUND') throw new SnapshotError('SNAPSHOT_CORRUPT', `${path}: set ${hash} named by the pointer is missing from the store`, { cause: error });
+    if (mapped.code === 'SNAPSHOT_NOT_FOUND')
+      throw new SnapshotError(
+        'SNAPSHOT_CORRUPT',
+        `${path}: set ${hash} named by the pointer is missing from the store`,
+        { cause: error },
+      );
     throw mapped;
   }
   const actual = setHash(set.roots, set.entries);
   if (set.sha256 !== hash || actual !== hash) {
-    throw new SnapshotError('SNAPSHOT_CORRUPT', `${path}: set content hashes to ${actual}, expected ${hash}; refusing to use it`);
+    throw new SnapshotError(
+      'SNAPSHOT_CORRUPT',
+      `${path}: set content hashes to ${actual}, expected ${hash}; refusing to use it`,
+    );
   }
-  if (set.agent !== agent) throw new SnapshotError('SNAPSHOT_CORRUPT', `${path}: agent: expected ${agent}, found ${set.agent}`);
+  if (set.agent !== agent)
+    throw new SnapshotError(
+      'SNAPSHOT_CORRUPT',
+      `${path}: agent: expected ${agent}, found ${set.agent}`,
+    );
   return set;
 }
 
@@ -94,26 +123,43 @@ export async function writeSet(paths: StorePaths, set: ConfigSet): Promise<void>
   const existing = await readSet(paths, set.agent, set.sha256).catch(() => undefined);
   if (existing !== undefined) return;
   await fs.rm(paths.set(set.sha256), { force: true }).catch(() => undefined);
-  await writeFileDurable(paths.set(set.sha256), Buffer.from(`${JSON.stringify(set, null, 2)}\n`), 0o444);
+  await writeFileDurable(
+    paths.set(set.sha256),
+    Buffer.from(`${JSON.stringify(set, null, 2)}\n`),
+    0o444,
+  );
 }
 
 /**
  * Reads an object and checks its bytes against its name.
  * @throws {SnapshotError} SNAPSHOT_CORRUPT on a hash mismatch or a missing object (never restored).
  */
-export async function readObject(paths: StorePaths, hash: string, maxBytes: number, forPath: string): Promise<Buffer> {
+export async function readObject(
+  paths: StorePaths,
+  hash: string,
+  maxBytes: number,
+  forPath: string,
+): Promise<Buffer> {
   const path = paths.object(hash);
   let content: Buffer;
   try {
     content = (await readRegularFile(path, maxBytes)).content;
   } catch (error) {
     const mapped = toSnapshotError(error, path, 'read object');
-    if (mapped.code === 'SNAPSHOT_NOT_FOUND') throw new SnapshotError('SNAPSHOT_CORRUPT', `${path}: object ${hash} for ${forPath} is missing from the store; refusing to restore`, { cause: error });
+    if (mapped.code === 'SNAPSHOT_NOT_FOUND')
+      throw new SnapshotError(
+        'SNAPSHOT_CORRUPT',
+        `${path}: object ${hash} for ${forPath} is missing from the store; refusing to restore`,
+        { cause: error },
+      );
     throw mapped;
   }
   const actual = sha256(content);
   if (actual !== hash) {
-    throw new SnapshotError('SNAPSHOT_CORRUPT', `${path}: object for ${forPath} hashes to ${actual}, expected ${hash}; refusing to restore a corrupt object`);
+    throw new SnapshotError(
+      'SNAPSHOT_CORRUPT',
+      `${path}: object for ${forPath} hashes to ${actual}, expected ${hash}; refusing to restore a corrupt object`,
+    );
   }
   return content;
 }
@@ -123,7 +169,10 @@ export async function readObject(paths: StorePaths, hash: string, maxBytes: numb
  * the objects directory once.
  * @throws {SnapshotError} SNAPSHOT_IO (disk full leaves the pointer untouched).
  */
-export async function writeObjects(paths: StorePaths, contents: ReadonlyMap<string, Buffer>): Promise<number> {
+export async function writeObjects(
+  paths: StorePaths,
+  contents: ReadonlyMap<string, Buffer>,
+): Promise<number> {
   await fs.mkdir(paths.objects, { recursive: true, mode: 0o700 }).catch((error: unknown) => {
     throw toSnapshotError(error, paths.objects, 'create directory');
   });
@@ -138,12 +187,14 @@ export async function writeObjects(paths: StorePaths, contents: ReadonlyMap<stri
       );
       if (ok) continue;
     }
-    if (existing !== undefined) await fs.rm(path, { force: true, recursive: true }).catch(() => undefined);
+    if (existing !== undefined)
+      await fs.rm(path, { force: true, recursive: true }).catch(() => undefined);
     await writeFileDurable(path, content, 0o444);
     written += 1;
   }
-  if (written > 0) await fsyncDir(paths.objects).catch((error: unknown) => {
-    throw toSnapshotError(error, paths.objects, 'fsync');
-  });
+  if (written > 0)
+    await fsyncDir(paths.objects).catch((error: unknown) => {
+      throw toSnapshotError(error, paths.objects, 'fsync');
+    });
   return written;
 }

@@ -7,14 +7,28 @@ const ModeSchema = z.number().int().min(0).max(0o7777);
 
 /** One entry of a config set: a regular file, a symbolic link inside a config directory, or a directory. */
 export const SetEntrySchema = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('file'), path: AbsolutePathSchema, sha256: Sha256Schema, size: z.number().int().nonnegative(), mode: ModeSchema }),
-  z.strictObject({ kind: z.literal('symlink'), path: AbsolutePathSchema, sha256: Sha256Schema, target: z.string().min(1) }),
+  z.strictObject({
+    kind: z.literal('file'),
+    path: AbsolutePathSchema,
+    sha256: Sha256Schema,
+    size: z.number().int().nonnegative(),
+    mode: ModeSchema,
+  }),
+  z.strictObject({
+    kind: z.literal('symlink'),
+    path: AbsolutePathSchema,
+    sha256: Sha256Schema,
+    target: z.string().min(1),
+  }),
   z.strictObject({ kind: z.literal('dir'), path: AbsolutePathSchema, mode: ModeSchema }),
 ]);
 export type SetEntry = z.infer<typeof SetEntrySchema>;
 
 /** A path the caller named: a file, or a directory walked in a stable (byte-wise sorted) order. */
-export const SetRootSchema = z.strictObject({ path: AbsolutePathSchema, kind: z.enum(['file', 'dir']) });
+export const SetRootSchema = z.strictObject({
+  path: AbsolutePathSchema,
+  kind: z.enum(['file', 'dir']),
+});
 export type SetRoot = z.infer<typeof SetRootSchema>;
 
 /** `sets/<sha256>.json`: one snapshot of an agent's config, hashed as a whole (`sha256`) and per file. */
@@ -40,13 +54,26 @@ export const PointerSchema = z
     current: Sha256Schema,
     history: z.array(HistoryItemSchema).min(1),
   })
-  .refine((pointer) => pointer.history[0]?.set === pointer.current, { message: 'history[0] must be the current set', path: ['history'] });
+  .refine((pointer) => pointer.history[0]?.set === pointer.current, {
+    message: 'history[0] must be the current set',
+    path: ['history'],
+  });
 export type Pointer = z.infer<typeof PointerSchema>;
 
 /** A file moved out of a config directory by a rollback (it was added after the snapshot). */
 export const AsideFileSchema = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('file'), path: AbsolutePathSchema, sha256: Sha256Schema, mode: ModeSchema }),
-  z.strictObject({ kind: z.literal('symlink'), path: AbsolutePathSchema, sha256: Sha256Schema, target: z.string().min(1) }),
+  z.strictObject({
+    kind: z.literal('file'),
+    path: AbsolutePathSchema,
+    sha256: Sha256Schema,
+    mode: ModeSchema,
+  }),
+  z.strictObject({
+    kind: z.literal('symlink'),
+    path: AbsolutePathSchema,
+    sha256: Sha256Schema,
+    target: z.string().min(1),
+  }),
 ]);
 export type AsideFile = z.infer<typeof AsideFileSchema>;
 
@@ -62,8 +89,22 @@ export type AsideRecord = z.infer<typeof AsideRecordSchema>;
 
 /** One file a rollback writes. `temp` is the prepared temporary file beside `path`. */
 export const JournalWriteSchema = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('file'), path: AbsolutePathSchema, sha256: Sha256Schema, mode: ModeSchema, temp: AbsolutePathSchema, old_sha256: Sha256Schema.nullable() }),
-  z.strictObject({ kind: z.literal('symlink'), path: AbsolutePathSchema, sha256: Sha256Schema, target: z.string().min(1), temp: AbsolutePathSchema, old_sha256: Sha256Schema.nullable() }),
+  z.strictObject({
+    kind: z.literal('file'),
+    path: AbsolutePathSchema,
+    sha256: Sha256Schema,
+    mode: ModeSchema,
+    temp: AbsolutePathSchema,
+    old_sha256: Sha256Schema.nullable(),
+  }),
+  z.strictObject({
+    kind: z.literal('symlink'),
+    path: AbsolutePathSchema,
+    sha256: Sha256Schema,
+    target: z.string().min(1),
+    temp: AbsolutePathSchema,
+    old_sha256: Sha256Schema.nullable(),
+  }),
 ]);
 export type JournalWrite = z.infer<typeof JournalWriteSchema>;
 

@@ -16,14 +16,22 @@ afterAll(async () => {
 
 describe('unifiedDiff', () => {
   it('renders a change in diff -u format', () => {
-    expect(unifiedDiff('a\nb\nc\n', 'a\nB\nc\n', { fromLabel: 'old', toLabel: 'new' })).toBe('--- old\n+++ new\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n');
+    expect(unifiedDiff('a\nb\nc\n', 'a\nB\nc\n', { fromLabel: 'old', toLabel: 'new' })).toBe(
+      '--- old\n+++ new\n@@ -1,3 +1,3 @@\n a\n-b\n+B\n c\n',
+    );
     expect(unifiedDiff('same\n', 'same\n', { fromLabel: 'old', toLabel: 'new' })).toBe('');
-    expect(unifiedDiff('x', 'x\n', { fromLabel: 'old', toLabel: 'new' })).toBe('--- old\n+++ new\n@@ -1 +1 @@\n-x\n\\ No newline at end of file\n+x\n');
+    expect(unifiedDiff('x', 'x\n', { fromLabel: 'old', toLabel: 'new' })).toBe(
+      '--- old\n+++ new\n@@ -1 +1 @@\n-x\n\\ No newline at end of file\n+x\n',
+    );
   });
 
   it('produces patches that GNU patch applies exactly', () => {
     const line = fc.constantFrom('alpha', 'beta', 'gamma', 'delta', '', '  "model": "x",', '}');
-    const text = fc.tuple(fc.array(line, { maxLength: 30 }), fc.boolean()).map(([lines, newline]) => (lines.length === 0 ? '' : lines.join('\n') + (newline ? '\n' : '')));
+    const text = fc
+      .tuple(fc.array(line, { maxLength: 30 }), fc.boolean())
+      .map(([lines, newline]) =>
+        lines.length === 0 ? '' : lines.join('\n') + (newline ? '\n' : ''),
+      );
     let case_ = 0;
     fc.assert(
       fc.property(text, text, (before, after) => {

@@ -51,7 +51,10 @@ function diffLines(a: string[], b: string[], maxD: number): Op[] {
 function myers(a: string[], b: string[], maxD: number): Op[] {
   const n = a.length;
   const m = b.length;
-  const replaceAll = (): Op[] => [...a.map((line): Op => ({ type: '-', line })), ...b.map((line): Op => ({ type: '+', line }))];
+  const replaceAll = (): Op[] => [
+    ...a.map((line): Op => ({ type: '-', line })),
+    ...b.map((line): Op => ({ type: '+', line })),
+  ];
   if (n === 0 || m === 0) return replaceAll();
   const max = n + m;
   const offset = max + 1;
@@ -63,7 +66,8 @@ function myers(a: string[], b: string[], maxD: number): Op[] {
     trace.push(v.slice(offset - d - 1, offset + d + 2));
     for (let k = -d; k <= d; k += 2) {
       let x: number;
-      if (k === -d || (k !== d && (v[offset + k - 1] as number) < (v[offset + k + 1] as number))) x = v[offset + k + 1] as number;
+      if (k === -d || (k !== d && (v[offset + k - 1] as number) < (v[offset + k + 1] as number)))
+        x = v[offset + k + 1] as number;
       else x = (v[offset + k - 1] as number) + 1;
       let y = x - k;
       while (x < n && y < m && a[x] === b[y]) {
@@ -120,14 +124,20 @@ function formatHunks(ops: Op[], options: UnifiedDiffOptions): string {
   let i = 0;
   while (i < changes.length) {
     let j = i;
-    while (j + 1 < changes.length && (changes[j + 1] as number) - (changes[j] as number) <= 2 * context) j += 1;
+    while (
+      j + 1 < changes.length &&
+      (changes[j + 1] as number) - (changes[j] as number) <= 2 * context
+    )
+      j += 1;
     const from = Math.max(0, (changes[i] as number) - context);
     const to = Math.min(ops.length, (changes[j] as number) + context + 1);
     const aCount = (aBefore[to] as number) - (aBefore[from] as number);
     const bCount = (bBefore[to] as number) - (bBefore[from] as number);
     const aStart = aCount === 0 ? (aBefore[from] as number) : (aBefore[from] as number) + 1;
     const bStart = bCount === 0 ? (bBefore[from] as number) : (bBefore[from] as number) + 1;
-    out.push(`@@ -${aStart}${aCount === 1 ? '' : `,${aCount}`} +${bStart}${bCount === 1 ? '' : `,${bCount}`} @@\n`);
+    out.push(
+      `@@ -${aStart}${aCount === 1 ? '' : `,${aCount}`} +${bStart}${bCount === 1 ? '' : `,${bCount}`} @@\n`,
+    );
     for (let index = from; index < to; index += 1) {
       const op = ops[index] as Op;
       if (op.line.endsWith('\n')) out.push(`${op.type}${op.line}`);

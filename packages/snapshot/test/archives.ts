@@ -46,7 +46,12 @@ export function buildArchive(entries: RawEntry[]): Buffer {
 }
 
 /** Installs `archive` as checkpoint `name` of the cell with a manifest that matches it (so the hash check passes). */
-export async function plantCheckpoint(cell: string, name: string, archive: Buffer, overrides: Partial<CheckpointManifest> = {}): Promise<void> {
+export async function plantCheckpoint(
+  cell: string,
+  name: string,
+  archive: Buffer,
+  overrides: Partial<CheckpointManifest> = {},
+): Promise<void> {
   const { checkpoints } = cellPaths(cell);
   await fs.mkdir(checkpoints, { recursive: true });
   await fs.writeFile(`${checkpoints}/${name}.tar.gz`, archive);

@@ -3,7 +3,12 @@ import { promises as fs, watch as fsWatch } from 'node:fs';
 import { join } from 'node:path';
 import { cellPaths, provisionCell } from '@pit/cell-spec';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createCheckpoint, createSnapshotStore, recoverWorkspace, restoreCheckpoint } from '../src/index.js';
+import {
+  createCheckpoint,
+  createSnapshotStore,
+  recoverWorkspace,
+  restoreCheckpoint,
+} from '../src/index.js';
 import { mountTmpfs, readTree, spawnScript, type Child, type Tree } from './helpers.js';
 
 const CHILD = join(import.meta.dirname, 'children', 'crash-child.ts');
@@ -33,7 +38,9 @@ interface Scenario {
    * Prepares one independent run: the child's arguments, the directories whose changes mark
    * the operation's progress, and a check for after the kill.
    */
-  setup(dir: string): Promise<{ args: Record<string, unknown>; watch: string[]; check: () => Promise<string> }>;
+  setup(
+    dir: string,
+  ): Promise<{ args: Record<string, unknown>; watch: string[]; check: () => Promise<string> }>;
 }
 
 /**
@@ -42,7 +49,11 @@ interface Scenario {
  * too much for a timer): after a random number, from zero to all, of the filesystem changes
  * the operation makes in the watched directories. Checks the invariant after each kill.
  */
-async function killRepeatedly(op: string, iterations: number, scenario: Scenario): Promise<{ interrupted: number; outcomes: Record<string, number> }> {
+async function killRepeatedly(
+  op: string,
+  iterations: number,
+  scenario: Scenario,
+): Promise<{ interrupted: number; outcomes: Record<string, number> }> {
   let changes = 0;
   let interrupted = 0;
   const outcomes: Record<string, number> = {};
@@ -96,7 +107,8 @@ async function writeConfig(config: string, version: number): Promise<void> {
       continue;
     }
     if (version === 2 && i % 3 === 0) continue; // unchanged
-    const body = i < 6 ? randomBytes(48 * 1024) : Buffer.from(`version ${version} of file ${i}\n`.repeat(50));
+    const body =
+      i < 6 ? randomBytes(48 * 1024) : Buffer.from(`version ${version} of file ${i}\n`.repeat(50));
     await fs.writeFile(name, body, { mode: version === 2 && i === 7 ? 0o600 : 0o644 });
     await fs.chmod(name, version === 2 && i === 7 ? 0o600 : 0o644);
   }
@@ -120,7 +132,13 @@ describe('crash consistency under SIGKILL', () => {
         const good: Tree = await readTree(config);
         await writeConfig(config, 2);
         const bad: Tree = await readTree(config);
-        const addedHashes = await Promise.all(['added-by-agent.json', join('sub', 'added.txt')].map(async (name) => createHash('sha256').update(await fs.readFile(join(config, name))).digest('hex')));
+        const addedHashes = await Promise.all(
+          ['added-by-agent.json', join('sub', 'added.txt')].map(async (name) =>
+            createHash('sha256')
+              .update(await fs.readFile(join(config, name)))
+              .digest('hex'),
+          ),
+        );
         const store_ = join(stateDir, 'snapshots', 'forge');
         return {
           args: { stateDir, requestLog, agent: 'forge' },
@@ -129,23 +147,37 @@ describe('crash consistency under SIGKILL', () => {
             const recovery = await createSnapshotStore({ stateDir, requestLog }).recover('forge');
             const tree = await readTree(config);
             // Wholly the last known good (the rollback took effect) or wholly as the agent left it (it did not).
-            const state = JSON.stringify(tree) === JSON.stringify(good) ? 'restored' : JSON.stringify(tree) === JSON.stringify(bad) ? 'untouched' : 'mixed';
-            expect(state, `config after recovery (${recovery.action}) is neither wholly old nor wholly new`).not.toBe('mixed');
+            const state =
+              JSON.stringify(tree) === JSON.stringify(good)
+                ? 'restored'
+                : JSON.stringify(tree) === JSON.stringify(bad)
+                  ? 'untouched'
+                  : 'mixed';
+            expect(
+              state,
+              `config after recovery (${recovery.action}) is neither wholly old nor wholly new`,
+            ).not.toBe('mixed');
             const verify = await store.verify('forge');
             expect(verify.problems).toEqual([]);
             expect(verify.journal).toBe(false);
-            const records = (await fs.readFile(requestLog, 'utf8').catch(() => '')).split('\n').filter(Boolean);
+            const records = (await fs.readFile(requestLog, 'utf8').catch(() => ''))
+              .split('\n')
+              .filter(Boolean);
             expect(records).toHaveLength(state === 'restored' ? 1 : 0);
             if (state === 'restored') {
               // What the agent added was moved into the store, never lost.
               const objects = await fs.readdir(join(stateDir, 'snapshots', 'forge', 'objects'));
               for (const added of addedHashes) expect(objects).toContain(added);
-              expect(await fs.readdir(join(stateDir, 'snapshots', 'forge', 'aside'))).toHaveLength(1);
+              expect(await fs.readdir(join(stateDir, 'snapshots', 'forge', 'aside'))).toHaveLength(
+                1,
+              );
             }
             // The store still works: the next rollback gets to last known good.
             await store.rollback('forge');
             expect(await readTree(config)).toEqual(good);
-            expect((await fs.readFile(requestLog, 'utf8')).split('\n').filter(Boolean)).toHaveLength(1);
+            expect(
+              (await fs.readFile(requestLog, 'utf8')).split('\n').filter(Boolean),
+            ).toHaveLength(1);
             return state;
           },
         };
@@ -191,10 +223,14 @@ describe('crash consistency under SIGKILL', () => {
   it('a checkpoint restore killed at any moment leaves the workspace wholly old or wholly new', async () => {
     const result = await killRepeatedly('restore', 4, {
       async setup(dir) {
-        const { dir: cell } = await provisionCell(join(dir, 'missions'), { mission: 'crash', created_by: 'test' });
+        const { dir: cell } = await provisionCell(join(dir, 'missions'), {
+          mission: 'crash',
+          created_by: 'test',
+        });
         const workspace = cellPaths(cell).workspace;
         await fs.mkdir(join(workspace, 'src'));
-        for (let i = 0; i < 12; i += 1) await fs.writeFile(join(workspace, 'src', `f${i}`), randomBytes(16 * 1024));
+        for (let i = 0; i < 12; i += 1)
+          await fs.writeFile(join(workspace, 'src', `f${i}`), randomBytes(16 * 1024));
         await createCheckpoint(cell, { createdBy: 'test', gzipLevel: 1 });
         const checkpointed = await readTree(workspace);
         await fs.rm(join(workspace, 'src'), { recursive: true });
@@ -206,9 +242,16 @@ describe('crash consistency under SIGKILL', () => {
           check: async () => {
             await recoverWorkspace(cell);
             const tree = await readTree(workspace);
-            const state = JSON.stringify(tree) === JSON.stringify(checkpointed) ? 'restored' : JSON.stringify(tree) === JSON.stringify(current) ? 'untouched' : 'mixed';
+            const state =
+              JSON.stringify(tree) === JSON.stringify(checkpointed)
+                ? 'restored'
+                : JSON.stringify(tree) === JSON.stringify(current)
+                  ? 'untouched'
+                  : 'mixed';
             expect(state).not.toBe('mixed');
-            expect((await fs.readdir(cell)).filter((name) => name.startsWith('.workspace-'))).toEqual([]);
+            expect(
+              (await fs.readdir(cell)).filter((name) => name.startsWith('.workspace-')),
+            ).toEqual([]);
             await restoreCheckpoint(cell);
             expect(await readTree(workspace)).toEqual(checkpointed);
             return state;

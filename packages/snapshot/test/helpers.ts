@@ -15,7 +15,9 @@ export async function makeTempDir(prefix = 'pit-snapshot-'): Promise<string> {
 }
 
 /** Mounts a size-limited tmpfs at a new directory (root only); returns the directory and its unmount. */
-export async function mountTmpfs(sizeBytes: number): Promise<{ dir: string; unmount: () => Promise<void> }> {
+export async function mountTmpfs(
+  sizeBytes: number,
+): Promise<{ dir: string; unmount: () => Promise<void> }> {
   const dir = await makeTempDir('pit-snapshot-tmpfs-');
   await run('mount', ['-t', 'tmpfs', '-o', `size=${sizeBytes},mode=0755`, 'tmpfs', dir]);
   return {
@@ -44,7 +46,8 @@ export async function readTree(dir: string): Promise<Tree> {
         out[key] = `dir ${mode}`;
         await walk(path);
       } else if (stat.isSymbolicLink()) out[key] = `symlink -> ${await fs.readlink(path)}`;
-      else if (stat.isFile()) out[key] = `file ${mode} ${(await fs.readFile(path)).toString('hex')}`;
+      else if (stat.isFile())
+        out[key] = `file ${mode} ${(await fs.readFile(path)).toString('hex')}`;
       else out[key] = 'other';
     }
   };
@@ -65,11 +68,15 @@ export interface Child {
 
 /** Spawns `process.execPath --conditions=@pit/source --import tsx <script> ...args` detached. */
 export function spawnScript(script: string, args: string[]): Child {
-  const child = spawn(process.execPath, ['--conditions=@pit/source', '--import', 'tsx', script, ...args], {
-    cwd: PACKAGE_DIR,
-    detached: true,
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@pit/source', '--import', 'tsx', script, ...args],
+    {
+      cwd: PACKAGE_DIR,
+      detached: true,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
   let stdout = '';
   let stderr = '';
   const waiters: Array<{ pattern: RegExp; resolve: (line: string) => void }> = [];
@@ -107,7 +114,13 @@ export function spawnScript(script: string, args: string[]): Child {
       const seen = lines.find((line) => pattern.test(line));
       if (seen !== undefined) return Promise.resolve(seen);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs);
+        const timer = setTimeout(
+          () =>
+            reject(
+              new Error(`no line matching ${pattern} within ${timeoutMs} ms; stderr: ${stderr}`),
+            ),
+          timeoutMs,
+        );
         const waiter = {
           pattern,
           resolve: (line: string) => {

@@ -1,15 +1,26 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { openApprovalStore, readApprovals, readDaemonLock, type PitConfig, type StoredApproval } from '@pit/daemon';
+import {
+  openApprovalStore,
+  readApprovals,
+  readDaemonLock,
+  type PitConfig,
+  type StoredApproval,
+} from '@pit/daemon';
 import { RefusedError, UsageError } from '../errors.js';
 import { EXIT } from '../exit-codes.js';
 import type { CommandContext } from '../context.js';
 import { formatAge, renderTable } from '../output.js';
 
 /** `pit approvals [--all] [--json]`: the approval requests (pending ones unless --all). */
-export async function listApprovals(context: CommandContext, options: { all?: boolean; json?: boolean }): Promise<number> {
+export async function listApprovals(
+  context: CommandContext,
+  options: { all?: boolean; json?: boolean },
+): Promise<number> {
   const { config } = await context.config();
-  const approvals = (await readApprovals(config.daemon.state_dir)).filter((approval) => options.all || approval.status === 'pending');
+  const approvals = (await readApprovals(config.daemon.state_dir)).filter(
+    (approval) => options.all || approval.status === 'pending',
+  );
   if (options.json) {
     context.output.out(JSON.stringify({ approvals }, null, 2));
     return EXIT.ok;
@@ -26,7 +37,9 @@ export async function listApprovals(context: CommandContext, options: { all?: bo
         approval.id,
         approval.agent,
         approval.cell?.slice(0, 8),
-        approval.status === 'pending' ? 'pending' : `${approval.status}${approval.by ? ` by ${approval.by}` : ''}${approval.channel ? ` via ${approval.channel}` : ''}`,
+        approval.status === 'pending'
+          ? 'pending'
+          : `${approval.status}${approval.by ? ` by ${approval.by}` : ''}${approval.channel ? ` via ${approval.channel}` : ''}`,
         `${approval.proposed}${approval.substitute ? ` → ${approval.substitute}` : ''}`,
         approval.status === 'pending' ? formatAge((approval.expires_at - now) / 1000) : undefined,
         approval.reasons.join('; ').slice(0, 80),
@@ -45,7 +58,9 @@ async function daemonUrl(config: PitConfig): Promise<string> {
   if (typeof recorded === 'string' && /^https?:\/\//.test(recorded)) return recorded;
   const listen = config.daemon.http.listen;
   if (!config.daemon.http.enabled || listen.endsWith(':0')) {
-    throw new RefusedError(`the running daemon's HTTP API is ${config.daemon.http.enabled ? `on an ephemeral port (${listen})` : 'disabled'}; answer on the dashboard or a chat channel, or give it a fixed [daemon.http].listen`);
+    throw new RefusedError(
+      `the running daemon's HTTP API is ${config.daemon.http.enabled ? `on an ephemeral port (${listen})` : 'disabled'}; answer on the dashboard or a chat channel, or give it a fixed [daemon.http].listen`,
+    );
   }
   return `http://${listen}`;
 }
@@ -57,7 +72,12 @@ async function daemonUrl(config: PitConfig): Promise<string> {
  * `pit sweep --once` (or daemon start) carries it out. Single use: a decided or expired request
  * is refused (exit 1).
  */
-export async function decide(context: CommandContext, decision: 'approve' | 'deny', id: string, options: { reason?: string; json?: boolean }): Promise<number> {
+export async function decide(
+  context: CommandContext,
+  decision: 'approve' | 'deny',
+  id: string,
+  options: { reason?: string; json?: boolean },
+): Promise<number> {
   const { config } = await context.config();
   const by = `${context.actor} (cli)`;
   const holder = await readDaemonLock(config.daemon.state_dir).catch(() => undefined);
@@ -65,7 +85,10 @@ export async function decide(context: CommandContext, decision: 'approve' | 'den
   if (holder) {
     const tokenEnv = config.daemon.http.token_env;
     const token = context.environment.env[tokenEnv];
-    if (!token) throw new UsageError(`a daemon is running (pid ${holder.pid}): set ${tokenEnv} to its HTTP token to answer through it`);
+    if (!token)
+      throw new UsageError(
+        `a daemon is running (pid ${holder.pid}): set ${tokenEnv} to its HTTP token to answer through it`,
+      );
     const url = `${await daemonUrl(config)}/api/approvals/${encodeURIComponent(id)}/${decision}`;
     const response = await fetch(url, {
       method: 'POST',
@@ -74,14 +97,33 @@ export async function decide(context: CommandContext, decision: 'approve' | 'den
     }).catch((error: Error) => {
       throw new RefusedError(`cannot reach the daemon at ${url}: ${error.message}`);
     });
-    const body = (await response.json().catch(() => ({}))) as { error?: string; message?: string; reason?: string; agent?: unknown };
-    if (response.status === 401 || response.status === 403) throw new RefusedError(`the daemon refused the token in ${tokenEnv} (${response.status})`);
-    result = response.ok ? { ok: true, agent: body.agent } : { ok: false, message: body.message ?? body.error ?? `HTTP ${response.status}`, ...(body.reason ? { reason: body.reason } : {}) };
+    const body = (await response.json().catch(() => ({}))) as {
+      error?: string;
+      message?: string;
+      reason?: string;
+      agent?: unknown;
+    };
+    if (response.status === 401 || response.status === 403)
+      throw new RefusedError(`the daemon refused the token in ${tokenEnv} (${response.status})`);
+    result = response.ok
+      ? { ok: true, agent: body.agent }
+      : {
+          ok: false,
+          message: body.message ?? body.error ?? `HTTP ${response.status}`,
+          ...(body.reason ? { reason: body.reason } : {}),
+        };
   } else {
     const store = await openApprovalStore({ stateDir: config.daemon.state_dir });
     try {
-      const answer = await store.decide(id, decision, { by, channel: 'cli', now: Date.now(), ...(options.reason ? { reason: options.reason } : {}) });
-      result = answer.ok ? { ok: true, agent: answer.agent } : { ok: false, message: answer.message, reason: answer.reason };
+      const answer = await store.decide(id, decision, {
+        by,
+        channel: 'cli',
+        now: Date.now(),
+        ...(options.reason ? { reason: options.reason } : {}),
+      });
+      result = answer.ok
+        ? { ok: true, agent: answer.agent }
+        : { ok: false, message: answer.message, reason: answer.reason };
     } finally {
       await store.close();
     }
@@ -90,7 +132,11 @@ export async function decide(context: CommandContext, decision: 'approve' | 'den
   if (!result.ok) throw new RefusedError(`${decision} ${id}: ${result.message ?? 'refused'}`);
   if (!options.json) {
     const verb = decision === 'approve' ? 'approved' : 'denied';
-    context.output.out(holder ? `${verb} ${id}${result.agent ? ` (${String(result.agent)})` : ''}: the daemon acts on it now` : `${verb} ${id}${result.agent ? ` (${String(result.agent)})` : ''}: no daemon is running; the next \`pit sweep --once\` or daemon start carries it out`);
+    context.output.out(
+      holder
+        ? `${verb} ${id}${result.agent ? ` (${String(result.agent)})` : ''}: the daemon acts on it now`
+        : `${verb} ${id}${result.agent ? ` (${String(result.agent)})` : ''}: no daemon is running; the next \`pit sweep --once\` or daemon start carries it out`,
+    );
   }
   return EXIT.ok;
 }

@@ -25,13 +25,20 @@ export function describeBusEvent(event: BusEvent): string {
  * cell's log (no lock taken: it works while the daemon serves the bus). `--follow` keeps
  * printing new events until interrupted.
  */
-export async function busTail(context: CommandContext, uuid: string, options: { from?: string; follow?: boolean; json?: boolean; signal?: AbortSignal }): Promise<number> {
+export async function busTail(
+  context: CommandContext,
+  uuid: string,
+  options: { from?: string; follow?: boolean; json?: boolean; signal?: AbortSignal },
+): Promise<number> {
   const dir = join(await context.cellsRoot(), assertCellUuid(uuid, 'CELL'));
   await readManifest(dir); // a clear error for a path that is not a cell
   let after = 0;
   if (options.from !== undefined) {
     const from = Number(options.from);
-    if (!Number.isInteger(from) || from < 1) throw new UsageError(`--from ${JSON.stringify(options.from)}: expected a sequence number ≥ 1`);
+    if (!Number.isInteger(from) || from < 1)
+      throw new UsageError(
+        `--from ${JSON.stringify(options.from)}: expected a sequence number ≥ 1`,
+      );
     after = from - 1;
   }
   const signal = options.signal ?? interrupted();
@@ -39,10 +46,13 @@ export async function busTail(context: CommandContext, uuid: string, options: { 
   for (;;) {
     for await (const entry of readBusLog(dir, { after })) {
       if (!entry.ok) {
-        if (!entry.torn) context.output.err(`warning: ${entry.segment}:${entry.line}: ${entry.reason}`);
+        if (!entry.torn)
+          context.output.err(`warning: ${entry.segment}:${entry.line}: ${entry.reason}`);
         continue;
       }
-      context.output.out(options.json ? JSON.stringify(entry.event) : describeBusEvent(entry.event));
+      context.output.out(
+        options.json ? JSON.stringify(entry.event) : describeBusEvent(entry.event),
+      );
       after = entry.event.seq;
       printedAny = true;
     }
@@ -53,7 +63,8 @@ export async function busTail(context: CommandContext, uuid: string, options: { 
     });
     if (signal.aborted) break;
   }
-  if (!printedAny && !options.follow && !options.json) context.output.err(`cell ${uuid}: no bus events${after ? ` after #${after}` : ''}`);
+  if (!printedAny && !options.follow && !options.json)
+    context.output.err(`cell ${uuid}: no bus events${after ? ` after #${after}` : ''}`);
   return EXIT.ok;
 }
 

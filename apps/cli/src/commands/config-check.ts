@@ -8,39 +8,90 @@ import type { CommandContext } from '../context.js';
  * `pit config check [--json]`: loads and validates the config (every problem at once, with
  * line and column), then prints the resolved policy of every agent and where each value came from.
  */
-export async function configCheck(context: CommandContext, options: { json?: boolean }): Promise<number> {
+export async function configCheck(
+  context: CommandContext,
+  options: { json?: boolean },
+): Promise<number> {
   const loaded = await context.config();
   const policy = effectivePolicy(loaded.config);
   const cellsRoot = await context.cellsRoot();
   const discovery = await discoverCells(cellsRoot);
   const agents = new Map<string, { mission?: string; where: string }>();
-  for (const name of Object.keys(loaded.config.agents)) agents.set(name, { where: loaded.config.agents[name]?.cell && loaded.config.agents[name]?.cell !== 'none' ? `cell ${loaded.config.agents[name]?.cell}` : 'outside cells' });
-  for (const cell of discovery.supervised) for (const agent of cell.manifest.agents) agents.set(agent.name, { mission: cell.manifest.mission, where: `cell ${cell.uuid}` });
-  const resolved = [...agents.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([agent, info]) => ({ where: info.where, ...resolvePolicy({ config: policy, agent, ...(info.mission ? { mission: info.mission } : {}) }) }));
+  for (const name of Object.keys(loaded.config.agents))
+    agents.set(name, {
+      where:
+        loaded.config.agents[name]?.cell && loaded.config.agents[name]?.cell !== 'none'
+          ? `cell ${loaded.config.agents[name]?.cell}`
+          : 'outside cells',
+    });
+  for (const cell of discovery.supervised)
+    for (const agent of cell.manifest.agents)
+      agents.set(agent.name, { mission: cell.manifest.mission, where: `cell ${cell.uuid}` });
+  const resolved = [...agents.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([agent, info]) => ({
+      where: info.where,
+      ...resolvePolicy({
+        config: policy,
+        agent,
+        ...(info.mission ? { mission: info.mission } : {}),
+      }),
+    }));
   if (options.json) {
-    context.output.out(JSON.stringify({ file: loaded.path ?? null, source: loaded.source, agents: resolved }, null, 2));
+    context.output.out(
+      JSON.stringify(
+        { file: loaded.path ?? null, source: loaded.source, agents: resolved },
+        null,
+        2,
+      ),
+    );
     return EXIT.ok;
   }
   context.output.out(`config: ${loaded.path ?? 'embedded default (no pit.toml found)'} — valid`);
-  context.output.out(`cells root: ${cellsRoot} (${discovery.supervised.length} supervised cell(s)${discovery.problems.length ? `, ${discovery.problems.length} problem(s)` : ''})`);
-  context.output.out(`state dir: ${loaded.config.daemon.state_dir}; HTTP: ${loaded.config.daemon.http.enabled ? loaded.config.daemon.http.listen : 'off'}`);
-  if (resolved.length === 0) context.output.out('no agents yet: add [agents.<name>] sections or create cells with `pit cell create`');
+  context.output.out(
+    `cells root: ${cellsRoot} (${discovery.supervised.length} supervised cell(s)${discovery.problems.length ? `, ${discovery.problems.length} problem(s)` : ''})`,
+  );
+  context.output.out(
+    `state dir: ${loaded.config.daemon.state_dir}; HTTP: ${loaded.config.daemon.http.enabled ? loaded.config.daemon.http.listen : 'off'}`,
+  );
+  if (resolved.length === 0)
+    context.output.out(
+      'no agents yet: add [agents.<name>] sections or create cells with `pit cell create`',
+    );
   for (const agent of resolved) {
-    const source = (field: string) => agent.trace.fields[field as keyof typeof agent.trace.fields] ?? 'builtin';
-    const duration = (value: unknown) => (typeof value === 'number' ? formatDuration(value) : String(value));
-    context.output.out(`\n${agent.agent} (${agent.where}${agent.mission ? `, mission ${agent.mission}` : ''})`);
+    const source = (field: string) =>
+      agent.trace.fields[field as keyof typeof agent.trace.fields] ?? 'builtin';
+    const duration = (value: unknown) =>
+      typeof value === 'number' ? formatDuration(value) : String(value);
+    context.output.out(
+      `\n${agent.agent} (${agent.where}${agent.mission ? `, mission ${agent.mission}` : ''})`,
+    );
     const rows: Array<[string, unknown, string]> = [
       ['mode', agent.mode, 'mode'],
       ['dead after', duration(agent.dead_after), 'dead_after'],
       ['substitutes', agent.substitutes.join(' → ') || '(none)', 'substitutes'],
       ['rollback before restart', agent.rollback_before_restart, 'rollback_before_restart'],
       ['max revive attempts', agent.max_revive_attempts, 'max_revive_attempts'],
-      ['restart intensity', `${agent.restart_intensity.max_restarts} in ${duration(agent.restart_intensity.window)}`, 'restart_intensity.max_restarts'],
-      ['backoff', `${duration(agent.backoff.initial)} ×${agent.backoff.factor} up to ${duration(agent.backoff.cap)}, reset after ${duration(agent.backoff.reset_after_stable)}`, 'backoff.initial'],
-      ['approval', `${agent.approval.channels.join(', ') || '(no channel)'}; timeout ${duration(agent.approval.timeout)} then ${agent.approval.on_timeout}`, 'approval.channels'],
+      [
+        'restart intensity',
+        `${agent.restart_intensity.max_restarts} in ${duration(agent.restart_intensity.window)}`,
+        'restart_intensity.max_restarts',
+      ],
+      [
+        'backoff',
+        `${duration(agent.backoff.initial)} ×${agent.backoff.factor} up to ${duration(agent.backoff.cap)}, reset after ${duration(agent.backoff.reset_after_stable)}`,
+        'backoff.initial',
+      ],
+      [
+        'approval',
+        `${agent.approval.channels.join(', ') || '(no channel)'}; timeout ${duration(agent.approval.timeout)} then ${agent.approval.on_timeout}`,
+        'approval.channels',
+      ],
     ];
-    for (const [label, value, field] of rows) context.output.out(`  ${label.padEnd(24)} ${String(value).padEnd(44)} from ${source(field)}`);
+    for (const [label, value, field] of rows)
+      context.output.out(`  ${label.padEnd(24)} ${String(value).padEnd(44)} from ${source(field)}`);
   }
-  for (const problem of discovery.problems) context.output.err(`problem: ${problem.path}: ${problem.reason}`);
+  for (const problem of discovery.problems)
+    context.output.err(`problem: ${problem.path}: ${problem.reason}`);
   return EXIT.ok;
 }

@@ -3,7 +3,10 @@ import { EXIT } from '../exit-codes.js';
 import type { CommandContext } from '../context.js';
 
 /** `pit daemon [--dry-run] [--stop-agents-on-exit] [--listen ADDR]`: the supervision loop in the foreground. */
-export async function daemon(context: CommandContext, options: { dryRun?: boolean; stopAgentsOnExit?: boolean; listen?: string; logLevel?: string }): Promise<number> {
+export async function daemon(
+  context: CommandContext,
+  options: { dryRun?: boolean; stopAgentsOnExit?: boolean; listen?: string; logLevel?: string },
+): Promise<number> {
   const handle = await runDaemon({
     ...(context.globals.config ? { configPath: context.globals.config } : {}),
     env: context.environment.env,
@@ -11,17 +14,24 @@ export async function daemon(context: CommandContext, options: { dryRun?: boolea
     dryRun: options.dryRun ?? false,
     ...(options.stopAgentsOnExit ? { stopAgentsOnExit: true } : {}),
     ...(options.listen ? { listen: options.listen } : {}),
-    ...(options.logLevel ? { logLevel: options.logLevel as 'debug' | 'info' | 'warn' | 'error' } : {}),
+    ...(options.logLevel
+      ? { logLevel: options.logLevel as 'debug' | 'info' | 'warn' | 'error' }
+      : {}),
   });
   const where = handle.loaded.path ?? 'the embedded default';
-  context.output.err(`pit daemon ${handle.pid}: supervising with ${where}${options.dryRun ? ' (dry run: nothing is started, stopped or rolled back)' : ''}`);
+  context.output.err(
+    `pit daemon ${handle.pid}: supervising with ${where}${options.dryRun ? ' (dry run: nothing is started, stopped or rolled back)' : ''}`,
+  );
   if (handle.url) context.output.err(`dashboard: ${handle.url}/`);
   await handle.done;
   return EXIT.ok;
 }
 
 /** `pit sweep --once [--dry-run] [--json]`: one full check and its actions, for cron. Exit 0 when every agent is healthy. */
-export async function sweep(context: CommandContext, options: { once?: boolean; dryRun?: boolean; json?: boolean }): Promise<number> {
+export async function sweep(
+  context: CommandContext,
+  options: { once?: boolean; dryRun?: boolean; json?: boolean },
+): Promise<number> {
   if (!options.once) {
     context.output.err('pit sweep: --once is required (the continuous loop is `pit daemon`)');
     return EXIT.usage;
@@ -37,10 +47,15 @@ export async function sweep(context: CommandContext, options: { once?: boolean; 
     context.output.out(JSON.stringify(report, null, 2));
   } else {
     for (const agent of report.agents) {
-      const action = agent.action && agent.action !== 'none' ? ` → ${agent.action}${agent.reason ? `: ${agent.reason}` : ''}` : '';
+      const action =
+        agent.action && agent.action !== 'none'
+          ? ` → ${agent.action}${agent.reason ? `: ${agent.reason}` : ''}`
+          : '';
       context.output.out(`${agent.key.padEnd(48)} ${agent.health}${action}`);
     }
-    context.output.out(`${report.agents.length} agent(s) checked in ${Math.round(report.durationMs)} ms: ${report.healthy ? 'all healthy' : 'not all healthy'}${options.dryRun ? ' (dry run)' : ''}`);
+    context.output.out(
+      `${report.agents.length} agent(s) checked in ${Math.round(report.durationMs)} ms: ${report.healthy ? 'all healthy' : 'not all healthy'}${options.dryRun ? ' (dry run)' : ''}`,
+    );
   }
   return report.healthy ? EXIT.ok : EXIT.unhealthy;
 }

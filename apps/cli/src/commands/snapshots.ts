@@ -1,7 +1,19 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { appendEvent, assertAgentName, assertCellUuid, cellPaths, discoverCells } from '@pit/cell-spec';
-import { createCheckpoint, createSnapshotStore, listCheckpoints, restoreCheckpoint, type CanonicalSource } from '@pit/snapshot';
+import {
+  appendEvent,
+  assertAgentName,
+  assertCellUuid,
+  cellPaths,
+  discoverCells,
+} from '@pit/cell-spec';
+import {
+  createCheckpoint,
+  createSnapshotStore,
+  listCheckpoints,
+  restoreCheckpoint,
+  type CanonicalSource,
+} from '@pit/snapshot';
 import type { AgentConfig } from '@pit/daemon';
 import { RefusedError } from '../errors.js';
 import { EXIT } from '../exit-codes.js';
@@ -9,21 +21,37 @@ import type { CommandContext } from '../context.js';
 import { renderTable } from '../output.js';
 
 /** The directory an agent's relative config paths are relative to, and the events log its story goes to. */
-async function agentHome(context: CommandContext, agent: string, agentConfig: AgentConfig | undefined): Promise<{ base: string; events: string }> {
+async function agentHome(
+  context: CommandContext,
+  agent: string,
+  agentConfig: AgentConfig | undefined,
+): Promise<{ base: string; events: string }> {
   const { config } = await context.config();
   if (agentConfig?.cell && agentConfig.cell !== 'none') {
     const dir = join(await context.cellsRoot(), agentConfig.cell);
     return { base: dir, events: cellPaths(dir).events };
   }
-  if (agentConfig?.cell === 'none') return { base: agentConfig.cwd ?? config.daemon.state_dir, events: join(config.daemon.state_dir, 'logs', 'events.jsonl') };
+  if (agentConfig?.cell === 'none')
+    return {
+      base: agentConfig.cwd ?? config.daemon.state_dir,
+      events: join(config.daemon.state_dir, 'logs', 'events.jsonl'),
+    };
   const discovery = await discoverCells(await context.cellsRoot());
-  const cell = discovery.supervised.find((candidate) => candidate.manifest.agents.some((member) => member.name === agent));
+  const cell = discovery.supervised.find((candidate) =>
+    candidate.manifest.agents.some((member) => member.name === agent),
+  );
   if (cell) return { base: cell.dir, events: cellPaths(cell.dir).events };
-  return { base: config.daemon.state_dir, events: join(config.daemon.state_dir, 'logs', 'events.jsonl') };
+  return {
+    base: config.daemon.state_dir,
+    events: join(config.daemon.state_dir, 'logs', 'events.jsonl'),
+  };
 }
 
 /** The canonical git source of an agent's config files, as the daemon derives it. */
-function canonicalOf(agentConfig: AgentConfig | undefined, base: string): CanonicalSource | undefined {
+function canonicalOf(
+  agentConfig: AgentConfig | undefined,
+  base: string,
+): CanonicalSource | undefined {
   const files = (agentConfig?.config_files ?? []).filter((file) => file.canonical);
   const first = files[0]?.canonical;
   if (!first) return undefined;
@@ -32,12 +60,19 @@ function canonicalOf(agentConfig: AgentConfig | undefined, base: string): Canoni
     ref: first.ref,
     files: files
       .filter((file) => file.canonical!.repo === first.repo && file.canonical!.ref === first.ref)
-      .map((file) => ({ path: file.canonical!.path, target: isAbsolute(file.path) ? file.path : resolve(base, file.path) })),
+      .map((file) => ({
+        path: file.canonical!.path,
+        target: isAbsolute(file.path) ? file.path : resolve(base, file.path),
+      })),
   };
 }
 
 /** `pit snapshot list AGENT [--json]`: the agent's retained last-known-good sets, newest first. */
-export async function listSnapshots(context: CommandContext, agent: string, options: { json?: boolean }): Promise<number> {
+export async function listSnapshots(
+  context: CommandContext,
+  agent: string,
+  options: { json?: boolean },
+): Promise<number> {
   assertAgentName(agent, 'AGENT');
   const { config } = await context.config();
   const store = createSnapshotStore({ stateDir: config.daemon.state_dir });
@@ -47,15 +82,31 @@ export async function listSnapshots(context: CommandContext, agent: string, opti
     return EXIT.ok;
   }
   if (history.length === 0) {
-    context.output.out(`${agent}: no snapshot yet (one is taken on the first healthy check of an agent with config_files); store: ${store.paths(agent).dir}`);
+    context.output.out(
+      `${agent}: no snapshot yet (one is taken on the first healthy check of an agent with config_files); store: ${store.paths(agent).dir}`,
+    );
     return EXIT.ok;
   }
-  context.output.out(renderTable(['SET', 'SAVED', 'FILES', 'CURRENT'], history.map((entry) => [entry.set.slice(0, 16), entry.at, entry.files ?? `unreadable: ${entry.problem ?? ''}`, entry.current ? 'last known good' : ''])));
+  context.output.out(
+    renderTable(
+      ['SET', 'SAVED', 'FILES', 'CURRENT'],
+      history.map((entry) => [
+        entry.set.slice(0, 16),
+        entry.at,
+        entry.files ?? `unreadable: ${entry.problem ?? ''}`,
+        entry.current ? 'last known good' : '',
+      ]),
+    ),
+  );
   return EXIT.ok;
 }
 
 /** `pit rollback AGENT [--to SET] [--reason R]`: restores the agent's config to last known good (or a retained set), logging the hashes. */
-export async function rollback(context: CommandContext, agent: string, options: { to?: string; reason?: string; json?: boolean }): Promise<number> {
+export async function rollback(
+  context: CommandContext,
+  agent: string,
+  options: { to?: string; reason?: string; json?: boolean },
+): Promise<number> {
   assertAgentName(agent, 'AGENT');
   const { config } = await context.config();
   const agentConfig = config.agents[agent];
@@ -64,22 +115,46 @@ export async function rollback(context: CommandContext, agent: string, options: 
   let to = options.to;
   if (to && to.length < 64) {
     const matches = (await store.history(agent)).filter((entry) => entry.set.startsWith(to!));
-    if (matches.length !== 1) throw new RefusedError(`--to ${to}: ${matches.length === 0 ? 'no retained set starts with it' : 'ambiguous, give more characters'} (see \`pit snapshot list ${agent}\`)`);
+    if (matches.length !== 1)
+      throw new RefusedError(
+        `--to ${to}: ${matches.length === 0 ? 'no retained set starts with it' : 'ambiguous, give more characters'} (see \`pit snapshot list ${agent}\`)`,
+      );
     to = matches[0]!.set;
   }
   const canonical = canonicalOf(agentConfig, home.base);
   const reason = options.reason ?? `manual rollback by ${context.actor} (pit rollback)`;
   await mkdir(dirname(home.events), { recursive: true }); // the log must be writable before anything is changed
-  const result = await store.rollback(agent, { reason, ...(to ? { to } : {}), ...(canonical ? { canonical } : {}) });
+  const result = await store.rollback(agent, {
+    reason,
+    ...(to ? { to } : {}),
+    ...(canonical ? { canonical } : {}),
+  });
   if (result.status === 'rolled_back') {
-    await appendEvent(home.events, { event: 'config_rolled_back', agent, files: result.files, reason, source: result.source, ...(result.set ? { set: result.set } : {}) });
+    await appendEvent(home.events, {
+      event: 'config_rolled_back',
+      agent,
+      files: result.files,
+      reason,
+      source: result.source,
+      ...(result.set ? { set: result.set } : {}),
+    });
   }
   if (options.json) context.output.out(JSON.stringify(result, null, 2));
-  else if (result.status === 'unchanged') context.output.out(`${agent}: config already is ${result.source === 'git' ? 'the canonical version' : 'last known good'}; nothing written`);
+  else if (result.status === 'unchanged')
+    context.output.out(
+      `${agent}: config already is ${result.source === 'git' ? 'the canonical version' : 'last known good'}; nothing written`,
+    );
   else {
-    context.output.out(`${agent}: config rolled back from ${result.source === 'git' ? 'git' : `set ${result.set?.slice(0, 16)}`}`);
-    for (const file of result.files) context.output.out(`  ${file.path}  ${file.old_sha256?.slice(0, 12) ?? '(absent)'} → ${file.new_sha256.slice(0, 12)}`);
-    context.output.out('restart the agent to use it (the daemon does this itself when it revives an agent)');
+    context.output.out(
+      `${agent}: config rolled back from ${result.source === 'git' ? 'git' : `set ${result.set?.slice(0, 16)}`}`,
+    );
+    for (const file of result.files)
+      context.output.out(
+        `  ${file.path}  ${file.old_sha256?.slice(0, 12) ?? '(absent)'} → ${file.new_sha256.slice(0, 12)}`,
+      );
+    context.output.out(
+      'restart the agent to use it (the daemon does this itself when it revives an agent)',
+    );
   }
   return EXIT.ok;
 }
@@ -89,24 +164,54 @@ async function cellDir(context: CommandContext, uuid: string): Promise<string> {
 }
 
 /** `pit checkpoint create|list|restore CELL`: workspace checkpoints of a cell. */
-export async function checkpoint(context: CommandContext, action: 'create' | 'list' | 'restore', uuid: string, options: { name?: string; reason?: string; json?: boolean }): Promise<number> {
+export async function checkpoint(
+  context: CommandContext,
+  action: 'create' | 'list' | 'restore',
+  uuid: string,
+  options: { name?: string; reason?: string; json?: boolean },
+): Promise<number> {
   const dir = await cellDir(context, uuid);
   if (action === 'create') {
-    const created = await createCheckpoint(dir, { createdBy: context.actor, reason: options.reason ?? 'manual (pit checkpoint create)' });
+    const created = await createCheckpoint(dir, {
+      createdBy: context.actor,
+      reason: options.reason ?? 'manual (pit checkpoint create)',
+    });
     if (options.json) context.output.out(JSON.stringify(created, null, 2));
-    else context.output.out(`checkpoint ${created.name}: ${created.manifest.files} files, ${created.manifest.bytes} bytes, sha256 ${created.manifest.sha256.slice(0, 16)}`);
+    else
+      context.output.out(
+        `checkpoint ${created.name}: ${created.manifest.files} files, ${created.manifest.bytes} bytes, sha256 ${created.manifest.sha256.slice(0, 16)}`,
+      );
     return EXIT.ok;
   }
   if (action === 'list') {
     const list = await listCheckpoints(dir);
     if (options.json) context.output.out(JSON.stringify(list, null, 2));
     else if (list.checkpoints.length === 0) context.output.out(`cell ${uuid}: no checkpoints`);
-    else context.output.out(renderTable(['NAME', 'FILES', 'BYTES', 'BY', 'REASON'], list.checkpoints.map((item) => [item.name, item.manifest.files, item.manifest.bytes, item.manifest.created_by, item.manifest.reason])));
+    else
+      context.output.out(
+        renderTable(
+          ['NAME', 'FILES', 'BYTES', 'BY', 'REASON'],
+          list.checkpoints.map((item) => [
+            item.name,
+            item.manifest.files,
+            item.manifest.bytes,
+            item.manifest.created_by,
+            item.manifest.reason,
+          ]),
+        ),
+      );
     for (const problem of list.problems) context.output.err(`problem: ${JSON.stringify(problem)}`);
     return list.problems.length ? EXIT.unhealthy : EXIT.ok;
   }
-  const restored = await restoreCheckpoint(dir, { ...(options.name ? { checkpoint: options.name } : {}), restoredBy: context.actor, reason: options.reason ?? 'manual (pit checkpoint restore)' });
+  const restored = await restoreCheckpoint(dir, {
+    ...(options.name ? { checkpoint: options.name } : {}),
+    restoredBy: context.actor,
+    reason: options.reason ?? 'manual (pit checkpoint restore)',
+  });
   if (options.json) context.output.out(JSON.stringify(restored, null, 2));
-  else context.output.out(`workspace of cell ${uuid} restored from ${restored.checkpoint.name} (${restored.entries} entries, ${restored.bytes} bytes); the previous workspace was replaced atomically`);
+  else
+    context.output.out(
+      `workspace of cell ${uuid} restored from ${restored.checkpoint.name} (${restored.entries} entries, ${restored.bytes} bytes); the previous workspace was replaced atomically`,
+    );
   return EXIT.ok;
 }

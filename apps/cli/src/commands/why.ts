@@ -1,5 +1,11 @@
 import { existsSync } from 'node:fs';
-import { assertAgentName, cellPaths, discoverCells, readEvents, type AnyCellEvent } from '@pit/cell-spec';
+import {
+  assertAgentName,
+  cellPaths,
+  discoverCells,
+  readEvents,
+  type AnyCellEvent,
+} from '@pit/cell-spec';
 import { EXIT } from '../exit-codes.js';
 import type { Output } from '../output.js';
 
@@ -19,7 +25,23 @@ const OUTCOMES: Record<string, Incident['outcome']> = {
 };
 
 /** Event kinds that belong to an agent's incident story (heartbeats do not). */
-const STORY = new Set(['agent_dead', 'agent_degraded', 'decision', 'revive_requested', 'revive_approved', 'revive_denied', 'config_rolled_back', 'agent_revived', 'revive_failed', 'agent_substituted', 'agent_healthy', 'checkpoint_restored', 'issue_opened', 'issue_closed', 'alert_sent']);
+const STORY = new Set([
+  'agent_dead',
+  'agent_degraded',
+  'decision',
+  'revive_requested',
+  'revive_approved',
+  'revive_denied',
+  'config_rolled_back',
+  'agent_revived',
+  'revive_failed',
+  'agent_substituted',
+  'agent_healthy',
+  'checkpoint_restored',
+  'issue_opened',
+  'issue_closed',
+  'alert_sent',
+]);
 
 /**
  * Splits an agent's events into incidents: each starts at `agent_dead` and runs until it is
@@ -32,7 +54,12 @@ export function buildIncidents(events: Array<AnyCellEvent & { cell?: string }>):
     if (!STORY.has(event.event)) continue;
     if (event.event === 'agent_dead' || !current) {
       if (event.event === 'agent_healthy' && !current) continue; // healthy with no incident open: nothing to tell
-      current = { ...(event.cell ? { cell: event.cell } : {}), started: event.ts, events: [], outcome: 'open' };
+      current = {
+        ...(event.cell ? { cell: event.cell } : {}),
+        started: event.ts,
+        events: [],
+        outcome: 'open',
+      };
       incidents.push(current);
     }
     current.events.push(event);
@@ -49,10 +76,13 @@ export function buildIncidents(events: Array<AnyCellEvent & { cell?: string }>):
 /** Renders one event of a story as a line a person reads. */
 export function describeEvent(event: AnyCellEvent): string {
   const e = event as AnyCellEvent & Record<string, unknown>;
-  const str = (key: string) => (typeof e[key] === 'string' || typeof e[key] === 'number' ? String(e[key]) : undefined);
+  const str = (key: string) =>
+    typeof e[key] === 'string' || typeof e[key] === 'number' ? String(e[key]) : undefined;
   switch (event.event) {
     case 'agent_dead': {
-      const probes = Array.isArray(e.probes) ? ` [${(e.probes as Array<Record<string, unknown>>).map((p) => `${String(p.kind ?? p.name ?? 'probe')}: ${p.ok ? 'ok' : 'FAIL'}${p.detail ? ` (${String(p.detail)})` : ''}`).join('; ')}]` : '';
+      const probes = Array.isArray(e.probes)
+        ? ` [${(e.probes as Array<Record<string, unknown>>).map((p) => `${String(p.kind ?? p.name ?? 'probe')}: ${p.ok ? 'ok' : 'FAIL'}${p.detail ? ` (${String(p.detail)})` : ''}`).join('; ')}]`
+        : '';
       return `dead: ${str('reason') ?? 'unknown reason'}${str('failure_class') ? ` (class ${str('failure_class')})` : ''}${probes}`;
     }
     case 'agent_degraded':
@@ -66,7 +96,9 @@ export function describeEvent(event: AnyCellEvent): string {
     case 'revive_denied':
       return `denied by ${str('by') ?? 'unknown'} via ${str('channel') ?? 'unknown channel'}${str('reason') ? `: ${str('reason')}` : ''}`;
     case 'config_rolled_back': {
-      const files = Array.isArray(e.files) ? (e.files as Array<{ path: string; old_sha256: string | null; new_sha256: string }>) : [];
+      const files = Array.isArray(e.files)
+        ? (e.files as Array<{ path: string; old_sha256: string | null; new_sha256: string }>)
+        : [];
       return `config rolled back: ${files.map((f) => `${f.path} ${f.old_sha256?.slice(0, 12) ?? '(absent)'} → ${f.new_sha256.slice(0, 12)}`).join(', ') || 'no files changed'}`;
     }
     case 'agent_revived':
@@ -85,7 +117,10 @@ export function describeEvent(event: AnyCellEvent): string {
 }
 
 /** Reads every event about `agent` from the given logs, oldest first. */
-export async function collectAgentEvents(agent: string, logs: Array<{ path: string; cell?: string }>): Promise<{ events: Array<AnyCellEvent & { cell?: string }>; problems: string[] }> {
+export async function collectAgentEvents(
+  agent: string,
+  logs: Array<{ path: string; cell?: string }>,
+): Promise<{ events: Array<AnyCellEvent & { cell?: string }>; problems: string[] }> {
   const events: Array<AnyCellEvent & { cell?: string }> = [];
   const problems: string[] = [];
   for (const log of logs) {
@@ -95,7 +130,8 @@ export async function collectAgentEvents(agent: string, logs: Array<{ path: stri
         problems.push(`${log.path}:${entry.line}: ${entry.reason}`);
         continue;
       }
-      if ((entry.event as { agent?: unknown }).agent === agent) events.push({ ...entry.event, ...(log.cell ? { cell: log.cell } : {}) });
+      if ((entry.event as { agent?: unknown }).agent === agent)
+        events.push({ ...entry.event, ...(log.cell ? { cell: log.cell } : {}) });
     }
   }
   events.sort((a, b) => a.ts.localeCompare(b.ts));
@@ -111,7 +147,10 @@ export async function why(
   assertAgentName(agent, 'AGENT');
   const found = await discoverCells(context.cellsRoot);
   const logs: Array<{ path: string; cell?: string }> = [
-    ...[...found.supervised, ...found.unsupervised].map((cell) => ({ path: cellPaths(cell.dir).events, cell: cell.uuid })),
+    ...[...found.supervised, ...found.unsupervised].map((cell) => ({
+      path: cellPaths(cell.dir).events,
+      cell: cell.uuid,
+    })),
     ...(context.extraLogs ?? []).map((path) => ({ path })),
   ];
   const { events, problems } = await collectAgentEvents(agent, logs);
@@ -122,11 +161,16 @@ export async function why(
     return EXIT.ok;
   }
   if (incidents.length === 0) {
-    context.output.out(`${agent}: no incidents in the event logs${events.length ? ` (${events.length} events, none of them a death)` : ''}`);
+    context.output.out(
+      `${agent}: no incidents in the event logs${events.length ? ` (${events.length} events, none of them a death)` : ''}`,
+    );
   }
   for (const incident of incidents) {
-    context.output.out(`\n${agent}${incident.cell ? ` in cell ${incident.cell}` : ''}: incident at ${incident.started} — ${incident.outcome}`);
-    for (const event of incident.events) context.output.out(`  ${event.ts}  ${describeEvent(event)}`);
+    context.output.out(
+      `\n${agent}${incident.cell ? ` in cell ${incident.cell}` : ''}: incident at ${incident.started} — ${incident.outcome}`,
+    );
+    for (const event of incident.events)
+      context.output.out(`  ${event.ts}  ${describeEvent(event)}`);
   }
   for (const problem of problems) context.output.err(`warning: ${problem}`);
   return EXIT.ok;

@@ -36,7 +36,15 @@ if (configPath) {
 const cellDir = dirname(process.cwd()); // the daemon runs an agent in its cell's workspace/
 let cycle = 0;
 const beat = () =>
-  writeHeartbeat(cellDir, { agent, cell_uuid: cellUuid, cycle: cycle++, status: 'working', model }).catch((error: Error) => process.stderr.write(`${agent}: heartbeat failed: ${error.message}\n`));
+  writeHeartbeat(cellDir, {
+    agent,
+    cell_uuid: cellUuid,
+    cycle: cycle++,
+    status: 'working',
+    model,
+  }).catch((error: Error) =>
+    process.stderr.write(`${agent}: heartbeat failed: ${error.message}\n`),
+  );
 // Listen first, then beat: an agent announces itself alive only once it can answer /health.
 const health = createHealthServer({ service: agent, port: Number(option('--port') ?? 0) });
 const address = await health.listen();

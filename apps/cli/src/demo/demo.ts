@@ -21,7 +21,11 @@ export interface DemoOptions {
 
 const AGENTS = [
   { name: 'scout', role: 'lead', story: 'killed with SIGKILL: restarted' },
-  { name: 'smith', role: 'write', story: 'config corrupted, crashes on start: rolled back and restarted' },
+  {
+    name: 'smith',
+    role: 'write',
+    story: 'config corrupted, crashes on start: rolled back and restarted',
+  },
   { name: 'oracle', role: 'read', story: 'policy ask: stopped for good until a human approves' },
 ] as const;
 
@@ -41,7 +45,13 @@ function agentProgram(): string[] {
   const built = fileURLToPath(new URL('./demo-agent.js', import.meta.url));
   if (existsSync(built)) return [process.execPath, built];
   const source = fileURLToPath(new URL('./agent.ts', import.meta.url));
-  return [process.execPath, '--conditions=@pit/source', '--import', import.meta.resolve('tsx'), source];
+  return [
+    process.execPath,
+    '--conditions=@pit/source',
+    '--import',
+    import.meta.resolve('tsx'),
+    source,
+  ];
 }
 
 /**
@@ -55,7 +65,10 @@ export async function demo(context: CommandContext, options: DemoOptions): Promi
   const base = resolve(context.environment.cwd, options.dir ?? '.pit/demo');
   const stateDir = join(base, 'state');
   const holder = await readDaemonLock(stateDir).catch(() => undefined);
-  if (holder) throw new RefusedError(`a demo daemon is already running (pid ${holder.pid}) in ${base}: stop it first`);
+  if (holder)
+    throw new RefusedError(
+      `a demo daemon is already running (pid ${holder.pid}) in ${base}: stop it first`,
+    );
   rmSync(base, { recursive: true, force: true });
   mkdirSync(base, { recursive: true, mode: 0o700 });
 
@@ -67,7 +80,10 @@ export async function demo(context: CommandContext, options: DemoOptions): Promi
   });
   mkdirSync(join(cellDir, 'config'));
   const smithConfig = join(cellDir, 'config', 'smith.json');
-  writeFileSync(smithConfig, `${JSON.stringify({ model: 'claude-sonnet', provider: 'anthropic', temperature: 0.2 }, null, 2)}\n`);
+  writeFileSync(
+    smithConfig,
+    `${JSON.stringify({ model: 'claude-sonnet', provider: 'anthropic', temperature: 0.2 }, null, 2)}\n`,
+  );
 
   const program = agentProgram();
   const ports = { scout: await freePort(), smith: await freePort(), oracle: await freePort() };
@@ -114,7 +130,11 @@ export async function demo(context: CommandContext, options: DemoOptions): Promi
       '[policy.classify.exit_codes]',
       '"78" = "bad_config"',
       ...agentSection('scout'),
-      ...agentSection('smith', ['--config', smithConfig], ['config_files = [{ path = "config/smith.json" }]']),
+      ...agentSection(
+        'smith',
+        ['--config', smithConfig],
+        ['config_files = [{ path = "config/smith.json" }]'],
+      ),
       ...agentSection('oracle'),
       '',
     ].join('\n'),
@@ -130,10 +150,18 @@ export async function demo(context: CommandContext, options: DemoOptions): Promi
   out(`The Pit demo: cell ${manifest.uuid} in ${join(base, 'missions')}`);
   for (const agent of AGENTS) out(`  ${agent.name.padEnd(7)} (${agent.role}): ${agent.story}`);
 
-  const daemon: DaemonHandle = await runDaemon({ configPath, env, cwd: base, logLevel: 'warn', stopAgentsOnExit: true });
+  const daemon: DaemonHandle = await runDaemon({
+    configPath,
+    env,
+    cwd: base,
+    logLevel: 'warn',
+    stopAgentsOnExit: true,
+  });
   // Under `pnpm demo` the command is `pnpm pit …`; installed, it is `pit …`.
   const pitCommand = context.environment.env.npm_lifecycle_event === 'demo' ? 'pnpm pit' : 'pit';
-  out(`\ndaemon pid ${daemon.pid} is supervising. Dashboard: ${daemon.url}/  (token for approve/deny: ${env.PIT_HTTP_TOKEN === context.environment.env.PIT_HTTP_TOKEN ? '$PIT_HTTP_TOKEN' : token})`);
+  out(
+    `\ndaemon pid ${daemon.pid} is supervising. Dashboard: ${daemon.url}/  (token for approve/deny: ${env.PIT_HTTP_TOKEN === context.environment.env.PIT_HTTP_TOKEN ? '$PIT_HTTP_TOKEN' : token})`,
+  );
   out(`Look around: ${pitCommand} --config ${configPath} status | why smith | approvals\n`);
 
   // Narrate from the event log: the same story `pit why` tells.
@@ -141,7 +169,10 @@ export async function demo(context: CommandContext, options: DemoOptions): Promi
   let line = 1;
   const seen: AnyCellEvent[] = [];
   const narrate = async () => {
-    for await (const entry of readEvents(cellPaths(cellDir).events, { fromOffset: offset, fromLine: line })) {
+    for await (const entry of readEvents(cellPaths(cellDir).events, {
+      fromOffset: offset,
+      fromLine: line,
+    })) {
       if (!entry.ok) break; // a line being written right now: read it next time
       offset = entry.offset + Buffer.byteLength(JSON.stringify(entry.event)) + 1;
       line = entry.line + 1;
@@ -157,16 +188,25 @@ export async function demo(context: CommandContext, options: DemoOptions): Promi
         revive_approved: `revive approved by ${String(e.by ?? '?')} via ${String(e.channel ?? '?')}`,
       };
       const said = text[e.event];
-      if (said && typeof e.agent === 'string') out(`${e.ts.slice(11, 23)}  ${e.agent.padEnd(7)} ${said}`);
+      if (said && typeof e.agent === 'string')
+        out(`${e.ts.slice(11, 23)}  ${e.agent.padEnd(7)} ${said}`);
     }
   };
-  const status = async (name: string) => (await daemon.supervisor.status()).agents.find((agent) => agent.agent === name);
-  const until = async (what: string, check: () => Promise<boolean> | boolean, timeoutMs = 60_000) => {
+  const status = async (name: string) =>
+    (await daemon.supervisor.status()).agents.find((agent) => agent.agent === name);
+  const until = async (
+    what: string,
+    check: () => Promise<boolean> | boolean,
+    timeoutMs = 60_000,
+  ) => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       await narrate();
       if (await check()) return;
-      if (Date.now() > deadline) throw new RefusedError(`demo: ${what} did not happen within ${timeoutMs / 1000} s; see ${join(base, 'missions', manifest.uuid, 'logs')}`);
+      if (Date.now() > deadline)
+        throw new RefusedError(
+          `demo: ${what} did not happen within ${timeoutMs / 1000} s; see ${join(base, 'missions', manifest.uuid, 'logs')}`,
+        );
       await new Promise((done) => setTimeout(done, 200));
     }
   };
@@ -176,8 +216,12 @@ export async function demo(context: CommandContext, options: DemoOptions): Promi
   };
 
   try {
-    await until('all three agents healthy', async () => (await daemon.supervisor.status()).agents.every((agent) => agent.health === 'healthy'));
-    await until('a last-known-good snapshot of smith', () => existsSync(join(stateDir, 'snapshots', 'smith', 'last-good.json')));
+    await until('all three agents healthy', async () =>
+      (await daemon.supervisor.status()).agents.every((agent) => agent.health === 'healthy'),
+    );
+    await until('a last-known-good snapshot of smith', () =>
+      existsSync(join(stateDir, 'snapshots', 'smith', 'last-good.json')),
+    );
 
     const scout = await status('scout');
     killed('scout', scout?.pid);
@@ -192,13 +236,24 @@ export async function demo(context: CommandContext, options: DemoOptions): Promi
     if (smith?.pid && smith.pid > 1) process.kill(smith.pid, 'SIGKILL');
     await until('smith rolled back and restarted', async () => {
       const now = await status('smith');
-      return now?.health === 'healthy' && now.pid !== smith?.pid && seen.some((event) => event.event === 'config_rolled_back' && (event as { agent?: string }).agent === 'smith');
+      return (
+        now?.health === 'healthy' &&
+        now.pid !== smith?.pid &&
+        seen.some(
+          (event) =>
+            event.event === 'config_rolled_back' && (event as { agent?: string }).agent === 'smith',
+        )
+      );
     });
 
     const oracle = await status('oracle');
     killed('oracle', oracle?.pid);
-    await until('an approval request for oracle', async () => Boolean((await status('oracle'))?.pending_approval));
-    out(`\nThe scripted part is done. ${options.exitWhenDone ? 'Stopping.' : 'The fleet keeps running: Ctrl-C stops the daemon and the demo agents.'}`);
+    await until('an approval request for oracle', async () =>
+      Boolean((await status('oracle'))?.pending_approval),
+    );
+    out(
+      `\nThe scripted part is done. ${options.exitWhenDone ? 'Stopping.' : 'The fleet keeps running: Ctrl-C stops the daemon and the demo agents.'}`,
+    );
   } catch (error) {
     await daemon.stop({ stopAgents: true });
     throw error;

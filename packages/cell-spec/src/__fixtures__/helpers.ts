@@ -14,7 +14,9 @@ export const CHILDREN_DIR = fileURLToPath(new URL('./children/', import.meta.url
 
 /** Reads a fixture as parsed JSON (a fresh copy each time, so tests may mutate it). */
 export async function fixture<T = Record<string, unknown>>(name: string): Promise<T> {
-  return JSON.parse(await readFile(fileURLToPath(new URL(`./${name}`, import.meta.url)), 'utf8')) as T;
+  return JSON.parse(
+    await readFile(fileURLToPath(new URL(`./${name}`, import.meta.url)), 'utf8'),
+  ) as T;
 }
 
 /** Reads a fixture as text. */
@@ -59,11 +61,14 @@ const live = new Set<ChildProcessWithoutNullStreams>();
  */
 export function spawnChild(script: string, args: readonly string[] = []): Child {
   const path = isAbsolute(script) ? script : join(CHILDREN_DIR, script);
-  return track(script, spawn(process.execPath, ['--conditions=@pit/source', '--import', 'tsx', path, ...args], {
-    cwd: PACKAGE_DIR,
-    detached: true,
-    stdio: ['pipe', 'pipe', 'pipe'],
-  }));
+  return track(
+    script,
+    spawn(process.execPath, ['--conditions=@pit/source', '--import', 'tsx', path, ...args], {
+      cwd: PACKAGE_DIR,
+      detached: true,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    }),
+  );
 }
 
 /**
@@ -75,7 +80,9 @@ export function spawnChild(script: string, args: readonly string[] = []): Child 
 export async function bundleChild(script: string): Promise<string> {
   const require = createRequire(import.meta.resolve('tsx'));
   // Only what we call; esbuild is tsx's dependency, not ours.
-  const esbuild = require('esbuild') as { build(options: Record<string, unknown>): Promise<unknown> };
+  const esbuild = require('esbuild') as {
+    build(options: Record<string, unknown>): Promise<unknown>;
+  };
   const outfile = join(await makeTempDir('cell-spec-bundle-'), script.replace(/\.ts$/, '.mjs'));
   await esbuild.build({
     entryPoints: [join(CHILDREN_DIR, script)],
@@ -92,7 +99,14 @@ export async function bundleChild(script: string): Promise<string> {
 
 /** Spawns a bundle made by {@link bundleChild} with plain `node`, in its own process group. */
 export function spawnBundled(bundle: string, args: readonly string[] = []): Child {
-  return track(bundle, spawn(process.execPath, [bundle, ...args], { cwd: PACKAGE_DIR, detached: true, stdio: ['pipe', 'pipe', 'pipe'] }));
+  return track(
+    bundle,
+    spawn(process.execPath, [bundle, ...args], {
+      cwd: PACKAGE_DIR,
+      detached: true,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    }),
+  );
 }
 
 function track(script: string, proc: ChildProcessWithoutNullStreams): Child {
@@ -137,9 +151,24 @@ function track(script: string, proc: ChildProcessWithoutNullStreams): Child {
         const check = () => {
           const found = lines.find(predicate);
           if (found !== undefined) return finish(() => resolve(found));
-          if (done) return finish(() => reject(new Error(`child ${script} exited before the expected line; stderr:\n${stderr}`)));
+          if (done)
+            return finish(() =>
+              reject(
+                new Error(`child ${script} exited before the expected line; stderr:\n${stderr}`),
+              ),
+            );
         };
-        const timer = setTimeout(() => finish(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for a line from ${script}; stderr:\n${stderr}`))), timeoutMs);
+        const timer = setTimeout(
+          () =>
+            finish(() =>
+              reject(
+                new Error(
+                  `timed out after ${timeoutMs} ms waiting for a line from ${script}; stderr:\n${stderr}`,
+                ),
+              ),
+            ),
+          timeoutMs,
+        );
         const finish = (settle: () => void) => {
           clearTimeout(timer);
           waiters.delete(check);

@@ -4,10 +4,20 @@
  */
 import { readFileSync } from 'node:fs';
 import { parse } from 'smol-toml';
-import { parsePolicy, type AgentRef, type FleetAgent, type FleetView, type PolicyConfig, type PolicyContext } from '../index.js';
+import {
+  parsePolicy,
+  type AgentRef,
+  type FleetAgent,
+  type FleetView,
+  type PolicyConfig,
+  type PolicyContext,
+} from '../index.js';
 
 /** The seed policy as written: the `[policy]` section of `pit.toml`. */
-export const SEED_POLICY_TOML = readFileSync(new URL('./seed-policy.toml', import.meta.url), 'utf8');
+export const SEED_POLICY_TOML = readFileSync(
+  new URL('./seed-policy.toml', import.meta.url),
+  'utf8',
+);
 
 /** The `[policy]` table of the seed `pit.toml`, parsed from TOML but not yet validated. */
 export function seedPolicyInput(): unknown {
@@ -28,7 +38,12 @@ export const SEED_AGENTS: Record<'bezalel' | 'allegro' | 'ezra' | 'timmy', Agent
 
 /** What exists around the seed policy. */
 export const SEED_CONTEXT: PolicyContext = {
-  agents: [{ name: 'bezalel', mission: 'forge' }, { name: 'allegro', mission: 'forge' }, { name: 'timmy', mission: 'sovereign-core' }, 'ezra'],
+  agents: [
+    { name: 'bezalel', mission: 'forge' },
+    { name: 'allegro', mission: 'forge' },
+    { name: 'timmy', mission: 'sovereign-core' },
+    'ezra',
+  ],
   missions: ['forge', 'archive', 'sovereign-core'],
   approvalChannels: ['telegram', 'cli', 'nostr'],
 };
@@ -49,6 +64,11 @@ export const HOUR = 60 * MINUTE;
 /** A fleet view of the four seed agents, all healthy unless overridden. */
 export function seedFleet(overrides: Partial<Record<string, Partial<FleetAgent>>> = {}): FleetView {
   return {
-    agents: ['bezalel', 'allegro', 'ezra', 'timmy'].map((name) => ({ name, state: 'healthy' as const, since: NOW - 2 * HOUR, ...overrides[name] })),
+    agents: ['bezalel', 'allegro', 'ezra', 'timmy'].map((name) => ({
+      name,
+      state: 'healthy' as const,
+      since: NOW - 2 * HOUR,
+      ...overrides[name],
+    })),
   };
 }

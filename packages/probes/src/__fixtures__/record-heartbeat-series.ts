@@ -48,7 +48,15 @@ mkdirSync(paths.heartbeats, { recursive: true });
 const watcher = watch(paths.heartbeats, observe);
 const child = spawn(
   process.execPath,
-  ['--conditions=@pit/source', '--import', 'tsx', join(here, 'heartbeat-agent.ts'), cellDir, agent, uuid],
+  [
+    '--conditions=@pit/source',
+    '--import',
+    'tsx',
+    join(here, 'heartbeat-agent.ts'),
+    cellDir,
+    agent,
+    uuid,
+  ],
   { detached: true, stdio: 'inherit' },
 );
 const pid = child.pid as number;

@@ -5,7 +5,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer as createHttpServer, type RequestListener } from 'node:http';
-import { createServer as createNetServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import {
+  createServer as createNetServer,
+  type AddressInfo,
+  type Server,
+  type Socket,
+} from 'node:net';
 
 /** A listening server that can be closed, with every open connection. */
 export interface RunningServer {
@@ -50,7 +55,12 @@ export async function startHungServer(): Promise<RunningServer & { connections()
   const server = createNetServer((socket) => socket.resume());
   const sockets = trackSockets(server);
   const port = await listen(server);
-  return { port, url: `http://127.0.0.1:${port}`, close: closer(server, sockets), connections: () => sockets.size };
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    close: closer(server, sockets),
+    connections: () => sockets.size,
+  };
 }
 
 /** A port on 127.0.0.1 that nothing listens on (bound, then released). */
@@ -64,8 +74,15 @@ export async function closedPort(): Promise<number> {
 const children = new Set<ChildProcess>();
 
 /** Spawns a command in its own process group; {@link reapChildren} kills and waits for it. */
-export function spawnChild(command: string, args: string[], options: { stdin?: 'pipe' } = {}): ChildProcess & { pid: number } {
-  const child = spawn(command, args, { detached: true, stdio: [options.stdin ?? 'ignore', 'ignore', 'ignore'] });
+export function spawnChild(
+  command: string,
+  args: string[],
+  options: { stdin?: 'pipe' } = {},
+): ChildProcess & { pid: number } {
+  const child = spawn(command, args, {
+    detached: true,
+    stdio: [options.stdin ?? 'ignore', 'ignore', 'ignore'],
+  });
   if (child.pid === undefined) throw new Error(`could not spawn ${command}`);
   children.add(child);
   child.once('exit', () => children.delete(child));
@@ -73,7 +90,10 @@ export function spawnChild(command: string, args: string[], options: { stdin?: '
 }
 
 /** Kills a child's process group and waits for the child to exit. */
-export async function killChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+export async function killChild(
+  child: ChildProcess,
+  signal: NodeJS.Signals = 'SIGKILL',
+): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
   try {

@@ -16,8 +16,16 @@ interface Args {
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
 
 async function run(): Promise<void> {
-  if (args.op === 'snapshot') await createSnapshotStore({ stateDir: args.stateDir, keep: 1 }).snapshot(args.agent, args.paths);
-  else if (args.op === 'rollback') await createSnapshotStore({ stateDir: args.stateDir, requestLog: args.requestLog }).rollback(args.agent, { reason: 'crash test' });
+  if (args.op === 'snapshot')
+    await createSnapshotStore({ stateDir: args.stateDir, keep: 1 }).snapshot(
+      args.agent,
+      args.paths,
+    );
+  else if (args.op === 'rollback')
+    await createSnapshotStore({ stateDir: args.stateDir, requestLog: args.requestLog }).rollback(
+      args.agent,
+      { reason: 'crash test' },
+    );
   else await restoreCheckpoint(args.cell, { restoredBy: 'crash-test' });
 }
 

@@ -8,6 +8,12 @@ const [cellDir, cellUuid] = process.argv.slice(2);
 if (!cellDir || !cellUuid) throw new Error('usage: heartbeat-writer <cellDir> <cellUuid>');
 const first = await waitForGo();
 for (let cycle = Number(first); ; cycle += 1) {
-  await writeHeartbeat(cellDir, { agent: 'forge', cell_uuid: cellUuid, cycle, status: `cycle ${cycle}`, padding: heartbeatPaddingFor(cycle) });
+  await writeHeartbeat(cellDir, {
+    agent: 'forge',
+    cell_uuid: cellUuid,
+    cycle,
+    status: `cycle ${cycle}`,
+    padding: heartbeatPaddingFor(cycle),
+  });
   process.stdout.write(`cycle ${cycle}\n`);
 }
