@@ -35,14 +35,13 @@ export {
 } from './config-schema.js';
 export {
   createSupervisor,
-  effectivePolicy,
-  approvalChannels,
   type Supervisor,
   type SupervisorOptions,
   type FleetStatus,
   type AgentStatus,
   type SweepReport,
 } from './supervisor.js';
+export { effectivePolicy, approvalChannels } from './effective-policy.js';
 export { readFleetStatus } from './fleet-status.js';
 export { resolveAgentPolicies, type AgentPolicyReport } from './policies.js';
 export { createNotifier, silentNotifier, type Notifier, type DeathNotice } from './notifier.js';

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { cleanup, makeCell, tempDir } from '../test/helpers.js';
 import { testConfig } from '../test/fleet.js';
 import { resolveAgentPolicies } from './policies.js';
-import { effectivePolicy } from './supervisor.js';
+import { effectivePolicy } from './effective-policy.js';
 
 afterEach(cleanup);
 

@@ -1,7 +1,7 @@
 import { discoverCells } from '@pit/cell-spec';
 import { resolvePolicy, type ResolvedPolicy } from '@pit/policy';
 import type { PitConfig } from './config-schema.js';
-import { effectivePolicy } from './supervisor.js';
+import { effectivePolicy } from './effective-policy.js';
 
 /** One agent's resolved policy, as `pit config check` prints it. */
 export interface AgentPolicyReport {

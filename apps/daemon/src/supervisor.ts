@@ -27,7 +27,6 @@ import {
   type FleetIndex,
   type FleetView,
   type HealthyPeriod,
-  type PolicyConfig,
 } from '@pit/policy';
 import {
   createAssessor,
@@ -68,6 +67,7 @@ import { silentNotifier, type Notifier } from './notifier.js';
 import { LATENCY_BUCKETS_S, createMetricsRegistry, type MetricsRegistry } from './metrics.js';
 import { findMarkedProcesses, markedKey, type MarkedProcess } from './proc.js';
 import { z } from 'zod';
+import { approvalChannels, effectivePolicy } from './effective-policy.js';
 
 /** Options of {@link createSupervisor}. */
 export interface SupervisorOptions {
@@ -1967,34 +1967,6 @@ function approvalRecord(stored: StoredApproval | undefined): ApprovalRecord | un
     ...(stored.decided_at !== undefined ? { decided_at: stored.decided_at } : {}),
     on_timeout: stored.on_timeout,
   };
-}
-
-/** The approval channels the daemon offers: the CLI and HTTP always, Telegram and Nostr when configured. */
-export function approvalChannels(config: PitConfig): string[] {
-  return [
-    'cli',
-    'http',
-    ...(config.telegram ? ['telegram'] : []),
-    ...(config.nostr ? ['nostr'] : []),
-  ];
-}
-
-/**
- * The policy the loop uses: `[policy]`, with `cells.resurrect_after_s` and
- * `cells.max_revive_attempts` as the defaults' `dead_after` and `max_revive_attempts` when
- * `[policy.defaults]` does not set them, and each agent's `substitutes` from `[agents.<name>]`
- * when `[policy.agents.<name>]` does not name any.
- */
-export function effectivePolicy(config: PitConfig): PolicyConfig {
-  const defaults = { ...config.policy.defaults };
-  defaults.dead_after ??= config.cells.resurrect_after_s * 1000;
-  defaults.max_revive_attempts ??= config.cells.max_revive_attempts;
-  const agents = { ...config.policy.agents };
-  for (const [name, agent] of Object.entries(config.agents)) {
-    if (agent.substitutes.length > 0 && agents[name]?.substitutes === undefined)
-      agents[name] = { ...agents[name], substitutes: agent.substitutes };
-  }
-  return { ...config.policy, defaults, agents };
 }
 
 /** The files among `paths` modified after `sinceMs` (a missing one is left for the snapshot to report). */
