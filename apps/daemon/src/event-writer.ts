@@ -1,0 +1,72 @@
+/**
+ * Appends the loop's events to the event logs (each cell's `logs/events.jsonl`, and
+ * `<state_dir>/logs/events.jsonl` for agents outside cells) through one queue per file: the
+ * order in a log is the order of the calls, so a caller on the hot path (an exit, its decision,
+ * the restart) need not wait for the write. `ts` is taken when the event is queued. A failed
+ * append is logged, never thrown. It decides nothing about what to write.
+ */
+import { promises as fs } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { appendEvent, cellPaths, type CellEventInput } from '@pit/cell-spec';
+import type { Logger } from './logger.js';
+import type { Slot } from './slot.js';
+
+/** The event log writer of one daemon. */
+export interface EventWriter {
+  /** Appends `input` to the log at `path`; settles once written (or the failure logged). */
+  append(path: string, input: CellEventInput, agentKey: string): Promise<void>;
+  /** Appends an event of `slot` (with `agent` set to its name) to its cell's log, or the host log. */
+  agentEvent(slot: Slot, input: CellEventInput): Promise<void>;
+  /** Waits for every queued append. */
+  flush(): Promise<void>;
+}
+
+/** Creates the writer; the host log's directory is made once here, not before every append. */
+export async function createEventWriter(options: {
+  stateDir: string;
+  logger: Logger;
+}): Promise<EventWriter> {
+  const hostEvents = join(options.stateDir, 'logs', 'events.jsonl');
+  await fs.mkdir(dirname(hostEvents), { recursive: true });
+  const queues = new Map<string, Promise<void>>();
+
+  const write = async (path: string, record: CellEventInput) => {
+    try {
+      await appendEvent(path, record);
+    } catch (error) {
+      // The host log's directory removed while running: make it again, once.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || path !== hostEvents) throw error;
+      await fs.mkdir(dirname(hostEvents), { recursive: true });
+      await appendEvent(path, record);
+    }
+  };
+
+  const append: EventWriter['append'] = (path, input, agentKey) => {
+    const record = { ...input, ts: input.ts ?? new Date().toISOString() };
+    const next = (queues.get(path) ?? Promise.resolve())
+      .then(() => write(path, record))
+      .catch((error: unknown) =>
+        options.logger.error('cannot append event', {
+          agent: agentKey,
+          event: input.event,
+          error: String(error),
+        }),
+      );
+    queues.set(path, next);
+    void next.then(() => {
+      if (queues.get(path) === next) queues.delete(path);
+    });
+    return next;
+  };
+
+  return {
+    append,
+    agentEvent: (slot, input) =>
+      append(
+        slot.cell ? cellPaths(slot.cell.dir).events : hostEvents,
+        { ...input, agent: slot.name },
+        slot.key,
+      ),
+    flush: () => Promise.all([...queues.values()]).then(() => undefined),
+  };
+}

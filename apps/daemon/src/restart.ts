@@ -1,0 +1,239 @@
+/**
+ * Starting agents: the first start, a restart after a death (with the config rolled back to last
+ * known good and the workspace restored from a checkpoint when the decision and config say so),
+ * stopping an agent, and watching the process the Pit started or adopted until it exits. Only
+ * managed agents (slot.ts) are started; the executor does the spawning.
+ */
+import { join } from 'node:path';
+import { listCheckpoints, restoreCheckpoint } from '@pit/snapshot';
+import { composeAgentEnv } from './agent-env.js';
+import { probesOf } from './agent-probes.js';
+import { canonicalOf } from './config-snapshots.js';
+import type { AgentProcess } from './executor.js';
+import { configOf, ownHome, type ManagedAgentConfig, type Slot } from './slot.js';
+import { iso, type SupervisorContext } from './supervisor-context.js';
+
+/** Why an agent is started. */
+export interface StartReason {
+  reason: string;
+  /** The revive attempt this start is (0 for a first start). */
+  attempt: number;
+  /** A first start (not a restart: no restart counted). */
+  initial: boolean;
+  /** More environment (a substitute's handoff). */
+  env?: Record<string, string>;
+}
+
+/** The moment an agent is restarted after a death: roll back, restore, start again. */
+export async function restartAgent(
+  context: SupervisorContext,
+  slot: Slot,
+  how: { rollback: boolean; reason: string; attempt: number },
+): Promise<void> {
+  const supervision = slot.supervision;
+  if (supervision.mode !== 'managed') {
+    const agentConfig = supervision.config;
+    await context.events.agentEvent(slot, {
+      event: 'revive_failed',
+      reason: agentConfig?.argv
+        ? `${slot.name} runs on ${agentConfig.host}: cannot restart it from here`
+        : `no argv configured for ${slot.name}: cannot restart it`,
+    });
+    return;
+  }
+  if (context.dryRun) {
+    context.logger.info('dry run: would restart', { agent: slot.key, rollback: how.rollback });
+    return;
+  }
+  if (how.rollback) await rollBackConfig(context, slot, how.reason);
+  if (supervision.config.restore_checkpoint && slot.cell) {
+    const { checkpoints } = await listCheckpoints(slot.cell.dir);
+    if (checkpoints.length > 0) {
+      await restoreCheckpoint(slot.cell.dir, {
+        restoredBy: 'pit-daemon',
+        reason: `before reviving ${slot.name}`,
+        logger: context.logger,
+      }).catch((error: unknown) =>
+        context.logger.error('checkpoint restore failed', {
+          agent: slot.key,
+          error: String(error),
+        }),
+      );
+    }
+  }
+  await startAgent(context, slot, supervision.config, {
+    reason: how.reason,
+    attempt: how.attempt,
+    initial: false,
+  });
+}
+
+/** The moment an agent's config is rolled back to last known good (or its canonical version). */
+export async function rollBackConfig(
+  context: SupervisorContext,
+  slot: Slot,
+  reason: string,
+): Promise<void> {
+  if ((configOf(slot)?.config_files ?? []).length === 0) return;
+  try {
+    const canonical = canonicalOf(context, slot);
+    const result = await context.snapshots.rollback(slot.name, {
+      reason,
+      ...(canonical ? { canonical } : {}),
+    });
+    if (result.status === 'rolled_back') {
+      context.metrics.rollbacksTotal.inc({ agent: slot.name });
+      await context.events.agentEvent(slot, {
+        event: 'config_rolled_back',
+        files: result.files,
+        reason,
+        source: result.source,
+        ...(result.set ? { set: result.set } : {}),
+      });
+      context.logger.info('config rolled back', { agent: slot.key, files: result.files });
+    }
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    context.logger.warn('config rollback failed; restarting anyway', {
+      agent: slot.key,
+      error: message,
+    });
+    await context.events.agentEvent(slot, { event: 'rollback_failed', reason: message });
+  }
+}
+
+/** Starts the agent's process (stopping a live one first) and watches it. */
+export async function startAgent(
+  context: SupervisorContext,
+  slot: Slot,
+  agentConfig: ManagedAgentConfig,
+  why: StartReason,
+): Promise<void> {
+  if (slot.process && !slot.process.exit) await stopAgent(context, slot);
+  const env = await agentEnvironment(context, slot, agentConfig, why);
+  const at = context.now();
+  if (!why.initial) {
+    slot.state.restarts = [...slot.state.restarts, iso(at)].slice(-50);
+    context.store.recordRestart(at);
+    context.fleet.changed();
+  }
+  try {
+    const home = ownHome(slot);
+    const started = await context.executor.start({
+      agent: slot.name,
+      argv: agentConfig.argv,
+      env,
+      ...(slot.cell
+        ? { cell: { uuid: slot.cell.uuid, dir: slot.cell.dir } }
+        : {
+            cwd: agentConfig.cwd ?? context.stateDir,
+            logPath: join(context.stateDir, 'logs', `${slot.name}.log`),
+          }),
+      isolation: agentConfig.isolation,
+      hiddenPaths: slot.cell ? otherHomes(context, slot) : [],
+      ...(home ? { home } : {}),
+    });
+    watchProcess(context, slot, started);
+    slot.state.revive_attempts = why.attempt;
+    slot.state.backoff_until = undefined;
+    slot.state.health = 'unknown';
+    slot.state.since = iso(at);
+    context.fleet.changed();
+    slot.heartbeat?.reset();
+    slot.assessor.track(slot.key, {
+      startedAt: at,
+      probes: probesOf(context, slot).map((probe) => probe.name),
+    });
+    context.metrics.restartsTotal.inc({ agent: slot.name });
+    void context.events.agentEvent(
+      slot,
+      why.initial
+        ? { event: 'agent_started', pid: started.pid, level: agentConfig.isolation.level }
+        : { event: 'agent_revived', pid: started.pid, attempt: why.attempt, reason: why.reason },
+    );
+    if (context.scheduler?.has(slot.key)) context.scheduler.trigger(slot.key);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    context.logger.error('agent failed to start', { agent: slot.key, error: message });
+    slot.exit = { code: null, signal: null, at: new Date(at), how: 'vanished' };
+    await context.events.agentEvent(slot, { event: 'revive_failed', reason: message });
+  }
+}
+
+/** The agent's environment: its config's (with `env_from` secrets), its mission bus credentials, `extra`. */
+async function agentEnvironment(
+  context: SupervisorContext,
+  slot: Slot,
+  agentConfig: ManagedAgentConfig,
+  why: StartReason,
+): Promise<Record<string, string>> {
+  const composed = composeAgentEnv(agentConfig, context.env);
+  let busEnv: Record<string, string> = {};
+  if (slot.cell && context.busHub) {
+    busEnv = await context.busHub
+      .credentials(slot.cell.dir, slot.name, slot.cell.role)
+      .catch((error: unknown) => {
+        context.logger.error('cannot register the agent on its mission bus', {
+          agent: slot.key,
+          error: error instanceof Error ? error.message : String(error),
+        });
+        return {};
+      });
+  }
+  if (composed.missing.length > 0) {
+    context.logger.warn('env_from variables not set in the daemon environment', {
+      agent: slot.key,
+      missing: composed.missing,
+    });
+  }
+  return { ...composed.env, ...busEnv, ...why.env };
+}
+
+/** The moment an agent is stopped: SIGTERM to its group, SIGKILL after its stop grace. */
+export async function stopAgent(context: SupervisorContext, slot: Slot): Promise<void> {
+  const agentProcess = slot.process;
+  if (!agentProcess || agentProcess.exit) return;
+  await context.executor.stop(agentProcess, {
+    graceMs: (configOf(slot)?.stop_grace_s ?? 10) * 1000,
+  });
+}
+
+/** Homes of the other agents of the fleet: hidden from this one at isolation level 2. */
+function otherHomes(context: SupervisorContext, slot: Slot): string[] {
+  const homes = new Set<string>();
+  for (const other of context.fleet.slots.values()) {
+    for (const agent of other.cell?.manifest.agents ?? []) {
+      if (agent.home && agent.name !== slot.name) homes.add(agent.home);
+    }
+  }
+  return [...homes];
+}
+
+/** Watches a process the Pit started or adopted: its exit is evaluated at once. */
+export function watchProcess(
+  context: SupervisorContext,
+  slot: Slot,
+  agentProcess: AgentProcess,
+): void {
+  slot.process = agentProcess;
+  slot.exit = undefined;
+  slot.state.pid = agentProcess.pid;
+  slot.state.pid_start_time = agentProcess.startTime;
+  void agentProcess.exited.then((exit) => {
+    if (slot.process !== agentProcess) return;
+    slot.exit = exit;
+    context.logger.warn('agent process exited', {
+      agent: slot.key,
+      code: exit.code,
+      signal: exit.signal,
+    });
+    if (context.scheduler?.has(slot.key)) {
+      try {
+        context.scheduler.trigger(slot.key);
+      } catch {
+        // unscheduled meanwhile
+      }
+    }
+    void context.evaluateSoon(slot);
+  });
+}

@@ -1,0 +1,107 @@
+/**
+ * One supervised agent as the loop holds it (a slot): who it is, where it lives, how it is
+ * supervised (managed: the Pit starts and restarts it; observed: it only watches it), its probe
+ * verdicts and its persisted state. Also the small facts derived from a slot that several
+ * modules need (its key, its container name, its own home, where a relative path points).
+ * Owns no behaviour: the modules that act on slots take them as arguments.
+ */
+import { isAbsolute, resolve } from 'node:path';
+import type { AgentState, CellManifest } from '@pit/cell-spec';
+import type { HealthyPeriod } from '@pit/policy';
+import type { Assessor, HeartbeatProbe } from '@pit/probes';
+import type { AgentConfig } from './config-schema.js';
+import type { AgentExit, AgentProcess } from './executor.js';
+
+/** The scope of agents configured outside cells (`host/<name>`), and their state's target. */
+export const HOST = 'host';
+
+/** A config that lets the Pit start the agent: a command, run on this host. */
+export type ManagedAgentConfig = AgentConfig & { argv: string[]; host: 'local' };
+
+/**
+ * How an agent is supervised. Managed: the Pit started it (or adopted it) and restarts it; its
+ * process is watched. Observed: it runs elsewhere or has no command; only its probes are read.
+ */
+export type Supervision =
+  | { mode: 'managed'; config: ManagedAgentConfig }
+  | { mode: 'observed'; config: AgentConfig | undefined };
+
+/** The cell an agent was found in. */
+export interface SlotCell {
+  uuid: string;
+  dir: string;
+  manifest: CellManifest;
+  /** The agent's role in the cell's manifest. */
+  role: string;
+}
+
+/** One supervised agent. */
+export interface Slot {
+  /** `<cell uuid>/<name>`, or `host/<name>` outside cells. */
+  key: string;
+  name: string;
+  cell?: SlotCell;
+  supervision: Supervision;
+  state: AgentState;
+  /** Recent healthy periods (ms), for the policy's backoff reset. */
+  healthy: HealthyPeriod[];
+  /** The process the Pit started or adopted. */
+  process?: AgentProcess;
+  /** How that process ended, once it did (or `vanished` when it could not be found or started). */
+  exit?: AgentExit;
+  assessor: Assessor;
+  heartbeat?: HeartbeatProbe;
+  /** Evaluations run one at a time per agent. */
+  queue: Promise<void>;
+  /** A wake-up the policy asked for (backoff end, approval expiry). */
+  timer?: NodeJS.Timeout;
+  lastSnapshotAt: number;
+  /** `action:rule` of the last decision, so that repeats are not logged again. */
+  lastRule?: string;
+  /** A death of the current episode was reported to people. */
+  reported: boolean;
+  scheduled: boolean;
+  /** The agent's config as JSON, to notice a change on reload. */
+  configJson: string;
+  /** Where its state is persisted: its cell's dir, or {@link HOST}. */
+  target: string;
+}
+
+/** Managed when the config gives a command to run on this host; observed otherwise. */
+export function supervisionOf(config: AgentConfig | undefined): Supervision {
+  if (config?.argv !== undefined && config.host === 'local') {
+    return { mode: 'managed', config: { ...config, argv: config.argv, host: 'local' } };
+  }
+  return { mode: 'observed', config };
+}
+
+/** The agent's config, whatever its supervision. */
+export const configOf = (slot: Slot): AgentConfig | undefined => slot.supervision.config;
+
+/** The key of the agent `name` in `slot`'s cell (or outside cells, when `slot` is). */
+export const scopedKey = (slot: { cell?: { uuid: string } }, name: string): string =>
+  `${slot.cell?.uuid ?? HOST}/${name}`;
+
+/** The level-3 container of an agent. */
+export const containerName = (slot: Slot): string =>
+  `pit-${slot.name}-${slot.cell ? slot.cell.uuid.slice(0, 8) : 'host'}`;
+
+/** When the process the Pit itself started began (ms); `undefined` for none or an adopted one. */
+export const startedByUsAt = (slot: Slot): number | undefined =>
+  slot.process && !slot.process.adopted ? slot.process.startedAt.getTime() : undefined;
+
+/** A path of the agent's config: relative to its cell, or to its `cwd` outside cells. */
+export function resolveAgentPath(slot: Slot, path: string, stateDir: string): string {
+  return isAbsolute(path) ? path : resolve(slot.cell?.dir ?? configOf(slot)?.cwd ?? stateDir, path);
+}
+
+/** The agent's own home, as its cell's manifest names it. */
+export const ownHome = (slot: Slot): string | undefined =>
+  slot.cell?.manifest.agents.find((agent) => agent.name === slot.name)?.home;
+
+/** `signal SIGKILL`, `exit code 78`, or `status unknown`. */
+export function describeExit(exit: AgentExit): string {
+  if (exit.signal) return `signal ${exit.signal}`;
+  if (exit.code !== null) return `exit code ${exit.code}`;
+  return 'status unknown';
+}

@@ -1,0 +1,344 @@
+/**
+ * The state store: the only code that reads and writes the daemon's state. It owns each agent's
+ * record (`AgentState` with a revision: compare-and-set per agent), the fleet's restart history
+ * and every agent's recent healthy periods. The file backend keeps records in each cell's
+ * `.lazarus/state.json` (agents outside cells in `<state_dir>/host-state.json`) and history in
+ * `<state_dir>/history.json`, written atomically (temp file, fsync, rename), coalesced per file,
+ * retried with backoff when a write fails (a full disk), never losing a record that was saved.
+ * It decides nothing about agents; callers say what to save and when. A backend over a shared
+ * key-value store (one key per agent, its revision the store's) implements the same interface.
+ */
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import {
+  readCellState,
+  readJsonFile,
+  writeCellState,
+  writeJsonAtomic,
+  CellStateSchema,
+  type AgentState,
+  type CellState,
+} from '@pit/cell-spec';
+import type { HealthyPeriod } from '@pit/policy';
+import type { Logger } from './logger.js';
+import { HOST } from './slot.js';
+
+/** Which record: the agent's key, its name, and its scope (its cell's directory, or `host`). */
+export interface AgentRecordRef {
+  key: string;
+  name: string;
+  scope: string;
+}
+
+/** The outcome of {@link StateStore.compareAndSet}. */
+export type CompareAndSetResult = { ok: true; revision: number } | { ok: false; revision: number };
+
+/** The daemon's state, behind one interface (see the module header). */
+export interface StateStore {
+  /** The saved records of one scope, by agent name; a damaged file is kept aside, logged, and reads as empty. */
+  loadScope(scope: string): Promise<Record<string, AgentState>>;
+  /** Holds `state` as the agent's live record (no write); the record's revision starts at 0. */
+  attach(ref: AgentRecordRef, state: AgentState): void;
+  /** Stops holding the agent's record (no longer supervised); what was written stays on disk. */
+  detach(key: string): void;
+  /** Saves the agent's record as it is now: written with its scope's other records, retried until it lands. Never rejects. */
+  save(key: string): Promise<void>;
+  /** Saves `state` only if the record is still at `revision` (an owner that lost a race acts on nothing). */
+  compareAndSet(key: string, state: AgentState, revision: number): Promise<CompareAndSetResult>;
+  /** The record's revision: 0 when attached, +1 per save. */
+  revision(key: string): number;
+  /** When the record was last written whole (ms; the start of that write); 0 if never. */
+  persistedAt(key: string): number;
+  /** The agent's recent healthy periods, mutable by the caller (persisted in history). */
+  healthyPeriods(key: string): HealthyPeriod[];
+  /** Records a restart of the fleet (for the fleet brake). */
+  recordRestart(at: number): void;
+  /** Recent restarts of the fleet (ms; the last 24 hours once history was written). */
+  fleetRestarts(): readonly number[];
+  /** Healthy periods or restarts changed: history is written within {@link HISTORY_WRITE_MS}. */
+  historyChanged(): void;
+  /** Writes every held record and history now, and waits for every write in flight. */
+  flush(): Promise<void>;
+  /** No more timers (retries, history); explicit saves and flushes still write. */
+  close(): void;
+}
+
+/** history.json is written at most this often while it keeps changing (ms). */
+export const HISTORY_WRITE_MS = 2_000;
+/** A failed state write is retried after this long, doubling up to {@link PERSIST_RETRY_MAX_MS} (ms). */
+const PERSIST_RETRY_MS = 500;
+const PERSIST_RETRY_MAX_MS = 8_000;
+const HISTORY_DAY_MS = 24 * 3600_000;
+
+const HistorySchema = z.strictObject({
+  version: z.literal(1),
+  agents: z.record(
+    z.string(),
+    z.strictObject({
+      healthy: z.array(z.strictObject({ from: z.number(), to: z.number().optional() })),
+    }),
+  ),
+  fleet_restarts: z.array(z.number()),
+});
+type History = z.infer<typeof HistorySchema>;
+
+interface HeldRecord {
+  ref: AgentRecordRef;
+  state: AgentState;
+  revision: number;
+  persistedAt: number;
+}
+
+/** Options of {@link openFileStateStore}. */
+export interface FileStateStoreOptions {
+  stateDir: string;
+  logger: Logger;
+  /** Clock (ms since epoch). */
+  now: () => number;
+}
+
+/** Opens the file backend over `stateDir` (and the cells' own state files). */
+export async function openFileStateStore(options: FileStateStoreOptions): Promise<StateStore> {
+  const { stateDir, logger, now } = options;
+  const historyPath = join(stateDir, 'history.json');
+  const hostPath = join(stateDir, 'host-state.json');
+  const history: History = await readJsonFile(historyPath, HistorySchema).catch(() => ({
+    version: 1 as const,
+    agents: {},
+    fleet_restarts: [],
+  }));
+  const records = new Map<string, HeldRecord>();
+  const scopes = new Map<string, Set<HeldRecord>>();
+  const healthy = new Map<string, HealthyPeriod[]>();
+  let closed = false;
+
+  const readScope = (scope: string): Promise<CellState> =>
+    scope === HOST
+      ? readJsonFile(hostPath, CellStateSchema).catch(() => emptyState())
+      : readCellState(scope).catch(() => emptyState());
+
+  const historyWriter = createHistoryWriter({ historyPath, history, healthy, logger, now });
+  const writer = createScopeWriter({
+    logger,
+    now,
+    readScope,
+    members: (scope) => [...(scopes.get(scope) ?? [])],
+    write: async (scope, state) => {
+      if (scope === HOST) await writeJsonAtomic(hostPath, CellStateSchema.parse(state));
+      else await writeCellState(scope, state);
+    },
+    landed: () => historyWriter.schedule(closed),
+    closed: () => closed,
+  });
+
+  const held = (key: string): HeldRecord | undefined => records.get(key);
+  const store: StateStore = {
+    loadScope: async (scope) => (await readScope(scope)).agents,
+    attach(ref, state) {
+      store.detach(ref.key);
+      const record: HeldRecord = { ref, state, revision: 0, persistedAt: 0 };
+      records.set(ref.key, record);
+      let members = scopes.get(ref.scope);
+      if (!members) scopes.set(ref.scope, (members = new Set()));
+      members.add(record);
+    },
+    detach(key) {
+      const record = records.get(key);
+      if (!record) return;
+      records.delete(key);
+      const members = scopes.get(record.ref.scope);
+      members?.delete(record);
+      if (members?.size === 0) scopes.delete(record.ref.scope);
+    },
+    save(key) {
+      const record = held(key);
+      if (!record) return Promise.resolve();
+      record.revision += 1;
+      return writer.write(record.ref.scope);
+    },
+    async compareAndSet(key, state, revision) {
+      const record = held(key);
+      if (!record || record.revision !== revision)
+        return { ok: false, revision: record?.revision ?? -1 };
+      record.state = state;
+      await store.save(key);
+      return { ok: true, revision: record.revision };
+    },
+    revision: (key) => held(key)?.revision ?? -1,
+    persistedAt: (key) => held(key)?.persistedAt ?? 0,
+    healthyPeriods(key) {
+      let periods = healthy.get(key);
+      if (!periods) healthy.set(key, (periods = [...(history.agents[key]?.healthy ?? [])]));
+      return periods;
+    },
+    recordRestart(at) {
+      history.fleet_restarts.push(at);
+      historyWriter.dirty = true;
+    },
+    fleetRestarts: () => history.fleet_restarts,
+    historyChanged() {
+      historyWriter.dirty = true;
+    },
+    async flush() {
+      await Promise.all([...scopes.keys()].map((scope) => writer.write(scope)));
+      await writer.settled();
+      historyWriter.dirty = true;
+      await historyWriter.flush();
+    },
+    close() {
+      closed = true;
+      writer.close();
+      historyWriter.cancel();
+    },
+  };
+  return store;
+}
+
+/** The state of a scope with no agents recorded. */
+export function emptyState(): CellState {
+  return { version: 1, updated_at: new Date(0).toISOString(), agents: {} };
+}
+
+interface ScopeWriterOptions {
+  logger: Logger;
+  now: () => number;
+  readScope(scope: string): Promise<CellState>;
+  members(scope: string): HeldRecord[];
+  write(scope: string, state: CellState): Promise<void>;
+  landed(): void;
+  closed(): boolean;
+}
+
+/**
+ * Writes a scope's file: one write at a time per file, and a write that has not started yet
+ * already covers every later change (it writes every member's record as it is when it runs).
+ * A failed write is retried on a timer (one per scope) until it lands.
+ */
+function createScopeWriter(options: ScopeWriterOptions) {
+  const { logger, now } = options;
+  const writes = new Map<string, Promise<void>>();
+  const queued = new Map<string, Promise<void>>();
+  const retries = new Map<string, { timer?: NodeJS.Timeout; delay: number }>();
+
+  const writeNow = async (scope: string) => {
+    queued.delete(scope);
+    const startedAt = now();
+    const group = options.members(scope);
+    const existing = await options.readScope(scope);
+    const state: CellState = {
+      version: 1,
+      updated_at: new Date(startedAt).toISOString(),
+      agents: { ...existing.agents },
+    };
+    for (const member of group) state.agents[member.ref.name] = member.state;
+    await options.write(scope, state);
+    // Only a write that landed counts: a healthy agent whose write failed is written again.
+    for (const member of group) member.persistedAt = startedAt;
+    const retry = retries.get(scope);
+    if (retry) {
+      clearTimeout(retry.timer);
+      retries.delete(scope);
+      logger.info('state persisted again', { target: scope });
+    }
+    options.landed();
+  };
+
+  const failed = (scope: string, error: unknown) => {
+    const retry = retries.get(scope) ?? { delay: PERSIST_RETRY_MS / 2 };
+    retry.delay = Math.min(retry.delay * 2, PERSIST_RETRY_MAX_MS);
+    const agent = options.members(scope)[0]?.ref.key ?? scope;
+    logger.error('cannot persist state', { agent, error: String(error), retry_in_ms: retry.delay });
+    if (!retry.timer && !options.closed()) {
+      retry.timer = setTimeout(() => {
+        retry.timer = undefined;
+        if (!options.closed() && options.members(scope).length > 0) void write(scope);
+      }, retry.delay);
+      retry.timer.unref();
+    }
+    retries.set(scope, retry);
+  };
+
+  const write = (scope: string): Promise<void> => {
+    const pending = queued.get(scope);
+    if (pending) return pending;
+    const previous = writes.get(scope) ?? Promise.resolve();
+    const settled = previous
+      .then(() => writeNow(scope))
+      .catch((error: unknown) => failed(scope, error));
+    queued.set(scope, settled);
+    writes.set(scope, settled);
+    return settled;
+  };
+
+  return {
+    write,
+    settled: () => Promise.all([...writes.values()]).then(() => undefined),
+    close() {
+      for (const retry of retries.values()) clearTimeout(retry.timer);
+    },
+  };
+}
+
+interface HistoryWriterOptions {
+  historyPath: string;
+  history: History;
+  healthy: Map<string, HealthyPeriod[]>;
+  logger: Logger;
+  now: () => number;
+}
+
+/**
+ * history.json (every agent's healthy periods, the fleet's restarts) is one file for the whole
+ * fleet: written one at a time, at most every HISTORY_WRITE_MS while it keeps changing (a storm of
+ * 1,000 deaths is one or two writes, not 1,000 concurrent ones), and at once on flush. A daemon
+ * SIGKILLed loses at most that much of it; the restarts that the intensity and backoff rules count
+ * are in each agent's record, written with its state.
+ */
+function createHistoryWriter(options: HistoryWriterOptions) {
+  const { history, logger, now } = options;
+  let chain: Promise<void> = Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
+  let lastWrite = 0;
+  const writer = {
+    dirty: false,
+    flush(): Promise<void> {
+      writer.cancel();
+      chain = chain
+        .then(async () => {
+          if (!writer.dirty) return;
+          writer.dirty = false;
+          lastWrite = Date.now();
+          for (const [key, periods] of options.healthy)
+            history.agents[key] = { healthy: periods.slice(-5) };
+          history.fleet_restarts = history.fleet_restarts
+            .filter((at) => now() - at < HISTORY_DAY_MS)
+            .slice(-500);
+          await writeJsonAtomic(options.historyPath, history);
+        })
+        .catch((error: unknown) => {
+          writer.dirty = true;
+          logger.error('cannot persist history', { error: String(error) });
+        });
+      return chain;
+    },
+    schedule(closed: boolean) {
+      if (!writer.dirty || timer || closed) return;
+      timer = setTimeout(
+        () => void writer.flush(),
+        Math.max(0, lastWrite + HISTORY_WRITE_MS - Date.now()),
+      );
+      timer.unref();
+    },
+    cancel() {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+    },
+  };
+  return writer;
+}
+
+/** Makes `<state_dir>/logs` (the host event log's directory) if missing. */
+export async function ensureStateDirs(stateDir: string): Promise<void> {
+  await fs.mkdir(join(stateDir, 'logs'), { recursive: true });
+}

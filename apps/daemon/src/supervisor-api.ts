@@ -1,0 +1,108 @@
+/**
+ * The supervisor's public shape: its options, what it reports (fleet status, sweep report) and
+ * the operations the daemon, the HTTP API and the CLI call. Types only; the loop is composed in
+ * supervisor.ts.
+ */
+import type { AgentState } from '@pit/cell-spec';
+import type { ApprovalChannel } from '@pit/notify';
+import type { StoredApproval } from './approvals.js';
+import type { BusHub } from './bus-hub.js';
+import type { PitConfig } from './config-schema.js';
+import type { Executor } from './executor.js';
+import type { ApprovalDecisionBody, ApprovalDecisionResult } from './http.js';
+import type { Logger } from './logger.js';
+import type { MetricsRegistry } from './metrics.js';
+import type { Notifier } from './notifier.js';
+
+/** Options of {@link createSupervisor}. */
+export interface SupervisorOptions {
+  /** The validated config (paths absolute). */
+  config: PitConfig;
+  /** The daemon's environment (PATH for agents, `env_from` secrets). */
+  env: Record<string, string | undefined>;
+  logger?: Logger;
+  metrics?: MetricsRegistry;
+  /** Decide and record, but start, stop and roll back nothing. @default false */
+  dryRun?: boolean;
+  /** Clock, ms since epoch. @default Date.now */
+  now?: () => number;
+  /** Use this executor (tests). */
+  executor?: Executor;
+  /** The `[policy]` table as written, for @pit/policy's reference checks (agents, missions, channels it names must exist). */
+  policyInput?: unknown;
+  /** Where deaths and recoveries are reported (death issues). @default nobody */
+  notifier?: Notifier;
+  /** The mission buses served over WebSocket: agents get credentials, handoffs go through the open bus. */
+  busHub?: BusHub;
+  /** Channels that show approval requests and bring answers back (Telegram, Nostr). */
+  approvalChannels?: ApprovalChannel[];
+}
+
+/** One supervised agent in {@link FleetStatus}. */
+export interface AgentStatus {
+  key: string;
+  agent: string;
+  cell?: string;
+  mission?: string;
+  host: string;
+  health: AgentState['health'];
+  since?: string;
+  first_dead_at?: string;
+  heartbeat_age_s?: number;
+  pid?: number;
+  revive_attempts: number;
+  restarts: number;
+  backoff_until?: string;
+  pending_approval?: string;
+  substituted_by?: string;
+  last_decision?: AgentState['last_decision'];
+  failing: string[];
+}
+
+/** What `GET /api/status` and `pit status` show. */
+export interface FleetStatus {
+  generated_at: string;
+  cells: Array<{ uuid: string; name?: string; mission: string; status: string; agents: string[] }>;
+  agents: AgentStatus[];
+  approvals: StoredApproval[];
+  problems: string[];
+}
+
+/** The outcome of one {@link Supervisor.sweep}. */
+export interface SweepReport {
+  /** Every agent healthy (the exit code of `pit sweep --once`). */
+  healthy: boolean;
+  agents: Array<{
+    key: string;
+    health: AgentState['health'];
+    action?: string;
+    rule?: string;
+    reason?: string;
+  }>;
+  durationMs: number;
+}
+
+/** The supervision loop. */
+export interface Supervisor {
+  /** Discovers cells, adopts or starts agents and schedules their probes. */
+  start(): Promise<void>;
+  /**
+   * One full check of every agent and the actions it calls for (the cron one-shot): each
+   * probe runs once, each verdict goes to the policy, decisions are carried out and persisted.
+   */
+  sweep(): Promise<SweepReport>;
+  status(): Promise<FleetStatus>;
+  /** Answers an approval request (HTTP, CLI): the approved action is carried out at once. */
+  decideApproval(
+    id: string,
+    decision: 'approve' | 'deny',
+    body: ApprovalDecisionBody & { channel?: 'http' | 'cli' },
+  ): Promise<ApprovalDecisionResult>;
+  /** Applies a new config: agents added are supervised, removed ones no longer, changed ones re-scheduled. */
+  reload(config: PitConfig, policyInput?: unknown): Promise<void>;
+  /** Stops probing and flushes state; stops the agents too when `stopAgents`. */
+  stop(options?: { stopAgents?: boolean }): Promise<void>;
+  /** The loop's own health: discovery ran recently and the last one succeeded. */
+  health(): { ok: boolean; last_discovery?: string; reason?: string };
+  metrics: MetricsRegistry;
+}

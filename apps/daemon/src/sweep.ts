@@ -1,0 +1,82 @@
+/**
+ * The one-shot sweep (`pit sweep --once`, cron): after discovery, every agent's probes run once,
+ * each verdict is evaluated exactly as the loop would (same decisions, same actions), and every
+ * write (records, history, events, notifications) is awaited before the report is returned.
+ */
+import { promises as fs } from 'node:fs';
+import { countProbe, probesOf } from './agent-probes.js';
+import { evaluateSoon } from './evaluation.js';
+import type { Slot } from './slot.js';
+import type { SweepReport } from './supervisor-api.js';
+import type { SupervisorContext } from './supervisor-context.js';
+
+/** Runs one sweep over the fleet; `settle` awaits notifications in flight. */
+export async function sweepFleet(
+  context: SupervisorContext,
+  settle: () => Promise<void>,
+): Promise<SweepReport> {
+  const started = process.hrtime.bigint();
+  await context.approvals.expire(context.now());
+  await context.sync('sweep');
+  const report: SweepReport['agents'] = [];
+  await Promise.all(
+    [...context.fleet.slots.values()].map(async (slot) => {
+      await probeOnce(context, slot);
+      await evaluateSoon(context, slot);
+      const decision = slot.state.last_decision;
+      report.push({
+        key: slot.key,
+        health: slot.state.health,
+        ...(decision ? { action: decision.action, reason: decision.reason } : {}),
+      });
+    }),
+  );
+  await context.store.flush();
+  await context.events.flush();
+  await settle();
+  const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
+  context.metrics.sweepDuration.observe({}, durationMs / 1000);
+  report.sort((a, b) => a.key.localeCompare(b.key));
+  return {
+    healthy: report.every((agent) => agent.health === 'healthy'),
+    agents: report,
+    durationMs,
+  };
+}
+
+async function probeOnce(context: SupervisorContext, slot: Slot): Promise<void> {
+  const probes = probesOf(context, slot);
+  // The startup grace runs from the process's real start: a just-started agent is not judged yet.
+  const agentProcess = slot.process;
+  const startedAt = agentProcess
+    ? agentProcess.adopted
+      ? await processStartedAtMs(agentProcess.startTime)
+      : agentProcess.startedAt.getTime()
+    : 0;
+  slot.assessor.track(slot.key, {
+    startedAt: startedAt ?? 0,
+    probes: probes.map((probe) => probe.name),
+  });
+  for (const probe of probes) {
+    const controller = new AbortController();
+    const result = await probe.run(
+      { signal: controller.signal, timeoutMs: probe.timeoutMs ?? 5000, now: context.now },
+      { agent: slot.key, probe: probe.name, reason: 'manual' },
+    );
+    countProbe(context, result);
+    slot.assessor.record(slot.key, probe.name, result);
+  }
+}
+
+let bootTimeMs: number | undefined;
+/** When a process started (ms since epoch), from its start time in clock ticks and the boot time in `/proc/stat`. */
+async function processStartedAtMs(startTicks: number): Promise<number | undefined> {
+  if (bootTimeMs === undefined) {
+    const stat = await fs.readFile('/proc/stat', 'utf8').catch(() => '');
+    const btime = /^btime (\d+)$/m.exec(stat)?.[1];
+    if (!btime) return undefined;
+    bootTimeMs = Number(btime) * 1000;
+  }
+  // Linux reports stat times in USER_HZ, 100 on every mainstream architecture.
+  return bootTimeMs + (startTicks / 100) * 1000;
+}
