@@ -12,6 +12,8 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import {
+  cellPaths,
+  PitError,
   readCellState,
   readJsonFile,
   writeCellState,
@@ -108,22 +110,27 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
     agents: {},
     fleet_restarts: [],
   }));
-  const records = new Map<string, HeldRecord>();
-  const scopes = new Map<string, Set<HeldRecord>>();
+  const table = createRecordTable();
   const healthy = new Map<string, HealthyPeriod[]>();
   let closed = false;
 
   const readScope = (scope: string): Promise<CellState> =>
-    scope === HOST
-      ? readJsonFile(hostPath, CellStateSchema).catch(() => emptyState())
-      : readCellState(scope).catch(() => emptyState());
+    (scope === HOST ? readJsonFile(hostPath, CellStateSchema) : readCellState(scope)).catch(
+      (error: unknown) =>
+        damagedScope({
+          path: scope === HOST ? hostPath : cellPaths(scope).state,
+          error,
+          logger,
+          now,
+        }),
+    );
 
   const historyWriter = createHistoryWriter({ historyPath, history, healthy, logger, now });
   const writer = createScopeWriter({
     logger,
     now,
     readScope,
-    members: (scope) => [...(scopes.get(scope) ?? [])],
+    members: (scope) => table.members(scope),
     write: async (scope, state) => {
       if (scope === HOST) await writeJsonAtomic(hostPath, CellStateSchema.parse(state));
       else await writeCellState(scope, state);
@@ -132,25 +139,11 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
     closed: () => closed,
   });
 
-  const held = (key: string): HeldRecord | undefined => records.get(key);
+  const held = (key: string): HeldRecord | undefined => table.get(key);
   const store: StateStore = {
     loadScope: async (scope) => (await readScope(scope)).agents,
-    attach(ref, state) {
-      store.detach(ref.key);
-      const record: HeldRecord = { ref, state, revision: 0, persistedAt: 0 };
-      records.set(ref.key, record);
-      let members = scopes.get(ref.scope);
-      if (!members) scopes.set(ref.scope, (members = new Set()));
-      members.add(record);
-    },
-    detach(key) {
-      const record = records.get(key);
-      if (!record) return;
-      records.delete(key);
-      const members = scopes.get(record.ref.scope);
-      members?.delete(record);
-      if (members?.size === 0) scopes.delete(record.ref.scope);
-    },
+    attach: (ref, state) => table.attach(ref, state),
+    detach: (key) => table.detach(key),
     save(key) {
       const record = held(key);
       if (!record) return Promise.resolve();
@@ -181,7 +174,7 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
       historyWriter.dirty = true;
     },
     async flush() {
-      await Promise.all([...scopes.keys()].map((scope) => writer.write(scope)));
+      await Promise.all(table.scopes().map((scope) => writer.write(scope)));
       await writer.settled();
       historyWriter.dirty = true;
       await historyWriter.flush();
@@ -193,6 +186,68 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
     },
   };
   return store;
+}
+
+/** The records held, by agent key and by scope. */
+function createRecordTable() {
+  const records = new Map<string, HeldRecord>();
+  const scopes = new Map<string, Set<HeldRecord>>();
+  const table = {
+    get: (key: string) => records.get(key),
+    members: (scope: string) => [...(scopes.get(scope) ?? [])],
+    scopes: () => [...scopes.keys()],
+    attach(ref: AgentRecordRef, state: AgentState) {
+      table.detach(ref.key);
+      const record: HeldRecord = { ref, state, revision: 0, persistedAt: 0 };
+      records.set(ref.key, record);
+      let members = scopes.get(ref.scope);
+      if (!members) scopes.set(ref.scope, (members = new Set()));
+      members.add(record);
+    },
+    detach(key: string) {
+      const record = records.get(key);
+      if (!record) return;
+      records.delete(key);
+      const members = scopes.get(record.ref.scope);
+      members?.delete(record);
+      if (members?.size === 0) scopes.delete(record.ref.scope);
+    },
+  };
+  return table;
+}
+
+/**
+ * A scope's file could not be read: missing is empty; damaged (not JSON, not the schema) is
+ * logged and kept aside as `<file>.corrupt-<ms>` so nothing in it is lost, and the scope starts
+ * empty; any other failure (an unsafe path, an I/O error) is logged and read as empty.
+ */
+async function damagedScope(options: {
+  path: string;
+  error: unknown;
+  logger: Logger;
+  now: () => number;
+}): Promise<CellState> {
+  const { path, error, logger } = options;
+  if (PitError.is(error) && error.code === 'CELL_NOT_FOUND') return emptyState();
+  const message = error instanceof Error ? error.message : String(error);
+  if (PitError.is(error) && error.code === 'CELL_INVALID') {
+    const aside = `${path}.corrupt-${options.now()}`;
+    const kept = await fs.rename(path, aside).then(
+      () => aside,
+      () => undefined,
+    );
+    logger.error('damaged state file: its agents start from an empty record', {
+      file: path,
+      error: message,
+      ...(kept ? { kept_as: kept } : {}),
+    });
+    return emptyState();
+  }
+  logger.error('cannot read state file: its agents start from an empty record', {
+    file: path,
+    error: message,
+  });
+  return emptyState();
 }
 
 /** The state of a scope with no agents recorded. */
@@ -336,9 +391,4 @@ function createHistoryWriter(options: HistoryWriterOptions) {
     },
   };
   return writer;
-}
-
-/** Makes `<state_dir>/logs` (the host event log's directory) if missing. */
-export async function ensureStateDirs(stateDir: string): Promise<void> {
-  await fs.mkdir(join(stateDir, 'logs'), { recursive: true });
 }

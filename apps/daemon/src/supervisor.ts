@@ -18,7 +18,7 @@ import { createEventWriter } from './event-writer.js';
 import { createExecutor } from './executor.js';
 import { createFleet } from './fleet.js';
 import { fleetStatus } from './fleet-report.js';
-import { createFleetSync } from './fleet-sync.js';
+import { createFleetSync, type FleetSync } from './fleet-sync.js';
 import { silentLogger } from './logger.js';
 import { startLoopTimers, type LoopTimers } from './loop-timers.js';
 import { LATENCY_BUCKETS_S, createMetricsRegistry, type MetricsRegistry } from './metrics.js';
@@ -79,28 +79,11 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   };
 
   const stop: Supervisor['stop'] = async (stopOptions = {}) => {
-    context.stopped = true;
     timers?.stop();
-    await context.scheduler?.stop();
-    const slots = [...context.fleet.slots.values()];
-    for (const slot of slots) if (slot.timer) clearTimeout(slot.timer);
-    context.store.close();
-    await Promise.all(slots.map((slot) => slot.queue));
-    await settleNotifications();
-    if (stopOptions.stopAgents) {
-      await Promise.all(
-        slots.map(async (slot) => {
-          if (!slot.process || slot.process.exit) return;
-          await stopAgent(context, slot);
-          slot.state.pid = undefined;
-          slot.state.pid_start_time = undefined;
-        }),
-      );
-    }
-    await context.store.flush();
-    await context.events.flush();
-    context.executor.close();
-    await context.approvals.close();
+    await stopLoop(context, {
+      stopAgents: stopOptions.stopAgents ?? false,
+      settle: settleNotifications,
+    });
   };
 
   const reload: Supervisor['reload'] = async (next, nextPolicyInput) => {
@@ -112,28 +95,6 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     context.logger.info('config reloaded', { agents: context.fleet.slots.size });
   };
 
-  const health: Supervisor['health'] = () => {
-    const last = fleetSync.last();
-    if (!last) return { ok: false, reason: 'no discovery yet' };
-    const staleAfter = Math.max(30_000, context.config.cells.poll_interval_s * 5000);
-    const at = { last_discovery: iso(last.at) };
-    if (!last.ok)
-      return {
-        ok: false,
-        ...at,
-        reason: `the last discovery failed: ${last.error ?? 'unknown error'}`,
-      };
-    const silentFor = context.now() - last.at;
-    if (silentFor > staleAfter) {
-      return {
-        ok: false,
-        ...at,
-        reason: `no discovery for ${Math.round(silentFor / 1000)} s (the loop is stuck)`,
-      };
-    }
-    return { ok: true, ...at };
-  };
-
   return {
     start,
     sweep: () => sweepFleet(context, settleNotifications),
@@ -141,9 +102,63 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     decideApproval: (id, decision, body) => decideApproval(context, id, decision, body),
     reload,
     stop,
-    health,
+    health: () => loopHealth(context, fleetSync),
     metrics: context.metrics.registry,
   };
+}
+
+/** Stops probing and flushes every record, history and event; stops the agents too when asked. */
+async function stopLoop(
+  context: SupervisorContext,
+  options: { stopAgents: boolean; settle: () => Promise<void> },
+): Promise<void> {
+  context.stopped = true;
+  await context.scheduler?.stop();
+  const slots = [...context.fleet.slots.values()];
+  for (const slot of slots) if (slot.timer) clearTimeout(slot.timer);
+  context.store.close();
+  await Promise.all(slots.map((slot) => slot.queue));
+  await options.settle();
+  if (options.stopAgents) {
+    await Promise.all(
+      slots.map(async (slot) => {
+        if (!slot.process || slot.process.exit) return;
+        await stopAgent(context, slot);
+        slot.state.pid = undefined;
+        slot.state.pid_start_time = undefined;
+      }),
+    );
+  }
+  await context.store.flush();
+  await context.events.flush();
+  context.executor.close();
+  await context.approvals.close();
+}
+
+/** The loop's own health: discovery ran recently and the last one succeeded. */
+function loopHealth(
+  context: SupervisorContext,
+  fleetSync: FleetSync,
+): ReturnType<Supervisor['health']> {
+  const last = fleetSync.last();
+  if (!last) return { ok: false, reason: 'no discovery yet' };
+  const staleAfter = Math.max(30_000, context.config.cells.poll_interval_s * 5000);
+  const at = { last_discovery: iso(last.at) };
+  if (!last.ok)
+    return {
+      ok: false,
+      ...at,
+      reason: `the last discovery failed: ${last.error ?? 'unknown error'}`,
+    };
+  const silentFor = context.now() - last.at;
+  if (silentFor > staleAfter) {
+    return {
+      ok: false,
+      ...at,
+      reason: `no discovery for ${Math.round(silentFor / 1000)} s (the loop is stuck)`,
+    };
+  }
+  return { ok: true, ...at };
 }
 
 /** The context every module takes; its callbacks (notify, evaluateSoon, sync) are set by createSupervisor. */

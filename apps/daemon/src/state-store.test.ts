@@ -1,0 +1,140 @@
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { cellPaths, provisionCell, readCellState, type AgentState } from '@pit/cell-spec';
+import type { Logger } from './logger.js';
+import { HOST } from './slot.js';
+import { openFileStateStore } from './state-store.js';
+
+const dirs: string[] = [];
+afterEach(async () => {
+  await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'pit-state-store-'));
+  dirs.push(dir);
+  return dir;
+}
+
+function recordingLogger(): Logger & {
+  lines: Array<{ level: string; message: string; fields?: object }>;
+} {
+  const lines: Array<{ level: string; message: string; fields?: object }> = [];
+  const at = (level: string) => (message: string, fields?: object) =>
+    lines.push({ level, message, fields });
+  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+const state = (health: AgentState['health']): AgentState => ({
+  health,
+  revive_attempts: 0,
+  restarts: [],
+});
+
+async function cellWithAgents(root: string, names: string[]): Promise<string> {
+  const cell = await provisionCell(root, {
+    mission: 'store',
+    created_by: 'test',
+    agents: names.map((name) => ({ name, role: 'write' })),
+  });
+  return cell.dir;
+}
+
+describe('openFileStateStore', () => {
+  it("writes every held record of a cell into that cell's state.json, and a new store reads them back", async () => {
+    const root = await tempDir();
+    const stateDir = await tempDir();
+    const cell = await cellWithAgents(root, ['alpha', 'beta']);
+    const store = await openFileStateStore({ stateDir, logger: recordingLogger(), now: Date.now });
+    const alpha = state('healthy');
+    const beta = state('dead');
+    store.attach({ key: 'c/alpha', name: 'alpha', scope: cell }, alpha);
+    store.attach({ key: 'c/beta', name: 'beta', scope: cell }, beta);
+    await store.save('c/alpha');
+    expect((await readCellState(cell)).agents).toMatchObject({
+      alpha: { health: 'healthy' },
+      beta: { health: 'dead' },
+    });
+    alpha.health = 'degraded';
+    await store.save('c/alpha');
+    const reopened = await openFileStateStore({
+      stateDir,
+      logger: recordingLogger(),
+      now: Date.now,
+    });
+    expect(await reopened.loadScope(cell)).toMatchObject({
+      alpha: { health: 'degraded' },
+      beta: { health: 'dead' },
+    });
+  });
+
+  it('keeps agents of the file it does not hold (a write never drops another record)', async () => {
+    const root = await tempDir();
+    const stateDir = await tempDir();
+    const cell = await cellWithAgents(root, ['alpha', 'beta']);
+    const first = await openFileStateStore({ stateDir, logger: recordingLogger(), now: Date.now });
+    first.attach({ key: 'c/beta', name: 'beta', scope: cell }, state('dead'));
+    await first.save('c/beta');
+    const second = await openFileStateStore({ stateDir, logger: recordingLogger(), now: Date.now });
+    second.attach({ key: 'c/alpha', name: 'alpha', scope: cell }, state('healthy'));
+    await second.save('c/alpha');
+    expect(Object.keys((await readCellState(cell)).agents).sort()).toEqual(['alpha', 'beta']);
+  });
+
+  it('refuses a compare-and-set at a stale revision and accepts it at the current one', async () => {
+    const stateDir = await tempDir();
+    const store = await openFileStateStore({ stateDir, logger: recordingLogger(), now: Date.now });
+    store.attach({ key: 'host/solo', name: 'solo', scope: HOST }, state('unknown'));
+    expect(store.revision('host/solo')).toBe(0);
+    await store.save('host/solo');
+    expect(await store.compareAndSet('host/solo', state('healthy'), 0)).toEqual({
+      ok: false,
+      revision: 1,
+    });
+    expect(await store.compareAndSet('host/solo', state('healthy'), 1)).toEqual({
+      ok: true,
+      revision: 2,
+    });
+    const written = JSON.parse(await readFile(join(stateDir, 'host-state.json'), 'utf8'));
+    expect(written.agents.solo.health).toBe('healthy');
+  });
+
+  it('keeps a damaged state.json aside, says so in the log, and starts its agents from empty records', async () => {
+    const root = await tempDir();
+    const stateDir = await tempDir();
+    const cell = await cellWithAgents(root, ['alpha']);
+    await writeFile(cellPaths(cell).state, '{"version":1,"agents":{"alpha":{"health":"dea');
+    const logger = recordingLogger();
+    const store = await openFileStateStore({ stateDir, logger, now: () => 1234 });
+    expect(await store.loadScope(cell)).toEqual({});
+    const kept = (await readdir(join(cell, '.lazarus'))).filter((name) =>
+      name.startsWith('state.json.corrupt-'),
+    );
+    expect(kept).toEqual(['state.json.corrupt-1234']);
+    expect(await readFile(join(cell, '.lazarus', kept[0] ?? ''), 'utf8')).toContain(
+      '"health":"dea',
+    );
+    const line = logger.lines.find((entry) => entry.level === 'error');
+    expect(line?.message).toContain('damaged state file');
+    expect(line?.fields).toMatchObject({ file: cellPaths(cell).state });
+  });
+
+  it('persists healthy periods and fleet restarts in history.json on flush', async () => {
+    const stateDir = await tempDir();
+    const store = await openFileStateStore({ stateDir, logger: recordingLogger(), now: Date.now });
+    const at = Date.now();
+    store.attach({ key: 'host/solo', name: 'solo', scope: HOST }, state('healthy'));
+    store.healthyPeriods('host/solo').push({ from: at - 1000, to: at });
+    store.recordRestart(at);
+    await store.flush();
+    const reopened = await openFileStateStore({
+      stateDir,
+      logger: recordingLogger(),
+      now: Date.now,
+    });
+    expect(reopened.healthyPeriods('host/solo')).toEqual([{ from: at - 1000, to: at }]);
+    expect(reopened.fleetRestarts()).toEqual([at]);
+  });
+});
