@@ -50,6 +50,19 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // Type-aware rules: a promise is awaited, returned, or explicitly `void`ed; never handed to
+    // something that ignores it (a timer, an event handler). Build configs are outside every tsconfig.
+    files: ['**/*.ts'],
+    ignores: ['**/tsup.config.ts'],
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+    },
+  },
   ...packageBoundaries,
   {
     files: ['apps/**/*.ts'],

@@ -23,20 +23,35 @@ import { configOf, describeExit, resolveAgentPath, startedByUsAt, type Slot } fr
 /** How long a probe that found the daemon's own child gone waits for wait(2) to say how it ended (ms). */
 const EXIT_STATUS_WAIT_MS = 1000;
 
-/** The assessor of one agent: failure and success thresholds, its startup grace. A sweep judges on one sample. */
-export function makeAssessor(
-  agentConfig: AgentConfig | undefined,
-  mode: SyncMode,
-  now: () => number,
-): Assessor {
-  const threshold = mode === 'sweep' ? 1 : (agentConfig?.probes.failure_threshold ?? 3);
-  return createAssessor({
-    failureThreshold: threshold,
-    successThreshold: agentConfig?.probes.success_threshold ?? 1,
-    startupGraceMs: (agentConfig?.startup_grace_s ?? 30) * 1000,
-    probes: { process: { failureThreshold: 1 }, heartbeat: { failureThreshold: 1 } },
-    now,
-  });
+/** Assessors shared by the agents whose assessment settings are the same (one per setting, not per agent). */
+export interface AssessorPool {
+  /** The assessor for this config: failure and success thresholds, startup grace. A sweep judges on one sample. */
+  forConfig(agentConfig: AgentConfig | undefined, mode: SyncMode): Assessor;
+}
+
+/** Creates an empty pool. */
+export function createAssessorPool(now: () => number): AssessorPool {
+  const pool = new Map<string, Assessor>();
+  return {
+    forConfig(agentConfig, mode) {
+      const failureThreshold = mode === 'sweep' ? 1 : (agentConfig?.probes.failure_threshold ?? 3);
+      const successThreshold = agentConfig?.probes.success_threshold ?? 1;
+      const startupGraceMs = (agentConfig?.startup_grace_s ?? 30) * 1000;
+      const key = `${failureThreshold}/${successThreshold}/${startupGraceMs}`;
+      let assessor = pool.get(key);
+      if (!assessor) {
+        assessor = createAssessor({
+          failureThreshold,
+          successThreshold,
+          startupGraceMs,
+          probes: { process: { failureThreshold: 1 }, heartbeat: { failureThreshold: 1 } },
+          now,
+        });
+        pool.set(key, assessor);
+      }
+      return assessor;
+    },
+  };
 }
 
 /** Every probe the agent's config asks for (the heartbeat and process probes by default). */

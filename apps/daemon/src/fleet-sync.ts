@@ -6,7 +6,7 @@
  * It also remembers the last pass (the loop's own health) and the problems it found.
  */
 import type { AgentState } from '@pit/cell-spec';
-import { makeAssessor, scheduleProbes, unscheduleProbes } from './agent-probes.js';
+import { scheduleProbes, unscheduleProbes } from './agent-probes.js';
 import { markedScan, takeUp, type MarkedScan } from './adoption.js';
 import { createDiscovery, diffFleet, type FleetDiff, type WantedAgent } from './discovery.js';
 import { HOST, supervisionOf, type Slot } from './slot.js';
@@ -74,7 +74,8 @@ async function applyDiff(
       slot.supervision = supervisionOf(want.config);
       slot.configJson = want.configJson;
       context.fleet.changed();
-      slot.assessor = makeAssessor(want.config, mode, context.now);
+      slot.assessor.forget(slot.key);
+      slot.assessor = context.assessors.forConfig(want.config, mode);
       slot.heartbeat = undefined;
       if (slot.scheduled) unscheduleProbes(context, slot);
       context.logger.info('agent config changed', { agent: slot.key });
@@ -108,7 +109,7 @@ async function addAgent(
     supervision: supervisionOf(want.config),
     state: options.record ?? { health: 'unknown', revive_attempts: 0, restarts: [] },
     healthy: context.store.healthyPeriods(want.key),
-    assessor: makeAssessor(want.config, options.mode, context.now),
+    assessor: context.assessors.forConfig(want.config, options.mode),
     queue: Promise.resolve(),
     lastSnapshotAt: 0,
     reported: false,
@@ -137,6 +138,7 @@ async function removeAgent(context: SupervisorContext, slot: Slot): Promise<void
   if (slot.timer) clearTimeout(slot.timer);
   context.fleet.remove(slot);
   context.store.detach(slot.key);
+  slot.assessor.forget(slot.key);
   context.logger.info('agent no longer supervised', { agent: slot.key });
   const cell = slot.cell;
   if (!cell || !context.busHub) return;

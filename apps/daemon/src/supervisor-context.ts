@@ -7,6 +7,7 @@
 import type { PolicyConfig } from '@pit/policy';
 import type { ProbeScheduler, ProcessTable } from '@pit/probes';
 import type { SnapshotStore } from '@pit/snapshot';
+import type { AssessorPool } from './agent-probes.js';
 import type { ApprovalStore } from './approvals.js';
 import type { BusHub } from './bus-hub.js';
 import type { PitConfig } from './config-schema.js';
@@ -57,6 +58,8 @@ export interface SupervisorContext {
   readonly metrics: SupervisorMetrics;
   readonly fleet: Fleet;
   readonly processTable: ProcessTable;
+  /** Assessors shared by agents with the same assessment settings. */
+  readonly assessors: AssessorPool;
   /** The probe scheduler, while the loop runs (not in a one-shot sweep). */
   scheduler: ProbeScheduler | undefined;
   stopped: boolean;
