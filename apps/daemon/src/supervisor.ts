@@ -243,6 +243,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       podmanConfigDir: join(stateDir, 'podman'),
       killGroupOnExit: true,
       instance,
+      launcher: true,
     });
   const snapshots: SnapshotStore = createSnapshotStore({ stateDir, logger });
   const approvals: ApprovalStore = await openApprovalStore({
@@ -1905,7 +1906,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     await flushHistory();
     await flushEvents();
     stopped = true;
-    executor.close();
+    await executor.close();
     await approvals.close();
   };
 
