@@ -1,3 +1,4 @@
+import { copyFileSync } from 'node:fs';
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
@@ -7,4 +8,6 @@ export default defineConfig({
   clean: true,
   sourcemap: true,
   target: 'node20',
+  // The agent launcher runs as its own plain-node process (launcher-client.ts finds it beside the code).
+  onSuccess: async () => copyFileSync('src/launcher-program.mjs', 'dist/launcher-program.mjs'),
 });

@@ -4,8 +4,11 @@
 // (name, start, duration; promise calls until they settle). Nothing else changes: the wrappers
 // call the originals. The timeline is appended as JSON lines to $PIT_BENCH_TRACE every 200 ms
 // and at exit. Used only in the benchmark's separate "where the time goes" phase, never in the
-// measured comparison.
+// measured comparison. When the traced process starts the Pit's agent launcher
+// (apps/daemon/src/launcher-program.mjs, which forks agents for the daemon), the launcher is
+// traced too, into the same file: then the 'exit' and spawn() entries are the launcher's.
 import childProcess from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 
@@ -27,6 +30,10 @@ if (file) {
   const wrapSpawn = (name) => {
     const original = childProcess[name];
     childProcess[name] = function traced(...args) {
+      if (Array.isArray(args[1]) && String(args[1][0]).endsWith('launcher-program.mjs')) {
+        args[1] = ['--import', fileURLToPath(import.meta.url), ...args[1]];
+        args[2] = { ...args[2], env: { ...args[2]?.env, PIT_BENCH_TRACE: file } };
+      }
       const t = now();
       const child = original.apply(this, args);
       const end = now();

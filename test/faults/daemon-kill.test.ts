@@ -261,7 +261,9 @@ describe('daemon SIGKILLed right after it respawned an agent', () => {
         'backoff = { initial = "100ms", cap = "500ms", jitter = 0 }',
       ].join('\n'),
     });
-    const script = `if [ -e "$0" ]; then rm -f "$0"; kill -STOP $PPID; fi; exec "${process.execPath}" "${AGENT}" ${MARKER_FLAG} ${fleet.marker}:beta`;
+    // The replacement stops the daemon: its parent, or its grandparent when the daemon's agent
+    // launcher forked it (the daemon is then stopped before it can record the launcher's answer).
+    const script = `if [ -e "$0" ]; then rm -f "$0"; p=$PPID; grep -q launcher-program /proc/$p/cmdline && p=$(cut -d" " -f4 /proc/$p/stat); kill -STOP $p; fi; exec "${process.execPath}" "${AGENT}" ${MARKER_FLAG} ${fleet.marker}:beta`;
     await fs.writeFile(
       fleet.configPath,
       (await fs.readFile(fleet.configPath, 'utf8')).replace(

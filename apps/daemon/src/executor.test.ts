@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PitError } from '@pit/cell-spec';
 import {
   agentEnv,
@@ -20,17 +20,47 @@ let executor: Executor | undefined;
 
 afterEach(async () => {
   for (const agent of executor?.running() ?? []) reapLater(agent.pid);
-  executor?.close();
+  await executor?.close();
   executor = undefined;
+  launcherMode = false;
   await cleanup();
 });
 
-const make = (options: Parameters<typeof createExecutor>[0] = {}) => {
-  executor = createExecutor({ env: process.env, stopGraceMs: 5000, adoptPollMs: 50, ...options });
-  return executor;
+/** Every start and stop promise holds both ways agents are forked. */
+const modes = [
+  { name: 'spawned by the daemon', launcher: false },
+  { name: 'spawned by the agent launcher', launcher: true },
+];
+let launcherMode = false;
+
+const make = (options: Parameters<typeof createExecutor>[0] = {}): Executor => {
+  const created = createExecutor({
+    env: process.env,
+    stopGraceMs: 5000,
+    adoptPollMs: 50,
+    launcher: launcherMode,
+    ...options,
+  });
+  executor = created;
+  if (!launcherMode) return created;
+  // Through the launcher once it is ready (before that, agents are spawned directly).
+  const ready = waitFor(() => created.launcherPid(), 15_000, 'the agent launcher');
+  return {
+    ...created,
+    async start(spec) {
+      await ready;
+      const started = await created.start(spec);
+      expect(started.via).toBe('launcher');
+      return started;
+    },
+  };
 };
 
-describe('createExecutor (level 1)', () => {
+describe.each(modes)('createExecutor (level 1, $name)', ({ launcher }) => {
+  beforeEach(() => {
+    launcherMode = launcher;
+  });
+
   it('runs the agent in its workspace with LAZARUS_CELL_UUID and appends its output to logs/<agent>.log', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const agentScript = await script(
@@ -188,7 +218,11 @@ describe('createExecutor (level 1)', () => {
   });
 });
 
-describe('Executor.stop', () => {
+describe.each(modes)('Executor.stop ($name)', ({ launcher }) => {
+  beforeEach(() => {
+    launcherMode = launcher;
+  });
+
   it('sends SIGTERM to the process group and resolves with the exit', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const agent = await make().start({

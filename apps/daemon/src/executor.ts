@@ -1,26 +1,14 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import {
-  accessSync,
-  closeSync,
-  constants,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  writeSync,
-} from 'node:fs';
-import { delimiter, dirname, isAbsolute, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants } from 'node:fs';
+import { delimiter, isAbsolute, join } from 'node:path';
 import { assertAgentName, cellPaths, type IsolationProfile } from '@pit/cell-spec';
+import { spawnDirect, type SpawnRequest, type Spawned } from './agent-spawn.js';
 import { DaemonError } from './errors.js';
+import { pollExit } from './exit-poll.js';
+import { createLauncher, type AgentSpawner } from './launcher-client.js';
 import type { Logger } from './logger.js';
 import { createPodman, type Podman } from './podman.js';
-import {
-  checkProcess,
-  decodeWaitStatus,
-  INSTANCE_ENV,
-  parseProcStat,
-  signalGroup,
-  signalProcess,
-} from './proc.js';
+import { checkProcess, INSTANCE_ENV, signalGroup, signalProcess } from './proc.js';
 import { sandboxArgv } from './sandbox.js';
 
 /** How an agent's process ended. */
@@ -56,6 +44,8 @@ export interface AgentProcess {
   container: string | undefined;
   /** `true` when found running after a daemon restart rather than started by this daemon. */
   adopted: boolean;
+  /** Who forked it: the agent launcher, the daemon itself, or neither (`adopted`). */
+  via: 'launcher' | 'direct' | 'adopted';
   /** Settles once the process has exited (never rejects). */
   exited: Promise<AgentExit>;
   /** The exit once it happened. */
@@ -110,6 +100,14 @@ export interface ExecutorOptions {
   instance?: string;
   /** Called once for every exit of a started or adopted agent. */
   onExit?: (process: AgentProcess, exit: AgentExit) => void;
+  /**
+   * Fork agents from a small long-lived launcher process (launcher-client.ts) instead of from
+   * this process, whose size every fork would otherwise copy. While the launcher is not ready
+   * (starting, or it died and is being replaced) agents are spawned directly. Agents are marked
+   * with PIT_INSTANCE either way (a random instance when `instance` is not given).
+   * @default false
+   */
+  launcher?: boolean;
 }
 
 /** Starts, stops and watches agent processes. */
@@ -133,8 +131,10 @@ export interface Executor {
   stop(process: AgentProcess, options?: { graceMs?: number }): Promise<AgentExit>;
   /** The processes currently tracked. */
   running(): AgentProcess[];
-  /** Stops watching adopted processes. Leaves every agent running. */
-  close(): void;
+  /** The agent launcher's pid while it is ready (with `launcher: true`), else `undefined`. */
+  launcherPid(): number | undefined;
+  /** Stops watching adopted processes and stops the launcher. Leaves every agent running. */
+  close(): Promise<void>;
 }
 
 /** What {@link Executor.adopt} needs (from `.lazarus/state.json`). */
@@ -157,9 +157,20 @@ export interface AdoptAgentOptions {
 export function createExecutor(options: ExecutorOptions = {}): Executor {
   const tracked = new Set<AgentProcess>();
   const pollers = new Set<NodeJS.Timeout>();
+  /** Whether a started process's exit is now polled (its launcher died): signalled like an adopted one. */
+  const polledAt = new WeakMap<AgentProcess, () => boolean>();
   const daemonEnv = options.env ?? {};
   const graceDefault = options.stopGraceMs ?? 10_000;
   const pollMs = options.adoptPollMs ?? 1000;
+  const instance =
+    options.instance ?? (options.launcher ? randomBytes(8).toString('hex') : undefined);
+  const launcher: AgentSpawner | undefined = options.launcher
+    ? createLauncher({
+        instance: instance!,
+        pollMs,
+        ...(options.logger ? { logger: options.logger } : {}),
+      })
+    : undefined;
   let podman: Podman | undefined;
 
   const getPodman = () => {
@@ -221,6 +232,53 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     return { agentProcess, settle };
   };
 
+  /** The command that runs the agent at its isolation level (level 2: in unshare; level 3: podman run). */
+  const wrap = async (
+    spec: StartAgentOptions,
+    {
+      agent,
+      profile,
+      env,
+      cwd,
+    }: { agent: string; profile: IsolationProfile; env: Record<string, string>; cwd: string },
+  ): Promise<{ command: string[]; spawnEnv: NodeJS.ProcessEnv; container?: string }> => {
+    const writable = spec.cell ? [spec.cell.dir] : [cwd];
+    if (profile.level === 1) return { command: spec.argv, spawnEnv: env };
+    if (profile.level === 2) {
+      const unshare = findInPath('unshare', daemonEnv.PATH ?? '/usr/bin:/bin');
+      if (!unshare)
+        throw new DaemonError(
+          'DAEMON_ISOLATION_UNAVAILABLE',
+          `agent ${agent}: isolation level 2 needs unshare (util-linux) in PATH`,
+        );
+      const command = sandboxArgv({
+        unshare,
+        workdir: cwd,
+        writable,
+        hidden: (spec.hiddenPaths ?? []).filter((path) => path !== spec.home),
+        readonly: [...(profile.readonly_paths ?? []), ...(spec.home ? [spec.home] : [])],
+        network: profile.network ?? 'host',
+        argv: spec.argv,
+      });
+      return { command, spawnEnv: env };
+    }
+    const engine = getPodman();
+    await engine.prepare(profile.image);
+    const container = `pit-${agent}-${spec.cell ? spec.cell.uuid.slice(0, 8) : 'host'}`;
+    await engine.remove(container);
+    const command = engine.runArgv({
+      name: container,
+      ...(profile.image ? { image: profile.image } : {}),
+      writable,
+      readonly: profile.readonly_paths ?? [],
+      workdir: cwd,
+      envNames: Object.keys(env),
+      network: profile.network ?? 'none',
+      argv: spec.argv,
+    });
+    return { command, spawnEnv: { ...engine.env, ...env }, container };
+  };
+
   const start = async (spec: StartAgentOptions): Promise<AgentProcess> => {
     const agent = assertAgentName(spec.agent, 'agent');
     if (spec.argv.length === 0 || spec.argv[0] === '')
@@ -242,120 +300,49 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     const env: Record<string, string> = { ...spec.env, LAZARUS_AGENT: agent };
     if (spec.cell) env.LAZARUS_CELL_UUID = spec.cell.uuid;
     else delete env.LAZARUS_CELL_UUID;
-    if (options.instance) env[INSTANCE_ENV] = options.instance;
-    const writable = spec.cell ? [spec.cell.dir] : [cwd];
-
-    let command: string[];
-    let spawnEnv: NodeJS.ProcessEnv = env;
-    let container: string | undefined;
-    if (profile.level === 1) {
-      command = spec.argv;
-    } else if (profile.level === 2) {
-      const unshare = findInPath('unshare', daemonEnv.PATH ?? '/usr/bin:/bin');
-      if (!unshare)
-        throw new DaemonError(
-          'DAEMON_ISOLATION_UNAVAILABLE',
-          `agent ${agent}: isolation level 2 needs unshare (util-linux) in PATH`,
-        );
-      command = sandboxArgv({
-        unshare,
-        workdir: cwd,
-        writable,
-        hidden: (spec.hiddenPaths ?? []).filter((path) => path !== spec.home),
-        readonly: [...(profile.readonly_paths ?? []), ...(spec.home ? [spec.home] : [])],
-        network: profile.network ?? 'host',
-        argv: spec.argv,
-      });
-    } else {
-      const engine = getPodman();
-      await engine.prepare(profile.image);
-      container = `pit-${agent}-${spec.cell ? spec.cell.uuid.slice(0, 8) : 'host'}`;
-      await engine.remove(container);
-      command = engine.runArgv({
-        name: container,
-        ...(profile.image ? { image: profile.image } : {}),
-        writable,
-        readonly: profile.readonly_paths ?? [],
-        workdir: cwd,
-        envNames: Object.keys(env),
-        network: profile.network ?? 'none',
-        argv: spec.argv,
-      });
-      spawnEnv = { ...engine.env, ...env };
-    }
-
-    let logFd: number;
-    try {
-      logFd = openLog(logPath);
-      writeSync(
-        logFd,
-        `--- pit: starting ${agent} at level ${profile.level} (${new Date().toISOString()}): ${JSON.stringify(spec.argv)}\n`,
-      );
-    } catch (error) {
-      throw new DaemonError(
-        'DAEMON_SPAWN_FAILED',
-        `agent ${agent}: cannot open log ${logPath}: ${(error as Error).message}`,
-        { cause: error },
-      );
-    }
-    let child: ChildProcess;
-    try {
-      child = spawn(command[0]!, command.slice(1), {
-        cwd,
-        env: spawnEnv,
-        detached: true,
-        stdio: ['ignore', logFd, logFd],
-      });
-    } catch (error) {
-      closeSync(logFd);
-      throw new DaemonError(
-        'DAEMON_SPAWN_FAILED',
-        `agent ${agent}: cannot spawn ${command[0]}: ${(error as Error).message}`,
-        { cause: error },
-      );
-    }
-    closeSync(logFd);
-    // Read the start time now, synchronously: the child cannot have been reaped before the event loop runs.
-    const pid = child.pid;
-    const stat = pid === undefined ? undefined : readStatSync(pid);
-    const childExit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(
-      (resolve) => child.once('exit', (code, signal) => resolve({ code, signal })),
-    );
-    const spawned = await new Promise<{ ok: true } | { ok: false; error: Error }>((resolve) => {
-      child.once('spawn', () => resolve({ ok: true }));
-      child.once('error', (error) => resolve({ ok: false, error }));
-    });
-    if (!spawned.ok || pid === undefined || !stat) {
-      const reason = spawned.ok
-        ? 'the process vanished before it could be recorded'
-        : spawned.error.message;
-      throw new DaemonError(
-        'DAEMON_SPAWN_FAILED',
-        `agent ${agent}: cannot start ${JSON.stringify(command[0])} in ${cwd}: ${reason}`,
-        spawned.ok ? {} : { cause: spawned.error },
-      );
-    }
-    const { agentProcess, settle } = makeProcess({
+    if (instance) env[INSTANCE_ENV] = instance;
+    const { command, spawnEnv, container } = await wrap(spec, { agent, profile, env, cwd });
+    const request: SpawnRequest = {
       agent,
       cell: spec.cell?.uuid,
+      command,
+      cwd,
+      env: spawnEnv,
+      logPath,
+      header: `--- pit: starting ${agent} at level ${profile.level} (${new Date().toISOString()}): ${JSON.stringify(spec.argv)}\n`,
+    };
+    const spawned = await (launcher ? launcher.spawn(request) : spawnDirect(request));
+    return track(spawned, { agent, cell: spec.cell?.uuid, level: profile.level, container });
+  };
+
+  /** Tracks a process just spawned, until its exit (then its group is killed and onExit called). */
+  const track = (
+    spawned: Spawned,
+    fields: Pick<AgentProcess, 'agent' | 'cell' | 'level' | 'container'>,
+  ): AgentProcess => {
+    const { pid, stat } = spawned;
+    const { agentProcess, settle } = makeProcess({
+      ...fields,
       pid,
       startTime: stat.startTime,
       startedAt: new Date(),
-      level: profile.level,
-      container,
       adopted: false,
+      via: spawned.via,
     });
+    polledAt.set(agentProcess, spawned.polled);
     tracked.add(agentProcess);
-    void childExit.then(({ code, signal }) => {
-      if (options.killGroupOnExit ?? true) signalGroup(pid, 'SIGKILL');
-      finish(agentProcess, settle, { code, signal, at: new Date(), how: 'waited' });
-      if (container) void podman?.remove(container);
+    void spawned.exited.then(({ code, signal, how }) => {
+      // What is left of its group dies with it (not after 'vanished': the pid may be another's now).
+      if ((options.killGroupOnExit ?? true) && how !== 'vanished') signalGroup(pid, 'SIGKILL');
+      finish(agentProcess, settle, { code, signal, at: new Date(), how });
+      if (fields.container) void podman?.remove(fields.container);
     });
     options.logger?.info('agent started', {
-      agent,
-      cell: spec.cell?.uuid,
+      agent: fields.agent,
+      cell: fields.cell,
       pid,
-      level: profile.level,
+      level: fields.level,
+      via: spawned.via,
     });
     return agentProcess;
   };
@@ -372,21 +359,17 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
       level: spec.level ?? 1,
       container: spec.container,
       adopted: true,
+      via: 'adopted',
     });
     tracked.add(agentProcess);
-    const timer = setInterval(() => {
-      void checkProcess(spec.pid, spec.startTime).then((now) => {
-        if (now.alive || agentProcess.exit) return;
-        clearInterval(timer);
-        pollers.delete(timer);
-        let exit: AgentExit = { code: null, signal: null, at: new Date(), how: 'vanished' };
-        if (now.reason === 'zombie' && now.stat?.exitStatus !== undefined)
-          exit = { ...decodeWaitStatus(now.stat.exitStatus), at: new Date(), how: 'zombie' };
-        finish(agentProcess, settle, exit);
-      });
-    }, pollMs);
-    timer.unref();
-    pollers.add(timer);
+    void pollExit({
+      pid: spec.pid,
+      startTime: spec.startTime,
+      intervalMs: pollMs,
+      timers: pollers,
+    }).then((exit) => {
+      if (!agentProcess.exit) finish(agentProcess, settle, { ...exit, at: new Date() });
+    });
     options.logger?.info('agent adopted', { agent: spec.agent, cell: spec.cell, pid: spec.pid });
     return agentProcess;
   };
@@ -400,7 +383,8 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     // An adopted pid is signalled only while it is still the process recorded.
     const send = async (signal: NodeJS.Signals) => {
       if (agentProcess.exit) return;
-      if (agentProcess.adopted) {
+      // Not our child (adopted, or its launcher died): it may be a zombie or its pid recycled.
+      if (agentProcess.adopted || polledAt.get(agentProcess)?.()) {
         const now = await checkProcess(agentProcess.pid, agentProcess.startTime);
         if (!now.alive) return;
         if (now.stat.pgid === agentProcess.pid) signalGroup(agentProcess.pid, signal);
@@ -442,36 +426,13 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     adopt,
     stop,
     running: () => [...tracked],
-    close() {
+    launcherPid: () => launcher?.launcherPid(),
+    async close() {
       for (const timer of pollers) clearInterval(timer);
       pollers.clear();
+      await launcher?.close();
     },
   };
-}
-
-const LOG_FLAGS =
-  constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW;
-
-/**
- * Opens an agent's log for appending. On a restart its directory exists: one open(2), and the
- * directory is created (then the open retried) only when the open says it is missing.
- */
-function openLog(logPath: string): number {
-  try {
-    return openSync(logPath, LOG_FLAGS, 0o640);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
-  mkdirSync(dirname(logPath), { recursive: true });
-  return openSync(logPath, LOG_FLAGS, 0o640);
-}
-
-function readStatSync(pid: number) {
-  try {
-    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return undefined;
-  }
 }
 
 /** Looks a command up in a PATH string; absolute paths are returned when executable. */

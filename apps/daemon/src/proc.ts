@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { DaemonError } from './errors.js';
 
@@ -55,6 +55,19 @@ export async function readProcessStat(pid: number): Promise<ProcessStat | undefi
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
   try {
     return parseProcStat(await fs.readFile(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Reads `/proc/<pid>/stat` synchronously: right after a fork, before the event loop could reap
+ * the child. `undefined` when there is no such process.
+ */
+export function readProcessStatSync(pid: number): ProcessStat | undefined {
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return undefined;
   }

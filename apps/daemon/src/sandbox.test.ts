@@ -55,6 +55,38 @@ describe('sandboxArgv', () => {
 });
 
 describe('isolation level 2 (mount + pid + user namespaces)', () => {
+  it('runs the same way when the agent launcher forks it: contained, its own group, its exit code reported', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const agentScript = await script(
+      join(cell.dir, 'workspace', 'agent.sh'),
+      [
+        'echo inside > in-workspace.txt',
+        'echo x > /etc/pit-escape 2>/dev/null && echo "WROTE /etc" || echo "etc refused"',
+        'exit 5',
+      ].join('\n'),
+    );
+    executor = createExecutor({ env: process.env, launcher: true });
+    await waitFor(() => executor!.launcherPid(), 15_000, 'the agent launcher');
+    const agent = await executor.start({
+      agent: 'forge',
+      argv: ['sh', agentScript],
+      env: agentEnv(),
+      cell,
+      isolation: { level: 2 },
+    });
+    reapLater(agent.pid);
+    expect(agent.via).toBe('launcher');
+    expect((await readProcessStat(agent.pid))?.pgid).toBe(agent.pid);
+    const exit = await within(agent.exited, 20_000, 'sandboxed agent');
+    const log = await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8');
+    expect(exit, log).toMatchObject({ code: 5, how: 'waited' });
+    expect(log).toContain('etc refused');
+    expect(await fs.readFile(join(cell.dir, 'workspace', 'in-workspace.txt'), 'utf8')).toBe(
+      'inside\n',
+    );
+    await executor.close();
+  });
+
   it('needs no root: an ordinary user (nobody, through setpriv when the tests run as root) is contained the same way', async () => {
     const base = await tempDir('pit-nobody-');
     await fs.chmod(base, 0o755);

@@ -132,7 +132,7 @@ async function stopLoop(
   }
   await context.store.flush();
   await context.events.flush();
-  context.executor.close();
+  await context.executor.close();
   await context.approvals.close();
 }
 
@@ -183,6 +183,7 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
       podmanConfigDir: join(stateDir, 'podman'),
       killGroupOnExit: true,
       instance,
+      launcher: true,
     });
   const unset = () => {
     throw new Error('the supervisor context is not wired yet');

@@ -1,0 +1,130 @@
+/**
+ * The fork itself: how one agent process is created, once the executor has decided its command,
+ * working directory, environment and log. Owns the spawn contract that both ways of spawning
+ * keep (directly from the daemon here, or through the agent launcher in launcher-client.ts):
+ * the agent in its own session and process group (`detached`), stdout and stderr appended to its
+ * log (opened `O_APPEND|O_NOFOLLOW`, the directory created only when missing), the header line
+ * written first, its `/proc/<pid>/stat` read before it can be reaped, and its exit reported with
+ * the real wait(2) status. Never decides what runs or when.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, constants, mkdirSync, openSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DaemonError } from './errors.js';
+import { readProcessStatSync, type ProcessStat } from './proc.js';
+
+/** One agent process to create (composed by the executor). */
+export interface SpawnRequest {
+  /** The agent's name, for messages. */
+  agent: string;
+  /** The cell's uuid, or `undefined` outside cells (how a lost answer is found again by its marks). */
+  cell: string | undefined;
+  /** What to run: the agent's argv, or a level-2/3 wrapper around it. */
+  command: string[];
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  /** Where stdout and stderr are appended. */
+  logPath: string;
+  /** Written to the log before the process starts. */
+  header: string;
+}
+
+/** How a spawned agent ended, as far as its watcher knows. */
+export interface SpawnedExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** `waited`: from wait(2); `zombie`/`vanished`: from `/proc` (see `AgentExit`). */
+  how: 'waited' | 'zombie' | 'vanished';
+}
+
+/** A created agent process. */
+export interface Spawned {
+  pid: number;
+  /** Its `/proc/<pid>/stat` right after the fork. */
+  stat: ProcessStat;
+  /** Settles once it exited (never rejects). */
+  exited: Promise<SpawnedExit>;
+  /** Who created it. */
+  via: 'launcher' | 'direct';
+  /** `true` once its exit can only be polled in `/proc` (it is no child of ours any more). */
+  polled(): boolean;
+}
+
+const LOG_FLAGS =
+  constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW;
+
+/**
+ * Opens an agent's log for appending. On a restart its directory exists: one open(2), and the
+ * directory is created (then the open retried) only when the open says it is missing.
+ * (launcher-program.mjs opens logs the same way.)
+ */
+export function openLog(logPath: string): number {
+  try {
+    return openSync(logPath, LOG_FLAGS, 0o640);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  mkdirSync(dirname(logPath), { recursive: true });
+  return openSync(logPath, LOG_FLAGS, 0o640);
+}
+
+/** The error for a log that cannot be opened or written. */
+export const logError = (request: SpawnRequest, message: string, cause?: unknown) =>
+  new DaemonError(
+    'DAEMON_SPAWN_FAILED',
+    `agent ${request.agent}: cannot open log ${request.logPath}: ${message}`,
+    cause === undefined ? {} : { cause },
+  );
+
+/** The error for a command that could not be started. */
+export const startError = (request: SpawnRequest, reason: string, cause?: unknown) =>
+  new DaemonError(
+    'DAEMON_SPAWN_FAILED',
+    `agent ${request.agent}: cannot start ${JSON.stringify(request.command[0])} in ${request.cwd}: ${reason}`,
+    cause === undefined ? {} : { cause },
+  );
+
+/**
+ * Spawns the agent from this process (the daemon).
+ * @throws {DaemonError} DAEMON_SPAWN_FAILED when the log cannot be opened or the command not started.
+ */
+export async function spawnDirect(request: SpawnRequest): Promise<Spawned> {
+  let logFd: number;
+  try {
+    logFd = openLog(request.logPath);
+    writeSync(logFd, request.header);
+  } catch (error) {
+    throw logError(request, (error as Error).message, error);
+  }
+  let child: ChildProcess;
+  try {
+    child = spawn(request.command[0]!, request.command.slice(1), {
+      cwd: request.cwd,
+      env: request.env,
+      detached: true,
+      stdio: ['ignore', logFd, logFd],
+    });
+  } catch (error) {
+    throw new DaemonError(
+      'DAEMON_SPAWN_FAILED',
+      `agent ${request.agent}: cannot spawn ${request.command[0]}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  } finally {
+    closeSync(logFd);
+  }
+  // Read the start time now, synchronously: the child cannot have been reaped before the event loop runs.
+  const pid = child.pid;
+  const stat = pid === undefined ? undefined : readProcessStatSync(pid);
+  const exited = new Promise<SpawnedExit>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal, how: 'waited' })),
+  );
+  const spawned = await new Promise<{ ok: true } | { ok: false; error: Error }>((resolve) => {
+    child.once('spawn', () => resolve({ ok: true }));
+    child.once('error', (error) => resolve({ ok: false, error }));
+  });
+  if (!spawned.ok) throw startError(request, spawned.error.message, spawned.error);
+  if (pid === undefined || !stat)
+    throw startError(request, 'the process vanished before it could be recorded');
+  return { pid, stat, exited, via: 'direct', polled: () => false };
+}

@@ -1,0 +1,322 @@
+/**
+ * The daemon's side of the agent launcher (launcher-program.mjs, a small long-lived child that
+ * forks agents so that the daemon's own size stays out of every restart's fork). Owns the
+ * launcher's life: starting it, noticing when it dies (agents it started are then watched
+ * through `/proc`, a start it had not answered is found again by the agent's PIT_INSTANCE marks
+ * or made directly, and a new launcher is started with a backoff), and falling back to spawning
+ * from the daemon (agent-spawn.ts) whenever no launcher is ready, with a log line. Never decides
+ * what runs or when: the executor does.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import {
+  logError,
+  spawnDirect,
+  startError,
+  type SpawnRequest,
+  type Spawned,
+  type SpawnedExit,
+} from './agent-spawn.js';
+import { pollExit } from './exit-poll.js';
+import { silentLogger, type Logger } from './logger.js';
+import {
+  findMarkedProcesses,
+  markedKey,
+  parseProcStat,
+  readProcessStat,
+  readProcessStatSync,
+} from './proc.js';
+
+/** Creates agent processes (through the launcher, or directly). */
+export interface AgentSpawner {
+  /**
+   * Creates one agent process.
+   * @throws {DaemonError} DAEMON_SPAWN_FAILED when its log cannot be opened or its command not started.
+   */
+  spawn(request: SpawnRequest): Promise<Spawned>;
+  /** The launcher's pid while one is ready, else `undefined` (agents are then spawned directly). */
+  launcherPid(): number | undefined;
+  /** Stops the launcher (agents keep running; their exits are no longer watched) and reaps it. */
+  close(): Promise<void>;
+}
+
+/** Options of {@link createLauncher}. */
+export interface LauncherOptions {
+  logger?: Logger;
+  /** The PIT_INSTANCE mark in every agent's environment: how a start whose answer was lost is found. */
+  instance: string;
+  /** How often an agent whose launcher died is checked in `/proc` (ms). */
+  pollMs: number;
+  /** The launcher program. @default launcher-program.mjs beside this module */
+  program?: string;
+  /** First delay before a launcher that died is replaced; it doubles while launchers keep dying young. @default 0 (ms) */
+  restartDelayMs?: number;
+}
+
+/** The launcher program, beside this module in src/ and in dist/ (tsup copies it). */
+export const LAUNCHER_PROGRAM = fileURLToPath(new URL('./launcher-program.mjs', import.meta.url));
+
+/** A launcher that lived this long (ms) resets the restart backoff. */
+const STABLE_MS = 10_000;
+const MAX_RESTART_DELAY_MS = 30_000;
+/** How long close() waits for the launcher to exit before SIGKILL (ms). */
+const CLOSE_GRACE_MS = 2000;
+
+interface Refable {
+  ref(): void;
+  unref(): void;
+}
+
+/** Keeps the event loop alive while `launcher` owes an answer or watches an agent. */
+const holdLoop = (launcher: Launcher) => {
+  const stdout = launcher.child.stdout as unknown as Refable;
+  if (launcher.pending.size + launcher.children.size > 0) stdout.ref();
+  else stdout.unref();
+};
+
+interface Pending {
+  request: SpawnRequest;
+  resolve(spawned: Spawned): void;
+  reject(error: unknown): void;
+}
+
+interface Child {
+  startTime: number;
+  polled: boolean;
+  resolve(exit: SpawnedExit): void;
+}
+
+interface Launcher {
+  child: ChildProcess;
+  pid: number | undefined;
+  ready: boolean;
+  /** Its own start time: whatever it started began no earlier. */
+  startTime: number | undefined;
+  startedAt: number;
+  pending: Map<number, Pending>;
+  children: Map<number, Child>;
+  dead: boolean;
+  gone: Promise<void>;
+}
+
+type Answer =
+  | { type: 'ready' }
+  | { type: 'spawned'; id: number; pid: number; stat?: string }
+  | { type: 'failed'; id: number; stage: 'log' | 'spawn'; message: string }
+  | { type: 'exit'; pid: number; code: number | null; signal: NodeJS.Signals | null }
+  | { type: 'fatal'; message: string };
+
+/**
+ * Starts the agent launcher and returns the spawner that uses it (or spawns directly while it
+ * is not ready).
+ */
+export function createLauncher(options: LauncherOptions): AgentSpawner {
+  const logger = options.logger ?? silentLogger;
+  const program = options.program ?? LAUNCHER_PROGRAM;
+  const timers = new Set<NodeJS.Timeout>();
+  let current: Launcher | undefined;
+  let closed = false;
+  let nextId = 1;
+  let restartDelay = options.restartDelayMs ?? 0;
+  let restartTimer: NodeJS.Timeout | undefined;
+  let direct: 'noted' | undefined;
+
+  const launch = () => {
+    restartTimer = undefined;
+    if (closed) return;
+    let child: ChildProcess;
+    try {
+      child = spawn(process.execPath, [program], {
+        cwd: '/',
+        env: {},
+        stdio: ['pipe', 'pipe', 'ignore'],
+      });
+    } catch (error) {
+      logger.warn('agent launcher cannot start; spawning agents directly', {
+        error: String(error),
+      });
+      return scheduleRestart();
+    }
+    let markGone!: () => void;
+    const launcher: Launcher = {
+      child,
+      pid: child.pid,
+      ready: false,
+      startTime: undefined,
+      startedAt: Date.now(),
+      pending: new Map(),
+      children: new Map(),
+      dead: false,
+      gone: new Promise((resolve) => (markGone = resolve)),
+    };
+    current = launcher;
+    // Its own start time, read while it certainly exists: whatever it starts begins no earlier.
+    if (child.pid !== undefined) launcher.startTime = readProcessStatSync(child.pid)?.startTime;
+    // It keeps the daemon's process alive only while it owes an answer or watches an agent, as an
+    // agent spawned directly would (see holdLoop).
+    child.unref();
+    (child.stdin as unknown as Refable).unref();
+    (child.stdout as unknown as Refable).unref();
+    child.stdin!.on('error', () => undefined);
+    createInterface({ input: child.stdout! }).on('line', (line) => onLine(launcher, line));
+    child.once('error', (error) => {
+      died(launcher, error.message);
+      markGone();
+    });
+    // 'close': it exited and its stdout is drained, so every answer it wrote has been read.
+    child.once('close', (code, signal) => {
+      died(launcher, `exited (${signal ? `signal ${signal}` : `code ${code}`})`);
+      markGone();
+    });
+  };
+
+  const scheduleRestart = () => {
+    if (closed || restartTimer) return;
+    restartTimer = setTimeout(launch, restartDelay);
+    restartTimer.unref();
+    restartDelay = Math.min(MAX_RESTART_DELAY_MS, Math.max(250, restartDelay * 2));
+  };
+
+  const onLine = (launcher: Launcher, line: string) => {
+    let answer: Answer;
+    try {
+      answer = JSON.parse(line) as Answer;
+    } catch {
+      logger.warn('agent launcher wrote a line that is not JSON', { line: line.slice(0, 200) });
+      return;
+    }
+    if (answer.type === 'ready') {
+      launcher.ready = true;
+      direct = undefined;
+      logger.info('agent launcher ready', { pid: launcher.pid });
+    } else if (answer.type === 'spawned') onSpawned(launcher, answer);
+    else if (answer.type === 'failed') {
+      const pending = launcher.pending.get(answer.id);
+      launcher.pending.delete(answer.id);
+      holdLoop(launcher);
+      pending?.reject(
+        answer.stage === 'log'
+          ? logError(pending.request, answer.message)
+          : startError(pending.request, answer.message),
+      );
+    } else if (answer.type === 'exit') {
+      const child = launcher.children.get(answer.pid);
+      launcher.children.delete(answer.pid);
+      holdLoop(launcher);
+      child?.resolve({ code: answer.code, signal: answer.signal, how: 'waited' });
+    } else if (answer.type === 'fatal') {
+      logger.error('agent launcher failed', { message: answer.message });
+    }
+  };
+
+  const onSpawned = (launcher: Launcher, answer: Extract<Answer, { type: 'spawned' }>) => {
+    const pending = launcher.pending.get(answer.id);
+    launcher.pending.delete(answer.id);
+    holdLoop(launcher);
+    if (!pending) return;
+    const stat = answer.stat === undefined ? undefined : parseProcStat(answer.stat);
+    if (!stat) {
+      pending.reject(
+        startError(pending.request, 'the process vanished before it could be recorded'),
+      );
+      return;
+    }
+    let resolveExit!: (exit: SpawnedExit) => void;
+    const exited = new Promise<SpawnedExit>((resolve) => (resolveExit = resolve));
+    const child: Child = { startTime: stat.startTime, polled: false, resolve: resolveExit };
+    launcher.children.set(answer.pid, child);
+    holdLoop(launcher);
+    pending.resolve({ pid: answer.pid, stat, exited, via: 'launcher', polled: () => child.polled });
+  };
+
+  const died = (launcher: Launcher, how: string) => {
+    if (launcher.dead) return;
+    launcher.dead = true;
+    if (current === launcher) current = undefined;
+    for (const pending of launcher.pending.values()) void recover(launcher, pending);
+    launcher.pending.clear();
+    if (closed) return;
+    logger.warn('agent launcher died; starting a new one', {
+      pid: launcher.pid,
+      how,
+      agents: launcher.children.size,
+    });
+    // Its agents run on (orphans now): their exits can only be polled.
+    for (const [pid, child] of launcher.children) {
+      child.polled = true;
+      void pollExit({ pid, startTime: child.startTime, intervalMs: options.pollMs, timers }).then(
+        child.resolve,
+      );
+    }
+    launcher.children.clear();
+    if (Date.now() - launcher.startedAt >= STABLE_MS) restartDelay = options.restartDelayMs ?? 0;
+    scheduleRestart();
+  };
+
+  /** A start the launcher took but never answered: it may have forked the agent, or not. */
+  const recover = async (launcher: Launcher, pending: Pending) => {
+    const { request } = pending;
+    const found = (await findMarkedProcesses(options.instance)).get(
+      markedKey(request.cell, request.agent),
+    );
+    if (found && launcher.startTime !== undefined && found.startTime >= launcher.startTime) {
+      const stat = await readProcessStat(found.pid);
+      if (stat && stat.startTime === found.startTime) {
+        logger.warn('found the agent a dead launcher had started', {
+          agent: request.agent,
+          pid: found.pid,
+        });
+        const exited = pollExit({
+          pid: found.pid,
+          startTime: found.startTime,
+          intervalMs: options.pollMs,
+          timers,
+        });
+        pending.resolve({ pid: found.pid, stat, exited, via: 'launcher', polled: () => true });
+        return;
+      }
+    }
+    spawnDirect(request).then(pending.resolve, pending.reject);
+  };
+
+  const spawnAgent = (request: SpawnRequest): Promise<Spawned> => {
+    const launcher = current;
+    if (closed || !launcher?.ready || launcher.dead) {
+      if (!closed && direct === undefined) {
+        direct = 'noted';
+        logger.warn('agent launcher not ready; spawning agents from the daemon', {
+          agent: request.agent,
+        });
+      }
+      return spawnDirect(request);
+    }
+    const id = nextId++;
+    return new Promise<Spawned>((resolve, reject) => {
+      launcher.pending.set(id, { request, resolve, reject });
+      holdLoop(launcher);
+      launcher.child.stdin!.write(`${JSON.stringify({ type: 'spawn', id, ...request })}\n`);
+    });
+  };
+
+  const close = async () => {
+    closed = true;
+    if (restartTimer) clearTimeout(restartTimer);
+    for (const timer of timers) clearInterval(timer);
+    timers.clear();
+    const launcher = current;
+    if (!launcher || launcher.dead) return;
+    // End of input: it answers what it was asked, then exits (its agents keep running).
+    launcher.child.stdin!.end();
+    const timer = setTimeout(() => launcher.child.kill('SIGKILL'), CLOSE_GRACE_MS);
+    await launcher.gone;
+    clearTimeout(timer);
+  };
+
+  launch();
+  return {
+    spawn: spawnAgent,
+    launcherPid: () => (current?.ready && !current.dead ? current.pid : undefined),
+    close,
+  };
+}

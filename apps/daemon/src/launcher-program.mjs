@@ -1,0 +1,122 @@
+// @ts-check
+// The agent launcher: a small, long-lived child of the daemon that forks agents on its behalf.
+//
+// Why it exists: fork(2) copies the parent's page tables, so a spawn from the daemon (tens of MB
+// of heap) costs more, and the pages the daemon touches afterwards fault again, than a spawn from
+// a process that holds almost nothing. This program owns only the fork, never a decision: the
+// daemon says what to start (argv, working directory, environment, log path) and when, and
+// learns every exit from it. It is plain JavaScript so that it runs with plain `node` whether the
+// daemon runs from source or from dist (launcher-client.ts starts it; tsup copies it to dist).
+//
+// Protocol: one JSON object per line, on the launcher's stdin (requests) and stdout (answers;
+// stdout on a pipe is written synchronously, so answers leave in order). Each agent's fds 0-2
+// are its own (/dev/null and its log), so no agent holds the launcher's pipes.
+//   daemon → launcher  {type: 'spawn', id, command, cwd, env, logPath, header}
+//   launcher → daemon  {type: 'ready'} once;
+//                      {type: 'spawned', id, pid, stat} (stat: /proc/<pid>/stat, read before the
+//                      launcher could reap the agent) or {type: 'failed', id, stage, message};
+//                      {type: 'exit', pid, code, signal} for every agent it started, after its
+//                      'spawned' (the real wait(2) status).
+//
+// Agents start as they did from the daemon (executor.ts): their own session and process group
+// (`detached`), stdout and stderr appended to their log (opened O_APPEND|O_NOFOLLOW, its
+// directory created when missing), the header line written first. The launcher reaps every agent
+// it starts. It exits when its stdin ends (the daemon closed it, or died); the agents keep running. It
+// ignores SIGINT, SIGTERM and SIGHUP sent to the daemon's process group: the daemon decides
+// when it ends.
+import { spawn } from 'node:child_process';
+import { closeSync, constants, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { createInterface } from 'node:readline';
+
+const LOG_FLAGS =
+  constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW;
+
+/** Writes one answer line (stdout on a pipe is written synchronously: answers keep their order). */
+const send = (/** @type {Record<string, unknown>} */ message) => {
+  process.stdout.write(`${JSON.stringify(message)}\n`);
+};
+
+/** Opens an agent's log for appending (the same flags and mode as executor.ts's openLog). */
+const openLog = (/** @type {string} */ path) => {
+  try {
+    return openSync(path, LOG_FLAGS, 0o640);
+  } catch (error) {
+    if (/** @type {NodeJS.ErrnoException} */ (error).code !== 'ENOENT') throw error;
+  }
+  mkdirSync(dirname(path), { recursive: true });
+  return openSync(path, LOG_FLAGS, 0o640);
+};
+
+const messageOf = (/** @type {unknown} */ error) =>
+  error instanceof Error ? error.message : String(error);
+
+/**
+ * @param {{ id: number, command: string[], cwd: string, env: Record<string, string>,
+ *   logPath: string, header: string }} request
+ */
+const launch = (request) => {
+  const { id, command } = request;
+  let fd;
+  try {
+    fd = openLog(request.logPath);
+    writeSync(fd, request.header);
+  } catch (error) {
+    if (fd !== undefined) closeSync(fd);
+    return send({ type: 'failed', id, stage: 'log', message: messageOf(error) });
+  }
+  let child;
+  try {
+    child = spawn(command[0] ?? '', command.slice(1), {
+      cwd: request.cwd,
+      env: request.env,
+      detached: true,
+      stdio: ['ignore', fd, fd],
+    });
+  } catch (error) {
+    return send({ type: 'failed', id, stage: 'spawn', message: messageOf(error) });
+  } finally {
+    closeSync(fd);
+  }
+  const pid = child.pid;
+  if (pid === undefined) {
+    // exec failed (ENOENT, EACCES, a bad cwd): Node reports it as an 'error' event.
+    child.once('error', (error) =>
+      send({ type: 'failed', id, stage: 'spawn', message: messageOf(error) }),
+    );
+    return;
+  }
+  child.on('error', () => undefined);
+  let stat;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    stat = undefined;
+  }
+  send({ type: 'spawned', id, pid, stat });
+  child.once('exit', (code, signal) => send({ type: 'exit', pid, code, signal }));
+};
+
+for (const signal of /** @type {const} */ (['SIGINT', 'SIGTERM', 'SIGHUP']))
+  process.on(signal, () => undefined);
+// The daemon is gone (or closed us): nothing more to do; the agents keep running.
+process.stdout.on('error', () => process.exit(0));
+process.on('uncaughtException', (error) => {
+  try {
+    send({ type: 'fatal', message: error.stack ?? error.message });
+  } finally {
+    process.exit(70);
+  }
+});
+const lines = createInterface({ input: process.stdin });
+lines.on('line', (line) => {
+  let message;
+  try {
+    message = JSON.parse(line);
+  } catch {
+    return send({ type: 'fatal', message: `not JSON: ${line.slice(0, 200)}` });
+  }
+  if (message && message.type === 'spawn') launch(message);
+});
+lines.on('close', () => process.exit(0));
+send({ type: 'ready' });
