@@ -7,7 +7,7 @@ import {
   type ApprovalBroker,
   type ApprovalBrokerOptions,
 } from './approval-broker.js';
-import { ApprovalStoreSchema, type ApprovalRequest } from './approval-request.js';
+import { ApprovalsFileSchema, type Approval } from '@pit/cell-spec';
 import type { ApprovalChannel, ApprovalSink, RejectedAttempt } from './channel.js';
 import { NotifyError } from './errors.js';
 
@@ -16,12 +16,12 @@ const HTTP_TOKEN = 'http-token-fedcba9876543210';
 
 /** An in-process channel: records what the broker shows and lets the test answer through the sink. */
 function memoryChannel(name: string, behaviour: { hang?: boolean; fail?: boolean } = {}) {
-  const shown: ApprovalRequest[] = [];
-  const outcomes: ApprovalRequest[] = [];
+  const shown: Approval[] = [];
+  const outcomes: Approval[] = [];
   let sink: ApprovalSink | undefined;
   const channel: ApprovalChannel & {
-    shown: ApprovalRequest[];
-    outcomes: ApprovalRequest[];
+    shown: Approval[];
+    outcomes: Approval[];
     sink(): ApprovalSink;
   } = {
     name,
@@ -56,7 +56,7 @@ describe('createApprovalBroker', () => {
   let path: string;
   const brokers: ApprovalBroker[] = [];
   let rejected: RejectedAttempt[];
-  let decisions: ApprovalRequest[];
+  let decisions: Approval[];
   let clock: ReturnType<typeof manualClock>;
 
   beforeEach(async () => {
@@ -103,8 +103,8 @@ describe('createApprovalBroker', () => {
       status: 'pending',
       agent: 'scout',
       substitute: 'scout-2',
-      on_expiry: 'deny',
-      expires_at: '2026-11-22T13:00:00.000Z',
+      on_timeout: 'record_only',
+      expires_at: Date.parse('2026-11-22T13:00:00.000Z'),
     });
     expect(request.id).toMatch(/^[0-9a-f]{32}$/);
     await expect.poll(() => working.shown.length).toBe(1);
@@ -123,7 +123,7 @@ describe('createApprovalBroker', () => {
     const request = await ask(first);
     await first.flush();
     await first.close();
-    const stored = ApprovalStoreSchema.parse(JSON.parse(await readFile(path, 'utf8')));
+    const stored = ApprovalsFileSchema.parse(JSON.parse(await readFile(path, 'utf8')));
     expect(stored.requests.map((item) => [item.id, item.status, item.deliveries])).toEqual([
       [request.id, 'pending', {}],
     ]);
@@ -268,7 +268,7 @@ describe('createApprovalBroker', () => {
       agent: 'scout',
       mission: 'survey',
       reasons: ['exit 1'],
-      proposed_action: 'rollback and restart',
+      proposed: 'rollback_and_restart',
     });
     const waiting = broker.whenDecided(request.id);
     const cancelled = await broker.cancel(request.id, 'healthy again');
@@ -276,7 +276,7 @@ describe('createApprovalBroker', () => {
       status: 'cancelled',
       decision: null,
       decided_via: 'cancel',
-      cancel_reason: 'healthy again',
+      reason: 'healthy again',
     });
     expect((await waiting).status).toBe('cancelled');
     expect(decisions).toEqual([]);
@@ -286,7 +286,7 @@ describe('createApprovalBroker', () => {
       .decide({ decision: 'approve', request_id: request.id, identity: 'ada' });
     expect(late).toMatchObject({ ok: false, reason: 'already_decided' });
     await broker.flush();
-    expect(channel.shown[0]?.proposed_action).toBe('rollback and restart');
+    expect(channel.shown[0]?.proposed).toBe('rollback_and_restart');
     expect(channel.outcomes.map((item) => item.status)).toEqual(['cancelled']);
   });
 
@@ -329,7 +329,7 @@ describe('createApprovalBroker', () => {
       decision: 'approve',
       request_id: request.id,
       identity: 'ada',
-      sent_at: new Date(Date.parse(request.created_at) - 5 * 60_000),
+      sent_at: new Date(request.requested_at - 5 * 60_000),
     });
     expect(result).toMatchObject({ ok: false, reason: 'stale' });
     expect(broker.get(request.id)?.status).toBe('pending');
