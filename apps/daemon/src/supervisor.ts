@@ -13,6 +13,7 @@ import {
   writeJsonAtomic,
   CellStateSchema,
   type AgentState,
+  type Approval,
   type CellEventInput,
   type CellManifest,
   type CellState,
@@ -22,7 +23,6 @@ import {
   decide,
   validatePolicy,
   formatPolicyProblems,
-  type ApprovalRecord,
   type Decision,
   type FleetIndex,
   type FleetView,
@@ -58,7 +58,7 @@ import { composeAgentEnv } from './agent-env.js';
 import type { BusHub } from './bus-hub.js';
 import { publishHandoff } from './handoff.js';
 import type { ApprovalChannel } from '@pit/notify';
-import { openApprovalStore, type ApprovalStore, type StoredApproval } from './approvals.js';
+import { approvalKey, openApprovalStore, type ApprovalStore } from './approvals.js';
 import type { AgentConfig, PitConfig } from './config-schema.js';
 import { createExecutor, type AgentExit, type AgentProcess, type Executor } from './executor.js';
 import type { ApprovalDecisionBody, ApprovalDecisionResult } from './http.js';
@@ -119,7 +119,7 @@ export interface FleetStatus {
   generated_at: string;
   cells: Array<{ uuid: string; name?: string; mission: string; status: string; agents: string[] }>;
   agents: AgentStatus[];
-  approvals: StoredApproval[];
+  approvals: Approval[];
   problems: string[];
 }
 
@@ -1134,7 +1134,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
 
   const decideFor = (slot: Slot, health: ReturnType<typeof healthOf>, at: number): Decision => {
     const firstDead = slot.state.first_dead_at ? Date.parse(slot.state.first_dead_at) : undefined;
-    const approval = approvalRecord(approvals.latest(slot.key));
+    const approval = approvals.latest(slot.key);
     return decide({
       agent: {
         name: slot.name,
@@ -1356,16 +1356,14 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       : undefined;
     if (pending?.status === 'pending') return;
     const approval = await approvals.ask({
-      key: slot.key,
       agent: slot.name,
-      ...(slot.cell ? { cell: slot.cell.uuid } : {}),
+      ...(slot.cell ? { cell_uuid: slot.cell.uuid } : {}),
       ...(request.mission ? { mission: request.mission } : {}),
       kind: request.kind,
       proposed: request.proposed,
       ...(request.suggested_substitute ? { substitute: request.suggested_substitute } : {}),
       reasons: request.reasons,
       channels: request.channels,
-      requested_at: request.requested_at,
       expires_at: request.expires_at,
       on_timeout: request.on_timeout,
     });
@@ -1658,7 +1656,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     if (!result.ok) return result;
     const approval = approvals.get(id)!;
     approvalsTotal.inc({ outcome: decision === 'approve' ? 'approved' : 'denied' });
-    const slot = slots.get(approval.key);
+    const slot = slots.get(approvalKey(approval));
     if (slot) {
       await event(slot, {
         event: decision === 'approve' ? 'revive_approved' : 'revive_denied',
@@ -1673,15 +1671,15 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   };
 
   /** An answer from Telegram or Nostr: recorded like an HTTP one, then carried out. */
-  const onChannelDecision = async (approval: StoredApproval) => {
+  const onChannelDecision = async (approval: Approval) => {
     approvalsTotal.inc({ outcome: approval.status });
-    const slot = slots.get(approval.key);
+    const slot = slots.get(approvalKey(approval));
     if (!slot) return;
     await event(slot, {
       event: approval.status === 'approved' ? 'revive_approved' : 'revive_denied',
       approval_id: approval.id,
-      ...(approval.channel ? { channel: approval.channel } : {}),
-      ...(approval.by ? { by: approval.by } : {}),
+      ...(approval.decided_via ? { channel: approval.decided_via } : {}),
+      ...(approval.decided_by ? { by: approval.decided_by } : {}),
     });
     await enqueue(slot);
   };
@@ -1690,7 +1688,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     const expired = await approvals.expire(now());
     for (const approval of expired) {
       approvalsTotal.inc({ outcome: 'expired' });
-      const slot = slots.get(approval.key);
+      const slot = slots.get(approvalKey(approval));
       if (slot) void enqueue(slot);
     }
     // Answers given by another process (`pit approve`) reach the loop here.
@@ -1952,21 +1950,6 @@ function describeExit(exit: AgentExit): string {
   if (exit.signal) return `signal ${exit.signal}`;
   if (exit.code !== null) return `exit code ${exit.code}`;
   return 'status unknown';
-}
-
-function approvalRecord(stored: StoredApproval | undefined): ApprovalRecord | undefined {
-  if (!stored || stored.status === 'cancelled') return undefined;
-  return {
-    id: stored.id,
-    kind: stored.kind,
-    status: stored.status,
-    proposed: stored.proposed,
-    ...(stored.substitute ? { substitute: stored.substitute } : {}),
-    requested_at: stored.requested_at,
-    expires_at: stored.expires_at,
-    ...(stored.decided_at !== undefined ? { decided_at: stored.decided_at } : {}),
-    on_timeout: stored.on_timeout,
-  };
 }
 
 /** The files among `paths` modified after `sinceMs` (a missing one is left for the snapshot to report). */
