@@ -297,6 +297,97 @@ describe('createApprovalBroker', () => {
     expect((await ask(broker, 'miner')).id).not.toBe(first.id);
   });
 
+  it('keeps two cells apart: an ask about a same-named agent in another cell opens its own request', async () => {
+    const broker = await start();
+    const cellA = 'a'.repeat(8);
+    const first = await broker.ask({
+      agent: 'scout',
+      mission: 'survey',
+      cell_uuid: cellA,
+      reasons: ['x'],
+    });
+    expect(
+      (await broker.ask({ agent: 'scout', mission: 'survey', cell_uuid: cellA, reasons: ['x'] }))
+        .id,
+    ).toBe(first.id);
+    const other = await broker.ask({
+      agent: 'scout',
+      mission: 'survey',
+      cell_uuid: 'b'.repeat(8),
+      reasons: ['x'],
+    });
+    expect(other.id).not.toBe(first.id);
+  });
+
+  it('records a decision from a caller the application authenticated, with who and why, once', async () => {
+    const channel = memoryChannel('alpha');
+    const broker = await start({ channels: [channel] });
+    const request = await broker.ask({
+      agent: 'scout',
+      mission: 'survey',
+      kind: 'escalation',
+      proposed: 'substitute',
+      substitute: 'scout-2',
+      channels: ['http', 'alpha'],
+      reasons: ['x'],
+      expires_at: clock.now().getTime() + 90_000,
+      on_timeout: 'proceed',
+    });
+    expect(request).toMatchObject({
+      kind: 'escalation',
+      proposed: 'substitute',
+      channels: ['http', 'alpha'],
+      requested_at: clock.now().getTime(),
+      expires_at: clock.now().getTime() + 90_000,
+    });
+    const result = await broker.decideTrusted({
+      id: request.id,
+      decision: 'deny',
+      channel: 'http',
+      by: 'ops',
+      reason: 'not now',
+    });
+    expect(result).toMatchObject({
+      ok: true,
+      request: { status: 'denied', decided_by: 'ops', decided_via: 'http', reason: 'not now' },
+    });
+    expect(decisions.map((item) => item.id)).toEqual([request.id]);
+    expect(
+      await broker.decideTrusted({
+        id: request.id,
+        decision: 'approve',
+        channel: 'cli',
+        by: 'eve',
+      }),
+    ).toMatchObject({ ok: false, reason: 'already_decided' });
+    expect(
+      await channel.sink().decide({ decision: 'approve', request_id: request.id, identity: 'ada' }),
+    ).toMatchObject({ ok: false, reason: 'already_decided' });
+  });
+
+  it('reports the timeout default of an expired request: deny for record_only, approve otherwise', async () => {
+    const broker = await start();
+    const quiet = await broker.ask({
+      agent: 'scout',
+      mission: 'm',
+      reasons: ['x'],
+      ttl_seconds: 60,
+    });
+    const eager = await broker.ask({
+      agent: 'miner',
+      mission: 'm',
+      reasons: ['x'],
+      ttl_seconds: 60,
+      on_timeout: 'restart',
+    });
+    clock.advance(61_000);
+    const expired = await broker.expire();
+    expect(expired.map((item) => [item.id, item.status, item.decision])).toEqual([
+      [quiet.id, 'expired', 'deny'],
+      [eager.id, 'expired', 'approve'],
+    ]);
+  });
+
   it('refuses unknown ids and agents with nothing pending, as values', async () => {
     const broker = await start();
     expect(
