@@ -90,30 +90,36 @@ export async function openApprovalStore(options: OpenApprovalStoreOptions): Prom
     },
   });
   await broker.start();
+  // The newest request per agent key, so that latest() (asked at every evaluation) copies one request, not all.
+  const newest = new Map<string, { id: string; requested_at: number }>();
+  const remember = (approval: Approval): Approval => {
+    const known = newest.get(approvalKey(approval));
+    if (!known || known.requested_at <= approval.requested_at)
+      newest.set(approvalKey(approval), { id: approval.id, requested_at: approval.requested_at });
+    return approval;
+  };
+  for (const approval of broker.list()) remember(approval);
   return {
-    ask: (input) =>
-      broker.ask({
-        agent: input.agent,
-        mission: input.mission ?? 'outside cells',
-        ...(input.cell_uuid ? { cell_uuid: input.cell_uuid } : {}),
-        kind: input.kind,
-        reasons: input.reasons.length > 0 ? input.reasons : [`${input.agent} is dead`],
-        proposed: input.proposed,
-        ...(input.substitute ? { substitute: input.substitute } : {}),
-        channels: input.channels,
-        expires_at: Math.max(input.expires_at, now() + 1),
-        on_timeout: input.on_timeout,
-      }),
+    ask: async (input) =>
+      remember(
+        await broker.ask({
+          agent: input.agent,
+          mission: input.mission ?? 'outside cells',
+          ...(input.cell_uuid ? { cell_uuid: input.cell_uuid } : {}),
+          kind: input.kind,
+          reasons: input.reasons.length > 0 ? input.reasons : [`${input.agent} is dead`],
+          proposed: input.proposed,
+          ...(input.substitute ? { substitute: input.substitute } : {}),
+          channels: input.channels,
+          expires_at: Math.max(input.expires_at, now() + 1),
+          on_timeout: input.on_timeout,
+        }),
+      ),
     get: (id) => broker.get(id),
-    latest: (key) =>
-      broker
-        .list()
-        .filter((approval) => approvalKey(approval) === key)
-        .reduce<Approval | undefined>(
-          (newest, approval) =>
-            newest && newest.requested_at > approval.requested_at ? newest : approval,
-          undefined,
-        ),
+    latest: (key) => {
+      const id = newest.get(key)?.id;
+      return id === undefined ? undefined : broker.get(id);
+    },
     list: (status) => broker.list(status),
     decide: (id, decision, answer) => decideThrough(broker, id, decision, answer),
     expire: (at) => broker.expire(new Date(at)),
