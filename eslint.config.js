@@ -52,9 +52,9 @@ export default tseslint.config(
   },
   {
     // Type-aware rules: a promise is awaited, returned, or explicitly `void`ed; never handed to
-    // something that ignores it (a timer, an event handler). Build configs are outside every tsconfig.
+    // something that ignores it (a timer, an event handler). Build configs, schema scripts and app benches are outside every tsconfig.
     files: ['**/*.ts'],
-    ignores: ['**/tsup.config.ts'],
+    ignores: ['**/tsup.config.ts', 'packages/*/scripts/**', 'apps/*/bench/**'],
     languageOptions: {
       parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
     },

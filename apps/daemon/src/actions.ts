@@ -214,16 +214,14 @@ export async function askHuman(
     : undefined;
   if (pending?.status === 'pending') return;
   const approval = await context.approvals.ask({
-    key: slot.key,
     agent: slot.name,
-    ...(slot.cell ? { cell: slot.cell.uuid } : {}),
+    ...(slot.cell ? { cell_uuid: slot.cell.uuid } : {}),
     ...(request.mission ? { mission: request.mission } : {}),
     kind: request.kind,
     proposed: request.proposed,
     ...(request.suggested_substitute ? { substitute: request.suggested_substitute } : {}),
     reasons: request.reasons,
     channels: request.channels,
-    requested_at: request.requested_at,
     expires_at: request.expires_at,
     on_timeout: request.on_timeout,
   });

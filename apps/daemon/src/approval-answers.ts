@@ -5,8 +5,8 @@
  * the loop on its housekeeping tick; and the latest request about an agent, as policy reads it.
  * Who may answer is the approval store's and the channels' business, not this module's.
  */
-import type { ApprovalRecord } from '@pit/policy';
-import type { StoredApproval } from './approvals.js';
+import type { Approval } from '@pit/cell-spec';
+import { approvalKey } from './approvals.js';
 import type { Supervisor } from './supervisor-api.js';
 import type { SupervisorContext } from './supervisor-context.js';
 
@@ -25,7 +25,7 @@ export async function decideApproval(
   if (!result.ok) return result;
   context.metrics.approvalsTotal.inc({ outcome: decision === 'approve' ? 'approved' : 'denied' });
   const approval = context.approvals.get(id);
-  const slot = approval ? context.fleet.slots.get(approval.key) : undefined;
+  const slot = approval ? context.fleet.slots.get(approvalKey(approval)) : undefined;
   if (slot) {
     await context.events.agentEvent(slot, {
       event: decision === 'approve' ? 'revive_approved' : 'revive_denied',
@@ -42,16 +42,16 @@ export async function decideApproval(
 /** An answer from Telegram or Nostr: recorded like an HTTP one, then carried out. */
 export async function onChannelDecision(
   context: SupervisorContext,
-  approval: StoredApproval,
+  approval: Approval,
 ): Promise<void> {
   context.metrics.approvalsTotal.inc({ outcome: approval.status });
-  const slot = context.fleet.slots.get(approval.key);
+  const slot = context.fleet.slots.get(approvalKey(approval));
   if (!slot) return;
   await context.events.agentEvent(slot, {
     event: approval.status === 'approved' ? 'revive_approved' : 'revive_denied',
     approval_id: approval.id,
-    ...(approval.channel ? { channel: approval.channel } : {}),
-    ...(approval.by ? { by: approval.by } : {}),
+    ...(approval.decided_via ? { channel: approval.decided_via } : {}),
+    ...(approval.decided_by ? { by: approval.decided_by } : {}),
   });
   await context.evaluateSoon(slot);
 }
@@ -61,7 +61,7 @@ export async function collectApprovalAnswers(context: SupervisorContext): Promis
   const expired = await context.approvals.expire(context.now());
   for (const approval of expired) {
     context.metrics.approvalsTotal.inc({ outcome: 'expired' });
-    const slot = context.fleet.slots.get(approval.key);
+    const slot = context.fleet.slots.get(approvalKey(approval));
     if (slot) void context.evaluateSoon(slot);
   }
   for (const slot of context.fleet.slots.values()) {
@@ -69,24 +69,4 @@ export async function collectApprovalAnswers(context: SupervisorContext): Promis
     const latest = pending ? context.approvals.get(pending) : undefined;
     if (latest && latest.status !== 'pending') void context.evaluateSoon(slot);
   }
-}
-
-/** The latest request about an agent as policy reads it (a cancelled one is none). */
-export function approvalRecordOf(
-  context: SupervisorContext,
-  key: string,
-): ApprovalRecord | undefined {
-  const stored = context.approvals.latest(key);
-  if (!stored || stored.status === 'cancelled') return undefined;
-  return {
-    id: stored.id,
-    kind: stored.kind,
-    status: stored.status,
-    proposed: stored.proposed,
-    ...(stored.substitute ? { substitute: stored.substitute } : {}),
-    requested_at: stored.requested_at,
-    expires_at: stored.expires_at,
-    ...(stored.decided_at !== undefined ? { decided_at: stored.decided_at } : {}),
-    on_timeout: stored.on_timeout,
-  };
 }

@@ -9,7 +9,6 @@ import { decide, type Decision } from '@pit/policy';
 import type { ProbeEvent } from '@pit/probes';
 import { carryOutDecision, declareDead, declareDegraded, declareHealthy } from './actions.js';
 import { countProbe } from './agent-probes.js';
-import { approvalRecordOf } from './approval-answers.js';
 import { snapshotConfig } from './config-snapshots.js';
 import { fleetFrom } from './fleet-view.js';
 import { healthOf, type Verdict } from './health.js';
@@ -145,7 +144,7 @@ async function recordHealthChange(
 function decideFor(context: SupervisorContext, slot: Slot, verdict: Verdict, at: number): Decision {
   const { state } = slot;
   const firstDead = state.first_dead_at ? Date.parse(state.first_dead_at) : undefined;
-  const approval = approvalRecordOf(context, slot.key);
+  const approval = context.approvals.latest(slot.key);
   const dead = verdict.state === 'dead';
   return decide({
     agent: {

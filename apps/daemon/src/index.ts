@@ -117,10 +117,12 @@ export {
 export {
   openApprovalStore,
   readApprovals,
+  approvalKey,
   type ApprovalStore,
-  type StoredApproval,
+  type AskInput,
   type OpenApprovalStoreOptions,
 } from './approvals.js';
+export { prepareApprovalsFile, approvalsPath } from './approvals-file.js';
 export { createBusHub, type BusHub, type BusHubOptions } from './bus-hub.js';
 export {
   checkProcess,

@@ -3,9 +3,8 @@
  * the operations the daemon, the HTTP API and the CLI call. Types only; the loop is composed in
  * supervisor.ts.
  */
-import type { AgentState } from '@pit/cell-spec';
+import type { AgentState, Approval } from '@pit/cell-spec';
 import type { ApprovalChannel } from '@pit/notify';
-import type { StoredApproval } from './approvals.js';
 import type { BusHub } from './bus-hub.js';
 import type { PitConfig } from './config-schema.js';
 import type { Executor } from './executor.js';
@@ -64,7 +63,7 @@ export interface FleetStatus {
   generated_at: string;
   cells: Array<{ uuid: string; name?: string; mission: string; status: string; agents: string[] }>;
   agents: AgentStatus[];
-  approvals: StoredApproval[];
+  approvals: Approval[];
   problems: string[];
 }
 

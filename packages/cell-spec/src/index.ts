@@ -103,6 +103,25 @@ export {
   type DiscoverCellsOptions,
 } from './discover.js';
 export { destroyCell, DESTROYING_PREFIX, type DestroyCellOptions } from './destroy.js';
+export {
+  ApprovalSchema,
+  ApprovalsFileSchema,
+  ApprovalIdSchema,
+  ApprovalStatusSchema,
+  ApprovalDecisionSchema,
+  ApprovalKindSchema,
+  RemedyActionSchema,
+  OnTimeoutSchema,
+  DecisionSourceSchema,
+  timeoutDecision,
+  type Approval,
+  type ApprovalsFile,
+  type ApprovalStatus,
+  type ApprovalDecision,
+  type ApprovalKind,
+  type RemedyAction,
+  type OnTimeout,
+} from './approval.js';
 export { JSON_SCHEMAS, toJsonSchemas } from './json-schemas.js';
 export {
   silentLogger,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AgentNameSchema } from './agent-name.js';
+import { ApprovalSchema, ApprovalsFileSchema } from './approval.js';
 import { AnyCellEventSchema, CELL_EVENT_KINDS, CellEventSchema } from './events.js';
 import { HeartbeatSchema } from './heartbeat.js';
 import { IsolationProfileSchema } from './isolation.js';
@@ -18,6 +19,8 @@ export const JSON_SCHEMAS = {
   'cell-state': CellStateSchema,
   'isolation-profile': IsolationProfileSchema,
   'agent-name': AgentNameSchema,
+  approval: ApprovalSchema,
+  'approvals-file': ApprovalsFileSchema,
 } as const;
 
 type JsonObject = Record<string, unknown>;

@@ -24,8 +24,8 @@ import {
   createNostrChannel,
   createTelegramChannel,
   openGiftWrap,
-  type ApprovalRequest,
 } from '@pit/notify';
+import type { Approval } from '@pit/cell-spec';
 import {
   connectTestApprover,
   startNostrRelay,
@@ -108,7 +108,7 @@ try {
       path: join(dir, 'answers.json'),
       channels: [nostr, telegram],
       expiryIntervalMs: 0,
-      onDecision: (request: ApprovalRequest) => decided.get(request.id)?.(),
+      onDecision: (request: Approval) => decided.get(request.id)?.(),
     });
     await broker.start();
     await nostr.start();

@@ -190,7 +190,8 @@ export function createAlertDispatcher(options: AlertDispatcherOptions): AlertDis
   }
 
   async function idle(): Promise<void> {
-    while (lanes.some((lane) => lane.running)) await Promise.all(lanes.map((lane) => lane.running));
+    while (lanes.some((lane) => lane.running !== undefined))
+      await Promise.all(lanes.map((lane) => lane.running));
   }
 
   return {

@@ -7,7 +7,7 @@ import {
   type ApprovalBroker,
   type ApprovalBrokerOptions,
 } from './approval-broker.js';
-import { ApprovalStoreSchema, type ApprovalRequest } from './approval-request.js';
+import { ApprovalsFileSchema, type Approval } from '@pit/cell-spec';
 import type { ApprovalChannel, ApprovalSink, RejectedAttempt } from './channel.js';
 import { NotifyError } from './errors.js';
 
@@ -16,12 +16,12 @@ const HTTP_TOKEN = 'http-token-fedcba9876543210';
 
 /** An in-process channel: records what the broker shows and lets the test answer through the sink. */
 function memoryChannel(name: string, behaviour: { hang?: boolean; fail?: boolean } = {}) {
-  const shown: ApprovalRequest[] = [];
-  const outcomes: ApprovalRequest[] = [];
+  const shown: Approval[] = [];
+  const outcomes: Approval[] = [];
   let sink: ApprovalSink | undefined;
   const channel: ApprovalChannel & {
-    shown: ApprovalRequest[];
-    outcomes: ApprovalRequest[];
+    shown: Approval[];
+    outcomes: Approval[];
     sink(): ApprovalSink;
   } = {
     name,
@@ -56,7 +56,7 @@ describe('createApprovalBroker', () => {
   let path: string;
   const brokers: ApprovalBroker[] = [];
   let rejected: RejectedAttempt[];
-  let decisions: ApprovalRequest[];
+  let decisions: Approval[];
   let clock: ReturnType<typeof manualClock>;
 
   beforeEach(async () => {
@@ -103,8 +103,8 @@ describe('createApprovalBroker', () => {
       status: 'pending',
       agent: 'scout',
       substitute: 'scout-2',
-      on_expiry: 'deny',
-      expires_at: '2026-11-22T13:00:00.000Z',
+      on_timeout: 'record_only',
+      expires_at: Date.parse('2026-11-22T13:00:00.000Z'),
     });
     expect(request.id).toMatch(/^[0-9a-f]{32}$/);
     await expect.poll(() => working.shown.length).toBe(1);
@@ -123,7 +123,7 @@ describe('createApprovalBroker', () => {
     const request = await ask(first);
     await first.flush();
     await first.close();
-    const stored = ApprovalStoreSchema.parse(JSON.parse(await readFile(path, 'utf8')));
+    const stored = ApprovalsFileSchema.parse(JSON.parse(await readFile(path, 'utf8')));
     expect(stored.requests.map((item) => [item.id, item.status, item.deliveries])).toEqual([
       [request.id, 'pending', {}],
     ]);
@@ -268,7 +268,7 @@ describe('createApprovalBroker', () => {
       agent: 'scout',
       mission: 'survey',
       reasons: ['exit 1'],
-      proposed_action: 'rollback and restart',
+      proposed: 'rollback_and_restart',
     });
     const waiting = broker.whenDecided(request.id);
     const cancelled = await broker.cancel(request.id, 'healthy again');
@@ -276,7 +276,7 @@ describe('createApprovalBroker', () => {
       status: 'cancelled',
       decision: null,
       decided_via: 'cancel',
-      cancel_reason: 'healthy again',
+      reason: 'healthy again',
     });
     expect((await waiting).status).toBe('cancelled');
     expect(decisions).toEqual([]);
@@ -286,7 +286,7 @@ describe('createApprovalBroker', () => {
       .decide({ decision: 'approve', request_id: request.id, identity: 'ada' });
     expect(late).toMatchObject({ ok: false, reason: 'already_decided' });
     await broker.flush();
-    expect(channel.shown[0]?.proposed_action).toBe('rollback and restart');
+    expect(channel.shown[0]?.proposed).toBe('rollback_and_restart');
     expect(channel.outcomes.map((item) => item.status)).toEqual(['cancelled']);
   });
 
@@ -295,6 +295,97 @@ describe('createApprovalBroker', () => {
     const first = await ask(broker);
     expect((await ask(broker)).id).toBe(first.id);
     expect((await ask(broker, 'miner')).id).not.toBe(first.id);
+  });
+
+  it('keeps two cells apart: an ask about a same-named agent in another cell opens its own request', async () => {
+    const broker = await start();
+    const cellA = 'a'.repeat(8);
+    const first = await broker.ask({
+      agent: 'scout',
+      mission: 'survey',
+      cell_uuid: cellA,
+      reasons: ['x'],
+    });
+    expect(
+      (await broker.ask({ agent: 'scout', mission: 'survey', cell_uuid: cellA, reasons: ['x'] }))
+        .id,
+    ).toBe(first.id);
+    const other = await broker.ask({
+      agent: 'scout',
+      mission: 'survey',
+      cell_uuid: 'b'.repeat(8),
+      reasons: ['x'],
+    });
+    expect(other.id).not.toBe(first.id);
+  });
+
+  it('records a decision from a caller the application authenticated, with who and why, once', async () => {
+    const channel = memoryChannel('alpha');
+    const broker = await start({ channels: [channel] });
+    const request = await broker.ask({
+      agent: 'scout',
+      mission: 'survey',
+      kind: 'escalation',
+      proposed: 'substitute',
+      substitute: 'scout-2',
+      channels: ['http', 'alpha'],
+      reasons: ['x'],
+      expires_at: clock.now().getTime() + 90_000,
+      on_timeout: 'proceed',
+    });
+    expect(request).toMatchObject({
+      kind: 'escalation',
+      proposed: 'substitute',
+      channels: ['http', 'alpha'],
+      requested_at: clock.now().getTime(),
+      expires_at: clock.now().getTime() + 90_000,
+    });
+    const result = await broker.decideTrusted({
+      id: request.id,
+      decision: 'deny',
+      channel: 'http',
+      by: 'ops',
+      reason: 'not now',
+    });
+    expect(result).toMatchObject({
+      ok: true,
+      request: { status: 'denied', decided_by: 'ops', decided_via: 'http', reason: 'not now' },
+    });
+    expect(decisions.map((item) => item.id)).toEqual([request.id]);
+    expect(
+      await broker.decideTrusted({
+        id: request.id,
+        decision: 'approve',
+        channel: 'cli',
+        by: 'eve',
+      }),
+    ).toMatchObject({ ok: false, reason: 'already_decided' });
+    expect(
+      await channel.sink().decide({ decision: 'approve', request_id: request.id, identity: 'ada' }),
+    ).toMatchObject({ ok: false, reason: 'already_decided' });
+  });
+
+  it('reports the timeout default of an expired request: deny for record_only, approve otherwise', async () => {
+    const broker = await start();
+    const quiet = await broker.ask({
+      agent: 'scout',
+      mission: 'm',
+      reasons: ['x'],
+      ttl_seconds: 60,
+    });
+    const eager = await broker.ask({
+      agent: 'miner',
+      mission: 'm',
+      reasons: ['x'],
+      ttl_seconds: 60,
+      on_timeout: 'restart',
+    });
+    clock.advance(61_000);
+    const expired = await broker.expire();
+    expect(expired.map((item) => [item.id, item.status, item.decision])).toEqual([
+      [quiet.id, 'expired', 'deny'],
+      [eager.id, 'expired', 'approve'],
+    ]);
   });
 
   it('refuses unknown ids and agents with nothing pending, as values', async () => {
@@ -329,7 +420,7 @@ describe('createApprovalBroker', () => {
       decision: 'approve',
       request_id: request.id,
       identity: 'ada',
-      sent_at: new Date(Date.parse(request.created_at) - 5 * 60_000),
+      sent_at: new Date(request.requested_at - 5 * 60_000),
     });
     expect(result).toMatchObject({ ok: false, reason: 'stale' });
     expect(broker.get(request.id)?.status).toBe('pending');

@@ -1,14 +1,20 @@
-import { AgentNameSchema, formatIssues, readJsonFile, writeJsonAtomic } from '@pit/cell-spec';
-import { z } from 'zod';
 import {
-  ApprovalRequestSchema,
-  ApprovalStoreSchema,
-  createApprovalId,
-  statusOf,
+  AgentNameSchema,
+  ApprovalSchema,
+  ApprovalsFileSchema,
+  formatIssues,
+  readJsonFile,
+  timeoutDecision,
+  writeJsonAtomic,
+  type Approval,
   type ApprovalDecision,
-  type ApprovalRequest,
-  type ApprovalStore,
-} from './approval-request.js';
+  type ApprovalKind,
+  type ApprovalsFile,
+  type OnTimeout,
+  type RemedyAction,
+} from '@pit/cell-spec';
+import { z } from 'zod';
+import { createApprovalId, statusOf } from './approval-request.js';
 import type {
   ApprovalChannel,
   ApprovalSink,
@@ -34,7 +40,7 @@ export const ApprovalsConfigSchema = z.strictObject({
     .min(10)
     .max(30 * 24 * 3600)
     .default(3600),
-  /** The decision reported when a request expires unanswered. @default "deny" */
+  /** The decision reported when a request that names no `on_timeout` expires unanswered (`approve`: it proceeds; `deny`: record only). @default "deny" */
   on_expiry: z.enum(['approve', 'deny']).default('deny'),
   /** How long decided requests are kept so that late answers are recognised as such (days). @default 7 */
   retain_decided_days: z.number().positive().max(365).default(7),
@@ -54,21 +60,42 @@ export interface ApprovalToken {
   token: string;
 }
 
-/** What the daemon asks. */
+/** What the daemon asks: the fields of an {@link Approval} a caller chooses. */
 export interface AskInput {
   agent: string;
   mission: string;
   cell_uuid?: string;
+  /** @default "revive" */
+  kind?: ApprovalKind;
   /** Why, one line each. */
   reasons: string[];
+  /** What will be done if approved. @default "restart" */
+  proposed?: RemedyAction;
   /** The suggested substitute, if any. */
   substitute?: string | null;
-  /** What will be done if approved, for display (`restart`, `rollback and restart`, …). */
-  proposed_action?: string;
+  /** The channels it is asked on, as recorded in the request. @default [] */
+  channels?: string[];
   /** Overrides the configured lifetime (s). */
   ttl_seconds?: number;
-  /** Overrides the configured expiry default. */
-  on_expiry?: ApprovalDecision;
+  /** When it expires (ms since epoch); wins over `ttl_seconds`. */
+  expires_at?: number;
+  /** What happens if nobody answers. @default `proceed` when the config's `on_expiry` is `approve`, else `record_only` */
+  on_timeout?: OnTimeout;
+}
+
+/**
+ * A CLI/HTTP decision whose caller the application has already authenticated (the daemon checks
+ * its operator's bearer token; `pit approve` without a daemon runs as the operator on the state
+ * directory). No broker token is involved.
+ */
+export interface TrustedDecision {
+  decision: ApprovalDecision;
+  id: string;
+  channel: 'cli' | 'http';
+  /** Who decided, recorded as `decided_by`. */
+  by: string;
+  /** The approver's note, recorded as `reason`. */
+  reason?: string;
 }
 
 /** A decision given through the CLI or the daemon's HTTP API, authenticated by token. */
@@ -105,7 +132,7 @@ export interface ApprovalBrokerOptions {
   retry?: RetryOptions;
   logger?: Logger;
   /** Called once per decided request (approved, denied, or expired with its default). */
-  onDecision?: (request: ApprovalRequest) => void;
+  onDecision?: (request: Approval) => void;
   /** Called for every refused attempt, with channel, claimed identity and why. */
   onRejected?: (attempt: RejectedAttempt) => void;
 }
@@ -123,23 +150,28 @@ export interface ApprovalBroker {
    * background. If the agent already has a pending request, that one is returned instead.
    * @throws {NotifyError} NOTIFY_INVALID_INPUT; NOTIFY_STORE_IO when it could not be persisted; NOTIFY_NOT_STARTED.
    */
-  ask(input: AskInput): Promise<ApprovalRequest>;
+  ask(input: AskInput): Promise<Approval>;
   /** Records a CLI/HTTP decision after checking its token. Refusals are values (`ok: false`). */
   decide(input: TokenDecision): Promise<DecisionResult>;
+  /**
+   * Records a CLI/HTTP decision from a caller the application authenticated itself (first valid
+   * decision wins, as for every channel). Refusals are values (`ok: false`).
+   */
+  decideTrusted(input: TrustedDecision): Promise<DecisionResult>;
   /** Expires every pending request whose deadline is at or before `now`; returns them. */
-  expire(now?: Date): Promise<ApprovalRequest[]>;
+  expire(now?: Date): Promise<Approval[]>;
   /**
    * Withdraws a pending request (the agent recovered on its own): status `cancelled`, channels
    * show it as withdrawn, later answers are refused. `onDecision` is not called. Returns the
    * request, or undefined when it is unknown or no longer pending.
    */
-  cancel(id: string, reason?: string): Promise<ApprovalRequest | undefined>;
+  cancel(id: string, reason?: string): Promise<Approval | undefined>;
   /** A copy of the request with that id. */
-  get(id: string): ApprovalRequest | undefined;
+  get(id: string): Approval | undefined;
   /** Copies of all known requests, optionally only those with a given status. */
-  list(status?: ApprovalRequest['status']): ApprovalRequest[];
+  list(status?: Approval['status']): Approval[];
   /** Resolves when the request is decided (at once if it already is). */
-  whenDecided(id: string, signal?: AbortSignal): Promise<ApprovalRequest>;
+  whenDecided(id: string, signal?: AbortSignal): Promise<Approval>;
   /** Resolves when every channel send started so far has finished (delivered or given up). */
   flush(): Promise<void>;
   /** Stops the timer, cancels channel sends in flight and waits for the last write. */
@@ -179,8 +211,8 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
   const logger = options.logger ?? silentLogger;
   const clock = options.clock ?? (() => new Date());
   const clockSkewMs = options.clockSkewMs ?? 60_000;
-  const requests = new Map<string, ApprovalRequest>();
-  const waiters = new Map<string, Set<(request: ApprovalRequest) => void>>();
+  const requests = new Map<string, Approval>();
+  const waiters = new Map<string, Set<(request: Approval) => void>>();
   /** Decided requests whose decision has been persisted and reported (the others are on their way). */
   const announced = new Set<string>();
   const inFlight = new Set<Promise<unknown>>();
@@ -192,17 +224,13 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
   // --- persistence: one atomic write at a time; a write always captures the latest state.
   let saving: Promise<void> | null = null;
   let dirty = false;
-  function snapshot(): ApprovalStore {
+  function snapshot(): ApprovalsFile {
     const cutoff = clock().getTime() - config.retain_decided_days * 86_400_000;
     for (const [id, request] of requests) {
-      if (
-        request.status !== 'pending' &&
-        request.decided_at &&
-        Date.parse(request.decided_at) < cutoff
-      )
+      if (request.status !== 'pending' && (request.decided_at ?? Infinity) < cutoff)
         requests.delete(id);
     }
-    return { version: 1, requests: [...requests.values()] };
+    return { version: 2, requests: [...requests.values()] };
   }
   async function save(): Promise<void> {
     dirty = true;
@@ -244,7 +272,7 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
     return promise;
   }
 
-  function emitDecision(request: ApprovalRequest): void {
+  function emitDecision(request: Approval): void {
     announced.add(request.id);
     const copy = structuredClone(request);
     logger.info(
@@ -294,7 +322,7 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
     attempt: { identity: string; request_id?: string | undefined; agent?: string | undefined },
     reason: RejectReason,
     detail: string,
-    request?: ApprovalRequest,
+    request?: Approval,
   ): DecisionResult {
     recordRejection({
       channel,
@@ -318,7 +346,7 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
       : { ok: false, reason, detail };
   }
 
-  function sendRequest(channel: ApprovalChannel, request: ApprovalRequest): void {
+  function sendRequest(channel: ApprovalChannel, request: Approval): void {
     const key = `${request.id}:${channel.name}`;
     const delivery = track(
       deliverWithRetry((signal) => channel.sendApprovalRequest(structuredClone(request), signal), {
@@ -346,7 +374,7 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
     });
   }
 
-  function sendOutcome(channel: ApprovalChannel, request: ApprovalRequest): void {
+  function sendOutcome(channel: ApprovalChannel, request: Approval): void {
     const before = deliveries.get(`${request.id}:${channel.name}`) ?? Promise.resolve();
     void track(
       before
@@ -376,18 +404,18 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
     );
   }
 
-  function expireOne(request: ApprovalRequest, now: Date): void {
+  function expireOne(request: Approval, now: Date): void {
     request.status = 'expired';
-    request.decision = request.on_expiry;
-    request.decided_at = now.toISOString();
+    request.decision = timeoutDecision(request.on_timeout);
+    request.decided_at = now.getTime();
     request.decided_by = 'expiry';
     request.decided_via = 'expiry';
   }
 
-  async function expire(now: Date = clock()): Promise<ApprovalRequest[]> {
-    const expired: ApprovalRequest[] = [];
+  async function expire(now: Date = clock()): Promise<Approval[]> {
+    const expired: Approval[] = [];
     for (const request of requests.values()) {
-      if (request.status === 'pending' && Date.parse(request.expires_at) <= now.getTime()) {
+      if (request.status === 'pending' && request.expires_at <= now.getTime()) {
         expireOne(request, now);
         expired.push(request);
       }
@@ -398,13 +426,15 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
     return expired.map((request) => structuredClone(request));
   }
 
-  function newestPending(agent: string): ApprovalRequest | undefined {
-    let found: ApprovalRequest | undefined;
+  /** The newest pending request about `agent` (in cell `cell.uuid`, when given: two cells may both have a `scout`). */
+  function newestPending(agent: string, cell?: { uuid: string | undefined }): Approval | undefined {
+    let found: Approval | undefined;
     for (const request of requests.values()) {
       if (
         request.agent === agent &&
+        (cell === undefined || request.cell_uuid === cell.uuid) &&
         request.status === 'pending' &&
-        (!found || request.created_at > found.created_at)
+        (!found || request.requested_at > found.requested_at)
       )
         found = request;
     }
@@ -415,7 +445,7 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
     if (state !== 'started')
       return refuse(via, attempt, 'unknown_request', 'the broker is not running');
     const now = clock();
-    let request: ApprovalRequest | undefined;
+    let request: Approval | undefined;
     if (attempt.request_id !== undefined) {
       request = requests.get(attempt.request_id);
       if (!request)
@@ -444,7 +474,7 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
         via,
         attempt,
         'expired',
-        `request ${request.id} expired at ${request.decided_at}`,
+        `request ${request.id} expired at ${isoOf(request.decided_at ?? request.expires_at)}`,
         request,
       );
     if (request.status !== 'pending') {
@@ -456,7 +486,7 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
         request,
       );
     }
-    if (Date.parse(request.expires_at) <= now.getTime()) {
+    if (request.expires_at <= now.getTime()) {
       expireOne(request, now);
       await saveOrLog(`expiry of ${request.id}`);
       emitDecision(request);
@@ -464,18 +494,18 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
         via,
         attempt,
         'expired',
-        `request ${request.id} expired at ${request.expires_at}`,
+        `request ${request.id} expired at ${isoOf(request.expires_at)}`,
         request,
       );
     }
     if (attempt.sent_at) {
       const sent = attempt.sent_at.getTime();
-      if (sent < Date.parse(request.created_at) - clockSkewMs) {
+      if (sent < request.requested_at - clockSkewMs) {
         return refuse(
           via,
           attempt,
           'stale',
-          `answer written at ${attempt.sent_at.toISOString()}, before request ${request.id} was created at ${request.created_at}`,
+          `answer written at ${attempt.sent_at.toISOString()}, before request ${request.id} was created at ${isoOf(request.requested_at)}`,
           request,
         );
       }
@@ -491,9 +521,10 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
     // Check and set with no await in between: the first valid decision wins.
     request.status = statusOf(attempt.decision);
     request.decision = attempt.decision;
-    request.decided_at = now.toISOString();
+    request.decided_at = now.getTime();
     request.decided_by = attempt.identity.slice(0, 200);
     request.decided_via = via;
+    if (attempt.reason) request.reason = attempt.reason.slice(0, 500);
     await saveOrLog(`decision on ${request.id}`);
     emitDecision(request);
     return { ok: true, request: structuredClone(request) };
@@ -511,9 +542,9 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
   }
 
   async function load(): Promise<void> {
-    let store: ApprovalStore;
+    let store: ApprovalsFile;
     try {
-      store = await readJsonFile(options.path, ApprovalStoreSchema, { maxBytes: 64 * 1024 * 1024 });
+      store = await readJsonFile(options.path, ApprovalsFileSchema, { maxBytes: 64 * 1024 * 1024 });
     } catch (error) {
       if ((error as { code?: string }).code === 'CELL_NOT_FOUND') return;
       throw new NotifyError(
@@ -567,32 +598,33 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
           'NOTIFY_INVALID_INPUT',
           `approval request: agent: ${formatIssues(agent.error)}`,
         );
-      const existing = newestPending(agent.data);
+      const existing = newestPending(agent.data, { uuid: input.cell_uuid });
       if (existing) return structuredClone(existing);
-      const now = clock();
+      const now = clock().getTime();
       const ttlSeconds = input.ttl_seconds ?? config.ttl_seconds;
-      const parsed = ApprovalRequestSchema.safeParse({
+      const expiresAt = input.expires_at ?? now + Math.round(ttlSeconds * 1000);
+      const parsed = ApprovalSchema.safeParse({
         id: createApprovalId(),
         agent: agent.data,
         mission: input.mission,
         ...(input.cell_uuid !== undefined ? { cell_uuid: input.cell_uuid } : {}),
+        kind: input.kind ?? 'revive',
         reasons: input.reasons,
-        substitute: input.substitute ?? null,
-        ...(input.proposed_action !== undefined ? { proposed_action: input.proposed_action } : {}),
-        created_at: now.toISOString(),
-        expires_at: new Date(now.getTime() + ttlSeconds * 1000).toISOString(),
-        on_expiry: input.on_expiry ?? config.on_expiry,
+        proposed: input.proposed ?? 'restart',
+        ...(input.substitute ? { substitute: input.substitute } : {}),
+        channels: input.channels ?? [],
+        requested_at: now,
+        expires_at: expiresAt,
+        on_timeout:
+          input.on_timeout ?? (config.on_expiry === 'approve' ? 'proceed' : 'record_only'),
         status: 'pending',
         decision: null,
-        decided_at: null,
-        decided_by: null,
-        decided_via: null,
         deliveries: {},
       });
-      if (!parsed.success || !(ttlSeconds > 0)) {
+      if (!parsed.success || !(expiresAt > now)) {
         throw new NotifyError(
           'NOTIFY_INVALID_INPUT',
-          `approval request for ${agent.data}: ${parsed.success ? 'ttl_seconds: must be positive' : formatIssues(parsed.error)}`,
+          `approval request for ${agent.data}: ${parsed.success ? 'expires_at: must be after now (ttl_seconds must be positive)' : formatIssues(parsed.error)}`,
         );
       }
       const request = parsed.data;
@@ -604,7 +636,7 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
         throw error;
       }
       logger.info(
-        `approvals: asked about ${request.agent} (${request.id}), expires ${request.expires_at}`,
+        `approvals: asked about ${request.agent} (${request.id}), expires ${isoOf(request.expires_at)}`,
         { request_id: request.id, agent: request.agent },
       );
       for (const channel of channels) sendRequest(channel, request);
@@ -640,6 +672,27 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
       );
     },
 
+    decideTrusted(input) {
+      const attempt = { identity: input.by, request_id: input.id };
+      if (input.channel !== 'cli' && input.channel !== 'http')
+        return Promise.resolve(
+          refuse(
+            String(input.channel),
+            attempt,
+            'bad_token',
+            'trusted decisions come through cli or http only',
+          ),
+        );
+      return track(
+        decideAs(input.channel, {
+          decision: input.decision,
+          identity: input.by,
+          request_id: input.id,
+          ...(input.reason ? { reason: input.reason } : {}),
+        }),
+      );
+    },
+
     expire,
 
     async cancel(id, reason) {
@@ -647,10 +700,10 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
       if (!request || request.status !== 'pending') return undefined;
       request.status = 'cancelled';
       request.decision = null;
-      request.decided_at = clock().toISOString();
+      request.decided_at = clock().getTime();
       request.decided_by = 'daemon';
       request.decided_via = 'cancel';
-      if (reason) request.cancel_reason = reason.slice(0, 500);
+      if (reason) request.reason = reason.slice(0, 500);
       await saveOrLog(`withdrawal of ${request.id}`);
       emitDecision(request);
       return structuredClone(request);
@@ -680,7 +733,7 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
           set.delete(done);
           reject(new NotifyError('NOTIFY_CLOSED', `approvals: stopped waiting for ${id}`));
         };
-        const done = (decided: ApprovalRequest): void => {
+        const done = (decided: Approval): void => {
           signal?.removeEventListener('abort', onAbort);
           resolve(decided);
         };
@@ -704,6 +757,11 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
       while (saving) await saving.catch(() => undefined);
     },
   };
+}
+
+/** A time in ms since epoch as ISO 8601, for messages. */
+function isoOf(ms: number): string {
+  return new Date(ms).toISOString();
 }
 
 function validateTokens(tokens: ApprovalToken[]): ApprovalToken[] {

@@ -1,5 +1,5 @@
 import { AGENT_NAME_PATTERN } from '@pit/cell-spec';
-import type { ApprovalDecision } from './approval-request.js';
+import type { ApprovalDecision } from '@pit/cell-spec';
 
 /** A parsed text command from an approver. */
 export type ApprovalCommand =

@@ -1,4 +1,4 @@
-import type { ApprovalRequest } from './approval-request.js';
+import type { Approval } from '@pit/cell-spec';
 
 /** Options of {@link renderApprovalRequest}. */
 export interface RenderApprovalOptions {
@@ -9,15 +9,9 @@ export interface RenderApprovalOptions {
 }
 
 /** The plain-text body of an approval request, the same on every channel. */
-export function renderApprovalRequest(
-  request: ApprovalRequest,
-  options: RenderApprovalOptions,
-): string {
+export function renderApprovalRequest(request: Approval, options: RenderApprovalOptions): string {
   const now = options.now ?? new Date();
-  const minutes = Math.max(
-    0,
-    Math.round((Date.parse(request.expires_at) - now.getTime()) / 60_000),
-  );
+  const minutes = Math.max(0, Math.round((request.expires_at - now.getTime()) / 60_000));
   const lines = [
     `❓ [pit] Approval needed: revive ${request.agent}?`,
     `Mission: ${request.mission}`,
@@ -25,10 +19,10 @@ export function renderApprovalRequest(
   ];
   if (request.reasons.length > 0)
     lines.push('Reasons:', ...request.reasons.map((reason) => `• ${reason}`));
-  if (request.proposed_action) lines.push(`Proposed: ${request.proposed_action}`);
+  lines.push(`Proposed: ${spoken(request.proposed)}`);
   lines.push(`Suggested substitute: ${request.substitute ?? 'none'}`);
   lines.push(
-    `Expires: ${request.expires_at} (in ${minutes} min); if nobody answers: ${request.on_expiry}`,
+    `Expires: ${iso(request.expires_at)} (in ${minutes} min); if nobody answers: ${spoken(request.on_timeout)}`,
   );
   lines.push(`Request: ${request.id}`);
   lines.push(options.howToAnswer);
@@ -36,17 +30,27 @@ export function renderApprovalRequest(
 }
 
 /** One line saying how a decided request ended, or null while it is pending. */
-export function renderApprovalOutcome(request: ApprovalRequest): string | null {
+export function renderApprovalOutcome(request: Approval): string | null {
   switch (request.status) {
     case 'pending':
       return null;
     case 'approved':
-      return `✅ Approved by ${request.decided_by} via ${request.decided_via} at ${request.decided_at}`;
+      return `✅ Approved by ${request.decided_by} via ${request.decided_via} at ${iso(request.decided_at)}`;
     case 'denied':
-      return `❌ Denied by ${request.decided_by} via ${request.decided_via} at ${request.decided_at}`;
+      return `❌ Denied by ${request.decided_by} via ${request.decided_via} at ${iso(request.decided_at)}`;
     case 'expired':
-      return `⌛ Expired at ${request.decided_at} unanswered; default applied: ${request.decision}`;
+      return `⌛ Expired at ${iso(request.decided_at)} unanswered; default applied: ${request.decision} (${spoken(request.on_timeout)})`;
     case 'cancelled':
-      return `🚫 Withdrawn at ${request.decided_at}${request.cancel_reason ? `: ${request.cancel_reason}` : ''}; no answer needed`;
+      return `🚫 Withdrawn at ${iso(request.decided_at)}${request.reason ? `: ${request.reason}` : ''}; no answer needed`;
   }
+}
+
+/** `rollback_and_restart` → `rollback and restart`. */
+function spoken(word: string): string {
+  return word.replace(/_/g, ' ');
+}
+
+/** A time in ms since epoch as ISO 8601 (`?` when absent). */
+function iso(ms: number | undefined): string {
+  return ms === undefined ? '?' : new Date(ms).toISOString();
 }

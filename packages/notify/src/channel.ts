@@ -1,4 +1,4 @@
-import type { ApprovalDecision, ApprovalRequest } from './approval-request.js';
+import type { Approval, ApprovalDecision } from '@pit/cell-spec';
 import type { AlertBatch } from './alert.js';
 
 /** Why an approval attempt was refused. */
@@ -44,12 +44,14 @@ export interface DecisionAttempt {
   identity: string;
   /** When the approver wrote the answer (for freshness checks); omitted for button presses. */
   sent_at?: Date;
+  /** The approver's note, recorded as the request's `reason`. */
+  reason?: string;
 }
 
 /** The outcome of a decision attempt: a value, never an exception. */
 export type DecisionResult =
-  | { ok: true; request: ApprovalRequest }
-  | { ok: false; reason: RejectReason; detail: string; request?: ApprovalRequest };
+  | { ok: true; request: Approval }
+  | { ok: false; reason: RejectReason; detail: string; request?: Approval };
 
 /**
  * What the broker gives each channel: the only way a channel can decide. It is bound to the
@@ -61,7 +63,7 @@ export interface ApprovalSink {
   /** Reports an attempt the channel refused itself (not an approver, bad signature, …). */
   reject(attempt: Omit<RejectedAttempt, 'channel' | 'at'>): void;
   /** The request with that id, if the broker knows it. */
-  get(id: string): ApprovalRequest | undefined;
+  get(id: string): Approval | undefined;
 }
 
 /** A channel that can carry approval requests (Telegram, Nostr, or your own). */
@@ -76,10 +78,10 @@ export interface ApprovalChannel {
    *   {@link ApprovalChannel.sendApprovalOutcome}, or undefined.
    * @throws {NotifyError} NOTIFY_SEND_FAILED / NOTIFY_TIMEOUT (retryable when transient).
    */
-  sendApprovalRequest(request: ApprovalRequest, signal: AbortSignal): Promise<string | undefined>;
+  sendApprovalRequest(request: Approval, signal: AbortSignal): Promise<string | undefined>;
   /** Shows how a request ended (who decided, or that it expired). */
   sendApprovalOutcome(
-    request: ApprovalRequest,
+    request: Approval,
     reference: string | undefined,
     signal: AbortSignal,
   ): Promise<void>;

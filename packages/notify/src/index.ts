@@ -1,16 +1,5 @@
 export { NotifyError, type NotifyErrorCode } from './errors.js';
 export { silentLogger, redactingLogger, type Logger, type LogFields } from './logger.js';
-export {
-  ApprovalRequestSchema,
-  ApprovalStoreSchema,
-  ApprovalIdSchema,
-  ApprovalStatusSchema,
-  ApprovalDecisionSchema,
-  type ApprovalRequest,
-  type ApprovalStore,
-  type ApprovalStatus,
-  type ApprovalDecision,
-} from './approval-request.js';
 export { parseApprovalCommand, type ApprovalCommand } from './approval-command.js';
 export { renderApprovalRequest, renderApprovalOutcome } from './approval-text.js';
 export {
@@ -22,6 +11,7 @@ export {
   type ApprovalToken,
   type AskInput,
   type TokenDecision,
+  type TrustedDecision,
 } from './approval-broker.js';
 export type {
   ApprovalChannel,

@@ -1,14 +1,11 @@
 import { z } from 'zod';
 import { ApprovalsConfigSchema } from './approval-broker.js';
-import { ApprovalRequestSchema, ApprovalStoreSchema } from './approval-request.js';
 import { IssuesConfigSchema } from './issue-tracker.js';
 import { NostrConfigSchema } from './nostr-channel.js';
 import { TelegramConfigSchema } from './telegram-channel.js';
 
 /** The schemas published as JSON Schema files (`schemas/<name>.schema.json`). */
 export const NOTIFY_JSON_SCHEMAS = {
-  'approval-request': ApprovalRequestSchema,
-  'approvals-file': ApprovalStoreSchema,
   'approvals-config': ApprovalsConfigSchema,
   'telegram-config': TelegramConfigSchema,
   'nostr-config': NostrConfigSchema,

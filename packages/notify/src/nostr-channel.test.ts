@@ -12,7 +12,7 @@ import {
   type TestNostrRelay,
 } from '../test/servers/index.js';
 import { createApprovalBroker, type ApprovalBroker } from './approval-broker.js';
-import type { ApprovalRequest } from './approval-request.js';
+import type { Approval } from '@pit/cell-spec';
 import type { RejectedAttempt } from './channel.js';
 import { createNostrChannel, type NostrChannel } from './nostr-channel.js';
 
@@ -27,7 +27,7 @@ describe('createNostrChannel', () => {
   let stranger: TestApprover;
   let cleanup: () => Promise<void>;
   let rejected: RejectedAttempt[];
-  let decisions: ApprovalRequest[];
+  let decisions: Approval[];
   const daemonKey = generateSecretKey();
   const daemonPub = getPublicKey(daemonKey);
 
@@ -77,7 +77,7 @@ describe('createNostrChannel', () => {
     await cleanup();
   });
 
-  async function askAndReceive(agent = 'scout'): Promise<ApprovalRequest> {
+  async function askAndReceive(agent = 'scout'): Promise<Approval> {
     const request = await broker.ask({
       agent,
       mission: 'survey',
@@ -150,7 +150,7 @@ describe('createNostrChannel', () => {
     await approver.reply(daemonPub, `approve ${request.id}`, { createdAt: nowSeconds() - 3600 });
     // A genuine, fresh reply written before the request existed.
     await approver.reply(daemonPub, `approve ${request.id}`, {
-      createdAt: Math.floor(Date.parse(request.created_at) / 1000) - 300,
+      createdAt: Math.floor(request.requested_at / 1000) - 300,
     });
     // A fresh reply naming a request that does not exist.
     await approver.reply(daemonPub, `approve ${'0'.repeat(32)}`);

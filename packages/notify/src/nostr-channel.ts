@@ -3,7 +3,7 @@ import type { Filter } from 'nostr-tools/filter';
 import type { NostrEvent } from 'nostr-tools/pure';
 import { z } from 'zod';
 import { parseApprovalCommand } from './approval-command.js';
-import type { ApprovalRequest } from './approval-request.js';
+import type { Approval } from '@pit/cell-spec';
 import { renderApprovalOutcome, renderApprovalRequest } from './approval-text.js';
 import { formatAlertText, type AlertBatch } from './alert.js';
 import type { AlertChannel, ApprovalChannel, ApprovalSink, DecisionResult } from './channel.js';
@@ -482,7 +482,7 @@ export function createNostrChannel(options: NostrChannelOptions): NostrChannel {
     return delivered;
   }
 
-  function requestText(request: ApprovalRequest): string {
+  function requestText(request: Approval): string {
     return renderApprovalRequest(request, {
       now: clock(),
       howToAnswer: `Reply "approve ${request.id}" or "deny ${request.id}" (or "revive ${request.agent}" / "skip ${request.agent}").`,

@@ -7,7 +7,7 @@ import {
 } from '../test/servers/index.js';
 import { captureLogger, manualClock, tempDir } from '../test/helpers.js';
 import { createApprovalBroker, type ApprovalBroker } from './approval-broker.js';
-import type { ApprovalRequest } from './approval-request.js';
+import type { Approval } from '@pit/cell-spec';
 import type { RejectedAttempt } from './channel.js';
 import { createTelegramChannel, type TelegramChannel } from './telegram-channel.js';
 import { PitError } from '@pit/cell-spec';
@@ -28,7 +28,7 @@ describe('createTelegramChannel', () => {
   let channel: TelegramChannel;
   let broker: ApprovalBroker;
   let cleanup: () => Promise<void>;
-  let decisions: ApprovalRequest[];
+  let decisions: Approval[];
   let rejected: RejectedAttempt[];
   let logger: ReturnType<typeof captureLogger>;
   let clock: ReturnType<typeof manualClock>;
@@ -73,9 +73,7 @@ describe('createTelegramChannel', () => {
     await cleanup();
   });
 
-  async function askAndShow(
-    agent = 'scout',
-  ): Promise<{ request: ApprovalRequest; messageId: number }> {
+  async function askAndShow(agent = 'scout'): Promise<{ request: Approval; messageId: number }> {
     const request = await broker.ask({
       agent,
       mission: 'survey',

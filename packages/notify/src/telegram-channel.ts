@@ -1,7 +1,7 @@
 import type { Bot, Context, GrammyError } from 'grammy';
 import { z } from 'zod';
 import { parseApprovalCommand } from './approval-command.js';
-import type { ApprovalRequest } from './approval-request.js';
+import type { Approval } from '@pit/cell-spec';
 import { renderApprovalOutcome, renderApprovalRequest } from './approval-text.js';
 import { formatAlertText, type AlertBatch } from './alert.js';
 import type { AlertChannel, ApprovalChannel, ApprovalSink, DecisionResult } from './channel.js';
@@ -276,7 +276,7 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
     }
   }
 
-  function requestText(request: ApprovalRequest): string {
+  function requestText(request: Approval): string {
     return renderApprovalRequest(request, {
       now: clock(),
       howToAnswer: `Press a button, or reply "revive ${request.agent}" / "skip ${request.agent}".`,

@@ -1,10 +1,11 @@
-import type { FailureClass, OnTimeout } from './policy-config.js';
+import type { Approval, RemedyAction } from '@pit/cell-spec';
+import type { FailureClass } from './policy-config.js';
 
 /** An agent's health as the assessor sees it. */
 export type HealthState = 'healthy' | 'degraded' | 'dead' | 'unknown';
 
-/** A remedy the Pit can carry out (what an approval request proposes). */
-export type RemedyAction = 'restart' | 'rollback_and_restart' | 'substitute';
+/** A remedy the Pit can carry out (what an approval request proposes; @pit/cell-spec's). */
+export type { RemedyAction };
 
 /** The agent a decision is about. */
 export interface AgentRef {
@@ -44,25 +45,17 @@ export interface AgentHealth {
   failure?: FailureInfo;
 }
 
-/** The latest approval request about an agent, as the daemon recorded it. Times are ms since epoch. */
-export interface ApprovalRecord {
-  id: string;
-  /** `revive`: asked because of the policy; `escalation`: asked because the restart budget ran out. */
-  kind: 'revive' | 'escalation';
-  status: 'pending' | 'approved' | 'denied' | 'expired';
-  /** What the request proposed. */
-  proposed: RemedyAction;
-  /** The substitute the request suggested. */
-  substitute?: string;
-  /** What the approver chose, when it differs from the proposal. */
-  action?: RemedyAction;
-  requested_at: number;
-  expires_at: number;
-  /** When it was answered (approved or denied). */
-  decided_at?: number;
-  /** What the request said would happen on expiry (kept so a config change does not alter an open request). */
-  on_timeout?: OnTimeout;
-}
+/**
+ * The latest approval request about an agent: the fields of @pit/cell-spec's {@link Approval}
+ * that the policy reads, so the daemon passes its stored request as it is. A `cancelled` request
+ * counts as none. `on_timeout` is what the request said would happen on expiry (kept so a config
+ * change does not alter an open request); without it the policy's `approval.on_timeout` applies.
+ */
+export type ApprovalRecord = Pick<
+  Approval,
+  'id' | 'kind' | 'status' | 'proposed' | 'requested_at' | 'expires_at'
+> &
+  Partial<Pick<Approval, 'substitute' | 'action' | 'decided_at' | 'on_timeout'>>;
 
 /** A stretch of time during which the agent was healthy (ms since epoch); `to` is absent while it lasts. */
 export interface HealthyPeriod {

@@ -302,6 +302,13 @@ describe('decide: approvals', () => {
     });
   });
 
+  it('treats a withdrawn (cancelled) request as none and asks again', () => {
+    expect(run({ config: asking, history: approval('cancelled') })).toMatchObject({
+      action: 'ask',
+      rule: 'mode.ask',
+    });
+  });
+
   it('carries out an approval past the restart budget and the backoff, once', () => {
     const restarts = [1, 2, 3, 4, 5].map((index) => NOW - index * SECOND);
     const history = { ...approval('approved', { decided_at: NOW - 500 }), restarts };

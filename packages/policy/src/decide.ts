@@ -293,7 +293,7 @@ function decideDead(s: Situation): Decision {
 /** A pending request whatever its age; an answered one only if it belongs to this death. */
 function relevantApproval(s: Situation): ApprovalRecord | undefined {
   const approval = s.history.approval;
-  if (approval === undefined) return undefined;
+  if (approval === undefined || approval.status === 'cancelled') return undefined;
   if (approval.status === 'pending' || approval.requested_at >= s.deadSince) return approval;
   return undefined;
 }

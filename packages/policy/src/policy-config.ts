@@ -1,4 +1,4 @@
-import { AgentNameSchema } from '@pit/cell-spec';
+import { AgentNameSchema, OnTimeoutSchema, type OnTimeout } from '@pit/cell-spec';
 import { z } from 'zod';
 import { DurationSchema } from './duration.js';
 
@@ -74,19 +74,8 @@ export const FailureActionSchema = z.enum([
 /** An action for a failure class (see {@link FailureActionSchema}). */
 export type FailureAction = z.infer<typeof FailureActionSchema>;
 
-/**
- * What happens when an approval request expires unanswered: `record_only`, `proceed` (carry out
- * what the request proposed), `restart`, `rollback_and_restart` or `substitute`.
- */
-export const OnTimeoutSchema = z.enum([
-  'record_only',
-  'proceed',
-  'restart',
-  'rollback_and_restart',
-  'substitute',
-]);
-/** What happens to an approval request that expires (see {@link OnTimeoutSchema}). */
-export type OnTimeout = z.infer<typeof OnTimeoutSchema>;
+/** What happens when an approval request expires unanswered (@pit/cell-spec's, shared with the approval record). */
+export { OnTimeoutSchema, type OnTimeout };
 
 /** A mission name, as in `cell.json`'s `mission`. */
 export const MissionNameSchema = z.string().min(1, { message: 'must not be empty' }).max(200);

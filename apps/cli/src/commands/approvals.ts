@@ -1,11 +1,9 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import {
   openApprovalStore,
   readApprovals,
+  readDaemonFile,
   readDaemonLock,
   type PitConfig,
-  type StoredApproval,
 } from '@pit/daemon';
 import { RefusedError, UsageError } from '../errors.js';
 import { EXIT } from '../exit-codes.js';
@@ -36,10 +34,10 @@ export async function listApprovals(
       approvals.map((approval) => [
         approval.id,
         approval.agent,
-        approval.cell?.slice(0, 8),
+        approval.cell_uuid?.slice(0, 8),
         approval.status === 'pending'
           ? 'pending'
-          : `${approval.status}${approval.by ? ` by ${approval.by}` : ''}${approval.channel ? ` via ${approval.channel}` : ''}`,
+          : `${approval.status}${approval.decided_by ? ` by ${approval.decided_by}` : ''}${approval.decided_via ? ` via ${approval.decided_via}` : ''}`,
         `${approval.proposed}${approval.substitute ? ` → ${approval.substitute}` : ''}`,
         approval.status === 'pending' ? formatAge((approval.expires_at - now) / 1000) : undefined,
         approval.reasons.join('; ').slice(0, 80),
@@ -50,12 +48,10 @@ export async function listApprovals(
   return EXIT.ok;
 }
 
-/** Where a running daemon answers HTTP: what it recorded in its state dir, else the configured address. */
+/** Where a running daemon answers HTTP: what it recorded in its state dir (`daemon.json`), else the configured address. */
 async function daemonUrl(config: PitConfig): Promise<string> {
-  const recorded = await readFile(join(config.daemon.state_dir, 'daemon.json'), 'utf8')
-    .then((text) => (JSON.parse(text) as { url?: unknown }).url)
-    .catch(() => undefined);
-  if (typeof recorded === 'string' && /^https?:\/\//.test(recorded)) return recorded;
+  const recorded = (await readDaemonFile(config.daemon.state_dir))?.url;
+  if (recorded !== undefined && /^https?:\/\//.test(recorded)) return recorded;
   const listen = config.daemon.http.listen;
   if (!config.daemon.http.enabled || listen.endsWith(':0')) {
     throw new RefusedError(
@@ -140,5 +136,3 @@ export async function decide(
   }
   return EXIT.ok;
 }
-
-export type { StoredApproval };

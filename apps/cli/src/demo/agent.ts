@@ -49,7 +49,7 @@ const beat = () =>
 const health = createHealthServer({ service: agent, port: Number(option('--port') ?? 0) });
 const address = await health.listen();
 await beat();
-const timer = setInterval(beat, 500);
+const timer = setInterval(() => void beat(), 500);
 process.stdout.write(`${agent}: pid ${process.pid}, health on ${address.host}:${address.port}\n`);
 process.on('SIGTERM', () => {
   clearInterval(timer);
