@@ -1,15 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import {
-  accessSync,
-  closeSync,
-  constants,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  writeSync,
-} from 'node:fs';
+import { accessSync, closeSync, constants, mkdirSync, openSync, writeSync } from 'node:fs';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import { assertAgentName, cellPaths, type IsolationProfile } from '@pit/cell-spec';
+import { readProcessStatSync } from '@pit/probes';
 import { DaemonError } from './errors.js';
 import type { Logger } from './logger.js';
 import { createPodman, type Podman } from './podman.js';
@@ -17,7 +10,6 @@ import {
   checkProcess,
   decodeWaitStatus,
   INSTANCE_ENV,
-  parseProcStat,
   signalGroup,
   signalProcess,
 } from './proc.js';
@@ -403,7 +395,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
       if (agentProcess.adopted) {
         const now = await checkProcess(agentProcess.pid, agentProcess.startTime);
         if (!now.alive) return;
-        if (now.stat.pgid === agentProcess.pid) signalGroup(agentProcess.pid, signal);
+        if (now.stat.pgrp === agentProcess.pid) signalGroup(agentProcess.pid, signal);
         else signalProcess(agentProcess.pid, signal);
       } else {
         signalGroup(agentProcess.pid, signal);
@@ -468,7 +460,7 @@ function openLog(logPath: string): number {
 
 function readStatSync(pid: number) {
   try {
-    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    return readProcessStatSync(pid);
   } catch {
     return undefined;
   }

@@ -38,6 +38,7 @@ import {
   tcpProbe,
   wsProbe,
   createProcessTable,
+  processStartedAtMs,
   type Assessor,
   type HeartbeatProbe,
   type ProbeEvent,
@@ -1929,19 +1930,6 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   };
 
   return { start, sweep, status, decideApproval, reload, stop, health, metrics };
-}
-
-let bootTimeMs: number | undefined;
-/** When a process started (ms since epoch), from its start time in clock ticks and the boot time in `/proc/stat`. */
-async function processStartedAtMs(startTicks: number): Promise<number | undefined> {
-  if (bootTimeMs === undefined) {
-    const stat = await fs.readFile('/proc/stat', 'utf8').catch(() => '');
-    const btime = /^btime (\d+)$/m.exec(stat)?.[1];
-    if (!btime) return undefined;
-    bootTimeMs = Number(btime) * 1000;
-  }
-  // Linux reports stat times in USER_HZ, 100 on every mainstream architecture.
-  return bootTimeMs + (startTicks / 100) * 1000;
 }
 
 function emptyState(): CellState {
