@@ -71,6 +71,23 @@ describe('pit config check', () => {
     expect(text.stdout).toMatch(/mode\s+ask\s+from mission:archive/);
   }, 60_000);
 
+  it('names the key to write instead of an older one, and still accepts the config', async () => {
+    const config = writeConfig(
+      [
+        '[daemon]',
+        'state_dir = "state"',
+        '[cells]',
+        'root = "missions"',
+        'resurrect_after_s = 30',
+      ].join('\n'),
+    );
+    const result = await pit(['--config', config, 'config', 'check']);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain(
+      `notice: ${config}:5:1: cells.resurrect_after_s: deprecated: write dead_after = "30s" under [policy.defaults] instead`,
+    );
+  }, 60_000);
+
   it('reports every problem at once with line and column, exit 2', async () => {
     const config = writeConfig(
       [

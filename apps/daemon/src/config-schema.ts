@@ -59,10 +59,16 @@ export const CellsSectionSchema = z.strictObject({
   root: z.string().min(1).default(DEFAULT_CELLS_ROOT),
   /** A heartbeat older than this counts as a failed check. @default 90 (s) */
   heartbeat_stale_s: seconds(90),
-  /** How long an agent must have been dead before it is revived. @default 120 (s) */
-  resurrect_after_s: z.number().nonnegative().default(120),
-  /** Revive attempts before escalating. @default 5 */
-  max_revive_attempts: z.number().int().positive().default(5),
+  /**
+   * Deprecated, still accepted: how long an agent must have been dead before it is revived (s).
+   * Write `[policy.defaults] dead_after` instead (see ./config-deprecations.ts).
+   */
+  resurrect_after_s: z.number().nonnegative().optional(),
+  /**
+   * Deprecated, still accepted: revive attempts before escalating. Write `[policy.defaults]
+   * max_revive_attempts` instead (see ./config-deprecations.ts).
+   */
+  max_revive_attempts: z.number().int().positive().optional(),
   /** Default probe interval of every agent. @default 10 (s) */
   poll_interval_s: seconds(10),
   /** Watch the root for new cells (else they are found on the next poll). @default true */

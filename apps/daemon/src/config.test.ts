@@ -265,6 +265,36 @@ describe('loadConfig', () => {
     });
   });
 
+  it('accepts the older [cells] keys and says, at their line, which key to write instead', () => {
+    const old = parseConfig('[cells]\nresurrect_after_s = 120\nmax_revive_attempts = 5\n', 'toml');
+    expect(old.ok && old.notices).toEqual([
+      {
+        path: 'cells.resurrect_after_s',
+        message: 'deprecated: write dead_after = "2m" under [policy.defaults] instead',
+        line: 2,
+        column: 1,
+      },
+      {
+        path: 'cells.max_revive_attempts',
+        message: 'deprecated: write max_revive_attempts = 5 under [policy.defaults] instead',
+        line: 3,
+        column: 1,
+      },
+    ]);
+    const both = parseConfig(
+      '[cells]\nresurrect_after_s = 120\n[policy.defaults]\ndead_after = "1m"\n',
+      'toml',
+    );
+    expect(both.ok && both.notices).toEqual([
+      expect.objectContaining({
+        path: 'cells.resurrect_after_s',
+        message: expect.stringMatching(/ignored: \[policy\.defaults\] sets dead_after, which wins/),
+      }),
+    ]);
+    const current = parseConfig('[policy.defaults]\ndead_after = "1m"\n', 'toml');
+    expect(current.ok && current.notices).toEqual([]);
+  });
+
   it('requires cwd for an agent outside cells', () => {
     const result = parseConfig('[agents.gw]\ncell = "none"\nargv = ["x"]\n', 'toml');
     expect(!result.ok && result.problems[0]).toMatchObject({

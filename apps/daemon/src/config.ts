@@ -10,6 +10,7 @@ import {
   secretEnvNames,
   type PitConfig,
 } from './config-schema.js';
+import { findDeprecatedKeys } from './config-deprecations.js';
 import { locateTomlKeys, positionOf, type SourcePosition } from './toml-locations.js';
 
 /** Where the config came from. */
@@ -97,7 +98,14 @@ export function formatConfigProblems(file: string, problems: ConfigProblem[]): s
 
 /** The outcome of {@link parseConfig}. */
 export type ParseConfigResult =
-  { ok: true; config: PitConfig; policyInput: unknown } | { ok: false; problems: ConfigProblem[] };
+  | {
+      ok: true;
+      config: PitConfig;
+      policyInput: unknown;
+      /** Older keys that are set, each with the key to use instead (the config is valid). */
+      notices: ConfigProblem[];
+    }
+  | { ok: false; problems: ConfigProblem[] };
 
 /**
  * Parses and validates a config text (TOML or JSON), collecting every problem at once:
@@ -144,10 +152,16 @@ export function parseConfig(text: string, format: 'toml' | 'json'): ParseConfigR
   const parsed = PitConfigSchema.safeParse(raw);
   if (!parsed.success) problems.push(...issuesToProblems(parsed.error, at));
   if (problems.length > 0) return { ok: false, problems: sortProblems(problems) };
+  const config = parsed.data!;
   return {
     ok: true,
-    config: parsed.data!,
+    config,
     policyInput: (raw as { policy?: unknown }).policy ?? {},
+    notices: findDeprecatedKeys(config).map((found) => ({
+      path: found.path.join('.'),
+      message: found.message,
+      ...at(found.path),
+    })),
   };
 }
 
@@ -279,6 +293,11 @@ export interface LoadedConfig {
   secrets: string[];
   /** The `[policy]` table as written (for @pit/policy's reference checks). */
   policyInput: unknown;
+  /**
+   * Older keys that are set, each with the key to use instead, rendered one per line as
+   * `file:line:column: key.path: message` (empty when there are none).
+   */
+  notices: string[];
 }
 
 /** Options of {@link loadConfig}. */
@@ -310,6 +329,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
       baseDir: options.cwd,
       secrets: collectSecrets(parsed.config, options.env),
       policyInput: parsed.policyInput,
+      notices: [],
     };
   }
   return loadConfigFile(location.path, { ...options, source: location.source });
@@ -356,6 +376,7 @@ export async function loadConfigFile(
     baseDir,
     secrets: collectSecrets(parsed.config, options.env),
     policyInput: parsed.policyInput,
+    notices: parsed.notices.map((notice) => formatConfigProblems(path, [notice])),
   };
 }
 

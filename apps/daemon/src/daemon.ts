@@ -8,7 +8,7 @@ import { removeDaemonFile, writeDaemonFile } from './daemon-file.js';
 import { createCellEventFeed } from './event-feed.js';
 import { startHttpServer, type HttpServer } from './http.js';
 import { acquireDaemonLock, type DaemonLock } from './lock.js';
-import { createLogger, type DaemonLogger, type LoggerOptions } from './logger.js';
+import { createLogger, type DaemonLogger, type Logger, type LoggerOptions } from './logger.js';
 import { createMetricsRegistry } from './metrics.js';
 import { createNotifier, type Notifier } from './notifier.js';
 import { createSupervisor, type Supervisor, type SweepReport } from './supervisor.js';
@@ -93,6 +93,7 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
     ...(loaded.config.daemon.log_file ? { file: loaded.config.daemon.log_file } : {}),
     ...options.log,
   });
+  warnDeprecatedKeys(logger, loaded);
   const lock: DaemonLock = await acquireDaemonLock(loaded.config.daemon.state_dir, {
     ...(loaded.config.daemon.pid_file ? { pidFile: loaded.config.daemon.pid_file } : {}),
     onStale: (holder) => logger.warn('took over a stale lock', { previous_pid: holder?.pid }),
@@ -225,6 +226,7 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
           sections: needsRestart,
         });
       logger.addSecrets(next.secrets);
+      warnDeprecatedKeys(logger, next);
       logger.setLevel(options.logLevel ?? next.config.daemon.log_level);
       await supervisor.reload(next.config, next.policyInput);
       http?.setToken(env[next.config.daemon.http.token_env] || undefined);
@@ -283,6 +285,7 @@ export async function sweepOnce(options: DaemonOptions = {}): Promise<SweepRepor
     secrets: loaded.secrets,
     ...options.log,
   });
+  warnDeprecatedKeys(logger, loaded);
   const lock = await acquireDaemonLock(loaded.config.daemon.state_dir);
   try {
     const supervisor = await createSupervisor({
@@ -299,4 +302,9 @@ export async function sweepOnce(options: DaemonOptions = {}): Promise<SweepRepor
   } finally {
     await lock.release();
   }
+}
+
+/** Says, once per load, which older config keys are set and what to write instead. */
+function warnDeprecatedKeys(logger: Logger, loaded: LoadedConfig): void {
+  for (const notice of loaded.notices) logger.warn('deprecated config key', { notice });
 }

@@ -93,7 +93,7 @@ describe.each(modes)('createExecutor (level 1, $name)', ({ launcher }) => {
     reapLater(agent.pid);
     const stat = await readProcessStat(agent.pid);
     expect(stat?.startTime).toBe(agent.startTime);
-    expect(stat?.pgid).toBe(agent.pid);
+    expect(stat?.pgrp).toBe(agent.pid);
     expect(stat?.sid).toBe(agent.pid);
     expect(agent).toMatchObject({ level: 1, adopted: false, cell: cell.uuid });
   });

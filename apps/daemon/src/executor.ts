@@ -387,7 +387,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
       if (agentProcess.adopted || polledAt.get(agentProcess)?.()) {
         const now = await checkProcess(agentProcess.pid, agentProcess.startTime);
         if (!now.alive) return;
-        if (now.stat.pgid === agentProcess.pid) signalGroup(agentProcess.pid, signal);
+        if (now.stat.pgrp === agentProcess.pid) signalGroup(agentProcess.pid, signal);
         else signalProcess(agentProcess.pid, signal);
       } else {
         signalGroup(agentProcess.pid, signal);

@@ -68,7 +68,7 @@ describe('the agent launcher', () => {
     reapLater(agent.pid);
     expect(agent.via).toBe('launcher');
     const stat = await readProcessStat(agent.pid);
-    expect(stat).toMatchObject({ ppid: launcherPid, pgid: agent.pid, sid: agent.pid });
+    expect(stat).toMatchObject({ ppid: launcherPid, pgrp: agent.pid, sid: agent.pid });
     expect(stat?.startTime).toBe(agent.startTime);
     const environ = (await fs.readFile(`/proc/${agent.pid}/environ`, 'utf8')).split('\0');
     expect(environ).toContain('PIT_INSTANCE=feedc0de');

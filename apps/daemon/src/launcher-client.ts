@@ -18,15 +18,10 @@ import {
   type Spawned,
   type SpawnedExit,
 } from './agent-spawn.js';
+import { parseProcessStat } from '@pit/probes';
 import { pollExit } from './exit-poll.js';
 import { silentLogger, type Logger } from './logger.js';
-import {
-  findMarkedProcesses,
-  markedKey,
-  parseProcStat,
-  readProcessStat,
-  readProcessStatSync,
-} from './proc.js';
+import { findMarkedProcesses, markedKey, readProcessStat, readProcessStatSync } from './proc.js';
 
 /** Creates agent processes (through the launcher, or directly). */
 export interface AgentSpawner {
@@ -215,7 +210,7 @@ export function createLauncher(options: LauncherOptions): AgentSpawner {
     launcher.pending.delete(answer.id);
     holdLoop(launcher);
     if (!pending) return;
-    const stat = answer.stat === undefined ? undefined : parseProcStat(answer.stat);
+    const stat = answer.stat === undefined ? undefined : parseProcessStat(answer.stat);
     if (!stat) {
       pending.reject(
         startError(pending.request, 'the process vanished before it could be recorded'),

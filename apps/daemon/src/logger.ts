@@ -1,13 +1,13 @@
+/**
+ * The daemon's logger: levels, JSON or pretty lines, redaction of secrets, a copy in a log
+ * file. It implements @pit/cell-spec's `Logger`, the contract every @pit package accepts; that
+ * type and `silentLogger` are defined there and only re-exported here.
+ */
 import { appendFileSync } from 'node:fs';
 import { inspect } from 'node:util';
+import type { Logger } from '@pit/cell-spec';
 
-/** The logger every @pit package accepts. */
-export interface Logger {
-  debug(message: string, fields?: Record<string, unknown>): void;
-  info(message: string, fields?: Record<string, unknown>): void;
-  warn(message: string, fields?: Record<string, unknown>): void;
-  error(message: string, fields?: Record<string, unknown>): void;
-}
+export { silentLogger, type Logger } from '@pit/cell-spec';
 
 /** Log levels, least to most severe. */
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
@@ -131,6 +131,3 @@ export function createLogger(options: LoggerOptions = {}): DaemonLogger {
   };
   return make(options.base ?? {});
 }
-
-/** A logger that drops everything. */
-export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };

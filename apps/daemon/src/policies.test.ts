@@ -4,6 +4,7 @@ import { cleanup, makeCell, tempDir } from '../test/helpers.js';
 import { testConfig } from '../test/fleet.js';
 import { resolveAgentPolicies } from './policies.js';
 import { effectivePolicy } from './effective-policy.js';
+import { BUILTIN_POLICY, resolvePolicy } from '@pit/policy';
 
 afterEach(cleanup);
 
@@ -65,5 +66,22 @@ describe('effectivePolicy', () => {
     expect(policy.agents.anvil?.substitutes).toEqual([]);
     const set = testConfig('[policy.defaults]\ndead_after = "1s"\n', '/').config;
     expect(effectivePolicy(set).defaults.dead_after).toBe(1000);
+    const both = testConfig(
+      '[cells]\nresurrect_after_s = 7\n[policy.defaults]\ndead_after = "1s"\n',
+      '/',
+    ).config;
+    expect(effectivePolicy(both).defaults.dead_after).toBe(1000);
+  });
+
+  it("has one default for each setting: @pit/policy's built-in, when neither key is set", () => {
+    const policy = resolvePolicy({
+      config: effectivePolicy(testConfig('', '/').config),
+      agent: 'forge',
+    });
+    expect(policy).toMatchObject({
+      dead_after: BUILTIN_POLICY.dead_after,
+      max_revive_attempts: BUILTIN_POLICY.max_revive_attempts,
+    });
+    expect(policy.trace.fields.dead_after ?? 'builtin').toBe('builtin');
   });
 });

@@ -5,35 +5,11 @@ import {
   decodeWaitStatus,
   findMarkedProcesses,
   markedKey,
-  parseProcStat,
   readProcessStartTime,
   readProcessStat,
   signalGroup,
   signalProcess,
 } from './proc.js';
-
-describe('parseProcStat', () => {
-  it('reads fields after a command name with spaces and parentheses', () => {
-    const fields = Array.from({ length: 50 }, (_, index) => String(index + 3));
-    fields[0] = 'Z'; // field 3: state
-    fields[1] = '1'; // 4: ppid
-    fields[2] = '4242'; // 5: pgrp
-    fields[3] = '4242'; // 6: session
-    fields[19] = '987654'; // 22: starttime
-    fields[49] = String(9 << 8); // 52: exit code 9
-    const stat = parseProcStat(`4242 (my (odd) agent) ${fields.join(' ')}`);
-    expect(stat).toEqual({
-      pid: 4242,
-      state: 'Z',
-      ppid: 1,
-      pgid: 4242,
-      sid: 4242,
-      startTime: 987654,
-      exitStatus: 9 << 8,
-    });
-    expect(parseProcStat('garbage')).toBeUndefined();
-  });
-});
 
 describe('checkProcess', () => {
   it('knows this process by its start time and refuses another start time or a missing pid', async () => {
@@ -45,6 +21,7 @@ describe('checkProcess', () => {
       reason: 'recycled',
     });
     expect(await checkProcess(2 ** 22 + 7, startTime)).toEqual({ alive: false, reason: 'gone' });
+    expect(await checkProcess(0, startTime)).toEqual({ alive: false, reason: 'gone' });
   });
 });
 

@@ -1,83 +1,22 @@
-import { promises as fs, readFileSync } from 'node:fs';
+/**
+ * The daemon's own process mechanics, built on @pit/probes' `/proc` reader: whether a recorded
+ * process (pid + start time) still runs, decoding a wait status, signalling an agent's process
+ * group safely, and finding the agents a daemon instance started by the marks in their
+ * environment. It never parses `/proc/<pid>/stat` itself.
+ */
+import { promises as fs } from 'node:fs';
 import { constants } from 'node:os';
+import { listProcessIds, readProcessStat, type ProcessStat } from '@pit/probes';
 import { DaemonError } from './errors.js';
 
-/** What the daemon reads from `/proc/<pid>/stat`. */
-export interface ProcessStat {
-  pid: number;
-  /** Single-letter state: R, S, D, Z (zombie), T, X, … */
-  state: string;
-  ppid: number;
-  /** Process group id. */
-  pgid: number;
-  /** Session id. */
-  sid: number;
-  /** Start time in clock ticks since boot (field 22): with the pid, it identifies one process across pid reuse. */
-  startTime: number;
-  /**
-   * The exit status in waitpid(2) form (field 52), meaningful once the process is a zombie
-   * (`state === 'Z'`); `undefined` when the kernel hides it (another user's process).
-   */
-  exitStatus: number | undefined;
-}
-
-/** Parses the content of `/proc/<pid>/stat`; the command name may contain spaces and parentheses. */
-export function parseProcStat(text: string): ProcessStat | undefined {
-  const close = text.lastIndexOf(')');
-  const open = text.indexOf('(');
-  if (close < 0 || open < 0) return undefined;
-  const pid = Number.parseInt(text.slice(0, open).trim(), 10);
-  // Fields after the command name start at field 3 (state).
-  const rest = text
-    .slice(close + 2)
-    .trim()
-    .split(/\s+/);
-  const field = (n: number) => rest[n - 3];
-  const number = (n: number) => Number.parseInt(field(n) ?? '', 10);
-  const state = field(3);
-  const startTime = number(22);
-  if (!Number.isInteger(pid) || state === undefined || !Number.isInteger(startTime))
-    return undefined;
-  const exit = number(52);
-  return {
-    pid,
-    state,
-    ppid: number(4),
-    pgid: number(5),
-    sid: number(6),
-    startTime,
-    exitStatus: Number.isInteger(exit) ? exit : undefined,
-  };
-}
-
-/** Reads `/proc/<pid>/stat`; `undefined` when the process does not exist (or was reaped). */
-export async function readProcessStat(pid: number): Promise<ProcessStat | undefined> {
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  try {
-    return parseProcStat(await fs.readFile(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Reads `/proc/<pid>/stat` synchronously: right after a fork, before the event loop could reap
- * the child. `undefined` when there is no such process.
- */
-export function readProcessStatSync(pid: number): ProcessStat | undefined {
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  try {
-    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * The start time of a process in clock ticks since boot (`/proc/<pid>/stat` field 22), or
- * `undefined` when there is no such process (from @pit/probes).
- */
-export { readProcessStartTime } from '@pit/probes';
+// Reading and parsing /proc is @pit/probes' (one ProcessStat for the whole Pit); re-exported
+// here for the daemon's public entry.
+export {
+  readProcessStat,
+  readProcessStatSync,
+  readProcessStartTime,
+  type ProcessStat,
+} from '@pit/probes';
 
 /** Liveness of a recorded process. */
 export type ProcessLiveness =
@@ -90,11 +29,17 @@ export type ProcessLiveness =
  * dead, and so does a pid that now belongs to a process started at another time.
  */
 export async function checkProcess(pid: number, startTime: number): Promise<ProcessLiveness> {
-  const stat = await readProcessStat(pid);
+  const stat = await readStatOrUndefined(pid);
   if (!stat) return { alive: false, reason: 'gone' };
   if (stat.startTime !== startTime) return { alive: false, reason: 'recycled', stat };
   if (stat.state === 'Z' || stat.state === 'X') return { alive: false, reason: 'zombie', stat };
   return { alive: true, stat };
+}
+
+/** The stat of `pid`, or `undefined` when it cannot be read (no such pid, not a pid, no /proc). */
+async function readStatOrUndefined(pid: number): Promise<ProcessStat | undefined> {
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  return readProcessStat(pid).catch(() => undefined);
 }
 
 /** Decodes a waitpid(2) status into an exit code or a signal name. */
@@ -183,30 +128,26 @@ export const markedKey = (cell: string | undefined, agent: string): string =>
  * This is how a daemon recovers an agent it started but did not get to record: its pid is
  * persisted after the spawn, and a daemon killed in between would otherwise start it twice.
  */
-export async function findMarkedProcesses(
-  instance: string,
-  procRoot = '/proc',
-): Promise<Map<string, MarkedProcess>> {
+export async function findMarkedProcesses(instance: string): Promise<Map<string, MarkedProcess>> {
   const found = new Map<string, MarkedProcess>();
   const needle = Buffer.from(`${INSTANCE_ENV}=${instance}\0`);
-  let entries: string[];
+  let pids: number[];
   try {
-    entries = (await fs.readdir(procRoot)).filter((name) => /^\d+$/.test(name));
+    pids = await listProcessIds();
   } catch {
     return found;
   }
-  const inspect = async (name: string) => {
-    const pid = Number(name);
+  const inspect = async (pid: number) => {
     let environ: Buffer;
     try {
-      environ = await fs.readFile(`${procRoot}/${name}/environ`);
+      environ = await fs.readFile(`/proc/${pid}/environ`);
     } catch {
       return;
     }
     // Environments are compared as a whole variable: NUL-terminated, and at the start or after a NUL.
     const at = environ.indexOf(needle);
     if (at === -1 || (at > 0 && environ[at - 1] !== 0)) return;
-    const stat = await readProcessStat(pid);
+    const stat = await readStatOrUndefined(pid);
     if (!stat || stat.sid !== pid || stat.state === 'Z' || stat.state === 'X') return;
     let agent: string | undefined;
     let cell: string | undefined;
@@ -222,7 +163,7 @@ export async function findMarkedProcesses(
       found.set(key, { pid, startTime: stat.startTime, agent, cell });
   };
   // A bounded number of files open at once.
-  for (let index = 0; index < entries.length; index += 64)
-    await Promise.all(entries.slice(index, index + 64).map(inspect));
+  for (let index = 0; index < pids.length; index += 64)
+    await Promise.all(pids.slice(index, index + 64).map(inspect));
   return found;
 }

@@ -33,7 +33,7 @@ async function outerPidOf(innerPid: number, pgid: number): Promise<number | unde
     const status = await fs.readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
     const nspid = /^NSpid:\s+(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/).map(Number);
     if (!nspid || nspid.length < 2 || nspid.at(-1) !== innerPid) continue;
-    if ((await readProcessStat(pid))?.pgid === pgid) return pid;
+    if ((await readProcessStat(pid))?.pgrp === pgid) return pid;
   }
   return undefined;
 }
@@ -76,7 +76,7 @@ describe('isolation level 2 (mount + pid + user namespaces)', () => {
     });
     reapLater(agent.pid);
     expect(agent.via).toBe('launcher');
-    expect((await readProcessStat(agent.pid))?.pgid).toBe(agent.pid);
+    expect((await readProcessStat(agent.pid))?.pgrp).toBe(agent.pid);
     const exit = await within(agent.exited, 20_000, 'sandboxed agent');
     const log = await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8');
     expect(exit, log).toMatchObject({ code: 5, how: 'waited' });
@@ -243,7 +243,7 @@ describe('isolation level 2 (mount + pid + user namespaces)', () => {
       'the agent as seen from the host',
     );
     expect(outerPid).not.toBe(agent.pid);
-    expect((await readProcessStat(outerPid))?.pgid).toBe(agent.pid);
+    expect((await readProcessStat(outerPid))?.pgrp).toBe(agent.pid);
     const exit = await within(executor.stop(agent), 15_000, 'stop');
     // SIGTERM reached the agent (PID ≥ 2 in its namespace); the launcher reports it as 128+15.
     expect(exit.code).toBe(143);

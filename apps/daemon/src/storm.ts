@@ -1,5 +1,5 @@
 import type { AlertInput } from '@pit/notify';
-import { formatDuration, type FleetBrake } from '@pit/policy';
+import { formatDuration, isDeathStorm, type FleetBrake } from '@pit/policy';
 import type { Logger } from './logger.js';
 
 /** A death as the storm detector hears of it (the supervisor's `DeathSeen`). */
@@ -73,9 +73,9 @@ interface Storm {
 const keyOf = (agent: string, scope: string | undefined) => `${scope ?? ''}/${agent}`;
 
 /**
- * Creates the storm detector. A storm is on when, among the deaths seen within the fleet brake's
- * `window` (counted when seen, one per agent), more than `max_deaths` (or, given the fleet size,
- * more than `max_percent` of a fleet of at least `min_agents`) are counted — the brake's numbers.
+ * Creates the storm detector. A storm is on when the deaths seen within the fleet brake's
+ * `window` (counted when seen, one per agent) make one by @pit/policy's `isDeathStorm` — the
+ * rule and numbers the fleet brake uses.
  * Its onset collects every death of the window not alerted on its own, then gathers more until
  * none has been seen for `settleMs` (at most `maxGatherMs` after the onset), and sends them all
  * in one call (one grouped message per channel). Deaths seen later in the
@@ -125,13 +125,6 @@ export function createStormAlerts(options: StormAlertsOptions): StormAlerts {
     storm.timer.unref();
   };
 
-  const engaged = (count: number, fleetSize: number | undefined) =>
-    count > brake.max_deaths ||
-    (fleetSize !== undefined &&
-      fleetSize >= brake.min_agents &&
-      fleetSize > 0 &&
-      (count / fleetSize) * 100 > brake.max_percent);
-
   return {
     seen(death) {
       if (closed) return;
@@ -162,7 +155,7 @@ export function createStormAlerts(options: StormAlertsOptions): StormAlerts {
         } else schedule((storm.lastSentAt ?? now) + followUpMs - now);
         return;
       }
-      if (!engaged(recent.length, death.fleetSize)) return;
+      if (!isDeathStorm({ deaths: recent.length, fleetSize: death.fleetSize, brake })) return;
       storm = {
         startedAt: now,
         lastDeathAt: now,

@@ -3,7 +3,7 @@
  * each verdict is evaluated exactly as the loop would (same decisions, same actions), and every
  * write (records, history, events, notifications) is awaited before the report is returned.
  */
-import { promises as fs } from 'node:fs';
+import { processStartedAtMs } from '@pit/probes';
 import { countProbe, probesOf } from './agent-probes.js';
 import { evaluateSoon } from './evaluation.js';
 import type { Slot } from './slot.js';
@@ -66,17 +66,4 @@ async function probeOnce(context: SupervisorContext, slot: Slot): Promise<void> 
     countProbe(context, result);
     slot.assessor.record(slot.key, probe.name, result);
   }
-}
-
-let bootTimeMs: number | undefined;
-/** When a process started (ms since epoch), from its start time in clock ticks and the boot time in `/proc/stat`. */
-async function processStartedAtMs(startTicks: number): Promise<number | undefined> {
-  if (bootTimeMs === undefined) {
-    const stat = await fs.readFile('/proc/stat', 'utf8').catch(() => '');
-    const btime = /^btime (\d+)$/m.exec(stat)?.[1];
-    if (!btime) return undefined;
-    bootTimeMs = Number(btime) * 1000;
-  }
-  // Linux reports stat times in USER_HZ, 100 on every mainstream architecture.
-  return bootTimeMs + (startTicks / 100) * 1000;
 }

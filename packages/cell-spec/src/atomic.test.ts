@@ -12,7 +12,9 @@ import {
   removeStaleTemps,
   writeFileAtomic,
   writeJsonAtomic,
+  writeNewFile,
 } from './atomic.js';
+import { CellError } from './errors.js';
 
 afterEach(removeTempDirs);
 
@@ -131,5 +133,43 @@ describe('removeStaleTemps', () => {
 
   it('never throws for a missing directory', async () => {
     expect(await removeStaleTemps('/nonexistent/dir', ['x'])).toBe(0);
+  });
+
+  it("with 'any' and no age limit, removes dead writers' temps beside any file and keeps live ones however old", async () => {
+    const dir = await makeTempDir();
+    const dead = Number(
+      spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+        encoding: 'utf8',
+      }).stdout,
+    );
+    const live = `.${'ab'.repeat(32)}.${process.pid}.0123456789ab.tmp`;
+    await writeFile(join(dir, `.${'cd'.repeat(32)}.${dead}.0123456789ab.tmp`), 'x');
+    await writeFile(join(dir, live), 'x');
+    await writeFile(join(dir, '.not-a-temp.tmp'), 'x');
+    const old = new Date(Date.now() - 3_600_000);
+    await utimes(join(dir, live), old, old);
+    expect(await removeStaleTemps(dir, 'any', { maxAgeMs: Infinity })).toBe(1);
+    expect((await readdir(dir)).sort()).toEqual(['.not-a-temp.tmp', live].sort());
+  });
+});
+
+describe('writeNewFile', () => {
+  it('creates the file with exactly the mode asked for', async () => {
+    const dir = await makeTempDir();
+    const path = join(dir, 'object');
+    await writeNewFile(path, Buffer.from('bytes'), { mode: 0o444 });
+    expect(await readFile(path, 'utf8')).toBe('bytes');
+    expect((await stat(path)).mode & 0o777).toBe(0o444);
+  });
+
+  it('refuses a path that exists, even a symlink, and writes nothing through it', async () => {
+    const dir = await makeTempDir();
+    const target = join(dir, 'target');
+    await writeFile(target, 'keep me');
+    await symlink(target, join(dir, 'link'));
+    const error = await writeNewFile(join(dir, 'link'), 'x').catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(CellError);
+    expect((error as CellError).code).toBe('CELL_IO');
+    expect(await readFile(target, 'utf8')).toBe('keep me');
   });
 });

@@ -10,7 +10,7 @@ import {
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { z } from 'zod';
-import { CellError, toCellError } from './errors.js';
+import { CellError, PitError, toCellError } from './errors.js';
 import { formatIssues } from './format-issues.js';
 import { isProcessAlive } from './process-alive.js';
 
@@ -19,6 +19,19 @@ export interface WriteFileAtomicOptions {
   /** File mode of the new file. @default 0o644 */
   mode?: number;
   /** fsync the file before the rename and the directory after it. @default true */
+  fsync?: boolean;
+  /**
+   * fsync the directory after the rename; `false` when the caller fsyncs it once after a batch
+   * of writes (see {@link fsyncDir}). @default the value of `fsync`
+   */
+  fsyncDirectory?: boolean;
+}
+
+/** Options of {@link writeNewFile}. */
+export interface WriteNewFileOptions {
+  /** File mode of the new file, set exactly (the umask does not apply). @default 0o644 */
+  mode?: number;
+  /** fsync the file before it is closed. @default true */
   fsync?: boolean;
 }
 
@@ -30,16 +43,34 @@ export function atomicTempPath(path: string): string {
   );
 }
 
+/** The pid in a temporary name `.<name>.<pid>.<random>.tmp`, when `entry` is one for one of `names`. */
+function tempWriterPid(entry: string, names: readonly string[] | 'any'): number | undefined {
+  if (!entry.startsWith('.') || !entry.endsWith('.tmp')) return undefined;
+  if (names === 'any') {
+    const match = /^\..+\.(\d+)\.[0-9a-f]+\.tmp$/.exec(entry);
+    return match ? Number(match[1]) : undefined;
+  }
+  // `.cell.json.lock.<pid>…` starts with `.cell.json.` too: try every name, not just the first.
+  const match = names
+    .filter((candidate) => entry.startsWith(`.${candidate}.`))
+    .map((candidate) =>
+      /^(\d+)\.[0-9a-f]+$/.exec(entry.slice(candidate.length + 2, -'.tmp'.length)),
+    )
+    .find((found) => found !== null);
+  return match ? Number(match[1]) : undefined;
+}
+
 /**
  * Removes the temporary files that writers killed mid-write (SIGKILL, power loss) left beside
- * the files `names` in `dir` (`.<name>.<pid>.<random>.tmp`): those whose pid is gone, and
- * any older than `maxAgeMs` (a pid from another pid namespace cannot be checked, and an
- * atomic write never takes that long). Best effort: never throws.
+ * the files `names` in `dir` (`.<name>.<pid>.<random>.tmp`), or beside any file with `'any'`:
+ * those whose pid is gone, and any older than `maxAgeMs` (a pid from another pid namespace
+ * cannot be checked, and an atomic write never takes that long; `Infinity` trusts the pid
+ * alone). Best effort: never throws.
  * @returns how many were removed.
  */
 export async function removeStaleTemps(
   dir: string,
-  names: readonly string[],
+  names: readonly string[] | 'any',
   options: { maxAgeMs?: number } = {},
 ): Promise<number> {
   const maxAgeMs = options.maxAgeMs ?? 60_000;
@@ -51,18 +82,11 @@ export async function removeStaleTemps(
   }
   let removed = 0;
   for (const entry of entries) {
-    if (!entry.startsWith('.') || !entry.endsWith('.tmp')) continue;
-    // `.cell.json.lock.<pid>…` starts with `.cell.json.` too: try every name, not just the first.
-    const match = names
-      .filter((candidate) => entry.startsWith(`.${candidate}.`))
-      .map((candidate) =>
-        /^(\d+)\.[0-9a-f]+$/.exec(entry.slice(candidate.length + 2, -'.tmp'.length)),
-      )
-      .find((found) => found !== null);
-    if (!match) continue;
+    const pid = tempWriterPid(entry, names);
+    if (pid === undefined) continue;
     const path = join(dir, entry);
-    let stale = !isProcessAlive(Number(match[1]));
-    if (!stale) {
+    let stale = !isProcessAlive(pid);
+    if (!stale && Number.isFinite(maxAgeMs)) {
       const stat = await fs.lstat(path).catch(() => undefined);
       stale = stat !== undefined && Date.now() - stat.mtimeMs > maxAgeMs;
     }
@@ -79,6 +103,37 @@ export async function removeStaleTemps(
 }
 
 /**
+ * Creates `path`, which must not exist (`O_EXCL`, never through a symlink), writes `data`, sets
+ * exactly `mode`, fsyncs and closes it: the first half of an atomic write, for callers that
+ * rename later (or record the temporary name first, as a journal does). On failure the file
+ * is removed.
+ * @throws {CellError} CELL_IO when `path` exists or the filesystem refuses (disk full is retryable).
+ */
+export async function writeNewFile(
+  path: string,
+  data: string | Uint8Array,
+  options: WriteNewFileOptions = {},
+): Promise<void> {
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle = await fs.open(
+      path,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+      (options.mode ?? 0o644) & 0o7777,
+    );
+    await handle.writeFile(data);
+    if (options.mode !== undefined) await handle.chmod(options.mode & 0o7777);
+    if (options.fsync ?? true) await handle.sync();
+    await handle.close();
+    handle = undefined;
+  } catch (error) {
+    await handle?.close().catch(() => undefined);
+    await fs.rm(path, { force: true }).catch(() => undefined);
+    throw toCellError(error, path, 'write');
+  }
+}
+
+/**
  * Replaces `path` with `data` so that a reader (or a crash at any instant) sees either the
  * old content or the new, never a mix: temp file in the same directory, write, fsync,
  * rename, fsync the directory. A symlink at `path` is replaced, never followed.
@@ -89,28 +144,21 @@ export async function writeFileAtomic(
   data: string | Uint8Array,
   options: WriteFileAtomicOptions = {},
 ): Promise<void> {
-  const dir = dirname(path);
   const temp = atomicTempPath(path);
   const sync = options.fsync ?? true;
-  let handle: fs.FileHandle | undefined;
   try {
-    handle = await fs.open(
-      temp,
-      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-      options.mode ?? 0o644,
-    );
-    await handle.writeFile(data);
-    if (options.mode !== undefined) await handle.chmod(options.mode);
-    if (sync) await handle.sync();
-    await handle.close();
-    handle = undefined;
+    await writeNewFile(temp, data, {
+      ...(options.mode !== undefined ? { mode: options.mode } : {}),
+      fsync: sync,
+    });
     await fs.rename(temp, path);
   } catch (error) {
-    await handle?.close().catch(() => undefined);
     await fs.rm(temp, { force: true }).catch(() => undefined);
-    throw toCellError(error, path, 'atomic write');
+    // Named after the file being replaced, not the temporary one.
+    const cause = PitError.is(error) && error.cause !== undefined ? error.cause : error;
+    throw toCellError(cause, path, 'atomic write');
   }
-  if (sync) await fsyncDir(dir);
+  if (options.fsyncDirectory ?? sync) await fsyncDir(dirname(path));
 }
 
 /** fsyncs a directory so that a rename inside it survives a power loss. Best effort where unsupported. */

@@ -73,6 +73,7 @@ export function toCellError(error: unknown, path: string, action: string): CellE
   }
   const retryable =
     code === 'ENOSPC' ||
+    code === 'EDQUOT' ||
     code === 'EAGAIN' ||
     code === 'EMFILE' ||
     code === 'ENFILE' ||

@@ -23,9 +23,13 @@ export {
   parseJsonWith,
   fsyncDir,
   removeStaleTemps,
+  writeNewFile,
+  atomicTempPath,
   type WriteFileAtomicOptions,
+  type WriteNewFileOptions,
   type ReadFileSafeOptions,
 } from './atomic.js';
+export { isProcessAlive } from './process-alive.js';
 export { withFileLock, type FileLockOptions } from './lock.js';
 export { assertCellDir, ensureCellSubdir, type EnsureCellSubdirOptions } from './cell-dir.js';
 export {

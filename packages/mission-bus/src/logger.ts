@@ -1,10 +1,12 @@
-import type { Logger } from '@pit/cell-spec';
-
-export { silentLogger, describeError, type LogFields } from '@pit/cell-spec';
-
-/**
- * The logger the bus, the server and the client accept: the shared @pit/cell-spec `Logger`
- * (`debug`/`info`/`warn`/`error(message, fields?)`). The package never writes to the console;
- * pass your own or leave it out to stay silent.
- */
-export type BusLogger = Logger;
+// The logger contract is shared vocabulary: it lives in @pit/cell-spec.
+export {
+  silentLogger,
+  describeError,
+  type LogFields,
+  /**
+   * The logger the bus, the server and the client accept: the shared @pit/cell-spec `Logger`
+   * (`debug`/`info`/`warn`/`error(message, fields?)`). The package never writes to the console;
+   * pass your own or leave it out to stay silent.
+   */
+  type Logger as BusLogger,
+} from '@pit/cell-spec';

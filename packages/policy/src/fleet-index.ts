@@ -1,6 +1,7 @@
 import type { FleetAgent, FleetView } from './decide-input.js';
 import { formatDuration } from './duration.js';
 import type { FleetBrake } from './policy-config.js';
+import { isDeathStorm } from './storm-rule.js';
 
 const FLEET_INDEX = Symbol.for('pit.policy.fleet-index');
 
@@ -114,8 +115,8 @@ function lowerBound(dead: readonly { since: number }[], time: number): number {
 
 /**
  * The fleet brake for one agent at `now`: `undefined` when it is not engaged. Engaged when, among
- * the dead agents whose death lies within `hold` of now, more than `max_deaths` (or more than
- * `max_percent` of a fleet of at least `min_agents`) died within `window` of one another. While
+ * the dead agents whose death lies within `hold` of now, those that died within `window` of one
+ * another make a storm ({@link isDeathStorm}). While
  * engaged, starts are spaced `restart_interval` apart in order of death: this agent's slot is
  * `(latest fleet start + interval, or the storm's first death) + its place in the queue × interval`.
  */
@@ -175,9 +176,7 @@ function assessStorm(fleet: FleetIndex, now: number, brake: FleetBrake): Storm |
   const first = lowerBound(fleet.dead, now - brake.hold);
   const deaths = fleet.clusterSuffixMax(brake.window)[first] ?? 0;
   const percent = fleet.size === 0 ? 0 : (deaths / fleet.size) * 100;
-  const engaged =
-    deaths > brake.max_deaths || (fleet.size >= brake.min_agents && percent > brake.max_percent);
-  if (!engaged) return undefined;
+  if (!isDeathStorm({ deaths, fleetSize: fleet.size, brake })) return undefined;
   const queueStart = lowerBound(fleet.dead, now - brake.hold - brake.window);
   const onset = (fleet.dead[queueStart] as { since: number }).since;
   const base =

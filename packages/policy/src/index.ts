@@ -62,6 +62,7 @@ export {
   type FleetIndex,
   type BrakeStatus,
 } from './fleet-index.js';
+export { isDeathStorm, type StormThresholds } from './storm-rule.js';
 export { decide, type DecideOptions } from './decide.js';
 export { policyConfigJsonSchema } from './json-schema.js';
 export type {

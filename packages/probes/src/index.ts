@@ -18,9 +18,12 @@ export {
 export { wsProbe, type WsTarget, type WsProbeResult } from './ws-probe.js';
 export {
   readProcessStat,
+  readProcessStatSync,
   readProcessStartTime,
+  processStartedAtMs,
   parseProcessStat,
   scanProcesses,
+  listProcessIds,
   type ProcessStat,
   type ProcessInfo,
 } from './proc.js';

@@ -2,7 +2,15 @@ import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { killChild, reapChildren, spawnChild } from './__fixtures__/targets.js';
 import { ProbeError } from './errors.js';
-import { parseProcessStat, readProcessStartTime, readProcessStat, scanProcesses } from './proc.js';
+import {
+  listProcessIds,
+  parseProcessStat,
+  processStartedAtMs,
+  readProcessStartTime,
+  readProcessStat,
+  readProcessStatSync,
+  scanProcesses,
+} from './proc.js';
 
 afterEach(reapChildren);
 
@@ -20,8 +28,19 @@ describe('parseProcessStat', () => {
       state: 'S',
       ppid: 77,
       pgrp: 4242,
+      sid: 6,
       startTime: 123456,
+      exitStatus: undefined,
     });
+  });
+
+  it('reads the session (field 6) and, for a zombie, the exit status (field 52)', () => {
+    const fields = Array.from({ length: 50 }, (_, index) => String(index + 3));
+    fields[0] = 'Z';
+    fields[3] = '4242'; // session
+    fields[49] = String(9 << 8); // exit code 9
+    const stat = parseProcessStat(`4242 (agent) ${fields.join(' ')}`);
+    expect(stat).toMatchObject({ state: 'Z', sid: 4242, exitStatus: 9 << 8 });
   });
 
   it('returns undefined for text that is not a stat line', () => {
@@ -50,6 +69,34 @@ describe('readProcessStartTime', () => {
     const error = await readProcessStat(-1).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(ProbeError);
     expect((error as ProbeError).code).toBe('PROBE_INVALID_TARGET');
+  });
+});
+
+describe('readProcessStatSync', () => {
+  it('reads what readProcessStat reads, and undefined once the process is gone', async () => {
+    const child = spawnChild('sleep', ['30']);
+    expect(readProcessStatSync(child.pid)).toEqual(await readProcessStat(child.pid));
+    expect(readProcessStatSync(child.pid)?.ppid).toBe(process.pid);
+    await killChild(child);
+    expect(readProcessStatSync(child.pid)).toBeUndefined();
+    expect(() => readProcessStatSync(0)).toThrow(/pid: 0 must be a positive integer/);
+  });
+});
+
+describe('processStartedAtMs', () => {
+  it('puts a child just spawned within a few seconds of now', async () => {
+    const before = Date.now();
+    const child = spawnChild('sleep', ['30']);
+    const startedAt = await processStartedAtMs((await readProcessStartTime(child.pid)) as number);
+    // Clock ticks are 10 ms and btime is whole seconds: allow a second either way.
+    expect(startedAt).toBeGreaterThan(before - 1_500);
+    expect(startedAt).toBeLessThan(Date.now() + 1_500);
+  });
+});
+
+describe('listProcessIds', () => {
+  it('lists this process', async () => {
+    expect(await listProcessIds()).toContain(process.pid);
   });
 });
 

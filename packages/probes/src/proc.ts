@@ -1,4 +1,9 @@
-import { existsSync, promises as fs } from 'node:fs';
+/**
+ * Reading `/proc`: the one place in the Pit that parses `/proc/<pid>/stat`, reads a process's
+ * start time and scans the process table. Everyone else (the process probe, the daemon's
+ * executor and adoption) calls these.
+ */
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import { ProbeError } from './errors.js';
 
 /** One process as `/proc/<pid>/stat` describes it. */
@@ -12,12 +17,19 @@ export interface ProcessStat {
   ppid: number;
   /** Process group id. */
   pgrp: number;
+  /** Session id (field 6). */
+  sid: number;
   /**
    * When the process started, in clock ticks since boot (field 22 of `/proc/<pid>/stat`).
    * Together with the pid it identifies a process: a recycled pid has another start time.
    * This is the value @pit/cell-spec's `AgentState.pid_start_time` records.
    */
   startTime: number;
+  /**
+   * The exit status in waitpid(2) form (field 52), meaningful once the process is a zombie
+   * (`state === 'Z'`); `undefined` when the kernel hides it (another user's process).
+   */
+  exitStatus: number | undefined;
 }
 
 /** A process from a `/proc` scan: its stat plus its command line. */
@@ -56,7 +68,9 @@ export function parseProcessStat(text: string): ProcessStat | undefined {
   const state = fields[0];
   const ppid = Number(fields[1]);
   const pgrp = Number(fields[2]);
+  const sid = Number(fields[3]);
   const startTime = Number(fields[19]);
+  const exit = Number(fields[49] ?? Number.NaN);
   if (
     !Number.isInteger(pid) ||
     state === undefined ||
@@ -64,7 +78,16 @@ export function parseProcessStat(text: string): ProcessStat | undefined {
     !Number.isInteger(ppid)
   )
     return undefined;
-  return { pid, comm: text.slice(open + 1, close), state, ppid, pgrp, startTime };
+  return {
+    pid,
+    comm: text.slice(open + 1, close),
+    state,
+    ppid,
+    pgrp,
+    sid,
+    startTime,
+    exitStatus: Number.isInteger(exit) ? exit : undefined,
+  };
 }
 
 /**
@@ -73,18 +96,42 @@ export function parseProcessStat(text: string): ProcessStat | undefined {
  * @throws {ProbeError} PROBE_INVALID_TARGET for a pid that is not a positive integer; PROBE_UNSUPPORTED without /proc.
  */
 export async function readProcessStat(pid: number): Promise<ProcessStat | undefined> {
-  if (!Number.isInteger(pid) || pid <= 0)
-    throw new ProbeError('PROBE_INVALID_TARGET', `pid: ${pid} must be a positive integer`);
-  assertProcAvailable();
+  assertReadablePid(pid);
   let text: string;
   try {
     text = await fs.readFile(`/proc/${pid}/stat`, 'utf8');
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ESRCH') return undefined;
-    throw error;
+    return missingProcess(error);
   }
   return parseProcessStat(text);
+}
+
+/**
+ * The synchronous twin of {@link readProcessStat}, for the moment right after a spawn, before
+ * the event loop turns and the child could be reaped. Same checks, same errors.
+ */
+export function readProcessStatSync(pid: number): ProcessStat | undefined {
+  assertReadablePid(pid);
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch (error) {
+    return missingProcess(error);
+  }
+  return parseProcessStat(text);
+}
+
+function assertReadablePid(pid: number): void {
+  if (!Number.isInteger(pid) || pid <= 0)
+    throw new ProbeError('PROBE_INVALID_TARGET', `pid: ${pid} must be a positive integer`);
+  assertProcAvailable();
+}
+
+/** `undefined` for a process that no longer exists; any other error is thrown. */
+function missingProcess(error: unknown): undefined {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT' || code === 'ESRCH') return undefined;
+  throw error;
 }
 
 /**
@@ -100,6 +147,24 @@ export async function readProcessStartTime(pid: number): Promise<number | undefi
   return (await readProcessStat(pid))?.startTime;
 }
 
+let bootTimeMs: number | undefined;
+
+/**
+ * When a process started (ms since epoch), from its start time in clock ticks since boot (see
+ * {@link ProcessStat.startTime}) and the boot time in `/proc/stat`; `undefined` when the boot
+ * time cannot be read.
+ */
+export async function processStartedAtMs(startTime: number): Promise<number | undefined> {
+  if (bootTimeMs === undefined) {
+    const stat = await fs.readFile('/proc/stat', 'utf8').catch(() => '');
+    const btime = /^btime (\d+)$/m.exec(stat)?.[1];
+    if (!btime) return undefined;
+    bootTimeMs = Number(btime) * 1000;
+  }
+  // Linux reports stat times in USER_HZ, 100 on every mainstream architecture.
+  return bootTimeMs + (startTime / 100) * 1000;
+}
+
 /**
  * Lists every process in `/proc` with its stat and command line: one scan serves all
  * command-pattern probes of a sweep (instead of one `pgrep` per agent). Processes that exit
@@ -107,11 +172,19 @@ export async function readProcessStartTime(pid: number): Promise<number | undefi
  * @throws {ProbeError} PROBE_UNSUPPORTED without /proc.
  */
 export async function scanProcesses(): Promise<ProcessInfo[]> {
-  assertProcAvailable();
-  const names = await fs.readdir('/proc');
-  const pids = names.filter((name) => /^\d+$/.test(name)).map(Number);
+  const pids = await listProcessIds();
   const infos = await Promise.all(pids.map(readProcessInfo));
   return infos.filter((info): info is ProcessInfo => info !== undefined);
+}
+
+/**
+ * The pids in `/proc` at this moment (processes may exit before they are read).
+ * @throws {ProbeError} PROBE_UNSUPPORTED without /proc.
+ */
+export async function listProcessIds(): Promise<number[]> {
+  assertProcAvailable();
+  const names = await fs.readdir('/proc');
+  return names.filter((name) => /^\d+$/.test(name)).map(Number);
 }
 
 async function readProcessInfo(pid: number): Promise<ProcessInfo | undefined> {

@@ -1,8 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { constants, promises as fs, readlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import {
   appendEvent,
+  atomicTempPath,
+  isProcessAlive,
   cellPaths,
   fsyncDir,
   readJsonFile,
@@ -21,7 +23,7 @@ import {
 } from './checkpoint-layout.js';
 import { symlinkStaysInside } from './config-scan.js';
 import { SnapshotError, toSnapshotError } from './errors.js';
-import { describeKind, isAlive, lstatOrUndefined } from './files.js';
+import { describeKind, lstatOrUndefined } from './files.js';
 import { silentLogger, type Logger } from './logger.js';
 
 /** A checkpoint on disk. */
@@ -136,10 +138,7 @@ export async function createCheckpoint(
   });
   const date = (options.now ?? (() => new Date()))();
   const stamp = checkpointStamp(date);
-  const temp = join(
-    paths.checkpoints,
-    `.${stamp}.tar.gz.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
-  );
+  const temp = atomicTempPath(join(paths.checkpoints, `${stamp}.tar.gz`));
   const skipped: Array<{ path: string; reason: string }> = [];
   let files = 0;
   let entries = 0;
@@ -406,7 +405,7 @@ export async function pruneCheckpoints(
       const path = join(dir, file);
       const temp = /^\..+\.tar\.gz\.(\d+)\.[0-9a-f]{12}\.tmp$/.exec(file);
       if (temp) {
-        if (!isAlive(Number(temp[1]))) {
+        if (!isProcessAlive(Number(temp[1]))) {
           await fs.rm(path, { force: true });
           leftovers.push(file);
         }

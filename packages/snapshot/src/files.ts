@@ -1,6 +1,10 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { constants, promises as fs, type Stats } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import {
+  removeStaleTemps,
+  writeFileAtomic,
+  writeNewFile as writeNewFileOnce,
+} from '@pit/cell-spec';
 import { SnapshotError, toSnapshotError } from './errors.js';
 
 /** Hex sha256 of `data`. */
@@ -72,46 +76,21 @@ export async function readRegularFile(path: string, maxBytes: number): Promise<R
   }
 }
 
-/** A unique temporary name beside `path` (same directory, so a rename is atomic). */
-export function tempPathBeside(path: string, tag = 'tmp'): string {
-  return join(
-    dirname(path),
-    `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.${tag}`,
-  );
-}
-
 /**
  * Writes `data` to a new file `temp` (`O_EXCL`, never through a symlink) with exactly `mode`,
- * and fsyncs it. On failure the temp file is removed.
+ * and fsyncs it; @pit/cell-spec's `writeNewFile`, with its errors as SnapshotErrors. On
+ * failure the temp file is removed.
  * @throws {SnapshotError} SNAPSHOT_IO (disk full is retryable).
  */
 export async function writeNewFile(temp: string, data: Uint8Array, mode: number): Promise<void> {
-  let handle: fs.FileHandle | undefined;
-  try {
-    handle = await fs.open(
-      temp,
-      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
-      mode & 0o7777,
-    );
-    let offset = 0;
-    while (offset < data.length) {
-      const { bytesWritten } = await handle.write(data, offset, data.length - offset);
-      offset += bytesWritten;
-    }
-    await handle.chmod(mode & 0o7777);
-    await handle.sync();
-    await handle.close();
-    handle = undefined;
-  } catch (error) {
-    await handle?.close().catch(() => undefined);
-    await fs.rm(temp, { force: true }).catch(() => undefined);
+  await writeNewFileOnce(temp, data, { mode }).catch((error: unknown) => {
     throw toSnapshotError(error, temp, 'write');
-  }
+  });
 }
 
 /**
- * Writes an immutable, content-addressed file: temp, fsync, rename. The caller fsyncs the
- * directory once after a batch.
+ * Writes an immutable, content-addressed file: @pit/cell-spec's atomic write (temp, fsync,
+ * rename), without the directory fsync: the caller fsyncs the directory once after a batch.
  * @throws {SnapshotError} SNAPSHOT_IO.
  */
 export async function writeFileDurable(
@@ -119,14 +98,9 @@ export async function writeFileDurable(
   data: Uint8Array,
   mode: number,
 ): Promise<void> {
-  const temp = tempPathBeside(path);
-  await writeNewFile(temp, data, mode);
-  try {
-    await fs.rename(temp, path);
-  } catch (error) {
-    await fs.rm(temp, { force: true }).catch(() => undefined);
-    throw toSnapshotError(error, path, 'rename into place');
-  }
+  await writeFileAtomic(path, data, { mode, fsyncDirectory: false }).catch((error: unknown) => {
+    throw toSnapshotError(error, path, 'write');
+  });
 }
 
 /** `lstat` that returns `undefined` for a missing path instead of throwing. */
@@ -140,38 +114,10 @@ export async function lstatOrUndefined(path: string): Promise<Stats | undefined>
   }
 }
 
-/** Removes stale temporary files (`.<name>.<pid>.<hex>.tmp`) written by dead processes in `dir`. */
+/**
+ * Removes the temporary files (`.<name>.<pid>.<hex>.tmp`) that dead writers left in `dir`
+ * (@pit/cell-spec's `removeStaleTemps`, judged by pid alone). Best effort: never throws.
+ */
 export async function removeDeadTemps(dir: string): Promise<number> {
-  let names: string[];
-  try {
-    names = await fs.readdir(dir);
-  } catch {
-    return 0;
-  }
-  let removed = 0;
-  for (const name of names) {
-    const match = /^\..+\.(\d+)\.[0-9a-f]{12}\.tmp$/.exec(name);
-    if (!match) continue;
-    const pid = Number(match[1]);
-    if (pid === process.pid || isAlive(pid)) continue;
-    if (
-      await fs.rm(join(dir, name), { force: true, recursive: true }).then(
-        () => true,
-        () => false,
-      )
-    )
-      removed += 1;
-  }
-  return removed;
-}
-
-/** Whether a process with this pid exists (a zombie counts as gone only once reaped). */
-export function isAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return removeStaleTemps(dir, 'any', { maxAgeMs: Infinity });
 }

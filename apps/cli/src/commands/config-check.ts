@@ -40,7 +40,12 @@ export async function configCheck(
   if (options.json) {
     context.output.out(
       JSON.stringify(
-        { file: loaded.path ?? null, source: loaded.source, agents: resolved },
+        {
+          file: loaded.path ?? null,
+          source: loaded.source,
+          notices: loaded.notices,
+          agents: resolved,
+        },
         null,
         2,
       ),
@@ -48,6 +53,8 @@ export async function configCheck(
     return EXIT.ok;
   }
   context.output.out(`config: ${loaded.path ?? 'embedded default (no pit.toml found)'} — valid`);
+  // Older keys still work; say which key to write instead.
+  for (const notice of loaded.notices) context.output.err(`notice: ${notice}`);
   context.output.out(
     `cells root: ${cellsRoot} (${discovery.supervised.length} supervised cell(s)${discovery.problems.length ? `, ${discovery.problems.length} problem(s)` : ''})`,
   );
