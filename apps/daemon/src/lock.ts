@@ -1,3 +1,8 @@
+/**
+ * The state directory's lock (`<state_dir>/daemon.lock`), so that one daemon at a time
+ * supervises a state directory, and the optional pid file beside it. It owns taking, taking over
+ * (from a dead holder) and releasing the lock; it never signals or stops another daemon.
+ */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { hostname } from 'node:os';
@@ -53,15 +58,7 @@ export async function acquireDaemonLock(
   options: AcquireDaemonLockOptions = {},
 ): Promise<DaemonLock> {
   const path = lockPath(stateDir);
-  const startTime = await readProcessStartTime(process.pid);
-  if (startTime === undefined)
-    throw new DaemonError('DAEMON_IO', `cannot read /proc/${process.pid}/stat (is /proc mounted?)`);
-  const holder: LockHolder = {
-    pid: process.pid,
-    start_time: startTime,
-    started_at: new Date().toISOString(),
-    hostname: hostname(),
-  };
+  const holder = await holderOfThisProcess();
   try {
     await fs.mkdir(stateDir, { recursive: true, mode: 0o750 });
   } catch (error) {
@@ -74,39 +71,7 @@ export async function acquireDaemonLock(
   const temp = join(stateDir, `.daemon.lock.${process.pid}.${randomBytes(4).toString('hex')}`);
   await fs.writeFile(temp, `${JSON.stringify(holder)}\n`, { mode: 0o644, flag: 'wx' });
   try {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await fs.link(temp, path);
-        break;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
-          throw new DaemonError(
-            'DAEMON_IO',
-            `${path}: cannot take the lock: ${(error as Error).message}`,
-            { cause: error },
-          );
-      }
-      const current = await readHolder(path);
-      if (current.state === 'gone') continue;
-      if (current.state === 'alive') {
-        const other = current.holder;
-        throw new DaemonError(
-          'DAEMON_LOCKED',
-          `another pit daemon (pid ${other.pid}${other.hostname ? ` on ${other.hostname}` : ''}, running since ${other.started_at}) holds ${stateDir} (lock ${path}); stop it first or use another state_dir`,
-        );
-      }
-      if (attempt >= 3)
-        throw new DaemonError(
-          'DAEMON_LOCKED',
-          `${path}: could not take over a stale lock after ${attempt} attempts (another daemon starting at the same time?)`,
-        );
-      // Remove the stale lock only if it is still the very file we judged (not one a racing daemon just created).
-      const again = await fs.lstat(path).catch(() => undefined);
-      if (again?.ino === current.ino) {
-        await fs.rm(path, { force: true });
-        options.onStale?.(current.state === 'stale' ? current.holder : undefined);
-      }
-    }
+    await linkLock({ temp, path, stateDir, onStale: options.onStale });
   } finally {
     await fs.rm(temp, { force: true });
   }
@@ -118,19 +83,92 @@ export async function acquireDaemonLock(
     async release() {
       if (released) return;
       released = true;
-      const current = await readHolder(path);
-      if (
-        (current.state === 'alive' || current.state === 'stale') &&
-        current.holder.pid === holder.pid &&
-        current.holder.start_time === holder.start_time
-      )
-        await fs.rm(path, { force: true });
-      if (options.pidFile) {
-        const pid = (await fs.readFile(options.pidFile, 'utf8').catch(() => '')).trim();
-        if (pid === String(process.pid)) await fs.rm(options.pidFile, { force: true });
-      }
+      await releaseLock({ path, holder, pidFile: options.pidFile });
     },
   };
+}
+
+/** This process as a lock holder: its pid, start time (from /proc), start date and host name. */
+async function holderOfThisProcess(): Promise<LockHolder> {
+  const startTime = await readProcessStartTime(process.pid);
+  if (startTime === undefined)
+    throw new DaemonError('DAEMON_IO', `cannot read /proc/${process.pid}/stat (is /proc mounted?)`);
+  return {
+    pid: process.pid,
+    start_time: startTime,
+    started_at: new Date().toISOString(),
+    hostname: hostname(),
+  };
+}
+
+/**
+ * Links the written `temp` file into place as the lock. A lock already there whose holder is
+ * alive is refused (DAEMON_LOCKED); a stale or corrupt one is removed and the link retried, at
+ * most three times.
+ */
+async function linkLock(options: {
+  temp: string;
+  path: string;
+  /** Named in the DAEMON_LOCKED message. */
+  stateDir: string;
+  onStale: AcquireDaemonLockOptions['onStale'];
+}): Promise<void> {
+  const { temp, path, stateDir } = options;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await fs.link(temp, path);
+      return;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw new DaemonError(
+          'DAEMON_IO',
+          `${path}: cannot take the lock: ${(error as Error).message}`,
+          {
+            cause: error,
+          },
+        );
+    }
+    const current = await readHolder(path);
+    if (current.state === 'gone') continue;
+    if (current.state === 'alive') {
+      const other = current.holder;
+      throw new DaemonError(
+        'DAEMON_LOCKED',
+        `another pit daemon (pid ${other.pid}${other.hostname ? ` on ${other.hostname}` : ''}, running since ${other.started_at}) holds ${stateDir} (lock ${path}); stop it first or use another state_dir`,
+      );
+    }
+    if (attempt >= 3)
+      throw new DaemonError(
+        'DAEMON_LOCKED',
+        `${path}: could not take over a stale lock after ${attempt} attempts (another daemon starting at the same time?)`,
+      );
+    // Remove the stale lock only if it is still the very file we judged (not one a racing daemon just created).
+    const again = await fs.lstat(path).catch(() => undefined);
+    if (again?.ino === current.ino) {
+      await fs.rm(path, { force: true });
+      options.onStale?.(current.state === 'stale' ? current.holder : undefined);
+    }
+  }
+}
+
+/** Removes the lock and the pid file, each only if it still names `holder` (this process). */
+async function releaseLock(lock: {
+  path: string;
+  holder: LockHolder;
+  pidFile: string | undefined;
+}): Promise<void> {
+  const { path, holder, pidFile } = lock;
+  const current = await readHolder(path);
+  if (
+    (current.state === 'alive' || current.state === 'stale') &&
+    current.holder.pid === holder.pid &&
+    current.holder.start_time === holder.start_time
+  )
+    await fs.rm(path, { force: true });
+  if (pidFile) {
+    const pid = (await fs.readFile(pidFile, 'utf8').catch(() => '')).trim();
+    if (pid === String(process.pid)) await fs.rm(pidFile, { force: true });
+  }
 }
 
 type HolderState =

@@ -1,5 +1,17 @@
+/**
+ * How the supervision loop tells people of deaths and recoveries: a death issue per agent on
+ * GitHub or Gitea (through @pit/notify's tracker) and chat alerts through the alert dispatcher,
+ * with the storm rule (./storm.ts) deciding which deaths page people. It decides nothing about
+ * agents and never throws into the loop: a failure to tell is logged.
+ */
 import { promises as fs } from 'node:fs';
-import { createIssueTracker, type AlertDispatcher, type IssueTracker } from '@pit/notify';
+import {
+  createIssueTracker,
+  type AlertDispatcher,
+  type AlertInput,
+  type DeathReportInput,
+  type IssueTracker,
+} from '@pit/notify';
 import type { PitConfig } from './config-schema.js';
 import type { Logger } from './logger.js';
 import { createStormAlerts } from './storm.js';
@@ -82,95 +94,116 @@ export function createNotifier(
   alerts?: AlertDispatcher,
   options: NotifierOptions = {},
 ): Notifier {
-  const alert = (input: Parameters<AlertDispatcher['notify']>[0]) => {
+  const tracker = issueTrackerOf(config, env, logger);
+  const inner =
+    tracker && config.issues
+      ? createIssueNotifier({ issues: tracker, maxLogLines: config.issues.max_log_lines, logger })
+      : silentNotifier;
+  if (!alerts) return inner;
+  return withAlerts(inner, {
+    alerts,
+    brake: config.policy.fleet_brake,
+    ...(options.stormSettleMs !== undefined ? { stormSettleMs: options.stormSettleMs } : {}),
+    logger,
+  });
+}
+
+/** The issue tracker `[issues]` configures, or none (no `[issues]`, or its token unset: logged). */
+function issueTrackerOf(
+  config: PitConfig,
+  env: Record<string, string | undefined>,
+  logger: Logger,
+): IssueTracker | undefined {
+  if (!config.issues) return undefined;
+  const token = env[config.issues.token_env];
+  if (!token) {
+    logger.warn(
+      `[issues] is configured but ${config.issues.token_env} is not set: no death issues`,
+    );
+    return undefined;
+  }
+  return createIssueTracker({ config: config.issues, token, logger });
+}
+
+/** What {@link withAlerts} needs besides the notifier it wraps. */
+interface AlertOptions {
+  alerts: AlertDispatcher;
+  /** The fleet brake's numbers, which make a storm. */
+  brake: PitConfig['policy']['fleet_brake'];
+  stormSettleMs?: number;
+  logger: Logger;
+}
+
+/**
+ * Wraps `inner` so that deaths and recoveries also go out as chat alerts: a death that needs a
+ * human on its own (or held for the storm's message), a restarted death only as part of a storm,
+ * a recovery only for a death that was alerted on its own.
+ */
+function withAlerts(inner: Notifier, options: AlertOptions): Notifier {
+  const alert = createAlertQueue(options.alerts, options.logger);
+  const storm = createStormAlerts({
+    brake: options.brake,
+    ...(options.stormSettleMs !== undefined ? { settleMs: options.stormSettleMs } : {}),
+    // One call, one group: the dispatcher merges alerts queued together into one message per channel.
+    send: (batch) => {
+      for (const input of batch) alert(input);
+    },
+    logger: options.logger,
+  });
+  /** Agents whose death was alerted on its own and has not recovered yet. */
+  const told = new Set<string>();
+  return {
+    async death(notice) {
+      const input = {
+        kind: notice.decision.action === 'escalate' ? ('escalation' as const) : ('death' as const),
+        agent: notice.agent,
+        mission: notice.mission,
+        summary: `${notice.agent} is dead: ${notice.reason}`.slice(0, 1000),
+      };
+      told.add(notice.agent);
+      if (!storm.individual(input, notice.cell)) alert(input);
+      await inner.death(notice);
+    },
+    async died(notice) {
+      storm.seen(notice);
+    },
+    async close() {
+      storm.close();
+    },
+    async recovery(agent, note) {
+      // Only a death people were told of on its own has its recovery told: a silent death stays silent.
+      if (told.delete(agent)) alert({ kind: 'recovery', agent, summary: note.slice(0, 1000) });
+      await inner.recovery(agent, note);
+    },
+  };
+}
+
+/** Queues alerts on the dispatcher; one it refuses is logged, never thrown. */
+function createAlertQueue(alerts: AlertDispatcher, logger: Logger): (input: AlertInput) => void {
+  return (input) => {
     try {
-      alerts?.notify(input);
+      alerts.notify(input);
     } catch (error) {
       logger.error('cannot queue an alert', {
         error: error instanceof Error ? error.message : String(error),
       });
     }
   };
-  const storm = alerts
-    ? createStormAlerts({
-        brake: config.policy.fleet_brake,
-        ...(options.stormSettleMs !== undefined ? { settleMs: options.stormSettleMs } : {}),
-        // One call, one group: the dispatcher merges alerts queued together into one message per channel.
-        send: (batch) => {
-          for (const input of batch) alert(input);
-        },
-        logger,
-      })
-    : undefined;
-  /** Agents whose death was alerted on its own and has not recovered yet. */
-  const told = new Set<string>();
-  const withAlerts = (inner: Notifier): Notifier =>
-    alerts && storm
-      ? {
-          async death(notice) {
-            const input = {
-              kind:
-                notice.decision.action === 'escalate'
-                  ? ('escalation' as const)
-                  : ('death' as const),
-              agent: notice.agent,
-              mission: notice.mission,
-              summary: `${notice.agent} is dead: ${notice.reason}`.slice(0, 1000),
-            };
-            told.add(notice.agent);
-            if (!storm.individual(input, notice.cell)) alert(input);
-            await inner.death(notice);
-          },
-          async died(notice) {
-            storm.seen(notice);
-          },
-          async close() {
-            storm.close();
-          },
-          async recovery(agent, note) {
-            // Only a death people were told of on its own has its recovery told: a silent death stays silent.
-            if (told.delete(agent))
-              alert({ kind: 'recovery', agent, summary: note.slice(0, 1000) });
-            await inner.recovery(agent, note);
-          },
-        }
-      : inner;
-  let tracker: IssueTracker | undefined;
-  if (config.issues) {
-    const token = env[config.issues.token_env];
-    if (!token)
-      logger.warn(
-        `[issues] is configured but ${config.issues.token_env} is not set: no death issues`,
-      );
-    else tracker = createIssueTracker({ config: config.issues, token, logger });
-  }
-  if (!tracker) return withAlerts(silentNotifier);
-  const issues = tracker;
-  return withAlerts({
+}
+
+/** The notifier of death issues: one issue per agent, a comment per new death, closed on recovery. */
+function createIssueNotifier(options: {
+  issues: IssueTracker;
+  /** The agent log's last lines that go into the post-mortem. */
+  maxLogLines: number;
+  logger: Logger;
+}): Notifier {
+  const { issues, maxLogLines, logger } = options;
+  return {
     async death(notice) {
       try {
-        const logLines = notice.logPath
-          ? (await fs.readFile(notice.logPath, 'utf8').catch(() => ''))
-              .split('\n')
-              .filter(Boolean)
-              .slice(-config.issues!.max_log_lines)
-          : [];
-        const result = await issues.reportDeath({
-          agent: notice.agent,
-          mission: notice.mission,
-          ...(notice.cell ? { cell_uuid: notice.cell } : {}),
-          reason: `${notice.reason.slice(0, 300)} — ${notice.decision.action}`.slice(0, 500),
-          dead_since: notice.deadSince.toISOString(),
-          probes: notice.probes.map((probe) => ({
-            name: probe.name,
-            ok: probe.ok,
-            ...(probe.latencyMs !== undefined ? { latency_ms: probe.latencyMs } : {}),
-            detail: probe.detail.slice(0, 2000),
-            observed_at: new Date(probe.observedAt).toISOString(),
-          })),
-          restarts: notice.restarts.slice(-20).map((at) => ({ at, outcome: 'restarted' })),
-          log_lines: logLines,
-        });
+        const logLines = notice.logPath ? await readLogTail(notice.logPath, maxLogLines) : [];
+        const result = await issues.reportDeath(deathReportOf(notice, logLines));
         logger.info('death issue reported', { agent: notice.agent, issue: result.url });
       } catch (error) {
         logger.error('cannot report the death issue', {
@@ -190,5 +223,33 @@ export function createNotifier(
         });
       }
     },
-  });
+  };
+}
+
+/** The last `maxLines` non-empty lines of a log file; none when it cannot be read. */
+async function readLogTail(path: string, maxLines: number): Promise<string[]> {
+  return (await fs.readFile(path, 'utf8').catch(() => ''))
+    .split('\n')
+    .filter(Boolean)
+    .slice(-maxLines);
+}
+
+/** A death notice as the issue tracker's post-mortem input, its free text cut to the tracker's limits. */
+function deathReportOf(notice: DeathNotice, logLines: string[]): DeathReportInput {
+  return {
+    agent: notice.agent,
+    mission: notice.mission,
+    ...(notice.cell ? { cell_uuid: notice.cell } : {}),
+    reason: `${notice.reason.slice(0, 300)} — ${notice.decision.action}`.slice(0, 500),
+    dead_since: notice.deadSince.toISOString(),
+    probes: notice.probes.map((probe) => ({
+      name: probe.name,
+      ok: probe.ok,
+      ...(probe.latencyMs !== undefined ? { latency_ms: probe.latencyMs } : {}),
+      detail: probe.detail.slice(0, 2000),
+      observed_at: new Date(probe.observedAt).toISOString(),
+    })),
+    restarts: notice.restarts.slice(-20).map((at) => ({ at, outcome: 'restarted' })),
+    log_lines: logLines,
+  };
 }

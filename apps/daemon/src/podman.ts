@@ -1,3 +1,8 @@
+/**
+ * Podman for level-3 (container) agents: the daemon's `containers.conf`, the default busybox
+ * image built locally, the `podman run` command line of an agent, and running podman itself.
+ * It starts no agent (the executor does) and assumes no registry: images are local.
+ */
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -102,107 +107,21 @@ export function createPodman(options: PodmanOptions): Podman {
   const binary = options.binary ?? 'podman';
   const confPath = join(options.configDir, 'containers.conf');
   const env: NodeJS.ProcessEnv = { ...options.env, CONTAINERS_CONF: confPath };
+  const setup: PodmanSetup = {
+    binary,
+    env,
+    configDir: options.configDir,
+    confPath,
+    busybox: options.busybox ?? '/bin/busybox',
+  };
   const prepared = new Map<string, Promise<void>>();
-  const run = (args: string[]) => runCommand(binary, args, env);
-
-  const buildDefaultImage = async () => {
-    const busybox = options.busybox ?? '/bin/busybox';
-    const list = await runCommand(busybox, ['--list'], env).catch((error: Error) => ({
-      code: null,
-      stdout: '',
-      stderr: error.message,
-    }));
-    if (list.code !== 0) {
-      throw new DaemonError(
-        'DAEMON_ISOLATION_UNAVAILABLE',
-        `isolation level 3: cannot build ${DEFAULT_AGENT_IMAGE}: ${busybox} --list failed (install busybox-static): ${list.stderr.trim()}`,
-      );
-    }
-    const rootfs = await fs.mkdtemp(join(tmpdir(), 'pit-rootfs-'));
-    try {
-      for (const dir of ['bin', 'tmp', 'proc', 'dev', 'sys', 'etc', 'run'])
-        await fs.mkdir(join(rootfs, dir));
-      await fs.copyFile(busybox, join(rootfs, 'bin', 'busybox'));
-      await fs.chmod(join(rootfs, 'bin', 'busybox'), 0o755);
-      for (const applet of list.stdout.split('\n').map((line) => line.trim())) {
-        if (applet === '' || applet === 'busybox' || applet.includes('/')) continue;
-        await fs.symlink('busybox', join(rootfs, 'bin', applet));
-      }
-      await fs.writeFile(
-        join(rootfs, 'etc', 'passwd'),
-        'root:x:0:0:root:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/tmp:/bin/false\n',
-      );
-      await fs.writeFile(join(rootfs, 'etc', 'group'), 'root:x:0:\nnogroup:x:65534:\n');
-      const tar = `${rootfs}.tar`;
-      const packed = await runCommand('tar', ['-C', rootfs, '-cf', tar, '.'], env);
-      if (packed.code !== 0)
-        throw new DaemonError(
-          'DAEMON_ISOLATION_UNAVAILABLE',
-          `isolation level 3: tar failed: ${packed.stderr.trim()}`,
-        );
-      try {
-        const imported = await run(['import', '--quiet', tar, DEFAULT_AGENT_IMAGE]);
-        if (imported.code !== 0)
-          throw new DaemonError(
-            'DAEMON_ISOLATION_UNAVAILABLE',
-            `isolation level 3: podman import failed: ${imported.stderr.trim()}`,
-          );
-      } finally {
-        await fs.rm(tar, { force: true });
-      }
-    } finally {
-      await fs.rm(rootfs, { recursive: true, force: true });
-    }
-  };
-
   let initPath: string | undefined;
-  const INIT_PATHS = [
-    '/usr/libexec/podman/catatonit',
-    '/usr/bin/catatonit',
-    '/usr/libexec/catatonit/catatonit',
-    '/usr/bin/tini-static',
-    '/usr/bin/tini',
-  ];
   const prepareImage = async (image: string) => {
-    const found = await Promise.all(
-      INIT_PATHS.map((path) =>
-        fs.access(path).then(
-          () => path,
-          () => undefined,
-        ),
-      ),
-    );
-    initPath = found.find((path) => path !== undefined);
-    await fs.mkdir(options.configDir, { recursive: true });
-    const current = await fs.readFile(confPath, 'utf8').catch(() => undefined);
-    if (current !== CONTAINERS_CONF)
-      await writeFileAtomic(confPath, CONTAINERS_CONF, { mode: 0o644 });
-    const available = await podmanAvailable(binary, env);
-    if (!available.ok)
-      throw new DaemonError(
-        'DAEMON_ISOLATION_UNAVAILABLE',
-        `isolation level 3: ${available.reason} (see apps/daemon/ISOLATION.md)`,
-      );
-    if (image.startsWith('rootfs:')) {
-      const dir = image.slice('rootfs:'.length);
-      const stat = await fs.stat(dir).catch(() => undefined);
-      if (!stat?.isDirectory())
-        throw new DaemonError(
-          'DAEMON_ISOLATION_UNAVAILABLE',
-          `isolation level 3: rootfs ${dir} is not a directory`,
-        );
-      return;
-    }
-    const exists = await run(['image', 'exists', image]);
-    if (exists.code === 0) return;
-    if (image !== DEFAULT_AGENT_IMAGE) {
-      throw new DaemonError(
-        'DAEMON_ISOLATION_UNAVAILABLE',
-        `isolation level 3: image ${image} is not in local storage (no registry is assumed; podman import or podman build it first)`,
-      );
-    }
-    await buildDefaultImage();
+    initPath = await findInitPath();
+    await writeContainersConf(setup);
+    await ensureImage(setup, image);
   };
+  const run = (args: string[]) => runCommand(binary, args, env);
 
   return {
     binary,
@@ -219,38 +138,188 @@ export function createPodman(options: PodmanOptions): Podman {
       }
       return pending;
     },
-    runArgv(spec) {
-      const image = spec.image ?? DEFAULT_AGENT_IMAGE;
-      const args = [
-        binary,
-        'run',
-        '--rm',
-        '--name',
-        spec.name,
-        ...(initPath ? ['--init', '--init-path', initPath] : []),
-        '--read-only',
-        '--interactive=false',
-        '--tty=false',
-        '--sig-proxy=true',
-        '--network',
-        spec.network === 'host' ? 'host' : 'none',
-        '--workdir',
-        spec.workdir,
-        '--label',
-        'io.pit.agent=1',
-      ];
-      for (const path of spec.writable) args.push('--volume', `${path}:${path}:rw`);
-      for (const path of spec.readonly ?? []) args.push('--volume', `${path}:${path}:ro`);
-      for (const name of spec.envNames) args.push('--env', name);
-      if (image.startsWith('rootfs:')) args.push('--rootfs', image.slice('rootfs:'.length));
-      else args.push(image);
-      return [...args, ...spec.argv];
-    },
+    runArgv: (spec) => runArgvOf(spec, { binary, initPath }),
     run,
     async remove(name) {
       await run(['rm', '--force', '--ignore', '--time', '0', name]);
     },
   };
+}
+
+/** How the daemon runs podman, as {@link createPodman} resolved it from its options. */
+interface PodmanSetup {
+  binary: string;
+  /** The caller's environment with CONTAINERS_CONF. */
+  env: NodeJS.ProcessEnv;
+  configDir: string;
+  /** `<configDir>/containers.conf`. */
+  confPath: string;
+  /** The statically linked busybox the default image is built from. */
+  busybox: string;
+}
+
+/** Where `podman run --init` finds an init, in the order they are preferred. */
+const INIT_PATHS = [
+  '/usr/libexec/podman/catatonit',
+  '/usr/bin/catatonit',
+  '/usr/libexec/catatonit/catatonit',
+  '/usr/bin/tini-static',
+  '/usr/bin/tini',
+];
+
+/** The first of {@link INIT_PATHS} that exists, if any. */
+async function findInitPath(): Promise<string | undefined> {
+  const found = await Promise.all(
+    INIT_PATHS.map((path) =>
+      fs.access(path).then(
+        () => path,
+        () => undefined,
+      ),
+    ),
+  );
+  return found.find((path) => path !== undefined);
+}
+
+/** Writes {@link CONTAINERS_CONF} unless the file already holds it. */
+async function writeContainersConf(setup: PodmanSetup): Promise<void> {
+  await fs.mkdir(setup.configDir, { recursive: true });
+  const current = await fs.readFile(setup.confPath, 'utf8').catch(() => undefined);
+  if (current !== CONTAINERS_CONF)
+    await writeFileAtomic(setup.confPath, CONTAINERS_CONF, { mode: 0o644 });
+}
+
+/**
+ * Checks that podman answers and that `image` can be run: a `rootfs:` directory exists, or the
+ * image is in local storage; the default image is built when missing, any other is an error.
+ */
+async function ensureImage(setup: PodmanSetup, image: string): Promise<void> {
+  const available = await podmanAvailable(setup.binary, setup.env);
+  if (!available.ok)
+    throw new DaemonError(
+      'DAEMON_ISOLATION_UNAVAILABLE',
+      `isolation level 3: ${available.reason} (see apps/daemon/ISOLATION.md)`,
+    );
+  if (image.startsWith('rootfs:')) {
+    const dir = image.slice('rootfs:'.length);
+    const stat = await fs.stat(dir).catch(() => undefined);
+    if (!stat?.isDirectory())
+      throw new DaemonError(
+        'DAEMON_ISOLATION_UNAVAILABLE',
+        `isolation level 3: rootfs ${dir} is not a directory`,
+      );
+    return;
+  }
+  const exists = await runCommand(setup.binary, ['image', 'exists', image], setup.env);
+  if (exists.code === 0) return;
+  if (image !== DEFAULT_AGENT_IMAGE) {
+    throw new DaemonError(
+      'DAEMON_ISOLATION_UNAVAILABLE',
+      `isolation level 3: image ${image} is not in local storage (no registry is assumed; podman import or podman build it first)`,
+    );
+  }
+  await buildDefaultImage(setup);
+}
+
+/** Builds {@link DEFAULT_AGENT_IMAGE}: a root filesystem of busybox and its applets, imported into podman. */
+async function buildDefaultImage(setup: PodmanSetup): Promise<void> {
+  const { busybox, env } = setup;
+  const list = await runCommand(busybox, ['--list'], env).catch((error: Error) => ({
+    code: null,
+    stdout: '',
+    stderr: error.message,
+  }));
+  if (list.code !== 0) {
+    throw new DaemonError(
+      'DAEMON_ISOLATION_UNAVAILABLE',
+      `isolation level 3: cannot build ${DEFAULT_AGENT_IMAGE}: ${busybox} --list failed (install busybox-static): ${list.stderr.trim()}`,
+    );
+  }
+  const rootfs = await fs.mkdtemp(join(tmpdir(), 'pit-rootfs-'));
+  try {
+    await writeBusyboxRootfs({ rootfs, busybox, appletList: list.stdout });
+    await importRootfs(setup, rootfs);
+  } finally {
+    await fs.rm(rootfs, { recursive: true, force: true });
+  }
+}
+
+/** Fills `rootfs` with busybox, a symlink per applet (`busybox --list`, one a line) and minimal passwd and group files. */
+async function writeBusyboxRootfs(options: {
+  rootfs: string;
+  busybox: string;
+  appletList: string;
+}): Promise<void> {
+  const { rootfs, busybox, appletList } = options;
+  for (const dir of ['bin', 'tmp', 'proc', 'dev', 'sys', 'etc', 'run'])
+    await fs.mkdir(join(rootfs, dir));
+  await fs.copyFile(busybox, join(rootfs, 'bin', 'busybox'));
+  await fs.chmod(join(rootfs, 'bin', 'busybox'), 0o755);
+  for (const applet of appletList.split('\n').map((line) => line.trim())) {
+    if (applet === '' || applet === 'busybox' || applet.includes('/')) continue;
+    await fs.symlink('busybox', join(rootfs, 'bin', applet));
+  }
+  await fs.writeFile(
+    join(rootfs, 'etc', 'passwd'),
+    'root:x:0:0:root:/tmp:/bin/sh\nnobody:x:65534:65534:nobody:/tmp:/bin/false\n',
+  );
+  await fs.writeFile(join(rootfs, 'etc', 'group'), 'root:x:0:\nnogroup:x:65534:\n');
+}
+
+/** Packs `rootfs` into a tar beside it and imports it as {@link DEFAULT_AGENT_IMAGE}; the tar is removed. */
+async function importRootfs(setup: PodmanSetup, rootfs: string): Promise<void> {
+  const tar = `${rootfs}.tar`;
+  const packed = await runCommand('tar', ['-C', rootfs, '-cf', tar, '.'], setup.env);
+  if (packed.code !== 0)
+    throw new DaemonError(
+      'DAEMON_ISOLATION_UNAVAILABLE',
+      `isolation level 3: tar failed: ${packed.stderr.trim()}`,
+    );
+  try {
+    const imported = await runCommand(
+      setup.binary,
+      ['import', '--quiet', tar, DEFAULT_AGENT_IMAGE],
+      setup.env,
+    );
+    if (imported.code !== 0)
+      throw new DaemonError(
+        'DAEMON_ISOLATION_UNAVAILABLE',
+        `isolation level 3: podman import failed: ${imported.stderr.trim()}`,
+      );
+  } finally {
+    await fs.rm(tar, { force: true });
+  }
+}
+
+/** The argv of `podman run` for `spec`, with `--init` when an init was found. */
+function runArgvOf(
+  spec: ContainerSpec,
+  podman: { binary: string; initPath: string | undefined },
+): string[] {
+  const image = spec.image ?? DEFAULT_AGENT_IMAGE;
+  const args = [
+    podman.binary,
+    'run',
+    '--rm',
+    '--name',
+    spec.name,
+    ...(podman.initPath ? ['--init', '--init-path', podman.initPath] : []),
+    '--read-only',
+    '--interactive=false',
+    '--tty=false',
+    '--sig-proxy=true',
+    '--network',
+    spec.network === 'host' ? 'host' : 'none',
+    '--workdir',
+    spec.workdir,
+    '--label',
+    'io.pit.agent=1',
+  ];
+  for (const path of spec.writable) args.push('--volume', `${path}:${path}:rw`);
+  for (const path of spec.readonly ?? []) args.push('--volume', `${path}:${path}:ro`);
+  for (const name of spec.envNames) args.push('--env', name);
+  if (image.startsWith('rootfs:')) args.push('--rootfs', image.slice('rootfs:'.length));
+  else args.push(image);
+  return [...args, ...spec.argv];
 }
 
 function runCommand(

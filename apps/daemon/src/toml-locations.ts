@@ -1,3 +1,8 @@
+/**
+ * Where each key of a TOML document is written: a small scanner over a document that already
+ * parsed, so that config errors found by the schema can name a line and column. It never parses
+ * values and never judges the document (smol-toml and the config schema do).
+ */
 /** A 1-based position in a source file. */
 export interface SourcePosition {
   line: number;
@@ -13,186 +18,238 @@ export interface SourcePosition {
  * locateTomlKeys('[agents.forge]\nargv = ["x"]\n').get('agents.forge.argv') // { line: 2, column: 1 }
  */
 export function locateTomlKeys(text: string): Map<string, SourcePosition> {
-  const found = new Map<string, SourcePosition>();
+  const scan: Scan = { text, pos: 0, line: 1, lineStart: 0, found: new Map() };
+  /** Tables of each `[[name]]` seen so far, which gives the next one its index. */
   const arrayTableCounts = new Map<string, number>();
-  let pos = 0;
-  let line = 1;
-  let lineStart = 0;
+  let table: string[] = [];
+  while (scan.pos < text.length) {
+    skipAll(scan);
+    if (scan.pos >= text.length) break;
+    const start = scan.pos;
+    if (text.startsWith('[[', scan.pos)) table = readArrayTableHeader(scan, arrayTableCounts);
+    else if (text[scan.pos] === '[') table = readTableHeader(scan);
+    else if (!readKeyValue(scan, table)) break;
+    skipInline(scan);
+    skipComment(scan);
+    if (scan.pos === start) break;
+  }
+  return scan.found;
+}
 
-  const here = (): SourcePosition => ({ line, column: pos - lineStart + 1 });
-  const record = (path: string[], at: SourcePosition) => {
-    const key = path.join('.');
-    if (!found.has(key)) found.set(key, at);
-  };
-  const advance = (count = 1) => {
-    for (let index = 0; index < count && pos < text.length; index++) {
-      if (text[pos] === '\n') {
-        line++;
-        lineStart = pos + 1;
-      }
-      pos++;
+/** The scanner's state: the text, where it is, and the key positions found so far. */
+interface Scan {
+  readonly text: string;
+  /** Offset of the next character to read. */
+  pos: number;
+  line: number;
+  /** Offset of the current line's first character. */
+  lineStart: number;
+  readonly found: Map<string, SourcePosition>;
+}
+
+/** One part of a dotted key and where it is written. */
+interface KeyPart {
+  part: string;
+  at: SourcePosition;
+}
+
+function here(scan: Scan): SourcePosition {
+  return { line: scan.line, column: scan.pos - scan.lineStart + 1 };
+}
+
+/** Records where `path` is written; a path seen before keeps its first position. */
+function record(scan: Scan, path: string[], at: SourcePosition): void {
+  const key = path.join('.');
+  if (!scan.found.has(key)) scan.found.set(key, at);
+}
+
+/** Records every prefix of `base` followed by the parts of `key`, each where its last part is written; returns the full path. */
+function recordKey(scan: Scan, base: string[], key: KeyPart[]): string[] {
+  const full = [...base];
+  for (const { part, at } of key) {
+    full.push(part);
+    record(scan, full, at);
+  }
+  return full;
+}
+
+/** Moves `count` characters on (not past the end), counting lines. */
+function advance(scan: Scan, count = 1): void {
+  for (let index = 0; index < count && scan.pos < scan.text.length; index++) {
+    if (scan.text[scan.pos] === '\n') {
+      scan.line++;
+      scan.lineStart = scan.pos + 1;
     }
-  };
-  const skipInline = () => {
-    while (pos < text.length && (text[pos] === ' ' || text[pos] === '\t')) advance();
-  };
-  const skipComment = () => {
-    if (text[pos] === '#') while (pos < text.length && text[pos] !== '\n') advance();
-  };
-  const skipAll = () => {
-    for (;;) {
-      const before = pos;
-      while (pos < text.length && /[ \t\r\n]/.test(text[pos]!)) advance();
-      skipComment();
-      if (pos === before) return;
+    scan.pos++;
+  }
+}
+
+/** Skips spaces and tabs. */
+function skipInline(scan: Scan): void {
+  while (
+    scan.pos < scan.text.length &&
+    (scan.text[scan.pos] === ' ' || scan.text[scan.pos] === '\t')
+  )
+    advance(scan);
+}
+
+/** Skips a comment up to (not including) the end of its line. */
+function skipComment(scan: Scan): void {
+  if (scan.text[scan.pos] === '#')
+    while (scan.pos < scan.text.length && scan.text[scan.pos] !== '\n') advance(scan);
+}
+
+/** Skips whitespace, newlines and comments. */
+function skipAll(scan: Scan): void {
+  for (;;) {
+    const before = scan.pos;
+    while (scan.pos < scan.text.length && /[ \t\r\n]/.test(scan.text[scan.pos]!)) advance(scan);
+    skipComment(scan);
+    if (scan.pos === before) return;
+  }
+}
+
+/** Reads a basic, literal or multi-line string starting at its opening quote; escapes are kept as written. */
+function readString(scan: Scan): string {
+  const { text } = scan;
+  const quote = text[scan.pos]!;
+  const triple = text.startsWith(quote.repeat(3), scan.pos);
+  const literal = quote === "'";
+  advance(scan, triple ? 3 : 1);
+  let value = '';
+  while (scan.pos < text.length) {
+    if (triple && text.startsWith(quote.repeat(3), scan.pos)) {
+      advance(scan, 3);
+      // Up to two more quotes may close a multi-line string (`""""` ends with a quote in the value).
+      while (text[scan.pos] === quote) advance(scan);
+      return value;
     }
-  };
-  const readString = (): string => {
-    const quote = text[pos]!;
-    const triple = text.startsWith(quote.repeat(3), pos);
-    const literal = quote === "'";
-    advance(triple ? 3 : 1);
-    let value = '';
-    while (pos < text.length) {
-      if (triple && text.startsWith(quote.repeat(3), pos)) {
-        advance(3);
-        // Up to two more quotes may close a multi-line string (`""""` ends with a quote in the value).
-        while (text[pos] === quote) advance();
-        return value;
-      }
-      if (!triple && text[pos] === quote) {
-        advance();
-        return value;
-      }
-      if (!literal && text[pos] === '\\') {
-        value += text.slice(pos, pos + 2);
-        advance(2);
-        continue;
-      }
-      value += text[pos];
-      advance();
+    if (!triple && text[scan.pos] === quote) {
+      advance(scan);
+      return value;
     }
-    return value;
-  };
-  /** Reads a dotted key; returns its parts and the position of each part. */
-  const readKey = (): Array<{ part: string; at: SourcePosition }> => {
-    const parts: Array<{ part: string; at: SourcePosition }> = [];
-    for (;;) {
-      skipInline();
-      const at = here();
-      let part = '';
-      if (text[pos] === '"' || text[pos] === "'") part = readString();
-      else while (pos < text.length && /[A-Za-z0-9_-]/.test(text[pos]!)) part += text[pos++];
-      parts.push({ part, at });
-      skipInline();
-      if (text[pos] === '.') {
-        advance();
-        continue;
-      }
-      return parts;
+    if (!literal && text[scan.pos] === '\\') {
+      value += text.slice(scan.pos, scan.pos + 2);
+      advance(scan, 2);
+      continue;
     }
-  };
-  const readValue = (path: string[]) => {
-    skipInline();
-    const char = text[pos];
-    if (char === '"' || char === "'") {
-      readString();
+    value += text[scan.pos];
+    advance(scan);
+  }
+  return value;
+}
+
+/** Reads a dotted key; returns its parts and the position of each part. */
+function readKey(scan: Scan): KeyPart[] {
+  const { text } = scan;
+  const parts: KeyPart[] = [];
+  for (;;) {
+    skipInline(scan);
+    const at = here(scan);
+    let part = '';
+    if (text[scan.pos] === '"' || text[scan.pos] === "'") part = readString(scan);
+    else
+      while (scan.pos < text.length && /[A-Za-z0-9_-]/.test(text[scan.pos]!))
+        part += text[scan.pos++];
+    parts.push({ part, at });
+    skipInline(scan);
+    if (text[scan.pos] === '.') {
+      advance(scan);
+      continue;
+    }
+    return parts;
+  }
+}
+
+/** Reads `[[name]]`: records the name's prefixes and the new table's index; returns the table's path. */
+function readArrayTableHeader(scan: Scan, arrayTableCounts: Map<string, number>): string[] {
+  advance(scan, 2);
+  const key = readKey(scan);
+  const names = key.map((item) => item.part);
+  const base = names.join('.');
+  const index = arrayTableCounts.get(base) ?? 0;
+  arrayTableCounts.set(base, index + 1);
+  recordKey(scan, [], key);
+  const table = [...names, String(index)];
+  record(scan, table, key.at(-1)?.at ?? here(scan));
+  skipInline(scan);
+  if (scan.text.startsWith(']]', scan.pos)) advance(scan, 2);
+  return table;
+}
+
+/** Reads `[name]`: records the name's prefixes; returns the table's path. */
+function readTableHeader(scan: Scan): string[] {
+  advance(scan);
+  const key = readKey(scan);
+  recordKey(scan, [], key);
+  const table = key.map((item) => item.part);
+  skipInline(scan);
+  if (scan.text[scan.pos] === ']') advance(scan);
+  return table;
+}
+
+/** Reads `key = value` in `table`; false when no `=` follows the key (the scan stops). */
+function readKeyValue(scan: Scan, table: string[]): boolean {
+  const full = recordKey(scan, table, readKey(scan));
+  skipInline(scan);
+  if (scan.text[scan.pos] !== '=') return false;
+  advance(scan);
+  readValue(scan, full);
+  return true;
+}
+
+/** Reads the value at `path`, recording the keys and array items inside it. */
+function readValue(scan: Scan, path: string[]): void {
+  skipInline(scan);
+  const char = scan.text[scan.pos];
+  if (char === '"' || char === "'") {
+    readString(scan);
+    return;
+  }
+  if (char === '[') return readArray(scan, path);
+  if (char === '{') return readInlineTable(scan, path);
+  while (scan.pos < scan.text.length && !/[,\]}\n#]/.test(scan.text[scan.pos]!)) advance(scan);
+}
+
+/** Reads `[a, b, …]` at `path`, recording each item as `path.<index>`. */
+function readArray(scan: Scan, path: string[]): void {
+  advance(scan);
+  let index = 0;
+  for (;;) {
+    skipAll(scan);
+    if (scan.pos >= scan.text.length) return;
+    if (scan.text[scan.pos] === ']') {
+      advance(scan);
       return;
     }
-    if (char === '[') {
-      advance();
-      let index = 0;
-      for (;;) {
-        skipAll();
-        if (pos >= text.length) return;
-        if (text[pos] === ']') {
-          advance();
-          return;
-        }
-        record([...path, String(index)], here());
-        readValue([...path, String(index)]);
-        skipAll();
-        if (text[pos] === ',') {
-          advance();
-          index++;
-        }
-      }
+    record(scan, [...path, String(index)], here(scan));
+    readValue(scan, [...path, String(index)]);
+    skipAll(scan);
+    if (scan.text[scan.pos] === ',') {
+      advance(scan);
+      index++;
     }
-    if (char === '{') {
-      advance();
-      for (;;) {
-        skipAll();
-        if (pos >= text.length) return;
-        if (text[pos] === '}') {
-          advance();
-          return;
-        }
-        const key = readKey();
-        const full = [...path];
-        for (const { part, at } of key) {
-          full.push(part);
-          record(full, at);
-        }
-        skipInline();
-        if (text[pos] !== '=') return;
-        advance();
-        readValue(full);
-        skipAll();
-        if (text[pos] === ',') advance();
-      }
-    }
-    while (pos < text.length && !/[,\]}\n#]/.test(text[pos]!)) advance();
-  };
-
-  let table: string[] = [];
-  while (pos < text.length) {
-    skipAll();
-    if (pos >= text.length) break;
-    const start = pos;
-    if (text.startsWith('[[', pos)) {
-      advance(2);
-      const key = readKey();
-      const names = key.map((item) => item.part);
-      const base = names.join('.');
-      const index = arrayTableCounts.get(base) ?? 0;
-      arrayTableCounts.set(base, index + 1);
-      const partial: string[] = [];
-      for (const { part, at } of key) {
-        partial.push(part);
-        record(partial, at);
-      }
-      table = [...names, String(index)];
-      record(table, key.at(-1)?.at ?? here());
-      skipInline();
-      if (text.startsWith(']]', pos)) advance(2);
-    } else if (text[pos] === '[') {
-      advance();
-      const key = readKey();
-      const partial: string[] = [];
-      for (const { part, at } of key) {
-        partial.push(part);
-        record(partial, at);
-      }
-      table = key.map((item) => item.part);
-      skipInline();
-      if (text[pos] === ']') advance();
-    } else {
-      const key = readKey();
-      const full = [...table];
-      for (const { part, at } of key) {
-        full.push(part);
-        record(full, at);
-      }
-      skipInline();
-      if (text[pos] !== '=') break;
-      advance();
-      readValue(full);
-    }
-    skipInline();
-    skipComment();
-    if (pos === start) break;
   }
-  return found;
+}
+
+/** Reads `{ key = value, … }` at `path`, recording its keys under `path`. */
+function readInlineTable(scan: Scan, path: string[]): void {
+  advance(scan);
+  for (;;) {
+    skipAll(scan);
+    if (scan.pos >= scan.text.length) return;
+    if (scan.text[scan.pos] === '}') {
+      advance(scan);
+      return;
+    }
+    const full = recordKey(scan, path, readKey(scan));
+    skipInline(scan);
+    if (scan.text[scan.pos] !== '=') return;
+    advance(scan);
+    readValue(scan, full);
+    skipAll(scan);
+    if (scan.text[scan.pos] === ',') advance(scan);
+  }
 }
 
 /**
