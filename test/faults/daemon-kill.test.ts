@@ -6,9 +6,9 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { tempDir, testAgentPath, waitFor } from '@pit/test-kit';
 import { readCellState, type EventLogEntry } from '@pit/cell-spec';
 import {
-  AGENT,
   cleanup,
   delay,
   eventEntries,
@@ -20,9 +20,7 @@ import {
   prng,
   startDaemon,
   stopDaemon,
-  tempDir,
   TOKEN,
-  waitFor,
   type DaemonProcess,
   type Fleet,
 } from './harness.js';
@@ -261,7 +259,7 @@ describe('daemon SIGKILLed right after it respawned an agent', () => {
         'backoff = { initial = "100ms", cap = "500ms", jitter = 0 }',
       ].join('\n'),
     });
-    const script = `if [ -e "$0" ]; then rm -f "$0"; kill -STOP $PPID; fi; exec "${process.execPath}" "${AGENT}" ${MARKER_FLAG} ${fleet.marker}:beta`;
+    const script = `if [ -e "$0" ]; then rm -f "$0"; kill -STOP $PPID; fi; exec "${process.execPath}" "${testAgentPath}" ${MARKER_FLAG} ${fleet.marker}:beta`;
     await fs.writeFile(
       fleet.configPath,
       (await fs.readFile(fleet.configPath, 'utf8')).replace(

@@ -26,11 +26,7 @@ import {
   openGiftWrap,
   type ApprovalRequest,
 } from '@pit/notify';
-import {
-  connectTestApprover,
-  startNostrRelay,
-  startTelegramBotApi,
-} from '../test/servers/index.js';
+import { connectTestApprover, startNostrRelay, startTelegramBotApi } from '@pit/test-kit';
 
 const smoke = process.env.BENCH_SMOKE === '1';
 const PENDING = smoke ? 100 : 1000;
