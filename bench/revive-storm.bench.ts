@@ -4,7 +4,7 @@
  * heartbeat every 2 s), are all killed with SIGKILL at once. Measured from the event logs: the
  * time until every one is dead, revived and healthy again (an `agent_healthy` after the kill),
  * with the fleet brake off and on; and the alerts the daemon sent to a local Telegram Bot API
- * server (@pit/notify's test server, pointed at by `[telegram] api_root`): target one grouped
+ * server (@pit/test-kit's, pointed at by `[telegram] api_root`): target one grouped
  * alert per channel.
  */
 import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
@@ -12,12 +12,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { startTelegramBotApi } from '@pit/test-kit';
 import { startLineChild } from './lib/line-child.js';
 import { PIT_MODE_NOTE, startPitDaemon, writeConfig, type PitDaemon } from './lib/pit.js';
 import { killGroup, reapAll, reapLater } from './lib/proc.js';
 import { emitResult, machineNote, progress, smoke, type BenchRow } from './lib/report.js';
 import { percentile } from './lib/stats.js';
-import { importWorkspace, type NotifyTestServers } from './lib/workspace.js';
 
 const CELLS = smoke ? 2 : 10;
 const PER_CELL = 10;
@@ -30,9 +30,6 @@ const CHAT_ID = -1001234567890;
 const TOKEN = '7000000001:bench-token-not-a-secret';
 const AGENT_SCRIPT = fileURLToPath(new URL('./fixtures/beat-agent.sh', import.meta.url));
 const log = progress('revive-storm');
-const { startTelegramBotApi } = await importWorkspace<NotifyTestServers>(
-  '@pit/notify/test-servers',
-);
 
 type Event = Record<string, unknown> & { ts: string; event: string; agent?: string };
 

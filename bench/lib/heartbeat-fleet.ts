@@ -12,9 +12,7 @@
  * - `{"cmd":"stats"}` → `{"ok":true,"beats","errors","maxLagMs"}`;  `{"cmd":"stop"}` → stops beating.
  */
 import { createInterface } from 'node:readline';
-import { importWorkspace, type CellSpec } from './workspace.js';
-
-const { provisionCell, writeHeartbeat } = await importWorkspace<CellSpec>('@pit/cell-spec');
+import { provisionCell, writeHeartbeat } from '@pit/cell-spec';
 
 interface Agent {
   cell: string;

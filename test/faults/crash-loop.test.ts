@@ -6,15 +6,8 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  cellEvents,
-  cleanup,
-  getStatus,
-  makeFleet,
-  startDaemon,
-  stopDaemon,
-  waitFor,
-} from './harness.js';
+import { waitFor } from '@pit/test-kit';
+import { cellEvents, cleanup, getStatus, makeFleet, startDaemon, stopDaemon } from './harness.js';
 
 afterEach(cleanup);
 

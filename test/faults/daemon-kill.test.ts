@@ -6,9 +6,9 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { tempDir, testAgentPath, waitFor } from '@pit/test-kit';
 import { readCellState, type EventLogEntry } from '@pit/cell-spec';
 import {
-  AGENT,
   cleanup,
   delay,
   eventEntries,
@@ -20,9 +20,7 @@ import {
   prng,
   startDaemon,
   stopDaemon,
-  tempDir,
   TOKEN,
-  waitFor,
   type DaemonProcess,
   type Fleet,
 } from './harness.js';
@@ -263,7 +261,7 @@ describe('daemon SIGKILLed right after it respawned an agent', () => {
     });
     // The replacement stops the daemon: its parent, or its grandparent when the daemon's agent
     // launcher forked it (the daemon is then stopped before it can record the launcher's answer).
-    const script = `if [ -e "$0" ]; then rm -f "$0"; p=$PPID; grep -q launcher-program /proc/$p/cmdline && p=$(cut -d" " -f4 /proc/$p/stat); kill -STOP $p; fi; exec "${process.execPath}" "${AGENT}" ${MARKER_FLAG} ${fleet.marker}:beta`;
+    const script = `if [ -e "$0" ]; then rm -f "$0"; p=$PPID; grep -q launcher-program /proc/$p/cmdline && p=$(cut -d" " -f4 /proc/$p/stat); kill -STOP $p; fi; exec "${process.execPath}" "${testAgentPath}" ${MARKER_FLAG} ${fleet.marker}:beta`;
     await fs.writeFile(
       fleet.configPath,
       (await fs.readFile(fleet.configPath, 'utf8')).replace(

@@ -8,9 +8,9 @@ import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { tempDir, testAgentPath, waitFor } from '@pit/test-kit';
 import { provisionCell, readCellState } from '@pit/cell-spec';
 import {
-  AGENT,
   cellEvents,
   cleanup,
   eventEntries,
@@ -23,8 +23,6 @@ import {
   MARKER_FLAG,
   startDaemon,
   stopDaemon,
-  tempDir,
-  waitFor,
 } from './harness.js';
 
 const mounts: string[] = [];
@@ -109,7 +107,7 @@ describe('disk full under the cells root and state dir (tmpfs; needs root)', () 
             '[policy.fleet_brake]',
             'enabled = false',
             '[agents.keeper]',
-            `argv = ["${process.execPath}", "${AGENT}", "${MARKER_FLAG}", "${marker}:keeper", "--config", "keeper.json"]`,
+            `argv = ["${process.execPath}", "${testAgentPath}", "${MARKER_FLAG}", "${marker}:keeper", "--config", "keeper.json"]`,
             'config_files = [{ path = "workspace/keeper.json" }]',
             'startup_grace_s = 10',
             'stop_grace_s = 2',

@@ -4,6 +4,7 @@
  * nothing is done (the agent is not revived, no second revive).
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { waitFor } from '@pit/test-kit';
 import {
   cellEvents,
   cleanup,
@@ -13,7 +14,6 @@ import {
   startDaemon,
   stopDaemon,
   TOKEN,
-  waitFor,
 } from './harness.js';
 
 afterEach(cleanup);

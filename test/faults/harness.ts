@@ -1,85 +1,53 @@
 /**
  * Shared harness of the fault-injection suite: real `pit daemon` processes (the daemon's own
  * run-daemon fixture, in its own process group), real test agents tagged with a marker in their
- * argv so that live processes per agent can be counted from /proc, a seeded PRNG, bounded waits.
+ * argv so that live processes per agent can be counted from /proc, a seeded PRNG. Waits, temp
+ * dirs, process groups and the test agent come from @pit/test-kit.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { provisionCell, readEvents, type AnyCellEvent, type EventLogEntry } from '@pit/cell-spec';
-import { waitFor } from '../../apps/daemon/test/helpers.js';
+import {
+  cleanup as cleanupScratch,
+  isGone,
+  killReaped,
+  reapLater,
+  spawnTsx,
+  tempDir,
+  testAgentPath,
+  waitFor,
+} from '@pit/test-kit';
 
-export const DAEMON_APP = fileURLToPath(new URL('../../apps/daemon/', import.meta.url));
-export const RUN_DAEMON = join(DAEMON_APP, 'test', 'fixtures', 'run-daemon.ts');
-/** The daemon's test agent: heartbeats every 100 ms, `--config FILE` (exits 78 when it does not parse). */
-export const AGENT = join(DAEMON_APP, 'test', 'fixtures', 'agent.mjs');
+/** The daemon's run-daemon fixture (exported by @pit/daemon as `./test/run-daemon`): argv[2] is the config; prints `READY <url> <pid>`. */
+export const RUN_DAEMON = createRequire(import.meta.url).resolve('@pit/daemon/test/run-daemon');
 export const TOKEN = 'faults-token-0123456789abcdef';
 export const MARKER_FLAG = '--fault-marker';
 
-const dirs: string[] = [];
-const groups = new Set<number>();
 const markers = new Set<string>();
-
-/** A fresh private temp directory, removed by {@link cleanup}. */
-export async function tempDir(prefix = 'pit-faults-'): Promise<string> {
-  const dir = await fs.mkdtemp(join(tmpdir(), prefix));
-  await fs.chmod(dir, 0o700);
-  dirs.push(dir);
-  return dir;
-}
 
 /** Registers an agent marker: processes carrying it are SIGKILLed in {@link cleanup}. */
 export function trackMarker(marker: string): void {
   markers.add(marker);
 }
 
-/** Registers a process group to SIGKILL in {@link cleanup}. */
-export function reapLater(pid: number | undefined): void {
-  if (pid !== undefined && pid > 1) groups.add(pid);
+/** Kills every process carrying one of this run's markers and every registered group (test-kit's `killReaped`: bounded wait for each to die). */
+export async function killAll(): Promise<void> {
+  for (const marker of markers)
+    for (const pids of (await liveAgents(marker)).values()) for (const pid of pids) reapLater(pid);
+  markers.clear();
+  await killReaped();
 }
 
-const isGone = async (pid: number) => {
-  const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
-  return stat === undefined || /\) [ZX] /.test(stat);
-};
-
-/** Kills every registered group and every process carrying one of this run's markers; removes temp dirs. */
+/** {@link killAll}, then test-kit's `cleanup` (removes the temp dirs). Call from afterEach. */
 export async function cleanup(): Promise<void> {
   await killAll();
-  for (const dir of dirs.splice(0))
-    await fs.rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 50 });
+  await cleanupScratch();
 }
 
-/** Kills every registered group and every process carrying one of this run's markers (bounded wait for each to die). */
-export async function killAll(): Promise<void> {
-  const killed: number[] = [];
-  for (const marker of markers)
-    for (const pids of (await liveAgents(marker)).values()) for (const pid of pids) groups.add(pid);
-  markers.clear();
-  for (const pid of groups) {
-    try {
-      process.kill(-pid, 'SIGKILL');
-      killed.push(pid);
-    } catch {
-      try {
-        process.kill(pid, 'SIGKILL');
-        killed.push(pid);
-      } catch {
-        // already gone
-      }
-    }
-  }
-  groups.clear();
-  const deadline = Date.now() + 10_000;
-  for (const pid of killed) while (Date.now() < deadline && !(await isGone(pid))) await delay(10);
-}
-
+/** A fixed pause, in ms: for pacing what the tests inject (random kill points, flip rates) and as a bound. */
 export const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Waits for `check` to return a value within `timeoutMs` (the daemon tests' helper). */
-export { waitFor };
 
 /** mulberry32: a small seeded PRNG, so a failing run is reproduced by its seed. */
 export function prng(seed: number): {
@@ -145,7 +113,7 @@ export interface FleetOptions {
 
 /** A private base dir with one cell (or `cells` of them) and a pit.toml (mode 0600) whose agents run the test agent (or `argv`/`argvOf`), each tagged with a marker. */
 export async function makeFleet(options: FleetOptions): Promise<Fleet> {
-  const base = await tempDir();
+  const base = await tempDir('pit-faults-');
   const root = join(base, 'missions');
   const count = Math.max(1, Math.min(options.cells ?? 1, options.agents.length));
   const cells: FleetCell[] = [];
@@ -182,7 +150,7 @@ export async function makeFleet(options: FleetOptions): Promise<Fleet> {
     options.extra ?? '',
     ...options.agents.flatMap((name) => [
       `[agents.${name}]`,
-      `argv = ${options.argv?.[name] ?? options.argvOf?.(name, `${marker}:${name}`) ?? `["${process.execPath}", "${AGENT}", "${MARKER_FLAG}", "${marker}:${name}"]`}`,
+      `argv = ${options.argv?.[name] ?? options.argvOf?.(name, `${marker}:${name}`) ?? `["${process.execPath}", "${testAgentPath}", "${MARKER_FLAG}", "${marker}:${name}"]`}`,
       'startup_grace_s = 10',
       'stop_grace_s = 2',
       options.agentExtra?.[name] ?? '',
@@ -211,30 +179,20 @@ export type DaemonProcess = ChildProcess & { output: () => string; url: string }
 
 /** Starts `pit daemon` (run-daemon fixture) in its own process group and waits until it serves. */
 export async function startDaemon(configPath: string, timeoutMs = 60_000): Promise<DaemonProcess> {
-  const child = spawn(
-    process.execPath,
-    ['--conditions=@pit/source', '--import', 'tsx', RUN_DAEMON, configPath],
-    {
-      cwd: DAEMON_APP,
-      env: { ...process.env, PIT_FAULTS_TOKEN: TOKEN },
-      detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  reapLater(child.pid);
-  let output = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const child = spawnTsx(RUN_DAEMON, [configPath], {
+    env: { ...process.env, PIT_FAULTS_TOKEN: TOKEN },
+  });
+  const output = child.output;
   const ready = await waitFor(
     () =>
-      /^(READY|FAILED) .*$/m.exec(output)?.[0] ??
+      /^(READY|FAILED) .*$/m.exec(output())?.[0] ??
       (child.exitCode !== null ? `FAILED exited ${child.exitCode}` : undefined),
     timeoutMs,
     'the daemon to start',
   );
   if (ready.startsWith('FAILED'))
-    throw new Error(`daemon failed to start: ${ready}\n${output.slice(-4000)}`);
-  return Object.assign(child, { output: () => output, url: ready.split(' ')[1]! });
+    throw new Error(`daemon failed to start: ${ready}\n${output().slice(-4000)}`);
+  return Object.assign(child, { url: ready.split(' ')[1]! });
 }
 
 export const exitOf = (child: ChildProcess) =>

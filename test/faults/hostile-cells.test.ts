@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { waitFor } from '@pit/test-kit';
 import { provisionCell, readManifest } from '@pit/cell-spec';
 import {
   cleanup,
@@ -18,7 +19,6 @@ import {
   MARKER_FLAG,
   startDaemon,
   stopDaemon,
-  waitFor,
 } from './harness.js';
 
 afterEach(cleanup);

@@ -17,6 +17,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { tempDir, waitFor } from '@pit/test-kit';
 import {
   cellEvents,
   cleanup,
@@ -28,8 +29,6 @@ import {
   prng,
   startDaemon,
   stopDaemon,
-  tempDir,
-  waitFor,
   type DaemonProcess,
   type Fleet,
 } from './harness.js';

@@ -1,8 +1,8 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { freePort } from '@pit/test-kit';
 
 const registryDir = fileURLToPath(new URL('./registry/', import.meta.url));
 const verdaccioBin = join(registryDir, 'node_modules', '.bin', 'verdaccio');
@@ -16,17 +16,6 @@ export function ensureVerdaccio(): string {
     });
   }
   return verdaccioBin;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
 }
 
 export interface RunningRegistry {

@@ -1,16 +1,15 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { provisionCell, readCellState } from '@pit/cell-spec';
 import { MissionBus } from '@pit/mission-bus';
+import { freePort, testAgentPath, waitFor } from '@pit/test-kit';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { pit } from './cli.js';
 
 const bin = fileURLToPath(new URL('../src/bin.ts', import.meta.url));
-const testAgent = fileURLToPath(new URL('../../daemon/test/fixtures/agent.mjs', import.meta.url));
 
 let base: string;
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -21,20 +20,6 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   rmSync(base, { recursive: true, force: true });
 });
-
-async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined> | T | undefined,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('pit bus tail', () => {
   it("prints a cell's stream from a sequence number while the bus is held open elsewhere, and follows new events", async () => {
@@ -100,10 +85,10 @@ describe('pit bus tail', () => {
     cleanups.push(() => void follower.kill('SIGKILL'));
     let seen = '';
     follower.stdout.on('data', (chunk: Buffer) => (seen += chunk.toString()));
-    await waitFor('the backlog', () => seen.split('\n').filter(Boolean).length === 3 || undefined);
+    await waitFor(() => seen.split('\n').filter(Boolean).length === 3, 30_000, 'the backlog');
     await bus.publish('allegro', { topic: 'progress', payload: 'picked up' });
     await bus.flush();
-    await waitFor('the new event', () => seen.includes('"topic":"progress"') || undefined);
+    await waitFor(() => seen.includes('"topic":"progress"'), 30_000, 'the new event');
     const exited = new Promise((resolve) => follower.once('exit', resolve));
     follower.kill('SIGINT');
     await exited;
@@ -115,15 +100,6 @@ describe('pit bus tail', () => {
     ).toEqual([1, 2, 3, 4]);
   }, 60_000);
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 describe('pit approvals, approve, deny', () => {
   it('answers an ask through the running daemon: refused without the right token, then approved and the agent revived', async () => {
@@ -155,7 +131,7 @@ describe('pit approvals, approve, deny', () => {
         'mode = "ask"',
         'approval = { channels = ["cli", "http"], timeout = "30m", on_timeout = "record_only" }',
         '[agents.ezra]',
-        `argv = ["${process.execPath}", "${testAgent}"]`,
+        `argv = ["${process.execPath}", "${testAgentPath}"]`,
         'startup_grace_s = 10',
         'stop_grace_s = 2',
       ].join('\n'),
@@ -186,22 +162,30 @@ describe('pit approvals, approve, deny', () => {
       await exited;
     });
 
-    const firstPid = await waitFor('ezra running', async () => {
-      const state = await readCellState(dir).catch(() => undefined);
-      return state?.agents.ezra?.health === 'healthy' ? state.agents.ezra.pid : undefined;
-    }).catch((error: Error) => {
+    const firstPid = await waitFor(
+      async () => {
+        const state = await readCellState(dir).catch(() => undefined);
+        return state?.agents.ezra?.health === 'healthy' ? state.agents.ezra.pid : undefined;
+      },
+      30_000,
+      'ezra running',
+    ).catch((error: Error) => {
       throw new Error(`${error.message}\n${daemonErr}`);
     });
-    process.kill(firstPid!, 'SIGKILL');
-    const pending = await waitFor('an approval request', async () => {
-      const listed = await pit(['--config', config, 'approvals', '--json']);
-      const approvals = (
-        JSON.parse(listed.stdout || '{"approvals":[]}') as {
-          approvals: Array<{ id: string; agent: string }>;
-        }
-      ).approvals;
-      return approvals.find((approval) => approval.agent === 'ezra');
-    });
+    process.kill(firstPid, 'SIGKILL');
+    const pending = await waitFor(
+      async () => {
+        const listed = await pit(['--config', config, 'approvals', '--json']);
+        const approvals = (
+          JSON.parse(listed.stdout || '{"approvals":[]}') as {
+            approvals: Array<{ id: string; agent: string }>;
+          }
+        ).approvals;
+        return approvals.find((approval) => approval.agent === 'ezra');
+      },
+      30_000,
+      'an approval request',
+    );
     const table = await pit(['--config', config, 'approvals']);
     expect(table.stdout).toContain(pending.id);
 
@@ -222,11 +206,15 @@ describe('pit approvals, approve, deny', () => {
     );
     expect(approved.stderr).toBe('');
     expect(approved.code).toBe(0);
-    await waitFor('ezra revived', async () => {
-      const state = await readCellState(dir).catch(() => undefined);
-      const ezra = state?.agents.ezra;
-      return ezra?.health === 'healthy' && ezra.pid !== firstPid ? true : undefined;
-    });
+    await waitFor(
+      async () => {
+        const state = await readCellState(dir).catch(() => undefined);
+        const ezra = state?.agents.ezra;
+        return ezra?.health === 'healthy' && ezra.pid !== firstPid;
+      },
+      30_000,
+      'ezra revived',
+    );
     const again = await pit(['--config', config, 'deny', pending.id], { env });
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/already|approved/);

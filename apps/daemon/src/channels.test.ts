@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { spawnTsx } from '@pit/test-kit';
 import { describe, expect, it } from 'vitest';
-import { spawnTsx } from '../test/spawn-tsx.js';
 
 const CHILD = fileURLToPath(new URL('../test/fixtures/loaded-libraries.ts', import.meta.url));
 

@@ -1,8 +1,8 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import { cleanup, tempDir } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PitError } from '@pit/cell-spec';
-import { cleanup, tempDir } from '../test/helpers.js';
 import {
   assertConfigPermissions,
   loadConfig,

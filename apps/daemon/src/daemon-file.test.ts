@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
+import { cleanup, tempDir } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cleanup, tempDir } from '../test/helpers.js';
 import {
   daemonFilePath,
   readDaemonFile,

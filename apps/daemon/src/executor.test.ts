@@ -1,18 +1,10 @@
 import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import { cleanup, reapLater, tempDir, waitFor, within } from '@pit/test-kit';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PitError } from '@pit/cell-spec';
-import {
-  agentEnv,
-  cleanup,
-  makeCell,
-  reapLater,
-  script,
-  tempDir,
-  waitFor,
-  within,
-} from '../test/helpers.js';
+import { agentEnv, makeCell, script } from '../test/helpers.js';
 import { createExecutor, type AgentProcess, type Executor } from './executor.js';
 import { readProcessStartTime, readProcessStat } from './proc.js';
 

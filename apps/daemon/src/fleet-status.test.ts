@@ -1,7 +1,8 @@
 import { join } from 'node:path';
+import { cleanup, tempDir } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readCellState, writeCellState } from '@pit/cell-spec';
-import { cleanup, makeCell, tempDir } from '../test/helpers.js';
+import { makeCell } from '../test/helpers.js';
 import { testConfig } from '../test/fleet.js';
 import { acquireDaemonLock } from './lock.js';
 import { readFleetStatus } from './fleet-status.js';

@@ -1,9 +1,10 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import { cleanup } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MissionBus } from '@pit/mission-bus';
 import { createCheckpoint } from '@pit/snapshot';
-import { cleanup, makeCell } from '../test/helpers.js';
+import { makeCell } from '../test/helpers.js';
 import { publishHandoff } from './handoff.js';
 
 afterEach(cleanup);

@@ -1,7 +1,8 @@
 import { promises as fs } from 'node:fs';
+import { cleanup } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { appendEvent, cellPaths } from '@pit/cell-spec';
-import { cleanup, makeCell } from '../test/helpers.js';
+import { makeCell } from '../test/helpers.js';
 import { createCellEventFeed } from './event-feed.js';
 import {
   authorize,

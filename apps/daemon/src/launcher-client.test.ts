@@ -4,15 +4,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  agentEnv,
-  cleanup,
-  makeCell,
-  reapLater,
-  tempDir,
-  waitFor,
-  within,
-} from '../test/helpers.js';
+import { cleanup, reapLater, tempDir, waitFor, within } from '@pit/test-kit';
+import { agentEnv, makeCell } from '../test/helpers.js';
 import type { SpawnRequest } from './agent-spawn.js';
 import { createExecutor, type Executor } from './executor.js';
 import { createLauncher, LAUNCHER_PROGRAM, type AgentSpawner } from './launcher-client.js';

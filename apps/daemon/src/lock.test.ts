@@ -1,10 +1,9 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cleanup, spawnTsx, tempDir, waitFor, within } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PitError } from '@pit/cell-spec';
-import { cleanup, tempDir, waitFor, within } from '../test/helpers.js';
-import { spawnTsx } from '../test/spawn-tsx.js';
 import { acquireDaemonLock, lockPath, readDaemonLock } from './lock.js';
 
 afterEach(cleanup);

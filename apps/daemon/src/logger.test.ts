@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import { cleanup, tempDir } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cleanup, tempDir } from '../test/helpers.js';
 import { createLogger } from './logger.js';
 
 afterEach(cleanup);

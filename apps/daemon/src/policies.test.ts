@@ -1,6 +1,7 @@
 import { join } from 'node:path';
+import { cleanup, tempDir } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cleanup, makeCell, tempDir } from '../test/helpers.js';
+import { makeCell } from '../test/helpers.js';
 import { testConfig } from '../test/fleet.js';
 import { resolveAgentPolicies } from './policies.js';
 import { effectivePolicy } from './effective-policy.js';

@@ -1,16 +1,8 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import { cleanup, reapLater, tempDir, waitFor, within } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  agentEnv,
-  cleanup,
-  makeCell,
-  reapLater,
-  script,
-  tempDir,
-  waitFor,
-  within,
-} from '../test/helpers.js';
+import { agentEnv, makeCell, script } from '../test/helpers.js';
 import { createExecutor, type Executor } from './executor.js';
 import { readProcessStat } from './proc.js';
 import { sandboxArgv } from './sandbox.js';

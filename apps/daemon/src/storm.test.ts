@@ -6,10 +6,7 @@ import {
   type AlertInput,
   type TelegramChannel,
 } from '@pit/notify';
-import {
-  startTelegramBotApi,
-  type TestTelegramBotApi,
-} from '../../../packages/notify/test/servers/telegram-bot-api.js';
+import { startTelegramBotApi, type TestTelegramBotApi } from '@pit/test-kit';
 import { parseConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { createNotifier } from './notifier.js';

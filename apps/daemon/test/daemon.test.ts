@@ -1,15 +1,23 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  cleanup,
+  reapLater,
+  spawnTsx,
+  tempDir,
+  testAgentPath,
+  waitFor,
+  within,
+} from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readCellState } from '@pit/cell-spec';
 import { connectBus } from '@pit/mission-bus';
 import { sweepOnce } from '../src/daemon.js';
 import { readDaemonFile } from '../src/daemon-file.js';
 import type { FleetStatus } from '../src/supervisor.js';
-import { cleanup, makeCell, reapLater, tempDir, waitFor, within } from './helpers.js';
-import { AGENT, cellEvents, storyOf } from './fleet.js';
-import { spawnTsx } from './spawn-tsx.js';
+import { makeCell } from './helpers.js';
+import { cellEvents, storyOf } from './fleet.js';
 
 const RUN_DAEMON = fileURLToPath(new URL('./fixtures/run-daemon.ts', import.meta.url));
 const TOKEN = 'e2e-token-0123456789abcdef';
@@ -49,7 +57,7 @@ async function setup(agents: string[], extra = '') {
     extra,
     ...agents.flatMap((name) => [
       `[agents.${name}]`,
-      `argv = ["${process.execPath}", "${AGENT}"]`,
+      `argv = ["${process.execPath}", "${testAgentPath}"]`,
       'startup_grace_s = 10',
       'stop_grace_s = 2',
       `[agents.${name}.probes]`,
@@ -273,7 +281,7 @@ describe('pit daemon (e2e, real processes)', () => {
       [
         ...lines,
         '[agents.anvil]',
-        `argv = ["${process.execPath}", "${AGENT}"]`,
+        `argv = ["${process.execPath}", "${testAgentPath}"]`,
         'startup_grace_s = 10',
       ].join('\n'),
       { mode: 0o600 },

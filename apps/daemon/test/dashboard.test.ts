@@ -1,11 +1,18 @@
 import { existsSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import {
+  cleanup,
+  reapLater,
+  spawnTsx,
+  tempDir,
+  testAgentPath,
+  waitFor,
+  within,
+} from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { chromium, type Browser } from 'playwright-core';
-import { cleanup, makeCell, reapLater, tempDir, waitFor, within } from './helpers.js';
-import { AGENT } from './fleet.js';
-import { spawnTsx } from './spawn-tsx.js';
+import { makeCell } from './helpers.js';
 
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((path) =>
   existsSync(path),
@@ -56,7 +63,7 @@ describe('the dashboard (GET /)', () => {
         'approval = { channels = ["http"], timeout = "10m" }',
         ...['forge', 'anvil'].flatMap((name) => [
           `[agents.${name}]`,
-          `argv = ["${process.execPath}", "${AGENT}"]`,
+          `argv = ["${process.execPath}", "${testAgentPath}"]`,
           'startup_grace_s = 10',
           `[agents.${name}.probes]`,
           'failure_threshold = 1',

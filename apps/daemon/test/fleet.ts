@@ -1,13 +1,9 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readEvents, type AnyCellEvent } from '@pit/cell-spec';
 import { parseConfig } from '../src/config.js';
 import { resolveConfigPaths } from '../src/config.js';
 import type { PitConfig } from '../src/config-schema.js';
-
-/** The test agent (plain Node, no build step). */
-export const AGENT = fileURLToPath(new URL('./fixtures/agent.mjs', import.meta.url));
 
 /** Parses a TOML config for tests (paths resolved against `baseDir`), failing loudly on problems. */
 export function testConfig(

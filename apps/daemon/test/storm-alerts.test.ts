@@ -1,12 +1,19 @@
 import { join } from 'node:path';
+import {
+  cleanup,
+  reapLater,
+  startTelegramBotApi,
+  tempDir,
+  testAgentPath,
+  waitFor,
+} from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSupervisor, type Supervisor } from '../src/supervisor.js';
 import { createLogger } from '../src/logger.js';
 import { createNotifier, type Notifier } from '../src/notifier.js';
 import { startChannels } from '../src/channels.js';
-import { startTelegramBotApi } from '../../../packages/notify/test/servers/telegram-bot-api.js';
-import { cleanup, makeCell, reapLater, tempDir, waitFor } from './helpers.js';
-import { AGENT, cellEvents, testConfig } from './fleet.js';
+import { makeCell } from './helpers.js';
+import { cellEvents, testConfig } from './fleet.js';
 
 let supervisor: Supervisor | undefined;
 const closers: Array<() => Promise<void>> = [];
@@ -60,7 +67,7 @@ async function stormFleet(count: number) {
       `[agents.${name}]`,
       'startup_grace_s = 10',
       'stop_grace_s = 2',
-      `argv = ["${process.execPath}", "${AGENT}"]`,
+      `argv = ["${process.execPath}", "${testAgentPath}"]`,
       `[agents.${name}.probes]`,
       'failure_threshold = 1',
     ]),

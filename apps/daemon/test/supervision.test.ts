@@ -1,5 +1,14 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import {
+  cleanup,
+  reapLater,
+  startIssuesApi,
+  startTelegramBotApi,
+  tempDir,
+  testAgentPath,
+  waitFor,
+} from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readCellState, transitionCell } from '@pit/cell-spec';
 import { createSnapshotStore } from '@pit/snapshot';
@@ -7,11 +16,8 @@ import { createSupervisor, type Supervisor } from '../src/supervisor.js';
 import { createLogger } from '../src/logger.js';
 import { createNotifier } from '../src/notifier.js';
 import { startChannels } from '../src/channels.js';
-import { startTelegramBotApi } from '../../../packages/notify/test/servers/telegram-bot-api.js';
-// The local GitHub/Gitea issues API that @pit/notify's own tests use (the real Octokit client talks to it).
-import { startIssuesApi } from '../../../packages/notify/test/servers/issues-api.js';
-import { cleanup, makeCell, reapLater, tempDir, waitFor } from './helpers.js';
-import { AGENT, cellEvents, storyOf, testConfig } from './fleet.js';
+import { makeCell } from './helpers.js';
+import { cellEvents, storyOf, testConfig } from './fleet.js';
 
 let supervisor: Supervisor | undefined;
 const started: number[] = [];
@@ -56,7 +62,7 @@ async function fleet(agents: string[], extra = '', agentExtra: Record<string, st
       `[agents.${name}]`,
       'startup_grace_s = 10',
       'stop_grace_s = 2',
-      agentExtra[name] ?? `argv = ["${process.execPath}", "${AGENT}"]`,
+      agentExtra[name] ?? `argv = ["${process.execPath}", "${testAgentPath}"]`,
       `[agents.${name}.probes]`,
       'failure_threshold = 1',
     ]),
@@ -130,7 +136,7 @@ describe('the supervision loop', () => {
   it('rolls a corrupted config back to last known good (hashes in the log) and restarts the agent', async () => {
     const base = await tempDir('pit-fleet-');
     const { cell, config, policyInput } = await fleet(['forge'], '', {
-      forge: `argv = ["${process.execPath}", "${AGENT}", "--config", "forge.json"]\nconfig_files = [{ path = "workspace/forge.json" }]`,
+      forge: `argv = ["${process.execPath}", "${testAgentPath}", "--config", "forge.json"]\nconfig_files = [{ path = "workspace/forge.json" }]`,
     });
     void base;
     const configFile = join(cell.dir, 'workspace', 'forge.json');
@@ -170,7 +176,7 @@ describe('the supervision loop', () => {
 
   it('does not take a config edited while the agent runs as last known good: a kill rolls back to the version it started with', async () => {
     const { cell, config, policyInput } = await fleet(['forge'], '', {
-      forge: `argv = ["${process.execPath}", "${AGENT}", "--config", "forge.json"]\nconfig_files = [{ path = "workspace/forge.json" }]`,
+      forge: `argv = ["${process.execPath}", "${testAgentPath}", "--config", "forge.json"]\nconfig_files = [{ path = "workspace/forge.json" }]`,
     });
     const configFile = join(cell.dir, 'workspace', 'forge.json');
     await fs.writeFile(configFile, '{"model":"good"}\n');
@@ -261,9 +267,9 @@ describe('the supervision loop', () => {
   it('substitutes a dead agent: the substitute joins the cell with its role, gets a handoff and a resume packet, and runs', async () => {
     const { cell, config, policyInput } = await fleet(
       ['forge'],
-      `[policy.agents.forge]\nmode = "substitute"\n[agents.anvil]\nargv = ["${process.execPath}", "${AGENT}"]\nstartup_grace_s = 10`,
+      `[policy.agents.forge]\nmode = "substitute"\n[agents.anvil]\nargv = ["${process.execPath}", "${testAgentPath}"]\nstartup_grace_s = 10`,
       {
-        forge: `argv = ["${process.execPath}", "${AGENT}"]\nsubstitutes = ["anvil"]`,
+        forge: `argv = ["${process.execPath}", "${testAgentPath}"]\nsubstitutes = ["anvil"]`,
       },
     );
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
@@ -440,7 +446,7 @@ describe('the supervision loop', () => {
       ['forge'],
       '[checkpoints]\ninterval_s = 0.3\nretention = 2',
       {
-        forge: `argv = ["${process.execPath}", "${AGENT}"]\nrestore_checkpoint = true`,
+        forge: `argv = ["${process.execPath}", "${testAgentPath}"]\nrestore_checkpoint = true`,
       },
     );
     const notes = join(cell.dir, 'workspace', 'notes.md');
@@ -497,7 +503,7 @@ describe('the supervision loop', () => {
       ['forge'],
       '[policy.agents.forge]\nrestart_intensity = { max_restarts = 3, window = "10m" }\nrollback_before_restart = false',
       {
-        forge: `argv = ["${process.execPath}", "${AGENT}", "--exit-after", "50"]`,
+        forge: `argv = ["${process.execPath}", "${testAgentPath}", "--exit-after", "50"]`,
       },
     );
     supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
@@ -638,7 +644,7 @@ describe('the supervision loop', () => {
         `[agents.${name}]`,
         'startup_grace_s = 10',
         'stop_grace_s = 2',
-        `argv = ["${process.execPath}", "${AGENT}"]`,
+        `argv = ["${process.execPath}", "${testAgentPath}"]`,
         `[agents.${name}.probes]`,
         'failure_threshold = 1',
       ]),

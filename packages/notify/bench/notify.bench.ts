@@ -26,11 +26,7 @@ import {
   openGiftWrap,
 } from '@pit/notify';
 import type { Approval } from '@pit/cell-spec';
-import {
-  connectTestApprover,
-  startNostrRelay,
-  startTelegramBotApi,
-} from '../test/servers/index.js';
+import { connectTestApprover, startNostrRelay, startTelegramBotApi } from '@pit/test-kit';
 
 const smoke = process.env.BENCH_SMOKE === '1';
 const PENDING = smoke ? 100 : 1000;

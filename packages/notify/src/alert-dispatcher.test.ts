@@ -8,7 +8,7 @@ import {
   type TestApprover,
   type TestNostrRelay,
   type TestTelegramBotApi,
-} from '../test/servers/index.js';
+} from '@pit/test-kit';
 import { formatAlertText, type AlertBatch } from './alert.js';
 import { createAlertDispatcher, type DeliveryReport } from './alert-dispatcher.js';
 import type { AlertChannel } from './channel.js';

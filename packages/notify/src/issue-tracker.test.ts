@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { captureLogger } from '../test/helpers.js';
-import { startIssuesApi, type IssuesFlavour, type TestIssuesApi } from '../test/servers/index.js';
+import { startIssuesApi, type IssuesFlavour, type TestIssuesApi } from '@pit/test-kit';
 import { createIssueTracker, type IssueTracker } from './issue-tracker.js';
 import type { DeathReportInput } from './post-mortem.js';
 

@@ -10,7 +10,7 @@ import {
   startNostrRelay,
   type TestApprover,
   type TestNostrRelay,
-} from '../test/servers/index.js';
+} from '@pit/test-kit';
 import { createApprovalBroker, type ApprovalBroker } from './approval-broker.js';
 import type { Approval } from '@pit/cell-spec';
 import type { RejectedAttempt } from './channel.js';

@@ -1,10 +1,6 @@
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  startTelegramBotApi,
-  type TelegramUser,
-  type TestTelegramBotApi,
-} from '../test/servers/index.js';
+import { startTelegramBotApi, type TelegramUser, type TestTelegramBotApi } from '@pit/test-kit';
 import { captureLogger, manualClock, tempDir } from '../test/helpers.js';
 import { createApprovalBroker, type ApprovalBroker } from './approval-broker.js';
 import type { Approval } from '@pit/cell-spec';

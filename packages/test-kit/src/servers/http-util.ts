@@ -1,3 +1,4 @@
+/** The pieces the HTTP test servers share: body reading, JSON replies, injected faults, waiters. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 
 /** Reads a request body (up to 1 MiB) as text. */

@@ -99,14 +99,15 @@ export async function startNostrRelay(options: { port?: number } = {}): Promise<
   function onConnection(ws: WebSocket): void {
     connections += 1;
     relay.handleConnection(ws);
-    ws.on('message', async (data) => {
+    ws.on('message', (data) => void handle(data));
+    const handle = async (data: unknown) => {
       try {
         const message = await validator.validateIncomingMessage(data as Buffer);
         await relay.handleMessage(ws, message);
       } catch (error) {
         ws.send(JSON.stringify(['NOTICE', error instanceof Error ? error.message : String(error)]));
       }
-    });
+    };
     ws.on('close', () => relay.handleDisconnect(ws));
     ws.on('error', () => undefined);
   }
