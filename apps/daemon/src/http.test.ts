@@ -165,6 +165,7 @@ describe('startHttpServer', () => {
       event: 'agent_dead',
       agent: 'forge',
       reason: 'heartbeat stale',
+      failing: ['heartbeat'],
       ts: '2030-01-01T00:00:00.000Z',
     });
     const { server } = await start(cell.root);
@@ -177,6 +178,8 @@ describe('startHttpServer', () => {
       event: 'agent_revived',
       agent: 'forge',
       pid: 42,
+      attempt: 1,
+      reason: 'heartbeat stale',
       ts: '2030-01-01T00:00:05.000Z',
     });
     const received = await reading;
@@ -195,7 +198,7 @@ describe('startHttpServer', () => {
       'agent_joined',
       'cell_activated',
     ]);
-    await appendEvent(events, { event: 'agent_dead', agent: 'forge', reason: 'x' });
+    await appendEvent(events, { event: 'agent_dead', agent: 'forge', reason: 'x', failing: [] });
     const resumed = await readEvents(
       await fetch(`${server.url}/api/events?cell=${cell.uuid}`, {
         headers: { 'last-event-id': all[1]!.id! },

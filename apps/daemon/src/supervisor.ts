@@ -13,6 +13,7 @@ import {
   writeJsonAtomic,
   CellStateSchema,
   type AgentState,
+  type AgentEventInput,
   type CellEventInput,
   type CellManifest,
   type CellState,
@@ -478,7 +479,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     });
     return next;
   };
-  const event = (slot: Slot, input: CellEventInput): Promise<void> =>
+  const event = (slot: Slot, input: AgentEventInput): Promise<void> =>
     appendQueued(
       slot.cell ? cellPaths(slot.cell.dir).events : hostEvents,
       { ...input, agent: slot.name },
