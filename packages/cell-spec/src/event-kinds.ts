@@ -49,14 +49,14 @@ export const RemedyActionSchema = z.enum(['restart', 'rollback_and_restart', 'su
 
 const nonEmpty = z.string().min(1);
 const pid = z.number().int().positive();
-const lifecycle = (kind: 'cell_frozen' | 'cell_archived' | 'cell_destroyed') =>
+const lifecycle = <K extends 'cell_frozen' | 'cell_archived' | 'cell_destroyed'>(kind: K) =>
   z.strictObject({
     ...base,
     event: z.literal(kind),
     from: CellStatusSchema,
     reason: z.string().optional(),
   });
-const approvalAnswer = (kind: 'revive_approved' | 'revive_denied') =>
+const approvalAnswer = <K extends 'revive_approved' | 'revive_denied'>(kind: K) =>
   z.strictObject({
     ...agentBase,
     event: z.literal(kind),
