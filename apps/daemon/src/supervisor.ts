@@ -1650,9 +1650,11 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
 
   // ---- approvals ---------------------------------------------------------------------
   const decideApproval: Supervisor['decideApproval'] = async (id, decision, body) => {
+    // The answer's time: the loop may carry it out before this call goes on to log it.
+    const answeredAt = now();
     const result = await approvals.decide(id, decision, {
       channel: body.channel ?? 'http',
-      now: now(),
+      now: answeredAt,
       ...(body.by ? { by: body.by } : {}),
       ...(body.reason ? { reason: body.reason } : {}),
     });
@@ -1663,6 +1665,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     if (slot) {
       await event(slot, {
         event: decision === 'approve' ? 'revive_approved' : 'revive_denied',
+        ts: iso(answeredAt),
         approval_id: id,
         channel: body.channel ?? 'http',
         ...(body.by ? { by: body.by } : {}),
@@ -1680,6 +1683,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     if (!slot) return;
     await event(slot, {
       event: approval.status === 'approved' ? 'revive_approved' : 'revive_denied',
+      ...(approval.decided_at !== undefined ? { ts: iso(approval.decided_at) } : {}),
       approval_id: approval.id,
       ...(approval.channel ? { channel: approval.channel } : {}),
       ...(approval.by ? { by: approval.by } : {}),
