@@ -59,10 +59,10 @@ const STORY: { [K in CellEventKind]: Describe<K> | null } = {
   agent_revived: (e) => `restarted as pid ${e.pid} (attempt ${e.attempt}): ${e.reason}`,
   revive_failed: (e) => `restart failed: ${e.reason}`,
   config_rolled_back: (e) =>
-    `config rolled back from ${e.source === 'git' ? 'git' : `snapshot ${short(e.set ?? null)}`}: ${
+    `config rolled back: ${
       e.files.map((f) => `${f.path} ${short(f.old_sha256)} → ${short(f.new_sha256)}`).join(', ') ||
       'no files changed'
-    }`,
+    } (from ${e.source === 'git' ? 'git' : `snapshot ${short(e.set ?? null)}`})`,
   rollback_failed: (e) => `config rollback failed: ${e.reason}`,
   agent_substituted: (e) =>
     `work handed to substitute ${e.substitute} (${e.role}): ${e.reason}${optional(', handoff ', e.handoff)}${optional(', resume packet ', e.resume_packet)}`,

@@ -99,7 +99,7 @@ describe('pit why, on the logs of a real daemon through real incidents', () => {
 
   it('tells a config rollback with both hashes of each file', async () => {
     const stdout = await expectEveryPromisedDetail(run, 'smith', run.cellEvents);
-    expect(stdout).toContain(`config rolled back from snapshot`);
+    expect(stdout).toMatch(/config rolled back: .*smith\.json .* \(from snapshot [0-9a-f]{12}\)/);
     expect(stdout).toContain(run.smithConfig);
     expect(stdout).toMatch(/— revived/);
   });
