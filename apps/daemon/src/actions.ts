@@ -23,7 +23,7 @@ export function declareDead(context: SupervisorContext, slot: Slot, verdict: Ver
   void context.events.agentEvent(slot, {
     event: 'agent_dead',
     reason: verdict.reason,
-    failing: verdict.failure?.failing_probes ?? [],
+    failing: [...(verdict.failure?.failing_probes ?? [])],
   });
   const died = context.notifier.died;
   if (died) {

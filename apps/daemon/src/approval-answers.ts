@@ -8,7 +8,7 @@
 import type { Approval } from '@pit/cell-spec';
 import { approvalKey } from './approvals.js';
 import type { Supervisor } from './supervisor-api.js';
-import type { SupervisorContext } from './supervisor-context.js';
+import { iso, type SupervisorContext } from './supervisor-context.js';
 
 /** Answers a request (HTTP, CLI): recorded, then carried out. */
 export async function decideApproval(
@@ -16,9 +16,11 @@ export async function decideApproval(
   ...[id, decision, body]: Parameters<Supervisor['decideApproval']>
 ): ReturnType<Supervisor['decideApproval']> {
   const channel = body.channel ?? 'http';
+  // The answer's own time: the restart it causes is logged before this event is.
+  const answeredAt = context.now();
   const result = await context.approvals.decide(id, decision, {
     channel,
-    now: context.now(),
+    now: answeredAt,
     ...(body.by ? { by: body.by } : {}),
     ...(body.reason ? { reason: body.reason } : {}),
   });
@@ -29,6 +31,7 @@ export async function decideApproval(
   if (slot) {
     await context.events.agentEvent(slot, {
       event: decision === 'approve' ? 'revive_approved' : 'revive_denied',
+      ts: iso(answeredAt),
       approval_id: id,
       channel,
       ...(body.by ? { by: body.by } : {}),
@@ -49,6 +52,7 @@ export async function onChannelDecision(
   if (!slot) return;
   await context.events.agentEvent(slot, {
     event: approval.status === 'approved' ? 'revive_approved' : 'revive_denied',
+    ...(approval.decided_at !== undefined ? { ts: iso(approval.decided_at) } : {}),
     approval_id: approval.id,
     ...(approval.decided_via ? { channel: approval.decided_via } : {}),
     ...(approval.decided_by ? { by: approval.decided_by } : {}),

@@ -4,6 +4,15 @@
  * buttons (the API token is asked once and kept for the browser session) and the last events
  * of each agent, updating from the `/api/events` stream (and a slow `/api/status` poll).
  */
+import { CELL_EVENT_KINDS } from '@pit/cell-spec';
+
+/**
+ * The kinds shown among an agent's last events: every kind of cell-spec's list but `heartbeat`
+ * (routine; the heartbeat column shows it). Unknown kinds are shown too (see the stream).
+ */
+const SHOWN_KINDS = CELL_EVENT_KINDS.filter((kind) => kind !== 'heartbeat');
+
+/** The whole page. */
 export const DASHBOARD_HTML = `<!doctype html>
 <html lang="en">
 <head>
@@ -136,7 +145,6 @@ export const DASHBOARD_HTML = `<!doctype html>
   }
   const soon = () => { clearTimeout(pending); pending = setTimeout(refresh, 100); };
   const stream = new EventSource('/api/events?since=' + encodeURIComponent(new Date(Date.now() - 3600_000).toISOString()));
-  stream.onmessage = () => soon();
   const remember = (message) => {
     const data = JSON.parse(message.data);
     const key = data.cell + '/' + (data.agent || '');
@@ -146,8 +154,10 @@ export const DASHBOARD_HTML = `<!doctype html>
     if (list.length > 20) list.shift();
     soon();
   };
-  for (const kind of ['agent_started', 'agent_healthy', 'agent_degraded', 'agent_dead', 'decision', 'agent_revived', 'revive_failed', 'revive_requested', 'revive_approved', 'revive_denied', 'agent_substituted', 'config_rolled_back', 'agent_joined', 'agent_left', 'checkpoint_created', 'checkpoint_restored', 'rollback_failed'])
+  for (const kind of ${JSON.stringify(SHOWN_KINDS)})
     stream.addEventListener(kind, remember);
+  // A kind this version does not know arrives as a plain message: shown all the same.
+  stream.onmessage = remember;
   refresh();
   setInterval(refresh, 2000);
   setInterval(render, 1000);

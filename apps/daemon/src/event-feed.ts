@@ -1,9 +1,9 @@
 import { constants, promises as fs } from 'node:fs';
 import {
-  AnyCellEventSchema,
   cellPaths,
   CellUuidSchema,
   discoverCells,
+  parseCellEvent,
   type AnyCellEvent,
 } from '@pit/cell-spec';
 
@@ -12,7 +12,10 @@ export interface FeedEvent {
   cell: string;
   /** `<uuid>:<byte offset after this line>`: resuming from it yields the next event exactly. */
   id: string;
+  /** A known kind (checked against @pit/cell-spec's list) or one this version does not know. */
   event: AnyCellEvent;
+  /** Whether the kind is in `CELL_EVENT_KINDS`; an unknown kind is streamed all the same. */
+  known: boolean;
 }
 
 /** What a subscriber asks for. */
@@ -38,7 +41,8 @@ export interface CellEventFeedOptions {
 /**
  * Follows cells' `events.jsonl` files: first what is there (from `since` or the resume
  * point), then every new whole line as it is appended. A torn last line is left until its
- * writer finishes it; a malformed line is skipped. Resuming by `lastEventId` is exact for a
+ * writer finishes it; a line is read by cell-spec's rule (`parseCellEvent`): a kind this
+ * version does not know is streamed (`known: false`), a malformed line is skipped. Resuming by `lastEventId` is exact for a
  * single-cell stream; an all-cells stream resumes the named cell exactly and the others from
  * `since`.
  * @example
@@ -63,14 +67,15 @@ export function createCellEventFeed(options: CellEventFeedOptions): EventFeed {
         const { lines, next } = await readNewLines(cellPaths(options.cellsRoot, uuid).events, from);
         offsets.set(uuid, next);
         for (const line of lines) {
-          const parsed = safeParse(line.text);
-          if (!parsed) continue;
+          const read = readLine(line.text);
+          if (!read) continue;
+          const parsed = read.event;
           const before =
             resume?.cell === uuid
               ? false
               : sinceMs !== undefined && Date.parse(parsed.ts) < sinceMs;
           if (before) continue;
-          pending.push({ cell: uuid, id: `${uuid}:${line.end}`, event: parsed });
+          pending.push({ cell: uuid, id: `${uuid}:${line.end}`, event: parsed, known: read.known });
         }
       }
       pending.sort((a, b) => a.event.ts.localeCompare(b.event.ts));
@@ -83,13 +88,15 @@ export function createCellEventFeed(options: CellEventFeedOptions): EventFeed {
   };
 }
 
-function safeParse(text: string): AnyCellEvent | undefined {
+function readLine(text: string): { event: AnyCellEvent; known: boolean } | undefined {
+  let value: unknown;
   try {
-    const parsed = AnyCellEventSchema.safeParse(JSON.parse(text));
-    return parsed.success ? parsed.data : undefined;
+    value = JSON.parse(text);
   } catch {
     return undefined;
   }
+  const parsed = parseCellEvent(value);
+  return parsed.ok ? { event: parsed.event, known: parsed.known } : undefined;
 }
 
 /** Reads the whole lines appended since `offset`; a trailing partial line is left for later. */

@@ -7,7 +7,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { appendEvent, cellPaths, type CellEventInput } from '@pit/cell-spec';
+import { appendEvent, cellPaths, type AgentEventInput, type CellEventInput } from '@pit/cell-spec';
 import type { Logger } from './logger.js';
 import type { Slot } from './slot.js';
 
@@ -16,7 +16,7 @@ export interface EventWriter {
   /** Appends `input` to the log at `path`; settles once written (or the failure logged). */
   append(path: string, input: CellEventInput, agentKey: string): Promise<void>;
   /** Appends an event of `slot` (with `agent` set to its name) to its cell's log, or the host log. */
-  agentEvent(slot: Slot, input: CellEventInput): Promise<void>;
+  agentEvent(slot: Slot, input: AgentEventInput): Promise<void>;
   /** Waits for every queued append. */
   flush(): Promise<void>;
 }

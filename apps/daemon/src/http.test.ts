@@ -166,6 +166,7 @@ describe('startHttpServer', () => {
       event: 'agent_dead',
       agent: 'forge',
       reason: 'heartbeat stale',
+      failing: ['heartbeat'],
       ts: '2030-01-01T00:00:00.000Z',
     });
     const { server } = await start(cell.root);
@@ -178,12 +179,42 @@ describe('startHttpServer', () => {
       event: 'agent_revived',
       agent: 'forge',
       pid: 42,
+      attempt: 1,
+      reason: 'heartbeat stale',
       ts: '2030-01-01T00:00:05.000Z',
     });
     const received = await reading;
     expect(received.map((item) => item.event)).toEqual(['agent_dead', 'agent_revived']);
     expect(received[1]?.data).toMatchObject({ cell: cell.uuid, agent: 'forge', pid: 42 });
     expect(received[1]?.id).toBe(`${cell.uuid}:${(await fs.stat(events)).size}`);
+  });
+
+  it('streams a kind cell-spec does not know as a plain message with all its fields, and skips a malformed line', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const events = cellPaths(cell.dir).events;
+    const { server } = await start(cell.root);
+    const reading = readEvents(
+      await fetch(`${server.url}/api/events?cell=${cell.uuid}&since=2029-01-01T00:00:00Z`),
+      2,
+    );
+    await fs.appendFile(
+      events,
+      [
+        '{"ts":"2030-01-01T00:00:00.000Z","event":"agent_dead","agent":"forge"}', // no reason: skipped
+        '{"ts":"2030-01-01T00:00:01.000Z","event":"budget_exceeded","agent":"forge","spent_usd":40.12}',
+        '{"ts":"2030-01-01T00:00:02.000Z","event":"agent_healthy","agent":"forge"}',
+        '',
+      ].join('\n'),
+    );
+    const received = await reading;
+    expect(received.map((item) => item.event)).toEqual([undefined, 'agent_healthy']);
+    expect(received[0]?.data).toEqual({
+      cell: cell.uuid,
+      ts: '2030-01-01T00:00:01.000Z',
+      event: 'budget_exceeded',
+      agent: 'forge',
+      spent_usd: 40.12,
+    });
   });
 
   it('resumes exactly after Last-Event-ID', async () => {
@@ -196,7 +227,7 @@ describe('startHttpServer', () => {
       'agent_joined',
       'cell_activated',
     ]);
-    await appendEvent(events, { event: 'agent_dead', agent: 'forge', reason: 'x' });
+    await appendEvent(events, { event: 'agent_dead', agent: 'forge', reason: 'x', failing: [] });
     const resumed = await readEvents(
       await fetch(`${server.url}/api/events?cell=${cell.uuid}`, {
         headers: { 'last-event-id': all[1]!.id! },

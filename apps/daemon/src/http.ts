@@ -200,8 +200,11 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
         controller.signal,
       )) {
         if (controller.signal.aborted) break;
+        // A known kind is a named SSE event; a kind this version does not know goes out as a
+        // plain `message` (its kind is in the data), so a client never has to know it in advance.
+        const name = item.known ? `event: ${item.event.event}\n` : '';
         response.write(
-          `id: ${item.id}\nevent: ${item.event.event}\ndata: ${JSON.stringify({ cell: item.cell, ...item.event })}\n\n`,
+          `id: ${item.id}\n${name}data: ${JSON.stringify({ cell: item.cell, ...item.event })}\n\n`,
         );
       }
     } finally {

@@ -13,13 +13,13 @@ const smoke = process.env.BENCH_SMOKE === '1';
 const scale = smoke ? 0.1 : 1;
 const log = (message: string): void => void process.stderr.write(`[append-events] ${message}\n`);
 
-const event = (cycle: number) => ({
-  event: 'heartbeat',
-  agent: 'forge',
-  cycle,
-  status: 'working',
-  model: 'claude-sonnet-4-5',
-});
+const event = (cycle: number) =>
+  ({
+    event: 'heartbeat',
+    agent: 'forge',
+    cycle,
+    status: 'working: claude-sonnet-4-5',
+  }) as const;
 
 async function measure(
   label: string,

@@ -10,16 +10,30 @@ import { createWriteStream, promises as fs } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
-import { serializeEvent, type CellEventInput } from '@pit/cell-spec';
+import { serializeEvent, serializeLogRecord, type CellEventInput } from '@pit/cell-spec';
 
 const smoke = process.env.BENCH_SMOKE === '1';
 const LINES = smoke ? 100_000 : 1_000_000;
 const MB = 1024 * 1024;
 const log = (message: string): void => void process.stderr.write(`[read-events] ${message}\n`);
 
+/** One realistic line: known kinds as the daemon writes them, now and then a kind an agent made up. */
+function lineFor(index: number): string {
+  if (index % 20 === 5)
+    return serializeLogRecord({
+      ts: new Date(Date.UTC(2026, 10, 22) + index * 250).toISOString(),
+      event: 'budget_exceeded',
+      agent: 'forge',
+      budget_usd: 40,
+      spent_usd: 40.12,
+      writer: 'pit 0.4',
+    });
+  return serializeEvent(eventFor(index));
+}
+
 function eventFor(index: number): CellEventInput {
   const ts = new Date(Date.UTC(2026, 10, 22) + index * 250).toISOString();
-  const agent = ['forge', 'allegro', 'timmy.v2', 'bezalel-2'][index % 4];
+  const agent = ['forge', 'allegro', 'timmy.v2', 'bezalel-2'][index % 4]!;
   switch (index % 20) {
     case 0:
       return {
@@ -27,6 +41,7 @@ function eventFor(index: number): CellEventInput {
         event: 'agent_dead',
         agent,
         reason: `heartbeat stale for ${90 + (index % 30)} s (limit 90 s)`,
+        failing: ['heartbeat'],
       };
     case 1:
       return {
@@ -35,6 +50,8 @@ function eventFor(index: number): CellEventInput {
         agent,
         approval_id: `apr_${index.toString(36)}`,
         reason: 'dead',
+        proposed: 'restart',
+        expires_at: ts,
       };
     case 2:
       return {
@@ -43,6 +60,7 @@ function eventFor(index: number): CellEventInput {
         agent,
         pid: 40_000 + (index % 20_000),
         attempt: 1 + (index % 3),
+        reason: 'restart',
       };
     case 3:
       return {
@@ -56,6 +74,9 @@ function eventFor(index: number): CellEventInput {
             new_sha256: 'b'.repeat(64),
           },
         ],
+        reason: 'bad config',
+        source: 'snapshot',
+        set: 'd'.repeat(64),
       };
     case 4:
       return {
@@ -64,15 +85,9 @@ function eventFor(index: number): CellEventInput {
         checkpoint: `checkpoints/${ts.replace(/:/g, '-')}.tar.gz`,
         sha256: 'c'.repeat(64),
         bytes: 18_830_211 + index,
-      };
-    case 5:
-      return {
-        ts,
-        event: 'budget_exceeded',
-        agent,
-        budget_usd: 40,
-        spent_usd: 40.12,
-        writer: 'pit 0.4',
+        files: 1200,
+        created_by: 'pit-daemon',
+        reason: 'periodic',
       };
     default:
       return { ts, event: 'heartbeat', agent, cycle: index, status: 'working' };
@@ -86,7 +101,7 @@ try {
   const out = createWriteStream(path);
   let batch = '';
   for (let index = 0; index < LINES - 1; index += 1) {
-    batch += serializeEvent(eventFor(index));
+    batch += lineFor(index);
     if (batch.length > 256 * 1024) {
       if (!out.write(batch)) await once(out, 'drain');
       batch = '';

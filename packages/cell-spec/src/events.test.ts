@@ -13,13 +13,18 @@ import {
 import { PitError } from './errors.js';
 import {
   AnyCellEventSchema,
-  appendEvent,
   CELL_EVENT_KINDS,
   CellEventSchema,
+  parseCellEvent,
+  type CellEventInput,
+} from './event-kinds.js';
+import {
+  appendEvent,
   createEventAppender,
   EVENT_LINE_MAX_BYTES,
   readEvents,
   serializeEvent,
+  serializeLogRecord,
   type EventLogEntry,
 } from './events.js';
 import { formatIssues } from './format-issues.js';
@@ -49,6 +54,8 @@ async function failure(promise: Promise<unknown>): Promise<{ code: string; messa
 }
 
 const TS = '2026-11-22T08:30:00.000Z';
+/** An event the types would refuse, to check that the runtime refuses it too. */
+const untyped = (value: Record<string, unknown>) => value as unknown as CellEventInput;
 
 describe('CellEventSchema', () => {
   it('accepts every known line of a realistic log', async () => {
@@ -56,7 +63,9 @@ describe('CellEventSchema', () => {
       .trim()
       .split('\n')
       .map((line) => JSON.parse(line) as { event: string });
-    for (const line of lines.filter((candidate) => CELL_EVENT_KINDS.includes(candidate.event))) {
+    for (const line of lines.filter((candidate) =>
+      (CELL_EVENT_KINDS as readonly string[]).includes(candidate.event),
+    )) {
       expect(CellEventSchema.safeParse(line).success, JSON.stringify(line)).toBe(true);
     }
   });
@@ -89,7 +98,7 @@ describe('CellEventSchema', () => {
     ],
     [
       'a local timestamp',
-      { ts: '2026-11-22 08:30', event: 'cell_frozen' },
+      { ts: '2026-11-22 08:30', event: 'cell_frozen', from: 'active' },
       /ts: must be an ISO-8601 UTC timestamp/,
     ],
   ])('rejects %s, naming the field', (_label, event, expected) => {
@@ -98,15 +107,23 @@ describe('CellEventSchema', () => {
     expect(formatIssues(parsed.error!)).toMatch(expected);
   });
 
-  it('keeps fields a newer writer added to a known event', () => {
-    const parsed = CellEventSchema.parse({
+  it('refuses a field its kind does not list: writers write exactly the listed fields', () => {
+    const parsed = CellEventSchema.safeParse({
       ts: TS,
       event: 'agent_dead',
       agent: 'forge',
       reason: 'stale',
+      failing: ['heartbeat'],
       probe: 'heartbeat_age',
     });
-    expect(parsed).toMatchObject({ probe: 'heartbeat_age' });
+    expect(parsed.success).toBe(false);
+    expect(formatIssues(parsed.error!)).toMatch(/probe/);
+  });
+
+  it('has one schema per kind and lists each kind once', () => {
+    expect(new Set(CELL_EVENT_KINDS).size).toBe(CELL_EVENT_KINDS.length);
+    expect(CELL_EVENT_KINDS).toContain('agent_started');
+    expect(CELL_EVENT_KINDS).toContain('rollback_failed');
   });
 
   it('lets AnyCellEventSchema accept an unknown kind but not a malformed name', () => {
@@ -114,6 +131,37 @@ describe('CellEventSchema', () => {
       AnyCellEventSchema.safeParse({ ts: TS, event: 'budget_exceeded', spent_usd: 40.12 }).success,
     ).toBe(true);
     expect(AnyCellEventSchema.safeParse({ ts: TS, event: 'Budget Exceeded' }).success).toBe(false);
+  });
+});
+
+describe('parseCellEvent (the reading rule)', () => {
+  it('keeps fields a newer writer added to a known event', () => {
+    const parsed = parseCellEvent({
+      ts: TS,
+      event: 'agent_dead',
+      agent: 'forge',
+      reason: 'stale',
+      failing: [],
+      probe: 'heartbeat_age',
+    });
+    expect(parsed).toMatchObject({ ok: true, known: true, event: { probe: 'heartbeat_age' } });
+  });
+
+  it('tolerates a kind it does not know, keeping every field', () => {
+    expect(parseCellEvent({ ts: TS, event: 'budget_exceeded', spent_usd: 40.12 })).toEqual({
+      ok: true,
+      known: false,
+      event: { ts: TS, event: 'budget_exceeded', spent_usd: 40.12 },
+    });
+  });
+
+  it('says what is wrong with a known kind that lacks a field, and never throws', () => {
+    expect(parseCellEvent({ ts: TS, event: 'agent_dead', agent: 'forge' })).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/^agent_dead: reason: /),
+    });
+    expect(parseCellEvent(null)).toMatchObject({ ok: false });
+    expect(parseCellEvent([1, 2])).toMatchObject({ ok: false });
   });
 });
 
@@ -135,18 +183,47 @@ describe('serializeEvent', () => {
   });
 
   it('refuses a bad known event naming the kind and field', () => {
-    expect(() => serializeEvent({ event: 'agent_dead', agent: 'forge' }, 'x/events.jsonl')).toThrow(
-      /x\/events\.jsonl: agent_dead: reason:/,
+    expect(() =>
+      serializeEvent(untyped({ event: 'agent_dead', agent: 'forge' }), 'x/events.jsonl'),
+    ).toThrow(/x\/events\.jsonl: agent_dead: reason:/);
+  });
+
+  it('refuses a kind not in the list, and a field its kind does not list', () => {
+    expect(() => serializeEvent(untyped({ event: 'issue_opened', agent: 'forge' }), 'x')).toThrow(
+      /x: event: "issue_opened" is not a known event kind/,
     );
+    expect(() =>
+      serializeEvent(
+        untyped({ event: 'agent_healthy', agent: 'forge', failure_class: 'bad_config' }),
+        'x',
+      ),
+    ).toThrow(/x: agent_healthy: .*failure_class/);
   });
 
   it('refuses a line larger than it can append atomically', () => {
     try {
-      serializeEvent({ event: 'note', text: 'x'.repeat(EVENT_LINE_MAX_BYTES) });
+      serializeEvent({
+        event: 'agent_left',
+        agent: 'forge',
+        reason: 'x'.repeat(EVENT_LINE_MAX_BYTES),
+      });
       expect.unreachable();
     } catch (error) {
       expect((error as PitError).code).toBe('CELL_TOO_LARGE');
     }
+  });
+});
+
+describe('serializeLogRecord', () => {
+  it('renders a line of another log with its own kinds, checking only ts and the name', () => {
+    expect(
+      JSON.parse(
+        serializeLogRecord({ event: 'bus_denied', participant: 'x' }, 'audit', () => new Date(TS)),
+      ),
+    ).toEqual({ ts: TS, event: 'bus_denied', participant: 'x' });
+    expect(() => serializeLogRecord({ event: 'Bad Name' }, 'audit')).toThrow(
+      /audit: event: must be a snake_case/,
+    );
   });
 });
 
@@ -156,7 +233,12 @@ describe('appendEvent', () => {
     const path = join(dir, 'events.jsonl');
     const event = await appendEvent(
       path,
-      { event: 'agent_dead', agent: 'forge', reason: 'heartbeat stale 95 s' },
+      {
+        event: 'agent_dead',
+        agent: 'forge',
+        reason: 'heartbeat stale 95 s',
+        failing: ['heartbeat'],
+      },
       { now: () => new Date(TS), fsync: true },
     );
     expect(event).toEqual({
@@ -164,6 +246,7 @@ describe('appendEvent', () => {
       event: 'agent_dead',
       agent: 'forge',
       reason: 'heartbeat stale 95 s',
+      failing: ['heartbeat'],
     });
     expect(await readFile(path, 'utf8')).toBe(`${JSON.stringify(event)}\n`);
   });
@@ -171,7 +254,7 @@ describe('appendEvent', () => {
   it('writes nothing for an invalid event', async () => {
     const dir = await makeTempDir();
     const path = join(dir, 'events.jsonl');
-    await appendEvent(path, { event: 'cell_frozen' });
+    await appendEvent(path, { event: 'cell_frozen', from: 'active' });
     expect(
       (await failure(appendEvent(path, { event: 'agent_joined', agent: 'Bad Name', role: 'x' })))
         .code,
@@ -185,7 +268,11 @@ describe('appendEvent', () => {
     await writeFile(outside, 'root:x:0:0::/root:/bin/sh\n');
     await symlink(outside, join(dir, 'events.jsonl'));
     expect(
-      (await failure(appendEvent(join(dir, 'events.jsonl'), { event: 'cell_frozen' }))).code,
+      (
+        await failure(
+          appendEvent(join(dir, 'events.jsonl'), { event: 'cell_frozen', from: 'active' }),
+        )
+      ).code,
     ).toBe('CELL_UNSAFE_PATH');
     expect(await readFile(outside, 'utf8')).toBe('root:x:0:0::/root:/bin/sh\n');
   });
@@ -195,7 +282,11 @@ describe('appendEvent', () => {
     execFileSync('mkfifo', [join(dir, 'events.jsonl')]);
     // O_NONBLOCK on a FIFO without a reader fails with ENXIO; either way it is refused, not hung.
     expect(['CELL_UNSAFE_PATH', 'CELL_IO']).toContain(
-      (await failure(appendEvent(join(dir, 'events.jsonl'), { event: 'cell_frozen' }))).code,
+      (
+        await failure(
+          appendEvent(join(dir, 'events.jsonl'), { event: 'cell_frozen', from: 'active' }),
+        )
+      ).code,
     );
     expect((await failure(collect(join(dir, 'events.jsonl')))).code).toBe('CELL_UNSAFE_PATH');
   });
@@ -203,7 +294,11 @@ describe('appendEvent', () => {
   it('says CELL_NOT_FOUND when the logs directory is missing', async () => {
     const dir = await makeTempDir();
     expect(
-      (await failure(appendEvent(join(dir, 'logs/events.jsonl'), { event: 'cell_frozen' }))).code,
+      (
+        await failure(
+          appendEvent(join(dir, 'logs/events.jsonl'), { event: 'cell_frozen', from: 'active' }),
+        )
+      ).code,
     ).toBe('CELL_NOT_FOUND');
   });
 });
@@ -216,7 +311,7 @@ describe('createEventAppender', () => {
     for (let cycle = 0; cycle < 50; cycle += 1)
       await appender.append({ event: 'heartbeat', agent: 'forge', cycle });
     await appender.close();
-    await appender.append({ event: 'cell_frozen' });
+    await appender.append({ event: 'cell_frozen', from: 'active' });
     await appender.close();
     const entries = await collect(path);
     expect(entries).toHaveLength(51);
@@ -247,10 +342,14 @@ describe('appendEvent from several processes at once', () => {
     const seen = new Map<string, number[]>();
     for (const entry of entries) {
       if (!entry.ok) continue;
-      const { writer, seq, padding } = entry.event as unknown as {
-        writer: string;
-        seq: number;
-        padding: string;
+      const {
+        agent: writer,
+        cycle: seq,
+        status: padding,
+      } = entry.event as unknown as {
+        agent: string;
+        cycle: number;
+        status: string;
       };
       expect(padding).toBe(writer.repeat(1 + ((seq * 7919) % 6000)));
       seen.set(writer, [...(seen.get(writer) ?? []), seq]);
@@ -306,11 +405,11 @@ describe('readEvents', () => {
       JSON.stringify({ ts: TS, event: 'cell_activated' }),
       '{not json',
       '',
-      JSON.stringify({ event: 'cell_frozen' }),
+      JSON.stringify({ event: 'cell_frozen', from: 'active' }),
       JSON.stringify({ ts: TS, event: 'agent_dead', agent: 'forge' }),
       '[1,2,3]',
       JSON.stringify({ ts: TS, event: 'Bad-Kind' }),
-      JSON.stringify({ ts: TS, event: 'cell_frozen', reason: 'maintenance' }),
+      JSON.stringify({ ts: TS, event: 'cell_frozen', from: 'active', reason: 'maintenance' }),
     ];
     await writeFile(path, `${lines.join('\n')}\n`);
     const entries = await collect(path);
@@ -350,7 +449,7 @@ describe('readEvents', () => {
   it('reports an oversized line without buffering it, and goes on', async () => {
     const dir = await makeTempDir();
     const path = join(dir, 'events.jsonl');
-    const good = JSON.stringify({ ts: TS, event: 'cell_frozen' });
+    const good = JSON.stringify({ ts: TS, event: 'cell_frozen', from: 'active' });
     await writeFile(path, `${good}\n${'x'.repeat(300_000)}\n${good}\n${'y'.repeat(300_000)}`);
     const entries = await collect(path, { maxLineBytes: 100_000, highWaterMark: 4096 });
     expect(entries.map((entry) => [entry.line, entry.ok])).toEqual([
@@ -387,6 +486,7 @@ describe('readEvents', () => {
         event: fc.constant('agent_dead'),
         agent: fc.constantFrom('forge', 'allegro'),
         reason: fc.string(),
+        failing: fc.array(fc.constantFrom('heartbeat', 'process')),
       }),
       fc.record({
         ts: fc.constant(TS),
@@ -397,6 +497,8 @@ describe('readEvents', () => {
       fc.record({
         ts: fc.constant(TS),
         event: fc.constant('cell_frozen'),
+        from: fc.constant('active'),
+        // A field this version does not list (a newer writer's): readers keep it.
         note: fc.string({ unit: 'binary' }),
       }),
     );

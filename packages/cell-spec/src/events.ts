@@ -1,160 +1,79 @@
+/**
+ * Appending to and streaming `events.jsonl`: whole lines, validated against the one list of
+ * event kinds (`event-kinds.ts`) on the way in, read back tolerantly on the way out.
+ */
 import { promises as fs, constants } from 'node:fs';
-import { z } from 'zod';
-import { Sha256Schema } from './common-schemas.js';
-import { AgentNameSchema } from './agent-name.js';
 import { CellError, toCellError } from './errors.js';
 import { formatIssues } from './format-issues.js';
-import { IsoTimestampSchema } from './timestamp.js';
-
-/** Fields every event line has. Events are open objects: a newer writer may add fields. */
-const base = { ts: IsoTimestampSchema };
-const agentBase = { ...base, agent: AgentNameSchema };
-
-/** Files restored by a config rollback. */
-export const RolledBackFileSchema = z.looseObject({
-  path: z.string().min(1),
-  old_sha256: Sha256Schema.nullable(),
-  new_sha256: Sha256Schema,
-});
-
-/** One known event of `events.jsonl`, discriminated on `event`. */
-export const CellEventSchema = z.discriminatedUnion('event', [
-  z.looseObject({
-    ...base,
-    event: z.literal('cell_created'),
-    uuid: z.string(),
-    mission: z.string(),
-    created_by: z.string(),
-  }),
-  z.looseObject({ ...base, event: z.literal('cell_activated') }),
-  z.looseObject({ ...base, event: z.literal('cell_frozen'), reason: z.string().optional() }),
-  z.looseObject({ ...base, event: z.literal('cell_archived'), reason: z.string().optional() }),
-  z.looseObject({ ...base, event: z.literal('cell_destroyed') }),
-  z.looseObject({ ...agentBase, event: z.literal('agent_joined'), role: z.string() }),
-  z.looseObject({ ...agentBase, event: z.literal('agent_left'), reason: z.string().optional() }),
-  z.looseObject({
-    ...agentBase,
-    event: z.literal('heartbeat'),
-    cycle: z.number().int().optional(),
-    status: z.string().optional(),
-  }),
-  z.looseObject({ ...agentBase, event: z.literal('agent_healthy') }),
-  z.looseObject({
-    ...agentBase,
-    event: z.literal('agent_degraded'),
-    reason: z.string().optional(),
-  }),
-  z.looseObject({ ...agentBase, event: z.literal('agent_dead'), reason: z.string() }),
-  z.looseObject({
-    ...agentBase,
-    event: z.literal('decision'),
-    action: z.string(),
-    reason: z.string(),
-  }),
-  z.looseObject({
-    ...agentBase,
-    event: z.literal('revive_requested'),
-    approval_id: z.string().optional(),
-    reason: z.string().optional(),
-  }),
-  z.looseObject({
-    ...agentBase,
-    event: z.literal('revive_approved'),
-    approval_id: z.string().optional(),
-    by: z.string().optional(),
-    channel: z.string().optional(),
-  }),
-  z.looseObject({
-    ...agentBase,
-    event: z.literal('revive_denied'),
-    approval_id: z.string().optional(),
-    by: z.string().optional(),
-    channel: z.string().optional(),
-  }),
-  z.looseObject({
-    ...agentBase,
-    event: z.literal('agent_revived'),
-    pid: z.number().int().optional(),
-    attempt: z.number().int().optional(),
-  }),
-  z.looseObject({ ...agentBase, event: z.literal('revive_failed'), reason: z.string() }),
-  z.looseObject({
-    ...agentBase,
-    event: z.literal('agent_adopted'),
-    pid: z.number().int(),
-    reason: z.string().optional(),
-  }),
-  z.looseObject({
-    ...agentBase,
-    event: z.literal('agent_substituted'),
-    substitute: AgentNameSchema,
-  }),
-  z.looseObject({
-    ...agentBase,
-    event: z.literal('config_rolled_back'),
-    files: z.array(RolledBackFileSchema),
-    reason: z.string().optional(),
-  }),
-  z.looseObject({
-    ...base,
-    event: z.literal('checkpoint_created'),
-    checkpoint: z.string(),
-    sha256: Sha256Schema,
-    bytes: z.number().int().nonnegative(),
-  }),
-  z.looseObject({ ...base, event: z.literal('checkpoint_restored'), checkpoint: z.string() }),
-]);
-export type CellEvent = z.infer<typeof CellEventSchema>;
-/** The event kinds this version knows. */
-export type CellEventKind = CellEvent['event'];
-/** The kinds this version knows, as a list. */
-export const CELL_EVENT_KINDS: readonly string[] = CellEventSchema.options.map(
-  (option) => option.shape.event.value,
-);
-const KNOWN_KINDS: ReadonlySet<string> = new Set(CELL_EVENT_KINDS);
-
-/** The minimum any line must have: a timestamp and an event name. */
-export const AnyCellEventSchema = z.looseObject({
-  ts: IsoTimestampSchema,
-  event: z.string().regex(/^[a-z][a-z0-9_]*$/, { message: 'must be a snake_case event name' }),
-});
-export type AnyCellEvent = z.infer<typeof AnyCellEventSchema>;
-
-/** What a writer passes to {@link appendEvent}: `ts` is filled in when missing. */
-export interface CellEventInput {
-  event: string;
-  ts?: string;
-  [field: string]: unknown;
-}
+import {
+  AnyCellEventSchema,
+  CellEventSchema,
+  isCellEventKind,
+  parseCellEvent,
+  type AnyCellEvent,
+  type CellEvent,
+  type CellEventInput,
+  type KnownCellEvent,
+} from './event-kinds.js';
 
 /** A single event line larger than this is refused (it could not be appended atomically). */
 export const EVENT_LINE_MAX_BYTES = 64 * 1024;
 
 /**
- * Validates an event and renders it as one line. Known kinds are checked against their
- * schema; other kinds need only `ts` and a snake_case `event`.
- * @throws {CellError} CELL_INVALID naming the field.
+ * Validates an event and renders it as one line. The event must be of a known kind with
+ * exactly its fields (see {@link CellEventSchema}); an unknown kind or field is refused.
+ * @throws {CellError} CELL_INVALID naming the kind and field; CELL_TOO_LARGE over 64 KiB.
  */
 export function serializeEvent(
   input: CellEventInput,
   where = 'event',
   now: () => Date = () => new Date(),
 ): string {
-  const candidate = { ...input, ts: input.ts ?? now().toISOString() };
-  const known = KNOWN_KINDS.has(candidate.event);
-  const parsed = known
-    ? CellEventSchema.safeParse(candidate)
-    : AnyCellEventSchema.safeParse(candidate);
-  if (!parsed.success)
+  const candidate: unknown = { ...input, ts: input.ts ?? now().toISOString() };
+  const kind: unknown = (input as { event?: unknown }).event;
+  if (!isCellEventKind(kind))
     throw new CellError(
       'CELL_INVALID',
-      `${where}: ${candidate.event}: ${formatIssues(parsed.error)}`,
+      `${where}: event: ${JSON.stringify(kind)} is not a known event kind (see CELL_EVENT_KINDS)`,
     );
+  const parsed = CellEventSchema.safeParse(candidate);
+  if (!parsed.success)
+    throw new CellError('CELL_INVALID', `${where}: ${kind}: ${formatIssues(parsed.error)}`);
   const line = `${JSON.stringify(parsed.data)}\n`;
   if (Buffer.byteLength(line) > EVENT_LINE_MAX_BYTES)
     throw new CellError(
       'CELL_TOO_LARGE',
-      `${where}: ${candidate.event}: line of ${Buffer.byteLength(line)} bytes exceeds ${EVENT_LINE_MAX_BYTES}`,
+      `${where}: ${kind}: line of ${Buffer.byteLength(line)} bytes exceeds ${EVENT_LINE_MAX_BYTES}`,
+    );
+  return line;
+}
+
+/** A line of another log in the same format (`{ ts, event, ... }`), such as the bus audit trail. */
+export interface LogRecordInput {
+  event: string;
+  ts?: string;
+  [field: string]: unknown;
+}
+
+/**
+ * Renders one record of a JSON-lines log that shares `events.jsonl`'s line format but not its
+ * kinds (the mission bus's `audit.jsonl`): `ts` (filled in) and a snake_case `event` are
+ * checked, nothing else. Never use it for `events.jsonl`: {@link serializeEvent} is for that.
+ * @throws {CellError} CELL_INVALID; CELL_TOO_LARGE over 64 KiB.
+ */
+export function serializeLogRecord(
+  input: LogRecordInput,
+  where = 'log',
+  now: () => Date = () => new Date(),
+): string {
+  const parsed = AnyCellEventSchema.safeParse({ ...input, ts: input.ts ?? now().toISOString() });
+  if (!parsed.success)
+    throw new CellError('CELL_INVALID', `${where}: ${formatIssues(parsed.error)}`);
+  const line = `${JSON.stringify(parsed.data)}\n`;
+  if (Buffer.byteLength(line) > EVENT_LINE_MAX_BYTES)
+    throw new CellError(
+      'CELL_TOO_LARGE',
+      `${where}: ${parsed.data.event}: line of ${Buffer.byteLength(line)} bytes exceeds ${EVENT_LINE_MAX_BYTES}`,
     );
   return line;
 }
@@ -173,13 +92,13 @@ export interface AppendEventOptions {
  * @returns the event as written.
  * @throws {CellError} CELL_INVALID for a bad event (nothing written); CELL_IO.
  * @example
- * await appendEvent(cellPaths(dir).events, { event: 'agent_dead', agent: 'forge', reason: 'heartbeat stale 95 s' });
+ * await appendEvent(cellPaths(dir).events, { event: 'agent_dead', agent: 'forge', reason: 'heartbeat stale 95 s', failing: ['heartbeat'] });
  */
 export async function appendEvent(
   eventsPath: string,
   input: CellEventInput,
   options: AppendEventOptions = {},
-): Promise<AnyCellEvent> {
+): Promise<CellEvent> {
   const line = serializeEvent(input, eventsPath, options.now);
   const appender = createEventAppender(eventsPath, options);
   try {
@@ -187,13 +106,13 @@ export async function appendEvent(
   } finally {
     await appender.close();
   }
-  return JSON.parse(line) as AnyCellEvent;
+  return JSON.parse(line) as CellEvent;
 }
 
 /** A kept-open appender for a hot path (one open per many appends). */
 export interface EventAppender {
   /** Validates and appends one event. */
-  append(input: CellEventInput): Promise<AnyCellEvent>;
+  append(input: CellEventInput): Promise<CellEvent>;
   /** Appends a line already produced by {@link serializeEvent}. */
   appendLine(line: string): Promise<void>;
   close(): Promise<void>;
@@ -261,7 +180,7 @@ export function createEventAppender(
     async append(input) {
       const line = serializeEvent(input, eventsPath, options.now);
       await appendLine(line);
-      return JSON.parse(line) as AnyCellEvent;
+      return JSON.parse(line) as CellEvent;
     },
     async close() {
       const pending = handlePromise;
@@ -279,8 +198,16 @@ export type EventLogEntry =
       line: number;
       /** Byte offset of the line's start. */
       offset: number;
-      /** `true` when the kind is one this version knows (and it matched its schema). */
-      known: boolean;
+      /** The kind is one this version knows, and the line has its fields (extra ones kept). */
+      known: true;
+      event: KnownCellEvent;
+    }
+  | {
+      ok: true;
+      line: number;
+      offset: number;
+      /** A kind this version does not know (an agent's, or a newer writer's): kept whole. */
+      known: false;
       event: AnyCellEvent;
     }
   | {
@@ -449,30 +376,10 @@ function parseLine(text: string, line: number, offset: number): EventLogEntry {
       raw: keep(text),
     };
   }
-  const kind =
-    typeof raw === 'object' && raw !== null ? (raw as { event?: unknown }).event : undefined;
-  if (typeof kind === 'string' && KNOWN_KINDS.has(kind)) {
-    const full = CellEventSchema.safeParse(raw);
-    if (!full.success)
-      return {
-        ok: false,
-        line,
-        offset,
-        torn: false,
-        reason: `${kind}: ${formatIssues(full.error)}`,
-        raw: keep(text),
-      };
-    return { ok: true, line, offset, known: true, event: full.data };
-  }
-  const basic = AnyCellEventSchema.safeParse(raw);
-  if (!basic.success)
-    return {
-      ok: false,
-      line,
-      offset,
-      torn: false,
-      reason: formatIssues(basic.error),
-      raw: keep(text),
-    };
-  return { ok: true, line, offset, known: false, event: basic.data };
+  const parsed = parseCellEvent(raw);
+  if (!parsed.ok)
+    return { ok: false, line, offset, torn: false, reason: parsed.reason, raw: keep(text) };
+  return parsed.known
+    ? { ok: true, line, offset, known: true, event: parsed.event }
+    : { ok: true, line, offset, known: false, event: parsed.event };
 }

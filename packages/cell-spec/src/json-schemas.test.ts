@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PACKAGE_DIR } from './__fixtures__/helpers.js';
-import { CELL_EVENT_KINDS } from './events.js';
+import { CELL_EVENT_KINDS } from './event-kinds.js';
 import { JSON_SCHEMAS, toJsonSchemas } from './json-schemas.js';
 
 const SCHEMAS_DIR = join(PACKAGE_DIR, 'schemas');

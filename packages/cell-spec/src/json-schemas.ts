@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { AgentNameSchema } from './agent-name.js';
 import { ApprovalSchema, ApprovalsFileSchema } from './approval.js';
-import { AnyCellEventSchema, CELL_EVENT_KINDS, CellEventSchema } from './events.js';
+import { AnyCellEventSchema, CELL_EVENT_KINDS, CellEventSchema } from './event-kinds.js';
 import { HeartbeatSchema } from './heartbeat.js';
 import { IsolationProfileSchema } from './isolation.js';
 import { CellManifestSchema } from './manifest.js';

@@ -31,7 +31,7 @@ export interface CellPaths {
  * The layout of one cell directory. Pass the cell directory, or the cells root and a uuid.
  * @example
  * const paths = cellPaths('/var/missions', uuid);
- * await appendEvent(paths.events, { event: 'cell_frozen' });
+ * await appendEvent(paths.events, { event: 'cell_frozen', from: 'active' });
  */
 export function cellPaths(dirOrRoot: string, uuid?: string): CellPaths {
   const dir = uuid === undefined ? dirOrRoot : join(dirOrRoot, assertCellUuid(uuid));

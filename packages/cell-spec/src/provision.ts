@@ -5,7 +5,8 @@ import { assertAgentName, assertCellUuid } from './agent-name.js';
 import { fsyncDir, writeJsonAtomic } from './atomic.js';
 import { CellError, toCellError } from './errors.js';
 import { formatIssues } from './format-issues.js';
-import { serializeEvent, type CellEventInput } from './events.js';
+import { serializeEvent } from './events.js';
+import type { CellEventInput } from './event-kinds.js';
 import type { IsolationLevel } from './isolation.js';
 import { CellManifestSchema, type CellManifest } from './manifest.js';
 import { cellPaths } from './paths.js';
@@ -95,7 +96,7 @@ export async function provisionCell(
       agent: agent.name,
       role: agent.role,
     })),
-    ...(status === 'active' ? [{ ts: now, event: 'cell_activated' } as CellEventInput] : []),
+    ...(status === 'active' ? [{ ts: now, event: 'cell_activated' } as const] : []),
   ];
   let renaming = false;
   const eventLines = events

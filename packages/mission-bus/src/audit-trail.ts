@@ -1,9 +1,10 @@
 import {
   createEventAppender,
   readEvents,
+  serializeLogRecord,
   type AnyCellEvent,
-  type CellEventInput,
   type EventAppender,
+  type LogRecordInput,
 } from '@pit/cell-spec';
 import { describeError, type BusLogger } from './logger.js';
 
@@ -28,9 +29,13 @@ export class AuditTrail {
   }
 
   /** Queues one entry; failures are logged, never thrown (the audit trail must not stop the bus). */
-  record(entry: CellEventInput): void {
+  record(entry: LogRecordInput): void {
     this.chain = this.chain
-      .then(() => this.appender.append({ ts: this.now().toISOString(), ...entry }))
+      .then(() =>
+        this.appender.appendLine(
+          serializeLogRecord({ ts: this.now().toISOString(), ...entry }, this.path),
+        ),
+      )
       .then(
         () => undefined,
         (error: unknown) =>

@@ -491,10 +491,7 @@ export async function executeRollback(
   };
   let line: string;
   try {
-    line = serializeEvent(
-      record as unknown as Parameters<typeof serializeEvent>[0],
-      context.requestLog ?? 'request log',
-    );
+    line = serializeEvent(record, context.requestLog ?? 'request log');
   } catch (error) {
     throw toSnapshotError(error, context.requestLog ?? 'request log', 'build rollback record');
   }

@@ -145,10 +145,7 @@ describe('createSnapshotStore', () => {
       created_by: 'test',
       agents: [{ name: 'forge', role: 'lead' }],
     });
-    await appendEvent(
-      cellPaths(cell.dir).events,
-      rolledBack.record as unknown as Parameters<typeof appendEvent>[1],
-    );
+    await appendEvent(cellPaths(cell.dir).events, rolledBack.record!);
     const events = [];
     for await (const entry of readEvents(cellPaths(cell.dir).events)) events.push(entry);
     expect(events.at(-1)).toMatchObject({

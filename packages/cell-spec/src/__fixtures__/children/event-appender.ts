@@ -12,11 +12,11 @@ const appender = createEventAppender(eventsPath);
 for (let seq = 0; seq < count; seq += 1) {
   // Lines from a few bytes to ~12 KiB, so that interleaving within a line would be visible.
   const event = {
-    event: 'load_test',
-    writer,
-    seq,
-    padding: writer.repeat(1 + ((seq * 7919) % 6000)),
-  };
+    event: 'heartbeat',
+    agent: writer,
+    cycle: seq,
+    status: writer.repeat(1 + ((seq * 7919) % 6000)),
+  } as const;
   if (seq % 2 === 0) await appendEvent(eventsPath, event);
   else await appender.append(event);
 }
