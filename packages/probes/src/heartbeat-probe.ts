@@ -165,6 +165,7 @@ function judge(
   const facts = {
     heartbeat,
     ageMs,
+    evidenceAt: beatAt,
     progress,
     ...(phi === undefined ? {} : { phi: round(phi, 3) }),
   };
