@@ -5,6 +5,7 @@
  * the rules that turn these counters into health are in assessor.ts.
  */
 import type { Health, ProcessExit, ProbeState, ProbeStatus } from './assessor.js';
+import { flatString } from './compact-string.js';
 import type { ProbeFailure, ProbeResult } from './probe-result.js';
 
 /** One probe of one agent: thresholds, counters and its last result's fields. */
@@ -62,7 +63,7 @@ export class ProbeTrack implements ProbeStatus {
     this.lastOk = ok;
     this.lastLatencyMs = result.latencyMs;
     this.lastObservedAt = result.observedAt;
-    this.lastDetail = detail;
+    this.lastDetail = flatString(detail);
     this.lastFailureOfResult = ok ? undefined : failure;
     this.lastDeadlineAt = ok && result.deadlineAt !== undefined ? result.deadlineAt : Number.NaN;
   }

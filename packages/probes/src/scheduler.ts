@@ -5,6 +5,7 @@ import { formatIssues } from '@pit/cell-spec';
 import { ProbeError } from './errors.js';
 import { Fifo } from './fifo.js';
 import { silentLogger, type Logger } from './logger.js';
+import { ownString } from './compact-string.js';
 import { createRandom } from './random.js';
 import { TimerHeap, type HeapEntry } from './timer-heap.js';
 import {
@@ -433,7 +434,7 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     const dir = dirname(absolute);
     const entry = watches.get(dir) ?? watchDir(dir);
     if (!entry) return;
-    const file = basename(absolute);
+    const file = ownString(basename(absolute));
     const others = entry.files.get(file);
     entry.files.set(
       file,
