@@ -205,6 +205,9 @@ const ProcessExitSchema = z.strictObject({
   probe: z.string().min(1).optional(),
 });
 
+/** The rule that makes an agent dead. */
+type DeadWhen = NonNullable<AssessorOptions['deadWhen']>;
+
 /** What an agent's probes are judged by: the assessor's defaults under its own overrides. */
 interface AgentRules {
   failureThreshold: number;
@@ -292,8 +295,8 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
     agents.set(agent, record);
     for (const name of Array.isArray(declared) ? declared : Object.keys(rules ?? {}))
       probeTrack(record, name);
-    update(record, startedAt);
-    return view(record);
+    update(record, startedAt, deadWhen);
+    return view(record, deadWhen);
   };
 
   const recordOf = (agent: string, at: number): AgentRecord =>
@@ -305,10 +308,10 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
       const record = recordOf(agent, result.observedAt);
       const at = result.observedAt;
       // A sample taken before the agent's (re)start describes its previous life: it does not count.
-      if (at < record.startedAt) return view(record);
+      if (at < record.startedAt) return view(record, deadWhen);
       fold(probeTrack(record, probe), record, result);
-      update(record, at);
-      return view(record);
+      update(record, at, deadWhen);
+      return view(record, deadWhen);
     },
     exited(agent, exit) {
       const parsedExit = ProcessExitSchema.safeParse(exit);
@@ -318,7 +321,7 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
           `assessor.exited(${agent}): ${formatIssues(parsedExit.error)}`,
         );
       const record = recordOf(agent, exit.at);
-      if (exit.at < record.startedAt || record.exit) return view(record);
+      if (exit.at < record.startedAt || record.exit) return view(record, deadWhen);
       record.exit = { ...exit };
       const probe = probeTrack(record, exit.probe ?? 'process');
       const detail = `exited (${describeExit(exit)})`;
@@ -334,8 +337,8 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
         probe.stateSinceMs = exit.at;
       }
       if (Number.isNaN(probe.failingSinceMs)) probe.failingSinceMs = exit.at;
-      update(record, exit.at);
-      return view(record);
+      update(record, exit.at, deadWhen);
+      return view(record, deadWhen);
     },
     evaluate(agent, at = now()) {
       const record = agents.get(agent);
@@ -344,12 +347,12 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
           'PROBE_UNKNOWN_AGENT',
           `assessor: agent ${JSON.stringify(agent)} is not tracked`,
         );
-      update(record, at);
-      return view(record);
+      update(record, at, deadWhen);
+      return view(record, deadWhen);
     },
     get(agent) {
       const record = agents.get(agent);
-      return record && view(record);
+      return record && view(record, deadWhen);
     },
     forget(agent) {
       agentRules.delete(agent);
@@ -357,76 +360,76 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
     },
     agents: () => [...agents.keys()],
   };
+}
 
-  /** Moves the agent's verdict to `at`: grace, health, since and the episode's bookkeeping. */
-  function update(record: AgentRecord, at: number): void {
-    const { health } = verdict(record);
-    if (
-      !record.graceOver &&
-      (at >= record.startedAt + record.graceMs || provenHealthy(record, health))
-    )
-      record.graceOver = true;
-    const shown = shownHealth(record, health);
-    record.previous = record.health;
-    record.changed = shown !== record.health;
-    if (record.changed) {
-      record.health = shown;
-      record.since = record.exit && shown === 'dead' ? record.exit.at : at;
-    }
-    if (shown === 'healthy') {
-      record.lastHealthyAt = at;
-      record.firstFailedAt = Number.NaN;
-    } else if ((shown === 'dead' || shown === 'degraded') && Number.isNaN(record.firstFailedAt)) {
-      let first = at;
-      for (const probe of record.probes)
-        if (probe.state === 'failing' && probe.failingSinceMs < first) first = probe.failingSinceMs;
-      record.firstFailedAt = first;
-    }
+/** Moves the agent's verdict to `at`: grace, health, since and the episode's bookkeeping. */
+function update(record: AgentRecord, at: number, deadWhen: DeadWhen): void {
+  const { health } = verdict(record, deadWhen);
+  if (
+    !record.graceOver &&
+    (at >= record.startedAt + record.graceMs || provenHealthy(record, health))
+  )
+    record.graceOver = true;
+  const shown = shownHealth(record, health);
+  record.previous = record.health;
+  record.changed = shown !== record.health;
+  if (record.changed) {
+    record.health = shown;
+    record.since = record.exit && shown === 'dead' ? record.exit.at : at;
   }
+  if (shown === 'healthy') {
+    record.lastHealthyAt = at;
+    record.firstFailedAt = Number.NaN;
+  } else if ((shown === 'dead' || shown === 'degraded') && Number.isNaN(record.firstFailedAt)) {
+    let first = at;
+    for (const probe of record.probes)
+      if (probe.state === 'failing' && probe.failingSinceMs < first) first = probe.failingSinceMs;
+    record.firstFailedAt = first;
+  }
+}
 
-  /** The health and its reason from the probes and the exit alone, before the grace. */
-  function verdict(record: AgentRecord): { health: Health; reason: string } {
-    if (record.exit)
-      return { health: 'dead', reason: `dead: process exited (${describeExit(record.exit)})` };
-    return computeHealth(record.probes, deadWhen);
-  }
+/** The health and its reason from the probes and the exit alone, before the grace. */
+function verdict(record: AgentRecord, deadWhen: DeadWhen): { health: Health; reason: string } {
+  if (record.exit)
+    return { health: 'dead', reason: `dead: process exited (${describeExit(record.exit)})` };
+  return computeHealth(record.probes, deadWhen);
+}
 
-  /** The health shown: unknown while the grace runs (an exit is dead whatever the grace). */
-  function shownHealth(record: AgentRecord, health: Health): Health {
-    return !record.graceOver && !record.exit && health !== 'unknown' ? 'unknown' : health;
-  }
+/** The health shown: unknown while the grace runs (an exit is dead whatever the grace). */
+function shownHealth(record: AgentRecord, health: Health): Health {
+  return !record.graceOver && !record.exit && health !== 'unknown' ? 'unknown' : health;
+}
 
-  /** The last verdict as an {@link Assessment} (built on demand: nothing of it is kept). */
-  function view(record: AgentRecord): Assessment {
-    const computed = verdict(record);
-    const graceEndsAt = record.startedAt + record.graceMs;
-    const inGrace = !record.graceOver;
-    let reason = computed.reason;
-    if (inGrace && !record.exit && computed.health !== 'unknown') {
-      const unproven = record.probes.filter((probe) => probe.critical && probe.state !== 'passing');
-      reason =
-        computed.health === 'healthy'
-          ? `unknown: starting, waiting for ${unproven.map((probe) => probe.name).join(', ')} within the startup grace until ${new Date(graceEndsAt).toISOString()}`
-          : `unknown: starting, within the startup grace until ${new Date(graceEndsAt).toISOString()} (would be ${reason})`;
-    }
-    const failing = record.probes.filter((probe) => probe.state === 'failing');
-    return {
-      agent: record.agent,
-      health: record.health,
-      previous: record.previous,
-      changed: record.changed,
-      since: record.since,
-      ...(Number.isNaN(record.firstFailedAt) ? {} : { firstFailedAt: record.firstFailedAt }),
-      ...(Number.isNaN(record.lastHealthyAt) ? {} : { lastHealthyAt: record.lastHealthyAt }),
-      inGrace,
-      graceEndsAt,
-      failing: failing.map((probe) => probe.name),
-      failures: Object.fromEntries(failing.map((probe) => [probe.name, probe.lastFailure])),
-      probes: Object.fromEntries(record.probes.map((probe) => [probe.name, probe.toStatus()])),
-      reason,
-      ...(record.exit ? { exit: { ...record.exit } } : {}),
-    };
+/** The last verdict as an {@link Assessment} (built on demand: nothing of it is kept). */
+function view(record: AgentRecord, deadWhen: DeadWhen): Assessment {
+  const computed = verdict(record, deadWhen);
+  const graceEndsAt = record.startedAt + record.graceMs;
+  const inGrace = !record.graceOver;
+  let reason = computed.reason;
+  if (inGrace && !record.exit && computed.health !== 'unknown') {
+    const unproven = record.probes.filter((probe) => probe.critical && probe.state !== 'passing');
+    reason =
+      computed.health === 'healthy'
+        ? `unknown: starting, waiting for ${unproven.map((probe) => probe.name).join(', ')} within the startup grace until ${new Date(graceEndsAt).toISOString()}`
+        : `unknown: starting, within the startup grace until ${new Date(graceEndsAt).toISOString()} (would be ${reason})`;
   }
+  const failing = record.probes.filter((probe) => probe.state === 'failing');
+  return {
+    agent: record.agent,
+    health: record.health,
+    previous: record.previous,
+    changed: record.changed,
+    since: record.since,
+    ...(Number.isNaN(record.firstFailedAt) ? {} : { firstFailedAt: record.firstFailedAt }),
+    ...(Number.isNaN(record.lastHealthyAt) ? {} : { lastHealthyAt: record.lastHealthyAt }),
+    inGrace,
+    graceEndsAt,
+    failing: failing.map((probe) => probe.name),
+    failures: Object.fromEntries(failing.map((probe) => [probe.name, probe.lastFailure])),
+    probes: Object.fromEntries(record.probes.map((probe) => [probe.name, probe.toStatus()])),
+    reason,
+    ...(record.exit ? { exit: { ...record.exit } } : {}),
+  };
 }
 
 /** A started agent proves itself on every critical probe: one passing probe (its process up) while another has not answered yet is not healthy. */
