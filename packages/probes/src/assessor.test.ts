@@ -291,4 +291,115 @@ describe('createAssessor', () => {
       expect((error as ProbeError).code).toBe('PROBE_UNKNOWN_AGENT');
     }
   });
+
+  it('turns dead at once when the process exited, whatever the grace and thresholds', () => {
+    const assessor = createAssessor({ failureThreshold: 3, startupGraceMs: 60_000 });
+    assessor.track('forge', { startedAt: T0, probes: ['process', 'heartbeat'] });
+    assessor.record('forge', 'process', sample(true, T0 + 100));
+    const dead = assessor.exited('forge', { at: T0 + 2_000, code: null, signal: 'SIGKILL' });
+    expect(dead).toMatchObject({
+      health: 'dead',
+      changed: true,
+      since: T0 + 2_000,
+      firstFailedAt: T0 + 2_000,
+      inGrace: true,
+      failing: ['process'],
+      failures: { process: 'not_running' },
+      exit: { at: T0 + 2_000, signal: 'SIGKILL' },
+      reason: 'dead: process exited (signal SIGKILL)',
+    });
+    expect(dead.probes.process?.lastResult).toMatchObject({
+      ok: false,
+      failure: 'not_running',
+      detail: 'exited (signal SIGKILL)',
+    });
+    // A late sample of the old process changes nothing: the exit stands until the next start.
+    expect(assessor.record('forge', 'heartbeat', sample(true, T0 + 2_500)).health).toBe('dead');
+    expect(assessor.get('forge')?.reason).toBe('dead: process exited (signal SIGKILL)');
+    expect(assessor.track('forge', { startedAt: T0 + 3_000 }).exit).toBeUndefined();
+  });
+
+  it('ignores an exit from before the current start', () => {
+    const assessor = createAssessor({ failureThreshold: 1 });
+    assessor.track('forge', { startedAt: T0 + 1_000 });
+    assessor.record('forge', 'process', sample(true, T0 + 1_100));
+    expect(assessor.exited('forge', { at: T0 + 500, code: 1 })).toMatchObject({
+      health: 'healthy',
+    });
+    expect(assessor.exited('forge', { at: T0 + 1_200, code: 1 }).reason).toBe(
+      'dead: process exited (exit code 1)',
+    );
+  });
+
+  it('refuses an exit it cannot read, naming the field', () => {
+    const assessor = createAssessor();
+    expect(() => assessor.exited('forge', { at: Number.NaN })).toThrow(
+      /assessor.exited\(forge\): at/,
+    );
+  });
+
+  it('counts a heartbeat older than the incarnation as stale, however close to the start', () => {
+    const assessor = createAssessor({ failureThreshold: 1, startupGraceMs: 0 });
+    assessor.track('forge', { startedAt: T0, notBefore: T0, probes: ['heartbeat'] });
+    const beat = (evidenceAt: number, at: number): ProbeResult => ({
+      ...sample(true, at),
+      kind: 'heartbeat',
+      evidenceAt,
+    });
+    // The previous process's last beat, 1 ms before the start: no tolerance lets it pass.
+    const old = assessor.record('forge', 'heartbeat', beat(T0 - 1, T0 + 50));
+    expect(old).toMatchObject({ health: 'dead', failures: { heartbeat: 'stale' } });
+    expect(old.probes.heartbeat?.lastResult?.detail).toMatch(
+      /^evidence predates the agent's start \(1 ms earlier\)/,
+    );
+    expect(assessor.record('forge', 'heartbeat', beat(T0, T0 + 100)).health).toBe('healthy');
+  });
+
+  it('lets a failure listed as inconclusive move no counter', () => {
+    const assessor = createAssessor({ failureThreshold: 1 });
+    assessor.track('forge', {
+      startedAt: T0,
+      probes: { process: { inconclusive: ['timeout', 'not_running'] } },
+    });
+    assessor.record('forge', 'process', sample(true, T0 + 1));
+    const slow = assessor.record('forge', 'process', sample(false, T0 + 2, 'timeout'));
+    expect(slow).toMatchObject({ health: 'healthy', changed: false });
+    expect(slow.probes.process).toMatchObject({ state: 'passing', consecutiveFailures: 0 });
+    expect(slow.probes.process?.lastResult?.failure).toBe('timeout');
+    expect(assessor.record('forge', 'process', sample(false, T0 + 3, 'pid_reused')).health).toBe(
+      'dead',
+    );
+  });
+
+  it('takes per-agent thresholds and grace from track, so one assessor serves a fleet', () => {
+    const assessor = createAssessor({
+      failureThreshold: 1,
+      probes: { heartbeat: { failureThreshold: 1 } },
+    });
+    assessor.track('patient', { startedAt: T0, failureThreshold: 3, startupGraceMs: 10_000 });
+    assessor.track('eager', { startedAt: T0 });
+    for (const agent of ['patient', 'eager']) assessor.record(agent, 'http', sample(true, T0 + 1));
+    expect(assessor.record('eager', 'http', sample(false, T0 + 2)).health).toBe('dead');
+    expect(assessor.record('patient', 'http', sample(false, T0 + 2)).health).toBe('healthy');
+    // A per-probe rule still wins over the agent's threshold.
+    expect(assessor.record('patient', 'heartbeat', sample(false, T0 + 3)).health).toBe('dead');
+    expect(assessor.track('slow', { startedAt: T0, startupGraceMs: 10_000 }).graceEndsAt).toBe(
+      T0 + 10_000,
+    );
+  });
+
+  it('keeps no result object: the last result is rebuilt from its base fields', () => {
+    const assessor = createAssessor();
+    const result = { ...sample(true, T0), deadlineAt: T0 + 5, body: { big: 'x'.repeat(1000) } };
+    const last = assessor.record('forge', 'http', result).probes.http?.lastResult;
+    expect(last).toEqual({
+      kind: 'test',
+      ok: true,
+      latencyMs: 1,
+      detail: 'fine',
+      observedAt: T0,
+      deadlineAt: T0 + 5,
+    });
+    expect(last).not.toBe(result);
+  });
 });

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { formatIssues } from '@pit/cell-spec';
 import { ProbeError } from './errors.js';
+import { AgentRecord, ProbeTrack } from './assessor-record.js';
 import { functionSchema, type ProbeFailure, type ProbeResult } from './probe-result.js';
 
 /** An agent's health, as @pit/cell-spec's `AgentState.health` records it. */
@@ -17,6 +18,13 @@ export interface ProbeRule {
   failureThreshold?: number;
   /** Consecutive ok samples before a failing (or new) probe counts as passing. @default the assessor's */
   successThreshold?: number;
+  /**
+   * Failures that count neither as a failure nor as a pass (the sample is shown as the probe's
+   * last result, its counters do not move). For a process probe on your own child, whose exit
+   * wait(2) reports (pass it to {@link Assessor.exited}): `['timeout', 'not_running']` — a slow
+   * `/proc` read is no death, and a zombie is an exit about to be reported with its status.
+   */
+  inconclusive?: readonly ProbeFailure[];
 }
 
 /** A probe as the assessor sees it. */
@@ -72,6 +80,19 @@ export interface TrackOptions {
   /** When the agent (re)started; the startup grace runs from here. ms. @default now */
   startedAt?: number;
   /**
+   * The start of the agent's current incarnation (take it just before spawning the process),
+   * ms since the Unix epoch. An ok result whose evidence is older (`evidenceAt`, e.g. a
+   * heartbeat written by the previous process) counts as a `stale` failure: there is no
+   * tolerance, since any would let the previous incarnation's last beat pass. @default none
+   */
+  notBefore?: number;
+  /** This agent's {@link AssessorOptions.failureThreshold} (per-probe rules still win). */
+  failureThreshold?: number;
+  /** This agent's {@link AssessorOptions.successThreshold} (per-probe rules still win). */
+  successThreshold?: number;
+  /** This agent's {@link AssessorOptions.startupGraceMs}. ms. */
+  startupGraceMs?: number;
+  /**
    * The agent's probes, declared up front (so `deadWhen: 'all'` knows every one, even before
    * its first sample), with per-agent rules that override the assessor's.
    */
@@ -109,6 +130,22 @@ export interface Assessment {
   probes: Record<string, ProbeStatus>;
   /** A human-readable line naming the rule that decided, e.g. `dead: critical probe process failing (…)`. */
   reason: string;
+  /** The process's exit, once {@link Assessor.exited} reported it for this incarnation. */
+  exit?: ProcessExit;
+}
+
+/** The fact that an agent's process ended, as the caller's wait(2) (a child's `exit` event) saw it. */
+export interface ProcessExit {
+  /** When it ended, ms since the Unix epoch. */
+  at: number;
+  /** Its exit code, when it exited. */
+  code?: number | null;
+  /** The signal that ended it. */
+  signal?: string | null;
+  /** How to describe it instead, e.g. `not running (not started by the pit)`. @default from code and signal */
+  detail?: string;
+  /** The probe it fails. @default 'process' */
+  probe?: string;
 }
 
 /** Folds probe results into per-agent health. Synchronous and in-memory; time comes from the results. */
@@ -117,6 +154,12 @@ export interface Assessor {
   track(agent: string, options?: TrackOptions): Assessment;
   /** Records one probe result (an unknown agent is tracked from this sample's time). */
   record(agent: string, probe: string, result: ProbeResult): Assessment;
+  /**
+   * Records that the agent's process ended: dead at once, whatever the grace and thresholds,
+   * until the next {@link Assessor.track} (a new incarnation). An exit from before the current
+   * start is ignored. An unknown agent is tracked from the exit's time.
+   */
+  exited(agent: string, exit: ProcessExit): Assessment;
   /** Re-evaluates an agent at `at` (grace expiry) without a new sample. @throws {ProbeError} PROBE_UNKNOWN_AGENT */
   evaluate(agent: string, at?: number): Assessment;
   /** The last assessment, or `undefined` for an agent not tracked. */
@@ -131,6 +174,7 @@ const ProbeRuleSchema = z.strictObject({
   critical: z.boolean().optional(),
   failureThreshold: z.number().int().positive().optional(),
   successThreshold: z.number().int().positive().optional(),
+  inconclusive: z.array(z.string().min(1)).readonly().optional(),
 });
 
 const AssessorOptionsSchema = z.strictObject({
@@ -144,31 +188,40 @@ const AssessorOptionsSchema = z.strictObject({
 
 const TrackOptionsSchema = z.strictObject({
   startedAt: z.number().optional(),
+  notBefore: z.number().optional(),
+  failureThreshold: z.number().int().positive().optional(),
+  successThreshold: z.number().int().positive().optional(),
+  startupGraceMs: z.number().nonnegative().optional(),
   probes: z
     .union([z.array(z.string().min(1)), z.record(z.string().min(1), ProbeRuleSchema)])
     .optional(),
 });
 
-interface AgentRecord {
-  agent: string;
-  startedAt: number;
-  graceOver: boolean;
-  health: Health;
-  since: number;
-  firstFailedAt?: number;
-  lastHealthyAt?: number;
-  rules: Record<string, ProbeRule>;
-  probes: Map<
-    string,
-    ProbeStatus & { failureThreshold: number; successThreshold: number; lastFailure?: ProbeFailure }
-  >;
-  last?: Assessment;
+const ProcessExitSchema = z.strictObject({
+  at: z.number(),
+  code: z.number().int().nullable().optional(),
+  signal: z.string().min(1).nullable().optional(),
+  detail: z.string().min(1).optional(),
+  probe: z.string().min(1).optional(),
+});
+
+/** The rule that makes an agent dead. */
+type DeadWhen = NonNullable<AssessorOptions['deadWhen']>;
+
+/** What an agent's probes are judged by: the assessor's defaults under its own overrides. */
+interface AgentRules {
+  failureThreshold: number;
+  successThreshold: number;
+  probes: Record<string, ProbeRule> | undefined;
 }
 
 /**
  * Creates an assessor: it folds each agent's stream of probe results into
  * `healthy | degraded | dead` with consecutive failure/success thresholds (so a flapping
- * probe does not flip the verdict on one sample), a startup grace, and critical probes.
+ * probe does not flip the verdict on one sample), a startup grace, critical probes, and the
+ * facts a supervisor knows besides its probes (the process exited; the incarnation's start).
+ * One assessor serves a whole fleet: per-agent thresholds and grace go to {@link Assessor.track}.
+ * It keeps a few dozen bytes of numbers per probe, not the results.
  * @throws {ProbeError} PROBE_INVALID_OPTIONS.
  * @example
  * const assessor = createAssessor({ failureThreshold: 3, startupGraceMs: 60_000, probes: { heartbeat: { failureThreshold: 1 } } });
@@ -182,30 +235,33 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
       'PROBE_INVALID_OPTIONS',
       `assessor options: ${formatIssues(parsed.error)}`,
     );
-  const failureThreshold = options.failureThreshold ?? 3;
-  const successThreshold = options.successThreshold ?? 1;
-  const graceMs = options.startupGraceMs ?? 0;
+  const defaults = {
+    failureThreshold: options.failureThreshold ?? 3,
+    successThreshold: options.successThreshold ?? 1,
+    graceMs: options.startupGraceMs ?? 0,
+  };
   const deadWhen = options.deadWhen ?? 'any';
   const globalRules = options.probes ?? {};
   const now = options.now ?? Date.now;
   const agents = new Map<string, AgentRecord>();
+  /** Per-agent rules, kept only for agents tracked with some (most share the defaults). */
+  const agentRules = new Map<string, AgentRules>();
+  const defaultRules: AgentRules = { ...defaults, probes: undefined };
 
-  const probeStatus = (record: AgentRecord, name: string) => {
-    let status = record.probes.get(name);
-    if (!status) {
-      const rule = { ...globalRules[name], ...record.rules[name] };
-      status = {
-        name,
-        state: 'unknown',
-        critical: rule.critical ?? true,
-        consecutiveFailures: 0,
-        consecutiveSuccesses: 0,
-        failureThreshold: rule.failureThreshold ?? failureThreshold,
-        successThreshold: rule.successThreshold ?? successThreshold,
-      };
-      record.probes.set(name, status);
-    }
-    return status;
+  const probeTrack = (record: AgentRecord, name: string): ProbeTrack => {
+    const known = record.probe(name);
+    if (known) return known;
+    const own = agentRules.get(record.agent) ?? defaultRules;
+    const rule = { ...globalRules[name], ...own.probes?.[name] };
+    const track = new ProbeTrack(
+      name,
+      rule.critical ?? true,
+      rule.failureThreshold ?? own.failureThreshold,
+      rule.successThreshold ?? own.successThreshold,
+      rule.inconclusive,
+    );
+    record.probes.push(track);
+    return track;
   };
 
   const track = (agent: string, trackOptions: TrackOptions = {}): Assessment => {
@@ -217,109 +273,72 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
       );
     const startedAt = trackOptions.startedAt ?? now();
     const declared = trackOptions.probes;
-    const rules = Array.isArray(declared) || declared === undefined ? {} : declared;
-    const record: AgentRecord = {
+    const rules = Array.isArray(declared) || declared === undefined ? undefined : declared;
+    const own: AgentRules = {
+      failureThreshold: trackOptions.failureThreshold ?? defaults.failureThreshold,
+      successThreshold: trackOptions.successThreshold ?? defaults.successThreshold,
+      probes: rules,
+    };
+    if (
+      rules === undefined &&
+      own.failureThreshold === defaults.failureThreshold &&
+      own.successThreshold === defaults.successThreshold
+    )
+      agentRules.delete(agent);
+    else agentRules.set(agent, own);
+    const record = new AgentRecord(
       agent,
       startedAt,
-      graceOver: false,
-      health: 'unknown',
-      since: startedAt,
-      rules,
-      probes: new Map(),
-    };
+      trackOptions.startupGraceMs ?? defaults.graceMs,
+      trackOptions.notBefore ?? Number.NaN,
+    );
     agents.set(agent, record);
-    for (const name of Array.isArray(declared) ? declared : Object.keys(rules))
-      probeStatus(record, name);
-    return update(record, startedAt);
+    for (const name of Array.isArray(declared) ? declared : Object.keys(rules ?? {}))
+      probeTrack(record, name);
+    update(record, startedAt, deadWhen);
+    return view(record, deadWhen);
   };
 
-  const update = (record: AgentRecord, at: number): Assessment => {
-    const statuses = [...record.probes.values()];
-    const computed = computeHealth(statuses, deadWhen);
-    const graceEndsAt = record.startedAt + graceMs;
-    // A started agent proves itself on every critical probe: one passing probe (say, its process
-    // is up) while another has not answered yet (its /health not listening yet) is not healthy.
-    const unproven = statuses.filter((status) => status.critical && status.state !== 'passing');
-    if (
-      !record.graceOver &&
-      ((computed.health === 'healthy' && unproven.length === 0) || at >= graceEndsAt)
-    )
-      record.graceOver = true;
-    const inGrace = !record.graceOver;
-    let health = computed.health;
-    let reason = computed.reason;
-    if (inGrace && health !== 'unknown') {
-      reason =
-        health === 'healthy'
-          ? `unknown: starting, waiting for ${unproven.map((status) => status.name).join(', ')} within the startup grace until ${new Date(graceEndsAt).toISOString()}`
-          : `unknown: starting, within the startup grace until ${new Date(graceEndsAt).toISOString()} (would be ${reason})`;
-      health = 'unknown';
-    }
-    const previous = record.health;
-    const changed = health !== previous;
-    if (changed) {
-      record.health = health;
-      record.since = at;
-    }
-    const failing = statuses.filter((status) => status.state === 'failing');
-    if (health === 'healthy') {
-      record.lastHealthyAt = at;
-      delete record.firstFailedAt;
-    } else if ((health === 'dead' || health === 'degraded') && record.firstFailedAt === undefined) {
-      const starts = failing.map((status) => status.failingSince ?? at);
-      record.firstFailedAt = Math.min(at, ...starts);
-    }
-    const assessment: Assessment = {
-      agent: record.agent,
-      health,
-      previous,
-      changed,
-      since: record.since,
-      ...(record.firstFailedAt === undefined ? {} : { firstFailedAt: record.firstFailedAt }),
-      ...(record.lastHealthyAt === undefined ? {} : { lastHealthyAt: record.lastHealthyAt }),
-      inGrace,
-      graceEndsAt,
-      failing: failing.map((status) => status.name),
-      failures: Object.fromEntries(failing.map((status) => [status.name, status.lastFailure])),
-      probes: Object.fromEntries(statuses.map((status) => [status.name, publicStatus(status)])),
-      reason,
-    };
-    record.last = assessment;
-    return assessment;
-  };
+  const recordOf = (agent: string, at: number): AgentRecord =>
+    agents.get(agent) ?? (track(agent, { startedAt: at }), agents.get(agent) as AgentRecord);
 
   return {
     track,
     record(agent, probe, result) {
-      const record =
-        agents.get(agent) ??
-        (track(agent, { startedAt: result.observedAt }), agents.get(agent) as AgentRecord);
+      const record = recordOf(agent, result.observedAt);
       const at = result.observedAt;
       // A sample taken before the agent's (re)start describes its previous life: it does not count.
-      if (at < record.startedAt) return record.last ?? update(record, record.startedAt);
-      const status = probeStatus(record, probe);
-      status.lastResult = result;
-      if (result.ok) {
-        status.consecutiveSuccesses += 1;
-        status.consecutiveFailures = 0;
-        if (status.state === 'passing') {
-          delete status.failingSince;
-        } else if (status.consecutiveSuccesses >= status.successThreshold) {
-          status.state = 'passing';
-          status.stateSince = at;
-          delete status.failingSince;
-        }
-      } else {
-        status.consecutiveFailures += 1;
-        status.consecutiveSuccesses = 0;
-        status.failingSince ??= at;
-        status.lastFailure = result.failure ?? 'error';
-        if (status.state !== 'failing' && status.consecutiveFailures >= status.failureThreshold) {
-          status.state = 'failing';
-          status.stateSince = at;
-        }
+      if (at < record.startedAt) return view(record, deadWhen);
+      fold(probeTrack(record, probe), record, result);
+      update(record, at, deadWhen);
+      return view(record, deadWhen);
+    },
+    exited(agent, exit) {
+      const parsedExit = ProcessExitSchema.safeParse(exit);
+      if (!parsedExit.success)
+        throw new ProbeError(
+          'PROBE_INVALID_OPTIONS',
+          `assessor.exited(${agent}): ${formatIssues(parsedExit.error)}`,
+        );
+      const record = recordOf(agent, exit.at);
+      if (exit.at < record.startedAt || record.exit) return view(record, deadWhen);
+      record.exit = { ...exit };
+      const probe = probeTrack(record, exit.probe ?? 'process');
+      const detail = `exited (${describeExit(exit)})`;
+      probe.remember(
+        { kind: probe.name, ok: false, latencyMs: 0, detail, observedAt: exit.at },
+        false,
+        'not_running',
+        detail,
+      );
+      probe.lastFailure = 'not_running';
+      if (probe.state !== 'failing') {
+        probe.state = 'failing';
+        probe.stateSinceMs = exit.at;
       }
-      return update(record, at);
+      if (Number.isNaN(probe.failingSinceMs)) probe.failingSinceMs = exit.at;
+      update(record, exit.at, deadWhen);
+      return view(record, deadWhen);
     },
     evaluate(agent, at = now()) {
       const record = agents.get(agent);
@@ -328,31 +347,138 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
           'PROBE_UNKNOWN_AGENT',
           `assessor: agent ${JSON.stringify(agent)} is not tracked`,
         );
-      return update(record, at);
+      update(record, at, deadWhen);
+      return view(record, deadWhen);
     },
-    get: (agent) => agents.get(agent)?.last,
-    forget: (agent) => agents.delete(agent),
+    get(agent) {
+      const record = agents.get(agent);
+      return record && view(record, deadWhen);
+    },
+    forget(agent) {
+      agentRules.delete(agent);
+      return agents.delete(agent);
+    },
     agents: () => [...agents.keys()],
   };
 }
 
-function publicStatus(
-  status: ProbeStatus & {
-    failureThreshold: number;
-    successThreshold: number;
-    lastFailure?: ProbeFailure;
-  },
-): ProbeStatus {
+/** Moves the agent's verdict to `at`: grace, health, since and the episode's bookkeeping. */
+function update(record: AgentRecord, at: number, deadWhen: DeadWhen): void {
+  const { health } = verdict(record, deadWhen);
+  if (
+    !record.graceOver &&
+    (at >= record.startedAt + record.graceMs || provenHealthy(record, health))
+  )
+    record.graceOver = true;
+  const shown = shownHealth(record, health);
+  record.previous = record.health;
+  record.changed = shown !== record.health;
+  if (record.changed) {
+    record.health = shown;
+    record.since = record.exit && shown === 'dead' ? record.exit.at : at;
+  }
+  if (shown === 'healthy') {
+    record.lastHealthyAt = at;
+    record.firstFailedAt = Number.NaN;
+  } else if ((shown === 'dead' || shown === 'degraded') && Number.isNaN(record.firstFailedAt)) {
+    let first = at;
+    for (const probe of record.probes)
+      if (probe.state === 'failing' && probe.failingSinceMs < first) first = probe.failingSinceMs;
+    record.firstFailedAt = first;
+  }
+}
+
+/** The health and its reason from the probes and the exit alone, before the grace. */
+function verdict(record: AgentRecord, deadWhen: DeadWhen): { health: Health; reason: string } {
+  if (record.exit)
+    return { health: 'dead', reason: `dead: process exited (${describeExit(record.exit)})` };
+  return computeHealth(record.probes, deadWhen);
+}
+
+/** The health shown: unknown while the grace runs (an exit is dead whatever the grace). */
+function shownHealth(record: AgentRecord, health: Health): Health {
+  return !record.graceOver && !record.exit && health !== 'unknown' ? 'unknown' : health;
+}
+
+/** The last verdict as an {@link Assessment} (built on demand: nothing of it is kept). */
+function view(record: AgentRecord, deadWhen: DeadWhen): Assessment {
+  const computed = verdict(record, deadWhen);
+  const graceEndsAt = record.startedAt + record.graceMs;
+  const inGrace = !record.graceOver;
+  let reason = computed.reason;
+  if (inGrace && !record.exit && computed.health !== 'unknown') {
+    const unproven = record.probes.filter((probe) => probe.critical && probe.state !== 'passing');
+    reason =
+      computed.health === 'healthy'
+        ? `unknown: starting, waiting for ${unproven.map((probe) => probe.name).join(', ')} within the startup grace until ${new Date(graceEndsAt).toISOString()}`
+        : `unknown: starting, within the startup grace until ${new Date(graceEndsAt).toISOString()} (would be ${reason})`;
+  }
+  const failing = record.probes.filter((probe) => probe.state === 'failing');
   return {
-    name: status.name,
-    state: status.state,
-    critical: status.critical,
-    consecutiveFailures: status.consecutiveFailures,
-    consecutiveSuccesses: status.consecutiveSuccesses,
-    ...(status.failingSince === undefined ? {} : { failingSince: status.failingSince }),
-    ...(status.stateSince === undefined ? {} : { stateSince: status.stateSince }),
-    ...(status.lastResult === undefined ? {} : { lastResult: status.lastResult }),
+    agent: record.agent,
+    health: record.health,
+    previous: record.previous,
+    changed: record.changed,
+    since: record.since,
+    ...(Number.isNaN(record.firstFailedAt) ? {} : { firstFailedAt: record.firstFailedAt }),
+    ...(Number.isNaN(record.lastHealthyAt) ? {} : { lastHealthyAt: record.lastHealthyAt }),
+    inGrace,
+    graceEndsAt,
+    failing: failing.map((probe) => probe.name),
+    failures: Object.fromEntries(failing.map((probe) => [probe.name, probe.lastFailure])),
+    probes: Object.fromEntries(record.probes.map((probe) => [probe.name, probe.toStatus()])),
+    reason,
+    ...(record.exit ? { exit: { ...record.exit } } : {}),
   };
+}
+
+/** A started agent proves itself on every critical probe: one passing probe (its process up) while another has not answered yet is not healthy. */
+function provenHealthy(record: AgentRecord, health: Health): boolean {
+  if (health !== 'healthy') return false;
+  for (const probe of record.probes) if (probe.critical && probe.state !== 'passing') return false;
+  return true;
+}
+
+/** Folds one sample into a probe's counters and state. */
+function fold(probe: ProbeTrack, record: AgentRecord, result: ProbeResult): void {
+  const at = result.observedAt;
+  let ok = result.ok;
+  let failure = result.failure;
+  let detail = result.detail;
+  // Evidence from before this incarnation (the previous process's last heartbeat) proves nothing now.
+  if (ok && result.evidenceAt !== undefined && result.evidenceAt < record.notBefore) {
+    ok = false;
+    failure = 'stale';
+    detail = `evidence predates the agent's start (${Math.round(record.notBefore - result.evidenceAt)} ms earlier): ${result.detail}`;
+  }
+  probe.remember(result, ok, failure ?? 'error', detail);
+  if (!ok && probe.inconclusive?.includes(failure ?? 'error')) return;
+  if (ok) {
+    probe.consecutiveSuccesses += 1;
+    probe.consecutiveFailures = 0;
+    if (probe.state !== 'passing' && probe.consecutiveSuccesses >= probe.successThreshold) {
+      probe.state = 'passing';
+      probe.stateSinceMs = at;
+    }
+    if (probe.state === 'passing') probe.failingSinceMs = Number.NaN;
+    return;
+  }
+  probe.consecutiveFailures += 1;
+  probe.consecutiveSuccesses = 0;
+  if (Number.isNaN(probe.failingSinceMs)) probe.failingSinceMs = at;
+  probe.lastFailure = failure ?? 'error';
+  if (probe.state !== 'failing' && probe.consecutiveFailures >= probe.failureThreshold) {
+    probe.state = 'failing';
+    probe.stateSinceMs = at;
+  }
+}
+
+/** `exit code 1`, `signal SIGKILL`, or the exit's own detail. */
+function describeExit(exit: ProcessExit): string {
+  if (exit.detail !== undefined) return exit.detail;
+  if (exit.signal) return `signal ${exit.signal}`;
+  if (exit.code !== null && exit.code !== undefined) return `exit code ${exit.code}`;
+  return 'status unknown';
 }
 
 function computeHealth(
@@ -360,7 +486,7 @@ function computeHealth(
   deadWhen: 'any' | 'all' | HealthRule,
 ): { health: Health; reason: string } {
   if (typeof deadWhen === 'function') {
-    const health = deadWhen(statuses);
+    const health = deadWhen(statuses.map((status) => publicStatus(status)));
     return { health, reason: `${health}: by the custom rule (${describeStates(statuses)})` };
   }
   const failing = statuses.filter((status) => status.state === 'failing');
@@ -399,6 +525,10 @@ function computeHealth(
     .filter((status) => status.state === 'passing')
     .map((status) => status.name);
   return { health: 'healthy', reason: `healthy: ${passing.join(', ')} passing` };
+}
+
+function publicStatus(status: ProbeStatus): ProbeStatus {
+  return status instanceof ProbeTrack ? status.toStatus() : status;
 }
 
 function describeFailing(statuses: ProbeStatus[]): string {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AgentNameSchema, cellPaths, readHeartbeat, type Heartbeat } from '@pit/cell-spec';
+import { flatString } from './compact-string.js';
 import type { PhiAccrualDetector } from './phi-accrual.js';
 import {
   describeError,
@@ -165,6 +166,7 @@ function judge(
   const facts = {
     heartbeat,
     ageMs,
+    evidenceAt: beatAt,
     progress,
     ...(phi === undefined ? {} : { phi: round(phi, 3) }),
   };
@@ -234,7 +236,7 @@ export interface HeartbeatProbe {
  */
 export function createHeartbeatProbe(target: Omit<HeartbeatTarget, 'previous'>): HeartbeatProbe {
   const spec = parseTarget('heartbeat', HeartbeatTargetSchema, target);
-  const path = cellPaths(spec.cellDir).heartbeat(spec.agent);
+  const path = flatString(cellPaths(spec.cellDir).heartbeat(spec.agent));
   let progress: CycleProgress | undefined;
   let generation = 0;
   return {

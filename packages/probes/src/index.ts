@@ -64,6 +64,7 @@ export {
   type ProbeRule,
   type ProbeState,
   type ProbeStatus,
+  type ProcessExit,
   type TrackOptions,
 } from './assessor.js';
 export {

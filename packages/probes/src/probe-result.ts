@@ -54,6 +54,12 @@ export interface ProbeResult {
    * heartbeat's staleness or stuck deadline). The scheduler re-probes at that instant.
    */
   deadlineAt?: number;
+  /**
+   * When the evidence this result judges was produced, if not at `observedAt`: a heartbeat's
+   * own timestamp, ms since the Unix epoch. The assessor refuses evidence older than the agent's
+   * current incarnation (`TrackOptions.notBefore`).
+   */
+  evidenceAt?: number;
 }
 
 /** Options every probe accepts. */

@@ -412,4 +412,31 @@ describe('createProbeScheduler', () => {
       probes.add({ agent: 'late', probes: [{ name: 'tcp', intervalMs: 1_000, run }] }),
     ).toThrow(expect.objectContaining({ code: 'PROBE_STOPPED' }));
   });
+
+  it('waits for ten thousand probes with one timer, not one each', async () => {
+    const timers = () =>
+      process.getActiveResourcesInfo().filter((resource) => resource === 'Timeout').length;
+    const before = timers();
+    const { scheduler: probes, events } = scheduler({ concurrency: 10_000 });
+    for (let index = 0; index < 10_000; index += 1)
+      probes.add({
+        agent: `agent-${index}`,
+        probes: [
+          {
+            name: 'noop',
+            intervalMs: 3_600_000,
+            run: async (options) => ({
+              kind: 'noop',
+              ok: true,
+              latencyMs: 0,
+              detail: 'fine',
+              observedAt: options.now(),
+            }),
+          },
+        ],
+      });
+    await vi.waitFor(() => expect(events).toHaveLength(10_000), { timeout: 10_000 });
+    expect(timers() - before).toBeLessThanOrEqual(1);
+    expect(probes.stats()).toMatchObject({ agents: 10_000, probes: 10_000, running: 0 });
+  });
 });

@@ -5,7 +5,9 @@ import { formatIssues } from '@pit/cell-spec';
 import { ProbeError } from './errors.js';
 import { Fifo } from './fifo.js';
 import { silentLogger, type Logger } from './logger.js';
+import { ownString } from './compact-string.js';
 import { createRandom } from './random.js';
+import { TimerHeap, type HeapEntry } from './timer-heap.js';
 import {
   DEFAULT_PROBE_TIMEOUT_MS,
   describeError,
@@ -158,26 +160,38 @@ const SchedulerOptionsSchema = z.strictObject({
 /** A run abandoned this long after its timeout is reported as a timeout (for `run`s that ignore their signal). ms. */
 const ABANDON_AFTER_MS = 1000;
 
-interface Slot {
-  agent: string;
-  spec: ScheduledProbe;
-  timer: NodeJS.Timeout | undefined;
-  status: 'idle' | 'queued' | 'running';
-  queuedReason: RunReason;
+/** One probe of one agent: a fixed-shape record, in the shared timer heap while it waits. */
+class Slot implements HeapEntry {
+  dueAt = Infinity;
+  heapIndex = -1;
+  /** What the heap entry is for: the next run (and why), or abandoning the current one. */
+  dueReason: RunReason | 'abandon' = 'interval';
+  status: 'idle' | 'queued' | 'running' = 'idle';
+  queuedReason: RunReason = 'start';
   /** Incremented on each enqueue; queue entries with an older token are stale. */
-  token: number;
-  urgentQueued: boolean;
+  token = 0;
+  urgentQueued = false;
   /** A trigger that arrived while running: run again right after. */
-  rerun: RunReason | undefined;
-  controller: AbortController | undefined;
-  removed: boolean;
-  /** Runs started (so a sweep waits for a run that began after it). */
-  started: number;
-  waiters: { after: number; resolve: (event: ProbeEvent | undefined) => void }[];
-  watchKey: { dir: string; file: string } | undefined;
-  firstInterval: boolean;
+  rerun: RunReason | undefined = undefined;
+  controller: AbortController | undefined = undefined;
+  removed = false;
+  /** Runs started (so a sweep waits for a run that began after it; a late result of an abandoned run is dropped). */
+  started = 0;
+  runReason: RunReason = 'start';
+  runBegan = 0;
+  waiters: { after: number; resolve: (event: ProbeEvent | undefined) => void }[] | undefined =
+    undefined;
+  /** The watched directory's entry and the file's name in it, while watched. */
+  watch: DirWatch | undefined = undefined;
+  watchFile = '';
+  firstInterval = true;
   /** How long the last run took, ms (sweeps start the slowest probes first). */
-  lastLatencyMs: number;
+  lastLatencyMs = 0;
+
+  constructor(
+    readonly agent: string,
+    readonly spec: ScheduledProbe,
+  ) {}
 }
 
 interface QueueEntry {
@@ -186,8 +200,10 @@ interface QueueEntry {
 }
 
 interface DirWatch {
+  dir: string;
   watcher: FSWatcher;
-  files: Map<string, Set<Slot>>;
+  /** Watched file name → its slot (or slots, when several probes watch one file). */
+  files: Map<string, Slot | Slot[]>;
 }
 
 const URGENT: ReadonlySet<RunReason> = new Set(['deadline', 'manual']);
@@ -229,11 +245,19 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
   const urgent = new Fifo<QueueEntry>();
   const normal = new Fifo<QueueEntry>();
   const watches = new Map<string, DirWatch>();
-  const inFlight = new Set<Promise<void>>();
   let running = 0;
   let queued = 0;
   let runs = 0;
   let stopped = false;
+  /** Resolved when no run is left (stop() waits for it). */
+  let drained: (() => void) | undefined;
+
+  // One timer for the whole fleet: each slot is in the heap at most once, for its next run or,
+  // while running, for abandoning a run that ignores its timeout.
+  const timers = new TimerHeap<Slot>((slot) => {
+    if (slot.dueReason === 'abandon') abandon(slot);
+    else enqueue(slot, slot.dueReason);
+  });
 
   const enqueue = (slot: Slot, reason: RunReason): void => {
     const isUrgent = URGENT.has(reason);
@@ -251,8 +275,7 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
       }
       return;
     }
-    clearTimeout(slot.timer);
-    slot.timer = undefined;
+    timers.cancel(slot);
     slot.status = 'queued';
     slot.queuedReason = reason;
     slot.token += 1;
@@ -277,25 +300,15 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     slot.status = 'running';
     slot.started += 1;
     running += 1;
+    const run = slot.started;
     const reason = slot.queuedReason;
+    slot.runReason = reason;
     const controller = new AbortController();
     slot.controller = controller;
     const timeoutMs = slot.spec.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
-    const began = performance.now();
-    let abandon: NodeJS.Timeout | undefined;
-    const abandoned = new Promise<ProbeResult>((resolveAbandoned) => {
-      abandon = setTimeout(() => {
-        controller.abort();
-        resolveAbandoned(
-          failed(
-            slot,
-            timeoutMs + ABANDON_AFTER_MS,
-            'timeout',
-            `the probe did not settle within ${timeoutMs + ABANDON_AFTER_MS} ms; abandoned`,
-          ),
-        );
-      }, timeoutMs + ABANDON_AFTER_MS);
-    });
+    slot.runBegan = performance.now();
+    slot.dueReason = 'abandon';
+    timers.schedule(slot, slot.runBegan + timeoutMs + ABANDON_AFTER_MS);
     let attempt: Promise<ProbeResult>;
     try {
       attempt = slot.spec.run(
@@ -305,21 +318,35 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     } catch (error) {
       attempt = Promise.reject(error);
     }
-    const done = Promise.race([attempt, abandoned])
-      .catch((error: unknown) => {
+    attempt.then(
+      (result) => settle(slot, run, result),
+      (error: unknown) => {
         logger.error('probe run threw instead of returning a result', {
           agent: slot.agent,
           probe: slot.spec.name,
           error: describeError(error),
         });
-        return failed(slot, performance.now() - began, 'error', describeError(error));
-      })
-      .then((result) => {
-        clearTimeout(abandon);
-        finish(slot, reason, result);
-      });
-    inFlight.add(done);
-    void done.finally(() => inFlight.delete(done));
+        settle(
+          slot,
+          run,
+          failed(slot, performance.now() - slot.runBegan, 'error', describeError(error)),
+        );
+      },
+    );
+  };
+
+  /** The run did not settle within its timeout + ABANDON_AFTER_MS: aborted and reported as a timeout. */
+  const abandon = (slot: Slot): void => {
+    if (slot.status !== 'running') return;
+    slot.controller?.abort();
+    const timeoutMs = (slot.spec.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS) + ABANDON_AFTER_MS;
+    const result = failed(
+      slot,
+      timeoutMs,
+      'timeout',
+      `the probe did not settle within ${timeoutMs} ms; abandoned`,
+    );
+    settle(slot, slot.started, result);
   };
 
   const failed = (
@@ -336,36 +363,51 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     failure,
   });
 
-  const finish = (slot: Slot, reason: RunReason, result: ProbeResult): void => {
+  /** The end of run number `run` of the slot (a late end of an abandoned run is dropped). */
+  const settle = (slot: Slot, run: number, result: ProbeResult): void => {
+    if (slot.status !== 'running' || slot.started !== run) return;
+    if (slot.dueReason === 'abandon') timers.cancel(slot);
     running -= 1;
     runs += 1;
     slot.status = 'idle';
     slot.controller = undefined;
     slot.lastLatencyMs = result.latencyMs;
-    if (!slot.removed && !stopped) {
-      const event: ProbeEvent = { agent: slot.agent, probe: slot.spec.name, reason, result };
-      try {
-        onResult(event);
-      } catch (error) {
-        logger.error('onResult threw', {
-          agent: slot.agent,
-          probe: slot.spec.name,
-          error: describeError(error),
-        });
-      }
-      const ready = slot.waiters.filter((waiter) => waiter.after < slot.started);
-      slot.waiters = slot.waiters.filter((waiter) => waiter.after >= slot.started);
-      for (const waiter of ready) waiter.resolve(event);
-      ensureWatch(slot);
-      const rerun = slot.rerun;
-      slot.rerun = undefined;
-      if (rerun !== undefined) enqueue(slot, rerun);
-      else plan(slot, result);
-    }
+    if (!slot.removed && !stopped) report(slot, result);
     pump();
+    if (running === 0) drained?.();
   };
 
-  /** Arms the slot's one timer: the next interval, or the result's deadline if that comes first. */
+  const report = (slot: Slot, result: ProbeResult): void => {
+    const event: ProbeEvent = {
+      agent: slot.agent,
+      probe: slot.spec.name,
+      reason: slot.runReason,
+      result,
+    };
+    try {
+      onResult(event);
+    } catch (error) {
+      logger.error('onResult threw', {
+        agent: slot.agent,
+        probe: slot.spec.name,
+        error: describeError(error),
+      });
+    }
+    if (slot.waiters) {
+      const ready = slot.waiters.filter((waiter) => waiter.after < slot.started);
+      const left = slot.waiters.filter((waiter) => waiter.after >= slot.started);
+      slot.waiters = left.length > 0 ? left : undefined;
+      for (const waiter of ready) waiter.resolve(event);
+    }
+    if (slot.removed) return; // onResult or a waiter may have removed the agent
+    ensureWatch(slot);
+    const rerun = slot.rerun;
+    slot.rerun = undefined;
+    if (rerun !== undefined) enqueue(slot, rerun);
+    else plan(slot, result);
+  };
+
+  /** Puts the slot in the heap: the next interval, or the result's deadline if that comes first. */
   const plan = (slot: Slot, result: ProbeResult): void => {
     const interval = slot.spec.intervalMs;
     let delay = slot.firstInterval
@@ -381,53 +423,51 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
         reason = 'deadline';
       }
     }
-    slot.timer = setTimeout(
-      () => {
-        slot.timer = undefined;
-        enqueue(slot, reason);
-      },
-      Math.min(Math.ceil(delay), 2_147_483_647),
-    );
+    slot.dueReason = reason;
+    timers.schedule(slot, performance.now() + Math.min(Math.ceil(delay), 2_147_483_647));
   };
 
   const ensureWatch = (slot: Slot): void => {
     const path = slot.spec.watchPath;
-    if (path === undefined || slot.watchKey || slot.removed || stopped) return;
+    if (path === undefined || slot.watch || slot.removed || stopped) return;
     const absolute = resolve(path);
     const dir = dirname(absolute);
-    const file = basename(absolute);
-    let entry = watches.get(dir);
-    if (!entry) {
-      let watcher: FSWatcher;
-      try {
-        watcher = watch(dir, { persistent: false }, (_event, filename) =>
-          onChange(dir, filename === null ? undefined : String(filename)),
-        );
-      } catch (error) {
-        // The directory may not exist yet (no heartbeat written): retried after the next run.
-        logger.debug('cannot watch directory yet; polling only', {
-          dir,
-          error: describeError(error),
-        });
-        return;
-      }
-      watcher.on('error', (error) => {
-        logger.warn('directory watch failed; polling only until the next run re-arms it', {
-          dir,
-          error: describeError(error),
-        });
-        dropWatch(dir);
+    const entry = watches.get(dir) ?? watchDir(dir);
+    if (!entry) return;
+    const file = ownString(basename(absolute));
+    const others = entry.files.get(file);
+    entry.files.set(
+      file,
+      others === undefined ? slot : Array.isArray(others) ? [...others, slot] : [others, slot],
+    );
+    slot.watch = entry;
+    slot.watchFile = file;
+  };
+
+  const watchDir = (dir: string): DirWatch | undefined => {
+    let watcher: FSWatcher;
+    try {
+      watcher = watch(dir, { persistent: false }, (_event, filename) =>
+        onChange(dir, filename === null ? undefined : String(filename)),
+      );
+    } catch (error) {
+      // The directory may not exist yet (no heartbeat written): retried after the next run.
+      logger.debug('cannot watch directory yet; polling only', {
+        dir,
+        error: describeError(error),
       });
-      entry = { watcher, files: new Map() };
-      watches.set(dir, entry);
+      return undefined;
     }
-    let slots = entry.files.get(file);
-    if (!slots) {
-      slots = new Set();
-      entry.files.set(file, slots);
-    }
-    slots.add(slot);
-    slot.watchKey = { dir, file };
+    watcher.on('error', (error) => {
+      logger.warn('directory watch failed; polling only until the next run re-arms it', {
+        dir,
+        error: describeError(error),
+      });
+      dropWatch(dir);
+    });
+    const entry: DirWatch = { dir, watcher, files: new Map() };
+    watches.set(dir, entry);
+    return entry;
   };
 
   const dropWatch = (dir: string): void => {
@@ -435,20 +475,21 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     if (!entry) return;
     watches.delete(dir);
     entry.watcher.close();
-    for (const slots of entry.files.values()) for (const slot of slots) slot.watchKey = undefined;
+    for (const slots of entry.files.values())
+      for (const slot of Array.isArray(slots) ? slots : [slots]) slot.watch = undefined;
   };
 
   const unwatch = (slot: Slot): void => {
-    const key = slot.watchKey;
-    if (!key) return;
-    slot.watchKey = undefined;
-    const entry = watches.get(key.dir);
-    const slots = entry?.files.get(key.file);
-    if (!entry || !slots) return;
-    slots.delete(slot);
-    if (slots.size === 0) entry.files.delete(key.file);
-    if (entry.files.size === 0) {
-      watches.delete(key.dir);
+    const entry = slot.watch;
+    if (!entry) return;
+    slot.watch = undefined;
+    const slots = entry.files.get(slot.watchFile);
+    if (Array.isArray(slots)) {
+      const left = slots.filter((other) => other !== slot);
+      entry.files.set(slot.watchFile, left.length === 1 ? (left[0] as Slot) : left);
+    } else if (slots === slot) entry.files.delete(slot.watchFile);
+    if (entry.files.size === 0 && watches.get(entry.dir) === entry) {
+      watches.delete(entry.dir);
       entry.watcher.close();
     }
   };
@@ -456,24 +497,22 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
   const onChange = (dir: string, file: string | undefined): void => {
     const entry = watches.get(dir);
     if (!entry || stopped) return;
-    if (file === undefined) {
-      // The platform did not say which file: re-run every probe watching this directory.
-      for (const slots of entry.files.values()) for (const slot of slots) enqueue(slot, 'watch');
-      return;
+    // The platform may not say which file: then every probe watching this directory re-runs.
+    const chosen = file === undefined ? [...entry.files.values()] : [entry.files.get(file)];
+    for (const slots of chosen) {
+      if (slots === undefined) continue;
+      for (const slot of Array.isArray(slots) ? [...slots] : [slots]) enqueue(slot, 'watch');
     }
-    const slots = entry.files.get(file);
-    if (slots) for (const slot of slots) enqueue(slot, 'watch');
   };
 
   const removeSlot = (slot: Slot): void => {
     slot.removed = true;
-    clearTimeout(slot.timer);
-    slot.timer = undefined;
+    if (slot.dueReason !== 'abandon') timers.cancel(slot);
     if (slot.status === 'queued') queued -= 1;
     slot.controller?.abort();
     unwatch(slot);
-    for (const waiter of slot.waiters) waiter.resolve(undefined);
-    slot.waiters = [];
+    for (const waiter of slot.waiters ?? []) waiter.resolve(undefined);
+    slot.waiters = undefined;
   };
 
   const assertRunning = (what: string): void => {
@@ -494,23 +533,7 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
           'PROBE_AGENT_EXISTS',
           `probe scheduler: agent ${JSON.stringify(schedule.agent)} is already scheduled; remove it first`,
         );
-      const slots = schedule.probes.map((spec): Slot => ({
-        agent: schedule.agent,
-        spec,
-        timer: undefined,
-        status: 'idle',
-        queuedReason: 'start',
-        token: 0,
-        urgentQueued: false,
-        rerun: undefined,
-        controller: undefined,
-        removed: false,
-        started: 0,
-        waiters: [],
-        watchKey: undefined,
-        firstInterval: true,
-        lastLatencyMs: 0,
-      }));
+      const slots = schedule.probes.map((spec) => new Slot(schedule.agent, spec));
       agents.set(schedule.agent, slots);
       for (const slot of slots) {
         ensureWatch(slot);
@@ -550,7 +573,7 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
       const waits = slots.map(
         (slot) =>
           new Promise<ProbeEvent | undefined>((resolveWait) =>
-            slot.waiters.push({ after: slot.started, resolve: resolveWait }),
+            (slot.waiters ??= []).push({ after: slot.started, resolve: resolveWait }),
           ),
       );
       for (const slot of slots) enqueue(slot, 'manual');
@@ -573,7 +596,9 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
       urgent.clear();
       normal.clear();
       for (const dir of [...watches.keys()]) dropWatch(dir);
-      await Promise.allSettled([...inFlight]);
+      // Runs were aborted; one that ignores its signal is abandoned by its heap entry, still armed.
+      if (running > 0) await new Promise<void>((resolveDrained) => (drained = resolveDrained));
+      timers.clear();
     },
   };
 }
