@@ -161,7 +161,7 @@ async function act(
 /** Tells people of a death the Pit will not repair by itself (a death issue, an alert). */
 function reportDeath(context: SupervisorContext, slot: Slot, decision: Decision, at: number): void {
   slot.reported = true;
-  const assessment = slot.assessor.get(slot.key);
+  const assessment = context.assessor.get(slot.key);
   const probes = Object.values(assessment?.probes ?? {}).flatMap((probe) => {
     const last = probe.lastResult;
     return last

@@ -5,6 +5,7 @@
  * agent seen for the first time. It never starts a second copy of a running agent.
  */
 import { findMarkedProcesses, markedKey, type MarkedProcess } from './proc.js';
+import { reportEnded } from './agent-probes.js';
 import { startAgent, watchProcess } from './restart.js';
 import { configOf, containerName, type Slot } from './slot.js';
 import type { SupervisorContext } from './supervisor-context.js';
@@ -40,6 +41,7 @@ export async function takeUp(
     return;
   if (pid !== undefined && startTime !== undefined) {
     slot.exit = { code: null, signal: null, at: new Date(context.now()), how: 'vanished' };
+    reportEnded(context, slot);
     context.logger.warn('recorded agent process is gone', { agent: slot.key, pid });
     return;
   }

@@ -17,41 +17,71 @@ import {
 } from '@pit/probes';
 import { cellPaths } from '@pit/cell-spec';
 import type { AgentConfig, PitConfig } from './config-schema.js';
-import type { SupervisorContext, SyncMode } from './supervisor-context.js';
+import type { SupervisorContext } from './supervisor-context.js';
 import { configOf, describeExit, resolveAgentPath, startedByUsAt, type Slot } from './slot.js';
 
-/** How long a probe that found the daemon's own child gone waits for wait(2) to say how it ended (ms). */
-const EXIT_STATUS_WAIT_MS = 1000;
-
-/** Assessors shared by the agents whose assessment settings are the same (one per setting, not per agent). */
-export interface AssessorPool {
-  /** The assessor for this config: failure and success thresholds, startup grace. A sweep judges on one sample. */
-  forConfig(agentConfig: AgentConfig | undefined, mode: SyncMode): Assessor;
+/** The fleet's one assessor: per-agent thresholds and grace are given when an agent is tracked. */
+export function createFleetAssessor(now: () => number): Assessor {
+  return createAssessor({
+    probes: { process: { failureThreshold: 1 }, heartbeat: { failureThreshold: 1 } },
+    now,
+  });
 }
 
-/** Creates an empty pool. */
-export function createAssessorPool(now: () => number): AssessorPool {
-  const pool = new Map<string, Assessor>();
-  return {
-    forConfig(agentConfig, mode) {
-      const failureThreshold = mode === 'sweep' ? 1 : (agentConfig?.probes.failure_threshold ?? 3);
-      const successThreshold = agentConfig?.probes.success_threshold ?? 1;
-      const startupGraceMs = (agentConfig?.startup_grace_s ?? 30) * 1000;
-      const key = `${failureThreshold}/${successThreshold}/${startupGraceMs}`;
-      let assessor = pool.get(key);
-      if (!assessor) {
-        assessor = createAssessor({
-          failureThreshold,
-          successThreshold,
-          startupGraceMs,
-          probes: { process: { failureThreshold: 1 }, heartbeat: { failureThreshold: 1 } },
-          now,
-        });
-        pool.set(key, assessor);
-      }
-      return assessor;
-    },
-  };
+/**
+ * (Re)starts assessing an agent from `startedAt`: its thresholds and grace from its config (a
+ * sweep judges on one sample), its probes, and the facts only the loop knows: the start of the
+ * process the Pit itself started (a heartbeat older than that belongs to the previous
+ * incarnation), that a timeout or a zombie of that child is no verdict (wait(2) reports its
+ * exit), and that a managed agent's process has ended.
+ */
+export function trackAgent(
+  context: SupervisorContext,
+  slot: Slot,
+  options: { startedAt: number; probes: readonly ScheduledProbe[] },
+): void {
+  const agentConfig = configOf(slot);
+  const names = options.probes.map((probe) => probe.name);
+  const own = slot.process && !slot.process.adopted ? slot.process : undefined;
+  context.assessor.track(slot.key, {
+    startedAt: options.startedAt,
+    failureThreshold: context.scheduler ? (agentConfig?.probes.failure_threshold ?? 3) : 1,
+    successThreshold: agentConfig?.probes.success_threshold ?? 1,
+    startupGraceMs: (agentConfig?.startup_grace_s ?? 30) * 1000,
+    ...(own
+      ? {
+          notBefore: own.startedAt.getTime(),
+          probes: Object.fromEntries(
+            names.map((name) => [
+              name,
+              name === 'process' ? { inconclusive: CHILD_INCONCLUSIVE } : {},
+            ]),
+          ),
+        }
+      : { probes: names }),
+  });
+  reportEnded(context, slot, options.startedAt);
+}
+
+/** A failure of the process probe on the daemon's own child that is not a verdict: wait(2) will say. */
+const CHILD_INCONCLUSIVE = ['timeout', 'not_running'] as const;
+
+/**
+ * Tells the assessor that a managed agent's process has ended: it exited (wait(2) or the exit
+ * poll said how), vanished, or none runs although one was recorded or the agent was dead. Dead
+ * at once, whatever the grace.
+ */
+export function reportEnded(context: SupervisorContext, slot: Slot, notBefore = 0): void {
+  if (slot.supervision.mode !== 'managed' || (slot.process && !slot.exit)) return;
+  const exit = slot.exit;
+  if (!exit && slot.state.pid === undefined && slot.state.health !== 'dead') return;
+  const at = Math.max(exit?.at.getTime() ?? context.now(), notBefore);
+  context.assessor.exited(
+    slot.key,
+    exit && exit.how !== 'vanished'
+      ? { at, code: exit.code, signal: exit.signal }
+      : { at, detail: exit ? `process exited (${describeExit(exit)})` : 'process not running' },
+  );
 }
 
 /** Every probe the agent's config asks for (the heartbeat and process probes by default). */
@@ -88,26 +118,7 @@ function heartbeatProbes(config: PitConfig, slot: Slot, timing: ProbeTiming): Sc
     name: 'heartbeat',
     ...timing,
     watchPath: cellPaths(slot.cell.dir).heartbeat(slot.name),
-    run: async (runOptions) => {
-      const result = await heartbeat.run(runOptions);
-      // A heartbeat written before the agent was (re)started belongs to the previous incarnation.
-      const startedAt = startedByUsAt(slot);
-      const beatAt = result.heartbeat ? result.heartbeat.timestamp * 1000 : undefined;
-      if (
-        result.ok &&
-        startedAt !== undefined &&
-        beatAt !== undefined &&
-        beatAt < startedAt - 1000
-      ) {
-        return {
-          ...result,
-          ok: false,
-          failure: 'stale',
-          detail: `heartbeat predates the agent's start (${Math.round((startedAt - beatAt) / 1000)} s earlier)`,
-        };
-      }
-      return result;
-    },
+    run: (runOptions) => heartbeat.run(runOptions),
   };
   return [probe];
 }
@@ -130,32 +141,7 @@ function ownProcessProbe(slot: Slot, timing: ProbeTiming): ScheduledProbe {
           failure: 'not_running',
         } satisfies ProbeResult;
       }
-      const result = await processProbe(
-        { pid: agentProcess.pid, startTime: agentProcess.startTime },
-        runOptions,
-      );
-      if (result.ok || agentProcess.adopted || agentProcess.exit) return result;
-      // The daemon's own child is alive until wait(2) says otherwise (its exit event, which also
-      // triggers this probe): a /proc read that timed out in a busy thread pool is no death.
-      if (result.failure === 'timeout') {
-        return {
-          ...result,
-          ok: true,
-          failure: undefined,
-          detail: `pid ${agentProcess.pid}: running (the daemon's child, watched by wait(2); /proc read timed out: ${result.detail})`,
-        };
-      }
-      // A zombie (or gone) child of the daemon: wait(2) is about to report how it ended. Wait for
-      // that (bounded), so the death is recorded with its exit status, not as "zombie".
-      let timer: NodeJS.Timeout | undefined;
-      const exited = await Promise.race([
-        agentProcess.exited,
-        new Promise<undefined>(
-          (resolve) => (timer = setTimeout(() => resolve(undefined), EXIT_STATUS_WAIT_MS)),
-        ),
-      ]);
-      clearTimeout(timer);
-      return exited ? { ...result, detail: `exited (${describeExit(exited)})` } : result;
+      return processProbe({ pid: agentProcess.pid, startTime: agentProcess.startTime }, runOptions);
     },
   };
 }
@@ -209,10 +195,7 @@ export function scheduleProbes(context: SupervisorContext, slot: Slot): void {
   const scheduler = context.scheduler;
   if (!scheduler) return;
   const probes = probesOf(context, slot);
-  slot.assessor.track(slot.key, {
-    startedAt: startedByUsAt(slot) ?? context.now(),
-    probes: probes.map((probe) => probe.name),
-  });
+  trackAgent(context, slot, { startedAt: startedByUsAt(slot) ?? context.now(), probes });
   if (probes.length === 0) {
     context.logger.warn('agent has no probe: not supervised until it has one', { agent: slot.key });
     return;

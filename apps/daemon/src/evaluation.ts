@@ -23,7 +23,7 @@ export function onProbeResult(context: SupervisorContext, probeEvent: ProbeEvent
   countProbe(context, probeEvent.result);
   const slot = context.fleet.slots.get(probeEvent.agent);
   if (!slot) return;
-  const assessment = slot.assessor.record(slot.key, probeEvent.probe, probeEvent.result);
+  const assessment = context.assessor.record(slot.key, probeEvent.probe, probeEvent.result);
   // A healthy verdict that changes nothing needs no evaluation (and no decision): only a change,
   // a death, or a healthy verdict with something left to do (a recovery the loop has not seen
   // yet, an approval to cancel, a backoff to clear, a snapshot or a state write due).
@@ -81,7 +81,7 @@ const supervised = (context: SupervisorContext, slot: Slot) =>
 async function evaluate(context: SupervisorContext, slot: Slot): Promise<void> {
   if (!supervised(context, slot)) return;
   const at = context.now();
-  const verdict = healthOf(slot, at);
+  const verdict = healthOf(context.assessor.get(slot.key), at);
   const before = slot.state.health;
   if (verdict.state === 'healthy' && quietlyHealthy(context, slot)) {
     // Healthy and unchanged: nothing to decide. Snapshot the config when due; write the state now and then.

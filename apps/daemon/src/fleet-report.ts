@@ -61,6 +61,6 @@ async function agentStatus(context: SupervisorContext, slot: Slot): Promise<Agen
     ...(state.pending_approval ? { pending_approval: state.pending_approval } : {}),
     ...(state.substituted_by ? { substituted_by: state.substituted_by } : {}),
     ...(state.last_decision ? { last_decision: state.last_decision } : {}),
-    failing: slot.assessor.get(slot.key)?.failing ?? [],
+    failing: context.assessor.get(slot.key)?.failing ?? [],
   };
 }

@@ -1,8 +1,8 @@
 /**
  * Applies discovery to the fleet, one pass at a time (the poll timer, the root watcher, reloads
  * and substitutions all ask for one): agents seen for the first time get a slot with their saved
- * record and are taken up (adopted or started); agents whose config changed get a new assessor
- * and are re-scheduled; agents no longer wanted stop being probed (their processes keep running).
+ * record and are taken up (adopted or started); agents whose config changed are re-scheduled
+ * (and assessed afresh); agents no longer wanted stop being probed (their processes keep running).
  * It also remembers the last pass (the loop's own health) and the problems it found.
  */
 import type { AgentState } from '@pit/cell-spec';
@@ -74,8 +74,6 @@ async function applyDiff(
       slot.supervision = supervisionOf(want.config);
       slot.configJson = want.configJson;
       context.fleet.changed();
-      slot.assessor.forget(slot.key);
-      slot.assessor = context.assessors.forConfig(want.config, mode);
       slot.heartbeat = undefined;
       if (slot.scheduled) unscheduleProbes(context, slot);
       context.logger.info('agent config changed', { agent: slot.key });
@@ -109,7 +107,6 @@ async function addAgent(
     supervision: supervisionOf(want.config),
     state: options.record ?? { health: 'unknown', revive_attempts: 0, restarts: [] },
     healthy: context.store.healthyPeriods(want.key),
-    assessor: context.assessors.forConfig(want.config, options.mode),
     queue: Promise.resolve(),
     lastSnapshotAt: 0,
     reported: false,
@@ -138,7 +135,7 @@ async function removeAgent(context: SupervisorContext, slot: Slot): Promise<void
   if (slot.timer) clearTimeout(slot.timer);
   context.fleet.remove(slot);
   context.store.detach(slot.key);
-  slot.assessor.forget(slot.key);
+  context.assessor.forget(slot.key);
   context.logger.info('agent no longer supervised', { agent: slot.key });
   const cell = slot.cell;
   if (!cell || !context.busHub) return;

@@ -1,11 +1,11 @@
 /**
  * The single verdict the policy sees about an agent: its health, since when, why, and which
- * probes fail. It reads the agent's assessor (@pit/probes) and the one fact the assessor does not
- * hold: a managed agent whose process has exited is dead at once, whatever the startup grace.
- * Pure given the slot and the clock; it changes nothing.
+ * probes fail, read from the fleet's assessor (@pit/probes). The assessor holds every fact the
+ * verdict needs (probe results, the startup grace, the process's exit, the incarnation's start
+ * for heartbeats: agent-probes.ts gives it those), so this is a plain mapping. Pure.
  */
 import type { FailureInfo } from '@pit/policy';
-import { describeExit, type Slot } from './slot.js';
+import type { Assessment } from '@pit/probes';
 
 /** The verdict of {@link healthOf}. */
 export interface Verdict {
@@ -16,38 +16,30 @@ export interface Verdict {
   failure?: FailureInfo;
 }
 
-/** The health the policy sees: an exited process is dead at once, whatever the grace. */
-export function healthOf(slot: Slot, now: number): Verdict {
-  const assessment = slot.assessor.get(slot.key);
-  const exited = slot.supervision.mode === 'managed' && (!slot.process || slot.exit !== undefined);
-  if (exited && (slot.exit || slot.state.pid !== undefined || slot.state.health === 'dead')) {
-    const exit = slot.exit;
-    const detail = exit ? `process exited (${describeExit(exit)})` : 'process not running';
+/** The agent's health as the policy sees it; `unknown` before its first assessment. */
+export function healthOf(assessment: Assessment | undefined, now: number): Verdict {
+  if (!assessment) return { state: 'unknown', since: now, reason: 'no verdict yet' };
+  const { exit, failing } = assessment;
+  if (exit) {
+    const detail = exit.detail ?? `process exited (${describeEnd(exit)})`;
     return {
       state: 'dead',
-      since: exit?.at.getTime() ?? assessment?.firstFailedAt ?? now,
+      since: exit.at,
       reason: detail,
       failure: {
-        failing_probes: [
-          'process',
-          ...(assessment?.failing.filter((name) => name !== 'process') ?? []),
-        ],
-        ...(exit && exit.code !== null ? { exit_code: exit.code } : {}),
-        ...(exit?.signal ? { signal: exit.signal } : {}),
+        failing_probes: ['process', ...failing.filter((name) => name !== 'process')],
+        ...(exit.code !== null && exit.code !== undefined ? { exit_code: exit.code } : {}),
+        ...(exit.signal ? { signal: exit.signal } : {}),
         detail,
       },
     };
   }
-  if (!assessment) return { state: 'unknown', since: now, reason: 'no verdict yet' };
   // The startup grace is the assessor's (tracked from the process's start): healthy only once
   // every critical probe passed, never dead by probes while it lasts.
-  const failing = assessment.failing;
+  const dead = assessment.health === 'dead';
   return {
     state: assessment.health,
-    since:
-      assessment.health === 'dead'
-        ? (assessment.firstFailedAt ?? assessment.since)
-        : assessment.since,
+    since: dead ? (assessment.firstFailedAt ?? assessment.since) : assessment.since,
     reason: assessment.reason,
     failure: {
       failing_probes: failing,
@@ -55,4 +47,10 @@ export function healthOf(slot: Slot, now: number): Verdict {
       detail: failing.map((name) => assessment.probes[name]?.lastResult?.detail ?? name).join('; '),
     },
   };
+}
+
+function describeEnd(exit: NonNullable<Assessment['exit']>): string {
+  if (exit.signal) return `signal ${exit.signal}`;
+  if (exit.code !== null && exit.code !== undefined) return `exit code ${exit.code}`;
+  return 'status unknown';
 }

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { listCheckpoints, restoreCheckpoint } from '@pit/snapshot';
 import { composeAgentEnv } from './agent-env.js';
-import { probesOf } from './agent-probes.js';
+import { probesOf, reportEnded, trackAgent } from './agent-probes.js';
 import { canonicalOf } from './config-snapshots.js';
 import type { AgentProcess } from './executor.js';
 import { configOf, ownHome, type ManagedAgentConfig, type Slot } from './slot.js';
@@ -140,10 +140,7 @@ export async function startAgent(
     slot.state.since = iso(at);
     context.fleet.changed();
     slot.heartbeat?.reset();
-    slot.assessor.track(slot.key, {
-      startedAt: at,
-      probes: probesOf(context, slot).map((probe) => probe.name),
-    });
+    trackAgent(context, slot, { startedAt: at, probes: probesOf(context, slot) });
     context.metrics.restartsTotal.inc({ agent: slot.name });
     void context.events.agentEvent(
       slot,
@@ -156,6 +153,7 @@ export async function startAgent(
     const message = error instanceof Error ? error.message : String(error);
     context.logger.error('agent failed to start', { agent: slot.key, error: message });
     slot.exit = { code: null, signal: null, at: new Date(at), how: 'vanished' };
+    reportEnded(context, slot);
     await context.events.agentEvent(slot, { event: 'revive_failed', reason: message });
   }
 }
@@ -222,6 +220,7 @@ export function watchProcess(
   void agentProcess.exited.then((exit) => {
     if (slot.process !== agentProcess) return;
     slot.exit = exit;
+    reportEnded(context, slot);
     context.logger.warn('agent process exited', {
       agent: slot.key,
       code: exit.code,

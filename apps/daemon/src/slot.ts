@@ -8,7 +8,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import type { AgentState, CellManifest } from '@pit/cell-spec';
 import type { HealthyPeriod } from '@pit/policy';
-import type { Assessor, HeartbeatProbe } from '@pit/probes';
+import type { HeartbeatProbe } from '@pit/probes';
 import type { AgentConfig } from './config-schema.js';
 import type { AgentExit, AgentProcess } from './executor.js';
 
@@ -49,7 +49,6 @@ export interface Slot {
   process?: AgentProcess;
   /** How that process ended, once it did (or `vanished` when it could not be found or started). */
   exit?: AgentExit;
-  assessor: Assessor;
   heartbeat?: HeartbeatProbe;
   /** Evaluations run one at a time per agent. */
   queue: Promise<void>;

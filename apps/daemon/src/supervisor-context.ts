@@ -5,9 +5,8 @@
  * agent soon; run discovery again). supervisor.ts builds it once; nothing else constructs one.
  */
 import type { PolicyConfig } from '@pit/policy';
-import type { ProbeScheduler, ProcessTable } from '@pit/probes';
+import type { Assessor, ProbeScheduler, ProcessTable } from '@pit/probes';
 import type { SnapshotStore } from '@pit/snapshot';
-import type { AssessorPool } from './agent-probes.js';
 import type { ApprovalStore } from './approvals.js';
 import type { BusHub } from './bus-hub.js';
 import type { PitConfig } from './config-schema.js';
@@ -58,8 +57,8 @@ export interface SupervisorContext {
   readonly metrics: SupervisorMetrics;
   readonly fleet: Fleet;
   readonly processTable: ProcessTable;
-  /** Assessors shared by agents with the same assessment settings. */
-  readonly assessors: AssessorPool;
+  /** The fleet's assessor (@pit/probes): every agent's probe results folded into health. */
+  readonly assessor: Assessor;
   /** The probe scheduler, while the loop runs (not in a one-shot sweep). */
   scheduler: ProbeScheduler | undefined;
   stopped: boolean;

@@ -10,7 +10,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { createProbeScheduler, createProcessTable } from '@pit/probes';
 import { createSnapshotStore } from '@pit/snapshot';
-import { createAssessorPool } from './agent-probes.js';
+import { createFleetAssessor } from './agent-probes.js';
 import { collectApprovalAnswers, decideApproval, onChannelDecision } from './approval-answers.js';
 import { openApprovalStore } from './approvals.js';
 import { effectivePolicy } from './effective-policy.js';
@@ -214,7 +214,7 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
     metrics: createMetrics(options.metrics ?? createMetricsRegistry()),
     fleet: createFleet(),
     processTable: createProcessTable({ maxAgeMs: 1000 }),
-    assessors: createAssessorPool(now),
+    assessor: createFleetAssessor(now),
     scheduler: undefined,
     stopped: false,
     notify: unset,

@@ -4,7 +4,7 @@
  * write (records, history, events, notifications) is awaited before the report is returned.
  */
 import { processStartedAtMs } from '@pit/probes';
-import { countProbe, probesOf } from './agent-probes.js';
+import { countProbe, probesOf, trackAgent } from './agent-probes.js';
 import { evaluateSoon } from './evaluation.js';
 import type { Slot } from './slot.js';
 import type { SweepReport } from './supervisor-api.js';
@@ -53,10 +53,7 @@ async function probeOnce(context: SupervisorContext, slot: Slot): Promise<void> 
       ? await processStartedAtMs(agentProcess.startTime)
       : agentProcess.startedAt.getTime()
     : 0;
-  slot.assessor.track(slot.key, {
-    startedAt: startedAt ?? 0,
-    probes: probes.map((probe) => probe.name),
-  });
+  trackAgent(context, slot, { startedAt: startedAt ?? 0, probes });
   for (const probe of probes) {
     const controller = new AbortController();
     const result = await probe.run(
@@ -64,6 +61,6 @@ async function probeOnce(context: SupervisorContext, slot: Slot): Promise<void> 
       { agent: slot.key, probe: probe.name, reason: 'manual' },
     );
     countProbe(context, result);
-    slot.assessor.record(slot.key, probe.name, result);
+    context.assessor.record(slot.key, probe.name, result);
   }
 }
