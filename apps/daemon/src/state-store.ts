@@ -160,19 +160,7 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
     },
     revision: (key) => held(key)?.revision ?? -1,
     persistedAt: (key) => held(key)?.persistedAt ?? 0,
-    healthyPeriods(key) {
-      let periods = healthy.get(key);
-      if (!periods) healthy.set(key, (periods = [...(history.agents[key]?.healthy ?? [])]));
-      return periods;
-    },
-    recordRestart(at) {
-      history.fleet_restarts.push(at);
-      historyWriter.dirty = true;
-    },
-    fleetRestarts: () => history.fleet_restarts,
-    historyChanged() {
-      historyWriter.dirty = true;
-    },
+    ...historyMethods({ history, healthy, writer: historyWriter }),
     async flush() {
       await Promise.all(table.scopes().map((scope) => writer.write(scope)));
       await writer.settled();
@@ -186,6 +174,30 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
     },
   };
   return store;
+}
+
+/** The store's history side: healthy periods per agent, the fleet's restarts. */
+function historyMethods(parts: {
+  history: History;
+  healthy: Map<string, HealthyPeriod[]>;
+  writer: { dirty: boolean };
+}): Pick<StateStore, 'healthyPeriods' | 'recordRestart' | 'fleetRestarts' | 'historyChanged'> {
+  const { history, healthy, writer } = parts;
+  return {
+    healthyPeriods(key) {
+      let periods = healthy.get(key);
+      if (!periods) healthy.set(key, (periods = [...(history.agents[key]?.healthy ?? [])]));
+      return periods;
+    },
+    recordRestart(at) {
+      history.fleet_restarts.push(at);
+      writer.dirty = true;
+    },
+    fleetRestarts: () => history.fleet_restarts,
+    historyChanged() {
+      writer.dirty = true;
+    },
+  };
 }
 
 /** The records held, by agent key and by scope. */
