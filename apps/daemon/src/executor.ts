@@ -147,6 +147,21 @@ export interface AdoptAgentOptions {
   container?: string;
 }
 
+/** What the executor's functions share: its options and what it tracks. */
+interface ExecutorState {
+  options: ExecutorOptions;
+  tracked: Set<AgentProcess>;
+  pollers: Set<NodeJS.Timeout>;
+  /** Whether a started process's exit is now polled (its launcher died): signalled like an adopted one. */
+  polledAt: WeakMap<AgentProcess, () => boolean>;
+  daemonEnv: NodeJS.ProcessEnv;
+  graceDefault: number;
+  pollMs: number;
+  instance: string | undefined;
+  launcher: AgentSpawner | undefined;
+  podman: Podman | undefined;
+}
+
 /**
  * Creates the executor: the part of the daemon that runs agent processes.
  * @example
@@ -155,12 +170,6 @@ export interface AdoptAgentOptions {
  * const exit = await forge.exited;
  */
 export function createExecutor(options: ExecutorOptions = {}): Executor {
-  const tracked = new Set<AgentProcess>();
-  const pollers = new Set<NodeJS.Timeout>();
-  /** Whether a started process's exit is now polled (its launcher died): signalled like an adopted one. */
-  const polledAt = new WeakMap<AgentProcess, () => boolean>();
-  const daemonEnv = options.env ?? {};
-  const graceDefault = options.stopGraceMs ?? 10_000;
   const pollMs = options.adoptPollMs ?? 1000;
   const instance =
     options.instance ?? (options.launcher ? randomBytes(8).toString('hex') : undefined);
@@ -171,268 +180,314 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
         ...(options.logger ? { logger: options.logger } : {}),
       })
     : undefined;
-  let podman: Podman | undefined;
-
-  const getPodman = () => {
-    if (!options.podmanConfigDir) {
-      throw new DaemonError(
-        'DAEMON_ISOLATION_UNAVAILABLE',
-        'isolation level 3: the executor has no podmanConfigDir (the daemon sets it to <state_dir>/podman)',
-      );
-    }
-    podman ??= createPodman({
-      configDir: options.podmanConfigDir,
-      env: daemonEnv,
-      ...(options.podmanBinary ? { binary: options.podmanBinary } : {}),
-    });
-    return podman;
-  };
-
-  const finish = (
-    agentProcess: AgentProcess,
-    settle: (exit: AgentExit) => void,
-    exit: AgentExit,
-  ) => {
-    tracked.delete(agentProcess);
-    settle(exit);
-    options.logger?.info('agent exited', {
-      agent: agentProcess.agent,
-      cell: agentProcess.cell,
-      pid: agentProcess.pid,
-      code: exit.code,
-      signal: exit.signal,
-      how: exit.how,
-    });
-    try {
-      options.onExit?.(agentProcess, exit);
-    } catch (error) {
-      options.logger?.error('onExit handler threw', {
-        agent: agentProcess.agent,
-        error: String(error),
-      });
-    }
-  };
-
-  const makeProcess = (fields: Omit<AgentProcess, 'exited' | 'exit'>) => {
-    let settle!: (exit: AgentExit) => void;
-    let exit: AgentExit | undefined;
-    const exited = new Promise<AgentExit>((resolve) => {
-      settle = (value) => {
-        exit = value;
-        resolve(value);
-      };
-    });
-    const agentProcess: AgentProcess = {
-      ...fields,
-      exited,
-      get exit() {
-        return exit;
-      },
-    };
-    return { agentProcess, settle };
-  };
-
-  /** The command that runs the agent at its isolation level (level 2: in unshare; level 3: podman run). */
-  const wrap = async (
-    spec: StartAgentOptions,
-    {
-      agent,
-      profile,
-      env,
-      cwd,
-    }: { agent: string; profile: IsolationProfile; env: Record<string, string>; cwd: string },
-  ): Promise<{ command: string[]; spawnEnv: NodeJS.ProcessEnv; container?: string }> => {
-    const writable = spec.cell ? [spec.cell.dir] : [cwd];
-    if (profile.level === 1) return { command: spec.argv, spawnEnv: env };
-    if (profile.level === 2) {
-      const unshare = findInPath('unshare', daemonEnv.PATH ?? '/usr/bin:/bin');
-      if (!unshare)
-        throw new DaemonError(
-          'DAEMON_ISOLATION_UNAVAILABLE',
-          `agent ${agent}: isolation level 2 needs unshare (util-linux) in PATH`,
-        );
-      const command = sandboxArgv({
-        unshare,
-        workdir: cwd,
-        writable,
-        hidden: (spec.hiddenPaths ?? []).filter((path) => path !== spec.home),
-        readonly: [...(profile.readonly_paths ?? []), ...(spec.home ? [spec.home] : [])],
-        network: profile.network ?? 'host',
-        argv: spec.argv,
-      });
-      return { command, spawnEnv: env };
-    }
-    const engine = getPodman();
-    await engine.prepare(profile.image);
-    const container = `pit-${agent}-${spec.cell ? spec.cell.uuid.slice(0, 8) : 'host'}`;
-    await engine.remove(container);
-    const command = engine.runArgv({
-      name: container,
-      ...(profile.image ? { image: profile.image } : {}),
-      writable,
-      readonly: profile.readonly_paths ?? [],
-      workdir: cwd,
-      envNames: Object.keys(env),
-      network: profile.network ?? 'none',
-      argv: spec.argv,
-    });
-    return { command, spawnEnv: { ...engine.env, ...env }, container };
-  };
-
-  const start = async (spec: StartAgentOptions): Promise<AgentProcess> => {
-    const agent = assertAgentName(spec.agent, 'agent');
-    if (spec.argv.length === 0 || spec.argv[0] === '')
-      throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: argv is empty`);
-    const paths = spec.cell ? cellPaths(spec.cell.dir) : undefined;
-    const cwd = spec.cwd ?? paths?.workspace;
-    const logPath = spec.logPath ?? paths?.agentLog(agent);
-    if (!cwd || !isAbsolute(cwd))
-      throw new DaemonError(
-        'DAEMON_SPAWN_FAILED',
-        `agent ${agent}: working directory ${String(cwd)} must be an absolute path (agents outside cells need cwd)`,
-      );
-    if (!logPath)
-      throw new DaemonError(
-        'DAEMON_SPAWN_FAILED',
-        `agent ${agent}: no log path (agents outside cells need logPath)`,
-      );
-    const profile = spec.isolation ?? { level: 1 };
-    const env: Record<string, string> = { ...spec.env, LAZARUS_AGENT: agent };
-    if (spec.cell) env.LAZARUS_CELL_UUID = spec.cell.uuid;
-    else delete env.LAZARUS_CELL_UUID;
-    if (instance) env[INSTANCE_ENV] = instance;
-    const { command, spawnEnv, container } = await wrap(spec, { agent, profile, env, cwd });
-    const request: SpawnRequest = {
-      agent,
-      cell: spec.cell?.uuid,
-      command,
-      cwd,
-      env: spawnEnv,
-      logPath,
-      header: `--- pit: starting ${agent} at level ${profile.level} (${new Date().toISOString()}): ${JSON.stringify(spec.argv)}\n`,
-    };
-    const spawned = await (launcher ? launcher.spawn(request) : spawnDirect(request));
-    return track(spawned, { agent, cell: spec.cell?.uuid, level: profile.level, container });
-  };
-
-  /** Tracks a process just spawned, until its exit (then its group is killed and onExit called). */
-  const track = (
-    spawned: Spawned,
-    fields: Pick<AgentProcess, 'agent' | 'cell' | 'level' | 'container'>,
-  ): AgentProcess => {
-    const { pid, stat } = spawned;
-    const { agentProcess, settle } = makeProcess({
-      ...fields,
-      pid,
-      startTime: stat.startTime,
-      startedAt: new Date(),
-      adopted: false,
-      via: spawned.via,
-    });
-    polledAt.set(agentProcess, spawned.polled);
-    tracked.add(agentProcess);
-    void spawned.exited.then(({ code, signal, how }) => {
-      // What is left of its group dies with it (not after 'vanished': the pid may be another's now).
-      if ((options.killGroupOnExit ?? true) && how !== 'vanished') signalGroup(pid, 'SIGKILL');
-      finish(agentProcess, settle, { code, signal, at: new Date(), how });
-      if (fields.container) void podman?.remove(fields.container);
-    });
-    options.logger?.info('agent started', {
-      agent: fields.agent,
-      cell: fields.cell,
-      pid,
-      level: fields.level,
-      via: spawned.via,
-    });
-    return agentProcess;
-  };
-
-  const adopt = async (spec: AdoptAgentOptions): Promise<AgentProcess | undefined> => {
-    const liveness = await checkProcess(spec.pid, spec.startTime);
-    if (!liveness.alive) return undefined;
-    const { agentProcess, settle } = makeProcess({
-      agent: assertAgentName(spec.agent, 'agent'),
-      cell: spec.cell,
-      pid: spec.pid,
-      startTime: spec.startTime,
-      startedAt: new Date(),
-      level: spec.level ?? 1,
-      container: spec.container,
-      adopted: true,
-      via: 'adopted',
-    });
-    tracked.add(agentProcess);
-    void pollExit({
-      pid: spec.pid,
-      startTime: spec.startTime,
-      intervalMs: pollMs,
-      timers: pollers,
-    }).then((exit) => {
-      if (!agentProcess.exit) finish(agentProcess, settle, { ...exit, at: new Date() });
-    });
-    options.logger?.info('agent adopted', { agent: spec.agent, cell: spec.cell, pid: spec.pid });
-    return agentProcess;
-  };
-
-  const stop = async (
-    agentProcess: AgentProcess,
-    stopOptions: { graceMs?: number } = {},
-  ): Promise<AgentExit> => {
-    if (agentProcess.exit) return agentProcess.exit;
-    const graceMs = stopOptions.graceMs ?? graceDefault;
-    // An adopted pid is signalled only while it is still the process recorded.
-    const send = async (signal: NodeJS.Signals) => {
-      if (agentProcess.exit) return;
-      // Not our child (adopted, or its launcher died): it may be a zombie or its pid recycled.
-      if (agentProcess.adopted || polledAt.get(agentProcess)?.()) {
-        const now = await checkProcess(agentProcess.pid, agentProcess.startTime);
-        if (!now.alive) return;
-        if (now.stat.pgrp === agentProcess.pid) signalGroup(agentProcess.pid, signal);
-        else signalProcess(agentProcess.pid, signal);
-      } else {
-        signalGroup(agentProcess.pid, signal);
-      }
-    };
-    options.logger?.info('stopping agent', {
-      agent: agentProcess.agent,
-      cell: agentProcess.cell,
-      pid: agentProcess.pid,
-      graceMs,
-    });
-    await send('SIGTERM');
-    const timedOut = Symbol('timeout');
-    let timer: NodeJS.Timeout | undefined;
-    const first = await Promise.race([
-      agentProcess.exited,
-      new Promise<typeof timedOut>(
-        (resolve) => (timer = setTimeout(() => resolve(timedOut), graceMs)),
-      ),
-    ]);
-    clearTimeout(timer);
-    if (first !== timedOut) return first;
-    options.logger?.warn('agent ignored SIGTERM; sending SIGKILL', {
-      agent: agentProcess.agent,
-      pid: agentProcess.pid,
-      graceMs,
-    });
-    if (agentProcess.container && podman)
-      await podman.run(['kill', '--signal', 'KILL', agentProcess.container]).catch(() => undefined);
-    await send('SIGKILL');
-    return agentProcess.exited;
+  const state: ExecutorState = {
+    options,
+    tracked: new Set<AgentProcess>(),
+    pollers: new Set<NodeJS.Timeout>(),
+    polledAt: new WeakMap<AgentProcess, () => boolean>(),
+    daemonEnv: options.env ?? {},
+    graceDefault: options.stopGraceMs ?? 10_000,
+    pollMs,
+    instance,
+    launcher,
+    podman: undefined,
   };
 
   return {
-    start,
-    adopt,
-    stop,
-    running: () => [...tracked],
+    start: (spec) => startAgent(state, spec),
+    adopt: (spec) => adoptAgent(state, spec),
+    stop: (agentProcess, stopOptions) => stopAgent(state, agentProcess, stopOptions),
+    running: () => [...state.tracked],
     launcherPid: () => launcher?.launcherPid(),
     async close() {
-      for (const timer of pollers) clearInterval(timer);
-      pollers.clear();
+      for (const timer of state.pollers) clearInterval(timer);
+      state.pollers.clear();
       await launcher?.close();
     },
   };
+}
+
+/** The podman runner, created on first use (level 3). */
+function getPodman(state: ExecutorState): Podman {
+  const { options } = state;
+  if (!options.podmanConfigDir) {
+    throw new DaemonError(
+      'DAEMON_ISOLATION_UNAVAILABLE',
+      'isolation level 3: the executor has no podmanConfigDir (the daemon sets it to <state_dir>/podman)',
+    );
+  }
+  state.podman ??= createPodman({
+    configDir: options.podmanConfigDir,
+    env: state.daemonEnv,
+    ...(options.podmanBinary ? { binary: options.podmanBinary } : {}),
+  });
+  return state.podman;
+}
+
+/** Records an exit: untracks the process, settles `exited`, logs it and calls onExit. */
+function finish(
+  state: ExecutorState,
+  agentProcess: AgentProcess,
+  settle: (exit: AgentExit) => void,
+  exit: AgentExit,
+): void {
+  const { options } = state;
+  state.tracked.delete(agentProcess);
+  settle(exit);
+  options.logger?.info('agent exited', {
+    agent: agentProcess.agent,
+    cell: agentProcess.cell,
+    pid: agentProcess.pid,
+    code: exit.code,
+    signal: exit.signal,
+    how: exit.how,
+  });
+  try {
+    options.onExit?.(agentProcess, exit);
+  } catch (error) {
+    options.logger?.error('onExit handler threw', {
+      agent: agentProcess.agent,
+      error: String(error),
+    });
+  }
+}
+
+/** An AgentProcess with its `exited` promise and the function that settles it. */
+function makeProcess(fields: Omit<AgentProcess, 'exited' | 'exit'>): {
+  agentProcess: AgentProcess;
+  settle: (exit: AgentExit) => void;
+} {
+  let settle!: (exit: AgentExit) => void;
+  let exit: AgentExit | undefined;
+  const exited = new Promise<AgentExit>((resolve) => {
+    settle = (value) => {
+      exit = value;
+      resolve(value);
+    };
+  });
+  const agentProcess: AgentProcess = {
+    ...fields,
+    exited,
+    get exit() {
+      return exit;
+    },
+  };
+  return { agentProcess, settle };
+}
+
+/** What {@link wrap} needs besides the state and the start options. */
+interface WrapInput {
+  agent: string;
+  profile: IsolationProfile;
+  env: Record<string, string>;
+  cwd: string;
+}
+
+/** The command that runs the agent at its isolation level (level 2: in unshare; level 3: podman run). */
+async function wrap(
+  state: ExecutorState,
+  spec: StartAgentOptions,
+  { agent, profile, env, cwd }: WrapInput,
+): Promise<{ command: string[]; spawnEnv: NodeJS.ProcessEnv; container?: string }> {
+  const writable = spec.cell ? [spec.cell.dir] : [cwd];
+  if (profile.level === 1) return { command: spec.argv, spawnEnv: env };
+  if (profile.level === 2) {
+    const unshare = findInPath('unshare', state.daemonEnv.PATH ?? '/usr/bin:/bin');
+    if (!unshare)
+      throw new DaemonError(
+        'DAEMON_ISOLATION_UNAVAILABLE',
+        `agent ${agent}: isolation level 2 needs unshare (util-linux) in PATH`,
+      );
+    const command = sandboxArgv({
+      unshare,
+      workdir: cwd,
+      writable,
+      hidden: (spec.hiddenPaths ?? []).filter((path) => path !== spec.home),
+      readonly: [...(profile.readonly_paths ?? []), ...(spec.home ? [spec.home] : [])],
+      network: profile.network ?? 'host',
+      argv: spec.argv,
+    });
+    return { command, spawnEnv: env };
+  }
+  const engine = getPodman(state);
+  await engine.prepare(profile.image);
+  const container = `pit-${agent}-${spec.cell ? spec.cell.uuid.slice(0, 8) : 'host'}`;
+  await engine.remove(container);
+  const command = engine.runArgv({
+    name: container,
+    ...(profile.image ? { image: profile.image } : {}),
+    writable,
+    readonly: profile.readonly_paths ?? [],
+    workdir: cwd,
+    envNames: Object.keys(env),
+    network: profile.network ?? 'none',
+    argv: spec.argv,
+  });
+  return { command, spawnEnv: { ...engine.env, ...env }, container };
+}
+
+/** {@link Executor.start}. */
+async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promise<AgentProcess> {
+  const agent = assertAgentName(spec.agent, 'agent');
+  if (spec.argv.length === 0 || spec.argv[0] === '')
+    throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: argv is empty`);
+  const paths = spec.cell ? cellPaths(spec.cell.dir) : undefined;
+  const cwd = spec.cwd ?? paths?.workspace;
+  const logPath = spec.logPath ?? paths?.agentLog(agent);
+  if (!cwd || !isAbsolute(cwd))
+    throw new DaemonError(
+      'DAEMON_SPAWN_FAILED',
+      `agent ${agent}: working directory ${String(cwd)} must be an absolute path (agents outside cells need cwd)`,
+    );
+  if (!logPath)
+    throw new DaemonError(
+      'DAEMON_SPAWN_FAILED',
+      `agent ${agent}: no log path (agents outside cells need logPath)`,
+    );
+  const profile = spec.isolation ?? { level: 1 };
+  const env: Record<string, string> = { ...spec.env, LAZARUS_AGENT: agent };
+  if (spec.cell) env.LAZARUS_CELL_UUID = spec.cell.uuid;
+  else delete env.LAZARUS_CELL_UUID;
+  if (state.instance) env[INSTANCE_ENV] = state.instance;
+  const { command, spawnEnv, container } = await wrap(state, spec, { agent, profile, env, cwd });
+  const request: SpawnRequest = {
+    agent,
+    cell: spec.cell?.uuid,
+    command,
+    cwd,
+    env: spawnEnv,
+    logPath,
+    header: `--- pit: starting ${agent} at level ${profile.level} (${new Date().toISOString()}): ${JSON.stringify(spec.argv)}\n`,
+  };
+  const { launcher } = state;
+  const spawned = await (launcher ? launcher.spawn(request) : spawnDirect(request));
+  return track(state, spawned, { agent, cell: spec.cell?.uuid, level: profile.level, container });
+}
+
+/** Tracks a process just spawned, until its exit (then its group is killed and onExit called). */
+function track(
+  state: ExecutorState,
+  spawned: Spawned,
+  fields: Pick<AgentProcess, 'agent' | 'cell' | 'level' | 'container'>,
+): AgentProcess {
+  const { options } = state;
+  const { pid, stat } = spawned;
+  const { agentProcess, settle } = makeProcess({
+    ...fields,
+    pid,
+    startTime: stat.startTime,
+    startedAt: new Date(),
+    adopted: false,
+    via: spawned.via,
+  });
+  state.polledAt.set(agentProcess, spawned.polled);
+  state.tracked.add(agentProcess);
+  void spawned.exited.then(({ code, signal, how }) => {
+    // What is left of its group dies with it (not after 'vanished': the pid may be another's now).
+    if ((options.killGroupOnExit ?? true) && how !== 'vanished') signalGroup(pid, 'SIGKILL');
+    finish(state, agentProcess, settle, { code, signal, at: new Date(), how });
+    if (fields.container) void state.podman?.remove(fields.container);
+  });
+  options.logger?.info('agent started', {
+    agent: fields.agent,
+    cell: fields.cell,
+    pid,
+    level: fields.level,
+    via: spawned.via,
+  });
+  return agentProcess;
+}
+
+/** {@link Executor.adopt}. */
+async function adoptAgent(
+  state: ExecutorState,
+  spec: AdoptAgentOptions,
+): Promise<AgentProcess | undefined> {
+  const liveness = await checkProcess(spec.pid, spec.startTime);
+  if (!liveness.alive) return undefined;
+  const { agentProcess, settle } = makeProcess({
+    agent: assertAgentName(spec.agent, 'agent'),
+    cell: spec.cell,
+    pid: spec.pid,
+    startTime: spec.startTime,
+    startedAt: new Date(),
+    level: spec.level ?? 1,
+    container: spec.container,
+    adopted: true,
+    via: 'adopted',
+  });
+  state.tracked.add(agentProcess);
+  void pollExit({
+    pid: spec.pid,
+    startTime: spec.startTime,
+    intervalMs: state.pollMs,
+    timers: state.pollers,
+  }).then((exit) => {
+    if (!agentProcess.exit) finish(state, agentProcess, settle, { ...exit, at: new Date() });
+  });
+  state.options.logger?.info('agent adopted', {
+    agent: spec.agent,
+    cell: spec.cell,
+    pid: spec.pid,
+  });
+  return agentProcess;
+}
+
+/** Signals a tracked agent; an adopted pid is signalled only while it is still the process recorded. */
+async function sendSignal(
+  state: ExecutorState,
+  agentProcess: AgentProcess,
+  signal: NodeJS.Signals,
+): Promise<void> {
+  if (agentProcess.exit) return;
+  // Not our child (adopted, or its launcher died): it may be a zombie or its pid recycled.
+  if (agentProcess.adopted || state.polledAt.get(agentProcess)?.()) {
+    const now = await checkProcess(agentProcess.pid, agentProcess.startTime);
+    if (!now.alive) return;
+    if (now.stat.pgrp === agentProcess.pid) signalGroup(agentProcess.pid, signal);
+    else signalProcess(agentProcess.pid, signal);
+  } else {
+    signalGroup(agentProcess.pid, signal);
+  }
+}
+
+/** {@link Executor.stop}. */
+async function stopAgent(
+  state: ExecutorState,
+  agentProcess: AgentProcess,
+  stopOptions: { graceMs?: number } = {},
+): Promise<AgentExit> {
+  if (agentProcess.exit) return agentProcess.exit;
+  const { logger } = state.options;
+  const graceMs = stopOptions.graceMs ?? state.graceDefault;
+  logger?.info('stopping agent', {
+    agent: agentProcess.agent,
+    cell: agentProcess.cell,
+    pid: agentProcess.pid,
+    graceMs,
+  });
+  await sendSignal(state, agentProcess, 'SIGTERM');
+  const timedOut = Symbol('timeout');
+  let timer: NodeJS.Timeout | undefined;
+  const first = await Promise.race([
+    agentProcess.exited,
+    new Promise<typeof timedOut>(
+      (resolve) => (timer = setTimeout(() => resolve(timedOut), graceMs)),
+    ),
+  ]);
+  clearTimeout(timer);
+  if (first !== timedOut) return first;
+  logger?.warn('agent ignored SIGTERM; sending SIGKILL', {
+    agent: agentProcess.agent,
+    pid: agentProcess.pid,
+    graceMs,
+  });
+  if (agentProcess.container && state.podman)
+    await state.podman
+      .run(['kill', '--signal', 'KILL', agentProcess.container])
+      .catch(() => undefined);
+  await sendSignal(state, agentProcess, 'SIGKILL');
+  return agentProcess.exited;
 }
 
 /** Looks a command up in a PATH string; absolute paths are returned when executable. */

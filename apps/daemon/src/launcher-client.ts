@@ -102,216 +102,245 @@ type Answer =
   | { type: 'exit'; pid: number; code: number | null; signal: NodeJS.Signals | null }
   | { type: 'fatal'; message: string };
 
+/** What the spawner's functions share: its options and the launcher it is using. */
+interface LauncherState {
+  options: LauncherOptions;
+  logger: Logger;
+  program: string;
+  timers: Set<NodeJS.Timeout>;
+  current: Launcher | undefined;
+  closed: boolean;
+  nextId: number;
+  restartDelay: number;
+  restartTimer: NodeJS.Timeout | undefined;
+  direct: 'noted' | undefined;
+}
+
 /**
  * Starts the agent launcher and returns the spawner that uses it (or spawns directly while it
  * is not ready).
  */
 export function createLauncher(options: LauncherOptions): AgentSpawner {
-  const logger = options.logger ?? silentLogger;
-  const program = options.program ?? LAUNCHER_PROGRAM;
-  const timers = new Set<NodeJS.Timeout>();
-  let current: Launcher | undefined;
-  let closed = false;
-  let nextId = 1;
-  let restartDelay = options.restartDelayMs ?? 0;
-  let restartTimer: NodeJS.Timeout | undefined;
-  let direct: 'noted' | undefined;
+  const state: LauncherState = {
+    options,
+    logger: options.logger ?? silentLogger,
+    program: options.program ?? LAUNCHER_PROGRAM,
+    timers: new Set<NodeJS.Timeout>(),
+    current: undefined,
+    closed: false,
+    nextId: 1,
+    restartDelay: options.restartDelayMs ?? 0,
+    restartTimer: undefined,
+    direct: undefined,
+  };
+  launch(state);
+  return {
+    spawn: (request) => spawnAgent(state, request),
+    launcherPid: () => {
+      const { current } = state;
+      return current?.ready && !current.dead ? current.pid : undefined;
+    },
+    close: () => closeLauncher(state),
+  };
+}
 
-  const launch = () => {
-    restartTimer = undefined;
-    if (closed) return;
-    let child: ChildProcess;
-    try {
-      child = spawn(process.execPath, [program], {
-        cwd: '/',
-        env: {},
-        stdio: ['pipe', 'pipe', 'ignore'],
-      });
-    } catch (error) {
-      logger.warn('agent launcher cannot start; spawning agents directly', {
-        error: String(error),
-      });
-      return scheduleRestart();
-    }
-    let markGone!: () => void;
-    const launcher: Launcher = {
-      child,
-      pid: child.pid,
-      ready: false,
-      startTime: undefined,
-      startedAt: Date.now(),
-      pending: new Map(),
-      children: new Map(),
-      dead: false,
-      gone: new Promise((resolve) => (markGone = resolve)),
-    };
-    current = launcher;
-    // Its own start time, read while it certainly exists: whatever it starts begins no earlier.
-    if (child.pid !== undefined) launcher.startTime = readProcessStatSync(child.pid)?.startTime;
-    // It keeps the daemon's process alive only while it owes an answer or watches an agent, as an
-    // agent spawned directly would (see holdLoop).
-    child.unref();
-    (child.stdin as unknown as Refable).unref();
-    (child.stdout as unknown as Refable).unref();
-    child.stdin!.on('error', () => undefined);
-    createInterface({ input: child.stdout! }).on('line', (line) => onLine(launcher, line));
-    child.once('error', (error) => {
-      died(launcher, error.message);
-      markGone();
+/** Starts a launcher process and makes it the current one (schedules a retry when it cannot start). */
+function launch(state: LauncherState): void {
+  state.restartTimer = undefined;
+  if (state.closed) return;
+  let child: ChildProcess;
+  try {
+    child = spawn(process.execPath, [state.program], {
+      cwd: '/',
+      env: {},
+      stdio: ['pipe', 'pipe', 'ignore'],
     });
-    // 'close': it exited and its stdout is drained, so every answer it wrote has been read.
-    child.once('close', (code, signal) => {
-      died(launcher, `exited (${signal ? `signal ${signal}` : `code ${code}`})`);
-      markGone();
+  } catch (error) {
+    state.logger.warn('agent launcher cannot start; spawning agents directly', {
+      error: String(error),
     });
+    return scheduleRestart(state);
+  }
+  let markGone!: () => void;
+  const launcher: Launcher = {
+    child,
+    pid: child.pid,
+    ready: false,
+    startTime: undefined,
+    startedAt: Date.now(),
+    pending: new Map(),
+    children: new Map(),
+    dead: false,
+    gone: new Promise((resolve) => (markGone = resolve)),
   };
+  state.current = launcher;
+  // Its own start time, read while it certainly exists: whatever it starts begins no earlier.
+  if (child.pid !== undefined) launcher.startTime = readProcessStatSync(child.pid)?.startTime;
+  // It keeps the daemon's process alive only while it owes an answer or watches an agent, as an
+  // agent spawned directly would (see holdLoop).
+  child.unref();
+  (child.stdin as unknown as Refable).unref();
+  (child.stdout as unknown as Refable).unref();
+  child.stdin!.on('error', () => undefined);
+  createInterface({ input: child.stdout! }).on('line', (line) => onLine(state, launcher, line));
+  child.once('error', (error) => {
+    died(state, launcher, error.message);
+    markGone();
+  });
+  // 'close': it exited and its stdout is drained, so every answer it wrote has been read.
+  child.once('close', (code, signal) => {
+    died(state, launcher, `exited (${signal ? `signal ${signal}` : `code ${code}`})`);
+    markGone();
+  });
+}
 
-  const scheduleRestart = () => {
-    if (closed || restartTimer) return;
-    restartTimer = setTimeout(launch, restartDelay);
-    restartTimer.unref();
-    restartDelay = Math.min(MAX_RESTART_DELAY_MS, Math.max(250, restartDelay * 2));
-  };
+/** Starts a new launcher after the current backoff, which then doubles (at most 30 s). */
+function scheduleRestart(state: LauncherState): void {
+  if (state.closed || state.restartTimer) return;
+  state.restartTimer = setTimeout(() => launch(state), state.restartDelay);
+  state.restartTimer.unref();
+  state.restartDelay = Math.min(MAX_RESTART_DELAY_MS, Math.max(250, state.restartDelay * 2));
+}
 
-  const onLine = (launcher: Launcher, line: string) => {
-    let answer: Answer;
-    try {
-      answer = JSON.parse(line) as Answer;
-    } catch {
-      logger.warn('agent launcher wrote a line that is not JSON', { line: line.slice(0, 200) });
-      return;
-    }
-    if (answer.type === 'ready') {
-      launcher.ready = true;
-      direct = undefined;
-      logger.info('agent launcher ready', { pid: launcher.pid });
-    } else if (answer.type === 'spawned') onSpawned(launcher, answer);
-    else if (answer.type === 'failed') {
-      const pending = launcher.pending.get(answer.id);
-      launcher.pending.delete(answer.id);
-      holdLoop(launcher);
-      pending?.reject(
-        answer.stage === 'log'
-          ? logError(pending.request, answer.message)
-          : startError(pending.request, answer.message),
-      );
-    } else if (answer.type === 'exit') {
-      const child = launcher.children.get(answer.pid);
-      launcher.children.delete(answer.pid);
-      holdLoop(launcher);
-      child?.resolve({ code: answer.code, signal: answer.signal, how: 'waited' });
-    } else if (answer.type === 'fatal') {
-      logger.error('agent launcher failed', { message: answer.message });
-    }
-  };
-
-  const onSpawned = (launcher: Launcher, answer: Extract<Answer, { type: 'spawned' }>) => {
+/** Handles one line the launcher wrote. */
+function onLine(state: LauncherState, launcher: Launcher, line: string): void {
+  const { logger } = state;
+  let answer: Answer;
+  try {
+    answer = JSON.parse(line) as Answer;
+  } catch {
+    logger.warn('agent launcher wrote a line that is not JSON', { line: line.slice(0, 200) });
+    return;
+  }
+  if (answer.type === 'ready') {
+    launcher.ready = true;
+    state.direct = undefined;
+    logger.info('agent launcher ready', { pid: launcher.pid });
+  } else if (answer.type === 'spawned') onSpawned(launcher, answer);
+  else if (answer.type === 'failed') {
     const pending = launcher.pending.get(answer.id);
     launcher.pending.delete(answer.id);
     holdLoop(launcher);
-    if (!pending) return;
-    const stat = answer.stat === undefined ? undefined : parseProcessStat(answer.stat);
-    if (!stat) {
-      pending.reject(
-        startError(pending.request, 'the process vanished before it could be recorded'),
-      );
+    pending?.reject(
+      answer.stage === 'log'
+        ? logError(pending.request, answer.message)
+        : startError(pending.request, answer.message),
+    );
+  } else if (answer.type === 'exit') {
+    const child = launcher.children.get(answer.pid);
+    launcher.children.delete(answer.pid);
+    holdLoop(launcher);
+    child?.resolve({ code: answer.code, signal: answer.signal, how: 'waited' });
+  } else if (answer.type === 'fatal') {
+    logger.error('agent launcher failed', { message: answer.message });
+  }
+}
+
+/** The launcher forked an agent: resolves its pending start and watches its exit. */
+function onSpawned(launcher: Launcher, answer: Extract<Answer, { type: 'spawned' }>): void {
+  const pending = launcher.pending.get(answer.id);
+  launcher.pending.delete(answer.id);
+  holdLoop(launcher);
+  if (!pending) return;
+  const stat = answer.stat === undefined ? undefined : parseProcessStat(answer.stat);
+  if (!stat) {
+    pending.reject(startError(pending.request, 'the process vanished before it could be recorded'));
+    return;
+  }
+  let resolveExit!: (exit: SpawnedExit) => void;
+  const exited = new Promise<SpawnedExit>((resolve) => (resolveExit = resolve));
+  const child: Child = { startTime: stat.startTime, polled: false, resolve: resolveExit };
+  launcher.children.set(answer.pid, child);
+  holdLoop(launcher);
+  pending.resolve({ pid: answer.pid, stat, exited, via: 'launcher', polled: () => child.polled });
+}
+
+/** The launcher is gone: its starts are recovered, its agents polled, and a new one scheduled. */
+function died(state: LauncherState, launcher: Launcher, how: string): void {
+  if (launcher.dead) return;
+  launcher.dead = true;
+  if (state.current === launcher) state.current = undefined;
+  for (const pending of launcher.pending.values()) void recover(state, launcher, pending);
+  launcher.pending.clear();
+  if (state.closed) return;
+  state.logger.warn('agent launcher died; starting a new one', {
+    pid: launcher.pid,
+    how,
+    agents: launcher.children.size,
+  });
+  // Its agents run on (orphans now): their exits can only be polled.
+  for (const [pid, child] of launcher.children) {
+    child.polled = true;
+    void pollExit({
+      pid,
+      startTime: child.startTime,
+      intervalMs: state.options.pollMs,
+      timers: state.timers,
+    }).then(child.resolve);
+  }
+  launcher.children.clear();
+  if (Date.now() - launcher.startedAt >= STABLE_MS)
+    state.restartDelay = state.options.restartDelayMs ?? 0;
+  scheduleRestart(state);
+}
+
+/** A start the launcher took but never answered: it may have forked the agent, or not. */
+async function recover(state: LauncherState, launcher: Launcher, pending: Pending): Promise<void> {
+  const { request } = pending;
+  const found = (await findMarkedProcesses(state.options.instance)).get(
+    markedKey(request.cell, request.agent),
+  );
+  if (found && launcher.startTime !== undefined && found.startTime >= launcher.startTime) {
+    const stat = await readProcessStat(found.pid);
+    if (stat && stat.startTime === found.startTime) {
+      state.logger.warn('found the agent a dead launcher had started', {
+        agent: request.agent,
+        pid: found.pid,
+      });
+      const exited = pollExit({
+        pid: found.pid,
+        startTime: found.startTime,
+        intervalMs: state.options.pollMs,
+        timers: state.timers,
+      });
+      pending.resolve({ pid: found.pid, stat, exited, via: 'launcher', polled: () => true });
       return;
     }
-    let resolveExit!: (exit: SpawnedExit) => void;
-    const exited = new Promise<SpawnedExit>((resolve) => (resolveExit = resolve));
-    const child: Child = { startTime: stat.startTime, polled: false, resolve: resolveExit };
-    launcher.children.set(answer.pid, child);
+  }
+  spawnDirect(request).then(pending.resolve, pending.reject);
+}
+
+/** {@link AgentSpawner.spawn}: through the ready launcher, else directly (noted once in the log). */
+function spawnAgent(state: LauncherState, request: SpawnRequest): Promise<Spawned> {
+  const launcher = state.current;
+  if (state.closed || !launcher?.ready || launcher.dead) {
+    if (!state.closed && state.direct === undefined) {
+      state.direct = 'noted';
+      state.logger.warn('agent launcher not ready; spawning agents from the daemon', {
+        agent: request.agent,
+      });
+    }
+    return spawnDirect(request);
+  }
+  const id = state.nextId++;
+  return new Promise<Spawned>((resolve, reject) => {
+    launcher.pending.set(id, { request, resolve, reject });
     holdLoop(launcher);
-    pending.resolve({ pid: answer.pid, stat, exited, via: 'launcher', polled: () => child.polled });
-  };
+    launcher.child.stdin!.write(`${JSON.stringify({ type: 'spawn', id, ...request })}\n`);
+  });
+}
 
-  const died = (launcher: Launcher, how: string) => {
-    if (launcher.dead) return;
-    launcher.dead = true;
-    if (current === launcher) current = undefined;
-    for (const pending of launcher.pending.values()) void recover(launcher, pending);
-    launcher.pending.clear();
-    if (closed) return;
-    logger.warn('agent launcher died; starting a new one', {
-      pid: launcher.pid,
-      how,
-      agents: launcher.children.size,
-    });
-    // Its agents run on (orphans now): their exits can only be polled.
-    for (const [pid, child] of launcher.children) {
-      child.polled = true;
-      void pollExit({ pid, startTime: child.startTime, intervalMs: options.pollMs, timers }).then(
-        child.resolve,
-      );
-    }
-    launcher.children.clear();
-    if (Date.now() - launcher.startedAt >= STABLE_MS) restartDelay = options.restartDelayMs ?? 0;
-    scheduleRestart();
-  };
-
-  /** A start the launcher took but never answered: it may have forked the agent, or not. */
-  const recover = async (launcher: Launcher, pending: Pending) => {
-    const { request } = pending;
-    const found = (await findMarkedProcesses(options.instance)).get(
-      markedKey(request.cell, request.agent),
-    );
-    if (found && launcher.startTime !== undefined && found.startTime >= launcher.startTime) {
-      const stat = await readProcessStat(found.pid);
-      if (stat && stat.startTime === found.startTime) {
-        logger.warn('found the agent a dead launcher had started', {
-          agent: request.agent,
-          pid: found.pid,
-        });
-        const exited = pollExit({
-          pid: found.pid,
-          startTime: found.startTime,
-          intervalMs: options.pollMs,
-          timers,
-        });
-        pending.resolve({ pid: found.pid, stat, exited, via: 'launcher', polled: () => true });
-        return;
-      }
-    }
-    spawnDirect(request).then(pending.resolve, pending.reject);
-  };
-
-  const spawnAgent = (request: SpawnRequest): Promise<Spawned> => {
-    const launcher = current;
-    if (closed || !launcher?.ready || launcher.dead) {
-      if (!closed && direct === undefined) {
-        direct = 'noted';
-        logger.warn('agent launcher not ready; spawning agents from the daemon', {
-          agent: request.agent,
-        });
-      }
-      return spawnDirect(request);
-    }
-    const id = nextId++;
-    return new Promise<Spawned>((resolve, reject) => {
-      launcher.pending.set(id, { request, resolve, reject });
-      holdLoop(launcher);
-      launcher.child.stdin!.write(`${JSON.stringify({ type: 'spawn', id, ...request })}\n`);
-    });
-  };
-
-  const close = async () => {
-    closed = true;
-    if (restartTimer) clearTimeout(restartTimer);
-    for (const timer of timers) clearInterval(timer);
-    timers.clear();
-    const launcher = current;
-    if (!launcher || launcher.dead) return;
-    // End of input: it answers what it was asked, then exits (its agents keep running).
-    launcher.child.stdin!.end();
-    const timer = setTimeout(() => launcher.child.kill('SIGKILL'), CLOSE_GRACE_MS);
-    await launcher.gone;
-    clearTimeout(timer);
-  };
-
-  launch();
-  return {
-    spawn: spawnAgent,
-    launcherPid: () => (current?.ready && !current.dead ? current.pid : undefined),
-    close,
-  };
+/** {@link AgentSpawner.close}. */
+async function closeLauncher(state: LauncherState): Promise<void> {
+  state.closed = true;
+  if (state.restartTimer) clearTimeout(state.restartTimer);
+  for (const timer of state.timers) clearInterval(timer);
+  state.timers.clear();
+  const launcher = state.current;
+  if (!launcher || launcher.dead) return;
+  // End of input: it answers what it was asked, then exits (its agents keep running).
+  launcher.child.stdin!.end();
+  const timer = setTimeout(() => launcher.child.kill('SIGKILL'), CLOSE_GRACE_MS);
+  await launcher.gone;
+  clearTimeout(timer);
 }
