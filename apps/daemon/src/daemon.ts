@@ -1,3 +1,8 @@
+/**
+ * The daemon's lifecycle: `runDaemon` (config, lock, channels, supervisor, HTTP, daemon.json,
+ * signals, reload and graceful stop) and `sweepOnce` (one locked check, then exit). It wires
+ * the modules together and owns startup order and shutdown order; it decides nothing about agents.
+ */
 import { homedir } from 'node:os';
 import { PitError } from '@pit/cell-spec';
 import { loadConfig, type LoadedConfig } from './config.js';
@@ -9,7 +14,7 @@ import { createCellEventFeed } from './event-feed.js';
 import { startHttpServer, type HttpServer } from './http.js';
 import { acquireDaemonLock, type DaemonLock } from './lock.js';
 import { createLogger, type DaemonLogger, type Logger, type LoggerOptions } from './logger.js';
-import { createMetricsRegistry } from './metrics.js';
+import { createMetricsRegistry, type MetricsRegistry } from './metrics.js';
 import { createNotifier, type Notifier } from './notifier.js';
 import { createSupervisor, type Supervisor, type SweepReport } from './supervisor.js';
 
@@ -86,7 +91,74 @@ const locate = (options: DaemonOptions) => {
  */
 export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonHandle> {
   const env = options.env ?? process.env;
-  let loaded = await loadConfig(locate(options));
+  const state: DaemonState = { loaded: await loadConfig(locate(options)) };
+  const logger = createDaemonLogger(options, state.loaded);
+  const lock = await takeLock(state.loaded, logger);
+  const services = await startServices({ options, env, state, logger, lock });
+  logger.info('pit daemon running', {
+    pid: process.pid,
+    config: state.loaded.path ?? '(embedded default)',
+    state_dir: state.loaded.config.daemon.state_dir,
+    url: services.http?.url,
+    bus: services.busHub?.url,
+    dry_run: options.dryRun ?? false,
+  });
+
+  let resolveDone!: () => void;
+  const done = new Promise<void>((resolve) => (resolveDone = resolve));
+  const signals: Array<[NodeJS.Signals, () => void]> = [];
+  const stop = createStop({
+    options,
+    state,
+    logger,
+    lock,
+    services,
+    signals,
+    onStopped: () => resolveDone(),
+  });
+  const reload = () => reloadConfig({ options, env, state, logger, services });
+  if (options.handleSignals ?? true) installSignals(signals, reload, stop);
+
+  return {
+    url: services.http?.url,
+    busUrl: services.busHub?.url,
+    pid: process.pid,
+    get loaded() {
+      return state.loaded;
+    },
+    supervisor: services.supervisor,
+    logger,
+    reload,
+    stop,
+    done,
+  };
+}
+
+/** The config in force; a reload replaces it. */
+interface DaemonState {
+  loaded: LoadedConfig;
+}
+
+/** What a running daemon has started, and stops in reverse. */
+interface DaemonServices {
+  supervisor: Supervisor;
+  http: HttpServer | undefined;
+  busHub: BusHub | undefined;
+  channels: Channels | undefined;
+  notifier: Notifier | undefined;
+}
+
+/** What the startup steps after the lock share. */
+interface StartContext {
+  options: RunDaemonOptions;
+  env: NodeJS.ProcessEnv;
+  state: DaemonState;
+  logger: DaemonLogger;
+  lock: DaemonLock;
+}
+
+/** The daemon's logger, at the configured level, and the deprecated-key warnings. */
+function createDaemonLogger(options: RunDaemonOptions, loaded: LoadedConfig): DaemonLogger {
   const logger = createLogger({
     level: options.logLevel ?? loaded.config.daemon.log_level,
     secrets: loaded.secrets,
@@ -94,16 +166,28 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
     ...options.log,
   });
   warnDeprecatedKeys(logger, loaded);
-  const lock: DaemonLock = await acquireDaemonLock(loaded.config.daemon.state_dir, {
+  return logger;
+}
+
+/** Takes the state directory's lock (and the pid file), taking over a stale one with a warning. */
+async function takeLock(loaded: LoadedConfig, logger: Logger): Promise<DaemonLock> {
+  return acquireDaemonLock(loaded.config.daemon.state_dir, {
     ...(loaded.config.daemon.pid_file ? { pidFile: loaded.config.daemon.pid_file } : {}),
     onStale: (holder) => logger.warn('took over a stale lock', { previous_pid: holder?.pid }),
   });
+}
+
+/**
+ * Starts the bus, the channels, the supervisor and the HTTP server, and writes daemon.json.
+ * When a step fails, what has started is closed and the lock released before rethrowing.
+ */
+async function startServices(context: StartContext): Promise<DaemonServices> {
+  const { options, env, logger, lock } = context;
+  const { loaded } = context.state;
   const metrics = createMetricsRegistry();
-  let supervisor: Supervisor;
   let http: HttpServer | undefined;
   let busHub: BusHub | undefined;
   let channels: Channels | undefined;
-  let notifier: Notifier | undefined;
   const startedAt = Date.now();
   try {
     if (loaded.config.bus.enabled && !options.dryRun) {
@@ -114,8 +198,8 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
       });
     }
     channels = await startChannels(loaded.config, env, logger);
-    notifier = createNotifier(loaded.config, env, logger, channels.alerts);
-    supervisor = await createSupervisor({
+    const notifier = createNotifier(loaded.config, env, logger, channels.alerts);
+    const supervisor = await createSupervisor({
       config: loaded.config,
       policyInput: loaded.policyInput,
       env,
@@ -127,31 +211,8 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
       ...(busHub ? { busHub } : {}),
     });
     await supervisor.start();
-    if (loaded.config.daemon.http.enabled) {
-      http = await startHttpServer({
-        listen: options.listen ?? loaded.config.daemon.http.listen,
-        token: env[loaded.config.daemon.http.token_env] || undefined,
-        logger,
-        handlers: {
-          health: () => ({
-            ...supervisor.health(),
-            pid: process.pid,
-            uptime_s: Math.round((Date.now() - startedAt) / 1000),
-            config: loaded.path ?? '(embedded default)',
-          }),
-          status: () => supervisor.status(),
-          metrics,
-          events: createCellEventFeed({ cellsRoot: loaded.config.cells.root }),
-          decideApproval: (id, decision, body) =>
-            supervisor.decideApproval(id, decision, { ...body, channel: 'http' }),
-          dashboard: () => DASHBOARD_HTML,
-        },
-      });
-      if (!env[loaded.config.daemon.http.token_env])
-        logger.warn(
-          `${loaded.config.daemon.http.token_env} is not set: approvals over HTTP are refused`,
-        );
-    }
+    if (loaded.config.daemon.http.enabled)
+      http = await startDaemonHttp({ ...context, supervisor, metrics, startedAt });
     // Where this daemon listens (the real port when configured as :0), for `pit approve` and friends.
     await writeDaemonFile(loaded.config.daemon.state_dir, {
       pid: process.pid,
@@ -159,6 +220,7 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
       ...(busHub ? { bus_url: busHub.url } : {}),
       started_at: new Date(startedAt).toISOString(),
     });
+    return { supervisor, http, busHub, channels, notifier };
   } catch (error) {
     await http?.close().catch(() => undefined);
     await channels?.stop().catch(() => undefined);
@@ -166,104 +228,140 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
     await lock.release();
     throw error;
   }
-  logger.info('pit daemon running', {
-    pid: process.pid,
-    config: loaded.path ?? '(embedded default)',
-    state_dir: loaded.config.daemon.state_dir,
-    url: http?.url,
-    bus: busHub?.url,
-    dry_run: options.dryRun ?? false,
+}
+
+/** Starts the HTTP server on the supervisor's data; warns when approvals over HTTP are off. */
+async function startDaemonHttp(
+  context: StartContext & { supervisor: Supervisor; metrics: MetricsRegistry; startedAt: number },
+): Promise<HttpServer> {
+  const { options, env, state, logger, supervisor, metrics, startedAt } = context;
+  const { config } = state.loaded;
+  const http = await startHttpServer({
+    listen: options.listen ?? config.daemon.http.listen,
+    token: env[config.daemon.http.token_env] || undefined,
+    logger,
+    handlers: {
+      health: () => ({
+        ...supervisor.health(),
+        pid: process.pid,
+        uptime_s: Math.round((Date.now() - startedAt) / 1000),
+        config: state.loaded.path ?? '(embedded default)',
+      }),
+      status: () => supervisor.status(),
+      metrics,
+      events: createCellEventFeed({ cellsRoot: config.cells.root }),
+      decideApproval: (id, decision, body) =>
+        supervisor.decideApproval(id, decision, { ...body, channel: 'http' }),
+      dashboard: () => DASHBOARD_HTML,
+    },
   });
+  if (!env[config.daemon.http.token_env])
+    logger.warn(`${config.daemon.http.token_env} is not set: approvals over HTTP are refused`);
+  return http;
+}
 
+/**
+ * The daemon's stop, run once however often it is called: removes the signal handlers, closes
+ * HTTP, stops the supervisor, flushes the notifier, closes channels and bus, removes daemon.json
+ * and releases the lock.
+ */
+function createStop(context: {
+  options: RunDaemonOptions;
+  state: DaemonState;
+  logger: DaemonLogger;
+  lock: DaemonLock;
+  services: DaemonServices;
+  signals: Array<[NodeJS.Signals, () => void]>;
+  onStopped: () => void;
+}): DaemonHandle['stop'] {
+  const { options, state, logger, lock, services, signals } = context;
   let stopping: Promise<void> | undefined;
-  let resolveDone!: () => void;
-  const done = new Promise<void>((resolve) => (resolveDone = resolve));
-  const handlers: Array<[NodeJS.Signals, () => void]> = [];
-
-  const stop = (stopOptions: { stopAgents?: boolean } = {}) => {
+  return (stopOptions: { stopAgents?: boolean } = {}) => {
     stopping ??= (async () => {
       const stopAgents =
         stopOptions.stopAgents ??
         options.stopAgentsOnExit ??
-        loaded.config.daemon.stop_agents_on_exit;
+        state.loaded.config.daemon.stop_agents_on_exit;
       logger.info('stopping the daemon', { stop_agents: stopAgents });
-      for (const [signal, handler] of handlers) process.off(signal, handler);
-      await http?.close();
-      await supervisor.stop({ stopAgents });
+      for (const [signal, handler] of signals) process.off(signal, handler);
+      await services.http?.close();
+      await services.supervisor.stop({ stopAgents });
       // Deaths held for a storm's next message go out before the channels close.
-      await notifier?.close?.();
-      await channels?.stop();
-      await busHub?.close();
-      await removeDaemonFile(loaded.config.daemon.state_dir, process.pid).catch((error: unknown) =>
-        logger.warn('cannot remove daemon.json', { error: String(error) }),
+      await services.notifier?.close?.();
+      await services.channels?.stop();
+      await services.busHub?.close();
+      await removeDaemonFile(state.loaded.config.daemon.state_dir, process.pid).catch(
+        (error: unknown) => logger.warn('cannot remove daemon.json', { error: String(error) }),
       );
       await lock.release();
       logger.info('daemon stopped');
-      resolveDone();
+      context.onStopped();
     })();
     return stopping;
   };
+}
 
-  const reload = async (): Promise<ReloadResult> => {
-    try {
-      const next = await loadConfig(locate(options));
-      if (next.config.daemon.state_dir !== loaded.config.daemon.state_dir) {
-        throw new Error(
-          `daemon.state_dir cannot change while running (${loaded.config.daemon.state_dir} → ${next.config.daemon.state_dir}); restart the daemon`,
-        );
-      }
-      const needsRestart: string[] = (['telegram', 'nostr', 'issues', 'bus'] as const).filter(
-        (section) =>
-          JSON.stringify(next.config[section]) !== JSON.stringify(loaded.config[section]),
+/**
+ * Re-reads the config (what SIGHUP does) and puts it in force; an invalid one is logged and
+ * rejected, and the old one stays. Sections only a restart applies are named in a warning.
+ */
+async function reloadConfig(context: {
+  options: RunDaemonOptions;
+  env: NodeJS.ProcessEnv;
+  state: DaemonState;
+  logger: DaemonLogger;
+  services: DaemonServices;
+}): Promise<ReloadResult> {
+  const { options, env, state, logger, services } = context;
+  try {
+    const next = await loadConfig(locate(options));
+    const current = state.loaded.config;
+    if (next.config.daemon.state_dir !== current.daemon.state_dir) {
+      throw new Error(
+        `daemon.state_dir cannot change while running (${current.daemon.state_dir} → ${next.config.daemon.state_dir}); restart the daemon`,
       );
-      if (
-        next.config.daemon.http.listen !== loaded.config.daemon.http.listen ||
-        next.config.daemon.http.enabled !== loaded.config.daemon.http.enabled
-      )
-        needsRestart.push('daemon.http');
-      if (needsRestart.length > 0)
-        logger.warn('these sections changed and take effect after a restart of the daemon', {
-          sections: needsRestart,
-        });
-      logger.addSecrets(next.secrets);
-      warnDeprecatedKeys(logger, next);
-      logger.setLevel(options.logLevel ?? next.config.daemon.log_level);
-      await supervisor.reload(next.config, next.policyInput);
-      http?.setToken(env[next.config.daemon.http.token_env] || undefined);
-      loaded = next;
-      const agents = (await supervisor.status()).agents.length;
-      logger.info('config reloaded', { config: next.path ?? '(embedded default)', agents });
-      return { ok: true, agents };
-    } catch (error) {
-      const message = error instanceof Error ? error.message : String(error);
-      logger.error('new config rejected; the old one stays in force', {
-        error: message,
-        ...(PitError.is(error) ? { code: error.code } : {}),
-      });
-      return { ok: false, error: message };
     }
-  };
-
-  if (options.handleSignals ?? true) {
-    const onHup = () => void reload();
-    const onStop = () => void stop();
-    handlers.push(['SIGHUP', onHup], ['SIGTERM', onStop], ['SIGINT', onStop]);
-    for (const [signal, handler] of handlers) process.on(signal, handler);
+    const needsRestart: string[] = (['telegram', 'nostr', 'issues', 'bus'] as const).filter(
+      (section) => JSON.stringify(next.config[section]) !== JSON.stringify(current[section]),
+    );
+    if (
+      next.config.daemon.http.listen !== current.daemon.http.listen ||
+      next.config.daemon.http.enabled !== current.daemon.http.enabled
+    )
+      needsRestart.push('daemon.http');
+    if (needsRestart.length > 0)
+      logger.warn('these sections changed and take effect after a restart of the daemon', {
+        sections: needsRestart,
+      });
+    logger.addSecrets(next.secrets);
+    warnDeprecatedKeys(logger, next);
+    logger.setLevel(options.logLevel ?? next.config.daemon.log_level);
+    await services.supervisor.reload(next.config, next.policyInput);
+    services.http?.setToken(env[next.config.daemon.http.token_env] || undefined);
+    state.loaded = next;
+    const agents = (await services.supervisor.status()).agents.length;
+    logger.info('config reloaded', { config: next.path ?? '(embedded default)', agents });
+    return { ok: true, agents };
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    logger.error('new config rejected; the old one stays in force', {
+      error: message,
+      ...(PitError.is(error) ? { code: error.code } : {}),
+    });
+    return { ok: false, error: message };
   }
+}
 
-  return {
-    url: http?.url,
-    busUrl: busHub?.url,
-    pid: process.pid,
-    get loaded() {
-      return loaded;
-    },
-    supervisor,
-    logger,
-    reload,
-    stop,
-    done,
-  };
+/** SIGHUP reloads; SIGTERM and SIGINT stop. The handlers are recorded so stop can remove them. */
+function installSignals(
+  signals: Array<[NodeJS.Signals, () => void]>,
+  reload: () => Promise<ReloadResult>,
+  stop: () => Promise<void>,
+): void {
+  const onHup = () => void reload();
+  const onStop = () => void stop();
+  signals.push(['SIGHUP', onHup], ['SIGTERM', onStop], ['SIGINT', onStop]);
+  for (const [signal, handler] of signals) process.on(signal, handler);
 }
 
 /**

@@ -1,3 +1,8 @@
+/**
+ * The daemon's HTTP server: health, metrics, status, the cell event feed (SSE), approval
+ * decisions behind a bearer token, and the dashboard page. It owns routing, authorization and
+ * request parsing; the data and the decisions come from the handlers the daemon plugs in.
+ */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -68,6 +73,16 @@ export interface HttpServer {
 
 const MAX_BODY_BYTES = 16 * 1024;
 
+/** What the request handlers share: the handlers, the current token, the open event streams. */
+interface HttpContext {
+  handlers: HttpHandlers;
+  logger: Logger | undefined;
+  /** Mutable: {@link HttpServer.setToken} replaces it. */
+  auth: { token: string | undefined };
+  streams: Set<AbortController>;
+  keepAliveMs: number;
+}
+
 /**
  * Starts the daemon's HTTP server: `GET /health`, `GET /metrics`, `GET /api/status`,
  * `GET /api/events?cell=&since=` (server-sent events), `POST /api/approvals/:id/approve|deny`
@@ -78,14 +93,16 @@ const MAX_BODY_BYTES = 16 * 1024;
  * console.log(`dashboard at ${http.url}`);
  */
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
-  const { handlers, logger } = options;
-  let token = options.token;
-  const streams = new Set<AbortController>();
-  const keepAliveMs = options.keepAliveMs ?? 15_000;
-
+  const context: HttpContext = {
+    handlers: options.handlers,
+    logger: options.logger,
+    auth: { token: options.token },
+    streams: new Set<AbortController>(),
+    keepAliveMs: options.keepAliveMs ?? 15_000,
+  };
   const server = createServer((request, response) => {
-    handle(request, response).catch((error: unknown) => {
-      logger?.error('http handler failed', {
+    route(context, request, response).catch((error: unknown) => {
+      context.logger?.error('http handler failed', {
         method: request.method,
         url: request.url,
         error: error instanceof Error ? error.message : String(error),
@@ -94,127 +111,29 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       else response.destroy();
     });
   });
-
-  const handle = async (request: IncomingMessage, response: ServerResponse) => {
-    const url = new URL(request.url ?? '/', 'http://localhost');
-    const method = request.method ?? 'GET';
-    const path = url.pathname;
-    const approval = /^\/api\/approvals\/([A-Za-z0-9_.:-]{1,128})\/(approve|deny)$/.exec(path);
-    if (approval) {
-      if (method !== 'POST')
-        return sendJson(response, 405, { error: 'use POST' }, { allow: 'POST' });
-      const auth = authorize(request.headers.authorization, token);
-      if (!auth.ok) {
-        logger?.warn('approval refused: not authorized', {
-          id: approval[1],
-          reason: auth.reason,
-          remote: request.socket.remoteAddress,
-        });
-        return sendJson(
-          response,
-          auth.status,
-          { error: auth.reason },
-          auth.status === 401 ? { 'www-authenticate': 'Bearer realm="pit"' } : {},
-        );
-      }
-      const body = await readBody(request);
-      if (!body.ok) return sendJson(response, body.status, { error: body.error });
-      const parsed = ApprovalDecisionBodySchema.safeParse(body.value ?? {});
-      if (!parsed.success) return sendJson(response, 400, { error: formatIssues(parsed.error) });
-      const result = await handlers.decideApproval(
-        approval[1]!,
-        approval[2] as 'approve' | 'deny',
-        parsed.data,
-      );
-      if (result.ok) return sendJson(response, 200, result);
-      return sendJson(response, result.reason === 'not_found' ? 404 : 409, {
-        error: result.message,
-        reason: result.reason,
+  await listenOn(server, options.listen ?? '127.0.0.1:7420');
+  const address = server.address() as AddressInfo;
+  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${shownHost}:${address.port}`,
+    port: address.port,
+    server,
+    setToken(next) {
+      context.auth.token = next;
+    },
+    async close() {
+      for (const controller of context.streams) controller.abort();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
       });
-    }
-    if (method !== 'GET' && method !== 'HEAD')
-      return sendJson(response, 405, { error: 'method not allowed' }, { allow: 'GET' });
-    switch (path) {
-      case '/health': {
-        const health = handlers.health();
-        return sendJson(response, health.ok ? 200 : 503, health);
-      }
-      case '/metrics':
-        response.writeHead(200, {
-          'content-type': handlers.metrics.contentType,
-          'cache-control': 'no-store',
-        });
-        return void response.end(handlers.metrics.render());
-      case '/api/status':
-        return sendJson(response, 200, await handlers.status());
-      case '/api/events':
-        return streamEvents(request, response, url);
-      case '/':
-      case '/index.html':
-        if (handlers.dashboard) {
-          response.writeHead(200, {
-            'content-type': 'text/html; charset=utf-8',
-            'cache-control': 'no-store',
-            'content-security-policy':
-              "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'",
-          });
-          return void response.end(handlers.dashboard());
-        }
-        return sendJson(response, 404, { error: 'no dashboard' });
-      default:
-        return sendJson(response, 404, { error: `no route for ${path}` });
-    }
+    },
   };
+}
 
-  const streamEvents = async (request: IncomingMessage, response: ServerResponse, url: URL) => {
-    const cell = url.searchParams.get('cell') ?? undefined;
-    const since = url.searchParams.get('since') ?? undefined;
-    if (cell !== undefined && !CellUuidSchema.safeParse(cell).success)
-      return sendJson(response, 400, { error: 'cell: must be a lower-case version-4 UUID' });
-    if (since !== undefined && !isValidSince(since))
-      return sendJson(response, 400, { error: 'since: must be an ISO-8601 time or unix seconds' });
-    const lastEventId =
-      typeof request.headers['last-event-id'] === 'string'
-        ? request.headers['last-event-id']
-        : undefined;
-    const controller = new AbortController();
-    streams.add(controller);
-    const stop = () => controller.abort();
-    request.on('close', stop);
-    response.on('close', stop);
-    response.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-store',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
-    response.write('retry: 2000\n\n');
-    const keepAlive = setInterval(() => response.write(': keep-alive\n\n'), keepAliveMs);
-    try {
-      for await (const item of handlers.events(
-        {
-          ...(cell ? { cell } : {}),
-          ...(since ? { since } : {}),
-          ...(lastEventId ? { lastEventId } : {}),
-        },
-        controller.signal,
-      )) {
-        if (controller.signal.aborted) break;
-        // A known kind is a named SSE event; a kind this version does not know goes out as a
-        // plain `message` (its kind is in the data), so a client never has to know it in advance.
-        const name = item.known ? `event: ${item.event.event}\n` : '';
-        response.write(
-          `id: ${item.id}\n${name}data: ${JSON.stringify({ cell: item.cell, ...item.event })}\n\n`,
-        );
-      }
-    } finally {
-      clearInterval(keepAlive);
-      streams.delete(controller);
-      response.end();
-    }
-  };
-
-  const { host, port } = parseListen(options.listen ?? '127.0.0.1:7420');
+/** Listens on `host:port`, or rejects with DAEMON_HTTP. */
+async function listenOn(server: Server, listen: string): Promise<void> {
+  const { host, port } = parseListen(listen);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (error) =>
       reject(
@@ -225,23 +144,153 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     );
     server.listen(port, host, () => resolve());
   });
-  const address = server.address() as AddressInfo;
-  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  return {
-    url: `http://${shownHost}:${address.port}`,
-    port: address.port,
-    server,
-    setToken(next) {
-      token = next;
-    },
-    async close() {
-      for (const controller of streams) controller.abort();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
+}
+
+/** Sends a request to its route: approvals (POST), or the read-only routes (GET/HEAD). */
+async function route(
+  context: HttpContext,
+  request: IncomingMessage,
+  response: ServerResponse,
+): Promise<void> {
+  const url = new URL(request.url ?? '/', 'http://localhost');
+  const method = request.method ?? 'GET';
+  const approval = /^\/api\/approvals\/([A-Za-z0-9_.:-]{1,128})\/(approve|deny)$/.exec(
+    url.pathname,
+  );
+  if (approval) {
+    if (method !== 'POST') return sendJson(response, 405, { error: 'use POST' }, { allow: 'POST' });
+    return decideApproval(context, request, response, {
+      id: approval[1]!,
+      decision: approval[2] as 'approve' | 'deny',
+    });
+  }
+  if (method !== 'GET' && method !== 'HEAD')
+    return sendJson(response, 405, { error: 'method not allowed' }, { allow: 'GET' });
+  if (url.pathname === '/api/events') return streamEvents(context, request, response, url);
+  return serveRead(context.handlers, response, url.pathname);
+}
+
+/** `POST /api/approvals/:id/approve|deny`: bearer token, then the body, then the decision. */
+async function decideApproval(
+  context: HttpContext,
+  request: IncomingMessage,
+  response: ServerResponse,
+  approval: { id: string; decision: 'approve' | 'deny' },
+): Promise<void> {
+  const auth = authorize(request.headers.authorization, context.auth.token);
+  if (!auth.ok) {
+    context.logger?.warn('approval refused: not authorized', {
+      id: approval.id,
+      reason: auth.reason,
+      remote: request.socket.remoteAddress,
+    });
+    return sendJson(
+      response,
+      auth.status,
+      { error: auth.reason },
+      auth.status === 401 ? { 'www-authenticate': 'Bearer realm="pit"' } : {},
+    );
+  }
+  const body = await readBody(request);
+  if (!body.ok) return sendJson(response, body.status, { error: body.error });
+  const parsed = ApprovalDecisionBodySchema.safeParse(body.value ?? {});
+  if (!parsed.success) return sendJson(response, 400, { error: formatIssues(parsed.error) });
+  const result = await context.handlers.decideApproval(approval.id, approval.decision, parsed.data);
+  if (result.ok) return sendJson(response, 200, result);
+  return sendJson(response, result.reason === 'not_found' ? 404 : 409, {
+    error: result.message,
+    reason: result.reason,
+  });
+}
+
+/** The read-only routes: `/health`, `/metrics`, `/api/status` and the dashboard. */
+async function serveRead(
+  handlers: HttpHandlers,
+  response: ServerResponse,
+  path: string,
+): Promise<void> {
+  switch (path) {
+    case '/health': {
+      const health = handlers.health();
+      return sendJson(response, health.ok ? 200 : 503, health);
+    }
+    case '/metrics':
+      response.writeHead(200, {
+        'content-type': handlers.metrics.contentType,
+        'cache-control': 'no-store',
       });
-    },
-  };
+      return void response.end(handlers.metrics.render());
+    case '/api/status':
+      return sendJson(response, 200, await handlers.status());
+    case '/':
+    case '/index.html':
+      if (handlers.dashboard) {
+        response.writeHead(200, {
+          'content-type': 'text/html; charset=utf-8',
+          'cache-control': 'no-store',
+          'content-security-policy':
+            "default-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'",
+        });
+        return void response.end(handlers.dashboard());
+      }
+      return sendJson(response, 404, { error: 'no dashboard' });
+    default:
+      return sendJson(response, 404, { error: `no route for ${path}` });
+  }
+}
+
+/** `GET /api/events?cell=&since=`: cell events as server-sent events, until either side closes. */
+async function streamEvents(
+  context: HttpContext,
+  request: IncomingMessage,
+  response: ServerResponse,
+  url: URL,
+): Promise<void> {
+  const cell = url.searchParams.get('cell') ?? undefined;
+  const since = url.searchParams.get('since') ?? undefined;
+  if (cell !== undefined && !CellUuidSchema.safeParse(cell).success)
+    return sendJson(response, 400, { error: 'cell: must be a lower-case version-4 UUID' });
+  if (since !== undefined && !isValidSince(since))
+    return sendJson(response, 400, { error: 'since: must be an ISO-8601 time or unix seconds' });
+  const lastEventId =
+    typeof request.headers['last-event-id'] === 'string'
+      ? request.headers['last-event-id']
+      : undefined;
+  const controller = new AbortController();
+  context.streams.add(controller);
+  const stop = () => controller.abort();
+  request.on('close', stop);
+  response.on('close', stop);
+  response.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-store',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  });
+  response.write('retry: 2000\n\n');
+  const keepAlive = setInterval(() => response.write(': keep-alive\n\n'), context.keepAliveMs);
+  try {
+    for await (const item of context.handlers.events(
+      {
+        ...(cell ? { cell } : {}),
+        ...(since ? { since } : {}),
+        ...(lastEventId ? { lastEventId } : {}),
+      },
+      controller.signal,
+    )) {
+      if (controller.signal.aborted) break;
+      // A known kind is a named SSE event; a kind this version does not know goes out as a
+      // plain `message` (its kind is in the data), so a client never has to know it in advance.
+      const name = item.known ? `event: ${item.event.event}\n` : '';
+      response.write(
+        `id: ${item.id}\n${name}data: ${JSON.stringify({ cell: item.cell, ...item.event })}\n\n`,
+      );
+    }
+  } finally {
+    clearInterval(keepAlive);
+    context.streams.delete(controller);
+    response.end();
+  }
 }
 
 function parseListen(listen: string): { host: string; port: number } {
