@@ -43,6 +43,108 @@ export interface DaemonLogger extends Logger {
 
 const REDACTED = '[redacted]';
 
+/** The state a logger and all its children share: the minimum level and the secrets to redact. */
+interface LoggerState {
+  level: LogLevel;
+  secrets: Set<string>;
+}
+
+/** Where a logger's lines go, resolved once from {@link LoggerOptions}. */
+interface LogSink {
+  state: LoggerState;
+  stream: { write(chunk: string): unknown };
+  format: 'json' | 'pretty';
+  now: () => Date;
+  file: string | undefined;
+}
+
+/** One call to a logger: its level, message and fields (the logger's base fields included). */
+interface LogCall {
+  level: LogLevel;
+  message: string;
+  fields: Record<string, unknown>;
+}
+
+/** Adds the values of at least 4 characters to `secrets`. */
+function addSecrets(secrets: Set<string>, values: Iterable<string>): void {
+  for (const value of values)
+    if (typeof value === 'string' && value.length >= 4) secrets.add(value);
+}
+
+/** `value` with every secret replaced by `[redacted]`, in strings, errors, arrays and objects (to depth 6). */
+function redact(value: unknown, secrets: ReadonlySet<string>, depth = 0): unknown {
+  if (typeof value === 'string') {
+    let result = value;
+    for (const secret of secrets)
+      if (result.includes(secret)) result = result.split(secret).join(REDACTED);
+    return result;
+  }
+  if (value instanceof Error)
+    return redact(
+      {
+        name: value.name,
+        message: value.message,
+        ...('code' in value ? { code: value.code } : {}),
+      },
+      secrets,
+      depth + 1,
+    );
+  if (depth > 6 || value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map((item) => redact(item, secrets, depth + 1));
+  return Object.fromEntries(
+    Object.entries(value).map(([key, item]) => [key, redact(item, secrets, depth + 1)]),
+  );
+}
+
+/** One pretty line for a redacted entry: time, level, message, then `key=value` fields. */
+function prettyLine(entry: Record<string, unknown>, level: LogLevel): string {
+  const { ts, level: _level, msg, ...rest } = entry;
+  const extra = Object.entries(rest)
+    .filter(([, value]) => value !== undefined)
+    .map(
+      ([key, value]) =>
+        `${key}=${typeof value === 'string' ? value : inspect(value, { breakLength: Infinity, depth: 4 })}`,
+    )
+    .join(' ');
+  return `${String(ts).slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${String(msg)}${extra ? ` ${extra}` : ''}\n`;
+}
+
+/** Writes one entry to the sink's stream (and log file) unless its level is below the minimum. */
+function writeEntry(sink: LogSink, call: LogCall): void {
+  const { level, message, fields } = call;
+  if (LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf(sink.state.level)) return;
+  const entry = redact(
+    { ts: sink.now().toISOString(), level, msg: message, ...fields },
+    sink.state.secrets,
+  ) as Record<string, unknown>;
+  const json = `${JSON.stringify(entry)}\n`;
+  sink.stream.write(sink.format === 'json' ? json : prettyLine(entry, level));
+  if (sink.file) {
+    try {
+      appendFileSync(sink.file, json, { mode: 0o640 });
+    } catch {
+      // The log file is a copy; stderr still has the line.
+    }
+  }
+}
+
+/** A logger writing to `sink` that adds `base` to every line. */
+function makeLogger(sink: LogSink, base: Record<string, unknown>): DaemonLogger {
+  const write = (level: LogLevel, message: string, fields?: Record<string, unknown>) =>
+    writeEntry(sink, { level, message, fields: { ...base, ...fields } });
+  return {
+    debug: (message, fields) => write('debug', message, fields),
+    info: (message, fields) => write('info', message, fields),
+    warn: (message, fields) => write('warn', message, fields),
+    error: (message, fields) => write('error', message, fields),
+    addSecrets: (values) => addSecrets(sink.state.secrets, values),
+    child: (fields) => makeLogger(sink, { ...base, ...fields }),
+    setLevel: (level) => {
+      sink.state.level = level;
+    },
+  };
+}
+
 /**
  * A structured logger: JSON lines (`{ts, level, msg, ...fields}`) or one pretty line per
  * entry, with configured secret values redacted from the message and every field.
@@ -51,83 +153,17 @@ const REDACTED = '[redacted]';
  * logger.info('agent revived', { agent: 'forge', pid: 4242 });
  */
 export function createLogger(options: LoggerOptions = {}): DaemonLogger {
-  const state = { level: options.level ?? 'info', secrets: new Set<string>() };
-  const add = (values: Iterable<string>) => {
-    for (const value of values)
-      if (typeof value === 'string' && value.length >= 4) state.secrets.add(value);
-  };
-  add(options.secrets ?? []);
+  const state: LoggerState = { level: options.level ?? 'info', secrets: new Set<string>() };
+  addSecrets(state.secrets, options.secrets ?? []);
   const stream = options.stream ?? process.stderr;
-  const format = options.format ?? (stream.isTTY ? 'pretty' : 'json');
-  const now = options.now ?? (() => new Date());
-
-  const redact = (value: unknown, depth = 0): unknown => {
-    if (typeof value === 'string') {
-      let result = value;
-      for (const secret of state.secrets)
-        if (result.includes(secret)) result = result.split(secret).join(REDACTED);
-      return result;
-    }
-    if (value instanceof Error)
-      return redact(
-        {
-          name: value.name,
-          message: value.message,
-          ...('code' in value ? { code: value.code } : {}),
-        },
-        depth + 1,
-      );
-    if (depth > 6 || value === null || typeof value !== 'object') return value;
-    if (Array.isArray(value)) return value.map((item) => redact(item, depth + 1));
-    return Object.fromEntries(
-      Object.entries(value).map(([key, item]) => [key, redact(item, depth + 1)]),
-    );
-  };
-
-  const make = (base: Record<string, unknown>): DaemonLogger => {
-    const write = (level: LogLevel, message: string, fields?: Record<string, unknown>) => {
-      if (LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf(state.level)) return;
-      const entry = redact({
-        ts: now().toISOString(),
-        level,
-        msg: message,
-        ...base,
-        ...fields,
-      }) as Record<string, unknown>;
-      const json = `${JSON.stringify(entry)}\n`;
-      if (format === 'json') stream.write(json);
-      else {
-        const { ts, level: _level, msg, ...rest } = entry;
-        const extra = Object.entries(rest)
-          .filter(([, value]) => value !== undefined)
-          .map(
-            ([key, value]) =>
-              `${key}=${typeof value === 'string' ? value : inspect(value, { breakLength: Infinity, depth: 4 })}`,
-          )
-          .join(' ');
-        stream.write(
-          `${String(ts).slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${String(msg)}${extra ? ` ${extra}` : ''}\n`,
-        );
-      }
-      if (options.file) {
-        try {
-          appendFileSync(options.file, json, { mode: 0o640 });
-        } catch {
-          // The log file is a copy; stderr still has the line.
-        }
-      }
-    };
-    return {
-      debug: (message, fields) => write('debug', message, fields),
-      info: (message, fields) => write('info', message, fields),
-      warn: (message, fields) => write('warn', message, fields),
-      error: (message, fields) => write('error', message, fields),
-      addSecrets: add,
-      child: (fields) => make({ ...base, ...fields }),
-      setLevel: (level) => {
-        state.level = level;
-      },
-    };
-  };
-  return make(options.base ?? {});
+  return makeLogger(
+    {
+      state,
+      stream,
+      format: options.format ?? (stream.isTTY ? 'pretty' : 'json'),
+      now: options.now ?? (() => new Date()),
+      file: options.file,
+    },
+    options.base ?? {},
+  );
 }

@@ -1,3 +1,7 @@
+/**
+ * The storm detector: decides which deaths page people. A death storm (by the fleet brake's rule)
+ * goes out as one grouped message, then follow-ups; a lone restarted death pages nobody.
+ */
 import type { AlertInput } from '@pit/notify';
 import { formatDuration, isDeathStorm, type FleetBrake } from '@pit/policy';
 import type { Logger } from './logger.js';
@@ -72,6 +76,161 @@ interface Storm {
 
 const keyOf = (agent: string, scope: string | undefined) => `${scope ?? ''}/${agent}`;
 
+/** {@link StormAlertsOptions} with the defaults applied. */
+interface StormConfig {
+  brake: StormAlertsOptions['brake'];
+  send: StormAlertsOptions['send'];
+  clock: () => number;
+  settleMs: number;
+  maxGatherMs: number;
+  followUpMs: number;
+  logger: Logger | undefined;
+}
+
+/** What a storm detector remembers between calls. */
+interface StormState {
+  recent: Recent[];
+  storm: Storm | undefined;
+  closed: boolean;
+}
+
+/** A storm detector's configuration and state, passed to the functions that act on it. */
+interface StormContext {
+  config: StormConfig;
+  state: StormState;
+}
+
+/** The alert listing `death` in a storm's message; `phase` says whether the storm is new. */
+function deathAlert(death: StormDeath, phase: string): AlertInput {
+  return {
+    kind: 'death',
+    agent: death.agent,
+    mission: death.mission,
+    ...(death.at ? { at: death.at } : {}),
+    summary: `dead (${phase}): ${death.reason}`.slice(0, 300),
+  };
+}
+
+/** Sends the storm's pending and held alerts as one batch, and stops its timer. */
+function flushStorm(ctx: StormContext): void {
+  const { storm } = ctx.state;
+  const { logger } = ctx.config;
+  if (!storm) return;
+  clearTimeout(storm.timer);
+  storm.timer = undefined;
+  const first = storm.gathering;
+  storm.gathering = false;
+  const alerts = [...storm.pending.values(), ...storm.held];
+  storm.pending.clear();
+  storm.held = [];
+  if (alerts.length === 0) return;
+  const { clock, send } = ctx.config;
+  storm.lastSentAt = clock();
+  logger?.info(first ? 'storm alert sent' : 'storm follow-up sent', {
+    alerts: alerts.length,
+    deaths: storm.total,
+  });
+  try {
+    send(alerts);
+  } catch (error) {
+    logger?.error('cannot send the storm alert', {
+      error: error instanceof Error ? error.message : String(error),
+    });
+  }
+}
+
+/** Flushes the storm after `delayMs`, unless a flush is already scheduled or the detector is closed. */
+function scheduleFlush(ctx: StormContext, delayMs: number): void {
+  const { storm } = ctx.state;
+  if (!storm || storm.timer || ctx.state.closed) return;
+  storm.timer = setTimeout(() => flushStorm(ctx), Math.max(0, delayMs));
+  storm.timer.unref();
+}
+
+/** Adds a death seen during the storm `storm` and schedules its message. */
+function continueStorm(ctx: StormContext, storm: Storm, entry: Recent): void {
+  const now = entry.at;
+  const { settleMs, maxGatherMs, followUpMs } = ctx.config;
+  storm.lastDeathAt = now;
+  storm.total += 1;
+  storm.pending.set(
+    entry.key,
+    deathAlert(entry.death, storm.gathering ? 'storm' : 'storm continues'),
+  );
+  if (storm.gathering) {
+    // Wait for the burst to settle, within the bound.
+    clearTimeout(storm.timer);
+    storm.timer = undefined;
+    scheduleFlush(ctx, Math.min(now + settleMs, storm.startedAt + maxGatherMs) - now);
+  } else scheduleFlush(ctx, (storm.lastSentAt ?? now) + followUpMs - now);
+}
+
+/** Starts a storm at `now` listing every recent death not alerted on its own. */
+function startStorm(ctx: StormContext, now: number): void {
+  const { recent } = ctx.state;
+  const { brake, settleMs, maxGatherMs } = ctx.config;
+  const storm: Storm = {
+    startedAt: now,
+    lastDeathAt: now,
+    total: recent.length,
+    gathering: true,
+    pending: new Map(),
+    held: [],
+    lastSentAt: undefined,
+    timer: undefined,
+  };
+  ctx.state.storm = storm;
+  for (const earlier of recent)
+    if (!earlier.individual) storm.pending.set(earlier.key, deathAlert(earlier.death, 'storm'));
+  ctx.config.logger?.warn('death storm', {
+    deaths: recent.length,
+    window: formatDuration(brake.window),
+  });
+  scheduleFlush(ctx, Math.min(settleMs, maxGatherMs));
+}
+
+/** {@link StormAlerts.seen}: records the death, ends a storm past its window, continues or starts one. */
+function seenDeath(ctx: StormContext, death: StormDeath): void {
+  const { state } = ctx;
+  const { brake } = ctx.config;
+  if (state.closed) return;
+  const { clock } = ctx.config;
+  const now = clock();
+  const key = keyOf(death.agent, death.cell ?? death.mission);
+  state.recent = state.recent.filter(
+    (entry) => now - entry.at <= brake.window && entry.key !== key,
+  );
+  const entry: Recent = { key, at: now, death, individual: false };
+  state.recent.push(entry);
+  if (state.storm && now - state.storm.lastDeathAt > brake.window) {
+    flushStorm(ctx);
+    state.storm = undefined;
+  }
+  if (state.storm) {
+    continueStorm(ctx, state.storm, entry);
+    return;
+  }
+  if (!isDeathStorm({ deaths: state.recent.length, fleetSize: death.fleetSize, brake })) return;
+  startStorm(ctx, now);
+}
+
+/** {@link StormAlerts.individual}: takes the agent out of the storm's lists, holds the alert while gathering. */
+function individualAlert(
+  ctx: StormContext,
+  alert: AlertInput & { agent: string },
+  cell: string | undefined,
+): boolean {
+  const { state } = ctx;
+  const key = keyOf(alert.agent, cell ?? alert.mission);
+  const entry = state.recent.find((candidate) => candidate.key === key);
+  if (entry) entry.individual = true;
+  if (!state.storm || state.closed) return false;
+  state.storm.pending.delete(key);
+  if (!state.storm.gathering) return false;
+  state.storm.held.push(alert);
+  return true;
+}
+
 /**
  * Creates the storm detector. A storm is on when the deaths seen within the fleet brake's
  * `window` (counted when seen, one per agent) make one by @pit/policy's `isDeathStorm` — the
@@ -83,122 +242,28 @@ const keyOf = (agent: string, scope: string | undefined) => `${scope ?? ''}/${ag
  * `window` passes without a death. Deaths outside storms send nothing.
  */
 export function createStormAlerts(options: StormAlertsOptions): StormAlerts {
-  const { brake, send } = options;
-  const clock = options.clock ?? Date.now;
-  const settleMs = options.settleMs ?? 1000;
-  const maxGatherMs = options.maxGatherMs ?? 10_000;
-  const followUpMs = options.followUpMs ?? brake.window;
-  let recent: Recent[] = [];
-  let storm: Storm | undefined;
-  let closed = false;
-
-  const summary = (death: StormDeath, phase: string) =>
-    `dead (${phase}): ${death.reason}`.slice(0, 300);
-
-  const flush = () => {
-    if (!storm) return;
-    clearTimeout(storm.timer);
-    storm.timer = undefined;
-    const first = storm.gathering;
-    storm.gathering = false;
-    const alerts = [...storm.pending.values(), ...storm.held];
-    storm.pending.clear();
-    storm.held = [];
-    if (alerts.length === 0) return;
-    storm.lastSentAt = clock();
-    options.logger?.info(first ? 'storm alert sent' : 'storm follow-up sent', {
-      alerts: alerts.length,
-      deaths: storm.total,
-    });
-    try {
-      send(alerts);
-    } catch (error) {
-      options.logger?.error('cannot send the storm alert', {
-        error: error instanceof Error ? error.message : String(error),
-      });
-    }
+  const { brake } = options;
+  const ctx: StormContext = {
+    config: {
+      brake,
+      send: options.send,
+      clock: options.clock ?? Date.now,
+      settleMs: options.settleMs ?? 1000,
+      maxGatherMs: options.maxGatherMs ?? 10_000,
+      followUpMs: options.followUpMs ?? brake.window,
+      logger: options.logger,
+    },
+    state: { recent: [], storm: undefined, closed: false },
   };
-
-  const schedule = (delayMs: number) => {
-    if (!storm || storm.timer || closed) return;
-    storm.timer = setTimeout(flush, Math.max(0, delayMs));
-    storm.timer.unref();
-  };
-
   return {
-    seen(death) {
-      if (closed) return;
-      const now = clock();
-      const key = keyOf(death.agent, death.cell ?? death.mission);
-      recent = recent.filter((entry) => now - entry.at <= brake.window && entry.key !== key);
-      const entry: Recent = { key, at: now, death, individual: false };
-      recent.push(entry);
-      if (storm && now - storm.lastDeathAt > brake.window) {
-        flush();
-        storm = undefined;
-      }
-      if (storm) {
-        storm.lastDeathAt = now;
-        storm.total += 1;
-        storm.pending.set(key, {
-          kind: 'death',
-          agent: death.agent,
-          mission: death.mission,
-          ...(death.at ? { at: death.at } : {}),
-          summary: summary(death, storm.gathering ? 'storm' : 'storm continues'),
-        });
-        if (storm.gathering) {
-          // Wait for the burst to settle, within the bound.
-          clearTimeout(storm.timer);
-          storm.timer = undefined;
-          schedule(Math.min(now + settleMs, storm.startedAt + maxGatherMs) - now);
-        } else schedule((storm.lastSentAt ?? now) + followUpMs - now);
-        return;
-      }
-      if (!isDeathStorm({ deaths: recent.length, fleetSize: death.fleetSize, brake })) return;
-      storm = {
-        startedAt: now,
-        lastDeathAt: now,
-        total: recent.length,
-        gathering: true,
-        pending: new Map(),
-        held: [],
-        lastSentAt: undefined,
-        timer: undefined,
-      };
-      for (const earlier of recent)
-        if (!earlier.individual)
-          storm.pending.set(earlier.key, {
-            kind: 'death',
-            agent: earlier.death.agent,
-            mission: earlier.death.mission,
-            ...(earlier.death.at ? { at: earlier.death.at } : {}),
-            summary: summary(earlier.death, 'storm'),
-          });
-      options.logger?.warn('death storm', {
-        deaths: recent.length,
-        window: formatDuration(brake.window),
-      });
-      schedule(Math.min(settleMs, maxGatherMs));
-    },
-
-    individual(alert, cell) {
-      const key = keyOf(alert.agent, cell ?? alert.mission);
-      const entry = recent.find((candidate) => candidate.key === key);
-      if (entry) entry.individual = true;
-      if (!storm || closed) return false;
-      storm.pending.delete(key);
-      if (!storm.gathering) return false;
-      storm.held.push(alert);
-      return true;
-    },
-
+    seen: (death) => seenDeath(ctx, death),
+    individual: (alert, cell) => individualAlert(ctx, alert, cell),
     close() {
-      if (closed) return;
-      flush();
-      closed = true;
-      storm = undefined;
-      recent = [];
+      if (ctx.state.closed) return;
+      flushStorm(ctx);
+      ctx.state.closed = true;
+      ctx.state.storm = undefined;
+      ctx.state.recent = [];
     },
   };
 }
