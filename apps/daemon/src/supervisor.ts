@@ -183,7 +183,9 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
       podmanConfigDir: join(stateDir, 'podman'),
       killGroupOnExit: true,
       instance,
-      launcher: true,
+      // The agent launcher (cheaper forks) stays off until a stopped launcher is detected: an
+      // agent that SIGSTOPs it leaves its siblings unreaped (fault suite, daemon-kill).
+      launcher: false,
     });
   const unset = () => {
     throw new Error('the supervisor context is not wired yet');
