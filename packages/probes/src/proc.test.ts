@@ -75,7 +75,18 @@ describe('readProcessStartTime', () => {
 describe('readProcessStatSync', () => {
   it('reads what readProcessStat reads, and undefined once the process is gone', async () => {
     const child = spawnChild('sleep', ['30']);
-    expect(readProcessStatSync(child.pid)).toEqual(await readProcessStat(child.pid));
+    // The same process, read both ways (its state, R or S, may change between the two reads).
+    const identity = (stat: Awaited<ReturnType<typeof readProcessStat>>) =>
+      stat && {
+        pid: stat.pid,
+        ppid: stat.ppid,
+        pgrp: stat.pgrp,
+        sid: stat.sid,
+        startTime: stat.startTime,
+      };
+    expect(identity(readProcessStatSync(child.pid))).toEqual(
+      identity(await readProcessStat(child.pid)),
+    );
     expect(readProcessStatSync(child.pid)?.ppid).toBe(process.pid);
     await killChild(child);
     expect(readProcessStatSync(child.pid)).toBeUndefined();
