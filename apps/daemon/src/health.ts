@@ -6,6 +6,7 @@
  */
 import type { FailureInfo } from '@pit/policy';
 import type { Assessment } from '@pit/probes';
+import { describeExit } from './slot.js';
 
 /** The verdict of {@link healthOf}. */
 export interface Verdict {
@@ -21,7 +22,7 @@ export function healthOf(assessment: Assessment | undefined, now: number): Verdi
   if (!assessment) return { state: 'unknown', since: now, reason: 'no verdict yet' };
   const { exit, failing } = assessment;
   if (exit) {
-    const detail = exit.detail ?? `process exited (${describeEnd(exit)})`;
+    const detail = exit.detail ?? `process exited (${describeExit(exit)})`;
     return {
       state: 'dead',
       since: exit.at,
@@ -47,10 +48,4 @@ export function healthOf(assessment: Assessment | undefined, now: number): Verdi
       detail: failing.map((name) => assessment.probes[name]?.lastResult?.detail ?? name).join('; '),
     },
   };
-}
-
-function describeEnd(exit: NonNullable<Assessment['exit']>): string {
-  if (exit.signal) return `signal ${exit.signal}`;
-  if (exit.code !== null && exit.code !== undefined) return `exit code ${exit.code}`;
-  return 'status unknown';
 }

@@ -99,8 +99,8 @@ export const ownHome = (slot: Slot): string | undefined =>
   slot.cell?.manifest.agents.find((agent) => agent.name === slot.name)?.home;
 
 /** `signal SIGKILL`, `exit code 78`, or `status unknown`. */
-export function describeExit(exit: AgentExit): string {
+export function describeExit(exit: { code?: number | null; signal?: string | null }): string {
   if (exit.signal) return `signal ${exit.signal}`;
-  if (exit.code !== null) return `exit code ${exit.code}`;
+  if (exit.code !== null && exit.code !== undefined) return `exit code ${exit.code}`;
   return 'status unknown';
 }
