@@ -62,6 +62,8 @@ export interface StateStore {
   historyChanged(): void;
   /** Writes every held record and history now, and waits for every write in flight. */
   flush(): Promise<void>;
+  /** Waits for the writes already asked for, and writes history if it changed (a sweep's end). */
+  settle(): Promise<void>;
   /** No more timers (retries, history); explicit saves and flushes still write. */
   close(): void;
 }
@@ -163,8 +165,10 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
     ...historyMethods({ history, healthy, writer: historyWriter }),
     async flush() {
       await Promise.all(table.scopes().map((scope) => writer.write(scope)));
+      await store.settle();
+    },
+    async settle() {
       await writer.settled();
-      historyWriter.dirty = true;
       await historyWriter.flush();
     },
     close() {

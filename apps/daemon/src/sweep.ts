@@ -31,7 +31,7 @@ export async function sweepFleet(
       });
     }),
   );
-  await context.store.flush();
+  await context.store.settle();
   await context.events.flush();
   await settle();
   const durationMs = Number(process.hrtime.bigint() - started) / 1e6;
