@@ -101,7 +101,7 @@ describe('openFileStateStore', () => {
     expect(written.agents.solo.health).toBe('healthy');
   });
 
-  it('keeps a damaged state.json aside, says so in the log, and starts its agents from empty records', async () => {
+  it("keeps a damaged state.json's bytes in the daemon's own directory, says so in the log, and starts its agents from empty records", async () => {
     const root = await tempDir();
     const stateDir = await tempDir();
     const cell = await cellWithAgents(root, ['alpha']);
@@ -109,16 +109,22 @@ describe('openFileStateStore', () => {
     const logger = recordingLogger();
     const store = await openFileStateStore({ stateDir, logger, now: () => 1234 });
     expect(await store.loadScope(cell)).toEqual({});
-    const kept = (await readdir(join(cell, '.lazarus'))).filter((name) =>
-      name.startsWith('state.json.corrupt-'),
-    );
-    expect(kept).toEqual(['state.json.corrupt-1234']);
-    expect(await readFile(join(cell, '.lazarus', kept[0] ?? ''), 'utf8')).toContain(
+    const kept = await readdir(join(stateDir, 'damaged'));
+    expect(kept).toHaveLength(1);
+    expect(kept[0]).toMatch(/-state\.json\.corrupt-1234$/);
+    expect(await readFile(join(stateDir, 'damaged', kept[0] ?? ''), 'utf8')).toContain(
       '"health":"dea',
+    );
+    // Nothing inside the cell is renamed or written (an agent may have swapped a directory for a link).
+    expect(await readdir(join(cell, '.lazarus'))).not.toContainEqual(
+      expect.stringContaining('corrupt'),
     );
     const line = logger.lines.find((entry) => entry.level === 'error');
     expect(line?.message).toContain('damaged state file');
-    expect(line?.fields).toMatchObject({ file: cellPaths(cell).state });
+    expect(line?.fields).toMatchObject({
+      file: cellPaths(cell).state,
+      kept_as: join(stateDir, 'damaged', kept[0] ?? ''),
+    });
   });
 
   it('persists healthy periods and fleet restarts in history.json on flush', async () => {

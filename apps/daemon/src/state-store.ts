@@ -9,11 +9,15 @@
  * key-value store (one key per agent, its revision the store's) implements the same interface.
  */
 import { promises as fs } from 'node:fs';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { basename, join } from 'node:path';
 import { z } from 'zod';
 import {
   cellPaths,
+  CELL_STATE_MAX_BYTES,
   PitError,
+  readFileSafe,
+  writeFileAtomic,
   readCellState,
   readJsonFile,
   writeCellState,
@@ -121,6 +125,7 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
       (error: unknown) =>
         damagedScope({
           path: scope === HOST ? hostPath : cellPaths(scope).state,
+          keepIn: join(stateDir, 'damaged'),
           error,
           logger,
           now,
@@ -234,11 +239,13 @@ function createRecordTable() {
 
 /**
  * A scope's file could not be read: missing is empty; damaged (not JSON, not the schema) is
- * logged and kept aside as `<file>.corrupt-<ms>` so nothing in it is lost, and the scope starts
+ * logged and its bytes kept in `<state_dir>/damaged/` so nothing in it is lost, and the scope starts
  * empty; any other failure (an unsafe path, an I/O error) is logged and read as empty.
  */
 async function damagedScope(options: {
   path: string;
+  /** Where the damaged bytes are kept: a daemon-owned directory, never inside a cell. */
+  keepIn: string;
   error: unknown;
   logger: Logger;
   now: () => number;
@@ -247,11 +254,7 @@ async function damagedScope(options: {
   if (PitError.is(error) && error.code === 'CELL_NOT_FOUND') return emptyState();
   const message = error instanceof Error ? error.message : String(error);
   if (PitError.is(error) && error.code === 'CELL_INVALID') {
-    const aside = `${path}.corrupt-${options.now()}`;
-    const kept = await fs.rename(path, aside).then(
-      () => aside,
-      () => undefined,
-    );
+    const kept = await keepDamaged(options);
     logger.error('damaged state file: its agents start from an empty record', {
       file: path,
       error: message,
@@ -264,6 +267,27 @@ async function damagedScope(options: {
     error: message,
   });
   return emptyState();
+}
+
+/**
+ * Copies a damaged state file's bytes into the daemon's own directory. Nothing in the cell is
+ * renamed or written: an agent could have swapped a directory of the path for a link meanwhile.
+ */
+async function keepDamaged(options: {
+  path: string;
+  keepIn: string;
+  now: () => number;
+}): Promise<string | undefined> {
+  try {
+    const bytes = await readFileSafe(options.path, { maxBytes: CELL_STATE_MAX_BYTES });
+    const name = `${createHash('sha256').update(options.path).digest('hex').slice(0, 16)}-${basename(options.path)}.corrupt-${options.now()}`;
+    await fs.mkdir(options.keepIn, { recursive: true });
+    const kept = join(options.keepIn, name);
+    await writeFileAtomic(kept, bytes);
+    return kept;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The state of a scope with no agents recorded. */
