@@ -114,13 +114,13 @@ describe('pit cell and pit cells', () => {
     ).toEqual([]);
   });
 
-  it('reports a corrupt cell instead of skipping it, with exit 1', async () => {
+  it('reports a corrupt cell instead of skipping it, with exit 3', async () => {
     await pit(['--cells-root', root, 'cell', 'create', '--mission', 'm', '--agent', 'forge']);
     const bad = join(root, '3f2a1c4e-9b7d-4e2f-8a1b-0c9d8e7f6a5b');
     rmSync(bad, { recursive: true, force: true });
     writeFileSync(bad, 'not a directory');
     const result = await pit(['--cells-root', root, 'cells', 'list']);
-    expect(result.code).toBe(1);
+    expect(result.code).toBe(3);
     expect(result.stdout).toMatch(/active/);
     expect(result.stderr).toContain(`problem: ${bad}: expected a cell directory, found a file`);
   });

@@ -182,6 +182,47 @@ describe('pit sweep --once and pit status', () => {
     expect(table.stdout).toMatch(/forge\s+dead/);
   }, 90_000);
 
+  it('exits 3 on a corrupt cell with no unhealthy agent, names it once, and logs it at warn', async () => {
+    const { dir } = await provisionCell(join(base, 'missions'), {
+      mission: 'broken',
+      created_by: 'test',
+      agents: [{ name: 'forge', role: 'lead' }],
+    });
+    writeFileSync(join(dir, 'cell.json'), '{"uuid": "not json');
+    const config = writeConfig(
+      [
+        '[daemon]',
+        'state_dir = "state"',
+        'log_level = "warn"',
+        '[daemon.http]',
+        'enabled = false',
+        '[cells]',
+        'root = "missions"',
+      ].join('\n'),
+    );
+    const manifest = join(dir, 'cell.json');
+
+    const sweep = await pit(['--config', config, 'sweep', '--once']);
+    expect(sweep.code).toBe(3);
+    expect(sweep.stdout).toMatch(/0 agent\(s\) checked in \d+ ms: all healthy, 1 problem\(s\)/);
+    const problemLine = sweep.stderr.split('\n').find((line) => line.startsWith('problem: '));
+    expect(problemLine).toContain(manifest);
+    // The path is said once, not once by discovery and again by the reason.
+    expect(problemLine!.split(manifest).length - 1).toBe(1);
+    // The daemon's log (the same supervisor code) says it at warn, once per pass.
+    const logged = sweep.stderr
+      .split('\n')
+      .filter((line) => line.includes('"msg":"problem"') || /\bWARN\b.*problem/i.test(line));
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toContain(manifest);
+
+    const status = await pit(['--config', config, 'status', '--json']);
+    expect(status.code).toBe(3);
+    expect((JSON.parse(status.stdout) as { problems: string[] }).problems).toEqual([
+      expect.stringContaining(manifest),
+    ]);
+  }, 60_000);
+
   it('requires --once', async () => {
     const result = await pit(['sweep']);
     expect(result.code).toBe(2);

@@ -4,7 +4,7 @@
  * (a corrupt manifest, a policy naming an agent that does not exist). It reads and compares
  * only; fleet-sync.ts applies the diff.
  */
-import { discoverCells } from '@pit/cell-spec';
+import { describeDiscoveryProblem, discoverCells } from '@pit/cell-spec';
 import { formatPolicyProblems, validatePolicy } from '@pit/policy';
 import type { AgentConfig, PitConfig } from './config-schema.js';
 import { approvalChannels } from './effective-policy.js';
@@ -78,7 +78,7 @@ export function createDiscovery(): Discovery {
   return {
     async discover(config, policyInput) {
       const discovery = await discoverCells(config.cells.root);
-      const problems = discovery.problems.map((problem) => `${problem.path}: ${problem.reason}`);
+      const problems = discovery.problems.map(describeDiscoveryProblem);
       const wanted = new Map<string, WantedAgent>();
       const want = (agent: Omit<WantedAgent, 'configJson'>) =>
         wanted.set(agent.key, { ...agent, configJson: JSON.stringify(agent.config ?? null) });

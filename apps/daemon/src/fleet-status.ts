@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import {
   CellStateSchema,
+  describeDiscoveryProblem,
   discoverCells,
   readCellState,
   readHeartbeat,
@@ -83,7 +84,7 @@ export async function readFleetStatus(
       })),
       agents,
       approvals: approvals.filter((approval) => approval.status === 'pending'),
-      problems: discovery.problems.map((problem) => `${problem.path}: ${problem.reason}`),
+      problems: discovery.problems.map(describeDiscoveryProblem),
     },
     daemon: await readDaemonLock(config.daemon.state_dir),
   };

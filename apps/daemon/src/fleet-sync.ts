@@ -9,6 +9,7 @@ import type { AgentState } from '@pit/cell-spec';
 import { scheduleProbes, unscheduleProbes } from './agent-probes.js';
 import { markedScan, takeUp, type MarkedScan } from './adoption.js';
 import { createDiscovery, diffFleet, type FleetDiff, type WantedAgent } from './discovery.js';
+import { createProblemLog } from './problem-log.js';
 import { HOST, supervisionOf, type Slot } from './slot.js';
 import type { SupervisorContext, SyncMode } from './supervisor-context.js';
 
@@ -24,6 +25,7 @@ export interface FleetSync {
 /** Creates the fleet's synchronisation with discovery. */
 export function createFleetSync(context: SupervisorContext): FleetSync {
   const discovery = createDiscovery();
+  const problemLog = createProblemLog(context.logger);
   let problems: string[] = [];
   let last: { at: number; ok: boolean; error?: string } | undefined;
   let syncing: Promise<void> = Promise.resolve();
@@ -43,6 +45,7 @@ export function createFleetSync(context: SupervisorContext): FleetSync {
       throw error;
     }
     problems = found.problems;
+    problemLog.update(problems);
     await applyDiff(context, diffFleet(context.fleet.slots, found.wanted), mode);
   };
 

@@ -69,8 +69,10 @@ export interface FleetStatus {
 
 /** The outcome of one {@link Supervisor.sweep}. */
 export interface SweepReport {
-  /** Every agent healthy (the exit code of `pit sweep --once`). */
+  /** Every agent healthy (`pit sweep --once` exits 1 when not). */
   healthy: boolean;
+  /** What discovery could not use: corrupt or hostile cells, a policy that does not check (`pit sweep --once` exits 3 when there is one and every agent is healthy). */
+  problems: string[];
   agents: Array<{
     key: string;
     health: AgentState['health'];

@@ -98,7 +98,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
 
   return {
     start,
-    sweep: () => sweepFleet(context, settleNotifications),
+    sweep: () => sweepFleet(context, settleNotifications, () => fleetSync.problems()),
     status: () => fleetStatus(context, fleetSync.problems()),
     decideApproval: (id, decision, body) => decideApproval(context, id, decision, body),
     reload,

@@ -10,10 +10,11 @@ import type { Slot } from './slot.js';
 import type { SweepReport } from './supervisor-api.js';
 import type { SupervisorContext } from './supervisor-context.js';
 
-/** Runs one sweep over the fleet; `settle` awaits notifications in flight. */
+/** Runs one sweep over the fleet; `settle` awaits notifications in flight; `problems` are the last pass's. */
 export async function sweepFleet(
   context: SupervisorContext,
   settle: () => Promise<void>,
+  problems: () => string[],
 ): Promise<SweepReport> {
   const started = process.hrtime.bigint();
   await context.approvals.expire(context.now());
@@ -40,6 +41,7 @@ export async function sweepFleet(
   return {
     healthy: report.every((agent) => agent.health === 'healthy'),
     agents: report,
+    problems: problems(),
     durationMs,
   };
 }

@@ -31,6 +31,18 @@ export interface DiscoveryProblem {
   reason: string;
 }
 
+/**
+ * One line for a problem: its reason, led by its path unless the reason already starts with it
+ * (a manifest's own parse error names the file; `cannot read the cells root` does not).
+ * @example
+ * for (const problem of discovery.problems) logger.warn(describeDiscoveryProblem(problem));
+ */
+export function describeDiscoveryProblem(problem: DiscoveryProblem): string {
+  return problem.reason.startsWith(problem.path)
+    ? problem.reason
+    : `${problem.path}: ${problem.reason}`;
+}
+
 /** A hidden entry under the root that is deliberately not a cell (listed, so nothing is skipped silently). */
 export interface DiscoveryIgnored {
   path: string;

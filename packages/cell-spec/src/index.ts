@@ -111,6 +111,7 @@ export {
 } from './state.js';
 export { provisionCell, PROVISIONING_PREFIX, type ProvisionCellOptions } from './provision.js';
 export {
+  describeDiscoveryProblem,
   discoverCells,
   type Discovery,
   type DiscoveredCell,

@@ -1,6 +1,7 @@
 import {
   cellPaths,
   destroyCell,
+  describeDiscoveryProblem,
   discoverCells,
   provisionCell,
   readManifest,
@@ -63,9 +64,9 @@ export async function listCells(
         ),
       );
     for (const problem of found.problems)
-      context.output.err(`problem: ${problem.path}: ${problem.reason}`);
+      context.output.err(`problem: ${describeDiscoveryProblem(problem)}`);
   }
-  return found.problems.length > 0 ? EXIT.unhealthy : EXIT.ok;
+  return found.problems.length > 0 ? EXIT.problems : EXIT.ok;
 }
 
 function truncate(text: string, length: number): string {

@@ -1,5 +1,5 @@
 import { runDaemon, sweepOnce } from '@pit/daemon';
-import { EXIT } from '../exit-codes.js';
+import { checkExit, EXIT } from '../exit-codes.js';
 import type { CommandContext } from '../context.js';
 
 /** `pit daemon [--dry-run] [--stop-agents-on-exit] [--listen ADDR]`: the supervision loop in the foreground. */
@@ -27,7 +27,7 @@ export async function daemon(
   return EXIT.ok;
 }
 
-/** `pit sweep --once [--dry-run] [--json]`: one full check and its actions, for cron. Exit 0 when every agent is healthy. */
+/** `pit sweep --once [--dry-run] [--json]`: one full check and its actions, for cron. Exit 0 when every agent is healthy and nothing is wrong under the root, 1 when an agent is not, else 3 when there is a problem. */
 export async function sweep(
   context: CommandContext,
   options: { once?: boolean; dryRun?: boolean; json?: boolean },
@@ -54,8 +54,9 @@ export async function sweep(
       context.output.out(`${agent.key.padEnd(48)} ${agent.health}${action}`);
     }
     context.output.out(
-      `${report.agents.length} agent(s) checked in ${Math.round(report.durationMs)} ms: ${report.healthy ? 'all healthy' : 'not all healthy'}${options.dryRun ? ' (dry run)' : ''}`,
+      `${report.agents.length} agent(s) checked in ${Math.round(report.durationMs)} ms: ${report.healthy ? 'all healthy' : 'not all healthy'}${report.problems.length ? `, ${report.problems.length} problem(s)` : ''}${options.dryRun ? ' (dry run)' : ''}`,
     );
+    for (const problem of report.problems) context.output.err(`problem: ${problem}`);
   }
-  return report.healthy ? EXIT.ok : EXIT.unhealthy;
+  return checkExit(!report.healthy, report.problems.length > 0);
 }

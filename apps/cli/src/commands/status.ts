@@ -1,9 +1,9 @@
 import { readFleetStatus } from '@pit/daemon';
-import { EXIT } from '../exit-codes.js';
+import { checkExit } from '../exit-codes.js';
 import type { CommandContext } from '../context.js';
 import { formatAge, renderTable } from '../output.js';
 
-/** `pit status [--json]`: cells and agents from the persisted state (works with no daemon running). Exit 1 when an agent is dead. */
+/** `pit status [--json]`: cells and agents from the persisted state (works with no daemon running). Exit 1 when an agent is dead, else 3 when there is a problem. */
 export async function status(
   context: CommandContext,
   options: { json?: boolean },
@@ -16,9 +16,10 @@ export async function status(
     now,
   );
   const dead = fleet.agents.filter((agent) => agent.health === 'dead');
+  const code = checkExit(dead.length > 0, fleet.problems.length > 0);
   if (options.json) {
     context.output.out(JSON.stringify({ daemon: daemon ?? null, ...fleet }, null, 2));
-    return dead.length ? EXIT.unhealthy : EXIT.ok;
+    return code;
   }
   context.output.out(
     daemon
@@ -70,5 +71,5 @@ export async function status(
   if (fleet.approvals.length)
     context.output.out(`\n${fleet.approvals.length} approval(s) pending: see \`pit approvals\``);
   for (const problem of fleet.problems) context.output.err(`problem: ${problem}`);
-  return dead.length ? EXIT.unhealthy : EXIT.ok;
+  return code;
 }
