@@ -398,13 +398,52 @@ describe('readEvents', () => {
     });
   });
 
+  it('ends a torn last line before appending, so the next event is never merged into it', async () => {
+    const dir = await makeTempDir();
+    const path = join(dir, 'events.jsonl');
+    await writeFile(path, `${JSON.stringify({ ts: TS, event: 'cell_activated' })}\n`);
+    await appendFile(path, '{"ts":"2026-11-22T08:32:00.000Z","event":"agent_dea');
+    // Both the one-shot append and a kept-open appender (which opened before the tear) end it.
+    await appendEvent(path, { event: 'agent_dead', agent: 'forge', reason: 'stale', failing: [] });
+    const appender = createEventAppender(path);
+    try {
+      await appender.append({ event: 'cell_frozen', from: 'active' });
+      await appendFile(path, '{"torn":');
+      await appender.append({ event: 'cell_frozen', from: 'active', reason: 'again' });
+    } finally {
+      await appender.close();
+    }
+    const entries = await collect(path);
+    expect(entries.map((entry) => (entry.ok ? entry.event.event : `bad:${entry.raw}`))).toEqual([
+      'cell_activated',
+      'bad:{"ts":"2026-11-22T08:32:00.000Z","event":"agent_dea',
+      'agent_dead',
+      'cell_frozen',
+      'bad:{"torn":',
+      'cell_frozen',
+    ]);
+    expect((await readFile(path, 'utf8')).endsWith('\n')).toBe(true);
+  });
+
+  it('skips a zero-length line (an appender ended a tail another writer was still writing) but counts it', async () => {
+    const dir = await makeTempDir();
+    const path = join(dir, 'events.jsonl');
+    const activated = JSON.stringify({ ts: TS, event: 'cell_activated' });
+    await writeFile(path, `${activated}\n\n${activated}\n`);
+    const entries = await collect(path);
+    expect(entries.map((entry) => [entry.line, entry.offset, entry.ok])).toEqual([
+      [1, 0, true],
+      [3, activated.length + 2, true],
+    ]);
+  });
+
   it('reports malformed lines in the middle with line numbers and offsets, and keeps the good ones', async () => {
     const dir = await makeTempDir();
     const path = join(dir, 'events.jsonl');
     const lines = [
       JSON.stringify({ ts: TS, event: 'cell_activated' }),
       '{not json',
-      '',
+      '  ',
       JSON.stringify({ event: 'cell_frozen', from: 'active' }),
       JSON.stringify({ ts: TS, event: 'agent_dead', agent: 'forge' }),
       '[1,2,3]',

@@ -124,7 +124,8 @@ async function openForAppend(eventsPath: string): Promise<fs.FileHandle> {
     // O_NONBLOCK: a FIFO planted at the path must not hang the open; it is refused below.
     handle = await fs.open(
       eventsPath,
-      constants.O_WRONLY |
+      // Read-write: the last byte is read before each append to find a torn tail.
+      constants.O_RDWR |
         constants.O_APPEND |
         constants.O_CREAT |
         constants.O_NOFOLLOW |
@@ -164,8 +165,9 @@ export function createEventAppender(
     }));
   const appendLine = async (line: string) => {
     const handle = await open();
-    const buffer = Buffer.from(line);
     try {
+      // A writer that died mid-line left a torn tail: end it first, so this event is not merged into it.
+      const buffer = Buffer.from((await endsTorn(handle)) ? `\n${line}` : line);
       // One write() of the whole line: with O_APPEND the kernel places it atomically at the end.
       const { bytesWritten } = await handle.write(buffer, 0, buffer.length);
       if (bytesWritten !== buffer.length)
@@ -188,6 +190,15 @@ export function createEventAppender(
       if (pending) await (await pending.catch(() => undefined))?.close();
     },
   };
+}
+
+/** Whether the file's last byte is not a newline (a torn last line); an empty file is not torn. */
+async function endsTorn(handle: fs.FileHandle): Promise<boolean> {
+  const { size } = await handle.stat();
+  if (size === 0) return false;
+  const last = Buffer.alloc(1);
+  const { bytesRead } = await handle.read(last, 0, 1, size - 1);
+  return bytesRead === 1 && last[0] !== 10;
 }
 
 /** One line read back from `events.jsonl`. */
@@ -244,7 +255,9 @@ const RAW_KEEP_BYTES = 4096;
  * Streams `events.jsonl`, yielding each line as a parsed event or as a problem with its line
  * number (malformed JSON, a bad event, an oversized line, a torn last line). Never loads the
  * whole file; never throws away good lines because of a bad one. An event kind this version
- * does not know is yielded with `known: false`, not rejected.
+ * does not know is yielded with `known: false`, not rejected. A zero-length line is skipped (its
+ * number still counts): appenders end a torn last line before theirs, and one that saw another
+ * writer's line still landing leaves an empty line, never a merged one.
  * @throws {CellError} CELL_NOT_FOUND / CELL_UNSAFE_PATH / CELL_IO when the file cannot be opened.
  * @example
  * for await (const entry of readEvents(paths.events)) {
@@ -324,7 +337,8 @@ export async function* readEvents(
         pending = [];
         pendingBytes = 0;
         oversizedHead = undefined;
-        yield entry;
+        // A zero-length line carries nothing: an appender ended what looked like a torn tail while another writer's line was still landing.
+        if (lineBytes > 0) yield entry;
         offset += lineBytes + 1;
         lineNumber += 1;
         start = newline + 1;
