@@ -249,7 +249,7 @@ async function startDaemonHttp(
       }),
       status: () => supervisor.status(),
       metrics,
-      events: createCellEventFeed({ cellsRoot: config.cells.root }),
+      events: createCellEventFeed({ cellsRoot: config.cells.root, logger }),
       decideApproval: (id, decision, body) =>
         supervisor.decideApproval(id, decision, { ...body, channel: 'http' }),
       dashboard: () => DASHBOARD_HTML,

@@ -5,6 +5,7 @@ import {
   discoverCells,
   parseCellEvent,
   type AnyCellEvent,
+  type Logger,
 } from '@pit/cell-spec';
 
 /** One event of a cell's `events.jsonl`, with a cursor to resume after it. */
@@ -36,13 +37,19 @@ export interface CellEventFeedOptions {
   cellsRoot: string;
   /** How often files are checked for new lines (and the root for new cells). @default 250 (ms) */
   pollMs?: number;
+  /** A longer line is skipped, and said at `warn`, instead of stalling the feed. @default 1048576 (bytes, as `pit why`) */
+  maxLineBytes?: number;
+  /** Where skipped lines are reported. */
+  logger?: Logger;
 }
 
 /**
  * Follows cells' `events.jsonl` files: first what is there (from `since` or the resume
  * point), then every new whole line as it is appended. A torn last line is left until its
  * writer finishes it; a line is read by cell-spec's rule (`parseCellEvent`): a kind this
- * version does not know is streamed (`known: false`), a malformed line is skipped. Resuming by `lastEventId` is exact for a
+ * version does not know is streamed (`known: false`), a malformed line is skipped, and so is a
+ * line over `maxLineBytes` (reported). Reads are bounded: a poll reads at most 4 MiB of a file
+ * in 64 KiB chunks, and keeps at most `maxLineBytes` of an unfinished line. Resuming by `lastEventId` is exact for a
  * single-cell stream; an all-cells stream resumes the named cell exactly and the others from
  * `since`.
  * @example
@@ -50,10 +57,11 @@ export interface CellEventFeedOptions {
  */
 export function createCellEventFeed(options: CellEventFeedOptions): EventFeed {
   const pollMs = options.pollMs ?? 250;
+  const maxLineBytes = options.maxLineBytes ?? 1024 * 1024;
   return async function* feed(query, signal) {
     const sinceMs = parseSince(query.since);
     const resume = parseCursor(query.lastEventId);
-    const offsets = new Map<string, number>();
+    const cursors = new Map<string, FileCursor>();
     const pending: FeedEvent[] = [];
     const cellsToFollow = async (): Promise<string[]> => {
       if (query.cell) return [query.cell];
@@ -62,10 +70,22 @@ export function createCellEventFeed(options: CellEventFeedOptions): EventFeed {
     };
     while (!signal.aborted) {
       for (const uuid of await cellsToFollow()) {
-        if (!offsets.has(uuid)) offsets.set(uuid, resume?.cell === uuid ? resume.offset : 0);
-        const from = offsets.get(uuid)!;
-        const { lines, next } = await readNewLines(cellPaths(options.cellsRoot, uuid).events, from);
-        offsets.set(uuid, next);
+        let cursor = cursors.get(uuid);
+        if (!cursor) {
+          cursor = { offset: resume?.cell === uuid ? resume.offset : 0 };
+          cursors.set(uuid, cursor);
+        }
+        const path = cellPaths(options.cellsRoot, uuid).events;
+        const lines = await readNewLines(path, cursor, {
+          maxLineBytes,
+          onSkip: (skip) =>
+            options.logger?.warn('event feed skipped an over-long line', {
+              path,
+              offset: skip.offset,
+              bytes: skip.bytes,
+              limit: maxLineBytes,
+            }),
+        });
         for (const line of lines) {
           const read = readLine(line.text);
           if (!read) continue;
@@ -99,32 +119,82 @@ function readLine(text: string): { event: AnyCellEvent; known: boolean } | undef
   return parsed.ok ? { event: parsed.event, known: parsed.known } : undefined;
 }
 
-/** Reads the whole lines appended since `offset`; a trailing partial line is left for later. */
+/** Where a feed is in one file: the start of the next line, and how far an over-long line was skipped. */
+interface FileCursor {
+  /** Byte offset of the next line to read. */
+  offset: number;
+  /** Set while the line at `offset` is over-long: scanning for its end resumes here. */
+  skippedTo?: number;
+}
+
+/** Read size, and how much of one file a poll reads at most (the rest waits for the next poll). */
+const CHUNK_BYTES = 64 * 1024;
+const POLL_BUDGET_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Reads the whole lines appended since the cursor, in bounded chunks. A trailing partial line is
+ * left for later (read again from its start, so never more than `maxLineBytes` of it); a line
+ * longer than `maxLineBytes` is skipped (its bytes are scanned once, not kept) and reported.
+ */
 async function readNewLines(
   path: string,
-  offset: number,
-): Promise<{ lines: Array<{ text: string; end: number }>; next: number }> {
+  cursor: FileCursor,
+  limits: { maxLineBytes: number; onSkip: (skip: { offset: number; bytes: number }) => void },
+): Promise<Array<{ text: string; end: number }>> {
   let handle: fs.FileHandle | undefined;
+  const lines: Array<{ text: string; end: number }> = [];
   try {
     handle = await fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
     const { size } = await handle.stat();
-    if (size < offset) offset = 0; // the file was replaced: start again
-    if (size === offset) return { lines: [], next: offset };
-    const buffer = Buffer.alloc(Math.min(size - offset, 8 * 1024 * 1024));
-    const { bytesRead } = await handle.read(buffer, 0, buffer.length, offset);
-    const chunk = buffer.subarray(0, bytesRead);
-    const lines: Array<{ text: string; end: number }> = [];
-    let start = 0;
-    for (let index = chunk.indexOf(10); index !== -1; index = chunk.indexOf(10, start)) {
-      lines.push({ text: chunk.subarray(start, index).toString('utf8'), end: offset + index + 1 });
-      start = index + 1;
+    if (size < cursor.offset) Object.assign(cursor, { offset: 0, skippedTo: undefined }); // replaced: start again
+    let position = cursor.skippedTo ?? cursor.offset;
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const buffer = Buffer.alloc(CHUNK_BYTES);
+    const stop = Math.min(size, position + POLL_BUDGET_BYTES);
+    while (position < stop) {
+      const { bytesRead } = await handle.read(
+        buffer,
+        0,
+        Math.min(CHUNK_BYTES, stop - position),
+        position,
+      );
+      if (bytesRead === 0) break;
+      const chunk = buffer.subarray(0, bytesRead);
+      let start = 0;
+      for (let index = chunk.indexOf(10); index !== -1; index = chunk.indexOf(10, start)) {
+        const end = position + index + 1;
+        if (cursor.skippedTo !== undefined) {
+          limits.onSkip({ offset: cursor.offset, bytes: end - 1 - cursor.offset });
+          cursor.skippedTo = undefined;
+        } else {
+          const piece = chunk.subarray(start, index);
+          const text = pending.length ? Buffer.concat([...pending, piece]) : piece;
+          lines.push({ text: text.toString('utf8'), end });
+        }
+        pending = [];
+        pendingBytes = 0;
+        cursor.offset = end;
+        start = index + 1;
+      }
+      position += bytesRead;
+      if (cursor.skippedTo !== undefined) cursor.skippedTo = position;
+      else if (start < bytesRead) {
+        pending.push(Buffer.from(chunk.subarray(start)));
+        pendingBytes += bytesRead - start;
+        if (pendingBytes > limits.maxLineBytes) {
+          cursor.skippedTo = position;
+          pending = [];
+          pendingBytes = 0;
+        }
+      }
     }
-    return { lines, next: offset + start };
   } catch {
-    return { lines: [], next: offset };
+    // Unreadable now (missing, replaced by a link): nothing new; tried again at the next poll.
   } finally {
     await handle?.close().catch(() => undefined);
   }
+  return lines;
 }
 
 function parseSince(since: string | undefined): number | undefined {

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { cleanup } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import { appendEvent, cellPaths } from '@pit/cell-spec';
+import { appendEvent, cellPaths, silentLogger } from '@pit/cell-spec';
 import { makeCell } from '../test/helpers.js';
 import { createCellEventFeed } from './event-feed.js';
 import {
@@ -215,6 +215,47 @@ describe('startHttpServer', () => {
       agent: 'forge',
       spent_usd: 40.12,
     });
+  });
+
+  it('skips and reports a line over the limit instead of stalling on it, and streams what follows', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const events = cellPaths(cell.dir).events;
+    const warnings: Array<[string, Record<string, unknown> | undefined]> = [];
+    const logger = {
+      ...silentLogger,
+      warn: (message: string, fields?: Record<string, unknown>) =>
+        void warnings.push([message, fields]),
+    };
+    const { server } = await start(cell.root, {
+      events: createCellEventFeed({ cellsRoot: cell.root, pollMs: 20, logger }),
+    });
+    const reading = readEvents(
+      await fetch(`${server.url}/api/events?cell=${cell.uuid}&since=2029-01-01T00:00:00Z`),
+      2,
+    );
+    // 9 MiB without a newline (the old feed read 8 MiB at a time and never found its end), then its end.
+    const huge = `{"ts":"2030-01-01T00:00:00.000Z","event":"x_huge","pad":"${'p'.repeat(9 * 1024 * 1024)}`;
+    await fs.appendFile(events, huge);
+    await appendEvent(events, {
+      event: 'agent_dead',
+      agent: 'forge',
+      reason: 'x',
+      failing: [],
+      ts: '2030-01-01T00:00:01.000Z',
+    });
+    await appendEvent(events, {
+      event: 'agent_healthy',
+      agent: 'forge',
+      ts: '2030-01-01T00:00:02.000Z',
+    });
+    const received = await reading;
+    expect(received.map((item) => item.event)).toEqual(['agent_dead', 'agent_healthy']);
+    expect(warnings).toEqual([
+      [
+        'event feed skipped an over-long line',
+        expect.objectContaining({ path: events, bytes: huge.length }),
+      ],
+    ]);
   });
 
   it('resumes exactly after Last-Event-ID', async () => {
