@@ -10,7 +10,7 @@ import {
   waitFor,
 } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import { readCellState, transitionCell } from '@pit/cell-spec';
+import { readCellState, transitionCell, writeHeartbeat } from '@pit/cell-spec';
 import { createSnapshotStore } from '@pit/snapshot';
 import { createSupervisor, type Supervisor } from '../src/supervisor.js';
 import { createLogger } from '../src/logger.js';
@@ -131,6 +131,39 @@ describe('the supervision loop', () => {
       10_000,
       'the state persisted',
     );
+  });
+
+  it("never declares a started agent healthy on its previous incarnation's heartbeat: it crashes on start, and only dies", async () => {
+    // The agent lives 1.5 s and exits 78 (a corrupt config) without writing a heartbeat; the one in
+    // the cell is fresh by the clock but older than this process, so it proves nothing.
+    const { cell, config, policyInput } = await fleet(['forge'], 'mode = "never"', {
+      forge: 'argv = ["/bin/sh", "-c", "sleep 1.5; exit 78"]',
+    });
+    await writeHeartbeat(cell.dir, {
+      agent: 'forge',
+      cell_uuid: cell.uuid,
+      cycle: 9,
+      status: 'working',
+      pid: process.pid,
+      timestamp: Date.now() / 1000,
+    });
+    supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+    await supervisor.start();
+    const key = `${cell.uuid}/forge`;
+    const starting = await waitFor(async () => (await statusOf(key))?.pid, 10_000, 'forge started');
+    started.push(starting);
+    const story = await waitFor(
+      async () => {
+        const kinds = await storyOf(cell.dir, 'forge');
+        return kinds.includes('agent_dead') ? kinds : undefined;
+      },
+      20_000,
+      'forge dead after exit 78',
+    );
+    expect(story).not.toContain('agent_healthy');
+    expect(
+      (await cellEvents(cell.dir)).find((event) => event.event === 'agent_dead')?.reason,
+    ).toMatch(/78/);
   });
 
   it('rolls a corrupted config back to last known good (hashes in the log) and restarts the agent', async () => {
