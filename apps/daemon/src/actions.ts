@@ -56,7 +56,11 @@ export async function declareHealthy(
   if (before === 'dead' || before === 'degraded' || slot.reported) {
     slot.reported = false;
     context.notify(
-      context.notifier.recovery(slot.name, `${slot.name} is healthy again (${iso(at)})`),
+      context.notifier.recovery(
+        slot.name,
+        `${slot.name} is healthy again (${iso(at)})`,
+        slot.cell?.uuid,
+      ),
     );
   }
 }

@@ -41,8 +41,8 @@ export interface DeathNotice {
 export interface Notifier {
   /** Opens (or comments on) the agent's death issue. Never throws: failures are logged. */
   death(notice: DeathNotice): Promise<void>;
-  /** Comments on and closes the agent's open death issue, if any. Never throws. */
-  recovery(agent: string, note: string): Promise<void>;
+  /** Comments on and closes the agent's open death issue (of its cell, when in one), if any. Never throws. */
+  recovery(agent: string, note: string, cell?: string): Promise<void>;
   /**
    * Every death the loop sees, whatever it decides (a restart included), when it is first seen.
    * Never throws. Optional: a notifier that only reports what people must act on leaves it out.
@@ -150,8 +150,9 @@ function withAlerts(inner: Notifier, options: AlertOptions): Notifier {
     },
     logger: options.logger,
   });
-  /** Agents whose death was alerted on its own and has not recovered yet. */
+  /** Agents (`<cell>/<name>`) whose death was alerted on its own and has not recovered yet. */
   const told = new Set<string>();
+  const toldKey = (agent: string, cell: string | undefined) => `${cell ?? ''}/${agent}`;
   return {
     async death(notice) {
       const input = {
@@ -160,7 +161,7 @@ function withAlerts(inner: Notifier, options: AlertOptions): Notifier {
         mission: notice.mission,
         summary: `${notice.agent} is dead: ${notice.reason}`.slice(0, 1000),
       };
-      told.add(notice.agent);
+      told.add(toldKey(notice.agent, notice.cell));
       if (!storm.individual(input, notice.cell)) alert(input);
       await inner.death(notice);
     },
@@ -170,10 +171,11 @@ function withAlerts(inner: Notifier, options: AlertOptions): Notifier {
     async close() {
       storm.close();
     },
-    async recovery(agent, note) {
+    async recovery(agent, note, cell) {
       // Only a death people were told of on its own has its recovery told: a silent death stays silent.
-      if (told.delete(agent)) alert({ kind: 'recovery', agent, summary: note.slice(0, 1000) });
-      await inner.recovery(agent, note);
+      if (told.delete(toldKey(agent, cell)))
+        alert({ kind: 'recovery', agent, summary: note.slice(0, 1000) });
+      await inner.recovery(agent, note, cell);
     },
   };
 }
@@ -212,9 +214,13 @@ function createIssueNotifier(options: {
         });
       }
     },
-    async recovery(agent, note) {
+    async recovery(agent, note, cell) {
       try {
-        const closed = await issues.reportRecovery({ agent, note });
+        const closed = await issues.reportRecovery({
+          agent,
+          note,
+          ...(cell ? { cell_uuid: cell } : {}),
+        });
         if (closed) logger.info('death issue closed', { agent, issue: closed.url });
       } catch (error) {
         logger.error('cannot close the death issue', {

@@ -257,10 +257,14 @@ describe('storm alerts through the notifier, the real dispatcher and Telegram (l
     expect(sent()).toHaveLength(1);
     expect(message.text).toBe('[pit] 💀 agent-2 (mission-2): agent-2 is dead: mode never');
     // A silent death's recovery is silent too; a told one's is told.
-    await notifier.recovery('agent-1', 'agent-1 is healthy again');
+    await notifier.recovery('agent-1', 'agent-1 is healthy again', 'cell-1');
     await alerts.flush();
     expect(sent()).toHaveLength(1);
-    await notifier.recovery('agent-2', 'agent-2 is healthy again');
+    // An agent of the same name in another cell was not told of: its recovery is silent.
+    await notifier.recovery('agent-2', 'agent-2 is healthy again', 'cell-9');
+    await alerts.flush();
+    expect(sent()).toHaveLength(1);
+    await notifier.recovery('agent-2', 'agent-2 is healthy again', 'cell-2');
     await alerts.flush();
     expect(sent().map((call) => call.params.text)).toEqual([
       message.text,

@@ -288,13 +288,16 @@ describe('the supervision loop', () => {
     expect(story).not.toContain('agent_revived');
     expect(story).toContain('decision:record_only');
     const issue = await waitFor(
-      () => api.issues.find((item) => item.title.startsWith('[pit] forge:')),
+      () =>
+        api.issues.find((item) => item.title.startsWith(`[pit] ${cell.uuid.slice(0, 8)}/forge:`)),
       20_000,
       'the death issue',
     );
     expect(issue.state).toBe('open');
     expect(issue.body).toContain('SIGKILL');
-    expect(api.issues.filter((item) => item.title.startsWith('[pit] forge:'))).toHaveLength(1);
+    // The title names the cell and its mission: two cells' `forge`s are two issues.
+    expect(issue.title).toContain(`dead in ${cell.manifest.mission}`);
+    expect(api.issues.filter((item) => item.title.startsWith('[pit] '))).toHaveLength(1);
   });
 
   it('substitutes a dead agent: the substitute joins the cell with its role, gets a handoff and a resume packet, and runs', async () => {

@@ -319,6 +319,43 @@ describe('createApprovalBroker', () => {
     expect(other.id).not.toBe(first.id);
   });
 
+  it('refuses `revive <agent>` when that agent waits in two cells, and takes `<cell>/<agent>`', async () => {
+    const channel = memoryChannel('alpha');
+    const broker = await start({ channels: [channel] });
+    const cellA = '3f2a1c4e-9b7d-4e2f-8a1b-0c9d8e7f6a5b';
+    const cellB = '7c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e';
+    const inA = await broker.ask({
+      agent: 'gamma',
+      mission: 'a',
+      cell_uuid: cellA,
+      reasons: ['x'],
+    });
+    const inB = await broker.ask({
+      agent: 'gamma',
+      mission: 'b',
+      cell_uuid: cellB,
+      reasons: ['x'],
+    });
+    const bare = await channel
+      .sink()
+      .decide({ decision: 'approve', agent: 'gamma', identity: 'ann' });
+    expect(bare).toMatchObject({ ok: false, reason: 'ambiguous' });
+    expect(!bare.ok && bare.detail).toContain(`3f2a1c4e/gamma (${inA.id})`);
+    expect(!bare.ok && bare.detail).toContain(`7c1d2e3f/gamma (${inB.id})`);
+    expect(broker.get(inA.id)?.status).toBe('pending');
+    expect(broker.get(inB.id)?.status).toBe('pending');
+
+    const named = await channel
+      .sink()
+      .decide({ decision: 'approve', agent: 'gamma', cell: '7c1d2e3f', identity: 'ann' });
+    expect(named).toMatchObject({ ok: true, request: { id: inB.id, status: 'approved' } });
+    expect(broker.get(inA.id)?.status).toBe('pending');
+    // One left: the bare name is no longer ambiguous.
+    expect(
+      await channel.sink().decide({ decision: 'deny', agent: 'gamma', identity: 'ann' }),
+    ).toMatchObject({ ok: true, request: { id: inA.id, status: 'denied' } });
+  });
+
   it('records a decision from a caller the application authenticated, with who and why, once', async () => {
     const channel = memoryChannel('alpha');
     const broker = await start({ channels: [channel] });

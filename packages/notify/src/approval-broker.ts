@@ -441,6 +441,44 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
     return found;
   }
 
+  /**
+   * The request `revive <agent>` means: the newest pending one of that agent in the cell whose
+   * uuid starts with `cell`, or in any cell — unless agents of that name wait in several cells,
+   * which a name alone cannot tell apart.
+   */
+  function pendingByName(
+    agent: string,
+    cell: string | undefined,
+  ):
+    | { ok: true; request: Approval }
+    | { ok: false; reason: 'no_pending_request' | 'ambiguous'; detail: string } {
+    const newest = new Map<string, Approval>();
+    for (const request of requests.values()) {
+      if (request.agent !== agent || request.status !== 'pending') continue;
+      if (cell !== undefined && !(request.cell_uuid ?? '').startsWith(cell)) continue;
+      const where = request.cell_uuid ?? '';
+      const other = newest.get(where);
+      if (!other || request.requested_at > other.requested_at) newest.set(where, request);
+    }
+    const [only, ...more] = newest.values();
+    const named = cell === undefined ? agent : `${cell}/${agent}`;
+    if (!only)
+      return {
+        ok: false,
+        reason: 'no_pending_request',
+        detail: `no pending approval request for ${named}`,
+      };
+    if (more.length === 0) return { ok: true, request: only };
+    const choices = [only, ...more]
+      .map((request) => `${(request.cell_uuid ?? '').slice(0, 8)}/${agent} (${request.id})`)
+      .join(', ');
+    return {
+      ok: false,
+      reason: 'ambiguous',
+      detail: `${agent} waits for approval in ${more.length + 1} cells: answer with the request id or one of ${choices}`,
+    };
+  }
+
   async function decideAs(via: string, attempt: DecisionAttempt): Promise<DecisionResult> {
     if (state !== 'started')
       return refuse(via, attempt, 'unknown_request', 'the broker is not running');
@@ -458,14 +496,9 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
           `request ${request.id} is not about ${attempt.agent}`,
         );
     } else if (attempt.agent !== undefined) {
-      request = newestPending(attempt.agent);
-      if (!request)
-        return refuse(
-          via,
-          attempt,
-          'no_pending_request',
-          `no pending approval request for ${attempt.agent}`,
-        );
+      const found = pendingByName(attempt.agent, attempt.cell);
+      if (!found.ok) return refuse(via, attempt, found.reason, found.detail);
+      request = found.request;
     } else {
       return refuse(via, attempt, 'malformed', 'names neither a request id nor an agent');
     }

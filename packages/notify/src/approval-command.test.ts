@@ -10,6 +10,14 @@ describe('parseApprovalCommand', () => {
     ['revive scout', { decision: 'approve', target: 'agent', agent: 'scout' }],
     ['skip miner-2', { decision: 'deny', target: 'agent', agent: 'miner-2' }],
     ['/revive@pit_bot scout', { decision: 'approve', target: 'agent', agent: 'scout' }],
+    [
+      'revive 3F2A1C4E/scout',
+      { decision: 'approve', target: 'agent', agent: 'scout', cell: '3f2a1c4e' },
+    ],
+    [
+      'skip 3f2a1c4e-9b7d/miner-2',
+      { decision: 'deny', target: 'agent', agent: 'miner-2', cell: '3f2a1c4e-9b7d' },
+    ],
   ])('reads %j', (text, expected) => {
     expect(parseApprovalCommand(text)).toEqual(expected);
   });
@@ -20,6 +28,10 @@ describe('parseApprovalCommand', () => {
     `approve ${ID} now`,
     'revive ../etc',
     'revive Scout',
+    'revive 3f2a/scout',
+    'revive xyzxyzxy/scout',
+    'revive 3f2a1c4e/',
+    'revive 3f2a1c4e/scout/x',
     '+1',
     'yes',
     'revive',

@@ -54,3 +54,11 @@ function spoken(word: string): string {
 function iso(ms: number | undefined): string {
   return ms === undefined ? '?' : new Date(ms).toISOString();
 }
+
+/**
+ * How a text reply names the request's agent: `<first 8 of the cell uuid>/<agent>` for an agent in
+ * a cell (two cells may each have one of that name), the bare name outside cells.
+ */
+export function agentReference(request: Pick<Approval, 'agent' | 'cell_uuid'>): string {
+  return request.cell_uuid ? `${request.cell_uuid.slice(0, 8)}/${request.agent}` : request.agent;
+}

@@ -13,6 +13,7 @@ export type RejectReason =
   | 'malformed' // not a command we understand
   | 'unknown_request' // no request has that id
   | 'no_pending_request' // `revive <agent>` / `skip <agent>` with nothing pending for that agent
+  | 'ambiguous' // `revive <agent>` while agents of that name in several cells wait: name the request or `<cell>/<agent>`
   | 'already_decided' // single use: the request was decided before
   | 'expired'; // the request expired before the answer arrived
 
@@ -40,6 +41,8 @@ export interface DecisionAttempt {
   request_id?: string;
   /** …or by agent (`revive <agent>` / `skip <agent>`): the newest pending request of that agent. */
   agent?: string;
+  /** With `agent`: the start of the cell's uuid (`revive 3f2a1c4e/scout`); needed when several cells have a pending `scout`. */
+  cell?: string;
   /** The approver's identity as the channel authenticated it. */
   identity: string;
   /** When the approver wrote the answer (for freshness checks); omitted for button presses. */

@@ -1,7 +1,7 @@
 export { NotifyError, type NotifyErrorCode } from './errors.js';
 export { silentLogger, redactingLogger, type Logger, type LogFields } from './logger.js';
 export { parseApprovalCommand, type ApprovalCommand } from './approval-command.js';
-export { renderApprovalRequest, renderApprovalOutcome } from './approval-text.js';
+export { agentReference, renderApprovalRequest, renderApprovalOutcome } from './approval-text.js';
 export {
   createApprovalBroker,
   ApprovalsConfigSchema,

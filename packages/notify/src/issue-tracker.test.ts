@@ -5,12 +5,14 @@ import { createIssueTracker, type IssueTracker } from './issue-tracker.js';
 import type { DeathReportInput } from './post-mortem.js';
 
 const TOKEN = 'ghp_testtoken_0123456789abcdef';
+const CELL = '3f2a1c4e-9b7d-4e2f-8a1b-0c9d8e7f6a5b';
+const OTHER_CELL = '7c1d2e3f-4a5b-4c6d-8e7f-901a2b3c4d5e';
 
 function report(overrides: Partial<DeathReportInput> = {}): DeathReportInput {
   return {
     agent: 'scout',
     mission: 'survey the north ridge',
-    cell_uuid: '3f2a1c4e-9b7d-4e2f-8a1b-0c9d8e7f6a5b',
+    cell_uuid: CELL,
     reason: 'no heartbeat for 120 s',
     dead_since: new Date('2026-11-22T10:00:00.000Z'),
     probes: [
@@ -70,7 +72,9 @@ describe.each<IssuesFlavour>(['github', 'gitea'])('createIssueTracker (%s)', (fl
     const first = await tracker(logger).reportDeath(report());
     expect(first).toMatchObject({ created: true, commented: false });
     const issue = api.issues.find((candidate) => candidate.number === first.number);
-    expect(issue?.title).toBe('[pit] scout: dead — no heartbeat for 120 s');
+    expect(issue?.title).toBe(
+      '[pit] 3f2a1c4e/scout: dead in survey the north ridge — no heartbeat for 120 s',
+    );
     expect(issue?.labels).toEqual(['pit', 'agent-dead']);
     expect(issue?.body).toContain('**Mission:** survey the north ridge');
     expect(issue?.body).toContain('**Dead for:** 5 min 0 s');
@@ -97,8 +101,11 @@ describe.each<IssuesFlavour>(['github', 'gitea'])('createIssueTracker (%s)', (fl
     ).toMatchObject({ commented: false });
     expect(api.issues.filter((candidate) => !candidate.isPull)).toHaveLength(1);
 
+    // The same name in another cell is another agent: its recovery closes nothing of this one.
+    expect(await tracker().reportRecovery({ agent: 'scout', cell_uuid: OTHER_CELL })).toBeNull();
     const closed = await tracker().reportRecovery({
       agent: 'scout',
+      cell_uuid: CELL,
       at: new Date('2026-11-22T11:00:00.000Z'),
     });
     expect(closed?.number).toBe(first.number);
@@ -106,14 +113,34 @@ describe.each<IssuesFlavour>(['github', 'gitea'])('createIssueTracker (%s)', (fl
     expect(issue?.comments.at(-1)?.body).toBe(
       '✅ `scout` recovered at 2026-11-22T11:00:00.000Z after 1 h 0 min.',
     );
-    expect(await tracker().reportRecovery({ agent: 'scout' })).toBeNull();
-    expect(await tracker().findOpenIssue('scout')).toBeNull();
+    expect(await tracker().reportRecovery({ agent: 'scout', cell_uuid: CELL })).toBeNull();
+    expect(await tracker().findOpenIssue('scout', CELL)).toBeNull();
     expect(logger.text()).not.toContain(TOKEN);
   });
 
-  it('finds an existing issue beyond the first page', async () => {
+  it('opens one issue per cell for two cells with an agent of the same name', async () => {
     api = await startIssuesApi({ flavour, token: TOKEN });
-    const mine = api.addIssue({ title: '[pit] miner: dead — exit 137' });
+    const first = await tracker().reportDeath(report());
+    const second = await tracker().reportDeath(
+      report({ cell_uuid: OTHER_CELL, mission: 'dig the south pit' }),
+    );
+    expect(second.created).toBe(true);
+    expect(second.number).not.toBe(first.number);
+    expect(api.issues.map((issue) => issue.title).sort()).toEqual([
+      '[pit] 3f2a1c4e/scout: dead in survey the north ridge — no heartbeat for 120 s',
+      '[pit] 7c1d2e3f/scout: dead in dig the south pit — no heartbeat for 120 s',
+    ]);
+    expect((await tracker().findOpenIssue('scout', OTHER_CELL))?.number).toBe(second.number);
+  });
+
+  it('finds an existing issue beyond the first page, one titled before cells were told apart included', async () => {
+    api = await startIssuesApi({ flavour, token: TOKEN });
+    // The title of an older version (the bare name); the body names the cell.
+    const mine = api.addIssue({
+      title: '[pit] miner: dead — exit 137',
+      body: `## \`miner\` is dead\n\n- **Cell:** \`${CELL}\``,
+    });
+    api.addIssue({ title: '[pit] miner: dead — exit 1', body: `- **Cell:** \`${OTHER_CELL}\`` });
     for (let index = 0; index < 120; index += 1) api.addIssue({ title: `unrelated ${index}` });
     const result = await tracker().reportDeath(report({ agent: 'miner' }));
     expect(result).toMatchObject({ number: mine.number, created: false, commented: true });

@@ -82,9 +82,15 @@ export interface IssueTracker {
    * Comments on the agent's open death issue and closes it. Returns null when there is none.
    * @throws {NotifyError} as {@link IssueTracker.reportDeath}.
    */
-  reportRecovery(input: { agent: string; at?: Date; note?: string }): Promise<IssueRef | null>;
+  reportRecovery(input: {
+    agent: string;
+    /** The agent's cell: two cells' agents of one name have an issue each. */
+    cell_uuid?: string;
+    at?: Date;
+    note?: string;
+  }): Promise<IssueRef | null>;
   /** The agent's open death issue, if any (searched, not cached). */
-  findOpenIssue(agent: string): Promise<IssueRef | null>;
+  findOpenIssue(agent: string, cellUuid?: string): Promise<IssueRef | null>;
 }
 
 const IssueSchema = z.looseObject({
@@ -98,9 +104,12 @@ const IssueSchema = z.looseObject({
 const CommentSchema = z.looseObject({ id: z.number(), body: z.string().nullable().optional() });
 const LabelSchema = z.looseObject({ id: z.int(), name: z.string() });
 
-/** The title prefix that identifies an agent's death issue. */
-export function issueTitlePrefix(agent: string): string {
-  return `[pit] ${agent}:`;
+/**
+ * The title prefix that identifies an agent's death issue: `[pit] <first 8 of the cell uuid>/<agent>:`
+ * for an agent in a cell (two cells may each have a `scout`), `[pit] <agent>:` outside cells.
+ */
+export function issueTitlePrefix(agent: string, cellUuid?: string): string {
+  return cellUuid ? `[pit] ${cellUuid.slice(0, 8)}/${agent}:` : `[pit] ${agent}:`;
 }
 
 /**
@@ -242,8 +251,24 @@ export function createIssueTracker(options: IssueTrackerOptions): IssueTracker {
     return gitea ? { page, limit: pageSize } : { page, per_page: pageSize };
   }
 
-  async function searchOpen(agent: string): Promise<(IssueRef & { body: string }) | null> {
-    const prefix = issueTitlePrefix(agent);
+  /** An issue of this agent: its title prefix, or (opened before cells were told apart) the bare name's with the cell in the body. */
+  function isTheAgents(
+    issue: { title: string; body?: string | null | undefined },
+    agent: string,
+    cellUuid?: string,
+  ): boolean {
+    if (issue.title.startsWith(issueTitlePrefix(agent, cellUuid))) return true;
+    return (
+      cellUuid !== undefined &&
+      issue.title.startsWith(issueTitlePrefix(agent)) &&
+      (issue.body ?? '').includes(`\`${cellUuid}\``)
+    );
+  }
+
+  async function searchOpen(
+    agent: string,
+    cellUuid?: string,
+  ): Promise<(IssueRef & { body: string }) | null> {
     for (let page = 1; page <= config.max_pages; page += 1) {
       const { data } = await api<unknown>('list issues', 'GET /repos/{owner}/{repo}/issues', {
         state: 'open',
@@ -253,7 +278,7 @@ export function createIssueTracker(options: IssueTrackerOptions): IssueTracker {
       const issues = parseList(IssueSchema, data, 'list issues');
       for (const issue of issues) {
         if (issue.pull_request !== undefined && issue.pull_request !== null) continue;
-        if (issue.state !== 'open' || !issue.title.startsWith(prefix)) continue;
+        if (issue.state !== 'open' || !isTheAgents(issue, agent, cellUuid)) continue;
         return {
           number: issue.number,
           url: issue.html_url,
@@ -358,10 +383,10 @@ export function createIssueTracker(options: IssueTrackerOptions): IssueTracker {
           new NotifyError('NOTIFY_INVALID_INPUT', `death report: ${formatIssues(parsed.error)}`),
         );
       const report = parsed.data;
-      return serialized(report.agent, async () => {
+      return serialized(`${report.cell_uuid ?? ''}/${report.agent}`, async () => {
         const now = clock();
         const body = renderPostMortem(report, { now, maxLogLines: config.max_log_lines });
-        const existing = await searchOpen(report.agent);
+        const existing = await searchOpen(report.agent, report.cell_uuid);
         if (existing) {
           const marker = deathMarker(report);
           if (await hasMarker(existing, marker)) {
@@ -394,7 +419,7 @@ export function createIssueTracker(options: IssueTrackerOptions): IssueTracker {
           };
         }
         const title =
-          `${issueTitlePrefix(report.agent)} dead — ${report.reason.replace(/\s+/g, ' ')}`.slice(
+          `${issueTitlePrefix(report.agent, report.cell_uuid)} dead in ${report.mission.replace(/\s+/g, ' ').slice(0, 60)} — ${report.reason.replace(/\s+/g, ' ')}`.slice(
             0,
             200,
           );
@@ -413,8 +438,8 @@ export function createIssueTracker(options: IssueTrackerOptions): IssueTracker {
         return Promise.reject(
           new NotifyError('NOTIFY_INVALID_INPUT', `recovery: agent: ${formatIssues(agent.error)}`),
         );
-      return serialized(agent.data, async () => {
-        const existing = await searchOpen(agent.data);
+      return serialized(`${input.cell_uuid ?? ''}/${agent.data}`, async () => {
+        const existing = await searchOpen(agent.data, input.cell_uuid);
         if (!existing) return null;
         const at = input.at ?? clock();
         const deadSince = /since=(\S+) -->/.exec(existing.body)?.[1];
@@ -440,8 +465,8 @@ export function createIssueTracker(options: IssueTrackerOptions): IssueTracker {
       });
     },
 
-    async findOpenIssue(agent) {
-      const found = await searchOpen(agent);
+    async findOpenIssue(agent, cellUuid) {
+      const found = await searchOpen(agent, cellUuid);
       return found ? { number: found.number, url: found.url, title: found.title } : null;
     },
   };

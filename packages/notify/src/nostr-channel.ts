@@ -4,7 +4,7 @@ import type { NostrEvent } from 'nostr-tools/pure';
 import { z } from 'zod';
 import { parseApprovalCommand } from './approval-command.js';
 import type { Approval } from '@pit/cell-spec';
-import { renderApprovalOutcome, renderApprovalRequest } from './approval-text.js';
+import { agentReference, renderApprovalOutcome, renderApprovalRequest } from './approval-text.js';
 import { formatAlertText, type AlertBatch } from './alert.js';
 import type { AlertChannel, ApprovalChannel, ApprovalSink, DecisionResult } from './channel.js';
 import { runWithDeadline } from './deliver.js';
@@ -281,7 +281,7 @@ export function createNostrChannel(options: NostrChannelOptions): NostrChannel {
     const named = command
       ? command.target === 'request'
         ? { request_id: command.id }
-        : { agent: command.agent }
+        : { agent: command.agent, ...(command.cell ? { cell: command.cell } : {}) }
       : {};
     if (!approvers.has(message.sender)) {
       sink.reject({
@@ -485,7 +485,7 @@ export function createNostrChannel(options: NostrChannelOptions): NostrChannel {
   function requestText(request: Approval): string {
     return renderApprovalRequest(request, {
       now: clock(),
-      howToAnswer: `Reply "approve ${request.id}" or "deny ${request.id}" (or "revive ${request.agent}" / "skip ${request.agent}").`,
+      howToAnswer: `Reply "approve ${request.id}" or "deny ${request.id}" (or "revive ${agentReference(request)}" / "skip ${agentReference(request)}").`,
     });
   }
 

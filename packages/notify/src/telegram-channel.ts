@@ -2,7 +2,7 @@ import type { Bot, Context, GrammyError } from 'grammy';
 import { z } from 'zod';
 import { parseApprovalCommand } from './approval-command.js';
 import type { Approval } from '@pit/cell-spec';
-import { renderApprovalOutcome, renderApprovalRequest } from './approval-text.js';
+import { agentReference, renderApprovalOutcome, renderApprovalRequest } from './approval-text.js';
 import { formatAlertText, type AlertBatch } from './alert.js';
 import type { AlertChannel, ApprovalChannel, ApprovalSink, DecisionResult } from './channel.js';
 import { sleep } from './deliver.js';
@@ -123,6 +123,8 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
         return 'Unknown request.';
       case 'no_pending_request':
         return 'Nothing is waiting for approval for that agent.';
+      case 'ambiguous':
+        return `Which one? ${result.detail}.`;
       default:
         return 'Refused.';
     }
@@ -182,7 +184,9 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
       const from = message.from;
       const identity = from ? identityOf(from) : `chat ${message.chat.id}`;
       const named =
-        command.target === 'request' ? { request_id: command.id } : { agent: command.agent };
+        command.target === 'request'
+          ? { request_id: command.id }
+          : { agent: command.agent, ...(command.cell ? { cell: command.cell } : {}) };
       const reply = (text: string): Promise<void> =>
         safely('sendMessage', () =>
           ctx.reply(text, {
@@ -279,7 +283,7 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
   function requestText(request: Approval): string {
     return renderApprovalRequest(request, {
       now: clock(),
-      howToAnswer: `Press a button, or reply "revive ${request.agent}" / "skip ${request.agent}".`,
+      howToAnswer: `Press a button, or reply "revive ${agentReference(request)}" / "skip ${agentReference(request)}".`,
     });
   }
 
