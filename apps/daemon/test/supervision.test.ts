@@ -809,6 +809,50 @@ describe('the supervision loop', () => {
     started.push(revived.pid!);
   });
 
+  it('asks once per cell for two cells with an ask-policy agent of one name, and an answer revives only its own', async () => {
+    const { base, cell, config, policyInput } = await fleet(
+      ['gamma'],
+      '[policy.agents.gamma]\nmode = "ask"\napproval = { channels = ["http"], timeout = "10m" }',
+    );
+    const other = await makeCell([{ name: 'gamma' }], join(base, 'missions'));
+    supervisor = await createSupervisor({ config, policyInput, env: process.env, logger });
+    await supervisor.start();
+    const keys = [`${cell.uuid}/gamma`, `${other.uuid}/gamma`];
+    const first = await Promise.all(
+      keys.map((key) => healthyStatus(key, 20_000, `${key} healthy`)),
+    );
+    for (const status of first) started.push(status.pid!);
+    for (const status of first) process.kill(status.pid!, 'SIGKILL');
+    const asked = await Promise.all(
+      keys.map((key) =>
+        waitFor(async () => (await statusOf(key))?.pending_approval, 20_000, `${key} asks`),
+      ),
+    );
+    expect(new Set(asked).size).toBe(2);
+    const approvals = (await supervisor.status()).approvals;
+    expect(approvals.map((approval) => [approval.id, approval.cell_uuid]).sort()).toEqual(
+      [
+        [asked[0], cell.uuid],
+        [asked[1], other.uuid],
+      ].sort(),
+    );
+    expect(
+      await supervisor.decideApproval(asked[1]!, 'approve', { channel: 'http' }),
+    ).toMatchObject({
+      ok: true,
+    });
+    const revived = await healthyStatus(
+      keys[1]!,
+      20_000,
+      "the other cell's gamma revived",
+      first[1]!.pid,
+    );
+    started.push(revived.pid!);
+    // The first cell's gamma still waits on its own request, unrevived.
+    expect(await statusOf(keys[0]!)).toMatchObject({ pending_approval: asked[0] });
+    expect((await statusOf(keys[0]!))?.pid).toBeUndefined();
+  });
+
   it('asks a human under policy ask, and revives the agent once the request is approved', async () => {
     const { cell, config, policyInput } = await fleet(
       ['forge'],
