@@ -100,6 +100,8 @@ export async function carryOutDecision(
       ...(decision.approval_id ? { approval_id: decision.approval_id } : {}),
     });
     slot.state.last_decision = { action: decision.action, reason: decision.reason, at: iso(at) };
+    // Persisted before it is carried out (a stop may wait out a grace): `pit status` reads the files.
+    void context.store.save(slot.key);
     context.logger.info('decision', {
       agent: slot.key,
       action: decision.action,

@@ -228,6 +228,27 @@ describe.each(modes)('Executor.stop ($name)', ({ launcher }) => {
     expect(exit).toMatchObject({ code: null, signal: 'SIGTERM' });
   });
 
+  it('stops a stopped (SIGSTOP) agent at once: SIGTERM is followed by SIGCONT, not a whole grace', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const agent = await make().start({
+      agent: 'forge',
+      argv: ['sleep', '30'],
+      env: agentEnv(),
+      cell,
+    });
+    reapLater(agent.pid);
+    process.kill(agent.pid, 'SIGSTOP');
+    await waitFor(
+      async () =>
+        (await fs.readFile(`/proc/${agent.pid}/stat`, 'utf8')).split(') ')[1]?.[0] === 'T',
+      5000,
+      'the agent stopped (state T)',
+    );
+    // A grace far longer than the bound: only a SIGTERM the process handles at once can end it in time.
+    const exit = await within(executor!.stop(agent, { graceMs: 120_000 }), 10_000, 'stop');
+    expect(exit).toMatchObject({ code: null, signal: 'SIGTERM' });
+  });
+
   it('sends SIGKILL after the grace period when the agent ignores SIGTERM', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const agentScript = await script(

@@ -467,6 +467,9 @@ async function stopAgent(
     graceMs,
   });
   await sendSignal(state, agentProcess, 'SIGTERM');
+  // A stopped process (SIGSTOP, state T) handles SIGTERM only once continued: continue it, or
+  // the whole stop grace passes before the SIGKILL.
+  await sendSignal(state, agentProcess, 'SIGCONT');
   const timedOut = Symbol('timeout');
   let timer: NodeJS.Timeout | undefined;
   const first = await Promise.race([
