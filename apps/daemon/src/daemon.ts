@@ -193,6 +193,7 @@ async function startServices(context: StartContext): Promise<DaemonServices> {
     if (loaded.config.bus.enabled && !options.dryRun) {
       busHub = await createBusHub({
         listen: options.busListen ?? loaded.config.bus.listen,
+        stateDir: loaded.config.daemon.state_dir,
         logger,
         ...(loaded.config.bus.roles ? { roles: loaded.config.bus.roles } : {}),
       });

@@ -169,7 +169,7 @@ async function agentEnvironment(
   let busEnv: Record<string, string> = {};
   if (slot.cell && context.busHub) {
     busEnv = await context.busHub
-      .credentials(slot.cell.dir, slot.name, slot.cell.role)
+      .credentials(slot.cell.dir, slot.name, context.config.bus.participants[slot.name])
       .catch((error: unknown) => {
         context.logger.error('cannot register the agent on its mission bus', {
           agent: slot.key,
