@@ -134,6 +134,12 @@ export async function startAgent(
       ...(home ? { home } : {}),
     });
     watchProcess(context, slot, started);
+    // argv may carry secrets an operator wrote inline: the logger redacts them (config-safety.ts).
+    context.logger.info('agent process started', {
+      agent: slot.key,
+      pid: started.pid,
+      argv: agentConfig.argv,
+    });
     slot.state.revive_attempts = why.attempt;
     slot.state.backoff_until = undefined;
     slot.state.health = 'unknown';
