@@ -91,6 +91,9 @@ const URL_WITH_PASSWORD = /[a-z][a-z0-9+.-]*:\/\/[^\s/:@]*:[^\s/@]+@/i;
 const SECRET_FLAG =
   /^--?[a-z0-9_-]*(secret|token|passw(or)?d|passphrase|credential|api-?key|private-?key|access-?key|auth)[a-z0-9_-]*$/i;
 
+/** A flag that names where a secret is (`--token-file`, `--password-env`), not the secret. */
+const NAMES_A_PLACE = /[-_](file|path|env|dir|name)$/i;
+
 const ADVICE =
   'it would be visible to anyone who can read the config, and in logs; put it in the daemon’s environment and name it with env_from instead';
 
@@ -132,13 +135,9 @@ function argvSecrets(argv: readonly string[]): Array<{ index: number; what: stri
     const flag = equals > 0 ? argument.slice(0, equals) : argument;
     if (URL_WITH_PASSWORD.test(argument))
       found.push({ index, what: 'holds a URL with a password' });
-    else if (SECRET_FLAG.test(flag) && equals > 0 && equals < argument.length - 1)
+    else if (isSecretFlag(flag) && equals > 0 && equals < argument.length - 1)
       found.push({ index, what: `${flag}=… looks like a secret on the command line` });
-    else if (
-      SECRET_FLAG.test(argument) &&
-      index + 1 < argv.length &&
-      !argv[index + 1]!.startsWith('-')
-    )
+    else if (isSecretFlag(argument) && index + 1 < argv.length && !argv[index + 1]!.startsWith('-'))
       found.push({
         index: index + 1,
         what: `the value after ${argument} looks like a secret on the command line`,
@@ -182,5 +181,5 @@ export function redactSecretPatterns(text: string): string {
 
 /** Whether `argument` is a flag whose next argument is a secret (`--password`, `--api-token`). */
 export function isSecretFlag(argument: string): boolean {
-  return SECRET_FLAG.test(argument);
+  return SECRET_FLAG.test(argument) && !NAMES_A_PLACE.test(argument);
 }
