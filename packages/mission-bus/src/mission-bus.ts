@@ -115,7 +115,7 @@ export type GrantInput = z.input<typeof GrantInputSchema>;
 export interface RegisterParticipantInput {
   name: string;
   role: Role;
-  /** sha256 (hex) of its token, stored in `bus/tokens.json` (mode 0600). */
+  /** sha256 (hex) of its token, stored in the authority store (or, without one, `bus/tokens.json`, mode 0600). */
   token_sha256?: string;
 }
 
@@ -684,7 +684,8 @@ export class MissionBus {
 
   /**
    * Registers a participant (or changes its role) at run time, as the owner (`@pit`): a
-   * `participant` event in the stream, and its token hash in `bus/tokens.json`.
+   * `participant` event in the stream, and its role and token hash in the authority store
+   * (without one, the token hash in `bus/tokens.json`).
    * @returns the event, or `null` when it already had this role (only the token was updated).
    * @throws {BusError} BUS_INVALID, BUS_CLOSED, BUS_IO.
    */
@@ -758,8 +759,8 @@ export class MissionBus {
   }
 
   /**
-   * Sets (or with `null` removes) a participant's token hash, stored in `bus/tokens.json`
-   * (mode 0600) and taking precedence over the config's.
+   * Sets (or with `null` removes) a participant's token hash, stored in the authority store
+   * (without one, in `bus/tokens.json`, mode 0600) and taking precedence over the config's.
    * @throws {BusError} BUS_INVALID, BUS_IO.
    */
   async setToken(name: string, sha256: string | null): Promise<void> {
