@@ -111,6 +111,61 @@ describe('pit config check', () => {
     expect(result.stderr).toMatch(/writable/);
   });
 
+  it.each([
+    ['/', 'the root of the filesystem'],
+    ['/etc', 'a system directory'],
+    ['/usr/local/missions', 'inside /usr'],
+    ['/home', 'the parent of every user'],
+  ])('refuses cells.root = %s with exit 2, naming the key and why', async (root, why) => {
+    const config = writeConfig(`[daemon]\nstate_dir = "state"\n[cells]\nroot = "${root}"\n`);
+    const result = await pit(['--config', config, 'config', 'check']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`${config}: cells.root: ${root} is ${why}`);
+  });
+
+  it('warns, without printing them, about secrets written into an agent’s env or argv, and points at env_from', async () => {
+    const secrets = {
+      aws: 'AKIAsecretvalue0123456789',
+      database: 'hunter2-db-password',
+      token: 'tok-0123456789abcdef',
+      password: 'pw-0123456789abcdef',
+    };
+    const config = writeConfig(
+      [
+        '[daemon]',
+        'state_dir = "state"',
+        '[cells]',
+        'root = "missions"',
+        '[agents.forge]',
+        'cell = "none"',
+        'cwd = "."',
+        `argv = ["/bin/true", "--api-token=${secrets.token}", "--password", "${secrets.password}"]`,
+        `env = { AWS_SECRET_ACCESS_KEY = "${secrets.aws}", DATABASE_URL = "postgres://admin:${secrets.database}@db.example:5432/app", LOG_LEVEL = "debug" }`,
+      ].join('\n'),
+    );
+    const result = await pit(['--config', config, 'config', 'check']);
+    expect(result.code).toBe(0);
+    const warnings = result.stderr.split('\n').filter((line) => line.startsWith('warning: '));
+    expect(warnings).toEqual([
+      expect.stringMatching(
+        /pit\.toml:8:\d+: agents\.forge\.argv\.1: --api-token=… looks like a secret.*env_from/,
+      ),
+      expect.stringMatching(
+        /pit\.toml:8:\d+: agents\.forge\.argv\.3: the value after --password looks like a secret.*env_from/,
+      ),
+      expect.stringMatching(
+        /pit\.toml:9:\d+: agents\.forge\.env\.AWS_SECRET_ACCESS_KEY: looks like a secret.*env_from/,
+      ),
+      expect.stringMatching(
+        /pit\.toml:9:\d+: agents\.forge\.env\.DATABASE_URL: holds a URL with a password.*env_from/,
+      ),
+    ]);
+    for (const value of Object.values(secrets)) {
+      expect(result.stderr).not.toContain(value);
+      expect(result.stdout).not.toContain(value);
+    }
+  });
+
   it('exits 2 when --config names a file that does not exist', async () => {
     const result = await pit(['--config', join(base, 'missing.toml'), 'config', 'check']);
     expect(result.code).toBe(2);

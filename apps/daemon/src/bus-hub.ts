@@ -1,9 +1,18 @@
+/**
+ * The daemon's mission buses: one @pit/mission-bus WebSocket server and one open bus per
+ * supervised cell, each with its authority store (participants, roles, token hashes) under the
+ * daemon's state directory, `<state_dir>/bus/<cell uuid>/participants.json`, where agents cannot
+ * write. A role is what the operator configured (`[bus.participants]`), what the daemon carried
+ * over to a substitute, or what the mission's lead granted over the bus; never what the cell says.
+ */
+import { basename, join } from 'node:path';
 import {
   createBusServer,
+  createDirectoryParticipantStore,
   createToken,
   MissionBus,
-  RoleSchema,
   type BusServer,
+  type ParticipantStore,
   type Role,
   type RoleOverrides,
 } from '@pit/mission-bus';
@@ -13,6 +22,8 @@ import type { Logger } from './logger.js';
 export interface BusHubOptions {
   /** `host:port` of the WebSocket server; port 0 picks a free one. */
   listen: string;
+  /** The daemon's state directory: each cell's bus authority is kept in `<stateDir>/bus/<cell uuid>/`. */
+  stateDir: string;
   roles?: RoleOverrides;
   logger?: Logger;
 }
@@ -25,14 +36,35 @@ export interface BusHub {
   bus(cellDir: string): Promise<MissionBus>;
   /**
    * Registers an agent as a participant of its cell's bus with a fresh token (only its sha256
-   * is stored) and returns what the agent needs to connect: `LAZARUS_BUS_URL`,
-   * `LAZARUS_BUS_MISSION`, `LAZARUS_BUS_TOKEN`.
+   * is stored, in the daemon's state directory) and returns what the agent needs to connect:
+   * `LAZARUS_BUS_URL`, `LAZARUS_BUS_MISSION`, `LAZARUS_BUS_TOKEN`. Its role: `configuredRole`
+   * (the operator's `[bus.participants]`), else the role the bus's store holds (a lead's grant,
+   * a substitution), else `write`.
    */
-  credentials(cellDir: string, agent: string, role: string): Promise<Record<string, string>>;
+  credentials(
+    cellDir: string,
+    agent: string,
+    configuredRole: Role | undefined,
+  ): Promise<Record<string, string>>;
   /** Stops serving a cell (archived, destroyed) and closes its bus. */
   release(cellDir: string): Promise<void>;
   /** Stops the server and closes every bus. */
   close(): Promise<void>;
+}
+
+/** Where the daemon keeps a cell's bus participants, roles and token hashes: `<stateDir>/bus/<cell uuid>/`. */
+export function busAuthority(stateDir: string, cellDir: string): ParticipantStore {
+  return createDirectoryParticipantStore(join(stateDir, 'bus', basename(cellDir)));
+}
+
+/** `logger` with `fields` added to every line (so a bus's warnings name the cell). */
+export function withFields(logger: Logger, fields: Record<string, unknown>): Logger {
+  return {
+    debug: (message, extra) => logger.debug(message, { ...fields, ...extra }),
+    info: (message, extra) => logger.info(message, { ...fields, ...extra }),
+    warn: (message, extra) => logger.warn(message, { ...fields, ...extra }),
+    error: (message, extra) => logger.error(message, { ...fields, ...extra }),
+  };
 }
 
 /**
@@ -54,8 +86,9 @@ export async function createBusHub(options: BusHubOptions): Promise<BusHub> {
     if (!pending) {
       pending = MissionBus.open({
         cellDir,
+        authority: busAuthority(options.stateDir, cellDir),
         ...(options.roles ? { config: { roles: options.roles } } : {}),
-        ...(options.logger ? { logger: options.logger } : {}),
+        ...(options.logger ? { logger: withFields(options.logger, { cell: cellDir }) } : {}),
       }).then((opened) => {
         server.addBus(opened);
         return opened;
@@ -68,11 +101,11 @@ export async function createBusHub(options: BusHubOptions): Promise<BusHub> {
   return {
     url: server.url,
     bus,
-    async credentials(cellDir, agent, role) {
+    async credentials(cellDir, agent, configuredRole) {
       const opened = await bus(cellDir);
-      const busRole: Role = RoleSchema.safeParse(role).success ? (role as Role) : 'write';
+      const role: Role = configuredRole ?? opened.roleOf(agent) ?? 'write';
       const { token, sha256 } = createToken();
-      await opened.registerParticipant({ name: agent, role: busRole });
+      await opened.registerParticipant({ name: agent, role });
       await opened.setToken(agent, sha256);
       return {
         LAZARUS_BUS_URL: server.url,

@@ -7,7 +7,7 @@ import {
   type IsolationProfile,
 } from '@pit/cell-spec';
 import { IssuesConfigSchema, NostrConfigSchema, TelegramConfigSchema } from '@pit/notify';
-import { RoleOverridesSchema } from '@pit/mission-bus';
+import { RoleOverridesSchema, RoleSchema } from '@pit/mission-bus';
 import { PolicyConfigSchema } from '@pit/policy';
 import { LOG_LEVELS } from './logger.js';
 
@@ -184,6 +184,12 @@ export const BusSectionSchema = z.strictObject({
   listen: ListenAddressSchema.default('127.0.0.1:7421'),
   /** Capabilities per role, replacing the defaults role by role (@pit/mission-bus). */
   roles: RoleOverridesSchema.optional(),
+  /**
+   * Each agent's bus role (`lead`, `write`, `read`, `audit`), by agent name. An agent left out
+   * keeps what its mission's lead granted it, else `write`; the role in `cell.json` is never used.
+   * @default {}
+   */
+  participants: z.record(AgentNameSchema, RoleSchema).default({}),
 });
 
 /** The whole `pit.toml`. */

@@ -11,6 +11,7 @@ import {
   type PitConfig,
 } from './config-schema.js';
 import { findDeprecatedKeys } from './config-deprecations.js';
+import { cellsRootProblem, findInlineSecrets, inlineSecretValues } from './config-safety.js';
 import { locateTomlKeys, positionOf, type SourcePosition } from './toml-locations.js';
 
 /** Where the config came from. */
@@ -104,6 +105,8 @@ export type ParseConfigResult =
       policyInput: unknown;
       /** Older keys that are set, each with the key to use instead (the config is valid). */
       notices: ConfigProblem[];
+      /** Values that look like secrets written in agents' `env` or `argv` (the config is valid). */
+      warnings: ConfigProblem[];
     }
   | { ok: false; problems: ConfigProblem[] };
 
@@ -162,6 +165,13 @@ export function parseConfig(text: string, format: 'toml' | 'json'): ParseConfigR
       message: found.message,
       ...at(found.path),
     })),
+    warnings: sortProblems(
+      findInlineSecrets(config).map((found) => ({
+        path: found.path.join('.'),
+        message: found.message,
+        ...at(found.path),
+      })),
+    ),
   };
 }
 
@@ -298,6 +308,11 @@ export interface LoadedConfig {
    * `file:line:column: key.path: message` (empty when there are none).
    */
   notices: string[];
+  /**
+   * Values that look like secrets written in agents' `env` or `argv`, rendered like
+   * {@link notices} (never with the value); the logger redacts those values.
+   */
+  warnings: string[];
 }
 
 /** Options of {@link loadConfig}. */
@@ -323,13 +338,16 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
         'DAEMON_CONFIG_INVALID',
         `embedded default: ${formatConfigProblems('(default)', parsed.problems)}`,
       );
+    const config = resolveConfigPaths(parsed.config, options.cwd);
+    assertSafeCellsRoot('(default)', config);
     return {
-      config: resolveConfigPaths(parsed.config, options.cwd),
+      config,
       source: 'default',
       baseDir: options.cwd,
       secrets: collectSecrets(parsed.config, options.env),
       policyInput: parsed.policyInput,
       notices: [],
+      warnings: [],
     };
   }
   return loadConfigFile(location.path, { ...options, source: location.source });
@@ -369,19 +387,38 @@ export async function loadConfigFile(
     );
   }
   const baseDir = dirname(resolve(path));
+  const config = resolveConfigPaths(parsed.config, baseDir);
+  assertSafeCellsRoot(path, config);
   return {
-    config: resolveConfigPaths(parsed.config, baseDir),
+    config,
     source: options.source ?? 'flag',
     path: resolve(path),
     baseDir,
     secrets: collectSecrets(parsed.config, options.env),
     policyInput: parsed.policyInput,
     notices: parsed.notices.map((notice) => formatConfigProblems(path, [notice])),
+    warnings: parsed.warnings.map((warning) => formatConfigProblems(path, [warning])),
   };
 }
 
+/**
+ * Refuses a cells root that is `/` or a system directory (after resolving it).
+ * @throws {DaemonError} DAEMON_CONFIG_INVALID naming the file, `cells.root` and why.
+ */
+function assertSafeCellsRoot(file: string, config: PitConfig): void {
+  const problem = cellsRootProblem(config.cells.root);
+  if (problem === undefined) return;
+  const problems: ConfigProblem[] = [{ path: 'cells.root', message: problem }];
+  throw new DaemonError(
+    'DAEMON_CONFIG_INVALID',
+    `${file}: 1 problem:\n${formatConfigProblems(file, problems)}`,
+    { problems },
+  );
+}
+
+/** What the logger redacts: the values of the variables the config names for secrets, and secret-looking literals. */
 function collectSecrets(config: PitConfig, env: Record<string, string | undefined>): string[] {
-  return secretEnvNames(config)
-    .map((name) => env[name])
-    .filter((value): value is string => typeof value === 'string' && value.length > 0);
+  return [...secretEnvNames(config).map((name) => env[name]), ...inlineSecretValues(config)].filter(
+    (value): value is string => typeof value === 'string' && value.length > 0,
+  );
 }

@@ -193,6 +193,7 @@ async function startServices(context: StartContext): Promise<DaemonServices> {
     if (loaded.config.bus.enabled && !options.dryRun) {
       busHub = await createBusHub({
         listen: options.busListen ?? loaded.config.bus.listen,
+        stateDir: loaded.config.daemon.state_dir,
         logger,
         ...(loaded.config.bus.roles ? { roles: loaded.config.bus.roles } : {}),
       });
@@ -402,7 +403,12 @@ export async function sweepOnce(options: DaemonOptions = {}): Promise<SweepRepor
   }
 }
 
-/** Says, once per load, which older config keys are set and what to write instead. */
+/**
+ * Says, once per load, which older config keys are set and what to write instead, and which
+ * agents' `env` or `argv` values look like secrets (the values themselves are never logged).
+ */
 function warnDeprecatedKeys(logger: Logger, loaded: LoadedConfig): void {
   for (const notice of loaded.notices) logger.warn('deprecated config key', { notice });
+  for (const warning of loaded.warnings)
+    logger.warn('config value looks like a secret; use env_from', { warning });
 }

@@ -131,6 +131,17 @@ async function addAgent(
   context.fleet.add(slot);
   await takeUp(context, slot, { firstSight: options.record === undefined, marked: options.marked });
   if (options.mode === 'loop') scheduleProbes(context, slot);
+  // An adopted agent keeps its bus after a daemon restart: serve its cell's bus from the start.
+  if (options.mode === 'loop' && slot.cell && context.busHub) openBus(context, slot.cell.dir);
+}
+
+function openBus(context: SupervisorContext, cellDir: string): void {
+  void context.busHub?.bus(cellDir).catch((error: unknown) => {
+    context.logger.error("cannot open the cell's mission bus", {
+      cell: cellDir,
+      error: error instanceof Error ? error.message : String(error),
+    });
+  });
 }
 
 async function removeAgent(context: SupervisorContext, slot: Slot): Promise<void> {

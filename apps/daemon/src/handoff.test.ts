@@ -24,7 +24,6 @@ describe('publishHandoff', () => {
       cellDir: cell.dir,
       from: 'forge',
       to: 'anvil',
-      role: 'write',
       note: 'forge died (SIGKILL)',
     });
     expect(handoff.packet).toMatchObject({

@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { writeJsonAtomic } from '@pit/cell-spec';
 import {
   MissionBus,
-  RoleSchema,
   SYSTEM_SENDER,
+  type ParticipantStore,
   type ResumePacket,
   type Role,
   type RoleOverrides,
@@ -19,8 +19,13 @@ export interface PublishHandoffOptions {
   from: string;
   /** The substitute taking over. */
   to: string;
-  /** The dead agent's role in `cell.json` (a bus role when it is one, else `write`). */
-  role: string;
+  /**
+   * The substitute's role as the operator configured it (`[bus.participants]`); left out, it
+   * takes the dead agent's role on the bus (else `write`). Never a role read from the cell.
+   */
+  role?: Role;
+  /** Where the bus keeps its participants and tokens (the daemon's state directory), when it is opened here. */
+  authority?: ParticipantStore;
   /** Why (goes into the handoff's note). */
   note: string;
   roles?: RoleOverrides;
@@ -49,15 +54,15 @@ export async function publishHandoff(options: PublishHandoffOptions): Promise<Pu
     options.bus ??
     (await MissionBus.open({
       cellDir: options.cellDir,
+      ...(options.authority ? { authority: options.authority } : {}),
       ...(options.roles ? { config: { roles: options.roles } } : {}),
       ...(options.logger ? { logger: options.logger } : {}),
     }));
   try {
-    const role: Role = RoleSchema.safeParse(options.role).success
-      ? (options.role as Role)
-      : 'write';
-    // Idempotent: a participant already registered with this role is left as it is.
-    await bus.registerParticipant({ name: options.from, role });
+    const held = bus.roleOf(options.from);
+    const role: Role = options.role ?? held ?? 'write';
+    // The dead agent must be a participant for the handoff to name it; one already registered keeps its role.
+    if (held === undefined) await bus.registerParticipant({ name: options.from, role: 'write' });
     await bus.registerParticipant({ name: options.to, role });
     const latestWorkspace = (await listCheckpoints(options.cellDir)).checkpoints[0];
     const workspace = latestWorkspace

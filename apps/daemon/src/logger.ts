@@ -6,6 +6,7 @@
 import { appendFileSync } from 'node:fs';
 import { inspect } from 'node:util';
 import type { Logger } from '@pit/cell-spec';
+import { isSecretFlag, redactSecretPatterns } from './config-safety.js';
 
 export { silentLogger, type Logger } from '@pit/cell-spec';
 
@@ -71,13 +72,17 @@ function addSecrets(secrets: Set<string>, values: Iterable<string>): void {
     if (typeof value === 'string' && value.length >= 4) secrets.add(value);
 }
 
-/** `value` with every secret replaced by `[redacted]`, in strings, errors, arrays and objects (to depth 6). */
+/**
+ * `value` with every secret replaced by `[redacted]`, in strings, errors, arrays and objects (to
+ * depth 6): the known secret values, the values of secret-looking flags (`--api-token=…`, and the
+ * element after `--password` in an array) and URL passwords.
+ */
 function redact(value: unknown, secrets: ReadonlySet<string>, depth = 0): unknown {
   if (typeof value === 'string') {
     let result = value;
     for (const secret of secrets)
       if (result.includes(secret)) result = result.split(secret).join(REDACTED);
-    return result;
+    return redactSecretPatterns(result);
   }
   if (value instanceof Error)
     return redact(
@@ -90,7 +95,13 @@ function redact(value: unknown, secrets: ReadonlySet<string>, depth = 0): unknow
       depth + 1,
     );
   if (depth > 6 || value === null || typeof value !== 'object') return value;
-  if (Array.isArray(value)) return value.map((item) => redact(item, secrets, depth + 1));
+  if (Array.isArray(value))
+    return value.map((item, index) => {
+      const before: unknown = index > 0 ? value[index - 1] : undefined;
+      if (typeof item === 'string' && typeof before === 'string' && isSecretFlag(before))
+        return REDACTED;
+      return redact(item, secrets, depth + 1);
+    });
   return Object.fromEntries(
     Object.entries(value).map(([key, item]) => [key, redact(item, secrets, depth + 1)]),
   );

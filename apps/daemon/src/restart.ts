@@ -134,6 +134,12 @@ export async function startAgent(
       ...(home ? { home } : {}),
     });
     watchProcess(context, slot, started);
+    // argv may carry secrets an operator wrote inline: the logger redacts them (config-safety.ts).
+    context.logger.info('agent process started', {
+      agent: slot.key,
+      pid: started.pid,
+      argv: agentConfig.argv,
+    });
     slot.state.revive_attempts = why.attempt;
     slot.state.backoff_until = undefined;
     slot.state.health = 'unknown';
@@ -169,7 +175,7 @@ async function agentEnvironment(
   let busEnv: Record<string, string> = {};
   if (slot.cell && context.busHub) {
     busEnv = await context.busHub
-      .credentials(slot.cell.dir, slot.name, slot.cell.role)
+      .credentials(slot.cell.dir, slot.name, context.config.bus.participants[slot.name])
       .catch((error: unknown) => {
         context.logger.error('cannot register the agent on its mission bus', {
           agent: slot.key,

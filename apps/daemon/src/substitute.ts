@@ -5,6 +5,7 @@
  * and it is started with the handoff in its environment. Only agents in cells are substituted.
  */
 import { cellPaths, updateManifest } from '@pit/cell-spec';
+import { busAuthority } from './bus-hub.js';
 import { publishHandoff } from './handoff.js';
 import { startAgent } from './restart.js';
 import type { Slot } from './slot.js';
@@ -91,7 +92,10 @@ async function handOver(
       cellDir: cell.dir,
       from: slot.name,
       to: substituteName,
-      role: cell.role,
+      ...(context.config.bus.participants[substituteName]
+        ? { role: context.config.bus.participants[substituteName] }
+        : {}),
+      authority: busAuthority(context.config.daemon.state_dir, cell.dir),
       note: reason,
       ...(context.config.bus.roles ? { roles: context.config.bus.roles } : {}),
       logger: context.logger,

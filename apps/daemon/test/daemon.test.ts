@@ -203,6 +203,49 @@ describe('pit daemon (e2e, real processes)', () => {
     await within(exitOf(daemon.child), 20_000, 'daemon exit');
   });
 
+  it('never writes a secret into its log file: inline env and argv secrets, env_from and token values are redacted', async () => {
+    const secrets = {
+      aws: 'aws-secret-0123456789abcdef',
+      database: 'db-password-0123456789',
+      token: 'api-token-0123456789abcdef',
+      password: 'cli-password-0123456789',
+      fromEnv: 'env-from-secret-0123456789',
+    };
+    const { base, configPath, lines } = await setup(['forge']);
+    const config = lines
+      .join('\n')
+      .replace('log_level = "debug"', 'log_level = "debug"\nlog_file = "pit.log"')
+      .replace(
+        `argv = ["${process.execPath}", "${testAgentPath}"]`,
+        [
+          `argv = ["${process.execPath}", "${testAgentPath}", "--api-token=${secrets.token}", "--password", "${secrets.password}", "--db", "postgres://admin:${secrets.database}@db.example/app"]`,
+          `env = { AWS_SECRET_ACCESS_KEY = "${secrets.aws}", DATABASE_URL = "postgres://admin:${secrets.database}@db.example:5432/app" }`,
+          'env_from = ["AGENT_SECRET"]',
+        ].join('\n'),
+      );
+    await fs.writeFile(configPath, config, { mode: 0o600 });
+    const child = spawnTsx(RUN_DAEMON, [configPath], {
+      env: { ...process.env, PIT_TEST_TOKEN: TOKEN, AGENT_SECRET: secrets.fromEnv },
+    });
+    const ready = await waitFor(
+      () => /^(READY|FAILED) .*$/m.exec(child.output())?.[0],
+      30_000,
+      'the daemon to start',
+    );
+    expect(ready).toMatch(/^READY /);
+    await healthyAgent(ready.split(' ')[1]!, 'forge');
+    const log = await fs.readFile(join(base, 'pit.log'), 'utf8');
+    expect(log).toContain('config value looks like a secret; use env_from');
+    expect(log).toContain('agent process started');
+    expect(log).toContain('--api-token=[redacted]');
+    for (const value of [...Object.values(secrets), TOKEN]) {
+      expect(log).not.toContain(value);
+      expect(child.output()).not.toContain(value);
+    }
+    child.kill('SIGTERM');
+    await within(exitOf(child), 20_000, 'daemon exit');
+  });
+
   it('refuses a second daemon on the same state dir, naming the holder’s pid', async () => {
     const { configPath } = await setup(['forge']);
     const first = await startDaemon(configPath);

@@ -16,9 +16,11 @@ import { describeError, silentLogger, type BusLogger } from './logger.js';
 import {
   BUS_CLOSE_CODES,
   ClientFrameSchema,
+  GrantResultSchema,
   ParticipantsResultSchema,
   PROTOCOL_VERSION,
   ServerFrameSchema,
+  type GrantResult,
   type ParticipantsResult,
   type ServerFrame,
   type WelcomeFrame,
@@ -122,6 +124,12 @@ export interface BusClient {
   participants(): Promise<ParticipantsResult>;
   /** The last entries of the audit trail (needs `audit`). */
   audit(options?: { limit?: number }): Promise<AuditEntry[]>;
+  /**
+   * Gives `participant` a role, or removes it with `null` (needs `grant`: a lead by default).
+   * @returns the `participant` event's sequence number, `null` when it already had that role.
+   * @throws {BusError} BUS_FORBIDDEN, BUS_INVALID, BUS_TIMEOUT, BUS_CLOSED.
+   */
+  grant(participant: string, role: Role | null): Promise<GrantResult>;
   /**
    * Subscribes to the stream after `after`: backlog, then live events.
    * @throws {BusError} BUS_ALREADY_SUBSCRIBED while another subscription of this client is open.
@@ -299,6 +307,10 @@ class Client implements BusClient {
 
   participants(): Promise<ParticipantsResult> {
     return this.result({ op: 'participants' }, ParticipantsResultSchema);
+  }
+
+  grant(participant: string, role: Role | null): Promise<GrantResult> {
+    return this.result({ op: 'grant', participant, role }, GrantResultSchema);
   }
 
   audit(options: { limit?: number } = {}): Promise<AuditEntry[]> {

@@ -65,8 +65,19 @@ export { segmentFileName, type LogRepair } from './segment-log.js';
 export { readBusLog, type BusLogEntry, type ReadBusLogOptions } from './read-bus-log.js';
 export type { AuditEntry } from './audit-trail.js';
 export {
+  createDirectoryParticipantStore,
+  ParticipantRosterSchema,
+  StoredParticipantSchema,
+  type ParticipantRoster,
+  type ParticipantStore,
+  type StoredParticipant,
+} from './participant-store.js';
+export {
   MissionBus,
   BusExportSchema,
+  GrantInputSchema,
+  type GrantInput,
+  type IgnoredRoleClaim,
   type BusExport,
   type OpenMissionBusOptions,
   type ReadOptions,
@@ -81,6 +92,8 @@ export {
   ServerFrameSchema,
   WelcomeFrameSchema,
   ParticipantsResultSchema,
+  GrantResultSchema,
+  type GrantResult,
   type ClientFrame,
   type ClientFrameInput,
   type ServerFrame,

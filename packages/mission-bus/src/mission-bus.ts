@@ -55,6 +55,7 @@ import { describeError, silentLogger, type BusLogger } from './logger.js';
 import type { ParticipantInfo, ResumePacket } from './resume-packet.js';
 import { RoleSchema, resolveRoleCapabilities, type Capability, type Role } from './roles.js';
 import { SegmentLog, type LogRepair, type StoredEvent } from './segment-log.js';
+import type { ParticipantRoster, ParticipantStore } from './participant-store.js';
 import { tokenMatches } from './tokens.js';
 
 /** Options of {@link MissionBus.open}. */
@@ -68,6 +69,23 @@ export interface OpenMissionBusOptions {
   now?: () => Date;
   /** How long to wait for another bus that holds the cell's `bus/.lock`. @default 2000 (ms) */
   lockTimeoutMs?: number;
+  /**
+   * Where participants, roles and token hashes are kept. Given, they come from this store
+   * (and the config's `participants`) only: a `participant` line in the cell's log, or a
+   * `bus/tokens.json`, grants nothing (such claims are logged and audited as
+   * `bus_claim_ignored`). Left out, the cell's `bus/` is the authority: the log's
+   * `participant` events and `bus/tokens.json`, fit only for a cell no untrusted process can write.
+   */
+  authority?: ParticipantStore;
+}
+
+/** A role the cell's log claims for a participant that the bus's authority store does not hold. */
+export interface IgnoredRoleClaim {
+  name: string;
+  /** The role the log's last `participant` line for `name` claims (`null`: removed). */
+  claimed: Role | null;
+  /** The role the store holds (`null`: none). */
+  held: Role | null;
 }
 
 /** Options of {@link MissionBus.read}. */
@@ -86,11 +104,18 @@ export interface SubscribeOptions {
   signal?: AbortSignal;
 }
 
+/** What a {@link MissionBus.grant} carries: whom, and which role (`null` removes the participant). */
+export const GrantInputSchema = z.strictObject({
+  participant: AgentNameSchema,
+  role: RoleSchema.nullable(),
+});
+export type GrantInput = z.input<typeof GrantInputSchema>;
+
 /** What a participant registration carries. */
 export interface RegisterParticipantInput {
   name: string;
   role: Role;
-  /** sha256 (hex) of its token, stored in `bus/tokens.json` (mode 0600). */
+  /** sha256 (hex) of its token, stored in the authority store (or, without one, `bus/tokens.json`, mode 0600). */
   token_sha256?: string;
 }
 
@@ -156,9 +181,16 @@ export class MissionBus {
   readonly repairs: readonly LogRepair[];
   /** The cell's paths. */
   readonly paths: CellPaths;
+  /** Roles the cell's log claimed that the authority store does not hold (ignored; empty without a store). */
+  readonly ignoredClaims: readonly IgnoredRoleClaim[] = [];
 
   private readonly logger: BusLogger;
   private readonly now: () => Date;
+  private readonly store: ParticipantStore | undefined;
+  private readonly grantedBy = new Map<string, string>();
+  private readonly logClaims = new Map<string, Role | null>();
+  private replaying = false;
+  private rosterWrites: Promise<void> = Promise.resolve();
   private readonly roleTable: Record<Role, ReadonlySet<Capability>>;
   private readonly members = new Map<string, Role>();
   private readonly everMembers = new Set<string>();
@@ -191,8 +223,10 @@ export class MissionBus {
     mission: MissionInfo;
     logger: BusLogger;
     now: () => Date;
+    store: ParticipantStore | undefined;
   }) {
     this.paths = cellPaths(options.cellDir);
+    this.store = options.store;
     this.config = options.config;
     this.mission = options.mission;
     this.logger = options.logger;
@@ -249,6 +283,7 @@ export class MissionBus {
       mission,
       logger: options.logger ?? silentLogger,
       now: options.now ?? (() => new Date()),
+      store: options.authority,
     });
     await bus.start(options.lockTimeoutMs ?? 2000);
     return bus;
@@ -320,7 +355,9 @@ export class MissionBus {
       ).catch((error: unknown) => reject(toBusError(error, busDir)));
     });
     try {
-      await this.loadTokens();
+      if (this.store) await this.loadRoster(this.store);
+      else await this.loadTokens();
+      this.replaying = true;
       const watermark = await readWatermark(dir);
       const undelivered: DirectEvent[] = [];
       const tail: BusEvent[] = [];
@@ -339,12 +376,14 @@ export class MissionBus {
         },
       });
       this.log = log;
+      this.replaying = false;
       (this.repairs as LogRepair[]).push(...repairs);
       this.nextSeq = log.lastSeq;
       this.headSeq = log.lastSeq;
       for (const event of tail.slice(-tailSize))
         this.cache.push({ event, line: JSON.stringify(event) });
       this.audit = new AuditTrail(join(busDir, 'audit.jsonl'), this.logger, this.now);
+      this.reportIgnoredClaims();
       for (const repair of repairs) {
         this.audit.record({
           event: 'bus_log_repaired',
@@ -425,6 +464,13 @@ export class MissionBus {
       operation,
       capability,
       role: role ?? null,
+    });
+    this.logger.warn('bus: operation refused', {
+      mission: this.mission.id,
+      participant: name,
+      role: role ?? null,
+      operation,
+      capability,
     });
     const who =
       role === undefined
@@ -638,7 +684,8 @@ export class MissionBus {
 
   /**
    * Registers a participant (or changes its role) at run time, as the owner (`@pit`): a
-   * `participant` event in the stream, and its token hash in `bus/tokens.json`.
+   * `participant` event in the stream, and its role and token hash in the authority store
+   * (without one, the token hash in `bus/tokens.json`).
    * @returns the event, or `null` when it already had this role (only the token was updated).
    * @throws {BusError} BUS_INVALID, BUS_CLOSED, BUS_IO.
    */
@@ -655,7 +702,27 @@ export class MissionBus {
     this.assertOpen();
     if (parsed.token_sha256) await this.setToken(parsed.name, parsed.token_sha256);
     if (this.members.get(parsed.name) === parsed.role) return null;
-    return this.run(() => this.participantEvent(parsed.name, parsed.role));
+    return this.participantEvent(SYSTEM_SENDER, parsed.name, parsed.role);
+  }
+
+  /**
+   * Gives `input.participant` a role, or removes it (`role: null`), on behalf of `sender`, who
+   * needs the `grant` capability (a lead by default; `@pit` always): a `participant` event sent
+   * by `sender`, recorded in the authority store when the bus has one. Over the wire this is the
+   * `grant` frame. Granting does not give a token: the participant still connects with the one
+   * its owner registered.
+   * @returns the event, or `null` when the participant already had this role.
+   * @throws {BusError} BUS_INVALID, BUS_FORBIDDEN, BUS_CLOSED, BUS_IO.
+   */
+  grant(sender: string, input: GrantInput): Promise<ParticipantEvent | null> {
+    return this.run(() => {
+      const parsed = parseInput(GrantInputSchema, input, 'grant');
+      this.authorize(sender, 'grant', 'grant');
+      if (this.members.get(parsed.participant) === (parsed.role ?? undefined)) {
+        return Promise.resolve(null);
+      }
+      return this.participantEvent(sender, parsed.participant, parsed.role);
+    });
   }
 
   /**
@@ -666,24 +733,34 @@ export class MissionBus {
   async removeParticipant(name: string): Promise<ParticipantEvent | null> {
     const parsed = parseInput(AgentNameSchema, name, 'removeParticipant');
     if (!this.members.has(parsed)) return null;
-    return this.run(() => this.participantEvent(parsed, null));
+    return this.participantEvent(SYSTEM_SENDER, parsed, null);
   }
 
-  private participantEvent(name: string, role: Role | null): Promise<ParticipantEvent> {
-    return this.commit<ParticipantEvent>((seq, ts) => ({
-      seq,
-      id: randomUUID(),
-      ts,
-      event: 'participant',
-      sender: SYSTEM_SENDER,
-      name,
-      role,
-    }));
+  /** Sequences a participant change, then records it in the authority store (when there is one). */
+  private async participantEvent(
+    sender: string,
+    name: string,
+    role: Role | null,
+  ): Promise<ParticipantEvent> {
+    const event = await this.run(() =>
+      this.commit<ParticipantEvent>((seq, ts) => ({
+        seq,
+        id: randomUUID(),
+        ts,
+        event: 'participant',
+        sender,
+        name,
+        role,
+      })),
+    );
+    this.grantedBy.set(name, sender);
+    await this.saveRoster();
+    return event;
   }
 
   /**
-   * Sets (or with `null` removes) a participant's token hash, stored in `bus/tokens.json`
-   * (mode 0600) and taking precedence over the config's.
+   * Sets (or with `null` removes) a participant's token hash, stored in the authority store
+   * (without one, in `bus/tokens.json`, mode 0600) and taking precedence over the config's.
    * @throws {BusError} BUS_INVALID, BUS_IO.
    */
   async setToken(name: string, sha256: string | null): Promise<void> {
@@ -700,6 +777,10 @@ export class MissionBus {
       this.runtimeTokens.set(agent, hash);
       this.tokens.set(agent, hash);
     }
+    if (this.store) {
+      await this.saveRoster();
+      return;
+    }
     const snapshot = Object.fromEntries(this.runtimeTokens);
     const path = join(this.paths.bus, 'tokens.json');
     this.tokenWrites = this.tokenWrites.then(() =>
@@ -709,6 +790,75 @@ export class MissionBus {
       this.tokenWrites = Promise.resolve();
       throw toBusError(error, path);
     });
+  }
+
+  /** The store's content now: every participant ever seen, with its role (or `null`) and token hash. */
+  private roster(): ParticipantRoster {
+    const participants: ParticipantRoster['participants'] = {};
+    for (const name of new Set([...this.everMembers, ...this.runtimeTokens.keys()])) {
+      const token = this.runtimeTokens.get(name);
+      participants[name] = {
+        role: this.members.get(name) ?? null,
+        ...(token ? { token_sha256: token } : {}),
+        granted_by: this.grantedBy.get(name) ?? SYSTEM_SENDER,
+      };
+    }
+    return { version: 1, participants };
+  }
+
+  /** Writes the roster to the authority store, one write at a time, each with the latest content. */
+  private async saveRoster(): Promise<void> {
+    const store = this.store;
+    if (!store) return;
+    this.rosterWrites = this.rosterWrites
+      .catch(() => undefined)
+      .then(() => store.save(this.roster()));
+    await this.rosterWrites.catch((error: unknown) => {
+      throw toBusError(error, store.location);
+    });
+  }
+
+  private async loadRoster(store: ParticipantStore): Promise<void> {
+    let roster: ParticipantRoster | undefined;
+    try {
+      roster = await store.load();
+    } catch (error) {
+      throw toBusError(error, store.location);
+    }
+    for (const [name, entry] of Object.entries(roster?.participants ?? {})) {
+      this.everMembers.add(name);
+      this.grantedBy.set(name, entry.granted_by);
+      if (entry.role === null) this.members.delete(name);
+      else this.members.set(name, entry.role);
+      if (entry.token_sha256) {
+        this.runtimeTokens.set(name, entry.token_sha256);
+        this.tokens.set(name, entry.token_sha256);
+      }
+    }
+  }
+
+  /** Logs and audits every role the cell's log claims that the store does not hold. */
+  private reportIgnoredClaims(): void {
+    const ignored = this.ignoredClaims as IgnoredRoleClaim[];
+    for (const [name, claimed] of this.logClaims) {
+      const held = this.members.get(name) ?? null;
+      if (claimed !== held) ignored.push({ name, claimed, held });
+    }
+    this.logClaims.clear();
+    for (const claim of ignored) {
+      this.audit.record({
+        event: 'bus_claim_ignored',
+        participant: claim.name,
+        claimed: claim.claimed,
+        held: claim.held,
+      });
+    }
+    if (ignored.length > 0) {
+      this.logger.warn(
+        "bus: participant roles in the cell's log that the authority store does not hold are ignored",
+        { mission: this.mission.id, store: this.store?.location, claims: ignored },
+      );
+    }
   }
 
   private async loadTokens(): Promise<void> {
@@ -1110,6 +1260,11 @@ export class MissionBus {
     const record: IdRecord = { seq: event.seq, kind: event.event, sender: event.sender };
     switch (event.event) {
       case 'participant':
+        // With an authority store, the log's participant lines are a record, never a grant.
+        if (this.store && this.replaying) {
+          this.logClaims.set(event.name, event.role);
+          break;
+        }
         if (event.role === null) this.members.delete(event.name);
         else this.members.set(event.name, event.role);
         this.everMembers.add(event.name);

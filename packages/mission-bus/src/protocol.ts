@@ -16,6 +16,10 @@ import { CapabilitySchema, RoleSchema } from './roles.js';
 /** The protocol version spoken by this package. */
 export const PROTOCOL_VERSION = 1;
 
+/** The result of a `grant` frame: the `participant` event's sequence number, `null` when nothing changed. */
+export const GrantResultSchema = z.strictObject({ seq: z.number().int().positive().nullable() });
+export type GrantResult = z.infer<typeof GrantResultSchema>;
+
 /** WebSocket close codes the server uses. */
 export const BUS_CLOSE_CODES = Object.freeze({
   /** The server is shutting down: reconnect later. */
@@ -63,6 +67,13 @@ export const ClientFrameSchema = z.discriminatedUnion('op', [
   z.strictObject({ op: z.literal('unsubscribe'), ref: RefSchema }),
   z.strictObject({ op: z.literal('resume_packet'), ref: RefSchema, handoff: EventIdSchema }),
   z.strictObject({ op: z.literal('participants'), ref: RefSchema }),
+  /** Gives a participant a role or removes it (`role: null`); needs `grant`. Answered by a {@link GrantResultSchema} result. */
+  z.strictObject({
+    op: z.literal('grant'),
+    ref: RefSchema,
+    participant: AgentNameSchema,
+    role: RoleSchema.nullable(),
+  }),
   z.strictObject({
     op: z.literal('audit'),
     ref: RefSchema,

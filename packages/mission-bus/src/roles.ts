@@ -10,6 +10,7 @@ export const CAPABILITIES = [
   'read',
   'audit',
   'configure_isolation',
+  'grant',
 ] as const;
 
 /** A participant's role: `lead`, `write`, `read` or `audit`. */
@@ -19,7 +20,8 @@ export type Role = z.infer<typeof RoleSchema>;
 /**
  * A capability: `publish` (messages), `checkpoint`, `handoff`, `read` (subscribe, read the
  * stream, fetch resume packets), `audit` (read the audit trail of refusals and repairs),
- * `configure_isolation` (set a participant's isolation profile).
+ * `configure_isolation` (set a participant's isolation profile), `grant` (give a participant a
+ * role or remove it: what a mission's lead may do over the wire).
  */
 export const CapabilitySchema = z.enum(CAPABILITIES);
 export type Capability = z.infer<typeof CapabilitySchema>;

@@ -126,6 +126,7 @@ describe('createBusServer', () => {
       },
       { op: 'participants', capability: 'read', run: (c) => c.participants() },
       { op: 'audit', capability: 'audit', run: (c) => c.audit({ limit: 10 }) },
+      { op: 'grant', capability: 'grant', run: (c) => c.grant('reader', 'read') },
     ];
     const who = ['lead1', 'writer', 'reader', 'auditor', 'stranger'] as const;
     const roleOf = {

@@ -12,6 +12,7 @@ import {
   eventFrame,
   eventsFrame,
   type ClientFrame,
+  type GrantResult,
   type ParticipantsResult,
 } from './protocol.js';
 import type { StoredEvent } from './segment-log.js';
@@ -362,6 +363,13 @@ class Connection {
           isolation: bus.isolationProfiles(),
         };
         return result(value);
+      }
+      case 'grant': {
+        const { participant, role } = frame;
+        return bus.grant(sender, { participant, role }).then((event) => {
+          const value: GrantResult = { seq: event?.seq ?? null };
+          result(value);
+        });
       }
       case 'audit':
         bus.authorize(sender, 'audit', 'audit');

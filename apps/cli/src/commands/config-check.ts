@@ -44,6 +44,7 @@ export async function configCheck(
           file: loaded.path ?? null,
           source: loaded.source,
           notices: loaded.notices,
+          warnings: loaded.warnings,
           agents: resolved,
         },
         null,
@@ -55,6 +56,8 @@ export async function configCheck(
   context.output.out(`config: ${loaded.path ?? 'embedded default (no pit.toml found)'} — valid`);
   // Older keys still work; say which key to write instead.
   for (const notice of loaded.notices) context.output.err(`notice: ${notice}`);
+  // Secret-looking values in agents' env or argv: valid, but they belong in env_from.
+  for (const warning of loaded.warnings) context.output.err(`warning: ${warning}`);
   context.output.out(
     `cells root: ${cellsRoot} (${discovery.supervised.length} supervised cell(s)${discovery.problems.length ? `, ${discovery.problems.length} problem(s)` : ''})`,
   );
