@@ -3,6 +3,8 @@
  * + GATEWAYS HTTP gateways outside cells), the real `pit daemon` supervising it until every agent
  * is healthy, then its RSS and (with a DIR) a V8 heap snapshot written into DIR.
  * Usage: node --conditions=@pit/source --import tsx bench/diagnose/daemon-heap.ts CELLS GATEWAYS [DIR]
+ * (PIT_BENCH_MEMORY=FILE: the daemon also logs process.memoryUsage() and V8's heap spaces to FILE;
+ * PIT_BENCH_ALLOC_PROF=FILE: see memory-preload.mjs; PIT_BENCH_STEADY_MS: the steady phase, default 20 s.)
  */
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -62,17 +64,24 @@ try {
     cwd: base,
     http: true,
     readyTimeoutMs: 300_000,
-    nodeOptions: SNAPSHOT_DIR
-      ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${SNAPSHOT_DIR}`]
-      : [],
+    nodeOptions: [
+      ...(SNAPSHOT_DIR
+        ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${SNAPSHOT_DIR}`]
+        : []),
+      // PIT_BENCH_MEMORY=FILE: the daemon appends its memoryUsage() and heap spaces there every 2 s.
+      ...(process.env.PIT_BENCH_MEMORY
+        ? ['--import', new URL('./memory-preload.mjs', import.meta.url).href]
+        : []),
+    ],
   });
   for (const deadline = Date.now() + 300_000; Date.now() < deadline; await sleep(1000)) {
     const counts = await agentsByHealth(daemon.url!).catch(() => ({}) as Record<string, number>);
     if (counts.healthy === total) break;
   }
-  say(`all ${total} healthy; steady 20 s`);
+  const steadyMs = Number(process.env.PIT_BENCH_STEADY_MS ?? 20_000);
+  say(`all ${total} healthy; steady ${steadyMs / 1000} s`);
   const steady = sampleProcess(daemon.pid);
-  await sleep(20_000);
+  await sleep(steadyMs);
   const stats = steady.stop();
   const memory = memoryMb(daemon.pid);
   say(

@@ -9,7 +9,8 @@
  * - `{"cmd":"kill","victims":[{cell,agent,deadline}],"staleMs":S}` → those agents stop beating,
  *   after one last heartbeat stamped `deadline − S` (so each turns stale exactly at its
  *   deadline) → `{"ok":true,"ms","lastWrittenAt"}`
- * - `{"cmd":"stats"}` → `{"ok":true,"beats","errors","maxLagMs"}`;  `{"cmd":"stop"}` → stops beating.
+ * - `{"cmd":"stats"}` → `{"ok":true,"beats","errors","maxLagMs"}`;  `{"cmd":"stop"}` → stops beating;
+ *   `{"cmd":"reset"}` → stops beating and forgets every agent (a new fleet may be provisioned).
  */
 import { createInterface } from 'node:readline';
 import { provisionCell, writeHeartbeat } from '@pit/cell-spec';
@@ -136,6 +137,17 @@ for await (const line of createInterface({ input: process.stdin })) {
       break;
     case 'stop':
       if (timer) clearInterval(timer);
+      reply({});
+      break;
+    case 'reset':
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      await Promise.all(agents.map((agent) => agent.writing));
+      agents.length = 0;
+      byKey.clear();
+      beats = 0;
+      errors = 0;
+      maxLagMs = 0;
       reply({});
       break;
     default:

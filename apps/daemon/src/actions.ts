@@ -109,7 +109,8 @@ export async function carryOutDecision(
       reason: decision.reason,
     });
   }
-  slot.lastRule = signature;
+  // One string per distinct rule, not one per agent (a fleet mostly repeats `none:health.healthy`).
+  slot.lastRule = internRule(signature);
   if (REPORTED.has(decision.action) && !slot.reported && slot.state.health === 'dead') {
     reportDeath(context, slot, decision, at);
   }
@@ -241,4 +242,14 @@ export async function askHuman(
     expires_at: iso(request.expires_at),
   });
   wakeAt(context, slot, request.expires_at + 1);
+}
+
+/** Distinct `action:rule` signatures seen (a few dozen: actions × the policy's rules). */
+const ruleSignatures = new Map<string, string>();
+
+function internRule(signature: string): string {
+  const known = ruleSignatures.get(signature);
+  if (known !== undefined) return known;
+  if (ruleSignatures.size < 1024) ruleSignatures.set(signature, signature);
+  return signature;
 }

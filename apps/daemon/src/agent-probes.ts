@@ -5,13 +5,14 @@
  */
 import {
   createAssessor,
-  createHeartbeatProbe,
+  createHeartbeatCheck,
   execProbe,
   httpProbe,
   processProbe,
   tcpProbe,
   wsProbe,
   type Assessor,
+  type HeartbeatCheck,
   type ProbeResult,
   type ScheduledProbe,
 } from '@pit/probes';
@@ -88,7 +89,7 @@ export function reportEnded(context: SupervisorContext, slot: Slot, notBefore = 
 export function probesOf(context: SupervisorContext, slot: Slot): ScheduledProbe[] {
   const timing = probeTiming(context.config, configOf(slot));
   return [
-    ...heartbeatProbes(context.config, slot, timing),
+    ...heartbeatProbes(context, slot, timing),
     ...(slot.supervision.mode === 'managed' ? [ownProcessProbe(slot, timing)] : []),
     ...targetProbes(context, slot, timing),
   ];
@@ -106,19 +107,58 @@ function probeTiming(config: PitConfig, agentConfig: AgentConfig | undefined): P
   };
 }
 
-function heartbeatProbes(config: PitConfig, slot: Slot, timing: ProbeTiming): ScheduledProbe[] {
+/**
+ * The fleet's heartbeat probe: one `run` for every agent, judging by the config in force (one
+ * check per config, validated once), so an agent costs its schedule entry and nothing else.
+ */
+const heartbeatRuns = new WeakMap<SupervisorContext, ScheduledProbe['run']>();
+const heartbeatChecks = new WeakMap<PitConfig, HeartbeatCheck>();
+
+function heartbeatRun(context: SupervisorContext): ScheduledProbe['run'] {
+  let run = heartbeatRuns.get(context);
+  if (run === undefined) {
+    run = (runOptions, { agent }) => {
+      const slot = context.fleet.slots.get(agent);
+      if (!slot?.cell) return Promise.resolve(unsupervised(agent, runOptions.now()));
+      return heartbeatCheck(context.config)(slot.cell.dir, slot.name, runOptions);
+    };
+    heartbeatRuns.set(context, run);
+  }
+  return run;
+}
+
+function heartbeatCheck(config: PitConfig): HeartbeatCheck {
+  let check = heartbeatChecks.get(config);
+  if (check === undefined) {
+    check = createHeartbeatCheck({ maxAgeMs: config.cells.heartbeat_stale_s * 1000 });
+    heartbeatChecks.set(config, check);
+  }
+  return check;
+}
+
+/** A run for an agent removed meanwhile (its result is dropped by the scheduler). */
+function unsupervised(agent: string, now: number): ProbeResult {
+  return {
+    kind: 'heartbeat',
+    ok: false,
+    latencyMs: 0,
+    detail: `${agent}: no longer supervised`,
+    observedAt: now,
+    failure: 'error',
+  };
+}
+
+function heartbeatProbes(
+  context: SupervisorContext,
+  slot: Slot,
+  timing: ProbeTiming,
+): ScheduledProbe[] {
   if (!slot.cell || !(configOf(slot)?.probes.heartbeat ?? true)) return [];
-  slot.heartbeat ??= createHeartbeatProbe({
-    cellDir: slot.cell.dir,
-    agent: slot.name,
-    maxAgeMs: config.cells.heartbeat_stale_s * 1000,
-  });
-  const heartbeat = slot.heartbeat;
   const probe: ScheduledProbe = {
     name: 'heartbeat',
     ...timing,
     watchPath: cellPaths(slot.cell.dir).heartbeat(slot.name),
-    run: (runOptions) => heartbeat.run(runOptions),
+    run: heartbeatRun(context),
   };
   return [probe];
 }

@@ -23,7 +23,7 @@ export function onProbeResult(context: SupervisorContext, probeEvent: ProbeEvent
   countProbe(context, probeEvent.result);
   const slot = context.fleet.slots.get(probeEvent.agent);
   if (!slot) return;
-  const assessment = context.assessor.record(slot.key, probeEvent.probe, probeEvent.result);
+  const assessment = context.assessor.note(slot.key, probeEvent.probe, probeEvent.result);
   // A healthy verdict that changes nothing needs no evaluation (and no decision): only a change,
   // a death, or a healthy verdict with something left to do (a recovery the loop has not seen
   // yet, an approval to cancel, a backoff to clear, a snapshot or a state write due).
@@ -62,17 +62,30 @@ function settledHealthy(context: SupervisorContext, slot: Slot, at: number): boo
   );
 }
 
-/** Queues an evaluation of the agent after the one in progress (never rejects). */
+/**
+ * Queues an evaluation of the agent after the one in progress (never rejects). One that is
+ * queued and not started yet serves the request: it will see everything known now.
+ */
 export function evaluateSoon(context: SupervisorContext, slot: Slot): Promise<void> {
-  slot.queue = slot.queue
-    .then(() => evaluate(context, slot))
+  if (slot.nextEvaluation) return slot.nextEvaluation;
+  const queued = (slot.queue ?? Promise.resolve())
+    .then(() => {
+      slot.nextEvaluation = undefined;
+      return evaluate(context, slot);
+    })
     .catch((error: unknown) =>
       context.logger.error('evaluation failed', {
         agent: slot.key,
         error: error instanceof Error ? error.stack : String(error),
       }),
-    );
-  return slot.queue;
+    )
+    .finally(() => {
+      // Idle again: a fleet of agents holds no settled promise chain.
+      if (slot.queue === queued) slot.queue = undefined;
+    });
+  slot.queue = queued;
+  slot.nextEvaluation = queued;
+  return queued;
 }
 
 const supervised = (context: SupervisorContext, slot: Slot) =>

@@ -77,7 +77,6 @@ async function applyDiff(
       slot.supervision = supervisionOf(want.config);
       slot.configJson = want.configJson;
       context.fleet.changed();
-      slot.heartbeat = undefined;
       if (slot.scheduled) unscheduleProbes(context, slot);
       context.logger.info('agent config changed', { agent: slot.key });
     }
@@ -110,7 +109,7 @@ async function addAgent(
     supervision: supervisionOf(want.config),
     state: options.record ?? { health: 'unknown', revive_attempts: 0, restarts: [] },
     healthy: context.store.healthyPeriods(want.key),
-    queue: Promise.resolve(),
+    queue: undefined,
     lastSnapshotAt: 0,
     reported: false,
     scheduled: false,

@@ -145,7 +145,6 @@ export async function startAgent(
     slot.state.health = 'unknown';
     slot.state.since = iso(at);
     context.fleet.changed();
-    slot.heartbeat?.reset();
     trackAgent(context, slot, { startedAt: at, probes: probesOf(context, slot) });
     context.metrics.restartsTotal.inc({ agent: slot.name });
     void context.events.agentEvent(

@@ -8,7 +8,6 @@
 import { isAbsolute, resolve } from 'node:path';
 import type { AgentState, CellManifest } from '@pit/cell-spec';
 import type { HealthyPeriod } from '@pit/policy';
-import type { HeartbeatProbe } from '@pit/probes';
 import type { AgentConfig } from './config-schema.js';
 import type { AgentExit, AgentProcess } from './executor.js';
 
@@ -49,9 +48,13 @@ export interface Slot {
   process?: AgentProcess;
   /** How that process ended, once it did (or `vanished` when it could not be found or started). */
   exit?: AgentExit;
-  heartbeat?: HeartbeatProbe;
-  /** Evaluations run one at a time per agent. */
-  queue: Promise<void>;
+  /** Evaluations run one at a time per agent: the last one queued, until it ends (none held while idle). */
+  queue: Promise<void> | undefined;
+  /**
+   * The evaluation queued and not started yet: a later request joins it (it reads the agent's
+   * verdict when it starts), so a burst of probe results queues one evaluation, not one each.
+   */
+  nextEvaluation?: Promise<void>;
   /** A wake-up the policy asked for (backoff end, approval expiry). */
   timer?: NodeJS.Timeout;
   lastSnapshotAt: number;

@@ -107,7 +107,9 @@ export async function writeHeartbeat(
  * const ageS = Date.now() / 1000 - beat.timestamp;
  */
 export async function readHeartbeat(cellDir: string, agent: string): Promise<Heartbeat> {
-  const path = cellPaths(cellDir).heartbeat(agent);
+  // cellPaths(cellDir).heartbeat(agent), without building every other path of the cell (this
+  // runs for every heartbeat of a fleet).
+  const path = join(cellDir, '.lazarus', 'heartbeats', `${assertAgentName(agent)}.json`);
   const fast = readHeartbeatFast(cellDir, path);
   if (fast !== undefined) return parseJsonWith(HeartbeatSchema, fast, path);
   await assertCellDir(cellDir);

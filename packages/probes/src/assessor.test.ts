@@ -17,6 +17,22 @@ function sample(ok: boolean, at: number, failure: ProbeFailure = 'timeout'): Pro
 }
 
 describe('createAssessor', () => {
+  it('note() folds a sample as record() does and says only the health and whether it changed', () => {
+    const noted = createAssessor({ failureThreshold: 2 });
+    const recorded = createAssessor({ failureThreshold: 2 });
+    const samples = [true, false, false, true, false, false, false].map((ok, index) =>
+      sample(ok, T0 + index * 1_000),
+    );
+    for (const result of samples) {
+      const full = recorded.record('forge', 'http', result);
+      expect(noted.note('forge', 'http', result)).toEqual({
+        health: full.health,
+        changed: full.changed,
+      });
+    }
+    expect(noted.get('forge')).toEqual(recorded.get('forge'));
+  });
+
   it('turns dead only after failureThreshold consecutive failures', () => {
     const assessor = createAssessor({ failureThreshold: 3 });
     expect(assessor.record('forge', 'http', sample(true, T0))).toMatchObject({

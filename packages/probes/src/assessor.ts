@@ -134,6 +134,12 @@ export interface Assessment {
   exit?: ProcessExit;
 }
 
+/** What {@link Assessor.note} returns: the fields of {@link Assessment} it names. */
+export interface HealthNote {
+  health: Health;
+  changed: boolean;
+}
+
 /** The fact that an agent's process ended, as the caller's wait(2) (a child's `exit` event) saw it. */
 export interface ProcessExit {
   /** When it ended, ms since the Unix epoch. */
@@ -154,6 +160,12 @@ export interface Assessor {
   track(agent: string, options?: TrackOptions): Assessment;
   /** Records one probe result (an unknown agent is tracked from this sample's time). */
   record(agent: string, probe: string, result: ProbeResult): Assessment;
+  /**
+   * {@link Assessor.record} without building the assessment (for a fleet's every probe run):
+   * the health after the sample and whether this sample changed it. {@link Assessor.get} gives
+   * the full assessment when it is needed.
+   */
+  note(agent: string, probe: string, result: ProbeResult): HealthNote;
   /**
    * Records that the agent's process ended: dead at once, whatever the grace and thresholds,
    * until the next {@link Assessor.track} (a new incarnation). An exit from before the current
@@ -302,16 +314,25 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
   const recordOf = (agent: string, at: number): AgentRecord =>
     agents.get(agent) ?? (track(agent, { startedAt: at }), agents.get(agent) as AgentRecord);
 
+  /** Folds one sample into the agent's record and moves its verdict to the sample's time. */
+  const sample = (agent: string, probe: string, result: ProbeResult): AgentRecord => {
+    const record = recordOf(agent, result.observedAt);
+    const at = result.observedAt;
+    // A sample taken before the agent's (re)start describes its previous life: it does not count.
+    if (at < record.startedAt) return record;
+    fold(probeTrack(record, probe), record, result);
+    update(record, at, deadWhen);
+    return record;
+  };
+
   return {
     track,
     record(agent, probe, result) {
-      const record = recordOf(agent, result.observedAt);
-      const at = result.observedAt;
-      // A sample taken before the agent's (re)start describes its previous life: it does not count.
-      if (at < record.startedAt) return view(record, deadWhen);
-      fold(probeTrack(record, probe), record, result);
-      update(record, at, deadWhen);
-      return view(record, deadWhen);
+      return view(sample(agent, probe, result), deadWhen);
+    },
+    note(agent, probe, result) {
+      const record = sample(agent, probe, result);
+      return { health: record.health, changed: record.changed };
     },
     exited(agent, exit) {
       const parsedExit = ProcessExitSchema.safeParse(exit);
@@ -364,7 +385,7 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
 
 /** Moves the agent's verdict to `at`: grace, health, since and the episode's bookkeeping. */
 function update(record: AgentRecord, at: number, deadWhen: DeadWhen): void {
-  const { health } = verdict(record, deadWhen);
+  const health = record.exit ? 'dead' : healthOnly(record.probes, deadWhen);
   if (
     !record.graceOver &&
     (at >= record.startedAt + record.graceMs || provenHealthy(record, health))
@@ -479,6 +500,26 @@ function describeExit(exit: ProcessExit): string {
   if (exit.signal) return `signal ${exit.signal}`;
   if (exit.code !== null && exit.code !== undefined) return `exit code ${exit.code}`;
   return 'status unknown';
+}
+
+/** {@link computeHealth}'s health without its reason (no string built: this runs on every sample). */
+function healthOnly(statuses: ProbeStatus[], deadWhen: 'any' | 'all' | HealthRule): Health {
+  if (typeof deadWhen === 'function') return computeHealth(statuses, deadWhen).health;
+  let known = false;
+  let failing = false;
+  let critical = 0;
+  let failingCritical = 0;
+  for (const status of statuses) {
+    if (status.state !== 'unknown') known = true;
+    if (status.critical) critical += 1;
+    if (status.state !== 'failing') continue;
+    failing = true;
+    if (status.critical) failingCritical += 1;
+  }
+  if (!known) return 'unknown';
+  if (deadWhen === 'any' && failingCritical > 0) return 'dead';
+  if (deadWhen === 'all' && critical > 0 && failingCritical === critical) return 'dead';
+  return failing ? 'degraded' : 'healthy';
 }
 
 function computeHealth(

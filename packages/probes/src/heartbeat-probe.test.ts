@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { cellPaths, writeHeartbeat } from '@pit/cell-spec';
 import { ProbeError } from './errors.js';
-import { createHeartbeatProbe, heartbeatProbe } from './heartbeat-probe.js';
+import { createHeartbeatCheck, createHeartbeatProbe, heartbeatProbe } from './heartbeat-probe.js';
 import { createPhiAccrualDetector } from './phi-accrual.js';
 
 let cellDir: string;
@@ -194,5 +194,25 @@ describe('createHeartbeatProbe', () => {
     probe.reset();
     expect(probe.progress).toBeUndefined();
     await expect(probe.run({ now: () => clock })).resolves.toMatchObject({ ok: true });
+  });
+});
+
+describe('createHeartbeatCheck', () => {
+  it('judges any agent by one rule, as heartbeatProbe does with that rule', async () => {
+    await beat(7, T0 - 5_000);
+    const check = createHeartbeatCheck({ maxAgeMs: 30_000 });
+    const fresh = await check(cellDir, 'forge', { now: () => T0 });
+    const alone = await heartbeatProbe(
+      { cellDir, agent: 'forge', maxAgeMs: 30_000 },
+      { now: () => T0 },
+    );
+    expect({ ...fresh, latencyMs: 0 }).toEqual({ ...alone, latencyMs: 0 });
+    const stale = await check(cellDir, 'forge', { now: () => T0 + 40_000 });
+    expect(stale).toMatchObject({ ok: false, failure: 'stale' });
+    expect((await check(cellDir, 'scribe', { now: () => T0 })).failure).toBe('missing');
+  });
+
+  it('refuses a bad rule when it is made, not on each read', () => {
+    expect(() => createHeartbeatCheck({ maxAgeMs: -1 })).toThrow(ProbeError);
   });
 });

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { z } from 'zod';
 import { AgentNameSchema, cellPaths, readHeartbeat, type Heartbeat } from '@pit/cell-spec';
 import { flatString } from './compact-string.js';
@@ -106,7 +107,12 @@ export async function heartbeatProbe(
   options?: ProbeOptions,
 ): Promise<HeartbeatProbeResult> {
   const spec = parseTarget('heartbeat', HeartbeatTargetSchema, target);
-  return probeHeartbeat(spec, cellPaths(spec.cellDir).heartbeat(spec.agent), options);
+  return probeHeartbeat(
+    spec,
+    cellPaths(spec.cellDir).heartbeat(spec.agent),
+    options,
+    spec.previous,
+  );
 }
 
 /** heartbeatProbe after validation (createHeartbeatProbe validates its fixed target once). */
@@ -114,6 +120,7 @@ function probeHeartbeat(
   spec: HeartbeatTarget,
   path: string,
   options: ProbeOptions | undefined,
+  previous: CycleProgress | undefined,
 ): Promise<HeartbeatProbeResult> {
   return runProbe<HeartbeatProbeResult>(
     { kind: 'heartbeat', describe: `heartbeat ${path}` },
@@ -141,7 +148,7 @@ function probeHeartbeat(
         }
         return;
       }
-      attempt.settle(judge(spec, heartbeat, attempt.now()));
+      attempt.settle(judge(spec, heartbeat, attempt.now(), previous));
     },
   );
 }
@@ -150,11 +157,11 @@ function judge(
   spec: HeartbeatTarget,
   heartbeat: Heartbeat,
   now: number,
+  previous: CycleProgress | undefined,
 ): Omit<HeartbeatProbeResult, 'kind' | 'latencyMs' | 'observedAt'> {
   const beatAt = heartbeat.timestamp * 1000;
   const rawAge = now - beatAt;
   const ageMs = Math.round(rawAge);
-  const previous = spec.previous;
   const progress: CycleProgress =
     previous && previous.cycle === heartbeat.cycle && previous.pid === heartbeat.pid
       ? previous
@@ -242,11 +249,8 @@ export function createHeartbeatProbe(target: Omit<HeartbeatTarget, 'previous'>):
   return {
     async run(options) {
       const started = generation;
-      const result = await probeHeartbeat(
-        { ...spec, ...(progress ? { previous: progress } : {}) },
-        path,
-        options,
-      );
+      // The target was validated once, here; a run validates only its options.
+      const result = await probeHeartbeat(spec, path, options, progress);
       if (result.progress && started === generation) progress = result.progress;
       return result;
     },
@@ -258,6 +262,46 @@ export function createHeartbeatProbe(target: Omit<HeartbeatTarget, 'previous'>):
       generation += 1;
     },
   };
+}
+
+/** How {@link createHeartbeatCheck} judges every heartbeat it reads (a {@link HeartbeatTarget} without the agent). */
+export type HeartbeatRule = Pick<HeartbeatTarget, 'maxAgeMs' | 'stuckAfterMs'>;
+
+/**
+ * Reads and judges one agent's heartbeat by a rule validated once (see {@link createHeartbeatCheck}).
+ * Stateless: pass the last result's `progress` as `previous` for stuck detection.
+ */
+export type HeartbeatCheck = (
+  cellDir: string,
+  agent: string,
+  options?: ProbeOptions,
+  previous?: CycleProgress,
+) => Promise<HeartbeatProbeResult>;
+
+const HeartbeatRuleSchema = z.strictObject({
+  maxAgeMs: z.number().positive(),
+  stuckAfterMs: z.number().positive().optional(),
+});
+
+/**
+ * One {@link heartbeatProbe} for a whole fleet whose agents share a rule: the rule is validated
+ * once, here, and each call reads one agent's heartbeat, with nothing kept per agent (the
+ * agent's name is checked by the read). For thousands of agents, instead of one
+ * {@link createHeartbeatProbe} each.
+ * @throws {ProbeError} PROBE_INVALID_TARGET for a bad rule.
+ * @example
+ * const check = createHeartbeatCheck({ maxAgeMs: 90_000 });
+ * const result = await check(cellDir, 'forge', { timeoutMs: 5000 });
+ */
+export function createHeartbeatCheck(rule: HeartbeatRule): HeartbeatCheck {
+  const spec = parseTarget('heartbeat', HeartbeatRuleSchema, rule);
+  return (cellDir, agent, options, previous) =>
+    probeHeartbeat(
+      { ...spec, cellDir, agent },
+      join(cellDir, '.lazarus', 'heartbeats', `${agent}.json`),
+      options,
+      previous,
+    );
 }
 
 function seconds(ms: number): string {

@@ -1,10 +1,11 @@
 import {
+  Agent as HttpAgent,
   request as httpRequest,
   STATUS_CODES,
   type IncomingMessage,
   type RequestOptions,
 } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { z } from 'zod';
 import { formatIssues } from '@pit/cell-spec';
 import { ProbeError } from './errors.js';
@@ -63,6 +64,13 @@ export interface HttpProbeResult extends ProbeResult {
   body?: unknown;
 }
 
+/**
+ * One connection per request, closed after it (`Connection: close`), as `agent: false` gives,
+ * but through one agent per protocol instead of a new agent for every request of a fleet.
+ */
+const httpAgent = new HttpAgent({ keepAlive: false });
+const httpsAgent = new HttpsAgent({ keepAlive: false });
+
 /** The default body cap of {@link httpProbe}, bytes. */
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 
@@ -96,7 +104,7 @@ export async function httpProbe(
   function get(attempt: Attempt<HttpProbeResult>, current: URL, redirectsLeft: number): void {
     const requestOptions: RequestOptions & { rejectUnauthorized?: boolean } = {
       method: 'GET',
-      agent: false,
+      agent: current.protocol === 'https:' ? httpsAgent : httpAgent,
       headers: {
         accept: spec.schema ? 'application/json' : '*/*',
         'user-agent': 'pit-probes',

@@ -42,6 +42,9 @@ export {
 export {
   heartbeatProbe,
   createHeartbeatProbe,
+  createHeartbeatCheck,
+  type HeartbeatCheck,
+  type HeartbeatRule,
   type HeartbeatTarget,
   type HeartbeatProbe,
   type HeartbeatProbeResult,
@@ -60,6 +63,7 @@ export {
   type AssessorOptions,
   type Assessment,
   type Health,
+  type HealthNote,
   type HealthRule,
   type ProbeRule,
   type ProbeState,

@@ -86,6 +86,24 @@ const ProbeOptionsSchema = z.strictObject({
   now: functionSchema<() => number>().optional(),
 });
 
+/**
+ * Whether `options` passes {@link ProbeOptionsSchema} for sure, checked without allocating (it
+ * runs on every probe run); anything unusual goes to the schema, which names what is wrong.
+ */
+function plainOptions(options: ProbeOptions | undefined): boolean {
+  if (options === undefined) return true;
+  if (typeof options !== 'object' || options === null) return false;
+  for (const key in options)
+    if (key !== 'timeoutMs' && key !== 'signal' && key !== 'now') return false;
+  const { timeoutMs, signal, now } = options;
+  return (
+    (timeoutMs === undefined ||
+      (typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= 2_147_483_647)) &&
+    (signal === undefined || signal instanceof AbortSignal) &&
+    (now === undefined || typeof now === 'function')
+  );
+}
+
 /** The fields a probe body reports; the helper adds `kind`, `latencyMs` and `observedAt`. */
 export type Outcome<R extends ProbeResult> = Omit<R, 'kind' | 'latencyMs' | 'observedAt'>;
 
@@ -121,20 +139,23 @@ export function runProbe<R extends ProbeResult>(
   options: ProbeOptions | undefined,
   body: (attempt: Attempt<R>) => void | Promise<void>,
 ): Promise<R> {
-  const parsed = ProbeOptionsSchema.safeParse(options ?? {});
-  if (!parsed.success) {
-    return Promise.reject(
-      new ProbeError(
-        'PROBE_INVALID_OPTIONS',
-        `${spec.kind} probe options: ${formatIssues(parsed.error)}`,
-      ),
-    );
+  if (!plainOptions(options)) {
+    const parsed = ProbeOptionsSchema.safeParse(options ?? {});
+    if (!parsed.success) {
+      return Promise.reject(
+        new ProbeError(
+          'PROBE_INVALID_OPTIONS',
+          `${spec.kind} probe options: ${formatIssues(parsed.error)}`,
+        ),
+      );
+    }
   }
   const timeoutMs = options?.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
   const now = options?.now ?? Date.now;
   const callerSignal = options?.signal;
   const started = performance.now();
-  const controller = new AbortController();
+  // Made on first use: a body that never looks at its signal (a heartbeat read) costs none.
+  let controller: AbortController | undefined;
 
   return new Promise<R>((resolve) => {
     let settled = false;
@@ -145,9 +166,8 @@ export function runProbe<R extends ProbeResult>(
       callerSignal?.removeEventListener('abort', onAbort);
       const latencyMs = Math.round((performance.now() - started) * 1000) / 1000;
       const result = { kind: spec.kind, latencyMs, observedAt: now(), ...outcome } as R;
-      if (result.ok) delete result.failure;
-      controller.abort();
-      resolve(result);
+      controller?.abort();
+      resolve(result.ok && 'failure' in result ? withoutFailure(result) : result);
     };
     const onAbort = (): void => {
       finish({
@@ -167,9 +187,21 @@ export function runProbe<R extends ProbeResult>(
       onAbort();
       return;
     }
-    callerSignal?.addEventListener('abort', onAbort, { once: true });
+    // Removed by finish(), which onAbort calls: no `once` options object per run.
+    callerSignal?.addEventListener('abort', onAbort);
     try {
-      const pending = body({ signal: controller.signal, timeoutMs, now, settle: finish });
+      const pending = body({
+        get signal() {
+          if (controller === undefined) {
+            controller = new AbortController();
+            if (settled) controller.abort();
+          }
+          return controller.signal;
+        },
+        timeoutMs,
+        now,
+        settle: finish,
+      });
       if (pending) {
         pending.catch((error: unknown) => {
           finish({
@@ -187,6 +219,13 @@ export function runProbe<R extends ProbeResult>(
       } as Outcome<R>);
     }
   });
+}
+
+/** An ok result has no failure: dropped by a copy (a `delete` would make the result a dictionary). */
+function withoutFailure<R extends ProbeResult>(result: R): R {
+  const { failure, ...kept } = result;
+  void failure;
+  return kept as R;
 }
 
 /** A one-line description of an error: its code and message. */

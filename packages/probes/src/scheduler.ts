@@ -45,7 +45,9 @@ export interface ScheduledProbe {
   watchPath?: string;
   /**
    * Runs the probe. Pass `options` straight to a probe of this package, e.g.
-   * `run: (options) => httpProbe(url, options)`. Should settle within `timeoutMs`.
+   * `run: (options) => httpProbe(url, options)`. Should settle within `timeoutMs`. The
+   * `signal` is aborted when this run is abandoned or the probe removed; the runs of one probe
+   * share it until then, so remove any listener you add to it when the run ends.
    */
   run(
     options: Required<Pick<ProbeOptions, 'signal' | 'timeoutMs' | 'now'>>,
@@ -303,8 +305,9 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     const run = slot.started;
     const reason = slot.queuedReason;
     slot.runReason = reason;
-    const controller = new AbortController();
-    slot.controller = controller;
+    // One controller per probe, kept across runs until a run is aborted (abandoned or removed):
+    // a run that is not aborted leaves it as it found it, and a fleet's runs allocate none.
+    const controller = (slot.controller ??= new AbortController());
     const timeoutMs = slot.spec.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
     slot.runBegan = performance.now();
     slot.dueReason = 'abandon';
@@ -339,6 +342,7 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
   const abandon = (slot: Slot): void => {
     if (slot.status !== 'running') return;
     slot.controller?.abort();
+    slot.controller = undefined;
     const timeoutMs = (slot.spec.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS) + ABANDON_AFTER_MS;
     const result = failed(
       slot,
@@ -370,7 +374,6 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     running -= 1;
     runs += 1;
     slot.status = 'idle';
-    slot.controller = undefined;
     slot.lastLatencyMs = result.latencyMs;
     if (!slot.removed && !stopped) report(slot, result);
     pump();
@@ -510,6 +513,7 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     if (slot.dueReason !== 'abandon') timers.cancel(slot);
     if (slot.status === 'queued') queued -= 1;
     slot.controller?.abort();
+    slot.controller = undefined;
     unwatch(slot);
     for (const waiter of slot.waiters ?? []) waiter.resolve(undefined);
     slot.waiters = undefined;
