@@ -112,7 +112,14 @@ async function adoptRecorded(
       slot,
       (marked) => marked === undefined,
     );
-    if (earliest?.pid !== found.pid) return false;
+    if (earliest?.pid !== found.pid) {
+      context.logger.warn('refused to adopt a process as the agent', {
+        agent: slot.key,
+        pid: found.pid,
+        reason: `pid ${found.pid} is not the first process marked by this daemon as the agent (the record names no start nonce)`,
+      });
+      return false;
+    }
   }
   return adopt(context, slot, { pid: found.pid, startTime: found.startTime, nonce });
 }
