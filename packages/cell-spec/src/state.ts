@@ -53,7 +53,9 @@ export type CellState = z.infer<typeof CellStateSchema>;
 export const CELL_STATE_MAX_BYTES = 16 * 1024 * 1024;
 
 /**
- * Reads `.lazarus/state.json`; an absent file (or absent `.lazarus/`) is an empty state.
+ * Reads a cell's `.lazarus/state.json` (where older daemons kept their records; agents can write
+ * it, so what it says is a hint, never authority); an absent file (or absent `.lazarus/`) is an
+ * empty state.
  * @throws {CellError} CELL_INVALID naming the field, CELL_UNSAFE_PATH (a link on the way),
  *   CELL_TOO_LARGE, CELL_NOT_FOUND / CELL_NOT_A_CELL for a bad cell directory, CELL_IO.
  */
@@ -72,8 +74,8 @@ export async function readCellState(cellDir: string): Promise<CellState> {
 }
 
 /**
- * Writes `.lazarus/state.json` atomically (temp, fsync, rename, fsync dir). Written by the
- * daemon only.
+ * Writes a cell's `.lazarus/state.json` atomically (temp, fsync, rename, fsync dir). The daemon
+ * no longer does (its records live in its state directory); kept for tools and tests.
  * @throws {CellError} CELL_INVALID naming the field (nothing written), CELL_UNSAFE_PATH,
  *   CELL_NOT_FOUND / CELL_NOT_A_CELL for a bad cell directory, CELL_IO.
  */
