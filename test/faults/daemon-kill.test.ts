@@ -262,6 +262,9 @@ describe('daemon SIGKILLed right after it respawned an agent', () => {
       extra: [
         '[policy.defaults]',
         'backoff = { initial = "100ms", cap = "500ms", jitter = 0 }',
+        // Each attempt is a restart, and each restart is now saved before the replacement starts
+        // (with its nonce), so none is lost to the SIGKILL: 8 attempts exceed the default intensity.
+        'restart_intensity = { max_restarts = 100, window = "10m" }',
       ].join('\n'),
     });
     // The replacement stops the daemon: its parent, or its grandparent when the daemon's agent
