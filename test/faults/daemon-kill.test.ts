@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { tempDir, testAgentPath, waitFor } from '@pit/test-kit';
-import { readCellState, type EventLogEntry } from '@pit/cell-spec';
+import { type EventLogEntry } from '@pit/cell-spec';
 import {
   cleanup,
   delay,
@@ -24,6 +24,11 @@ import {
   type DaemonProcess,
   type Fleet,
 } from './harness.js';
+import { readAgentStates } from '@pit/daemon';
+
+/** The daemon's records of a cell's agents (its state directory is `state/` beside `missions/`). */
+const daemonState = (cellDir: string) =>
+  readAgentStates(join(cellDir, '..', '..', 'state'), cellDir);
 
 afterEach(cleanup);
 
@@ -78,7 +83,7 @@ async function checkAtRest(
   okBefore: number,
   where: string,
 ): Promise<number> {
-  await expect(readCellState(fleet.cellDir), `${where}: state.json parses`).resolves.toBeDefined();
+  await expect(daemonState(fleet.cellDir), `${where}: state.json parses`).resolves.toBeDefined();
   const entries = await eventEntries(fleet.cellDir);
   checkLog(entries, seenTorn, where);
   const ok = entries.filter((entry) => entry.ok).length;
@@ -257,6 +262,9 @@ describe('daemon SIGKILLed right after it respawned an agent', () => {
       extra: [
         '[policy.defaults]',
         'backoff = { initial = "100ms", cap = "500ms", jitter = 0 }',
+        // Each attempt is a restart, and each restart is now saved before the replacement starts
+        // (with its nonce), so none is lost to the SIGKILL: 8 attempts exceed the default intensity.
+        'restart_intensity = { max_restarts = 100, window = "10m" }',
       ].join('\n'),
     });
     // The replacement stops the daemon: its parent, or its grandparent when the daemon's agent
@@ -285,7 +293,7 @@ describe('daemon SIGKILLed right after it respawned an agent', () => {
         `attempt ${attempt}: beta healthy`,
       );
       await waitFor(
-        async () => (await readCellState(fleet.cellDir)).agents.beta?.pid === first,
+        async () => (await daemonState(fleet.cellDir)).agents.beta?.pid === first,
         20_000,
         'its pid persisted',
       );

@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tempDir, testAgentPath, waitFor } from '@pit/test-kit';
-import { provisionCell, readCellState } from '@pit/cell-spec';
+import { provisionCell } from '@pit/cell-spec';
 import {
   cellEvents,
   cleanup,
@@ -24,6 +24,11 @@ import {
   startDaemon,
   stopDaemon,
 } from './harness.js';
+import { readAgentStates } from '@pit/daemon';
+
+/** The daemon's records of a cell's agents (its state directory is `state/` beside `missions/`). */
+const daemonState = (cellDir: string) =>
+  readAgentStates(join(cellDir, '..', '..', 'state'), cellDir);
 
 const mounts: string[] = [];
 afterAll(async () => {
@@ -181,7 +186,7 @@ describe('disk full under the cells root and state dir (tmpfs; needs root)', () 
           );
         });
         // The state file is valid (whether it names the new pid is the second test's subject).
-        await expect(readCellState(cellDir)).resolves.toBeDefined();
+        await expect(daemonState(cellDir)).resolves.toBeDefined();
         const entries = await eventEntries(cellDir);
         const malformed = entries.filter((entry) => !entry.ok);
         expect(malformed, JSON.stringify(malformed)).toEqual([]);
@@ -260,7 +265,7 @@ describe('disk full under the cells root and state dir (tmpfs; needs root)', () 
           healthyOnce(daemon.url, marker, 'keeper', 20_000, 'keeper healthy, one process', not);
         const first = await single();
         await waitFor(
-          async () => (await readCellState(cellDir)).agents.keeper?.pid === first,
+          async () => (await daemonState(cellDir)).agents.keeper?.pid === first,
           20_000,
           'the first pid persisted',
         );
@@ -294,7 +299,7 @@ describe('disk full under the cells root and state dir (tmpfs; needs root)', () 
         await fs.rm(filler);
         // The failed write is retried (backoff capped at 8 s): the new pid lands once space is back.
         await waitFor(
-          async () => (await readCellState(cellDir)).agents.keeper?.pid === second,
+          async () => (await daemonState(cellDir)).agents.keeper?.pid === second,
           15_000,
           'the new pid persisted',
         );
@@ -305,7 +310,7 @@ describe('disk full under the cells root and state dir (tmpfs; needs root)', () 
           async () => {
             const live = (await liveAgents(marker)).get('keeper') ?? [];
             if (live.length > 1)
-              return `keeper runs twice: ${live.join(', ')} (state.json names pid ${(await readCellState(cellDir)).agents.keeper?.pid}, the live one was ${second})`;
+              return `keeper runs twice: ${live.join(', ')} (state.json names pid ${(await daemonState(cellDir)).agents.keeper?.pid}, the live one was ${second})`;
             const agent = (await getStatus(daemon.url)).agents.find(
               (item) => item.agent === 'keeper',
             );

@@ -3,11 +3,16 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { provisionCell, readCellState } from '@pit/cell-spec';
+import { provisionCell } from '@pit/cell-spec';
 import { MissionBus } from '@pit/mission-bus';
 import { freePort, testAgentPath, waitFor } from '@pit/test-kit';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { pit } from './cli.js';
+import { readAgentStates } from '@pit/daemon';
+
+/** The daemon's records of a cell's agents (its state directory is `state/` beside `missions/`). */
+const daemonState = (cellDir: string) =>
+  readAgentStates(join(cellDir, '..', '..', 'state'), cellDir);
 
 const bin = fileURLToPath(new URL('../src/bin.ts', import.meta.url));
 
@@ -164,7 +169,7 @@ describe('pit approvals, approve, deny', () => {
 
     const firstPid = await waitFor(
       async () => {
-        const state = await readCellState(dir).catch(() => undefined);
+        const state = await daemonState(dir).catch(() => undefined);
         return state?.agents.ezra?.health === 'healthy' ? state.agents.ezra.pid : undefined;
       },
       30_000,
@@ -208,7 +213,7 @@ describe('pit approvals, approve, deny', () => {
     expect(approved.code).toBe(0);
     await waitFor(
       async () => {
-        const state = await readCellState(dir).catch(() => undefined);
+        const state = await daemonState(dir).catch(() => undefined);
         const ezra = state?.agents.ezra;
         return ezra?.health === 'healthy' && ezra.pid !== firstPid;
       },

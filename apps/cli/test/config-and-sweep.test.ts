@@ -2,9 +2,14 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { provisionCell, readCellState, writeHeartbeat } from '@pit/cell-spec';
+import { provisionCell, writeHeartbeat } from '@pit/cell-spec';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { pit } from './cli.js';
+import { readAgentStates } from '@pit/daemon';
+
+/** The daemon's records of a cell's agents (its state directory is `state/` beside `missions/`). */
+const daemonState = (cellDir: string) =>
+  readAgentStates(join(cellDir, '..', '..', 'state'), cellDir);
 
 const seedPolicy = fileURLToPath(
   new URL('../../../packages/policy/src/__fixtures__/seed-policy.toml', import.meta.url),
@@ -214,13 +219,13 @@ describe('pit sweep --once and pit status', () => {
     expect(report.agents).toEqual([
       expect.objectContaining({ key: `${manifest.uuid}/forge`, health: 'dead' }),
     ]);
-    const firstDeadAt = (await readCellState(dir)).agents.forge?.first_dead_at;
+    const firstDeadAt = (await daemonState(dir)).agents.forge?.first_dead_at;
     expect(firstDeadAt).toBeDefined();
 
     const second = await pit(['--config', config, 'sweep', '--once']);
     expect(second.code).toBe(1);
     expect(second.stdout).toMatch(/not all healthy/);
-    expect((await readCellState(dir)).agents.forge?.first_dead_at).toBe(firstDeadAt);
+    expect((await daemonState(dir)).agents.forge?.first_dead_at).toBe(firstDeadAt);
 
     const status = await pit(['--config', config, 'status', '--json']);
     expect(status.code).toBe(1);

@@ -1,24 +1,29 @@
 /**
- * Taking an agent up when it is first supervised: adopt the process its record names (same pid,
- * same start time), or a process this daemon's instance started but never recorded (found in
- * `/proc` by its `PIT_INSTANCE` mark: a daemon killed between spawn and persist), or start an
- * agent seen for the first time. It never starts a second copy of a running agent.
+ * Taking an agent up when it is first supervised: adopt the process its record names, or a
+ * process this daemon started but never recorded (a daemon killed between a start and saving its
+ * pid), or start an agent seen for the first time. It never starts a second copy of a running
+ * agent, and never adopts on a pid alone: a process is the agent only if it still has the
+ * recorded start time, leads its own session, and carries in its environment this daemon's
+ * instance, the agent's cell and name, and the start nonce recorded in the daemon's own state
+ * (executor.ts's adoption proof). A pid read from any file is a hint.
  */
-import { findMarkedProcesses, markedKey, type MarkedProcess } from './proc.js';
+import { approvalKey } from './approvals.js';
+import { scanMarkedProcesses, markedKey, type MarkedProcess } from './proc.js';
 import { reportEnded } from './agent-probes.js';
+import { reapLeftoversSoon, whileBusy } from './leftovers.js';
 import { startAgent, watchProcess } from './restart.js';
 import { configOf, containerName, type Slot } from './slot.js';
 import type { SupervisorContext } from './supervisor-context.js';
 
 /** Live processes marked with this daemon's instance, read from `/proc` at most once per discovery pass. */
 export interface MarkedScan {
-  get(): Promise<Map<string, MarkedProcess>>;
+  get(): Promise<MarkedProcess[]>;
 }
 
 /** A scan of `/proc` made on first use, shared by one discovery pass. */
 export function markedScan(instance: string): MarkedScan {
-  let scan: Promise<Map<string, MarkedProcess>> | undefined;
-  return { get: () => (scan ??= findMarkedProcesses(instance)) };
+  let scan: Promise<MarkedProcess[]> | undefined;
+  return { get: () => (scan ??= scanMarkedProcesses(instance)) };
 }
 
 /** Adopts the recorded process, or starts an agent seen for the first time. */
@@ -27,9 +32,20 @@ export async function takeUp(
   slot: Slot,
   options: { firstSight: boolean; marked: MarkedScan },
 ): Promise<void> {
-  const { pid, pid_start_time: startTime } = slot.state;
+  checkPendingApproval(context, slot);
+  await whileBusy(slot, () => takeUpMarked(context, slot, options));
+  // What an earlier start of the agent left running (a child that copied its marks) is not it.
+  if (slot.supervision.mode === 'managed') reapLeftoversSoon(context);
+}
+
+async function takeUpMarked(
+  context: SupervisorContext,
+  slot: Slot,
+  options: { firstSight: boolean; marked: MarkedScan },
+): Promise<void> {
+  const { pid, pid_start_time: startTime, spawn_nonce: nonce } = slot.state;
   if (pid !== undefined && startTime !== undefined) {
-    if (await adopt(context, slot, { pid, startTime })) {
+    if (await adoptRecorded(context, slot, { pid, startTime, marked: options.marked })) {
       context.logger.info('re-adopted a running agent', { agent: slot.key, pid });
       return;
     }
@@ -39,7 +55,7 @@ export async function takeUp(
   // (a replacement, a first start) and been killed before its pid reached the state file.
   if (supervision.mode === 'managed' && (await adoptUnrecorded(context, slot, options.marked)))
     return;
-  if (pid !== undefined && startTime !== undefined) {
+  if ((pid !== undefined && startTime !== undefined) || nonce !== undefined) {
     slot.exit = { code: null, signal: null, at: new Date(context.now()), how: 'vanished' };
     reportEnded(context, slot);
     context.logger.warn('recorded agent process is gone', { agent: slot.key, pid });
@@ -60,10 +76,58 @@ export async function takeUp(
   });
 }
 
+/**
+ * A pending approval the record names must be a request about this agent in the daemon's own
+ * approval store (a record migrated from a cell could name any id).
+ */
+function checkPendingApproval(context: SupervisorContext, slot: Slot): void {
+  const named = slot.state.pending_approval;
+  if (named === undefined) return;
+  const request = context.approvals.get(named);
+  if (request && approvalKey(request) === slot.key) return;
+  context.logger.warn(
+    'dropped a pending approval its record named: no such request for the agent',
+    {
+      agent: slot.key,
+      approval: named,
+    },
+  );
+  slot.state.pending_approval = undefined;
+}
+
+/**
+ * Adopts the process the record names, on the executor's proof. A record without a nonce (an
+ * older daemon's, or a migrated hint) names a process started before nonces: it must also be
+ * the earliest session leader with the agent's marks (a child that copied them started later).
+ */
+async function adoptRecorded(
+  context: SupervisorContext,
+  slot: Slot,
+  found: { pid: number; startTime: number; marked: MarkedScan },
+): Promise<boolean> {
+  const nonce = slot.state.spawn_nonce;
+  if (nonce === undefined) {
+    const earliest = earliestLeader(
+      await found.marked.get(),
+      slot,
+      (marked) => marked === undefined,
+    );
+    if (earliest?.pid !== found.pid) {
+      context.logger.warn('refused to adopt a process as the agent', {
+        agent: slot.key,
+        pid: found.pid,
+        reason: `pid ${found.pid} is not the first process marked by this daemon as the agent (the record names no start nonce)`,
+      });
+      return false;
+    }
+  }
+  return adopt(context, slot, { pid: found.pid, startTime: found.startTime, nonce });
+}
+
 async function adopt(
   context: SupervisorContext,
   slot: Slot,
-  found: { pid: number; startTime: number },
+  found: { pid: number; startTime: number; nonce: string | undefined },
 ): Promise<boolean> {
   const level = configOf(slot)?.isolation.level ?? 1;
   const adopted = await context.executor.adopt({
@@ -71,6 +135,7 @@ async function adopt(
     ...(slot.cell ? { cell: slot.cell.uuid } : {}),
     pid: found.pid,
     startTime: found.startTime,
+    ...(found.nonce !== undefined ? { nonce: found.nonce } : {}),
     level,
     ...(level === 3 ? { container: containerName(slot) } : {}),
   });
@@ -79,13 +144,41 @@ async function adopt(
   return true;
 }
 
+/** The earliest-started session leader with the agent's marks and a nonce that `accept`s. */
+function earliestLeader(
+  marked: MarkedProcess[],
+  slot: Slot,
+  accept: (nonce: string | undefined) => boolean,
+): MarkedProcess | undefined {
+  const key = markedKey(slot.cell?.uuid, slot.name);
+  let earliest: MarkedProcess | undefined;
+  for (const candidate of marked) {
+    if (candidate.sid !== candidate.pid || !accept(candidate.nonce)) continue;
+    if (markedKey(candidate.cell, candidate.agent) !== key) continue;
+    if (!earliest || candidate.startTime < earliest.startTime) earliest = candidate;
+  }
+  return earliest;
+}
+
+/**
+ * The process of the start whose nonce was recorded but whose pid was not (the nonce is saved
+ * before the start, with no pid): the earliest session leader carrying that nonce (its children
+ * carry it too, and started after it). Once the pid of a start is recorded, nothing else is
+ * adopted for it: a child it left behind is a leftover, not the agent. A record with neither
+ * (an older daemon's, a migrated hint, a lost file) takes the earliest session leader with the
+ * agent's marks, whatever its nonce: no process can be marked as the agent but the agent and
+ * what it forked, and a child starts after its parent.
+ */
 async function adoptUnrecorded(
   context: SupervisorContext,
   slot: Slot,
   marked: MarkedScan,
 ): Promise<boolean> {
-  const found = (await marked.get()).get(markedKey(slot.cell?.uuid, slot.name));
-  const recorded = slot.state.pid;
+  const { spawn_nonce: nonce, pid: recorded } = slot.state;
+  if (nonce !== undefined && recorded !== undefined) return false;
+  const found = earliestLeader(await marked.get(), slot, (candidate) =>
+    nonce === undefined ? true : candidate === nonce,
+  );
   if (!found || found.pid === recorded) return false;
   if (!(await adopt(context, slot, found))) return false;
   context.logger.warn('adopted a running agent its state file did not record', {

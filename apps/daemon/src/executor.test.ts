@@ -281,26 +281,41 @@ describe.each(modes)('Executor.stop ($name)', ({ launcher }) => {
 });
 
 describe('Executor.adopt', () => {
-  /** Starts `sleep` as an orphan (its parent shell exits), as an agent is after a daemon restart. */
-  const startOrphan = async (dir: string): Promise<number> => {
+  const instance = 'adopt-test-instance';
+  const nonce = '0123456789abcdef0123456789abcdef';
+  /** The marks the executor puts in an agent's environment. */
+  const marks = (extra: Record<string, string> = {}) => ({
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    PIT_INSTANCE: instance,
+    LAZARUS_AGENT: 'forge',
+    PIT_SPAWN: nonce,
+    ...extra,
+  });
+  /**
+   * Starts `sleep` as an orphan leading its own session (its parent shell exits), as an agent is
+   * after a daemon restart, with `env` as its environment.
+   */
+  const startOrphan = async (dir: string, env: NodeJS.ProcessEnv = marks()): Promise<number> => {
     const pidFile = join(dir, 'orphan.pid');
-    const shell = spawn('sh', ['-c', `sleep 60 & echo $! > ${pidFile}`], {
+    const shell = spawn('sh', ['-c', `setsid sleep 60 & echo $! > ${pidFile}`], {
       detached: true,
       stdio: 'ignore',
+      env,
     });
     reapLater(shell.pid);
     await within(new Promise((resolve) => shell.once('exit', resolve)), 5000);
     const pid = Number((await fs.readFile(pidFile, 'utf8')).trim());
     reapLater(pid);
+    await waitFor(async () => (await readProcessStat(pid))?.sid === pid, 5000, 'its own session');
     return pid;
   };
 
-  it('adopts a running process by pid and start time and notices when it dies', async () => {
+  it('adopts a running process by pid, start time and marks, and notices when it dies', async () => {
     const dir = await tempDir();
     const pid = await startOrphan(dir);
     const startTime = (await readProcessStartTime(pid))!;
-    const adopted = await make().adopt({ agent: 'forge', pid, startTime });
-    expect(adopted).toMatchObject({ pid, startTime, adopted: true });
+    const adopted = await make({ instance }).adopt({ agent: 'forge', pid, startTime, nonce });
+    expect(adopted).toMatchObject({ pid, startTime, adopted: true, nonce });
     process.kill(pid, 'SIGTERM');
     const exit = await within(adopted!.exited, 5000, 'adopted exit');
     // Orphans here are not reaped by PID 1: the status is read from the zombie's /proc/<pid>/stat.
@@ -312,21 +327,50 @@ describe('Executor.adopt', () => {
     const dir = await tempDir();
     const pid = await startOrphan(dir);
     const startTime = (await readProcessStartTime(pid))!;
-    expect(await make().adopt({ agent: 'forge', pid, startTime: startTime + 1 })).toBeUndefined();
     expect(
-      await executor!.adopt({ agent: 'forge', pid: 2 ** 22 + 12345, startTime }),
+      await make({ instance }).adopt({ agent: 'forge', pid, startTime: startTime + 1, nonce }),
     ).toBeUndefined();
+    expect(
+      await executor!.adopt({ agent: 'forge', pid: 2 ** 22 + 12345, startTime, nonce }),
+    ).toBeUndefined();
+  });
+
+  it('refuses a live process with the right start time that lacks the marks of this daemon, this agent or this start', async () => {
+    const dir = await tempDir();
+    const cases: Array<[string, NodeJS.ProcessEnv]> = [
+      ['foreign', { PATH: process.env.PATH ?? '/usr/bin:/bin' }],
+      ['another daemon', marks({ PIT_INSTANCE: 'another-instance' })],
+      ['another agent', marks({ LAZARUS_AGENT: 'anvil' })],
+      ['another cell', marks({ LAZARUS_CELL_UUID: '9b2f8a3c-1d4e-4f5a-8b6c-7d8e9f0a1b2c' })],
+      ['another start', marks({ PIT_SPAWN: 'f'.repeat(32) })],
+    ];
+    make({ instance });
+    for (const [what, env] of cases) {
+      const pid = await startOrphan(dir, env);
+      const startTime = (await readProcessStartTime(pid))!;
+      expect(
+        await executor!.adopt({ agent: 'forge', pid, startTime, nonce }),
+        what,
+      ).toBeUndefined();
+      process.kill(pid, 'SIGKILL');
+    }
   });
 
   it('stops an adopted agent (its group, checked by start time first)', async () => {
     const shell = spawn('sh', ['-c', 'trap "" TERM; while :; do sleep 0.05; done'], {
       detached: true,
       stdio: 'ignore',
+      env: marks(),
     });
     reapLater(shell.pid);
     const pid = shell.pid!;
     const startTime = (await readProcessStartTime(pid))!;
-    const adopted = (await make().adopt({ agent: 'forge', pid, startTime })) as AgentProcess;
+    const adopted = (await make({ instance }).adopt({
+      agent: 'forge',
+      pid,
+      startTime,
+      nonce,
+    })) as AgentProcess;
     const exit = await within(executor!.stop(adopted, { graceMs: 200 }), 10_000, 'stop adopted');
     expect(exit.at).toBeInstanceOf(Date);
     expect((await readProcessStat(pid))?.state ?? 'gone').toMatch(/gone|Z/);

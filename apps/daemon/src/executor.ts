@@ -8,7 +8,14 @@ import { pollExit } from './exit-poll.js';
 import { createLauncher, type AgentSpawner } from './launcher-client.js';
 import type { Logger } from './logger.js';
 import { createPodman, type Podman } from './podman.js';
-import { checkProcess, INSTANCE_ENV, signalGroup, signalProcess } from './proc.js';
+import {
+  checkProcess,
+  INSTANCE_ENV,
+  readProcessMarks,
+  signalGroup,
+  signalProcess,
+  SPAWN_ENV,
+} from './proc.js';
 import { sandboxArgv } from './sandbox.js';
 
 /** How an agent's process ended. */
@@ -42,6 +49,8 @@ export interface AgentProcess {
   level: 1 | 2 | 3;
   /** Level 3: the container's name. */
   container: string | undefined;
+  /** The `PIT_SPAWN` nonce of its start; `undefined` for a process an older daemon started. */
+  nonce: string | undefined;
   /** `true` when found running after a daemon restart rather than started by this daemon. */
   adopted: boolean;
   /** Who forked it: the agent launcher, the daemon itself, or neither (`adopted`). */
@@ -58,8 +67,13 @@ export interface StartAgentOptions {
   agent: string;
   /** The command; argv[0] is looked up in the agent's PATH. */
   argv: string[];
-  /** The agent's whole environment (the caller composes it). LAZARUS_CELL_UUID, LAZARUS_AGENT and PIT_INSTANCE are added. */
+  /** The agent's whole environment (the caller composes it). LAZARUS_CELL_UUID, LAZARUS_AGENT, PIT_INSTANCE and PIT_SPAWN are added. */
   env: Record<string, string>;
+  /**
+   * The `PIT_SPAWN` mark of this start (32 lower-case hex characters), for a caller that records
+   * it before the start. @default a new random nonce ({@link newSpawnNonce})
+   */
+  nonce?: string;
   /** The cell the agent runs in; omit for an agent outside cells. */
   cell?: { uuid: string; dir: string };
   /** Working directory. @default the cell's `workspace/` (required outside cells) */
@@ -95,7 +109,8 @@ export interface ExecutorOptions {
   /**
    * Marks every agent process with `PIT_INSTANCE=<instance>` in its environment, so that a
    * restarted daemon can find an agent it started but did not get to record
-   * (`findMarkedProcesses`). The daemon uses a hash of its state directory.
+   * (`findMarkedProcesses`), and adopts only processes with this mark. The daemon uses a hash of
+   * its state directory. @default a random id (this executor only)
    */
   instance?: string;
   /** Called once for every exit of a started or adopted agent. */
@@ -119,8 +134,11 @@ export interface Executor {
    */
   start(options: StartAgentOptions): Promise<AgentProcess>;
   /**
-   * Takes over an agent that outlived a daemon restart: `pid` must still be the process
-   * started at `startTime`. Resolves `undefined` when it is not (dead, zombie, or a recycled pid).
+   * Takes over an agent that outlived a daemon restart, only on proof: `pid` must still be the
+   * process started at `startTime`, lead its own session, and carry in its environment this
+   * executor's instance, the agent's name and cell, and exactly the recorded `nonce` (none for a
+   * process an older daemon started). Resolves `undefined` otherwise (dead, zombie, a recycled
+   * pid, a foreign process, another start's or another agent's process).
    * Adopted processes are watched by polling `/proc` every `adoptPollMs`.
    */
   adopt(options: AdoptAgentOptions): Promise<AgentProcess | undefined>;
@@ -137,12 +155,14 @@ export interface Executor {
   close(): Promise<void>;
 }
 
-/** What {@link Executor.adopt} needs (from `.lazarus/state.json`). */
+/** What {@link Executor.adopt} needs (from the daemon's record of the agent). */
 export interface AdoptAgentOptions {
   agent: string;
   cell?: string;
   pid: number;
   startTime: number;
+  /** The recorded `PIT_SPAWN` nonce; `undefined` for a process an older daemon started. */
+  nonce?: string;
   level?: 1 | 2 | 3;
   container?: string;
 }
@@ -157,7 +177,7 @@ interface ExecutorState {
   daemonEnv: NodeJS.ProcessEnv;
   graceDefault: number;
   pollMs: number;
-  instance: string | undefined;
+  instance: string;
   launcher: AgentSpawner | undefined;
   podman: Podman | undefined;
 }
@@ -171,11 +191,10 @@ interface ExecutorState {
  */
 export function createExecutor(options: ExecutorOptions = {}): Executor {
   const pollMs = options.adoptPollMs ?? 1000;
-  const instance =
-    options.instance ?? (options.launcher ? randomBytes(8).toString('hex') : undefined);
+  const instance = options.instance ?? randomBytes(8).toString('hex');
   const launcher: AgentSpawner | undefined = options.launcher
     ? createLauncher({
-        instance: instance!,
+        instance,
         pollMs,
         ...(options.logger ? { logger: options.logger } : {}),
       })
@@ -348,7 +367,11 @@ async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promis
   const env: Record<string, string> = { ...spec.env, LAZARUS_AGENT: agent };
   if (spec.cell) env.LAZARUS_CELL_UUID = spec.cell.uuid;
   else delete env.LAZARUS_CELL_UUID;
-  if (state.instance) env[INSTANCE_ENV] = state.instance;
+  env[INSTANCE_ENV] = state.instance;
+  const nonce = spec.nonce ?? newSpawnNonce();
+  if (!NONCE_PATTERN.test(nonce))
+    throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: nonce must be 32 hex characters`);
+  env[SPAWN_ENV] = nonce;
   const { command, spawnEnv, container } = await wrap(state, spec, { agent, profile, env, cwd });
   const request: SpawnRequest = {
     agent,
@@ -361,14 +384,27 @@ async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promis
   };
   const { launcher } = state;
   const spawned = await (launcher ? launcher.spawn(request) : spawnDirect(request));
-  return track(state, spawned, { agent, cell: spec.cell?.uuid, level: profile.level, container });
+  return track(state, spawned, {
+    agent,
+    cell: spec.cell?.uuid,
+    level: profile.level,
+    container,
+    nonce,
+  });
+}
+
+const NONCE_PATTERN = /^[0-9a-f]{32}$/;
+
+/** A new `PIT_SPAWN` nonce: 128 random bits as 32 lower-case hex characters. */
+export function newSpawnNonce(): string {
+  return randomBytes(16).toString('hex');
 }
 
 /** Tracks a process just spawned, until its exit (then its group is killed and onExit called). */
 function track(
   state: ExecutorState,
   spawned: Spawned,
-  fields: Pick<AgentProcess, 'agent' | 'cell' | 'level' | 'container'>,
+  fields: Pick<AgentProcess, 'agent' | 'cell' | 'level' | 'container' | 'nonce'>,
 ): AgentProcess {
   const { options } = state;
   const { pid, stat } = spawned;
@@ -403,11 +439,20 @@ async function adoptAgent(
   state: ExecutorState,
   spec: AdoptAgentOptions,
 ): Promise<AgentProcess | undefined> {
-  const liveness = await checkProcess(spec.pid, spec.startTime);
-  if (!liveness.alive) return undefined;
+  const refusal = await adoptionRefusal(state, spec);
+  if (refusal !== undefined) {
+    state.options.logger?.info('not adopted', {
+      agent: spec.agent,
+      cell: spec.cell,
+      pid: spec.pid,
+      reason: refusal,
+    });
+    return undefined;
+  }
   const { agentProcess, settle } = makeProcess({
     agent: assertAgentName(spec.agent, 'agent'),
     cell: spec.cell,
+    nonce: spec.nonce,
     pid: spec.pid,
     startTime: spec.startTime,
     startedAt: new Date(),
@@ -431,6 +476,30 @@ async function adoptAgent(
     pid: spec.pid,
   });
   return agentProcess;
+}
+
+/**
+ * Why `spec.pid` is not the agent's process (see {@link Executor.adopt}), or `undefined` when it
+ * is: the start time, the session, and the marks of its environment are checked.
+ */
+export async function adoptionRefusal(
+  state: Pick<ExecutorState, 'instance'>,
+  spec: AdoptAgentOptions,
+): Promise<string | undefined> {
+  const liveness = await checkProcess(spec.pid, spec.startTime);
+  if (!liveness.alive) return `pid ${spec.pid}: ${liveness.reason}`;
+  if (liveness.stat.sid !== spec.pid) return `pid ${spec.pid} does not lead its own session`;
+  const marks = await readProcessMarks(spec.pid);
+  if (!marks) return `pid ${spec.pid}: its environment cannot be read`;
+  const mismatch =
+    marks.instance !== state.instance
+      ? 'is not marked by this daemon'
+      : marks.agent !== spec.agent || marks.cell !== spec.cell
+        ? 'is marked as another agent'
+        : marks.nonce !== spec.nonce
+          ? 'carries another start nonce'
+          : undefined;
+  return mismatch === undefined ? undefined : `pid ${spec.pid} ${mismatch}`;
 }
 
 /** Signals a tracked agent; an adopted pid is signalled only while it is still the process recorded. */

@@ -1,11 +1,14 @@
 import { join } from 'node:path';
 import { cleanup, tempDir } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import { readCellState, writeCellState } from '@pit/cell-spec';
+import { promises as fs } from 'node:fs';
+import { dirname } from 'node:path';
+import { writeJsonAtomic } from '@pit/cell-spec';
 import { makeCell } from '../test/helpers.js';
 import { testConfig } from '../test/fleet.js';
 import { acquireDaemonLock } from './lock.js';
 import { readFleetStatus } from './fleet-status.js';
+import { agentStatePath, readAgentStates } from './state-store.js';
 
 afterEach(cleanup);
 
@@ -17,7 +20,7 @@ describe('readFleetStatus', () => {
       '[daemon]\nstate_dir = "state"\n[cells]\nroot = "missions"\n[agents.gateway]\ncell = "none"\ncwd = "/"\nargv = ["x"]\n',
       base,
     );
-    const state = await readCellState(cell.dir);
+    const state = await readAgentStates(config.daemon.state_dir, cell.dir);
     state.agents.forge = {
       health: 'dead',
       first_dead_at: '2030-01-01T00:00:00.000Z',
@@ -25,7 +28,9 @@ describe('readFleetStatus', () => {
       restarts: ['2030-01-01T00:00:01.000Z'],
       pending_approval: 'apr-1',
     };
-    await writeCellState(cell.dir, state);
+    const path = agentStatePath(config.daemon.state_dir, cell.dir);
+    await fs.mkdir(dirname(path), { recursive: true });
+    await writeJsonAtomic(path, state);
     const { status, daemon } = await readFleetStatus(config, Date.parse('2030-01-01T00:10:00Z'));
     expect(daemon).toBeUndefined();
     expect(status.cells).toEqual([

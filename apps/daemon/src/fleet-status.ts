@@ -3,7 +3,6 @@ import {
   CellStateSchema,
   describeDiscoveryProblem,
   discoverCells,
-  readCellState,
   readHeartbeat,
   readJsonFile,
   type CellState,
@@ -11,10 +10,12 @@ import {
 import { readApprovals } from './approvals.js';
 import type { PitConfig } from './config-schema.js';
 import { readDaemonLock, type LockHolder } from './lock.js';
+import { readAgentStates } from './state-store.js';
 import type { AgentStatus, FleetStatus } from './supervisor.js';
 
 /**
- * The fleet's status from what is on disk (cells, `.lazarus/state.json`, heartbeats,
+ * The fleet's status from what is on disk (cells, the daemon's records in its state directory,
+ * heartbeats,
  * approvals), for `pit status` when no daemon runs, and whether one does.
  * @example
  * const { status, daemon } = await readFleetStatus(config);
@@ -53,7 +54,7 @@ export async function readFleetStatus(
     };
   };
   for (const cell of discovery.supervised) {
-    const state = await readCellState(cell.dir).catch(() => undefined);
+    const state = await readAgentStates(config.daemon.state_dir, cell.dir).catch(() => undefined);
     for (const agent of cell.manifest.agents) {
       agents.push(
         await toStatus(`${cell.uuid}/${agent.name}`, agent.name, state?.agents[agent.name], {

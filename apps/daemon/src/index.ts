@@ -43,6 +43,7 @@ export {
 } from './supervisor.js';
 export { effectivePolicy, approvalChannels } from './effective-policy.js';
 export { readFleetStatus } from './fleet-status.js';
+export { agentStatePath, readAgentStates } from './state-store.js';
 export { resolveAgentPolicies, type AgentPolicyReport } from './policies.js';
 export { createNotifier, silentNotifier, type Notifier, type DeathNotice } from './notifier.js';
 export { publishHandoff, type PublishHandoffOptions, type PublishedHandoff } from './handoff.js';

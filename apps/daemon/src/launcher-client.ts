@@ -21,7 +21,13 @@ import {
 import { parseProcessStat } from '@pit/probes';
 import { pollExit } from './exit-poll.js';
 import { silentLogger, type Logger } from './logger.js';
-import { findMarkedProcesses, markedKey, readProcessStat, readProcessStatSync } from './proc.js';
+import {
+  findMarkedProcesses,
+  markedKey,
+  readProcessStat,
+  readProcessStatSync,
+  SPAWN_ENV,
+} from './proc.js';
 
 /** Creates agent processes (through the launcher, or directly). */
 export interface AgentSpawner {
@@ -287,9 +293,10 @@ function died(state: LauncherState, launcher: Launcher, how: string): void {
 /** A start the launcher took but never answered: it may have forked the agent, or not. */
 async function recover(state: LauncherState, launcher: Launcher, pending: Pending): Promise<void> {
   const { request } = pending;
-  const found = (await findMarkedProcesses(state.options.instance)).get(
-    markedKey(request.cell, request.agent),
-  );
+  const nonce = request.env[SPAWN_ENV];
+  const found = (
+    await findMarkedProcesses(state.options.instance, nonce === undefined ? {} : { nonce })
+  ).get(markedKey(request.cell, request.agent));
   if (found && launcher.startTime !== undefined && found.startTime >= launcher.startTime) {
     const stat = await readProcessStat(found.pid);
     if (stat && stat.startTime === found.startTime) {

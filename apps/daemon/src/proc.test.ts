@@ -86,8 +86,10 @@ describe('findMarkedProcesses', () => {
       expect(forge).toEqual({
         pid: children[0]!.pid,
         startTime: await readProcessStartTime(children[0]!.pid!),
+        sid: children[0]!.pid,
         agent: 'forge',
         cell: 'c1',
+        nonce: undefined,
       });
     } finally {
       for (const child of children) child.kill('SIGKILL');

@@ -102,34 +102,88 @@ function assertSignallable(pid: number): void {
 
 /** The environment variable that marks every agent process a daemon starts with the daemon's instance id. */
 export const INSTANCE_ENV = 'PIT_INSTANCE';
+/**
+ * The environment variable that marks one start of an agent with a random nonce (32 hex
+ * characters), recorded in the daemon's own state before the start: the agent and whatever it
+ * forks carry it, no other start of any agent does.
+ */
+export const SPAWN_ENV = 'PIT_SPAWN';
+
+/** The marks a daemon put in a process's environment, read from `/proc/<pid>/environ`. */
+export interface ProcessMarks {
+  /** `PIT_INSTANCE`: the daemon that started it. */
+  instance: string | undefined;
+  /** `LAZARUS_AGENT`. */
+  agent: string | undefined;
+  /** `LAZARUS_CELL_UUID`, or `undefined` for an agent outside cells. */
+  cell: string | undefined;
+  /** `PIT_SPAWN`, or `undefined` for a process started by an older daemon. */
+  nonce: string | undefined;
+}
 
 /** An agent process found by the marks in its environment. */
 export interface MarkedProcess {
   pid: number;
   /** Clock ticks since boot (`/proc/<pid>/stat` field 22). */
   startTime: number;
+  /** Its session: a process the executor started leads its own (`sid === pid`). */
+  sid: number;
   agent: string;
   /** `LAZARUS_CELL_UUID`, or `undefined` for an agent outside cells. */
   cell: string | undefined;
+  /** `PIT_SPAWN`, or `undefined` (started by an older daemon). */
+  nonce: string | undefined;
 }
 
 /** The key {@link findMarkedProcesses} files a process under. */
 export const markedKey = (cell: string | undefined, agent: string): string =>
   `${cell ?? ''}/${agent}`;
 
+/** The marks in an environment block (NUL-separated `NAME=value`); a variable is matched whole. */
+export function parseMarks(environ: Buffer): ProcessMarks {
+  const marks: ProcessMarks = {
+    instance: undefined,
+    agent: undefined,
+    cell: undefined,
+    nonce: undefined,
+  };
+  const names: Record<string, keyof ProcessMarks> = {
+    [INSTANCE_ENV]: 'instance',
+    LAZARUS_AGENT: 'agent',
+    LAZARUS_CELL_UUID: 'cell',
+    [SPAWN_ENV]: 'nonce',
+  };
+  for (const variable of environ.toString('utf8').split('\0')) {
+    const equals = variable.indexOf('=');
+    const field = equals > 0 ? names[variable.slice(0, equals)] : undefined;
+    if (field) marks[field] = variable.slice(equals + 1);
+  }
+  return marks;
+}
+
 /**
- * The live agent processes that the daemon instance `instance` started, keyed by
- * {@link markedKey}: session leaders (the executor starts every agent in its own session)
- * whose environment holds `PIT_INSTANCE=<instance>` and `LAZARUS_AGENT` (and
- * `LAZARUS_CELL_UUID` in a cell). Of several leaders with the same marks (an agent that started
- * a detached child), the earliest started wins. Processes whose environment cannot be read
- * (another user's, zombies) are skipped.
- *
- * This is how a daemon recovers an agent it started but did not get to record: its pid is
- * persisted after the spawn, and a daemon killed in between would otherwise start it twice.
+ * The marks in the environment `pid` was started with, or `undefined` when it cannot be read
+ * (gone, another user's, a kernel thread). The environment is the one given at exec(2): a
+ * process cannot change what this reads afterwards, but a child exec'd with a copied
+ * environment carries the same marks (hence the start time and the nonce).
  */
-export async function findMarkedProcesses(instance: string): Promise<Map<string, MarkedProcess>> {
-  const found = new Map<string, MarkedProcess>();
+export async function readProcessMarks(pid: number): Promise<ProcessMarks | undefined> {
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    return parseMarks(await fs.readFile(`/proc/${pid}/environ`));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Every live process marked with the daemon instance `instance` (`PIT_INSTANCE=<instance>` and
+ * `LAZARUS_AGENT` in its environment): the agents it started and everything they forked, which
+ * inherits their environment (including children that left the agent's process group or
+ * session). Zombies and processes whose environment cannot be read are skipped.
+ */
+export async function scanMarkedProcesses(instance: string): Promise<MarkedProcess[]> {
+  const found: MarkedProcess[] = [];
   const needle = Buffer.from(`${INSTANCE_ENV}=${instance}\0`);
   let pids: number[];
   try {
@@ -147,23 +201,41 @@ export async function findMarkedProcesses(instance: string): Promise<Map<string,
     // Environments are compared as a whole variable: NUL-terminated, and at the start or after a NUL.
     const at = environ.indexOf(needle);
     if (at === -1 || (at > 0 && environ[at - 1] !== 0)) return;
+    const marks = parseMarks(environ);
+    if (!marks.agent || marks.instance !== instance) return;
     const stat = await readStatOrUndefined(pid);
-    if (!stat || stat.sid !== pid || stat.state === 'Z' || stat.state === 'X') return;
-    let agent: string | undefined;
-    let cell: string | undefined;
-    for (const variable of environ.toString('utf8').split('\0')) {
-      if (variable.startsWith('LAZARUS_AGENT=')) agent = variable.slice('LAZARUS_AGENT='.length);
-      else if (variable.startsWith('LAZARUS_CELL_UUID='))
-        cell = variable.slice('LAZARUS_CELL_UUID='.length);
-    }
-    if (!agent) return;
-    const key = markedKey(cell, agent);
-    const other = found.get(key);
-    if (!other || stat.startTime < other.startTime)
-      found.set(key, { pid, startTime: stat.startTime, agent, cell });
+    if (!stat || stat.state === 'Z' || stat.state === 'X') return;
+    const { agent, cell, nonce } = marks;
+    found.push({ pid, startTime: stat.startTime, sid: stat.sid, agent, cell, nonce });
   };
   // A bounded number of files open at once.
   for (let index = 0; index < pids.length; index += 64)
     await Promise.all(pids.slice(index, index + 64).map(inspect));
+  return found;
+}
+
+/**
+ * The live agent processes that the daemon instance `instance` started, keyed by
+ * {@link markedKey}: session leaders (the executor starts every agent in its own session) with
+ * the instance's marks. Of several leaders with the same marks (an agent that started a
+ * detached child), the earliest started wins: a child always starts after its parent. With
+ * `nonce`, only processes of that one start are considered.
+ *
+ * This is how a daemon recovers an agent it started but did not get to record: the nonce is
+ * recorded before the start, its pid only after, and a daemon killed in between would otherwise
+ * start it twice.
+ */
+export async function findMarkedProcesses(
+  instance: string,
+  options: { nonce?: string } = {},
+): Promise<Map<string, MarkedProcess>> {
+  const found = new Map<string, MarkedProcess>();
+  for (const candidate of await scanMarkedProcesses(instance)) {
+    if (candidate.sid !== candidate.pid) continue;
+    if (options.nonce !== undefined && candidate.nonce !== options.nonce) continue;
+    const key = markedKey(candidate.cell, candidate.agent);
+    const other = found.get(key);
+    if (!other || candidate.startTime < other.startTime) found.set(key, candidate);
+  }
   return found;
 }

@@ -9,7 +9,8 @@ import { listCheckpoints, restoreCheckpoint } from '@pit/snapshot';
 import { composeAgentEnv } from './agent-env.js';
 import { probesOf, reportEnded, trackAgent } from './agent-probes.js';
 import { canonicalOf } from './config-snapshots.js';
-import type { AgentProcess } from './executor.js';
+import { newSpawnNonce, type AgentProcess } from './executor.js';
+import { reapLeftoversSoon, whileBusy } from './leftovers.js';
 import { configOf, ownHome, type ManagedAgentConfig, type Slot } from './slot.js';
 import { iso, type SupervisorContext } from './supervisor-context.js';
 
@@ -102,8 +103,23 @@ export async function rollBackConfig(
   }
 }
 
-/** Starts the agent's process (stopping a live one first) and watches it. */
+/**
+ * Starts the agent's process (stopping a live one first) and watches it. The start's nonce
+ * (`PIT_SPAWN`) is saved in the agent's record before the process exists, so that a daemon
+ * killed before its pid is saved adopts that process, and only it; what the previous process
+ * left behind is killed as leftovers.
+ */
 export async function startAgent(
+  context: SupervisorContext,
+  slot: Slot,
+  agentConfig: ManagedAgentConfig,
+  why: StartReason,
+): Promise<void> {
+  await whileBusy(slot, () => startMarked(context, slot, agentConfig, why));
+  reapLeftoversSoon(context);
+}
+
+async function startMarked(
   context: SupervisorContext,
   slot: Slot,
   agentConfig: ManagedAgentConfig,
@@ -117,12 +133,19 @@ export async function startAgent(
     context.store.recordRestart(at);
     context.fleet.changed();
   }
+  // The start is recorded first: its nonce, and no pid until the process exists.
+  const nonce = newSpawnNonce();
+  slot.state.spawn_nonce = nonce;
+  slot.state.pid = undefined;
+  slot.state.pid_start_time = undefined;
+  await context.store.save(slot.key);
   try {
     const home = ownHome(slot);
     const started = await context.executor.start({
       agent: slot.name,
       argv: agentConfig.argv,
       env,
+      nonce,
       ...(slot.cell
         ? { cell: { uuid: slot.cell.uuid, dir: slot.cell.dir } }
         : {
@@ -222,7 +245,10 @@ export function watchProcess(
   slot.exit = undefined;
   slot.state.pid = agentProcess.pid;
   slot.state.pid_start_time = agentProcess.startTime;
+  slot.state.spawn_nonce = agentProcess.nonce;
   void agentProcess.exited.then((exit) => {
+    // Whatever it forked goes with it, including children that left its group and session.
+    reapLeftoversSoon(context);
     if (slot.process !== agentProcess) return;
     slot.exit = exit;
     reportEnded(context, slot);

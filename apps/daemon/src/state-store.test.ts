@@ -1,11 +1,11 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cellPaths, provisionCell, readCellState, type AgentState } from '@pit/cell-spec';
+import { cellPaths, provisionCell, writeCellState, type AgentState } from '@pit/cell-spec';
 import type { Logger } from './logger.js';
 import { HOST } from './slot.js';
-import { openFileStateStore } from './state-store.js';
+import { agentStatePath, openFileStateStore, readAgentStates } from './state-store.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -43,7 +43,7 @@ async function cellWithAgents(root: string, names: string[]): Promise<string> {
 }
 
 describe('openFileStateStore', () => {
-  it("writes every held record of a cell into that cell's state.json, and a new store reads them back", async () => {
+  it("writes every held record of a cell into the daemon's own file for that cell (nothing in the cell), and a new store reads them back", async () => {
     const root = await tempDir();
     const stateDir = await tempDir();
     const cell = await cellWithAgents(root, ['alpha', 'beta']);
@@ -53,10 +53,14 @@ describe('openFileStateStore', () => {
     store.attach({ key: 'c/alpha', name: 'alpha', scope: cell }, alpha);
     store.attach({ key: 'c/beta', name: 'beta', scope: cell }, beta);
     await store.save('c/alpha');
-    expect((await readCellState(cell)).agents).toMatchObject({
+    expect(agentStatePath(stateDir, cell)).toBe(
+      join(stateDir, 'cells', cell.split('/').pop()!, 'state.json'),
+    );
+    expect((await readAgentStates(stateDir, cell)).agents).toMatchObject({
       alpha: { health: 'healthy' },
       beta: { health: 'dead' },
     });
+    expect(await readdir(join(cell, '.lazarus'))).not.toContain('state.json');
     alpha.health = 'degraded';
     await store.save('c/alpha');
     const reopened = await openFileStateStore({
@@ -80,7 +84,10 @@ describe('openFileStateStore', () => {
     const second = await openFileStateStore({ stateDir, logger: recordingLogger(), now: Date.now });
     second.attach({ key: 'c/alpha', name: 'alpha', scope: cell }, state('healthy'));
     await second.save('c/alpha');
-    expect(Object.keys((await readCellState(cell)).agents).sort()).toEqual(['alpha', 'beta']);
+    expect(Object.keys((await readAgentStates(stateDir, cell)).agents).sort()).toEqual([
+      'alpha',
+      'beta',
+    ]);
   });
 
   it('refuses a compare-and-set at a stale revision and accepts it at the current one', async () => {
@@ -101,11 +108,13 @@ describe('openFileStateStore', () => {
     expect(written.agents.solo.health).toBe('healthy');
   });
 
-  it("keeps a damaged state.json's bytes in the daemon's own directory, says so in the log, and starts its agents from empty records", async () => {
+  it("keeps a damaged state file's bytes in the daemon's damaged/ directory, says so in the log, and starts its agents from empty records", async () => {
     const root = await tempDir();
     const stateDir = await tempDir();
     const cell = await cellWithAgents(root, ['alpha']);
-    await writeFile(cellPaths(cell).state, '{"version":1,"agents":{"alpha":{"health":"dea');
+    const path = agentStatePath(stateDir, cell);
+    await mkdir(join(path, '..'), { recursive: true });
+    await writeFile(path, '{"version":1,"agents":{"alpha":{"health":"dea');
     const logger = recordingLogger();
     const store = await openFileStateStore({ stateDir, logger, now: () => 1234 });
     expect(await store.loadScope(cell)).toEqual({});
@@ -115,16 +124,60 @@ describe('openFileStateStore', () => {
     expect(await readFile(join(stateDir, 'damaged', kept[0] ?? ''), 'utf8')).toContain(
       '"health":"dea',
     );
-    // Nothing inside the cell is renamed or written (an agent may have swapped a directory for a link).
-    expect(await readdir(join(cell, '.lazarus'))).not.toContainEqual(
-      expect.stringContaining('corrupt'),
-    );
     const line = logger.lines.find((entry) => entry.level === 'error');
     expect(line?.message).toContain('damaged state file');
     expect(line?.fields).toMatchObject({
-      file: cellPaths(cell).state,
+      file: path,
       kept_as: join(stateDir, 'damaged', kept[0] ?? ''),
     });
+  });
+
+  it("reads an older daemon's .lazarus/state.json once, as a hint of what may be carried over, and never writes it", async () => {
+    const root = await tempDir();
+    const stateDir = await tempDir();
+    const cell = await cellWithAgents(root, ['alpha']);
+    await writeCellState(cell, {
+      version: 1,
+      updated_at: '2030-01-01T00:00:00.000Z',
+      agents: {
+        alpha: {
+          health: 'healthy',
+          since: '2030-01-01T00:00:00.000Z',
+          revive_attempts: 3,
+          restarts: ['2030-01-01T00:00:01.000Z'],
+          pending_approval: 'a'.repeat(32),
+          pid: 4242,
+          pid_start_time: 77,
+          substituted_by: 'beta',
+          spawn_nonce: 'b'.repeat(32),
+        },
+      },
+    });
+    const before = await readFile(cellPaths(cell).state, 'utf8');
+    const logger = recordingLogger();
+    const store = await openFileStateStore({ stateDir, logger, now: Date.now });
+    const hint = (await store.loadScope(cell)).alpha!;
+    // The pid is carried only for the adoption proof; the nonce (the proof's secret part) never.
+    expect(hint).toEqual({
+      health: 'unknown',
+      revive_attempts: 3,
+      restarts: ['2030-01-01T00:00:01.000Z'],
+      pending_approval: 'a'.repeat(32),
+      pid: 4242,
+      pid_start_time: 77,
+    });
+    hint.revive_attempts = 4;
+    store.attach({ key: 'c/alpha', name: 'alpha', scope: cell }, hint);
+    await store.save('c/alpha');
+    expect(await readFile(cellPaths(cell).state, 'utf8')).toBe(before);
+    // Once the daemon has its own record, the cell's file is no longer read.
+    await writeCellState(cell, {
+      version: 1,
+      updated_at: '2030-01-01T00:00:00.000Z',
+      agents: { alpha: { health: 'dead', revive_attempts: 9, restarts: [] } },
+    });
+    const reopened = await openFileStateStore({ stateDir, logger, now: Date.now });
+    expect((await reopened.loadScope(cell)).alpha).toMatchObject({ revive_attempts: 4 });
   });
 
   it('persists healthy periods and fleet restarts in history.json on flush', async () => {

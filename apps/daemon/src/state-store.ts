@@ -1,26 +1,26 @@
 /**
  * The state store: the only code that reads and writes the daemon's state. It owns each agent's
  * record (`AgentState` with a revision: compare-and-set per agent), the fleet's restart history
- * and every agent's recent healthy periods. The file backend keeps records in each cell's
- * `.lazarus/state.json` (agents outside cells in `<state_dir>/host-state.json`) and history in
- * `<state_dir>/history.json`, written atomically (temp file, fsync, rename), coalesced per file,
- * retried with backoff when a write fails (a full disk), never losing a record that was saved.
- * It decides nothing about agents; callers say what to save and when. A backend over a shared
- * key-value store (one key per agent, its revision the store's) implements the same interface.
+ * and every agent's recent healthy periods. The file backend keeps a cell's records in
+ * `<state_dir>/cells/<uuid>/state.json` (agents outside cells in `<state_dir>/host-state.json`)
+ * and history in `<state_dir>/history.json`, written atomically (temp file, fsync, rename),
+ * coalesced per file, retried with backoff when a write fails (a full disk), never losing a
+ * record that was saved. Nothing is written inside a cell: a cell's `.lazarus/state.json`, where
+ * older daemons kept the records and which its agents can write, is read only as a migration hint
+ * (legacy-state.ts) while the daemon's own file does not exist yet. It decides nothing about
+ * agents; callers say what to save and when. A backend over a shared key-value store (one key per
+ * agent, its revision the store's) implements the same interface.
  */
 import { promises as fs } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
 import {
-  cellPaths,
   CELL_STATE_MAX_BYTES,
   PitError,
   readFileSafe,
   writeFileAtomic,
-  readCellState,
   readJsonFile,
-  writeCellState,
   writeJsonAtomic,
   CellStateSchema,
   type AgentState,
@@ -29,6 +29,7 @@ import {
 import type { HealthyPeriod } from '@pit/policy';
 import type { Logger } from './logger.js';
 import { HOST } from './slot.js';
+import { readLegacyHint } from './legacy-state.js';
 
 /** Which record: the agent's key, its name, and its scope (its cell's directory, or `host`). */
 export interface AgentRecordRef {
@@ -120,27 +121,18 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
   const healthy = new Map<string, HealthyPeriod[]>();
   let closed = false;
 
-  const readScope = (scope: string): Promise<CellState> =>
-    (scope === HOST ? readJsonFile(hostPath, CellStateSchema) : readCellState(scope)).catch(
-      (error: unknown) =>
-        damagedScope({
-          path: scope === HOST ? hostPath : cellPaths(scope).state,
-          keepIn: join(stateDir, 'damaged'),
-          error,
-          logger,
-          now,
-        }),
-    );
+  const { pathOf, readOwn } = ownFiles({ stateDir, hostPath, logger, now });
 
   const historyWriter = createHistoryWriter({ historyPath, history, healthy, logger, now });
   const writer = createScopeWriter({
     logger,
     now,
-    readScope,
+    readScope: async (scope) => (await readOwn(scope)) ?? emptyState(),
     members: (scope) => table.members(scope),
     write: async (scope, state) => {
-      if (scope === HOST) await writeJsonAtomic(hostPath, CellStateSchema.parse(state));
-      else await writeCellState(scope, state);
+      const path = pathOf(scope);
+      if (scope !== HOST) await fs.mkdir(join(path, '..'), { recursive: true, mode: 0o700 });
+      await writeJsonAtomic(path, CellStateSchema.parse(state));
     },
     landed: () => historyWriter.schedule(closed),
     closed: () => closed,
@@ -148,7 +140,12 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
 
   const held = (key: string): HeldRecord | undefined => table.get(key);
   const store: StateStore = {
-    loadScope: async (scope) => (await readScope(scope)).agents,
+    async loadScope(scope) {
+      const own = await readOwn(scope);
+      if (own || scope === HOST) return (own ?? emptyState()).agents;
+      // No record of this cell yet: an older daemon's file in the cell, if any, is a hint.
+      return readLegacyHint(scope, logger);
+    },
     attach: (ref, state) => table.attach(ref, state),
     detach: (key) => table.detach(key),
     save(key) {
@@ -183,6 +180,31 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
     },
   };
   return store;
+}
+
+/** The daemon's own state files: where each scope's lives, and reading one (`undefined`: none yet). */
+function ownFiles(options: {
+  stateDir: string;
+  hostPath: string;
+  logger: Logger;
+  now: () => number;
+}) {
+  const { stateDir, hostPath, logger, now } = options;
+  const pathOf = (scope: string) => (scope === HOST ? hostPath : agentStatePath(stateDir, scope));
+  const readOwn = (scope: string): Promise<CellState | undefined> =>
+    readJsonFile(pathOf(scope), CellStateSchema, { maxBytes: CELL_STATE_MAX_BYTES }).catch(
+      (error: unknown) =>
+        PitError.is(error) && error.code === 'CELL_NOT_FOUND'
+          ? undefined
+          : damagedScope({
+              path: pathOf(scope),
+              keepIn: join(stateDir, 'damaged'),
+              error,
+              logger,
+              now,
+            }),
+    );
+  return { pathOf, readOwn };
 }
 
 /** The store's history side: healthy periods per agent, the fleet's restarts. */
@@ -288,6 +310,32 @@ async function keepDamaged(options: {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Where the file backend keeps the records of the cell at `cellDir`:
+ * `<stateDir>/cells/<uuid>/state.json` (the cell directory's name is its uuid).
+ */
+export function agentStatePath(stateDir: string, cellDir: string): string {
+  const name = basename(cellDir);
+  const safe = /^[0-9a-f][0-9a-f-]{0,63}$/.test(name)
+    ? name
+    : createHash('sha256').update(cellDir).digest('hex').slice(0, 32);
+  return join(stateDir, 'cells', safe, 'state.json');
+}
+
+/**
+ * The records the daemon keeps for the cell at `cellDir` (for readers such as `pit status`);
+ * an absent file is an empty state.
+ * @throws {PitError} CELL_INVALID when the file is damaged, CELL_UNSAFE_PATH, CELL_IO.
+ */
+export async function readAgentStates(stateDir: string, cellDir: string): Promise<CellState> {
+  return readJsonFile(agentStatePath(stateDir, cellDir), CellStateSchema, {
+    maxBytes: CELL_STATE_MAX_BYTES,
+  }).catch((error: unknown) => {
+    if (PitError.is(error) && error.code === 'CELL_NOT_FOUND') return emptyState();
+    throw error;
+  });
 }
 
 /** The state of a scope with no agents recorded. */

@@ -11,13 +11,17 @@ import {
   within,
 } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import { readCellState } from '@pit/cell-spec';
 import { connectBus } from '@pit/mission-bus';
 import { sweepOnce } from '../src/daemon.js';
 import { readDaemonFile } from '../src/daemon-file.js';
 import type { FleetStatus } from '../src/supervisor.js';
 import { makeCell } from './helpers.js';
 import { cellEvents, storyOf } from './fleet.js';
+import { readAgentStates } from '../src/state-store.js';
+
+/** The daemon's records of a cell's agents (its state directory is `state/` beside `missions/`). */
+const daemonState = (cellDir: string) =>
+  readAgentStates(join(cellDir, '..', '..', 'state'), cellDir);
 
 const RUN_DAEMON = fileURLToPath(new URL('./fixtures/run-daemon.ts', import.meta.url));
 const TOKEN = 'e2e-token-0123456789abcdef';
@@ -274,7 +278,7 @@ describe('pit daemon (e2e, real processes)', () => {
       'an approval request',
     );
     await waitFor(
-      async () => (await readCellState(cell.dir)).agents.anvil?.pending_approval === approval,
+      async () => (await daemonState(cell.dir)).agents.anvil?.pending_approval === approval,
       10_000,
       'the approval persisted',
     );
@@ -353,7 +357,7 @@ describe('sweepOnce (cron one-shot)', () => {
     expect(first.agents[0]?.key).toBe(`${cell.uuid}/forge`);
     // Within its startup grace the new agent is not judged dead: unknown, or healthy if its first heartbeat was already there.
     expect(['unknown', 'healthy']).toContain(first.agents[0]?.health);
-    const pid = (await readCellState(cell.dir)).agents.forge!.pid!;
+    const pid = (await daemonState(cell.dir)).agents.forge!.pid!;
     agentPids.add(pid);
     await waitFor(
       async () =>
@@ -365,7 +369,7 @@ describe('sweepOnce (cron one-shot)', () => {
     );
     const second = await sweepOnce({ configPath, log: quiet });
     expect(second.healthy).toBe(true);
-    expect((await readCellState(cell.dir)).agents.forge!.pid).toBe(pid);
+    expect((await daemonState(cell.dir)).agents.forge!.pid).toBe(pid);
     expect(
       (await storyOf(cell.dir, 'forge')).filter(
         (kind) => kind === 'agent_started' || kind === 'agent_revived',
@@ -382,7 +386,7 @@ describe('sweepOnce (cron one-shot)', () => {
       log: { stream: { write: () => true }, format: 'json' },
     });
     expect(first.agents.map((agent) => agent.key)).toEqual([`${cell.uuid}/forge`]);
-    const pid = (await readCellState(cell.dir)).agents.forge!.pid!;
+    const pid = (await daemonState(cell.dir)).agents.forge!.pid!;
     agentPids.add(pid);
     process.kill(pid, 'SIGKILL');
     await waitFor(
@@ -403,7 +407,7 @@ describe('sweepOnce (cron one-shot)', () => {
       log: { stream: { write: () => true }, format: 'json' },
     });
     expect(second.healthy).toBe(false);
-    const afterSecond = (await readCellState(cell.dir)).agents.forge!;
+    const afterSecond = (await daemonState(cell.dir)).agents.forge!;
     expect(afterSecond.health).toBe('dead');
     const firstDead = afterSecond.first_dead_at!;
     const third = await sweepOnce({
@@ -412,7 +416,7 @@ describe('sweepOnce (cron one-shot)', () => {
       log: { stream: { write: () => true }, format: 'json' },
     });
     expect(third.healthy).toBe(false);
-    const afterThird = (await readCellState(cell.dir)).agents.forge!;
+    const afterThird = (await daemonState(cell.dir)).agents.forge!;
     expect(afterThird.first_dead_at).toBe(firstDead);
     const waits = (await cellEvents(cell.dir)).filter(
       (event) => event.event === 'decision' && event.agent === 'forge',

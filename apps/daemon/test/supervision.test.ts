@@ -10,7 +10,7 @@ import {
   waitFor,
 } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import { readCellState, transitionCell, writeHeartbeat } from '@pit/cell-spec';
+import { transitionCell, writeHeartbeat } from '@pit/cell-spec';
 import { createSnapshotStore } from '@pit/snapshot';
 import { createSupervisor, type Supervisor } from '../src/supervisor.js';
 import { createLogger } from '../src/logger.js';
@@ -18,6 +18,11 @@ import { createNotifier } from '../src/notifier.js';
 import { startChannels } from '../src/channels.js';
 import { makeCell } from './helpers.js';
 import { cellEvents, storyOf, testConfig } from './fleet.js';
+import { agentStatePath, readAgentStates } from '../src/state-store.js';
+
+/** The daemon's records of a cell's agents (its state directory is `state/` beside `missions/`). */
+const daemonState = (cellDir: string) =>
+  readAgentStates(join(cellDir, '..', '..', 'state'), cellDir);
 
 let supervisor: Supervisor | undefined;
 const started: number[] = [];
@@ -125,7 +130,7 @@ describe('the supervision loop', () => {
     expect(String(dead?.reason)).toContain('SIGKILL');
     await waitFor(
       async () => {
-        const state = await readCellState(cell.dir);
+        const state = await daemonState(cell.dir);
         return state.agents.forge?.health === 'healthy' && state.agents.forge.pid === second.pid;
       },
       10_000,
@@ -630,7 +635,7 @@ describe('the supervision loop', () => {
     );
     process.kill(first.pid!, 'SIGKILL');
     await waitFor(
-      async () => (await readCellState(cell.dir)).agents.forge?.health === 'dead',
+      async () => (await daemonState(cell.dir)).agents.forge?.health === 'dead',
       20_000,
       'the death recorded',
     );
@@ -791,7 +796,7 @@ describe('the supervision loop', () => {
     await supervisor.stop();
     supervisor = undefined;
     // The state write that named the request is lost (as after a SIGKILL before it landed).
-    const statePath = join(cell.dir, '.lazarus', 'state.json');
+    const statePath = agentStatePath(config.daemon.state_dir, cell.dir);
     const state = JSON.parse(await fs.readFile(statePath, 'utf8')) as {
       agents: Record<string, Record<string, unknown>>;
     };

@@ -21,6 +21,15 @@ export const AgentStateSchema = z.strictObject({
   /** The process the daemon started or adopted, with its start time (clock ticks since boot) to detect pid reuse. */
   pid: z.number().int().positive().optional(),
   pid_start_time: z.number().int().nonnegative().optional(),
+  /**
+   * The random mark (`PIT_SPAWN`, 32 lower-case hex characters) the daemon put in the environment
+   * of the process it last started, recorded before the start: with the start time, how a daemon
+   * tells that process from a child that copied its environment. Kept in daemon-owned state only.
+   */
+  spawn_nonce: z
+    .string()
+    .regex(/^[0-9a-f]{32}$/)
+    .optional(),
   substituted_by: AgentNameSchema.optional(),
   last_decision: z
     .strictObject({ action: z.string(), reason: z.string(), at: IsoTimestampSchema })
@@ -28,7 +37,11 @@ export const AgentStateSchema = z.strictObject({
 });
 export type AgentState = z.infer<typeof AgentStateSchema>;
 
-/** `.lazarus/state.json`: written by the daemon only, atomically. */
+/**
+ * The daemon's records of a set of agents (one cell's, or those outside cells), written by the
+ * daemon only, atomically, in its own state directory. A `.lazarus/state.json` inside a cell is
+ * what older daemons wrote: agent-writable, read once as a hint when migrating.
+ */
 export const CellStateSchema = z.strictObject({
   version: z.literal(1),
   updated_at: IsoTimestampSchema,
@@ -40,7 +53,9 @@ export type CellState = z.infer<typeof CellStateSchema>;
 export const CELL_STATE_MAX_BYTES = 16 * 1024 * 1024;
 
 /**
- * Reads `.lazarus/state.json`; an absent file (or absent `.lazarus/`) is an empty state.
+ * Reads a cell's `.lazarus/state.json` (where older daemons kept their records; agents can write
+ * it, so what it says is a hint, never authority); an absent file (or absent `.lazarus/`) is an
+ * empty state.
  * @throws {CellError} CELL_INVALID naming the field, CELL_UNSAFE_PATH (a link on the way),
  *   CELL_TOO_LARGE, CELL_NOT_FOUND / CELL_NOT_A_CELL for a bad cell directory, CELL_IO.
  */
@@ -59,8 +74,8 @@ export async function readCellState(cellDir: string): Promise<CellState> {
 }
 
 /**
- * Writes `.lazarus/state.json` atomically (temp, fsync, rename, fsync dir). Written by the
- * daemon only.
+ * Writes a cell's `.lazarus/state.json` atomically (temp, fsync, rename, fsync dir). The daemon
+ * no longer does (its records live in its state directory); kept for tools and tests.
  * @throws {CellError} CELL_INVALID naming the field (nothing written), CELL_UNSAFE_PATH,
  *   CELL_NOT_FOUND / CELL_NOT_A_CELL for a bad cell directory, CELL_IO.
  */
