@@ -93,6 +93,12 @@ const locate = (options: DaemonOptions) => {
 export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonHandle> {
   const env = options.env ?? process.env;
   const state: DaemonState = { loaded: await loadConfig(locate(options)) };
+  const http = state.loaded.config.daemon.http;
+  if (http.enabled) {
+    // Refused before anything starts: an exposed listen without allow_remote, a short or shared token.
+    assertListenAllowed(options.listen ?? http.listen, http.allow_remote);
+    httpCredentials(http, env);
+  }
   const logger = createDaemonLogger(options, state.loaded);
   const lock = await takeLock(state.loaded, logger);
   const services = await startServices({ options, env, state, logger, lock });
