@@ -385,14 +385,15 @@ describe('the HTTP server against hostile callers', () => {
       for (let index = 0; index < 6; index += 1) {
         const socket = connect(server.port, '127.0.0.1');
         socket.on('error', () => undefined);
+        socket.resume(); // read, so that the server's close is seen
         socket.on('close', () => closed.add(socket));
         sockets.push(socket);
         await new Promise((resolve) => socket.once('connect', resolve));
       }
       // Three are held, three closed at once; then the silent three are dropped by the header timeout.
-      await waitFor(() => closed.size >= 3, 5_000);
+      await waitFor(() => closed.size >= 3, 15_000);
       expect(server.refusedConnections()).toBeGreaterThanOrEqual(3);
-      await waitFor(() => closed.size === 6, 5_000);
+      await waitFor(() => closed.size === 6, 15_000, 'the silent connections closed');
       expect((await fetch(`${server.url}/health`)).status).toBe(200);
     } finally {
       for (const socket of sockets) socket.destroy();

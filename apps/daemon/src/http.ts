@@ -126,7 +126,15 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     maxEventStreams: options.maxEventStreams ?? 32,
     keepAliveMs: options.keepAliveMs ?? 15_000,
   };
-  const server = createServer((request, response) => {
+  const headerTimeoutMs = options.headerTimeoutMs ?? 10_000;
+  // Read by Node at construction only (the idle-socket check's interval among them).
+  const serverOptions = {
+    headersTimeout: headerTimeoutMs,
+    requestTimeout: Math.max(headerTimeoutMs, 30_000),
+    keepAliveTimeout: Math.min(5_000, headerTimeoutMs),
+    connectionsCheckingInterval: Math.min(1_000, headerTimeoutMs),
+  };
+  const server = createServer(serverOptions, (request, response) => {
     guardedRoute(context, request, response).catch((error: unknown) => {
       context.logger?.error('http handler failed', {
         method: request.method,
@@ -172,13 +180,7 @@ function limitConnections(server: Server, options: HttpServerOptions): { count: 
   const refused = { count: 0 };
   const headerTimeoutMs = options.headerTimeoutMs ?? 10_000;
   server.maxConnections = options.maxConnections ?? 256;
-  server.headersTimeout = headerTimeoutMs;
-  server.requestTimeout = Math.max(headerTimeoutMs, 30_000);
-  server.keepAliveTimeout = Math.min(5_000, headerTimeoutMs);
   server.timeout = options.idleTimeoutMs ?? 60_000;
-  // Idle sockets are checked this often (Node's default is 30 s, longer than the header timeout).
-  (server as Server & { connectionsCheckingInterval?: number }).connectionsCheckingInterval =
-    Math.min(1_000, headerTimeoutMs);
   let lastWarning = 0;
   server.on('drop', () => {
     refused.count += 1;
