@@ -18,11 +18,17 @@ import {
 
 afterEach(cleanup);
 
-const decide = (url: string, id: string, decision: 'approve' | 'deny', authorization?: string) =>
+const decide = (
+  url: string,
+  id: string,
+  decision: 'approve' | 'deny',
+  authorization?: string,
+  body: unknown = {},
+) =>
   fetch(`${url}/api/approvals/${id}/${decision}`, {
     method: 'POST',
     headers: authorization === undefined ? {} : { authorization },
-    body: JSON.stringify({ by: 'mallory' }),
+    body: JSON.stringify(body),
     signal: AbortSignal.timeout(10_000),
   });
 
@@ -97,6 +103,14 @@ describe('forged approvals over HTTP', () => {
     expect(
       (await getStatus(daemon.url)).agents.find((item) => item.agent === 'forge')?.pending_approval,
     ).toBe(forgeRequest);
+    await notRevived('forge');
+
+    // A valid token claiming to be someone else: the decision would be recorded under the
+    // token's identity, so a claimed `by` is refused (400) and nothing is decided.
+    const claimed = await decide(daemon.url, forgeRequest, 'approve', `Bearer ${TOKEN}`, {
+      by: 'mallory',
+    });
+    expect(claimed.status).toBe(400);
     await notRevived('forge');
 
     // An id nobody issued.

@@ -22,7 +22,7 @@ import {
 
 /** The daemon's run-daemon fixture (exported by @pit/daemon as `./test/run-daemon`): argv[2] is the config; prints `READY <url> <pid>`. */
 export const RUN_DAEMON = createRequire(import.meta.url).resolve('@pit/daemon/test/run-daemon');
-export const TOKEN = 'faults-token-0123456789abcdef';
+export const TOKEN = 'faults-token-0123456789abcdef-0123456789abcdef';
 export const MARKER_FLAG = '--fault-marker';
 
 const markers = new Set<string>();

@@ -142,7 +142,7 @@ describe('pit approvals, approve, deny', () => {
       ].join('\n'),
     );
     chmodSync(config, 0o600);
-    const env = { PIT_HTTP_TOKEN: 'the-right-token-1234' };
+    const env = { PIT_HTTP_TOKEN: 'the-right-token-1234-0123456789abcdef-0123' };
     const daemon = spawn(
       process.execPath,
       [
@@ -219,6 +219,11 @@ describe('pit approvals, approve, deny', () => {
       },
       30_000,
       'ezra revived',
+    );
+    // Recorded under the token's identity, not a name the caller gave.
+    const decided = await pit(['--config', config, 'approvals', '--all', '--json']);
+    expect(JSON.parse(decided.stdout).approvals).toContainEqual(
+      expect.objectContaining({ id: pending.id, decided_by: 'operator', decided_via: 'http' }),
     );
     const again = await pit(['--config', config, 'deny', pending.id], { env });
     expect(again.code).toBe(1);

@@ -224,6 +224,19 @@ function targetProbes(
   return list;
 }
 
+/**
+ * Whether a failed probe failed for want of the daemon's own resources (out of descriptors or
+ * memory, an I/O error: EMFILE, ENFILE, EAGAIN, ENOMEM, EIO), which says nothing about the agent:
+ * such a sample is not evidence, and counting it would declare running agents dead.
+ */
+export function isOwnResourceFailure(result: ProbeResult): boolean {
+  return (
+    !result.ok &&
+    result.failure === 'error' &&
+    /\b(EMFILE|ENFILE|EAGAIN|ENOMEM|EIO)\b/.test(result.detail)
+  );
+}
+
 /** Counts a probe run in the loop's metrics. */
 export function countProbe(context: SupervisorContext, result: ProbeResult): void {
   context.metrics.probesTotal.inc({ kind: result.kind, ok: String(result.ok) });

@@ -2,8 +2,9 @@
  * The daemon's approval requests: @pit/notify's broker over the one file
  * `<state_dir>/approvals.json`, holding @pit/cell-spec's `Approval` records (the same records
  * the policy decides on). The daemon calls the broker directly; HTTP and CLI answers reach it
- * through {@link ApprovalStore.decide} once their caller is authenticated (the operator's token,
- * checked by the HTTP layer), Telegram and Nostr answers through the broker's channels, which
+ * through {@link ApprovalStore.decide} once their caller is authenticated (over HTTP by a bearer
+ * token, recorded as its identity: `operator` or a named approver; the CLI without a daemon by
+ * its access to the state directory), Telegram and Nostr answers through the broker's channels, which
  * accept only their configured approvers. Owns opening, asking, answering and withdrawing;
  * never decides what an answer means (the policy does).
  */

@@ -9,6 +9,12 @@ import {
 import { IssuesConfigSchema, NostrConfigSchema, TelegramConfigSchema } from '@pit/notify';
 import { RoleOverridesSchema, RoleSchema } from '@pit/mission-bus';
 import { PolicyConfigSchema } from '@pit/policy';
+import {
+  isLoopbackHost,
+  listenHost,
+  OPERATOR_IDENTITY,
+  remoteListenDanger,
+} from './http-access.js';
 import { LOG_LEVELS } from './logger.js';
 
 /** The name of an environment variable: where a secret lives (secrets are never written in the config). */
@@ -47,8 +53,30 @@ export const DaemonSectionSchema = z.strictObject({
       enabled: z.boolean().default(true),
       /** @default '127.0.0.1:7420' */
       listen: ListenAddressSchema.default('127.0.0.1:7420'),
-      /** The environment variable holding the bearer token that mutating calls need. @default 'PIT_HTTP_TOKEN' */
+      /** The environment variable holding the operator's bearer token (≥ 32 characters; decisions are recorded as `operator`). @default 'PIT_HTTP_TOKEN' */
       token_env: EnvNameSchema.default('PIT_HTTP_TOKEN'),
+      /** Listen on a non-loopback address (refused without it: plain HTTP, no TLS). @default false */
+      allow_remote: z.boolean().default(false),
+      /** Further names a request's `Host` may carry (`name` any port, `name:port`), e.g. a TLS proxy's host. @default [] */
+      allowed_hosts: z
+        .array(
+          z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/, {
+            message: 'must be a host name or address, optionally with :port',
+          }),
+        )
+        .default([]),
+      /** Open connections at most; more are closed as soon as they are accepted. @default 256 */
+      max_connections: z.number().int().positive().max(100_000).default(256),
+      /** Open `/api/events` streams at most; more get 503. @default 32 */
+      max_event_streams: z.number().int().positive().max(10_000).default(32),
+      /** A connection must send a request's headers within this time, else it is closed. @default 10 (s) */
+      header_timeout_s: seconds(10),
+      /** A connection with no traffic either way for this long is closed (event streams send a keep-alive every 15 s). @default 60 (s) */
+      idle_timeout_s: seconds(60),
+      /** Named approvers, each with their own token: `[daemon.http.approvers.<name>] token_env = "…"`; a decision records the name. @default {} */
+      approvers: z
+        .record(AgentNameSchema, z.strictObject({ token_env: EnvNameSchema }))
+        .default({}),
     })
     .prefault({}),
 });
@@ -219,6 +247,7 @@ export function crossCheckConfig(
   raw: unknown,
 ): Array<{ path: Array<string | number>; message: string }> {
   const problems: Array<{ path: Array<string | number>; message: string }> = [];
+  problems.push(...crossCheckHttp(raw));
   const agents = isTable(raw) && isTable(raw.agents) ? raw.agents : {};
   for (const [name, agent] of Object.entries(agents)) {
     if (!isTable(agent)) continue;
@@ -254,6 +283,30 @@ export function crossCheckConfig(
         });
     }
   }
+  return problems;
+}
+
+/** `[daemon.http]`: a non-loopback `listen` needs `allow_remote = true`; no approver is called `operator`. */
+function crossCheckHttp(raw: unknown): Array<{ path: Array<string | number>; message: string }> {
+  const daemon = isTable(raw) && isTable(raw.daemon) ? raw.daemon : {};
+  const http = isTable(daemon.http) ? daemon.http : {};
+  const problems: Array<{ path: Array<string | number>; message: string }> = [];
+  if (
+    http.enabled !== false &&
+    typeof http.listen === 'string' &&
+    ListenAddressSchema.safeParse(http.listen).success &&
+    http.allow_remote !== true &&
+    !isLoopbackHost(listenHost(http.listen))
+  )
+    problems.push({
+      path: ['daemon', 'http', 'listen'],
+      message: `${remoteListenDanger(http.listen)}; set daemon.http.allow_remote = true to accept that (preferably behind a TLS proxy), or listen on 127.0.0.1`,
+    });
+  if (isTable(http.approvers) && OPERATOR_IDENTITY in http.approvers)
+    problems.push({
+      path: ['daemon', 'http', 'approvers', OPERATOR_IDENTITY],
+      message: `"${OPERATOR_IDENTITY}" is the identity of daemon.http.token_env's token: choose another name`,
+    });
   return problems;
 }
 

@@ -85,6 +85,13 @@ describe('loadConfig', () => {
       enabled: true,
       listen: '127.0.0.1:7420',
       token_env: 'PIT_HTTP_TOKEN',
+      allow_remote: false,
+      allowed_hosts: [],
+      max_connections: 256,
+      max_event_streams: 32,
+      header_timeout_s: 10,
+      idle_timeout_s: 60,
+      approvers: {},
     });
     expect(loaded.config.daemon.stop_agents_on_exit).toBe(false);
     expect(loaded.config.agents).toEqual({});

@@ -12,6 +12,7 @@ import { DASHBOARD_HTML } from './dashboard.js';
 import { removeDaemonFile, writeDaemonFile } from './daemon-file.js';
 import { createCellEventFeed } from './event-feed.js';
 import { startHttpServer, type HttpServer } from './http.js';
+import { assertListenAllowed, httpCredentials, httpWarnings } from './http-access.js';
 import { acquireDaemonLock, type DaemonLock } from './lock.js';
 import { createLogger, type DaemonLogger, type Logger, type LoggerOptions } from './logger.js';
 import { createMetricsRegistry, type MetricsRegistry } from './metrics.js';
@@ -92,6 +93,12 @@ const locate = (options: DaemonOptions) => {
 export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonHandle> {
   const env = options.env ?? process.env;
   const state: DaemonState = { loaded: await loadConfig(locate(options)) };
+  const http = state.loaded.config.daemon.http;
+  if (http.enabled) {
+    // Refused before anything starts: an exposed listen without allow_remote, a short or shared token.
+    assertListenAllowed(options.listen ?? http.listen, http.allow_remote);
+    httpCredentials(http, env);
+  }
   const logger = createDaemonLogger(options, state.loaded);
   const lock = await takeLock(state.loaded, logger);
   const services = await startServices({ options, env, state, logger, lock });
@@ -237,9 +244,18 @@ async function startDaemonHttp(
 ): Promise<HttpServer> {
   const { options, env, state, logger, supervisor, metrics, startedAt } = context;
   const { config } = state.loaded;
+  const settings = config.daemon.http;
+  const listen = options.listen ?? settings.listen;
+  assertListenAllowed(listen, settings.allow_remote);
   const http = await startHttpServer({
-    listen: options.listen ?? config.daemon.http.listen,
-    token: env[config.daemon.http.token_env] || undefined,
+    listen,
+    credentials: httpCredentials(settings, env),
+    allowedHosts: settings.allowed_hosts,
+    maxConnections: settings.max_connections,
+    maxEventStreams: settings.max_event_streams,
+    headerTimeoutMs: settings.header_timeout_s * 1000,
+    idleTimeoutMs: settings.idle_timeout_s * 1000,
+    keepAliveMs: Math.min(15_000, (settings.idle_timeout_s * 1000) / 2),
     logger,
     handlers: {
       health: () => ({
@@ -256,8 +272,11 @@ async function startDaemonHttp(
       dashboard: () => DASHBOARD_HTML,
     },
   });
-  if (!env[config.daemon.http.token_env])
-    logger.warn(`${config.daemon.http.token_env} is not set: approvals over HTTP are refused`);
+  if (!env[settings.token_env])
+    logger.warn(
+      `${settings.token_env} is not set: the operator cannot answer approvals over HTTP${Object.keys(settings.approvers).length > 0 ? ' (named approvers can)' : ''}`,
+    );
+  for (const warning of httpWarnings(settings)) logger.warn(warning);
   return http;
 }
 
@@ -325,20 +344,30 @@ async function reloadConfig(context: {
     const needsRestart: string[] = (['telegram', 'nostr', 'issues', 'bus'] as const).filter(
       (section) => JSON.stringify(next.config[section]) !== JSON.stringify(current[section]),
     );
-    if (
-      next.config.daemon.http.listen !== current.daemon.http.listen ||
-      next.config.daemon.http.enabled !== current.daemon.http.enabled
-    )
+    // Tokens, approvers and allowed hosts apply at once; the server's address and limits at a restart.
+    const restartKeys = [
+      'enabled',
+      'listen',
+      'allow_remote',
+      'max_connections',
+      'max_event_streams',
+      'header_timeout_s',
+      'idle_timeout_s',
+    ] as const;
+    if (restartKeys.some((key) => next.config.daemon.http[key] !== current.daemon.http[key]))
       needsRestart.push('daemon.http');
     if (needsRestart.length > 0)
       logger.warn('these sections changed and take effect after a restart of the daemon', {
         sections: needsRestart,
       });
+    const nextHttp = next.config.daemon.http;
+    // A short or shared token refuses the whole new config: the old tokens stay in force.
+    const credentials = services.http ? httpCredentials(nextHttp, env) : [];
     logger.addSecrets(next.secrets);
     warnDeprecatedKeys(logger, next);
     logger.setLevel(options.logLevel ?? next.config.daemon.log_level);
     await services.supervisor.reload(next.config, next.policyInput);
-    services.http?.setToken(env[next.config.daemon.http.token_env] || undefined);
+    services.http?.setAccess({ credentials, allowedHosts: nextHttp.allowed_hosts });
     state.loaded = next;
     const agents = (await services.supervisor.status()).agents.length;
     logger.info('config reloaded', { config: next.path ?? '(embedded default)', agents });

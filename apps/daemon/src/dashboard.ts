@@ -90,7 +90,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     if (!token) { say('enter the API token first'); tokenInput.focus(); return; }
     sessionStorage.setItem('pit-token', token);
     const response = await fetch('/api/approvals/' + encodeURIComponent(id) + '/' + decision, {
-      method: 'POST', headers: { authorization: 'Bearer ' + token, 'content-type': 'application/json' }, body: JSON.stringify({ by: 'dashboard' }),
+      method: 'POST', headers: { authorization: 'Bearer ' + token, 'content-type': 'application/json' }, body: JSON.stringify({}),
     });
     const body = await response.json().catch(() => ({}));
     say(response.ok ? (decision === 'approve' ? 'approved ' : 'denied ') + id : 'refused: ' + (body.error || response.status));

@@ -34,6 +34,8 @@ export interface FleetDiff {
 export interface Discovered {
   wanted: Map<string, WantedAgent>;
   problems: string[];
+  /** The cells root or cell directories that could not be read (EMFILE, EIO…): what they hold is unknown, not gone. */
+  unreadable: string[];
 }
 
 /** Discovery with its memory of the last policy check (re-validated only when something it names changed). */
@@ -110,7 +112,10 @@ export function createDiscovery(): Discovery {
         const problem = checkPolicy(config, policyInput, wanted.values(), missions);
         if (problem) problems.push(problem);
       }
-      return { wanted, problems };
+      const unreadable = discovery.problems
+        .filter((problem) => problem.kind === 'unreadable')
+        .map((problem) => problem.path);
+      return { wanted, problems, unreadable };
     },
   };
 }

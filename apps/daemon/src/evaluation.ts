@@ -8,7 +8,7 @@
 import { decide, type Decision } from '@pit/policy';
 import type { ProbeEvent } from '@pit/probes';
 import { carryOutDecision, declareDead, declareDegraded, declareHealthy } from './actions.js';
-import { countProbe } from './agent-probes.js';
+import { countProbe, isOwnResourceFailure } from './agent-probes.js';
 import { snapshotConfig } from './config-snapshots.js';
 import { fleetFrom } from './fleet-view.js';
 import { healthOf, type Verdict } from './health.js';
@@ -23,6 +23,14 @@ export function onProbeResult(context: SupervisorContext, probeEvent: ProbeEvent
   countProbe(context, probeEvent.result);
   const slot = context.fleet.slots.get(probeEvent.agent);
   if (!slot) return;
+  if (isOwnResourceFailure(probeEvent.result)) {
+    context.logger.warn('probe could not run: the sample is ignored', {
+      agent: slot.key,
+      probe: probeEvent.probe,
+      detail: probeEvent.result.detail,
+    });
+    return;
+  }
   const assessment = context.assessor.note(slot.key, probeEvent.probe, probeEvent.result);
   // A healthy verdict that changes nothing needs no evaluation (and no decision): only a change,
   // a death, or a healthy verdict with something left to do (a recovery the loop has not seen

@@ -24,15 +24,21 @@ export function pollExit(options: PollExitOptions): Promise<SpawnedExit> {
     const timer = setInterval(() => {
       if (checking) return;
       checking = true;
-      void checkProcess(options.pid, options.startTime).then((now) => {
-        checking = false;
-        if (now.alive || !options.timers.has(timer)) return;
-        clearInterval(timer);
-        options.timers.delete(timer);
-        if (now.reason === 'zombie' && now.stat?.exitStatus !== undefined)
-          resolve({ ...decodeWaitStatus(now.stat.exitStatus), how: 'zombie' });
-        else resolve({ code: null, signal: null, how: 'vanished' });
-      });
+      // A read that failed (EMFILE…) is no answer: the next tick asks again.
+      void checkProcess(options.pid, options.startTime).then(
+        (now) => {
+          checking = false;
+          if (now.alive || !options.timers.has(timer)) return;
+          clearInterval(timer);
+          options.timers.delete(timer);
+          if (now.reason === 'zombie' && now.stat?.exitStatus !== undefined)
+            resolve({ ...decodeWaitStatus(now.stat.exitStatus), how: 'zombie' });
+          else resolve({ code: null, signal: null, how: 'vanished' });
+        },
+        () => {
+          checking = false;
+        },
+      );
     }, options.intervalMs);
     timer.unref();
     options.timers.add(timer);

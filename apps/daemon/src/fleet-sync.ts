@@ -3,7 +3,10 @@
  * and substitutions all ask for one): agents seen for the first time get a slot with their saved
  * record and are taken up (adopted or started); agents whose config changed are re-scheduled
  * (and assessed afresh); agents no longer wanted stop being probed (their processes keep running).
- * It also remembers the last pass (the loop's own health) and the problems it found.
+ * What could not be read (the root or a cell under EMFILE or EIO, a state file) is unknown, not
+ * gone: its agents keep their slots, and one whose saved record could not be read is not taken up
+ * (nor started) until it can be. It also remembers the last pass (the loop's own health) and the
+ * problems it found.
  */
 import type { AgentState } from '@pit/cell-spec';
 import { scheduleProbes, unscheduleProbes } from './agent-probes.js';
@@ -44,9 +47,18 @@ export function createFleetSync(context: SupervisorContext): FleetSync {
       };
       throw error;
     }
-    problems = found.problems;
+    const unknown = new Set(found.unreadable);
+    const diff = diffFleet(context.fleet.slots, found.wanted);
+    const kept = diff.removed.filter((slot) => isUnread(context, slot, unknown));
+    if (kept.length > 0) {
+      diff.removed = diff.removed.filter((slot) => !kept.includes(slot));
+      context.logger.warn('cannot read cells: their agents stay supervised as last seen', {
+        unreadable: [...unknown].slice(0, 5),
+        agents: kept.length,
+      });
+    }
+    problems = [...found.problems, ...(await applyDiff(context, diff, mode))];
     problemLog.update(problems);
-    await applyDiff(context, diffFleet(context.fleet.slots, found.wanted), mode);
   };
 
   return {
@@ -60,11 +72,21 @@ export function createFleetSync(context: SupervisorContext): FleetSync {
   };
 }
 
+/**
+ * Whether a slot discovery did not see stays, because its cell (or the whole root) could not be
+ * read: an agent is never un-supervised on a read error.
+ */
+function isUnread(context: SupervisorContext, slot: Slot, unreadable: Set<string>): boolean {
+  if (!slot.cell) return false;
+  return unreadable.has(context.config.cells.root) || unreadable.has(slot.cell.dir);
+}
+
+/** Applies a diff; returns the problems met (state files that could not be read). */
 async function applyDiff(
   context: SupervisorContext,
   diff: FleetDiff,
   mode: SyncMode,
-): Promise<void> {
+): Promise<string[]> {
   for (const { slot, want, configChanged } of diff.kept) {
     if (want.cell) {
       if (want.cell.dir !== slot.target) {
@@ -90,11 +112,22 @@ async function applyDiff(
     return records;
   };
   const marked = markedScan(context.instance);
+  const problems: string[] = [];
   for (const want of diff.added) {
-    const record = (await savedIn(want.cell?.dir ?? HOST))[want.name];
+    const scope = want.cell?.dir ?? HOST;
+    let record: AgentState | undefined;
+    try {
+      record = (await savedIn(scope))[want.name];
+    } catch (error) {
+      // Its saved record is unknown: it may be running. Taken up on a later pass, never started on a guess.
+      const message = error instanceof Error ? error.message : String(error);
+      problems.push(`${want.key}: not taken up yet: cannot read its state (${message})`);
+      continue;
+    }
     await addAgent(context, want, { record, mode, marked });
   }
   for (const slot of diff.removed) await removeAgent(context, slot);
+  return problems;
 }
 
 async function addAgent(

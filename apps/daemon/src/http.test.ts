@@ -4,8 +4,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { appendEvent, cellPaths, silentLogger } from '@pit/cell-spec';
 import { makeCell } from '../test/helpers.js';
 import { createCellEventFeed } from './event-feed.js';
+import { request as httpRequest } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { waitFor } from '@pit/test-kit';
+import { authorize, isAllowedHost, type Credential } from './http-access.js';
 import {
-  authorize,
   startHttpServer,
   type ApprovalDecisionResult,
   type HttpHandlers,
@@ -20,9 +23,18 @@ afterEach(async () => {
   await cleanup();
 });
 
-const TOKEN = 'test-token-0123456789';
+const TOKEN = 'test-token-0123456789-0123456789-0123456789';
+const ALICE = 'alice-token-0123456789-0123456789-0123456789';
+const CREDENTIALS: Credential[] = [
+  { identity: 'operator', token: TOKEN },
+  { identity: 'alice', token: ALICE },
+];
 
-async function start(cellsRoot: string, overrides: Partial<HttpHandlers> = {}) {
+async function start(
+  cellsRoot: string,
+  overrides: Partial<HttpHandlers> = {},
+  limits: { maxConnections?: number; maxEventStreams?: number; headerTimeoutMs?: number } = {},
+) {
   const metrics = createMetricsRegistry();
   metrics.counter('pit_restarts_total', 'Agents restarted.').inc();
   const decisions: Array<[string, string, unknown]> = [];
@@ -40,9 +52,10 @@ async function start(cellsRoot: string, overrides: Partial<HttpHandlers> = {}) {
   };
   server = await startHttpServer({
     listen: '127.0.0.1:0',
-    token: TOKEN,
+    credentials: CREDENTIALS,
     handlers,
     keepAliveMs: 50,
+    ...limits,
   });
   return { server, decisions };
 }
@@ -123,11 +136,11 @@ describe('startHttpServer', () => {
     const ok = await post(
       '/api/approvals/apr-1/deny',
       { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-      JSON.stringify({ reason: 'not now', by: 'ops' }),
+      JSON.stringify({ reason: 'not now' }),
     );
     expect(ok.status).toBe(200);
     expect(await ok.json()).toEqual({ ok: true, id: 'apr-1', decision: 'deny' });
-    expect(decisions).toEqual([['apr-1', 'deny', { reason: 'not now', by: 'ops' }]]);
+    expect(decisions).toEqual([['apr-1', 'deny', { reason: 'not now', by: 'operator' }]]);
     expect(
       (await post('/api/approvals/apr-2/approve', { authorization: `Bearer ${TOKEN}` })).status,
     ).toBe(404);
@@ -150,7 +163,7 @@ describe('startHttpServer', () => {
   it('refuses every mutating call when no token is configured', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const { server } = await start(cell.root);
-    server.setToken(undefined);
+    server.setAccess({ credentials: [], allowedHosts: [] });
     const response = await fetch(`${server.url}/api/approvals/apr-1/approve`, {
       method: 'POST',
       headers: { authorization: `Bearer ${TOKEN}` },
@@ -292,19 +305,139 @@ describe('startHttpServer', () => {
 });
 
 describe('authorize', () => {
-  it('accepts only the exact bearer token', () => {
-    expect(authorize(`Bearer ${TOKEN}`, TOKEN)).toEqual({ ok: true });
-    expect(authorize(`bearer ${TOKEN}`, TOKEN)).toEqual({ ok: true });
-    expect(authorize(`Bearer ${TOKEN.slice(0, -1)}`, TOKEN)).toMatchObject({
+  it('accepts only an exact bearer token, and says whose it is', () => {
+    expect(authorize(`Bearer ${TOKEN}`, CREDENTIALS)).toEqual({ ok: true, identity: 'operator' });
+    expect(authorize(`bearer ${ALICE}`, CREDENTIALS)).toEqual({ ok: true, identity: 'alice' });
+    expect(authorize(`Bearer ${TOKEN.slice(0, -1)}`, CREDENTIALS)).toMatchObject({
       ok: false,
       status: 401,
     });
-    expect(authorize(`Basic ${TOKEN}`, TOKEN)).toMatchObject({
+    expect(authorize(`Basic ${TOKEN}`, CREDENTIALS)).toMatchObject({
       ok: false,
       status: 401,
       reason: 'missing bearer token',
     });
-    expect(authorize(undefined, TOKEN)).toMatchObject({ ok: false, status: 401 });
-    expect(authorize(`Bearer ${TOKEN}`, undefined)).toMatchObject({ ok: false, status: 403 });
+    expect(authorize(undefined, CREDENTIALS)).toMatchObject({ ok: false, status: 401 });
+    expect(authorize(`Bearer ${TOKEN}`, [])).toMatchObject({ ok: false, status: 403 });
+  });
+});
+
+describe('isAllowedHost', () => {
+  const check = (
+    host: string | undefined,
+    localAddress = '127.0.0.1',
+    allowedHosts: string[] = [],
+  ) => isAllowedHost({ host, localAddress, port: 7420, allowedHosts });
+  it('accepts the listen address, localhost on loopback, and configured names', () => {
+    expect(check('127.0.0.1:7420')).toBe(true);
+    expect(check('localhost:7420')).toBe(true);
+    expect(check('LOCALHOST:7420')).toBe(true);
+    expect(check('[::1]:7420', '::1')).toBe(true);
+    expect(check('pit.example.org', '127.0.0.1', ['pit.example.org'])).toBe(true);
+    expect(check('pit.example.org:8443', '127.0.0.1', ['pit.example.org:8443'])).toBe(true);
+  });
+  it('refuses a rebinding name, another port, another address and no Host at all', () => {
+    expect(check('attacker.example:7420')).toBe(false);
+    expect(check('attacker.example')).toBe(false);
+    expect(check('127.0.0.1:7421')).toBe(false);
+    expect(check('127.0.0.1')).toBe(false);
+    expect(check('10.0.0.5:7420')).toBe(false);
+    expect(check('localhost:7420', '10.0.0.5')).toBe(false);
+    expect(check('pit.example.org:9999', '127.0.0.1', ['pit.example.org:8443'])).toBe(false);
+    expect(check(undefined)).toBe(false);
+    expect(check('a:b:c')).toBe(false);
+  });
+});
+
+/** A raw request with any Host header (fetch does not let a caller set it). */
+function rawGet(url: string, path: string, host: string, headers: Record<string, string> = {}) {
+  return new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const request = httpRequest(`${url}${path}`, { headers: { ...headers, host } }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+describe('the HTTP server against hostile callers', () => {
+  it('refuses a DNS-rebinding Host on every route (421), and serves its own address', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const { server } = await start(cell.root, { dashboard: () => '<html></html>' });
+    for (const path of ['/api/status', '/api/events', '/metrics', '/', '/health']) {
+      const refused = await rawGet(server.url, path, `attacker.example:${server.port}`);
+      expect(refused.status, path).toBe(421);
+      expect(refused.body).toContain('allowed_hosts');
+    }
+    expect((await rawGet(server.url, '/api/status', `127.0.0.1:${server.port}`)).status).toBe(200);
+    expect((await rawGet(server.url, '/api/status', `localhost:${server.port}`)).status).toBe(200);
+    server.setAccess({ credentials: CREDENTIALS, allowedHosts: ['pit.example.org'] });
+    expect((await rawGet(server.url, '/api/status', 'pit.example.org')).status).toBe(200);
+  });
+
+  it('records the token’s identity on a decision and refuses a claimed `by`', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const { server, decisions } = await start(cell.root);
+    const post = (token: string, body: unknown) =>
+      fetch(`${server.url}/api/approvals/apr-1/approve`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    const claimed = await post(ALICE, { by: 'operator' });
+    expect(claimed.status).toBe(400);
+    expect(((await claimed.json()) as { error: string }).error).toContain('identity');
+    expect((await post(ALICE, { reason: 'ok' })).status).toBe(200);
+    expect(decisions).toEqual([['apr-1', 'approve', { reason: 'ok', by: 'alice' }]]);
+  });
+
+  it('answers 503 to event streams beyond the cap, and takes one again when a stream closes', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const { server } = await start(cell.root, {}, { maxEventStreams: 2 });
+    const controllers = [new AbortController(), new AbortController()];
+    const open = await Promise.all(
+      controllers.map((controller) =>
+        fetch(`${server.url}/api/events?cell=${cell.uuid}`, { signal: controller.signal }),
+      ),
+    );
+    expect(open.map((response) => response.status)).toEqual([200, 200]);
+    const refused = await fetch(`${server.url}/api/events?cell=${cell.uuid}`);
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('10');
+    expect((await fetch(`${server.url}/api/status`)).status).toBe(200);
+    controllers[0]!.abort();
+    await waitFor(async () => {
+      const again = await fetch(`${server.url}/api/events?cell=${cell.uuid}`);
+      await again.body?.cancel();
+      return again.status === 200;
+    }, 5_000);
+    controllers[1]!.abort();
+  });
+
+  it('closes connections beyond the cap at accept, and drops one that sends no headers', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const { server } = await start(cell.root, {}, { maxConnections: 3, headerTimeoutMs: 300 });
+    const sockets: Socket[] = [];
+    const closed = new Set<Socket>();
+    try {
+      for (let index = 0; index < 6; index += 1) {
+        const socket = connect(server.port, '127.0.0.1');
+        socket.on('error', () => undefined);
+        socket.resume(); // read, so that the server's close is seen
+        socket.on('close', () => closed.add(socket));
+        sockets.push(socket);
+        await new Promise((resolve) => socket.once('connect', resolve));
+      }
+      // Three are held, three closed at once; then the silent three are dropped by the header timeout.
+      await waitFor(() => closed.size >= 3, 15_000);
+      expect(server.refusedConnections()).toBeGreaterThanOrEqual(3);
+      await waitFor(() => closed.size === 6, 15_000, 'the silent connections closed');
+      expect((await fetch(`${server.url}/health`)).status).toBe(200);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
   });
 });

@@ -1,26 +1,33 @@
 /**
  * The daemon's HTTP server: health, metrics, status, the cell event feed (SSE), approval
- * decisions behind a bearer token, and the dashboard page. It owns routing, authorization and
- * request parsing; the data and the decisions come from the handlers the daemon plugs in.
+ * decisions behind a bearer token, and the dashboard page. It owns routing, request parsing and
+ * the server's limits (connections, event streams, header and idle timeouts); who may call is
+ * http-access.ts's (Host check, tokens and identities); the data and the decisions come from the
+ * handlers the daemon plugs in.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { z } from 'zod';
 import { CellUuidSchema, formatIssues } from '@pit/cell-spec';
 import { DaemonError } from './errors.js';
 import { isValidSince, type EventFeed } from './event-feed.js';
+import { authorize, isAllowedHost, type Credential } from './http-access.js';
 import type { Logger } from './logger.js';
 import type { MetricsRegistry } from './metrics.js';
 
-/** The body of `POST /api/approvals/:id/approve|deny` (optional). */
+/**
+ * The body of `POST /api/approvals/:id/approve|deny` (optional). Who decided is not in it: the
+ * decision is recorded under the identity of the bearer token (a `by` field is refused, 400).
+ */
 export const ApprovalDecisionBodySchema = z.strictObject({
   /** Why (shown in the event log and `pit why`). */
   reason: z.string().max(1000).optional(),
-  /** Who decided (free text; the channel is recorded as `http`). */
-  by: z.string().min(1).max(200).optional(),
 });
-export type ApprovalDecisionBody = z.infer<typeof ApprovalDecisionBodySchema>;
+/** A decision as the handlers receive it: the body, and the identity the token authenticated. */
+export type ApprovalDecisionBody = z.infer<typeof ApprovalDecisionBodySchema> & {
+  /** The authenticated identity (`operator`, or an approver's name). */
+  by?: string;
+};
 
 /** The outcome of an approval decision. */
 export type ApprovalDecisionResult =
@@ -51,8 +58,18 @@ export interface HttpHandlers {
 export interface HttpServerOptions {
   /** `host:port`; port 0 picks a free one. @default '127.0.0.1:7420' */
   listen?: string;
-  /** The bearer token mutating calls need; without one they are refused (403). */
-  token?: string;
+  /** The bearer tokens mutating calls need, each with its identity; without any they are refused (403). */
+  credentials?: Credential[];
+  /** Further names a request's `Host` may carry (see `isAllowedHost`). @default [] */
+  allowedHosts?: string[];
+  /** Open connections at most; more are closed at accept. @default 256 */
+  maxConnections?: number;
+  /** Open event streams at most; more get 503. @default 32 */
+  maxEventStreams?: number;
+  /** Time a connection has to send a request's headers. @default 10000 (ms) */
+  headerTimeoutMs?: number;
+  /** A connection without traffic for this long is closed. @default 60000 (ms) */
+  idleTimeoutMs?: number;
   handlers: HttpHandlers;
   logger?: Logger;
   /** Interval of SSE keep-alive comments. @default 15000 (ms) */
@@ -65,43 +82,60 @@ export interface HttpServer {
   url: string;
   port: number;
   server: Server;
-  /** Changes the bearer token (config reload). */
-  setToken(token: string | undefined): void;
+  /** Replaces the bearer tokens and the allowed hosts (config reload). */
+  setAccess(access: { credentials: Credential[]; allowedHosts: string[] }): void;
+  /** Connections closed at accept because {@link HttpServerOptions.maxConnections} were open. */
+  refusedConnections(): number;
   /** Stops listening and ends open event streams. */
   close(): Promise<void>;
 }
 
 const MAX_BODY_BYTES = 16 * 1024;
 
-/** What the request handlers share: the handlers, the current token, the open event streams. */
+/** What the request handlers share: the handlers, who may call, the open event streams. */
 interface HttpContext {
   handlers: HttpHandlers;
   logger: Logger | undefined;
-  /** Mutable: {@link HttpServer.setToken} replaces it. */
-  auth: { token: string | undefined };
+  /** Mutable: {@link HttpServer.setAccess} replaces it. */
+  access: { credentials: Credential[]; allowedHosts: string[] };
+  /** The port the server listens on (the Host check compares it). */
+  port: number;
   streams: Set<AbortController>;
+  maxEventStreams: number;
   keepAliveMs: number;
 }
 
 /**
  * Starts the daemon's HTTP server: `GET /health`, `GET /metrics`, `GET /api/status`,
  * `GET /api/events?cell=&since=` (server-sent events), `POST /api/approvals/:id/approve|deny`
- * (bearer token, compared in constant time), and `GET /` when a dashboard is given.
+ * (bearer token, compared in constant time), and `GET /` when a dashboard is given. Every
+ * request must carry a `Host` naming this server (421 otherwise); connections beyond
+ * `maxConnections` are closed at accept, event streams beyond `maxEventStreams` get 503.
  * @throws {DaemonError} DAEMON_HTTP when it cannot listen.
  * @example
- * const http = await startHttpServer({ listen: '127.0.0.1:0', token, handlers });
+ * const http = await startHttpServer({ listen: '127.0.0.1:0', credentials, handlers });
  * console.log(`dashboard at ${http.url}`);
  */
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
   const context: HttpContext = {
     handlers: options.handlers,
     logger: options.logger,
-    auth: { token: options.token },
+    access: { credentials: options.credentials ?? [], allowedHosts: options.allowedHosts ?? [] },
+    port: 0,
     streams: new Set<AbortController>(),
+    maxEventStreams: options.maxEventStreams ?? 32,
     keepAliveMs: options.keepAliveMs ?? 15_000,
   };
-  const server = createServer((request, response) => {
-    route(context, request, response).catch((error: unknown) => {
+  const headerTimeoutMs = options.headerTimeoutMs ?? 10_000;
+  // Read by Node at construction only (the idle-socket check's interval among them).
+  const serverOptions = {
+    headersTimeout: headerTimeoutMs,
+    requestTimeout: Math.max(headerTimeoutMs, 30_000),
+    keepAliveTimeout: Math.min(5_000, headerTimeoutMs),
+    connectionsCheckingInterval: Math.min(1_000, headerTimeoutMs),
+  };
+  const server = createServer(serverOptions, (request, response) => {
+    guardedRoute(context, request, response).catch((error: unknown) => {
       context.logger?.error('http handler failed', {
         method: request.method,
         url: request.url,
@@ -111,16 +145,22 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       else response.destroy();
     });
   });
+  const refused = limitConnections(server, options);
   await listenOn(server, options.listen ?? '127.0.0.1:7420');
   const address = server.address() as AddressInfo;
+  context.port = address.port;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
     url: `http://${shownHost}:${address.port}`,
     port: address.port,
     server,
-    setToken(next) {
-      context.auth.token = next;
+    setAccess(access) {
+      context.access = {
+        credentials: [...access.credentials],
+        allowedHosts: [...access.allowedHosts],
+      };
     },
+    refusedConnections: () => refused.count,
     async close() {
       for (const controller of context.streams) controller.abort();
       await new Promise<void>((resolve) => {
@@ -129,6 +169,62 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       });
     },
   };
+}
+
+/**
+ * The server's limits: at most `maxConnections` open (Node closes more at accept: they never
+ * reach a handler nor hold a descriptor), a first byte and then whole headers within
+ * `headerTimeoutMs` each, no connection idle for longer than `idleTimeoutMs`.
+ */
+function limitConnections(server: Server, options: HttpServerOptions): { count: number } {
+  const refused = { count: 0 };
+  const headerTimeoutMs = options.headerTimeoutMs ?? 10_000;
+  server.maxConnections = options.maxConnections ?? 256;
+  server.timeout = options.idleTimeoutMs ?? 60_000;
+  let lastWarning = 0;
+  server.on('drop', () => {
+    refused.count += 1;
+    if (Date.now() - lastWarning < 10_000) return;
+    lastWarning = Date.now();
+    options.logger?.warn('http connection refused: too many open connections', {
+      max_connections: server.maxConnections,
+      refused_so_far: refused.count,
+    });
+  });
+  server.on('timeout', (socket: { destroy(): void }) => socket.destroy());
+  // Node's header timeout starts with the first byte: a connection that sends nothing is closed here.
+  server.on('connection', (socket: Socket) => {
+    const silent = setTimeout(() => socket.destroy(), headerTimeoutMs);
+    silent.unref();
+    const spoke = () => clearTimeout(silent);
+    socket.once('data', spoke);
+    socket.once('close', spoke);
+  });
+  return refused;
+}
+
+/** Refuses a request whose `Host` does not name this server (DNS rebinding), then routes it. */
+async function guardedRoute(
+  context: HttpContext,
+  request: IncomingMessage,
+  response: ServerResponse,
+): Promise<void> {
+  const allowed = isAllowedHost({
+    host: request.headers.host,
+    localAddress: request.socket.localAddress,
+    port: context.port,
+    allowedHosts: context.access.allowedHosts,
+  });
+  if (!allowed) {
+    context.logger?.warn('http request refused: Host does not name this server', {
+      host: request.headers.host,
+      remote: request.socket.remoteAddress,
+    });
+    return sendJson(response, 421, {
+      error: `Host ${JSON.stringify(request.headers.host ?? '')} does not name this server: use its address (e.g. 127.0.0.1:${context.port}) or add the name to daemon.http.allowed_hosts`,
+    });
+  }
+  return route(context, request, response);
 }
 
 /** Listens on `host:port`, or rejects with DAEMON_HTTP. */
@@ -177,7 +273,7 @@ async function decideApproval(
   response: ServerResponse,
   approval: { id: string; decision: 'approve' | 'deny' },
 ): Promise<void> {
-  const auth = authorize(request.headers.authorization, context.auth.token);
+  const auth = authorize(request.headers.authorization, context.access.credentials);
   if (!auth.ok) {
     context.logger?.warn('approval refused: not authorized', {
       id: approval.id,
@@ -193,9 +289,16 @@ async function decideApproval(
   }
   const body = await readBody(request);
   if (!body.ok) return sendJson(response, body.status, { error: body.error });
+  if (isRecord(body.value) && 'by' in body.value)
+    return sendJson(response, 400, {
+      error: `by: not accepted: the decision is recorded under the identity of the bearer token (here ${auth.identity})`,
+    });
   const parsed = ApprovalDecisionBodySchema.safeParse(body.value ?? {});
   if (!parsed.success) return sendJson(response, 400, { error: formatIssues(parsed.error) });
-  const result = await context.handlers.decideApproval(approval.id, approval.decision, parsed.data);
+  const result = await context.handlers.decideApproval(approval.id, approval.decision, {
+    ...parsed.data,
+    by: auth.identity,
+  });
   if (result.ok) return sendJson(response, 200, result);
   return sendJson(response, result.reason === 'not_found' ? 404 : 409, {
     error: result.message,
@@ -252,6 +355,18 @@ async function streamEvents(
     return sendJson(response, 400, { error: 'cell: must be a lower-case version-4 UUID' });
   if (since !== undefined && !isValidSince(since))
     return sendJson(response, 400, { error: 'since: must be an ISO-8601 time or unix seconds' });
+  if (context.streams.size >= context.maxEventStreams) {
+    context.logger?.warn('event stream refused: too many open streams', {
+      max_event_streams: context.maxEventStreams,
+      remote: request.socket.remoteAddress,
+    });
+    return sendJson(
+      response,
+      503,
+      { error: `too many open event streams (${context.maxEventStreams}); try again later` },
+      { 'retry-after': '10' },
+    );
+  }
   const lastEventId =
     typeof request.headers['last-event-id'] === 'string'
       ? request.headers['last-event-id']
@@ -299,28 +414,8 @@ function parseListen(listen: string): { host: string; port: number } {
   return { host, port: Number(listen.slice(index + 1)) };
 }
 
-/**
- * Checks `Authorization: Bearer <token>` in constant time (both sides hashed to equal
- * length first, so neither the content nor the length of the token leaks through timing).
- */
-export function authorize(
-  header: string | undefined,
-  token: string | undefined,
-): { ok: true } | { ok: false; status: 401 | 403; reason: string } {
-  if (!token)
-    return {
-      ok: false,
-      status: 403,
-      reason:
-        'mutating calls are disabled: the daemon has no HTTP token (set the variable named by daemon.http.token_env)',
-    };
-  const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
-  if (!match) return { ok: false, status: 401, reason: 'missing bearer token' };
-  const given = createHash('sha256').update(match[1]!).digest();
-  const expected = createHash('sha256').update(token).digest();
-  if (!timingSafeEqual(given, expected))
-    return { ok: false, status: 401, reason: 'invalid bearer token' };
-  return { ok: true };
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 async function readBody(

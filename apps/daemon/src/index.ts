@@ -94,13 +94,24 @@ export {
 } from './logger.js';
 export {
   startHttpServer,
-  authorize,
   ApprovalDecisionBodySchema,
   type HttpServer,
   type HttpServerOptions,
   type HttpHandlers,
   type ApprovalDecisionResult,
 } from './http.js';
+export {
+  authorize,
+  assertListenAllowed,
+  httpCredentials,
+  httpWarnings,
+  isAllowedHost,
+  isLoopbackHost,
+  tokenProblem,
+  MIN_TOKEN_LENGTH,
+  OPERATOR_IDENTITY,
+  type Credential,
+} from './http-access.js';
 export {
   createMetricsRegistry,
   LATENCY_BUCKETS_S,

@@ -27,6 +27,7 @@ export type ProcessLiveness =
 /**
  * Whether the process recorded as `pid` + `startTime` is still running. A zombie counts as
  * dead, and so does a pid that now belongs to a process started at another time.
+ * @throws the fs error when `/proc` could not be read for a transient reason (EMFILE, EIO…).
  */
 export async function checkProcess(pid: number, startTime: number): Promise<ProcessLiveness> {
   const stat = await readStatOrUndefined(pid);
@@ -36,10 +37,18 @@ export async function checkProcess(pid: number, startTime: number): Promise<Proc
   return { alive: true, stat };
 }
 
-/** The stat of `pid`, or `undefined` when it cannot be read (no such pid, not a pid, no /proc). */
+/**
+ * The stat of `pid`, or `undefined` when it cannot be read (no such pid, not a pid, no /proc).
+ * A transient failure (EMFILE, ENFILE, EAGAIN, EIO, ENOMEM) is thrown: it says nothing about the
+ * process, and reading it as gone would revive an agent that still runs.
+ */
 async function readStatOrUndefined(pid: number): Promise<ProcessStat | undefined> {
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  return readProcessStat(pid).catch(() => undefined);
+  return readProcessStat(pid).catch((error: unknown) => {
+    const code = (error as NodeJS.ErrnoException | undefined)?.code;
+    if (code && ['EMFILE', 'ENFILE', 'EAGAIN', 'EIO', 'ENOMEM'].includes(code)) throw error;
+    return undefined;
+  });
 }
 
 /** Decodes a waitpid(2) status into an exit code or a signal name. */

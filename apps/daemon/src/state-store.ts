@@ -43,7 +43,7 @@ export type CompareAndSetResult = { ok: true; revision: number } | { ok: false; 
 
 /** The daemon's state, behind one interface (see the module header). */
 export interface StateStore {
-  /** The saved records of one scope, by agent name; a damaged file is kept aside, logged, and reads as empty. */
+  /** The saved records of one scope, by agent name; a damaged file is kept aside, logged, and reads as empty; rejects on an I/O error (EMFILE, EIO…). */
   loadScope(scope: string): Promise<Record<string, AgentState>>;
   /** Holds `state` as the agent's live record (no write); the record's revision starts at 0. */
   attach(ref: AgentRecordRef, state: AgentState): void;
@@ -262,7 +262,8 @@ function createRecordTable() {
 /**
  * A scope's file could not be read: missing is empty; damaged (not JSON, not the schema) is
  * logged and its bytes kept in `<state_dir>/damaged/` so nothing in it is lost, and the scope starts
- * empty; any other failure (an unsafe path, an I/O error) is logged and read as empty.
+ * empty; an unsafe path is logged and read as empty; an I/O error (EMFILE, EIO…) is thrown, so
+ * that nothing is started or written on a guess (the caller tries again later).
  */
 async function damagedScope(options: {
   path: string;
@@ -284,6 +285,9 @@ async function damagedScope(options: {
     });
     return emptyState();
   }
+  // An I/O failure (EMFILE, EIO, EACCES…) says nothing about the records: starting the agents
+  // from an empty record would start a second copy of each, and a write would drop their records.
+  if (!PitError.is(error) || error.code === 'CELL_IO') throw error;
   logger.error('cannot read state file: its agents start from an empty record', {
     file: path,
     error: message,

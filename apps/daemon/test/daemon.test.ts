@@ -24,7 +24,7 @@ const daemonState = (cellDir: string) =>
   readAgentStates(join(cellDir, '..', '..', 'state'), cellDir);
 
 const RUN_DAEMON = fileURLToPath(new URL('./fixtures/run-daemon.ts', import.meta.url));
-const TOKEN = 'e2e-token-0123456789abcdef';
+const TOKEN = 'e2e-token-0123456789abcdef-0123456789abcdef';
 const agentPids = new Set<number>();
 
 afterEach(async () => {
@@ -134,14 +134,16 @@ describe('pit daemon (e2e, real processes)', () => {
       20_000,
       'an approval request',
     );
-    const post = (headers: Record<string, string>) =>
+    const post = (headers: Record<string, string>, body: unknown = {}) =>
       fetch(`${daemon.url}/api/approvals/${approval}/approve`, {
         method: 'POST',
         headers,
-        body: JSON.stringify({ by: 'e2e' }),
+        body: JSON.stringify(body),
       });
     expect((await post({})).status).toBe(401);
     expect((await post({ authorization: 'Bearer not-the-token' })).status).toBe(401);
+    // Who decided is the token's identity: a claimed `by` is refused.
+    expect((await post({ authorization: `Bearer ${TOKEN}` }, { by: 'e2e' })).status).toBe(400);
     expect((await agentOf(daemon.url, 'forge'))?.pid).toBeUndefined();
     expect((await post({ authorization: `Bearer ${TOKEN}` })).status).toBe(200);
     await healthyAgent(daemon.url, 'forge', forge.pid);

@@ -23,7 +23,7 @@ const reason = CHROMIUM
 if (!CHROMIUM) console.warn(`dashboard test ${reason}`);
 
 const RUN_DAEMON = fileURLToPath(new URL('./fixtures/run-daemon.ts', import.meta.url));
-const TOKEN = 'dashboard-token-0123456789';
+const TOKEN = 'dashboard-token-0123456789-0123456789abcdef';
 let browser: Browser | undefined;
 const pids = new Set<number>();
 

@@ -89,7 +89,8 @@ export async function decide(
     const response = await fetch(url, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ by, ...(options.reason ? { reason: options.reason } : {}) }),
+      // Who decided is the identity of the token (the daemon records it), never a claim in the body.
+      body: JSON.stringify(options.reason ? { reason: options.reason } : {}),
     }).catch((error: Error) => {
       throw new RefusedError(`cannot reach the daemon at ${url}: ${error.message}`);
     });

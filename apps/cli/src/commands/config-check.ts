@@ -1,6 +1,6 @@
 import { discoverCells } from '@pit/cell-spec';
 import { resolvePolicy, formatDuration } from '@pit/policy';
-import { effectivePolicy } from '@pit/daemon';
+import { effectivePolicy, httpWarnings, tokenProblem, type PitConfig } from '@pit/daemon';
 import { EXIT } from '../exit-codes.js';
 import type { CommandContext } from '../context.js';
 
@@ -37,6 +37,7 @@ export async function configCheck(
         ...(info.mission ? { mission: info.mission } : {}),
       }),
     }));
+  const http = describeHttp(loaded.config.daemon.http, context.environment.env);
   if (options.json) {
     context.output.out(
       JSON.stringify(
@@ -45,13 +46,14 @@ export async function configCheck(
           source: loaded.source,
           notices: loaded.notices,
           warnings: loaded.warnings,
+          http: { warnings: http.warnings, problems: http.problems },
           agents: resolved,
         },
         null,
         2,
       ),
     );
-    return EXIT.ok;
+    return http.problems.length > 0 ? EXIT.usage : EXIT.ok;
   }
   context.output.out(`config: ${loaded.path ?? 'embedded default (no pit.toml found)'} — valid`);
   // Older keys still work; say which key to write instead.
@@ -61,9 +63,10 @@ export async function configCheck(
   context.output.out(
     `cells root: ${cellsRoot} (${discovery.supervised.length} supervised cell(s)${discovery.problems.length ? `, ${discovery.problems.length} problem(s)` : ''})`,
   );
-  context.output.out(
-    `state dir: ${loaded.config.daemon.state_dir}; HTTP: ${loaded.config.daemon.http.enabled ? loaded.config.daemon.http.listen : 'off'}`,
-  );
+  context.output.out(`state dir: ${loaded.config.daemon.state_dir}`);
+  for (const line of http.lines) context.output.out(line);
+  for (const warning of http.warnings) context.output.err(`warning: ${warning}`);
+  for (const problem of http.problems) context.output.err(`error: ${problem}`);
   if (resolved.length === 0)
     context.output.out(
       'no agents yet: add [agents.<name>] sections or create cells with `pit cell create`',
@@ -103,5 +106,38 @@ export async function configCheck(
   }
   for (const problem of discovery.problems)
     context.output.err(`problem: ${problem.path}: ${problem.reason}`);
-  return EXIT.ok;
+  return http.problems.length > 0 ? EXIT.usage : EXIT.ok;
+}
+
+/**
+ * `[daemon.http]` explained: where it listens and who may reach it, the Host check, the caps and
+ * timeouts, and each token (whether its variable is set here and long enough).
+ */
+function describeHttp(
+  http: PitConfig['daemon']['http'],
+  env: Record<string, string | undefined>,
+): { lines: string[]; warnings: string[]; problems: string[] } {
+  if (!http.enabled)
+    return { lines: ['HTTP: off (daemon.http.enabled = false)'], warnings: [], problems: [] };
+  const problems: string[] = [];
+  const token = (variable: string, who: string) => {
+    const value = env[variable];
+    if (!value) return `${variable} not set here (${who} cannot answer over HTTP)`;
+    const problem = tokenProblem(value);
+    if (problem) problems.push(`${variable} (the HTTP token of ${who}): ${problem}`);
+    return `${variable} set${problem ? ' but refused' : ''}`;
+  };
+  const approvers = Object.entries(http.approvers);
+  const lines = [
+    `HTTP: ${http.listen}${http.allow_remote ? ' (allow_remote: reachable from other hosts)' : ' (loopback only)'}`,
+    `  Host header must name ${/^(0\.0\.0\.0|\[::\]):/.test(http.listen) ? `the address it is reached on (IP:${http.listen.slice(http.listen.lastIndexOf(':') + 1)})` : http.listen}${http.allowed_hosts.length ? ` or ${http.allowed_hosts.join(', ')}` : ''} (allowed_hosts; others get 421: DNS rebinding)`,
+    `  at most ${http.max_connections} connections (max_connections; more are closed at accept), ${http.max_event_streams} event streams (max_event_streams; more get 503)`,
+    `  a connection must send its headers within ${http.header_timeout_s} s (header_timeout_s) and is closed after ${http.idle_timeout_s} s without traffic (idle_timeout_s)`,
+    `  approvals: the operator's token in ${token(http.token_env, 'operator')}, recorded as "operator"`,
+    ...approvers.map(
+      ([name, approver]) =>
+        `  approver ${name}: ${token(approver.token_env, name)}, recorded as "${name}"`,
+    ),
+  ];
+  return { lines, warnings: httpWarnings(http), problems };
 }

@@ -151,7 +151,7 @@ export async function demo(context: CommandContext, options: DemoOptions): Promi
   const env = { ...context.environment.env };
   let token = env.PIT_HTTP_TOKEN;
   if (!token) {
-    token = randomBytes(12).toString('hex');
+    token = randomBytes(24).toString('hex');
     env.PIT_HTTP_TOKEN = token;
   }
   out(`The Pit demo: cell ${manifest.uuid} in ${join(base, 'missions')}`);
