@@ -266,10 +266,36 @@ export function resolveConfigPaths(config: PitConfig, baseDir: string): PitConfi
     agents: Object.fromEntries(
       Object.entries(config.agents).map(([name, agent]) => [
         name,
-        { ...agent, ...(agent.cwd ? { cwd: abs(agent.cwd) } : {}) },
+        {
+          ...agent,
+          ...(agent.cwd ? { cwd: abs(agent.cwd) } : {}),
+          ...(agent.argv && agent.argv_base === 'config'
+            ? { argv: resolveArgv(agent.argv, baseDir) }
+            : {}),
+        },
       ]),
     ),
   };
+}
+
+/**
+ * An agent's argv with `argv_base = "config"`: a relative argv[0] with a `/` and every relative
+ * argument that looks like a file (a `/` in it, or an extension: `agent.js`, `lib/run.py`) made
+ * absolute against the config file's directory, so that the program never picks up a file an
+ * agent wrote in the workspace (its working directory). A bare argv[0] is looked up in PATH;
+ * options (`-x`, `--name=value`), numbers, words, URLs and shell scripts (anything with a space
+ * or a character other than `A-Za-z0-9._/+@-`) are passed as written.
+ */
+export function resolveArgv(argv: string[], baseDir: string): string[] {
+  return argv.map((arg, index) => {
+    // Only a word made of path characters can be a file name (not `-c` scripts, URLs, host:port).
+    if (isAbsolute(arg) || arg.startsWith('-') || !/^[A-Za-z0-9._/+@-]+$/.test(arg)) return arg;
+    const pathLike =
+      index === 0
+        ? arg.includes('/')
+        : arg.includes('/') || /\.[A-Za-z][A-Za-z0-9]{0,7}$/.test(arg);
+    return pathLike ? resolve(baseDir, arg) : arg;
+  });
 }
 
 /** The config used when no file is found: supervise `./.pit/missions` with safe defaults. */

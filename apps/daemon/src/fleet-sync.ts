@@ -9,6 +9,7 @@ import type { AgentState } from '@pit/cell-spec';
 import { scheduleProbes, unscheduleProbes } from './agent-probes.js';
 import { markedScan, takeUp, type MarkedScan } from './adoption.js';
 import { createDiscovery, diffFleet, type FleetDiff, type WantedAgent } from './discovery.js';
+import { createRefusalReporter } from './membership.js';
 import { HOST, supervisionOf, type Slot } from './slot.js';
 import type { SupervisorContext, SyncMode } from './supervisor-context.js';
 
@@ -23,7 +24,11 @@ export interface FleetSync {
 
 /** Creates the fleet's synchronisation with discovery. */
 export function createFleetSync(context: SupervisorContext): FleetSync {
-  const discovery = createDiscovery();
+  const discovery = createDiscovery({ logger: context.logger, now: context.now });
+  const reportRefused = createRefusalReporter({
+    logger: context.logger,
+    append: (path, input, key) => context.events.append(path, input, key),
+  });
   let problems: string[] = [];
   let last: { at: number; ok: boolean; error?: string } | undefined;
   let syncing: Promise<void> = Promise.resolve();
@@ -43,6 +48,7 @@ export function createFleetSync(context: SupervisorContext): FleetSync {
       throw error;
     }
     problems = found.problems;
+    reportRefused(found.refused);
     await applyDiff(context, diffFleet(context.fleet.slots, found.wanted), mode);
   };
 
