@@ -55,7 +55,8 @@ describe('hostile agent: home in cell.json', () => {
       const fleet = await makeFleet({
         agents: ['anvil'],
         heartbeat: false,
-        argvOf: (_name, tag) => `["${process.execPath}", "PROBE", "HOST", "FORGE", "OWN", "${MARKER_FLAG}", "${tag}"]`,
+        argvOf: (_name, tag) =>
+          `["${process.execPath}", "PROBE", "HOST", "FORGE", "OWN", "${MARKER_FLAG}", "${tag}"]`,
         agentExtra: { anvil: `isolation = 2\nhome = "${join(homes, 'anvil')}"` },
         extra: [
           '[policy.defaults]',
@@ -84,7 +85,9 @@ describe('hostile agent: home in cell.json', () => {
       const report = (run: number) =>
         waitFor(
           async () => {
-            const text = await fs.readFile(join(workspace, `report-${run}.json`), 'utf8').catch(() => '');
+            const text = await fs
+              .readFile(join(workspace, `report-${run}.json`), 'utf8')
+              .catch(() => '');
             return text ? (JSON.parse(text) as Record<string, string>) : undefined;
           },
           30_000,
@@ -97,7 +100,11 @@ describe('hostile agent: home in cell.json', () => {
       };
       const daemon = await startDaemon(fleet.configPath);
       try {
-        expect(await report(1)).toEqual({ host: 'ENOENT', forge: 'ENOENT', own: 'anvil-home-secret' });
+        expect(await report(1)).toEqual({
+          host: 'ENOENT',
+          forge: 'ENOENT',
+          own: 'anvil-home-secret',
+        });
         for (const [run, home] of [
           [2, hostDir],
           [3, join(homes, 'forge')],
@@ -106,13 +113,18 @@ describe('hostile agent: home in cell.json', () => {
           await waitFor(
             async () =>
               (await getStatus(daemon.url)).problems.some(
-                (problem) => problem.includes(fleet.cellDir) && problem.includes(JSON.stringify(home)),
+                (problem) =>
+                  problem.includes(fleet.cellDir) && problem.includes(JSON.stringify(home)),
               ),
             20_000,
             `a problem naming the cell and ${home}`,
           );
           await fs.writeFile(join(workspace, `go-${run - 1}`), '');
-          expect(await report(run)).toEqual({ host: 'ENOENT', forge: 'ENOENT', own: 'anvil-home-secret' });
+          expect(await report(run)).toEqual({
+            host: 'ENOENT',
+            forge: 'ENOENT',
+            own: 'anvil-home-secret',
+          });
         }
         const refused = (await cellEvents(fleet.cellDir)).filter(
           (event) => event.event === 'manifest_refused' && event.field === 'home',
@@ -120,8 +132,12 @@ describe('hostile agent: home in cell.json', () => {
         expect(refused).toHaveLength(1);
         expect(refused[0]).toMatchObject({ agent: 'anvil' });
       } catch (error) {
-        const log = await fs.readFile(join(fleet.cellDir, 'logs', 'anvil.log'), 'utf8').catch(() => '');
-        throw new Error(`${String(error)}\nanvil.log:\n${log.slice(-3000)}\ndaemon:\n${daemon.output().slice(-3000)}`);
+        const log = await fs
+          .readFile(join(fleet.cellDir, 'logs', 'anvil.log'), 'utf8')
+          .catch(() => '');
+        throw new Error(
+          `${String(error)}\nanvil.log:\n${log.slice(-3000)}\ndaemon:\n${daemon.output().slice(-3000)}`,
+        );
       } finally {
         await stopDaemon(daemon);
       }

@@ -89,7 +89,10 @@ describe('hostile agent: joining another agent to its cell', () => {
       expect(status.agents.map((agent) => agent.agent)).toEqual(['anvil']);
       const events = await cellEvents(fleet.cellDir);
       expect(
-        events.filter((event) => 'agent' in event && event.agent === 'forge' && event.event !== 'manifest_refused'),
+        events.filter(
+          (event) =>
+            'agent' in event && event.agent === 'forge' && event.event !== 'manifest_refused',
+        ),
       ).toEqual([]);
       expect(existsSync(join(workspace, 'stolen.txt'))).toBe(false);
       for (const name of await fs.readdir(workspace))

@@ -144,9 +144,9 @@ export const AgentIsolationSchema = z.preprocess(
 export const AgentConfigSchema = z.strictObject({
   /**
    * The command. argv[0] is absolute, a bare name looked up in PATH, or a relative path; with
-   * `argv_base = "config"` a relative argv[0] and every relative argument that looks like a file
-   * (has a `/` or an extension) are resolved against the config file's directory, never the
-   * workspace. Required to (re)start the agent.
+   * `argv_base = "config"` a relative argv[0] and a relative script (the first argument that is
+   * not an option, when it has a `/` or an extension) are resolved against the config file's
+   * directory, never the workspace. Required to (re)start the agent.
    */
   argv: z.array(z.string().min(1)).min(1).optional(),
   /**
