@@ -120,7 +120,9 @@ export async function createCell(
       throw new UsageError(`--isolation ${JSON.stringify(options.isolation)}: expected 1, 2 or 3`);
     isolation = parsed.data;
   }
-  // Membership is recorded before the cell appears, so that a daemon never sees it ungranted.
+  // Membership is recorded before the cell appears, so that a daemon never sees it ungranted;
+  // names are checked first, so that a bad one fails before anything is written.
+  agents.forEach((agent, index) => assertAgentName(agent.name, `agents.${index}.name`));
   const uuid = randomUUID();
   await recordMembers(
     context,
