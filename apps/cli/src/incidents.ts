@@ -69,6 +69,7 @@ const STORY: { [K in CellEventKind]: Describe<K> | null } = {
   checkpoint_created: null,
   checkpoint_restored: (e) =>
     `workspace restored from checkpoint ${e.checkpoint}${optional(': ', e.reason)}`,
+  manifest_refused: (e) => `cell.json ${e.field} refused: ${e.reason}`,
 };
 
 /** Outcomes that close (or mark) an incident. */

@@ -3,6 +3,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_CELLS_ROOT } from '@pit/cell-spec';
 import {
   createCell,
+  joinCell,
+  leaveCell,
   listCells,
   moveCell,
   removeCell,
@@ -53,6 +55,7 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     cellsRoot: await context.cellsRoot(),
     output: context.output,
     actor: context.actor,
+    stateDir: async () => (await context.config()).config.daemon.state_dir,
   });
   const run = (work: () => Promise<number>) => async () => {
     result.code = await work();
@@ -158,6 +161,27 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
         run(async () => moveCell(await cellsContext(), action, uuid, options))(),
       );
   }
+  cell
+    .command('join')
+    .description(
+      'let an agent run in a cell: recorded in the daemon state directory (members.json) and added to cell.json',
+    )
+    .argument('<uuid>', 'the cell')
+    .argument('<agent>', 'the agent (configured under [agents.<name>] for the daemon to start it)')
+    .option('--role <role>', 'its role in the cell (lead|write|read|audit)', 'write')
+    .action((uuid: string, agent: string, options: { role: string }) =>
+      run(async () => joinCell(await cellsContext(), uuid, agent, options))(),
+    );
+  cell
+    .command('leave')
+    .description(
+      'withdraw an agent from a cell: its grant removed and its entry taken out of cell.json (a running process is no longer supervised)',
+    )
+    .argument('<uuid>', 'the cell')
+    .argument('<agent>', 'the agent')
+    .action((uuid: string, agent: string) =>
+      run(async () => leaveCell(await cellsContext(), uuid, agent))(),
+    );
   cell
     .command('destroy')
     .description('delete an archived cell and everything inside it (never anything outside)')

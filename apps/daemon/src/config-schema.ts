@@ -1,3 +1,4 @@
+import { isAbsolute, normalize, relative } from 'node:path';
 import { z } from 'zod';
 import {
   AgentNameSchema,
@@ -169,8 +170,20 @@ export const AgentIsolationSchema = z.preprocess(
 
 /** `[agents.<name>]`: how to run and watch one agent. */
 export const AgentConfigSchema = z.strictObject({
-  /** The command; argv[0] is looked up in PATH. Required to (re)start the agent. */
+  /**
+   * The command. argv[0] is absolute, a bare name looked up in PATH, or a relative path; with
+   * `argv_base = "config"` a relative argv[0] and a relative script (the first argument that is
+   * not an option, when it has a `/` or an extension) are resolved against the config file's
+   * directory, never the workspace. Required to (re)start the agent.
+   */
   argv: z.array(z.string().min(1)).min(1).optional(),
+  /**
+   * What relative paths in `argv` are relative to: `config` (the config file's directory) or
+   * `workspace` (left as written: the program resolves them in its working directory, the cell's
+   * shared `workspace/`, where agents can write: only for a program you trust every agent of the
+   * cell with). @default 'config'
+   */
+  argv_base: z.enum(['config', 'workspace']).default('config'),
   /** Literal environment variables (never secrets). */
   env: z.record(EnvNameSchema, z.string()).default({}),
   /** Names of the daemon's environment variables passed through (how secrets reach an agent). */
@@ -179,8 +192,19 @@ export const AgentConfigSchema = z.strictObject({
   cwd: z.string().min(1).optional(),
   /** @default 1 */
   isolation: AgentIsolationSchema.default({ level: 1 }),
-  /** Pin the agent to one cell, or `"none"` for an agent outside cells. Omitted: it runs in every cell whose manifest lists it. */
+  /**
+   * Pin the agent to one cell, or `"none"` for an agent outside cells. Omitted: it runs in the
+   * cells granted to it by `cells` or by the operator (`pit cell create`, `pit cell join`), never
+   * in a cell only because its `cell.json` lists it.
+   */
   cell: z.union([CellUuidSchema, z.literal('none')]).optional(),
+  /** More cells (uuids) the agent may run in, when their manifest lists it. @default [] */
+  cells: z.array(CellUuidSchema).default([]),
+  /**
+   * The agent's home directory: visible read-only to it at isolation level 2 (and hidden from
+   * the others). Absolute, under one of `[sandbox] home_roots`. A `home` in `cell.json` is ignored.
+   */
+  home: z.string().min(1).optional(),
   /** Config files snapshotted on every healthy check and rolled back on death. */
   config_files: z.array(ConfigFileSchema).default([]),
   probes: AgentProbesSchema.prefault({}),
@@ -220,6 +244,24 @@ export const BusSectionSchema = z.strictObject({
   participants: z.record(AgentNameSchema, RoleSchema).default({}),
 });
 
+/** `[sandbox]`: what the level-2 and level-3 sandboxes may expose of the host. */
+export const SandboxSectionSchema = z.strictObject({
+  /**
+   * Directories that hold agents' homes (e.g. `/srv/wizards`): an agent's `home` must lie under
+   * one of them; at level 2 they are hidden from every agent but for its own home. @default []
+   */
+  home_roots: z
+    .array(
+      z
+        .string()
+        .min(1)
+        .refine((root) => isAbsolute(root) && normalize(root) !== '/', {
+          message: 'must be an absolute directory path other than /',
+        }),
+    )
+    .default([]),
+});
+
 /** The whole `pit.toml`. */
 export const PitConfigSchema = z.strictObject({
   daemon: DaemonSectionSchema.prefault({}),
@@ -236,6 +278,7 @@ export const PitConfigSchema = z.strictObject({
   /** The missions' event streams (@pit/mission-bus). */
   bus: BusSectionSchema.prefault({}),
   checkpoints: CheckpointsSectionSchema.prefault({}),
+  sandbox: SandboxSectionSchema.prefault({}),
 });
 
 /**
@@ -266,6 +309,12 @@ export function crossCheckConfig(
           });
       });
     }
+    problems.push(...checkHome(name, agent, raw));
+    if (agent.cell === 'none' && Array.isArray(agent.cells) && agent.cells.length > 0)
+      problems.push({
+        path: ['agents', name, 'cells'],
+        message: 'an agent outside cells (cell = "none") cannot also list cells',
+      });
     if (agent.cell === 'none') {
       if (agent.cwd === undefined)
         problems.push({
@@ -308,6 +357,37 @@ function crossCheckHttp(raw: unknown): Array<{ path: Array<string | number>; mes
       message: `"${OPERATOR_IDENTITY}" is the identity of daemon.http.token_env's token: choose another name`,
     });
   return problems;
+}
+
+/** An agent's `home`: absolute, normalised, under one of `[sandbox] home_roots`. */
+function checkHome(
+  name: string,
+  agent: Record<string, unknown>,
+  raw: unknown,
+): Array<{ path: Array<string | number>; message: string }> {
+  const home = agent.home;
+  if (typeof home !== 'string') return [];
+  const path = ['agents', name, 'home'];
+  if (!isAbsolute(home) || normalize(home) !== home.replace(/\/+$/, '') || home === '/')
+    return [{ path, message: 'must be an absolute, normalised directory path (not /)' }];
+  const sandbox = isTable(raw) && isTable(raw.sandbox) ? raw.sandbox : {};
+  const roots = Array.isArray(sandbox.home_roots)
+    ? sandbox.home_roots.filter((root): root is string => typeof root === 'string')
+    : [];
+  if (!roots.some((root) => isUnder(home, root)))
+    return [
+      {
+        path,
+        message: `must lie under one of [sandbox] home_roots (${roots.length === 0 ? 'none configured' : roots.join(', ')})`,
+      },
+    ];
+  return [];
+}
+
+/** `path` is `root` or lies below it (both absolute). */
+export function isUnder(path: string, root: string): boolean {
+  const relation = relative(root, path);
+  return relation === '' || (!relation.startsWith('..') && !isAbsolute(relation));
 }
 
 function isTable(value: unknown): value is Record<string, unknown> {

@@ -9,6 +9,7 @@ import {
   loadConfigFile,
   locateConfig,
   parseConfig,
+  resolveArgv,
 } from './config.js';
 import { secretEnvNames } from './config-schema.js';
 
@@ -111,7 +112,9 @@ describe('loadConfig', () => {
     const { config } = loaded;
     expect(config.cells.root).toBe(join(t.cwd, '.pit', 'missions'));
     expect(config.agents.forge).toMatchObject({
-      argv: ['node', 'agent.js'],
+      argv: ['node', join(t.cwd, 'agents', 'forge.js')],
+      argv_base: 'config',
+      home: '/srv/wizards/forge',
       isolation: { level: 2, network: 'host' },
       substitutes: ['anvil'],
       host: 'local',
@@ -314,6 +317,51 @@ describe('loadConfig', () => {
     const t = await tree();
     const path = await write(join(t.base, 'pit.yaml'), 'a: 1');
     await expect(loadConfigFile(path, { env: {} })).rejects.toThrow(/use \.toml or \.json/);
+  });
+});
+
+describe('resolveArgv', () => {
+  it('resolves a relative program and its script against the config directory, nothing else', () => {
+    expect(resolveArgv(['node', 'agent.js', '--config', 'forge.json', '60'], '/etc/pit')).toEqual([
+      'node',
+      '/etc/pit/agent.js',
+      '--config',
+      'forge.json',
+      '60',
+    ]);
+    expect(resolveArgv(['bin/agent', 'run'], '/etc/pit')).toEqual(['/etc/pit/bin/agent', 'run']);
+    expect(resolveArgv(['sleep', '60'], '/etc/pit')).toEqual(['sleep', '60']);
+    expect(resolveArgv(['sh', '-c', 'exec ./x > /tmp/y'], '/etc/pit')).toEqual([
+      'sh',
+      '-c',
+      'exec ./x > /tmp/y',
+    ]);
+    expect(resolveArgv(['/usr/bin/python3', '/srv/a.py'], '/etc/pit')).toEqual([
+      '/usr/bin/python3',
+      '/srv/a.py',
+    ]);
+  });
+
+  it('leaves argv as written with argv_base = "workspace"', async () => {
+    const t = await tree();
+    await write(
+      join(t.cwd, 'pit.toml'),
+      '[agents.forge]\nargv = ["node", "agent.js"]\nargv_base = "workspace"\n[agents.anvil]\nargv = ["node", "agent.js"]\n',
+    );
+    const { config } = await loadConfig({
+      env: {},
+      cwd: t.cwd,
+      home: t.home,
+      systemPath: t.systemPath,
+    });
+    expect(config.agents.forge?.argv).toEqual(['node', 'agent.js']);
+    expect(config.agents.anvil?.argv).toEqual(['node', join(t.cwd, 'agent.js')]);
+  });
+
+  it('refuses a home outside [sandbox] home_roots', () => {
+    const parsed = parseConfig('[agents.forge]\nhome = "/etc"\n', 'toml');
+    expect(parsed.ok).toBe(false);
+    expect(JSON.stringify(parsed)).toContain('home_roots');
   });
 });
 

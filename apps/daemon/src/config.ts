@@ -276,10 +276,37 @@ export function resolveConfigPaths(config: PitConfig, baseDir: string): PitConfi
     agents: Object.fromEntries(
       Object.entries(config.agents).map(([name, agent]) => [
         name,
-        { ...agent, ...(agent.cwd ? { cwd: abs(agent.cwd) } : {}) },
+        {
+          ...agent,
+          ...(agent.cwd ? { cwd: abs(agent.cwd) } : {}),
+          ...(agent.argv && agent.argv_base === 'config'
+            ? { argv: resolveArgv(agent.argv, baseDir) }
+            : {}),
+        },
       ]),
     ),
   };
+}
+
+/**
+ * An agent's argv with `argv_base = "config"`: a relative argv[0] with a `/` in it, and the
+ * program's script (the first argument that is not an option) when it looks like a file (a `/`
+ * or an extension: `agent.js`, `lib/run.py`), made absolute against the config file's directory,
+ * so that neither is ever a file an agent wrote in the workspace (the working directory). A bare
+ * argv[0] is looked up in PATH. Everything else is passed as written: the program's own
+ * arguments (`--config forge.json` is the program's business), options, numbers, words, URLs and
+ * shell scripts (anything with a space or a character other than `A-Za-z0-9._/+@-`).
+ */
+export function resolveArgv(argv: string[], baseDir: string): string[] {
+  const fileLike = (arg: string) =>
+    !isAbsolute(arg) && /^[A-Za-z0-9._/+@-]+$/.test(arg) && !arg.startsWith('-');
+  const script = argv.findIndex((arg, index) => index > 0 && !arg.startsWith('-'));
+  return argv.map((arg, index) => {
+    if (index === 0 && fileLike(arg) && arg.includes('/')) return resolve(baseDir, arg);
+    if (index === script && fileLike(arg) && /\/|\.[A-Za-z][A-Za-z0-9]{0,7}$/.test(arg))
+      return resolve(baseDir, arg);
+    return arg;
+  });
 }
 
 /** The config used when no file is found: supervise `./.pit/missions` with safe defaults. */

@@ -1,13 +1,22 @@
 /**
  * Discovery: reads the cells root and the config and says which agents should be supervised
  * now, as a diff against the fleet (added, changed, removed), with every problem found on the way
- * (a corrupt manifest, a policy naming an agent that does not exist). It reads and compares
- * only; fleet-sync.ts applies the diff.
+ * (a corrupt manifest, a policy naming an agent that does not exist, a manifest entry the
+ * operator never granted, a `home` in a manifest). An agent in a cell is wanted only when the
+ * operator granted it that cell (membership.ts); the rest is refused and reported. It reads and
+ * compares only (but for membership's one-time migration); fleet-sync.ts applies the diff.
  */
-import { describeDiscoveryProblem, discoverCells } from '@pit/cell-spec';
+import {
+  describeDiscoveryProblem,
+  discoverCells,
+  silentLogger,
+  type DiscoveredCell,
+  type Logger,
+} from '@pit/cell-spec';
 import { formatPolicyProblems, validatePolicy } from '@pit/policy';
 import type { AgentConfig, PitConfig } from './config-schema.js';
 import { approvalChannels } from './effective-policy.js';
+import { grantOf, loadMembers, type MembersFile } from './membership.js';
 import { HOST, type Slot, type SlotCell } from './slot.js';
 
 /** An agent that should be supervised. */
@@ -30,12 +39,22 @@ export interface FleetDiff {
   removed: Slot[];
 }
 
+/** Something a cell's manifest asked for that the daemon refused: reported once per daemon. */
+export interface Refusal {
+  cell: { uuid: string; dir: string };
+  agent: string;
+  /** What was refused: the agent's entry (`agents`) or the `home` it names. */
+  field: 'agents' | 'home';
+  reason: string;
+}
+
 /** One discovery pass's findings. */
 export interface Discovered {
   wanted: Map<string, WantedAgent>;
   problems: string[];
   /** The cells root or cell directories that could not be read (EMFILE, EIO…): what they hold is unknown, not gone. */
   unreadable: string[];
+  refused: Refusal[];
 }
 
 /** Discovery with its memory of the last policy check (re-validated only when something it names changed). */
@@ -43,8 +62,18 @@ export interface Discovery {
   discover(config: PitConfig, policyInput: unknown): Promise<Discovered>;
 }
 
+/** Options of {@link createDiscovery}. */
+export interface DiscoveryOptions {
+  /** For membership's one-time migration notice. @default silentLogger */
+  logger?: Logger;
+  /** @default Date.now */
+  now?: () => number;
+}
+
 /** Creates a discovery. */
-export function createDiscovery(): Discovery {
+export function createDiscovery(options: DiscoveryOptions = {}): Discovery {
+  const logger = options.logger ?? silentLogger;
+  const now = options.now ?? Date.now;
   let policyCheck:
     { input: unknown; config: PitConfig; fleet: string; problem: string | undefined } | undefined;
   const checkPolicy = (
@@ -81,27 +110,22 @@ export function createDiscovery(): Discovery {
     async discover(config, policyInput) {
       const discovery = await discoverCells(config.cells.root);
       const problems = discovery.problems.map(describeDiscoveryProblem);
+      const membership = await loadMembers({
+        stateDir: config.daemon.state_dir,
+        cells: discovery.supervised.map((cell) => ({
+          uuid: cell.uuid,
+          agents: cell.manifest.agents.map((agent) => agent.name),
+        })),
+        now: new Date(now()),
+        logger,
+      });
+      if (membership.problem) problems.push(membership.problem);
       const wanted = new Map<string, WantedAgent>();
       const want = (agent: Omit<WantedAgent, 'configJson'>) =>
         wanted.set(agent.key, { ...agent, configJson: JSON.stringify(agent.config ?? null) });
+      const refused: Refusal[] = [];
       for (const cell of discovery.supervised) {
-        for (const agent of cell.manifest.agents) {
-          const agentConfig = config.agents[agent.name];
-          if (agentConfig && agentConfig.cell !== undefined && agentConfig.cell !== cell.uuid)
-            continue;
-          const slotCell = {
-            uuid: cell.uuid,
-            dir: cell.dir,
-            manifest: cell.manifest,
-            role: agent.role,
-          };
-          want({
-            key: `${cell.uuid}/${agent.name}`,
-            name: agent.name,
-            cell: slotCell,
-            config: agentConfig,
-          });
-        }
+        for (const agent of cellAgents(config, membership.members, cell, refused)) want(agent);
       }
       for (const [name, agentConfig] of Object.entries(config.agents)) {
         if (agentConfig.cell === 'none')
@@ -115,9 +139,48 @@ export function createDiscovery(): Discovery {
       const unreadable = discovery.problems
         .filter((problem) => problem.kind === 'unreadable')
         .map((problem) => problem.path);
-      return { wanted, problems, unreadable };
+      for (const refusal of refused)
+        problems.push(`${refusal.cell.dir}/cell.json: ${refusal.agent}: ${refusal.reason}`);
+      return { wanted, problems, unreadable, refused };
     },
   };
+}
+
+/** The agents of one cell the operator granted; the rest (and any manifest `home`) into `refused`. */
+function cellAgents(
+  config: PitConfig,
+  members: MembersFile,
+  cell: DiscoveredCell,
+  refused: Refusal[],
+): Array<Omit<WantedAgent, 'configJson'>> {
+  const where = { uuid: cell.uuid, dir: cell.dir };
+  const agents: Array<Omit<WantedAgent, 'configJson'>> = [];
+  for (const agent of cell.manifest.agents) {
+    if (agent.home !== undefined)
+      refused.push({
+        cell: where,
+        agent: agent.name,
+        field: 'home',
+        reason: `home ${JSON.stringify(agent.home)} in cell.json is ignored: an agent's home comes only from [agents.${agent.name}] home in the config`,
+      });
+    const agentConfig = config.agents[agent.name];
+    if (grantOf(config, members, cell.uuid, agent.name) === undefined) {
+      refused.push({
+        cell: where,
+        agent: agent.name,
+        field: 'agents',
+        reason: `not started: ${agent.name} is listed in cell.json but not granted this cell by the operator (config cell/cells, pit cell create or pit cell join)`,
+      });
+      continue;
+    }
+    agents.push({
+      key: `${cell.uuid}/${agent.name}`,
+      name: agent.name,
+      cell: { uuid: cell.uuid, dir: cell.dir, manifest: cell.manifest, role: agent.role },
+      config: agentConfig,
+    });
+  }
+  return agents;
 }
 
 /** The diff between the fleet and the agents wanted. Pure. */

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, promises as fs } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
 import { assertAgentName, cellPaths, type IsolationProfile } from '@pit/cell-spec';
 import { spawnDirect, type SpawnRequest, type Spawned } from './agent-spawn.js';
@@ -308,8 +308,8 @@ async function wrap(
   spec: StartAgentOptions,
   { agent, profile, env, cwd }: WrapInput,
 ): Promise<{ command: string[]; spawnEnv: NodeJS.ProcessEnv; container?: string }> {
-  const writable = spec.cell ? [spec.cell.dir] : [cwd];
   if (profile.level === 1) return { command: spec.argv, spawnEnv: env };
+  const { writable, readonly } = await sandboxMounts(spec, profile, cwd);
   if (profile.level === 2) {
     const unshare = findInPath('unshare', state.daemonEnv.PATH ?? '/usr/bin:/bin');
     if (!unshare)
@@ -322,7 +322,7 @@ async function wrap(
       workdir: cwd,
       writable,
       hidden: (spec.hiddenPaths ?? []).filter((path) => path !== spec.home),
-      readonly: [...(profile.readonly_paths ?? []), ...(spec.home ? [spec.home] : [])],
+      readonly: [...readonly, ...(spec.home ? [spec.home] : [])],
       network: profile.network ?? 'host',
       argv: spec.argv,
     });
@@ -336,13 +336,44 @@ async function wrap(
     name: container,
     ...(profile.image ? { image: profile.image } : {}),
     writable,
-    readonly: profile.readonly_paths ?? [],
+    readonly,
     workdir: cwd,
     envNames: Object.keys(env),
     network: profile.network ?? 'none',
     argv: spec.argv,
   });
   return { command, spawnEnv: { ...engine.env, ...env }, container };
+}
+
+/**
+ * What a sandbox (levels 2 and 3) binds. In a cell: the cell read-only, then its `workspace/`
+ * and `.lazarus/heartbeats/` read-write; the daemon's own files in the cell (`cell.json`,
+ * `logs/`, `.lazarus/state.json`, `checkpoints/`, `bus/`) stay read-only. Both writable
+ * directories must be real directories of the cell (no symlink at any step below it), else the
+ * start is refused. Outside cells: the working directory read-write.
+ */
+async function sandboxMounts(
+  spec: StartAgentOptions,
+  profile: IsolationProfile,
+  cwd: string,
+): Promise<{ writable: string[]; readonly: string[] }> {
+  const extra = profile.readonly_paths ?? [];
+  if (!spec.cell) return { writable: [cwd], readonly: extra };
+  const paths = cellPaths(spec.cell.dir);
+  for (const dir of [paths.workspace, paths.lazarus, paths.heartbeats]) {
+    // In order, each one's parent checked before it: a missing one is made, never through a link.
+    const stat = await fs.lstat(dir).catch(async (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw error;
+      await fs.mkdir(dir, { mode: 0o755 });
+      return fs.lstat(dir);
+    });
+    if (!stat.isDirectory())
+      throw new DaemonError(
+        'DAEMON_SPAWN_FAILED',
+        `agent ${spec.agent}: ${dir} is not a directory (a symlink?): refusing to bind it writable`,
+      );
+  }
+  return { writable: [paths.workspace, paths.heartbeats], readonly: [spec.cell.dir, ...extra] };
 }
 
 /** {@link Executor.start}. */

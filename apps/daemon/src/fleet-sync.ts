@@ -13,6 +13,7 @@ import { scheduleProbes, unscheduleProbes } from './agent-probes.js';
 import { markedScan, takeUp, type MarkedScan } from './adoption.js';
 import { createDiscovery, diffFleet, type FleetDiff, type WantedAgent } from './discovery.js';
 import { createProblemLog } from './problem-log.js';
+import { createRefusalReporter } from './membership.js';
 import { HOST, supervisionOf, type Slot } from './slot.js';
 import type { SupervisorContext, SyncMode } from './supervisor-context.js';
 
@@ -27,7 +28,11 @@ export interface FleetSync {
 
 /** Creates the fleet's synchronisation with discovery. */
 export function createFleetSync(context: SupervisorContext): FleetSync {
-  const discovery = createDiscovery();
+  const discovery = createDiscovery({ logger: context.logger, now: context.now });
+  const reportRefused = createRefusalReporter({
+    logger: context.logger,
+    append: (path, input, key) => context.events.append(path, input, key),
+  });
   const problemLog = createProblemLog(context.logger);
   let problems: string[] = [];
   let last: { at: number; ok: boolean; error?: string } | undefined;
@@ -57,6 +62,7 @@ export function createFleetSync(context: SupervisorContext): FleetSync {
         agents: kept.length,
       });
     }
+    reportRefused(found.refused);
     problems = [...found.problems, ...(await applyDiff(context, diff, mode))];
     problemLog.update(problems);
   };

@@ -147,3 +147,14 @@ export {
 export { DaemonError, type DaemonErrorCode } from './errors.js';
 export { DASHBOARD_HTML } from './dashboard.js';
 export { startChannels, type Channels } from './channels.js';
+export {
+  readMembers,
+  updateMembers,
+  grant,
+  withdraw,
+  migration,
+  membersPath,
+  MembersFileSchema,
+  type MembersFile,
+  type MembersChange,
+} from './membership.js';

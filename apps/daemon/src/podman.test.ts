@@ -86,6 +86,8 @@ describe('isolation level 3 (Podman)', () => {
         [
           'echo "cwd=$(pwd) cell=$LAZARUS_CELL_UUID secret=$PIT_TEST_SECRET"',
           'echo inside > from-container.txt && echo "wrote workspace"',
+          `for target in cell.json logs/events.jsonl .lazarus/state.json checkpoints/x bus/x; do (echo x >> ${cell.dir}/$target) 2>&1 | grep -q 'Read-only file system' && echo "refused $target"; done`,
+          `echo '{}' > ${cell.dir}/.lazarus/heartbeats/forge.json && echo "wrote heartbeat"`,
           'echo x > /etc/escape 2>/dev/null && echo "WROTE /etc" || echo "etc refused"',
           'test -e /etc/debian_version && echo "HOST /etc VISIBLE" || echo "host /etc not visible"',
           `test -e ${process.cwd()} && echo "HOST PATH VISIBLE" || echo "host paths not visible"`,
@@ -110,6 +112,16 @@ describe('isolation level 3 (Podman)', () => {
         `cwd=${join(cell.dir, 'workspace')} cell=${cell.uuid} secret=s3cret-value`,
       );
       expect(log).toContain('wrote workspace');
+      // The cell is read-only but for workspace/ and .lazarus/heartbeats/ (#13).
+      for (const target of [
+        'cell.json',
+        'logs/events.jsonl',
+        '.lazarus/state.json',
+        'checkpoints/x',
+        'bus/x',
+      ])
+        expect(log).toContain(`refused ${target}`);
+      expect(log).toContain('wrote heartbeat');
       expect(log).toContain('etc refused');
       expect(log).toContain('host /etc not visible');
       expect(log).toContain('host paths not visible');

@@ -46,9 +46,9 @@ export interface ContainerSpec {
   name: string;
   /** `rootfs:/dir` for `--rootfs`, else an image reference. @default DEFAULT_AGENT_IMAGE */
   image?: string;
-  /** Directories mounted read-write at the same path (the cell). */
+  /** Directories mounted read-write at the same path, over the read-only ones (the cell's workspace and heartbeats). */
   writable: string[];
-  /** Paths mounted read-only at the same path. */
+  /** Paths mounted read-only at the same path (the cell, `readonly_paths`). */
   readonly?: string[];
   /** Working directory in the container. */
   workdir: string;
@@ -314,8 +314,9 @@ function runArgvOf(
     '--label',
     'io.pit.agent=1',
   ];
-  for (const path of spec.writable) args.push('--volume', `${path}:${path}:rw`);
+  // Read-only first (the cell), then the writable directories inside it on top.
   for (const path of spec.readonly ?? []) args.push('--volume', `${path}:${path}:ro`);
+  for (const path of spec.writable) args.push('--volume', `${path}:${path}:rw`);
   for (const name of spec.envNames) args.push('--env', name);
   if (image.startsWith('rootfs:')) args.push('--rootfs', image.slice('rootfs:'.length));
   else args.push(image);

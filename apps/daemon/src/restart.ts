@@ -11,7 +11,7 @@ import { probesOf, reportEnded, trackAgent } from './agent-probes.js';
 import { canonicalOf } from './config-snapshots.js';
 import { newSpawnNonce, type AgentProcess } from './executor.js';
 import { reapLeftoversSoon, whileBusy } from './leftovers.js';
-import { configOf, ownHome, type ManagedAgentConfig, type Slot } from './slot.js';
+import { configOf, hiddenHomes, ownHome, type ManagedAgentConfig, type Slot } from './slot.js';
 import { iso, type SupervisorContext } from './supervisor-context.js';
 
 /** Why an agent is started. */
@@ -153,7 +153,7 @@ async function startMarked(
             logPath: join(context.stateDir, 'logs', `${slot.name}.log`),
           }),
       isolation: agentConfig.isolation,
-      hiddenPaths: slot.cell ? otherHomes(context, slot) : [],
+      hiddenPaths: hiddenHomes(context.config, slot.name),
       ...(home ? { home } : {}),
     });
     watchProcess(context, slot, started);
@@ -222,17 +222,6 @@ export async function stopAgent(context: SupervisorContext, slot: Slot): Promise
   await context.executor.stop(agentProcess, {
     graceMs: (configOf(slot)?.stop_grace_s ?? 10) * 1000,
   });
-}
-
-/** Homes of the other agents of the fleet: hidden from this one at isolation level 2. */
-function otherHomes(context: SupervisorContext, slot: Slot): string[] {
-  const homes = new Set<string>();
-  for (const other of context.fleet.slots.values()) {
-    for (const agent of other.cell?.manifest.agents ?? []) {
-      if (agent.home && agent.name !== slot.name) homes.add(agent.home);
-    }
-  }
-  return [...homes];
 }
 
 /** Watches a process the Pit started or adopted: its exit is evaluated at once. */

@@ -123,14 +123,15 @@ describe('isolation level 2 (mount + pid + user namespaces)', () => {
     if (asRoot) expect((await fs.stat(join(cellDir, 'workspace', 'proof.txt'))).uid).toBe(65534);
   });
 
-  it('lets the agent write only inside its cell: /etc and the rest of the host are read-only', async () => {
+  it('lets the agent write only its workspace and heartbeats: the rest of the cell, /etc and the host are read-only', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const outside = await tempDir('pit-outside-');
     const agentScript = await script(
       join(cell.dir, 'workspace', 'agent.sh'),
       [
         'echo inside > in-workspace.txt && echo "wrote workspace"',
-        `echo x > ${cell.dir}/logs/extra.txt && echo "wrote cell"`,
+        `for target in cell.json logs/extra.txt logs/events.jsonl .lazarus/state.json checkpoints/x.tar.gz bus/x; do (echo x >> ${cell.dir}/$target) 2>&1 | grep -q 'Read-only file system' && echo "refused $target"; done`,
+        `echo '{}' > ${cell.dir}/.lazarus/heartbeats/.forge.tmp && mv ${cell.dir}/.lazarus/heartbeats/.forge.tmp ${cell.dir}/.lazarus/heartbeats/forge.json && echo "wrote heartbeat"`,
         'echo x > /etc/pit-escape 2>/dev/null && echo "WROTE /etc" || echo "etc refused"',
         `echo x > ${outside}/escape.txt 2>/dev/null && echo "wrote outside path (private view)" || echo "outside refused"`,
         'echo x > /usr/pit-escape 2>/dev/null && echo "WROTE /usr" || echo "usr refused"',
@@ -150,7 +151,20 @@ describe('isolation level 2 (mount + pid + user namespaces)', () => {
     const log = await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8');
     expect(exit.code, log).toBe(0);
     expect(log).toContain('wrote workspace');
-    expect(log).toContain('wrote cell');
+    // Deliberately refused since #13: the cell is read-only but for workspace/ and heartbeats.
+    for (const target of [
+      'cell.json',
+      'logs/extra.txt',
+      'logs/events.jsonl',
+      '.lazarus/state.json',
+      'checkpoints/x.tar.gz',
+      'bus/x',
+    ])
+      expect(log).toContain(`refused ${target}`);
+    expect(log).toContain('wrote heartbeat');
+    expect(await fs.readFile(join(cell.dir, '.lazarus', 'heartbeats', 'forge.json'), 'utf8')).toBe(
+      '{}\n',
+    );
     expect(log).toContain('etc refused');
     expect(log).toContain('usr refused');
     expect(log).toContain('umount refused');

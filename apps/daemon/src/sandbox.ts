@@ -10,8 +10,11 @@ import { DaemonError } from './errors.js';
  *    read-only (keeping the flags the kernel locks: nosuid, nodev, noexec, atime).
  * 2. tmpfs over `/tmp` and `/dev/shm` (private scratch), `/root` and `/home` (read-only
  *    once set up), and over every path given with `-h` (other agents' homes).
- * 3. `-r PATH` re-exposes a path read-only (for paths under a hidden directory), `-w PATH`
- *    binds a path read-write (the cell).
+ * 3. `-r PATH` re-exposes a path read-only (the cell, the agent's own home, `readonly_paths`),
+ *    then `-w PATH` binds a path read-write on top (the cell's `workspace/` and
+ *    `.lazarus/heartbeats/`): the rest of the cell (`cell.json`, `logs/`, `.lazarus/state.json`,
+ *    `checkpoints/`, `bus/`) stays read-only to the agent. The hidden tmpfs are made read-only
+ *    last, once the paths re-exposed below them have their mount points.
  * 4. `pivot_root` into the new root, detach the old one, mount a fresh `/proc` (only the
  *    namespace's processes are visible).
  * 5. Enter a second, nested user + mount namespace and run the agent as its child: in the
@@ -76,19 +79,22 @@ for dir in /root /home; do
 done
 while [ $# -gt 0 ]; do
   case "$1" in
-    -h) [ -d "$root$2" ] && mount -t tmpfs -o ro,mode=0755,size=4k,nosuid,nodev pit-hidden "$root$2"; shift 2 ;;
+    -h) if [ -d "$root$2" ]; then mount -t tmpfs -o mode=0755,size=64k,nosuid,nodev pit-hidden "$root$2"; printf '%s\n' "$2" >> "$stage/hidden"; fi; shift 2 ;;
     -r) if [ -d "$2" ]; then mkdir -p "$root$2"; elif [ -e "$2" ]; then mkdir -p "$(dirname "$root$2")"; [ -e "$root$2" ] || : > "$root$2"; else shift 2; continue; fi
         mount --rbind "$2" "$root$2" && make_ro "$root$2"; shift 2 ;;
-    -w) [ -d "$2" ] || fail "writable path $2 is not a directory"
+    -w) [ -d "$2" ] && [ ! -L "$2" ] || fail "writable path $2 is not a directory"
         mkdir -p "$root$2"; mount --rbind "$2" "$root$2"; shift 2 ;;
     --) shift; break ;;
     *) fail "unknown option $1" ;;
   esac
 done
-for dir in /root /home; do
-  # A per-mount read-only flag (bind remount): an unprivileged user namespace may not remount the tmpfs itself.
-  [ -d "$root$dir" ] && mount -o remount,bind,ro,nosuid,nodev "$root$dir"
-done
+# A per-mount read-only flag (bind remount): an unprivileged user namespace may not remount the
+# tmpfs itself. The hidden tmpfs stayed writable until now so that a home below one of them
+# could be re-exposed (-r made its mount point).
+printf '/root\n/home\n' >> "$stage/hidden"
+while IFS= read -r dir; do
+  if [ -d "$root$dir" ]; then mount -o remount,bind,ro,nosuid,nodev "$root$dir"; fi
+done < "$stage/hidden"
 cd "$root"
 pivot_root . .
 umount -l .
@@ -110,11 +116,11 @@ export interface SandboxSpec {
   unshare: string;
   /** Working directory of the agent inside the sandbox (the cell's `workspace/`). */
   workdir: string;
-  /** Directories bound read-write (the cell). */
+  /** Directories bound read-write, after the read-only ones (the cell's workspace and heartbeats). */
   writable: string[];
-  /** Directories hidden under an empty read-only tmpfs (other agents' homes). */
+  /** Directories hidden under an empty read-only tmpfs (`[sandbox] home_roots`, other agents' homes). */
   hidden?: string[];
-  /** Paths re-exposed read-only (under a hidden directory such as `/home`). */
+  /** Paths re-exposed read-only, before the writable ones (the cell, the agent's home, `readonly_paths`). */
   readonly?: string[];
   /** `none`: a new network namespace with loopback only. @default 'host' */
   network?: 'none' | 'host';

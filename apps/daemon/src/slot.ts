@@ -8,7 +8,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import type { AgentState, CellManifest } from '@pit/cell-spec';
 import type { HealthyPeriod } from '@pit/policy';
-import type { AgentConfig } from './config-schema.js';
+import type { AgentConfig, PitConfig } from './config-schema.js';
 import type { AgentExit, AgentProcess } from './executor.js';
 
 /** The scope of agents configured outside cells (`host/<name>`), and their state's target. */
@@ -97,9 +97,19 @@ export function resolveAgentPath(slot: Slot, path: string, stateDir: string): st
   return isAbsolute(path) ? path : resolve(slot.cell?.dir ?? configOf(slot)?.cwd ?? stateDir, path);
 }
 
-/** The agent's own home, as its cell's manifest names it. */
-export const ownHome = (slot: Slot): string | undefined =>
-  slot.cell?.manifest.agents.find((agent) => agent.name === slot.name)?.home;
+/** The agent's own home: `[agents.<name>] home` in the config (never `home` in `cell.json`). */
+export const ownHome = (slot: Slot): string | undefined => configOf(slot)?.home;
+
+/**
+ * What the level-2 sandbox hides from the agent `name`: every `[sandbox] home_roots` and every
+ * other configured agent's home (its own home is re-exposed read-only below them).
+ */
+export function hiddenHomes(config: PitConfig, name: string): string[] {
+  const homes = new Set(config.sandbox.home_roots);
+  for (const [other, agent] of Object.entries(config.agents))
+    if (agent.home && other !== name) homes.add(agent.home);
+  return [...homes];
+}
 
 /** `signal SIGKILL`, `exit code 78`, or `status unknown`. */
 export function describeExit(exit: { code?: number | null; signal?: string | null }): string {

@@ -6,6 +6,7 @@
  */
 import { cellPaths, updateManifest } from '@pit/cell-spec';
 import { busAuthority } from './bus-hub.js';
+import { grant, updateMembers } from './membership.js';
 import { publishHandoff } from './handoff.js';
 import { startAgent } from './restart.js';
 import type { Slot } from './slot.js';
@@ -35,6 +36,21 @@ export async function substitute(
   }
   const key = `${cell.uuid}/${substituteName}`;
   const role = cell.role;
+  // The operator's config named this substitute; the grant lets discovery take it up in this cell.
+  const granted = await updateMembers(
+    context.stateDir,
+    grant(cell.uuid, [substituteName], 'substitute', new Date(context.now())),
+  ).then(
+    () => true,
+    async (error: unknown) => {
+      await context.events.agentEvent(slot, {
+        event: 'revive_failed',
+        reason: `cannot record ${substituteName} as a member of the cell: ${error instanceof Error ? error.message : String(error)}`,
+      });
+      return false;
+    },
+  );
+  if (!granted) return;
   context.fleet.heldBack.add(key);
   await updateManifest(cell.dir, (manifest) => {
     if (!manifest.agents.some((agent) => agent.name === substituteName))

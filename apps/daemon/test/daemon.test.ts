@@ -331,6 +331,8 @@ describe('pit daemon (e2e, real processes)', () => {
         ...lines,
         '[agents.anvil]',
         `argv = ["${process.execPath}", "${testAgentPath}"]`,
+        // Granted by the config: a name in cell.json alone no longer runs an agent (#13).
+        `cells = ["${cell.uuid}"]`,
         'startup_grace_s = 10',
       ].join('\n'),
       { mode: 0o600 },

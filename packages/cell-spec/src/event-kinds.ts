@@ -198,6 +198,13 @@ export const CellEventSchema = z.discriminatedUnion('event', [
     restored_by: z.string().optional(),
     reason: z.string().optional(),
   }),
+  z.strictObject({
+    ...agentBase,
+    event: z.literal('manifest_refused'),
+    /** What of the manifest was refused: the agent's entry (`agents`: not granted) or its `home`. */
+    field: z.enum(['agents', 'home']),
+    reason: z.string(),
+  }),
 ]);
 /** One event of `events.jsonl` of a known kind, exactly as written. */
 export type CellEvent = z.infer<typeof CellEventSchema>;

@@ -1,5 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import {
+  appendEvent,
+  assertAgentName,
   cellPaths,
+  updateManifest,
   destroyCell,
   describeDiscoveryProblem,
   discoverCells,
@@ -12,6 +16,7 @@ import {
   type CellManifest,
 } from '@pit/cell-spec';
 import { join } from 'node:path';
+import { grant, migration, updateMembers, withdraw, type MembersChange } from '@pit/daemon';
 import { UsageError } from '../errors.js';
 import { EXIT } from '../exit-codes.js';
 import { renderTable, type Output } from '../output.js';
@@ -22,6 +27,28 @@ export interface CellsContext {
   output: Output;
   /** Who is acting (recorded as `created_by`). */
   actor: string;
+  /** The daemon's state directory, where cell membership is recorded (members.json). */
+  stateDir: () => Promise<string>;
+}
+
+/**
+ * Records grants in the daemon's members file; the first writer also records the cells that
+ * exist (the same one-time migration the daemon does at its first start).
+ */
+async function recordMembers(context: CellsContext, change: MembersChange): Promise<void> {
+  const stateDir = await context.stateDir();
+  const found = await discoverCells(context.cellsRoot);
+  await updateMembers(
+    stateDir,
+    change,
+    migration(
+      found.supervised.map((cell) => ({
+        uuid: cell.uuid,
+        agents: cell.manifest.agents.map((agent) => agent.name),
+      })),
+      new Date(),
+    ),
+  );
 }
 
 /** `pit cells list [--all] [--json]` */
@@ -94,7 +121,21 @@ export async function createCell(
       throw new UsageError(`--isolation ${JSON.stringify(options.isolation)}: expected 1, 2 or 3`);
     isolation = parsed.data;
   }
+  // Membership is recorded before the cell appears, so that a daemon never sees it ungranted;
+  // names are checked first, so that a bad one fails before anything is written.
+  agents.forEach((agent, index) => assertAgentName(agent.name, `agents.${index}.name`));
+  const uuid = randomUUID();
+  await recordMembers(
+    context,
+    grant(
+      uuid,
+      agents.map((agent) => agent.name),
+      'create',
+      new Date(),
+    ),
+  );
   const { dir, manifest } = await provisionCell(context.cellsRoot, {
+    uuid,
     mission: options.mission,
     created_by: context.actor,
     agents,
@@ -139,5 +180,59 @@ export async function removeCell(
   const manifest = await readManifest(dir);
   await destroyCell(context.cellsRoot, uuid, { force: options.force ?? false });
   context.output.out(`destroyed cell ${uuid} (${manifest.mission}); ${cellPaths(dir).dir} is gone`);
+  return EXIT.ok;
+}
+
+/** `pit cell join UUID AGENT [--role ROLE]`: the operator lets an agent into a cell. */
+export async function joinCell(
+  context: CellsContext,
+  uuid: string,
+  agent: string,
+  options: { role: string },
+): Promise<number> {
+  const dir = join(context.cellsRoot, assertCellUuid(uuid, 'UUID'));
+  const name = assertAgentName(agent, 'AGENT');
+  await readManifest(dir);
+  await recordMembers(context, grant(uuid, [name], 'join', new Date()));
+  let added = false;
+  await updateManifest(dir, (manifest) => {
+    if (manifest.agents.some((entry) => entry.name === name)) return;
+    manifest.agents.push({ name, role: options.role, joined_at: new Date().toISOString() });
+    added = true;
+  });
+  if (added)
+    await appendEvent(cellPaths(dir).events, {
+      event: 'agent_joined',
+      agent: name,
+      role: options.role,
+    });
+  context.output.out(
+    `${name} may run in cell ${uuid}${added ? '' : ' (already listed in cell.json)'}`,
+  );
+  return EXIT.ok;
+}
+
+/** `pit cell leave UUID AGENT`: the operator withdraws an agent from a cell. */
+export async function leaveCell(
+  context: CellsContext,
+  uuid: string,
+  agent: string,
+): Promise<number> {
+  const dir = join(context.cellsRoot, assertCellUuid(uuid, 'UUID'));
+  const name = assertAgentName(agent, 'AGENT');
+  await recordMembers(context, withdraw(uuid, name));
+  let removed = false;
+  await updateManifest(dir, (manifest) => {
+    const kept = manifest.agents.filter((entry) => entry.name !== name);
+    removed = kept.length !== manifest.agents.length;
+    manifest.agents = kept;
+  });
+  if (removed)
+    await appendEvent(cellPaths(dir).events, {
+      event: 'agent_left',
+      agent: name,
+      reason: `pit cell leave by ${context.actor}`,
+    });
+  context.output.out(`${name} no longer runs in cell ${uuid}`);
   return EXIT.ok;
 }
