@@ -1,6 +1,5 @@
-import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { writeJsonAtomic } from '@pit/cell-spec';
+import { assertAgentName, writeFileAtomicBeneath } from '@pit/cell-spec';
 import {
   MissionBus,
   RoleSchema,
@@ -79,10 +78,21 @@ export async function publishHandoff(options: PublishHandoffOptions): Promise<Pu
       ...(workspace ? { workspace } : {}),
     });
     const packet = await bus.buildResumePacket(handoff.id);
-    const dir = join(options.cellDir, '.lazarus', 'resume');
-    await fs.mkdir(dir, { recursive: true });
-    const packetPath = join(dir, `${options.to}.json`);
-    await writeJsonAtomic(packetPath, packet);
+    const packetPath = join(
+      options.cellDir,
+      '.lazarus',
+      'resume',
+      `${assertAgentName(options.to)}.json`,
+    );
+    // Beneath the cell: a `.lazarus` or `resume/` an agent made a link is refused, not written through.
+    await writeFileAtomicBeneath(
+      options.cellDir,
+      packetPath,
+      `${JSON.stringify(packet, null, 2)}\n`,
+      {
+        createParents: true,
+      },
+    );
     return { handoffId: handoff.id, packetPath, packet };
   } finally {
     if (!options.bus) await bus.close();
