@@ -24,6 +24,8 @@ export interface PublishHandoffOptions {
   note: string;
   roles?: RoleOverrides;
   logger?: Logger;
+  /** Where the cell's workspace checkpoints are kept (the daemon's store). @default the cell's `checkpoints/` */
+  checkpointStore?: string;
   /** The cell's bus when the daemon already holds it open (it stays open); otherwise it is opened and closed here. */
   bus?: MissionBus;
 }
@@ -58,7 +60,12 @@ export async function publishHandoff(options: PublishHandoffOptions): Promise<Pu
     // Idempotent: a participant already registered with this role is left as it is.
     await bus.registerParticipant({ name: options.from, role });
     await bus.registerParticipant({ name: options.to, role });
-    const latestWorkspace = (await listCheckpoints(options.cellDir)).checkpoints[0];
+    const latestWorkspace = (
+      await listCheckpoints(
+        options.cellDir,
+        options.checkpointStore !== undefined ? { store: options.checkpointStore } : {},
+      )
+    ).checkpoints[0];
     const workspace = latestWorkspace
       ? { ts: latestWorkspace.name, sha256: latestWorkspace.manifest.sha256 }
       : undefined;

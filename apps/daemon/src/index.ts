@@ -135,3 +135,4 @@ export {
 export { DaemonError, type DaemonErrorCode } from './errors.js';
 export { DASHBOARD_HTML } from './dashboard.js';
 export { startChannels, type Channels } from './channels.js';
+export { checkpointStore } from './checkpoint-store.js';

@@ -5,6 +5,7 @@
  * and it is started with the handoff in its environment. Only agents in cells are substituted.
  */
 import { cellPaths, updateManifest } from '@pit/cell-spec';
+import { checkpointStore } from './checkpoint-store.js';
 import { publishHandoff } from './handoff.js';
 import { startAgent } from './restart.js';
 import type { Slot } from './slot.js';
@@ -93,6 +94,7 @@ async function handOver(
       to: substituteName,
       role: cell.role,
       note: reason,
+      checkpointStore: checkpointStore(context.stateDir, cell.uuid),
       ...(context.config.bus.roles ? { roles: context.config.bus.roles } : {}),
       logger: context.logger,
       ...(bus ? { bus } : {}),
