@@ -58,9 +58,9 @@ describe('an agent that plants a future-named checkpoint in its cell', () => {
       const store = join(fleet.stateDir, 'checkpoints', fleet.uuid);
       await waitFor(
         async () =>
-          (await fs.readdir(join(fleet.cellDir, 'checkpoints')).catch(() => [])).includes(
-            `${PLANTED}.json`,
-          ) &&
+          (
+            await fs.readdir(join(fleet.cellDir, 'checkpoints')).catch(() => [] as string[])
+          ).includes(`${PLANTED}.json`) &&
           (await fs.readdir(store).catch(() => [] as string[])).some((file) =>
             file.endsWith('.json'),
           ),
@@ -79,7 +79,7 @@ describe('an agent that plants a future-named checkpoint in its cell', () => {
         30_000,
         'the restore before the revive',
       );
-      expect((restored as { checkpoint: string }).checkpoint).not.toBe(PLANTED);
+      expect((restored as unknown as { checkpoint: string }).checkpoint).not.toBe(PLANTED);
       await expect(fs.access(join(fleet.cellDir, 'workspace', 'PLANTED'))).rejects.toThrow();
       expect(daemon.output()).toMatch(/checkpoints\/ are ignored/);
       expect(daemon.output()).toContain(fleet.uuid);

@@ -55,7 +55,7 @@ describe('a second supervisor over the same cells root', () => {
         30_000,
         'the revived forge',
       );
-      expect((revived as { pid: number }).pid).toBe(second);
+      expect((revived as unknown as { pid: number }).pid).toBe(second);
       // Give a second supervisor (were there one) every chance: two more sweeps' worth of time.
       await waitFor(
         async () =>
