@@ -188,7 +188,11 @@ function reportDeath(context: SupervisorContext, slot: Slot, decision: Decision,
       agent: slot.name,
       mission: slot.cell?.manifest.mission ?? 'outside cells',
       ...(slot.cell
-        ? { cell: slot.cell.uuid, logPath: cellPaths(slot.cell.dir).agentLog(slot.name) }
+        ? {
+            cell: slot.cell.uuid,
+            logPath: cellPaths(slot.cell.dir).agentLog(slot.name),
+            logRoot: slot.cell.dir,
+          }
         : { logPath: join(context.stateDir, 'logs', `${slot.name}.log`) }),
       reason: decision.failure ? `${decision.failure.class}: ${decision.reason}` : decision.reason,
       deadSince: new Date(slot.state.first_dead_at ? Date.parse(slot.state.first_dead_at) : at),

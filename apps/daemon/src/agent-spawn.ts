@@ -10,6 +10,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, constants, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { openFileBeneathSync } from '@pit/cell-spec';
 import { DaemonError } from './errors.js';
 import { readProcessStatSync, type ProcessStat } from './proc.js';
 
@@ -25,6 +26,8 @@ export interface SpawnRequest {
   env: NodeJS.ProcessEnv;
   /** Where stdout and stderr are appended. */
   logPath: string;
+  /** The cell `logPath` lies in: every component below it is opened without following a link. */
+  logRoot?: string;
   /** Written to the log before the process starts. */
   header: string;
 }
@@ -58,7 +61,13 @@ const LOG_FLAGS =
  * directory is created (then the open retried) only when the open says it is missing.
  * (launcher-program.mjs opens logs the same way.)
  */
-export function openLog(logPath: string): number {
+export function openLog(logPath: string, logRoot?: string): number {
+  if (logRoot !== undefined)
+    return openFileBeneathSync(logRoot, logPath, {
+      flags: LOG_FLAGS,
+      mode: 0o640,
+      createParents: true,
+    });
   try {
     return openSync(logPath, LOG_FLAGS, 0o640);
   } catch (error) {
@@ -91,7 +100,7 @@ export const startError = (request: SpawnRequest, reason: string, cause?: unknow
 export async function spawnDirect(request: SpawnRequest): Promise<Spawned> {
   let logFd: number;
   try {
-    logFd = openLog(request.logPath);
+    logFd = openLog(request.logPath, request.logRoot);
     writeSync(logFd, request.header);
   } catch (error) {
     throw logError(request, (error as Error).message, error);

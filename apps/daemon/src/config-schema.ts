@@ -226,6 +226,17 @@ export const CheckpointsSectionSchema = z.strictObject({
   interval_s: z.number().nonnegative().default(3600),
   /** How many checkpoints are kept per cell. @default 24 */
   retention: z.number().int().positive().default(24),
+  /**
+   * Cap of a restore's unpacked bytes; the limit applied is 4× the checkpoint's recorded size,
+   * never more than this. @default 17179869184 (16 GiB, bytes)
+   */
+  restore_max_bytes: z
+    .number()
+    .int('must be a whole number of bytes')
+    .positive()
+    .default(16 * 1024 ** 3),
+  /** Cap of a restore's entries; the limit applied is 4× the recorded entries. @default 1000000 */
+  restore_max_entries: z.number().int('must be a whole number').positive().default(1_000_000),
 });
 
 /** `[bus]`: the mission bus the daemon serves (one durable stream per mission cell). */

@@ -176,9 +176,13 @@ function createDaemonLogger(options: RunDaemonOptions, loaded: LoadedConfig): Da
   return logger;
 }
 
-/** Takes the state directory's lock (and the pid file), taking over a stale one with a warning. */
+/**
+ * Takes the state directory's and the cells root's locks (and the pid file), taking over a
+ * stale one with a warning.
+ */
 async function takeLock(loaded: LoadedConfig, logger: Logger): Promise<DaemonLock> {
   return acquireDaemonLock(loaded.config.daemon.state_dir, {
+    cellsRoot: loaded.config.cells.root,
     ...(loaded.config.daemon.pid_file ? { pidFile: loaded.config.daemon.pid_file } : {}),
     onStale: (holder) => logger.warn('took over a stale lock', { previous_pid: holder?.pid }),
   });
@@ -396,7 +400,8 @@ function installSignals(
 
 /**
  * One full check and the actions it calls for, then exit (for cron: `pit sweep --once`).
- * Takes the state directory's lock, so it never runs beside a daemon; uses the same code and
+ * Takes the state directory's and the cells root's locks, so it never runs beside a daemon
+ * (of this state directory or any other over the same cells); uses the same code and
  * persisted state as the daemon, so consecutive runs continue each other (dead time accumulates,
  * nothing is revived twice).
  * @returns the report; `healthy` is the exit status of `pit sweep --once` (0 when true).
@@ -414,7 +419,9 @@ export async function sweepOnce(options: DaemonOptions = {}): Promise<SweepRepor
     ...options.log,
   });
   warnDeprecatedKeys(logger, loaded);
-  const lock = await acquireDaemonLock(loaded.config.daemon.state_dir);
+  const lock = await acquireDaemonLock(loaded.config.daemon.state_dir, {
+    cellsRoot: loaded.config.cells.root,
+  });
   try {
     const supervisor = await createSupervisor({
       config: loaded.config,

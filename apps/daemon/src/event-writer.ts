@@ -7,7 +7,13 @@
  */
 import { promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { appendEvent, cellPaths, type AgentEventInput, type CellEventInput } from '@pit/cell-spec';
+import {
+  appendEvent,
+  cellPaths,
+  PitError,
+  type AgentEventInput,
+  type CellEventInput,
+} from '@pit/cell-spec';
 import type { Logger } from './logger.js';
 import type { Slot } from './slot.js';
 
@@ -21,6 +27,9 @@ export interface EventWriter {
   flush(): Promise<void>;
 }
 
+const isRefusedPath = (error: unknown): boolean =>
+  PitError.is(error) && error.code === 'CELL_UNSAFE_PATH';
+
 /** Creates the writer; the host log's directory is made once here, not before every append. */
 export async function createEventWriter(options: {
   stateDir: string;
@@ -32,7 +41,13 @@ export async function createEventWriter(options: {
 
   const write = async (path: string, record: CellEventInput) => {
     try {
-      await appendEvent(path, record);
+      // A cell's log (`<cell>/logs/events.jsonl`) is opened beneath the cell: no component is
+      // followed if an agent made it a link.
+      await appendEvent(
+        path,
+        record,
+        path === hostEvents ? {} : { beneath: dirname(dirname(path)) },
+      );
     } catch (error) {
       // The host log's directory removed while running: make it again, once.
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || path !== hostEvents) throw error;
@@ -49,6 +64,8 @@ export async function createEventWriter(options: {
         options.logger.error('cannot append event', {
           agent: agentKey,
           event: input.event,
+          path,
+          ...(isRefusedPath(error) ? { refused: 'unsafe path in the cell' } : {}),
           error: String(error),
         }),
       );

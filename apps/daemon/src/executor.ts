@@ -411,6 +411,8 @@ async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promis
     cwd,
     env: spawnEnv,
     logPath,
+    // A log in the cell is reached from the cell without following a link an agent planted.
+    ...(spec.cell && spec.logPath === undefined ? { logRoot: spec.cell.dir } : {}),
     header: `--- pit: starting ${agent} at level ${profile.level} (${new Date().toISOString()}): ${JSON.stringify(spec.argv)}\n`,
   };
   const { launcher } = state;

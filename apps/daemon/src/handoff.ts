@@ -1,6 +1,5 @@
-import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { writeJsonAtomic } from '@pit/cell-spec';
+import { assertAgentName, writeFileAtomicBeneath } from '@pit/cell-spec';
 import {
   MissionBus,
   SYSTEM_SENDER,
@@ -30,6 +29,8 @@ export interface PublishHandoffOptions {
   note: string;
   roles?: RoleOverrides;
   logger?: Logger;
+  /** Where the cell's workspace checkpoints are kept (the daemon's store). @default the cell's `checkpoints/` */
+  checkpointStore?: string;
   /** The cell's bus when the daemon already holds it open (it stays open); otherwise it is opened and closed here. */
   bus?: MissionBus;
 }
@@ -64,7 +65,12 @@ export async function publishHandoff(options: PublishHandoffOptions): Promise<Pu
     // The dead agent must be a participant for the handoff to name it; one already registered keeps its role.
     if (held === undefined) await bus.registerParticipant({ name: options.from, role: 'write' });
     await bus.registerParticipant({ name: options.to, role });
-    const latestWorkspace = (await listCheckpoints(options.cellDir)).checkpoints[0];
+    const latestWorkspace = (
+      await listCheckpoints(
+        options.cellDir,
+        options.checkpointStore !== undefined ? { store: options.checkpointStore } : {},
+      )
+    ).checkpoints[0];
     const workspace = latestWorkspace
       ? { ts: latestWorkspace.name, sha256: latestWorkspace.manifest.sha256 }
       : undefined;
@@ -84,10 +90,21 @@ export async function publishHandoff(options: PublishHandoffOptions): Promise<Pu
       ...(workspace ? { workspace } : {}),
     });
     const packet = await bus.buildResumePacket(handoff.id);
-    const dir = join(options.cellDir, '.lazarus', 'resume');
-    await fs.mkdir(dir, { recursive: true });
-    const packetPath = join(dir, `${options.to}.json`);
-    await writeJsonAtomic(packetPath, packet);
+    const packetPath = join(
+      options.cellDir,
+      '.lazarus',
+      'resume',
+      `${assertAgentName(options.to)}.json`,
+    );
+    // Beneath the cell: a `.lazarus` or `resume/` an agent made a link is refused, not written through.
+    await writeFileAtomicBeneath(
+      options.cellDir,
+      packetPath,
+      `${JSON.stringify(packet, null, 2)}\n`,
+      {
+        createParents: true,
+      },
+    );
     return { handoffId: handoff.id, packetPath, packet };
   } finally {
     if (!options.bus) await bus.close();

@@ -158,3 +158,4 @@ export {
   type MembersFile,
   type MembersChange,
 } from './membership.js';
+export { checkpointStore } from './checkpoint-store.js';

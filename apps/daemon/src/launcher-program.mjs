@@ -11,7 +11,7 @@
 // Protocol: one JSON object per line, on the launcher's stdin (requests) and stdout (answers;
 // stdout on a pipe is written synchronously, so answers leave in order). Each agent's fds 0-2
 // are its own (/dev/null and its log), so no agent holds the launcher's pipes.
-//   daemon → launcher  {type: 'spawn', id, command, cwd, env, logPath, header}
+//   daemon → launcher  {type: 'spawn', id, command, cwd, env, logPath, logRoot?, header}
 //   launcher → daemon  {type: 'ready'} once;
 //                      {type: 'spawned', id, pid, stat} (stat: /proc/<pid>/stat, read before the
 //                      launcher could reap the agent) or {type: 'failed', id, stage, message};
@@ -20,13 +20,25 @@
 //
 // Agents start as they did from the daemon (executor.ts): their own session and process group
 // (`detached`), stdout and stderr appended to their log (opened O_APPEND|O_NOFOLLOW, its
-// directory created when missing), the header line written first. The launcher reaps every agent
+// directory created when missing), the header line written first. With `logRoot` (the cell),
+// every component from it down to the log is opened without following a link, each relative to
+// the previous one through /proc/self/fd (the walk of cell-spec's beneath.ts, repeated here so
+// that the launcher loads nothing but Node). The launcher reaps every agent
 // it starts. It exits when its stdin ends (the daemon closed it, or died); the agents keep running. It
 // ignores SIGINT, SIGTERM and SIGHUP sent to the daemon's process group: the daemon decides
 // when it ends.
 import { spawn } from 'node:child_process';
-import { closeSync, constants, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  writeSync,
+} from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 
 const LOG_FLAGS =
@@ -48,18 +60,72 @@ const openLog = (/** @type {string} */ path) => {
   return openSync(path, LOG_FLAGS, 0o640);
 };
 
+const DIRECTORY_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+
+/** Opens `path` beneath `root`, creating missing directories, following no link on the way. */
+const openLogBeneath = (/** @type {string} */ root, /** @type {string} */ path) => {
+  const components = relative(root, path).split('/');
+  const name = components.pop();
+  if (!name || components.some((part) => part === '' || part === '.' || part === '..'))
+    throw new Error(`${path}: not beneath ${root}; refused`);
+  let fd = openSync(root, DIRECTORY_FLAGS);
+  try {
+    for (const [index, component] of components.entries()) {
+      const next = `/proc/self/fd/${fd}/${component}`;
+      try {
+        mkdirSync(next, { mode: 0o755 });
+      } catch (error) {
+        if (/** @type {NodeJS.ErrnoException} */ (error).code !== 'EEXIST') throw error;
+      }
+      let opened;
+      try {
+        opened = openSync(next, DIRECTORY_FLAGS);
+      } catch (error) {
+        const at = join(root, ...components.slice(0, index + 1));
+        const link = (() => {
+          try {
+            return lstatSync(next).isSymbolicLink();
+          } catch {
+            return false;
+          }
+        })();
+        const code = /** @type {NodeJS.ErrnoException} */ (error).code;
+        if (link || code === 'ELOOP')
+          throw new Error(`${path}: open log: ${at} is a symbolic link; refused`);
+        throw error;
+      }
+      closeSync(fd);
+      fd = opened;
+    }
+    const log = openSync(`/proc/self/fd/${fd}/${name}`, LOG_FLAGS | constants.O_NONBLOCK, 0o640);
+    if (!fstatSync(log).isFile()) {
+      closeSync(log);
+      throw new Error(`${path}: open log: not a regular file; refused`);
+    }
+    return log;
+  } catch (error) {
+    const code = /** @type {NodeJS.ErrnoException} */ (error).code;
+    if (code === 'ELOOP') throw new Error(`${path}: open log: is a symbolic link; refused`);
+    throw error;
+  } finally {
+    closeSync(fd);
+  }
+};
+
 const messageOf = (/** @type {unknown} */ error) =>
   error instanceof Error ? error.message : String(error);
 
 /**
  * @param {{ id: number, command: string[], cwd: string, env: Record<string, string>,
- *   logPath: string, header: string }} request
+ *   logPath: string, logRoot?: string, header: string }} request
  */
 const launch = (request) => {
   const { id, command } = request;
   let fd;
   try {
-    fd = openLog(request.logPath);
+    fd = request.logRoot
+      ? openLogBeneath(request.logRoot, request.logPath)
+      : openLog(request.logPath);
     writeSync(fd, request.header);
   } catch (error) {
     if (fd !== undefined) closeSync(fd);

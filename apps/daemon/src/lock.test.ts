@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { cleanup, spawnTsx, tempDir, waitFor, within } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PitError } from '@pit/cell-spec';
-import { acquireDaemonLock, lockPath, readDaemonLock } from './lock.js';
+import { acquireDaemonLock, lockPath, readDaemonLock, rootLockPath } from './lock.js';
 
 afterEach(cleanup);
 
@@ -28,6 +28,26 @@ describe('acquireDaemonLock', () => {
     await expect(fs.access(lockPath(stateDir))).rejects.toThrow();
     await expect(fs.access(join(stateDir, 'pit.pid'))).rejects.toThrow();
     expect(await readDaemonLock(stateDir)).toBeUndefined();
+  });
+
+  it('holds the cells root too: a supervisor with another state directory over the same cells is refused, naming the pid', async () => {
+    const cellsRoot = await tempDir();
+    const [stateA, stateB] = [await tempDir(), await tempDir()];
+    const lock = await acquireDaemonLock(stateA, { cellsRoot });
+    expect(lock.rootPath).toBe(rootLockPath(cellsRoot));
+    const error = await acquireDaemonLock(stateB, { cellsRoot }).catch((caught: unknown) => caught);
+    expect(error).toMatchObject({
+      code: 'DAEMON_LOCKED',
+      message: expect.stringContaining(
+        `another pit daemon (pid ${process.pid}`,
+      ) as unknown as string,
+    });
+    expect((error as Error).message).toContain(`cells root ${cellsRoot}`);
+    // The refused supervisor left no lock of its own behind.
+    expect(await readDaemonLock(stateB)).toBeUndefined();
+    await lock.release();
+    await expect(fs.access(rootLockPath(cellsRoot))).rejects.toThrow();
+    await (await acquireDaemonLock(stateB, { cellsRoot })).release();
   });
 
   it('refuses a second acquisition in the same process too', async () => {

@@ -1,12 +1,14 @@
 /**
- * The state directory's lock (`<state_dir>/daemon.lock`), so that one daemon at a time
- * supervises a state directory, and the optional pid file beside it. It owns taking, taking over
- * (from a dead holder) and releasing the lock; it never signals or stops another daemon.
+ * The supervisor's locks: the state directory's (`<state_dir>/daemon.lock`), so that one daemon
+ * at a time uses a state directory, and the cells root's (`<cells root>/.pit-supervisor.lock`),
+ * so that one supervisor (daemon or `pit sweep --once`) at a time supervises a fleet whatever
+ * its state directory; and the optional pid file. It owns taking, taking over (from a dead
+ * holder) and releasing them; it never signals or stops another daemon.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { writeFileAtomic } from '@pit/cell-spec';
 import { DaemonError } from './errors.js';
@@ -26,6 +28,8 @@ export type LockHolder = z.infer<typeof LockHolderSchema>;
 export interface DaemonLock {
   /** The lock file. */
   path: string;
+  /** The cells root's lock file, when one was taken. */
+  rootPath?: string;
   holder: LockHolder;
   /** Removes the lock (and the pid file) if they are still ours. */
   release(): Promise<void>;
@@ -37,10 +41,18 @@ export interface AcquireDaemonLockOptions {
   pidFile?: string;
   /** Called when a stale lock (its holder died without releasing it) is taken over. */
   onStale?: (holder: LockHolder | undefined) => void;
+  /**
+   * Also lock this cells root (`<root>/.pit-supervisor.lock`): two supervisors with different
+   * state directories over the same cells would both revive the same agent.
+   */
+  cellsRoot?: string;
 }
 
 /** The lock file of a state directory. */
 export const lockPath = (stateDir: string) => join(stateDir, 'daemon.lock');
+
+/** The lock file of a cells root (a dot file: discovery ignores it, it is never a cell). */
+export const rootLockPath = (cellsRoot: string) => join(cellsRoot, '.pit-supervisor.lock');
 
 /**
  * Takes the state directory's lock: one daemon per state directory, so two never revive the
@@ -57,35 +69,89 @@ export async function acquireDaemonLock(
   stateDir: string,
   options: AcquireDaemonLockOptions = {},
 ): Promise<DaemonLock> {
-  const path = lockPath(stateDir);
   const holder = await holderOfThisProcess();
-  try {
-    await fs.mkdir(stateDir, { recursive: true, mode: 0o750 });
-  } catch (error) {
-    throw new DaemonError(
-      'DAEMON_IO',
-      `${stateDir}: cannot create the state directory: ${(error as Error).message}`,
-      { cause: error },
-    );
-  }
-  const temp = join(stateDir, `.daemon.lock.${process.pid}.${randomBytes(4).toString('hex')}`);
-  await fs.writeFile(temp, `${JSON.stringify(holder)}\n`, { mode: 0o644, flag: 'wx' });
-  try {
-    await linkLock({ temp, path, stateDir, onStale: options.onStale });
-  } finally {
-    await fs.rm(temp, { force: true });
+  const path = lockPath(stateDir);
+  await takeLockFile({
+    dir: stateDir,
+    path,
+    holder,
+    subject: `state directory ${stateDir}`,
+    hint: 'stop it first or use another state_dir',
+    onStale: options.onStale,
+  });
+  const rootPath = options.cellsRoot === undefined ? undefined : rootLockPath(options.cellsRoot);
+  if (options.cellsRoot !== undefined && rootPath !== undefined) {
+    try {
+      await takeLockFile({
+        dir: options.cellsRoot,
+        path: rootPath,
+        holder,
+        subject: `cells root ${options.cellsRoot}`,
+        hint: 'one supervisor per cells root: stop it first (a sweep never runs beside a daemon)',
+        onStale: options.onStale,
+      });
+    } catch (error) {
+      await releaseLock({ path, holder, pidFile: undefined });
+      throw error;
+    }
   }
   if (options.pidFile) await writeFileAtomic(options.pidFile, `${process.pid}\n`, { mode: 0o644 });
   let released = false;
   return {
     path,
+    ...(rootPath !== undefined ? { rootPath } : {}),
     holder,
     async release() {
       if (released) return;
       released = true;
+      if (rootPath !== undefined) await releaseLock({ path: rootPath, holder, pidFile: undefined });
       await releaseLock({ path, holder, pidFile: options.pidFile });
     },
   };
+}
+
+/** Creates `dir` when missing and links a lock file naming `holder` into place as `path`. */
+async function takeLockFile(options: {
+  dir: string;
+  path: string;
+  holder: LockHolder;
+  subject: string;
+  hint: string;
+  onStale: AcquireDaemonLockOptions['onStale'];
+}): Promise<void> {
+  const { dir, path } = options;
+  try {
+    await fs.mkdir(dir, { recursive: true, mode: 0o750 });
+  } catch (error) {
+    throw new DaemonError(
+      'DAEMON_IO',
+      `${dir}: cannot create the ${options.subject}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  const temp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}`);
+  try {
+    await fs.writeFile(temp, `${JSON.stringify(options.holder)}\n`, { mode: 0o644, flag: 'wx' });
+  } catch (error) {
+    throw new DaemonError(
+      'DAEMON_IO',
+      `${path}: cannot take the lock: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  try {
+    await linkLock({
+      temp,
+      path,
+      subject: options.subject,
+      hint: options.hint,
+      onStale: options.onStale,
+    });
+  } finally {
+    await fs.rm(temp, { force: true });
+  }
 }
 
 /** This process as a lock holder: its pid, start time (from /proc), start date and host name. */
@@ -109,11 +175,13 @@ async function holderOfThisProcess(): Promise<LockHolder> {
 async function linkLock(options: {
   temp: string;
   path: string;
-  /** Named in the DAEMON_LOCKED message. */
-  stateDir: string;
+  /** What the lock guards, named in the DAEMON_LOCKED message (`state directory /x`). */
+  subject: string;
+  /** What to do about it, for the message. */
+  hint: string;
   onStale: AcquireDaemonLockOptions['onStale'];
 }): Promise<void> {
-  const { temp, path, stateDir } = options;
+  const { temp, path, subject } = options;
   for (let attempt = 0; ; attempt++) {
     try {
       await fs.link(temp, path);
@@ -134,7 +202,7 @@ async function linkLock(options: {
       const other = current.holder;
       throw new DaemonError(
         'DAEMON_LOCKED',
-        `another pit daemon (pid ${other.pid}${other.hostname ? ` on ${other.hostname}` : ''}, running since ${other.started_at}) holds ${stateDir} (lock ${path}); stop it first or use another state_dir`,
+        `another pit daemon (pid ${other.pid}${other.hostname ? ` on ${other.hostname}` : ''}, running since ${other.started_at}) holds the ${subject} (lock ${path}); ${options.hint}`,
       );
     }
     if (attempt >= 3)

@@ -4,7 +4,8 @@
  * with the storm rule (./storm.ts) deciding which deaths page people. It decides nothing about
  * agents and never throws into the loop: a failure to tell is logged.
  */
-import { promises as fs } from 'node:fs';
+import { constants, promises as fs } from 'node:fs';
+import { openFileBeneath } from '@pit/cell-spec';
 import {
   createIssueTracker,
   type AlertDispatcher,
@@ -35,6 +36,8 @@ export interface DeathNotice {
   restarts: string[];
   /** The agent's log file, whose last lines go into the post-mortem. */
   logPath?: string;
+  /** The cell `logPath` lies in: the log is read beneath it, never through a link. */
+  logRoot?: string;
 }
 
 /** Where the loop sends deaths and recoveries (issues now; chat alerts through the same hooks). */
@@ -204,7 +207,9 @@ function createIssueNotifier(options: {
   return {
     async death(notice) {
       try {
-        const logLines = notice.logPath ? await readLogTail(notice.logPath, maxLogLines) : [];
+        const logLines = notice.logPath
+          ? await readLogTail(notice.logPath, maxLogLines, notice.logRoot)
+          : [];
         const result = await issues.reportDeath(deathReportOf(notice, logLines));
         logger.info('death issue reported', { agent: notice.agent, issue: result.url });
       } catch (error) {
@@ -232,12 +237,32 @@ function createIssueNotifier(options: {
   };
 }
 
-/** The last `maxLines` non-empty lines of a log file; none when it cannot be read. */
-async function readLogTail(path: string, maxLines: number): Promise<string[]> {
-  return (await fs.readFile(path, 'utf8').catch(() => ''))
-    .split('\n')
-    .filter(Boolean)
-    .slice(-maxLines);
+const LOG_TAIL_BYTES = 64 * 1024;
+
+/**
+ * The last `maxLines` non-empty lines of a log file (from its last 64 KiB); none when it cannot
+ * be read. A log in a cell is opened beneath the cell (`root`), never through a link: an agent
+ * must not get another file's content posted to the issue tracker.
+ */
+async function readLogTail(path: string, maxLines: number, root?: string): Promise<string[]> {
+  const flags = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+  let handle: fs.FileHandle | undefined;
+  try {
+    handle =
+      root !== undefined
+        ? await openFileBeneath(root, path, { flags })
+        : await fs.open(path, flags);
+    const { size } = await handle.stat();
+    const start = Math.max(0, size - LOG_TAIL_BYTES);
+    const buffer = Buffer.alloc(Math.min(size, LOG_TAIL_BYTES));
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, start);
+    const lines = buffer.subarray(0, bytesRead).toString('utf8').split('\n').filter(Boolean);
+    return (start > 0 ? lines.slice(1) : lines).slice(-maxLines);
+  } catch {
+    return [];
+  } finally {
+    await handle?.close().catch(() => undefined);
+  }
 }
 
 /** A death notice as the issue tracker's post-mortem input, its free text cut to the tracker's limits. */

@@ -1,9 +1,12 @@
 /**
  * Periodic workspace checkpoints: every `checkpoints.interval_s`, each active cell's workspace
- * is checkpointed (@pit/snapshot) and old checkpoints beyond `checkpoints.retention` pruned. A
- * failure is logged and the next cell is checkpointed anyway. It restores nothing.
+ * is checkpointed (@pit/snapshot) into the daemon's store for the cell
+ * (`<state_dir>/checkpoints/<uuid>`, checkpoint-store.ts) and old checkpoints beyond
+ * `checkpoints.retention` pruned. A failure is logged and the next cell is checkpointed anyway.
+ * It restores nothing.
  */
 import { createCheckpoint, pruneCheckpoints } from '@pit/snapshot';
+import { checkpointStore } from './checkpoint-store.js';
 import type { SupervisorContext } from './supervisor-context.js';
 
 /** Creates the periodic checkpointer; `tick()` checkpoints when the interval has passed. */
@@ -20,14 +23,16 @@ export function createPeriodicCheckpoints(context: SupervisorContext): { tick():
         if (slot.cell && slot.cell.manifest.status === 'active')
           cells.set(slot.cell.uuid, slot.cell.dir);
       }
-      for (const dir of cells.values()) {
+      for (const [uuid, dir] of cells) {
         try {
+          const store = checkpointStore(context.stateDir, uuid);
           await createCheckpoint(dir, {
+            store,
             createdBy: 'pit-daemon',
             reason: 'periodic',
             logger: context.logger,
           });
-          await pruneCheckpoints(dir, { keep: retention, logger: context.logger });
+          await pruneCheckpoints(dir, { store, keep: retention, logger: context.logger });
         } catch (error) {
           context.logger.warn('periodic checkpoint failed', {
             cell: dir,

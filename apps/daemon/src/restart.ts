@@ -5,10 +5,10 @@
  * managed agents (slot.ts) are started; the executor does the spawning.
  */
 import { join } from 'node:path';
-import { listCheckpoints, restoreCheckpoint } from '@pit/snapshot';
 import { composeAgentEnv } from './agent-env.js';
 import { probesOf, reportEnded, trackAgent } from './agent-probes.js';
 import { canonicalOf } from './config-snapshots.js';
+import { restoreBeforeRevive } from './checkpoint-store.js';
 import { newSpawnNonce, type AgentProcess } from './executor.js';
 import { reapLeftoversSoon, whileBusy } from './leftovers.js';
 import { configOf, hiddenHomes, ownHome, type ManagedAgentConfig, type Slot } from './slot.js';
@@ -47,21 +47,7 @@ export async function restartAgent(
     return;
   }
   if (how.rollback) await rollBackConfig(context, slot, how.reason);
-  if (supervision.config.restore_checkpoint && slot.cell) {
-    const { checkpoints } = await listCheckpoints(slot.cell.dir);
-    if (checkpoints.length > 0) {
-      await restoreCheckpoint(slot.cell.dir, {
-        restoredBy: 'pit-daemon',
-        reason: `before reviving ${slot.name}`,
-        logger: context.logger,
-      }).catch((error: unknown) =>
-        context.logger.error('checkpoint restore failed', {
-          agent: slot.key,
-          error: String(error),
-        }),
-      );
-    }
-  }
+  if (supervision.config.restore_checkpoint && slot.cell) await restoreBeforeRevive(context, slot);
   await startAgent(context, slot, supervision.config, {
     reason: how.reason,
     attempt: how.attempt,

@@ -7,6 +7,7 @@
 import { cellPaths, updateManifest } from '@pit/cell-spec';
 import { busAuthority } from './bus-hub.js';
 import { grant, updateMembers } from './membership.js';
+import { checkpointStore } from './checkpoint-store.js';
 import { publishHandoff } from './handoff.js';
 import { startAgent } from './restart.js';
 import type { Slot } from './slot.js';
@@ -113,6 +114,7 @@ async function handOver(
         : {}),
       authority: busAuthority(context.config.daemon.state_dir, cell.dir),
       note: reason,
+      checkpointStore: checkpointStore(context.stateDir, cell.uuid),
       ...(context.config.bus.roles ? { roles: context.config.bus.roles } : {}),
       logger: context.logger,
       ...(bus ? { bus } : {}),

@@ -3,6 +3,7 @@
  * event kinds (`event-kinds.ts`) on the way in, read back tolerantly on the way out.
  */
 import { promises as fs, constants } from 'node:fs';
+import { openFileBeneath } from './beneath.js';
 import { CellError, toCellError } from './errors.js';
 import { formatIssues } from './format-issues.js';
 import {
@@ -84,6 +85,13 @@ export interface AppendEventOptions {
   fsync?: boolean;
   /** Clock for a missing `ts`. */
   now?: () => Date;
+  /**
+   * A directory (the cell) that `eventsPath` lies beneath: every component from it down is
+   * opened without following a symbolic link (see `openFileBeneath`), so a `logs/` swapped
+   * for a link is refused (`CELL_UNSAFE_PATH`) instead of written through. Without it only
+   * the last component is checked.
+   */
+  beneath?: string;
 }
 
 /**
@@ -118,7 +126,18 @@ export interface EventAppender {
   close(): Promise<void>;
 }
 
-async function openForAppend(eventsPath: string): Promise<fs.FileHandle> {
+const APPEND_FLAGS =
+  constants.O_WRONLY |
+  constants.O_APPEND |
+  constants.O_CREAT |
+  constants.O_NOFOLLOW |
+  constants.O_NONBLOCK;
+
+async function openForAppend(eventsPath: string, beneath?: string): Promise<fs.FileHandle> {
+  if (beneath !== undefined)
+    return openFileBeneath(beneath, eventsPath, { flags: APPEND_FLAGS }).catch((error: unknown) => {
+      throw toCellError(error, eventsPath, 'open for append');
+    });
   let handle: fs.FileHandle | undefined;
   try {
     // O_NONBLOCK: a FIFO planted at the path must not hang the open; it is refused below.
@@ -159,7 +178,7 @@ export function createEventAppender(
 ): EventAppender {
   let handlePromise: Promise<fs.FileHandle> | undefined;
   const open = () =>
-    (handlePromise ??= openForAppend(eventsPath).catch((error: unknown) => {
+    (handlePromise ??= openForAppend(eventsPath, options.beneath).catch((error: unknown) => {
       handlePromise = undefined;
       throw error;
     }));

@@ -29,6 +29,20 @@ export {
   type WriteNewFileOptions,
   type ReadFileSafeOptions,
 } from './atomic.js';
+export {
+  componentsBeneath,
+  openDirectoryBeneath,
+  openDirectoryBeneathSync,
+  openFileBeneath,
+  openFileBeneathSync,
+  readFileBeneath,
+  withParentBeneath,
+  writeFileAtomicBeneath,
+  type BeneathDirectory,
+  type OpenBeneathOptions,
+  type OpenFileBeneathOptions,
+  type WriteFileAtomicBeneathOptions,
+} from './beneath.js';
 export { isProcessAlive } from './process-alive.js';
 export { withFileLock, type FileLockOptions } from './lock.js';
 export { assertCellDir, ensureCellSubdir, type EnsureCellSubdirOptions } from './cell-dir.js';

@@ -1,6 +1,12 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { cellPaths, readJsonFile, writeJsonAtomic } from '@pit/cell-spec';
+import {
+  cellPaths,
+  parseJsonWith,
+  readFileBeneath,
+  withParentBeneath,
+  writeFileAtomicBeneath,
+} from '@pit/cell-spec';
 import { z } from 'zod';
 import type { HandoffEvent, MessageEvent } from './bus-event.js';
 
@@ -31,17 +37,22 @@ export async function writeInboxEvent(
   event: DirectEvent,
   options: { fsync: boolean },
 ): Promise<string> {
-  const dir = cellPaths(cellDir).inbox(event.to);
-  await fs.mkdir(dir, { recursive: true });
-  const path = join(dir, inboxFileName(event));
-  await writeJsonAtomic(path, event, { fsync: options.fsync, mode: 0o640 });
+  const path = join(cellPaths(cellDir).inbox(event.to), inboxFileName(event));
+  // Beneath the cell: an inbox (or `bus/`) an agent made a link is refused, not written through.
+  await writeFileAtomicBeneath(cellDir, path, `${JSON.stringify(event, null, 2)}\n`, {
+    fsync: options.fsync,
+    mode: 0o640,
+    createParents: true,
+  });
   return path;
 }
 
 /** Whether a direct event's inbox file is present. */
 export async function inboxEventExists(cellDir: string, event: DirectEvent): Promise<boolean> {
   const path = join(cellPaths(cellDir).inbox(event.to), inboxFileName(event));
-  return fs.lstat(path).then(
+  return withParentBeneath(cellDir, path, {}, (directory, name) =>
+    fs.lstat(directory.entry(name)),
+  ).then(
     () => true,
     () => false,
   );
@@ -57,7 +68,9 @@ export function watermarkPath(cellDir: string): string {
 /** Reads the inbox watermark; 0 when there is none. */
 export async function readWatermark(cellDir: string): Promise<number> {
   try {
-    return (await readJsonFile(watermarkPath(cellDir), WatermarkSchema)).seq;
+    const path = watermarkPath(cellDir);
+    const text = (await readFileBeneath(cellDir, path)).toString('utf8');
+    return parseJsonWith(WatermarkSchema, text, path).seq;
   } catch {
     return 0;
   }
@@ -65,5 +78,7 @@ export async function readWatermark(cellDir: string): Promise<number> {
 
 /** Records that every direct event up to `seq` is in its inbox. */
 export async function writeWatermark(cellDir: string, seq: number): Promise<void> {
-  await writeJsonAtomic(watermarkPath(cellDir), { seq }, { fsync: false });
+  await writeFileAtomicBeneath(cellDir, watermarkPath(cellDir), `${JSON.stringify({ seq })}\n`, {
+    fsync: false,
+  });
 }

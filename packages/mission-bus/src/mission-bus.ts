@@ -3,6 +3,8 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import {
   AgentNameSchema,
+  openDirectoryBeneath,
+  type BeneathDirectory,
   cellPaths,
   formatIssues,
   readJsonFile,
@@ -179,10 +181,16 @@ export class MissionBus {
   readonly config: BusConfig;
   /** Torn last lines repaired when the log was opened (also logged and in the audit trail). */
   readonly repairs: readonly LogRepair[];
-  /** The cell's paths. */
-  readonly paths: CellPaths;
+  /**
+   * The cell's paths. Once open, `bus` names the bus directory through its open descriptor
+   * (`/proc/self/fd/<fd>`), reached from the cell without following a link: a `bus/` an agent
+   * swaps for a link afterwards is not written through.
+   */
+  paths: CellPaths;
   /** Roles the cell's log claimed that the authority store does not hold (ignored; empty without a store). */
   readonly ignoredClaims: readonly IgnoredRoleClaim[] = [];
+  /** `bus/`, opened beneath the cell for the bus's lifetime. */
+  private busDirectory: BeneathDirectory | undefined;
 
   private readonly logger: BusLogger;
   private readonly now: () => Date;
@@ -334,15 +342,20 @@ export class MissionBus {
   }
 
   private async start(lockTimeoutMs: number): Promise<void> {
-    const { dir, bus: busDir, busInbox } = this.paths;
+    const { dir } = this.paths;
     try {
       const stat = await fs.lstat(dir);
       if (!stat.isDirectory())
         throw new BusError('BUS_INVALID', `${dir}: expected a cell directory`);
-      await fs.mkdir(busInbox, { recursive: true });
+      // No component from the cell down is followed if it is a link (an agent can write the cell).
+      this.busDirectory = await openDirectoryBeneath(dir, 'bus', { create: true });
+      await (await openDirectoryBeneath(dir, 'bus/inbox', { create: true })).close();
     } catch (error) {
+      await this.busDirectory?.close().catch(() => undefined);
       throw toBusError(error, dir);
     }
+    const busDir = `/proc/self/fd/${this.busDirectory.fd}`;
+    this.paths = { ...this.paths, bus: busDir };
     await new Promise<void>((resolve, reject) => {
       this.lockHeld = withFileLock(
         join(busDir, '.lock'),
@@ -362,7 +375,7 @@ export class MissionBus {
       const undelivered: DirectEvent[] = [];
       const tail: BusEvent[] = [];
       const tailSize = this.config.log.cache_max_events;
-      const { log, repairs } = await SegmentLog.open({
+      const { log, repairs: found } = await SegmentLog.open({
         dir: busDir,
         fsync: this.config.log.fsync,
         segmentMaxBytes: this.config.log.segment_max_bytes,
@@ -377,6 +390,13 @@ export class MissionBus {
       });
       this.log = log;
       this.replaying = false;
+      // Reported with the bus directory's real path, not the descriptor it was reached through.
+      const named = (path: string) => path.replace(busDir, join(dir, 'bus'));
+      const repairs = found.map((repair) => ({
+        ...repair,
+        segment: named(repair.segment),
+        savedTo: named(repair.savedTo),
+      }));
       (this.repairs as LogRepair[]).push(...repairs);
       this.nextSeq = log.lastSeq;
       this.headSeq = log.lastSeq;
@@ -409,7 +429,8 @@ export class MissionBus {
       await this.log?.close().catch(() => undefined);
       this.releaseLock();
       await this.lockHeld;
-      throw toBusError(error, busDir);
+      await this.busDirectory.close().catch(() => undefined);
+      throw toBusError(error, join(dir, 'bus'));
     }
   }
 
@@ -1062,6 +1083,7 @@ export class MissionBus {
         this.wakeAll();
         this.releaseLock();
         await this.lockHeld.catch(() => undefined);
+        await this.busDirectory?.close().catch(() => undefined);
       }
     })();
     return this.closing;

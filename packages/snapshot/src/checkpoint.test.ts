@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeTempDir, readTree } from '../test/helpers.js';
 import { createCheckpoint, listCheckpoints, pruneCheckpoints } from './checkpoint.js';
 import { sha256 } from './files.js';
-import { restoreCheckpoint } from './restore-checkpoint.js';
+import { restoreCheckpoint, restoreLimits } from './restore-checkpoint.js';
 
 let root: string;
 let cell: string;
@@ -253,5 +253,77 @@ describe('listCheckpoints and pruneCheckpoints', () => {
     });
     expect(old.kept).toEqual([names[5]]);
     expect((await fs.readdir(dir)).sort()).toEqual([`${names[5]}.json`, `${names[5]}.tar.gz`]);
+  });
+});
+
+describe('a checkpoint store outside the cell', () => {
+  it('keeps archives in the store, ignores a future-named archive planted in the cell, and picks the newest by recorded time', async () => {
+    await populate();
+    const store = join(root, 'state', 'checkpoints', 'cell');
+    const first = await createCheckpoint(cell, {
+      store,
+      createdBy: 'pit-daemon',
+      now: () => new Date('2026-11-22T10:00:00.000Z'),
+    });
+    await fs.writeFile(join(workspace, 'README.md'), '# changed\n');
+    const second = await createCheckpoint(cell, {
+      store,
+      createdBy: 'pit-daemon',
+      now: () => new Date('2026-11-22T11:00:00.000Z'),
+    });
+    expect(first.archive.startsWith(store)).toBe(true);
+    // An agent plants a copy named far in the future in the cell's own checkpoints/.
+    const planted = join(cellPaths(cell).checkpoints, '2099-01-01T00-00-00.000Z');
+    await fs.copyFile(first.archive, `${planted}.tar.gz`);
+    await fs.writeFile(
+      `${planted}.json`,
+      JSON.stringify({ ...first.manifest, name: '2099-01-01T00-00-00.000Z' }),
+    );
+    const listed = await listCheckpoints(cell, { store });
+    expect(listed.checkpoints.map((item) => item.name)).toEqual([second.name, first.name]);
+    const restored = await restoreCheckpoint(cell, { store });
+    expect(restored.checkpoint.name).toBe(second.name);
+    expect(await fs.readFile(join(workspace, 'README.md'), 'utf8')).toBe('# changed\n');
+  });
+
+  it('orders by the manifest’s recorded time, not by file name', async () => {
+    await populate();
+    const store = join(root, 'store');
+    const older = await createCheckpoint(cell, {
+      store,
+      createdBy: 'pit-daemon',
+      now: () => new Date('2026-11-22T10:00:00.000Z'),
+    });
+    // A manifest renamed to a later name but recording the earlier time stays the older one.
+    const later = '2098-01-01T00-00-00.000Z';
+    await fs.rename(older.archive, join(store, `${later}.tar.gz`));
+    await fs.writeFile(
+      join(store, `${later}.json`),
+      JSON.stringify({ ...older.manifest, name: later }),
+    );
+    await fs.rm(older.manifestPath);
+    const newer = await createCheckpoint(cell, {
+      store,
+      createdBy: 'pit-daemon',
+      now: () => new Date('2026-11-22T12:00:00.000Z'),
+    });
+    const listed = await listCheckpoints(cell, { store });
+    expect(listed.checkpoints.map((item) => item.name)).toEqual([newer.name, later]);
+  });
+});
+
+describe('restoreLimits', () => {
+  it('derives the limits from the checkpoint (4×, with a floor) and never exceeds the caps', () => {
+    expect(restoreLimits({ entries: 100, unpacked_bytes: 10 * 1024 ** 2 })).toEqual({
+      maxEntries: 400,
+      maxBytes: 40 * 1024 ** 2,
+    });
+    expect(restoreLimits({ entries: 1, unpacked_bytes: 10 })).toEqual({
+      maxEntries: 64,
+      maxBytes: 1024 ** 2,
+    });
+    expect(
+      restoreLimits({ entries: 1e6, unpacked_bytes: 1e12 }, { maxEntries: 5000, maxBytes: 1e9 }),
+    ).toEqual({ maxEntries: 5000, maxBytes: 1e9 });
   });
 });

@@ -47,6 +47,17 @@ export interface CreateCheckpointOptions {
   logger?: Logger;
   /** Clock, for tests. @default () => new Date() */
   now?: () => Date;
+  /** Where archives and manifests are kept (see {@link checkpointsDir}). @default the cell's `checkpoints/` */
+  store?: string;
+}
+
+/**
+ * The directory a cell's checkpoints are kept in: `store` when given (a supervisor keeps them
+ * where the cell's agents cannot write, e.g. `<state_dir>/checkpoints/<uuid>`, so that an
+ * archive or manifest an agent planted is never taken for one), else the cell's `checkpoints/`.
+ */
+export function checkpointsDir(cell: string, store?: string): string {
+  return store ?? cellPaths(cell).checkpoints;
 }
 
 /** What {@link createCheckpoint} returns: the checkpoint and the `checkpoint_created` event as appended. */
@@ -131,9 +142,9 @@ export async function createCheckpoint(
       `createCheckpoint: gzipLevel: ${level} must be an integer from 1 to 9`,
     );
   const logger = options.logger ?? silentLogger;
-  const paths = cellPaths(cell);
+  const paths = { ...cellPaths(cell), checkpoints: checkpointsDir(cell, options.store) };
   await assertWorkspace(paths.workspace);
-  await fs.mkdir(paths.checkpoints, { recursive: true }).catch((error: unknown) => {
+  await fs.mkdir(paths.checkpoints, { recursive: true, mode: 0o750 }).catch((error: unknown) => {
     throw toSnapshotError(error, paths.checkpoints, 'create directory');
   });
   const date = (options.now ?? (() => new Date()))();
@@ -250,16 +261,21 @@ export async function createCheckpoint(
     });
   let event: AnyCellEvent;
   try {
-    event = await appendEvent(paths.events, {
-      ts: manifest.ts,
-      event: 'checkpoint_created',
-      checkpoint: name,
-      sha256: manifest.sha256,
-      bytes,
-      files,
-      created_by: manifest.created_by,
-      reason: manifest.reason,
-    });
+    // Beneath the cell: a `logs/` an agent made a link is refused, not written through.
+    event = await appendEvent(
+      paths.events,
+      {
+        ts: manifest.ts,
+        event: 'checkpoint_created',
+        checkpoint: name,
+        sha256: manifest.sha256,
+        bytes,
+        files,
+        created_by: manifest.created_by,
+        reason: manifest.reason,
+      },
+      { beneath: cell },
+    );
   } catch (error) {
     throw toSnapshotError(
       error,
@@ -287,12 +303,15 @@ export interface CheckpointList {
 }
 
 /**
- * Lists a cell's checkpoints, newest first. A checkpoint exists once its manifest is written;
+ * Lists a cell's checkpoints, newest first by the creation time their manifests record (`ts`). A checkpoint exists once its manifest is written;
  * archives without one (a crash mid-write) are not listed.
  * @throws {SnapshotError} SNAPSHOT_IO when `checkpoints/` cannot be read (a missing one is an empty list).
  */
-export async function listCheckpoints(cell: string): Promise<CheckpointList> {
-  const dir = cellPaths(cell).checkpoints;
+export async function listCheckpoints(
+  cell: string,
+  options: { store?: string } = {},
+): Promise<CheckpointList> {
+  const dir = checkpointsDir(cell, options.store);
   let names: string[];
   try {
     names = await fs.readdir(dir);
@@ -330,7 +349,12 @@ export async function listCheckpoints(cell: string): Promise<CheckpointList> {
       });
     }
   }
-  checkpoints.sort((a, b) => compareCheckpointNames(b.name, a.name));
+  // Newest by the creation time its manifest records, not by file name.
+  checkpoints.sort(
+    (a, b) =>
+      Date.parse(b.manifest.ts) - Date.parse(a.manifest.ts) ||
+      compareCheckpointNames(b.name, a.name),
+  );
   return { checkpoints, problems };
 }
 
@@ -347,6 +371,8 @@ export interface PruneCheckpointsOptions {
   logger?: Logger;
   /** Clock, for tests. @default () => new Date() */
   now?: () => Date;
+  /** Where the checkpoints are kept (see {@link checkpointsDir}). */
+  store?: string;
 }
 
 /** What {@link pruneCheckpoints} did. */
@@ -376,10 +402,13 @@ export async function pruneCheckpoints(
       `pruneCheckpoints: keep: ${keep} must be an integer ≥ 1`,
     );
   const now = (options.now ?? (() => new Date()))().getTime();
-  const dir = cellPaths(cell).checkpoints;
+  const dir = checkpointsDir(cell, options.store);
   if ((await lstatOrUndefined(dir)) === undefined) return { removed: [], kept: [], leftovers: [] };
   return withCheckpointLock(dir, options.lockTimeoutMs ?? 5000, async () => {
-    const { checkpoints } = await listCheckpoints(cell);
+    const { checkpoints } = await listCheckpoints(
+      cell,
+      options.store !== undefined ? { store: options.store } : {},
+    );
     const removed: string[] = [];
     const kept: string[] = [];
     for (const [index, checkpoint] of checkpoints.entries()) {
@@ -437,8 +466,12 @@ export async function pruneCheckpoints(
  * Reads one checkpoint's manifest by name.
  * @throws {SnapshotError} SNAPSHOT_BAD_NAME, SNAPSHOT_NOT_FOUND, SNAPSHOT_CORRUPT.
  */
-export async function readCheckpoint(cell: string, name: string): Promise<Checkpoint> {
-  const dir = cellPaths(cell).checkpoints;
+export async function readCheckpoint(
+  cell: string,
+  name: string,
+  options: { store?: string } = {},
+): Promise<Checkpoint> {
+  const dir = checkpointsDir(cell, options.store);
   const { archive, manifest: manifestPath } = checkpointFiles(dir, assertCheckpointName(name));
   let manifest: CheckpointManifest;
   try {

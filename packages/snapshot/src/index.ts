@@ -27,6 +27,7 @@ export {
   createCheckpoint,
   listCheckpoints,
   pruneCheckpoints,
+  checkpointsDir,
   type Checkpoint,
   type CheckpointList,
   type CheckpointProblem,
@@ -37,6 +38,7 @@ export {
 } from './checkpoint.js';
 export {
   restoreCheckpoint,
+  restoreLimits,
   recoverWorkspace,
   type RestoreCheckpointOptions,
   type RestoredCheckpoint,

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { appendEvent, cellPaths, fsyncDir, type AnyCellEvent } from '@pit/cell-spec';
 import { ArchiveEntryChecker, type EntryProblem } from './archive-entry.js';
+import type { CheckpointManifest } from './checkpoint-layout.js';
 import {
+  checkpointsDir,
   readCheckpoint,
   withCheckpointLock,
   listCheckpoints,
@@ -22,10 +24,19 @@ export interface RestoreCheckpointOptions {
   restoredBy?: string;
   /** Why; goes into the event. */
   reason?: string;
-  /** Tar-bomb limit: most entries. @default 1000000 */
+  /**
+   * Tar-bomb cap: most entries. The limit applied is 4× the entries the manifest records (at
+   * least 64), never more than this. @default 1000000
+   */
   maxEntries?: number;
-  /** Tar-bomb limit: most bytes of file content once unpacked. (bytes) @default 17179869184 (16 GiB) */
+  /**
+   * Tar-bomb cap: most bytes of file content once unpacked. The limit applied is 4× the
+   * manifest's `unpacked_bytes` (at least 1 MiB), never more than this. (bytes)
+   * @default 17179869184 (16 GiB)
+   */
   maxBytes?: number;
+  /** Where the checkpoints are kept (see `checkpointsDir()`). @default the cell's `checkpoints/` */
+  store?: string;
   /** fsync every restored file and directory before the swap (durable across power loss). @default true */
   fsync?: boolean;
   /** How long to wait for another restore or prune of the same cell. (ms) @default 5000 */
@@ -337,6 +348,23 @@ function classifyExtractError(error: unknown, archive: string): SnapshotError {
 }
 
 /**
+ * The tar-bomb limits of one restore: 4× what the checkpoint's manifest records (entries and
+ * unpacked bytes, with a floor for tiny workspaces), never more than the caps.
+ */
+export function restoreLimits(
+  manifest: Pick<CheckpointManifest, 'entries' | 'unpacked_bytes'>,
+  caps: { maxEntries?: number; maxBytes?: number } = {},
+): { maxEntries: number; maxBytes: number } {
+  return {
+    maxEntries: Math.min(caps.maxEntries ?? 1_000_000, Math.max(64, 4 * manifest.entries)),
+    maxBytes: Math.min(
+      caps.maxBytes ?? 16 * 1024 ** 3,
+      Math.max(1024 ** 2, 4 * manifest.unpacked_bytes),
+    ),
+  };
+}
+
+/**
  * Restores a cell's `workspace/` from a checkpoint (the newest by default): verifies the
  * archive's size and sha256 against the manifest first, extracts into a fresh directory
  * inside the cell (refusing absolute paths, `..`, links out of the workspace, devices, and
@@ -357,12 +385,13 @@ export async function restoreCheckpoint(
   const settings: RestoreCheckpointOptions =
     typeof options === 'string' ? { checkpoint: options } : options;
   const logger = settings.logger ?? silentLogger;
-  const paths = cellPaths(cell);
+  const store = settings.store !== undefined ? { store: settings.store } : {};
+  const paths = { ...cellPaths(cell), checkpoints: checkpointsDir(cell, settings.store) };
   let checkpoint: Checkpoint;
   if (settings.checkpoint !== undefined)
-    checkpoint = await readCheckpoint(cell, settings.checkpoint);
+    checkpoint = await readCheckpoint(cell, settings.checkpoint, store);
   else {
-    const newest = (await listCheckpoints(cell)).checkpoints[0];
+    const newest = (await listCheckpoints(cell, store)).checkpoints[0];
     if (newest === undefined)
       throw new SnapshotError(
         'SNAPSHOT_NOT_FOUND',
@@ -394,10 +423,7 @@ export async function restoreCheckpoint(
           `${archive}: ${stat.size} bytes, the manifest says ${manifest.bytes} (truncated or replaced); refused`,
         );
       }
-      const limits = {
-        maxEntries: settings.maxEntries ?? 1_000_000,
-        maxBytes: settings.maxBytes ?? 16 * 1024 ** 3,
-      };
+      const limits = restoreLimits(manifest, settings);
       // First read: the hash, and every entry checked, before anything is written.
       const checked = await hashAndCheck(handle, new ArchiveEntryChecker(limits)).catch(
         (error: unknown) => {
@@ -459,15 +485,20 @@ export async function restoreCheckpoint(
           );
         });
       }
-      const event = await appendEvent(paths.events, {
-        ts: (settings.now ?? (() => new Date()))().toISOString(),
-        event: 'checkpoint_restored',
-        checkpoint: checkpoint.name,
-        sha256: manifest.sha256,
-        files: manifest.files,
-        ...(settings.restoredBy !== undefined ? { restored_by: settings.restoredBy } : {}),
-        ...(settings.reason !== undefined ? { reason: settings.reason } : {}),
-      }).catch((error: unknown) => {
+      // Beneath the cell: a `logs/` an agent made a link is refused, not written through.
+      const event = await appendEvent(
+        paths.events,
+        {
+          ts: (settings.now ?? (() => new Date()))().toISOString(),
+          event: 'checkpoint_restored',
+          checkpoint: checkpoint.name,
+          sha256: manifest.sha256,
+          files: manifest.files,
+          ...(settings.restoredBy !== undefined ? { restored_by: settings.restoredBy } : {}),
+          ...(settings.reason !== undefined ? { reason: settings.reason } : {}),
+        },
+        { beneath: cell },
+      ).catch((error: unknown) => {
         throw toSnapshotError(
           error,
           paths.events,

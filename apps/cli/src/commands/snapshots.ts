@@ -14,7 +14,7 @@ import {
   restoreCheckpoint,
   type CanonicalSource,
 } from '@pit/snapshot';
-import type { AgentConfig } from '@pit/daemon';
+import { checkpointStore, type AgentConfig } from '@pit/daemon';
 import { RefusedError } from '../errors.js';
 import { EXIT } from '../exit-codes.js';
 import type { CommandContext } from '../context.js';
@@ -171,8 +171,12 @@ export async function checkpoint(
   options: { name?: string; reason?: string; json?: boolean },
 ): Promise<number> {
   const dir = await cellDir(context, uuid);
+  // The daemon's store for the cell (never the cell's own checkpoints/, which its agents can write).
+  const { config } = await context.config();
+  const store = checkpointStore(config.daemon.state_dir, uuid);
   if (action === 'create') {
     const created = await createCheckpoint(dir, {
+      store,
       createdBy: context.actor,
       reason: options.reason ?? 'manual (pit checkpoint create)',
     });
@@ -184,7 +188,7 @@ export async function checkpoint(
     return EXIT.ok;
   }
   if (action === 'list') {
-    const list = await listCheckpoints(dir);
+    const list = await listCheckpoints(dir, { store });
     if (options.json) context.output.out(JSON.stringify(list, null, 2));
     else if (list.checkpoints.length === 0) context.output.out(`cell ${uuid}: no checkpoints`);
     else
@@ -204,6 +208,9 @@ export async function checkpoint(
     return list.problems.length ? EXIT.unhealthy : EXIT.ok;
   }
   const restored = await restoreCheckpoint(dir, {
+    store,
+    maxBytes: config.checkpoints.restore_max_bytes,
+    maxEntries: config.checkpoints.restore_max_entries,
     ...(options.name ? { checkpoint: options.name } : {}),
     restoredBy: context.actor,
     reason: options.reason ?? 'manual (pit checkpoint restore)',
