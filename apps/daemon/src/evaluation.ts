@@ -24,11 +24,7 @@ export function onProbeResult(context: SupervisorContext, probeEvent: ProbeEvent
   const slot = context.fleet.slots.get(probeEvent.agent);
   if (!slot) return;
   if (isOwnResourceFailure(probeEvent.result)) {
-    context.logger.warn('probe could not run: the sample is ignored', {
-      agent: slot.key,
-      probe: probeEvent.probe,
-      detail: probeEvent.result.detail,
-    });
+    warnIgnoredSample(context, slot.key, probeEvent);
     return;
   }
   const assessment = context.assessor.note(slot.key, probeEvent.probe, probeEvent.result);
@@ -94,6 +90,31 @@ export function evaluateSoon(context: SupervisorContext, slot: Slot): Promise<vo
   slot.queue = queued;
   slot.nextEvaluation = queued;
   return queued;
+}
+
+/** Ignored samples since the last warning, per supervisor: out of fds, every probe fails at once. */
+const ignoredSamples = new WeakMap<SupervisorContext, { warnedAt: number; since: number }>();
+const IGNORED_WARN_MS = 10_000;
+
+/** Says that a probe could not run for lack of the daemon's own resources: once per 10 s, with a count. */
+function warnIgnoredSample(
+  context: SupervisorContext,
+  agent: string,
+  probeEvent: ProbeEvent,
+): void {
+  const now = context.now();
+  const seen = ignoredSamples.get(context) ?? { warnedAt: -Infinity, since: 0 };
+  ignoredSamples.set(context, seen);
+  seen.since += 1;
+  if (now - seen.warnedAt < IGNORED_WARN_MS) return;
+  context.logger.warn('probe could not run: the sample is ignored', {
+    agent,
+    probe: probeEvent.probe,
+    detail: probeEvent.result.detail,
+    ignored_since_last_warning: seen.since,
+  });
+  seen.warnedAt = now;
+  seen.since = 0;
 }
 
 const supervised = (context: SupervisorContext, slot: Slot) =>

@@ -63,7 +63,11 @@ export function createFleetSync(context: SupervisorContext): FleetSync {
       });
     }
     reportRefused(found.refused);
-    problems = [...found.problems, ...(await applyDiff(context, diff, mode))];
+    problems = [
+      ...found.problems,
+      ...context.store.problems(),
+      ...(await applyDiff(context, diff, mode)),
+    ];
     problemLog.update(problems);
   };
 

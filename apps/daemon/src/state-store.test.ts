@@ -130,6 +130,27 @@ describe('openFileStateStore', () => {
       file: path,
       kept_as: join(stateDir, 'damaged', kept[0] ?? ''),
     });
+    // And it is a problem `pit status` shows, naming the file once and where its bytes are.
+    expect(store.problems()).toEqual([
+      expect.stringMatching(
+        new RegExp(`^${path}: damaged \\(.*kept as ${join(stateDir, 'damaged', kept[0] ?? '')}`),
+      ),
+    ]);
+  });
+
+  it('keeps a damaged history.json aside, reports it, and starts history afresh', async () => {
+    const stateDir = await tempDir();
+    await writeFile(join(stateDir, 'history.json'), '{"version":1,"agents":{"x"');
+    const logger = recordingLogger();
+    const store = await openFileStateStore({ stateDir, logger, now: () => 99 });
+    expect(store.fleetRestarts()).toEqual([]);
+    expect(await readdir(join(stateDir, 'damaged'))).toEqual([
+      expect.stringMatching(/-history\.json\.corrupt-99$/),
+    ]);
+    expect(
+      logger.lines.some((entry) => entry.level === 'error' && entry.message.includes('history')),
+    ).toBe(true);
+    expect(store.problems()).toEqual([expect.stringContaining('restart history started afresh')]);
   });
 
   it("reads an older daemon's .lazarus/state.json once, as a hint of what may be carried over, and never writes it", async () => {

@@ -71,6 +71,8 @@ export interface StateStore {
   settle(): Promise<void>;
   /** No more timers (retries, history); explicit saves and flushes still write. */
   close(): void;
+  /** Damaged files this store kept aside and started afresh (for `pit status` problems), oldest first. */
+  problems(): readonly string[];
 }
 
 /** history.json is written at most this often while it keeps changing (ms). */
@@ -112,16 +114,18 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
   const { stateDir, logger, now } = options;
   const historyPath = join(stateDir, 'history.json');
   const hostPath = join(stateDir, 'host-state.json');
-  const history: History = await readJsonFile(historyPath, HistorySchema).catch(() => ({
-    version: 1 as const,
-    agents: {},
-    fleet_restarts: [],
-  }));
+  const problems: string[] = [];
+  const report = (problem: string) => {
+    if (problems.includes(problem)) return;
+    problems.push(problem);
+    if (problems.length > 50) problems.shift();
+  };
+  const history = await readHistory({ historyPath, stateDir, logger, now, report });
   const table = createRecordTable();
   const healthy = new Map<string, HealthyPeriod[]>();
   let closed = false;
 
-  const { pathOf, readOwn } = ownFiles({ stateDir, hostPath, logger, now });
+  const { pathOf, readOwn } = ownFiles({ stateDir, hostPath, logger, now, report });
 
   const historyWriter = createHistoryWriter({ historyPath, history, healthy, logger, now });
   const writer = createScopeWriter({
@@ -178,6 +182,7 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
       writer.close();
       historyWriter.cancel();
     },
+    problems: () => [...problems],
   };
   return store;
 }
@@ -188,8 +193,9 @@ function ownFiles(options: {
   hostPath: string;
   logger: Logger;
   now: () => number;
+  report: (problem: string) => void;
 }) {
-  const { stateDir, hostPath, logger, now } = options;
+  const { stateDir, hostPath, logger, now, report } = options;
   const pathOf = (scope: string) => (scope === HOST ? hostPath : agentStatePath(stateDir, scope));
   const readOwn = (scope: string): Promise<CellState | undefined> =>
     readJsonFile(pathOf(scope), CellStateSchema, { maxBytes: CELL_STATE_MAX_BYTES }).catch(
@@ -202,6 +208,7 @@ function ownFiles(options: {
               error,
               logger,
               now,
+              report,
             }),
     );
   return { pathOf, readOwn };
@@ -272,6 +279,7 @@ async function damagedScope(options: {
   error: unknown;
   logger: Logger;
   now: () => number;
+  report: (problem: string) => void;
 }): Promise<CellState> {
   const { path, error, logger } = options;
   if (PitError.is(error) && error.code === 'CELL_NOT_FOUND') return emptyState();
@@ -283,6 +291,9 @@ async function damagedScope(options: {
       error: message,
       ...(kept ? { kept_as: kept } : {}),
     });
+    options.report(
+      `${path}: damaged (${message.replace(`${path}: `, '')}); ${kept ? `kept as ${kept}; ` : ''}its agents started from an empty record`,
+    );
     return emptyState();
   }
   // An I/O failure (EMFILE, EIO, EACCES…) says nothing about the records: starting the agents
@@ -293,6 +304,45 @@ async function damagedScope(options: {
     error: message,
   });
   return emptyState();
+}
+
+/**
+ * Reads `history.json` (healthy periods, the fleet's restarts). Missing is empty; damaged is kept
+ * aside in `<state_dir>/damaged/`, logged and reported like a state file, and history starts afresh
+ * (it only tunes the fleet brake and flapping); unreadable is logged and reported.
+ */
+async function readHistory(options: {
+  historyPath: string;
+  stateDir: string;
+  logger: Logger;
+  now: () => number;
+  report: (problem: string) => void;
+}): Promise<History> {
+  const { historyPath, logger } = options;
+  try {
+    return await readJsonFile(historyPath, HistorySchema);
+  } catch (error) {
+    const empty: History = { version: 1, agents: {}, fleet_restarts: [] };
+    if (PitError.is(error) && error.code === 'CELL_NOT_FOUND') return empty;
+    const message = error instanceof Error ? error.message : String(error);
+    const kept =
+      PitError.is(error) && error.code === 'CELL_INVALID'
+        ? await keepDamaged({
+            path: historyPath,
+            keepIn: join(options.stateDir, 'damaged'),
+            now: options.now,
+          })
+        : undefined;
+    logger.error('cannot read history: restart history starts afresh', {
+      file: historyPath,
+      error: message,
+      ...(kept ? { kept_as: kept } : {}),
+    });
+    options.report(
+      `${historyPath}: ${message.replace(`${historyPath}: `, '')}; ${kept ? `kept as ${kept}; ` : ''}restart history started afresh`,
+    );
+    return empty;
+  }
 }
 
 /**
