@@ -126,8 +126,9 @@ export interface EventAppender {
   close(): Promise<void>;
 }
 
+/** Read-write: the last byte is read before each append to find a torn tail. O_NONBLOCK: a FIFO planted at the path must not hang the open; it is refused. */
 const APPEND_FLAGS =
-  constants.O_WRONLY |
+  constants.O_RDWR |
   constants.O_APPEND |
   constants.O_CREAT |
   constants.O_NOFOLLOW |
@@ -140,17 +141,7 @@ async function openForAppend(eventsPath: string, beneath?: string): Promise<fs.F
     });
   let handle: fs.FileHandle | undefined;
   try {
-    // O_NONBLOCK: a FIFO planted at the path must not hang the open; it is refused below.
-    handle = await fs.open(
-      eventsPath,
-      // Read-write: the last byte is read before each append to find a torn tail.
-      constants.O_RDWR |
-        constants.O_APPEND |
-        constants.O_CREAT |
-        constants.O_NOFOLLOW |
-        constants.O_NONBLOCK,
-      0o644,
-    );
+    handle = await fs.open(eventsPath, APPEND_FLAGS, 0o644);
     const stat = await handle.stat();
     if (!stat.isFile())
       throw new CellError(
