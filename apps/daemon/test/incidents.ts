@@ -22,6 +22,7 @@ import { makeCell } from './helpers.js';
 
 const RUN_DAEMON = fileURLToPath(new URL('./fixtures/run-daemon.ts', import.meta.url));
 const TOKEN = 'incidents-token-0123456789abcdef-0123456789';
+const OPS_TOKEN = 'incidents-ops-token-abcdef0123456789-abcdef01';
 
 /** What the incidents left behind. */
 export interface IncidentsRun {
@@ -64,6 +65,9 @@ async function writeConfig(base: string): Promise<string> {
     '[daemon.http]',
     'listen = "127.0.0.1:0"',
     'token_env = "PIT_TEST_TOKEN"',
+    // A named approver: the audit trail records who answered by the token used, not by a claim.
+    '[daemon.http.approvers.ops]',
+    'token_env = "PIT_TEST_OPS_TOKEN"',
     '[cells]',
     'root = "missions"',
     'heartbeat_stale_s = 15', // generous: deaths here are seen by the process probe
@@ -109,7 +113,7 @@ export async function runIncidents(): Promise<IncidentsRun> {
   await fs.writeFile(smithConfig, '{"model":"good"}\n');
   const configPath = await writeConfig(base);
   const daemon = spawnTsx(RUN_DAEMON, [configPath], {
-    env: { ...process.env, PIT_TEST_TOKEN: TOKEN },
+    env: { ...process.env, PIT_TEST_TOKEN: TOKEN, PIT_TEST_OPS_TOKEN: OPS_TOKEN },
   });
   const step = async <T>(what: string, work: () => Promise<T>): Promise<T> =>
     work().catch((error: unknown) => {
@@ -161,7 +165,7 @@ export async function runIncidents(): Promise<IncidentsRun> {
   );
   const answer = await fetch(`${url}/api/approvals/${approvalId}/approve`, {
     method: 'POST',
-    headers: { authorization: `Bearer ${TOKEN}` },
+    headers: { authorization: `Bearer ${OPS_TOKEN}` },
     body: JSON.stringify({ reason: 'checked the logs' }),
   });
   if (answer.status !== 200) throw new Error(`approve: HTTP ${answer.status}`);
