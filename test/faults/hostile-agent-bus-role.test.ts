@@ -1,5 +1,6 @@
 /**
- * Self-promotion on the mission bus (issue #13, point 5): a real level-2 agent appends a
+ * Self-promotion on the mission bus (issue #13, point 5): a real level-1 agent (at levels 2 and 3
+ * the cell's `bus/` is read-only, so the write itself fails: sandbox.test.ts) appends a
  * `participant` line naming itself `lead` to its cell's bus log and writes its own token's hash
  * into the cell's `bus/tokens.json`. After the daemon restarts (the bus reopens) it tries a
  * lead-only operation with the planted token and with the token the daemon gave it: the first
@@ -108,7 +109,7 @@ describe('hostile agent: self-promotion on the mission bus', () => {
           HOSTILE_AGENT,
         ]),
       },
-      agentExtra: { mole: 'isolation = 2' },
+      agentExtra: { mole: 'isolation = 1' },
     });
     const config = fleet.lines
       .join('\n')

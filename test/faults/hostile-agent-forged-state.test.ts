@@ -1,5 +1,6 @@
 /**
- * Hostile agent, issue #13 point 3 (forged adoption): a level-2 agent writes its cell's
+ * Hostile agent, issue #13 point 3 (forged adoption): a level-1 agent (at levels 2 and 3 the cell
+ * is mounted read-only and the write fails with EROFS: sandbox.test.ts) writes its cell's
  * `.lazarus/state.json` (where older daemons kept their records) naming the pid and start time of
  * a process that is not it. The daemon keeps its records in its own state directory and adopts a
  * process only on proof (its environment carries this daemon's marks, the agent's identity and
@@ -57,7 +58,7 @@ describe('hostile agent: a forged state file', () => {
     const fleet = await makeFleet({
       agents: ['mole'],
       argvOf: (_name, tag) => JSON.stringify(['/bin/sh', '-c', forger(tag)]),
-      agentExtra: { mole: 'isolation = 2' },
+      agentExtra: { mole: 'isolation = 1' },
     });
     // The foreign process: anything on the host; it records any catchable signal it gets.
     const signals = join(fleet.base, 'foreign-signals');

@@ -11,7 +11,7 @@ import { canonicalOf } from './config-snapshots.js';
 import { restoreBeforeRevive } from './checkpoint-store.js';
 import { newSpawnNonce, type AgentProcess } from './executor.js';
 import { reapLeftoversSoon, whileBusy } from './leftovers.js';
-import { configOf, hiddenHomes, ownHome, type ManagedAgentConfig, type Slot } from './slot.js';
+import { configOf, hiddenFromAgent, ownHome, type ManagedAgentConfig, type Slot } from './slot.js';
 import { iso, type SupervisorContext } from './supervisor-context.js';
 
 /** Why an agent is started. */
@@ -139,7 +139,7 @@ async function startMarked(
             logPath: join(context.stateDir, 'logs', `${slot.name}.log`),
           }),
       isolation: agentConfig.isolation,
-      hiddenPaths: hiddenHomes(context.config, slot.name),
+      hiddenPaths: hiddenFromAgent(context.config, context.stateDir, slot.name),
       ...(home ? { home } : {}),
     });
     watchProcess(context, slot, started);

@@ -111,6 +111,17 @@ export function hiddenHomes(config: PitConfig, name: string): string[] {
   return [...homes];
 }
 
+/**
+ * Everything the level-2 sandbox hides from the agent `name`: {@link hiddenHomes}, the daemon's
+ * state directory (other agents' records and spawn nonces, approvals, bus tokens) and the cells
+ * root (other cells; the agent's own cell is bound back over it).
+ */
+export function hiddenFromAgent(config: PitConfig, stateDir: string, name: string): string[] {
+  return [
+    ...new Set([...hiddenHomes(config, name), resolve(stateDir), resolve(config.cells.root)]),
+  ];
+}
+
 /** `signal SIGKILL`, `exit code 78`, or `status unknown`. */
 export function describeExit(exit: { code?: number | null; signal?: string | null }): string {
   if (exit.signal) return `signal ${exit.signal}`;
