@@ -177,10 +177,14 @@ export interface PrepareApprovalsFileOptions {
  * is written atomically before `approval-meta.json` is removed, so a crash in between only
  * leaves a stale meta file that the next start removes), and moves a corrupt file aside
  * (logged) so the daemon starts with no requests instead of not at all.
+ * @returns what was kept aside and why (for the status's problems); empty when nothing was.
  * @throws {CellError} CELL_IO when the state directory cannot be read or written.
  */
-export async function prepareApprovalsFile(options: PrepareApprovalsFileOptions): Promise<void> {
+export async function prepareApprovalsFile(
+  options: PrepareApprovalsFileOptions,
+): Promise<string[]> {
   const { stateDir, logger, now } = options;
+  const problems: string[] = [];
   const path = approvalsPath(stateDir);
   const found = await find(stateDir);
   if (found.kind === 'legacy') {
@@ -188,6 +192,7 @@ export async function prepareApprovalsFile(options: PrepareApprovalsFileOptions)
     if (problem) {
       const aside = await keepAside(legacyMetaPath(stateDir), now);
       logger.error(`approvals: ${problem}; kept aside as ${aside}, migrating without it`);
+      problems.push(`${problem}; kept aside as ${aside}`);
     }
     const upgraded = upgradeFile(found.file, meta);
     if (upgraded.success) {
@@ -197,17 +202,19 @@ export async function prepareApprovalsFile(options: PrepareApprovalsFileOptions)
       );
     } else {
       const aside = await keepAside(path, now);
-      logger.error(
-        `approvals: ${path}: version 1 file does not migrate (${upgraded.error.message}); kept aside as ${aside}, starting with no approval requests`,
-      );
+      const problem = `${path}: version 1 file does not migrate (${upgraded.error.message}); kept aside as ${aside}, started with no approval requests`;
+      logger.error(`approvals: ${problem}`);
+      problems.push(problem);
     }
   } else if (found.kind === 'corrupt') {
     const aside = await keepAside(path, now);
     logger.error(
       `approvals: ${found.problem}; kept aside as ${aside}, starting with no approval requests`,
     );
+    problems.push(`${found.problem}; kept aside as ${aside}, started with no approval requests`);
   }
   await fs.rm(legacyMetaPath(stateDir), { force: true });
+  return problems;
 }
 
 /**

@@ -156,6 +156,8 @@ describe('openApprovalStore on a corrupt approvals file', () => {
       const aside = join(dir, 'approvals.json.corrupt-2026-12-03T10-15-00-000Z');
       expect(await fs.readFile(aside, 'utf8')).toBe(text);
       expect(logger.lines.find((line) => line.startsWith('error'))).toContain(aside);
+      // And it stays a problem of the status, naming where the bytes went.
+      expect(store.problems()).toEqual([expect.stringContaining(`kept aside as ${aside}`)]);
       const asked = await store.ask({
         agent: 'forge',
         kind: 'revive',
@@ -166,6 +168,11 @@ describe('openApprovalStore on a corrupt approvals file', () => {
         on_timeout: 'record_only',
       });
       expect((await readApprovals(dir)).map((approval) => approval.id)).toEqual([asked.id]);
+      await store.close();
+      // A store opened on the good file has no problem.
+      const again = await open(dir, logger, Date.parse('2026-12-03T10:16:00.000Z'));
+      expect(again.problems()).toEqual([]);
+      await again.close();
     },
   );
 });

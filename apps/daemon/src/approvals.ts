@@ -49,6 +49,8 @@ export interface ApprovalStore {
   cancel(id: string, now: number): Promise<void>;
   /** Stops the broker (channel sends in flight are cancelled). */
   close(): Promise<void>;
+  /** A damaged approvals file kept aside when the store opened (for the status's problems). */
+  problems(): readonly string[];
 }
 
 /** Options of {@link openApprovalStore}. */
@@ -76,7 +78,7 @@ export async function openApprovalStore(options: OpenApprovalStoreOptions): Prom
   const logger = options.logger ?? silentLogger;
   const now = options.now ?? Date.now;
   await fs.mkdir(options.stateDir, { recursive: true });
-  await prepareApprovalsFile({ stateDir: options.stateDir, logger, now: now() });
+  const problems = await prepareApprovalsFile({ stateDir: options.stateDir, logger, now: now() });
   const broker: ApprovalBroker = createApprovalBroker({
     path: approvalsPath(options.stateDir),
     channels: options.channels ?? [],
@@ -128,6 +130,7 @@ export async function openApprovalStore(options: OpenApprovalStoreOptions): Prom
       await broker.cancel(id, 'the agent recovered');
     },
     close: () => broker.close(),
+    problems: () => problems,
   };
 }
 

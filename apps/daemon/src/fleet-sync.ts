@@ -66,6 +66,7 @@ export function createFleetSync(context: SupervisorContext): FleetSync {
     problems = [
       ...found.problems,
       ...context.store.problems(),
+      ...context.approvals.problems(),
       ...(await applyDiff(context, diff, mode)),
     ];
     problemLog.update(problems);
