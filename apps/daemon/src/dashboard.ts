@@ -39,7 +39,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   th, td { text-align: left; padding: .35rem .5rem; border-top: 1px solid var(--line); vertical-align: top; }
   th { color: var(--idle); font-weight: 500; }
   .state { display: inline-block; min-width: 5.5rem; padding: .1rem .5rem; border-radius: 999px; color: #fff; text-align: center; font-weight: 600; }
-  .state.healthy { background: var(--ok); } .state.degraded { background: var(--warn); } .state.dead { background: var(--bad); } .state.unknown { background: var(--idle); }
+  .state.healthy { background: var(--ok); } .state.degraded { background: var(--warn); } .state.dead { background: var(--bad); } .state.unknown, .state.starting { background: var(--idle); }
   .events { font-family: ui-monospace, monospace; font-size: 12px; color: #a0aec0; white-space: pre-wrap; }
   #message { color: var(--warn); }
   #problems { color: var(--warn); white-space: pre-wrap; }

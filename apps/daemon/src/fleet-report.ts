@@ -50,7 +50,9 @@ async function agentStatus(context: SupervisorContext, slot: Slot): Promise<Agen
     agent: slot.name,
     ...(slot.cell ? { cell: slot.cell.uuid, mission: slot.cell.manifest.mission } : {}),
     host: configOf(slot)?.host ?? 'local',
-    health: state.health,
+    // Not proved yet (no heartbeat of this incarnation, in its grace): starting, not its old verdict.
+    health:
+      state.health === 'unknown' && slot.process && !slot.process.exit ? 'starting' : state.health,
     ...(state.since ? { since: state.since } : {}),
     ...(state.first_dead_at ? { first_dead_at: state.first_dead_at } : {}),
     ...(heartbeatAge !== undefined ? { heartbeat_age_s: heartbeatAge } : {}),

@@ -44,7 +44,11 @@ export interface AgentStatus {
   cell?: string;
   mission?: string;
   host: string;
-  health: AgentState['health'];
+  /**
+   * The recorded health; `starting` while its process runs but has not proved itself yet (no
+   * verdict since it started: within its startup grace, or no heartbeat of this incarnation yet).
+   */
+  health: AgentState['health'] | 'starting';
   since?: string;
   first_dead_at?: string;
   heartbeat_age_s?: number;

@@ -157,6 +157,8 @@ describe('the supervision loop', () => {
     const key = `${cell.uuid}/forge`;
     const starting = await waitFor(async () => (await statusOf(key))?.pid, 10_000, 'forge started');
     started.push(starting);
+    // Running, not proved: the status says starting, not healthy (nor its previous verdict).
+    expect((await statusOf(key))?.health).toBe('starting');
     const story = await waitFor(
       async () => {
         const kinds = await storyOf(cell.dir, 'forge');
