@@ -227,8 +227,12 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
       )
       .argument('<id>', 'the request id (see pit approvals)')
       .option('--reason <text>', 'recorded with the decision')
+      .option(
+        '--as <approver>',
+        'answer as a named approver ([daemon.http.approvers.<name>]): its token is read from the variable its token_env names, and the decision is recorded under that name',
+      )
       .option('--json', 'print JSON')
-      .action((id: string, options: { reason?: string; json?: boolean }) =>
+      .action((id: string, options: { reason?: string; json?: boolean; as?: string }) =>
         run(() => decide(context, decision, id, options))(),
       );
   }

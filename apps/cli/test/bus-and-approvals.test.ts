@@ -123,6 +123,8 @@ describe('pit approvals, approve, deny', () => {
         'stop_agents_on_exit = true',
         '[daemon.http]',
         `listen = "127.0.0.1:${port}"`,
+        '[daemon.http.approvers.ann]',
+        'token_env = "PIT_ANN_TOKEN"',
         '[cells]',
         'root = "missions"',
         'heartbeat_stale_s = 2',
@@ -142,7 +144,10 @@ describe('pit approvals, approve, deny', () => {
       ].join('\n'),
     );
     chmodSync(config, 0o600);
-    const env = { PIT_HTTP_TOKEN: 'the-right-token-1234-0123456789abcdef-0123' };
+    const env = {
+      PIT_HTTP_TOKEN: 'the-right-token-1234-0123456789abcdef-0123',
+      PIT_ANN_TOKEN: 'anns-own-token-abcdef-0123456789-abcdef-01',
+    };
     const daemon = spawn(
       process.execPath,
       [
@@ -205,8 +210,13 @@ describe('pit approvals, approve, deny', () => {
     expect(wrongToken.code).toBe(1);
     expect(wrongToken.stderr).toMatch(/refused the token/);
 
+    const unknownApprover = await pit(['--config', config, 'approve', pending.id, '--as', 'bob'], {
+      env,
+    });
+    expect(unknownApprover.code).toBe(2);
+    expect(unknownApprover.stderr).toContain('--as bob: no such approver');
     const approved = await pit(
-      ['--config', config, 'approve', pending.id, '--reason', 'checked the logs'],
+      ['--config', config, 'approve', pending.id, '--as', 'ann', '--reason', 'checked the logs'],
       { env },
     );
     expect(approved.stderr).toBe('');
@@ -223,7 +233,7 @@ describe('pit approvals, approve, deny', () => {
     // Recorded under the token's identity, not a name the caller gave.
     const decided = await pit(['--config', config, 'approvals', '--all', '--json']);
     expect(JSON.parse(decided.stdout).approvals).toContainEqual(
-      expect.objectContaining({ id: pending.id, decided_by: 'operator', decided_via: 'http' }),
+      expect.objectContaining({ id: pending.id, decided_by: 'ann', decided_via: 'http' }),
     );
     const again = await pit(['--config', config, 'deny', pending.id], { env });
     expect(again.code).toBe(1);

@@ -72,14 +72,20 @@ export async function decide(
   context: CommandContext,
   decision: 'approve' | 'deny',
   id: string,
-  options: { reason?: string; json?: boolean },
+  options: { reason?: string; json?: boolean; as?: string },
 ): Promise<number> {
   const { config } = await context.config();
   const by = `${context.actor} (cli)`;
+  const approver = options.as === undefined ? undefined : config.daemon.http.approvers[options.as];
+  if (options.as !== undefined && !approver)
+    throw new UsageError(
+      `--as ${options.as}: no such approver in [daemon.http.approvers] (configured: ${Object.keys(config.daemon.http.approvers).join(', ') || 'none'})`,
+    );
   const holder = await readDaemonLock(config.daemon.state_dir).catch(() => undefined);
   let result: { ok: boolean; message?: string; reason?: string; agent?: unknown };
   if (holder) {
-    const tokenEnv = config.daemon.http.token_env;
+    // The operator's token, or a named approver's (`--as`): the daemon records the token's identity.
+    const tokenEnv = approver?.token_env ?? config.daemon.http.token_env;
     const token = context.environment.env[tokenEnv];
     if (!token)
       throw new UsageError(
