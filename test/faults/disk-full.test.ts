@@ -6,7 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tempDir, testAgentPath, waitFor } from '@pit/test-kit';
 import { provisionCell } from '@pit/cell-spec';
@@ -24,7 +24,7 @@ import {
   startDaemon,
   stopDaemon,
 } from './harness.js';
-import { readAgentStates } from '@pit/daemon';
+import { checkpointStore, readAgentStates } from '@pit/daemon';
 
 /** The daemon's records of a cell's agents (its state directory is `state/` beside `missions/`). */
 const daemonState = (cellDir: string) =>
@@ -146,9 +146,11 @@ describe('disk full under the cells root and state dir (tmpfs; needs root)', () 
         );
         await waitFor(
           async () =>
-            (await fs.readdir(join(cellDir, 'checkpoints')).catch(() => [])).some((name) =>
-              name.endsWith('.tar.gz'),
-            ),
+            (
+              await fs
+                .readdir(checkpointStore(join(disk, 'state'), basename(cellDir)))
+                .catch(() => [])
+            ).some((name) => name.endsWith('.tar.gz')),
           20_000,
           'a checkpoint',
         );
@@ -197,7 +199,9 @@ describe('disk full under the cells root and state dir (tmpfs; needs root)', () 
         ).sort();
         for (const name of snapshotsBefore) expect(snapshotsAfter).toContain(name);
         expect(
-          (await fs.readdir(join(cellDir, 'checkpoints'))).some((name) => name.endsWith('.tar.gz')),
+          (await fs.readdir(checkpointStore(join(disk, 'state'), basename(cellDir)))).some((name) =>
+            name.endsWith('.tar.gz'),
+          ),
         ).toBe(true);
         await stopDaemon(daemon);
       } finally {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { waitFor } from '@pit/test-kit';
 import { provisionCell, readManifest } from '@pit/cell-spec';
+import { grant, updateMembers } from '@pit/daemon';
 import {
   cleanup,
   delay,
@@ -125,6 +126,12 @@ describe('hostile cells in the root of a running daemon', () => {
       created_by: 'mallory',
       agents: [{ name: 'victim', role: 'write' }],
     });
+    // The operator let victim into them (`pit cell join`): its planted heartbeats are then read, and must be refused.
+    for (const cell of [linked, huge])
+      await updateMembers(
+        fleet.stateDir,
+        grant(cell.manifest.uuid, ['victim'], 'join', new Date()),
+      );
     for (const cell of [linked, huge])
       await fs.mkdir(join(cell.dir, '.lazarus', 'heartbeats'), { recursive: true });
     await fs.symlink(secret, join(linked.dir, '.lazarus', 'heartbeats', 'victim.json'));
