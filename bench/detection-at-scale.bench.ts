@@ -31,6 +31,7 @@ import { PIT_MODE_NOTE, pitArgv, startPitDaemon, writeConfig, type PitDaemon } f
 import { killGroup, memoryMb, reapAll, reapLater, sampleProcess } from './lib/proc.js';
 import { emitResult, machineNote, progress, smoke, type BenchRow } from './lib/report.js';
 import { round, summary } from './lib/stats.js';
+import { watchOnlyConfig } from './lib/watch-only-config.js';
 
 const CELLS = smoke ? 3 : 100;
 const PER_CELL = 100;
@@ -100,32 +101,8 @@ function deaths(
 }
 
 /** The watch-only pit.toml over the cells under `<dir>/missions` and the gateways at `ports`. */
-function fleetToml(ports: number[]): string {
-  return [
-    '# pit.toml of the detection-at-scale benchmark: watch only.',
-    '[daemon]',
-    'state_dir = "state"',
-    '[daemon.http]',
-    'listen = "127.0.0.1:0"',
-    '[bus]',
-    'enabled = false',
-    '[cells]',
-    'root = "missions"',
-    `heartbeat_stale_s = ${STALE_S}`,
-    'resurrect_after_s = 0',
-    '[checkpoints]',
-    'interval_s = 0',
-    '[policy.defaults]',
-    'mode = "never"            # the agents are not ours to restart: record only',
-    ...ports.flatMap((port, index) => [
-      `[agents.gw-${String(index).padStart(4, '0')}]`,
-      'cell = "none"',
-      `cwd = "gateways"`,
-      `probes = { health_url = "http://127.0.0.1:${port}/health", interval_s = ${GATEWAY_PROBE.interval_s}, timeout_s = ${GATEWAY_PROBE.timeout_s}, failure_threshold = ${GATEWAY_PROBE.failure_threshold} }`,
-    ]),
-    '',
-  ].join('\n');
-}
+const fleetToml = (ports: number[]): string =>
+  watchOnlyConfig({ staleS: STALE_S, ports, probe: GATEWAY_PROBE });
 
 /** Waits until `pit_agents` satisfies `done`, polling /metrics every second. */
 async function waitForHealth(

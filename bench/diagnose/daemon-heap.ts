@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { startLineChild } from '../lib/line-child.js';
 import { agentsByHealth } from '../lib/metrics.js';
 import { startPitDaemon, writeConfig, type PitDaemon } from '../lib/pit.js';
+import { watchOnlyConfig } from '../lib/watch-only-config.js';
 import { memoryMb, reapAll, sampleProcess } from '../lib/proc.js';
 
 const CELLS = Number(process.argv[2] ?? 3);
@@ -34,29 +35,11 @@ try {
   await fleet.call({ cmd: 'provision', root, cells: CELLS, perCell: 100 });
   await fleet.call({ cmd: 'beat', periodMs: (STALE_S * 1000) / 3 });
   mkdirSync(join(base, 'gateways'), { recursive: true });
-  const toml = [
-    '[daemon]',
-    'state_dir = "state"',
-    '[daemon.http]',
-    'listen = "127.0.0.1:0"',
-    '[bus]',
-    'enabled = false',
-    '[cells]',
-    'root = "missions"',
-    `heartbeat_stale_s = ${STALE_S}`,
-    'resurrect_after_s = 0',
-    '[checkpoints]',
-    'interval_s = 0',
-    '[policy.defaults]',
-    'mode = "never"',
-    ...ports.flatMap((port, index) => [
-      `[agents.gw-${String(index).padStart(4, '0')}]`,
-      'cell = "none"',
-      'cwd = "gateways"',
-      `probes = { health_url = "http://127.0.0.1:${port}/health", interval_s = 5, timeout_s = 2, failure_threshold = 2 }`,
-    ]),
-    '',
-  ].join('\n');
+  const toml = watchOnlyConfig({
+    staleS: STALE_S,
+    ports,
+    probe: { interval_s: 5, timeout_s: 2, failure_threshold: 2 },
+  });
   const configPath = writeConfig(join(base, 'pit.toml'), toml);
   const total = CELLS * 100 + GATEWAYS;
   daemon = await startPitDaemon({
