@@ -8,7 +8,13 @@
  * manages, and never one being taken up or started; a process whose nonce is that of the
  * agent's live process (or of a start in flight) is the agent's and is left alone.
  */
-import { markedKey, readProcessStartTime, scanMarkedProcesses, signalProcess } from './proc.js';
+import {
+  markedKey,
+  readProcessStartTime,
+  scanMarkedProcesses,
+  signalProcess,
+  type MarksMemo,
+} from './proc.js';
 import type { Slot } from './slot.js';
 import type { SupervisorContext } from './supervisor-context.js';
 
@@ -24,6 +30,8 @@ interface Reaper {
   running: Promise<void> | undefined;
   again: boolean;
   lastAt: number;
+  /** What the scans read of each process, kept between them (see {@link scanMarkedProcesses}). */
+  memo: MarksMemo;
 }
 
 const reapers = new WeakMap<SupervisorContext, Reaper>();
@@ -48,7 +56,13 @@ export function reapLeftoversSoon(context: SupervisorContext): void {
   if (!reaper)
     reapers.set(
       context,
-      (reaper = { timer: undefined, running: undefined, again: false, lastAt: 0 }),
+      (reaper = {
+        timer: undefined,
+        running: undefined,
+        again: false,
+        lastAt: 0,
+        memo: new Map(),
+      }),
     );
   if (context.stopped || context.dryRun) return;
   if (reaper.running) {
@@ -74,7 +88,7 @@ export async function reapLeftovers(context: SupervisorContext): Promise<number>
 async function runReap(context: SupervisorContext, reaper: Reaper): Promise<void> {
   if (context.stopped) return;
   reaper.lastAt = Date.now();
-  reaper.running = killLeftovers(context)
+  reaper.running = killLeftovers(context, reaper.memo)
     .catch((error: unknown) => {
       context.logger.error('cannot look for leftover processes', { error: String(error) });
     })
@@ -105,10 +119,10 @@ function legitimateNonces(context: SupervisorContext): Map<string, Set<string> |
   return legitimate;
 }
 
-async function killLeftovers(context: SupervisorContext): Promise<number> {
+async function killLeftovers(context: SupervisorContext, memo?: MarksMemo): Promise<number> {
   const legitimate = legitimateNonces(context);
   if (legitimate.size === 0) return 0;
-  const marked = await scanMarkedProcesses(context.instance);
+  const marked = await scanMarkedProcesses(context.instance, { memo });
   // Judged again after the scan: a start or an exit may have happened while /proc was read.
   const now = legitimateNonces(context);
   let killed = 0;

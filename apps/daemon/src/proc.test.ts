@@ -7,7 +7,9 @@ import {
   markedKey,
   readProcessStartTime,
   readProcessStat,
+  scanMarkedProcesses,
   signalGroup,
+  type MarksMemo,
   signalProcess,
 } from './proc.js';
 
@@ -91,6 +93,48 @@ describe('findMarkedProcesses', () => {
         cell: 'c1',
         nonce: undefined,
       });
+    } finally {
+      for (const child of children) child.kill('SIGKILL');
+    }
+  });
+});
+
+describe('scanMarkedProcesses with a memo', () => {
+  it('keeps a process found unmarked twice, keeps marks at once, forgets a process once gone, and finds every marked one on every scan', async () => {
+    const { spawn } = await import('node:child_process');
+    const instance = `memo${process.pid}${Date.now().toString(36)}`;
+    const started = (extra: Record<string, string>) => {
+      const child = spawn('sleep', ['30'], {
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...extra },
+        detached: true,
+        stdio: 'ignore',
+      });
+      return new Promise<typeof child>((resolve) => child.once('spawn', () => resolve(child)));
+    };
+    const plain = await started({});
+    const children = [plain];
+    try {
+      const memo: MarksMemo = new Map();
+      const startTime = await readProcessStartTime(plain.pid!);
+      await scanMarkedProcesses(instance, { memo });
+      expect(memo.get(plain.pid!)).toEqual({ startTime, marks: undefined, confirmed: false });
+      await scanMarkedProcesses(instance, { memo });
+      expect(memo.get(plain.pid!)).toEqual({ startTime, marks: undefined, confirmed: true });
+
+      // A process started since is read (it is new) and found, then found again from the memo.
+      const agent = await started({ PIT_INSTANCE: instance, LAZARUS_AGENT: 'forge' });
+      children.push(agent);
+      for (let scan = 0; scan < 2; scan++) {
+        const found = await scanMarkedProcesses(instance, { memo });
+        expect(found.map((process) => process.pid)).toEqual([agent.pid]);
+        expect(memo.get(agent.pid!)).toMatchObject({ marks: { agent: 'forge' }, confirmed: true });
+      }
+
+      // Gone: its pid is dropped from the memo (a later process with that pid is read afresh).
+      plain.kill('SIGKILL');
+      await new Promise((resolve) => plain.once('exit', resolve));
+      await scanMarkedProcesses(instance, { memo });
+      expect(memo.has(plain.pid!)).toBe(false);
     } finally {
       for (const child of children) child.kill('SIGKILL');
     }

@@ -172,9 +172,10 @@ export function parseMarks(environ: Buffer): ProcessMarks {
 
 /**
  * The marks in the environment `pid` was started with, or `undefined` when it cannot be read
- * (gone, another user's, a kernel thread). The environment is the one given at exec(2): a
- * process cannot change what this reads afterwards, but a child exec'd with a copied
- * environment carries the same marks (hence the start time and the nonce).
+ * (gone, another user's, a kernel thread). This reads the environment block given at exec(2),
+ * which lives in the process's own memory: a child exec'd with a copied environment carries the
+ * same marks (hence the start time and the nonce), and a process may overwrite its block (so a
+ * missing mark proves nothing; a present one is checked against the nonce and start time).
  */
 export async function readProcessMarks(pid: number): Promise<ProcessMarks | undefined> {
   if (!Number.isInteger(pid) || pid <= 0) return undefined;
@@ -190,30 +191,73 @@ export async function readProcessMarks(pid: number): Promise<ProcessMarks | unde
  * `LAZARUS_AGENT` in its environment): the agents it started and everything they forked, which
  * inherits their environment (including children that left the agent's process group or
  * session). Zombies and processes whose environment cannot be read are skipped.
+ *
+ * With `memo` (kept by the caller between scans), what was read of a process is reused while it
+ * keeps its pid and start time: a periodic scan then reads the environment only of processes that
+ * are new since the last one, instead of every process on the host every time (a thousand agents
+ * were a thousand reads a second, 64 descriptors open at any instant). A process found without
+ * the marks is read once more on the next scan before that answer is kept: read between its
+ * fork and its exec(2) it still has its parent's environment (the daemon's own, unmarked) and
+ * gets the marks only at the exec. Marks, once read, are kept (a process that later overwrites
+ * its environment is still what it was started as). Each process's stat is read first,
+ * synchronously (no descriptor held).
  */
-export async function scanMarkedProcesses(instance: string): Promise<MarkedProcess[]> {
+export async function scanMarkedProcesses(
+  instance: string,
+  options: { memo?: MarksMemo } = {},
+): Promise<MarkedProcess[]> {
   const found: MarkedProcess[] = [];
   const needle = Buffer.from(`${INSTANCE_ENV}=${instance}\0`);
+  const { memo } = options;
   let pids: number[];
   try {
     pids = await listProcessIds();
   } catch {
     return found;
   }
-  const inspect = async (pid: number) => {
+  if (memo) {
+    const live = new Set(pids);
+    for (const pid of memo.keys()) if (!live.has(pid)) memo.delete(pid);
+  }
+  const readMarks = async (pid: number): Promise<ProcessMarks | undefined | null> => {
     let environ: Buffer;
     try {
       environ = await fs.readFile(`/proc/${pid}/environ`);
     } catch {
-      return;
+      return null;
     }
     // Environments are compared as a whole variable: NUL-terminated, and at the start or after a NUL.
     const at = environ.indexOf(needle);
-    if (at === -1 || (at > 0 && environ[at - 1] !== 0)) return;
+    if (at === -1 || (at > 0 && environ[at - 1] !== 0)) return undefined;
     const marks = parseMarks(environ);
-    if (!marks.agent || marks.instance !== instance) return;
-    const stat = await readStatOrUndefined(pid);
+    return marks.agent && marks.instance === instance ? marks : undefined;
+  };
+  const inspect = async (pid: number) => {
+    let marks: ProcessMarks | undefined | null;
+    let stat: ProcessStat | undefined;
+    if (memo) {
+      const before = await readStatOrUndefined(pid).catch(() => undefined);
+      if (!before) return;
+      const known = memo.get(pid);
+      const same = known?.startTime === before.startTime;
+      if (same && known!.confirmed) marks = known!.marks;
+      else {
+        marks = await readMarks(pid);
+        if (marks === null) return;
+        memo.set(pid, {
+          startTime: before.startTime,
+          marks,
+          confirmed: marks !== undefined || (same && known!.marks === undefined),
+        });
+      }
+      // A marked process's stat is read again below only when its marks were just read (the pid
+      // could have changed hands in between); a remembered one is judged on this stat.
+      if (marks && same && known!.confirmed) stat = before;
+    } else marks = await readMarks(pid);
+    if (!marks) return;
+    stat ??= await readStatOrUndefined(pid);
     if (!stat || stat.state === 'Z' || stat.state === 'X') return;
+    if (memo && memo.get(pid)?.startTime !== stat.startTime) return;
     const { agent, cell, nonce } = marks;
     found.push({ pid, startTime: stat.startTime, sid: stat.sid, agent, cell, nonce });
   };
@@ -222,6 +266,16 @@ export async function scanMarkedProcesses(instance: string): Promise<MarkedProce
     await Promise.all(pids.slice(index, index + 64).map(inspect));
   return found;
 }
+
+/**
+ * What {@link scanMarkedProcesses} read of each process, by pid: the start time it saw, the marks
+ * (`undefined`: none of the instance's), and whether that answer is kept (marks at once; no
+ * marks only once seen twice).
+ */
+export type MarksMemo = Map<
+  number,
+  { startTime: number; marks: ProcessMarks | undefined; confirmed: boolean }
+>;
 
 /**
  * The live agent processes that the daemon instance `instance` started, keyed by
