@@ -21,6 +21,7 @@ import {
   type Approval,
   type ApprovalsFile,
 } from '@pit/cell-spec';
+import { DaemonError } from './errors.js';
 import type { Logger } from './logger.js';
 
 /** The approvals file: `<state_dir>/approvals.json`. */
@@ -221,9 +222,15 @@ export async function prepareApprovalsFile(
  * The approval requests on disk, without opening the broker and without writing anything: for
  * `pit status` and `pit approvals` while a daemon may be running (a state directory the previous
  * version wrote is read as it would be migrated). A missing or unreadable file is no requests.
+ * @throws {DaemonError} DAEMON_IO when the file is damaged (naming it and what is wrong).
  */
 export async function readApprovals(stateDir: string): Promise<Approval[]> {
   const found = await find(stateDir).catch((): Found => ({ kind: 'none' }));
+  if (found.kind === 'corrupt')
+    throw new DaemonError(
+      'DAEMON_IO',
+      `${approvalsPath(stateDir)}: ${found.problem.replace(`${approvalsPath(stateDir)}: `, '')} (a daemon keeps it aside at its start and begins with no requests)`,
+    );
   if (found.kind === 'current') return found.file.requests;
   if (found.kind !== 'legacy') return [];
   const upgraded = upgradeFile(found.file, (await readLegacyMeta(stateDir)).meta);

@@ -147,7 +147,7 @@ export function createDiscovery(options: DiscoveryOptions = {}): Discovery {
 }
 
 /** The agents of one cell the operator granted; the rest (and any manifest `home`) into `refused`. */
-function cellAgents(
+export function cellAgents(
   config: PitConfig,
   members: MembersFile,
   cell: DiscoveredCell,

@@ -9,6 +9,8 @@ import { testConfig } from '../test/fleet.js';
 import { acquireDaemonLock } from './lock.js';
 import { readFleetStatus } from './fleet-status.js';
 import { agentStatePath, readAgentStates } from './state-store.js';
+import { grant, membersPath, updateMembers } from './membership.js';
+import { approvalsPath } from './approvals-file.js';
 
 afterEach(cleanup);
 
@@ -52,5 +54,56 @@ describe('readFleetStatus', () => {
     const lock = await acquireDaemonLock(config.daemon.state_dir);
     expect((await readFleetStatus(config)).daemon?.pid).toBe(process.pid);
     await lock.release();
+  });
+
+  it('names every damaged file it could not read as a problem, and lists only the agents the operator granted', async () => {
+    const base = await tempDir();
+    const cell = await makeCell([{ name: 'forge' }], join(base, 'missions'));
+    const { config } = testConfig(
+      '[daemon]\nstate_dir = "state"\n[cells]\nroot = "missions"\n[agents.gateway]\ncell = "none"\ncwd = "/"\nargv = ["x"]\n',
+      base,
+    );
+    const stateDir = config.daemon.state_dir;
+    // Before any daemon ran (no members file), every agent of the cell is listed, as its first start would grant.
+    await fs.mkdir(stateDir, { recursive: true });
+    const manifestPath = join(cell.dir, 'cell.json');
+    const manifest = JSON.parse(await fs.readFile(manifestPath, 'utf8'));
+    await fs.writeFile(
+      manifestPath,
+      JSON.stringify({
+        ...manifest,
+        agents: [...manifest.agents, { ...manifest.agents[0], name: 'stowaway' }],
+      }),
+    );
+    expect((await readFleetStatus(config)).status.agents.map((agent) => agent.agent)).toEqual([
+      'forge',
+      'stowaway',
+      'gateway',
+    ]);
+    // The operator granted forge only: stowaway, added to cell.json later, is a problem, not an agent.
+    await updateMembers(stateDir, grant(cell.uuid, ['forge'], 'create', new Date()));
+    const statePath = agentStatePath(stateDir, cell.dir);
+    await fs.mkdir(dirname(statePath), { recursive: true });
+    await fs.writeFile(statePath, '{"version": 1, "agents": {"forge": ');
+    await fs.writeFile(approvalsPath(stateDir), '{"version": 2, "requests": [{"id": "');
+    await fs.writeFile(join(stateDir, 'host-state.json'), 'not json');
+    const { status } = await readFleetStatus(config);
+    expect(status.agents.map((agent) => agent.agent)).toEqual(['forge', 'gateway']);
+    expect(status.problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(new RegExp(`^${statePath}: .*keeps it aside`)),
+        expect.stringMatching(new RegExp(`^${approvalsPath(stateDir)}: .*keeps it aside`)),
+        expect.stringContaining(join(stateDir, 'host-state.json')),
+        expect.stringMatching(/cell\.json: stowaway: not started: .*not granted/),
+      ]),
+    );
+    expect(status.problems).toHaveLength(4);
+    // A damaged members file grants nothing, and says so.
+    await fs.writeFile(membersPath(stateDir), '{');
+    const broken = await readFleetStatus(config);
+    expect(broken.status.agents.map((agent) => agent.agent)).toEqual(['gateway']);
+    expect(broken.status.problems).toEqual(
+      expect.arrayContaining([expect.stringContaining(membersPath(stateDir))]),
+    );
   });
 });

@@ -4,19 +4,24 @@ import {
   describeDiscoveryProblem,
   discoverCells,
   readHeartbeat,
+  PitError,
   readJsonFile,
   type CellState,
 } from '@pit/cell-spec';
 import { readApprovals } from './approvals.js';
 import type { PitConfig } from './config-schema.js';
+import { cellAgents, type Refusal } from './discovery.js';
 import { readDaemonLock, type LockHolder } from './lock.js';
-import { readAgentStates } from './state-store.js';
+import { migration, readMembers } from './membership.js';
+import { agentStatePath, readAgentStates } from './state-store.js';
 import type { AgentStatus, FleetStatus } from './supervisor.js';
 
 /**
  * The fleet's status from what is on disk (cells, the daemon's records in its state directory,
- * heartbeats,
- * approvals), for `pit status` when no daemon runs, and whether one does.
+ * heartbeats, approvals), for `pit status` when no daemon runs, and whether one does. It lists
+ * the agents a daemon would supervise (an agent added to a cell.json without the operator's
+ * grant is a problem, not an agent), and a state file, the approvals file or the members file
+ * that cannot be read is a problem naming it (nothing is moved or written: that is the daemon's).
  * @example
  * const { status, daemon } = await readFleetStatus(config);
  */
@@ -25,7 +30,12 @@ export async function readFleetStatus(
   now: number = Date.now(),
 ): Promise<{ status: FleetStatus; daemon: LockHolder | undefined }> {
   const discovery = await discoverCells(config.cells.root);
-  const approvals = await readApprovals(config.daemon.state_dir).catch(() => []);
+  const problems = discovery.problems.map(describeDiscoveryProblem);
+  const damaged = (error: unknown) => {
+    problems.push(error instanceof Error ? error.message : String(error));
+    return undefined;
+  };
+  const approvals = (await readApprovals(config.daemon.state_dir).catch(damaged)) ?? [];
   const agents: AgentStatus[] = [];
   const toStatus = async (
     key: string,
@@ -54,11 +64,28 @@ export async function readFleetStatus(
       failing: [],
     };
   };
+  const membership = await readMembers(config.daemon.state_dir);
+  if (membership.problem) problems.push(membership.problem);
+  // Before any daemon ran, its first start records every agent of the cells found then.
+  const members = membership.exists
+    ? membership.members
+    : migration(
+        discovery.supervised.map((cell) => ({
+          uuid: cell.uuid,
+          agents: cell.manifest.agents.map((agent) => agent.name),
+        })),
+        new Date(now),
+      )(membership.members);
+  const refused: Refusal[] = [];
   for (const cell of discovery.supervised) {
-    const state = await readAgentStates(config.daemon.state_dir, cell.dir).catch(() => undefined);
-    for (const agent of cell.manifest.agents) {
+    const state = await readAgentStates(config.daemon.state_dir, cell.dir).catch((error) =>
+      damaged(
+        `${agentStatePath(config.daemon.state_dir, cell.dir)}: ${String(error instanceof Error ? error.message : error).replace(`${agentStatePath(config.daemon.state_dir, cell.dir)}: `, '')} (the daemon keeps it aside and starts this cell's records afresh)`,
+      ),
+    );
+    for (const agent of cellAgents(config, members, cell, refused)) {
       agents.push(
-        await toStatus(`${cell.uuid}/${agent.name}`, agent.name, state?.agents[agent.name], {
+        await toStatus(agent.key, agent.name, state?.agents[agent.name], {
           uuid: cell.uuid,
           dir: cell.dir,
           mission: cell.manifest.mission,
@@ -66,10 +93,14 @@ export async function readFleetStatus(
       );
     }
   }
+  for (const refusal of refused)
+    problems.push(`${refusal.cell.dir}/cell.json: ${refusal.agent}: ${refusal.reason}`);
   const host = await readJsonFile(
     join(config.daemon.state_dir, 'host-state.json'),
     CellStateSchema,
-  ).catch(() => undefined);
+  ).catch((error: unknown) =>
+    PitError.is(error) && error.code === 'CELL_NOT_FOUND' ? undefined : damaged(error),
+  );
   for (const [name, agent] of Object.entries(config.agents)) {
     if (agent.cell === 'none')
       agents.push(await toStatus(`host/${name}`, name, host?.agents[name]));
@@ -86,7 +117,7 @@ export async function readFleetStatus(
       })),
       agents,
       approvals: approvals.filter((approval) => approval.status === 'pending'),
-      problems: discovery.problems.map(describeDiscoveryProblem),
+      problems,
     },
     daemon: await readDaemonLock(config.daemon.state_dir),
   };
