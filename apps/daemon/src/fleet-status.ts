@@ -12,7 +12,7 @@ import { readApprovals } from './approvals.js';
 import type { PitConfig } from './config-schema.js';
 import { cellAgents, type Refusal } from './discovery.js';
 import { readDaemonLock, type LockHolder } from './lock.js';
-import { migration, readMembers } from './membership.js';
+import { migration, readMembers, type MembersFile } from './membership.js';
 import { agentStatePath, readAgentStates } from './state-store.js';
 import type { AgentStatus, FleetStatus } from './supervisor.js';
 
@@ -37,45 +37,13 @@ export async function readFleetStatus(
   };
   const approvals = (await readApprovals(config.daemon.state_dir).catch(damaged)) ?? [];
   const agents: AgentStatus[] = [];
-  const toStatus = async (
+  const toStatus = (
     key: string,
     name: string,
-    state: CellState['agents'][string] | undefined,
+    state: AgentRecord | undefined,
     cell?: { uuid: string; dir: string; mission: string },
-  ): Promise<AgentStatus> => {
-    const beat = cell ? await readHeartbeat(cell.dir, name).catch(() => undefined) : undefined;
-    return {
-      key,
-      agent: name,
-      ...(cell ? { cell: cell.uuid, mission: cell.mission } : {}),
-      host: config.agents[name]?.host ?? 'local',
-      // A recorded process with no verdict yet (no heartbeat of this incarnation): starting.
-      health: state?.health === 'unknown' && state.pid ? 'starting' : (state?.health ?? 'unknown'),
-      ...(state?.since ? { since: state.since } : {}),
-      ...(state?.first_dead_at ? { first_dead_at: state.first_dead_at } : {}),
-      ...(beat ? { heartbeat_age_s: Math.round((now / 1000 - beat.timestamp) * 10) / 10 } : {}),
-      ...(state?.pid ? { pid: state.pid } : {}),
-      revive_attempts: state?.revive_attempts ?? 0,
-      restarts: state?.restarts.length ?? 0,
-      ...(state?.backoff_until ? { backoff_until: state.backoff_until } : {}),
-      ...(state?.pending_approval ? { pending_approval: state.pending_approval } : {}),
-      ...(state?.substituted_by ? { substituted_by: state.substituted_by } : {}),
-      ...(state?.last_decision ? { last_decision: state.last_decision } : {}),
-      failing: [],
-    };
-  };
-  const membership = await readMembers(config.daemon.state_dir);
-  if (membership.problem) problems.push(membership.problem);
-  // Before any daemon ran, its first start records every agent of the cells found then.
-  const members = membership.exists
-    ? membership.members
-    : migration(
-        discovery.supervised.map((cell) => ({
-          uuid: cell.uuid,
-          agents: cell.manifest.agents.map((agent) => agent.name),
-        })),
-        new Date(now),
-      )(membership.members);
+  ) => agentStatus(config, now, { key, name, state, ...(cell ? { cell } : {}) });
+  const members = await membersOnDisk(config, discovery, now, problems);
   const refused: Refusal[] = [];
   for (const cell of discovery.supervised) {
     const state = await readAgentStates(config.daemon.state_dir, cell.dir).catch((error) =>
@@ -120,5 +88,63 @@ export async function readFleetStatus(
       problems,
     },
     daemon: await readDaemonLock(config.daemon.state_dir),
+  };
+}
+
+/**
+ * The members file as a daemon would use it; before any daemon ran (no file), every agent of the
+ * cells found now, as its first start would record them. A damaged file grants nothing (a problem).
+ */
+async function membersOnDisk(
+  config: PitConfig,
+  discovery: Awaited<ReturnType<typeof discoverCells>>,
+  now: number,
+  problems: string[],
+): Promise<MembersFile> {
+  const membership = await readMembers(config.daemon.state_dir);
+  if (membership.problem) problems.push(membership.problem);
+  if (membership.exists) return membership.members;
+  return migration(
+    discovery.supervised.map((cell) => ({
+      uuid: cell.uuid,
+      agents: cell.manifest.agents.map((agent) => agent.name),
+    })),
+    new Date(now),
+  )(membership.members);
+}
+
+type AgentRecord = CellState['agents'][string];
+
+/** One agent's status from its record in the state file and its heartbeat. */
+async function agentStatus(
+  config: PitConfig,
+  now: number,
+  agent: {
+    key: string;
+    name: string;
+    state: AgentRecord | undefined;
+    cell?: { uuid: string; dir: string; mission: string };
+  },
+): Promise<AgentStatus> {
+  const { key, name, state, cell } = agent;
+  const beat = cell ? await readHeartbeat(cell.dir, name).catch(() => undefined) : undefined;
+  return {
+    key,
+    agent: name,
+    ...(cell ? { cell: cell.uuid, mission: cell.mission } : {}),
+    host: config.agents[name]?.host ?? 'local',
+    // A recorded process with no verdict yet (no heartbeat of this incarnation): starting.
+    health: state?.health === 'unknown' && state.pid ? 'starting' : (state?.health ?? 'unknown'),
+    ...(state?.since ? { since: state.since } : {}),
+    ...(state?.first_dead_at ? { first_dead_at: state.first_dead_at } : {}),
+    ...(beat ? { heartbeat_age_s: Math.round((now / 1000 - beat.timestamp) * 10) / 10 } : {}),
+    ...(state?.pid ? { pid: state.pid } : {}),
+    revive_attempts: state?.revive_attempts ?? 0,
+    restarts: state?.restarts.length ?? 0,
+    ...(state?.backoff_until ? { backoff_until: state.backoff_until } : {}),
+    ...(state?.pending_approval ? { pending_approval: state.pending_approval } : {}),
+    ...(state?.substituted_by ? { substituted_by: state.substituted_by } : {}),
+    ...(state?.last_decision ? { last_decision: state.last_decision } : {}),
+    failing: [],
   };
 }
