@@ -461,7 +461,7 @@ function track(
     agent: fields.agent,
     cell: fields.cell,
     pid,
-    level: fields.level,
+    isolation: fields.level,
     via: spawned.via,
   });
   return agentProcess;

@@ -26,6 +26,22 @@ describe('createLogger', () => {
     });
   });
 
+  it('keeps a field named ts, level or msg as field_<name>: it never replaces the line’s own', () => {
+    const { lines, stream } = capture();
+    createLogger({ stream, now })
+      .child({ msg: 'child' })
+      .warn('agent started', { agent: 'forge', level: 2, ts: 'then' });
+    expect(JSON.parse(lines[0]!)).toEqual({
+      ts: '2026-11-22T17:43:00.123Z',
+      level: 'warn',
+      msg: 'agent started',
+      agent: 'forge',
+      field_level: 2,
+      field_ts: 'then',
+      field_msg: 'child',
+    });
+  });
+
   it('writes one pretty line per entry on a TTY', () => {
     const { lines, stream } = capture(true);
     createLogger({ stream, now }).warn('probe failed', { agent: 'forge', latency: { ms: 3 } });

@@ -120,12 +120,23 @@ function prettyLine(entry: Record<string, unknown>, level: LogLevel): string {
   return `${String(ts).slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${String(msg)}${extra ? ` ${extra}` : ''}\n`;
 }
 
+/** A line's own keys: a field of the same name is kept as `field_<name>` instead of replacing them. */
+const RESERVED = ['ts', 'level', 'msg'] as const;
+
+function withoutReserved(fields: Record<string, unknown>): Record<string, unknown> {
+  if (!RESERVED.some((key) => key in fields)) return fields;
+  const kept: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(fields))
+    kept[(RESERVED as readonly string[]).includes(key) ? `field_${key}` : key] = value;
+  return kept;
+}
+
 /** Writes one entry to the sink's stream (and log file) unless its level is below the minimum. */
 function writeEntry(sink: LogSink, call: LogCall): void {
   const { level, message, fields } = call;
   if (LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf(sink.state.level)) return;
   const entry = redact(
-    { ts: sink.now().toISOString(), level, msg: message, ...fields },
+    { ts: sink.now().toISOString(), level, msg: message, ...withoutReserved(fields) },
     sink.state.secrets,
   ) as Record<string, unknown>;
   const json = `${JSON.stringify(entry)}\n`;
