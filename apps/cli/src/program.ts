@@ -323,6 +323,7 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
             extraLogs: [
               join((await context.config()).config.daemon.state_dir, 'logs', 'events.jsonl'),
             ],
+            configAgents: Object.keys((await context.config()).config.agents),
           },
           agent,
           options,

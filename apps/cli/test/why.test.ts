@@ -154,4 +154,21 @@ describe('pit why', () => {
       rmSync(root, { recursive: true, force: true });
     }
   });
+
+  it('refuses a name no cell, config or event log knows, naming where it looked (exit 2)', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'pit-cli-why-'));
+    try {
+      await provisionCell(root, {
+        mission: 'm',
+        created_by: 'test',
+        agents: [{ name: 'forge', role: 'lead' }],
+      });
+      const result = await pit(['--cells-root', root, 'why', 'nosuch']);
+      expect(result.code).toBe(2);
+      expect(result.stdout).toBe('');
+      expect(result.stderr).toContain(`no agent named nosuch: it is in no cell under ${root}`);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
 });

@@ -118,6 +118,9 @@ export const INSTANCE_ENV = 'PIT_INSTANCE';
  */
 export const SPAWN_ENV = 'PIT_SPAWN';
 
+/** The marks of an agent's process: {@link ProcessMarks} with its name. */
+export type AgentMarks = ProcessMarks & { agent: string };
+
 /** The marks a daemon put in a process's environment, read from `/proc/<pid>/environ`. */
 export interface ProcessMarks {
   /** `PIT_INSTANCE`: the daemon that started it. */
@@ -219,7 +222,7 @@ export async function scanMarkedProcesses(
     const live = new Set(pids);
     for (const pid of memo.keys()) if (!live.has(pid)) memo.delete(pid);
   }
-  const readMarks = async (pid: number): Promise<ProcessMarks | undefined | null> => {
+  const readMarks = async (pid: number): Promise<AgentMarks | undefined | null> => {
     let environ: Buffer;
     try {
       environ = await fs.readFile(`/proc/${pid}/environ`);
@@ -230,10 +233,12 @@ export async function scanMarkedProcesses(
     const at = environ.indexOf(needle);
     if (at === -1 || (at > 0 && environ[at - 1] !== 0)) return undefined;
     const marks = parseMarks(environ);
-    return marks.agent && marks.instance === instance ? marks : undefined;
+    return marks.agent && marks.instance === instance
+      ? { ...marks, agent: marks.agent }
+      : undefined;
   };
   const inspect = async (pid: number) => {
-    let marks: ProcessMarks | undefined | null;
+    let marks: AgentMarks | undefined | null;
     let stat: ProcessStat | undefined;
     if (memo) {
       const before = await readStatOrUndefined(pid).catch(() => undefined);
@@ -274,7 +279,7 @@ export async function scanMarkedProcesses(
  */
 export type MarksMemo = Map<
   number,
-  { startTime: number; marks: ProcessMarks | undefined; confirmed: boolean }
+  { startTime: number; marks: AgentMarks | undefined; confirmed: boolean }
 >;
 
 /**

@@ -47,7 +47,7 @@ export async function collectAgentEvents(
 
 /** `pit why AGENT [--json] [--all]`: the story of the agent's last incidents, from the event logs. */
 export async function why(
-  context: { cellsRoot: string; output: Output; extraLogs?: string[] },
+  context: { cellsRoot: string; output: Output; extraLogs?: string[]; configAgents?: string[] },
   agent: string,
   options: { json?: boolean; last?: string },
 ): Promise<number> {
@@ -61,6 +61,18 @@ export async function why(
     ...(context.extraLogs ?? []).map((path) => ({ path })),
   ];
   const { events, problems } = await collectAgentEvents(agent, logs);
+  const known =
+    events.length > 0 ||
+    (context.configAgents ?? []).includes(agent) ||
+    [...found.supervised, ...found.unsupervised].some((cell) =>
+      cell.manifest.agents.some((member) => member.name === agent),
+    );
+  if (!known) {
+    context.output.err(
+      `pit: why: no agent named ${agent}: it is in no cell under ${context.cellsRoot}, not in the config, and no event log names it (pit status lists the agents)`,
+    );
+    return EXIT.usage;
+  }
   const last = options.last === undefined ? 3 : Number(options.last);
   const incidents = buildIncidents(events).slice(-Math.max(1, last));
   if (options.json) {
