@@ -7,20 +7,22 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { FleetStatus } from '../src/supervisor.js';
 import { makeCell } from './helpers.js';
 
-// A decision that does not change is written once: an escalated crash loop, a never-policy agent
-// and a denied one stay dead, and the daemon writes nothing more about them however often it
-// probes them (no event, no log line, no state write).
+// A decision that does not change is written once: an escalated crash loop, a never-policy agent,
+// a denied one and one waiting for an approval stay dead, and the daemon writes nothing more about
+// them however often it probes them (no event, no log line, no state write).
 
 const RUN_DAEMON = fileURLToPath(new URL('./fixtures/run-daemon.ts', import.meta.url));
 const TOKEN = 'standing-token-0123456789abcdef-0123456789abcdef';
 
 afterEach(cleanup);
 
-/** Three agents that die at once and stay dead: crash (escalated), idle (never), asked (denied). */
+const AGENTS = ['crash', 'idle', 'asked', 'waiting'];
+
+/** Agents that die at once and stay dead: crash (escalated), idle (never), asked (denied), waiting (unanswered). */
 async function setup() {
   const base = await tempDir('pit-standing-');
   const cell = await makeCell(
-    ['crash', 'idle', 'asked'].map((name) => ({ name })),
+    AGENTS.map((name) => ({ name })),
     join(base, 'missions'),
   );
   const lines = [
@@ -50,10 +52,10 @@ async function setup() {
     '[policy.agents.asked]',
     'mode = "ask"',
     'approval = { channels = ["http"], timeout = "10m" }',
-    ...['crash', 'idle', 'asked'].flatMap((name) => [
-      `[agents.${name}]`,
-      `argv = ["sh", "-c", "exit 3"]`,
-    ]),
+    '[policy.agents.waiting]',
+    'mode = "ask"',
+    'approval = { channels = ["http"], timeout = "10m" }',
+    ...AGENTS.flatMap((name) => [`[agents.${name}]`, `argv = ["sh", "-c", "exit 3"]`]),
   ];
   const configPath = join(base, 'pit.toml');
   await fs.writeFile(configPath, lines.join('\n'), { mode: 0o600 });
@@ -90,7 +92,7 @@ async function probesRun(url: string): Promise<number> {
 }
 
 describe('standing decisions (e2e, a real daemon)', () => {
-  it('writes escalate/record only, never and a denial once, then nothing more over many probe cycles', async () => {
+  it('writes escalate/record only, never, a denial and waiting for approval once, then nothing more over many probe cycles', async () => {
     const { base, cell, configPath } = await setup();
     const events = cellPaths(cell.dir).events;
     const daemon = spawnTsx(RUN_DAEMON, [configPath], {
@@ -122,7 +124,8 @@ describe('standing decisions (e2e, a real daemon)', () => {
         const last = (agent: string) => byAgent[agent]?.at(-1);
         return last('crash') === 'escalate:restart_intensity' &&
           last('idle') === 'record_only:mode.never' &&
-          last('asked')?.endsWith(':approval.denied')
+          last('asked')?.endsWith(':approval.denied') &&
+          last('waiting') === 'wait:approval.pending'
           ? byAgent
           : undefined;
       },
@@ -134,6 +137,7 @@ describe('standing decisions (e2e, a real daemon)', () => {
     expect(settled.idle).toEqual(['record_only:mode.never']);
     expect(settled.asked!.filter((entry) => entry.endsWith(':approval.denied'))).toHaveLength(1);
     expect(settled.asked!.filter((entry) => entry.endsWith(':approval.pending'))).toHaveLength(1);
+    expect(settled.waiting!.filter((entry) => entry.endsWith(':approval.pending'))).toHaveLength(1);
 
     // Then many probe cycles of the three dead agents: nothing more is written anywhere.
     const stateDir = join(base, 'state');
@@ -169,7 +173,7 @@ describe('standing decisions (e2e, a real daemon)', () => {
     const cycles = 40;
     await within(
       waitFor(
-        async () => (await probesRun(ready)) >= start + 3 * cycles,
+        async () => (await probesRun(ready)) >= start + AGENTS.length * cycles,
         60_000,
         `${cycles} probe cycles`,
       ),
