@@ -64,7 +64,7 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
   program
     .command('daemon')
     .description(
-      'run the supervision loop in the foreground (logs to stderr: JSON lines, pretty on a TTY); SIGHUP reloads the config, SIGTERM stops it and leaves the agents running',
+      'run the supervision loop in the foreground (logs to stderr: JSON lines, pretty on a TTY); SIGHUP reloads the config, SIGTERM or SIGINT stops it at once and leaves the agents running (named with their pids on exit)',
     )
     .option('--dry-run', 'decide and record, but start, stop and roll back nothing')
     .option('--stop-agents-on-exit', 'stop every agent when the daemon stops')
@@ -82,7 +82,7 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
   program
     .command('sweep')
     .description(
-      'one full check of every agent and the actions it calls for, then exit (for cron); exit 0 when every agent is healthy, 1 otherwise',
+      'one full check of every agent and the actions it calls for, then exit (for cron; an agent it starts keeps running, detached, and the next run adopts it); exit 0 when every agent is healthy, 1 otherwise',
     )
     .option('--once', 'required: run one sweep')
     .option('--dry-run', 'decide and record, but start, stop and roll back nothing')

@@ -74,23 +74,35 @@ export async function declareDegraded(
   await context.events.agentEvent(slot, { event: 'agent_degraded', reason: verdict.reason });
 }
 
-const ACTING = new Set<Decision['action']>([
-  'restart',
-  'rollback_and_restart',
-  'substitute',
-  'ask',
-  'escalate',
-]);
+/**
+ * Decisions that do something new each time they are taken (a process started, work handed
+ * over): recorded every time. Every other decision is a standing one (wait, ask, escalate,
+ * record only): recorded once, and again only when it changes (see {@link decisionSignature}).
+ */
+const ACTING = new Set<Decision['action']>(['restart', 'rollback_and_restart', 'substitute']);
 const REPORTED = new Set<Decision['action']>(['record_only', 'escalate', 'ask']);
 
-/** Carries out a decision of the policy: records it (once per rule), reports a death left to people, acts. */
+/**
+ * What makes a decision the same as the last one: its action and rule (and, for an escalation,
+ * whether it asks or only records). Its reason is not part of it: "dead for 7s" becomes "dead
+ * for 8s" without anything being decided anew.
+ */
+export function decisionSignature(decision: Decision): string {
+  const signature = `${decision.action}:${decision.rule}`;
+  return decision.action === 'escalate' ? `${signature}:${decision.then}` : signature;
+}
+
+/**
+ * Carries out a decision of the policy: records it (a standing decision once, until it changes;
+ * an acting one every time), reports a death left to people, acts.
+ */
 export async function carryOutDecision(
   context: SupervisorContext,
   slot: Slot,
   decision: Decision,
   at: number,
 ): Promise<void> {
-  const signature = `${decision.action}:${decision.rule}`;
+  const signature = decisionSignature(decision);
   if (decision.action !== 'none' && (signature !== slot.lastRule || ACTING.has(decision.action))) {
     void context.events.agentEvent(slot, {
       event: 'decision',

@@ -122,6 +122,10 @@ export async function spawnDirect(request: SpawnRequest): Promise<Spawned> {
   } finally {
     closeSync(logFd);
   }
+  // Fully detached: nothing of the agent's keeps this process's event loop alive, so a one-shot
+  // sweep exits once it has reported and a stopping daemon exits with its agents left running.
+  // Its exit is still reported (wait(2)) for as long as this process runs.
+  child.unref();
   // Read the start time now, synchronously: the child cannot have been reaped before the event loop runs.
   const pid = child.pid;
   const stat = pid === undefined ? undefined : readProcessStatSync(pid);

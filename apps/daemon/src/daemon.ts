@@ -17,7 +17,12 @@ import { acquireDaemonLock, type DaemonLock } from './lock.js';
 import { createLogger, type DaemonLogger, type Logger, type LoggerOptions } from './logger.js';
 import { createMetricsRegistry, type MetricsRegistry } from './metrics.js';
 import { createNotifier, type Notifier } from './notifier.js';
-import { createSupervisor, type Supervisor, type SweepReport } from './supervisor.js';
+import {
+  createSupervisor,
+  type StopOutcome,
+  type Supervisor,
+  type SweepReport,
+} from './supervisor.js';
 
 /** Options of {@link runDaemon} and {@link sweepOnce}. */
 export interface DaemonOptions {
@@ -64,10 +69,17 @@ export interface DaemonHandle {
   logger: DaemonLogger;
   /** Re-reads the config (what SIGHUP does); an invalid one is rejected and the old one stays. */
   reload(): Promise<ReloadResult>;
-  /** Stops probing, flushes state and logs, releases the lock; agents keep running unless asked. */
-  stop(options?: { stopAgents?: boolean }): Promise<void>;
-  /** Settles once the daemon has stopped (after SIGTERM/SIGINT or {@link DaemonHandle.stop}). */
-  done: Promise<void>;
+  /**
+   * Stops probing, flushes state and logs, releases the lock; agents keep running unless asked.
+   * Resolves with the agents it stopped and those it left running.
+   */
+  stop(options?: { stopAgents?: boolean }): Promise<StopOutcome>;
+  /**
+   * Settles once the daemon has stopped (after SIGTERM/SIGINT or {@link DaemonHandle.stop}),
+   * with what it stopped and left running. Nothing of the daemon's keeps the process alive
+   * after that: agents left running are detached.
+   */
+  done: Promise<StopOutcome>;
 }
 
 const locate = (options: DaemonOptions) => {
@@ -111,8 +123,8 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
     dry_run: options.dryRun ?? false,
   });
 
-  let resolveDone!: () => void;
-  const done = new Promise<void>((resolve) => (resolveDone = resolve));
+  let resolveDone!: (outcome: StopOutcome) => void;
+  const done = new Promise<StopOutcome>((resolve) => (resolveDone = resolve));
   const signals: Array<[NodeJS.Signals, () => void]> = [];
   const stop = createStop({
     options,
@@ -121,7 +133,7 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
     lock,
     services,
     signals,
-    onStopped: () => resolveDone(),
+    onStopped: (outcome) => resolveDone(outcome),
   });
   const reload = () => reloadConfig({ options, env, state, logger, services });
   if (options.handleSignals ?? true) installSignals(signals, reload, stop);
@@ -296,10 +308,10 @@ function createStop(context: {
   lock: DaemonLock;
   services: DaemonServices;
   signals: Array<[NodeJS.Signals, () => void]>;
-  onStopped: () => void;
+  onStopped: (outcome: StopOutcome) => void;
 }): DaemonHandle['stop'] {
   const { options, state, logger, lock, services, signals } = context;
-  let stopping: Promise<void> | undefined;
+  let stopping: Promise<StopOutcome> | undefined;
   return (stopOptions: { stopAgents?: boolean } = {}) => {
     stopping ??= (async () => {
       const stopAgents =
@@ -309,7 +321,7 @@ function createStop(context: {
       logger.info('stopping the daemon', { stop_agents: stopAgents });
       for (const [signal, handler] of signals) process.off(signal, handler);
       await services.http?.close();
-      await services.supervisor.stop({ stopAgents });
+      const outcome = await services.supervisor.stop({ stopAgents });
       // Deaths held for a storm's next message go out before the channels close.
       await services.notifier?.close?.();
       await services.channels?.stop();
@@ -318,8 +330,15 @@ function createStop(context: {
         (error: unknown) => logger.warn('cannot remove daemon.json', { error: String(error) }),
       );
       await lock.release();
-      logger.info('daemon stopped');
-      context.onStopped();
+      // What outlives the daemon, by name and pid (the next daemon or sweep adopts them).
+      const named = (list: StopOutcome['stopped']) =>
+        list.map(({ agent, pid }) => `${agent} (pid ${pid})`);
+      logger.info('daemon stopped', {
+        left_running: named(outcome.leftRunning),
+        ...(outcome.stopped.length > 0 ? { stopped: named(outcome.stopped) } : {}),
+      });
+      context.onStopped(outcome);
+      return outcome;
     })();
     return stopping;
   };
@@ -390,7 +409,7 @@ async function reloadConfig(context: {
 function installSignals(
   signals: Array<[NodeJS.Signals, () => void]>,
   reload: () => Promise<ReloadResult>,
-  stop: () => Promise<void>,
+  stop: () => Promise<StopOutcome>,
 ): void {
   const onHup = () => void reload();
   const onStop = () => void stop();

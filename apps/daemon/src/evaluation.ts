@@ -140,7 +140,7 @@ async function evaluate(context: SupervisorContext, slot: Slot): Promise<void> {
     await snapshotConfig(context, slot, at);
   }
   if (slot.cell?.manifest.status === 'frozen') {
-    void context.store.save(slot.key);
+    saveIfChanged(context, slot);
     return;
   }
   if (verdict.state === 'dead' && before !== 'dead' && context.policy.fleet_brake.enabled) {
@@ -153,7 +153,23 @@ async function evaluate(context: SupervisorContext, slot: Slot): Promise<void> {
   await carryOutDecision(context, slot, decideFor(context, slot, verdict, at), at);
   // Not awaited: the next evaluation (say, the exit of the agent just started) must not queue
   // behind a state write. Writes are coalesced per cell and awaited by sweep() and stop().
+  saveIfChanged(context, slot);
+}
+
+/** The record an evaluation last saved, and the store's revision right after. */
+const lastSaved = new WeakMap<Slot, { json: string; revision: number }>();
+
+/**
+ * Saves the agent's record unless it is exactly what an evaluation last saved and nothing was
+ * saved since: a standing decision (escalated, record only, waiting) re-evaluated on every probe
+ * rewrites nothing, so the daemon is idle.
+ */
+function saveIfChanged(context: SupervisorContext, slot: Slot): void {
+  const json = JSON.stringify(slot.state);
+  const saved = lastSaved.get(slot);
+  if (saved?.json === json && saved.revision === context.store.revision(slot.key)) return;
   void context.store.save(slot.key);
+  lastSaved.set(slot, { json, revision: context.store.revision(slot.key) });
 }
 
 async function recordHealthChange(

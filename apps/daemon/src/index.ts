@@ -40,6 +40,8 @@ export {
   type FleetStatus,
   type AgentStatus,
   type SweepReport,
+  type StopOutcome,
+  type AgentLeft,
 } from './supervisor.js';
 export { effectivePolicy, approvalChannels } from './effective-policy.js';
 export { readFleetStatus } from './fleet-status.js';

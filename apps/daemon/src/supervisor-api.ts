@@ -87,6 +87,21 @@ export interface SweepReport {
   durationMs: number;
 }
 
+/** An agent process named in a {@link StopOutcome}. */
+export interface AgentLeft {
+  /** The agent's key (`<cell uuid>/<name>`, or `host/<name>` outside cells). */
+  agent: string;
+  pid: number;
+}
+
+/** What {@link Supervisor.stop} did with the agents it was supervising. */
+export interface StopOutcome {
+  /** Agents still running after the stop (the default: agents outlive the daemon). */
+  leftRunning: AgentLeft[];
+  /** Agents it stopped (with `stopAgents`). */
+  stopped: AgentLeft[];
+}
+
 /** The supervision loop. */
 export interface Supervisor {
   /** Discovers cells, adopts or starts agents and schedules their probes. */
@@ -105,8 +120,12 @@ export interface Supervisor {
   ): Promise<ApprovalDecisionResult>;
   /** Applies a new config: agents added are supervised, removed ones no longer, changed ones re-scheduled. */
   reload(config: PitConfig, policyInput?: unknown): Promise<void>;
-  /** Stops probing and flushes state; stops the agents too when `stopAgents`. */
-  stop(options?: { stopAgents?: boolean }): Promise<void>;
+  /**
+   * Stops probing and flushes state; stops the agents too when `stopAgents`. Resolves with the
+   * agents it stopped and those it left running (detached: they keep nothing of this process
+   * alive, and the next daemon or sweep adopts them).
+   */
+  stop(options?: { stopAgents?: boolean }): Promise<StopOutcome>;
   /** The loop's own health: discovery ran recently and the last one succeeded. */
   health(): { ok: boolean; last_discovery?: string; reason?: string };
   metrics: MetricsRegistry;

@@ -27,13 +27,15 @@ import { silentNotifier } from './notifier.js';
 import { createPeriodicCheckpoints } from './periodic-checkpoints.js';
 import { stopAgent } from './restart.js';
 import { openFileStateStore } from './state-store.js';
-import type { Supervisor, SupervisorOptions } from './supervisor-api.js';
+import type { StopOutcome, Supervisor, SupervisorOptions } from './supervisor-api.js';
 import { iso, type SupervisorContext, type SupervisorMetrics } from './supervisor-context.js';
 import { sweepFleet } from './sweep.js';
 
 export type {
+  AgentLeft,
   AgentStatus,
   FleetStatus,
+  StopOutcome,
   Supervisor,
   SupervisorOptions,
   SweepReport,
@@ -81,7 +83,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
 
   const stop: Supervisor['stop'] = async (stopOptions = {}) => {
     timers?.stop();
-    await stopLoop(context, {
+    return stopLoop(context, {
       stopAgents: stopOptions.stopAgents ?? false,
       settle: settleNotifications,
     });
@@ -108,11 +110,14 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   };
 }
 
-/** Stops probing and flushes every record, history and event; stops the agents too when asked. */
+/**
+ * Stops probing and flushes every record, history and event; stops the agents too when asked.
+ * Resolves with what it stopped and what it left running.
+ */
 async function stopLoop(
   context: SupervisorContext,
   options: { stopAgents: boolean; settle: () => Promise<void> },
-): Promise<void> {
+): Promise<StopOutcome> {
   context.stopped = true;
   await context.scheduler?.stop();
   const slots = [...context.fleet.slots.values()];
@@ -120,20 +125,25 @@ async function stopLoop(
   context.store.close();
   await Promise.all(slots.map((slot) => slot.queue));
   await options.settle();
-  if (options.stopAgents) {
-    await Promise.all(
-      slots.map(async (slot) => {
-        if (!slot.process || slot.process.exit) return;
-        await stopAgent(context, slot);
-        slot.state.pid = undefined;
-        slot.state.pid_start_time = undefined;
-      }),
-    );
-  }
+  const outcome: StopOutcome = { leftRunning: [], stopped: [] };
+  await Promise.all(
+    slots.map(async (slot) => {
+      if (!slot.process || slot.process.exit) return;
+      const left = { agent: slot.key, pid: slot.process.pid };
+      if (!options.stopAgents) return void outcome.leftRunning.push(left);
+      await stopAgent(context, slot);
+      slot.state.pid = undefined;
+      slot.state.pid_start_time = undefined;
+      outcome.stopped.push(left);
+    }),
+  );
   await context.store.flush();
   await context.events.flush();
   await context.executor.close();
   await context.approvals.close();
+  for (const list of [outcome.leftRunning, outcome.stopped])
+    list.sort((a, b) => a.agent.localeCompare(b.agent));
+  return outcome;
 }
 
 /** The loop's own health: discovery ran recently and the last one succeeded. */

@@ -23,7 +23,19 @@ export async function daemon(
     `pit daemon ${handle.pid}: supervising with ${where}${options.dryRun ? ' (dry run: nothing is started, stopped or rolled back)' : ''}`,
   );
   if (handle.url) context.output.err(`dashboard: ${handle.url}/`);
-  await handle.done;
+  const outcome = await handle.done;
+  // What outlives this process: the agents keep running, detached, until the next daemon adopts them.
+  const named = (list: typeof outcome.stopped) =>
+    list.map(({ agent, pid }) => `${agent} (pid ${pid})`).join(', ');
+  if (outcome.stopped.length > 0)
+    context.output.err(
+      `pit daemon: stopped ${outcome.stopped.length} agent(s): ${named(outcome.stopped)}`,
+    );
+  context.output.err(
+    outcome.leftRunning.length > 0
+      ? `pit daemon: left ${outcome.leftRunning.length} agent(s) running: ${named(outcome.leftRunning)}`
+      : 'pit daemon: no agent left running',
+  );
   return EXIT.ok;
 }
 
