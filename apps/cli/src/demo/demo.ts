@@ -3,16 +3,10 @@ import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  cellPaths,
-  isCellEventKind,
-  provisionCell,
-  readEvents,
-  type AnyCellEvent,
-  type CellEventKind,
-} from '@pit/cell-spec';
+import { cellPaths, provisionCell, readEvents, type AnyCellEvent } from '@pit/cell-spec';
 import { readDaemonLock, runDaemon, type DaemonHandle } from '@pit/daemon';
 import { RefusedError } from '../errors.js';
+import { narration } from './narration.js';
 import { EXIT } from '../exit-codes.js';
 import type { CommandContext } from '../context.js';
 
@@ -185,17 +179,7 @@ export async function demo(context: CommandContext, options: DemoOptions): Promi
       line = entry.line + 1;
       seen.push(entry.event);
       const e = entry.event as AnyCellEvent & Record<string, unknown>;
-      // Kinds of cell-spec's list (a typo or a removed kind does not compile).
-      const text: Partial<Record<CellEventKind, string>> = {
-        agent_dead: `is dead: ${String(e.reason ?? '')}`,
-        decision: `decision ${String(e.action)}: ${String(e.reason ?? '')}`,
-        config_rolled_back: `config rolled back: ${(e.files as Array<{ path: string; old_sha256: string | null; new_sha256: string }> | undefined)?.map((f) => `${f.path.replace(`${cellDir}/`, '')} ${f.old_sha256?.slice(0, 8) ?? '∅'} → ${f.new_sha256.slice(0, 8)}`).join(', ')}`,
-        agent_revived: `revived as pid ${String(e.pid ?? '?')}`,
-        agent_healthy: 'is healthy',
-        revive_requested: `waits for a human: approve with \`${pitCommand} --config ${configPath} approve ${String(e.approval_id ?? '')}\` or on the dashboard`,
-        revive_approved: `revive approved by ${String(e.by ?? '?')} via ${String(e.channel ?? '?')}`,
-      };
-      const said = isCellEventKind(e.event) ? text[e.event] : undefined;
+      const said = narration(e, { cellDir, pitCommand, configPath });
       if (said && typeof e.agent === 'string')
         out(`${e.ts.slice(11, 23)}  ${e.agent.padEnd(7)} ${said}`);
     }
@@ -270,7 +254,14 @@ export async function demo(context: CommandContext, options: DemoOptions): Promi
     await daemon.stop({ stopAgents: true });
     return EXIT.ok;
   }
-  const follow = setInterval(() => void narrate(), 500);
+  // Telling the story must never take the demo (and its agents) down: a failed read is said and retried.
+  const follow = setInterval(
+    () =>
+      void narrate().catch((error: unknown) =>
+        context.output.err(`pit demo: cannot read the event log: ${String(error)}`),
+      ),
+    500,
+  );
   await daemon.done;
   clearInterval(follow);
   return EXIT.ok;
