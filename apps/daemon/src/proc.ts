@@ -254,12 +254,12 @@ export async function scanMarkedProcesses(
       // could have changed hands in between); a remembered one is judged on this stat.
       if (marks && same && known!.confirmed) stat = before;
     } else marks = await readMarks(pid);
-    if (!marks) return;
+    if (!marks?.agent) return;
     stat ??= await readStatOrUndefined(pid);
     if (!stat || stat.state === 'Z' || stat.state === 'X') return;
     if (memo && memo.get(pid)?.startTime !== stat.startTime) return;
-    const { agent, cell, nonce } = marks;
-    found.push({ pid, startTime: stat.startTime, sid: stat.sid, agent, cell, nonce });
+    const { cell, nonce } = marks;
+    found.push({ pid, startTime: stat.startTime, sid: stat.sid, agent: marks.agent, cell, nonce });
   };
   // A bounded number of files open at once.
   for (let index = 0; index < pids.length; index += 64)
