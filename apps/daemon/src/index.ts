@@ -42,6 +42,7 @@ export {
   type SweepReport,
 } from './supervisor.js';
 export { effectivePolicy, approvalChannels } from './effective-policy.js';
+export { movedDefaults } from './config-deprecations.js';
 export { readFleetStatus } from './fleet-status.js';
 export { agentStatePath, readAgentStates } from './state-store.js';
 export { resolveAgentPolicies, type AgentPolicyReport } from './policies.js';
