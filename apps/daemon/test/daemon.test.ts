@@ -411,7 +411,13 @@ describe('sweepOnce (cron one-shot)', () => {
     expect(first.agents.map((agent) => agent.key)).toEqual([`${cell.uuid}/forge`]);
     const pid = (await daemonState(cell.dir)).agents.forge!.pid!;
     agentPids.add(pid);
-    // Alive but silent: the process stays, its heartbeat goes stale (past the 1 s and the grace).
+    // Alive but silent: once it has beaten, the process stays and its heartbeat goes stale (past
+    // the 1 s and the grace).
+    await waitFor(
+      async () => (await readHeartbeat(cell.dir, 'forge').catch(() => undefined))?.pid === pid,
+      20_000,
+      'the first heartbeat',
+    );
     process.kill(pid, 'SIGSTOP');
     const startedAt = Date.now();
     await waitFor(
@@ -452,5 +458,5 @@ describe('sweepOnce (cron one-shot)', () => {
     );
     daemon.child.kill('SIGTERM');
     await within(exitOf(daemon.child), 20_000, 'daemon exit');
-  });
+  }, 90_000);
 });
