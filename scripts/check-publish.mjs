@@ -1,6 +1,7 @@
 // The publish-shape check: pack every public package the way `pnpm publish` will (publishConfig
 // applied, workspace: ranges rewritten), then lint the tarball with publint and check its types
 // with @arethetypeswrong/cli. Run after `pnpm build`. Exits 1 if any package has a problem.
+// The public apps (@pit/cli: a `bin` and no types) go through the same checks.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,8 +11,11 @@ const root = new URL('..', import.meta.url).pathname;
 const out = mkdtempSync(join(tmpdir(), 'pit-pack-'));
 let failed = 0;
 try {
-  for (const dir of readdirSync(join(root, 'packages'))) {
-    const pkgDir = join(root, 'packages', dir);
+  const dirs = ['packages', 'apps'].flatMap((parent) =>
+    readdirSync(join(root, parent)).map((dir) => join(parent, dir)),
+  );
+  for (const dir of dirs) {
+    const pkgDir = join(root, dir);
     const manifest = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'));
     if (manifest.private) continue;
     const dest = join(out, dir);

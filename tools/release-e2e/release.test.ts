@@ -1,7 +1,8 @@
 /**
  * The release pipeline, end to end: publish every public package to a real private registry
  * (verdaccio on 127.0.0.1), then install from it in a scratch project outside the workspace and
- * use each package from ESM, CommonJS and TypeScript.
+ * use each package from ESM, CommonJS and TypeScript; install the `pit` command (@pit/cli) globally
+ * from it, as an operator would, and run it.
  */
 import { execFileSync } from 'node:child_process';
 import {
@@ -39,6 +40,9 @@ const publicPackages = readdirSync(join(repo, 'packages'))
   }))
   .filter((pkg) => !pkg.manifest.private);
 
+const cliDir = join(repo, 'apps', 'cli');
+const cliManifest = JSON.parse(readFileSync(join(cliDir, 'package.json'), 'utf8')) as Manifest;
+
 let registry: RunningRegistry;
 let work: string;
 let scratch: string;
@@ -57,11 +61,16 @@ function run(command: string, args: string[], cwd: string): string {
 }
 
 beforeAll(async () => {
-  for (const pkg of publicPackages) {
-    if (!existsSync(join(pkg.dir, 'dist', 'index.js')))
-      throw new Error(
-        `${pkg.manifest.name} is not built: run \`pnpm build\` before \`pnpm test:release\``,
-      );
+  const built = [
+    ...publicPackages.map((pkg) => ({
+      name: pkg.manifest.name,
+      file: join(pkg.dir, 'dist', 'index.js'),
+    })),
+    { name: cliManifest.name, file: join(cliDir, 'dist', 'bin.js') },
+  ];
+  for (const { name, file } of built) {
+    if (!existsSync(file))
+      throw new Error(`${name} is not built: run \`pnpm build\` before \`pnpm test:release\``);
   }
   work = mkdtempSync(join(tmpdir(), 'pit-release-'));
   registry = await startRegistry(join(work, 'registry'));
@@ -71,6 +80,8 @@ beforeAll(async () => {
       '-r',
       '--filter',
       './packages/*',
+      '--filter',
+      './apps/cli',
       'publish',
       '--no-git-checks',
       '--registry',
@@ -231,4 +242,40 @@ describe('the private-registry release', () => {
       expect(Number(cjs.trim())).toBe(Number(esm.trim()));
     },
   );
+
+  it('installs the `pit` command globally with npm and runs it', () => {
+    expect(cliManifest.private, '@pit/cli must be publishable').toBeUndefined();
+    const prefix = join(work, 'global');
+    run(
+      'npm',
+      [
+        'install',
+        '--global',
+        '--prefix',
+        prefix,
+        '--no-audit',
+        '--no-fund',
+        '--loglevel=error',
+        `@pit/cli@${cliManifest.version}`,
+      ],
+      work,
+    );
+    const pit = join(prefix, 'bin', 'pit');
+    expect(run(pit, ['--version'], work).trim()).toBe(cliManifest.version);
+    const installed = join(prefix, 'lib', 'node_modules', '@pit');
+    expect(existsSync(join(installed, 'daemon')), 'the daemon is bundled, not a dependency').toBe(
+      false,
+    );
+    // The demo from the installed copy: real agents, a real daemon and dashboard on a free port.
+    const demoDir = join(work, 'demo');
+    execFileSync('mkdir', ['-p', demoDir]);
+    const out = execFileSync(pit, ['demo', '--exit-when-done', '--listen', '127.0.0.1:0'], {
+      cwd: demoDir,
+      encoding: 'utf8',
+      timeout: 180_000,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    expect(out).toContain('revived as pid');
+    expect(out).toContain('The scripted part is done.');
+  });
 });

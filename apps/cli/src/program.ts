@@ -21,6 +21,7 @@ import { why } from './commands/why.js';
 import { demo } from './demo/demo.js';
 import { createContext, type CliEnvironment, type GlobalOptions } from './context.js';
 import { EXIT_CODES_HELP } from './exit-codes.js';
+import { cliVersion } from './version.js';
 
 export type { CliEnvironment };
 
@@ -42,6 +43,7 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
         `mission cells root (overrides the config's cells.root; default ${DEFAULT_CELLS_ROOT})`,
       ).env('PIT_CELLS_ROOT'),
     )
+    .version(cliVersion(), '-V, --version', "print pit's version")
     .showHelpAfterError('(run with --help for usage)')
     .addHelpText('after', `\n${EXIT_CODES_HELP}`)
     .exitOverride()

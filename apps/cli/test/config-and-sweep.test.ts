@@ -73,7 +73,11 @@ describe('pit config check', () => {
 
     const text = await pit(['--config', config, 'config', 'check']);
     expect(text.stdout).toMatch(/ezra \(outside cells, mission archive\)/);
-    expect(text.stdout).toMatch(/mode\s+ask\s+from mission:archive/);
+    // Each value names the table it came from, as the file spells it.
+    const ezraRows = text.stdout.slice(text.stdout.indexOf('ezra ('));
+    expect(ezraRows).toMatch(/mode\s+ask\s+from \[policy\.missions\.archive\]/);
+    expect(ezraRows).toMatch(/dead after\s+10m\s+from \[policy\.agents\.ezra\]/);
+    expect(ezraRows).toMatch(/max revive attempts\s+8\s+from \[policy\.defaults\]/);
   }, 60_000);
 
   it('names the key to write instead of an older one, and still accepts the config', async () => {
@@ -84,10 +88,20 @@ describe('pit config check', () => {
         '[cells]',
         'root = "missions"',
         'resurrect_after_s = 30',
+        '[agents.solo]',
+        'cell = "none"',
+        'cwd = "."',
+        'argv = ["/bin/true"]',
       ].join('\n'),
     );
     const result = await pit(['--config', config, 'config', 'check']);
     expect(result.code).toBe(0);
+    // A value nobody set is the built-in default; one an older key supplied says which key.
+    expect(result.stdout).toMatch(/mode\s+auto\s+from built-in default/);
+    expect(result.stdout).toMatch(/max revive attempts\s+10\s+from built-in default/);
+    expect(result.stdout).toMatch(
+      /dead after\s+30s\s+from \[cells\] resurrect_after_s \(deprecated\)/,
+    );
     expect(result.stderr).toContain(
       `notice: ${config}:5:1: cells.resurrect_after_s: deprecated: write dead_after = "30s" under [policy.defaults] instead`,
     );

@@ -28,6 +28,8 @@ export function healthOf(assessment: Assessment | undefined, now: number): Verdi
       since: exit.at,
       reason: detail,
       failure: {
+        // Seen, not inferred: the policy acts at once (dead_after applies to inferred deaths only).
+        exited: true,
         failing_probes: ['process', ...failing.filter((name) => name !== 'process')],
         ...(exit.code !== null && exit.code !== undefined ? { exit_code: exit.code } : {}),
         ...(exit.signal ? { signal: exit.signal } : {}),

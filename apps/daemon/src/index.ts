@@ -44,6 +44,7 @@ export {
   type AgentLeft,
 } from './supervisor.js';
 export { effectivePolicy, approvalChannels } from './effective-policy.js';
+export { movedDefaults } from './config-deprecations.js';
 export { readFleetStatus } from './fleet-status.js';
 export { agentStatePath, readAgentStates } from './state-store.js';
 export { resolveAgentPolicies, type AgentPolicyReport } from './policies.js';

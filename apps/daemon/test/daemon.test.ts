@@ -10,6 +10,7 @@ import {
   waitFor,
   within,
 } from '@pit/test-kit';
+import { readHeartbeat } from '@pit/cell-spec';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectBus } from '@pit/mission-bus';
 import { sweepOnce } from '../src/daemon.js';
@@ -382,7 +383,25 @@ describe('sweepOnce (cron one-shot)', () => {
   });
 
   it('two sweeps in a row accumulate dead time, revive nothing twice, and refuse to run beside a daemon', async () => {
-    const { cell, configPath } = await setup(['forge'], '[policy.agents.forge]\ndead_after = "1h"');
+    const { cell, configPath, lines } = await setup(
+      ['forge'],
+      '[policy.agents.forge]\ndead_after = "1h"',
+    );
+    // dead_after delays only a death the Pit infers: here a heartbeat that goes stale (an exit it
+    // sees is acted on at once). A short staleness and startup grace keep the test quick.
+    await fs.writeFile(
+      configPath,
+      lines
+        .map((line) =>
+          line.startsWith('heartbeat_stale_s')
+            ? 'heartbeat_stale_s = 1'
+            : line.startsWith('startup_grace_s')
+              ? 'startup_grace_s = 1'
+              : line,
+        )
+        .join('\n'),
+      { mode: 0o600 },
+    );
     // First sweep: the agent is seen for the first time and started.
     const first = await sweepOnce({
       configPath,
@@ -392,19 +411,24 @@ describe('sweepOnce (cron one-shot)', () => {
     expect(first.agents.map((agent) => agent.key)).toEqual([`${cell.uuid}/forge`]);
     const pid = (await daemonState(cell.dir)).agents.forge!.pid!;
     agentPids.add(pid);
-    process.kill(pid, 'SIGKILL');
+    // Alive but silent: once it has beaten, the process stays and its heartbeat goes stale (past
+    // the 1 s and the grace).
     await waitFor(
-      () => {
-        try {
-          process.kill(pid, 0);
-          return false;
-        } catch {
-          return true;
-        }
+      async () => (await readHeartbeat(cell.dir, 'forge').catch(() => undefined))?.pid === pid,
+      20_000,
+      'the first heartbeat',
+    );
+    process.kill(pid, 'SIGSTOP');
+    const startedAt = Date.now();
+    await waitFor(
+      async () => {
+        const beat = await readHeartbeat(cell.dir, 'forge').catch(() => undefined);
+        const age = beat ? Date.now() - beat.timestamp * 1000 : 0;
+        return age > 1_500 && Date.now() - startedAt > 1_500;
       },
       10_000,
-      'the agent gone',
-    ).catch(() => undefined);
+      'the heartbeat stale',
+    );
     const second = await sweepOnce({
       configPath,
       env: { ...process.env },
@@ -434,5 +458,5 @@ describe('sweepOnce (cron one-shot)', () => {
     );
     daemon.child.kill('SIGTERM');
     await within(exitOf(daemon.child), 20_000, 'daemon exit');
-  });
+  }, 90_000);
 });

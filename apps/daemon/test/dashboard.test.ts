@@ -37,7 +37,7 @@ afterEach(async () => {
 
 describe('the dashboard (GET /)', () => {
   it.skipIf(!CHROMIUM)(
-    `shows an agent killed in the test turn red then green again, and an approval pressed on the page revives an agent (${reason})`,
+    `shows an agent stopped in the test (SIGSTOP) turn red then green again, and an approval pressed on the page revives an agent (${reason})`,
     async () => {
       const base = await tempDir('pit-dash-');
       const cell = await makeCell([{ name: 'forge' }, { name: 'anvil' }], join(base, 'missions'));
@@ -49,7 +49,7 @@ describe('the dashboard (GET /)', () => {
         'token_env = "PIT_TEST_TOKEN"',
         '[cells]',
         'root = "missions"',
-        'heartbeat_stale_s = 15', // generous: a loaded 2-core machine delays heartbeats; deaths here are seen by the process probe
+        'heartbeat_stale_s = 3', // forge's death is a stale heartbeat (the test agent beats every 100 ms)
         'poll_interval_s = 0.2',
         'resurrect_after_s = 0',
         '[checkpoints]',
@@ -57,7 +57,7 @@ describe('the dashboard (GET /)', () => {
         '[bus]',
         'listen = "127.0.0.1:0"',
         '[policy.agents.forge]',
-        'dead_after = "3s"', // stays red long enough to be seen
+        'dead_after = "3s"', // an inferred death (stale heartbeat) stays red this long
         '[policy.agents.anvil]',
         'mode = "ask"',
         'approval = { channels = ["http"], timeout = "10m" }',
@@ -65,6 +65,7 @@ describe('the dashboard (GET /)', () => {
           `[agents.${name}]`,
           `argv = ["${process.execPath}", "${testAgentPath}"]`,
           'startup_grace_s = 10',
+          'stop_grace_s = 1',
           `[agents.${name}.probes]`,
           'failure_threshold = 1',
         ]),
@@ -129,7 +130,9 @@ describe('the dashboard (GET /)', () => {
       pids.add(forgePid).add(anvilPid);
       expect(await colorOf('forge', 'healthy')).toBe('rgb(31, 157, 85)');
 
-      process.kill(forgePid, 'SIGKILL');
+      // Silent, not gone (an exit the Pit sees is restarted at once): its heartbeat goes stale and
+      // the death is inferred, which waits dead_after.
+      process.kill(forgePid, 'SIGSTOP');
       await row('forge', 'dead').waitFor({ timeout: 20_000 });
       expect(await colorOf('forge', 'dead')).toBe('rgb(229, 62, 62)');
       await row('forge', 'healthy').waitFor({ timeout: 30_000 });

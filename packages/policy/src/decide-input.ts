@@ -22,6 +22,12 @@ export interface AgentRef {
 export interface FailureInfo {
   /** A class already determined (by the harness, a log scan, the probes); wins over everything else. */
   class?: FailureClass;
+  /**
+   * The Pit saw the agent's process end (its exit status, or its pid gone): the death is a fact,
+   * not an inference, so `dead_after` does not apply and the Pit acts at once. Without it the
+   * death is inferred (a stale heartbeat, failing probes) and waits `dead_after`.
+   */
+  exited?: boolean;
   /** The exit code of the agent's process, if it exited. */
   exit_code?: number;
   /** The signal that ended it (`SIGKILL`), if any. */

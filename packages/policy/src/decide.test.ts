@@ -101,6 +101,25 @@ describe('decide: restarts', () => {
     ).toMatchObject({ action: 'wait', until: NOW + 10 * SECOND, dead_for: 0 });
   });
 
+  it('acts at once on an exit it saw, and waits dead_after only for a death it inferred', () => {
+    const slow = config({ defaults: { dead_after: '2m' } });
+    const seen = run({
+      health: { state: 'dead', since: NOW, failure: { exited: true, signal: 'SIGKILL' } },
+      config: slow,
+    });
+    expect(seen).toMatchObject({ action: 'restart', rule: 'mode.auto', dead_for: 0 });
+    const inferred = run({
+      health: { state: 'dead', since: NOW, failure: { failing_probes: ['heartbeat'] } },
+      config: slow,
+    });
+    expect(inferred).toMatchObject({
+      action: 'wait',
+      wait_for: 'dead_after',
+      until: NOW + 2 * MINUTE,
+    });
+    expect(inferred.reason).toContain('dead_after=2m (defaults)');
+  });
+
   it('waits for the backoff measured from the latest restart, then restarts again', () => {
     const history: AgentHistory = { restarts: [NOW - 5 * SECOND] };
     expect(run({ history })).toMatchObject({

@@ -78,6 +78,8 @@ interface Situation {
   now: number;
   seed: number | string;
   deadSince: number;
+  /** The Pit saw the process end (`failure.exited`): `dead_after` does not apply. */
+  exited: boolean;
   failure: Classification;
   failureReset?: number;
   brake?: BrakeStatus;
@@ -90,8 +92,9 @@ interface Situation {
  * that fired and a reason naming the config key and the layer that set it. Pure: the same inputs
  * always give the same decision; no clock, no I/O, jitter from `seed`.
  *
- * For a dead agent, in order: a live substitute already covers it → `none`; dead for less than
- * `dead_after` → `wait`; mode `never` → `record_only`; an approval request (pending → `wait`,
+ * For a dead agent, in order: a live substitute already covers it → `none`; a death the Pit
+ * inferred (stale heartbeat, failing probes; not `failure.exited`) less than `dead_after` ago →
+ * `wait` (an exit the Pit saw is acted on at once); mode `never` → `record_only`; an approval request (pending → `wait`,
  * approved → carry it out, denied → `record_only`, expired → `on_timeout`); the failure class's
  * action (`rate_limited` waits for its reset time, `record_only`, `ask`); then the mode: `ask`
  * asks, `substitute` (or a remote agent in `auto`) picks the first healthy substitute, `auto`
@@ -166,6 +169,7 @@ export function decide(options: DecideOptions): Decision {
     now,
     seed: options.seed ?? 0,
     deadSince,
+    exited: health.failure?.exited === true,
     failure,
     header: `${ref.name} dead for ${formatDuration(now - deadSince)} (${failure.class}: ${failure.because})`,
   };
@@ -191,7 +195,8 @@ function decideDead(s: Situation): Decision {
     }
   }
 
-  if (now - s.deadSince < policy.dead_after) {
+  // dead_after guards against acting on an inference; an exit the Pit saw needs no second look.
+  if (!s.exited && now - s.deadSince < policy.dead_after) {
     return wait(s, {
       until: s.deadSince + policy.dead_after,
       wait_for: 'dead_after',

@@ -35,6 +35,7 @@ export {
 } from './policy-config.js';
 export {
   resolvePolicy,
+  describePolicySource,
   type ResolvePolicyOptions,
   type ResolvedPolicy,
   type PolicyTrace,

@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { formatDuration } from './duration.js';
+import { BUILTIN_POLICY } from './policy-config.js';
 
 const packageDir = fileURLToPath(new URL('..', import.meta.url));
 const readme = readFileSync(join(packageDir, 'README.md'), 'utf8');
@@ -69,5 +71,35 @@ describe('README.md', () => {
       'substitute (remote.substitute): bezalel dead for 5m (crashed: exit code 1); mode=auto (mission:forge);',
     );
     expect(output).toContain('substitute timmy (passed over allegro: dead)');
+  });
+
+  it("documents BUILTIN_POLICY's values as the built-in defaults, key by key", () => {
+    const d = (ms: number) => `\`${formatDuration(ms)}\``;
+    const b = BUILTIN_POLICY;
+    const expected: Record<string, string> = {
+      '`mode`': `\`${b.mode}\``,
+      '`dead_after`': d(b.dead_after),
+      '`substitutes`': `\`${JSON.stringify(b.substitutes)}\``,
+      '`rollback_before_restart`': `\`${String(b.rollback_before_restart)}\``,
+      '`max_revive_attempts`': `\`${b.max_revive_attempts}\``,
+      '`rate_limit_wait`': d(b.rate_limit_wait),
+      '`approval.channels`': `\`${JSON.stringify(b.approval.channels)}\``,
+      '`approval.timeout` / `approval.on_timeout`': `${d(b.approval.timeout)} / \`${b.approval.on_timeout}\``,
+      '`restart_intensity.max_restarts` / `.window`': `\`${b.restart_intensity.max_restarts}\` / ${d(b.restart_intensity.window)}`,
+      '`backoff.initial` / `.factor` / `.cap` / `.jitter` / `.reset_after_stable`': [
+        d(b.backoff.initial),
+        `\`${b.backoff.factor}\``,
+        d(b.backoff.cap),
+        `\`${b.backoff.jitter}\``,
+        d(b.backoff.reset_after_stable),
+      ].join(' / '),
+    };
+    const documented: Record<string, string> = {};
+    for (const line of readme.split('\n')) {
+      const cells = line.split('|').map((cell) => cell.trim());
+      const key = cells[1];
+      if (key !== undefined && key in expected) documented[key] = cells[3] ?? '';
+    }
+    expect(documented).toEqual(expected);
   });
 });

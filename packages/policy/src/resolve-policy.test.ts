@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BUILTIN_POLICY, PolicyConfigSchema, type PolicyLayerInput } from './policy-config.js';
-import { resolvePolicy } from './resolve-policy.js';
+import { describePolicySource, resolvePolicy } from './resolve-policy.js';
 
 describe('resolvePolicy', () => {
   const config = PolicyConfigSchema.parse({
@@ -168,5 +168,17 @@ describe('resolvePolicyMemo', () => {
     expect(resolvePolicyMemo(config, 'forge', 'm').substitutes).toEqual(['spare']);
     expect(resolvePolicyMemo(config, 'ezra', 'm').mode).toBe('never');
     expect(Object.isFrozen(a)).toBe(true);
+  });
+});
+
+describe('describePolicySource', () => {
+  it('names each layer the way the config file spells it', () => {
+    expect(describePolicySource('builtin')).toBe('built-in default');
+    expect(describePolicySource('defaults')).toBe('[policy.defaults]');
+    expect(describePolicySource('mission:forge')).toBe('[policy.missions.forge]');
+    expect(describePolicySource('mission:Port the parser')).toBe(
+      '[policy.missions."Port the parser"]',
+    );
+    expect(describePolicySource('agent:ezra')).toBe('[policy.agents.ezra]');
   });
 });

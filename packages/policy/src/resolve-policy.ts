@@ -8,6 +8,23 @@ import {
 /** Which layer set a value: the built-in defaults, `[policy.defaults]`, a mission or an agent override. */
 export type PolicySource = 'builtin' | 'defaults' | `mission:${string}` | `agent:${string}`;
 
+/**
+ * Where a value came from, as an operator reads it: `built-in default` (no layer set it),
+ * `[policy.defaults]`, `[policy.missions.<name>]` or `[policy.agents.<name>]` (names that are
+ * not bare TOML keys are quoted, as in the file).
+ * @example
+ * describePolicySource('builtin');               // 'built-in default'
+ * describePolicySource('mission:Port the parser'); // '[policy.missions."Port the parser"]'
+ */
+export function describePolicySource(source: PolicySource): string {
+  if (source === 'builtin') return 'built-in default';
+  if (source === 'defaults') return '[policy.defaults]';
+  const agent = source.startsWith('agent:');
+  const name = source.slice(agent ? 'agent:'.length : 'mission:'.length);
+  const key = /^[A-Za-z0-9_-]+$/.test(name) ? name : JSON.stringify(name);
+  return `[policy.${agent ? 'agents' : 'missions'}.${key}]`;
+}
+
 /** How a policy was resolved: what `pit why` shows next to a decision. */
 export interface PolicyTrace {
   /** The layers applied, lowest first (`builtin`, `defaults`, `mission:forge`, `agent:bezalel`). */

@@ -1,6 +1,17 @@
 import { discoverCells } from '@pit/cell-spec';
-import { resolvePolicy, formatDuration } from '@pit/policy';
-import { effectivePolicy, httpWarnings, tokenProblem, type PitConfig } from '@pit/daemon';
+import {
+  describePolicySource,
+  formatDuration,
+  resolvePolicy,
+  type PolicySource,
+} from '@pit/policy';
+import {
+  effectivePolicy,
+  httpWarnings,
+  movedDefaults,
+  tokenProblem,
+  type PitConfig,
+} from '@pit/daemon';
 import { EXIT } from '../exit-codes.js';
 import type { CommandContext } from '../context.js';
 
@@ -71,9 +82,10 @@ export async function configCheck(
     context.output.out(
       'no agents yet: add [agents.<name>] sections or create cells with `pit cell create`',
     );
+  const moved = movedDefaults(loaded.config);
   for (const agent of resolved) {
     const source = (field: string) =>
-      agent.trace.fields[field as keyof typeof agent.trace.fields] ?? 'builtin';
+      describeSource(agent.trace.fields[field] ?? 'builtin', field, moved);
     const duration = (value: unknown) =>
       typeof value === 'number' ? formatDuration(value) : String(value);
     context.output.out(
@@ -107,6 +119,26 @@ export async function configCheck(
   for (const problem of discovery.problems)
     context.output.err(`problem: ${problem.path}: ${problem.reason}`);
   return http.problems.length > 0 ? EXIT.usage : EXIT.ok;
+}
+
+/**
+ * Where a value came from: `built-in default`, `[policy.defaults]`, `[policy.missions.<name>]`,
+ * `[policy.agents.<name>]`, or the older `[cells]` key that supplied a `[policy.defaults]` value.
+ */
+function describeSource(
+  source: PolicySource,
+  field: string,
+  moved: ReturnType<typeof movedDefaults>,
+): string {
+  if (source === 'defaults' && field === 'dead_after' && moved.dead_after !== undefined)
+    return '[cells] resurrect_after_s (deprecated)';
+  if (
+    source === 'defaults' &&
+    field === 'max_revive_attempts' &&
+    moved.max_revive_attempts !== undefined
+  )
+    return '[cells] max_revive_attempts (deprecated)';
+  return describePolicySource(source);
 }
 
 /**
