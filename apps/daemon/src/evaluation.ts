@@ -117,8 +117,9 @@ function warnIgnoredSample(
   seen.since = 0;
 }
 
+// An agent the operator stopped (`pit stop`) is not judged: not declared dead, not revived.
 const supervised = (context: SupervisorContext, slot: Slot) =>
-  !context.stopped && context.fleet.slots.get(slot.key) === slot;
+  !context.stopped && context.fleet.slots.get(slot.key) === slot && !slot.state.stopped;
 
 async function evaluate(context: SupervisorContext, slot: Slot): Promise<void> {
   if (!supervised(context, slot)) return;

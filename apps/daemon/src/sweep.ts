@@ -22,6 +22,17 @@ export async function sweepFleet(
   const report: SweepReport['agents'] = [];
   await Promise.all(
     [...context.fleet.slots.values()].map(async (slot) => {
+      const { stopped } = slot.state;
+      if (stopped) {
+        // Stopped by the operator: not probed, not judged, not unhealthy.
+        report.push({
+          key: slot.key,
+          health: slot.state.health,
+          action: 'stopped',
+          reason: `stopped by ${stopped.by} at ${stopped.at}`,
+        });
+        return;
+      }
       await probeOnce(context, slot);
       await evaluateSoon(context, slot);
       const decision = slot.state.last_decision;
@@ -39,7 +50,7 @@ export async function sweepFleet(
   context.metrics.sweepDuration.observe({}, durationMs / 1000);
   report.sort((a, b) => a.key.localeCompare(b.key));
   return {
-    healthy: report.every((agent) => agent.health === 'healthy'),
+    healthy: report.every((agent) => agent.health === 'healthy' || agent.action === 'stopped'),
     agents: report,
     problems: problems(),
     durationMs,
