@@ -63,9 +63,15 @@ export function applyControl(
   action: OperatorAction,
   request: ControlRequest,
 ): Promise<ControlResult> {
-  const run = (slot.queue ?? Promise.resolve()).then(() =>
-    carryOutControl(context, slot, action, request),
-  );
+  return onSlotQueue(slot, () => carryOutControl(context, slot, action, request));
+}
+
+/**
+ * Runs `work` on the agent's evaluation queue, after the evaluation in progress and before any
+ * queued later: nothing decides about the agent meanwhile.
+ */
+export function onSlotQueue<T>(slot: Slot, work: () => Promise<T>): Promise<T> {
+  const run = (slot.queue ?? Promise.resolve()).then(work);
   const settled: Promise<void> = run
     .then(
       () => undefined,
