@@ -320,9 +320,13 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .argument('<agent>', 'the agent')
     .option('--to <set>', 'roll back to this retained set (a prefix of its sha256) instead')
     .option('--reason <text>', 'recorded in the event log')
+    .option('--restart', 'then restart the agent to use it (as `pit restart AGENT` does)')
     .option('--json', 'print JSON')
-    .action((agent: string, options: { to?: string; reason?: string; json?: boolean }) =>
-      run(() => rollback(context, agent, options))(),
+    .action(
+      (
+        agent: string,
+        options: { to?: string; reason?: string; json?: boolean; restart?: boolean },
+      ) => run(() => rollback(context, agent, options))(),
     );
 
   const checkpoints = program
