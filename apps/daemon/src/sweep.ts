@@ -6,6 +6,7 @@
 import { processStartedAtMs } from '@pit/probes';
 import { countProbe, probesOf, trackAgent } from './agent-probes.js';
 import { evaluateSoon } from './evaluation.js';
+import { noticeComeback } from './recovery.js';
 import type { Slot } from './slot.js';
 import type { SweepReport } from './supervisor-api.js';
 import type { SupervisorContext } from './supervisor-context.js';
@@ -75,5 +76,7 @@ async function probeOnce(context: SupervisorContext, slot: Slot): Promise<void> 
     );
     countProbe(context, result);
     context.assessor.record(slot.key, probe.name, result);
+    // An agent started by hand since the last sweep is taken up (recovery.ts), before its evaluation.
+    noticeComeback(context, slot, { probe: probe.name, result });
   }
 }

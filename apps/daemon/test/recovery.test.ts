@@ -6,6 +6,7 @@ import { writeHeartbeat } from '@pit/cell-spec';
 import { createSupervisor, type Supervisor } from '../src/supervisor.js';
 import { createLogger } from '../src/logger.js';
 import { createNotifier } from '../src/notifier.js';
+import { readAgentStates } from '../src/state-store.js';
 import { makeCell } from './helpers.js';
 import { cellEvents, storyOf, testConfig } from './fleet.js';
 
@@ -146,6 +147,61 @@ describe('recovery by hand', () => {
       'the second death in the log',
     );
     expect(story).not.toContain('agent_revived');
+  }, 90_000);
+
+  it('in cron mode too: a sweep after the agent was started by hand records it as recovered and supervises it', async () => {
+    const api = await startIssuesApi({
+      flavour: 'gitea',
+      token: 'issues-token-1',
+      owner: 'ops',
+      repo: 'fleet',
+    });
+    closers.push(() => api.close());
+    const { cell, config, policyInput } = await neverFleet(api.baseUrl);
+    const env = { ...process.env, PIT_TEST_ISSUES_TOKEN: 'issues-token-1' };
+    /** One `pit sweep --once`: a fresh supervisor over the same state, one sweep, stopped. */
+    const sweep = async () => {
+      const once = await createSupervisor({ config, policyInput, env, logger });
+      try {
+        return await once.sweep();
+      } finally {
+        await once.stop({ stopAgents: false });
+      }
+    };
+    const key = `${cell.uuid}/forge`;
+    await sweep(); // first sight: started
+    const pid = await waitFor(
+      async () => {
+        const state = await readAgentStates(join(cell.dir, '..', '..', 'state'), cell.dir);
+        return state.agents.forge?.pid;
+      },
+      10_000,
+      'the started pid recorded',
+    );
+    started.push(pid);
+    process.kill(pid, 'SIGKILL');
+    await waitFor(
+      async () =>
+        (await sweep()).agents.find((agent) => agent.key === key)?.health === 'dead'
+          ? true
+          : undefined,
+      20_000,
+      'a sweep seeing it dead',
+    );
+    const byHand = startByHand(cell, 'forge');
+    await waitFor(
+      async () => {
+        await sweep();
+        const recovered = (await cellEvents(cell.dir)).find(
+          (event) => event.event === 'agent_recovered',
+        );
+        return recovered;
+      },
+      20_000,
+      'a sweep recording the recovery',
+    );
+    const state = await readAgentStates(join(cell.dir, '..', '..', 'state'), cell.dir);
+    expect(state.agents.forge?.pid).toBe(byHand);
   }, 90_000);
 
   it('does not take up a process a heartbeat names that is not the agent', async () => {
