@@ -9,6 +9,7 @@
 import { join } from 'node:path';
 import { appendEvent, cellPaths, PitError, type OperatorAction } from '@pit/cell-spec';
 import { resolveAgentRef } from './agent-ref.js';
+import { openApprovalStore } from './approvals.js';
 import type { PitConfig } from './config-schema.js';
 import type { ControlResult } from './controls.js';
 import { readFleetStatus } from './fleet-status.js';
@@ -66,6 +67,8 @@ export async function recordControlOffline(
       name: agent.agent,
       update: (state) => intend(state, { action, by, at, reason: options.reason }),
     });
+    // A reset withdraws a pending request, as the daemon does: it no longer decides the agent.
+    if (action === 'reset') await withdrawPending(config.daemon.state_dir, agent.key, options.now);
     const events = cellDir
       ? cellPaths(cellDir).events
       : join(config.daemon.state_dir, 'logs', 'events.jsonl');
@@ -86,6 +89,16 @@ export async function recordControlOffline(
     await lock.release();
   }
   return { ok: true, key: agent.key, action, message: describeIntent(agent.key, action) };
+}
+
+async function withdrawPending(stateDir: string, key: string, now?: number): Promise<void> {
+  const approvals = await openApprovalStore({ stateDir });
+  try {
+    const pending = approvals.latest(key);
+    if (pending?.status === 'pending') await approvals.cancel(pending.id, now ?? Date.now());
+  } finally {
+    await approvals.close();
+  }
 }
 
 /** The record with the operator's intent applied. */
