@@ -20,7 +20,17 @@ export interface Incident {
   cell?: string;
   started: string;
   events: StoryEvent[];
-  outcome: 'revived' | 'recovered' | 'substituted' | 'denied' | 'pending' | 'open';
+  outcome:
+    | 'revived'
+    | 'recovered'
+    | 'substituted'
+    | 'denied'
+    | 'pending'
+    | 'open'
+    | 'stopped'
+    | 'started'
+    | 'restarted'
+    | 'reset';
 }
 
 type Describe<K extends CellEventKind> = (event: CellEventOf<K>) => string;
@@ -70,16 +80,36 @@ const STORY: { [K in CellEventKind]: Describe<K> | null } = {
   checkpoint_restored: (e) =>
     `workspace restored from checkpoint ${e.checkpoint}${optional(': ', e.reason)}`,
   manifest_refused: (e) => `cell.json ${e.field} refused: ${e.reason}`,
+  agent_control: (e) =>
+    `${e.action} by ${e.by} via ${e.via}${optional(': ', e.reason)}${e.pending ? ' (recorded while no daemon ran: carried out by the next sweep or daemon start)' : ''}`,
+  agent_recovered: (e) => `recovered${optional(' as pid ', e.pid)}: ${e.reason}`,
+  config_reloaded: null,
 };
 
 /** Outcomes that close (or mark) an incident. */
 const OUTCOMES: Partial<Record<CellEventKind, Incident['outcome']>> = {
   agent_revived: 'revived',
   agent_healthy: 'recovered',
+  agent_recovered: 'recovered',
   agent_substituted: 'substituted',
   revive_denied: 'denied',
   revive_requested: 'pending',
 };
+
+/**
+ * What an operator's control makes of an incident: a stop, start or restart ends it; a reset
+ * ends only the story it opened (in a death's story the revive that follows tells the outcome).
+ */
+function controlOutcome(
+  event: CellEventOf<'agent_control'>,
+  opened: boolean,
+): Incident['outcome'] | undefined {
+  if (event.pending) return opened ? 'pending' : undefined;
+  if (event.action === 'stop') return 'stopped';
+  if (event.action === 'start') return 'started';
+  if (event.action === 'restart') return 'restarted';
+  return opened ? 'reset' : undefined;
+}
 
 /** Whether an event belongs in a story: a known kind the story tells, or any unknown kind. */
 export function isStoryEvent(event: AnyCellEvent): boolean {
@@ -123,7 +153,10 @@ export function buildIncidents(events: StoryEvent[]): Incident[] {
       incidents.push(current);
     }
     current.events.push(event);
-    const outcome = OUTCOMES[event.event as CellEventKind];
+    const outcome =
+      event.event === 'agent_control'
+        ? controlOutcome(event as CellEventOf<'agent_control'>, current.events.length === 1)
+        : OUTCOMES[event.event as CellEventKind];
     if (outcome) {
       current.outcome = outcome;
       if (outcome !== 'denied' && outcome !== 'pending') current = undefined;

@@ -16,6 +16,7 @@ import { heartbeat } from './commands/heartbeat.js';
 import { checkpoint, listSnapshots, rollback } from './commands/snapshots.js';
 import { decide, listApprovals } from './commands/approvals.js';
 import { busTail } from './commands/bus.js';
+import { control, reload } from './commands/controls.js';
 import { status } from './commands/status.js';
 import { why } from './commands/why.js';
 import { demo } from './demo/demo.js';
@@ -193,6 +194,52 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
       run(async () => removeCell(await cellsContext(), uuid, options))(),
     );
 
+  const AGENT_HELP =
+    'the agent: its name, or CELL/NAME (a cell uuid or unique prefix, or a mission) when the name is in several cells';
+  const CONTROL_AFTER =
+    '\nWith a daemon running this goes through its HTTP API (set the token variable [daemon.http].token_env names, default PIT_HTTP_TOKEN); with none, it is recorded in the state directory and the next `pit sweep --once` or daemon start carries it out. Every control is an agent_control event: `pit why AGENT` shows it.';
+  for (const [action, summary] of [
+    [
+      'restart',
+      'stop the agent and start it again now, whatever its policy (not counted in its restart budget)',
+    ],
+    [
+      'stop',
+      'stop the agent and keep it stopped, across daemon restarts, until `pit start` (not revived, not counted as dead)',
+    ],
+    [
+      'start',
+      'start an agent that is stopped or dead (how an operator brings back an agent under policy never, or after a denial)',
+    ],
+    [
+      'reset',
+      "clear the agent's backoff, restart budget and escalation (a pending approval is withdrawn); a dead agent is then decided afresh",
+    ],
+  ] as const) {
+    program
+      .command(action)
+      .description(summary)
+      .argument('<agent>', AGENT_HELP)
+      .option('--reason <text>', 'recorded in the event log')
+      .option('--json', 'print JSON')
+      .addHelpText('after', CONTROL_AFTER)
+      .action((agent: string, options: { reason?: string; json?: boolean }) =>
+        run(() => control(context, action, agent, options))(),
+      );
+  }
+
+  program
+    .command('reload')
+    .description(
+      'make the running daemon re-read its config (what SIGHUP does): a config that does not check is refused and the old one stays',
+    )
+    .option('--json', 'print JSON')
+    .addHelpText(
+      'after',
+      "\nGoes through the daemon's HTTP API with the token [daemon.http].token_env names (default PIT_HTTP_TOKEN); recorded as a config_reloaded event in <state_dir>/logs/events.jsonl.",
+    )
+    .action((options: { json?: boolean }) => run(() => reload(context, options))());
+
   program
     .command('heartbeat')
     .description("write an agent's heartbeat (for agents written in shell)")
@@ -275,9 +322,13 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .argument('<agent>', 'the agent')
     .option('--to <set>', 'roll back to this retained set (a prefix of its sha256) instead')
     .option('--reason <text>', 'recorded in the event log')
+    .option('--restart', 'then restart the agent to use it (as `pit restart AGENT` does)')
     .option('--json', 'print JSON')
-    .action((agent: string, options: { to?: string; reason?: string; json?: boolean }) =>
-      run(() => rollback(context, agent, options))(),
+    .action(
+      (
+        agent: string,
+        options: { to?: string; reason?: string; json?: boolean; restart?: boolean },
+      ) => run(() => rollback(context, agent, options))(),
     );
 
   const checkpoints = program

@@ -73,6 +73,16 @@ describe('pit snapshot list and pit rollback', () => {
     const again = await pit(['--config', configPath, 'rollback', 'forge']);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain('nothing written');
+
+    // --restart restarts it through the same path as `pit restart`: with no daemon, recorded for the next sweep.
+    const restarted = await pit(['--config', configPath, 'rollback', 'forge', '--restart']);
+    expect(restarted.stderr).toBe('');
+    expect(restarted.code).toBe(0);
+    expect(restarted.stdout).toContain('restarts host/forge');
+    const host = JSON.parse(readFileSync(join(base, 'state', 'host-state.json'), 'utf8')) as {
+      agents: Record<string, { requested?: { action: string } }>;
+    };
+    expect(host.agents.forge?.requested?.action).toBe('restart');
   }, 60_000);
 
   it('refuses a rollback with no snapshot and no canonical source, exit 1', async () => {

@@ -52,6 +52,14 @@ export async function declareHealthy(
   slot.healthy.push({ from: at });
   // Only the recent periods matter (history keeps 5): a flapping agent must not grow it forever.
   if (slot.healthy.length > 20) slot.healthy.splice(0, slot.healthy.length - 20);
+  // Dead, then healthy with no restart by the Pit in between (a restart makes it `unknown`): it
+  // came back by itself or by hand, with the process the Pit knows (or none: an observed agent).
+  if (before === 'dead')
+    void context.events.agentEvent(slot, {
+      event: 'agent_recovered',
+      ...(slot.process && !slot.process.exit ? { pid: slot.process.pid } : {}),
+      reason: 'its probes pass again (not restarted by the Pit)',
+    });
   await context.events.agentEvent(slot, { event: 'agent_healthy' });
   if (before === 'dead' || before === 'degraded' || slot.reported) {
     slot.reported = false;

@@ -10,6 +10,7 @@
 import { approvalKey } from './approvals.js';
 import { scanMarkedProcesses, markedKey, type MarkedProcess } from './proc.js';
 import { reportEnded } from './agent-probes.js';
+import { honourOperatorIntent } from './controls.js';
 import { reapLeftoversSoon, whileBusy } from './leftovers.js';
 import { startAgent, watchProcess } from './restart.js';
 import { configOf, containerName, type Slot } from './slot.js';
@@ -34,6 +35,8 @@ export async function takeUp(
 ): Promise<void> {
   checkPendingApproval(context, slot);
   await whileBusy(slot, () => takeUpMarked(context, slot, options));
+  // What the operator recorded while no daemon ran (`pit stop|start|restart`).
+  await honourOperatorIntent(context, slot);
   // What an earlier start of the agent left running (a child that copied its marks) is not it.
   if (slot.supervision.mode === 'managed') reapLeftoversSoon(context);
 }
@@ -63,6 +66,8 @@ async function takeUpMarked(
   }
   if (
     !options.firstSight ||
+    slot.state.stopped !== undefined ||
+    slot.state.requested !== undefined ||
     supervision.mode !== 'managed' ||
     slot.cell?.manifest.status === 'frozen'
   )

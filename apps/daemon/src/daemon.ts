@@ -4,7 +4,8 @@
  * the modules together and owns startup order and shutdown order; it decides nothing about agents.
  */
 import { homedir } from 'node:os';
-import { PitError } from '@pit/cell-spec';
+import { join } from 'node:path';
+import { appendEvent, PitError } from '@pit/cell-spec';
 import { loadConfig, type LoadedConfig } from './config.js';
 import { createBusHub, type BusHub } from './bus-hub.js';
 import { startChannels, type Channels } from './channels.js';
@@ -113,7 +114,8 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
   }
   const logger = createDaemonLogger(options, state.loaded);
   const lock = await takeLock(state.loaded, logger);
-  const services = await startServices({ options, env, state, logger, lock });
+  const late: LateHandlers = {};
+  const services = await startServices({ options, env, state, logger, lock, late });
   logger.info('pit daemon running', {
     pid: process.pid,
     config: state.loaded.path ?? '(embedded default)',
@@ -135,8 +137,13 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
     signals,
     onStopped: (outcome) => resolveDone(outcome),
   });
-  const reload = () => reloadConfig({ options, env, state, logger, services });
-  if (options.handleSignals ?? true) installSignals(signals, reload, stop);
+  const reload = (by = 'signal', via = 'signal') =>
+    reloadConfig({ options, env, state, logger, services }).then(async (result) => {
+      await recordReload(state.loaded.config.daemon.state_dir, { by, via, result }, logger);
+      return result;
+    });
+  late.reload = reload;
+  if (options.handleSignals ?? true) installSignals(signals, () => reload(), stop);
 
   return {
     url: services.http?.url,
@@ -167,6 +174,12 @@ interface DaemonServices {
   notifier: Notifier | undefined;
 }
 
+/** What the HTTP handlers call that exists only once the daemon runs. */
+interface LateHandlers {
+  /** The daemon's reload (what SIGHUP and `POST /api/reload` call). */
+  reload?: (by?: string, via?: string) => Promise<ReloadResult>;
+}
+
 /** What the startup steps after the lock share. */
 interface StartContext {
   options: RunDaemonOptions;
@@ -174,6 +187,7 @@ interface StartContext {
   state: DaemonState;
   logger: DaemonLogger;
   lock: DaemonLock;
+  late: LateHandlers;
 }
 
 /** The daemon's logger, at the configured level, and the deprecated-key warnings. */
@@ -285,6 +299,16 @@ async function startDaemonHttp(
       events: createCellEventFeed({ cellsRoot: config.cells.root, logger }),
       decideApproval: (id, decision, body) =>
         supervisor.decideApproval(id, decision, { ...body, channel: 'http' }),
+      control: (ref, action, body) =>
+        supervisor.control(ref, action, {
+          by: body.by,
+          via: 'http',
+          ...(body.reason ? { reason: body.reason } : {}),
+        }),
+      reload: async (by) =>
+        context.late.reload
+          ? context.late.reload(by, 'http')
+          : { ok: false, error: 'the daemon is still starting' },
       dashboard: () => DASHBOARD_HTML,
     },
   });
@@ -403,6 +427,24 @@ async function reloadConfig(context: {
     });
     return { ok: false, error: message };
   }
+}
+
+/** Writes a reload (SIGHUP, `pit reload`) as a `config_reloaded` event in the host log. */
+async function recordReload(
+  stateDir: string,
+  reload: { by: string; via: string; result: ReloadResult },
+  logger: Logger,
+): Promise<void> {
+  const { result } = reload;
+  await appendEvent(join(stateDir, 'logs', 'events.jsonl'), {
+    event: 'config_reloaded',
+    by: reload.by,
+    via: reload.via,
+    ok: result.ok,
+    ...(result.ok ? { agents: result.agents } : { error: result.error.slice(0, 2000) }),
+  }).catch((error: unknown) =>
+    logger.warn('cannot record the reload in the event log', { error: String(error) }),
+  );
 }
 
 /** SIGHUP reloads; SIGTERM and SIGINT stop. The handlers are recorded so stop can remove them. */

@@ -1,7 +1,8 @@
 /**
  * The dashboard served at `GET /`: plain HTML, CSS and JS, no build. It shows every cell and
  * agent with its live state (colour and age), restarts, pending approvals with approve/deny
- * buttons (the API token is asked once and kept for the browser session) and the last events
+ * buttons, restart/stop/start/reset buttons per agent (the API token is asked once and kept for
+ * the browser session, and every button needs it) and the last events
  * of each agent, updating from the `/api/events` stream (and a slow `/api/status` poll).
  */
 import { CELL_EVENT_KINDS } from '@pit/cell-spec';
@@ -39,7 +40,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   th, td { text-align: left; padding: .35rem .5rem; border-top: 1px solid var(--line); vertical-align: top; }
   th { color: var(--idle); font-weight: 500; }
   .state { display: inline-block; min-width: 5.5rem; padding: .1rem .5rem; border-radius: 999px; color: #fff; text-align: center; font-weight: 600; }
-  .state.healthy { background: var(--ok); } .state.degraded { background: var(--warn); } .state.dead { background: var(--bad); } .state.unknown, .state.starting { background: var(--idle); }
+  .state.healthy { background: var(--ok); } .state.degraded { background: var(--warn); } .state.dead { background: var(--bad); } .state.unknown, .state.starting, .state.stopped { background: var(--idle); }
   .events { font-family: ui-monospace, monospace; font-size: 12px; color: #a0aec0; white-space: pre-wrap; }
   #message { color: var(--warn); }
   #problems { color: var(--warn); white-space: pre-wrap; }
@@ -96,6 +97,21 @@ export const DASHBOARD_HTML = `<!doctype html>
     say(response.ok ? (decision === 'approve' ? 'approved ' : 'denied ') + id : 'refused: ' + (body.error || response.status));
     refresh();
   }
+  async function control(agent, action) {
+    const token = sessionStorage.getItem('pit-token') || tokenInput.value.trim();
+    if (!token) { say('enter the API token first'); tokenInput.focus(); return; }
+    sessionStorage.setItem('pit-token', token);
+    const ref = (agent.cell || 'host') + '/' + agent.agent;
+    const response = await fetch('/api/agents/' + encodeURIComponent(ref) + '/' + action, {
+      method: 'POST', headers: { authorization: 'Bearer ' + token, 'content-type': 'application/json' }, body: JSON.stringify({}),
+    });
+    const body = await response.json().catch(() => ({}));
+    say(response.ok ? body.message || action + ' ' + ref : 'refused: ' + (body.error || response.status));
+    refresh();
+  }
+  const controls = (agent) => el('td', { class: 'controls' },
+    ...(agent.health === 'stopped' ? ['start'] : ['restart', 'stop']).concat(['reset']).map((action) =>
+      el('button', { 'data-control': action, onclick: () => control(agent, action) }, action)));
   function render() {
     const counts = { healthy: 0, degraded: 0, dead: 0, unknown: 0 };
     for (const agent of status.agents) counts[agent.health] = (counts[agent.health] || 0) + 1;
@@ -126,11 +142,12 @@ export const DASHBOARD_HTML = `<!doctype html>
           el('td', {}, String(agent.restarts)),
           el('td', {}, agent.pid || '—'),
           actions,
+          controls(agent),
           el('td', { class: 'events' }, last));
       });
       sections.push(el('section', { class: 'cell', 'data-cell': cellId },
         el('h2', {}, cell ? (cell.name || cell.mission) + ' ' : cellId + ' ', el('small', {}, cell ? cell.status + ' · ' + cellId : '')),
-        el('table', {}, el('thead', {}, el('tr', {}, ...['agent', 'state', 'heartbeat', 'restarts', 'pid', 'approval / backoff', 'last events'].map((name) => el('th', {}, name)))), el('tbody', {}, ...rows))));
+        el('table', {}, el('thead', {}, el('tr', {}, ...['agent', 'state', 'heartbeat', 'restarts', 'pid', 'approval / backoff', 'controls', 'last events'].map((name) => el('th', {}, name)))), el('tbody', {}, ...rows))));
     }
     document.getElementById('cells').replaceChildren(...(sections.length ? sections : [el('p', {}, 'No agents supervised yet.')]));
     document.getElementById('problems').textContent = (status.problems || []).join('\\n');

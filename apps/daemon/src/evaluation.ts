@@ -12,6 +12,7 @@ import { countProbe, isOwnResourceFailure } from './agent-probes.js';
 import { snapshotConfig } from './config-snapshots.js';
 import { fleetFrom } from './fleet-view.js';
 import { healthOf, type Verdict } from './health.js';
+import { noticeComeback } from './recovery.js';
 import { configOf, type Slot } from './slot.js';
 import { iso, type SupervisorContext } from './supervisor-context.js';
 
@@ -27,6 +28,8 @@ export function onProbeResult(context: SupervisorContext, probeEvent: ProbeEvent
     warnIgnoredSample(context, slot.key, probeEvent);
     return;
   }
+  // A managed agent with no process whose heartbeat passes came back by other means (recovery.ts).
+  noticeComeback(context, slot, probeEvent);
   const assessment = context.assessor.note(slot.key, probeEvent.probe, probeEvent.result);
   // A healthy verdict that changes nothing needs no evaluation (and no decision): only a change,
   // a death, or a healthy verdict with something left to do (a recovery the loop has not seen
@@ -117,8 +120,9 @@ function warnIgnoredSample(
   seen.since = 0;
 }
 
+// An agent the operator stopped (`pit stop`) is not judged: not declared dead, not revived.
 const supervised = (context: SupervisorContext, slot: Slot) =>
-  !context.stopped && context.fleet.slots.get(slot.key) === slot;
+  !context.stopped && context.fleet.slots.get(slot.key) === slot && !slot.state.stopped;
 
 async function evaluate(context: SupervisorContext, slot: Slot): Promise<void> {
   if (!supervised(context, slot)) return;

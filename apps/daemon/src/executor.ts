@@ -165,6 +165,11 @@ export interface AdoptAgentOptions {
   nonce?: string;
   level?: 1 | 2 | 3;
   container?: string;
+  /**
+   * A process started outside the Pit (by hand, `LAZARUS_CELL_UUID` and `LAZARUS_AGENT` set) that
+   * the agent's heartbeat names: proved by {@link handStartRefusal} instead of the start's marks.
+   */
+  byHand?: boolean;
 }
 
 /** What the executor's functions share: its options and what it tracks. */
@@ -472,7 +477,7 @@ async function adoptAgent(
   state: ExecutorState,
   spec: AdoptAgentOptions,
 ): Promise<AgentProcess | undefined> {
-  const refusal = await adoptionRefusal(state, spec);
+  const refusal = spec.byHand ? await handStartRefusal(spec) : await adoptionRefusal(state, spec);
   if (refusal !== undefined) {
     state.options.logger?.info('not adopted', {
       agent: spec.agent,
@@ -533,6 +538,29 @@ export async function adoptionRefusal(
           ? 'carries another start nonce'
           : undefined;
   return mismatch === undefined ? undefined : `pid ${spec.pid} ${mismatch}`;
+}
+
+/**
+ * Why a process an agent's heartbeat names cannot be taken for an agent started by hand, or
+ * `undefined` when it can. A heartbeat is the agent's own word, so the pid is a hint: the process
+ * must be alive with the start time read for it, not the daemon or init, run by the daemon's
+ * user, and carry the agent's cell and name in the environment it was exec'd with (no other
+ * program on the machine has them). It need not lead a session (a shell's job does not); it is
+ * then signalled alone, never a group it does not lead.
+ */
+export async function handStartRefusal(spec: AdoptAgentOptions): Promise<string | undefined> {
+  if (spec.pid <= 1 || spec.pid === process.pid) return `pid ${spec.pid} is not an agent's`;
+  const liveness = await checkProcess(spec.pid, spec.startTime);
+  if (!liveness.alive) return `pid ${spec.pid}: ${liveness.reason}`;
+  const owner = await fs.stat(`/proc/${spec.pid}`).catch(() => undefined);
+  const uid = process.getuid?.();
+  if (!owner || (uid !== undefined && owner.uid !== uid))
+    return `pid ${spec.pid} is not run by the daemon's user`;
+  const marks = await readProcessMarks(spec.pid);
+  if (!marks) return `pid ${spec.pid}: its environment cannot be read`;
+  if (marks.agent !== spec.agent || marks.cell !== spec.cell)
+    return `pid ${spec.pid} does not carry LAZARUS_AGENT=${spec.agent} and LAZARUS_CELL_UUID=${spec.cell ?? ''} in its environment`;
+  return undefined;
 }
 
 /** Signals a tracked agent; an adopted pid is signalled only while it is still the process recorded. */

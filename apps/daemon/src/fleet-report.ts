@@ -51,8 +51,11 @@ async function agentStatus(context: SupervisorContext, slot: Slot): Promise<Agen
     ...(slot.cell ? { cell: slot.cell.uuid, mission: slot.cell.manifest.mission } : {}),
     host: configOf(slot)?.host ?? 'local',
     // Not proved yet (no heartbeat of this incarnation, in its grace): starting, not its old verdict.
-    health:
-      state.health === 'unknown' && slot.process && !slot.process.exit ? 'starting' : state.health,
+    health: state.stopped
+      ? 'stopped'
+      : state.health === 'unknown' && slot.process && !slot.process.exit
+        ? 'starting'
+        : state.health,
     ...(state.since ? { since: state.since } : {}),
     ...(state.first_dead_at ? { first_dead_at: state.first_dead_at } : {}),
     ...(heartbeatAge !== undefined ? { heartbeat_age_s: heartbeatAge } : {}),

@@ -134,7 +134,11 @@ async function agentStatus(
     ...(cell ? { cell: cell.uuid, mission: cell.mission } : {}),
     host: config.agents[name]?.host ?? 'local',
     // A recorded process with no verdict yet (no heartbeat of this incarnation): starting.
-    health: state?.health === 'unknown' && state.pid ? 'starting' : (state?.health ?? 'unknown'),
+    health: state?.stopped
+      ? 'stopped'
+      : state?.health === 'unknown' && state.pid
+        ? 'starting'
+        : (state?.health ?? 'unknown'),
     ...(state?.since ? { since: state.since } : {}),
     ...(state?.first_dead_at ? { first_dead_at: state.first_dead_at } : {}),
     ...(beat ? { heartbeat_age_s: Math.round((now / 1000 - beat.timestamp) * 10) / 10 } : {}),

@@ -8,8 +8,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { z } from 'zod';
-import { CellUuidSchema, formatIssues } from '@pit/cell-spec';
+import { CellUuidSchema, formatIssues, type OperatorAction } from '@pit/cell-spec';
 import { DaemonError } from './errors.js';
+import type { ControlResult } from './controls.js';
 import { isValidSince, type EventFeed } from './event-feed.js';
 import { authorize, isAllowedHost, type Credential } from './http-access.js';
 import type { Logger } from './logger.js';
@@ -50,6 +51,17 @@ export interface HttpHandlers {
     decision: 'approve' | 'deny',
     body: ApprovalDecisionBody,
   ): Promise<ApprovalDecisionResult>;
+  /**
+   * `POST /api/agents/:agent/restart|stop|start|reset` (only reached with a valid bearer token):
+   * `agent` is `name` or `cell/name`, URL-encoded.
+   */
+  control?(
+    ref: string,
+    action: OperatorAction,
+    body: { reason?: string; by: string },
+  ): Promise<ControlResult>;
+  /** `POST /api/reload` (only reached with a valid bearer token): re-reads the config, as SIGHUP does. */
+  reload?(by: string): Promise<{ ok: true; agents: number } | { ok: false; error: string }>;
   /** `GET /`: the dashboard page (HTML), when there is one. */
   dashboard?(): string;
 }
@@ -260,6 +272,13 @@ async function route(
       decision: approval[2] as 'approve' | 'deny',
     });
   }
+  const control = /^\/api\/agents\/([^/]{1,300})\/(restart|stop|start|reset)$/.exec(url.pathname);
+  if (control || url.pathname === '/api/reload') {
+    if (method !== 'POST') return sendJson(response, 405, { error: 'use POST' }, { allow: 'POST' });
+    return operatorCall(context, request, response, {
+      ...(control ? { ref: control[1]!, action: control[2] as OperatorAction } : {}),
+    });
+  }
   if (method !== 'GET' && method !== 'HEAD')
     return sendJson(response, 405, { error: 'method not allowed' }, { allow: 'GET' });
   if (url.pathname === '/api/events') return streamEvents(context, request, response, url);
@@ -303,6 +322,60 @@ async function decideApproval(
   return sendJson(response, result.reason === 'not_found' ? 404 : 409, {
     error: result.message,
     reason: result.reason,
+  });
+}
+
+/** The body of `POST /api/agents/:agent/:action` (optional): why, shown in the event log and `pit why`. */
+export const ControlBodySchema = z.strictObject({ reason: z.string().max(1000).optional() });
+
+/**
+ * `POST /api/agents/:agent/:action` and `POST /api/reload`: the same bearer token and Host
+ * check as approvals, then the control, recorded under the token's identity.
+ */
+async function operatorCall(
+  context: HttpContext,
+  request: IncomingMessage,
+  response: ServerResponse,
+  call: { ref?: string; action?: OperatorAction },
+): Promise<void> {
+  const auth = authorize(request.headers.authorization, context.access.credentials);
+  if (!auth.ok) {
+    context.logger?.warn('operator control refused: not authorized', {
+      agent: call.ref,
+      action: call.action ?? 'reload',
+      reason: auth.reason,
+      remote: request.socket.remoteAddress,
+    });
+    return sendJson(
+      response,
+      auth.status,
+      { error: auth.reason },
+      auth.status === 401 ? { 'www-authenticate': 'Bearer realm="pit"' } : {},
+    );
+  }
+  const body = await readBody(request);
+  if (!body.ok) return sendJson(response, body.status, { error: body.error });
+  const parsed = ControlBodySchema.safeParse(body.value ?? {});
+  if (!parsed.success) return sendJson(response, 400, { error: formatIssues(parsed.error) });
+  const { handlers } = context;
+  if (call.ref === undefined || call.action === undefined) {
+    if (!handlers.reload) return sendJson(response, 404, { error: 'no reload here' });
+    const result = await handlers.reload(auth.identity);
+    return sendJson(response, result.ok ? 200 : 422, result);
+  }
+  if (!handlers.control) return sendJson(response, 404, { error: 'no agent controls here' });
+  let ref: string;
+  try {
+    ref = decodeURIComponent(call.ref);
+  } catch {
+    return sendJson(response, 400, { error: 'agent: not a valid URL-encoded reference' });
+  }
+  const result = await handlers.control(ref, call.action, { ...parsed.data, by: auth.identity });
+  if (result.ok) return sendJson(response, 200, result);
+  return sendJson(response, result.reason === 'not_found' ? 404 : 409, {
+    error: result.message,
+    reason: result.reason,
+    ...(result.candidates ? { candidates: result.candidates } : {}),
   });
 }
 

@@ -162,3 +162,6 @@ export {
   type MembersChange,
 } from './membership.js';
 export { checkpointStore } from './checkpoint-store.js';
+export { recordControlOffline, type OfflineControlOptions } from './offline-controls.js';
+export { resolveAgentRef, type AgentRefCandidate, type AgentRefResolution } from './agent-ref.js';
+export type { ControlRequest, ControlResult } from './controls.js';

@@ -23,6 +23,7 @@ import {
   readJsonFile,
   writeJsonAtomic,
   CellStateSchema,
+  AgentStateSchema,
   type AgentState,
   type CellState,
 } from '@pit/cell-spec';
@@ -390,6 +391,40 @@ export async function readAgentStates(stateDir: string, cellDir: string): Promis
     if (PitError.is(error) && error.code === 'CELL_NOT_FOUND') return emptyState();
     throw error;
   });
+}
+
+/**
+ * Changes one agent's record in the file backend while no daemon runs (the caller holds the
+ * state directory's lock: `pit stop|start|restart|reset` with no daemon). `scope` is the agent's
+ * cell directory, or {@link HOST}. The file is written atomically; a damaged one is refused,
+ * never overwritten.
+ * @throws {PitError} CELL_INVALID when the file is damaged, CELL_UNSAFE_PATH, CELL_IO.
+ */
+export async function updateAgentRecord(options: {
+  stateDir: string;
+  scope: string;
+  name: string;
+  update: (state: AgentState) => AgentState;
+  now?: number;
+}): Promise<AgentState> {
+  const { stateDir, scope, name } = options;
+  const path = scope === HOST ? join(stateDir, 'host-state.json') : agentStatePath(stateDir, scope);
+  const current = await readJsonFile(path, CellStateSchema, {
+    maxBytes: CELL_STATE_MAX_BYTES,
+  }).catch((error: unknown) => {
+    if (PitError.is(error) && error.code === 'CELL_NOT_FOUND') return emptyState();
+    throw error;
+  });
+  const before = current.agents[name] ?? AgentStateSchema.parse({ health: 'unknown' });
+  const after = options.update(structuredClone(before));
+  const next: CellState = {
+    version: 1,
+    updated_at: new Date(options.now ?? Date.now()).toISOString(),
+    agents: { ...current.agents, [name]: after },
+  };
+  await fs.mkdir(join(path, '..'), { recursive: true, mode: 0o700 });
+  await writeJsonAtomic(path, CellStateSchema.parse(next));
+  return after;
 }
 
 /** The state of a scope with no agents recorded. */

@@ -3,10 +3,11 @@
  * the operations the daemon, the HTTP API and the CLI call. Types only; the loop is composed in
  * supervisor.ts.
  */
-import type { AgentState, Approval } from '@pit/cell-spec';
+import type { AgentState, Approval, OperatorAction } from '@pit/cell-spec';
 import type { ApprovalChannel } from '@pit/notify';
 import type { BusHub } from './bus-hub.js';
 import type { PitConfig } from './config-schema.js';
+import type { ControlRequest, ControlResult } from './controls.js';
 import type { Executor } from './executor.js';
 import type { ApprovalDecisionBody, ApprovalDecisionResult } from './http.js';
 import type { Logger } from './logger.js';
@@ -48,7 +49,7 @@ export interface AgentStatus {
    * The recorded health; `starting` while its process runs but has not proved itself yet (no
    * verdict since it started: within its startup grace, or no heartbeat of this incarnation yet).
    */
-  health: AgentState['health'] | 'starting';
+  health: AgentState['health'] | 'starting' | 'stopped';
   since?: string;
   first_dead_at?: string;
   heartbeat_age_s?: number;
@@ -118,6 +119,11 @@ export interface Supervisor {
     decision: 'approve' | 'deny',
     body: ApprovalDecisionBody & { channel?: 'http' | 'cli' },
   ): Promise<ApprovalDecisionResult>;
+  /**
+   * An operator's control of one agent (`restart`, `stop`, `start`, `reset`), named by `ref`
+   * (`name` or `cell/name`): carried out after the evaluation in progress; an `agent_control` event.
+   */
+  control(ref: string, action: OperatorAction, request: ControlRequest): Promise<ControlResult>;
   /** Applies a new config: agents added are supervised, removed ones no longer, changed ones re-scheduled. */
   reload(config: PitConfig, policyInput?: unknown): Promise<void>;
   /**

@@ -13,6 +13,7 @@ import { createSnapshotStore } from '@pit/snapshot';
 import { createFleetAssessor } from './agent-probes.js';
 import { collectApprovalAnswers, decideApproval, onChannelDecision } from './approval-answers.js';
 import { openApprovalStore } from './approvals.js';
+import { controlAgent } from './controls.js';
 import { effectivePolicy } from './effective-policy.js';
 import { evaluateSoon, onProbeResult } from './evaluation.js';
 import { createEventWriter } from './event-writer.js';
@@ -103,6 +104,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     sweep: () => sweepFleet(context, settleNotifications, () => fleetSync.problems()),
     status: () => fleetStatus(context, fleetSync.problems()),
     decideApproval: (id, decision, body) => decideApproval(context, id, decision, body),
+    control: (ref, action, request) => controlAgent(context, ref, action, request),
     reload,
     stop,
     health: () => loopHealth(context, fleetSync),

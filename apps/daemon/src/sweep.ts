@@ -6,6 +6,7 @@
 import { processStartedAtMs } from '@pit/probes';
 import { countProbe, probesOf, trackAgent } from './agent-probes.js';
 import { evaluateSoon } from './evaluation.js';
+import { noticeComeback } from './recovery.js';
 import type { Slot } from './slot.js';
 import type { SweepReport } from './supervisor-api.js';
 import type { SupervisorContext } from './supervisor-context.js';
@@ -22,6 +23,17 @@ export async function sweepFleet(
   const report: SweepReport['agents'] = [];
   await Promise.all(
     [...context.fleet.slots.values()].map(async (slot) => {
+      const { stopped } = slot.state;
+      if (stopped) {
+        // Stopped by the operator: not probed, not judged, not unhealthy.
+        report.push({
+          key: slot.key,
+          health: slot.state.health,
+          action: 'stopped',
+          reason: `stopped by ${stopped.by} at ${stopped.at}`,
+        });
+        return;
+      }
       await probeOnce(context, slot);
       await evaluateSoon(context, slot);
       const decision = slot.state.last_decision;
@@ -39,7 +51,7 @@ export async function sweepFleet(
   context.metrics.sweepDuration.observe({}, durationMs / 1000);
   report.sort((a, b) => a.key.localeCompare(b.key));
   return {
-    healthy: report.every((agent) => agent.health === 'healthy'),
+    healthy: report.every((agent) => agent.health === 'healthy' || agent.action === 'stopped'),
     agents: report,
     problems: problems(),
     durationMs,
@@ -64,5 +76,7 @@ async function probeOnce(context: SupervisorContext, slot: Slot): Promise<void> 
     );
     countProbe(context, result);
     context.assessor.record(slot.key, probe.name, result);
+    // An agent started by hand since the last sweep is taken up (recovery.ts), before its evaluation.
+    noticeComeback(context, slot, { probe: probe.name, result });
   }
 }

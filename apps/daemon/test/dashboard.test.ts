@@ -159,6 +159,15 @@ describe('the dashboard (GET /)', () => {
       await page.locator('#message').filter({ hasText: 'approved' }).waitFor({ timeout: 10_000 });
       await row('anvil', 'healthy').waitFor({ timeout: 30_000 });
       pids.add(await pidOf('anvil'));
+
+      // The control buttons, with the token saved: stop shows the agent stopped; start brings it back.
+      await page.locator('tr[data-agent="forge"] button[data-control="stop"]').click();
+      await row('forge', 'stopped').waitFor({ timeout: 20_000 });
+      await page.locator('tr[data-agent="forge"] button[data-control="start"]').click();
+      await row('forge', 'healthy').waitFor({ timeout: 30_000 });
+      const startedPid = await pidOf('forge');
+      pids.add(startedPid);
+      expect(startedPid).not.toBe(revivedPid);
       if (process.env.PIT_DASHBOARD_SCREENSHOT)
         await page.screenshot({ path: process.env.PIT_DASHBOARD_SCREENSHOT, fullPage: true });
 

@@ -45,6 +45,11 @@ export const DecisionActionSchema = z.enum([
   'escalate',
 ]);
 
+/** What an operator can ask of one agent (`pit restart|stop|start|reset`, the HTTP API, the dashboard). */
+export const OperatorActionSchema = z.enum(['restart', 'stop', 'start', 'reset']);
+/** One of {@link OperatorActionSchema}. */
+export type OperatorAction = z.infer<typeof OperatorActionSchema>;
+
 /** What a human is asked to approve. */
 
 const nonEmpty = z.string().min(1);
@@ -197,6 +202,40 @@ export const CellEventSchema = z.discriminatedUnion('event', [
     files: z.number().int().nonnegative(),
     restored_by: z.string().optional(),
     reason: z.string().optional(),
+  }),
+  z.strictObject({
+    ...agentBase,
+    event: z.literal('agent_control'),
+    /** What the operator asked for: `restart`, `stop`, `start` or `reset` (backoff, restart budget, escalation). */
+    action: OperatorActionSchema,
+    /** Who asked: the bearer token's identity over HTTP, the user at the CLI. */
+    by: nonEmpty,
+    /** Where it came from: `http`, `cli` (no daemon running: recorded for the next sweep), `dashboard`. */
+    via: nonEmpty,
+    reason: z.string().optional(),
+    /** Recorded by the CLI with no daemon running: carried out by the next sweep or daemon start. */
+    pending: z.boolean().optional(),
+  }),
+  z.strictObject({
+    ...base,
+    event: z.literal('config_reloaded'),
+    /** Who asked: `signal` (SIGHUP), or the HTTP token's identity. */
+    by: nonEmpty,
+    /** `signal`, `http`, `dashboard`. */
+    via: nonEmpty,
+    /** Whether the new config is in force (else the old one stays, and `error` says why). */
+    ok: z.boolean(),
+    /** The agents supervised under the new config. */
+    agents: z.number().int().nonnegative().optional(),
+    error: z.string().optional(),
+  }),
+  z.strictObject({
+    ...agentBase,
+    event: z.literal('agent_recovered'),
+    /** The process now supervised (absent when only its probes passed again). */
+    pid: pid.optional(),
+    /** How it came back (a heartbeat with a new pid that passed the identity checks; probes passing again). */
+    reason: z.string(),
   }),
   z.strictObject({
     ...agentBase,

@@ -80,6 +80,8 @@ export {
   RolledBackFileSchema,
   MovedAsideFileSchema,
   DecisionActionSchema,
+  OperatorActionSchema,
+  type OperatorAction,
   CELL_EVENT_KINDS,
   isCellEventKind,
   parseCellEvent,

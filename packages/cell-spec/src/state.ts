@@ -34,6 +34,24 @@ export const AgentStateSchema = z.strictObject({
   last_decision: z
     .strictObject({ action: z.string(), reason: z.string(), at: IsoTimestampSchema })
     .optional(),
+  /**
+   * The operator stopped the agent (`pit stop`): it is not started, revived or counted as dead
+   * until `pit start`, across daemon restarts.
+   */
+  stopped: z
+    .strictObject({ at: IsoTimestampSchema, by: z.string().min(1), reason: z.string().optional() })
+    .optional(),
+  /**
+   * A start or restart the operator asked for while no daemon ran (`pit start|restart`): the next
+   * sweep or daemon start carries it out and clears it.
+   */
+  requested: z
+    .strictObject({
+      action: z.enum(['start', 'restart']),
+      at: IsoTimestampSchema,
+      by: z.string().min(1),
+    })
+    .optional(),
 });
 export type AgentState = z.infer<typeof AgentStateSchema>;
 

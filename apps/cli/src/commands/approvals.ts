@@ -49,7 +49,7 @@ export async function listApprovals(
 }
 
 /** Where a running daemon answers HTTP: what it recorded in its state dir (`daemon.json`), else the configured address. */
-async function daemonUrl(config: PitConfig): Promise<string> {
+export async function daemonUrl(config: PitConfig): Promise<string> {
   const recorded = (await readDaemonFile(config.daemon.state_dir))?.url;
   if (recorded !== undefined && /^https?:\/\//.test(recorded)) return recorded;
   const listen = config.daemon.http.listen;

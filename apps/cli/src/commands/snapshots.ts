@@ -15,6 +15,7 @@ import {
   type CanonicalSource,
 } from '@pit/snapshot';
 import { checkpointStore, type AgentConfig } from '@pit/daemon';
+import { control } from './controls.js';
 import { RefusedError } from '../errors.js';
 import { EXIT } from '../exit-codes.js';
 import type { CommandContext } from '../context.js';
@@ -105,7 +106,7 @@ export async function listSnapshots(
 export async function rollback(
   context: CommandContext,
   agent: string,
-  options: { to?: string; reason?: string; json?: boolean },
+  options: { to?: string; reason?: string; json?: boolean; restart?: boolean },
 ): Promise<number> {
   assertAgentName(agent, 'AGENT');
   const { config } = await context.config();
@@ -152,10 +153,13 @@ export async function rollback(
       context.output.out(
         `  ${file.path}  ${file.old_sha256?.slice(0, 12) ?? '(absent)'} → ${file.new_sha256.slice(0, 12)}`,
       );
-    context.output.out(
-      'restart the agent to use it (the daemon does this itself when it revives an agent)',
-    );
+    if (!options.restart)
+      context.output.out(
+        `restart the agent to use it: \`pit restart ${agent}\` (or roll back with --restart; the daemon does this itself when it revives an agent)`,
+      );
   }
+  // The same path as `pit restart`: through the running daemon, or recorded for the next sweep.
+  if (options.restart) return control(context, 'restart', agent, { reason, json: options.json });
   return EXIT.ok;
 }
 
