@@ -118,7 +118,11 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     )
     .option('--all', 'include provisioning and archived cells')
     .option('--json', 'print JSON')
-    .action((options: { all?: boolean; json?: boolean }) =>
+    .option(
+      '--verbose',
+      'also list, per cell, the fields a seed-format cell.json left out and the Pit defaulted (created_at, created_by, agents[].role, agents[].joined_at)',
+    )
+    .action((options: { all?: boolean; json?: boolean; verbose?: boolean }) =>
       run(async () => listCells(await cellsContext(), options))(),
     );
 
