@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_CELLS_ROOT } from '@pit/cell-spec';
 import {
   createCell,
@@ -23,6 +23,39 @@ import { createContext, type CliEnvironment, type GlobalOptions } from './contex
 import { EXIT_CODES_HELP } from './exit-codes.js';
 
 export type { CliEnvironment };
+
+/** `--poll-interval`, `--dead-threshold` and `-v` (the first daemons' flags) on `pit daemon` and `pit sweep`. */
+function addSeedFlags(command: Command): void {
+  command
+    .option(
+      '--poll-interval <seconds>',
+      "probe every S seconds: overrides the config's [cells] poll_interval_s",
+      parseSeconds('--poll-interval', false),
+    )
+    .option(
+      '--dead-threshold <seconds>',
+      "act on an agent whose death is inferred (stale heartbeat, failing probes) once it has been dead S seconds: overrides the config's [policy.defaults] dead_after (missions and agents that set their own keep it)",
+      parseSeconds('--dead-threshold', true),
+    )
+    .option('-v, --verbose', 'log at debug level (same as --log-level debug)');
+}
+
+/** A commander parser for a number of seconds (`--poll-interval 15`). */
+function parseSeconds(flag: string, zeroAllowed: boolean): (value: string) => number {
+  return (value) => {
+    const seconds = Number(value);
+    if (
+      value.trim() === '' ||
+      !Number.isFinite(seconds) ||
+      seconds < 0 ||
+      (!zeroAllowed && seconds === 0)
+    )
+      throw new InvalidArgumentError(
+        `${flag} ${JSON.stringify(value)}: expected a number of seconds${zeroAllowed ? ' (0 or more)' : ' greater than 0'}`,
+      );
+    return seconds;
+  };
+}
 
 /** Builds the `pit` program. Each action resolves to an exit code stored in `result.code`. */
 export function buildProgram(environment: CliEnvironment, result: { code: number }): Command {
@@ -76,8 +109,12 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
         stopAgentsOnExit?: boolean;
         listen?: string;
         logLevel?: string;
+        pollInterval?: number;
+        deadThreshold?: number;
+        verbose?: boolean;
       }) => run(() => daemon(context, options))(),
     );
+  addSeedFlags(program.commands.at(-1)!);
 
   program
     .command('sweep')
@@ -87,9 +124,17 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .option('--once', 'required: run one sweep')
     .option('--dry-run', 'decide and record, but start, stop and roll back nothing')
     .option('--json', 'print the sweep report as JSON')
-    .action((options: { once?: boolean; dryRun?: boolean; json?: boolean }) =>
-      run(() => sweep(context, options))(),
+    .action(
+      (options: {
+        once?: boolean;
+        dryRun?: boolean;
+        json?: boolean;
+        pollInterval?: number;
+        deadThreshold?: number;
+        verbose?: boolean;
+      }) => run(() => sweep(context, options))(),
     );
+  addSeedFlags(program.commands.at(-1)!);
 
   program
     .command('status')
