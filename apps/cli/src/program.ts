@@ -11,6 +11,7 @@ import {
   type CellsContext,
 } from './commands/cells.js';
 import { configCheck } from './commands/config-check.js';
+import { configImport } from './commands/config-import.js';
 import { daemon, sweep } from './commands/daemon.js';
 import { heartbeat } from './commands/heartbeat.js';
 import { checkpoint, listSnapshots, rollback } from './commands/snapshots.js';
@@ -144,15 +145,25 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .option('--json', 'print JSON')
     .action((options: { json?: boolean }) => run(() => status(context, options))());
 
-  program
-    .command('config')
-    .description('inspect the configuration')
+  const config = program.command('config').description('inspect the configuration');
+  config
     .command('check')
     .description(
       'validate the config (every problem at once) and print the resolved policy of every agent, with where each value came from',
     )
     .option('--json', 'print JSON')
     .action((options: { json?: boolean }) => run(() => configCheck(context, options))());
+  config
+    .command('import')
+    .description(
+      "convert an older fleet's config (lazarus-pit.toml, either resurrection_pool.json, lazarus-registry.yaml) into a commented pit.toml that pit config check accepts; keys with no equivalent are listed on stderr and as comments in the file",
+    )
+    .argument('<file>', 'the older config (.toml, .json, .yaml or .yml)')
+    .option('-o, --output <file>', 'write the pit.toml there (mode 0600) instead of printing it')
+    .option('--force', 'replace the output file if it exists')
+    .action((file: string, options: { output?: string; force?: boolean }) =>
+      run(() => configImport(context, file, options))(),
+    );
 
   program
     .command('cells')
