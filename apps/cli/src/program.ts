@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_CELLS_ROOT } from '@pit/cell-spec';
 import {
   createCell,
@@ -11,6 +11,7 @@ import {
   type CellsContext,
 } from './commands/cells.js';
 import { configCheck } from './commands/config-check.js';
+import { configImport } from './commands/config-import.js';
 import { daemon, sweep } from './commands/daemon.js';
 import { heartbeat } from './commands/heartbeat.js';
 import { checkpoint, listSnapshots, rollback } from './commands/snapshots.js';
@@ -25,6 +26,39 @@ import { EXIT_CODES_HELP } from './exit-codes.js';
 import { cliVersion } from './version.js';
 
 export type { CliEnvironment };
+
+/** `--poll-interval`, `--dead-threshold` and `-v` (the first daemons' flags) on `pit daemon` and `pit sweep`. */
+function addSeedFlags(command: Command): void {
+  command
+    .option(
+      '--poll-interval <seconds>',
+      "probe every S seconds: overrides the config's [cells] poll_interval_s",
+      parseSeconds('--poll-interval', false),
+    )
+    .option(
+      '--dead-threshold <seconds>',
+      "act on an agent whose death is inferred (stale heartbeat, failing probes) once it has been dead S seconds: overrides the config's [policy.defaults] dead_after (missions and agents that set their own keep it)",
+      parseSeconds('--dead-threshold', true),
+    )
+    .option('-v, --verbose', 'log at debug level (same as --log-level debug)');
+}
+
+/** A commander parser for a number of seconds (`--poll-interval 15`). */
+function parseSeconds(flag: string, zeroAllowed: boolean): (value: string) => number {
+  return (value) => {
+    const seconds = Number(value);
+    if (
+      value.trim() === '' ||
+      !Number.isFinite(seconds) ||
+      seconds < 0 ||
+      (!zeroAllowed && seconds === 0)
+    )
+      throw new InvalidArgumentError(
+        `${flag} ${JSON.stringify(value)}: expected a number of seconds${zeroAllowed ? ' (0 or more)' : ' greater than 0'}`,
+      );
+    return seconds;
+  };
+}
 
 /** Builds the `pit` program. Each action resolves to an exit code stored in `result.code`. */
 export function buildProgram(environment: CliEnvironment, result: { code: number }): Command {
@@ -79,8 +113,12 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
         stopAgentsOnExit?: boolean;
         listen?: string;
         logLevel?: string;
+        pollInterval?: number;
+        deadThreshold?: number;
+        verbose?: boolean;
       }) => run(() => daemon(context, options))(),
     );
+  addSeedFlags(program.commands.at(-1)!);
 
   program
     .command('sweep')
@@ -90,9 +128,17 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .option('--once', 'required: run one sweep')
     .option('--dry-run', 'decide and record, but start, stop and roll back nothing')
     .option('--json', 'print the sweep report as JSON')
-    .action((options: { once?: boolean; dryRun?: boolean; json?: boolean }) =>
-      run(() => sweep(context, options))(),
+    .action(
+      (options: {
+        once?: boolean;
+        dryRun?: boolean;
+        json?: boolean;
+        pollInterval?: number;
+        deadThreshold?: number;
+        verbose?: boolean;
+      }) => run(() => sweep(context, options))(),
     );
+  addSeedFlags(program.commands.at(-1)!);
 
   program
     .command('status')
@@ -102,15 +148,25 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .option('--json', 'print JSON')
     .action((options: { json?: boolean }) => run(() => status(context, options))());
 
-  program
-    .command('config')
-    .description('inspect the configuration')
+  const config = program.command('config').description('inspect the configuration');
+  config
     .command('check')
     .description(
       'validate the config (every problem at once) and print the resolved policy of every agent, with where each value came from',
     )
     .option('--json', 'print JSON')
     .action((options: { json?: boolean }) => run(() => configCheck(context, options))());
+  config
+    .command('import')
+    .description(
+      "convert an older fleet's config (lazarus-pit.toml, either resurrection_pool.json, lazarus-registry.yaml) into a commented pit.toml that pit config check accepts; keys with no equivalent are listed on stderr and as comments in the file",
+    )
+    .argument('<file>', 'the older config (.toml, .json, .yaml or .yml)')
+    .option('-o, --output <file>', 'write the pit.toml there (mode 0600) instead of printing it')
+    .option('--force', 'replace the output file if it exists')
+    .action((file: string, options: { output?: string; force?: boolean }) =>
+      run(() => configImport(context, file, options))(),
+    );
 
   program
     .command('cells')
@@ -121,7 +177,11 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     )
     .option('--all', 'include provisioning and archived cells')
     .option('--json', 'print JSON')
-    .action((options: { all?: boolean; json?: boolean }) =>
+    .option(
+      '--verbose',
+      'also list, per cell, the fields a seed-format cell.json left out and the Pit defaulted (created_at, created_by, agents[].role, agents[].joined_at)',
+    )
+    .action((options: { all?: boolean; json?: boolean; verbose?: boolean }) =>
       run(async () => listCells(await cellsContext(), options))(),
     );
 

@@ -410,3 +410,49 @@ describe('assertConfigPermissions (StrictModes)', () => {
     await expect(loadConfigFile(path, { env: {}, uid: daemonUid })).rejects.toThrow(/StrictModes/);
   });
 });
+
+describe("RESURRECTION_CONFIG (the first daemons' variable)", () => {
+  it('is read last, after every pit.toml location, with a deprecation notice', async () => {
+    const t = await tree();
+    const legacy = await write(join(t.base, 'legacy.toml'), '[cells]\npoll_interval_s = 15\n');
+    const options = {
+      env: { RESURRECTION_CONFIG: legacy },
+      cwd: t.cwd,
+      home: t.home,
+      systemPath: t.systemPath,
+    };
+    expect(await locateConfig(options)).toEqual({ source: 'resurrection-env', path: legacy });
+    const loaded = await loadConfig(options);
+    expect(loaded.config.cells.poll_interval_s).toBe(15);
+    expect(loaded.notices[0]).toBe(
+      `${legacy}: RESURRECTION_CONFIG is deprecated (read only when no pit.toml is found elsewhere): name this file with PIT_CONFIG or --config instead`,
+    );
+    await write(t.systemPath, '');
+    expect(await locateConfig(options)).toEqual({ source: 'system', path: t.systemPath });
+  });
+
+  it('names the import command for a seed format, and for a lazarus-pit.toml', async () => {
+    const t = await tree();
+    const options = { cwd: t.cwd, home: t.home, systemPath: t.systemPath };
+    const pool = await write(join(t.base, 'resurrection_pool.json'), '{"poll_interval": 60}');
+    const error = await loadConfig({ ...options, env: { RESURRECTION_CONFIG: pool } }).catch(
+      (caught: unknown) => caught,
+    );
+    expect(codeOf(error)).toBe('DAEMON_CONFIG_INVALID');
+    expect((error as Error).message).toContain(
+      `RESURRECTION_CONFIG=${pool}: not a pit.toml (the first daemons' .json format; the Pit reads only TOML from RESURRECTION_CONFIG): convert it with \`pit config import ${pool} -o pit.toml\``,
+    );
+    const seedToml = await write(join(t.base, 'lazarus-pit.toml'), '[gateway]\nport = 8765\n');
+    const invalid = await loadConfig({ ...options, env: { RESURRECTION_CONFIG: seedToml } }).catch(
+      (caught: unknown) => caught,
+    );
+    expect(codeOf(invalid)).toBe('DAEMON_CONFIG_INVALID');
+    expect((invalid as Error).message).toMatch(/gateway/);
+    expect((invalid as Error).message).toContain(
+      `if this is a lazarus-pit.toml, convert it with \`pit config import ${seedToml} -o pit.toml\``,
+    );
+    await expect(
+      loadConfig({ ...options, env: { RESURRECTION_CONFIG: join(t.base, 'gone.toml') } }),
+    ).rejects.toThrow(/RESURRECTION_CONFIG: .*gone\.toml: no such file/);
+  });
+});

@@ -15,7 +15,18 @@ import { cellsRootProblem, findInlineSecrets, inlineSecretValues } from './confi
 import { locateTomlKeys, positionOf, type SourcePosition } from './toml-locations.js';
 
 /** Where the config came from. */
-export type ConfigSource = 'flag' | 'env' | 'cwd' | 'user' | 'system' | 'default';
+export type ConfigSource =
+  | 'flag'
+  | 'env'
+  | 'cwd'
+  | 'user'
+  | 'system'
+  /** `RESURRECTION_CONFIG`, the first daemons' variable: deprecated, read last. */
+  | 'resurrection-env'
+  | 'default';
+
+/** The first daemons' config variable, read as a last resort (see {@link locateConfig}). */
+export const RESURRECTION_CONFIG_ENV = 'RESURRECTION_CONFIG';
 
 /** The result of {@link locateConfig}. */
 export interface ConfigLocation {
@@ -42,7 +53,8 @@ export const SYSTEM_CONFIG_PATH = '/etc/pit/pit.toml';
 
 /**
  * Finds the config file: `--config`, `PIT_CONFIG`, `./pit.toml`, `~/.config/pit/pit.toml`,
- * `/etc/pit/pit.toml`, else the embedded default. A file named by `--config` or `PIT_CONFIG`
+ * `/etc/pit/pit.toml`, then (deprecated, the first daemons' variable) `RESURRECTION_CONFIG`,
+ * else the embedded default. A file named by `--config`, `PIT_CONFIG` or `RESURRECTION_CONFIG`
  * must exist.
  * @throws {DaemonError} DAEMON_CONFIG_NOT_FOUND when an explicitly named file does not exist.
  */
@@ -66,7 +78,52 @@ export async function locateConfig(options: LocateConfigOptions): Promise<Config
     ['system', options.systemPath ?? SYSTEM_CONFIG_PATH],
   ];
   for (const [source, path] of candidates) if (await exists(path)) return { source, path };
+  const legacy = options.env[RESURRECTION_CONFIG_ENV];
+  if (legacy !== undefined && legacy !== '') {
+    const path = resolve(options.cwd, legacy);
+    if (!(await exists(path)))
+      throw new DaemonError(
+        'DAEMON_CONFIG_NOT_FOUND',
+        `${RESURRECTION_CONFIG_ENV}: ${path}: no such file (no pit.toml was found before it)`,
+      );
+    return { source: 'resurrection-env', path };
+  }
   return { source: 'default' };
+}
+
+/** What to do with a seed-format config: the command that converts it. */
+const importHint = (path: string) =>
+  `convert it with \`pit config import ${path} -o pit.toml\` and name the result with PIT_CONFIG or --config`;
+
+/**
+ * Loads the file `RESURRECTION_CONFIG` names: a pit.toml is used, with a deprecation notice; a
+ * seed format (`resurrection_pool.json`, `lazarus-registry.yaml`, or a `lazarus-pit.toml` that
+ * is not a pit.toml) is refused, saying how to convert it.
+ * @throws {DaemonError} DAEMON_CONFIG_INVALID, DAEMON_CONFIG_UNSAFE.
+ */
+async function loadResurrectionConfig(
+  path: string,
+  options: LoadConfigOptions,
+): Promise<LoadedConfig> {
+  const where = `${RESURRECTION_CONFIG_ENV}=${path}`;
+  if (extname(path).toLowerCase() !== '.toml')
+    throw new DaemonError(
+      'DAEMON_CONFIG_INVALID',
+      `${where}: not a pit.toml (the first daemons' ${extname(path) || 'extensionless'} format; the Pit reads only TOML from ${RESURRECTION_CONFIG_ENV}): ${importHint(path)}`,
+    );
+  let loaded: LoadedConfig;
+  try {
+    loaded = await loadConfigFile(path, { ...options, source: 'resurrection-env' });
+  } catch (error) {
+    if (!(error instanceof DaemonError && error.code === 'DAEMON_CONFIG_INVALID')) throw error;
+    throw new DaemonError(
+      'DAEMON_CONFIG_INVALID',
+      `${(error as Error).message}\n${where}: if this is a lazarus-pit.toml, ${importHint(path)}`,
+      { cause: error, problems: error.problems },
+    );
+  }
+  const notice = `${path}: ${RESURRECTION_CONFIG_ENV} is deprecated (read only when no pit.toml is found elsewhere): name this file with PIT_CONFIG or --config instead`;
+  return { ...loaded, notices: [notice, ...loaded.notices] };
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -377,6 +434,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<LoadedConf
       warnings: [],
     };
   }
+  if (location.source === 'resurrection-env') return loadResurrectionConfig(location.path, options);
   return loadConfigFile(location.path, { ...options, source: location.source });
 }
 

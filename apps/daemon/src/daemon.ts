@@ -7,6 +7,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { appendEvent, PitError } from '@pit/cell-spec';
 import { loadConfig, type LoadedConfig } from './config.js';
+import { applyConfigOverrides, type ConfigOverrides } from './config-overrides.js';
 import { createBusHub, type BusHub } from './bus-hub.js';
 import { startChannels, type Channels } from './channels.js';
 import { DASHBOARD_HTML } from './dashboard.js';
@@ -41,6 +42,8 @@ export interface DaemonOptions {
   log?: Pick<LoggerOptions, 'stream' | 'format'>;
   /** Overrides `[daemon].log_level`. */
   logLevel?: LoggerOptions['level'];
+  /** Command-line settings laid over the config at every load and reload (see ./config-overrides.ts). */
+  overrides?: ConfigOverrides;
 }
 
 /** Options of {@link runDaemon}. */
@@ -105,7 +108,9 @@ const locate = (options: DaemonOptions) => {
  */
 export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonHandle> {
   const env = options.env ?? process.env;
-  const state: DaemonState = { loaded: await loadConfig(locate(options)) };
+  const state: DaemonState = {
+    loaded: applyConfigOverrides(await loadConfig(locate(options)), options.overrides),
+  };
   const http = state.loaded.config.daemon.http;
   if (http.enabled) {
     // Refused before anything starts: an exposed listen without allow_remote, a short or shared token.
@@ -381,7 +386,7 @@ async function reloadConfig(context: {
 }): Promise<ReloadResult> {
   const { options, env, state, logger, services } = context;
   try {
-    const next = await loadConfig(locate(options));
+    const next = applyConfigOverrides(await loadConfig(locate(options)), options.overrides);
     const current = state.loaded.config;
     if (next.config.daemon.state_dir !== current.daemon.state_dir) {
       throw new Error(
@@ -473,7 +478,7 @@ function installSignals(
  */
 export async function sweepOnce(options: DaemonOptions = {}): Promise<SweepReport> {
   const env = options.env ?? process.env;
-  const loaded = await loadConfig(locate(options));
+  const loaded = applyConfigOverrides(await loadConfig(locate(options)), options.overrides);
   const logger = createLogger({
     level: options.logLevel ?? loaded.config.daemon.log_level,
     secrets: loaded.secrets,

@@ -10,6 +10,7 @@ import { dirname, join } from 'node:path';
 import {
   appendEvent,
   cellPaths,
+  ensureCellSubdir,
   PitError,
   type AgentEventInput,
   type CellEventInput,
@@ -26,6 +27,10 @@ export interface EventWriter {
   /** Waits for every queued append. */
   flush(): Promise<void>;
 }
+
+const isMissing = (error: unknown): boolean =>
+  (error as NodeJS.ErrnoException).code === 'ENOENT' ||
+  (PitError.is(error) && error.code === 'CELL_NOT_FOUND');
 
 const isRefusedPath = (error: unknown): boolean =>
   PitError.is(error) && error.code === 'CELL_UNSAFE_PATH';
@@ -49,10 +54,18 @@ export async function createEventWriter(options: {
         path === hostEvents ? {} : { beneath: dirname(dirname(path)) },
       );
     } catch (error) {
+      if (!isMissing(error)) throw error;
       // The host log's directory removed while running: make it again, once.
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || path !== hostEvents) throw error;
-      await fs.mkdir(dirname(hostEvents), { recursive: true });
-      await appendEvent(path, record);
+      if (path === hostEvents) {
+        await fs.mkdir(dirname(hostEvents), { recursive: true });
+        await appendEvent(path, record);
+        return;
+      }
+      // A cell without `logs/` (a seed-format cell from an older fleet): made as provisioning
+      // makes it, never through a link, once.
+      const cellDir = dirname(dirname(path));
+      await ensureCellSubdir(cellDir, ['logs'], { create: true });
+      await appendEvent(path, record, { beneath: cellDir });
     }
   };
 

@@ -202,6 +202,51 @@ describe.each(modes)('createExecutor (level 1, $name)', ({ launcher }) => {
     expect(String((error as Error).message)).toContain('/nonexistent/agent-binary');
   });
 
+  it("creates a cell's missing workspace/ (mode 0755) before starting the agent in it, and says so", async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    await fs.rm(join(cell.dir, 'workspace'), { recursive: true });
+    const warnings: Array<[string, unknown]> = [];
+    const logger = {
+      debug: () => undefined,
+      info: () => undefined,
+      warn: (message: string, fields?: unknown) => void warnings.push([message, fields]),
+      error: () => undefined,
+    };
+    const agent = await make({ logger }).start({
+      agent: 'forge',
+      argv: ['sh', '-c', 'pwd'],
+      env: agentEnv(),
+      cell,
+    });
+    await within(agent.exited, 5000);
+    const stat = await fs.lstat(join(cell.dir, 'workspace'));
+    expect(stat.isDirectory()).toBe(true);
+    expect(stat.mode & 0o777).toBe(0o755);
+    expect(await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8')).toContain(
+      `${join(cell.dir, 'workspace')}\n`,
+    );
+    expect(warnings).toEqual([
+      ['cell workspace created', expect.objectContaining({ cell: cell.uuid, agent: 'forge' })],
+    ]);
+  });
+
+  it('refuses a working directory that does not exist, naming it rather than the program', async () => {
+    const dir = await tempDir();
+    const error = await make()
+      .start({
+        agent: 'gateway',
+        argv: ['sh', '-c', 'true'],
+        env: agentEnv(),
+        cwd: join(dir, 'gone'),
+        logPath: join(dir, 'gateway.log'),
+      })
+      .catch((caught: unknown) => caught);
+    expect(PitError.is(error) && error.code).toBe('DAEMON_SPAWN_FAILED');
+    expect(String((error as Error).message)).toBe(
+      `agent gateway: working directory ${join(dir, 'gone')} does not exist (or is a link to nothing): the agent cannot start in it`,
+    );
+  });
+
   it('refuses a bad agent name before touching the disk', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     await expect(

@@ -1,7 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, promises as fs } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
-import { assertAgentName, cellPaths, type IsolationProfile } from '@pit/cell-spec';
+import {
+  assertAgentName,
+  cellPaths,
+  ensureCellSubdir,
+  type IsolationProfile,
+} from '@pit/cell-spec';
 import { spawnDirect, type SpawnRequest, type Spawned } from './agent-spawn.js';
 import { DaemonError } from './errors.js';
 import { pollExit } from './exit-poll.js';
@@ -399,6 +404,7 @@ async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promis
       'DAEMON_SPAWN_FAILED',
       `agent ${agent}: no log path (agents outside cells need logPath)`,
     );
+  await ensureWorkingDirectory(state, spec, { agent, cwd });
   const profile = spec.isolation ?? { level: 1 };
   const env: Record<string, string> = { ...spec.env, LAZARUS_AGENT: agent };
   if (spec.cell) env.LAZARUS_CELL_UUID = spec.cell.uuid;
@@ -429,6 +435,54 @@ async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promis
     container,
     nonce,
   });
+}
+
+/**
+ * Makes sure the agent's working directory exists before the spawn, which would otherwise fail
+ * as `spawn <program> ENOENT`, blaming the program. A cell's missing `workspace/` (a cell from an
+ * older fleet, or one whose workspace was removed) is created as provisioning creates it: a real
+ * directory of the cell (never through a link), mode 0755, owned by the daemon's user; it is
+ * logged as a warning naming the cell. Any other working directory that is missing or not a
+ * directory is refused, naming it.
+ * @throws {DaemonError} DAEMON_SPAWN_FAILED.
+ */
+async function ensureWorkingDirectory(
+  state: ExecutorState,
+  spec: StartAgentOptions,
+  where: { agent: string; cwd: string },
+): Promise<void> {
+  const { agent, cwd } = where;
+  const workspace = spec.cell && spec.cwd === undefined ? spec.cell : undefined;
+  if (workspace) {
+    const missing = await fs.lstat(cwd).then(
+      () => false,
+      (error: NodeJS.ErrnoException) => error.code === 'ENOENT',
+    );
+    if (missing) {
+      try {
+        await ensureCellSubdir(workspace.dir, ['workspace'], { create: true });
+      } catch (error) {
+        throw new DaemonError(
+          'DAEMON_SPAWN_FAILED',
+          `agent ${agent}: cell ${workspace.uuid} has no workspace/ and it cannot be created: ${(error as Error).message}`,
+          { cause: error },
+        );
+      }
+      state.options.logger?.warn('cell workspace created', {
+        agent,
+        cell: workspace.uuid,
+        workspace: cwd,
+        reason:
+          "the cell had no workspace/ (the agents' working directory): created empty, mode 0755",
+      });
+    }
+  }
+  const stat = await fs.stat(cwd).catch(() => undefined);
+  if (!stat?.isDirectory())
+    throw new DaemonError(
+      'DAEMON_SPAWN_FAILED',
+      `agent ${agent}: working directory ${cwd} ${stat ? 'is not a directory' : 'does not exist (or is a link to nothing)'}: the agent cannot start in it${workspace ? ` (the workspace of cell ${workspace.uuid})` : ''}`,
+    );
 }
 
 const NONCE_PATTERN = /^[0-9a-f]{32}$/;

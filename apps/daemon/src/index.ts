@@ -6,6 +6,7 @@ export {
   type DaemonHandle,
   type ReloadResult,
 } from './daemon.js';
+export { applyConfigOverrides, type ConfigOverrides } from './config-overrides.js';
 export {
   loadConfig,
   loadConfigFile,

@@ -4,8 +4,8 @@ import { CellUuidSchema } from './agent-name.js';
 import { DESTROYING_PREFIX } from './destroy.js';
 import { PitError } from './errors.js';
 import { CellStatusSchema, SUPERVISED_STATUSES } from './lifecycle.js';
-import { parseJsonWith, readFileSafe, readFileSafeSync } from './atomic.js';
-import { CellManifestSchema, MANIFEST_MAX_BYTES, type CellManifest } from './manifest.js';
+import { readFileSafe, readFileSafeSync } from './atomic.js';
+import { MANIFEST_MAX_BYTES, parseManifest, type CellManifest } from './manifest.js';
 import { PROVISIONING_PREFIX } from './provision.js';
 
 /** A cell found by {@link discoverCells}. */
@@ -13,6 +13,11 @@ export interface DiscoveredCell {
   uuid: string;
   dir: string;
   manifest: CellManifest;
+  /**
+   * Present when `cell.json` is in the seed format: the fields it left out, which the Pit
+   * defaulted (`created_at`, `agents.0.role`, …; see `parseManifest`).
+   */
+  defaulted?: string[];
 }
 
 /** Something wrong found under the root. Nothing is silently skipped. */
@@ -195,7 +200,7 @@ function inspect(
   try {
     // The dirent already says this is a real directory: read the manifest without another lstat.
     text = read(manifestPath).toString('utf8');
-    const manifest = parseJsonWith(CellManifestSchema, text, manifestPath);
+    const { manifest, defaulted } = parseManifest(text, manifestPath);
     if (manifest.uuid !== entry.name) {
       return {
         path: manifestPath,
@@ -203,7 +208,12 @@ function inspect(
         reason: `${manifestPath}: uuid: ${manifest.uuid} does not match the directory name ${entry.name}`,
       };
     }
-    return { uuid: manifest.uuid, dir, manifest };
+    return {
+      uuid: manifest.uuid,
+      dir,
+      manifest,
+      ...(defaulted.length > 0 ? { defaulted } : {}),
+    };
   } catch (error) {
     const code = PitError.is(error) ? error.code : undefined;
     const message = error instanceof Error ? error.message : String(error);

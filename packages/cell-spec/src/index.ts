@@ -67,13 +67,16 @@ export {
   IsoTimestampSchema,
   MANIFEST_MAX_BYTES,
   readManifest,
+  parseManifest,
   updateManifest,
+  type ParsedManifest,
   type CellManifest,
   type CellManifestInput,
   type CellAgent,
   type UpdateManifestOptions,
 } from './manifest.js';
 export { transitionCell, type TransitionCellOptions } from './transition.js';
+export { SEED_MANIFEST_DEFAULTS, applySeedDefaults, type SeedDefaults } from './seed-manifest.js';
 export {
   CellEventSchema,
   AnyCellEventSchema,

@@ -1,7 +1,8 @@
+import { statSync } from 'node:fs';
 import { lstat } from 'node:fs/promises';
 import { z } from 'zod';
 import { AgentNameSchema, CellUuidSchema } from './agent-name.js';
-import { readJsonFile, removeStaleTemps, writeJsonAtomic } from './atomic.js';
+import { readFileSafe, removeStaleTemps, writeJsonAtomic } from './atomic.js';
 import { assertCellDir, ensureCellSubdir } from './cell-dir.js';
 import { CellError } from './errors.js';
 import { appendEvent } from './events.js';
@@ -11,6 +12,7 @@ import { assertTransition, CellStatusSchema, TRANSITION_EVENTS } from './lifecyc
 import { withFileLock } from './lock.js';
 import { cellPaths } from './paths.js';
 import { IsoTimestampSchema } from './timestamp.js';
+import { applySeedDefaults } from './seed-manifest.js';
 
 export { IsoTimestampSchema } from './timestamp.js';
 
@@ -60,8 +62,62 @@ export type CellManifestInput = z.input<typeof CellManifestSchema>;
 /** The largest `cell.json` accepted. */
 export const MANIFEST_MAX_BYTES = 1024 * 1024;
 
+/** A manifest as read, with the seed-format fields that were absent and defaulted. */
+export interface ParsedManifest {
+  manifest: CellManifest;
+  /**
+   * Fields a seed-format `cell.json` left out and the Pit defaulted (`created_at`,
+   * `agents.0.role`, …; see `SEED_MANIFEST_DEFAULTS`); empty for a full manifest.
+   */
+  defaulted: string[];
+}
+
+/** When `cell.json` was last modified (a seed manifest's `created_at`), or the epoch when unknown. */
+function manifestTime(path: string): string {
+  try {
+    return statSync(path).mtime.toISOString();
+  } catch {
+    return new Date(0).toISOString();
+  }
+}
+
 /**
- * Reads and validates a cell's `cell.json`.
+ * Parses a `cell.json`'s text: a seed-format manifest (`{uuid, status, mission, agents:
+ * [{name}]}`) has its missing fields defaulted (`created_at`: the file's modification time;
+ * `created_by`: `unknown`; `agents[].role`: `unspecified`; `agents[].joined_at`: the cell's
+ * `created_at`) and they are listed in `defaulted`. Defaults describe; they never grant.
+ * @param path the file, named in errors (and stat'ed for a missing `created_at`).
+ * @throws {CellError} CELL_INVALID naming the file and every bad field.
+ * @example
+ * const { manifest, defaulted } = parseManifest(text, '/var/missions/3f2a…/cell.json');
+ */
+export function parseManifest(text: string, path: string): ParsedManifest {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new CellError('CELL_INVALID', `${path}: not valid JSON: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  const { value, defaulted } = applySeedDefaults(raw, () => manifestTime(path));
+  const parsed = CellManifestSchema.safeParse(value);
+  if (!parsed.success)
+    throw new CellError('CELL_INVALID', `${path}: ${formatIssues(parsed.error)}`, {
+      cause: parsed.error,
+    });
+  return { manifest: parsed.data, defaulted };
+}
+
+/** Reads and parses `cell.json` (seed-format fields defaulted, see {@link parseManifest}). */
+async function readManifestFile(path: string): Promise<ParsedManifest> {
+  const buffer = await readFileSafe(path, { maxBytes: MANIFEST_MAX_BYTES });
+  return parseManifest(buffer.toString('utf8'), path);
+}
+
+/**
+ * Reads and validates a cell's `cell.json` (a seed-format one has its missing fields defaulted,
+ * see {@link parseManifest}).
  * @param cellDir the cell directory (a real directory: a symbolic link or a file is refused).
  * @throws {CellError} CELL_NOT_FOUND, CELL_NOT_A_CELL (the cell dir is a file), CELL_INVALID
  *   (naming the file and every bad field), CELL_UNSAFE_PATH (a link), CELL_TOO_LARGE.
@@ -70,9 +126,7 @@ export const MANIFEST_MAX_BYTES = 1024 * 1024;
  */
 export async function readManifest(cellDir: string): Promise<CellManifest> {
   await assertCellDir(cellDir);
-  return readJsonFile(cellPaths(cellDir).manifest, CellManifestSchema, {
-    maxBytes: MANIFEST_MAX_BYTES,
-  });
+  return (await readManifestFile(cellPaths(cellDir).manifest)).manifest;
 }
 
 /** Options of {@link updateManifest}. */
@@ -95,6 +149,7 @@ export interface UpdateManifestOptions {
  * A change of `status` must be a legal lifecycle transition, and appends its event
  * (`cell_frozen`, …, with `from` and `reason`) to `logs/events.jsonl` while the lock is held,
  * so the log's order is the manifest's order. {@link transitionCell} is the usual way.
+ * A seed-format manifest's defaulted fields (see {@link parseManifest}) are written out with it.
  * @throws {CellError} CELL_CONFLICT when `expectedRevision` no longer holds;
  *   CELL_ILLEGAL_TRANSITION naming both states; CELL_INVALID when the result breaks the schema
  *   or changes `uuid` (nothing is written); CELL_LOCKED (retryable); CELL_NOT_FOUND;
@@ -114,9 +169,8 @@ export async function updateManifest(
     async () => {
       // Temp files of writers killed mid-update: under the lock none of them is in flight.
       await removeStaleTemps(cellDir, ['cell.json', 'cell.json.lock'], { maxAgeMs: 60_000 });
-      const current = await readJsonFile(paths.manifest, CellManifestSchema, {
-        maxBytes: MANIFEST_MAX_BYTES,
-      });
+      // A seed-format manifest's defaults are written out with the first update.
+      const { manifest: current } = await readManifestFile(paths.manifest);
       if (options.expectedRevision !== undefined && current.revision !== options.expectedRevision) {
         throw new CellError(
           'CELL_CONFLICT',

@@ -14,6 +14,7 @@ import {
   IsolationLevelSchema,
   type CellStatus,
   type CellManifest,
+  type DiscoveredCell,
 } from '@pit/cell-spec';
 import { join } from 'node:path';
 import { grant, migration, updateMembers, withdraw, type MembersChange } from '@pit/daemon';
@@ -51,10 +52,10 @@ async function recordMembers(context: CellsContext, change: MembersChange): Prom
   );
 }
 
-/** `pit cells list [--all] [--json]` */
+/** `pit cells list [--all] [--json] [--verbose]` */
 export async function listCells(
   context: CellsContext,
-  options: { all?: boolean; json?: boolean },
+  options: { all?: boolean; json?: boolean; verbose?: boolean },
 ): Promise<number> {
   const found = await discoverCells(context.cellsRoot);
   const cells = [...found.supervised, ...(options.all ? found.unsupervised : [])].sort((a, b) =>
@@ -65,7 +66,11 @@ export async function listCells(
       JSON.stringify(
         {
           root: context.cellsRoot,
-          cells: cells.map((cell) => ({ dir: cell.dir, ...cell.manifest })),
+          cells: cells.map((cell) => ({
+            dir: cell.dir,
+            ...cell.manifest,
+            ...(options.verbose ? { defaulted: cell.defaulted ?? [] } : {}),
+          })),
           problems: found.problems,
         },
         null,
@@ -90,10 +95,27 @@ export async function listCells(
           ]),
         ),
       );
+    if (options.verbose) for (const line of defaultedLines(cells)) context.output.out(line);
     for (const problem of found.problems)
       context.output.err(`problem: ${describeDiscoveryProblem(problem)}`);
   }
   return found.problems.length > 0 ? EXIT.problems : EXIT.ok;
+}
+
+/** One line per cell: the seed-format fields of its cell.json that the Pit defaulted. */
+function defaultedLines(cells: DiscoveredCell[]): string[] {
+  return cells.map((cell) =>
+    cell.defaulted
+      ? `${cell.uuid}: defaulted (seed-format cell.json): ${cell.defaulted.map((path) => `${path}=${JSON.stringify(valueAt(cell.manifest, path))}`).join(', ')}`
+      : `${cell.uuid}: nothing defaulted`,
+  );
+}
+
+/** The value at a dotted path (`agents.0.role`) of a manifest. */
+function valueAt(manifest: CellManifest, path: string): unknown {
+  let value: unknown = manifest;
+  for (const key of path.split('.')) value = (value as Record<string, unknown>)[key];
+  return value;
 }
 
 function truncate(text: string, length: number): string {

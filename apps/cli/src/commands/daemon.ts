@@ -1,24 +1,60 @@
-import { runDaemon, sweepOnce } from '@pit/daemon';
+import { runDaemon, sweepOnce, type ConfigOverrides } from '@pit/daemon';
 import { checkExit, EXIT } from '../exit-codes.js';
 import type { CommandContext } from '../context.js';
 
-/** `pit daemon [--dry-run] [--stop-agents-on-exit] [--listen ADDR]`: the supervision loop in the foreground. */
+/** The first daemons' flags (`--poll-interval`, `--dead-threshold`, `-v`), as parsed. */
+export interface SeedFlags {
+  pollInterval?: number;
+  deadThreshold?: number;
+  verbose?: boolean;
+}
+
+/** The config overrides the seed flags ask for (the command line wins over the file). */
+function overridesOf(options: SeedFlags): ConfigOverrides {
+  return {
+    ...(options.pollInterval !== undefined ? { pollIntervalS: options.pollInterval } : {}),
+    ...(options.deadThreshold !== undefined ? { deadThresholdS: options.deadThreshold } : {}),
+  };
+}
+
+/** One line naming what the command line overrides, or nothing when it overrides nothing. */
+function describeOverrides(options: SeedFlags, logLevel: string | undefined): string[] {
+  const parts = [
+    ...(options.pollInterval !== undefined
+      ? [`[cells] poll_interval_s = ${options.pollInterval}`]
+      : []),
+    ...(options.deadThreshold !== undefined
+      ? [`[policy.defaults] dead_after = ${options.deadThreshold} s`]
+      : []),
+    ...(logLevel !== undefined ? [`log level ${logLevel}`] : []),
+  ];
+  return parts.length > 0 ? [`command line overrides the config: ${parts.join(', ')}`] : [];
+}
+
+/** `pit daemon [--dry-run] [--stop-agents-on-exit] [--listen ADDR] [--poll-interval S] [--dead-threshold S] [-v]`: the supervision loop in the foreground. */
 export async function daemon(
   context: CommandContext,
-  options: { dryRun?: boolean; stopAgentsOnExit?: boolean; listen?: string; logLevel?: string },
+  options: {
+    dryRun?: boolean;
+    stopAgentsOnExit?: boolean;
+    listen?: string;
+    logLevel?: string;
+  } & SeedFlags,
 ): Promise<number> {
+  const logLevel = options.logLevel ?? (options.verbose ? 'debug' : undefined);
   const handle = await runDaemon({
+    overrides: overridesOf(options),
     ...(context.globals.config ? { configPath: context.globals.config } : {}),
     env: context.environment.env,
     cwd: context.environment.cwd,
     dryRun: options.dryRun ?? false,
     ...(options.stopAgentsOnExit ? { stopAgentsOnExit: true } : {}),
     ...(options.listen ? { listen: options.listen } : {}),
-    ...(options.logLevel
-      ? { logLevel: options.logLevel as 'debug' | 'info' | 'warn' | 'error' }
-      : {}),
+    ...(logLevel ? { logLevel: logLevel as 'debug' | 'info' | 'warn' | 'error' } : {}),
   });
   const where = handle.loaded.path ?? 'the embedded default';
+  for (const line of describeOverrides(options, logLevel))
+    context.output.err(`pit daemon: ${line}`);
   context.output.err(
     `pit daemon ${handle.pid}: supervising with ${where}${options.dryRun ? ' (dry run: nothing is started, stopped or rolled back)' : ''}`,
   );
@@ -39,21 +75,28 @@ export async function daemon(
   return EXIT.ok;
 }
 
-/** `pit sweep --once [--dry-run] [--json]`: one full check and its actions, for cron. Exit 0 when every agent is healthy and nothing is wrong under the root, 1 when an agent is not, else 3 when there is a problem. */
+/** `pit sweep --once [--dry-run] [--json] [--poll-interval S] [--dead-threshold S] [-v]`: one full check and its actions, for cron. Exit 0 when every agent is healthy and nothing is wrong under the root, 1 when an agent is not, else 3 when there is a problem. */
 export async function sweep(
   context: CommandContext,
-  options: { once?: boolean; dryRun?: boolean; json?: boolean },
+  options: { once?: boolean; dryRun?: boolean; json?: boolean } & SeedFlags,
 ): Promise<number> {
   if (!options.once) {
     context.output.err('pit sweep: --once is required (the continuous loop is `pit daemon`)');
     return EXIT.usage;
   }
+  for (const line of describeOverrides(options, options.verbose ? 'debug' : undefined))
+    context.output.err(`pit sweep: ${line}`);
   const report = await sweepOnce({
     ...(context.globals.config ? { configPath: context.globals.config } : {}),
     env: context.environment.env,
     cwd: context.environment.cwd,
     dryRun: options.dryRun ?? false,
-    ...(options.json ? { logLevel: 'warn' as const } : {}),
+    overrides: overridesOf(options),
+    ...(options.verbose
+      ? { logLevel: 'debug' as const }
+      : options.json
+        ? { logLevel: 'warn' as const }
+        : {}),
   });
   if (options.json) {
     context.output.out(JSON.stringify(report, null, 2));
