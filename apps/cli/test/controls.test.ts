@@ -327,11 +327,22 @@ describe('pit stop and start with no daemon running', () => {
     expect(why.stdout).toContain('stop by');
     expect(why.stdout).toContain('maintenance');
 
-    await provisionCell(join(base, 'missions'), {
+    // A second cell the operator lets forge run in (a cell made later is not granted by itself).
+    const secondCell = await provisionCell(join(base, 'missions'), {
       mission: 'second',
       created_by: 'test',
-      agents: [{ name: 'forge', role: 'lead' }],
+      agents: [],
     });
+    const joined = await pit([
+      '--config',
+      config,
+      'cell',
+      'join',
+      secondCell.manifest.uuid,
+      'forge',
+    ]);
+    expect(joined.stderr).toBe('');
+    expect(joined.code).toBe(0);
     const ambiguous = await pit(['--config', config, 'stop', 'forge']);
     expect(ambiguous.code).toBe(1);
     expect(ambiguous.stderr).toContain('names 2 agents');

@@ -2,6 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { waitFor } from '@pit/test-kit';
 import { pit } from './cli.js';
 
 let base: string;
@@ -67,6 +68,7 @@ describe("pit daemon|sweep --poll-interval, --dead-threshold and -v (the first d
         'enabled = false',
         '[cells]',
         'root = "missions"',
+        'heartbeat_stale_s = 1',
         '[bus]',
         'enabled = false',
         '[checkpoints]',
@@ -74,28 +76,38 @@ describe("pit daemon|sweep --poll-interval, --dead-threshold and -v (the first d
         '[policy.defaults]',
         'dead_after = "30s"',
         '[agents.claude]',
-        // Short-lived: a sweep that starts an agent exits only once it has (issue #14, point 3).
-        'argv = ["/bin/sleep", "2"]',
+        // Hung from the start: alive, never a heartbeat. Its death is inferred, so dead_after
+        // applies (an exit the Pit sees is acted on at once, issue #14 point 6).
+        'argv = ["/bin/sleep", "3600"]',
+        'startup_grace_s = 0.5',
       ].join('\n'),
       { mode: 0o600 },
     );
     const run = (args: string[]) => pit(['-c', configPath, ...args]);
     expect((await run(['cell', 'create', '--mission', 'm', '--agent', 'claude'])).code).toBe(0);
-    // First sight: the sweep starts it; it is dead by the next sweep.
+    // First sight: the sweep starts it and leaves it running.
     await run(['sweep', '--once']);
     const first = recordedPid();
     expect(first).toBeGreaterThan(1);
     started.push(first!);
 
-    const waiting = await run([
-      'sweep',
-      '--once',
-      '--dead-threshold',
-      '3600',
-      '--poll-interval',
-      '5',
-      '-v',
-    ]);
+    // Once its startup grace has passed, a sweep finds it dead and waits the hour it was given.
+    const waiting = await waitFor(
+      async () => {
+        const result = await run([
+          'sweep',
+          '--once',
+          '--dead-threshold',
+          '3600',
+          '--poll-interval',
+          '5',
+          '-v',
+        ]);
+        return /claude\s+dead/.test(result.stdout) && result;
+      },
+      30_000,
+      'a sweep to find the hung agent dead',
+    );
     expect(waiting.stderr).toContain(
       'pit sweep: command line overrides the config: [cells] poll_interval_s = 5, [policy.defaults] dead_after = 3600 s, log level debug',
     );

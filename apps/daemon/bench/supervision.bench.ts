@@ -21,6 +21,18 @@ const CELLS = 20;
 const EXITS = smoke ? 5 : 30;
 const SANDBOXES = smoke ? 3 : 10;
 const log = (message: string): void => void process.stderr.write(`[supervision] ${message}\n`);
+/**
+ * An agent is spawned fully detached (its child is unref'd, so a one-shot sweep can exit): awaiting
+ * its exit alone keeps nothing alive. Hold the event loop open until `promise` settles.
+ */
+async function held<T>(promise: Promise<T>): Promise<T> {
+  const keep = setInterval(() => {}, 60_000);
+  try {
+    return await promise;
+  } finally {
+    clearInterval(keep);
+  }
+}
 const median = (values: number[]) =>
   [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
@@ -88,7 +100,7 @@ try {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
       cell: { uuid: cell.manifest.uuid, dir: cell.dir },
     });
-    const exit = await agent.exited;
+    const exit = await held(agent.exited);
     if (exit.code !== 3) throw new Error(`unexpected exit ${JSON.stringify(exit)}`);
     exitLatencies.push(performance.now() - started);
   }
@@ -105,7 +117,7 @@ try {
       cell: { uuid: cell.manifest.uuid, dir: cell.dir },
       isolation: { level: 2 },
     });
-    const exit = await agent.exited;
+    const exit = await held(agent.exited);
     if (exit.code !== 0) throw new Error(`level-2 run failed: ${JSON.stringify(exit)}`);
     sandboxLatencies.push(performance.now() - started);
   }
