@@ -202,7 +202,11 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
     instance,
     executor,
     store: await openFileStateStore({ stateDir, logger, now }),
-    events: await createEventWriter({ stateDir, logger }),
+    events: await createEventWriter({
+      stateDir,
+      logger,
+      rotate: { maxBytes: config.logs.max_bytes, keep: config.logs.keep },
+    }),
     approvals: await openApprovalStore({
       stateDir,
       logger,
