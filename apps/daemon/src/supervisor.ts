@@ -183,6 +183,7 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
       podmanConfigDir: join(stateDir, 'podman'),
       killGroupOnExit: true,
       instance,
+      logRotation: { maxBytes: config.logs.max_bytes, keep: config.logs.keep },
       // The agent launcher (cheaper forks) stays off until a stopped launcher is detected: an
       // agent that SIGSTOPs it leaves its siblings unreaped (fault suite, daemon-kill).
       launcher: false,
