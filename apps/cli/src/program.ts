@@ -19,6 +19,7 @@ import { decide, listApprovals } from './commands/approvals.js';
 import { busTail } from './commands/bus.js';
 import { control, reload } from './commands/controls.js';
 import { status } from './commands/status.js';
+import { logs, type LogsOptions } from './commands/logs.js';
 import { why } from './commands/why.js';
 import { demo } from './demo/demo.js';
 import { createContext, type CliEnvironment, type GlobalOptions } from './context.js';
@@ -442,6 +443,29 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
           options,
         ),
       )(),
+    );
+
+  program
+    .command('logs')
+    .description(
+      "an agent's output (logs/<agent>.log, stdout and stderr together) across its rotated files, oldest first; works without a daemon",
+    )
+    .argument(
+      '<agent>',
+      'the agent: NAME, or CELL/NAME (a cell uuid or its prefix) when several cells have it',
+    )
+    .option('-n, --lines <n>', 'how many of the last lines (0: all)', '100')
+    .option('-f, --follow', 'keep printing new output, also across a rotation (Ctrl-C stops)')
+    .option(
+      '--since <time>',
+      "a duration (90s, 10m, 2h, 1d) or an ISO-8601 time: from the run going at that time (output has no timestamps; the daemon's start headers do)",
+    )
+    .option('--stderr', 'only stderr (not available yet: both streams share the file; exits 2)')
+    .action((agent: string, options: LogsOptions) =>
+      run(async () => {
+        const cells = await cellsContext();
+        return logs(cells, agent, options);
+      })(),
     );
 
   program

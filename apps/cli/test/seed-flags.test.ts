@@ -103,7 +103,7 @@ describe("pit daemon|sweep --poll-interval, --dead-threshold and -v (the first d
           '5',
           '-v',
         ]);
-        return /claude\s+dead/.test(result.stdout) && result;
+        return /claude\s+dead/.test(result.stdout) ? result : undefined;
       },
       30_000,
       'a sweep to find the hung agent dead',

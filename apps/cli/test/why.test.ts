@@ -1,7 +1,14 @@
-import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { provisionCell, readEvents, type CellEvent, type KnownCellEvent } from '@pit/cell-spec';
+import {
+  cellPaths,
+  createEventAppender,
+  provisionCell,
+  readEvents,
+  type CellEvent,
+  type KnownCellEvent,
+} from '@pit/cell-spec';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // The real daemon, run through real incidents by the daemon's own test fixture.
 import { runIncidents, type IncidentsRun } from '@pit/daemon/test/incidents';
@@ -167,6 +174,40 @@ describe('pit why', () => {
       expect(result.code).toBe(2);
       expect(result.stdout).toBe('');
       expect(result.stderr).toContain(`no agent named nosuch: it is in no cell under ${root}`);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('tells an incident whose death is in a rotated file and whose restart is in the live one', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'pit-cli-why-'));
+    try {
+      const { dir } = await provisionCell(root, {
+        mission: 'm',
+        created_by: 'test',
+        agents: [{ name: 'forge', role: 'lead' }],
+      });
+      // The daemon's own appender, rotating at 4 KiB: the death ends up two files back.
+      const log = createEventAppender(cellPaths(dir).events, {
+        beneath: dir,
+        rotate: { maxBytes: 4096, keep: 5 },
+      });
+      await log.append({ event: 'agent_dead', agent: 'forge', reason: 'exit 3', failing: [] });
+      for (let cycle = 0; cycle < 150; cycle += 1)
+        await log.append({ event: 'heartbeat', agent: 'forge', cycle });
+      await log.append({
+        event: 'agent_revived',
+        agent: 'forge',
+        pid: 4242,
+        attempt: 1,
+        reason: 'exit 3',
+      });
+      await log.close();
+      expect(existsSync(join(dir, 'logs', 'events.2.jsonl'))).toBe(true);
+      const result = await pit(['--cells-root', root, 'why', 'forge']);
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(/dead: exit 3[\s\S]*restarted as pid 4242/);
+      expect(result.stdout).toContain('— revived');
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

@@ -273,6 +273,29 @@ export const SandboxSectionSchema = z.strictObject({
     .default([]),
 });
 
+/**
+ * `[logs]`: size rotation of the logs the daemon writes (each cell's `logs/events.jsonl`, the
+ * host event log, and agents' `logs/<agent>.log`).
+ */
+export const LogsSectionSchema = z.strictObject({
+  /**
+   * A log file is rotated before a line would take it over this size; at least 4096, so that
+   * a whole event line (up to 64 KiB) may take a file over it once. @default 10485760 (10 MiB, bytes)
+   */
+  max_bytes: z
+    .number()
+    .int('must be a whole number of bytes')
+    .min(4096, 'must be at least 4096 bytes')
+    .default(10 * 1024 * 1024),
+  /** Files kept per log, the live one included (5: the live file and 4 older ones). @default 5 */
+  keep: z
+    .number()
+    .int('must be a whole number')
+    .min(1, 'must be at least 1')
+    .max(100, 'must be at most 100')
+    .default(5),
+});
+
 /** The whole `pit.toml`. */
 export const PitConfigSchema = z.strictObject({
   daemon: DaemonSectionSchema.prefault({}),
@@ -290,6 +313,7 @@ export const PitConfigSchema = z.strictObject({
   bus: BusSectionSchema.prefault({}),
   checkpoints: CheckpointsSectionSchema.prefault({}),
   sandbox: SandboxSectionSchema.prefault({}),
+  logs: LogsSectionSchema.prefault({}),
 });
 
 /**

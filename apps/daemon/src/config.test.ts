@@ -313,6 +313,25 @@ describe('loadConfig', () => {
     });
   });
 
+  it('defaults [logs] to 10 MiB × 5 files and names a bad value with what is expected', () => {
+    const defaults = parseConfig('', 'toml');
+    expect(defaults.ok && defaults.config.logs).toEqual({ max_bytes: 10 * 1024 * 1024, keep: 5 });
+    const result = parseConfig('[logs]\nmax_bytes = 100\nkeep = 0\nsize = 1\n', 'toml');
+    expect(!result.ok && result.problems).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          path: 'logs.max_bytes',
+          message: expect.stringContaining('at least 4096'),
+        }),
+        expect.objectContaining({
+          path: 'logs.keep',
+          message: expect.stringContaining('at least 1'),
+        }),
+        expect.objectContaining({ path: 'logs.size', message: 'unknown key' }),
+      ]),
+    );
+  });
+
   it('refuses an unknown extension', async () => {
     const t = await tree();
     const path = await write(join(t.base, 'pit.yaml'), 'a: 1');

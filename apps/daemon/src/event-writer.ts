@@ -3,7 +3,8 @@
  * `<state_dir>/logs/events.jsonl` for agents outside cells) through one queue per file: the
  * order in a log is the order of the calls, so a caller on the hot path (an exit, its decision,
  * the restart) need not wait for the write. `ts` is taken when the event is queued. A failed
- * append is logged, never thrown. It decides nothing about what to write.
+ * append is logged, never thrown. It rotates each log by size (`[logs] max_bytes`, `keep`):
+ * the queue makes it the only rotator of its logs. It decides nothing about what to write.
  */
 import { promises as fs } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -14,6 +15,7 @@ import {
   PitError,
   type AgentEventInput,
   type CellEventInput,
+  type LogRotationLimits,
 } from '@pit/cell-spec';
 import type { Logger } from './logger.js';
 import type { Slot } from './slot.js';
@@ -39,6 +41,8 @@ const isRefusedPath = (error: unknown): boolean =>
 export async function createEventWriter(options: {
   stateDir: string;
   logger: Logger;
+  /** Size rotation of every log written (`[logs]`). @default no rotation */
+  rotate?: LogRotationLimits;
 }): Promise<EventWriter> {
   const hostEvents = join(options.stateDir, 'logs', 'events.jsonl');
   await fs.mkdir(dirname(hostEvents), { recursive: true });
@@ -48,24 +52,26 @@ export async function createEventWriter(options: {
     try {
       // A cell's log (`<cell>/logs/events.jsonl`) is opened beneath the cell: no component is
       // followed if an agent made it a link.
-      await appendEvent(
-        path,
-        record,
-        path === hostEvents ? {} : { beneath: dirname(dirname(path)) },
-      );
+      await appendEvent(path, record, {
+        ...(path === hostEvents ? {} : { beneath: dirname(dirname(path)) }),
+        ...(options.rotate ? { rotate: options.rotate } : {}),
+      });
     } catch (error) {
       if (!isMissing(error)) throw error;
       // The host log's directory removed while running: make it again, once.
       if (path === hostEvents) {
         await fs.mkdir(dirname(hostEvents), { recursive: true });
-        await appendEvent(path, record);
+        await appendEvent(path, record, options.rotate ? { rotate: options.rotate } : {});
         return;
       }
       // A cell without `logs/` (a seed-format cell from an older fleet): made as provisioning
       // makes it, never through a link, once.
       const cellDir = dirname(dirname(path));
       await ensureCellSubdir(cellDir, ['logs'], { create: true });
-      await appendEvent(path, record, { beneath: cellDir });
+      await appendEvent(path, record, {
+        beneath: cellDir,
+        ...(options.rotate ? { rotate: options.rotate } : {}),
+      });
     }
   };
 

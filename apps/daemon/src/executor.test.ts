@@ -74,6 +74,33 @@ describe.each(modes)('createExecutor (level 1, $name)', ({ launcher }) => {
     expect(agent.exit).toBe(exit);
   });
 
+  it('rotates a full log to <agent>.log.1 before a start, keeping at most keep files', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const logs = join(cell.dir, 'logs');
+    await fs.writeFile(join(logs, 'forge.log'), 'x'.repeat(5000));
+    await fs.writeFile(join(logs, 'forge.log.1'), 'older\n');
+    const started = make({ logRotation: { maxBytes: 4096, keep: 2 } });
+    for (const round of [1, 2]) {
+      const agent = await started.start({
+        agent: 'forge',
+        argv: ['sh', '-c', `echo round ${round}`],
+        env: agentEnv(),
+        cell,
+      });
+      reapLater(agent.pid);
+      await within(agent.exited, 10_000, 'exit');
+    }
+    // Round 1 rotated the 5000-byte log away (the old .1 dropped); round 2 found it small.
+    expect((await fs.readdir(logs)).filter((name) => name.startsWith('forge')).sort()).toEqual([
+      'forge.log',
+      'forge.log.1',
+    ]);
+    expect(await fs.readFile(join(logs, 'forge.log.1'), 'utf8')).toBe('x'.repeat(5000));
+    const live = await fs.readFile(join(logs, 'forge.log'), 'utf8');
+    expect(live).toContain('round 1');
+    expect(live).toContain('round 2');
+  });
+
   it('records the pid and the start time read from /proc, in the agent’s own process group', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const agent = await make().start({

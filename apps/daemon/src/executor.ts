@@ -5,7 +5,9 @@ import {
   assertAgentName,
   cellPaths,
   ensureCellSubdir,
+  rotateLogFiles,
   type IsolationProfile,
+  type LogRotationLimits,
 } from '@pit/cell-spec';
 import { spawnDirect, type SpawnRequest, type Spawned } from './agent-spawn.js';
 import { DaemonError } from './errors.js';
@@ -118,6 +120,12 @@ export interface ExecutorOptions {
    * its state directory. @default a random id (this executor only)
    */
   instance?: string;
+  /**
+   * Rotate an agent's log (`<agent>.log` → `<agent>.log.1` …) before a start when it is at or
+   * over `maxBytes`. Only at a start: a running agent writes its log itself (it is its
+   * stdout/stderr), so it is not rotated under it. @default no rotation
+   */
+  logRotation?: LogRotationLimits;
   /** Called once for every exit of a started or adopted agent. */
   onExit?: (process: AgentProcess, exit: AgentExit) => void;
   /**
@@ -426,6 +434,7 @@ async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promis
     ...(spec.cell && spec.logPath === undefined ? { logRoot: spec.cell.dir } : {}),
     header: `--- pit: starting ${agent} at level ${profile.level} (${new Date().toISOString()}): ${JSON.stringify(spec.argv)}\n`,
   };
+  await rotateFullLog(state, request);
   const { launcher } = state;
   const spawned = await (launcher ? launcher.spawn(request) : spawnDirect(request));
   return track(state, spawned, {
@@ -483,6 +492,32 @@ async function ensureWorkingDirectory(
       'DAEMON_SPAWN_FAILED',
       `agent ${agent}: working directory ${cwd} ${stat ? 'is not a directory' : 'does not exist (or is a link to nothing)'}: the agent cannot start in it${workspace ? ` (the workspace of cell ${workspace.uuid})` : ''}`,
     );
+}
+
+/**
+ * Rotates the agent's log before its start when it has reached `[logs] max_bytes` (nothing of
+ * the agent has it open then, so no line is lost or split). A log that cannot be rotated is
+ * logged and appended to as before.
+ */
+async function rotateFullLog(state: ExecutorState, request: SpawnRequest): Promise<void> {
+  const limits = state.options.logRotation;
+  if (!limits) return;
+  const size = await fs.lstat(request.logPath).then(
+    (stat) => (stat.isFile() ? stat.size : 0),
+    () => 0,
+  );
+  if (size < limits.maxBytes) return;
+  await rotateLogFiles(request.logPath, {
+    keep: limits.keep,
+    naming: 'suffix',
+    ...(request.logRoot !== undefined ? { beneath: request.logRoot } : {}),
+  }).catch((error: unknown) =>
+    state.options.logger?.warn('cannot rotate the agent log', {
+      agent: request.agent,
+      path: request.logPath,
+      error: String(error),
+    }),
+  );
 }
 
 const NONCE_PATTERN = /^[0-9a-f]{32}$/;

@@ -199,7 +199,8 @@ describe('startHttpServer', () => {
     const received = await reading;
     expect(received.map((item) => item.event)).toEqual(['agent_dead', 'agent_revived']);
     expect(received[1]?.data).toMatchObject({ cell: cell.uuid, agent: 'forge', pid: 42 });
-    expect(received[1]?.id).toBe(`${cell.uuid}:${(await fs.stat(events)).size}`);
+    const { ino, size } = await fs.stat(events);
+    expect(received[1]?.id).toBe(`${cell.uuid}:${ino}:${size}`);
   });
 
   it('streams a kind cell-spec does not know as a plain message with all its fields, and skips a malformed line', async () => {

@@ -259,7 +259,7 @@ export async function scanMarkedProcesses(
       // could have changed hands in between); a remembered one is judged on this stat.
       if (marks && same && known!.confirmed) stat = before;
     } else marks = await readMarks(pid);
-    if (!marks) return;
+    if (!marks?.agent) return;
     stat ??= await readStatOrUndefined(pid);
     if (!stat || stat.state === 'Z' || stat.state === 'X') return;
     if (memo && memo.get(pid)?.startTime !== stat.startTime) return;

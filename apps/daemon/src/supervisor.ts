@@ -195,6 +195,7 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
       podmanConfigDir: join(stateDir, 'podman'),
       killGroupOnExit: true,
       instance,
+      logRotation: { maxBytes: config.logs.max_bytes, keep: config.logs.keep },
       // The agent launcher (cheaper forks) stays off until a stopped launcher is detected: an
       // agent that SIGSTOPs it leaves its siblings unreaped (fault suite, daemon-kill).
       launcher: false,
@@ -214,7 +215,11 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
     instance,
     executor,
     store: await openFileStateStore({ stateDir, logger, now }),
-    events: await createEventWriter({ stateDir, logger }),
+    events: await createEventWriter({
+      stateDir,
+      logger,
+      rotate: { maxBytes: config.logs.max_bytes, keep: config.logs.keep },
+    }),
     approvals: await openApprovalStore({
       stateDir,
       logger,

@@ -6,6 +6,7 @@ import { promises as fs, constants } from 'node:fs';
 import { openFileBeneath } from './beneath.js';
 import { CellError, toCellError } from './errors.js';
 import { formatIssues } from './format-issues.js';
+import { openLogFiles, rotateLogFiles, type LogRotationLimits } from './log-rotation.js';
 import {
   AnyCellEventSchema,
   CellEventSchema,
@@ -92,6 +93,13 @@ export interface AppendEventOptions {
    * the last component is checked.
    */
   beneath?: string;
+  /**
+   * Rotate the log by size: when this line would take `events.jsonl` over `maxBytes`, the file
+   * is renamed to `events.1.jsonl` (older ones shifted, at most `keep` files in all) and the
+   * line starts a fresh file. Only one process should rotate a log (the daemon); other writers
+   * leave this out. Lines are never split between files. @default no rotation
+   */
+  rotate?: LogRotationLimits;
 }
 
 /**
@@ -176,13 +184,22 @@ export function createEventAppender(
   const appendLine = async (line: string) => {
     const handle = await open();
     try {
+      let target = handle;
+      if (options.rotate && (await wouldExceed(handle, line, options.rotate.maxBytes))) {
+        await close();
+        await rotateLogFiles(eventsPath, {
+          keep: options.rotate.keep,
+          ...(options.beneath !== undefined ? { beneath: options.beneath } : {}),
+        });
+        target = await open();
+      }
       // A writer that died mid-line left a torn tail: end it first, so this event is not merged into it.
-      const buffer = Buffer.from((await endsTorn(handle)) ? `\n${line}` : line);
+      const buffer = Buffer.from((await endsTorn(target)) ? `\n${line}` : line);
       // One write() of the whole line: with O_APPEND the kernel places it atomically at the end.
-      const { bytesWritten } = await handle.write(buffer, 0, buffer.length);
+      const { bytesWritten } = await target.write(buffer, 0, buffer.length);
       if (bytesWritten !== buffer.length)
         throw new Error(`short write: ${bytesWritten} of ${buffer.length} bytes`);
-      if (options.fsync) await handle.sync();
+      if (options.fsync) await target.sync();
     } catch (error) {
       throw toCellError(error, eventsPath, 'append');
     }
@@ -194,12 +211,19 @@ export function createEventAppender(
       await appendLine(line);
       return JSON.parse(line) as CellEvent;
     },
-    async close() {
-      const pending = handlePromise;
-      handlePromise = undefined;
-      if (pending) await (await pending.catch(() => undefined))?.close();
-    },
+    close,
   };
+  async function close() {
+    const pending = handlePromise;
+    handlePromise = undefined;
+    if (pending) await (await pending.catch(() => undefined))?.close();
+  }
+}
+
+/** Whether appending `line` would take a non-empty file over `maxBytes`. */
+async function wouldExceed(handle: fs.FileHandle, line: string, maxBytes: number) {
+  const { size } = await handle.stat();
+  return size > 0 && size + Buffer.byteLength(line) + 1 > maxBytes;
 }
 
 /** Whether the file's last byte is not a newline (a torn last line); an empty file is not torn. */
@@ -294,6 +318,47 @@ export async function* readEvents(
     await handle?.close().catch(() => undefined);
     throw toCellError(error, eventsPath, 'read events');
   }
+  yield* readOpenEvents(handle, eventsPath, options);
+}
+
+/** One line of a rotated event log, with the file it was read from. */
+export type EventLogFileEntry = EventLogEntry & {
+  /** The file's path when it was opened (`events.jsonl`, `events.1.jsonl`, …). */
+  path: string;
+};
+
+/**
+ * Streams a whole event log across its rotations: `events.N.jsonl` … `events.1.jsonl`, then
+ * `events.jsonl`, oldest first (see {@link readEvents} for how each line is read). The files
+ * are all opened before the first line is read (see `openLogFiles`), so a rotation while
+ * reading neither repeats nor skips an event. A log with no file at all yields nothing.
+ * @throws {CellError} CELL_UNSAFE_PATH / CELL_IO when a file cannot be opened.
+ * @example
+ * for await (const entry of readEventLog(cellPaths(dir).events)) if (entry.ok) console.log(entry.event.event);
+ */
+export async function* readEventLog(
+  eventsPath: string,
+  options: Omit<ReadEventsOptions, 'fromOffset' | 'fromLine'> & { beneath?: string } = {},
+): AsyncGenerator<EventLogFileEntry> {
+  const { beneath, ...readOptions } = options;
+  const files = await openLogFiles(eventsPath, beneath === undefined ? {} : { beneath });
+  try {
+    while (files.length > 0) {
+      const file = files.shift()!;
+      for await (const entry of readOpenEvents(file.handle, file.path, readOptions))
+        yield { ...entry, path: file.path };
+    }
+  } finally {
+    await Promise.all(files.map((file) => file.handle.close().catch(() => undefined)));
+  }
+}
+
+/** {@link readEvents} of a file already open; closes it. */
+async function* readOpenEvents(
+  handle: fs.FileHandle,
+  eventsPath: string,
+  options: ReadEventsOptions,
+): AsyncGenerator<EventLogEntry> {
   const maxLineBytes = options.maxLineBytes ?? 1024 * 1024;
   const chunkBytes = options.highWaterMark ?? 64 * 1024;
   let position = options.fromOffset ?? 0;

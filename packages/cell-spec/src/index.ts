@@ -102,6 +102,7 @@ export {
   appendEvent,
   createEventAppender,
   readEvents,
+  readEventLog,
   serializeEvent,
   serializeLogRecord,
   type LogRecordInput,
@@ -109,7 +110,18 @@ export {
   type EventLogEntry,
   type AppendEventOptions,
   type ReadEventsOptions,
+  type EventLogFileEntry,
 } from './events.js';
+export {
+  rotatedLogPath,
+  rotateLogFiles,
+  openLogFile,
+  openLogFiles,
+  type RotationNaming,
+  type LogRotationLimits,
+  type LogFilesOptions,
+  type LogFile,
+} from './log-rotation.js';
 export {
   HeartbeatSchema,
   HEARTBEAT_MAX_BYTES,

@@ -1,9 +1,8 @@
 /**
- * `pit why AGENT`: reads the agent's events from every cell's log and the daemon's host log,
- * and prints its last incidents (cut and told by `../incidents.ts`).
+ * `pit why AGENT`: reads the agent's events from every cell's log and the daemon's host log
+ * (each across its rotations: `events.N.jsonl` … `events.jsonl`, oldest first), and prints its last incidents (cut and told by `../incidents.ts`).
  */
-import { existsSync } from 'node:fs';
-import { assertAgentName, cellPaths, discoverCells, readEvents } from '@pit/cell-spec';
+import { assertAgentName, cellPaths, discoverCells, readEventLog } from '@pit/cell-spec';
 import { EXIT } from '../exit-codes.js';
 import { buildIncidents, describeEvent, type StoryEvent } from '../incidents.js';
 import type { Output } from '../output.js';
@@ -21,12 +20,11 @@ export async function collectAgentEvents(
   const events: StoryEvent[] = [];
   const problems: string[] = [];
   for (const log of logs) {
-    if (!existsSync(log.path)) continue;
     const cellEvents: StoryEvent[] = [];
     let inCell = false;
-    for await (const entry of readEvents(log.path)) {
+    for await (const entry of readEventLog(log.path)) {
       if (!entry.ok) {
-        problems.push(`${log.path}:${entry.line}: ${entry.reason}`);
+        problems.push(`${entry.path}:${entry.line}: ${entry.reason}`);
         continue;
       }
       const event: StoryEvent = {

@@ -1,0 +1,247 @@
+/**
+ * `pit logs AGENT`: prints an agent's output log (`logs/<agent>.log` in its cell, or
+ * `<state_dir>/logs/<agent>.log` outside cells) across its rotations (`<agent>.log.N` … oldest
+ * first), and follows it with `-f`, also through a rotation. It reads files only: it works with
+ * or without a daemon. It never writes.
+ */
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  assertAgentName,
+  cellPaths,
+  discoverCells,
+  openLogFiles,
+  type LogFile,
+  type LogFilesOptions,
+} from '@pit/cell-spec';
+import { RefusedError, UsageError } from '../errors.js';
+import { EXIT } from '../exit-codes.js';
+import type { Output } from '../output.js';
+
+/** Options of `pit logs`. */
+export interface LogsOptions {
+  /** How many of the last lines to print. @default '100' */
+  lines?: string;
+  follow?: boolean;
+  since?: string;
+  stderr?: boolean;
+}
+
+/** One agent log found. */
+interface FoundLog {
+  /** `cell/name`, or `name` outside cells. */
+  label: string;
+  path: string;
+  /** The cell the log lies in (read beneath it, never through a link). */
+  beneath?: string;
+}
+
+/** How often `-f` looks for new output (ms). */
+const FOLLOW_POLL_MS = 250;
+/** A line longer than this is printed in pieces. */
+const MAX_LINE_BYTES = 64 * 1024;
+
+/** The start header the daemon writes before each run: `--- pit: starting NAME at level N (ISO): …`. */
+const HEADER = /^--- pit: starting \S+ at level \d \(([^)]+)\)/;
+
+/**
+ * `pit logs AGENT [-n N] [-f] [--since T]`: the agent's output. AGENT is `name`, or
+ * `cell/name` (a cell uuid or a unique prefix of one) when several cells have that agent.
+ */
+export async function logs(
+  context: { cellsRoot: string; stateDir: () => Promise<string>; output: Output },
+  agent: string,
+  options: LogsOptions,
+  signal?: AbortSignal,
+): Promise<number> {
+  if (options.stderr)
+    throw new UsageError(
+      '--stderr: stderr is not kept apart yet: an agent’s stdout and stderr are the same file (logs/<agent>.log)',
+    );
+  const count = parseCount(options.lines);
+  const sinceMs = options.since === undefined ? undefined : parseSince(options.since, Date.now());
+  const log = await findLog(context, agent);
+  const readOptions: LogFilesOptions = {
+    naming: 'suffix',
+    ...(log.beneath !== undefined ? { beneath: log.beneath } : {}),
+  };
+  const files = await openLogFiles(log.path, readOptions);
+  let position: { ino: number; offset: number } | undefined;
+  try {
+    const shown: string[] = [];
+    for (const file of files) {
+      if (sinceMs !== undefined && file.mtimeMs < sinceMs) continue;
+      const { lines } = await readLines(file, 0, true);
+      shown.push(...lines);
+    }
+    const last = files.at(-1);
+    if (last) position = { ino: last.ino, offset: last.size };
+    const fromSince = sinceMs === undefined ? shown : linesSince(shown, sinceMs);
+    for (const line of count === 0 ? fromSince : fromSince.slice(-count)) context.output.out(line);
+  } finally {
+    await Promise.all(files.map((file) => file.handle.close().catch(() => undefined)));
+  }
+  if (options.follow) await follow(log, readOptions, position, context.output, signal);
+  return EXIT.ok;
+}
+
+/** `-n`: a whole number ≥ 0 (0: everything). */
+function parseCount(value: string | undefined): number {
+  if (value === undefined) return 100;
+  if (!/^\d+$/.test(value))
+    throw new UsageError(`-n: expected a whole number of lines, got ${JSON.stringify(value)}`);
+  return Number(value);
+}
+
+/**
+ * `--since`: a duration back from now (`90s`, `10m`, `2h`, `1d`) or an ISO-8601 time.
+ * @throws {UsageError} for anything else.
+ */
+export function parseSince(value: string, now: number): number {
+  const duration = /^(\d+(?:\.\d+)?)(s|m|h|d)$/.exec(value);
+  if (duration) {
+    const unit = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[
+      duration[2] as 's' | 'm' | 'h' | 'd'
+    ];
+    return now - Number(duration[1]) * unit;
+  }
+  const ms = /^\d{4}-\d{2}-\d{2}/.test(value) ? Date.parse(value) : Number.NaN;
+  if (Number.isNaN(ms))
+    throw new UsageError(
+      `--since: expected a duration (90s, 10m, 2h, 1d) or an ISO-8601 time, got ${JSON.stringify(value)}`,
+    );
+  return ms;
+}
+
+/**
+ * Agent output carries no timestamps of its own; the daemon's start headers do. The lines kept
+ * are the runs started at or after `sinceMs` (from the first such header on); when no run
+ * started since, the last run (the one still writing). Files last written before `sinceMs` are
+ * skipped before this (nothing in them is newer).
+ */
+function linesSince(lines: string[], sinceMs: number): string[] {
+  let last = 0;
+  for (const [index, line] of lines.entries()) {
+    const started = HEADER.exec(line)?.[1];
+    if (started === undefined) continue;
+    if (Date.parse(started) >= sinceMs) return lines.slice(index);
+    last = index;
+  }
+  return lines.slice(last);
+}
+
+/** Finds the agent's log in the cells and outside cells; ambiguity and absence are errors. */
+async function findLog(
+  context: { cellsRoot: string; stateDir: () => Promise<string> },
+  agent: string,
+): Promise<FoundLog> {
+  const slash = agent.indexOf('/');
+  const cellPart = slash === -1 ? undefined : agent.slice(0, slash);
+  const name = assertAgentName(slash === -1 ? agent : agent.slice(slash + 1), 'AGENT');
+  const found: FoundLog[] = [];
+  const discovery = await discoverCells(context.cellsRoot);
+  for (const cell of [...discovery.supervised, ...discovery.unsupervised]) {
+    if (cellPart !== undefined && !cell.uuid.startsWith(cellPart.toLowerCase())) continue;
+    const path = cellPaths(cell.dir).agentLog(name);
+    if (await hasLog(path, cell.dir))
+      found.push({ label: `${cell.uuid}/${name}`, path, beneath: cell.dir });
+  }
+  if (cellPart === undefined) {
+    const path = join(await context.stateDir(), 'logs', `${name}.log`);
+    if (await hasLog(path)) found.push({ label: name, path });
+  }
+  if (found.length === 1) return found[0]!;
+  if (found.length === 0)
+    throw new RefusedError(
+      `${agent}: no log found (looked for logs/${name}.log in ${cellPart === undefined ? 'every cell' : `cells starting ${cellPart}`} under ${context.cellsRoot}${cellPart === undefined ? ' and in the state directory' : ''})`,
+    );
+  throw new UsageError(
+    `${agent}: logs in ${found.length} places; name one as CELL/AGENT: ${found.map((log) => log.label).join(', ')}`,
+  );
+}
+
+async function hasLog(path: string, beneath?: string): Promise<boolean> {
+  const files = await openLogFiles(path, {
+    naming: 'suffix',
+    ...(beneath ? { beneath } : {}),
+  }).catch(() => []);
+  await Promise.all(files.map((file) => file.handle.close()));
+  return files.length > 0;
+}
+
+/**
+ * Reads the lines of an open file from `offset`: whole lines, and the partial last one only
+ * when `partial` (a file that will not grow any more). Returns where the next read starts.
+ */
+async function readLines(
+  file: LogFile,
+  offset: number,
+  partial: boolean,
+): Promise<{ lines: string[]; next: number }> {
+  const { size } = await file.handle.stat();
+  const lines: string[] = [];
+  let rest = Buffer.alloc(0);
+  let position = offset;
+  const buffer = Buffer.alloc(64 * 1024);
+  let next = offset;
+  while (position < size) {
+    const { bytesRead } = await file.handle.read(buffer, 0, buffer.length, position);
+    if (bytesRead === 0) break;
+    position += bytesRead;
+    let chunk = Buffer.concat([rest, buffer.subarray(0, bytesRead)]);
+    for (let newline = chunk.indexOf(10); newline !== -1; newline = chunk.indexOf(10)) {
+      lines.push(chunk.subarray(0, newline).toString('utf8'));
+      chunk = chunk.subarray(newline + 1);
+    }
+    while (chunk.length > MAX_LINE_BYTES) {
+      lines.push(chunk.subarray(0, MAX_LINE_BYTES).toString('utf8'));
+      chunk = chunk.subarray(MAX_LINE_BYTES);
+    }
+    rest = Buffer.from(chunk);
+    next = position - rest.length;
+  }
+  if (partial && rest.length > 0) {
+    lines.push(rest.toString('utf8'));
+    next = position;
+  }
+  return { lines, next };
+}
+
+/**
+ * `-f`: prints new whole lines as they are appended. The file is followed by inode: when it has
+ * been rotated (renamed `<agent>.log.1`), the rest of it is printed, then the new file from its
+ * start. Runs until `signal` aborts (or the process is interrupted).
+ */
+async function follow(
+  log: FoundLog,
+  readOptions: LogFilesOptions,
+  start: { ino: number; offset: number } | undefined,
+  output: Output,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  let position = start;
+  while (!signal?.aborted) {
+    const files = await openLogFiles(log.path, readOptions).catch(() => []);
+    try {
+      let at = position ? files.findIndex((file) => file.ino === position!.ino) : 0;
+      if (at === -1) {
+        output.err(
+          `pit logs: ${log.label}: fell behind the rotation; going on from the oldest file left`,
+        );
+        at = 0;
+        position = undefined;
+      }
+      for (const [index, file] of files.entries()) {
+        if (index < at) continue;
+        const offset = position?.ino === file.ino ? position.offset : 0;
+        const newest = index === files.length - 1;
+        const { lines, next } = await readLines(file, offset, !newest);
+        for (const line of lines) output.out(line);
+        position = { ino: file.ino, offset: next };
+      }
+    } finally {
+      await Promise.all(files.map((file) => file.handle.close().catch(() => undefined)));
+    }
+    await sleep(FOLLOW_POLL_MS, undefined, signal ? { signal } : {}).catch(() => undefined);
+  }
+}
