@@ -33,3 +33,9 @@ export {
   type IssuesCall,
 } from './servers/issues-api.js';
 export type { Fault } from './servers/http-util.js';
+export {
+  startNatsCluster,
+  natsServerPath,
+  type TestNatsCluster,
+  type TestNatsNode,
+} from './servers/nats-cluster.js';

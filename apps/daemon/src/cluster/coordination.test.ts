@@ -1,0 +1,165 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  natsServerPath,
+  startNatsCluster,
+  tempDir,
+  waitFor,
+  type TestNatsCluster,
+} from '@pit/test-kit';
+import { openCoordination, rankHosts, type Coordination } from './coordination.js';
+
+const installed = natsServerPath() !== undefined;
+
+describe.skipIf(!installed)(
+  'cluster coordination over a real 3-node NATS JetStream cluster',
+  () => {
+    let cluster: TestNatsCluster;
+    const opened: Coordination[] = [];
+    const open = async (hostId: string, leaseTtlMs = 1_500) => {
+      const coordination = await openCoordination({
+        servers: cluster.urls,
+        hostId,
+        leaseTtlMs,
+        requestTimeoutMs: 1_000,
+      });
+      opened.push(coordination);
+      return coordination;
+    };
+
+    beforeAll(async () => {
+      cluster = await startNatsCluster(await tempDir('pit-nats-'));
+    }, 60_000);
+    afterAll(async () => {
+      await Promise.all(
+        opened.map((coordination) => coordination.close({ leave: false }).catch(() => {})),
+      );
+      await cluster?.stop();
+    });
+
+    it('every host sees the live hosts; a host that stops renewing is gone after the lease', async () => {
+      const a = await open('lease-a');
+      const b = await open('lease-b');
+      await waitFor(
+        async () => (await a.liveHosts()).some((lease) => lease.host === 'lease-b'),
+        10_000,
+        'lease-a to see lease-b',
+      );
+      // lease-b dies without leaving: its key expires with the bucket TTL.
+      await b.close({ leave: false });
+      await waitFor(
+        async () => !(await a.liveHosts()).some((lease) => lease.host === 'lease-b'),
+        15_000,
+        "lease-b's lease to expire",
+      );
+      expect((await a.liveHosts()).some((lease) => lease.host === 'lease-a')).toBe(true);
+    }, 40_000);
+
+    it('of many concurrent claims on one agent exactly one wins; the winner re-claims with a higher epoch', async () => {
+      const hosts = await Promise.all(['race-a', 'race-b', 'race-c'].map((id) => open(id)));
+      await waitFor(
+        async () =>
+          (await hosts[0]!.liveHosts()).filter((l) => l.host.startsWith('race-')).length === 3,
+        10_000,
+        'the three hosts to be live',
+      );
+      const agent = '0c6b3f7e-1111-4222-8333-944455556666/forge';
+      const results = await Promise.all(
+        Array.from({ length: 12 }, (_, index) => hosts[index % 3]!.claim(agent)),
+      );
+      const winners = results.filter((result) => result.ok);
+      // One host wins; a host may win twice only by re-claiming what it already owns (a later
+      // incarnation on the same host), never two hosts.
+      const owner = await hosts[0]!.owner(agent);
+      expect(owner).toBeDefined();
+      const owningHost = hosts.find((host) => host.hostId === owner!.host)!;
+      expect(winners.length).toBeGreaterThanOrEqual(1);
+      for (const [index, result] of results.entries())
+        if (result.ok) expect(hosts[index % 3]!.hostId).toBe(owner!.host);
+        else expect(['owned', 'lost']).toContain(result.reason);
+      const epochs = winners.map((result) => (result.ok ? result.epoch : 0));
+      expect(new Set(epochs).size).toBe(epochs.length);
+      expect(owner!.epoch).toBe(Math.max(...epochs));
+
+      const again = await owningHost.claim(agent);
+      expect(again.ok && again.epoch > owner!.epoch).toBe(true);
+      expect(await owningHost.isCurrent(agent, owner!.epoch)).toBe(false);
+      expect(await owningHost.isCurrent(agent, again.ok ? again.epoch : 0)).toBe(true);
+      // A live owner keeps it: the others are refused.
+      const other = hosts.find((host) => host !== owningHost)!;
+      expect(await other.claim(agent)).toMatchObject({ ok: false, reason: 'owned' });
+    }, 40_000);
+
+    it('takes over an agent whose owner host has expired, with a higher epoch; the old owner is no longer current', async () => {
+      const old = await open('take-old');
+      const heir = await open('take-heir');
+      const agent = '0c6b3f7e-1111-4222-8333-944455556666/anvil';
+      const first = await old.claim(agent);
+      expect(first.ok).toBe(true);
+      expect(await heir.claim(agent)).toMatchObject({ ok: false, reason: 'owned' });
+      await old.close({ leave: false });
+      const taken = await waitFor(
+        async () => {
+          const result = await heir.claim(agent);
+          return result.ok ? result : undefined;
+        },
+        15_000,
+        'the heir to take the agent over once the old lease expired',
+      );
+      expect(taken.takeover).toBe(true);
+      expect(taken.epoch).toBeGreaterThan(first.ok ? first.epoch : 0);
+      expect((await heir.owner(agent))?.host).toBe('take-heir');
+    }, 40_000);
+
+    it('keeps granting after one NATS node is killed, and a release only works at the current epoch', async () => {
+      const host = await open('survivor', 3_000);
+      const agent = '0c6b3f7e-1111-4222-8333-944455556666/quill';
+      await cluster.kill(0);
+      try {
+        const claimed = await waitFor(
+          async () => {
+            const result = await host.claim(agent);
+            return result.ok ? result : undefined;
+          },
+          20_000,
+          'a claim to succeed with one node of three down',
+        );
+        expect(await host.release(agent, claimed.epoch - 1)).toBe(false);
+        expect(await host.release(agent, claimed.epoch)).toBe(true);
+        expect(await host.owner(agent)).toBeUndefined();
+      } finally {
+        await cluster.start(0);
+      }
+    }, 60_000);
+
+    it('a host cut off from NATS fences itself within the lease and claims nothing; it rejoins when NATS is back', async () => {
+      const fencedAt: number[] = [];
+      const rejoined: number[] = [];
+      const host = await open('cutoff', 1_500);
+      host.onFence(() => fencedAt.push(Date.now()));
+      host.onRejoin(() => rejoined.push(Date.now()));
+      await waitFor(() => !host.fenced(), 5_000, 'the host to hold its lease');
+      const before = rejoined.length;
+      await Promise.all([0, 1, 2].map((index) => cluster.kill(index)));
+      const cut = Date.now();
+      try {
+        await waitFor(() => fencedAt.length > 0, 10_000, 'the host to fence itself');
+        expect(fencedAt[0]! - cut).toBeLessThan(1_500);
+        expect(await host.claim('0c6b3f7e-1111-4222-8333-944455556666/ink')).toMatchObject({
+          ok: false,
+          reason: 'fenced',
+        });
+      } finally {
+        await Promise.all([0, 1, 2].map((index) => cluster.start(index)));
+      }
+      await waitFor(() => rejoined.length > before, 30_000, 'the host to rejoin');
+      expect(host.fenced()).toBe(false);
+    }, 90_000);
+
+    it('ranks hosts for a takeover the same way everywhere', () => {
+      const order = rankHosts('cell/forge', ['a', 'b', 'c', 'd']);
+      expect(rankHosts('cell/forge', ['d', 'c', 'b', 'a'])).toEqual(order);
+      expect(new Set(order).size).toBe(4);
+      expect(rankHosts('cell/forge', order.slice(1))).toEqual(order.slice(1));
+    });
+  },
+);

@@ -1,0 +1,366 @@
+/**
+ * Several hosts' daemons coordinated through NATS JetStream key-value buckets (issue #16): host
+ * liveness and fenced ownership of agents. It owns the connection, the two buckets and the lease
+ * loop; it decides nothing about agents (the daemon asks it before acting).
+ *
+ * - **Host liveness**: bucket `pit_hosts` with a bucket TTL of `T` (the lease): each daemon puts
+ *   its key every `T/3`; a key the server expired means the host is gone. Peers read the keys
+ *   (NATS 2.9 sends watchers nothing on expiry, so nothing here watches).
+ * - **Ownership and fencing**: bucket `pit_owners`, one key per agent (`<cell uuid>/<name>`),
+ *   its value the owning host. Every start of an agent first claims the key: `create` when it has
+ *   no owner, else `update` at the revision just read (compare-and-set; a stale revision is
+ *   refused by the server, JetStream error 10071), and only when the owner is this host or a host
+ *   whose lease has expired. The revision that wins is the agent's **epoch**: it only grows, so
+ *   an older incarnation's epoch is refused by {@link Coordination.isCurrent}.
+ * - **Self-fencing**: a daemon whose lease has not been renewed for `2T/3` is fenced: it claims
+ *   nothing and its `onFence` listeners are told (the daemon stops its agents or stops reviving,
+ *   per `[cluster] on_partition`); when a renewal lands again its `onRejoin` listeners are told.
+ */
+import { createHash } from 'node:crypto';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import {
+  jetstream,
+  jetstreamManager,
+  JetStreamApiCodes,
+  JetStreamApiError,
+  type JetStreamManager,
+} from '@nats-io/jetstream';
+import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
+import { silentLogger, type Logger } from '../logger.js';
+
+/** Where and how to coordinate. */
+export interface CoordinationOptions {
+  /** NATS client URLs (any node of the cluster). */
+  servers: string[];
+  /** This host's id: unique in the cluster, `[A-Za-z0-9_-]`. */
+  hostId: string;
+  /** The host lease `T`, ms: a host that has not renewed for this long is gone. */
+  leaseTtlMs: number;
+  /** Replicas of each bucket (1, 3 or 5; at most the number of nodes). @default 3 */
+  replicas?: number;
+  /** A NATS auth token, when the servers require one. */
+  token?: string;
+  /** How long one request may take before it counts as failed, ms. @default 2000 */
+  requestTimeoutMs?: number;
+  logger?: Logger;
+  /** The clock, ms. @default Date.now */
+  now?: () => number;
+}
+
+/** A live host, as its lease key says. */
+export interface HostLease {
+  host: string;
+  pid: number;
+  /** When it last renewed, by its own clock (ms). */
+  renewedAt: number;
+}
+
+/** Who owns an agent, and since which epoch. */
+export interface OwnerRecord {
+  agent: string;
+  host: string;
+  /** The key's revision: this incarnation's epoch. */
+  epoch: number;
+  claimedAt: number;
+}
+
+/** The outcome of a claim: the epoch to run under, or why not. */
+export type ClaimResult =
+  | { ok: true; epoch: number; takeover: boolean }
+  | {
+      ok: false;
+      /** `owned`: a live host owns it; `lost`: another claim won the race; `fenced`: this host's lease lapsed; `unavailable`: NATS did not answer. */
+      reason: 'owned' | 'lost' | 'fenced' | 'unavailable';
+      owner?: OwnerRecord;
+      message: string;
+    };
+
+/** A host's handle on the cluster. */
+export interface Coordination {
+  readonly hostId: string;
+  /** The hosts whose lease has not expired (this one included while it renews). */
+  liveHosts(): Promise<HostLease[]>;
+  /** The agent's owner record, or undefined when nobody owns it. */
+  owner(agent: string): Promise<OwnerRecord | undefined>;
+  /** Claims the agent for this host before starting it (see the module header). */
+  claim(agent: string): Promise<ClaimResult>;
+  /** Gives the agent up (a stop, or the agent removed), only while `epoch` is still current. */
+  release(agent: string, epoch: number): Promise<boolean>;
+  /** True while `epoch` is the agent's current epoch and this host owns it. */
+  isCurrent(agent: string, epoch: number): Promise<boolean>;
+  /** True while this host's lease has not been renewed for `2T/3`. */
+  fenced(): boolean;
+  /** Called when this host becomes fenced, and when it rejoins. */
+  onFence(listener: () => void): void;
+  onRejoin(listener: () => void): void;
+  /** Stops renewing, deletes this host's lease (a clean leave) and closes the connection. */
+  close(options?: { leave?: boolean }): Promise<void>;
+}
+
+const HOSTS_BUCKET = 'pit_hosts';
+const OWNERS_BUCKET = 'pit_owners';
+const KEY_PATTERN = /^[-/=\w]+$/;
+
+/** True for the server's "wrong last sequence": a compare-and-set that lost. */
+function isStaleRevision(error: unknown): boolean {
+  const codes: number[] = [
+    JetStreamApiCodes.StreamWrongLastSequence,
+    JetStreamApiCodes.StreamWrongLastSequenceUnknown,
+  ];
+  if (error instanceof JetStreamApiError) return codes.includes(error.code);
+  const cause = (error as { cause?: unknown })?.cause;
+  return cause !== undefined && cause !== error && isStaleRevision(cause);
+}
+
+/** The agent key as a KV key (`/` is allowed; anything else outside `[-/=\w]` is refused). */
+function ownerKey(agent: string): string {
+  if (!KEY_PATTERN.test(agent))
+    throw new Error(`agent key ${JSON.stringify(agent)} cannot be a cluster key`);
+  return agent;
+}
+
+function parseOwner(entry: KvEntry | null): OwnerRecord | undefined {
+  if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
+  const value = entry.json<{ agent?: unknown; host?: unknown; claimed_at?: unknown }>();
+  if (typeof value.host !== 'string') return undefined;
+  return {
+    agent: typeof value.agent === 'string' ? value.agent : entry.key,
+    host: value.host,
+    epoch: entry.revision,
+    claimedAt: typeof value.claimed_at === 'number' ? value.claimed_at : 0,
+  };
+}
+
+/**
+ * Ranks the live hosts for taking over `agent`: rendezvous hashing (highest sha256 of agent and
+ * host first), so every host computes the same order without talking. Pure.
+ */
+export function rankHosts(agent: string, hosts: readonly string[]): string[] {
+  const score = (host: string) => createHash('sha256').update(`${agent}\0${host}`).digest('hex');
+  return [...hosts].sort((a, b) => (score(a) < score(b) ? 1 : score(a) > score(b) ? -1 : 0));
+}
+
+/**
+ * Connects, opens (or creates) the buckets, puts this host's lease and starts renewing it.
+ * @throws Error when NATS cannot be reached or the buckets cannot be made.
+ */
+export async function openCoordination(options: CoordinationOptions): Promise<Coordination> {
+  if (!/^[\w-]+$/.test(options.hostId))
+    throw new Error(`host id ${JSON.stringify(options.hostId)}: expected letters, digits, _ or -`);
+  const logger = options.logger ?? silentLogger;
+  const now = options.now ?? Date.now;
+  const timeout = options.requestTimeoutMs ?? 2_000;
+  const nc: NatsConnection = await connect({
+    servers: options.servers,
+    name: `pit-${options.hostId}`,
+    timeout,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    ...(options.token ? { token: options.token } : {}),
+  });
+  try {
+    const kvm = new Kvm(jetstream(nc, { timeout }));
+    const jsm = await jetstreamManager(nc, { timeout });
+    const replicas = options.replicas ?? 3;
+    // Reads from the stream leader only: a direct get may be answered by a replica that is behind,
+    // and an owner read that is stale could let an old incarnation think it is still current.
+    const hosts = await kvm.create(HOSTS_BUCKET, {
+      ttl: options.leaseTtlMs,
+      history: 1,
+      replicas,
+      allow_direct: false,
+    });
+    const owners = await kvm.create(OWNERS_BUCKET, { history: 1, replicas, allow_direct: false });
+    return await startCoordination({ ...options, nc, jsm, hosts, owners, logger, now });
+  } catch (error) {
+    await nc.close().catch(() => {});
+    throw error;
+  }
+}
+
+interface Opened extends CoordinationOptions {
+  nc: NatsConnection;
+  jsm: JetStreamManager;
+  hosts: KV;
+  owners: KV;
+  logger: Logger;
+  now: () => number;
+}
+
+/** The host lease: renewed every T/3, fenced 2T/3 after the last renewal that landed. */
+interface Lease {
+  fenced(): boolean;
+  onFence(listener: () => void): void;
+  onRejoin(listener: () => void): void;
+  stop(): Promise<void>;
+}
+
+async function keepLease(opened: Opened): Promise<Lease> {
+  const { hosts, logger, now, hostId, leaseTtlMs } = opened;
+  const fenceAfter = (leaseTtlMs * 2) / 3;
+  let renewedAt = 0;
+  let wasFenced = true;
+  let stopped = false;
+  let fenceTimer: NodeJS.Timeout | undefined;
+  let renewing: Promise<void> | undefined;
+  const fenceListeners: Array<() => void> = [];
+  const rejoinListeners: Array<() => void> = [];
+  const fenced = () => now() - renewedAt > fenceAfter;
+  const check = () => {
+    if (wasFenced || !fenced()) return;
+    wasFenced = true;
+    logger.error('cluster lease lapsed: this host is fenced', {
+      host: hostId,
+      since_renewal_ms: now() - renewedAt,
+    });
+    for (const listener of fenceListeners) listener();
+  };
+  const renew = async () => {
+    const started = now();
+    try {
+      const lease = { host: hostId, pid: process.pid, renewed_at: started };
+      await hosts.put(hostId, JSON.stringify(lease));
+    } catch (error) {
+      logger.warn('cluster lease not renewed', { host: hostId, error: String(error) });
+      return;
+    }
+    renewedAt = started;
+    // Fenced exactly 2T/3 after this renewal unless another lands first (not at the next tick:
+    // the host must have stopped before its lease expires at its peers, T after it).
+    clearTimeout(fenceTimer);
+    fenceTimer = setTimeout(check, fenceAfter + 1);
+    if (!wasFenced) return;
+    wasFenced = false;
+    logger.info('cluster lease held', { host: hostId, lease_ms: leaseTtlMs });
+    for (const listener of rejoinListeners) listener();
+  };
+  const tick = () => {
+    check();
+    if (renewing || stopped) return;
+    renewing = renew().finally(() => {
+      renewing = undefined;
+      check();
+    });
+  };
+  const timer = setInterval(tick, Math.max(50, Math.floor(leaseTtlMs / 3)));
+  // The lease is put once before the handle is returned: a host claims nothing before it holds one.
+  tick();
+  await renewing;
+  return {
+    fenced,
+    onFence: (listener) => void fenceListeners.push(listener),
+    onRejoin: (listener) => void rejoinListeners.push(listener),
+    async stop() {
+      stopped = true;
+      clearInterval(timer);
+      await renewing;
+      clearTimeout(fenceTimer);
+    },
+  };
+}
+
+/** The hosts whose lease key has not expired. */
+async function readLiveHosts(opened: Opened): Promise<HostLease[]> {
+  // The stream's subjects, in one request: `kv.keys()` runs a consumer that can wait forever
+  // when a key expires while it lists.
+  const prefix = `$KV.${HOSTS_BUCKET}.`;
+  const info = await opened.jsm.streams.info(`KV_${HOSTS_BUCKET}`, {
+    subjects_filter: `${prefix}>`,
+  });
+  const keys = Object.keys(info.state.subjects ?? {}).map((subject) =>
+    subject.slice(prefix.length),
+  );
+  const leases = await Promise.all(keys.map((key) => opened.hosts.get(key)));
+  return leases.flatMap((entry) => {
+    if (!entry || entry.operation !== 'PUT' || entry.length === 0) return [];
+    const value = entry.json<{ host?: unknown; pid?: unknown; renewed_at?: unknown }>();
+    if (typeof value.host !== 'string') return [];
+    return [
+      { host: value.host, pid: Number(value.pid) || 0, renewedAt: Number(value.renewed_at) || 0 },
+    ];
+  });
+}
+
+async function readOwner(opened: Opened, agent: string): Promise<OwnerRecord | undefined> {
+  return parseOwner(await opened.owners.get(ownerKey(agent)));
+}
+
+/** One claim (see the module header): create, or compare-and-set at the revision just read. */
+async function claimAgent(opened: Opened, lease: Lease, agent: string): Promise<ClaimResult> {
+  const { owners, hostId, now } = opened;
+  if (lease.fenced())
+    return {
+      ok: false,
+      reason: 'fenced',
+      message: `host ${hostId} holds no lease: it claims nothing`,
+    };
+  const key = ownerKey(agent);
+  const value = JSON.stringify({ agent, host: hostId, claimed_at: now() });
+  let revision = 0;
+  try {
+    const entry = await owners.get(key);
+    const current = parseOwner(entry);
+    revision = entry?.revision ?? 0;
+    const takeover = current !== undefined && current.host !== hostId;
+    if (takeover && (await readLiveHosts(opened)).some((live) => live.host === current.host))
+      return {
+        ok: false,
+        reason: 'owned',
+        owner: current,
+        message: `${agent} is owned by live host ${current.host} (epoch ${current.epoch})`,
+      };
+    const epoch =
+      revision === 0 ? await owners.create(key, value) : await owners.update(key, value, revision);
+    return { ok: true, epoch, takeover };
+  } catch (error) {
+    if (isStaleRevision(error) || (revision === 0 && /exist|wrong last/i.test(String(error)))) {
+      const winner = await readOwner(opened, agent).catch(() => undefined);
+      return {
+        ok: false,
+        reason: 'lost',
+        ...(winner ? { owner: winner } : {}),
+        message: `${agent}: another claim won${winner ? ` (host ${winner.host}, epoch ${winner.epoch})` : ''}`,
+      };
+    }
+    return {
+      ok: false,
+      reason: 'unavailable',
+      message: `${agent}: cluster did not answer: ${String(error)}`,
+    };
+  }
+}
+
+async function startCoordination(opened: Opened): Promise<Coordination> {
+  const { hostId } = opened;
+  const lease = await keepLease(opened);
+  const owner = (agent: string) => readOwner(opened, agent);
+  return {
+    hostId,
+    liveHosts: () => readLiveHosts(opened),
+    owner,
+    claim: (agent) => claimAgent(opened, lease, agent),
+    async release(agent, epoch) {
+      const current = await owner(agent);
+      if (!current || current.host !== hostId || current.epoch !== epoch) return false;
+      try {
+        await opened.owners.delete(ownerKey(agent), { previousSeq: epoch });
+        return true;
+      } catch (error) {
+        if (isStaleRevision(error)) return false;
+        throw error;
+      }
+    },
+    async isCurrent(agent, epoch) {
+      const current = await owner(agent);
+      return current !== undefined && current.host === hostId && current.epoch === epoch;
+    },
+    fenced: lease.fenced,
+    onFence: lease.onFence,
+    onRejoin: lease.onRejoin,
+    async close(options) {
+      await lease.stop();
+      if (options?.leave !== false) await opened.hosts.delete(hostId).catch(() => {});
+      await opened.nc.close();
+    },
+  };
+}

@@ -1,0 +1,141 @@
+/**
+ * Real `nats-server` nodes for tests: a JetStream cluster of N nodes on 127.0.0.1 (Debian's
+ * `nats-server`, installed by `.ci/run`), each in its own process with its own store directory,
+ * routes between all of them, and a monitoring port whose `/healthz` says when the node serves
+ * JetStream. A node can be killed (`SIGKILL`) and started again on the same ports and store, to
+ * exercise leader elections and reconnection. Never a simulation: the client under test talks to
+ * the real server.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort } from '../free-port.js';
+import { waitFor } from '../wait-for.js';
+
+/** One node of a {@link TestNatsCluster}. */
+export interface TestNatsNode {
+  /** The client URL, `nats://127.0.0.1:<port>`. */
+  url: string;
+  port: number;
+  /** The running process, or undefined while the node is down. */
+  process: ChildProcess | undefined;
+}
+
+/** A running cluster; `stop()` kills every node. */
+export interface TestNatsCluster {
+  nodes: TestNatsNode[];
+  /** Every node's client URL. */
+  urls: string[];
+  /** SIGKILLs node `index` and waits for its exit. */
+  kill(index: number): Promise<void>;
+  /** Starts node `index` again (same ports, same store) and waits until it serves JetStream. */
+  start(index: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** The path of `nats-server`, or undefined when it is not installed (a test then says so). */
+export function natsServerPath(): string | undefined {
+  for (const candidate of [
+    '/usr/sbin/nats-server',
+    '/usr/bin/nats-server',
+    '/usr/local/bin/nats-server',
+  ]) {
+    const probe = spawnSync(candidate, ['--version'], { encoding: 'utf8' });
+    if (probe.status === 0) return candidate;
+  }
+  return undefined;
+}
+
+interface NodePorts {
+  client: number;
+  cluster: number;
+  monitor: number;
+}
+
+function nodeConfig(dir: string, index: number, ports: NodePorts[]): string {
+  const own = ports[index]!;
+  const routes = ports
+    .filter((_, other) => other !== index)
+    .map((other) => `nats-route://127.0.0.1:${other.cluster}`);
+  return [
+    `server_name: n${index}`,
+    `listen: 127.0.0.1:${own.client}`,
+    `http: 127.0.0.1:${own.monitor}`,
+    `jetstream { store_dir: "${join(dir, `n${index}`)}" }`,
+    `cluster {`,
+    `  name: pit-test`,
+    `  listen: 127.0.0.1:${own.cluster}`,
+    `  routes: [${routes.map((route) => `"${route}"`).join(', ')}]`,
+    `}`,
+    '',
+  ].join('\n');
+}
+
+async function healthy(monitorPort: number): Promise<boolean> {
+  const response = await fetch(`http://127.0.0.1:${monitorPort}/healthz`).catch(() => undefined);
+  return response?.status === 200;
+}
+
+/**
+ * Starts `nodes` (default 3) `nats-server` processes forming one JetStream cluster, with their
+ * stores under `dir`, and resolves once every node reports healthy.
+ * @throws Error when `nats-server` is not installed or the cluster does not form within 30 s.
+ */
+export async function startNatsCluster(dir: string, nodes = 3): Promise<TestNatsCluster> {
+  const binary = natsServerPath();
+  if (!binary) throw new Error('nats-server is not installed (apt-get install -y nats-server)');
+  const ports: NodePorts[] = [];
+  for (let index = 0; index < nodes; index += 1)
+    ports.push({ client: await freePort(), cluster: await freePort(), monitor: await freePort() });
+  const configs = ports.map((_, index) => {
+    mkdirSync(join(dir, `n${index}`), { recursive: true });
+    const path = join(dir, `n${index}.conf`);
+    writeFileSync(path, nodeConfig(dir, index, ports));
+    return path;
+  });
+  const running: TestNatsNode[] = ports.map((port) => ({
+    url: `nats://127.0.0.1:${port.client}`,
+    port: port.client,
+    process: undefined,
+  }));
+  const launch = (index: number) => {
+    const child = spawn(binary, ['-c', configs[index]!], { stdio: 'ignore' });
+    running[index]!.process = child;
+    child.once('exit', () => {
+      if (running[index]!.process === child) running[index]!.process = undefined;
+    });
+  };
+  const ready = (index: number) =>
+    waitFor(
+      () => healthy(ports[index]!.monitor),
+      30_000,
+      `nats-server node n${index} to serve JetStream`,
+    );
+  for (let index = 0; index < nodes; index += 1) launch(index);
+  const cluster: TestNatsCluster = {
+    nodes: running,
+    urls: running.map((node) => node.url),
+    async kill(index) {
+      const child = running[index]!.process;
+      if (!child) return;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async start(index) {
+      if (running[index]!.process) return;
+      launch(index);
+      await ready(index);
+    },
+    async stop() {
+      await Promise.all(running.map((_, index) => cluster.kill(index)));
+    },
+  };
+  try {
+    await Promise.all(ports.map((_, index) => ready(index)));
+  } catch (error) {
+    await cluster.stop();
+    throw error;
+  }
+  return cluster;
+}
