@@ -94,9 +94,13 @@ describe('pit logs', () => {
       'two rotations',
     );
     const names = (await fs.readdir(logs)).filter((name) => name.startsWith('spew'));
-    const runsInLive = new Set(
-      checkLines(await fs.readFile(join(logs, 'spew.log'), 'utf8')).map((line) => line.pid),
+    // The live file is renamed away at a start and opened again just after: wait for it.
+    const live = await waitFor(
+      () => fs.readFile(join(logs, 'spew.log'), 'utf8'),
+      20_000,
+      'the live log after a rotation',
     );
+    const runsInLive = new Set(checkLines(live).map((line) => line.pid));
     await waitFor(
       () =>
         [...runsInLive].every((pid) => follower.output().includes(`seq ${pid}:99 `)) || undefined,
