@@ -316,15 +316,11 @@ async function startDaemonHttp(
           ? context.late.reload(by, 'http')
           : { ok: false, error: 'the daemon is still starting' },
       dashboard: () => DASHBOARD_HTML,
-      ...(config.mcp.enabled
-        ? {
-            mcp: createMcpHttpHandler({
-              backend: daemonMcpBackend(supervisor, () => state.loaded.config),
-              config: () => state.loaded.config,
-              logger,
-            }),
-          }
-        : {}),
+      mcp: createMcpHttpHandler({
+        backend: daemonMcpBackend(supervisor, () => state.loaded.config),
+        config: () => state.loaded.config,
+        logger,
+      }),
     },
   });
   if (!env[settings.token_env])

@@ -77,7 +77,8 @@ export function httpCaller(config: PitConfig, identity: string): McpCaller {
 }
 
 /**
- * The `/mcp` handler: Origin, then the bearer token, then a stateless Streamable HTTP transport
+ * The `/mcp` handler: `[mcp] enabled` (404 when off; read at each request, so a reload
+ * applies), Origin, then the bearer token, then a stateless Streamable HTTP transport
  * and a server built for the caller.
  */
 export function createMcpHttpHandler(options: {
@@ -87,6 +88,8 @@ export function createMcpHttpHandler(options: {
   version?: string;
 }): McpHttpHandler {
   return async (request, response, access) => {
+    if (!options.config().mcp.enabled)
+      return sendError(response, 404, 'MCP is disabled here ([mcp] enabled = false)');
     const origin = request.headers.origin;
     if (origin !== undefined && !originAllowed(origin, request, access)) {
       options.logger?.warn('mcp request refused: Origin is not this server', {
