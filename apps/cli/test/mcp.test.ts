@@ -69,7 +69,7 @@ beforeAll(async () => {
       'actions = true',
       '[cells]',
       'root = "missions"',
-      'heartbeat_stale_s = 5',
+      'heartbeat_stale_s = 60',
       'poll_interval_s = 0.2',
       '[checkpoints]',
       'interval_s = 0',
@@ -189,9 +189,28 @@ function rawInitialize(headers: Record<string, string>): Promise<number> {
   });
 }
 
-/** Kills forge's process and waits until the daemon holds it dead with an approval pending. */
+/** Whether a pid names a live process. */
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** Kills forge's running process and waits until the daemon holds it dead with an approval pending. */
 async function killForgeAndAwaitApproval(client: Client): Promise<string> {
-  const pid = (await forge())!.pid!;
+  const pid = await waitFor(
+    async () => {
+      const record = await forge();
+      return record?.health === 'healthy' && record.pid && alive(record.pid)
+        ? record.pid
+        : undefined;
+    },
+    30_000,
+    'forge healthy with a live process',
+  );
   process.kill(pid, 'SIGKILL');
   return waitFor(
     async () => {
@@ -248,10 +267,17 @@ describe('the daemon serves MCP at /mcp', () => {
       agents: Array<{ agent: string; cell: string; pending_approval?: string }>;
     };
     expect(dead.agents).toMatchObject([{ agent: 'forge', cell: cell.uuid, pending_approval: id }]);
-    const why = (await call(ann, 'pit_why', { agent: 'forge' })).structuredContent as {
-      incidents: Array<{ outcome: string; events: Array<{ event: string }> }>;
-    };
-    expect(why.incidents.at(-1)).toMatchObject({ outcome: 'pending' });
+    // The request is stored before its revive_requested event is written: wait for the story.
+    await waitFor(
+      async () => {
+        const why = (await call(ann, 'pit_why', { agent: 'forge' })).structuredContent as {
+          incidents: Array<{ outcome: string }>;
+        };
+        return why.incidents.at(-1)?.outcome === 'pending' ? true : undefined;
+      },
+      30_000,
+      'pit_why telling the pending approval',
+    );
 
     // The operator's token reads, but is no approver: no action tools.
     const operator = await httpClient(TOKENS.PIT_HTTP_TOKEN);
