@@ -20,6 +20,7 @@ import { busTail } from './commands/bus.js';
 import { control, reload } from './commands/controls.js';
 import { status } from './commands/status.js';
 import { logs, type LogsOptions } from './commands/logs.js';
+import { mcp, type McpOptions } from './commands/mcp.js';
 import { why } from './commands/why.js';
 import { demo } from './demo/demo.js';
 import { createContext, type CliEnvironment, type GlobalOptions } from './context.js';
@@ -467,6 +468,21 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
         return logs(cells, agent, options);
       })(),
     );
+
+  program
+    .command('mcp')
+    .description(
+      'serve the Pit over MCP on stdin/stdout, for an agent harness that spawns it: read-only tools (pit_status, pit_dead_agents, pit_approvals, pit_why, pit_logs, pit_bus_tail) and resources; with [mcp] actions = true and --as, pit_approve, pit_deny, pit_restart, pit_stop through the running daemon',
+    )
+    .option(
+      '--as <approver>',
+      'act as this [daemon.http.approvers.<name>]: its token is read from the variable its token_env names, and the daemon checks it on every action',
+    )
+    .addHelpText(
+      'after',
+      "\nThe caller's own agent (LAZARUS_AGENT, LAZARUS_CELL_UUID) is never approved, restarted or stopped: such a request is refused and logged on stderr.\nThe daemon also serves MCP over Streamable HTTP at http://<daemon.http.listen>/mcp (Authorization: Bearer <token>).",
+    )
+    .action((options: McpOptions) => run(() => mcp(context, options))());
 
   program
     .command('demo')

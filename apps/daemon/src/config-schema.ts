@@ -76,7 +76,19 @@ export const DaemonSectionSchema = z.strictObject({
       idle_timeout_s: seconds(60),
       /** Named approvers, each with their own token: `[daemon.http.approvers.<name>] token_env = "…"`; a decision records the name. @default {} */
       approvers: z
-        .record(AgentNameSchema, z.strictObject({ token_env: EnvNameSchema }))
+        .record(
+          AgentNameSchema,
+          z.strictObject({
+            token_env: EnvNameSchema,
+            /** The agent this approver is (`name` or `cell/name`): over MCP it can never approve, restart or stop that agent. */
+            agent: z
+              .string()
+              .regex(/^([0-9a-f-]{1,36}\/)?[a-z0-9][a-z0-9._-]{0,63}$/, {
+                message: 'must be an agent name, or cell/name with a cell uuid or a prefix of one',
+              })
+              .optional(),
+          }),
+        )
         .default({}),
     })
     .prefault({}),
@@ -297,6 +309,14 @@ export const LogsSectionSchema = z.strictObject({
 });
 
 /** The whole `pit.toml`. */
+/** `[mcp]`: the Model Context Protocol server (`/mcp` on the daemon's HTTP listener, and `pit mcp`). */
+export const McpSectionSchema = z.strictObject({
+  /** Serve MCP at `/mcp` on the daemon's HTTP listener (behind the bearer token). @default true */
+  enabled: z.boolean().default(true),
+  /** Offer the action tools (`pit_approve`, `pit_deny`, `pit_restart`, `pit_stop`) to configured approvers. @default false */
+  actions: z.boolean().default(false),
+});
+
 export const PitConfigSchema = z.strictObject({
   daemon: DaemonSectionSchema.prefault({}),
   cells: CellsSectionSchema.prefault({}),
@@ -314,6 +334,7 @@ export const PitConfigSchema = z.strictObject({
   checkpoints: CheckpointsSectionSchema.prefault({}),
   sandbox: SandboxSectionSchema.prefault({}),
   logs: LogsSectionSchema.prefault({}),
+  mcp: McpSectionSchema.prefault({}),
 });
 
 /**
@@ -370,7 +391,7 @@ export function crossCheckConfig(
   return problems;
 }
 
-/** `[daemon.http]`: a non-loopback `listen` needs `allow_remote = true`; no approver is called `operator`. */
+/** `[daemon.http]`: a non-loopback `listen` needs `allow_remote = true`; no approver is called `operator`; `[mcp] actions` needs an approver. */
 function crossCheckHttp(raw: unknown): Array<{ path: Array<string | number>; message: string }> {
   const daemon = isTable(raw) && isTable(raw.daemon) ? raw.daemon : {};
   const http = isTable(daemon.http) ? daemon.http : {};
@@ -390,6 +411,13 @@ function crossCheckHttp(raw: unknown): Array<{ path: Array<string | number>; mes
     problems.push({
       path: ['daemon', 'http', 'approvers', OPERATOR_IDENTITY],
       message: `"${OPERATOR_IDENTITY}" is the identity of daemon.http.token_env's token: choose another name`,
+    });
+  const mcp = isTable(raw) && isTable(raw.mcp) ? raw.mcp : {};
+  if (mcp.actions === true && !(isTable(http.approvers) && Object.keys(http.approvers).length > 0))
+    problems.push({
+      path: ['mcp', 'actions'],
+      message:
+        'no approver is configured: the action tools are offered only to a [daemon.http.approvers.<name>] identity; add one, or set actions = false',
     });
   return problems;
 }

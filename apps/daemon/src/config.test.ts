@@ -332,6 +332,40 @@ describe('loadConfig', () => {
     );
   });
 
+  it('defaults [mcp] to served and read-only; actions need an approver, a bound agent must be a name', () => {
+    const defaults = parseConfig('', 'toml');
+    expect(defaults.ok && defaults.config.mcp).toEqual({ enabled: true, actions: false });
+    const result = parseConfig(
+      '[mcp]\nactions = true\naction = true\n[daemon.http.approvers.ann]\ntoken_env = "PIT_ANN"\nagent = "Not A Name"\n',
+      'toml',
+    );
+    expect(!result.ok && result.problems).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ path: 'mcp.action', message: 'unknown key' }),
+        expect.objectContaining({
+          path: 'daemon.http.approvers.ann.agent',
+          message: expect.stringContaining('must be an agent name'),
+        }),
+      ]),
+    );
+    const alone = parseConfig('[mcp]\nactions = true\n', 'toml');
+    expect(!alone.ok && alone.problems).toEqual([
+      expect.objectContaining({
+        path: 'mcp.actions',
+        message: expect.stringContaining('no approver is configured'),
+        line: 2,
+      }),
+    ]);
+    const bound = parseConfig(
+      '[mcp]\nactions = true\n[daemon.http.approvers.bot]\ntoken_env = "PIT_BOT"\nagent = "3f2a/forge"\n',
+      'toml',
+    );
+    expect(bound.ok && bound.config.daemon.http.approvers.bot).toEqual({
+      token_env: 'PIT_BOT',
+      agent: '3f2a/forge',
+    });
+  });
+
   it('refuses an unknown extension', async () => {
     const t = await tree();
     const path = await write(join(t.base, 'pit.yaml'), 'a: 1');

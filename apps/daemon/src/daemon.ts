@@ -16,6 +16,7 @@ import { createCellEventFeed } from './event-feed.js';
 import { startHttpServer, type HttpServer } from './http.js';
 import { assertListenAllowed, httpCredentials, httpWarnings } from './http-access.js';
 import { acquireDaemonLock, type DaemonLock } from './lock.js';
+import { createMcpHttpHandler, daemonMcpBackend } from './mcp-http.js';
 import { createLogger, type DaemonLogger, type Logger, type LoggerOptions } from './logger.js';
 import { createMetricsRegistry, type MetricsRegistry } from './metrics.js';
 import { createNotifier, type Notifier } from './notifier.js';
@@ -315,6 +316,11 @@ async function startDaemonHttp(
           ? context.late.reload(by, 'http')
           : { ok: false, error: 'the daemon is still starting' },
       dashboard: () => DASHBOARD_HTML,
+      mcp: createMcpHttpHandler({
+        backend: daemonMcpBackend(supervisor, () => state.loaded.config),
+        config: () => state.loaded.config,
+        logger,
+      }),
     },
   });
   if (!env[settings.token_env])

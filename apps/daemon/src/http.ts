@@ -14,6 +14,7 @@ import type { ControlResult } from './controls.js';
 import { isValidSince, type EventFeed } from './event-feed.js';
 import { authorize, isAllowedHost, type Credential } from './http-access.js';
 import type { Logger } from './logger.js';
+import type { McpHttpHandler } from './mcp-http.js';
 import type { MetricsRegistry } from './metrics.js';
 
 /**
@@ -64,6 +65,8 @@ export interface HttpHandlers {
   reload?(by: string): Promise<{ ok: true; agents: number } | { ok: false; error: string }>;
   /** `GET /`: the dashboard page (HTML), when there is one. */
   dashboard?(): string;
+  /** `/mcp`: the MCP endpoint (mcp-http.ts checks Origin and the bearer token), when `[mcp]` is enabled. */
+  mcp?: McpHttpHandler;
 }
 
 /** Options of {@link startHttpServer}. */
@@ -262,6 +265,10 @@ async function route(
 ): Promise<void> {
   const url = new URL(request.url ?? '/', 'http://localhost');
   const method = request.method ?? 'GET';
+  if (url.pathname === '/mcp') {
+    if (!context.handlers.mcp) return sendJson(response, 404, { error: 'no MCP here' });
+    return context.handlers.mcp(request, response, { ...context.access, port: context.port });
+  }
   const approval = /^\/api\/approvals\/([A-Za-z0-9_.:-]{1,128})\/(approve|deny)$/.exec(
     url.pathname,
   );

@@ -166,3 +166,20 @@ export { checkpointStore } from './checkpoint-store.js';
 export { recordControlOffline, type OfflineControlOptions } from './offline-controls.js';
 export { resolveAgentRef, type AgentRefCandidate, type AgentRefResolution } from './agent-ref.js';
 export type { ControlRequest, ControlResult } from './controls.js';
+export {
+  buildIncidents,
+  describeEvent,
+  isStoryEvent,
+  type Incident,
+  type StoryEvent,
+} from './incidents.js';
+export { collectAgentEvents, readAgentStory, type AgentStory } from './agent-story.js';
+export { findAgentLog, readLogLines, readLogTail, type FoundLog } from './agent-log.js';
+export {
+  createPitMcpServer,
+  type McpBackend,
+  type McpCaller,
+  type McpActionResult,
+  type PitMcpServerOptions,
+} from './mcp-server.js';
+export { createMcpHttpHandler, daemonMcpBackend, httpCaller } from './mcp-http.js';

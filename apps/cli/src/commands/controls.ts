@@ -12,7 +12,7 @@ import type { CommandContext } from '../context.js';
 import { daemonUrl } from './approvals.js';
 
 /** What the daemon answered (the fields the CLI shows). */
-interface DaemonAnswer {
+export interface DaemonAnswer {
   ok?: boolean;
   message?: string;
   error?: string;
@@ -21,15 +21,18 @@ interface DaemonAnswer {
   agents?: number;
 }
 
-/** POSTs to the running daemon with the operator's token; refuses on a missing or refused token. */
-async function postToDaemon(
+/**
+ * POSTs to the running daemon with the operator's token (or the one `tokenEnv` names); refuses
+ * on a missing or refused token.
+ */
+export async function postToDaemon(
   context: CommandContext,
   config: PitConfig,
   holderPid: number,
   path: string,
   body: Record<string, string>,
+  tokenEnv: string = config.daemon.http.token_env,
 ): Promise<{ status: number; answer: DaemonAnswer }> {
-  const tokenEnv = config.daemon.http.token_env;
   const token = context.environment.env[tokenEnv];
   if (!token)
     throw new UsageError(

@@ -2,18 +2,12 @@
  * `pit logs AGENT`: prints an agent's output log (`logs/<agent>.log` in its cell, or
  * `<state_dir>/logs/<agent>.log` outside cells) across its rotations (`<agent>.log.N` … oldest
  * first), and follows it with `-f`, also through a rotation. It reads files only: it works with
- * or without a daemon. It never writes.
+ * or without a daemon. It never writes. Finding and reading the log are @pit/daemon's
+ * (agent-log.ts, shared with the MCP tool `pit_logs`).
  */
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  assertAgentName,
-  cellPaths,
-  discoverCells,
-  openLogFiles,
-  type LogFile,
-  type LogFilesOptions,
-} from '@pit/cell-spec';
+import { openLogFiles, type LogFilesOptions } from '@pit/cell-spec';
+import { findAgentLog, readLogLines, type FoundLog } from '@pit/daemon';
 import { RefusedError, UsageError } from '../errors.js';
 import { EXIT } from '../exit-codes.js';
 import type { Output } from '../output.js';
@@ -27,20 +21,8 @@ export interface LogsOptions {
   stderr?: boolean;
 }
 
-/** One agent log found. */
-interface FoundLog {
-  /** `cell/name`, or `name` outside cells. */
-  label: string;
-  path: string;
-  /** The cell the log lies in (read beneath it, never through a link). */
-  beneath?: string;
-}
-
 /** How often `-f` looks for new output (ms). */
 const FOLLOW_POLL_MS = 250;
-/** A line longer than this is printed in pieces. */
-const MAX_LINE_BYTES = 64 * 1024;
-
 /** The start header the daemon writes before each run: `--- pit: starting NAME at level N (ISO): …`. */
 const HEADER = /^--- pit: starting \S+ at level \d \(([^)]+)\)/;
 
@@ -60,7 +42,16 @@ export async function logs(
     );
   const count = parseCount(options.lines);
   const sinceMs = options.since === undefined ? undefined : parseSince(options.since, Date.now());
-  const log = await findLog(context, agent);
+  const found = await findAgentLog({
+    cellsRoot: context.cellsRoot,
+    stateDir: context.stateDir,
+    ref: agent,
+  });
+  if (!found.ok)
+    throw found.reason === 'ambiguous'
+      ? new UsageError(found.message)
+      : new RefusedError(found.message);
+  const { log } = found;
   const readOptions: LogFilesOptions = {
     naming: 'suffix',
     ...(log.beneath !== undefined ? { beneath: log.beneath } : {}),
@@ -71,7 +62,7 @@ export async function logs(
     const shown: string[] = [];
     for (const file of files) {
       if (sinceMs !== undefined && file.mtimeMs < sinceMs) continue;
-      const { lines } = await readLines(file, 0, true);
+      const { lines } = await readLogLines(file, 0, true);
       shown.push(...lines);
     }
     const last = files.at(-1);
@@ -130,83 +121,6 @@ function linesSince(lines: string[], sinceMs: number): string[] {
   return lines.slice(last);
 }
 
-/** Finds the agent's log in the cells and outside cells; ambiguity and absence are errors. */
-async function findLog(
-  context: { cellsRoot: string; stateDir: () => Promise<string> },
-  agent: string,
-): Promise<FoundLog> {
-  const slash = agent.indexOf('/');
-  const cellPart = slash === -1 ? undefined : agent.slice(0, slash);
-  const name = assertAgentName(slash === -1 ? agent : agent.slice(slash + 1), 'AGENT');
-  const found: FoundLog[] = [];
-  const discovery = await discoverCells(context.cellsRoot);
-  for (const cell of [...discovery.supervised, ...discovery.unsupervised]) {
-    if (cellPart !== undefined && !cell.uuid.startsWith(cellPart.toLowerCase())) continue;
-    const path = cellPaths(cell.dir).agentLog(name);
-    if (await hasLog(path, cell.dir))
-      found.push({ label: `${cell.uuid}/${name}`, path, beneath: cell.dir });
-  }
-  if (cellPart === undefined) {
-    const path = join(await context.stateDir(), 'logs', `${name}.log`);
-    if (await hasLog(path)) found.push({ label: name, path });
-  }
-  if (found.length === 1) return found[0]!;
-  if (found.length === 0)
-    throw new RefusedError(
-      `${agent}: no log found (looked for logs/${name}.log in ${cellPart === undefined ? 'every cell' : `cells starting ${cellPart}`} under ${context.cellsRoot}${cellPart === undefined ? ' and in the state directory' : ''})`,
-    );
-  throw new UsageError(
-    `${agent}: logs in ${found.length} places; name one as CELL/AGENT: ${found.map((log) => log.label).join(', ')}`,
-  );
-}
-
-async function hasLog(path: string, beneath?: string): Promise<boolean> {
-  const files = await openLogFiles(path, {
-    naming: 'suffix',
-    ...(beneath ? { beneath } : {}),
-  }).catch(() => []);
-  await Promise.all(files.map((file) => file.handle.close()));
-  return files.length > 0;
-}
-
-/**
- * Reads the lines of an open file from `offset`: whole lines, and the partial last one only
- * when `partial` (a file that will not grow any more). Returns where the next read starts.
- */
-async function readLines(
-  file: LogFile,
-  offset: number,
-  partial: boolean,
-): Promise<{ lines: string[]; next: number }> {
-  const { size } = await file.handle.stat();
-  const lines: string[] = [];
-  let rest = Buffer.alloc(0);
-  let position = offset;
-  const buffer = Buffer.alloc(64 * 1024);
-  let next = offset;
-  while (position < size) {
-    const { bytesRead } = await file.handle.read(buffer, 0, buffer.length, position);
-    if (bytesRead === 0) break;
-    position += bytesRead;
-    let chunk = Buffer.concat([rest, buffer.subarray(0, bytesRead)]);
-    for (let newline = chunk.indexOf(10); newline !== -1; newline = chunk.indexOf(10)) {
-      lines.push(chunk.subarray(0, newline).toString('utf8'));
-      chunk = chunk.subarray(newline + 1);
-    }
-    while (chunk.length > MAX_LINE_BYTES) {
-      lines.push(chunk.subarray(0, MAX_LINE_BYTES).toString('utf8'));
-      chunk = chunk.subarray(MAX_LINE_BYTES);
-    }
-    rest = Buffer.from(chunk);
-    next = position - rest.length;
-  }
-  if (partial && rest.length > 0) {
-    lines.push(rest.toString('utf8'));
-    next = position;
-  }
-  return { lines, next };
-}
-
 /**
  * `-f`: prints new whole lines as they are appended. The file is followed by inode: when it has
  * been rotated (renamed `<agent>.log.1`), the rest of it is printed, then the new file from its
@@ -235,7 +149,7 @@ async function follow(
         if (index < at) continue;
         const offset = position?.ino === file.ino ? position.offset : 0;
         const newest = index === files.length - 1;
-        const { lines, next } = await readLines(file, offset, !newest);
+        const { lines, next } = await readLogLines(file, offset, !newest);
         for (const line of lines) output.out(line);
         position = { ino: file.ino, offset: next };
       }

@@ -1,5 +1,5 @@
 /**
- * An agent's incidents, told from its event log: which kinds of the one list of event kinds
+ * An agent's incidents, told from its event log (read by `pit why` and the MCP tool `pit_why`): which kinds of the one list of event kinds
  * (`CELL_EVENT_KINDS` of @pit/cell-spec) belong to an incident's story, how each reads as a
  * line, and how a story is cut into incidents. Pure: no files, no output. A kind this version
  * does not know (an agent's own, or a newer writer's) is shown with its fields, never dropped.
