@@ -41,6 +41,11 @@ async function freePort(): Promise<number> {
   });
 }
 
+/** `word` as one shell word: as it is when it holds nothing a shell treats specially, else single-quoted. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
 /** Where the built demo agent is (dist when built; the TypeScript source under tsx). */
 function agentProgram(): string[] {
   const built = fileURLToPath(new URL('./demo-agent.js', import.meta.url));
@@ -160,10 +165,16 @@ export async function demo(context: CommandContext, options: DemoOptions): Promi
   });
   // Under `pnpm demo` the command is `pnpm pit …`; installed, it is `pit …`.
   const pitCommand = context.environment.env.npm_lifecycle_event === 'demo' ? 'pnpm pit' : 'pit';
+  const tokenMadeUp = env.PIT_HTTP_TOKEN !== context.environment.env.PIT_HTTP_TOKEN;
+  // What the operator pastes: answering an approval goes through the daemon and needs its token,
+  // so a token the demo made up is part of the printed command (the operator's own is in their env).
+  const pitInvocation = `${tokenMadeUp ? `PIT_HTTP_TOKEN=${token} ` : ''}${pitCommand} --config ${shellWord(configPath)}`;
   out(
-    `\ndaemon pid ${daemon.pid} is supervising. Dashboard: ${daemon.url}/  (token for approve/deny: ${env.PIT_HTTP_TOKEN === context.environment.env.PIT_HTTP_TOKEN ? '$PIT_HTTP_TOKEN' : token})`,
+    `\ndaemon pid ${daemon.pid} is supervising. Dashboard: ${daemon.url}/  (token for approve/deny: ${tokenMadeUp ? token : '$PIT_HTTP_TOKEN'})`,
   );
-  out(`Look around: ${pitCommand} --config ${configPath} status | why smith | approvals\n`);
+  out(
+    `Look around: ${pitCommand} --config ${shellWord(configPath)} status | why smith | approvals\n`,
+  );
 
   // Narrate from the event log: the same story `pit why` tells.
   let offset = 0;
@@ -179,7 +190,7 @@ export async function demo(context: CommandContext, options: DemoOptions): Promi
       line = entry.line + 1;
       seen.push(entry.event);
       const e = entry.event as AnyCellEvent & Record<string, unknown>;
-      const said = narration(e, { cellDir, pitCommand, configPath });
+      const said = narration(e, { cellDir, pitInvocation });
       if (said && typeof e.agent === 'string')
         out(`${e.ts.slice(11, 23)}  ${e.agent.padEnd(7)} ${said}`);
     }
