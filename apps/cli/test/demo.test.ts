@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import {
   chmodSync,
   mkdtempSync,
@@ -130,4 +132,30 @@ describe('pit demo', () => {
     expect(await within(exitOf(demo), 30_000, 'the demo to stop on Ctrl-C')).toBe(0);
     await waitFor(() => processesUnder(dir).length === 0, 10_000, 'the demo agents to be gone');
   }, 240_000);
+
+  it('on a busy port fails at once, naming the port, and leaves no agent behind', async () => {
+    const dir = join(base, 'demo');
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const { port } = busy.address() as AddressInfo;
+    try {
+      const demo = spawnTsx(
+        bin,
+        ['demo', '--dir', dir, '--listen', `127.0.0.1:${port}`, '--exit-when-done'],
+        { env: { ...process.env, PIT_HTTP_TOKEN: '' } },
+      );
+      const code = await within(
+        exitOf(demo),
+        30_000,
+        `the demo to exit; it said:\n${demo.output()}`,
+      );
+      expect(code, demo.output()).not.toBe(0);
+      expect(demo.output()).toContain(`127.0.0.1:${port}`);
+      expect(demo.output()).not.toMatch(/internal error/);
+      expect(demo.output()).toContain('--listen 127.0.0.1:0');
+      expect(processesUnder(dir)).toEqual([]);
+    } finally {
+      await new Promise((resolve) => busy.close(resolve));
+    }
+  }, 60_000);
 });

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cellPaths, provisionCell, readEvents, type AnyCellEvent } from '@pit/cell-spec';
+import { cellPaths, PitError, provisionCell, readEvents, type AnyCellEvent } from '@pit/cell-spec';
 import { readDaemonLock, runDaemon, type DaemonHandle } from '@pit/daemon';
 import { RefusedError } from '../errors.js';
 import { narration } from './narration.js';
@@ -156,12 +156,19 @@ export async function demo(context: CommandContext, options: DemoOptions): Promi
   out(`The Pit demo: cell ${manifest.uuid} in ${join(base, 'missions')}`);
   for (const agent of AGENTS) out(`  ${agent.name.padEnd(7)} (${agent.role}): ${agent.story}`);
 
+  // The daemon listens before it starts any agent: a busy port fails here with nothing to stop.
   const daemon: DaemonHandle = await runDaemon({
     configPath,
     env,
     cwd: base,
     logLevel: 'warn',
     stopAgentsOnExit: true,
+  }).catch((error: unknown) => {
+    if (PitError.is(error) && error.code === 'DAEMON_HTTP')
+      throw new RefusedError(
+        `${error.message} (another demo or program uses it?): stop it, or give --listen 127.0.0.1:0 for a free port`,
+      );
+    throw error;
   });
   // Under `pnpm demo` the command is `pnpm pit …`; installed, it is `pit …`.
   const pitCommand = context.environment.env.npm_lifecycle_event === 'demo' ? 'pnpm pit' : 'pit';
