@@ -111,6 +111,7 @@ export async function carryOutDecision(
   at: number,
 ): Promise<void> {
   const signature = decisionSignature(decision);
+  dropAnsweredApproval(context, slot);
   if (decision.action !== 'none' && (signature !== slot.lastRule || ACTING.has(decision.action))) {
     void context.events.agentEvent(slot, {
       event: 'decision',
@@ -141,6 +142,17 @@ export async function carryOutDecision(
   await act(context, slot, decision, at);
 }
 
+/**
+ * The record names a request only while it waits for an answer: once answered (denied, expired,
+ * withdrawn, or approved and carried out) the policy reads the answer from the approval store,
+ * and the record lets go of it (so `pit status` shows no denied request as pending).
+ */
+function dropAnsweredApproval(context: SupervisorContext, slot: Slot): void {
+  const named = slot.state.pending_approval;
+  if (named !== undefined && context.approvals.get(named)?.status !== 'pending')
+    slot.state.pending_approval = undefined;
+}
+
 async function act(
   context: SupervisorContext,
   slot: Slot,
@@ -157,7 +169,8 @@ async function act(
       }
       return;
     case 'wait':
-      slot.state.backoff_until = iso(decision.until);
+      // Waiting for an answer is not a backoff: the request's expiry is the approval's, not the agent's.
+      slot.state.backoff_until = decision.wait_for === 'approval' ? undefined : iso(decision.until);
       wakeAt(context, slot, decision.until);
       return;
     case 'restart':
