@@ -5,6 +5,8 @@ import { provisionCell } from '@pit/cell-spec';
 import {
   cleanup,
   freePort,
+  isGone,
+  reapLater,
   spawnTsx,
   tempDir,
   testAgentPath,
@@ -137,6 +139,9 @@ describe('pit status', () => {
     const after = (await pit(['--config', config, 'status'])).stdout;
     expect(row(after, 'ezra')).toMatchObject({ HEALTH: 'dead', PID: '-', APPROVAL: '-' });
     expect((await status()).json.approvals).toEqual([]);
+    // The reason given with the answer is part of the story.
+    const why = await pit(['--config', config, 'why', 'ezra']);
+    expect(why.stdout).toMatch(/denied by .* via http: not now/);
 
     // The short cell id it prints is what the commands taking a CELL take.
     const tail = await pit(['--config', config, 'bus', 'tail', manifest.uuid.slice(0, 8)]);
@@ -153,5 +158,58 @@ describe('pit status', () => {
       20_000,
       'the daemon to stop',
     );
+  }, 120_000);
+
+  it('tells in `pit why` the reason given to a deny recorded with no daemon running, once the next sweep carries it out', async () => {
+    const base = await tempDir('pit-cli-deny-offline-');
+    await provisionCell(join(base, 'missions'), {
+      mission: 'archive',
+      created_by: 'test',
+      agents: [{ name: 'ezra', role: 'lead' }],
+    });
+    const config = join(base, 'pit.toml');
+    writeFileSync(
+      config,
+      [
+        '[daemon]',
+        'state_dir = "state"',
+        '[daemon.http]',
+        'enabled = false',
+        '[cells]',
+        'root = "missions"',
+        'heartbeat_stale_s = 15',
+        '[checkpoints]',
+        'interval_s = 0',
+        '[bus]',
+        'enabled = false',
+        '[policy.defaults]',
+        'mode = "ask"',
+        'dead_after = "0s"',
+        'approval = { channels = ["cli"], timeout = "30m", on_timeout = "record_only" }',
+        '[agents.ezra]',
+        `argv = ["${process.execPath}", "${testAgentPath}"]`,
+        'startup_grace_s = 10',
+        'stop_grace_s = 2',
+      ].join('\n'),
+    );
+    chmodSync(config, 0o600);
+    const sweep = () => pit(['--config', config, 'sweep', '--once']);
+    await sweep(); // starts ezra, detached
+    const status = async () =>
+      (JSON.parse((await pit(['--config', config, 'status', '--json'])).stdout) as StatusJson)
+        .agents[0]!;
+    const pid = await waitFor(async () => (await status()).pid, 20_000, 'ezra started');
+    reapLater(pid);
+    process.kill(pid, 'SIGKILL');
+    await waitFor(() => isGone(pid), 10_000, 'ezra gone');
+    await sweep(); // dead: asks
+    const approval = (await status()).pending_approval;
+    expect(approval).toBeDefined();
+    const denied = await pit(['--config', config, 'deny', approval!, '--reason', 'offline no']);
+    expect(denied.code, denied.stderr).toBe(0);
+    await sweep(); // carries the answer out
+    const why = await pit(['--config', config, 'why', 'ezra']);
+    expect(why.stdout).toMatch(/denied by .* via cli: offline no/);
+    expect((await status()).pending_approval).toBeUndefined();
   }, 120_000);
 });

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { cellPaths } from '@pit/cell-spec';
 import type { Decision } from '@pit/policy';
 import type { Verdict } from './health.js';
+import { answerEvent } from './approval-answers.js';
 import { restartAgent } from './restart.js';
 import type { Slot } from './slot.js';
 import { substitute } from './substitute.js';
@@ -144,13 +145,19 @@ export async function carryOutDecision(
 
 /**
  * The record names a request only while it waits for an answer: once answered (denied, expired,
- * withdrawn, or approved and carried out) the policy reads the answer from the approval store,
- * and the record lets go of it (so `pit status` shows no denied request as pending).
+ * withdrawn, or approved) the policy reads the answer from the approval store, and the record
+ * lets go of it (so `pit status` shows no denied request as pending). An answer the record still
+ * names was given by another process (`pit approve|deny` with no daemon running): its event,
+ * with the answerer's reason, is written now, before the decision it leads to.
  */
 function dropAnsweredApproval(context: SupervisorContext, slot: Slot): void {
   const named = slot.state.pending_approval;
-  if (named !== undefined && context.approvals.get(named)?.status !== 'pending')
-    slot.state.pending_approval = undefined;
+  if (named === undefined) return;
+  const approval = context.approvals.get(named);
+  if (approval?.status === 'pending') return;
+  slot.state.pending_approval = undefined;
+  if (approval?.status === 'approved' || approval?.status === 'denied')
+    void context.events.agentEvent(slot, answerEvent(approval));
 }
 
 async function act(
