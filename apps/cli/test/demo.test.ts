@@ -80,6 +80,9 @@ describe('pit demo', () => {
     const out = result.stdout;
     expect(out).toMatch(/Dashboard: http:\/\/127\.0\.0\.1:\d+\//);
     expect(out).toMatch(/scout\s+revived as pid \d+/);
+    // scout has no config files: restarted, with no claim of a rollback.
+    expect(out).toMatch(/scout\s+decision restart: /);
+    expect(out).not.toMatch(/scout\s+.*roll/);
     expect(out).toMatch(/smith\s+is dead: process exited \(exit code 78\)/);
     expect(out).toMatch(
       /smith\s+config rolled back: config\/smith\.json [0-9a-f]{8} → [0-9a-f]{8}/,

@@ -210,6 +210,9 @@ describe('pit status', () => {
     await sweep(); // carries the answer out
     const why = await pit(['--config', config, 'why', 'ezra']);
     expect(why.stdout).toMatch(/denied by .* via cli: offline no/);
+    // ezra has no config files: what was asked is a restart, with no claim of a rollback.
+    expect(why.stdout).toMatch(/approval requested \(\w+\) to restart:/);
+    expect(why.stdout).not.toMatch(/roll/);
     expect((await status()).pending_approval).toBeUndefined();
   }, 120_000);
 });
