@@ -220,7 +220,7 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     cell
       .command(action)
       .description(summary)
-      .argument('<uuid>', 'the cell')
+      .argument('<uuid>', 'the cell: its uuid or a unique prefix of it (as `pit status` prints it)')
       .option('--reason <text>', 'recorded in the event log')
       .action((uuid: string, options: { reason?: string }) =>
         run(async () => moveCell(await cellsContext(), action, uuid, options))(),
@@ -231,7 +231,7 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .description(
       'let an agent run in a cell: recorded in the daemon state directory (members.json) and added to cell.json',
     )
-    .argument('<uuid>', 'the cell')
+    .argument('<uuid>', 'the cell: its uuid or a unique prefix of it (as `pit status` prints it)')
     .argument('<agent>', 'the agent (configured under [agents.<name>] for the daemon to start it)')
     .option('--role <role>', 'its role in the cell (lead|write|read|audit)', 'write')
     .action((uuid: string, agent: string, options: { role: string }) =>
@@ -242,7 +242,7 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .description(
       'withdraw an agent from a cell: its grant removed and its entry taken out of cell.json (a running process is no longer supervised)',
     )
-    .argument('<uuid>', 'the cell')
+    .argument('<uuid>', 'the cell: its uuid or a unique prefix of it (as `pit status` prints it)')
     .argument('<agent>', 'the agent')
     .action((uuid: string, agent: string) =>
       run(async () => leaveCell(await cellsContext(), uuid, agent))(),
@@ -355,7 +355,7 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .description(
       "print a cell's bus stream (messages, checkpoints, handoffs) from its log; works while the daemon serves the bus",
     )
-    .argument('<cell>', 'the cell uuid')
+    .argument('<cell>', 'the cell: its uuid or a unique prefix of it (as `pit status` prints it)')
     .option('--from <seq>', 'start at this sequence number', '1')
     .option('--follow', 'keep printing new events until interrupted')
     .option('--json', 'one JSON event per line')
@@ -407,7 +407,7 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     const sub = checkpoints
       .command(action)
       .description(summary)
-      .argument('<cell>', 'the cell uuid')
+      .argument('<cell>', 'the cell: its uuid or a unique prefix of it (as `pit status` prints it)')
       .option('--json', 'print JSON');
     if (action !== 'list')
       sub.option(

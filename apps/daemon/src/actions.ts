@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { cellPaths } from '@pit/cell-spec';
 import type { Decision } from '@pit/policy';
 import type { Verdict } from './health.js';
+import { answerEvent } from './approval-answers.js';
 import { restartAgent } from './restart.js';
 import type { Slot } from './slot.js';
 import { substitute } from './substitute.js';
@@ -111,6 +112,7 @@ export async function carryOutDecision(
   at: number,
 ): Promise<void> {
   const signature = decisionSignature(decision);
+  dropAnsweredApproval(context, slot);
   if (decision.action !== 'none' && (signature !== slot.lastRule || ACTING.has(decision.action))) {
     void context.events.agentEvent(slot, {
       event: 'decision',
@@ -141,6 +143,23 @@ export async function carryOutDecision(
   await act(context, slot, decision, at);
 }
 
+/**
+ * The record names a request only while it waits for an answer: once answered (denied, expired,
+ * withdrawn, or approved) the policy reads the answer from the approval store, and the record
+ * lets go of it (so `pit status` shows no denied request as pending). An answer the record still
+ * names was given by another process (`pit approve|deny` with no daemon running): its event,
+ * with the answerer's reason, is written now, before the decision it leads to.
+ */
+function dropAnsweredApproval(context: SupervisorContext, slot: Slot): void {
+  const named = slot.state.pending_approval;
+  if (named === undefined) return;
+  const approval = context.approvals.get(named);
+  if (approval?.status === 'pending') return;
+  slot.state.pending_approval = undefined;
+  if (approval?.status === 'approved' || approval?.status === 'denied')
+    void context.events.agentEvent(slot, answerEvent(approval));
+}
+
 async function act(
   context: SupervisorContext,
   slot: Slot,
@@ -157,7 +176,8 @@ async function act(
       }
       return;
     case 'wait':
-      slot.state.backoff_until = iso(decision.until);
+      // Waiting for an answer is not a backoff: the request's expiry is the approval's, not the agent's.
+      slot.state.backoff_until = decision.wait_for === 'approval' ? undefined : iso(decision.until);
       wakeAt(context, slot, decision.until);
       return;
     case 'restart':

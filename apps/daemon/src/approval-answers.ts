@@ -29,6 +29,8 @@ export async function decideApproval(
   const approval = context.approvals.get(id);
   const slot = approval ? context.fleet.slots.get(approvalKey(approval)) : undefined;
   if (slot) {
+    // Recorded here: the record lets go of it, so it is not taken for an answer given elsewhere.
+    if (slot.state.pending_approval === id) slot.state.pending_approval = undefined;
     await context.events.agentEvent(slot, {
       event: decision === 'approve' ? 'revive_approved' : 'revive_denied',
       ts: iso(answeredAt),
@@ -50,14 +52,26 @@ export async function onChannelDecision(
   context.metrics.approvalsTotal.inc({ outcome: approval.status });
   const slot = context.fleet.slots.get(approvalKey(approval));
   if (!slot) return;
-  await context.events.agentEvent(slot, {
-    event: approval.status === 'approved' ? 'revive_approved' : 'revive_denied',
+  if (slot.state.pending_approval === approval.id) slot.state.pending_approval = undefined;
+  await context.events.agentEvent(slot, answerEvent(approval));
+  await context.evaluateSoon(slot);
+}
+
+/**
+ * The event of an answer as the approval store recorded it (who, through which channel, when,
+ * and the reason they gave): for a channel's answer, and for one given by another process
+ * (`pit approve|deny` with no daemon running, found when the record still names the request).
+ */
+export function answerEvent(approval: Approval) {
+  return {
+    event:
+      approval.status === 'approved' ? ('revive_approved' as const) : ('revive_denied' as const),
     ...(approval.decided_at !== undefined ? { ts: iso(approval.decided_at) } : {}),
     approval_id: approval.id,
     ...(approval.decided_via ? { channel: approval.decided_via } : {}),
     ...(approval.decided_by ? { by: approval.decided_by } : {}),
-  });
-  await context.evaluateSoon(slot);
+    ...(approval.reason ? { reason: approval.reason } : {}),
+  };
 }
 
 /** Expires requests past their time and picks up answers given by another process. */

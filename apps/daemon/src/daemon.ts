@@ -222,7 +222,9 @@ async function takeLock(loaded: LoadedConfig, logger: Logger): Promise<DaemonLoc
 
 /**
  * Starts the bus, the channels, the supervisor and the HTTP server, and writes daemon.json.
- * When a step fails, what has started is closed and the lock released before rethrowing.
+ * The HTTP server listens before the supervision loop starts any agent, so a busy port fails
+ * with nothing started. When a step fails, what has started is closed (the supervisor stopped,
+ * its agents too when the daemon stops them on exit) and the lock released before rethrowing.
  */
 async function startServices(context: StartContext): Promise<DaemonServices> {
   const { options, env, logger, lock } = context;
@@ -231,6 +233,7 @@ async function startServices(context: StartContext): Promise<DaemonServices> {
   let http: HttpServer | undefined;
   let busHub: BusHub | undefined;
   let channels: Channels | undefined;
+  let supervisor: Supervisor | undefined;
   const startedAt = Date.now();
   try {
     if (loaded.config.bus.enabled && !options.dryRun) {
@@ -243,7 +246,7 @@ async function startServices(context: StartContext): Promise<DaemonServices> {
     }
     channels = await startChannels(loaded.config, env, logger);
     const notifier = createNotifier(loaded.config, env, logger, channels.alerts);
-    const supervisor = await createSupervisor({
+    supervisor = await createSupervisor({
       config: loaded.config,
       policyInput: loaded.policyInput,
       env,
@@ -254,9 +257,9 @@ async function startServices(context: StartContext): Promise<DaemonServices> {
       approvalChannels: channels.approvals,
       ...(busHub ? { busHub } : {}),
     });
-    await supervisor.start();
     if (loaded.config.daemon.http.enabled)
       http = await startDaemonHttp({ ...context, supervisor, metrics, startedAt });
+    await supervisor.start();
     // Where this daemon listens (the real port when configured as :0), for `pit approve` and friends.
     await writeDaemonFile(loaded.config.daemon.state_dir, {
       pid: process.pid,
@@ -267,6 +270,8 @@ async function startServices(context: StartContext): Promise<DaemonServices> {
     return { supervisor, http, busHub, channels, notifier };
   } catch (error) {
     await http?.close().catch(() => undefined);
+    const stopAgents = options.stopAgentsOnExit ?? loaded.config.daemon.stop_agents_on_exit;
+    await supervisor?.stop({ stopAgents }).catch(() => undefined);
     await channels?.stop().catch(() => undefined);
     await busHub?.close().catch(() => undefined);
     await lock.release();

@@ -214,6 +214,8 @@ function decideFor(context: SupervisorContext, slot: Slot, verdict: Verdict, at:
       ...(slot.cell ? { mission: slot.cell.manifest.mission } : {}),
       local: (configOf(slot)?.host ?? 'local') === 'local',
       restartable: slot.supervision.mode === 'managed',
+      // Without config files a rollback restores nothing: the decision (and its reason) is a plain restart.
+      rollbackable: (configOf(slot)?.config_files.length ?? 0) > 0,
     },
     health: {
       state: verdict.state,

@@ -4,6 +4,7 @@
  * failing probes, and the problems discovery found. It reads only.
  */
 import { readHeartbeat } from '@pit/cell-spec';
+import { approvalView } from './approval-view.js';
 import { configOf, type Slot } from './slot.js';
 import type { AgentStatus, FleetStatus } from './supervisor-api.js';
 import { iso, type SupervisorContext } from './supervisor-context.js';
@@ -33,7 +34,7 @@ export async function fleetStatus(
     generated_at: iso(context.now()),
     cells: [...cells.values()],
     agents,
-    approvals: context.approvals.list('pending'),
+    approvals: context.approvals.list('pending').map(approvalView),
     problems,
   };
 }
@@ -63,7 +64,11 @@ async function agentStatus(context: SupervisorContext, slot: Slot): Promise<Agen
     revive_attempts: state.revive_attempts,
     restarts: state.restarts.length,
     ...(state.backoff_until ? { backoff_until: state.backoff_until } : {}),
-    ...(state.pending_approval ? { pending_approval: state.pending_approval } : {}),
+    // Only a request still waiting for an answer (a denied or expired one is history: `pit why`).
+    ...(state.pending_approval &&
+    context.approvals.get(state.pending_approval)?.status === 'pending'
+      ? { pending_approval: state.pending_approval }
+      : {}),
     ...(state.substituted_by ? { substituted_by: state.substituted_by } : {}),
     ...(state.last_decision ? { last_decision: state.last_decision } : {}),
     failing: context.assessor.get(slot.key)?.failing ?? [],

@@ -11,6 +11,7 @@ import { readFleetStatus } from './fleet-status.js';
 import { agentStatePath, readAgentStates } from './state-store.js';
 import { grant, membersPath, updateMembers } from './membership.js';
 import { approvalsPath } from './approvals-file.js';
+import { openApprovalStore } from './approvals.js';
 
 afterEach(cleanup);
 
@@ -22,13 +23,30 @@ describe('readFleetStatus', () => {
       '[daemon]\nstate_dir = "state"\n[cells]\nroot = "missions"\n[agents.gateway]\ncell = "none"\ncwd = "/"\nargv = ["x"]\n',
       base,
     );
+    // The request the record names, as the daemon's approval store writes it.
+    const approvals = await openApprovalStore({
+      stateDir: config.daemon.state_dir,
+      now: () => Date.parse('2030-01-01T00:00:02Z'),
+    });
+    const asked = await approvals.ask({
+      agent: 'forge',
+      cell_uuid: cell.uuid,
+      kind: 'revive',
+      proposed: 'restart',
+      reasons: ['forge is dead'],
+      channels: ['cli'],
+      expires_at: Date.parse('2030-01-01T00:30:00Z'),
+      on_timeout: 'record_only',
+    });
+    await approvals.close();
     const state = await readAgentStates(config.daemon.state_dir, cell.dir);
     state.agents.forge = {
       health: 'dead',
       first_dead_at: '2030-01-01T00:00:00.000Z',
       revive_attempts: 2,
       restarts: ['2030-01-01T00:00:01.000Z'],
-      pending_approval: 'apr-1',
+      pending_approval: asked.id,
+      pid: 4242, // the process it had: history once it is dead
     };
     const path = agentStatePath(config.daemon.state_dir, cell.dir);
     await fs.mkdir(dirname(path), { recursive: true });
@@ -47,13 +65,56 @@ describe('readFleetStatus', () => {
       health: 'dead',
       revive_attempts: 2,
       restarts: 1,
-      pending_approval: 'apr-1',
+      pending_approval: asked.id,
       first_dead_at: '2030-01-01T00:00:00.000Z',
     });
+    expect(status.agents[0]?.pid).toBeUndefined();
+    expect(status.approvals).toEqual([
+      expect.objectContaining({
+        id: asked.id,
+        requested_at: '2030-01-01T00:00:02.000Z',
+        expires_at: '2030-01-01T00:30:00.000Z',
+      }),
+    ]);
     expect(status.agents[1]).toMatchObject({ health: 'unknown', restarts: 0 });
     const lock = await acquireDaemonLock(config.daemon.state_dir);
     expect((await readFleetStatus(config)).daemon?.pid).toBe(process.pid);
     await lock.release();
+  });
+
+  it('names a request only while it waits for an answer: a denied one the record still names is not pending', async () => {
+    const base = await tempDir();
+    const cell = await makeCell([{ name: 'forge' }], join(base, 'missions'));
+    const { config } = testConfig(
+      '[daemon]\nstate_dir = "state"\n[cells]\nroot = "missions"\n',
+      base,
+    );
+    const approvals = await openApprovalStore({ stateDir: config.daemon.state_dir });
+    const asked = await approvals.ask({
+      agent: 'forge',
+      cell_uuid: cell.uuid,
+      kind: 'revive',
+      proposed: 'restart',
+      reasons: ['forge is dead'],
+      channels: ['cli'],
+      expires_at: Date.now() + 60_000,
+      on_timeout: 'record_only',
+    });
+    await approvals.decide(asked.id, 'deny', { by: 'ann', channel: 'cli', now: Date.now() });
+    await approvals.close();
+    const state = await readAgentStates(config.daemon.state_dir, cell.dir);
+    state.agents.forge = {
+      health: 'dead',
+      revive_attempts: 0,
+      restarts: [],
+      pending_approval: asked.id,
+    };
+    const path = agentStatePath(config.daemon.state_dir, cell.dir);
+    await fs.mkdir(dirname(path), { recursive: true });
+    await writeJsonAtomic(path, state);
+    const { status } = await readFleetStatus(config);
+    expect(status.agents[0]?.pending_approval).toBeUndefined();
+    expect(status.approvals).toEqual([]);
   });
 
   it('names every damaged file it could not read as a problem, and lists only the agents the operator granted', async () => {

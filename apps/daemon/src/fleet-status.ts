@@ -9,6 +9,7 @@ import {
   type CellState,
 } from '@pit/cell-spec';
 import { readApprovals } from './approvals.js';
+import { approvalView } from './approval-view.js';
 import type { PitConfig } from './config-schema.js';
 import { cellAgents, type Refusal } from './discovery.js';
 import { readDaemonLock, type LockHolder } from './lock.js';
@@ -36,13 +37,15 @@ export async function readFleetStatus(
     return undefined;
   };
   const approvals = (await readApprovals(config.daemon.state_dir).catch(damaged)) ?? [];
+  const pending = approvals.filter((approval) => approval.status === 'pending');
+  const pendingIds = new Set(pending.map((approval) => approval.id));
   const agents: AgentStatus[] = [];
   const toStatus = (
     key: string,
     name: string,
     state: AgentRecord | undefined,
     cell?: { uuid: string; dir: string; mission: string },
-  ) => agentStatus(config, now, { key, name, state, ...(cell ? { cell } : {}) });
+  ) => agentStatus(config, now, { key, name, state, pendingIds, ...(cell ? { cell } : {}) });
   const members = await membersOnDisk(config, discovery, now, problems);
   const refused: Refusal[] = [];
   for (const cell of discovery.supervised) {
@@ -84,7 +87,7 @@ export async function readFleetStatus(
         agents: cell.manifest.agents.map((agent) => agent.name),
       })),
       agents,
-      approvals: approvals.filter((approval) => approval.status === 'pending'),
+      approvals: pending.map(approvalView),
       problems,
     },
     daemon: await readDaemonLock(config.daemon.state_dir),
@@ -123,10 +126,14 @@ async function agentStatus(
     key: string;
     name: string;
     state: AgentRecord | undefined;
+    /** The ids of the requests still waiting for an answer. */
+    pendingIds: ReadonlySet<string>;
     cell?: { uuid: string; dir: string; mission: string };
   },
 ): Promise<AgentStatus> {
   const { key, name, state, cell } = agent;
+  // A dead or stopped agent has no process: the pid of its last one is history.
+  const running = state?.health !== 'dead' && !state?.stopped;
   const beat = cell ? await readHeartbeat(cell.dir, name).catch(() => undefined) : undefined;
   return {
     key,
@@ -142,11 +149,13 @@ async function agentStatus(
     ...(state?.since ? { since: state.since } : {}),
     ...(state?.first_dead_at ? { first_dead_at: state.first_dead_at } : {}),
     ...(beat ? { heartbeat_age_s: Math.round((now / 1000 - beat.timestamp) * 10) / 10 } : {}),
-    ...(state?.pid ? { pid: state.pid } : {}),
+    ...(state?.pid && running ? { pid: state.pid } : {}),
     revive_attempts: state?.revive_attempts ?? 0,
     restarts: state?.restarts.length ?? 0,
     ...(state?.backoff_until ? { backoff_until: state.backoff_until } : {}),
-    ...(state?.pending_approval ? { pending_approval: state.pending_approval } : {}),
+    ...(state?.pending_approval && agent.pendingIds.has(state.pending_approval)
+      ? { pending_approval: state.pending_approval }
+      : {}),
     ...(state?.substituted_by ? { substituted_by: state.substituted_by } : {}),
     ...(state?.last_decision ? { last_decision: state.last_decision } : {}),
     failing: [],

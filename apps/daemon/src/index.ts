@@ -139,6 +139,7 @@ export {
   type OpenApprovalStoreOptions,
 } from './approvals.js';
 export { prepareApprovalsFile, approvalsPath } from './approvals-file.js';
+export { approvalView, type ApprovalView } from './approval-view.js';
 export { createBusHub, type BusHub, type BusHubOptions } from './bus-hub.js';
 export {
   checkProcess,

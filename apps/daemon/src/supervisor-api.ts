@@ -3,8 +3,9 @@
  * the operations the daemon, the HTTP API and the CLI call. Types only; the loop is composed in
  * supervisor.ts.
  */
-import type { AgentState, Approval, OperatorAction } from '@pit/cell-spec';
+import type { AgentState, OperatorAction } from '@pit/cell-spec';
 import type { ApprovalChannel } from '@pit/notify';
+import type { ApprovalView } from './approval-view.js';
 import type { BusHub } from './bus-hub.js';
 import type { PitConfig } from './config-schema.js';
 import type { ControlRequest, ControlResult } from './controls.js';
@@ -68,7 +69,8 @@ export interface FleetStatus {
   generated_at: string;
   cells: Array<{ uuid: string; name?: string; mission: string; status: string; agents: string[] }>;
   agents: AgentStatus[];
-  approvals: Approval[];
+  /** The pending approval requests (times as ISO-8601 strings, like every time here). */
+  approvals: ApprovalView[];
   problems: string[];
 }
 

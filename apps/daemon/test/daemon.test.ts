@@ -1,4 +1,6 @@
 import { promises as fs } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -264,6 +266,39 @@ describe('pit daemon (e2e, real processes)', () => {
     expect(await within(exitOf(second.child), 20_000, 'second daemon exit')).toBe(2);
     first.child.kill('SIGTERM');
     await within(exitOf(first.child), 20_000, 'daemon exit');
+  });
+
+  it('on a busy HTTP port fails to start before starting any agent, naming the port', async () => {
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const { port } = busy.address() as AddressInfo;
+    try {
+      const { base, cell, lines } = await setup(['forge']);
+      const configPath = join(base, 'busy.toml');
+      await fs.writeFile(
+        configPath,
+        lines
+          .join('\n')
+          .replace('listen = "127.0.0.1:0"\ntoken_env', `listen = "127.0.0.1:${port}"\ntoken_env`),
+        { mode: 0o600 },
+      );
+      const daemon = await startDaemon(configPath);
+      expect(daemon.failed).toMatch(
+        new RegExp(`FAILED DAEMON_HTTP cannot listen on 127\\.0\\.0\\.1:${port}`),
+      );
+      expect(await within(exitOf(daemon.child), 20_000, 'daemon exit')).toBe(2);
+      expect((await daemonState(cell.dir)).agents.forge?.pid).toBeUndefined();
+      // No process runs in the cell (an agent runs in its workspace).
+      const inCell: number[] = [];
+      for (const pid of (await fs.readdir('/proc')).filter((name) => /^\d+$/.test(name))) {
+        const cwd = await fs.readlink(`/proc/${pid}/cwd`).catch(() => '');
+        if (cwd.startsWith(cell.dir)) inCell.push(Number(pid));
+      }
+      for (const pid of inCell) reapLater(pid);
+      expect(inCell).toEqual([]);
+    } finally {
+      await new Promise((resolve) => busy.close(resolve));
+    }
   });
 
   it('after a SIGKILL of the daemon, a new one re-adopts running agents (no double start) and a pending approval stays pending', async () => {

@@ -118,8 +118,10 @@ describe('the supervision loop', () => {
     expect(story).toEqual(
       expect.arrayContaining(['agent_started', 'agent_healthy', 'agent_dead', 'agent_revived']),
     );
-    // The built-in policy rolls the config back before restarting (nothing to roll back here).
-    expect(story).toContain('decision:rollback_and_restart');
+    // The built-in policy rolls the config back before restarting, but with no config files there
+    // is nothing to roll back: a plain restart, with no claim of a rollback.
+    expect(story).toContain('decision:restart');
+    expect(story).not.toContain('decision:rollback_and_restart');
     expect(story.indexOf('agent_dead')).toBeLessThan(story.indexOf('agent_revived'));
     expect(story.lastIndexOf('agent_healthy')).toBeGreaterThan(story.indexOf('agent_revived'));
     const dead = await waitFor(

@@ -16,6 +16,12 @@ export interface AgentRef {
   local?: boolean;
   /** Whether the Pit can restart it from here. @default the value of `local` */
   restartable?: boolean;
+  /**
+   * Whether it has config files a rollback restores. Without any, a restart is not preceded by a
+   * rollback (`rollback_before_restart` and `on_failure.<class>=rollback_and_restart` restart only),
+   * so no reason claims a rollback that cannot happen. @default true
+   */
+  rollbackable?: boolean;
 }
 
 /** What is known about why an agent died. Times are ms since the Unix epoch. */

@@ -191,6 +191,24 @@ describe('decide: failure classes', () => {
     });
   });
 
+  it('never claims a rollback for an agent with no config files to roll back: it restarts', () => {
+    const bare = { name: 'a', rollbackable: false };
+    const rolling = config({ defaults: { rollback_before_restart: true } });
+    const plain = run({ agent: bare, config: rolling });
+    expect(plain).toMatchObject({ action: 'restart', rule: 'mode.auto' });
+    expect(plain.reason).not.toMatch(/roll/);
+    const badConfig = run({ agent: bare, health: dead({ exit_code: 78 }) });
+    expect(badConfig).toMatchObject({ action: 'restart', rule: 'on_failure.bad_config' });
+    expect(badConfig.reason).toContain('no config files to roll back');
+    expect(badConfig.reason).not.toMatch(/rolled back/);
+    const asked = run({
+      agent: bare,
+      config: config({ defaults: { mode: 'ask', rollback_before_restart: true } }),
+    });
+    expect(asked).toMatchObject({ action: 'ask', request: { proposed: 'restart' } });
+    expect(asked.reason).not.toMatch(/roll/);
+  });
+
   it('waits for the reset time of a rate limit, then restarts', () => {
     const health = dead({ class: 'rate_limited', reset_at: NOW + 7 * MINUTE });
     expect(run({ health })).toMatchObject({

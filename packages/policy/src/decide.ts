@@ -71,6 +71,8 @@ const HEALTH_WORDS = {
 interface Situation {
   name: string;
   restartable: boolean;
+  /** It has config files to roll back (see `AgentRef.rollbackable`). */
+  rollbackable: boolean;
   local: boolean;
   policy: Readonly<ResolvedPolicy>;
   fleet: FleetIndex;
@@ -163,6 +165,7 @@ export function decide(options: DecideOptions): Decision {
     name: ref.name,
     local,
     restartable: ref.restartable ?? local,
+    rollbackable: ref.rollbackable ?? true,
     policy,
     fleet,
     history,
@@ -250,7 +253,9 @@ function decideDead(s: Situation): Decision {
     !s.restartable;
   const choice = pickSubstitute({ agent: s.name, candidates: policy.substitutes, fleet: s.fleet });
   const requested: RemedyAction =
-    classAction === 'rollback_and_restart' ? 'rollback_and_restart' : restartKind(s, 'restart');
+    classAction === 'rollback_and_restart' && s.rollbackable
+      ? 'rollback_and_restart'
+      : restartKind(s, 'restart');
   const proposed: RemedyAction =
     preferSubstitute && choice.substitute !== undefined ? 'substitute' : requested;
 
@@ -281,7 +286,7 @@ function decideDead(s: Situation): Decision {
     note = `${note}; runs on another host, so a substitute is preferred`;
   } else if (classAction === 'rollback_and_restart') {
     rule = classRule;
-    note = classSetting(s);
+    note = s.rollbackable ? classSetting(s) : `${classSetting(s)}; no config files to roll back`;
   } else if (classAction === 'wait') {
     rule = classRule;
     note = `${classSetting(s)}; the reset time has passed`;
@@ -671,7 +676,7 @@ function decision<A extends Decision['action']>(
 
 /** `restart` becomes `rollback_and_restart` when the policy rolls back before every restart. */
 function restartKind(s: Situation, action: 'restart'): RemedyAction {
-  return s.policy.rollback_before_restart ? 'rollback_and_restart' : action;
+  return s.policy.rollback_before_restart && s.rollbackable ? 'rollback_and_restart' : action;
 }
 
 /**

@@ -1,4 +1,5 @@
 import {
+  approvalView,
   openApprovalStore,
   readApprovals,
   readDaemonFile,
@@ -20,7 +21,7 @@ export async function listApprovals(
     (approval) => options.all || approval.status === 'pending',
   );
   if (options.json) {
-    context.output.out(JSON.stringify({ approvals }, null, 2));
+    context.output.out(JSON.stringify({ approvals: approvals.map(approvalView) }, null, 2));
     return EXIT.ok;
   }
   if (approvals.length === 0) {

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
-import { assertCellUuid, readManifest } from '@pit/cell-spec';
+import { readManifest } from '@pit/cell-spec';
 import { readBusLog, type BusEvent } from '@pit/mission-bus';
+import { resolveCellUuid } from '../cell-ref.js';
 import { UsageError } from '../errors.js';
 import { EXIT } from '../exit-codes.js';
 import type { CommandContext } from '../context.js';
@@ -21,16 +22,19 @@ export function describeBusEvent(event: BusEvent): string {
 }
 
 /**
- * `pit bus tail CELL [--from SEQ] [--follow] [--json]`: a mission's bus stream, read from the
+ * `pit bus tail CELL [--from SEQ] [--follow] [--json]` (CELL: a uuid or a unique prefix of one):
+ * a mission's bus stream, read from the
  * cell's log (no lock taken: it works while the daemon serves the bus). `--follow` keeps
  * printing new events until interrupted.
  */
 export async function busTail(
   context: CommandContext,
-  uuid: string,
+  ref: string,
   options: { from?: string; follow?: boolean; json?: boolean; signal?: AbortSignal },
 ): Promise<number> {
-  const dir = join(await context.cellsRoot(), assertCellUuid(uuid, 'CELL'));
+  const root = await context.cellsRoot();
+  const uuid = await resolveCellUuid(root, ref, 'CELL');
+  const dir = join(root, uuid);
   await readManifest(dir); // a clear error for a path that is not a cell
   let after = 0;
   if (options.from !== undefined) {

@@ -18,6 +18,7 @@ import {
 } from '@pit/cell-spec';
 import { join } from 'node:path';
 import { grant, migration, updateMembers, withdraw, type MembersChange } from '@pit/daemon';
+import { resolveCellUuid } from '../cell-ref.js';
 import { UsageError } from '../errors.js';
 import { EXIT } from '../exit-codes.js';
 import { renderTable, type Output } from '../output.js';
@@ -179,10 +180,11 @@ const TARGET_STATUS: Record<'freeze' | 'resume' | 'archive', CellStatus> = {
 export async function moveCell(
   context: CellsContext,
   action: 'freeze' | 'resume' | 'archive',
-  uuid: string,
+  ref: string,
   options: { reason?: string },
 ): Promise<number> {
-  const dir = join(context.cellsRoot, assertCellUuid(uuid, 'UUID'));
+  const uuid = await resolveCellUuid(context.cellsRoot, ref, 'UUID');
+  const dir = join(context.cellsRoot, uuid);
   const manifest: CellManifest = await transitionCell(
     dir,
     TARGET_STATUS[action],
@@ -208,11 +210,12 @@ export async function removeCell(
 /** `pit cell join UUID AGENT [--role ROLE]`: the operator lets an agent into a cell. */
 export async function joinCell(
   context: CellsContext,
-  uuid: string,
+  ref: string,
   agent: string,
   options: { role: string },
 ): Promise<number> {
-  const dir = join(context.cellsRoot, assertCellUuid(uuid, 'UUID'));
+  const uuid = await resolveCellUuid(context.cellsRoot, ref, 'UUID');
+  const dir = join(context.cellsRoot, uuid);
   const name = assertAgentName(agent, 'AGENT');
   await readManifest(dir);
   await recordMembers(context, grant(uuid, [name], 'join', new Date()));
@@ -237,10 +240,11 @@ export async function joinCell(
 /** `pit cell leave UUID AGENT`: the operator withdraws an agent from a cell. */
 export async function leaveCell(
   context: CellsContext,
-  uuid: string,
+  ref: string,
   agent: string,
 ): Promise<number> {
-  const dir = join(context.cellsRoot, assertCellUuid(uuid, 'UUID'));
+  const uuid = await resolveCellUuid(context.cellsRoot, ref, 'UUID');
+  const dir = join(context.cellsRoot, uuid);
   const name = assertAgentName(agent, 'AGENT');
   await recordMembers(context, withdraw(uuid, name));
   let removed = false;

@@ -1,12 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import {
-  appendEvent,
-  assertAgentName,
-  assertCellUuid,
-  cellPaths,
-  discoverCells,
-} from '@pit/cell-spec';
+import { appendEvent, assertAgentName, cellPaths, discoverCells } from '@pit/cell-spec';
 import {
   createCheckpoint,
   createSnapshotStore,
@@ -16,6 +10,7 @@ import {
 } from '@pit/snapshot';
 import { checkpointStore, type AgentConfig } from '@pit/daemon';
 import { control } from './controls.js';
+import { resolveCellUuid } from '../cell-ref.js';
 import { RefusedError } from '../errors.js';
 import { EXIT } from '../exit-codes.js';
 import type { CommandContext } from '../context.js';
@@ -163,18 +158,24 @@ export async function rollback(
   return EXIT.ok;
 }
 
-async function cellDir(context: CommandContext, uuid: string): Promise<string> {
-  return join(await context.cellsRoot(), assertCellUuid(uuid, 'CELL'));
+/** The cell CELL names (a uuid or a unique prefix of one): its uuid and directory. */
+async function cellOf(
+  context: CommandContext,
+  ref: string,
+): Promise<{ uuid: string; dir: string }> {
+  const root = await context.cellsRoot();
+  const uuid = await resolveCellUuid(root, ref, 'CELL');
+  return { uuid, dir: join(root, uuid) };
 }
 
 /** `pit checkpoint create|list|restore CELL`: workspace checkpoints of a cell. */
 export async function checkpoint(
   context: CommandContext,
   action: 'create' | 'list' | 'restore',
-  uuid: string,
+  ref: string,
   options: { name?: string; reason?: string; json?: boolean },
 ): Promise<number> {
-  const dir = await cellDir(context, uuid);
+  const { uuid, dir } = await cellOf(context, ref);
   // The daemon's store for the cell (never the cell's own checkpoints/, which its agents can write).
   const { config } = await context.config();
   const store = checkpointStore(config.daemon.state_dir, uuid);

@@ -18,7 +18,15 @@ export async function status(
   const dead = fleet.agents.filter((agent) => agent.health === 'dead');
   const code = checkExit(dead.length > 0, fleet.problems.length > 0);
   if (options.json) {
-    context.output.out(JSON.stringify({ daemon: daemon ?? null, ...fleet }, null, 2));
+    // Every time in it an ISO-8601 string (the lock's start_time is clock ticks, an identity mark: left out).
+    const shown = daemon
+      ? {
+          pid: daemon.pid,
+          started_at: daemon.started_at,
+          ...(daemon.hostname ? { hostname: daemon.hostname } : {}),
+        }
+      : null;
+    context.output.out(JSON.stringify({ daemon: shown, ...fleet }, null, 2));
     return code;
   }
   context.output.out(

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cellPaths, provisionCell, readEvents, type AnyCellEvent } from '@pit/cell-spec';
+import { cellPaths, PitError, provisionCell, readEvents, type AnyCellEvent } from '@pit/cell-spec';
 import { readDaemonLock, runDaemon, type DaemonHandle } from '@pit/daemon';
 import { RefusedError } from '../errors.js';
 import { narration } from './narration.js';
@@ -39,6 +39,11 @@ async function freePort(): Promise<number> {
       server.close(() => resolvePort(typeof address === 'object' && address ? address.port : 0));
     });
   });
+}
+
+/** `word` as one shell word: as it is when it holds nothing a shell treats specially, else single-quoted. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
 }
 
 /** Where the built demo agent is (dist when built; the TypeScript source under tsx). */
@@ -151,19 +156,32 @@ export async function demo(context: CommandContext, options: DemoOptions): Promi
   out(`The Pit demo: cell ${manifest.uuid} in ${join(base, 'missions')}`);
   for (const agent of AGENTS) out(`  ${agent.name.padEnd(7)} (${agent.role}): ${agent.story}`);
 
+  // The daemon listens before it starts any agent: a busy port fails here with nothing to stop.
   const daemon: DaemonHandle = await runDaemon({
     configPath,
     env,
     cwd: base,
     logLevel: 'warn',
     stopAgentsOnExit: true,
+  }).catch((error: unknown) => {
+    if (PitError.is(error) && error.code === 'DAEMON_HTTP')
+      throw new RefusedError(
+        `${error.message} (another demo or program uses it?): stop it, or give --listen 127.0.0.1:0 for a free port`,
+      );
+    throw error;
   });
   // Under `pnpm demo` the command is `pnpm pit …`; installed, it is `pit …`.
   const pitCommand = context.environment.env.npm_lifecycle_event === 'demo' ? 'pnpm pit' : 'pit';
+  const tokenMadeUp = env.PIT_HTTP_TOKEN !== context.environment.env.PIT_HTTP_TOKEN;
+  // What the operator pastes: answering an approval goes through the daemon and needs its token,
+  // so a token the demo made up is part of the printed command (the operator's own is in their env).
+  const pitInvocation = `${tokenMadeUp ? `PIT_HTTP_TOKEN=${token} ` : ''}${pitCommand} --config ${shellWord(configPath)}`;
   out(
-    `\ndaemon pid ${daemon.pid} is supervising. Dashboard: ${daemon.url}/  (token for approve/deny: ${env.PIT_HTTP_TOKEN === context.environment.env.PIT_HTTP_TOKEN ? '$PIT_HTTP_TOKEN' : token})`,
+    `\ndaemon pid ${daemon.pid} is supervising. Dashboard: ${daemon.url}/  (token for approve/deny: ${tokenMadeUp ? token : '$PIT_HTTP_TOKEN'})`,
   );
-  out(`Look around: ${pitCommand} --config ${configPath} status | why smith | approvals\n`);
+  out(
+    `Look around: ${pitCommand} --config ${shellWord(configPath)} status | why smith | approvals\n`,
+  );
 
   // Narrate from the event log: the same story `pit why` tells.
   let offset = 0;
@@ -179,7 +197,7 @@ export async function demo(context: CommandContext, options: DemoOptions): Promi
       line = entry.line + 1;
       seen.push(entry.event);
       const e = entry.event as AnyCellEvent & Record<string, unknown>;
-      const said = narration(e, { cellDir, pitCommand, configPath });
+      const said = narration(e, { cellDir, pitInvocation });
       if (said && typeof e.agent === 'string')
         out(`${e.ts.slice(11, 23)}  ${e.agent.padEnd(7)} ${said}`);
     }

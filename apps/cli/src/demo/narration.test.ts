@@ -2,7 +2,7 @@ import { parseCellEvent, serializeEvent, type AnyCellEvent } from '@pit/cell-spe
 import { describe, expect, it } from 'vitest';
 import { narration } from './narration.js';
 
-const context = { cellDir: '/cells/c1', pitCommand: 'pit', configPath: '/demo/pit.toml' };
+const context = { cellDir: '/cells/c1', pitInvocation: 'pit --config /demo/pit.toml' };
 /** An event as the log holds it: serialized by cell-spec's writer, parsed by its reader. */
 const logged = (input: Record<string, unknown>) => {
   const parsed = parseCellEvent(JSON.parse(serializeEvent(input as never)));

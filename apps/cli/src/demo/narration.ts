@@ -3,6 +3,18 @@
  */
 import { isCellEventKind, type AnyCellEvent, type CellEventKind } from '@pit/cell-spec';
 
+/** What the narration needs to know of the demo. */
+export interface NarrationContext {
+  /** The demo cell's directory (stripped from the paths it tells). */
+  cellDir: string;
+  /**
+   * The `pit` command line up to the subcommand, as the operator can paste it into a shell: the
+   * command, `--config FILE` and, when the demo made up the HTTP token, that token as an
+   * environment assignment in front (the approve goes through the daemon and needs it).
+   */
+  pitInvocation: string;
+}
+
 /**
  * The demo's line for an event of the kinds it tells, or `undefined`. Only the matching kind's
  * fields are read: another kind may carry a field of the same name with another shape (the
@@ -10,7 +22,7 @@ import { isCellEventKind, type AnyCellEvent, type CellEventKind } from '@pit/cel
  */
 export function narration(
   e: AnyCellEvent & Record<string, unknown>,
-  context: { cellDir: string; pitCommand: string; configPath: string },
+  context: NarrationContext,
 ): string | undefined {
   if (!isCellEventKind(e.event)) return undefined;
   const kind: CellEventKind = e.event;
@@ -30,7 +42,7 @@ export function narration(
     case 'agent_healthy':
       return 'is healthy';
     case 'revive_requested':
-      return `waits for a human: approve with \`${context.pitCommand} --config ${context.configPath} approve ${String(e.approval_id ?? '')}\` or on the dashboard`;
+      return `waits for a human: approve with \`${context.pitInvocation} approve ${String(e.approval_id ?? '')}\` or on the dashboard`;
     case 'revive_approved':
       return `revive approved by ${String(e.by ?? '?')} via ${String(e.channel ?? '?')}`;
     default:
