@@ -271,6 +271,18 @@ export const SandboxSectionSchema = z.strictObject({
         }),
     )
     .default([]),
+  /**
+   * A cgroup per agent start (levels 1 and 2), killed whole at the agent's exit and before its
+   * next start: `auto` (a `pit-agents` group under the daemon's own cgroup2 group, when it can be
+   * made), `off`, or an absolute cgroup2 directory to make the groups under. Without one, an
+   * agent's descendants are found by the marks in their environment only. @default 'auto'
+   */
+  agent_cgroups: z
+    .string()
+    .refine((value) => value === 'auto' || value === 'off' || isAbsolute(value), {
+      message: 'must be "auto", "off" or an absolute path to a cgroup2 directory',
+    })
+    .default('auto'),
 });
 
 /**

@@ -382,6 +382,16 @@ describe('resolveArgv', () => {
     expect(parsed.ok).toBe(false);
     expect(JSON.stringify(parsed)).toContain('home_roots');
   });
+
+  it('takes [sandbox] agent_cgroups as auto by default, and refuses a relative path naming what it expects', () => {
+    const fine = parseConfig('', 'toml');
+    expect(fine.ok && fine.config.sandbox.agent_cgroups).toBe('auto');
+    const parsed = parseConfig('[sandbox]\nagent_cgroups = "sys/fs/cgroup"\n', 'toml');
+    expect(parsed.ok).toBe(false);
+    expect(JSON.stringify(parsed)).toMatch(
+      /sandbox\.agent_cgroups.*must be \\"auto\\", \\"off\\" or an absolute path to a cgroup2 directory/,
+    );
+  });
 });
 
 describe('assertConfigPermissions (StrictModes)', () => {
