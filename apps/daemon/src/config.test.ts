@@ -89,6 +89,7 @@ describe('loadConfig', () => {
       allow_remote: false,
       allowed_hosts: [],
       max_connections: 256,
+      max_connections_per_address: 64,
       max_event_streams: 32,
       header_timeout_s: 10,
       idle_timeout_s: 60,

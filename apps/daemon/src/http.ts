@@ -12,7 +12,7 @@ import { CellUuidSchema, formatIssues, type OperatorAction } from '@pit/cell-spe
 import { DaemonError } from './errors.js';
 import type { ControlResult } from './controls.js';
 import { isValidSince, type EventFeed } from './event-feed.js';
-import { authorize, isAllowedHost, type Credential } from './http-access.js';
+import { authorize, createAddressLimit, isAllowedHost, type Credential } from './http-access.js';
 import type { Logger } from './logger.js';
 import type { MetricsRegistry } from './metrics.js';
 
@@ -76,6 +76,8 @@ export interface HttpServerOptions {
   allowedHosts?: string[];
   /** Open connections at most; more are closed at accept. @default 256 */
   maxConnections?: number;
+  /** Open connections from one remote address (an IPv6 /64) at most; more are closed at accept. @default 64 */
+  maxConnectionsPerAddress?: number;
   /** Open event streams at most; more get 503. @default 32 */
   maxEventStreams?: number;
   /** Time a connection has to send a request's headers. @default 10000 (ms) */
@@ -96,7 +98,7 @@ export interface HttpServer {
   server: Server;
   /** Replaces the bearer tokens and the allowed hosts (config reload). */
   setAccess(access: { credentials: Credential[]; allowedHosts: string[] }): void;
-  /** Connections closed at accept because {@link HttpServerOptions.maxConnections} were open. */
+  /** Connections closed at accept because {@link HttpServerOptions.maxConnections} (or the per-address cap) were open. */
   refusedConnections(): number;
   /** Stops listening and ends open event streams. */
   close(): Promise<void>;
@@ -185,7 +187,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
 
 /**
  * The server's limits: at most `maxConnections` open (Node closes more at accept: they never
- * reach a handler nor hold a descriptor), a first byte and then whole headers within
+ * reach a handler nor hold a descriptor) and `maxConnectionsPerAddress` from one remote address
+ * (closed as soon as accepted), a first byte and then whole headers within
  * `headerTimeoutMs` each, no connection idle for longer than `idleTimeoutMs`.
  */
 function limitConnections(server: Server, options: HttpServerOptions): { count: number } {
@@ -204,8 +207,24 @@ function limitConnections(server: Server, options: HttpServerOptions): { count: 
     });
   });
   server.on('timeout', (socket: { destroy(): void }) => socket.destroy());
+  const perAddress = createAddressLimit(options.maxConnectionsPerAddress ?? 64);
+  let lastAddressWarning = 0;
   // Node's header timeout starts with the first byte: a connection that sends nothing is closed here.
   server.on('connection', (socket: Socket) => {
+    const key = perAddress.admit(socket.remoteAddress);
+    if (key === undefined) {
+      refused.count += 1;
+      socket.destroy();
+      if (Date.now() - lastAddressWarning < 10_000) return;
+      lastAddressWarning = Date.now();
+      options.logger?.warn('http connection refused: too many open connections from one address', {
+        remote: socket.remoteAddress,
+        max_connections_per_address: options.maxConnectionsPerAddress ?? 64,
+        refused_so_far: refused.count,
+      });
+      return;
+    }
+    socket.once('close', () => perAddress.release(key));
     const silent = setTimeout(() => socket.destroy(), headerTimeoutMs);
     silent.unref();
     const spoke = () => clearTimeout(silent);
