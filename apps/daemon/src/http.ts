@@ -210,7 +210,8 @@ function limitConnections(server: Server, options: HttpServerOptions): { count: 
   const perAddress = createAddressLimit(options.maxConnectionsPerAddress ?? 64);
   let lastAddressWarning = 0;
   // Node's header timeout starts with the first byte: a connection that sends nothing is closed here.
-  server.on('connection', (socket: Socket) => {
+  // Before the HTTP layer's own listener: a refused connection costs no parser.
+  server.prependListener('connection', (socket: Socket) => {
     const key = perAddress.admit(socket.remoteAddress);
     if (key === undefined) {
       refused.count += 1;
@@ -259,6 +260,14 @@ async function guardedRoute(
 }
 
 /** Listens on `host:port`, or rejects with DAEMON_HTTP. */
+/**
+ * The accept queue asked of the kernel (capped by `net.core.somaxconn`): under a flood,
+ * connections beyond the per-address cap are accepted and closed in JavaScript, more slowly than
+ * Node drops those beyond `maxConnections`; a short queue would then overflow and leave the
+ * flooder's handshakes retrying for tens of seconds.
+ */
+const LISTEN_BACKLOG = 4096;
+
 async function listenOn(server: Server, listen: string): Promise<void> {
   const { host, port } = parseListen(listen);
   await new Promise<void>((resolve, reject) => {
@@ -269,7 +278,7 @@ async function listenOn(server: Server, listen: string): Promise<void> {
         }),
       ),
     );
-    server.listen(port, host, () => resolve());
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => resolve());
   });
 }
 
