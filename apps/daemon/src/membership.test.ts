@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cleanup, spawnTsx, tempDir, within } from '@pit/test-kit';
+import { cleanup, spawnTsx, tempDir, waitFor, within } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { grant, readMembers, updateMembers, withdraw } from './membership.js';
 
@@ -15,17 +15,18 @@ describe('updateMembers', () => {
     const stateDir = await tempDir('pit-members-');
     const go = join(stateDir, 'go');
     const count = 25;
-    const writers = ['daemon', 'cli'].map((prefix) =>
-      spawnTsx(writerScript, [stateDir, CELL, prefix, String(count), go]),
-    );
-    // Both load first, then start together.
+    const writers = ['daemon', 'cli'].map((prefix) => {
+      const writer = spawnTsx(writerScript, [stateDir, CELL, prefix, String(count), go]);
+      // Listened to from the start: the other writer may exit while the first one is awaited.
+      const exited = new Promise((resolve) => writer.once('exit', resolve));
+      return Object.assign(writer, { exited });
+    });
+    // Both load first (slow on a busy machine: tsx compiles them), then start together.
+    for (const writer of writers)
+      await waitFor(() => writer.output().includes('ready'), 120_000, 'a members writer loaded');
     await fs.writeFile(go, '');
     for (const writer of writers) {
-      const code = await within(
-        new Promise((resolve) => writer.once('exit', resolve)),
-        60_000,
-        'a members writer',
-      );
+      const code = await within(writer.exited, 60_000, 'a members writer');
       expect(code, writer.output()).toBe(0);
     }
     const { members, problem } = await readMembers(stateDir);
@@ -35,7 +36,7 @@ describe('updateMembers', () => {
       .flatMap((prefix) => Array.from({ length: count }, (_, index) => `${prefix}-${index}`))
       .sort();
     expect(granted).toEqual(expected);
-  }, 90_000);
+  }, 200_000);
 
   it('loses no change of concurrent updates in one process either', async () => {
     const stateDir = await tempDir('pit-members-');
