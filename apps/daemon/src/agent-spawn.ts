@@ -86,7 +86,11 @@ export const logError = (request: SpawnRequest, message: string, cause?: unknown
   );
 
 /** The error for a command that could not be started. */
-export const startError = (request: SpawnRequest, reason: string, cause?: unknown) =>
+export const startError = (
+  request: Pick<SpawnRequest, 'agent' | 'command' | 'cwd'>,
+  reason: string,
+  cause?: unknown,
+) =>
   new DaemonError(
     'DAEMON_SPAWN_FAILED',
     `agent ${request.agent}: cannot start ${JSON.stringify(request.command[0])} in ${request.cwd}: ${reason}`,

@@ -68,6 +68,8 @@ export const DaemonSectionSchema = z.strictObject({
         .default([]),
       /** Open connections at most; more are closed as soon as they are accepted. @default 256 */
       max_connections: z.number().int().positive().max(100_000).default(256),
+      /** Open connections from one remote address (an IPv6 /64) at most, so that a flood from one address leaves room for others; more are closed at accept. @default 64 */
+      max_connections_per_address: z.number().int().positive().max(100_000).default(64),
       /** Open `/api/events` streams at most; more get 503. @default 32 */
       max_event_streams: z.number().int().positive().max(10_000).default(32),
       /** A connection must send a request's headers within this time, else it is closed. @default 10 (s) */
@@ -283,6 +285,18 @@ export const SandboxSectionSchema = z.strictObject({
         }),
     )
     .default([]),
+  /**
+   * A cgroup per agent start (levels 1 and 2), killed whole at the agent's exit and before its
+   * next start: `auto` (a `pit-agents` group under the daemon's own cgroup2 group, when it can be
+   * made), `off`, or an absolute cgroup2 directory to make the groups under. Without one, an
+   * agent's descendants are found by the marks in their environment only. @default 'auto'
+   */
+  agent_cgroups: z
+    .string()
+    .refine((value) => value === 'auto' || value === 'off' || isAbsolute(value), {
+      message: 'must be "auto", "off" or an absolute path to a cgroup2 directory',
+    })
+    .default('auto'),
 });
 
 /**

@@ -89,6 +89,7 @@ describe('loadConfig', () => {
       allow_remote: false,
       allowed_hosts: [],
       max_connections: 256,
+      max_connections_per_address: 64,
       max_event_streams: 32,
       header_timeout_s: 10,
       idle_timeout_s: 60,
@@ -415,6 +416,16 @@ describe('resolveArgv', () => {
     const parsed = parseConfig('[agents.forge]\nhome = "/etc"\n', 'toml');
     expect(parsed.ok).toBe(false);
     expect(JSON.stringify(parsed)).toContain('home_roots');
+  });
+
+  it('takes [sandbox] agent_cgroups as auto by default, and refuses a relative path naming what it expects', () => {
+    const fine = parseConfig('', 'toml');
+    expect(fine.ok && fine.config.sandbox.agent_cgroups).toBe('auto');
+    const parsed = parseConfig('[sandbox]\nagent_cgroups = "sys/fs/cgroup"\n', 'toml');
+    expect(parsed.ok).toBe(false);
+    expect(JSON.stringify(parsed)).toMatch(
+      /sandbox\.agent_cgroups.*must be \\"auto\\", \\"off\\" or an absolute path to a cgroup2 directory/,
+    );
   });
 });
 

@@ -1,5 +1,6 @@
-import { readdir } from 'node:fs/promises';
-import { cleanup } from '@pit/test-kit';
+import { readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { cleanup, tempDir } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cellPaths, createEventAppender, silentLogger } from '@pit/cell-spec';
 import { makeCell } from '../test/helpers.js';
@@ -61,6 +62,31 @@ describe('createCellEventFeed', () => {
     expect(
       (await readdir(cellPaths(cell.dir).logs)).filter((name) => name.startsWith('events')),
     ).toHaveLength(4);
+  });
+
+  it('reads no events.jsonl through a logs/ an agent replaced with a link out of the cell', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const honest = await makeCell([{ name: 'anvil' }], cell.root);
+    const outside = await tempDir('pit-outside-');
+    await rm(cellPaths(cell.dir).logs, { recursive: true, force: true });
+    await symlink(outside, cellPaths(cell.dir).logs);
+    const appender = createEventAppender(cellPaths(honest.dir).events, { beneath: honest.dir });
+    await appender.append({ event: 'heartbeat', agent: 'anvil' });
+    await appender.close();
+    // Outside the cell, a log the daemon never wrote: the same line, another agent.
+    const line = (await readFile(cellPaths(honest.dir).events, 'utf8'))
+      .split('\n')
+      .find((text) => text.includes('"anvil"'))!;
+    await writeFile(join(outside, 'events.jsonl'), `${line.replace('"anvil"', '"planted"')}\n`);
+    // Every cell is read in each pass before its events are given out: once the honest cell's
+    // event arrives, the linked one has been tried too.
+    const feed = createCellEventFeed({ cellsRoot: cell.root, pollMs: 10 });
+    const controller = new AbortController();
+    const received = await collect(feed({}, controller.signal), controller, (events) =>
+      events.some((item) => item.event.agent === 'anvil'),
+    );
+    expect(received.some((item) => item.event.agent === 'anvil')).toBe(true);
+    expect(received.filter((item) => item.cell !== honest.uuid)).toEqual([]);
   });
 
   it('resumes after an event id whose file has been rotated since', async () => {

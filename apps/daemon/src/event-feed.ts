@@ -86,8 +86,11 @@ export function createCellEventFeed(options: CellEventFeedOptions): EventFeed {
               : { offset: 0, ...(sinceMs !== undefined ? { sinceMs } : {}), fromOldest: true };
           cursors.set(uuid, cursor);
         }
-        const path = cellPaths(options.cellsRoot, uuid).events;
+        const paths = cellPaths(options.cellsRoot, uuid);
+        const path = paths.events;
         const lines = await readNewLines(path, cursor, {
+          // Reached from the cell without following a link at any component (an agent's `logs/`).
+          beneath: paths.dir,
           maxLineBytes,
           onSkip: (skip) =>
             options.logger?.warn('event feed skipped an over-long line', {
@@ -157,6 +160,8 @@ const CHUNK_BYTES = 64 * 1024;
 const POLL_BUDGET_BYTES = 4 * 1024 * 1024;
 
 interface ReadLimits {
+  /** The cell: every component from it down to the log is opened without following a link. */
+  beneath: string;
   maxLineBytes: number;
   onSkip: (skip: { offset: number; bytes: number }) => void;
   /** The file the cursor was in has been rotated away before it was read to its end. */
@@ -198,11 +203,11 @@ async function readNewLines(
 
 /** The files a poll reads, oldest first, starting with the cursor's own. */
 async function filesToRead(path: string, cursor: FileCursor, limits: ReadLimits) {
-  const live = await openLogFile(path, 0);
+  const live = await openLogFile(path, 0, { beneath: limits.beneath });
   if (live && cursor.ino === undefined && !cursor.fromOldest) cursor.ino = live.ino;
   if (live && cursor.ino === live.ino) return [live];
   await live?.handle.close();
-  const files = await openLogFiles(path);
+  const files = await openLogFiles(path, { beneath: limits.beneath });
   if (files.length === 0) return files;
   let at = files.findIndex((file) => file.ino === cursor.ino);
   if (cursor.ino === undefined) {

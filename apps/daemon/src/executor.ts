@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { accessSync, constants, promises as fs } from 'node:fs';
-import { delimiter, isAbsolute, join } from 'node:path';
+import { delimiter, isAbsolute, join, resolve } from 'node:path';
 import {
   assertAgentName,
   cellPaths,
@@ -9,7 +9,8 @@ import {
   type IsolationProfile,
   type LogRotationLimits,
 } from '@pit/cell-spec';
-import { spawnDirect, type SpawnRequest, type Spawned } from './agent-spawn.js';
+import type { AgentCgroups } from './agent-cgroups.js';
+import { spawnDirect, startError, type SpawnRequest, type Spawned } from './agent-spawn.js';
 import { DaemonError } from './errors.js';
 import { pollExit } from './exit-poll.js';
 import { createLauncher, type AgentSpawner } from './launcher-client.js';
@@ -136,6 +137,12 @@ export interface ExecutorOptions {
    * @default false
    */
   launcher?: boolean;
+  /**
+   * Put every level-1 and level-2 start into its own cgroup (agent-cgroups.ts): the whole group
+   * is killed before the agent's next start and once it has exited (with `killGroupOnExit`).
+   * @default none (descendants are found by their marks only)
+   */
+  cgroups?: AgentCgroups;
 }
 
 /** Starts, stops and watches agent processes. */
@@ -240,6 +247,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
       for (const timer of state.pollers) clearInterval(timer);
       state.pollers.clear();
       await launcher?.close();
+      await options.cgroups?.close();
     },
   };
 }
@@ -422,7 +430,13 @@ async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promis
   if (!NONCE_PATTERN.test(nonce))
     throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: nonce must be 32 hex characters`);
   env[SPAWN_ENV] = nonce;
-  const { command, spawnEnv, container } = await wrap(state, spec, { agent, profile, env, cwd });
+  const wrapped = await wrap(state, spec, { agent, profile, env, cwd });
+  const { spawnEnv, container } = wrapped;
+  const command = await joinCgroup(
+    state,
+    { agent, cell: spec.cell?.uuid, cwd, env, profile },
+    wrapped.command,
+  );
   const request: SpawnRequest = {
     agent,
     cell: spec.cell?.uuid,
@@ -444,6 +458,32 @@ async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promis
     container,
     nonce,
   });
+}
+
+/**
+ * The command wrapped so that the child joins the agent's cgroup before it execs (levels 1 and 2
+ * with cgroups on; whatever an earlier start left in the group is killed first). The program is
+ * looked up first, so that a missing one is still refused as the spawn would refuse it.
+ * @throws {DaemonError} DAEMON_SPAWN_FAILED when the program is not found.
+ */
+async function joinCgroup(
+  state: ExecutorState,
+  start: {
+    agent: string;
+    cell: string | undefined;
+    cwd: string;
+    env: Record<string, string>;
+    profile: IsolationProfile;
+  },
+  command: string[],
+): Promise<string[]> {
+  const { cgroups } = state.options;
+  if (!cgroups || start.profile.level === 3) return command;
+  const program = command[0]!;
+  const lookup = program.includes('/') ? resolve(start.cwd, program) : program;
+  if (findInPath(lookup, start.env.PATH ?? '/usr/bin:/bin') === undefined)
+    throw startError({ agent: start.agent, command, cwd: start.cwd }, `spawn ${program} ENOENT`);
+  return cgroups.prepare(start.cell, start.agent, command);
 }
 
 /**
@@ -548,6 +588,7 @@ function track(
   void spawned.exited.then(({ code, signal, how }) => {
     // What is left of its group dies with it (not after 'vanished': the pid may be another's now).
     if ((options.killGroupOnExit ?? true) && how !== 'vanished') signalGroup(pid, 'SIGKILL');
+    releaseCgroup(state, agentProcess);
     finish(state, agentProcess, settle, { code, signal, at: new Date(), how });
     if (fields.container) void state.podman?.remove(fields.container);
   });
@@ -559,6 +600,23 @@ function track(
     via: spawned.via,
   });
   return agentProcess;
+}
+
+/**
+ * An agent has exited: what is left in its cgroup (descendants in sessions of their own, with a
+ * cleaned environment or not) is killed and the group removed. Asked for before the exit is
+ * reported, so it runs before the next start's {@link AgentCgroups.prepare}.
+ */
+function releaseCgroup(state: ExecutorState, agentProcess: AgentProcess): void {
+  const { cgroups, killGroupOnExit, logger } = state.options;
+  if (!cgroups || agentProcess.level === 3 || killGroupOnExit === false) return;
+  cgroups.release(agentProcess.cell, agentProcess.agent).catch((error: unknown) =>
+    logger?.warn('cannot kill an agent cgroup', {
+      agent: agentProcess.agent,
+      cell: agentProcess.cell,
+      error: String(error),
+    }),
+  );
 }
 
 /** {@link Executor.adopt}. */
@@ -595,7 +653,9 @@ async function adoptAgent(
     intervalMs: state.pollMs,
     timers: state.pollers,
   }).then((exit) => {
-    if (!agentProcess.exit) finish(state, agentProcess, settle, { ...exit, at: new Date() });
+    if (agentProcess.exit) return;
+    releaseCgroup(state, agentProcess);
+    finish(state, agentProcess, settle, { ...exit, at: new Date() });
   });
   state.options.logger?.info('agent adopted', {
     agent: spec.agent,

@@ -156,6 +156,55 @@ export function isAllowedHost(options: {
   return isIP(name) !== 0 && name.replace(/^::ffff:/, '') === local;
 }
 
+/**
+ * The address a connection is counted under for the per-address cap: an IPv4 address (an
+ * IPv4-mapped IPv6 one unwrapped), or the /64 prefix of an IPv6 address (one host usually holds
+ * the whole /64, so counting single addresses would not limit it).
+ */
+export function connectionAddressKey(address: string): string {
+  const bare = address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '').toLowerCase();
+  if (isIP(bare) !== 6) return bare;
+  const [head = '', tail] = bare.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups =
+    tail === undefined
+      ? left
+      : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right];
+  return `${groups
+    .slice(0, 4)
+    .map((group) => Number.parseInt(group, 16).toString(16))
+    .join(':')}::/64`;
+}
+
+/** Open connections counted per remote address (see {@link connectionAddressKey}). */
+export interface AddressLimit {
+  /** Counts a new connection from `address`: its key, or `undefined` when that address is at the cap (or unknown). */
+  admit(address: string | undefined): string | undefined;
+  /** Uncounts a connection admitted under `key`. */
+  release(key: string): void;
+}
+
+/** A cap of `max` open connections per remote address, so one address cannot take every slot. */
+export function createAddressLimit(max: number): AddressLimit {
+  const open = new Map<string, number>();
+  return {
+    admit(address) {
+      if (address === undefined) return undefined;
+      const key = connectionAddressKey(address);
+      const count = open.get(key) ?? 0;
+      if (count >= max) return undefined;
+      open.set(key, count + 1);
+      return key;
+    },
+    release(key) {
+      const count = (open.get(key) ?? 1) - 1;
+      if (count <= 0) open.delete(key);
+      else open.set(key, count);
+    },
+  };
+}
+
 /** Warnings about the HTTP settings in force (printed by `config check`, logged at start). */
 export function httpWarnings(http: PitConfig['daemon']['http']): string[] {
   const warnings: string[] = [];

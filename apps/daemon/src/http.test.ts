@@ -7,7 +7,7 @@ import { createCellEventFeed } from './event-feed.js';
 import { request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { waitFor } from '@pit/test-kit';
-import { authorize, isAllowedHost, type Credential } from './http-access.js';
+import { authorize, connectionAddressKey, isAllowedHost, type Credential } from './http-access.js';
 import {
   startHttpServer,
   type ApprovalDecisionResult,
@@ -33,7 +33,12 @@ const CREDENTIALS: Credential[] = [
 async function start(
   cellsRoot: string,
   overrides: Partial<HttpHandlers> = {},
-  limits: { maxConnections?: number; maxEventStreams?: number; headerTimeoutMs?: number } = {},
+  limits: {
+    maxConnections?: number;
+    maxConnectionsPerAddress?: number;
+    maxEventStreams?: number;
+    headerTimeoutMs?: number;
+  } = {},
 ) {
   const metrics = createMetricsRegistry();
   metrics.counter('pit_restarts_total', 'Agents restarted.').inc();
@@ -440,5 +445,64 @@ describe('the HTTP server against hostile callers', () => {
     } finally {
       for (const socket of sockets) socket.destroy();
     }
+  });
+
+  it('caps the connections of one address, so that a flood from 127.0.0.2 leaves 127.0.0.1 served', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const { server } = await start(
+      cell.root,
+      {},
+      { maxConnections: 8, maxConnectionsPerAddress: 4, headerTimeoutMs: 10_000 },
+    );
+    const sockets: Socket[] = [];
+    const closed = new Set<Socket>();
+    try {
+      // The flood: as many connections as the whole server takes, all from one address.
+      for (let index = 0; index < 8; index += 1) {
+        const socket = connect({ port: server.port, host: '127.0.0.1', localAddress: '127.0.0.2' });
+        socket.on('error', () => undefined);
+        socket.resume();
+        socket.on('close', () => closed.add(socket));
+        sockets.push(socket);
+        await new Promise((resolve) => socket.once('connect', resolve));
+      }
+      await waitFor(() => closed.size >= 4, 10_000, 'the excess of 127.0.0.2 closed');
+      expect(server.refusedConnections()).toBe(4);
+      // Another address is still served, several connections at once.
+      const answers = await Promise.all(
+        [0, 1, 2].map(() => fetch(`${server.url}/health`).then((response) => response.status)),
+      );
+      expect(answers).toEqual([200, 200, 200]);
+      // The flood's four held connections are still open: the cap counted them, not the others.
+      expect(sockets.filter((socket) => !closed.has(socket))).toHaveLength(4);
+      // One of them closes: 127.0.0.2 may open one more.
+      sockets[0]!.destroy();
+      await waitFor(() => closed.has(sockets[0]!), 5_000);
+      const again = connect({ port: server.port, host: '127.0.0.1', localAddress: '127.0.0.2' });
+      sockets.push(again);
+      again.on('error', () => undefined);
+      again.write(
+        `GET /health HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nConnection: close\r\n\r\n`,
+      );
+      const reply = await new Promise<string>((resolve) => {
+        let text = '';
+        again.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        again.on('close', () => resolve(text));
+      });
+      expect(reply).toMatch(/^HTTP\/1\.1 200/);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
+  });
+});
+
+describe('connectionAddressKey', () => {
+  it('counts IPv4 (mapped or not) by address and IPv6 by its /64', () => {
+    expect(connectionAddressKey('127.0.0.2')).toBe('127.0.0.2');
+    expect(connectionAddressKey('::ffff:127.0.0.2')).toBe('127.0.0.2');
+    expect(connectionAddressKey('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(connectionAddressKey('2001:db8:1:2::2')).toBe('2001:db8:1:2::/64');
+    expect(connectionAddressKey('2001:db8::1')).toBe('2001:db8:0:0::/64');
+    expect(connectionAddressKey('::1')).toBe('0:0:0:0::/64');
   });
 });

@@ -12,7 +12,7 @@ import { CellUuidSchema, formatIssues, type OperatorAction } from '@pit/cell-spe
 import { DaemonError } from './errors.js';
 import type { ControlResult } from './controls.js';
 import { isValidSince, type EventFeed } from './event-feed.js';
-import { authorize, isAllowedHost, type Credential } from './http-access.js';
+import { authorize, createAddressLimit, isAllowedHost, type Credential } from './http-access.js';
 import type { Logger } from './logger.js';
 import type { McpHttpHandler } from './mcp-http.js';
 import type { MetricsRegistry } from './metrics.js';
@@ -79,6 +79,8 @@ export interface HttpServerOptions {
   allowedHosts?: string[];
   /** Open connections at most; more are closed at accept. @default 256 */
   maxConnections?: number;
+  /** Open connections from one remote address (an IPv6 /64) at most; more are closed at accept. @default 64 */
+  maxConnectionsPerAddress?: number;
   /** Open event streams at most; more get 503. @default 32 */
   maxEventStreams?: number;
   /** Time a connection has to send a request's headers. @default 10000 (ms) */
@@ -99,7 +101,7 @@ export interface HttpServer {
   server: Server;
   /** Replaces the bearer tokens and the allowed hosts (config reload). */
   setAccess(access: { credentials: Credential[]; allowedHosts: string[] }): void;
-  /** Connections closed at accept because {@link HttpServerOptions.maxConnections} were open. */
+  /** Connections closed at accept because {@link HttpServerOptions.maxConnections} (or the per-address cap) were open. */
   refusedConnections(): number;
   /** Stops listening and ends open event streams. */
   close(): Promise<void>;
@@ -188,7 +190,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
 
 /**
  * The server's limits: at most `maxConnections` open (Node closes more at accept: they never
- * reach a handler nor hold a descriptor), a first byte and then whole headers within
+ * reach a handler nor hold a descriptor) and `maxConnectionsPerAddress` from one remote address
+ * (closed as soon as accepted), a first byte and then whole headers within
  * `headerTimeoutMs` each, no connection idle for longer than `idleTimeoutMs`.
  */
 function limitConnections(server: Server, options: HttpServerOptions): { count: number } {
@@ -207,8 +210,25 @@ function limitConnections(server: Server, options: HttpServerOptions): { count: 
     });
   });
   server.on('timeout', (socket: { destroy(): void }) => socket.destroy());
+  const perAddress = createAddressLimit(options.maxConnectionsPerAddress ?? 64);
+  let lastAddressWarning = 0;
   // Node's header timeout starts with the first byte: a connection that sends nothing is closed here.
-  server.on('connection', (socket: Socket) => {
+  // Before the HTTP layer's own listener: a refused connection costs no parser.
+  server.prependListener('connection', (socket: Socket) => {
+    const key = perAddress.admit(socket.remoteAddress);
+    if (key === undefined) {
+      refused.count += 1;
+      socket.destroy();
+      if (Date.now() - lastAddressWarning < 10_000) return;
+      lastAddressWarning = Date.now();
+      options.logger?.warn('http connection refused: too many open connections from one address', {
+        remote: socket.remoteAddress,
+        max_connections_per_address: options.maxConnectionsPerAddress ?? 64,
+        refused_so_far: refused.count,
+      });
+      return;
+    }
+    socket.once('close', () => perAddress.release(key));
     const silent = setTimeout(() => socket.destroy(), headerTimeoutMs);
     silent.unref();
     const spoke = () => clearTimeout(silent);
@@ -243,6 +263,14 @@ async function guardedRoute(
 }
 
 /** Listens on `host:port`, or rejects with DAEMON_HTTP. */
+/**
+ * The accept queue asked of the kernel (capped by `net.core.somaxconn`): under a flood,
+ * connections beyond the per-address cap are accepted and closed in JavaScript, more slowly than
+ * Node drops those beyond `maxConnections`; a short queue would then overflow and leave the
+ * flooder's handshakes retrying for tens of seconds.
+ */
+const LISTEN_BACKLOG = 4096;
+
 async function listenOn(server: Server, listen: string): Promise<void> {
   const { host, port } = parseListen(listen);
   await new Promise<void>((resolve, reject) => {
@@ -253,7 +281,7 @@ async function listenOn(server: Server, listen: string): Promise<void> {
         }),
       ),
     );
-    server.listen(port, host, () => resolve());
+    server.listen({ port, host, backlog: LISTEN_BACKLOG }, () => resolve());
   });
 }
 

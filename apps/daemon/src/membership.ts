@@ -18,6 +18,7 @@ import {
   type CellEventInput,
   PitError,
   readJsonFile,
+  withFileLock,
   writeJsonAtomic,
   type Logger,
 } from '@pit/cell-spec';
@@ -84,24 +85,37 @@ export async function readMembers(stateDir: string): Promise<MembersRead> {
 export type MembersChange = (members: MembersFile) => MembersFile;
 
 /**
- * Reads, changes and writes the members file atomically. When the file does not exist yet,
+ * Reads, changes and writes the members file atomically, holding `members.json.lock` (the
+ * daemon and the CLI both write it; a lock left by a dead process is broken). When the file does not exist yet,
  * `migrate` (if given) runs first, so that the first writer — a daemon's first start or the
  * operator's first `pit cell create`/`join` — records the cells that exist at that moment.
  * @throws {DaemonError} DAEMON_IO when the file is damaged (it is left as it is for the operator to repair).
+ * @throws {CellError} CELL_LOCKED (retryable) when another writer holds the lock for over 10 s.
  */
 export async function updateMembers(
   stateDir: string,
   change: MembersChange,
   migrate?: MembersChange,
 ): Promise<MembersFile> {
-  const read = await readMembers(stateDir);
-  if (read.problem) throw new DaemonError('DAEMON_IO', read.problem);
-  const base = !read.exists && migrate ? migrate(read.members) : read.members;
-  const next = change(base);
   await fs.mkdir(stateDir, { recursive: true, mode: 0o700 });
-  await writeJsonAtomic(membersPath(stateDir), next, { mode: 0o600 });
-  return next;
+  // The daemon (substitutions) and the CLI (`pit cell join|leave`) both write it: the read, the
+  // change and the write happen under one lock, so neither loses the other's change.
+  return withFileLock(
+    `${membersPath(stateDir)}.lock`,
+    async () => {
+      const read = await readMembers(stateDir);
+      if (read.problem) throw new DaemonError('DAEMON_IO', read.problem);
+      const base = !read.exists && migrate ? migrate(read.members) : read.members;
+      const next = change(base);
+      await writeJsonAtomic(membersPath(stateDir), next, { mode: 0o600 });
+      return next;
+    },
+    { timeoutMs: MEMBERS_LOCK_TIMEOUT_MS },
+  );
 }
+
+/** How long an update of the members file waits for another writer's lock (ms). */
+const MEMBERS_LOCK_TIMEOUT_MS = 10_000;
 
 /** Adds grants of `agents` in `cell` (existing grants are kept as they are). */
 export function grant(

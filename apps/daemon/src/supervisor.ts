@@ -31,6 +31,7 @@ import { openFileStateStore } from './state-store.js';
 import type { StopOutcome, Supervisor, SupervisorOptions } from './supervisor-api.js';
 import { iso, type SupervisorContext, type SupervisorMetrics } from './supervisor-context.js';
 import { sweepFleet } from './sweep.js';
+import { detectAgentCgroups } from './agent-cgroups.js';
 
 export type {
   AgentLeft,
@@ -187,6 +188,11 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
     .update(await fs.realpath(stateDir))
     .digest('hex')
     .slice(0, 16);
+  // One cgroup per agent start where the host allows it (a dry run starts nothing).
+  const cgroups =
+    options.executor || options.dryRun
+      ? undefined
+      : await detectAgentCgroups({ setting: config.sandbox.agent_cgroups, instance, logger });
   const executor =
     options.executor ??
     createExecutor({
@@ -199,6 +205,7 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
       // The agent launcher (cheaper forks) stays off until a stopped launcher is detected: an
       // agent that SIGSTOPs it leaves its siblings unreaped (fault suite, daemon-kill).
       launcher: false,
+      ...(cgroups ? { cgroups } : {}),
     });
   const unset = () => {
     throw new Error('the supervisor context is not wired yet');

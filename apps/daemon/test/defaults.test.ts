@@ -118,7 +118,16 @@ describe('the defaults: seen exits at once, inferred deaths after dead_after', (
     process.kill(first.pid!, 'SIGSTOP');
     const second = await healthy(key, 30_000, 'stale replaced after dead_after', first.pid);
     started.push(second.pid!);
-    const events = (await cellEvents(cell.dir)).filter((event) => event.agent === 'stale');
+    // agent_revived is appended just after the start is recorded: under load the new agent can
+    // be reported before the line is written.
+    const events = await waitFor(
+      async () => {
+        const all = (await cellEvents(cell.dir)).filter((event) => event.agent === 'stale');
+        return all.some((event) => event.event === 'agent_revived') ? all : undefined;
+      },
+      10_000,
+      'agent_revived written',
+    );
     const dead = events.find((event) => event.event === 'agent_dead');
     const waited = events.find(
       (event) => event.event === 'decision' && event.rule === 'dead_after',

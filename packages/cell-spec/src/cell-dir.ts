@@ -1,6 +1,7 @@
 import { promises as fs, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { CellError, toCellError } from './errors.js';
+import { openDirectoryBeneath } from './beneath.js';
+import { CellError, PitError, toCellError } from './errors.js';
 
 function describe(stat: Stats): string {
   if (stat.isSymbolicLink()) return 'a symbolic link';
@@ -76,35 +77,18 @@ export async function ensureCellSubdir(
     }
   }
   await assertCellDir(cellDir);
-  let current = cellDir;
-  for (const segment of segments) {
-    current = join(current, segment);
-    let stat = await fs.lstat(current).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return undefined;
-      throw toCellError(error, current, 'check directory');
-    });
-    if (!stat) {
-      if (!options.create)
-        throw new CellError(
-          'CELL_NOT_FOUND',
-          `${current}: expected a directory of the cell; it does not exist`,
-        );
-      try {
-        await fs.mkdir(current, { mode: 0o755 });
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST')
-          throw toCellError(error, current, 'create directory');
-      }
-      stat = await fs.lstat(current).catch((error: unknown) => {
-        throw toCellError(error, current, 'check directory');
-      });
-    }
-    if (!stat.isDirectory()) {
+  // One walk from the cell, each directory opened (and created) relative to the one before
+  // through its descriptor: a link swapped in during the walk is refused, never followed.
+  const directory = await openDirectoryBeneath(cellDir, segments.join('/'), {
+    create: options.create ?? false,
+  }).catch((error: unknown) => {
+    if (PitError.is(error) && error.code === 'CELL_NOT_FOUND' && !options.create)
       throw new CellError(
-        'CELL_UNSAFE_PATH',
-        `${current}: expected a directory inside the cell, found ${describe(stat)}; refused`,
+        'CELL_NOT_FOUND',
+        `${join(cellDir, ...segments)}: expected a directory of the cell; it does not exist`,
       );
-    }
-  }
-  return current;
+    throw error;
+  });
+  await directory.close();
+  return join(cellDir, ...segments);
 }

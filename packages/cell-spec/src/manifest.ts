@@ -218,7 +218,8 @@ export async function updateManifest(
             from,
             ...(options.reason ? { reason: options.reason } : {}),
           },
-          {},
+          // Reached from the cell without following a link at any component.
+          { beneath: cellDir },
         );
       }
       return parsed.data;

@@ -251,3 +251,35 @@ describe('recoverWorkspace', () => {
     expect((await fs.readdir(cell)).filter((name) => name.startsWith('.workspace-'))).toEqual([]);
   });
 });
+
+describe('restoreCheckpoint over a planted link', () => {
+  it('replaces a workspace/ an agent swapped for a link out of the cell, leaving the link’s target untouched', async () => {
+    await createCheckpoint(cell, { createdBy: 'test' });
+    const elsewhere = join(root, 'elsewhere');
+    await fs.mkdir(elsewhere);
+    await fs.writeFile(join(elsewhere, 'precious.txt'), 'not the cell’s\n');
+    const target = await readTree(elsewhere);
+    await fs.rm(workspace, { recursive: true });
+    await fs.symlink(elsewhere, workspace);
+    await restoreCheckpoint(cell);
+    // The workspace is a real directory again, holding the checkpoint; the link went, not its target.
+    expect((await fs.lstat(workspace)).isDirectory()).toBe(true);
+    expect(await readTree(workspace)).toEqual(before);
+    expect(await readTree(elsewhere)).toEqual(target);
+    expect((await fs.readdir(cell)).filter((name) => name.startsWith('.workspace-'))).toEqual([]);
+  });
+
+  it('puts back no previous workspace through a link when recovering an interrupted restore', async () => {
+    const elsewhere = join(root, 'elsewhere');
+    await fs.mkdir(elsewhere);
+    await fs.writeFile(join(elsewhere, 'precious.txt'), 'not the cell’s\n');
+    const target = await readTree(elsewhere);
+    // An agent plants a "previous workspace" that is a link, and removes the workspace.
+    await fs.rm(workspace, { recursive: true });
+    await fs.symlink(elsewhere, join(cell, '.workspace-previous-1-aaaaaaaaaaaa'));
+    await recoverWorkspace(cell).catch(() => undefined);
+    expect(await readTree(elsewhere)).toEqual(target);
+    const stat = await fs.lstat(workspace).catch(() => undefined);
+    expect(stat?.isSymbolicLink() ?? false).toBe(false);
+  });
+});

@@ -1,0 +1,234 @@
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { cleanup, reapLater, tempDir, waitFor } from '@pit/test-kit';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Logger } from '@pit/cell-spec';
+import { agentEnv, makeCell, script } from '../test/helpers.js';
+import { detectAgentCgroups, type AgentCgroups } from './agent-cgroups.js';
+import { createExecutor, type Executor } from './executor.js';
+
+const executors: Executor[] = [];
+afterEach(async () => {
+  for (const executor of executors.splice(0)) {
+    for (const agent of executor.running()) reapLater(agent.pid);
+    await executor.close();
+  }
+  await cleanup();
+});
+
+/** A logger that keeps its lines. */
+const recording = () => {
+  const lines: string[] = [];
+  const keep =
+    (level: string) =>
+    (message: string, fields?: Record<string, unknown>): void => {
+      lines.push(`${level} ${message} ${JSON.stringify(fields ?? {})}`);
+    };
+  const logger: Logger = {
+    debug: keep('debug'),
+    info: keep('info'),
+    warn: keep('warn'),
+    error: keep('error'),
+  };
+  return { logger, lines };
+};
+
+/** Live (not zombie) processes whose argv includes `tag`. */
+async function tagged(tag: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await fs.readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await fs.readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (!cmdline.split('\0').includes(tag)) continue;
+    const stat = await fs.readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    if (stat && !/\) [ZX] /.test(stat)) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+const instance = () => randomBytes(8).toString('hex');
+const detected = await detectAgentCgroups({
+  setting: 'auto',
+  instance: instance(),
+  logger: recording().logger,
+});
+await detected?.close();
+
+describe('detectAgentCgroups', () => {
+  it('falls back to the marks, saying why, when the parent is not a cgroup2 directory', async () => {
+    const { logger, lines } = recording();
+    const dir = await tempDir('pit-not-cgroup-');
+    expect(await detectAgentCgroups({ setting: dir, instance: instance(), logger })).toBe(
+      undefined,
+    );
+    expect(lines.join('\n')).toMatch(
+      /agent cgroups unavailable; an agent’s descendants are found by their marks.*is not on a cgroup2 file system/,
+    );
+  });
+
+  it('is off, and says so, when configured off', async () => {
+    const { logger, lines } = recording();
+    expect(await detectAgentCgroups({ setting: 'off', instance: instance(), logger })).toBe(
+      undefined,
+    );
+    expect(lines.join('\n')).toContain('agent cgroups off');
+  });
+});
+
+describe.skipIf(!detected)('agent cgroups (cgroup2 writable here)', () => {
+  const make = async (launcher: boolean) => {
+    const { logger, lines } = recording();
+    const id = instance();
+    const cgroups = (await detectAgentCgroups({ setting: 'auto', instance: id, logger }))!;
+    const executor = createExecutor({
+      env: process.env,
+      stopGraceMs: 5000,
+      adoptPollMs: 50,
+      launcher,
+      instance: id,
+      cgroups,
+      logger,
+    });
+    executors.push(executor);
+    if (launcher) await waitFor(() => executor.launcherPid(), 15_000, 'the agent launcher');
+    return { executor, cgroups, lines };
+  };
+
+  /** An agent that leaves a child in a session of its own with an empty environment, then runs. */
+  const escaper = async (dir: string, tag: string) =>
+    script(
+      join(dir, 'workspace', 'agent.sh'),
+      [
+        `setsid env -i /bin/sh -c 'while :; do sleep 1; done' ${tag} < /dev/null > /dev/null 2>&1 &`,
+        'exec sleep 1000',
+      ].join('\n'),
+    );
+
+  const inGroup = async (cgroups: AgentCgroups, cell: string, pid: number) =>
+    (await fs.readFile(join(cgroups.pathOf(cell, 'forge'), 'cgroup.procs'), 'utf8'))
+      .split('\n')
+      .includes(String(pid));
+
+  it.each([false, true])(
+    'kills a setsid child with an empty environment when the agent exits (launcher: %s)',
+    async (launcher) => {
+      const { executor, cgroups, lines } = await make(launcher);
+      const cell = await makeCell([{ name: 'forge' }]);
+      const tag = `escaper-${instance()}`;
+      const agent = await executor.start({
+        agent: 'forge',
+        argv: [await escaper(cell.dir, tag)],
+        env: agentEnv(),
+        cell: { uuid: cell.uuid, dir: cell.dir },
+      });
+      const [child] = await waitFor(
+        async () => ((await tagged(tag)).length === 1 ? tagged(tag) : undefined),
+        10_000,
+        'the escaped child',
+      );
+      expect(await inGroup(cgroups, cell.uuid, agent.pid)).toBe(true);
+      expect(await inGroup(cgroups, cell.uuid, child!)).toBe(true);
+      const marks = await fs.readFile(`/proc/${child}/environ`, 'utf8');
+      expect(marks).not.toContain('PIT_INSTANCE');
+      process.kill(agent.pid, 'SIGKILL');
+      await agent.exited;
+      await waitFor(
+        async () => ((await tagged(tag)).length === 0 ? true : undefined),
+        10_000,
+        'the escaped child killed with its group',
+      );
+      await waitFor(
+        () =>
+          fs.access(cgroups.pathOf(cell.uuid, 'forge')).then(
+            () => undefined,
+            () => true,
+          ),
+        10_000,
+        'the group removed',
+      );
+      expect(lines.join('\n')).toContain('killed the leftover processes of an agent (its cgroup)');
+    },
+  );
+
+  it('kills what an earlier start left in the group before the next start (a restarted daemon finds it by its path)', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const tag = `escaper-${instance()}`;
+    // Through the launcher: once it is closed, nothing of this daemon watches the agent's exit.
+    const first = await make(true);
+    const agent = await first.executor.start({
+      agent: 'forge',
+      argv: [await escaper(cell.dir, tag)],
+      env: agentEnv(),
+      cell: { uuid: cell.uuid, dir: cell.dir },
+    });
+    await waitFor(
+      async () => ((await tagged(tag)).length === 1 ? true : undefined),
+      10_000,
+      'the escaped child',
+    );
+    // The daemon goes (its agents keep running); the agent dies while no daemon watches.
+    await first.executor.close();
+    process.kill(agent.pid, 'SIGKILL');
+    reapLater(agent.pid);
+    expect(await tagged(tag)).toHaveLength(1);
+    // A new daemon on the same instance finds the group by its path and empties it first.
+    const { logger } = recording();
+    const cgroups = (await detectAgentCgroups({
+      setting: 'auto',
+      instance: first.cgroups.root.split('/').pop()!,
+      logger,
+    }))!;
+    expect(cgroups.pathOf(cell.uuid, 'forge')).toBe(first.cgroups.pathOf(cell.uuid, 'forge'));
+    const second = createExecutor({ env: process.env, cgroups, logger, instance: 'x' });
+    executors.push(second);
+    const next = await second.start({
+      agent: 'forge',
+      argv: ['sleep', '1000'],
+      env: agentEnv(),
+      cell: { uuid: cell.uuid, dir: cell.dir },
+    });
+    expect(await tagged(tag)).toHaveLength(0);
+    expect(await inGroup(cgroups, cell.uuid, next.pid)).toBe(true);
+    await second.stop(next, { graceMs: 1000 });
+  });
+
+  it('puts a level-2 agent, sandbox and all, into its group, and kills the group at its exit', async () => {
+    const { executor, cgroups } = await make(false);
+    const cell = await makeCell([{ name: 'forge' }]);
+    const tag = `escaper-${instance()}`;
+    const agent = await executor.start({
+      agent: 'forge',
+      argv: ['sh', await escaper(cell.dir, tag)],
+      env: agentEnv(),
+      cell: { uuid: cell.uuid, dir: cell.dir },
+      isolation: { level: 2 },
+    });
+    await waitFor(
+      async () => ((await tagged(tag)).length === 1 ? true : undefined),
+      10_000,
+      'the escaped child in the sandbox',
+    );
+    expect(await inGroup(cgroups, cell.uuid, agent.pid)).toBe(true);
+    expect(await inGroup(cgroups, cell.uuid, (await tagged(tag))[0]!)).toBe(true);
+    await executor.stop(agent, { graceMs: 1000 });
+    await waitFor(
+      async () => ((await tagged(tag)).length === 0 ? true : undefined),
+      10_000,
+      'the sandbox gone with its group',
+    );
+  });
+
+  it('still refuses a program that does not exist, naming it', async () => {
+    const { executor } = await make(false);
+    const cell = await makeCell([{ name: 'forge' }]);
+    await expect(
+      executor.start({
+        agent: 'forge',
+        argv: ['no-such-program-here'],
+        env: agentEnv(),
+        cell: { uuid: cell.uuid, dir: cell.dir },
+      }),
+    ).rejects.toThrow(/cannot start "no-such-program-here" .*ENOENT/);
+  });
+});

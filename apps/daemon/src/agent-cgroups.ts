@@ -1,0 +1,218 @@
+/**
+ * Agent cgroups: one cgroup2 group per agent (levels 1 and 2; level 3 has Podman's), so that
+ * everything an agent forks — including children that left its session with `setsid` and exec'd
+ * with a cleaned environment, which the marks in `/proc/*\/environ` cannot find — goes with it.
+ * Owns detecting whether the host allows it (`[sandbox] agent_cgroups`: a writable cgroup2
+ * directory under the daemon's own group, or the one configured), the deterministic path of an
+ * agent's group (`<parent>/<instance>/<cell or host>.<agent>`: a restarted daemon finds it
+ * again), the wrapper that puts a child into its group before it execs the agent, and killing a
+ * group (`cgroup.kill`, or freeze and SIGKILL every pid on kernels without it) and removing it.
+ * Operations on one agent's group run one after another, in the order they were asked for.
+ * Never decides when an agent starts or stops: the executor calls it.
+ */
+import { constants, promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from './logger.js';
+
+/** `statfs(2)` type of a cgroup2 file system. */
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+/** The shell of the wrapper that joins the group before exec'ing the agent. */
+const SHELL = '/bin/sh';
+/** The wrapper's script: argv is passed as positional parameters, never interpolated. */
+const JOIN_SCRIPT = 'echo $$ > "$0" && exec "$@"';
+/** How long a killed group may take to empty (ms). */
+const EMPTY_TIMEOUT_MS = 5_000;
+const EMPTY_POLL_MS = 5;
+
+/** The agent cgroups of one daemon instance. */
+export interface AgentCgroups {
+  /** `<parent>/<instance>`: the groups of this daemon's agents are its children. */
+  readonly root: string;
+  /** `cgroup.kill` (kernel ≥ 5.14), or freeze and SIGKILL each pid. */
+  readonly killBy: 'cgroup.kill' | 'freeze';
+  /** The agent's group (deterministic: the same for every daemon on the same state directory). */
+  pathOf(cell: string | undefined, agent: string): string;
+  /**
+   * Kills what is left in the agent's group (a previous start's descendants), creates it when
+   * missing and returns `command` wrapped so that the child joins the group before it execs.
+   */
+  prepare(cell: string | undefined, agent: string, command: string[]): Promise<string[]>;
+  /** Kills everything in the agent's group and removes it. @returns how many processes were in it */
+  release(cell: string | undefined, agent: string): Promise<number>;
+  /** Waits for the operations asked for, then removes this instance's directory when no agent group is left in it. */
+  close(): Promise<void>;
+}
+
+/** Options of {@link detectAgentCgroups}. */
+export interface DetectAgentCgroupsOptions {
+  /** `[sandbox] agent_cgroups`: `auto`, `off`, or an absolute cgroup2 directory to create groups under. */
+  setting: string;
+  /** The daemon instance (a hash of its state directory). */
+  instance: string;
+  logger: Logger;
+}
+
+/**
+ * Finds where agent cgroups can be made, says so in the log (or why not, falling back to the
+ * marks), and returns them, or `undefined` when they are off or unavailable.
+ */
+export async function detectAgentCgroups(
+  options: DetectAgentCgroupsOptions,
+): Promise<AgentCgroups | undefined> {
+  const { setting, instance, logger } = options;
+  if (setting === 'off') {
+    logger.info('agent cgroups off; an agent’s descendants are found by their marks', {
+      setting: 'agent_cgroups = "off"',
+    });
+    return undefined;
+  }
+  const parent = setting === 'auto' ? await defaultParent() : setting;
+  const problem =
+    parent === undefined
+      ? 'no cgroup2 file system is mounted (or the daemon’s own group is unknown)'
+      : await unusable(parent, instance);
+  if (parent === undefined || problem !== undefined) {
+    logger.warn('agent cgroups unavailable; an agent’s descendants are found by their marks', {
+      setting: `agent_cgroups = ${JSON.stringify(setting)}`,
+      ...(parent !== undefined ? { parent } : {}),
+      reason: problem,
+      consequence:
+        'a descendant that execs with a cleaned environment escapes the leftover sweep and survives restarts',
+    });
+    return undefined;
+  }
+  const root = join(parent, instance);
+  const killBy = await fs.access(join(root, 'cgroup.kill')).then(
+    () => 'cgroup.kill' as const,
+    () => 'freeze' as const,
+  );
+  logger.info('agent cgroups on: every agent start gets its own group', { root, killBy });
+  return createAgentCgroups(root, killBy, logger);
+}
+
+/** `<cgroup2 mount><the daemon's own group>/pit-agents`, or `undefined` without cgroup2. */
+async function defaultParent(): Promise<string | undefined> {
+  const mountinfo = await fs.readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  let mount: string | undefined;
+  for (const line of mountinfo.split('\n')) {
+    const [before, after] = line.split(' - ');
+    if (after?.split(' ')[0] === 'cgroup2') {
+      mount = before?.split(' ')[4];
+      break;
+    }
+  }
+  const own = (await fs.readFile('/proc/self/cgroup', 'utf8').catch(() => ''))
+    .split('\n')
+    .find((line) => line.startsWith('0::'))
+    ?.slice(3);
+  if (mount === undefined || own === undefined) return undefined;
+  return join(mount, own, 'pit-agents');
+}
+
+/** Why groups cannot be made under `parent` (after trying), or `undefined` when they can. */
+async function unusable(parent: string, instance: string): Promise<string | undefined> {
+  const root = join(parent, instance);
+  try {
+    await fs.mkdir(root, { recursive: true, mode: 0o755 });
+    const stats = await fs.statfs(root);
+    if (stats.type !== CGROUP2_SUPER_MAGIC) return `${parent} is not on a cgroup2 file system`;
+    await fs.access(join(root, 'cgroup.procs'), constants.W_OK);
+    await fs.access(SHELL, constants.X_OK);
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
+/** The agent cgroups under `root` (which exists). */
+function createAgentCgroups(
+  root: string,
+  killBy: AgentCgroups['killBy'],
+  logger: Logger,
+): AgentCgroups {
+  const queues = new Map<string, Promise<unknown>>();
+  const pathOf = (cell: string | undefined, agent: string) =>
+    join(root, `${cell ?? 'host'}.${agent}`);
+  /** Runs `work` after every earlier operation on the same group. */
+  const inTurn = <T>(path: string, work: () => Promise<T>): Promise<T> => {
+    const next = (queues.get(path) ?? Promise.resolve()).then(work, work);
+    const settled = next.catch(() => undefined);
+    queues.set(path, settled);
+    void settled.then(() => {
+      if (queues.get(path) === settled) queues.delete(path);
+    });
+    return next;
+  };
+  const report = (path: string, agent: string, killed: number, why: string) => {
+    if (killed > 0)
+      logger.warn('killed the leftover processes of an agent (its cgroup)', {
+        agent,
+        cgroup: path,
+        processes: killed,
+        reason: why,
+      });
+  };
+  return {
+    root,
+    killBy,
+    pathOf,
+    prepare: (cell, agent, command) => {
+      const path = pathOf(cell, agent);
+      return inTurn(path, async () => {
+        report(path, agent, await killGroup(path, killBy), 'left in its group by an earlier start');
+        await fs.mkdir(path, { mode: 0o755 }).catch((error: NodeJS.ErrnoException) => {
+          if (error.code !== 'EEXIST') throw error;
+        });
+        return [SHELL, '-c', JOIN_SCRIPT, join(path, 'cgroup.procs'), ...command];
+      });
+    },
+    release: (cell, agent) => {
+      const path = pathOf(cell, agent);
+      return inTurn(path, async () => {
+        const killed = await killGroup(path, killBy);
+        report(path, agent, killed, 'the agent has exited: its descendants go with it');
+        await fs.rmdir(path).catch((error: NodeJS.ErrnoException) => {
+          if (error.code !== 'ENOENT')
+            logger.warn('cannot remove an agent cgroup', { cgroup: path, error: error.message });
+        });
+        return killed;
+      });
+    },
+    close: async () => {
+      await Promise.all(queues.values());
+      await fs.rmdir(root).catch(() => undefined);
+    },
+  };
+}
+
+/** The pids in a group (none when it does not exist). */
+async function groupPids(path: string): Promise<number[]> {
+  const text = await fs.readFile(join(path, 'cgroup.procs'), 'utf8').catch(() => '');
+  return text.split('\n').filter(Boolean).map(Number);
+}
+
+/**
+ * Kills every process in the group at `path` and waits (bounded) until it is empty.
+ * @returns how many processes it held
+ */
+export async function killGroup(path: string, killBy: AgentCgroups['killBy']): Promise<number> {
+  const pids = await groupPids(path);
+  if (pids.length === 0) return 0;
+  if (killBy === 'cgroup.kill') await fs.writeFile(join(path, 'cgroup.kill'), '1');
+  else {
+    // Frozen, nothing in the group can fork while its pids are read and killed.
+    await fs.writeFile(join(path, 'cgroup.freeze'), '1');
+    for (const pid of await groupPids(path)) {
+      try {
+        if (pid > 1) process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone already
+      }
+    }
+    await fs.writeFile(join(path, 'cgroup.freeze'), '0');
+  }
+  const deadline = Date.now() + EMPTY_TIMEOUT_MS;
+  while ((await groupPids(path)).length > 0 && Date.now() < deadline)
+    await new Promise((resolve) => setTimeout(resolve, EMPTY_POLL_MS));
+  return pids.length;
+}
