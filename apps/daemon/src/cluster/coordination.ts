@@ -43,7 +43,7 @@ export interface CoordinationOptions {
   /** How long one request may take before it counts as failed, ms. @default 2000 */
   requestTimeoutMs?: number;
   logger?: Logger;
-  /** The clock, ms. @default Date.now */
+  /** The clock, ms. @default a monotonic clock in epoch ms (`performance.timeOrigin + performance.now()`) */
   now?: () => number;
 }
 
@@ -148,7 +148,9 @@ export async function openCoordination(options: CoordinationOptions): Promise<Co
   if (!/^[\w-]+$/.test(options.hostId))
     throw new Error(`host id ${JSON.stringify(options.hostId)}: expected letters, digits, _ or -`);
   const logger = options.logger ?? silentLogger;
-  const now = options.now ?? Date.now;
+  // Monotonic by default: fencing measures time since the last renewal, and a wall clock that
+  // steps back (NTP) must not keep a host that stopped renewing unfenced.
+  const now = options.now ?? (() => performance.timeOrigin + performance.now());
   const timeout = options.requestTimeoutMs ?? 2_000;
   const nc: NatsConnection = await connect({
     servers: options.servers,
