@@ -20,7 +20,7 @@ import { busTail } from './commands/bus.js';
 import { control, reload } from './commands/controls.js';
 import { status } from './commands/status.js';
 import { logs, type LogsOptions } from './commands/logs.js';
-import { mcp, type McpOptions } from './commands/mcp.js';
+import type { McpOptions } from './commands/mcp.js';
 import { why } from './commands/why.js';
 import { demo } from './demo/demo.js';
 import { createContext, type CliEnvironment, type GlobalOptions } from './context.js';
@@ -482,7 +482,10 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
       'after',
       "\nThe caller's own agent (LAZARUS_AGENT, LAZARUS_CELL_UUID) is never approved, restarted or stopped: such a request is refused and logged on stderr.\nThe daemon also serves MCP over Streamable HTTP at http://<daemon.http.listen>/mcp (Authorization: Bearer <token>).",
     )
-    .action((options: McpOptions) => run(() => mcp(context, options))());
+    // Loaded only here: the MCP SDK costs every other command (and the daemon) ~17 MB of memory.
+    .action((options: McpOptions) =>
+      run(async () => (await import('./commands/mcp.js')).mcp(context, options))(),
+    );
 
   program
     .command('demo')

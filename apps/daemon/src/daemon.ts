@@ -16,7 +16,7 @@ import { createCellEventFeed } from './event-feed.js';
 import { startHttpServer, type HttpServer } from './http.js';
 import { assertListenAllowed, httpCredentials, httpWarnings } from './http-access.js';
 import { acquireDaemonLock, type DaemonLock } from './lock.js';
-import { createMcpHttpHandler, daemonMcpBackend } from './mcp-http.js';
+import type { McpHttpHandler } from './mcp-http.js';
 import { createLogger, type DaemonLogger, type Logger, type LoggerOptions } from './logger.js';
 import { createMetricsRegistry, type MetricsRegistry } from './metrics.js';
 import { createNotifier, type Notifier } from './notifier.js';
@@ -322,10 +322,13 @@ async function startDaemonHttp(
           ? context.late.reload(by, 'http')
           : { ok: false, error: 'the daemon is still starting' },
       dashboard: () => DASHBOARD_HTML,
-      mcp: createMcpHttpHandler({
-        backend: daemonMcpBackend(supervisor, () => state.loaded.config),
-        config: () => state.loaded.config,
-        logger,
+      mcp: lazyMcpHandler(async () => {
+        const { createMcpHttpHandler, daemonMcpBackend } = await import('./mcp-http.js');
+        return createMcpHttpHandler({
+          backend: daemonMcpBackend(supervisor, () => state.loaded.config),
+          config: () => state.loaded.config,
+          logger,
+        });
       }),
     },
   });
@@ -526,4 +529,19 @@ function warnDeprecatedKeys(logger: Logger, loaded: LoadedConfig): void {
   for (const notice of loaded.notices) logger.warn('deprecated config key', { notice });
   for (const warning of loaded.warnings)
     logger.warn('config value looks like a secret; use env_from', { warning });
+}
+
+/**
+ * The `/mcp` handler, made on the first request: the MCP SDK (~17 MB of resident memory at load) is
+ * loaded only by a daemon that is asked for MCP.
+ */
+function lazyMcpHandler(make: () => Promise<McpHttpHandler>): McpHttpHandler {
+  let handler: Promise<McpHttpHandler> | undefined;
+  return async (request, response, access) => {
+    handler ??= make().catch((error: unknown) => {
+      handler = undefined;
+      throw error;
+    });
+    return (await handler)(request, response, access);
+  };
 }

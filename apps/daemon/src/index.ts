@@ -176,11 +176,3 @@ export {
 } from './incidents.js';
 export { collectAgentEvents, readAgentStory, type AgentStory } from './agent-story.js';
 export { findAgentLog, readLogLines, readLogTail, type FoundLog } from './agent-log.js';
-export {
-  createPitMcpServer,
-  type McpBackend,
-  type McpCaller,
-  type McpActionResult,
-  type PitMcpServerOptions,
-} from './mcp-server.js';
-export { createMcpHttpHandler, daemonMcpBackend, httpCaller } from './mcp-http.js';

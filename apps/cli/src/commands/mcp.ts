@@ -10,15 +10,17 @@ import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js'
 import { AgentNameSchema, CellUuidSchema } from '@pit/cell-spec';
 import {
   createLogger,
-  createPitMcpServer,
   readApprovals,
   readDaemonLock,
   readFleetStatus,
+  type PitConfig,
+} from '@pit/daemon';
+import {
+  createPitMcpServer,
   type McpActionResult,
   type McpBackend,
   type McpCaller,
-  type PitConfig,
-} from '@pit/daemon';
+} from '@pit/daemon/mcp';
 import { RefusedError, UsageError } from '../errors.js';
 import { EXIT } from '../exit-codes.js';
 import type { CommandContext } from '../context.js';
