@@ -9,6 +9,10 @@ import {
 import { openCoordination, rankHosts, type Coordination } from './coordination.js';
 
 const installed = natsServerPath() !== undefined;
+if (!installed)
+  console.warn(
+    'nats-server is not installed: the cluster coordination tests are skipped (apt-get install -y nats-server; .ci/run installs it)',
+  );
 
 describe.skipIf(!installed)(
   'cluster coordination over a real 3-node NATS JetStream cluster',
