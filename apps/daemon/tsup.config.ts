@@ -9,5 +9,9 @@ export default defineConfig({
   sourcemap: true,
   target: 'node20',
   // The agent launcher runs as its own plain-node process (launcher-client.ts finds it beside the code).
-  onSuccess: async () => copyFileSync('src/launcher-program.mjs', 'dist/launcher-program.mjs'),
+  // So does a clustered daemon's fence (cluster/fence.ts).
+  onSuccess: async () => {
+    copyFileSync('src/launcher-program.mjs', 'dist/launcher-program.mjs');
+    copyFileSync('src/cluster/fence-program.mjs', 'dist/fence-program.mjs');
+  },
 });

@@ -322,6 +322,33 @@ export const LogsSectionSchema = z.strictObject({
     .default(5),
 });
 
+/**
+ * `[cluster]`: several hosts' daemons coordinated through NATS JetStream (cluster/). Without it
+ * the daemon runs alone with its file state, exactly as before.
+ */
+export const ClusterSectionSchema = z.strictObject({
+  /** NATS client URLs of the cluster's nodes, e.g. `["nats://10.0.0.1:4222"]`. */
+  servers: z
+    .array(
+      z.string().regex(/^(nats|tls):\/\/[^\s/]+$/, {
+        message: 'must be a NATS URL such as nats://127.0.0.1:4222',
+      }),
+    )
+    .min(1, 'must name at least one NATS server'),
+  /** This host's id: unique in the cluster. */
+  host_id: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, {
+    message: 'must be 1 to 64 letters, digits, _ or -',
+  }),
+  /** The environment variable holding the NATS auth token, when the servers require one (the token never goes in this file). */
+  token_env: EnvNameSchema.optional(),
+  /** The host lease T, seconds: a host that has not renewed for this long is gone and its agents are taken over. @default 15 */
+  lease_s: z.number().min(1, 'must be at least 1 second').max(3600).default(15),
+  /** Replicas of the coordination buckets: 1, 3 or 5, at most the number of NATS nodes. @default 3 */
+  replicas: z.union([z.literal(1), z.literal(3), z.literal(5)]).default(3),
+  /** What a host that lost its lease (a partition) does with its agents: `stop` them (default) or `keep` them running but revive nothing. */
+  on_partition: z.enum(['stop', 'keep']).default('stop'),
+});
+
 /** The whole `pit.toml`. */
 /** `[mcp]`: the Model Context Protocol server (`/mcp` on the daemon's HTTP listener, and `pit mcp`). */
 export const McpSectionSchema = z.strictObject({
@@ -349,6 +376,8 @@ export const PitConfigSchema = z.strictObject({
   sandbox: SandboxSectionSchema.prefault({}),
   logs: LogsSectionSchema.prefault({}),
   mcp: McpSectionSchema.prefault({}),
+  /** Several hosts through NATS JetStream; absent: this daemon alone. */
+  cluster: ClusterSectionSchema.optional(),
 });
 
 /**

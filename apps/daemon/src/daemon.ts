@@ -9,6 +9,9 @@ import { appendEvent, PitError } from '@pit/cell-spec';
 import { loadConfig, type LoadedConfig } from './config.js';
 import { applyConfigOverrides, type ConfigOverrides } from './config-overrides.js';
 import { createBusHub, type BusHub } from './bus-hub.js';
+import type { ClusterMember } from './cluster/cluster-member.js';
+import type { PitConfig } from './config-schema.js';
+import { DaemonError } from './errors.js';
 import { startChannels, type Channels } from './channels.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { removeDaemonFile, writeDaemonFile } from './daemon-file.js';
@@ -178,6 +181,8 @@ interface DaemonServices {
   busHub: BusHub | undefined;
   channels: Channels | undefined;
   notifier: Notifier | undefined;
+  /** This daemon's membership of its cluster (`[cluster]`). */
+  cluster: ClusterMember | undefined;
 }
 
 /** What the HTTP handlers call that exists only once the daemon runs. */
@@ -234,6 +239,7 @@ async function startServices(context: StartContext): Promise<DaemonServices> {
   let busHub: BusHub | undefined;
   let channels: Channels | undefined;
   let supervisor: Supervisor | undefined;
+  let cluster: ClusterMember | undefined;
   const startedAt = Date.now();
   try {
     if (loaded.config.bus.enabled && !options.dryRun) {
@@ -244,6 +250,7 @@ async function startServices(context: StartContext): Promise<DaemonServices> {
         ...(loaded.config.bus.roles ? { roles: loaded.config.bus.roles } : {}),
       });
     }
+    cluster = await joinConfiguredCluster(loaded.config, env, logger, options.dryRun ?? false);
     channels = await startChannels(loaded.config, env, logger);
     const notifier = createNotifier(loaded.config, env, logger, channels.alerts);
     supervisor = await createSupervisor({
@@ -256,6 +263,7 @@ async function startServices(context: StartContext): Promise<DaemonServices> {
       notifier,
       approvalChannels: channels.approvals,
       ...(busHub ? { busHub } : {}),
+      ...(cluster ? { cluster } : {}),
     });
     if (loaded.config.daemon.http.enabled)
       http = await startDaemonHttp({ ...context, supervisor, metrics, startedAt });
@@ -267,11 +275,14 @@ async function startServices(context: StartContext): Promise<DaemonServices> {
       ...(busHub ? { bus_url: busHub.url } : {}),
       started_at: new Date(startedAt).toISOString(),
     });
-    return { supervisor, http, busHub, channels, notifier };
+    return { supervisor, http, busHub, channels, notifier, cluster };
   } catch (error) {
     await http?.close().catch(() => undefined);
-    const stopAgents = options.stopAgentsOnExit ?? loaded.config.daemon.stop_agents_on_exit;
+    const stopAgents =
+      cluster !== undefined ||
+      (options.stopAgentsOnExit ?? loaded.config.daemon.stop_agents_on_exit);
     await supervisor?.stop({ stopAgents }).catch(() => undefined);
+    await cluster?.close().catch(() => undefined);
     await channels?.stop().catch(() => undefined);
     await busHub?.close().catch(() => undefined);
     await lock.release();
@@ -358,14 +369,22 @@ function createStop(context: {
   let stopping: Promise<StopOutcome> | undefined;
   return (stopOptions: { stopAgents?: boolean } = {}) => {
     stopping ??= (async () => {
+      // A clustered daemon always stops its agents: its peers take them over once it has left,
+      // and agents left running would then run twice.
       const stopAgents =
-        stopOptions.stopAgents ??
-        options.stopAgentsOnExit ??
-        state.loaded.config.daemon.stop_agents_on_exit;
+        services.cluster !== undefined ||
+        (stopOptions.stopAgents ??
+          options.stopAgentsOnExit ??
+          state.loaded.config.daemon.stop_agents_on_exit);
       logger.info('stopping the daemon', { stop_agents: stopAgents });
       for (const [signal, handler] of signals) process.off(signal, handler);
       await services.http?.close();
       const outcome = await services.supervisor.stop({ stopAgents });
+      await services.cluster
+        ?.close()
+        .catch((error: unknown) =>
+          logger.warn('cannot leave the cluster cleanly', { error: String(error) }),
+        );
       // Deaths held for a storm's next message go out before the channels close.
       await services.notifier?.close?.();
       await services.channels?.stop();
@@ -501,6 +520,11 @@ export async function sweepOnce(options: DaemonOptions = {}): Promise<SweepRepor
     ...options.log,
   });
   warnDeprecatedKeys(logger, loaded);
+  if (loaded.config.cluster)
+    throw new DaemonError(
+      'DAEMON_CLUSTER',
+      `${loaded.path ?? 'the config'}: [cluster] is set: a one-shot sweep would start agents without the cluster's claim; run \`pit daemon\` on each host instead`,
+    );
   const lock = await acquireDaemonLock(loaded.config.daemon.state_dir, {
     cellsRoot: loaded.config.cells.root,
   });
@@ -518,6 +542,44 @@ export async function sweepOnce(options: DaemonOptions = {}): Promise<SweepRepor
     return report;
   } finally {
     await lock.release();
+  }
+}
+
+/**
+ * Joins the cluster `[cluster]` names (nothing without it, or in a dry run, which starts nothing).
+ * @throws {DaemonError} DAEMON_CLUSTER when its token variable is unset or NATS cannot be reached.
+ */
+async function joinConfiguredCluster(
+  config: PitConfig,
+  env: NodeJS.ProcessEnv,
+  logger: Logger,
+  dryRun: boolean,
+): Promise<ClusterMember | undefined> {
+  const section = config.cluster;
+  if (!section || dryRun) return undefined;
+  const token = section.token_env ? env[section.token_env] : undefined;
+  if (section.token_env && !token)
+    throw new DaemonError(
+      'DAEMON_CLUSTER',
+      `[cluster] token_env names ${section.token_env}, which is not set in the daemon's environment`,
+    );
+  try {
+    // Loaded only for a cluster: the NATS client stays out of every other daemon and CLI run.
+    const { joinCluster } = await import('./cluster/cluster-member.js');
+    return await joinCluster({
+      servers: section.servers,
+      hostId: section.host_id,
+      leaseMs: section.lease_s * 1000,
+      replicas: section.replicas,
+      onPartition: section.on_partition,
+      logger,
+      ...(token ? { token } : {}),
+    });
+  } catch (error) {
+    throw new DaemonError(
+      'DAEMON_CLUSTER',
+      `[cluster] cannot join through ${section.servers.join(', ')}: ${error instanceof Error ? error.message : String(error)}`,
+    );
   }
 }
 

@@ -100,7 +100,13 @@ export async function createEventWriter(options: {
     agentEvent: (slot, input) =>
       append(
         slot.cell ? cellPaths(slot.cell.dir).events : hostEvents,
-        { ...input, agent: slot.name },
+        {
+          ...input,
+          agent: slot.name,
+          ...(slot.incarnation
+            ? { epoch: slot.incarnation.epoch, host: slot.incarnation.host }
+            : {}),
+        },
         slot.key,
       ),
     flush: () => Promise.all([...queues.values()]).then(() => undefined),

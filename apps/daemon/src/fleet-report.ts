@@ -36,6 +36,7 @@ export async function fleetStatus(
     agents,
     approvals: context.approvals.list('pending').map(approvalView),
     problems,
+    ...(context.cluster ? { cluster: await context.cluster.view() } : {}),
   };
 }
 
@@ -72,5 +73,6 @@ async function agentStatus(context: SupervisorContext, slot: Slot): Promise<Agen
     ...(state.substituted_by ? { substituted_by: state.substituted_by } : {}),
     ...(state.last_decision ? { last_decision: state.last_decision } : {}),
     failing: context.assessor.get(slot.key)?.failing ?? [],
+    ...(slot.incarnation ? { owner: slot.incarnation } : {}),
   };
 }

@@ -52,6 +52,7 @@ export function createFleetSync(context: SupervisorContext): FleetSync {
       };
       throw error;
     }
+    if (context.cluster) keepClusterShare(context, found.wanted);
     const unknown = new Set(found.unreadable);
     const diff = diffFleet(context.fleet.slots, found.wanted);
     const kept = diff.removed.filter((slot) => isUnread(context, slot, unknown));
@@ -81,6 +82,24 @@ export function createFleetSync(context: SupervisorContext): FleetSync {
     problems: () => [...problems],
     last: () => last,
   };
+}
+
+/**
+ * In a cluster, the agents placed across hosts (outside cells, started by the Pit) are this
+ * host's only while it holds them (cluster/cluster-member.ts); the others are left to their owners.
+ */
+function keepClusterShare(context: SupervisorContext, wanted: Map<string, WantedAgent>): void {
+  for (const [key, want] of wanted) {
+    if (want.cell || supervisionOf(want.config).mode !== 'managed') continue;
+    if (!context.cluster?.supervises(key, false)) wanted.delete(key);
+  }
+}
+
+/** The keys of the agents a cluster places across hosts (see {@link keepClusterShare}). */
+export function placeableAgents(context: SupervisorContext): string[] {
+  return Object.entries(context.config.agents)
+    .filter(([, agent]) => agent.cell === 'none' && supervisionOf(agent).mode === 'managed')
+    .map(([name]) => `${HOST}/${name}`);
 }
 
 /**

@@ -68,6 +68,8 @@ const STORY: { [K in CellEventKind]: Describe<K> | null } = {
     `denied by ${e.by ?? 'unknown'} via ${e.channel ?? 'unknown channel'}${optional(': ', e.reason)}`,
   agent_revived: (e) => `restarted as pid ${e.pid} (attempt ${e.attempt}): ${e.reason}`,
   revive_failed: (e) => `restart failed: ${e.reason}`,
+  start_refused: (e) =>
+    `not started here: ${e.message}${e.owner_host ? ` (owner ${e.owner_host}, epoch ${e.owner_epoch ?? '?'})` : ''}`,
   config_rolled_back: (e) =>
     `config rolled back: ${
       e.files.map((f) => `${f.path} ${short(f.old_sha256)} → ${short(f.new_sha256)}`).join(', ') ||
@@ -117,12 +119,19 @@ export function isStoryEvent(event: AnyCellEvent): boolean {
   return parsed.ok && (!parsed.known || STORY[parsed.event.event] !== null);
 }
 
+/** In a cluster, the host and epoch of the incarnation an event is about. */
+function actedBy(event: { epoch?: number; host?: string }): string {
+  if (event.epoch === undefined) return '';
+  return ` [host ${event.host ?? '?'}, epoch ${event.epoch}]`;
+}
+
 /** Renders one event of a story as a line a person reads. */
 export function describeEvent(event: AnyCellEvent): string {
   const parsed = parseCellEvent(event);
   if (parsed.ok && parsed.known) {
     const describe = STORY[parsed.event.event] as Describe<CellEventKind> | null;
-    if (describe) return describe(parsed.event);
+    if (describe)
+      return `${describe(parsed.event)}${actedBy(parsed.event as { epoch?: number; host?: string })}`;
   }
   const { ts: _ts, event: kind, agent: _agent, cell: _cell, ...fields } = event;
   const shown = Object.entries(fields)

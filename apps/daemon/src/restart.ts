@@ -112,7 +112,9 @@ async function startMarked(
   why: StartReason,
 ): Promise<void> {
   if (slot.process && !slot.process.exit) await stopAgent(context, slot);
-  const env = await agentEnvironment(context, slot, agentConfig, why);
+  const claimed = await claimStart(context, slot);
+  if (!claimed) return;
+  const env = { ...(await agentEnvironment(context, slot, agentConfig, why)), ...claimed.env };
   const at = context.now();
   if (!why.initial) {
     slot.state.restarts = [...slot.state.restarts, iso(at)].slice(-50);
@@ -159,7 +161,12 @@ async function startMarked(
     void context.events.agentEvent(
       slot,
       why.initial
-        ? { event: 'agent_started', pid: started.pid, level: agentConfig.isolation.level }
+        ? {
+            event: 'agent_started',
+            pid: started.pid,
+            level: agentConfig.isolation.level,
+            ...(claimed.takenOverFrom ? { taken_over_from: claimed.takenOverFrom } : {}),
+          }
         : { event: 'agent_revived', pid: started.pid, attempt: why.attempt, reason: why.reason },
     );
     if (context.scheduler?.has(slot.key)) context.scheduler.trigger(slot.key);
@@ -170,6 +177,40 @@ async function startMarked(
     reportEnded(context, slot);
     await context.events.agentEvent(slot, { event: 'revive_failed', reason: message });
   }
+}
+
+/**
+ * In a cluster, the claim that fences this start (cluster/cluster-member.ts): the epoch it wins
+ * goes to the agent (`PIT_EPOCH`, `PIT_HOST`) and into every event of this incarnation. A claim
+ * that loses is recorded and nothing starts. Alone, every start goes ahead.
+ */
+async function claimStart(
+  context: SupervisorContext,
+  slot: Slot,
+): Promise<{ env: Record<string, string>; takenOverFrom?: string } | undefined> {
+  const cluster = context.cluster;
+  if (!cluster) return { env: {} };
+  const claim = await cluster.claimForStart(slot.key);
+  if (!claim.ok) {
+    slot.incarnation = undefined;
+    context.logger.warn('cluster: not starting an agent: its claim was refused', {
+      agent: slot.key,
+      reason: claim.reason,
+      message: claim.message,
+    });
+    await context.events.agentEvent(slot, {
+      event: 'start_refused',
+      reason: claim.reason,
+      message: claim.message,
+      ...(claim.owner ? { owner_host: claim.owner.host, owner_epoch: claim.owner.epoch } : {}),
+    });
+    if (claim.reason === 'owned' || claim.reason === 'lost') void context.sync('loop');
+    return undefined;
+  }
+  slot.incarnation = { host: cluster.hostId, epoch: claim.epoch };
+  const env = { PIT_EPOCH: String(claim.epoch), PIT_HOST: cluster.hostId };
+  const from = cluster.takenOverFrom(slot.key);
+  return from ? { env, takenOverFrom: from } : { env };
 }
 
 /** The agent's environment: its config's (with `env_from` secrets), its mission bus credentials, `extra`. */
@@ -221,10 +262,18 @@ export function watchProcess(
   slot.state.pid = agentProcess.pid;
   slot.state.pid_start_time = agentProcess.startTime;
   slot.state.spawn_nonce = agentProcess.nonce;
+  // In a cluster the fence kills it when this host's lease is no longer safe.
+  context.cluster?.started({
+    key: slot.key,
+    pid: agentProcess.pid,
+    startTime: agentProcess.startTime,
+    ...(context.cgroupOf ? { cgroup: context.cgroupOf(slot.cell?.uuid, slot.name) } : {}),
+  });
   void agentProcess.exited.then((exit) => {
     // Whatever it forked goes with it, including children that left its group and session.
     reapLeftoversSoon(context);
     if (slot.process !== agentProcess) return;
+    context.cluster?.ended(slot.key);
     slot.exit = exit;
     reportEnded(context, slot);
     context.logger.warn('agent process exited', {

@@ -67,6 +67,8 @@ export interface Slot {
   configJson: string;
   /** Where its state is persisted: its cell's dir, or {@link HOST}. */
   target: string;
+  /** In a cluster: the host running the current incarnation and its fencing epoch (in every event of it). */
+  incarnation?: { host: string; epoch: number };
 }
 
 /** Managed when the config gives a command to run on this host; observed otherwise. */

@@ -7,6 +7,7 @@ import type { AgentState, OperatorAction } from '@pit/cell-spec';
 import type { ApprovalChannel } from '@pit/notify';
 import type { ApprovalView } from './approval-view.js';
 import type { BusHub } from './bus-hub.js';
+import type { ClusterMember, ClusterView } from './cluster/cluster-member.js';
 import type { PitConfig } from './config-schema.js';
 import type { ControlRequest, ControlResult } from './controls.js';
 import type { Executor } from './executor.js';
@@ -37,6 +38,8 @@ export interface SupervisorOptions {
   busHub?: BusHub;
   /** Channels that show approval requests and bring answers back (Telegram, Nostr). */
   approvalChannels?: ApprovalChannel[];
+  /** This daemon's membership of a cluster (`[cluster]`): every start is claimed first. */
+  cluster?: ClusterMember;
 }
 
 /** One supervised agent in {@link FleetStatus}. */
@@ -62,6 +65,8 @@ export interface AgentStatus {
   substituted_by?: string;
   last_decision?: AgentState['last_decision'];
   failing: string[];
+  /** In a cluster: the host running this incarnation and its fencing epoch. */
+  owner?: { host: string; epoch: number };
 }
 
 /** What `GET /api/status` and `pit status` show. */
@@ -72,6 +77,8 @@ export interface FleetStatus {
   /** The pending approval requests (times as ISO-8601 strings, like every time here). */
   approvals: ApprovalView[];
   problems: string[];
+  /** In a cluster (`[cluster]`): the live hosts, their lease age, and who owns which agent. */
+  cluster?: ClusterView;
 }
 
 /** The outcome of one {@link Supervisor.sweep}. */

@@ -9,6 +9,7 @@ import type { Assessor, ProbeScheduler, ProcessTable } from '@pit/probes';
 import type { SnapshotStore } from '@pit/snapshot';
 import type { ApprovalStore } from './approvals.js';
 import type { BusHub } from './bus-hub.js';
+import type { ClusterMember } from './cluster/cluster-member.js';
 import type { PitConfig } from './config-schema.js';
 import type { EventWriter } from './event-writer.js';
 import type { Executor } from './executor.js';
@@ -54,6 +55,10 @@ export interface SupervisorContext {
   readonly snapshots: SnapshotStore;
   readonly notifier: Notifier;
   readonly busHub: BusHub | undefined;
+  /** The cgroup of an agent's starts, where agent cgroups are on. */
+  readonly cgroupOf: ((cell: string | undefined, agent: string) => string) | undefined;
+  /** This daemon in its cluster (`[cluster]`); `undefined` alone. */
+  readonly cluster: ClusterMember | undefined;
   readonly metrics: SupervisorMetrics;
   readonly fleet: Fleet;
   readonly processTable: ProcessTable;

@@ -20,7 +20,7 @@ import { createEventWriter } from './event-writer.js';
 import { createExecutor } from './executor.js';
 import { createFleet } from './fleet.js';
 import { fleetStatus } from './fleet-report.js';
-import { createFleetSync, type FleetSync } from './fleet-sync.js';
+import { createFleetSync, placeableAgents, type FleetSync } from './fleet-sync.js';
 import { silentLogger } from './logger.js';
 import { startLoopTimers, type LoopTimers } from './loop-timers.js';
 import { LATENCY_BUCKETS_S, createMetricsRegistry, type MetricsRegistry } from './metrics.js';
@@ -70,6 +70,14 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       now: context.now,
     });
     await fleetSync.sync('loop');
+    context.cluster?.start({
+      placeable: () => placeableAgents(context),
+      resync: () => fleetSync.sync('loop'),
+      stopLocal: async (key) => {
+        const slot = context.fleet.slots.get(key);
+        if (slot) await stopAgent(context, slot);
+      },
+    });
     timers = await startLoopTimers(context, {
       discover: () => fleetSync.sync('loop'),
       housekeep: async () => {
@@ -237,6 +245,8 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
     snapshots: createSnapshotStore({ stateDir, logger }),
     notifier: options.notifier ?? silentNotifier,
     busHub: options.busHub,
+    cluster: options.cluster,
+    cgroupOf: cgroups ? (cell, agent) => cgroups.pathOf(cell, agent) : undefined,
     metrics: createMetrics(options.metrics ?? createMetricsRegistry()),
     fleet: createFleet(),
     processTable: createProcessTable({ maxAgeMs: 1000 }),
@@ -291,6 +301,18 @@ function registerGauges(context: SupervisorContext): void {
       counts[slot.state.health] = (counts[slot.state.health] ?? 0) + 1;
     return Object.entries(counts).map(([state, value]) => [{ state }, value]);
   });
+  const cluster = context.cluster;
+  if (cluster) {
+    registry.gauge(
+      'pit_cluster_fenced',
+      '1 while this host has lost its cluster lease (it revives nothing), else 0.',
+      [],
+      () => [[{}, cluster.fenced() ? 1 : 0]],
+    );
+    registry.gauge('pit_cluster_agents_held', 'Agents this host owns in the cluster.', [], () => [
+      [{}, cluster.heldCount()],
+    ]);
+  }
   registry.gauge('pit_approvals_pending', 'Approval requests waiting for an answer.', [], () => [
     [{}, context.approvals.list('pending').length],
   ]);

@@ -16,8 +16,16 @@ import { RemedyActionSchema } from './approval.js';
 
 /** Fields every event line has. */
 const base = { ts: IsoTimestampSchema };
-/** Fields of an event about one agent. */
-const agentBase = { ...base, agent: AgentNameSchema };
+/**
+ * Fields of an event about one agent. In a cluster (`[cluster]`), `epoch` is the incarnation's
+ * fencing epoch (its owner record's revision, `PIT_EPOCH`) and `host` the host that wrote it.
+ */
+const agentBase = {
+  ...base,
+  agent: AgentNameSchema,
+  epoch: z.number().int().positive().optional(),
+  host: z.string().min(1).max(64).optional(),
+};
 
 /** A file restored by a config rollback, with its hash before (`null`: absent) and after. */
 export const RolledBackFileSchema = z.strictObject({
@@ -117,6 +125,8 @@ export const CellEventSchema = z.discriminatedUnion('event', [
     event: z.literal('agent_started'),
     pid,
     level: IsolationLevelSchema,
+    /** In a cluster: the host whose lease expired, when this start took the agent over. */
+    taken_over_from: z.string().min(1).max(64).optional(),
   }),
   z.strictObject({
     ...agentBase,
@@ -160,6 +170,15 @@ export const CellEventSchema = z.discriminatedUnion('event', [
     reason: z.string(),
   }),
   z.strictObject({ ...agentBase, event: z.literal('revive_failed'), reason: z.string() }),
+  /** A clustered host did not start the agent: its claim was refused (another host owns it, the lease lapsed, NATS did not answer). */
+  z.strictObject({
+    ...agentBase,
+    event: z.literal('start_refused'),
+    reason: z.enum(['owned', 'lost', 'fenced', 'unavailable']),
+    message: z.string(),
+    owner_host: z.string().min(1).max(64).optional(),
+    owner_epoch: z.number().int().positive().optional(),
+  }),
   z.strictObject({
     ...agentBase,
     event: z.literal('config_rolled_back'),

@@ -6,6 +6,7 @@ import { readFileSafe, removeStaleTemps, writeJsonAtomic } from './atomic.js';
 import { assertCellDir, ensureCellSubdir } from './cell-dir.js';
 import { CellError } from './errors.js';
 import { appendEvent } from './events.js';
+import type { CellEventInput } from './event-kinds.js';
 import { formatIssues } from './format-issues.js';
 import { IsolationLevelSchema } from './isolation.js';
 import { assertTransition, CellStatusSchema, TRANSITION_EVENTS } from './lifecycle.js';
@@ -217,7 +218,9 @@ export async function updateManifest(
             event: TRANSITION_EVENTS[to],
             from,
             ...(options.reason ? { reason: options.reason } : {}),
-          },
+            // One of four lifecycle kinds: TypeScript does not discriminate a union this long
+            // against a union-typed kind by itself.
+          } as CellEventInput,
           // Reached from the cell without following a link at any component.
           { beneath: cellDir },
         );

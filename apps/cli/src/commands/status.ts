@@ -1,4 +1,4 @@
-import { readFleetStatus } from '@pit/daemon';
+import { readFleetStatus, type FleetStatus } from '@pit/daemon';
 import { checkExit } from '../exit-codes.js';
 import type { CommandContext } from '../context.js';
 import { formatAge, renderTable } from '../output.js';
@@ -49,6 +49,7 @@ export async function status(
           'FOR',
           'HEARTBEAT',
           'PID',
+          'OWNER@EPOCH',
           'RESTARTS',
           'BACKOFF',
           'APPROVAL',
@@ -65,6 +66,7 @@ export async function status(
               ? undefined
               : `${formatAge(agent.heartbeat_age_s)} ago`,
             agent.pid,
+            agent.owner ? `${agent.owner.host}@${agent.owner.epoch}` : undefined,
             agent.restarts,
             backoff !== undefined && backoff > 0 ? formatAge(backoff) : undefined,
             agent.pending_approval,
@@ -76,8 +78,31 @@ export async function status(
       ),
     );
   }
+  if (fleet.cluster) printCluster(context, fleet.cluster);
   if (fleet.approvals.length)
     context.output.out(`\n${fleet.approvals.length} approval(s) pending: see \`pit approvals\``);
   for (const problem of fleet.problems) context.output.err(`problem: ${problem}`);
   return code;
+}
+
+/** The cluster part of `pit status`: live hosts with their lease age, and agents owned elsewhere. */
+function printCluster(context: CommandContext, cluster: NonNullable<FleetStatus['cluster']>): void {
+  context.output.out(
+    `\ncluster: this host ${cluster.host}, lease ${cluster.lease_s} s, on_partition ${cluster.on_partition}${cluster.fenced ? ' — FENCED: lease lost, reviving nothing' : ''}`,
+  );
+  context.output.out(
+    renderTable(
+      ['HOST', 'PID', 'LEASE AGE'],
+      cluster.hosts.map((host) => [
+        host.host === cluster.host ? `${host.host} (this)` : host.host,
+        host.pid,
+        host.lease_age_s === null ? undefined : `${host.lease_age_s.toFixed(1)} s`,
+      ]),
+    ),
+  );
+  const remote = Object.entries(cluster.remote);
+  if (remote.length > 0)
+    context.output.out(
+      `owned by other hosts: ${remote.map(([key, owner]) => `${key} → ${owner.host}@${owner.epoch}`).join(', ')}`,
+    );
 }

@@ -93,6 +93,10 @@ export interface Coordination {
   /** Called when this host becomes fenced, and when it rejoins. */
   onFence(listener: () => void): void;
   onRejoin(listener: () => void): void;
+  /** How long from now the lease stays safe (ms; 0 or less when fenced). */
+  safeForMs(): number;
+  /** Called after every renewal that landed, with how long from now the lease stays safe (ms): `2T/3` less the renewal's own time. */
+  onRenew(listener: (validMs: number) => void): void;
   /** Stops renewing, deletes this host's lease (a clean leave) and closes the connection. */
   close(options?: { leave?: boolean }): Promise<void>;
 }
@@ -112,11 +116,12 @@ function isStaleRevision(error: unknown): boolean {
   return cause !== undefined && cause !== error && isStaleRevision(cause);
 }
 
-/** The agent key as a KV key (`/` is allowed; anything else outside `[-/=\w]` is refused). */
+/** The agent key as a KV key: `.` (a subject separator to NATS) as `=2E`; anything else outside `[-/=\w]` is refused. */
 function ownerKey(agent: string): string {
-  if (!KEY_PATTERN.test(agent))
+  const key = agent.replaceAll('.', '=2E');
+  if (!KEY_PATTERN.test(key))
     throw new Error(`agent key ${JSON.stringify(agent)} cannot be a cluster key`);
-  return agent;
+  return key;
 }
 
 function parseOwner(entry: KvEntry | null): OwnerRecord | undefined {
@@ -194,6 +199,8 @@ interface Lease {
   fenced(): boolean;
   onFence(listener: () => void): void;
   onRejoin(listener: () => void): void;
+  onRenew(listener: (validMs: number) => void): void;
+  safeForMs(): number;
   stop(): Promise<void>;
 }
 
@@ -207,6 +214,7 @@ async function keepLease(opened: Opened): Promise<Lease> {
   let renewing: Promise<void> | undefined;
   const fenceListeners: Array<() => void> = [];
   const rejoinListeners: Array<() => void> = [];
+  const renewListeners: Array<(validMs: number) => void> = [];
   const fenced = () => now() - renewedAt > fenceAfter;
   const check = () => {
     if (wasFenced || !fenced()) return;
@@ -227,6 +235,7 @@ async function keepLease(opened: Opened): Promise<Lease> {
       return;
     }
     renewedAt = started;
+    for (const listener of renewListeners) listener(fenceAfter - (now() - started));
     // Fenced exactly 2T/3 after this renewal unless another lands first (not at the next tick:
     // the host must have stopped before its lease expires at its peers, T after it).
     clearTimeout(fenceTimer);
@@ -252,6 +261,8 @@ async function keepLease(opened: Opened): Promise<Lease> {
     fenced,
     onFence: (listener) => void fenceListeners.push(listener),
     onRejoin: (listener) => void rejoinListeners.push(listener),
+    onRenew: (listener) => void renewListeners.push(listener),
+    safeForMs: () => fenceAfter - (now() - renewedAt),
     async stop() {
       stopped = true;
       clearInterval(timer);
@@ -359,6 +370,8 @@ async function startCoordination(opened: Opened): Promise<Coordination> {
     fenced: lease.fenced,
     onFence: lease.onFence,
     onRejoin: lease.onRejoin,
+    onRenew: lease.onRenew,
+    safeForMs: lease.safeForMs,
     async close(options) {
       await lease.stop();
       if (options?.leave !== false) await opened.hosts.delete(hostId).catch(() => {});

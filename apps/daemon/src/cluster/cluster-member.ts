@@ -1,0 +1,311 @@
+/**
+ * This daemon as a member of a cluster (`[cluster]`, issue #16): which agents it supervises,
+ * the claim that fences every start, placement and takeover, and what a lost lease does. It
+ * owns the coordination handle (coordination.ts), the fence (fence.ts) and the set of agents it
+ * holds with their epochs; the supervision modules ask it before acting and tell it what they
+ * started and stopped.
+ *
+ * - **Placement**: agents outside cells (`host/<name>`, the same `[agents]` on every host) are
+ *   placed on one live host each by rendezvous ranking (coordination.ts `rankHosts`): on every
+ *   tick (T/3), an agent with no owner, or whose owner's lease has expired, is claimed by the
+ *   first-ranked live host, and only the compare-and-set winner takes it up. Agents in cells live
+ *   where their cell is: they are this host's, and every start of them is claimed all the same.
+ * - **Fencing**: every start claims the agent's owner record first ({@link ClusterMember.claimForStart});
+ *   its revision is the incarnation's epoch (`PIT_EPOCH`, and in every event of it). A host whose
+ *   claim loses does not start the agent. The fence process kills this host's agents 2T/3 after
+ *   the last renewal that landed, before any peer can see the lease expire (T).
+ * - **A lost lease** (`on_partition`): `stop` stops every agent this host holds and holds none
+ *   until it rejoins; `keep` leaves them running and revives nothing. On rejoin, an agent whose
+ *   owner record names another host (taken over meanwhile) is stopped here and let go.
+ */
+import type { Logger } from '../logger.js';
+import { silentLogger } from '../logger.js';
+import {
+  openCoordination,
+  rankHosts,
+  type ClaimResult,
+  type Coordination,
+  type HostLease,
+  type OwnerRecord,
+} from './coordination.js';
+import { startFence, type Fence, type FencedProcess } from './fence.js';
+
+/** `[cluster]` as the member needs it. */
+export interface ClusterMemberOptions {
+  servers: string[];
+  hostId: string;
+  leaseMs: number;
+  replicas: 1 | 3 | 5;
+  onPartition: 'stop' | 'keep';
+  token?: string;
+  logger?: Logger;
+}
+
+/** What the supervisor lets the member do (set once the supervisor is wired). */
+export interface ClusterHooks {
+  /** Keys of the agents placed across hosts (agents outside cells the Pit can start). */
+  placeable(): string[];
+  /** Runs discovery again: an agent claimed or let go is taken up or dropped. */
+  resync(): Promise<void>;
+  /** Stops the agent's process here, when it runs (a lost lease, or taken over meanwhile). */
+  stopLocal(key: string): Promise<void>;
+}
+
+/** The cluster as the operator sees it (status, dashboard, metrics). */
+export interface ClusterView {
+  host: string;
+  fenced: boolean;
+  on_partition: 'stop' | 'keep';
+  lease_s: number;
+  hosts: Array<{ host: string; pid: number; lease_age_s: number | null }>;
+  /** Agents this host holds, with their epochs. */
+  held: Record<string, number>;
+  /** Agents placed on other hosts, as last read. */
+  remote: Record<string, { host: string; epoch: number }>;
+}
+
+/** See the module header. */
+export interface ClusterMember {
+  readonly hostId: string;
+  /** Whether this host supervises the agent now: cell agents always, placed agents while held. */
+  supervises(key: string, inCell: boolean): boolean;
+  /** Claims the agent before a start; on success the epoch is the incarnation's. */
+  claimForStart(key: string): Promise<ClaimResult>;
+  /** The host this one took the agent over from, once (the start that follows the takeover asks). */
+  takenOverFrom(key: string): string | undefined;
+  /** The epoch of the agent's current incarnation here, if any. */
+  epochOf(key: string): number | undefined;
+  /** A process was started (or adopted) for the agent: the fence watches it. */
+  started(process: FencedProcess): void;
+  /** The agent's process is gone or was let go. */
+  ended(key: string): void;
+  /** Starts placement (a tick every T/3). */
+  start(hooks: ClusterHooks): void;
+  view(): Promise<ClusterView>;
+  fenced(): boolean;
+  /** How many agents this host holds. */
+  heldCount(): number;
+  /**
+   * Leaves the cluster once this host's agents are stopped: releases their owner records, ends
+   * the fence and deletes the lease, so that peers take the agents over at their next tick.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * Joins the cluster: connects, holds the lease, starts the fence.
+ * @throws Error when NATS cannot be reached or the fence cannot start.
+ */
+export async function joinCluster(options: ClusterMemberOptions): Promise<ClusterMember> {
+  const logger = options.logger ?? silentLogger;
+  const coordination = await openCoordination({
+    servers: options.servers,
+    hostId: options.hostId,
+    leaseTtlMs: options.leaseMs,
+    replicas: options.replicas,
+    logger,
+    ...(options.token ? { token: options.token } : {}),
+  });
+  let fence: Fence | undefined;
+  try {
+    // With `keep`, agents outlive a lost lease by the operator's choice: nothing kills them.
+    if (options.onPartition === 'stop') {
+      fence = await startFence({ logger });
+      fence.lease(coordination.safeForMs());
+      coordination.onRenew((validMs) => fence?.lease(validMs));
+    }
+  } catch (error) {
+    await coordination.close();
+    throw error;
+  }
+  return createMember({ ...options, logger }, coordination, fence);
+}
+
+interface MemberState {
+  hooks: ClusterHooks | undefined;
+  held: Map<string, number>;
+  remote: Map<string, OwnerRecord>;
+  takenFrom: Map<string, string>;
+  lastHosts: HostLease[];
+  timer: NodeJS.Timeout | undefined;
+  ticking: Promise<void> | undefined;
+  closed: boolean;
+}
+
+function createMember(
+  options: ClusterMemberOptions & { logger: Logger },
+  coordination: Coordination,
+  fence: Fence | undefined,
+): ClusterMember {
+  const { logger, hostId } = options;
+  const state: MemberState = {
+    hooks: undefined,
+    held: new Map(),
+    remote: new Map(),
+    takenFrom: new Map(),
+    lastHosts: [],
+    timer: undefined,
+    ticking: undefined,
+    closed: false,
+  };
+  coordination.onFence(() => void onFenced(options, state));
+  coordination.onRejoin(() => void onRejoined(options, coordination, state));
+  const tick = () => {
+    if (state.ticking || state.closed || !state.hooks) return;
+    state.ticking = placeAgents(options, coordination, state)
+      .catch((error: unknown) =>
+        logger.warn('cluster placement failed; retrying at the next tick', {
+          error: error instanceof Error ? error.message : String(error),
+        }),
+      )
+      .finally(() => (state.ticking = undefined));
+  };
+  return {
+    hostId,
+    supervises: (key, inCell) => inCell || state.held.has(key),
+    async claimForStart(key) {
+      const result = await coordination.claim(key);
+      if (result.ok) {
+        state.held.set(key, result.epoch);
+        state.remote.delete(key);
+      } else if (result.reason === 'owned' || result.reason === 'lost') {
+        state.held.delete(key);
+        if (result.owner) state.remote.set(key, result.owner);
+      }
+      return result;
+    },
+    epochOf: (key) => state.held.get(key),
+    takenOverFrom(key) {
+      const from = state.takenFrom.get(key);
+      state.takenFrom.delete(key);
+      return from;
+    },
+    started: (process) => fence?.watch(process),
+    ended: (key) => fence?.unwatch(key),
+    start(hooks) {
+      state.hooks = hooks;
+      state.timer = setInterval(tick, Math.max(100, Math.floor(options.leaseMs / 3)));
+      state.timer.unref();
+      tick();
+    },
+    view: () => viewOf(options, coordination, state),
+    fenced: () => coordination.fenced(),
+    heldCount: () => state.held.size,
+    async close() {
+      state.closed = true;
+      clearInterval(state.timer);
+      await state.ticking;
+      await Promise.all(
+        [...state.held].map(([key, epoch]) => coordination.release(key, epoch).catch(() => false)),
+      );
+      state.held.clear();
+      await fence?.disarm();
+      await coordination.close({ leave: true });
+    },
+  };
+}
+
+/** One placement pass (see the module header). */
+async function placeAgents(
+  options: ClusterMemberOptions & { logger: Logger },
+  coordination: Coordination,
+  state: MemberState,
+): Promise<void> {
+  const hooks = state.hooks;
+  if (!hooks || coordination.fenced()) return;
+  const hosts = await coordination.liveHosts();
+  state.lastHosts = hosts;
+  const live = new Set(hosts.map((lease) => lease.host));
+  let changed = false;
+  for (const key of hooks.placeable()) {
+    if (state.held.has(key) || state.closed || coordination.fenced()) continue;
+    const known = state.remote.get(key);
+    if (known && live.has(known.host)) continue;
+    const owner = await coordination.owner(key);
+    if (owner && owner.host !== options.hostId && live.has(owner.host)) {
+      state.remote.set(key, owner);
+      continue;
+    }
+    // Unowned, owned by a host whose lease expired, or owned by this host (a restarted daemon).
+    if (owner?.host !== options.hostId && rankHosts(key, [...live])[0] !== options.hostId) continue;
+    const claimed = await coordination.claim(key);
+    if (!claimed.ok) {
+      if (claimed.owner) state.remote.set(key, claimed.owner);
+      continue;
+    }
+    state.held.set(key, claimed.epoch);
+    state.remote.delete(key);
+    if (claimed.takeover && owner) state.takenFrom.set(key, owner.host);
+    changed = true;
+    options.logger.info(claimed.takeover ? 'cluster: took an agent over' : 'cluster: placed here', {
+      agent: key,
+      epoch: claimed.epoch,
+      ...(owner ? { previous_host: owner.host, previous_epoch: owner.epoch } : {}),
+    });
+  }
+  if (changed) await hooks.resync();
+}
+
+async function onFenced(
+  options: ClusterMemberOptions & { logger: Logger },
+  state: MemberState,
+): Promise<void> {
+  const held = [...state.held.keys()];
+  if (options.onPartition === 'keep') {
+    options.logger.error('cluster lease lost: keeping agents running, reviving nothing', {
+      agents: held.length,
+    });
+    return;
+  }
+  options.logger.error('cluster lease lost: stopping this host’s agents', { agents: held.length });
+  state.held.clear();
+  await Promise.all(held.map((key) => state.hooks?.stopLocal(key).catch(() => undefined)));
+  await state.hooks?.resync().catch(() => undefined);
+}
+
+/** Back in the cluster: agents taken over meanwhile are stopped here and let go. */
+async function onRejoined(
+  options: ClusterMemberOptions & { logger: Logger },
+  coordination: Coordination,
+  state: MemberState,
+): Promise<void> {
+  let lost = 0;
+  for (const [key, epoch] of [...state.held]) {
+    const current = await coordination.isCurrent(key, epoch).catch(() => true);
+    if (current) continue;
+    lost += 1;
+    state.held.delete(key);
+    await state.hooks?.stopLocal(key).catch(() => undefined);
+  }
+  state.remote.clear();
+  options.logger.info('cluster lease held again: following the current owners', {
+    agents_taken_over_meanwhile: lost,
+  });
+  if (lost > 0) await state.hooks?.resync().catch(() => undefined);
+}
+
+async function viewOf(
+  options: ClusterMemberOptions,
+  coordination: Coordination,
+  state: MemberState,
+): Promise<ClusterView> {
+  const hosts = await coordination.liveHosts().catch(() => state.lastHosts);
+  const now = Date.now();
+  return {
+    host: options.hostId,
+    fenced: coordination.fenced(),
+    on_partition: options.onPartition,
+    lease_s: options.leaseMs / 1000,
+    hosts: hosts
+      .map((lease) => ({
+        host: lease.host,
+        pid: lease.pid,
+        lease_age_s: lease.renewedAt > 0 ? Math.max(0, (now - lease.renewedAt) / 1000) : null,
+      }))
+      .sort((a, b) => a.host.localeCompare(b.host)),
+    held: Object.fromEntries(state.held),
+    remote: Object.fromEntries(
+      [...state.remote].map(([key, owner]) => [key, { host: owner.host, epoch: owner.epoch }]),
+    ),
+  };
+}
