@@ -19,6 +19,7 @@ import {
 } from '@pit/test-kit';
 import {
   cleanup,
+  eventEntries,
   killDaemon,
   liveAgents,
   MARKER_FLAG,
@@ -47,6 +48,12 @@ interface Host {
   base: string;
   configPath: string;
   daemon?: DaemonProcess;
+}
+
+/** The events a host's daemon wrote about its agents outside cells (`<state>/logs/events.jsonl`). */
+async function hostEvents(host: Host): Promise<Array<Record<string, unknown>>> {
+  const entries = await eventEntries(join(host.base, 'state'));
+  return entries.flatMap((entry) => (entry.ok ? [entry.event as Record<string, unknown>] : []));
 }
 
 /** One incarnation as the agent's own environment tells it. */
@@ -202,6 +209,26 @@ describe.skipIf(!installed)('three pit daemons on a 3-node NATS cluster', () => 
         const now = after.get(agent)!;
         expect(now.epoch, `${agent}: a newer epoch`).toBeGreaterThan(before.epoch);
         expect(now.pid).not.toBe(before.pid);
+        // The new owner's event log says who acted, under which epoch, and whose agent it took.
+        const owner = hosts.find((host) => host.id === now.host)!;
+        const started = await waitFor(
+          async () =>
+            (await hostEvents(owner)).find(
+              (event) =>
+                // A first start here, or a revive when this host's own old record of the agent
+                // (from an earlier ownership) names a process that is gone.
+                (event.event === 'agent_started' || event.event === 'agent_revived') &&
+                event.agent === agent &&
+                event.pid === now.pid,
+            ),
+          5_000,
+          `${agent}'s start in ${owner.id}'s event log`,
+        ).catch(async (error: unknown) => {
+          const seen = (await hostEvents(owner)).filter((event) => event.agent === agent);
+          throw new Error(`${(error as Error).message}; pid ${now.pid}: ${JSON.stringify(seen)}`);
+        });
+        expect(started).toMatchObject({ epoch: now.epoch, host: now.host });
+        expect(started.taken_over_from).toBe(victim.id);
       }
       // Agents that did not move kept their process and epoch.
       for (const [agent, before] of placed)
@@ -217,6 +244,34 @@ describe.skipIf(!installed)('three pit daemons on a 3-node NATS cluster', () => 
     expect(status.cluster?.hosts).toHaveLength(3);
     expect(sampler.doubles()).toEqual([]);
   }, 180_000);
+
+  it('kill -9 of one NATS node during the takeover of a dead host: no revive lost or doubled', async () => {
+    await makeHosts();
+    const placed = await waitFor(() => oneEach(marker), 30_000, 'every agent running once');
+    const victim = hosts.find((host) =>
+      [...placed.values()].some((incarnation) => incarnation.host === host.id),
+    )!;
+    const moved = [...placed].filter(([, incarnation]) => incarnation.host === victim.id);
+    await killDaemon(victim.daemon!);
+    victim.daemon = undefined;
+    // The node goes while the survivors are about to claim the dead host's agents (its lease
+    // expires T after its last renewal): the stream leaders move, requests in that window fail.
+    await new Promise((resolve) => setTimeout(resolve, (LEASE_S * 1000) / 2));
+    await nats.kill(0);
+    const after = await waitFor(
+      async () => {
+        const now = await oneEach(marker);
+        return now && moved.every(([agent]) => now.get(agent)!.host !== victim.id)
+          ? now
+          : undefined;
+      },
+      30_000,
+      `the agents of ${victim.id} running again once, with one NATS node down`,
+    );
+    for (const [agent, before] of moved)
+      expect(after.get(agent)!.epoch).toBeGreaterThan(before.epoch);
+    expect(sampler.doubles()).toEqual([]);
+  }, 120_000);
 
   it('a SIGSTOPped daemon: its agents are stopped before another host starts them, and it does not fight the new owner after SIGCONT', async () => {
     await makeHosts();

@@ -66,7 +66,8 @@ const STORY: { [K in CellEventKind]: Describe<K> | null } = {
     `approved by ${e.by ?? 'unknown'} via ${e.channel ?? 'unknown channel'}${optional(': ', e.reason)}`,
   revive_denied: (e) =>
     `denied by ${e.by ?? 'unknown'} via ${e.channel ?? 'unknown channel'}${optional(': ', e.reason)}`,
-  agent_revived: (e) => `restarted as pid ${e.pid} (attempt ${e.attempt}): ${e.reason}`,
+  agent_revived: (e) =>
+    `restarted as pid ${e.pid} (attempt ${e.attempt}): ${e.reason}${optional(', taken over from host ', e.taken_over_from)}`,
   revive_failed: (e) => `restart failed: ${e.reason}`,
   start_refused: (e) =>
     `not started here: ${e.message}${e.owner_host ? ` (owner ${e.owner_host}, epoch ${e.owner_epoch ?? '?'})` : ''}`,

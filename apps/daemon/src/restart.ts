@@ -113,6 +113,7 @@ async function startMarked(
 ): Promise<void> {
   if (slot.process && !slot.process.exit) await stopAgent(context, slot);
   const claimed = await claimStart(context, slot);
+  if (claimed === 'retry') return retryStart(context, slot, agentConfig, why);
   if (!claimed) return;
   const env = { ...(await agentEnvironment(context, slot, agentConfig, why)), ...claimed.env };
   const at = context.now();
@@ -167,7 +168,13 @@ async function startMarked(
             level: agentConfig.isolation.level,
             ...(claimed.takenOverFrom ? { taken_over_from: claimed.takenOverFrom } : {}),
           }
-        : { event: 'agent_revived', pid: started.pid, attempt: why.attempt, reason: why.reason },
+        : {
+            event: 'agent_revived',
+            pid: started.pid,
+            attempt: why.attempt,
+            reason: why.reason,
+            ...(claimed.takenOverFrom ? { taken_over_from: claimed.takenOverFrom } : {}),
+          },
     );
     if (context.scheduler?.has(slot.key)) context.scheduler.trigger(slot.key);
   } catch (error) {
@@ -187,30 +194,54 @@ async function startMarked(
 async function claimStart(
   context: SupervisorContext,
   slot: Slot,
-): Promise<{ env: Record<string, string>; takenOverFrom?: string } | undefined> {
+): Promise<{ env: Record<string, string>; takenOverFrom?: string } | 'retry' | undefined> {
   const cluster = context.cluster;
   if (!cluster) return { env: {} };
   const claim = await cluster.claimForStart(slot.key);
   if (!claim.ok) {
     slot.incarnation = undefined;
-    context.logger.warn('cluster: not starting an agent: its claim was refused', {
-      agent: slot.key,
-      reason: claim.reason,
-      message: claim.message,
-    });
-    await context.events.agentEvent(slot, {
-      event: 'start_refused',
-      reason: claim.reason,
-      message: claim.message,
-      ...(claim.owner ? { owner_host: claim.owner.host, owner_epoch: claim.owner.epoch } : {}),
-    });
-    if (claim.reason === 'owned' || claim.reason === 'lost') void context.sync('loop');
-    return undefined;
+    // Recorded once per reason, not at every retry.
+    if (slot.refused !== claim.reason) {
+      slot.refused = claim.reason;
+      context.logger.warn('cluster: not starting an agent: its claim was refused', {
+        agent: slot.key,
+        reason: claim.reason,
+        message: claim.message,
+      });
+      await context.events.agentEvent(slot, {
+        event: 'start_refused',
+        reason: claim.reason,
+        message: claim.message,
+        ...(claim.owner ? { owner_host: claim.owner.host, owner_epoch: claim.owner.epoch } : {}),
+      });
+    }
+    // Another host owns it: this one lets it go. NATS silent or this host fenced: the same start
+    // is tried again (no restart counted) until the cluster answers.
+    if (claim.reason === 'owned' || claim.reason === 'lost') {
+      void context.sync('loop');
+      return undefined;
+    }
+    return 'retry';
   }
+  slot.refused = undefined;
   slot.incarnation = { host: cluster.hostId, epoch: claim.epoch };
   const env = { PIT_EPOCH: String(claim.epoch), PIT_HOST: cluster.hostId };
   const from = cluster.takenOverFrom(slot.key);
   return from ? { env, takenOverFrom: from } : { env };
+}
+
+/** Tries a start the cluster could not grant again in a second, while the agent is still this host's and not running. */
+function retryStart(
+  context: SupervisorContext,
+  slot: Slot,
+  agentConfig: ManagedAgentConfig,
+  why: StartReason,
+): void {
+  setTimeout(() => {
+    if (context.stopped || context.fleet.slots.get(slot.key) !== slot) return;
+    if (slot.process && !slot.process.exit) return;
+    void startAgent(context, slot, agentConfig, why);
+  }, 1000).unref();
 }
 
 /** The agent's environment: its config's (with `env_from` secrets), its mission bus credentials, `extra`. */

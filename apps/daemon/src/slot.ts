@@ -69,6 +69,8 @@ export interface Slot {
   target: string;
   /** In a cluster: the host running the current incarnation and its fencing epoch (in every event of it). */
   incarnation?: { host: string; epoch: number };
+  /** In a cluster: why the last claim to start it was refused (recorded once per reason). */
+  refused?: string;
 }
 
 /** Managed when the config gives a command to run on this host; observed otherwise. */

@@ -168,6 +168,8 @@ export const CellEventSchema = z.discriminatedUnion('event', [
     pid,
     attempt: z.number().int().nonnegative(),
     reason: z.string(),
+    /** In a cluster: the host whose lease expired, when this start took the agent over. */
+    taken_over_from: z.string().min(1).max(64).optional(),
   }),
   z.strictObject({ ...agentBase, event: z.literal('revive_failed'), reason: z.string() }),
   /** A clustered host did not start the agent: its claim was refused (another host owns it, the lease lapsed, NATS did not answer). */

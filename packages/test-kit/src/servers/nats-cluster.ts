@@ -98,8 +98,13 @@ export async function startNatsCluster(dir: string, nodes = 3): Promise<TestNats
     port: port.client,
     process: undefined,
   }));
+  // The last words of each node (its log goes to stderr), for the error when one does not start.
+  const tails: string[] = ports.map(() => '');
   const launch = (index: number) => {
-    const child = spawn(binary, ['-c', configs[index]!], { stdio: 'ignore' });
+    const child = spawn(binary, ['-c', configs[index]!], { stdio: ['ignore', 'ignore', 'pipe'] });
+    child.stderr?.on('data', (chunk: Buffer) => {
+      tails[index] = (tails[index] + chunk.toString()).slice(-2000);
+    });
     running[index]!.process = child;
     child.once('exit', () => {
       if (running[index]!.process === child) running[index]!.process = undefined;
@@ -110,7 +115,9 @@ export async function startNatsCluster(dir: string, nodes = 3): Promise<TestNats
       () => healthy(ports[index]!.monitor),
       30_000,
       `nats-server node n${index} to serve JetStream`,
-    );
+    ).catch((error: unknown) => {
+      throw new Error(`${(error as Error).message}\nits log ends:\n${tails[index]}`);
+    });
   for (let index = 0; index < nodes; index += 1) launch(index);
   const cluster: TestNatsCluster = {
     nodes: running,
