@@ -218,6 +218,49 @@ describe('loadConfig', () => {
     if (!result.ok) expect(result.problems[0]).toMatchObject({ path: '(syntax)', line: 3 });
   });
 
+  it('checks [cluster]: each bad key named with what was expected; absent means alone', () => {
+    const result = parseConfig(
+      [
+        '[cluster]',
+        'servers = ["http://10.0.0.1:4222"]',
+        'host_id = "host one"',
+        'lease_s = 0.5',
+        'replicas = 2',
+        'on_partition = "fight"',
+        'token_env = "not-a-var"',
+      ].join('\n'),
+      'toml',
+    );
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    const byPath = Object.fromEntries(result.problems.map((p) => [p.path, p.message]));
+    expect(byPath['cluster.servers.0']).toMatch(/NATS URL such as nats:\/\/127\.0\.0\.1:4222/);
+    expect(byPath['cluster.host_id']).toMatch(/letters, digits, _ or -/);
+    expect(byPath['cluster.lease_s']).toMatch(/at least 1 second/);
+    expect(byPath['cluster.replicas']).toBeDefined();
+    expect(byPath['cluster.on_partition']).toMatch(/stop|keep/);
+    expect(byPath['cluster.token_env']).toMatch(/environment variable name/);
+    const missing = parseConfig('[cluster]\nlease_s = 5\n', 'toml');
+    expect(missing.ok).toBe(false);
+    if (!missing.ok)
+      expect(missing.problems.map((p) => p.path)).toEqual(
+        expect.arrayContaining(['cluster.servers', 'cluster.host_id']),
+      );
+    const alone = parseConfig('[cells]\nroot = "x"\n', 'toml');
+    expect(alone.ok && alone.config.cluster).toBe(undefined);
+    const fine = parseConfig(
+      '[cluster]\nservers = ["nats://127.0.0.1:4222"]\nhost_id = "host-1"\n',
+      'toml',
+    );
+    expect(fine.ok && fine.config.cluster).toEqual({
+      servers: ['nats://127.0.0.1:4222'],
+      host_id: 'host-1',
+      lease_s: 15,
+      replicas: 3,
+      on_partition: 'stop',
+    });
+  });
+
   it('reports a JSON syntax error with its line', () => {
     const result = parseConfig('{\n  "cells": {\n    "root": "x",\n  }\n}', 'json');
     expect(result.ok).toBe(false);
