@@ -17,6 +17,8 @@ export interface TestNatsNode {
   /** The client URL, `nats://127.0.0.1:<port>`. */
   url: string;
   port: number;
+  /** The monitoring port (`/healthz`, `/varz`). */
+  monitorPort: number;
   /** The running process, or undefined while the node is down. */
   process: ChildProcess | undefined;
 }
@@ -96,6 +98,7 @@ export async function startNatsCluster(dir: string, nodes = 3): Promise<TestNats
   const running: TestNatsNode[] = ports.map((port) => ({
     url: `nats://127.0.0.1:${port.client}`,
     port: port.client,
+    monitorPort: port.monitor,
     process: undefined,
   }));
   // The last words of each node (its log goes to stderr), for the error when one does not start.
