@@ -7,6 +7,7 @@
  * instance, the agent's cell and name, and the start nonce recorded in the daemon's own state
  * (executor.ts's adoption proof). A pid read from any file is a hint.
  */
+import { resolvePolicy } from '@pit/policy';
 import { approvalKey } from './approvals.js';
 import { scanMarkedProcesses, markedKey, type MarkedProcess } from './proc.js';
 import { reportEnded } from './agent-probes.js';
@@ -74,6 +75,21 @@ async function takeUpMarked(
     return;
   // A substitute being set up is started by the substitution itself, with its handoff.
   if (context.fleet.heldBack.has(slot.key)) return;
+  // Taken over from a host whose lease expired. An agent its policy restarts by itself is
+  // started at once (the takeover is not a death of its own: no backoff, no fleet brake, inside
+  // 2T); any other mode (ask: one request fleet-wide, from the one host that won the claim;
+  // substitute; never) decides as for a death.
+  if (
+    context.cluster?.isTakeover(slot.key) &&
+    resolvePolicy({ config: context.policy, agent: slot.name }).mode !== 'auto'
+  ) {
+    slot.exit = { code: null, signal: null, at: new Date(context.now()), how: 'vanished' };
+    reportEnded(context, slot);
+    context.logger.warn('taken over from a host that is gone: its policy decides', {
+      agent: slot.key,
+    });
+    return;
+  }
   await startAgent(context, slot, supervision.config, {
     reason: 'first start',
     attempt: 0,

@@ -71,6 +71,8 @@ export interface ClusterMember {
   supervises(key: string, inCell: boolean): boolean;
   /** Claims the agent before a start; on success the epoch is the incarnation's. */
   claimForStart(key: string): Promise<ClaimResult>;
+  /** Whether this host took the agent over from a host that is gone, and has not started it yet. */
+  isTakeover(key: string): boolean;
   /** The host this one took the agent over from, once (the start that follows the takeover asks). */
   takenOverFrom(key: string): string | undefined;
   /** The epoch of the agent's current incarnation here, if any. */
@@ -175,6 +177,7 @@ function createMember(
       return result;
     },
     epochOf: (key) => state.held.get(key),
+    isTakeover: (key) => state.takenFrom.has(key),
     takenOverFrom(key) {
       const from = state.takenFrom.get(key);
       state.takenFrom.delete(key);
@@ -205,6 +208,11 @@ function createMember(
   };
 }
 
+/** Claims in flight at once during a placement pass (a takeover of thousands of agents). */
+const PLACEMENT_CONCURRENCY = 32;
+/** During a long pass, what was claimed is taken up at least this often (ms), not only at its end. */
+const RESYNC_EVERY_MS = 250;
+
 /** One placement pass (see the module header). */
 async function placeAgents(
   options: ClusterMemberOptions & { logger: Logger },
@@ -216,34 +224,56 @@ async function placeAgents(
   const hosts = await coordination.liveHosts();
   state.lastHosts = hosts;
   const live = new Set(hosts.map((lease) => lease.host));
+  const queue = hooks
+    .placeable()
+    .filter((key) => !state.held.has(key) && !live.has(state.remote.get(key)?.host ?? ''));
   let changed = false;
-  for (const key of hooks.placeable()) {
-    if (state.held.has(key) || state.closed || coordination.fenced()) continue;
-    const known = state.remote.get(key);
-    if (known && live.has(known.host)) continue;
-    const owner = await coordination.owner(key);
-    if (owner && owner.host !== options.hostId && live.has(owner.host)) {
-      state.remote.set(key, owner);
-      continue;
+  let lastResync = Date.now();
+  const worker = async () => {
+    for (let key = queue.shift(); key !== undefined; key = queue.shift()) {
+      if (state.closed || coordination.fenced()) return;
+      if (await placeOne(options, coordination, state, key, live)) changed = true;
+      if (changed && Date.now() - lastResync >= RESYNC_EVERY_MS) {
+        changed = false;
+        lastResync = Date.now();
+        await hooks.resync();
+      }
     }
-    // Unowned, owned by a host whose lease expired, or owned by this host (a restarted daemon).
-    if (owner?.host !== options.hostId && rankHosts(key, [...live])[0] !== options.hostId) continue;
-    const claimed = await coordination.claim(key);
-    if (!claimed.ok) {
-      if (claimed.owner) state.remote.set(key, claimed.owner);
-      continue;
-    }
-    state.held.set(key, claimed.epoch);
-    state.remote.delete(key);
-    if (claimed.takeover && owner) state.takenFrom.set(key, owner.host);
-    changed = true;
-    options.logger.info(claimed.takeover ? 'cluster: took an agent over' : 'cluster: placed here', {
-      agent: key,
-      epoch: claimed.epoch,
-      ...(owner ? { previous_host: owner.host, previous_epoch: owner.epoch } : {}),
-    });
-  }
+  };
+  await Promise.all(Array.from({ length: PLACEMENT_CONCURRENCY }, worker));
   if (changed) await hooks.resync();
+}
+
+/** Claims one agent when it has no live owner and this host ranks first; true when it did. */
+async function placeOne(
+  options: ClusterMemberOptions & { logger: Logger },
+  coordination: Coordination,
+  state: MemberState,
+  key: string,
+  live: ReadonlySet<string>,
+): Promise<boolean> {
+  const owner = await coordination.owner(key);
+  if (owner && owner.host !== options.hostId && live.has(owner.host)) {
+    state.remote.set(key, owner);
+    return false;
+  }
+  // Unowned, owned by a host whose lease expired, or owned by this host (a restarted daemon).
+  if (owner?.host !== options.hostId && rankHosts(key, [...live])[0] !== options.hostId)
+    return false;
+  const claimed = await coordination.claim(key, { live });
+  if (!claimed.ok) {
+    if (claimed.owner) state.remote.set(key, claimed.owner);
+    return false;
+  }
+  state.held.set(key, claimed.epoch);
+  state.remote.delete(key);
+  if (claimed.takeover && owner) state.takenFrom.set(key, owner.host);
+  options.logger.info(claimed.takeover ? 'cluster: took an agent over' : 'cluster: placed here', {
+    agent: key,
+    epoch: claimed.epoch,
+    ...(owner ? { previous_host: owner.host, previous_epoch: owner.epoch } : {}),
+  });
+  return true;
 }
 
 async function onFenced(

@@ -82,8 +82,11 @@ export interface Coordination {
   liveHosts(): Promise<HostLease[]>;
   /** The agent's owner record, or undefined when nobody owns it. */
   owner(agent: string): Promise<OwnerRecord | undefined>;
-  /** Claims the agent for this host before starting it (see the module header). */
-  claim(agent: string): Promise<ClaimResult>;
+  /**
+   * Claims the agent for this host before starting it (see the module header). `live`: the live
+   * hosts just read by the caller (a placement pass over many agents reads them once), else read here.
+   */
+  claim(agent: string, options?: { live?: ReadonlySet<string> }): Promise<ClaimResult>;
   /** Gives the agent up (a stop, or the agent removed), only while `epoch` is still current. */
   release(agent: string, epoch: number): Promise<boolean>;
   /** True while `epoch` is the agent's current epoch and this host owns it. */
@@ -299,7 +302,12 @@ async function readOwner(opened: Opened, agent: string): Promise<OwnerRecord | u
 }
 
 /** One claim (see the module header): create, or compare-and-set at the revision just read. */
-async function claimAgent(opened: Opened, lease: Lease, agent: string): Promise<ClaimResult> {
+async function claimAgent(
+  opened: Opened,
+  lease: Lease,
+  agent: string,
+  live?: ReadonlySet<string>,
+): Promise<ClaimResult> {
   const { owners, hostId, now } = opened;
   if (lease.fenced())
     return {
@@ -315,7 +323,9 @@ async function claimAgent(opened: Opened, lease: Lease, agent: string): Promise<
     const current = parseOwner(entry);
     revision = entry?.revision ?? 0;
     const takeover = current !== undefined && current.host !== hostId;
-    if (takeover && (await readLiveHosts(opened)).some((live) => live.host === current.host))
+    const alive = async (host: string) =>
+      live ? live.has(host) : (await readLiveHosts(opened)).some((lease) => lease.host === host);
+    if (takeover && (await alive(current.host)))
       return {
         ok: false,
         reason: 'owned',
@@ -351,7 +361,7 @@ async function startCoordination(opened: Opened): Promise<Coordination> {
     hostId,
     liveHosts: () => readLiveHosts(opened),
     owner,
-    claim: (agent) => claimAgent(opened, lease, agent),
+    claim: (agent, options) => claimAgent(opened, lease, agent, options?.live),
     async release(agent, epoch) {
       const current = await owner(agent);
       if (!current || current.host !== hostId || current.epoch !== epoch) return false;
