@@ -2,7 +2,7 @@ import { copyFileSync } from 'node:fs';
 import { defineConfig } from 'tsup';
 
 export default defineConfig({
-  entry: ['src/index.ts', 'src/mcp.ts'],
+  entry: ['src/index.ts', 'src/mcp.ts', 'src/cluster.ts'],
   format: ['esm'],
   dts: true,
   clean: true,
