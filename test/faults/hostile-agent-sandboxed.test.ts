@@ -189,6 +189,7 @@ describe('hostile agent in a sandbox: attacks 1–7 and 9 from inside', () => {
           forgeCell: await fs.readFile(join(forgeCell!.dir, 'cell.json'), 'utf8'),
           anvilCell: await fs.readFile(join(anvilCell!.dir, 'cell.json'), 'utf8'),
           etc: (await fs.readdir('/etc')).filter((name) => name.startsWith('pit-escape')),
+          root: await fs.readdir(fleet.root),
         };
         const report = (run: number) =>
           waitFor(
@@ -245,7 +246,10 @@ describe('hostile agent in a sandbox: attacks 1–7 and 9 from inside', () => {
             'only the second run’s children alive',
           );
           expect(await attackers(script)).toHaveLength(1);
-          // Nothing outside anvil's cell created or changed; anvil's own manifest untouched.
+          // Nothing outside anvil's cell created or changed (the sweep inside wrote only its private /tmp); anvil's own manifest untouched.
+          expect((await fs.readdir(fleet.root)).sort()).toEqual(
+            [...before.root, '.pit-supervisor.lock'].sort(),
+          );
           expect(await tree(outsideDir)).toEqual(before.outside);
           expect(await fs.readFile(join(forgeCell!.dir, 'cell.json'), 'utf8')).toBe(
             before.forgeCell,
