@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { dirname, join } from 'node:path';
 import { cleanup, reapLater, tempDir, waitFor } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Logger } from '@pit/cell-spec';
@@ -48,6 +49,11 @@ async function tagged(tag: string): Promise<number[]> {
 }
 
 const instance = () => randomBytes(8).toString('hex');
+/** The child groups (directories) of a cgroup. */
+const groupsIn = async (dir: string) =>
+  (await fs.readdir(dir, { withFileTypes: true }).catch(() => []))
+    .filter((entry) => entry.isDirectory())
+    .map((entry) => entry.name);
 const detected = await detectAgentCgroups({
   setting: 'auto',
   instance: instance(),
@@ -189,7 +195,8 @@ describe.skipIf(!detected)('agent cgroups (cgroup2 writable here)', () => {
       cell: { uuid: cell.uuid, dir: cell.dir },
     });
     expect(await tagged(tag)).toHaveLength(0);
-    expect(await inGroup(cgroups, cell.uuid, next.pid)).toBe(true);
+    // The wrapper joins the group in the child, after the spawn: wait for it (bounded).
+    await waitFor(() => inGroup(cgroups, cell.uuid, next.pid), 5_000, 'the new start in its group');
     await second.stop(next, { graceMs: 1000 });
   });
 
@@ -217,6 +224,68 @@ describe.skipIf(!detected)('agent cgroups (cgroup2 writable here)', () => {
       10_000,
       'the sandbox gone with its group',
     );
+  });
+
+  it('removes at start the empty directories of other instances, and keeps one with a process or its own', async () => {
+    const parent = join(dirname(detected!.root), `test-${instance()}`);
+    await fs.mkdir(parent);
+    const [dead, live, own] = [instance(), instance(), instance()];
+    let pid: number | undefined;
+    try {
+      for (const id of [dead, live, own])
+        await fs.mkdir(join(parent, id, 'cell.forge'), { recursive: true });
+      await fs.mkdir(join(parent, dead, 'cell.anvil'));
+      const child = spawn(
+        '/bin/sh',
+        [
+          '-c',
+          `echo $$ > "$0" && exec sleep 1000`,
+          join(parent, live, 'cell.forge', 'cgroup.procs'),
+        ],
+        {
+          detached: true,
+          stdio: 'ignore',
+        },
+      );
+      pid = child.pid!;
+      reapLater(pid);
+      await waitFor(
+        async () =>
+          (await fs.readFile(join(parent, live, 'cell.forge', 'cgroup.procs'), 'utf8')).trim() ===
+          String(pid),
+        5_000,
+        'the process to join its group',
+      );
+      const { logger, lines } = recording();
+      const cgroups = await detectAgentCgroups({ setting: parent, instance: own, logger });
+      expect(cgroups?.root).toBe(join(parent, own));
+      expect((await groupsIn(parent)).sort()).toEqual([live, own].sort());
+      expect(await groupsIn(join(parent, own))).toEqual(['cell.forge']);
+      expect(lines.join('\n')).toContain(
+        `removed the empty agent cgroups of other daemon instances {"parent":"${parent}","instances":["${dead}"]}`,
+      );
+      // A group whose instance directory was pruned is made again at the next start.
+      await fs.rmdir(join(parent, own, 'cell.forge'));
+      await fs.rmdir(join(parent, own));
+      const wrapped = await cgroups!.prepare('cell', 'forge', ['true']);
+      expect(wrapped.at(-1)).toBe('true');
+      await cgroups!.release('cell', 'forge');
+      await cgroups!.close();
+    } finally {
+      if (pid) process.kill(pid, 'SIGKILL');
+      await waitFor(
+        async () =>
+          !(await fs.readFile(join(parent, live, 'cell.forge', 'cgroup.procs'), 'utf8')).trim(),
+        5_000,
+        'the live group empty',
+      );
+      for (const id of [dead, live, own]) {
+        for (const group of await groupsIn(join(parent, id)))
+          await fs.rmdir(join(parent, id, group)).catch(() => undefined);
+        await fs.rmdir(join(parent, id)).catch(() => undefined);
+      }
+      await fs.rmdir(parent);
+    }
   });
 
   it('still refuses a program that does not exist, naming it', async () => {

@@ -6,7 +6,9 @@
  * directory under the daemon's own group, or the one configured), the deterministic path of an
  * agent's group (`<parent>/<instance>/<cell or host>.<agent>`: a restarted daemon finds it
  * again), the wrapper that puts a child into its group before it execs the agent, and killing a
- * group (`cgroup.kill`, or freeze and SIGKILL every pid on kernels without it) and removing it.
+ * group (`cgroup.kill`, or freeze and SIGKILL every pid on kernels without it) and removing it,
+ * and, at start, removing the empty directories other (dead) daemon instances left under the
+ * parent.
  * Operations on one agent's group run one after another, in the order they were asked for.
  * Never decides when an agent starts or stops: the executor calls it.
  */
@@ -82,12 +84,46 @@ export async function detectAgentCgroups(
     return undefined;
   }
   const root = join(parent, instance);
+  const pruned = await pruneEmptyInstances(parent, instance);
+  if (pruned.length > 0)
+    logger.info('removed the empty agent cgroups of other daemon instances', {
+      parent,
+      instances: pruned,
+    });
   const killBy = await fs.access(join(root, 'cgroup.kill')).then(
     () => 'cgroup.kill' as const,
     () => 'freeze' as const,
   );
   logger.info('agent cgroups on: every agent start gets its own group', { root, killBy });
   return createAgentCgroups(root, killBy, logger);
+}
+
+/**
+ * Removes the instance directories under `parent` (other than `instance`) in which no process
+ * runs, with their empty agent groups: what daemons that died (or stopped with agent cgroups
+ * on) left behind. A group with a process, or with groups below it, is not removable
+ * (`EBUSY`) and stays, and so does its instance. A live daemon whose directory is removed
+ * while it has no agent makes it again at its next start (`prepare` creates the path).
+ * @returns the instances removed
+ */
+export async function pruneEmptyInstances(parent: string, instance: string): Promise<string[]> {
+  const removed: string[] = [];
+  const entries = await fs.readdir(parent, { withFileTypes: true }).catch(() => []);
+  for (const entry of entries) {
+    if (!entry.isDirectory() || entry.name === instance || !/^[0-9a-f]{16}$/.test(entry.name))
+      continue;
+    const dir = join(parent, entry.name);
+    const events = await fs.readFile(join(dir, 'cgroup.events'), 'utf8').catch(() => '');
+    if (!/^populated 0$/m.test(events)) continue;
+    const groups = await fs.readdir(dir, { withFileTypes: true }).catch(() => []);
+    for (const group of groups)
+      if (group.isDirectory()) await fs.rmdir(join(dir, group.name)).catch(() => undefined);
+    await fs.rmdir(dir).then(
+      () => removed.push(entry.name),
+      () => undefined,
+    );
+  }
+  return removed;
 }
 
 /** `<cgroup2 mount><the daemon's own group>/pit-agents`, or `undefined` without cgroup2. */
@@ -160,9 +196,8 @@ function createAgentCgroups(
       const path = pathOf(cell, agent);
       return inTurn(path, async () => {
         report(path, agent, await killGroup(path, killBy), 'left in its group by an earlier start');
-        await fs.mkdir(path, { mode: 0o755 }).catch((error: NodeJS.ErrnoException) => {
-          if (error.code !== 'EEXIST') throw error;
-        });
+        // Recursive: the instance directory may have been pruned while this daemon had no agent.
+        await fs.mkdir(path, { recursive: true, mode: 0o755 });
         return [SHELL, '-c', JOIN_SCRIPT, join(path, 'cgroup.procs'), ...command];
       });
     },

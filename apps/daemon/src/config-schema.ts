@@ -72,6 +72,8 @@ export const DaemonSectionSchema = z.strictObject({
       max_connections_per_address: z.number().int().positive().max(100_000).default(64),
       /** Open `/api/events` streams at most; more get 503. @default 32 */
       max_event_streams: z.number().int().positive().max(10_000).default(32),
+      /** Open `/api/events` streams from one remote address (an IPv6 /64) at most; more get 503. @default 8 */
+      max_event_streams_per_address: z.number().int().positive().max(10_000).default(8),
       /** A connection must send a request's headers within this time, else it is closed. @default 10 (s) */
       header_timeout_s: seconds(10),
       /** A connection with no traffic either way for this long is closed (event streams send a keep-alive every 15 s). @default 60 (s) */

@@ -91,6 +91,7 @@ describe('loadConfig', () => {
       max_connections: 256,
       max_connections_per_address: 64,
       max_event_streams: 32,
+      max_event_streams_per_address: 8,
       header_timeout_s: 10,
       idle_timeout_s: 60,
       approvers: {},

@@ -306,6 +306,7 @@ async function startDaemonHttp(
     maxConnections: settings.max_connections,
     maxConnectionsPerAddress: settings.max_connections_per_address,
     maxEventStreams: settings.max_event_streams,
+    maxEventStreamsPerAddress: settings.max_event_streams_per_address,
     headerTimeoutMs: settings.header_timeout_s * 1000,
     idleTimeoutMs: settings.idle_timeout_s * 1000,
     keepAliveMs: Math.min(15_000, (settings.idle_timeout_s * 1000) / 2),
@@ -438,6 +439,7 @@ async function reloadConfig(context: {
       'max_connections',
       'max_connections_per_address',
       'max_event_streams',
+      'max_event_streams_per_address',
       'header_timeout_s',
       'idle_timeout_s',
     ] as const;

@@ -37,6 +37,7 @@ async function start(
     maxConnections?: number;
     maxConnectionsPerAddress?: number;
     maxEventStreams?: number;
+    maxEventStreamsPerAddress?: number;
     headerTimeoutMs?: number;
   } = {},
 ) {
@@ -414,6 +415,32 @@ describe('the HTTP server against hostile callers', () => {
     expect(refused.status).toBe(503);
     expect(refused.headers.get('retry-after')).toBe('10');
     expect((await fetch(`${server.url}/api/status`)).status).toBe(200);
+    controllers[0]!.abort();
+    await waitFor(async () => {
+      const again = await fetch(`${server.url}/api/events?cell=${cell.uuid}`);
+      await again.body?.cancel();
+      return again.status === 200;
+    }, 5_000);
+    controllers[1]!.abort();
+  });
+
+  it('answers 503 to event streams beyond the per-address cap while the total cap has room', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const { server } = await start(
+      cell.root,
+      {},
+      { maxEventStreams: 10, maxEventStreamsPerAddress: 2 },
+    );
+    const controllers = [new AbortController(), new AbortController()];
+    const open = await Promise.all(
+      controllers.map((controller) =>
+        fetch(`${server.url}/api/events?cell=${cell.uuid}`, { signal: controller.signal }),
+      ),
+    );
+    expect(open.map((response) => response.status)).toEqual([200, 200]);
+    const refused = await fetch(`${server.url}/api/events?cell=${cell.uuid}`);
+    expect(refused.status).toBe(503);
+    expect(((await refused.json()) as { error: string }).error).toContain('from this address (2)');
     controllers[0]!.abort();
     await waitFor(async () => {
       const again = await fetch(`${server.url}/api/events?cell=${cell.uuid}`);

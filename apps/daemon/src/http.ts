@@ -12,7 +12,13 @@ import { CellUuidSchema, formatIssues, type OperatorAction } from '@pit/cell-spe
 import { DaemonError } from './errors.js';
 import type { ControlResult } from './controls.js';
 import { isValidSince, type EventFeed } from './event-feed.js';
-import { authorize, createAddressLimit, isAllowedHost, type Credential } from './http-access.js';
+import {
+  authorize,
+  createAddressLimit,
+  isAllowedHost,
+  type AddressLimit,
+  type Credential,
+} from './http-access.js';
 import type { Logger } from './logger.js';
 import type { McpHttpHandler } from './mcp-http.js';
 import type { MetricsRegistry } from './metrics.js';
@@ -83,6 +89,8 @@ export interface HttpServerOptions {
   maxConnectionsPerAddress?: number;
   /** Open event streams at most; more get 503. @default 32 */
   maxEventStreams?: number;
+  /** Open event streams from one remote address (an IPv6 /64) at most; more get 503. @default 8 */
+  maxEventStreamsPerAddress?: number;
   /** Time a connection has to send a request's headers. @default 10000 (ms) */
   headerTimeoutMs?: number;
   /** A connection without traffic for this long is closed. @default 60000 (ms) */
@@ -119,6 +127,9 @@ interface HttpContext {
   port: number;
   streams: Set<AbortController>;
   maxEventStreams: number;
+  /** Open event streams per remote address: one address cannot take every stream. */
+  streamsPerAddress: AddressLimit;
+  maxEventStreamsPerAddress: number;
   keepAliveMs: number;
 }
 
@@ -141,6 +152,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     port: 0,
     streams: new Set<AbortController>(),
     maxEventStreams: options.maxEventStreams ?? 32,
+    streamsPerAddress: createAddressLimit(options.maxEventStreamsPerAddress ?? 8),
+    maxEventStreamsPerAddress: options.maxEventStreamsPerAddress ?? 8,
     keepAliveMs: options.keepAliveMs ?? 15_000,
   };
   const headerTimeoutMs = options.headerTimeoutMs ?? 10_000;
@@ -463,18 +476,8 @@ async function streamEvents(
     return sendJson(response, 400, { error: 'cell: must be a lower-case version-4 UUID' });
   if (since !== undefined && !isValidSince(since))
     return sendJson(response, 400, { error: 'since: must be an ISO-8601 time or unix seconds' });
-  if (context.streams.size >= context.maxEventStreams) {
-    context.logger?.warn('event stream refused: too many open streams', {
-      max_event_streams: context.maxEventStreams,
-      remote: request.socket.remoteAddress,
-    });
-    return sendJson(
-      response,
-      503,
-      { error: `too many open event streams (${context.maxEventStreams}); try again later` },
-      { 'retry-after': '10' },
-    );
-  }
+  const addressKey = admitStream(context, request, response);
+  if (addressKey === undefined) return;
   const lastEventId =
     typeof request.headers['last-event-id'] === 'string'
       ? request.headers['last-event-id']
@@ -512,8 +515,50 @@ async function streamEvents(
   } finally {
     clearInterval(keepAlive);
     context.streams.delete(controller);
+    context.streamsPerAddress.release(addressKey);
     response.end();
   }
+}
+
+/**
+ * Admits an event stream under both caps (all streams, streams per remote address), or answers
+ * 503. @returns the address key to release when the stream ends, `undefined` when refused
+ */
+function admitStream(
+  context: HttpContext,
+  request: IncomingMessage,
+  response: ServerResponse,
+): string | undefined {
+  if (context.streams.size >= context.maxEventStreams) {
+    context.logger?.warn('event stream refused: too many open streams', {
+      max_event_streams: context.maxEventStreams,
+      remote: request.socket.remoteAddress,
+    });
+    sendJson(
+      response,
+      503,
+      { error: `too many open event streams (${context.maxEventStreams}); try again later` },
+      { 'retry-after': '10' },
+    );
+    return undefined;
+  }
+  const addressKey = context.streamsPerAddress.admit(request.socket.remoteAddress);
+  if (addressKey === undefined) {
+    context.logger?.warn('event stream refused: too many open streams from one address', {
+      max_event_streams_per_address: context.maxEventStreamsPerAddress,
+      remote: request.socket.remoteAddress,
+    });
+    sendJson(
+      response,
+      503,
+      {
+        error: `too many open event streams from this address (${context.maxEventStreamsPerAddress}); try again later`,
+      },
+      { 'retry-after': '10' },
+    );
+    return undefined;
+  }
+  return addressKey;
 }
 
 function parseListen(listen: string): { host: string; port: number } {

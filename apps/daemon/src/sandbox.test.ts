@@ -177,6 +177,49 @@ describe('isolation level 2 (mount + pid + user namespaces)', () => {
     await expect(fs.access('/usr/pit-escape')).rejects.toThrow();
   });
 
+  it('keeps the agent in its cgroup: /sys/fs/cgroup is read-only and no cgroup namespace (a writable cgroup2 of its own) can be made', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const mount = (await fs.readFile('/proc/self/mountinfo', 'utf8'))
+      .split('\n')
+      .find((line) => line.split(' - ')[1]?.startsWith('cgroup2 '))
+      ?.split(' ')[4];
+    const probe = `pit-escape-${process.pid}-${Date.now()}`;
+    const agentScript = await script(
+      join(cell.dir, 'workspace', 'agent.sh'),
+      [
+        `cg=${mount ?? '/sys/fs/cgroup'}`,
+        'echo $$ > $cg/cgroup.procs 2>/dev/null && echo "MOVED to the root group" || echo "procs refused"',
+        `mkdir $cg/${probe} 2>/dev/null && echo "CREATED a group" || echo "mkdir refused"`,
+        // Its own cgroup namespace (nested user namespace or not), then a fresh cgroup2 mount.
+        `unshare --cgroup --mount sh -c 'mount -t cgroup2 none /tmp && mkdir /tmp/${probe} && echo "CREATED through a cgroup namespace"' 2>/dev/null || echo "cgroup namespace refused"`,
+        `unshare --user --map-root-user --cgroup --mount sh -c 'mount -t cgroup2 none /tmp && echo "MOUNTED in a nested user namespace"' 2>/dev/null || echo "nested cgroup namespace refused"`,
+        'mount -t cgroup2 none /tmp 2>/dev/null && echo "MOUNTED cgroup2" || echo "mount refused"',
+      ].join('\n'),
+    );
+    executor = createExecutor({ env: process.env });
+    const agent = await executor.start({
+      agent: 'forge',
+      argv: ['sh', agentScript],
+      env: agentEnv(),
+      cell,
+      isolation: { level: 2 },
+    });
+    reapLater(agent.pid);
+    const exit = await within(agent.exited, 20_000, 'sandboxed agent');
+    const log = await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8');
+    expect(exit.code, log).toBe(0);
+    for (const line of [
+      'procs refused',
+      'mkdir refused',
+      'cgroup namespace refused',
+      'nested cgroup namespace refused',
+      'mount refused',
+    ])
+      expect(log).toContain(line);
+    expect(log).not.toMatch(/MOVED|CREATED|MOUNTED/);
+    if (mount) await expect(fs.access(join(mount, probe))).rejects.toThrow();
+  });
+
   it('hides other processes, /root, /home and other agents’ homes; the agent’s own home stays readable, not writable', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const otherHome = await tempDir('pit-home-');

@@ -16,7 +16,10 @@ import { DaemonError } from './errors.js';
  *    `checkpoints/`, `bus/`) stays read-only to the agent. The hidden tmpfs are made read-only
  *    last, once the paths re-exposed below them have their mount points.
  * 4. `pivot_root` into the new root, detach the old one, mount a fresh `/proc` (only the
- *    namespace's processes are visible).
+ *    namespace's processes are visible), and allow no cgroup namespace below this user
+ *    namespace (`user.max_cgroup_namespaces = 0`): `/sys/fs/cgroup` is read-only, but in a
+ *    cgroup namespace of its own the agent could mount a fresh, writable cgroup2 (its files are
+ *    owned by the uid the daemon runs as) and move, freeze or kill other groups.
  * 5. Enter a second, nested user + mount namespace and run the agent as its child: in the
  *    nested namespace every mount above is locked, so the agent cannot unmount the tmpfs and
  *    see what it hides.
@@ -100,6 +103,9 @@ pivot_root . .
 umount -l .
 cd /
 mount -t proc -o nosuid,nodev,noexec proc /proc
+# No cgroup namespace below this one: in its own the agent (uid 0 to the file system when the
+# daemon runs as root) could mount a writable cgroup2 and move, freeze or kill other groups.
+echo 0 > /proc/sys/user/max_cgroup_namespaces || fail "cannot forbid cgroup namespaces"
 [ "$net" = 1 ] && { ip link set lo up 2>/dev/null || true; }
 cd "$workdir" || fail "cannot enter $workdir"
 PATH=$agent_path; export PATH

@@ -10,7 +10,8 @@ import {
 import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { AgentNameSchema, assertAgentName, CellUuidSchema } from './agent-name.js';
-import { parseJsonWith, readJsonFile, removeStaleTemps, writeFileAtomic } from './atomic.js';
+import { parseJsonWith, removeStaleTemps } from './atomic.js';
+import { readFileBeneath, writeFileAtomicBeneath } from './beneath.js';
 import { assertCellDir, ensureCellSubdir } from './cell-dir.js';
 import { CellError } from './errors.js';
 import { formatIssues } from './format-issues.js';
@@ -91,7 +92,10 @@ export async function writeHeartbeat(
       `${path}: heartbeat of ${bytes} bytes exceeds the limit of ${HEARTBEAT_MAX_BYTES} bytes`,
     );
   const dir = await ensureCellSubdir(cellDir, ['.lazarus', 'heartbeats'], { create: true });
-  await writeFileAtomic(path, text, { fsync: options.fsync ?? false });
+  // Through the directory opened beneath the cell: a link swapped in since the check is not followed.
+  await writeFileAtomicBeneath(cellDir, `.lazarus/heartbeats/${basename(path)}`, text, {
+    fsync: options.fsync ?? false,
+  });
   await removeStaleTemps(dir, [basename(path)]);
   return parsed.data;
 }
@@ -119,7 +123,10 @@ export async function readHeartbeat(cellDir: string, agent: string): Promise<Hea
       throw new CellError('CELL_NOT_FOUND', `${path}: no heartbeat yet`, { cause: error });
     throw error;
   });
-  const beat = await readJsonFile(path, HeartbeatSchema, { maxBytes: HEARTBEAT_MAX_BYTES });
+  const text = await readFileBeneath(cellDir, `.lazarus/heartbeats/${basename(path)}`, {
+    maxBytes: HEARTBEAT_MAX_BYTES,
+  });
+  const beat = parseJsonWith(HeartbeatSchema, text.toString('utf8'), path);
   // The checks passed: later reads of this cell may take the fast path.
   rememberCell(cellDir);
   return beat;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { AgentNameSchema } from './agent-name.js';
-import { readJsonFile, writeJsonAtomic } from './atomic.js';
+import { parseJsonWith } from './atomic.js';
+import { readFileBeneath, writeFileAtomicBeneath } from './beneath.js';
 import { assertCellDir, ensureCellSubdir } from './cell-dir.js';
 import { CellError, PitError } from './errors.js';
 import { formatIssues } from './format-issues.js';
@@ -82,9 +83,10 @@ export async function readCellState(cellDir: string): Promise<CellState> {
   await assertCellDir(cellDir);
   try {
     await ensureCellSubdir(cellDir, ['.lazarus']);
-    return await readJsonFile(cellPaths(cellDir).state, CellStateSchema, {
+    const text = await readFileBeneath(cellDir, '.lazarus/state.json', {
       maxBytes: CELL_STATE_MAX_BYTES,
     });
+    return parseJsonWith(CellStateSchema, text.toString('utf8'), cellPaths(cellDir).state);
   } catch (error) {
     if (PitError.is(error) && error.code === 'CELL_NOT_FOUND') return empty;
     throw error;
@@ -103,5 +105,9 @@ export async function writeCellState(cellDir: string, state: CellState): Promise
   if (!parsed.success)
     throw new CellError('CELL_INVALID', `${path}: state rejected: ${formatIssues(parsed.error)}`);
   await ensureCellSubdir(cellDir, ['.lazarus'], { create: true });
-  await writeJsonAtomic(path, parsed.data);
+  await writeFileAtomicBeneath(
+    cellDir,
+    '.lazarus/state.json',
+    `${JSON.stringify(parsed.data, null, 2)}\n`,
+  );
 }

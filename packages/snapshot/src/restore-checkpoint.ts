@@ -1,8 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, promises as fs } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { createGunzip } from 'node:zlib';
-import { appendEvent, cellPaths, fsyncDir, type AnyCellEvent } from '@pit/cell-spec';
+import {
+  appendEvent,
+  cellPaths,
+  fsyncDir,
+  openDirectoryBeneath,
+  type AnyCellEvent,
+} from '@pit/cell-spec';
 import { ArchiveEntryChecker, type EntryProblem } from './archive-entry.js';
 import type { CheckpointManifest } from './checkpoint-layout.js';
 import {
@@ -459,32 +465,9 @@ export async function restoreCheckpoint(
         });
       }
       // Swap: the old workspace goes aside, the new one takes its name, then the old one is removed.
-      const previous = join(
-        paths.dir,
-        `${PREVIOUS_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`,
-      );
-      const hadWorkspace = (await lstatOrUndefined(paths.workspace)) !== undefined;
-      try {
-        if (hadWorkspace) await fs.rename(paths.workspace, previous);
-        try {
-          await fs.rename(staging, paths.workspace);
-        } catch (error) {
-          if (hadWorkspace) await fs.rename(previous, paths.workspace).catch(() => undefined);
-          throw error;
-        }
+      await swapWorkspace(cell, staging, logger, () => {
         swapped = true;
-        await fsyncDir(paths.dir);
-      } catch (error) {
-        throw toSnapshotError(error, paths.workspace, 'swap workspace');
-      }
-      if (hadWorkspace) {
-        await fs.rm(previous, { recursive: true, force: true }).catch((error: unknown) => {
-          logger.warn(
-            'snapshot: could not remove the previous workspace after a restore; the next restore will',
-            { cell, path: previous, error: (error as Error).message },
-          );
-        });
-      }
+      });
       // Beneath the cell: a `logs/` an agent made a link is refused, not written through.
       const event = await appendEvent(
         paths.events,
@@ -517,4 +500,58 @@ export async function restoreCheckpoint(
       if (!swapped) await discard(staging);
     }
   });
+}
+
+/**
+ * Swaps the extracted `staging` directory in as the cell's workspace: the old workspace goes
+ * aside, the new one takes its name (moved back on failure), the directory is fsynced, the old
+ * one removed. Every rename happens in the cell directory opened once (not a link) and named by
+ * its descriptor: a cell path that an agent changed meanwhile is not followed out of the cell.
+ * `onSwapped` runs once the new workspace has its name.
+ * @throws {SnapshotError} SNAPSHOT_UNSAFE_PATH when staging is no longer a directory, SNAPSHOT_IO.
+ */
+async function swapWorkspace(
+  cell: string,
+  staging: string,
+  logger: Logger,
+  onSwapped: () => void,
+): Promise<void> {
+  const paths = cellPaths(cell);
+  const directory = await openDirectoryBeneath(paths.dir, '').catch((error: unknown) => {
+    throw toSnapshotError(error, paths.dir, 'open cell');
+  });
+  try {
+    const restored = directory.entry(basename(staging));
+    if (!(await lstatOrUndefined(restored))?.isDirectory())
+      throw new SnapshotError(
+        'SNAPSHOT_UNSAFE_PATH',
+        `${staging}: the restored workspace is no longer a directory (replaced during the restore); the workspace was not touched`,
+      );
+    const previousName = `${PREVIOUS_PREFIX}${process.pid}-${randomBytes(6).toString('hex')}`;
+    const workspace = directory.entry(basename(paths.workspace));
+    const previous = directory.entry(previousName);
+    const hadWorkspace = (await lstatOrUndefined(workspace)) !== undefined;
+    try {
+      if (hadWorkspace) await fs.rename(workspace, previous);
+      try {
+        await fs.rename(restored, workspace);
+      } catch (error) {
+        if (hadWorkspace) await fs.rename(previous, workspace).catch(() => undefined);
+        throw error;
+      }
+      onSwapped();
+      await fsyncDir(paths.dir);
+    } catch (error) {
+      throw toSnapshotError(error, paths.workspace, 'swap workspace');
+    }
+    if (hadWorkspace)
+      await fs.rm(previous, { recursive: true, force: true }).catch((error: unknown) => {
+        logger.warn(
+          'snapshot: could not remove the previous workspace after a restore; the next restore will',
+          { cell, path: join(paths.dir, previousName), error: (error as Error).message },
+        );
+      });
+  } finally {
+    await directory.close();
+  }
 }
