@@ -12,6 +12,7 @@ import type { BusHub } from './bus-hub.js';
 import type { PitConfig } from './config-schema.js';
 import type { EventWriter } from './event-writer.js';
 import type { Executor } from './executor.js';
+import type { AgentCgroups } from './agent-cgroups.js';
 import type { Fleet } from './fleet.js';
 import type { Logger } from './logger.js';
 import type { Counter, Histogram, MetricsRegistry } from './metrics.js';
@@ -48,6 +49,8 @@ export interface SupervisorContext {
   /** The id every agent this daemon starts carries (`PIT_INSTANCE`). */
   readonly instance: string;
   readonly executor: Executor;
+  /** The agent cgroups, when on (a running agent's log is rotated with its group frozen). */
+  readonly cgroups?: AgentCgroups;
   readonly store: StateStore;
   readonly events: EventWriter;
   readonly approvals: ApprovalStore;
