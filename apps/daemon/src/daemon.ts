@@ -10,6 +10,7 @@ import { loadConfig, type LoadedConfig } from './config.js';
 import { applyConfigOverrides, type ConfigOverrides } from './config-overrides.js';
 import { createBusHub, type BusHub } from './bus-hub.js';
 import { startChannels, type Channels } from './channels.js';
+import { readAgentLogTail, readRecentEvents } from './dashboard-data.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { removeDaemonFile, writeDaemonFile } from './daemon-file.js';
 import { createCellEventFeed } from './event-feed.js';
@@ -322,6 +323,15 @@ async function startDaemonHttp(
           ? context.late.reload(by, 'http')
           : { ok: false, error: 'the daemon is still starting' },
       dashboard: () => DASHBOARD_HTML,
+      recentEvents: (sinceMs) =>
+        readRecentEvents({ cellsRoot: state.loaded.config.cells.root, sinceMs }),
+      agentLog: (ref, lines) =>
+        readAgentLogTail({
+          cellsRoot: state.loaded.config.cells.root,
+          stateDir: state.loaded.config.daemon.state_dir,
+          ref,
+          lines,
+        }),
       mcp: lazyMcpHandler(async () => {
         const { createMcpHttpHandler, daemonMcpBackend } = await import('./mcp-http.js');
         return createMcpHttpHandler({
