@@ -38,7 +38,7 @@ export async function logs(
 ): Promise<number> {
   if (options.stderr)
     throw new UsageError(
-      '--stderr: stderr is not kept apart yet: an agent’s stdout and stderr are the same file (logs/<agent>.log)',
+      '--stderr: stderr is not kept apart: an agent’s stdout and stderr are one file, in the order written (logs/<agent>.log), and pit logs shows both',
     );
   const count = parseCount(options.lines);
   const sinceMs = options.since === undefined ? undefined : parseSince(options.since, Date.now());
