@@ -22,6 +22,7 @@ const WRITER = `let out = ''; for (let i = 0; i < ${LINES_PER_RUN}; i++) out += 
 async function setUp(
   writer = WRITER,
   limits: { maxBytes: number; keep: number } = { maxBytes: 4096, keep: 3 },
+  extra: string[] = [],
 ) {
   const base = await tempDir('pit-cli-logs-');
   const { dir, manifest } = await provisionCell(join(base, 'missions'), {
@@ -44,6 +45,7 @@ async function setUp(
     '[logs]',
     `max_bytes = ${limits.maxBytes}`,
     `keep = ${limits.keep}`,
+    ...extra,
     '[policy.agents.spew]',
     'backoff = { initial = "1s", factor = 1, cap = "1s", jitter = 0 }',
     '[agents.spew]',
@@ -286,5 +288,27 @@ describe('pit logs', () => {
     const from = followed[0]!;
     expect(followed).toEqual(Array.from({ length: followed.length }, (_, index) => from + index));
     expect(followed.length * 50).toBeGreaterThan(2 * maxBytes);
+  });
+
+  it('without agent cgroups, leaves a running agent’s log to its next start and says so once', async () => {
+    const writer = `const fs = require('node:fs'); for (let i = 0; i < 2000; i++) fs.writeSync(1, 'n ' + i + ' ' + 'y'.repeat(40) + '\\n'); setInterval(() => fs.writeSync(1, 'tick\\n'), 50);`;
+    const { configPath, logs } = await setUp(writer, { maxBytes: 4096, keep: 3 }, [
+      '[sandbox]',
+      'agent_cgroups = "off"',
+    ]);
+    const daemon = spawnTsx(RUN_DAEMON, [configPath, '--stop-agents-on-exit']);
+    const said = () => daemon.output().split('rotated only at its next start').length - 1;
+    await waitFor(() => said() > 0 || undefined, 30_000, 'the daemon saying so');
+    // It keeps checking (every 250 ms) while the log grows: still said once, and nothing rotated.
+    const size = (await fs.stat(join(logs, 'spew.log'))).size;
+    await waitFor(
+      async () => (await fs.stat(join(logs, 'spew.log'))).size > size + 200 || undefined,
+      10_000,
+      'the log growing on',
+    );
+    daemon.kill('SIGTERM');
+    await waitFor(() => daemon.exitCode !== null || undefined, 30_000, 'the daemon’s exit');
+    expect(said()).toBe(1);
+    expect(await fs.readdir(logs)).not.toContain('spew.log.1');
   });
 });
