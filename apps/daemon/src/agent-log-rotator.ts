@@ -32,6 +32,8 @@ export function startAgentLogRotator(
 ): AgentLogRotator {
   let running: Promise<unknown> | undefined;
   let warned = false;
+  /** `<slot>:<pid>` of the processes whose log could not be rotated, said once each. */
+  const refused = new Set<string>();
   const warnOnce = (agent: string, reason: string) => {
     if (warned) return;
     warned = true;
@@ -59,8 +61,15 @@ export function startAgentLogRotator(
         warnOnce(slot.name, 'agent cgroups are off or unavailable ([sandbox] agent_cgroups)');
       else if (agent.level === 3) warnOnce(slot.name, 'a level-3 agent runs in Podman’s cgroup');
       else {
-        await rotate(context, cgroups, { slot: slot.key, cell: slot.cell, name: slot.name, path });
-        rotated = true;
+        const target = { slot: slot.key, cell: slot.cell, name: slot.name, path };
+        const done = await rotate(
+          context,
+          cgroups,
+          target,
+          !refused.has(`${slot.key}:${agent.pid}`),
+        );
+        if (done === undefined) refused.add(`${slot.key}:${agent.pid}`);
+        else if (done) rotated = true;
       }
     }
     return rotated;
@@ -93,7 +102,11 @@ export function startAgentLogRotator(
   };
 }
 
-/** Rotates one running agent's log with its group frozen; a failure is logged. */
+/**
+ * Rotates one running agent's log with its group frozen; a failure is logged when `say` (once
+ * per process: an agent adopted from a daemon without cgroups has no group, every tick).
+ * @returns whether it moved lines out, or `undefined` when it could not rotate
+ */
 async function rotate(
   context: SupervisorContext,
   cgroups: AgentCgroups,
@@ -103,7 +116,8 @@ async function rotate(
     name: string;
     path: string;
   },
-): Promise<void> {
+  say: boolean,
+): Promise<boolean | undefined> {
   const { keep } = context.config.logs;
   try {
     const moved = await cgroups.whileFrozen(target.cell?.uuid, target.name, () =>
@@ -112,15 +126,23 @@ async function rotate(
         ...(target.cell ? { beneath: target.cell.dir } : {}),
       }),
     );
-    if (moved === undefined)
-      context.logger.warn('cannot rotate a running agent’s log: its cgroup did not freeze', {
-        agent: target.slot,
-      });
+    // 0: no whole line to move yet (one long unfinished line): looked at again on the next tick.
+    if (moved !== undefined) return moved > 0;
+    if (say)
+      context.logger.warn(
+        'cannot rotate a running agent’s log: its cgroup is empty or did not freeze',
+        {
+          agent: target.slot,
+          consequence: 'rotated at its next start',
+        },
+      );
   } catch (error) {
-    context.logger.warn('cannot rotate a running agent’s log', {
-      agent: target.slot,
-      path: target.path,
-      error: String(error),
-    });
+    if (say)
+      context.logger.warn('cannot rotate a running agent’s log', {
+        agent: target.slot,
+        path: target.path,
+        error: String(error),
+      });
   }
+  return undefined;
 }
