@@ -19,7 +19,11 @@ afterEach(cleanup);
 /** An agent that writes LINES_PER_RUN numbered lines as fast as it can, then exits 1. */
 const WRITER = `let out = ''; for (let i = 0; i < ${LINES_PER_RUN}; i++) out += 'seq ' + process.pid + ':' + i + ' ' + 'x'.repeat(40) + '\\n'; process.stdout.write(out, () => process.exit(1));`;
 
-async function setUp() {
+async function setUp(
+  writer = WRITER,
+  limits: { maxBytes: number; keep: number } = { maxBytes: 4096, keep: 3 },
+  extra: string[] = [],
+) {
   const base = await tempDir('pit-cli-logs-');
   const { dir, manifest } = await provisionCell(join(base, 'missions'), {
     mission: 'logs',
@@ -39,13 +43,14 @@ async function setUp() {
     '[bus]',
     'enabled = false',
     '[logs]',
-    'max_bytes = 4096',
-    'keep = 3',
+    `max_bytes = ${limits.maxBytes}`,
+    `keep = ${limits.keep}`,
+    ...extra,
     '[policy.agents.spew]',
     'backoff = { initial = "1s", factor = 1, cap = "1s", jitter = 0 }',
     '[agents.spew]',
     `cell = "${manifest.uuid}"`,
-    `argv = ["${process.execPath}", "-e", ${JSON.stringify(WRITER)}]`,
+    `argv = ["${process.execPath}", "-e", ${JSON.stringify(writer)}]`,
     '[agents.spew.probes]',
     'heartbeat = false',
   ].join('\n');
@@ -178,5 +183,132 @@ describe('pit logs', () => {
     const bad = await pit(['--config', configPath, 'logs', 'spew', '--since', 'yesterday']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--since: expected a duration');
+  });
+
+  it('rotates a running agent’s log by size while it writes as fast as it can: bounded files, no line lost or torn, and -f follows', async () => {
+    const maxBytes = 256 * 1024;
+    const keep = 3;
+    // One write(2) per numbered line, forever, as fast as the machine lets it.
+    const fastWriter = `const fs = require('node:fs'); for (let i = 0; ; i++) fs.writeSync(1, 'n ' + i + ' ' + 'y'.repeat(40) + '\\n');`;
+    const { configPath, logs } = await setUp(fastWriter, { maxBytes, keep });
+    const daemon = spawnTsx(RUN_DAEMON, [configPath, '--stop-agents-on-exit']);
+    const ready = await waitFor(
+      () => /^(READY|FAILED) .*$/m.exec(daemon.output())?.[0],
+      30_000,
+      'the daemon',
+    );
+    expect(ready).toMatch(/^READY/);
+    const names = Array.from({ length: keep }, (_, index) =>
+      index === 0 ? 'spew.log' : `spew.log.${index}`,
+    ).reverse();
+    await waitFor(
+      () =>
+        fs.stat(join(logs, 'spew.log')).then(
+          () => true,
+          () => undefined,
+        ),
+      20_000,
+      'the agent’s log',
+    );
+    const follower = spawnTsx(BIN, ['--config', configPath, 'logs', 'spew', '-f', '-n', '0']);
+    reapLater(follower.pid);
+    // Bounded: keep files of max_bytes, plus what the agent writes between two rotations (seen
+    // here: a full-speed writer adds a few MiB while the 2 shared cores run it, the daemon and -f).
+    const bound = maxBytes * (keep + 1) + 8 * 1024 * 1024;
+    const lastNumber = async () => {
+      const handle = await fs.open(join(logs, 'spew.log'), 'r');
+      try {
+        const { size } = await handle.stat();
+        const buffer = Buffer.alloc(Math.min(size, 4096));
+        await handle.read(buffer, 0, buffer.length, size - buffer.length);
+        const numbers = [...buffer.toString('latin1').matchAll(/n (\d+) y{40}\n/g)];
+        return Number(numbers.at(-1)?.[1] ?? 0);
+      } finally {
+        await handle.close();
+      }
+    };
+    // Sample the files while it writes: every rotation makes a new `.1`.
+    const rotations = new Set<number>();
+    let largest = 0;
+    await waitFor(
+      async () => {
+        let total = 0;
+        for (const name of (await fs.readdir(logs)).filter((entry) => entry.startsWith('spew.log')))
+          total += await fs.stat(join(logs, name)).then(
+            (stat) => stat.size,
+            () => 0,
+          );
+        largest = Math.max(largest, total);
+        const rotated = await fs.stat(join(logs, 'spew.log.1')).then(
+          (stat) => stat.ino,
+          () => 0,
+        );
+        if (rotated) rotations.add(rotated);
+        return (rotations.size >= 6 && (await lastNumber()) * 50 > 2 * bound) || undefined;
+      },
+      60_000,
+      'six rotations of the running agent’s log and twice the bound written',
+    );
+    expect(daemon.output()).not.toContain('rotated only at its next start');
+    daemon.kill('SIGTERM');
+    await waitFor(() => daemon.exitCode !== null || undefined, 30_000, 'the daemon’s exit');
+
+    // Over all the files kept, oldest first: whole lines, numbered without a gap.
+    const numbers: number[] = [];
+    for (const name of names) {
+      const text = await fs.readFile(join(logs, name), 'utf8');
+      for (const line of text.split('\n')) {
+        if (line === '' || line.startsWith('--- pit: starting spew')) continue;
+        const match = /^n (\d+) y{40}$/.exec(line);
+        expect(match, `${name}: a torn line: ${JSON.stringify(line.slice(0, 80))}`).not.toBeNull();
+        numbers.push(Number(match![1]));
+      }
+    }
+    const first = numbers[0]!;
+    const last = numbers.at(-1)!;
+    expect(numbers).toEqual(Array.from({ length: numbers.length }, (_, index) => first + index));
+    expect(numbers.length * 50).toBeGreaterThan(maxBytes);
+    expect(largest).toBeLessThan(bound);
+
+    // -f saw every line from where it began to the last one, in order, across the rotations.
+    await waitFor(
+      () => follower.output().includes(`n ${last} `) || undefined,
+      30_000,
+      'the follower reaching the last line',
+    );
+    follower.kill('SIGTERM');
+    const followed = follower
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('n '))
+      .map((line) => {
+        expect(line).toMatch(/^n \d+ y{40}$/);
+        return Number(line.split(' ')[1]);
+      });
+    const from = followed[0]!;
+    expect(followed).toEqual(Array.from({ length: followed.length }, (_, index) => from + index));
+    expect(followed.length * 50).toBeGreaterThan(2 * maxBytes);
+  });
+
+  it('without agent cgroups, leaves a running agent’s log to its next start and says so once', async () => {
+    const writer = `const fs = require('node:fs'); for (let i = 0; i < 2000; i++) fs.writeSync(1, 'n ' + i + ' ' + 'y'.repeat(40) + '\\n'); setInterval(() => fs.writeSync(1, 'tick\\n'), 50);`;
+    const { configPath, logs } = await setUp(writer, { maxBytes: 4096, keep: 3 }, [
+      '[sandbox]',
+      'agent_cgroups = "off"',
+    ]);
+    const daemon = spawnTsx(RUN_DAEMON, [configPath, '--stop-agents-on-exit']);
+    const said = () => daemon.output().split('rotated only at its next start').length - 1;
+    await waitFor(() => said() > 0 || undefined, 30_000, 'the daemon saying so');
+    // It keeps checking (every 250 ms) while the log grows: still said once, and nothing rotated.
+    const size = (await fs.stat(join(logs, 'spew.log'))).size;
+    await waitFor(
+      async () => (await fs.stat(join(logs, 'spew.log'))).size > size + 200 || undefined,
+      10_000,
+      'the log growing on',
+    );
+    daemon.kill('SIGTERM');
+    await waitFor(() => daemon.exitCode !== null || undefined, 30_000, 'the daemon’s exit');
+    expect(said()).toBe(1);
+    expect(await fs.readdir(logs)).not.toContain('spew.log.1');
   });
 });

@@ -157,6 +157,44 @@ describe.skipIf(!detected)('agent cgroups (cgroup2 writable here)', () => {
     },
   );
 
+  it('freezes a group while work runs and thaws it after; a starting daemon thaws a group left frozen', async () => {
+    const { executor, cgroups } = await make(false);
+    const cell = await makeCell([{ name: 'forge' }]);
+    const agent = await executor.start({
+      agent: 'forge',
+      argv: ['sleep', '1000'],
+      env: agentEnv(),
+      cell: { uuid: cell.uuid, dir: cell.dir },
+    });
+    const path = cgroups.pathOf(cell.uuid, 'forge');
+    await waitFor(
+      async () => (await inGroup(cgroups, cell.uuid, agent.pid)) || undefined,
+      5000,
+      'the agent in its group',
+    );
+    const frozenNow = async () =>
+      /^frozen 1$/m.test(await fs.readFile(join(path, 'cgroup.events'), 'utf8'));
+    const seen = await cgroups.whileFrozen(cell.uuid, 'forge', async () => ({
+      frozen: await frozenNow(),
+    }));
+    expect(seen?.frozen).toBe(true);
+    expect(await frozenNow()).toBe(false);
+    // A daemon that stopped in the middle: the next one (same instance) thaws the group.
+    await fs.writeFile(join(path, 'cgroup.freeze'), '1');
+    await waitFor(() => frozenNow().then((yes) => yes || undefined), 5000, 'frozen');
+    const { logger, lines } = recording();
+    const again = await detectAgentCgroups({
+      setting: 'auto',
+      instance: cgroups.root.split('/').at(-1)!,
+      logger,
+    });
+    expect(again?.root).toBe(cgroups.root);
+    expect(await frozenNow()).toBe(false);
+    expect(lines.join('\n')).toContain('thawed an agent cgroup left frozen');
+    process.kill(agent.pid, 'SIGKILL');
+    await agent.exited;
+  });
+
   it('kills what an earlier start left in the group before the next start (a restarted daemon finds it by its path)', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const tag = `escaper-${instance()}`;

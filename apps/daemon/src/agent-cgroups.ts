@@ -8,7 +8,8 @@
  * again), the wrapper that puts a child into its group before it execs the agent, and killing a
  * group (`cgroup.kill`, or freeze and SIGKILL every pid on kernels without it) and removing it,
  * and, at start, removing the empty directories other (dead) daemon instances left under the
- * parent.
+ * parent. Also freezing a group for a moment (a running agent's log rotated under it), and
+ * thawing every group at the daemon's start (a crash in that moment must not leave an agent frozen).
  * Operations on one agent's group run one after another, in the order they were asked for.
  * Never decides when an agent starts or stops: the executor calls it.
  */
@@ -39,6 +40,17 @@ export interface AgentCgroups {
    * missing and returns `command` wrapped so that the child joins the group before it execs.
    */
   prepare(cell: string | undefined, agent: string, command: string[]): Promise<string[]>;
+  /**
+   * Runs `work` with the agent's group frozen (`cgroup.freeze`), once the kernel says every
+   * process in it is (`frozen 1` in `cgroup.events`, waited for with a bound), then thaws it,
+   * whatever `work` did. In turn with the group's other operations (a start waits for it).
+   * @returns `undefined` without running `work` when the group is missing or did not freeze in time.
+   */
+  whileFrozen<T>(
+    cell: string | undefined,
+    agent: string,
+    work: () => Promise<T>,
+  ): Promise<T | undefined>;
   /** Kills everything in the agent's group and removes it. @returns how many processes were in it */
   release(cell: string | undefined, agent: string): Promise<number>;
   /** Waits for the operations asked for, then removes this instance's directory when no agent group is left in it. */
@@ -95,6 +107,7 @@ export async function detectAgentCgroups(
     () => 'freeze' as const,
   );
   logger.info('agent cgroups on: every agent start gets its own group', { root, killBy });
+  await thawAll(root, logger);
   return createAgentCgroups(root, killBy, logger);
 }
 
@@ -201,6 +214,10 @@ function createAgentCgroups(
         return [SHELL, '-c', JOIN_SCRIPT, join(path, 'cgroup.procs'), ...command];
       });
     },
+    whileFrozen: (cell, agent, work) => {
+      const path = pathOf(cell, agent);
+      return inTurn(path, () => frozen(path, work));
+    },
     release: (cell, agent) => {
       const path = pathOf(cell, agent);
       return inTurn(path, async () => {
@@ -218,6 +235,49 @@ function createAgentCgroups(
       await fs.rmdir(root).catch(() => undefined);
     },
   };
+}
+
+/** How long a group may take to freeze (ms): a task in uninterruptible sleep delays it. */
+const FREEZE_TIMEOUT_MS = 2_000;
+
+/** Runs `work` with the group at `path` frozen (see {@link AgentCgroups.whileFrozen}). */
+async function frozen<T>(path: string, work: () => Promise<T>): Promise<T | undefined> {
+  const control = join(path, 'cgroup.freeze');
+  if ((await groupPids(path)).length === 0) return undefined;
+  await fs.writeFile(control, '1');
+  try {
+    const deadline = Date.now() + FREEZE_TIMEOUT_MS;
+    const isFrozen = async () =>
+      /^frozen 1$/m.test(await fs.readFile(join(path, 'cgroup.events'), 'utf8').catch(() => ''));
+    while (!(await isFrozen())) {
+      if (Date.now() >= deadline) return undefined;
+      await new Promise((resolve) => setTimeout(resolve, EMPTY_POLL_MS));
+    }
+    return await work();
+  } finally {
+    await fs.writeFile(control, '0').catch(() => undefined);
+  }
+}
+
+/** Thaws every agent group under `root`: one a crashed daemon left frozen runs again. */
+async function thawAll(root: string, logger: Logger): Promise<void> {
+  const entries = await fs.readdir(root, { withFileTypes: true }).catch(() => []);
+  for (const entry of entries) {
+    if (!entry.isDirectory()) continue;
+    const path = join(root, entry.name);
+    const events = await fs.readFile(join(path, 'cgroup.events'), 'utf8').catch(() => '');
+    const freeze = await fs.readFile(join(path, 'cgroup.freeze'), 'utf8').catch(() => '0');
+    if (!/^frozen 1$/m.test(events) && freeze.trim() !== '1') continue;
+    await fs.writeFile(join(path, 'cgroup.freeze'), '0').then(
+      () =>
+        logger.warn(
+          'thawed an agent cgroup left frozen (a daemon stopped while rotating its log)',
+          { cgroup: path },
+        ),
+      (error: unknown) =>
+        logger.warn('cannot thaw an agent cgroup', { cgroup: path, error: String(error) }),
+    );
+  }
 }
 
 /** The pids in a group (none when it does not exist). */

@@ -3,16 +3,22 @@
  * outside cells) across its rotations (`<agent>.log.N` … oldest first): finding it from a
  * reference (`name` or `cell/name`), reading whole lines from an open file, and the last lines
  * of the whole log. Read by `pit logs` and the MCP tool `pit_logs`. It reads files only (beneath
- * the cell, never through a link out of it) and never writes.
+ * the cell, never through a link out of it) and never writes. A running agent's log is rotated by
+ * copy (log-copy-rotation.ts): a read is taken again when a rotation happened while it ran
+ * ({@link readSteady}).
  */
+import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   assertAgentName,
   cellPaths,
   discoverCells,
   openLogFiles,
+  rotatedLogPath,
   type LogFile,
 } from '@pit/cell-spec';
+import { ROTATING_SUFFIX } from './log-copy-rotation.js';
 
 /** One agent log found. */
 export interface FoundLog {
@@ -121,10 +127,66 @@ export async function readLogLines(
 }
 
 /**
+ * What tells a reader a log was rotated: the inode of its `.1` (a new file at each rotation),
+ * and whether a rotation by copy is under way (its `.rotating` file exists; one older than
+ * {@link STALE_ROTATION_MS} was left by a crash and is not waited on).
+ */
+export interface RotationMark {
+  rotated: number | undefined;
+  busy: boolean;
+}
+
+const STALE_ROTATION_MS = 30_000;
+/** How many times a read is taken again while rotations keep happening under it. */
+const STEADY_ATTEMPTS = 100;
+
+/** The {@link RotationMark} of the log at `path` now. */
+export async function rotationMark(path: string): Promise<RotationMark> {
+  const rotated = await fs.lstat(rotatedLogPath(path, 1, 'suffix')).then(
+    (stat) => stat.ino,
+    () => undefined,
+  );
+  const busy = await fs.lstat(path + ROTATING_SUFFIX).then(
+    (stat) => Date.now() - stat.mtimeMs < STALE_ROTATION_MS,
+    () => false,
+  );
+  return { rotated, busy };
+}
+
+/**
+ * Runs `read` (which reads the log at `path`) until no rotation began or ended while it ran,
+ * waiting while one is under way; after {@link STEADY_ATTEMPTS} the last result is taken.
+ * @returns what `read` returned and the mark it was taken under.
+ */
+export async function readSteady<T>(
+  path: string,
+  read: (mark: RotationMark) => Promise<T>,
+): Promise<{ result: T; mark: RotationMark }> {
+  for (let attempt = 1; ; attempt += 1) {
+    const before = await rotationMark(path);
+    if (before.busy && attempt < STEADY_ATTEMPTS) {
+      await sleep(10);
+      continue;
+    }
+    const result = await read(before);
+    const after = await rotationMark(path);
+    if ((after.rotated === before.rotated && !after.busy) || attempt >= STEADY_ATTEMPTS)
+      return { result, mark: before };
+  }
+}
+
+/**
  * The last `count` lines of a found log across its rotations (newest file last), reading the
  * files newest first and stopping once it has enough, so a long history costs only its tail.
  */
 export async function readLogTail(
+  log: FoundLog,
+  count: number,
+): Promise<{ lines: string[]; truncated: boolean }> {
+  return (await readSteady(log.path, () => readTailOnce(log, count))).result;
+}
+
+async function readTailOnce(
   log: FoundLog,
   count: number,
 ): Promise<{ lines: string[]; truncated: boolean }> {

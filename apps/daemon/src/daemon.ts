@@ -13,6 +13,7 @@ import type { ClusterMember } from './cluster/cluster-member.js';
 import type { PitConfig } from './config-schema.js';
 import { DaemonError } from './errors.js';
 import { startChannels, type Channels } from './channels.js';
+import { readAgentLogTail, readRecentEvents } from './dashboard-data.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { removeDaemonFile, writeDaemonFile } from './daemon-file.js';
 import { createCellEventFeed } from './event-feed.js';
@@ -334,6 +335,15 @@ async function startDaemonHttp(
           ? context.late.reload(by, 'http')
           : { ok: false, error: 'the daemon is still starting' },
       dashboard: () => DASHBOARD_HTML,
+      recentEvents: (sinceMs) =>
+        readRecentEvents({ cellsRoot: state.loaded.config.cells.root, sinceMs }),
+      agentLog: (ref, lines) =>
+        readAgentLogTail({
+          cellsRoot: state.loaded.config.cells.root,
+          stateDir: state.loaded.config.daemon.state_dir,
+          ref,
+          lines,
+        }),
       mcp: lazyMcpHandler(async () => {
         const { createMcpHttpHandler, daemonMcpBackend } = await import('./mcp-http.js');
         return createMcpHttpHandler({

@@ -2,8 +2,10 @@
  * The dashboard served at `GET /`: plain HTML, CSS and JS, no build. It shows every cell and
  * agent with its live state (colour and age), restarts, pending approvals with approve/deny
  * buttons, restart/stop/start/reset buttons per agent (the API token is asked once and kept for
- * the browser session, and every button needs it) and the last events
- * of each agent, updating from the `/api/events` stream (and a slow `/api/status` poll).
+ * the browser session, and every button needs it), the last events of each agent (seeded at load
+ * from `/api/recent-events`, then updated from the `/api/events` stream, and a slow
+ * `/api/status` poll), a restart timeline (each agent's deaths and revivals over the last 6
+ * hours, from the same events) and an agent's log tail (`/api/agents/:agent/log`, with the token).
  */
 import { CELL_EVENT_KINDS } from '@pit/cell-spec';
 
@@ -44,6 +46,11 @@ export const DASHBOARD_HTML = `<!doctype html>
   .events { font-family: ui-monospace, monospace; font-size: 12px; color: #a0aec0; white-space: pre-wrap; }
   #message { color: var(--warn); }
   #problems { color: var(--warn); white-space: pre-wrap; }
+  section.panel { background: var(--card); border: 1px solid var(--line); border-radius: 6px; padding: .75rem 1rem; margin: 1rem 1.25rem 0; }
+  section.panel h2 { font-size: 1rem; margin: 0 0 .5rem; }
+  #timeline text { fill: var(--idle); font-size: 11px; }
+  #timeline .death { fill: var(--bad); } #timeline .revival { fill: var(--ok); }
+  #log-view { font-family: ui-monospace, monospace; font-size: 12px; white-space: pre-wrap; max-height: 24rem; overflow: auto; margin: 0; }
 </style>
 </head>
 <body>
@@ -57,7 +64,15 @@ export const DASHBOARD_HTML = `<!doctype html>
     <button type="submit">Save</button>
   </form>
 </header>
+<section class="panel" id="timeline-box">
+  <h2>Deaths <span style="color: var(--bad)">●</span> and revivals <span style="color: var(--ok)">▮</span>, last 6 hours</h2>
+  <svg id="timeline" width="100%" height="40" role="img" aria-label="restart timeline"></svg>
+</section>
 <main id="cells"><p>Loading…</p></main>
+<section class="panel" id="log-box" hidden>
+  <h2><span id="log-title"></span> <button id="log-close" type="button">close</button></h2>
+  <pre id="log-view"></pre>
+</section>
 <div id="problems"></div>
 <script>
 (() => {
@@ -111,7 +126,75 @@ export const DASHBOARD_HTML = `<!doctype html>
   }
   const controls = (agent) => el('td', { class: 'controls' },
     ...(agent.health === 'stopped' ? ['start'] : ['restart', 'stop']).concat(['reset']).map((action) =>
-      el('button', { 'data-control': action, onclick: () => control(agent, action) }, action)));
+      el('button', { 'data-control': action, onclick: () => control(agent, action) }, action)),
+    ' ', el('button', { 'data-log': agent.agent, onclick: () => showLog(agent) }, 'log'));
+  let shownLog;
+  async function showLog(agent) {
+    const token = sessionStorage.getItem('pit-token') || tokenInput.value.trim();
+    if (!token) { say('enter the API token first'); tokenInput.focus(); return; }
+    sessionStorage.setItem('pit-token', token);
+    shownLog = agent;
+    const ref = (agent.cell || 'host') + '/' + agent.agent;
+    const response = await fetch('/api/agents/' + encodeURIComponent(ref) + '/log?lines=200', {
+      headers: { authorization: 'Bearer ' + token }, cache: 'no-store',
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) { say('log refused: ' + (body.error || response.status)); return; }
+    const box = document.getElementById('log-box');
+    box.hidden = false;
+    box.setAttribute('data-agent', agent.agent);
+    document.getElementById('log-title').textContent = 'log of ' + body.agent + (body.truncated ? ' (last ' + body.lines.length + ' lines)' : '');
+    const view = document.getElementById('log-view');
+    const atEnd = view.scrollTop + view.clientHeight >= view.scrollHeight - 4;
+    view.textContent = body.lines.join('\\n');
+    if (atEnd) view.scrollTop = view.scrollHeight;
+  }
+  document.getElementById('log-close').addEventListener('click', () => {
+    shownLog = undefined;
+    document.getElementById('log-box').hidden = true;
+  });
+  const HOURS = 6;
+  const SVG = 'http://www.w3.org/2000/svg';
+  const svgEl = (tag, attrs, text) => {
+    const node = document.createElementNS(SVG, tag);
+    for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+    if (text !== undefined) node.textContent = text;
+    return node;
+  };
+  const timeline = [];
+  function renderTimeline() {
+    const svg = document.getElementById('timeline');
+    const width = svg.clientWidth || 800;
+    const now = Date.now();
+    const from = now - HOURS * 3600_000;
+    while (timeline.length > 0 && Date.parse(timeline[0].ts) < from) timeline.shift();
+    const left = 140;
+    const agents = [...new Set(timeline.map((item) => (item.cell || '').slice(0, 8) + '/' + item.agent))].sort();
+    const rowHeight = 18;
+    svg.setAttribute('height', String(Math.max(1, agents.length) * rowHeight + 22));
+    const nodes = [];
+    const x = (ts) => left + ((Date.parse(ts) - from) / (now - from)) * (width - left - 10);
+    for (let hour = 0; hour <= HOURS; hour += 1) {
+      const at = left + (hour / HOURS) * (width - left - 10);
+      nodes.push(svgEl('line', { x1: at, x2: at, y1: 0, y2: agents.length * rowHeight, stroke: '#2d3340' }));
+      nodes.push(svgEl('text', { x: at - 12, y: agents.length * rowHeight + 14 }, hour === HOURS ? 'now' : '-' + (HOURS - hour) + ' h'));
+    }
+    agents.forEach((key, row) => {
+      const y = row * rowHeight + rowHeight / 2;
+      nodes.push(svgEl('text', { x: 0, y: y + 4 }, key));
+      for (const item of timeline) {
+        if ((item.cell || '').slice(0, 8) + '/' + item.agent !== key || Date.parse(item.ts) < from) continue;
+        const title = svgEl('title', {}, new Date(item.ts).toLocaleString() + ' ' + item.event + (item.reason ? ': ' + item.reason : ''));
+        const mark = item.event === 'agent_dead'
+          ? svgEl('circle', { class: 'death', cx: x(item.ts), cy: y, r: 4, 'data-kind': 'death', 'data-agent': item.agent })
+          : svgEl('rect', { class: 'revival', x: x(item.ts) - 2, y: y - 6, width: 4, height: 12, 'data-kind': 'revival', 'data-agent': item.agent });
+        mark.append(title);
+        nodes.push(mark);
+      }
+    });
+    if (agents.length === 0) nodes.push(svgEl('text', { x: 0, y: 14 }, 'no deaths or revivals in the last ' + HOURS + ' hours'));
+    svg.replaceChildren(...nodes);
+  }
   function render() {
     const counts = { healthy: 0, degraded: 0, dead: 0, unknown: 0 };
     for (const agent of status.agents) counts[agent.health] = (counts[agent.health] || 0) + 1;
@@ -158,23 +241,44 @@ export const DASHBOARD_HTML = `<!doctype html>
       const response = await fetch('/api/status', { cache: 'no-store' });
       status = await response.json();
       render();
+      renderTimeline();
+      if (shownLog) await showLog(shownLog);
     } catch (error) { say('cannot reach the daemon: ' + error.message); }
   }
   const soon = () => { clearTimeout(pending); pending = setTimeout(refresh, 100); };
-  const stream = new EventSource('/api/events?since=' + encodeURIComponent(new Date(Date.now() - 3600_000).toISOString()));
-  const remember = (message) => {
-    const data = JSON.parse(message.data);
+  // An event may come both from the seed and the stream: kept once.
+  const seen = new Set();
+  const TIMELINE_KINDS = ['agent_dead', 'agent_revived', 'agent_recovered'];
+  const addEvent = (data) => {
+    const id = [data.cell, data.agent, data.event, data.ts, data.action || '', data.reason || ''].join('|');
+    if (seen.has(id)) return;
+    seen.add(id);
+    if (seen.size > 5000) for (const old of seen) { seen.delete(old); if (seen.size <= 4000) break; }
     const key = data.cell + '/' + (data.agent || '');
     if (!events.has(key)) events.set(key, []);
     const list = events.get(key);
     list.push(data);
+    list.sort((a, b) => a.ts.localeCompare(b.ts));
     if (list.length > 20) list.shift();
+    if (TIMELINE_KINDS.includes(data.event) && data.agent) {
+      timeline.push(data);
+      timeline.sort((a, b) => a.ts.localeCompare(b.ts));
+    }
+  };
+  const seeded = fetch('/api/recent-events?hours=' + HOURS, { cache: 'no-store' })
+    .then((response) => response.json())
+    .then((body) => { for (const data of body.events || []) addEvent(data); soon(); })
+    .catch((error) => say('cannot read the recent events: ' + error.message));
+  const stream = new EventSource('/api/events?since=' + encodeURIComponent(new Date(Date.now() - 60_000).toISOString()));
+  const remember = (message) => {
+    addEvent(JSON.parse(message.data));
     soon();
   };
   for (const kind of ${JSON.stringify(SHOWN_KINDS)})
     stream.addEventListener(kind, remember);
   // A kind this version does not know arrives as a plain message: shown all the same.
   stream.onmessage = remember;
+  void seeded;
   refresh();
   setInterval(refresh, 2000);
   setInterval(render, 1000);

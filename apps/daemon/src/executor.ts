@@ -123,8 +123,8 @@ export interface ExecutorOptions {
   instance?: string;
   /**
    * Rotate an agent's log (`<agent>.log` → `<agent>.log.1` …) before a start when it is at or
-   * over `maxBytes`. Only at a start: a running agent writes its log itself (it is its
-   * stdout/stderr), so it is not rotated under it. @default no rotation
+   * over `maxBytes`. A running agent's log is rotated by agent-log-rotator.ts (with its cgroup
+   * frozen), where agent cgroups are on. @default no rotation
    */
   logRotation?: LogRotationLimits;
   /** Called once for every exit of a started or adopted agent. */

@@ -69,6 +69,19 @@ export interface HttpHandlers {
   ): Promise<ControlResult>;
   /** `POST /api/reload` (only reached with a valid bearer token): re-reads the config, as SIGHUP does. */
   reload?(by: string): Promise<{ ok: true; agents: number } | { ok: false; error: string }>;
+  /** `GET /api/recent-events?hours=N`: the supervised cells' events of the last N hours (1–48, default 6), bounded. */
+  recentEvents?(sinceMs: number): Promise<unknown>;
+  /**
+   * `GET /api/agents/:agent/log?lines=N` (only reached with a valid bearer token): the tail of
+   * an agent's output log; `agent` is `name` or `cell/name`, URL-encoded.
+   */
+  agentLog?(
+    ref: string,
+    lines: number,
+  ): Promise<
+    | { ok: true; [field: string]: unknown }
+    | { ok: false; reason: 'not_found' | 'ambiguous'; message: string }
+  >;
   /** `GET /`: the dashboard page (HTML), when there is one. */
   dashboard?(): string;
   /** `/mcp`: the MCP endpoint (mcp-http.ts checks Origin and the bearer token), when `[mcp]` is enabled. */
@@ -330,6 +343,9 @@ async function route(
   if (method !== 'GET' && method !== 'HEAD')
     return sendJson(response, 405, { error: 'method not allowed' }, { allow: 'GET' });
   if (url.pathname === '/api/events') return streamEvents(context, request, response, url);
+  if (url.pathname === '/api/recent-events') return recentEvents(context, response, url);
+  const log = /^\/api\/agents\/([^/]{1,300})\/log$/.exec(url.pathname);
+  if (log) return agentLog(context, request, response, { ref: log[1]!, url });
   return serveRead(context.handlers, response, url.pathname);
 }
 
@@ -460,6 +476,57 @@ async function serveRead(
       return sendJson(response, 404, { error: 'no dashboard' });
     default:
       return sendJson(response, 404, { error: `no route for ${path}` });
+  }
+}
+
+/** `GET /api/recent-events?hours=N`: recent events as JSON (for the dashboard at load). */
+async function recentEvents(
+  context: HttpContext,
+  response: ServerResponse,
+  url: URL,
+): Promise<void> {
+  if (!context.handlers.recentEvents) return sendJson(response, 404, { error: 'no events here' });
+  const text = url.searchParams.get('hours') ?? '6';
+  const hours = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || hours <= 0 || hours > 48)
+    return sendJson(response, 400, {
+      error: 'hours: must be a number of hours above 0, at most 48',
+    });
+  return sendJson(
+    response,
+    200,
+    await context.handlers.recentEvents(Date.now() - hours * 3_600_000),
+  );
+}
+
+/** `GET /api/agents/:agent/log?lines=N`: bearer token, then the tail of the agent's log. */
+async function agentLog(
+  context: HttpContext,
+  request: IncomingMessage,
+  response: ServerResponse,
+  call: { ref: string; url: URL },
+): Promise<void> {
+  const auth = authorize(request.headers.authorization, context.access.credentials);
+  if (!auth.ok) return sendJson(response, auth.status, { error: auth.reason });
+  if (!context.handlers.agentLog) return sendJson(response, 404, { error: 'no agent logs here' });
+  const text = call.url.searchParams.get('lines') ?? '100';
+  if (!/^\d{1,6}$/.test(text) || Number(text) === 0)
+    return sendJson(response, 400, { error: 'lines: must be a whole number of lines above 0' });
+  let ref: string;
+  try {
+    ref = decodeURIComponent(call.ref);
+  } catch {
+    return sendJson(response, 400, { error: 'agent: not a valid URL-encoded reference' });
+  }
+  try {
+    const result = await context.handlers.agentLog(ref, Number(text));
+    if (result.ok) return sendJson(response, 200, result);
+    return sendJson(response, result.reason === 'not_found' ? 404 : 409, {
+      error: result.message,
+      reason: result.reason,
+    });
+  } catch (error) {
+    return sendJson(response, 400, { error: (error as Error).message });
   }
 }
 

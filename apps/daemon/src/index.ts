@@ -175,4 +175,12 @@ export {
   type StoryEvent,
 } from './incidents.js';
 export { collectAgentEvents, readAgentStory, type AgentStory } from './agent-story.js';
-export { findAgentLog, readLogLines, readLogTail, type FoundLog } from './agent-log.js';
+export {
+  findAgentLog,
+  readLogLines,
+  readLogTail,
+  readSteady,
+  rotationMark,
+  type FoundLog,
+  type RotationMark,
+} from './agent-log.js';

@@ -13,6 +13,7 @@ import type { ClusterMember } from './cluster/cluster-member.js';
 import type { PitConfig } from './config-schema.js';
 import type { EventWriter } from './event-writer.js';
 import type { Executor } from './executor.js';
+import type { AgentCgroups } from './agent-cgroups.js';
 import type { Fleet } from './fleet.js';
 import type { Logger } from './logger.js';
 import type { Counter, Histogram, MetricsRegistry } from './metrics.js';
@@ -49,6 +50,8 @@ export interface SupervisorContext {
   /** The id every agent this daemon starts carries (`PIT_INSTANCE`). */
   readonly instance: string;
   readonly executor: Executor;
+  /** The agent cgroups, when on (a running agent's log is rotated with its group frozen). */
+  readonly cgroups?: AgentCgroups;
   readonly store: StateStore;
   readonly events: EventWriter;
   readonly approvals: ApprovalStore;

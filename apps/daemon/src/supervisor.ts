@@ -32,6 +32,7 @@ import type { StopOutcome, Supervisor, SupervisorOptions } from './supervisor-ap
 import { iso, type SupervisorContext, type SupervisorMetrics } from './supervisor-context.js';
 import { sweepFleet } from './sweep.js';
 import { detectAgentCgroups } from './agent-cgroups.js';
+import { startAgentLogRotator, type AgentLogRotator } from './agent-log-rotator.js';
 
 export type {
   AgentLeft,
@@ -62,6 +63,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   context.evaluateSoon = (slot) => evaluateSoon(context, slot);
   context.sync = (mode) => fleetSync.sync(mode);
   let timers: LoopTimers | undefined;
+  let logRotator: AgentLogRotator | undefined;
 
   const start = async () => {
     context.scheduler = createProbeScheduler({
@@ -85,6 +87,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         await checkpoints.tick();
       },
     });
+    logRotator = startAgentLogRotator(context, context.cgroups);
     context.logger.info('supervising', {
       cells_root: context.config.cells.root,
       agents: context.fleet.slots.size,
@@ -93,6 +96,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
 
   const stop: Supervisor['stop'] = async (stopOptions = {}) => {
     timers?.stop();
+    await logRotator?.stop();
     return stopLoop(context, {
       stopAgents: stopOptions.stopAgents ?? false,
       settle: settleNotifications,
@@ -229,6 +233,7 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
     stateDir,
     instance,
     executor,
+    ...(cgroups ? { cgroups } : {}),
     store: await openFileStateStore({ stateDir, logger, now }),
     events: await createEventWriter({
       stateDir,

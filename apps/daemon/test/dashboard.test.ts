@@ -175,4 +175,120 @@ describe('the dashboard (GET /)', () => {
       await within(new Promise((resolve) => daemon.once('exit', resolve)), 20_000, 'daemon exit');
     },
   );
+
+  it.skipIf(!CHROMIUM)(
+    `seeds the last events and the restart timeline from the server at load, and shows an agent's log tail behind the token (${reason})`,
+    async () => {
+      const base = await tempDir('pit-dash-');
+      const cell = await makeCell([{ name: 'forge' }], join(base, 'missions'));
+      const config = [
+        '[daemon]',
+        'state_dir = "state"',
+        '[daemon.http]',
+        'listen = "127.0.0.1:0"',
+        'token_env = "PIT_TEST_TOKEN"',
+        '[cells]',
+        'root = "missions"',
+        'poll_interval_s = 0.2',
+        '[checkpoints]',
+        'interval_s = 0',
+        '[bus]',
+        'enabled = false',
+        '[agents.forge]',
+        `argv = ["${process.execPath}", "${testAgentPath}"]`,
+        'startup_grace_s = 10',
+        'stop_grace_s = 1',
+      ].join('\n');
+      const configPath = join(base, 'pit.toml');
+      await fs.writeFile(configPath, config, { mode: 0o600 });
+      const daemon = spawnTsx(RUN_DAEMON, [configPath, '--stop-agents-on-exit'], {
+        env: { ...process.env, PIT_TEST_TOKEN: TOKEN },
+      });
+      const ready = await waitFor(
+        () => /^(READY|FAILED) .*$/m.exec(daemon.output())?.[0],
+        30_000,
+        'the daemon',
+      );
+      expect(ready).toMatch(/^READY/);
+      const url = ready.split(' ')[1]!;
+      const events = join(cell.dir, 'logs', 'events.jsonl');
+      const eventsText = () => fs.readFile(events, 'utf8').catch(() => '');
+      const pidOf = async () =>
+        Number(
+          /agent forge started pid (\d+)/.exec(
+            (await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8').catch(() => ''))
+              .split('--- pit: starting')
+              .at(-1) ?? '',
+          )?.[1] ?? 0,
+        ) || undefined;
+      const first = await waitFor(pidOf, 20_000, 'forge started');
+      pids.add(first);
+      // A death the daemon sees and its revival, written by the daemon before the page opens.
+      process.kill(first, 'SIGKILL');
+      await waitFor(
+        async () => (await eventsText()).includes('"agent_revived"') || undefined,
+        20_000,
+        'the revival in the event log',
+      );
+      const second = await waitFor(
+        async () => ((await pidOf()) !== first ? await pidOf() : undefined),
+        20_000,
+        'forge started again',
+      );
+      pids.add(second);
+
+      browser = await chromium.launch({
+        executablePath: CHROMIUM!,
+        args: [
+          '--headless',
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+          '--no-first-run',
+        ],
+      });
+      const page = await browser.newPage();
+      // No live stream: what the page shows of the past comes from the seed.
+      await page.route('**/api/events?*', (route) => route.abort());
+      await page.goto(url);
+      await page
+        .locator(`section[data-cell="${cell.uuid}"] tr[data-agent="forge"] .events`)
+        .filter({ hasText: 'agent_revived' })
+        .waitFor({ timeout: 20_000 });
+      await page
+        .locator('#timeline circle[data-kind="death"][data-agent="forge"]')
+        .waitFor({ timeout: 10_000 });
+      await page
+        .locator('#timeline rect[data-kind="revival"][data-agent="forge"]')
+        .waitFor({ timeout: 10_000 });
+
+      // The log tail: refused without the token, shown with it (both runs' output, across the restart).
+      const logButton = page.locator('tr[data-agent="forge"] button[data-log="forge"]');
+      await logButton.click();
+      await page
+        .locator('#message')
+        .filter({ hasText: 'enter the API token first' })
+        .waitFor({ timeout: 5000 });
+      const refused = await page.evaluate(async (cellId) => {
+        const response = await fetch(`/api/agents/${cellId}%2Fforge/log?lines=10`);
+        return response.status;
+      }, cell.uuid);
+      expect(refused).toBe(401);
+      await page.fill('#token', TOKEN);
+      await page.click('#token-form button');
+      await logButton.click();
+      const view = page.locator('#log-box[data-agent="forge"] #log-view');
+      await view
+        .filter({ hasText: `agent forge started pid ${first}` })
+        .waitFor({ timeout: 10_000 });
+      await view
+        .filter({ hasText: `agent forge started pid ${second}` })
+        .waitFor({ timeout: 10_000 });
+
+      daemon.kill('SIGTERM');
+      await within(new Promise((resolve) => daemon.once('exit', resolve)), 20_000, 'daemon exit');
+    },
+  );
 });

@@ -7,7 +7,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openLogFiles, type LogFilesOptions } from '@pit/cell-spec';
-import { findAgentLog, readLogLines, type FoundLog } from '@pit/daemon';
+import { findAgentLog, readLogLines, readSteady, type FoundLog } from '@pit/daemon';
 import { RefusedError, UsageError } from '../errors.js';
 import { EXIT } from '../exit-codes.js';
 import type { Output } from '../output.js';
@@ -38,7 +38,7 @@ export async function logs(
 ): Promise<number> {
   if (options.stderr)
     throw new UsageError(
-      '--stderr: stderr is not kept apart yet: an agent’s stdout and stderr are the same file (logs/<agent>.log)',
+      '--stderr: stderr is not kept apart: an agent’s stdout and stderr are one file, in the order written (logs/<agent>.log), and pit logs shows both',
     );
   const count = parseCount(options.lines);
   const sinceMs = options.since === undefined ? undefined : parseSince(options.since, Date.now());
@@ -56,24 +56,40 @@ export async function logs(
     naming: 'suffix',
     ...(log.beneath !== undefined ? { beneath: log.beneath } : {}),
   };
+  const { result: initial, mark } = await readSteady(log.path, () =>
+    readAll(log, readOptions, sinceMs, options.follow ?? false),
+  );
+  const fromSince = sinceMs === undefined ? initial.lines : linesSince(initial.lines, sinceMs);
+  for (const line of count === 0 ? fromSince : fromSince.slice(-count)) context.output.out(line);
+  const position = initial.position && { ...initial.position, rotated: mark.rotated };
+  if (options.follow) await follow(log, readOptions, position, context.output, signal);
+  return EXIT.ok;
+}
+
+/** Every line of the log's files (those written since `sinceMs`), and where the live file ends. */
+async function readAll(
+  log: FoundLog,
+  readOptions: LogFilesOptions,
+  sinceMs: number | undefined,
+  follow: boolean,
+): Promise<{ lines: string[]; position: { ino: number; offset: number } | undefined }> {
   const files = await openLogFiles(log.path, readOptions);
-  let position: { ino: number; offset: number } | undefined;
   try {
-    const shown: string[] = [];
+    const lines: string[] = [];
+    let position: { ino: number; offset: number } | undefined;
     for (const file of files) {
-      if (sinceMs !== undefined && file.mtimeMs < sinceMs) continue;
-      const { lines } = await readLogLines(file, 0, true);
-      shown.push(...lines);
+      const live = file === files.at(-1);
+      if (!live && sinceMs !== undefined && file.mtimeMs < sinceMs) continue;
+      // Followed, the live file's partial last line is printed once it is whole.
+      const read = await readLogLines(file, 0, !(live && follow));
+      if (live) position = { ino: file.ino, offset: read.next };
+      if (live && sinceMs !== undefined && file.mtimeMs < sinceMs) continue;
+      lines.push(...read.lines);
     }
-    const last = files.at(-1);
-    if (last) position = { ino: last.ino, offset: last.size };
-    const fromSince = sinceMs === undefined ? shown : linesSince(shown, sinceMs);
-    for (const line of count === 0 ? fromSince : fromSince.slice(-count)) context.output.out(line);
+    return { lines, position };
   } finally {
     await Promise.all(files.map((file) => file.handle.close().catch(() => undefined)));
   }
-  if (options.follow) await follow(log, readOptions, position, context.output, signal);
-  return EXIT.ok;
 }
 
 /** `-n`: a whole number ≥ 0 (0: everything). */
@@ -121,41 +137,77 @@ function linesSince(lines: string[], sinceMs: number): string[] {
   return lines.slice(last);
 }
 
+/** Where `-f` is: the file (by inode) and offset it has read to, and the `.1` it saw then. */
+interface FollowPosition {
+  ino: number;
+  offset: number;
+  rotated: number | undefined;
+}
+
 /**
- * `-f`: prints new whole lines as they are appended. The file is followed by inode: when it has
- * been rotated (renamed `<agent>.log.1`), the rest of it is printed, then the new file from its
- * start. Runs until `signal` aborts (or the process is interrupted).
+ * `-f`: prints new whole lines as they are appended. The file is followed by inode, through both
+ * kinds of rotation: renamed at a start (the live file became `<agent>.log.1`: the rest of it,
+ * then the new file from its start), and copied while the agent runs (a new `.1` while the live
+ * file is the same: what had not been read is in the copy from the same offset, then the live
+ * file from its start). A poll during which a rotation happened is read again. Runs until
+ * `signal` aborts (or the process is interrupted).
  */
 async function follow(
   log: FoundLog,
   readOptions: LogFilesOptions,
-  start: { ino: number; offset: number } | undefined,
+  start: FollowPosition | undefined,
   output: Output,
   signal: AbortSignal | undefined,
 ): Promise<void> {
   let position = start;
   while (!signal?.aborted) {
-    const files = await openLogFiles(log.path, readOptions).catch(() => []);
-    try {
-      let at = position ? files.findIndex((file) => file.ino === position!.ino) : 0;
-      if (at === -1) {
-        output.err(
-          `pit logs: ${log.label}: fell behind the rotation; going on from the oldest file left`,
-        );
-        at = 0;
-        position = undefined;
-      }
-      for (const [index, file] of files.entries()) {
-        if (index < at) continue;
-        const offset = position?.ino === file.ino ? position.offset : 0;
-        const newest = index === files.length - 1;
-        const { lines, next } = await readLogLines(file, offset, !newest);
-        for (const line of lines) output.out(line);
-        position = { ino: file.ino, offset: next };
-      }
-    } finally {
-      await Promise.all(files.map((file) => file.handle.close().catch(() => undefined)));
-    }
+    const { result, mark } = await readSteady(log.path, () =>
+      readNew(log, readOptions, position, output),
+    );
+    for (const line of result.lines) output.out(line);
+    if (result.position) position = { ...result.position, rotated: mark.rotated };
     await sleep(FOLLOW_POLL_MS, undefined, signal ? { signal } : {}).catch(() => undefined);
+  }
+}
+
+/** The lines appended since `position`, and where they end (see {@link follow}). */
+async function readNew(
+  log: FoundLog,
+  readOptions: LogFilesOptions,
+  position: FollowPosition | undefined,
+  output: Output,
+): Promise<{ lines: string[]; position: { ino: number; offset: number } | undefined }> {
+  const files = await openLogFiles(log.path, readOptions).catch(() => []);
+  try {
+    const live = files.at(-1);
+    let at = position ? files.findIndex((file) => file.ino === position.ino) : 0;
+    let offset = position?.offset ?? 0;
+    const copied = position !== undefined && live?.ino === position.ino && live.index === 0;
+    const rotatedNow = files.find((file) => file.index === 1)?.ino;
+    if (copied && rotatedNow !== position.rotated) {
+      // Copied away while the agent ran: the first copy made since is the file after the `.1` seen then.
+      const seen = files.findIndex((file) => file.ino === position.rotated);
+      if (seen === -1 && position.rotated !== undefined) at = -1;
+      else at = seen + 1;
+    }
+    if (at === -1) {
+      output.err(
+        `pit logs: ${log.label}: fell behind the rotation; going on from the oldest file left`,
+      );
+      at = 0;
+      offset = 0;
+    }
+    const lines: string[] = [];
+    let next: { ino: number; offset: number } | undefined;
+    for (const [index, file] of files.entries()) {
+      if (index < at) continue;
+      const newest = index === files.length - 1;
+      const read = await readLogLines(file, index === at ? offset : 0, !newest);
+      lines.push(...read.lines);
+      next = { ino: file.ino, offset: read.next };
+    }
+    return { lines, position: next ?? position };
+  } finally {
+    await Promise.all(files.map((file) => file.handle.close().catch(() => undefined)));
   }
 }
