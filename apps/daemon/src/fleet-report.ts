@@ -5,6 +5,7 @@
  */
 import { readHeartbeat } from '@pit/cell-spec';
 import { approvalView } from './approval-view.js';
+import { providerStatusOf } from './provider-gate.js';
 import { configOf, type Slot } from './slot.js';
 import type { AgentStatus, FleetStatus } from './supervisor-api.js';
 import { iso, type SupervisorContext } from './supervisor-context.js';
@@ -36,6 +37,7 @@ export async function fleetStatus(
     agents,
     approvals: context.approvals.list('pending').map(approvalView),
     problems,
+    providers: context.providers.matrix(),
   };
 }
 
@@ -72,5 +74,6 @@ async function agentStatus(context: SupervisorContext, slot: Slot): Promise<Agen
     ...(state.substituted_by ? { substituted_by: state.substituted_by } : {}),
     ...(state.last_decision ? { last_decision: state.last_decision } : {}),
     failing: context.assessor.get(slot.key)?.failing ?? [],
+    ...providerStatusOf(context, slot),
   };
 }

@@ -3,6 +3,7 @@
  * the operations the daemon, the HTTP API and the CLI call. Types only; the loop is composed in
  * supervisor.ts.
  */
+import type { ProviderEntry } from './provider-health.js';
 import type { AgentState, OperatorAction } from '@pit/cell-spec';
 import type { ApprovalChannel } from '@pit/notify';
 import type { ApprovalView } from './approval-view.js';
@@ -62,6 +63,10 @@ export interface AgentStatus {
   substituted_by?: string;
   last_decision?: AgentState['last_decision'];
   failing: string[];
+  /** Its primary provider, the one its config selects now, and the primary's status (agents that declare one). */
+  provider?: { primary: string; current: string; status: string };
+  /** `primary_dead` / `primary_degraded` while its primary provider is. */
+  reasons?: string[];
 }
 
 /** What `GET /api/status` and `pit status` show. */
@@ -72,6 +77,8 @@ export interface FleetStatus {
   /** The pending approval requests (times as ISO-8601 strings, like every time here). */
   approvals: ApprovalView[];
   problems: string[];
+  /** The provider health matrix (`[providers.<name>]`; only a running daemon has it). */
+  providers?: ProviderEntry[];
 }
 
 /** The outcome of one {@link Supervisor.sweep}. */

@@ -25,6 +25,9 @@ import { silentLogger } from './logger.js';
 import { startLoopTimers, type LoopTimers } from './loop-timers.js';
 import { LATENCY_BUCKETS_S, createMetricsRegistry, type MetricsRegistry } from './metrics.js';
 import { silentNotifier } from './notifier.js';
+import { createProviderAlerts } from './provider-alerts.js';
+import { createProviderTracker } from './provider-health.js';
+import { onProviderChange, providerAgents, switchBackDue } from './provider-gate.js';
 import { createPeriodicCheckpoints } from './periodic-checkpoints.js';
 import { stopAgent } from './restart.js';
 import { openFileStateStore } from './state-store.js';
@@ -70,6 +73,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       now: context.now,
     });
     await fleetSync.sync('loop');
+    context.providers.start(providerTickMs(context));
     timers = await startLoopTimers(context, {
       discover: () => fleetSync.sync('loop'),
       housekeep: async () => {
@@ -85,6 +89,8 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
 
   const stop: Supervisor['stop'] = async (stopOptions = {}) => {
     timers?.stop();
+    context.providers.stop();
+    context.providerAlerts.close();
     return stopLoop(context, {
       stopAgents: stopOptions.stopAgents ?? false,
       settle: settleNotifications,
@@ -241,6 +247,7 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
     fleet: createFleet(),
     processTable: createProcessTable({ maxAgeMs: 1000 }),
     assessor: createFleetAssessor(now),
+    ...providerServices(() => context, logger, now),
     scheduler: undefined,
     stopped: false,
     notify: unset,
@@ -249,6 +256,38 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
   };
   registerGauges(context);
   return context;
+}
+
+/** The provider matrix and its outage alerts, over the context (read when they run, not now). */
+function providerServices(
+  contextOf: () => SupervisorContext,
+  logger: SupervisorContext['logger'],
+  now: () => number,
+): Pick<SupervisorContext, 'providers' | 'providerAlerts'> {
+  return {
+    providers: createProviderTracker({
+      providers: () => contextOf().config.providers,
+      agents: () => providerAgents(contextOf()),
+      logger,
+      now,
+      onChange: (change) => onProviderChange(contextOf(), change),
+      afterTick: () => switchBackDue(contextOf()),
+    }),
+    providerAlerts: createProviderAlerts({
+      send: (kind, summary) => {
+        const context = contextOf();
+        const notice = context.notifier.notice;
+        if (notice) context.notify(notice(kind, summary));
+      },
+      now,
+    }),
+  };
+}
+
+/** How often the provider matrix is looked at: the poll interval, or a provider's interval when shorter (≥ 100 ms). */
+function providerTickMs(context: SupervisorContext): number {
+  const intervals = Object.values(context.config.providers).map((provider) => provider.interval_s);
+  return Math.max(100, Math.min(context.config.cells.poll_interval_s, ...intervals) * 1000);
 }
 
 function createMetrics(registry: MetricsRegistry): SupervisorMetrics {
