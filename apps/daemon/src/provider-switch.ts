@@ -54,7 +54,8 @@ const recordPath = (context: SupervisorContext, slot: Slot) =>
 export async function loadProviderRecord(context: SupervisorContext, slot: Slot): Promise<void> {
   if (records.has(slot)) return;
   const record = await readJsonFile(recordPath(context, slot), RecordSchema).catch(() => null);
-  records.set(slot, record);
+  // A switch made while this read was in flight is newer than what was read.
+  if (!records.has(slot)) records.set(slot, record);
 }
 
 /** The agent's providers, or undefined when it declares none. */
