@@ -23,7 +23,12 @@ import { fleetStatus } from './fleet-report.js';
 import { createFleetSync, type FleetSync } from './fleet-sync.js';
 import { silentLogger } from './logger.js';
 import { startLoopTimers, type LoopTimers } from './loop-timers.js';
-import { LATENCY_BUCKETS_S, createMetricsRegistry, type MetricsRegistry } from './metrics.js';
+import {
+  LATENCY_BUCKETS_S,
+  createMetricsRegistry,
+  type Labels,
+  type MetricsRegistry,
+} from './metrics.js';
 import { silentNotifier } from './notifier.js';
 import { createProviderAlerts } from './provider-alerts.js';
 import { createProviderTracker } from './provider-health.js';
@@ -322,6 +327,8 @@ function createMetrics(registry: MetricsRegistry): SupervisorMetrics {
   };
 }
 
+const PROVIDER_STATUSES = ['healthy', 'degraded', 'dead', 'unknown'] as const;
+
 function registerGauges(context: SupervisorContext): void {
   const registry = context.metrics.registry;
   registry.gauge('pit_agents', 'Supervised agents by health.', ['state'], () => {
@@ -330,6 +337,20 @@ function registerGauges(context: SupervisorContext): void {
       counts[slot.state.health] = (counts[slot.state.health] ?? 0) + 1;
     return Object.entries(counts).map(([state, value]) => [{ state }, value]);
   });
+  registry.gauge(
+    'pit_provider_status',
+    'Model providers by status (1 for the status each is in).',
+    ['provider', 'status'],
+    () =>
+      context.providers
+        .matrix()
+        .flatMap((entry) =>
+          PROVIDER_STATUSES.map((status): [Labels, number] => [
+            { provider: entry.provider, status },
+            entry.status === status ? 1 : 0,
+          ]),
+        ),
+  );
   registry.gauge('pit_approvals_pending', 'Approval requests waiting for an answer.', [], () => [
     [{}, context.approvals.list('pending').length],
   ]);

@@ -6,7 +6,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cleanup, reapLater, startTelegramBotApi, tempDir, waitFor } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import { startChannels } from '../src/channels.js';
+import { daemonMcpBackend } from '../src/mcp-http.js';
+import { createPitMcpServer } from '../src/mcp-server.js';
 import { describeEvent } from '../src/incidents.js';
 import { createLogger } from '../src/logger.js';
 import { createNotifier } from '../src/notifier.js';
@@ -101,6 +105,11 @@ async function providerFleet(options: {
     'resurrect_after_s = 0',
     '[checkpoints]',
     'interval_s = 0',
+    // Seen here: with every agent of the daemon dead for seconds, its emptied instance cgroup was
+    // removed from under it (by another process on this shared machine) and every later start
+    // failed with ENOENT; this test is about providers, so it runs without per-agent cgroups.
+    '[sandbox]',
+    'agent_cgroups = "off"',
     '[telegram]',
     'token_env = "PIT_TEST_TG"',
     `chat_id = ${CHAT}`,
@@ -137,7 +146,24 @@ async function providerFleet(options: {
     await channels.alerts!.flush();
     return api.messages(CHAT).filter((message) => message.from.id === api.bot.id);
   };
-  return { fake, api, cell, stateDir: config.daemon.state_dir, healthy, sent };
+  /** The MCP tool `pit_providers`, called with the SDK's client over the daemon's backend. */
+  const mcpProviders = async () => {
+    const [clientSide, serverSide] = InMemoryTransport.createLinkedPair();
+    const server = createPitMcpServer({
+      backend: daemonMcpBackend(supervisor!, () => config),
+      caller: { approver: false, via: 'stdio' },
+    });
+    await server.connect(serverSide);
+    const client = new Client({ name: 'provider-test', version: '1.0.0' });
+    await client.connect(clientSide);
+    try {
+      return (await client.callTool({ name: 'pit_providers', arguments: {} })).structuredContent;
+    } finally {
+      await client.close();
+      await server.close();
+    }
+  };
+  return { fake, api, cell, stateDir: config.daemon.state_dir, healthy, sent, mcpProviders };
 }
 
 const agentToml =
@@ -190,6 +216,20 @@ describe('provider-aware revival (real agents, a local fake provider, real Teleg
         status: 'dead',
       });
     }
+    const viaMcp = await fleet.mcpProviders();
+    expect(viaMcp).toMatchObject({
+      providers: [
+        {
+          provider: 'anthropic',
+          status: 'dead',
+          evidence: [
+            'status_url: status.indicator major',
+            expect.stringContaining('agents: 3 report outage errors'),
+          ],
+        },
+      ],
+      agents: names.map((name) => ({ agent: name, reasons: ['primary_dead'] })),
+    });
     const outage = await fleet.api.waitForMessage(
       CHAT,
       (m) => m.text.includes('provider anthropic is dead'),
