@@ -66,8 +66,8 @@ export interface ProviderTracker {
   /** Asks the sources that are due, reads the agents' reports, recomputes every status. */
   tick(): Promise<void>;
   /**
-   * Asks `provider`'s active sources now, whatever their schedule (an agent just died reporting
-   * errors: the matrix must not lag behind), at most once a second, then recomputes.
+   * Asks `provider`'s active sources now, whatever their schedule (an agent just died: the
+   * matrix must not lag behind), at most once per 100 ms, then recomputes.
    */
   refresh(provider: string): Promise<void>;
   /** Ticks every `everyMs` until stopped. */
@@ -102,6 +102,9 @@ interface ProviderRecord {
   active: { status_url?: SourceResult; exec?: SourceResult };
   reports: Map<string, Report>;
 }
+
+/** A refresh asks a provider's sources again only when its last answer is at least this old (ms). */
+const REFRESH_GAP_MS = 100;
 
 /** Creates the tracker (see the module header). */
 export function createProviderTracker(options: ProviderTrackerOptions): ProviderTracker {
@@ -147,11 +150,12 @@ export function createProviderTracker(options: ProviderTrackerOptions): Provider
       const entry = records.get(provider)?.entry;
       return entry ? { status: entry.status, since: Date.parse(entry.since) } : undefined;
     },
-    refresh: (provider) => {
+    async refresh(provider) {
+      // After the round in flight (it may have asked before the agent saw the error).
+      await running;
       const record = records.get(provider);
-      if (record && options.now() - record.lastActiveAt >= 1000) record.nextActiveAt = 0;
-      running ??= tick().finally(() => (running = undefined));
-      return running;
+      if (record && options.now() - record.lastActiveAt >= REFRESH_GAP_MS) record.nextActiveAt = 0;
+      return this.tick();
     },
     tick: () => {
       // One tick at a time: a slow status page must not pile up requests.

@@ -105,9 +105,9 @@ async function providerFleet(options: {
     'resurrect_after_s = 0',
     '[checkpoints]',
     'interval_s = 0',
-    // Seen here: with every agent of the daemon dead for seconds, its emptied instance cgroup was
-    // removed from under it (by another process on this shared machine) and every later start
-    // failed with ENOENT; this test is about providers, so it runs without per-agent cgroups.
+    // Seen once here, with every agent of the daemon dead for seconds: its instance cgroup
+    // (pit-agents/<instance>) was gone and every later start failed with ENOENT (reported, not
+    // this change's). This test is about providers: it runs without per-agent cgroups.
     '[sandbox]',
     'agent_cgroups = "off"',
     '[telegram]',
@@ -196,6 +196,22 @@ describe('provider-aware revival (real agents, a local fake provider, real Teleg
     expect(first.providers).toEqual([
       expect.objectContaining({ provider: 'anthropic', status: 'healthy' }),
     ]);
+    // Each has a last-known-good snapshot (its healthy config) before the outage.
+    await waitFor(
+      async () =>
+        (
+          await Promise.all(
+            names.map((name) =>
+              fs.access(join(fleet.stateDir, 'snapshots', name, 'last-good.json')).then(
+                () => true,
+                () => false,
+              ),
+            ),
+          )
+        ).every(Boolean),
+      10_000,
+      'a last-known-good snapshot of each agent',
+    );
     fleet.fake.set('anthropic', false);
     // Each agent waits, again and again (backoff 0.3 s → 1 s), and is never restarted meanwhile.
     await waitFor(
