@@ -25,6 +25,7 @@ const READ_TOOLS = [
   'pit_bus_tail',
   'pit_dead_agents',
   'pit_logs',
+  'pit_providers',
   'pit_status',
   'pit_why',
 ];

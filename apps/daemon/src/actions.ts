@@ -10,6 +10,7 @@ import { cellPaths } from '@pit/cell-spec';
 import type { Decision } from '@pit/policy';
 import type { Verdict } from './health.js';
 import { answerEvent } from './approval-answers.js';
+import { downWithProvider } from './provider-gate.js';
 import { restartAgent } from './restart.js';
 import type { Slot } from './slot.js';
 import { substitute } from './substitute.js';
@@ -27,7 +28,8 @@ export function declareDead(context: SupervisorContext, slot: Slot, verdict: Ver
     failing: [...(verdict.failure?.failing_probes ?? [])],
   });
   const died = context.notifier.died;
-  if (died) {
+  // A death in a provider outage is told in the outage's one alert (provider-alerts.ts).
+  if (died && !downWithProvider(context, slot)) {
     context.notify(
       died({
         agent: slot.name,

@@ -17,6 +17,12 @@ import {
   remoteListenDanger,
 } from './http-access.js';
 import { LOG_LEVELS } from './logger.js';
+import {
+  AgentProviderFields,
+  crossCheckProviders,
+  ProviderConfigSchema,
+  ProviderNameSchema,
+} from './provider-config.js';
 
 /** The name of an environment variable: where a secret lives (secrets are never written in the config). */
 export const EnvNameSchema = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
@@ -234,6 +240,8 @@ export const AgentConfigSchema = z.strictObject({
   stop_grace_s: seconds(10),
   /** Restore the cell's latest workspace checkpoint before a revive. @default false */
   restore_checkpoint: z.boolean().default(false),
+  /** The model provider, its fallbacks and the files that select it (provider-config.ts). */
+  ...AgentProviderFields,
 });
 
 /** `[checkpoints]`: periodic workspace checkpoints of active cells. */
@@ -380,6 +388,8 @@ export const PitConfigSchema = z.strictObject({
   mcp: McpSectionSchema.prefault({}),
   /** Several hosts through NATS JetStream; absent: this daemon alone. */
   cluster: ClusterSectionSchema.optional(),
+  /** Model providers and where their health comes from (provider-config.ts). */
+  providers: z.record(ProviderNameSchema, ProviderConfigSchema).default({}),
 });
 
 /**
@@ -392,6 +402,7 @@ export function crossCheckConfig(
 ): Array<{ path: Array<string | number>; message: string }> {
   const problems: Array<{ path: Array<string | number>; message: string }> = [];
   problems.push(...crossCheckHttp(raw));
+  problems.push(...crossCheckProviders(raw));
   const agents = isTable(raw) && isTable(raw.agents) ? raw.agents : {};
   for (const [name, agent] of Object.entries(agents)) {
     if (!isTable(agent)) continue;

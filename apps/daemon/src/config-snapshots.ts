@@ -7,6 +7,7 @@
 import { promises as fs } from 'node:fs';
 import type { CanonicalSource } from '@pit/snapshot';
 import { configOf, resolveAgentPath, startedByUsAt, type Slot } from './slot.js';
+import { onFallback } from './provider-switch.js';
 import type { SupervisorContext } from './supervisor-context.js';
 
 /** Snapshots the agent's config as last known good, when due and when the running process proves it. */
@@ -16,7 +17,8 @@ export async function snapshotConfig(
   at: number,
 ): Promise<void> {
   const files = configOf(slot)?.config_files ?? [];
-  if (files.length === 0 || context.dryRun) return;
+  // A fallback provider's config is not last known good: the snapshots stay the primary's.
+  if (files.length === 0 || context.dryRun || onFallback(slot)) return;
   if (at - slot.lastSnapshotAt < context.config.cells.poll_interval_s * 1000) return;
   slot.lastSnapshotAt = at;
   const paths = files.map((file) => resolveAgentPath(slot, file.path, context.stateDir));

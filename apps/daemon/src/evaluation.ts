@@ -12,6 +12,7 @@ import { countProbe, isOwnResourceFailure } from './agent-probes.js';
 import { snapshotConfig } from './config-snapshots.js';
 import { fleetFrom } from './fleet-view.js';
 import { healthOf, type Verdict } from './health.js';
+import { holdForProvider } from './provider-gate.js';
 import { noticeComeback } from './recovery.js';
 import { configOf, type Slot } from './slot.js';
 import { iso, type SupervisorContext } from './supervisor-context.js';
@@ -154,7 +155,10 @@ async function evaluate(context: SupervisorContext, slot: Slot): Promise<void> {
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (!supervised(context, slot)) return;
   }
-  await carryOutDecision(context, slot, decideFor(context, slot, verdict, at), at);
+  const decision = decideFor(context, slot, verdict, at);
+  // Not restarted into a provider outage: held (a wait, not a restart) or switched (provider-gate.ts).
+  if (await holdForProvider(context, slot, decision, at)) return saveIfChanged(context, slot);
+  await carryOutDecision(context, slot, decision, at);
   // Not awaited: the next evaluation (say, the exit of the agent just started) must not queue
   // behind a state write. Writes are coalesced per cell and awaited by sweep() and stop().
   saveIfChanged(context, slot);

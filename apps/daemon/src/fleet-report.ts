@@ -5,6 +5,7 @@
  */
 import { readHeartbeat } from '@pit/cell-spec';
 import { approvalView } from './approval-view.js';
+import { providerStatusOf } from './provider-gate.js';
 import { configOf, type Slot } from './slot.js';
 import type { AgentStatus, FleetStatus } from './supervisor-api.js';
 import { iso, type SupervisorContext } from './supervisor-context.js';
@@ -37,6 +38,7 @@ export async function fleetStatus(
     approvals: context.approvals.list('pending').map(approvalView),
     problems,
     ...(context.cluster ? { cluster: await context.cluster.view() } : {}),
+    providers: context.providers.matrix(),
   };
 }
 
@@ -74,5 +76,6 @@ async function agentStatus(context: SupervisorContext, slot: Slot): Promise<Agen
     ...(state.last_decision ? { last_decision: state.last_decision } : {}),
     failing: context.assessor.get(slot.key)?.failing ?? [],
     ...(slot.incarnation ? { owner: slot.incarnation } : {}),
+    ...providerStatusOf(context, slot),
   };
 }

@@ -77,6 +77,13 @@ const STORY: { [K in CellEventKind]: Describe<K> | null } = {
       'no files changed'
     } (from ${e.source === 'git' ? 'git' : `snapshot ${short(e.set ?? null)}`})`,
   rollback_failed: (e) => `config rollback failed: ${e.reason}`,
+  provider_wait: (e) =>
+    `not restarted: provider ${e.provider} ${e.status}; waiting until ${e.until} (not counted as a restart): ${e.reason}`,
+  provider_switched: (e) =>
+    `${e.direction === 'fallback' ? `switched to fallback provider ${e.to}` : `switched back to provider ${e.to}`} (from ${e.from}): ${
+      e.files.map((f) => `${f.path} ${short(f.old_sha256)} → ${short(f.new_sha256)}`).join(', ') ||
+      'no files changed'
+    }; ${e.reason}`,
   agent_substituted: (e) =>
     `work handed to substitute ${e.substitute} (${e.role}): ${e.reason}${optional(', handoff ', e.handoff)}${optional(', resume packet ', e.resume_packet)}`,
   checkpoint_created: null,

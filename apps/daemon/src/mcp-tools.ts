@@ -1,7 +1,7 @@
 /**
  * The MCP server's read-only tools, each annotated `readOnlyHint` with an input schema and a
  * structured output schema: `pit_status`, `pit_dead_agents`, `pit_approvals`, `pit_why`,
- * `pit_logs`, `pit_bus_tail`. They read through the backend and the shared readers (the
+ * `pit_logs`, `pit_bus_tail`, `pit_providers`. They read through the backend and the shared readers (the
  * agent's story, its log, the bus log); bad input and unknown names come back as tool errors
  * (`isError`), never as a crash. They change nothing.
  */
@@ -66,6 +66,59 @@ export function registerReadTools(server: McpServer, backend: McpBackend): void 
   registerWhy(server, backend);
   registerLogs(server, backend);
   registerBusTail(server, backend);
+  registerProviders(server, backend);
+}
+
+const ProviderOutput = z.looseObject({
+  provider: z.string(),
+  status: z.enum(['healthy', 'degraded', 'dead', 'unknown']),
+  since: z.string(),
+  evidence: z.array(z.string()),
+  checked_at: z.string().optional(),
+});
+
+function registerProviders(server: McpServer, backend: McpBackend): void {
+  server.registerTool(
+    'pit_providers',
+    {
+      title: 'Provider health matrix',
+      description:
+        'Each configured model provider (`[providers.<name>]`): healthy, degraded, dead or unknown, since when, and the evidence; and the agents that declare a provider, with the one they run on now and their reasons (primary_dead, primary_degraded). Only a running daemon has the matrix.',
+      inputSchema: {},
+      outputSchema: {
+        generated_at: z.string(),
+        providers: z.array(ProviderOutput),
+        agents: z.array(
+          z.looseObject({
+            key: z.string(),
+            agent: z.string(),
+            provider: z.object({ primary: z.string(), current: z.string(), status: z.string() }),
+            reasons: z.array(z.string()),
+          }),
+        ),
+      },
+      annotations: READ_ONLY,
+    },
+    async () => {
+      const status = await backend.status();
+      return structured({
+        generated_at: status.generated_at,
+        providers: status.providers ?? [],
+        agents: status.agents.flatMap((agent) =>
+          agent.provider
+            ? [
+                {
+                  key: agent.key,
+                  agent: agent.agent,
+                  provider: agent.provider,
+                  reasons: agent.reasons ?? [],
+                },
+              ]
+            : [],
+        ),
+      });
+    },
+  );
 }
 
 function registerStatusTools(server: McpServer, backend: McpBackend): void {

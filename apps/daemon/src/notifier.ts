@@ -53,6 +53,8 @@ export interface Notifier {
   died?(notice: DeathSeen): Promise<void>;
   /** Sends what is held for a storm's next message (call before the alert dispatcher closes). Never throws. */
   close?(): Promise<void>;
+  /** A fleet-wide chat message (a provider outage, its end): no agent, no issue. Never throws. */
+  notice?(kind: 'notice' | 'recovery', summary: string): Promise<void>;
 }
 
 /** A death as first seen by the loop, before any decision. */
@@ -173,6 +175,9 @@ function withAlerts(inner: Notifier, options: AlertOptions): Notifier {
     },
     async close() {
       storm.close();
+    },
+    async notice(kind, summary) {
+      alert({ kind, summary });
     },
     async recovery(agent, note, cell) {
       // Only a death people were told of on its own has its recovery told: a silent death stays silent.

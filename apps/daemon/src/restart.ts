@@ -10,6 +10,7 @@ import { probesOf, reportEnded, trackAgent } from './agent-probes.js';
 import { canonicalOf } from './config-snapshots.js';
 import { restoreBeforeRevive } from './checkpoint-store.js';
 import { newSpawnNonce, type AgentProcess } from './executor.js';
+import { applyProviderFiles } from './provider-switch.js';
 import { reapLeftoversSoon, whileBusy } from './leftovers.js';
 import { configOf, hiddenFromAgent, ownHome, type ManagedAgentConfig, type Slot } from './slot.js';
 import { iso, type SupervisorContext } from './supervisor-context.js';
@@ -47,6 +48,8 @@ export async function restartAgent(
     return;
   }
   if (how.rollback) await rollBackConfig(context, slot, how.reason);
+  // After the rollback (which restores the primary's last known good): the provider's files.
+  await applyProviderFiles(context, slot);
   if (supervision.config.restore_checkpoint && slot.cell) await restoreBeforeRevive(context, slot);
   await startAgent(context, slot, supervision.config, {
     reason: how.reason,

@@ -3,6 +3,7 @@
  * the operations the daemon, the HTTP API and the CLI call. Types only; the loop is composed in
  * supervisor.ts.
  */
+import type { ProviderEntry } from './provider-health.js';
 import type { AgentState, OperatorAction } from '@pit/cell-spec';
 import type { ApprovalChannel } from '@pit/notify';
 import type { ApprovalView } from './approval-view.js';
@@ -67,6 +68,10 @@ export interface AgentStatus {
   failing: string[];
   /** In a cluster: the host running this incarnation and its fencing epoch. */
   owner?: { host: string; epoch: number };
+  /** Its primary provider, the one its config selects now, and the primary's status (agents that declare one). */
+  provider?: { primary: string; current: string; status: string };
+  /** `primary_dead` / `primary_degraded` while its primary provider is. */
+  reasons?: string[];
 }
 
 /** What `GET /api/status` and `pit status` show. */
@@ -79,6 +84,8 @@ export interface FleetStatus {
   problems: string[];
   /** In a cluster (`[cluster]`): the live hosts, their lease age, and who owns which agent. */
   cluster?: ClusterView;
+  /** The provider health matrix (`[providers.<name>]`; only a running daemon has it). */
+  providers?: ProviderEntry[];
 }
 
 /** The outcome of one {@link Supervisor.sweep}. */

@@ -18,6 +18,8 @@ import type { Fleet } from './fleet.js';
 import type { Logger } from './logger.js';
 import type { Counter, Histogram, MetricsRegistry } from './metrics.js';
 import type { Notifier } from './notifier.js';
+import type { ProviderAlerts } from './provider-alerts.js';
+import type { ProviderTracker } from './provider-health.js';
 import type { Slot } from './slot.js';
 import type { StateStore } from './state-store.js';
 
@@ -67,6 +69,10 @@ export interface SupervisorContext {
   readonly processTable: ProcessTable;
   /** The fleet's assessor (@pit/probes): every agent's probe results folded into health. */
   readonly assessor: Assessor;
+  /** The provider health matrix (provider-health.ts). */
+  readonly providers: ProviderTracker;
+  /** One alert per provider outage (provider-alerts.ts). */
+  readonly providerAlerts: ProviderAlerts;
   /** The probe scheduler, while the loop runs (not in a one-shot sweep). */
   scheduler: ProbeScheduler | undefined;
   stopped: boolean;

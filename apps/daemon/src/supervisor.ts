@@ -23,8 +23,16 @@ import { fleetStatus } from './fleet-report.js';
 import { createFleetSync, placeableAgents, type FleetSync } from './fleet-sync.js';
 import { silentLogger } from './logger.js';
 import { startLoopTimers, type LoopTimers } from './loop-timers.js';
-import { LATENCY_BUCKETS_S, createMetricsRegistry, type MetricsRegistry } from './metrics.js';
+import {
+  LATENCY_BUCKETS_S,
+  createMetricsRegistry,
+  type Labels,
+  type MetricsRegistry,
+} from './metrics.js';
 import { silentNotifier } from './notifier.js';
+import { createProviderAlerts } from './provider-alerts.js';
+import { createProviderTracker } from './provider-health.js';
+import { onProviderChange, providerAgents, switchBackDue } from './provider-gate.js';
 import { createPeriodicCheckpoints } from './periodic-checkpoints.js';
 import { stopAgent } from './restart.js';
 import { openFileStateStore } from './state-store.js';
@@ -80,6 +88,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
         if (slot) await stopAgent(context, slot);
       },
     });
+    context.providers.start(providerTickMs(context));
     timers = await startLoopTimers(context, {
       discover: () => fleetSync.sync('loop'),
       housekeep: async () => {
@@ -97,6 +106,8 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
   const stop: Supervisor['stop'] = async (stopOptions = {}) => {
     timers?.stop();
     await logRotator?.stop();
+    context.providers.stop();
+    context.providerAlerts.close();
     return stopLoop(context, {
       stopAgents: stopOptions.stopAgents ?? false,
       settle: settleNotifications,
@@ -256,6 +267,7 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
     fleet: createFleet(),
     processTable: createProcessTable({ maxAgeMs: 1000 }),
     assessor: createFleetAssessor(now),
+    ...providerServices(() => context, logger, now),
     scheduler: undefined,
     stopped: false,
     notify: unset,
@@ -264,6 +276,38 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
   };
   registerGauges(context);
   return context;
+}
+
+/** The provider matrix and its outage alerts, over the context (read when they run, not now). */
+function providerServices(
+  contextOf: () => SupervisorContext,
+  logger: SupervisorContext['logger'],
+  now: () => number,
+): Pick<SupervisorContext, 'providers' | 'providerAlerts'> {
+  return {
+    providers: createProviderTracker({
+      providers: () => contextOf().config.providers,
+      agents: () => providerAgents(contextOf()),
+      logger,
+      now,
+      onChange: (change) => onProviderChange(contextOf(), change),
+      afterTick: () => switchBackDue(contextOf()),
+    }),
+    providerAlerts: createProviderAlerts({
+      send: (kind, summary) => {
+        const context = contextOf();
+        const notice = context.notifier.notice;
+        if (notice) context.notify(notice(kind, summary));
+      },
+      now,
+    }),
+  };
+}
+
+/** How often the provider matrix is looked at: the poll interval, or a provider's interval when shorter (≥ 100 ms). */
+function providerTickMs(context: SupervisorContext): number {
+  const intervals = Object.values(context.config.providers).map((provider) => provider.interval_s);
+  return Math.max(100, Math.min(context.config.cells.poll_interval_s, ...intervals) * 1000);
 }
 
 function createMetrics(registry: MetricsRegistry): SupervisorMetrics {
@@ -298,6 +342,8 @@ function createMetrics(registry: MetricsRegistry): SupervisorMetrics {
   };
 }
 
+const PROVIDER_STATUSES = ['healthy', 'degraded', 'dead', 'unknown'] as const;
+
 function registerGauges(context: SupervisorContext): void {
   const registry = context.metrics.registry;
   registry.gauge('pit_agents', 'Supervised agents by health.', ['state'], () => {
@@ -318,6 +364,20 @@ function registerGauges(context: SupervisorContext): void {
       [{}, cluster.heldCount()],
     ]);
   }
+  registry.gauge(
+    'pit_provider_status',
+    'Model providers by status (1 for the status each is in).',
+    ['provider', 'status'],
+    () =>
+      context.providers
+        .matrix()
+        .flatMap((entry) =>
+          PROVIDER_STATUSES.map((status): [Labels, number] => [
+            { provider: entry.provider, status },
+            entry.status === status ? 1 : 0,
+          ]),
+        ),
+  );
   registry.gauge('pit_approvals_pending', 'Approval requests waiting for an answer.', [], () => [
     [{}, context.approvals.list('pending').length],
   ]);

@@ -194,6 +194,27 @@ export const CellEventSchema = z.discriminatedUnion('event', [
     moved_aside: z.array(MovedAsideFileSchema).optional(),
   }),
   z.strictObject({ ...agentBase, event: z.literal('rollback_failed'), reason: z.string() }),
+  // Provider-aware revival (the daemon's provider health matrix).
+  z.strictObject({
+    ...agentBase,
+    event: z.literal('provider_wait'),
+    /** The agent's primary provider, which is down. */
+    provider: nonEmpty,
+    status: z.enum(['degraded', 'dead']),
+    /** When the agent is looked at again. */
+    until: IsoTimestampSchema,
+    reason: z.string(),
+  }),
+  z.strictObject({
+    ...agentBase,
+    event: z.literal('provider_switched'),
+    from: nonEmpty,
+    to: nonEmpty,
+    /** `fallback`: away from the primary; `back`: to the primary again. */
+    direction: z.enum(['fallback', 'back']),
+    files: z.array(RolledBackFileSchema),
+    reason: z.string(),
+  }),
   z.strictObject({
     ...agentBase,
     event: z.literal('agent_substituted'),

@@ -31,6 +31,15 @@ export const HeartbeatSchema = z.looseObject({
   model: z.string().optional(),
   status: z.string().min(1),
   cell_uuid: CellUuidSchema,
+  /**
+   * The model provider the agent is using now (e.g. `anthropic`). Passive evidence only: the
+   * daemon counts it towards that provider's health, never as authority to do anything.
+   */
+  provider: z.string().min(1).max(64).optional(),
+  /** Provider errors the agent saw since its previous heartbeat (≤ 1 000 000). */
+  provider_errors: z.number().int().nonnegative().max(1_000_000).optional(),
+  /** The last provider error the agent saw, as it saw it (≤ 500 characters), e.g. `HTTP 529 overloaded`. */
+  last_error: z.string().max(500).optional(),
 });
 export type Heartbeat = z.infer<typeof HeartbeatSchema>;
 

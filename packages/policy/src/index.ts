@@ -94,3 +94,16 @@ export type {
   EscalationCause,
   ApprovalRequestDraft,
 } from './decision.js';
+export {
+  decideProviderRevival,
+  shouldSwitchBack,
+  classifyProviderError,
+  providerWaitDelay,
+  type ProviderStatus,
+  type ProviderHealth,
+  type ProviderErrorClass,
+  type ProviderWaitBackoff,
+  type ProviderRevivalInput,
+  type ProviderRevival,
+  type SwitchBackInput,
+} from './provider-revival.js';
