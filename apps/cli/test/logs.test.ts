@@ -213,8 +213,12 @@ describe('pit logs', () => {
     const follower = spawnTsx(BIN, ['--config', configPath, 'logs', 'spew', '-f', '-n', '0']);
     reapLater(follower.pid);
     // Bounded: keep files of max_bytes, plus what the agent writes between two rotations (seen
-    // here: a full-speed writer adds a few MiB while the 2 shared cores run it, the daemon and -f).
-    const bound = maxBytes * (keep + 1) + 8 * 1024 * 1024;
+    // here: a full-speed writer added 8–12 MiB between two checks while the 2 shared cores ran
+    // it, the daemon, -f and other test files; the README states the overshoot).
+    const bound = maxBytes * (keep + 1) + 32 * 1024 * 1024;
+    // How much it must write: several times what is kept, not so much that -f (reading on the
+    // same 2 cores) falls more than the kept files behind, where lines are gone by design.
+    const enough = 2 * (maxBytes * (keep + 1) + 8 * 1024 * 1024);
     const lastNumber = async () => {
       const handle = await fs.open(join(logs, 'spew.log'), 'r');
       try {
@@ -244,7 +248,7 @@ describe('pit logs', () => {
           () => 0,
         );
         if (rotated) rotations.add(rotated);
-        return (rotations.size >= 6 && (await lastNumber()) * 50 > 2 * bound) || undefined;
+        return (rotations.size >= 6 && (await lastNumber()) * 50 > enough) || undefined;
       },
       60_000,
       'six rotations of the running agent’s log and twice the bound written',
