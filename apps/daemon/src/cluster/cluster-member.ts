@@ -232,7 +232,10 @@ async function placeAgents(
   const worker = async () => {
     for (let key = queue.shift(); key !== undefined; key = queue.shift()) {
       if (state.closed || coordination.fenced()) return;
-      if (await placeOne(options, coordination, state, key, live)) changed = true;
+      // One agent's failed request (a timeout while a stream leader moves) is retried at the
+      // next tick; it never ends the pass for the others.
+      if (await placeOne(options, coordination, state, key, live).catch(() => false))
+        changed = true;
       if (changed && Date.now() - lastResync >= RESYNC_EVERY_MS) {
         changed = false;
         lastResync = Date.now();
