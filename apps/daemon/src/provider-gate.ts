@@ -54,7 +54,7 @@ export async function holdForProvider(
   await loadProviderRecord(context, slot);
   const providers = providersOf(slot);
   if (!providers || slot.supervision.mode !== 'managed') return false;
-  await context.providers.refresh(providers.current);
+  await context.providers.refresh(providers.current, slot.exit?.at.getTime());
   const primaryConfig = context.config.providers[providers.current];
   const revival = decideProviderRevival({
     primary: providers.primary,

@@ -67,9 +67,11 @@ export interface ProviderTracker {
   tick(): Promise<void>;
   /**
    * Asks `provider`'s active sources now, whatever their schedule (an agent just died: the
-   * matrix must not lag behind), at most once per 100 ms, then recomputes.
+   * matrix must not lag behind), at most once per 100 ms — but always when the last answer was
+   * asked before `diedAt` (the death must not be judged by a status older than itself) — then
+   * recomputes.
    */
-  refresh(provider: string): Promise<void>;
+  refresh(provider: string, diedAt?: number): Promise<void>;
   /** Ticks every `everyMs` until stopped. */
   start(everyMs: number): void;
   stop(): void;
@@ -150,11 +152,15 @@ export function createProviderTracker(options: ProviderTrackerOptions): Provider
       const entry = records.get(provider)?.entry;
       return entry ? { status: entry.status, since: Date.parse(entry.since) } : undefined;
     },
-    async refresh(provider) {
+    async refresh(provider, diedAt) {
       // After the round in flight (it may have asked before the agent saw the error).
       await running;
       const record = records.get(provider);
-      if (record && options.now() - record.lastActiveAt >= REFRESH_GAP_MS) record.nextActiveAt = 0;
+      const stale =
+        record !== undefined &&
+        (options.now() - record.lastActiveAt >= REFRESH_GAP_MS ||
+          (diedAt !== undefined && record.lastActiveAt < diedAt));
+      if (record && stale) record.nextActiveAt = 0;
       return this.tick();
     },
     tick: () => {
