@@ -90,6 +90,16 @@ async function oneEach(marker: string): Promise<Map<string, Incarnation> | undef
   return result;
 }
 
+/** Every agent running once, none of `moved` on `gone` any more; else undefined. */
+async function runningElsewhere(
+  marker: string,
+  moved: Array<[string, Incarnation]>,
+  gone: string,
+): Promise<Map<string, Incarnation> | undefined> {
+  const now = await oneEach(marker);
+  return now && moved.every(([agent]) => now.get(agent)!.host !== gone) ? now : undefined;
+}
+
 /** Samples /proc every 25 ms; remembers the worst moment (two live copies of one agent). */
 function startSampler(marker: string) {
   let doubles: string[] = [];
@@ -130,6 +140,17 @@ describe.skipIf(!installed)('three pit daemons on a 3-node NATS cluster', () => 
     await nats?.stop();
     await cleanup();
   }, 60_000);
+
+  /** A host that runs agents, and those agents. */
+  const aHostWithAgents = (placed: Map<string, Incarnation>) => {
+    const victim = hosts.find((host) =>
+      [...placed.values()].some((incarnation) => incarnation.host === host.id),
+    )!;
+    return {
+      victim,
+      moved: [...placed].filter(([, incarnation]) => incarnation.host === victim.id),
+    };
+  };
 
   const makeHosts = async () => {
     nats = await startNatsCluster(await tempDir('pit-cluster-nats-'));
@@ -248,10 +269,7 @@ describe.skipIf(!installed)('three pit daemons on a 3-node NATS cluster', () => 
   it('kill -9 of one NATS node during the takeover of a dead host: no revive lost or doubled', async () => {
     await makeHosts();
     const placed = await waitFor(() => oneEach(marker), 30_000, 'every agent running once');
-    const victim = hosts.find((host) =>
-      [...placed.values()].some((incarnation) => incarnation.host === host.id),
-    )!;
-    const moved = [...placed].filter(([, incarnation]) => incarnation.host === victim.id);
+    const { victim, moved } = aHostWithAgents(placed);
     await killDaemon(victim.daemon!);
     victim.daemon = undefined;
     // The node goes while the survivors are about to claim the dead host's agents (its lease
@@ -259,12 +277,7 @@ describe.skipIf(!installed)('three pit daemons on a 3-node NATS cluster', () => 
     await new Promise((resolve) => setTimeout(resolve, (LEASE_S * 1000) / 2));
     await nats.kill(0);
     const after = await waitFor(
-      async () => {
-        const now = await oneEach(marker);
-        return now && moved.every(([agent]) => now.get(agent)!.host !== victim.id)
-          ? now
-          : undefined;
-      },
+      () => runningElsewhere(marker, moved, victim.id),
       30_000,
       `the agents of ${victim.id} running again once, with one NATS node down`,
     );
@@ -276,18 +289,10 @@ describe.skipIf(!installed)('three pit daemons on a 3-node NATS cluster', () => 
   it('a SIGSTOPped daemon: its agents are stopped before another host starts them, and it does not fight the new owner after SIGCONT', async () => {
     await makeHosts();
     const placed = await waitFor(() => oneEach(marker), 30_000, 'every agent running once');
-    const victim = hosts.find((host) =>
-      [...placed.values()].some((incarnation) => incarnation.host === host.id),
-    )!;
-    const moved = [...placed].filter(([, incarnation]) => incarnation.host === victim.id);
+    const { victim, moved } = aHostWithAgents(placed);
     process.kill(victim.daemon!.pid!, 'SIGSTOP');
     const after = await waitFor(
-      async () => {
-        const now = await oneEach(marker);
-        return now && moved.every(([agent]) => now.get(agent)!.host !== victim.id)
-          ? now
-          : undefined;
-      },
+      () => runningElsewhere(marker, moved, victim.id),
       4 * LEASE_S * 1000,
       `the agents of the stopped ${victim.id} running on live hosts`,
     );
