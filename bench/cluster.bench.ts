@@ -72,10 +72,21 @@ function startHost(id: string, nats: TestNatsCluster): Host {
   return host;
 }
 
-async function until(what: string, timeoutMs: number, check: () => boolean): Promise<number> {
+async function until(
+  what: string,
+  timeoutMs: number,
+  check: () => boolean,
+  state: () => string = () => '',
+): Promise<number> {
   const started = Date.now();
+  let reported = started;
   while (!check()) {
-    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() - started > timeoutMs)
+      throw new Error(`timed out waiting for ${what} after ${timeoutMs} ms: ${state()}`);
+    if (Date.now() - reported >= 10_000) {
+      reported = Date.now();
+      log(`still waiting for ${what}: ${state()}`);
+    }
     await sleep(20);
   }
   return Date.now() - started;
@@ -105,10 +116,12 @@ async function main(): Promise<void> {
   const hosts: Host[] = [];
   try {
     for (const id of ['host-a', 'host-b', 'host-c']) hosts.push(startHost(id, nats));
+    const held = () => hosts.map((host) => `${host.id} holds ${host.held}`).join(', ');
     const placedMs = await until(
       'every agent placed',
-      300_000,
+      smoke ? 120_000 : 600_000,
       () => hosts.reduce((sum, host) => sum + host.held, 0) === AGENTS,
+      held,
     );
     log(`placed ${AGENTS} agents in ${placedMs} ms: ${hosts.map((h) => h.held).join(' / ')}`);
     await sleep(LEASE_MS);
@@ -139,6 +152,7 @@ async function main(): Promise<void> {
       'the takeover',
       120_000,
       () => survivors.reduce((sum, host) => sum + host.held, 0) === AGENTS,
+      held,
     );
     const takeover: number[] = [];
     for (const host of survivors)

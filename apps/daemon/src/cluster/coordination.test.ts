@@ -114,6 +114,20 @@ describe.skipIf(!installed)(
       expect((await heir.owner(agent))?.host).toBe('take-heir');
     }, 40_000);
 
+    it('a live set read before the owner joined does not let a host take a live owner’s agent', async () => {
+      const early = await open('stale-a');
+      // Read before stale-b exists: a placement pass holds such a set for its whole length.
+      const staleLive = new Set((await early.liveHosts()).map((lease) => lease.host));
+      const late = await open('stale-b');
+      expect(staleLive.has('stale-b')).toBe(false);
+      const agent = 'host/stale-set';
+      const first = await late.claim(agent);
+      expect(first.ok).toBe(true);
+      const second = await early.claim(agent, { live: staleLive });
+      expect(second).toMatchObject({ ok: false, reason: 'owned', owner: { host: 'stale-b' } });
+      expect(await late.isCurrent(agent, (first as { epoch: number }).epoch)).toBe(true);
+    }, 30_000);
+
     it('keeps granting after one NATS node is killed, and a release only works at the current epoch', async () => {
       const host = await open('survivor', 3_000);
       const agent = '0c6b3f7e-1111-4222-8333-944455556666/quill';

@@ -297,6 +297,12 @@ async function readLiveHosts(opened: Opened): Promise<HostLease[]> {
   });
 }
 
+/** Whether the host's lease key is there now (it expires T after the last renewal). */
+async function leaseHeld(opened: Opened, host: string): Promise<boolean> {
+  const entry = await opened.hosts.get(host);
+  return entry !== null && entry.operation === 'PUT' && entry.length > 0;
+}
+
 async function readOwner(opened: Opened, agent: string): Promise<OwnerRecord | undefined> {
   return parseOwner(await opened.owners.get(ownerKey(agent)));
 }
@@ -323,8 +329,10 @@ async function claimAgent(
     const current = parseOwner(entry);
     revision = entry?.revision ?? 0;
     const takeover = current !== undefined && current.host !== hostId;
-    const alive = async (host: string) =>
-      live ? live.has(host) : (await readLiveHosts(opened)).some((lease) => lease.host === host);
+    // A live set read at the start of a placement pass is a hint, never a verdict: a host that
+    // joined since (and claimed this agent) is missing from it, so an owner it lacks is looked
+    // up afresh before being taken over (a stale set made two hosts hold one agent).
+    const alive = async (host: string) => live?.has(host) || (await leaseHeld(opened, host));
     if (takeover && (await alive(current.host)))
       return {
         ok: false,
