@@ -6,8 +6,10 @@
  * (`PIT_EPOCH`, `PIT_HOST`): no agent ever has two live incarnations, and a host's agents run
  * again on a live host within 2× the lease after its daemon is SIGKILLed or SIGSTOPped.
  */
+import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   natsServerPath,
@@ -121,11 +123,66 @@ function startSampler(marker: string) {
   };
 }
 
+const run = promisify(execFile);
+
+/**
+ * A network namespace joined to this one by a veth pair: a daemon run in it (`exec`) reaches
+ * the NATS nodes at `hostIp` only through the pair, so `cut()` partitions it from the cluster
+ * (the link goes down; its TCP connections stall, as on a real network) and `heal()` ends it.
+ */
+interface Partitionable {
+  hostIp: string;
+  exec: string[];
+  cut(): Promise<void>;
+  heal(): Promise<void>;
+  remove(): Promise<void>;
+}
+
+/** The namespace, or why this machine cannot make one (the test is then skipped, saying so). */
+async function makeNetns(): Promise<Partitionable | string> {
+  const id = process.pid % 10_000;
+  const name = `pit-part-${id}`;
+  const [hostIf, nsIf] = [`pvh${id}`, `pvn${id}`];
+  const subnet = `10.231.${id % 250}`;
+  const hostIp = `${subnet}.1`;
+  const ip = (...args: string[]) => run('ip', args);
+  const inNs = (...args: string[]) => run('ip', ['netns', 'exec', name, 'ip', ...args]);
+  try {
+    await ip('netns', 'add', name);
+  } catch (error) {
+    return `ip netns add failed (root and iproute2 needed): ${(error as Error).message.split('\n')[0]}`;
+  }
+  const remove = async () => {
+    await ip('netns', 'del', name).catch(() => {});
+    await ip('link', 'del', hostIf).catch(() => {});
+  };
+  try {
+    await ip('link', 'add', hostIf, 'type', 'veth', 'peer', 'name', nsIf);
+    await ip('link', 'set', nsIf, 'netns', name);
+    await ip('addr', 'add', `${hostIp}/30`, 'dev', hostIf);
+    await ip('link', 'set', hostIf, 'up');
+    await inNs('addr', 'add', `${subnet}.2/30`, 'dev', nsIf);
+    await inNs('link', 'set', nsIf, 'up');
+    await inNs('link', 'set', 'lo', 'up');
+  } catch (error) {
+    await remove();
+    return `a veth pair into a network namespace could not be set up: ${(error as Error).message.split('\n')[0]}`;
+  }
+  return {
+    hostIp,
+    exec: ['ip', 'netns', 'exec', name],
+    cut: async () => void (await ip('link', 'set', hostIf, 'down')),
+    heal: async () => void (await ip('link', 'set', hostIf, 'up')),
+    remove,
+  };
+}
+
 describe.skipIf(!installed)('three pit daemons on a 3-node NATS cluster', () => {
   let nats: TestNatsCluster;
   let hosts: Host[] = [];
   let marker: string;
   let sampler: ReturnType<typeof startSampler>;
+  let netns: Partitionable | undefined;
 
   afterEach(async (test) => {
     if (test.task.result?.state === 'fail')
@@ -139,6 +196,8 @@ describe.skipIf(!installed)('three pit daemons on a 3-node NATS cluster', () => 
     // A fresh cluster per test (its store is a temp dir that cleanup removes).
     await nats?.stop();
     await cleanup();
+    await netns?.remove();
+    netns = undefined;
   }, 60_000);
 
   /** A host that runs agents, and those agents. */
@@ -152,8 +211,11 @@ describe.skipIf(!installed)('three pit daemons on a 3-node NATS cluster', () => 
     };
   };
 
-  const makeHosts = async () => {
-    nats = await startNatsCluster(await tempDir('pit-cluster-nats-'));
+  /** Three hosts' configs; started at once unless `start` is false (the test starts them). */
+  const makeHosts = async (options: { natsHost?: string; start?: boolean } = {}) => {
+    nats = await startNatsCluster(await tempDir('pit-cluster-nats-'), 3, {
+      ...(options.natsHost ? { clientHost: options.natsHost } : {}),
+    });
     const shared = await tempDir('pit-cluster-');
     marker = `cluster-${process.pid}-${Date.now().toString(36)}`;
     trackMarker(marker);
@@ -194,7 +256,8 @@ describe.skipIf(!installed)('three pit daemons on a 3-node NATS cluster', () => 
       await fs.writeFile(configPath, lines.join('\n'), { mode: 0o600 });
       hosts.push({ id, base, configPath });
     }
-    for (const host of hosts) host.daemon = await startDaemon(host.configPath);
+    if (options.start !== false)
+      for (const host of hosts) host.daemon = await startDaemon(host.configPath);
     sampler = startSampler(marker);
   };
 
@@ -316,5 +379,60 @@ describe.skipIf(!installed)('three pit daemons on a 3-node NATS cluster', () => 
     expect(sampler.doubles()).toEqual([]);
     await stopDaemon(victim.daemon!);
     victim.daemon = undefined;
+  }, 120_000);
+  it('a partition through ip netns: the cut-off host stops its agents before a peer starts them, and follows the new owners once healed', async (context) => {
+    const made = await makeNetns();
+    if (typeof made === 'string') {
+      console.warn(`the ip netns partition test is skipped: ${made}`);
+      context.skip();
+      return;
+    }
+    netns = made;
+    await makeHosts({ natsHost: netns.hostIp, start: false });
+    const [cutOff, ...others] = hosts as [Host, ...Host[]];
+    // host-a alone first, inside the namespace: every agent is placed there, so all of them move.
+    cutOff.daemon = await startDaemon(cutOff.configPath, 60_000, netns.exec);
+    const placed = await waitFor(
+      async () => {
+        const now = await oneEach(marker);
+        return now && [...now.values()].every((i) => i.host === cutOff.id) ? now : undefined;
+      },
+      30_000,
+      `every agent running once on ${cutOff.id}`,
+    );
+    for (const host of others) host.daemon = await startDaemon(host.configPath);
+    const cutAt = Date.now();
+    await netns.cut();
+    const after = await waitFor(
+      () => runningElsewhere(marker, [...placed], cutOff.id),
+      4 * LEASE_S * 1000,
+      `the agents of the cut-off ${cutOff.id} running on the other hosts`,
+    );
+    const tookMs = Date.now() - cutAt;
+    expect(tookMs, `takeover took ${tookMs} ms`).toBeLessThanOrEqual(2 * LEASE_S * 1000);
+    for (const [agent, before] of placed) {
+      expect(after.get(agent)!.epoch, `${agent}: a newer epoch`).toBeGreaterThan(before.epoch);
+      expect(after.get(agent)!.host).not.toBe(cutOff.id);
+    }
+    // The cut-off daemon said why it stopped its agents.
+    expect(cutOff.daemon!.output()).toMatch(/cluster lease lost: stopping this host/);
+    await netns.heal();
+    await waitFor(
+      () => /following the current owners/.test(cutOff.daemon!.output()),
+      30_000,
+      `${cutOff.id} to rejoin once the link is back`,
+    );
+    // Healed, it does not fight the new owners: every agent still runs once, where it moved.
+    await waitFor(
+      async () => {
+        const now = await oneEach(marker);
+        return now && [...after].every(([agent, was]) => now.get(agent)?.pid === was.pid)
+          ? true
+          : undefined;
+      },
+      2 * LEASE_S * 1000,
+      'every agent still running once on its new owner',
+    );
+    expect(sampler.doubles()).toEqual([]);
   }, 120_000);
 });

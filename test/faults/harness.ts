@@ -177,10 +177,18 @@ export async function makeFleet(options: FleetOptions): Promise<Fleet> {
 
 export type DaemonProcess = ChildProcess & { output: () => string; url: string };
 
-/** Starts `pit daemon` (run-daemon fixture) in its own process group and waits until it serves. */
-export async function startDaemon(configPath: string, timeoutMs = 60_000): Promise<DaemonProcess> {
+/**
+ * Starts `pit daemon` (run-daemon fixture) in its own process group and waits until it serves.
+ * `wrap` runs it through a command that execs it in place (`ip netns exec NS`).
+ */
+export async function startDaemon(
+  configPath: string,
+  timeoutMs = 60_000,
+  wrap?: string[],
+): Promise<DaemonProcess> {
   const child = spawnTsx(RUN_DAEMON, [configPath], {
     env: { ...process.env, PIT_FAULTS_TOKEN: TOKEN },
+    ...(wrap ? { wrap } : {}),
   });
   const output = child.output;
   const ready = await waitFor(

@@ -36,6 +36,7 @@ export type { Fault } from './servers/http-util.js';
 export {
   startNatsCluster,
   natsServerPath,
+  type NatsClusterOptions,
   type TestNatsCluster,
   type TestNatsNode,
 } from './servers/nats-cluster.js';

@@ -8,6 +8,11 @@ export interface SpawnTsxOptions {
   env?: NodeJS.ProcessEnv;
   /** The child's working directory. @default process.cwd() */
   cwd?: string;
+  /**
+   * A command that runs the child, before `node` (e.g. `['ip', 'netns', 'exec', NS]`); it must
+   * exec the child in place (the returned pid is then the child's).
+   */
+  wrap?: string[];
 }
 
 /**
@@ -21,9 +26,11 @@ export function spawnTsx(
   args: string[] = [],
   options: SpawnTsxOptions = {},
 ): ChildProcess & { output: () => string } {
+  const wrap = options.wrap ?? [];
+  const argv = [process.execPath, '--conditions=@pit/source', '--import', 'tsx', file, ...args];
   const child = spawn(
-    process.execPath,
-    ['--conditions=@pit/source', '--import', 'tsx', file, ...args],
+    wrap[0] ?? argv[0]!,
+    [...wrap.slice(1), ...(wrap.length > 0 ? argv : argv.slice(1))],
     {
       cwd: options.cwd ?? process.cwd(),
       env: options.env,

@@ -23,6 +23,16 @@ export interface TestNatsNode {
   process: ChildProcess | undefined;
 }
 
+/** Options of {@link startNatsCluster}. */
+export interface NatsClusterOptions {
+  /**
+   * The address clients connect to (routes and monitoring stay on 127.0.0.1): a partition test
+   * puts one daemon in a network namespace that reaches the nodes through a veth address.
+   * @default '127.0.0.1'
+   */
+  clientHost?: string;
+}
+
 /** A running cluster; `stop()` kills every node. */
 export interface TestNatsCluster {
   nodes: TestNatsNode[];
@@ -54,14 +64,14 @@ interface NodePorts {
   monitor: number;
 }
 
-function nodeConfig(dir: string, index: number, ports: NodePorts[]): string {
+function nodeConfig(dir: string, index: number, ports: NodePorts[], host: string): string {
   const own = ports[index]!;
   const routes = ports
     .filter((_, other) => other !== index)
     .map((other) => `nats-route://127.0.0.1:${other.cluster}`);
   return [
     `server_name: n${index}`,
-    `listen: 127.0.0.1:${own.client}`,
+    `listen: ${host}:${own.client}`,
     `http: 127.0.0.1:${own.monitor}`,
     `jetstream { store_dir: "${join(dir, `n${index}`)}" }`,
     `cluster {`,
@@ -83,7 +93,12 @@ async function healthy(monitorPort: number): Promise<boolean> {
  * stores under `dir`, and resolves once every node reports healthy.
  * @throws Error when `nats-server` is not installed or the cluster does not form within 30 s.
  */
-export async function startNatsCluster(dir: string, nodes = 3): Promise<TestNatsCluster> {
+export async function startNatsCluster(
+  dir: string,
+  nodes = 3,
+  options: NatsClusterOptions = {},
+): Promise<TestNatsCluster> {
+  const host = options.clientHost ?? '127.0.0.1';
   const binary = natsServerPath();
   if (!binary) throw new Error('nats-server is not installed (apt-get install -y nats-server)');
   const ports: NodePorts[] = [];
@@ -92,11 +107,11 @@ export async function startNatsCluster(dir: string, nodes = 3): Promise<TestNats
   const configs = ports.map((_, index) => {
     mkdirSync(join(dir, `n${index}`), { recursive: true });
     const path = join(dir, `n${index}.conf`);
-    writeFileSync(path, nodeConfig(dir, index, ports));
+    writeFileSync(path, nodeConfig(dir, index, ports, host));
     return path;
   });
   const running: TestNatsNode[] = ports.map((port) => ({
-    url: `nats://127.0.0.1:${port.client}`,
+    url: `nats://${host}:${port.client}`,
     port: port.client,
     monitorPort: port.monitor,
     process: undefined,
