@@ -7,13 +7,16 @@
  *
  * - **Placement**: agents outside cells (`host/<name>`, the same `[agents]` on every host) are
  *   placed on one live host each by rendezvous ranking (coordination.ts `rankHosts`): on every
- *   tick (T/3), an agent with no owner, or whose owner's lease has expired, is claimed by the
+ *   tick (T/3, the first one T/3 after joining), an agent with no owner, or whose owner's lease has expired, is claimed by the
  *   first-ranked live host, and only the compare-and-set winner takes it up. Agents in cells live
  *   where their cell is: they are this host's, and every start of them is claimed all the same.
  * - **Fencing**: every start claims the agent's owner record first ({@link ClusterMember.claimForStart});
  *   its revision is the incarnation's epoch (`PIT_EPOCH`, and in every event of it). A host whose
  *   claim loses does not start the agent. The fence process kills this host's agents 2T/3 after
  *   the last renewal that landed, before any peer can see the lease expire (T).
+ * - **Audit**: every pass also re-reads the owner records of a window of the agents this host
+ *   holds (64 a pass, rotating); one that another host now owns is stopped here and let go, with
+ *   an error in the log. Claims never take a live host's agent, so this is a safety net only.
  * - **A lost lease** (`on_partition`): `stop` stops every agent this host holds and holds none
  *   until it rejoins; `keep` leaves them running and revives nothing. On rejoin, an agent whose
  *   owner record names another host (taken over meanwhile) is stopped here and let go.
@@ -132,6 +135,8 @@ interface MemberState {
   timer: NodeJS.Timeout | undefined;
   ticking: Promise<void> | undefined;
   closed: boolean;
+  /** Where the next audit window of held agents starts. */
+  auditFrom: number;
 }
 
 function createMember(
@@ -149,6 +154,7 @@ function createMember(
     timer: undefined,
     ticking: undefined,
     closed: false,
+    auditFrom: 0,
   };
   coordination.onFence(() => void onFenced(options, state));
   coordination.onRejoin(() => void onRejoined(options, coordination, state));
@@ -189,7 +195,9 @@ function createMember(
       state.hooks = hooks;
       state.timer = setInterval(tick, Math.max(100, Math.floor(options.leaseMs / 3)));
       state.timer.unref();
-      tick();
+      // The first pass comes one renewal period (T/3) after joining, not at once: hosts started
+      // together (a cluster's cold start) then see each other, and each agent goes to the host
+      // that ranks first among all of them instead of all to the one that joined first.
     },
     view: () => viewOf(options, coordination, state),
     fenced: () => coordination.fenced(),
@@ -244,7 +252,50 @@ async function placeAgents(
     }
   };
   await Promise.all(Array.from({ length: PLACEMENT_CONCURRENCY }, worker));
+  if (await auditHeld(options, coordination, state)) changed = true;
   if (changed) await hooks.resync();
+}
+
+/** Held agents whose owner record is read again per placement pass (a rotating window). */
+const AUDIT_PER_PASS = 64;
+
+/**
+ * A safety net under the claims: reads the owner records of a window of the agents this host
+ * holds, and lets go of (and stops here) any that another host now owns. A correct claim never
+ * takes a live host's agent, so this finds nothing; if it ever does, the agent would otherwise
+ * run twice until its next restart, and the error says so.
+ * @returns whether an agent was let go.
+ */
+async function auditHeld(
+  options: ClusterMemberOptions & { logger: Logger },
+  coordination: Coordination,
+  state: MemberState,
+): Promise<boolean> {
+  const keys = [...state.held.keys()];
+  if (keys.length === 0 || state.closed || coordination.fenced()) return false;
+  const start = state.auditFrom % keys.length;
+  const window = [...keys.slice(start, start + AUDIT_PER_PASS)];
+  if (window.length < AUDIT_PER_PASS && keys.length > window.length)
+    window.push(...keys.slice(0, Math.min(start, AUDIT_PER_PASS - window.length)));
+  state.auditFrom = start + window.length;
+  let lost = false;
+  for (const key of window) {
+    const epoch = state.held.get(key);
+    const owner = await coordination.owner(key).catch(() => undefined);
+    // Only another host's record means it is gone: this host's own newer epoch is a start in flight.
+    if (epoch === undefined || !owner || owner.host === options.hostId) continue;
+    state.held.delete(key);
+    state.remote.set(key, owner);
+    lost = true;
+    options.logger.error('cluster: an agent held here is owned by another host; stopping it here', {
+      agent: key,
+      epoch,
+      owner: owner.host,
+      owner_epoch: owner.epoch,
+    });
+    await state.hooks?.stopLocal(key).catch(() => undefined);
+  }
+  return lost;
 }
 
 /** Claims one agent when it has no live owner and this host ranks first; true when it did. */

@@ -105,7 +105,8 @@ export interface Coordination {
 }
 
 const HOSTS_BUCKET = 'pit_hosts';
-const OWNERS_BUCKET = 'pit_owners';
+/** The KV bucket of owner records (exported for tests that write one as another host would). */
+export const OWNERS_BUCKET = 'pit_owners';
 const KEY_PATTERN = /^[-/=\w]+$/;
 
 /** True for the server's "wrong last sequence": a compare-and-set that lost. */
@@ -120,7 +121,7 @@ function isStaleRevision(error: unknown): boolean {
 }
 
 /** The agent key as a KV key: `.` (a subject separator to NATS) as `=2E`; anything else outside `[-/=\w]` is refused. */
-function ownerKey(agent: string): string {
+export function ownerKey(agent: string): string {
   const key = agent.replaceAll('.', '=2E');
   if (!KEY_PATTERN.test(key))
     throw new Error(`agent key ${JSON.stringify(agent)} cannot be a cluster key`);
