@@ -98,7 +98,7 @@ describe('pit logs', () => {
       60_000,
       'two rotations',
     );
-    const names = (await fs.readdir(logs)).filter((name) => name.startsWith('spew'));
+    const names = (await fs.readdir(logs)).filter((name) => name.startsWith('spew.log'));
     // The live file is renamed away at a start and opened again just after: wait for it.
     const live = await waitFor(
       () => fs.readFile(join(logs, 'spew.log'), 'utf8'),
@@ -136,7 +136,7 @@ describe('pit logs', () => {
     for (const line of followed) expect(line).toMatch(LINE);
     expect(new Set(followed).size).toBe(followed.length);
 
-    // Without -f: oldest first, the last N lines; CELL/NAME works; --stderr says why not.
+    // Without -f: oldest first, the last N lines; CELL/NAME works; --stderr: only the (empty) stderr.
     const tail = await pit(['--config', configPath, 'logs', `${uuid.slice(0, 8)}/spew`, '-n', '5']);
     expect(tail.code, tail.stderr).toBe(0);
     expect(tail.stdout.trimEnd().split('\n')).toHaveLength(5);
@@ -144,8 +144,75 @@ describe('pit logs', () => {
     const printed = checkLines(everything.stdout);
     expect(printed.length).toBeGreaterThanOrEqual(2 * LINES_PER_RUN);
     const stderrOnly = await pit(['--config', configPath, 'logs', 'spew', '--stderr']);
-    expect(stderrOnly.code).toBe(2);
-    expect(stderrOnly.stderr).toContain('stderr is not kept apart');
+    expect(stderrOnly.code, stderrOnly.stderr).toBe(0);
+    expect(stderrOnly.stdout).toBe('');
+    expect(stderrOnly.stderr).not.toMatch(/^seq /m);
+  });
+
+  it('keeps an agent’s stdout and stderr in two files and prints each on its own stream; --stderr prints only stderr', async () => {
+    // The lines are built at run time: the start header (the argv) must not contain them.
+    const writer = `for (const [fd, n] of [[1, 1], [2, 1], [1, 2], [2, 2]]) require('node:fs').writeSync(fd, (fd === 1 ? 'to std' + 'out ' : 'to std' + 'err ') + n + '\\n'); setInterval(() => undefined, 1000);`;
+    const { configPath, logs } = await setUp(writer);
+    const daemon = spawnTsx(RUN_DAEMON, [configPath, '--stop-agents-on-exit']);
+    await waitFor(
+      async () =>
+        ((await fs.readFile(join(logs, 'spew.log'), 'utf8').catch(() => '')).includes(
+          'to stdout 2',
+        ) &&
+          (await fs.readFile(join(logs, 'spew.err.log'), 'utf8').catch(() => '')).includes(
+            'to stderr 2',
+          )) ||
+        undefined,
+      30_000,
+      'both logs written',
+    );
+    const out = await fs.readFile(join(logs, 'spew.log'), 'utf8');
+    const err = await fs.readFile(join(logs, 'spew.err.log'), 'utf8');
+    expect(out).not.toContain('to stderr');
+    expect(err).not.toContain('to stdout');
+    // Each file starts with the start header.
+    expect(err).toMatch(/^--- pit: starting spew at level 1 /);
+
+    const both = await pit(['--config', configPath, 'logs', 'spew']);
+    expect(both.code, both.stderr).toBe(0);
+    expect(both.stdout).toMatch(/to stdout 1\nto stdout 2\n$/);
+    expect(both.stdout).not.toContain('to stderr');
+    expect(both.stderr).toMatch(/to stderr 1\nto stderr 2\n$/);
+    expect(both.stderr).not.toContain('to stdout');
+    const last = await pit(['--config', configPath, 'logs', 'spew', '-n', '1']);
+    expect(last.stdout).toBe('to stdout 2\n');
+    expect(last.stderr).toBe('to stderr 2\n');
+    const onlyErr = await pit(['--config', configPath, 'logs', 'spew', '--stderr', '-n', '2']);
+    expect(onlyErr.code, onlyErr.stderr).toBe(0);
+    expect(onlyErr.stdout).toBe('');
+    expect(onlyErr.stderr).toBe('to stderr 1\nto stderr 2\n');
+    daemon.kill('SIGTERM');
+    await waitFor(() => daemon.exitCode !== null || undefined, 30_000, 'the daemon’s exit');
+  });
+
+  it('with merge_stderr = true keeps one file in the order written, and --stderr exits 2 saying so', async () => {
+    const writer = `for (const [fd, n] of [[1, 1], [2, 1], [1, 2]]) require('node:fs').writeSync(fd, (fd === 1 ? 'to std' + 'out ' : 'to std' + 'err ') + n + '\\n'); setInterval(() => undefined, 1000);`;
+    const { configPath, logs } = await setUp(writer, undefined, ['merge_stderr = true']);
+    const daemon = spawnTsx(RUN_DAEMON, [configPath, '--stop-agents-on-exit']);
+    const text = await waitFor(
+      async () => {
+        const log = await fs.readFile(join(logs, 'spew.log'), 'utf8').catch(() => '');
+        return log.includes('to stdout 2') ? log : undefined;
+      },
+      30_000,
+      'the merged log written',
+    );
+    expect(text).toMatch(/to stdout 1\nto stderr 1\nto stdout 2\n/);
+    expect(await fs.readdir(logs)).not.toContain('spew.err.log');
+    const both = await pit(['--config', configPath, 'logs', 'spew']);
+    expect(both.code, both.stderr).toBe(0);
+    expect(both.stdout).toMatch(/to stdout 1\nto stderr 1\nto stdout 2\n$/);
+    const onlyErr = await pit(['--config', configPath, 'logs', 'spew', '--stderr']);
+    expect(onlyErr.code).toBe(2);
+    expect(onlyErr.stderr).toContain('stderr is merged into logs/spew.log for this agent');
+    expect(onlyErr.stderr).toContain('set merge_stderr = false');
+    daemon.kill('SIGTERM');
+    await waitFor(() => daemon.exitCode !== null || undefined, 30_000, 'the daemon’s exit');
   });
 
   it('names what it looked for when there is no log, and takes --since as a duration or ISO time', async () => {
