@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -69,6 +70,24 @@ function checkLines(text: string): Array<{ pid: number; seq: number }> {
     expect(match, `a torn or foreign line: ${JSON.stringify(line)}`).not.toBeNull();
     return [{ pid: Number(match![1]), seq: Number(match![2]) }];
   });
+}
+
+/** The real `pit` (from source) with its stdout and stderr collected apart (spawnTsx joins them). */
+function spawnApart(args: string[]) {
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@pit/source', '--import', 'tsx', BIN, ...args],
+    {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  reapLater(child.pid);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  return Object.assign(child, { stdout: () => stdout, stderr: () => stderr });
 }
 
 describe('pit logs', () => {
@@ -252,14 +271,15 @@ describe('pit logs', () => {
     expect(bad.stderr).toContain('--since: expected a duration');
   });
 
-  it('rotates a running agent’s log by size while it writes as fast as it can: bounded files, no line lost or torn, and -f follows', async () => {
+  it('rotates a running agent’s logs (stdout and stderr) by size while it writes as fast as it can: bounded files, no line lost or torn, and -f follows each stream', async () => {
     const maxBytes = 256 * 1024;
     // Enough kept files that `-f`, reading on the same 2 cores as the writer, never falls more
     // than what is kept behind (then lines are gone by design, and it warns): 3 was too few on
     // Node 24 in CI.
     const keep = 12;
-    // One write(2) per numbered line, forever, as fast as the machine lets it.
-    const fastWriter = `const fs = require('node:fs'); for (let i = 0; ; i++) fs.writeSync(1, 'n ' + i + ' ' + 'y'.repeat(40) + '\\n');`;
+    // One write(2) per numbered line, forever, as fast as the machine lets it; every 4th line
+    // also a numbered line on stderr (its own log, rotated on its own).
+    const fastWriter = `const fs = require('node:fs'); for (let i = 0; ; i++) { fs.writeSync(1, 'n ' + i + ' ' + 'y'.repeat(40) + '\\n'); if (i % 4 === 0) fs.writeSync(2, 'e ' + i / 4 + ' ' + 'z'.repeat(40) + '\\n'); }`;
     const { configPath, logs } = await setUp(fastWriter, { maxBytes, keep });
     const daemon = spawnTsx(RUN_DAEMON, [configPath, '--stop-agents-on-exit']);
     const ready = await waitFor(
@@ -268,20 +288,31 @@ describe('pit logs', () => {
       'the daemon',
     );
     expect(ready).toMatch(/^READY/);
-    const names = Array.from({ length: keep }, (_, index) =>
-      index === 0 ? 'spew.log' : `spew.log.${index}`,
-    ).reverse();
+    const namesOf = (live: string) =>
+      Array.from({ length: keep }, (_, index) =>
+        index === 0 ? live : `${live}.${index}`,
+      ).reverse();
     await waitFor(
       () =>
-        fs.stat(join(logs, 'spew.log')).then(
+        fs.stat(join(logs, 'spew.err.log')).then(
           () => true,
           () => undefined,
         ),
       20_000,
-      'the agent’s log',
+      'the agent’s logs',
     );
-    const follower = spawnTsx(BIN, ['--config', configPath, 'logs', 'spew', '-f', '-n', '0']);
-    reapLater(follower.pid);
+    // Both streams, each on its own stream of the follower; and stderr alone.
+    const follower = spawnApart(['--config', configPath, 'logs', 'spew', '-f', '-n', '0']);
+    const errorFollower = spawnApart([
+      '--config',
+      configPath,
+      'logs',
+      'spew',
+      '-f',
+      '-n',
+      '0',
+      '--stderr',
+    ]);
     // Bounded: keep files of max_bytes, plus what the agent writes between two rotations (seen
     // here: a full-speed writer added 8–12 MiB between two checks while the 2 shared cores ran
     // it, the daemon, -f and other test files; the README states the overshoot).
@@ -301,67 +332,109 @@ describe('pit logs', () => {
         await handle.close();
       }
     };
-    // Sample the files while it writes: every rotation makes a new `.1`.
-    const rotations = new Set<number>();
-    let largest = 0;
-    await waitFor(
-      async () => {
-        let total = 0;
-        for (const name of (await fs.readdir(logs)).filter((entry) => entry.startsWith('spew.log')))
-          total += await fs.stat(join(logs, name)).then(
-            (stat) => stat.size,
-            () => 0,
-          );
-        largest = Math.max(largest, total);
-        const rotated = await fs.stat(join(logs, 'spew.log.1')).then(
-          (stat) => stat.ino,
+    const sizeOf = async (live: string) => {
+      let total = 0;
+      for (const name of (await fs.readdir(logs)).filter((entry) => entry.startsWith(live)))
+        total += await fs.stat(join(logs, name)).then(
+          (stat) => stat.size,
           () => 0,
         );
+      return total;
+    };
+    const inode = (name: string) =>
+      fs.stat(join(logs, name)).then(
+        (stat) => stat.ino,
+        () => 0,
+      );
+    // Sample the files while it writes: every rotation makes a new `.1`.
+    const rotations = new Set<number>();
+    const errorRotations = new Set<number>();
+    let largest = 0;
+    let largestErrors = 0;
+    await waitFor(
+      async () => {
+        largest = Math.max(largest, await sizeOf('spew.log'));
+        largestErrors = Math.max(largestErrors, await sizeOf('spew.err.log'));
+        const rotated = await inode('spew.log.1');
         if (rotated) rotations.add(rotated);
-        return (rotations.size >= 6 && (await lastNumber()) * 50 > enough) || undefined;
+        const errorRotated = await inode('spew.err.log.1');
+        if (errorRotated) errorRotations.add(errorRotated);
+        return (
+          (rotations.size >= 6 && errorRotations.size >= 2 && (await lastNumber()) * 50 > enough) ||
+          undefined
+        );
       },
-      60_000,
-      'six rotations of the running agent’s log and twice the bound written',
+      90_000,
+      'six rotations of the running agent’s log, two of its stderr log, and twice the bound written',
     );
     expect(daemon.output()).not.toContain('rotated only at its next start');
     daemon.kill('SIGTERM');
     await waitFor(() => daemon.exitCode !== null || undefined, 30_000, 'the daemon’s exit');
 
-    // Over all the files kept, oldest first: whole lines, numbered without a gap.
-    const numbers: number[] = [];
-    for (const name of names) {
-      const text = await fs.readFile(join(logs, name), 'utf8');
-      for (const line of text.split('\n')) {
-        if (line === '' || line.startsWith('--- pit: starting spew')) continue;
-        const match = /^n (\d+) y{40}$/.exec(line);
-        expect(match, `${name}: a torn line: ${JSON.stringify(line.slice(0, 80))}`).not.toBeNull();
-        numbers.push(Number(match![1]));
+    // Over all the files kept of each log, oldest first: whole lines, numbered without a gap.
+    const numbersIn = async (live: string, pattern: RegExp) => {
+      const numbers: number[] = [];
+      for (const name of namesOf(live)) {
+        const text = await fs.readFile(join(logs, name), 'utf8');
+        for (const line of text.split('\n')) {
+          if (line === '' || line.startsWith('--- pit: starting spew')) continue;
+          const match = pattern.exec(line);
+          expect(
+            match,
+            `${name}: a torn line: ${JSON.stringify(line.slice(0, 80))}`,
+          ).not.toBeNull();
+          numbers.push(Number(match![1]));
+        }
       }
-    }
-    const first = numbers[0]!;
-    const last = numbers.at(-1)!;
-    expect(numbers).toEqual(Array.from({ length: numbers.length }, (_, index) => first + index));
+      return numbers;
+    };
+    const contiguous = (numbers: number[]) =>
+      expect(numbers).toEqual(
+        Array.from({ length: numbers.length }, (_, index) => numbers[0]! + index),
+      );
+    const numbers = await numbersIn('spew.log', /^n (\d+) y{40}$/);
+    contiguous(numbers);
     expect(numbers.length * 50).toBeGreaterThan(maxBytes);
     expect(largest).toBeLessThan(bound);
+    const errorNumbers = await numbersIn('spew.err.log', /^e (\d+) z{40}$/);
+    contiguous(errorNumbers);
+    expect(errorNumbers.length * 50).toBeGreaterThan(maxBytes);
+    expect(largestErrors).toBeLessThan(bound);
+    const last = numbers.at(-1)!;
+    const lastError = errorNumbers.at(-1)!;
 
-    // -f saw every line from where it began to the last one, in order, across the rotations.
+    // -f saw every line from where it began to the last one, in order, across the rotations:
+    // stdout lines on its stdout, stderr lines on its stderr; --stderr: stderr lines only.
     await waitFor(
-      () => follower.output().includes(`n ${last} `) || undefined,
+      () =>
+        (follower.stdout().includes(`n ${last} `) &&
+          follower.stderr().includes(`e ${lastError} `) &&
+          errorFollower.stderr().includes(`e ${lastError} `)) ||
+        undefined,
       30_000,
-      'the follower reaching the last line',
+      'the followers reaching the last lines',
     );
     follower.kill('SIGTERM');
-    const followed = follower
-      .output()
-      .split('\n')
-      .filter((line) => line.startsWith('n '))
-      .map((line) => {
-        expect(line).toMatch(/^n \d+ y{40}$/);
-        return Number(line.split(' ')[1]);
-      });
-    const from = followed[0]!;
-    expect(followed).toEqual(Array.from({ length: followed.length }, (_, index) => from + index));
+    errorFollower.kill('SIGTERM');
+    const followedIn = (text: string, prefix: 'n' | 'e') =>
+      text
+        .split('\n')
+        .filter((line) => line.startsWith(`${prefix} `))
+        .map((line) => {
+          expect(line).toMatch(prefix === 'n' ? /^n \d+ y{40}$/ : /^e \d+ z{40}$/);
+          return Number(line.split(' ')[1]);
+        });
+    const followed = followedIn(follower.stdout(), 'n');
+    contiguous(followed);
     expect(followed.length * 50).toBeGreaterThan(2 * maxBytes);
+    expect(followedIn(follower.stdout(), 'e')).toEqual([]);
+    const followedErrors = followedIn(follower.stderr(), 'e');
+    contiguous(followedErrors);
+    expect(followedErrors.length * 50).toBeGreaterThan(maxBytes);
+    const followedErrorsOnly = followedIn(errorFollower.stderr(), 'e');
+    contiguous(followedErrorsOnly);
+    expect(followedErrorsOnly.length * 50).toBeGreaterThan(maxBytes);
+    expect(errorFollower.stdout()).toBe('');
   });
 
   it('without agent cgroups, leaves a running agent’s log to its next start and says so once', async () => {
