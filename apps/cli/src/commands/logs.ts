@@ -75,16 +75,13 @@ export async function logs(
       : new RefusedError(found.message);
   const { log } = found;
   const name = log.label.split('/').at(-1)!;
-  const merged = (await context.mergesStderr?.(name)) ?? false;
-  if (options.stderr && merged)
+  // Asked only for --stderr: without it both files are read, and a merged agent has no .err.log.
+  const merged = options.stderr ? ((await context.mergesStderr?.(name)) ?? false) : false;
+  if (merged)
     throw new UsageError(
       `--stderr: ${log.label}: stderr is merged into logs/${name}.log for this agent (merge_stderr = true in [agents.${name}] or [logs]); pit logs ${agent} shows both. To keep stderr apart in logs/${name}.err.log, set merge_stderr = false and restart the agent`,
     );
-  const streams: LogStream[] = options.stderr
-    ? ['stderr']
-    : merged
-      ? ['stdout']
-      : ['stdout', 'stderr'];
+  const streams: LogStream[] = options.stderr ? ['stderr'] : ['stdout', 'stderr'];
   const printed: Printed[] = streams.map((stream) => ({
     log: streamLog(log, stream),
     write: (line) => (stream === 'stderr' ? context.output.err(line) : context.output.out(line)),
