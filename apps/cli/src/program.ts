@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DEFAULT_CELLS_ROOT } from '@pit/cell-spec';
+import { mergesStderr } from '@pit/daemon';
 import {
   createCell,
   joinCell,
@@ -449,23 +450,40 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
   program
     .command('logs')
     .description(
-      "an agent's output (logs/<agent>.log, stdout and stderr together) across its rotated files, oldest first; works without a daemon",
+      "an agent's output across its rotated files, oldest first: the last lines of its stdout (logs/<agent>.log) on stdout, then of its stderr (logs/<agent>.err.log) on stderr; works without a daemon",
     )
     .argument(
       '<agent>',
       'the agent: NAME, or CELL/NAME (a cell uuid or its prefix) when several cells have it',
     )
-    .option('-n, --lines <n>', 'how many of the last lines (0: all)', '100')
-    .option('-f, --follow', 'keep printing new output, also across a rotation (Ctrl-C stops)')
+    .option('-n, --lines <n>', 'how many of the last lines of each stream (0: all)', '100')
+    .option(
+      '-f, --follow',
+      'keep printing new output of both streams, also across a rotation (Ctrl-C stops)',
+    )
     .option(
       '--since <time>',
       "a duration (90s, 10m, 2h, 1d) or an ISO-8601 time: from the run going at that time (output has no timestamps; the daemon's start headers do)",
     )
-    .option('--stderr', 'only stderr (not available yet: both streams share the file; exits 2)')
+    .option(
+      '--stderr',
+      'only the agent’s stderr (with -f too); exits 2 for an agent with merge_stderr = true (its stderr is in logs/<agent>.log)',
+    )
+    .addHelpText(
+      'after',
+      '\nThe agent’s stdout lines go to stdout and its stderr lines to stderr: `pit logs forge 2>/dev/null` hides its stderr.\nWith merge_stderr = true ([agents.<name>] or [logs]) both are in logs/<agent>.log, in the order written, and go to stdout.',
+    )
     .action((agent: string, options: LogsOptions) =>
       run(async () => {
         const cells = await cellsContext();
-        return logs(cells, agent, options);
+        return logs(
+          {
+            ...cells,
+            mergesStderr: async (name) => mergesStderr((await context.config()).config, name),
+          },
+          agent,
+          options,
+        );
       })(),
     );
 

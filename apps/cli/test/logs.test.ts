@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,6 +72,24 @@ function checkLines(text: string): Array<{ pid: number; seq: number }> {
   });
 }
 
+/** The real `pit` (from source) with its stdout and stderr collected apart (spawnTsx joins them). */
+function spawnApart(args: string[]) {
+  const child = spawn(
+    process.execPath,
+    ['--conditions=@pit/source', '--import', 'tsx', BIN, ...args],
+    {
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  reapLater(child.pid);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  return Object.assign(child, { stdout: () => stdout, stderr: () => stderr });
+}
+
 describe('pit logs', () => {
   it('reads an agent’s rotated logs oldest first, follows across a rotation with -f, and the files stay at the kept count', async () => {
     const { configPath, logs, uuid } = await setUp();
@@ -98,7 +117,7 @@ describe('pit logs', () => {
       60_000,
       'two rotations',
     );
-    const names = (await fs.readdir(logs)).filter((name) => name.startsWith('spew'));
+    const names = (await fs.readdir(logs)).filter((name) => name.startsWith('spew.log'));
     // The live file is renamed away at a start and opened again just after: wait for it.
     const live = await waitFor(
       () => fs.readFile(join(logs, 'spew.log'), 'utf8'),
@@ -136,7 +155,7 @@ describe('pit logs', () => {
     for (const line of followed) expect(line).toMatch(LINE);
     expect(new Set(followed).size).toBe(followed.length);
 
-    // Without -f: oldest first, the last N lines; CELL/NAME works; --stderr says why not.
+    // Without -f: oldest first, the last N lines; CELL/NAME works; --stderr: only the (empty) stderr.
     const tail = await pit(['--config', configPath, 'logs', `${uuid.slice(0, 8)}/spew`, '-n', '5']);
     expect(tail.code, tail.stderr).toBe(0);
     expect(tail.stdout.trimEnd().split('\n')).toHaveLength(5);
@@ -144,8 +163,75 @@ describe('pit logs', () => {
     const printed = checkLines(everything.stdout);
     expect(printed.length).toBeGreaterThanOrEqual(2 * LINES_PER_RUN);
     const stderrOnly = await pit(['--config', configPath, 'logs', 'spew', '--stderr']);
-    expect(stderrOnly.code).toBe(2);
-    expect(stderrOnly.stderr).toContain('stderr is not kept apart');
+    expect(stderrOnly.code, stderrOnly.stderr).toBe(0);
+    expect(stderrOnly.stdout).toBe('');
+    expect(stderrOnly.stderr).not.toMatch(/^seq /m);
+  });
+
+  it('keeps an agent’s stdout and stderr in two files and prints each on its own stream; --stderr prints only stderr', async () => {
+    // The lines are built at run time: the start header (the argv) must not contain them.
+    const writer = `for (const [fd, n] of [[1, 1], [2, 1], [1, 2], [2, 2]]) require('node:fs').writeSync(fd, (fd === 1 ? 'to std' + 'out ' : 'to std' + 'err ') + n + '\\n'); setInterval(() => undefined, 1000);`;
+    const { configPath, logs } = await setUp(writer);
+    const daemon = spawnTsx(RUN_DAEMON, [configPath, '--stop-agents-on-exit']);
+    await waitFor(
+      async () =>
+        ((await fs.readFile(join(logs, 'spew.log'), 'utf8').catch(() => '')).includes(
+          'to stdout 2',
+        ) &&
+          (await fs.readFile(join(logs, 'spew.err.log'), 'utf8').catch(() => '')).includes(
+            'to stderr 2',
+          )) ||
+        undefined,
+      30_000,
+      'both logs written',
+    );
+    const out = await fs.readFile(join(logs, 'spew.log'), 'utf8');
+    const err = await fs.readFile(join(logs, 'spew.err.log'), 'utf8');
+    expect(out).not.toContain('to stderr');
+    expect(err).not.toContain('to stdout');
+    // Each file starts with the start header.
+    expect(err).toMatch(/^--- pit: starting spew at level 1 /);
+
+    const both = await pit(['--config', configPath, 'logs', 'spew']);
+    expect(both.code, both.stderr).toBe(0);
+    expect(both.stdout).toMatch(/to stdout 1\nto stdout 2\n$/);
+    expect(both.stdout).not.toContain('to stderr');
+    expect(both.stderr).toMatch(/to stderr 1\nto stderr 2\n$/);
+    expect(both.stderr).not.toContain('to stdout');
+    const last = await pit(['--config', configPath, 'logs', 'spew', '-n', '1']);
+    expect(last.stdout).toBe('to stdout 2\n');
+    expect(last.stderr).toBe('to stderr 2\n');
+    const onlyErr = await pit(['--config', configPath, 'logs', 'spew', '--stderr', '-n', '2']);
+    expect(onlyErr.code, onlyErr.stderr).toBe(0);
+    expect(onlyErr.stdout).toBe('');
+    expect(onlyErr.stderr).toBe('to stderr 1\nto stderr 2\n');
+    daemon.kill('SIGTERM');
+    await waitFor(() => daemon.exitCode !== null || undefined, 30_000, 'the daemon’s exit');
+  });
+
+  it('with merge_stderr = true keeps one file in the order written, and --stderr exits 2 saying so', async () => {
+    const writer = `for (const [fd, n] of [[1, 1], [2, 1], [1, 2]]) require('node:fs').writeSync(fd, (fd === 1 ? 'to std' + 'out ' : 'to std' + 'err ') + n + '\\n'); setInterval(() => undefined, 1000);`;
+    const { configPath, logs } = await setUp(writer, undefined, ['merge_stderr = true']);
+    const daemon = spawnTsx(RUN_DAEMON, [configPath, '--stop-agents-on-exit']);
+    const text = await waitFor(
+      async () => {
+        const log = await fs.readFile(join(logs, 'spew.log'), 'utf8').catch(() => '');
+        return log.includes('to stdout 2') ? log : undefined;
+      },
+      30_000,
+      'the merged log written',
+    );
+    expect(text).toMatch(/to stdout 1\nto stderr 1\nto stdout 2\n/);
+    expect(await fs.readdir(logs)).not.toContain('spew.err.log');
+    const both = await pit(['--config', configPath, 'logs', 'spew']);
+    expect(both.code, both.stderr).toBe(0);
+    expect(both.stdout).toMatch(/to stdout 1\nto stderr 1\nto stdout 2\n$/);
+    const onlyErr = await pit(['--config', configPath, 'logs', 'spew', '--stderr']);
+    expect(onlyErr.code).toBe(2);
+    expect(onlyErr.stderr).toContain('stderr is merged into logs/spew.log for this agent');
+    expect(onlyErr.stderr).toContain('set merge_stderr = false');
+    daemon.kill('SIGTERM');
+    await waitFor(() => daemon.exitCode !== null || undefined, 30_000, 'the daemon’s exit');
   });
 
   it('names what it looked for when there is no log, and takes --since as a duration or ISO time', async () => {
@@ -185,14 +271,15 @@ describe('pit logs', () => {
     expect(bad.stderr).toContain('--since: expected a duration');
   });
 
-  it('rotates a running agent’s log by size while it writes as fast as it can: bounded files, no line lost or torn, and -f follows', async () => {
+  it('rotates a running agent’s logs (stdout and stderr) by size while it writes as fast as it can: bounded files, no line lost or torn, and -f follows each stream', async () => {
     const maxBytes = 256 * 1024;
     // Enough kept files that `-f`, reading on the same 2 cores as the writer, never falls more
     // than what is kept behind (then lines are gone by design, and it warns): 3 was too few on
     // Node 24 in CI.
     const keep = 12;
-    // One write(2) per numbered line, forever, as fast as the machine lets it.
-    const fastWriter = `const fs = require('node:fs'); for (let i = 0; ; i++) fs.writeSync(1, 'n ' + i + ' ' + 'y'.repeat(40) + '\\n');`;
+    // One write(2) per numbered line, forever, as fast as the machine lets it; every 4th line
+    // also a numbered line on stderr (its own log, rotated on its own).
+    const fastWriter = `const fs = require('node:fs'); for (let i = 0; ; i++) { fs.writeSync(1, 'n ' + i + ' ' + 'y'.repeat(40) + '\\n'); if (i % 4 === 0) fs.writeSync(2, 'e ' + i / 4 + ' ' + 'z'.repeat(40) + '\\n'); }`;
     const { configPath, logs } = await setUp(fastWriter, { maxBytes, keep });
     const daemon = spawnTsx(RUN_DAEMON, [configPath, '--stop-agents-on-exit']);
     const ready = await waitFor(
@@ -201,20 +288,31 @@ describe('pit logs', () => {
       'the daemon',
     );
     expect(ready).toMatch(/^READY/);
-    const names = Array.from({ length: keep }, (_, index) =>
-      index === 0 ? 'spew.log' : `spew.log.${index}`,
-    ).reverse();
+    const namesOf = (live: string) =>
+      Array.from({ length: keep }, (_, index) =>
+        index === 0 ? live : `${live}.${index}`,
+      ).reverse();
     await waitFor(
       () =>
-        fs.stat(join(logs, 'spew.log')).then(
+        fs.stat(join(logs, 'spew.err.log')).then(
           () => true,
           () => undefined,
         ),
       20_000,
-      'the agent’s log',
+      'the agent’s logs',
     );
-    const follower = spawnTsx(BIN, ['--config', configPath, 'logs', 'spew', '-f', '-n', '0']);
-    reapLater(follower.pid);
+    // Both streams, each on its own stream of the follower; and stderr alone.
+    const follower = spawnApart(['--config', configPath, 'logs', 'spew', '-f', '-n', '0']);
+    const errorFollower = spawnApart([
+      '--config',
+      configPath,
+      'logs',
+      'spew',
+      '-f',
+      '-n',
+      '0',
+      '--stderr',
+    ]);
     // Bounded: keep files of max_bytes, plus what the agent writes between two rotations (seen
     // here: a full-speed writer added 8–12 MiB between two checks while the 2 shared cores ran
     // it, the daemon, -f and other test files; the README states the overshoot).
@@ -234,67 +332,109 @@ describe('pit logs', () => {
         await handle.close();
       }
     };
-    // Sample the files while it writes: every rotation makes a new `.1`.
-    const rotations = new Set<number>();
-    let largest = 0;
-    await waitFor(
-      async () => {
-        let total = 0;
-        for (const name of (await fs.readdir(logs)).filter((entry) => entry.startsWith('spew.log')))
-          total += await fs.stat(join(logs, name)).then(
-            (stat) => stat.size,
-            () => 0,
-          );
-        largest = Math.max(largest, total);
-        const rotated = await fs.stat(join(logs, 'spew.log.1')).then(
-          (stat) => stat.ino,
+    const sizeOf = async (live: string) => {
+      let total = 0;
+      for (const name of (await fs.readdir(logs)).filter((entry) => entry.startsWith(live)))
+        total += await fs.stat(join(logs, name)).then(
+          (stat) => stat.size,
           () => 0,
         );
+      return total;
+    };
+    const inode = (name: string) =>
+      fs.stat(join(logs, name)).then(
+        (stat) => stat.ino,
+        () => 0,
+      );
+    // Sample the files while it writes: every rotation makes a new `.1`.
+    const rotations = new Set<number>();
+    const errorRotations = new Set<number>();
+    let largest = 0;
+    let largestErrors = 0;
+    await waitFor(
+      async () => {
+        largest = Math.max(largest, await sizeOf('spew.log'));
+        largestErrors = Math.max(largestErrors, await sizeOf('spew.err.log'));
+        const rotated = await inode('spew.log.1');
         if (rotated) rotations.add(rotated);
-        return (rotations.size >= 6 && (await lastNumber()) * 50 > enough) || undefined;
+        const errorRotated = await inode('spew.err.log.1');
+        if (errorRotated) errorRotations.add(errorRotated);
+        return (
+          (rotations.size >= 6 && errorRotations.size >= 2 && (await lastNumber()) * 50 > enough) ||
+          undefined
+        );
       },
-      60_000,
-      'six rotations of the running agent’s log and twice the bound written',
+      90_000,
+      'six rotations of the running agent’s log, two of its stderr log, and twice the bound written',
     );
     expect(daemon.output()).not.toContain('rotated only at its next start');
     daemon.kill('SIGTERM');
     await waitFor(() => daemon.exitCode !== null || undefined, 30_000, 'the daemon’s exit');
 
-    // Over all the files kept, oldest first: whole lines, numbered without a gap.
-    const numbers: number[] = [];
-    for (const name of names) {
-      const text = await fs.readFile(join(logs, name), 'utf8');
-      for (const line of text.split('\n')) {
-        if (line === '' || line.startsWith('--- pit: starting spew')) continue;
-        const match = /^n (\d+) y{40}$/.exec(line);
-        expect(match, `${name}: a torn line: ${JSON.stringify(line.slice(0, 80))}`).not.toBeNull();
-        numbers.push(Number(match![1]));
+    // Over all the files kept of each log, oldest first: whole lines, numbered without a gap.
+    const numbersIn = async (live: string, pattern: RegExp) => {
+      const numbers: number[] = [];
+      for (const name of namesOf(live)) {
+        const text = await fs.readFile(join(logs, name), 'utf8');
+        for (const line of text.split('\n')) {
+          if (line === '' || line.startsWith('--- pit: starting spew')) continue;
+          const match = pattern.exec(line);
+          expect(
+            match,
+            `${name}: a torn line: ${JSON.stringify(line.slice(0, 80))}`,
+          ).not.toBeNull();
+          numbers.push(Number(match![1]));
+        }
       }
-    }
-    const first = numbers[0]!;
-    const last = numbers.at(-1)!;
-    expect(numbers).toEqual(Array.from({ length: numbers.length }, (_, index) => first + index));
+      return numbers;
+    };
+    const contiguous = (numbers: number[]) =>
+      expect(numbers).toEqual(
+        Array.from({ length: numbers.length }, (_, index) => numbers[0]! + index),
+      );
+    const numbers = await numbersIn('spew.log', /^n (\d+) y{40}$/);
+    contiguous(numbers);
     expect(numbers.length * 50).toBeGreaterThan(maxBytes);
     expect(largest).toBeLessThan(bound);
+    const errorNumbers = await numbersIn('spew.err.log', /^e (\d+) z{40}$/);
+    contiguous(errorNumbers);
+    expect(errorNumbers.length * 50).toBeGreaterThan(maxBytes);
+    expect(largestErrors).toBeLessThan(bound);
+    const last = numbers.at(-1)!;
+    const lastError = errorNumbers.at(-1)!;
 
-    // -f saw every line from where it began to the last one, in order, across the rotations.
+    // -f saw every line from where it began to the last one, in order, across the rotations:
+    // stdout lines on its stdout, stderr lines on its stderr; --stderr: stderr lines only.
     await waitFor(
-      () => follower.output().includes(`n ${last} `) || undefined,
+      () =>
+        (follower.stdout().includes(`n ${last} `) &&
+          follower.stderr().includes(`e ${lastError} `) &&
+          errorFollower.stderr().includes(`e ${lastError} `)) ||
+        undefined,
       30_000,
-      'the follower reaching the last line',
+      'the followers reaching the last lines',
     );
     follower.kill('SIGTERM');
-    const followed = follower
-      .output()
-      .split('\n')
-      .filter((line) => line.startsWith('n '))
-      .map((line) => {
-        expect(line).toMatch(/^n \d+ y{40}$/);
-        return Number(line.split(' ')[1]);
-      });
-    const from = followed[0]!;
-    expect(followed).toEqual(Array.from({ length: followed.length }, (_, index) => from + index));
+    errorFollower.kill('SIGTERM');
+    const followedIn = (text: string, prefix: 'n' | 'e') =>
+      text
+        .split('\n')
+        .filter((line) => line.startsWith(`${prefix} `))
+        .map((line) => {
+          expect(line).toMatch(prefix === 'n' ? /^n \d+ y{40}$/ : /^e \d+ z{40}$/);
+          return Number(line.split(' ')[1]);
+        });
+    const followed = followedIn(follower.stdout(), 'n');
+    contiguous(followed);
     expect(followed.length * 50).toBeGreaterThan(2 * maxBytes);
+    expect(followedIn(follower.stdout(), 'e')).toEqual([]);
+    const followedErrors = followedIn(follower.stderr(), 'e');
+    contiguous(followedErrors);
+    expect(followedErrors.length * 50).toBeGreaterThan(maxBytes);
+    const followedErrorsOnly = followedIn(errorFollower.stderr(), 'e');
+    contiguous(followedErrorsOnly);
+    expect(followedErrorsOnly.length * 50).toBeGreaterThan(maxBytes);
+    expect(errorFollower.stdout()).toBe('');
   });
 
   it('without agent cgroups, leaves a running agent’s log to its next start and says so once', async () => {

@@ -254,9 +254,19 @@ describe('the daemon serves MCP at /mcp', () => {
     expect(status.agents.map((agent) => agent.agent)).toEqual(['forge']);
     expect((await call(ann, 'pit_dead_agents')).structuredContent).toMatchObject({ agents: [] });
     const logs = (await call(ann, 'pit_logs', { agent: 'forge', lines: 5 })).structuredContent as {
+      stream: string;
       lines: string[];
+      stderr: string[];
     };
+    expect(logs.stream).toBe('both');
     expect(logs.lines.join('\n')).toContain('--- pit: starting forge');
+    // Its stderr log (<agent>.err.log) starts each run with the same header.
+    expect(logs.stderr.join('\n')).toContain('--- pit: starting forge');
+    const errors = (await call(ann, 'pit_logs', { agent: 'forge', lines: 5, stream: 'stderr' }))
+      .structuredContent as { stream: string; lines: string[]; stderr?: string[] };
+    expect(errors).toMatchObject({ stream: 'stderr' });
+    expect(errors.lines.join('\n')).toContain('--- pit: starting forge');
+    expect(errors.stderr).toBeUndefined();
     expect(
       (await call(ann, 'pit_bus_tail', { cell: cell.uuid, limit: 10 })).structuredContent,
     ).toMatchObject({ cell: cell.uuid, events: [], next_from: 1, more: false });

@@ -5,14 +5,12 @@
  * the Pit will not repair by itself. Starting and stopping processes is restart.ts's, handing
  * work over is substitute.ts's. Every function takes the loop's context explicitly.
  */
-import { join } from 'node:path';
-import { cellPaths } from '@pit/cell-spec';
 import type { Decision } from '@pit/policy';
 import type { Verdict } from './health.js';
 import { answerEvent } from './approval-answers.js';
 import { downWithProvider } from './provider-gate.js';
 import { restartAgent } from './restart.js';
-import type { Slot } from './slot.js';
+import { slotLogPaths, type Slot } from './slot.js';
 import { substitute } from './substitute.js';
 import { iso, type SupervisorContext } from './supervisor-context.js';
 
@@ -225,17 +223,14 @@ function reportDeath(context: SupervisorContext, slot: Slot, decision: Decision,
         ]
       : [];
   });
+  const logs = slotLogPaths(context, slot);
   context.notify(
     context.notifier.death({
       agent: slot.name,
       mission: slot.cell?.manifest.mission ?? 'outside cells',
-      ...(slot.cell
-        ? {
-            cell: slot.cell.uuid,
-            logPath: cellPaths(slot.cell.dir).agentLog(slot.name),
-            logRoot: slot.cell.dir,
-          }
-        : { logPath: join(context.stateDir, 'logs', `${slot.name}.log`) }),
+      ...(slot.cell ? { cell: slot.cell.uuid, logRoot: slot.cell.dir } : {}),
+      logPath: logs.stdout,
+      ...(logs.stderr !== undefined ? { errorLogPath: logs.stderr } : {}),
       reason: decision.failure ? `${decision.failure.class}: ${decision.reason}` : decision.reason,
       deadSince: new Date(slot.state.first_dead_at ? Date.parse(slot.state.first_dead_at) : at),
       decision: { action: decision.action, reason: decision.reason },

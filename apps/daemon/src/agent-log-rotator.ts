@@ -1,17 +1,18 @@
 /**
  * Size rotation of running agents' logs (`[logs] max_bytes`, `keep`): on its own short timer
- * (one `lstat` per running agent a tick, never per line; sooner again after a rotation), a running agent's log at or over
- * `max_bytes` is rotated with the agent's cgroup frozen (agent-cgroups.ts) so that nothing is
- * written meanwhile: its whole lines are copied to `<agent>.log.1` and the live file cut back
- * (log-copy-rotation.ts). Without agent cgroups (off or unavailable), or at level 3 (Podman's
+ * (one `lstat` per running agent's log a tick, never per line; sooner again after a rotation),
+ * a running agent's log at or over `max_bytes` (its stdout `<agent>.log`, its stderr
+ * `<agent>.err.log`, each on its own) is rotated with the agent's cgroup frozen (agent-cgroups.ts)
+ * so that nothing is written meanwhile: its whole lines are copied to `<agent>.log.1` (or
+ * `<agent>.err.log.1`) and the live file cut back (log-copy-rotation.ts); both logs are rotated in
+ * one freeze when both are full. Without agent cgroups (off or unavailable), or at level 3 (Podman's
  * group), a running agent's log is rotated only at its next start (the executor does that); this
  * is logged once. Owns the timer and which logs it rotates, nothing about the agents.
  */
 import { promises as fs } from 'node:fs';
-import { join } from 'node:path';
-import { cellPaths } from '@pit/cell-spec';
 import type { AgentCgroups } from './agent-cgroups.js';
 import { copyRotateLog } from './log-copy-rotation.js';
+import { slotLogPaths, type Slot } from './slot.js';
 import type { SupervisorContext } from './supervisor-context.js';
 
 /** How often running agents' log sizes are looked at (ms). */
@@ -49,19 +50,13 @@ export function startAgentLogRotator(
     for (const slot of context.fleet.slots.values()) {
       const agent = slot.process;
       if (!agent || agent.exit || context.stopped) continue;
-      const path = slot.cell
-        ? cellPaths(slot.cell.dir).agentLog(slot.name)
-        : join(context.stateDir, 'logs', `${slot.name}.log`);
-      const size = await fs.lstat(path).then(
-        (stat) => (stat.isFile() ? stat.size : 0),
-        () => 0,
-      );
-      if (size < context.config.logs.max_bytes) continue;
+      const paths = await fullLogs(context, slot);
+      if (paths.length === 0) continue;
       if (!cgroups)
         warnOnce(slot.name, 'agent cgroups are off or unavailable ([sandbox] agent_cgroups)');
       else if (agent.level === 3) warnOnce(slot.name, 'a level-3 agent runs in Podman’s cgroup');
       else {
-        const target = { slot: slot.key, cell: slot.cell, name: slot.name, path };
+        const target = { slot: slot.key, cell: slot.cell, name: slot.name, paths };
         const done = await rotate(
           context,
           cgroups,
@@ -102,8 +97,22 @@ export function startAgentLogRotator(
   };
 }
 
+/** The agent's logs (stdout, and stderr unless merged) at or over `[logs] max_bytes`. */
+async function fullLogs(context: SupervisorContext, slot: Slot): Promise<string[]> {
+  const { stdout, stderr } = slotLogPaths(context, slot);
+  const full: string[] = [];
+  for (const path of stderr === undefined ? [stdout] : [stdout, stderr]) {
+    const size = await fs.lstat(path).then(
+      (stat) => (stat.isFile() ? stat.size : 0),
+      () => 0,
+    );
+    if (size >= context.config.logs.max_bytes) full.push(path);
+  }
+  return full;
+}
+
 /**
- * Rotates one running agent's log with its group frozen; a failure is logged when `say` (once
+ * Rotates one running agent's full logs with its group frozen (one freeze for both); a failure is logged when `say` (once
  * per process: an agent adopted from a daemon without cgroups has no group, every tick).
  * @returns whether it moved lines out, or `undefined` when it could not rotate
  */
@@ -114,18 +123,18 @@ async function rotate(
     slot: string;
     cell: { uuid: string; dir: string } | undefined;
     name: string;
-    path: string;
+    paths: string[];
   },
   say: boolean,
 ): Promise<boolean | undefined> {
   const { keep } = context.config.logs;
+  const options = { keep, ...(target.cell ? { beneath: target.cell.dir } : {}) };
   try {
-    const moved = await cgroups.whileFrozen(target.cell?.uuid, target.name, () =>
-      copyRotateLog(target.path, {
-        keep,
-        ...(target.cell ? { beneath: target.cell.dir } : {}),
-      }),
-    );
+    const moved = await cgroups.whileFrozen(target.cell?.uuid, target.name, async () => {
+      let bytes = 0;
+      for (const path of target.paths) bytes += await copyRotateLog(path, options);
+      return bytes;
+    });
     // 0: no whole line to move yet (one long unfinished line): looked at again on the next tick.
     if (moved !== undefined) return moved > 0;
     if (say)
@@ -140,7 +149,7 @@ async function rotate(
     if (say)
       context.logger.warn('cannot rotate a running agent’s log', {
         agent: target.slot,
-        path: target.path,
+        paths: target.paths,
         error: String(error),
       });
   }

@@ -1,8 +1,10 @@
 /**
- * An agent's output log (`logs/<agent>.log` in its cell, or `<state_dir>/logs/<agent>.log`
- * outside cells) across its rotations (`<agent>.log.N` … oldest first): finding it from a
+ * An agent's output logs (`logs/<agent>.log` in its cell, or `<state_dir>/logs/<agent>.log`
+ * outside cells: its stdout, and its stderr too with `merge_stderr`; `<agent>.err.log` beside
+ * it: its stderr) across their rotations (`<agent>.log.N`, `<agent>.err.log.N` … oldest first):
+ * where they are ({@link agentLogPaths}, the one place the daemon names them), finding them from a
  * reference (`name` or `cell/name`), reading whole lines from an open file, and the last lines
- * of the whole log. Read by `pit logs` and the MCP tool `pit_logs`. It reads files only (beneath
+ * of a whole log. Read by `pit logs`, the dashboard and the MCP tool `pit_logs`. It reads files only (beneath
  * the cell, never through a link out of it) and never writes. A running agent's log is rotated by
  * copy (log-copy-rotation.ts): a read is taken again when a rotation happened while it ran
  * ({@link readSteady}).
@@ -20,13 +22,46 @@ import {
 } from '@pit/cell-spec';
 import { ROTATING_SUFFIX } from './log-copy-rotation.js';
 
-/** One agent log found. */
+/** An agent's output stream: each has its own log unless stderr is merged into stdout's. */
+export type LogStream = 'stdout' | 'stderr';
+
+/** One agent's logs found. */
 export interface FoundLog {
   /** `cell/name`, or `name` outside cells. */
   label: string;
+  /** Its stdout log (`<agent>.log`). */
   path: string;
-  /** The cell the log lies in (read beneath it, never through a link). */
+  /** Its stderr log (`<agent>.err.log`; absent or empty when stderr is merged into `path`). */
+  errorPath: string;
+  /** The cell the logs lie in (read beneath it, never through a link). */
   beneath?: string;
+}
+
+/**
+ * Where an agent's output goes: `stdout` is `<agent>.log` (in the cell's `logs/`, or
+ * `<state_dir>/logs/` outside cells); `stderr` is `<agent>.err.log` beside it, or `undefined`
+ * when `merged` (stderr then goes to the stdout log, in the order written).
+ */
+export function agentLogPaths(options: {
+  stateDir: string;
+  cell: { dir: string } | undefined;
+  name: string;
+  merged: boolean;
+}): { stdout: string; stderr: string | undefined } {
+  const { cell, name } = options;
+  const paths = cell ? cellPaths(cell.dir) : undefined;
+  const stdout =
+    paths?.agentLog(name) ?? join(options.stateDir, 'logs', `${assertAgentName(name)}.log`);
+  if (options.merged) return { stdout, stderr: undefined };
+  return {
+    stdout,
+    stderr: paths?.agentErrorLog(name) ?? join(options.stateDir, 'logs', `${name}.err.log`),
+  };
+}
+
+/** The one stream of a found agent's logs, as a log of its own (`path` is that stream's file). */
+export function streamLog(log: FoundLog, stream: LogStream): FoundLog {
+  return stream === 'stdout' ? log : { ...log, path: log.errorPath };
 }
 
 /** A line longer than this is returned in pieces. */
@@ -54,13 +89,22 @@ export async function findAgentLog(options: {
   const discovery = await discoverCells(options.cellsRoot);
   for (const cell of [...discovery.supervised, ...discovery.unsupervised]) {
     if (cellPart !== undefined && !cell.uuid.startsWith(cellPart.toLowerCase())) continue;
-    const path = cellPaths(cell.dir).agentLog(name);
-    if (await hasLog(path, cell.dir))
-      found.push({ label: `${cell.uuid}/${name}`, path, beneath: cell.dir });
+    const { stdout: path, stderr } = agentLogPaths({ stateDir: '', cell, name, merged: false });
+    const errorPath = stderr!;
+    if ((await hasLog(path, cell.dir)) || (await hasLog(errorPath, cell.dir)))
+      found.push({ label: `${cell.uuid}/${name}`, path, errorPath, beneath: cell.dir });
   }
   if (cellPart === undefined) {
-    const path = join(await options.stateDir(), 'logs', `${name}.log`);
-    if (await hasLog(path)) found.push({ label: name, path });
+    const stateDir = await options.stateDir();
+    const { stdout: path, stderr } = agentLogPaths({
+      stateDir,
+      cell: undefined,
+      name,
+      merged: false,
+    });
+    const errorPath = stderr!;
+    if ((await hasLog(path)) || (await hasLog(errorPath)))
+      found.push({ label: name, path, errorPath });
   }
   if (found.length === 1) return { ok: true, log: found[0]! };
   if (found.length === 0)
@@ -68,7 +112,7 @@ export async function findAgentLog(options: {
       ok: false,
       reason: 'not_found',
       candidates: [],
-      message: `${ref}: no log found (looked for logs/${name}.log in ${cellPart === undefined ? 'every cell' : `cells starting ${cellPart}`} under ${options.cellsRoot}${cellPart === undefined ? ' and in the state directory' : ''})`,
+      message: `${ref}: no log found (looked for logs/${name}.log and logs/${name}.err.log in ${cellPart === undefined ? 'every cell' : `cells starting ${cellPart}`} under ${options.cellsRoot}${cellPart === undefined ? ' and in the state directory' : ''})`,
     };
   const candidates = found.map((log) => log.label);
   return {
@@ -205,4 +249,30 @@ async function readTailOnce(
   } finally {
     await Promise.all(files.map((file) => file.handle.close().catch(() => undefined)));
   }
+}
+
+/**
+ * The last `count` lines of each asked stream of a found agent's logs, each stream held to
+ * `maxBytes` (its newest lines kept). A stream with no file reads as no lines.
+ */
+export async function readStreamTails(
+  log: FoundLog,
+  options: { count: number; maxBytes: number; streams: LogStream[] },
+): Promise<{ stdout?: string[]; stderr?: string[]; truncated: boolean }> {
+  const result: { stdout?: string[]; stderr?: string[]; truncated: boolean } = {
+    truncated: false,
+  };
+  for (const stream of options.streams) {
+    const tail = await readLogTail(streamLog(log, stream), options.count);
+    const kept: string[] = [];
+    let bytes = 0;
+    for (const line of [...tail.lines].reverse()) {
+      bytes += Buffer.byteLength(line) + 1;
+      if (bytes > options.maxBytes) break;
+      kept.unshift(line);
+    }
+    result[stream] = kept;
+    if (tail.truncated || kept.length < tail.lines.length) result.truncated = true;
+  }
+  return result;
 }

@@ -2,9 +2,10 @@
  * The fork itself: how one agent process is created, once the executor has decided its command,
  * working directory, environment and log. Owns the spawn contract that both ways of spawning
  * keep (directly from the daemon here, or through the agent launcher in launcher-client.ts):
- * the agent in its own session and process group (`detached`), stdout and stderr appended to its
- * log (opened `O_APPEND|O_NOFOLLOW`, the directory created only when missing), the header line
- * written first, its `/proc/<pid>/stat` read before it can be reaped, and its exit reported with
+ * the agent in its own session and process group (`detached`), stdout appended to its log and
+ * stderr to its error log, or both to the one log when stderr is merged (each opened by the
+ * spawning process `O_APPEND|O_NOFOLLOW`, the directory created only when missing: the agent
+ * holds its own fds and writes on with the daemon gone), the header line written first to each, its `/proc/<pid>/stat` read before it can be reaped, and its exit reported with
  * the real wait(2) status. Never decides what runs or when.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -24,11 +25,13 @@ export interface SpawnRequest {
   command: string[];
   cwd: string;
   env: NodeJS.ProcessEnv;
-  /** Where stdout and stderr are appended. */
+  /** Where stdout is appended (and stderr, without `errorLogPath`). */
   logPath: string;
-  /** The cell `logPath` lies in: every component below it is opened without following a link. */
+  /** Where stderr is appended; omitted: to `logPath` (`merge_stderr`). */
+  errorLogPath?: string;
+  /** The cell the logs lie in: every component below it is opened without following a link. */
   logRoot?: string;
-  /** Written to the log before the process starts. */
+  /** Written to each log before the process starts. */
   header: string;
 }
 
@@ -77,13 +80,42 @@ export function openLog(logPath: string, logRoot?: string): number {
   return openSync(logPath, LOG_FLAGS, 0o640);
 }
 
-/** The error for a log that cannot be opened or written. */
-export const logError = (request: SpawnRequest, message: string, cause?: unknown) =>
+/** The error for a log that cannot be opened or written (`path`: which one; @default the stdout log). */
+export const logError = (
+  request: SpawnRequest,
+  message: string,
+  cause?: unknown,
+  path = request.logPath,
+) =>
   new DaemonError(
     'DAEMON_SPAWN_FAILED',
-    `agent ${request.agent}: cannot open log ${request.logPath}: ${message}`,
+    `agent ${request.agent}: cannot open log ${path}: ${message}`,
     cause === undefined ? {} : { cause },
   );
+
+/**
+ * Opens the stdout log and, unless merged, the stderr log, each with the header written.
+ * @returns the fds for the agent's stdout and stderr (the same fd when merged).
+ * @throws {DaemonError} DAEMON_SPAWN_FAILED naming the log that failed (nothing is left open).
+ */
+function openLogs(request: SpawnRequest): { out: number; err: number } {
+  const opened: number[] = [];
+  let path = request.logPath;
+  try {
+    const out = openLog(path, request.logRoot);
+    opened.push(out);
+    writeSync(out, request.header);
+    if (request.errorLogPath === undefined) return { out, err: out };
+    path = request.errorLogPath;
+    const err = openLog(path, request.logRoot);
+    opened.push(err);
+    writeSync(err, request.header);
+    return { out, err };
+  } catch (error) {
+    for (const fd of opened) closeSync(fd);
+    throw logError(request, (error as Error).message, error, path);
+  }
+}
 
 /** The error for a command that could not be started. */
 export const startError = (
@@ -102,20 +134,14 @@ export const startError = (
  * @throws {DaemonError} DAEMON_SPAWN_FAILED when the log cannot be opened or the command not started.
  */
 export async function spawnDirect(request: SpawnRequest): Promise<Spawned> {
-  let logFd: number;
-  try {
-    logFd = openLog(request.logPath, request.logRoot);
-    writeSync(logFd, request.header);
-  } catch (error) {
-    throw logError(request, (error as Error).message, error);
-  }
+  const fds = openLogs(request);
   let child: ChildProcess;
   try {
     child = spawn(request.command[0]!, request.command.slice(1), {
       cwd: request.cwd,
       env: request.env,
       detached: true,
-      stdio: ['ignore', logFd, logFd],
+      stdio: ['ignore', fds.out, fds.err],
     });
   } catch (error) {
     throw new DaemonError(
@@ -124,7 +150,8 @@ export async function spawnDirect(request: SpawnRequest): Promise<Spawned> {
       { cause: error },
     );
   } finally {
-    closeSync(logFd);
+    closeSync(fds.out);
+    if (fds.err !== fds.out) closeSync(fds.err);
   }
   // Fully detached: nothing of the agent's keeps this process's event loop alive, so a one-shot
   // sweep exits once it has reported and a stopping daemon exits with its agents left running.

@@ -240,6 +240,11 @@ export const AgentConfigSchema = z.strictObject({
   stop_grace_s: seconds(10),
   /** Restore the cell's latest workspace checkpoint before a revive. @default false */
   restore_checkpoint: z.boolean().default(false),
+  /**
+   * One log for stdout and stderr (`logs/<agent>.log`, in the order written) instead of stderr
+   * apart in `logs/<agent>.err.log`. @default `[logs] merge_stderr`
+   */
+  merge_stderr: z.boolean('must be true or false').optional(),
   /** The model provider, its fallbacks and the files that select it (provider-config.ts). */
   ...AgentProviderFields,
 });
@@ -311,7 +316,7 @@ export const SandboxSectionSchema = z.strictObject({
 
 /**
  * `[logs]`: size rotation of the logs the daemon writes (each cell's `logs/events.jsonl`, the
- * host event log, and agents' `logs/<agent>.log`).
+ * host event log, and agents' `logs/<agent>.log` and `logs/<agent>.err.log`).
  */
 export const LogsSectionSchema = z.strictObject({
   /**
@@ -330,6 +335,12 @@ export const LogsSectionSchema = z.strictObject({
     .min(1, 'must be at least 1')
     .max(100, 'must be at most 100')
     .default(5),
+  /**
+   * Every agent's stdout and stderr in one file (`logs/<agent>.log`, in the order written)
+   * instead of stderr apart in `logs/<agent>.err.log`; `[agents.<name>] merge_stderr` overrides
+   * it per agent. @default false
+   */
+  merge_stderr: z.boolean('must be true or false').default(false),
 });
 
 /**
@@ -422,6 +433,7 @@ export function crossCheckConfig(
       });
     }
     problems.push(...checkHome(name, agent, raw));
+    problems.push(...checkErrorLogName(name, agents, raw));
     if (agent.cell === 'none' && Array.isArray(agent.cells) && agent.cells.length > 0)
       problems.push({
         path: ['agents', name, 'cells'],
@@ -476,6 +488,38 @@ function crossCheckHttp(raw: unknown): Array<{ path: Array<string | number>; mes
         'no approver is configured: the action tools are offered only to a [daemon.http.approvers.<name>] identity; add one, or set actions = false',
     });
   return problems;
+}
+
+/** Whether `agent` writes stdout and stderr to one log: its `merge_stderr`, else `[logs] merge_stderr`. */
+export function mergesStderr(
+  config: { logs: { merge_stderr: boolean }; agents: Record<string, { merge_stderr?: boolean }> },
+  agent: string,
+): boolean {
+  return config.agents[agent]?.merge_stderr ?? config.logs.merge_stderr;
+}
+
+/**
+ * An agent named `<other>.err` would write `logs/<other>.err.log`, the file that holds the stderr
+ * of agent `<other>` unless that one merges its stderr (`merge_stderr`): two writers, one file.
+ */
+function checkErrorLogName(
+  name: string,
+  agents: Record<string, unknown>,
+  raw: unknown,
+): Array<{ path: Array<string | number>; message: string }> {
+  if (!name.endsWith('.err')) return [];
+  const other = name.slice(0, -'.err'.length);
+  const otherAgent = agents[other];
+  if (!isTable(otherAgent)) return [];
+  const logs = isTable(raw) && isTable(raw.logs) ? raw.logs : {};
+  const merged = otherAgent.merge_stderr ?? logs.merge_stderr ?? false;
+  if (merged === true) return [];
+  return [
+    {
+      path: ['agents', name],
+      message: `its output log logs/${name}.log is also agent ${other}'s stderr log: rename this agent, or set merge_stderr = true for ${other}`,
+    },
+  ];
 }
 
 /** An agent's `home`: absolute, normalised, under one of `[sandbox] home_roots`. */

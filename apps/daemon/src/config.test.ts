@@ -360,8 +360,15 @@ describe('loadConfig', () => {
 
   it('defaults [logs] to 10 MiB × 5 files and names a bad value with what is expected', () => {
     const defaults = parseConfig('', 'toml');
-    expect(defaults.ok && defaults.config.logs).toEqual({ max_bytes: 10 * 1024 * 1024, keep: 5 });
-    const result = parseConfig('[logs]\nmax_bytes = 100\nkeep = 0\nsize = 1\n', 'toml');
+    expect(defaults.ok && defaults.config.logs).toEqual({
+      max_bytes: 10 * 1024 * 1024,
+      keep: 5,
+      merge_stderr: false,
+    });
+    const result = parseConfig(
+      '[logs]\nmax_bytes = 100\nkeep = 0\nsize = 1\nmerge_stderr = "yes"\n[agents.forge]\nargv = ["x"]\nmerge_stderr = 1\n',
+      'toml',
+    );
     expect(!result.ok && result.problems).toEqual(
       expect.arrayContaining([
         expect.objectContaining({
@@ -373,8 +380,36 @@ describe('loadConfig', () => {
           message: expect.stringContaining('at least 1'),
         }),
         expect.objectContaining({ path: 'logs.size', message: 'unknown key' }),
+        expect.objectContaining({
+          path: 'logs.merge_stderr',
+          message: expect.stringContaining('must be true or false'),
+        }),
+        expect.objectContaining({
+          path: 'agents.forge.merge_stderr',
+          message: expect.stringContaining('must be true or false'),
+        }),
       ]),
     );
+  });
+
+  it('refuses an agent <name>.err beside an agent <name> whose stderr log it would share, unless that one merges its stderr', () => {
+    const clash = parseConfig(
+      '[agents.forge]\nargv = ["x"]\n[agents."forge.err"]\nargv = ["y"]\n',
+      'toml',
+    );
+    expect(!clash.ok && clash.problems).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          path: 'agents.forge.err',
+          message: expect.stringContaining("logs/forge.err.log is also agent forge's stderr log"),
+        }),
+      ]),
+    );
+    const merged = parseConfig(
+      '[agents.forge]\nargv = ["x"]\nmerge_stderr = true\n[agents."forge.err"]\nargv = ["y"]\n',
+      'toml',
+    );
+    expect(merged.ok).toBe(true);
   });
 
   it('defaults [mcp] to served and read-only; actions need an approver, a bound agent must be a name', () => {

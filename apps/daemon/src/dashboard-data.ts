@@ -2,11 +2,11 @@
  * What the dashboard asks the daemon for besides the status and the live event stream: the
  * recent events of every supervised cell (`GET /api/recent-events`: the "last events" column
  * at load, and the restart timeline of deaths and revivals), and the tail of an agent's output
- * log (`GET /api/agents/:agent/log`, behind the token: the same reader as `pit logs`). Both
+ * and error logs (`GET /api/agents/:agent/log`, behind the token: the same reader as `pit logs`). Both
  * bounded; files only, never written.
  */
 import { cellPaths, discoverCells, readEventLog, type AnyCellEvent } from '@pit/cell-spec';
-import { findAgentLog, readLogTail } from './agent-log.js';
+import { findAgentLog, readStreamTails } from './agent-log.js';
 
 /** The most events `/api/recent-events` returns (the newest kept). */
 export const RECENT_EVENTS_MAX = 2000;
@@ -56,8 +56,9 @@ function trim(events: RecentEvent[]): void {
 }
 
 /**
- * The last `lines` lines of an agent's output log (at most {@link LOG_TAIL_MAX_LINES} and
- * {@link LOG_TAIL_MAX_BYTES}, the newest kept), as `pit logs -n` reads them.
+ * The last `lines` lines of an agent's output logs (at most {@link LOG_TAIL_MAX_LINES} and
+ * {@link LOG_TAIL_MAX_BYTES} each, the newest kept), as `pit logs -n` reads them: `lines` from
+ * its stdout log, `stderr` from its stderr log (empty when it has none or stderr is merged).
  */
 export async function readAgentLogTail(options: {
   cellsRoot: string;
@@ -65,7 +66,7 @@ export async function readAgentLogTail(options: {
   ref: string;
   lines: number;
 }): Promise<
-  | { ok: true; agent: string; lines: string[]; truncated: boolean }
+  | { ok: true; agent: string; lines: string[]; stderr: string[]; truncated: boolean }
   | { ok: false; reason: 'not_found' | 'ambiguous'; message: string }
 > {
   const found = await findAgentLog({
@@ -75,19 +76,16 @@ export async function readAgentLogTail(options: {
     ref: options.ref.startsWith('host/') ? options.ref.slice(5) : options.ref,
   });
   if (!found.ok) return { ok: false, reason: found.reason, message: found.message };
-  const count = Math.max(1, Math.min(options.lines, LOG_TAIL_MAX_LINES));
-  const tail = await readLogTail(found.log, count);
-  const lines: string[] = [];
-  let bytes = 0;
-  for (const line of [...tail.lines].reverse()) {
-    bytes += Buffer.byteLength(line) + 1;
-    if (bytes > LOG_TAIL_MAX_BYTES) break;
-    lines.unshift(line);
-  }
+  const tails = await readStreamTails(found.log, {
+    count: Math.max(1, Math.min(options.lines, LOG_TAIL_MAX_LINES)),
+    maxBytes: LOG_TAIL_MAX_BYTES,
+    streams: ['stdout', 'stderr'],
+  });
   return {
     ok: true,
     agent: found.log.label,
-    lines,
-    truncated: tail.truncated || lines.length < tail.lines.length,
+    lines: tails.stdout ?? [],
+    stderr: tails.stderr ?? [],
+    truncated: tails.truncated,
   };
 }

@@ -146,7 +146,8 @@ export const DASHBOARD_HTML = `<!doctype html>
     document.getElementById('log-title').textContent = 'log of ' + body.agent + (body.truncated ? ' (last ' + body.lines.length + ' lines)' : '');
     const view = document.getElementById('log-view');
     const atEnd = view.scrollTop + view.clientHeight >= view.scrollHeight - 4;
-    view.textContent = body.lines.join('\\n');
+    const stderr = body.stderr || [];
+    view.textContent = body.lines.concat(stderr.length > 0 ? ['--- stderr ---'].concat(stderr) : []).join('\\n');
     if (atEnd) view.scrollTop = view.scrollHeight;
   }
   document.getElementById('log-close').addEventListener('click', () => {

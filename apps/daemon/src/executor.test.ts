@@ -53,7 +53,7 @@ describe.each(modes)('createExecutor (level 1, $name)', ({ launcher }) => {
     launcherMode = launcher;
   });
 
-  it('runs the agent in its workspace with LAZARUS_CELL_UUID and appends its output to logs/<agent>.log', async () => {
+  it('runs the agent in its workspace with LAZARUS_CELL_UUID and appends its stdout to logs/<agent>.log, its stderr to logs/<agent>.err.log', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const agentScript = await script(
       join(cell.dir, 'workspace', 'agent.sh'),
@@ -70,8 +70,26 @@ describe.each(modes)('createExecutor (level 1, $name)', ({ launcher }) => {
     expect(exit).toMatchObject({ code: 3, signal: null, how: 'waited' });
     const log = await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8');
     expect(log).toContain(`cwd=${join(cell.dir, 'workspace')} cell=${cell.uuid} agent=forge`);
-    expect(log).toContain('oops');
+    expect(log).not.toContain('oops');
+    const errors = await fs.readFile(join(cell.dir, 'logs', 'forge.err.log'), 'utf8');
+    expect(errors).toMatch(/^--- pit: starting forge at level 1 .*\noops\n$/);
     expect(agent.exit).toBe(exit);
+  });
+
+  it('appends stdout and stderr to the one log, in the order written, with mergeStderr', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const agent = await make().start({
+      agent: 'forge',
+      argv: ['sh', '-c', 'echo one; echo two >&2; echo three'],
+      env: agentEnv(),
+      cell,
+      mergeStderr: true,
+    });
+    reapLater(agent.pid);
+    await within(agent.exited, 10_000, 'exit');
+    const log = await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8');
+    expect(log).toMatch(/\none\ntwo\nthree\n$/);
+    expect(await fs.readdir(join(cell.dir, 'logs'))).not.toContain('forge.err.log');
   });
 
   it('rotates a full log to <agent>.log.1 before a start, keeping at most keep files', async () => {
@@ -79,6 +97,7 @@ describe.each(modes)('createExecutor (level 1, $name)', ({ launcher }) => {
     const logs = join(cell.dir, 'logs');
     await fs.writeFile(join(logs, 'forge.log'), 'x'.repeat(5000));
     await fs.writeFile(join(logs, 'forge.log.1'), 'older\n');
+    await fs.writeFile(join(logs, 'forge.err.log'), 'e'.repeat(5000));
     const started = make({ logRotation: { maxBytes: 4096, keep: 2 } });
     for (const round of [1, 2]) {
       const agent = await started.start({
@@ -92,10 +111,13 @@ describe.each(modes)('createExecutor (level 1, $name)', ({ launcher }) => {
     }
     // Round 1 rotated the 5000-byte log away (the old .1 dropped); round 2 found it small.
     expect((await fs.readdir(logs)).filter((name) => name.startsWith('forge')).sort()).toEqual([
+      'forge.err.log',
+      'forge.err.log.1',
       'forge.log',
       'forge.log.1',
     ]);
     expect(await fs.readFile(join(logs, 'forge.log.1'), 'utf8')).toBe('x'.repeat(5000));
+    expect(await fs.readFile(join(logs, 'forge.err.log.1'), 'utf8')).toBe('e'.repeat(5000));
     const live = await fs.readFile(join(logs, 'forge.log'), 'utf8');
     expect(live).toContain('round 1');
     expect(live).toContain('round 2');

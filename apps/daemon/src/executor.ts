@@ -86,8 +86,15 @@ export interface StartAgentOptions {
   cell?: { uuid: string; dir: string };
   /** Working directory. @default the cell's `workspace/` (required outside cells) */
   cwd?: string;
-  /** Where stdout and stderr are appended. @default the cell's `logs/<agent>.log` (required outside cells) */
+  /** Where stdout is appended (and stderr with `mergeStderr`). @default the cell's `logs/<agent>.log` (required outside cells) */
   logPath?: string;
+  /**
+   * Where stderr is appended, unless `mergeStderr`. @default the cell's `logs/<agent>.err.log`
+   * (outside cells: `errorLogPath`, or merged into `logPath` when it is not given)
+   */
+  errorLogPath?: string;
+  /** stdout and stderr to the one log `logPath`, in the order written (`merge_stderr`). @default false */
+  mergeStderr?: boolean;
   /** @default { level: 1 } */
   isolation?: IsolationProfile;
   /** Level 2: directories to hide (other agents' homes). */
@@ -122,8 +129,8 @@ export interface ExecutorOptions {
    */
   instance?: string;
   /**
-   * Rotate an agent's log (`<agent>.log` → `<agent>.log.1` …) before a start when it is at or
-   * over `maxBytes`. A running agent's log is rotated by agent-log-rotator.ts (with its cgroup
+   * Rotate an agent's logs (`<agent>.log` → `<agent>.log.1` …, `<agent>.err.log` the same)
+   * before a start, each when it is at or over `maxBytes`. A running agent's log is rotated by agent-log-rotator.ts (with its cgroup
    * frozen), where agent cgroups are on. @default no rotation
    */
   logRotation?: LogRotationLimits;
@@ -148,7 +155,7 @@ export interface ExecutorOptions {
 /** Starts, stops and watches agent processes. */
 export interface Executor {
   /**
-   * Starts an agent in its own process group with stdout/stderr appended to its log.
+   * Starts an agent in its own process group with stdout and stderr appended to its logs.
    * Resolves once the process exists (not once it is healthy).
    * @throws {DaemonError} DAEMON_SPAWN_FAILED (argv[0] not found, bad cwd), DAEMON_ISOLATION_UNAVAILABLE.
    */
@@ -410,6 +417,9 @@ async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promis
   const paths = spec.cell ? cellPaths(spec.cell.dir) : undefined;
   const cwd = spec.cwd ?? paths?.workspace;
   const logPath = spec.logPath ?? paths?.agentLog(agent);
+  const errorLogPath = spec.mergeStderr
+    ? undefined
+    : (spec.errorLogPath ?? (spec.logPath === undefined ? paths?.agentErrorLog(agent) : undefined));
   if (!cwd || !isAbsolute(cwd))
     throw new DaemonError(
       'DAEMON_SPAWN_FAILED',
@@ -444,11 +454,13 @@ async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promis
     cwd,
     env: spawnEnv,
     logPath,
+    ...(errorLogPath !== undefined ? { errorLogPath } : {}),
     // A log in the cell is reached from the cell without following a link an agent planted.
     ...(spec.cell && spec.logPath === undefined ? { logRoot: spec.cell.dir } : {}),
     header: `--- pit: starting ${agent} at level ${profile.level} (${new Date().toISOString()}): ${JSON.stringify(spec.argv)}\n`,
   };
-  await rotateFullLog(state, request);
+  await rotateFullLog(state, request, request.logPath);
+  if (request.errorLogPath !== undefined) await rotateFullLog(state, request, request.errorLogPath);
   const { launcher } = state;
   const spawned = await (launcher ? launcher.spawn(request) : spawnDirect(request));
   return track(state, spawned, {
@@ -535,26 +547,30 @@ async function ensureWorkingDirectory(
 }
 
 /**
- * Rotates the agent's log before its start when it has reached `[logs] max_bytes` (nothing of
- * the agent has it open then, so no line is lost or split). A log that cannot be rotated is
- * logged and appended to as before.
+ * Rotates one of the agent's logs (`path`: its stdout or stderr log) before its start when it has
+ * reached `[logs] max_bytes` (nothing of the agent has it open then, so no line is lost or
+ * split). A log that cannot be rotated is logged and appended to as before.
  */
-async function rotateFullLog(state: ExecutorState, request: SpawnRequest): Promise<void> {
+async function rotateFullLog(
+  state: ExecutorState,
+  request: SpawnRequest,
+  path: string,
+): Promise<void> {
   const limits = state.options.logRotation;
   if (!limits) return;
-  const size = await fs.lstat(request.logPath).then(
+  const size = await fs.lstat(path).then(
     (stat) => (stat.isFile() ? stat.size : 0),
     () => 0,
   );
   if (size < limits.maxBytes) return;
-  await rotateLogFiles(request.logPath, {
+  await rotateLogFiles(path, {
     keep: limits.keep,
     naming: 'suffix',
     ...(request.logRoot !== undefined ? { beneath: request.logRoot } : {}),
   }).catch((error: unknown) =>
     state.options.logger?.warn('cannot rotate the agent log', {
       agent: request.agent,
-      path: request.logPath,
+      path,
       error: String(error),
     }),
   );

@@ -73,7 +73,8 @@ export interface HttpHandlers {
   recentEvents?(sinceMs: number): Promise<unknown>;
   /**
    * `GET /api/agents/:agent/log?lines=N` (only reached with a valid bearer token): the tail of
-   * an agent's output log; `agent` is `name` or `cell/name`, URL-encoded.
+   * an agent's output logs (`lines` its stdout, `stderr` its stderr); `agent` is `name` or
+   * `cell/name`, URL-encoded.
    */
   agentLog?(
     ref: string,

@@ -31,6 +31,7 @@ export {
   AgentProbesSchema,
   EnvNameSchema,
   secretEnvNames,
+  mergesStderr,
   type PitConfig,
   type AgentConfig,
 } from './config-schema.js';
@@ -176,11 +177,14 @@ export {
 } from './incidents.js';
 export { collectAgentEvents, readAgentStory, type AgentStory } from './agent-story.js';
 export {
+  agentLogPaths,
   findAgentLog,
+  streamLog,
   readLogLines,
   readLogTail,
   readSteady,
   rotationMark,
   type FoundLog,
+  type LogStream,
   type RotationMark,
 } from './agent-log.js';

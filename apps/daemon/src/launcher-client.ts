@@ -104,7 +104,7 @@ interface Launcher {
 type Answer =
   | { type: 'ready' }
   | { type: 'spawned'; id: number; pid: number; stat?: string }
-  | { type: 'failed'; id: number; stage: 'log' | 'spawn'; message: string }
+  | { type: 'failed'; id: number; stage: 'log' | 'spawn'; path?: string; message: string }
   | { type: 'exit'; pid: number; code: number | null; signal: NodeJS.Signals | null }
   | { type: 'fatal'; message: string };
 
@@ -229,7 +229,7 @@ function onLine(state: LauncherState, launcher: Launcher, line: string): void {
     holdLoop(launcher);
     pending?.reject(
       answer.stage === 'log'
-        ? logError(pending.request, answer.message)
+        ? logError(pending.request, answer.message, undefined, answer.path)
         : startError(pending.request, answer.message),
     );
   } else if (answer.type === 'exit') {

@@ -11,16 +11,18 @@
 // Protocol: one JSON object per line, on the launcher's stdin (requests) and stdout (answers;
 // stdout on a pipe is written synchronously, so answers leave in order). Each agent's fds 0-2
 // are its own (/dev/null and its log), so no agent holds the launcher's pipes.
-//   daemon → launcher  {type: 'spawn', id, command, cwd, env, logPath, logRoot?, header}
+//   daemon → launcher  {type: 'spawn', id, command, cwd, env, logPath, errorLogPath?, logRoot?, header}
 //   launcher → daemon  {type: 'ready'} once;
 //                      {type: 'spawned', id, pid, stat} (stat: /proc/<pid>/stat, read before the
-//                      launcher could reap the agent) or {type: 'failed', id, stage, message};
+//                      launcher could reap the agent) or {type: 'failed', id, stage, path?, message}
+//                      (path: the log that could not be opened, stage 'log');
 //                      {type: 'exit', pid, code, signal} for every agent it started, after its
 //                      'spawned' (the real wait(2) status).
 //
 // Agents start as they did from the daemon (executor.ts): their own session and process group
-// (`detached`), stdout and stderr appended to their log (opened O_APPEND|O_NOFOLLOW, its
-// directory created when missing), the header line written first. With `logRoot` (the cell),
+// (`detached`), stdout appended to their log and stderr to their error log (errorLogPath; to the
+// one log when it is absent: merge_stderr), each opened O_APPEND|O_NOFOLLOW, its directory
+// created when missing, the header line written first to each. With `logRoot` (the cell),
 // every component from it down to the log is opened without following a link, each relative to
 // the previous one through /proc/self/fd (the walk of cell-spec's beneath.ts, repeated here so
 // that the launcher loads nothing but Node). The launcher reaps every agent
@@ -117,32 +119,40 @@ const messageOf = (/** @type {unknown} */ error) =>
 
 /**
  * @param {{ id: number, command: string[], cwd: string, env: Record<string, string>,
- *   logPath: string, logRoot?: string, header: string }} request
+ *   logPath: string, errorLogPath?: string, logRoot?: string, header: string }} request
  */
 const launch = (request) => {
   const { id, command } = request;
-  let fd;
+  /** @type {number[]} */
+  const fds = [];
+  let path = request.logPath;
   try {
-    fd = request.logRoot
-      ? openLogBeneath(request.logRoot, request.logPath)
-      : openLog(request.logPath);
-    writeSync(fd, request.header);
+    for (const each of request.errorLogPath
+      ? [request.logPath, request.errorLogPath]
+      : [request.logPath]) {
+      path = each;
+      const fd = request.logRoot ? openLogBeneath(request.logRoot, each) : openLog(each);
+      fds.push(fd);
+      writeSync(fd, request.header);
+    }
   } catch (error) {
-    if (fd !== undefined) closeSync(fd);
-    return send({ type: 'failed', id, stage: 'log', message: messageOf(error) });
+    for (const fd of fds) closeSync(fd);
+    return send({ type: 'failed', id, stage: 'log', path, message: messageOf(error) });
   }
+  const out = /** @type {number} */ (fds[0]);
+  const err = fds[1] ?? out;
   let child;
   try {
     child = spawn(command[0] ?? '', command.slice(1), {
       cwd: request.cwd,
       env: request.env,
       detached: true,
-      stdio: ['ignore', fd, fd],
+      stdio: ['ignore', out, err],
     });
   } catch (error) {
     return send({ type: 'failed', id, stage: 'spawn', message: messageOf(error) });
   } finally {
-    closeSync(fd);
+    for (const fd of fds) closeSync(fd);
   }
   const pid = child.pid;
   if (pid === undefined) {

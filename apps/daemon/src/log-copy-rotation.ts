@@ -1,6 +1,6 @@
 /**
- * Rotating a log that a running process still appends to (an agent's `logs/<agent>.log`: its
- * stdout and stderr, opened `O_APPEND`): the file cannot be renamed away (the agent would keep
+ * Rotating a log that a running process still appends to (an agent's `logs/<agent>.log` or
+ * `logs/<agent>.err.log`: its stdout or stderr, opened `O_APPEND`): the file cannot be renamed away (the agent would keep
  * writing to the renamed file), so its whole lines are copied out and the live file is cut
  * back. Owns that copy-and-truncate, the `<log>.rotating` marker that readers wait on while it
  * happens (agent-log.ts, `readSteady`), and recovering a marker a crash left. The caller makes sure

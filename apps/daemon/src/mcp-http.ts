@@ -9,7 +9,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { readApprovals } from './approvals.js';
-import type { PitConfig } from './config-schema.js';
+import { mergesStderr, type PitConfig } from './config-schema.js';
 import { authorize, isAllowedHost, type Credential } from './http-access.js';
 import type { Logger } from './logger.js';
 import { createPitMcpServer, type McpBackend, type McpCaller } from './mcp-server.js';
@@ -45,6 +45,7 @@ export function daemonMcpBackend(supervisor: Supervisor, config: () => PitConfig
     get configAgents() {
       return Object.keys(config().agents);
     },
+    mergesStderr: (agent) => mergesStderr(config(), agent),
     status: () => supervisor.status(),
     approvals: () => readApprovals(config().daemon.state_dir),
     decideApproval: (id, decision, answer) =>

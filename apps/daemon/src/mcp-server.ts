@@ -28,6 +28,8 @@ export interface McpBackend {
   stateDir: string;
   /** The agents of the config (an agent with no events yet is still known to `pit_why`). */
   configAgents: string[];
+  /** Whether the agent's stderr is merged into its stdout log (`merge_stderr`). @default never */
+  mergesStderr?(agent: string): boolean;
   /** The fleet as the daemon sees it (live) or as the files say. */
   status(): Promise<FleetStatus>;
   /** Every approval request, pending and decided. */

@@ -11,7 +11,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { AgentNameSchema, CellUuidSchema, readManifest } from '@pit/cell-spec';
 import { readBusLog } from '@pit/mission-bus';
 import { z } from 'zod';
-import { findAgentLog, readLogTail } from './agent-log.js';
+import { findAgentLog, readStreamTails } from './agent-log.js';
 import { readAgentStory } from './agent-story.js';
 import { describeEvent } from './incidents.js';
 import type { McpBackend } from './mcp-server.js';
@@ -246,7 +246,7 @@ function registerLogs(server: McpServer, backend: McpBackend): void {
     'pit_logs',
     {
       title: 'Agent output',
-      description: `The last lines of an agent's output log (stdout and stderr), across its rotations; at most ${MCP_LOG_MAX_BYTES} bytes.`,
+      description: `The last lines of an agent's output across its rotations: \`lines\` from its stdout log (<agent>.log), \`stderr\` from its stderr log (<agent>.err.log, where a crash's stack trace is); an agent with merge_stderr has both in \`lines\`. At most ${MCP_LOG_MAX_BYTES} bytes per stream.`,
       inputSchema: {
         agent: z
           .string()
@@ -259,12 +259,24 @@ function registerLogs(server: McpServer, backend: McpBackend): void {
           .min(1)
           .max(1000)
           .optional()
-          .describe('how many lines (default 100)'),
+          .describe('how many lines of each stream (default 100)'),
+        stream: z
+          .enum(['stdout', 'stderr', 'both'])
+          .optional()
+          .describe('which output: stdout, stderr or both (default both)'),
       },
-      outputSchema: { agent: z.string(), lines: z.array(z.string()), truncated: z.boolean() },
+      outputSchema: {
+        agent: z.string(),
+        stream: z.enum(['stdout', 'stderr', 'both']),
+        lines: z
+          .array(z.string())
+          .describe('stdout (stderr too with merge_stderr); stream "stderr": stderr'),
+        stderr: z.array(z.string()).optional().describe('stream "both": the stderr log’s lines'),
+        truncated: z.boolean(),
+      },
       annotations: READ_ONLY,
     },
-    async ({ agent, lines }) => {
+    async ({ agent, lines, stream = 'both' }) => {
       const found = await findAgentLog({
         cellsRoot: backend.cellsRoot,
         stateDir: () => Promise.resolve(backend.stateDir),
@@ -274,18 +286,22 @@ function registerLogs(server: McpServer, backend: McpBackend): void {
         message: error instanceof Error ? error.message : String(error),
       }));
       if (!found.ok) return toolError(found.message);
-      const tail = await readLogTail(found.log, lines ?? 100);
-      let bytes = 0;
-      const kept: string[] = [];
-      for (const line of [...tail.lines].reverse()) {
-        bytes += Buffer.byteLength(line) + 1;
-        if (bytes > MCP_LOG_MAX_BYTES) break;
-        kept.unshift(line);
-      }
+      const name = found.log.label.split('/').at(-1)!;
+      if (stream === 'stderr' && backend.mergesStderr?.(name))
+        return toolError(
+          `${found.log.label}: stderr is merged into logs/${name}.log for this agent (merge_stderr = true): ask for stream "stdout" or "both", or set merge_stderr = false and restart it to keep stderr apart`,
+        );
+      const tails = await readStreamTails(found.log, {
+        count: lines ?? 100,
+        maxBytes: MCP_LOG_MAX_BYTES,
+        streams: stream === 'both' ? ['stdout', 'stderr'] : [stream],
+      });
       return structured({
         agent: found.log.label,
-        lines: kept,
-        truncated: tail.truncated || kept.length < tail.lines.length,
+        stream,
+        lines: (stream === 'stderr' ? tails.stderr : tails.stdout) ?? [],
+        ...(stream === 'both' ? { stderr: tails.stderr ?? [] } : {}),
+        truncated: tails.truncated,
       });
     },
   );

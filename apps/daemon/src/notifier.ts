@@ -34,9 +34,11 @@ export interface DeathNotice {
     observedAt: number;
   }>;
   restarts: string[];
-  /** The agent's log file, whose last lines go into the post-mortem. */
+  /** The agent's (stdout) log file, whose last lines go into the post-mortem. */
   logPath?: string;
-  /** The cell `logPath` lies in: the log is read beneath it, never through a link. */
+  /** Its stderr log (`<agent>.err.log`), whose last lines go in too: where a crash's stack trace is. */
+  errorLogPath?: string;
+  /** The cell the logs lie in: they are read beneath it, never through a link. */
   logRoot?: string;
 }
 
@@ -212,9 +214,7 @@ function createIssueNotifier(options: {
   return {
     async death(notice) {
       try {
-        const logLines = notice.logPath
-          ? await readLogTail(notice.logPath, maxLogLines, notice.logRoot)
-          : [];
+        const logLines = await readDeathLogTail(notice, maxLogLines);
         const result = await issues.reportDeath(deathReportOf(notice, logLines));
         logger.info('death issue reported', { agent: notice.agent, issue: result.url });
       } catch (error) {
@@ -268,6 +268,25 @@ async function readLogTail(path: string, maxLines: number, root?: string): Promi
   } finally {
     await handle?.close().catch(() => undefined);
   }
+}
+
+/**
+ * The log lines of a post-mortem: the stdout log's last lines, then, when the agent's stderr is
+ * kept apart and has any, a `--- stderr (<file>) ---` line and the stderr log's last lines (at
+ * least half of `maxLines`: the post-mortem keeps the newest lines, and a crash's stack trace is
+ * there).
+ */
+async function readDeathLogTail(notice: DeathNotice, maxLines: number): Promise<string[]> {
+  if (maxLines === 0) return [];
+  const stdout = notice.logPath ? await readLogTail(notice.logPath, maxLines, notice.logRoot) : [];
+  const stderr = notice.errorLogPath
+    ? await readLogTail(notice.errorLogPath, maxLines, notice.logRoot)
+    : [];
+  if (stderr.length === 0) return stdout;
+  const errorPart = stdout.length === 0 ? stderr : stderr.slice(-Math.ceil(maxLines / 2));
+  const room = Math.max(0, maxLines - errorPart.length - 1);
+  const name = notice.errorLogPath!.split('/').at(-1)!;
+  return [...(room > 0 ? stdout.slice(-room) : []), `--- stderr (${name}) ---`, ...errorPart];
 }
 
 /** A death notice as the issue tracker's post-mortem input, its free text cut to the tracker's limits. */

@@ -4,15 +4,21 @@
  * stopping an agent, and watching the process the Pit started or adopted until it exits. Only
  * managed agents (slot.ts) are started; the executor does the spawning.
  */
-import { join } from 'node:path';
 import { composeAgentEnv } from './agent-env.js';
 import { probesOf, reportEnded, trackAgent } from './agent-probes.js';
 import { canonicalOf } from './config-snapshots.js';
 import { restoreBeforeRevive } from './checkpoint-store.js';
-import { newSpawnNonce, type AgentProcess } from './executor.js';
+import { newSpawnNonce, type AgentProcess, type StartAgentOptions } from './executor.js';
 import { applyProviderFiles } from './provider-switch.js';
 import { reapLeftoversSoon, whileBusy } from './leftovers.js';
-import { configOf, hiddenFromAgent, ownHome, type ManagedAgentConfig, type Slot } from './slot.js';
+import {
+  configOf,
+  hiddenFromAgent,
+  ownHome,
+  slotLogPaths,
+  type ManagedAgentConfig,
+  type Slot,
+} from './slot.js';
 import { iso, type SupervisorContext } from './supervisor-context.js';
 
 /** Why an agent is started. */
@@ -138,12 +144,7 @@ async function startMarked(
       argv: agentConfig.argv,
       env,
       nonce,
-      ...(slot.cell
-        ? { cell: { uuid: slot.cell.uuid, dir: slot.cell.dir } }
-        : {
-            cwd: agentConfig.cwd ?? context.stateDir,
-            logPath: join(context.stateDir, 'logs', `${slot.name}.log`),
-          }),
+      ...placeOf(context, slot, agentConfig),
       isolation: agentConfig.isolation,
       hiddenPaths: hiddenFromAgent(context.config, context.stateDir, slot.name),
       ...(home ? { home } : {}),
@@ -324,4 +325,23 @@ export function watchProcess(
     }
     void context.evaluateSoon(slot);
   });
+}
+
+/** Where the agent runs and writes: its cell (and whether its stderr is merged), or outside cells its working directory and logs. */
+function placeOf(
+  context: SupervisorContext,
+  slot: Slot,
+  agentConfig: ManagedAgentConfig,
+): Pick<StartAgentOptions, 'cell' | 'cwd' | 'logPath' | 'errorLogPath' | 'mergeStderr'> {
+  const logs = slotLogPaths(context, slot);
+  if (slot.cell)
+    return {
+      cell: { uuid: slot.cell.uuid, dir: slot.cell.dir },
+      mergeStderr: logs.stderr === undefined,
+    };
+  return {
+    cwd: agentConfig.cwd ?? context.stateDir,
+    logPath: logs.stdout,
+    ...(logs.stderr !== undefined ? { errorLogPath: logs.stderr } : {}),
+  };
 }

@@ -8,6 +8,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import type { AgentState, CellManifest } from '@pit/cell-spec';
 import type { HealthyPeriod } from '@pit/policy';
+import { agentLogPaths } from './agent-log.js';
 import type { AgentConfig, PitConfig } from './config-schema.js';
 import type { AgentExit, AgentProcess } from './executor.js';
 
@@ -99,6 +100,22 @@ export const startedByUsAt = (slot: Slot): number | undefined =>
 /** A path of the agent's config: relative to its cell, or to its `cwd` outside cells. */
 export function resolveAgentPath(slot: Slot, path: string, stateDir: string): string {
   return isAbsolute(path) ? path : resolve(slot.cell?.dir ?? configOf(slot)?.cwd ?? stateDir, path);
+}
+
+/**
+ * Where the agent's output goes: `stdout` its `<agent>.log`, `stderr` its `<agent>.err.log` or
+ * `undefined` when its `merge_stderr` (else `[logs] merge_stderr`) puts both in the one log.
+ */
+export function slotLogPaths(
+  context: { config: PitConfig; stateDir: string },
+  slot: Slot,
+): { stdout: string; stderr: string | undefined } {
+  return agentLogPaths({
+    stateDir: context.stateDir,
+    cell: slot.cell,
+    name: slot.name,
+    merged: configOf(slot)?.merge_stderr ?? context.config.logs.merge_stderr,
+  });
 }
 
 /** The agent's own home: `[agents.<name>] home` in the config (never `home` in `cell.json`). */

@@ -286,6 +286,10 @@ describe('the dashboard (GET /)', () => {
       await view
         .filter({ hasText: `agent forge started pid ${second}` })
         .waitFor({ timeout: 10_000 });
+      // Below stdout, its stderr log (logs/forge.err.log: each run's start header, at least).
+      await view
+        .filter({ hasText: /--- stderr ---\n--- pit: starting forge/ })
+        .waitFor({ timeout: 10_000 });
 
       daemon.kill('SIGTERM');
       await within(new Promise((resolve) => daemon.once('exit', resolve)), 20_000, 'daemon exit');

@@ -304,6 +304,8 @@ describe('the supervision loop', () => {
     );
     expect(issue.state).toBe('open');
     expect(issue.body).toContain('SIGKILL');
+    // The post-mortem's log lines end with the stderr log's tail (each run's header, at least).
+    expect(issue.body).toMatch(/--- stderr \(forge\.err\.log\) ---\n--- pit: starting forge/);
     // The title names the cell and its mission: two cells' `forge`s are two issues.
     expect(issue.title).toContain(`dead in ${cell.manifest.mission}`);
     expect(api.issues.filter((item) => item.title.startsWith('[pit] '))).toHaveLength(1);

@@ -19,6 +19,7 @@ describe('cellPaths', () => {
     });
     expect(paths.heartbeat('forge')).toBe(`${dir}/.lazarus/heartbeats/forge.json`);
     expect(paths.agentLog('forge')).toBe(`${dir}/logs/forge.log`);
+    expect(paths.agentErrorLog('forge')).toBe(`${dir}/logs/forge.err.log`);
     expect(paths.inbox('forge')).toBe(`${dir}/bus/inbox/forge`);
     expect(cellPaths(dir).manifest).toBe(`${dir}/cell.json`);
   });

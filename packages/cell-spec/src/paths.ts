@@ -19,8 +19,10 @@ export interface CellPaths {
   lazarus: string;
   heartbeats: string;
   state: string;
-  /** `logs/<agent>.log`. @throws {CellError} CELL_BAD_NAME for an invalid agent name. */
+  /** `logs/<agent>.log` (its stdout; stdout and stderr with `merge_stderr`). @throws {CellError} CELL_BAD_NAME for an invalid agent name. */
   agentLog(agent: string): string;
+  /** `logs/<agent>.err.log` (its stderr, unless merged into `agentLog`). @throws {CellError} CELL_BAD_NAME for an invalid agent name. */
+  agentErrorLog(agent: string): string;
   /** `.lazarus/heartbeats/<agent>.json`. @throws {CellError} CELL_BAD_NAME for an invalid agent name. */
   heartbeat(agent: string): string;
   /** `bus/inbox/<agent>/`. @throws {CellError} CELL_BAD_NAME for an invalid agent name. */
@@ -52,6 +54,7 @@ export function cellPaths(dirOrRoot: string, uuid?: string): CellPaths {
     heartbeats,
     state: join(lazarus, 'state.json'),
     agentLog: (agent) => join(logs, `${assertAgentName(agent)}.log`),
+    agentErrorLog: (agent) => join(logs, `${assertAgentName(agent)}.err.log`),
     heartbeat: (agent) => join(heartbeats, `${assertAgentName(agent)}.json`),
     inbox: (agent) => join(busInbox, assertAgentName(agent)),
   };

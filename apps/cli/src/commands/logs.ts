@@ -1,23 +1,34 @@
 /**
- * `pit logs AGENT`: prints an agent's output log (`logs/<agent>.log` in its cell, or
- * `<state_dir>/logs/<agent>.log` outside cells) across its rotations (`<agent>.log.N` … oldest
- * first), and follows it with `-f`, also through a rotation. It reads files only: it works with
- * or without a daemon. It never writes. Finding and reading the log are @pit/daemon's
- * (agent-log.ts, shared with the MCP tool `pit_logs`).
+ * `pit logs AGENT`: prints an agent's output logs (in its cell's `logs/`, or `<state_dir>/logs/`
+ * outside cells: `<agent>.log` its stdout, `<agent>.err.log` its stderr, unless `merge_stderr`
+ * puts both in `<agent>.log`) across their rotations (`<agent>.log.N` … oldest first), the
+ * agent's stdout on this process's stdout and its stderr on this process's stderr, and follows
+ * them with `-f`, also through a rotation. It reads files only: it works with or without a daemon.
+ * It never writes. Finding and reading the logs are @pit/daemon's (agent-log.ts, shared with the
+ * MCP tool `pit_logs`).
  */
+import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openLogFiles, type LogFilesOptions } from '@pit/cell-spec';
-import { findAgentLog, readLogLines, readSteady, type FoundLog } from '@pit/daemon';
+import {
+  findAgentLog,
+  readLogLines,
+  readSteady,
+  streamLog,
+  type FoundLog,
+  type LogStream,
+} from '@pit/daemon';
 import { RefusedError, UsageError } from '../errors.js';
 import { EXIT } from '../exit-codes.js';
 import type { Output } from '../output.js';
 
 /** Options of `pit logs`. */
 export interface LogsOptions {
-  /** How many of the last lines to print. @default '100' */
+  /** How many of the last lines to print (of each stream). @default '100' */
   lines?: string;
   follow?: boolean;
   since?: string;
+  /** Only the agent's stderr. */
   stderr?: boolean;
 }
 
@@ -26,20 +37,31 @@ const FOLLOW_POLL_MS = 250;
 /** The start header the daemon writes before each run: `--- pit: starting NAME at level N (ISO): …`. */
 const HEADER = /^--- pit: starting \S+ at level \d \(([^)]+)\)/;
 
+/** One stream being printed: its log, and where its lines go. */
+interface Printed {
+  log: FoundLog;
+  write: (line: string) => void;
+}
+
 /**
- * `pit logs AGENT [-n N] [-f] [--since T]`: the agent's output. AGENT is `name`, or
- * `cell/name` (a cell uuid or a unique prefix of one) when several cells have that agent.
+ * `pit logs AGENT [-n N] [-f] [--since T] [--stderr]`: the agent's output; its stdout's last N
+ * lines, then its stderr's (`--stderr`: only those). AGENT is `name`, or `cell/name` (a cell uuid
+ * or a unique prefix of one) when several cells have that agent. `mergesStderr` says whether an
+ * agent's config puts its stderr in its stdout log (then `--stderr` is refused).
+ * @throws {UsageError} for bad options, an ambiguous agent, or `--stderr` of a merged agent.
+ * @throws {RefusedError} when no log is found.
  */
 export async function logs(
-  context: { cellsRoot: string; stateDir: () => Promise<string>; output: Output },
+  context: {
+    cellsRoot: string;
+    stateDir: () => Promise<string>;
+    output: Output;
+    mergesStderr?: (agent: string) => Promise<boolean>;
+  },
   agent: string,
   options: LogsOptions,
   signal?: AbortSignal,
 ): Promise<number> {
-  if (options.stderr)
-    throw new UsageError(
-      '--stderr: stderr is not kept apart: an agent’s stdout and stderr are one file, in the order written (logs/<agent>.log), and pit logs shows both',
-    );
   const count = parseCount(options.lines);
   const sinceMs = options.since === undefined ? undefined : parseSince(options.since, Date.now());
   const found = await findAgentLog({
@@ -52,19 +74,36 @@ export async function logs(
       ? new UsageError(found.message)
       : new RefusedError(found.message);
   const { log } = found;
-  const readOptions: LogFilesOptions = {
-    naming: 'suffix',
-    ...(log.beneath !== undefined ? { beneath: log.beneath } : {}),
-  };
-  const { result: initial, mark } = await readSteady(log.path, () =>
-    readAll(log, readOptions, sinceMs, options.follow ?? false),
-  );
-  const fromSince = sinceMs === undefined ? initial.lines : linesSince(initial.lines, sinceMs);
-  for (const line of count === 0 ? fromSince : fromSince.slice(-count)) context.output.out(line);
-  const position = initial.position && { ...initial.position, rotated: mark.rotated };
-  if (options.follow) await follow(log, readOptions, position, context.output, signal);
+  const name = log.label.split('/').at(-1)!;
+  // Asked only for --stderr: without it both files are read, and a merged agent has no .err.log.
+  const merged = options.stderr ? ((await context.mergesStderr?.(name)) ?? false) : false;
+  if (merged)
+    throw new UsageError(
+      `--stderr: ${log.label}: stderr is merged into logs/${name}.log for this agent (merge_stderr = true in [agents.${name}] or [logs]); pit logs ${agent} shows both. To keep stderr apart in logs/${name}.err.log, set merge_stderr = false and restart the agent`,
+    );
+  const streams: LogStream[] = options.stderr ? ['stderr'] : ['stdout', 'stderr'];
+  const printed: Printed[] = streams.map((stream) => ({
+    log: streamLog(log, stream),
+    write: (line) => (stream === 'stderr' ? context.output.err(line) : context.output.out(line)),
+  }));
+  const positions: Array<FollowPosition | undefined> = [];
+  for (const each of printed) {
+    const readOptions = readOptionsOf(each.log);
+    const { result: initial, mark } = await readSteady(each.log.path, () =>
+      readAll(each.log, readOptions, sinceMs, options.follow ?? false),
+    );
+    const fromSince = sinceMs === undefined ? initial.lines : linesSince(initial.lines, sinceMs);
+    for (const line of count === 0 ? fromSince : fromSince.slice(-count)) each.write(line);
+    positions.push(initial.position && { ...initial.position, rotated: mark.rotated });
+  }
+  if (options.follow) await follow(printed, positions, context.output, signal);
   return EXIT.ok;
 }
+
+const readOptionsOf = (log: FoundLog): LogFilesOptions => ({
+  naming: 'suffix',
+  ...(log.beneath !== undefined ? { beneath: log.beneath } : {}),
+});
 
 /** Every line of the log's files (those written since `sinceMs`), and where the live file ends. */
 async function readAll(
@@ -145,27 +184,29 @@ interface FollowPosition {
 }
 
 /**
- * `-f`: prints new whole lines as they are appended. The file is followed by inode, through both
- * kinds of rotation: renamed at a start (the live file became `<agent>.log.1`: the rest of it,
- * then the new file from its start), and copied while the agent runs (a new `.1` while the live
- * file is the same: what had not been read is in the copy from the same offset, then the live
- * file from its start). A poll during which a rotation happened is read again. Runs until
- * `signal` aborts (or the process is interrupted).
+ * `-f`: prints new whole lines of each stream as they are appended. Each file is followed by
+ * inode, through both kinds of rotation: renamed at a start (the live file became
+ * `<agent>.log.1`: the rest of it, then the new file from its start), and copied while the agent
+ * runs (a new `.1` while the live file is the same: what had not been read is in the copy from
+ * the same offset, then the live file from its start). A poll during which a rotation happened is
+ * read again. Runs until `signal` aborts (or the process is interrupted).
  */
 async function follow(
-  log: FoundLog,
-  readOptions: LogFilesOptions,
-  start: FollowPosition | undefined,
+  printed: Printed[],
+  start: Array<FollowPosition | undefined>,
   output: Output,
   signal: AbortSignal | undefined,
 ): Promise<void> {
-  let position = start;
+  const positions = [...start];
   while (!signal?.aborted) {
-    const { result, mark } = await readSteady(log.path, () =>
-      readNew(log, readOptions, position, output),
-    );
-    for (const line of result.lines) output.out(line);
-    if (result.position) position = { ...result.position, rotated: mark.rotated };
+    for (const [index, each] of printed.entries()) {
+      const readOptions = readOptionsOf(each.log);
+      const { result, mark } = await readSteady(each.log.path, () =>
+        readNew(each.log, readOptions, positions[index], output),
+      );
+      for (const line of result.lines) each.write(line);
+      if (result.position) positions[index] = { ...result.position, rotated: mark.rotated };
+    }
     await sleep(FOLLOW_POLL_MS, undefined, signal ? { signal } : {}).catch(() => undefined);
   }
 }
@@ -192,7 +233,7 @@ async function readNew(
     }
     if (at === -1) {
       output.err(
-        `pit logs: ${log.label}: fell behind the rotation; going on from the oldest file left`,
+        `pit logs: ${log.label}: ${basename(log.path)}: fell behind the rotation; going on from the oldest file left`,
       );
       at = 0;
       offset = 0;

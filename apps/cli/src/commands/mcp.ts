@@ -9,6 +9,7 @@
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { AgentNameSchema, CellUuidSchema } from '@pit/cell-spec';
 import {
+  mergesStderr,
   createLogger,
   readApprovals,
   readDaemonLock,
@@ -127,6 +128,7 @@ function fileBackend(
     cellsRoot: config.cells.root,
     stateDir: config.daemon.state_dir,
     configAgents: Object.keys(config.agents),
+    mergesStderr: (agent) => mergesStderr(config, agent),
     status: async () => (await readFleetStatus(config)).status,
     approvals: () => readApprovals(config.daemon.state_dir),
     decideApproval: (id, decision, answer) =>
