@@ -118,6 +118,29 @@ describe('the exec provider probe', () => {
   });
 });
 
+describe('the exec provider probe, settled on exit', () => {
+  it('answers as soon as the probe exits, even when a child it left holds its output', async () => {
+    const dir = await tempDir('pit-exec-child-');
+    const childPid = join(dir, 'child.pid');
+    const probe = await script(
+      join(dir, 'leave.sh'),
+      `sleep 30 &\necho $! > '${childPid}'\nexit 0`,
+    );
+    const config = ProviderConfigSchema.parse({
+      exec: [probe],
+      passive: false,
+      interval_s: 60,
+      timeout_s: 3,
+    });
+    const { tracked } = tracker(config);
+    const started = Date.now();
+    await tracked.tick();
+    reapLater(Number(await fs.readFile(childPid, 'utf8')));
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(tracked.matrix()[0]).toMatchObject({ status: 'healthy', evidence: ['exec: exit 0'] });
+  });
+});
+
 describe('passive evidence (agents are untrusted)', () => {
   const outage = { provider: 'anthropic', provider_errors: 3, last_error: 'HTTP 529 overloaded' };
 
