@@ -146,7 +146,7 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
   program
     .command('status')
     .description(
-      'cells and agents: health, heartbeat age, restarts, backoff, pending approval (from persisted state when no daemon runs); exit 1 when an agent is dead',
+      'cells and agents: health, heartbeat age, restarts, backoff, pending approval, and the model providers (from persisted state when no daemon runs: a matrix left by a stopped daemon shows its age); exit 1 when an agent is dead',
     )
     .option('--json', 'print JSON')
     .action((options: { json?: boolean }) => run(() => status(context, options))());

@@ -1,4 +1,6 @@
 import { chmodSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { provisionCell } from '@pit/cell-spec';
@@ -214,5 +216,95 @@ describe('pit status', () => {
     expect(why.stdout).toMatch(/approval requested \(\w+\) to restart:/);
     expect(why.stdout).not.toMatch(/roll/);
     expect((await status()).pending_approval).toBeUndefined();
+  }, 120_000);
+
+  it('shows the provider matrix a running daemon persisted, and once it stopped, how old that matrix is', async () => {
+    // A local stand-in for a provider's status page (Statuspage JSON), flipped by the test.
+    let indicator = 'none';
+    const server = createServer((_, response) => {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(JSON.stringify({ status: { indicator } }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const statusUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/status.json`;
+    const base = await tempDir('pit-cli-providers-');
+    const config = join(base, 'pit.toml');
+    writeFileSync(
+      config,
+      [
+        '[daemon]',
+        'state_dir = "state"',
+        '[daemon.http]',
+        'enabled = false',
+        '[cells]',
+        'root = "missions"',
+        'poll_interval_s = 0.2',
+        '[checkpoints]',
+        'interval_s = 0',
+        '[bus]',
+        'enabled = false',
+        '[providers.anthropic]',
+        `status_url = "${statusUrl}"`,
+        'interval_s = 0.2',
+        'timeout_s = 2',
+      ].join('\n'),
+    );
+    chmodSync(config, 0o600);
+    type ProvidersJson = {
+      providers?: Array<{ provider: string; status: string; evidence: string[] }>;
+      providers_as_of?: { written_at: string; live: boolean };
+    };
+    const status = async () =>
+      JSON.parse((await pit(['--config', config, 'status', '--json'])).stdout) as ProvidersJson;
+    const daemon = spawnTsx(bin, ['--config', config, 'daemon', '--log-level', 'warn']);
+    try {
+      await waitFor(
+        async () => (await status()).providers?.[0]?.status === 'healthy',
+        30_000,
+        'anthropic healthy in pit status',
+      );
+      indicator = 'major';
+      const live = await waitFor(
+        async () => {
+          const json = await status();
+          return json.providers?.[0]?.status === 'dead' ? json : undefined;
+        },
+        30_000,
+        'anthropic dead in pit status',
+      );
+      expect(live.providers).toEqual([
+        expect.objectContaining({
+          provider: 'anthropic',
+          status: 'dead',
+          evidence: ['status_url: status.indicator major'],
+        }),
+      ]);
+      expect(live.providers_as_of?.live).toBe(true);
+      const table = (await pit(['--config', config, 'status'])).stdout;
+      expect(table).toMatch(/^providers:$/m);
+      expect(table).toMatch(/^PROVIDER\s+STATE\s+SINCE\s+EVIDENCE$/m);
+      expect(table).toMatch(/^anthropic\s+dead\s+\d+s ago\s+status_url: status\.indicator major$/m);
+    } finally {
+      daemon.kill('SIGTERM');
+      await within(
+        new Promise((resolve) =>
+          daemon.exitCode !== null ? resolve(0) : daemon.once('exit', resolve),
+        ),
+        20_000,
+        'the daemon to stop',
+      );
+      server.closeAllConnections();
+      server.close();
+    }
+    // No daemon now: the last matrix is still shown, said to be history, with its age.
+    const stale = await status();
+    expect(stale.providers?.[0]?.status).toBe('dead');
+    expect(stale.providers_as_of?.live).toBe(false);
+    const table = (await pit(['--config', config, 'status'])).stdout;
+    expect(table).toContain('daemon: not running');
+    expect(table).toMatch(
+      /^providers: as last seen by a daemon no longer running, written \d+s ago \(not live\)$/m,
+    );
+    expect(table).toMatch(/^anthropic\s+dead\s/m);
   }, 120_000);
 });

@@ -39,8 +39,19 @@ export async function snapshotConfig(
       return;
     }
   }
+  // The files are read after the checks above: an agent that rewrites its config (and dies) in
+  // between must not make that the last known good. Checked again once the new content is read.
+  const running = slot.process;
+  let refused: string | undefined;
+  const validate = async (_content: Buffer, path: string) => {
+    if (slot.process !== running || running?.exit)
+      refused = 'the process exited while its config was read';
+    else if (startedAt !== undefined && (await changedSince([path], startedAt)).length > 0)
+      refused = `${path} changed since the agent started`;
+    if (refused) throw new Error(refused);
+  };
   try {
-    const result = await context.snapshots.snapshot(slot.name, paths);
+    const result = await context.snapshots.snapshot(slot.name, paths, { validate });
     if (result.status === 'saved') {
       context.logger.info('config snapshotted as last known good', {
         agent: slot.key,
@@ -48,6 +59,11 @@ export async function snapshotConfig(
       });
     }
   } catch (error) {
+    if (refused !== undefined)
+      return context.logger.debug('config not snapshotted: not proved by a healthy run', {
+        agent: slot.key,
+        reason: refused,
+      });
     context.logger.warn('config snapshot failed', {
       agent: slot.key,
       error: error instanceof Error ? error.message : String(error),

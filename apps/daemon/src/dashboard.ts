@@ -5,7 +5,9 @@
  * the browser session, and every button needs it), the last events of each agent (seeded at load
  * from `/api/recent-events`, then updated from the `/api/events` stream, and a slow
  * `/api/status` poll), a restart timeline (each agent's deaths and revivals over the last 6
- * hours, from the same events) and an agent's log tail (`/api/agents/:agent/log`, with the token).
+ * hours, from the same events), an agent's log tail (`/api/agents/:agent/log`, with the token),
+ * and the model providers' health matrix (`providers` of the same `/api/status`: state in the
+ * agents' colours, since when, the evidence), shown when `[providers.<name>]` are configured.
  */
 import { CELL_EVENT_KINDS } from '@pit/cell-spec';
 
@@ -67,6 +69,10 @@ export const DASHBOARD_HTML = `<!doctype html>
 <section class="panel" id="timeline-box">
   <h2>Deaths <span style="color: var(--bad)">●</span> and revivals <span style="color: var(--ok)">▮</span>, last 6 hours</h2>
   <svg id="timeline" width="100%" height="40" role="img" aria-label="restart timeline"></svg>
+</section>
+<section class="panel" id="providers-box" hidden>
+  <h2>Model providers</h2>
+  <table><thead><tr><th>provider</th><th>state</th><th>since</th><th>evidence</th></tr></thead><tbody id="providers"></tbody></table>
 </section>
 <main id="cells"><p>Loading…</p></main>
 <section class="panel" id="log-box" hidden>
@@ -235,6 +241,17 @@ export const DASHBOARD_HTML = `<!doctype html>
     }
     document.getElementById('cells').replaceChildren(...(sections.length ? sections : [el('p', {}, 'No agents supervised yet.')]));
     document.getElementById('problems').textContent = (status.problems || []).join('\\n');
+    renderProviders();
+  }
+  function renderProviders() {
+    const providers = status.providers || [];
+    document.getElementById('providers-box').hidden = providers.length === 0;
+    document.getElementById('providers').replaceChildren(...providers.map((entry) =>
+      el('tr', { 'data-provider': entry.provider, 'data-state': entry.status },
+        el('td', {}, el('strong', {}, entry.provider)),
+        el('td', {}, el('span', { class: 'state ' + entry.status }, entry.status)),
+        el('td', { title: entry.since }, age(entry.since)),
+        el('td', { class: 'events' }, (entry.evidence || []).join('\\n')))));
   }
   let pending;
   async function refresh() {

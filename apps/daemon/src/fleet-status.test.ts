@@ -12,6 +12,8 @@ import { agentStatePath, readAgentStates } from './state-store.js';
 import { grant, membersPath, updateMembers } from './membership.js';
 import { approvalsPath } from './approvals-file.js';
 import { openApprovalStore } from './approvals.js';
+import { silentLogger } from './logger.js';
+import { createProviderMatrixWriter, providerMatrixPath } from './provider-matrix-file.js';
 
 afterEach(cleanup);
 
@@ -166,5 +168,81 @@ describe('readFleetStatus', () => {
     expect(broken.status.problems).toEqual(
       expect.arrayContaining([expect.stringContaining(membersPath(stateDir))]),
     );
+  });
+
+  it('shows the provider matrix the daemon last persisted, marked live only while that daemon holds the state dir', async () => {
+    const base = await tempDir();
+    await makeCell([{ name: 'forge' }, { name: 'scribe' }], join(base, 'missions'));
+    const { config } = testConfig(
+      [
+        '[daemon]',
+        'state_dir = "state"',
+        '[cells]',
+        'root = "missions"',
+        '[providers.anthropic]',
+        'passive = true',
+        '[providers.openai]',
+        'passive = true',
+        '[agents.forge]',
+        'argv = ["x"]',
+        'provider = "anthropic"',
+        'fallback_providers = ["openai"]',
+        '[[agents.forge.provider_files]]',
+        'path = "forge.json"',
+        "contents = { anthropic = 'a', openai = 'o' }",
+      ].join('\n'),
+      base,
+    );
+    const stateDir = config.daemon.state_dir;
+    // No daemon with providers ran: no matrix, and no reason made up for an agent.
+    const before = await readFleetStatus(config);
+    expect(before.status.providers).toBeUndefined();
+    expect(before.status.agents[0]).toMatchObject({
+      agent: 'forge',
+      provider: { primary: 'anthropic', current: 'anthropic', status: 'unknown' },
+      reasons: [],
+    });
+    // What the daemon's writer leaves (this process stands for the daemon: same pid).
+    await fs.mkdir(stateDir, { recursive: true });
+    const writer = createProviderMatrixWriter({
+      stateDir,
+      logger: silentLogger,
+      now: () => Date.parse('2030-01-01T00:00:00Z'),
+    });
+    const dead = {
+      provider: 'anthropic',
+      status: 'dead' as const,
+      since: '2029-12-31T23:59:00.000Z',
+      evidence: ['status_url: status.indicator major'],
+    };
+    writer.offer([dead]);
+    await writer.flush();
+    const stale = await readFleetStatus(config, Date.parse('2030-01-01T00:10:00Z'));
+    expect(stale.daemon).toBeUndefined();
+    expect(stale.status.providers).toEqual([dead]);
+    expect(stale.status.providers_as_of).toEqual({
+      written_at: '2030-01-01T00:00:00.000Z',
+      live: false,
+    });
+    // Agents carry their primary's status as a reason, as in a running daemon's status.
+    expect(stale.status.agents[0]).toMatchObject({
+      agent: 'forge',
+      provider: { primary: 'anthropic', current: 'anthropic', status: 'dead' },
+      reasons: ['primary_dead'],
+    });
+    expect(stale.status.agents[1]).not.toHaveProperty('provider');
+    const lock = await acquireDaemonLock(stateDir);
+    try {
+      expect((await readFleetStatus(config)).status.providers_as_of?.live).toBe(true);
+    } finally {
+      await lock.release();
+    }
+    // A damaged file is a problem naming it, not a matrix.
+    await fs.writeFile(providerMatrixPath(stateDir), '{"written_at": 1}');
+    const damaged = await readFleetStatus(config);
+    expect(damaged.status.providers).toBeUndefined();
+    expect(damaged.status.problems).toEqual([
+      expect.stringContaining(providerMatrixPath(stateDir)),
+    ]);
   });
 });

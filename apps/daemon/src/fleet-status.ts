@@ -14,6 +14,8 @@ import type { PitConfig } from './config-schema.js';
 import { cellAgents, type Refusal } from './discovery.js';
 import { readDaemonLock, type LockHolder } from './lock.js';
 import { migration, readMembers, type MembersFile } from './membership.js';
+import { readProviderMatrix, type ProviderMatrixFile } from './provider-matrix-file.js';
+import { readRecordedProvider } from './provider-switch.js';
 import { agentStatePath, readAgentStates } from './state-store.js';
 import type { AgentStatus, FleetStatus } from './supervisor.js';
 
@@ -23,6 +25,8 @@ import type { AgentStatus, FleetStatus } from './supervisor.js';
  * the agents a daemon would supervise (an agent added to a cell.json without the operator's
  * grant is a problem, not an agent), and a state file, the approvals file or the members file
  * that cannot be read is a problem naming it (nothing is moved or written: that is the daemon's).
+ * The provider matrix is the one the daemon last persisted (`providers.json`), with when it was
+ * written and whether the daemon that wrote it still runs (else it is history, not the present).
  * @example
  * const { status, daemon } = await readFleetStatus(config);
  */
@@ -39,13 +43,16 @@ export async function readFleetStatus(
   const approvals = (await readApprovals(config.daemon.state_dir).catch(damaged)) ?? [];
   const pending = approvals.filter((approval) => approval.status === 'pending');
   const pendingIds = new Set(pending.map((approval) => approval.id));
+  const daemon = await readDaemonLock(config.daemon.state_dir);
+  const matrix = await readProviderMatrix(config.daemon.state_dir).catch(damaged);
   const agents: AgentStatus[] = [];
   const toStatus = (
     key: string,
     name: string,
     state: AgentRecord | undefined,
     cell?: { uuid: string; dir: string; mission: string },
-  ) => agentStatus(config, now, { key, name, state, pendingIds, ...(cell ? { cell } : {}) });
+  ) =>
+    agentStatus(config, now, { key, name, state, pendingIds, matrix, ...(cell ? { cell } : {}) });
   const members = await membersOnDisk(config, discovery, now, problems);
   const refused: Refusal[] = [];
   for (const cell of discovery.supervised) {
@@ -89,9 +96,20 @@ export async function readFleetStatus(
       agents,
       approvals: pending.map(approvalView),
       problems,
+      ...providersPart(matrix, daemon),
     },
-    daemon: await readDaemonLock(config.daemon.state_dir),
+    daemon,
   };
+}
+
+/** The persisted matrix, live only while the daemon that wrote it holds the state directory. */
+function providersPart(
+  matrix: ProviderMatrixFile | undefined,
+  daemon: LockHolder | undefined,
+): Pick<FleetStatus, 'providers' | 'providers_as_of'> {
+  if (!matrix) return {};
+  const live = daemon !== undefined && daemon.pid === matrix.pid;
+  return { providers: matrix.providers, providers_as_of: { written_at: matrix.written_at, live } };
 }
 
 /**
@@ -128,6 +146,8 @@ async function agentStatus(
     state: AgentRecord | undefined;
     /** The ids of the requests still waiting for an answer. */
     pendingIds: ReadonlySet<string>;
+    /** The persisted provider matrix (an agent's primary's status comes from it). */
+    matrix: ProviderMatrixFile | undefined;
     cell?: { uuid: string; dir: string; mission: string };
   },
 ): Promise<AgentStatus> {
@@ -159,5 +179,28 @@ async function agentStatus(
     ...(state?.substituted_by ? { substituted_by: state.substituted_by } : {}),
     ...(state?.last_decision ? { last_decision: state.last_decision } : {}),
     failing: [],
+    ...(await providerOf(config, agent)),
+  };
+}
+
+/** An agent's provider and reasons (`primary_dead`, `primary_degraded`) as the daemon would show them. */
+async function providerOf(
+  config: PitConfig,
+  agent: { name: string; matrix: ProviderMatrixFile | undefined; cell?: { uuid: string } },
+): Promise<Pick<AgentStatus, 'provider' | 'reasons'>> {
+  const declared = config.agents[agent.name];
+  const primary = declared?.provider;
+  if (!declared || primary === undefined) return {};
+  const recorded = await readRecordedProvider(
+    config.daemon.state_dir,
+    agent.cell?.uuid,
+    agent.name,
+  );
+  const current =
+    recorded !== undefined && declared.fallback_providers.includes(recorded) ? recorded : primary;
+  const status = agent.matrix?.providers.find((row) => row.provider === primary)?.status;
+  return {
+    provider: { primary, current, status: status ?? 'unknown' },
+    reasons: status === 'dead' || status === 'degraded' ? [`primary_${status}`] : [],
   };
 }

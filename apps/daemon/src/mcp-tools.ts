@@ -83,11 +83,12 @@ function registerProviders(server: McpServer, backend: McpBackend): void {
     {
       title: 'Provider health matrix',
       description:
-        'Each configured model provider (`[providers.<name>]`): healthy, degraded, dead or unknown, since when, and the evidence; and the agents that declare a provider, with the one they run on now and their reasons (primary_dead, primary_degraded). Only a running daemon has the matrix.',
+        'Each configured model provider (`[providers.<name>]`): healthy, degraded, dead or unknown, since when, and the evidence; and the agents that declare a provider, with the one they run on now and their reasons (primary_dead, primary_degraded). Over `pit mcp` with no daemon to ask, the matrix the daemon last persisted, with `providers_as_of` (`live: false`: what a stopped daemon last saw).',
       inputSchema: {},
       outputSchema: {
         generated_at: z.string(),
         providers: z.array(ProviderOutput),
+        providers_as_of: z.object({ written_at: z.string(), live: z.boolean() }).optional(),
         agents: z.array(
           z.looseObject({
             key: z.string(),
@@ -104,6 +105,7 @@ function registerProviders(server: McpServer, backend: McpBackend): void {
       return structured({
         generated_at: status.generated_at,
         providers: status.providers ?? [],
+        ...(status.providers_as_of ? { providers_as_of: status.providers_as_of } : {}),
         agents: status.agents.flatMap((agent) =>
           agent.provider
             ? [

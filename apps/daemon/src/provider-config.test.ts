@@ -112,4 +112,15 @@ describe('[providers] and an agent’s provider keys', () => {
       }),
     ]);
   });
+
+  it("refuses passive_dead_agents below 2: one agent's reports alone never make a provider dead", () => {
+    const result = parseConfig('[providers.a]\npassive_dead_agents = 1\n', 'toml');
+    expect(!result.ok && result.problems).toEqual([
+      expect.objectContaining({
+        path: 'providers.a.passive_dead_agents',
+        line: 2,
+        message: expect.stringMatching(/^must be at least 2: one agent's reports alone/),
+      }),
+    ]);
+  });
 });

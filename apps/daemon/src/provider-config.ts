@@ -30,9 +30,18 @@ export const ProviderConfigSchema = z.strictObject({
   passive_window_s: positiveSeconds(120),
   /**
    * Distinct agents reporting outage errors within the window that make the provider dead by
-   * passive evidence alone (fewer make it degraded). @default 2
+   * passive evidence alone (fewer make it degraded). At least 2: agents are untrusted, and one
+   * agent's reports alone must not hold every peer on the provider waiting. @default 2
    */
-  passive_dead_agents: z.number().int().min(1).max(1000).default(2),
+  passive_dead_agents: z
+    .number()
+    .int()
+    .min(2, {
+      message:
+        "must be at least 2: one agent's reports alone never make a provider dead (agents are untrusted)",
+    })
+    .max(1000)
+    .default(2),
   /** How often the status URL and exec probe are asked. @default 30 (s) */
   interval_s: positiveSeconds(30),
   /** Timeout of one status request or exec probe. @default 5 (s) */

@@ -4,10 +4,13 @@
  * JSON, the exec probe) every `interval_s`, and folding in the passive evidence agents put in
  * their heartbeats (`provider`, `provider_errors`, `last_error`). Heartbeats are untrusted: a
  * report counts only for the agent's own primary or fallback provider, only while fresh, only
- * one per agent; and where an active source answers, reports can make a provider degraded at
- * worst, never dead. It tells listeners of a change; it never restarts, switches or waits.
+ * one per agent; reports make a provider dead only when at least {@link MIN_DEAD_REPORTERS}
+ * distinct agents report outage errors within the window (one agent alone: degraded at most, so
+ * it cannot hold its peers' revivals hostage); and where an active source answers, reports can
+ * make a provider degraded at worst, never dead. It tells listeners of a change; it never
+ * restarts, switches or waits.
  */
-import { execFile } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readHeartbeat } from '@pit/cell-spec';
 import { classifyProviderError, type ProviderHealth, type ProviderStatus } from '@pit/policy';
 import type { Logger } from './logger.js';
@@ -104,6 +107,12 @@ interface ProviderRecord {
   active: { status_url?: SourceResult; exec?: SourceResult };
   reports: Map<string, Report>;
 }
+
+/**
+ * The fewest distinct agents whose outage reports make a provider dead by passive evidence alone,
+ * whatever `passive_dead_agents` says (config check refuses less; this holds for any caller).
+ */
+export const MIN_DEAD_REPORTERS = 2;
 
 /** A refresh asks a provider's sources again only when its last answer is at least this old (ms). */
 const REFRESH_GAP_MS = 100;
@@ -266,7 +275,8 @@ function passiveStatus(
   evidence.push(
     `agents: ${outages.length} report outage errors, ${limited.length} rate limits, ${count('ok').length} no errors${example ? ` (e.g. ${example})` : ''}`,
   );
-  if (outages.length >= config.passive_dead_agents) return 'dead';
+  // Distinct agents (the reports are one per agent, keyed by cell and name): one alone never makes it dead.
+  if (outages.length >= Math.max(MIN_DEAD_REPORTERS, config.passive_dead_agents)) return 'dead';
   if (outages.length > 0 || limited.length > 0) return 'degraded';
   return count('ok').length > 0 ? 'healthy' : undefined;
 }
@@ -366,22 +376,52 @@ async function askStatusUrl(url: string, timeoutS: number): Promise<SourceResult
   }
 }
 
+/**
+ * Runs the exec probe: exit 0 healthy, another exit dead; not done within `timeoutS`: the whole
+ * process group is killed (a script's children too) and the source says nothing. It settles on
+ * the probe's exit, not on its output closing (its output is not read: a child left holding it
+ * must not hold the round).
+ */
 function runExecProbe(argv: readonly string[], timeoutS: number): Promise<SourceResult> {
   const [command, ...args] = argv as [string, ...string[]];
   return new Promise((resolve) => {
-    execFile(
-      command,
-      args,
-      { timeout: timeoutS * 1000, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 },
-      (error) => {
-        if (!error) return resolve({ status: 'healthy', detail: 'exit 0' });
-        const failed = error as NodeJS.ErrnoException & { code?: unknown; killed?: boolean };
-        if (failed.killed)
-          return resolve({ status: undefined, detail: `timed out after ${timeoutS} s` });
-        if (typeof failed.code === 'number')
-          return resolve({ status: 'dead', detail: `exit ${failed.code}` });
-        resolve({ status: undefined, detail: `could not run: ${error.message}` });
-      },
+    let child: ChildProcess;
+    try {
+      // Its own process group, so that a timeout kills what it started too.
+      child = spawn(command, args, { stdio: 'ignore', detached: true });
+    } catch (error) {
+      return resolve({ status: undefined, detail: `could not run: ${String(error)}` });
+    }
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      killGroup(child);
+    }, timeoutS * 1000);
+    const settle = (result: SourceResult) => {
+      clearTimeout(timer);
+      resolve(result);
+    };
+    child.once('error', (error) =>
+      settle({ status: undefined, detail: `could not run: ${error.message}` }),
     );
+    child.once('exit', (code, signal) => {
+      if (timedOut) {
+        // What it started dies with it (it may still hold the group after the leader is gone).
+        killGroup(child);
+        return settle({ status: undefined, detail: `timed out after ${timeoutS} s (killed)` });
+      }
+      if (code === 0) return settle({ status: 'healthy', detail: 'exit 0' });
+      if (code !== null) return settle({ status: 'dead', detail: `exit ${code}` });
+      settle({ status: undefined, detail: `killed by ${signal ?? 'a signal'}` });
+    });
   });
+}
+
+function killGroup(child: ChildProcess): void {
+  if (child.pid === undefined || child.pid <= 1) return;
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    // Already gone.
+  }
 }

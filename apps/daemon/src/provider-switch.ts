@@ -48,7 +48,22 @@ const records = new WeakMap<Slot, SwitchRecord | null>();
 const pending = new WeakMap<Slot, { to: string; direction: 'fallback' | 'back'; reason: string }>();
 
 const recordPath = (context: SupervisorContext, slot: Slot) =>
-  join(context.stateDir, 'provider-switches', slot.cell?.uuid ?? 'host', `${slot.name}.json`);
+  switchRecordPath(context.stateDir, slot.cell?.uuid, slot.name);
+
+const switchRecordPath = (stateDir: string, cell: string | undefined, name: string) =>
+  join(stateDir, 'provider-switches', cell ?? 'host', `${name}.json`);
+
+/** The provider an agent's last switch selected, from disk (for `pit status`); undefined when none or unreadable. */
+export async function readRecordedProvider(
+  stateDir: string,
+  cell: string | undefined,
+  name: string,
+): Promise<string | undefined> {
+  const record = await readJsonFile(switchRecordPath(stateDir, cell, name), RecordSchema).catch(
+    () => undefined,
+  );
+  return record?.current;
+}
 
 /** Reads the agent's provider record once (a missing or damaged one: on its primary). */
 export async function loadProviderRecord(context: SupervisorContext, slot: Slot): Promise<void> {

@@ -84,8 +84,16 @@ export interface FleetStatus {
   problems: string[];
   /** In a cluster (`[cluster]`): the live hosts, their lease age, and who owns which agent. */
   cluster?: ClusterView;
-  /** The provider health matrix (`[providers.<name>]`; only a running daemon has it). */
+  /**
+   * The provider health matrix (`[providers.<name>]`): a running daemon's own, or (read from disk,
+   * `pit status`) the one the daemon last persisted in `<state_dir>/providers.json`.
+   */
   providers?: ProviderEntry[];
+  /**
+   * Read from disk only: when that matrix was written, and whether the daemon that wrote it still
+   * runs (`live: false`: it is what a daemon saw before it stopped, not the present).
+   */
+  providers_as_of?: { written_at: string; live: boolean };
 }
 
 /** The outcome of one {@link Supervisor.sweep}. */

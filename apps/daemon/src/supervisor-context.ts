@@ -20,6 +20,7 @@ import type { Counter, Histogram, MetricsRegistry } from './metrics.js';
 import type { Notifier } from './notifier.js';
 import type { ProviderAlerts } from './provider-alerts.js';
 import type { ProviderTracker } from './provider-health.js';
+import type { ProviderMatrixWriter } from './provider-matrix-file.js';
 import type { Slot } from './slot.js';
 import type { StateStore } from './state-store.js';
 
@@ -71,6 +72,8 @@ export interface SupervisorContext {
   readonly assessor: Assessor;
   /** The provider health matrix (provider-health.ts). */
   readonly providers: ProviderTracker;
+  /** `<state_dir>/providers.json`, written in the background when the matrix changes. */
+  readonly providerMatrixFile: ProviderMatrixWriter;
   /** One alert per provider outage (provider-alerts.ts). */
   readonly providerAlerts: ProviderAlerts;
   /** The probe scheduler, while the loop runs (not in a one-shot sweep). */

@@ -32,6 +32,7 @@ import {
 import { silentNotifier } from './notifier.js';
 import { createProviderAlerts } from './provider-alerts.js';
 import { createProviderTracker } from './provider-health.js';
+import { createProviderMatrixWriter } from './provider-matrix-file.js';
 import { onProviderChange, providerAgents, switchBackDue } from './provider-gate.js';
 import { createPeriodicCheckpoints } from './periodic-checkpoints.js';
 import { stopAgent } from './restart.js';
@@ -108,6 +109,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     await logRotator?.stop();
     context.providers.stop();
     context.providerAlerts.close();
+    await context.providerMatrixFile.flush();
     return stopLoop(context, {
       stopAgents: stopOptions.stopAgents ?? false,
       settle: settleNotifications,
@@ -267,7 +269,7 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
     fleet: createFleet(),
     processTable: createProcessTable({ maxAgeMs: 1000 }),
     assessor: createFleetAssessor(now),
-    ...providerServices(() => context, logger, now),
+    ...providerServices(() => context, { logger, now, stateDir }),
     scheduler: undefined,
     stopped: false,
     notify: unset,
@@ -281,17 +283,24 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
 /** The provider matrix and its outage alerts, over the context (read when they run, not now). */
 function providerServices(
   contextOf: () => SupervisorContext,
-  logger: SupervisorContext['logger'],
-  now: () => number,
-): Pick<SupervisorContext, 'providers' | 'providerAlerts'> {
+  options: { logger: SupervisorContext['logger']; now: () => number; stateDir: string },
+): Pick<SupervisorContext, 'providers' | 'providerAlerts' | 'providerMatrixFile'> {
+  const { logger, now } = options;
+  const providerMatrixFile = createProviderMatrixWriter(options);
   return {
+    providerMatrixFile,
     providers: createProviderTracker({
       providers: () => contextOf().config.providers,
       agents: () => providerAgents(contextOf()),
       logger,
       now,
       onChange: (change) => onProviderChange(contextOf(), change),
-      afterTick: () => switchBackDue(contextOf()),
+      afterTick: () => {
+        const context = contextOf();
+        switchBackDue(context);
+        // For `pit status` with no daemon to ask: written in the background, only on a change.
+        if (!context.dryRun) providerMatrixFile.offer(context.providers.matrix());
+      },
     }),
     providerAlerts: createProviderAlerts({
       send: (kind, summary) => {

@@ -1,4 +1,6 @@
 import { existsSync, promises as fs } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -26,10 +28,12 @@ const RUN_DAEMON = fileURLToPath(new URL('./fixtures/run-daemon.ts', import.meta
 const TOKEN = 'dashboard-token-0123456789-0123456789abcdef';
 let browser: Browser | undefined;
 const pids = new Set<number>();
+const closers: Array<() => Promise<void>> = [];
 
 afterEach(async () => {
   await browser?.close();
   browser = undefined;
+  for (const close of closers.splice(0)) await close();
   for (const pid of pids) reapLater(pid);
   pids.clear();
   await cleanup();
@@ -177,8 +181,23 @@ describe('the dashboard (GET /)', () => {
   );
 
   it.skipIf(!CHROMIUM)(
-    `seeds the last events and the restart timeline from the server at load, and shows an agent's log tail behind the token (${reason})`,
+    `seeds the last events and the restart timeline from the server at load, shows an agent's log tail behind the token, and the provider matrix in the agents' colours (${reason})`,
     async () => {
+      // A local stand-in for a provider's status page, flipped by the test.
+      let indicator = 'none';
+      const statusPage = createServer((_, response) => {
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ status: { indicator } }));
+      });
+      await new Promise<void>((resolve) => statusPage.listen(0, '127.0.0.1', resolve));
+      closers.push(
+        () =>
+          new Promise((resolve) => {
+            statusPage.closeAllConnections();
+            statusPage.close(() => resolve());
+          }),
+      );
+      const statusUrl = `http://127.0.0.1:${(statusPage.address() as AddressInfo).port}/status`;
       const base = await tempDir('pit-dash-');
       const cell = await makeCell([{ name: 'forge' }], join(base, 'missions'));
       const config = [
@@ -194,6 +213,9 @@ describe('the dashboard (GET /)', () => {
         'interval_s = 0',
         '[bus]',
         'enabled = false',
+        '[providers.anthropic]',
+        `status_url = "${statusUrl}"`,
+        'interval_s = 0.2',
         '[agents.forge]',
         `argv = ["${process.execPath}", "${testAgentPath}"]`,
         'startup_grace_s = 10',
@@ -263,6 +285,41 @@ describe('the dashboard (GET /)', () => {
       await page
         .locator('#timeline rect[data-kind="revival"][data-agent="forge"]')
         .waitFor({ timeout: 10_000 });
+
+      // The provider matrix, from the same /api/status: state in the agents' colours, since, evidence.
+      const provider = (state: string) =>
+        page.locator(
+          `#providers-box:not([hidden]) tr[data-provider="anthropic"][data-state="${state}"]`,
+        );
+      await provider('healthy').waitFor({ timeout: 20_000 });
+      const providerColour = (state: string) =>
+        waitFor(
+          () =>
+            page.evaluate((health) => {
+              const view = globalThis as unknown as {
+                document: { querySelector(selector: string): unknown };
+                getComputedStyle(element: unknown): { backgroundColor: string };
+              };
+              const node = view.document.querySelector(
+                `tr[data-provider="anthropic"][data-state="${health}"] .state`,
+              );
+              return node ? view.getComputedStyle(node).backgroundColor : '';
+            }, state),
+          10_000,
+          `anthropic shown ${state}`,
+        );
+      expect(await providerColour('healthy')).toBe('rgb(31, 157, 85)');
+      indicator = 'minor';
+      await provider('degraded')
+        .filter({ hasText: 'status_url: status.indicator minor' })
+        .waitFor({ timeout: 20_000 });
+      expect(await providerColour('degraded')).toBe('rgb(214, 158, 46)');
+      indicator = 'major';
+      await provider('dead').waitFor({ timeout: 20_000 });
+      expect(await providerColour('dead')).toBe('rgb(229, 62, 62)');
+      expect(
+        await page.locator('tr[data-provider="anthropic"] td:nth-child(3)').textContent(),
+      ).toMatch(/^\d+ s$/);
 
       // The log tail: refused without the token, shown with it (both runs' output, across the restart).
       const logButton = page.locator('tr[data-agent="forge"] button[data-log="forge"]');

@@ -12,6 +12,7 @@ import { startChannels } from '../src/channels.js';
 import { daemonMcpBackend } from '../src/mcp-http.js';
 import { createPitMcpServer } from '../src/mcp-server.js';
 import { describeEvent } from '../src/incidents.js';
+import { readFleetStatus } from '../src/fleet-status.js';
 import { createLogger } from '../src/logger.js';
 import { createNotifier } from '../src/notifier.js';
 import { createSupervisor, type Supervisor } from '../src/supervisor.js';
@@ -163,7 +164,16 @@ async function providerFleet(options: {
       await server.close();
     }
   };
-  return { fake, api, cell, stateDir: config.daemon.state_dir, healthy, sent, mcpProviders };
+  return {
+    fake,
+    api,
+    cell,
+    config,
+    stateDir: config.daemon.state_dir,
+    healthy,
+    sent,
+    mcpProviders,
+  };
 }
 
 const agentToml =
@@ -193,9 +203,12 @@ describe('provider-aware revival (real agents, a local fake provider, real Teleg
       },
     });
     const first = await fleet.healthy();
-    expect(first.providers).toEqual([
-      expect.objectContaining({ provider: 'anthropic', status: 'healthy' }),
-    ]);
+    // The agents may prove healthy before the first provider round has settled.
+    await waitFor(
+      async () => (await supervisor!.status()).providers?.[0]?.status === 'healthy',
+      10_000,
+      'anthropic healthy',
+    );
     // Each has a last-known-good snapshot (its healthy config) before the outage.
     await waitFor(
       async () =>
@@ -232,6 +245,20 @@ describe('provider-aware revival (real agents, a local fake provider, real Teleg
         status: 'dead',
       });
     }
+    // What `pit status` reads with no daemon to ask: the matrix the daemon persisted (in the background).
+    const persisted = await waitFor(
+      async () => {
+        const { status } = await readFleetStatus(fleet.config);
+        return status.providers?.[0]?.status === 'dead' ? status : undefined;
+      },
+      10_000,
+      'the dead provider in providers.json',
+    );
+    expect(persisted.providers?.[0]).toMatchObject({
+      provider: 'anthropic',
+      since: during.providers?.[0]?.since,
+    });
+    for (const agent of persisted.agents) expect(agent.reasons).toEqual(['primary_dead']);
     const viaMcp = await fleet.mcpProviders();
     expect(viaMcp).toMatchObject({
       providers: [

@@ -3,7 +3,10 @@ import { checkExit } from '../exit-codes.js';
 import type { CommandContext } from '../context.js';
 import { formatAge, renderTable } from '../output.js';
 
-/** `pit status [--json]`: cells and agents from the persisted state (works with no daemon running). Exit 1 when an agent is dead, else 3 when there is a problem. */
+/**
+ * `pit status [--json]`: cells, agents and the provider matrix from the persisted state (works with
+ * no daemon running). Exit 1 when an agent is dead, else 3 when there is a problem.
+ */
 export async function status(
   context: CommandContext,
   options: { json?: boolean },
@@ -78,11 +81,36 @@ export async function status(
       ),
     );
   }
+  if (fleet.providers?.length) printProviders(context, fleet, now);
   if (fleet.cluster) printCluster(context, fleet.cluster);
   if (fleet.approvals.length)
     context.output.out(`\n${fleet.approvals.length} approval(s) pending: see \`pit approvals\``);
   for (const problem of fleet.problems) context.output.err(`problem: ${problem}`);
   return code;
+}
+
+/**
+ * The provider matrix part of `pit status`. The daemon writes it when it changes; when the daemon
+ * that wrote it no longer runs, the heading says how old it is, so nobody takes it for live.
+ */
+function printProviders(context: CommandContext, fleet: FleetStatus, now: number): void {
+  const asOf = fleet.providers_as_of;
+  const heading =
+    asOf === undefined || asOf.live
+      ? '\nproviders:'
+      : `\nproviders: as last seen by a daemon no longer running, written ${formatAge((now - Date.parse(asOf.written_at)) / 1000)} ago (not live)`;
+  context.output.out(heading);
+  context.output.out(
+    renderTable(
+      ['PROVIDER', 'STATE', 'SINCE', 'EVIDENCE'],
+      (fleet.providers ?? []).map((entry) => [
+        entry.provider,
+        entry.status,
+        `${formatAge((now - Date.parse(entry.since)) / 1000)} ago`,
+        entry.evidence.join('; ').slice(0, 100) || undefined,
+      ]),
+    ),
+  );
 }
 
 /** The cluster part of `pit status`: live hosts with their lease age, and agents owned elsewhere. */
