@@ -24,7 +24,12 @@ describe('a crash-looping agent', () => {
   it('is restarted with growing gaps, escalated at the restart intensity, then left alone; its log stays small', async () => {
     const fleet = await makeFleet({
       agents: ['steady', 'looper'],
-      argv: { looper: '["/bin/sh", "-c", "echo \\"looper crashing (pid $$)\\"; exit 1"]' },
+      // Each run prints when it started (ms, its own clock reading): the gaps are measured
+      // between real starts, not between event lines whose writing may lag under load.
+      argv: {
+        looper:
+          '["/bin/sh", "-c", "echo \\"looper crashing (pid $$) at $(date +%s%3N)\\"; exit 1"]',
+      },
       extra: [
         '[policy.defaults]',
         'max_revive_attempts = 100',
@@ -45,9 +50,18 @@ describe('a crash-looping agent', () => {
     );
     expect(String(escalation.rule)).toBe('restart_intensity');
     const events = await looperEvents();
-    const starts = events
-      .filter((event) => event.event === 'agent_started' || event.event === 'agent_revived')
-      .map((event) => Date.parse(event.ts));
+    const logPath = join(fleet.cellDir, 'logs', 'looper.log');
+    const starts = await waitFor(
+      async () => {
+        const text = await fs.readFile(logPath, 'utf8');
+        const found = [...text.matchAll(/looper crashing \(pid \d+\) at (\d+)/g)].map((m) =>
+          Number(m[1]),
+        );
+        return found.length === MAX_RESTARTS + 1 ? found : undefined;
+      },
+      10_000,
+      `${MAX_RESTARTS + 1} runs of looper in its log`,
+    );
     const revivals = events
       .filter((event) => event.event === 'agent_revived')
       .map((event) => Date.parse(event.ts));
@@ -88,7 +102,7 @@ describe('a crash-looping agent', () => {
       (await getStatus(daemon.url)).agents.find((agent) => agent.agent === 'looper')?.health,
     ).toBe('dead');
     // Bounded log growth: the agent's log holds its output plus the daemon's per-start headers, nothing more.
-    const log = await fs.stat(join(fleet.cellDir, 'logs', 'looper.log'));
+    const log = await fs.stat(logPath);
     expect(log.size / (MAX_RESTARTS + 1)).toBeLessThan(LOG_BYTES_PER_RESTART);
     await stopDaemon(daemon);
   });
