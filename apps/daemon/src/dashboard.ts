@@ -6,7 +6,8 @@
  * from `/api/recent-events`, then updated from the `/api/events` stream, and a slow
  * `/api/status` poll), a restart timeline (each agent's deaths and revivals over the last 6
  * hours, from the same events), an agent's log tail (`/api/agents/:agent/log`, with the token),
- * and the model providers' health matrix (`providers` of the same `/api/status`: state in the
+ * the cluster's hosts with their lease age and each agent's owner host and epoch (`cluster` and
+ * `owner` of `/api/status`, shown when `[cluster]` is set), and the model providers' health matrix (`providers` of the same `/api/status`: state in the
  * agents' colours, since when, the evidence), shown when `[providers.<name>]` are configured.
  */
 import { CELL_EVENT_KINDS } from '@pit/cell-spec';
@@ -69,6 +70,10 @@ export const DASHBOARD_HTML = `<!doctype html>
 <section class="panel" id="timeline-box">
   <h2>Deaths <span style="color: var(--bad)">●</span> and revivals <span style="color: var(--ok)">▮</span>, last 6 hours</h2>
   <svg id="timeline" width="100%" height="40" role="img" aria-label="restart timeline"></svg>
+</section>
+<section class="panel" id="hosts-box" hidden>
+  <h2>Cluster hosts <small id="hosts-note"></small></h2>
+  <table><thead><tr><th>host</th><th>lease age</th><th>pid</th><th>agents it holds</th></tr></thead><tbody id="hosts"></tbody></table>
 </section>
 <section class="panel" id="providers-box" hidden>
   <h2>Model providers</h2>
@@ -230,7 +235,7 @@ export const DASHBOARD_HTML = `<!doctype html>
           el('td', {}, el('span', { class: 'state ' + agent.health }, agent.health), ' ', el('small', {}, age(agent.since))),
           el('td', {}, agent.heartbeat_age_s !== undefined ? agent.heartbeat_age_s + ' s' : '—'),
           el('td', {}, String(agent.restarts)),
-          el('td', {}, agent.pid || '—'),
+          el('td', {}, agent.pid || '—', agent.owner ? el('small', { class: 'owner', title: 'owner host @ epoch' }, ' ' + agent.owner.host + '@' + agent.owner.epoch) : ''),
           actions,
           controls(agent),
           el('td', { class: 'events' }, last));
@@ -242,6 +247,21 @@ export const DASHBOARD_HTML = `<!doctype html>
     document.getElementById('cells').replaceChildren(...(sections.length ? sections : [el('p', {}, 'No agents supervised yet.')]));
     document.getElementById('problems').textContent = (status.problems || []).join('\\n');
     renderProviders();
+    renderHosts();
+  }
+  function renderHosts() {
+    const cluster = status.cluster;
+    document.getElementById('hosts-box').hidden = !cluster;
+    if (!cluster) return;
+    const held = new Map([[cluster.host, Object.keys(cluster.held || {}).length]]);
+    for (const owner of Object.values(cluster.remote || {})) held.set(owner.host, (held.get(owner.host) || 0) + 1);
+    document.getElementById('hosts-note').textContent = 'this host: ' + cluster.host + (cluster.fenced ? ' · FENCED (lease lost: ' + (cluster.on_partition === 'stop' ? 'its agents are stopped' : 'reviving nothing') + ')' : '') + ' · lease ' + cluster.lease_s + ' s';
+    document.getElementById('hosts').replaceChildren(...(cluster.hosts || []).map((host) =>
+      el('tr', { 'data-host': host.host },
+        el('td', {}, el('strong', {}, host.host), host.host === cluster.host ? ' (this host)' : ''),
+        el('td', {}, host.lease_age_s === null ? '—' : host.lease_age_s.toFixed(1) + ' s'),
+        el('td', {}, String(host.pid || '—')),
+        el('td', {}, String(held.get(host.host) || 0)))));
   }
   function renderProviders() {
     const providers = status.providers || [];

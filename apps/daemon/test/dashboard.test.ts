@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   cleanup,
+  natsServerPath,
   reapLater,
+  startNatsCluster,
   spawnTsx,
   tempDir,
   testAgentPath,
@@ -347,6 +349,80 @@ describe('the dashboard (GET /)', () => {
       await view
         .filter({ hasText: /--- stderr ---\n--- pit: starting forge/ })
         .waitFor({ timeout: 10_000 });
+
+      daemon.kill('SIGTERM');
+      await within(new Promise((resolve) => daemon.once('exit', resolve)), 20_000, 'daemon exit');
+    },
+  );
+  it.skipIf(!CHROMIUM || !natsServerPath())(
+    `shows the cluster's hosts with their lease age and each agent's owner host and epoch, the epoch the agent itself was given (${reason}; needs nats-server)`,
+    async () => {
+      const base = await tempDir('pit-dash-cluster-');
+      const nats = await startNatsCluster(join(base, 'nats'));
+      closers.push(() => nats.stop());
+      await fs.mkdir(join(base, 'missions'));
+      const config = [
+        '[daemon]',
+        'state_dir = "state"',
+        '[daemon.http]',
+        'listen = "127.0.0.1:0"',
+        'token_env = "PIT_TEST_TOKEN"',
+        '[cells]',
+        'root = "missions"',
+        'poll_interval_s = 0.2',
+        '[checkpoints]',
+        'interval_s = 0',
+        '[bus]',
+        'enabled = false',
+        '[cluster]',
+        `servers = [${nats.urls.map((u) => `"${u}"`).join(', ')}]`,
+        'host_id = "dash-host"',
+        'lease_s = 3',
+        '[agents.scout]',
+        'cell = "none"',
+        `cwd = "${base}"`,
+        `argv = ["${process.execPath}", "${testAgentPath}"]`,
+        'startup_grace_s = 10',
+        'stop_grace_s = 1',
+      ].join('\n');
+      const configPath = join(base, 'pit.toml');
+      await fs.writeFile(configPath, config, { mode: 0o600 });
+      const daemon = spawnTsx(RUN_DAEMON, [configPath], {
+        env: { ...process.env, PIT_TEST_TOKEN: TOKEN },
+      });
+      const ready = await waitFor(
+        () => /^(READY|FAILED) .*$/m.exec(daemon.output())?.[0],
+        30_000,
+        'the daemon',
+      );
+      expect(ready).toMatch(/^READY/);
+      const url = ready.split(' ')[1]!;
+      browser = await chromium.launch({
+        executablePath: CHROMIUM!,
+        args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'],
+      });
+      const page = await browser.newPage();
+      await page.goto(url);
+      const owner = page.locator('tr[data-agent="scout"] .owner');
+      await owner.waitFor({ timeout: 30_000 });
+      // This host's row: its lease age (renewed every T/3, so under T) and the one agent it holds.
+      const hostRow = page.locator('#hosts-box:not([hidden]) tr[data-host="dash-host"]');
+      await waitFor(
+        async () =>
+          /^dash-host \(this host\)[0-2]\.\d s\d+1$/.test((await hostRow.textContent()) ?? ''),
+        15_000,
+        'dash-host listed with its lease age and one agent',
+      );
+      const pid = Number(
+        (await page.locator('tr[data-agent="scout"] td:nth-child(5)').textContent())!.split(' ')[0],
+      );
+      pids.add(pid);
+      // The epoch shown is the one the agent runs under (its own environment says so).
+      const environ = await fs.readFile(`/proc/${pid}/environ`, 'utf8');
+      const epoch = /(?:^|\0)PIT_EPOCH=(\d+)/.exec(environ)?.[1];
+      expect(epoch).toBeDefined();
+      expect((await owner.textContent())!.trim()).toBe(`dash-host@${epoch}`);
+      expect(await page.locator('#hosts-note').textContent()).toContain('this host: dash-host');
 
       daemon.kill('SIGTERM');
       await within(new Promise((resolve) => daemon.once('exit', resolve)), 20_000, 'daemon exit');
