@@ -30,6 +30,7 @@ const CLAIMS = smoke ? 50 : 300;
 const STEADY_MS = smoke ? 5000 : 20_000;
 const HOST = fileURLToPath(new URL('./fixtures/cluster-host.ts', import.meta.url));
 const log = progress('cluster');
+let unexpectedExit: string | undefined;
 
 interface Host {
   id: string;
@@ -56,6 +57,10 @@ function startHost(id: string, nats: TestNatsCluster): Host {
     { stdio: ['pipe', 'pipe', 'inherit'] },
   );
   const host: Host = { id, child, held: 0, claimed: new Map(), claimMs: [], claimsDone: false };
+  // A host that dies on its own (it could not join, a crash) ends the run: its numbers would be missing.
+  child.once('exit', (code, signal) => {
+    if (signal !== 'SIGKILL') unexpectedExit ??= `${id} exited on its own (${code ?? signal})`;
+  });
   let buffer = '';
   child.stdout!.on('data', (chunk: Buffer) => {
     buffer += chunk.toString();
@@ -81,6 +86,7 @@ async function until(
   const started = Date.now();
   let reported = started;
   while (!check()) {
+    if (unexpectedExit) throw new Error(`${unexpectedExit} while waiting for ${what}`);
     if (Date.now() - started > timeoutMs)
       throw new Error(`timed out waiting for ${what} after ${timeoutMs} ms: ${state()}`);
     if (Date.now() - reported >= 10_000) {
@@ -160,6 +166,7 @@ async function main(): Promise<void> {
         if (!before.get(host)!.has(key)) takeover.push(at - killedAt);
     const took = summary(takeover, 0);
     log(`takeover of ${moving} agents: p50 ${took.p50} ms, p99 ${took.p99} ms`);
+    if (unexpectedExit) throw new Error(unexpectedExit);
     const rows: BenchRow[] = [
       { metric: 'agents placed across 3 hosts', value: AGENTS, unit: 'agents' },
       { metric: 'initial placement (all agents owned)', value: placedMs, unit: 'ms' },

@@ -175,17 +175,38 @@ export async function openCoordination(options: CoordinationOptions): Promise<Co
     const replicas = options.replicas ?? 3;
     // Reads from the stream leader only: a direct get may be answered by a replica that is behind,
     // and an owner read that is stale could let an old incarnation think it is still current.
-    const hosts = await kvm.create(HOSTS_BUCKET, {
-      ttl: options.leaseTtlMs,
-      history: 1,
-      replicas,
-      allow_direct: false,
-    });
-    const owners = await kvm.create(OWNERS_BUCKET, { history: 1, replicas, allow_direct: false });
+    const hosts = await retryTimeouts(() =>
+      kvm.create(HOSTS_BUCKET, {
+        ttl: options.leaseTtlMs,
+        history: 1,
+        replicas,
+        allow_direct: false,
+      }),
+    );
+    const owners = await retryTimeouts(() =>
+      kvm.create(OWNERS_BUCKET, { history: 1, replicas, allow_direct: false }),
+    );
     return await startCoordination({ ...options, nc, jsm, hosts, owners, logger, now });
   } catch (error) {
     await nc.close().catch(() => {});
     throw error;
+  }
+}
+
+/**
+ * Runs a request again after a timeout (up to 4 tries): a bucket created by several hosts at
+ * once, or while a stream leader is elected, can time out once and answer the next time.
+ * Any other error is thrown at once.
+ */
+async function retryTimeouts<T>(request: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await request();
+    } catch (error) {
+      const timedOut = error instanceof Error && /timeout/i.test(`${error.name} ${error.message}`);
+      if (!timedOut || attempt >= 4) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250 * attempt));
+    }
   }
 }
 
