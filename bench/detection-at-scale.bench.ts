@@ -227,6 +227,11 @@ try {
   log(
     `steady state: ${steadyStats.cpuPercent.toFixed(1)} % CPU, RSS ${steadyStats.rssMb.toFixed(0)} MB, ${JSON.stringify(steadyCounts)}`,
   );
+  const listed = Object.values(steadyCounts).reduce((sum, count) => sum + count, 0);
+  if (listed !== AGENTS + GATEWAYS)
+    log(
+      `the daemon lists ${listed} of ${AGENTS + GATEWAYS} agents; its log ends:\n${daemon.output().slice(-6000)}`,
+    );
 
   // --- deaths ------------------------------------------------------------------------------
   // Every tenth agent dies; deadlines spread evenly over the window, in a shuffled order of cells.
