@@ -16,7 +16,7 @@ import {
 import { formatPolicyProblems, validatePolicy } from '@pit/policy';
 import type { AgentConfig, PitConfig } from './config-schema.js';
 import { approvalChannels } from './effective-policy.js';
-import { grantOf, loadMembers, type MembersFile } from './membership.js';
+import { grantOf, loadMembers, type MembersFile, type MembersRead } from './membership.js';
 import { HOST, type Slot, type SlotCell } from './slot.js';
 
 /** An agent that should be supervised. */
@@ -74,6 +74,7 @@ export interface DiscoveryOptions {
 export function createDiscovery(options: DiscoveryOptions = {}): Discovery {
   const logger = options.logger ?? silentLogger;
   const now = options.now ?? Date.now;
+  let lastMembers: MembersFile | undefined;
   let policyCheck:
     { input: unknown; config: PitConfig; fleet: string; problem: string | undefined } | undefined;
   const checkPolicy = (
@@ -120,6 +121,7 @@ export function createDiscovery(options: DiscoveryOptions = {}): Discovery {
         logger,
       });
       if (membership.problem) problems.push(membership.problem);
+      lastMembers = keepLastGrants(membership, lastMembers, problems);
       const wanted = new Map<string, WantedAgent>();
       const want = (agent: Omit<WantedAgent, 'configJson'>) =>
         wanted.set(agent.key, { ...agent, configJson: JSON.stringify(agent.config ?? null) });
@@ -144,6 +146,25 @@ export function createDiscovery(options: DiscoveryOptions = {}): Discovery {
       return { wanted, problems, unreadable, refused };
     },
   };
+}
+
+/**
+ * A members file that cannot be read now (damaged, or an I/O error) grants what it granted when it
+ * last could: a read error never un-supervises an agent. Returns the grants to remember.
+ */
+function keepLastGrants(
+  membership: MembersRead,
+  last: MembersFile | undefined,
+  problems: string[],
+): MembersFile | undefined {
+  if (!membership.problem) return membership.members;
+  if (membership.exists && last) {
+    membership.members = last;
+    problems.push(
+      'membership: the grants last read from members.json stay in force until it can be read again',
+    );
+  }
+  return last;
 }
 
 /** The agents of one cell the operator granted; the rest (and any manifest `home`) into `refused`. */

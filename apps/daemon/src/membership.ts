@@ -59,6 +59,14 @@ export interface MembersRead {
 
 const EMPTY: MembersFile = { version: 1, cells: {} };
 
+/**
+ * The largest members file read (bytes). The file is the daemon's own (no agent can write it), so
+ * the limit only guards against nonsense: a grant is about 100 bytes, and 10,000 agents in cells
+ * already take 1 MiB, the default limit of a read (which refused it: every cell agent was then
+ * un-supervised at the next discovery pass).
+ */
+export const MEMBERS_MAX_BYTES = 64 * 1024 * 1024;
+
 /** Where the members file lives. */
 export const membersPath = (stateDir: string): string => join(stateDir, 'members.json');
 
@@ -69,7 +77,10 @@ export const membersPath = (stateDir: string): string => join(stateDir, 'members
 export async function readMembers(stateDir: string): Promise<MembersRead> {
   const path = membersPath(stateDir);
   try {
-    return { members: await readJsonFile(path, MembersFileSchema), exists: true };
+    return {
+      members: await readJsonFile(path, MembersFileSchema, { maxBytes: MEMBERS_MAX_BYTES }),
+      exists: true,
+    };
   } catch (error) {
     if (PitError.is(error) && error.code === 'CELL_NOT_FOUND')
       return { members: EMPTY, exists: false };

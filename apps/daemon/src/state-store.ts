@@ -32,6 +32,11 @@ import type { Logger } from './logger.js';
 import { HOST } from './slot.js';
 import { readLegacyHint } from './legacy-state.js';
 
+/**
+ * The largest history.json read (bytes): the daemon's own file, up to five healthy periods per
+ * agent, which passes the 1 MiB default limit of a read at about 3,000 agents.
+ */
+const HISTORY_MAX_BYTES = 64 * 1024 * 1024;
 /** Which record: the agent's key, its name, and its scope (its cell's directory, or `host`). */
 export interface AgentRecordRef {
   key: string;
@@ -321,7 +326,7 @@ async function readHistory(options: {
 }): Promise<History> {
   const { historyPath, logger } = options;
   try {
-    return await readJsonFile(historyPath, HistorySchema);
+    return await readJsonFile(historyPath, HistorySchema, { maxBytes: HISTORY_MAX_BYTES });
   } catch (error) {
     const empty: History = { version: 1, agents: {}, fleet_restarts: [] };
     if (PitError.is(error) && error.code === 'CELL_NOT_FOUND') return empty;
