@@ -4,7 +4,7 @@
  * until it supervises.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { exited, killGroup, reapLater, stopChild } from './proc.js';
@@ -42,6 +42,13 @@ export const PIT_MODE: 'built' | 'source' = (() => {
       const src = join(ROOT, group, name, 'src');
       const dist = join(ROOT, group, name, 'dist');
       if (!existsSync(src)) continue;
+      // A package that is never built (test-kit: tests only) is not part of an installed `pit`.
+      const manifest = JSON.parse(
+        readFileSync(join(ROOT, group, name, 'package.json'), 'utf8'),
+      ) as {
+        scripts?: Record<string, string>;
+      };
+      if (!manifest.scripts?.build) continue;
       if (!existsSync(dist)) return 'source';
       const built = mtimes(dist, (file) => file.endsWith('.js'));
       if (built.length === 0 || Math.max(...mtimes(src)) > Math.min(...built)) return 'source';
