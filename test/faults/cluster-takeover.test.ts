@@ -102,6 +102,17 @@ async function runningElsewhere(
   return now && moved.every(([agent]) => now.get(agent)!.host !== gone) ? now : undefined;
 }
 
+/** True when every agent runs once, each with the same process as in `after`; else undefined. */
+async function stillWhereMoved(
+  marker: string,
+  after: Map<string, Incarnation>,
+): Promise<true | undefined> {
+  const now = await oneEach(marker);
+  return now && [...after].every(([agent, was]) => now.get(agent)?.pid === was.pid)
+    ? true
+    : undefined;
+}
+
 /** Samples /proc every 25 ms; remembers the worst moment (two live copies of one agent). */
 function startSampler(marker: string) {
   let doubles: string[] = [];
@@ -367,12 +378,7 @@ describe.skipIf(!installed)('three pit daemons on a 3-node NATS cluster', () => 
       `${victim.id} to rejoin`,
     );
     await waitFor(
-      async () => {
-        const now = await oneEach(marker);
-        return now && [...after].every(([agent, was]) => now.get(agent)?.pid === was.pid)
-          ? true
-          : undefined;
-      },
+      () => stillWhereMoved(marker, after),
       2 * LEASE_S * 1000,
       'every agent still running once on its new owner',
     );
@@ -380,6 +386,7 @@ describe.skipIf(!installed)('three pit daemons on a 3-node NATS cluster', () => 
     await stopDaemon(victim.daemon!);
     victim.daemon = undefined;
   }, 120_000);
+
   it('a partition through ip netns: the cut-off host stops its agents before a peer starts them, and follows the new owners once healed', async (context) => {
     const made = await makeNetns();
     if (typeof made === 'string') {
@@ -424,12 +431,7 @@ describe.skipIf(!installed)('three pit daemons on a 3-node NATS cluster', () => 
     );
     // Healed, it does not fight the new owners: every agent still runs once, where it moved.
     await waitFor(
-      async () => {
-        const now = await oneEach(marker);
-        return now && [...after].every(([agent, was]) => now.get(agent)?.pid === was.pid)
-          ? true
-          : undefined;
-      },
+      () => stillWhereMoved(marker, after),
       2 * LEASE_S * 1000,
       'every agent still running once on its new owner',
     );

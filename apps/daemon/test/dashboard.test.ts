@@ -41,6 +41,36 @@ afterEach(async () => {
   await cleanup();
 });
 
+/** Starts the daemon fixture (`args`: the config path, then flags) and waits until it serves. */
+async function startDashboardDaemon(args: string[]) {
+  const daemon = spawnTsx(RUN_DAEMON, args, {
+    env: { ...process.env, PIT_TEST_TOKEN: TOKEN },
+  });
+  const ready = await waitFor(
+    () => /^(READY|FAILED) .*$/m.exec(daemon.output())?.[0],
+    30_000,
+    'the daemon',
+  );
+  expect(ready).toMatch(/^READY/);
+  return { daemon, url: ready.split(' ')[1]! };
+}
+
+/** Headless Chromium, quiet (no background traffic). */
+function launchChromium(): Promise<Browser> {
+  return chromium.launch({
+    executablePath: CHROMIUM!,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+    ],
+  });
+}
+
 describe('the dashboard (GET /)', () => {
   it.skipIf(!CHROMIUM)(
     `shows an agent stopped in the test (SIGSTOP) turn red then green again, and an approval pressed on the page revives an agent (${reason})`,
@@ -78,29 +108,9 @@ describe('the dashboard (GET /)', () => {
       ].join('\n');
       const configPath = join(base, 'pit.toml');
       await fs.writeFile(configPath, config, { mode: 0o600 });
-      const daemon = spawnTsx(RUN_DAEMON, [configPath], {
-        env: { ...process.env, PIT_TEST_TOKEN: TOKEN },
-      });
-      const ready = await waitFor(
-        () => /^(READY|FAILED) .*$/m.exec(daemon.output())?.[0],
-        30_000,
-        'the daemon',
-      );
-      expect(ready).toMatch(/^READY/);
-      const url = ready.split(' ')[1]!;
+      const { daemon, url } = await startDashboardDaemon([configPath]);
 
-      browser = await chromium.launch({
-        executablePath: CHROMIUM!,
-        args: [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          '--no-first-run',
-        ],
-      });
+      browser = await launchChromium();
       const page = await browser.newPage();
       await page.goto(url);
       const row = (agent: string, state: string) =>
@@ -225,16 +235,7 @@ describe('the dashboard (GET /)', () => {
       ].join('\n');
       const configPath = join(base, 'pit.toml');
       await fs.writeFile(configPath, config, { mode: 0o600 });
-      const daemon = spawnTsx(RUN_DAEMON, [configPath, '--stop-agents-on-exit'], {
-        env: { ...process.env, PIT_TEST_TOKEN: TOKEN },
-      });
-      const ready = await waitFor(
-        () => /^(READY|FAILED) .*$/m.exec(daemon.output())?.[0],
-        30_000,
-        'the daemon',
-      );
-      expect(ready).toMatch(/^READY/);
-      const url = ready.split(' ')[1]!;
+      const { daemon, url } = await startDashboardDaemon([configPath, '--stop-agents-on-exit']);
       const events = join(cell.dir, 'logs', 'events.jsonl');
       const eventsText = () => fs.readFile(events, 'utf8').catch(() => '');
       const pidOf = async () =>
@@ -261,18 +262,7 @@ describe('the dashboard (GET /)', () => {
       );
       pids.add(second);
 
-      browser = await chromium.launch({
-        executablePath: CHROMIUM!,
-        args: [
-          '--headless',
-          '--no-sandbox',
-          '--disable-gpu',
-          '--disable-background-networking',
-          '--disable-component-update',
-          '--disable-sync',
-          '--no-first-run',
-        ],
-      });
+      browser = await launchChromium();
       const page = await browser.newPage();
       // No live stream: what the page shows of the past comes from the seed.
       await page.route('**/api/events?*', (route) => route.abort());
@@ -387,20 +377,8 @@ describe('the dashboard (GET /)', () => {
       ].join('\n');
       const configPath = join(base, 'pit.toml');
       await fs.writeFile(configPath, config, { mode: 0o600 });
-      const daemon = spawnTsx(RUN_DAEMON, [configPath], {
-        env: { ...process.env, PIT_TEST_TOKEN: TOKEN },
-      });
-      const ready = await waitFor(
-        () => /^(READY|FAILED) .*$/m.exec(daemon.output())?.[0],
-        30_000,
-        'the daemon',
-      );
-      expect(ready).toMatch(/^READY/);
-      const url = ready.split(' ')[1]!;
-      browser = await chromium.launch({
-        executablePath: CHROMIUM!,
-        args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'],
-      });
+      const { daemon, url } = await startDashboardDaemon([configPath]);
+      browser = await launchChromium();
       const page = await browser.newPage();
       await page.goto(url);
       const owner = page.locator('tr[data-agent="scout"] .owner');
