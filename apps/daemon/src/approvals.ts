@@ -45,8 +45,8 @@ export interface ApprovalStore {
   ): Promise<ApprovalDecisionResult>;
   /** Marks pending requests past their expiry as expired; returns them. */
   expire(now: number): Promise<Approval[]>;
-  /** Withdraws a pending request (the agent recovered). */
-  cancel(id: string, now: number): Promise<void>;
+  /** Withdraws a pending request (the agent recovered, unless `reason` says otherwise). */
+  cancel(id: string, now: number, reason?: string): Promise<void>;
   /** Stops the broker (channel sends in flight are cancelled). */
   close(): Promise<void>;
   /** A damaged approvals file kept aside when the store opened (for the status's problems). */
@@ -126,8 +126,8 @@ export async function openApprovalStore(options: OpenApprovalStoreOptions): Prom
     list: (status) => broker.list(status),
     decide: (id, decision, answer) => decideThrough(broker, id, decision, answer),
     expire: (at) => broker.expire(new Date(at)),
-    async cancel(id) {
-      await broker.cancel(id, 'the agent recovered');
+    async cancel(id, _now, reason) {
+      await broker.cancel(id, reason ?? 'the agent recovered');
     },
     close: () => broker.close(),
     problems: () => problems,

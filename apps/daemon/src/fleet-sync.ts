@@ -11,6 +11,7 @@
 import type { AgentState } from '@pit/cell-spec';
 import { scheduleProbes, unscheduleProbes } from './agent-probes.js';
 import { markedScan, takeUp, type MarkedScan } from './adoption.js';
+import { approvalKey } from './approvals.js';
 import { createDiscovery, diffFleet, type FleetDiff, type WantedAgent } from './discovery.js';
 import { createProblemLog } from './problem-log.js';
 import { createRefusalReporter } from './membership.js';
@@ -52,7 +53,10 @@ export function createFleetSync(context: SupervisorContext): FleetSync {
       };
       throw error;
     }
-    if (context.cluster) keepClusterShare(context, found.wanted);
+    if (context.cluster) {
+      keepClusterShare(context, found.wanted);
+      await withdrawOthersApprovals(context, found.wanted);
+    }
     const unknown = new Set(found.unreadable);
     const diff = diffFleet(context.fleet.slots, found.wanted);
     const kept = diff.removed.filter((slot) => isUnread(context, slot, unknown));
@@ -92,6 +96,37 @@ function keepClusterShare(context: SupervisorContext, wanted: Map<string, Wanted
   for (const [key, want] of wanted) {
     if (want.cell || supervisionOf(want.config).mode !== 'managed') continue;
     if (!context.cluster?.supervises(key, false)) wanted.delete(key);
+  }
+}
+
+/**
+ * A pending request about an agent another host now owns (taken over while this host was gone,
+ * or while its request waited) can never be carried out here: it is withdrawn, saying who owns
+ * the agent, so that the fleet has one request per incident (the owner's) and an answer given
+ * here is not mistaken for one that starts the agent.
+ */
+async function withdrawOthersApprovals(
+  context: SupervisorContext,
+  wanted: Map<string, WantedAgent>,
+): Promise<void> {
+  const cluster = context.cluster!;
+  for (const request of context.approvals.list('pending')) {
+    const key = approvalKey(request);
+    if (wanted.has(key)) continue;
+    const owner = cluster.ownerElsewhere(key);
+    if (!owner) continue;
+    await context.approvals.cancel(
+      request.id,
+      context.now(),
+      `${owner.host} owns ${request.agent} now (epoch ${owner.epoch}): it decides`,
+    );
+    context.metrics.approvalsTotal.inc({ outcome: 'cancelled' });
+    context.logger.info('cluster: withdrew a request about an agent another host owns', {
+      agent: key,
+      approval: request.id,
+      owner_host: owner.host,
+      owner_epoch: owner.epoch,
+    });
   }
 }
 

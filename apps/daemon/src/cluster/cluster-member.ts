@@ -80,6 +80,8 @@ export interface ClusterMember {
   takenOverFrom(key: string): string | undefined;
   /** The epoch of the agent's current incarnation here, if any. */
   epochOf(key: string): number | undefined;
+  /** The other host that owns the agent, as this host last read its owner record, if any. */
+  ownerElsewhere(key: string): OwnerRecord | undefined;
   /** A process was started (or adopted) for the agent: the fence watches it. */
   started(process: FencedProcess): void;
   /** The agent's process is gone or was let go. */
@@ -183,6 +185,7 @@ function createMember(
       return result;
     },
     epochOf: (key) => state.held.get(key),
+    ownerElsewhere: (key) => (state.held.has(key) ? undefined : state.remote.get(key)),
     isTakeover: (key) => state.takenFrom.has(key),
     takenOverFrom(key) {
       const from = state.takenFrom.get(key);
