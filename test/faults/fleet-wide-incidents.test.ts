@@ -98,7 +98,8 @@ describe.skipIf(!installed)('fleet-wide approvals and death issues', () => {
     await cleanup();
   }, 60_000);
 
-  it('an ask-policy agent whose host dies: one request fleet-wide, one issue, started once when approved', async () => {
+  /** NATS, the issues API and three hosts' daemons (alpha asks before a revive); the agents' marker. */
+  const startHosts = async (): Promise<string> => {
     nats = await startNatsCluster(await tempDir('pit-incidents-nats-'), 3);
     api = await startIssuesApi({
       flavour: 'github',
@@ -157,7 +158,11 @@ describe.skipIf(!installed)('fleet-wide approvals and death issues', () => {
     // The daemons inherit the test's environment (the issues token comes from it, never a file).
     process.env.PIT_ISSUES_TOKEN = ISSUES_TOKEN;
     for (const host of hosts) host.daemon = await startDaemon(host.configPath, 30_000);
+    return marker;
+  };
 
+  it('an ask-policy agent whose host dies: one request fleet-wide, one issue, started once when approved', async () => {
+    const marker = await startHosts();
     const first = await waitFor(() => runningOnce(marker, 'alpha'), 30_000, 'alpha running once');
     const owner = hosts.find((host) => host.id === first.host)!;
     const peers = hosts.filter((host) => host !== owner);
@@ -224,5 +229,51 @@ describe.skipIf(!installed)('fleet-wide approvals and death issues', () => {
     expect(revived.epoch).toBeGreaterThan(first.epoch);
     expect(alphaIssues()).toHaveLength(1);
     for (const host of hosts) expect(await pendingFor(host, 'alpha')).toEqual([]);
+  }, 180_000);
+
+  it("an agent the operator stopped stays stopped when its host dies: the new owner reads the agent's record from the cluster", async () => {
+    const marker = await startHosts();
+    const first = await waitFor(() => runningOnce(marker, 'bravo'), 30_000, 'bravo running once');
+    const owner = hosts.find((host) => host.id === first.host)!;
+    const control = (host: Host, action: string) =>
+      fetch(`${host.daemon!.url}/api/agents/bravo/${action}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}` },
+      });
+    expect((await control(owner, 'stop')).status).toBe(200);
+    await waitFor(
+      async () => (((await liveAgents(marker)).get('bravo') ?? []).length === 0 ? true : undefined),
+      20_000,
+      'bravo stopped',
+    );
+    await killDaemon(owner.daemon!);
+    owner.daemon = undefined;
+    const peers = hosts.filter((host) => host !== owner);
+    // A live host takes bravo over (its lease lapsed) and holds it stopped.
+    const holder = await waitFor(
+      async () => {
+        for (const peer of peers) {
+          const status = await getStatus(peer.daemon!.url);
+          const bravo = status.agents.find((agent) => agent.agent === 'bravo');
+          if (bravo?.health === 'stopped') return peer;
+        }
+        return undefined;
+      },
+      4 * LEASE_S * 1000,
+      'a live host holding bravo, stopped',
+    );
+    // Longer than a takeover takes (2T): bravo has not been started anywhere.
+    await expect(
+      waitFor(
+        async () => (((await liveAgents(marker)).get('bravo') ?? []).length > 0 ? true : undefined),
+        2 * LEASE_S * 1000,
+        'bravo started by a host that took it over',
+      ),
+    ).rejects.toThrow(/timed out/);
+    // Started where it is held: it runs once, with a newer epoch.
+    expect((await control(holder, 'start')).status).toBe(200);
+    const again = await waitFor(() => runningOnce(marker, 'bravo'), 20_000, 'bravo started again');
+    expect(again.host).toBe(holder.id);
+    expect(again.epoch).toBeGreaterThan(first.epoch);
   }, 180_000);
 });

@@ -181,15 +181,25 @@ async function applyDiff(
   for (const want of diff.added) {
     const scope = want.cell?.dir ?? HOST;
     let record: AgentState | undefined;
+    let firstSight: boolean;
     try {
       record = (await savedIn(scope))[want.name];
+      firstSight = record === undefined;
+      // Another host owned it last (taken over, or placed here after a clean stop there): what
+      // outlives a host (an operator's stop, recent restarts) comes from the cluster, and this
+      // host never saw the process (its own record, if any, is from an earlier ownership).
+      const shared = await context.cluster?.sharedRecord(want.key);
+      if (shared && shared.host !== context.cluster!.hostId) {
+        record = shared.state;
+        firstSight = true;
+      }
     } catch (error) {
       // Its saved record is unknown: it may be running. Taken up on a later pass, never started on a guess.
       const message = error instanceof Error ? error.message : String(error);
       problems.push(`${want.key}: not taken up yet: cannot read its state (${message})`);
       continue;
     }
-    await addAgent(context, want, { record, mode, marked });
+    await addAgent(context, want, { record, firstSight, mode, marked });
   }
   for (const slot of diff.removed) await removeAgent(context, slot);
   return problems;
@@ -198,7 +208,13 @@ async function applyDiff(
 async function addAgent(
   context: SupervisorContext,
   want: WantedAgent,
-  options: { record: AgentState | undefined; mode: SyncMode; marked: MarkedScan },
+  options: {
+    record: AgentState | undefined;
+    /** This host never saw the agent's process (no record here, or the record is another host's). */
+    firstSight: boolean;
+    mode: SyncMode;
+    marked: MarkedScan;
+  },
 ): Promise<void> {
   const slot: Slot = {
     key: want.key,
@@ -226,7 +242,7 @@ async function addAgent(
   }
   context.store.attach({ key: slot.key, name: slot.name, scope: slot.target }, slot.state);
   context.fleet.add(slot);
-  await takeUp(context, slot, { firstSight: options.record === undefined, marked: options.marked });
+  await takeUp(context, slot, { firstSight: options.firstSight, marked: options.marked });
   if (options.mode === 'loop') scheduleProbes(context, slot);
   // An adopted agent keeps its bus after a daemon restart: serve its cell's bus from the start.
   if (options.mode === 'loop' && slot.cell && context.busHub) openBus(context, slot.cell.dir);

@@ -36,7 +36,9 @@ import { createProviderMatrixWriter } from './provider-matrix-file.js';
 import { onProviderChange, providerAgents, switchBackDue } from './provider-gate.js';
 import { createPeriodicCheckpoints } from './periodic-checkpoints.js';
 import { stopAgent } from './restart.js';
-import { openFileStateStore } from './state-store.js';
+import { openFileStateStore, type StateStore } from './state-store.js';
+import type { ClusterMember } from './cluster/cluster-member.js';
+import { withSharedRecords } from './cluster/shared-state-store.js';
 import type { StopOutcome, Supervisor, SupervisorOptions } from './supervisor-api.js';
 import { iso, type SupervisorContext, type SupervisorMetrics } from './supervisor-context.js';
 import { sweepFleet } from './sweep.js';
@@ -200,6 +202,15 @@ function loopHealth(
   return { ok: true, ...at };
 }
 
+/** The file store; clustered, its records of agents this host holds are shared across hosts too. */
+async function openStateStore(
+  options: Parameters<typeof openFileStateStore>[0],
+  cluster: ClusterMember | undefined,
+): Promise<StateStore> {
+  const files = await openFileStateStore(options);
+  return cluster ? withSharedRecords(files, cluster) : files;
+}
+
 /** The context every module takes; its callbacks (notify, evaluateSoon, sync) are set by createSupervisor. */
 async function createContext(options: SupervisorOptions): Promise<SupervisorContext> {
   const { config } = options;
@@ -247,7 +258,7 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
     instance,
     executor,
     ...(cgroups ? { cgroups } : {}),
-    store: await openFileStateStore({ stateDir, logger, now }),
+    store: await openStateStore({ stateDir, logger, now }, options.cluster),
     events: await createEventWriter({
       stateDir,
       logger,

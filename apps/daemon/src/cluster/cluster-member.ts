@@ -21,6 +21,7 @@
  *   until it rejoins; `keep` leaves them running and revives nothing. On rejoin, an agent whose
  *   owner record names another host (taken over meanwhile) is stopped here and let go.
  */
+import type { AgentState } from '@pit/cell-spec';
 import type { Logger } from '../logger.js';
 import { silentLogger } from '../logger.js';
 import {
@@ -32,6 +33,7 @@ import {
   type OwnerRecord,
 } from './coordination.js';
 import { startFence, type Fence, type FencedProcess } from './fence.js';
+import type { SharedRecord } from './agent-records.js';
 
 /** `[cluster]` as the member needs it. */
 export interface ClusterMemberOptions {
@@ -82,6 +84,13 @@ export interface ClusterMember {
   epochOf(key: string): number | undefined;
   /** The other host that owns the agent, as this host last read its owner record, if any. */
   ownerElsewhere(key: string): OwnerRecord | undefined;
+  /** The agent's record as shared across hosts (agent-records.ts). Rejects when NATS does not answer. */
+  sharedRecord(key: string): Promise<SharedRecord | undefined>;
+  /**
+   * Shares what of the agent's state outlives this host, under the epoch this host holds (nothing
+   * when it holds none); refused and logged when a newer epoch wrote it. Never rejects.
+   */
+  share(key: string, state: AgentState): Promise<void>;
   /** A process was started (or adopted) for the agent: the fence watches it. */
   started(process: FencedProcess): void;
   /** The agent's process is gone or was let go. */
@@ -186,6 +195,8 @@ function createMember(
     },
     epochOf: (key) => state.held.get(key),
     ownerElsewhere: (key) => (state.held.has(key) ? undefined : state.remote.get(key)),
+    sharedRecord: (key) => coordination.records.read(key),
+    share: (key, agentState) => shareRecord(options, coordination, state, key, agentState),
     isTakeover: (key) => state.takenFrom.has(key),
     takenOverFrom(key) {
       const from = state.takenFrom.get(key);
@@ -217,6 +228,33 @@ function createMember(
       await coordination.close({ leave: true });
     },
   };
+}
+
+/** {@link ClusterMember.share}: under the epoch this host holds; a refusal is logged. Never rejects. */
+async function shareRecord(
+  options: ClusterMemberOptions & { logger: Logger },
+  coordination: Coordination,
+  state: MemberState,
+  key: string,
+  agentState: AgentState,
+): Promise<void> {
+  const epoch = state.held.get(key);
+  if (epoch === undefined) return;
+  try {
+    const written = await coordination.records.write(key, epoch, agentState);
+    if (!written.ok)
+      options.logger.error('cluster: refused a state write that carries an older epoch', {
+        agent: key,
+        epoch,
+        current_host: written.current.host,
+        current_epoch: written.current.epoch,
+      });
+  } catch (error) {
+    options.logger.warn('cluster: could not share the agent record; shared at its next change', {
+      agent: key,
+      error: error instanceof Error ? error.message : String(error),
+    });
+  }
 }
 
 /** Claims in flight at once during a placement pass (a takeover of thousands of agents). */

@@ -173,6 +173,54 @@ describe.skipIf(!installed)(
       expect(host.fenced()).toBe(false);
     }, 90_000);
 
+    it("shares an agent's record across hosts; a write that carries an older epoch is refused", async () => {
+      const a = await open('records-a', 60_000);
+      const b = await open('records-b', 60_000);
+      const agent = 'host/records-agent';
+      const first = await a.claim(agent);
+      expect(first.ok).toBe(true);
+      const epochA = first.ok ? first.epoch : 0;
+      const stopped = { at: new Date().toISOString(), by: 'operator' };
+      expect(
+        await a.records.write(agent, epochA, {
+          health: 'healthy',
+          revive_attempts: 0,
+          restarts: [],
+          pid: 4242,
+          stopped,
+        }),
+      ).toEqual({ ok: true });
+      // Another host reads what outlives the host: the stop, never the process.
+      const read = await b.records.read(agent);
+      expect(read).toMatchObject({ host: 'records-a', epoch: epochA });
+      expect(read!.state.stopped).toEqual(stopped);
+      expect(read!.state.pid).toBeUndefined();
+      expect(read!.state.health).toBe('unknown');
+      // b takes it over (a newer epoch): a's writes under its old epoch are refused from now on,
+      // whether b has written a record yet or not.
+      const owned = await b.claim(agent);
+      expect(owned).toMatchObject({ ok: false, reason: 'owned' });
+      await a.release(agent, epochA);
+      const second = await b.claim(agent);
+      expect(second.ok).toBe(true);
+      const epochB = second.ok ? second.epoch : 0;
+      const fresh = { health: 'unknown' as const, revive_attempts: 0, restarts: [] };
+      expect(await a.records.write(agent, epochA, fresh)).toEqual({
+        ok: false,
+        reason: 'stale_epoch',
+        current: expect.objectContaining({ host: 'records-b', epoch: epochB }),
+      });
+      expect(await b.records.write(agent, epochB, fresh)).toEqual({ ok: true });
+      await b.release(agent, epochB);
+      // With no owner any more, the record's own epoch still refuses the older writer.
+      expect(await a.records.write(agent, epochA, { ...fresh, stopped })).toMatchObject({
+        ok: false,
+        reason: 'stale_epoch',
+        current: { host: 'records-b', epoch: epochB },
+      });
+      expect((await a.records.read(agent))!.state.stopped).toBeUndefined();
+    }, 40_000);
+
     it('ranks hosts for a takeover the same way everywhere', () => {
       const order = rankHosts('cell/forge', ['a', 'b', 'c', 'd']);
       expect(rankHosts('cell/forge', ['d', 'c', 'b', 'a'])).toEqual(order);

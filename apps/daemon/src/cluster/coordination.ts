@@ -26,6 +26,7 @@ import {
   type JetStreamManager,
 } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
+import { agentRecordsOver, RECORDS_BUCKET, type AgentRecords } from './agent-records.js';
 import { silentLogger, type Logger } from '../logger.js';
 
 /** Where and how to coordinate. */
@@ -91,6 +92,8 @@ export interface Coordination {
   release(agent: string, epoch: number): Promise<boolean>;
   /** True while `epoch` is the agent's current epoch and this host owns it. */
   isCurrent(agent: string, epoch: number): Promise<boolean>;
+  /** Agents' records shared across hosts, written under the writer's epoch (agent-records.ts). */
+  readonly records: AgentRecords;
   /** True while this host's lease has not been renewed for `2T/3`. */
   fenced(): boolean;
   /** Called when this host becomes fenced, and when it rejoins. */
@@ -186,7 +189,10 @@ export async function openCoordination(options: CoordinationOptions): Promise<Co
     const owners = await retryTimeouts(() =>
       kvm.create(OWNERS_BUCKET, { history: 1, replicas, allow_direct: false }),
     );
-    return await startCoordination({ ...options, nc, jsm, hosts, owners, logger, now });
+    const records = await retryTimeouts(() =>
+      kvm.create(RECORDS_BUCKET, { history: 1, replicas, allow_direct: false }),
+    );
+    return await startCoordination({ ...options, nc, jsm, hosts, owners, records, logger, now });
   } catch (error) {
     await nc.close().catch(() => {});
     throw error;
@@ -215,6 +221,7 @@ interface Opened extends CoordinationOptions {
   jsm: JetStreamManager;
   hosts: KV;
   owners: KV;
+  records: KV;
   logger: Logger;
   now: () => number;
 }
@@ -392,6 +399,13 @@ async function startCoordination(opened: Opened): Promise<Coordination> {
     liveHosts: () => readLiveHosts(opened),
     owner,
     claim: (agent, options) => claimAgent(opened, lease, agent, options?.live),
+    records: agentRecordsOver({
+      bucket: opened.records,
+      hostId,
+      keyOf: ownerKey,
+      ownerEpoch: owner,
+      now: opened.now,
+    }),
     async release(agent, epoch) {
       const current = await owner(agent);
       if (!current || current.host !== hostId || current.epoch !== epoch) return false;

@@ -1,0 +1,147 @@
+/**
+ * Agents' records shared across hosts (issue #16): the part of an agent's state that outlives
+ * the host that wrote it (an operator's `pit stop`, recent restarts, the substitute that replaced
+ * it), one key per agent in a JetStream KV bucket, written by the agent's owner with the epoch it
+ * holds. A write that carries an older epoch than the record's, or than the agent's owner record,
+ * is refused: a host that lost the agent (it was cut off, or stopped renewing) cannot overwrite
+ * what the new owner decided. The host that takes an agent over reads it before it acts.
+ *
+ * What an incarnation leaves on its host (its pid, start time, spawn nonce, a pending approval's
+ * id in that host's approval store, its health now) is not carried: another host cannot adopt
+ * that process, and the new incarnation's health is its own.
+ */
+import type { KV, KvEntry } from '@nats-io/kv';
+import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
+import { AgentStateSchema, type AgentState } from '@pit/cell-spec';
+
+/** The KV bucket of shared agent records. */
+export const RECORDS_BUCKET = 'pit_records';
+
+/** The fields of an agent's state that another host carries on (see the module header). */
+const CARRIED = ['stopped', 'restarts', 'substituted_by', 'last_healthy_at'] as const;
+
+/** An agent's record as its owner last wrote it. */
+export interface SharedRecord {
+  host: string;
+  epoch: number;
+  writtenAt: number;
+  /** The carried fields only, as a fresh record (health unknown, no process). */
+  state: AgentState;
+}
+
+/** The outcome of {@link AgentRecords.write}. */
+export type RecordWrite =
+  | { ok: true }
+  | {
+      ok: false;
+      reason: 'stale_epoch';
+      /** Who holds the newer epoch (the record's writer or the agent's owner). */
+      current: { host: string; epoch: number };
+    };
+
+/** The shared records (see the module header). */
+export interface AgentRecords {
+  /** The agent's shared record, or undefined when no owner wrote one. Rejects when NATS does not answer. */
+  read(agent: string): Promise<SharedRecord | undefined>;
+  /**
+   * Writes the carried fields of `state` as the agent's record, under `epoch` (the writer's
+   * incarnation). Refused when the record or the agent's owner record carries a newer epoch.
+   * Rejects when NATS does not answer.
+   */
+  write(agent: string, epoch: number, state: AgentState): Promise<RecordWrite>;
+}
+
+/** The carried fields of a state, as a fresh record. */
+export function carriedState(state: AgentState): AgentState {
+  const fresh: AgentState = { health: 'unknown', revive_attempts: 0, restarts: [] };
+  for (const field of CARRIED)
+    if (state[field] !== undefined) Object.assign(fresh, { [field]: state[field] });
+  return fresh;
+}
+
+function isStaleRevision(error: unknown): boolean {
+  const codes: number[] = [
+    JetStreamApiCodes.StreamWrongLastSequence,
+    JetStreamApiCodes.StreamWrongLastSequenceUnknown,
+  ];
+  if (error instanceof JetStreamApiError) return codes.includes(error.code);
+  if (/wrong last sequence|key exists/i.test(String(error))) return true;
+  const cause = (error as { cause?: unknown })?.cause;
+  return cause !== undefined && cause !== error && isStaleRevision(cause);
+}
+
+/** A stored value, or undefined when it is not one this version wrote (it is then overwritten). */
+function parseRecord(entry: KvEntry | null): SharedRecord | undefined {
+  if (!entry || entry.operation !== 'PUT' || entry.length === 0) return undefined;
+  try {
+    const value = entry.json<{
+      host?: unknown;
+      epoch?: unknown;
+      written_at?: unknown;
+      state?: unknown;
+    }>();
+    const state = AgentStateSchema.safeParse(value.state);
+    if (typeof value.host !== 'string' || typeof value.epoch !== 'number' || !state.success)
+      return undefined;
+    return {
+      host: value.host,
+      epoch: value.epoch,
+      writtenAt: typeof value.written_at === 'number' ? value.written_at : 0,
+      state: carriedState(state.data),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Compare-and-set attempts of one write before it gives up (other writers keep winning). */
+const WRITE_ATTEMPTS = 5;
+
+/**
+ * The shared records over `bucket`. `keyOf` maps an agent key to a KV key (the owner records'
+ * mapping); `ownerEpoch` reads the epoch of the agent's owner record (undefined: no owner).
+ */
+export function agentRecordsOver(options: {
+  bucket: KV;
+  hostId: string;
+  keyOf: (agent: string) => string;
+  ownerEpoch: (agent: string) => Promise<{ host: string; epoch: number } | undefined>;
+  now: () => number;
+}): AgentRecords {
+  const { bucket, hostId, keyOf } = options;
+  return {
+    async read(agent) {
+      return parseRecord(await bucket.get(keyOf(agent)));
+    },
+    async write(agent, epoch, state) {
+      const key = keyOf(agent);
+      const owner = await options.ownerEpoch(agent);
+      if (owner && owner.epoch > epoch) return { ok: false, reason: 'stale_epoch', current: owner };
+      const value = JSON.stringify({
+        agent,
+        host: hostId,
+        epoch,
+        written_at: options.now(),
+        state: carriedState(state),
+      });
+      for (let attempt = 1; ; attempt += 1) {
+        const entry = await bucket.get(key);
+        const current = parseRecord(entry);
+        if (current && current.epoch > epoch)
+          return {
+            ok: false,
+            reason: 'stale_epoch',
+            current: { host: current.host, epoch: current.epoch },
+          };
+        try {
+          if (entry) await bucket.update(key, value, entry.revision);
+          else await bucket.create(key, value);
+          return { ok: true };
+        } catch (error) {
+          // Another write landed between the read and this one: read again and decide again.
+          if (!isStaleRevision(error) || attempt >= WRITE_ATTEMPTS) throw error;
+        }
+      }
+    },
+  };
+}
