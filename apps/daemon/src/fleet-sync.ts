@@ -12,6 +12,7 @@ import type { AgentState } from '@pit/cell-spec';
 import { scheduleProbes, unscheduleProbes } from './agent-probes.js';
 import { markedScan, takeUp, type MarkedScan } from './adoption.js';
 import { approvalKey } from './approvals.js';
+import type { SharedRecord } from './cluster/agent-records.js';
 import { createDiscovery, diffFleet, type FleetDiff, type WantedAgent } from './discovery.js';
 import { createProblemLog } from './problem-log.js';
 import { createRefusalReporter } from './membership.js';
@@ -177,6 +178,7 @@ async function applyDiff(
     return records;
   };
   const marked = markedScan(context.instance);
+  const sharedRecords = readSharedRecords(context, diff.added);
   const problems: string[] = [];
   for (const want of diff.added) {
     const scope = want.cell?.dir ?? HOST;
@@ -188,7 +190,7 @@ async function applyDiff(
       // Another host owned it last (taken over, or placed here after a clean stop there): what
       // outlives a host (an operator's stop, recent restarts) comes from the cluster, and this
       // host never saw the process (its own record, if any, is from an earlier ownership).
-      const shared = await context.cluster?.sharedRecord(want.key);
+      const shared = await sharedRecords.get(want.key);
       if (shared && shared.host !== context.cluster!.hostId) {
         record = shared.state;
         firstSight = true;
@@ -203,6 +205,42 @@ async function applyDiff(
   }
   for (const slot of diff.removed) await removeAgent(context, slot);
   return problems;
+}
+
+/** Shared records read at once per pass. */
+const SHARED_READS_IN_FLIGHT = 32;
+
+/**
+ * In a cluster, the shared records of the agents about to be taken up, read ahead
+ * ({@link SHARED_READS_IN_FLIGHT} at a time: a takeover of thousands of agents must not wait
+ * for one read after another); alone, none.
+ */
+function readSharedRecords(
+  context: SupervisorContext,
+  added: WantedAgent[],
+): Map<string, Promise<SharedRecord | undefined>> {
+  const reads = new Map<string, Promise<SharedRecord | undefined>>();
+  const cluster = context.cluster;
+  if (!cluster) return reads;
+  let slots = SHARED_READS_IN_FLIGHT;
+  const waiting: Array<() => void> = [];
+  const turn = (): Promise<void> => {
+    if (slots === 0) return new Promise((resolve) => waiting.push(resolve));
+    slots -= 1;
+    return Promise.resolve();
+  };
+  const done = () => {
+    const next = waiting.shift();
+    if (next) next();
+    else slots += 1;
+  };
+  for (const want of added) {
+    const read = turn().then(() => cluster.sharedRecord(want.key).finally(done));
+    // Awaited in the loop in order; a rejection met there is reported there.
+    read.catch(() => undefined);
+    reads.set(want.key, read);
+  }
+  return reads;
 }
 
 async function addAgent(
