@@ -30,6 +30,8 @@ export interface StartReason {
   initial: boolean;
   /** More environment (a substitute's handoff). */
   env?: Record<string, string>;
+  /** Files in the cell were rewritten as the daemon's user (a config rollback): see `reownWorkspace`. */
+  reown?: boolean;
 }
 
 /** The moment an agent is restarted after a death: roll back, restore, start again. */
@@ -53,24 +55,29 @@ export async function restartAgent(
     context.logger.info('dry run: would restart', { agent: slot.key, rollback: how.rollback });
     return;
   }
-  if (how.rollback) await rollBackConfig(context, slot, how.reason);
+  const rolledBack = how.rollback && (await rollBackConfig(context, slot, how.reason));
   // After the rollback (which restores the primary's last known good): the provider's files.
   await applyProviderFiles(context, slot);
+  // A restore replaces the workspace directory (the executor hands a new one over whole).
   if (supervision.config.restore_checkpoint && slot.cell) await restoreBeforeRevive(context, slot);
   await startAgent(context, slot, supervision.config, {
     reason: how.reason,
     attempt: how.attempt,
     initial: false,
+    ...(rolledBack ? { reown: true } : {}),
   });
 }
 
-/** The moment an agent's config is rolled back to last known good (or its canonical version). */
+/**
+ * The moment an agent's config is rolled back to last known good (or its canonical version).
+ * @returns whether files were rewritten.
+ */
 export async function rollBackConfig(
   context: SupervisorContext,
   slot: Slot,
   reason: string,
-): Promise<void> {
-  if ((configOf(slot)?.config_files ?? []).length === 0) return;
+): Promise<boolean> {
+  if ((configOf(slot)?.config_files ?? []).length === 0) return false;
   try {
     const canonical = canonicalOf(context, slot);
     const result = await context.snapshots.rollback(slot.name, {
@@ -87,6 +94,7 @@ export async function rollBackConfig(
         ...(result.set ? { set: result.set } : {}),
       });
       context.logger.info('config rolled back', { agent: slot.key, files: result.files });
+      return true;
     }
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
@@ -96,6 +104,7 @@ export async function rollBackConfig(
     });
     await context.events.agentEvent(slot, { event: 'rollback_failed', reason: message });
   }
+  return false;
 }
 
 /**
@@ -148,6 +157,10 @@ async function startMarked(
       isolation: agentConfig.isolation,
       hiddenPaths: hiddenFromAgent(context.config, context.stateDir, slot.name),
       ...(home ? { home } : {}),
+      // Provider files may be rewritten at any (re)start: the workspace is checked whole then.
+      ...(why.reown || (agentConfig.provider_files ?? []).length > 0
+        ? { reownWorkspace: true }
+        : {}),
     });
     watchProcess(context, slot, started);
     // argv may carry secrets an operator wrote inline: the logger redacts them (config-safety.ts).
