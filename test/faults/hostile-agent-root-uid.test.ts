@@ -64,6 +64,25 @@ beat();
 setInterval(beat, 200);
 `;
 
+/**
+ * The agent of the rollback test: each run opens its config file `agent.json` for writing
+ * (without changing it: a changed file is not snapshotted), reports, and heartbeats.
+ */
+const CONFIG_AGENT = String.raw`
+const fs = require('node:fs');
+const [cell] = process.argv.slice(1);
+const run = fs.readdirSync('.').filter((name) => /^report-\d+\.json$/.test(name)).length + 1;
+let config = 'ok';
+try { fs.closeSync(fs.openSync('agent.json', 'r+')); } catch (error) { config = error.code ?? String(error); }
+fs.writeFileSync('report-' + run + '.tmp', JSON.stringify({ run, config }));
+fs.renameSync('report-' + run + '.tmp', 'report-' + run + '.json');
+let cycle = 0;
+setInterval(() => {
+  fs.writeFileSync('../.lazarus/heartbeats/anvil.json.tmp', JSON.stringify({ agent: 'anvil', pid: process.pid, timestamp: Date.now() / 1000, cycle: cycle++, status: 'working', cell_uuid: cell }));
+  fs.renameSync('../.lazarus/heartbeats/anvil.json.tmp', '../.lazarus/heartbeats/anvil.json');
+}, 200);
+`;
+
 interface Report {
   run: number;
   data: string;
@@ -215,6 +234,81 @@ describe('hostile agent at level 2 of a root daemon: not root to the file system
           .catch(() => '');
         throw new Error(
           `${String(error)}\nanvil.log:\n${log.slice(-2000)}\nanvil.err.log:\n${errors.slice(-2000)}\ndaemon:\n${daemon.output().slice(-3000)}`,
+        );
+      } finally {
+        await stopDaemon(daemon);
+      }
+    },
+    120_000,
+  );
+  it.skipIf(skip)(
+    `${skip ? '(skipped: see above) ' : ''}writes its config file again after the daemon rolled it back to last known good`,
+    async () => {
+      const fleet = await makeFleet({
+        agents: ['anvil'],
+        heartbeat: true,
+        argvOf: (_name, tag) =>
+          JSON.stringify([process.execPath, '-e', CONFIG_AGENT, 'CELL', MARKER_FLAG, tag]),
+        agentExtra: {
+          anvil: 'isolation = 2\nconfig_files = [{ path = "workspace/agent.json" }]',
+        },
+        extra: ['[policy.defaults]', 'backoff = { initial = "1s", factor = 1, cap = "1s" }'].join(
+          '\n',
+        ),
+      });
+      await fs.writeFile(
+        fleet.configPath,
+        (await fs.readFile(fleet.configPath, 'utf8')).replace('"CELL"', JSON.stringify(fleet.uuid)),
+        { mode: 0o600 },
+      );
+      const workspace = join(fleet.cellDir, 'workspace');
+      const configFile = join(workspace, 'agent.json');
+      await fs.writeFile(configFile, '{"model":"good"}\n');
+      const report = (run: number) =>
+        waitFor(
+          async () => {
+            const text = await fs
+              .readFile(join(workspace, `report-${run}.json`), 'utf8')
+              .catch(() => '');
+            return text ? (JSON.parse(text) as { run: number; config: string }) : undefined;
+          },
+          30_000,
+          `anvil's report of run ${run}`,
+        );
+      const daemon = await startDaemon(fleet.configPath);
+      try {
+        expect(await report(1)).toEqual({ run: 1, config: 'ok' });
+        const pid = await waitFor(
+          async () => {
+            const status = (await getStatus(daemon.url)).agents.find((a) => a.agent === 'anvil');
+            return status?.health === 'healthy' ? status.pid : undefined;
+          },
+          30_000,
+          'anvil healthy',
+        );
+        await waitFor(
+          () => daemon.output().includes('config snapshotted as last known good') || undefined,
+          30_000,
+          'the config snapshotted as last known good',
+        );
+        await fs.writeFile(configFile, '{"model": broken');
+        process.kill(-pid!, 'SIGKILL');
+        await waitFor(
+          async () =>
+            (await cellEvents(fleet.cellDir)).find((event) => event.event === 'config_rolled_back'),
+          30_000,
+          'config_rolled_back',
+        );
+        expect(await fs.readFile(configFile, 'utf8')).toBe('{"model":"good"}\n');
+        // Rolled back by the root daemon (a new file), and still the agent's to write.
+        expect(await report(2)).toEqual({ run: 2, config: 'ok' });
+        expect((await fs.lstat(configFile)).uid).toBe(UID);
+      } catch (error) {
+        const errors = await fs
+          .readFile(join(fleet.cellDir, 'logs', 'anvil.err.log'), 'utf8')
+          .catch(() => '');
+        throw new Error(
+          `${String(error)}\nanvil.err.log:\n${errors.slice(-2000)}\ndaemon:\n${daemon.output().slice(-3000)}`,
         );
       } finally {
         await stopDaemon(daemon);
