@@ -35,7 +35,9 @@ import { DaemonError } from './errors.js';
  * lift; the launcher must not set it in the host's namespace), and in it the agent's user +
  * mount namespace. The agent is root in its namespace and UID to the host: it can write what
  * UID may (the cell's `workspace/` and `.lazarus/heartbeats/`, handed to UID by the executor)
- * and nothing the daemon keeps for itself.
+ * and nothing the daemon keeps for itself. Where the host refuses user namespaces to
+ * unprivileged users (probed once per start), the agent runs as the bare UID in the launcher's
+ * namespaces instead (a line in its error log says so): it has no capability at all there.
  *
  * The launcher stays PID 1 and waits for the agent: PID 1 of a namespace ignores signals it
  * has no handler for, so a SIGTERM sent to the process group reaches the agent (PID ≥ 2)
@@ -147,7 +149,13 @@ fi
 PATH=$agent_path; export PATH
 umask "$agent_umask"
 set +e
-if [ -n "$user" ]; then
+if [ -n "$user" ] && ! drop "$unshare_bin" --user --map-root-user -- true 2>/dev/null; then
+  # The host refuses user namespaces to unprivileged users (AppArmor on Ubuntu 24.04, a sysctl):
+  # the agent runs as the bare uid, with no capability in any namespace (it can unmount nothing),
+  # and no new privileges (setuid programs are ignored).
+  echo "pit-sandbox: user namespaces are refused to uid $uid: the agent runs as uid $uid without one" >&2
+  drop "$@" &
+elif [ -n "$user" ]; then
   drop "$unshare_bin" --user --map-root-user -- /bin/sh -c 'echo 0 > /proc/sys/user/max_cgroup_namespaces || { echo "pit-sandbox: cannot forbid cgroup namespaces" >&2; exit 125; }; exec "$0" --user --map-root-user --mount -- "$@"' "$unshare_bin" "$@" &
 else
   "$unshare_bin" --user --map-root-user --mount -- "$@" &
