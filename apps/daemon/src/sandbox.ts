@@ -145,11 +145,13 @@ if [ -n "$user" ]; then
   # or a workspace it does not own, is named here rather than failing inside the agent.
   denied=$(set -f; IFS=$nl; drop /bin/sh -c 'for dir; do [ -w "$dir" ] && [ -x "$dir" ] || { printf %s "$dir"; exit 1; }; done' sh $writable) ||
     fail "uid $uid cannot write ${'$'}{denied:-its writable paths} (it, or a directory above it, is not writable or searchable for $uid:$gid: [sandbox] uid/gid)"
+  userns=1
+  drop "$unshare_bin" --user --map-root-user -- /bin/true 2>/dev/null || userns=0
 fi
 PATH=$agent_path; export PATH
 umask "$agent_umask"
 set +e
-if [ -n "$user" ] && ! drop "$unshare_bin" --user --map-root-user -- true 2>/dev/null; then
+if [ -n "$user" ] && [ "$userns" = 0 ]; then
   # The host refuses user namespaces to unprivileged users (AppArmor on Ubuntu 24.04, a sysctl):
   # the agent runs as the bare uid, with no capability in any namespace (it can unmount nothing),
   # and no new privileges (setuid programs are ignored).
