@@ -105,9 +105,14 @@ export interface StartAgentOptions {
   /**
    * Level 2 with `sandboxUser`: hand the whole workspace tree to that uid before the start, not
    * only when its top directory is not the uid's (the caller rewrote files in it: a config
-   * rollback, provider files). @default false
+   * rollback). @default false
    */
   reownWorkspace?: boolean;
+  /**
+   * Level 2 with `sandboxUser`: files (relative to the cell's `workspace/`) handed to that uid at
+   * every start, wherever they are (config and provider files a rollback or switch rewrote).
+   */
+  workspaceFiles?: string[];
 }
 
 /** Options of {@link createExecutor}. */
@@ -438,7 +443,10 @@ async function handOverWritable(
 ): Promise<void> {
   const cell = spec.cell!;
   try {
-    const handed = await handOverCell(cell.dir, user, { deep: spec.reownWorkspace === true });
+    const handed = await handOverCell(cell.dir, user, {
+      deep: spec.reownWorkspace === true,
+      files: spec.workspaceFiles ?? [],
+    });
     if (handed.changed > 0)
       state.options.logger?.info('cell workspace handed to the sandbox uid', {
         agent: spec.agent,

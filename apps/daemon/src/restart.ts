@@ -4,6 +4,7 @@
  * stopping an agent, and watching the process the Pit started or adopted until it exits. Only
  * managed agents (slot.ts) are started; the executor does the spawning.
  */
+import { isAbsolute, join, relative } from 'node:path';
 import { composeAgentEnv } from './agent-env.js';
 import { probesOf, reportEnded, trackAgent } from './agent-probes.js';
 import { canonicalOf } from './config-snapshots.js';
@@ -15,6 +16,7 @@ import {
   configOf,
   hiddenFromAgent,
   ownHome,
+  resolveAgentPath,
   slotLogPaths,
   type ManagedAgentConfig,
   type Slot,
@@ -157,10 +159,8 @@ async function startMarked(
       isolation: agentConfig.isolation,
       hiddenPaths: hiddenFromAgent(context.config, context.stateDir, slot.name),
       ...(home ? { home } : {}),
-      // Provider files may be rewritten at any (re)start: the workspace is checked whole then.
-      ...(why.reown || (agentConfig.provider_files ?? []).length > 0
-        ? { reownWorkspace: true }
-        : {}),
+      ...(why.reown ? { reownWorkspace: true } : {}),
+      workspaceFiles: workspaceFilesOf(context, slot, agentConfig),
     });
     watchProcess(context, slot, started);
     // argv may carry secrets an operator wrote inline: the logger redacts them (config-safety.ts).
@@ -338,6 +338,23 @@ export function watchProcess(
     }
     void context.evaluateSoon(slot);
   });
+}
+
+/**
+ * The agent's config and provider files that lie in its cell's `workspace/` (relative to it):
+ * rewritten as the daemon's user by a rollback or a provider switch (the daemon's or `pit
+ * rollback`'s), they are handed to a root daemon's level-2 sandbox uid at every start.
+ */
+function workspaceFilesOf(
+  context: SupervisorContext,
+  slot: Slot,
+  agentConfig: ManagedAgentConfig,
+): string[] {
+  if (!slot.cell) return [];
+  const workspace = join(slot.cell.dir, 'workspace');
+  return [...agentConfig.config_files, ...agentConfig.provider_files]
+    .map((file) => relative(workspace, resolveAgentPath(slot, file.path, context.stateDir)))
+    .filter((path) => path !== '' && !path.startsWith('..') && !isAbsolute(path));
 }
 
 /** Where the agent runs and writes: its cell (and whether its stderr is merged), or outside cells its working directory and logs. */

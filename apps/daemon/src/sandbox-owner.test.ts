@@ -61,6 +61,15 @@ describe('handOverCell', () => {
       const again = await handOverCell(cell.dir, USER);
       expect(again).toMatchObject({ deep: false, changed: 0 });
       expect((await fs.lstat(join(workspace, 'a', 'later-by-root.txt'))).uid).toBe(0);
+      // Named files (config and provider files) at every start, never through a link.
+      await fs.writeFile(join(workspace, 'a', 'config.json'), '{}');
+      const named = await handOverCell(cell.dir, USER, {
+        files: ['a/config.json', 'missing/config.json', 'link-to-file', 'a/link-to-dir/inner'],
+      });
+      expect(named).toMatchObject({ deep: false, changed: 1 });
+      expect((await fs.lstat(join(workspace, 'a', 'config.json'))).uid).toBe(USER.uid);
+      expect((await fs.lstat(join(outside, 'root-only'))).uid).toBe(0);
+      expect((await fs.lstat(join(outside, 'dir', 'inner'))).uid).toBe(0);
       // Asked to (a rollback rewrote files): the whole tree again.
       const deep = await handOverCell(cell.dir, USER, { deep: true });
       expect(deep).toMatchObject({ deep: true, changed: 1 });

@@ -14,6 +14,7 @@ import {
   fstat as fstatCallback,
   promises as fs,
 } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { promisify } from 'node:util';
 import { openDirectoryBeneath } from '@pit/cell-spec';
 import type { SandboxUser } from './sandbox.js';
@@ -37,14 +38,15 @@ const MAX_SKIPPED = 20;
  * Hands the cell's writable paths to `user`: `.lazarus/heartbeats/` and what is in it, always;
  * `workspace/` itself always, and its whole tree when `deep` or when the workspace is not
  * `user`'s yet (a new cell, a daemon that ran its agents as root before, a workspace a restore
- * replaced). Entries already `user`'s are not touched.
+ * replaced), else only `files` in it (relative to `workspace/`: config and provider files a
+ * rollback or switch rewrote). Entries already `user`'s are not touched.
  * @throws {CellError} CELL_UNSAFE_PATH when `workspace/` or `.lazarus/heartbeats/` is a link or
  *   not a directory; CELL_NOT_FOUND when one is missing.
  */
 export async function handOverCell(
   cellDir: string,
   user: SandboxUser,
-  options: { deep?: boolean } = {},
+  options: { deep?: boolean; files?: string[] } = {},
 ): Promise<HandOver> {
   const result: HandOver = { changed: 0, deep: false, skipped: [] };
   const heartbeats = await openDirectoryBeneath(cellDir, '.lazarus/heartbeats');
@@ -61,7 +63,38 @@ export async function handOverCell(
   } finally {
     await workspace.close();
   }
+  if (!result.deep)
+    for (const file of options.files ?? []) await handOverFile(cellDir, file, user, result);
   return result;
+}
+
+/**
+ * One file below `workspace/` (`file` relative to it), reached without following a link; a
+ * missing one, or one behind a link or not a regular file, is left alone.
+ */
+async function handOverFile(
+  cellDir: string,
+  file: string,
+  user: SandboxUser,
+  result: HandOver,
+): Promise<void> {
+  const parent = dirname(file) === '.' ? 'workspace' : `workspace/${dirname(file)}`;
+  const directory = await openDirectoryBeneath(cellDir, parent).catch((error: unknown) => {
+    const code = (error as { code?: string }).code;
+    if (code === 'CELL_NOT_FOUND' || code === 'CELL_UNSAFE_PATH') return undefined;
+    throw error;
+  });
+  if (!directory) return;
+  try {
+    const entry = `/proc/self/fd/${directory.fd}/${basename(file)}`;
+    const stat = await fs.lstat(entry).catch(ignoreVanished);
+    if (!stat?.isFile() || (stat.uid === user.uid && stat.gid === user.gid)) return;
+    if (stat.nlink > 1) return skip(result, `${directory.path}/${basename(file)}`);
+    if (await fs.lchown(entry, user.uid, user.gid).then(() => true, ignoreVanished))
+      result.changed += 1;
+  } finally {
+    await directory.close();
+  }
 }
 
 const fstat = promisify(fstatCallback);
