@@ -352,7 +352,7 @@ function workspaceFilesOf(
 ): string[] {
   if (!slot.cell) return [];
   const workspace = join(slot.cell.dir, 'workspace');
-  return [...agentConfig.config_files, ...agentConfig.provider_files]
+  return [...(agentConfig.config_files ?? []), ...(agentConfig.provider_files ?? [])]
     .map((file) => relative(workspace, resolveAgentPath(slot, file.path, context.stateDir)))
     .filter((path) => path !== '' && !path.startsWith('..') && !isAbsolute(path));
 }
