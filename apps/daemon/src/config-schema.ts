@@ -284,6 +284,13 @@ export const BusSectionSchema = z.strictObject({
   participants: z.record(AgentNameSchema, RoleSchema).default({}),
 });
 
+/** A host uid or gid for level-2 agents of a root daemon: never 0 (root). */
+const SandboxIdSchema = z
+  .number()
+  .int('must be a whole number (a host id)')
+  .min(1, 'must not be 0: a level-2 agent of a root daemon would be root to the file system')
+  .max(4294967294, 'must be at most 4294967294');
+
 /** `[sandbox]`: what the level-2 and level-3 sandboxes may expose of the host. */
 export const SandboxSectionSchema = z.strictObject({
   /**
@@ -312,6 +319,16 @@ export const SandboxSectionSchema = z.strictObject({
       message: 'must be "auto", "off" or an absolute path to a cgroup2 directory',
     })
     .default('auto'),
+  /**
+   * The host user id level-2 agents run as when the daemon runs as root (a user namespace made
+   * by root would make them root to the file system: every root-only file the sandbox does not
+   * hide readable). Their cell's `workspace/` and `.lazarus/heartbeats/` are handed to it; the
+   * daemon's own files stay root's. Best a dedicated id that nothing else runs as. Not 0. A daemon
+   * that is not root ignores it: its agents are its own user. @default 65534 (nobody)
+   */
+  uid: SandboxIdSchema.default(65534),
+  /** The host group id of those agents (no supplementary groups). Not 0. @default 65534 (nogroup) */
+  gid: SandboxIdSchema.default(65534),
 });
 
 /**

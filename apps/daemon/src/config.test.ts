@@ -506,6 +506,21 @@ describe('resolveArgv', () => {
       /sandbox\.agent_cgroups.*must be \\"auto\\", \\"off\\" or an absolute path to a cgroup2 directory/,
     );
   });
+
+  it('takes [sandbox] uid and gid as 65534 by default, and refuses 0 or a fraction naming the field', () => {
+    const fine = parseConfig('', 'toml');
+    expect(fine.ok && [fine.config.sandbox.uid, fine.config.sandbox.gid]).toEqual([65534, 65534]);
+    const chosen = parseConfig('[sandbox]\nuid = 4200\ngid = 4201\n', 'toml');
+    expect(chosen.ok && [chosen.config.sandbox.uid, chosen.config.sandbox.gid]).toEqual([
+      4200, 4201,
+    ]);
+    const root = parseConfig('[sandbox]\nuid = 0\n', 'toml');
+    expect(root.ok).toBe(false);
+    expect(JSON.stringify(root)).toMatch(/sandbox\.uid.*must not be 0/);
+    const fraction = parseConfig('[sandbox]\ngid = 1.5\n', 'toml');
+    expect(fraction.ok).toBe(false);
+    expect(JSON.stringify(fraction)).toMatch(/sandbox\.gid.*whole number/);
+  });
 });
 
 describe('assertConfigPermissions (StrictModes)', () => {

@@ -24,7 +24,8 @@ import {
   signalProcess,
   SPAWN_ENV,
 } from './proc.js';
-import { sandboxArgv } from './sandbox.js';
+import { handOverCell } from './sandbox-owner.js';
+import { sandboxArgv, type SandboxUser } from './sandbox.js';
 
 /** How an agent's process ended. */
 export interface AgentExit {
@@ -101,6 +102,17 @@ export interface StartAgentOptions {
   hiddenPaths?: string[];
   /** Level 2: the agent's own home (`home` in `cell.json`), kept visible read-only. */
   home?: string;
+  /**
+   * Level 2 with `sandboxUser`: hand the whole workspace tree to that uid before the start, not
+   * only when its top directory is not the uid's (the caller rewrote files in it: a config
+   * rollback). @default false
+   */
+  reownWorkspace?: boolean;
+  /**
+   * Level 2 with `sandboxUser`: files (relative to the cell's `workspace/`) handed to that uid at
+   * every start, wherever they are (config and provider files a rollback or switch rewrote).
+   */
+  workspaceFiles?: string[];
 }
 
 /** Options of {@link createExecutor}. */
@@ -119,6 +131,13 @@ export interface ExecutorOptions {
   podmanConfigDir?: string;
   /** Level 3: the podman binary. @default 'podman' */
   podmanBinary?: string;
+  /**
+   * Level 2: run agents as this host uid/gid (the daemon sets `[sandbox] uid`/`gid` when it runs
+   * as root, whose user namespaces would make them root to the file system). A cell's
+   * `workspace/` and `.lazarus/heartbeats/` are handed to it before each start (sandbox-owner.ts).
+   * @default the daemon's own user
+   */
+  sandboxUser?: SandboxUser;
   /** Kill what is left of an agent's process group when its leader exits. @default true */
   killGroupOnExit?: boolean;
   /**
@@ -350,6 +369,8 @@ async function wrap(
         'DAEMON_ISOLATION_UNAVAILABLE',
         `agent ${agent}: isolation level 2 needs unshare (util-linux) in PATH`,
       );
+    const user = state.options.sandboxUser;
+    if (user && spec.cell) await handOverWritable(state, spec, user);
     const command = sandboxArgv({
       unshare,
       workdir: cwd,
@@ -357,6 +378,7 @@ async function wrap(
       hidden: (spec.hiddenPaths ?? []).filter((path) => path !== spec.home),
       readonly: [...readonly, ...(spec.home ? [spec.home] : [])],
       network: profile.network ?? 'host',
+      ...(user ? { user } : {}),
       argv: spec.argv,
     });
     return { command, spawnEnv: env };
@@ -407,6 +429,44 @@ async function sandboxMounts(
       );
   }
   return { writable: [paths.workspace, paths.heartbeats], readonly: [spec.cell.dir, ...extra] };
+}
+
+/**
+ * Hands a cell's `workspace/` and `.lazarus/heartbeats/` to the uid a level-2 agent runs as
+ * (sandbox-owner.ts): what the daemon or a restore wrote there as root stays writable to it.
+ * @throws {DaemonError} DAEMON_SPAWN_FAILED naming the cell when they cannot be handed over.
+ */
+async function handOverWritable(
+  state: ExecutorState,
+  spec: StartAgentOptions,
+  user: SandboxUser,
+): Promise<void> {
+  const cell = spec.cell!;
+  try {
+    const handed = await handOverCell(cell.dir, user, {
+      deep: spec.reownWorkspace === true,
+      files: spec.workspaceFiles ?? [],
+    });
+    if (handed.changed > 0)
+      state.options.logger?.info('cell workspace handed to the sandbox uid', {
+        agent: spec.agent,
+        cell: cell.uuid,
+        uid: user.uid,
+        gid: user.gid,
+        changed: handed.changed,
+      });
+    if (handed.skipped.length > 0)
+      state.options.logger?.warn(
+        'cell workspace: files left to their owner (more than one hard link, or nested too deep): read-only to the agent',
+        { agent: spec.agent, cell: cell.uuid, uid: user.uid, files: handed.skipped },
+      );
+  } catch (error) {
+    throw new DaemonError(
+      'DAEMON_SPAWN_FAILED',
+      `agent ${spec.agent}: cannot hand the workspace and heartbeats of cell ${cell.uuid} (${cell.dir}) to uid ${user.uid}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
 }
 
 /** {@link Executor.start}. */

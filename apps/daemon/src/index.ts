@@ -63,7 +63,7 @@ export {
   type AgentProcess,
   type AgentExit,
 } from './executor.js';
-export { sandboxArgv, SANDBOX_LAUNCHER, type SandboxSpec } from './sandbox.js';
+export { sandboxArgv, SANDBOX_LAUNCHER, type SandboxSpec, type SandboxUser } from './sandbox.js';
 export {
   createPodman,
   podmanAvailable,

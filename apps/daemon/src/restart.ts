@@ -4,6 +4,7 @@
  * stopping an agent, and watching the process the Pit started or adopted until it exits. Only
  * managed agents (slot.ts) are started; the executor does the spawning.
  */
+import { isAbsolute, join, relative } from 'node:path';
 import { composeAgentEnv } from './agent-env.js';
 import { probesOf, reportEnded, trackAgent } from './agent-probes.js';
 import { canonicalOf } from './config-snapshots.js';
@@ -15,6 +16,7 @@ import {
   configOf,
   hiddenFromAgent,
   ownHome,
+  resolveAgentPath,
   slotLogPaths,
   type ManagedAgentConfig,
   type Slot,
@@ -30,6 +32,8 @@ export interface StartReason {
   initial: boolean;
   /** More environment (a substitute's handoff). */
   env?: Record<string, string>;
+  /** Files in the cell were rewritten as the daemon's user (a config rollback): see `reownWorkspace`. */
+  reown?: boolean;
 }
 
 /** The moment an agent is restarted after a death: roll back, restore, start again. */
@@ -53,24 +57,29 @@ export async function restartAgent(
     context.logger.info('dry run: would restart', { agent: slot.key, rollback: how.rollback });
     return;
   }
-  if (how.rollback) await rollBackConfig(context, slot, how.reason);
+  const rolledBack = how.rollback && (await rollBackConfig(context, slot, how.reason));
   // After the rollback (which restores the primary's last known good): the provider's files.
   await applyProviderFiles(context, slot);
+  // A restore replaces the workspace directory (the executor hands a new one over whole).
   if (supervision.config.restore_checkpoint && slot.cell) await restoreBeforeRevive(context, slot);
   await startAgent(context, slot, supervision.config, {
     reason: how.reason,
     attempt: how.attempt,
     initial: false,
+    ...(rolledBack ? { reown: true } : {}),
   });
 }
 
-/** The moment an agent's config is rolled back to last known good (or its canonical version). */
+/**
+ * The moment an agent's config is rolled back to last known good (or its canonical version).
+ * @returns whether files were rewritten.
+ */
 export async function rollBackConfig(
   context: SupervisorContext,
   slot: Slot,
   reason: string,
-): Promise<void> {
-  if ((configOf(slot)?.config_files ?? []).length === 0) return;
+): Promise<boolean> {
+  if ((configOf(slot)?.config_files ?? []).length === 0) return false;
   try {
     const canonical = canonicalOf(context, slot);
     const result = await context.snapshots.rollback(slot.name, {
@@ -87,6 +96,7 @@ export async function rollBackConfig(
         ...(result.set ? { set: result.set } : {}),
       });
       context.logger.info('config rolled back', { agent: slot.key, files: result.files });
+      return true;
     }
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
@@ -96,6 +106,7 @@ export async function rollBackConfig(
     });
     await context.events.agentEvent(slot, { event: 'rollback_failed', reason: message });
   }
+  return false;
 }
 
 /**
@@ -148,6 +159,8 @@ async function startMarked(
       isolation: agentConfig.isolation,
       hiddenPaths: hiddenFromAgent(context.config, context.stateDir, slot.name),
       ...(home ? { home } : {}),
+      ...(why.reown ? { reownWorkspace: true } : {}),
+      workspaceFiles: workspaceFilesOf(context, slot, agentConfig),
     });
     watchProcess(context, slot, started);
     // argv may carry secrets an operator wrote inline: the logger redacts them (config-safety.ts).
@@ -325,6 +338,23 @@ export function watchProcess(
     }
     void context.evaluateSoon(slot);
   });
+}
+
+/**
+ * The agent's config and provider files that lie in its cell's `workspace/` (relative to it):
+ * rewritten as the daemon's user by a rollback or a provider switch (the daemon's or `pit
+ * rollback`'s), they are handed to a root daemon's level-2 sandbox uid at every start.
+ */
+function workspaceFilesOf(
+  context: SupervisorContext,
+  slot: Slot,
+  agentConfig: ManagedAgentConfig,
+): string[] {
+  if (!slot.cell) return [];
+  const workspace = join(slot.cell.dir, 'workspace');
+  return [...(agentConfig.config_files ?? []), ...(agentConfig.provider_files ?? [])]
+    .map((file) => relative(workspace, resolveAgentPath(slot, file.path, context.stateDir)))
+    .filter((path) => path !== '' && !path.startsWith('..') && !isAbsolute(path));
 }
 
 /** Where the agent runs and writes: its cell (and whether its stderr is merged), or outside cells its working directory and logs. */

@@ -8,11 +8,20 @@ import { readProcessStat } from './proc.js';
 import { sandboxArgv } from './sandbox.js';
 
 let executor: Executor | undefined;
+const varTmpDirs: string[] = [];
 afterEach(async () => {
   for (const agent of executor?.running() ?? []) reapLater(agent.pid);
   executor = undefined;
+  for (const dir of varTmpDirs.splice(0)) await fs.rm(dir, { recursive: true, force: true });
   await cleanup();
 });
+
+/** A scratch directory under /var/tmp: level 2 hides /tmp, and only modes keep these from the agent. */
+async function varTmp(prefix: string): Promise<string> {
+  const dir = await fs.mkdtemp(join('/var/tmp', prefix));
+  varTmpDirs.push(dir);
+  return dir;
+}
 
 /** Lists /proc/<pid> directories: every process visible from here. */
 async function hostPids(): Promise<number[]> {
@@ -319,4 +328,78 @@ describe('isolation level 2 (mount + pid + user namespaces)', () => {
     const log = await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8');
     expect(log).toMatch(/links: lo \n/);
   });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    'runs the agent of a root daemon as sandboxUser: no root-only file readable, its workspace and heartbeats writable, no cgroup namespace, network none kept',
+    async () => {
+      const cell = await makeCell([{ name: 'forge' }]);
+      // Outside /tmp (hidden at level 2) so that only the file's mode keeps it from the agent.
+      const outside = await varTmp('pit-root-only-');
+      await fs.chmod(outside, 0o755);
+      await fs.writeFile(join(outside, 'secret'), 'root-only', { mode: 0o600 });
+      const agentScript = await script(
+        join(cell.dir, 'workspace', 'agent.sh'),
+        [
+          `cat ${outside}/secret 2>/dev/null && echo "READ SECRET" || echo "secret refused"`,
+          'head -c1 /etc/shadow >/dev/null 2>&1 && echo "READ SHADOW" || echo "shadow refused"',
+          'echo inside > in-workspace.txt && echo "wrote workspace"',
+          `echo '{}' > ${cell.dir}/.lazarus/heartbeats/forge.json && echo "wrote heartbeat"`,
+          `(echo x >> ${cell.dir}/cell.json) 2>/dev/null && echo "WROTE cell.json" || echo "cell.json refused"`,
+          'unshare --cgroup true 2>/dev/null && echo "CGROUP NAMESPACE" || echo "cgroup namespace refused"',
+          'echo "links: $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " " | tr "\\n" " ")"',
+        ].join('\n'),
+      );
+      executor = createExecutor({ env: process.env, sandboxUser: { uid: 65534, gid: 65534 } });
+      const agent = await executor.start({
+        agent: 'forge',
+        argv: ['sh', agentScript],
+        env: agentEnv(),
+        cell,
+        isolation: { level: 2, network: 'none' },
+      });
+      reapLater(agent.pid);
+      const exit = await within(agent.exited, 20_000, 'sandboxed agent');
+      const log = await fs.readFile(join(cell.dir, 'logs', 'forge.log'), 'utf8');
+      const errors = await fs.readFile(join(cell.dir, 'logs', 'forge.err.log'), 'utf8');
+      expect(exit.code, log + errors).toBe(0);
+      for (const line of [
+        'secret refused',
+        'shadow refused',
+        'wrote workspace',
+        'wrote heartbeat',
+        'cell.json refused',
+        'cgroup namespace refused',
+      ])
+        expect(log, errors).toContain(line);
+      expect(log).not.toContain('root-only');
+      expect(log).toMatch(/links: lo \n/);
+      expect((await fs.stat(join(cell.dir, 'workspace', 'in-workspace.txt'))).uid).toBe(65534);
+      expect((await fs.stat(join(cell.dir, 'cell.json'))).uid).toBe(0);
+    },
+  );
+
+  it.skipIf(process.getuid?.() !== 0)(
+    'refuses, naming the path and [sandbox] uid, a writable directory the sandbox uid cannot write (an agent outside cells)',
+    async () => {
+      const cwd = await varTmp('pit-root-cwd-');
+      await fs.chmod(cwd, 0o755);
+      executor = createExecutor({ env: process.env, sandboxUser: { uid: 65534, gid: 65534 } });
+      const log = join(cwd, 'agent.log');
+      const agent = await executor.start({
+        agent: 'forge',
+        argv: ['sh', '-c', 'echo RAN-$((1 + 1))'],
+        env: agentEnv(),
+        cwd,
+        logPath: log,
+        isolation: { level: 2 },
+      });
+      reapLater(agent.pid);
+      const exit = await within(agent.exited, 20_000, 'sandboxed agent');
+      const text = await fs.readFile(log, 'utf8');
+      expect(exit.code, text).toBe(125);
+      expect(text).toContain(`uid 65534 cannot write ${cwd}`);
+      expect(text).toContain('[sandbox] uid');
+      expect(text).not.toContain('RAN-2');
+    },
+  );
 });

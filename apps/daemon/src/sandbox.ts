@@ -24,6 +24,21 @@ import { DaemonError } from './errors.js';
  *    nested namespace every mount above is locked, so the agent cannot unmount the tmpfs and
  *    see what it hides.
  *
+ * With `-u UID:GID` (a daemon running as root, `[sandbox] uid`/`gid`), the launcher is started
+ * in a mount + pid namespace without a user namespace of its own (`unshare --mount --pid
+ * --fork`): a user namespace made by root maps its root to the host's root, so the agent would
+ * be uid 0 to the file system and read every root-only file the sandbox does not hide
+ * (`/etc/shadow`). The launcher builds the same view, checks as UID that the writable paths are
+ * writable (a clear error otherwise), then drops to UID:GID with no supplementary groups and no
+ * new privileges (`setpriv`) before the nested namespaces: a first user namespace of UID's, in
+ * which the cgroup-namespace limit is set to 0 (a limit the agent's own namespace below cannot
+ * lift; the launcher must not set it in the host's namespace), and in it the agent's user +
+ * mount namespace. The agent is root in its namespace and UID to the host: it can write what
+ * UID may (the cell's `workspace/` and `.lazarus/heartbeats/`, handed to UID by the executor)
+ * and nothing the daemon keeps for itself. Where the host refuses user namespaces to
+ * unprivileged users (probed once per start), the agent runs as the bare UID in the launcher's
+ * namespaces instead (a line in its error log says so): it has no capability at all there.
+ *
  * The launcher stays PID 1 and waits for the agent: PID 1 of a namespace ignores signals it
  * has no handler for, so a SIGTERM sent to the process group reaches the agent (PID ≥ 2)
  * while the launcher simply waits; when the agent exits, the launcher exits with its status
@@ -32,14 +47,17 @@ import { DaemonError } from './errors.js';
  * daemon tracks (the `unshare` it spawned, leader of the process group) exits exactly when
  * the agent has.
  *
- * Arguments: `WORKDIR [-n] [-h PATH]... [-r PATH]... [-w PATH]... -- ARGV...`
- * (`-n`: bring up loopback in a new network namespace).
+ * Arguments: `WORKDIR [-n] [-u UID:GID] [-h PATH]... [-r PATH]... [-w PATH]... -- ARGV...`
+ * (`-n`: bring up loopback in a new network namespace; `-u`: run the agent as UID:GID, see above).
  */
 export const SANDBOX_LAUNCHER = String.raw`
 set -eu
 agent_path=${'$'}{PATH-/usr/local/bin:/usr/bin:/bin}
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 unshare_bin=$(command -v unshare)
+agent_umask=$(umask)
+# Mount points made below are searchable by the agent's uid, whatever the daemon's umask.
+umask 022
 fail() { echo "pit-sandbox: $*" >&2; exit 125; }
 # Remount read-only every mount at or below $1, keeping the flags the kernel locks. One awk
 # pass lists them (mount points unescaped, with their lockable flags); a mount point that has
@@ -59,9 +77,21 @@ make_ro() {
   done < "$stage/mounts"
 }
 tab=$(printf '\t')
+nl='
+'
+writable=
 workdir=$1; shift
 net=0
 [ "${'$'}{1-}" = "-n" ] && { net=1; shift; }
+user=
+if [ "${'$'}{1-}" = "-u" ]; then
+  user=$2; shift 2
+  uid=${'$'}{user%%:*} gid=${'$'}{user#*:}
+  case "$uid" in ''|*[!0-9]*) fail "bad -u $user (expected UID:GID)" ;; esac
+  case "$gid" in ''|*[!0-9]*) fail "bad -u $user (expected UID:GID)" ;; esac
+  [ "$uid" != 0 ] && [ "$gid" != 0 ] || fail "-u $user: the agent must not run as root"
+  setpriv_bin=$(command -v setpriv) || fail "setpriv (util-linux) not found: needed to run the agent as uid $uid"
+fi
 # A stage to build the new root in; it is unmounted again inside the copy.
 stage=
 for candidate in /dev/shm /run /mnt /tmp; do
@@ -86,7 +116,7 @@ while [ $# -gt 0 ]; do
     -r) if [ -d "$2" ]; then mkdir -p "$root$2"; elif [ -e "$2" ]; then mkdir -p "$(dirname "$root$2")"; [ -e "$root$2" ] || : > "$root$2"; else shift 2; continue; fi
         mount --rbind "$2" "$root$2" && make_ro "$root$2"; shift 2 ;;
     -w) [ -d "$2" ] && [ ! -L "$2" ] || fail "writable path $2 is not a directory"
-        mkdir -p "$root$2"; mount --rbind "$2" "$root$2"; shift 2 ;;
+        mkdir -p "$root$2"; mount --rbind "$2" "$root$2"; writable="$writable$2$nl"; shift 2 ;;
     --) shift; break ;;
     *) fail "unknown option $1" ;;
   esac
@@ -103,14 +133,35 @@ pivot_root . .
 umount -l .
 cd /
 mount -t proc -o nosuid,nodev,noexec proc /proc
-# No cgroup namespace below this one: in its own the agent (uid 0 to the file system when the
-# daemon runs as root) could mount a writable cgroup2 and move, freeze or kill other groups.
-echo 0 > /proc/sys/user/max_cgroup_namespaces || fail "cannot forbid cgroup namespaces"
+# No cgroup namespace below this one: in its own the agent could mount a writable cgroup2 and
+# move, freeze or kill other groups. With -u this is the host's namespace: the limit is set in
+# the agent's uid's own namespace below instead.
+[ -n "$user" ] || echo 0 > /proc/sys/user/max_cgroup_namespaces || fail "cannot forbid cgroup namespaces"
 [ "$net" = 1 ] && { ip link set lo up 2>/dev/null || true; }
 cd "$workdir" || fail "cannot enter $workdir"
+if [ -n "$user" ]; then
+  drop() { "$setpriv_bin" --reuid="$uid" --regid="$gid" --clear-groups --no-new-privs -- "$@"; }
+  # What the agent must write, checked as the agent: a directory above it that uid cannot search,
+  # or a workspace it does not own, is named here rather than failing inside the agent.
+  denied=$(set -f; IFS=$nl; drop /bin/sh -c 'for dir; do [ -w "$dir" ] && [ -x "$dir" ] || { printf %s "$dir"; exit 1; }; done' sh $writable) ||
+    fail "uid $uid cannot write ${'$'}{denied:-its writable paths} (it, or a directory above it, is not writable or searchable for $uid:$gid: [sandbox] uid/gid)"
+  userns=1
+  drop "$unshare_bin" --user --map-root-user -- /bin/true 2>/dev/null || userns=0
+fi
 PATH=$agent_path; export PATH
+umask "$agent_umask"
 set +e
-"$unshare_bin" --user --map-root-user --mount -- "$@" &
+if [ -n "$user" ] && [ "$userns" = 0 ]; then
+  # The host refuses user namespaces to unprivileged users (AppArmor on Ubuntu 24.04, a sysctl):
+  # the agent runs as the bare uid, with no capability in any namespace (it can unmount nothing),
+  # and no new privileges (setuid programs are ignored).
+  echo "pit-sandbox: user namespaces are refused to uid $uid: the agent runs as uid $uid without one" >&2
+  drop "$@" &
+elif [ -n "$user" ]; then
+  drop "$unshare_bin" --user --map-root-user -- /bin/sh -c 'echo 0 > /proc/sys/user/max_cgroup_namespaces || { echo "pit-sandbox: cannot forbid cgroup namespaces" >&2; exit 125; }; exec "$0" --user --map-root-user --mount -- "$@"' "$unshare_bin" "$@" &
+else
+  "$unshare_bin" --user --map-root-user --mount -- "$@" &
+fi
 agent=$!
 wait "$agent"
 exit $?
@@ -130,8 +181,20 @@ export interface SandboxSpec {
   readonly?: string[];
   /** `none`: a new network namespace with loopback only. @default 'host' */
   network?: 'none' | 'host';
+  /**
+   * Run the agent as this host uid and gid (a daemon running as root: `[sandbox] uid`/`gid`):
+   * the launcher then runs in no user namespace of its own and drops to them before the agent's
+   * namespaces. Omitted: the agent is the daemon's user (root in its namespaces). Neither may be 0.
+   */
+  user?: SandboxUser;
   /** The agent's argv. */
   argv: string[];
+}
+
+/** The host uid and gid a root daemon's level-2 agents run as. */
+export interface SandboxUser {
+  uid: number;
+  gid: number;
 }
 
 /**
@@ -150,12 +213,22 @@ export function sandboxArgv(spec: SandboxSpec): string[] {
   };
   const args = [check(spec.workdir, 'workdir')];
   if (spec.network === 'none') args.push('-n');
+  const user = spec.user;
+  if (user) {
+    for (const id of [user.uid, user.gid])
+      if (!Number.isSafeInteger(id) || id <= 0 || id >= 2 ** 32 - 1)
+        throw new DaemonError(
+          'DAEMON_SPAWN_FAILED',
+          `isolation level 2: the agent's uid/gid ${user.uid}:${user.gid} must be whole numbers from 1 to 4294967294`,
+        );
+    args.push('-u', `${user.uid}:${user.gid}`);
+  }
   for (const path of spec.hidden ?? []) args.push('-h', check(path, 'hidden path'));
   for (const path of spec.readonly ?? []) args.push('-r', check(path, 'read-only path'));
   for (const path of spec.writable) args.push('-w', check(path, 'writable path'));
   const namespaces = [
-    '--user',
-    '--map-root-user',
+    // Root's own user namespace would map the agent to the host's root: none, the launcher drops.
+    ...(user ? [] : ['--user', '--map-root-user']),
     '--mount',
     '--pid',
     '--fork',

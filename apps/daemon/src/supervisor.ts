@@ -17,7 +17,8 @@ import { controlAgent } from './controls.js';
 import { effectivePolicy } from './effective-policy.js';
 import { evaluateSoon, onProbeResult } from './evaluation.js';
 import { createEventWriter } from './event-writer.js';
-import { createExecutor } from './executor.js';
+import { createExecutor, type ExecutorOptions } from './executor.js';
+import type { PitConfig } from './config-schema.js';
 import { createFleet } from './fleet.js';
 import { fleetStatus } from './fleet-report.js';
 import { createFleetSync, placeableAgents, type FleetSync } from './fleet-sync.js';
@@ -211,6 +212,16 @@ async function openStateStore(
   return cluster ? withSharedRecords(files, cluster) : files;
 }
 
+/**
+ * Level-2 agents of a root daemon run as `[sandbox] uid`/`gid`: a user namespace made by root
+ * would make them root to the file system. Another daemon's agents are its own user already.
+ */
+function sandboxUserOf(config: PitConfig): Pick<ExecutorOptions, 'sandboxUser'> {
+  return process.getuid?.() === 0
+    ? { sandboxUser: { uid: config.sandbox.uid, gid: config.sandbox.gid } }
+    : {};
+}
+
 /** The context every module takes; its callbacks (notify, evaluateSoon, sync) are set by createSupervisor. */
 async function createContext(options: SupervisorOptions): Promise<SupervisorContext> {
   const { config } = options;
@@ -242,6 +253,7 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
       // agent that SIGSTOPs it leaves its siblings unreaped (fault suite, daemon-kill).
       launcher: false,
       ...(cgroups ? { cgroups } : {}),
+      ...sandboxUserOf(config),
     });
   const unset = () => {
     throw new Error('the supervisor context is not wired yet');
