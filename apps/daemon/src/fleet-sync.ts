@@ -180,7 +180,7 @@ async function applyDiff(
   const marked = markedScan(context.instance);
   const sharedRecords = readSharedRecords(context, diff.added);
   const problems: string[] = [];
-  for (const want of diff.added) {
+  const takeUpOne = async (want: WantedAgent): Promise<void> => {
     const scope = want.cell?.dir ?? HOST;
     let record: AgentState | undefined;
     let firstSight: boolean;
@@ -199,13 +199,25 @@ async function applyDiff(
       // Its saved record is unknown: it may be running. Taken up on a later pass, never started on a guess.
       const message = error instanceof Error ? error.message : String(error);
       problems.push(`${want.key}: not taken up yet: cannot read its state (${message})`);
-      continue;
+      return;
     }
     await addAgent(context, want, { record, firstSight, mode, marked });
-  }
+  };
+  // Several at a time: a host that takes over (or starts with) thousands of agents starts them
+  // within the takeover's bound, not one start after another.
+  const queue = [...diff.added];
+  const worker = async () => {
+    for (let want = queue.shift(); want !== undefined; want = queue.shift()) await takeUpOne(want);
+  };
+  await Promise.all(
+    Array.from({ length: Math.min(TAKE_UP_IN_FLIGHT, queue.length) }, () => worker()),
+  );
   for (const slot of diff.removed) await removeAgent(context, slot);
   return problems;
 }
+
+/** Agents taken up at once per pass (their records read, adopted or started). */
+const TAKE_UP_IN_FLIGHT = 16;
 
 /** Shared records read at once per pass. */
 const SHARED_READS_IN_FLIGHT = 32;
