@@ -32,6 +32,15 @@ import {
   type OwnerRecord,
 } from './coordination.js';
 import { startFence, type Fence, type FencedProcess } from './fence.js';
+import {
+  getCellArchive,
+  listCellRecords,
+  putCellCheckpoint,
+  putCellDefinition,
+  type CellDefinition,
+  type CellRecord,
+} from './cell-store.js';
+import type { CheckpointManifest } from '@pit/snapshot';
 
 /** `[cluster]` as the member needs it. */
 export interface ClusterMemberOptions {
@@ -52,6 +61,13 @@ export interface ClusterHooks {
   resync(): Promise<void>;
   /** Stops the agent's process here, when it runs (a lost lease, or taken over meanwhile). */
   stopLocal(key: string): Promise<void>;
+  /** This host's active cells with the agents it supervises in them (absent: no cell takeover). */
+  cells?(): CellDefinition[];
+  /**
+   * Rebuilds here the cell of a host that is gone, from its record and checkpoint archive
+   * (cluster/cell-takeover.ts); its agents are already claimed by this host.
+   */
+  materialise?(record: CellRecord, archive: Uint8Array, from: string): Promise<void>;
 }
 
 /** The cluster as the operator sees it (status, dashboard, metrics). */
@@ -80,6 +96,15 @@ export interface ClusterMember {
   takenOverFrom(key: string): string | undefined;
   /** The epoch of the agent's current incarnation here, if any. */
   epochOf(key: string): number | undefined;
+  /**
+   * Puts the cell's newest checkpoint in the cluster's object store, when this host holds one of
+   * its agents (else nothing: the cell's agents were taken over, and the new owner's checkpoints
+   * are newer). @returns whether it was put.
+   */
+  publishCheckpoint(
+    cell: CellDefinition,
+    checkpoint: { archive: string; manifest: CheckpointManifest },
+  ): Promise<boolean>;
   /** A process was started (or adopted) for the agent: the fence watches it. */
   started(process: FencedProcess): void;
   /** The agent's process is gone or was let go. */
@@ -137,6 +162,10 @@ interface MemberState {
   closed: boolean;
   /** Where the next audit window of held agents starts. */
   auditFrom: number;
+  /** Cells whose definition is in the object store (put once per daemon run when it had none). */
+  published: Set<string>;
+  /** Cells taken over whose rebuild failed: tried again at the next passes (their agents stay claimed). */
+  rebuilding: Map<string, { from: string; tries: number }>;
 }
 
 function createMember(
@@ -155,6 +184,8 @@ function createMember(
     ticking: undefined,
     closed: false,
     auditFrom: 0,
+    published: new Set(),
+    rebuilding: new Map(),
   };
   coordination.onFence(() => void onFenced(options, state));
   coordination.onRejoin(() => void onRejoined(options, coordination, state));
@@ -189,6 +220,8 @@ function createMember(
       state.takenFrom.delete(key);
       return from;
     },
+    publishCheckpoint: (cell, checkpoint) =>
+      publishCheckpoint(options, coordination, state, cell, checkpoint),
     started: (process) => fence?.watch(process),
     ended: (key) => fence?.unwatch(key),
     start(hooks) {
@@ -254,6 +287,168 @@ async function placeAgents(
   await Promise.all(Array.from({ length: PLACEMENT_CONCURRENCY }, worker));
   if (await auditHeld(options, coordination, state)) changed = true;
   if (changed) await hooks.resync();
+  if (hooks.cells && hooks.materialise) {
+    await publishDefinitions(options, coordination, state, hooks.cells());
+    await takeOverCells(options, coordination, state, live);
+  }
+}
+
+/** See {@link ClusterMember.publishCheckpoint}. */
+async function publishCheckpoint(
+  options: ClusterMemberOptions & { logger: Logger },
+  coordination: Coordination,
+  state: MemberState,
+  cell: CellDefinition,
+  checkpoint: { archive: string; manifest: CheckpointManifest },
+): Promise<boolean> {
+  if (coordination.fenced()) return false;
+  if (!cell.agents.some((agent) => state.held.has(`${cell.uuid}/${agent.name}`))) return false;
+  const { logger, hostId } = options;
+  const put = await putCellCheckpoint(coordination.cellStore, cell, hostId, checkpoint, logger);
+  if (put) {
+    state.published.add(cell.uuid);
+    logger.debug('cluster: checkpoint put in the object store', {
+      cell: cell.uuid,
+      checkpoint: checkpoint.manifest.name,
+      bytes: checkpoint.manifest.bytes,
+    });
+  }
+  return put;
+}
+
+/** Puts the definition of each local cell whose agents this host holds, once, when the store has none. */
+async function publishDefinitions(
+  options: ClusterMemberOptions & { logger: Logger },
+  coordination: Coordination,
+  state: MemberState,
+  cells: CellDefinition[],
+): Promise<void> {
+  for (const cell of cells) {
+    if (state.published.has(cell.uuid) || state.closed || coordination.fenced()) continue;
+    if (!cell.agents.some((agent) => state.held.has(`${cell.uuid}/${agent.name}`))) continue;
+    try {
+      await putCellDefinition(coordination.cellStore, cell, options.hostId);
+      state.published.add(cell.uuid);
+    } catch (error) {
+      options.logger.warn('cluster: cannot put a cell’s definition in the object store; retrying', {
+        cell: cell.uuid,
+        error: String(error),
+      });
+    }
+  }
+}
+
+/** Tries to rebuild a cell taken over at most this many passes before giving its agents up. */
+const REBUILD_TRIES = 5;
+
+/**
+ * Cells of hosts that are gone (see the module header): for each record in the object store whose
+ * cell is not on this host, the agents whose owner's lease expired are claimed by the live host
+ * ranked first for the cell (so all of a cell's agents go to one host), and the winner rebuilds
+ * the cell from the record's checkpoint and takes its agents up. A record with no checkpoint is
+ * reported and its agents let go (left dead: the host that comes back starts them).
+ */
+async function takeOverCells(
+  options: ClusterMemberOptions & { logger: Logger },
+  coordination: Coordination,
+  state: MemberState,
+  live: ReadonlySet<string>,
+): Promise<void> {
+  const hooks = state.hooks;
+  if (!hooks?.cells || !hooks.materialise || coordination.fenced() || state.closed) return;
+  const { logger, hostId } = options;
+  const local = new Set(hooks.cells().map((cell) => cell.uuid));
+  const records = await listCellRecords(coordination.cellStore, logger);
+  let changed = false;
+  for (const record of records) {
+    if (local.has(record.uuid) || state.closed || coordination.fenced()) continue;
+    const keys = record.agents.map((agent) => `${record.uuid}/${agent.name}`);
+    let from = state.rebuilding.get(record.uuid)?.from;
+    if (from === undefined) {
+      if (rankHosts(record.uuid, [...live])[0] !== hostId) continue;
+      const claimed = await claimCell(options, coordination, state, keys, live);
+      if (!claimed) continue;
+      from = claimed;
+    }
+    if (!record.checkpoint) {
+      logger.error(
+        'cluster: a cell of a host that is gone has no checkpoint in the object store: its agents are left dead',
+        { cell: record.uuid, previous_host: from, agents: keys },
+      );
+      await letGo(coordination, state, keys);
+      continue;
+    }
+    try {
+      const archive = await getCellArchive(coordination.cellStore, record);
+      await hooks.materialise(record, archive, from);
+      state.rebuilding.delete(record.uuid);
+      changed = true;
+    } catch (error) {
+      const tries = (state.rebuilding.get(record.uuid)?.tries ?? 0) + 1;
+      const giveUp = tries >= REBUILD_TRIES;
+      logger.error(
+        giveUp
+          ? 'cluster: cannot rebuild a cell taken over; its agents are let go and left dead'
+          : 'cluster: cannot rebuild a cell taken over yet; trying again at the next pass',
+        { cell: record.uuid, previous_host: from, tries, error: String(error) },
+      );
+      if (giveUp) {
+        state.rebuilding.delete(record.uuid);
+        await letGo(coordination, state, keys);
+      } else state.rebuilding.set(record.uuid, { from, tries });
+    }
+  }
+  if (changed) await hooks.resync();
+}
+
+/**
+ * Claims the cell's agents whose owner is a host that is gone; returns that host when one was
+ * claimed. Agents nobody owns (stopped, or let go by a clean leave) and those of live hosts are left.
+ */
+async function claimCell(
+  options: ClusterMemberOptions & { logger: Logger },
+  coordination: Coordination,
+  state: MemberState,
+  keys: string[],
+  live: ReadonlySet<string>,
+): Promise<string | undefined> {
+  let from: string | undefined;
+  for (const key of keys) {
+    if (state.held.has(key)) continue;
+    const owner = await coordination.owner(key).catch(() => undefined);
+    if (!owner || owner.host === options.hostId) continue;
+    if (live.has(owner.host)) {
+      state.remote.set(key, owner);
+      continue;
+    }
+    const claimed = await coordination.claim(key, { live });
+    if (!claimed.ok) {
+      if (claimed.owner) state.remote.set(key, claimed.owner);
+      continue;
+    }
+    state.held.set(key, claimed.epoch);
+    state.remote.delete(key);
+    state.takenFrom.set(key, owner.host);
+    from = owner.host;
+    options.logger.info('cluster: took a cell agent over', {
+      agent: key,
+      epoch: claimed.epoch,
+      previous_host: owner.host,
+      previous_epoch: owner.epoch,
+    });
+  }
+  return from;
+}
+
+/** Gives up the claims on a cell's agents this host holds but will not start. */
+async function letGo(coordination: Coordination, state: MemberState, keys: string[]) {
+  for (const key of keys) {
+    const epoch = state.held.get(key);
+    if (epoch === undefined) continue;
+    state.held.delete(key);
+    state.takenFrom.delete(key);
+    await coordination.release(key, epoch).catch(() => false);
+  }
 }
 
 /** Held agents whose owner record is read again per placement pass (a rotating window). */
