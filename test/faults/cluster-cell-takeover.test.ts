@@ -49,11 +49,12 @@ interface Host {
   daemon?: DaemonProcess;
 }
 
-/** The agent's live incarnation (pid, PIT_HOST, PIT_EPOCH), when exactly one runs. */
+/** An agent's live incarnation (pid, PIT_HOST, PIT_EPOCH), when exactly one runs. */
 async function theIncarnation(
   marker: string,
+  agent = AGENT,
 ): Promise<{ pid: number; host: string; epoch: number } | undefined> {
-  const pids = (await liveAgents(marker)).get(AGENT) ?? [];
+  const pids = (await liveAgents(marker)).get(agent) ?? [];
   if (pids.length !== 1) return undefined;
   const environ = await fs.readFile(`/proc/${pids[0]}/environ`, 'utf8').catch(() => '');
   const env = new Map(
@@ -87,7 +88,16 @@ describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cl
     await cleanup();
   }, 60_000);
 
-  it('runs the agent again exactly once on a live host within 2T, its workspace restored from the object store and a newer epoch; the dead host, back, does not start it', async () => {
+  /**
+   * Three hosts sharing one [agents] table (`agents`: TOML per agent name, after its argv), the
+   * cell provisioned on host-a with `cellAgents`, the daemons started and the sampler running.
+   */
+  const setUp = async (options: {
+    checkpointEveryS: number;
+    agents: Record<string, string>;
+    cellAgents: string[];
+    extra?: string[];
+  }) => {
     nats = await startNatsCluster(await tempDir('pit-celltake-nats-'), 3);
     const shared = await tempDir('pit-celltake-');
     const marker = `celltake-${process.pid}-${Date.now().toString(36)}`;
@@ -117,43 +127,54 @@ describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cl
         'poll_interval_s = 0.2',
         'resurrect_after_s = 0',
         '[checkpoints]',
-        'interval_s = 1',
+        `interval_s = ${options.checkpointEveryS}`,
         '[bus]',
         'enabled = false',
         '[cluster]',
         `servers = [${nats.urls.map((url) => `"${url}"`).join(', ')}]`,
         `host_id = "${id}"`,
         `lease_s = ${LEASE_S}`,
-        // The same [agents] on every host: the agent is the operator's in this cell wherever it is.
-        `[agents.${AGENT}]`,
-        `cell = "${CELL}"`,
-        `argv = ["${process.execPath}", "${agentScript}", "${MARKER_FLAG}", "${marker}:${AGENT}"]`,
-        'startup_grace_s = 10',
-        'stop_grace_s = 2',
+        ...(options.extra ?? []),
+        // The same [agents] on every host: an agent is the operator's wherever its cell is.
+        ...Object.entries(options.agents).flatMap(([name, toml]) => [
+          `[agents.${name}]`,
+          `argv = ["${process.execPath}", "${agentScript}", "${MARKER_FLAG}", "${marker}:${name}"]`,
+          'startup_grace_s = 10',
+          'stop_grace_s = 2',
+          toml,
+        ]),
       ];
       const configPath = join(base, 'pit.toml');
       await fs.writeFile(configPath, lines.join('\n'), { mode: 0o600 });
       hosts.push({ id, base, configPath });
     }
-    const [hostA] = hosts as [Host, ...Host[]];
+    const hostA = hosts[0]!;
     const cellA = (
       await provisionCell(join(hostA.base, 'missions'), {
         uuid: CELL,
         mission: 'keep a journal',
         created_by: 'test',
-        agents: [{ name: AGENT, role: 'scribe' }],
+        agents: options.cellAgents.map((name) => ({ name, role: 'scribe' })),
       })
     ).dir;
     for (const host of hosts) host.daemon = await startDaemon(host.configPath);
     sampling = true;
     sampler = (async () => {
       while (sampling) {
-        const pids = (await liveAgents(marker)).get(AGENT) ?? [];
-        if (pids.length > 1) doubles.push(`pids ${pids.join(', ')}`);
+        for (const [agent, pids] of await liveAgents(marker))
+          if (pids.length > 1) doubles.push(`${agent}: pids ${pids.join(', ')}`);
         await new Promise((resolve) => setTimeout(resolve, 25));
       }
     })();
+    return { marker, hostA, cellA };
+  };
 
+  it('runs the agent again exactly once on a live host within 2T, its workspace restored from the object store and a newer epoch; the dead host, back, does not start it', async () => {
+    const { marker, hostA, cellA } = await setUp({
+      checkpointEveryS: 1,
+      agents: { [AGENT]: `cell = "${CELL}"` },
+      cellAgents: [AGENT],
+    });
     const before = await waitFor(
       async () => {
         const now = await theIncarnation(marker);
@@ -246,6 +267,47 @@ describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cl
       `${hostA.id} to refuse starting the agent another host owns`,
     );
     expect(await theIncarnation(marker)).toEqual(after);
+    expect(doubles).toEqual([]);
+  }, 120_000);
+  it('a cell with no checkpoint in the object store: an agent whose policy substitutes it is substituted on a live host, the others are left dead, and the log says so', async () => {
+    const { marker, hostA } = await setUp({
+      checkpointEveryS: 0,
+      agents: {
+        worker: `cell = "${CELL}"\nsubstitutes = ["spare"]`,
+        loner: `cell = "${CELL}"`,
+        spare: '',
+      },
+      cellAgents: ['worker', 'loner'],
+      extra: ['[policy.agents.worker]', 'mode = "substitute"'],
+    });
+    for (const agent of ['worker', 'loner'])
+      await waitFor(
+        async () => (await theIncarnation(marker, agent))?.host === hostA.id || undefined,
+        30_000,
+        `${agent} running once on ${hostA.id}`,
+      );
+    await waitFor(
+      () => /cell definition put in the object store/.test(hostA.daemon!.output()) || undefined,
+      15_000,
+      'the cell’s definition in the object store',
+    );
+    await killDaemon(hostA.daemon!);
+    hostA.daemon = undefined;
+    const spare = await waitFor(
+      async () => {
+        const now = await theIncarnation(marker, 'spare');
+        return now && now.host !== hostA.id ? now : undefined;
+      },
+      30_000,
+      'the substitute running on a live host',
+    );
+    const owner = hosts.find((host) => host.id === spare.host)!;
+    expect(owner.daemon!.output()).toMatch(
+      /"msg":"cluster: a cell of a host that is gone has no checkpoint in the object store".*"substituted_per_policy":\["worker"\].*"left_dead":\["loner"\]/,
+    );
+    const live = await liveAgents(marker);
+    expect(live.get('worker') ?? []).toEqual([]);
+    expect(live.get('loner') ?? []).toEqual([]);
     expect(doubles).toEqual([]);
   }, 120_000);
 });

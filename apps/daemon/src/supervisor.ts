@@ -65,8 +65,7 @@ function clusterHooks(context: SupervisorContext, fleetSync: FleetSync): Cluster
       if (slot) await stopAgent(context, slot);
     },
     cells: () => localCells(context),
-    materialise: async (record, archive, from) =>
-      void (await materialiseCell(context, record, archive, from)),
+    materialise: (record, archive, from) => materialiseCell(context, record, archive, from),
   };
 }
 

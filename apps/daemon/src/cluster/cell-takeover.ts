@@ -15,7 +15,8 @@
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { cellPaths, PROVISIONING_PREFIX, provisionCell, writeJsonAtomic } from '@pit/cell-spec';
-import { restoreCheckpoint } from '@pit/snapshot';
+import { resolvePolicy } from '@pit/policy';
+import { restoreCheckpoint, type CheckpointManifest } from '@pit/snapshot';
 import { checkpointStore } from '../checkpoint-store.js';
 import { grant, updateMembers } from '../membership.js';
 import type { SupervisorContext } from '../supervisor-context.js';
@@ -42,18 +43,22 @@ export function localCell(context: SupervisorContext, uuid: string): CellDefinit
 }
 
 /**
- * Rebuilds the cell of `record` here from `archive` (see the module header).
- * @returns the cell's directory.
+ * Rebuilds the cell of `record` here from `archive` (see the module header). Without one (the
+ * record has no checkpoint), only the agents whose policy substitutes them are taken up, in a
+ * cell with an empty workspace: their death is then decided here as any other (the substitute
+ * takes the work over); the others are left dead, and it says so.
+ * @returns the names of the agents it takes up (the rest are let go by the caller).
  * @throws Error (CellError, SnapshotError, DaemonError) when it cannot: nothing is started then.
  */
 export async function materialiseCell(
   context: SupervisorContext,
   record: CellRecord,
-  archive: Uint8Array,
+  archive: Uint8Array | undefined,
   from: string,
-): Promise<string> {
-  const checkpoint = record.checkpoint;
-  if (!checkpoint) throw new Error(`cell ${record.uuid}: the record names no checkpoint`);
+): Promise<string[]> {
+  const checkpoint = archive ? record.checkpoint : undefined;
+  const agents = agentsToTakeUp(context, record, checkpoint !== undefined, from);
+  if (agents.length === 0) return [];
   const root = context.config.cells.root;
   const dir = cellPaths(root, record.uuid).dir;
   const exists = await fs.lstat(dir).then(
@@ -72,7 +77,7 @@ export async function materialiseCell(
       uuid: record.uuid,
       mission: record.cell.mission,
       created_by: record.cell.created_by,
-      agents: record.agents,
+      agents,
       ...(record.cell.name !== undefined ? { name: record.cell.name } : {}),
       ...(record.cell.isolation ? { isolation: record.cell.isolation.level } : {}),
       ...(record.cell.issue !== undefined ? { issue: record.cell.issue } : {}),
@@ -80,28 +85,13 @@ export async function materialiseCell(
       status: 'active',
     });
   }
-  const store = checkpointStore(context.stateDir, record.uuid);
-  await fs.mkdir(store, { recursive: true, mode: 0o700 });
-  const archivePath = join(store, `${checkpoint.name}.tar.gz`);
-  // The archive first, its manifest last: a checkpoint exists once its manifest does.
-  const temp = `${archivePath}.${process.pid}.tmp`;
-  await fs.writeFile(temp, archive, { mode: 0o600 });
-  await fs.rename(temp, archivePath);
-  await writeJsonAtomic(join(store, `${checkpoint.name}.json`), checkpoint, { mode: 0o600 });
-  await restoreCheckpoint(built, {
-    store,
-    checkpoint: checkpoint.name,
-    restoredBy: 'pit-daemon',
-    reason: `cluster takeover from host ${from}`,
-    logger: context.logger,
-    maxBytes: context.config.checkpoints.restore_max_bytes,
-    maxEntries: context.config.checkpoints.restore_max_entries,
-  });
+  if (checkpoint && archive)
+    await restoreInto(context, built, record.uuid, checkpoint, archive, from);
   await updateMembers(
     context.stateDir,
     grant(
       record.uuid,
-      record.agents.map((agent) => agent.name),
+      agents.map((agent) => agent.name),
       'takeover',
       new Date(context.now()),
     ),
@@ -114,9 +104,61 @@ export async function materialiseCell(
     cell: record.uuid,
     dir,
     previous_host: from,
-    checkpoint: checkpoint.name,
-    checkpoint_at: checkpoint.ts,
-    agents: record.agents.map((agent) => agent.name),
+    checkpoint: checkpoint?.name ?? null,
+    ...(checkpoint ? { checkpoint_at: checkpoint.ts } : {}),
+    agents: agents.map((agent) => agent.name),
   });
-  return dir;
+  return agents.map((agent) => agent.name);
+}
+
+/** The record's agents to take up: all of them with a checkpoint, else those the policy substitutes (logged). */
+function agentsToTakeUp(
+  context: SupervisorContext,
+  record: CellRecord,
+  withCheckpoint: boolean,
+  from: string,
+): CellRecord['agents'] {
+  if (withCheckpoint) return record.agents;
+  const agents = record.agents.filter(
+    (agent) => resolvePolicy({ config: context.policy, agent: agent.name }).mode === 'substitute',
+  );
+  const left = record.agents.filter((agent) => !agents.includes(agent));
+  context.logger.error(
+    'cluster: a cell of a host that is gone has no checkpoint in the object store',
+    {
+      cell: record.uuid,
+      previous_host: from,
+      ...(agents.length > 0 ? { substituted_per_policy: agents.map((agent) => agent.name) } : {}),
+      ...(left.length > 0 ? { left_dead: left.map((agent) => agent.name) } : {}),
+    },
+  );
+  return agents;
+}
+
+/** Keeps the checkpoint in the daemon's own store and restores the cell's workspace from it. */
+async function restoreInto(
+  context: SupervisorContext,
+  cellDir: string,
+  uuid: string,
+  checkpoint: CheckpointManifest,
+  archive: Uint8Array,
+  from: string,
+): Promise<void> {
+  const store = checkpointStore(context.stateDir, uuid);
+  await fs.mkdir(store, { recursive: true, mode: 0o700 });
+  const archivePath = join(store, `${checkpoint.name}.tar.gz`);
+  // The archive first, its manifest last: a checkpoint exists once its manifest does.
+  const temp = `${archivePath}.${process.pid}.tmp`;
+  await fs.writeFile(temp, archive, { mode: 0o600 });
+  await fs.rename(temp, archivePath);
+  await writeJsonAtomic(join(store, `${checkpoint.name}.json`), checkpoint, { mode: 0o600 });
+  await restoreCheckpoint(cellDir, {
+    store,
+    checkpoint: checkpoint.name,
+    restoredBy: 'pit-daemon',
+    reason: `cluster takeover from host ${from}`,
+    logger: context.logger,
+    maxBytes: context.config.checkpoints.restore_max_bytes,
+    maxEntries: context.config.checkpoints.restore_max_entries,
+  });
 }

@@ -65,9 +65,14 @@ export interface ClusterHooks {
   cells?(): CellDefinition[];
   /**
    * Rebuilds here the cell of a host that is gone, from its record and checkpoint archive
-   * (cluster/cell-takeover.ts); its agents are already claimed by this host.
+   * (`undefined`: the record has no checkpoint) (cluster/cell-takeover.ts); its agents are already
+   * claimed by this host. Returns the names of the agents it takes up: the others are let go.
    */
-  materialise?(record: CellRecord, archive: Uint8Array, from: string): Promise<void>;
+  materialise?(
+    record: CellRecord,
+    archive: Uint8Array | undefined,
+    from: string,
+  ): Promise<string[]>;
 }
 
 /** The cluster as the operator sees it (status, dashboard, metrics). */
@@ -327,7 +332,13 @@ async function publishDefinitions(
     if (state.published.has(cell.uuid) || state.closed || coordination.fenced()) continue;
     if (!cell.agents.some((agent) => state.held.has(`${cell.uuid}/${agent.name}`))) continue;
     try {
-      await putCellDefinition(coordination.cellStore, cell, options.hostId);
+      if (await putCellDefinition(coordination.cellStore, cell, options.hostId))
+        options.logger.debug(
+          'cluster: cell definition put in the object store (no checkpoint yet)',
+          {
+            cell: cell.uuid,
+          },
+        );
       state.published.add(cell.uuid);
     } catch (error) {
       options.logger.warn('cluster: cannot put a cell’s definition in the object store; retrying', {
@@ -345,8 +356,9 @@ const REBUILD_TRIES = 5;
  * Cells of hosts that are gone (see the module header): for each record in the object store whose
  * cell is not on this host, the agents whose owner's lease expired are claimed by the live host
  * ranked first for the cell (so all of a cell's agents go to one host), and the winner rebuilds
- * the cell from the record's checkpoint and takes its agents up. A record with no checkpoint is
- * reported and its agents let go (left dead: the host that comes back starts them).
+ * the cell from the record's checkpoint and takes its agents up. With no checkpoint in the record,
+ * only agents whose policy substitutes them are taken up (in a cell rebuilt with an empty
+ * workspace); the others are reported and let go (left dead: the host that comes back starts them).
  */
 async function takeOverCells(
   options: ClusterMemberOptions & { logger: Logger },
@@ -370,17 +382,16 @@ async function takeOverCells(
       if (!claimed) continue;
       from = claimed;
     }
-    if (!record.checkpoint) {
-      logger.error(
-        'cluster: a cell of a host that is gone has no checkpoint in the object store: its agents are left dead',
-        { cell: record.uuid, previous_host: from, agents: keys },
-      );
-      await letGo(coordination, state, keys);
-      continue;
-    }
     try {
-      const archive = await getCellArchive(coordination.cellStore, record);
-      await hooks.materialise(record, archive, from);
+      const archive = record.checkpoint
+        ? await getCellArchive(coordination.cellStore, record)
+        : undefined;
+      const taken = new Set(await hooks.materialise(record, archive, from));
+      await letGo(
+        coordination,
+        state,
+        keys.filter((key) => !taken.has(key.slice(record.uuid.length + 1))),
+      );
       state.rebuilding.delete(record.uuid);
       changed = true;
     } catch (error) {
