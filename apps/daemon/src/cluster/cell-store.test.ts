@@ -9,6 +9,7 @@ import { natsServerPath, startNatsCluster, tempDir, type TestNatsCluster } from 
 import type { CheckpointManifest } from '@pit/snapshot';
 import { silentLogger, type Logger } from '../logger.js';
 import {
+  deleteCellRecord,
   getCellArchive,
   listCellRecords,
   putCellCheckpoint,
@@ -77,6 +78,13 @@ describe.skipIf(!installed)('cells’ checkpoints in a real JetStream object sto
     await expect(
       getCellArchive(store, { ...record!, checkpoint: { ...manifest, sha256: 'f'.repeat(64) } }),
     ).rejects.toThrow(/is not checkpoint 2026-12-04T00-00-01\.000Z/);
+    // Only the host that wrote the record removes it (a cell that left that host).
+    expect(await deleteCellRecord(store, UUID, 'host-a')).toBe(false);
+    expect(await deleteCellRecord(store, UUID, 'host-b')).toBe(true);
+    expect((await store.info(UUID))?.deleted ?? true).toBe(true);
+    expect(await listCellRecords(store, silentLogger)).toEqual([]);
+    expect(await putCellDefinition(store, cell, 'host-c')).toBe(true);
+    await putCellCheckpoint(store, cell, 'host-b', { archive, manifest }, silentLogger);
   });
 
   it('ignores, and names, an object whose metadata is not a cell record', async () => {

@@ -133,7 +133,8 @@ export async function putCellDefinition(
   cell: CellDefinition,
   host: string,
 ): Promise<boolean> {
-  if ((await store.info(cell.uuid)) !== null) return false;
+  const info = await store.info(cell.uuid);
+  if (info && !info.deleted) return false;
   const record = recordOf(cell, host, undefined);
   await store.putBlob(
     { name: cell.uuid, metadata: { [METADATA_KEY]: JSON.stringify(record) } },
@@ -142,10 +143,29 @@ export async function putCellDefinition(
   return true;
 }
 
+/**
+ * Removes the cell's object when the record is this host's (the cell left this host: destroyed,
+ * archived, frozen or no longer granted), so that no takeover rebuilds it. Another host's record
+ * (a newer owner's) is left. @returns whether it was removed.
+ */
+export async function deleteCellRecord(
+  store: ObjectStore,
+  uuid: string,
+  host: string,
+): Promise<boolean> {
+  const info = await store.info(uuid);
+  if (!info || info.deleted) return false;
+  const parsed = parseRecord(uuid, info.metadata?.[METADATA_KEY]);
+  if (parsed.ok && parsed.record.host !== host) return false;
+  await store.delete(uuid);
+  return true;
+}
+
 /** Every record in the store; an object whose metadata does not parse is logged and skipped. */
 export async function listCellRecords(store: ObjectStore, logger: Logger): Promise<CellRecord[]> {
   const records: CellRecord[] = [];
   for (const info of await store.list()) {
+    if (info.deleted) continue;
     const parsed = parseRecord(info.name, info.metadata?.[METADATA_KEY]);
     if (parsed.ok) records.push(parsed.record);
     else

@@ -10,6 +10,22 @@
  *   tick (T/3, the first one T/3 after joining), an agent with no owner, or whose owner's lease has expired, is claimed by the
  *   first-ranked live host, and only the compare-and-set winner takes it up. Agents in cells live
  *   where their cell is: they are this host's, and every start of them is claimed all the same.
+ * - **Cells of a host that is gone**: each workspace checkpoint of a cell whose agents this host
+ *   holds goes to the object store `pit_cells` with the cell's definition as the daemon accepted it
+ *   (cell-store.ts; a cell with no checkpoint yet gets its definition alone, once). On every tick,
+ *   for each record whose cell is not on this host, the cell's agents whose owner's lease expired
+ *   are claimed by the live host ranked first *for the cell* (its uuid: all of a cell's agents go to
+ *   one host), compare-and-set as above; the winner rebuilds the cell under its cells root from the
+ *   record's checkpoint (cell-takeover.ts, through the `materialise` hook) and takes the agents up,
+ *   each started under a new epoch with `taken_over_from`. A rebuild that fails is tried again at
+ *   the next passes (the claims kept), then given up (claims released, logged). With no checkpoint
+ *   in the record, only agents whose policy substitutes them are taken up; the others are let go,
+ *   left dead and reported. Agents nobody owns (stopped, or released by a clean leave) are left.
+ *   A cell that leaves this host (destroyed, archived, frozen, no longer granted) has this host's
+ *   record removed from the store, so that no takeover rebuilds it.
+ *   The dead host, back, finds its stale copy of the cell on disk: its starts are claimed like any,
+ *   lose to the live owner (`start_refused`), and it neither starts the agents nor puts checkpoints
+ *   of a cell whose agents it does not hold.
  * - **Fencing**: every start claims the agent's owner record first ({@link ClusterMember.claimForStart});
  *   its revision is the incarnation's epoch (`PIT_EPOCH`, and in every event of it). A host whose
  *   claim loses does not start the agent. The fence process kills this host's agents 2T/3 after
@@ -33,6 +49,7 @@ import {
 } from './coordination.js';
 import { startFence, type Fence, type FencedProcess } from './fence.js';
 import {
+  deleteCellRecord,
   getCellArchive,
   listCellRecords,
   putCellCheckpoint,
@@ -167,7 +184,7 @@ interface MemberState {
   closed: boolean;
   /** Where the next audit window of held agents starts. */
   auditFrom: number;
-  /** Cells whose definition is in the object store (put once per daemon run when it had none). */
+  /** Cells this host put a record of (definition or checkpoint) while they were here. */
   published: Set<string>;
   /** Cells taken over whose rebuild failed: tried again at the next passes (their agents stay claimed). */
   rebuilding: Map<string, { from: string; tries: number }>;
@@ -321,13 +338,35 @@ async function publishCheckpoint(
   return put;
 }
 
-/** Puts the definition of each local cell whose agents this host holds, once, when the store has none. */
+/**
+ * Puts the definition of each local cell whose agents this host holds, once, when the store has
+ * none; removes this host's record of a cell that is no longer here (see the module header).
+ */
 async function publishDefinitions(
   options: ClusterMemberOptions & { logger: Logger },
   coordination: Coordination,
   state: MemberState,
   cells: CellDefinition[],
 ): Promise<void> {
+  const here = new Set(cells.map((cell) => cell.uuid));
+  for (const uuid of [...state.published]) {
+    if (here.has(uuid) || state.closed || coordination.fenced()) continue;
+    try {
+      if (await deleteCellRecord(coordination.cellStore, uuid, options.hostId))
+        options.logger.info('cluster: a cell left this host: its record left the object store', {
+          cell: uuid,
+        });
+      state.published.delete(uuid);
+    } catch (error) {
+      options.logger.warn(
+        'cluster: cannot remove a cell’s record from the object store; retrying',
+        {
+          cell: uuid,
+          error: String(error),
+        },
+      );
+    }
+  }
   for (const cell of cells) {
     if (state.published.has(cell.uuid) || state.closed || coordination.fenced()) continue;
     if (!cell.agents.some((agent) => state.held.has(`${cell.uuid}/${agent.name}`))) continue;
