@@ -124,6 +124,31 @@ export async function putCellCheckpoint(
 }
 
 /**
+ * Puts a record taken over from another host again as this host's (the same checkpoint, the
+ * agents taken up here), so that peers see the cell's new host at once, before its first
+ * checkpoint here.
+ */
+export async function putTakenOver(
+  store: ObjectStore,
+  record: CellRecord,
+  archive: Uint8Array | undefined,
+  host: string,
+  agents: string[],
+): Promise<void> {
+  const next: CellRecord = {
+    ...record,
+    host,
+    written_at: new Date().toISOString(),
+    agents: record.agents.filter((agent) => agents.includes(agent.name)),
+  };
+  if (!archive) delete next.checkpoint;
+  await store.putBlob(
+    { name: record.uuid, metadata: { [METADATA_KEY]: JSON.stringify(next) } },
+    archive ?? new Uint8Array(0),
+  );
+}
+
+/**
  * Puts the cell's definition without a checkpoint when the store has no object for it yet, so
  * that a takeover can at least say that the cell had none.
  * @returns whether it was put.

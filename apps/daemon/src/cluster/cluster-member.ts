@@ -13,7 +13,8 @@
  * - **Cells of a host that is gone**: each workspace checkpoint of a cell whose agents this host
  *   holds goes to the object store `pit_cells` with the cell's definition as the daemon accepted it
  *   (cell-store.ts; a cell with no checkpoint yet gets its definition alone, once). On every tick,
- *   for each record whose cell is not on this host, the cell's agents whose owner's lease expired
+ *   for each record whose cell is not on this host and whose writer's lease expired (the writer
+ *   holds the cell: a takeover writes the record again as the new host's at once), the cell's agents whose owner's lease expired
  *   are claimed by the live host ranked first *for the cell* (its uuid: all of a cell's agents go to
  *   one host), compare-and-set as above; the winner rebuilds the cell under its cells root from the
  *   record's checkpoint (cell-takeover.ts, through the `materialise` hook) and takes the agents up,
@@ -54,6 +55,7 @@ import {
   listCellRecords,
   putCellCheckpoint,
   putCellDefinition,
+  putTakenOver,
   type CellDefinition,
   type CellRecord,
 } from './cell-store.js';
@@ -413,6 +415,9 @@ async function takeOverCells(
   let changed = false;
   for (const record of records) {
     if (local.has(record.uuid) || state.closed || coordination.fenced()) continue;
+    // The host that wrote the record last holds the cell (a takeover writes it at once): while it
+    // is live, its agents' owner records are not read at all (a pass costs one listing).
+    if (live.has(record.host) && !state.rebuilding.has(record.uuid)) continue;
     const keys = record.agents.map((agent) => `${record.uuid}/${agent.name}`);
     let from = state.rebuilding.get(record.uuid)?.from;
     if (from === undefined) {
@@ -426,6 +431,19 @@ async function takeOverCells(
         ? await getCellArchive(coordination.cellStore, record)
         : undefined;
       const taken = new Set(await hooks.materialise(record, archive, from));
+      if (taken.size > 0) {
+        await putTakenOver(coordination.cellStore, record, archive, hostId, [...taken]).catch(
+          (error: unknown) =>
+            logger.warn(
+              'cluster: cannot put the cell taken over in the object store as this host’s',
+              {
+                cell: record.uuid,
+                error: String(error),
+              },
+            ),
+        );
+        state.published.add(record.uuid);
+      }
       await letGo(
         coordination,
         state,
