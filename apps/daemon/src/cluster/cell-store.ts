@@ -186,19 +186,28 @@ export async function deleteCellRecord(
   return true;
 }
 
-/** Every record in the store; an object whose metadata does not parse is logged and skipped. */
-export async function listCellRecords(store: ObjectStore, logger: Logger): Promise<CellRecord[]> {
+/**
+ * Every record in the store; an object whose metadata does not parse is skipped, and logged once
+ * per object and content (`warned` remembers which, across passes).
+ */
+export async function listCellRecords(
+  store: ObjectStore,
+  logger: Logger,
+  warned: Set<string> = new Set(),
+): Promise<CellRecord[]> {
   const records: CellRecord[] = [];
   for (const info of await store.list()) {
     if (info.deleted) continue;
     const parsed = parseRecord(info.name, info.metadata?.[METADATA_KEY]);
     if (parsed.ok) records.push(parsed.record);
-    else
+    else if (!warned.has(`${info.name}\0${info.digest}`)) {
+      warned.add(`${info.name}\0${info.digest}`);
       logger.warn('cluster: a cell record in the object store is ignored', {
         store: info.bucket,
         object: info.name,
         error: parsed.error,
       });
+    }
   }
   return records;
 }

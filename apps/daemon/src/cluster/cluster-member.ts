@@ -190,15 +190,12 @@ interface MemberState {
   published: Set<string>;
   /** Cells taken over whose rebuild failed: tried again at the next passes (their agents stay claimed). */
   rebuilding: Map<string, { from: string; tries: number }>;
+  /** Objects of the store whose record did not parse, already logged. */
+  badRecords: Set<string>;
 }
 
-function createMember(
-  options: ClusterMemberOptions & { logger: Logger },
-  coordination: Coordination,
-  fence: Fence | undefined,
-): ClusterMember {
-  const { logger, hostId } = options;
-  const state: MemberState = {
+function initialState(): MemberState {
+  return {
     hooks: undefined,
     held: new Map(),
     remote: new Map(),
@@ -210,7 +207,17 @@ function createMember(
     auditFrom: 0,
     published: new Set(),
     rebuilding: new Map(),
+    badRecords: new Set(),
   };
+}
+
+function createMember(
+  options: ClusterMemberOptions & { logger: Logger },
+  coordination: Coordination,
+  fence: Fence | undefined,
+): ClusterMember {
+  const { logger, hostId } = options;
+  const state = initialState();
   coordination.onFence(() => void onFenced(options, state));
   coordination.onRejoin(() => void onRejoined(options, coordination, state));
   const tick = () => {
@@ -411,7 +418,7 @@ async function takeOverCells(
   if (!hooks?.cells || !hooks.materialise || coordination.fenced() || state.closed) return;
   const { logger, hostId } = options;
   const local = new Set(hooks.cells().map((cell) => cell.uuid));
-  const records = await listCellRecords(coordination.cellStore, logger);
+  const records = await listCellRecords(coordination.cellStore, logger, state.badRecords);
   let changed = false;
   for (const record of records) {
     if (local.has(record.uuid) || state.closed || coordination.fenced()) continue;
