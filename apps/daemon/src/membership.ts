@@ -4,7 +4,8 @@
  * supervised in a cell when its manifest lists it **and** the operator granted it: in the config
  * (`[agents.<name>] cell = "<uuid>"` or `cells = [...]`) or in `<state_dir>/members.json`, the
  * daemon-owned record written by `pit cell create` (the cell's first agents), `pit cell join` /
- * `leave`, the daemon's substitutions, and once, at the first start of a daemon that has no such
+ * `leave`, the daemon's substitutions, a cluster takeover (the grants the cell had on the host
+ * that is gone, as that host's daemon recorded them: cluster/cell-store.ts), and once, at the first start of a daemon that has no such
  * file, for every cell that exists then (the migration). This module owns that file (reading,
  * the one-time migration, grants and withdrawals) and the rule; it never reads or writes a cell.
  */
@@ -27,7 +28,7 @@ import type { Refusal } from './discovery.js';
 import { DaemonError } from './errors.js';
 
 /** How a grant came about. */
-export const GRANT_SOURCES = ['create', 'join', 'substitute', 'migration'] as const;
+export const GRANT_SOURCES = ['create', 'join', 'substitute', 'migration', 'takeover'] as const;
 
 /** One agent's grant in one cell. */
 export const GrantSchema = z.strictObject({

@@ -3,10 +3,13 @@
  * is checkpointed (@pit/snapshot) into the daemon's store for the cell
  * (`<state_dir>/checkpoints/<uuid>`, checkpoint-store.ts) and old checkpoints beyond
  * `checkpoints.retention` pruned. A failure is logged and the next cell is checkpointed anyway.
- * It restores nothing.
+ * In a cluster, each new checkpoint of a cell whose agents this host holds is also put in the
+ * cluster's object store (cluster/cell-store.ts), so that a live host can rebuild the cell if this
+ * one dies. It restores nothing.
  */
-import { createCheckpoint, pruneCheckpoints } from '@pit/snapshot';
+import { createCheckpoint, pruneCheckpoints, type CheckpointManifest } from '@pit/snapshot';
 import { checkpointStore } from './checkpoint-store.js';
+import { localCell } from './cluster/cell-takeover.js';
 import type { SupervisorContext } from './supervisor-context.js';
 
 /** Creates the periodic checkpointer; `tick()` checkpoints when the interval has passed. */
@@ -26,12 +29,13 @@ export function createPeriodicCheckpoints(context: SupervisorContext): { tick():
       for (const [uuid, dir] of cells) {
         try {
           const store = checkpointStore(context.stateDir, uuid);
-          await createCheckpoint(dir, {
+          const created = await createCheckpoint(dir, {
             store,
             createdBy: 'pit-daemon',
             reason: 'periodic',
             logger: context.logger,
           });
+          await publish(context, uuid, created);
           await pruneCheckpoints(dir, { store, keep: retention, logger: context.logger });
         } catch (error) {
           context.logger.warn('periodic checkpoint failed', {
@@ -42,4 +46,23 @@ export function createPeriodicCheckpoints(context: SupervisorContext): { tick():
       }
     },
   };
+}
+
+/** In a cluster: the checkpoint into the object store (a failure is logged; the local one stays). */
+async function publish(
+  context: SupervisorContext,
+  uuid: string,
+  created: { archive: string; manifest: CheckpointManifest },
+): Promise<void> {
+  const cell = context.cluster ? localCell(context, uuid) : undefined;
+  if (!cell || !context.cluster) return;
+  try {
+    await context.cluster.publishCheckpoint(cell, created);
+  } catch (error) {
+    context.logger.warn('cluster: cannot put a checkpoint in the object store', {
+      cell: uuid,
+      checkpoint: created.manifest.name,
+      error: error instanceof Error ? error.message : String(error),
+    });
+  }
 }

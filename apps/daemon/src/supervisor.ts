@@ -36,6 +36,8 @@ import { createProviderTracker } from './provider-health.js';
 import { createProviderMatrixWriter } from './provider-matrix-file.js';
 import { onProviderChange, providerAgents, switchBackDue } from './provider-gate.js';
 import { createPeriodicCheckpoints } from './periodic-checkpoints.js';
+import { localCells, materialiseCell } from './cluster/cell-takeover.js';
+import type { ClusterHooks } from './cluster/cluster-member.js';
 import { stopAgent } from './restart.js';
 import { openFileStateStore, type StateStore } from './state-store.js';
 import type { ClusterMember } from './cluster/cluster-member.js';
@@ -55,6 +57,20 @@ export type {
   SupervisorOptions,
   SweepReport,
 } from './supervisor-api.js';
+
+/** What the cluster member may do here (cluster/cluster-member.ts `ClusterHooks`). */
+function clusterHooks(context: SupervisorContext, fleetSync: FleetSync): ClusterHooks {
+  return {
+    placeable: () => placeableAgents(context),
+    resync: () => fleetSync.sync('loop'),
+    stopLocal: async (key) => {
+      const slot = context.fleet.slots.get(key);
+      if (slot) await stopAgent(context, slot);
+    },
+    cells: () => localCells(context),
+    materialise: (record, archive, from) => materialiseCell(context, record, archive, from),
+  };
+}
 
 /**
  * Creates the supervision loop (see the module header).
@@ -84,14 +100,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
       now: context.now,
     });
     await fleetSync.sync('loop');
-    context.cluster?.start({
-      placeable: () => placeableAgents(context),
-      resync: () => fleetSync.sync('loop'),
-      stopLocal: async (key) => {
-        const slot = context.fleet.slots.get(key);
-        if (slot) await stopAgent(context, slot);
-      },
-    });
+    context.cluster?.start(clusterHooks(context, fleetSync));
     context.providers.start(providerTickMs(context));
     timers = await startLoopTimers(context, {
       discover: () => fleetSync.sync('loop'),

@@ -10,6 +10,23 @@
  *   tick (T/3, the first one T/3 after joining), an agent with no owner, or whose owner's lease has expired, is claimed by the
  *   first-ranked live host, and only the compare-and-set winner takes it up. Agents in cells live
  *   where their cell is: they are this host's, and every start of them is claimed all the same.
+ * - **Cells of a host that is gone**: each workspace checkpoint of a cell whose agents this host
+ *   holds goes to the object store `pit_cells` with the cell's definition as the daemon accepted it
+ *   (cell-store.ts; a cell with no checkpoint yet gets its definition alone, once). On every tick,
+ *   for each record whose cell is not on this host and whose writer's lease expired (the writer
+ *   holds the cell: a takeover writes the record again as the new host's at once), the cell's agents whose owner's lease expired
+ *   are claimed by the live host ranked first *for the cell* (its uuid: all of a cell's agents go to
+ *   one host), compare-and-set as above; the winner rebuilds the cell under its cells root from the
+ *   record's checkpoint (cell-takeover.ts, through the `materialise` hook) and takes the agents up,
+ *   each started under a new epoch with `taken_over_from`. A rebuild that fails is tried again at
+ *   the next passes (the claims kept), then given up (claims released, logged). With no checkpoint
+ *   in the record, only agents whose policy substitutes them are taken up; the others are let go,
+ *   left dead and reported. Agents nobody owns (stopped, or released by a clean leave) are left.
+ *   A cell that leaves this host (destroyed, archived, frozen, no longer granted) has this host's
+ *   record removed from the store, so that no takeover rebuilds it.
+ *   The dead host, back, finds its stale copy of the cell on disk: its starts are claimed like any,
+ *   lose to the live owner (`start_refused`), and it neither starts the agents nor puts checkpoints
+ *   of a cell whose agents it does not hold.
  * - **Fencing**: every start claims the agent's owner record first ({@link ClusterMember.claimForStart});
  *   its revision is the incarnation's epoch (`PIT_EPOCH`, and in every event of it). A host whose
  *   claim loses does not start the agent. The fence process kills this host's agents 2T/3 after
@@ -34,6 +51,17 @@ import {
 } from './coordination.js';
 import { startFence, type Fence, type FencedProcess } from './fence.js';
 import type { SharedRecord } from './agent-records.js';
+import {
+  deleteCellRecord,
+  getCellArchive,
+  listCellRecords,
+  putCellCheckpoint,
+  putCellDefinition,
+  putTakenOver,
+  type CellDefinition,
+  type CellRecord,
+} from './cell-store.js';
+import type { CheckpointManifest } from '@pit/snapshot';
 
 /** `[cluster]` as the member needs it. */
 export interface ClusterMemberOptions {
@@ -54,6 +82,18 @@ export interface ClusterHooks {
   resync(): Promise<void>;
   /** Stops the agent's process here, when it runs (a lost lease, or taken over meanwhile). */
   stopLocal(key: string): Promise<void>;
+  /** This host's active cells with the agents it supervises in them (absent: no cell takeover). */
+  cells?(): CellDefinition[];
+  /**
+   * Rebuilds here the cell of a host that is gone, from its record and checkpoint archive
+   * (`undefined`: the record has no checkpoint) (cluster/cell-takeover.ts); its agents are already
+   * claimed by this host. Returns the names of the agents it takes up: the others are let go.
+   */
+  materialise?(
+    record: CellRecord,
+    archive: Uint8Array | undefined,
+    from: string,
+  ): Promise<string[]>;
 }
 
 /** The cluster as the operator sees it (status, dashboard, metrics). */
@@ -91,6 +131,15 @@ export interface ClusterMember {
    * when it holds none); refused and logged when a newer epoch wrote it. Never rejects.
    */
   share(key: string, state: AgentState): Promise<void>;
+  /**
+   * Puts the cell's newest checkpoint in the cluster's object store, when this host holds one of
+   * its agents (else nothing: the cell's agents were taken over, and the new owner's checkpoints
+   * are newer). @returns whether it was put.
+   */
+  publishCheckpoint(
+    cell: CellDefinition,
+    checkpoint: { archive: string; manifest: CheckpointManifest },
+  ): Promise<boolean>;
   /** A process was started (or adopted) for the agent: the fence watches it. */
   started(process: FencedProcess): void;
   /** The agent's process is gone or was let go. */
@@ -148,15 +197,16 @@ interface MemberState {
   closed: boolean;
   /** Where the next audit window of held agents starts. */
   auditFrom: number;
+  /** Cells this host put a record of (definition or checkpoint) while they were here. */
+  published: Set<string>;
+  /** Cells taken over whose rebuild failed: tried again at the next passes (their agents stay claimed). */
+  rebuilding: Map<string, { from: string; tries: number }>;
+  /** Objects of the store whose record did not parse, already logged. */
+  badRecords: Set<string>;
 }
 
-function createMember(
-  options: ClusterMemberOptions & { logger: Logger },
-  coordination: Coordination,
-  fence: Fence | undefined,
-): ClusterMember {
-  const { logger, hostId } = options;
-  const state: MemberState = {
+function initialState(): MemberState {
+  return {
     hooks: undefined,
     held: new Map(),
     remote: new Map(),
@@ -166,7 +216,19 @@ function createMember(
     ticking: undefined,
     closed: false,
     auditFrom: 0,
+    published: new Set(),
+    rebuilding: new Map(),
+    badRecords: new Set(),
   };
+}
+
+function createMember(
+  options: ClusterMemberOptions & { logger: Logger },
+  coordination: Coordination,
+  fence: Fence | undefined,
+): ClusterMember {
+  const { logger, hostId } = options;
+  const state = initialState();
   coordination.onFence(() => void onFenced(options, state));
   coordination.onRejoin(() => void onRejoined(options, coordination, state));
   const tick = () => {
@@ -203,6 +265,8 @@ function createMember(
       state.takenFrom.delete(key);
       return from;
     },
+    publishCheckpoint: (cell, checkpoint) =>
+      publishCheckpoint(options, coordination, state, cell, checkpoint),
     started: (process) => fence?.watch(process),
     ended: (key) => fence?.unwatch(key),
     start(hooks) {
@@ -295,6 +359,212 @@ async function placeAgents(
   await Promise.all(Array.from({ length: PLACEMENT_CONCURRENCY }, worker));
   if (await auditHeld(options, coordination, state)) changed = true;
   if (changed) await hooks.resync();
+  if (hooks.cells && hooks.materialise) {
+    await publishDefinitions(options, coordination, state, hooks.cells());
+    await takeOverCells(options, coordination, state, live);
+  }
+}
+
+/** See {@link ClusterMember.publishCheckpoint}. */
+async function publishCheckpoint(
+  options: ClusterMemberOptions & { logger: Logger },
+  coordination: Coordination,
+  state: MemberState,
+  cell: CellDefinition,
+  checkpoint: { archive: string; manifest: CheckpointManifest },
+): Promise<boolean> {
+  if (coordination.fenced()) return false;
+  if (!cell.agents.some((agent) => state.held.has(`${cell.uuid}/${agent.name}`))) return false;
+  const { logger, hostId } = options;
+  const put = await putCellCheckpoint(coordination.cellStore, cell, hostId, checkpoint, logger);
+  if (put) {
+    state.published.add(cell.uuid);
+    logger.debug('cluster: checkpoint put in the object store', {
+      cell: cell.uuid,
+      checkpoint: checkpoint.manifest.name,
+      bytes: checkpoint.manifest.bytes,
+    });
+  }
+  return put;
+}
+
+/**
+ * Puts the definition of each local cell whose agents this host holds, once, when the store has
+ * none; removes this host's record of a cell that is no longer here (see the module header).
+ */
+async function publishDefinitions(
+  options: ClusterMemberOptions & { logger: Logger },
+  coordination: Coordination,
+  state: MemberState,
+  cells: CellDefinition[],
+): Promise<void> {
+  const here = new Set(cells.map((cell) => cell.uuid));
+  for (const uuid of [...state.published]) {
+    if (here.has(uuid) || state.closed || coordination.fenced()) continue;
+    try {
+      if (await deleteCellRecord(coordination.cellStore, uuid, options.hostId))
+        options.logger.info('cluster: a cell left this host: its record left the object store', {
+          cell: uuid,
+        });
+      state.published.delete(uuid);
+    } catch (error) {
+      options.logger.warn(
+        'cluster: cannot remove a cell’s record from the object store; retrying',
+        {
+          cell: uuid,
+          error: String(error),
+        },
+      );
+    }
+  }
+  for (const cell of cells) {
+    if (state.published.has(cell.uuid) || state.closed || coordination.fenced()) continue;
+    if (!cell.agents.some((agent) => state.held.has(`${cell.uuid}/${agent.name}`))) continue;
+    try {
+      if (await putCellDefinition(coordination.cellStore, cell, options.hostId))
+        options.logger.debug(
+          'cluster: cell definition put in the object store (no checkpoint yet)',
+          {
+            cell: cell.uuid,
+          },
+        );
+      state.published.add(cell.uuid);
+    } catch (error) {
+      options.logger.warn('cluster: cannot put a cell’s definition in the object store; retrying', {
+        cell: cell.uuid,
+        error: String(error),
+      });
+    }
+  }
+}
+
+/** Tries to rebuild a cell taken over at most this many passes before giving its agents up. */
+const REBUILD_TRIES = 5;
+
+/**
+ * Cells of hosts that are gone (see the module header): for each record in the object store whose
+ * cell is not on this host, the agents whose owner's lease expired are claimed by the live host
+ * ranked first for the cell (so all of a cell's agents go to one host), and the winner rebuilds
+ * the cell from the record's checkpoint and takes its agents up. With no checkpoint in the record,
+ * only agents whose policy substitutes them are taken up (in a cell rebuilt with an empty
+ * workspace); the others are reported and let go (left dead: the host that comes back starts them).
+ */
+async function takeOverCells(
+  options: ClusterMemberOptions & { logger: Logger },
+  coordination: Coordination,
+  state: MemberState,
+  live: ReadonlySet<string>,
+): Promise<void> {
+  const hooks = state.hooks;
+  if (!hooks?.cells || !hooks.materialise || coordination.fenced() || state.closed) return;
+  const { logger, hostId } = options;
+  const local = new Set(hooks.cells().map((cell) => cell.uuid));
+  const records = await listCellRecords(coordination.cellStore, logger, state.badRecords);
+  let changed = false;
+  for (const record of records) {
+    if (local.has(record.uuid) || state.closed || coordination.fenced()) continue;
+    // The host that wrote the record last holds the cell (a takeover writes it at once): while it
+    // is live, its agents' owner records are not read at all (a pass costs one listing).
+    if (live.has(record.host) && !state.rebuilding.has(record.uuid)) continue;
+    const keys = record.agents.map((agent) => `${record.uuid}/${agent.name}`);
+    let from = state.rebuilding.get(record.uuid)?.from;
+    if (from === undefined) {
+      if (rankHosts(record.uuid, [...live])[0] !== hostId) continue;
+      const claimed = await claimCell(options, coordination, state, keys, live);
+      if (!claimed) continue;
+      from = claimed;
+    }
+    try {
+      const archive = record.checkpoint
+        ? await getCellArchive(coordination.cellStore, record)
+        : undefined;
+      const taken = new Set(await hooks.materialise(record, archive, from));
+      if (taken.size > 0) {
+        await putTakenOver(coordination.cellStore, record, archive, hostId, [...taken]).catch(
+          (error: unknown) =>
+            logger.warn(
+              'cluster: cannot put the cell taken over in the object store as this host’s',
+              {
+                cell: record.uuid,
+                error: String(error),
+              },
+            ),
+        );
+        state.published.add(record.uuid);
+      }
+      await letGo(
+        coordination,
+        state,
+        keys.filter((key) => !taken.has(key.slice(record.uuid.length + 1))),
+      );
+      state.rebuilding.delete(record.uuid);
+      changed = true;
+    } catch (error) {
+      const tries = (state.rebuilding.get(record.uuid)?.tries ?? 0) + 1;
+      const giveUp = tries >= REBUILD_TRIES;
+      logger.error(
+        giveUp
+          ? 'cluster: cannot rebuild a cell taken over; its agents are let go and left dead'
+          : 'cluster: cannot rebuild a cell taken over yet; trying again at the next pass',
+        { cell: record.uuid, previous_host: from, tries, error: String(error) },
+      );
+      if (giveUp) {
+        state.rebuilding.delete(record.uuid);
+        await letGo(coordination, state, keys);
+      } else state.rebuilding.set(record.uuid, { from, tries });
+    }
+  }
+  if (changed) await hooks.resync();
+}
+
+/**
+ * Claims the cell's agents whose owner is a host that is gone; returns that host when one was
+ * claimed. Agents nobody owns (stopped, or let go by a clean leave) and those of live hosts are left.
+ */
+async function claimCell(
+  options: ClusterMemberOptions & { logger: Logger },
+  coordination: Coordination,
+  state: MemberState,
+  keys: string[],
+  live: ReadonlySet<string>,
+): Promise<string | undefined> {
+  let from: string | undefined;
+  for (const key of keys) {
+    if (state.held.has(key)) continue;
+    const owner = await coordination.owner(key).catch(() => undefined);
+    if (!owner || owner.host === options.hostId) continue;
+    if (live.has(owner.host)) {
+      state.remote.set(key, owner);
+      continue;
+    }
+    const claimed = await coordination.claim(key, { live });
+    if (!claimed.ok) {
+      if (claimed.owner) state.remote.set(key, claimed.owner);
+      continue;
+    }
+    state.held.set(key, claimed.epoch);
+    state.remote.delete(key);
+    state.takenFrom.set(key, owner.host);
+    from = owner.host;
+    options.logger.info('cluster: took a cell agent over', {
+      agent: key,
+      epoch: claimed.epoch,
+      previous_host: owner.host,
+      previous_epoch: owner.epoch,
+    });
+  }
+  return from;
+}
+
+/** Gives up the claims on a cell's agents this host holds but will not start. */
+async function letGo(coordination: Coordination, state: MemberState, keys: string[]) {
+  for (const key of keys) {
+    const epoch = state.held.get(key);
+    if (epoch === undefined) continue;
+    state.held.delete(key);
+    state.takenFrom.delete(key);
+    await coordination.release(key, epoch).catch(() => false);
+  }
 }
 
 /** Held agents whose owner record is read again per placement pass (a rotating window). */

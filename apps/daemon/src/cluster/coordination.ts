@@ -12,6 +12,8 @@
  *   refused by the server, JetStream error 10071), and only when the owner is this host or a host
  *   whose lease has expired. The revision that wins is the agent's **epoch**: it only grows, so
  *   an older incarnation's epoch is refused by {@link Coordination.isCurrent}.
+ * - **Cells' checkpoints**: object store `pit_cells` (cell-store.ts writes and reads it), opened
+ *   here with the buckets so that every host has it.
  * - **Self-fencing**: a daemon whose lease has not been renewed for `2T/3` is fenced: it claims
  *   nothing and its `onFence` listeners are told (the daemon stops its agents or stops reviving,
  *   per `[cluster] on_partition`); when a renewal lands again its `onRejoin` listeners are told.
@@ -27,6 +29,7 @@ import {
 } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import { agentRecordsOver, RECORDS_BUCKET, type AgentRecords } from './agent-records.js';
+import { Objm, type ObjectStore } from '@nats-io/obj';
 import { silentLogger, type Logger } from '../logger.js';
 
 /** Where and how to coordinate. */
@@ -103,6 +106,11 @@ export interface Coordination {
   safeForMs(): number;
   /** Called after every renewal that landed, with how long from now the lease stays safe (ms): `2T/3` less the renewal's own time. */
   onRenew(listener: (validMs: number) => void): void;
+  /**
+   * The object store of cells' checkpoints (`pit_cells`, one object per cell: cell-store.ts), so
+   * that a live host can rebuild the cell of a host that is gone.
+   */
+  readonly cellStore: ObjectStore;
   /** Stops renewing, deletes this host's lease (a clean leave) and closes the connection. */
   close(options?: { leave?: boolean }): Promise<void>;
 }
@@ -110,6 +118,8 @@ export interface Coordination {
 const HOSTS_BUCKET = 'pit_hosts';
 /** The KV bucket of owner records (exported for tests that write one as another host would). */
 export const OWNERS_BUCKET = 'pit_owners';
+/** The object store of cells' checkpoints (cell-store.ts). */
+export const CELLS_STORE = 'pit_cells';
 const KEY_PATTERN = /^[-/=\w]+$/;
 
 /** True for the server's "wrong last sequence": a compare-and-set that lost. */
@@ -192,7 +202,20 @@ export async function openCoordination(options: CoordinationOptions): Promise<Co
     const records = await retryTimeouts(() =>
       kvm.create(RECORDS_BUCKET, { history: 1, replicas, allow_direct: false }),
     );
-    return await startCoordination({ ...options, nc, jsm, hosts, owners, records, logger, now });
+    const cellStore = await retryTimeouts(() =>
+      new Objm(jetstream(nc, { timeout })).create(CELLS_STORE, { replicas }),
+    );
+    return await startCoordination({
+      ...options,
+      nc,
+      jsm,
+      hosts,
+      owners,
+      records,
+      cellStore,
+      logger,
+      now,
+    });
   } catch (error) {
     await nc.close().catch(() => {});
     throw error;
@@ -222,6 +245,7 @@ interface Opened extends CoordinationOptions {
   hosts: KV;
   owners: KV;
   records: KV;
+  cellStore: ObjectStore;
   logger: Logger;
   now: () => number;
 }
@@ -426,6 +450,7 @@ async function startCoordination(opened: Opened): Promise<Coordination> {
     onRejoin: lease.onRejoin,
     onRenew: lease.onRenew,
     safeForMs: lease.safeForMs,
+    cellStore: opened.cellStore,
     async close(options) {
       await lease.stop();
       if (options?.leave !== false) await opened.hosts.delete(hostId).catch(() => {});
