@@ -26,6 +26,7 @@ export {
   HandoffInputSchema,
   ConfigureIsolationInputSchema,
   EventIdSchema,
+  EpochSchema,
   type BusEvent,
   type BusEventKind,
   type MessageEvent,

@@ -92,6 +92,13 @@ export interface OpenMissionBusOptions {
    * @default openSegmentLog
    */
   eventLog?: BusEventLogFactory;
+  /**
+   * The current incarnation epoch of a participant, as its owner knows it (a clustered daemon:
+   * the revision of the agent's owner record), or `undefined` when none is known. A publish,
+   * checkpoint or handoff that carries an older `epoch` is refused with BUS_STALE_EPOCH (an old
+   * incarnation that outlived a takeover). Left out, epochs are not checked.
+   */
+  currentEpoch?: (participant: string) => number | undefined;
 }
 
 /** A role the cell's log claims for a participant that the bus's authority store does not hold. */
@@ -231,6 +238,7 @@ export class MissionBus {
   private readonly cache: EventCache;
   private log!: BusEventLog;
   private readonly openLog: BusEventLogFactory;
+  private readonly currentEpoch: ((participant: string) => number | undefined) | undefined;
   private audit!: AuditTrail;
   private nextSeq = 0;
   private headSeq = 0;
@@ -250,7 +258,9 @@ export class MissionBus {
     now: () => Date;
     store: ParticipantStore | undefined;
     openLog: BusEventLogFactory;
+    currentEpoch: ((participant: string) => number | undefined) | undefined;
   }) {
+    this.currentEpoch = options.currentEpoch;
     this.paths = cellPaths(options.cellDir);
     this.openLog = options.openLog;
     this.store = options.store;
@@ -312,6 +322,7 @@ export class MissionBus {
       now: options.now ?? (() => new Date()),
       store: options.authority,
       openLog: options.eventLog ?? openSegmentLog,
+      currentEpoch: options.currentEpoch,
     });
     await bus.start(options.lockTimeoutMs ?? 2000);
     return bus;
@@ -557,6 +568,7 @@ export class MissionBus {
     message: z.output<typeof PublishInputSchema>,
   ): Promise<MessageEvent> {
     this.authorize(sender, 'publish', 'publish');
+    this.assertCurrentEpoch(sender, message.epoch, 'publish');
     const existing = this.existing<MessageEvent>(message.id, 'message', sender);
     if (existing) return existing;
     if (message.to !== undefined) this.assertMember(message.to, 'publish: to');
@@ -588,6 +600,7 @@ export class MissionBus {
     checkpoint: z.output<typeof CheckpointInputSchema>,
   ): Promise<CheckpointEvent> {
     this.authorize(sender, 'checkpoint', 'checkpoint');
+    this.assertCurrentEpoch(sender, checkpoint.epoch, 'checkpoint');
     const existing = this.existing<CheckpointEvent>(checkpoint.id, 'checkpoint', sender);
     if (existing) return existing;
     return this.commit<CheckpointEvent>((seq, ts) => ({
@@ -622,6 +635,7 @@ export class MissionBus {
     handoff: z.output<typeof HandoffInputSchema>,
   ): Promise<HandoffEvent> {
     this.authorize(sender, 'handoff', 'handoff');
+    this.assertCurrentEpoch(sender, handoff.epoch, 'handoff');
     const existing = this.existing<HandoffEvent>(handoff.id, 'handoff', sender);
     if (existing) return existing;
     let from = handoff.from;
@@ -1163,6 +1177,34 @@ export class MissionBus {
       );
     if (this.closing)
       throw new BusError('BUS_CLOSED', `mission ${this.mission.id}: the bus is closed`);
+  }
+
+  /**
+   * Refuses a write whose epoch is older than the sender's current one (see
+   * {@link OpenMissionBusOptions.currentEpoch}), with an audit entry.
+   * @throws {BusError} BUS_STALE_EPOCH naming the participant and both epochs.
+   */
+  private assertCurrentEpoch(sender: string, epoch: number | undefined, operation: string): void {
+    if (epoch === undefined || !this.currentEpoch) return;
+    const current = this.currentEpoch(sender);
+    if (current === undefined || epoch >= current) return;
+    this.audit.record({
+      event: 'bus_denied',
+      participant: sender,
+      operation,
+      reason: `epoch ${epoch} older than current ${current}`,
+    });
+    this.logger.warn('bus: write from an older incarnation refused', {
+      mission: this.mission.id,
+      participant: sender,
+      operation,
+      epoch,
+      current,
+    });
+    throw new BusError(
+      'BUS_STALE_EPOCH',
+      `${operation}: ${sender} wrote with epoch ${epoch}, older than its current epoch ${current} in mission ${this.mission.id} (an incarnation that was replaced)`,
+    );
   }
 
   private assertMember(name: string, where: string): void {

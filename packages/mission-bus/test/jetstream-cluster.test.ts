@@ -77,7 +77,7 @@ describe.skipIf(!installed)('the mission bus on a replicated JetStream stream', 
   let cluster: TestNatsCluster;
   const hosts: Host[] = [];
 
-  const openHost = async (missionId: string): Promise<Host> => {
+  const openHost = async (missionId: string, dedupeWindow?: number): Promise<Host> => {
     const nc = await connect({
       servers: cluster.urls,
       maxReconnectAttempts: -1,
@@ -86,7 +86,11 @@ describe.skipIf(!installed)('the mission bus on a replicated JetStream stream', 
     });
     const bus = await MissionBus.open({
       cellDir: await tempDir('pit-jsbus-cell-'),
-      config: { mission: { id: missionId, title: 'jetstream bus' }, participants },
+      config: {
+        mission: { id: missionId, title: 'jetstream bus' },
+        participants,
+        ...(dedupeWindow ? { log: { dedupe_window: dedupeWindow } } : {}),
+      },
       ...(process.env.PIT_TEST_DEBUG ? { logger: debugLogger } : {}),
       eventLog: createJetStreamEventLog({ connection: nc, replicas: 3, requestTimeoutMs: 1_000 }),
     });
@@ -145,6 +149,16 @@ describe.skipIf(!installed)('the mission bus on a replicated JetStream stream', 
     expect(c.bus.head).toBe(total);
     expect(await c.bus.read({ after: 0, limit: total })).toEqual(a.seen);
   }, 60_000);
+
+  it("stores an id republished after it left the bus's own window once (the stream's duplicate window)", async () => {
+    const a = await openHost('mission-dedupe', 2);
+    const first = await a.bus.publish('forge', { id: 'again', topic: 'work', payload: { i: 0 } });
+    for (let i = 1; i <= 3; i += 1)
+      await a.bus.publish('forge', { id: `later-${i}`, topic: 'work', payload: { i } });
+    const again = await a.bus.publish('forge', { id: 'again', topic: 'work', payload: { i: 0 } });
+    expect(again).toEqual(first);
+    expect(a.bus.head).toBe(4);
+  }, 30_000);
 
   it('kill -9 of the stream leader during a publish storm from two hosts: nothing lost, nothing doubled, order intact', async () => {
     const missionId = 'mission-storm';
