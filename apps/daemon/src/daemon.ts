@@ -244,11 +244,26 @@ async function startServices(context: StartContext): Promise<DaemonServices> {
   const startedAt = Date.now();
   try {
     if (loaded.config.bus.enabled && !options.dryRun) {
+      const section = loaded.config.cluster;
+      const token = section?.token_env ? env[section.token_env] : undefined;
       busHub = await createBusHub({
         listen: options.busListen ?? loaded.config.bus.listen,
         stateDir: loaded.config.daemon.state_dir,
         logger,
         ...(loaded.config.bus.roles ? { roles: loaded.config.bus.roles } : {}),
+        // Clustered: the buses' events in replicated JetStream streams, and writes fenced by epoch
+        // (the member joins just below; until then no agent runs, so no epoch is held).
+        ...(section
+          ? {
+              cluster: {
+                servers: section.servers,
+                hostId: section.host_id,
+                replicas: section.replicas,
+                ...(token ? { token } : {}),
+                epochOf: (key: string) => cluster?.epochOf(key),
+              },
+            }
+          : {}),
       });
     }
     cluster = await joinConfiguredCluster(loaded.config, env, logger, options.dryRun ?? false);
