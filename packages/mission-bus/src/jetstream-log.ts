@@ -290,6 +290,8 @@ async function repeat<T>(
 
 /** How long a consumer may deliver nothing while the stream holds more before it is made again, ms. */
 const STALL_MS = 3_000;
+/** How often a quiet consumer asks the stream whether it holds more, ms. */
+const IDLE_PROBE_MS = 15_000;
 
 /** See the module header. */
 class JetStreamEventLog implements SharedBusEventLog {
@@ -367,17 +369,37 @@ class JetStreamEventLog implements SharedBusEventLog {
   ): void {
     let cursor = after;
     let progressAt = Date.now();
+    let probedAt = Date.now();
+    let probing = false;
     // A consumer that stalls (its server died and the client did not notice) while the stream
-    // holds events past the cursor is stopped, and made again from the cursor.
+    // holds events past the cursor is stopped, and made again from the cursor. What this bus
+    // appended is known at once; what other hosts appended is asked of the stream when the
+    // consumer has been quiet for IDLE_PROBE_MS.
+    const restart = (appended: number) => {
+      this.context.logger.warn('bus: the stream consumer stalled; starting it again', {
+        stream: this.context.stream,
+        at: cursor,
+        appended,
+      });
+      progressAt = Date.now();
+      this.messages?.stop();
+    };
     const watchdog = setInterval(() => {
-      if (this.appended > cursor && Date.now() - progressAt > STALL_MS) {
-        this.context.logger.warn('bus: the stream consumer stalled; starting it again', {
-          stream: this.context.stream,
-          at: cursor,
-          appended: this.appended,
-        });
-        progressAt = Date.now();
-        this.messages?.stop();
+      const now = Date.now();
+      if (this.appended > cursor && now - progressAt > STALL_MS) restart(this.appended);
+      else if (!probing && now - progressAt > IDLE_PROBE_MS && now - probedAt > IDLE_PROBE_MS) {
+        probing = true;
+        probedAt = now;
+        this.context.jsm.streams
+          .info(this.context.stream)
+          .then((info) => {
+            const last = info.state.last_seq;
+            if (last > cursor && Date.now() - progressAt > STALL_MS) restart(last);
+          })
+          .catch(() => undefined)
+          .finally(() => {
+            probing = false;
+          });
       }
     }, 500);
     watchdog.unref();
@@ -398,6 +420,7 @@ class JetStreamEventLog implements SharedBusEventLog {
             },
             (messages) => {
               this.messages = messages;
+              if (this.closed) messages.stop();
             },
           );
         } catch (error) {

@@ -1168,6 +1168,15 @@ export class MissionBus {
     }
   }
 
+  private assertNotFailed(): void {
+    if (this.failure)
+      throw new BusError(
+        'BUS_CLOSED',
+        `mission ${this.mission.id}: the bus failed: ${this.failure.message}`,
+        { cause: this.failure },
+      );
+  }
+
   private assertOpen(): void {
     if (this.failure)
       throw new BusError(
@@ -1345,7 +1354,8 @@ export class MissionBus {
 
   private async appendShared(draft: BusEvent, log: SharedBusEventLog): Promise<BusEvent> {
     for (;;) {
-      this.assertOpen();
+      // Not refused once close() has begun: like the segment log's, writes made before it complete.
+      this.assertNotFailed();
       const landed = this.indexed(draft.id);
       if (landed !== undefined) return this.eventAt(landed);
       const event = { ...draft, seq: this.headSeq + 1 } as BusEvent;
@@ -1372,7 +1382,7 @@ export class MissionBus {
   private async untilHead(seq: number, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (this.headSeq < seq) {
-      this.assertOpen();
+      this.assertNotFailed();
       const left = deadline - Date.now();
       if (left <= 0)
         throw new BusError(
