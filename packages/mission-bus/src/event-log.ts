@@ -11,6 +11,7 @@
  *   event, its own included, in the log's order.
  */
 import type { BusEvent } from './bus-event.js';
+import { BusError } from './errors.js';
 import type { BusConfig } from './config.js';
 import type { BusLogger } from './logger.js';
 import { SegmentLog, type LogRepair, type StoredEvent } from './segment-log.js';
@@ -108,3 +109,144 @@ export const openSegmentLog: BusEventLogFactory = async (options) => {
   });
   return { log, repairs };
 };
+
+/**
+ * Keeps a copy of a shared log in the cell's own segments (`bus/stream-*.jsonl`), so that what
+ * reads a cell's log directly (`readBusLog`, `pit bus tail`, exports) sees the stream, and reads
+ * of past events stay local. On open the local segments are checked against the shared log (the
+ * same id at every sequence both hold) and the shared log's newer events are copied; a shared log
+ * that is still empty gets the cell's events first (a cell whose bus becomes shared keeps its
+ * history). Every event delivered afterwards is written locally before the bus acknowledges it.
+ * @throws {BusError} BUS_CORRUPT when the two disagree, or the cell holds events the (non-empty)
+ *   shared log lacks; BUS_CONFLICT when another writer appended while the cell's events were copied.
+ */
+export function withLocalCopy(factory: BusEventLogFactory): BusEventLogFactory {
+  return async (options) => {
+    const localIds: string[] = [];
+    const { log: local, repairs } = await openSegmentLog({
+      ...options,
+      onEvent: (event) => {
+        localIds.push(event.id);
+        options.onEvent(event);
+      },
+    });
+    const held = local.lastSeq;
+    const copies: Array<Promise<void>> = [];
+    let shared: BusEventLog | undefined;
+    try {
+      ({ log: shared } = await factory({
+        ...options,
+        onEvent: (event) => {
+          if (event.seq <= held) {
+            if (localIds[event.seq - 1] !== event.id)
+              throw new BusError(
+                'BUS_CORRUPT',
+                `${options.dir}: event ${event.seq} is ${localIds[event.seq - 1]} in the cell's segments but ${event.id} in the shared log of mission ${options.missionId}`,
+              );
+            return;
+          }
+          options.onEvent(event);
+          copies.push((local as OwnedBusEventLog).append(event.seq, JSON.stringify(event)));
+        },
+      }));
+      await Promise.all(copies);
+      if (shared.kind !== 'shared')
+        throw new BusError(
+          'BUS_INVALID',
+          `withLocalCopy: the log of mission ${options.missionId} is not shared`,
+        );
+      if (shared.lastSeq < held) await seedShared(shared, local as OwnedBusEventLog, options);
+      return { log: new LocalCopyLog(local as OwnedBusEventLog, shared), repairs };
+    } catch (error) {
+      await shared?.close().catch(() => undefined);
+      await local.close().catch(() => undefined);
+      throw error;
+    }
+  };
+}
+
+/** Appends the cell's events to a shared log that has none yet. */
+async function seedShared(
+  shared: SharedBusEventLog,
+  local: OwnedBusEventLog,
+  options: OpenBusEventLogOptions,
+): Promise<void> {
+  if (shared.lastSeq > 0)
+    throw new BusError(
+      'BUS_CORRUPT',
+      `${options.dir}: the cell's segments hold ${local.lastSeq} events, the shared log of mission ${options.missionId} only ${shared.lastSeq}`,
+    );
+  options.logger.info("bus: copying the cell's events into the empty shared log", {
+    mission: options.missionId,
+    events: local.lastSeq,
+  });
+  let after = 0;
+  while (after < local.lastSeq) {
+    const page = await local.read(after, local.lastSeq, 512, 4 * 1024 * 1024);
+    if (page.length === 0) break;
+    for (const { event, line } of page) {
+      const result = await shared.append(event.seq, line, event.id);
+      if (!result.ok || result.seq !== event.seq)
+        throw new BusError(
+          'BUS_CONFLICT',
+          `${options.dir}: another writer appended to the shared log of mission ${options.missionId} while the cell's events were copied into it (at ${event.seq})`,
+        );
+      after = event.seq;
+    }
+  }
+}
+
+/** A shared log with the cell's own segments as its local copy (see {@link withLocalCopy}). */
+class LocalCopyLog implements SharedBusEventLog {
+  readonly kind = 'shared' as const;
+
+  constructor(
+    private readonly local: OwnedBusEventLog,
+    private readonly shared: SharedBusEventLog,
+  ) {}
+
+  get lastSeq(): number {
+    return this.local.lastSeq;
+  }
+
+  append(seq: number, line: string, id: string): Promise<SharedAppendResult> {
+    return this.shared.append(seq, line, id);
+  }
+
+  latestSeq(): Promise<number> {
+    return this.shared.latestSeq();
+  }
+
+  follow(
+    after: number,
+    deliver: (stored: StoredEvent) => Promise<void>,
+    onError: (error: unknown) => void,
+  ): void {
+    this.shared.follow(
+      after,
+      async (stored) => {
+        if (stored.event.seq > this.local.lastSeq)
+          await this.local.append(stored.event.seq, JSON.stringify(stored.event));
+        await deliver(stored);
+      },
+      onError,
+    );
+  }
+
+  read(after: number, upTo: number, limit: number, maxBytes: number): Promise<StoredEvent[]> {
+    return this.local.read(after, upTo, limit, maxBytes);
+  }
+
+  readAllSync(upTo: number): BusEvent[] {
+    return (this.local.readAllSync as (upTo: number) => BusEvent[])(upTo);
+  }
+
+  flush(): Promise<void> {
+    return this.local.flush();
+  }
+
+  async close(): Promise<void> {
+    await this.shared.close();
+    await this.local.close();
+  }
+}

@@ -65,6 +65,7 @@ export { inboxFileName, isDirectEvent, type DirectEvent } from './inbox.js';
 export { segmentFileName, type LogRepair, type StoredEvent } from './segment-log.js';
 export {
   openSegmentLog,
+  withLocalCopy,
   type BusEventLog,
   type BusEventLogBase,
   type BusEventLogFactory,

@@ -28,8 +28,9 @@ import {
 } from '@nats-io/jetstream';
 import { BusEventSchema } from './bus-event.js';
 import { BusError } from './errors.js';
-import type {
-  BusEventLogFactory,
+import {
+  withLocalCopy,
+  type BusEventLogFactory,
   OpenBusEventLogOptions,
   SharedAppendResult,
   SharedBusEventLog,
@@ -54,6 +55,12 @@ export interface JetStreamEventLogOptions {
   appendDeadlineMs?: number;
   /** The stream's duplicate window: an event id appended again within it is stored once, ms. @default 120000 */
   duplicateWindowMs?: number;
+  /**
+   * Keep a copy of the stream in the cell's own segments (see `withLocalCopy`): `readBusLog`,
+   * `pit bus tail` and `toJSON()` see the stream, past events are read locally, and a cell's
+   * existing events seed an empty stream. @default true
+   */
+  localCopy?: boolean;
 }
 
 /** The stream and subject of a mission (a mission id's `.`, `:` and `_` escaped as `_XX`). */
@@ -79,6 +86,11 @@ export function missionStream(
  * const bus = await MissionBus.open({ cellDir, eventLog: createJetStreamEventLog({ connection: nc }) });
  */
 export function createJetStreamEventLog(options: JetStreamEventLogOptions): BusEventLogFactory {
+  const factory = openJetStreamLog(options);
+  return options.localCopy === false ? factory : withLocalCopy(factory);
+}
+
+function openJetStreamLog(options: JetStreamEventLogOptions): BusEventLogFactory {
   return async (open) => {
     const settings = {
       timeout: options.requestTimeoutMs ?? 2_000,

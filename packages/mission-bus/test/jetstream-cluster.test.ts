@@ -16,6 +16,7 @@ import {
   type PublishInput,
 } from '../src/index.js';
 import { createJetStreamEventLog, missionStream } from '../src/jetstream.js';
+import { readBusLog } from '../src/read-bus-log.js';
 
 const installed = natsServerPath() !== undefined;
 if (!installed)
@@ -38,6 +39,7 @@ const participants = [
 
 /** What a host's bus instance is in these tests: a bus on its own cell and connection, and what its subscriber saw. */
 interface Host {
+  cellDir: string;
   nc: NatsConnection;
   bus: MissionBus;
   seen: BusEvent[];
@@ -77,15 +79,20 @@ describe.skipIf(!installed)('the mission bus on a replicated JetStream stream', 
   let cluster: TestNatsCluster;
   const hosts: Host[] = [];
 
-  const openHost = async (missionId: string, dedupeWindow?: number): Promise<Host> => {
+  const openHost = async (
+    missionId: string,
+    dedupeWindow?: number,
+    cellDir?: string,
+  ): Promise<Host> => {
     const nc = await connect({
       servers: cluster.urls,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
       timeout: 2_000,
     });
+    const dir = cellDir ?? (await tempDir('pit-jsbus-cell-'));
     const bus = await MissionBus.open({
-      cellDir: await tempDir('pit-jsbus-cell-'),
+      cellDir: dir,
       config: {
         mission: { id: missionId, title: 'jetstream bus' },
         participants,
@@ -94,7 +101,7 @@ describe.skipIf(!installed)('the mission bus on a replicated JetStream stream', 
       ...(process.env.PIT_TEST_DEBUG ? { logger: debugLogger } : {}),
       eventLog: createJetStreamEventLog({ connection: nc, replicas: 3, requestTimeoutMs: 1_000 }),
     });
-    const host: Host = { nc, bus, seen: [] };
+    const host: Host = { cellDir: dir, nc, bus, seen: [] };
     bus.onEvent((event) => host.seen.push(event));
     hosts.push(host);
     return host;
@@ -148,7 +155,34 @@ describe.skipIf(!installed)('the mission bus on a replicated JetStream stream', 
     const c = await openHost('mission-two-hosts');
     expect(c.bus.head).toBe(total);
     expect(await c.bus.read({ after: 0, limit: total })).toEqual(a.seen);
+    // Each host's cell holds a copy of the stream, for what reads a cell's log directly.
+    const copied: BusEvent[] = [];
+    for await (const entry of readBusLog(b.cellDir)) if (entry.ok) copied.push(entry.event);
+    expect(copied).toEqual(a.seen);
   }, 60_000);
+
+  it("a cell whose bus becomes shared seeds the empty stream with its events; another host's bus sees them", async () => {
+    const missionId = 'mission-seeded';
+    const cellDir = await tempDir('pit-jsbus-cell-');
+    const alone = await MissionBus.open({
+      cellDir,
+      config: { mission: { id: missionId, title: 'jetstream bus' }, participants },
+    });
+    const before = [
+      await alone.publish('forge', { topic: 'work', payload: { i: 0 } }),
+      await alone.checkpoint('forge', { summary: 'half done' }),
+    ];
+    await alone.close();
+    const a = await openHost(missionId, undefined, cellDir);
+    expect(a.bus.head).toBe(2);
+    const b = await openHost(missionId);
+    expect(await b.bus.read()).toEqual(before);
+    expect((await b.bus.lastCheckpointOf('forge'))?.summary).toBe('half done');
+    const next = await b.bus.publish('smith', { topic: 'work', payload: { i: 0 } });
+    expect(next.seq).toBe(3);
+    await waitFor(() => a.bus.head === 3, 10_000, 'host a to see the new event');
+    expect(a.bus.toJSON().events).toEqual([...before, next]);
+  }, 30_000);
 
   it("stores an id republished after it left the bus's own window once (the stream's duplicate window)", async () => {
     const a = await openHost('mission-dedupe', 2);
