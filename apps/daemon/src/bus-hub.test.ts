@@ -32,7 +32,7 @@ describe.skipIf(!installed)('the bus hub of a clustered daemon ([cluster])', () 
     await cluster?.stop();
   });
 
-  it("serves one mission from two hosts in one order over the WebSocket front, and refuses an old incarnation's epoch", async () => {
+  it("serves one mission from two hosts in one order over the WebSocket front, through kill -9 of a NATS node, and refuses an old incarnation's epoch", async () => {
     const cell = await makeCell([{ name: 'forge' }, { name: 'smith' }]);
     // Host b holds a copy of the cell (as after a restore from a checkpoint): same uuid, same mission.
     const copy = join(await tempDir('pit-bushub-b-'), 'missions', cell.uuid);
@@ -99,5 +99,30 @@ describe.skipIf(!installed)('the bus hub of a clustered daemon ([cluster])', () 
     await expect(forge.publish({ topic: 'work', payload: { late: true } })).rejects.toMatchObject({
       code: 'BUS_STALE_EPOCH',
     });
-  }, 60_000);
+    epochs.set(`${cell.uuid}/forge`, 2);
+
+    // kill -9 of a NATS node while both hosts' agents publish: each WebSocket subscriber still
+    // gets every event once, in the one order.
+    const storm = (client: BusClient, from: number) =>
+      (async () => {
+        for (let i = from; i < from + 60; i += 1)
+          await client.publish({ topic: 'storm', payload: { i } });
+      })();
+    const publishing = Promise.all([storm(forge, 100), storm(smith, 100)]);
+    await waitFor(() => seen.forge.length >= total + 20, 20_000, 'the storm to be under way');
+    await cluster.kill(1);
+    await publishing;
+    const after = total + 120;
+    await waitFor(
+      () => seen.forge.length >= after && seen.smith.length >= after,
+      30_000,
+      'both hosts to deliver every event of the storm',
+    );
+    expect(seen.forge.map((event) => event.seq)).toEqual(
+      Array.from({ length: after }, (_, i) => i + 1),
+    );
+    expect(new Set(seen.forge.map((event) => event.id)).size).toBe(after);
+    expect(seen.smith).toEqual(seen.forge);
+    await cluster.start(1);
+  }, 120_000);
 });
