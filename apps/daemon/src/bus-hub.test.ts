@@ -99,6 +99,11 @@ describe.skipIf(!installed)('the bus hub of a clustered daemon ([cluster])', () 
     await expect(forge.publish({ topic: 'work', payload: { late: true } })).rejects.toMatchObject({
       code: 'BUS_STALE_EPOCH',
     });
+    // Taken over by another host: this host holds no incarnation of forge, any epoch is old.
+    epochs.delete(`${cell.uuid}/forge`);
+    await expect(forge.publish({ topic: 'work', payload: { late: true } })).rejects.toMatchObject({
+      code: 'BUS_STALE_EPOCH',
+    });
     epochs.set(`${cell.uuid}/forge`, 2);
 
     // kill -9 of a NATS node while both hosts' agents publish: each WebSocket subscriber still

@@ -51,7 +51,9 @@ export interface BusHubCluster {
   token?: string;
   /**
    * The epoch of the incarnation of agent `<cell uuid>/<name>` this host holds, if any (the
-   * cluster member's `epochOf`): a bus write carrying an older `epoch` is refused.
+   * cluster member's `epochOf`): a bus write carrying an older `epoch` is refused, and one
+   * carrying any `epoch` for an agent this host does not hold (taken over, let go): an agent
+   * reaches only the bus of the host that started it (its token is in that host's store).
    */
   epochOf: (key: string) => number | undefined;
 }
@@ -128,7 +130,8 @@ export async function createBusHub(options: BusHubOptions): Promise<BusHub> {
         ...(shared ? { eventLog: shared.eventLog } : {}),
         ...(epochOf
           ? {
-              currentEpoch: (participant: string) => epochOf(`${basename(cellDir)}/${participant}`),
+              currentEpoch: (participant: string) =>
+                epochOf(`${basename(cellDir)}/${participant}`) ?? null,
             }
           : {}),
       }).then((opened) => {

@@ -321,7 +321,7 @@ describe('MissionBus', () => {
   });
 
   it('refuses a write carrying an epoch older than the participant’s current one (an incarnation that was replaced), and audits it', async () => {
-    const current = new Map([['writer', 3]]);
+    const current = new Map<string, number | null>([['writer', 3]]);
     const bus = await MissionBus.open({
       cellDir,
       config: { mission: MISSION, participants: roleParticipants().participants },
@@ -343,8 +343,15 @@ describe('MissionBus', () => {
     await bus.publish('writer', { topic: 't', payload: 4 });
     await bus.publish('lead1', { topic: 't', payload: 5, epoch: 1 });
     expect(bus.head).toBe(4);
+    // No incarnation current here (taken over by another host): any epoch is refused.
+    current.set('writer', null);
+    expect(await codeOf(bus.publish('writer', { topic: 't', payload: 6, epoch: 4 }))).toBe(
+      'BUS_STALE_EPOCH',
+    );
+    await bus.publish('writer', { topic: 't', payload: 7 });
+    expect(bus.head).toBe(5);
     const audit = await bus.readAudit();
-    expect(audit.filter((entry) => entry.event === 'bus_denied')).toHaveLength(2);
+    expect(audit.filter((entry) => entry.event === 'bus_denied')).toHaveLength(3);
   });
 
   it('refuses an event over log.max_event_bytes without using a sequence number', async () => {

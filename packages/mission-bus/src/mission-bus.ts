@@ -94,11 +94,12 @@ export interface OpenMissionBusOptions {
   eventLog?: BusEventLogFactory;
   /**
    * The current incarnation epoch of a participant, as its owner knows it (a clustered daemon:
-   * the revision of the agent's owner record), or `undefined` when none is known. A publish,
-   * checkpoint or handoff that carries an older `epoch` is refused with BUS_STALE_EPOCH (an old
-   * incarnation that outlived a takeover). Left out, epochs are not checked.
+   * the revision of the agent's owner record): a publish, checkpoint or handoff that carries an
+   * older `epoch` is refused with BUS_STALE_EPOCH (an old incarnation that outlived a takeover).
+   * `null`: no incarnation of it is current here (taken over, let go), so any `epoch` is refused;
+   * `undefined`: not checked. Left out, epochs are not checked.
    */
-  currentEpoch?: (participant: string) => number | undefined;
+  currentEpoch?: (participant: string) => number | null | undefined;
 }
 
 /** A role the cell's log claims for a participant that the bus's authority store does not hold. */
@@ -238,7 +239,7 @@ export class MissionBus {
   private readonly cache: EventCache;
   private log!: BusEventLog;
   private readonly openLog: BusEventLogFactory;
-  private readonly currentEpoch: ((participant: string) => number | undefined) | undefined;
+  private readonly currentEpoch: ((participant: string) => number | null | undefined) | undefined;
   private audit!: AuditTrail;
   private nextSeq = 0;
   private headSeq = 0;
@@ -258,7 +259,7 @@ export class MissionBus {
     now: () => Date;
     store: ParticipantStore | undefined;
     openLog: BusEventLogFactory;
-    currentEpoch: ((participant: string) => number | undefined) | undefined;
+    currentEpoch: ((participant: string) => number | null | undefined) | undefined;
   }) {
     this.currentEpoch = options.currentEpoch;
     this.paths = cellPaths(options.cellDir);
@@ -1196,12 +1197,15 @@ export class MissionBus {
   private assertCurrentEpoch(sender: string, epoch: number | undefined, operation: string): void {
     if (epoch === undefined || !this.currentEpoch) return;
     const current = this.currentEpoch(sender);
-    if (current === undefined || epoch >= current) return;
+    if (current === undefined || (current !== null && epoch >= current)) return;
     this.audit.record({
       event: 'bus_denied',
       participant: sender,
       operation,
-      reason: `epoch ${epoch} older than current ${current}`,
+      reason:
+        current === null
+          ? `epoch ${epoch}: no current incarnation`
+          : `epoch ${epoch} older than current ${current}`,
     });
     this.logger.warn('bus: write from an older incarnation refused', {
       mission: this.mission.id,
@@ -1212,7 +1216,9 @@ export class MissionBus {
     });
     throw new BusError(
       'BUS_STALE_EPOCH',
-      `${operation}: ${sender} wrote with epoch ${epoch}, older than its current epoch ${current} in mission ${this.mission.id} (an incarnation that was replaced)`,
+      current === null
+        ? `${operation}: ${sender} wrote with epoch ${epoch}, but no incarnation of ${sender} is current here in mission ${this.mission.id} (taken over or let go)`
+        : `${operation}: ${sender} wrote with epoch ${epoch}, older than its current epoch ${current} in mission ${this.mission.id} (an incarnation that was replaced)`,
     );
   }
 
