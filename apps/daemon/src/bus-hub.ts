@@ -4,13 +4,22 @@
  * daemon's state directory, `<state_dir>/bus/<cell uuid>/participants.json`, where agents cannot
  * write. A role is what the operator configured (`[bus.participants]`), what the daemon carried
  * over to a substitute, or what the mission's lead granted over the bus; never what the cell says.
+ *
+ * Clustered (`[cluster]`), each bus keeps its events in its mission's replicated JetStream stream
+ * (`@pit/mission-bus/jetstream`, on a NATS connection this hub opens and closes), so that the
+ * bus instances of one mission on several hosts deliver the same events in the same order; and a
+ * write carrying an agent's `PIT_EPOCH` older than the epoch this host holds for it is refused.
+ * Participants, roles and tokens stay per host (each host's state directory): an agent talks to
+ * the bus of the host that started it.
  */
 import { basename, join } from 'node:path';
+import type { NatsConnection } from '@nats-io/transport-node';
 import {
   createBusServer,
   createDirectoryParticipantStore,
   createToken,
   MissionBus,
+  type BusEventLogFactory,
   type BusServer,
   type ParticipantStore,
   type Role,
@@ -26,6 +35,27 @@ export interface BusHubOptions {
   stateDir: string;
   roles?: RoleOverrides;
   logger?: Logger;
+  /** `[cluster]`: keep every bus's events in a replicated JetStream stream. Absent: the cell's segment log. */
+  cluster?: BusHubCluster;
+}
+
+/** What the hub needs of `[cluster]`. */
+export interface BusHubCluster {
+  /** NATS client URLs. */
+  servers: string[];
+  /** This host's id (names the NATS connection). */
+  hostId: string;
+  /** Replicas of each mission's stream (1, 3 or 5). */
+  replicas: number;
+  /** The NATS auth token, when the servers require one. */
+  token?: string;
+  /**
+   * The epoch of the incarnation of agent `<cell uuid>/<name>` this host holds, if any (the
+   * cluster member's `epochOf`): a bus write carrying an older `epoch` is refused, and one
+   * carrying any `epoch` for an agent this host does not hold (taken over, let go): an agent
+   * reaches only the bus of the host that started it (its token is in that host's store).
+   */
+  epochOf: (key: string) => number | undefined;
 }
 
 /** The mission buses the daemon holds open and serves over WebSocket (one per supervised cell). */
@@ -73,13 +103,21 @@ export function withFields(logger: Logger, fields: Record<string, unknown>): Log
  * @throws {BusError} when the server cannot listen.
  */
 export async function createBusHub(options: BusHubOptions): Promise<BusHub> {
+  const shared = options.cluster ? await openSharedLog(options.cluster) : undefined;
   const index = options.listen.lastIndexOf(':');
-  const server: BusServer = await createBusServer({
-    host: options.listen.slice(0, index).replace(/^\[(.*)\]$/, '$1'),
-    port: Number(options.listen.slice(index + 1)),
-    closeBuses: true,
-    ...(options.logger ? { logger: options.logger } : {}),
-  });
+  let server: BusServer;
+  try {
+    server = await createBusServer({
+      host: options.listen.slice(0, index).replace(/^\[(.*)\]$/, '$1'),
+      port: Number(options.listen.slice(index + 1)),
+      closeBuses: true,
+      ...(options.logger ? { logger: options.logger } : {}),
+    });
+  } catch (error) {
+    await shared?.connection.close().catch(() => undefined);
+    throw error;
+  }
+  const epochOf = options.cluster?.epochOf;
   const buses = new Map<string, Promise<MissionBus>>();
   const bus = (cellDir: string) => {
     let pending = buses.get(cellDir);
@@ -89,6 +127,13 @@ export async function createBusHub(options: BusHubOptions): Promise<BusHub> {
         authority: busAuthority(options.stateDir, cellDir),
         ...(options.roles ? { config: { roles: options.roles } } : {}),
         ...(options.logger ? { logger: withFields(options.logger, { cell: cellDir }) } : {}),
+        ...(shared ? { eventLog: shared.eventLog } : {}),
+        ...(epochOf
+          ? {
+              currentEpoch: (participant: string) =>
+                epochOf(`${basename(cellDir)}/${participant}`) ?? null,
+            }
+          : {}),
       }).then((opened) => {
         server.addBus(opened);
         return opened;
@@ -123,8 +168,42 @@ export async function createBusHub(options: BusHubOptions): Promise<BusHub> {
       await opened.close();
     },
     async close() {
-      await server.close();
-      buses.clear();
+      try {
+        await server.close();
+      } finally {
+        buses.clear();
+        await shared?.connection.close().catch(() => undefined);
+      }
     },
+  };
+}
+
+/**
+ * Connects to the cluster's NATS for the buses (a connection of their own: the coordination's
+ * stays private to cluster/) and makes the JetStream log factory. Loaded only when clustered.
+ */
+async function openSharedLog(
+  cluster: BusHubCluster,
+): Promise<{ connection: NatsConnection; eventLog: BusEventLogFactory }> {
+  const [{ connect }, { createJetStreamEventLog }] = await Promise.all([
+    import('@nats-io/transport-node'),
+    import('@pit/mission-bus/jetstream'),
+  ]);
+  const connection = await connect({
+    servers: cluster.servers,
+    name: `pit-bus-${cluster.hostId}`,
+    timeout: 2_000,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    ...(cluster.token ? { token: cluster.token } : {}),
+  }).catch((error: unknown) => {
+    throw new Error(
+      `[cluster] the mission buses cannot connect to NATS through ${cluster.servers.join(', ')}: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
+    );
+  });
+  return {
+    connection,
+    eventLog: createJetStreamEventLog({ connection, replicas: cluster.replicas }),
   };
 }

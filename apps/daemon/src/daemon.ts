@@ -244,11 +244,33 @@ async function startServices(context: StartContext): Promise<DaemonServices> {
   const startedAt = Date.now();
   try {
     if (loaded.config.bus.enabled && !options.dryRun) {
+      const section = options.dryRun ? undefined : loaded.config.cluster;
+      const token = section ? clusterToken(section, env) : undefined;
       busHub = await createBusHub({
         listen: options.busListen ?? loaded.config.bus.listen,
         stateDir: loaded.config.daemon.state_dir,
         logger,
         ...(loaded.config.bus.roles ? { roles: loaded.config.bus.roles } : {}),
+        // Clustered: the buses' events in replicated JetStream streams, and writes fenced by epoch
+        // (the member joins just below; until then no agent runs, so no epoch is held).
+        ...(section
+          ? {
+              cluster: {
+                servers: section.servers,
+                hostId: section.host_id,
+                replicas: section.replicas,
+                ...(token ? { token } : {}),
+                epochOf: (key: string) => cluster?.epochOf(key),
+              },
+            }
+          : {}),
+      }).catch((error: unknown) => {
+        if (!section) throw error;
+        throw new DaemonError(
+          'DAEMON_CLUSTER',
+          error instanceof Error ? error.message : String(error),
+          { cause: error },
+        );
       });
     }
     cluster = await joinConfiguredCluster(loaded.config, env, logger, options.dryRun ?? false);
@@ -558,6 +580,23 @@ export async function sweepOnce(options: DaemonOptions = {}): Promise<SweepRepor
 }
 
 /**
+ * The NATS token `[cluster] token_env` names (undefined when it names none).
+ * @throws {DaemonError} DAEMON_CLUSTER when it names a variable that is not set.
+ */
+function clusterToken(
+  section: NonNullable<PitConfig['cluster']>,
+  env: NodeJS.ProcessEnv,
+): string | undefined {
+  const token = section.token_env ? env[section.token_env] : undefined;
+  if (section.token_env && !token)
+    throw new DaemonError(
+      'DAEMON_CLUSTER',
+      `[cluster] token_env names ${section.token_env}, which is not set in the daemon's environment`,
+    );
+  return token;
+}
+
+/**
  * Joins the cluster `[cluster]` names (nothing without it, or in a dry run, which starts nothing).
  * @throws {DaemonError} DAEMON_CLUSTER when its token variable is unset or NATS cannot be reached.
  */
@@ -569,12 +608,7 @@ async function joinConfiguredCluster(
 ): Promise<ClusterMember | undefined> {
   const section = config.cluster;
   if (!section || dryRun) return undefined;
-  const token = section.token_env ? env[section.token_env] : undefined;
-  if (section.token_env && !token)
-    throw new DaemonError(
-      'DAEMON_CLUSTER',
-      `[cluster] token_env names ${section.token_env}, which is not set in the daemon's environment`,
-    );
+  const token = clusterToken(section, env);
   try {
     // Loaded only for a cluster: the NATS client stays out of every other daemon and CLI run.
     const { joinCluster } = await import('./cluster/cluster-member.js');

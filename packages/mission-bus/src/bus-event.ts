@@ -117,6 +117,9 @@ export type BusEvent = z.infer<typeof BusEventSchema>;
 /** The kinds of stream events. */
 export type BusEventKind = BusEvent['event'];
 
+/** An incarnation epoch: the revision of the agent's owner record in a cluster (a positive integer). */
+export const EpochSchema = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+
 /** What a sender supplies to publish a message (`id` defaults to a new UUID). */
 export const PublishInputSchema = z.strictObject({
   /** Idempotency key: publishing the same id again returns the first event instead of a copy. */
@@ -125,6 +128,11 @@ export const PublishInputSchema = z.strictObject({
   payload: z.json(),
   /** A participant: makes this a direct message, also written to its inbox. */
   to: AgentNameSchema.optional(),
+  /**
+   * The sender's incarnation epoch (`PIT_EPOCH` in a clustered daemon's agents): refused with
+   * BUS_STALE_EPOCH when older than the participant's current epoch. Not stored in the event.
+   */
+  epoch: EpochSchema.optional(),
 });
 export type PublishInput = z.input<typeof PublishInputSchema>;
 
@@ -138,6 +146,11 @@ export const CheckpointInputSchema = z.strictObject({
   artifacts: z.array(ArtifactSchema).max(10_000).default([]),
   /** A @pit/snapshot workspace checkpoint `{ ts, sha256 }`. */
   workspace: WorkspaceCheckpointRefSchema.optional(),
+  /**
+   * The sender's incarnation epoch (`PIT_EPOCH` in a clustered daemon's agents): refused with
+   * BUS_STALE_EPOCH when older than the participant's current epoch. Not stored in the event.
+   */
+  epoch: EpochSchema.optional(),
 });
 export type CheckpointInput = z.input<typeof CheckpointInputSchema>;
 
@@ -154,6 +167,11 @@ export const HandoffInputSchema = z.strictObject({
   note: z.string().max(65_536).default(''),
   /** A @pit/snapshot workspace checkpoint `{ ts, sha256 }` to restore before resuming. */
   workspace: WorkspaceCheckpointRefSchema.optional(),
+  /**
+   * The sender's incarnation epoch (`PIT_EPOCH` in a clustered daemon's agents): refused with
+   * BUS_STALE_EPOCH when older than the participant's current epoch. Not stored in the event.
+   */
+  epoch: EpochSchema.optional(),
 });
 export type HandoffInput = z.input<typeof HandoffInputSchema>;
 

@@ -65,6 +65,12 @@ export interface ConnectBusOptions {
   maxQueuedEvents?: number;
   /** Largest frame accepted from the server (bytes). @default 67108864 (64 MiB) */
   maxIncomingFrameBytes?: number;
+  /**
+   * This participant's incarnation epoch (a clustered daemon gives its agents `PIT_EPOCH`): sent
+   * with every publish, checkpoint and handoff that names none, so that the server refuses them
+   * (BUS_STALE_EPOCH) once a newer incarnation of this participant exists.
+   */
+  epoch?: number;
   logger?: BusLogger;
   /** Called on every state change. */
   onStateChange?: (state: BusClientState) => void;
@@ -286,15 +292,34 @@ class Client implements BusClient {
   }
 
   publish(input: PublishInput): Promise<BusAck> {
-    return this.ack({ ...input, op: 'publish', id: input.id ?? randomUUID() });
+    return this.ack({
+      ...this.epochField(),
+      ...input,
+      op: 'publish',
+      id: input.id ?? randomUUID(),
+    });
   }
 
   checkpoint(input: CheckpointInput): Promise<BusAck> {
-    return this.ack({ ...input, op: 'checkpoint', id: input.id ?? randomUUID() });
+    return this.ack({
+      ...this.epochField(),
+      ...input,
+      op: 'checkpoint',
+      id: input.id ?? randomUUID(),
+    });
   }
 
   handoff(input: HandoffInput): Promise<BusAck> {
-    return this.ack({ ...input, op: 'handoff', id: input.id ?? randomUUID() });
+    return this.ack({
+      ...this.epochField(),
+      ...input,
+      op: 'handoff',
+      id: input.id ?? randomUUID(),
+    });
+  }
+
+  private epochField(): { epoch?: number } {
+    return this.options.epoch === undefined ? {} : { epoch: this.options.epoch };
   }
 
   configureIsolation(input: ConfigureIsolationInput): Promise<BusAck> {

@@ -20,6 +20,7 @@ import { PitError, type PitErrorOptions } from '@pit/cell-spec';
  * - `BUS_UNREACHABLE`: the server could not be reached
  * - `BUS_BACKPRESSURE`: too many requests waiting on a client
  * - `BUS_ALREADY_SUBSCRIBED`: a second subscription on one connection
+ * - `BUS_STALE_EPOCH`: a write carrying an incarnation epoch older than the participant's current one
  */
 export const BUS_ERROR_CODES = [
   'BUS_INVALID',
@@ -40,6 +41,7 @@ export const BUS_ERROR_CODES = [
   'BUS_UNREACHABLE',
   'BUS_BACKPRESSURE',
   'BUS_ALREADY_SUBSCRIBED',
+  'BUS_STALE_EPOCH',
 ] as const;
 export type BusErrorCode = (typeof BUS_ERROR_CODES)[number];
 

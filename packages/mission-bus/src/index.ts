@@ -26,6 +26,7 @@ export {
   HandoffInputSchema,
   ConfigureIsolationInputSchema,
   EventIdSchema,
+  EpochSchema,
   type BusEvent,
   type BusEventKind,
   type MessageEvent,
@@ -61,7 +62,18 @@ export {
   type ParticipantInfo,
 } from './resume-packet.js';
 export { inboxFileName, isDirectEvent, type DirectEvent } from './inbox.js';
-export { segmentFileName, type LogRepair } from './segment-log.js';
+export { segmentFileName, type LogRepair, type StoredEvent } from './segment-log.js';
+export {
+  openSegmentLog,
+  withLocalCopy,
+  type BusEventLog,
+  type BusEventLogBase,
+  type BusEventLogFactory,
+  type OpenBusEventLogOptions,
+  type OwnedBusEventLog,
+  type SharedBusEventLog,
+  type SharedAppendResult,
+} from './event-log.js';
 export { readBusLog, type BusLogEntry, type ReadBusLogOptions } from './read-bus-log.js';
 export type { AuditEntry } from './audit-trail.js';
 export {

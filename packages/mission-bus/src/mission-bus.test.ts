@@ -320,6 +320,40 @@ describe('MissionBus', () => {
     expect(bus.head).toBe(1);
   });
 
+  it('refuses a write carrying an epoch older than the participant’s current one (an incarnation that was replaced), and audits it', async () => {
+    const current = new Map<string, number | null>([['writer', 3]]);
+    const bus = await MissionBus.open({
+      cellDir,
+      config: { mission: MISSION, participants: roleParticipants().participants },
+      currentEpoch: (participant) => current.get(participant),
+    });
+    open.push(bus);
+    const stale = bus.publish('writer', { topic: 't', payload: 1, epoch: 2 });
+    await expect(stale).rejects.toMatchObject({
+      code: 'BUS_STALE_EPOCH',
+      message: expect.stringMatching(/writer wrote with epoch 2, older than its current epoch 3/),
+    });
+    expect(await codeOf(bus.checkpoint('writer', { summary: 's', epoch: 1 }))).toBe(
+      'BUS_STALE_EPOCH',
+    );
+    expect(bus.head).toBe(0);
+    // The current epoch, a newer one, no epoch, and a participant with no known epoch all pass.
+    await bus.publish('writer', { topic: 't', payload: 2, epoch: 3 });
+    await bus.publish('writer', { topic: 't', payload: 3, epoch: 4 });
+    await bus.publish('writer', { topic: 't', payload: 4 });
+    await bus.publish('lead1', { topic: 't', payload: 5, epoch: 1 });
+    expect(bus.head).toBe(4);
+    // No incarnation current here (taken over by another host): any epoch is refused.
+    current.set('writer', null);
+    expect(await codeOf(bus.publish('writer', { topic: 't', payload: 6, epoch: 4 }))).toBe(
+      'BUS_STALE_EPOCH',
+    );
+    await bus.publish('writer', { topic: 't', payload: 7 });
+    expect(bus.head).toBe(5);
+    const audit = await bus.readAudit();
+    expect(audit.filter((entry) => entry.event === 'bus_denied')).toHaveLength(3);
+  });
+
   it('refuses an event over log.max_event_bytes without using a sequence number', async () => {
     const bus = await openBus({ log: { max_event_bytes: 2048 } });
     expect(await codeOf(bus.publish('writer', { topic: 't', payload: 'x'.repeat(4096) }))).toBe(

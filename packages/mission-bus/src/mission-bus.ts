@@ -56,7 +56,13 @@ import {
 import { describeError, silentLogger, type BusLogger } from './logger.js';
 import type { ParticipantInfo, ResumePacket } from './resume-packet.js';
 import { RoleSchema, resolveRoleCapabilities, type Capability, type Role } from './roles.js';
-import { SegmentLog, type LogRepair, type StoredEvent } from './segment-log.js';
+import type { LogRepair, StoredEvent } from './segment-log.js';
+import {
+  openSegmentLog,
+  type BusEventLog,
+  type BusEventLogFactory,
+  type SharedBusEventLog,
+} from './event-log.js';
 import type { ParticipantRoster, ParticipantStore } from './participant-store.js';
 import { tokenMatches } from './tokens.js';
 
@@ -79,6 +85,21 @@ export interface OpenMissionBusOptions {
    * `participant` events and `bus/tokens.json`, fit only for a cell no untrusted process can write.
    */
   authority?: ParticipantStore;
+  /**
+   * Where the events are kept (the storage seam, see event-log.ts): the cell's segment log by
+   * default, or a shared log such as `@pit/mission-bus/jetstream`'s, which several bus instances
+   * of one mission (one per host) append to and follow.
+   * @default openSegmentLog
+   */
+  eventLog?: BusEventLogFactory;
+  /**
+   * The current incarnation epoch of a participant, as its owner knows it (a clustered daemon:
+   * the revision of the agent's owner record): a publish, checkpoint or handoff that carries an
+   * older `epoch` is refused with BUS_STALE_EPOCH (an old incarnation that outlived a takeover).
+   * `null`: no incarnation of it is current here (taken over, let go), so any `epoch` is refused;
+   * `undefined`: not checked. Left out, epochs are not checked.
+   */
+  currentEpoch?: (participant: string) => number | null | undefined;
 }
 
 /** A role the cell's log claims for a participant that the bus's authority store does not hold. */
@@ -197,7 +218,6 @@ export class MissionBus {
   private readonly store: ParticipantStore | undefined;
   private readonly grantedBy = new Map<string, string>();
   private readonly logClaims = new Map<string, Role | null>();
-  private replaying = false;
   private rosterWrites: Promise<void> = Promise.resolve();
   private readonly roleTable: Record<Role, ReadonlySet<Capability>>;
   private readonly members = new Map<string, Role>();
@@ -210,10 +230,16 @@ export class MissionBus {
   private readonly handoffs = new Map<string, IdRecord>();
   private readonly recent = new Map<string, IdRecord>();
   private readonly pending = new Map<number, Pending>();
+  /** Shared log: the appends in progress, one at a time. */
+  private sharedAppends: Promise<void> = Promise.resolve();
+  /** Shared log: ids this bus is appending (their participant changes grant here). */
+  private readonly localIds = new Map<string, number>();
   private readonly listeners = new Set<(stored: StoredEvent) => void>();
   private readonly headWaiters = new Set<() => void>();
   private readonly cache: EventCache;
-  private log!: SegmentLog;
+  private log!: BusEventLog;
+  private readonly openLog: BusEventLogFactory;
+  private readonly currentEpoch: ((participant: string) => number | null | undefined) | undefined;
   private audit!: AuditTrail;
   private nextSeq = 0;
   private headSeq = 0;
@@ -232,8 +258,12 @@ export class MissionBus {
     logger: BusLogger;
     now: () => Date;
     store: ParticipantStore | undefined;
+    openLog: BusEventLogFactory;
+    currentEpoch: ((participant: string) => number | null | undefined) | undefined;
   }) {
+    this.currentEpoch = options.currentEpoch;
     this.paths = cellPaths(options.cellDir);
+    this.openLog = options.openLog;
     this.store = options.store;
     this.config = options.config;
     this.mission = options.mission;
@@ -292,6 +322,8 @@ export class MissionBus {
       logger: options.logger ?? silentLogger,
       now: options.now ?? (() => new Date()),
       store: options.authority,
+      openLog: options.eventLog ?? openSegmentLog,
+      currentEpoch: options.currentEpoch,
     });
     await bus.start(options.lockTimeoutMs ?? 2000);
     return bus;
@@ -370,26 +402,24 @@ export class MissionBus {
     try {
       if (this.store) await this.loadRoster(this.store);
       else await this.loadTokens();
-      this.replaying = true;
       const watermark = await readWatermark(dir);
       const undelivered: DirectEvent[] = [];
       const tail: BusEvent[] = [];
       const tailSize = this.config.log.cache_max_events;
-      const { log, repairs: found } = await SegmentLog.open({
+      const { log, repairs: found } = await this.openLog({
         dir: busDir,
-        fsync: this.config.log.fsync,
-        segmentMaxBytes: this.config.log.segment_max_bytes,
+        missionId: this.mission.id,
+        config: this.config,
         logger: this.logger,
         now: this.now,
         onEvent: (event) => {
-          this.apply(event);
+          this.apply(event, 'replay');
           if (event.seq > watermark && isDirectEvent(event)) undelivered.push(event);
           tail.push(event);
           if (tail.length > tailSize * 2) tail.splice(0, tail.length - tailSize);
         },
       });
       this.log = log;
-      this.replaying = false;
       // Reported with the bus directory's real path, not the descriptor it was reached through.
       const named = (path: string) => path.replace(busDir, join(dir, 'bus'));
       const repairs = found.map((repair) => ({
@@ -425,6 +455,12 @@ export class MissionBus {
         }
       }
       await writeWatermark(dir, this.headSeq);
+      if (log.kind === 'shared')
+        log.follow(
+          this.headSeq,
+          (stored) => this.ingest(stored),
+          (error) => this.fail(toBusError(error, `mission ${this.mission.id}`)),
+        );
     } catch (error) {
       await this.log?.close().catch(() => undefined);
       this.releaseLock();
@@ -533,6 +569,7 @@ export class MissionBus {
     message: z.output<typeof PublishInputSchema>,
   ): Promise<MessageEvent> {
     this.authorize(sender, 'publish', 'publish');
+    this.assertCurrentEpoch(sender, message.epoch, 'publish');
     const existing = this.existing<MessageEvent>(message.id, 'message', sender);
     if (existing) return existing;
     if (message.to !== undefined) this.assertMember(message.to, 'publish: to');
@@ -564,6 +601,7 @@ export class MissionBus {
     checkpoint: z.output<typeof CheckpointInputSchema>,
   ): Promise<CheckpointEvent> {
     this.authorize(sender, 'checkpoint', 'checkpoint');
+    this.assertCurrentEpoch(sender, checkpoint.epoch, 'checkpoint');
     const existing = this.existing<CheckpointEvent>(checkpoint.id, 'checkpoint', sender);
     if (existing) return existing;
     return this.commit<CheckpointEvent>((seq, ts) => ({
@@ -598,6 +636,7 @@ export class MissionBus {
     handoff: z.output<typeof HandoffInputSchema>,
   ): Promise<HandoffEvent> {
     this.authorize(sender, 'handoff', 'handoff');
+    this.assertCurrentEpoch(sender, handoff.epoch, 'handoff');
     const existing = this.existing<HandoffEvent>(handoff.id, 'handoff', sender);
     if (existing) return existing;
     let from = handoff.from;
@@ -1101,11 +1140,21 @@ export class MissionBus {
       mission: { ...this.mission },
       config: this.config,
       tokens: Object.fromEntries(this.runtimeTokens),
-      events: this.log.readAllSync(this.headSeq),
+      events: this.readAllSync(),
     };
   }
 
+  private readAllSync(): BusEvent[] {
+    if (!this.log.readAllSync)
+      throw new BusError(
+        'BUS_INVALID',
+        `mission ${this.mission.id}: toJSON: this bus's event log (${this.log.kind}) cannot be read synchronously; read() the events instead`,
+      );
+    return this.log.readAllSync(this.headSeq);
+  }
+
   private async settled(): Promise<void> {
+    await this.sharedAppends;
     const last = this.pending.get(this.nextSeq);
     if (last) await last.promise.catch(() => undefined);
     if (this.failure) throw this.failure;
@@ -1120,6 +1169,15 @@ export class MissionBus {
     }
   }
 
+  private assertNotFailed(): void {
+    if (this.failure)
+      throw new BusError(
+        'BUS_CLOSED',
+        `mission ${this.mission.id}: the bus failed: ${this.failure.message}`,
+        { cause: this.failure },
+      );
+  }
+
   private assertOpen(): void {
     if (this.failure)
       throw new BusError(
@@ -1129,6 +1187,39 @@ export class MissionBus {
       );
     if (this.closing)
       throw new BusError('BUS_CLOSED', `mission ${this.mission.id}: the bus is closed`);
+  }
+
+  /**
+   * Refuses a write whose epoch is older than the sender's current one (see
+   * {@link OpenMissionBusOptions.currentEpoch}), with an audit entry.
+   * @throws {BusError} BUS_STALE_EPOCH naming the participant and both epochs.
+   */
+  private assertCurrentEpoch(sender: string, epoch: number | undefined, operation: string): void {
+    if (epoch === undefined || !this.currentEpoch) return;
+    const current = this.currentEpoch(sender);
+    if (current === undefined || (current !== null && epoch >= current)) return;
+    this.audit.record({
+      event: 'bus_denied',
+      participant: sender,
+      operation,
+      reason:
+        current === null
+          ? `epoch ${epoch}: no current incarnation`
+          : `epoch ${epoch} older than current ${current}`,
+    });
+    this.logger.warn('bus: write from an older incarnation refused', {
+      mission: this.mission.id,
+      participant: sender,
+      operation,
+      epoch,
+      current,
+    });
+    throw new BusError(
+      'BUS_STALE_EPOCH',
+      current === null
+        ? `${operation}: ${sender} wrote with epoch ${epoch}, but no incarnation of ${sender} is current here in mission ${this.mission.id} (taken over or let go)`
+        : `${operation}: ${sender} wrote with epoch ${epoch}, older than its current epoch ${current} in mission ${this.mission.id} (an incarnation that was replaced)`,
+    );
   }
 
   private assertMember(name: string, where: string): void {
@@ -1159,6 +1250,7 @@ export class MissionBus {
 
   /** Sequences an event, updates the index at once, appends it, and resolves when acknowledged. */
   private commit<E extends BusEvent>(build: (seq: number, ts: string) => E): Promise<E> {
+    if (this.log.kind === 'shared') return this.commitShared(build, this.log);
     const seq = this.nextSeq + 1;
     const event = build(seq, this.now().toISOString());
     if (event.seq !== seq)
@@ -1172,7 +1264,7 @@ export class MissionBus {
       );
     }
     this.nextSeq = seq;
-    this.apply(event);
+    this.apply(event, 'live');
     let resolve!: (event: BusEvent) => void;
     let reject!: (error: unknown) => void;
     const promise = new Promise<BusEvent>((resolveEvent, rejectEvent) => {
@@ -1209,24 +1301,134 @@ export class MissionBus {
       const next = this.pending.get(this.headSeq + 1);
       if (!next || !next.ready) break;
       this.pending.delete(this.headSeq + 1);
-      this.headSeq += 1;
-      this.cache.push(next.stored);
-      if (isDirectEvent(next.stored.event) && ++this.directSinceWatermark >= WATERMARK_EVERY) {
-        this.directSinceWatermark = 0;
-        void this.writeWatermarkNow().catch(() => undefined);
-      }
-      for (const listener of this.listeners) {
-        try {
-          listener(next.stored);
-        } catch (error) {
-          this.logger.error('bus: event listener threw', {
-            error: describeError(error),
-            seq: this.headSeq,
-          });
-        }
-      }
+      this.acknowledge(next.stored);
       next.resolve(next.stored.event);
     }
+    this.wakeAll();
+  }
+
+  /** The head moves to an acknowledged event: cache it, note it for the watermark, tell the listeners. */
+  private acknowledge(stored: StoredEvent): void {
+    this.headSeq = stored.event.seq;
+    this.cache.push(stored);
+    if (isDirectEvent(stored.event) && ++this.directSinceWatermark >= WATERMARK_EVERY) {
+      this.directSinceWatermark = 0;
+      void this.writeWatermarkNow().catch(() => undefined);
+    }
+    for (const listener of this.listeners) {
+      try {
+        listener(stored);
+      } catch (error) {
+        this.logger.error('bus: event listener threw', {
+          error: describeError(error),
+          seq: this.headSeq,
+        });
+      }
+    }
+  }
+
+  /**
+   * A shared log's commit: one append at a time, each built at the head this bus has delivered
+   * and appended only if the log's last sequence is still that head. When another bus took the
+   * sequence, this one catches up (following the log) and builds again at the new head, keeping
+   * the event's id (the log's deduplication key) and timestamp. Resolves when the event comes
+   * back through {@link ingest}, so every instance acknowledges in the log's order.
+   */
+  private commitShared<E extends BusEvent>(
+    build: (seq: number, ts: string) => E,
+    log: SharedBusEventLog,
+  ): Promise<E> {
+    const draft = build(this.headSeq + 1, this.now().toISOString());
+    const bytes = Buffer.byteLength(JSON.stringify(draft), 'utf8');
+    if (bytes > this.config.log.max_event_bytes)
+      throw new BusError(
+        'BUS_TOO_LARGE',
+        `${draft.event} ${draft.id}: ${bytes} bytes exceeds log.max_event_bytes (${this.config.log.max_event_bytes})`,
+      );
+    this.localIds.set(draft.id, (this.localIds.get(draft.id) ?? 0) + 1);
+    const done = this.sharedAppends.then(() => this.appendShared(draft, log));
+    this.sharedAppends = done.then(
+      () => undefined,
+      () => undefined,
+    );
+    return done.finally(() => {
+      const left = (this.localIds.get(draft.id) ?? 1) - 1;
+      if (left > 0) this.localIds.set(draft.id, left);
+      else this.localIds.delete(draft.id);
+    }) as Promise<E>;
+  }
+
+  private async appendShared(draft: BusEvent, log: SharedBusEventLog): Promise<BusEvent> {
+    for (;;) {
+      // Not refused once close() has begun: like the segment log's, writes made before it complete.
+      this.assertNotFailed();
+      const landed = this.indexed(draft.id);
+      if (landed !== undefined) return this.eventAt(landed);
+      const event = { ...draft, seq: this.headSeq + 1 } as BusEvent;
+      const result = await log.append(event.seq, JSON.stringify(event), event.id);
+      if (result.ok) {
+        await this.untilHead(result.seq);
+        return this.eventAt(result.seq);
+      }
+      this.logger.debug('bus: another instance took the sequence; catching up', {
+        mission: this.mission.id,
+        seq: event.seq,
+        id: event.id,
+      });
+      await this.untilHead(await log.latestSeq());
+    }
+  }
+
+  /** The sequence number of the indexed event with this id (checkpoints, handoffs, recent others). */
+  private indexed(id: string): number | undefined {
+    return (this.recent.get(id) ?? this.checkpoints.get(id) ?? this.handoffs.get(id))?.seq;
+  }
+
+  /** Waits until the bus has delivered `seq` (bounded: a log that stops delivering fails the wait). */
+  private async untilHead(seq: number, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.headSeq < seq) {
+      this.assertNotFailed();
+      const left = deadline - Date.now();
+      if (left <= 0)
+        throw new BusError(
+          'BUS_TIMEOUT',
+          `mission ${this.mission.id}: event ${seq} not delivered by the log within ${timeoutMs} ms (delivered up to ${this.headSeq})`,
+          { retryable: true },
+        );
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(wake, left);
+        function wake(): void {
+          clearTimeout(timer);
+          resolve();
+        }
+        const waiter = (): void => {
+          this.headWaiters.delete(waiter);
+          wake();
+        };
+        this.headWaiters.add(waiter);
+      });
+    }
+  }
+
+  /**
+   * A shared log delivers the next event (this bus's own or another instance's), in the log's
+   * order: index it, write a direct event to its inbox, acknowledge it. A participant change made
+   * through another instance is a record here, never a grant, when the bus has an authority store
+   * (each host's store is the authority for the participants it serves).
+   */
+  private async ingest(stored: StoredEvent): Promise<void> {
+    const { event } = stored;
+    if (event.seq <= this.headSeq) return;
+    if (event.seq !== this.headSeq + 1)
+      throw new BusError(
+        'BUS_CORRUPT',
+        `mission ${this.mission.id}: the log delivered event ${event.seq} after ${this.headSeq}`,
+      );
+    this.apply(event, this.localIds.has(event.id) ? 'live' : 'remote');
+    this.nextSeq = event.seq;
+    if (isDirectEvent(event)) await this.deliverToInbox(event);
+    this.acknowledge(stored);
     this.wakeAll();
   }
 
@@ -1277,16 +1479,20 @@ export class MissionBus {
     this.wakeAll();
   }
 
-  /** Updates the index with one event (on open, and when an event is sequenced). */
-  private apply(event: BusEvent): void {
+  /**
+   * Updates the index with one event: found in the log on open (`replay`), sequenced by this bus
+   * (`live`), or appended to a shared log by another instance (`remote`).
+   */
+  private apply(event: BusEvent, origin: 'replay' | 'live' | 'remote'): void {
     const record: IdRecord = { seq: event.seq, kind: event.event, sender: event.sender };
     switch (event.event) {
       case 'participant':
         // With an authority store, the log's participant lines are a record, never a grant.
-        if (this.store && this.replaying) {
+        if (this.store && origin === 'replay') {
           this.logClaims.set(event.name, event.role);
           break;
         }
+        if (this.store && origin === 'remote') break;
         if (event.role === null) this.members.delete(event.name);
         else this.members.set(event.name, event.role);
         this.everMembers.add(event.name);

@@ -4,6 +4,7 @@ import { fsyncDir, formatIssues, readEvents, writeFileAtomic } from '@pit/cell-s
 import { BusEventSchema, type BusEvent } from './bus-event.js';
 import type { FsyncPolicy } from './config.js';
 import { BusError, toBusError } from './errors.js';
+import type { OwnedBusEventLog } from './event-log.js';
 import type { BusLogger } from './logger.js';
 
 /** A torn or unreadable last line found when the log was opened, and what was done about it. */
@@ -85,7 +86,9 @@ export interface SegmentLogOptions {
  * bus directory, written by one writer with group commit and the configured fsync policy.
  * Appends resolve in sequence order once as durable as the policy promises.
  */
-export class SegmentLog {
+export class SegmentLog implements OwnedBusEventLog {
+  /** An owned log: this bus is its only writer. */
+  readonly kind = 'owned' as const;
   private readonly segments: Segment[];
   private handle: fs.FileHandle;
   private queue: QueuedLine[] = [];

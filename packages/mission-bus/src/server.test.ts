@@ -7,7 +7,7 @@ import { RawClient, eventsOf, makeCell, roleParticipants, tempRoot } from '../te
 import { SYSTEM_SENDER } from './bus-event.js';
 import { connectBus, type BusClient } from './client.js';
 import type { BusConfigInput } from './config.js';
-import { MissionBus } from './mission-bus.js';
+import { MissionBus, type OpenMissionBusOptions } from './mission-bus.js';
 import { BUS_CLOSE_CODES } from './protocol.js';
 import { DEFAULT_ROLE_CAPABILITIES, type Capability } from './roles.js';
 import { createBusServer, type BusServer, type BusServerOptions } from './server.js';
@@ -27,12 +27,14 @@ const raws: RawClient[] = [];
 async function start(
   serverOptions: BusServerOptions = {},
   config: BusConfigInput = {},
+  busOptions: Pick<OpenMissionBusOptions, 'currentEpoch'> = {},
 ): Promise<void> {
   const roles = roleParticipants();
   people = roles.people;
   bus = await MissionBus.open({
     cellDir,
     config: { mission: MISSION, participants: roles.participants, ...config },
+    ...busOptions,
   });
   server = await createBusServer({ buses: [bus], ...serverOptions });
 }
@@ -188,6 +190,19 @@ describe('createBusServer', () => {
         }),
       ]);
     });
+  });
+
+  it('refuses writes from a client whose epoch is older than its participant’s current one (BUS_STALE_EPOCH)', async () => {
+    let current = 2;
+    await start({}, {}, { currentEpoch: (name) => (name === 'writer' ? current : undefined) });
+    const replaced = await client('writer', { epoch: 1 });
+    expect(await codeOf(replaced.publish({ topic: 't', payload: 1 }))).toBe('BUS_STALE_EPOCH');
+    expect(await codeOf(replaced.checkpoint({ summary: 's' }))).toBe('BUS_STALE_EPOCH');
+    const incarnation = await client('writer', { epoch: 2 });
+    expect((await incarnation.publish({ topic: 't', payload: 2 })).seq).toBe(1);
+    current = 3; // taken over: this incarnation is the old one now
+    expect(await codeOf(incarnation.publish({ topic: 't', payload: 3 }))).toBe('BUS_STALE_EPOCH');
+    expect(bus.head).toBe(1);
   });
 
   it('fixes the sender to the authenticated participant', async () => {
