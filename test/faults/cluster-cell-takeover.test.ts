@@ -30,6 +30,7 @@ import {
   trackMarker,
   type DaemonProcess,
 } from './harness.js';
+import { clusterHostToml, runningOnce } from './cluster-hosts.js';
 
 const installed = natsServerPath() !== undefined;
 if (!installed)
@@ -50,22 +51,7 @@ interface Host {
 }
 
 /** An agent's live incarnation (pid, PIT_HOST, PIT_EPOCH), when exactly one runs. */
-async function theIncarnation(
-  marker: string,
-  agent = AGENT,
-): Promise<{ pid: number; host: string; epoch: number } | undefined> {
-  const pids = (await liveAgents(marker)).get(agent) ?? [];
-  if (pids.length !== 1) return undefined;
-  const environ = await fs.readFile(`/proc/${pids[0]}/environ`, 'utf8').catch(() => '');
-  const env = new Map(
-    environ
-      .split('\0')
-      .filter(Boolean)
-      .map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]),
-  );
-  if (!env.get('PIT_EPOCH') || !env.get('PIT_HOST')) return undefined;
-  return { pid: pids[0]!, host: env.get('PIT_HOST')!, epoch: Number(env.get('PIT_EPOCH')) };
-}
+const theIncarnation = (marker: string, agent = AGENT) => runningOnce(marker, agent);
 
 describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cluster', () => {
   let nats: TestNatsCluster | undefined;
@@ -116,24 +102,12 @@ describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cl
       const base = join(shared, id);
       await fs.mkdir(join(base, 'missions'), { recursive: true });
       const lines = [
-        '[daemon]',
-        'state_dir = "state"',
-        'log_level = "debug"',
-        '[daemon.http]',
-        'listen = "127.0.0.1:0"',
-        'token_env = "PIT_FAULTS_TOKEN"',
-        '[cells]',
-        'root = "missions"',
-        'poll_interval_s = 0.2',
-        'resurrect_after_s = 0',
-        '[checkpoints]',
-        `interval_s = ${options.checkpointEveryS}`,
-        '[bus]',
-        'enabled = false',
-        '[cluster]',
-        `servers = [${nats.urls.map((url) => `"${url}"`).join(', ')}]`,
-        `host_id = "${id}"`,
-        `lease_s = ${LEASE_S}`,
+        ...clusterHostToml({
+          servers: nats.urls,
+          hostId: id,
+          leaseS: LEASE_S,
+          checkpointEveryS: options.checkpointEveryS,
+        }),
         ...(options.extra ?? []),
         // The same [agents] on every host: an agent is the operator's wherever its cell is.
         ...Object.entries(options.agents).flatMap(([name, toml]) => [

@@ -32,6 +32,7 @@ import {
   trackMarker,
   type DaemonProcess,
 } from './harness.js';
+import { clusterHostToml, incarnationOf, type Incarnation } from './cluster-hosts.js';
 
 const installed = natsServerPath() !== undefined;
 if (!installed)
@@ -56,26 +57,6 @@ interface Host {
 async function hostEvents(host: Host): Promise<Array<Record<string, unknown>>> {
   const entries = await eventEntries(join(host.base, 'state'));
   return entries.flatMap((entry) => (entry.ok ? [entry.event as Record<string, unknown>] : []));
-}
-
-/** One incarnation as the agent's own environment tells it. */
-interface Incarnation {
-  pid: number;
-  host: string;
-  epoch: number;
-}
-
-async function incarnationOf(pid: number): Promise<Incarnation | undefined> {
-  const environ = await fs.readFile(`/proc/${pid}/environ`, 'utf8').catch(() => undefined);
-  if (!environ) return undefined;
-  const env = Object.fromEntries(
-    environ
-      .split('\0')
-      .filter(Boolean)
-      .map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]),
-  );
-  if (!env.PIT_EPOCH || !env.PIT_HOST) return undefined;
-  return { pid, host: env.PIT_HOST, epoch: Number(env.PIT_EPOCH) };
 }
 
 /** The live incarnation of every agent (exactly one each), or undefined while that is not so. */
@@ -236,24 +217,7 @@ describe.skipIf(!installed)('three pit daemons on a 3-node NATS cluster', () => 
       const base = join(shared, id);
       await fs.mkdir(join(base, 'missions'), { recursive: true });
       const lines = [
-        '[daemon]',
-        'state_dir = "state"',
-        'log_level = "debug"',
-        '[daemon.http]',
-        'listen = "127.0.0.1:0"',
-        'token_env = "PIT_FAULTS_TOKEN"',
-        '[cells]',
-        'root = "missions"',
-        'poll_interval_s = 0.2',
-        'resurrect_after_s = 0',
-        '[checkpoints]',
-        'interval_s = 0',
-        '[bus]',
-        'enabled = false',
-        '[cluster]',
-        `servers = [${nats.urls.map((url) => `"${url}"`).join(', ')}]`,
-        `host_id = "${id}"`,
-        `lease_s = ${LEASE_S}`,
+        ...clusterHostToml({ servers: nats.urls, hostId: id, leaseS: LEASE_S }),
         ...AGENTS.flatMap((name) => [
           `[agents.${name}]`,
           'cell = "none"',

@@ -33,6 +33,7 @@ import {
   trackMarker,
   type DaemonProcess,
 } from './harness.js';
+import { clusterHostToml, runningOnce } from './cluster-hosts.js';
 
 const installed = natsServerPath() !== undefined;
 if (!installed)
@@ -48,27 +49,6 @@ interface Host {
   id: string;
   configPath: string;
   daemon?: DaemonProcess;
-}
-
-/** The host and epoch an agent's live process was started with (its own environment). */
-async function incarnationOf(pid: number): Promise<{ host: string; epoch: number } | undefined> {
-  const environ = await fs.readFile(`/proc/${pid}/environ`, 'utf8').catch(() => undefined);
-  const env = new Map(
-    (environ ?? '')
-      .split('\0')
-      .filter(Boolean)
-      .map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]),
-  );
-  const [host, epoch] = [env.get('PIT_HOST'), env.get('PIT_EPOCH')];
-  return host && epoch ? { host, epoch: Number(epoch) } : undefined;
-}
-
-/** The agent's one live process with its host and epoch, or undefined while it has none or two. */
-async function runningOnce(marker: string, agent: string) {
-  const pids = (await liveAgents(marker)).get(agent) ?? [];
-  if (pids.length !== 1) return undefined;
-  const incarnation = await incarnationOf(pids[0]!);
-  return incarnation ? { pid: pids[0]!, ...incarnation } : undefined;
 }
 
 /** The pending approval requests a host's daemon lists for the agent. */
@@ -116,29 +96,13 @@ describe.skipIf(!installed)('fleet-wide approvals and death issues', () => {
       const base = join(shared, id);
       await fs.mkdir(join(base, 'missions'), { recursive: true });
       const lines = [
-        '[daemon]',
-        'state_dir = "state"',
-        '[daemon.http]',
-        'listen = "127.0.0.1:0"',
-        'token_env = "PIT_FAULTS_TOKEN"',
-        '[cells]',
-        'root = "missions"',
-        'poll_interval_s = 0.2',
-        'resurrect_after_s = 0',
-        '[checkpoints]',
-        'interval_s = 0',
-        '[bus]',
-        'enabled = false',
+        ...clusterHostToml({ servers: nats.urls, hostId: id, leaseS: LEASE_S }),
         '[issues]',
         'provider = "github"',
         `base_url = "${api.baseUrl}"`,
         'owner = "ops"',
         'repo = "fleet"',
         'token_env = "PIT_ISSUES_TOKEN"',
-        '[cluster]',
-        `servers = [${nats.urls.map((url) => `"${url}"`).join(', ')}]`,
-        `host_id = "${id}"`,
-        `lease_s = ${LEASE_S}`,
         '[policy.agents.alpha]',
         'mode = "ask"',
         'approval = { channels = ["http"], timeout = "10m" }',
