@@ -295,7 +295,13 @@ describe.skipIf(!detected)('agent cgroups (cgroup2 writable here)', () => {
         'the process to join its group',
       );
       const { logger, lines } = recording();
-      const cgroups = await detectAgentCgroups({ setting: parent, instance: own, logger });
+      // Made just now: age is not what this case is about (the next case is).
+      const cgroups = await detectAgentCgroups({
+        setting: parent,
+        instance: own,
+        logger,
+        pruneMinAgeMs: 0,
+      });
       expect(cgroups?.root).toBe(join(parent, own));
       expect((await groupsIn(parent)).sort()).toEqual([live, own].sort());
       expect(await groupsIn(join(parent, own))).toEqual(['cell.forge']);
@@ -318,6 +324,37 @@ describe.skipIf(!detected)('agent cgroups (cgroup2 writable here)', () => {
         'the live group empty',
       );
       for (const id of [dead, live, own]) {
+        for (const group of await groupsIn(join(parent, id)))
+          await fs.rmdir(join(parent, id, group)).catch(() => undefined);
+        await fs.rmdir(join(parent, id)).catch(() => undefined);
+      }
+      await fs.rmdir(parent);
+    }
+  });
+
+  it("keeps another instance's group made a moment ago: a live daemon's next start joins it", async () => {
+    const parent = join(dirname(detected!.root), `test-${instance()}`);
+    await fs.mkdir(parent);
+    const [starting, own] = [instance(), instance()];
+    try {
+      // Another daemon with no agent running has just made the group of its next start.
+      await fs.mkdir(join(parent, starting, 'cell.forge'), { recursive: true });
+      const cgroups = await detectAgentCgroups({
+        setting: parent,
+        instance: own,
+        logger: recording().logger,
+      });
+      expect((await groupsIn(parent)).sort()).toEqual([own, starting].sort());
+      // Its agent's shell joins the group, as prepare() wraps every start.
+      const joined = spawn(
+        '/bin/sh',
+        ['-c', 'echo $$ > "$0" && exec true', join(parent, starting, 'cell.forge', 'cgroup.procs')],
+        { stdio: 'ignore' },
+      );
+      expect(await new Promise((resolve) => joined.once('exit', resolve))).toBe(0);
+      await cgroups!.close();
+    } finally {
+      for (const id of [starting, own]) {
         for (const group of await groupsIn(join(parent, id)))
           await fs.rmdir(join(parent, id, group)).catch(() => undefined);
         await fs.rmdir(join(parent, id)).catch(() => undefined);

@@ -64,7 +64,19 @@ export interface DetectAgentCgroupsOptions {
   /** The daemon instance (a hash of its state directory). */
   instance: string;
   logger: Logger;
+  /**
+   * Another instance's empty groups are removed only when none of them (nor the instance
+   * directory) was made in the last this many ms (see {@link pruneEmptyInstances}).
+   * @default PRUNE_MIN_AGE_MS
+   */
+  pruneMinAgeMs?: number;
 }
+
+/**
+ * A group younger than this (ms) may belong to a live daemon that has just made it for a start
+ * (the agent's shell joins it a moment later): its instance is not pruned.
+ */
+export const PRUNE_MIN_AGE_MS = 60_000;
 
 /**
  * Finds where agent cgroups can be made, says so in the log (or why not, falling back to the
@@ -96,7 +108,11 @@ export async function detectAgentCgroups(
     return undefined;
   }
   const root = join(parent, instance);
-  const pruned = await pruneEmptyInstances(parent, instance);
+  const pruned = await pruneEmptyInstances(
+    parent,
+    instance,
+    options.pruneMinAgeMs ?? PRUNE_MIN_AGE_MS,
+  );
   if (pruned.length > 0)
     logger.info('removed the empty agent cgroups of other daemon instances', {
       parent,
@@ -115,22 +131,40 @@ export async function detectAgentCgroups(
  * Removes the instance directories under `parent` (other than `instance`) in which no process
  * runs, with their empty agent groups: what daemons that died (or stopped with agent cgroups
  * on) left behind. A group with a process, or with groups below it, is not removable
- * (`EBUSY`) and stays, and so does its instance. A live daemon whose directory is removed
- * while it has no agent makes it again at its next start (`prepare` creates the path).
+ * (`EBUSY`) and stays, and so does its instance. An instance with a group (or itself) made less
+ * than `minAgeMs` ago is left alone: a live daemon with no agent running makes a group right
+ * before a start, and its agent's shell joins it a moment later (removed in between, the start
+ * failed: two daemons starting on one machine broke each other's first starts). A live daemon
+ * whose older, empty directory is removed makes it again at its next start (`prepare`).
  * @returns the instances removed
  */
-export async function pruneEmptyInstances(parent: string, instance: string): Promise<string[]> {
+export async function pruneEmptyInstances(
+  parent: string,
+  instance: string,
+  minAgeMs = PRUNE_MIN_AGE_MS,
+): Promise<string[]> {
   const removed: string[] = [];
   const entries = await fs.readdir(parent, { withFileTypes: true }).catch(() => []);
+  const young = async (dir: string) => {
+    const stat = await fs.stat(dir).catch(() => undefined);
+    return stat !== undefined && Date.now() - Math.max(stat.mtimeMs, stat.ctimeMs) < minAgeMs;
+  };
   for (const entry of entries) {
     if (!entry.isDirectory() || entry.name === instance || !/^[0-9a-f]{16}$/.test(entry.name))
       continue;
     const dir = join(parent, entry.name);
     const events = await fs.readFile(join(dir, 'cgroup.events'), 'utf8').catch(() => '');
     if (!/^populated 0$/m.test(events)) continue;
-    const groups = await fs.readdir(dir, { withFileTypes: true }).catch(() => []);
-    for (const group of groups)
-      if (group.isDirectory()) await fs.rmdir(join(dir, group.name)).catch(() => undefined);
+    const groups = (await fs.readdir(dir, { withFileTypes: true }).catch(() => [])).filter(
+      (group) => group.isDirectory(),
+    );
+    if (minAgeMs > 0) {
+      const ages = await Promise.all(
+        [dir, ...groups.map((group) => join(dir, group.name))].map(young),
+      );
+      if (ages.some(Boolean)) continue;
+    }
+    for (const group of groups) await fs.rmdir(join(dir, group.name)).catch(() => undefined);
     await fs.rmdir(dir).then(
       () => removed.push(entry.name),
       () => undefined,

@@ -1,8 +1,8 @@
 /**
  * The state store of a clustered daemon: the file store (state-store.ts), each save of an agent
  * this host holds also shared across hosts (agent-records.ts) when what outlives the host changed
- * (`pit stop`, restarts, a substitute), one write in flight per agent. The host that takes the
- * agent over reads it back (fleet-sync.ts) before it acts.
+ * (`pit stop`, restarts, a substitute), one write in flight per agent; a save resolves once the
+ * cluster has it. The host that takes the agent over reads it back (fleet-sync.ts) before it acts.
  */
 import type { AgentState } from '@pit/cell-spec';
 import type { StateStore } from '../state-store.js';
@@ -14,26 +14,29 @@ export function withSharedRecords(inner: StateStore, member: ClusterMember): Sta
   const states = new Map<string, AgentState>();
   /** What was last shared per agent (JSON of the carried fields). */
   const shared = new Map<string, string>();
+  /** The last write asked for per agent: each waits for the one before (one in flight). */
   const inFlight = new Map<string, Promise<void>>();
-  const again = new Set<string>();
 
-  const share = (key: string): void => {
-    if (inFlight.has(key)) {
-      again.add(key);
-      return;
-    }
-    const state = states.get(key);
-    if (!state || member.epochOf(key) === undefined) return;
-    const carried = JSON.stringify(carriedState(state));
-    if (shared.get(key) === carried) return;
-    const write = member
-      .share(key, state)
-      .then(() => void shared.set(key, carried))
-      .finally(() => {
-        inFlight.delete(key);
-        if (again.delete(key)) share(key);
-      });
-    inFlight.set(key, write);
+  /** Shares the agent's carried fields when they changed since the last share; resolves once written. */
+  const share = (key: string): Promise<void> => {
+    const changed = () => {
+      const state = states.get(key);
+      if (!state || member.epochOf(key) === undefined) return undefined;
+      const carried = JSON.stringify(carriedState(state));
+      return shared.get(key) === carried ? undefined : { state, carried };
+    };
+    if (!changed()) return Promise.resolve();
+    const next = (inFlight.get(key) ?? Promise.resolve()).then(async () => {
+      const now = changed();
+      if (!now) return;
+      await member.share(key, now.state);
+      shared.set(key, now.carried);
+    });
+    inFlight.set(key, next);
+    void next.finally(() => {
+      if (inFlight.get(key) === next) inFlight.delete(key);
+    });
+    return next;
   };
 
   return {
@@ -47,15 +50,17 @@ export function withSharedRecords(inner: StateStore, member: ClusterMember): Sta
       shared.delete(key);
       inner.detach(key);
     },
+    // Awaited: an operator's `pit stop` is answered once the cluster has it, so a host that
+    // dies right after cannot lose it (the share is a write only when the carried fields changed).
     async save(key) {
       await inner.save(key);
-      share(key);
+      await share(key);
     },
     async compareAndSet(key, state, revision) {
       const result = await inner.compareAndSet(key, state, revision);
       if (result.ok) {
         states.set(key, state);
-        share(key);
+        await share(key);
       }
       return result;
     },
