@@ -248,7 +248,7 @@ function readSharedRecords(
   };
   for (const want of added) {
     const read = turn().then(() => cluster.sharedRecord(want.key).finally(done));
-    // Awaited in the loop in order; a rejection met there is reported there.
+    // Awaited where the agent is taken up; a rejection met there is reported there as a problem.
     read.catch(() => undefined);
     reads.set(want.key, read);
   }
