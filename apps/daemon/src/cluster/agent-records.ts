@@ -11,7 +11,7 @@
  * that process, and the new incarnation's health is its own.
  */
 import type { KV, KvEntry } from '@nats-io/kv';
-import { JetStreamApiCodes, JetStreamApiError } from '@nats-io/jetstream';
+import { isStaleRevision } from './jetstream-errors.js';
 import { AgentStateSchema, type AgentState } from '@pit/cell-spec';
 
 /** The KV bucket of shared agent records. */
@@ -57,17 +57,6 @@ export function carriedState(state: AgentState): AgentState {
   for (const field of CARRIED)
     if (state[field] !== undefined) Object.assign(fresh, { [field]: state[field] });
   return fresh;
-}
-
-function isStaleRevision(error: unknown): boolean {
-  const codes: number[] = [
-    JetStreamApiCodes.StreamWrongLastSequence,
-    JetStreamApiCodes.StreamWrongLastSequenceUnknown,
-  ];
-  if (error instanceof JetStreamApiError) return codes.includes(error.code);
-  if (/wrong last sequence|key exists/i.test(String(error))) return true;
-  const cause = (error as { cause?: unknown })?.cause;
-  return cause !== undefined && cause !== error && isStaleRevision(cause);
 }
 
 /** A stored value, or undefined when it is not one this version wrote (it is then overwritten). */

@@ -20,14 +20,9 @@
  */
 import { createHash } from 'node:crypto';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import {
-  jetstream,
-  jetstreamManager,
-  JetStreamApiCodes,
-  JetStreamApiError,
-  type JetStreamManager,
-} from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
+import { isStaleRevision } from './jetstream-errors.js';
 import { agentRecordsOver, RECORDS_BUCKET, type AgentRecords } from './agent-records.js';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { silentLogger, type Logger } from '../logger.js';
@@ -121,17 +116,6 @@ export const OWNERS_BUCKET = 'pit_owners';
 /** The object store of cells' checkpoints (cell-store.ts). */
 export const CELLS_STORE = 'pit_cells';
 const KEY_PATTERN = /^[-/=\w]+$/;
-
-/** True for the server's "wrong last sequence": a compare-and-set that lost. */
-function isStaleRevision(error: unknown): boolean {
-  const codes: number[] = [
-    JetStreamApiCodes.StreamWrongLastSequence,
-    JetStreamApiCodes.StreamWrongLastSequenceUnknown,
-  ];
-  if (error instanceof JetStreamApiError) return codes.includes(error.code);
-  const cause = (error as { cause?: unknown })?.cause;
-  return cause !== undefined && cause !== error && isStaleRevision(cause);
-}
 
 /** The agent key as a KV key: `.` (a subject separator to NATS) as `=2E`; anything else outside `[-/=\w]` is refused. */
 export function ownerKey(agent: string): string {
