@@ -203,21 +203,13 @@ async function applyDiff(
     }
     await addAgent(context, want, { record, firstSight, mode, marked });
   };
-  // Several at a time: a host that takes over (or starts with) thousands of agents starts them
-  // within the takeover's bound, not one start after another.
-  const queue = [...diff.added];
-  const worker = async () => {
-    for (let want = queue.shift(); want !== undefined; want = queue.shift()) await takeUpOne(want);
-  };
-  await Promise.all(
-    Array.from({ length: Math.min(TAKE_UP_IN_FLIGHT, queue.length) }, () => worker()),
-  );
+  // One after another. Taken up 16 at a time, four agents that crash at start took 10 s instead of
+  // 10 ms to reach their decisions (standing-decisions.test.ts, flaky in CI): not understood yet,
+  // so a takeover of many agents still starts them in turn.
+  for (const want of diff.added) await takeUpOne(want);
   for (const slot of diff.removed) await removeAgent(context, slot);
   return problems;
 }
-
-/** Agents taken up at once per pass (their records read, adopted or started). */
-const TAKE_UP_IN_FLIGHT = 16;
 
 /** Shared records read at once per pass. */
 const SHARED_READS_IN_FLIGHT = 32;
