@@ -13,7 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { provisionCell } from '@pit/cell-spec';
 import {
-  natsServerPath,
+  natsInstalled,
   startNatsCluster,
   tempDir,
   testAgentPath,
@@ -32,11 +32,7 @@ import {
 } from './harness.js';
 import { clusterHostToml, runningOnce } from './cluster-hosts.js';
 
-const installed = natsServerPath() !== undefined;
-if (!installed)
-  console.warn(
-    'nats-server is not installed: the cluster cell takeover test is skipped (apt-get install -y nats-server; .ci/run installs it)',
-  );
+const installed = natsInstalled('the cluster cell takeover test');
 
 /** The host lease T, s. Takeover must land within 2T. */
 const LEASE_S = 3;

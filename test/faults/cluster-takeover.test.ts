@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  natsServerPath,
+  natsInstalled,
   startNatsCluster,
   tempDir,
   testAgentPath,
@@ -34,11 +34,7 @@ import {
 } from './harness.js';
 import { clusterHostToml, incarnationOf, type Incarnation } from './cluster-hosts.js';
 
-const installed = natsServerPath() !== undefined;
-if (!installed)
-  console.warn(
-    'nats-server is not installed: the cluster takeover tests are skipped (apt-get install -y nats-server; .ci/run installs it)',
-  );
+const installed = natsInstalled('the cluster takeover tests');
 
 /** The host lease T, s. Takeover must land within 2T. */
 const LEASE_S = 3;

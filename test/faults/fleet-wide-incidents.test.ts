@@ -13,7 +13,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  natsServerPath,
+  natsInstalled,
   startIssuesApi,
   startNatsCluster,
   tempDir,
@@ -35,11 +35,7 @@ import {
 } from './harness.js';
 import { clusterHostToml, runningOnce } from './cluster-hosts.js';
 
-const installed = natsServerPath() !== undefined;
-if (!installed)
-  console.warn(
-    'nats-server is not installed: the fleet-wide incident tests are skipped (apt-get install -y nats-server; .ci/run installs it)',
-  );
+const installed = natsInstalled('the fleet-wide incident tests');
 
 const LEASE_S = 3;
 const ISSUES_TOKEN = 'issues-token-fleet-wide';

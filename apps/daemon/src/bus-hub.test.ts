@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { connectBus, type BusClient, type BusEvent } from '@pit/mission-bus';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  natsServerPath,
+  natsInstalled,
   startNatsCluster,
   tempDir,
   waitFor,
@@ -12,11 +12,7 @@ import {
 import { makeCell } from '../test/helpers.js';
 import { createBusHub, type BusHub } from './bus-hub.js';
 
-const installed = natsServerPath() !== undefined;
-if (!installed)
-  console.warn(
-    'nats-server is not installed: the clustered bus hub test is skipped (apt-get install -y nats-server; .ci/run installs it)',
-  );
+const installed = natsInstalled('the clustered bus hub test');
 
 describe.skipIf(!installed)('the bus hub of a clustered daemon ([cluster])', () => {
   let cluster: TestNatsCluster;

@@ -2,7 +2,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  natsServerPath,
+  natsInstalled,
   startNatsCluster,
   tempDir,
   waitFor,
@@ -18,11 +18,7 @@ import {
 import { createJetStreamEventLog, missionStream } from '../src/jetstream.js';
 import { readBusLog } from '../src/read-bus-log.js';
 
-const installed = natsServerPath() !== undefined;
-if (!installed)
-  console.warn(
-    'nats-server is not installed: the mission bus JetStream tests are skipped (apt-get install -y nats-server; .ci/run installs it)',
-  );
+const installed = natsInstalled('the mission bus JetStream tests');
 
 const debugLogger = Object.fromEntries(
   (['debug', 'info', 'warn', 'error'] as const).map((level) => [

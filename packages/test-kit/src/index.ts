@@ -35,6 +35,7 @@ export {
 export type { Fault } from './servers/http-util.js';
 export {
   startNatsCluster,
+  natsInstalled,
   natsServerPath,
   type NatsClusterOptions,
   type TestNatsCluster,

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import { Objm, type ObjectStore } from '@nats-io/obj';
-import { natsServerPath, startNatsCluster, tempDir, type TestNatsCluster } from '@pit/test-kit';
+import { natsInstalled, startNatsCluster, tempDir, type TestNatsCluster } from '@pit/test-kit';
 import type { CheckpointManifest } from '@pit/snapshot';
 import { silentLogger, type Logger } from '../logger.js';
 import {
@@ -17,7 +17,7 @@ import {
   type CellDefinition,
 } from './cell-store.js';
 
-const installed = natsServerPath() !== undefined;
+const installed = natsInstalled('the cell store tests');
 
 const UUID = '0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d';
 const cell: CellDefinition = {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import {
-  natsServerPath,
+  natsInstalled,
   startNatsCluster,
   tempDir,
   waitFor,
@@ -12,7 +12,7 @@ import { silentLogger, type Logger } from '../logger.js';
 import { joinCluster, type ClusterMember } from './cluster-member.js';
 import { OWNERS_BUCKET, ownerKey } from './coordination.js';
 
-const installed = natsServerPath() !== undefined;
+const installed = natsInstalled('the cluster member tests');
 
 describe.skipIf(!installed)('a cluster member over a real 3-node NATS JetStream cluster', () => {
   let cluster: TestNatsCluster;

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  natsServerPath,
+  natsInstalled,
   startNatsCluster,
   tempDir,
   waitFor,
@@ -8,11 +8,7 @@ import {
 } from '@pit/test-kit';
 import { openCoordination, rankHosts, type Coordination } from './coordination.js';
 
-const installed = natsServerPath() !== undefined;
-if (!installed)
-  console.warn(
-    'nats-server is not installed: the cluster coordination tests are skipped (apt-get install -y nats-server; .ci/run installs it)',
-  );
+const installed = natsInstalled('the cluster coordination tests');
 
 describe.skipIf(!installed)(
   'cluster coordination over a real 3-node NATS JetStream cluster',

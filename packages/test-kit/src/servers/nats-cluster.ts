@@ -58,6 +58,18 @@ export function natsServerPath(): string | undefined {
   return undefined;
 }
 
+/**
+ * Whether `nats-server` is here; when it is not, warns once that `what` is skipped and how to
+ * install it. For `describe.skipIf(!natsInstalled('…'))`.
+ */
+export function natsInstalled(what: string): boolean {
+  if (natsServerPath() !== undefined) return true;
+  process.stderr.write(
+    `nats-server is not installed: skipping ${what} (apt-get install -y nats-server; .ci/run installs it)\n`,
+  );
+  return false;
+}
+
 interface NodePorts {
   client: number;
   cluster: number;
