@@ -4,7 +4,7 @@
  * is healthy, then its RSS and (with a DIR) a V8 heap snapshot written into DIR.
  * Usage: node --conditions=@pit/source --import tsx bench/diagnose/daemon-heap.ts CELLS GATEWAYS [DIR]
  * (PIT_BENCH_MEMORY=FILE: the daemon also logs process.memoryUsage() and V8's heap spaces to FILE;
- * PIT_BENCH_ALLOC_PROF=FILE: see memory-preload.mjs; PIT_BENCH_STEADY_MS: the steady phase, default 20 s.)
+ * PIT_BENCH_ALLOC_PROF=FILE: see memory-preload.mjs; PIT_BENCH_NODE_FLAGS: node/V8 flags for the daemon; PIT_BENCH_STEADY_MS: the steady phase, default 20 s.)
  */
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -48,6 +48,8 @@ try {
     http: true,
     readyTimeoutMs: 300_000,
     nodeOptions: [
+      // PIT_BENCH_NODE_FLAGS="--flag …": node/V8 flags for the daemon (trying a GC setting).
+      ...(process.env.PIT_BENCH_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
       ...(SNAPSHOT_DIR
         ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${SNAPSHOT_DIR}`]
         : []),

@@ -4,7 +4,7 @@
  * agents, standbys that run nowhere yet as `standby/<name>`; and the same fleet seen from one
  * agent's cell, where a name means the agent of that name in that cell. Pure: no I/O, no clock.
  */
-import type { FleetIndex, FleetView } from '@pit/policy';
+import { indexFleet, type FleetAgent, type FleetIndex } from '@pit/policy';
 import type { PitConfig } from './config-schema.js';
 import { scopedKey, type Slot } from './slot.js';
 
@@ -19,39 +19,64 @@ export function isStandby(config: PitConfig, name: string): boolean {
   );
 }
 
-/** Every slot (and each standby not running anywhere) as policy's fleet view. */
-export function fleetView(
-  slots: Iterable<Slot>,
+/** How policy sees one slot: a revived agent not healthy yet is still dead (see below). */
+function agentOf(slot: Slot, substitutingFor: string | undefined): FleetAgent {
+  // Revived but not healthy yet: still a death of this storm for the fleet brake (it counts
+  // deaths within its window; exits decided one by one would otherwise never add up).
+  const recovering = slot.state.health === 'unknown' && slot.state.first_dead_at !== undefined;
+  const state = recovering ? 'dead' : slot.state.health;
+  const since =
+    state === 'dead' ? (slot.state.first_dead_at ?? slot.state.since) : slot.state.since;
+  return {
+    name: slot.key,
+    state,
+    ...(since ? { since: Date.parse(since) } : {}),
+    ...(substitutingFor !== undefined ? { substituting_for: substitutingFor } : {}),
+  };
+}
+
+/**
+ * Every slot (and each standby not running anywhere) as policy's fleet, indexed. One pass over
+ * the slots collects only the dead and the substitutions; an agent's entry is made when policy
+ * looks it up, so rebuilding after each death of a large fleet costs little.
+ */
+export function indexSlots(
+  slots: ReadonlyMap<string, Slot>,
   config: PitConfig,
   restarts: readonly number[],
-): FleetView {
-  const byKey = new Map<string, FleetView['agents'][number]>();
-  const names = new Set<string>();
-  const agents: FleetView['agents'][number][] = [];
-  const all = [...slots];
-  for (const slot of all) {
-    // Revived but not healthy yet: still a death of this storm for the fleet brake (it counts
-    // deaths within its window; exits decided one by one would otherwise never add up).
-    const recovering = slot.state.health === 'unknown' && slot.state.first_dead_at !== undefined;
-    const state = recovering ? 'dead' : slot.state.health;
-    const since =
-      state === 'dead' ? (slot.state.first_dead_at ?? slot.state.since) : slot.state.since;
-    const agent = { name: slot.key, state, ...(since ? { since: Date.parse(since) } : {}) };
-    agents.push(agent);
-    byKey.set(slot.key, agent);
-    names.add(slot.name);
+): FleetIndex {
+  const standbys = new Set(Object.keys(config.agents).filter((name) => isStandby(config, name)));
+  const dead: { name: string; since: number }[] = [];
+  /** Substitute's key → the key of the agent it stands in for. */
+  const substituting = new Map<string, string>();
+  for (const slot of slots.values()) {
+    standbys.delete(slot.name);
+    const { health, first_dead_at, since, substituted_by } = slot.state;
+    const deadSince =
+      health === 'dead'
+        ? (first_dead_at ?? since)
+        : health === 'unknown'
+          ? first_dead_at
+          : undefined;
+    if (deadSince) dead.push({ name: slot.key, since: Date.parse(deadSince) });
+    if (substituted_by) {
+      const standIn = scopedKey(slot, substituted_by);
+      if (slots.has(standIn)) substituting.set(standIn, slot.key);
+    }
   }
-  for (const slot of all) {
-    const standIn = slot.state.substituted_by
-      ? byKey.get(scopedKey(slot, slot.state.substituted_by))
-      : undefined;
-    if (standIn) Object.assign(standIn, { substituting_for: slot.key });
-  }
-  for (const name of Object.keys(config.agents)) {
-    if (!names.has(name) && isStandby(config, name))
-      agents.push({ name: `standby/${name}`, state: 'healthy' });
-  }
-  return { agents, restarts: [...restarts] };
+  return indexFleet({
+    size: slots.size + standbys.size,
+    get(name) {
+      const slot = slots.get(name);
+      if (slot) return agentOf(slot, substituting.get(name));
+      if (name.startsWith('standby/') && standbys.has(name.slice('standby/'.length)))
+        return { name, state: 'healthy' };
+      return undefined;
+    },
+    dead,
+    substitutions: [...substituting].map(([standIn, forKey]) => [forKey, standIn] as const),
+    restarts,
+  });
 }
 
 /**

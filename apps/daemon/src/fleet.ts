@@ -1,12 +1,12 @@
 /**
  * The fleet: every supervised slot by key, the substitutes being set up (held back from
- * discovery until their handoff exists), and the fleet index policy reads, built once from
- * {@link fleetView} and shared by every decision until something in the fleet changes. It owns
+ * discovery until their handoff exists), and the fleet index policy reads, built once by
+ * {@link indexSlots} and shared by every decision until something in the fleet changes. It owns
  * membership only; health, actions and persistence live elsewhere.
  */
-import { createFleetIndex, type FleetIndex } from '@pit/policy';
+import type { FleetIndex } from '@pit/policy';
 import type { PitConfig } from './config-schema.js';
-import { fleetView } from './fleet-view.js';
+import { indexSlots } from './fleet-view.js';
 import type { Slot } from './slot.js';
 
 /** See the module header. */
@@ -41,7 +41,7 @@ export function createFleet(): Fleet {
       index = undefined;
     },
     index(config, restarts) {
-      index ??= createFleetIndex(fleetView(slots.values(), config, restarts()));
+      index ??= indexSlots(slots, config, restarts());
       return index;
     },
   };

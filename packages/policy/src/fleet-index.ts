@@ -49,6 +49,24 @@ export function isFleetIndex(value: unknown): value is FleetIndex {
 }
 
 /**
+ * What a {@link FleetIndex} is built from without a whole {@link FleetView}: a supervisor's live
+ * fleet, where building one object per agent for every change would cost more than the decision.
+ * Only the dead agents and the substitutions are listed; everything else is looked up on demand.
+ */
+export interface FleetSource {
+  /** Number of agents in the fleet. */
+  size: number;
+  /** An agent by name, as a view would list it. */
+  get(name: string): FleetAgent | undefined;
+  /** Every dead agent with a known `since` (any order). */
+  dead: Iterable<{ name: string; since: number }>;
+  /** Every substitution: the agent stood in for, and its substitute (dead substitutes included). */
+  substitutions: Iterable<readonly [substitutingFor: string, substitute: string]>;
+  /** When the Pit last started agents fleet-wide (ms since epoch). */
+  restarts?: readonly number[];
+}
+
+/**
  * Indexes a fleet view for many decisions (O(n log n) once, then O(log n) per decision).
  * @example
  * const fleet = createFleetIndex({ agents, restarts });
@@ -56,25 +74,47 @@ export function isFleetIndex(value: unknown): value is FleetIndex {
  */
 export function createFleetIndex(view: FleetView): FleetIndex {
   const byName = new Map<string, FleetAgent>();
-  const substitutes = new Map<string, string>();
   const dead: { name: string; since: number }[] = [];
+  const substitutions: [string, string][] = [];
   for (const agent of view.agents) {
     byName.set(agent.name, agent);
-    if (agent.substituting_for !== undefined && agent.state !== 'dead')
-      substitutes.set(agent.substituting_for, agent.name);
-    if (agent.state === 'dead' && agent.since !== undefined && Number.isFinite(agent.since))
+    if (agent.substituting_for !== undefined)
+      substitutions.push([agent.substituting_for, agent.name]);
+    if (agent.state === 'dead' && agent.since !== undefined)
       dead.push({ name: agent.name, since: agent.since });
   }
+  return indexFleet({
+    size: byName.size,
+    get: (name) => byName.get(name),
+    dead,
+    substitutions,
+    ...(view.restarts ? { restarts: view.restarts } : {}),
+  });
+}
+
+/**
+ * Indexes a {@link FleetSource}: O(d log d) in the dead agents d, whatever the fleet's size, so a
+ * supervisor can rebuild it after every death of a large fleet.
+ * @example
+ * const fleet = indexFleet({ size: 2, get: (name) => agents.get(name), dead: [{ name: 'forge', since }], substitutions: [] });
+ */
+export function indexFleet(source: FleetSource): FleetIndex {
+  const substitutes = new Map<string, string>();
+  for (const [substitutingFor, substitute] of source.substitutions)
+    if (source.get(substitute)?.state !== 'dead') substitutes.set(substitutingFor, substitute);
+  const dead: { name: string; since: number }[] = [];
+  for (const entry of source.dead)
+    if (Number.isFinite(entry.since)) dead.push({ name: entry.name, since: entry.since });
   dead.sort((a, b) => a.since - b.since || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   let lastRestart: number | undefined;
-  for (const at of view.restarts ?? [])
+  for (const at of source.restarts ?? [])
     if (lastRestart === undefined || at > lastRestart) lastRestart = at;
   const clusters = new Map<number, Int32Array>();
   const positions = new Map(dead.map((entry, position) => [entry.name, position]));
   return {
     [FLEET_INDEX]: true,
-    size: byName.size,
-    get: (name) => byName.get(name),
+    size: source.size,
+    get: (name) => source.get(name),
     substituteOf: (name) => substitutes.get(name),
     lastRestart,
     dead,

@@ -58,9 +58,11 @@ export { classifyFailure, type Classification } from './classify-failure.js';
 export { pickSubstitute, type SubstituteChoice } from './pick-substitute.js';
 export {
   createFleetIndex,
+  indexFleet,
   isFleetIndex,
   assessFleetBrake,
   type FleetIndex,
+  type FleetSource,
   type BrakeStatus,
 } from './fleet-index.js';
 export { isDeathStorm, type StormThresholds } from './storm-rule.js';
