@@ -118,9 +118,9 @@ export async function httpProbe(
       requestOptions,
     );
     // Settled, timed out or aborted: drop the connection (destroy() without an error builds no AbortError).
-    attempt.signal.addEventListener('abort', () => request.destroy(), { once: true });
+    attempt.onSettled(() => request.destroy());
     request.on('error', (error) => {
-      if (attempt.signal.aborted) return;
+      if (attempt.settled) return;
       attempt.settle({
         ok: false,
         failure: classifySocketError(error),
@@ -226,7 +226,7 @@ export async function httpProbe(
       chunks.push(chunk);
     });
     response.on('error', (error) => {
-      if (attempt.signal.aborted) return;
+      if (attempt.settled) return;
       attempt.settle({
         ok: false,
         failure: 'unreachable',

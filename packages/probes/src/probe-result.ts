@@ -117,6 +117,14 @@ export interface Attempt<R extends ProbeResult> {
   now: () => number;
   /** Settles the probe; later calls are ignored. */
   settle(outcome: Outcome<R>): void;
+  /**
+   * Runs `cleanup` once the probe has settled (answered, timed out or aborted by the caller), or
+   * at once if it has: what {@link signal} gives, without an `AbortController` and an `AbortError`
+   * per run (a fleet's probes run hundreds of times a second).
+   */
+  onSettled(cleanup: () => void): void;
+  /** Whether the probe has settled (later events of the body are to be ignored). */
+  readonly settled: boolean;
 }
 
 /** Internal options of {@link runProbe}. */
@@ -156,6 +164,7 @@ export function runProbe<R extends ProbeResult>(
   const started = performance.now();
   // Made on first use: a body that never looks at its signal (a heartbeat read) costs none.
   let controller: AbortController | undefined;
+  let cleanups: (() => void) | Array<() => void> | undefined;
 
   return new Promise<R>((resolve) => {
     let settled = false;
@@ -167,6 +176,8 @@ export function runProbe<R extends ProbeResult>(
       const latencyMs = Math.round((performance.now() - started) * 1000) / 1000;
       const result = { kind: spec.kind, latencyMs, observedAt: now(), ...outcome } as R;
       controller?.abort();
+      runCleanups(cleanups);
+      cleanups = undefined;
       resolve(result.ok && 'failure' in result ? withoutFailure(result) : result);
     };
     const onAbort = (): void => {
@@ -201,6 +212,15 @@ export function runProbe<R extends ProbeResult>(
         timeoutMs,
         now,
         settle: finish,
+        onSettled(cleanup) {
+          if (settled) runCleanups(cleanup);
+          else if (cleanups === undefined) cleanups = cleanup;
+          else if (typeof cleanups === 'function') cleanups = [cleanups, cleanup];
+          else cleanups.push(cleanup);
+        },
+        get settled() {
+          return settled;
+        },
       });
       if (pending) {
         pending.catch((error: unknown) => {
@@ -219,6 +239,18 @@ export function runProbe<R extends ProbeResult>(
       } as Outcome<R>);
     }
   });
+}
+
+/** Runs a probe's cleanups; one that throws does not stop the others (nor the result). */
+function runCleanups(cleanups: (() => void) | Array<() => void> | undefined): void {
+  if (cleanups === undefined) return;
+  for (const cleanup of typeof cleanups === 'function' ? [cleanups] : cleanups) {
+    try {
+      cleanup();
+    } catch {
+      // Releasing a resource of a settled probe: nothing is left to report it to.
+    }
+  }
 }
 
 /** An ok result has no failure: dropped by a copy (a `delete` would make the result a dictionary). */

@@ -43,7 +43,7 @@ export async function tcpProbe(target: TcpTarget, options?: ProbeOptions): Promi
     options,
     (attempt) => {
       const socket = connect({ host, port });
-      attempt.signal.addEventListener('abort', () => socket.destroy(), { once: true });
+      attempt.onSettled(() => socket.destroy());
       socket.once('connect', () => {
         attempt.settle({ ok: true, detail: `connected to ${address}` });
         socket.end();
