@@ -43,6 +43,38 @@ async function cellWithAgents(root: string, names: string[]): Promise<string> {
 }
 
 describe('openFileStateStore', () => {
+  it('keeps the records of agents it does not hold: read from the file before its first write, then as it wrote them (a change to a detached record after its last save is not written)', async () => {
+    const root = await tempDir();
+    const stateDir = await tempDir();
+    const cell = await cellWithAgents(root, ['alpha', 'beta', 'gamma']);
+    // A record an earlier daemon wrote, of an agent this one does not hold.
+    const earlier = await openFileStateStore({
+      stateDir,
+      logger: recordingLogger(),
+      now: Date.now,
+    });
+    earlier.attach({ key: 'c/gamma', name: 'gamma', scope: cell }, state('dead'));
+    await earlier.save('c/gamma');
+    earlier.close();
+
+    const store = await openFileStateStore({ stateDir, logger: recordingLogger(), now: Date.now });
+    const alpha = state('healthy');
+    const beta = state('healthy');
+    store.attach({ key: 'c/alpha', name: 'alpha', scope: cell }, alpha);
+    store.attach({ key: 'c/beta', name: 'beta', scope: cell }, beta);
+    await store.save('c/alpha');
+    store.detach('c/beta');
+    beta.health = 'dead';
+    alpha.health = 'degraded';
+    await store.save('c/alpha');
+    expect((await readAgentStates(stateDir, cell)).agents).toMatchObject({
+      alpha: { health: 'degraded' },
+      beta: { health: 'healthy' },
+      gamma: { health: 'dead' },
+    });
+    store.close();
+  });
+
   it("writes every held record of a cell into the daemon's own file for that cell (nothing in the cell), and a new store reads them back", async () => {
     const root = await tempDir();
     const stateDir = await tempDir();

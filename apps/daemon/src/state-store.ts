@@ -142,7 +142,9 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
     write: async (scope, state) => {
       const path = pathOf(scope);
       if (scope !== HOST) await fs.mkdir(join(path, '..'), { recursive: true, mode: 0o700 });
-      await writeJsonAtomic(path, CellStateSchema.parse(state));
+      const parsed = CellStateSchema.parse(state);
+      await writeJsonAtomic(path, parsed);
+      return parsed;
     },
     landed: () => historyWriter.schedule(closed),
     closed: () => closed,
@@ -442,7 +444,8 @@ interface ScopeWriterOptions {
   now: () => number;
   readScope(scope: string): Promise<CellState>;
   members(scope: string): HeldRecord[];
-  write(scope: string, state: CellState): Promise<void>;
+  /** Writes the scope's file; resolves with the state written. */
+  write(scope: string, state: CellState): Promise<CellState>;
   landed(): void;
   closed(): boolean;
 }
@@ -457,19 +460,26 @@ function createScopeWriter(options: ScopeWriterOptions) {
   const writes = new Map<string, Promise<void>>();
   const queued = new Map<string, Promise<void>>();
   const retries = new Map<string, { timer?: NodeJS.Timeout; delay: number }>();
+  /**
+   * Each scope's records as this writer last wrote them: the file is the daemon's own and nothing
+   * else writes it while the daemon runs (the CLI changes a record only with no daemon), so only
+   * a scope's first write reads it (for the records of agents not held: detached, unknown here).
+   */
+  const written = new Map<string, CellState['agents']>();
 
   const writeNow = async (scope: string) => {
     queued.delete(scope);
     const startedAt = now();
     const group = options.members(scope);
-    const existing = await options.readScope(scope);
+    const existing = written.get(scope) ?? (await options.readScope(scope)).agents;
     const state: CellState = {
       version: 1,
       updated_at: new Date(startedAt).toISOString(),
-      agents: { ...existing.agents },
+      agents: { ...existing },
     };
     for (const member of group) state.agents[member.ref.name] = member.state;
-    await options.write(scope, state);
+    // What was written (parsed: copies, not the live records a later change would alter).
+    written.set(scope, (await options.write(scope, state)).agents);
     // Only a write that landed counts: a healthy agent whose write failed is written again.
     for (const member of group) member.persistedAt = startedAt;
     const retry = retries.get(scope);
