@@ -158,6 +158,12 @@ function heartbeatProbes(
     name: 'heartbeat',
     ...timing,
     watchPath: cellPaths(slot.cell.dir).heartbeat(slot.name),
+    // Watched, a fresh heartbeat is read when it is written and a stale one at its deadline: the
+    // poll only catches a change notification the kernel dropped, a third of the stale age apart.
+    watchedIntervalMs: Math.max(
+      timing.intervalMs,
+      (context.config.cells.heartbeat_stale_s * 1000) / 3,
+    ),
     run: heartbeatRun(context),
   };
   return [probe];

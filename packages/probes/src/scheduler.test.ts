@@ -171,6 +171,34 @@ describe('createProbeScheduler', () => {
     expect(events[0]?.result.deadlineAt).toBe(Math.ceil(deadline));
   });
 
+  it('polls a watched probe that passed on its watchedIntervalMs, an unwatched one on intervalMs', async () => {
+    const cellDir = cell();
+    await writeHeartbeat(cellDir, { agent: 'forge', cell_uuid: uuid, cycle: 1, status: 'working' });
+    await writeHeartbeat(cellDir, { agent: 'anvil', cell_uuid: uuid, cycle: 1, status: 'working' });
+    const { scheduler: probes, events } = scheduler();
+    const spec = (agent: string, watchPath: string) => ({
+      agent,
+      probes: [
+        {
+          name: 'heartbeat',
+          intervalMs: 40,
+          watchedIntervalMs: 600_000,
+          watchPath,
+          run: createHeartbeatProbe({ cellDir, agent, maxAgeMs: 600_000 }).run,
+        },
+      ],
+    });
+    probes.add(spec('forge', cellPaths(cellDir).heartbeat('forge')));
+    // Its watch path's directory does not exist: no watch, so it is polled on intervalMs.
+    probes.add(spec('anvil', join(cellDir, 'missing', 'anvil.json')));
+    const runs = (agent: string) => events.filter((event) => event.agent === agent);
+    await vi.waitFor(() => expect(runs('anvil').length).toBeGreaterThanOrEqual(6), {
+      timeout: 10_000,
+    });
+    expect(probes.stats().watchedDirs).toBe(1);
+    expect(runs('forge').map((event) => event.reason)).toEqual(['start']);
+  });
+
   it('re-runs a watched heartbeat probe when the file changes, without polling', async () => {
     const cellDir = cell();
     await writeHeartbeat(cellDir, { agent: 'forge', cell_uuid: uuid, cycle: 1, status: 'working' });

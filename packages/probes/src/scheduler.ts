@@ -44,6 +44,12 @@ export interface ScheduledProbe {
    */
   watchPath?: string;
   /**
+   * The interval while the watch on `watchPath` is armed and the last run passed: changes re-run
+   * the probe at once and a result's `deadlineAt` is kept, so this only catches an event the
+   * kernel dropped. ms. @default intervalMs
+   */
+  watchedIntervalMs?: number;
+  /**
    * Runs the probe. Pass `options` straight to a probe of this package, e.g.
    * `run: (options) => httpProbe(url, options)`. Should settle within `timeoutMs`. The
    * `signal` is aborted when this run is abandoned or the probe removed; the runs of one probe
@@ -137,6 +143,7 @@ const ScheduledProbeSchema = z.strictObject({
   intervalMs: z.number().positive().max(2_147_483_647),
   timeoutMs: z.number().positive().max(2_147_483_647).optional(),
   watchPath: z.string().min(1).optional(),
+  watchedIntervalMs: z.number().positive().max(2_147_483_647).optional(),
   run: functionSchema<ScheduledProbe['run']>(),
 });
 
@@ -412,7 +419,8 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
 
   /** Puts the slot in the heap: the next interval, or the result's deadline if that comes first. */
   const plan = (slot: Slot, result: ProbeResult): void => {
-    const interval = slot.spec.intervalMs;
+    const watched = slot.watch !== undefined && result.ok;
+    const interval = (watched ? slot.spec.watchedIntervalMs : undefined) ?? slot.spec.intervalMs;
     let delay = slot.firstInterval
       ? interval * random()
       : interval * (1 + jitter * (2 * random() - 1));
