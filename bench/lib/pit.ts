@@ -57,16 +57,35 @@ export const PIT_MODE: 'built' | 'source' = (() => {
   return 'built';
 })();
 
+/**
+ * The `NODE_OPTIONS` the daemon runs with in deploy/pit.service (its V8 heap limit): every
+ * benchmark runs the daemon with them, as the unit does, added to any the caller has.
+ */
+export const DEPLOY_NODE_OPTIONS: string = (() => {
+  const unit = readFileSync(join(ROOT, 'deploy', 'pit.service'), 'utf8');
+  return /^Environment=NODE_OPTIONS=(.*)$/m.exec(unit)?.[1]?.trim() ?? '';
+})();
+
 /** What PIT_MODE means, for the benchmarks' notes. */
-export const PIT_MODE_NOTE =
+export const PIT_MODE_NOTE = `${
   PIT_MODE === 'built'
     ? 'the built `pit` (dist, plain node)'
-    : '`pit` from source (TypeScript under the tsx loader, which adds memory and start-up time that a built install does not have)';
+    : '`pit` from source (TypeScript under the tsx loader, which adds memory and start-up time that a built install does not have)'
+}${DEPLOY_NODE_OPTIONS ? `, with deploy/pit.service's NODE_OPTIONS (\`${DEPLOY_NODE_OPTIONS}\`)` : ''}`;
 
 /** The argv (after `node`) that runs `pit` with `args`, from source or built (see {@link PIT_MODE}). */
 export function pitArgv(args: string[], nodeOptions: string[] = []): string[] {
   if (PIT_MODE === 'built') return [...nodeOptions, PIT_BUILT_BIN, ...args];
   return ['--conditions=@pit/source', '--import', TSX_LOADER, ...nodeOptions, PIT_BIN, ...args];
+}
+
+/** `env` with deploy/pit.service's NODE_OPTIONS added (see {@link DEPLOY_NODE_OPTIONS}). */
+export function withDeployNodeOptions(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  if (!DEPLOY_NODE_OPTIONS) return env;
+  return {
+    ...env,
+    NODE_OPTIONS: [env.NODE_OPTIONS, DEPLOY_NODE_OPTIONS].filter(Boolean).join(' '),
+  };
 }
 
 /** A running `pit daemon`. */
@@ -111,7 +130,7 @@ export async function startPitDaemon(options: {
     ),
     {
       cwd: options.cwd,
-      env: options.env ?? process.env,
+      env: withDeployNodeOptions(options.env ?? process.env),
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     },

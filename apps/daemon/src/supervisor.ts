@@ -5,6 +5,7 @@
  * file builds those modules' shared context and runs the lifecycle (start, sweep, reload, stop);
  * the same code runs the daemon's loop and `pit sweep --once`. It holds no logic of its own.
  */
+import { getHeapStatistics } from 'node:v8';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
@@ -422,4 +423,14 @@ function registerGauges(context: SupervisorContext): void {
   registry.gauge('pit_approvals_pending', 'Approval requests waiting for an answer.', [], () => [
     [{}, context.approvals.list('pending').length],
   ]);
+  registry.gauge(
+    'pit_daemon_memory_bytes',
+    "The daemon's own memory: resident set, V8 heap used, V8 heap limit (--max-old-space-size).",
+    ['kind'],
+    () => [
+      [{ kind: 'resident' }, process.memoryUsage.rss()],
+      [{ kind: 'heap_used' }, process.memoryUsage().heapUsed],
+      [{ kind: 'heap_limit' }, getHeapStatistics().heap_size_limit],
+    ],
+  );
 }

@@ -168,6 +168,16 @@ describe('pit daemon (e2e, real processes)', () => {
     const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
     expect(metrics).toContain('pit_approvals_total{outcome="approved"} 1');
     expect(metrics).toMatch(/pit_agents\{state="healthy"\} 1/);
+    // The daemon's own memory, for an operator sizing --max-old-space-size (deploy/pit.service).
+    const memory = Object.fromEntries(
+      [...metrics.matchAll(/^pit_daemon_memory_bytes\{kind="(\w+)"\} (\d+)$/gm)].map((match) => [
+        match[1],
+        Number(match[2]),
+      ]),
+    );
+    expect(memory.heap_used).toBeGreaterThan(0);
+    expect(memory.resident).toBeGreaterThan(memory.heap_used!);
+    expect(memory.heap_limit).toBeGreaterThan(memory.heap_used!);
     daemon.child.kill('SIGTERM');
     expect(await within(exitOf(daemon.child), 20_000, 'daemon exit')).toBe(0);
     expect(await readDaemonFile(join(base, 'state'))).toBeUndefined();
