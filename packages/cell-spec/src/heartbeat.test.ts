@@ -309,6 +309,31 @@ describe('writeHeartbeat and readHeartbeat', () => {
     expect((await failure(readHeartbeat(again.dir, 'forge'))).code).toBe('CELL_UNSAFE_PATH');
   });
 
+  it('reads a whole cell at once on first sight: every agent gets its own beat or its own error', async () => {
+    const { root, dir, uuid } = await newCell();
+    const names = Array.from({ length: 40 }, (_, index) => `agent-${index}`);
+    for (const [index, agent] of names.entries())
+      if (index % 10 !== 3 && index !== 7)
+        await writeHeartbeat(dir, { agent, cell_uuid: uuid, cycle: index, status: 'working' });
+    const shadow = join(root, 'shadow');
+    await writeFile(shadow, 'root:$6$abc:19000:0:99999:7:::\n');
+    await symlink(shadow, join(dir, '.lazarus/heartbeats/agent-7.json'));
+    // Concurrent first reads of one cell (a daemon's start, `pit sweep --once`).
+    const results = await Promise.all(
+      names.map((agent) =>
+        readHeartbeat(dir, agent).then(
+          (beat) => ({ cycle: beat.cycle }),
+          (error: unknown) => ({ code: PitError.is(error) ? error.code : String(error) }),
+        ),
+      ),
+    );
+    for (const [index, result] of results.entries()) {
+      if (index === 7) expect(result).toEqual({ code: 'CELL_UNSAFE_PATH' });
+      else if (index % 10 === 3) expect(result).toEqual({ code: 'CELL_NOT_FOUND' });
+      else expect(result).toEqual({ cycle: index });
+    }
+  });
+
   it('refuses a FIFO planted as a heartbeat without hanging', async () => {
     const { dir } = await newCell();
     execFileSync('mkfifo', [join(dir, '.lazarus/heartbeats/forge.json')]);

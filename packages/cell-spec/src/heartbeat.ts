@@ -125,6 +125,37 @@ export async function readHeartbeat(cellDir: string, agent: string): Promise<Hea
   const path = join(cellDir, '.lazarus', 'heartbeats', `${assertAgentName(agent)}.json`);
   const fast = readHeartbeatFast(cellDir, path);
   if (fast !== undefined) return parseJsonWith(HeartbeatSchema, fast, path);
+  // Another read of this cell is checking it (a fleet's first reads all start at once): once its
+  // directories passed, the fast path serves this read too, instead of a full walk per agent.
+  const checking = cellChecks.get(cellDir);
+  if (checking !== undefined && (await checking)) {
+    const after = readHeartbeatFast(cellDir, path);
+    if (after !== undefined) return parseJsonWith(HeartbeatSchema, after, path);
+  }
+  if (cellChecks.has(cellDir)) return readHeartbeatChecked(cellDir, path, () => undefined);
+  let settle: (passed: boolean) => void = () => undefined;
+  const check = new Promise<boolean>((resolve) => (settle = resolve));
+  cellChecks.set(cellDir, check);
+  const done = (passed: boolean) => {
+    settle(passed);
+    if (cellChecks.get(cellDir) === check) cellChecks.delete(cellDir);
+  };
+  try {
+    return await readHeartbeatChecked(cellDir, path, () => done(true));
+  } finally {
+    done(false);
+  }
+}
+
+/**
+ * The full path: every check, each failure named (see {@link readHeartbeat}). `cellPassed` is
+ * called once the cell and its heartbeats directory passed (the cell is then remembered).
+ */
+async function readHeartbeatChecked(
+  cellDir: string,
+  path: string,
+  cellPassed: () => void,
+): Promise<Heartbeat> {
   await assertCellDir(cellDir);
   await ensureCellSubdir(cellDir, ['.lazarus', 'heartbeats']).catch((error: unknown) => {
     // No heartbeats directory yet: the agent has not written one.
@@ -132,14 +163,18 @@ export async function readHeartbeat(cellDir: string, agent: string): Promise<Hea
       throw new CellError('CELL_NOT_FOUND', `${path}: no heartbeat yet`, { cause: error });
     throw error;
   });
+  // The cell's checks passed: later reads of it may take the fast path (which proves, for each
+  // file it opens, that no link was followed on the way).
+  rememberCell(cellDir);
+  cellPassed();
   const text = await readFileBeneath(cellDir, `.lazarus/heartbeats/${basename(path)}`, {
     maxBytes: HEARTBEAT_MAX_BYTES,
   });
-  const beat = parseJsonWith(HeartbeatSchema, text.toString('utf8'), path);
-  // The checks passed: later reads of this cell may take the fast path.
-  rememberCell(cellDir);
-  return beat;
+  return parseJsonWith(HeartbeatSchema, text.toString('utf8'), path);
 }
+
+/** Full checks of a cell in progress (true when it passed), awaited by reads of the same cell. */
+const cellChecks = new Map<string, Promise<boolean>>();
 
 /** Real paths of cell directories that passed the full checks once (bounded). */
 const realCellDirs = new Map<string, string>();
