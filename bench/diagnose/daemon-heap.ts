@@ -4,8 +4,11 @@
  * is healthy, then its RSS and (with a DIR) a V8 heap snapshot written into DIR.
  * Usage: node --conditions=@pit/source --import tsx bench/diagnose/daemon-heap.ts CELLS GATEWAYS [DIR]
  * (PIT_BENCH_MEMORY=FILE: the daemon also logs process.memoryUsage() and V8's heap spaces to FILE;
- * PIT_BENCH_ALLOC_PROF=FILE: see memory-preload.mjs; PIT_BENCH_NODE_FLAGS: node/V8 flags for the daemon; PIT_BENCH_STEADY_MS: the steady phase, default 20 s.)
+ * PIT_BENCH_ALLOC_PROF=FILE: see memory-preload.mjs; PIT_BENCH_NODE_FLAGS: node/V8 flags for the daemon; PIT_BENCH_SWEEP_PROF=DIR: then
+ * `pit sweep --once` over the same fleet, its CPU profile in DIR; PIT_BENCH_STEADY_MS: the steady
+ * phase, default 20 s.)
  */
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +16,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { startLineChild } from '../lib/line-child.js';
 import { agentsByHealth } from '../lib/metrics.js';
-import { startPitDaemon, writeConfig, type PitDaemon } from '../lib/pit.js';
+import { pitArgv, startPitDaemon, writeConfig, type PitDaemon } from '../lib/pit.js';
 import { watchOnlyConfig } from '../lib/watch-only-config.js';
 import { memoryMb, reapAll, sampleProcess } from '../lib/proc.js';
 
@@ -87,6 +90,24 @@ try {
       say(`snapshot ${fresh[0]} (${sizeOf()} bytes)`);
       break;
     }
+  }
+  const sweepProfileDir = process.env.PIT_BENCH_SWEEP_PROF;
+  if (sweepProfileDir) {
+    // `pit sweep --once` over the same fleet once the daemon is gone, with a V8 CPU profile.
+    await daemon.stop();
+    daemon = undefined;
+    const startedAt = performance.now();
+    const sweep = spawnSync(
+      process.execPath,
+      pitArgv(
+        ['--config', configPath, 'sweep', '--once', '--json'],
+        ['--cpu-prof', '--cpu-prof-dir', sweepProfileDir],
+      ),
+      { cwd: base, encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 },
+    );
+    say(
+      `pit sweep --once: exit ${sweep.status}, ${Math.round(performance.now() - startedAt)} ms; profile in ${sweepProfileDir}`,
+    );
   }
   console.log(
     JSON.stringify({ total, rssMb: stats.rssMb, cpu: stats.cpuPercent, peak: memory?.peak }),
