@@ -44,6 +44,9 @@ export type WorkspaceCheckpointRef = z.infer<typeof WorkspaceCheckpointRefSchema
 /** An artifact a checkpoint points at: a path in the workspace or a URL. */
 export const ArtifactSchema = z.string().min(1).max(4096);
 
+/** An incarnation epoch: the revision of the agent's owner record in a cluster (a positive integer). */
+export const EpochSchema = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+
 const base = {
   /** Position in the stream: 1, 2, 3, … with no gap. */
   seq: z.number().int().positive(),
@@ -51,6 +54,8 @@ const base = {
   /** When the bus sequenced it (ISO-8601 UTC). */
   ts: IsoTimestampSchema,
   sender: SenderSchema,
+  /** The sender's incarnation epoch, when it gave one (a clustered daemon's agents): which incarnation wrote it. */
+  epoch: EpochSchema.optional(),
 };
 
 /** A message on a topic; with `to`, a direct message that also lands in the recipient's inbox. */
@@ -117,9 +122,6 @@ export type BusEvent = z.infer<typeof BusEventSchema>;
 /** The kinds of stream events. */
 export type BusEventKind = BusEvent['event'];
 
-/** An incarnation epoch: the revision of the agent's owner record in a cluster (a positive integer). */
-export const EpochSchema = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
-
 /** What a sender supplies to publish a message (`id` defaults to a new UUID). */
 export const PublishInputSchema = z.strictObject({
   /** Idempotency key: publishing the same id again returns the first event instead of a copy. */
@@ -130,7 +132,7 @@ export const PublishInputSchema = z.strictObject({
   to: AgentNameSchema.optional(),
   /**
    * The sender's incarnation epoch (`PIT_EPOCH` in a clustered daemon's agents): refused with
-   * BUS_STALE_EPOCH when older than the participant's current epoch. Not stored in the event.
+   * BUS_STALE_EPOCH when older than the participant's current epoch; kept in the event.
    */
   epoch: EpochSchema.optional(),
 });
@@ -148,7 +150,7 @@ export const CheckpointInputSchema = z.strictObject({
   workspace: WorkspaceCheckpointRefSchema.optional(),
   /**
    * The sender's incarnation epoch (`PIT_EPOCH` in a clustered daemon's agents): refused with
-   * BUS_STALE_EPOCH when older than the participant's current epoch. Not stored in the event.
+   * BUS_STALE_EPOCH when older than the participant's current epoch; kept in the event.
    */
   epoch: EpochSchema.optional(),
 });
@@ -169,7 +171,7 @@ export const HandoffInputSchema = z.strictObject({
   workspace: WorkspaceCheckpointRefSchema.optional(),
   /**
    * The sender's incarnation epoch (`PIT_EPOCH` in a clustered daemon's agents): refused with
-   * BUS_STALE_EPOCH when older than the participant's current epoch. Not stored in the event.
+   * BUS_STALE_EPOCH when older than the participant's current epoch; kept in the event.
    */
   epoch: EpochSchema.optional(),
 });

@@ -350,6 +350,15 @@ describe('MissionBus', () => {
     );
     await bus.publish('writer', { topic: 't', payload: 7 });
     expect(bus.head).toBe(5);
+    // Each event says which incarnation wrote it, in the log and after a reopen.
+    const written = (await bus.read()).map((event) => [event.sender, event.epoch]);
+    expect(written).toEqual([
+      ['writer', 3],
+      ['writer', 4],
+      ['writer', undefined],
+      ['lead1', 1],
+      ['writer', undefined],
+    ]);
     const audit = await bus.readAudit();
     expect(audit.filter((entry) => entry.event === 'bus_denied')).toHaveLength(3);
   });
