@@ -130,6 +130,14 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
   let sink: ApprovalSink | undefined;
   /** Updates another host forwarded: handled here, never forwarded again. */
   const forwarded = new WeakSet<object>();
+  /** Ids of the updates this host forwarded (the broadcast comes back to it too): not handled again. */
+  const sentAway = new Set<number>();
+  const forward = (update: { update_id: number }): void => {
+    if (forwarded.has(update) || !options.forward) return;
+    sentAway.add(update.update_id);
+    if (sentAway.size > 1000) sentAway.delete(sentAway.values().next().value as number);
+    options.forward(structuredClone(update));
+  };
   let loop: Promise<void> | undefined;
   let stopper = new AbortController();
 
@@ -183,7 +191,7 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
       const requestId = match[2] as string;
       // A request another host holds (one bot, several hosts): that host checks and answers it.
       if (sink.get(requestId) === undefined && options.forward) {
-        if (!forwarded.has(ctx.update)) options.forward(structuredClone(ctx.update));
+        forward(ctx.update);
         return;
       }
       const chatId = query.message?.chat.id;
@@ -259,7 +267,7 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
         sink.get(command.id) === undefined &&
         options.forward !== undefined
       ) {
-        if (!forwarded.has(ctx.update)) options.forward(structuredClone(ctx.update));
+        forward(ctx.update);
         return;
       }
       const result = await sink.decide({
@@ -269,7 +277,7 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
         ...named,
       });
       if (!result.ok && elsewhere(result.reason)) {
-        if (!forwarded.has(ctx.update)) options.forward?.(structuredClone(ctx.update));
+        forward(ctx.update);
         return;
       }
       await reply(
@@ -500,6 +508,8 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
     async handleForwarded(update) {
       const current = bot;
       if (!current?.isInited() || typeof update !== 'object' || update === null) return false;
+      const id = (update as { update_id?: unknown }).update_id;
+      if (typeof id === 'number' && sentAway.delete(id)) return false;
       if (!holdsNamedRequest(update)) return false;
       forwarded.add(update);
       await current.handleUpdate(update as Parameters<Bot['handleUpdate']>[0]);
