@@ -213,7 +213,13 @@ describe.skipIf(!installed)('Telegram approvals across a cluster sharing one bot
     expect(taker).toBeDefined();
     const again = await dies(revived);
     expect(requests()).toHaveLength(2);
-    expect(await press(approver, again.message.message_id, `d:${again.id}`)).toBe('Denied.');
+    // Answered by a text reply naming the agent, whichever host now polls: the holder replies.
+    api.sendText({ from: approver, chatId: CHAT, text: 'skip alpha' });
+    await api.waitForMessage(
+      CHAT,
+      (message) => message.text === `Denied: alpha (${again.id}).`,
+      15_000,
+    );
     await waitFor(
       async () => ((await recorded(again.owner, again.id))?.status === 'denied' ? true : undefined),
       10_000,
