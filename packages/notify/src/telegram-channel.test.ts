@@ -426,4 +426,27 @@ describe('createTelegramChannel with one bot shared by several hosts', () => {
     expect(poller.broker.list()).toEqual([]);
     expect(api.conflicts()).toBe(0);
   });
+
+  it('a reply naming an agent whose request another host holds is forwarded, answered there, and refused nowhere else', async () => {
+    const holder = await host({ poll: false });
+    const bystander = await host({ poll: false });
+    const poller = await host({
+      forward: (update) => {
+        for (const other of [holder, bystander]) void other.channel.handleForwarded(update);
+      },
+    });
+    const request = await holder.broker.ask({
+      agent: 'scout',
+      mission: 'survey',
+      reasons: ['dead'],
+    });
+    await api.waitForMessage(CHAT, (candidate) => candidate.text.includes(request.id));
+    api.sendText({ from: approver, chatId: CHAT, text: 'revive scout' });
+    await api.waitForMessage(
+      CHAT,
+      (message) => message.text === `Approved: scout (${request.id}).`,
+    );
+    expect(holder.broker.get(request.id)?.status).toBe('approved');
+    expect([...poller.rejected, ...bystander.rejected, ...holder.rejected]).toEqual([]);
+  });
 });

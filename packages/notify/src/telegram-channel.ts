@@ -262,11 +262,11 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
       const elsewhere = (reason: RejectReason): boolean =>
         options.forward !== undefined &&
         (reason === 'unknown_request' || reason === 'no_pending_request');
-      if (
-        command.target === 'request' &&
-        sink.get(command.id) === undefined &&
-        options.forward !== undefined
-      ) {
+      const heldHere =
+        command.target === 'request'
+          ? sink.get(command.id) !== undefined
+          : (sink.hasPending?.(command.agent, command.cell) ?? true);
+      if (!heldHere && options.forward !== undefined) {
         forward(ctx.update);
         return;
       }
@@ -343,7 +343,7 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
 
   /**
    * Whether a forwarded update is this host's to handle: a button or a command naming a request
-   * it holds, or a command naming an agent (the broker finds its pending request, if here).
+   * it holds, or a command naming an agent with a pending request here.
    */
   function holdsNamedRequest(update: object): boolean {
     const { callback_query: query, message } = update as {
@@ -357,7 +357,9 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
     if (typeof message?.text === 'string') {
       const command = parseApprovalCommand(message.text);
       if (!command) return false;
-      return command.target !== 'request' || sink?.get(command.id) !== undefined;
+      return command.target === 'request'
+        ? sink?.get(command.id) !== undefined
+        : (sink?.hasPending?.(command.agent, command.cell) ?? true);
     }
     return false;
   }
