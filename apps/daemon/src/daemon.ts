@@ -274,7 +274,7 @@ async function startServices(context: StartContext): Promise<DaemonServices> {
       });
     }
     cluster = await joinConfiguredCluster(loaded.config, env, logger, options.dryRun ?? false);
-    channels = await startChannels(loaded.config, env, logger);
+    channels = await startChannels(loaded.config, env, logger, cluster ? { cluster } : {});
     const notifier = createNotifier(loaded.config, env, logger, channels.alerts);
     supervisor = await createSupervisor({
       config: loaded.config,

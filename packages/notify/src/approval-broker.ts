@@ -571,6 +571,10 @@ export function createApprovalBroker(options: ApprovalBrokerOptions): ApprovalBr
         const request = requests.get(id);
         return request ? structuredClone(request) : undefined;
       },
+      hasPending: (agent, cell) => {
+        const found = pendingByName(agent, cell);
+        return found.ok || found.reason === 'ambiguous';
+      },
     };
   }
 

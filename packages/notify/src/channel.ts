@@ -67,6 +67,11 @@ export interface ApprovalSink {
   reject(attempt: Omit<RejectedAttempt, 'channel' | 'at'>): void;
   /** The request with that id, if the broker knows it. */
   get(id: string): Approval | undefined;
+  /**
+   * Whether `revive <agent>` would find a pending request here (one, or several: `ambiguous`).
+   * Hosts that share a channel ask it before answering a command another host may hold.
+   */
+  hasPending?(agent: string, cell?: string): boolean;
 }
 
 /** A channel that can carry approval requests (Telegram, Nostr, or your own). */

@@ -1,6 +1,11 @@
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { startTelegramBotApi, type TelegramUser, type TestTelegramBotApi } from '@pit/test-kit';
+import {
+  startTelegramBotApi,
+  waitFor,
+  type TelegramUser,
+  type TestTelegramBotApi,
+} from '@pit/test-kit';
 import { captureLogger, manualClock, tempDir } from '../test/helpers.js';
 import { createApprovalBroker, type ApprovalBroker } from './approval-broker.js';
 import type { Approval } from '@pit/cell-spec';
@@ -302,5 +307,146 @@ describe('createTelegramChannel', () => {
     await channel.stop();
     const last = api.calls.filter((call) => call.method === 'getUpdates').at(-1);
     expect(last?.params).toMatchObject({ offset: 2, limit: 1 });
+  });
+});
+
+describe('createTelegramChannel with one bot shared by several hosts', () => {
+  let api: TestTelegramBotApi;
+  const stops: Array<() => Promise<void>> = [];
+
+  beforeEach(async () => {
+    api = await startTelegramBotApi({ token: TOKEN });
+  });
+
+  afterEach(async () => {
+    for (const stop of stops.splice(0).reverse()) await stop();
+    await api.close();
+  });
+
+  /** A host: its channel and broker over its own approvals file. */
+  async function host(options: { poll?: boolean; forward?: (update: unknown) => void }) {
+    const dir = await tempDir();
+    const logger = captureLogger();
+    const rejected: RejectedAttempt[] = [];
+    const channel = createTelegramChannel({
+      config: {
+        chat_id: CHAT,
+        approvers: [approver.id],
+        api_root: api.apiRoot,
+        poll_timeout_seconds: 5,
+      },
+      token: TOKEN,
+      logger,
+      restartDelayMs: 50,
+      ...options,
+    });
+    const broker = createApprovalBroker({
+      path: join(dir.path, 'approvals.json'),
+      channels: [channel],
+      expiryIntervalMs: 0,
+      logger,
+      retry: { retries: 1, minDelayMs: 10 },
+      onRejected: (attempt) => rejected.push(attempt),
+    });
+    await broker.start();
+    await channel.start();
+    stops.push(async () => {
+      await channel.stop();
+      await broker.close();
+      await dir.cleanup();
+    });
+    return { channel, broker, logger, rejected };
+  }
+
+  it('a second poller of the token: the 409 is logged once, naming the cause and the fix, and polling backs off', async () => {
+    const first = await host({});
+    const second = await host({});
+    // The two pollers end each other's getUpdates; each waits twice as long after each conflict.
+    for (const { logger } of [first, second])
+      await waitFor(
+        () => logger.lines.some((line) => line.message.includes('retrying in 400 ms')),
+        20_000,
+        'a poller backing off to 400 ms',
+      );
+    expect(api.conflicts()).toBeGreaterThan(0);
+    const errors = [...first.logger.lines, ...second.logger.lines].filter(
+      (line) => line.level === 'error' && line.message.includes('409 Conflict'),
+    );
+    expect(errors.length).toBeLessThanOrEqual(2);
+    expect(errors.length).toBeGreaterThanOrEqual(1);
+    expect(errors[0]?.message).toMatch(/another process polls this bot token/);
+    expect(errors[0]?.message).toMatch(/\[cluster\]/);
+    for (const { logger } of [first, second]) {
+      expect(logger.lines.filter((line) => line.level === 'error').length).toBeLessThanOrEqual(1);
+      expect(logger.text()).not.toContain(TOKEN);
+    }
+  });
+
+  it('the polling host forwards an answer about a request it does not hold; the holder checks the approver and applies it', async () => {
+    const holder = await host({ poll: false });
+    const handled: boolean[] = [];
+    const poller = await host({
+      forward: (update) =>
+        void holder.channel.handleForwarded(update).then((done) => handled.push(done)),
+    });
+    const request = await holder.broker.ask({
+      agent: 'scout',
+      mission: 'survey',
+      reasons: ['dead'],
+    });
+    const message = await api.waitForMessage(CHAT, (candidate) =>
+      candidate.text.includes(request.id),
+    );
+
+    const refused = api.pressButton({
+      from: stranger,
+      chatId: CHAT,
+      messageId: message.message_id,
+      data: `a:${request.id}`,
+    });
+    expect((await api.waitForAnswer(refused)).text).toBe('Not authorised.');
+    expect(holder.rejected.map((attempt) => attempt.reason)).toEqual(['not_approver']);
+    expect(holder.broker.get(request.id)?.status).toBe('pending');
+
+    const pressed = api.pressButton({
+      from: approver,
+      chatId: CHAT,
+      messageId: message.message_id,
+      data: `a:${request.id}`,
+    });
+    expect((await api.waitForAnswer(pressed)).text).toBe('Approved.');
+    expect(await holder.broker.whenDecided(request.id)).toMatchObject({
+      status: 'approved',
+      decided_via: 'telegram',
+    });
+    await waitFor(() => (handled.length === 2 ? true : undefined), 5_000, 'both updates handled');
+    expect(handled).toEqual([true, true]);
+    // Nothing was refused or decided on the polling host, and only one host polled.
+    expect(poller.rejected).toEqual([]);
+    expect(poller.broker.list()).toEqual([]);
+    expect(api.conflicts()).toBe(0);
+  });
+
+  it('a reply naming an agent whose request another host holds is forwarded, answered there, and refused nowhere else', async () => {
+    const holder = await host({ poll: false });
+    const bystander = await host({ poll: false });
+    const poller = await host({
+      forward: (update) => {
+        for (const other of [holder, bystander]) void other.channel.handleForwarded(update);
+      },
+    });
+    const request = await holder.broker.ask({
+      agent: 'scout',
+      mission: 'survey',
+      reasons: ['dead'],
+    });
+    await api.waitForMessage(CHAT, (candidate) => candidate.text.includes(request.id));
+    api.sendText({ from: approver, chatId: CHAT, text: 'revive scout' });
+    await api.waitForMessage(
+      CHAT,
+      (message) => message.text === `Approved: scout (${request.id}).`,
+    );
+    expect(holder.broker.get(request.id)?.status).toBe('approved');
+    expect([...poller.rejected, ...bystander.rejected, ...holder.rejected]).toEqual([]);
   });
 });

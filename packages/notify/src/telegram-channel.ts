@@ -4,7 +4,13 @@ import { parseApprovalCommand } from './approval-command.js';
 import type { Approval } from '@pit/cell-spec';
 import { agentReference, renderApprovalOutcome, renderApprovalRequest } from './approval-text.js';
 import { formatAlertText, type AlertBatch } from './alert.js';
-import type { AlertChannel, ApprovalChannel, ApprovalSink, DecisionResult } from './channel.js';
+import type {
+  AlertChannel,
+  ApprovalChannel,
+  ApprovalSink,
+  DecisionResult,
+  RejectReason,
+} from './channel.js';
 import { sleep } from './deliver.js';
 import { NotifyError } from './errors.js';
 import { describeError, redactingLogger, silentLogger, type Logger } from './logger.js';
@@ -39,6 +45,20 @@ export interface TelegramChannelOptions {
   clock?: () => Date;
   /** Delay before polling is restarted after it failed; doubled up to 60 s (ms). @default 1000 */
   restartDelayMs?: number;
+  /**
+   * Whether {@link TelegramChannel.start} starts long polling. Telegram allows one `getUpdates`
+   * per bot token: in a cluster of hosts sharing one bot only the elected host polls
+   * ({@link TelegramChannel.resumePolling} / {@link TelegramChannel.pausePolling}), the others
+   * still send. @default true
+   */
+  poll?: boolean;
+  /**
+   * Called by the polling host with an update (a button press, or a command by request id or
+   * agent) about a request this host does not hold, instead of answering it: the caller passes it
+   * to the other hosts, whose channel handles it with {@link TelegramChannel.handleForwarded}.
+   * Unset (one host): such an update is answered here, as unknown.
+   */
+  forward?: (update: unknown) => void;
 }
 
 /** A Telegram channel: alerts, approval requests with inline buttons, and answers by button or text. */
@@ -52,6 +72,16 @@ export interface TelegramChannel extends ApprovalChannel, AlertChannel {
   start(): Promise<void>;
   /** Stops polling cleanly (confirms the last update) and waits for the loop to end. */
   stop(): Promise<void>;
+  /** Starts long polling after a start with `poll: false` (this host was elected to poll). */
+  resumePolling(): Promise<void>;
+  /** Stops long polling, keeps sending (this host no longer polls). */
+  pausePolling(): Promise<void>;
+  /**
+   * Handles an update another host's channel forwarded: only when it names a request this host
+   * holds, checked like one received here (the chat and the configured approvers of this host's
+   * config, never the forwarder's word). @returns whether it was handled here.
+   */
+  handleForwarded(update: unknown): Promise<boolean>;
 }
 
 const CALLBACK = /^([ad]):([0-9a-f]{32})$/;
@@ -98,6 +128,16 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
   const isGrammyError = (error: unknown): error is GrammyError =>
     grammy !== undefined && error instanceof grammy.GrammyError;
   let sink: ApprovalSink | undefined;
+  /** Updates another host forwarded: handled here, never forwarded again. */
+  const forwarded = new WeakSet<object>();
+  /** Ids of the updates this host forwarded (the broadcast comes back to it too): not handled again. */
+  const sentAway = new Set<number>();
+  const forward = (update: { update_id: number }): void => {
+    if (forwarded.has(update) || !options.forward) return;
+    sentAway.add(update.update_id);
+    if (sentAway.size > 1000) sentAway.delete(sentAway.values().next().value as number);
+    options.forward(structuredClone(update));
+  };
   let loop: Promise<void> | undefined;
   let stopper = new AbortController();
 
@@ -149,6 +189,11 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
       }
       const decision = match[1] === 'a' ? 'approve' : 'deny';
       const requestId = match[2] as string;
+      // A request another host holds (one bot, several hosts): that host checks and answers it.
+      if (sink.get(requestId) === undefined && options.forward) {
+        forward(ctx.update);
+        return;
+      }
       const chatId = query.message?.chat.id;
       if (chatId !== config.chat_id) {
         sink.reject({
@@ -213,12 +258,28 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
         await reply('Not authorised.');
         return;
       }
+      // A request another host holds: forwarded (the holder checks and answers it), not refused here.
+      const elsewhere = (reason: RejectReason): boolean =>
+        options.forward !== undefined &&
+        (reason === 'unknown_request' || reason === 'no_pending_request');
+      const heldHere =
+        command.target === 'request'
+          ? sink.get(command.id) !== undefined
+          : (sink.hasPending?.(command.agent, command.cell) ?? true);
+      if (!heldHere && options.forward !== undefined) {
+        forward(ctx.update);
+        return;
+      }
       const result = await sink.decide({
         decision: command.decision,
         identity,
         sent_at: new Date(message.date * 1000),
         ...named,
       });
+      if (!result.ok && elsewhere(result.reason)) {
+        forward(ctx.update);
+        return;
+      }
       await reply(
         result.ok
           ? `${result.request.status === 'approved' ? 'Approved' : 'Denied'}: ${result.request.agent} (${result.request.id}).`
@@ -280,6 +341,29 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
     }
   }
 
+  /**
+   * Whether a forwarded update is this host's to handle: a button or a command naming a request
+   * it holds, or a command naming an agent with a pending request here.
+   */
+  function holdsNamedRequest(update: object): boolean {
+    const { callback_query: query, message } = update as {
+      callback_query?: { data?: unknown };
+      message?: { text?: unknown };
+    };
+    if (typeof query?.data === 'string') {
+      const match = CALLBACK.exec(query.data);
+      return match !== null && sink?.get(match[2] as string) !== undefined;
+    }
+    if (typeof message?.text === 'string') {
+      const command = parseApprovalCommand(message.text);
+      if (!command) return false;
+      return command.target === 'request'
+        ? sink?.get(command.id) !== undefined
+        : (sink?.hasPending?.(command.agent, command.cell) ?? true);
+    }
+    return false;
+  }
+
   function requestText(request: Approval): string {
     return renderApprovalRequest(request, {
       now: clock(),
@@ -287,9 +371,39 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
     });
   }
 
-  async function runPolling(started: (error?: unknown) => void): Promise<void> {
+  /** Whether the 409 of a second poller has been logged (once per run of conflicts). */
+  let conflictLogged = false;
+
+  /** A 409 from getUpdates: another process polls this token. Logged once as an error, then at debug. */
+  function reportConflict(description: string, delay: number): void {
+    const message = `telegram: 409 Conflict from getUpdates (${description}): another process polls this bot token, and Telegram allows one getUpdates per bot. Run one daemon per bot token, or put the hosts that share it in one [cluster] (then only the elected host polls); retrying in ${delay} ms, backing off to 60 s`;
+    if (conflictLogged) logger.debug(message);
+    else logger.error(message);
+    conflictLogged = true;
+  }
+
+  /** getMe, retried with backoff until it answers (or the token is refused, or `signal` aborts). */
+  async function initBot(bot: Bot, signal: AbortSignal): Promise<void> {
     let delay = options.restartDelayMs ?? 1000;
+    for (;;) {
+      try {
+        await bot.init(asGrammySignal(signal));
+        return;
+      } catch (error) {
+        const mapped = toNotifyError('getMe', error);
+        if (signal.aborted || mapped.code === 'NOTIFY_UNAUTHORIZED') throw mapped;
+        logger.warn(`telegram: ${mapped.message}; retrying in ${delay} ms`);
+        await sleep(delay, signal);
+        delay = Math.min(delay * 2, 60_000);
+      }
+    }
+  }
+
+  async function runPolling(started: (error?: unknown) => void): Promise<void> {
+    const initialDelay = options.restartDelayMs ?? 1000;
+    let delay = initialDelay;
     let first = true;
+    let runningSince = 0;
     const bot = await getBot();
     while (!stopper.signal.aborted) {
       try {
@@ -299,25 +413,61 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
           allowed_updates: ['message', 'callback_query'],
           onStart: () => {
             logger.info(`telegram: polling as @${bot.botInfo.username}`);
-            delay = options.restartDelayMs ?? 1000;
+            runningSince = Date.now();
             if (first) started();
             first = false;
           },
         });
       } catch (error) {
         if (stopper.signal.aborted) break;
+        // The delay grows while failures follow each other (onStart runs before the first
+        // getUpdates, so it cannot tell a poll that works), and starts over after a quiet minute.
+        if (runningSince > 0 && Date.now() - runningSince > 60_000) {
+          delay = initialDelay;
+          conflictLogged = false;
+        }
+        runningSince = 0;
         const mapped = toNotifyError('polling', error);
         if (mapped.code === 'NOTIFY_UNAUTHORIZED') {
           logger.error(`telegram: ${mapped.message}; polling stopped`);
           if (first) started(mapped);
           return;
         }
-        logger.warn(`telegram: polling failed (${mapped.message}); restarting in ${delay} ms`);
+        if (isGrammyError(error) && error.error_code === 409)
+          reportConflict(error.description, delay);
+        else logger.warn(`telegram: polling failed (${mapped.message}); restarting in ${delay} ms`);
         await sleep(delay, stopper.signal);
         delay = Math.min(delay * 2, 60_000);
       }
     }
     if (first) started(new NotifyError('NOTIFY_CLOSED', 'telegram: stopped before polling began'));
+  }
+
+  /** Starts the polling loop; resolves once it polls. */
+  function startPolling(): Promise<void> {
+    stopper = new AbortController();
+    return new Promise<void>((resolve, reject) => {
+      loop = runPolling((error) => (error === undefined ? resolve() : reject(error))).catch(
+        (error: unknown) => {
+          logger.error(`telegram: polling loop ended: ${describeError(error)}`);
+        },
+      );
+    });
+  }
+
+  async function stopPolling(): Promise<void> {
+    stopper.abort();
+    if (bot?.isRunning()) {
+      await bot
+        .stop()
+        .catch((error: unknown) =>
+          logger.warn(
+            `telegram: could not confirm the last update on stop: ${describeError(error)}`,
+          ),
+        );
+    }
+    await loop;
+    loop = undefined;
   }
 
   return {
@@ -329,31 +479,43 @@ export function createTelegramChannel(options: TelegramChannelOptions): Telegram
 
     async start() {
       if (loop) return;
-      await getBot();
+      const bot = await getBot();
+      if (options.poll === false) {
+        // Not polling (another host does): getMe all the same, which forwarded updates need.
+        stopper = new AbortController();
+        await initBot(bot, stopper.signal);
+        return;
+      }
       if (loop) return;
-      stopper = new AbortController();
-      await new Promise<void>((resolve, reject) => {
-        loop = runPolling((error) => (error === undefined ? resolve() : reject(error))).catch(
-          (error: unknown) => {
-            logger.error(`telegram: polling loop ended: ${describeError(error)}`);
-          },
-        );
-      });
+      await startPolling();
     },
 
     async stop() {
-      stopper.abort();
-      if (bot?.isRunning()) {
-        await bot
-          .stop()
-          .catch((error: unknown) =>
-            logger.warn(
-              `telegram: could not confirm the last update on stop: ${describeError(error)}`,
-            ),
-          );
-      }
-      await loop;
-      loop = undefined;
+      await stopPolling();
+    },
+
+    async resumePolling() {
+      await getBot();
+      if (loop) return;
+      logger.info('telegram: this host polls the bot now');
+      await startPolling();
+    },
+
+    async pausePolling() {
+      if (!loop) return;
+      logger.info('telegram: this host no longer polls the bot');
+      await stopPolling();
+    },
+
+    async handleForwarded(update) {
+      const current = bot;
+      if (!current?.isInited() || typeof update !== 'object' || update === null) return false;
+      const id = (update as { update_id?: unknown }).update_id;
+      if (typeof id === 'number' && sentAway.delete(id)) return false;
+      if (!holdsNamedRequest(update)) return false;
+      forwarded.add(update);
+      await current.handleUpdate(update as Parameters<Bot['handleUpdate']>[0]);
+      return true;
     },
 
     async sendAlert(batch: AlertBatch, signal: AbortSignal) {

@@ -50,6 +50,7 @@ import {
   type OwnerRecord,
 } from './coordination.js';
 import { startFence, type Fence, type FencedProcess } from './fence.js';
+import { holdRole, type HeldRole, type HoldRoleOptions } from './host-role.js';
 import type { SharedRecord } from './agent-records.js';
 import {
   deleteCellRecord,
@@ -151,6 +152,15 @@ export interface ClusterMember {
   /** How many agents this host holds. */
   heldCount(): number;
   /**
+   * Tries to hold a role one host does at a time (host-role.ts), now and at every tick (`T/3`);
+   * released when the member closes.
+   */
+  holdRole(role: string, handlers: Pick<HoldRoleOptions, 'onGain' | 'onLose'>): HeldRole;
+  /** Sends `data` to every host's listeners of `topic` (coordination.ts, at most once). */
+  broadcast(topic: string, data: unknown): void;
+  /** Listens to broadcasts on `topic`; returns the unsubscribe. */
+  onBroadcast(topic: string, listener: (data: unknown) => void): () => void;
+  /**
    * Leaves the cluster once this host's agents are stopped: releases their owner records, ends
    * the fence and deletes the lease, so that peers take the agents over at their next tick.
    */
@@ -229,6 +239,7 @@ function createMember(
 ): ClusterMember {
   const { logger, hostId } = options;
   const state = initialState();
+  const roles: HeldRole[] = [];
   coordination.onFence(() => void onFenced(options, state));
   coordination.onRejoin(() => void onRejoined(options, coordination, state));
   const tick = () => {
@@ -280,9 +291,13 @@ function createMember(
     view: () => viewOf(options, coordination, state),
     fenced: () => coordination.fenced(),
     heldCount: () => state.held.size,
+    holdRole: (role, handlers) => memberRole(options, coordination, roles, role, handlers),
+    broadcast: (topic, data) => coordination.broadcast(topic, data),
+    onBroadcast: (topic, listener) => coordination.onBroadcast(topic, listener),
     async close() {
       state.closed = true;
       clearInterval(state.timer);
+      await Promise.all(roles.map((role) => role.stop()));
       await state.ticking;
       await Promise.all(
         [...state.held].map(([key, epoch]) => coordination.release(key, epoch).catch(() => false)),
@@ -292,6 +307,25 @@ function createMember(
       await coordination.close({ leave: true });
     },
   };
+}
+
+/** {@link ClusterMember.holdRole}: tried at the member's tick (`T/3`), stopped when it closes. */
+function memberRole(
+  options: ClusterMemberOptions & { logger: Logger },
+  coordination: Coordination,
+  roles: HeldRole[],
+  role: string,
+  handlers: Pick<HoldRoleOptions, 'onGain' | 'onLose'>,
+): HeldRole {
+  const held = holdRole({
+    coordination,
+    role,
+    everyMs: Math.max(100, Math.floor(options.leaseMs / 3)),
+    logger: options.logger,
+    ...handlers,
+  });
+  roles.push(held);
+  return held;
 }
 
 /** {@link ClusterMember.share}: under the epoch this host holds; a refusal is logged. Never rejects. */

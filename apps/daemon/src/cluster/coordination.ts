@@ -14,6 +14,9 @@
  *   an older incarnation's epoch is refused by {@link Coordination.isCurrent}.
  * - **Cells' checkpoints**: object store `pit_cells` (cell-store.ts writes and reads it), opened
  *   here with the buckets so that every host has it.
+ * - **Roles** (host-role.ts): a job one host of the cluster does at a time (polling the shared
+ *   Telegram bot) is claimed like an agent, under the key `_role/<name>`.
+ * - **Broadcasts**: core NATS messages on `pit.cluster.<topic>` to every host (at most once).
  * - **Self-fencing**: a daemon whose lease has not been renewed for `2T/3` is fenced: it claims
  *   nothing and its `onFence` listeners are told (the daemon stops its agents or stops reviving,
  *   per `[cluster] on_partition`); when a renewal lands again its `onRejoin` listeners are told.
@@ -106,6 +109,13 @@ export interface Coordination {
    * that a live host can rebuild the cell of a host that is gone.
    */
   readonly cellStore: ObjectStore;
+  /**
+   * Sends `data` (JSON) to every host listening on `topic`, this one included: core NATS
+   * (subject `pit.cluster.<topic>`), at most once, so a host disconnected at that moment misses it.
+   */
+  broadcast(topic: string, data: unknown): void;
+  /** Listens to {@link Coordination.broadcast} on `topic`; returns the unsubscribe. */
+  onBroadcast(topic: string, listener: (data: unknown) => void): () => void;
   /** Stops renewing, deletes this host's lease (a clean leave) and closes the connection. */
   close(options?: { leave?: boolean }): Promise<void>;
 }
@@ -398,6 +408,12 @@ async function claimAgent(
   }
 }
 
+function broadcastSubject(topic: string): string {
+  if (!/^[\w-]+(\.[\w-]+)*$/.test(topic))
+    throw new Error(`broadcast topic ${JSON.stringify(topic)}: expected dot-separated words`);
+  return `pit.cluster.${topic}`;
+}
+
 async function startCoordination(opened: Opened): Promise<Coordination> {
   const { hostId } = opened;
   const lease = await keepLease(opened);
@@ -435,6 +451,25 @@ async function startCoordination(opened: Opened): Promise<Coordination> {
     onRenew: lease.onRenew,
     safeForMs: lease.safeForMs,
     cellStore: opened.cellStore,
+    broadcast(topic, data) {
+      opened.nc.publish(broadcastSubject(topic), JSON.stringify(data));
+    },
+    onBroadcast(topic, listener) {
+      const subscription = opened.nc.subscribe(broadcastSubject(topic), {
+        callback: (error, message) => {
+          if (error) return;
+          let data: unknown;
+          try {
+            data = message.json();
+          } catch {
+            opened.logger.warn('cluster: a broadcast that is not JSON was ignored', { topic });
+            return;
+          }
+          listener(data);
+        },
+      });
+      return () => subscription.unsubscribe();
+    },
     async close(options) {
       await lease.stop();
       if (options?.leave !== false) await opened.hosts.delete(hostId).catch(() => {});

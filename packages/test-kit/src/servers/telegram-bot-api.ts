@@ -3,7 +3,8 @@
  * (getMe, deleteWebhook, getUpdates with long polling and offsets, sendMessage,
  * editMessageText, answerCallbackQuery), so the real grammY client can be pointed at it
  * with `client.apiRoot`. Tests drive it like a user would: press a button, send a text.
- * Faults (an HTTP status or a hang) can be injected per method.
+ * Faults (an HTTP status or a hang) can be injected per method. Like Telegram, it allows one
+ * `getUpdates` at a time per bot: a second one ends the one in progress with 409 Conflict.
  */
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -49,6 +50,8 @@ export interface TestTelegramBotApi {
   readonly calls: RecordedCall[];
   /** Messages in a chat (sent by the bot or by test users), in order. */
   messages(chatId?: number): StoredMessage[];
+  /** How many getUpdates calls ended with 409 Conflict because another one came (one poller per bot). */
+  conflicts(): number;
   /** Answers given to callback queries, by query id. */
   readonly answers: Map<string, { text?: string; show_alert?: boolean }>;
   /** A user presses an inline button of a message; returns the callback query id. */
@@ -107,6 +110,9 @@ export async function startTelegramBotApi(options: {
   const faults = new FaultBook();
   const waiters = new Waiters();
   const polls = new Set<() => void>();
+  /** Ends the getUpdates in progress with 409 (a second poller came). */
+  let activePoll: (() => void) | undefined;
+  let conflicts = 0;
   let nextUpdateId = 1;
   let nextQueryId = 1;
   let nextMessageId = 1;
@@ -193,20 +199,40 @@ export async function startTelegramBotApi(options: {
         // Confirm (forget) every update below the offset, as Telegram does.
         while (updates.length > 0 && (updates[0]?.update_id ?? 0) < offset) updates.shift();
         const ready = () => updates.filter((update) => update.update_id >= offset).slice(0, limit);
+        // One getUpdates per bot, as Telegram: a new one ends the one in progress with 409.
+        const previous = activePoll;
+        activePoll = undefined;
+        previous?.();
         if (ready().length > 0 || timeout === 0) return ok(response, ready());
+        let conflicted = false;
         await new Promise<void>((resolve) => {
           const finish = () => {
             clearTimeout(timer);
             polls.delete(wake);
+            if (activePoll === terminate) activePoll = undefined;
             response.off('close', onClose);
             resolve();
           };
           const wake = () => finish();
           const onClose = () => finish();
+          const terminate = () => {
+            conflicted = true;
+            finish();
+          };
           const timer = setTimeout(finish, timeout * 1000);
           polls.add(wake);
+          activePoll = terminate;
           response.on('close', onClose);
         });
+        if (conflicted) {
+          conflicts += 1;
+          call.status = 409;
+          return fail(
+            response,
+            409,
+            'Conflict: terminated by other getUpdates request; make sure that only one bot instance is running',
+          );
+        }
         call.status = 200;
         return ok(response, ready());
       }
@@ -338,6 +364,7 @@ export async function startTelegramBotApi(options: {
     bot,
     calls,
     answers,
+    conflicts: () => conflicts,
     messages: (chatId) =>
       chatId === undefined ? [...chats.values()].flat() : [...(chats.get(chatId) ?? [])],
     pressButton({ from, chatId, messageId, data }) {
