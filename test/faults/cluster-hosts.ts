@@ -36,7 +36,7 @@ export async function runningOnce(marker: string, agent: string): Promise<Incarn
 /**
  * The lines every clustered host's pit.toml of these tests starts with: its state dir `state`
  * and cells root `missions` (relative to the config), HTTP on an ephemeral loopback port with
- * the faults token, a fast discovery poll, no bus, and `[cluster]` over `servers`.
+ * the faults token, a fast discovery poll, no bus unless asked, and `[cluster]` over `servers`.
  */
 export function clusterHostToml(options: {
   servers: string[];
@@ -44,6 +44,8 @@ export function clusterHostToml(options: {
   leaseS: number;
   /** `[checkpoints] interval_s`. @default 0 (none) */
   checkpointEveryS?: number;
+  /** Serve the mission bus (on an ephemeral loopback port). @default false */
+  bus?: boolean;
 }): string[] {
   return [
     '[daemon]',
@@ -59,7 +61,7 @@ export function clusterHostToml(options: {
     '[checkpoints]',
     `interval_s = ${options.checkpointEveryS ?? 0}`,
     '[bus]',
-    'enabled = false',
+    ...(options.bus ? ['enabled = true', 'listen = "127.0.0.1:0"'] : ['enabled = false']),
     '[cluster]',
     `servers = [${options.servers.map((url) => `"${url}"`).join(', ')}]`,
     `host_id = "${options.hostId}"`,

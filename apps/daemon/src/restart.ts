@@ -121,9 +121,29 @@ export async function startAgent(
   agentConfig: ManagedAgentConfig,
   why: StartReason,
 ): Promise<void> {
-  await whileBusy(slot, () => startMarked(context, slot, agentConfig, why));
-  reapLeftoversSoon(context);
+  // One start of an agent at a time. Two requests can meet (a revive the cluster could not grant
+  // yet, retried, and the next evaluation's revive): run together, both claims won and two
+  // processes were spawned, the first killed as the second's leftover at best.
+  const asked = startsOf.get(slot) ?? 0;
+  const run = (starting.get(slot) ?? Promise.resolve()).then(async () => {
+    // A start ran since this one was asked for, and its process lives: this request is met.
+    if ((startsOf.get(slot) ?? 0) !== asked && slot.process && !slot.process.exit) return;
+    await whileBusy(slot, () => startMarked(context, slot, agentConfig, why));
+  });
+  const settled = run.catch(() => undefined);
+  starting.set(slot, settled);
+  try {
+    await run;
+  } finally {
+    if (starting.get(slot) === settled) starting.delete(slot);
+    reapLeftoversSoon(context);
+  }
 }
+
+/** The start of each agent in progress (settled, never rejecting), which a new one waits for. */
+const starting = new WeakMap<Slot, Promise<void>>();
+/** How many processes each agent was started as by this daemon. */
+const startsOf = new WeakMap<Slot, number>();
 
 async function startMarked(
   context: SupervisorContext,
@@ -163,6 +183,7 @@ async function startMarked(
       workspaceFiles: workspaceFilesOf(context, slot, agentConfig),
     });
     watchProcess(context, slot, started);
+    startsOf.set(slot, (startsOf.get(slot) ?? 0) + 1);
     // argv may carry secrets an operator wrote inline: the logger redacts them (config-safety.ts).
     context.logger.info('agent process started', {
       agent: slot.key,

@@ -1,0 +1,267 @@
+/**
+ * The mission bus of a clustered daemon through a revive storm and the loss of a NATS node
+ * (issue #16), with real processes only: a 3-node `nats-server` cluster on 127.0.0.1, three
+ * `pit daemon`s, and a cell on host-a whose four agents publish numbered messages on their
+ * mission's bus (replicated JetStream stream) through host-a's WebSocket bus, with the credentials
+ * and `PIT_EPOCH` the daemon gave them. Each agent resumes from the last number the bus
+ * acknowledged, publishing it again under the same event id when it is not sure. All four are
+ * SIGKILLed at once and a NATS node is killed with them: every agent must run again exactly once
+ * (never two live copies, one revive each), and the mission's log must hold every number of
+ * every agent exactly once, in order, each event with the epoch of the incarnation that wrote it.
+ */
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { provisionCell } from '@pit/cell-spec';
+import {
+  natsInstalled,
+  startNatsCluster,
+  tempDir,
+  testAgentPath,
+  waitFor,
+  type TestNatsCluster,
+} from '@pit/test-kit';
+import {
+  cellEvents,
+  cleanup,
+  killDaemon,
+  liveAgents,
+  MARKER_FLAG,
+  startDaemon,
+  trackMarker,
+  type DaemonProcess,
+} from './harness.js';
+import { clusterHostToml, runningOnce, type Incarnation } from './cluster-hosts.js';
+
+const installed = natsInstalled('the cluster bus storm test');
+
+/**
+ * The host lease T, s: longer than NATS takes to elect new leaders after a node dies (2–4 s), so
+ * no host fences itself (at 2T/3 without a renewal) and every revive here is one of the storm's.
+ * With T = 3 s a host sometimes fenced, stopped its agents and revived them again, as designed.
+ */
+const LEASE_S = 10;
+const CELL = '7d2e9c41-6a5b-4c3d-9e8f-1a2b3c4d5e6f';
+const AGENTS = ['pub1', 'pub2', 'pub3', 'pub4'];
+
+/** The built @pit/mission-bus (`pnpm build`): the agents, plain Node, import it by path. */
+const MISSION_BUS = fileURLToPath(
+  new URL('../../packages/mission-bus/dist/index.js', import.meta.url),
+);
+
+interface BusEventView {
+  seq: number;
+  id: string;
+  event: string;
+  sender: string;
+  topic?: string;
+  epoch?: number;
+  payload?: { n?: number };
+}
+type BusLogEntry =
+  | { ok: true; event: BusEventView }
+  | { ok: false; torn: boolean; reason: string; segment: string; line: number };
+
+/** host-a's copy of the mission's stream (the cell's `bus/` segments), a torn last line left out. */
+async function busLog(cellDir: string): Promise<BusEventView[]> {
+  const { readBusLog } = (await import(pathToFileURL(MISSION_BUS).href)) as {
+    readBusLog(dir: string): AsyncIterable<BusLogEntry>;
+  };
+  const events: BusEventView[] = [];
+  const problems: string[] = [];
+  for await (const entry of readBusLog(cellDir))
+    if (entry.ok) events.push(entry.event);
+    else if (!entry.torn) problems.push(`${entry.segment}:${entry.line}: ${entry.reason}`);
+  expect(problems).toEqual([]);
+  return events;
+}
+
+/** How far each agent got: the largest number it published. */
+async function reached(cellDir: string): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const event of await busLog(cellDir))
+    if (event.topic === 'count')
+      counts.set(event.sender, Math.max(counts.get(event.sender) ?? 0, event.payload?.n ?? 0));
+  return counts;
+}
+
+/** The publisher: numbers from where the bus last acknowledged, then the shared test agent. */
+function publisherScript(): string {
+  return `
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+const { connectBus } = await import(${JSON.stringify(pathToFileURL(MISSION_BUS).href)});
+const name = process.env.LAZARUS_AGENT;
+const file = name + '.acked';
+let acked = 0;
+try { acked = Number(readFileSync(file, 'utf8')) || 0; } catch {}
+void (async () => {
+  const client = await connectBus({
+    url: process.env.LAZARUS_BUS_URL,
+    mission: process.env.LAZARUS_BUS_MISSION,
+    participant: name,
+    token: process.env.LAZARUS_BUS_TOKEN,
+    epoch: Number(process.env.PIT_EPOCH),
+  });
+  for (;;) {
+    const n = acked + 1;
+    try {
+      // The same id for the same number: a publish repeated after a doubt is stored once.
+      await client.publish({ id: name + '-' + n, topic: 'count', payload: { n } });
+      acked = n;
+      writeFileSync(file + '.tmp', String(acked));
+      renameSync(file + '.tmp', file);
+    } catch (error) {
+      process.stderr.write('publish ' + n + ': ' + error.message + '\\n');
+      await sleep(100);
+    }
+    await sleep(20);
+  }
+})().catch((error) => {
+  process.stderr.write(String(error && error.stack) + '\\n');
+  process.exit(1);
+});
+await import(${JSON.stringify(pathToFileURL(testAgentPath).href)});
+`;
+}
+
+describe.skipIf(!installed)('the mission bus through a revive storm and a NATS node kill', () => {
+  let nats: TestNatsCluster | undefined;
+  let daemons: DaemonProcess[] = [];
+  const doubles: string[] = [];
+  let sampling = false;
+  let sampler: Promise<void> | undefined;
+
+  afterEach(async (test) => {
+    if (test.task.result?.state === 'fail')
+      for (const daemon of daemons)
+        console.error(`--- daemon ---\n${daemon.output().slice(-6000)}`);
+    sampling = false;
+    await sampler;
+    for (const daemon of daemons) await killDaemon(daemon).catch(() => {});
+    daemons = [];
+    await nats?.stop();
+    await cleanup();
+  }, 60_000);
+
+  it('kill -9 of every publishing agent and of a NATS node at once: each agent revived exactly once; every number of every agent in the log once, in order, under its incarnation’s epoch', async () => {
+    nats = await startNatsCluster(await tempDir('pit-busstorm-nats-'), 3);
+    const shared = await tempDir('pit-busstorm-');
+    const marker = `busstorm-${process.pid}-${Date.now().toString(36)}`;
+    trackMarker(marker);
+    const script = join(shared, 'publisher.mjs');
+    await fs.writeFile(script, publisherScript());
+    const configs: string[] = [];
+    for (const id of ['host-a', 'host-b', 'host-c']) {
+      const base = join(shared, id);
+      await fs.mkdir(join(base, 'missions'), { recursive: true });
+      const lines = [
+        ...clusterHostToml({ servers: nats.urls, hostId: id, leaseS: LEASE_S, bus: true }),
+        '[policy.defaults]',
+        'rollback_before_restart = false',
+        'backoff = { initial = 0, jitter = 0 }',
+        '[policy.fleet_brake]',
+        'enabled = false',
+        ...AGENTS.flatMap((name) => [
+          `[agents.${name}]`,
+          `argv = ["${process.execPath}", "${script}", "${MARKER_FLAG}", "${marker}:${name}"]`,
+          'startup_grace_s = 10',
+          'stop_grace_s = 2',
+        ]),
+      ];
+      const configPath = join(base, 'pit.toml');
+      await fs.writeFile(configPath, lines.join('\n'), { mode: 0o600 });
+      configs.push(configPath);
+    }
+    const cellDir = (
+      await provisionCell(join(shared, 'host-a', 'missions'), {
+        uuid: CELL,
+        mission: 'count out loud',
+        created_by: 'test',
+        agents: AGENTS.map((name) => ({ name, role: 'counter' })),
+      })
+    ).dir;
+    for (const configPath of configs) daemons.push(await startDaemon(configPath));
+    sampling = true;
+    sampler = (async () => {
+      while (sampling) {
+        for (const [agent, pids] of await liveAgents(marker))
+          if (pids.length > 1) doubles.push(`${agent}: pids ${pids.join(', ')}`);
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+    })();
+
+    const everyOnce = async (): Promise<Map<string, Incarnation> | undefined> => {
+      const found = new Map<string, Incarnation>();
+      for (const agent of AGENTS) {
+        const incarnation = await runningOnce(marker, agent);
+        if (!incarnation) return undefined;
+        found.set(agent, incarnation);
+      }
+      return found;
+    };
+    const before = await waitFor(everyOnce, 30_000, 'every publisher running once');
+    const atKill = await waitFor(
+      async () => {
+        const counts = await reached(cellDir);
+        return AGENTS.every((agent) => (counts.get(agent) ?? 0) >= 10) ? counts : undefined;
+      },
+      30_000,
+      'every publisher publishing',
+    );
+
+    // The storm: every publisher SIGKILLed, and a NATS node with them.
+    const killedAt = Date.now();
+    for (const incarnation of before.values()) process.kill(incarnation.pid, 'SIGKILL');
+    await nats.kill(0);
+
+    const after = await waitFor(
+      async () => {
+        const now = await everyOnce();
+        return now && AGENTS.every((agent) => now.get(agent)!.pid !== before.get(agent)!.pid)
+          ? now
+          : undefined;
+      },
+      60_000,
+      'every publisher running again, once',
+    );
+    await waitFor(
+      async () => {
+        const counts = await reached(cellDir);
+        return AGENTS.every((agent) => (counts.get(agent) ?? 0) >= (atKill.get(agent) ?? 0) + 10)
+          ? true
+          : undefined;
+      },
+      60_000,
+      'every publisher publishing again, past where it was',
+    );
+
+    // Each agent revived exactly once, by host-a, under a newer epoch.
+    const revives = (await cellEvents(cellDir)).filter(
+      (event) =>
+        (event.event === 'agent_revived' || event.event === 'agent_started') &&
+        Date.parse(event.ts) >= killedAt,
+    );
+    for (const agent of AGENTS) {
+      const own = revives.filter((event) => (event as { agent?: string }).agent === agent);
+      expect(own, `${agent}: one revive, not ${JSON.stringify(own)}`).toHaveLength(1);
+      expect(after.get(agent)!.host).toBe('host-a');
+      expect(after.get(agent)!.epoch).toBeGreaterThan(before.get(agent)!.epoch);
+    }
+
+    // The log: sequence numbers without a gap, every event id once, each agent's numbers 1, 2, 3, …
+    // in order, and each event under the epoch of the incarnation that wrote it.
+    const log = await busLog(cellDir);
+    expect(log.map((event) => event.seq)).toEqual(log.map((_, index) => log[0]!.seq + index));
+    expect(new Set(log.map((event) => event.id)).size).toBe(log.length);
+    for (const agent of AGENTS) {
+      const own = log.filter((event) => event.sender === agent && event.topic === 'count');
+      expect(own.map((event) => event.payload?.n)).toEqual(own.map((_, index) => index + 1));
+      const epochs = own.map((event) => event.epoch);
+      expect(new Set(epochs)).toEqual(new Set([before.get(agent)!.epoch, after.get(agent)!.epoch]));
+      expect(epochs).toEqual([...epochs].sort((a, b) => a! - b!));
+    }
+    expect(doubles).toEqual([]);
+  }, 240_000);
+});
