@@ -26,13 +26,12 @@ import {
   cellEvents,
   cleanup,
   killDaemon,
-  liveAgents,
   MARKER_FLAG,
   startDaemon,
   trackMarker,
   type DaemonProcess,
 } from './harness.js';
-import { clusterHostToml, runningOnce, type Incarnation } from './cluster-hosts.js';
+import { clusterHostToml, runningOnce, startSampler, type Incarnation } from './cluster-hosts.js';
 
 const installed = natsInstalled('the cluster bus storm test');
 
@@ -129,16 +128,14 @@ await import(${JSON.stringify(pathToFileURL(testAgentPath).href)});
 describe.skipIf(!installed)('the mission bus through a revive storm and a NATS node kill', () => {
   let nats: TestNatsCluster | undefined;
   let daemons: DaemonProcess[] = [];
-  const doubles: string[] = [];
-  let sampling = false;
-  let sampler: Promise<void> | undefined;
+  let sampler: ReturnType<typeof startSampler> | undefined;
 
   afterEach(async (test) => {
     if (test.task.result?.state === 'fail')
       for (const daemon of daemons)
         console.error(`--- daemon ---\n${daemon.output().slice(-6000)}`);
-    sampling = false;
-    await sampler;
+    await sampler?.stop();
+    sampler = undefined;
     for (const daemon of daemons) await killDaemon(daemon).catch(() => {});
     daemons = [];
     await nats?.stop();
@@ -183,14 +180,7 @@ describe.skipIf(!installed)('the mission bus through a revive storm and a NATS n
       })
     ).dir;
     for (const configPath of configs) daemons.push(await startDaemon(configPath));
-    sampling = true;
-    sampler = (async () => {
-      while (sampling) {
-        for (const [agent, pids] of await liveAgents(marker))
-          if (pids.length > 1) doubles.push(`${agent}: pids ${pids.join(', ')}`);
-        await new Promise((resolve) => setTimeout(resolve, 25));
-      }
-    })();
+    sampler = startSampler(marker);
 
     const everyOnce = async (): Promise<Map<string, Incarnation> | undefined> => {
       const found = new Map<string, Incarnation>();
@@ -262,6 +252,6 @@ describe.skipIf(!installed)('the mission bus through a revive storm and a NATS n
       expect(new Set(epochs)).toEqual(new Set([before.get(agent)!.epoch, after.get(agent)!.epoch]));
       expect(epochs).toEqual([...epochs].sort((a, b) => a! - b!));
     }
-    expect(doubles).toEqual([]);
+    expect(sampler!.doubles()).toEqual([]);
   }, 240_000);
 });

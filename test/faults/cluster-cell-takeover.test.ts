@@ -30,7 +30,7 @@ import {
   trackMarker,
   type DaemonProcess,
 } from './harness.js';
-import { clusterHostToml, runningOnce } from './cluster-hosts.js';
+import { clusterHostToml, runningOnce, startSampler } from './cluster-hosts.js';
 
 const installed = natsInstalled('the cluster cell takeover test');
 
@@ -52,9 +52,7 @@ const theIncarnation = (marker: string, agent = AGENT) => runningOnce(marker, ag
 describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cluster', () => {
   let nats: TestNatsCluster | undefined;
   let hosts: Host[] = [];
-  const doubles: string[] = [];
-  let sampling = false;
-  let sampler: Promise<void> | undefined;
+  let sampler: ReturnType<typeof startSampler> | undefined;
 
   afterEach(async (test) => {
     if (test.task.result?.state === 'fail')
@@ -62,8 +60,8 @@ describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cl
         console.error(
           `--- ${host.id} ---\n${host.daemon?.output().slice(-6000) ?? '(not running)'}`,
         );
-    sampling = false;
-    await sampler;
+    await sampler?.stop();
+    sampler = undefined;
     for (const host of hosts) if (host.daemon) await killDaemon(host.daemon).catch(() => {});
     hosts = [];
     await nats?.stop();
@@ -128,14 +126,7 @@ describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cl
       })
     ).dir;
     for (const host of hosts) host.daemon = await startDaemon(host.configPath);
-    sampling = true;
-    sampler = (async () => {
-      while (sampling) {
-        for (const [agent, pids] of await liveAgents(marker))
-          if (pids.length > 1) doubles.push(`${agent}: pids ${pids.join(', ')}`);
-        await new Promise((resolve) => setTimeout(resolve, 25));
-      }
-    })();
+    sampler = startSampler(marker);
     return { marker, hostA, cellA };
   };
 
@@ -221,7 +212,7 @@ describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cl
         reason: `cluster takeover from host ${hostA.id}`,
       }),
     );
-    expect(doubles).toEqual([]);
+    expect(sampler!.doubles()).toEqual([]);
 
     // host-a comes back (same state dir, its stale copy of the cell on disk): it follows the
     // owner record and does not start the agent.
@@ -237,7 +228,7 @@ describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cl
       `${hostA.id} to refuse starting the agent another host owns`,
     );
     expect(await theIncarnation(marker)).toEqual(after);
-    expect(doubles).toEqual([]);
+    expect(sampler!.doubles()).toEqual([]);
   }, 120_000);
   it('a cell with no checkpoint in the object store: an agent whose policy substitutes it is substituted on a live host, the others are left dead, and the log says so', async () => {
     const { marker, hostA } = await setUp({
@@ -278,6 +269,6 @@ describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cl
     const live = await liveAgents(marker);
     expect(live.get('worker') ?? []).toEqual([]);
     expect(live.get('loner') ?? []).toEqual([]);
-    expect(doubles).toEqual([]);
+    expect(sampler!.doubles()).toEqual([]);
   }, 120_000);
 });

@@ -1,7 +1,8 @@
 /**
- * What the cluster fault tests share (cluster-takeover, cluster-cell-takeover,
- * fleet-wide-incidents): the common part of each host's pit.toml, and an agent's incarnation
- * as its own environment tells it (`PIT_HOST`, `PIT_EPOCH`, read from /proc).
+ * What the cluster fault tests share (cluster-takeover, cluster-cell-takeover, cluster-bus-storm,
+ * fleet-wide-incidents): the common part of each host's pit.toml, an agent's incarnation as its
+ * own environment tells it (`PIT_HOST`, `PIT_EPOCH`, read from /proc), and the /proc sampler
+ * that watches for two live copies of an agent.
  */
 import { promises as fs } from 'node:fs';
 import { liveAgents } from './harness.js';
@@ -67,4 +68,25 @@ export function clusterHostToml(options: {
     `host_id = "${options.hostId}"`,
     `lease_s = ${options.leaseS}`,
   ];
+}
+
+/** Samples /proc every 25 ms; remembers the worst moment (two live copies of one agent). */
+export function startSampler(marker: string) {
+  let doubles: string[] = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      for (const [agent, pids] of await liveAgents(marker))
+        if (pids.length > 1) doubles.push(`${agent}: pids ${pids.join(', ')}`);
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  })();
+  return {
+    doubles: () => doubles,
+    reset: () => void (doubles = []),
+    stop: async () => {
+      running = false;
+      await loop;
+    },
+  };
 }

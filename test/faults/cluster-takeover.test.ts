@@ -32,7 +32,7 @@ import {
   trackMarker,
   type DaemonProcess,
 } from './harness.js';
-import { clusterHostToml, incarnationOf, type Incarnation } from './cluster-hosts.js';
+import { clusterHostToml, incarnationOf, startSampler, type Incarnation } from './cluster-hosts.js';
 
 const installed = natsInstalled('the cluster takeover tests');
 
@@ -88,27 +88,6 @@ async function stillWhereMoved(
   return now && [...after].every(([agent, was]) => now.get(agent)?.pid === was.pid)
     ? true
     : undefined;
-}
-
-/** Samples /proc every 25 ms; remembers the worst moment (two live copies of one agent). */
-function startSampler(marker: string) {
-  let doubles: string[] = [];
-  let running = true;
-  const loop = (async () => {
-    while (running) {
-      for (const [agent, pids] of await liveAgents(marker))
-        if (pids.length > 1) doubles.push(`${agent}: pids ${pids.join(', ')}`);
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-  })();
-  return {
-    doubles: () => doubles,
-    reset: () => void (doubles = []),
-    stop: async () => {
-      running = false;
-      await loop;
-    },
-  };
 }
 
 const run = promisify(execFile);
