@@ -25,13 +25,18 @@ import {
 import {
   cellEvents,
   cleanup,
-  killDaemon,
   MARKER_FLAG,
   startDaemon,
   trackMarker,
   type DaemonProcess,
 } from './harness.js';
-import { clusterHostToml, runningOnce, startSampler, type Incarnation } from './cluster-hosts.js';
+import {
+  clusterHostToml,
+  runningOnce,
+  startSampler,
+  stopHosts,
+  type Incarnation,
+} from './cluster-hosts.js';
 
 const installed = natsInstalled('the cluster bus storm test');
 
@@ -127,17 +132,14 @@ await import(${JSON.stringify(pathToFileURL(testAgentPath).href)});
 
 describe.skipIf(!installed)('the mission bus through a revive storm and a NATS node kill', () => {
   let nats: TestNatsCluster | undefined;
-  let daemons: DaemonProcess[] = [];
+  let hosts: Array<{ id: string; configPath: string; daemon?: DaemonProcess }> = [];
   let sampler: ReturnType<typeof startSampler> | undefined;
 
   afterEach(async (test) => {
-    if (test.task.result?.state === 'fail')
-      for (const daemon of daemons)
-        console.error(`--- daemon ---\n${daemon.output().slice(-6000)}`);
     await sampler?.stop();
     sampler = undefined;
-    for (const daemon of daemons) await killDaemon(daemon).catch(() => {});
-    daemons = [];
+    await stopHosts(hosts, test.task.result?.state === 'fail');
+    hosts = [];
     await nats?.stop();
     await cleanup();
   }, 60_000);
@@ -149,7 +151,6 @@ describe.skipIf(!installed)('the mission bus through a revive storm and a NATS n
     trackMarker(marker);
     const script = join(shared, 'publisher.mjs');
     await fs.writeFile(script, publisherScript());
-    const configs: string[] = [];
     for (const id of ['host-a', 'host-b', 'host-c']) {
       const base = join(shared, id);
       await fs.mkdir(join(base, 'missions'), { recursive: true });
@@ -169,7 +170,7 @@ describe.skipIf(!installed)('the mission bus through a revive storm and a NATS n
       ];
       const configPath = join(base, 'pit.toml');
       await fs.writeFile(configPath, lines.join('\n'), { mode: 0o600 });
-      configs.push(configPath);
+      hosts.push({ id, configPath });
     }
     const cellDir = (
       await provisionCell(join(shared, 'host-a', 'missions'), {
@@ -179,7 +180,7 @@ describe.skipIf(!installed)('the mission bus through a revive storm and a NATS n
         agents: AGENTS.map((name) => ({ name, role: 'counter' })),
       })
     ).dir;
-    for (const configPath of configs) daemons.push(await startDaemon(configPath));
+    for (const host of hosts) host.daemon = await startDaemon(host.configPath);
     sampler = startSampler(marker);
 
     const everyOnce = async (): Promise<Map<string, Incarnation> | undefined> => {

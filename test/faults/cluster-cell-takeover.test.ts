@@ -30,7 +30,7 @@ import {
   trackMarker,
   type DaemonProcess,
 } from './harness.js';
-import { clusterHostToml, runningOnce, startSampler } from './cluster-hosts.js';
+import { clusterHostToml, runningOnce, startSampler, stopHosts } from './cluster-hosts.js';
 
 const installed = natsInstalled('the cluster cell takeover test');
 
@@ -55,14 +55,9 @@ describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cl
   let sampler: ReturnType<typeof startSampler> | undefined;
 
   afterEach(async (test) => {
-    if (test.task.result?.state === 'fail')
-      for (const host of hosts)
-        console.error(
-          `--- ${host.id} ---\n${host.daemon?.output().slice(-6000) ?? '(not running)'}`,
-        );
     await sampler?.stop();
     sampler = undefined;
-    for (const host of hosts) if (host.daemon) await killDaemon(host.daemon).catch(() => {});
+    await stopHosts(hosts, test.task.result?.state === 'fail');
     hosts = [];
     await nats?.stop();
     await cleanup();

@@ -2,10 +2,10 @@
  * What the cluster fault tests share (cluster-takeover, cluster-cell-takeover, cluster-bus-storm,
  * fleet-wide-incidents): the common part of each host's pit.toml, an agent's incarnation as its
  * own environment tells it (`PIT_HOST`, `PIT_EPOCH`, read from /proc), and the /proc sampler
- * that watches for two live copies of an agent.
+ * that watches for two live copies of an agent, and the teardown that reports and kills the hosts.
  */
 import { promises as fs } from 'node:fs';
-import { liveAgents } from './harness.js';
+import { killDaemon, liveAgents, type DaemonProcess } from './harness.js';
 
 /** One incarnation of an agent: its process, the host that started it and the epoch it holds. */
 export interface Incarnation {
@@ -89,4 +89,15 @@ export function startSampler(marker: string) {
       await loop;
     },
   };
+}
+
+/** After a test: each host's daemon output when it failed (its log's end), then every daemon killed. */
+export async function stopHosts(
+  hosts: ReadonlyArray<{ id: string; daemon?: DaemonProcess | undefined }>,
+  failed: boolean,
+): Promise<void> {
+  if (failed)
+    for (const host of hosts)
+      console.error(`--- ${host.id} ---\n${host.daemon?.output().slice(-6000) ?? '(not running)'}`);
+  for (const host of hosts) if (host.daemon) await killDaemon(host.daemon).catch(() => {});
 }

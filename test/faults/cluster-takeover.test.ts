@@ -32,7 +32,13 @@ import {
   trackMarker,
   type DaemonProcess,
 } from './harness.js';
-import { clusterHostToml, incarnationOf, startSampler, type Incarnation } from './cluster-hosts.js';
+import {
+  clusterHostToml,
+  incarnationOf,
+  startSampler,
+  type Incarnation,
+  stopHosts,
+} from './cluster-hosts.js';
 
 const installed = natsInstalled('the cluster takeover tests');
 
@@ -152,13 +158,8 @@ describe.skipIf(!installed)('three pit daemons on a 3-node NATS cluster', () => 
   let netns: Partitionable | undefined;
 
   afterEach(async (test) => {
-    if (test.task.result?.state === 'fail')
-      for (const host of hosts)
-        console.error(
-          `--- ${host.id} ---\n${host.daemon?.output().slice(-6000) ?? '(not running)'}`,
-        );
     await sampler?.stop();
-    for (const host of hosts) if (host.daemon) await killDaemon(host.daemon).catch(() => {});
+    await stopHosts(hosts, test.task.result?.state === 'fail');
     hosts = [];
     // A fresh cluster per test (its store is a temp dir that cleanup removes).
     await nats?.stop();

@@ -36,7 +36,7 @@ import {
   trackMarker,
   type DaemonProcess,
 } from './harness.js';
-import { clusterHostToml, runningOnce, type Incarnation } from './cluster-hosts.js';
+import { clusterHostToml, runningOnce, type Incarnation, stopHosts } from './cluster-hosts.js';
 
 const installed = natsInstalled('the cluster Telegram approval tests');
 
@@ -80,12 +80,7 @@ describe.skipIf(!installed)('Telegram approvals across a cluster sharing one bot
   let hosts: Host[] = [];
 
   afterEach(async (test) => {
-    if (test.task.result?.state === 'fail')
-      for (const host of hosts)
-        console.error(
-          `--- ${host.id} ---\n${host.daemon?.output().slice(-6000) ?? '(not running)'}`,
-        );
-    for (const host of hosts) if (host.daemon) await killDaemon(host.daemon).catch(() => {});
+    await stopHosts(hosts, test.task.result?.state === 'fail');
     hosts = [];
     await nats?.stop();
     await telegram?.close();

@@ -33,7 +33,7 @@ import {
   trackMarker,
   type DaemonProcess,
 } from './harness.js';
-import { clusterHostToml, runningOnce } from './cluster-hosts.js';
+import { clusterHostToml, runningOnce, stopHosts } from './cluster-hosts.js';
 
 const installed = natsInstalled('the fleet-wide incident tests');
 
@@ -61,12 +61,7 @@ describe.skipIf(!installed)('fleet-wide approvals and death issues', () => {
   let hosts: Host[] = [];
 
   afterEach(async (test) => {
-    if (test.task.result?.state === 'fail')
-      for (const host of hosts)
-        console.error(
-          `--- ${host.id} ---\n${host.daemon?.output().slice(-6000) ?? '(not running)'}`,
-        );
-    for (const host of hosts) if (host.daemon) await killDaemon(host.daemon).catch(() => {});
+    await stopHosts(hosts, test.task.result?.state === 'fail');
     hosts = [];
     await nats?.stop();
     await api?.close();
