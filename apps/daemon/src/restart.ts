@@ -124,10 +124,10 @@ export async function startAgent(
   // One start of an agent at a time. Two requests can meet (a revive the cluster could not grant
   // yet, retried, and the next evaluation's revive): run together, both claims won and two
   // processes were spawned, the first killed as the second's leftover at best.
-  const asked = startsOf.get(slot) ?? 0;
+  const asked = slot.process;
   const run = (starting.get(slot) ?? Promise.resolve()).then(async () => {
-    // A start ran since this one was asked for, and its process lives: this request is met.
-    if ((startsOf.get(slot) ?? 0) !== asked && slot.process && !slot.process.exit) return;
+    // Another process was started (or adopted) since this start was asked for, and lives: met.
+    if (slot.process !== asked && slot.process && !slot.process.exit) return;
     await whileBusy(slot, () => startMarked(context, slot, agentConfig, why));
   });
   const settled = run.catch(() => undefined);
@@ -142,8 +142,6 @@ export async function startAgent(
 
 /** The start of each agent in progress (settled, never rejecting), which a new one waits for. */
 const starting = new WeakMap<Slot, Promise<void>>();
-/** How many processes each agent was started as by this daemon. */
-const startsOf = new WeakMap<Slot, number>();
 
 async function startMarked(
   context: SupervisorContext,
@@ -183,7 +181,6 @@ async function startMarked(
       workspaceFiles: workspaceFilesOf(context, slot, agentConfig),
     });
     watchProcess(context, slot, started);
-    startsOf.set(slot, (startsOf.get(slot) ?? 0) + 1);
     // argv may carry secrets an operator wrote inline: the logger redacts them (config-safety.ts).
     context.logger.info('agent process started', {
       agent: slot.key,
