@@ -135,6 +135,15 @@ describe.skipIf(!detected)('agent cgroups (cgroup2 writable here)', () => {
       );
       expect(await inGroup(cgroups, cell.uuid, agent.pid)).toBe(true);
       expect(await inGroup(cgroups, cell.uuid, child!)).toBe(true);
+      if (launcher) {
+        // The launcher forked it from inside the group and went back to its own group.
+        const groupOf = async (pid: number | 'self') =>
+          (await fs.readFile(`/proc/${pid}/cgroup`, 'utf8'))
+            .split('\n')
+            .find((line) => line.startsWith('0::'));
+        expect(agent.via).toBe('launcher');
+        expect(await groupOf(executor.launcherPid()!)).toBe(await groupOf('self'));
+      }
       const marks = await fs.readFile(`/proc/${child}/environ`, 'utf8');
       expect(marks).not.toContain('PIT_INSTANCE');
       process.kill(agent.pid, 'SIGKILL');
@@ -311,8 +320,9 @@ describe.skipIf(!detected)('agent cgroups (cgroup2 writable here)', () => {
       // A group whose instance directory was pruned is made again at the next start.
       await fs.rmdir(join(parent, own, 'cell.forge'));
       await fs.rmdir(join(parent, own));
-      const wrapped = await cgroups!.prepare('cell', 'forge', ['true']);
-      expect(wrapped.at(-1)).toBe('true');
+      const procs = await cgroups!.startIn('cell', 'forge', async (path) => path);
+      expect(procs).toBe(join(parent, own, 'cell.forge', 'cgroup.procs'));
+      await fs.access(procs);
       await cgroups!.release('cell', 'forge');
       await cgroups!.close();
     } finally {
@@ -345,7 +355,7 @@ describe.skipIf(!detected)('agent cgroups (cgroup2 writable here)', () => {
         logger: recording().logger,
       });
       expect((await groupsIn(parent)).sort()).toEqual([own, starting].sort());
-      // Its agent's shell joins the group, as prepare() wraps every start.
+      // Its agent joins the group (here as a start from the daemon itself joins: through a shell).
       const joined = spawn(
         '/bin/sh',
         ['-c', 'echo $$ > "$0" && exec true', join(parent, starting, 'cell.forge', 'cgroup.procs')],

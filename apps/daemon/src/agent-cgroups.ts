@@ -5,7 +5,7 @@
  * Owns detecting whether the host allows it (`[sandbox] agent_cgroups`: a writable cgroup2
  * directory under the daemon's own group, or the one configured), the deterministic path of an
  * agent's group (`<parent>/<instance>/<cell or host>.<agent>`: a restarted daemon finds it
- * again), the wrapper that puts a child into its group before it execs the agent, and killing a
+ * again), a start run in the agent's group (the spawn joins it: agent-spawn.ts), and killing a
  * group (`cgroup.kill`, or freeze and SIGKILL every pid on kernels without it) and removing it,
  * and, at start, removing the empty directories other (dead) daemon instances left under the
  * parent. Also freezing a group for a moment (a running agent's log rotated under it), and
@@ -15,14 +15,11 @@
  */
 import { constants, promises as fs } from 'node:fs';
 import { join } from 'node:path';
+import { JOIN_SHELL } from './agent-spawn.js';
 import type { Logger } from './logger.js';
 
 /** `statfs(2)` type of a cgroup2 file system. */
 const CGROUP2_SUPER_MAGIC = 0x63677270;
-/** The shell of the wrapper that joins the group before exec'ing the agent. */
-const SHELL = '/bin/sh';
-/** The wrapper's script: argv is passed as positional parameters, never interpolated. */
-const JOIN_SCRIPT = 'echo $$ > "$0" && exec "$@"';
 /** How long a killed group may take to empty (ms). */
 const EMPTY_TIMEOUT_MS = 5_000;
 const EMPTY_POLL_MS = 5;
@@ -37,9 +34,15 @@ export interface AgentCgroups {
   pathOf(cell: string | undefined, agent: string): string;
   /**
    * Kills what is left in the agent's group (a previous start's descendants), creates it when
-   * missing and returns `command` wrapped so that the child joins the group before it execs.
+   * missing, and runs `start` with the group's `cgroup.procs` (which the new process joins before
+   * it execs: agent-spawn.ts), in turn with the group's other operations: no release or freeze of
+   * the group runs while the process is being put in it.
    */
-  prepare(cell: string | undefined, agent: string, command: string[]): Promise<string[]>;
+  startIn<T>(
+    cell: string | undefined,
+    agent: string,
+    start: (cgroupProcs: string) => Promise<T>,
+  ): Promise<T>;
   /**
    * Runs `work` with the agent's group frozen (`cgroup.freeze`), once the kernel says every
    * process in it is (`frozen 1` in `cgroup.events`, waited for with a bound), then thaws it,
@@ -200,7 +203,8 @@ async function unusable(parent: string, instance: string): Promise<string | unde
     const stats = await fs.statfs(root);
     if (stats.type !== CGROUP2_SUPER_MAGIC) return `${parent} is not on a cgroup2 file system`;
     await fs.access(join(root, 'cgroup.procs'), constants.W_OK);
-    await fs.access(SHELL, constants.X_OK);
+    // A start from the daemon itself (no agent launcher ready) joins through this shell.
+    await fs.access(JOIN_SHELL, constants.X_OK);
     return undefined;
   } catch (error) {
     return (error as Error).message;
@@ -239,13 +243,13 @@ function createAgentCgroups(
     root,
     killBy,
     pathOf,
-    prepare: (cell, agent, command) => {
+    startIn: (cell, agent, start) => {
       const path = pathOf(cell, agent);
       return inTurn(path, async () => {
         report(path, agent, await killGroup(path, killBy), 'left in its group by an earlier start');
         // Recursive: the instance directory may have been pruned while this daemon had no agent.
         await fs.mkdir(path, { recursive: true, mode: 0o755 });
-        return [SHELL, '-c', JOIN_SCRIPT, join(path, 'cgroup.procs'), ...command];
+        return start(join(path, 'cgroup.procs'));
       });
     },
     whileFrozen: (cell, agent, work) => {

@@ -33,7 +33,28 @@ export interface SpawnRequest {
   logRoot?: string;
   /** Written to each log before the process starts. */
   header: string;
+  /**
+   * The `cgroup.procs` of the agent's cgroup (agent-cgroups.ts): the agent is in it from its
+   * first instruction, so everything it forks is too. The launcher moves itself into the group
+   * for the fork and back after it (the child inherits the group, no extra exec); a direct spawn
+   * wraps the command in a shell that joins the group and execs it.
+   */
+  cgroup?: string;
 }
+
+/** The shell of the wrapper that joins the agent's cgroup before exec'ing it (direct spawns). */
+export const JOIN_SHELL = '/bin/sh';
+/** The wrapper's script: argv is passed as positional parameters, never interpolated. */
+const JOIN_SCRIPT = 'echo $$ > "$0" && exec "$@"';
+
+/** `command`, wrapped so that the child joins `cgroupProcs` before it execs (a direct spawn). */
+export const joiningCgroup = (command: string[], cgroupProcs: string): string[] => [
+  JOIN_SHELL,
+  '-c',
+  JOIN_SCRIPT,
+  cgroupProcs,
+  ...command,
+];
 
 /** How a spawned agent ended, as far as its watcher knows. */
 export interface SpawnedExit {
@@ -135,9 +156,11 @@ export const startError = (
  */
 export async function spawnDirect(request: SpawnRequest): Promise<Spawned> {
   const fds = openLogs(request);
+  const command =
+    request.cgroup === undefined ? request.command : joiningCgroup(request.command, request.cgroup);
   let child: ChildProcess;
   try {
-    child = spawn(request.command[0]!, request.command.slice(1), {
+    child = spawn(command[0]!, command.slice(1), {
       cwd: request.cwd,
       env: request.env,
       detached: true,
@@ -146,7 +169,7 @@ export async function spawnDirect(request: SpawnRequest): Promise<Spawned> {
   } catch (error) {
     throw new DaemonError(
       'DAEMON_SPAWN_FAILED',
-      `agent ${request.agent}: cannot spawn ${request.command[0]}: ${(error as Error).message}`,
+      `agent ${request.agent}: cannot spawn ${command[0]}: ${(error as Error).message}`,
       { cause: error },
     );
   } finally {

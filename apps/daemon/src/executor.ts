@@ -502,15 +502,10 @@ async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promis
   env[SPAWN_ENV] = nonce;
   const wrapped = await wrap(state, spec, { agent, profile, env, cwd });
   const { spawnEnv, container } = wrapped;
-  const command = await joinCgroup(
-    state,
-    { agent, cell: spec.cell?.uuid, cwd, env, profile },
-    wrapped.command,
-  );
   const request: SpawnRequest = {
     agent,
     cell: spec.cell?.uuid,
-    command,
+    command: wrapped.command,
     cwd,
     env: spawnEnv,
     logPath,
@@ -521,8 +516,7 @@ async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promis
   };
   await rotateFullLog(state, request, request.logPath);
   if (request.errorLogPath !== undefined) await rotateFullLog(state, request, request.errorLogPath);
-  const { launcher } = state;
-  const spawned = await (launcher ? launcher.spawn(request) : spawnDirect(request));
+  const spawned = await spawnInCgroup(state, { agent, cwd, env, profile }, request);
   return track(state, spawned, {
     agent,
     cell: spec.cell?.uuid,
@@ -533,29 +527,30 @@ async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promis
 }
 
 /**
- * The command wrapped so that the child joins the agent's cgroup before it execs (levels 1 and 2
- * with cgroups on; whatever an earlier start left in the group is killed first). The program is
- * looked up first, so that a missing one is still refused as the spawn would refuse it.
- * @throws {DaemonError} DAEMON_SPAWN_FAILED when the program is not found.
+ * Spawns the agent (through the launcher, or directly), in its own cgroup at levels 1 and 2 with
+ * cgroups on: whatever an earlier start left in the group is killed first, and the new process
+ * joins the group before it execs (agent-spawn.ts). The program is looked up first, so that a
+ * missing one is still refused as the spawn would refuse it (a shell joining the group would
+ * otherwise report it).
+ * @throws {DaemonError} DAEMON_SPAWN_FAILED when the program is not found or cannot be started.
  */
-async function joinCgroup(
+async function spawnInCgroup(
   state: ExecutorState,
-  start: {
-    agent: string;
-    cell: string | undefined;
-    cwd: string;
-    env: Record<string, string>;
-    profile: IsolationProfile;
-  },
-  command: string[],
-): Promise<string[]> {
+  start: { agent: string; cwd: string; env: Record<string, string>; profile: IsolationProfile },
+  request: SpawnRequest,
+): Promise<Spawned> {
+  const { launcher } = state;
+  const spawn = (what: SpawnRequest) => (launcher ? launcher.spawn(what) : spawnDirect(what));
   const { cgroups } = state.options;
-  if (!cgroups || start.profile.level === 3) return command;
-  const program = command[0]!;
+  if (!cgroups || start.profile.level === 3) return spawn(request);
+  const program = request.command[0]!;
   const lookup = program.includes('/') ? resolve(start.cwd, program) : program;
   if (findInPath(lookup, start.env.PATH ?? '/usr/bin:/bin') === undefined)
-    throw startError({ agent: start.agent, command, cwd: start.cwd }, `spawn ${program} ENOENT`);
-  return cgroups.prepare(start.cell, start.agent, command);
+    throw startError(
+      { agent: start.agent, command: request.command, cwd: start.cwd },
+      `spawn ${program} ENOENT`,
+    );
+  return cgroups.startIn(request.cell, start.agent, (cgroup) => spawn({ ...request, cgroup }));
 }
 
 /**

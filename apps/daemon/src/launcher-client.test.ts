@@ -121,6 +121,56 @@ describe('the agent launcher', () => {
     expect(executor.running()).toEqual([scout]);
   });
 
+  it('an agent that SIGSTOPs its launcher: the launcher is killed and replaced, the start asked meanwhile is made, and a sibling’s exit is still reported', async () => {
+    const cell = await makeCell([{ name: 'forge' }, { name: 'scout' }, { name: 'stopper' }]);
+    const { logger, lines } = recordingLogger();
+    const { executor, launcherPid } = await readyExecutor({ logger });
+    const forge = await executor.start({
+      agent: 'forge',
+      argv: ['sleep', '30'],
+      env: agentEnv(),
+      cell,
+    });
+    reapLater(forge.pid);
+    // An agent at level 1 runs as the daemon's user: it can stop its parent, the launcher.
+    const stopper = await executor.start({
+      agent: 'stopper',
+      argv: ['/bin/sh', '-c', 'kill -STOP $PPID; exec sleep 30'],
+      env: agentEnv(),
+      cell,
+    });
+    reapLater(stopper.pid);
+    await waitFor(
+      async () => (await readProcessStat(launcherPid))?.state === 'T' || undefined,
+      5000,
+      'the launcher stopped',
+    );
+    // A start asked of the stopped launcher is still made (by the next launcher, or directly).
+    const scout = await within(
+      executor.start({ agent: 'scout', argv: ['sleep', '30'], env: agentEnv(), cell }),
+      10_000,
+      'the start asked of a stopped launcher',
+    );
+    reapLater(scout.pid);
+    expect((await readProcessStat(scout.pid))?.state).toMatch(/^[RS]$/);
+    expect(lines).toContain('agent launcher is stopped; killing it and starting a new one');
+    await waitFor(async () => (await isGoneOrZombie(launcherPid)) || undefined, 5000, 'killed');
+    const next = await waitFor(
+      () => (executor.launcherPid() ?? launcherPid) !== launcherPid && executor.launcherPid(),
+      15_000,
+      'a new launcher',
+    );
+    expect(next).not.toBe(launcherPid);
+    // The stopped launcher could not have reaped forge: its exit is found through /proc.
+    process.kill(forge.pid, 'SIGKILL');
+    const exit = await within(
+      forge.exited,
+      5000,
+      'the exit of an agent the stopped launcher forked',
+    );
+    expect(exit.signal ?? 'vanished').toMatch(/SIGKILL|vanished/);
+  });
+
   it('finds the agent a launcher forked but died before reporting, instead of starting it twice', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const dir = await tempDir();

@@ -1,7 +1,9 @@
 /**
  * The daemon's side of the agent launcher (launcher-program.mjs, a small long-lived child that
  * forks agents so that the daemon's own size stays out of every restart's fork). Owns the
- * launcher's life: starting it, noticing when it dies (agents it started are then watched
+ * launcher's life: starting it, noticing when it dies or is stopped (an agent running as the
+ * daemon's user can SIGSTOP its parent: a stopped launcher reaps and forks nothing, so it is
+ * killed and replaced; agents it started are then watched
  * through `/proc`, a start it had not answered is found again by the agent's PIT_INSTANCE marks
  * or made directly, and a new launcher is started with a backoff), and falling back to spawning
  * from the daemon (agent-spawn.ts) whenever no launcher is ready, with a log line. Never decides
@@ -63,6 +65,8 @@ const STABLE_MS = 10_000;
 const MAX_RESTART_DELAY_MS = 30_000;
 /** How long close() waits for the launcher to exit before SIGKILL (ms). */
 const CLOSE_GRACE_MS = 2000;
+/** A start the launcher has not answered after this long (ms) has the launcher's state checked. */
+const ANSWER_CHECK_MS = 250;
 
 interface Refable {
   ref(): void;
@@ -99,6 +103,8 @@ interface Launcher {
   children: Map<number, Child>;
   dead: boolean;
   gone: Promise<void>;
+  /** Checks in `/proc` that it is not stopped, every `pollMs` while it lives. */
+  watch: NodeJS.Timeout | undefined;
 }
 
 type Answer =
@@ -178,6 +184,7 @@ function launch(state: LauncherState): void {
     children: new Map(),
     dead: false,
     gone: new Promise((resolve) => (markGone = resolve)),
+    watch: undefined,
   };
   state.current = launcher;
   // Its own start time, read while it certainly exists: whatever it starts begins no earlier.
@@ -198,6 +205,8 @@ function launch(state: LauncherState): void {
     died(state, launcher, `exited (${signal ? `signal ${signal}` : `code ${code}`})`);
     markGone();
   });
+  launcher.watch = setInterval(() => void killIfStopped(state, launcher), state.options.pollMs);
+  launcher.watch.unref();
 }
 
 /** Starts a new launcher after the current backoff, which then doubles (at most 30 s). */
@@ -265,6 +274,7 @@ function onSpawned(launcher: Launcher, answer: Extract<Answer, { type: 'spawned'
 function died(state: LauncherState, launcher: Launcher, how: string): void {
   if (launcher.dead) return;
   launcher.dead = true;
+  clearInterval(launcher.watch);
   if (state.current === launcher) state.current = undefined;
   for (const pending of launcher.pending.values()) void recover(state, launcher, pending);
   launcher.pending.clear();
@@ -288,6 +298,25 @@ function died(state: LauncherState, launcher: Launcher, how: string): void {
   if (Date.now() - launcher.startedAt >= STABLE_MS)
     state.restartDelay = state.options.restartDelayMs ?? 0;
   scheduleRestart(state);
+}
+
+/**
+ * Kills the launcher when `/proc` says it is stopped (`T`: SIGSTOP, SIGTSTP; `t`: a tracer): it
+ * would neither answer starts nor reap its agents, whose exits would then never be reported.
+ * Its 'close' then recovers its starts and agents (see {@link died}) and a new one is started.
+ */
+async function killIfStopped(state: LauncherState, launcher: Launcher): Promise<void> {
+  if (launcher.dead || launcher.pid === undefined) return;
+  const stat = await readProcessStat(launcher.pid);
+  if (launcher.dead || !stat || (stat.state !== 'T' && stat.state !== 't')) return;
+  if (launcher.startTime !== undefined && stat.startTime !== launcher.startTime) return;
+  state.logger.warn('agent launcher is stopped; killing it and starting a new one', {
+    pid: launcher.pid,
+    state: stat.state,
+    cause:
+      'a process running as the daemon’s user sent it SIGSTOP (an agent at level 1 can: its parent is the launcher)',
+  });
+  launcher.child.kill('SIGKILL');
 }
 
 /** A start the launcher took but never answered: it may have forked the agent, or not. */
@@ -334,6 +363,11 @@ function spawnAgent(state: LauncherState, request: SpawnRequest): Promise<Spawne
     launcher.pending.set(id, { request, resolve, reject });
     holdLoop(launcher);
     launcher.child.stdin!.write(`${JSON.stringify({ type: 'spawn', id, ...request })}\n`);
+    // Not answered soon: is it stopped? (Else the periodic check would find it within pollMs.)
+    const check = setTimeout(() => {
+      if (launcher.pending.has(id)) void killIfStopped(state, launcher);
+    }, ANSWER_CHECK_MS);
+    check.unref();
   });
 }
 

@@ -11,7 +11,8 @@
 // Protocol: one JSON object per line, on the launcher's stdin (requests) and stdout (answers;
 // stdout on a pipe is written synchronously, so answers leave in order). Each agent's fds 0-2
 // are its own (/dev/null and its log), so no agent holds the launcher's pipes.
-//   daemon → launcher  {type: 'spawn', id, command, cwd, env, logPath, errorLogPath?, logRoot?, header}
+//   daemon → launcher  {type: 'spawn', id, command, cwd, env, logPath, errorLogPath?, logRoot?, header,
+//                       cgroup?}
 //   launcher → daemon  {type: 'ready'} once;
 //                      {type: 'spawned', id, pid, stat} (stat: /proc/<pid>/stat, read before the
 //                      launcher could reap the agent) or {type: 'failed', id, stage, path?, message}
@@ -25,7 +26,12 @@
 // created when missing, the header line written first to each. With `logRoot` (the cell),
 // every component from it down to the log is opened without following a link, each relative to
 // the previous one through /proc/self/fd (the walk of cell-spec's beneath.ts, repeated here so
-// that the launcher loads nothing but Node). The launcher reaps every agent
+// that the launcher loads nothing but Node). With `cgroup` (the `cgroup.procs` of the agent's
+// cgroup2 group), the launcher moves itself into that group for the fork and back into its own
+// right after it, so the agent is in its group from its first instruction without a shell exec'd
+// in front of it (the daemon asks one start at a time per group, and no other operation on that
+// group runs meanwhile: agent-cgroups.ts). A launcher that cannot move back says so and exits
+// (the daemon starts a new one) rather than stay in an agent's group. The launcher reaps every agent
 // it starts. It exits when its stdin ends (the daemon closed it, or died); the agents keep running. It
 // ignores SIGINT, SIGTERM and SIGHUP sent to the daemon's process group: the daemon decides
 // when it ends.
@@ -38,6 +44,7 @@ import {
   mkdirSync,
   openSync,
   readFileSync,
+  writeFileSync,
   writeSync,
 } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -117,6 +124,49 @@ const openLogBeneath = (/** @type {string} */ root, /** @type {string} */ path) 
 const messageOf = (/** @type {unknown} */ error) =>
   error instanceof Error ? error.message : String(error);
 
+/** The `cgroup.procs` of the launcher's own cgroup2 group (where it returns after a fork). */
+const ownCgroupProcs = () => {
+  const own = readFileSync('/proc/self/cgroup', 'utf8')
+    .split('\n')
+    .find((line) => line.startsWith('0::'))
+    ?.slice(3);
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const [before, after] = line.split(' - ');
+    const mount = before?.split(' ')[4];
+    if (after?.split(' ')[0] === 'cgroup2' && mount && own !== undefined)
+      return join(mount, own, 'cgroup.procs');
+  }
+  throw new Error('no cgroup2 file system is mounted, or this process is in no cgroup2 group');
+};
+/** @type {string | undefined} found at the first start into a group */
+let home;
+/** Why the launcher could not return to its own group after a fork (it then exits). */
+/** @type {string | undefined} */
+let stranded;
+
+/**
+ * Forks with `spawn()` from inside the cgroup whose `cgroup.procs` is `procs` (when given): the
+ * child inherits the group at fork. `0` written to `cgroup.procs` moves the writing process.
+ * @template T
+ * @param {string | undefined} procs
+ * @param {() => T} fork
+ * @returns {T}
+ */
+const forkIn = (procs, fork) => {
+  if (procs === undefined) return fork();
+  home ??= ownCgroupProcs();
+  writeFileSync(procs, '0');
+  try {
+    return fork();
+  } finally {
+    try {
+      writeFileSync(home, '0');
+    } catch (error) {
+      stranded = `cannot return to its own cgroup ${home} from ${procs}: ${messageOf(error)}`;
+    }
+  }
+};
+
 /**
  * @param {{ id: number, command: string[], cwd: string, env: Record<string, string>,
  *   logPath: string, errorLogPath?: string, logRoot?: string, header: string }} request
@@ -143,12 +193,14 @@ const launch = (request) => {
   const err = fds[1] ?? out;
   let child;
   try {
-    child = spawn(command[0] ?? '', command.slice(1), {
-      cwd: request.cwd,
-      env: request.env,
-      detached: true,
-      stdio: ['ignore', out, err],
-    });
+    child = forkIn(request.cgroup, () =>
+      spawn(command[0] ?? '', command.slice(1), {
+        cwd: request.cwd,
+        env: request.env,
+        detached: true,
+        stdio: ['ignore', out, err],
+      }),
+    );
   } catch (error) {
     return send({ type: 'failed', id, stage: 'spawn', message: messageOf(error) });
   } finally {
@@ -193,6 +245,11 @@ lines.on('line', (line) => {
     return send({ type: 'fatal', message: `not JSON: ${line.slice(0, 200)}` });
   }
   if (message && message.type === 'spawn') launch(message);
+  // After its answer: a launcher left in an agent's group must not fork anything else there.
+  if (stranded !== undefined) {
+    send({ type: 'fatal', message: stranded });
+    process.exit(70);
+  }
 });
 lines.on('close', () => process.exit(0));
 send({ type: 'ready' });

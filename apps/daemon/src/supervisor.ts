@@ -259,9 +259,9 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
       killGroupOnExit: true,
       instance,
       logRotation: { maxBytes: config.logs.max_bytes, keep: config.logs.keep },
-      // The agent launcher (cheaper forks) stays off until a stopped launcher is detected: an
-      // agent that SIGSTOPs it leaves its siblings unreaped (fault suite, daemon-kill).
-      launcher: false,
+      // Agents are forked by the agent launcher (launcher-client.ts): a small process, so a fork
+      // does not copy the daemon's page tables; one that is stopped or dies is replaced.
+      launcher: true,
       ...(cgroups ? { cgroups } : {}),
       ...sandboxUserOf(config),
     });
