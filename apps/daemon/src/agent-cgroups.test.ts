@@ -128,8 +128,16 @@ describe.skipIf(!detected)('agent cgroups (cgroup2 writable here)', () => {
         env: agentEnv(),
         cell: { uuid: cell.uuid, dir: cell.dir },
       });
+      // The escaped child once `env -i` has exec'd its shell (before, it still carries the marks).
       const [child] = await waitFor(
-        async () => ((await tagged(tag)).length === 1 ? tagged(tag) : undefined),
+        async () => {
+          const pids = await tagged(tag);
+          const environ =
+            pids.length === 1
+              ? await fs.readFile(`/proc/${pids[0]}/environ`, 'utf8').catch(() => undefined)
+              : undefined;
+          return environ !== undefined && !environ.includes('PIT_INSTANCE') ? pids : undefined;
+        },
         10_000,
         'the escaped child',
       );
