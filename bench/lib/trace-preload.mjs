@@ -17,7 +17,10 @@ if (file) {
   const now = () => performance.timeOrigin + performance.now();
   const appendFileSync = fs.appendFileSync;
   let buffer = [];
-  const record = (entry) => buffer.push(entry);
+  const record = (entry) => buffer.push({ ...entry, by: process.pid });
+  /** The path a call names (its first argument), when it names one. */
+  const pathOf = (args) =>
+    typeof args[0] === 'string' ? args[0] : args[0] instanceof URL ? args[0].href : undefined;
   const flush = () => {
     if (buffer.length === 0) return;
     const lines = buffer.map((entry) => JSON.stringify(entry)).join('\n') + '\n';
@@ -60,7 +63,7 @@ if (file) {
         try {
           return original.apply(this, args);
         } finally {
-          record({ kind: 'fs', name: `${prefix}${name}`, t, dur: now() - t });
+          record({ kind: 'fs', name: `${prefix}${name}`, path: pathOf(args), t, dur: now() - t });
         }
       };
     }
@@ -72,7 +75,8 @@ if (file) {
       target[name] = function traced(...args) {
         const t = now();
         const result = original.apply(this, args);
-        const done = () => record({ kind: 'fs', name: `${prefix}${name}`, t, dur: now() - t });
+        const done = () =>
+          record({ kind: 'fs', name: `${prefix}${name}`, path: pathOf(args), t, dur: now() - t });
         if (result && typeof result.then === 'function') result.then(done, done);
         else done();
         return result;

@@ -76,6 +76,37 @@ describe.each(modes)('createExecutor (level 1, $name)', ({ launcher }) => {
     expect(agent.exit).toBe(exit);
   });
 
+  it('forks only once the caller’s record of the start has landed (`recorded`)', async () => {
+    const cell = await makeCell([{ name: 'forge' }]);
+    const flag = join(cell.dir, 'recorded');
+    // The agent runs on only if the record (here: a file) exists when it starts.
+    const agentScript = await script(
+      join(cell.dir, 'workspace', 'agent.sh'),
+      `test -e "${flag}" || exit 3\nexec sleep 30`,
+    );
+    let landed = false;
+    // The record lands a while after the start is asked for: well after the fork would have been.
+    const recorded = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        void fs.writeFile(flag, '').then(() => {
+          landed = true;
+          resolve();
+        });
+      }, 300),
+    );
+    const agent = await make().start({
+      agent: 'forge',
+      argv: ['sh', agentScript],
+      env: agentEnv(),
+      cell,
+      recorded,
+    });
+    reapLater(agent.pid);
+    expect(landed).toBe(true);
+    expect(agent.exit).toBeUndefined();
+    expect((await readProcessStat(agent.pid))?.state).toMatch(/^[RS]$/);
+  });
+
   it('appends stdout and stderr to the one log, in the order written, with mergeStderr', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const agent = await make().start({

@@ -83,6 +83,11 @@ export interface StartAgentOptions {
    * it before the start. @default a new random nonce ({@link newSpawnNonce})
    */
   nonce?: string;
+  /**
+   * Settles once the caller's record of this start (its nonce) is on disk: the fork waits for it,
+   * while everything before the fork (directories, logs, the agent's cgroup) is done meanwhile.
+   */
+  recorded?: Promise<unknown>;
   /** The cell the agent runs in; omit for an agent outside cells. */
   cell?: { uuid: string; dir: string };
   /** Working directory. @default the cell's `workspace/` (required outside cells) */
@@ -516,7 +521,11 @@ async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promis
   };
   await rotateFullLog(state, request, request.logPath);
   if (request.errorLogPath !== undefined) await rotateFullLog(state, request, request.errorLogPath);
-  const spawned = await spawnInCgroup(state, { agent, cwd, env, profile }, request);
+  const spawned = await spawnInCgroup(
+    state,
+    { agent, cwd, env, profile, recorded: spec.recorded },
+    request,
+  );
   return track(state, spawned, {
     agent,
     cell: spec.cell?.uuid,
@@ -536,11 +545,20 @@ async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promis
  */
 async function spawnInCgroup(
   state: ExecutorState,
-  start: { agent: string; cwd: string; env: Record<string, string>; profile: IsolationProfile },
+  start: {
+    agent: string;
+    cwd: string;
+    env: Record<string, string>;
+    profile: IsolationProfile;
+    recorded: Promise<unknown> | undefined;
+  },
   request: SpawnRequest,
 ): Promise<Spawned> {
   const { launcher } = state;
-  const spawn = (what: SpawnRequest) => (launcher ? launcher.spawn(what) : spawnDirect(what));
+  const spawn = async (what: SpawnRequest) => {
+    await start.recorded;
+    return launcher ? launcher.spawn(what) : spawnDirect(what);
+  };
   const { cgroups } = state.options;
   if (!cgroups || start.profile.level === 3) return spawn(request);
   const program = request.command[0]!;

@@ -165,7 +165,8 @@ async function startMarked(
   slot.state.spawn_nonce = nonce;
   slot.state.pid = undefined;
   slot.state.pid_start_time = undefined;
-  await context.store.save(slot.key);
+  // On disk before the process exists (the fork waits for it); the start is prepared meanwhile.
+  const recorded = context.store.save(slot.key);
   try {
     const home = ownHome(slot);
     const started = await context.executor.start({
@@ -173,6 +174,7 @@ async function startMarked(
       argv: agentConfig.argv,
       env,
       nonce,
+      recorded,
       ...placeOf(context, slot, agentConfig),
       isolation: agentConfig.isolation,
       hiddenPaths: hiddenFromAgent(context.config, context.stateDir, slot.name),

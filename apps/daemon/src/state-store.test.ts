@@ -43,6 +43,35 @@ async function cellWithAgents(root: string, names: string[]): Promise<string> {
 }
 
 describe('openFileStateStore', () => {
+  it('makes the saves asked for in one turn of the event loop one write (a decision, then the start it leads to)', async () => {
+    const root = await tempDir();
+    const stateDir = await tempDir();
+    const cell = await cellWithAgents(root, ['alpha']);
+    // Each write is stamped with a clock reading of its own.
+    let clock = Date.now();
+    const store = await openFileStateStore({
+      stateDir,
+      logger: recordingLogger(),
+      now: () => ++clock,
+    });
+    const alpha = state('dead');
+    store.attach({ key: 'c/alpha', name: 'alpha', scope: cell }, alpha);
+    await store.save('c/alpha');
+    alpha.last_decision = { action: 'restart', reason: 'dead', at: new Date().toISOString() };
+    const decision = store.save('c/alpha');
+    // The restart path's own awaits (microtasks) before the start records its nonce.
+    for (let turn = 0; turn < 5; turn++) await Promise.resolve();
+    alpha.spawn_nonce = 'a'.repeat(32);
+    const start = store.save('c/alpha');
+    await decision;
+    const afterDecision = store.persistedAt('c/alpha');
+    await start;
+    // One write landed both: no second write after the decision's.
+    expect(store.persistedAt('c/alpha')).toBe(afterDecision);
+    expect((await readAgentStates(stateDir, cell)).agents.alpha?.spawn_nonce).toBe('a'.repeat(32));
+    store.close();
+  });
+
   it('keeps the records of agents it does not hold: read from the file before its first write, then as it wrote them (a change to a detached record after its last save is not written)', async () => {
     const root = await tempDir();
     const stateDir = await tempDir();

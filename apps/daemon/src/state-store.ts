@@ -450,9 +450,13 @@ interface ScopeWriterOptions {
   closed(): boolean;
 }
 
+/** Resolves in the next turn of the event loop (after its I/O callbacks). */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /**
  * Writes a scope's file: one write at a time per file, and a write that has not started yet
- * already covers every later change (it writes every member's record as it is when it runs).
+ * already covers every later change (it writes every member's record as it is when it runs; it
+ * starts a turn of the event loop after it was asked for, so that saves asked for together are one).
  * A failed write is retried on a timer (one per scope) until it lands.
  */
 function createScopeWriter(options: ScopeWriterOptions) {
@@ -510,7 +514,10 @@ function createScopeWriter(options: ScopeWriterOptions) {
     const pending = queued.get(scope);
     if (pending) return pending;
     const previous = writes.get(scope) ?? Promise.resolve();
+    // Started one turn of the event loop later: the saves asked for in this turn (a decision,
+    // then the start it leads to) are one write, not two in a row.
     const settled = previous
+      .then(nextTurn)
       .then(() => writeNow(scope))
       .catch((error: unknown) => failed(scope, error));
     queued.set(scope, settled);
