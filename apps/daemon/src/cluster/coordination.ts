@@ -12,6 +12,8 @@
  *   refused by the server, JetStream error 10071), and only when the owner is this host or a host
  *   whose lease has expired. The revision that wins is the agent's **epoch**: it only grows, so
  *   an older incarnation's epoch is refused by {@link Coordination.isCurrent}.
+ * - **Shared agent records**: bucket `pit_records` (agent-records.ts; no TTL, swept by
+ *   records-retention.ts), opened here with the others.
  * - **Cells' checkpoints**: object store `pit_cells` (cell-store.ts writes and reads it), opened
  *   here with the buckets so that every host has it.
  * - **Roles** (host-role.ts): a job one host of the cluster does at a time (polling the shared
@@ -322,17 +324,18 @@ async function keepLease(opened: Opened): Promise<Lease> {
   };
 }
 
-/** The hosts whose lease key has not expired. */
-async function readLiveHosts(opened: Opened): Promise<HostLease[]> {
+/** The keys of a KV bucket that hold a message (a value or a delete marker), from its stream's subjects. */
+async function streamKeys(opened: Opened, bucket: string): Promise<string[]> {
   // The stream's subjects, in one request: `kv.keys()` runs a consumer that can wait forever
   // when a key expires while it lists.
-  const prefix = `$KV.${HOSTS_BUCKET}.`;
-  const info = await opened.jsm.streams.info(`KV_${HOSTS_BUCKET}`, {
-    subjects_filter: `${prefix}>`,
-  });
-  const keys = Object.keys(info.state.subjects ?? {}).map((subject) =>
-    subject.slice(prefix.length),
-  );
+  const prefix = `$KV.${bucket}.`;
+  const info = await opened.jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}>` });
+  return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length));
+}
+
+/** The hosts whose lease key has not expired. */
+async function readLiveHosts(opened: Opened): Promise<HostLease[]> {
+  const keys = await streamKeys(opened, HOSTS_BUCKET);
   const leases = await Promise.all(keys.map((key) => opened.hosts.get(key)));
   return leases.flatMap((entry) => {
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) return [];
@@ -429,6 +432,13 @@ async function startCoordination(opened: Opened): Promise<Coordination> {
       keyOf: ownerKey,
       ownerEpoch: owner,
       now: opened.now,
+      keys: () => streamKeys(opened, RECORDS_BUCKET),
+      async purgeBelow(key, beforeSeq) {
+        await opened.jsm.streams.purge(`KV_${RECORDS_BUCKET}`, {
+          filter: `$KV.${RECORDS_BUCKET}.${key}`,
+          seq: beforeSeq,
+        });
+      },
     }),
     async release(agent, epoch) {
       const current = await owner(agent);
