@@ -164,6 +164,11 @@ export interface ClusterMember {
   started(process: FencedProcess): void;
   /** The agent's process is gone or was let go. */
   ended(key: string): void;
+  /**
+   * Called with each agent this host lets go of (released its owner record: it left the config,
+   * or a takeover was given up): a later claim starts from no shared record written here.
+   */
+  onLetGo(listener: (key: string) => void): void;
   /** Starts placement (a tick every T/3). */
   start(hooks: ClusterHooks): void;
   view(): Promise<ClusterView>;
@@ -240,6 +245,8 @@ interface MemberState {
   lastSweep: number;
   /** The records sweep in progress (it runs beside the placement passes). */
   sweeping: Promise<void> | undefined;
+  /** {@link ClusterMember.onLetGo} listeners. */
+  letGoListeners: Array<(key: string) => void>;
 }
 
 /** The cell object store as last listed, and why it would be listed again. */
@@ -270,6 +277,7 @@ function initialState(): MemberState {
     cellList: undefined,
     lastSweep: 0,
     sweeping: undefined,
+    letGoListeners: [],
   };
 }
 
@@ -320,6 +328,7 @@ function createMember(
     publishCheckpoint: (cell, checkpoint) =>
       publishCheckpoint(options, coordination, state, cell, checkpoint),
     ...processesHere(state, fence),
+    onLetGo: (listener) => void state.letGoListeners.push(listener),
     start(hooks) {
       state.hooks = hooks;
       state.lastSweep = Date.now();
@@ -486,6 +495,8 @@ async function letGoUnconfigured(
   const gone = [...state.held.keys()].filter(
     (key) =>
       !configured.has(key) &&
+      // Without the cells hook this host's cells are unknown: only placed agents are let go.
+      (hooks.cells !== undefined || key.startsWith('host/')) &&
       !state.running.has(key) &&
       !state.takenFrom.has(key) &&
       !rebuilding.some((uuid) => key.startsWith(`${uuid}/`)),
@@ -787,6 +798,7 @@ async function letGo(coordination: Coordination, state: MemberState, keys: strin
     state.held.delete(key);
     state.takenFrom.delete(key);
     await coordination.release(key, epoch).catch(() => false);
+    for (const listener of state.letGoListeners) listener(key);
   }
 }
 

@@ -89,8 +89,12 @@ export interface Coordination {
   /**
    * Claims the agent for this host before starting it (see the module header). `live`: the live
    * hosts just read by the caller (a placement pass over many agents reads them once), else read here.
+   * `unowned`: only when nobody owns it, this host included (`owned` otherwise; the records sweep).
    */
-  claim(agent: string, options?: { live?: ReadonlySet<string> }): Promise<ClaimResult>;
+  claim(
+    agent: string,
+    options?: { live?: ReadonlySet<string>; unowned?: boolean },
+  ): Promise<ClaimResult>;
   /** Gives the agent up (a stop, or the agent removed), only while `epoch` is still current. */
   release(agent: string, epoch: number): Promise<boolean>;
   /** True while `epoch` is the agent's current epoch and this host owns it. */
@@ -362,8 +366,9 @@ async function claimAgent(
   opened: Opened,
   lease: Lease,
   agent: string,
-  live?: ReadonlySet<string>,
+  options: { live?: ReadonlySet<string>; unowned?: boolean } = {},
 ): Promise<ClaimResult> {
+  const { live } = options;
   const { owners, hostId, now } = opened;
   if (lease.fenced())
     return {
@@ -379,6 +384,13 @@ async function claimAgent(
     const current = parseOwner(entry);
     revision = entry?.revision ?? 0;
     const takeover = current !== undefined && current.host !== hostId;
+    if (current && options.unowned)
+      return {
+        ok: false,
+        reason: 'owned',
+        owner: current,
+        message: `${agent} is owned by host ${current.host} (epoch ${current.epoch})`,
+      };
     // A live set read at the start of a placement pass is a hint, never a verdict: a host that
     // joined since (and claimed this agent) is missing from it, so an owner it lacks is looked
     // up afresh before being taken over (a stale set made two hosts hold one agent).
@@ -425,7 +437,7 @@ async function startCoordination(opened: Opened): Promise<Coordination> {
     hostId,
     liveHosts: () => readLiveHosts(opened),
     owner,
-    claim: (agent, options) => claimAgent(opened, lease, agent, options?.live),
+    claim: (agent, options) => claimAgent(opened, lease, agent, options),
     records: agentRecordsOver({
       bucket: opened.records,
       hostId,

@@ -70,6 +70,8 @@ describe.skipIf(!installed)(
       members.push(member);
       const [kept, removed, running] = ['host/kept', 'host/removed', 'host/running'];
       let placeable = [kept, removed, running];
+      const letGo: string[] = [];
+      member.onLetGo((key) => void letGo.push(key));
       member.start({
         placeable: () => placeable,
         resync: async () => {},
@@ -101,6 +103,7 @@ describe.skipIf(!installed)(
         15_000,
         'the agent whose process ended to be let go and its record to go',
       );
+      expect(letGo).toEqual([removed, running]);
       expect(member.supervises(kept, false)).toBe(true);
       expect(await present(OWNERS_BUCKET, kept)).toBe(true);
       expect(await present(RECORDS_BUCKET, kept)).toBe(true);

@@ -186,8 +186,17 @@ describe.skipIf(!installed)('retention of the shared agent records (real NATS Je
       current: { host: 'fence-b', epoch: epochB },
     });
     expect(await a.records.read(agent)).toMatchObject({ host: 'fence-b', epoch: epochB });
+    // The sweep's claim is only of an agent nobody owns, this host included.
+    const held = await a.claim(agent);
+    expect(held.ok).toBe(true);
+    expect(await a.claim(agent, { unowned: true })).toMatchObject({
+      ok: false,
+      reason: 'owned',
+      owner: { host: 'fence-a' },
+    });
+    await a.release(agent, held.ok ? held.epoch : 0);
     // Under a newer epoch it goes, and a second removal finds nothing.
-    const claimA = await a.claim(agent);
+    const claimA = await a.claim(agent, { unowned: true });
     expect(claimA.ok).toBe(true);
     const epochA2 = claimA.ok ? claimA.epoch : 0;
     expect(await a.records.remove(agent, epochA2)).toEqual({ ok: true, removed: true });

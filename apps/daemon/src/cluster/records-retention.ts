@@ -18,8 +18,8 @@
  *   agent that left its config once no process of it runs there (cluster-member.ts), so an agent
  *   removed from every host's config loses its record one retention after its last write.
  *
- * The removal is fenced like every write: the sweeper first claims the agent's owner key (a
- * create: it fails when any host holds it; the claim's revision is a new epoch), removes the
+ * The removal is fenced like every write: the sweeper first claims the agent's owner key (only
+ * while nobody owns it, this host included; the claim's revision is a new epoch), removes the
  * record under that epoch (refused when the record or the owner record carries a newer one,
  * and a compare-and-set at the revision read, so a write that landed meanwhile stays), then
  * releases the key (the hold lasts a few requests). A start that meets the hold is refused as a
@@ -118,11 +118,10 @@ async function removable(options: SweepOptions, agent: string): Promise<boolean>
 /** Claims the agent's owner key, removes the record under that epoch, releases the key. */
 async function removeFenced(options: SweepOptions, agent: string): Promise<boolean> {
   const { coordination, logger } = options;
-  const claim = await coordination.claim(agent, { live: options.live });
+  // Only while nobody owns it, this host included (a start here claims the same key).
+  const claim = await coordination.claim(agent, { live: options.live, unowned: true });
   if (!claim.ok) return false;
   try {
-    // A host that held it went away between the owner read and the claim: it is not an orphan.
-    if (claim.takeover) return false;
     const record = await coordination.records.read(agent);
     const removed = await coordination.records.remove(agent, claim.epoch);
     if (!removed.ok || !removed.removed) return false;
