@@ -14,7 +14,7 @@
  *   holds goes to the object store `pit_cells` with the cell's definition as the daemon accepted it
  *   (cell-store.ts; a cell with no checkpoint yet gets its definition alone, once). The store is
  *   listed only when a takeover may be due (the first pass, the live hosts changed, a rebuild or an
- *   undecided claim pending, else at most every {@link CELL_LIST_REFRESH_MS}: {@link cellRecords});
+ *   undecided claim pending, else once every {@link CELL_LIST_REFRESH_MS}: {@link cellRecords});
  *   for each record whose cell is not on this host and whose writer's lease expired (the writer
  *   holds the cell: a takeover writes the record again as the new host's at once), the cell's agents whose owner's lease expired
  *   are claimed by the live host ranked first *for the cell* (its uuid: all of a cell's agents go to
