@@ -9,6 +9,12 @@
  * What an incarnation leaves on its host (its pid, start time, spawn nonce, a pending approval's
  * id in that host's approval store, its health now) is not carried: another host cannot adopt
  * that process, and the new incarnation's health is its own.
+ *
+ * Retention (records-retention.ts): the bucket has no TTL (an owner alive but silent, a stopped
+ * agent's record written once, must not lose it). A record is removed only by the sweep, under a
+ * claim of the agent's owner key ({@link AgentRecords.remove}, fenced like a write), once no host
+ * holds the agent, the sweeping host does not configure it, its cell has no record in `pit_cells`,
+ * and it was last written more than 7 days ago.
  */
 import type { KV, KvEntry } from '@nats-io/kv';
 import { isStaleRevision } from './jetstream-errors.js';
@@ -49,6 +55,16 @@ export interface AgentRecords {
    * Rejects when NATS does not answer.
    */
   write(agent: string, epoch: number, state: AgentState): Promise<RecordWrite>;
+  /**
+   * Removes the agent's record under `epoch`, fenced like a write: refused when the record or the
+   * agent's owner record carries a newer epoch, and a compare-and-set at the revision read (a
+   * write that lands meanwhile is never removed). Its delete marker is then purged (nats-server
+   * 2.9 keeps markers forever), up to the marker only. `ok: true, removed: false`: there was none.
+   * Rejects when NATS does not answer. Only the retention sweep calls it (records-retention.ts).
+   */
+  remove(agent: string, epoch: number): Promise<RecordWrite & { removed?: boolean }>;
+  /** The agent keys that have a record (one request: the bucket stream's subjects). */
+  agents(): Promise<string[]>;
 }
 
 /** The carried fields of a state, as a fresh record. */
@@ -57,6 +73,16 @@ export function carriedState(state: AgentState): AgentState {
   for (const field of CARRIED)
     if (state[field] !== undefined) Object.assign(fresh, { [field]: state[field] });
   return fresh;
+}
+
+/** The agent key of a KV key made by `keyOf` (`=2E` back to `.`), or undefined when it is not one. */
+function agentOfKey(key: string, keyOf: (agent: string) => string): string | undefined {
+  const agent = key.replaceAll('=2E', '.');
+  try {
+    return keyOf(agent) === key ? agent : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A stored value, or undefined when it is not one this version wrote (it is then overwritten). */
@@ -86,17 +112,24 @@ function parseRecord(entry: KvEntry | null): SharedRecord | undefined {
 /** Compare-and-set attempts of one write before it gives up (other writers keep winning). */
 const WRITE_ATTEMPTS = 5;
 
-/**
- * The shared records over `bucket`. `keyOf` maps an agent key to a KV key (the owner records'
- * mapping); `ownerEpoch` reads the epoch of the agent's owner record (undefined: no owner).
- */
-export function agentRecordsOver(options: {
+/** What {@link agentRecordsOver} works with. */
+interface RecordsOptions {
   bucket: KV;
   hostId: string;
   keyOf: (agent: string) => string;
   ownerEpoch: (agent: string) => Promise<{ host: string; epoch: number } | undefined>;
   now: () => number;
-}): AgentRecords {
+  /** The bucket's KV keys that hold a message (a record or a delete marker). */
+  keys: () => Promise<string[]>;
+  /** Purges the key's messages below stream sequence `beforeSeq` (a delete marker and what it covers). */
+  purgeBelow: (key: string, beforeSeq: number) => Promise<void>;
+}
+
+/**
+ * The shared records over `bucket`. `keyOf` maps an agent key to a KV key (the owner records'
+ * mapping); `ownerEpoch` reads the epoch of the agent's owner record (undefined: no owner).
+ */
+export function agentRecordsOver(options: RecordsOptions): AgentRecords {
   const { bucket, hostId, keyOf } = options;
   return {
     async read(agent) {
@@ -132,5 +165,49 @@ export function agentRecordsOver(options: {
         }
       }
     },
+    remove: (agent, epoch) => removeRecord(options, agent, epoch),
+    async agents() {
+      return (await options.keys()).flatMap((key) => {
+        const agent = agentOfKey(key, keyOf);
+        return agent === undefined ? [] : [agent];
+      });
+    },
   };
+}
+
+/** {@link AgentRecords.remove} (see there). */
+async function removeRecord(
+  options: RecordsOptions,
+  agent: string,
+  epoch: number,
+): Promise<RecordWrite & { removed?: boolean }> {
+  const { bucket, keyOf } = options;
+  const key = keyOf(agent);
+  const owner = await options.ownerEpoch(agent);
+  if (owner && owner.epoch > epoch) return { ok: false, reason: 'stale_epoch', current: owner };
+  for (let attempt = 1; ; attempt += 1) {
+    const entry = await bucket.get(key);
+    if (!entry) return { ok: true, removed: false };
+    if (entry.operation !== 'PUT') {
+      await options.purgeBelow(key, entry.revision + 1);
+      return { ok: true, removed: false };
+    }
+    const current = parseRecord(entry);
+    if (current && current.epoch > epoch)
+      return {
+        ok: false,
+        reason: 'stale_epoch',
+        current: { host: current.host, epoch: current.epoch },
+      };
+    try {
+      await bucket.delete(key, { previousSeq: entry.revision });
+    } catch (error) {
+      if (!isStaleRevision(error) || attempt >= WRITE_ATTEMPTS) throw error;
+      continue;
+    }
+    // The marker itself, and only it: a record written after it (a newer sequence) stays.
+    const marker = await bucket.get(key);
+    if (marker && marker.operation !== 'PUT') await options.purgeBelow(key, marker.revision + 1);
+    return { ok: true, removed: true };
+  }
 }

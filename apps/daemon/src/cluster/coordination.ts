@@ -12,6 +12,8 @@
  *   refused by the server, JetStream error 10071), and only when the owner is this host or a host
  *   whose lease has expired. The revision that wins is the agent's **epoch**: it only grows, so
  *   an older incarnation's epoch is refused by {@link Coordination.isCurrent}.
+ * - **Shared agent records**: bucket `pit_records` (agent-records.ts; no TTL, swept by
+ *   records-retention.ts), opened here with the others.
  * - **Cells' checkpoints**: object store `pit_cells` (cell-store.ts writes and reads it), opened
  *   here with the buckets so that every host has it.
  * - **Roles** (host-role.ts): a job one host of the cluster does at a time (polling the shared
@@ -87,8 +89,12 @@ export interface Coordination {
   /**
    * Claims the agent for this host before starting it (see the module header). `live`: the live
    * hosts just read by the caller (a placement pass over many agents reads them once), else read here.
+   * `unowned`: only when nobody owns it, this host included (`owned` otherwise; the records sweep).
    */
-  claim(agent: string, options?: { live?: ReadonlySet<string> }): Promise<ClaimResult>;
+  claim(
+    agent: string,
+    options?: { live?: ReadonlySet<string>; unowned?: boolean },
+  ): Promise<ClaimResult>;
   /** Gives the agent up (a stop, or the agent removed), only while `epoch` is still current. */
   release(agent: string, epoch: number): Promise<boolean>;
   /** True while `epoch` is the agent's current epoch and this host owns it. */
@@ -322,17 +328,18 @@ async function keepLease(opened: Opened): Promise<Lease> {
   };
 }
 
-/** The hosts whose lease key has not expired. */
-async function readLiveHosts(opened: Opened): Promise<HostLease[]> {
+/** The keys of a KV bucket that hold a message (a value or a delete marker), from its stream's subjects. */
+async function streamKeys(opened: Opened, bucket: string): Promise<string[]> {
   // The stream's subjects, in one request: `kv.keys()` runs a consumer that can wait forever
   // when a key expires while it lists.
-  const prefix = `$KV.${HOSTS_BUCKET}.`;
-  const info = await opened.jsm.streams.info(`KV_${HOSTS_BUCKET}`, {
-    subjects_filter: `${prefix}>`,
-  });
-  const keys = Object.keys(info.state.subjects ?? {}).map((subject) =>
-    subject.slice(prefix.length),
-  );
+  const prefix = `$KV.${bucket}.`;
+  const info = await opened.jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}>` });
+  return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length));
+}
+
+/** The hosts whose lease key has not expired. */
+async function readLiveHosts(opened: Opened): Promise<HostLease[]> {
+  const keys = await streamKeys(opened, HOSTS_BUCKET);
   const leases = await Promise.all(keys.map((key) => opened.hosts.get(key)));
   return leases.flatMap((entry) => {
     if (!entry || entry.operation !== 'PUT' || entry.length === 0) return [];
@@ -359,8 +366,9 @@ async function claimAgent(
   opened: Opened,
   lease: Lease,
   agent: string,
-  live?: ReadonlySet<string>,
+  options: { live?: ReadonlySet<string>; unowned?: boolean } = {},
 ): Promise<ClaimResult> {
+  const { live } = options;
   const { owners, hostId, now } = opened;
   if (lease.fenced())
     return {
@@ -376,6 +384,13 @@ async function claimAgent(
     const current = parseOwner(entry);
     revision = entry?.revision ?? 0;
     const takeover = current !== undefined && current.host !== hostId;
+    if (current && options.unowned)
+      return {
+        ok: false,
+        reason: 'owned',
+        owner: current,
+        message: `${agent} is owned by host ${current.host} (epoch ${current.epoch})`,
+      };
     // A live set read at the start of a placement pass is a hint, never a verdict: a host that
     // joined since (and claimed this agent) is missing from it, so an owner it lacks is looked
     // up afresh before being taken over (a stale set made two hosts hold one agent).
@@ -422,13 +437,20 @@ async function startCoordination(opened: Opened): Promise<Coordination> {
     hostId,
     liveHosts: () => readLiveHosts(opened),
     owner,
-    claim: (agent, options) => claimAgent(opened, lease, agent, options?.live),
+    claim: (agent, options) => claimAgent(opened, lease, agent, options),
     records: agentRecordsOver({
       bucket: opened.records,
       hostId,
       keyOf: ownerKey,
       ownerEpoch: owner,
       now: opened.now,
+      keys: () => streamKeys(opened, RECORDS_BUCKET),
+      async purgeBelow(key, beforeSeq) {
+        await opened.jsm.streams.purge(`KV_${RECORDS_BUCKET}`, {
+          filter: `$KV.${RECORDS_BUCKET}.${key}`,
+          seq: beforeSeq,
+        });
+      },
     }),
     async release(agent, epoch) {
       const current = await owner(agent);

@@ -1,7 +1,8 @@
 /**
  * The state store of a clustered daemon: the file store (state-store.ts), each save of an agent
  * this host holds also shared across hosts (agent-records.ts) when what outlives the host changed
- * (`pit stop`, restarts, a substitute), one write in flight per agent; a save resolves once the
+ * (`pit stop`, restarts, a substitute), or when it is held again after the member let it go
+ * (its record may have been swept since), one write in flight per agent; a save resolves once the
  * cluster has it. The host that takes the agent over reads it back (fleet-sync.ts) before it acts.
  */
 import type { AgentState } from '@pit/cell-spec';
@@ -16,6 +17,9 @@ export function withSharedRecords(inner: StateStore, member: ClusterMember): Sta
   const shared = new Map<string, string>();
   /** The last write asked for per agent: each waits for the one before (one in flight). */
   const inFlight = new Map<string, Promise<void>>();
+  // Let go (its owner record released): its record may be swept (records-retention.ts), so the
+  // next share once it is held again writes it whether or not the carried fields changed.
+  member.onLetGo((key) => shared.delete(key));
 
   /** Shares the agent's carried fields when they changed since the last share; resolves once written. */
   const share = (key: string): Promise<void> => {
