@@ -13,7 +13,7 @@
  * Operations on one agent's group run one after another, in the order they were asked for.
  * Never decides when an agent starts or stops: the executor calls it.
  */
-import { constants, promises as fs } from 'node:fs';
+import { constants, mkdirSync, readFileSync, rmdirSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { JOIN_SHELL } from './agent-spawn.js';
 import type { Logger } from './logger.js';
@@ -248,7 +248,8 @@ function createAgentCgroups(
       return inTurn(path, async () => {
         report(path, agent, await killGroup(path, killBy), 'left in its group by an earlier start');
         // Recursive: the instance directory may have been pruned while this daemon had no agent.
-        await fs.mkdir(path, { recursive: true, mode: 0o755 });
+        // Synchronous: a cgroup2 directory is made in microseconds (see groupPids).
+        mkdirSync(path, { recursive: true, mode: 0o755 });
         return start(join(path, 'cgroup.procs'));
       });
     },
@@ -261,10 +262,13 @@ function createAgentCgroups(
       return inTurn(path, async () => {
         const killed = await killGroup(path, killBy);
         report(path, agent, killed, 'the agent has exited: its descendants go with it');
-        await fs.rmdir(path).catch((error: NodeJS.ErrnoException) => {
-          if (error.code !== 'ENOENT')
-            logger.warn('cannot remove an agent cgroup', { cgroup: path, error: error.message });
-        });
+        try {
+          rmdirSync(path);
+        } catch (error) {
+          const { code, message } = error as NodeJS.ErrnoException;
+          if (code !== 'ENOENT')
+            logger.warn('cannot remove an agent cgroup', { cgroup: path, error: message });
+        }
         return killed;
       });
     },
@@ -281,7 +285,7 @@ const FREEZE_TIMEOUT_MS = 2_000;
 /** Runs `work` with the group at `path` frozen (see {@link AgentCgroups.whileFrozen}). */
 async function frozen<T>(path: string, work: () => Promise<T>): Promise<T | undefined> {
   const control = join(path, 'cgroup.freeze');
-  if ((await groupPids(path)).length === 0) return undefined;
+  if (groupPids(path).length === 0) return undefined;
   await fs.writeFile(control, '1');
   try {
     const deadline = Date.now() + FREEZE_TIMEOUT_MS;
@@ -319,8 +323,18 @@ async function thawAll(root: string, logger: Logger): Promise<void> {
 }
 
 /** The pids in a group (none when it does not exist). */
-async function groupPids(path: string): Promise<number[]> {
-  const text = await fs.readFile(join(path, 'cgroup.procs'), 'utf8').catch(() => '');
+/**
+ * The pids in the group (none when it is missing). Read synchronously, as the group is made and
+ * removed on the start path: a cgroup2 file is the kernel's (a read takes microseconds here),
+ * while each round trip through the thread pool waits for the event loop (milliseconds).
+ */
+function groupPids(path: string): number[] {
+  let text: string;
+  try {
+    text = readFileSync(join(path, 'cgroup.procs'), 'utf8');
+  } catch {
+    return [];
+  }
   return text.split('\n').filter(Boolean).map(Number);
 }
 
@@ -329,13 +343,13 @@ async function groupPids(path: string): Promise<number[]> {
  * @returns how many processes it held
  */
 export async function killGroup(path: string, killBy: AgentCgroups['killBy']): Promise<number> {
-  const pids = await groupPids(path);
+  const pids = groupPids(path);
   if (pids.length === 0) return 0;
   if (killBy === 'cgroup.kill') await fs.writeFile(join(path, 'cgroup.kill'), '1');
   else {
     // Frozen, nothing in the group can fork while its pids are read and killed.
     await fs.writeFile(join(path, 'cgroup.freeze'), '1');
-    for (const pid of await groupPids(path)) {
+    for (const pid of groupPids(path)) {
       try {
         if (pid > 1) process.kill(pid, 'SIGKILL');
       } catch {
@@ -345,7 +359,7 @@ export async function killGroup(path: string, killBy: AgentCgroups['killBy']): P
     await fs.writeFile(join(path, 'cgroup.freeze'), '0');
   }
   const deadline = Date.now() + EMPTY_TIMEOUT_MS;
-  while ((await groupPids(path)).length > 0 && Date.now() < deadline)
+  while (groupPids(path).length > 0 && Date.now() < deadline)
     await new Promise((resolve) => setTimeout(resolve, EMPTY_POLL_MS));
   return pids.length;
 }
