@@ -262,8 +262,9 @@ describe('daemon SIGKILLed right after it respawned an agent', () => {
       extra: [
         '[policy.defaults]',
         'backoff = { initial = "100ms", cap = "500ms", jitter = 0 }',
-        // Each attempt is a restart, and each restart is now saved before the replacement starts
-        // (with its nonce), so none is lost to the SIGKILL: 8 attempts exceed the default intensity.
+        // Each attempt is a restart, saved before or beside the replacement's start (a restart's
+        // nonce is recorded ahead of time), so most are not lost to the SIGKILL: 8 attempts can
+        // exceed the default intensity.
         'restart_intensity = { max_restarts = 100, window = "10m" }',
       ].join('\n'),
     });

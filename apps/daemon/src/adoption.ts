@@ -183,9 +183,10 @@ function earliestLeader(
 
 /**
  * The process of the start whose nonce was recorded but whose pid was not (the nonce is saved
- * before the start, with no pid): the earliest session leader carrying that nonce (its children
- * carry it too, and started after it). Once the pid of a start is recorded, nothing else is
- * adopted for it: a child it left behind is a leftover, not the agent. A record with neither
+ * before the start, with no pid; or, for a restart, ahead of time as `next_spawn_nonce` with the
+ * previous start's pid): the earliest session leader carrying that nonce (its children carry it
+ * too, and started after it). Once the pid of a start is recorded, nothing else is adopted for
+ * it: a child it left behind is a leftover, not the agent. A record with neither
  * (an older daemon's, a migrated hint, a lost file) takes the earliest session leader with the
  * agent's marks, whatever its nonce: no process can be marked as the agent but the agent and
  * what it forked, and a child starts after its parent.
@@ -195,10 +196,15 @@ async function adoptUnrecorded(
   slot: Slot,
   marked: MarkedScan,
 ): Promise<boolean> {
-  const { spawn_nonce: nonce, pid: recorded } = slot.state;
-  if (nonce !== undefined && recorded !== undefined) return false;
+  const { spawn_nonce: nonce, pid: recorded, next_spawn_nonce: ahead } = slot.state;
+  // A start whose pid was recorded: only the next start, by the nonce recorded for it ahead of
+  // time (a restart forks before it writes), can have left a process the record does not name.
+  const started = nonce !== undefined && recorded !== undefined;
+  if (started && ahead === undefined) return false;
   const found = earliestLeader(await marked.get(), slot, (candidate) =>
-    nonce === undefined ? true : candidate === nonce,
+    started
+      ? candidate === ahead
+      : nonce === undefined || candidate === nonce || (ahead !== undefined && candidate === ahead),
   );
   if (!found || found.pid === recorded) return false;
   if (!(await adopt(context, slot, found))) return false;

@@ -160,13 +160,7 @@ async function startMarked(
     context.store.recordRestart(at);
     context.fleet.changed();
   }
-  // The start is recorded first: its nonce, and no pid until the process exists.
-  const nonce = newSpawnNonce();
-  slot.state.spawn_nonce = nonce;
-  slot.state.pid = undefined;
-  slot.state.pid_start_time = undefined;
-  // On disk before the process exists (the fork waits for it); the start is prepared meanwhile.
-  const recorded = context.store.save(slot.key);
+  const { nonce, recorded } = recordStart(context, slot);
   try {
     const home = ownHome(slot);
     const started = await context.executor.start({
@@ -183,6 +177,9 @@ async function startMarked(
       workspaceFiles: workspaceFilesOf(context, slot, agentConfig),
     });
     watchProcess(context, slot, started);
+    // The next start's nonce, recorded with this start's pid.
+    slot.state.next_spawn_nonce = newSpawnNonce();
+    slot.aheadRecorded = context.store.save(slot.key);
     // argv may carry secrets an operator wrote inline: the logger redacts them (config-safety.ts).
     context.logger.info('agent process started', {
       agent: slot.key,
@@ -221,6 +218,25 @@ async function startMarked(
     reportEnded(context, slot);
     await context.events.agentEvent(slot, { event: 'revive_failed', reason: message });
   }
+}
+
+/**
+ * The start's nonce, on disk before the process exists: recorded ahead of time with the last
+ * start (`next_spawn_nonce`: nothing to write before this fork), else recorded now, with no pid
+ * until the process exists (the fork waits for `recorded`; the start is prepared meanwhile).
+ */
+function recordStart(
+  context: SupervisorContext,
+  slot: Slot,
+): { nonce: string; recorded: Promise<void> } {
+  const ahead = slot.state.next_spawn_nonce;
+  if (ahead !== undefined)
+    return { nonce: ahead, recorded: slot.aheadRecorded ?? Promise.resolve() };
+  const nonce = newSpawnNonce();
+  slot.state.spawn_nonce = nonce;
+  slot.state.pid = undefined;
+  slot.state.pid_start_time = undefined;
+  return { nonce, recorded: context.store.save(slot.key) };
 }
 
 /**

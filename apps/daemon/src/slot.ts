@@ -72,6 +72,11 @@ export interface Slot {
   incarnation?: { host: string; epoch: number };
   /** In a cluster: why the last claim to start it was refused (recorded once per reason). */
   refused?: string;
+  /**
+   * Settles once the record naming `state.next_spawn_nonce` is on disk (the save that followed
+   * the last start): a restart that uses that nonce forks once this has settled.
+   */
+  aheadRecorded?: Promise<void>;
 }
 
 /** Managed when the config gives a command to run on this host; observed otherwise. */

@@ -31,6 +31,15 @@ export const AgentStateSchema = z.strictObject({
     .string()
     .regex(/^[0-9a-f]{32}$/)
     .optional(),
+  /**
+   * The mark the agent's next start will carry, recorded with this start's record (ahead of
+   * time), so that a restart can fork before it writes anything: a daemon killed between that
+   * fork and the record of its pid finds the process by this mark. Kept in daemon-owned state only.
+   */
+  next_spawn_nonce: z
+    .string()
+    .regex(/^[0-9a-f]{32}$/)
+    .optional(),
   substituted_by: AgentNameSchema.optional(),
   last_decision: z
     .strictObject({ action: z.string(), reason: z.string(), at: IsoTimestampSchema })
