@@ -148,13 +148,8 @@ export function agentRecordsOver(options: RecordsOptions): AgentRecords {
       });
       for (let attempt = 1; ; attempt += 1) {
         const entry = await bucket.get(key);
-        const current = parseRecord(entry);
-        if (current && current.epoch > epoch)
-          return {
-            ok: false,
-            reason: 'stale_epoch',
-            current: { host: current.host, epoch: current.epoch },
-          };
+        const refused = refusedBy(entry, epoch);
+        if (refused) return refused;
         try {
           if (entry) await bucket.update(key, value, entry.revision);
           else await bucket.create(key, value);
@@ -175,6 +170,14 @@ export function agentRecordsOver(options: RecordsOptions): AgentRecords {
   };
 }
 
+/** The refusal of a write or removal at `epoch` when the record holds a newer epoch. */
+function refusedBy(entry: KvEntry | null, epoch: number): RecordWrite | undefined {
+  const current = parseRecord(entry);
+  return current && current.epoch > epoch
+    ? { ok: false, reason: 'stale_epoch', current: { host: current.host, epoch: current.epoch } }
+    : undefined;
+}
+
 /** {@link AgentRecords.remove} (see there). */
 async function removeRecord(
   options: RecordsOptions,
@@ -192,13 +195,8 @@ async function removeRecord(
       await options.purgeBelow(key, entry.revision + 1);
       return { ok: true, removed: false };
     }
-    const current = parseRecord(entry);
-    if (current && current.epoch > epoch)
-      return {
-        ok: false,
-        reason: 'stale_epoch',
-        current: { host: current.host, epoch: current.epoch },
-      };
+    const refused = refusedBy(entry, epoch);
+    if (refused) return refused;
     try {
       await bucket.delete(key, { previousSeq: entry.revision });
     } catch (error) {
