@@ -173,6 +173,15 @@ function launch(state: LauncherState): void {
     });
     return scheduleRestart(state);
   }
+  if (!child.stdin || !child.stdout) {
+    // Out of descriptors (EMFILE): Node reports it as an 'error' event, with no pipes made.
+    child.once('error', (error) =>
+      state.logger.warn('agent launcher cannot start; spawning agents directly', {
+        error: error.message,
+      }),
+    );
+    return scheduleRestart(state);
+  }
   let markGone!: () => void;
   const launcher: Launcher = {
     child,
@@ -307,7 +316,8 @@ function died(state: LauncherState, launcher: Launcher, how: string): void {
  */
 async function killIfStopped(state: LauncherState, launcher: Launcher): Promise<void> {
   if (launcher.dead || launcher.pid === undefined) return;
-  const stat = await readProcessStat(launcher.pid);
+  // A read that failed (EMFILE: the daemon out of descriptors) is no answer: the next check asks again.
+  const stat = await readProcessStat(launcher.pid).catch(() => undefined);
   if (launcher.dead || !stat || (stat.state !== 'T' && stat.state !== 't')) return;
   if (launcher.startTime !== undefined && stat.startTime !== launcher.startTime) return;
   state.logger.warn('agent launcher is stopped; killing it and starting a new one', {
@@ -321,6 +331,27 @@ async function killIfStopped(state: LauncherState, launcher: Launcher): Promise<
 
 /** A start the launcher took but never answered: it may have forked the agent, or not. */
 async function recover(state: LauncherState, launcher: Launcher, pending: Pending): Promise<void> {
+  try {
+    await recoverStart(state, launcher, pending);
+  } catch (error) {
+    // /proc unreadable (EMFILE): whether the dead launcher forked it is unknown. Not started a
+    // second time now; the start fails and the agent is judged again (a copy it did fork carries
+    // a nonce no running start has: the leftover sweep kills it).
+    pending.reject(
+      startError(
+        pending.request,
+        `its agent launcher died before answering and /proc could not be read (${String(error)}): not started again now`,
+      ),
+    );
+  }
+}
+
+/** {@link recover}: the agent found by its marks (started by the dead launcher), else spawned directly. */
+async function recoverStart(
+  state: LauncherState,
+  launcher: Launcher,
+  pending: Pending,
+): Promise<void> {
   const { request } = pending;
   const nonce = request.env[SPAWN_ENV];
   const found = (
