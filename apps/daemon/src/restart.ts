@@ -177,7 +177,9 @@ async function startMarked(
       workspaceFiles: workspaceFilesOf(context, slot, agentConfig),
     });
     watchProcess(context, slot, started);
-    recordNextStart(context, slot);
+    // The next start's nonce, recorded with this start's pid.
+    slot.state.next_spawn_nonce = newSpawnNonce();
+    slot.aheadRecorded = context.store.save(slot.key);
     // argv may carry secrets an operator wrote inline: the logger redacts them (config-safety.ts).
     context.logger.info('agent process started', {
       agent: slot.key,
@@ -235,19 +237,6 @@ function recordStart(
   slot.state.pid = undefined;
   slot.state.pid_start_time = undefined;
   return { nonce, recorded: context.store.save(slot.key) };
-}
-
-/**
- * The next start's nonce, recorded with this start's pid; `slot.aheadRecorded` until that write
- * has settled (then nothing is held per agent).
- */
-function recordNextStart(context: SupervisorContext, slot: Slot): void {
-  slot.state.next_spawn_nonce = newSpawnNonce();
-  const ahead = context.store.save(slot.key);
-  slot.aheadRecorded = ahead;
-  void ahead.then(() => {
-    if (slot.aheadRecorded === ahead) slot.aheadRecorded = undefined;
-  });
 }
 
 /**

@@ -74,8 +74,7 @@ export interface Slot {
   refused?: string;
   /**
    * Settles once the record naming `state.next_spawn_nonce` is on disk (the save that followed
-   * the last start): a restart that uses that nonce forks once this has settled. `undefined`
-   * once it has, or when the nonce was read from disk.
+   * the last start): a restart that uses that nonce forks once this has settled.
    */
   aheadRecorded?: Promise<void>;
 }
