@@ -43,6 +43,13 @@ const readyExecutor = async (options: Parameters<typeof createExecutor>[0] = {})
   return { executor, launcherPid };
 };
 
+/** Starts `agent` in `cell` as a 30 s sleep (reaped after the test). */
+const sleeper = async (executor: Executor, cell: { uuid: string; dir: string }, agent: string) => {
+  const started = await executor.start({ agent, argv: ['sleep', '30'], env: agentEnv(), cell });
+  reapLater(started.pid);
+  return started;
+};
+
 const isGoneOrZombie = async (pid: number) => {
   const state = (await readProcessStat(pid))?.state;
   return state === undefined || state === 'Z';
@@ -52,13 +59,7 @@ describe('the agent launcher', () => {
   it('forks agents itself: the launcher is their parent, each leads its own session, marked with PIT_INSTANCE', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const { executor, launcherPid } = await readyExecutor({ instance: 'feedc0de' });
-    const agent = await executor.start({
-      agent: 'forge',
-      argv: ['sleep', '30'],
-      env: agentEnv(),
-      cell,
-    });
-    reapLater(agent.pid);
+    const agent = await sleeper(executor, cell, 'forge');
     expect(agent.via).toBe('launcher');
     const stat = await readProcessStat(agent.pid);
     expect(stat).toMatchObject({ ppid: launcherPid, pgrp: agent.pid, sid: agent.pid });
@@ -71,13 +72,7 @@ describe('the agent launcher', () => {
   it('reports a SIGKILLed agent at once with its real signal', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const { executor } = await readyExecutor();
-    const agent = await executor.start({
-      agent: 'forge',
-      argv: ['sleep', '30'],
-      env: agentEnv(),
-      cell,
-    });
-    reapLater(agent.pid);
+    const agent = await sleeper(executor, cell, 'forge');
     process.kill(agent.pid, 'SIGKILL');
     const exit = await within(agent.exited, 5000, 'exit');
     expect(exit).toMatchObject({ code: null, signal: 'SIGKILL', how: 'waited' });
@@ -89,13 +84,7 @@ describe('the agent launcher', () => {
     const cell = await makeCell([{ name: 'forge' }, { name: 'scout' }]);
     const { logger, lines } = recordingLogger();
     const { executor, launcherPid } = await readyExecutor({ logger });
-    const forge = await executor.start({
-      agent: 'forge',
-      argv: ['sleep', '30'],
-      env: agentEnv(),
-      cell,
-    });
-    reapLater(forge.pid);
+    const forge = await sleeper(executor, cell, 'forge');
     process.kill(launcherPid, 'SIGKILL');
     const next = await waitFor(
       () => (executor.launcherPid() ?? launcherPid) !== launcherPid && executor.launcherPid(),
@@ -105,13 +94,7 @@ describe('the agent launcher', () => {
     expect(lines).toContain('agent launcher died; starting a new one');
     expect((await readProcessStat(forge.pid))?.state).not.toBe('Z');
     expect(executor.running()).toEqual([forge]);
-    const scout = await executor.start({
-      agent: 'scout',
-      argv: ['sleep', '30'],
-      env: agentEnv(),
-      cell,
-    });
-    reapLater(scout.pid);
+    const scout = await sleeper(executor, cell, 'scout');
     expect((await readProcessStat(scout.pid))?.ppid).toBe(next);
     // The orphan's exit is polled: a zombie's status when nobody reaps it, else 'vanished'.
     process.kill(forge.pid, 'SIGKILL');
@@ -125,13 +108,7 @@ describe('the agent launcher', () => {
     const cell = await makeCell([{ name: 'forge' }, { name: 'scout' }, { name: 'stopper' }]);
     const { logger, lines } = recordingLogger();
     const { executor, launcherPid } = await readyExecutor({ logger });
-    const forge = await executor.start({
-      agent: 'forge',
-      argv: ['sleep', '30'],
-      env: agentEnv(),
-      cell,
-    });
-    reapLater(forge.pid);
+    const forge = await sleeper(executor, cell, 'forge');
     // An agent at level 1 runs as the daemon's user: it can stop its parent, the launcher.
     const stopper = await executor.start({
       agent: 'stopper',
@@ -230,13 +207,7 @@ describe('the agent launcher', () => {
   it('close() ends and reaps the launcher and leaves agents running', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const { executor, launcherPid } = await readyExecutor();
-    const agent = await executor.start({
-      agent: 'forge',
-      argv: ['sleep', '30'],
-      env: agentEnv(),
-      cell,
-    });
-    reapLater(agent.pid);
+    const agent = await sleeper(executor, cell, 'forge');
     await within(executor.close(), 10_000, 'close');
     expect(await readProcessStat(launcherPid)).toBeUndefined();
     expect((await readProcessStat(agent.pid))?.state).not.toBe('Z');
