@@ -7,7 +7,7 @@ import {
   createAssessor,
   createHeartbeatCheck,
   execProbe,
-  httpProbe,
+  createHttpProbe,
   processProbe,
   tcpProbe,
   wsProbe,
@@ -204,7 +204,8 @@ function targetProbes(
   const list: ScheduledProbe[] = [];
   const add = (name: string, run: ScheduledProbe['run']) => list.push({ name, ...timing, run });
   const { health_url: url, ws, tcp, exec, pid_file: pidFileSetting, process: pattern } = probes;
-  if (url) add('http', (runOptions) => httpProbe({ url }, runOptions));
+  // The config accepts only http(s) URLs, so the probe is built once here, not at every run.
+  if (url) add('http', createHttpProbe(url));
   if (tcp) {
     const index = tcp.lastIndexOf(':');
     const target = {

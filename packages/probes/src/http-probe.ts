@@ -1,14 +1,10 @@
-import {
-  Agent as HttpAgent,
-  request as httpRequest,
-  STATUS_CODES,
-  type IncomingMessage,
-  type RequestOptions,
-} from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { connect as netConnect, type Socket } from 'node:net';
+import { STATUS_CODES } from 'node:http';
+import { connect as tlsConnect } from 'node:tls';
 import { z } from 'zod';
 import { formatIssues } from '@pit/cell-spec';
 import { ProbeError } from './errors.js';
+import { BodyReader, readHead, type ResponseHead } from './http-response.js';
 import {
   classifySocketError,
   describeError,
@@ -23,7 +19,7 @@ import {
 export interface HttpTarget {
   /** An `http:` or `https:` URL, e.g. `http://127.0.0.1:8642/health`. */
   url: string | URL;
-  /** Extra request headers. */
+  /** Extra request headers (a name given here replaces the probe's own `accept` or `user-agent`). */
   headers?: Record<string, string>;
   /**
    * When given, the body must be JSON accepted by this schema (e.g. {@link GatewayHealthSchema}
@@ -38,9 +34,19 @@ export interface HttpTarget {
   rejectUnauthorized?: boolean;
 }
 
+/** A header name: an HTTP token. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+/** A header value: tabs and printable latin-1 only (no line break: a request must not be split by its own config). */
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
 const HttpTargetSchema = z.strictObject({
   url: z.union([z.string(), z.instanceof(URL)]),
-  headers: z.record(z.string(), z.string()).optional(),
+  headers: z
+    .record(
+      z.string().regex(HEADER_NAME, 'must be an HTTP header name'),
+      z.string().regex(HEADER_VALUE, 'must be printable latin-1 text without line breaks'),
+    )
+    .optional(),
   schema: z
     .custom<z.ZodType>((value) => value instanceof z.ZodType, { message: 'must be a zod schema' })
     .optional(),
@@ -64,21 +70,19 @@ export interface HttpProbeResult extends ProbeResult {
   body?: unknown;
 }
 
-/**
- * One connection per request, closed after it (`Connection: close`), as `agent: false` gives,
- * but through one agent per protocol instead of a new agent for every request of a fleet.
- */
-const httpAgent = new HttpAgent({ keepAlive: false });
-const httpsAgent = new HttpsAgent({ keepAlive: false });
-
 /** The default body cap of {@link httpProbe}, bytes. */
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
+
+/** An HTTP probe of one target, validated once: call it for each run. */
+export type HttpProbe = (options?: ProbeOptions) => Promise<HttpProbeResult>;
 
 /**
  * `GET`s a URL: ok on a 2xx status (and, with `schema`, a JSON body the schema accepts).
  * Redirects are not followed unless `followRedirects` allows it; bodies are capped; a hung
  * server ends in `failure: 'timeout'` when the timeout expires. A string target is the URL.
- * @throws {ProbeError} PROBE_INVALID_TARGET for a URL that is not http(s); PROBE_INVALID_OPTIONS.
+ * Each run opens one connection (`Connection: close`), as Kubernetes' HTTP probes do, and
+ * closes it once the answer is judged.
+ * @throws {ProbeError} PROBE_INVALID_TARGET for a URL that is not http(s) or a bad header; PROBE_INVALID_OPTIONS.
  * @example
  * const result = await httpProbe({ url: 'http://127.0.0.1:8642/health', schema: GatewayHealthSchema }, { timeoutMs: 2000 });
  */
@@ -86,187 +90,230 @@ export async function httpProbe(
   target: HttpTarget | string | URL,
   options?: ProbeOptions,
 ): Promise<HttpProbeResult> {
+  return createHttpProbe(target)(options);
+}
+
+/**
+ * {@link httpProbe} with its target checked and its request built once, for a probe run again
+ * and again (a scheduler's).
+ * @throws {ProbeError} PROBE_INVALID_TARGET for a URL that is not http(s) or a bad header.
+ * @example
+ * const probe = createHttpProbe('http://127.0.0.1:8642/health');
+ * const result = await probe({ timeoutMs: 2000 });
+ */
+export function createHttpProbe(target: HttpTarget | string | URL): HttpProbe {
   const spec = parseTarget(
     'http',
     HttpTargetSchema,
     typeof target === 'string' || target instanceof URL ? { url: target } : target,
   );
-  const url = parseHttpUrl(spec.url);
+  const first = requestTo(parseHttpUrl(spec.url), spec);
   const maxBodyBytes = spec.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
-  return runProbe<HttpProbeResult>(
-    { kind: 'http', describe: `GET ${url.href}` },
-    options,
-    (attempt) => {
-      get(attempt, url, spec.followRedirects ?? 0);
-    },
-  );
+  const redirects = spec.followRedirects ?? 0;
+  const run = { kind: 'http', describe: `GET ${first.url.href}` } as const;
+  return (options) =>
+    runProbe<HttpProbeResult>(run, options, (attempt) => {
+      get(attempt, first, redirects);
+    });
 
-  function get(attempt: Attempt<HttpProbeResult>, current: URL, redirectsLeft: number): void {
-    const requestOptions: RequestOptions & { rejectUnauthorized?: boolean } = {
-      method: 'GET',
-      agent: current.protocol === 'https:' ? httpsAgent : httpAgent,
-      headers: {
-        accept: spec.schema ? 'application/json' : '*/*',
-        'user-agent': 'pit-probes',
-        ...spec.headers,
-      },
-    };
-    if (current.protocol === 'https:')
-      requestOptions.rejectUnauthorized = spec.rejectUnauthorized ?? true;
-    const request = (current.protocol === 'https:' ? httpsRequest : httpRequest)(
-      current,
-      requestOptions,
-    );
-    // Settled, timed out or aborted: drop the connection (destroy() without an error builds no AbortError).
-    attempt.onSettled(() => request.destroy());
-    request.on('error', (error) => {
+  function get(attempt: Attempt<HttpProbeResult>, request: Request, redirectsLeft: number): void {
+    const { url } = request;
+    const socket: Socket =
+      url.protocol === 'https:'
+        ? tlsConnect({
+            host: request.host,
+            port: request.port,
+            servername: isIp(request.host) ? undefined : request.host,
+            rejectUnauthorized: spec.rejectUnauthorized ?? true,
+          })
+        : netConnect({ host: request.host, port: request.port });
+    // Settled, timed out or aborted: drop the connection.
+    attempt.onSettled(() => socket.destroy());
+    socket.write(request.text, 'latin1');
+    let received: Buffer | undefined;
+    let body: BodyReader | undefined;
+    let head: ResponseHead | undefined;
+    const fail = (failure: 'bad_status' | 'bad_body' | 'unreachable', detail: string) =>
+      attempt.settle({
+        ok: false,
+        failure,
+        ...(head ? { statusCode: head.status } : {}),
+        detail: `GET ${url.href}: ${detail}`,
+      });
+    socket.on('error', (error) => {
       if (attempt.settled) return;
       attempt.settle({
         ok: false,
         failure: classifySocketError(error),
-        detail: `GET ${current.href}: ${describeError(error)}`,
+        ...(head ? { statusCode: head.status } : {}),
+        detail: `GET ${url.href}: ${head ? 'body: ' : ''}${describeError(error)}`,
       });
     });
-    request.once('response', (response) => {
-      const status = response.statusCode ?? 0;
-      const statusLine = `${status} ${response.statusMessage || STATUS_CODES[status] || ''}`.trim();
-      const location = response.headers.location;
+    socket.on('end', () => {
+      if (attempt.settled) return;
+      if (body) {
+        finishBody(attempt, url, head!, body.end());
+        return;
+      }
+      fail('unreachable', 'the connection closed before a response (socket hang up)');
+    });
+    socket.on('data', (chunk: Buffer) => {
+      if (attempt.settled) return;
+      if (body) {
+        finishBody(attempt, url, head!, body.push(chunk));
+        return;
+      }
+      received = received === undefined ? chunk : Buffer.concat([received, chunk]);
+      const step = readHead(received);
+      if (step.kind === 'more') return;
+      if (step.kind === 'error') {
+        fail('unreachable', step.message);
+        return;
+      }
+      head = step.head;
+      received = undefined;
+      const status = head.status;
+      const statusLine = `${status} ${head.reason || STATUS_CODES[status] || ''}`.trim();
+      const location = head.headers.get('location');
       if (status >= 300 && status < 400 && location !== undefined) {
-        response.destroy();
-        if (redirectsLeft <= 0) {
-          attempt.settle({
-            ok: false,
-            failure: 'bad_status',
-            statusCode: status,
-            detail: `GET ${current.href}: ${statusLine} to ${location} (redirect not followed)`,
-          });
-          return;
-        }
-        let next: URL;
-        try {
-          next = new URL(location, current);
-        } catch {
-          attempt.settle({
-            ok: false,
-            failure: 'bad_status',
-            statusCode: status,
-            detail: `GET ${current.href}: ${statusLine} to an invalid location ${JSON.stringify(location)}`,
-          });
-          return;
-        }
-        if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-          attempt.settle({
-            ok: false,
-            failure: 'bad_status',
-            statusCode: status,
-            detail: `GET ${current.href}: redirect to a non-http URL ${next.href}`,
-          });
-          return;
-        }
-        get(attempt, next, redirectsLeft - 1);
+        socket.destroy();
+        redirect(attempt, request, head, statusLine, location, redirectsLeft);
         return;
       }
       if (status < 200 || status > 299) {
-        response.destroy();
-        attempt.settle({
-          ok: false,
-          failure: 'bad_status',
-          statusCode: status,
-          detail: `GET ${current.href}: ${statusLine}`,
-        });
+        fail('bad_status', statusLine);
         return;
       }
       if (!spec.schema) {
-        response.destroy();
-        attempt.settle({
-          ok: true,
-          statusCode: status,
-          detail: `GET ${current.href}: ${statusLine}`,
-        });
+        attempt.settle({ ok: true, statusCode: status, detail: `GET ${url.href}: ${statusLine}` });
         return;
       }
-      checkBody(attempt, current, response, statusLine, spec.schema);
+      body = new BodyReader(head, maxBodyBytes);
+      const declared = body.declaredLength;
+      if (declared !== undefined && declared > maxBodyBytes) {
+        fail(
+          'bad_body',
+          `${statusLine} but the body (${declared} bytes) exceeds ${maxBodyBytes} bytes`,
+        );
+        return;
+      }
+      finishBody(attempt, url, head, body.push(step.rest));
     });
-    request.end();
   }
 
-  function checkBody(
+  function redirect(
     attempt: Attempt<HttpProbeResult>,
-    current: URL,
-    response: IncomingMessage,
+    request: Request,
+    head: ResponseHead,
     statusLine: string,
-    schema: z.ZodType,
+    location: string,
+    redirectsLeft: number,
   ): void {
-    const status = response.statusCode ?? 0;
-    const declared = Number(response.headers['content-length']);
-    if (Number.isFinite(declared) && declared > maxBodyBytes) {
-      response.destroy();
+    const from = request.url.href;
+    const fail = (detail: string) =>
       attempt.settle({
         ok: false,
-        failure: 'bad_body',
-        statusCode: status,
-        detail: `GET ${current.href}: ${statusLine} but the body (${declared} bytes) exceeds ${maxBodyBytes} bytes`,
+        failure: 'bad_status',
+        statusCode: head.status,
+        detail: `GET ${from}: ${detail}`,
       });
+    if (redirectsLeft <= 0) {
+      fail(`${statusLine} to ${location} (redirect not followed)`);
       return;
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    response.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > maxBodyBytes) {
-        response.destroy();
-        attempt.settle({
-          ok: false,
-          failure: 'bad_body',
-          statusCode: status,
-          detail: `GET ${current.href}: ${statusLine} but the body exceeds ${maxBodyBytes} bytes`,
-        });
-        return;
-      }
-      chunks.push(chunk);
-    });
-    response.on('error', (error) => {
-      if (attempt.settled) return;
+    let next: URL;
+    try {
+      next = new URL(location, request.url);
+    } catch {
+      fail(`${statusLine} to an invalid location ${JSON.stringify(location)}`);
+      return;
+    }
+    if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+      fail(`redirect to a non-http URL ${next.href}`);
+      return;
+    }
+    get(attempt, requestTo(next, spec), redirectsLeft - 1);
+  }
+
+  function finishBody(
+    attempt: Attempt<HttpProbeResult>,
+    url: URL,
+    head: ResponseHead,
+    step: ReturnType<BodyReader['push']>,
+  ): void {
+    if (step.kind === 'more') return;
+    const status = head.status;
+    const statusLine = `${status} ${head.reason || STATUS_CODES[status] || ''}`.trim();
+    const fail = (failure: 'bad_body' | 'unreachable', detail: string) =>
       attempt.settle({
         ok: false,
-        failure: 'unreachable',
+        failure,
         statusCode: status,
-        detail: `GET ${current.href}: body: ${describeError(error)}`,
+        detail: `GET ${url.href}: ${detail}`,
       });
-    });
-    response.once('end', () => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      let json: unknown;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        attempt.settle({
-          ok: false,
-          failure: 'bad_body',
-          statusCode: status,
-          detail: `GET ${current.href}: ${statusLine} but the body is not JSON: ${snippet(text)}`,
-        });
-        return;
-      }
-      const parsed = schema.safeParse(json);
-      if (!parsed.success) {
-        attempt.settle({
-          ok: false,
-          failure: 'bad_body',
-          statusCode: status,
-          detail: `GET ${current.href}: ${statusLine} but the body is rejected: ${formatIssues(parsed.error)}`,
-        });
-        return;
-      }
-      attempt.settle({
-        ok: true,
-        statusCode: status,
-        body: parsed.data,
-        detail: `GET ${current.href}: ${statusLine}, body accepted`,
-      });
+    if (step.kind === 'too_large') {
+      fail('bad_body', `${statusLine} but the body exceeds ${maxBodyBytes} bytes`);
+      return;
+    }
+    if (step.kind === 'error') {
+      fail('unreachable', `body: ${step.message}`);
+      return;
+    }
+    const text = step.body.toString('utf8');
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      fail('bad_body', `${statusLine} but the body is not JSON: ${snippet(text)}`);
+      return;
+    }
+    const parsed = spec.schema!.safeParse(json);
+    if (!parsed.success) {
+      fail('bad_body', `${statusLine} but the body is rejected: ${formatIssues(parsed.error)}`);
+      return;
+    }
+    attempt.settle({
+      ok: true,
+      statusCode: status,
+      body: parsed.data,
+      detail: `GET ${url.href}: ${statusLine}, body accepted`,
     });
   }
 }
+
+/** One GET, ready to send: where to connect and the request's bytes. */
+interface Request {
+  url: URL;
+  host: string;
+  port: number;
+  text: string;
+}
+
+/** The request for `url`: the probe's headers, the target's, and `Connection: close`. */
+function requestTo(
+  url: URL,
+  spec: { headers?: Record<string, string>; schema?: unknown },
+): Request {
+  const headers = new Map<string, [string, string]>();
+  const set = (name: string, value: string) => headers.set(name.toLowerCase(), [name, value]);
+  set('Host', url.host);
+  set('Accept', spec.schema ? 'application/json' : '*/*');
+  set('User-Agent', 'pit-probes');
+  if (url.username || url.password) {
+    const user = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+    set('Authorization', `Basic ${Buffer.from(user).toString('base64')}`);
+  }
+  for (const [name, value] of Object.entries(spec.headers ?? {})) set(name, value);
+  set('Connection', 'close');
+  let text = `GET ${url.pathname || '/'}${url.search} HTTP/1.1\r\n`;
+  for (const [name, value] of headers.values()) text += `${name}: ${value}\r\n`;
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  const port = url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
+  return { url, host, port, text: `${text}\r\n` };
+}
+
+/** Whether `host` is an IP address (no TLS server name is sent for one). */
+const isIp = (host: string): boolean => /^[\d.]+$/.test(host) || host.includes(':');
 
 function parseHttpUrl(value: string | URL): URL {
   let url: URL;

@@ -9,11 +9,13 @@ export {
 } from './probe-result.js';
 export { tcpProbe, type TcpTarget, type TcpProbeResult } from './tcp-probe.js';
 export {
+  createHttpProbe,
   httpProbe,
   GatewayHealthSchema,
   DEFAULT_MAX_BODY_BYTES,
   type HttpTarget,
   type HttpProbeResult,
+  type HttpProbe,
 } from './http-probe.js';
 export { wsProbe, type WsTarget, type WsProbeResult } from './ws-probe.js';
 export {

@@ -63,6 +63,40 @@ export async function startHungServer(): Promise<RunningServer & { connections()
   };
 }
 
+/**
+ * A TCP server on 127.0.0.1:0 that answers each connection's first request with `parts`, the raw
+ * bytes of a response written one part at a time (each in its own segment), then closes; it
+ * records each request's raw text.
+ */
+export async function startRawHttpServer(
+  parts: Array<string | Buffer>,
+): Promise<RunningServer & { requests: string[] }> {
+  const requests: string[] = [];
+  const server = createNetServer((socket) => {
+    let text = '';
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+      if (!text.includes('\r\n\r\n')) return;
+      requests.push(text);
+      socket.removeAllListeners('data');
+      socket.resume();
+      void (async () => {
+        for (const part of parts) {
+          if (socket.destroyed) return;
+          socket.write(part);
+          // One segment per part: the next write waits for this one to reach the kernel.
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+        socket.end();
+      })();
+    });
+    socket.on('error', () => undefined);
+  });
+  const sockets = trackSockets(server);
+  const port = await listen(server);
+  return { port, url: `http://127.0.0.1:${port}`, close: closer(server, sockets), requests };
+}
+
 /** A port on 127.0.0.1 that nothing listens on (bound, then released). */
 export async function closedPort(): Promise<number> {
   const server = createNetServer();
