@@ -148,6 +148,22 @@ export async function readHeartbeat(cellDir: string, agent: string): Promise<Hea
 }
 
 /**
+ * {@link readHeartbeat} when it can answer without waiting: the heartbeat of a cell that passed
+ * the full checks before, read in a few system calls with every guarantee of the full read (see
+ * `readHeartbeatFast`). `undefined` when it cannot (a cell not checked yet, no file, a link, a
+ * file over the limit, another platform): then call {@link readHeartbeat}, which says what is
+ * wrong. For a caller reading thousands of heartbeats a second (a probe scheduler).
+ * @throws {CellError} CELL_INVALID for a file that is read but is not a valid heartbeat; CELL_BAD_NAME.
+ * @example
+ * const beat = readHeartbeatSync(cellDir, 'forge') ?? (await readHeartbeat(cellDir, 'forge'));
+ */
+export function readHeartbeatSync(cellDir: string, agent: string): Heartbeat | undefined {
+  const path = join(cellDir, '.lazarus', 'heartbeats', `${assertAgentName(agent)}.json`);
+  const fast = readHeartbeatFast(cellDir, path);
+  return fast === undefined ? undefined : parseJsonWith(HeartbeatSchema, fast, path);
+}
+
+/**
  * The full path: every check, each failure named (see {@link readHeartbeat}). `cellPassed` is
  * called once the cell and its heartbeats directory passed (the cell is then remembered).
  */

@@ -127,6 +127,7 @@ export {
   HEARTBEAT_MAX_BYTES,
   writeHeartbeat,
   readHeartbeat,
+  readHeartbeatSync,
   type Heartbeat,
   type HeartbeatInput,
   type WriteHeartbeatOptions,

@@ -2,11 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { cellPaths, writeHeartbeat } from '@pit/cell-spec';
 import { ProbeError } from './errors.js';
 import { createHeartbeatCheck, createHeartbeatProbe, heartbeatProbe } from './heartbeat-probe.js';
 import { createPhiAccrualDetector } from './phi-accrual.js';
+import { createProbeScheduler } from './scheduler.js';
 
 let cellDir: string;
 const uuid = randomUUID();
@@ -210,6 +211,58 @@ describe('createHeartbeatCheck', () => {
     const stale = await check(cellDir, 'forge', { now: () => T0 + 40_000 });
     expect(stale).toMatchObject({ ok: false, failure: 'stale' });
     expect((await check(cellDir, 'scribe', { now: () => T0 })).failure).toBe('missing');
+  });
+
+  it('answers from a checked cell at once exactly as the full read does, an invalid file included', async () => {
+    await beat(7, T0 - 5_000);
+    const check = createHeartbeatCheck({ maxAgeMs: 30_000 });
+    await check(cellDir, 'forge', { now: () => T0 }); // the full read: the cell is checked once
+    const fast = await check(cellDir, 'forge', { now: () => T0 });
+    const full = await heartbeatProbe(
+      { cellDir, agent: 'forge', maxAgeMs: 30_000 },
+      { now: () => T0 },
+    );
+    expect({ ...fast, latencyMs: 0 }).toEqual({ ...full, latencyMs: 0 });
+    writeFileSync(
+      cellPaths(cellDir).heartbeat('forge'),
+      JSON.stringify({ agent: 'forge', pid: 1, timestamp: 'yesterday' }),
+    );
+    const invalid = await check(cellDir, 'forge', { now: () => T0 });
+    expect(invalid).toMatchObject({ ok: false, failure: 'invalid', stuck: false });
+    expect(invalid.detail).toContain(cellPaths(cellDir).heartbeat('forge'));
+    expect(invalid.detail).toContain('timestamp');
+    const aborted = new AbortController();
+    aborted.abort();
+    expect(await check(cellDir, 'forge', { signal: aborted.signal })).toMatchObject({
+      failure: 'aborted',
+    });
+  });
+
+  it('run by a scheduler, makes no AbortController (0.8 KB each) for an agent that never asks for its signal', async () => {
+    await beat(7, Date.now());
+    const check = createHeartbeatCheck({ maxAgeMs: 60_000 });
+    const made = vi.spyOn(globalThis, 'AbortController');
+    const scheduler = createProbeScheduler({ onResult: () => undefined });
+    try {
+      scheduler.add({
+        agent: 'cell/forge',
+        probes: [
+          {
+            name: 'heartbeat',
+            intervalMs: 60_000,
+            run: (options) => check(cellDir, 'forge', options),
+          },
+        ],
+      });
+      for (let round = 0; round < 20; round++) {
+        const [event] = await scheduler.sweep();
+        expect(event?.result).toMatchObject({ ok: true, kind: 'heartbeat' });
+      }
+      expect(made).not.toHaveBeenCalled();
+    } finally {
+      made.mockRestore();
+      await scheduler.stop();
+    }
   });
 
   it('refuses a bad rule when it is made, not on each read', () => {

@@ -1,12 +1,22 @@
 import { join } from 'node:path';
 import { z } from 'zod';
-import { AgentNameSchema, cellPaths, readHeartbeat, type Heartbeat } from '@pit/cell-spec';
+import {
+  AgentNameSchema,
+  cellPaths,
+  readHeartbeat,
+  readHeartbeatSync,
+  type Heartbeat,
+} from '@pit/cell-spec';
 import { flatString } from './compact-string.js';
 import type { PhiAccrualDetector } from './phi-accrual.js';
 import {
   describeError,
+  existingSignal,
   parseTarget,
+  probeNow,
   runProbe,
+  RunOptions,
+  type Outcome,
   type ProbeOptions,
   type ProbeResult,
 } from './probe-result.js';
@@ -130,27 +140,30 @@ function probeHeartbeat(
       try {
         heartbeat = await readHeartbeat(spec.cellDir, spec.agent);
       } catch (error) {
-        const code = (error as { code?: string }).code;
-        if (code === 'CELL_NOT_FOUND') {
-          attempt.settle({
-            ok: false,
-            failure: 'missing',
-            stuck: false,
-            detail: `heartbeat ${path}: not written yet`,
-          });
-        } else {
-          attempt.settle({
-            ok: false,
-            failure: code === 'CELL_IO' ? 'error' : 'invalid',
-            stuck: false,
-            detail: describeError(error),
-          });
-        }
+        attempt.settle(readFailure(error, path));
         return;
       }
       attempt.settle(judge(spec, heartbeat, attempt.now(), previous));
     },
   );
+}
+
+/** A heartbeat that could not be read: missing (none written yet), unreadable, or invalid. */
+function readFailure(error: unknown, path: string): Outcome<HeartbeatProbeResult> {
+  const code = (error as { code?: string }).code;
+  if (code === 'CELL_NOT_FOUND')
+    return {
+      ok: false,
+      failure: 'missing',
+      stuck: false,
+      detail: `heartbeat ${path}: not written yet`,
+    };
+  return {
+    ok: false,
+    failure: code === 'CELL_IO' ? 'error' : 'invalid',
+    stuck: false,
+    detail: describeError(error),
+  };
 }
 
 function judge(
@@ -295,13 +308,35 @@ const HeartbeatRuleSchema = z.strictObject({
  */
 export function createHeartbeatCheck(rule: HeartbeatRule): HeartbeatCheck {
   const spec = parseTarget('heartbeat', HeartbeatRuleSchema, rule);
-  return (cellDir, agent, options, previous) =>
-    probeHeartbeat(
-      { ...spec, cellDir, agent },
-      join(cellDir, '.lazarus', 'heartbeats', `${agent}.json`),
+  return (cellDir, agent, options, previous) => {
+    const target = { ...spec, cellDir, agent };
+    const path = () => join(cellDir, '.lazarus', 'heartbeats', `${agent}.json`);
+    // Most reads are answered at once from a file the kernel has cached: no timer, no abort
+    // listener, no signal made (see RunOptions).
+    const now = probeNow<HeartbeatProbeResult>(
+      'heartbeat',
       options,
-      previous,
+      (clock) => {
+        let heartbeat: Heartbeat | undefined;
+        try {
+          heartbeat = readHeartbeatSync(cellDir, agent);
+        } catch (error) {
+          return readFailure(error, path());
+        }
+        return heartbeat === undefined ? undefined : judge(target, heartbeat, clock(), previous);
+      },
+      () => `heartbeat ${path()}`,
     );
+    if (now !== undefined) return Promise.resolve(now);
+    // The full read, which may wait: a scheduler's signal only if the probe already has one (a
+    // read that never made it cannot have been aborted, and ends by its timeout).
+    const signal = existingSignal(options);
+    const runOptions =
+      options instanceof RunOptions
+        ? { timeoutMs: options.timeoutMs, now: options.now, ...(signal ? { signal } : {}) }
+        : options;
+    return probeHeartbeat(target, path(), runOptions, previous);
+  };
 }
 
 function seconds(ms: number): string {

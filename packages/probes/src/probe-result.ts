@@ -72,6 +72,72 @@ export interface ProbeOptions {
   now?: () => number;
 }
 
+/**
+ * The options a scheduler passes to each run, whose `signal` is made on first use and then
+ * kept by its holder for later runs of the same probe (an `AbortSignal` costs about 0.8 KB in
+ * Node, a fleet runs one probe per agent, and most runs never look at the signal). Internal to
+ * this package.
+ */
+export class RunOptions implements Required<ProbeOptions> {
+  readonly #holder: { controller: AbortController | undefined };
+
+  constructor(
+    holder: { controller: AbortController | undefined },
+    readonly timeoutMs: number,
+    readonly now: () => number,
+  ) {
+    this.#holder = holder;
+  }
+
+  get signal(): AbortSignal {
+    return (this.#holder.controller ??= new AbortController()).signal;
+  }
+
+  /** The signal if one was made, without making one: a run that never made it cannot be aborted. */
+  get madeSignal(): AbortSignal | undefined {
+    return this.#holder.controller?.signal;
+  }
+}
+
+/** The caller's signal, without making a scheduler's lazy one ({@link RunOptions}). */
+export function existingSignal(options: ProbeOptions | undefined): AbortSignal | undefined {
+  return options instanceof RunOptions ? options.madeSignal : options?.signal;
+}
+
+/**
+ * A probe that can answer at once (a heartbeat read from a file the kernel has cached): the
+ * result {@link runProbe} would give, without its timer, abort listener and callbacks; or
+ * `undefined` when `body` cannot answer now, or the options need {@link runProbe}'s checks
+ * (unusual options, a signal already aborted). Never throws for a body that throws: that is
+ * `failure: 'error'`, as with {@link runProbe}.
+ */
+export function probeNow<R extends ProbeResult>(
+  kind: ProbeResult['kind'],
+  options: ProbeOptions | undefined,
+  body: (now: () => number) => Outcome<R> | undefined,
+  describe: () => string,
+): R | undefined {
+  if (options instanceof RunOptions) {
+    if (options.madeSignal?.aborted) return undefined;
+  } else if (!plainOptions(options) || options?.signal?.aborted) return undefined;
+  const now = options?.now ?? Date.now;
+  const started = performance.now();
+  let outcome: Outcome<R> | undefined;
+  try {
+    outcome = body(now);
+  } catch (error) {
+    outcome = {
+      ok: false,
+      failure: 'error',
+      detail: `${describe()}: ${describeError(error)}`,
+    } as Outcome<R>;
+  }
+  if (outcome === undefined) return undefined;
+  const latencyMs = Math.round((performance.now() - started) * 1000) / 1000;
+  const result = { kind, latencyMs, observedAt: now(), ...outcome } as R;
+  return result.ok && 'failure' in result ? withoutFailure(result) : result;
+}
+
 /** A schema for a function-valued option. */
 export function functionSchema<F>() {
   return z.custom<F>((value) => typeof value === 'function', { message: 'must be a function' });

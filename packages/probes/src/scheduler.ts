@@ -12,6 +12,7 @@ import {
   DEFAULT_PROBE_TIMEOUT_MS,
   describeError,
   functionSchema,
+  RunOptions,
   type ProbeOptions,
   type ProbeResult,
 } from './probe-result.js';
@@ -53,7 +54,9 @@ export interface ScheduledProbe {
    * Runs the probe. Pass `options` straight to a probe of this package, e.g.
    * `run: (options) => httpProbe(url, options)`. Should settle within `timeoutMs`. The
    * `signal` is aborted when this run is abandoned or the probe removed; the runs of one probe
-   * share it until then, so remove any listener you add to it when the run ends.
+   * share it until then, so remove any listener you add to it when the run ends. It is made
+   * when a run first reads it (a signal costs about 0.8 KB): a run that never does cannot be
+   * aborted, and ends by its own timeout.
    */
   run(
     options: Required<Pick<ProbeOptions, 'signal' | 'timeoutMs' | 'now'>>,
@@ -312,19 +315,21 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     const run = slot.started;
     const reason = slot.queuedReason;
     slot.runReason = reason;
-    // One controller per probe, kept across runs until a run is aborted (abandoned or removed):
-    // a run that is not aborted leaves it as it found it, and a fleet's runs allocate none.
-    const controller = (slot.controller ??= new AbortController());
+    // One controller per probe, made when a run first asks for its signal and kept across runs
+    // until a run is aborted (abandoned or removed): a run that is not aborted leaves it as it
+    // found it, a fleet's runs allocate none, and a probe that never asks (a heartbeat read
+    // answered at once) never holds one.
     const timeoutMs = slot.spec.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS;
     slot.runBegan = performance.now();
     slot.dueReason = 'abandon';
     timers.schedule(slot, slot.runBegan + timeoutMs + ABANDON_AFTER_MS);
     let attempt: Promise<ProbeResult>;
     try {
-      attempt = slot.spec.run(
-        { signal: controller.signal, timeoutMs, now },
-        { agent: slot.agent, probe: slot.spec.name, reason },
-      );
+      attempt = slot.spec.run(new RunOptions(slot, timeoutMs, now), {
+        agent: slot.agent,
+        probe: slot.spec.name,
+        reason,
+      });
     } catch (error) {
       attempt = Promise.reject(error);
     }
