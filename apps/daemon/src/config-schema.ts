@@ -385,6 +385,15 @@ export const ClusterSectionSchema = z.strictObject({
   replicas: z.union([z.literal(1), z.literal(3), z.literal(5)]).default(3),
   /** What a host that lost its lease (a partition) does with its agents: `stop` them (default) or `keep` them running but revive nothing. */
   on_partition: z.enum(['stop', 'keep']).default('stop'),
+  /**
+   * Days the shared record (`pit_records`) of an agent no host holds or configures, in no cell of
+   * `pit_cells`, is kept after its last write (cluster/records-retention.ts). @default 7
+   */
+  records_retention_days: z
+    .number()
+    .min(1, 'must be at least 1 day (a host down for a night must find its records)')
+    .max(3650)
+    .default(7),
 });
 
 /** The whole `pit.toml`. */

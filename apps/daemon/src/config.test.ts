@@ -229,6 +229,7 @@ describe('loadConfig', () => {
         'replicas = 2',
         'on_partition = "fight"',
         'token_env = "not-a-var"',
+        'records_retention_days = 0.5',
       ].join('\n'),
       'toml',
     );
@@ -241,6 +242,7 @@ describe('loadConfig', () => {
     expect(byPath['cluster.replicas']).toBeDefined();
     expect(byPath['cluster.on_partition']).toMatch(/stop|keep/);
     expect(byPath['cluster.token_env']).toMatch(/environment variable name/);
+    expect(byPath['cluster.records_retention_days']).toMatch(/at least 1 day/);
     const missing = parseConfig('[cluster]\nlease_s = 5\n', 'toml');
     expect(missing.ok).toBe(false);
     if (!missing.ok)
@@ -259,6 +261,7 @@ describe('loadConfig', () => {
       lease_s: 15,
       replicas: 3,
       on_partition: 'stop',
+      records_retention_days: 7,
     });
   });
 

@@ -618,6 +618,7 @@ async function joinConfiguredCluster(
       leaseMs: section.lease_s * 1000,
       replicas: section.replicas,
       onPartition: section.on_partition,
+      recordsRetentionMs: section.records_retention_days * 24 * 60 * 60 * 1000,
       logger,
       ...(token ? { token } : {}),
     });
