@@ -4,6 +4,7 @@
  * the modules together and owns startup order and shutdown order; it decides nothing about agents.
  */
 import { homedir } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
 import { join } from 'node:path';
 import { appendEvent, PitError } from '@pit/cell-spec';
 import { loadConfig, type LoadedConfig } from './config.js';
@@ -123,6 +124,8 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
     httpCredentials(http, env);
   }
   const logger = createDaemonLogger(options, state.loaded);
+  // The process is the daemon's (as with its signal handlers): its heap is sized for a daemon.
+  if (options.handleSignals ?? true) tuneHeap(state.loaded.config.daemon.heap_growth_percent);
   const lock = await takeLock(state.loaded, logger);
   const late: LateHandlers = {};
   const services = await startServices({ options, env, state, logger, lock, late });
@@ -487,6 +490,7 @@ async function reloadConfig(context: {
     logger.addSecrets(next.secrets);
     warnDeprecatedKeys(logger, next);
     logger.setLevel(options.logLevel ?? next.config.daemon.log_level);
+    if (options.handleSignals ?? true) tuneHeap(next.config.daemon.heap_growth_percent);
     await services.supervisor.reload(next.config, next.policyInput);
     services.http?.setAccess({ credentials, allowedHosts: nextHttp.allowed_hosts });
     state.loaded = next;
@@ -594,6 +598,15 @@ function clusterToken(
       `[cluster] token_env names ${section.token_env}, which is not set in the daemon's environment`,
     );
   return token;
+}
+
+/**
+ * `[daemon] heap_growth_percent`: how far V8 lets the heap grow past its live objects before a
+ * full collection (0: V8's own rule). V8 reads the flag each time it sets the next limit, so it
+ * applies from the next collection on, and a reload may change it.
+ */
+export function tuneHeap(percent: number): void {
+  setFlagsFromString(`--heap-growing-percent=${percent}`);
 }
 
 /**
