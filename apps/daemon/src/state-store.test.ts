@@ -72,7 +72,7 @@ describe('openFileStateStore', () => {
     store.close();
   });
 
-  it('keeps the records of agents it does not hold: read from the file before its first write, then as it wrote them (a change to a detached record after its last save is not written)', async () => {
+  it('keeps the records of agents it does not hold: read from the file before its first write, a detached one as it was when let go (a later change to it is not written)', async () => {
     const root = await tempDir();
     const stateDir = await tempDir();
     const cell = await cellWithAgents(root, ['alpha', 'beta', 'gamma']);
@@ -92,13 +92,22 @@ describe('openFileStateStore', () => {
     store.attach({ key: 'c/alpha', name: 'alpha', scope: cell }, alpha);
     store.attach({ key: 'c/beta', name: 'beta', scope: cell }, beta);
     await store.save('c/alpha');
+    beta.revive_attempts = 2; // changed, not saved, then let go
     store.detach('c/beta');
     beta.health = 'dead';
     alpha.health = 'degraded';
     await store.save('c/alpha');
     expect((await readAgentStates(stateDir, cell)).agents).toMatchObject({
       alpha: { health: 'degraded' },
-      beta: { health: 'healthy' },
+      beta: { health: 'healthy', revive_attempts: 2 },
+      gamma: { health: 'dead' },
+    });
+    // Later writes keep both records of agents not held.
+    alpha.health = 'healthy';
+    await store.save('c/alpha');
+    expect((await readAgentStates(stateDir, cell)).agents).toMatchObject({
+      alpha: { health: 'healthy' },
+      beta: { health: 'healthy', revive_attempts: 2 },
       gamma: { health: 'dead' },
     });
     store.close();

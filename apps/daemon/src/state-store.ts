@@ -127,7 +127,8 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
     if (problems.length > 50) problems.shift();
   };
   const history = await readHistory({ historyPath, stateDir, logger, now, report });
-  const table = createRecordTable();
+  // A record let go (detached, or replaced) is kept for its scope's file by the writer.
+  const table = createRecordTable((record) => writer.released(record));
   const healthy = new Map<string, HealthyPeriod[]>();
   let closed = false;
 
@@ -247,7 +248,7 @@ function historyMethods(parts: {
 }
 
 /** The records held, by agent key and by scope. */
-function createRecordTable() {
+function createRecordTable(onRelease: (record: HeldRecord) => void) {
   const records = new Map<string, HeldRecord>();
   const scopes = new Map<string, Set<HeldRecord>>();
   const table = {
@@ -269,6 +270,7 @@ function createRecordTable() {
       const members = scopes.get(record.ref.scope);
       members?.delete(record);
       if (members?.size === 0) scopes.delete(record.ref.scope);
+      onRelease(record);
     },
   };
   return table;
@@ -464,26 +466,23 @@ function createScopeWriter(options: ScopeWriterOptions) {
   const writes = new Map<string, Promise<void>>();
   const queued = new Map<string, Promise<void>>();
   const retries = new Map<string, { timer?: NodeJS.Timeout; delay: number }>();
-  /**
-   * Each scope's records as this writer last wrote them: the file is the daemon's own and nothing
-   * else writes it while the daemon runs (the CLI changes a record only with no daemon), so only
-   * a scope's first write reads it (for the records of agents not held: detached, unknown here).
-   */
-  const written = new Map<string, CellState['agents']>();
+  const unheld = createUnheldRecords(options.readScope);
 
   const writeNow = async (scope: string) => {
     queued.delete(scope);
     const startedAt = now();
     const group = options.members(scope);
-    const existing = written.get(scope) ?? (await options.readScope(scope)).agents;
+    const others = await unheld.take(scope);
     const state: CellState = {
       version: 1,
       updated_at: new Date(startedAt).toISOString(),
-      agents: { ...existing },
+      agents: others.agents,
     };
     for (const member of group) state.agents[member.ref.name] = member.state;
     // What was written (parsed: copies, not the live records a later change would alter).
-    written.set(scope, (await options.write(scope, state)).agents);
+    const landed = (await options.write(scope, state)).agents;
+    const heldNow = new Set(options.members(scope).map((member) => member.ref.name));
+    unheld.landed(scope, landed, heldNow, others.letGo);
     // Only a write that landed counts: a healthy agent whose write failed is written again.
     for (const member of group) member.persistedAt = startedAt;
     const retry = retries.get(scope);
@@ -527,9 +526,55 @@ function createScopeWriter(options: ScopeWriterOptions) {
 
   return {
     write,
+    /** A held record was let go (detached, or replaced by another): its last state is kept for the file. */
+    released: (record: HeldRecord) => unheld.note(record),
     settled: () => Promise.all([...writes.values()]).then(() => undefined),
     close() {
       for (const retry of retries.values()) clearTimeout(retry.timer);
+    },
+  };
+}
+
+/**
+ * The records of a scope's file that belong to no held agent: as the writer last wrote them
+ * (the file is the daemon's own and nothing else writes it while the daemon runs, the CLI
+ * changes a record only with no daemon, so only a scope's first write reads it), and a copy of
+ * each record let go since. A held agent's record is written from its live state every time:
+ * no copy of it is kept (11,000 agents would be 11,000 copies).
+ */
+function createUnheldRecords(readScope: (scope: string) => Promise<CellState>) {
+  const written = new Map<string, CellState['agents']>();
+  const released = new Map<string, Map<string, AgentState>>();
+  return {
+    note(record: HeldRecord): void {
+      let records = released.get(record.ref.scope);
+      if (!records) released.set(record.ref.scope, (records = new Map()));
+      records.set(record.ref.name, structuredClone(record.state));
+    },
+    /** What a write of `scope` carries besides its held agents, and the let-go records it takes. */
+    async take(scope: string) {
+      const existing = written.get(scope) ?? (await readScope(scope)).agents;
+      const letGo = new Map(released.get(scope));
+      return { agents: { ...existing, ...Object.fromEntries(letGo) }, letGo };
+    },
+    /**
+     * A write landed: the records of agents not held now are kept as written; the let-go records
+     * it carried are forgotten, unless one was let go again meanwhile (newer, for the next write).
+     */
+    landed(
+      scope: string,
+      agents: CellState['agents'],
+      heldNow: ReadonlySet<string>,
+      taken: Map<string, AgentState>,
+    ): void {
+      written.set(
+        scope,
+        Object.fromEntries(Object.entries(agents).filter(([name]) => !heldNow.has(name))),
+      );
+      const pending = released.get(scope);
+      if (!pending) return;
+      for (const [name, record] of taken) if (pending.get(name) === record) pending.delete(name);
+      if (pending.size === 0) released.delete(scope);
     },
   };
 }
