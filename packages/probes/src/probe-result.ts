@@ -79,24 +79,37 @@ export interface ProbeOptions {
  * this package.
  */
 export class RunOptions implements Required<ProbeOptions> {
-  readonly #holder: { controller: AbortController | undefined };
+  readonly #holder: SignalHolder;
+  /** The holder's aborts when this run began: a later abort was this run's (or a later one's). */
+  readonly #aborts: number;
 
   constructor(
-    holder: { controller: AbortController | undefined },
+    holder: SignalHolder,
     readonly timeoutMs: number,
     readonly now: () => number,
   ) {
     this.#holder = holder;
+    this.#aborts = holder.aborts;
   }
 
   get signal(): AbortSignal {
+    // Read after this run was aborted (abandoned, its probe removed): aborted, and no new
+    // controller is left behind for the next run.
+    if (this.#holder.aborts !== this.#aborts) return AbortSignal.abort();
     return (this.#holder.controller ??= new AbortController()).signal;
   }
 
   /** The signal if one was made, without making one: a run that never made it cannot be aborted. */
   get madeSignal(): AbortSignal | undefined {
+    if (this.#holder.aborts !== this.#aborts) return AbortSignal.abort();
     return this.#holder.controller?.signal;
   }
+}
+
+/** Where a scheduler keeps a probe's controller, and how many times it aborted one. */
+export interface SignalHolder {
+  controller: AbortController | undefined;
+  aborts: number;
 }
 
 /** The caller's signal, without making a scheduler's lazy one ({@link RunOptions}). */

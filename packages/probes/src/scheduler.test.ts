@@ -390,6 +390,38 @@ describe('createProbeScheduler', () => {
     expect(probes.stats().running).toBe(0);
   });
 
+  it('gives a run that asks for its signal only after it was abandoned an aborted one, and the next run a fresh one', async () => {
+    const { scheduler: probes, events } = scheduler();
+    let release: () => void = () => undefined;
+    const late: AbortSignal[] = [];
+    let runs = 0;
+    probes.add({
+      agent: 'forge',
+      probes: [
+        {
+          name: 'custom',
+          intervalMs: 600_000,
+          timeoutMs: 50,
+          run: async (options) => {
+            runs += 1;
+            if (runs === 1) await new Promise<void>((resolve) => (release = resolve));
+            late.push(options.signal);
+            return { kind: 'custom', ok: true, latencyMs: 0, detail: 'ok', observedAt: Date.now() };
+          },
+        },
+      ],
+    });
+    await vi.waitFor(() => expect(events).toHaveLength(1), { timeout: 10_000 });
+    expect(events[0]?.result.detail).toContain('abandoned');
+    release();
+    await vi.waitFor(() => expect(late).toHaveLength(1));
+    expect(late[0]?.aborted).toBe(true);
+    probes.trigger('forge');
+    await vi.waitFor(() => expect(events).toHaveLength(2), { timeout: 10_000 });
+    expect(events[1]?.result.ok).toBe(true);
+    expect(late[1]?.aborted).toBe(false);
+  });
+
   it('turns a probe that throws into an error result and logs it; a throwing onResult is logged too', async () => {
     const logged: string[] = [];
     const log = (message: string) => logged.push(message);

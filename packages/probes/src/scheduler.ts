@@ -186,6 +186,8 @@ class Slot implements HeapEntry {
   /** A trigger that arrived while running: run again right after. */
   rerun: RunReason | undefined = undefined;
   controller: AbortController | undefined = undefined;
+  /** Runs aborted (abandoned, or the probe removed): a run's lazy signal read later is aborted. */
+  aborts = 0;
   removed = false;
   /** Runs started (so a sweep waits for a run that began after it; a late result of an abandoned run is dropped). */
   started = 0;
@@ -355,6 +357,7 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     if (slot.status !== 'running') return;
     slot.controller?.abort();
     slot.controller = undefined;
+    slot.aborts += 1;
     const timeoutMs = (slot.spec.timeoutMs ?? DEFAULT_PROBE_TIMEOUT_MS) + ABANDON_AFTER_MS;
     const result = failed(
       slot,
@@ -527,6 +530,7 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     if (slot.status === 'queued') queued -= 1;
     slot.controller?.abort();
     slot.controller = undefined;
+    slot.aborts += 1;
     unwatch(slot);
     for (const waiter of slot.waiters ?? []) waiter.resolve(undefined);
     slot.waiters = undefined;
