@@ -203,9 +203,11 @@ async function applyDiff(
     }
     await addAgent(context, want, { record, firstSight, mode, marked });
   };
-  // One after another. Taken up 16 at a time, four agents that crash at start took 10 s instead of
-  // 10 ms to reach their decisions (standing-decisions.test.ts, flaky in CI): not understood yet,
-  // so a takeover of many agents still starts them in turn.
+  // One after another. Taken up 16 at a time, four agents that crash at start died together, and
+  // the fleet brake engaged (more than half of a fleet of 4 dead: restarts 10 s apart), so
+  // standing-decisions.test.ts took 34 s instead of 5 s (5.6 s with the brake off in that test).
+  // Starting many agents at once is sound; it is not done yet, so a takeover of many agents still
+  // starts them in turn.
   for (const want of diff.added) await takeUpOne(want);
   for (const slot of diff.removed) await removeAgent(context, slot);
   return problems;
