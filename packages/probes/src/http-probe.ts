@@ -173,7 +173,7 @@ export function createHttpProbe(target: HttpTarget | string | URL): HttpProbe {
       head = step.head;
       received = undefined;
       const status = head.status;
-      const statusLine = `${status} ${head.reason || STATUS_CODES[status] || ''}`.trim();
+      const statusLine = statusLineOf(head);
       const location = head.headers.get('location');
       if (status >= 300 && status < 400 && location !== undefined) {
         socket.destroy();
@@ -243,7 +243,7 @@ export function createHttpProbe(target: HttpTarget | string | URL): HttpProbe {
   ): void {
     if (step.kind === 'more') return;
     const status = head.status;
-    const statusLine = `${status} ${head.reason || STATUS_CODES[status] || ''}`.trim();
+    const statusLine = statusLineOf(head);
     const fail = (failure: 'bad_body' | 'unreachable', detail: string) =>
       attempt.settle({
         ok: false,
@@ -311,6 +311,10 @@ function requestTo(
   const port = url.port ? Number(url.port) : url.protocol === 'https:' ? 443 : 80;
   return { url, host, port, text: `${text}\r\n` };
 }
+
+/** `200 OK`: the status and its reason (the standard one when the server sent none). */
+const statusLineOf = (head: ResponseHead): string =>
+  `${head.status} ${head.reason || STATUS_CODES[head.status] || ''}`.trim();
 
 /** Whether `host` is an IP address (no TLS server name is sent for one). */
 const isIp = (host: string): boolean => /^[\d.]+$/.test(host) || host.includes(':');
