@@ -6,7 +6,8 @@
  * asks for a switch to a fallback at the start (provider-switch.ts). It also wakes the agents
  * waiting on a provider when the matrix changes, switches live agents back to their primary
  * when configured, and gives the tracker the agents' heartbeats to read. It never starts a
- * process itself except through restart.ts, on the agent's queue.
+ * process itself except through restart.ts, on the agent's queue. `providerServices()` builds
+ * the tracker, its alerts and its file for the context, wired to the above.
  */
 import { readHeartbeat } from '@pit/cell-spec';
 import {
@@ -18,7 +19,13 @@ import {
 } from '@pit/policy';
 import { wakeAt } from './actions.js';
 import { onSlotQueue } from './controls.js';
-import type { ProviderAgent, ProviderChange } from './provider-health.js';
+import { createProviderAlerts } from './provider-alerts.js';
+import {
+  createProviderTracker,
+  type ProviderAgent,
+  type ProviderChange,
+} from './provider-health.js';
+import { createProviderMatrixWriter } from './provider-matrix-file.js';
 import {
   loadProviderRecord,
   providersOf,
@@ -199,4 +206,43 @@ export function providerStatusOf(
     provider: { primary: providers.primary, current: providers.current, status },
     reasons: status === 'dead' || status === 'degraded' ? [`primary_${status}`] : [],
   };
+}
+
+/** The provider matrix and its outage alerts, over the context (read when they run, not now). */
+export function providerServices(
+  contextOf: () => SupervisorContext,
+  options: { logger: SupervisorContext['logger']; now: () => number; stateDir: string },
+): Pick<SupervisorContext, 'providers' | 'providerAlerts' | 'providerMatrixFile'> {
+  const { logger, now } = options;
+  const providerMatrixFile = createProviderMatrixWriter(options);
+  return {
+    providerMatrixFile,
+    providers: createProviderTracker({
+      providers: () => contextOf().config.providers,
+      agents: () => providerAgents(contextOf()),
+      logger,
+      now,
+      onChange: (change) => onProviderChange(contextOf(), change),
+      afterTick: () => {
+        const context = contextOf();
+        switchBackDue(context);
+        // For `pit status` with no daemon to ask: written in the background, only on a change.
+        if (!context.dryRun) providerMatrixFile.offer(context.providers.matrix());
+      },
+    }),
+    providerAlerts: createProviderAlerts({
+      send: (kind, summary) => {
+        const context = contextOf();
+        const notice = context.notifier.notice;
+        if (notice) context.notify(notice(kind, summary));
+      },
+      now,
+    }),
+  };
+}
+
+/** How often the provider matrix is looked at: the poll interval, or a provider's interval when shorter (≥ 100 ms). */
+export function providerTickMs(context: SupervisorContext): number {
+  const intervals = Object.values(context.config.providers).map((provider) => provider.interval_s);
+  return Math.max(100, Math.min(context.config.cells.poll_interval_s, ...intervals) * 1000);
 }

@@ -5,7 +5,6 @@
  * file builds those modules' shared context and runs the lifecycle (start, sweep, reload, stop);
  * the same code runs the daemon's loop and `pit sweep --once`. It holds no logic of its own.
  */
-import { getHeapStatistics } from 'node:v8';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
@@ -24,27 +23,18 @@ import { createFleet } from './fleet.js';
 import { fleetStatus } from './fleet-report.js';
 import { createFleetSync, placeableAgents, type FleetSync } from './fleet-sync.js';
 import { silentLogger } from './logger.js';
-import { startLoopTimers, type LoopTimers } from './loop-timers.js';
-import {
-  LATENCY_BUCKETS_S,
-  createMetricsRegistry,
-  type Labels,
-  type MetricsRegistry,
-} from './metrics.js';
+import { loopHealth, startLoopTimers, type LoopTimers } from './loop-timers.js';
+import { createLoopMetrics, registerLoopGauges } from './loop-metrics.js';
+import { createMetricsRegistry } from './metrics.js';
 import { silentNotifier } from './notifier.js';
-import { createProviderAlerts } from './provider-alerts.js';
-import { createProviderTracker } from './provider-health.js';
-import { createProviderMatrixWriter } from './provider-matrix-file.js';
-import { onProviderChange, providerAgents, switchBackDue } from './provider-gate.js';
+import { providerServices, providerTickMs } from './provider-gate.js';
 import { createPeriodicCheckpoints } from './periodic-checkpoints.js';
 import { localCells, materialiseCell } from './cluster/cell-takeover.js';
 import type { ClusterHooks } from './cluster/cluster-member.js';
 import { stopAgent } from './restart.js';
-import { openFileStateStore, type StateStore } from './state-store.js';
-import type { ClusterMember } from './cluster/cluster-member.js';
-import { withSharedRecords } from './cluster/shared-state-store.js';
+import { openStateStore } from './cluster/shared-state-store.js';
 import type { StopOutcome, Supervisor, SupervisorOptions } from './supervisor-api.js';
-import { iso, type SupervisorContext, type SupervisorMetrics } from './supervisor-context.js';
+import type { SupervisorContext } from './supervisor-context.js';
 import { sweepFleet } from './sweep.js';
 import { detectAgentCgroups } from './agent-cgroups.js';
 import { startAgentLogRotator, type AgentLogRotator } from './agent-log-rotator.js';
@@ -146,7 +136,7 @@ export async function createSupervisor(options: SupervisorOptions): Promise<Supe
     control: (ref, action, request) => controlAgent(context, ref, action, request),
     reload,
     stop,
-    health: () => loopHealth(context, fleetSync),
+    health: () => loopHealth(context, fleetSync.last()),
     metrics: context.metrics.registry,
   };
 }
@@ -185,41 +175,6 @@ async function stopLoop(
   for (const list of [outcome.leftRunning, outcome.stopped])
     list.sort((a, b) => a.agent.localeCompare(b.agent));
   return outcome;
-}
-
-/** The loop's own health: discovery ran recently and the last one succeeded. */
-function loopHealth(
-  context: SupervisorContext,
-  fleetSync: FleetSync,
-): ReturnType<Supervisor['health']> {
-  const last = fleetSync.last();
-  if (!last) return { ok: false, reason: 'no discovery yet' };
-  const staleAfter = Math.max(30_000, context.config.cells.poll_interval_s * 5000);
-  const at = { last_discovery: iso(last.at) };
-  if (!last.ok)
-    return {
-      ok: false,
-      ...at,
-      reason: `the last discovery failed: ${last.error ?? 'unknown error'}`,
-    };
-  const silentFor = context.now() - last.at;
-  if (silentFor > staleAfter) {
-    return {
-      ok: false,
-      ...at,
-      reason: `no discovery for ${Math.round(silentFor / 1000)} s (the loop is stuck)`,
-    };
-  }
-  return { ok: true, ...at };
-}
-
-/** The file store; clustered, its records of agents this host holds are shared across hosts too. */
-async function openStateStore(
-  options: Parameters<typeof openFileStateStore>[0],
-  cluster: ClusterMember | undefined,
-): Promise<StateStore> {
-  const files = await openFileStateStore(options);
-  return cluster ? withSharedRecords(files, cluster) : files;
 }
 
 /**
@@ -298,7 +253,7 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
     busHub: options.busHub,
     cluster: options.cluster,
     cgroupOf: cgroups ? (cell, agent) => cgroups.pathOf(cell, agent) : undefined,
-    metrics: createMetrics(options.metrics ?? createMetricsRegistry()),
+    metrics: createLoopMetrics(options.metrics ?? createMetricsRegistry()),
     fleet: createFleet(),
     processTable: createProcessTable({ maxAgeMs: 1000 }),
     assessor: createFleetAssessor(now),
@@ -309,128 +264,6 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
     evaluateSoon: unset,
     sync: unset,
   };
-  registerGauges(context);
+  registerLoopGauges(context);
   return context;
-}
-
-/** The provider matrix and its outage alerts, over the context (read when they run, not now). */
-function providerServices(
-  contextOf: () => SupervisorContext,
-  options: { logger: SupervisorContext['logger']; now: () => number; stateDir: string },
-): Pick<SupervisorContext, 'providers' | 'providerAlerts' | 'providerMatrixFile'> {
-  const { logger, now } = options;
-  const providerMatrixFile = createProviderMatrixWriter(options);
-  return {
-    providerMatrixFile,
-    providers: createProviderTracker({
-      providers: () => contextOf().config.providers,
-      agents: () => providerAgents(contextOf()),
-      logger,
-      now,
-      onChange: (change) => onProviderChange(contextOf(), change),
-      afterTick: () => {
-        const context = contextOf();
-        switchBackDue(context);
-        // For `pit status` with no daemon to ask: written in the background, only on a change.
-        if (!context.dryRun) providerMatrixFile.offer(context.providers.matrix());
-      },
-    }),
-    providerAlerts: createProviderAlerts({
-      send: (kind, summary) => {
-        const context = contextOf();
-        const notice = context.notifier.notice;
-        if (notice) context.notify(notice(kind, summary));
-      },
-      now,
-    }),
-  };
-}
-
-/** How often the provider matrix is looked at: the poll interval, or a provider's interval when shorter (≥ 100 ms). */
-function providerTickMs(context: SupervisorContext): number {
-  const intervals = Object.values(context.config.providers).map((provider) => provider.interval_s);
-  return Math.max(100, Math.min(context.config.cells.poll_interval_s, ...intervals) * 1000);
-}
-
-function createMetrics(registry: MetricsRegistry): SupervisorMetrics {
-  return {
-    registry,
-    probesTotal: registry.counter('pit_probes_total', 'Probe runs by kind and outcome.', [
-      'kind',
-      'ok',
-    ]),
-    probeLatency: registry.histogram(
-      'pit_probe_latency_seconds',
-      'Probe latency by kind.',
-      LATENCY_BUCKETS_S,
-      ['kind'],
-    ),
-    restartsTotal: registry.counter('pit_restarts_total', 'Agents (re)started by the Pit.', [
-      'agent',
-    ]),
-    rollbacksTotal: registry.counter(
-      'pit_rollbacks_total',
-      'Config rollbacks to last known good.',
-      ['agent'],
-    ),
-    approvalsTotal: registry.counter('pit_approvals_total', 'Approval requests by outcome.', [
-      'outcome',
-    ]),
-    sweepDuration: registry.histogram(
-      'pit_sweep_duration_seconds',
-      'Duration of full sweeps.',
-      [0.01, 0.05, 0.1, 0.5, 1, 5, 30],
-    ),
-  };
-}
-
-const PROVIDER_STATUSES = ['healthy', 'degraded', 'dead', 'unknown'] as const;
-
-function registerGauges(context: SupervisorContext): void {
-  const registry = context.metrics.registry;
-  registry.gauge('pit_agents', 'Supervised agents by health.', ['state'], () => {
-    const counts: Record<string, number> = { unknown: 0, healthy: 0, degraded: 0, dead: 0 };
-    for (const slot of context.fleet.slots.values())
-      counts[slot.state.health] = (counts[slot.state.health] ?? 0) + 1;
-    return Object.entries(counts).map(([state, value]) => [{ state }, value]);
-  });
-  const cluster = context.cluster;
-  if (cluster) {
-    registry.gauge(
-      'pit_cluster_fenced',
-      '1 while this host has lost its cluster lease (it revives nothing), else 0.',
-      [],
-      () => [[{}, cluster.fenced() ? 1 : 0]],
-    );
-    registry.gauge('pit_cluster_agents_held', 'Agents this host owns in the cluster.', [], () => [
-      [{}, cluster.heldCount()],
-    ]);
-  }
-  registry.gauge(
-    'pit_provider_status',
-    'Model providers by status (1 for the status each is in).',
-    ['provider', 'status'],
-    () =>
-      context.providers
-        .matrix()
-        .flatMap((entry) =>
-          PROVIDER_STATUSES.map((status): [Labels, number] => [
-            { provider: entry.provider, status },
-            entry.status === status ? 1 : 0,
-          ]),
-        ),
-  );
-  registry.gauge('pit_approvals_pending', 'Approval requests waiting for an answer.', [], () => [
-    [{}, context.approvals.list('pending').length],
-  ]);
-  registry.gauge(
-    'pit_daemon_memory_bytes',
-    "The daemon's own memory: resident set, V8 heap used, V8 heap limit (--max-old-space-size).",
-    ['kind'],
-    () => [
-      [{ kind: 'resident' }, process.memoryUsage.rss()],
-      [{ kind: 'heap_used' }, process.memoryUsage().heapUsed],
-      [{ kind: 'heap_limit' }, getHeapStatistics().heap_size_limit],
-    ],
-  );
 }

@@ -6,7 +6,7 @@
  * cluster has it. The host that takes the agent over reads it back (fleet-sync.ts) before it acts.
  */
 import type { AgentState } from '@pit/cell-spec';
-import type { StateStore } from '../state-store.js';
+import { openFileStateStore, type StateStore } from '../state-store.js';
 import { carriedState } from './agent-records.js';
 import type { ClusterMember } from './cluster-member.js';
 
@@ -82,4 +82,13 @@ export function withSharedRecords(inner: StateStore, member: ClusterMember): Sta
     close: () => inner.close(),
     problems: () => inner.problems(),
   };
+}
+
+/** The file store; clustered, its records of agents this host holds are shared across hosts too. */
+export async function openStateStore(
+  options: Parameters<typeof openFileStateStore>[0],
+  cluster: ClusterMember | undefined,
+): Promise<StateStore> {
+  const files = await openFileStateStore(options);
+  return cluster ? withSharedRecords(files, cluster) : files;
 }
