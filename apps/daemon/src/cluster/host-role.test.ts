@@ -89,5 +89,26 @@ describe.skipIf(!installed)(
       );
       expect(third.events).toEqual(['gain']);
     }, 40_000);
+
+    it('a holder whose event loop stalled past its lease does not report the role held, before any timer of its own has run', async () => {
+      const stalled = await host('role-stall', 'stall-poller');
+      await waitFor(() => (stalled.held.held() ? true : undefined), 10_000, 'the role held');
+      // The loop is blocked (a long GC, a swapped-out process) for the whole lease T: its key
+      // has expired at the other hosts, which may claim the role now. No timer has run yet.
+      const until = Date.now() + LEASE_MS + 100;
+      while (Date.now() < until) {
+        // blocking on purpose: this is the stall
+      }
+      expect(stalled.coordination.fenced()).toBe(true);
+      expect(stalled.held.held()).toBe(false);
+      expect(stalled.events).toEqual(['gain']);
+      // Then the fence timer gives it up, and once its lease is renewed it holds the role again.
+      await waitFor(
+        () => (stalled.events.length >= 3 && stalled.held.held() ? true : undefined),
+        10_000,
+        'the role lost and held again',
+      );
+      expect(stalled.events).toEqual(['gain', 'lose', 'gain']);
+    }, 30_000);
   },
 );

@@ -5,7 +5,9 @@
  * only when nobody holds it or its holder's host lease expired, so when the holder dies a live
  * host takes the role over within about the lease `T` (at its next tick, every `T/3`). The holder
  * re-reads the record at every tick and gives the role up when another host holds it, and at once
- * when it is fenced; a clean leave releases it. Owns the claim loop only; what the role does is the
+ * when it is fenced; a clean leave releases it. `held()` is false from the moment the lease is
+ * unsafe (`fenced()` is read from the clock), not from when the fence timer runs: after a stall of
+ * the event loop longer than the lease, another host may hold the role before that timer fires. Owns the claim loop only; what the role does is the
  * caller's (`onGain` / `onLose`).
  */
 import type { Logger } from '../logger.js';
@@ -100,7 +102,7 @@ export function holdRole(options: HoldRoleOptions): HeldRole {
   timer.unref();
   tick();
   return {
-    held: () => epoch !== undefined,
+    held: () => epoch !== undefined && !coordination.fenced(),
     async stop() {
       stopped = true;
       clearInterval(timer);
