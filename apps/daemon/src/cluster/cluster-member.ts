@@ -539,10 +539,11 @@ function maybeSweepRecords(
     stopped: () => state.closed,
   })
     .then((result) => {
-      if (result.removed.length > 0)
+      if (result.removed.length > 0 || result.markersPurged > 0)
         logger.info('cluster: shared records swept', {
           removed: result.removed.length,
           kept: result.kept,
+          released_owner_keys_purged: result.markersPurged,
         });
     })
     .catch((error: unknown) =>

@@ -97,6 +97,13 @@ export interface Coordination {
   ): Promise<ClaimResult>;
   /** Gives the agent up (a stop, or the agent removed), only while `epoch` is still current. */
   release(agent: string, epoch: number): Promise<boolean>;
+  /**
+   * Purges the delete markers that releases left in `pit_owners` (one per key ever released:
+   * nats-server 2.9 ignores markers' TTLs) once older than `olderThanMs`. Each purge stops at
+   * the marker's own sequence, so a claim that lands meanwhile (a later sequence) stays.
+   * Resolves with the number of markers purged; stops early when `stopped()` turns true.
+   */
+  purgeReleased(olderThanMs: number, stopped?: () => boolean): Promise<number>;
   /** True while `epoch` is the agent's current epoch and this host owns it. */
   isCurrent(agent: string, epoch: number): Promise<boolean>;
   /** Agents' records shared across hosts, written under the writer's epoch (agent-records.ts). */
@@ -357,6 +364,28 @@ async function leaseHeld(opened: Opened, host: string): Promise<boolean> {
   return entry !== null && entry.operation === 'PUT' && entry.length > 0;
 }
 
+/** {@link Coordination.purgeReleased}. */
+async function purgeReleasedOwners(
+  opened: Opened,
+  olderThanMs: number,
+  stopped: () => boolean = () => false,
+): Promise<number> {
+  let purged = 0;
+  for (const key of await streamKeys(opened, OWNERS_BUCKET)) {
+    if (stopped()) break;
+    const entry = await opened.owners.get(key);
+    if (!entry || entry.operation === 'PUT') continue;
+    if (Date.now() - entry.created.getTime() < olderThanMs) continue;
+    // Below the marker's sequence + 1 only: a claim after it has a later sequence and is kept.
+    await opened.jsm.streams.purge(`KV_${OWNERS_BUCKET}`, {
+      filter: `$KV.${OWNERS_BUCKET}.${key}`,
+      seq: entry.revision + 1,
+    });
+    purged += 1;
+  }
+  return purged;
+}
+
 async function readOwner(opened: Opened, agent: string): Promise<OwnerRecord | undefined> {
   return parseOwner(await opened.owners.get(ownerKey(agent)));
 }
@@ -463,6 +492,7 @@ async function startCoordination(opened: Opened): Promise<Coordination> {
         throw error;
       }
     },
+    purgeReleased: (olderThanMs, stopped) => purgeReleasedOwners(opened, olderThanMs, stopped),
     async isCurrent(agent, epoch) {
       const current = await owner(agent);
       return current !== undefined && current.host === hostId && current.epoch === epoch;

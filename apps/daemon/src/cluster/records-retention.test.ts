@@ -12,7 +12,7 @@ import type { AgentState } from '@pit/cell-spec';
 import { silentLogger } from '../logger.js';
 import { RECORDS_BUCKET } from './agent-records.js';
 import { putCellDefinition } from './cell-store.js';
-import { openCoordination, ownerKey, type Coordination } from './coordination.js';
+import { openCoordination, OWNERS_BUCKET, ownerKey, type Coordination } from './coordination.js';
 import { RECORDS_RETENTION_MS, sweepRecords } from './records-retention.js';
 
 const installed = natsInstalled('the shared records retention tests');
@@ -50,13 +50,13 @@ describe.skipIf(!installed)('retention of the shared agent records (real NATS Je
     if (!keep) expect(await host.release(agent, claim.epoch)).toBe(true);
     return claim.epoch;
   };
-  /** The records bucket's subjects: a removed record leaves no delete marker behind. */
-  const storedKeys = async () => {
+  /** A bucket's subjects (the records' by default): a removed record leaves no delete marker behind. */
+  const storedKeys = async (bucket = RECORDS_BUCKET) => {
     const nc = await connect({ servers: cluster.urls });
     try {
       const jsm = await jetstreamManager(nc);
-      const prefix = `$KV.${RECORDS_BUCKET}.`;
-      const info = await jsm.streams.info(`KV_${RECORDS_BUCKET}`, {
+      const prefix = `$KV.${bucket}.`;
+      const info = await jsm.streams.info(`KV_${bucket}`, {
         subjects_filter: `${prefix}>`,
       });
       return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length));
@@ -202,5 +202,38 @@ describe.skipIf(!installed)('retention of the shared agent records (real NATS Je
     expect(await a.records.remove(agent, epochA2)).toEqual({ ok: true, removed: true });
     expect(await a.records.remove(agent, epochA2)).toEqual({ ok: true, removed: false });
     expect(await a.records.read(agent)).toBeUndefined();
+  }, 40_000);
+
+  it('purges the delete markers releases leave in pit_owners once old enough, never an owner record', async () => {
+    const host = await open('markers-a');
+    const released = 'host/marker-released';
+    const reclaimed = 'host/marker-reclaimed';
+    const held = 'host/marker-held';
+    const claimOf = async (agent: string) => {
+      const claim = await host.claim(agent);
+      if (!claim.ok) throw new Error(`cannot claim ${agent}: ${claim.message}`);
+      return claim.epoch;
+    };
+    expect(await host.release(released, await claimOf(released))).toBe(true);
+    expect(await host.release(reclaimed, await claimOf(reclaimed))).toBe(true);
+    const reclaimedEpoch = await claimOf(reclaimed);
+    const heldEpoch = await claimOf(held);
+    // Every key released (a stop, a sweep's own claim) leaves a marker that nats-server 2.9 keeps.
+    expect(await storedKeys(OWNERS_BUCKET)).toContain(ownerKey(released));
+
+    // Younger than the threshold: kept.
+    expect(await host.purgeReleased(60 * 60 * 1000)).toBe(0);
+    expect(await storedKeys(OWNERS_BUCKET)).toContain(ownerKey(released));
+
+    const purged = await host.purgeReleased(0);
+    expect(purged).toBeGreaterThanOrEqual(1);
+    const stored = await storedKeys(OWNERS_BUCKET);
+    expect(stored).not.toContain(ownerKey(released));
+    // Owner records stay, with their epochs, and a later claim still counts on from them.
+    expect(await host.owner(reclaimed)).toMatchObject({ host: 'markers-a', epoch: reclaimedEpoch });
+    expect(await host.owner(held)).toMatchObject({ host: 'markers-a', epoch: heldEpoch });
+    const again = await claimOf(released);
+    expect(again).toBeGreaterThan(heldEpoch);
+    expect(await host.isCurrent(released, again)).toBe(true);
   }, 40_000);
 });

@@ -27,6 +27,11 @@
  * next tick, when the record is gone: the agent starts afresh, as a new one.
  * A fenced sweeper (its lease lapsed) claims nothing, so removes nothing.
  *
+ * The same sweep purges the delete markers that releases leave in `pit_owners` (every release,
+ * the sweep's own included: one marker per key ever released, kept forever by nats-server 2.9)
+ * once older than the retention, each purge bounded by the marker's sequence so that a claim
+ * landing meanwhile stays (coordination.ts `purgeReleased`).
+ *
  * One host sweeps at a time (the live host ranked first for {@link SWEEP_KEY}; two that both
  * think so only repeat each other's fenced work), every `retention / 4` (at most hourly, at
  * least once a lease), the first sweep one such period after it joined.
@@ -67,6 +72,8 @@ export interface SweepResult {
   removed: string[];
   /** Records looked at and kept. */
   kept: number;
+  /** Delete markers purged from `pit_owners`. */
+  markersPurged: number;
 }
 
 /** The agent's cell uuid, or undefined for an agent outside cells (`host/<name>`). */
@@ -82,7 +89,7 @@ function cellOf(agent: string): string | undefined {
  */
 export async function sweepRecords(options: SweepOptions): Promise<SweepResult> {
   const { coordination, logger } = options;
-  const result: SweepResult = { removed: [], kept: 0 };
+  const result: SweepResult = { removed: [], kept: 0, markersPurged: 0 };
   for (const agent of await coordination.records.agents()) {
     if (options.stopped?.() || coordination.fenced()) break;
     try {
@@ -100,6 +107,17 @@ export async function sweepRecords(options: SweepOptions): Promise<SweepResult> 
       });
     }
     result.kept += 1;
+  }
+  const stopped = () => (options.stopped?.() ?? false) || coordination.fenced();
+  if (!stopped()) {
+    result.markersPurged = await coordination
+      .purgeReleased(options.retentionMs, stopped)
+      .catch((error: unknown) => {
+        logger.warn('cluster: cannot purge released owner keys; retrying at the next sweep', {
+          error: error instanceof Error ? error.message : String(error),
+        });
+        return 0;
+      });
   }
   return result;
 }
