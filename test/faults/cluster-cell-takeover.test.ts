@@ -225,6 +225,51 @@ describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cl
     expect(await theIncarnation(marker)).toEqual(after);
     expect(sampler!.doubles()).toEqual([]);
   }, 120_000);
+
+  it('a new cell is checkpointed into the object store at once, not an interval (here 1 h) later, so its host can die in its first hour and the agent is still taken over with its workspace', async () => {
+    const { marker, hostA } = await setUp({
+      checkpointEveryS: 3600,
+      agents: { [AGENT]: `cell = "${CELL}"` },
+      cellAgents: [AGENT],
+    });
+    const before = await waitFor(
+      async () => {
+        const now = await theIncarnation(marker);
+        return now?.host === hostA.id ? now : undefined;
+      },
+      30_000,
+      `${AGENT} running once on ${hostA.id}`,
+    );
+    await waitFor(
+      () => /checkpoint put in the object store/.test(hostA.daemon!.output()) || undefined,
+      15_000,
+      'the new cell’s first checkpoint in the object store',
+    );
+
+    const killedAt = Date.now();
+    await killDaemon(hostA.daemon!);
+    hostA.daemon = undefined;
+    const after = await waitFor(
+      async () => {
+        const now = await theIncarnation(marker);
+        return now && now.host !== hostA.id ? now : undefined;
+      },
+      4 * LEASE_S * 1000,
+      `${AGENT} running again on a live host`,
+    );
+    const tookMs = Date.now() - killedAt;
+    expect(tookMs, `takeover took ${tookMs} ms`).toBeLessThanOrEqual(2 * LEASE_S * 1000);
+    expect(after.epoch, 'a newer epoch').toBeGreaterThan(before.epoch);
+    const owner = hosts.find((host) => host.id === after.host)!;
+    expect(await cellEvents(join(owner.base, 'missions', CELL))).toContainEqual(
+      expect.objectContaining({
+        event: 'checkpoint_restored',
+        reason: `cluster takeover from host ${hostA.id}`,
+      }),
+    );
+    expect(sampler!.doubles()).toEqual([]);
+  }, 120_000);
+
   it('a cell with no checkpoint in the object store: an agent whose policy substitutes it is substituted on a live host, the others are left dead, and the log says so', async () => {
     const { marker, hostA } = await setUp({
       checkpointEveryS: 0,

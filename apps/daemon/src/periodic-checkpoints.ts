@@ -5,7 +5,9 @@
  * `checkpoints.retention` pruned. A failure is logged and the next cell is checkpointed anyway.
  * In a cluster, each new checkpoint of a cell whose agents this host holds is also put in the
  * cluster's object store (cluster/cell-store.ts), so that a live host can rebuild the cell if this
- * one dies. It restores nothing.
+ * one dies; a cell held here whose record there has no checkpoint yet (a new cell) gets its first
+ * one at the next tick, not an interval later (once per daemon run: a cell that cannot be
+ * checkpointed waits for the interval like the others). It restores nothing.
  */
 import { createCheckpoint, pruneCheckpoints, type CheckpointManifest } from '@pit/snapshot';
 import { checkpointStore } from './checkpoint-store.js';
@@ -15,18 +17,26 @@ import type { SupervisorContext } from './supervisor-context.js';
 /** Creates the periodic checkpointer; `tick()` checkpoints when the interval has passed. */
 export function createPeriodicCheckpoints(context: SupervisorContext): { tick(): Promise<void> } {
   let lastAt = context.now();
+  /** Cells given a first checkpoint out of turn (cluster): once each per run. */
+  const firstTaken = new Set<string>();
   return {
     async tick() {
       const { interval_s: intervalS, retention } = context.config.checkpoints;
       if (intervalS <= 0 || context.dryRun) return;
-      if (context.now() - lastAt < intervalS * 1000) return;
-      lastAt = context.now();
+      const due = context.now() - lastAt >= intervalS * 1000;
+      const first = [...(context.cluster?.awaitingCheckpoint() ?? [])].filter(
+        (uuid) => !firstTaken.has(uuid),
+      );
+      if (!due && first.length === 0) return;
+      if (due) lastAt = context.now();
+      for (const uuid of first) firstTaken.add(uuid);
       const cells = new Map<string, string>();
       for (const slot of context.fleet.slots.values()) {
         if (slot.cell && slot.cell.manifest.status === 'active')
           cells.set(slot.cell.uuid, slot.cell.dir);
       }
       for (const [uuid, dir] of cells) {
+        if (!due && !first.includes(uuid)) continue;
         try {
           const store = checkpointStore(context.stateDir, uuid);
           const created = await createCheckpoint(dir, {

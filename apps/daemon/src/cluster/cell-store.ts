@@ -169,6 +169,17 @@ export async function putCellDefinition(
 }
 
 /**
+ * Whether the store's record of the cell carries a checkpoint (false when there is no record, or
+ * one this version cannot read).
+ */
+export async function cellHasCheckpoint(store: ObjectStore, uuid: string): Promise<boolean> {
+  const info = await store.info(uuid);
+  if (!info || info.deleted) return false;
+  const parsed = parseRecord(uuid, info.metadata?.[METADATA_KEY]);
+  return parsed.ok && parsed.record.checkpoint !== undefined;
+}
+
+/**
  * Removes the cell's object when the record is this host's (the cell left this host: destroyed,
  * archived, frozen or no longer granted), so that no takeover rebuilds it. Another host's record
  * (a newer owner's) is left. @returns whether it was removed.

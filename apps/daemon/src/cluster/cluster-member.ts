@@ -64,6 +64,7 @@ import type { SharedRecord } from './agent-records.js';
 import {
   deleteCellRecord,
   getCellArchive,
+  cellHasCheckpoint,
   listCellRecords,
   putCellCheckpoint,
   putCellDefinition,
@@ -160,6 +161,12 @@ export interface ClusterMember {
     cell: CellDefinition,
     checkpoint: { archive: string; manifest: CheckpointManifest },
   ): Promise<boolean>;
+  /**
+   * Cells whose agents this host holds and whose record in the object store has no checkpoint
+   * yet (a new cell: a takeover could only substitute its agents). periodic-checkpoints.ts takes
+   * their first checkpoint at once instead of an interval later.
+   */
+  awaitingCheckpoint(): ReadonlySet<string>;
   /** A process was started (or adopted) for the agent: the fence watches it. */
   started(process: FencedProcess): void;
   /** The agent's process is gone or was let go. */
@@ -233,6 +240,8 @@ interface MemberState {
   auditFrom: number;
   /** Cells this host put a record of (definition or checkpoint) while they were here. */
   published: Set<string>;
+  /** Of those, the ones whose record has no checkpoint yet ({@link ClusterMember.awaitingCheckpoint}). */
+  awaitingCheckpoint: Set<string>;
   /** Cells taken over whose rebuild failed: tried again at the next passes (their agents stay claimed). */
   rebuilding: Map<string, { from: string; tries: number }>;
   /** Objects of the store whose record did not parse, already logged. */
@@ -271,6 +280,7 @@ function initialState(): MemberState {
     closed: false,
     auditFrom: 0,
     published: new Set(),
+    awaitingCheckpoint: new Set(),
     rebuilding: new Map(),
     badRecords: new Set(),
     running: new Set(),
@@ -325,6 +335,7 @@ function createMember(
       state.takenFrom.delete(key);
       return from;
     },
+    awaitingCheckpoint: () => state.awaitingCheckpoint,
     publishCheckpoint: (cell, checkpoint) =>
       publishCheckpoint(options, coordination, state, cell, checkpoint),
     ...processesHere(state, fence),
@@ -568,6 +579,7 @@ async function publishCheckpoint(
   const put = await putCellCheckpoint(coordination.cellStore, cell, hostId, checkpoint, logger);
   if (put) {
     state.published.add(cell.uuid);
+    state.awaitingCheckpoint.delete(cell.uuid);
     logger.debug('cluster: checkpoint put in the object store', {
       cell: cell.uuid,
       checkpoint: checkpoint.manifest.name,
@@ -596,6 +608,7 @@ async function publishDefinitions(
           cell: uuid,
         });
       state.published.delete(uuid);
+      state.awaitingCheckpoint.delete(uuid);
     } catch (error) {
       options.logger.warn(
         'cluster: cannot remove a cell’s record from the object store; retrying',
@@ -610,13 +623,18 @@ async function publishDefinitions(
     if (state.published.has(cell.uuid) || state.closed || coordination.fenced()) continue;
     if (!cell.agents.some((agent) => state.held.has(`${cell.uuid}/${agent.name}`))) continue;
     try {
-      if (await putCellDefinition(coordination.cellStore, cell, options.hostId))
+      const store = coordination.cellStore;
+      if (await putCellDefinition(store, cell, options.hostId)) {
         options.logger.debug(
           'cluster: cell definition put in the object store (no checkpoint yet)',
           {
             cell: cell.uuid,
           },
         );
+        state.awaitingCheckpoint.add(cell.uuid);
+      } else if (!(await cellHasCheckpoint(store, cell.uuid))) {
+        state.awaitingCheckpoint.add(cell.uuid);
+      }
       state.published.add(cell.uuid);
     } catch (error) {
       options.logger.warn('cluster: cannot put a cell’s definition in the object store; retrying', {
