@@ -11,14 +11,12 @@
  */
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { provisionCell } from '@pit/cell-spec';
 import {
   natsInstalled,
   startNatsCluster,
   tempDir,
-  testAgentPath,
   waitFor,
   type TestNatsCluster,
 } from '@pit/test-kit';
@@ -37,6 +35,7 @@ import {
   stopHosts,
   type Incarnation,
 } from './cluster-hosts.js';
+import { busLog, publisherScript, reached } from './cluster-bus.js';
 
 const installed = natsInstalled('the cluster bus storm test');
 
@@ -48,87 +47,6 @@ const installed = natsInstalled('the cluster bus storm test');
 const LEASE_S = 10;
 const CELL = '7d2e9c41-6a5b-4c3d-9e8f-1a2b3c4d5e6f';
 const AGENTS = ['pub1', 'pub2', 'pub3', 'pub4'];
-
-/** The built @pit/mission-bus (`pnpm build`): the agents, plain Node, import it by path. */
-const MISSION_BUS = fileURLToPath(
-  new URL('../../packages/mission-bus/dist/index.js', import.meta.url),
-);
-
-interface BusEventView {
-  seq: number;
-  id: string;
-  event: string;
-  sender: string;
-  topic?: string;
-  epoch?: number;
-  payload?: { n?: number };
-}
-type BusLogEntry =
-  | { ok: true; event: BusEventView }
-  | { ok: false; torn: boolean; reason: string; segment: string; line: number };
-
-/** host-a's copy of the mission's stream (the cell's `bus/` segments), a torn last line left out. */
-async function busLog(cellDir: string): Promise<BusEventView[]> {
-  const { readBusLog } = (await import(pathToFileURL(MISSION_BUS).href)) as {
-    readBusLog(dir: string): AsyncIterable<BusLogEntry>;
-  };
-  const events: BusEventView[] = [];
-  const problems: string[] = [];
-  for await (const entry of readBusLog(cellDir))
-    if (entry.ok) events.push(entry.event);
-    else if (!entry.torn) problems.push(`${entry.segment}:${entry.line}: ${entry.reason}`);
-  expect(problems).toEqual([]);
-  return events;
-}
-
-/** How far each agent got: the largest number it published. */
-async function reached(cellDir: string): Promise<Map<string, number>> {
-  const counts = new Map<string, number>();
-  for (const event of await busLog(cellDir))
-    if (event.topic === 'count')
-      counts.set(event.sender, Math.max(counts.get(event.sender) ?? 0, event.payload?.n ?? 0));
-  return counts;
-}
-
-/** The publisher: numbers from where the bus last acknowledged, then the shared test agent. */
-function publisherScript(): string {
-  return `
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
-const { connectBus } = await import(${JSON.stringify(pathToFileURL(MISSION_BUS).href)});
-const name = process.env.LAZARUS_AGENT;
-const file = name + '.acked';
-let acked = 0;
-try { acked = Number(readFileSync(file, 'utf8')) || 0; } catch {}
-void (async () => {
-  const client = await connectBus({
-    url: process.env.LAZARUS_BUS_URL,
-    mission: process.env.LAZARUS_BUS_MISSION,
-    participant: name,
-    token: process.env.LAZARUS_BUS_TOKEN,
-    epoch: Number(process.env.PIT_EPOCH),
-  });
-  for (;;) {
-    const n = acked + 1;
-    try {
-      // The same id for the same number: a publish repeated after a doubt is stored once.
-      await client.publish({ id: name + '-' + n, topic: 'count', payload: { n } });
-      acked = n;
-      writeFileSync(file + '.tmp', String(acked));
-      renameSync(file + '.tmp', file);
-    } catch (error) {
-      process.stderr.write('publish ' + n + ': ' + error.message + '\\n');
-      await sleep(100);
-    }
-    await sleep(20);
-  }
-})().catch((error) => {
-  process.stderr.write(String(error && error.stack) + '\\n');
-  process.exit(1);
-});
-await import(${JSON.stringify(pathToFileURL(testAgentPath).href)});
-`;
-}
 
 describe.skipIf(!installed)('the mission bus through a revive storm and a NATS node kill', () => {
   let nats: TestNatsCluster | undefined;
