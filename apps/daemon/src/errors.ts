@@ -10,7 +10,7 @@ export type DaemonErrorCode =
   | 'DAEMON_ISOLATION_UNAVAILABLE' // the isolation level needs a tool that is missing (unshare, podman)
   | 'DAEMON_UNSAFE_SIGNAL' // refused to signal a pid ≤ 1
   | 'DAEMON_HTTP' // the HTTP server could not listen
-  | 'DAEMON_CLUSTER' // [cluster]: NATS unreachable, its token unset, or a one-shot sweep asked of a cluster
+  | 'DAEMON_CLUSTER' // [cluster]: NATS unreachable, its JetStream cluster not formed in time, its token unset, or a one-shot sweep asked of a cluster
   | 'DAEMON_IO'; // the filesystem refused
 
 /** One problem in a config file (see `parseConfig`). */

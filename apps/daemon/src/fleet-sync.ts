@@ -179,8 +179,9 @@ async function applyDiff(
   };
   const marked = markedScan(context.instance);
   const sharedRecords = readSharedRecords(context, diff.added);
-  const problems: string[] = [];
-  const takeUpOne = async (want: WantedAgent): Promise<void> => {
+  // Per agent, in the order discovery gave them, whatever order the take-ups finish in.
+  const problems: Array<string | undefined> = [];
+  const takeUpOne = async (want: WantedAgent, index: number): Promise<void> => {
     const scope = want.cell?.dir ?? HOST;
     let record: AgentState | undefined;
     let firstSight: boolean;
@@ -198,19 +199,48 @@ async function applyDiff(
     } catch (error) {
       // Its saved record is unknown: it may be running. Taken up on a later pass, never started on a guess.
       const message = error instanceof Error ? error.message : String(error);
-      problems.push(`${want.key}: not taken up yet: cannot read its state (${message})`);
+      problems[index] = `${want.key}: not taken up yet: cannot read its state (${message})`;
       return;
     }
     await addAgent(context, want, { record, firstSight, mode, marked });
   };
-  // One after another. Taken up 16 at a time, four agents that crash at start died together, and
-  // the fleet brake engaged (more than half of a fleet of 4 dead: restarts 10 s apart), so
-  // standing-decisions.test.ts took 34 s instead of 5 s (5.6 s with the brake off in that test).
-  // Starting many agents at once is sound; it is not done yet, so a takeover of many agents still
-  // starts them in turn.
-  for (const want of diff.added) await takeUpOne(want);
+  // Several at a time (a host that takes over, or starts with, thousands of agents starts them
+  // within the takeover's bound, not one start after another), all before any removal. Agents
+  // that crash at start then die together, and when they are more than half of the fleet the
+  // fleet brake engages (restarts spaced `restart_interval` apart), as it should for a fleet
+  // that cannot start.
+  await inTurns(diff.added, TAKE_UP_IN_FLIGHT, takeUpOne);
   for (const slot of diff.removed) await removeAgent(context, slot);
-  return problems;
+  return problems.filter((problem) => problem !== undefined);
+}
+
+/** Agents taken up at once per pass (their records read, adopted or started). */
+const TAKE_UP_IN_FLIGHT = 16;
+
+/**
+ * Runs `run` on every item, at most `limit` at a time (workers over one queue, in order), and
+ * resolves when all have finished. A rejection stops the queue as a failure stopped a loop: no
+ * item begins after it, those under way finish, then it is thrown.
+ */
+export async function inTurns<T>(
+  items: readonly T[],
+  limit: number,
+  run: (item: T, index: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  let failure: { error: unknown } | undefined;
+  const worker = async () => {
+    while (next < items.length && !failure) {
+      const index = next++;
+      try {
+        await run(items[index]!, index);
+      } catch (error) {
+        failure ??= { error };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure) throw failure.error;
 }
 
 /** Shared records read at once per pass. */

@@ -45,6 +45,10 @@ async function setup() {
     'dead_after = "0s"',
     'backoff = { initial = "50ms", cap = "100ms", jitter = 0 }',
     'restart_intensity = { max_restarts = 2, window = "10m" }',
+    // The four agents die together at their first start: more than half of the fleet, so the
+    // fleet brake would space crash's restarts 10 s apart. This test is about standing decisions.
+    '[policy.fleet_brake]',
+    'enabled = false',
     '[policy.agents.crash]',
     'approval = { channels = [] }',
     '[policy.agents.idle]',

@@ -225,3 +225,76 @@ describe.skipIf(!installed)(
     });
   },
 );
+
+describe.skipIf(!installed)('opening coordination while the NATS cluster forms', () => {
+  const recording = () => {
+    const lines: string[] = [];
+    const log = (level: string) => (message: string, fields?: Record<string, unknown>) =>
+      void lines.push(`${level} ${message} ${JSON.stringify(fields ?? {})}`);
+    return {
+      lines,
+      logger: { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') },
+    };
+  };
+  let cluster: TestNatsCluster | undefined;
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('waits, saying so once, until a node that joins late lets the R3 buckets be placed', async () => {
+    // Two nodes of three: they elect a meta leader, but an R3 bucket has no third peer yet
+    // ("no suitable peers for placement"), as when daemons start with their NATS nodes.
+    cluster = await startNatsCluster(await tempDir('pit-nats-forming-'), 3, { down: [2] });
+    const { lines, logger } = recording();
+    const opening = openCoordination({
+      servers: cluster.urls.slice(0, 2),
+      hostId: 'forming-a',
+      leaseTtlMs: 1_500,
+      requestTimeoutMs: 1_000,
+      logger,
+    });
+    // Opening must still be waiting (not failed) when it says so.
+    await Promise.race([
+      opening,
+      waitFor(
+        () => lines.some((line) => line.includes('waiting for the NATS JetStream cluster')),
+        15_000,
+        'opening to wait for the cluster',
+      ),
+    ]);
+    await cluster.start(2);
+    const coordination = await opening;
+    try {
+      expect((await coordination.claim('host/late')).ok).toBe(true);
+      expect(lines.filter((line) => line.includes('waiting for the NATS')).length).toBe(1);
+      expect(
+        lines.some((line) =>
+          line.startsWith('info cluster: the NATS JetStream cluster has formed'),
+        ),
+      ).toBe(true);
+    } finally {
+      await coordination.close({ leave: false });
+      await cluster.stop();
+      cluster = undefined;
+    }
+  }, 60_000);
+
+  it('fails, naming what it waited for, when the cluster does not form in time', async () => {
+    cluster = await startNatsCluster(await tempDir('pit-nats-unformed-'), 3, { down: [2] });
+    const startedAt = Date.now();
+    await expect(
+      openCoordination({
+        servers: cluster.urls.slice(0, 2),
+        hostId: 'unformed-a',
+        leaseTtlMs: 1_500,
+        requestTimeoutMs: 500,
+        formingWaitMs: 2_000,
+      }),
+    ).rejects.toThrow(
+      /did not form within 2000 ms \(could not create the bucket pit_hosts: .*(no suitable peers|timeout)/i,
+    );
+    expect(Date.now() - startedAt).toBeLessThan(10_000);
+    await cluster.stop();
+    cluster = undefined;
+  }, 60_000);
+});

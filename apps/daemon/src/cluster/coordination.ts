@@ -27,7 +27,7 @@ import { createHash } from 'node:crypto';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
-import { isStaleRevision } from './jetstream-errors.js';
+import { isClusterForming, isStaleRevision } from './jetstream-errors.js';
 import { agentRecordsOver, RECORDS_BUCKET, type AgentRecords } from './agent-records.js';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import { silentLogger, type Logger } from '../logger.js';
@@ -46,6 +46,12 @@ export interface CoordinationOptions {
   token?: string;
   /** How long one request may take before it counts as failed, ms. @default 2000 */
   requestTimeoutMs?: number;
+  /**
+   * How long opening waits for a JetStream cluster that is still forming (its nodes started with
+   * the daemons, a leader being elected: see {@link isClusterForming}) before it fails, ms.
+   * @default 30000 ({@link CLUSTER_FORMING_WAIT_MS})
+   */
+  formingWaitMs?: number;
   logger?: Logger;
   /** The clock, ms. @default a monotonic clock in epoch ms (`performance.timeOrigin + performance.now()`) */
   now?: () => number;
@@ -169,9 +175,14 @@ export function rankHosts(agent: string, hosts: readonly string[]): string[] {
   return [...hosts].sort((a, b) => (score(a) < score(b) ? 1 : score(a) > score(b) ? -1 : 0));
 }
 
+/** How long opening waits for a JetStream cluster that is still forming, ms. */
+export const CLUSTER_FORMING_WAIT_MS = 30_000;
+
 /**
- * Connects, opens (or creates) the buckets, puts this host's lease and starts renewing it.
- * @throws Error when NATS cannot be reached or the buckets cannot be made.
+ * Connects, opens (or creates) the buckets, puts this host's lease and starts renewing it. A
+ * cluster still forming is waited for, up to `formingWaitMs` (said once in the log).
+ * @throws Error when NATS cannot be reached, the buckets cannot be made, or the cluster has not
+ *   formed within `formingWaitMs`.
  */
 export async function openCoordination(options: CoordinationOptions): Promise<Coordination> {
   if (!/^[\w-]+$/.test(options.hostId))
@@ -190,28 +201,31 @@ export async function openCoordination(options: CoordinationOptions): Promise<Co
     ...(options.token ? { token: options.token } : {}),
   });
   try {
+    const forming = whileClusterForms({
+      logger,
+      waitMs: options.formingWaitMs ?? CLUSTER_FORMING_WAIT_MS,
+    });
     const kvm = new Kvm(jetstream(nc, { timeout }));
-    const jsm = await jetstreamManager(nc, { timeout });
+    const jsm = await forming('reach JetStream', () => jetstreamManager(nc, { timeout }));
     const replicas = options.replicas ?? 3;
     // Reads from the stream leader only: a direct get may be answered by a replica that is behind,
     // and an owner read that is stale could let an old incarnation think it is still current.
-    const hosts = await retryTimeouts(() =>
-      kvm.create(HOSTS_BUCKET, {
-        ttl: options.leaseTtlMs,
-        history: 1,
-        replicas,
-        allow_direct: false,
-      }),
-    );
-    const owners = await retryTimeouts(() =>
-      kvm.create(OWNERS_BUCKET, { history: 1, replicas, allow_direct: false }),
-    );
-    const records = await retryTimeouts(() =>
-      kvm.create(RECORDS_BUCKET, { history: 1, replicas, allow_direct: false }),
-    );
-    const cellStore = await retryTimeouts(() =>
+    const bucket = (name: string, ttl?: number) =>
+      forming(`create the bucket ${name}`, () =>
+        kvm.create(name, {
+          ...(ttl ? { ttl } : {}),
+          history: 1,
+          replicas,
+          allow_direct: false,
+        }),
+      );
+    const hosts = await bucket(HOSTS_BUCKET, options.leaseTtlMs);
+    const owners = await bucket(OWNERS_BUCKET);
+    const records = await bucket(RECORDS_BUCKET);
+    const cellStore = await forming(`create the object store ${CELLS_STORE}`, () =>
       new Objm(jetstream(nc, { timeout })).create(CELLS_STORE, { replicas }),
     );
+    forming.done();
     return await startCoordination({
       ...options,
       nc,
@@ -229,21 +243,54 @@ export async function openCoordination(options: CoordinationOptions): Promise<Co
   }
 }
 
+/** Runs one request of opening while the cluster forms; `done()` says it has formed. */
+interface WhileForming {
+  <T>(what: string, request: () => Promise<T>): Promise<T>;
+  done(): void;
+}
+
 /**
- * Runs a request again after a timeout (up to 4 tries): a bucket created by several hosts at
- * once, or while a stream leader is elected, can time out once and answer the next time.
- * Any other error is thrown at once.
+ * Runs each request of opening again while the JetStream cluster is still forming
+ * ({@link isClusterForming}: nodes started with the daemon, a meta leader that does not know the
+ * peers an R3 bucket needs yet, a stream leader being elected), until `waitMs` after the first
+ * request; says once that it waits, and once when it has formed. Any other error is thrown at once.
+ * Creating a bucket that exists is a no-op, so asking again is safe.
  */
-async function retryTimeouts<T>(request: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      return await request();
-    } catch (error) {
-      const timedOut = error instanceof Error && /timeout/i.test(`${error.name} ${error.message}`);
-      if (!timedOut || attempt >= 4) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 250 * attempt));
+function whileClusterForms(options: { logger: Logger; waitMs: number }): WhileForming {
+  const { logger, waitMs } = options;
+  const since = Date.now();
+  let waiting = false;
+  const run = async <T>(what: string, request: () => Promise<T>): Promise<T> => {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await request();
+      } catch (error) {
+        if (!isClusterForming(error)) throw error;
+        const message = error instanceof Error ? error.message : String(error);
+        if (Date.now() - since >= waitMs)
+          throw new Error(
+            `the NATS JetStream cluster did not form within ${waitMs} ms (could not ${what}: ${message})`,
+            { cause: error },
+          );
+        if (!waiting)
+          logger.warn('cluster: waiting for the NATS JetStream cluster to form', {
+            what,
+            error: message,
+            wait_ms: waitMs,
+          });
+        waiting = true;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 100 * attempt)));
+      }
     }
-  }
+  };
+  return Object.assign(run, {
+    done() {
+      if (waiting)
+        logger.info('cluster: the NATS JetStream cluster has formed', {
+          waited_ms: Date.now() - since,
+        });
+    },
+  });
 }
 
 interface Opened extends CoordinationOptions {

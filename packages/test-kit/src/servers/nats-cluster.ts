@@ -31,6 +31,12 @@ export interface NatsClusterOptions {
    * @default '127.0.0.1'
    */
   clientHost?: string;
+  /**
+   * Nodes left down at first (start them with `start(index)`): the cluster resolves once the
+   * others serve JetStream, so a test can open it before it has all its peers.
+   * @default []
+   */
+  down?: number[];
 }
 
 /** A running cluster; `stop()` kills every node. */
@@ -102,7 +108,8 @@ async function healthy(monitorPort: number): Promise<boolean> {
 
 /**
  * Starts `nodes` (default 3) `nats-server` processes forming one JetStream cluster, with their
- * stores under `dir`, and resolves once every node reports healthy.
+ * stores under `dir`, and resolves once every node reports healthy (those `options.down` names
+ * are left to the test to start).
  * @throws Error when `nats-server` is not installed or the cluster does not form within 30 s, twice.
  */
 export async function startNatsCluster(
@@ -165,7 +172,8 @@ async function launchNatsCluster(
     ).catch((error: unknown) => {
       throw new Error(`${(error as Error).message}\nits log ends:\n${tails[index]}`);
     });
-  for (let index = 0; index < nodes; index += 1) launch(index);
+  const up = ports.map((_, index) => index).filter((index) => !options.down?.includes(index));
+  for (const index of up) launch(index);
   const cluster: TestNatsCluster = {
     nodes: running,
     urls: running.map((node) => node.url),
@@ -186,7 +194,7 @@ async function launchNatsCluster(
     },
   };
   try {
-    await Promise.all(ports.map((_, index) => ready(index)));
+    await Promise.all(up.map((index) => ready(index)));
   } catch (error) {
     await cluster.stop();
     throw error;
