@@ -132,9 +132,22 @@ export const ownHome = (slot: Slot): string | undefined => configOf(slot)?.home;
  */
 export function hiddenHomes(config: PitConfig, name: string): string[] {
   const homes = new Set(config.sandbox.home_roots);
-  for (const [other, agent] of Object.entries(config.agents))
-    if (agent.home && other !== name) homes.add(agent.home);
+  for (const [other, home] of agentHomes(config)) if (other !== name) homes.add(home);
   return [...homes];
+}
+
+/** The agents that have a `home`, per config (a start of each of 3,000 agents read them all). */
+const homesOf = new WeakMap<PitConfig, Array<[string, string]>>();
+
+function agentHomes(config: PitConfig): Array<[string, string]> {
+  let homes = homesOf.get(config);
+  if (!homes) {
+    homes = [];
+    for (const [name, agent] of Object.entries(config.agents))
+      if (agent.home) homes.push([name, agent.home]);
+    homesOf.set(config, homes);
+  }
+  return homes;
 }
 
 /**

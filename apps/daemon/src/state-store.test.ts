@@ -43,6 +43,40 @@ async function cellWithAgents(root: string, names: string[]): Promise<string> {
 }
 
 describe('openFileStateStore', () => {
+  it('never writes a record its readers would refuse: checked at every write where it changed, also after it was valid and unchanged before', async () => {
+    const root = await tempDir();
+    const stateDir = await tempDir();
+    const cell = await cellWithAgents(root, ['alpha', 'beta']);
+    const logger = recordingLogger();
+    const store = await openFileStateStore({ stateDir, logger, now: Date.now });
+    const alpha = state('healthy');
+    const beta = state('healthy');
+    store.attach({ key: 'c/alpha', name: 'alpha', scope: cell }, alpha);
+    store.attach({ key: 'c/beta', name: 'beta', scope: cell }, beta);
+    await store.save('c/alpha');
+    await store.save('c/alpha');
+    expect((await readAgentStates(stateDir, cell)).agents.beta?.health).toBe('healthy');
+
+    // A bug gives beta a health no reader accepts: the write is refused, the file keeps the last good one.
+    (beta as { health: string }).health = 'zombie';
+    alpha.health = 'dead';
+    await store.save('c/alpha');
+    const refused = logger.lines.find((line) => line.message === 'cannot persist state');
+    expect(JSON.stringify(refused?.fields)).toMatch(/beta.*health|health.*beta/);
+    const onDisk = await readAgentStates(stateDir, cell);
+    expect(onDisk.agents.beta?.health).toBe('healthy');
+    expect(onDisk.agents.alpha?.health).toBe('healthy');
+
+    // Mended, the next write lands with both records.
+    beta.health = 'degraded';
+    await store.save('c/beta');
+    await store.flush();
+    const mended = await readAgentStates(stateDir, cell);
+    expect(mended.agents.beta?.health).toBe('degraded');
+    expect(mended.agents.alpha?.health).toBe('dead');
+    store.close();
+  });
+
   it('makes the saves asked for in one turn of the event loop one write (a decision, then the start it leads to)', async () => {
     const root = await tempDir();
     const stateDir = await tempDir();

@@ -143,9 +143,9 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
     write: async (scope, state) => {
       const path = pathOf(scope);
       if (scope !== HOST) await fs.mkdir(join(path, '..'), { recursive: true, mode: 0o700 });
-      const parsed = CellStateSchema.parse(state);
-      await writeJsonAtomic(path, parsed);
-      return parsed;
+      const written = checkState(state);
+      await writeFileAtomic(path, stateText(state, written));
+      return written;
     },
     landed: () => historyWriter.schedule(closed),
     closed: () => closed,
@@ -446,14 +446,21 @@ interface ScopeWriterOptions {
   now: () => number;
   readScope(scope: string): Promise<CellState>;
   members(scope: string): HeldRecord[];
-  /** Writes the scope's file; resolves with the state written. */
-  write(scope: string, state: CellState): Promise<CellState>;
+  /** Writes the scope's file; resolves with each record as written (its JSON). */
+  write(scope: string, state: CellState): Promise<Map<string, string>>;
   landed(): void;
   closed(): boolean;
 }
 
 /** Resolves in the next turn of the event loop (after its I/O callbacks). */
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * The least time between the end of one write of a file and the start of the next (ms). Saves
+ * keep coming while many agents start (each start saves its record), and without a gap the
+ * writer rewrote the whole file back to back; with it, each write carries the saves of ~20 ms.
+ */
+const WRITE_GAP_MS = 20;
 
 /**
  * Writes a scope's file: one write at a time per file, and a write that has not started yet
@@ -468,6 +475,12 @@ function createScopeWriter(options: ScopeWriterOptions) {
   const retries = new Map<string, { timer?: NodeJS.Timeout; delay: number }>();
   const unheld = createUnheldRecords(options.readScope);
 
+  const endedAt = new Map<string, number>();
+  const afterGap = (scope: string): Promise<void> | undefined => {
+    const wait = (endedAt.get(scope) ?? -Infinity) + WRITE_GAP_MS - performance.now();
+    return wait > 0 ? new Promise((resolve) => setTimeout(resolve, wait)) : undefined;
+  };
+
   const writeNow = async (scope: string) => {
     queued.delete(scope);
     const startedAt = now();
@@ -479,10 +492,9 @@ function createScopeWriter(options: ScopeWriterOptions) {
       agents: others.agents,
     };
     for (const member of group) state.agents[member.ref.name] = member.state;
-    // What was written (parsed: copies, not the live records a later change would alter).
-    const landed = (await options.write(scope, state)).agents;
+    const written = await options.write(scope, state);
     const heldNow = new Set(options.members(scope).map((member) => member.ref.name));
-    unheld.landed(scope, landed, heldNow, others.letGo);
+    unheld.landed(scope, notHeld(state, group, heldNow, written), heldNow, others.letGo);
     // Only a write that landed counts: a healthy agent whose write failed is written again.
     for (const member of group) member.persistedAt = startedAt;
     const retry = retries.get(scope);
@@ -512,13 +524,15 @@ function createScopeWriter(options: ScopeWriterOptions) {
   const write = (scope: string): Promise<void> => {
     const pending = queued.get(scope);
     if (pending) return pending;
-    const previous = writes.get(scope) ?? Promise.resolve();
+    const previous = writes.get(scope);
     // Started one turn of the event loop later: the saves asked for in this turn (a decision,
-    // then the start it leads to) are one write, not two in a row.
-    const settled = previous
+    // then the start it leads to) are one write, not two in a row. Right after another write
+    // of the file, WRITE_GAP_MS after it.
+    const settled = (previous ? previous.then(() => afterGap(scope)) : Promise.resolve())
       .then(nextTurn)
       .then(() => writeNow(scope))
-      .catch((error: unknown) => failed(scope, error));
+      .catch((error: unknown) => failed(scope, error))
+      .finally(() => endedAt.set(scope, performance.now()));
     queued.set(scope, settled);
     writes.set(scope, settled);
     return settled;
@@ -533,6 +547,60 @@ function createScopeWriter(options: ScopeWriterOptions) {
       for (const retry of retries.values()) clearTimeout(retry.timer);
     },
   };
+}
+
+/**
+ * What a write carried of the agents not held now: copies (a record held when the write started
+ * is parsed again from its JSON as written, not the live record a later change would alter; any
+ * other was a copy already).
+ */
+function notHeld(
+  state: CellState,
+  group: HeldRecord[],
+  heldNow: ReadonlySet<string>,
+  written: Map<string, string>,
+): CellState['agents'] {
+  const live = new Set<AgentState>(group.map((member) => member.state));
+  const agents: CellState['agents'] = {};
+  for (const [name, record] of Object.entries(state.agents)) {
+    if (heldNow.has(name)) continue;
+    const json = live.has(record) ? written.get(name) : undefined;
+    agents[name] = json === undefined ? record : (JSON.parse(json) as AgentState);
+  }
+  return agents;
+}
+
+/**
+ * The file's text, from the records' JSON already made: one agent per line (a file of thousands
+ * of agents stays readable with grep, and is not serialized a second time, pretty, at each save).
+ */
+function stateText(state: CellState, written: Map<string, string>): string {
+  const lines = [...written].map(([name, json]) => `${JSON.stringify(name)}: ${json}`);
+  const head = `{"version": ${state.version}, "updated_at": ${JSON.stringify(state.updated_at)}, "agents": {`;
+  return lines.length === 0 ? `${head}}}\n` : `${head}\n${lines.join(',\n')}\n}}\n`;
+}
+
+/** The JSON of each record last checked against the schema, by record object. */
+const checkedJson = new WeakMap<object, string>();
+
+/**
+ * Checks a state about to be written against the schema its readers use, as `CellStateSchema`
+ * would, and returns each record's JSON as written. A record whose JSON is what was checked last
+ * time is not checked again: a scope's file is rewritten whole at every save, and checking 3,000
+ * unchanged records each time was most of the daemon's CPU while it took up a host's agents.
+ * @throws {Error} naming the record and field, when the daemon built an invalid record.
+ */
+function checkState(state: CellState): Map<string, string> {
+  CellStateSchema.parse({ ...state, agents: {} });
+  const written = new Map<string, string>();
+  for (const [name, record] of Object.entries(state.agents)) {
+    const json = JSON.stringify(record);
+    written.set(name, json);
+    if (checkedJson.get(record) === json) continue;
+    CellStateSchema.shape.agents.parse({ [name]: record });
+    checkedJson.set(record, json);
+  }
+  return written;
 }
 
 /**
