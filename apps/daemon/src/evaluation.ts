@@ -7,6 +7,7 @@
  */
 import { decide, type Decision } from '@pit/policy';
 import type { ProbeEvent } from '@pit/probes';
+import { hash53 } from './hash53.js';
 import { carryOutDecision, declareDead, declareDegraded, declareHealthy } from './actions.js';
 import { countProbe, isOwnResourceFailure } from './agent-probes.js';
 import { snapshotConfig } from './config-snapshots.js';
@@ -182,20 +183,6 @@ function saveIfChanged(context: SupervisorContext, slot: Slot): void {
   if (saved?.hash === hash && saved.revision === context.store.revision(slot.key)) return;
   void context.store.save(slot.key);
   lastSaved.set(slot, { hash, revision: context.store.revision(slot.key) });
-}
-
-/** cyrb53: a fast 53-bit string hash (public domain, bryc), for telling records apart. */
-function hash53(text: string): number {
-  let h1 = 0xdeadbeef;
-  let h2 = 0x41c6ce57;
-  for (let index = 0; index < text.length; index++) {
-    const code = text.charCodeAt(index);
-    h1 = Math.imul(h1 ^ code, 2654435761);
-    h2 = Math.imul(h2 ^ code, 1597334677);
-  }
-  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
-  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  return 4294967296 * (2097151 & h2) + (h1 >>> 0);
 }
 
 async function recordHealthChange(
