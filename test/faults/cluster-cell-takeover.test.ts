@@ -125,6 +125,28 @@ describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cl
     return { marker, hostA, cellA };
   };
 
+  /**
+   * SIGKILLs host-a's daemon and waits for the agent to run again on a live host: within 2T,
+   * under a newer epoch than `epoch`. Resolves with that incarnation.
+   */
+  const killAndTakeOver = async (marker: string, hostA: Host, epoch: number) => {
+    const killedAt = Date.now();
+    await killDaemon(hostA.daemon!);
+    hostA.daemon = undefined;
+    const after = await waitFor(
+      async () => {
+        const now = await theIncarnation(marker);
+        return now && now.host !== hostA.id ? now : undefined;
+      },
+      4 * LEASE_S * 1000,
+      `${AGENT} running again on a live host`,
+    );
+    const tookMs = Date.now() - killedAt;
+    expect(tookMs, `takeover took ${tookMs} ms`).toBeLessThanOrEqual(2 * LEASE_S * 1000);
+    expect(after.epoch, 'a newer epoch').toBeGreaterThan(epoch);
+    return after;
+  };
+
   it('runs the agent again exactly once on a live host within 2T, its workspace restored from the object store and a newer epoch; the dead host, back, does not start it', async () => {
     const { marker, hostA, cellA } = await setUp({
       checkpointEveryS: 1,
@@ -154,20 +176,7 @@ describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cl
     const seen = puts();
     await waitFor(() => puts() > seen || undefined, 15_000, 'a checkpoint in the object store');
 
-    const killedAt = Date.now();
-    await killDaemon(hostA.daemon!);
-    hostA.daemon = undefined;
-    const after = await waitFor(
-      async () => {
-        const now = await theIncarnation(marker);
-        return now && now.host !== hostA.id ? now : undefined;
-      },
-      4 * LEASE_S * 1000,
-      `${AGENT} running again on a live host`,
-    );
-    const tookMs = Date.now() - killedAt;
-    expect(tookMs, `takeover took ${tookMs} ms`).toBeLessThanOrEqual(2 * LEASE_S * 1000);
-    expect(after.epoch, 'a newer epoch').toBeGreaterThan(before.epoch);
+    const after = await killAndTakeOver(marker, hostA, before.epoch);
     expect(after.pid).not.toBe(before.pid);
     // The cell was rebuilt on the new owner, its workspace restored: the old line, then the new.
     const owner = hosts.find((host) => host.id === after.host)!;
@@ -246,20 +255,7 @@ describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cl
       'the new cell’s first checkpoint in the object store',
     );
 
-    const killedAt = Date.now();
-    await killDaemon(hostA.daemon!);
-    hostA.daemon = undefined;
-    const after = await waitFor(
-      async () => {
-        const now = await theIncarnation(marker);
-        return now && now.host !== hostA.id ? now : undefined;
-      },
-      4 * LEASE_S * 1000,
-      `${AGENT} running again on a live host`,
-    );
-    const tookMs = Date.now() - killedAt;
-    expect(tookMs, `takeover took ${tookMs} ms`).toBeLessThanOrEqual(2 * LEASE_S * 1000);
-    expect(after.epoch, 'a newer epoch').toBeGreaterThan(before.epoch);
+    const after = await killAndTakeOver(marker, hostA, before.epoch);
     const owner = hosts.find((host) => host.id === after.host)!;
     expect(await cellEvents(join(owner.base, 'missions', CELL))).toContainEqual(
       expect.objectContaining({
