@@ -101,7 +101,7 @@ describe.skipIf(!installed)(
         30_000,
         `${AGENT} running once on ${hostA.id}`,
       );
-      const atKill = await waitFor(
+      await waitFor(
         async () => {
           const n = (await reached(cellA)).get(AGENT) ?? 0;
           return n >= 20 ? n : undefined;
@@ -128,13 +128,18 @@ describe.skipIf(!installed)(
       expect(after.epoch).toBeGreaterThan(before.epoch);
       const owner = hosts.find((host) => host.id === after.host)!;
       const cellB = join(owner.base, 'missions', CELL);
+      // Past the numbers the old incarnation published: the new one repeats those under their
+      // ids (stored once, under the old epoch) before it publishes numbers of its own.
       await waitFor(
         async () => {
-          const n = (await reached(cellB)).get(AGENT) ?? 0;
-          return n >= atKill + 20 ? true : undefined;
+          const fresh = (await busLog(cellB)).filter(
+            (event) =>
+              event.sender === AGENT && event.topic === 'count' && event.epoch === after.epoch,
+          );
+          return fresh.length >= 20 ? true : undefined;
         },
         30_000,
-        `${AGENT} publishing through ${after.host}'s bus, past where it was`,
+        `${AGENT} publishing new numbers through ${after.host}'s bus under epoch ${after.epoch}`,
       );
 
       // The log as the new host holds it: no gap in the sequence, every id once, the numbers
