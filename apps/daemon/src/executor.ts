@@ -633,7 +633,7 @@ async function rotateFullLog(
 ): Promise<void> {
   const limits = state.options.logRotation;
   if (!limits) return;
-  const stat = lstatOrUndefined(path);
+  const stat = statOrUndefined(path, false);
   if (!stat?.isFile() || stat.size < limits.maxBytes) return;
   await rotateLogFiles(path, {
     keep: limits.keep,
@@ -654,17 +654,9 @@ async function rotateFullLog(
  * pool behind the state and event writes the death just queued (0.3 to 3 ms measured in the
  * restart-latency bench's trace), and the restart waits with it.
  */
-function statOrUndefined(path: string): Stats | undefined {
+function statOrUndefined(path: string, follow = true): Stats | undefined {
   try {
-    return statSync(path, { throwIfNoEntry: false });
-  } catch {
-    return undefined;
-  }
-}
-
-function lstatOrUndefined(path: string): Stats | undefined {
-  try {
-    return lstatSync(path, { throwIfNoEntry: false });
+    return (follow ? statSync : lstatSync)(path, { throwIfNoEntry: false });
   } catch {
     return undefined;
   }
