@@ -125,6 +125,17 @@ describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cl
     return { marker, hostA, cellA };
   };
 
+  /** Waits for the agent to run exactly once, on `host`; resolves with that incarnation. */
+  const runningOn = (marker: string, host: Host) =>
+    waitFor(
+      async () => {
+        const now = await theIncarnation(marker);
+        return now?.host === host.id ? now : undefined;
+      },
+      30_000,
+      `${AGENT} running once on ${host.id}`,
+    );
+
   /**
    * SIGKILLs host-a's daemon and waits for the agent to run again on a live host: within 2T,
    * under a newer epoch than `epoch`. Resolves with that incarnation.
@@ -153,14 +164,7 @@ describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cl
       agents: { [AGENT]: `cell = "${CELL}"` },
       cellAgents: [AGENT],
     });
-    const before = await waitFor(
-      async () => {
-        const now = await theIncarnation(marker);
-        return now?.host === hostA.id ? now : undefined;
-      },
-      30_000,
-      `${AGENT} running once on ${hostA.id}`,
-    );
+    const before = await runningOn(marker, hostA);
     const firstLine = `epoch=${before.epoch} host=${hostA.id}`;
     await waitFor(
       async () =>
@@ -241,14 +245,7 @@ describe.skipIf(!installed)('a cell agent whose host dies, over a 3-node NATS cl
       agents: { [AGENT]: `cell = "${CELL}"` },
       cellAgents: [AGENT],
     });
-    const before = await waitFor(
-      async () => {
-        const now = await theIncarnation(marker);
-        return now?.host === hostA.id ? now : undefined;
-      },
-      30_000,
-      `${AGENT} running once on ${hostA.id}`,
-    );
+    const before = await runningOn(marker, hostA);
     await waitFor(
       () => /checkpoint put in the object store/.test(hostA.daemon!.output()) || undefined,
       15_000,
