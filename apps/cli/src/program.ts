@@ -12,7 +12,6 @@ import {
   type CellsContext,
 } from './commands/cells.js';
 import { configCheck } from './commands/config-check.js';
-import { configImport } from './commands/config-import.js';
 import { daemon, sweep } from './commands/daemon.js';
 import { heartbeat } from './commands/heartbeat.js';
 import { checkpoint, listSnapshots, rollback } from './commands/snapshots.js';
@@ -168,7 +167,10 @@ export function buildProgram(environment: CliEnvironment, result: { code: number
     .option('-o, --output <file>', 'write the pit.toml there (mode 0600) instead of printing it')
     .option('--force', 'replace the output file if it exists')
     .action((file: string, options: { output?: string; force?: boolean }) =>
-      run(() => configImport(context, file, options))(),
+      // Loaded on use: the YAML parser stays out of every other command and the daemon.
+      run(async () =>
+        (await import('./commands/config-import.js')).configImport(context, file, options),
+      )(),
     );
 
   program

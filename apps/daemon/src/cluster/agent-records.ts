@@ -17,14 +17,12 @@
  * and it was last written more than 7 days ago.
  */
 import type { KV, KvEntry } from '@nats-io/kv';
+import { carriedState } from './carried-state.js';
 import { isStaleRevision } from './jetstream-errors.js';
 import { AgentStateSchema, type AgentState } from '@pit/cell-spec';
 
 /** The KV bucket of shared agent records. */
 export const RECORDS_BUCKET = 'pit_records';
-
-/** The fields of an agent's state that another host carries on (see the module header). */
-const CARRIED = ['stopped', 'restarts', 'substituted_by', 'last_healthy_at'] as const;
 
 /** An agent's record as its owner last wrote it. */
 export interface SharedRecord {
@@ -65,14 +63,6 @@ export interface AgentRecords {
   remove(agent: string, epoch: number): Promise<RecordWrite & { removed?: boolean }>;
   /** The agent keys that have a record (one request: the bucket stream's subjects). */
   agents(): Promise<string[]>;
-}
-
-/** The carried fields of a state, as a fresh record. */
-export function carriedState(state: AgentState): AgentState {
-  const fresh: AgentState = { health: 'unknown', revive_attempts: 0, restarts: [] };
-  for (const field of CARRIED)
-    if (state[field] !== undefined) Object.assign(fresh, { [field]: state[field] });
-  return fresh;
 }
 
 /** The agent key of a KV key made by `keyOf` (`=2E` back to `.`), or undefined when it is not one. */

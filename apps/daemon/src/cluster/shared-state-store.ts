@@ -7,7 +7,7 @@
  */
 import type { AgentState } from '@pit/cell-spec';
 import { openFileStateStore, type StateStore } from '../state-store.js';
-import { carriedState } from './agent-records.js';
+import { carriedState } from './carried-state.js';
 import type { ClusterMember } from './cluster-member.js';
 
 /** `inner`, with the shares described in the module header. */
