@@ -16,6 +16,7 @@ import {
 import { formatPolicyProblems, validatePolicy } from '@pit/policy';
 import type { AgentConfig, PitConfig } from './config-schema.js';
 import { approvalChannels } from './effective-policy.js';
+import { hash53 } from './hash53.js';
 import { grantOf, loadMembers, type MembersFile, type MembersRead } from './membership.js';
 import { HOST, type Slot, type SlotCell } from './slot.js';
 
@@ -25,8 +26,8 @@ export interface WantedAgent {
   name: string;
   cell?: SlotCell;
   config: AgentConfig | undefined;
-  /** The config as JSON, to notice a change. */
-  configJson: string;
+  /** A hash of the config's JSON, to notice a change (hash53.ts: no copy of the JSON per agent). */
+  configHash: number;
 }
 
 /** What changed between the fleet and what discovery found. */
@@ -123,8 +124,11 @@ export function createDiscovery(options: DiscoveryOptions = {}): Discovery {
       if (membership.problem) problems.push(membership.problem);
       lastMembers = keepLastGrants(membership, lastMembers, problems);
       const wanted = new Map<string, WantedAgent>();
-      const want = (agent: Omit<WantedAgent, 'configJson'>) =>
-        wanted.set(agent.key, { ...agent, configJson: JSON.stringify(agent.config ?? null) });
+      const want = (agent: Omit<WantedAgent, 'configHash'>) =>
+        wanted.set(agent.key, {
+          ...agent,
+          configHash: hash53(JSON.stringify(agent.config ?? null)),
+        });
       const refused: Refusal[] = [];
       for (const cell of discovery.supervised) {
         for (const agent of cellAgents(config, membership.members, cell, refused)) want(agent);
@@ -173,9 +177,9 @@ export function cellAgents(
   members: MembersFile,
   cell: DiscoveredCell,
   refused: Refusal[],
-): Array<Omit<WantedAgent, 'configJson'>> {
+): Array<Omit<WantedAgent, 'configHash'>> {
   const where = { uuid: cell.uuid, dir: cell.dir };
-  const agents: Array<Omit<WantedAgent, 'configJson'>> = [];
+  const agents: Array<Omit<WantedAgent, 'configHash'>> = [];
   for (const agent of cell.manifest.agents) {
     if (agent.home !== undefined)
       refused.push({
@@ -212,7 +216,7 @@ export function diffFleet(
   const diff: FleetDiff = { added: [], kept: [], removed: [] };
   for (const want of wanted.values()) {
     const slot = slots.get(want.key);
-    if (slot) diff.kept.push({ slot, want, configChanged: slot.configJson !== want.configJson });
+    if (slot) diff.kept.push({ slot, want, configChanged: slot.configHash !== want.configHash });
     else diff.added.push(want);
   }
   for (const [key, slot] of slots) if (!wanted.has(key)) diff.removed.push(slot);

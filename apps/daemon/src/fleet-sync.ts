@@ -163,7 +163,7 @@ async function applyDiff(
     }
     if (configChanged) {
       slot.supervision = supervisionOf(want.config);
-      slot.configJson = want.configJson;
+      slot.configHash = want.configHash;
       context.fleet.changed();
       if (slot.scheduled) unscheduleProbes(context, slot);
       context.logger.info('agent config changed', { agent: slot.key });
@@ -301,7 +301,7 @@ async function addAgent(
     lastSnapshotAt: 0,
     reported: false,
     scheduled: false,
-    configJson: want.configJson,
+    configHash: want.configHash,
     target: want.cell?.dir ?? HOST,
   };
   // An approval request stored by a daemon killed before the agent's state named it: link it

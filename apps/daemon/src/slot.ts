@@ -64,8 +64,8 @@ export interface Slot {
   /** A death of the current episode was reported to people. */
   reported: boolean;
   scheduled: boolean;
-  /** The agent's config as JSON, to notice a change on reload. */
-  configJson: string;
+  /** A hash of the agent's config as JSON, to notice a change on reload. */
+  configHash: number;
   /** Where its state is persisted: its cell's dir, or {@link HOST}. */
   target: string;
   /** In a cluster: the host running the current incarnation and its fencing epoch (in every event of it). */

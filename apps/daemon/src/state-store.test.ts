@@ -321,4 +321,22 @@ describe('openFileStateStore', () => {
     expect(reopened.healthyPeriods('host/solo')).toEqual([{ from: at - 1000, to: at }]);
     expect(reopened.fleetRestarts()).toEqual([at]);
   });
+
+  it('keeps the history of agents not asked for, and writes later periods of those asked for', async () => {
+    const stateDir = await tempDir();
+    const open = () => openFileStateStore({ stateDir, logger: recordingLogger(), now: Date.now });
+    const first = await open();
+    first.healthyPeriods('host/kept').push({ from: 1000, to: 2000 });
+    first.healthyPeriods('host/back').push({ from: 3000, to: 4000 });
+    first.historyChanged();
+    await first.flush();
+    // The next run supervises only host/back: host/kept's history stays in the file.
+    const second = await open();
+    second.healthyPeriods('host/back').push({ from: 5000 });
+    second.historyChanged();
+    await second.flush();
+    const third = await open();
+    expect(third.healthyPeriods('host/kept')).toEqual([{ from: 1000, to: 2000 }]);
+    expect(third.healthyPeriods('host/back')).toEqual([{ from: 3000, to: 4000 }, { from: 5000 }]);
+  });
 });

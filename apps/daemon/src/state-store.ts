@@ -234,7 +234,11 @@ function historyMethods(parts: {
   return {
     healthyPeriods(key) {
       let periods = healthy.get(key);
-      if (!periods) healthy.set(key, (periods = [...(history.agents[key]?.healthy ?? [])]));
+      if (periods) return periods;
+      // Moved, not copied: history.agents keeps only the agents nobody asked for (written as read).
+      periods = history.agents[key]?.healthy ?? [];
+      delete history.agents[key];
+      healthy.set(key, periods);
       return periods;
     },
     recordRestart(at) {
@@ -679,12 +683,14 @@ function createHistoryWriter(options: HistoryWriterOptions) {
           if (!writer.dirty) return;
           writer.dirty = false;
           lastWrite = Date.now();
+          // Built for the write only: the periods live in `healthy` (one array per agent).
+          const agents: History['agents'] = { ...history.agents };
           for (const [key, periods] of options.healthy)
-            history.agents[key] = { healthy: periods.slice(-5) };
+            agents[key] = { healthy: periods.slice(-5) };
           history.fleet_restarts = history.fleet_restarts
             .filter((at) => now() - at < HISTORY_DAY_MS)
             .slice(-500);
-          await writeJsonAtomic(options.historyPath, history);
+          await writeJsonAtomic(options.historyPath, { ...history, agents });
         })
         .catch((error: unknown) => {
           writer.dirty = true;

@@ -385,6 +385,24 @@ describe('pit daemon (e2e, real processes)', () => {
     );
     daemon.child.kill('SIGHUP');
     await healthyAgent(daemon.url, 'anvil');
+    // A changed agent config is noticed at the next reload; an unchanged one is not.
+    const anvil = [
+      '[agents.anvil]',
+      `argv = ["${process.execPath}", "${testAgentPath}"]`,
+      `cells = ["${cell.uuid}"]`,
+    ];
+    await fs.writeFile(configPath, [...lines, ...anvil, 'startup_grace_s = 12'].join('\n'), {
+      mode: 0o600,
+    });
+    daemon.child.kill('SIGHUP');
+    const changed = () =>
+      daemon.child
+        .output()
+        .split('\n')
+        .filter((line) => line.includes('agent config changed'));
+    await waitFor(() => changed().length > 0, 20_000, 'the changed config noticed');
+    expect(changed()).toHaveLength(1);
+    expect(changed()[0]).toContain(`${cell.uuid}/anvil`);
     daemon.child.kill('SIGTERM');
     await within(exitOf(daemon.child), 20_000, 'daemon exit');
   });
