@@ -67,6 +67,39 @@ async function fill(filler: string) {
   }
 }
 
+/**
+ * Fills the file system as {@link fill} does, then keeps it full until `stop()`: space the daemon
+ * frees meanwhile (an atomic replace of a file by a smaller one frees the old file's pages, such as
+ * a history.json written just before the fill) is taken again within a few milliseconds, so that a
+ * write the test expects to fail cannot land in it.
+ */
+async function keepFull(filler: string): Promise<{ stop: () => Promise<void> }> {
+  await fill(filler);
+  let running = true;
+  const loop = (async () => {
+    const handle = await fs.open(filler, 'a');
+    const bytes = Buffer.alloc(512, 1);
+    try {
+      while (running) {
+        try {
+          for (;;) await handle.write(bytes);
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'ENOSPC') throw error;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+    } finally {
+      await handle.close();
+    }
+  })();
+  return {
+    stop: async () => {
+      running = false;
+      await loop;
+    },
+  };
+}
+
 describe('disk full under the cells root and state dir (tmpfs; needs root)', () => {
   it.skipIf(!isRoot)(
     'keeps running and reporting while the disk is full, and recovers when space returns; nothing stored is lost',
@@ -281,7 +314,7 @@ describe('disk full under the cells root and state dir (tmpfs; needs root)', () 
           'a config snapshot',
         );
         const filler = join(disk, 'filler');
-        await fill(filler);
+        const full = await keepFull(filler);
         const mark = daemon.output().length;
         process.kill(first, 'SIGKILL');
         const second = await single(first);
@@ -299,7 +332,12 @@ describe('disk full under the cells root and state dir (tmpfs; needs root)', () 
           },
           20_000,
           'the state write after the healthy verdict failed',
-        );
+        ).catch((error: unknown) => {
+          throw new Error(
+            `${String(error)}\n--- daemon output since the kill ---\n${daemon.output().slice(mark).slice(-8000)}`,
+          );
+        });
+        await full.stop();
         await fs.rm(filler);
         // The failed write is retried (backoff capped at 8 s): the new pid lands once space is back.
         await waitFor(
