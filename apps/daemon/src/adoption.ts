@@ -22,10 +22,41 @@ export interface MarkedScan {
   get(): Promise<MarkedProcess[]>;
 }
 
-/** A scan of `/proc` made on first use, shared by one discovery pass. */
-export function markedScan(instance: string): MarkedScan {
-  let scan: Promise<MarkedProcess[]> | undefined;
-  return { get: () => (scan ??= scanMarkedProcesses(instance)) };
+/** How long a scan of `/proc` serves later discovery passes (ms), while no agent was removed. */
+export const SCAN_REUSE_MS = 30_000;
+
+/** Per daemon: the last scan, when it began, and the fleet's removals then. */
+const lastScans = new WeakMap<
+  SupervisorContext,
+  { scan: Promise<MarkedProcess[]>; at: number; removals: number }
+>();
+
+/**
+ * The marked processes for one discovery pass: read from `/proc` on first use (every process on
+ * the machine, one file each: thousands of reads on a full host), or the scan an earlier pass
+ * made, when it began less than {@link SCAN_REUSE_MS} ago and no agent was removed since. That
+ * is enough because a marked process that is no slot's was started, before the scan began,
+ * either by an earlier daemon of this instance (gone before this one took the lock) or for an
+ * agent this daemon stopped supervising (a removal, which ends the reuse); whatever this daemon
+ * starts later is a slot's, and a slot is never taken up again. A process that died since the
+ * scan is refused by the executor's adoption proof. Without the reuse, a host taking agents up a
+ * few at a time (placement, a takeover) paid a full scan for every few agents.
+ */
+export function markedScan(context: SupervisorContext): MarkedScan {
+  return {
+    get() {
+      const last = lastScans.get(context);
+      if (last && last.removals === context.fleet.removals && Date.now() - last.at < SCAN_REUSE_MS)
+        return last.scan;
+      const fresh = {
+        scan: scanMarkedProcesses(context.instance),
+        at: Date.now(),
+        removals: context.fleet.removals,
+      };
+      lastScans.set(context, fresh);
+      return fresh.scan;
+    },
+  };
 }
 
 /** Adopts the recorded process, or starts an agent seen for the first time. */

@@ -177,7 +177,7 @@ async function applyDiff(
     if (!records) saved.set(scope, (records = context.store.loadScope(scope)));
     return records;
   };
-  const marked = markedScan(context.instance);
+  const marked = markedScan(context);
   const sharedRecords = readSharedRecords(context, diff.added);
   // Per agent, in the order discovery gave them, whatever order the take-ups finish in.
   const problems: Array<string | undefined> = [];

@@ -16,6 +16,11 @@ export interface Fleet {
   readonly heldBack: Set<string>;
   add(slot: Slot): void;
   remove(slot: Slot): void;
+  /**
+   * How many slots were removed so far. A removed agent's process is left running (it is no
+   * longer supervised, not stopped): a scan of /proc from before a removal may miss it.
+   */
+  readonly removals: number;
   /** Something policy sees changed (a health or `since`, a substitution, a start, the config). */
   changed(): void;
   /** The shared index, rebuilt after a change. */
@@ -26,8 +31,12 @@ export interface Fleet {
 export function createFleet(): Fleet {
   const slots = new Map<string, Slot>();
   let index: FleetIndex | undefined;
+  let removals = 0;
   return {
     slots,
+    get removals() {
+      return removals;
+    },
     heldBack: new Set(),
     add(slot) {
       slots.set(slot.key, slot);
@@ -35,6 +44,7 @@ export function createFleet(): Fleet {
     },
     remove(slot) {
       slots.delete(slot.key);
+      removals += 1;
       index = undefined;
     },
     changed() {
