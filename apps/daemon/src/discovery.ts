@@ -125,10 +125,7 @@ export function createDiscovery(options: DiscoveryOptions = {}): Discovery {
       lastMembers = keepLastGrants(membership, lastMembers, problems);
       const wanted = new Map<string, WantedAgent>();
       const want = (agent: Omit<WantedAgent, 'configHash'>) =>
-        wanted.set(agent.key, {
-          ...agent,
-          configHash: hash53(JSON.stringify(agent.config ?? null)),
-        });
+        wanted.set(agent.key, { ...agent, configHash: configHashOf(agent.config) });
       const refused: Refusal[] = [];
       for (const cell of discovery.supervised) {
         for (const agent of cellAgents(config, membership.members, cell, refused)) want(agent);
@@ -150,6 +147,17 @@ export function createDiscovery(options: DiscoveryOptions = {}): Discovery {
       return { wanted, problems, unreadable, refused };
     },
   };
+}
+
+/** The hash of each agent config object's JSON: a config is parsed once per load and never changed after. */
+const configHashes = new WeakMap<AgentConfig, number>();
+
+/** The hash of an agent's config (hash53 of its JSON), computed once per config object. */
+function configHashOf(config: AgentConfig | undefined): number {
+  if (config === undefined) return hash53('null');
+  let hash = configHashes.get(config);
+  if (hash === undefined) configHashes.set(config, (hash = hash53(JSON.stringify(config))));
+  return hash;
 }
 
 /**

@@ -3,7 +3,8 @@
  * cell and name, and a `PIT_SPAWN` nonce) but belong to no start of it that is still running —
  * what an agent forked, including children that left its process group and session with
  * `setsid`, and that outlived it. Owns finding them (`/proc/*\/environ`: children inherit the
- * environment) and SIGKILLing them, at most once per {@link REAP_INTERVAL_MS}, after an agent
+ * environment) and SIGKILLing them, at most once per {@link REAP_INTERVAL_MS} (less often when
+ * a scan is slow: a host with thousands of processes), after an agent
  * exits or starts and after agents are taken up. Touches only agents of the fleet that the Pit
  * manages, and never one being taken up or started; a process whose nonce is that of the
  * agent's live process (or of a start in flight) is the agent's and is left alone.
@@ -20,6 +21,14 @@ import type { SupervisorContext } from './supervisor-context.js';
 
 /** A scan of `/proc` for leftovers runs at most this often (ms). */
 export const REAP_INTERVAL_MS = 1_000;
+/**
+ * A slow scan spaces the next ones out: the wait after a scan is this many times its duration
+ * (at least {@link REAP_INTERVAL_MS}, at most {@link REAP_INTERVAL_MAX_MS}), so that a host with
+ * thousands of processes spends at most about a twentieth of its time reading `/proc` for leftovers.
+ */
+const REAP_WAIT_PER_SCAN_MS = 20;
+/** The longest wait between two scans asked for (ms). */
+export const REAP_INTERVAL_MAX_MS = 10_000;
 /** The first scan after a request waits this long, so that one scan covers a burst (ms). */
 const REAP_DELAY_MS = 50;
 /** The nonce that stands for "none" (a process an older daemon started). */
@@ -30,6 +39,8 @@ interface Reaper {
   running: Promise<void> | undefined;
   again: boolean;
   lastAt: number;
+  /** The least wait after the last scan (ms): {@link REAP_INTERVAL_MS}, more after a slow scan. */
+  interval: number;
   /** What the scans read of each process, kept between them (see {@link scanMarkedProcesses}). */
   memo: MarksMemo;
 }
@@ -61,6 +72,7 @@ export function reapLeftoversSoon(context: SupervisorContext): void {
         running: undefined,
         again: false,
         lastAt: 0,
+        interval: REAP_INTERVAL_MS,
         memo: new Map(),
       }),
     );
@@ -70,7 +82,7 @@ export function reapLeftoversSoon(context: SupervisorContext): void {
     return;
   }
   if (reaper.timer) return;
-  const wait = Math.max(REAP_DELAY_MS, reaper.lastAt + REAP_INTERVAL_MS - Date.now());
+  const wait = Math.max(REAP_DELAY_MS, reaper.lastAt + reaper.interval - Date.now());
   const scheduled = reaper;
   scheduled.timer = setTimeout(() => {
     scheduled.timer = undefined;
@@ -88,6 +100,7 @@ export async function reapLeftovers(context: SupervisorContext): Promise<number>
 async function runReap(context: SupervisorContext, reaper: Reaper): Promise<void> {
   if (context.stopped) return;
   reaper.lastAt = Date.now();
+  const started = performance.now();
   reaper.running = killLeftovers(context, reaper.memo)
     .catch((error: unknown) => {
       context.logger.error('cannot look for leftover processes', { error: String(error) });
@@ -95,6 +108,10 @@ async function runReap(context: SupervisorContext, reaper: Reaper): Promise<void
     .then(() => undefined);
   await reaper.running;
   reaper.running = undefined;
+  reaper.interval = Math.min(
+    REAP_INTERVAL_MAX_MS,
+    Math.max(REAP_INTERVAL_MS, (performance.now() - started) * REAP_WAIT_PER_SCAN_MS),
+  );
   if (reaper.again) {
     reaper.again = false;
     reapLeftoversSoon(context);
