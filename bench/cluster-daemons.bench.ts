@@ -37,6 +37,7 @@ import {
   killProcessesUnder,
   type AgentProcess,
 } from './lib/incarnations.js';
+import { natsMessages, SLEEP_PROGRAM, sleepAgentName, sleepFleetToml } from './lib/sleep-fleet.js';
 import { PIT_MODE_NOTE, startPitDaemon, writeConfig, type PitDaemon } from './lib/pit.js';
 import { cpuMs, killGroup, memoryMb, reapAll } from './lib/proc.js';
 import { emitResult, machineNote, progress, smoke, type BenchRow } from './lib/report.js';
@@ -56,8 +57,7 @@ const POLL_MS = smoke || AGENTS <= 3000 ? 250 : 1000;
 /** Bounds: a start-up or takeover that takes longer is reported, not waited for. */
 const PLACEMENT_TIMEOUT_MS = 120_000 + AGENTS * 80;
 const REVIVE_TIMEOUT_MS = 30_000;
-/** The agents' program and its one argument: a duration no other process here has (found in /proc). */
-const PROGRAM = 'sleep';
+/** The agents' one argument: a duration no other process here has (found in /proc). */
 const TOKEN = `86399.${process.pid}`;
 const log = progress('cluster-daemons');
 
@@ -70,28 +70,13 @@ interface Host {
   events: DaemonEvent[];
 }
 
-function agentName(index: number): string {
-  return `a${index}`;
-}
-
 /** The pit.toml of a host: `count` sleep agents outside cells, clustered when `cluster` is given. */
 function hostToml(options: {
   work: string;
   count: number;
   cluster?: { servers: string[]; hostId: string };
 }): string {
-  const lines = [
-    '[daemon]',
-    'state_dir = "state"',
-    'stop_agents_on_exit = true',
-    '[daemon.http]',
-    'enabled = false',
-    '[bus]',
-    'enabled = false',
-    '[cells]',
-    'root = "missions"',
-    '[checkpoints]',
-    'interval_s = 0',
+  const extra = [
     '[logs]',
     // Never rotated during a run: the benchmark follows events.jsonl (lib/event-tail.ts).
     `max_bytes = ${2 ** 30}`,
@@ -99,21 +84,13 @@ function hostToml(options: {
     'enabled = false',
   ];
   if (options.cluster)
-    lines.push(
+    extra.push(
       '[cluster]',
       `servers = [${options.cluster.servers.map((url) => JSON.stringify(url)).join(', ')}]`,
       `host_id = "${options.cluster.hostId}"`,
       `lease_s = ${LEASE_S}`,
     );
-  for (let index = 0; index < options.count; index += 1)
-    lines.push(
-      `[agents.${agentName(index)}]`,
-      'cell = "none"',
-      `cwd = ${JSON.stringify(options.work)}`,
-      `argv = ["${PROGRAM}", "${TOKEN}"]`,
-      'stop_grace_s = 1',
-    );
-  return `${lines.join('\n')}\n`;
+  return sleepFleetToml({ work: options.work, count: options.count, token: TOKEN, extra });
 }
 
 /** Writes a host's directory and config; the daemon is started by {@link spawnDaemon}. */
@@ -282,7 +259,7 @@ async function singleHost(dir: string): Promise<SingleHost> {
     await sleep(LEASE_MS);
     const load = await loadOf([host.daemon!.pid], () => sleep(STEADY_MS));
     log(`single host: steady CPU ${load.cpu[0]!.toFixed(1)} %, RSS ${load.rss[0]!.toFixed(0)} MB`);
-    const victims = pickVictims(agentProcesses(PROGRAM, TOKEN), REVIVES);
+    const victims = pickVictims(agentProcesses(SLEEP_PROGRAM, TOKEN), REVIVES);
     const revives = await reviveLatencies([host], victims);
     log(`single host: revive p50 ${summary(revives, 0).p50} ms`);
     return { takeUpMs, revives, cpu: load.cpu[0]!, rss: load.rss[0]! };
@@ -290,19 +267,6 @@ async function singleHost(dir: string): Promise<SingleHost> {
     await host.daemon?.stop(60_000);
     killProcessesUnder(host.base);
   }
-}
-
-/** NATS messages in and out so far, summed over the nodes (`/varz`). */
-async function natsMessages(nats: TestNatsCluster): Promise<{ in: number; out: number }> {
-  const total = { in: 0, out: 0 };
-  for (const node of nats.nodes) {
-    const varz = (await fetch(`http://127.0.0.1:${node.monitorPort}/varz`).then((response) =>
-      response.json(),
-    )) as { in_msgs?: number; out_msgs?: number };
-    total.in += varz.in_msgs ?? 0;
-    total.out += varz.out_msgs ?? 0;
-  }
-  return total;
 }
 
 /** CPU (% of a core, each) and RSS (MB, at the end) of `pids` over `during` (a window it awaits). */
@@ -365,7 +329,7 @@ interface Takeover {
 
 /** Phase 2d: SIGKILL of the daemon holding the most agents, and what follows (see the header). */
 async function takeOver(hosts: Host[]): Promise<Takeover> {
-  const before = agentProcesses(PROGRAM, TOKEN);
+  const before = agentProcesses(SLEEP_PROGRAM, TOKEN);
   const held = new Map(hosts.map((host) => [host.id, 0]));
   for (const process of before) held.set(process.host!, (held.get(process.host!) ?? 0) + 1);
   const victim = hosts.reduce((most, host) =>
@@ -385,7 +349,7 @@ async function takeOver(hosts: Host[]): Promise<Takeover> {
   const killedAt = Date.now();
   killGroup(victim.daemon!.pid, 'SIGKILL');
   const scan = () => {
-    const now = agentProcesses(PROGRAM, TOKEN);
+    const now = agentProcesses(SLEEP_PROGRAM, TOKEN);
     scans += 1;
     for (const line of doubles(now)) seenDoubles.add(line);
     victimAlive = now.filter((p) => moving.get(p.agent)?.pid === p.pid).length;
@@ -434,14 +398,14 @@ function census(): {
   doubles: string[];
   perHost: Map<string, number>;
 } {
-  const processes = agentProcesses(PROGRAM, TOKEN);
+  const processes = agentProcesses(SLEEP_PROGRAM, TOKEN);
   const grouped = byAgent(processes);
   const perHost = new Map<string, number>();
   for (const process of processes)
     perHost.set(process.host ?? '-', (perHost.get(process.host ?? '-') ?? 0) + 1);
   let once = 0;
   for (let index = 0; index < AGENTS; index += 1)
-    if (grouped.get(agentName(index))?.length === 1) once += 1;
+    if (grouped.get(sleepAgentName(index))?.length === 1) once += 1;
   const absent = AGENTS - [...grouped.keys()].length;
   return { once, absent, doubles: doubles(processes), perHost };
 }
@@ -473,7 +437,7 @@ async function cluster(dir: string, nats: TestNatsCluster, hosts: Host[]) {
   );
   const revives = await reviveLatencies(
     hosts,
-    pickVictims(agentProcesses(PROGRAM, TOKEN), REVIVES),
+    pickVictims(agentProcesses(SLEEP_PROGRAM, TOKEN), REVIVES),
   );
   log(`cluster: revive p50 ${summary(revives, 0).p50} ms`);
   const takeover = await takeOver(hosts);

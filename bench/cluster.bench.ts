@@ -21,6 +21,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { natsServerPath, startNatsCluster, type TestNatsCluster } from '@pit/test-kit';
 import { cpuMs, memoryMb } from './lib/proc.js';
+import { natsMessages } from './lib/sleep-fleet.js';
 import { emitResult, machineNote, progress, smoke, type BenchRow } from './lib/report.js';
 import { round, summary } from './lib/stats.js';
 
@@ -98,17 +99,6 @@ async function until(
   return Date.now() - started;
 }
 
-async function natsInMsgs(nats: TestNatsCluster): Promise<number> {
-  let total = 0;
-  for (const node of nats.nodes) {
-    const varz = (await fetch(`http://127.0.0.1:${node.monitorPort}/varz`).then((response) =>
-      response.json(),
-    )) as { in_msgs?: number };
-    total += varz.in_msgs ?? 0;
-  }
-  return total;
-}
-
 async function main(): Promise<void> {
   if (!natsServerPath()) {
     emitResult({
@@ -132,7 +122,7 @@ async function main(): Promise<void> {
     log(`placed ${AGENTS} agents in ${placedMs} ms: ${hosts.map((h) => h.held).join(' / ')}`);
     await sleep(LEASE_MS);
     const cpuBefore = hosts.map((host) => cpuMs(host.child.pid!) ?? 0);
-    const msgsBefore = await natsInMsgs(nats);
+    const msgsBefore = (await natsMessages(nats)).in;
     const windowStart = Date.now();
     await sleep(STEADY_MS);
     const windowMs = Date.now() - windowStart;
@@ -140,7 +130,7 @@ async function main(): Promise<void> {
       (host, index) => (((cpuMs(host.child.pid!) ?? 0) - cpuBefore[index]!) / windowMs) * 100,
     );
     const rss = hosts.map((host) => memoryMb(host.child.pid!)?.rss ?? Number.NaN);
-    const msgsPerS = ((await natsInMsgs(nats)) - msgsBefore) / (windowMs / 1000);
+    const msgsPerS = ((await natsMessages(nats)).in - msgsBefore) / (windowMs / 1000);
     log(`steady: cpu ${cpu.map((c) => c.toFixed(1)).join(' / ')} %, rss ${rss.join(' / ')} MB`);
 
     const claimer = hosts.reduce((most, host) => (host.held > most.held ? host : most));

@@ -15,6 +15,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cpuMs } from '../lib/proc.js';
 import { startPitDaemon, writeConfig, PIT_MODE_NOTE } from '../lib/pit.js';
+import { sleepFleetToml } from '../lib/sleep-fleet.js';
 
 const COUNTS = (process.argv[2] ?? '1000').split(',').map(Number);
 const ROUNDS = Number(process.argv[3] ?? 1);
@@ -40,31 +41,6 @@ function leftovers(): number[] {
   });
 }
 
-function config(base: string, count: number): string {
-  const lines = [
-    '[daemon]',
-    'state_dir = "state"',
-    'stop_agents_on_exit = true',
-    '[daemon.http]',
-    'enabled = false',
-    '[bus]',
-    'enabled = false',
-    '[cells]',
-    'root = "missions"',
-    '[checkpoints]',
-    'interval_s = 0',
-  ];
-  for (let index = 0; index < count; index += 1)
-    lines.push(
-      `[agents.a${index}]`,
-      'cell = "none"',
-      `cwd = ${JSON.stringify(base)}`,
-      `argv = ["sleep", "${token}"]`,
-      'stop_grace_s = 1',
-    );
-  return `${lines.join('\n')}\n`;
-}
-
 /** The `ts` of every `agent_started` event in the daemon's own log (agents outside cells). */
 function startTimes(base: string): number[] {
   const path = join(base, 'state', 'logs', 'events.jsonl');
@@ -80,7 +56,10 @@ function startTimes(base: string): number[] {
 async function measure(count: number): Promise<string> {
   const base = mkdtempSync(join(tmpdir(), 'pit-take-up-'));
   const loadBefore = load();
-  const configPath = writeConfig(join(base, 'pit.toml'), config(base, count));
+  const configPath = writeConfig(
+    join(base, 'pit.toml'),
+    sleepFleetToml({ work: base, count, token }),
+  );
   const spawnedAt = Date.now();
   const profile = process.env.PIT_BENCH_CPU_PROF;
   const daemon = await startPitDaemon({
