@@ -23,7 +23,7 @@ export interface MarkedScan {
 }
 
 /** How long a scan of `/proc` serves later discovery passes (ms), while no agent was removed. */
-export const SCAN_REUSE_MS = 30_000;
+const SCAN_REUSE_MS = 30_000;
 
 /** Per daemon: the last scan, when it began, and the fleet's removals then. */
 const lastScans = new WeakMap<

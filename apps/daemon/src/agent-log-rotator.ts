@@ -20,7 +20,7 @@ import type { SupervisorContext } from './supervisor-context.js';
 /** How often running agents' log sizes are looked at (ms): the rotator's tick, and the wait while a log grows. */
 export const LOG_CHECK_INTERVAL_MS = 250;
 /** The longest wait between two looks at logs that did not grow (ms): a log that starts growing overshoots `max_bytes` by at most this much of its output. */
-export const LOG_IDLE_CHECK_MS = 4_000;
+const LOG_IDLE_CHECK_MS = 4_000;
 /** How soon they are looked at again after a rotation (ms). */
 const LOG_RECHECK_MS = 20;
 /** Logs looked at in one turn of the event loop (synchronous `lstat`s): a large fleet yields between. */

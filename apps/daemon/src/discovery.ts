@@ -152,9 +152,12 @@ export function createDiscovery(options: DiscoveryOptions = {}): Discovery {
 /** The hash of each agent config object's JSON: a config is parsed once per load and never changed after. */
 const configHashes = new WeakMap<AgentConfig, number>();
 
+/** The hash of an agent without a config of its own (`null` as JSON). */
+const NO_CONFIG_HASH = hash53('null');
+
 /** The hash of an agent's config (hash53 of its JSON), computed once per config object. */
 function configHashOf(config: AgentConfig | undefined): number {
-  if (config === undefined) return hash53('null');
+  if (config === undefined) return NO_CONFIG_HASH;
   let hash = configHashes.get(config);
   if (hash === undefined) configHashes.set(config, (hash = hash53(JSON.stringify(config))));
   return hash;

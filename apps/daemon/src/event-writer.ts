@@ -25,7 +25,7 @@ import type { Logger } from './logger.js';
 import type { Slot } from './slot.js';
 
 /** The most bytes of lines one write carries (a quarter of `[logs] max_bytes` when smaller). */
-export const BATCH_BYTES = 64 * 1024;
+const BATCH_BYTES = 64 * 1024;
 
 /** The event log writer of one daemon. */
 export interface EventWriter {

@@ -28,7 +28,7 @@ export const REAP_INTERVAL_MS = 1_000;
  */
 const REAP_WAIT_PER_SCAN_MS = 20;
 /** The longest wait between two scans asked for (ms). */
-export const REAP_INTERVAL_MAX_MS = 10_000;
+const REAP_INTERVAL_MAX_MS = 10_000;
 /** The first scan after a request waits this long, so that one scan covers a burst (ms). */
 const REAP_DELAY_MS = 50;
 /** The nonce that stands for "none" (a process an older daemon started). */
