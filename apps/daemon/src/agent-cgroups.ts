@@ -16,6 +16,7 @@
 import { constants, mkdirSync, readFileSync, rmdirSync, promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { JOIN_SHELL } from './agent-spawn.js';
+import { favorDynmods } from './cgroup-favordynmods.js';
 import type { Logger } from './logger.js';
 
 /** `statfs(2)` type of a cgroup2 file system. */
@@ -67,6 +68,8 @@ export interface DetectAgentCgroupsOptions {
   /** The daemon instance (a hash of its state directory). */
   instance: string;
   logger: Logger;
+  /** `[sandbox] cgroup_favordynmods`: set the option on the cgroup2 mount (cgroup-favordynmods.ts). @default false */
+  favorDynmods?: boolean;
   /**
    * Another instance's empty groups are removed only when none of them (nor the instance
    * directory) was made in the last this many ms (see {@link pruneEmptyInstances}).
@@ -126,6 +129,7 @@ export async function detectAgentCgroups(
     () => 'freeze' as const,
   );
   logger.info('agent cgroups on: every agent start gets its own group', { root, killBy });
+  if (options.favorDynmods) await favorDynmods(root, logger);
   await thawAll(root, logger);
   return createAgentCgroups(root, killBy, logger);
 }

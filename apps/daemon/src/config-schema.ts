@@ -328,6 +328,15 @@ export const SandboxSectionSchema = z.strictObject({
     })
     .default('auto'),
   /**
+   * With agent cgroups on, remount the cgroup2 file system that holds them with `favordynmods`
+   * at the daemon's start (root, Linux ≥ 6.0): an agent's start joins its group through a task
+   * migration, which otherwise waits for an RCU grace period (about 10 ms measured; 0.25 ms with
+   * it) between an agent's exit and its restart. Host-wide: every fork and exit on the host
+   * takes a slightly slower path; the daemon leaves it set when it exits. A failure is a
+   * warning. @default false
+   */
+  cgroup_favordynmods: z.boolean().default(false),
+  /**
    * The host user id level-2 agents run as when the daemon runs as root (a user namespace made
    * by root would make them root to the file system: every root-only file the sandbox does not
    * hide readable). Their cell's `workspace/` and `.lazarus/heartbeats/` are handed to it; the

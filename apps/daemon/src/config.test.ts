@@ -510,6 +510,16 @@ describe('resolveArgv', () => {
     );
   });
 
+  it('leaves the host cgroup2 mount alone by default ([sandbox] cgroup_favordynmods = false) and refuses a string naming the field', () => {
+    const fine = parseConfig('', 'toml');
+    expect(fine.ok && fine.config.sandbox.cgroup_favordynmods).toBe(false);
+    const on = parseConfig('[sandbox]\ncgroup_favordynmods = true\n', 'toml');
+    expect(on.ok && on.config.sandbox.cgroup_favordynmods).toBe(true);
+    const parsed = parseConfig('[sandbox]\ncgroup_favordynmods = "yes"\n', 'toml');
+    expect(parsed.ok).toBe(false);
+    expect(JSON.stringify(parsed)).toMatch(/sandbox\.cgroup_favordynmods/);
+  });
+
   it('takes [sandbox] uid and gid as 65534 by default, and refuses 0 or a fraction naming the field', () => {
     const fine = parseConfig('', 'toml');
     expect(fine.ok && [fine.config.sandbox.uid, fine.config.sandbox.gid]).toEqual([65534, 65534]);

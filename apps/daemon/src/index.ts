@@ -188,3 +188,10 @@ export {
   type LogStream,
   type RotationMark,
 } from './agent-log.js';
+export {
+  cgroup2MountOf,
+  favorDynmods,
+  setFavorDynmods,
+  type Cgroup2Mount,
+  type FavorDynmodsOutcome,
+} from './cgroup-favordynmods.js';

@@ -22,7 +22,7 @@ import type { PitConfig } from './config-schema.js';
 import { createFleet } from './fleet.js';
 import { fleetStatus } from './fleet-report.js';
 import { createFleetSync, placeableAgents, type FleetSync } from './fleet-sync.js';
-import { silentLogger } from './logger.js';
+import { silentLogger, type Logger } from './logger.js';
 import { loopHealth, startLoopTimers, type LoopTimers } from './loop-timers.js';
 import { createLoopMetrics, registerLoopGauges } from './loop-metrics.js';
 import { createMetricsRegistry } from './metrics.js';
@@ -187,6 +187,12 @@ function sandboxUserOf(config: PitConfig): Pick<ExecutorOptions, 'sandboxUser'> 
     : {};
 }
 
+/** One cgroup per agent start where the host allows it, as `[sandbox]` says. */
+function agentCgroups(config: PitConfig, instance: string, logger: Logger) {
+  const { agent_cgroups: setting, cgroup_favordynmods: favorDynmods } = config.sandbox;
+  return detectAgentCgroups({ setting, favorDynmods, instance, logger });
+}
+
 /** The context every module takes; its callbacks (notify, evaluateSoon, sync) are set by createSupervisor. */
 async function createContext(options: SupervisorOptions): Promise<SupervisorContext> {
   const { config } = options;
@@ -202,9 +208,7 @@ async function createContext(options: SupervisorOptions): Promise<SupervisorCont
     .slice(0, 16);
   // One cgroup per agent start where the host allows it (a dry run starts nothing).
   const cgroups =
-    options.executor || options.dryRun
-      ? undefined
-      : await detectAgentCgroups({ setting: config.sandbox.agent_cgroups, instance, logger });
+    options.executor || options.dryRun ? undefined : await agentCgroups(config, instance, logger);
   const executor =
     options.executor ??
     createExecutor({
