@@ -7,6 +7,7 @@
  * the real server.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from '../free-port.js';
@@ -82,7 +83,19 @@ interface NodePorts {
   monitor: number;
 }
 
-function nodeConfig(dir: string, index: number, ports: NodePorts[], host: string): string {
+/**
+ * One node's config. `name` is the cluster's own: a node left running by an earlier cluster
+ * (a test that died before its cleanup) keeps dialling its old peers' route ports, and a new
+ * cluster handed one of those ports must refuse it (routes with another cluster name are
+ * rejected) rather than take in a stranger with its own JetStream meta state.
+ */
+function nodeConfig(
+  dir: string,
+  index: number,
+  ports: NodePorts[],
+  host: string,
+  name: string,
+): string {
   const own = ports[index]!;
   const routes = ports
     .filter((_, other) => other !== index)
@@ -93,7 +106,7 @@ function nodeConfig(dir: string, index: number, ports: NodePorts[], host: string
     `http: 127.0.0.1:${own.monitor}`,
     `jetstream { store_dir: "${join(dir, `n${index}`)}" }`,
     `cluster {`,
-    `  name: pit-test`,
+    `  name: ${name}`,
     `  listen: 127.0.0.1:${own.cluster}`,
     `  routes: [${routes.map((route) => `"${route}"`).join(', ')}]`,
     `}`,
@@ -137,13 +150,14 @@ async function launchNatsCluster(
   const host = options.clientHost ?? '127.0.0.1';
   const binary = natsServerPath();
   if (!binary) throw new Error('nats-server is not installed (apt-get install -y nats-server)');
+  const clusterName = `pit-test-${randomBytes(4).toString('hex')}`;
   const ports: NodePorts[] = [];
   for (let index = 0; index < nodes; index += 1)
     ports.push({ client: await freePort(), cluster: await freePort(), monitor: await freePort() });
   const configs = ports.map((_, index) => {
     mkdirSync(join(dir, `n${index}`), { recursive: true });
     const path = join(dir, `n${index}.conf`);
-    writeFileSync(path, nodeConfig(dir, index, ports, host));
+    writeFileSync(path, nodeConfig(dir, index, ports, host, clusterName));
     return path;
   });
   const running: TestNatsNode[] = ports.map((port) => ({
