@@ -114,6 +114,25 @@ function nodeConfig(
   ].join('\n');
 }
 
+/**
+ * Whether the JetStream meta leader (the one node whose `/jsz` lists replicas) reports the
+ * `nodes - 1` others current.
+ */
+async function metaFormed(ports: NodePorts[], nodes: number): Promise<boolean> {
+  for (const port of ports) {
+    const response = await fetch(`http://127.0.0.1:${port.monitor}/jsz`).catch(() => undefined);
+    const jsz = (await response?.json().catch(() => undefined)) as
+      | {
+          meta_cluster?: { leader?: string; replicas?: { current?: boolean; offline?: boolean }[] };
+        }
+      | undefined;
+    const replicas = jsz?.meta_cluster?.replicas;
+    if (!jsz?.meta_cluster?.leader || replicas === undefined) continue;
+    return replicas.length === nodes - 1 && replicas.every((peer) => peer.current && !peer.offline);
+  }
+  return false;
+}
+
 async function healthy(monitorPort: number): Promise<boolean> {
   const response = await fetch(`http://127.0.0.1:${monitorPort}/healthz`).catch(() => undefined);
   return response?.status === 200;
@@ -209,6 +228,14 @@ async function launchNatsCluster(
   };
   try {
     await Promise.all(up.map((index) => ready(index)));
+    // Healthy nodes are not yet a cluster that can place an R3 bucket: its meta leader must know
+    // every peer as current (a bench once saw 30 s of "no suitable peers for placement").
+    if (up.length === nodes)
+      await waitFor(
+        () => metaFormed(ports, nodes),
+        30_000,
+        'the JetStream meta leader to know every node as current',
+      );
   } catch (error) {
     await cluster.stop();
     throw error;
