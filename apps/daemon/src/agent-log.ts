@@ -183,6 +183,8 @@ export interface RotationMark {
 const STALE_ROTATION_MS = 30_000;
 /** How many times a read is taken again while rotations keep happening under it. */
 const STEADY_ATTEMPTS = 100;
+/** How long a reader waits, in all, for rotations under way to end (ms). */
+const STEADY_WAIT_MS = 20_000;
 
 /** The {@link RotationMark} of the log at `path` now. */
 export async function rotationMark(path: string): Promise<RotationMark> {
@@ -198,24 +200,30 @@ export async function rotationMark(path: string): Promise<RotationMark> {
 }
 
 /**
- * Runs `read` (which reads the log at `path`) until no rotation began or ended while it ran,
- * waiting while one is under way; after {@link STEADY_ATTEMPTS} the last result is taken.
- * @returns what `read` returned and the mark it was taken under.
+ * Runs `read` (which reads the log at `path`) once no rotation is under way, again while a
+ * rotation began or ended under it; waits while one is under way (a copy of a large log on a
+ * busy machine can take seconds). After {@link STEADY_ATTEMPTS} reads, or
+ * {@link STEADY_WAIT_MS} in all, the last result is taken with `steady: false`: it may repeat or
+ * miss lines (a follower should drop it and try again).
+ * @returns what `read` returned, the mark it was taken under, and whether it was steady.
  */
 export async function readSteady<T>(
   path: string,
   read: (mark: RotationMark) => Promise<T>,
-): Promise<{ result: T; mark: RotationMark }> {
-  for (let attempt = 1; ; attempt += 1) {
+): Promise<{ result: T; mark: RotationMark; steady: boolean }> {
+  const started = Date.now();
+  for (let reads = 0; ;) {
     const before = await rotationMark(path);
-    if (before.busy && attempt < STEADY_ATTEMPTS) {
+    const late = Date.now() - started >= STEADY_WAIT_MS;
+    if (before.busy && !late) {
       await sleep(10);
       continue;
     }
+    reads += 1;
     const result = await read(before);
     const after = await rotationMark(path);
-    if ((after.rotated === before.rotated && !after.busy) || attempt >= STEADY_ATTEMPTS)
-      return { result, mark: before };
+    const steady = !before.busy && !after.busy && after.rotated === before.rotated;
+    if (steady || late || reads >= STEADY_ATTEMPTS) return { result, mark: before, steady };
   }
 }
 

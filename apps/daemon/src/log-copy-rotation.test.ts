@@ -70,6 +70,36 @@ describe('copyRotateLog', () => {
     expect(result).toBe(2);
   });
 
+  it('a reader waits out a rotation that takes seconds (a large copy on a busy machine), and reads once it is done', async () => {
+    const dir = await tempDir('pit-copyrot-');
+    const path = join(dir, 'forge.log');
+    await fs.writeFile(path, 'one\ntwo\n');
+    // A rotation under way: its copy is being written. It ends 2.5 s later (a reader used to
+    // give up after about 100 waits of 10 ms and read in the middle of it).
+    await fs.writeFile(`${path}${ROTATING_SUFFIX}`, 'one\n');
+    let done = false;
+    const finishing = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        void (async () => {
+          await fs.rm(`${path}${ROTATING_SUFFIX}`);
+          await fs.writeFile(path, 'one\ntwo\n');
+          await copyRotateLog(path, { keep: 3 });
+          done = true;
+          resolve();
+        })();
+      }, 2_500),
+    );
+    const seen: boolean[] = [];
+    const { result, steady } = await readSteady(path, async (mark) => {
+      seen.push(done && !mark.busy);
+      return fs.readFile(`${path}.1`, 'utf8');
+    });
+    await finishing;
+    expect(seen).toEqual([true]);
+    expect(steady).toBe(true);
+    expect(result).toBe('one\ntwo\n');
+  });
+
   it('refuses a log that is a link (beneath its cell)', async () => {
     const dir = await tempDir('pit-copyrot-');
     const outside = await tempDir('pit-copyrot-outside-');

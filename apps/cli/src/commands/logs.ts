@@ -189,7 +189,7 @@ interface FollowPosition {
  * `<agent>.log.1`: the rest of it, then the new file from its start), and copied while the agent
  * runs (a new `.1` while the live file is the same: what had not been read is in the copy from
  * the same offset, then the live file from its start). A poll during which a rotation happened is
- * read again. Runs until `signal` aborts (or the process is interrupted).
+ * read again; one that found no steady moment prints nothing and leaves the next poll to read. Runs until `signal` aborts (or the process is interrupted).
  */
 async function follow(
   printed: Printed[],
@@ -201,9 +201,11 @@ async function follow(
   while (!signal?.aborted) {
     for (const [index, each] of printed.entries()) {
       const readOptions = readOptionsOf(each.log);
-      const { result, mark } = await readSteady(each.log.path, () =>
+      const { result, mark, steady } = await readSteady(each.log.path, () =>
         readNew(each.log, readOptions, positions[index], output),
       );
+      // Rotations kept happening under the read: it may repeat lines; the next poll reads again.
+      if (!steady) continue;
       for (const line of result.lines) each.write(line);
       if (result.position) positions[index] = { ...result.position, rotated: mark.rotated };
     }
