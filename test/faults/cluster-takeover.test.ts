@@ -224,9 +224,9 @@ describe.skipIf(!installed)('three pit daemons on a 3-node NATS cluster', () => 
           counts.set(incarnation.host, (counts.get(incarnation.host) ?? 0) + 1);
         // The host that runs the most agents dies (ties: a seeded pick), so every repetition moves some.
         const most = Math.max(...counts.values());
-        const victim = hosts.find(
-          (host) => host.id === random.pick([...counts].filter(([, n]) => n === most))[0],
-        )!;
+        // One pick among the tied hosts (picked inside find, a new pick per host could match none).
+        const [victimId] = random.pick([...counts].filter(([, n]) => n === most));
+        const victim = hosts.find((host) => host.id === victimId)!;
         const moved = [...placed].filter(([, incarnation]) => incarnation.host === victim.id);
         const killedAt = Date.now();
         await killDaemon(victim.daemon!);
