@@ -10,12 +10,16 @@
  * to, says so in its log, and leaves it as it is when it exits. Never decides anything else.
  */
 import { execFile } from 'node:child_process';
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import { promisify } from 'node:util';
 import type { Logger } from './logger.js';
 
 const run = promisify(execFile);
 const OPTION = 'favordynmods';
+
+/** mount(8) at a fixed path (util-linux), never whatever `mount` the daemon's PATH finds first. */
+const mountBinary = (): string =>
+  ['/usr/bin/mount', '/bin/mount'].find((path) => existsSync(path)) ?? '/usr/bin/mount';
 
 /** A cgroup2 mount, from `/proc/self/mountinfo`. */
 export interface Cgroup2Mount {
@@ -61,7 +65,9 @@ export async function setFavorDynmods(mount: Cgroup2Mount, on: boolean): Promise
   );
   const options = ['remount', ...keep, ...(on ? [OPTION] : [])].join(',');
   try {
-    await run('mount', ['-t', 'cgroup2', '-o', options, 'none', mount.point], { timeout: 10_000 });
+    await run(mountBinary(), ['-t', 'cgroup2', '-o', options, 'none', mount.point], {
+      timeout: 10_000,
+    });
   } catch (error) {
     const stderr = String((error as { stderr?: unknown }).stderr ?? '').trim();
     throw new Error(
