@@ -184,7 +184,7 @@ const STALE_ROTATION_MS = 30_000;
 /** How many times a read is taken again while rotations keep happening under it. */
 const STEADY_ATTEMPTS = 100;
 /** How long a reader waits, in all, for rotations under way to end (ms). */
-const STEADY_WAIT_MS = 20_000;
+const STEADY_WAIT_MS = 10_000;
 
 /** The {@link RotationMark} of the log at `path` now. */
 export async function rotationMark(path: string): Promise<RotationMark> {
