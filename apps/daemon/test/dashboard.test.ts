@@ -405,5 +405,8 @@ describe('the dashboard (GET /)', () => {
       daemon.kill('SIGTERM');
       await within(new Promise((resolve) => daemon.once('exit', resolve)), 20_000, 'daemon exit');
     },
+    // Longer than its own bounded waits (owner 30 s, host row 15 s, exit 20 s), so a slow step fails
+    // naming what it waited for, not as a bare test timeout.
+    90_000,
   );
 });
