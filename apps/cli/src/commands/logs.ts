@@ -189,7 +189,8 @@ interface FollowPosition {
  * `<agent>.log.1`: the rest of it, then the new file from its start), and copied while the agent
  * runs (a new `.1` while the live file is the same: what had not been read is in the copy from
  * the same offset, then the live file from its start). A poll during which a rotation happened is
- * read again; one that found no steady moment prints nothing and leaves the next poll to read. Runs until `signal` aborts (or the process is interrupted).
+ * read again; one that found no steady moment prints nothing and leaves the next poll to read.
+ * Runs until `signal` aborts (or the process is interrupted).
  */
 async function follow(
   printed: Printed[],
