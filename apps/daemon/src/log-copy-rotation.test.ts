@@ -74,19 +74,21 @@ describe('copyRotateLog', () => {
     const dir = await tempDir('pit-copyrot-');
     const path = join(dir, 'forge.log');
     await fs.writeFile(path, 'one\ntwo\n');
-    // A rotation under way: its copy is being written. It ends 2.5 s later (a reader used to
-    // give up after about 100 waits of 10 ms and read in the middle of it).
-    await fs.writeFile(`${path}${ROTATING_SUFFIX}`, 'one\n');
+    // A rotation under way: its copy (the marker) is being written. It ends 2.5 s later, as
+    // copyRotateLog ends one: the copy complete, the live file cut, the marker renamed to `.1`
+    // (one step: the reader never sees neither). A reader used to give up after about 100 waits
+    // of 10 ms and read in the middle of it.
+    const marker = `${path}${ROTATING_SUFFIX}`;
+    await fs.writeFile(marker, 'one\n');
     let done = false;
-    const finishing = new Promise<void>((resolve) =>
+    const finishing = new Promise<void>((resolve, reject) =>
       setTimeout(() => {
-        void (async () => {
-          await fs.rm(`${path}${ROTATING_SUFFIX}`);
-          await fs.writeFile(path, 'one\ntwo\n');
-          await copyRotateLog(path, { keep: 3 });
+        (async () => {
+          await fs.appendFile(marker, 'two\n');
+          await fs.truncate(path, 0);
           done = true;
-          resolve();
-        })();
+          await fs.rename(marker, `${path}.1`);
+        })().then(resolve, reject);
       }, 2_500),
     );
     const seen: boolean[] = [];
