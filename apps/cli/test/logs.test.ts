@@ -439,7 +439,7 @@ describe('pit logs', () => {
     contiguous(followedErrorsOnly);
     expect(followedErrorsOnly.length * 50).toBeGreaterThan(maxBytes);
     expect(errorFollower.stdout()).toBe('');
-  });
+  }, 180_000); // longer than its own bounded waits (90 s of writing, 30 s for the followers …)
 
   it('without agent cgroups, leaves a running agent’s log to its next start and says so once', async () => {
     const writer = `const fs = require('node:fs'); for (let i = 0; i < 2000; i++) fs.writeSync(1, 'n ' + i + ' ' + 'y'.repeat(40) + '\\n'); setInterval(() => fs.writeSync(1, 'tick\\n'), 50);`;
