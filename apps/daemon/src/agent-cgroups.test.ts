@@ -4,8 +4,7 @@ import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { cleanup, reapLater, tempDir, waitFor } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Logger } from '@pit/cell-spec';
-import { agentEnv, makeCell, script } from '../test/helpers.js';
+import { agentEnv, makeCell, recordingLogger, script } from '../test/helpers.js';
 import { detectAgentCgroups, type AgentCgroups } from './agent-cgroups.js';
 import { createExecutor, type Executor } from './executor.js';
 
@@ -18,22 +17,7 @@ afterEach(async () => {
   await cleanup();
 });
 
-/** A logger that keeps its lines. */
-const recording = () => {
-  const lines: string[] = [];
-  const keep =
-    (level: string) =>
-    (message: string, fields?: Record<string, unknown>): void => {
-      lines.push(`${level} ${message} ${JSON.stringify(fields ?? {})}`);
-    };
-  const logger: Logger = {
-    debug: keep('debug'),
-    info: keep('info'),
-    warn: keep('warn'),
-    error: keep('error'),
-  };
-  return { logger, lines };
-};
+const recording = recordingLogger;
 
 /** Live (not zombie) processes whose argv includes `tag`. */
 async function tagged(tag: string): Promise<number[]> {

@@ -2,26 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { cleanup } from '@pit/test-kit';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Logger } from '@pit/cell-spec';
+import { recordingLogger } from '../test/helpers.js';
 import { detectAgentCgroups, type AgentCgroups } from './agent-cgroups.js';
 import { cgroup2MountOf, setFavorDynmods, type Cgroup2Mount } from './cgroup-favordynmods.js';
 
-/** A logger that keeps its lines. */
-const recording = () => {
-  const lines: string[] = [];
-  const keep =
-    (level: string) =>
-    (message: string, fields?: Record<string, unknown>): void => {
-      lines.push(`${level} ${message} ${JSON.stringify(fields ?? {})}`);
-    };
-  const logger: Logger = {
-    debug: keep('debug'),
-    info: keep('info'),
-    warn: keep('warn'),
-    error: keep('error'),
-  };
-  return { logger, lines };
-};
+const recording = recordingLogger;
 
 const own = (await fs.readFile('/proc/self/cgroup', 'utf8').catch(() => ''))
   .split('\n')

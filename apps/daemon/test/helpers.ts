@@ -5,7 +5,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
-import { provisionCell } from '@pit/cell-spec';
+import { provisionCell, type Logger } from '@pit/cell-spec';
 import { tempDir } from '@pit/test-kit';
 
 /** A real cell with the given agents under a temp cells root (removed by test-kit's `cleanup`). */
@@ -33,3 +33,20 @@ export const agentEnv = (): Record<string, string> => ({
   PATH: process.env.PATH ?? '/usr/bin:/bin',
   HOME: '/nonexistent',
 });
+
+/** A logger that keeps its lines (`level message {fields}`), for tests that assert what was logged. */
+export function recordingLogger(): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const keep =
+    (level: string) =>
+    (message: string, fields?: Record<string, unknown>): void => {
+      lines.push(`${level} ${message} ${JSON.stringify(fields ?? {})}`);
+    };
+  const logger: Logger = {
+    debug: keep('debug'),
+    info: keep('info'),
+    warn: keep('warn'),
+    error: keep('error'),
+  };
+  return { logger, lines };
+}
