@@ -24,6 +24,7 @@ import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { cgroupMount, restoreCgroupMount } from './lib/cgroup-mount.js';
+import { fastRestartToml as pitToml } from './lib/fast-restart-toml.js';
 import { PIT_MODE_NOTE, startPitDaemon, writeConfig } from './lib/pit.js';
 import { cpuMs, memoryMb, reapAll, reapLater, stopChild } from './lib/proc.js';
 import { emitResult, machineNote, progress, smoke, type BenchRow } from './lib/report.js';
@@ -143,38 +144,6 @@ function startBare(id: string, trace?: string): Peer {
   peer.stop = () => stopChild(peer.child!);
   return peer;
 }
-
-const pitToml = (
-  dir: string,
-  file: string,
-) => `# pit.toml of the restart-latency benchmark: an operator who wants fast restarts.
-[daemon]
-state_dir = "state"
-stop_agents_on_exit = true
-[daemon.http]
-enabled = false
-[bus]
-enabled = false
-[cells]
-root = "missions"
-resurrect_after_s = 0           # act on a death at once (default 120 s)
-max_revive_attempts = 1000
-[checkpoints]
-interval_s = 0
-[policy.defaults]
-rollback_before_restart = false # nothing to roll back
-backoff = { initial = 0, jitter = 0 }                        # every restart immediate (default 10 s × 2)
-restart_intensity = { max_restarts = 1000, window = "15m" }
-[policy.fleet_brake]
-enabled = false                 # one agent, killed on purpose again and again
-[sandbox]
-cgroup_favordynmods = true      # joining the agent's cgroup at a start costs 0.25 ms, not ~10 ms (default false)
-[agents.stamp]
-cell = "none"
-cwd = ${JSON.stringify(dir)}
-argv = [${JSON.stringify(process.execPath)}, ${JSON.stringify(STAMP)}, ${JSON.stringify(file)}]
-stop_grace_s = 1
-`;
 
 async function startPit(id: string, trace?: string): Promise<Peer> {
   const peer = newPeer('the Pit', id);

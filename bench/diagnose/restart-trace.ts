@@ -1,7 +1,8 @@
 /**
  * Diagnosis, not a benchmark: where one restart's time goes, call by call. Runs the real `pit
- * daemon` (the restart-latency bench's config for fast restarts) with one agent under
- * bench/lib/trace-preload.mjs, SIGKILLs the agent KILLS times (each replacement up ≥ 1 s), and
+ * daemon` (the restart-latency bench's config for fast restarts, bench/lib/fast-restart-toml.ts)
+ * with one agent under bench/lib/trace-preload.mjs, SIGKILLs the agent KILLS times (each
+ * replacement up ≥ 1 s), and
  * prints for each kill every file-system call (with its path) that the daemon and its agent
  * launcher made between the launcher's `exit` event and its spawn() of the replacement. It found
  * the agent launcher's ~10 ms move into the agent's cgroup ([sandbox] cgroup_favordynmods).
@@ -14,11 +15,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { cgroupMount, restoreCgroupMount } from '../lib/cgroup-mount.js';
+import { fastRestartToml } from '../lib/fast-restart-toml.js';
 import { startPitDaemon, writeConfig } from '../lib/pit.js';
 import { reapAll } from '../lib/proc.js';
 
 const KILLS = Number(process.argv[2] ?? 6);
-const STAMP = fileURLToPath(new URL('../fixtures/stamp.cjs', import.meta.url));
 const TRACE_PRELOAD = fileURLToPath(new URL('../lib/trace-preload.mjs', import.meta.url));
 const base = mkdtempSync(join(tmpdir(), 'pit-restart-trace-'));
 const dir = join(base, 'pit');
@@ -37,32 +39,6 @@ interface TraceEntry {
   command?: string;
 }
 
-const toml = `[daemon]
-state_dir = "state"
-stop_agents_on_exit = true
-[daemon.http]
-enabled = false
-[bus]
-enabled = false
-[cells]
-root = "missions"
-max_revive_attempts = 1000
-[checkpoints]
-interval_s = 0
-[policy.defaults]
-dead_after = "0s"
-rollback_before_restart = false
-backoff = { initial = 0, jitter = 0 }
-restart_intensity = { max_restarts = 1000, window = "15m" }
-[policy.fleet_brake]
-enabled = false
-[agents.stamp]
-cell = "none"
-cwd = ${JSON.stringify(dir)}
-argv = [${JSON.stringify(process.execPath)}, ${JSON.stringify(STAMP)}, ${JSON.stringify(stamps)}]
-stop_grace_s = 1
-`;
-
 /** The pid of the running agent (its argv names the stamps file), or 0. */
 const agentPid = (): number => {
   try {
@@ -72,7 +48,9 @@ const agentPid = (): number => {
   }
 };
 
-const configPath = writeConfig(join(dir, 'pit.toml'), toml);
+// The config sets favordynmods on the host's cgroup2 mount: put back after the run.
+const mountBefore = await cgroupMount();
+const configPath = writeConfig(join(dir, 'pit.toml'), fastRestartToml(dir, stamps));
 const daemon = await startPitDaemon({
   configPath,
   cwd: dir,
@@ -104,6 +82,7 @@ try {
 } finally {
   await daemon.stop();
   reapAll();
+  await restoreCgroupMount(mountBefore);
 }
 const entries = readFileSync(trace, 'utf8')
   .split('\n')
