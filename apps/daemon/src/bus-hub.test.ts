@@ -126,4 +126,53 @@ describe.skipIf(!installed)('the bus hub of a clustered daemon ([cluster])', () 
     expect(seen.smith).toEqual(seen.forge);
     await cluster.start(1);
   }, 120_000);
+
+  it("a role the mission's lead granted through one host holds on the host that takes the agent over", async () => {
+    const cell = await makeCell([{ name: 'lead' }, { name: 'smith' }]);
+    const copy = join(await tempDir('pit-bushub-b-'), 'missions', cell.uuid);
+    await mkdir(join(copy, '..'), { recursive: true });
+    await cp(cell.dir, copy, { recursive: true });
+    const hub = async (hostId: string) => {
+      const opened = await createBusHub({
+        listen: '127.0.0.1:0',
+        stateDir: await tempDir(`pit-bushub-state-${hostId}-`),
+        cluster: { servers: cluster.urls, hostId, replicas: 3, epochOf: () => undefined },
+      });
+      hubs.push(opened);
+      return opened;
+    };
+    const [a, b] = [await hub('a'), await hub('b')];
+    const connectAs = async (env: Record<string, string>, participant: string) => {
+      const client = await connectBus({
+        url: env.LAZARUS_BUS_URL as string,
+        mission: env.LAZARUS_BUS_MISSION as string,
+        participant,
+        token: env.LAZARUS_BUS_TOKEN as string,
+      });
+      clients.push(client);
+      return client;
+    };
+    // Host a runs both agents: lead as configured, smith with the default role (write).
+    const lead = await connectAs(await a.credentials(cell.dir, 'lead', 'lead'), 'lead');
+    const smithOnA = await connectAs(await a.credentials(cell.dir, 'smith', undefined), 'smith');
+    await smithOnA.publish({ topic: 'work', payload: { on: 'a' } });
+    // The lead makes smith a reader, over the WebSocket front.
+    await lead.grant('smith', 'read');
+    await expect(smithOnA.publish({ topic: 'work', payload: { on: 'a' } })).rejects.toMatchObject({
+      code: 'BUS_FORBIDDEN',
+    });
+    // Host a dies; host b takes smith over and registers it with the role the mission holds.
+    await smithOnA.close();
+    const smithOnB = await connectAs(await b.credentials(copy, 'smith', undefined), 'smith');
+    expect((await b.bus(copy)).roleOf('smith')).toBe('read');
+    await expect(smithOnB.publish({ topic: 'work', payload: { on: 'b' } })).rejects.toMatchObject({
+      code: 'BUS_FORBIDDEN',
+    });
+    const events: BusEvent[] = [];
+    for await (const event of smithOnB.subscribe({ after: 0 })) {
+      events.push(event);
+      if (events.some((seen) => seen.event === 'participant' && seen.role === 'read')) break;
+    }
+    expect(events.filter((event) => event.event === 'message')).toHaveLength(1);
+  }, 60_000);
 });

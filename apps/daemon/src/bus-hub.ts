@@ -9,8 +9,10 @@
  * (`@pit/mission-bus/jetstream`, on a NATS connection this hub opens and closes), so that the
  * bus instances of one mission on several hosts deliver the same events in the same order; and a
  * write carrying an agent's `PIT_EPOCH` older than the epoch this host holds for it is refused.
- * Participants, roles and tokens stay per host (each host's state directory): an agent talks to
- * the bus of the host that started it.
+ * Roles are the mission's, in the KV bucket `pit_bus_roles` (keyed by cell uuid and participant),
+ * which every host's bus watches: a lead's grant through one host, or a substitute's role, holds
+ * on every host, and on the host that takes an agent over. Tokens stay per host (each host's state
+ * directory): an agent talks to the bus of the host that started it.
  */
 import { basename, join } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -103,7 +105,7 @@ export function withFields(logger: Logger, fields: Record<string, unknown>): Log
  * @throws {BusError} when the server cannot listen.
  */
 export async function createBusHub(options: BusHubOptions): Promise<BusHub> {
-  const shared = options.cluster ? await openSharedLog(options.cluster) : undefined;
+  const shared = options.cluster ? await openSharedLog(options.cluster, options.logger) : undefined;
   const index = options.listen.lastIndexOf(':');
   let server: BusServer;
   try {
@@ -122,9 +124,10 @@ export async function createBusHub(options: BusHubOptions): Promise<BusHub> {
   const bus = (cellDir: string) => {
     let pending = buses.get(cellDir);
     if (!pending) {
+      const local = busAuthority(options.stateDir, cellDir);
       pending = MissionBus.open({
         cellDir,
-        authority: busAuthority(options.stateDir, cellDir),
+        authority: shared ? shared.roles(basename(cellDir), local) : local,
         ...(options.roles ? { config: { roles: options.roles } } : {}),
         ...(options.logger ? { logger: withFields(options.logger, { cell: cellDir }) } : {}),
         ...(shared ? { eventLog: shared.eventLog } : {}),
@@ -184,8 +187,13 @@ export async function createBusHub(options: BusHubOptions): Promise<BusHub> {
  */
 async function openSharedLog(
   cluster: BusHubCluster,
-): Promise<{ connection: NatsConnection; eventLog: BusEventLogFactory }> {
-  const [{ connect }, { createJetStreamEventLog }] = await Promise.all([
+  logger: Logger | undefined,
+): Promise<{
+  connection: NatsConnection;
+  eventLog: BusEventLogFactory;
+  roles: (scope: string, local: ParticipantStore) => ParticipantStore;
+}> {
+  const [{ connect }, { createJetStreamEventLog, createJetStreamRoleStores }] = await Promise.all([
     import('@nats-io/transport-node'),
     import('@pit/mission-bus/jetstream'),
   ]);
@@ -205,5 +213,10 @@ async function openSharedLog(
   return {
     connection,
     eventLog: createJetStreamEventLog({ connection, replicas: cluster.replicas }),
+    roles: createJetStreamRoleStores({
+      connection,
+      replicas: cluster.replicas,
+      ...(logger ? { logger } : {}),
+    }),
   };
 }

@@ -1,6 +1,6 @@
 /**
  * `@pit/mission-bus/jetstream`: the mission bus's event log on a replicated NATS JetStream stream,
- * for buses of one mission on several hosts. A subpath of its own, so that a single-host bus never
+ * and its roles in a replicated KV bucket, for buses of one mission on several hosts. A subpath of its own, so that a single-host bus never
  * loads the NATS client.
  */
 export {
@@ -9,3 +9,4 @@ export {
   type JetStreamEventLogOptions,
   type NatsConnection,
 } from './jetstream-log.js';
+export { createJetStreamRoleStores, type JetStreamRoleStoresOptions } from './jetstream-roles.js';

@@ -63,7 +63,7 @@ import {
   type BusEventLogFactory,
   type SharedBusEventLog,
 } from './event-log.js';
-import type { ParticipantRoster, ParticipantStore } from './participant-store.js';
+import type { ParticipantRoster, ParticipantStore, SharedRoleChange } from './participant-store.js';
 import { tokenMatches } from './tokens.js';
 
 /** Options of {@link MissionBus.open}. */
@@ -219,6 +219,8 @@ export class MissionBus {
   private readonly grantedBy = new Map<string, string>();
   private readonly logClaims = new Map<string, Role | null>();
   private rosterWrites: Promise<void> = Promise.resolve();
+  /** A shared authority store's watch (roles other instances change), stopped on close. */
+  private stopWatching: (() => Promise<void>) | undefined;
   private readonly roleTable: Record<Role, ReadonlySet<Capability>>;
   private readonly members = new Map<string, Role>();
   private readonly everMembers = new Set<string>();
@@ -455,6 +457,8 @@ export class MissionBus {
         }
       }
       await writeWatermark(dir, this.headSeq);
+      if (this.store?.watch)
+        this.stopWatching = await this.store.watch((change) => this.applySharedRole(change));
       if (log.kind === 'shared')
         log.follow(
           this.headSeq,
@@ -462,6 +466,7 @@ export class MissionBus {
           (error) => this.fail(toBusError(error, `mission ${this.mission.id}`)),
         );
     } catch (error) {
+      await this.stopWatching?.().catch(() => undefined);
       await this.log?.close().catch(() => undefined);
       this.releaseLock();
       await this.lockHeld;
@@ -900,6 +905,23 @@ export class MissionBus {
     }
   }
 
+  /** A role another instance of the mission changed in the shared authority store. */
+  private applySharedRole(change: SharedRoleChange): void {
+    const held = this.members.get(change.name) ?? null;
+    this.everMembers.add(change.name);
+    this.grantedBy.set(change.name, change.granted_by);
+    if (held === change.role) return;
+    if (change.role === null) this.members.delete(change.name);
+    else this.members.set(change.name, change.role);
+    this.logger.info('bus: a role changed through another host', {
+      mission: this.mission.id,
+      participant: change.name,
+      role: change.role,
+      was: held,
+      granted_by: change.granted_by,
+    });
+  }
+
   /** Logs and audits every role the cell's log claims that the store does not hold. */
   private reportIgnoredClaims(): void {
     const ignored = this.ignoredClaims as IgnoredRoleClaim[];
@@ -1118,6 +1140,7 @@ export class MissionBus {
     this.closing ??= (async () => {
       try {
         await this.settled().catch(() => undefined);
+        await this.stopWatching?.().catch(() => undefined);
         await this.log.close();
         await this.writeWatermarkNow().catch(() => undefined);
         await this.audit.close().catch(() => undefined);

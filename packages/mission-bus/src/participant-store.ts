@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { AgentNameSchema, readJsonFile, writeJsonAtomic } from '@pit/cell-spec';
 import { z } from 'zod';
 import { Sha256HexSchema } from './bus-event.js';
-import { RoleSchema } from './roles.js';
+import { RoleSchema, type Role } from './roles.js';
 
 /** One participant as the store knows it: its role (`null`: removed) and its token's sha256. */
 export const StoredParticipantSchema = z.strictObject({
@@ -28,6 +28,14 @@ export const ParticipantRosterSchema = z.strictObject({
 });
 export type ParticipantRoster = z.infer<typeof ParticipantRosterSchema>;
 
+/** A participant's role as another bus instance of the mission changed it (see {@link ParticipantStore.watch}). */
+export interface SharedRoleChange {
+  name: string;
+  /** `null`: removed. */
+  role: Role | null;
+  granted_by: string;
+}
+
 /**
  * Where a bus keeps its participants, roles and token hashes (see {@link MissionBus.open}'s
  * `authority`). `load` resolves `undefined` when nothing was stored yet.
@@ -37,6 +45,14 @@ export interface ParticipantStore {
   readonly location: string;
   load(): Promise<ParticipantRoster | undefined>;
   save(roster: ParticipantRoster): Promise<void>;
+  /**
+   * Only a store shared by the bus instances of one mission on several hosts (such as
+   * `@pit/mission-bus/jetstream`'s `createJetStreamRoleStores`): calls `onChange` for each role
+   * another instance changes, from when it is called until the function it resolves to is
+   * called. A change it already holds may be repeated. The bus applies each change to its roles
+   * (never to its tokens, which stay per instance).
+   */
+  watch?(onChange: (change: SharedRoleChange) => void): Promise<() => Promise<void>>;
 }
 
 /**
