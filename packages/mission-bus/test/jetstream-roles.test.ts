@@ -158,4 +158,26 @@ describe.skipIf(!installed)('bus roles shared through a JetStream KV bucket', ()
     await a.bus.grant('lead', { participant: 'smith', role: 'write' });
     await waitFor(() => b.bus.roleOf('smith') === 'write', 10_000, 'host b to see the next grant');
   }, 60_000);
+
+  it('a change written over one made meanwhile by another host lands (compare-and-set, read again, written again)', async () => {
+    const nc = await connect({ servers: cluster.urls, timeout: 2_000 });
+    connections.push(nc);
+    const store = createJetStreamRoleStores({ connection: nc, replicas: 3, bucket: 'roles_cas' })(
+      'mission-cas',
+      createDirectoryParticipantStore(await tempDir('pit-jsroles-state-')),
+    );
+    await store.save({
+      version: 1,
+      participants: { smith: { role: 'write', granted_by: '@pit' } },
+    });
+    expect(await store.load()).toMatchObject({ participants: { smith: { role: 'write' } } });
+    // Another host changes smith after this store last read it.
+    const kv = await new Kvm(nc).open('roles_cas');
+    await kv.put('mission-cas.smith', JSON.stringify({ role: 'audit', granted_by: 'lead' }));
+    await store.save({ version: 1, participants: { smith: { role: 'read', granted_by: 'lead' } } });
+    expect((await kv.get('mission-cas.smith'))?.json()).toEqual({
+      role: 'read',
+      granted_by: 'lead',
+    });
+  }, 30_000);
 });
