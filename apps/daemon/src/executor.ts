@@ -310,7 +310,8 @@ function finish(
   const { options } = state;
   state.tracked.delete(agentProcess);
   settle(exit);
-  options.logger?.info('agent exited', {
+  // At debug: the supervisor logs the exit of the agent's current process once, as a warning.
+  options.logger?.debug('agent exited', {
     agent: agentProcess.agent,
     cell: agentProcess.cell,
     pid: agentProcess.pid,

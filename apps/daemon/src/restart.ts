@@ -362,8 +362,10 @@ export function watchProcess(
     reportEnded(context, slot);
     context.logger.warn('agent process exited', {
       agent: slot.key,
+      pid: agentProcess.pid,
       code: exit.code,
       signal: exit.signal,
+      how: exit.how,
     });
     if (context.scheduler?.has(slot.key)) {
       try {
