@@ -34,6 +34,11 @@ export interface JetStreamRoleStoresOptions {
   bucket?: string;
   /** How long one JetStream request may take, ms. @default 2000 */
   requestTimeoutMs?: number;
+  /**
+   * How long a read or write of the bucket keeps repeating a request that failed (a timeout while
+   * a node dies and a new leader is elected, 2–4 s), ms. @default 30000
+   */
+  deadlineMs?: number;
   logger?: BusLogger;
 }
 
@@ -78,22 +83,63 @@ export function createJetStreamRoleStores(
   options: JetStreamRoleStoresOptions,
 ): (scope: string, local: ParticipantStore) => ParticipantStore {
   const name = options.bucket ?? 'pit_bus_roles';
+  const logger = options.logger ?? silentLogger;
   let opened: Promise<KV> | undefined;
-  const bucket = () => {
-    opened ??= new Kvm(
-      jetstream(options.connection, { timeout: options.requestTimeoutMs ?? 2_000 }),
-    )
-      .create(name, { history: 1, replicas: options.replicas ?? 3, allow_direct: false })
-      .catch((error: unknown) => {
-        opened = undefined;
-        throw new Error(`KV bucket ${name}: could not open it: ${describeError(error)}`, {
+  const context: StoreContext = {
+    connection: options.connection,
+    logger,
+    repeat: (what, request) =>
+      repeatUntil(options.deadlineMs ?? 30_000, `KV bucket ${name}: ${what}`, logger, request),
+    bucket: () => {
+      opened ??= context
+        .repeat('open it', () =>
+          new Kvm(
+            jetstream(options.connection, { timeout: options.requestTimeoutMs ?? 2_000 }),
+          ).create(name, { history: 1, replicas: options.replicas ?? 3, allow_direct: false }),
+        )
+        .catch((error: unknown) => {
+          opened = undefined;
+          throw error;
+        });
+      return opened;
+    },
+  };
+  return (scope, local) => new SharedRoleStore(context, name, keyToken(scope), local);
+}
+
+/** What the stores of one bucket share. */
+interface StoreContext {
+  connection: NatsConnection;
+  logger: BusLogger;
+  bucket: () => Promise<KV>;
+  /** Runs `request` again after a failure until the deadline, then throws naming `what`. */
+  repeat: <T>(what: string, request: () => Promise<T>) => Promise<T>;
+}
+
+/** See {@link StoreContext.repeat}. */
+async function repeatUntil<T>(
+  deadlineMs: number,
+  what: string,
+  logger: BusLogger,
+  request: () => Promise<T>,
+): Promise<T> {
+  const deadline = Date.now() + deadlineMs;
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await request();
+    } catch (error) {
+      if (Date.now() >= deadline)
+        throw new Error(`${what}: failed for ${deadlineMs} ms: ${describeError(error)}`, {
           cause: error,
         });
+      logger.debug('bus: a request to the shared roles failed; repeating it', {
+        what,
+        attempt,
+        error: describeError(error),
       });
-    return opened;
-  };
-  const logger = options.logger ?? silentLogger;
-  return (scope, local) => new SharedRoleStore(bucket, name, keyToken(scope), local, logger);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 100 * attempt)));
+    }
+  }
 }
 
 /** See the module header. */
@@ -102,13 +148,15 @@ class SharedRoleStore implements ParticipantStore {
   /** The last value and revision this store saw of each participant's key. */
   private readonly known = new Map<string, { shared: SharedRole | undefined; revision: number }>();
 
+  private readonly logger: BusLogger;
+
   constructor(
-    private readonly bucket: () => Promise<KV>,
+    private readonly context: StoreContext,
     bucketName: string,
     private readonly scope: string,
     private readonly local: ParticipantStore,
-    private readonly logger: BusLogger,
   ) {
+    this.logger = context.logger;
     this.location = `${local.location} (roles: KV ${bucketName}, keys ${scope}.*)`;
   }
 
@@ -155,14 +203,16 @@ class SharedRoleStore implements ParticipantStore {
   }
 
   async load(): Promise<ParticipantRoster | undefined> {
-    const kv = await this.bucket();
+    const kv = await this.context.bucket();
     const stored = await this.local.load();
-    const keys: string[] = [];
-    for await (const key of await kv.keys(`${this.scope}.>`)) keys.push(key);
-    for (const key of keys) {
-      const entry = await kv.get(key);
-      if (entry) this.see(entry);
-    }
+    await this.context.repeat(`read the roles of ${this.scope}`, async () => {
+      const keys: string[] = [];
+      for await (const key of await kv.keys(`${this.scope}.>`)) keys.push(key);
+      for (const key of keys) {
+        const entry = await kv.get(key);
+        if (entry) this.see(entry);
+      }
+    });
     const participants: ParticipantRoster['participants'] = {};
     for (const [name, entry] of Object.entries(stored?.participants ?? {})) {
       // A role only this host knows (kept before the mission was shared): the bucket gets it.
@@ -192,7 +242,12 @@ class SharedRoleStore implements ParticipantStore {
    * wrote it meanwhile, reads it again and writes over it (the later change wins, as in the log).
    */
   private async write(name: string, shared: SharedRole): Promise<void> {
-    const kv = await this.bucket();
+    const kv = await this.context.bucket();
+    await this.context.repeat(`write the role of ${name}`, () => this.writeOnce(kv, name, shared));
+  }
+
+  /** One round of {@link write}: compare-and-set, read again and write again while others win. */
+  private async writeOnce(kv: KV, name: string, shared: SharedRole): Promise<void> {
     const key = this.keyOf(name);
     for (let attempt = 1; ; attempt += 1) {
       const seen = this.known.get(name);
@@ -220,7 +275,8 @@ class SharedRoleStore implements ParticipantStore {
   }
 
   async watch(onChange: (change: SharedRoleChange) => void): Promise<() => Promise<void>> {
-    const kv = await this.bucket();
+    const kv = await this.context.bucket();
+    const { connection } = this.context;
     let stopped = false;
     let current: Awaited<ReturnType<KV['watch']>> | undefined;
     const open = async () => {
@@ -240,9 +296,9 @@ class SharedRoleStore implements ParticipantStore {
             error: describeError(error),
           });
         }
-        if (stopped) return;
+        if (stopped || connection.isClosed()) return;
         await new Promise((resolve) => setTimeout(resolve, REWATCH_MS));
-        if (stopped) return;
+        if (stopped || connection.isClosed()) return;
         iterator = await open().catch((error: unknown) => {
           this.logger.warn('bus: could not watch shared roles; trying again', {
             scope: this.scope,
@@ -252,7 +308,7 @@ class SharedRoleStore implements ParticipantStore {
         });
       }
     };
-    const running = run(await open());
+    const running = run(await this.context.repeat(`watch the roles of ${this.scope}`, open));
     return async () => {
       stopped = true;
       current?.stop();

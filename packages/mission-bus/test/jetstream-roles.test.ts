@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   natsInstalled,
@@ -158,6 +159,33 @@ describe.skipIf(!installed)('bus roles shared through a JetStream KV bucket', ()
     await a.bus.grant('lead', { participant: 'smith', role: 'write' });
     await waitFor(() => b.bus.roleOf('smith') === 'write', 10_000, 'host b to see the next grant');
   }, 60_000);
+
+  it("a role written just after the bucket's leader node is killed -9 lands, and another host's watch sees it", async () => {
+    const b = await openHost('mission-roles-kill', { bucket: 'roles_kill' });
+    const nc = await connect({ servers: cluster.urls, maxReconnectAttempts: -1, timeout: 2_000 });
+    connections.push(nc);
+    const writer = createJetStreamRoleStores({ connection: nc, bucket: 'roles_kill' })(
+      '3f2a0c1e-mission',
+      createDirectoryParticipantStore(await tempDir('pit-jsroles-state-')),
+    );
+    const roster = (role: 'write' | 'audit') => ({
+      version: 1 as const,
+      participants: { smith: { role, granted_by: 'lead' } },
+    });
+    await writer.load();
+    await writer.save(roster('write'));
+    await waitFor(() => b.bus.roleOf('smith') === 'write', 10_000, 'host b to hold smith as write');
+    const leader = (await (await jetstreamManager(nc)).streams.info('KV_roles_kill')).cluster
+      ?.leader;
+    const victim = leader ? Number(/^n(\d+)$/.exec(leader)?.[1] ?? 0) : 0;
+    await cluster.kill(victim);
+    try {
+      await writer.save(roster('audit'));
+      await waitFor(() => b.bus.roleOf('smith') === 'audit', 30_000, 'host b to see the change');
+    } finally {
+      await cluster.start(victim);
+    }
+  }, 90_000);
 
   it('a change written over one made meanwhile by another host lands (compare-and-set, read again, written again)', async () => {
     const nc = await connect({ servers: cluster.urls, timeout: 2_000 });
