@@ -100,7 +100,11 @@ describe('pit daemon', () => {
     const first = startPit(['--config', config, 'daemon']);
     const pid = await waitFor(recordedPid, EXIT_BOUND_MS, 'the daemon to start forge');
     reapLater(pid);
-    await waitFor(() => first.output().includes('pit daemon '), EXIT_BOUND_MS, 'the daemon to run');
+    await waitFor(
+      () => first.output().includes(': supervising with '),
+      EXIT_BOUND_MS,
+      'the daemon to run',
+    );
     first.kill('SIGTERM');
     expect(await within(exitOf(first), EXIT_BOUND_MS, 'the daemon to exit on SIGTERM')).toBe(0);
     expect(first.output()).toContain(`pit daemon: left 1 agent(s) running: ${key} (pid ${pid})`);
@@ -120,7 +124,7 @@ describe('pit daemon', () => {
     );
     // Its signal handlers are installed once it says it is supervising.
     await waitFor(
-      () => second.output().includes('pit daemon '),
+      () => second.output().includes(': supervising with '),
       EXIT_BOUND_MS,
       'the daemon to run',
     );
@@ -137,7 +141,7 @@ describe('pit daemon', () => {
     const pid = await waitFor(recordedPid, EXIT_BOUND_MS, 'the daemon to start forge');
     reapLater(pid);
     await waitFor(
-      () => daemon.output().includes('pit daemon '),
+      () => daemon.output().includes(': supervising with '),
       EXIT_BOUND_MS,
       'the daemon to run',
     );

@@ -129,14 +129,6 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
   const lock = await takeLock(state.loaded, logger);
   const late: LateHandlers = {};
   const services = await startServices({ options, env, state, logger, lock, late });
-  logger.info('pit daemon running', {
-    pid: process.pid,
-    config: state.loaded.path ?? '(embedded default)',
-    state_dir: state.loaded.config.daemon.state_dir,
-    url: services.http?.url,
-    bus: services.busHub?.url,
-    dry_run: options.dryRun ?? false,
-  });
 
   let resolveDone!: (outcome: StopOutcome) => void;
   const done = new Promise<StopOutcome>((resolve) => (resolveDone = resolve));
@@ -157,6 +149,16 @@ export async function runDaemon(options: RunDaemonOptions = {}): Promise<DaemonH
     });
   late.reload = reload;
   if (options.handleSignals ?? true) installSignals(signals, () => reload(), stop);
+  // Said once SIGTERM and SIGINT stop it gracefully: whoever reads "running" may signal it at once
+  // (a signal with no handler yet would kill the process outright).
+  logger.info('pit daemon running', {
+    pid: process.pid,
+    config: state.loaded.path ?? '(embedded default)',
+    state_dir: state.loaded.config.daemon.state_dir,
+    url: services.http?.url,
+    bus: services.busHub?.url,
+    dry_run: options.dryRun ?? false,
+  });
 
   return {
     url: services.http?.url,
