@@ -82,6 +82,7 @@ export {
   StoredParticipantSchema,
   type ParticipantRoster,
   type ParticipantStore,
+  type SharedRoleChange,
   type StoredParticipant,
 } from './participant-store.js';
 export {
