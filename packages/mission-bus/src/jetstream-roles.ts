@@ -52,6 +52,8 @@ const SharedRoleSchema = z.strictObject({
 const WRITE_ATTEMPTS = 5;
 /** How long a watch that ended on an error waits before it is made again, ms. */
 const REWATCH_MS = 1_000;
+/** How often a watch checks that it missed nothing (see {@link SharedRoleStore.watch}), ms. */
+const CHECK_MS = 5_000;
 
 /** A key's token: letters, digits and `-` as they are, any other character as `_XX`. */
 function keyToken(text: string): string {
@@ -205,14 +207,7 @@ class SharedRoleStore implements ParticipantStore {
   async load(): Promise<ParticipantRoster | undefined> {
     const kv = await this.context.bucket();
     const stored = await this.local.load();
-    await this.context.repeat(`read the roles of ${this.scope}`, async () => {
-      const keys: string[] = [];
-      for await (const key of await kv.keys(`${this.scope}.>`)) keys.push(key);
-      for (const key of keys) {
-        const entry = await kv.get(key);
-        if (entry) this.see(entry);
-      }
-    });
+    await this.context.repeat(`read the roles of ${this.scope}`, () => this.readScope(kv));
     const participants: ParticipantRoster['participants'] = {};
     for (const [name, entry] of Object.entries(stored?.participants ?? {})) {
       // A role only this host knows (kept before the mission was shared): the bucket gets it.
@@ -226,6 +221,19 @@ class SharedRoleStore implements ParticipantStore {
     for (const [name, { shared }] of this.known)
       if (shared) participants[name] ??= { role: shared.role, granted_by: shared.granted_by };
     return stored || this.known.size > 0 ? { version: 1, participants } : undefined;
+  }
+
+  /** Reads every key of this scope; the changes newer than what was known. */
+  private async readScope(kv: KV): Promise<SharedRoleChange[]> {
+    const keys: string[] = [];
+    for await (const key of await kv.keys(`${this.scope}.>`)) keys.push(key);
+    const changes: SharedRoleChange[] = [];
+    for (const key of keys) {
+      const entry = await kv.get(key);
+      const change = entry ? this.see(entry) : undefined;
+      if (change) changes.push(change);
+    }
+    return changes;
   }
 
   async save(roster: ParticipantRoster): Promise<void> {
@@ -309,10 +317,34 @@ class SharedRoleStore implements ParticipantStore {
       }
     };
     const running = run(await this.context.repeat(`watch the roles of ${this.scope}`, open));
+    // The watch is an ordered consumer, which can stall for a while when its node dies: every
+    // CHECK_MS the bucket's last sequence is read (one request), and when it moved, this scope's
+    // keys are read again, so that a change the watch missed arrives within CHECK_MS of NATS
+    // answering again.
+    let checkedSeq = 0;
+    let checking: Promise<void> | undefined;
+    const check = async () => {
+      const last = (await kv.status()).streamInfo.state.last_seq;
+      if (last <= checkedSeq || stopped) return;
+      for (const change of await this.readScope(kv)) onChange(change);
+      checkedSeq = last;
+    };
+    const timer = setInterval(() => {
+      checking ??= check()
+        .catch((error: unknown) =>
+          this.logger.debug('bus: could not check the shared roles; checking again later', {
+            scope: this.scope,
+            error: describeError(error),
+          }),
+        )
+        .finally(() => (checking = undefined));
+    }, CHECK_MS);
+    timer.unref();
     return async () => {
       stopped = true;
+      clearInterval(timer);
       current?.stop();
-      await running;
+      await Promise.all([running, checking]);
     };
   }
 }
