@@ -794,10 +794,8 @@ async function claimCell(
   for (const key of keys) {
     if (state.held.has(key)) continue;
     let owner: OwnerRecord | undefined;
-    let readAt: number;
     try {
       owner = await coordination.owner(key);
-      readAt = performance.now();
     } catch {
       // Not known whether it is to be taken over: the cell store is listed again next pass.
       if (state.cellList) state.cellList.undecided = true;
@@ -809,7 +807,7 @@ async function claimCell(
       continue;
     }
     // Claimed at the revision just read: one request fewer per agent in a takeover of thousands.
-    const claimed = await coordination.claim(key, { live, seen: { owner, readAt } });
+    const claimed = await coordination.claim(key, { live, seen: { owner } });
     if (!claimed.ok) {
       if (claimed.owner) state.remote.set(key, claimed.owner);
       if ((claimed.reason === 'unavailable' || claimed.reason === 'fenced') && state.cellList)
@@ -893,7 +891,6 @@ async function placeOne(
   live: ReadonlySet<string>,
 ): Promise<boolean> {
   const owner = await coordination.owner(key);
-  const readAt = performance.now();
   if (owner && owner.host !== options.hostId && live.has(owner.host)) {
     state.remote.set(key, owner);
     return false;
@@ -902,7 +899,7 @@ async function placeOne(
   if (owner?.host !== options.hostId && rankHosts(key, [...live])[0] !== options.hostId)
     return false;
   // Claimed at the revision just read: one request fewer per agent in a takeover of thousands.
-  const claimed = await coordination.claim(key, { live, seen: { owner, readAt } });
+  const claimed = await coordination.claim(key, { live, seen: { owner } });
   if (!claimed.ok) {
     if (claimed.owner) state.remote.set(key, claimed.owner);
     return false;

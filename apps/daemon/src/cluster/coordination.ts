@@ -78,11 +78,6 @@ export interface OwnerRecord {
 export interface SeenOwner {
   /** The record, or `undefined` when there was none (revision 0). */
   owner: OwnerRecord | undefined;
-  /**
-   * When the read of it completed (`performance.now()`): whether its host still holds its lease
-   * is then answered by a read of the lease that began after this. @default the claim's start
-   */
-  readAt?: number;
 }
 
 /** The outcome of a claim: the epoch to run under, or why not. */
@@ -316,8 +311,6 @@ interface Opened extends CoordinationOptions {
   cellStore: ObjectStore;
   logger: Logger;
   now: () => number;
-  /** The last read of each host's lease, for {@link leaseHeldAfter}. */
-  leaseReads?: Map<string, { startedAt: number; held: Promise<boolean> }>;
 }
 
 /** The host lease: renewed every T/3, fenced 2T/3 after the last renewal that landed. */
@@ -427,24 +420,6 @@ async function leaseHeld(opened: Opened, host: string): Promise<boolean> {
   return entry !== null && entry.operation === 'PUT' && entry.length > 0;
 }
 
-/**
- * Whether `host` held its lease at some moment after `after` (`performance.now()`): a read of it
- * that began after `after` answers, shared by every claim that asks meanwhile. A takeover of
- * thousands of a dead host's agents asks once per round of concurrent claims, not once per agent;
- * each answer is as fresh as a read made for that claim alone (it began after its owner read).
- */
-function leaseHeldAfter(opened: Opened, host: string, after: number): Promise<boolean> {
-  const reads = (opened.leaseReads ??= new Map());
-  const last = reads.get(host);
-  if (last && last.startedAt > after) return last.held;
-  const read = { startedAt: performance.now(), held: leaseHeld(opened, host) };
-  reads.set(host, read);
-  read.held.catch(() => {
-    if (reads.get(host) === read) reads.delete(host);
-  });
-  return read.held;
-}
-
 /** {@link Coordination.purgeReleased}. */
 async function purgeReleasedOwners(
   opened: Opened,
@@ -491,12 +466,10 @@ async function claimAgent(
   let revision = 0;
   try {
     let current = seen?.owner;
-    let readAt = seen?.readAt ?? performance.now();
     if (seen) revision = current?.epoch ?? 0;
     else {
       // A delete marker (a released record) has a revision too: the claim follows it.
       const entry = await owners.get(key);
-      readAt = performance.now();
       current = parseOwner(entry);
       revision = entry?.revision ?? 0;
     }
@@ -512,8 +485,7 @@ async function claimAgent(
     // A live set read at the start of a placement pass is a hint, never a verdict: a host that
     // joined since (and claimed this agent) is missing from it, so an owner it lacks is looked
     // up afresh before being taken over (a stale set made two hosts hold one agent).
-    const alive = async (host: string) =>
-      live?.has(host) || (await leaseHeldAfter(opened, host, readAt));
+    const alive = async (host: string) => live?.has(host) || (await leaseHeld(opened, host));
     if (owner && takeover && (await alive(owner.host)))
       return {
         ok: false,
