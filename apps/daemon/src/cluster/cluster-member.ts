@@ -314,7 +314,17 @@ function createMember(
   return {
     hostId,
     supervises: (key, inCell) => inCell || state.held.has(key),
-    claimForStart: (key) => claimForStart(options, coordination, state, key),
+    async claimForStart(key) {
+      const result = await coordination.claim(key);
+      if (result.ok) {
+        state.held.set(key, result.epoch);
+        state.remote.delete(key);
+      } else if (result.reason === 'owned' || result.reason === 'lost') {
+        state.held.delete(key);
+        if (result.owner) state.remote.set(key, result.owner);
+      }
+      return result;
+    },
     epochOf: (key) => state.held.get(key),
     ownerElsewhere: (key) => (state.held.has(key) ? undefined : state.remote.get(key)),
     sharedRecord: (key) => coordination.records.read(key),
@@ -422,34 +432,6 @@ async function shareRecord(
       error: error instanceof Error ? error.message : String(error),
     });
   }
-}
-
-/**
- * {@link ClusterMember.claimForStart}: this host's own epoch, when it holds one, is
- * compare-and-set without reading the record first (a restart's claim is one request); a record
- * that moved since is read and decided on.
- */
-async function claimForStart(
-  options: ClusterMemberOptions,
-  coordination: Coordination,
-  state: MemberState,
-  key: string,
-): Promise<ClaimResult> {
-  const held = state.held.get(key);
-  const result = await coordination.claim(
-    key,
-    held === undefined
-      ? {}
-      : { seen: { owner: { agent: key, host: options.hostId, epoch: held, claimedAt: 0 } } },
-  );
-  if (result.ok) {
-    state.held.set(key, result.epoch);
-    state.remote.delete(key);
-  } else if (result.reason === 'owned' || result.reason === 'lost') {
-    state.held.delete(key);
-    if (result.owner) state.remote.set(key, result.owner);
-  }
-  return result;
 }
 
 /** Claims in flight at once during a placement pass (a takeover of thousands of agents). */
@@ -806,8 +788,7 @@ async function claimCell(
       state.remote.set(key, owner);
       continue;
     }
-    // Claimed at the revision just read: one request fewer per agent in a takeover of thousands.
-    const claimed = await coordination.claim(key, { live, seen: { owner } });
+    const claimed = await coordination.claim(key, { live });
     if (!claimed.ok) {
       if (claimed.owner) state.remote.set(key, claimed.owner);
       if ((claimed.reason === 'unavailable' || claimed.reason === 'fenced') && state.cellList)
@@ -898,8 +879,7 @@ async function placeOne(
   // Unowned, owned by a host whose lease expired, or owned by this host (a restarted daemon).
   if (owner?.host !== options.hostId && rankHosts(key, [...live])[0] !== options.hostId)
     return false;
-  // Claimed at the revision just read: one request fewer per agent in a takeover of thousands.
-  const claimed = await coordination.claim(key, { live, seen: { owner } });
+  const claimed = await coordination.claim(key, { live });
   if (!claimed.ok) {
     if (claimed.owner) state.remote.set(key, claimed.owner);
     return false;

@@ -110,27 +110,6 @@ describe.skipIf(!installed)(
       expect((await heir.owner(agent))?.host).toBe('take-heir');
     }, 40_000);
 
-    it('a claim at the revision the claimer has seen: granted when nothing moved; when something did, read again and decided again', async () => {
-      const mine = await open('seen-a');
-      const other = await open('seen-b');
-      const agent = 'host/seen-revision';
-      // Nothing there, as seen: created.
-      const first = await mine.claim(agent, { seen: { owner: undefined } });
-      expect(first).toMatchObject({ ok: true, takeover: false });
-      const epoch = (first as { epoch: number }).epoch;
-      const held = { agent, host: 'seen-a', epoch, claimedAt: 0 };
-      // This host's own epoch, as held: the next incarnation, one higher.
-      const second = await mine.claim(agent, { seen: { owner: held } });
-      expect(second).toMatchObject({ ok: true, epoch: epoch + 1 });
-      // An out-of-date view (the epoch before): read again, still this host's, granted.
-      const third = await mine.claim(agent, { seen: { owner: held } });
-      expect(third).toMatchObject({ ok: true, epoch: epoch + 2 });
-      // Another live host, with a view from before the owner claimed it: refused, never granted.
-      const refused = await other.claim(agent, { seen: { owner: undefined } });
-      expect(refused).toMatchObject({ ok: false, owner: { host: 'seen-a', epoch: epoch + 2 } });
-      expect(await mine.isCurrent(agent, epoch + 2)).toBe(true);
-    }, 30_000);
-
     it('a live set read before the owner joined does not let a host take a live owner’s agent', async () => {
       const early = await open('stale-a');
       // Read before stale-b exists: a placement pass holds such a set for its whole length.

@@ -74,12 +74,6 @@ export interface OwnerRecord {
   claimedAt: number;
 }
 
-/** An owner record as a claimer already knows it (see {@link Coordination.claim}'s `seen`). */
-export interface SeenOwner {
-  /** The record, or `undefined` when there was none (revision 0). */
-  owner: OwnerRecord | undefined;
-}
-
 /** The outcome of a claim: the epoch to run under, or why not. */
 export type ClaimResult =
   | { ok: true; epoch: number; takeover: boolean }
@@ -102,13 +96,10 @@ export interface Coordination {
    * Claims the agent for this host before starting it (see the module header). `live`: the live
    * hosts just read by the caller (a placement pass over many agents reads them once), else read here.
    * `unowned`: only when nobody owns it, this host included (`owned` otherwise; the records sweep).
-   * `seen`: the owner record as the caller just read it (`undefined`: none) or knows it (the epoch
-   * this host holds): the claim compare-and-sets at its revision without reading it again, and
-   * reads afresh and decides again when the record moved since.
    */
   claim(
     agent: string,
-    options?: { live?: ReadonlySet<string>; unowned?: boolean; seen?: SeenOwner },
+    options?: { live?: ReadonlySet<string>; unowned?: boolean },
   ): Promise<ClaimResult>;
   /** Gives the agent up (a stop, or the agent removed), only while `epoch` is still current. */
   release(agent: string, epoch: number): Promise<boolean>;
@@ -451,9 +442,9 @@ async function claimAgent(
   opened: Opened,
   lease: Lease,
   agent: string,
-  options: { live?: ReadonlySet<string>; unowned?: boolean; seen?: SeenOwner } = {},
+  options: { live?: ReadonlySet<string>; unowned?: boolean } = {},
 ): Promise<ClaimResult> {
-  const { live, seen } = options;
+  const { live } = options;
   const { owners, hostId, now } = opened;
   if (lease.fenced())
     return {
@@ -465,16 +456,10 @@ async function claimAgent(
   const value = JSON.stringify({ agent, host: hostId, claimed_at: now() });
   let revision = 0;
   try {
-    let current = seen?.owner;
-    if (seen) revision = current?.epoch ?? 0;
-    else {
-      // A delete marker (a released record) has a revision too: the claim follows it.
-      const entry = await owners.get(key);
-      current = parseOwner(entry);
-      revision = entry?.revision ?? 0;
-    }
+    const entry = await owners.get(key);
+    const current = parseOwner(entry);
+    revision = entry?.revision ?? 0;
     const takeover = current !== undefined && current.host !== hostId;
-    const owner = current;
     if (current && options.unowned)
       return {
         ok: false,
@@ -486,22 +471,18 @@ async function claimAgent(
     // joined since (and claimed this agent) is missing from it, so an owner it lacks is looked
     // up afresh before being taken over (a stale set made two hosts hold one agent).
     const alive = async (host: string) => live?.has(host) || (await leaseHeld(opened, host));
-    if (owner && takeover && (await alive(owner.host)))
+    if (takeover && (await alive(current.host)))
       return {
         ok: false,
         reason: 'owned',
-        owner,
-        message: `${agent} is owned by live host ${owner.host} (epoch ${owner.epoch})`,
+        owner: current,
+        message: `${agent} is owned by live host ${current.host} (epoch ${current.epoch})`,
       };
     const epoch =
       revision === 0 ? await owners.create(key, value) : await owners.update(key, value, revision);
     return { ok: true, epoch, takeover };
   } catch (error) {
-    const stale =
-      isStaleRevision(error) || (revision === 0 && /exist|wrong last/i.test(String(error)));
-    // What the caller had seen moved meanwhile (its own earlier claim, a release): read, decide again.
-    if (stale && seen) return claimAgent(opened, lease, agent, { ...options, seen: undefined });
-    if (stale) {
+    if (isStaleRevision(error) || (revision === 0 && /exist|wrong last/i.test(String(error)))) {
       const winner = await readOwner(opened, agent).catch(() => undefined);
       return {
         ok: false,
