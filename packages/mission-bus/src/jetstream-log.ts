@@ -36,6 +36,7 @@ import {
   SharedBusEventLog,
 } from './event-log.js';
 import { describeError, type BusLogger } from './logger.js';
+import { natsToken, repeatRequest } from './jetstream-requests.js';
 import type { StoredEvent } from './segment-log.js';
 
 /** A NATS connection (from `@nats-io/transport-node`'s `connect`). */
@@ -68,10 +69,7 @@ export function missionStream(
   missionId: string,
   prefix = 'pit_bus',
 ): { stream: string; subject: string } {
-  const token = missionId.replace(
-    /[^A-Za-z0-9-]/g,
-    (char) => `_${char.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`,
-  );
+  const token = natsToken(missionId);
   // Stream names are limited in length by the server's store (file names): long ids are hashed.
   const name =
     token.length <= 100 ? token : createHash('sha256').update(missionId).digest('hex').slice(0, 40);
@@ -266,38 +264,20 @@ function isTooLarge(error: unknown): boolean {
   return /maximum (payload|message size)|message size exceeds/i.test(String(error));
 }
 
-/**
- * Runs a request again after any failure until the deadline (a node dying makes requests time
- * out, or find no responder, for the 2–4 s of a leader election).
- * @throws {BusError} BUS_TIMEOUT (retryable) with the last error once the deadline has passed.
- */
-async function repeat<T>(
+/** {@link repeatRequest} on the context's stream. */
+function repeat<T>(
   context: StreamContext,
   what: string,
   request: () => Promise<T>,
-  keep: (error: unknown) => boolean = () => true,
+  keep?: (error: unknown) => boolean,
 ): Promise<T> {
-  const deadline = Date.now() + context.deadline;
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      return await request();
-    } catch (error) {
-      if (error instanceof BusError || !keep(error)) throw error;
-      if (Date.now() >= deadline)
-        throw new BusError(
-          'BUS_TIMEOUT',
-          `stream ${context.stream}: could not ${what} within ${context.deadline} ms: ${describeError(error)}`,
-          { cause: error, retryable: true },
-        );
-      context.logger.debug('bus: JetStream request failed; repeating it', {
-        stream: context.stream,
-        what,
-        attempt,
-        error: describeError(error),
-      });
-      await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 100 * attempt)));
-    }
-  }
+  const settings = {
+    label: `stream ${context.stream}`,
+    deadlineMs: context.deadline,
+    logger: context.logger,
+    fields: { stream: context.stream },
+  };
+  return repeatRequest(settings, what, request, keep);
 }
 
 /** How long a consumer may deliver nothing while the stream holds more before it is made again, ms. */

@@ -23,6 +23,7 @@ import { describeError, silentLogger, type BusLogger } from './logger.js';
 import type { NatsConnection } from './jetstream-log.js';
 import type { ParticipantRoster, ParticipantStore, SharedRoleChange } from './participant-store.js';
 import { RoleSchema } from './roles.js';
+import { fromNatsToken, natsToken, repeatRequest } from './jetstream-requests.js';
 
 /** Options of {@link createJetStreamRoleStores}. */
 export interface JetStreamRoleStoresOptions {
@@ -55,20 +56,6 @@ const REWATCH_MS = 1_000;
 /** How often a watch checks that it missed nothing (see {@link SharedRoleStore.watch}), ms. */
 const CHECK_MS = 5_000;
 
-/** A key's token: letters, digits and `-` as they are, any other character as `_XX`. */
-function keyToken(text: string): string {
-  return text.replace(
-    /[^A-Za-z0-9-]/g,
-    (char) => `_${char.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`,
-  );
-}
-
-function fromKeyToken(token: string): string {
-  return token.replace(/_([0-9A-F]{2})/g, (_, hex: string) =>
-    String.fromCharCode(parseInt(hex, 16)),
-  );
-}
-
 /**
  * Makes the shared participant stores of any number of missions over one KV bucket (created on
  * first use). Call the result with a scope that names the mission the same way on every host (the
@@ -91,10 +78,19 @@ export function createJetStreamRoleStores(
     connection: options.connection,
     logger,
     repeat: (what, request) =>
-      repeatUntil(options.deadlineMs ?? 30_000, `KV bucket ${name}: ${what}`, logger, request),
+      repeatRequest(
+        {
+          label: `KV bucket ${name}`,
+          deadlineMs: options.deadlineMs ?? 30_000,
+          logger,
+          fields: { bucket: name },
+        },
+        what,
+        request,
+      ),
     bucket: () => {
       opened ??= context
-        .repeat('open it', () =>
+        .repeat('open the bucket', () =>
           new Kvm(
             jetstream(options.connection, { timeout: options.requestTimeoutMs ?? 2_000 }),
           ).create(name, { history: 1, replicas: options.replicas ?? 3, allow_direct: false }),
@@ -106,7 +102,7 @@ export function createJetStreamRoleStores(
       return opened;
     },
   };
-  return (scope, local) => new SharedRoleStore(context, name, keyToken(scope), local);
+  return (scope, local) => new SharedRoleStore(context, name, natsToken(scope), local);
 }
 
 /** What the stores of one bucket share. */
@@ -114,34 +110,8 @@ interface StoreContext {
   connection: NatsConnection;
   logger: BusLogger;
   bucket: () => Promise<KV>;
-  /** Runs `request` again after a failure until the deadline, then throws naming `what`. */
+  /** {@link repeatRequest} on the bucket: BUS_TIMEOUT naming `what` once the deadline has passed. */
   repeat: <T>(what: string, request: () => Promise<T>) => Promise<T>;
-}
-
-/** See {@link StoreContext.repeat}. */
-async function repeatUntil<T>(
-  deadlineMs: number,
-  what: string,
-  logger: BusLogger,
-  request: () => Promise<T>,
-): Promise<T> {
-  const deadline = Date.now() + deadlineMs;
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      return await request();
-    } catch (error) {
-      if (Date.now() >= deadline)
-        throw new Error(`${what}: failed for ${deadlineMs} ms: ${describeError(error)}`, {
-          cause: error,
-        });
-      logger.debug('bus: a request to the shared roles failed; repeating it', {
-        what,
-        attempt,
-        error: describeError(error),
-      });
-      await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 100 * attempt)));
-    }
-  }
 }
 
 /** See the module header. */
@@ -163,13 +133,13 @@ class SharedRoleStore implements ParticipantStore {
   }
 
   private keyOf(participant: string): string {
-    return `${this.scope}.${keyToken(participant)}`;
+    return `${this.scope}.${natsToken(participant)}`;
   }
 
   /** The participant a key of this scope names, or `undefined` for another scope's key. */
   private participantOf(key: string): string | undefined {
     const prefix = `${this.scope}.`;
-    return key.startsWith(prefix) ? fromKeyToken(key.slice(prefix.length)) : undefined;
+    return key.startsWith(prefix) ? fromNatsToken(key.slice(prefix.length)) : undefined;
   }
 
   /** An entry's role, or `undefined` (logged) for a value that is not one. */
