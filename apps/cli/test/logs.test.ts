@@ -3,6 +3,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { provisionCell } from '@pit/cell-spec';
+import { copyRotateLog } from '@pit/daemon';
 import { cleanup, reapLater, spawnTsx, tempDir, waitFor } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { pit } from './cli.js';
@@ -166,6 +167,47 @@ describe('pit logs', () => {
     expect(stderrOnly.code, stderrOnly.stderr).toBe(0);
     expect(stderrOnly.stdout).toBe('');
     expect(stderrOnly.stderr).not.toMatch(/^seq /m);
+  });
+
+  it('-f prints each line once when, between two of its looks, so many copy rotations happened that the `.1` it saw is gone', async () => {
+    const keep = 4;
+    const { configPath, logs } = await setUp(WRITER, { maxBytes: 1024 * 1024, keep });
+    await fs.mkdir(logs, { recursive: true });
+    const live = join(logs, 'spew.log');
+    let written = 0;
+    const append = async (count: number) => {
+      let text = '';
+      for (const end = written + count; written < end; written += 1)
+        text += `n ${written} ${'y'.repeat(40)}\n`;
+      await fs.appendFile(live, text);
+    };
+    // A `.1` exists when -f starts (the copy rotation the daemon makes while an agent runs).
+    await append(100);
+    await copyRotateLog(live, { keep });
+    await append(100);
+    const follower = spawnApart(['--config', configPath, 'logs', 'spew', '-f', '-n', '0']);
+    const printed = () => follower.stdout().split('\n').filter(Boolean);
+    await waitFor(
+      () => printed().includes(`n 199 ${'y'.repeat(40)}`) || undefined,
+      20_000,
+      '-f printing the first 200 lines',
+    );
+    // Held still between two looks while `keep - 1` copies push the `.1` it saw out.
+    follower.kill('SIGSTOP');
+    for (let rotation = 1; rotation < keep; rotation += 1) {
+      await append(100);
+      await copyRotateLog(live, { keep });
+    }
+    expect(await fs.readdir(logs)).not.toContain(`spew.log.${keep}`);
+    await append(100);
+    follower.kill('SIGCONT');
+    const last = `n ${written - 1} ${'y'.repeat(40)}`;
+    await waitFor(() => printed().includes(last) || undefined, 20_000, '-f printing the last line');
+    follower.kill('SIGTERM');
+    expect(printed()).toEqual(
+      Array.from({ length: written }, (_, index) => `n ${index} ${'y'.repeat(40)}`),
+    );
+    expect(follower.stderr()).not.toMatch(/fell behind/);
   });
 
   it('keeps an agent’s stdout and stderr in two files and prints each on its own stream; --stderr prints only stderr', async () => {

@@ -188,6 +188,7 @@ export {
   type LogStream,
   type RotationMark,
 } from './agent-log.js';
+export { copyRotateLog, ROTATING_SUFFIX, type CopyRotateOptions } from './log-copy-rotation.js';
 export {
   cgroup2MountOf,
   favorDynmods,

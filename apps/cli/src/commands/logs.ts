@@ -9,7 +9,7 @@
  */
 import { basename } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { openLogFiles, type LogFilesOptions } from '@pit/cell-spec';
+import { openLogFiles, type LogFile, type LogFilesOptions } from '@pit/cell-spec';
 import {
   findAgentLog,
   readLogLines,
@@ -111,17 +111,18 @@ async function readAll(
   readOptions: LogFilesOptions,
   sinceMs: number | undefined,
   follow: boolean,
-): Promise<{ lines: string[]; position: { ino: number; offset: number } | undefined }> {
+): Promise<{ lines: string[]; position: ReadEnd | undefined }> {
   const files = await openLogFiles(log.path, readOptions);
   try {
     const lines: string[] = [];
-    let position: { ino: number; offset: number } | undefined;
+    let position: ReadEnd | undefined;
     for (const file of files) {
       const live = file === files.at(-1);
       if (!live && sinceMs !== undefined && file.mtimeMs < sinceMs) continue;
       // Followed, the live file's partial last line is printed once it is whole.
       const read = await readLogLines(file, 0, !(live && follow));
-      if (live) position = { ino: file.ino, offset: read.next };
+      if (live)
+        position = { ino: file.ino, offset: read.next, print: await printOf(file, read.next) };
       if (live && sinceMs !== undefined && file.mtimeMs < sinceMs) continue;
       lines.push(...read.lines);
     }
@@ -176,11 +177,44 @@ function linesSince(lines: string[], sinceMs: number): string[] {
   return lines.slice(last);
 }
 
-/** Where `-f` is: the file (by inode) and offset it has read to, and the `.1` it saw then. */
-interface FollowPosition {
+/** Where a read ended: the file (by inode), the offset, and that file's bytes around it. */
+interface ReadEnd {
   ino: number;
   offset: number;
+  /** The file's first and last {@link PRINT_BYTES} bytes before `offset` (see {@link printOf}). */
+  print: Buffer;
+}
+
+/** Where `-f` is: where it has read to, and the `.1` it saw then. */
+interface FollowPosition extends ReadEnd {
   rotated: number | undefined;
+}
+
+/** Bytes of each end of what was read that tell the copy made of it from later ones. */
+const PRINT_BYTES = 64;
+
+/**
+ * The bytes of `file` at its start and just before `offset` (up to {@link PRINT_BYTES} each): a
+ * copy rotation copies the live file's start unchanged, so the first copy made after a read has
+ * them at the same places, and a later copy (of what was written after a cut) almost never does.
+ */
+async function printOf(file: LogFile, offset: number): Promise<Buffer> {
+  const length = Math.min(PRINT_BYTES, offset);
+  const print = Buffer.alloc(2 * length);
+  const [head, tail] = await Promise.all([
+    file.handle.read(print, 0, length, 0),
+    file.handle.read(print, length, length, offset - length),
+  ]);
+  return print.subarray(
+    0,
+    head.bytesRead === length && tail.bytesRead === length ? print.length : 0,
+  );
+}
+
+/** Whether `file` holds, up to `end.offset`, what was read up to `end` in another file. */
+async function continues(file: LogFile | undefined, end: ReadEnd): Promise<boolean> {
+  if (file === undefined || file.size < end.offset || end.print.length === 0) return false;
+  return (await printOf(file, end.offset)).equals(end.print);
 }
 
 /**
@@ -220,7 +254,7 @@ async function readNew(
   readOptions: LogFilesOptions,
   position: FollowPosition | undefined,
   output: Output,
-): Promise<{ lines: string[]; position: { ino: number; offset: number } | undefined }> {
+): Promise<{ lines: string[]; position: ReadEnd | undefined }> {
   const files = await openLogFiles(log.path, readOptions).catch(() => []);
   try {
     const live = files.at(-1);
@@ -229,10 +263,12 @@ async function readNew(
     const copied = position !== undefined && live?.ino === position.ino && live.index === 0;
     const rotatedNow = files.find((file) => file.index === 1)?.ino;
     if (copied && rotatedNow !== position.rotated) {
-      // Copied away while the agent ran: the first copy made since is the file after the `.1` seen then.
+      // Copied away while the agent ran: the first copy made since is the file after the `.1` seen
+      // then. When that `.1` is gone (removed by `keep` after as many copies), the oldest file left
+      // is the first copy if it holds what was read; otherwise copies were lost.
       const seen = files.findIndex((file) => file.ino === position.rotated);
-      if (seen === -1 && position.rotated !== undefined) at = -1;
-      else at = seen + 1;
+      if (seen !== -1 || position.rotated === undefined) at = seen + 1;
+      else at = (await continues(files[0], position)) ? 0 : -1;
     }
     if (at === -1) {
       output.err(
@@ -242,15 +278,17 @@ async function readNew(
       offset = 0;
     }
     const lines: string[] = [];
-    let next: { ino: number; offset: number } | undefined;
+    let last: { file: LogFile; offset: number } | undefined;
     for (const [index, file] of files.entries()) {
       if (index < at) continue;
       const newest = index === files.length - 1;
       const read = await readLogLines(file, index === at ? offset : 0, !newest);
       lines.push(...read.lines);
-      next = { ino: file.ino, offset: read.next };
+      last = { file, offset: read.next };
     }
-    return { lines, position: next ?? position };
+    if (last === undefined) return { lines, position };
+    const print = await printOf(last.file, last.offset);
+    return { lines, position: { ino: last.file.ino, offset: last.offset, print } };
   } finally {
     await Promise.all(files.map((file) => file.handle.close().catch(() => undefined)));
   }
