@@ -58,20 +58,30 @@ export const PIT_MODE: 'built' | 'source' = (() => {
 })();
 
 /**
- * The `NODE_OPTIONS` the daemon runs with in deploy/pit.service (its V8 heap limit): every
- * benchmark runs the daemon with them, as the unit does, added to any the caller has.
+ * The environment deploy/pit.service sets for the daemon (its `Environment=` lines: V8's young
+ * generation size in `NODE_OPTIONS`, glibc's malloc arenas): every benchmark runs the daemon with
+ * it, as the unit does (`NODE_OPTIONS` added to any the caller has).
  */
-export const DEPLOY_NODE_OPTIONS: string = (() => {
+export const DEPLOY_ENV: Record<string, string> = (() => {
   const unit = readFileSync(join(ROOT, 'deploy', 'pit.service'), 'utf8');
-  return /^Environment=NODE_OPTIONS=(.*)$/m.exec(unit)?.[1]?.trim() ?? '';
+  return Object.fromEntries(
+    [...unit.matchAll(/^Environment=([A-Z_][A-Z0-9_]*)=(.*)$/gm)].map((match) => [
+      match[1]!,
+      match[2]!.trim(),
+    ]),
+  );
 })();
+
+const DEPLOY_ENV_NOTE = Object.entries(DEPLOY_ENV)
+  .map(([name, value]) => `${name}=${value}`)
+  .join(' ');
 
 /** What PIT_MODE means, for the benchmarks' notes. */
 export const PIT_MODE_NOTE = `${
   PIT_MODE === 'built'
     ? 'the built `pit` (dist, plain node)'
     : '`pit` from source (TypeScript under the tsx loader, which adds memory and start-up time that a built install does not have)'
-}${DEPLOY_NODE_OPTIONS ? `, with deploy/pit.service's NODE_OPTIONS (\`${DEPLOY_NODE_OPTIONS}\`)` : ''}`;
+}${DEPLOY_ENV_NOTE ? `, with deploy/pit.service's environment (\`${DEPLOY_ENV_NOTE}\`)` : ''}`;
 
 /** The argv (after `node`) that runs `pit` with `args`, from source or built (see {@link PIT_MODE}). */
 export function pitArgv(args: string[], nodeOptions: string[] = []): string[] {
@@ -79,12 +89,15 @@ export function pitArgv(args: string[], nodeOptions: string[] = []): string[] {
   return ['--conditions=@pit/source', '--import', TSX_LOADER, ...nodeOptions, PIT_BIN, ...args];
 }
 
-/** `env` with deploy/pit.service's NODE_OPTIONS added (see {@link DEPLOY_NODE_OPTIONS}). */
-export function withDeployNodeOptions(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  if (!DEPLOY_NODE_OPTIONS) return env;
+/** `env` with deploy/pit.service's environment added (see {@link DEPLOY_ENV}). */
+export function withDeployEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const { NODE_OPTIONS: nodeOptions, ...rest } = DEPLOY_ENV;
   return {
     ...env,
-    NODE_OPTIONS: [env.NODE_OPTIONS, DEPLOY_NODE_OPTIONS].filter(Boolean).join(' '),
+    ...rest,
+    ...(nodeOptions
+      ? { NODE_OPTIONS: [env.NODE_OPTIONS, nodeOptions].filter(Boolean).join(' ') }
+      : {}),
   };
 }
 
@@ -130,7 +143,7 @@ export async function startPitDaemon(options: {
     ),
     {
       cwd: options.cwd,
-      env: withDeployNodeOptions(options.env ?? process.env),
+      env: withDeployEnv(options.env ?? process.env),
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     },
