@@ -50,9 +50,8 @@ export async function declareHealthy(
 ): Promise<void> {
   slot.state.first_dead_at = undefined;
   slot.state.last_healthy_at = iso(at);
-  slot.healthy.push({ from: at });
   // Only the recent periods matter (history keeps 5): a flapping agent must not grow it forever.
-  if (slot.healthy.length > 20) slot.healthy.splice(0, slot.healthy.length - 20);
+  slot.healthy = context.store.openHealthyPeriod(slot.key, at, 20);
   // Dead, then healthy with no restart by the Pit in between (a restart makes it `unknown`): it
   // came back by itself or by hand, with the process the Pit knows (or none: an observed agent).
   if (before === 'dead')

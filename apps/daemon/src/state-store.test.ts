@@ -322,6 +322,20 @@ describe('openFileStateStore', () => {
     expect(reopened.fleetRestarts()).toEqual([at]);
   });
 
+  it('opens a healthy period as a new array of the last `keep` periods, the one it persists and hands out from then on', async () => {
+    const stateDir = await tempDir();
+    const open = () => openFileStateStore({ stateDir, logger: recordingLogger(), now: Date.now });
+    const store = await open();
+    const held = store.healthyPeriods('host/flappy');
+    held.push({ from: 1000, to: 2000 }, { from: 3000, to: 4000 });
+    const opened = store.openHealthyPeriod('host/flappy', 5000, 2);
+    expect(opened).not.toBe(held);
+    expect(opened).toEqual([{ from: 3000, to: 4000 }, { from: 5000 }]);
+    expect(store.healthyPeriods('host/flappy')).toBe(opened);
+    await store.flush();
+    expect((await open()).healthyPeriods('host/flappy')).toEqual(opened);
+  });
+
   it('keeps the history of agents not asked for, and writes later periods of those asked for', async () => {
     const stateDir = await tempDir();
     const open = () => openFileStateStore({ stateDir, logger: recordingLogger(), now: Date.now });

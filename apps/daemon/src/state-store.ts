@@ -66,6 +66,12 @@ export interface StateStore {
   persistedAt(key: string): number;
   /** The agent's recent healthy periods, mutable by the caller (persisted in history). */
   healthyPeriods(key: string): HealthyPeriod[];
+  /**
+   * Opens a healthy period from `from`: the agent's periods become a new array of the last `keep`
+   * (as long as it needs to be: an array grown by `push` keeps room for 17, 136 bytes per agent),
+   * returned; the caller drops the one it held.
+   */
+  openHealthyPeriod(key: string, from: number, keep: number): HealthyPeriod[];
   /** Records a restart of the fleet (for the fleet brake). */
   recordRestart(at: number): void;
   /** Recent restarts of the fleet (ms; the last 24 hours once history was written). */
@@ -229,16 +235,26 @@ function historyMethods(parts: {
   history: History;
   healthy: Map<string, HealthyPeriod[]>;
   writer: { dirty: boolean };
-}): Pick<StateStore, 'healthyPeriods' | 'recordRestart' | 'fleetRestarts' | 'historyChanged'> {
+}): Pick<
+  StateStore,
+  'healthyPeriods' | 'openHealthyPeriod' | 'recordRestart' | 'fleetRestarts' | 'historyChanged'
+> {
   const { history, healthy, writer } = parts;
+  const healthyPeriods = (key: string): HealthyPeriod[] => {
+    let periods = healthy.get(key);
+    if (periods) return periods;
+    // Moved, not copied: history.agents keeps only the agents nobody asked for (written as read).
+    periods = history.agents[key]?.healthy ?? [];
+    delete history.agents[key];
+    healthy.set(key, periods);
+    return periods;
+  };
   return {
-    healthyPeriods(key) {
-      let periods = healthy.get(key);
-      if (periods) return periods;
-      // Moved, not copied: history.agents keeps only the agents nobody asked for (written as read).
-      periods = history.agents[key]?.healthy ?? [];
-      delete history.agents[key];
+    healthyPeriods,
+    openHealthyPeriod(key, from, keep) {
+      const periods = [...healthyPeriods(key), { from }].slice(-keep);
       healthy.set(key, periods);
+      writer.dirty = true;
       return periods;
     },
     recordRestart(at) {

@@ -97,7 +97,11 @@ export class AgentRecord {
   /** NaN until healthy once. */
   lastHealthyAt = Number.NaN;
   exit: ProcessExit | undefined = undefined;
-  readonly probes: ProbeTrack[] = [];
+  /**
+   * Replaced, never pushed to, when a probe is added: an array grown by `push` keeps room for 17
+   * elements (136 bytes of empty slots for an agent's one probe, 1.4 MB at 11,000 agents).
+   */
+  probes: readonly ProbeTrack[] = [];
 
   constructor(
     readonly agent: string,

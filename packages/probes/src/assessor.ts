@@ -272,7 +272,7 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
       rule.successThreshold ?? own.successThreshold,
       rule.inconclusive,
     );
-    record.probes.push(track);
+    record.probes = [...record.probes, track];
     return track;
   };
 
@@ -503,7 +503,10 @@ function describeExit(exit: ProcessExit): string {
 }
 
 /** {@link computeHealth}'s health without its reason (no string built: this runs on every sample). */
-function healthOnly(statuses: ProbeStatus[], deadWhen: 'any' | 'all' | HealthRule): Health {
+function healthOnly(
+  statuses: readonly ProbeStatus[],
+  deadWhen: 'any' | 'all' | HealthRule,
+): Health {
   if (typeof deadWhen === 'function') return computeHealth(statuses, deadWhen).health;
   let known = false;
   let failing = false;
@@ -523,7 +526,7 @@ function healthOnly(statuses: ProbeStatus[], deadWhen: 'any' | 'all' | HealthRul
 }
 
 function computeHealth(
-  statuses: ProbeStatus[],
+  statuses: readonly ProbeStatus[],
   deadWhen: 'any' | 'all' | HealthRule,
 ): { health: Health; reason: string } {
   if (typeof deadWhen === 'function') {
@@ -572,7 +575,7 @@ function publicStatus(status: ProbeStatus): ProbeStatus {
   return status instanceof ProbeTrack ? status.toStatus() : status;
 }
 
-function describeFailing(statuses: ProbeStatus[]): string {
+function describeFailing(statuses: readonly ProbeStatus[]): string {
   return statuses
     .map((status) => {
       const last = status.lastResult;
@@ -582,6 +585,6 @@ function describeFailing(statuses: ProbeStatus[]): string {
     .join(', ');
 }
 
-function describeStates(statuses: ProbeStatus[]): string {
+function describeStates(statuses: readonly ProbeStatus[]): string {
   return statuses.map((status) => `${status.name} ${status.state}`).join(', ');
 }

@@ -71,6 +71,7 @@ export function withSharedRecords(inner: StateStore, member: ClusterMember): Sta
     revision: (key) => inner.revision(key),
     persistedAt: (key) => inner.persistedAt(key),
     healthyPeriods: (key) => inner.healthyPeriods(key),
+    openHealthyPeriod: (key, from, keep) => inner.openHealthyPeriod(key, from, keep),
     recordRestart: (at) => inner.recordRestart(at),
     fleetRestarts: () => inner.fleetRestarts(),
     historyChanged: () => inner.historyChanged(),
