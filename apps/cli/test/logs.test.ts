@@ -169,16 +169,18 @@ describe('pit logs', () => {
     expect(stderrOnly.stderr).not.toMatch(/^seq /m);
   });
 
-  it('-f prints each line once when, between two of its looks, so many copy rotations happened that the `.1` it saw is gone', async () => {
+  it('-f prints each line once when, between two of its looks, so many copy rotations happened that the `.1` it saw is gone, and says so when lines were lost', async () => {
     const keep = 4;
     const { configPath, logs } = await setUp(WRITER, { maxBytes: 1024 * 1024, keep });
     await fs.mkdir(logs, { recursive: true });
     const live = join(logs, 'spew.log');
+    const line = (index: number) => `n ${index} ${'y'.repeat(40)}`;
+    const lines = (from: number, to: number) =>
+      Array.from({ length: to - from }, (_, index) => line(from + index));
     let written = 0;
     const append = async (count: number) => {
       let text = '';
-      for (const end = written + count; written < end; written += 1)
-        text += `n ${written} ${'y'.repeat(40)}\n`;
+      for (const end = written + count; written < end; written += 1) text += `${line(written)}\n`;
       await fs.appendFile(live, text);
     };
     // A `.1` exists when -f starts (the copy rotation the daemon makes while an agent runs).
@@ -188,26 +190,38 @@ describe('pit logs', () => {
     const follower = spawnApart(['--config', configPath, 'logs', 'spew', '-f', '-n', '0']);
     const printed = () => follower.stdout().split('\n').filter(Boolean);
     await waitFor(
-      () => printed().includes(`n 199 ${'y'.repeat(40)}`) || undefined,
+      () => printed().includes(line(199)) || undefined,
       20_000,
       '-f printing the first 200 lines',
     );
-    // Held still between two looks while `keep - 1` copies push the `.1` it saw out.
-    follower.kill('SIGSTOP');
-    for (let rotation = 1; rotation < keep; rotation += 1) {
+    // Held still between two looks while `rotations` copies are made, 100 new lines in each.
+    const heldThrough = async (rotations: number) => {
+      follower.kill('SIGSTOP');
+      for (let rotation = 0; rotation < rotations; rotation += 1) {
+        await append(100);
+        await copyRotateLog(live, { keep });
+      }
       await append(100);
-      await copyRotateLog(live, { keep });
-    }
-    expect(await fs.readdir(logs)).not.toContain(`spew.log.${keep}`);
-    await append(100);
-    follower.kill('SIGCONT');
-    const last = `n ${written - 1} ${'y'.repeat(40)}`;
-    await waitFor(() => printed().includes(last) || undefined, 20_000, '-f printing the last line');
-    follower.kill('SIGTERM');
-    expect(printed()).toEqual(
-      Array.from({ length: written }, (_, index) => `n ${index} ${'y'.repeat(40)}`),
-    );
+      follower.kill('SIGCONT');
+      const last = line(written - 1);
+      await waitFor(
+        () => printed().includes(last) || undefined,
+        20_000,
+        '-f printing the last line',
+      );
+    };
+    // `keep - 1` copies: the `.1` it saw is removed; the oldest file left is the first copy since.
+    await heldThrough(keep - 1);
+    expect(printed()).toEqual(lines(0, written));
     expect(follower.stderr()).not.toMatch(/fell behind/);
+    // `keep` copies: the first copy since is removed too (its 100 new lines are gone), and on ext4
+    // the next copy is given the removed `.1`'s inode number. It says so and prints every line
+    // still kept, once.
+    const before = written;
+    await heldThrough(keep);
+    follower.kill('SIGTERM');
+    expect(printed()).toEqual([...lines(0, before), ...lines(before + 100, written)]);
+    expect(follower.stderr()).toMatch(/spew\.log: fell behind the rotation/);
   });
 
   it('keeps an agent’s stdout and stderr in two files and prints each on its own stream; --stderr prints only stderr', async () => {
@@ -470,15 +484,33 @@ describe('pit logs', () => {
           expect(line).toMatch(prefix === 'n' ? /^n \d+ y{40}$/ : /^e \d+ z{40}$/);
           return Number(line.split(' ')[1]);
         });
+    // In order and each line once; a gap only where it said it fell more than the kept files
+    // behind (on 2 cores shared with the full-speed writer and other test files, CI saw that
+    // happen: those lines are gone by design, and it warns).
+    const followedOnce = (numbers: number[], stderr: string, file: string) => {
+      const gaps = numbers.filter(
+        (number, index) => index > 0 && number !== numbers[index - 1]! + 1,
+      );
+      for (const [index, number] of numbers.entries())
+        if (index > 0)
+          expect(number, 'a line printed twice or out of order').toBeGreaterThan(
+            numbers[index - 1]!,
+          );
+      const warnings = stderr.split(`${file}: fell behind the rotation`).length - 1;
+      expect(
+        gaps.length,
+        `gaps in what -f printed of ${file}, against its warnings`,
+      ).toBeLessThanOrEqual(warnings);
+    };
     const followed = followedIn(follower.stdout(), 'n');
-    contiguous(followed);
+    followedOnce(followed, follower.stderr(), 'spew.log');
     expect(followed.length * 50).toBeGreaterThan(2 * maxBytes);
     expect(followedIn(follower.stdout(), 'e')).toEqual([]);
     const followedErrors = followedIn(follower.stderr(), 'e');
-    contiguous(followedErrors);
+    followedOnce(followedErrors, follower.stderr(), 'spew.err.log');
     expect(followedErrors.length * 50).toBeGreaterThan(maxBytes);
     const followedErrorsOnly = followedIn(errorFollower.stderr(), 'e');
-    contiguous(followedErrorsOnly);
+    followedOnce(followedErrorsOnly, errorFollower.stderr(), 'spew.err.log');
     expect(followedErrorsOnly.length * 50).toBeGreaterThan(maxBytes);
     expect(errorFollower.stdout()).toBe('');
   }, 180_000); // longer than its own bounded waits (90 s of writing, 30 s for the followers …)

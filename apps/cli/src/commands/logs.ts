@@ -218,6 +218,25 @@ async function continues(file: LogFile | undefined, end: ReadEnd): Promise<boole
 }
 
 /**
+ * The index in `files` (oldest first, the live file last) of the first copy rotation made since
+ * `position` was read, -1 when it is gone (removed by `keep`: lines were lost). It is the file
+ * after the `.1` seen then, if that file holds what was read (see {@link continues}); else that
+ * `.1` was removed, or a later copy was given its inode number, and it is the oldest copy that
+ * holds what was read.
+ */
+async function firstCopySince(files: LogFile[], position: FollowPosition): Promise<number> {
+  const seen = files.findIndex((file) => file.ino === position.rotated);
+  const next = seen + 1;
+  const copies = files.length - 1;
+  // Nothing read yet to recognise the copy by: the inode alone tells.
+  if (position.print.length === 0) return seen === -1 && position.rotated !== undefined ? -1 : next;
+  if (next < copies && (await continues(files[next], position))) return next;
+  for (let index = 0; index < copies; index += 1)
+    if (await continues(files[index], position)) return index;
+  return -1;
+}
+
+/**
  * `-f`: prints new whole lines of each stream as they are appended. Each file is followed by
  * inode, through both kinds of rotation: renamed at a start (the live file became
  * `<agent>.log.1`: the rest of it, then the new file from its start), and copied while the agent
@@ -260,16 +279,17 @@ async function readNew(
     const live = files.at(-1);
     let at = position ? files.findIndex((file) => file.ino === position.ino) : 0;
     let offset = position?.offset ?? 0;
-    const copied = position !== undefined && live?.ino === position.ino && live.index === 0;
-    const rotatedNow = files.find((file) => file.index === 1)?.ino;
-    if (copied && rotatedNow !== position.rotated) {
-      // Copied away while the agent ran: the first copy made since is the file after the `.1` seen
-      // then. When that `.1` is gone (removed by `keep` after as many copies), the oldest file left
-      // is the first copy if it holds what was read; otherwise copies were lost.
-      const seen = files.findIndex((file) => file.ino === position.rotated);
-      if (seen !== -1 || position.rotated === undefined) at = seen + 1;
-      else at = (await continues(files[0], position)) ? 0 : -1;
-    }
+    // Copied away while the agent ran (a new `.1`, or the live file no longer holds what was read:
+    // a removed file's inode number is given to the next new file, so the `.1` may look the same):
+    // read on from the first copy made since.
+    if (
+      position !== undefined &&
+      live?.ino === position.ino &&
+      live.index === 0 &&
+      (files.find((file) => file.index === 1)?.ino !== position.rotated ||
+        (position.print.length > 0 && !(await continues(live, position))))
+    )
+      at = await firstCopySince(files, position);
     if (at === -1) {
       output.err(
         `pit logs: ${log.label}: ${basename(log.path)}: fell behind the rotation; going on from the oldest file left`,
