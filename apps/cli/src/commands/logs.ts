@@ -240,8 +240,9 @@ async function firstCopySince(files: LogFile[], position: FollowPosition): Promi
  * `-f`: prints new whole lines of each stream as they are appended. Each file is followed by
  * inode, through both kinds of rotation: renamed at a start (the live file became
  * `<agent>.log.1`: the rest of it, then the new file from its start), and copied while the agent
- * runs (a new `.1` while the live file is the same: what had not been read is in the copy from
- * the same offset, then the live file from its start). A poll during which a rotation happened is
+ * runs (the live file is the same but no longer holds what was read, or there is a new `.1`: what
+ * had not been read is in the first copy made since, from the same offset, then in the later
+ * copies and the live file from their starts; see {@link firstCopySince}). A poll during which a rotation happened is
  * read again; one that found no steady moment prints nothing and leaves the next poll to read.
  * Runs until `signal` aborts (or the process is interrupted).
  */
