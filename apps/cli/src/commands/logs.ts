@@ -257,10 +257,14 @@ async function follow(
     for (const [index, each] of printed.entries()) {
       const readOptions = readOptionsOf(each.log);
       const { result, mark, steady } = await readSteady(each.log.path, () =>
-        readNew(each.log, readOptions, positions[index], output),
+        readNew(readOptions, each.log.path, positions[index]),
       );
       // Rotations kept happening under the read: it may repeat lines; the next poll reads again.
       if (!steady) continue;
+      if (result.fellBehind)
+        output.err(
+          `pit logs: ${each.log.label}: ${basename(each.log.path)}: fell behind the rotation; going on from the oldest file left`,
+        );
       for (const line of result.lines) each.write(line);
       if (result.position) positions[index] = { ...result.position, rotated: mark.rotated };
     }
@@ -268,14 +272,17 @@ async function follow(
   }
 }
 
-/** The lines appended since `position`, and where they end (see {@link follow}). */
+/**
+ * The lines appended since `position`, where they end, and whether lines were lost (more copy
+ * rotations than the files kept since `position`); see {@link follow}, which says so only when
+ * the read was steady.
+ */
 async function readNew(
-  log: FoundLog,
   readOptions: LogFilesOptions,
+  path: string,
   position: FollowPosition | undefined,
-  output: Output,
-): Promise<{ lines: string[]; position: ReadEnd | undefined }> {
-  const files = await openLogFiles(log.path, readOptions).catch(() => []);
+): Promise<{ lines: string[]; position: ReadEnd | undefined; fellBehind: boolean }> {
+  const files = await openLogFiles(path, readOptions).catch(() => []);
   try {
     const live = files.at(-1);
     let at = position ? files.findIndex((file) => file.ino === position.ino) : 0;
@@ -291,10 +298,8 @@ async function readNew(
         (position.print.length > 0 && !(await continues(live, position))))
     )
       at = await firstCopySince(files, position);
-    if (at === -1) {
-      output.err(
-        `pit logs: ${log.label}: ${basename(log.path)}: fell behind the rotation; going on from the oldest file left`,
-      );
+    const fellBehind = at === -1;
+    if (fellBehind) {
       at = 0;
       offset = 0;
     }
@@ -307,9 +312,9 @@ async function readNew(
       lines.push(...read.lines);
       last = { file, offset: read.next };
     }
-    if (last === undefined) return { lines, position };
+    if (last === undefined) return { lines, position, fellBehind };
     const print = await printOf(last.file, last.offset);
-    return { lines, position: { ino: last.file.ino, offset: last.offset, print } };
+    return { lines, position: { ino: last.file.ino, offset: last.offset, print }, fellBehind };
   } finally {
     await Promise.all(files.map((file) => file.handle.close().catch(() => undefined)));
   }
