@@ -313,7 +313,10 @@ async function readNew(
       last = { file, offset: read.next };
     }
     if (last === undefined) return { lines, position, fellBehind };
-    const print = await printOf(last.file, last.offset);
+    // Nothing new (most polls): the bytes around the same place in the same file are the same.
+    const unchanged =
+      lines.length === 0 && last.file.ino === position?.ino && last.offset === position.offset;
+    const print = unchanged ? position.print : await printOf(last.file, last.offset);
     return { lines, position: { ino: last.file.ino, offset: last.offset, print }, fellBehind };
   } finally {
     await Promise.all(files.map((file) => file.handle.close().catch(() => undefined)));
