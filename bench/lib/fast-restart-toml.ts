@@ -14,6 +14,7 @@ export const fastRestartToml = (
 [daemon]
 state_dir = "state"
 stop_agents_on_exit = true
+standing_restarts = true        # the launcher restarts at the exit; the daemon confirms (default false)
 [daemon.http]
 enabled = false
 [bus]

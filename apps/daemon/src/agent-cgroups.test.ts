@@ -6,7 +6,7 @@ import { cleanup, reapLater, tempDir, waitFor } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { agentEnv, makeCell, recordingLogger, script } from '../test/helpers.js';
 import { detectAgentCgroups, type AgentCgroups } from './agent-cgroups.js';
-import { createExecutor, type Executor } from './executor.js';
+import { createExecutor, newSpawnNonce, type Executor } from './executor.js';
 
 const executors: Executor[] = [];
 afterEach(async () => {
@@ -157,6 +157,38 @@ describe.skipIf(!detected)('agent cgroups (cgroup2 writable here)', () => {
       expect(lines.join('\n')).toContain('killed the leftover processes of an agent (its cgroup)');
     },
   );
+
+  it('a standing restart kills what the exited agent left in its group, then starts the next one in it', async () => {
+    const { executor, cgroups } = await make(true);
+    const cell = await makeCell([{ name: 'forge' }]);
+    const tag = `escaper-${instance()}`;
+    const spec = (nonce: string) => ({
+      agent: 'forge',
+      argv: ['sleep', '1000'],
+      env: agentEnv(),
+      nonce,
+      cell: { uuid: cell.uuid, dir: cell.dir },
+    });
+    const first = await executor.start({
+      ...spec(newSpawnNonce()),
+      argv: [await escaper(cell.dir, tag)],
+    });
+    const [child] = await waitFor(
+      async () => ((await tagged(tag)).length === 1 ? tagged(tag) : undefined),
+      10_000,
+      'the escaped child',
+    );
+    reapLater(child!);
+    const next = newSpawnNonce();
+    expect(await executor.standRestart(spec(next), first)).toBe(true);
+    process.kill(first.pid, 'SIGKILL');
+    expect(await first.exited).toMatchObject({ prestarted: next });
+    const kept = await executor.start(spec(next));
+    reapLater(kept.pid);
+    expect(await inGroup(cgroups, cell.uuid, kept.pid)).toBe(true);
+    await waitFor(async () => (await tagged(tag)).length === 0, 5000, 'the escaped child killed');
+    expect(executor.running().map((agent) => agent.pid)).toEqual([kept.pid]);
+  });
 
   it('freezes a group while work runs and thaws it after; a starting daemon thaws a group left frozen', async () => {
     const { executor, cgroups } = await make(false);

@@ -62,6 +62,22 @@ export interface SpawnedExit {
   signal: NodeJS.Signals | null;
   /** `waited`: from wait(2); `zombie`/`vanished`: from `/proc` (see `AgentExit`). */
   how: 'waited' | 'zombie' | 'vanished';
+  /**
+   * The process a standing order started the moment this one exited (launcher-client.ts), with
+   * the request it was started from: the daemon keeps it or kills it (executor.ts).
+   */
+  respawned?: { request: StandingRequest; spawned: Promise<Spawned> };
+}
+
+/**
+ * A start made ahead of time: the launcher makes it the moment the running agent exits
+ * (launcher-client.ts). Its header is `headerAt[0]` + the time of that start + `headerAt[1]`;
+ * `cgroupKill` (the agent group's `cgroup.kill`) kills what the exited agent left in its group
+ * just before the new process joins it.
+ */
+export interface StandingRequest extends Omit<SpawnRequest, 'header'> {
+  headerAt: [string, string];
+  cgroupKill?: string;
 }
 
 /** A created agent process. */

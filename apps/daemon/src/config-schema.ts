@@ -55,6 +55,12 @@ export const DaemonSectionSchema = z.strictObject({
   /** Stop every agent when the daemon exits (normally they keep running). @default false */
   stop_agents_on_exit: z.boolean().default(false),
   /**
+   * Standing restarts: the agent launcher starts an agent again the moment it exits, when the
+   * policy would restart it at once; the daemon then decides the death as always and kills that
+   * process unless its decision is that restart (standing-restart.ts). @default false
+   */
+  standing_restarts: z.boolean().default(false),
+  /**
    * How far V8 lets the daemon's heap grow past its live objects before a full collection, in
    * percent (V8's `--heap-growing-percent`): 30 keeps about 1.3× the live heap. 0 leaves V8's
    * own rule, which lets it reach 4× (measured at 11,000 agents: about 60 MB more RSS, no less

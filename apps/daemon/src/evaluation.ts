@@ -211,6 +211,27 @@ async function recordHealthChange(
   });
 }
 
+/**
+ * Whether the policy would answer the agent's death now (its process killed) with an immediate
+ * restart: the condition for a standing restart (standing-restart.ts).
+ */
+export function wouldRestartAtOnce(context: SupervisorContext, slot: Slot): boolean {
+  const at = context.now();
+  const detail = 'process exited (signal SIGKILL)';
+  const decision = decideFor(
+    context,
+    slot,
+    {
+      state: 'dead',
+      since: at,
+      reason: detail,
+      failure: { exited: true, failing_probes: ['process'], signal: 'SIGKILL', detail },
+    },
+    at,
+  );
+  return decision.action === 'restart';
+}
+
 /** Asks @pit/policy what to do about the agent now. */
 function decideFor(context: SupervisorContext, slot: Slot, verdict: Verdict, at: number): Decision {
   const { state } = slot;

@@ -10,7 +10,13 @@ import {
   type LogRotationLimits,
 } from '@pit/cell-spec';
 import type { AgentCgroups } from './agent-cgroups.js';
-import { spawnDirect, startError, type SpawnRequest, type Spawned } from './agent-spawn.js';
+import {
+  spawnDirect,
+  startError,
+  type SpawnRequest,
+  type Spawned,
+  type SpawnedExit,
+} from './agent-spawn.js';
 import { DaemonError } from './errors.js';
 import { pollExit } from './exit-poll.js';
 import { createLauncher, type AgentSpawner } from './launcher-client.js';
@@ -39,6 +45,11 @@ export interface AgentExit {
    * that is gone (status unknown) or whose pid now belongs to another process.
    */
   how: 'waited' | 'zombie' | 'vanished';
+  /**
+   * The nonce of the process a standing order started the moment this one exited (see
+   * {@link Executor.standRestart}): the next start with this nonce keeps it.
+   */
+  prestarted?: string;
 }
 
 /** A running agent process, started or adopted by the executor. */
@@ -198,6 +209,21 @@ export interface Executor {
    * @throws {DaemonError} DAEMON_UNSAFE_SIGNAL never for a tracked process (its pid is > 1).
    */
   stop(process: AgentProcess, options?: { graceMs?: number }): Promise<AgentExit>;
+  /**
+   * Leaves a standing order with the agent launcher (standing restarts): the moment `running`
+   * exits, the start `spec` describes is made at once, its group's leftovers killed first. That
+   * exit then names the process (`AgentExit.prestarted`, its nonce): a later {@link start} with
+   * the same nonce and the same command, directory, environment and logs keeps it instead of
+   * forking; {@link discardPrestarted} kills it. Only for level-1 agents forked by a ready
+   * launcher, with agent cgroups killed by `cgroup.kill` or none. Resolves once the order stands.
+   * @returns whether it stands.
+   */
+  standRestart(spec: StartAgentOptions, running: AgentProcess): Promise<boolean>;
+  /**
+   * Kills the process a standing order started (see {@link standRestart}) unless a start kept it;
+   * then what it left in its cgroup, when no other process of the agent runs.
+   */
+  discardPrestarted(nonce: string, why: string): Promise<void>;
   /** The processes currently tracked. */
   running(): AgentProcess[];
   /** The agent launcher's pid while it is ready (with `launcher: true`), else `undefined`. */
@@ -236,6 +262,10 @@ interface ExecutorState {
   instance: string;
   launcher: AgentSpawner | undefined;
   podman: Podman | undefined;
+  /** Processes standing orders started at an exit, not yet kept or killed, by their nonce. */
+  prestarted: Map<string, NonNullable<SpawnedExit['respawned']>>;
+  /** Starts in progress, by `<cell>/<agent>`. */
+  starting: Map<string, number>;
 }
 
 /**
@@ -266,12 +296,26 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     instance,
     launcher,
     podman: undefined,
+    prestarted: new Map(),
+    starting: new Map(),
   };
 
   return {
-    start: (spec) => startAgent(state, spec),
+    start: async (spec) => {
+      const key = `${spec.cell?.uuid ?? ''}/${spec.agent}`;
+      state.starting.set(key, (state.starting.get(key) ?? 0) + 1);
+      try {
+        return await startAgent(state, spec);
+      } finally {
+        const left = (state.starting.get(key) ?? 1) - 1;
+        if (left === 0) state.starting.delete(key);
+        else state.starting.set(key, left);
+      }
+    },
     adopt: (spec) => adoptAgent(state, spec),
     stop: (agentProcess, stopOptions) => stopAgent(state, agentProcess, stopOptions),
+    standRestart: (spec, running) => standRestart(state, spec, running),
+    discardPrestarted: (nonce, why) => discardPrestarted(state, nonce, why),
     running: () => [...state.tracked],
     launcherPid: () => launcher?.launcherPid(),
     async close() {
@@ -476,7 +520,21 @@ async function handOverWritable(
 }
 
 /** {@link Executor.start}. */
-async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promise<AgentProcess> {
+/** A start composed by {@link composeStart}: its spawn request (header in two parts) and what tracking it needs. */
+interface ComposedStart {
+  agent: string;
+  cwd: string;
+  env: Record<string, string>;
+  profile: IsolationProfile;
+  nonce: string;
+  container: string | undefined;
+  request: Omit<SpawnRequest, 'header'>;
+  /** The log header, before and after the start's time. */
+  headerAt: [string, string];
+}
+
+/** Everything a start decides before the fork: checks, working directory, environment, wrapper, logs. */
+async function composeStart(state: ExecutorState, spec: StartAgentOptions): Promise<ComposedStart> {
   const agent = assertAgentName(spec.agent, 'agent');
   if (spec.argv.length === 0 || spec.argv[0] === '')
     throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: argv is empty`);
@@ -506,19 +564,35 @@ async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promis
   if (!NONCE_PATTERN.test(nonce))
     throw new DaemonError('DAEMON_SPAWN_FAILED', `agent ${agent}: nonce must be 32 hex characters`);
   env[SPAWN_ENV] = nonce;
-  const wrapped = await wrap(state, spec, { agent, profile, env, cwd });
-  const { spawnEnv, container } = wrapped;
-  const request: SpawnRequest = {
+  const { command, spawnEnv, container } = await wrap(state, spec, { agent, profile, env, cwd });
+  const request: ComposedStart['request'] = {
     agent,
     cell: spec.cell?.uuid,
-    command: wrapped.command,
+    command,
     cwd,
     env: spawnEnv,
     logPath,
     ...(errorLogPath !== undefined ? { errorLogPath } : {}),
     // A log in the cell is reached from the cell without following a link an agent planted.
     ...(spec.cell && spec.logPath === undefined ? { logRoot: spec.cell.dir } : {}),
-    header: `--- pit: starting ${agent} at level ${profile.level} (${new Date().toISOString()}): ${JSON.stringify(spec.argv)}\n`,
+  };
+  const headerAt: [string, string] = [
+    `--- pit: starting ${agent} at level ${profile.level} (`,
+    `): ${JSON.stringify(spec.argv)}\n`,
+  ];
+  return { agent, cwd, env, profile, nonce, container, request, headerAt };
+}
+
+async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promise<AgentProcess> {
+  const start = await composeStart(state, spec);
+  const { agent, cwd, env, profile, nonce, container, headerAt } = start;
+  const fields = { agent, cell: spec.cell?.uuid, level: profile.level, container, nonce };
+  // Started already, the moment the last process exited (a standing order): kept if it is this start.
+  const ahead = await takePrestarted(state, start.request);
+  if (ahead) return track(state, ahead, { ...fields, ahead: true });
+  const request: SpawnRequest = {
+    ...start.request,
+    header: `${headerAt[0]}${new Date().toISOString()}${headerAt[1]}`,
   };
   await rotateFullLog(state, request, request.logPath);
   if (request.errorLogPath !== undefined) await rotateFullLog(state, request, request.errorLogPath);
@@ -527,23 +601,9 @@ async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promis
     { agent, cwd, env, profile, recorded: spec.recorded },
     request,
   );
-  return track(state, spawned, {
-    agent,
-    cell: spec.cell?.uuid,
-    level: profile.level,
-    container,
-    nonce,
-  });
+  return track(state, spawned, fields);
 }
 
-/**
- * Spawns the agent (through the launcher, or directly), in its own cgroup at levels 1 and 2 with
- * cgroups on: whatever an earlier start left in the group is killed first, and the new process
- * joins the group before it execs (agent-spawn.ts). The program is looked up first, so that a
- * missing one is still refused as the spawn would refuse it (a shell joining the group would
- * otherwise report it).
- * @throws {DaemonError} DAEMON_SPAWN_FAILED when the program is not found or cannot be started.
- */
 async function spawnInCgroup(
   state: ExecutorState,
   start: {
@@ -674,7 +734,12 @@ export function newSpawnNonce(): string {
 function track(
   state: ExecutorState,
   spawned: Spawned,
-  fields: Pick<AgentProcess, 'agent' | 'cell' | 'level' | 'container' | 'nonce'>,
+  {
+    ahead,
+    ...fields
+  }: Pick<AgentProcess, 'agent' | 'cell' | 'level' | 'container' | 'nonce'> & {
+    ahead?: boolean;
+  },
 ): AgentProcess {
   const { options } = state;
   const { pid, stat } = spawned;
@@ -688,11 +753,15 @@ function track(
   });
   state.polledAt.set(agentProcess, spawned.polled);
   state.tracked.add(agentProcess);
-  void spawned.exited.then(({ code, signal, how }) => {
+  void spawned.exited.then(({ code, signal, how, respawned }) => {
     // What is left of its group dies with it (not after 'vanished': the pid may be another's now).
     if ((options.killGroupOnExit ?? true) && how !== 'vanished') signalGroup(pid, 'SIGKILL');
-    releaseCgroup(state, agentProcess);
-    finish(state, agentProcess, settle, { code, signal, at: new Date(), how });
+    // A standing order started the next one in the agent's cgroup (after killing what was left).
+    const prestarted = respawned?.request.env[SPAWN_ENV];
+    if (respawned && prestarted) state.prestarted.set(prestarted, respawned);
+    else releaseCgroup(state, agentProcess);
+    const exit: AgentExit = { code, signal, at: new Date(), how };
+    finish(state, agentProcess, settle, prestarted ? { ...exit, prestarted } : exit);
     if (fields.container) void state.podman?.remove(fields.container);
   });
   options.logger?.info('agent started', {
@@ -701,6 +770,7 @@ function track(
     pid,
     isolation: fields.level,
     via: spawned.via,
+    ...(ahead ? { standing_order: true } : {}),
   });
   return agentProcess;
 }
@@ -720,6 +790,101 @@ function releaseCgroup(state: ExecutorState, agentProcess: AgentProcess): void {
       error: String(error),
     }),
   );
+}
+
+/** {@link Executor.standRestart}. */
+async function standRestart(
+  state: ExecutorState,
+  spec: StartAgentOptions,
+  running: AgentProcess,
+): Promise<boolean> {
+  const { launcher, options } = state;
+  const { cgroups } = options;
+  if (!launcher || running.via !== 'launcher' || running.exit || state.polledAt.get(running)?.())
+    return false;
+  if ((spec.isolation?.level ?? 1) !== 1 || options.killGroupOnExit === false) return false;
+  if (cgroups && cgroups.killBy !== 'cgroup.kill') return false;
+  const { request, headerAt, agent } = await composeStart(state, spec);
+  const program = request.command[0]!;
+  if (
+    findInPath(
+      program.includes('/') ? resolve(request.cwd, program) : program,
+      request.env.PATH ?? '/usr/bin:/bin',
+    ) === undefined
+  )
+    return false;
+  const group = cgroups?.pathOf(request.cell, agent);
+  await spec.recorded;
+  if (running.exit) return false;
+  return launcher.stand(running.pid, {
+    ...request,
+    headerAt,
+    ...(group
+      ? { cgroup: join(group, 'cgroup.procs'), cgroupKill: join(group, 'cgroup.kill') }
+      : {}),
+  });
+}
+
+/** Same command, directory, environment and logs: a process started from `a` is the start `b` asks for. */
+function sameStart(a: Omit<SpawnRequest, 'header'>, b: Omit<SpawnRequest, 'header'>): boolean {
+  const key = (request: Omit<SpawnRequest, 'header'>) =>
+    JSON.stringify([
+      request.cell ?? null,
+      request.command,
+      request.cwd,
+      Object.entries(request.env).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)),
+      request.logPath,
+      request.errorLogPath ?? null,
+      request.logRoot ?? null,
+    ]);
+  return key(a) === key(b);
+}
+
+/** The process a standing order started for this start (same nonce and same start), else `undefined` (one that differs is killed). */
+async function takePrestarted(
+  state: ExecutorState,
+  request: Omit<SpawnRequest, 'header'>,
+): Promise<Spawned | undefined> {
+  const nonce = request.env[SPAWN_ENV];
+  const ahead = nonce === undefined ? undefined : state.prestarted.get(nonce);
+  if (!ahead || nonce === undefined) return undefined;
+  state.prestarted.delete(nonce);
+  if (sameStart(ahead.request, request)) return ahead.spawned;
+  await killPrestarted(state, ahead, 'its config changed after the order was left');
+  return undefined;
+}
+
+/** {@link Executor.discardPrestarted}. */
+async function discardPrestarted(state: ExecutorState, nonce: string, why: string): Promise<void> {
+  const ahead = state.prestarted.get(nonce);
+  if (!ahead) return;
+  state.prestarted.delete(nonce);
+  await killPrestarted(state, ahead, why);
+}
+
+/** Kills a process a standing order started (its process group), then its cgroup's leftovers unless the agent runs again. */
+async function killPrestarted(
+  state: ExecutorState,
+  ahead: NonNullable<SpawnedExit['respawned']>,
+  why: string,
+): Promise<void> {
+  const spawned = await ahead.spawned.catch(() => undefined);
+  const { agent, cell } = ahead.request;
+  if (spawned) {
+    state.options.logger?.warn('killed the restart a standing order made', {
+      agent,
+      cell,
+      pid: spawned.pid,
+      reason: why,
+    });
+    signalGroup(spawned.pid, 'SIGKILL');
+    await spawned.exited;
+  }
+  const runs =
+    state.starting.has(`${cell ?? ''}/${agent}`) ||
+    [...state.tracked].some((each) => each.agent === agent && each.cell === cell);
+  if (!runs && state.options.cgroups)
+    await state.options.cgroups.release(cell, agent).catch(() => 0);
 }
 
 /** {@link Executor.adopt}. */
@@ -840,6 +1005,8 @@ async function stopAgent(
   stopOptions: { graceMs?: number } = {},
 ): Promise<AgentExit> {
   if (agentProcess.exit) return agentProcess.exit;
+  // Stopped on purpose: not restarted by a standing order (withdrawn before the signal).
+  await state.launcher?.cancel(agentProcess.pid);
   const { logger } = state.options;
   const graceMs = stopOptions.graceMs ?? state.graceDefault;
   logger?.info('stopping agent', {

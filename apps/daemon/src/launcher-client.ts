@@ -19,6 +19,7 @@ import {
   type SpawnRequest,
   type Spawned,
   type SpawnedExit,
+  type StandingRequest,
 } from './agent-spawn.js';
 import { parseProcessStat } from '@pit/probes';
 import { pollExit } from './exit-poll.js';
@@ -38,6 +39,18 @@ export interface AgentSpawner {
    * @throws {DaemonError} DAEMON_SPAWN_FAILED when its log cannot be opened or its command not started.
    */
   spawn(request: SpawnRequest): Promise<Spawned>;
+  /**
+   * Leaves a standing order with the launcher: the moment the agent `pid` (which it started, and
+   * which runs) exits, `request` is started at once; that exit then carries the new process
+   * (`SpawnedExit.respawned`). Only one order per agent; a new one replaces it.
+   * @returns `false` when no ready launcher started `pid` (nothing was ordered).
+   */
+  stand(pid: number, request: StandingRequest): boolean;
+  /**
+   * Withdraws the standing order for `pid`, if any. Resolves once the launcher has withdrawn it,
+   * or has carried it out (the exit that used it then came first), or is gone.
+   */
+  cancel(pid: number): Promise<void>;
   /** The launcher's pid while one is ready, else `undefined` (agents are then spawned directly). */
   launcherPid(): number | undefined;
   /** Stops the launcher (agents keep running; their exits are no longer watched) and reaps it. */
@@ -86,6 +99,19 @@ interface Pending {
   reject(error: unknown): void;
 }
 
+/** A standing order left with the launcher for a running agent (see {@link AgentSpawner.stand}). */
+interface Standing {
+  id: number;
+  request: StandingRequest;
+  /** Settles its start once carried out (like a spawn's answer). */
+  resolve(spawned: Spawned): void;
+  reject(error: unknown): void;
+  spawned: Promise<Spawned>;
+  /** Resolves once the launcher no longer holds it (cancelled, carried out, or gone). */
+  settled: Promise<void>;
+  settle(): void;
+}
+
 interface Child {
   startTime: number;
   polled: boolean;
@@ -101,6 +127,8 @@ interface Launcher {
   startedAt: number;
   pending: Map<number, Pending>;
   children: Map<number, Child>;
+  /** Standing orders, by the pid of the agent each is for. */
+  standing: Map<number, Standing>;
   dead: boolean;
   gone: Promise<void>;
   /** Checks in `/proc` that it is not stopped, every `pollMs` while it lives. */
@@ -111,7 +139,14 @@ type Answer =
   | { type: 'ready' }
   | { type: 'spawned'; id: number; pid: number; stat?: string }
   | { type: 'failed'; id: number; stage: 'log' | 'spawn'; path?: string; message: string }
-  | { type: 'exit'; pid: number; code: number | null; signal: NodeJS.Signals | null }
+  | {
+      type: 'exit';
+      pid: number;
+      code: number | null;
+      signal: NodeJS.Signals | null;
+      respawn?: number;
+    }
+  | { type: 'cancelled'; pid: number; id: number }
   | { type: 'fatal'; message: string };
 
 /** What the spawner's functions share: its options and the launcher it is using. */
@@ -148,6 +183,8 @@ export function createLauncher(options: LauncherOptions): AgentSpawner {
   launch(state);
   return {
     spawn: (request) => spawnAgent(state, request),
+    stand: (pid, request) => standOrder(state, pid, request),
+    cancel: (pid) => cancelOrder(state, pid),
     launcherPid: () => {
       const { current } = state;
       return current?.ready && !current.dead ? current.pid : undefined;
@@ -191,6 +228,7 @@ function launch(state: LauncherState): void {
     startedAt: Date.now(),
     pending: new Map(),
     children: new Map(),
+    standing: new Map(),
     dead: false,
     gone: new Promise((resolve) => (markGone = resolve)),
     watch: undefined,
@@ -250,14 +288,41 @@ function onLine(state: LauncherState, launcher: Launcher, line: string): void {
         ? logError(pending.request, answer.message, undefined, answer.path)
         : startError(pending.request, answer.message),
     );
-  } else if (answer.type === 'exit') {
-    const child = launcher.children.get(answer.pid);
-    launcher.children.delete(answer.pid);
-    holdLoop(launcher);
-    child?.resolve({ code: answer.code, signal: answer.signal, how: 'waited' });
+  } else if (answer.type === 'exit') onExit(launcher, answer);
+  else if (answer.type === 'cancelled') {
+    const order = launcher.standing.get(answer.pid);
+    if (order?.id !== answer.id) return;
+    launcher.standing.delete(answer.pid);
+    order.settle();
   } else if (answer.type === 'fatal') {
     logger.error('agent launcher failed', { message: answer.message });
   }
+}
+
+/** An agent the launcher started exited: its watcher is told, with the start its standing order made. */
+function onExit(launcher: Launcher, answer: Extract<Answer, { type: 'exit' }>): void {
+  const child = launcher.children.get(answer.pid);
+  launcher.children.delete(answer.pid);
+  const order = launcher.standing.get(answer.pid);
+  let respawned: SpawnedExit['respawned'];
+  if (order) {
+    launcher.standing.delete(answer.pid);
+    order.settle();
+    if (answer.respawn === order.id) {
+      // Now a start like any other: answered by 'spawned' or 'failed', recovered if the launcher dies.
+      const { headerAt, cgroupKill: _kill, ...rest } = order.request;
+      const header = `${headerAt[0]}${new Date().toISOString()}${headerAt[1]}`;
+      launcher.pending.set(order.id, { ...order, request: { ...rest, header } });
+      respawned = { request: order.request, spawned: order.spawned };
+    }
+  }
+  holdLoop(launcher);
+  child?.resolve({
+    code: answer.code,
+    signal: answer.signal,
+    how: 'waited',
+    ...(respawned ? { respawned } : {}),
+  });
 }
 
 /** The launcher forked an agent: resolves its pending start and watches its exit. */
@@ -287,6 +352,9 @@ function died(state: LauncherState, launcher: Launcher, how: string): void {
   if (state.current === launcher) state.current = undefined;
   for (const pending of launcher.pending.values()) void recover(state, launcher, pending);
   launcher.pending.clear();
+  // Its standing orders die with it (never carried out: their agents' exits are polled now).
+  for (const order of launcher.standing.values()) order.settle();
+  launcher.standing.clear();
   if (state.closed) return;
   state.logger.warn('agent launcher died; starting a new one', {
     pid: launcher.pid,
@@ -400,6 +468,36 @@ function spawnAgent(state: LauncherState, request: SpawnRequest): Promise<Spawne
     }, ANSWER_CHECK_MS);
     check.unref();
   });
+}
+
+/** {@link AgentSpawner.stand}. */
+function standOrder(state: LauncherState, pid: number, request: StandingRequest): boolean {
+  const launcher = state.current;
+  if (state.closed || !launcher?.ready || launcher.dead || !launcher.children.has(pid))
+    return false;
+  launcher.standing.get(pid)?.settle();
+  const id = state.nextId++;
+  let settle!: () => void;
+  const settled = new Promise<void>((resolve) => (settle = resolve));
+  let resolve!: (spawned: Spawned) => void;
+  let reject!: (error: unknown) => void;
+  const spawned = new Promise<Spawned>((yes, no) => ((resolve = yes), (reject = no)));
+  // Nobody awaits it unless the order is carried out.
+  spawned.catch(() => undefined);
+  launcher.standing.set(pid, { id, request, resolve, reject, spawned, settled, settle });
+  launcher.child.stdin!.write(
+    `${JSON.stringify({ type: 'stand', pid, request: { ...request, id } })}\n`,
+  );
+  return true;
+}
+
+/** {@link AgentSpawner.cancel}. */
+function cancelOrder(state: LauncherState, pid: number): Promise<void> {
+  const launcher = state.current;
+  const order = launcher?.standing.get(pid);
+  if (!launcher || !order) return Promise.resolve();
+  launcher.child.stdin!.write(`${JSON.stringify({ type: 'cancel', pid })}\n`);
+  return order.settled;
 }
 
 /** {@link AgentSpawner.close}. */

@@ -17,8 +17,17 @@
 //                      {type: 'spawned', id, pid, stat} (stat: /proc/<pid>/stat, read before the
 //                      launcher could reap the agent) or {type: 'failed', id, stage, path?, message}
 //                      (path: the log that could not be opened, stage 'log');
-//                      {type: 'exit', pid, code, signal} for every agent it started, after its
-//                      'spawned' (the real wait(2) status).
+//                      {type: 'exit', pid, code, signal, respawn?} for every agent it started,
+//                      after its 'spawned' (the real wait(2) status; respawn: the id of the standing
+//                      order it carried out at this exit, whose 'spawned' or 'failed' follows).
+//   daemon → launcher  {type: 'stand', pid, request} (request: a spawn's fields, with headerAt and
+//                      cgroupKill?): a standing order for the agent `pid`, which this launcher
+//                      started: the moment it exits, kill what is left in its cgroup (cgroupKill:
+//                      the group's `cgroup.kill`) and start `request` at once, as if asked then
+//                      (its header is headerAt[0] + the time + headerAt[1]). The daemon decides
+//                      afterwards whether it keeps that process (restart.ts, standing restarts).
+//                      {type: 'cancel', pid}: withdraws it; answered {type: 'cancelled', pid, id}
+//                      when it still stood, else nothing (the exit that used it was sent first).
 //
 // Agents start as they did from the daemon (executor.ts): their own session and process group
 // (`detached`), stdout appended to their log and stderr to their error log (errorLogPath; to the
@@ -207,6 +216,7 @@ const launch = (request) => {
     for (const fd of fds) closeSync(fd);
   }
   const pid = child.pid;
+  if (pid !== undefined) running.add(pid);
   if (pid === undefined) {
     // exec failed (ENOENT, EACCES, a bad cwd): Node reports it as an 'error' event.
     child.once('error', (error) =>
@@ -222,7 +232,57 @@ const launch = (request) => {
     stat = undefined;
   }
   send({ type: 'spawned', id, pid, stat });
-  child.once('exit', (code, signal) => send({ type: 'exit', pid, code, signal }));
+  child.once('exit', (code, signal) => exited(pid, code, signal));
+};
+
+/**
+ * Standing orders by the pid of the running agent they are for (see the protocol above).
+ * @type {Map<number, { id: number, cgroupKill?: string, headerAt: [string, string] } & Parameters<typeof launch>[0]>}
+ */
+const standing = new Map();
+/** The agents this launcher started that have not exited. */
+const running = new Set();
+
+/** An agent exited: reported, and its standing order (if any) carried out at once. */
+const exited = (
+  /** @type {number} */ pid,
+  /** @type {number | null} */ code,
+  /** @type {NodeJS.Signals | null} */ signal,
+) => {
+  running.delete(pid);
+  const order = standing.get(pid);
+  standing.delete(pid);
+  if (!order) return send({ type: 'exit', pid, code, signal });
+  send({ type: 'exit', pid, code, signal, respawn: order.id });
+  if (order.cgroupKill !== undefined) {
+    // What the agent left in its group (descendants) dies before the next one joins the group:
+    // cgroup.kill signals every process in it during the write, none that joins after.
+    try {
+      writeFileSync(order.cgroupKill, '1');
+    } catch (error) {
+      const code = /** @type {NodeJS.ErrnoException} */ (error).code;
+      if (code !== 'ENOENT')
+        return send({ type: 'failed', id: order.id, stage: 'spawn', message: messageOf(error) });
+    }
+  }
+  launch({
+    ...order,
+    header: `${order.headerAt[0]}${new Date().toISOString()}${order.headerAt[1]}`,
+  });
+};
+
+/** A standing order: kept only for an agent this launcher started and that still runs. */
+const stand = (/** @type {{ pid: number, request: any }} */ message) => {
+  if (!running.has(message.pid))
+    return send({ type: 'cancelled', pid: message.pid, id: message.request.id });
+  standing.set(message.pid, message.request);
+};
+
+const cancel = (/** @type {{ pid: number }} */ message) => {
+  const order = standing.get(message.pid);
+  if (!order) return;
+  standing.delete(message.pid);
+  send({ type: 'cancelled', pid: message.pid, id: order.id });
 };
 
 for (const signal of /** @type {const} */ (['SIGINT', 'SIGTERM', 'SIGHUP']))
@@ -245,6 +305,8 @@ lines.on('line', (line) => {
     return send({ type: 'fatal', message: `not JSON: ${line.slice(0, 200)}` });
   }
   if (message && message.type === 'spawn') launch(message);
+  else if (message && message.type === 'stand') stand(message);
+  else if (message && message.type === 'cancel') cancel(message);
   // After its answer: a launcher left in an agent's group must not fork anything else there.
   if (stranded !== undefined) {
     send({ type: 'fatal', message: stranded });

@@ -12,6 +12,7 @@ import { restoreBeforeRevive } from './checkpoint-store.js';
 import { newSpawnNonce, type AgentProcess, type StartAgentOptions } from './executor.js';
 import { applyProviderFiles } from './provider-switch.js';
 import { reapLeftoversSoon, whileBusy } from './leftovers.js';
+import { leaveStandingRestart, settleStandingRestart } from './standing-restart.js';
 import {
   configOf,
   hiddenFromAgent,
@@ -162,24 +163,14 @@ async function startMarked(
   }
   const { nonce, recorded } = recordStart(context, slot);
   try {
-    const home = ownHome(slot);
-    const started = await context.executor.start({
-      agent: slot.name,
-      argv: agentConfig.argv,
-      env,
-      nonce,
-      recorded,
-      ...placeOf(context, slot, agentConfig),
-      isolation: agentConfig.isolation,
-      hiddenPaths: hiddenFromAgent(context.config, context.stateDir, slot.name),
-      ...(home ? { home } : {}),
-      ...(why.reown ? { reownWorkspace: true } : {}),
-      workspaceFiles: workspaceFilesOf(context, slot, agentConfig),
-    });
+    const started = await context.executor.start(
+      startOptions(context, slot, agentConfig, { env, nonce, recorded, reown: why.reown }),
+    );
     watchProcess(context, slot, started);
     // The next start's nonce, recorded with this start's pid.
     slot.state.next_spawn_nonce = newSpawnNonce();
     slot.aheadRecorded = context.store.save(slot.key);
+    void leaveStandingRestart(context, slot, agentConfig, started);
     // argv may carry secrets an operator wrote inline: the logger redacts them (config-safety.ts).
     context.logger.info('agent process started', {
       agent: slot.key,
@@ -218,6 +209,34 @@ async function startMarked(
     reportEnded(context, slot);
     await context.events.agentEvent(slot, { event: 'revive_failed', reason: message });
   }
+}
+
+/** What the executor is asked to start for the agent (its config, its cell, this start's nonce and environment). */
+export function startOptions(
+  context: SupervisorContext,
+  slot: Slot,
+  agentConfig: ManagedAgentConfig,
+  start: {
+    env: Record<string, string>;
+    nonce: string;
+    recorded: Promise<unknown>;
+    reown?: boolean;
+  },
+): StartAgentOptions {
+  const home = ownHome(slot);
+  return {
+    agent: slot.name,
+    argv: agentConfig.argv,
+    env: start.env,
+    nonce: start.nonce,
+    recorded: start.recorded,
+    ...placeOf(context, slot, agentConfig),
+    isolation: agentConfig.isolation,
+    hiddenPaths: hiddenFromAgent(context.config, context.stateDir, slot.name),
+    ...(home ? { home } : {}),
+    ...(start.reown ? { reownWorkspace: true } : {}),
+    workspaceFiles: workspaceFilesOf(context, slot, agentConfig),
+  };
 }
 
 /**
@@ -298,7 +317,7 @@ function retryStart(
 }
 
 /** The agent's environment: its config's (with `env_from` secrets), its mission bus credentials, `extra`. */
-async function agentEnvironment(
+export async function agentEnvironment(
   context: SupervisorContext,
   slot: Slot,
   agentConfig: ManagedAgentConfig,
@@ -356,7 +375,10 @@ export function watchProcess(
   void agentProcess.exited.then((exit) => {
     // Whatever it forked goes with it, including children that left its group and session.
     reapLeftoversSoon(context);
-    if (slot.process !== agentProcess) return;
+    if (slot.process !== agentProcess) {
+      if (exit.prestarted) void settleStandingRestart(context, slot, exit.prestarted, undefined);
+      return;
+    }
     context.cluster?.ended(slot.key);
     slot.exit = exit;
     reportEnded(context, slot);
@@ -374,7 +396,8 @@ export function watchProcess(
         // unscheduled meanwhile
       }
     }
-    void context.evaluateSoon(slot);
+    const evaluated = context.evaluateSoon(slot);
+    if (exit.prestarted) void settleStandingRestart(context, slot, exit.prestarted, evaluated);
   });
 }
 
