@@ -391,8 +391,15 @@ describe('the dashboard (GET /)', () => {
         15_000,
         'dash-host listed with its lease age and one agent',
       );
-      const pid = Number(
-        (await page.locator('tr[data-agent="scout"] td:nth-child(5)').textContent())!.split(' ')[0],
+      // The owner can be shown before the agent's pid (its start still under way): wait for it.
+      const pid = await waitFor(
+        async () => {
+          const cell = await page.locator('tr[data-agent="scout"] td:nth-child(5)').textContent();
+          const shown = Number((cell ?? '').split(' ')[0]);
+          return Number.isInteger(shown) && shown > 0 ? shown : undefined;
+        },
+        15_000,
+        'scout’s pid on the page',
       );
       pids.add(pid);
       // The epoch shown is the one the agent runs under (its own environment says so).
