@@ -64,8 +64,15 @@ const LOG_FLAGS =
 
 /** Writes one answer line (stdout on a pipe is written synchronously: answers keep their order). */
 const send = (/** @type {Record<string, unknown>} */ message) => {
-  process.stdout.write(`${JSON.stringify(message)}\n`);
+  if (held) held.push(message);
+  else process.stdout.write(`${JSON.stringify(message)}\n`);
 };
+/**
+ * Answers held back while a standing order's fork runs (then sent after the exit's): the daemon,
+ * woken by an answer, would take a core from the new agent's exec on a small machine.
+ * @type {Record<string, unknown>[] | undefined}
+ */
+let held;
 
 /** Opens an agent's log for appending (the same flags and mode as executor.ts's openLog). */
 const openLog = (/** @type {string} */ path) => {
@@ -253,7 +260,21 @@ const exited = (
   const order = standing.get(pid);
   standing.delete(pid);
   if (!order) return send({ type: 'exit', pid, code, signal });
+  const answers = (held = []);
+  try {
+    respawn(order);
+  } finally {
+    held = undefined;
+  }
+  // The exit first (it names the order), then the new start's answer.
   send({ type: 'exit', pid, code, signal, respawn: order.id });
+  for (const answer of answers) send(answer);
+};
+
+/** Carries out a standing order (see the protocol above): its answer is sent through `send`. */
+const respawn = (
+  /** @type {{ id: number, cgroupKill?: string, headerAt: [string, string] } & Parameters<typeof launch>[0]} */ order,
+) => {
   if (order.cgroupKill !== undefined) {
     // What the agent left in its group (descendants) dies before the next one joins the group:
     // cgroup.kill signals every process in it during the write, none that joins after.
