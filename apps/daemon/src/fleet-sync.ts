@@ -302,6 +302,8 @@ async function addAgent(
     reported: false,
     scheduled: false,
     configHash: want.configHash,
+    savedHash: Number.NaN,
+    savedRevision: -1,
     target: want.cell?.dir ?? HOST,
   };
   // An approval request stored by a daemon killed before the agent's state named it: link it

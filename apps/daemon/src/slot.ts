@@ -66,6 +66,12 @@ export interface Slot {
   scheduled: boolean;
   /** A hash of the agent's config as JSON, to notice a change on reload. */
   configHash: number;
+  /**
+   * The record an evaluation last saved, as a 53-bit hash of its JSON (NaN: none yet), and the
+   * store's revision right after (evaluation.ts: a record that did not change is not saved again).
+   */
+  savedHash: number;
+  savedRevision: number;
   /** Where its state is persisted: its cell's dir, or {@link HOST}. */
   target: string;
   /** In a cluster: the host running the current incarnation and its fencing epoch (in every event of it). */
