@@ -191,6 +191,8 @@ export function cellAgents(
 ): Array<Omit<WantedAgent, 'configHash'>> {
   const where = { uuid: cell.uuid, dir: cell.dir };
   const agents: Array<Omit<WantedAgent, 'configHash'>> = [];
+  // One frozen SlotCell for the agents of one role (a cell's 100 workers share one).
+  const byRole = new Map<string, SlotCell>();
   for (const agent of cell.manifest.agents) {
     if (agent.home !== undefined)
       refused.push({
@@ -209,10 +211,20 @@ export function cellAgents(
       });
       continue;
     }
+    let slotCell = byRole.get(agent.role);
+    if (slotCell === undefined) {
+      slotCell = Object.freeze({
+        uuid: cell.uuid,
+        dir: cell.dir,
+        manifest: cell.manifest,
+        role: agent.role,
+      });
+      byRole.set(agent.role, slotCell);
+    }
     agents.push({
       key: `${cell.uuid}/${agent.name}`,
       name: agent.name,
-      cell: { uuid: cell.uuid, dir: cell.dir, manifest: cell.manifest, role: agent.role },
+      cell: slotCell,
       config: agentConfig,
     });
   }
