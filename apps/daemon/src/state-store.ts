@@ -107,8 +107,8 @@ const HistorySchema = z.strictObject({
 });
 type History = z.infer<typeof HistorySchema>;
 
-interface HeldRecord {
-  ref: AgentRecordRef;
+/** A held record: its ref's fields in it (not a ref object per agent), its state and bookkeeping. */
+interface HeldRecord extends AgentRecordRef {
   state: AgentState;
   revision: number;
   persistedAt: number;
@@ -174,7 +174,7 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
       const record = held(key);
       if (!record) return Promise.resolve();
       record.revision += 1;
-      return writer.write(record.ref.scope);
+      return writer.write(record.scope);
     },
     async compareAndSet(key, state, revision) {
       const record = held(key);
@@ -282,7 +282,9 @@ function createRecordTable(onRelease: (record: HeldRecord) => void) {
     attach(ref: AgentRecordRef, state: AgentState) {
       table.detach(ref.key);
       const record: HeldRecord = {
-        ref,
+        key: ref.key,
+        name: ref.name,
+        scope: ref.scope,
         state,
         revision: 0,
         persistedAt: 0,
@@ -297,9 +299,9 @@ function createRecordTable(onRelease: (record: HeldRecord) => void) {
       const record = records.get(key);
       if (!record) return;
       records.delete(key);
-      const members = scopes.get(record.ref.scope);
+      const members = scopes.get(record.scope);
       members?.delete(record);
-      if (members?.size === 0) scopes.delete(record.ref.scope);
+      if (members?.size === 0) scopes.delete(record.scope);
       onRelease(record);
     },
   };
@@ -521,9 +523,9 @@ function createScopeWriter(options: ScopeWriterOptions) {
       updated_at: new Date(startedAt).toISOString(),
       agents: others.agents,
     };
-    for (const member of group) state.agents[member.ref.name] = member.state;
+    for (const member of group) state.agents[member.name] = member.state;
     const written = await options.write(scope, state, group);
-    const heldNow = new Set(options.members(scope).map((member) => member.ref.name));
+    const heldNow = new Set(options.members(scope).map((member) => member.name));
     unheld.landed(scope, notHeld(state, group, heldNow, written), heldNow, others.letGo);
     // Only a write that landed counts: a healthy agent whose write failed is written again.
     for (const member of group) member.persistedAt = startedAt;
@@ -539,7 +541,7 @@ function createScopeWriter(options: ScopeWriterOptions) {
   const failed = (scope: string, error: unknown) => {
     const retry = retries.get(scope) ?? { delay: PERSIST_RETRY_MS / 2 };
     retry.delay = Math.min(retry.delay * 2, PERSIST_RETRY_MAX_MS);
-    const agent = options.members(scope)[0]?.ref.key ?? scope;
+    const agent = options.members(scope)[0]?.key ?? scope;
     logger.error('cannot persist state', { agent, error: String(error), retry_in_ms: retry.delay });
     if (!retry.timer && !options.closed()) {
       retry.timer = setTimeout(() => {
@@ -655,9 +657,9 @@ function createUnheldRecords(readScope: (scope: string) => Promise<CellState>) {
   const released = new Map<string, Map<string, AgentState>>();
   return {
     note(record: HeldRecord): void {
-      let records = released.get(record.ref.scope);
-      if (!records) released.set(record.ref.scope, (records = new Map()));
-      records.set(record.ref.name, structuredClone(record.state));
+      let records = released.get(record.scope);
+      if (!records) released.set(record.scope, (records = new Map()));
+      records.set(record.name, structuredClone(record.state));
     },
     /** What a write of `scope` carries besides its held agents, and the let-go records it takes. */
     async take(scope: string) {
