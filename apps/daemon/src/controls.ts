@@ -11,7 +11,7 @@ import type { OperatorAction } from '@pit/cell-spec';
 import { resolveAgentRef } from './agent-ref.js';
 import { evaluateSoon } from './evaluation.js';
 import { startAgent, stopAgent } from './restart.js';
-import { NO_RESTARTS, type Slot } from './slot.js';
+import type { Slot } from './slot.js';
 import { iso, type SupervisorContext } from './supervisor-context.js';
 
 /** Who asked for a control, and how. */
@@ -177,7 +177,7 @@ async function startByOperator(
 async function resetAgent(context: SupervisorContext, slot: Slot): Promise<string> {
   const { state } = slot;
   state.backoff_until = undefined;
-  state.restarts = NO_RESTARTS;
+  state.restarts = [];
   state.revive_attempts = 0;
   state.last_decision = undefined;
   slot.lastRule = undefined;
