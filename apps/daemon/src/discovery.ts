@@ -17,7 +17,13 @@ import { formatPolicyProblems, validatePolicy } from '@pit/policy';
 import type { AgentConfig, PitConfig } from './config-schema.js';
 import { approvalChannels } from './effective-policy.js';
 import { hash53 } from './hash53.js';
-import { grantOf, loadMembers, type MembersFile, type MembersRead } from './membership.js';
+import {
+  grantOf,
+  grantsOf,
+  loadMembers,
+  type MemberGrants,
+  type MembersRead,
+} from './membership.js';
 import { HOST, type Slot, type SlotCell } from './slot.js';
 
 /** An agent that should be supervised. */
@@ -75,7 +81,7 @@ export interface DiscoveryOptions {
 export function createDiscovery(options: DiscoveryOptions = {}): Discovery {
   const logger = options.logger ?? silentLogger;
   const now = options.now ?? Date.now;
-  let lastMembers: MembersFile | undefined;
+  let lastGrants: MemberGrants | undefined;
   let policyCheck:
     { input: unknown; config: PitConfig; fleet: string; problem: string | undefined } | undefined;
   const checkPolicy = (
@@ -122,13 +128,14 @@ export function createDiscovery(options: DiscoveryOptions = {}): Discovery {
         logger,
       });
       if (membership.problem) problems.push(membership.problem);
-      lastMembers = keepLastGrants(membership, lastMembers, problems);
+      const grants = grantsInForce(membership, lastGrants, problems);
+      lastGrants = grants.keep;
       const wanted = new Map<string, WantedAgent>();
       const want = (agent: Omit<WantedAgent, 'configHash'>) =>
         wanted.set(agent.key, { ...agent, configHash: configHashOf(agent.config) });
       const refused: Refusal[] = [];
       for (const cell of discovery.supervised) {
-        for (const agent of cellAgents(config, membership.members, cell, refused)) want(agent);
+        for (const agent of cellAgents(config, grants.now, cell, refused)) want(agent);
       }
       for (const [name, agentConfig] of Object.entries(config.agents)) {
         if (agentConfig.cell === 'none')
@@ -165,32 +172,38 @@ function configHashOf(config: AgentConfig | undefined): number {
 
 /**
  * A members file that cannot be read now (damaged, or an I/O error) grants what it granted when it
- * last could: a read error never un-supervises an agent. Returns the grants to remember.
+ * last could: a read error never un-supervises an agent. Returns the grants in force now and the
+ * grants to remember (without their times: {@link grantsOf}).
  */
-function keepLastGrants(
+function grantsInForce(
   membership: MembersRead,
-  last: MembersFile | undefined,
+  last: MemberGrants | undefined,
   problems: string[],
-): MembersFile | undefined {
-  if (!membership.problem) return membership.members;
+): { now: MemberGrants; keep: MemberGrants | undefined } {
+  if (!membership.problem) {
+    const grants = grantsOf(membership.members);
+    return { now: grants, keep: grants };
+  }
   if (membership.exists && last) {
-    membership.members = last;
     problems.push(
       'membership: the grants last read from members.json stay in force until it can be read again',
     );
+    return { now: last, keep: last };
   }
-  return last;
+  return { now: membership.members, keep: last };
 }
 
 /** The agents of one cell the operator granted; the rest (and any manifest `home`) into `refused`. */
 export function cellAgents(
   config: PitConfig,
-  members: MembersFile,
+  members: MemberGrants,
   cell: DiscoveredCell,
   refused: Refusal[],
 ): Array<Omit<WantedAgent, 'configHash'>> {
   const where = { uuid: cell.uuid, dir: cell.dir };
   const agents: Array<Omit<WantedAgent, 'configHash'>> = [];
+  // One frozen SlotCell for the agents of one role (a cell's 100 workers share one).
+  const byRole = new Map<string, SlotCell>();
   for (const agent of cell.manifest.agents) {
     if (agent.home !== undefined)
       refused.push({
@@ -209,10 +222,20 @@ export function cellAgents(
       });
       continue;
     }
+    let slotCell = byRole.get(agent.role);
+    if (slotCell === undefined) {
+      slotCell = Object.freeze({
+        uuid: cell.uuid,
+        dir: cell.dir,
+        manifest: cell.manifest,
+        role: agent.role,
+      });
+      byRole.set(agent.role, slotCell);
+    }
     agents.push({
       key: `${cell.uuid}/${agent.name}`,
       name: agent.name,
-      cell: { uuid: cell.uuid, dir: cell.dir, manifest: cell.manifest, role: agent.role },
+      cell: slotCell,
       config: agentConfig,
     });
   }

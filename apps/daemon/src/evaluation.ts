@@ -166,23 +166,19 @@ async function evaluate(context: SupervisorContext, slot: Slot): Promise<void> {
 }
 
 /**
- * The record an evaluation last saved, as a 53-bit hash of its JSON (not the JSON: a copy per
- * agent is 11,000 strings in a large fleet), and the store's revision right after.
- */
-const lastSaved = new WeakMap<Slot, { hash: number; revision: number }>();
-
-/**
  * Saves the agent's record unless it is exactly what an evaluation last saved and nothing was
  * saved since: a standing decision (escalated, record only, waiting) re-evaluated on every probe
- * rewrites nothing, so the daemon is idle. Two different records share a hash with a chance of
- * about 1 in 2^53; the state would then be written at the next change instead.
+ * rewrites nothing, so the daemon is idle. What was saved is kept in the slot as a 53-bit hash of
+ * its JSON (not the JSON: a copy per agent is 11,000 strings in a large fleet) and the store's
+ * revision right after. Two different records share a hash with a chance of about 1 in 2^53; the
+ * state would then be written at the next change instead.
  */
 function saveIfChanged(context: SupervisorContext, slot: Slot): void {
   const hash = hash53(JSON.stringify(slot.state));
-  const saved = lastSaved.get(slot);
-  if (saved?.hash === hash && saved.revision === context.store.revision(slot.key)) return;
+  if (slot.savedHash === hash && slot.savedRevision === context.store.revision(slot.key)) return;
   void context.store.save(slot.key);
-  lastSaved.set(slot, { hash, revision: context.store.revision(slot.key) });
+  slot.savedHash = hash;
+  slot.savedRevision = context.store.revision(slot.key);
 }
 
 async function recordHealthChange(

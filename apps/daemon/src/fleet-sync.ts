@@ -16,7 +16,7 @@ import type { SharedRecord } from './cluster/agent-records.js';
 import { createDiscovery, diffFleet, type FleetDiff, type WantedAgent } from './discovery.js';
 import { createProblemLog } from './problem-log.js';
 import { createRefusalReporter } from './membership.js';
-import { HOST, supervisionOf, type Slot } from './slot.js';
+import { compactRecord, HOST, NO_RESTARTS, supervisionOf, type Slot } from './slot.js';
 import type { SupervisorContext, SyncMode } from './supervisor-context.js';
 
 /** See the module header. */
@@ -295,13 +295,17 @@ async function addAgent(
     name: want.name,
     ...(want.cell ? { cell: want.cell } : {}),
     supervision: supervisionOf(want.config),
-    state: options.record ?? { health: 'unknown', revive_attempts: 0, restarts: [] },
+    state: compactRecord(
+      options.record ?? { health: 'unknown', revive_attempts: 0, restarts: NO_RESTARTS },
+    ),
     healthy: context.store.healthyPeriods(want.key),
     queue: undefined,
     lastSnapshotAt: 0,
     reported: false,
     scheduled: false,
     configHash: want.configHash,
+    savedHash: Number.NaN,
+    savedRevision: -1,
     target: want.cell?.dir ?? HOST,
   };
   // An approval request stored by a daemon killed before the agent's state named it: link it

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cleanup, spawnTsx, tempDir, waitFor, within } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import { grant, readMembers, updateMembers, withdraw } from './membership.js';
+import { grant, grantsOf, readMembers, updateMembers, withdraw } from './membership.js';
 
 afterEach(cleanup);
 
@@ -49,5 +49,26 @@ describe('updateMembers', () => {
     const { members } = await readMembers(stateDir);
     expect(Object.keys(members.cells[CELL] ?? {})).toHaveLength(19);
     await expect(fs.access(join(stateDir, 'members.json.lock'))).rejects.toThrow(/ENOENT/);
+  });
+});
+
+describe('grantsOf', () => {
+  it('keeps how each agent was granted each cell, and one frozen grant per source for the whole file', () => {
+    const other = '0b0e963c-ed00-4fa5-8dbb-eb0100c1239c';
+    const at = new Date('2026-01-02T03:04:05Z');
+    let members = grant(CELL, ['forge', 'ezra'], 'create', at)({ version: 1, cells: {} });
+    members = grant(other, ['scout'], 'create', at)(members);
+    members = grant(CELL, ['spare'], 'substitute', at)(members);
+    const grants = grantsOf(members);
+    expect(grants).toEqual({
+      cells: {
+        [CELL]: { forge: { by: 'create' }, ezra: { by: 'create' }, spare: { by: 'substitute' } },
+        [other]: { scout: { by: 'create' } },
+      },
+    });
+    expect(grants.cells[CELL]!.forge).toBe(grants.cells[other]!.scout);
+    expect(Object.isFrozen(grants.cells[CELL]!.forge)).toBe(true);
+    // The file read is left as it was.
+    expect(members.cells[CELL]!.forge).toEqual({ granted_at: at.toISOString(), by: 'create' });
   });
 });

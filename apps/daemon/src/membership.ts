@@ -49,6 +49,34 @@ export const MembersFileSchema = z.strictObject({
 /** The parsed members file. */
 export type MembersFile = z.output<typeof MembersFileSchema>;
 
+/** How a grant came about (one of {@link GRANT_SOURCES}). */
+export type GrantSource = (typeof GRANT_SOURCES)[number];
+
+/** What the membership rule reads of the members file: who may run in which cell, and how (not since when). */
+export interface MemberGrants {
+  /** Cell uuid → agent name → how it was granted. */
+  cells: Record<string, Record<string, { by: GrantSource }>>;
+}
+
+/** One frozen grant per source, shared by every grant {@link grantsOf} keeps. */
+const GRANTS_BY = Object.fromEntries(
+  GRANT_SOURCES.map((by) => [by, Object.freeze({ by })]),
+) as Record<GrantSource, Readonly<{ by: GrantSource }>>;
+
+/**
+ * The grants of a members file without their times: what discovery keeps between reads (one
+ * shared object per source, not a grant object and a time string per agent).
+ */
+export function grantsOf(members: MembersFile): MemberGrants {
+  const cells: MemberGrants['cells'] = {};
+  for (const [cell, agents] of Object.entries(members.cells)) {
+    const grants: Record<string, { by: GrantSource }> = {};
+    for (const [agent, grant] of Object.entries(agents)) grants[agent] = GRANTS_BY[grant.by];
+    cells[cell] = grants;
+  }
+  return { cells };
+}
+
 /** What one read of the members file gave. */
 export interface MembersRead {
   members: MembersFile;
@@ -169,10 +197,10 @@ export function migration(
 /** Why an agent listed in a cell's manifest may run there, or `undefined` when it may not. */
 export function grantOf(
   config: PitConfig,
-  members: MembersFile,
+  members: MemberGrants,
   cell: string,
   agent: string,
-): 'config' | (typeof GRANT_SOURCES)[number] | undefined {
+): 'config' | GrantSource | undefined {
   const agentConfig = config.agents[agent];
   if (agentConfig?.cell === 'none') return undefined;
   if (agentConfig?.cell === cell || agentConfig?.cells.includes(cell)) return 'config';

@@ -66,6 +66,12 @@ export interface Slot {
   scheduled: boolean;
   /** A hash of the agent's config as JSON, to notice a change on reload. */
   configHash: number;
+  /**
+   * The record an evaluation last saved, as a 53-bit hash of its JSON (NaN: none yet), and the
+   * store's revision right after (evaluation.ts: a record that did not change is not saved again).
+   */
+  savedHash: number;
+  savedRevision: number;
   /** Where its state is persisted: its cell's dir, or {@link HOST}. */
   target: string;
   /** In a cluster: the host running the current incarnation and its fencing epoch (in every event of it). */
@@ -79,12 +85,27 @@ export interface Slot {
   aheadRecorded?: Promise<void>;
 }
 
+/** The supervision of every agent without a config: one frozen object (never changed, only replaced). */
+const OBSERVED_UNCONFIGURED: Supervision = Object.freeze({ mode: 'observed', config: undefined });
+
 /** Managed when the config gives a command to run on this host; observed otherwise. */
 export function supervisionOf(config: AgentConfig | undefined): Supervision {
   if (config?.argv !== undefined && config.host === 'local') {
     return { mode: 'managed', config: { ...config, argv: config.argv, host: 'local' } };
   }
-  return { mode: 'observed', config };
+  return config === undefined ? OBSERVED_UNCONFIGURED : { mode: 'observed', config };
+}
+
+/**
+ * An agent's `restarts` while it has none: one frozen empty array for the whole fleet (the
+ * records replace their `restarts` when they change it, never push to it), not one per agent.
+ */
+export const NO_RESTARTS: string[] = Object.freeze([]) as unknown as string[];
+
+/** A record to hold: its empty `restarts` replaced by {@link NO_RESTARTS}. */
+export function compactRecord(state: AgentState): AgentState {
+  if (state.restarts.length === 0 && state.restarts !== NO_RESTARTS) state.restarts = NO_RESTARTS;
+  return state;
 }
 
 /** The agent's config, whatever its supervision. */

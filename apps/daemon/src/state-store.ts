@@ -107,11 +107,13 @@ const HistorySchema = z.strictObject({
 });
 type History = z.infer<typeof HistorySchema>;
 
-interface HeldRecord {
-  ref: AgentRecordRef;
+/** A held record: its ref's fields in it (not a ref object per agent), its state and bookkeeping. */
+interface HeldRecord extends AgentRecordRef {
   state: AgentState;
   revision: number;
   persistedAt: number;
+  /** The hash of `state`'s JSON when it was last checked against the schema (NaN: not yet; see checkState). */
+  checkedHash: number;
 }
 
 /** Options of {@link openFileStateStore}. */
@@ -147,10 +149,10 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
     now,
     readScope: async (scope) => (await readOwn(scope)) ?? emptyState(),
     members: (scope) => table.members(scope),
-    write: async (scope, state) => {
+    write: async (scope, state, held) => {
       const path = pathOf(scope);
       if (scope !== HOST) await fs.mkdir(join(path, '..'), { recursive: true, mode: 0o700 });
-      const written = checkState(state);
+      const written = checkState(state, held);
       await writeFileAtomic(path, stateText(state, written));
       return written;
     },
@@ -172,13 +174,14 @@ export async function openFileStateStore(options: FileStateStoreOptions): Promis
       const record = held(key);
       if (!record) return Promise.resolve();
       record.revision += 1;
-      return writer.write(record.ref.scope);
+      return writer.write(record.scope);
     },
     async compareAndSet(key, state, revision) {
       const record = held(key);
       if (!record || record.revision !== revision)
         return { ok: false, revision: record?.revision ?? -1 };
       record.state = state;
+      record.checkedHash = Number.NaN;
       await store.save(key);
       return { ok: true, revision: record.revision };
     },
@@ -278,7 +281,15 @@ function createRecordTable(onRelease: (record: HeldRecord) => void) {
     scopes: () => [...scopes.keys()],
     attach(ref: AgentRecordRef, state: AgentState) {
       table.detach(ref.key);
-      const record: HeldRecord = { ref, state, revision: 0, persistedAt: 0 };
+      const record: HeldRecord = {
+        key: ref.key,
+        name: ref.name,
+        scope: ref.scope,
+        state,
+        revision: 0,
+        persistedAt: 0,
+        checkedHash: Number.NaN,
+      };
       records.set(ref.key, record);
       let members = scopes.get(ref.scope);
       if (!members) scopes.set(ref.scope, (members = new Set()));
@@ -288,9 +299,9 @@ function createRecordTable(onRelease: (record: HeldRecord) => void) {
       const record = records.get(key);
       if (!record) return;
       records.delete(key);
-      const members = scopes.get(record.ref.scope);
+      const members = scopes.get(record.scope);
       members?.delete(record);
-      if (members?.size === 0) scopes.delete(record.ref.scope);
+      if (members?.size === 0) scopes.delete(record.scope);
       onRelease(record);
     },
   };
@@ -467,8 +478,8 @@ interface ScopeWriterOptions {
   now: () => number;
   readScope(scope: string): Promise<CellState>;
   members(scope: string): HeldRecord[];
-  /** Writes the scope's file; resolves with each record as written (its JSON). */
-  write(scope: string, state: CellState): Promise<Map<string, string>>;
+  /** Writes the scope's file (`held`: the held records it carries); resolves with each record as written (its JSON). */
+  write(scope: string, state: CellState, held: readonly HeldRecord[]): Promise<Map<string, string>>;
   landed(): void;
   closed(): boolean;
 }
@@ -512,9 +523,9 @@ function createScopeWriter(options: ScopeWriterOptions) {
       updated_at: new Date(startedAt).toISOString(),
       agents: others.agents,
     };
-    for (const member of group) state.agents[member.ref.name] = member.state;
-    const written = await options.write(scope, state);
-    const heldNow = new Set(options.members(scope).map((member) => member.ref.name));
+    for (const member of group) state.agents[member.name] = member.state;
+    const written = await options.write(scope, state, group);
+    const heldNow = new Set(options.members(scope).map((member) => member.name));
     unheld.landed(scope, notHeld(state, group, heldNow, written), heldNow, others.letGo);
     // Only a write that landed counts: a healthy agent whose write failed is written again.
     for (const member of group) member.persistedAt = startedAt;
@@ -530,7 +541,7 @@ function createScopeWriter(options: ScopeWriterOptions) {
   const failed = (scope: string, error: unknown) => {
     const retry = retries.get(scope) ?? { delay: PERSIST_RETRY_MS / 2 };
     retry.delay = Math.min(retry.delay * 2, PERSIST_RETRY_MAX_MS);
-    const agent = options.members(scope)[0]?.ref.key ?? scope;
+    const agent = options.members(scope)[0]?.key ?? scope;
     logger.error('cannot persist state', { agent, error: String(error), retry_in_ms: retry.delay });
     if (!retry.timer && !options.closed()) {
       retry.timer = setTimeout(() => {
@@ -601,7 +612,10 @@ function stateText(state: CellState, written: Map<string, string>): string {
   return lines.length === 0 ? `${head}}}\n` : `${head}\n${lines.join(',\n')}\n}}\n`;
 }
 
-/** The hash of each record's JSON when it was last checked against the schema, by record object. */
+/**
+ * The hash of each record's JSON when it was last checked against the schema, by record object,
+ * for the records no agent holds (a held record keeps its own: {@link HeldRecord.checkedHash}).
+ */
 const checkedHash = new WeakMap<object, number>();
 
 /**
@@ -609,19 +623,24 @@ const checkedHash = new WeakMap<object, number>();
  * would, and returns each record's JSON as written. A record whose JSON hashes as it did when it
  * was last checked is not checked again: a scope's file is rewritten whole at every save, and
  * checking 3,000 unchanged records each time was about a fifth of the daemon's CPU while it took
- * up a host's agents (only a hash is kept per record, not its JSON).
+ * up a host's agents (only a hash is kept per record, not its JSON: in the held record that holds
+ * it, else in {@link checkedHash}).
  * @throws {Error} naming the record and field, when the daemon built an invalid record.
  */
-function checkState(state: CellState): Map<string, string> {
+function checkState(state: CellState, held: readonly HeldRecord[]): Map<string, string> {
   CellStateSchema.parse({ ...state, agents: {} });
+  const holders = new Map<AgentState, HeldRecord>();
+  for (const record of held) holders.set(record.state, record);
   const written = new Map<string, string>();
   for (const [name, record] of Object.entries(state.agents)) {
     const json = JSON.stringify(record);
     written.set(name, json);
     const hash = hash53(json);
-    if (checkedHash.get(record) === hash) continue;
+    const holder = holders.get(record);
+    if ((holder === undefined ? checkedHash.get(record) : holder.checkedHash) === hash) continue;
     CellStateSchema.shape.agents.parse({ [name]: record });
-    checkedHash.set(record, hash);
+    if (holder === undefined) checkedHash.set(record, hash);
+    else holder.checkedHash = hash;
   }
   return written;
 }
@@ -638,9 +657,9 @@ function createUnheldRecords(readScope: (scope: string) => Promise<CellState>) {
   const released = new Map<string, Map<string, AgentState>>();
   return {
     note(record: HeldRecord): void {
-      let records = released.get(record.ref.scope);
-      if (!records) released.set(record.ref.scope, (records = new Map()));
-      records.set(record.ref.name, structuredClone(record.state));
+      let records = released.get(record.scope);
+      if (!records) released.set(record.scope, (records = new Map()));
+      records.set(record.name, structuredClone(record.state));
     },
     /** What a write of `scope` carries besides its held agents, and the let-go records it takes. */
     async take(scope: string) {

@@ -33,7 +33,7 @@ import {
 } from './fleet-index.js';
 import { pickSubstitute } from './pick-substitute.js';
 import type { PolicyConfig } from './policy-config.js';
-import { resolvePolicyMemo, type ResolvedPolicy } from './resolve-policy.js';
+import { resolvePolicyMemo, type AgentPolicy } from './resolve-policy.js';
 
 /** Options of {@link decide}. Times are ms since the Unix epoch. */
 export interface DecideOptions {
@@ -74,7 +74,7 @@ interface Situation {
   /** It has config files to roll back (see `AgentRef.rollbackable`). */
   rollbackable: boolean;
   local: boolean;
-  policy: Readonly<ResolvedPolicy>;
+  policy: AgentPolicy;
   fleet: FleetIndex;
   history: AgentHistory;
   now: number;

@@ -113,20 +113,33 @@ export function resolvePolicy(options: ResolvePolicyOptions): ResolvedPolicy {
   return policy;
 }
 
-/** Per config object: per mission (`undefined` for none), per agent, the frozen resolution. */
-const resolutions = new WeakMap<
-  PolicyConfig,
-  Map<string | undefined, Map<string, Readonly<ResolvedPolicy>>>
->();
+/**
+ * The policy `decide()` applies to one agent: its resolution without the agent's name (which
+ * decide() takes from its own input), so that agents with the same policy can share one object.
+ */
+export type AgentPolicy = Readonly<Omit<ResolvedPolicy, 'agent'>>;
+
+/** One mission's resolutions (for one config): the one agents without an override share, and the rest. */
+interface MissionResolutions {
+  /** The resolution of every agent without an override of its own (not named among its substitutes). */
+  shared: AgentPolicy;
+  /** Agents with an override, or named among the shared resolution's substitutes: their own. */
+  own: Map<string, AgentPolicy>;
+}
+
+/** Per config object: per mission (`undefined` for none), its frozen resolutions. */
+const resolutions = new WeakMap<PolicyConfig, Map<string | undefined, MissionResolutions>>();
 
 /**
- * {@link resolvePolicy}, memoised per config object and deep-frozen: what `decide()` uses, so a
- * fleet of thousands resolves each agent's policy once per config. The config is frozen too, so
- * changing it after the first decision fails loudly instead of leaving stale resolutions behind;
- * parse a new config to change the policy.
+ * {@link resolvePolicy} without the agent's name, memoised per config object and deep-frozen:
+ * what `decide()` uses, so a fleet of thousands resolves its policies once per config. Agents
+ * without an override of their own get one shared object (10,000 plain agents hold one
+ * resolution, and nothing per agent). The config is frozen too, so changing it after the first
+ * decision fails loudly instead of leaving stale resolutions behind; parse a new config to change
+ * the policy.
  * @internal
  */
-export function resolvePolicyCached(options: ResolvePolicyOptions): Readonly<ResolvedPolicy> {
+export function resolvePolicyCached(options: ResolvePolicyOptions): AgentPolicy {
   return resolvePolicyMemo(options.config, options.agent, options.mission);
 }
 
@@ -139,59 +152,45 @@ export function resolvePolicyMemo(
   config: PolicyConfig,
   agent: string,
   mission: string | undefined,
-): Readonly<ResolvedPolicy> {
+): AgentPolicy {
   let byMission = resolutions.get(config);
   if (byMission === undefined) {
     deepFreeze(config);
     byMission = new Map();
     resolutions.set(config, byMission);
   }
-  let byAgent = byMission.get(mission);
-  if (byAgent === undefined) {
-    byAgent = new Map();
-    byMission.set(mission, byAgent);
+  let resolved = byMission.get(mission);
+  if (resolved === undefined) {
+    resolved = { shared: sharedResolution(config, mission), own: new Map() };
+    byMission.set(mission, resolved);
   }
-  let policy = byAgent.get(agent);
+  // An agent named among its own substitutes gets a resolution without itself in them.
+  if (!Object.hasOwn(config.agents, agent) && !resolved.shared.substitutes.includes(agent))
+    return resolved.shared;
+  let policy = resolved.own.get(agent);
   if (policy === undefined) {
-    policy = resolveShared(config, agent, mission, byAgent);
-    byAgent.set(agent, policy);
+    policy = deepFreeze(
+      resolvePolicy(mission === undefined ? { config, agent } : { config, agent, mission }),
+    );
+    resolved.own.set(agent, policy);
   }
   return policy;
 }
 
-/** The name the shared resolution of agents without an override is made for (never a valid agent name). */
+/** The name the shared resolution is made for (never a valid agent name, so never a substitute). */
 const TEMPLATE_AGENT = '\0';
 
 /**
- * An agent without an override of its own has the policy of every other such agent of its
- * mission: it shares that resolution (its trace and nested tables, frozen) and only its name is
- * its own, so 10,000 plain agents hold one trace, not 10,000.
+ * The policy of every agent of `mission` without an override of its own: resolved for a name no
+ * agent has, without that name.
  */
-function resolveShared(
-  config: PolicyConfig,
-  agent: string,
-  mission: string | undefined,
-  byAgent: Map<string, Readonly<ResolvedPolicy>>,
-): Readonly<ResolvedPolicy> {
-  const own = () =>
-    deepFreeze(
-      resolvePolicy(mission === undefined ? { config, agent } : { config, agent, mission }),
-    );
-  if (Object.hasOwn(config.agents, agent)) return own();
-  let template = byAgent.get(TEMPLATE_AGENT);
-  if (template === undefined) {
-    template = deepFreeze(
-      resolvePolicy(
-        mission === undefined
-          ? { config, agent: TEMPLATE_AGENT }
-          : { config, agent: TEMPLATE_AGENT, mission },
-      ),
-    );
-    byAgent.set(TEMPLATE_AGENT, template);
-  }
-  // An agent named among its own substitutes gets a resolution without itself in them.
-  if (template.substitutes.includes(agent)) return own();
-  return Object.freeze({ ...template, agent });
+function sharedResolution(config: PolicyConfig, mission: string | undefined): AgentPolicy {
+  const { agent: _template, ...shared } = resolvePolicy(
+    mission === undefined
+      ? { config, agent: TEMPLATE_AGENT }
+      : { config, agent: TEMPLATE_AGENT, mission },
+  );
+  return deepFreeze(shared);
 }
 
 function deepFreeze<T>(value: T): T {

@@ -272,7 +272,8 @@ export function createAssessor(options: AssessorOptions = {}): Assessor {
       rule.successThreshold ?? own.successThreshold,
       rule.inconclusive,
     );
-    record.probes = [...record.probes, track];
+    // concat, not a spread: `[...probes, track]` is built by pushing, and keeps room for 17.
+    record.probes = record.probes.concat(track);
     return track;
   };
 

@@ -172,6 +172,61 @@ const SchedulerOptionsSchema = z.strictObject({
 /** A run abandoned this long after its timeout is reported as a timeout (for `run`s that ignore their signal). ms. */
 const ABANDON_AFTER_MS = 1000;
 
+/**
+ * What a slot keeps of its {@link ScheduledProbe}: all of it but `watchPath` (kept as the slot's
+ * directory and file name), frozen. Slots given the same `run` with the same name and timing
+ * share one (a fleet's heartbeat probes, one `run` for every agent, share one object), so
+ * neither the caller's object nor its path is kept per agent.
+ */
+type ProbeSpec = Readonly<Omit<ScheduledProbe, 'watchPath'>>;
+
+/** The {@link ProbeSpec} of a scheduled probe: the last one made for its `run`, when it matches. */
+function createSpecs(): (probe: ScheduledProbe) => ProbeSpec {
+  const byRun = new WeakMap<ScheduledProbe['run'], ProbeSpec>();
+  return (probe) => {
+    const known = byRun.get(probe.run);
+    if (
+      known !== undefined &&
+      known.name === probe.name &&
+      known.intervalMs === probe.intervalMs &&
+      known.timeoutMs === probe.timeoutMs &&
+      known.watchedIntervalMs === probe.watchedIntervalMs
+    )
+      return known;
+    const spec: ProbeSpec = Object.freeze({
+      name: probe.name,
+      intervalMs: probe.intervalMs,
+      ...(probe.timeoutMs === undefined ? {} : { timeoutMs: probe.timeoutMs }),
+      ...(probe.watchedIntervalMs === undefined
+        ? {}
+        : { watchedIntervalMs: probe.watchedIntervalMs }),
+      run: probe.run,
+    });
+    byRun.set(probe.run, spec);
+    return spec;
+  };
+}
+
+/**
+ * The watched directories' names, one string per directory for all the slots watching a file in
+ * it (a cell's 100 heartbeat files share one), held while a slot names it.
+ */
+function createDirNames(): { hold(dir: string): string; release(dir: string): void } {
+  const names = new Map<string, { name: string; slots: number }>();
+  return {
+    hold(dir) {
+      let held = names.get(dir);
+      if (held === undefined) names.set(dir, (held = { name: ownString(dir), slots: 0 }));
+      held.slots += 1;
+      return held.name;
+    },
+    release(dir) {
+      const held = names.get(dir);
+      if (held !== undefined && --held.slots === 0) names.delete(dir);
+    },
+  };
+}
+
 /** One probe of one agent: a fixed-shape record, in the shared timer heap while it waits. */
 class Slot implements HeapEntry {
   dueAt = Infinity;
@@ -195,16 +250,18 @@ class Slot implements HeapEntry {
   runBegan = 0;
   waiters: { after: number; resolve: (event: ProbeEvent | undefined) => void }[] | undefined =
     undefined;
-  /** The watched directory's entry and the file's name in it, while watched. */
+  /** The watched directory's entry, while watched. */
   watch: DirWatch | undefined = undefined;
-  watchFile = '';
   firstInterval = true;
   /** How long the last run took, ms (sweeps start the slowest probes first). */
   lastLatencyMs = 0;
 
   constructor(
     readonly agent: string,
-    readonly spec: ScheduledProbe,
+    readonly spec: ProbeSpec,
+    /** The directory of its `watchPath` (absolute), and the file's name in it; `undefined` and '' for none. */
+    readonly watchDir: string | undefined,
+    readonly watchFile: string,
   ) {}
 }
 
@@ -259,6 +316,8 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
   const urgent = new Fifo<QueueEntry>();
   const normal = new Fifo<QueueEntry>();
   const watches = new Map<string, DirWatch>();
+  const specOf = createSpecs();
+  const dirNames = createDirNames();
   let running = 0;
   let queued = 0;
   let runs = 0;
@@ -446,21 +505,25 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
     timers.schedule(slot, performance.now() + Math.min(Math.ceil(delay), 2_147_483_647));
   };
 
+  const newSlot = (agent: string, probe: ScheduledProbe): Slot => {
+    if (probe.watchPath === undefined) return new Slot(agent, specOf(probe), undefined, '');
+    const absolute = resolve(probe.watchPath);
+    const dir = dirNames.hold(dirname(absolute));
+    return new Slot(agent, specOf(probe), dir, ownString(basename(absolute)));
+  };
+
   const ensureWatch = (slot: Slot): void => {
-    const path = slot.spec.watchPath;
-    if (path === undefined || slot.watch || slot.removed || stopped) return;
-    const absolute = resolve(path);
-    const dir = dirname(absolute);
+    const dir = slot.watchDir;
+    if (dir === undefined || slot.watch || slot.removed || stopped) return;
     const entry = watches.get(dir) ?? watchDir(dir);
     if (!entry) return;
-    const file = ownString(basename(absolute));
+    const file = slot.watchFile;
     const others = entry.files.get(file);
     entry.files.set(
       file,
       others === undefined ? slot : Array.isArray(others) ? [...others, slot] : [others, slot],
     );
     slot.watch = entry;
-    slot.watchFile = file;
   };
 
   const watchDir = (dir: string): DirWatch | undefined => {
@@ -525,6 +588,7 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
   };
 
   const removeSlot = (slot: Slot): void => {
+    if (!slot.removed && slot.watchDir !== undefined) dirNames.release(slot.watchDir);
     slot.removed = true;
     if (slot.dueReason !== 'abandon') timers.cancel(slot);
     if (slot.status === 'queued') queued -= 1;
@@ -554,7 +618,7 @@ export function createProbeScheduler(options: ProbeSchedulerOptions): ProbeSched
           'PROBE_AGENT_EXISTS',
           `probe scheduler: agent ${JSON.stringify(schedule.agent)} is already scheduled; remove it first`,
         );
-      const slots = schedule.probes.map((spec) => new Slot(schedule.agent, spec));
+      const slots = schedule.probes.map((probe) => newSlot(schedule.agent, probe));
       agents.set(schedule.agent, slots);
       for (const slot of slots) {
         ensureWatch(slot);
