@@ -266,6 +266,8 @@ interface ExecutorState {
   prestarted: Map<string, NonNullable<SpawnedExit['respawned']>>;
   /** Starts in progress, by `<cell>/<agent>`. */
   starting: Map<string, number>;
+  /** Processes a stop was asked for: no standing order is left for them any more. */
+  stopping: WeakSet<AgentProcess>;
 }
 
 /**
@@ -298,6 +300,7 @@ export function createExecutor(options: ExecutorOptions = {}): Executor {
     podman: undefined,
     prestarted: new Map(),
     starting: new Map(),
+    stopping: new WeakSet(),
   };
 
   return {
@@ -800,7 +803,13 @@ async function standRestart(
 ): Promise<boolean> {
   const { launcher, options } = state;
   const { cgroups } = options;
-  if (!launcher || running.via !== 'launcher' || running.exit || state.polledAt.get(running)?.())
+  if (
+    !launcher ||
+    running.via !== 'launcher' ||
+    running.exit ||
+    state.stopping.has(running) ||
+    state.polledAt.get(running)?.()
+  )
     return false;
   if ((spec.isolation?.level ?? 1) !== 1 || options.killGroupOnExit === false) return false;
   if (cgroups && cgroups.killBy !== 'cgroup.kill') return false;
@@ -815,7 +824,8 @@ async function standRestart(
     return false;
   const group = cgroups?.pathOf(request.cell, agent);
   await spec.recorded;
-  if (running.exit) return false;
+  // A stop asked for meanwhile withdrew no order (none stood yet): none is left after it.
+  if (running.exit || state.stopping.has(running)) return false;
   return launcher.stand(running.pid, {
     ...request,
     headerAt,
@@ -1006,6 +1016,7 @@ async function stopAgent(
 ): Promise<AgentExit> {
   if (agentProcess.exit) return agentProcess.exit;
   // Stopped on purpose: not restarted by a standing order (withdrawn before the signal).
+  state.stopping.add(agentProcess);
   await state.launcher?.cancel(agentProcess.pid);
   const { logger } = state.options;
   const graceMs = stopOptions.graceMs ?? state.graceDefault;

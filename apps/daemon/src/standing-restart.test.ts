@@ -82,6 +82,22 @@ describe('standing restarts (executor and agent launcher)', () => {
     expect(await pidOf(next)).toBeUndefined();
   });
 
+  it('a stop asked while the order is being prepared leaves none: nothing is started at that exit', async () => {
+    const { executor, first, spec } = await running();
+    const next = newSpawnNonce();
+    let recorded!: () => void;
+    // The order waits for the next start's record: the stop comes in between.
+    const standing = executor.standRestart(
+      { ...spec(next), recorded: new Promise<void>((resolve) => (recorded = resolve)) },
+      first,
+    );
+    const stopped = executor.stop(first, { graceMs: 1000 });
+    recorded();
+    expect(await standing).toBe(false);
+    expect((await stopped).prestarted).toBeUndefined();
+    expect(await pidOf(next)).toBeUndefined();
+  });
+
   it('kills what the order started when the daemon does not restart the agent (discardPrestarted)', async () => {
     const { executor, first, spec, lines } = await running();
     const next = newSpawnNonce();
