@@ -80,6 +80,10 @@ export interface StandingRequest extends Omit<SpawnRequest, 'header'> {
   cgroupKill?: string;
 }
 
+/** A start's log header from its two parts, with the time of the start now between them. */
+export const headerAtNow = (headerAt: readonly [string, string]): string =>
+  `${headerAt[0]}${new Date().toISOString()}${headerAt[1]}`;
+
 /** A created agent process. */
 export interface Spawned {
   pid: number;

@@ -11,6 +11,7 @@ import {
 } from '@pit/cell-spec';
 import type { AgentCgroups } from './agent-cgroups.js';
 import {
+  headerAtNow,
   spawnDirect,
   startError,
   type SpawnRequest,
@@ -595,7 +596,7 @@ async function startAgent(state: ExecutorState, spec: StartAgentOptions): Promis
   if (ahead) return track(state, ahead, { ...fields, ahead: true });
   const request: SpawnRequest = {
     ...start.request,
-    header: `${headerAt[0]}${new Date().toISOString()}${headerAt[1]}`,
+    header: headerAtNow(headerAt),
   };
   await rotateFullLog(state, request, request.logPath);
   if (request.errorLogPath !== undefined) await rotateFullLog(state, request, request.errorLogPath);

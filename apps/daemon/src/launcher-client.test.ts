@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cleanup, reapLater, tempDir, waitFor, within } from '@pit/test-kit';
-import { agentEnv, makeCell } from '../test/helpers.js';
+import { agentEnv, isGoneOrZombie, makeCell } from '../test/helpers.js';
 import type { SpawnRequest } from './agent-spawn.js';
 import { createExecutor, type Executor } from './executor.js';
 import { createLauncher, LAUNCHER_PROGRAM, type AgentSpawner } from './launcher-client.js';
@@ -48,11 +48,6 @@ const sleeper = async (executor: Executor, cell: { uuid: string; dir: string }, 
   const started = await executor.start({ agent, argv: ['sleep', '30'], env: agentEnv(), cell });
   reapLater(started.pid);
   return started;
-};
-
-const isGoneOrZombie = async (pid: number) => {
-  const state = (await readProcessStat(pid))?.state;
-  return state === undefined || state === 'Z';
 };
 
 describe('the agent launcher', () => {

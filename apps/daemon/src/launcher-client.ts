@@ -20,6 +20,7 @@ import {
   type Spawned,
   type SpawnedExit,
   type StandingRequest,
+  headerAtNow,
 } from './agent-spawn.js';
 import { parseProcessStat } from '@pit/probes';
 import { pollExit } from './exit-poll.js';
@@ -311,8 +312,10 @@ function onExit(launcher: Launcher, answer: Extract<Answer, { type: 'exit' }>): 
     if (answer.respawn === order.id) {
       // Now a start like any other: answered by 'spawned' or 'failed', recovered if the launcher dies.
       const { headerAt, cgroupKill: _kill, ...rest } = order.request;
-      const header = `${headerAt[0]}${new Date().toISOString()}${headerAt[1]}`;
-      launcher.pending.set(order.id, { ...order, request: { ...rest, header } });
+      launcher.pending.set(order.id, {
+        ...order,
+        request: { ...rest, header: headerAtNow(headerAt) },
+      });
       respawned = { request: order.request, spawned: order.spawned };
     }
   }

@@ -2,14 +2,15 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cleanup, reapLater, tempDir, waitFor, within } from '@pit/test-kit';
-import { agentEnv, recordingLogger } from '../test/helpers.js';
+import { agentEnv, isGoneOrZombie, recordingLogger } from '../test/helpers.js';
 import {
   createExecutor,
   newSpawnNonce,
+  type AgentProcess,
   type Executor,
   type StartAgentOptions,
 } from './executor.js';
-import { findMarkedProcesses, markedKey, readProcessStat } from './proc.js';
+import { findMarkedProcesses, markedKey } from './proc.js';
 
 let executor: Executor | undefined;
 
@@ -46,10 +47,15 @@ async function running() {
 const pidOf = async (nonce: string) =>
   (await findMarkedProcesses(INSTANCE, { nonce })).get(markedKey(undefined, 'forge'))?.pid;
 
-const isGoneOrZombie = async (pid: number) => {
-  const state = (await readProcessStat(pid))?.state;
-  return state === undefined || state === 'Z';
-};
+/** Leaves an order for `first`, SIGKILLs it, and returns the pid of the process the order started. */
+async function killWithOrder(executor: Executor, first: AgentProcess, spec: StartAgentOptions) {
+  expect(await executor.standRestart(spec, first)).toBe(true);
+  process.kill(first.pid, 'SIGKILL');
+  await within(first.exited, 5000, 'exit');
+  const ahead = await waitFor(() => pidOf(spec.nonce!), 5000, 'the process the order started');
+  reapLater(ahead);
+  return ahead;
+}
 
 describe('standing restarts (executor and agent launcher)', () => {
   it('starts the next process the moment the agent exits; the start that follows keeps it', async () => {
@@ -101,11 +107,7 @@ describe('standing restarts (executor and agent launcher)', () => {
   it('kills what the order started when the daemon does not restart the agent (discardPrestarted)', async () => {
     const { executor, first, spec, lines } = await running();
     const next = newSpawnNonce();
-    await executor.standRestart(spec(next), first);
-    process.kill(first.pid, 'SIGKILL');
-    await within(first.exited, 5000, 'exit');
-    const ahead = await waitFor(() => pidOf(next), 5000, 'the process the order started');
-    reapLater(ahead);
+    const ahead = await killWithOrder(executor, first, spec(next));
     await executor.discardPrestarted(next, 'the policy asked for approval');
     expect(await isGoneOrZombie(ahead)).toBe(true);
     expect(lines.some((line) => line.includes('killed the restart a standing order made'))).toBe(
@@ -117,11 +119,7 @@ describe('standing restarts (executor and agent launcher)', () => {
   it('a start that differs from the order (its environment changed) kills that process and forks its own', async () => {
     const { executor, first, spec } = await running();
     const next = newSpawnNonce();
-    await executor.standRestart(spec(next), first);
-    process.kill(first.pid, 'SIGKILL');
-    await within(first.exited, 5000, 'exit');
-    const ahead = await waitFor(() => pidOf(next), 5000, 'the process the order started');
-    reapLater(ahead);
+    const ahead = await killWithOrder(executor, first, spec(next));
     const fresh = await executor.start(spec(next, { MODEL: 'changed' }));
     reapLater(fresh.pid);
     expect(fresh.pid).not.toBe(ahead);

@@ -7,6 +7,7 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { provisionCell, type Logger } from '@pit/cell-spec';
 import { tempDir } from '@pit/test-kit';
+import { readProcessStat } from '../src/proc.js';
 
 /** A real cell with the given agents under a temp cells root (removed by test-kit's `cleanup`). */
 export async function makeCell(
@@ -33,6 +34,12 @@ export const agentEnv = (): Record<string, string> => ({
   PATH: process.env.PATH ?? '/usr/bin:/bin',
   HOME: '/nonexistent',
 });
+
+/** Whether `pid` is gone, or a zombie nobody reaped (nothing runs any more). */
+export const isGoneOrZombie = async (pid: number): Promise<boolean> => {
+  const state = (await readProcessStat(pid))?.state;
+  return state === undefined || state === 'Z';
+};
 
 /** A logger that keeps its lines (`level message {fields}`), for tests that assert what was logged. */
 export function recordingLogger(): { logger: Logger; lines: string[] } {

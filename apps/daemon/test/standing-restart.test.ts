@@ -7,9 +7,8 @@ import { join } from 'node:path';
 import { cleanup, reapLater, tempDir, testAgentPath, waitFor } from '@pit/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSupervisor, type Supervisor } from '../src/supervisor.js';
-import { makeCell, recordingLogger } from './helpers.js';
+import { isGoneOrZombie, makeCell, recordingLogger } from './helpers.js';
 import { cellEvents, storyOf, testConfig } from './fleet.js';
-import { readProcessStat } from '../src/proc.js';
 
 let supervisor: Supervisor | undefined;
 
@@ -86,11 +85,6 @@ async function daemon(argv: string[], policy = '') {
   );
   return { cell, lines, pidOf, first, started };
 }
-
-const isGoneOrZombie = async (pid: number) => {
-  const state = (await readProcessStat(pid))?.state;
-  return state === undefined || state === 'Z';
-};
 
 describe('standing restarts (the daemon)', () => {
   it('a killed agent is restarted by the launcher at its exit, and the daemon keeps that process as its restart', async () => {
