@@ -6,6 +6,7 @@ import {
   waitFor,
   type TestNatsCluster,
 } from '@pit/test-kit';
+import { silentLogger, type Logger } from '../logger.js';
 import { openCoordination, rankHosts, type Coordination } from './coordination.js';
 
 const installed = natsInstalled('the cluster coordination tests');
@@ -167,6 +168,54 @@ describe.skipIf(!installed)(
       }
       await waitFor(() => rejoined.length > before, 30_000, 'the host to rejoin');
       expect(host.fenced()).toBe(false);
+    }, 90_000);
+
+    it('a renewal that failed is tried again at once: NATS back within 2T/3 of the last renewal, the lease never lapses at the fence', async () => {
+      // T = 45 s: the first renewal after joining is due 15 s in, the fence 30 s in. Every node
+      // is killed at once, so that renewal fails; the nodes are started again and the next try
+      // must land while the last renewal still holds (the fence program kills this host's agents
+      // when it no longer does). Waiting for the next tick instead (T/3 later, at the fence
+      // itself) lets the lease lapse there.
+      const said: string[] = [];
+      const logger: Logger = {
+        ...silentLogger,
+        info: (message) => void said.push(message),
+        warn: (message) => void said.push(message),
+      };
+      const renewals: Array<{ at: number; validMs: number }> = [];
+      const host = await openCoordination({
+        servers: cluster.urls,
+        hostId: 'retry',
+        leaseTtlMs: 45_000,
+        requestTimeoutMs: 1_000,
+        logger,
+      });
+      opened.push(host);
+      host.onRenew((validMs) => void renewals.push({ at: performance.now(), validMs }));
+      renewals.push({ at: performance.now(), validMs: host.safeForMs() });
+      const fencedAt: number[] = [];
+      host.onFence(() => fencedAt.push(Date.now()));
+      await Promise.all([0, 1, 2].map((index) => cluster.kill(index)));
+      try {
+        await waitFor(
+          () => said.includes('cluster lease not renewed: trying again'),
+          25_000,
+          'a renewal to fail',
+        );
+      } finally {
+        await Promise.all([0, 1, 2].map((index) => cluster.start(index)));
+      }
+      await waitFor(() => renewals.length >= 2, 25_000, 'a renewal to land again');
+      const [joined, next] = renewals;
+      expect(next!.at - joined!.at, 'the renewal landed after the lease had lapsed').toBeLessThan(
+        joined!.validMs,
+      );
+      expect(fencedAt).toEqual([]);
+      expect(host.fenced()).toBe(false);
+      expect(said).toContain('cluster lease renewed again');
+      expect(
+        said.filter((message) => message === 'cluster lease not renewed: trying again'),
+      ).toHaveLength(1);
     }, 90_000);
 
     it("shares an agent's record across hosts; a write that carries an older epoch is refused", async () => {

@@ -4,7 +4,8 @@
  * loop; it decides nothing about agents (the daemon asks it before acting).
  *
  * - **Host liveness**: bucket `pit_hosts` with a bucket TTL of `T` (the lease): each daemon puts
- *   its key every `T/3`; a key the server expired means the host is gone. Peers read the keys
+ *   its key every `T/3` (every {@link LEASE_RETRY_MS} after a put that failed, until one lands); a
+ *   key the server expired means the host is gone. Peers read the keys
  *   (NATS 2.9 sends watchers nothing on expiry, so nothing here watches).
  * - **Ownership and fencing**: bucket `pit_owners`, one key per agent (`<cell uuid>/<name>`),
  *   its value the owning host. Every start of an agent first claims the key: `create` when it has
@@ -304,7 +305,14 @@ interface Opened extends CoordinationOptions {
   now: () => number;
 }
 
-/** The host lease: renewed every T/3, fenced 2T/3 after the last renewal that landed. */
+/**
+ * How soon a renewal that failed is tried again, ms (at most `T/3`): a NATS node that dies takes
+ * its streams' leaderships with it for the 2–4 s of an election, and a host that waited for its
+ * next `T/3` tick after one failed put would have no time left before its fence at `2T/3`.
+ */
+export const LEASE_RETRY_MS = 250;
+
+/** The host lease: renewed every T/3 (and again soon after a failure), fenced 2T/3 after the last renewal that landed. */
 interface Lease {
   fenced(): boolean;
   onFence(listener: () => void): void;
@@ -314,13 +322,48 @@ interface Lease {
   stop(): Promise<void>;
 }
 
+/**
+ * One put of this host's lease key, true when it landed. Says the first failure of an outage (it
+ * is tried again every `retryMs` until one lands) and, once one lands, how many failed.
+ */
+function leasePutter(
+  opened: Opened,
+  retryMs: number,
+  safeForMs: () => number,
+): (started: number) => Promise<boolean> {
+  const { hosts, logger, hostId } = opened;
+  let failures = 0;
+  return async (started) => {
+    try {
+      const lease = { host: hostId, pid: process.pid, renewed_at: started };
+      await hosts.put(hostId, JSON.stringify(lease));
+    } catch (error) {
+      failures += 1;
+      if (failures === 1)
+        logger.warn('cluster lease not renewed: trying again', {
+          host: hostId,
+          error: String(error),
+          retry_ms: retryMs,
+          safe_for_ms: Math.max(0, safeForMs()),
+        });
+      return false;
+    }
+    if (failures > 0)
+      logger.info('cluster lease renewed again', { host: hostId, failed_attempts: failures });
+    failures = 0;
+    return true;
+  };
+}
+
 async function keepLease(opened: Opened): Promise<Lease> {
-  const { hosts, logger, now, hostId, leaseTtlMs } = opened;
+  const { logger, now, hostId, leaseTtlMs } = opened;
   const fenceAfter = (leaseTtlMs * 2) / 3;
+  const retryMs = Math.min(LEASE_RETRY_MS, leaseTtlMs / 3);
   let renewedAt = 0;
   let wasFenced = true;
   let stopped = false;
   let fenceTimer: NodeJS.Timeout | undefined;
+  let retryTimer: NodeJS.Timeout | undefined;
   let renewing: Promise<void> | undefined;
   const fenceListeners: Array<() => void> = [];
   const rejoinListeners: Array<() => void> = [];
@@ -335,33 +378,35 @@ async function keepLease(opened: Opened): Promise<Lease> {
     });
     for (const listener of fenceListeners) listener();
   };
-  const renew = async () => {
+  const safeForMs = () => fenceAfter - (now() - renewedAt);
+  const put = leasePutter(opened, retryMs, safeForMs);
+  const renew = async (): Promise<boolean> => {
     const started = now();
-    try {
-      const lease = { host: hostId, pid: process.pid, renewed_at: started };
-      await hosts.put(hostId, JSON.stringify(lease));
-    } catch (error) {
-      logger.warn('cluster lease not renewed', { host: hostId, error: String(error) });
-      return;
-    }
+    if (!(await put(started))) return false;
     renewedAt = started;
     for (const listener of renewListeners) listener(fenceAfter - (now() - started));
     // Fenced exactly 2T/3 after this renewal unless another lands first (not at the next tick:
     // the host must have stopped before its lease expires at its peers, T after it).
     clearTimeout(fenceTimer);
     fenceTimer = setTimeout(check, fenceAfter + 1);
-    if (!wasFenced) return;
+    if (!wasFenced) return true;
     wasFenced = false;
     logger.info('cluster lease held', { host: hostId, lease_ms: leaseTtlMs });
     for (const listener of rejoinListeners) listener();
+    return true;
   };
   const tick = () => {
     check();
     if (renewing || stopped) return;
-    renewing = renew().finally(() => {
-      renewing = undefined;
-      check();
-    });
+    clearTimeout(retryTimer);
+    renewing = renew()
+      .then((landed) => {
+        if (!landed && !stopped) retryTimer = setTimeout(tick, retryMs);
+      })
+      .finally(() => {
+        renewing = undefined;
+        check();
+      });
   };
   const timer = setInterval(tick, Math.max(50, Math.floor(leaseTtlMs / 3)));
   // The lease is put once before the handle is returned: a host claims nothing before it holds one.
@@ -372,10 +417,11 @@ async function keepLease(opened: Opened): Promise<Lease> {
     onFence: (listener) => void fenceListeners.push(listener),
     onRejoin: (listener) => void rejoinListeners.push(listener),
     onRenew: (listener) => void renewListeners.push(listener),
-    safeForMs: () => fenceAfter - (now() - renewedAt),
+    safeForMs,
     async stop() {
       stopped = true;
       clearInterval(timer);
+      clearTimeout(retryTimer);
       await renewing;
       clearTimeout(fenceTimer);
     },
