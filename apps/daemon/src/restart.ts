@@ -316,12 +316,17 @@ function retryStart(
   }, 1000).unref();
 }
 
-/** The agent's environment: its config's (with `env_from` secrets), its mission bus credentials, `extra`. */
+/**
+ * The agent's environment: its config's (with `env_from` secrets), its mission bus credentials,
+ * `extra`. `env_from` names missing from the daemon's environment are warned about unless
+ * `quiet` (a standing order composes the environment of a start that already warned).
+ */
 export async function agentEnvironment(
   context: SupervisorContext,
   slot: Slot,
   agentConfig: ManagedAgentConfig,
   why: StartReason,
+  quiet = false,
 ): Promise<Record<string, string>> {
   const composed = composeAgentEnv(agentConfig, context.env);
   let busEnv: Record<string, string> = {};
@@ -336,7 +341,7 @@ export async function agentEnvironment(
         return {};
       });
   }
-  if (composed.missing.length > 0) {
+  if (composed.missing.length > 0 && !quiet) {
     context.logger.warn('env_from variables not set in the daemon environment', {
       agent: slot.key,
       missing: composed.missing,

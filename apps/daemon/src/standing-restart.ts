@@ -50,11 +50,13 @@ export async function leaveStandingRestart(
   try {
     const nonce = slot.state.next_spawn_nonce;
     if (nonce === undefined || !wouldRestartAtOnce(context, slot)) return;
-    const env = await agentEnvironment(context, slot, agentConfig, {
-      reason: 'standing restart',
-      attempt: 0,
-      initial: false,
-    });
+    const env = await agentEnvironment(
+      context,
+      slot,
+      agentConfig,
+      { reason: 'standing restart', attempt: 0, initial: false },
+      true,
+    );
     const recorded = slot.aheadRecorded ?? Promise.resolve();
     const spec = startOptions(context, slot, agentConfig, { env, nonce, recorded });
     if (slot.process !== started || started.exit) return;

@@ -168,7 +168,7 @@ describe('pit daemon (e2e, real processes)', () => {
     const metrics = await (await fetch(`${daemon.url}/metrics`)).text();
     expect(metrics).toContain('pit_approvals_total{outcome="approved"} 1');
     expect(metrics).toMatch(/pit_agents\{state="healthy"\} 1/);
-    // The daemon's own memory, for an operator sizing --max-old-space-size (deploy/pit.service).
+    // The daemon's own memory (heap used, resident, heap limit), for an operator sizing the host.
     const memory = Object.fromEntries(
       [...metrics.matchAll(/^pit_daemon_memory_bytes\{kind="(\w+)"\} (\d+)$/gm)].map((match) => [
         match[1],

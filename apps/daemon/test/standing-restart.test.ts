@@ -24,6 +24,7 @@ afterEach(async () => {
 
 /** One cell with the agent `forge` running `argv`, standing restarts on, the mission bus off. */
 async function daemon(argv: string[], policy = '') {
+  delete process.env.PIT_STANDING_TEST_UNSET;
   const base = await tempDir('pit-standing-');
   const cell = await makeCell([{ name: 'forge' }], join(base, 'missions'));
   const toml = [
@@ -48,6 +49,8 @@ async function daemon(argv: string[], policy = '') {
     '[agents.forge]',
     'startup_grace_s = 10',
     'stop_grace_s = 2',
+    // Not in the daemon's environment: warned about once per start, not again for the order.
+    'env_from = ["PIT_STANDING_TEST_UNSET"]',
     `argv = ${JSON.stringify(argv)}`,
   ].join('\n');
   const { config, policyInput } = testConfig(toml, base);
@@ -104,6 +107,11 @@ describe('standing restarts (the daemon)', () => {
       'agent_revived',
     );
     expect(revived).toMatchObject({ agent: 'forge', pid: second });
+    const starts = lines.filter((line) => line.includes('agent started')).length;
+    expect(starts).toBe(3);
+    expect(lines.filter((line) => line.includes('env_from variables not set'))).toHaveLength(
+      starts,
+    );
     const story = await storyOf(cell.dir, 'forge');
     expect(story.lastIndexOf('agent_dead')).toBeLessThan(story.lastIndexOf('decision:restart'));
     expect(story.lastIndexOf('decision:restart')).toBeLessThan(story.lastIndexOf('agent_revived'));
