@@ -197,14 +197,29 @@ async function launchNatsCluster(
       if (running[index]!.process === child) running[index]!.process = undefined;
     });
   };
-  const ready = (index: number) =>
-    waitFor(
-      () => healthy(ports[index]!.monitor),
-      30_000,
-      `nats-server node n${index} to serve JetStream`,
-    ).catch((error: unknown) => {
+  // A node that exits before it serves (its port taken between freePort() and its bind, by
+  // another test's connection) fails at once, so that the one retry on fresh ports has time.
+  const ready = async (index: number) => {
+    const child = running[index]!.process;
+    const ended = () =>
+      !child || child.exitCode !== null || child.signalCode !== null
+        ? `exited (${child?.signalCode ?? child?.exitCode ?? 'not started'})`
+        : undefined;
+    try {
+      await waitFor(
+        async () => ended() !== undefined || (await healthy(ports[index]!.monitor)),
+        30_000,
+        `nats-server node n${index} to serve JetStream`,
+      );
+    } catch (error) {
       throw new Error(`${(error as Error).message}\nits log ends:\n${tails[index]}`);
-    });
+    }
+    const exit = ended();
+    if (exit)
+      throw new Error(
+        `nats-server node n${index} ${exit} before serving JetStream\nits log ends:\n${tails[index]}`,
+      );
+  };
   const up = ports.map((_, index) => index).filter((index) => !options.down?.includes(index));
   for (const index of up) launch(index);
   const cluster: TestNatsCluster = {
