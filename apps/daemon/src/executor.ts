@@ -174,8 +174,9 @@ export interface ExecutorOptions {
   onExit?: (process: AgentProcess, exit: AgentExit) => void;
   /**
    * Fork agents from a small long-lived launcher process (launcher-client.ts) instead of from
-   * this process, whose size every fork would otherwise copy. While the launcher is not ready
-   * (starting, or it died and is being replaced) agents are spawned directly. Agents are marked
+   * this process, whose size every fork would otherwise copy. A start waits for a launcher that
+   * is still starting (up to 2 s after its start); while none is ready after that (it died and is
+   * being replaced, or cannot run) agents are spawned directly. Agents are marked
    * with PIT_INSTANCE either way (a random instance when `instance` is not given).
    * @default false
    */

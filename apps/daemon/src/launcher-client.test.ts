@@ -205,6 +205,29 @@ describe('the agent launcher', () => {
     expect(lines).toContain('agent launcher not ready; spawning agents from the daemon');
   });
 
+  it('a start asked for while the launcher is still starting waits for it: the launcher forks it, the daemon does not', async () => {
+    const dir = await tempDir();
+    const { logger, lines } = recordingLogger();
+    spawner = createLauncher({ instance: 'early', pollMs: 50, logger });
+    // Asked at once, as the daemon's first starts are, before the launcher has said it is ready.
+    expect(spawner.launcherPid()).toBeUndefined();
+    const spawned = await spawner.spawn({
+      agent: 'forge',
+      cell: undefined,
+      command: ['sleep', '30'],
+      cwd: dir,
+      env: agentEnv(),
+      logPath: join(dir, 'forge.log'),
+      header: '--- test\n',
+    });
+    reapLater(spawned.pid);
+    expect(spawned.via).toBe('launcher');
+    expect((await readProcessStat(spawned.pid))?.ppid).toBe(spawner.launcherPid());
+    expect(lines).not.toContain('agent launcher not ready; spawning agents from the daemon');
+    process.kill(spawned.pid, 'SIGKILL');
+    await within(spawned.exited, 5000, 'the agent to exit');
+  });
+
   it('close() ends and reaps the launcher and leaves agents running', async () => {
     const cell = await makeCell([{ name: 'forge' }]);
     const { executor, launcherPid } = await readyExecutor();

@@ -81,6 +81,12 @@ const MAX_RESTART_DELAY_MS = 30_000;
 const CLOSE_GRACE_MS = 2000;
 /** A start the launcher has not answered after this long (ms) has the launcher's state checked. */
 const ANSWER_CHECK_MS = 250;
+/**
+ * How long after a launcher was started (ms) a start waits for it to be ready rather than spawn
+ * from the daemon: the daemon's first starts come right after the launcher's own, which takes a
+ * Node start-up (tens of ms; more on a loaded host).
+ */
+const READY_WAIT_MS = 2000;
 
 interface Refable {
   ref(): void;
@@ -132,6 +138,8 @@ interface Launcher {
   standing: Map<number, Standing>;
   dead: boolean;
   gone: Promise<void>;
+  /** Resolves once it is ready or dead. */
+  settled: Promise<void>;
   /** Checks in `/proc` that it is not stopped, every `pollMs` while it lives. */
   watch: NodeJS.Timeout | undefined;
 }
@@ -221,6 +229,7 @@ function launch(state: LauncherState): void {
     return scheduleRestart(state);
   }
   let markGone!: () => void;
+  let markSettled!: () => void;
   const launcher: Launcher = {
     child,
     pid: child.pid,
@@ -232,8 +241,10 @@ function launch(state: LauncherState): void {
     standing: new Map(),
     dead: false,
     gone: new Promise((resolve) => (markGone = resolve)),
+    settled: new Promise((resolve) => (markSettled = resolve)),
     watch: undefined,
   };
+  void launcher.gone.then(markSettled);
   state.current = launcher;
   // Its own start time, read while it certainly exists: whatever it starts begins no earlier.
   if (child.pid !== undefined) launcher.startTime = readProcessStatSync(child.pid)?.startTime;
@@ -243,7 +254,10 @@ function launch(state: LauncherState): void {
   (child.stdin as unknown as Refable).unref();
   (child.stdout as unknown as Refable).unref();
   child.stdin!.on('error', () => undefined);
-  createInterface({ input: child.stdout! }).on('line', (line) => onLine(state, launcher, line));
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    onLine(state, launcher, line);
+    if (launcher.ready) markSettled();
+  });
   child.once('error', (error) => {
     died(state, launcher, error.message);
     markGone();
@@ -448,8 +462,26 @@ async function recoverStart(
   spawnDirect(request).then(pending.resolve, pending.reject);
 }
 
-/** {@link AgentSpawner.spawn}: through the ready launcher, else directly (noted once in the log). */
-function spawnAgent(state: LauncherState, request: SpawnRequest): Promise<Spawned> {
+/**
+ * {@link AgentSpawner.spawn}: through the ready launcher, else directly (noted once in the log).
+ * A launcher started less than {@link READY_WAIT_MS} ago is waited for until then.
+ */
+async function spawnAgent(state: LauncherState, request: SpawnRequest): Promise<Spawned> {
+  const starting = state.current;
+  const waitMs = starting ? READY_WAIT_MS - (Date.now() - starting.startedAt) : 0;
+  if (starting && !state.closed && !starting.ready && !starting.dead && waitMs > 0) {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      starting.settled,
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs))),
+    ]);
+    clearTimeout(timer);
+  }
+  return spawnNow(state, request);
+}
+
+/** Through the ready launcher, else directly (noted once in the log). */
+function spawnNow(state: LauncherState, request: SpawnRequest): Promise<Spawned> {
   const launcher = state.current;
   if (state.closed || !launcher?.ready || launcher.dead) {
     if (!state.closed && state.direct === undefined) {

@@ -72,8 +72,8 @@ async function daemon(argv: string[], policy = '') {
     reapLater(pid);
     return pid;
   };
-  // The first start may be made before the agent launcher is ready (then from the daemon, with
-  // no order): the restart after a SIGKILL is the launcher's, and gets one.
+  // The first start waits for the agent launcher (up to 2 s after it was started, else it is
+  // made from the daemon, with no order): the restart after a SIGKILL is the launcher's either way.
   const zeroth = await started();
   process.kill(zeroth, 'SIGKILL');
   const first = await started(zeroth);
