@@ -9,8 +9,12 @@ export default defineConfig({
   ssr: { resolve: { conditions, externalConditions: ['@pit/source'] } },
   test: {
     projects,
-    testTimeout: 30_000,
-    hookTimeout: 30_000,
+    // The net for a whole test or hook, not a wait: every wait inside one has its own bound and
+    // names what did not happen. Many tests start several daemons or CLI processes (each a Node
+    // start; on Node 20 tsx runs its loader on a worker thread), and 30 s was within reach of
+    // their sum on a loaded 2-core CI machine, where a slow run then failed as a bare timeout.
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
     pool: 'forks',
   },
 });

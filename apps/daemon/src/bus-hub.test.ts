@@ -21,7 +21,7 @@ describe.skipIf(!installed)('the bus hub of a clustered daemon ([cluster])', () 
 
   beforeAll(async () => {
     cluster = await startNatsCluster(await tempDir('pit-bushub-nats-'));
-  }, 60_000);
+  }, 150_000);
   afterAll(async () => {
     for (const client of clients) await client.close().catch(() => {});
     for (const hub of hubs) await hub.close().catch(() => {});

@@ -104,7 +104,7 @@ describe.each(modes)('createExecutor (level 1, $name)', ({ launcher }) => {
     reapLater(agent.pid);
     expect(landed).toBe(true);
     expect(agent.exit).toBeUndefined();
-    expect((await readProcessStat(agent.pid))?.state).toMatch(/^[RS]$/);
+    expect((await readProcessStat(agent.pid))?.state).toMatch(/^[RSD]$/);
   });
 
   it('appends stdout and stderr to the one log, in the order written, with mergeStderr', async () => {

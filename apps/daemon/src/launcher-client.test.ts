@@ -130,7 +130,7 @@ describe('the agent launcher', () => {
       'the start asked of a stopped launcher',
     );
     reapLater(scout.pid);
-    expect((await readProcessStat(scout.pid))?.state).toMatch(/^[RS]$/);
+    expect((await readProcessStat(scout.pid))?.state).toMatch(/^[RSD]$/);
     expect(lines).toContain(replacing);
     await waitFor(async () => (await isGoneOrZombie(launcherPid)) || undefined, 5000, 'killed');
     const next = await waitFor(

@@ -141,10 +141,10 @@ describe('the supervision loop', () => {
   });
 
   it("never declares a started agent healthy on its previous incarnation's heartbeat: it crashes on start, and only dies", async () => {
-    // The agent lives 1.5 s and exits 78 (a corrupt config) without writing a heartbeat; the one in
+    // The agent lives 5 s and exits 78 (a corrupt config) without writing a heartbeat; the one in
     // the cell is fresh by the clock but older than this process, so it proves nothing.
     const { cell, config, policyInput } = await fleet(['forge'], 'mode = "never"', {
-      forge: 'argv = ["/bin/sh", "-c", "sleep 1.5; exit 78"]',
+      forge: 'argv = ["/bin/sh", "-c", "sleep 5; exit 78"]',
     });
     await writeHeartbeat(cell.dir, {
       agent: 'forge',

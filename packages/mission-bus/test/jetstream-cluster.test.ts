@@ -105,7 +105,7 @@ describe.skipIf(!installed)('the mission bus on a replicated JetStream stream', 
 
   beforeAll(async () => {
     cluster = await startNatsCluster(await tempDir('pit-jsbus-nats-'));
-  }, 60_000);
+  }, 150_000);
   afterAll(async () => {
     for (const host of hosts) {
       await host.bus.close().catch(() => {});

@@ -68,7 +68,7 @@ describe.skipIf(!installed)('bus roles shared through a JetStream KV bucket', ()
 
   beforeAll(async () => {
     cluster = await startNatsCluster(await tempDir('pit-jsroles-nats-'));
-  }, 60_000);
+  }, 150_000);
   afterAll(async () => {
     for (const bus of buses) await bus.close().catch(() => {});
     for (const nc of connections) await nc.close().catch(() => {});

@@ -92,7 +92,9 @@ describe('createAlertDispatcher with real channels', () => {
     const dispatcher = createAlertDispatcher({
       channels: [telegram, nostr],
       groupWindowMs: 0,
-      retry: { retries: 0, attemptTimeoutMs: 3000 },
+      // Long enough that Nostr's delivery (gift wrap, the relay, the approver) on a loaded machine
+      // is over well before the hanging Telegram attempt times out.
+      retry: { retries: 0, attemptTimeoutMs: 10_000 },
       onDelivery: (report) => reports.push(report),
     });
     dispatcher.notify({ kind: 'death', agent: 'scout', summary: 'exit 137' });
@@ -115,7 +117,9 @@ describe('createAlertDispatcher with real channels', () => {
     const dispatcher = createAlertDispatcher({
       channels: [telegram, nostr],
       groupWindowMs: 0,
-      retry: { retries: 4, minDelayMs: 150, maxDelayMs: 2000 },
+      // Telegram's fourth call comes at least 1 + 2 + 2 s after its first: Nostr is delivered well
+      // before, even on a loaded machine (with 150 ms it could be 1 s, and Nostr came second).
+      retry: { retries: 4, minDelayMs: 1000, maxDelayMs: 2000 },
       logger,
       onDelivery: (report) => reports.push(report),
     });

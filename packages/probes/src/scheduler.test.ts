@@ -141,13 +141,14 @@ describe('createProbeScheduler', () => {
 
   it('notices a heartbeat death at its deadline by timer, not at the next poll', async () => {
     const cellDir = cell();
-    const maxAgeMs = 2_000;
+    // Fresh for 2 s more: the first run (at add) must still find it fresh on a loaded machine.
+    const maxAgeMs = 5_000;
     const written = await writeHeartbeat(cellDir, {
       agent: 'forge',
       cell_uuid: uuid,
       cycle: 1,
       status: 'working',
-      timestamp: (Date.now() - maxAgeMs + 500) / 1000,
+      timestamp: (Date.now() - maxAgeMs + 2_000) / 1000,
     });
     const deadline = written.timestamp * 1000 + maxAgeMs;
     const assessor = createAssessor({ probes: { heartbeat: { failureThreshold: 1 } } });

@@ -39,7 +39,7 @@ describe.skipIf(!installed)('cells’ checkpoints in a real JetStream object sto
     cluster = await startNatsCluster(await tempDir('pit-nats-cells-'));
     nc = await connect({ servers: cluster.urls });
     store = await new Objm(jetstream(nc)).create('pit_cells_test', { replicas: 3 });
-  }, 60_000);
+  }, 150_000);
   afterAll(async () => {
     await nc?.close();
     await cluster?.stop();

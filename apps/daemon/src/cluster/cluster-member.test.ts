@@ -20,7 +20,7 @@ describe.skipIf(!installed)('a cluster member over a real 3-node NATS JetStream 
 
   beforeAll(async () => {
     cluster = await startNatsCluster(await tempDir('pit-nats-member-'));
-  }, 60_000);
+  }, 150_000);
   afterAll(async () => {
     await Promise.all(members.map((member) => member.close().catch(() => {})));
     await cluster?.stop();

@@ -29,7 +29,7 @@ describe.skipIf(!installed)(
 
     beforeAll(async () => {
       cluster = await startNatsCluster(await tempDir('pit-nats-'));
-    }, 60_000);
+    }, 150_000);
     afterAll(async () => {
       await Promise.all(
         opened.map((coordination) => coordination.close({ leave: false }).catch(() => {})),
@@ -158,7 +158,9 @@ describe.skipIf(!installed)(
       const cut = Date.now();
       try {
         await waitFor(() => fencedAt.length > 0, 10_000, 'the host to fence itself');
-        expect(fencedAt[0]! - cut).toBeLessThan(1_500);
+        // Its fence timer fires 2T/3 (1 s) after the last renewal, which landed before the cut;
+        // the rest of the bound is for a loaded machine's late timers.
+        expect(fencedAt[0]! - cut).toBeLessThan(2_500);
         expect(await host.claim('0c6b3f7e-1111-4222-8333-944455556666/ink')).toMatchObject({
           ok: false,
           reason: 'fenced',

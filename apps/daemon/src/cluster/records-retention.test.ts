@@ -67,7 +67,7 @@ describe.skipIf(!installed)('retention of the shared agent records (real NATS Je
 
   beforeAll(async () => {
     cluster = await startNatsCluster(await tempDir('pit-nats-records-'));
-  }, 60_000);
+  }, 150_000);
   afterAll(async () => {
     await Promise.all(
       opened.map((coordination) => coordination.close({ leave: false }).catch(() => {})),
