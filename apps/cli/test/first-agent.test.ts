@@ -5,7 +5,7 @@
  * with SIGKILL comes back.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -73,6 +73,9 @@ describe('README: Supervise your first agent', () => {
     // A copy of the example, so that its state and cells stay out of the repository.
     base = mkdtempSync(join(tmpdir(), 'pit-first-agent-'));
     cpSync(example, base, { recursive: true });
+    // The mission bus on a free port too (7421 may be taken where tests run: another daemon, or
+    // another test file's, in parallel), as `--listen` does for HTTP below.
+    appendFileSync(join(base, 'pit.toml'), '\n[bus]\nlisten = "127.0.0.1:0"\n');
     const env = { PIT_CONFIG: join(base, 'pit.toml') };
     const [setup, daily] = blocks('sh').map(pitCommands);
     expect(setup?.map((words) => words[0])).toEqual(['cell', 'daemon']);
