@@ -11,11 +11,10 @@ import { flatString } from './compact-string.js';
 import type { PhiAccrualDetector } from './phi-accrual.js';
 import {
   describeError,
-  existingSignal,
   parseTarget,
   probeNow,
   runProbe,
-  RunOptions,
+  withoutLazySignal,
   type Outcome,
   type ProbeOptions,
   type ProbeResult,
@@ -125,7 +124,11 @@ export async function heartbeatProbe(
   );
 }
 
-/** heartbeatProbe after validation (createHeartbeatProbe validates its fixed target once). */
+/**
+ * heartbeatProbe after validation (createHeartbeatProbe validates its fixed target once). A read
+ * of a file cannot be cancelled, so a scheduler's lazy signal is not made for it (see
+ * withoutLazySignal).
+ */
 function probeHeartbeat(
   spec: HeartbeatTarget,
   path: string,
@@ -134,7 +137,7 @@ function probeHeartbeat(
 ): Promise<HeartbeatProbeResult> {
   return runProbe<HeartbeatProbeResult>(
     { kind: 'heartbeat', describe: `heartbeat ${path}` },
-    options,
+    withoutLazySignal(options),
     async (attempt) => {
       let heartbeat: Heartbeat;
       try {
@@ -328,14 +331,8 @@ export function createHeartbeatCheck(rule: HeartbeatRule): HeartbeatCheck {
       () => `heartbeat ${path()}`,
     );
     if (now !== undefined) return Promise.resolve(now);
-    // The full read, which may wait: a scheduler's signal only if the probe already has one (a
-    // read that never made it cannot have been aborted, and ends by its timeout).
-    const signal = existingSignal(options);
-    const runOptions =
-      options instanceof RunOptions
-        ? { timeoutMs: options.timeoutMs, now: options.now, ...(signal ? { signal } : {}) }
-        : options;
-    return probeHeartbeat(target, path(), runOptions, previous);
+    // The full read, which may wait (with a scheduler's signal only if the probe already has one).
+    return probeHeartbeat(target, path(), options, previous);
   };
 }
 
