@@ -196,6 +196,27 @@ describe('createHeartbeatProbe', () => {
     expect(probe.progress).toBeUndefined();
     await expect(probe.run({ now: () => clock })).resolves.toMatchObject({ ok: true });
   });
+
+  it('run by a scheduler, makes no AbortController (0.8 KB each): a file read is not cancelled', async () => {
+    await beat(7, Date.now());
+    const probe = createHeartbeatProbe({ cellDir, agent: 'forge', maxAgeMs: 60_000 });
+    const made = vi.spyOn(globalThis, 'AbortController');
+    const scheduler = createProbeScheduler({ onResult: () => undefined });
+    try {
+      scheduler.add({
+        agent: 'cell/forge',
+        probes: [{ name: 'heartbeat', intervalMs: 60_000, run: probe.run }],
+      });
+      for (let round = 0; round < 5; round++) {
+        const [event] = await scheduler.sweep();
+        expect(event?.result).toMatchObject({ ok: true, kind: 'heartbeat' });
+      }
+      expect(made).not.toHaveBeenCalled();
+    } finally {
+      made.mockRestore();
+      await scheduler.stop();
+    }
+  });
 });
 
 describe('createHeartbeatCheck', () => {

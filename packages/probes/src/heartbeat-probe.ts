@@ -1,21 +1,13 @@
 import { join } from 'node:path';
 import { z } from 'zod';
-import {
-  AgentNameSchema,
-  cellPaths,
-  readHeartbeat,
-  readHeartbeatSync,
-  type Heartbeat,
-} from '@pit/cell-spec';
-import { flatString } from './compact-string.js';
+import { AgentNameSchema, readHeartbeat, readHeartbeatSync, type Heartbeat } from '@pit/cell-spec';
 import type { PhiAccrualDetector } from './phi-accrual.js';
 import {
   describeError,
-  existingSignal,
   parseTarget,
   probeNow,
   runProbe,
-  RunOptions,
+  withoutLazySignal,
   type Outcome,
   type ProbeOptions,
   type ProbeResult,
@@ -117,24 +109,23 @@ export async function heartbeatProbe(
   options?: ProbeOptions,
 ): Promise<HeartbeatProbeResult> {
   const spec = parseTarget('heartbeat', HeartbeatTargetSchema, target);
-  return probeHeartbeat(
-    spec,
-    cellPaths(spec.cellDir).heartbeat(spec.agent),
-    options,
-    spec.previous,
-  );
+  return probeHeartbeat(spec, options, spec.previous);
 }
 
-/** heartbeatProbe after validation (createHeartbeatProbe validates its fixed target once). */
+/**
+ * heartbeatProbe after validation (createHeartbeatProbe validates its fixed target once). A read
+ * of a file cannot be cancelled, so a scheduler's lazy signal is not made for it (see
+ * withoutLazySignal).
+ */
 function probeHeartbeat(
   spec: HeartbeatTarget,
-  path: string,
   options: ProbeOptions | undefined,
   previous: CycleProgress | undefined,
 ): Promise<HeartbeatProbeResult> {
+  const path = heartbeatPath(spec.cellDir, spec.agent);
   return runProbe<HeartbeatProbeResult>(
     { kind: 'heartbeat', describe: `heartbeat ${path}` },
-    options,
+    withoutLazySignal(options),
     async (attempt) => {
       let heartbeat: Heartbeat;
       try {
@@ -146,6 +137,14 @@ function probeHeartbeat(
       attempt.settle(judge(spec, heartbeat, attempt.now(), previous));
     },
   );
+}
+
+/**
+ * `cellPaths(cellDir).heartbeat(agent)`, without building every other path of the cell (this
+ * runs on every probe run; the agent's name was checked by the caller's schema, or is by the read).
+ */
+function heartbeatPath(cellDir: string, agent: string): string {
+  return join(cellDir, '.lazarus', 'heartbeats', `${agent}.json`);
 }
 
 /** A heartbeat that could not be read: missing (none written yet), unreadable, or invalid. */
@@ -256,14 +255,14 @@ export interface HeartbeatProbe {
  */
 export function createHeartbeatProbe(target: Omit<HeartbeatTarget, 'previous'>): HeartbeatProbe {
   const spec = parseTarget('heartbeat', HeartbeatTargetSchema, target);
-  const path = flatString(cellPaths(spec.cellDir).heartbeat(spec.agent));
+  // The heartbeat's path is not kept (~120 bytes per agent): each run joins it again.
   let progress: CycleProgress | undefined;
   let generation = 0;
   return {
     async run(options) {
       const started = generation;
       // The target was validated once, here; a run validates only its options.
-      const result = await probeHeartbeat(spec, path, options, progress);
+      const result = await probeHeartbeat(spec, options, progress);
       if (result.progress && started === generation) progress = result.progress;
       return result;
     },
@@ -310,7 +309,7 @@ export function createHeartbeatCheck(rule: HeartbeatRule): HeartbeatCheck {
   const spec = parseTarget('heartbeat', HeartbeatRuleSchema, rule);
   return (cellDir, agent, options, previous) => {
     const target = { ...spec, cellDir, agent };
-    const path = () => join(cellDir, '.lazarus', 'heartbeats', `${agent}.json`);
+    const path = () => heartbeatPath(cellDir, agent);
     // Most reads are answered at once from a file the kernel has cached: no timer, no abort
     // listener, no signal made (see RunOptions).
     const now = probeNow<HeartbeatProbeResult>(
@@ -328,14 +327,8 @@ export function createHeartbeatCheck(rule: HeartbeatRule): HeartbeatCheck {
       () => `heartbeat ${path()}`,
     );
     if (now !== undefined) return Promise.resolve(now);
-    // The full read, which may wait: a scheduler's signal only if the probe already has one (a
-    // read that never made it cannot have been aborted, and ends by its timeout).
-    const signal = existingSignal(options);
-    const runOptions =
-      options instanceof RunOptions
-        ? { timeoutMs: options.timeoutMs, now: options.now, ...(signal ? { signal } : {}) }
-        : options;
-    return probeHeartbeat(target, path(), runOptions, previous);
+    // The full read, which may wait (with a scheduler's signal only if the probe already has one).
+    return probeHeartbeat(target, options, previous);
   };
 }
 
