@@ -14,7 +14,13 @@ export {
   assertCellUuid,
   type AgentName,
 } from './agent-name.js';
-export { cellPaths, DEFAULT_CELLS_ROOT, PRODUCTION_CELLS_ROOT, type CellPaths } from './paths.js';
+export {
+  cellPaths,
+  DEFAULT_CELLS_ROOT,
+  heartbeatPath,
+  PRODUCTION_CELLS_ROOT,
+  type CellPaths,
+} from './paths.js';
 export {
   writeFileAtomic,
   writeJsonAtomic,

@@ -55,7 +55,16 @@ export function cellPaths(dirOrRoot: string, uuid?: string): CellPaths {
     state: join(lazarus, 'state.json'),
     agentLog: (agent) => join(logs, `${assertAgentName(agent)}.log`),
     agentErrorLog: (agent) => join(logs, `${assertAgentName(agent)}.err.log`),
-    heartbeat: (agent) => join(heartbeats, `${assertAgentName(agent)}.json`),
+    heartbeat: (agent) => heartbeatPath(dir, agent),
     inbox: (agent) => join(busInbox, assertAgentName(agent)),
   };
+}
+
+/**
+ * `.lazarus/heartbeats/<agent>.json` of the cell at `cellDir`: `cellPaths(cellDir).heartbeat(agent)`
+ * without building the cell's other paths (a probe asks for it on every run).
+ * @throws {CellError} CELL_BAD_NAME for an invalid agent name.
+ */
+export function heartbeatPath(cellDir: string, agent: string): string {
+  return join(cellDir, '.lazarus', 'heartbeats', `${assertAgentName(agent)}.json`);
 }

@@ -1,6 +1,11 @@
-import { join } from 'node:path';
 import { z } from 'zod';
-import { AgentNameSchema, readHeartbeat, readHeartbeatSync, type Heartbeat } from '@pit/cell-spec';
+import {
+  AgentNameSchema,
+  heartbeatPath,
+  readHeartbeat,
+  readHeartbeatSync,
+  type Heartbeat,
+} from '@pit/cell-spec';
 import type { PhiAccrualDetector } from './phi-accrual.js';
 import {
   describeError,
@@ -137,14 +142,6 @@ function probeHeartbeat(
       attempt.settle(judge(spec, heartbeat, attempt.now(), previous));
     },
   );
-}
-
-/**
- * `cellPaths(cellDir).heartbeat(agent)`, without building every other path of the cell (this
- * runs on every probe run; the agent's name was checked by the caller's schema, or is by the read).
- */
-function heartbeatPath(cellDir: string, agent: string): string {
-  return join(cellDir, '.lazarus', 'heartbeats', `${agent}.json`);
 }
 
 /** A heartbeat that could not be read: missing (none written yet), unreadable, or invalid. */
