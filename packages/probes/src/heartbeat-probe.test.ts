@@ -8,6 +8,7 @@ import { ProbeError } from './errors.js';
 import { createHeartbeatCheck, createHeartbeatProbe, heartbeatProbe } from './heartbeat-probe.js';
 import { createPhiAccrualDetector } from './phi-accrual.js';
 import { createProbeScheduler } from './scheduler.js';
+import type { ProbeOptions, ProbeResult } from './probe-result.js';
 
 let cellDir: string;
 const uuid = randomUUID();
@@ -174,6 +175,32 @@ describe('heartbeatProbe', () => {
   });
 });
 
+/**
+ * How many AbortControllers a scheduler's `rounds` sweeps of the heartbeat probe `run` make
+ * (each sweep must find the heartbeat fresh).
+ */
+async function abortControllersMade(
+  run: (options: ProbeOptions) => Promise<ProbeResult>,
+  rounds: number,
+): Promise<number> {
+  const made = vi.spyOn(globalThis, 'AbortController');
+  const scheduler = createProbeScheduler({ onResult: () => undefined });
+  try {
+    scheduler.add({
+      agent: 'cell/forge',
+      probes: [{ name: 'heartbeat', intervalMs: 60_000, run }],
+    });
+    for (let round = 0; round < rounds; round++) {
+      const [event] = await scheduler.sweep();
+      expect(event?.result).toMatchObject({ ok: true, kind: 'heartbeat' });
+    }
+    return made.mock.calls.length;
+  } finally {
+    made.mockRestore();
+    await scheduler.stop();
+  }
+}
+
 describe('createHeartbeatProbe', () => {
   it('remembers the cycle between runs, so a stuck cycle is detected without passing it back', async () => {
     let clock = T0;
@@ -200,22 +227,7 @@ describe('createHeartbeatProbe', () => {
   it('run by a scheduler, makes no AbortController (0.8 KB each): a file read is not cancelled', async () => {
     await beat(7, Date.now());
     const probe = createHeartbeatProbe({ cellDir, agent: 'forge', maxAgeMs: 60_000 });
-    const made = vi.spyOn(globalThis, 'AbortController');
-    const scheduler = createProbeScheduler({ onResult: () => undefined });
-    try {
-      scheduler.add({
-        agent: 'cell/forge',
-        probes: [{ name: 'heartbeat', intervalMs: 60_000, run: probe.run }],
-      });
-      for (let round = 0; round < 5; round++) {
-        const [event] = await scheduler.sweep();
-        expect(event?.result).toMatchObject({ ok: true, kind: 'heartbeat' });
-      }
-      expect(made).not.toHaveBeenCalled();
-    } finally {
-      made.mockRestore();
-      await scheduler.stop();
-    }
+    expect(await abortControllersMade(probe.run, 5)).toBe(0);
   });
 });
 
@@ -262,28 +274,7 @@ describe('createHeartbeatCheck', () => {
   it('run by a scheduler, makes no AbortController (0.8 KB each) for an agent that never asks for its signal', async () => {
     await beat(7, Date.now());
     const check = createHeartbeatCheck({ maxAgeMs: 60_000 });
-    const made = vi.spyOn(globalThis, 'AbortController');
-    const scheduler = createProbeScheduler({ onResult: () => undefined });
-    try {
-      scheduler.add({
-        agent: 'cell/forge',
-        probes: [
-          {
-            name: 'heartbeat',
-            intervalMs: 60_000,
-            run: (options) => check(cellDir, 'forge', options),
-          },
-        ],
-      });
-      for (let round = 0; round < 20; round++) {
-        const [event] = await scheduler.sweep();
-        expect(event?.result).toMatchObject({ ok: true, kind: 'heartbeat' });
-      }
-      expect(made).not.toHaveBeenCalled();
-    } finally {
-      made.mockRestore();
-      await scheduler.stop();
-    }
+    expect(await abortControllersMade((options) => check(cellDir, 'forge', options), 20)).toBe(0);
   });
 
   it('refuses a bad rule when it is made, not on each read', () => {
